@@ -1,0 +1,124 @@
+//! The error type shared by Basin's library crates: a matchable kind, a message that names
+//! the ref, table, file or line it is about, an optional `hint:` saying what to do, and the
+//! cause. One type for all layers keeps errors from being re-wrapped (and their messages
+//! repeated) at every crate boundary.
+
+use std::fmt;
+
+/// What went wrong, as a matchable kind. Tests match kinds, never message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A ref, commit, namespace or table does not exist.
+    NotFound,
+    /// A ref, namespace or table with that name already exists.
+    AlreadyExists,
+    /// The change conflicts with one that landed first (same table changed on both sides).
+    Conflict,
+    /// The request is malformed or not allowed (bad name, writing to a tag, deleting `main`).
+    InvalidInput,
+    /// The catalog store failed (database). Not the user's fault.
+    Store,
+    /// Reading or writing files failed (local disk, object store, network).
+    Io,
+    /// A bug in Basin: an invariant did not hold.
+    Internal,
+}
+
+/// The catalog's error: a kind, a message naming the ref/table it is about, and a hint.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub fn io(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Io, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// True when the user can fix the cause (bad input, missing thing, conflict).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self.kind, ErrorKind::Store | ErrorKind::Internal)
+    }
+
+    /// Prefixes the message with context, keeping kind, hint and source.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::new(ErrorKind::Store, "catalog store failed").with_source(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::new(ErrorKind::Store, "catalog store holds a malformed record").with_source(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The closest candidates to `name`, for "did you mean" hints.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(name.len() / 3) && *c != name)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}

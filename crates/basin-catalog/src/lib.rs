@@ -1,0 +1,29 @@
+//! Basin's versioned catalog, in the style of Nessie: commits map keys (`ns`, `ns.table`) to
+//! contents (a namespace, or a table's Iceberg `metadata.json` location); branches and tags
+//! are named refs to commits; branches move only by compare-and-swap.
+//!
+//! ```no_run
+//! # async fn demo() -> basin_catalog::Result<()> {
+//! use std::sync::Arc;
+//! use basin_catalog::{Catalog, SqlStore, Store};
+//! let store = SqlStore::memory().await?;
+//! store.initialize().await?;
+//! let catalog = Catalog::new(Arc::new(store));
+//! let main = catalog.resolve("main").await?;
+//! catalog.create_branch("dev", &main).await?; // O(1): one row, no data copied
+//! # Ok(()) }
+//! ```
+
+mod catalog;
+mod error;
+mod model;
+mod sqlite;
+mod store;
+
+pub use catalog::{
+    Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
+};
+pub use error::{Error, ErrorKind, Result, suggest};
+pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+pub use sqlite::SqlStore;
+pub use store::Store;

@@ -1,0 +1,240 @@
+//! The catalog's nouns: commits, refs, keys and the contents a key points at.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A commit id: 32 lowercase hex digits. Users may name a commit by any unique prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommitId(String);
+
+impl CommitId {
+    /// A fresh random id. Random from the first digit, so short prefixes are unique
+    /// (a time-ordered UUIDv7 would share its first 8 digits with every commit of a minute).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn from_string(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The short form shown to people, like git's abbreviated hashes.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A dotted name in the catalog: `ns` for a namespace, `ns.table` for a table.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Key(String);
+
+impl Key {
+    /// Parses and validates a dotted key (`tpch`, `tpch.lineitem`).
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.is_empty() || s.split('.').any(|part| !valid_identifier(part)) {
+            return Err(Error::invalid(format!(
+                "`{s}` is not a valid name: use letters, digits and `_`, parts separated by `.`"
+            ))
+            .with_hint("names look like `sales` (a namespace) or `sales.orders` (a table)"));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    /// A table key: a namespace and a table name.
+    pub fn table(s: &str) -> Result<Self> {
+        let key = Self::parse(s)?;
+        if key.parts().count() < 2 {
+            return Err(
+                Error::invalid(format!("`{s}` names no namespace")).with_hint(format!(
+                    "write the table as NAMESPACE.TABLE, e.g. `default.{s}`"
+                )),
+            );
+        }
+        Ok(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+
+    /// The namespace part of a table key (all but the last part).
+    pub fn namespace(&self) -> Option<Key> {
+        self.0.rsplit_once('.').map(|(ns, _)| Key(ns.to_string()))
+    }
+
+    /// The last part: the table's own name.
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('.').map_or(&self.0, |(_, n)| n)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What a key points at in one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    Namespace {
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
+    /// An Iceberg table: the location of its current `metadata.json` on this commit.
+    Table { metadata_location: String },
+}
+
+impl Content {
+    pub fn table(metadata_location: impl Into<String>) -> Self {
+        Content::Table {
+            metadata_location: metadata_location.into(),
+        }
+    }
+
+    pub fn namespace() -> Self {
+        Content::Namespace {
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn metadata_location(&self) -> Option<&str> {
+        match self {
+            Content::Table { metadata_location } => Some(metadata_location),
+            Content::Namespace { .. } => None,
+        }
+    }
+
+    pub fn is_table(&self) -> bool {
+        matches!(self, Content::Table { .. })
+    }
+}
+
+/// One change in a commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    Put { key: Key, content: Content },
+    Delete { key: Key },
+}
+
+impl Operation {
+    pub fn key(&self) -> &Key {
+        match self {
+            Operation::Put { key, .. } | Operation::Delete { key } => key,
+        }
+    }
+}
+
+/// A commit: who changed which keys, when, and on top of what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Commit {
+    pub id: CommitId,
+    pub parent: Option<CommitId>,
+    /// The source head for a merge commit.
+    pub merge_parent: Option<CommitId>,
+    pub author: String,
+    pub message: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+    pub operations: Vec<Operation>,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefKind {
+    Branch,
+    Tag,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Branch => "branch",
+            RefKind::Tag => "tag",
+        }
+    }
+}
+
+/// A named pointer to a commit. Branches move by compare-and-swap; tags do not move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ref {
+    pub name: String,
+    pub kind: RefKind,
+    pub head: CommitId,
+}
+
+/// What a commit is asked to do: apply `operations` to `branch`, whose head the caller read
+/// as `expected_head`. If the branch moved meanwhile, the store re-bases the commit onto the
+/// new head when none of its keys changed since `expected_head`, and refuses it otherwise.
+#[derive(Clone, Debug)]
+pub struct CommitRequest {
+    pub branch: String,
+    pub expected_head: CommitId,
+    pub operations: Vec<Operation>,
+    pub author: String,
+    pub message: String,
+    pub merge_parent: Option<CommitId>,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl CommitRequest {
+    pub fn new(
+        branch: impl Into<String>,
+        expected_head: CommitId,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            branch: branch.into(),
+            expected_head,
+            operations: Vec::new(),
+            author: "basin".to_string(),
+            message: message.into(),
+            merge_parent: None,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_operations(mut self, ops: impl IntoIterator<Item = Operation>) -> Self {
+        self.operations.extend(ops);
+        self
+    }
+
+    pub fn with_author(mut self, author: impl Into<String>) -> Self {
+        self.author = author.into();
+        self
+    }
+
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+}

@@ -1,0 +1,556 @@
+//! The SQLite store: a file for the embedded lakehouse, or memory for tests.
+//!
+//! Each commit stores the full key -> content map of its tree (copied inside the database with
+//! one `INSERT .. SELECT`), so reading any ref is one indexed lookup and creating a branch is
+//! one row, whatever the number of tables. The price is rows per commit proportional to the
+//! number of keys; compaction of old trees belongs to snapshot expiry.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::store::Store;
+
+/// Schema migrations, applied in order and tracked in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE commits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    parent TEXT,
+    merge_parent TEXT,
+    author TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    operations TEXT NOT NULL,
+    properties TEXT NOT NULL
+);
+CREATE TABLE commit_parents (
+    child TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    PRIMARY KEY (child, parent)
+) WITHOUT ROWID;
+CREATE TABLE contents (
+    commit_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (commit_id, key)
+) WITHOUT ROWID;
+CREATE TABLE refs (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    commit_id TEXT NOT NULL
+) WITHOUT ROWID;
+"#];
+
+const ROOT_MESSAGE: &str = "initialize lakehouse";
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: SqlitePool,
+}
+
+impl SqlStore {
+    /// Opens (creating if missing) the SQLite catalog at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(60))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Store,
+                    format!("cannot open the catalog at {}", path.display()),
+                )
+                .with_source(e)
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// A private in-memory catalog (one connection, gone when dropped).
+    pub async fn memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for crates that keep their own tables in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Starts a write transaction with `BEGIN IMMEDIATE`, so concurrent writers (threads or
+    /// processes) queue on the database's write lock instead of failing mid-transaction.
+    async fn begin(&self) -> Result<PoolConnection<Sqlite>> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(conn)
+    }
+}
+
+/// Commits the transaction `begin` started if `result` is Ok, else rolls it back.
+async fn finish<T>(conn: &mut PoolConnection<Sqlite>, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            sqlx::query("COMMIT").execute(&mut **conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The error that matters is `e`; a failed rollback is undone when the
+            // connection closes.
+            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+            Err(e)
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ref_kind(s: &str) -> RefKind {
+    if s == "tag" {
+        RefKind::Tag
+    } else {
+        RefKind::Branch
+    }
+}
+
+fn commit_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Commit> {
+    Ok(Commit {
+        id: CommitId::from_string(row.get::<String, _>("id")),
+        parent: row
+            .get::<Option<String>, _>("parent")
+            .map(CommitId::from_string),
+        merge_parent: row
+            .get::<Option<String>, _>("merge_parent")
+            .map(CommitId::from_string),
+        author: row.get("author"),
+        message: row.get("message"),
+        created_at_ms: row.get("created_at_ms"),
+        operations: serde_json::from_str(row.get("operations"))?,
+        properties: serde_json::from_str(row.get("properties"))?,
+    })
+}
+
+async fn read_ref(conn: &mut SqliteConnection, name: &str) -> Result<Option<Ref>> {
+    let row = sqlx::query("SELECT name, kind, commit_id FROM refs WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| Ref {
+        name: r.get("name"),
+        kind: ref_kind(r.get("kind")),
+        head: CommitId::from_string(r.get::<String, _>("commit_id")),
+    }))
+}
+
+async fn read_content(
+    conn: &mut SqliteConnection,
+    at: &CommitId,
+    key: &Key,
+) -> Result<Option<Content>> {
+    let row = sqlx::query("SELECT value FROM contents WHERE commit_id = ? AND key = ?")
+        .bind(at.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| Ok(serde_json::from_str(r.get("value"))?))
+        .transpose()
+}
+
+async fn has_children(conn: &mut SqliteConnection, at: &CommitId, namespace: &Key) -> Result<bool> {
+    let row =
+        sqlx::query("SELECT 1 FROM contents WHERE commit_id = ? AND key > ? AND key < ? LIMIT 1")
+            .bind(at.as_str())
+            .bind(format!("{namespace}."))
+            .bind(format!("{namespace}/")) // '/' sorts right after '.'
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// Checks the operations against the tree they will apply to: tables need their namespace,
+/// deletes need their key, and a namespace must be empty to go.
+async fn validate_operations(
+    conn: &mut SqliteConnection,
+    head: &CommitId,
+    ops: &[Operation],
+) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for op in ops {
+        if !seen.insert(op.key().clone()) {
+            return Err(Error::invalid(format!(
+                "one commit changes `{}` twice",
+                op.key()
+            )));
+        }
+    }
+    for op in ops {
+        match op {
+            Operation::Put { key, content } => {
+                if let Some(ns) = key.namespace() {
+                    let in_commit = ops.iter().any(|o| {
+                        matches!(o, Operation::Put { key, content: Content::Namespace { .. } } if *key == ns)
+                    });
+                    let exists = matches!(
+                        read_content(conn, head, &ns).await?,
+                        Some(Content::Namespace { .. })
+                    );
+                    if !in_commit && !exists {
+                        return Err(Error::not_found(format!("namespace `{ns}` does not exist"))
+                            .with_hint(format!("create it with `basin namespace create {ns}`")));
+                    }
+                }
+                if let Some(old) = read_content(conn, head, key).await? {
+                    if old.is_table() != content.is_table() {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!(
+                                "`{key}` already exists as a {}",
+                                if old.is_table() { "table" } else { "namespace" }
+                            ),
+                        ));
+                    }
+                }
+            }
+            Operation::Delete { key } => {
+                match read_content(conn, head, key).await? {
+                    None => return Err(Error::not_found(format!("`{key}` does not exist"))),
+                    Some(Content::Namespace { .. }) => {
+                        if has_children(conn, head, key).await? {
+                            // Every child must be deleted in the same commit.
+                            let rows = sqlx::query("SELECT key FROM contents WHERE commit_id = ? AND key > ? AND key < ?")
+                                .bind(head.as_str())
+                                .bind(format!("{key}."))
+                                .bind(format!("{key}/"))
+                                .fetch_all(&mut *conn)
+                                .await?;
+                            for r in rows {
+                                let child: String = r.get("key");
+                                if !ops.iter().any(|o| matches!(o, Operation::Delete { key } if key.as_str() == child)) {
+                                    return Err(Error::invalid(format!("namespace `{key}` is not empty: `{child}` is in it"))
+                                        .with_hint(format!("drop `{child}` first with `basin table rm {child}`")));
+                                }
+                            }
+                        }
+                    }
+                    Some(Content::Table { .. }) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn initialize(&self) -> Result<()> {
+        {
+            let mut guard = self.begin().await?;
+            let result = async {
+                let conn: &mut SqliteConnection = &mut guard;
+                let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
+                for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                    sqlx::query(migration).execute(&mut *conn).await?;
+                    sqlx::query(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *conn).await?;
+                }
+                if read_ref(conn, "main").await?.is_none() {
+                    let root = CommitId::generate();
+                    sqlx::query(
+                        "INSERT INTO commits (id, parent, merge_parent, author, message, created_at_ms, operations, properties) \
+                         VALUES (?, NULL, NULL, 'basin', ?, ?, '[]', '{}')",
+                    )
+                    .bind(root.as_str())
+                    .bind(ROOT_MESSAGE)
+                    .bind(now_ms())
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query("INSERT INTO refs (name, kind, commit_id) VALUES ('main', 'branch', ?)")
+                        .bind(root.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+            .await;
+            finish(&mut guard, result).await
+        }
+    }
+
+    async fn list_refs(&self) -> Result<Vec<Ref>> {
+        let rows = sqlx::query("SELECT name, kind, commit_id FROM refs ORDER BY kind, name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ref {
+                name: r.get("name"),
+                kind: ref_kind(r.get("kind")),
+                head: CommitId::from_string(r.get::<String, _>("commit_id")),
+            })
+            .collect())
+    }
+
+    async fn get_ref(&self, name: &str) -> Result<Option<Ref>> {
+        let mut conn = self.pool.acquire().await?;
+        read_ref(&mut conn, name).await
+    }
+
+    async fn create_ref(&self, name: &str, kind: RefKind, at: &CommitId) -> Result<Ref> {
+        let (name, at) = (name.to_string(), at.clone());
+        {
+            let mut guard = self.begin().await?;
+            let result = async {
+                let conn: &mut SqliteConnection = &mut guard;
+                if let Some(existing) = read_ref(conn, &name).await? {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("a {} named `{name}` already exists", existing.kind.as_str()),
+                    ));
+                }
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM commits WHERE id = ?")
+                    .bind(at.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if exists.is_none() {
+                    return Err(Error::not_found(format!("commit `{at}` does not exist")));
+                }
+                sqlx::query("INSERT INTO refs (name, kind, commit_id) VALUES (?, ?, ?)")
+                    .bind(&name)
+                    .bind(kind.as_str())
+                    .bind(at.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Ref {
+                    name,
+                    kind,
+                    head: at,
+                })
+            }
+            .await;
+            finish(&mut guard, result).await
+        }
+    }
+
+    async fn delete_ref(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM refs WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no branch or tag named `{name}`")));
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Commit> {
+        {
+            let mut guard = self.begin().await?;
+            let result = async {
+                let conn: &mut SqliteConnection = &mut guard;
+                let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties } =
+                    request;
+                let head = match read_ref(conn, &branch).await? {
+                    Some(Ref { kind: RefKind::Branch, head, .. }) => head,
+                    Some(Ref { kind: RefKind::Tag, .. }) => {
+                        return Err(Error::invalid(format!("`{branch}` is a tag; tags do not move"))
+                            .with_hint("commit to a branch, e.g. `--branch main`"));
+                    }
+                    None => return Err(Error::not_found(format!("branch `{branch}` does not exist"))),
+                };
+                if head != expected_head {
+                    // Re-base: allowed only if no key we touch changed since we read it.
+                    let mut conflicts = Vec::new();
+                    for op in &operations {
+                        if read_content(conn, &expected_head, op.key()).await? != read_content(conn, &head, op.key()).await? {
+                            conflicts.push(op.key().to_string());
+                        }
+                    }
+                    if !conflicts.is_empty() {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "`{}` changed on branch `{branch}` since this change began",
+                                conflicts.join("`, `")
+                            ),
+                        )
+                        .with_hint("re-run the command; it will start from the new head"));
+                    }
+                }
+                validate_operations(conn, &head, &operations).await?;
+
+                let commit = Commit {
+                    id: CommitId::generate(),
+                    parent: Some(head.clone()),
+                    merge_parent,
+                    author,
+                    message,
+                    created_at_ms: now_ms(),
+                    operations,
+                    properties,
+                };
+                sqlx::query(
+                    "INSERT INTO commits (id, parent, merge_parent, author, message, created_at_ms, operations, properties) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(commit.id.as_str())
+                .bind(head.as_str())
+                .bind(commit.merge_parent.as_ref().map(CommitId::as_str))
+                .bind(&commit.author)
+                .bind(&commit.message)
+                .bind(commit.created_at_ms)
+                .bind(to_json(&commit.operations)?)
+                .bind(to_json(&commit.properties)?)
+                .execute(&mut *conn)
+                .await?;
+                for parent in std::iter::once(&head).chain(commit.merge_parent.as_ref()) {
+                    sqlx::query("INSERT OR IGNORE INTO commit_parents (child, parent) VALUES (?, ?)")
+                        .bind(commit.id.as_str())
+                        .bind(parent.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let touched: Vec<&str> = commit.operations.iter().map(|o| o.key().as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO contents (commit_id, key, value) SELECT ?, key, value FROM contents \
+                     WHERE commit_id = ? AND key NOT IN (SELECT value FROM json_each(?))",
+                )
+                .bind(commit.id.as_str())
+                .bind(head.as_str())
+                .bind(to_json(&touched)?)
+                .execute(&mut *conn)
+                .await?;
+                for op in &commit.operations {
+                    if let Operation::Put { key, content } = op {
+                        sqlx::query("INSERT INTO contents (commit_id, key, value) VALUES (?, ?, ?)")
+                            .bind(commit.id.as_str())
+                            .bind(key.as_str())
+                            .bind(to_json(content)?)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                sqlx::query("UPDATE refs SET commit_id = ? WHERE name = ?")
+                    .bind(commit.id.as_str())
+                    .bind(&branch)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(commit)
+            }
+            .await;
+            finish(&mut guard, result).await
+        }
+    }
+
+    async fn get_commit(&self, id: &CommitId) -> Result<Option<Commit>> {
+        let row = sqlx::query("SELECT * FROM commits WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(commit_from_row).transpose()
+    }
+
+    async fn commits_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<CommitId>> {
+        let rows =
+            sqlx::query("SELECT id FROM commits WHERE id >= ? AND id < ? ORDER BY id LIMIT ?")
+                .bind(prefix)
+                .bind(format!("{prefix}\u{7f}"))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CommitId::from_string(r.get::<String, _>("id")))
+            .collect())
+    }
+
+    async fn log(&self, from: &CommitId, limit: usize) -> Result<Vec<Commit>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE chain(id, n) AS ( \
+                SELECT ?, 0 \
+                UNION ALL \
+                SELECT c.parent, chain.n + 1 FROM commits c JOIN chain ON c.id = chain.id \
+                WHERE c.parent IS NOT NULL AND chain.n + 1 < ? \
+             ) SELECT commits.* FROM chain JOIN commits ON commits.id = chain.id ORDER BY chain.n",
+        )
+        .bind(from.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(commit_from_row).collect()
+    }
+
+    async fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE anc(id) AS ( \
+                SELECT ? UNION SELECT p.parent FROM commit_parents p JOIN anc ON p.child = anc.id \
+             ) SELECT 1 FROM anc WHERE id = ? LIMIT 1",
+        )
+        .bind(descendant.as_str())
+        .bind(ancestor.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn merge_base(&self, a: &CommitId, b: &CommitId) -> Result<Option<CommitId>> {
+        // The common ancestor inserted last: no other common ancestor can descend from it.
+        let found: Option<String> = sqlx::query_scalar(
+            "WITH RECURSIVE \
+                a(id) AS (SELECT ? UNION SELECT p.parent FROM commit_parents p JOIN a ON p.child = a.id), \
+                b(id) AS (SELECT ? UNION SELECT p.parent FROM commit_parents p JOIN b ON p.child = b.id) \
+             SELECT c.id FROM commits c WHERE c.id IN (SELECT id FROM a) AND c.id IN (SELECT id FROM b) \
+             ORDER BY c.seq DESC LIMIT 1",
+        )
+        .bind(a.as_str())
+        .bind(b.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.map(CommitId::from_string))
+    }
+
+    async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>> {
+        let rows = sqlx::query("SELECT key, value FROM contents WHERE commit_id = ? ORDER BY key")
+            .bind(at.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Key::parse(r.get("key"))?,
+                    serde_json::from_str(r.get("value"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
+        let mut conn = self.pool.acquire().await?;
+        read_content(&mut conn, at, key).await
+    }
+}

@@ -1,0 +1,44 @@
+//! The persistence boundary of the catalog. One trait, one transaction per write.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
+
+/// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for
+/// tests); a Postgres store implements the same trait for several nodes.
+///
+/// Every method is one transaction. `commit` is the only way contents change, and it is a
+/// compare-and-swap on the branch head with re-base: see [`CommitRequest`].
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// Creates the schema, the root commit and `main` if the store is new. Idempotent.
+    async fn initialize(&self) -> Result<()>;
+
+    async fn list_refs(&self) -> Result<Vec<Ref>>;
+    async fn get_ref(&self, name: &str) -> Result<Option<Ref>>;
+    /// Fails with `AlreadyExists` if the name is taken by a branch or a tag.
+    async fn create_ref(&self, name: &str, kind: RefKind, at: &CommitId) -> Result<Ref>;
+    /// Fails with `NotFound` if there is no such ref.
+    async fn delete_ref(&self, name: &str) -> Result<()>;
+
+    /// Applies a commit atomically; see [`CommitRequest`] for the re-base rule.
+    async fn commit(&self, request: CommitRequest) -> Result<Commit>;
+
+    async fn get_commit(&self, id: &CommitId) -> Result<Option<Commit>>;
+    /// Commit ids starting with `prefix` (at most `limit`), for short ids.
+    async fn commits_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<CommitId>>;
+    /// `from` and its first-parent ancestors, newest first.
+    async fn log(&self, from: &CommitId, limit: usize) -> Result<Vec<Commit>>;
+    /// True when `ancestor` is reachable from `descendant` through any parent.
+    async fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> Result<bool>;
+    /// The newest common ancestor of two commits.
+    async fn merge_base(&self, a: &CommitId, b: &CommitId) -> Result<Option<CommitId>>;
+
+    /// Everything the commit points at.
+    async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>>;
+    async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>>;
+}

@@ -1,0 +1,21 @@
+use std::path::Path;
+
+use super::open;
+use crate::output::status;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The branch to switch to
+    branch: String,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let at = lakehouse.checkout(&args.branch).await?;
+    status(format!(
+        "Switched to branch `{}` (at {})",
+        args.branch,
+        at.commit.short()
+    ));
+    Ok(())
+}

@@ -1,0 +1,102 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use basin_ingest::{CsvOptions, Format, ImportRequest, Mode};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::open;
+use crate::output::{ListFormat, done};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files, folders, globs ('data/*.csv') or s3:// URLs
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
+    /// The table to import into, as NAMESPACE.TABLE (created if missing)
+    #[arg(long, short = 't', value_name = "NS.TABLE")]
+    table: String,
+    /// The branch to commit to (default: the current branch)
+    #[arg(long, short = 'b')]
+    branch: Option<String>,
+    /// `append` adds rows; `replace` swaps all rows for the imported ones
+    #[arg(long, value_enum, default_value_t = ModeArg::Append)]
+    mode: ModeArg,
+    /// Partition a new table: COL, day(COL), month(COL), year(COL), hour(COL), bucket(N, COL), truncate(W, COL)
+    #[arg(long, value_name = "TERM", value_delimiter = ';')]
+    partition_by: Vec<String>,
+    /// The files' format (default: from the file extension)
+    #[arg(long, value_name = "csv|json|parquet")]
+    format: Option<String>,
+    /// CSV field separator (default: `,`; tab for .tsv, `|` for .tbl)
+    #[arg(long, value_name = "CHAR")]
+    delimiter: Option<char>,
+    /// CSV files have no header line (columns are named column_1, column_2, ...)
+    #[arg(long)]
+    no_header: bool,
+    /// Add columns the table does not have yet (as nullable columns)
+    #[arg(long)]
+    allow_new_columns: bool,
+    /// How to print the report: `table` for people, `json` for scripts
+    #[arg(long, value_enum, default_value_t = ListFormat::Table, value_name = "FORMAT")]
+    output_format: ListFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Append,
+    Replace,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let branch = args.branch.unwrap_or_else(|| lakehouse.current_branch());
+    let mut request = ImportRequest::new(args.sources, &args.table, branch);
+    request.mode = match args.mode {
+        ModeArg::Append => Mode::Append,
+        ModeArg::Replace => Mode::Replace,
+    };
+    request.format = args.format.as_deref().map(Format::parse).transpose()?;
+    request.partition_by = args.partition_by;
+    request.allow_new_columns = args.allow_new_columns;
+    let delimiter = match args.delimiter {
+        Some(c) if c.is_ascii() => Some(c as u8),
+        Some(c) => anyhow::bail!("the delimiter must be one ASCII character, not `{c}`"),
+        None => None,
+    };
+    request.csv = CsvOptions {
+        delimiter,
+        header: !args.no_header,
+        ..CsvOptions::default()
+    };
+
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} importing {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec}, {eta} left",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress_bar = bar.clone();
+    let progress: basin_ingest::Progress = Arc::new(move |done, total| {
+        progress_bar.set_length(total);
+        progress_bar.set_position(done);
+    });
+    let result = lakehouse.import(request, Some(progress)).await;
+    bar.finish_and_clear();
+    let report = result?;
+    done(args.output_format, &report, || {
+        format!(
+            "Imported {} rows from {} file{} into {} on `{}` ({}commit {}, {:.1}s)",
+            report.rows,
+            report.files,
+            if report.files == 1 { "" } else { "s" },
+            report.table,
+            report.branch,
+            if report.created { "new table, " } else { "" },
+            &report.commit[..12],
+            report.seconds
+        )
+    })
+}

@@ -1,0 +1,39 @@
+use std::path::Path;
+
+use super::open;
+use crate::output::{FormatArg, print, time};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A branch, tag or REF@COMMIT (default: the current branch)
+    #[arg(value_name = "REF")]
+    at: Option<String>,
+    /// How many commits to show
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let entries = lakehouse.log(args.at.as_deref(), args.limit).await?;
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.short().to_string(),
+                time(e.created_at_ms),
+                e.author.clone(),
+                e.message.clone(),
+                e.changed.join(", "),
+            ]
+        })
+        .collect();
+    print(
+        args.format.format,
+        &entries,
+        &["commit", "time", "author", "message", "changed"],
+        rows,
+    )
+}

@@ -1,0 +1,116 @@
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use clap::ValueEnum;
+
+use super::open;
+use crate::output::status;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// SQL to run (several statements separated by `;`: the last one's rows are printed).
+    /// Tables are named NAMESPACE.TABLE. `-` reads the SQL from stdin.
+    sql: String,
+    /// A branch, tag or REF@COMMIT to query (default: the current branch)
+    #[arg(long = "ref", value_name = "REF")]
+    at: Option<String>,
+    /// Resolve unqualified table names in this namespace
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Output format (`parquet` needs -o)
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+    /// Write the result to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let sql = if args.sql == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        args.sql
+    };
+    if args.format == QueryFormat::Parquet && args.output.is_none() {
+        return Err(
+            basin_catalog::Error::invalid("`--format parquet` writes a file")
+                .with_hint("add -o result.parquet")
+                .into(),
+        );
+    }
+    let lakehouse = open(home).await?;
+    let result = lakehouse
+        .query(&sql, args.at.as_deref(), args.namespace.as_deref())
+        .await?;
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(File::create(path)?),
+        None => Box::new(std::io::stdout()),
+    };
+    write_batches(&mut out, args.format, &result.schema, &result.batches)?;
+    out.flush()?;
+    status(format!(
+        "({} row{}, {:.3}s)",
+        result.num_rows(),
+        if result.num_rows() == 1 { "" } else { "s" },
+        result.seconds
+    ));
+    Ok(())
+}
+
+fn write_batches(
+    out: &mut Box<dyn Write + Send>,
+    format: QueryFormat,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
+    match format {
+        QueryFormat::Table => {
+            let text = if batches.is_empty() {
+                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(
+                    schema.clone(),
+                )])?
+            } else {
+                arrow::util::pretty::pretty_format_batches(batches)?
+            };
+            writeln!(out, "{text}")?;
+        }
+        QueryFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
+            if batches.is_empty() {
+                writer.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        QueryFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            let inner = writer.into_inner();
+            writeln!(inner)?;
+        }
+        QueryFormat::Parquet => {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+use std::path::Path;
+
+use super::open;
+use crate::output::{FormatArg, ListFormat, print, status, time};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List tables
+    Ls {
+        /// A branch, tag or REF@COMMIT (default: the current branch)
+        #[arg(long = "ref", value_name = "REF")]
+        at: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show a table: schema, partitioning, snapshots, files, rows and bytes
+    Show {
+        /// NAMESPACE.TABLE
+        table: String,
+        #[arg(long = "ref", value_name = "REF")]
+        at: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Drop a table from a branch (other refs keep it)
+    Rm {
+        table: String,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+    },
+    /// Put a table back as it was at another ref, in a new commit
+    Revert {
+        table: String,
+        /// The ref whose version of the table to restore (a tag, branch or REF@COMMIT)
+        #[arg(long, value_name = "REF")]
+        to: String,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+    },
+}
+
+pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    match cmd {
+        Command::Ls { at, format } => {
+            let tables = lakehouse.list_tables(at.as_deref()).await?;
+            let rows = tables.iter().map(|t| vec![t.table.clone()]).collect();
+            print(format.format, &tables, &["table"], rows)
+        }
+        Command::Show { table, at, format } => {
+            let summary = lakehouse.show_table(&table, at.as_deref()).await?;
+            if format.format == ListFormat::Json {
+                return print(format.format, &summary, &[], vec![]);
+            }
+            println!("table      {}", summary.table);
+            println!("location   {}", summary.location);
+            println!("metadata   {}", summary.metadata_location);
+            println!(
+                "partition  {}",
+                if summary.partition_spec.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    summary.partition_spec.join(", ")
+                }
+            );
+            println!("rows       {}", summary.rows);
+            println!("files      {}", summary.data_files);
+            println!("bytes      {}", summary.bytes);
+            println!();
+            let columns = summary
+                .columns
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.name.clone(),
+                        c.data_type.clone(),
+                        (!c.required).to_string(),
+                    ]
+                })
+                .collect();
+            print(
+                ListFormat::Table,
+                &(),
+                &["column", "type", "nullable"],
+                columns,
+            )?;
+            let snapshots = summary
+                .snapshots
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.snapshot_id.to_string(),
+                        time(s.timestamp_ms),
+                        s.operation.clone(),
+                        s.added_records.map(|r| r.to_string()).unwrap_or_default(),
+                        s.total_records.map(|r| r.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print(
+                ListFormat::Table,
+                &(),
+                &["snapshot", "time", "operation", "added rows", "total rows"],
+                snapshots,
+            )
+        }
+        Command::Rm { table, branch } => {
+            let commit = lakehouse.drop_table(&table, branch.as_deref()).await?;
+            status(format!("Dropped `{table}` (commit {})", commit.id.short()));
+            Ok(())
+        }
+        Command::Revert { table, to, branch } => {
+            let commit = lakehouse
+                .revert_table(&table, &to, branch.as_deref())
+                .await?;
+            status(format!(
+                "Reverted `{table}` to its state at `{to}` (commit {})",
+                commit.id.short()
+            ));
+            Ok(())
+        }
+    }
+}

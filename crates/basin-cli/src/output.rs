@@ -1,0 +1,101 @@
+//! Printing: tables for people, JSON for scripts, errors with hints.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+use comfy_table::{Table, presets};
+use serde::Serialize;
+
+/// How list-like commands print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct FormatArg {
+    /// Output format: `table` for people, `json` for scripts
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Prints rows as a table, or `value` as JSON.
+pub fn print<T: Serialize>(
+    format: ListFormat,
+    value: &T,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        ListFormat::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(value)?)?,
+        ListFormat::Table => {
+            let mut table = Table::new();
+            table
+                .load_style(presets::UTF8_FULL_CONDENSED)
+                .set_header(header.to_vec())
+                .add_rows(rows);
+            writeln!(stdout, "{table}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints a JSON value, or a line for people.
+pub fn done<T: Serialize>(
+    format: ListFormat,
+    value: &T,
+    line: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        ListFormat::Table => println!("{}", line()),
+    }
+    Ok(())
+}
+
+/// A status line for people, on stderr so stdout stays data.
+pub fn status(line: impl AsRef<str>) {
+    eprintln!("{}", line.as_ref());
+}
+
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Prints an error and its hint; user errors exit 1, Basin's own failures 2.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    let basin = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<basin_catalog::Error>());
+    match basin {
+        Some(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            if let Some(hint) = &err.hint {
+                eprintln!("hint: {hint}");
+            }
+            if err.is_user_error() {
+                ExitCode::from(1)
+            } else {
+                eprintln!(
+                    "note: this looks like a bug in Basin or a failing catalog store; please report it"
+                );
+                ExitCode::from(2)
+            }
+        }
+        None => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Drives the real `basin` binary in fresh temporary lakehouses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Lake {
+    dir: tempfile::TempDir,
+}
+
+impl Lake {
+    fn new() -> Self {
+        let lake = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        lake.ok(&["init", "."]);
+        lake
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("BASIN_HOME")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "basin {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects a user error (exit 1); returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "basin {args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `SELECT expr` on `at`, as one CSV value.
+    fn scalar(&self, sql: &str, at: &str) -> String {
+        let out = self.ok(&["query", sql, "--ref", at, "--format", "csv"]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    }
+
+    fn commits(&self, at: &str) -> usize {
+        self.json(&["log", at, "-n", "1000"])
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+const ORDERS: &str = "id,amount,day\n1,10.50,2024-01-01\n2,3.25,2024-01-02\n";
+
+#[test]
+fn import_query_and_show() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    assert_eq!(
+        lake.scalar("SELECT sum(amount) FROM sales.orders", "main"),
+        "13.75"
+    );
+    let show = lake.json(&["table", "show", "sales.orders"]);
+    assert_eq!(show["rows"], 2);
+    assert_eq!(show["data_files"], 1);
+    assert_eq!(show["columns"][2]["type"], "date");
+    let tables = lake.json(&["table", "ls"]);
+    assert_eq!(tables[0]["table"], "sales.orders");
+}
+
+#[test]
+fn explain_shows_projection_and_filter_pushed_into_the_scan() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let plan = lake.ok(&[
+        "query",
+        "EXPLAIN SELECT id FROM sales.orders WHERE amount > 5",
+        "--format",
+        "csv",
+    ]);
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("IcebergTableScan"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(scan.contains("predicate:[amount > "), "{scan}");
+    assert!(
+        scan.contains("projection:[id,amount]") || scan.contains("projection:[id, amount]"),
+        "{scan}"
+    );
+}
+
+#[test]
+fn malformed_row_names_file_line_and_column_and_commits_nothing() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let before = lake.commits("main");
+    lake.write(
+        "bad.csv",
+        "id,amount,day\n3,1.00,2024-01-03\n4,lots,2024-01-04\n",
+    );
+    let err = lake.fails(&["import", "bad.csv", "--table", "sales.orders"]);
+    assert!(
+        err.contains("bad.csv:3: column `amount`: `lots` is not a valid DECIMAL(18,2)"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    lake.write("short.csv", "id,amount,day\n5,1.00\n");
+    let err = lake.fails(&["import", "short.csv", "--table", "sales.orders"]);
+    assert!(err.contains("short.csv:2: wrong number of fields"), "{err}");
+    assert_eq!(lake.commits("main"), before);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+}
+
+#[test]
+fn a_bad_file_among_good_ones_commits_none_of_them() {
+    let lake = Lake::new();
+    std::fs::create_dir(lake.path().join("in")).unwrap();
+    lake.write("in/a.csv", ORDERS);
+    lake.write("in/b.csv", "id,amount,day\n9,x,2024-01-09\n");
+    let err = lake.fails(&["import", "in", "--table", "sales.orders"]);
+    assert!(err.contains("b.csv:2"), "{err}");
+    assert!(lake.json(&["table", "ls"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn new_columns_need_consent_and_then_evolve_the_schema() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.write(
+        "wider.csv",
+        "id,amount,day,channel\n3,1.00,2024-01-03,web\n",
+    );
+    let err = lake.fails(&["import", "wider.csv", "--table", "sales.orders"]);
+    assert!(
+        err.contains("column `channel` is not in table `sales.orders`"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-new-columns"), "{err}");
+    lake.ok(&[
+        "import",
+        "wider.csv",
+        "--table",
+        "sales.orders",
+        "--allow-new-columns",
+    ]);
+    assert_eq!(
+        lake.scalar(
+            "SELECT count(channel) || '/' || count(*) FROM sales.orders",
+            "main"
+        ),
+        "1/3"
+    );
+}
+
+#[test]
+fn branches_isolate_changes_until_merged() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.ok(&["branch", "create", "dev"]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "dev",
+    ]);
+    lake.write("customers.csv", "id,name\n1,ann\n");
+    lake.ok(&[
+        "import",
+        "customers.csv",
+        "--table",
+        "sales.customers",
+        "--branch",
+        "dev",
+    ]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "dev"), "4");
+
+    let diff = lake.json(&["diff", "main", "dev"]);
+    let changes: Vec<(String, String)> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap().into(),
+                d["change"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("sales.customers".into(), "added".into()),
+            ("sales.orders".into(), "changed".into())
+        ]
+    );
+
+    let dry = lake.json(&["merge", "dev", "--into", "main", "--dry-run"]);
+    assert!(dry["commit"].is_null());
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    lake.ok(&["merge", "dev", "--into", "main"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "4"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.customers", "main"),
+        "1"
+    );
+}
+
+#[test]
+fn appends_on_both_sides_merge_and_other_changes_conflict() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.ok(&["branch", "create", "dev"]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "dev",
+    ]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "main",
+    ]);
+    let report = lake.json(&["merge", "dev", "--into", "main"]);
+    assert_eq!(report["changes"][0]["appends_merged"], true);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "6"
+    );
+
+    // A replace on one side and an append on the other is a real conflict: nothing written.
+    lake.ok(&["branch", "create", "fix"]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "fix",
+        "--mode",
+        "replace",
+    ]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "main",
+    ]);
+    let before = lake.commits("main");
+    let err = lake.fails(&["merge", "fix", "--into", "main"]);
+    assert!(err.contains("changed on both sides: sales.orders"), "{err}");
+    assert_eq!(lake.commits("main"), before);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "8"
+    );
+}
+
+#[test]
+fn tags_and_commit_refs_time_travel_and_revert_restores() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.ok(&["tag", "create", "v1"]);
+    let first = lake.json(&["log"])[0]["id"].as_str().unwrap().to_string();
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--mode",
+        "replace",
+    ]);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "4"
+    );
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "v1"), "2");
+    assert_eq!(
+        lake.scalar(
+            "SELECT count(*) FROM sales.orders",
+            &format!("main@{}", &first[..8])
+        ),
+        "2"
+    );
+    lake.ok(&["table", "revert", "sales.orders", "--to", "v1"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    let err = lake.fails(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "v1",
+    ]);
+    assert!(err.contains("not a branch head"), "{err}");
+}
+
+#[test]
+fn mistakes_get_did_you_mean_hints() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let err = lake.fails(&["query", "SELECT 1", "--ref", "mian"]);
+    assert!(
+        err.contains("did you mean `main`?") && err.contains("branches: main"),
+        "{err}"
+    );
+    let err = lake.fails(&["query", "SELECT * FROM sales.order"]);
+    assert!(err.contains("did you mean `sales.orders`?"), "{err}");
+    let err = lake.fails(&["query", "SELECT amount_x FROM sales.orders"]);
+    assert!(err.to_lowercase().contains("amount"), "{err}");
+    let err = lake.fails(&["branch", "rm", "main"]);
+    assert!(err.contains("`main` cannot be deleted"), "{err}");
+    lake.ok(&["branch", "create", "dev"]);
+    lake.ok(&["checkout", "dev"]);
+    let err = lake.fails(&["branch", "rm", "dev"]);
+    assert!(err.contains("the branch you are on"), "{err}");
+}
+
+#[test]
+fn commands_find_the_lakehouse_from_a_subfolder_and_refuse_elsewhere() {
+    let lake = Lake::new();
+    let sub = lake.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["branch", "ls"])
+        .current_dir(&sub)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["branch", "ls"])
+        .current_dir(elsewhere.path())
+        .env_remove("BASIN_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint: create one with `basin init`"));
+}
+
+#[test]
+fn concurrent_imports_into_one_table_lose_no_rows() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_basin"))
+                .args(["import", "orders.csv", "--table", "sales.orders"])
+                .current_dir(lake.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "14"
+    );
+    assert_eq!(
+        lake.json(&["table", "show", "sales.orders"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+}
+
+#[test]
+fn json_and_parquet_import() {
+    let lake = Lake::new();
+    lake.write(
+        "e.jsonl",
+        "{\"user\":\"a\",\"n\":1}\n{\"user\":\"b\",\"n\":2}\n",
+    );
+    lake.ok(&["import", "e.jsonl", "--table", "app.events"]);
+    let out = lake.path().join("events.parquet");
+    lake.ok(&[
+        "query",
+        "SELECT * FROM app.events",
+        "--format",
+        "parquet",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    lake.ok(&["import", out.to_str().unwrap(), "--table", "app.copy"]);
+    assert_eq!(lake.scalar("SELECT sum(n) FROM app.copy", "main"), "3");
+}

@@ -1,0 +1,305 @@
+//! Basin's importer: CSV, newline-delimited JSON and Parquet files into an Iceberg table on
+//! a branch, streaming with bounded memory, as one commit: all files or none.
+//!
+//! Types are inferred (decimals kept exact) or taken from the existing table. A malformed
+//! row, a value that does not fit its column, or a file whose columns differ from the table
+//! fails the import with the file, line and column named, and nothing is committed.
+
+mod infer;
+mod read;
+mod schema;
+mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use basin_catalog::{CommitRequest, Content, Error, Key, Result};
+use basin_table::{TableChange, TableWriter, Tables};
+use iceberg::io::FileIO;
+use serde::Serialize;
+
+pub use read::CsvOptions;
+pub use source::Format;
+
+/// Append to the table, or replace its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Append,
+    Replace,
+}
+
+/// What to import, and how.
+#[derive(Clone, Debug)]
+pub struct ImportRequest {
+    pub sources: Vec<String>,
+    pub table: String,
+    pub branch: String,
+    pub mode: Mode,
+    pub format: Option<Format>,
+    pub csv: CsvOptions,
+    pub partition_by: Vec<String>,
+    pub allow_new_columns: bool,
+    /// Rows per file read to infer column types.
+    pub sample_rows: usize,
+    pub author: String,
+}
+
+impl ImportRequest {
+    pub fn new(sources: Vec<String>, table: impl Into<String>, branch: impl Into<String>) -> Self {
+        Self {
+            sources,
+            table: table.into(),
+            branch: branch.into(),
+            mode: Mode::Append,
+            format: None,
+            csv: CsvOptions::default(),
+            partition_by: Vec::new(),
+            allow_new_columns: false,
+            sample_rows: 10_000,
+            author: "basin".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    pub table: String,
+    pub branch: String,
+    pub commit: String,
+    pub created: bool,
+    pub mode: Mode,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes_read: u64,
+    pub data_files: usize,
+    pub new_columns: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Told how many bytes of how many have been read, as the import goes.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Runs an import. `s3` reads `s3://` sources.
+pub async fn import(
+    tables: &Tables,
+    request: ImportRequest,
+    s3: Option<&FileIO>,
+    progress: Option<Progress>,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    let key = Key::table(&request.table)?;
+    let catalog = tables.catalog();
+    let at = catalog.resolve(&request.branch).await?;
+    let branch = at.writable_branch()?.to_string();
+    let files: Vec<Arc<source::SourceFile>> = source::expand(&request.sources, request.format, s3)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+
+    // Every file's columns, before any data is written.
+    let mut probes = Vec::with_capacity(files.len());
+    for file in &files {
+        probes.push(read::probe(file, &request.csv, request.sample_rows)?);
+    }
+
+    let existing = match catalog.content(&at, &key).await? {
+        Some(Content::Table { metadata_location }) => {
+            Some(tables.load_from(&key, &metadata_location).await?)
+        }
+        Some(Content::Namespace { .. }) => {
+            return Err(Error::invalid(format!(
+                "`{key}` is a namespace, not a table"
+            )));
+        }
+        None => None,
+    };
+    let (staged, new_columns) = match existing {
+        Some(table) => {
+            if !request.partition_by.is_empty() {
+                let wanted = schema::partition_spec(
+                    &request.partition_by,
+                    table.metadata().current_schema(),
+                )?;
+                let current = table.metadata().default_partition_spec();
+                let same = wanted.fields().len() == current.fields().len()
+                    && wanted
+                        .fields()
+                        .iter()
+                        .zip(current.fields())
+                        .all(|(a, b)| a.source_id == b.source_id && a.transform == b.transform);
+                if !same {
+                    return Err(Error::invalid(format!("`{key}` is already partitioned differently"))
+                        .with_hint("drop --partition-by to use the table's partitioning (see `basin table show`)"));
+                }
+            }
+            let target = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+                .map_err(basin_table::from_iceberg("table schema"))?;
+            let mut new_columns: BTreeMap<String, DataType> = BTreeMap::new();
+            for (file, columns) in files.iter().zip(&probes) {
+                for (name, data_type) in columns {
+                    match target.field_with_name(name) {
+                        Ok(field) => {
+                            // CSV and JSON text is parsed as the table's type; Parquet is typed.
+                            if file.format == Format::Parquet
+                                && !schema::compatible(data_type, field.data_type())
+                            {
+                                return Err(Error::invalid(format!(
+                                    "{}: column `{name}` is {} but `{key}` stores it as {}",
+                                    file.display,
+                                    schema::type_name(data_type),
+                                    schema::type_name(field.data_type())
+                                ))
+                                .with_hint("convert the column, or import into a new table"));
+                            }
+                        }
+                        Err(_) => {
+                            if !request.allow_new_columns {
+                                let known: Vec<&str> =
+                                    target.fields().iter().map(|f| f.name().as_str()).collect();
+                                let hint = match basin_catalog::suggest(name, known.iter().copied())
+                                {
+                                    Some(s) => format!(
+                                        "did you mean `{s}`? To add `{name}` as a new column, pass --allow-new-columns"
+                                    ),
+                                    None => format!(
+                                        "pass --allow-new-columns to add `{name}` to `{key}` (columns: {})",
+                                        known.join(", ")
+                                    ),
+                                };
+                                return Err(Error::invalid(format!(
+                                    "{}:1: column `{name}` is not in table `{key}`",
+                                    file.display
+                                ))
+                                .with_hint(hint));
+                            }
+                            new_columns
+                                .entry(name.clone())
+                                .or_insert_with(|| data_type.clone());
+                        }
+                    }
+                }
+            }
+            let mut additions = Vec::new();
+            for (name, data_type) in &new_columns {
+                let t = schema::iceberg_type(data_type).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "column `{name}` has type {data_type}, which Basin cannot store yet"
+                    ))
+                })?;
+                additions.push((name.clone(), t));
+            }
+            let staged = tables
+                .stage_add_columns(Tables::stage_existing(table), additions)
+                .await?;
+            (staged, new_columns.into_keys().collect())
+        }
+        None => {
+            let mut columns: Vec<(String, DataType)> = Vec::new();
+            for (file, probe) in files.iter().zip(&probes) {
+                for (name, data_type) in probe {
+                    match columns.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, t)) => *t = infer::widen(t, data_type).ok_or_else(|| {
+                            Error::invalid(format!(
+                                "{}: column `{name}` is {} here but {} in an earlier file",
+                                file.display,
+                                schema::type_name(data_type),
+                                schema::type_name(t)
+                            ))
+                            .with_hint(
+                                "import the files separately, or make the column's values agree",
+                            )
+                        })?,
+                        None => columns.push((name.clone(), data_type.clone())),
+                    }
+                }
+            }
+            let first = files.first().map_or("input", |f| f.display.as_str());
+            let table_schema = schema::table_schema(&columns, first)?;
+            let spec = schema::partition_spec(&request.partition_by, &table_schema)?;
+            (
+                tables.stage_create(&key, table_schema, spec).await?,
+                Vec::new(),
+            )
+        }
+    };
+
+    let target: SchemaRef = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(staged.table.metadata().current_schema())
+            .map_err(basin_table::from_iceberg("table schema"))?,
+    );
+    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let mut writer = TableWriter::new(&staged.table).await?;
+    let mut done_bytes = 0u64;
+    for (file, probe) in files.iter().zip(&probes) {
+        let reading = schema::reading_schema(probe, &target);
+        let counter = Arc::new(AtomicU64::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        // Parsing runs on a blocking thread while this task encodes Parquet: two cores busy.
+        let reader = {
+            let (file_csv, target, counter) = (request.csv, target.clone(), counter.clone());
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || {
+                read::read(&file, &file_csv, reading, counter, |batch| {
+                    let batch = schema::conform(&batch, &target, &file.display)?;
+                    tx.blocking_send(batch)
+                        .map_err(|_| Error::internal("the import stopped writing"))
+                })
+            })
+        };
+        while let Some(batch) = rx.recv().await {
+            writer.write(batch).await?;
+            if let Some(p) = &progress {
+                p(done_bytes + counter.load(Ordering::Relaxed), total_bytes);
+            }
+        }
+        reader.await.map_err(|e| {
+            Error::internal(format!("the reader of {} failed: {e}", file.display))
+        })??;
+        done_bytes += file.size;
+        if let Some(p) = &progress {
+            p(done_bytes, total_bytes);
+        }
+    }
+    let rows = writer.rows();
+    let data_files = writer.close().await?;
+    let data_file_count = data_files.len();
+    let change = match request.mode {
+        Mode::Append => TableChange::Append(data_files),
+        Mode::Replace => TableChange::Replace(data_files),
+    };
+    let created = staged.created;
+    let message = format!(
+        "import {} file{} into {key} ({})",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        if request.mode == Mode::Append {
+            "append"
+        } else {
+            "replace"
+        }
+    );
+    let commit_request =
+        CommitRequest::new(&branch, at.commit.clone(), message).with_author(&request.author);
+    let outcome = tables
+        .commit_change(&branch, &at.commit, &key, staged, change, commit_request)
+        .await?;
+    Ok(ImportReport {
+        table: key.to_string(),
+        branch,
+        commit: outcome.commit.id.to_string(),
+        created,
+        mode: request.mode,
+        files: files.len(),
+        rows,
+        bytes_read: total_bytes,
+        data_files: data_file_count,
+        new_columns,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,310 @@
+//! Reading CSV, newline-delimited JSON and Parquet files as Arrow batches, streaming, with
+//! errors that name the file, line and column.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use arrow::error::ArrowError;
+use basin_catalog::{Error, Result};
+
+use crate::infer::infer_column;
+use crate::schema::type_name;
+use crate::source::{Format, SourceFile};
+
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// How CSV files are split into fields.
+#[derive(Clone, Copy, Debug)]
+pub struct CsvOptions {
+    /// The field separator; `None` picks by extension (`,`, or tab for `.tsv`, `|` for `.tbl`).
+    pub delimiter: Option<u8>,
+    pub quote: u8,
+    pub header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: None,
+            quote: b'"',
+            header: true,
+        }
+    }
+}
+
+impl CsvOptions {
+    fn delimiter_for(&self, file: &SourceFile) -> u8 {
+        self.delimiter.unwrap_or_else(|| {
+            let lower = file.display.to_ascii_lowercase();
+            if lower.ends_with(".tsv") {
+                b'\t'
+            } else if lower.ends_with(".tbl") {
+                b'|'
+            } else {
+                b','
+            }
+        })
+    }
+}
+
+/// A file's columns and their inferred types, reading at most `sample_rows` rows.
+pub fn probe(
+    file: &SourceFile,
+    csv: &CsvOptions,
+    sample_rows: usize,
+) -> Result<Vec<(String, DataType)>> {
+    let open = || {
+        File::open(&file.path)
+            .map_err(|e| Error::io(format!("cannot open {}", file.display)).with_source(e))
+    };
+    let columns = match file.format {
+        Format::Csv => {
+            let delimiter = csv.delimiter_for(file);
+            let format = arrow::csv::reader::Format::default()
+                .with_header(csv.header)
+                .with_delimiter(delimiter)
+                .with_quote(csv.quote);
+            let (header, _) = format
+                .infer_schema(open()?, Some(1))
+                .map_err(|e| csv_error(file, &[], e))?;
+            let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+            check_names(file, &names)?;
+            let text = Arc::new(ArrowSchema::new(
+                names
+                    .iter()
+                    .map(|n| Field::new(n, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            ));
+            let reader = arrow::csv::ReaderBuilder::new(text)
+                .with_header(csv.header)
+                .with_delimiter(delimiter)
+                .with_quote(csv.quote)
+                .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
+                .build(BufReader::new(open()?))
+                .map_err(|e| csv_error(file, &names, e))?;
+            let mut batches = Vec::new();
+            let mut rows = 0;
+            for batch in reader {
+                let batch = batch.map_err(|e| csv_error(file, &names, e))?;
+                rows += batch.num_rows();
+                batches.push(batch);
+                if rows >= sample_rows {
+                    break;
+                }
+            }
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let values: Vec<Option<&str>> = batches
+                        .iter()
+                        .flat_map(|b| {
+                            let col = b
+                                .column(i)
+                                .as_any()
+                                .downcast_ref::<StringArray>()
+                                .expect("read as text");
+                            col.iter()
+                        })
+                        .collect();
+                    (name.clone(), infer_column(&StringArray::from(values)))
+                })
+                .collect()
+        }
+        Format::Json => {
+            let mut reader = BufReader::new(open()?);
+            let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
+                &mut reader,
+                Some(sample_rows),
+            )
+            .map_err(|e| {
+                Error::invalid(format!("{}: not newline-delimited JSON: {e}", file.display))
+                    .with_hint("each line must hold one JSON object")
+            })?;
+            schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        }
+        Format::Parquet => {
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
+                    .map_err(|e| {
+                        Error::invalid(format!("{}: not a Parquet file: {e}", file.display))
+                    })?;
+            builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        }
+    };
+    Ok(columns)
+}
+
+fn check_names(file: &SourceFile, names: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(Error::invalid(format!(
+                "{}:1: column {} has no name in the header",
+                file.display,
+                i + 1
+            ))
+            .with_hint("give every column a name in the first line (or check --delimiter)"));
+        }
+        if !seen.insert(name) {
+            return Err(Error::invalid(format!(
+                "{}:1: column `{name}` appears twice in the header",
+                file.display
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Counts bytes as they are read, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads `file` with `schema` (its own columns, typed as the table wants), calling `on_batch`
+/// for each batch; `read_bytes` grows as the file is consumed.
+pub fn read(
+    file: &SourceFile,
+    csv: &CsvOptions,
+    schema: SchemaRef,
+    read_bytes: Arc<AtomicU64>,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let handle = File::open(&file.path)
+        .map_err(|e| Error::io(format!("cannot open {}", file.display)).with_source(e))?;
+    let counting = Counting {
+        inner: handle,
+        count: read_bytes.clone(),
+    };
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows = 0u64;
+    match file.format {
+        Format::Csv => {
+            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(csv.header)
+                .with_delimiter(csv.delimiter_for(file))
+                .with_quote(csv.quote)
+                .with_batch_size(BATCH_ROWS)
+                .build(BufReader::with_capacity(1 << 20, counting))
+                .map_err(|e| csv_error(file, &names, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| csv_error(file, &names, e))?;
+                rows += batch.num_rows() as u64;
+                on_batch(batch)?;
+            }
+        }
+        Format::Json => {
+            let reader = arrow::json::ReaderBuilder::new(schema.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build(BufReader::with_capacity(1 << 20, counting))
+                .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| {
+                    Error::invalid(format!("{}: a record after line {rows} does not fit: {e}", file.display))
+                        .with_hint("every line must be one JSON object whose values fit the table's column types")
+                })?;
+                rows += batch.num_rows() as u64;
+                on_batch(batch)?;
+            }
+        }
+        Format::Parquet => {
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                counting.inner,
+            )
+            .map_err(|e| Error::invalid(format!("{}: not a Parquet file: {e}", file.display)))?;
+            let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+            let reader = builder
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
+                rows += batch.num_rows() as u64;
+                read_bytes.store(file.size * rows / total_rows, Ordering::Relaxed);
+                on_batch(batch)?;
+            }
+        }
+    }
+    read_bytes.store(file.size, Ordering::Relaxed);
+    Ok(rows)
+}
+
+/// Turns arrow-csv's errors into ones that name the file, the line and the column.
+fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
+    let text = e.to_string();
+    // "incorrect number of fields for line L, expected E got G"
+    if let Some(rest) = text.split("incorrect number of fields for line ").nth(1) {
+        let line = rest.split(',').next().unwrap_or("?");
+        let detail = rest.split_once(", ").map_or("", |(_, d)| d);
+        return Error::invalid(format!(
+            "{}:{}: wrong number of fields ({detail})",
+            file.display,
+            csv_line(line)
+        ))
+        .with_hint("check that line's quoting, and the delimiter (--delimiter)");
+    }
+    // "Error while parsing value 'V' as type 'T' for column C at line L. Row data: ..."
+    if let Some(rest) = text.split("Error while parsing value '").nth(1) {
+        let value = rest.split("' as type").next().unwrap_or("?");
+        let column: Option<usize> = rest
+            .split("for column ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok());
+        let line = rest
+            .split(" at line ")
+            .nth(1)
+            .and_then(|s| s.split('.').next())
+            .unwrap_or("?");
+        let name = column
+            .and_then(|c| names.get(c))
+            .map_or("?", String::as_str);
+        let wanted = rest
+            .split("as type '")
+            .nth(1)
+            .and_then(|s| s.split('\'').next())
+            .unwrap_or("?");
+        let wanted = wanted
+            .parse::<DataType>()
+            .map(|t| type_name(&t))
+            .unwrap_or_else(|_| wanted.to_string());
+        return Error::invalid(format!(
+            "{}:{}: column `{name}`: `{value}` is not a valid {wanted}",
+            file.display,
+            csv_line(line)
+        ))
+        .with_hint(format!("fix the value, or store `{name}` as another type (it is {wanted} in the table or in the rows sampled to infer it)"));
+    }
+    Error::invalid(format!("{}: {text}", file.display))
+        .with_hint("check the file's delimiter, quoting and header")
+}
+
+/// arrow-csv counts records from 0 including the header; people count lines from 1.
+fn csv_line(arrow_line: &str) -> String {
+    arrow_line
+        .parse::<u64>()
+        .map(|n| (n + 1).to_string())
+        .unwrap_or_else(|_| arrow_line.to_string())
+}

@@ -1,0 +1,164 @@
+//! What an import reads: files, folders, globs and `s3://` objects, with their formats.
+
+use std::path::{Path, PathBuf};
+
+use basin_catalog::{Error, Result};
+use iceberg::io::FileIO;
+
+/// A file format Basin imports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Json,
+    Parquet,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" | "tbl" => Ok(Format::Csv),
+            "json" | "jsonl" | "ndjson" => Ok(Format::Json),
+            "parquet" | "pq" => Ok(Format::Parquet),
+            other => Err(Error::invalid(format!("unknown format `{other}`"))
+                .with_hint("use one of: csv, json, parquet")),
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Self> {
+        let ext = Path::new(path).extension()?.to_str()?;
+        Format::parse(ext).ok()
+    }
+}
+
+/// One input file, local (remote objects are first streamed into a temporary file).
+#[derive(Debug)]
+pub struct SourceFile {
+    /// How the user knows it: a path or URL, used in every message about it.
+    pub display: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub size: u64,
+    /// Keeps a downloaded object's temporary file alive while it is read.
+    _download: Option<tempfile::NamedTempFile>,
+}
+
+/// Expands `sources` into files, in a stable order.
+pub async fn expand(
+    sources: &[String],
+    format: Option<Format>,
+    s3: Option<&FileIO>,
+) -> Result<Vec<SourceFile>> {
+    let mut files = Vec::new();
+    for source in sources {
+        if source.starts_with("s3://") {
+            files.push(download(source, format, s3).await?);
+            continue;
+        }
+        let paths: Vec<PathBuf> = if source.contains(['*', '?', '[']) {
+            let mut found: Vec<PathBuf> = glob::glob(source)
+                .map_err(|e| Error::invalid(format!("bad glob `{source}`: {e}")))?
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::not_found(format!("no file matches `{source}`")));
+            }
+            found
+        } else {
+            let path = PathBuf::from(source);
+            if path.is_dir() {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .map_err(|e| Error::io(format!("cannot list {source}")).with_source(e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file()
+                            && !p
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    })
+                    .filter(|p| {
+                        format.is_some() || Format::from_path(&p.to_string_lossy()).is_some()
+                    })
+                    .collect();
+                found.sort();
+                if found.is_empty() {
+                    return Err(Error::not_found(format!(
+                        "`{source}` holds no CSV, JSON or Parquet files"
+                    ))
+                    .with_hint(
+                        "name the files, or pass --format to read files without those extensions",
+                    ));
+                }
+                found
+            } else if path.is_file() {
+                vec![path]
+            } else {
+                return Err(
+                    Error::not_found(format!("`{source}` does not exist")).with_hint(
+                        "give a file, a folder, a glob like 'data/*.csv', or an s3:// URL",
+                    ),
+                );
+            }
+        };
+        for path in paths {
+            let display = path.display().to_string();
+            let format = detect(&display, format)?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            files.push(SourceFile {
+                display,
+                path,
+                format,
+                size,
+                _download: None,
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn detect(display: &str, format: Option<Format>) -> Result<Format> {
+    format
+        .or_else(|| Format::from_path(display))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "cannot tell the format of `{display}` from its name"
+            ))
+            .with_hint("pass --format csv, --format json or --format parquet")
+        })
+}
+
+/// Streams an object into a temporary file, in bounded chunks.
+async fn download(url: &str, format: Option<Format>, s3: Option<&FileIO>) -> Result<SourceFile> {
+    use std::io::Write;
+    let format = detect(url, format)?;
+    let s3 = s3.ok_or_else(|| {
+        Error::invalid(format!("cannot read `{url}`: no S3 endpoint is configured"))
+            .with_hint("set [s3] in basin.toml or BASIN_S3_ENDPOINT and the BASIN_S3_* keys")
+    })?;
+    let io_err = |e: iceberg::Error| {
+        Error::io(format!("cannot read `{url}`: {}", e.message())).with_source(e)
+    };
+    let input = s3.new_input(url).map_err(io_err)?;
+    let size = input.metadata().await.map_err(io_err)?.size;
+    let reader = input.reader().await.map_err(io_err)?;
+    let mut tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::io("cannot create a temporary file").with_source(e))?;
+    const CHUNK: u64 = 8 * 1024 * 1024;
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + CHUNK).min(size);
+        let bytes = reader.read(offset..end).await.map_err(io_err)?;
+        tmp.write_all(&bytes)
+            .map_err(|e| Error::io("cannot write a temporary file").with_source(e))?;
+        offset = end;
+    }
+    Ok(SourceFile {
+        display: url.to_string(),
+        path: tmp.path().to_path_buf(),
+        format,
+        size,
+        _download: Some(tmp),
+    })
+}

@@ -1,0 +1,116 @@
+//! Basin's configuration, declared once: `.basin/config.toml` (written by `basin init`), then
+//! the user's `basin.toml` beside `.basin/`, then `BASIN_*` environment variables, then flags.
+
+use std::path::{Path, PathBuf};
+
+use basin_catalog::{Error, Result};
+use basin_table::S3Settings;
+use serde::{Deserialize, Serialize};
+
+/// The environment variables Basin reads. The only place that reads the environment.
+pub mod env {
+    pub const HOME: &str = "BASIN_HOME";
+    pub const AUTHOR: &str = "BASIN_AUTHOR";
+    pub const S3_ENDPOINT: &str = "BASIN_S3_ENDPOINT";
+    pub const S3_REGION: &str = "BASIN_S3_REGION";
+    pub const S3_ACCESS_KEY_ID: &str = "BASIN_S3_ACCESS_KEY_ID";
+    pub const S3_SECRET_ACCESS_KEY: &str = "BASIN_S3_SECRET_ACCESS_KEY";
+    pub const S3_SESSION_TOKEN: &str = "BASIN_S3_SESSION_TOKEN";
+    pub const S3_PATH_STYLE: &str = "BASIN_S3_PATH_STYLE";
+
+    pub(crate) fn get(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// `.basin/config.toml`: what `basin init` decided.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LakehouseConfig {
+    pub warehouse: WarehouseConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WarehouseConfig {
+    /// An absolute local path, or `s3://bucket/prefix`.
+    pub location: String,
+}
+
+/// `basin.toml`: the user's settings for this lakehouse (all optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    #[serde(default)]
+    pub s3: S3Config,
+    #[serde(default)]
+    pub user: UserSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub path_style: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: Option<String>,
+}
+
+/// Everything resolved: what the rest of Basin reads.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub s3: S3Settings,
+    pub author: String,
+}
+
+impl Settings {
+    /// Layers `basin.toml` in `dir` (if any) and the environment.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("basin.toml");
+        let user: UserConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                Error::invalid(format!("{}: {}", path.display(), e.message()))
+                    .with_hint("see the configuration reference in docs/configuration.md")
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UserConfig::default(),
+            Err(e) => {
+                return Err(Error::io(format!("cannot read {}", path.display())).with_source(e));
+            }
+        };
+        let s3 = S3Settings {
+            endpoint: env::get(env::S3_ENDPOINT).or(user.s3.endpoint),
+            region: env::get(env::S3_REGION).or(user.s3.region),
+            access_key_id: env::get(env::S3_ACCESS_KEY_ID).or(user.s3.access_key_id),
+            secret_access_key: env::get(env::S3_SECRET_ACCESS_KEY).or(user.s3.secret_access_key),
+            session_token: env::get(env::S3_SESSION_TOKEN).or(user.s3.session_token),
+            path_style: env::get(env::S3_PATH_STYLE)
+                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+                .or(user.s3.path_style)
+                .unwrap_or(true),
+        };
+        let author = env::get(env::AUTHOR)
+            .or(user.user.name)
+            .or_else(|| env::get("USER"))
+            .unwrap_or_else(|| "basin".to_string());
+        Ok(Self { s3, author })
+    }
+
+    /// Whether an S3 endpoint or keys are configured at all.
+    pub fn has_s3(&self) -> bool {
+        self.s3.endpoint.is_some() || self.s3.access_key_id.is_some()
+    }
+}
+
+/// The lakehouse that holds `start`: `start/.basin`, or the nearest parent's, like git.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(crate::BASIN_DIR).is_dir())
+        .map(Path::to_path_buf)
+}

@@ -1,0 +1,24 @@
+//! Basin's operations, one set for the CLI and the server: open a lakehouse folder, then
+//! branch, tag, diff, merge, import and query it.
+//!
+//! ```no_run
+//! # async fn demo() -> basin_catalog::Result<()> {
+//! let lakehouse = basin_service::Lakehouse::init(std::path::Path::new("/tmp/lh"), None).await?;
+//! lakehouse.create_branch("dev", None).await?;
+//! let result = lakehouse.query("SELECT 1", Some("main"), None).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod lakehouse;
+mod merge;
+mod namespaces;
+mod refs;
+mod tables;
+pub mod tpch;
+
+pub use basin_catalog::{Error, ErrorKind, Result};
+pub use lakehouse::{BASIN_DIR, Lakehouse};
+pub use merge::MergeReport;
+pub use refs::{LogEntry, RefInfo};
+pub use tables::TableEntry;

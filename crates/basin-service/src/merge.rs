@@ -1,0 +1,156 @@
+//! `basin merge`: three-way at table level, with appends on both sides merged.
+
+use basin_catalog::{Change, CommitRequest, Content, Error, ErrorKind, Operation, Result};
+use serde::Serialize;
+
+use crate::Lakehouse;
+
+/// How often a merge is re-planned when the target moves under it.
+const MAX_ATTEMPTS: u32 = 10;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MergeReport {
+    pub source: String,
+    pub target: String,
+    pub base: String,
+    /// The merge commit; `None` for a dry run or when there was nothing to merge.
+    pub commit: Option<String>,
+    pub dry_run: bool,
+    pub changes: Vec<MergedChange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MergedChange {
+    pub key: String,
+    pub change: Change,
+    /// True when both sides appended to the table and their snapshots were combined.
+    pub appends_merged: bool,
+}
+
+impl Lakehouse {
+    /// Merges `source` into the branch `into` (default: the current branch) in one commit.
+    /// A table changed on both sides is a conflict, unless both sides only appended to it;
+    /// on conflict nothing is written.
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: Option<&str>,
+        dry_run: bool,
+    ) -> Result<MergeReport> {
+        let target = into
+            .map(str::to_string)
+            .unwrap_or_else(|| self.current_branch());
+        for attempt in 1..=MAX_ATTEMPTS {
+            let source_ref = self.catalog().resolve(source).await?;
+            let plan = self.catalog().plan_merge(&source_ref, &target).await?;
+            let mut operations = plan.operations.clone();
+            let mut changes: Vec<MergedChange> = plan
+                .operations
+                .iter()
+                .map(|op| MergedChange {
+                    key: op.key().to_string(),
+                    change: match op {
+                        Operation::Delete { .. } => Change::Dropped,
+                        Operation::Put { key, .. } => {
+                            if plan.conflicts.iter().any(|c| &c.key == key) {
+                                Change::Changed
+                            } else {
+                                Change::Added
+                            }
+                        }
+                    },
+                    appends_merged: false,
+                })
+                .collect();
+            // Base contents tell "added" from "changed".
+            let base = basin_catalog::Resolved {
+                spec: plan.base.to_string(),
+                branch: None,
+                commit: plan.base.clone(),
+            };
+            for change in changes.iter_mut().filter(|c| c.change == Change::Added) {
+                let key = basin_catalog::Key::parse(&change.key)?;
+                if self.catalog().content(&base, &key).await?.is_some() {
+                    change.change = Change::Changed;
+                }
+            }
+            let mut conflicts = Vec::new();
+            for conflict in &plan.conflicts {
+                let locations = (
+                    conflict.base.as_ref().and_then(Content::metadata_location),
+                    conflict
+                        .source
+                        .as_ref()
+                        .and_then(Content::metadata_location),
+                    conflict
+                        .target
+                        .as_ref()
+                        .and_then(Content::metadata_location),
+                );
+                let merged = match locations {
+                    (Some(b), Some(s), Some(t)) => {
+                        self.tables()
+                            .merge_appends(&conflict.key, b, s, t, !dry_run)
+                            .await?
+                    }
+                    _ => None,
+                };
+                match merged {
+                    Some(table) => {
+                        if let Some(location) =
+                            table.and_then(|t| t.metadata_location().map(str::to_string))
+                        {
+                            operations.push(Operation::Put {
+                                key: conflict.key.clone(),
+                                content: Content::table(location),
+                            });
+                        }
+                        changes.push(MergedChange {
+                            key: conflict.key.to_string(),
+                            change: Change::Changed,
+                            appends_merged: true,
+                        });
+                    }
+                    None => conflicts.push(conflict.key.to_string()),
+                }
+            }
+            if !conflicts.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("cannot merge `{source}` into `{target}`: changed on both sides: {}", conflicts.join(", ")),
+                )
+                .with_hint(format!(
+                    "nothing was written. Inspect with `basin diff {target} {source}`; revert one side with `basin table revert TABLE --to REF`, then merge again"
+                )));
+            }
+            let mut report = MergeReport {
+                source: source.to_string(),
+                target: target.clone(),
+                base: plan.base.to_string(),
+                commit: None,
+                dry_run,
+                changes,
+            };
+            if dry_run || operations.is_empty() {
+                return Ok(report);
+            }
+            let mut request = CommitRequest::new(
+                &target,
+                plan.target_head.clone(),
+                format!("merge {source} into {target}"),
+            )
+            .with_author(&self.settings().author)
+            .with_operations(operations);
+            request.merge_parent = Some(source_ref.commit.clone());
+            match self.catalog().commit(request).await {
+                Ok(commit) => {
+                    report.commit = Some(commit.id.to_string());
+                    return Ok(report);
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}

@@ -1,0 +1,111 @@
+//! Branches, tags, history and differences.
+
+use basin_catalog::{Commit, CommitId, DiffEntry, Ref, RefKind, Result};
+use serde::Serialize;
+
+use crate::Lakehouse;
+
+/// A branch or tag as listed by `basin branch ls` / `basin tag ls`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefInfo {
+    pub name: String,
+    pub kind: RefKind,
+    pub head: CommitId,
+    pub current: bool,
+    pub message: String,
+    pub created_at_ms: i64,
+}
+
+/// A commit as shown by `basin log`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    pub id: CommitId,
+    pub parent: Option<CommitId>,
+    pub merge_parent: Option<CommitId>,
+    pub author: String,
+    pub message: String,
+    pub created_at_ms: i64,
+    pub changed: Vec<String>,
+}
+
+impl From<Commit> for LogEntry {
+    fn from(c: Commit) -> Self {
+        Self {
+            changed: c.operations.iter().map(|o| o.key().to_string()).collect(),
+            id: c.id,
+            parent: c.parent,
+            merge_parent: c.merge_parent,
+            author: c.author,
+            message: c.message,
+            created_at_ms: c.created_at_ms,
+        }
+    }
+}
+
+impl Lakehouse {
+    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
+        let current = self.current_branch();
+        let mut out = Vec::new();
+        for r in self
+            .catalog()
+            .list_refs()
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == kind)
+        {
+            let commit = self.catalog().store().get_commit(&r.head).await?;
+            out.push(RefInfo {
+                current: r.kind == RefKind::Branch && r.name == current,
+                message: commit
+                    .as_ref()
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default(),
+                created_at_ms: commit.map(|c| c.created_at_ms).unwrap_or_default(),
+                name: r.name,
+                kind: r.kind,
+                head: r.head,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a branch from `from` (default: the current branch). Copies no data.
+    pub async fn create_branch(&self, name: &str, from: Option<&str>) -> Result<Ref> {
+        let from = self.resolve(from).await?;
+        self.catalog().create_branch(name, &from).await
+    }
+
+    pub async fn delete_branch(&self, name: &str) -> Result<()> {
+        self.catalog()
+            .delete_branch(name, Some(&self.current_branch()))
+            .await
+    }
+
+    pub async fn create_tag(&self, name: &str, at: Option<&str>) -> Result<Ref> {
+        let at = self.resolve(at).await?;
+        self.catalog().create_tag(name, &at).await
+    }
+
+    pub async fn delete_tag(&self, name: &str) -> Result<()> {
+        self.catalog().delete_tag(name).await
+    }
+
+    pub async fn log(&self, at: Option<&str>, limit: usize) -> Result<Vec<LogEntry>> {
+        let at = self.resolve(at).await?;
+        Ok(self
+            .catalog()
+            .log(&at, limit)
+            .await?
+            .into_iter()
+            .map(LogEntry::from)
+            .collect())
+    }
+
+    pub async fn diff(&self, from: &str, to: &str) -> Result<Vec<DiffEntry>> {
+        let (a, b) = (
+            self.catalog().resolve(from).await?,
+            self.catalog().resolve(to).await?,
+        );
+        self.catalog().diff(&a, &b).await
+    }
+}

@@ -1,0 +1,184 @@
+//! Basin's SQL: a DataFusion session over the tables of one ref (a branch, a tag, or a past
+//! commit), with tables named `namespace.table`. Time travel is just another ref.
+//!
+//! ```no_run
+//! # async fn demo(tables: &basin_table::Tables) -> basin_catalog::Result<()> {
+//! let at = tables.catalog().resolve("main").await?;
+//! let session = basin_sql::Session::new(tables, &at, Some("tpch")).await?;
+//! let result = session.run("SELECT count(*) FROM lineitem").await?;
+//! # Ok(()) }
+//! ```
+
+mod provider;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use basin_catalog::{Error, ErrorKind, Resolved, Result, suggest};
+use basin_table::Tables;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParser, Statement};
+
+use crate::provider::RefCatalog;
+
+/// The catalog name DataFusion sees; users write `ns.table`.
+pub const CATALOG: &str = "basin";
+
+/// The result of the last statement of a script.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub seconds: f64,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+pub struct Session {
+    ctx: SessionContext,
+    catalog: Arc<RefCatalog>,
+}
+
+impl Session {
+    /// A session over the tables at `at`. Unqualified table names resolve in `namespace`.
+    pub async fn new(tables: &Tables, at: &Resolved, namespace: Option<&str>) -> Result<Self> {
+        let catalog = Arc::new(RefCatalog::load(tables.clone(), at).await?);
+        let default_schema = namespace.unwrap_or("default");
+        if namespace.is_some() && !catalog.has_namespace(default_schema) {
+            let names = catalog.namespace_names();
+            let hint = match suggest(default_schema, names.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("namespaces on `{}`: {}", at.spec, names.join(", ")),
+            };
+            return Err(Error::not_found(format!(
+                "namespace `{default_schema}` does not exist on `{}`",
+                at.spec
+            ))
+            .with_hint(hint));
+        }
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, default_schema)
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG, catalog.clone());
+        Ok(Self { ctx, catalog })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs a script of `;`-separated statements; returns the last statement's rows.
+    /// Views created by the script live only in this session.
+    pub async fn run(&self, sql: &str) -> Result<QueryResult> {
+        let started = Instant::now();
+        let statements =
+            DFParser::parse_sql(sql).map_err(|e| sql_error(e.into(), &self.catalog))?;
+        if statements.is_empty() {
+            return Err(Error::invalid("the query is empty")
+                .with_hint("write a statement, e.g. `SELECT 1`"));
+        }
+        let mut last = None;
+        for statement in statements {
+            if is_write(&statement) {
+                return Err(Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
+                    .with_hint("change data with `basin import` (and, later, pipelines); views live for one query"));
+            }
+            let state = self.ctx.state();
+            let plan = state
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| sql_error(e, &self.catalog))?;
+            let frame = self
+                .ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|e| sql_error(e, &self.catalog))?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame
+                .collect()
+                .await
+                .map_err(|e| sql_error(e, &self.catalog))?;
+            last = Some((schema, batches));
+        }
+        let (schema, batches) = last.expect("at least one statement");
+        Ok(QueryResult {
+            schema,
+            batches,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn is_write(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    match statement {
+        Statement::Statement(s) => {
+            matches!(
+                s.as_ref(),
+                S::Insert(_)
+                    | S::Update { .. }
+                    | S::Delete(_)
+                    | S::Merge { .. }
+                    | S::Truncate { .. }
+                    | S::AlterTable { .. }
+            ) || matches!(
+                s.as_ref(),
+                S::CreateTable(_)
+                    | S::Drop {
+                        object_type: datafusion::sql::sqlparser::ast::ObjectType::Table,
+                        ..
+                    }
+            )
+        }
+        Statement::CopyTo(_) => true,
+        _ => false,
+    }
+}
+
+/// DataFusion's error as a Basin error: user mistakes (unknown table or column, bad SQL) are
+/// invalid input with a hint; execution failures keep their cause.
+fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
+    let e = e.find_root().to_string();
+    let message = e.trim_start_matches("Error during planning: ").to_string();
+    let lower = message.to_ascii_lowercase();
+    let kind = if lower.contains("not found") || lower.contains("no field named") {
+        ErrorKind::NotFound
+    } else if lower.contains("sql error")
+        || lower.contains("planning")
+        || lower.contains("schema error")
+        || lower.contains("parser")
+    {
+        ErrorKind::InvalidInput
+    } else {
+        ErrorKind::InvalidInput
+    };
+    let mut error = Error::new(kind, message.clone());
+    if let Some(missing) = message
+        .split("table '")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+    {
+        let name = missing
+            .trim_start_matches(&format!("{CATALOG}."))
+            .to_string();
+        let tables = catalog.table_names();
+        error = error.with_hint(match suggest(&name, tables.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if tables.is_empty() => {
+                "this ref has no tables yet; import one with `basin import`".to_string()
+            }
+            None => format!("tables: {}", tables.join(", ")),
+        });
+    }
+    error
+}

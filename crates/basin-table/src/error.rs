@@ -1,0 +1,22 @@
+pub use basin_catalog::{Error, ErrorKind, Result};
+
+/// Converts an iceberg error, keeping it as the cause.
+pub fn from_iceberg(context: impl std::fmt::Display) -> impl FnOnce(iceberg::Error) -> Error {
+    move |e| {
+        let kind = match e.kind() {
+            iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
+                ErrorKind::NotFound
+            }
+            iceberg::ErrorKind::TableAlreadyExists | iceberg::ErrorKind::NamespaceAlreadyExists => {
+                ErrorKind::AlreadyExists
+            }
+            iceberg::ErrorKind::CatalogCommitConflicts => ErrorKind::Conflict,
+            iceberg::ErrorKind::DataInvalid | iceberg::ErrorKind::PreconditionFailed => {
+                ErrorKind::InvalidInput
+            }
+            iceberg::ErrorKind::FeatureUnsupported => ErrorKind::InvalidInput,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{context}: {}", e.message())).with_source(e)
+    }
+}

@@ -1,0 +1,26 @@
+//! Basin's Iceberg tables: where their bytes live ([`Warehouse`]), how a change to a table
+//! becomes one commit on a branch of the versioned catalog ([`Tables`]), and the producers
+//! iceberg-rust 0.10 lacks (overwrite snapshots, merging two sides' appends).
+//!
+//! Every write has the same shape: write data files (invisible to readers), stage new table
+//! metadata on top of the branch head, then move the branch by compare-and-swap. If another
+//! writer touched the same table meanwhile, the metadata is re-staged on the new head and the
+//! commit retried; data files are never rewritten for a retry.
+
+mod error;
+mod merge;
+mod overwrite;
+mod staging;
+mod tables;
+mod warehouse;
+mod writer;
+
+pub use error::{Error, ErrorKind, Result, from_iceberg};
+pub use merge::appended_files_since;
+pub use tables::{
+    ColumnSummary, SnapshotSummary, Staged, TableChange, TableSummary, Tables, WriteOutcome,
+};
+pub use warehouse::{S3Settings, Warehouse};
+pub use writer::TableWriter;
+
+pub use iceberg;

@@ -1,0 +1,152 @@
+//! The overwrite snapshot iceberg-rust 0.10 lacks: replace every live data file of a table
+//! with new ones, in one snapshot. Written on the crate's public manifest builders.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{
+    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary, UNASSIGNED_SEQUENCE_NUMBER,
+};
+use iceberg::table::Table;
+use iceberg::{TableRequirement, TableUpdate};
+
+/// The requirements and updates of a snapshot that replaces all live data files of `table`
+/// with `files`. The manifests it needs are written; nothing is committed.
+pub(crate) async fn overwrite_updates(
+    table: &Table,
+    files: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> iceberg::Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
+    let metadata = table.metadata();
+    let file_io = table.file_io();
+    let commit_id = uuid::Uuid::now_v7();
+    let snapshot_id = new_snapshot_id(table, &commit_id);
+    let sequence_number = metadata.next_sequence_number();
+    let parent = metadata.current_snapshot_id();
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().clone();
+    let metadata_dir = format!("{}/metadata", metadata.location());
+
+    let mut summary = SnapshotSummaryCollector::default();
+    let mut manifests: Vec<ManifestFile> = Vec::new();
+    let (mut total_records, mut total_size) = (0u64, 0u64);
+
+    if !files.is_empty() {
+        let output = file_io.new_output(format!("{metadata_dir}/{commit_id}-m0.avro"))?;
+        let mut added = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            schema.clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        for file in &files {
+            summary.add_file(file, schema.clone(), spec.clone());
+            total_records += file.record_count();
+            total_size += file.file_size_in_bytes();
+            added.add_file(file.clone(), UNASSIGNED_SEQUENCE_NUMBER)?;
+        }
+        manifests.push(added.write_manifest_file().await?);
+    }
+
+    // Mark every live file deleted, so incremental readers see what this snapshot removed.
+    if let Some(current) = metadata.current_snapshot() {
+        let output = file_io.new_output(format!("{metadata_dir}/{commit_id}-m1.avro"))?;
+        let mut deleted = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            schema.clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        let mut any = false;
+        for manifest_file in table.manifest_list_reader(current).load().await?.entries() {
+            if manifest_file.content != ManifestContentType::Data {
+                continue;
+            }
+            let manifest = manifest_file.load_manifest(file_io).await?;
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                summary.remove_file(entry.data_file(), schema.clone(), spec.clone());
+                let sequence = entry
+                    .sequence_number()
+                    .unwrap_or(manifest_file.sequence_number);
+                deleted.add_delete_file(
+                    entry.data_file().clone(),
+                    sequence,
+                    entry.file_sequence_number,
+                )?;
+                any = true;
+            }
+        }
+        if any {
+            manifests.push(deleted.write_manifest_file().await?);
+        }
+    }
+
+    let list_path = format!("{metadata_dir}/snap-{snapshot_id}-0-{commit_id}.avro");
+    let mut list = ManifestListWriter::v2(
+        file_io.new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        parent,
+        sequence_number,
+    );
+    list.add_manifests(manifests.into_iter())?;
+    list.close().await?;
+
+    let mut summary_properties = summary.build();
+    summary_properties.insert("total-records".into(), total_records.to_string());
+    summary_properties.insert("total-data-files".into(), files.len().to_string());
+    summary_properties.insert("total-files-size".into(), total_size.to_string());
+    summary_properties.insert("total-delete-files".into(), "0".into());
+    summary_properties.insert("total-position-deletes".into(), "0".into());
+    summary_properties.insert("total-equality-deletes".into(), "0".into());
+    summary_properties.extend(properties);
+
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent)
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(
+            chrono::Utc::now()
+                .timestamp_millis()
+                .max(metadata.last_updated_ms()),
+        )
+        .with_manifest_list(list_path)
+        .with_schema_id(metadata.current_schema_id())
+        .with_summary(Summary {
+            operation: Operation::Overwrite,
+            additional_properties: summary_properties,
+        })
+        .build();
+    let requirements = vec![
+        TableRequirement::UuidMatch {
+            uuid: metadata.uuid(),
+        },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: parent,
+        },
+    ];
+    let updates = vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef {
+            ref_name: MAIN_BRANCH.to_string(),
+            reference: SnapshotReference::new(
+                snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        },
+    ];
+    Ok((requirements, updates))
+}
+
+/// A positive snapshot id not used by the table yet.
+fn new_snapshot_id(table: &Table, seed: &uuid::Uuid) -> i64 {
+    let (hi, lo) = seed.as_u64_pair();
+    let mut id = ((hi ^ lo) & (i64::MAX as u64)) as i64;
+    while table.metadata().snapshot_by_id(id).is_some() {
+        id = id.wrapping_add(1) & i64::MAX;
+    }
+    id
+}

@@ -1,0 +1,440 @@
+//! Table changes as commits on a branch: stage new metadata, move the branch, retry on races.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use basin_catalog::{
+    Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
+};
+use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, Type, UnboundPartitionSpec};
+use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+use iceberg::{MetadataLocation, TableCreation, TableIdent};
+use serde::Serialize;
+
+use crate::error::{Result, from_iceberg};
+use crate::overwrite::overwrite_updates;
+use crate::staging::{StagingCatalog, stage_updates};
+use crate::warehouse::Warehouse;
+
+/// How often a commit is re-staged after losing a race on its table.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// What a write does to a table's data.
+#[derive(Clone, Debug)]
+pub enum TableChange {
+    /// Add these files in a new `append` snapshot.
+    Append(Vec<DataFile>),
+    /// Replace every live file with these, in a new `overwrite` snapshot.
+    Replace(Vec<DataFile>),
+}
+
+/// A staged table a writer wrote files against, and whether it is new or has a new schema.
+pub struct Staged {
+    pub table: Table,
+    pub created: bool,
+    pub schema_changed: bool,
+}
+
+/// The result of a committed table write.
+#[derive(Clone, Debug, Serialize)]
+pub struct WriteOutcome {
+    pub commit: Commit,
+    pub metadata_location: String,
+    pub snapshot_id: Option<i64>,
+    pub attempts: u32,
+}
+
+/// A table described for people and scripts (`basin table show`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub metadata_location: String,
+    pub location: String,
+    pub format_version: String,
+    pub columns: Vec<ColumnSummary>,
+    pub partition_spec: Vec<String>,
+    pub current_snapshot_id: Option<i64>,
+    pub snapshots: Vec<SnapshotSummary>,
+    pub data_files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ColumnSummary {
+    pub id: i32,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub required: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotSummary {
+    pub snapshot_id: i64,
+    pub parent_id: Option<i64>,
+    pub timestamp_ms: i64,
+    pub operation: String,
+    pub added_records: Option<u64>,
+    pub total_records: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tables {
+    catalog: Catalog,
+    warehouse: Warehouse,
+}
+
+fn ident(key: &Key) -> Result<TableIdent> {
+    TableIdent::from_strs(key.parts()).map_err(from_iceberg(format!("`{key}` is not a table name")))
+}
+
+impl Tables {
+    pub fn new(catalog: Catalog, warehouse: Warehouse) -> Self {
+        Self { catalog, warehouse }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The table `key` as of `at`.
+    pub async fn load(&self, at: &Resolved, key: &Key) -> Result<Table> {
+        let location = self.catalog.table_location(at, key).await?;
+        self.load_from(key, &location).await
+    }
+
+    /// The table whose metadata file is `metadata_location`.
+    pub async fn load_from(&self, key: &Key, metadata_location: &str) -> Result<Table> {
+        let context = format!("cannot read the metadata of `{key}` at {metadata_location}");
+        let metadata =
+            iceberg::spec::TableMetadata::read_from(self.warehouse.file_io(), metadata_location)
+                .await
+                .map_err(from_iceberg(&context))?;
+        Table::builder()
+            .identifier(ident(key)?)
+            .metadata(metadata)
+            .metadata_location(metadata_location)
+            .file_io(self.warehouse.file_io().clone())
+            .runtime(iceberg::Runtime::try_current().map_err(from_iceberg(&context))?)
+            .build()
+            .map_err(from_iceberg(&context))
+    }
+
+    /// A new, empty table: its first metadata file is written, but nothing points at it
+    /// until a change to it is committed.
+    pub async fn stage_create(
+        &self,
+        key: &Key,
+        schema: Schema,
+        spec: UnboundPartitionSpec,
+    ) -> Result<Staged> {
+        let context = format!("cannot create table `{key}`");
+        let location = self.warehouse.new_table_location(key);
+        let creation = TableCreation::builder()
+            .name(key.name().to_string())
+            .location(location.clone())
+            .schema(schema)
+            .partition_spec(spec)
+            .properties(HashMap::from([(
+                "write.parquet.compression-codec".to_string(),
+                "snappy".to_string(),
+            )]))
+            .build();
+        let metadata = TableMetadataBuilder::from_table_creation(creation)
+            .and_then(|b| b.build())
+            .map_err(from_iceberg(&context))?
+            .metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(location, &metadata);
+        metadata
+            .write_to(self.warehouse.file_io(), &metadata_location)
+            .await
+            .map_err(from_iceberg(&context))?;
+        let table = self.load_from(key, &metadata_location.to_string()).await?;
+        Ok(Staged {
+            table,
+            created: true,
+            schema_changed: false,
+        })
+    }
+
+    /// `table` with extra nullable columns, staged (not committed).
+    pub async fn stage_add_columns(
+        &self,
+        staged: Staged,
+        columns: Vec<(String, Type)>,
+    ) -> Result<Staged> {
+        if columns.is_empty() {
+            return Ok(staged);
+        }
+        let context = format!("cannot add columns to `{}`", staged.table.identifier());
+        let catalog = StagingCatalog::new(staged.table.clone());
+        let mut update = Transaction::new(&staged.table).update_schema();
+        for (name, data_type) in columns {
+            update = update.add_column(AddColumn::optional(name, data_type));
+        }
+        let tx = update
+            .apply(Transaction::new(&staged.table))
+            .map_err(from_iceberg(&context))?;
+        let table = tx.commit(&catalog).await.map_err(from_iceberg(&context))?;
+        Ok(Staged {
+            table,
+            created: staged.created,
+            schema_changed: true,
+        })
+    }
+
+    /// An existing table as the base for a write.
+    pub fn stage_existing(table: Table) -> Staged {
+        Staged {
+            table,
+            created: false,
+            schema_changed: false,
+        }
+    }
+
+    async fn stage_change(
+        &self,
+        table: &Table,
+        change: &TableChange,
+        properties: &HashMap<String, String>,
+    ) -> Result<Table> {
+        let context = format!("cannot stage a change to `{}`", table.identifier());
+        match change {
+            TableChange::Append(files) => {
+                let catalog = StagingCatalog::new(table.clone());
+                let tx = Transaction::new(table)
+                    .fast_append()
+                    .with_check_duplicate(false)
+                    .add_data_files(files.clone())
+                    .set_snapshot_properties(properties.clone())
+                    .apply(Transaction::new(table))
+                    .map_err(from_iceberg(&context))?;
+                tx.commit(&catalog).await.map_err(from_iceberg(&context))?;
+                Ok(catalog.into_table().await)
+            }
+            TableChange::Replace(files) => {
+                let (requirements, updates) =
+                    overwrite_updates(table, files.clone(), properties.clone())
+                        .await
+                        .map_err(from_iceberg(&context))?;
+                stage_updates(table, &requirements, updates)
+                    .await
+                    .map_err(from_iceberg(&context))
+            }
+        }
+    }
+
+    /// Commits `change` to `key` on `branch`, whose head was `expected_head` when `staged` was
+    /// read. On a race with another writer of the same table, the change is staged again on
+    /// the new head (data files are kept) and retried.
+    pub async fn commit_change(
+        &self,
+        branch: &str,
+        expected_head: &basin_catalog::CommitId,
+        key: &Key,
+        staged: Staged,
+        change: TableChange,
+        request: CommitRequest,
+    ) -> Result<WriteOutcome> {
+        let mut head = expected_head.clone();
+        let mut base = staged.table.clone();
+        let properties: HashMap<String, String> =
+            [("basin.message".to_string(), request.message.clone())]
+                .into_iter()
+                .collect();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let new_table = self.stage_change(&base, &change, &properties).await?;
+            let location = new_table
+                .metadata_location_result()
+                .map_err(from_iceberg("staged table"))?
+                .to_string();
+            let mut operations = Vec::new();
+            if let Some(ns) = key.namespace() {
+                let at = Resolved {
+                    spec: branch.to_string(),
+                    branch: Some(branch.to_string()),
+                    commit: head.clone(),
+                };
+                if self.catalog.content(&at, &ns).await?.is_none() {
+                    operations.push(Operation::Put {
+                        key: ns,
+                        content: Content::namespace(),
+                    });
+                }
+            }
+            operations.push(Operation::Put {
+                key: key.clone(),
+                content: Content::table(location.clone()),
+            });
+            let mut attempt_request = request.clone();
+            attempt_request.branch = branch.to_string();
+            attempt_request.expected_head = head.clone();
+            attempt_request.operations = operations;
+            match self.catalog.commit(attempt_request).await {
+                Ok(commit) => {
+                    return Ok(WriteOutcome {
+                        commit,
+                        metadata_location: location,
+                        snapshot_id: new_table.metadata().current_snapshot_id(),
+                        attempts: attempt,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    let current = self.catalog.resolve(branch).await?;
+                    head = current.commit.clone();
+                    base = self.rebase_target(&current, key, &staged, &base, e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The table a retried change applies to, or the conflict if it cannot be retried.
+    async fn rebase_target(
+        &self,
+        current: &Resolved,
+        key: &Key,
+        staged: &Staged,
+        base: &Table,
+        conflict: Error,
+    ) -> Result<Table> {
+        match (self.catalog.content(current, key).await?, staged.created) {
+            (None, true) => Ok(base.clone()), // e.g. the namespace appeared meanwhile
+            (Some(_), true) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "table `{key}` was created on `{}` by another writer meanwhile",
+                    current.spec
+                ),
+            )
+            .with_hint("run the command again: it will append to (or replace) that table")),
+            (None, false) => Err(Error::not_found(format!(
+                "table `{key}` was dropped from `{}` meanwhile",
+                current.spec
+            ))),
+            (Some(Content::Table { metadata_location }), false) => {
+                let fresh = self.load_from(key, &metadata_location).await?;
+                if staged.schema_changed
+                    || fresh.metadata().current_schema_id() != base.metadata().current_schema_id()
+                {
+                    return Err(conflict
+                        .with_hint("the table's schema changed meanwhile; run the command again"));
+                }
+                Ok(fresh)
+            }
+            (Some(_), false) => Err(Error::invalid(format!(
+                "`{key}` is a namespace, not a table"
+            ))),
+        }
+    }
+
+    /// Describes a table for `basin table show`.
+    pub fn summarize(key: &Key, table: &Table) -> TableSummary {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema();
+        let columns = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| ColumnSummary {
+                id: f.id,
+                name: f.name.clone(),
+                data_type: f.field_type.to_string(),
+                required: f.required,
+            })
+            .collect();
+        let partition_spec = metadata
+            .default_partition_spec()
+            .fields()
+            .iter()
+            .map(|f| {
+                let source = schema.name_by_field_id(f.source_id).unwrap_or("?");
+                format!("{}({source})", f.transform)
+            })
+            .collect();
+        let number = |s: &iceberg::spec::Snapshot, k: &str| {
+            s.summary()
+                .additional_properties
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let mut snapshots: Vec<SnapshotSummary> = metadata
+            .snapshots()
+            .map(|s| SnapshotSummary {
+                snapshot_id: s.snapshot_id(),
+                parent_id: s.parent_snapshot_id(),
+                timestamp_ms: s.timestamp_ms(),
+                operation: s.summary().operation.as_str().to_string(),
+                added_records: number(s, "added-records"),
+                total_records: number(s, "total-records"),
+            })
+            .collect();
+        snapshots.sort_by_key(|s| (s.timestamp_ms, s.snapshot_id));
+        let current = metadata.current_snapshot();
+        let total = |k: &str| current.and_then(|s| number(s, k)).unwrap_or(0);
+        TableSummary {
+            table: key.to_string(),
+            metadata_location: table.metadata_location().unwrap_or_default().to_string(),
+            location: metadata.location().to_string(),
+            format_version: metadata.format_version().to_string(),
+            columns,
+            partition_spec,
+            current_snapshot_id: metadata.current_snapshot_id(),
+            snapshots,
+            data_files: total("total-data-files"),
+            rows: total("total-records"),
+            bytes: total("total-files-size"),
+        }
+    }
+
+    /// Stages the target table with the files `source` appended since `base`, when both sides
+    /// only appended. `None` when the conflict is real.
+    /// With `stage` false nothing is written, and the inner `Option` is `None`.
+    pub async fn merge_appends(
+        &self,
+        key: &Key,
+        base: &str,
+        source: &str,
+        target: &str,
+        stage: bool,
+    ) -> Result<Option<Option<Table>>> {
+        let context = format!("cannot merge the appends to `{key}`");
+        let (base, source, target) = (
+            self.load_from(key, base).await?,
+            self.load_from(key, source).await?,
+            self.load_from(key, target).await?,
+        );
+        let Some(files) = crate::merge::appended_files_since(&base, &source)
+            .await
+            .map_err(from_iceberg(&context))?
+        else {
+            return Ok(None);
+        };
+        if crate::merge::appended_files_since(&base, &target)
+            .await
+            .map_err(from_iceberg(&context))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        if !stage {
+            return Ok(Some(None));
+        }
+        let properties = HashMap::from([(
+            "basin.message".to_string(),
+            format!("merge appends to {key}"),
+        )]);
+        Ok(Some(Some(
+            self.stage_change(&target, &TableChange::Append(files), &properties)
+                .await?,
+        )))
+    }
+}

@@ -1,0 +1,125 @@
+//! Where table bytes live: a local folder or an S3-compatible bucket.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use basin_catalog::Key;
+use iceberg::io::{
+    FileIO, FileIOBuilder, LocalFsStorageFactory, S3_ACCESS_KEY_ID, S3_DISABLE_CONFIG_LOAD,
+    S3_DISABLE_EC2_METADATA, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY,
+    S3_SESSION_TOKEN,
+};
+use iceberg_storage_opendal::OpenDalStorageFactory;
+
+use crate::error::{Error, Result};
+
+/// How to reach an S3-compatible store. Filled from `basin.toml` and `BASIN_S3_*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Path-style URLs (`http://host/bucket/key`), which MinIO and most local servers need.
+    pub path_style: bool,
+}
+
+impl S3Settings {
+    /// A FileIO that speaks S3 with these settings.
+    pub fn file_io(&self) -> FileIO {
+        let mut props: Vec<(&str, String)> = vec![
+            (S3_PATH_STYLE_ACCESS, self.path_style.to_string()),
+            // Only what Basin was told: never the machine's ~/.aws or the EC2 metadata service.
+            (S3_DISABLE_CONFIG_LOAD, "true".into()),
+            (S3_DISABLE_EC2_METADATA, "true".into()),
+            (
+                S3_REGION,
+                self.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            ),
+        ];
+        let optional = [
+            (S3_ENDPOINT, &self.endpoint),
+            (S3_ACCESS_KEY_ID, &self.access_key_id),
+            (S3_SECRET_ACCESS_KEY, &self.secret_access_key),
+            (S3_SESSION_TOKEN, &self.session_token),
+        ];
+        props.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k, v))),
+        );
+        FileIOBuilder::new(Arc::new(OpenDalStorageFactory::S3 {
+            customized_credential_load: None,
+        }))
+        .with_props(props)
+        .build()
+    }
+}
+
+/// The root under which every table gets its own folder.
+#[derive(Clone, Debug)]
+pub struct Warehouse {
+    location: String,
+    file_io: FileIO,
+}
+
+impl Warehouse {
+    /// A warehouse in a local folder (created on first write).
+    pub fn local(path: &Path) -> Result<Self> {
+        let path = std::path::absolute(path).map_err(|e| {
+            Error::io(format!("cannot resolve warehouse path {}", path.display())).with_source(e)
+        })?;
+        let location = path
+            .to_str()
+            .ok_or_else(|| Error::invalid("the warehouse path is not UTF-8"))?;
+        Ok(Self {
+            location: location.trim_end_matches('/').to_string(),
+            file_io: FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
+        })
+    }
+
+    /// A warehouse at `s3://bucket/prefix`.
+    pub fn s3(url: &str, settings: &S3Settings) -> Result<Self> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            Error::invalid(format!("`{url}` is not an s3:// URL"))
+                .with_hint("write it as s3://BUCKET/PREFIX")
+        })?;
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return Err(Error::invalid(format!("`{url}` names no bucket"))
+                .with_hint("write it as s3://BUCKET/PREFIX"));
+        }
+        Ok(Self {
+            location: url.trim_end_matches('/').to_string(),
+            file_io: settings.file_io(),
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    pub fn is_s3(&self) -> bool {
+        self.location.starts_with("s3://")
+    }
+
+    /// A fresh folder for a new table. Unique, so a table dropped on one branch and created
+    /// again on another never shares files with its namesake.
+    pub fn new_table_location(&self, key: &Key) -> String {
+        let namespace_path = key
+            .namespace()
+            .map(|n| n.as_str().replace('.', "/"))
+            .unwrap_or_default();
+        format!(
+            "{}/{}/{}-{}",
+            self.location,
+            namespace_path,
+            key.name(),
+            uuid::Uuid::now_v7().simple()
+        )
+    }
+}

@@ -1,0 +1,127 @@
+//! Writes Arrow batches into Parquet data files of one table, split by its partition spec.
+
+use arrow::record_batch::RecordBatch;
+use iceberg::arrow::{FieldMatchMode, RecordBatchPartitionSplitter};
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Result, from_iceberg};
+
+type Builder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// Data files roll over at this size: big enough for efficient scans, small enough that a
+/// scan of a large table spreads over several files (and cores).
+const TARGET_FILE_SIZE: usize = 128 * 1024 * 1024;
+
+enum Inner {
+    Unpartitioned(
+        DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
+    ),
+    Partitioned {
+        writer: FanoutWriter<Builder>,
+        splitter: RecordBatchPartitionSplitter,
+    },
+}
+
+/// Writes batches whose columns follow the table's current schema, in order and with the
+/// Arrow types iceberg maps it to. Files are invisible until their table change is committed.
+pub struct TableWriter {
+    inner: Inner,
+    rows: u64,
+}
+
+impl TableWriter {
+    pub async fn new(table: &Table) -> Result<Self> {
+        let context = format!("cannot write data files for `{}`", table.identifier());
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let parquet = ParquetWriterBuilder::new_with_match_mode(
+            properties,
+            schema.clone(),
+            FieldMatchMode::Name,
+        );
+        // A unique prefix per writer: iceberg's generator numbers files from 0.
+        let names = DefaultFileNameGenerator::new(
+            uuid::Uuid::now_v7().simple().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let locations = DefaultLocationGenerator::new(metadata).map_err(from_iceberg(&context))?;
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            TARGET_FILE_SIZE,
+            table.file_io().clone(),
+            locations,
+            names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let spec = metadata.default_partition_spec();
+        let inner = if spec.is_unpartitioned() {
+            Inner::Unpartitioned(builder.build(None).await.map_err(from_iceberg(&context))?)
+        } else {
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec.clone())
+                    .map_err(from_iceberg(&context))?;
+            Inner::Partitioned {
+                writer: FanoutWriter::new(builder),
+                splitter,
+            }
+        };
+        Ok(Self { inner, rows: 0 })
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        match &mut self.inner {
+            Inner::Unpartitioned(writer) => writer
+                .write(batch)
+                .await
+                .map_err(from_iceberg("cannot write a data file")),
+            Inner::Partitioned { writer, splitter } => {
+                for (key, part) in splitter
+                    .split(&batch)
+                    .map_err(from_iceberg("cannot partition rows"))?
+                {
+                    writer
+                        .write(key, part)
+                        .await
+                        .map_err(from_iceberg("cannot write a data file"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the open files and returns them, ready for a table change.
+    pub async fn close(self) -> Result<Vec<DataFile>> {
+        match self.inner {
+            Inner::Unpartitioned(mut writer) => writer
+                .close()
+                .await
+                .map_err(from_iceberg("cannot finish a data file")),
+            Inner::Partitioned { writer, .. } => writer
+                .close()
+                .await
+                .map_err(from_iceberg("cannot finish a data file")),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+# Shared setup for scripts/*.sh: one target directory outside the clone (so repeated runs
+# on one machine build incrementally) and a Python environment for the test clients.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basin/target}"
+export BASIN_VENV="${BASIN_VENV:-$HOME/.cache/basin/venv}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Creates (or updates) the Python environment with the test clients, quietly.
+basin_python_env() {
+    if [ ! -x "$BASIN_VENV/bin/python" ]; then
+        python3 -m venv "$BASIN_VENV"
+    fi
+    local stamp="$BASIN_VENV/.requirements.sha"
+    local want
+    want=$(sha256sum "$ROOT/tests/python/requirements.txt" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "== installing Python test clients into $BASIN_VENV" >&2
+        "$BASIN_VENV/bin/pip" install --quiet -r "$ROOT/tests/python/requirements.txt"
+        echo "$want" >"$stamp"
+    fi
+}

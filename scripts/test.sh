@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# README command 2: the whole test suite. Rust unit and integration tests, then the Python
+# tests that drive the real binary with real clients (PyIceberg, an S3-protocol server).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/env.sh"
+cd "$ROOT"
+
+basin_python_env
+
+echo "== cargo build" >&2
+cargo build --quiet --workspace --all-targets
+echo "== cargo test" >&2
+cargo test --quiet --workspace
+
+echo "== python tests" >&2
+export BASIN_BIN="$CARGO_TARGET_DIR/debug/basin"
+"$BASIN_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -1,0 +1,45 @@
+"""Fixtures that drive the real `basin` binary in a fresh temporary lakehouse."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BASIN = os.environ.get("BASIN_BIN", "basin")
+
+
+class Basin:
+    """Runs `basin --home HOME ...` and returns stdout; fails the test on a non-zero exit."""
+
+    def __init__(self, home: Path, env: dict | None = None):
+        self.home = home
+        self.env = {**os.environ, **(env or {})}
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [BASIN, "--home", str(self.home), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.home,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"basin {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def __call__(self, *args: str) -> str:
+        return self.run(*args).stdout
+
+    def json(self, *args: str):
+        return json.loads(self(*args, "--format", "json"))
+
+
+@pytest.fixture
+def lakehouse(tmp_path) -> Basin:
+    home = tmp_path / "lakehouse"
+    home.mkdir()
+    basin = Basin(home)
+    subprocess.run([BASIN, "init", str(home)], check=True, capture_output=True)
+    return basin
