@@ -132,17 +132,17 @@ impl Catalog {
             }),
             (base, Some(prefix)) => {
                 let commit = self.commit_by_prefix(prefix).await?;
-                if let Some(r) = base {
-                    if !self.store.is_ancestor(&commit, &r.head).await? {
-                        return Err(Error::not_found(format!(
-                            "commit `{prefix}` is not in the history of `{}`",
-                            r.name
-                        ))
-                        .with_hint(format!(
-                            "see the commits of `{0}` with `basin log {0}`",
-                            r.name
-                        )));
-                    }
+                if let Some(r) = base
+                    && !self.store.is_ancestor(&commit, &r.head).await?
+                {
+                    return Err(Error::not_found(format!(
+                        "commit `{prefix}` is not in the history of `{}`",
+                        r.name
+                    ))
+                    .with_hint(format!(
+                        "see the commits of `{0}` with `basin log {0}`",
+                        r.name
+                    )));
                 }
                 Ok(Resolved {
                     spec: spec.to_string(),

@@ -226,16 +226,14 @@ async fn validate_operations(
                             .with_hint(format!("create it with `basin namespace create {ns}`")));
                     }
                 }
-                if let Some(old) = read_content(conn, head, key).await? {
-                    if old.is_table() != content.is_table() {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            format!(
-                                "`{key}` already exists as a {}",
-                                if old.is_table() { "table" } else { "namespace" }
-                            ),
-                        ));
-                    }
+                if let Some(old) = read_content(conn, head, key).await?
+                    && old.is_table() != content.is_table()
+                {
+                    let kind = if old.is_table() { "table" } else { "namespace" };
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("`{key}` already exists as a {kind}"),
+                    ));
                 }
             }
             Operation::Delete { key } => {

@@ -143,7 +143,8 @@ pub fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
             Some(Decimal128((*p1).max(*p2), (*s1).max(*s2)))
         }
         (Int64 | Decimal128(..) | Float64, Int64 | Decimal128(..) | Float64) => Some(Float64),
-        (Utf8, _) | (_, Utf8) => Some(Utf8),
+        // Anything can be read as text, so a text column stays text.
+        (Utf8, _) => Some(Utf8),
         _ => None,
     }
 }
@@ -183,5 +184,10 @@ mod tests {
             Some(DataType::Float64)
         );
         assert_eq!(widen(&DataType::Date32, &DataType::Int64), None);
+        assert_eq!(
+            widen(&DataType::Int64, &DataType::Utf8),
+            None,
+            "a later file's text must not turn numbers into text"
+        );
     }
 }

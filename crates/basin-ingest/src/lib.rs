@@ -201,20 +201,14 @@ pub async fn import(
         }
         None => {
             let mut columns: Vec<(String, DataType)> = Vec::new();
-            for (file, probe) in files.iter().zip(&probes) {
+            for probe in &probes {
                 for (name, data_type) in probe {
                     match columns.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, t)) => *t = infer::widen(t, data_type).ok_or_else(|| {
-                            Error::invalid(format!(
-                                "{}: column `{name}` is {} here but {} in an earlier file",
-                                file.display,
-                                schema::type_name(data_type),
-                                schema::type_name(t)
-                            ))
-                            .with_hint(
-                                "import the files separately, or make the column's values agree",
-                            )
-                        })?,
+                        // Numbers widen across files; otherwise the first file's type
+                        // stands, and a value that does not fit it fails with its line.
+                        Some((_, t)) => {
+                            *t = infer::widen(t, data_type).unwrap_or_else(|| t.clone())
+                        }
                         None => columns.push((name.clone(), data_type.clone())),
                     }
                 }

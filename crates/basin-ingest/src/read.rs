@@ -6,7 +6,7 @@ use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use arrow::error::ArrowError;
 use basin_catalog::{Error, Result};
@@ -202,7 +202,27 @@ pub fn read(
     let mut rows = 0u64;
     match file.format {
         Format::Csv => {
-            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+            // arrow-csv reports decimal parse errors without a line, so decimals are read as
+            // text and parsed here, where the line is known.
+            let decimals: Vec<usize> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| matches!(f.data_type(), DataType::Decimal128(..)))
+                .map(|(i, _)| i)
+                .collect();
+            let text_schema = Arc::new(ArrowSchema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::Decimal128(..) => Field::new(f.name(), DataType::Utf8, true),
+                        _ => f.as_ref().clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            let first_data_line = if csv.header { 2 } else { 1 };
+            let reader = arrow::csv::ReaderBuilder::new(text_schema)
                 .with_header(csv.header)
                 .with_delimiter(csv.delimiter_for(file))
                 .with_quote(csv.quote)
@@ -211,6 +231,8 @@ pub fn read(
                 .map_err(|e| csv_error(file, &names, e))?;
             for batch in reader {
                 let batch = batch.map_err(|e| csv_error(file, &names, e))?;
+                let batch =
+                    parse_decimals(file, batch, &schema, &decimals, rows + first_data_line)?;
                 rows += batch.num_rows() as u64;
                 on_batch(batch)?;
             }
@@ -258,10 +280,31 @@ fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
     if let Some(rest) = text.split("incorrect number of fields for line ").nth(1) {
         let line = rest.split(',').next().unwrap_or("?");
         let detail = rest.split_once(", ").map_or("", |(_, d)| d);
+        // Unlike the parse errors below, this count is already the file's line.
         return Error::invalid(format!(
-            "{}:{}: wrong number of fields ({detail})",
-            file.display,
-            csv_line(line)
+            "{}:{line}: wrong number of fields ({detail})",
+            file.display
+        ))
+        .with_hint("check that line's quoting, and the delimiter (--delimiter)")
+        .with_source(e);
+    }
+    // From the csv crate: "... Expected E records, found G records at line L" (L counts from 1).
+    if text.contains("unequal lengths") {
+        let detail = text.split("Expected ").nth(1).unwrap_or("");
+        let expected = detail.split(' ').next().unwrap_or("?");
+        let found = detail
+            .split("found ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or("?");
+        let line = detail
+            .split("at line ")
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or("?");
+        return Error::invalid(format!(
+            "{}:{line}: wrong number of fields (expected {expected} got {found})",
+            file.display
         ))
         .with_hint("check that line's quoting, and the delimiter (--delimiter)");
     }
@@ -301,10 +344,68 @@ fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
         .with_hint("check the file's delimiter, quoting and header")
 }
 
-/// arrow-csv counts records from 0 including the header; people count lines from 1.
+/// arrow-csv's parse errors count records from 0 including the header; people count lines
+/// from 1.
 fn csv_line(arrow_line: &str) -> String {
     arrow_line
         .parse::<u64>()
         .map(|n| (n + 1).to_string())
         .unwrap_or_else(|_| arrow_line.to_string())
+}
+
+/// Parses the text columns `decimals` of `batch` as the decimals `schema` wants; an error
+/// names the line (`first_line` is the line of the batch's first row).
+fn parse_decimals(
+    file: &SourceFile,
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    decimals: &[usize],
+    first_line: u64,
+) -> Result<RecordBatch> {
+    if decimals.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    for &i in decimals {
+        let field = schema.field(i);
+        let DataType::Decimal128(precision, scale) = *field.data_type() else {
+            continue;
+        };
+        let text = columns[i]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("decimals are read as text");
+        let mut builder = arrow::array::Decimal128Builder::with_capacity(text.len());
+        for (row, value) in text.iter().enumerate() {
+            match value.map(str::trim).filter(|v| !v.is_empty()) {
+                None => builder.append_null(),
+                Some(v) => match arrow::compute::kernels::cast_utils::parse_decimal::<
+                    arrow::datatypes::Decimal128Type,
+                >(v, precision, scale)
+                {
+                    Ok(n) => builder.append_value(n),
+                    Err(_) => {
+                        let wanted = type_name(field.data_type());
+                        return Err(Error::invalid(format!(
+                            "{}:{}: column `{}`: `{v}` is not a valid {wanted}",
+                            file.display,
+                            first_line + row as u64,
+                            field.name()
+                        ))
+                        .with_hint(format!(
+                            "fix the value, or store `{}` as another type (it is {wanted} in the table or in the rows sampled to infer it)",
+                            field.name()
+                        )));
+                    }
+                },
+            }
+        }
+        let array = builder
+            .finish()
+            .with_precision_and_scale(precision, scale)
+            .map_err(|e| Error::internal(format!("decimal column `{}`: {e}", field.name())))?;
+        columns[i] = Arc::new(array);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::internal(format!("{}: {e}", file.display)))
 }

@@ -20,6 +20,7 @@ use basin_catalog::{Error, ErrorKind, Resolved, Result, suggest};
 use basin_table::Tables;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 
@@ -81,13 +82,14 @@ impl Session {
     /// Views created by the script live only in this session.
     pub async fn run(&self, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
-        let statements =
-            DFParser::parse_sql(sql).map_err(|e| sql_error(e.into(), &self.catalog))?;
+        let statements = DFParser::parse_sql(sql).map_err(|e| sql_error(e, &self.catalog))?;
         if statements.is_empty() {
             return Err(Error::invalid("the query is empty")
                 .with_hint("write a statement, e.g. `SELECT 1`"));
         }
+        // The rows of the last query; DDL (CREATE/DROP VIEW, SET) only if nothing else ran.
         let mut last = None;
+        let mut last_query = None;
         for statement in statements {
             if is_write(&statement) {
                 return Err(Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
@@ -98,6 +100,7 @@ impl Session {
                 .statement_to_plan(statement)
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
+            let is_query = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
             let frame = self
                 .ctx
                 .execute_logical_plan(plan)
@@ -108,9 +111,13 @@ impl Session {
                 .collect()
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
-            last = Some((schema, batches));
+            if is_query {
+                last_query = Some((schema, batches));
+            } else {
+                last = Some((schema, batches));
+            }
         }
-        let (schema, batches) = last.expect("at least one statement");
+        let (schema, batches) = last_query.or(last).expect("at least one statement");
         Ok(QueryResult {
             schema,
             batches,
@@ -148,19 +155,23 @@ fn is_write(statement: &Statement) -> bool {
 /// DataFusion's error as a Basin error: user mistakes (unknown table or column, bad SQL) are
 /// invalid input with a hint; execution failures keep their cause.
 fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
-    let e = e.find_root().to_string();
-    let message = e.trim_start_matches("Error during planning: ").to_string();
+    let root = e.find_root();
+    let message = root
+        .to_string()
+        .trim_start_matches("Error during planning: ")
+        .to_string();
     let lower = message.to_ascii_lowercase();
-    let kind = if lower.contains("not found") || lower.contains("no field named") {
-        ErrorKind::NotFound
-    } else if lower.contains("sql error")
-        || lower.contains("planning")
-        || lower.contains("schema error")
-        || lower.contains("parser")
-    {
-        ErrorKind::InvalidInput
-    } else {
-        ErrorKind::InvalidInput
+    let kind = match root {
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(basin) => basin.kind(),
+            None => ErrorKind::Io,
+        },
+        DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ParquetError(_) => ErrorKind::Io,
+        DataFusionError::Internal(_) => ErrorKind::Internal,
+        _ if lower.contains("not found") || lower.contains("no field named") => ErrorKind::NotFound,
+        _ => ErrorKind::InvalidInput,
     };
     let mut error = Error::new(kind, message.clone());
     if let Some(missing) = message

@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use basin_catalog::{Content, Key, Resolved, Result};
@@ -23,6 +23,8 @@ pub(crate) struct RefSchema {
     tables: Tables,
     /// table name -> (key, metadata location)
     entries: BTreeMap<String, (Key, String)>,
+    /// Views a script created (`CREATE VIEW`): they live for this session only.
+    views: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl RefCatalog {
@@ -52,6 +54,7 @@ impl RefCatalog {
                         Arc::new(RefSchema {
                             tables: tables.clone(),
                             entries,
+                            views: RwLock::default(),
                         }),
                     )
                 })
@@ -99,10 +102,14 @@ impl SchemaProvider for RefSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
+        let views = self.views.read().expect("views lock");
+        self.entries.keys().chain(views.keys()).cloned().collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = self.views.read().expect("views lock").get(name) {
+            return Ok(Some(view.clone()));
+        }
         let Some((key, location)) = self.entries.get(name) else {
             return Ok(None);
         };
@@ -118,6 +125,29 @@ impl SchemaProvider for RefSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        self.entries.contains_key(name) || self.views.read().expect("views lock").contains_key(name)
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.entries.contains_key(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "`{name}` is a table; a view cannot replace it"
+            )));
+        }
+        Ok(self.views.write().expect("views lock").insert(name, table))
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.views.write().expect("views lock").remove(name) {
+            Some(view) => Ok(Some(view)),
+            None if self.entries.contains_key(name) => Err(DataFusionError::Plan(format!(
+                "`{name}` is a table; drop tables with `basin table rm`"
+            ))),
+            None => Ok(None),
+        }
     }
 }

@@ -25,6 +25,8 @@ type Builder =
 /// scan of a large table spreads over several files (and cores).
 const TARGET_FILE_SIZE: usize = 128 * 1024 * 1024;
 
+// One writer per import: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Unpartitioned(
         DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
