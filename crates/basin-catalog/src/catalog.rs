@@ -66,8 +66,8 @@ pub struct MergePlan {
     pub target: String,
     pub target_head: CommitId,
     pub base: CommitId,
-    /// Changes from the source that apply cleanly.
-    pub operations: Vec<Operation>,
+    /// Changes from the source that apply cleanly, each with how it changes the target.
+    pub operations: Vec<(Operation, Change)>,
     /// Keys changed on both sides; the caller may resolve some (appends to one table).
     pub conflicts: Vec<Conflict>,
 }
@@ -338,12 +338,19 @@ impl Catalog {
                 continue; // unchanged on the source, or both sides made the same change
             }
             if t == b {
-                operations.push(match s {
-                    Some(content) => Operation::Put {
-                        key: key.clone(),
-                        content: content.clone(),
-                    },
-                    None => Operation::Delete { key: key.clone() },
+                operations.push(match (s, b) {
+                    (Some(content), base) => (
+                        Operation::Put {
+                            key: key.clone(),
+                            content: content.clone(),
+                        },
+                        if base.is_some() {
+                            Change::Changed
+                        } else {
+                            Change::Added
+                        },
+                    ),
+                    (None, _) => (Operation::Delete { key: key.clone() }, Change::Dropped),
                 });
             } else {
                 conflicts.push(Conflict {

@@ -360,7 +360,11 @@ async fn merge_is_three_way_at_table_level() {
     let plan = catalog.plan_merge(&dev, "main").await.unwrap();
     let conflicts: Vec<&str> = plan.conflicts.iter().map(|c| c.key.as_str()).collect();
     assert_eq!(conflicts, vec!["a.both"]);
-    let mut touched: Vec<&str> = plan.operations.iter().map(|o| o.key().as_str()).collect();
+    let mut touched: Vec<&str> = plan
+        .operations
+        .iter()
+        .map(|(o, _)| o.key().as_str())
+        .collect();
     touched.sort();
     assert_eq!(touched, vec!["a.gone", "a.new", "a.src"]);
 }
@@ -376,7 +380,7 @@ async fn merge_commit_makes_source_an_ancestor() {
     let dev = catalog.resolve("dev").await.unwrap();
     let plan = catalog.plan_merge(&dev, "main").await.unwrap();
     let mut request = CommitRequest::new("main", plan.target_head.clone(), "merge dev")
-        .with_operations(plan.operations);
+        .with_operations(plan.operations.into_iter().map(|(op, _)| op));
     request.merge_parent = Some(dev.commit.clone());
     catalog.commit(request).await.unwrap();
     // Merging again is a no-op: the merge base is now dev's head.

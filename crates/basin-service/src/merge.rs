@@ -43,37 +43,17 @@ impl Lakehouse {
         for attempt in 1..=MAX_ATTEMPTS {
             let source_ref = self.catalog().resolve(source).await?;
             let plan = self.catalog().plan_merge(&source_ref, &target).await?;
-            let mut operations = plan.operations.clone();
+            let mut operations: Vec<Operation> =
+                plan.operations.iter().map(|(op, _)| op.clone()).collect();
             let mut changes: Vec<MergedChange> = plan
                 .operations
                 .iter()
-                .map(|op| MergedChange {
+                .map(|(op, change)| MergedChange {
                     key: op.key().to_string(),
-                    change: match op {
-                        Operation::Delete { .. } => Change::Dropped,
-                        Operation::Put { key, .. } => {
-                            if plan.conflicts.iter().any(|c| &c.key == key) {
-                                Change::Changed
-                            } else {
-                                Change::Added
-                            }
-                        }
-                    },
+                    change: *change,
                     appends_merged: false,
                 })
                 .collect();
-            // Base contents tell "added" from "changed".
-            let base = basin_catalog::Resolved {
-                spec: plan.base.to_string(),
-                branch: None,
-                commit: plan.base.clone(),
-            };
-            for change in changes.iter_mut().filter(|c| c.change == Change::Added) {
-                let key = basin_catalog::Key::parse(&change.key)?;
-                if self.catalog().content(&base, &key).await?.is_some() {
-                    change.change = Change::Changed;
-                }
-            }
             let mut conflicts = Vec::new();
             for conflict in &plan.conflicts {
                 let locations = (

@@ -1,0 +1,152 @@
+"""Basin's benchmarks, printed as one markdown table with the machine and the date.
+
+Figures (all from one run, on this machine):
+  - TPC-H (tpchgen-cli data at --scale): the 22 queries in Basin and in DuckDB over the same
+    Parquet files (the data files of Basin's Iceberg tables), best of --repeat runs each;
+  - the lineitem CSV import in Basin vs DuckDB's COPY ... TO parquet;
+  - catalog latency with 1,000 tables: branch create and a one-table commit.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ROOT / "tests" / "data" / "tpch" / "queries"
+TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem_gb:.0f} GiB, {platform.system()} {platform.machine()}"
+
+
+def generate(scale: float, out: Path) -> Path:
+    csv_dir = out / f"sf{scale:g}"
+    if not (csv_dir / "lineitem.csv").exists():
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        log(f"== generating TPC-H scale {scale:g} with tpchgen-cli")
+        tpchgen = Path(sys.executable).parent / "tpchgen-cli"
+        subprocess.run([str(tpchgen), "csv", "-s", f"{scale:g}", "-o", str(csv_dir)], check=True)
+    return csv_dir
+
+
+def basin(binary: str, home: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([binary, "--home", str(home), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"basin {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def engine_seconds(stderr: str) -> float:
+    m = re.search(r"\((\d+) rows?, ([0-9.]+)s\)", stderr)
+    if not m:
+        raise RuntimeError(f"no timing in basin output: {stderr}")
+    return float(m.group(2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--basin", required=True, help="the release basin binary")
+    p.add_argument("--catalog-latency", required=True, help="the catalog_latency example binary")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
+    p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
+    p.add_argument("--skip-queries", action="store_true")
+    args = p.parse_args()
+
+    rows = []  # (figure, basin, duckdb, ratio or note)
+    csv_dir = generate(args.scale, Path(args.data))
+    work = Path(tempfile.mkdtemp(prefix="basin-bench-"))
+    home = work / "lh"
+    home.mkdir()
+    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+
+    # Import every table; lineitem is the timed figure.
+    import_seconds = {}
+    for table in TABLES:
+        src = csv_dir / f"{table}.csv"
+        started = time.perf_counter()
+        basin(args.basin, home, "import", str(src), "--table", f"tpch.{table}")
+        import_seconds[table] = time.perf_counter() - started
+        log(f"   imported {table} in {import_seconds[table]:.2f}s")
+    lineitem_csv = csv_dir / "lineitem.csv"
+    size_mb = lineitem_csv.stat().st_size / 1e6
+    con = duckdb.connect()
+    started = time.perf_counter()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{lineitem_csv}', header=true)) TO '{work / 'lineitem.parquet'}' (FORMAT parquet)"
+    )
+    duck_import = time.perf_counter() - started
+    rows.append((f"lineitem CSV import ({size_mb:.0f} MB) [s]", import_seconds["lineitem"], duck_import,
+                 import_seconds["lineitem"] / duck_import))
+
+    if not args.skip_queries:
+        # DuckDB reads the very Parquet files of Basin's tables.
+        for table in TABLES:
+            show = json.loads(basin(args.basin, home, "table", "show", f"tpch.{table}", "--format", "json").stdout)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{show['location']}/data/*.parquet')")
+        total_b = total_d = 0.0
+        for q in range(1, 23):
+            sql = (QUERIES / f"q{q:02}.sql").read_text()
+            best_b = min(
+                engine_seconds(basin(args.basin, home, "query", sql, "-n", "tpch", "--format", "csv").stderr)
+                for _ in range(args.repeat)
+            )
+            statements = [s for s in sql.split(";") if s.strip()]
+            best_d = float("inf")
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                for s in statements:
+                    con.execute(s).fetchall()
+                best_d = min(best_d, time.perf_counter() - started)
+            total_b += best_b
+            total_d += best_d
+            rows.append((f"TPC-H q{q:02} [s]", best_b, best_d, best_b / best_d))
+            log(f"   q{q:02}: basin {best_b:.3f}s duckdb {best_d:.3f}s")
+        rows.append(("TPC-H total, 22 queries [s]", total_b, total_d, total_b / total_d))
+
+    latency = json.loads(subprocess.run([args.catalog_latency, "1000", "200"], check=True, capture_output=True,
+                                        text=True).stdout)
+    rows.append(("branch create, 1,000 tables, p50 [ms]", latency["branch_create"]["p50_ms"], None, None))
+    rows.append(("branch create, 1,000 tables, p95 [ms]", latency["branch_create"]["p95_ms"], None, None))
+    rows.append(("one-table commit, 1,000 tables, p50 [ms]", latency["commit"]["p50_ms"], None, None))
+    rows.append(("one-table commit, 1,000 tables, p95 [ms]", latency["commit"]["p95_ms"], None, None))
+
+    print(f"Machine: {machine()}  ")
+    print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
+    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
+    print()
+    print("| figure | Basin | DuckDB | Basin / DuckDB |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, b, d, r in rows:
+        fmt = lambda v: "" if v is None else f"{v:.3f}"
+        print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

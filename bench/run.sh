@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The benchmark entry point: builds Basin in release mode, installs DuckDB and tpchgen-cli
+# into the bench environment, and prints a markdown table of every figure.
+#   bench/run.sh [--scale 1] [--skip-queries] ...   (see bench/run.py --help)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/env.sh"
+cd "$ROOT"
+echo "== release build (the first one takes a long time on 2 cores)" >&2
+cargo build --release --quiet --bin basin -p basin
+cargo build --release --quiet -p basin-catalog --example catalog_latency
+VENV="$HOME/.cache/basin/bench-venv"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet -r bench/requirements.txt
+exec "$VENV/bin/python" bench/run.py \
+    --basin "$CARGO_TARGET_DIR/release/basin" \
+    --catalog-latency "$CARGO_TARGET_DIR/release/examples/catalog_latency" "$@"
