@@ -11,9 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
@@ -65,8 +64,7 @@ impl SqlStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(60))
-            .foreign_keys(true);
+            .busy_timeout(Duration::from_secs(60));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -101,26 +99,9 @@ impl SqlStore {
 
     /// Starts a write transaction with `BEGIN IMMEDIATE`, so concurrent writers (threads or
     /// processes) queue on the database's write lock instead of failing mid-transaction.
-    async fn begin(&self) -> Result<PoolConnection<Sqlite>> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        Ok(conn)
-    }
-}
-
-/// Commits the transaction `begin` started if `result` is Ok, else rolls it back.
-async fn finish<T>(conn: &mut PoolConnection<Sqlite>, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            sqlx::query("COMMIT").execute(&mut **conn).await?;
-            Ok(value)
-        }
-        Err(e) => {
-            // The error that matters is `e`; a failed rollback is undone when the
-            // connection closes.
-            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
-            Err(e)
-        }
+    /// Dropping it without `commit` (an error, a cancelled future) rolls it back.
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -183,15 +164,19 @@ async fn read_content(
         .transpose()
 }
 
-async fn has_children(conn: &mut SqliteConnection, at: &CommitId, namespace: &Key) -> Result<bool> {
-    let row =
-        sqlx::query("SELECT 1 FROM contents WHERE commit_id = ? AND key > ? AND key < ? LIMIT 1")
-            .bind(at.as_str())
-            .bind(format!("{namespace}."))
-            .bind(format!("{namespace}/")) // '/' sorts right after '.'
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(row.is_some())
+/// The keys inside `namespace` (its tables and child namespaces).
+async fn children(
+    conn: &mut SqliteConnection,
+    at: &CommitId,
+    namespace: &Key,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT key FROM contents WHERE commit_id = ? AND key > ? AND key < ?")
+        .bind(at.as_str())
+        .bind(format!("{namespace}."))
+        .bind(format!("{namespace}/")) // '/' sorts right after '.'
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.iter().map(|r| r.get("key")).collect())
 }
 
 /// Checks the operations against the tree they will apply to: tables need their namespace,
@@ -240,20 +225,18 @@ async fn validate_operations(
                 match read_content(conn, head, key).await? {
                     None => return Err(Error::not_found(format!("`{key}` does not exist"))),
                     Some(Content::Namespace { .. }) => {
-                        if has_children(conn, head, key).await? {
-                            // Every child must be deleted in the same commit.
-                            let rows = sqlx::query("SELECT key FROM contents WHERE commit_id = ? AND key > ? AND key < ?")
-                                .bind(head.as_str())
-                                .bind(format!("{key}."))
-                                .bind(format!("{key}/"))
-                                .fetch_all(&mut *conn)
-                                .await?;
-                            for r in rows {
-                                let child: String = r.get("key");
-                                if !ops.iter().any(|o| matches!(o, Operation::Delete { key } if key.as_str() == child)) {
-                                    return Err(Error::invalid(format!("namespace `{key}` is not empty: `{child}` is in it"))
-                                        .with_hint(format!("drop `{child}` first with `basin table rm {child}`")));
-                                }
+                        // Every child must be deleted in the same commit.
+                        for child in children(conn, head, key).await? {
+                            let deleted = ops.iter().any(
+                                |o| matches!(o, Operation::Delete { key } if key.as_str() == child),
+                            );
+                            if !deleted {
+                                return Err(Error::invalid(format!(
+                                    "namespace `{key}` is not empty: `{child}` is in it"
+                                ))
+                                .with_hint(format!(
+                                    "drop `{child}` first with `basin table rm {child}`"
+                                )));
                             }
                         }
                     }
@@ -269,9 +252,9 @@ async fn validate_operations(
 impl Store for SqlStore {
     async fn initialize(&self) -> Result<()> {
         {
-            let mut guard = self.begin().await?;
-            let result = async {
-                let conn: &mut SqliteConnection = &mut guard;
+            let mut tx = self.begin().await?;
+            let result: Result<_> = async {
+                let conn: &mut SqliteConnection = &mut tx;
                 let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
                 for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                     sqlx::query(migration).execute(&mut *conn).await?;
@@ -296,7 +279,9 @@ impl Store for SqlStore {
                 Ok(())
             }
             .await;
-            finish(&mut guard, result).await
+            let value = result?;
+            tx.commit().await?;
+            Ok(value)
         }
     }
 
@@ -322,9 +307,9 @@ impl Store for SqlStore {
     async fn create_ref(&self, name: &str, kind: RefKind, at: &CommitId) -> Result<Ref> {
         let (name, at) = (name.to_string(), at.clone());
         {
-            let mut guard = self.begin().await?;
-            let result = async {
-                let conn: &mut SqliteConnection = &mut guard;
+            let mut tx = self.begin().await?;
+            let result: Result<_> = async {
+                let conn: &mut SqliteConnection = &mut tx;
                 if let Some(existing) = read_ref(conn, &name).await? {
                     return Err(Error::new(
                         ErrorKind::AlreadyExists,
@@ -351,7 +336,9 @@ impl Store for SqlStore {
                 })
             }
             .await;
-            finish(&mut guard, result).await
+            let value = result?;
+            tx.commit().await?;
+            Ok(value)
         }
     }
 
@@ -368,9 +355,9 @@ impl Store for SqlStore {
 
     async fn commit(&self, request: CommitRequest) -> Result<Commit> {
         {
-            let mut guard = self.begin().await?;
-            let result = async {
-                let conn: &mut SqliteConnection = &mut guard;
+            let mut tx = self.begin().await?;
+            let result: Result<_> = async {
+                let conn: &mut SqliteConnection = &mut tx;
                 let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties } =
                     request;
                 let head = match read_ref(conn, &branch).await? {
@@ -461,7 +448,9 @@ impl Store for SqlStore {
                 Ok(commit)
             }
             .await;
-            finish(&mut guard, result).await
+            let value = result?;
+            tx.commit().await?;
+            Ok(value)
         }
     }
 

@@ -76,9 +76,15 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
     match basin {
         Some(err) => {
             eprintln!("error: {err}");
+            // Print each cause once: libraries often repeat their source in their message.
+            let mut shown = err.to_string();
             let mut source = std::error::Error::source(err);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                shown = text;
                 source = cause.source();
             }
             if let Some(hint) = &err.hint {

@@ -473,3 +473,73 @@ fn json_and_parquet_import() {
     lake.ok(&["import", out.to_str().unwrap(), "--table", "app.copy"]);
     assert_eq!(lake.scalar("SELECT sum(n) FROM app.copy", "main"), "3");
 }
+
+#[test]
+fn a_long_lived_branch_merges_its_appends_again_and_again() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.ok(&["branch", "create", "dev"]);
+    for round in 1..=3 {
+        lake.ok(&[
+            "import",
+            "orders.csv",
+            "--table",
+            "sales.orders",
+            "--branch",
+            "dev",
+        ]);
+        lake.ok(&[
+            "import",
+            "orders.csv",
+            "--table",
+            "sales.orders",
+            "--branch",
+            "main",
+        ]);
+        let report = lake.json(&["merge", "dev", "--into", "main"]);
+        assert_eq!(
+            report["changes"][0]["appends_merged"], true,
+            "round {round}"
+        );
+        // main: its start, its own appends and every dev append exactly once
+        assert_eq!(
+            lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+            (2 + 4 * round).to_string()
+        );
+    }
+}
+
+#[test]
+fn decimals_stay_exact_and_text_of_any_script_imports() {
+    let lake = Lake::new();
+    lake.write("orders.csv", ORDERS);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    lake.write("precise.csv", "id,amount,day\n3,3.14159,2024-01-03\n");
+    let err = lake.fails(&["import", "precise.csv", "--table", "sales.orders"]);
+    assert!(
+        err.contains("precise.csv:2: column `amount`: `3.14159` is not a valid DECIMAL(18,2)"),
+        "{err}"
+    );
+    lake.write(
+        "people.csv",
+        "name,city\nMüller-Lüdenscheidt,Köln\n東京都千代田区丸の内一丁目,東京\n",
+    );
+    lake.ok(&["import", "people.csv", "--table", "crm.people"]);
+    assert_eq!(
+        lake.scalar("SELECT max(length(name)) FROM crm.people", "main"),
+        "19"
+    );
+}
+
+#[test]
+fn a_json_key_first_seen_after_the_sample_is_an_error_not_a_loss() {
+    let lake = Lake::new();
+    let mut text = String::new();
+    (0..10_000).for_each(|i| text.push_str(&format!("{{\"n\":{i}}}\n")));
+    text.push_str("{\"n\":1,\"late\":\"x\"}\n");
+    lake.write("late.jsonl", &text);
+    let err = lake.fails(&["import", "late.jsonl", "--table", "app.events"]);
+    assert!(err.contains("late.jsonl:10001:"), "{err}");
+    assert!(lake.json(&["table", "ls"]).as_array().unwrap().is_empty());
+}

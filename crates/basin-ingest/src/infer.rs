@@ -113,7 +113,8 @@ fn is_date(v: &str) -> bool {
 
 /// `Some(has_zone)` for ISO-8601 date-times.
 fn timestamp(v: &str) -> Option<bool> {
-    if v.len() < 16 || !is_date(&v[..10]) || !matches!(v.as_bytes()[10], b'T' | b' ') {
+    if v.len() < 16 || !v.get(..10).is_some_and(is_date) || !matches!(v.as_bytes()[10], b'T' | b' ')
+    {
         return None;
     }
     if chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T")).is_ok() {
@@ -174,6 +175,11 @@ mod tests {
         );
         assert_eq!(infer(&["1", "x"]), DataType::Utf8);
         assert_eq!(infer(&["2024-13-40"]), DataType::Utf8);
+        assert_eq!(
+            infer(&["Müller-Lüdenscheidt", "東京都千代田区丸の内"]),
+            DataType::Utf8,
+            "multi-byte text"
+        );
         assert_eq!(infer(&["", ""]), DataType::Utf8);
     }
 

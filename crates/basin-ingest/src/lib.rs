@@ -281,7 +281,7 @@ pub async fn import(
     let commit_request =
         CommitRequest::new(&branch, at.commit.clone(), message).with_author(&request.author);
     let outcome = tables
-        .commit_change(&branch, &at.commit, &key, staged, change, commit_request)
+        .commit_change(&key, staged, change, commit_request)
         .await?;
     Ok(ImportReport {
         table: key.to_string(),

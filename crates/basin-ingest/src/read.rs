@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use arrow::compute::kernels::cast_utils::parse_decimal;
+use arrow::datatypes::{DataType, Decimal128Type, Field, Schema as ArrowSchema, SchemaRef};
 use arrow::error::ArrowError;
 use basin_catalog::{Error, Result};
 
@@ -238,15 +239,14 @@ pub fn read(
             }
         }
         Format::Json => {
+            // Strict: a key the sample did not see is an error, never silently dropped.
             let reader = arrow::json::ReaderBuilder::new(schema.clone())
+                .with_strict_mode(true)
                 .with_batch_size(BATCH_ROWS)
                 .build(BufReader::with_capacity(1 << 20, counting))
                 .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
             for batch in reader {
-                let batch = batch.map_err(|e| {
-                    Error::invalid(format!("{}: a record after line {rows} does not fit: {e}", file.display))
-                        .with_hint("every line must be one JSON object whose values fit the table's column types")
-                })?;
+                let batch = batch.map_err(|e| json_error(file, &schema, rows, e))?;
                 rows += batch.num_rows() as u64;
                 on_batch(batch)?;
             }
@@ -377,27 +377,33 @@ fn parse_decimals(
             .expect("decimals are read as text");
         let mut builder = arrow::array::Decimal128Builder::with_capacity(text.len());
         for (row, value) in text.iter().enumerate() {
-            match value.map(str::trim).filter(|v| !v.is_empty()) {
-                None => builder.append_null(),
-                Some(v) => match arrow::compute::kernels::cast_utils::parse_decimal::<
-                    arrow::datatypes::Decimal128Type,
-                >(v, precision, scale)
-                {
-                    Ok(n) => builder.append_value(n),
-                    Err(_) => {
-                        let wanted = type_name(field.data_type());
-                        return Err(Error::invalid(format!(
-                            "{}:{}: column `{}`: `{v}` is not a valid {wanted}",
-                            file.display,
-                            first_line + row as u64,
-                            field.name()
-                        ))
-                        .with_hint(format!(
-                            "fix the value, or store `{}` as another type (it is {wanted} in the table or in the rows sampled to infer it)",
-                            field.name()
-                        )));
-                    }
-                },
+            let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+                builder.append_null();
+                continue;
+            };
+            // arrow's parser drops digits past the scale; Basin keeps decimals exact.
+            let fraction = v
+                .split_once('.')
+                .map_or("", |(_, f)| f)
+                .trim_end_matches('0');
+            let parsed = (fraction.len() <= scale.max(0) as usize)
+                .then(|| parse_decimal::<Decimal128Type>(v, precision, scale).ok())
+                .flatten();
+            match parsed {
+                Some(n) => builder.append_value(n),
+                None => {
+                    let wanted = type_name(field.data_type());
+                    return Err(Error::invalid(format!(
+                        "{}:{}: column `{}`: `{v}` is not a valid {wanted}",
+                        file.display,
+                        first_line + row as u64,
+                        field.name()
+                    ))
+                    .with_hint(format!(
+                        "fix the value, or store `{}` as another type (it is {wanted} in the table or in the rows sampled to infer it)",
+                        field.name()
+                    )));
+                }
             }
         }
         let array = builder
@@ -408,4 +414,40 @@ fn parse_decimals(
     }
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::internal(format!("{}: {e}", file.display)))
+}
+
+/// Pins a JSON decoding error to its line by decoding the failing batch again one line at a
+/// time (only on the error path).
+fn json_error(file: &SourceFile, schema: &SchemaRef, rows_before: u64, e: ArrowError) -> Error {
+    use std::io::BufRead;
+    let mut line_no = None;
+    if let Ok(handle) = File::open(&file.path) {
+        let mut data_rows = 0u64;
+        for (i, line) in BufReader::new(handle).lines().enumerate() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            data_rows += 1;
+            if data_rows <= rows_before {
+                continue;
+            }
+            let decoded = arrow::json::ReaderBuilder::new(schema.clone())
+                .with_strict_mode(true)
+                .build(line.as_bytes())
+                .and_then(|mut r| r.next().transpose());
+            if decoded.is_err() {
+                line_no = Some(i + 1);
+                break;
+            }
+        }
+    }
+    let at = line_no.map_or_else(|| format!("after line {rows_before}"), |n| n.to_string());
+    let text = e.to_string();
+    let hint = if text.contains("missing from schema") {
+        "the key first appears after the rows sampled to infer the columns; import it into a table that has the column, or pass --allow-new-columns with a file whose first lines show it"
+    } else {
+        "every line must be one JSON object whose values fit the table's column types"
+    };
+    Error::invalid(format!("{}:{at}: {text}", file.display)).with_hint(hint)
 }

@@ -140,7 +140,14 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, file: &str) -> Result<Re
         .iter()
         .map(|field| match batch.schema().index_of(field.name()) {
             Ok(i) => cast_column(batch.column(i), field, file),
-            Err(_) => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            Err(_) if field.is_nullable() => {
+                Ok(new_null_array(field.data_type(), batch.num_rows()))
+            }
+            Err(_) => Err(Error::invalid(format!(
+                "{file}: required column `{}` is missing",
+                field.name()
+            ))
+            .with_hint("add the column to the file; the table does not allow it to be empty")),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
     RecordBatch::try_new(target.clone(), columns)
@@ -169,15 +176,17 @@ fn cast_column(column: &ArrayRef, field: &Field, file: &str) -> Result<ArrayRef>
 /// Whether a file column of type `from` may be stored in a table column of type `to`.
 pub fn compatible(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
-    from == to
-        || matches!(
+    match (from, to) {
+        _ if from == to => true,
+        // Never round a fraction; a value too large for the column fails the (unsafe) cast.
+        (Decimal128(_, s1), Decimal128(_, s2)) => s2 >= s1,
+        (Int8 | Int16 | Int32 | Int64, Decimal128(..)) => true,
+        _ => matches!(
             (from, to),
             (Int8 | Int16 | Int32 | UInt8 | UInt16, Int32 | Int64)
                 | (UInt32 | Int64, Int64)
                 | (Float16 | Float32, Float32 | Float64)
-                | (Int8 | Int16 | Int32 | Int64, Float64)
-                | (Int8 | Int16 | Int32 | Int64, Decimal128(..))
-                | (Decimal128(..), Decimal128(..))
+                | (Int8 | Int16 | Int32, Float64)
                 | (Utf8 | LargeUtf8 | Utf8View, Utf8)
                 | (Binary | LargeBinary | BinaryView, LargeBinary)
                 | (Date64, Date32)
@@ -186,7 +195,8 @@ pub fn compatible(from: &DataType, to: &DataType) -> bool {
                     Timestamp(_, Some(_)),
                     Timestamp(TimeUnit::Microsecond, Some(_))
                 )
-        )
+        ),
+    }
 }
 
 /// An Arrow schema for reading a file: the table's types for columns it knows, the file's

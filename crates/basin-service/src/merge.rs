@@ -54,43 +54,29 @@ impl Lakehouse {
                     appends_merged: false,
                 })
                 .collect();
+            // First decide every double change (no writes), then stage the mergeable ones.
             let mut conflicts = Vec::new();
+            let mut mergeable = Vec::new();
             for conflict in &plan.conflicts {
-                let locations = (
-                    conflict.base.as_ref().and_then(Content::metadata_location),
-                    conflict
-                        .source
-                        .as_ref()
-                        .and_then(Content::metadata_location),
-                    conflict
-                        .target
-                        .as_ref()
-                        .and_then(Content::metadata_location),
-                );
-                let merged = match locations {
+                let location = |c: &Option<Content>| {
+                    c.as_ref()
+                        .and_then(Content::metadata_location)
+                        .map(str::to_string)
+                };
+                let found = match (
+                    location(&conflict.base),
+                    location(&conflict.source),
+                    location(&conflict.target),
+                ) {
                     (Some(b), Some(s), Some(t)) => {
                         self.tables()
-                            .merge_appends(&conflict.key, b, s, t, !dry_run)
+                            .mergeable_appends(&conflict.key, &b, &s, &t)
                             .await?
                     }
                     _ => None,
                 };
-                match merged {
-                    Some(table) => {
-                        if let Some(location) =
-                            table.and_then(|t| t.metadata_location().map(str::to_string))
-                        {
-                            operations.push(Operation::Put {
-                                key: conflict.key.clone(),
-                                content: Content::table(location),
-                            });
-                        }
-                        changes.push(MergedChange {
-                            key: conflict.key.to_string(),
-                            change: Change::Changed,
-                            appends_merged: true,
-                        });
-                    }
+                match found {
+                    Some(m) => mergeable.push((conflict.key.clone(), m)),
                     None => conflicts.push(conflict.key.to_string()),
                 }
             }
@@ -102,6 +88,21 @@ impl Lakehouse {
                 .with_hint(format!(
                     "nothing was written. Inspect with `basin diff {target} {source}`; revert one side with `basin table revert TABLE --to REF`, then merge again"
                 )));
+            }
+            for (key, merge) in mergeable {
+                changes.push(MergedChange {
+                    key: key.to_string(),
+                    change: Change::Changed,
+                    appends_merged: true,
+                });
+                if !dry_run {
+                    let table = self.tables().stage_merged_appends(merge).await?;
+                    let location = table.metadata_location().unwrap_or_default().to_string();
+                    operations.push(Operation::Put {
+                        key,
+                        content: Content::table(location),
+                    });
+                }
             }
             let mut report = MergeReport {
                 source: source.to_string(),
@@ -127,7 +128,10 @@ impl Lakehouse {
                     report.commit = Some(commit.id.to_string());
                     return Ok(report);
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => continue,
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)))
+                        .await;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -16,9 +16,10 @@ mod warehouse;
 mod writer;
 
 pub use error::{Error, ErrorKind, Result, from_iceberg};
-pub use merge::appended_files_since;
+pub use merge::{appended_files_since, appended_snapshots_since};
 pub use tables::{
-    ColumnSummary, SnapshotSummary, Staged, TableChange, TableSummary, Tables, WriteOutcome,
+    ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,
+    WriteOutcome,
 };
 pub use warehouse::{S3Settings, Warehouse};
 pub use writer::TableWriter;

@@ -3,50 +3,67 @@
 
 use std::collections::HashSet;
 
-use iceberg::spec::{DataFile, ManifestStatus, Operation};
+use iceberg::spec::{DataFile, ManifestContentType, Operation};
 use iceberg::table::Table;
 
-/// The data files `side` appended since `base`, or `None` if `side` did anything but append
+/// Snapshot property naming the source snapshot whose appends a merge snapshot carries, so a
+/// later merge from the same branch knows the target already holds them.
+pub(crate) const MERGED_SNAPSHOT: &str = "basin.merged-snapshot-id";
+
+/// The snapshots `side` added since `base`, or `None` if `side` did anything but append
 /// (overwrite, schema or partition change, or a history that does not descend from `base`).
-pub async fn appended_files_since(
-    base: &Table,
-    side: &Table,
-) -> iceberg::Result<Option<Vec<DataFile>>> {
+/// Reads table metadata only.
+pub fn appended_snapshots_since(base: &Table, side: &Table) -> Option<HashSet<i64>> {
     let (b, s) = (base.metadata(), side.metadata());
     if b.uuid() != s.uuid()
         || b.current_schema_id() != s.current_schema_id()
         || b.default_partition_spec_id() != s.default_partition_spec_id()
     {
-        return Ok(None);
+        return None;
     }
     let stop = b.current_snapshot_id();
-    let mut new_snapshots = HashSet::new();
+    let stop_text = stop.map(|id| id.to_string());
+    let mut added = HashSet::new();
     let mut cursor = s.current_snapshot_id();
     while cursor != stop {
-        let Some(id) = cursor else { return Ok(None) }; // reached the start without meeting base
-        let Some(snapshot) = s.snapshot_by_id(id) else {
-            return Ok(None);
-        };
-        if snapshot.summary().operation != Operation::Append {
-            return Ok(None);
+        let snapshot = s.snapshot_by_id(cursor?)?; // `None`: began without meeting base
+        let summary = snapshot.summary();
+        if summary.operation != Operation::Append {
+            return None;
         }
-        new_snapshots.insert(id);
+        added.insert(snapshot.snapshot_id());
+        // A merge snapshot that brought base's appends in stands for base itself.
+        if stop_text.is_some()
+            && summary.additional_properties.get(MERGED_SNAPSHOT) == stop_text.as_ref()
+        {
+            break;
+        }
         cursor = snapshot.parent_snapshot_id();
     }
+    Some(added)
+}
+
+/// The data files `side` appended since `base`, or `None` if it did anything else.
+pub async fn appended_files_since(
+    base: &Table,
+    side: &Table,
+) -> iceberg::Result<Option<Vec<DataFile>>> {
+    let Some(added) = appended_snapshots_since(base, side) else {
+        return Ok(None);
+    };
     let mut files = Vec::new();
-    let Some(current) = s.current_snapshot() else {
+    let Some(current) = side.metadata().current_snapshot() else {
         return Ok(Some(files));
     };
     for manifest_file in side.manifest_list_reader(current).load().await?.entries() {
-        if !new_snapshots.contains(&manifest_file.added_snapshot_id) {
+        // Manifest merging may carry an added file on as EXISTING in a later manifest, so
+        // entries are matched by the snapshot that added them, whatever their status.
+        if manifest_file.content != ManifestContentType::Data {
             continue;
         }
         let manifest = manifest_file.load_manifest(side.file_io()).await?;
         for entry in manifest.entries() {
-            let added_here = entry
-                .snapshot_id()
-                .is_some_and(|id| new_snapshots.contains(&id));
-            if entry.status() == ManifestStatus::Added && added_here {
+            if entry.is_alive() && entry.snapshot_id().is_some_and(|id| added.contains(&id)) {
                 files.push(entry.data_file().clone());
             }
         }

@@ -20,6 +20,16 @@ pub(crate) async fn overwrite_updates(
 ) -> iceberg::Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
     let metadata = table.metadata();
     let file_io = table.file_io();
+    // One spec for the added and the deleted manifest: tables whose files were written under
+    // several partition specs (evolved by another engine) are not replaced yet.
+    if metadata.format_version() != iceberg::spec::FormatVersion::V2
+        || metadata.partition_specs_iter().len() > 1
+    {
+        return Err(iceberg::Error::new(
+            iceberg::ErrorKind::FeatureUnsupported,
+            "replacing the rows of a table that is not format v2 with one partition spec",
+        ));
+    }
     let commit_id = uuid::Uuid::now_v7();
     let snapshot_id = new_snapshot_id(table, &commit_id);
     let sequence_number = metadata.next_sequence_number();

@@ -230,19 +230,18 @@ impl Tables {
         }
     }
 
-    /// Commits `change` to `key` on `branch`, whose head was `expected_head` when `staged` was
-    /// read. On a race with another writer of the same table, the change is staged again on
-    /// the new head (data files are kept) and retried.
+    /// Commits `change` to `key` on `request.branch`, whose head was `request.expected_head`
+    /// when `staged` was read. On a race with another writer of the same table, the change is
+    /// staged again on the new head (data files are kept) and retried.
     pub async fn commit_change(
         &self,
-        branch: &str,
-        expected_head: &basin_catalog::CommitId,
         key: &Key,
         staged: Staged,
         change: TableChange,
         request: CommitRequest,
     ) -> Result<WriteOutcome> {
-        let mut head = expected_head.clone();
+        let branch = request.branch.clone();
+        let mut head = request.expected_head.clone();
         let mut base = staged.table.clone();
         let properties: HashMap<String, String> =
             [("basin.message".to_string(), request.message.clone())]
@@ -257,8 +256,8 @@ impl Tables {
             let mut operations = Vec::new();
             if let Some(ns) = key.namespace() {
                 let at = Resolved {
-                    spec: branch.to_string(),
-                    branch: Some(branch.to_string()),
+                    spec: branch.clone(),
+                    branch: Some(branch.clone()),
                     commit: head.clone(),
                 };
                 if self.catalog.content(&at, &ns).await?.is_none() {
@@ -273,7 +272,6 @@ impl Tables {
                 content: Content::table(location.clone()),
             });
             let mut attempt_request = request.clone();
-            attempt_request.branch = branch.to_string();
             attempt_request.expected_head = head.clone();
             attempt_request.operations = operations;
             match self.catalog.commit(attempt_request).await {
@@ -287,7 +285,7 @@ impl Tables {
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                    let current = self.catalog.resolve(branch).await?;
+                    let current = self.catalog.resolve(&branch).await?;
                     head = current.commit.clone();
                     base = self.rebase_target(&current, key, &staged, &base, e).await?;
                 }
@@ -324,9 +322,11 @@ impl Tables {
                 let fresh = self.load_from(key, &metadata_location).await?;
                 if staged.schema_changed
                     || fresh.metadata().current_schema_id() != base.metadata().current_schema_id()
+                    || fresh.metadata().default_partition_spec_id()
+                        != base.metadata().default_partition_spec_id()
                 {
                     return Err(conflict
-                        .with_hint("the table's schema changed meanwhile; run the command again"));
+                        .with_hint("the table's schema or partitioning changed meanwhile; run the command again"));
                 }
                 Ok(fresh)
             }
@@ -395,46 +395,53 @@ impl Tables {
         }
     }
 
-    /// Stages the target table with the files `source` appended since `base`, when both sides
-    /// only appended. `None` when the conflict is real.
-    /// With `stage` false nothing is written, and the inner `Option` is `None`.
-    pub async fn merge_appends(
+    /// Whether both sides only appended to `key` since `base` (metadata locations of the
+    /// three versions); if so, what merging them needs. Writes nothing.
+    pub async fn mergeable_appends(
         &self,
         key: &Key,
         base: &str,
         source: &str,
         target: &str,
-        stage: bool,
-    ) -> Result<Option<Option<Table>>> {
+    ) -> Result<Option<MergeableAppends>> {
         let context = format!("cannot merge the appends to `{key}`");
-        let (base, source, target) = (
-            self.load_from(key, base).await?,
-            self.load_from(key, source).await?,
-            self.load_from(key, target).await?,
-        );
-        let Some(files) = crate::merge::appended_files_since(&base, &source)
-            .await
-            .map_err(from_iceberg(&context))?
-        else {
-            return Ok(None);
-        };
-        if crate::merge::appended_files_since(&base, &target)
-            .await
-            .map_err(from_iceberg(&context))?
-            .is_none()
-        {
+        let base = self.load_from(key, base).await?;
+        let target = self.load_from(key, target).await?;
+        if crate::merge::appended_snapshots_since(&base, &target).is_none() {
             return Ok(None);
         }
-        if !stage {
-            return Ok(Some(None));
-        }
-        let properties = HashMap::from([(
-            "basin.message".to_string(),
-            format!("merge appends to {key}"),
-        )]);
-        Ok(Some(Some(
-            self.stage_change(&target, &TableChange::Append(files), &properties)
-                .await?,
-        )))
+        let source = self.load_from(key, source).await?;
+        let files = crate::merge::appended_files_since(&base, &source)
+            .await
+            .map_err(from_iceberg(&context))?;
+        Ok(files.map(|files| MergeableAppends {
+            source_snapshot: source.metadata().current_snapshot_id(),
+            target,
+            files,
+        }))
     }
+
+    /// Stages the target with one more snapshot holding the source's appended files.
+    pub async fn stage_merged_appends(&self, merge: MergeableAppends) -> Result<Table> {
+        let mut properties = HashMap::from([(
+            "basin.message".to_string(),
+            format!("merge appends to {}", merge.target.identifier()),
+        )]);
+        if let Some(id) = merge.source_snapshot {
+            properties.insert(crate::merge::MERGED_SNAPSHOT.to_string(), id.to_string());
+        }
+        self.stage_change(
+            &merge.target,
+            &TableChange::Append(merge.files),
+            &properties,
+        )
+        .await
+    }
+}
+
+/// Appends on both sides of a merge that can be combined: see [`Tables::mergeable_appends`].
+pub struct MergeableAppends {
+    target: Table,
+    files: Vec<DataFile>,
+    source_snapshot: Option<i64>,
 }
