@@ -54,8 +54,8 @@ def generate(scale: float, out: Path) -> Path:
     return csv_dir
 
 
-def basin(binary: str, home: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([binary, "--home", str(home), *args], capture_output=True, text=True)
+def basin(binary: str, home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([binary, "--home", str(home), *args], capture_output=True, text=True, input=stdin)
     if proc.returncode != 0:
         raise RuntimeError(f"basin {' '.join(args)} failed:\n{proc.stderr}")
     return proc
@@ -113,7 +113,7 @@ def main() -> None:
         for q in range(1, 23):
             sql = (QUERIES / f"q{q:02}.sql").read_text()
             best_b = min(
-                engine_seconds(basin(args.basin, home, "query", sql, "-n", "tpch", "--format", "csv").stderr)
+                engine_seconds(basin(args.basin, home, "query", "-", "-n", "tpch", "--format", "csv", stdin=sql).stderr)
                 for _ in range(args.repeat)
             )
             statements = [s for s in sql.split(";") if s.strip()]

@@ -9,6 +9,15 @@ use super::open;
 use crate::output::{ListFormat, done};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  basin import orders.csv --table sales.orders
+  basin import 'landing/*.csv' --table sales.orders --branch dev
+  basin import events/ --table app.events --format json --partition-by 'day(ts)'
+  basin import fixed.parquet --table sales.orders --mode replace
+  basin import s3://bucket/raw/trips.csv --table rides.trips
+
+Types are inferred from the first rows (exact decimals, dates, timestamps) or taken from an
+existing table. A bad row fails the import with its file, line and column; nothing is committed.")]
 pub struct Args {
     /// Files, folders, globs ('data/*.csv') or s3:// URLs
     #[arg(required = true, value_name = "SOURCE")]

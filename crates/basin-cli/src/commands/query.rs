@@ -17,6 +17,12 @@ enum QueryFormat {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  basin query \"SELECT count(*) FROM sales.orders\"
+  basin query \"SELECT * FROM orders LIMIT 10\" -n sales --ref dev
+  basin query \"SELECT * FROM sales.orders\" --ref v1 --format csv      # a tag
+  basin query \"SELECT * FROM sales.orders\" --ref main@1a2b3c4d       # a past commit
+  basin query - --format parquet -o result.parquet < report.sql")]
 pub struct Args {
     /// SQL to run (several statements separated by `;`: the last one's rows are printed).
     /// Tables are named NAMESPACE.TABLE. `-` reads the SQL from stdin.
