@@ -93,16 +93,25 @@ def main() -> None:
         basin(args.basin, home, "import", str(src), "--table", f"tpch.{table}")
         import_seconds[table] = time.perf_counter() - started
         log(f"   imported {table} in {import_seconds[table]:.2f}s")
+    # The lineitem figure: best of --repeat runs each, both reading a CSV already in the page
+    # cache (Basin into fresh tables, DuckDB into a fresh Parquet file).
     lineitem_csv = csv_dir / "lineitem.csv"
     size_mb = lineitem_csv.stat().st_size / 1e6
+    basin_import = import_seconds["lineitem"]
+    for i in range(1, args.repeat):
+        started = time.perf_counter()
+        basin(args.basin, home, "import", str(lineitem_csv), "--table", f"scratch.lineitem{i}")
+        basin_import = min(basin_import, time.perf_counter() - started)
     con = duckdb.connect()
-    started = time.perf_counter()
-    con.execute(
-        f"COPY (SELECT * FROM read_csv('{lineitem_csv}', header=true)) TO '{work / 'lineitem.parquet'}' (FORMAT parquet)"
-    )
-    duck_import = time.perf_counter() - started
-    rows.append((f"lineitem CSV import ({size_mb:.0f} MB) [s]", import_seconds["lineitem"], duck_import,
-                 import_seconds["lineitem"] / duck_import))
+    duck_import = float("inf")
+    for i in range(args.repeat):
+        started = time.perf_counter()
+        con.execute(
+            f"COPY (SELECT * FROM read_csv('{lineitem_csv}', header=true)) "
+            f"TO '{work / f'lineitem{i}.parquet'}' (FORMAT parquet)"
+        )
+        duck_import = min(duck_import, time.perf_counter() - started)
+    rows.append((f"lineitem CSV import ({size_mb:.0f} MB) [s]", basin_import, duck_import, basin_import / duck_import))
 
     if not args.skip_queries:
         # DuckDB reads the very Parquet files of Basin's tables.

@@ -9,15 +9,15 @@ mod infer;
 mod read;
 mod schema;
 mod source;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use basin_catalog::{CommitRequest, Content, Error, Key, Result};
-use basin_table::{TableChange, TableWriter, Tables};
+use basin_table::{TableChange, Tables};
 use iceberg::io::FileIO;
 use serde::Serialize;
 
@@ -228,40 +228,10 @@ pub async fn import(
             .map_err(basin_table::from_iceberg("table schema"))?,
     );
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let mut writer = TableWriter::new(&staged.table).await?;
-    let mut done_bytes = 0u64;
-    for (file, probe) in files.iter().zip(&probes) {
-        let reading = schema::reading_schema(probe, &target);
-        let counter = Arc::new(AtomicU64::new(0));
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        // Parsing runs on a blocking thread while this task encodes Parquet: two cores busy.
-        let reader = {
-            let (file_csv, target, counter) = (request.csv, target.clone(), counter.clone());
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || {
-                read::read(&file, &file_csv, reading, counter, |batch| {
-                    let batch = schema::conform(&batch, &target, &file.display)?;
-                    tx.blocking_send(batch)
-                        .map_err(|_| Error::internal("the import stopped writing"))
-                })
-            })
-        };
-        while let Some(batch) = rx.recv().await {
-            writer.write(batch).await?;
-            if let Some(p) = &progress {
-                p(done_bytes + counter.load(Ordering::Relaxed), total_bytes);
-            }
-        }
-        reader.await.map_err(|e| {
-            Error::internal(format!("the reader of {} failed: {e}", file.display))
-        })??;
-        done_bytes += file.size;
-        if let Some(p) = &progress {
-            p(done_bytes, total_bytes);
-        }
-    }
-    let rows = writer.rows();
-    let data_files = writer.close().await?;
+    let file_count = files.len();
+    let written =
+        stream::write_all(&staged.table, files, probes, request.csv, target, progress).await?;
+    let (rows, data_files) = (written.rows, written.files);
     let data_file_count = data_files.len();
     let change = match request.mode {
         Mode::Append => TableChange::Append(data_files),
@@ -270,8 +240,8 @@ pub async fn import(
     let created = staged.created;
     let message = format!(
         "import {} file{} into {key} ({})",
-        files.len(),
-        if files.len() == 1 { "" } else { "s" },
+        file_count,
+        if file_count == 1 { "" } else { "s" },
         if request.mode == Mode::Append {
             "append"
         } else {
@@ -289,7 +259,7 @@ pub async fn import(
         commit: outcome.commit.id.to_string(),
         created,
         mode: request.mode,
-        files: files.len(),
+        files: file_count,
         rows,
         bytes_read: total_bytes,
         data_files: data_file_count,
