@@ -191,8 +191,8 @@ def compare(base, other, label: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sf", default="0.01", help="TPC-H scale factor (default 0.01)")
-    ap.add_argument("--queries", type=pathlib.Path, default=REPO.parent / "shared" / "tpch" / "queries",
-                    help="directory holding q01.sql..q22.sql (default: ../shared/tpch/queries)")
+    ap.add_argument("--queries", type=pathlib.Path, default=pathlib.Path(__file__).resolve().parent / "queries",
+                    help="directory holding q01.sql..q22.sql (default: tests/data/tpch/queries)")
     ap.add_argument("--out", type=pathlib.Path, default=HERE, help="output root (default: this folder)")
     ap.add_argument("--data", type=pathlib.Path, default=None,
                     help="reuse tpchgen-cli CSVs from this folder instead of generating them")
