@@ -3,7 +3,7 @@ use std::path::Path;
 use basin_catalog::RefKind;
 
 use super::open;
-use crate::output::{FormatArg, done, print, status, time};
+use crate::output::{FormatArg, status};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -29,30 +29,11 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
     match cmd {
         Command::Ls { format } => {
-            let refs = lakehouse.list_refs(RefKind::Branch).await?;
-            let rows = refs
-                .iter()
-                .map(|r| {
-                    vec![
-                        format!("{}{}", if r.current { "* " } else { "  " }, r.name),
-                        r.head.short().to_string(),
-                        time(r.created_at_ms),
-                        r.message.clone(),
-                    ]
-                })
-                .collect();
-            print(
-                format.format,
-                &refs,
-                &["branch", "head", "committed", "message"],
-                rows,
-            )
+            super::list_refs(&lakehouse, RefKind::Branch, format.format).await
         }
         Command::Create { name, from, format } => {
             let r = lakehouse.create_branch(&name, from.as_deref()).await?;
-            done(format.format, &r, || {
-                format!("Created branch `{}` at {}", r.name, r.head.short())
-            })
+            super::created(format.format, &r)
         }
         Command::Rm { name } => {
             lakehouse.delete_branch(&name).await?;

@@ -22,3 +22,42 @@ pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
     let cwd = std::env::current_dir()?;
     Ok(Lakehouse::open(home, &cwd).await?)
 }
+
+/// Prints the branches or the tags (`basin branch ls`, `basin tag ls`).
+async fn list_refs(
+    lakehouse: &Lakehouse,
+    kind: basin_catalog::RefKind,
+    format: crate::output::ListFormat,
+) -> anyhow::Result<()> {
+    let refs = lakehouse.list_refs(kind).await?;
+    let rows = refs
+        .iter()
+        .map(|r| {
+            let marker = if r.current { "* " } else { "  " };
+            vec![
+                format!("{marker}{}", r.name),
+                r.head.short().to_string(),
+                crate::output::time(r.created_at_ms),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    crate::output::print(
+        format,
+        &refs,
+        &[kind.as_str(), "commit", "committed", "message"],
+        rows,
+    )
+}
+
+/// Prints a created branch or tag.
+fn created(format: crate::output::ListFormat, r: &basin_catalog::Ref) -> anyhow::Result<()> {
+    crate::output::done(format, r, || {
+        format!(
+            "Created {} `{}` at {}",
+            r.kind.as_str(),
+            r.name,
+            r.head.short()
+        )
+    })
+}

@@ -3,7 +3,7 @@ use std::path::Path;
 use basin_catalog::RefKind;
 
 use super::open;
-use crate::output::{FormatArg, done, print, status, time};
+use crate::output::{FormatArg, status};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -28,31 +28,10 @@ pub enum Command {
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
     match cmd {
-        Command::Ls { format } => {
-            let refs = lakehouse.list_refs(RefKind::Tag).await?;
-            let rows = refs
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.name.clone(),
-                        r.head.short().to_string(),
-                        time(r.created_at_ms),
-                        r.message.clone(),
-                    ]
-                })
-                .collect();
-            print(
-                format.format,
-                &refs,
-                &["tag", "commit", "committed", "message"],
-                rows,
-            )
-        }
+        Command::Ls { format } => super::list_refs(&lakehouse, RefKind::Tag, format.format).await,
         Command::Create { name, at, format } => {
             let r = lakehouse.create_tag(&name, at.as_deref()).await?;
-            done(format.format, &r, || {
-                format!("Created tag `{}` at {}", r.name, r.head.short())
-            })
+            super::created(format.format, &r)
         }
         Command::Rm { name } => {
             lakehouse.delete_tag(&name).await?;
