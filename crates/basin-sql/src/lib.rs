@@ -18,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use basin_catalog::{Error, ErrorKind, Resolved, Result, suggest};
 use basin_table::Tables;
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
@@ -173,23 +174,39 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
         _ if lower.contains("not found") || lower.contains("no field named") => ErrorKind::NotFound,
         _ => ErrorKind::InvalidInput,
     };
-    let mut error = Error::new(kind, message.clone());
-    if let Some(missing) = message
+    let missing_table = message
         .split("table '")
         .nth(1)
-        .and_then(|s| s.split('\'').next())
-    {
+        .and_then(|s| s.split('\'').next());
+    if let Some(missing) = missing_table.filter(|_| kind == ErrorKind::NotFound) {
         let name = missing
             .trim_start_matches(&format!("{CATALOG}."))
             .to_string();
         let tables = catalog.table_names();
-        error = error.with_hint(match suggest(&name, tables.iter().map(String::as_str)) {
+        let hint = match suggest(&name, tables.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None if tables.is_empty() => {
                 "this ref has no tables yet; import one with `basin import`".to_string()
             }
             None => format!("tables: {}", tables.join(", ")),
-        });
+        };
+        return Error::not_found(format!("table `{name}` does not exist")).with_hint(hint);
     }
-    error
+    if let DataFusionError::SchemaError(inner, _) = root
+        && let SchemaError::FieldNotFound {
+            field,
+            valid_fields,
+        } = inner.as_ref()
+    {
+        let column = field.name();
+        let mut valid: Vec<&str> = valid_fields.iter().map(|c| c.name()).collect();
+        valid.dedup();
+        let hint = match suggest(column, valid.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("columns: {}", valid.join(", ")),
+        };
+        return Error::not_found(format!("column `{}` does not exist", field.flat_name()))
+            .with_hint(hint);
+    }
+    Error::new(kind, message)
 }
