@@ -1,0 +1,78 @@
+"""The Python SDK's decorators record declarations without changing the functions."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SDK = Path(__file__).resolve().parents[2] / "python"
+sys.path.insert(0, str(SDK))
+
+import basin  # noqa: E402
+from basin.decorators import DeclarationError  # noqa: E402
+
+PIPELINE = '''
+import basin
+
+@basin.python("3.11", pip={"pandas": "2.2.3"}, timeout="5m", memory="2GiB", secrets=["API_KEY"])
+@basin.model(materialize="replace", partition_by="day(o_orderdate)")
+def top_customers(orders=basin.Model("tpch.orders", columns=["o_custkey", "o_totalprice"],
+                                     filter="o_orderdate >= '1995-01-01'")):
+    return orders
+
+@basin.model(materialize=None)
+def cleaned(top=basin.Model("top_customers")):
+    return top
+
+@basin.expectation()
+def no_negative_revenue(top=basin.Model("top_customers")):
+    return True
+
+def helper():
+    return 1
+'''
+
+
+def test_decorated_functions_still_run_as_plain_python():
+    @basin.python("3.11", timeout="30s")
+    @basin.model()
+    def double(x=basin.Model("t.x")):
+        return x * 2
+
+    assert double(21) == 42
+    assert double.__basin__.timeout_seconds == 30.0
+    assert double.__basin__.model == {"name": "double", "materialize": "replace", "partition_by": []}
+
+
+def test_spec_lists_declarations_in_file_order(tmp_path):
+    path = tmp_path / "pipeline.py"
+    path.write_text(PIPELINE)
+    out = subprocess.run([sys.executable, "-m", "basin.spec", str(path)], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(SDK)}, check=True).stdout
+    found = json.loads(out)
+    assert [f["function"] for f in found] == ["top_customers", "cleaned", "no_negative_revenue"]
+    top = found[0]
+    assert top["python"] == "3.11" and top["pip"] == {"pandas": "2.2.3"}
+    assert top["timeout_seconds"] == 300.0 and top["memory_bytes"] == 2 * 2**30
+    assert top["secrets"] == ["API_KEY"] and top["internet"] is False
+    assert top["model"]["partition_by"] == ["day(o_orderdate)"]
+    assert top["inputs"]["orders"] == {"name": "tpch.orders", "columns": ["o_custkey", "o_totalprice"],
+                                       "filter": "o_orderdate >= '1995-01-01'"}
+    assert found[1]["model"]["materialize"] is None
+    assert found[2]["expectation"] is True and found[2]["inputs"]["top"]["name"] == "top_customers"
+
+
+@pytest.mark.parametrize("bad, words", [
+    (lambda: basin.python("eleven"), "Python version"),
+    (lambda: basin.python(pip={"pandas": ""}), "map a package to a version"),
+    (lambda: basin.model(materialize="upsert"), "'replace', 'append' or None"),
+    (lambda: basin.Model("not a name"), "'ns.table'"),
+    (lambda: basin.Model("t.x", columns="a"), "list of column names"),
+    (lambda: basin.python(timeout="soon")(lambda: None), "duration"),
+    (lambda: basin.python(memory="lots")(lambda: None), "size"),
+])
+def test_bad_declarations_fail_early_and_say_what_to_write(bad, words):
+    with pytest.raises(DeclarationError, match=words):
+        bad()
