@@ -16,6 +16,14 @@ impl Lake {
         lake
     }
 
+    /// A lakehouse whose `main` holds `sales.orders` (two rows) from `orders.csv`.
+    fn with_orders() -> Self {
+        let lake = Self::new();
+        lake.write("orders.csv", ORDERS);
+        lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+        lake
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -82,9 +90,7 @@ const ORDERS: &str = "id,amount,day\n1,10.50,2024-01-01\n2,3.25,2024-01-02\n";
 
 #[test]
 fn import_query_and_show() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     assert_eq!(
         lake.scalar("SELECT sum(amount) FROM sales.orders", "main"),
         "13.75"
@@ -99,9 +105,7 @@ fn import_query_and_show() {
 
 #[test]
 fn explain_shows_projection_and_filter_pushed_into_the_scan() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     let plan = lake.ok(&[
         "query",
         "EXPLAIN SELECT amount FROM sales.orders WHERE id > 1",
@@ -122,9 +126,7 @@ fn explain_shows_projection_and_filter_pushed_into_the_scan() {
 
 #[test]
 fn malformed_row_names_file_line_and_column_and_commits_nothing() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     let before = lake.commits("main");
     lake.write(
         "bad.csv",
@@ -174,9 +176,7 @@ fn a_bad_file_among_good_ones_commits_none_of_them() {
 
 #[test]
 fn new_columns_need_consent_and_then_evolve_the_schema() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.write(
         "wider.csv",
         "id,amount,day,channel\n3,1.00,2024-01-03,web\n",
@@ -205,9 +205,7 @@ fn new_columns_need_consent_and_then_evolve_the_schema() {
 
 #[test]
 fn branches_isolate_changes_until_merged() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
     lake.ok(&[
         "import",
@@ -271,9 +269,7 @@ fn branches_isolate_changes_until_merged() {
 
 #[test]
 fn appends_on_both_sides_merge_and_other_changes_conflict() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
     lake.ok(&[
         "import",
@@ -330,9 +326,7 @@ fn appends_on_both_sides_merge_and_other_changes_conflict() {
 
 #[test]
 fn tags_and_commit_refs_time_travel_and_revert_restores() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.ok(&["tag", "create", "v1"]);
     let first = lake.json(&["log"])[0]["id"].as_str().unwrap().to_string();
     lake.ok(&[
@@ -374,9 +368,7 @@ fn tags_and_commit_refs_time_travel_and_revert_restores() {
 
 #[test]
 fn mistakes_get_did_you_mean_hints() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     let err = lake.fails(&["query", "SELECT 1", "--ref", "mian"]);
     assert!(
         err.contains("did you mean `main`?") && err.contains("branches: main"),
@@ -425,9 +417,7 @@ fn commands_find_the_lakehouse_from_a_subfolder_and_refuse_elsewhere() {
 
 #[test]
 fn concurrent_imports_into_one_table_lose_no_rows() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     let children: Vec<_> = (0..6)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_basin"))
@@ -483,9 +473,7 @@ fn json_and_parquet_import() {
 
 #[test]
 fn a_long_lived_branch_merges_its_appends_again_and_again() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
     for round in 1..=3 {
         lake.ok(&[
@@ -519,9 +507,7 @@ fn a_long_lived_branch_merges_its_appends_again_and_again() {
 
 #[test]
 fn decimals_stay_exact_and_text_of_any_script_imports() {
-    let lake = Lake::new();
-    lake.write("orders.csv", ORDERS);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    let lake = Lake::with_orders();
     lake.write("precise.csv", "id,amount,day\n3,3.14159,2024-01-03\n");
     let err = lake.fails(&["import", "precise.csv", "--table", "sales.orders"]);
     assert!(
