@@ -24,6 +24,18 @@ impl Lake {
         lake
     }
 
+    /// Appends `orders.csv` (two rows) to `sales.orders` on `branch`.
+    fn append_orders(&self, branch: &str) {
+        self.ok(&[
+            "import",
+            "orders.csv",
+            "--table",
+            "sales.orders",
+            "--branch",
+            branch,
+        ]);
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -207,14 +219,7 @@ fn new_columns_need_consent_and_then_evolve_the_schema() {
 fn branches_isolate_changes_until_merged() {
     let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "dev",
-    ]);
+    lake.append_orders("dev");
     lake.write("customers.csv", "id,name\n1,ann\n");
     lake.ok(&[
         "import",
@@ -271,22 +276,8 @@ fn branches_isolate_changes_until_merged() {
 fn appends_on_both_sides_merge_and_other_changes_conflict() {
     let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "dev",
-    ]);
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "main",
-    ]);
+    lake.append_orders("dev");
+    lake.append_orders("main");
     let report = lake.json(&["merge", "dev", "--into", "main"]);
     assert_eq!(report["changes"][0]["appends_merged"], true);
     assert_eq!(
@@ -306,14 +297,7 @@ fn appends_on_both_sides_merge_and_other_changes_conflict() {
         "--mode",
         "replace",
     ]);
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "main",
-    ]);
+    lake.append_orders("main");
     let before = lake.commits("main");
     let err = lake.fails(&["merge", "fix", "--into", "main"]);
     assert!(err.contains("changed on both sides: sales.orders"), "{err}");
@@ -476,22 +460,8 @@ fn a_long_lived_branch_merges_its_appends_again_and_again() {
     let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
     for round in 1..=3 {
-        lake.ok(&[
-            "import",
-            "orders.csv",
-            "--table",
-            "sales.orders",
-            "--branch",
-            "dev",
-        ]);
-        lake.ok(&[
-            "import",
-            "orders.csv",
-            "--table",
-            "sales.orders",
-            "--branch",
-            "main",
-        ]);
+        lake.append_orders("dev");
+        lake.append_orders("main");
         let report = lake.json(&["merge", "dev", "--into", "main"]);
         assert_eq!(
             report["changes"][0]["appends_merged"], true,
