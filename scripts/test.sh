@@ -11,7 +11,8 @@ basin_python_env
 echo "== cargo build" >&2
 cargo build --quiet --workspace --all-targets
 echo "== cargo test" >&2
-cargo test --quiet --workspace
+# The runtime's tests build real environments with the uv installed above.
+PATH="$BASIN_VENV/bin:$PATH" cargo test --quiet --workspace
 
 echo "== python tests" >&2
 export BASIN_BIN="$CARGO_TARGET_DIR/debug/basin"

@@ -59,6 +59,9 @@ enum Command {
     Import(import::Args),
     /// Run SQL over the tables of a branch, tag or commit
     Query(query::Args),
+    /// List, build and remove cached function environments
+    #[command(subcommand)]
+    Env(env::Command),
     /// Run the guided tour: TPC-H data, a branch, a change, a diff, a merge, a query
     Demo(demo::Args),
 }
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Table(cmd) => table::run(cmd, home).await,
         Command::Import(args) => import::run(args, home).await,
         Command::Query(args) => query::run(args, home).await,
+        Command::Env(cmd) => env::run(cmd, home).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -506,3 +506,22 @@ fn a_json_key_first_seen_after_the_sample_is_an_error_not_a_loss() {
     assert!(err.contains("late.jsonl:10001:"), "{err}");
     assert!(lake.json(&["table", "ls"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn environments_are_built_once_listed_and_removed() {
+    let lake = Lake::new();
+    let first = lake.json(&["env", "build", "--python", "3.11"]);
+    assert_eq!(first["built"], true);
+    let again = lake.json(&["env", "build", "--python", "3.11"]);
+    assert_eq!(again["built"], false);
+    assert_eq!(again["env"], first["env"]);
+    let listed = lake.json(&["env", "ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let err = lake.fails(&["env", "build", "--pip", "pandas"]);
+    assert!(
+        err.contains("`pandas` is not pinned") && err.contains("hint:"),
+        "{err}"
+    );
+    lake.ok(&["env", "rm", &first["env"].as_str().unwrap()[..6]]);
+    assert!(lake.json(&["env", "ls"]).as_array().unwrap().is_empty());
+}

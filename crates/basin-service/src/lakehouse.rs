@@ -154,6 +154,13 @@ impl Lakehouse {
         self.tables.warehouse()
     }
 
+    /// The cache of function environments (`.basin/envs`, with `uv` in `.basin/tools` if
+    /// it is not on PATH).
+    pub fn envs(&self) -> basin_runtime::EnvCache {
+        let basin = self.root.join(BASIN_DIR);
+        basin_runtime::EnvCache::new(basin.join("envs"), basin.join("tools"))
+    }
+
     /// The branch commands use when none is named (`basin checkout` sets it).
     pub fn current_branch(&self) -> String {
         std::fs::read_to_string(self.root.join(BASIN_DIR).join(HEAD_FILE))

@@ -4,6 +4,7 @@ pub mod branch;
 pub mod checkout;
 pub mod demo;
 pub mod diff;
+pub mod env;
 pub mod import;
 pub mod init;
 pub mod log;
