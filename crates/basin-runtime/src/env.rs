@@ -232,6 +232,8 @@ impl EnvCache {
                     .map(str::to_string)
             })
             .collect();
+        versions.sort();
+        versions.dedup();
         if versions.is_empty() {
             "none found".to_string()
         } else {
