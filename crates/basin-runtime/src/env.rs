@@ -40,7 +40,8 @@ impl EnvSpec {
 
     /// The cache key: the same spec always gives the same hash (packages are sorted).
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_string(&(LAYOUT, self)).expect("a spec serializes");
+        let canonical = serde_json::to_string(&(LAYOUT, crate::sdk::digest(), self))
+            .expect("a spec serializes");
         let digest = Sha256::digest(canonical.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
@@ -173,6 +174,8 @@ impl EnvCache {
                 .arg("venv")
                 .arg(staging)
                 .args(["--python", &spec.python, "--quiet", "--no-project"])
+                // Built in a staging folder, then renamed into place.
+                .arg("--relocatable")
                 // Only interpreters on this machine: nothing is downloaded at run time.
                 .env("UV_PYTHON_DOWNLOADS", "never"),
             &format!("create a Python {} environment", spec.python),
@@ -189,6 +192,7 @@ impl EnvCache {
             ))
             .with_source(e));
         }
+        crate::sdk::install(staging)?;
         if spec.packages.is_empty() {
             return Ok(());
         }

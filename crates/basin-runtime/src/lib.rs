@@ -12,6 +12,7 @@
 //! ```
 
 mod env;
+mod sdk;
 mod uv;
 
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};

@@ -1,0 +1,63 @@
+//! The Python SDK (`python/basin`), built into the binary and installed into every
+//! environment, so functions `import basin` without the user installing anything.
+
+use std::path::Path;
+
+use basin_catalog::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// The SDK's files, relative to site-packages.
+const FILES: &[(&str, &str)] = &[
+    (
+        "basin/__init__.py",
+        include_str!("../../../python/basin/__init__.py"),
+    ),
+    (
+        "basin/decorators.py",
+        include_str!("../../../python/basin/decorators.py"),
+    ),
+    (
+        "basin/spec.py",
+        include_str!("../../../python/basin/spec.py"),
+    ),
+    ("basin/py.typed", ""),
+];
+
+/// A digest of the SDK's contents: part of every environment's hash, so a new SDK gets new
+/// environments instead of stale copies.
+pub(crate) fn digest() -> String {
+    let mut hasher = Sha256::new();
+    for (path, text) in FILES {
+        hasher.update(path.as_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes the SDK into the environment at `env` (a venv).
+pub(crate) fn install(env: &Path) -> Result<()> {
+    let lib = env.join("lib");
+    let site = std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| Error::internal(format!("no site-packages under {}", lib.display())))?;
+    for (path, text) in FILES {
+        let target = site.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&target, text)
+            .map_err(|e| Error::io(format!("cannot write {}: {e}", target.display())))?;
+    }
+    Ok(())
+}
