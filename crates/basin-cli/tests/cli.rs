@@ -525,3 +525,29 @@ fn environments_are_built_once_listed_and_removed() {
     lake.ok(&["env", "rm", &first["env"].as_str().unwrap()[..6]]);
     assert!(lake.json(&["env", "ls"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn csv_dialects_delimiter_quote_and_no_header() {
+    let lake = Lake::new();
+    lake.write("semi.csv", "name;note\n'a;b';x\n'it''s';y\n");
+    lake.ok(&[
+        "import",
+        "semi.csv",
+        "--table",
+        "t.semi",
+        "--delimiter",
+        ";",
+        "--quote",
+        "'",
+    ]);
+    assert_eq!(
+        lake.scalar(
+            "SELECT string_agg(name, '|' ORDER BY name) FROM t.semi",
+            "main"
+        ),
+        "a;b|it's"
+    );
+    lake.write("bare.csv", "1,x\n2,y\n");
+    lake.ok(&["import", "bare.csv", "--table", "t.bare", "--no-header"]);
+    assert_eq!(lake.scalar("SELECT sum(column_1) FROM t.bare", "main"), "3");
+}

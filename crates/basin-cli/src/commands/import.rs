@@ -40,6 +40,9 @@ pub struct Args {
     /// CSV field separator (default: `,`; tab for .tsv, `|` for .tbl)
     #[arg(long, value_name = "CHAR")]
     delimiter: Option<char>,
+    /// CSV quote character (default `"`); a doubled quote inside quotes is a literal quote
+    #[arg(long, value_name = "CHAR")]
+    quote: Option<char>,
     /// CSV files have no header line (columns are named column_1, column_2, ...)
     #[arg(long)]
     no_header: bool,
@@ -73,10 +76,15 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         Some(c) => anyhow::bail!("the delimiter must be one ASCII character, not `{c}`"),
         None => None,
     };
+    let quote = match args.quote {
+        Some(c) if c.is_ascii() => c as u8,
+        Some(c) => anyhow::bail!("the quote must be one ASCII character, not `{c}`"),
+        None => b'"',
+    };
     request.csv = CsvOptions {
         delimiter,
+        quote,
         header: !args.no_header,
-        ..CsvOptions::default()
     };
 
     let bar = ProgressBar::new(0).with_style(
