@@ -551,3 +551,26 @@ fn csv_dialects_delimiter_quote_and_no_header() {
     lake.ok(&["import", "bare.csv", "--table", "t.bare", "--no-header"]);
     assert_eq!(lake.scalar("SELECT sum(column_1) FROM t.bare", "main"), "3");
 }
+
+#[test]
+fn json_dates_and_timestamps_are_typed() {
+    let lake = Lake::new();
+    lake.write(
+        "e.jsonl",
+        "{\"day\":\"2024-01-02\",\"at\":\"2024-01-02T10:00:00Z\",\"zip\":\"02134\"}\n{\"day\":\"2024-02-03\",\"at\":\"2024-02-03T11:30:00Z\",\"zip\":\"10001\"}\n",
+    );
+    lake.ok(&["import", "e.jsonl", "--table", "app.events"]);
+    let show = lake.json(&["table", "show", "app.events"]);
+    let types: std::collections::BTreeMap<&str, &str> = show["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    let expected = [("at", "timestamptz"), ("day", "date"), ("zip", "string")];
+    assert_eq!(types, expected.into_iter().collect());
+    assert_eq!(
+        lake.scalar("SELECT max(day) FROM app.events", "main"),
+        "2024-02-03"
+    );
+}

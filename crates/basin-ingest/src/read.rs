@@ -126,11 +126,34 @@ pub fn probe(
                 Error::invalid(format!("{}: not newline-delimited JSON: {e}", file.display))
                     .with_hint("each line must hold one JSON object")
             })?;
-            schema
+            let mut columns: Vec<(String, DataType)> = schema
                 .fields()
                 .iter()
                 .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
+                .collect();
+            // JSON has no date type: text columns whose sampled values are all dates or
+            // timestamps become DATE or TIMESTAMP, as they would in a CSV file.
+            if columns.iter().any(|(_, t)| *t == DataType::Utf8) {
+                let sample = arrow::json::ReaderBuilder::new(Arc::new(schema))
+                    .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
+                    .build(BufReader::new(open()?))
+                    .ok()
+                    .and_then(|mut r| r.next())
+                    .and_then(|b| b.ok());
+                if let Some(batch) = sample {
+                    for (i, (_, data_type)) in columns.iter_mut().enumerate() {
+                        let Some(text) = batch.column(i).as_any().downcast_ref::<StringArray>()
+                        else {
+                            continue;
+                        };
+                        let inferred = infer_column(text);
+                        if matches!(inferred, DataType::Date32 | DataType::Timestamp(..)) {
+                            *data_type = inferred;
+                        }
+                    }
+                }
+            }
+            columns
         }
         Format::Parquet => {
             let builder =
