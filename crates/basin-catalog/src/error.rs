@@ -64,12 +64,6 @@ impl Error {
         !matches!(self.kind, ErrorKind::Store | ErrorKind::Internal)
     }
 
-    /// Prefixes the message with context, keeping kind, hint and source.
-    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
-        self.message = format!("{context}: {}", self.message);
-        self
-    }
-
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

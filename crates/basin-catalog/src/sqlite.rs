@@ -92,11 +92,6 @@ impl SqlStore {
         Ok(Self { pool })
     }
 
-    /// The pool, for crates that keep their own tables in the same database.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Starts a write transaction with `BEGIN IMMEDIATE`, so concurrent writers (threads or
     /// processes) queue on the database's write lock instead of failing mid-transaction.
     /// Dropping it without `commit` (an error, a cancelled future) rolls it back.

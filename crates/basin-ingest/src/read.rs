@@ -304,12 +304,7 @@ fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
         let line = rest.split(',').next().unwrap_or("?");
         let detail = rest.split_once(", ").map_or("", |(_, d)| d);
         // Unlike the parse errors below, this count is already the file's line.
-        return Error::invalid(format!(
-            "{}:{line}: wrong number of fields ({detail})",
-            file.display
-        ))
-        .with_hint("check that line's quoting, and the delimiter (--delimiter)")
-        .with_source(e);
+        return wrong_field_count(file, line, detail);
     }
     // From the csv crate: "... Expected E records, found G records at line L" (L counts from 1).
     if text.contains("unequal lengths") {
@@ -325,11 +320,7 @@ fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
             .nth(1)
             .map(str::trim)
             .unwrap_or("?");
-        return Error::invalid(format!(
-            "{}:{line}: wrong number of fields (expected {expected} got {found})",
-            file.display
-        ))
-        .with_hint("check that line's quoting, and the delimiter (--delimiter)");
+        return wrong_field_count(file, line, &format!("expected {expected} got {found}"));
     }
     // "Error while parsing value 'V' as type 'T' for column C at line L. Row data: ..."
     if let Some(rest) = text.split("Error while parsing value '").nth(1) {
@@ -365,6 +356,14 @@ fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
     }
     Error::invalid(format!("{}: {text}", file.display))
         .with_hint("check the file's delimiter, quoting and header")
+}
+
+fn wrong_field_count(file: &SourceFile, line: &str, detail: &str) -> Error {
+    Error::invalid(format!(
+        "{}:{line}: wrong number of fields ({detail})",
+        file.display
+    ))
+    .with_hint("check that line's quoting, and the delimiter (--delimiter)")
 }
 
 /// arrow-csv's parse errors count records from 0 including the header; people count lines

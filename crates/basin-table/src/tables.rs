@@ -174,13 +174,13 @@ impl Tables {
         }
         let context = format!("cannot add columns to `{}`", staged.table.identifier());
         let catalog = StagingCatalog::new(staged.table.clone());
-        let mut update = Transaction::new(&staged.table).update_schema();
-        for (name, data_type) in columns {
-            update = update.add_column(AddColumn::optional(name, data_type));
-        }
-        let tx = update
-            .apply(Transaction::new(&staged.table))
-            .map_err(from_iceberg(&context))?;
+        let tx = Transaction::new(&staged.table);
+        let update = columns
+            .into_iter()
+            .fold(tx.update_schema(), |update, (name, data_type)| {
+                update.add_column(AddColumn::optional(name, data_type))
+            });
+        let tx = update.apply(tx).map_err(from_iceberg(&context))?;
         let table = tx.commit(&catalog).await.map_err(from_iceberg(&context))?;
         Ok(Staged {
             table,
@@ -208,12 +208,13 @@ impl Tables {
         match change {
             TableChange::Append(files) => {
                 let catalog = StagingCatalog::new(table.clone());
-                let tx = Transaction::new(table)
+                let tx = Transaction::new(table);
+                let tx = tx
                     .fast_append()
                     .with_check_duplicate(false)
                     .add_data_files(files.clone())
                     .set_snapshot_properties(properties.clone())
-                    .apply(Transaction::new(table))
+                    .apply(tx)
                     .map_err(from_iceberg(&context))?;
                 tx.commit(&catalog).await.map_err(from_iceberg(&context))?;
                 Ok(catalog.into_table().await)
