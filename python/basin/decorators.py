@@ -49,6 +49,7 @@ class Declaration:
     memory_bytes: Optional[int] = None
     internet: bool = False
     secrets: list = field(default_factory=list)
+    concurrency: Optional[int] = None
     model: Optional[dict] = None
     expectation: bool = False
 
@@ -95,14 +96,21 @@ def python(
     memory: Any = None,
     internet: bool = False,
     secrets: Sequence[str] = (),
+    concurrency: Optional[int] = None,
 ) -> Callable[[F], F]:
-    """The function's environment (Python version, pinned packages) and limits."""
+    """The function's environment (Python version, pinned packages) and limits: `timeout`
+    (wall clock), `memory`, `internet` (off by default), the `secrets` it may read (environment
+    variables of Basin's, by name) and `concurrency` (most invocations at once)."""
     if not re.fullmatch(r"3\.\d+", str(version)):
         raise DeclarationError(f"@basin.python({version!r}): give a Python version like '3.11'")
     pins = dict(pip or {})
     for name, pin in pins.items():
         if not isinstance(name, str) or not isinstance(pin, str) or not pin:
             raise DeclarationError(f"@basin.python: pip={{{name!r}: {pin!r}}} must map a package to a version")
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
+        raise DeclarationError(f"@basin.python(concurrency={concurrency!r}): give a whole number of at least 1")
+    if isinstance(secrets, str) or not all(isinstance(s, str) and s.isidentifier() for s in secrets):
+        raise DeclarationError(f"@basin.python(secrets={secrets!r}): give a list of environment variable names")
 
     def decorate(func: F) -> F:
         where = f"@basin.python on {func.__qualname__}"
@@ -113,6 +121,7 @@ def python(
         d.memory_bytes = None if memory is None else parse_size(memory, where)
         d.internet = bool(internet)
         d.secrets = list(secrets)
+        d.concurrency = concurrency
         return func
 
     return decorate

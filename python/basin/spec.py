@@ -1,51 +1,165 @@
-"""What a Python file declares, as JSON: `python -m basin.spec FILE.py`."""
+"""What a Python file declares, as JSON: `python -m basin.spec FILE.py [--function NAME]`.
+
+The file is parsed, never imported: Basin reads declarations before the function's
+environment exists (to know which environment to build), and without running user code.
+So decorator arguments and `basin.Model(...)` defaults must be literals (strings, numbers,
+lists, dicts, True/False/None), as in Bauplan; anything else is an error naming the line.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
+import ast
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable, Optional
 
-from basin.decorators import ATTRIBUTE, Model
+from basin import decorators
+from basin.decorators import DeclarationError, Declaration, Model
+
+#: The SDK names that declare something, by what they do.
+DECORATORS: dict = {
+    "python": decorators.python,
+    "model": decorators.model,
+    "expectation": decorators.expectation,
+}
 
 
-def describe(path: str) -> list:
-    """Imports the file (running only its top level) and lists its declared functions."""
-    file = Path(path).resolve()
-    spec = importlib.util.spec_from_file_location(f"basin_user_{abs(hash(str(file)))}", file)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and pickling look modules up here
-    spec.loader.exec_module(module)
-    found = []
-    for name, func in inspect.getmembers(module, inspect.isfunction):
-        declared = getattr(func, ATTRIBUTE, None)
-        if declared is None or func.__module__ != module.__name__:
+class _Names:
+    """How the file refers to the SDK: `import basin [as b]`, `from basin import python [as p]`."""
+
+    def __init__(self, tree: ast.Module):
+        self.modules = set()
+        self.direct: dict = {}
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "basin":
+                        self.modules.add(alias.asname or "basin")
+            elif isinstance(node, ast.ImportFrom) and node.module == "basin":
+                for alias in node.names:
+                    self.direct[alias.asname or alias.name] = alias.name
+
+    def sdk_name(self, node: ast.expr) -> Optional[str]:
+        """`basin.python` or `python` (imported from basin) -> "python"."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in self.modules:
+                return node.attr
+        if isinstance(node, ast.Name):
+            return self.direct.get(node.id)
+        return None
+
+
+def _literal(node: ast.expr, where: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise DeclarationError(
+            f"{where}: `{ast.unparse(node)}` is not a literal; Basin reads declarations without "
+            "running the file, so write the value itself (a string, number, list or dict)"
+        ) from None
+
+
+def _call(node: ast.Call, func: Callable, where: str) -> Any:
+    args = [_literal(a, where) for a in node.args]
+    kwargs = {}
+    for k in node.keywords:
+        if k.arg is None:
+            raise DeclarationError(f"{where}: `**{ast.unparse(k.value)}` is not allowed; name each argument")
+        kwargs[k.arg] = _literal(k.value, where)
+    try:
+        return func(*args, **kwargs)
+    except TypeError as e:
+        raise DeclarationError(f"{where}: {e}") from None
+
+
+def _declared(node: ast.FunctionDef, names: _Names, file: str) -> Optional[Declaration]:
+    """Applies the function's Basin decorators (bottom-up, as Python does) to a stand-in."""
+    stand_in = lambda: None  # noqa: E731 - only carries the declaration
+    stand_in.__qualname__ = node.name
+    found = False
+    for dec in reversed(node.decorator_list):
+        call = dec if isinstance(dec, ast.Call) else None
+        name = names.sdk_name(call.func if call else dec)
+        if name not in DECORATORS:
             continue
-        inputs = {
-            p.name: p.default.to_json()
-            for p in inspect.signature(func).parameters.values()
-            if isinstance(p.default, Model)
-        }
+        found = True
+        where = f"{file}:{dec.lineno}: @{ast.unparse(call.func if call else dec)}"
+        decorate = _call(call, DECORATORS[name], where) if call else DECORATORS[name]()
+        decorate(stand_in)
+    return getattr(stand_in, decorators.ATTRIBUTE, None) if found else None
+
+
+def _inputs(node: ast.FunctionDef, names: _Names, file: str) -> dict:
+    args = node.args.posonlyargs + node.args.args
+    defaults = [None] * (len(args) - len(node.args.defaults)) + list(node.args.defaults)
+    pairs = list(zip(args, defaults)) + list(zip(node.args.kwonlyargs, node.args.kw_defaults))
+    inputs = {}
+    for arg, default in pairs:
+        if isinstance(default, ast.Call) and names.sdk_name(default.func) == "Model":
+            where = f"{file}:{default.lineno}: parameter `{arg.arg}`"
+            inputs[arg.arg] = _call(default, Model, where).to_json()
+    return inputs
+
+
+def describe(path: str, function: Optional[str] = None) -> list:
+    """The file's declared functions in file order; with `function`, just that one (declared
+    or not: a plain function gets the defaults)."""
+    file = Path(path).resolve()
+    try:
+        source = file.read_text()
+    except OSError as e:
+        raise DeclarationError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        tree = ast.parse(source, filename=str(file))
+    except SyntaxError as e:
+        raise DeclarationError(f"{path}:{e.lineno}: {e.msg}") from None
+    names = _Names(tree)
+    found = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if function is not None and node.name != function:
+            continue
+        declared = _declared(node, names, str(file))
+        if declared is None and function is None:
+            continue
+        declared = declared or Declaration()
+        params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
         found.append({
-            "function": name,
+            "function": node.name,
             "file": str(file),
-            "line": func.__code__.co_firstlineno,
-            "inputs": inputs,
+            "line": node.lineno,
+            "params": params,
+            "inputs": _inputs(node, names, str(file)),
             **asdict(declared),
         })
-    return sorted(found, key=lambda f: f["line"])
+    if function is not None and not found:
+        defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        raise DeclarationError(
+            f"{path}: no function `{function}` at the top level"
+            + (f" (functions: {', '.join(defined)})" if defined else " (it defines no functions)")
+        )
+    return found
 
 
 def main(argv: list) -> int:
-    if len(argv) != 1:
-        print("usage: python -m basin.spec FILE.py", file=sys.stderr)
+    args = list(argv)
+    function = None
+    if "--function" in args:
+        i = args.index("--function")
+        function = args[i + 1] if i + 1 < len(args) else None
+        del args[i:i + 2]
+    if len(args) != 1:
+        print("usage: python -m basin.spec FILE.py [--function NAME]", file=sys.stderr)
         return 2
-    json.dump(describe(argv[0]), sys.stdout, indent=2)
+    try:
+        found = describe(args[0], function)
+    except DeclarationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    json.dump(found, sys.stdout, indent=2)
     print()
     return 0
 

@@ -19,6 +19,7 @@ mod error;
 mod model;
 mod sqlite;
 mod store;
+mod usage;
 
 pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
@@ -27,3 +28,4 @@ pub use error::{Error, ErrorKind, Result, suggest};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;
+pub use usage::{InvocationRecord, InvocationStatus};

@@ -17,9 +17,11 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::store::Store;
+use crate::usage::{InvocationRecord, InvocationStatus};
 
 /// Schema migrations, applied in order and tracked in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE commits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -47,7 +49,27 @@ CREATE TABLE refs (
     kind TEXT NOT NULL,
     commit_id TEXT NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE invocations (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    env_hash TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    cpu_ms REAL NOT NULL,
+    peak_memory_bytes INTEGER NOT NULL,
+    memory_limit_bytes INTEGER NOT NULL,
+    rows_in INTEGER NOT NULL,
+    bytes_in INTEGER NOT NULL,
+    rows_out INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX invocations_started ON invocations (started_at_ms);
+"#,
+];
 
 const ROOT_MESSAGE: &str = "initialize lakehouse";
 
@@ -534,5 +556,58 @@ impl Store for SqlStore {
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
         let mut conn = self.pool.acquire().await?;
         read_content(&mut conn, at, key).await
+    }
+
+    async fn record_invocation(&self, r: &InvocationRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, cpu_ms, \
+             peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, bytes_out, status, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.function)
+        .bind(&r.env_hash)
+        .bind(r.started_at_ms)
+        .bind(r.duration_ms)
+        .bind(r.cpu_ms)
+        .bind(r.peak_memory_bytes as i64)
+        .bind(r.memory_limit_bytes as i64)
+        .bind(r.rows_in as i64)
+        .bind(r.bytes_in as i64)
+        .bind(r.rows_out as i64)
+        .bind(r.bytes_out as i64)
+        .bind(r.status.as_str())
+        .bind(r.error.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn invocations(&self, since_ms: i64) -> Result<Vec<InvocationRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM invocations WHERE started_at_ms >= ? ORDER BY started_at_ms, id",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| InvocationRecord {
+                id: r.get("id"),
+                function: r.get("function"),
+                env_hash: r.get("env_hash"),
+                started_at_ms: r.get("started_at_ms"),
+                duration_ms: r.get("duration_ms"),
+                cpu_ms: r.get("cpu_ms"),
+                peak_memory_bytes: r.get::<i64, _>("peak_memory_bytes") as u64,
+                memory_limit_bytes: r.get::<i64, _>("memory_limit_bytes") as u64,
+                rows_in: r.get::<i64, _>("rows_in") as u64,
+                bytes_in: r.get::<i64, _>("bytes_in") as u64,
+                rows_out: r.get::<i64, _>("rows_out") as u64,
+                bytes_out: r.get::<i64, _>("bytes_out") as u64,
+                status: InvocationStatus::parse(r.get("status")),
+                error: r.get("error"),
+            })
+            .collect())
     }
 }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
+use crate::usage::InvocationRecord;
 
 /// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for
 /// tests); a Postgres store implements the same trait for several nodes.
@@ -41,4 +42,9 @@ pub trait Store: Send + Sync + Debug {
     /// Everything the commit points at.
     async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>>;
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>>;
+
+    /// Records a finished function invocation (metering).
+    async fn record_invocation(&self, record: &InvocationRecord) -> Result<()>;
+    /// Invocations started at or after `since_ms`, oldest first.
+    async fn invocations(&self, since_ms: i64) -> Result<Vec<InvocationRecord>>;
 }

@@ -1,4 +1,4 @@
-//! Basin's importer: CSV, newline-delimited JSON and Parquet files into an Iceberg table on
+//! Basin's importer: CSV, newline-delimited JSON, Parquet and Arrow IPC files into an Iceberg table on
 //! a branch, streaming with bounded memory, as one commit: all files or none.
 //!
 //! Types are inferred (decimals kept exact) or taken from the existing table. A malformed
@@ -145,8 +145,9 @@ pub async fn import(
                 for (name, data_type) in columns {
                     match target.field_with_name(name) {
                         Ok(field) => {
-                            // CSV and JSON text is parsed as the table's type; Parquet is typed.
-                            if file.format == Format::Parquet
+                            // CSV and JSON text is parsed as the table's type; Parquet and
+                            // Arrow are typed.
+                            if matches!(file.format, Format::Parquet | Format::Arrow)
                                 && !schema::compatible(data_type, field.data_type())
                             {
                                 return Err(Error::invalid(format!(

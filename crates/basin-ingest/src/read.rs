@@ -168,6 +168,17 @@ pub fn probe(
                 .map(|f| (f.name().clone(), f.data_type().clone()))
                 .collect()
         }
+        Format::Arrow => {
+            let reader = arrow::ipc::reader::FileReader::try_new(open()?, None).map_err(|e| {
+                Error::invalid(format!("{}: not an Arrow IPC file: {e}", file.display))
+            })?;
+            reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        }
     };
     Ok(columns)
 }
@@ -288,6 +299,18 @@ pub fn read(
                 let batch = batch.map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
                 rows += batch.num_rows() as u64;
                 read_bytes.store(file.size * rows / total_rows, Ordering::Relaxed);
+                on_batch(batch)?;
+            }
+        }
+        Format::Arrow => {
+            let reader =
+                arrow::ipc::reader::FileReader::try_new(BufReader::new(counting.inner), None)
+                    .map_err(|e| {
+                        Error::invalid(format!("{}: not an Arrow IPC file: {e}", file.display))
+                    })?;
+            for batch in reader {
+                let batch = batch.map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
+                rows += batch.num_rows() as u64;
                 on_batch(batch)?;
             }
         }

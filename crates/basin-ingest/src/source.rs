@@ -12,6 +12,8 @@ pub enum Format {
     Csv,
     Json,
     Parquet,
+    /// Arrow IPC files (Feather v2), e.g. a function's output.
+    Arrow,
 }
 
 impl Format {
@@ -20,8 +22,9 @@ impl Format {
             "csv" | "tsv" | "tbl" => Ok(Format::Csv),
             "json" | "jsonl" | "ndjson" => Ok(Format::Json),
             "parquet" | "pq" => Ok(Format::Parquet),
+            "arrow" | "ipc" | "feather" | "arrows" => Ok(Format::Arrow),
             other => Err(Error::invalid(format!("unknown format `{other}`"))
-                .with_hint("use one of: csv, json, parquet")),
+                .with_hint("use one of: csv, json, parquet, arrow")),
         }
     }
 
@@ -85,7 +88,7 @@ pub async fn expand(
                 found.sort();
                 if found.is_empty() {
                     return Err(Error::not_found(format!(
-                        "`{source}` holds no CSV, JSON or Parquet files"
+                        "`{source}` holds no CSV, JSON, Parquet or Arrow files"
                     ))
                     .with_hint(
                         "name the files, or pass --format to read files without those extensions",

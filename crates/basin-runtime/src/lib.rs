@@ -1,5 +1,7 @@
-//! Basin's function runtime. So far: environments (a Python version plus pinned packages),
-//! built once with `uv`, keyed by a hash of their spec, and reused by every later run.
+//! Basin's function runtime: environments (a Python version plus pinned packages) built once
+//! with `uv` and reused; a warm fork server per environment; one fresh, confined child per
+//! invocation, talking to Basin over a Unix socket with tables as Arrow IPC files in shared
+//! memory (docs/protocol.md); timeouts and memory limits enforced from outside; metering.
 //!
 //! ```no_run
 //! # async fn demo() -> basin_catalog::Result<()> {
@@ -11,8 +13,25 @@
 //! # Ok(()) }
 //! ```
 
+mod declaration;
 mod env;
+mod protocol;
+mod runtime;
 mod sdk;
 mod uv;
+mod workspace;
+mod zygote;
 
+pub use declaration::{Declaration, ModelInput, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
+pub use protocol::{Stream, TableFile, UserError};
+pub use runtime::{
+    DEFAULT_MEMORY, DEFAULT_TIMEOUT, Finished, Invocation, Limits, Output, OutputSink, Runtime,
+    RuntimeOptions, Target, bytes,
+};
+pub use workspace::{Workspace, read_ipc_file};
+
+/// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).
+pub fn sdk_folder(tools: &std::path::Path) -> basin_catalog::Result<std::path::PathBuf> {
+    sdk::materialize(tools)
+}

@@ -1,7 +1,7 @@
 //! The Python SDK (`python/basin`), built into the binary and installed into every
 //! environment, so functions `import basin` without the user installing anything.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use basin_catalog::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -19,6 +19,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "basin/spec.py",
         include_str!("../../../python/basin/spec.py"),
+    ),
+    (
+        "basin/_sandbox.py",
+        include_str!("../../../python/basin/_sandbox.py"),
+    ),
+    (
+        "basin/_worker.py",
+        include_str!("../../../python/basin/_worker.py"),
     ),
     ("basin/py.typed", ""),
 ];
@@ -50,6 +58,27 @@ pub(crate) fn install(env: &Path) -> Result<()> {
         .map(|e| e.path().join("site-packages"))
         .find(|p| p.is_dir())
         .ok_or_else(|| Error::internal(format!("no site-packages under {}", lib.display())))?;
+    write_files(&site)
+}
+
+/// The SDK as a folder for any interpreter's `sys.path` (`tools/sdk-DIGEST`), written once.
+pub(crate) fn materialize(tools: &Path) -> Result<PathBuf> {
+    let dir = tools.join(format!("sdk-{}", digest()));
+    if dir.join("basin").is_dir() {
+        return Ok(dir);
+    }
+    let staging = tools.join(format!(".tmp-sdk-{}", uuid::Uuid::new_v4().simple()));
+    write_files(&staging)?;
+    if let Err(e) = std::fs::rename(&staging, &dir) {
+        let _ = std::fs::remove_dir_all(&staging);
+        if !dir.join("basin").is_dir() {
+            return Err(Error::io(format!("cannot write {}: {e}", dir.display())));
+        }
+    }
+    Ok(dir)
+}
+
+fn write_files(site: &Path) -> Result<()> {
     for (path, text) in FILES {
         let target = site.join(path);
         if let Some(parent) = target.parent() {

@@ -1,0 +1,142 @@
+//! The messages of Basin's worker protocol (docs/protocol.md): JSON lines on a Unix socket,
+//! with tables as Arrow IPC files in shared memory, never in the messages.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+
+/// An Arrow IPC file in the invocation's folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableFile {
+    pub path: PathBuf,
+    pub format: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Sent to the zygote (one line on its stdin) to start an invocation.
+#[derive(Debug, Serialize)]
+pub(crate) struct Fork<'a> {
+    pub invocation: &'a str,
+    pub socket: &'a std::path::Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub sandbox: Sandbox,
+    /// A program to exec instead of a Python function.
+    pub exec: Option<&'a [String]>,
+}
+
+/// How the child confines itself (see python/basin/_sandbox.py).
+#[derive(Debug, Serialize)]
+pub(crate) struct Sandbox {
+    pub internet: bool,
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub workdir: PathBuf,
+}
+
+/// What the zygote says on its stdout.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ZygoteEvent {
+    Ready {
+        #[allow(dead_code)]
+        ready: u32,
+        preloaded: Vec<String>,
+        ms: f64,
+    },
+    Forked {
+        forked: String,
+        pid: u32,
+    },
+    Exited {
+        exited: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+/// The first line on every connection to the invocation's socket.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Hello {
+    pub invocation: String,
+    pub stream: Stream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Control,
+    Stdout,
+    Stderr,
+}
+
+/// The function's source, sent in the request: user code cannot read the user's folder.
+#[derive(Debug, Serialize)]
+pub(crate) struct FunctionSource<'a> {
+    pub name: &'a str,
+    pub file: &'a std::path::Path,
+    pub source: &'a str,
+}
+
+/// Basin's one message on the control connection.
+#[derive(Debug, Serialize)]
+pub(crate) struct Request<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub protocol: u32,
+    pub invocation: &'a str,
+    pub function: FunctionSource<'a>,
+    pub inputs: &'a BTreeMap<String, TableFile>,
+    pub event: &'a serde_json::Value,
+    pub output: OutputLocation,
+    pub deadline_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OutputLocation {
+    pub path: PathBuf,
+    pub format: &'static str,
+}
+
+/// The worker's one message on the control connection.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reply {
+    pub status: String,
+    pub output: Option<ReplyOutput>,
+    pub error: Option<UserError>,
+    #[serde(default)]
+    pub usage: Option<ReplyUsage>,
+    #[serde(default)]
+    pub unconfined: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub(crate) enum ReplyOutput {
+    Table { path: PathBuf },
+    Json { value: serde_json::Value },
+    None,
+}
+
+/// An exception in user code, with the traceback from the user's frame down.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: String,
+    pub file: Option<PathBuf>,
+    pub line: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ReplyUsage {
+    #[serde(default)]
+    pub cpu_ms: f64,
+    #[serde(default)]
+    pub max_rss_bytes: u64,
+}

@@ -1,0 +1,748 @@
+//! Runs functions: one warm fork server per environment, one fresh confined child per
+//! invocation, limits enforced from outside the child, and a metering record for each.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use basin_catalog::{Error, InvocationRecord, InvocationStatus, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::env::{Env, EnvCache, EnvSpec};
+use crate::protocol::{
+    self, Fork, FunctionSource, Hello, OutputLocation, Reply, ReplyOutput, Request, Sandbox, Stream,
+};
+use crate::workspace::{Workspace, read_ipc_file};
+use crate::zygote::{Exit, Zygote};
+
+/// How the runtime behaves; see docs/functions.md.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// An idle environment's worker exits after this long.
+    pub keep_alive: Duration,
+    /// Invocations running at once, over all functions.
+    pub max_concurrency: usize,
+    /// Where invocation folders go; `/dev/shm` when it exists.
+    pub scratch: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(60),
+            max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
+            scratch: None,
+        }
+    }
+}
+
+/// What runs: a Python function (by its source), or a program speaking the protocol.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Python {
+        file: PathBuf,
+        name: String,
+        source: String,
+    },
+    Program {
+        argv: Vec<String>,
+    },
+}
+
+/// The limits an invocation runs under.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub timeout: Option<Duration>,
+    pub memory_bytes: Option<u64>,
+    pub internet: bool,
+}
+
+/// Defaults when a function declares nothing: Lambda's maximum timeout, 2 GiB.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_MEMORY: u64 = 2 << 30;
+
+/// One invocation's request.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// How users name it, e.g. `clean.py:orders`.
+    pub function: String,
+    pub target: Target,
+    pub env: Env,
+    /// Packages the worker imports before forking (the environment's).
+    pub preload: Vec<String>,
+    pub event: serde_json::Value,
+    /// Environment variables the function declared (secrets), with their values.
+    pub secrets: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// At most this many invocations of this function at once.
+    pub concurrency: Option<usize>,
+}
+
+/// Receives the function's stdout and stderr, line by line, as it runs.
+pub type OutputSink = Arc<dyn Fn(Stream, &str) + Send + Sync>;
+
+/// What a function returned.
+#[derive(Debug)]
+pub enum Output {
+    Table {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    Json(serde_json::Value),
+    None,
+}
+
+/// An ended invocation: its metering record, and its output or error. The invocation's folder
+/// (with the output file) lives as long as this does.
+pub struct Finished {
+    pub record: InvocationRecord,
+    pub result: Result<Output>,
+    /// Mechanisms the child could not use (e.g. no network namespace); empty normally.
+    pub unconfined: Vec<String>,
+    workspace: Workspace,
+}
+
+impl Finished {
+    /// The Arrow IPC file holding a table output.
+    pub fn output_file(&self) -> Option<PathBuf> {
+        matches!(self.result, Ok(Output::Table { .. })).then(|| self.workspace.output_path())
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Zygote>>>>;
+
+struct Inner {
+    envs: EnvCache,
+    scratch: PathBuf,
+    options: RuntimeOptions,
+    zygotes: Mutex<HashMap<String, Slot>>,
+    global: Arc<Semaphore>,
+    per_function: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Process groups of running invocations, for `kill_all`.
+    running: Mutex<HashSet<u32>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// The function runtime. Cheap to clone; workers live as long as some clone does (and at
+/// most the keep-alive past their last invocation).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Runtime {
+    /// Must be called inside a Tokio runtime (it starts the keep-alive reaper).
+    pub fn new(envs: EnvCache, options: RuntimeOptions) -> Result<Self> {
+        let base = options.scratch.clone().unwrap_or_else(|| {
+            let shm = Path::new("/dev/shm");
+            if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        });
+        let scratch = base.join(format!("basin-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| Error::io(format!("cannot create {}: {e}", scratch.display())))?;
+        let inner = Arc::new(Inner {
+            envs,
+            scratch,
+            global: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
+            options,
+            zygotes: Mutex::new(HashMap::new()),
+            per_function: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
+        });
+        tokio::spawn(reap_idle(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    pub fn envs(&self) -> &EnvCache {
+        &self.inner.envs
+    }
+
+    /// The environment for `spec`, built on first use.
+    pub async fn environment(&self, spec: &EnvSpec) -> Result<Env> {
+        self.inner.envs.resolve(spec).await
+    }
+
+    /// A new invocation folder, for its inputs.
+    pub fn workspace(&self) -> Result<Workspace> {
+        Workspace::create(&self.inner.scratch)
+    }
+
+    /// Process ids of the warm workers (fork servers) alive now.
+    pub async fn workers(&self) -> Vec<u32> {
+        let slots: Vec<Slot> = self
+            .inner
+            .zygotes
+            .lock()
+            .expect("zygotes")
+            .values()
+            .cloned()
+            .collect();
+        let mut pids = Vec::new();
+        for slot in slots {
+            if let Some(z) = slot.lock().await.as_ref() {
+                pids.push(z.pid);
+            }
+        }
+        pids
+    }
+
+    /// Kills every running invocation (with its process group) and every worker: for Ctrl-C.
+    pub async fn kill_all(&self) {
+        let groups: Vec<u32> = self
+            .inner
+            .running
+            .lock()
+            .expect("running")
+            .iter()
+            .copied()
+            .collect();
+        for pgid in groups {
+            kill_group(pgid);
+        }
+        let slots: Vec<Slot> = self
+            .inner
+            .zygotes
+            .lock()
+            .expect("zygotes")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for slot in slots {
+            slot.lock().await.take();
+        }
+    }
+
+    async fn zygote(&self, env: &Env, preload: &[String], fresh: bool) -> Result<Arc<Zygote>> {
+        let slot = self
+            .inner
+            .zygotes
+            .lock()
+            .expect("zygotes")
+            .entry(env.hash.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if fresh {
+            slot.take();
+        }
+        if let Some(z) = slot.as_ref() {
+            return Ok(z.clone());
+        }
+        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env)).await?);
+        *slot = Some(z.clone());
+        Ok(z)
+    }
+
+    fn permit_for(&self, function: &str, limit: Option<usize>) -> Arc<Semaphore> {
+        let size = limit.unwrap_or(self.inner.options.max_concurrency).max(1);
+        self.inner
+            .per_function
+            .lock()
+            .expect("per-function limits")
+            .entry(function.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(size)))
+            .clone()
+    }
+
+    /// Runs `invocation` with the inputs already written into `workspace`, streaming its
+    /// output lines to `sink`. Never fails as a whole: errors are in `Finished::result`.
+    pub async fn invoke(
+        &self,
+        workspace: Workspace,
+        invocation: Invocation,
+        sink: OutputSink,
+    ) -> Finished {
+        let function_permit = self.permit_for(&invocation.function, invocation.concurrency);
+        let _function = function_permit.acquire_owned().await.expect("never closed");
+        let _global = self
+            .inner
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let started_at_ms = now_ms();
+        let clock = Instant::now();
+        let (rows_in, bytes_in) = workspace.rows_and_bytes_in();
+        let memory_limit = invocation.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        let mut record = InvocationRecord {
+            id: workspace.id.clone(),
+            function: invocation.function.clone(),
+            env_hash: invocation.env.hash.clone(),
+            started_at_ms,
+            duration_ms: 0.0,
+            cpu_ms: 0.0,
+            peak_memory_bytes: 0,
+            memory_limit_bytes: memory_limit,
+            rows_in,
+            bytes_in,
+            rows_out: 0,
+            bytes_out: 0,
+            status: InvocationStatus::Ok,
+            error: None,
+        };
+        let ran = self.run(&workspace, &invocation, memory_limit, sink).await;
+        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        let (result, unconfined) = match ran {
+            Ok(run) => {
+                record.cpu_ms = run.cpu_ms;
+                record.peak_memory_bytes = run.peak_memory;
+                if let Ok(Output::Table { batches, .. }) = &run.result {
+                    record.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    record.bytes_out =
+                        std::fs::metadata(workspace.output_path()).map_or(0, |m| m.len());
+                }
+                record.status = run.status;
+                (run.result, run.unconfined)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        };
+        if let Err(e) = &result {
+            if record.status == InvocationStatus::Ok {
+                record.status = InvocationStatus::Error;
+            }
+            record.error = Some(e.message.lines().next().unwrap_or_default().to_string());
+        }
+        Finished {
+            record,
+            result,
+            unconfined,
+            workspace,
+        }
+    }
+
+    async fn run(
+        &self,
+        ws: &Workspace,
+        inv: &Invocation,
+        memory_limit: u64,
+        sink: OutputSink,
+    ) -> Result<Run> {
+        let listener = UnixListener::bind(ws.socket())
+            .map_err(|e| Error::io(format!("cannot listen on {}: {e}", ws.socket().display())))?;
+        let workdir = ws.workdir();
+        let exec = match &inv.target {
+            Target::Program { argv } => Some(stage_program(argv, &workdir)?),
+            Target::Python { .. } => None,
+        };
+        let mut env: BTreeMap<String, String> = BTreeMap::from([
+            ("PATH".into(), search_path(&inv.env)),
+            ("HOME".into(), workdir.display().to_string()),
+            ("TMPDIR".into(), workdir.display().to_string()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+            ("BASIN_FUNCTION".into(), inv.function.clone()),
+        ]);
+        env.extend(inv.secrets.clone());
+        let fork = Fork {
+            invocation: &ws.id,
+            socket: &ws.socket(),
+            env: &env,
+            sandbox: Sandbox {
+                internet: inv.limits.internet,
+                read: vec![inv.env.path.clone()],
+                write: vec![ws.dir.clone()],
+                workdir: workdir.clone(),
+            },
+            exec: exec.as_deref(),
+        };
+        let zygote = self.zygote(&inv.env, &inv.preload, false).await?;
+        let (zygote, (pid, exit_rx)) = match zygote.fork(&fork).await {
+            Ok(forked) => (zygote, forked),
+            // A worker that died (killed, or out of memory itself) is replaced once.
+            Err(_) => {
+                let zygote = self.zygote(&inv.env, &inv.preload, true).await?;
+                let forked = zygote.fork(&fork).await?;
+                (zygote, forked)
+            }
+        };
+        zygote.begin();
+        self.inner.running.lock().expect("running").insert(pid);
+        let deadline_ms = inv.limits.timeout.map(|t| now_ms() + t.as_millis() as i64);
+        let (name, file, source): (&str, &Path, &str) = match &inv.target {
+            Target::Python { file, name, source } => (name, file, source),
+            Target::Program { argv } => (&inv.function, Path::new(&argv[0]), ""),
+        };
+        let request = serde_json::to_vec(&Request {
+            kind: "request",
+            protocol: protocol::VERSION,
+            invocation: &ws.id,
+            function: FunctionSource { name, file, source },
+            inputs: &ws.inputs,
+            event: &inv.event,
+            output: OutputLocation {
+                path: ws.output_path(),
+                format: "arrow-ipc-file",
+            },
+            deadline_ms,
+        })
+        .map_err(|e| Error::internal(format!("request: {e}")))?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let server = tokio::spawn(serve(listener, ws.id.clone(), request, reply_tx, sink));
+        let watched = watch(pid, inv, memory_limit, reply_rx, exit_rx).await;
+        // Whatever happened, nothing the invocation started outlives it.
+        kill_group(pid);
+        self.inner.running.lock().expect("running").remove(&pid);
+        zygote.end();
+        // Output lines still in flight drain once the sockets close.
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let (reply, status, error) = watched;
+        let cpu_ms = reply
+            .as_ref()
+            .and_then(|r| r.usage.as_ref())
+            .map_or(0.0, |u| u.cpu_ms);
+        let peak = reply
+            .as_ref()
+            .and_then(|r| r.usage.as_ref())
+            .map_or(0, |u| u.max_rss_bytes);
+        let mut run = Run {
+            status,
+            cpu_ms,
+            peak_memory: peak,
+            unconfined: reply
+                .as_ref()
+                .map(|r| r.unconfined.clone())
+                .unwrap_or_default(),
+            result: Ok(Output::None),
+        };
+        run.result = match (error, reply) {
+            (Some(sample), _) => {
+                run.peak_memory = run.peak_memory.max(sample.peak_memory);
+                run.cpu_ms = run.cpu_ms.max(sample.cpu_ms);
+                Err(sample.error)
+            }
+            (None, Some(reply)) => self.output(ws, inv, reply),
+            (None, None) => Err(Error::internal(format!(
+                "function `{}` ended without a result",
+                inv.function
+            ))),
+        };
+        Ok(run)
+    }
+
+    fn output(&self, ws: &Workspace, inv: &Invocation, reply: Reply) -> Result<Output> {
+        if reply.status != "ok" {
+            let e = reply.error.unwrap_or(protocol::UserError {
+                kind: "Error".into(),
+                message: "the function failed without saying why".into(),
+                traceback: String::new(),
+                file: None,
+                line: None,
+            });
+            let at = match (&e.file, e.line) {
+                (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
+                _ => String::new(),
+            };
+            let mut message = format!(
+                "function `{}` raised {}{at}: {}",
+                inv.function, e.kind, e.message
+            );
+            if !e.traceback.is_empty() {
+                message.push_str("\n\n");
+                message.push_str(e.traceback.trim_end());
+            }
+            return Err(Error::invalid(message)
+                .with_hint("fix the function and invoke it again; nothing was written"));
+        }
+        match reply.output {
+            Some(ReplyOutput::Table { path }) => {
+                if path != ws.output_path() {
+                    return Err(Error::invalid(format!(
+                        "function `{}` named {} as its output; outputs must be written to {}",
+                        inv.function,
+                        path.display(),
+                        ws.output_path().display()
+                    ))
+                    .with_hint(
+                        "write the table to the `output.path` of the request (docs/protocol.md)",
+                    ));
+                }
+                let (schema, batches) = read_ipc_file(&path)?;
+                Ok(Output::Table { schema, batches })
+            }
+            Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),
+            Some(ReplyOutput::None) | None => Ok(Output::None),
+        }
+    }
+}
+
+struct Run {
+    status: InvocationStatus,
+    cpu_ms: f64,
+    peak_memory: u64,
+    unconfined: Vec<String>,
+    result: Result<Output>,
+}
+
+/// Why Basin stopped an invocation, with what it had sampled of it.
+struct Stopped {
+    error: Error,
+    peak_memory: u64,
+    cpu_ms: f64,
+}
+
+/// Waits for the reply, enforcing the timeout and the memory limit from outside.
+async fn watch(
+    pid: u32,
+    inv: &Invocation,
+    memory_limit: u64,
+    mut reply_rx: oneshot::Receiver<Reply>,
+    mut exit_rx: oneshot::Receiver<Exit>,
+) -> (Option<Reply>, InvocationStatus, Option<Stopped>) {
+    let timeout = inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut peak = 0u64;
+    let mut cpu_ms = 0.0f64;
+    let stopped = |error: Error, peak: u64, cpu_ms: f64| Stopped {
+        error,
+        peak_memory: peak,
+        cpu_ms,
+    };
+    loop {
+        tokio::select! {
+            reply = &mut reply_rx => {
+                return match reply {
+                    Ok(reply) => {
+                        let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
+                        (Some(reply), status, None)
+                    }
+                    Err(_) => (None, InvocationStatus::Error, Some(stopped(Error::internal(format!("function `{}` closed its connection without a result", inv.function)), peak, cpu_ms))),
+                };
+            }
+            exit = &mut exit_rx => {
+                // The reply may still be in the socket: give it a moment.
+                if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), &mut reply_rx).await {
+                    let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
+                    return (Some(reply), status, None);
+                }
+                let how = match exit {
+                    Ok(Exit::Code(c)) => format!("exited with code {c}"),
+                    Ok(Exit::Signal(s)) => format!("was killed by signal {s}"),
+                    _ => "stopped".to_string(),
+                };
+                let error = Error::invalid(format!("function `{}` {how} before returning a result", inv.function))
+                    .with_hint("its stderr above says why; nothing was written");
+                return (None, InvocationStatus::Error, Some(stopped(error, peak, cpu_ms)));
+            }
+            _ = &mut deadline => {
+                kill_group(pid);
+                let error = Error::invalid(format!(
+                    "function `{}` ran past its timeout of {} and was stopped",
+                    inv.function, seconds(timeout)
+                ))
+                .with_hint("raise it with @basin.python(timeout=\"10m\"), or make the function do less; nothing was written");
+                return (None, InvocationStatus::Timeout, Some(stopped(error, peak, cpu_ms)));
+            }
+            _ = tick.tick() => {
+                if let Some((rss, cpu)) = sample(pid) {
+                    peak = peak.max(rss);
+                    cpu_ms = cpu;
+                    if rss > memory_limit {
+                        kill_group(pid);
+                        let error = Error::invalid(format!(
+                            "function `{}` used {} of memory, over its limit of {}, and was stopped",
+                            inv.function, bytes(rss), bytes(memory_limit)
+                        ))
+                        .with_hint("raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written");
+                        return (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accepts the child's connections: stdout and stderr are forwarded line by line; the
+/// control connection gets the request and gives the reply.
+async fn serve(
+    listener: UnixListener,
+    invocation: String,
+    request: Vec<u8>,
+    reply_tx: oneshot::Sender<Reply>,
+    sink: OutputSink,
+) {
+    let mut reply_tx = Some(reply_tx);
+    let mut request = Some(request);
+    let mut forwarders = Vec::new();
+    // stdout, stderr and control: at most three connections are expected.
+    for _ in 0..3 {
+        let Ok((stream, _)) = listener.accept().await else {
+            break;
+        };
+        let mut reader = BufReader::new(stream);
+        let mut first = Vec::new();
+        if reader.read_until(b'\n', &mut first).await.is_err() {
+            continue;
+        }
+        let Ok(hello) = serde_json::from_slice::<Hello>(&first) else {
+            continue;
+        };
+        if hello.invocation != invocation {
+            continue;
+        }
+        match hello.stream {
+            Stream::Control => {
+                let (Some(tx), Some(request)) = (reply_tx.take(), request.take()) else {
+                    continue;
+                };
+                forwarders.push(tokio::spawn(control(reader, request, tx)));
+            }
+            stream => {
+                let sink = sink.clone();
+                forwarders.push(tokio::spawn(async move {
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        match reader.read_until(b'\n', &mut line).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let text = String::from_utf8_lossy(&line);
+                                sink(stream, text.trim_end_matches(['\n', '\r']));
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    for task in forwarders {
+        let _ = task.await;
+    }
+}
+
+async fn control(
+    mut reader: BufReader<UnixStream>,
+    mut request: Vec<u8>,
+    reply_tx: oneshot::Sender<Reply>,
+) {
+    request.push(b'\n');
+    if reader.get_mut().write_all(&request).await.is_err() {
+        return;
+    }
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line).await.is_ok()
+        && let Ok(reply) = serde_json::from_slice::<Reply>(&line)
+    {
+        let _ = reply_tx.send(reply);
+    }
+}
+
+/// PATH inside the function: the environment's programs first.
+fn search_path(env: &Env) -> String {
+    format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        env.path.join("bin").display()
+    )
+}
+
+/// Copies a program into the invocation's working directory (the only place the child may
+/// read it from) and returns its argv there.
+fn stage_program(argv: &[String], workdir: &Path) -> Result<Vec<String>> {
+    let source = Path::new(&argv[0]);
+    let name = source
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("`{}` is not a program file", argv[0])))?;
+    let staged = workdir.join(name);
+    std::fs::copy(source, &staged).map_err(|e| {
+        Error::not_found(format!("cannot read program {}: {e}", source.display()))
+            .with_hint("give the path of an executable file that speaks docs/protocol.md")
+    })?;
+    let mut argv = argv.to_vec();
+    argv[0] = staged.display().to_string();
+    Ok(argv)
+}
+
+/// Resident memory and CPU time (ms) of a process, from /proc.
+fn sample(pid: u32) -> Option<(u64, f64)> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let rss = pages * rustix::param::page_size() as u64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    Some((rss, ticks as f64 * 1000.0 / hz))
+}
+
+/// Kills the process group led by `pid` (the child made itself a session leader), and the
+/// process itself in case it had not yet.
+fn kill_group(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+async fn reap_idle(inner: Weak<Inner>) {
+    loop {
+        let keep_alive = match inner.upgrade() {
+            Some(i) => i.options.keep_alive,
+            None => return,
+        };
+        tokio::time::sleep(
+            (keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+        )
+        .await;
+        let Some(inner) = inner.upgrade() else { return };
+        let slots: Vec<Slot> = inner
+            .zygotes
+            .lock()
+            .expect("zygotes")
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|z| z.expired(keep_alive)) {
+                slot.take(); // dropping it kills the worker
+            }
+        }
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 && s % 60.0 == 0.0 {
+        format!("{}m", s / 60.0)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Bytes as people read them (KiB, MiB, GiB).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,162 @@
+//! An invocation's folder in shared memory: the socket, the input tables Basin writes, the
+//! output table the function writes, and the function's private working directory. Removed,
+//! with everything in it, when the invocation's result is dropped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::buffer::Buffer;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::{FileDecoder, read_footer_length};
+use arrow::ipc::writer::FileWriter;
+use basin_catalog::{Error, Result};
+use futures::{Stream, StreamExt};
+
+use crate::protocol::TableFile;
+
+const FORMAT: &str = "arrow-ipc-file";
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub(crate) id: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) inputs: BTreeMap<String, TableFile>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(format!("{what}: {e}"))
+}
+
+fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+    move |e| Error::internal(format!("{what}: {e}"))
+}
+
+impl Workspace {
+    pub(crate) fn create(scratch: &Path) -> Result<Self> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let dir = scratch.join(&id);
+        std::fs::create_dir_all(dir.join("work"))
+            .map_err(io(format!("cannot create {}", dir.display())))?;
+        Ok(Self {
+            id,
+            dir,
+            inputs: BTreeMap::new(),
+        })
+    }
+
+    /// The invocation's id (also the metering record's).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn workdir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.dir.join("basin.sock")
+    }
+
+    pub(crate) fn output_path(&self) -> PathBuf {
+        self.dir.join("output.arrow")
+    }
+
+    /// Writes the input `name` (a parameter of the function) as an Arrow IPC file.
+    pub async fn write_input<S>(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        mut batches: S,
+    ) -> Result<&TableFile>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        let path = self.dir.join(format!("input-{}.arrow", self.inputs.len()));
+        let file = File::create(&path).map_err(io(format!("cannot create {}", path.display())))?;
+        let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema)
+            .map_err(arrow_error(format!("input `{name}`")))?;
+        let mut rows = 0u64;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            writer
+                .write(&batch)
+                .map_err(arrow_error(format!("input `{name}`")))?;
+        }
+        writer
+            .finish()
+            .map_err(arrow_error(format!("input `{name}`")))?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let table = TableFile {
+            path,
+            format: FORMAT.into(),
+            rows,
+            bytes,
+        };
+        self.inputs.insert(name.to_string(), table);
+        Ok(&self.inputs[name])
+    }
+
+    pub(crate) fn rows_and_bytes_in(&self) -> (u64, u64) {
+        self.inputs
+            .values()
+            .fold((0, 0), |(r, b), t| (r + t.rows, b + t.bytes))
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads an Arrow IPC file without copying it: the batches' buffers point into a shared
+/// memory map of the file (which stays valid after the file is removed).
+pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let what = || format!("the function's output {}", path.display());
+    let file = File::open(path).map_err(io(what()))?;
+    // SAFETY: the file is in the invocation's private folder and its writer has exited; nothing
+    // changes it while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(what()))?;
+    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    let len = buffer.len();
+    if len < 10 {
+        return Err(Error::invalid(format!(
+            "{} is not an Arrow IPC file",
+            what()
+        )));
+    }
+    let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
+    let footer_len = read_footer_length(trailer).map_err(arrow_error(what()))?;
+    let footer = arrow::ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+        .map_err(|e| Error::invalid(format!("{}: bad footer: {e}", what())))?;
+    let schema = Arc::new(arrow::ipc::convert::fb_to_schema(
+        footer
+            .schema()
+            .ok_or_else(|| Error::invalid(format!("{} has no schema", what())))?,
+    ));
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    let slice = |block: &arrow::ipc::Block| {
+        let length = block.bodyLength() as usize + block.metaDataLength() as usize;
+        buffer.slice_with_length(block.offset() as usize, length)
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        decoder
+            .read_dictionary(block, &slice(block))
+            .map_err(arrow_error(what()))?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        if let Some(batch) = decoder
+            .read_record_batch(block, &slice(block))
+            .map_err(arrow_error(what()))?
+        {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches))
+}

@@ -1,0 +1,191 @@
+//! A fork server per environment (python/basin/_worker.py): started once, it imports the heavy
+//! packages, then forks one fresh child per invocation. Basin writes fork requests on its
+//! stdin and reads what happened (forked, exited) on its stdout.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use basin_catalog::{Error, Result};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+
+use crate::protocol::{Fork, ZygoteEvent};
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// The zygote itself went away.
+    Unknown,
+}
+
+#[derive(Default)]
+struct Waiters {
+    forked: HashMap<String, oneshot::Sender<u32>>,
+    exits: HashMap<String, oneshot::Sender<Exit>>,
+    invocation_of: HashMap<u32, String>,
+}
+
+pub(crate) struct Zygote {
+    pub pid: u32,
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    waiters: Arc<Mutex<Waiters>>,
+    /// Invocations running now; the keep-alive counts from the last one's end.
+    pub active: AtomicUsize,
+    pub idle_since: Mutex<Instant>,
+    _child: Child,
+}
+
+impl Zygote {
+    /// Starts a fork server with `python` (an environment's), importing `preload` first.
+    pub async fn start(python: &Path, preload: &[String], path_var: &str) -> Result<Self> {
+        let started = Instant::now();
+        let mut child = Command::new(python)
+            .args(["-I", "-B", "-m", "basin._worker", "zygote", "--preload"])
+            .arg(preload.join(","))
+            .env_clear()
+            .env("PATH", path_var)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own group: a Ctrl-C meant for Basin reaches Basin, which then cleans up.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io(format!("cannot start {}: {e}", python.display())))?;
+        let pid = child.id().unwrap_or(0);
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let first = tokio::time::timeout(Duration::from_secs(300), lines.next_line()).await;
+        let (preloaded, start_ms) = match first {
+            Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
+                Ok(ZygoteEvent::Ready { preloaded, ms, .. }) => (preloaded, ms),
+                _ => {
+                    return Err(Error::internal(format!(
+                        "the worker said `{line}` instead of ready"
+                    )));
+                }
+            },
+            _ => {
+                let mut text = String::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stderr.read_to_string(&mut text))
+                        .await;
+                return Err(Error::internal(format!(
+                    "the worker of {} did not start:\n{}",
+                    python.display(),
+                    text.trim_end()
+                ))
+                .with_hint("rebuild the environment with `basin env rm HASH`, then invoke again"));
+            }
+        };
+        tracing::debug!(
+            pid,
+            start_ms,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ?preloaded,
+            "zygote ready"
+        );
+        // Whatever the zygote itself prints later (children print to their own sockets).
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::warn!(target: "basin::worker", "{line}");
+            }
+        });
+        let waiters = Arc::new(Mutex::new(Waiters::default()));
+        let routed = waiters.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut w = routed.lock().expect("waiters");
+                match serde_json::from_str(&line) {
+                    Ok(ZygoteEvent::Forked { forked, pid }) => {
+                        w.invocation_of.insert(pid, forked.clone());
+                        if let Some(tx) = w.forked.remove(&forked) {
+                            let _ = tx.send(pid);
+                        }
+                    }
+                    Ok(ZygoteEvent::Exited {
+                        exited,
+                        code,
+                        signal,
+                    }) => {
+                        let exit = match (code, signal) {
+                            (_, Some(s)) => Exit::Signal(s),
+                            (Some(c), None) => Exit::Code(c),
+                            _ => Exit::Unknown,
+                        };
+                        if let Some(id) = w.invocation_of.remove(&exited)
+                            && let Some(tx) = w.exits.remove(&id)
+                        {
+                            let _ = tx.send(exit);
+                        }
+                    }
+                    _ => tracing::warn!(target: "basin::worker", "unexpected: {line}"),
+                }
+            }
+            // The zygote is gone: every waiter learns it (their senders drop).
+            let mut w = routed.lock().expect("waiters");
+            w.forked.clear();
+            w.exits.clear();
+        });
+        Ok(Self {
+            pid,
+            stdin: tokio::sync::Mutex::new(stdin),
+            waiters,
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            _child: child,
+        })
+    }
+
+    /// Forks a child for `fork`; returns its pid and a receiver for how it ends.
+    pub async fn fork(&self, fork: &Fork<'_>) -> Result<(u32, oneshot::Receiver<Exit>)> {
+        let (forked_tx, forked_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        {
+            let mut w = self.waiters.lock().expect("waiters");
+            w.forked.insert(fork.invocation.to_string(), forked_tx);
+            w.exits.insert(fork.invocation.to_string(), exit_tx);
+        }
+        let mut line = serde_json::to_vec(fork).expect("a fork request serializes");
+        line.push(b'\n');
+        let lost = || {
+            Error::internal("the environment's worker stopped")
+                .with_hint("invoke again; a new worker starts")
+        };
+        {
+            let mut stdin = self.stdin.lock().await;
+            stdin.write_all(&line).await.map_err(|_| lost())?;
+            stdin.flush().await.map_err(|_| lost())?;
+        }
+        let pid = tokio::time::timeout(Duration::from_secs(30), forked_rx)
+            .await
+            .map_err(|_| lost())?
+            .map_err(|_| lost())?;
+        Ok((pid, exit_rx))
+    }
+
+    pub fn begin(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn end(&self) {
+        *self.idle_since.lock().expect("idle") = Instant::now();
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// True when no invocation has run for `keep_alive`.
+    pub fn expired(&self, keep_alive: Duration) -> bool {
+        self.active.load(Ordering::SeqCst) == 0
+            && self.idle_since.lock().expect("idle").elapsed() >= keep_alive
+    }
+}

@@ -1,0 +1,540 @@
+//! The function runtime with a real `uv` and real Python workers: environments built once and
+//! reused, failures that leave nothing, and invocations that are confined, limited and metered.
+//! Needs `uv` on PATH (scripts/test.sh puts it there) and PyPI for the packages.
+
+use std::path::Path;
+
+use basin_catalog::ErrorKind;
+use basin_runtime::{EnvCache, EnvSpec};
+
+fn cache(dir: &Path) -> EnvCache {
+    EnvCache::new(dir.join("envs"), dir.join("tools"))
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("envs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn python_says(python: &Path, code: &str) -> String {
+    let out = tokio::process::Command::new(python)
+        .args(["-c", code])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn an_environment_is_built_once_then_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EnvSpec::new("3.11").with_package("six", "1.16.0");
+    let first = cache(dir.path()).resolve(&spec).await.unwrap();
+    assert!(first.built);
+    assert_eq!(
+        python_says(&first.python, "import six; print(six.__version__)").await,
+        "1.16.0"
+    );
+    let again = cache(dir.path()).resolve(&spec).await.unwrap();
+    assert!(!again.built, "the second resolve must not install anything");
+    assert_eq!(again.path, first.path);
+    // Same packages in another order: same environment.
+    assert_eq!(
+        EnvSpec::new("3.11").with_package("SIX", "1.16.0").hash(),
+        spec.hash()
+    );
+    assert_ne!(
+        EnvSpec::new("3.11").with_package("six", "1.15.0").hash(),
+        spec.hash()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_resolves_of_a_new_spec_build_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EnvSpec::new("3.11");
+    // Separate caches over one folder behave like separate processes.
+    let (x, y, z) = (cache(dir.path()), cache(dir.path()), cache(dir.path()));
+    let (a, b, c) = tokio::join!(x.resolve(&spec), y.resolve(&spec), z.resolve(&spec));
+    let built = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .iter()
+        .filter(|e| e.built)
+        .count();
+    assert_eq!(built, 1);
+    assert_eq!(cache(dir.path()).list().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_build_names_the_package_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EnvSpec::new("3.11").with_package("basin-no-such-package-xyz", "1.0.0");
+    let err = cache(dir.path()).resolve(&spec).await.unwrap_err();
+    assert!(
+        err.message.contains("basin-no-such-package-xyz"),
+        "{}",
+        err.message
+    );
+    assert!(err.hint.is_some());
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_python_lists_the_ones_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = cache(dir.path())
+        .resolve(&EnvSpec::new("3.99"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.message.contains("Python 3.99 is not available"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.hint.as_deref().unwrap_or_default().contains("3.11"),
+        "{:?}",
+        err.hint
+    );
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn list_remove_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache(dir.path());
+    let env = cache.resolve(&EnvSpec::new("3.11")).await.unwrap();
+    let listed = cache.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].bytes > 0);
+    assert!(
+        cache
+            .prune(std::time::Duration::from_secs(3600))
+            .unwrap()
+            .is_empty(),
+        "just used"
+    );
+    assert_eq!(
+        cache.remove(&env.hash[..4]).unwrap(),
+        vec![env.hash.clone()]
+    );
+    assert!(cache.list().unwrap().is_empty());
+    assert_eq!(
+        cache.remove("ffff").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn without_uv_on_path_basin_installs_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = cache(dir.path())
+        .with_search_path(None)
+        .resolve(&EnvSpec::new("3.11"))
+        .await
+        .unwrap();
+    assert!(dir.path().join("tools/uv/bin/uv").is_file());
+    assert!(
+        python_says(&env.python, "import sys; print(sys.version_info[:2])")
+            .await
+            .contains("3, 11")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invocations
+
+mod invocations {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use basin_catalog::InvocationStatus;
+    use basin_runtime::{
+        EnvCache, EnvSpec, Finished, Invocation, Limits, Output, Runtime, RuntimeOptions, Stream,
+        Target,
+    };
+
+    /// Environments shared by these tests (built once per machine, like a user's cache).
+    fn shared_envs() -> EnvCache {
+        let root = std::env::temp_dir().join("basin-runtime-tests");
+        EnvCache::new(root.join("envs"), root.join("tools"))
+    }
+
+    fn runtime(options: RuntimeOptions) -> Runtime {
+        Runtime::new(shared_envs(), options).unwrap()
+    }
+
+    fn pyarrow() -> EnvSpec {
+        EnvSpec::new("3.11").with_package("pyarrow", "26.0.1")
+    }
+
+    type Lines = Arc<Mutex<Vec<(Stream, String)>>>;
+
+    async fn invoke(
+        rt: &Runtime,
+        source: &str,
+        name: &str,
+        input: Option<RecordBatch>,
+        limits: Limits,
+    ) -> (Finished, Lines) {
+        let env = rt.environment(&pyarrow()).await.unwrap();
+        let mut ws = rt.workspace().unwrap();
+        if let Some(batch) = input {
+            let schema = batch.schema();
+            ws.write_input("orders", schema, futures::stream::iter(vec![Ok(batch)]))
+                .await
+                .unwrap();
+        }
+        let invocation = Invocation {
+            function: format!("fn.py:{name}"),
+            target: Target::Python {
+                file: PathBuf::from("/project/fn.py"),
+                name: name.into(),
+                source: source.into(),
+            },
+            env,
+            preload: vec!["pyarrow".into()],
+            event: serde_json::json!({"n": 3}),
+            secrets: BTreeMap::from([("API_KEY".into(), "s3cret".into())]),
+            limits,
+            concurrency: None,
+        };
+        let lines: Lines = Arc::default();
+        let seen = lines.clone();
+        let finished = rt
+            .invoke(
+                ws,
+                invocation,
+                Arc::new(move |s, l| seen.lock().unwrap().push((s, l.to_string()))),
+            )
+            .await;
+        (finished, lines)
+    }
+
+    fn orders() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["O", "F", "O"])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn json(finished: &Finished) -> serde_json::Value {
+        match &finished.result {
+            Ok(Output::Json(v)) => v.clone(),
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'))
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn a_function_reads_its_input_and_returns_a_table_with_metering() {
+        let rt = runtime(RuntimeOptions::default());
+        let source = r#"
+import pyarrow.compute as pc
+def open_orders(orders, event):
+    print("rows in:", orders.num_rows)
+    table = orders.filter(pc.equal(orders["status"], "O"))
+    return table.append_column("n", pc.multiply(table["id"], event["n"]))
+"#;
+        let (finished, lines) = invoke(
+            &rt,
+            source,
+            "open_orders",
+            Some(orders()),
+            Limits::default(),
+        )
+        .await;
+        let Ok(Output::Table { schema, batches }) = &finished.result else {
+            panic!("{:?}", finished.result.as_ref().err());
+        };
+        assert_eq!(schema.field(2).name(), "n");
+        let n = batches[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(n.values(), &[3, 9]);
+        let r = &finished.record;
+        assert_eq!(
+            (r.rows_in, r.rows_out, r.status),
+            (3, 2, InvocationStatus::Ok)
+        );
+        assert!(r.bytes_in > 0 && r.bytes_out > 0 && r.duration_ms > 0.0 && r.cpu_ms > 0.0);
+        assert!(r.peak_memory_bytes > 1 << 20, "{}", r.peak_memory_bytes);
+        assert_eq!(r.function, "fn.py:open_orders");
+        assert!(finished.output_file().unwrap().is_file());
+        assert!(
+            lines
+                .lock()
+                .unwrap()
+                .contains(&(Stream::Stdout, "rows in: 3".to_string())),
+            "{lines:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exception_names_the_function_the_user_line_and_the_traceback() {
+        let rt = runtime(RuntimeOptions::default());
+        let source = "def helper(x):\n    return x / 0\n\ndef broken(event):\n    return helper(event['n'])\n";
+        let (finished, _) = invoke(&rt, source, "broken", None, Limits::default()).await;
+        let e = finished.result.as_ref().unwrap_err();
+        assert!(
+            e.message
+                .contains("function `fn.py:broken` raised ZeroDivisionError at /project/fn.py:2"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("line 5, in broken") && e.message.contains("return x / 0"),
+            "{e}"
+        );
+        assert!(
+            !e.message.contains("_worker.py"),
+            "Basin's frames are not the user's: {e}"
+        );
+        assert_eq!(finished.record.status, InvocationStatus::Error);
+        assert!(
+            finished
+                .record
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("ZeroDivisionError")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_function_and_everything_it_started() {
+        let rt = runtime(RuntimeOptions::default());
+        let source = r#"
+import subprocess, time
+def slow():
+    child = subprocess.Popen(["sleep", "300"])
+    print(child.pid, flush=True)
+    time.sleep(300)
+"#;
+        let limits = Limits {
+            timeout: Some(Duration::from_millis(1500)),
+            ..Limits::default()
+        };
+        let (finished, lines) = invoke(&rt, source, "slow", None, limits).await;
+        let e = finished.result.as_ref().unwrap_err();
+        assert!(e.message.contains("ran past its timeout of 1.5s"), "{e}");
+        assert_eq!(finished.record.status, InvocationStatus::Timeout);
+        let grandchild: u32 = lines.lock().unwrap()[0].1.parse().unwrap();
+        for _ in 0..50 {
+            if !alive(grandchild) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !alive(grandchild),
+            "the function's subprocess {grandchild} outlived it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_memory_limit_stops_the_function() {
+        let rt = runtime(RuntimeOptions::default());
+        let source = "import time\ndef greedy():\n    hog = bytearray(800 << 20)\n    time.sleep(5)\n    return len(hog)\n";
+        let limits = Limits {
+            memory_bytes: Some(300 << 20),
+            ..Limits::default()
+        };
+        let (finished, _) = invoke(&rt, source, "greedy", None, limits).await;
+        let e = finished.result.as_ref().unwrap_err();
+        assert!(e.message.contains("over its limit of 300.0 MiB"), "{e}");
+        assert_eq!(finished.record.status, InvocationStatus::Memory);
+        assert!(finished.record.peak_memory_bytes > 300 << 20);
+    }
+
+    #[tokio::test]
+    async fn user_code_cannot_read_the_catalog_other_processes_or_the_network() {
+        let rt = runtime(RuntimeOptions::default());
+        let lake = tempfile::tempdir().unwrap();
+        let catalog = lake.path().join("catalog.db");
+        std::fs::write(&catalog, "SQLite format 3").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let source = format!(
+            r#"
+import os, socket
+def attempt(what):
+    try:
+        what()
+        return "allowed"
+    except OSError as e:
+        return type(e).__name__
+def probe():
+    return {{
+        "catalog": attempt(lambda: open({catalog:?}).read()),
+        "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
+        "network": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+        "workdir": attempt(lambda: open("scratch.txt", "w").write("x")),
+        "env": sorted(os.environ),
+    }}
+"#,
+            basin = std::process::id()
+        );
+        let (finished, _) = invoke(&rt, &source, "probe", None, Limits::default()).await;
+        let v = json(&finished);
+        assert_eq!(v["catalog"], "PermissionError", "{v}");
+        assert_eq!(v["basin_environ"], "PermissionError", "{v}");
+        assert_ne!(v["network"], "allowed", "{v}");
+        assert_eq!(v["workdir"], "allowed", "{v}");
+        let env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap();
+        assert!(env.contains(&"API_KEY".to_string()), "{env:?}");
+        assert!(
+            !env.iter()
+                .any(|k| k.starts_with("CARGO") || k == "USER" || k.starts_with("AWS")),
+            "the environment is scrubbed: {env:?}"
+        );
+        assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
+
+        let online = Limits {
+            internet: true,
+            ..Limits::default()
+        };
+        let (finished, _) = invoke(&rt, &source, "probe", None, online).await;
+        assert_eq!(json(&finished)["network"], "allowed");
+    }
+
+    #[tokio::test]
+    async fn warm_workers_are_reused_without_sharing_state_then_exit_when_idle() {
+        let rt = runtime(RuntimeOptions {
+            keep_alive: Duration::from_millis(400),
+            ..RuntimeOptions::default()
+        });
+        let source = "import json\ndef leak():\n    seen = hasattr(json, 'leaked')\n    json.leaked = True\n    return seen\n";
+        let (first, _) = invoke(&rt, source, "leak", None, Limits::default()).await;
+        let workers = rt.workers().await;
+        assert_eq!(workers.len(), 1);
+        let (second, _) = invoke(&rt, source, "leak", None, Limits::default()).await;
+        assert_eq!(
+            rt.workers().await,
+            workers,
+            "the warm worker serves the second call"
+        );
+        assert_eq!(
+            (json(&first), json(&second)),
+            (serde_json::json!(false), serde_json::json!(false))
+        );
+        for _ in 0..100 {
+            if rt.workers().await.is_empty() && !alive(workers[0]) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            rt.workers().await.is_empty(),
+            "idle workers exit after the keep-alive"
+        );
+        assert!(
+            !alive(workers[0]),
+            "worker process {} still running",
+            workers[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn parallel_invocations_respect_the_concurrency_limit() {
+        let rt = runtime(RuntimeOptions {
+            max_concurrency: 2,
+            ..RuntimeOptions::default()
+        });
+        let source = "import time\ndef nap():\n    start = time.time()\n    time.sleep(0.4)\n    return [start, time.time()]\n";
+        let calls = (0..5).map(|_| invoke(&rt, source, "nap", None, Limits::default()));
+        let spans: Vec<(f64, f64)> = futures::future::join_all(calls)
+            .await
+            .iter()
+            .map(|(f, _)| serde_json::from_value(json(f)).unwrap())
+            .collect();
+        let overlap = |t: f64| spans.iter().filter(|(s, e)| *s <= t && t < *e).count();
+        let most = spans.iter().map(|(s, _)| overlap(*s)).max().unwrap();
+        assert_eq!(
+            most, 2,
+            "at most two at once, and two did run together: {spans:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_without_the_sdk_speaks_the_protocol() {
+        let rt = runtime(RuntimeOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("shout.py");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/shout.py"),
+            &program,
+        )
+        .unwrap();
+        let env = rt.environment(&pyarrow()).await.unwrap();
+        let mut ws = rt.workspace().unwrap();
+        ws.write_input(
+            "orders",
+            orders().schema(),
+            futures::stream::iter(vec![Ok(orders())]),
+        )
+        .await
+        .unwrap();
+        let invocation = Invocation {
+            function: "shout.py".into(),
+            target: Target::Program {
+                argv: vec![program.display().to_string()],
+            },
+            env,
+            preload: vec![],
+            event: serde_json::json!({"suffix": "!"}),
+            secrets: BTreeMap::new(),
+            limits: Limits::default(),
+            concurrency: None,
+        };
+        let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+        let Ok(Output::Table { batches, .. }) = &finished.result else {
+            panic!("{:?}", finished.result.as_ref().err());
+        };
+        let status = batches[0]
+            .column_by_name("status")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(
+            status.iter().flatten().collect::<Vec<_>>(),
+            ["O!", "F!", "O!"]
+        );
+        assert_eq!(status.len(), 3);
+        assert_eq!(finished.record.rows_out, 3);
+    }
+}

@@ -1,0 +1,335 @@
+"""Basin's worker: a fork server per environment, and the function side of the protocol.
+
+`python -I -m basin._worker zygote [--preload pkg,...]` starts a fork server (a "zygote",
+as in SOCK): it imports pyarrow and the environment's packages once, freezes the heap, then
+waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
+fresh child forked from it, so no state passes from one invocation to the next, and the child
+starts with the heavy imports already done. The zygote reports on stdout:
+`{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
+`{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
+
+The child confines itself (basin._sandbox), connects its stdout and stderr to Basin's socket,
+then either runs a Python function (speaking the protocol itself) or execs a program that
+speaks it. docs/protocol.md describes the protocol for programs in any language.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import inspect
+import json
+import linecache
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+import types
+from typing import Any, Optional
+
+from basin import _sandbox
+
+PROTOCOL = 1
+
+
+def _send(fd: int, message: dict) -> None:
+    data = (json.dumps(message) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# ---------------------------------------------------------------------------------------------
+# The zygote
+
+
+def _preload(packages: list) -> list:
+    """Imports pyarrow and the top-level modules of `packages` (distribution names)."""
+    from importlib import metadata
+
+    modules = ["pyarrow", "pyarrow.ipc"]
+    for dist in packages:
+        try:
+            top = metadata.distribution(dist).read_text("top_level.txt")
+        except metadata.PackageNotFoundError:
+            continue
+        names = (top or dist.replace("-", "_")).split()
+        modules += [n for n in names if n.isidentifier() and not n.startswith("_")]
+    loaded = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:  # noqa: BLE001 - a module that cannot load is the function's problem
+            pass
+    return loaded
+
+
+def zygote(preload: list) -> None:
+    _sandbox._libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # die with Basin
+    started = time.perf_counter()
+    loaded = _preload(preload)
+    gc.collect()
+    gc.freeze()  # children share these pages instead of copying them on the next collection
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    _send(1, {"ready": PROTOCOL, "pid": os.getpid(), "python": sys.version.split()[0],
+              "preloaded": loaded, "ms": round((time.perf_counter() - started) * 1000, 1)})
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    pending = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                _reap()
+                continue
+            data = os.read(0, 1 << 16)
+            if not data:
+                return  # Basin closed our stdin: retire
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                if line.strip():
+                    _fork(json.loads(line), selector, (wake_r, wake_w))
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if os.WIFSIGNALED(status):
+            _send(1, {"exited": pid, "signal": os.WTERMSIG(status)})
+        else:
+            _send(1, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _fork(request: dict, selector, wake: tuple) -> None:
+    pid = os.fork()
+    if pid:
+        _send(1, {"forked": request["invocation"], "pid": pid})
+        return
+    code = 70
+    try:
+        selector.close()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wake:
+            os.close(fd)
+        code = _child(request)
+    except BaseException:  # noqa: BLE001 - the child must never return into the zygote loop
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# The child
+
+
+def _connect(path: str, invocation: str, stream: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    sock.sendall((json.dumps({"invocation": invocation, "stream": stream, "pid": os.getpid()}) + "\n").encode())
+    return sock
+
+
+def _child(fork: dict) -> int:
+    _sandbox.own_process_group()
+    invocation, path = fork["invocation"], fork["socket"]
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    for fd, stream in ((1, "stdout"), (2, "stderr")):
+        sock = _connect(path, invocation, stream)
+        os.dup2(sock.fileno(), fd)
+        sock.close()
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    os.environ.clear()
+    os.environ.update(fork.get("env", {}))
+    control = None
+    if fork.get("exec") is None:
+        control = _connect(path, invocation, "control")  # before the network goes away
+    missing = _sandbox.apply(fork["sandbox"])
+    if fork.get("exec") is not None:
+        if missing:
+            print(f"basin: not confined by: {'; '.join(missing)}", file=sys.stderr)
+        argv = fork["exec"]
+        os.environ.update({"BASIN_SOCKET": path, "BASIN_INVOCATION": invocation})
+        try:
+            os.execve(argv[0], argv, dict(os.environ))
+        except OSError as e:
+            print(f"basin: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
+            return 127
+    assert control is not None
+    reader = control.makefile("rb")
+    request = json.loads(reader.readline())
+    reply = _serve(request, missing)
+    control.sendall((json.dumps(reply) + "\n").encode())
+    control.close()
+    return 0
+
+
+class Context:
+    """What a `handler(event, context)` function knows about its invocation."""
+
+    def __init__(self, request: dict):
+        self.invocation_id: str = request["invocation"]
+        self.function_name: str = request["function"]["name"]
+        self.deadline_ms: Optional[int] = request.get("deadline_ms")
+
+    def remaining_time_ms(self) -> Optional[int]:
+        """Milliseconds left before the timeout (None: no timeout)."""
+        if self.deadline_ms is None:
+            return None
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+def _serve(request: dict, missing: list) -> dict:
+    function = request["function"]
+    try:
+        value = _call(request)
+        output = _write_output(value, request["output"]["path"], function["name"])
+        reply: dict = {"type": "result", "status": "ok", "output": output}
+    except BaseException as e:  # noqa: BLE001 - every failure goes back to Basin
+        reply = {"type": "result", "status": "error", "error": _describe(e, function["file"])}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reply["usage"] = {
+        "cpu_ms": round((usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime) * 1000, 3),
+        "max_rss_bytes": max(usage.ru_maxrss, children.ru_maxrss) * 1024,
+    }
+    reply["unconfined"] = missing
+    return reply
+
+
+def _call(request: dict) -> Any:
+    function = request["function"]
+    path, source, name = function["file"], function["source"], function["name"]
+    # The source comes through the protocol (the user's folder is not readable from here);
+    # linecache lets tracebacks show its lines.
+    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
+    module = types.ModuleType("__basin_function__")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    exec(compile(source, path, "exec"), module.__dict__)
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise LookupError(f"{path} defines no function `{name}`")
+    params = inspect.signature(func).parameters
+    kwargs: dict = {}
+    for arg, spec in request.get("inputs", {}).items():
+        kwargs[arg] = _read_table(spec["path"])
+    if "event" in params and "event" not in kwargs:
+        kwargs["event"] = request.get("event")
+    if "context" in params and "context" not in kwargs:
+        kwargs["context"] = Context(request)
+    return func(**kwargs)
+
+
+def _read_table(path: str):
+    """A table memory-mapped from the IPC file Basin wrote: no copy, no parse."""
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+
+
+def _batches(value: Any, name: str):
+    """(schema, iterator of record batches) for any table-like value; None if not one."""
+    import pyarrow as pa
+
+    if isinstance(value, pa.Table):
+        return value.schema, iter(value.to_batches())
+    if isinstance(value, pa.RecordBatch):
+        return value.schema, iter([value])
+    if isinstance(value, pa.RecordBatchReader):
+        return value.schema, iter(value)
+    module = type(value).__module__.split(".")[0]
+    if module == "pandas" and type(value).__name__ == "DataFrame":
+        table = pa.Table.from_pandas(value, preserve_index=False)
+        return table.schema, iter(table.to_batches())
+    if module == "polars" and type(value).__name__ == "DataFrame":
+        table = value.to_arrow()
+        return table.schema, iter(table.to_batches())
+    if hasattr(value, "__arrow_c_stream__"):
+        reader = pa.RecordBatchReader.from_stream(value)
+        return reader.schema, iter(reader)
+    return None
+
+
+def _write_output(value: Any, path: str, name: str) -> dict:
+    if value is None:
+        return {"kind": "none"}
+    if type(value).__module__.split(".")[0] in ("pyarrow", "pandas", "polars") or hasattr(value, "__arrow_c_stream__"):
+        found = _batches(value, name)
+        if found is None:
+            raise TypeError(f"{name} returned a {type(value).__name__}; return a pyarrow Table, a "
+                            "RecordBatchReader, a pandas or polars DataFrame, a JSON value or None")
+        import pyarrow as pa
+
+        schema, batches = found
+        rows = 0
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return {"kind": "table", "path": path, "rows": rows, "bytes": os.path.getsize(path)}
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} returned a {type(value).__name__}, which is neither a table nor "
+                        f"JSON ({e}); return a pyarrow Table, a DataFrame, a JSON value or None") from None
+    return {"kind": "json", "value": value}
+
+
+def _describe(e: BaseException, user_file: str) -> dict:
+    """The error as Basin shows it: type, message, and the traceback from user code down."""
+    te = traceback.TracebackException.from_exception(e)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
+    user = [f for f in te.stack if f.filename == user_file]
+    if isinstance(e, SyntaxError) and e.filename == user_file:
+        line = e.lineno
+    else:
+        line = user[-1].lineno if user else None
+    message = str(e) if not isinstance(e, SystemExit) else f"the function called sys.exit({e.code!r})"
+    return {
+        "type": type(e).__name__,
+        "message": message,
+        "traceback": "".join(te.format()),
+        "file": user_file if line is not None else None,
+        "line": line,
+    }
+
+
+def main(argv: list) -> int:
+    if argv[:1] != ["zygote"]:
+        print("usage: python -I -m basin._worker zygote [--preload pkg,pkg]", file=sys.stderr)
+        return 2
+    preload = []
+    if "--preload" in argv:
+        value = argv[argv.index("--preload") + 1]
+        preload = [p for p in value.split(",") if p]
+    zygote(preload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
