@@ -76,3 +76,37 @@ def test_spec_lists_declarations_in_file_order(tmp_path):
 def test_bad_declarations_fail_early_and_say_what_to_write(bad, words):
     with pytest.raises(DeclarationError, match=words):
         bad()
+
+
+def spec(path, *args):
+    return subprocess.run([sys.executable, "-m", "basin.spec", str(path), *args], capture_output=True,
+                          text=True, env={"PYTHONPATH": str(SDK)})
+
+
+def test_spec_reads_declarations_without_running_the_file(tmp_path):
+    path = tmp_path / "fns.py"
+    path.write_text(
+        "import not_installed_anywhere\n"
+        "from basin import python as py, Model\n"
+        "raise SystemExit('the file must not run')\n"
+        "@py('3.12', pip={'polars': '1.0.0'}, concurrency=2)\n"
+        "def f(t=Model('a.b', columns=['x'])):\n    pass\n"
+        "def handler(event, context):\n    pass\n"
+    )
+    out = spec(path)
+    assert out.returncode == 0, out.stderr
+    [f] = json.loads(out.stdout)
+    assert (f["python"], f["pip"], f["concurrency"]) == ("3.12", {"polars": "1.0.0"}, 2)
+    assert f["inputs"]["t"]["columns"] == ["x"]
+    plain = json.loads(spec(path, "--function", "handler").stdout)
+    assert plain[0]["params"] == ["event", "context"] and plain[0]["python"] is None
+
+
+def test_spec_errors_name_the_line_and_what_to_write(tmp_path):
+    path = tmp_path / "fns.py"
+    path.write_text("import basin\nVERSION = '3.11'\n\n@basin.python(VERSION)\ndef f():\n    pass\n")
+    out = spec(path)
+    assert out.returncode == 1
+    assert f"{path}:4: @basin.python: `VERSION` is not a literal" in out.stderr
+    missing = spec(path, "--function", "g")
+    assert "no function `g`" in missing.stderr and "functions: f" in missing.stderr

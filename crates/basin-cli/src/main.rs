@@ -55,10 +55,14 @@ enum Command {
     /// List, show, drop and revert tables
     #[command(subcommand)]
     Table(table::Command),
-    /// Import CSV, JSON or Parquet files into a table, as one commit
+    /// Import CSV, JSON, Parquet or Arrow files into a table, as one commit
     Import(import::Args),
     /// Run SQL over the tables of a branch, tag or commit
     Query(query::Args),
+    /// Run one Python function (or protocol program) on the lakehouse's tables
+    Invoke(invoke::Args),
+    /// Show invocations, GB-seconds and what they would cost on AWS Lambda
+    Usage(usage::Args),
     /// List, build and remove cached function environments
     #[command(subcommand)]
     Env(env::Command),
@@ -98,6 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Table(cmd) => table::run(cmd, home).await,
         Command::Import(args) => import::run(args, home).await,
         Command::Query(args) => query::run(args, home).await,
+        Command::Invoke(args) => invoke::run(args, home).await,
+        Command::Usage(args) => usage::run(args, home).await,
         Command::Env(cmd) => env::run(cmd, home).await,
         Command::Demo(args) => demo::run(args).await,
     }

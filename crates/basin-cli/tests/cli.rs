@@ -1,104 +1,10 @@
 //! Drives the real `basin` binary in fresh temporary lakehouses.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-struct Lake {
-    dir: tempfile::TempDir,
-}
+use std::process::Command;
 
-impl Lake {
-    fn new() -> Self {
-        let lake = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        lake.ok(&["init", "."]);
-        lake
-    }
-
-    /// A lakehouse whose `main` holds `sales.orders` (two rows) from `orders.csv`.
-    fn with_orders() -> Self {
-        let lake = Self::new();
-        lake.write("orders.csv", ORDERS);
-        lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
-        lake
-    }
-
-    /// Appends `orders.csv` (two rows) to `sales.orders` on `branch`.
-    fn append_orders(&self, branch: &str) {
-        self.ok(&[
-            "import",
-            "orders.csv",
-            "--table",
-            "sales.orders",
-            "--branch",
-            branch,
-        ]);
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_basin"))
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("BASIN_HOME")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "basin {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects a user error (exit 1); returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "basin {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["--format", "json"]);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// `SELECT expr` on `at`, as one CSV value.
-    fn scalar(&self, sql: &str, at: &str) -> String {
-        let out = self.ok(&["query", sql, "--ref", at, "--format", "csv"]);
-        out.lines().nth(1).unwrap_or_default().to_string()
-    }
-
-    fn commits(&self, at: &str) -> usize {
-        self.json(&["log", at, "-n", "1000"])
-            .as_array()
-            .unwrap()
-            .len()
-    }
-}
-
-const ORDERS: &str = "id,amount,day\n1,10.50,2024-01-01\n2,3.25,2024-01-02\n";
+use common::{Lake, ORDERS};
 
 #[test]
 fn import_query_and_show() {

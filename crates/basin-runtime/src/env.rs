@@ -154,6 +154,11 @@ impl EnvCache {
         })
     }
 
+    /// True when `spec`'s environment exists (resolving it needs no build).
+    pub fn is_ready(&self, spec: &EnvSpec) -> bool {
+        self.root.join(spec.hash()).join(MARKER).is_file()
+    }
+
     fn ready(&self, hash: &str, path: &Path, python: &Path) -> Option<Env> {
         let marker = path.join(MARKER);
         let file = std::fs::File::options().append(true).open(&marker).ok()?;

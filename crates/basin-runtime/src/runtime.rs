@@ -140,6 +140,15 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("scratch", &self.inner.scratch)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -376,7 +385,8 @@ impl Runtime {
         };
         zygote.begin();
         self.inner.running.lock().expect("running").insert(pid);
-        let deadline_ms = inv.limits.timeout.map(|t| now_ms() + t.as_millis() as i64);
+        let deadline_ms =
+            Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
         let (name, file, source): (&str, &Path, &str) = match &inv.target {
             Target::Python { file, name, source } => (name, file, source),
             Target::Program { argv } => (&inv.function, Path::new(&argv[0]), ""),

@@ -495,7 +495,7 @@ def probe():
         let dir = tempfile::tempdir().unwrap();
         let program = dir.path().join("shout.py");
         std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/shout.py"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/shout.py"),
             &program,
         )
         .unwrap();
@@ -515,7 +515,7 @@ def probe():
             },
             env,
             preload: vec![],
-            event: serde_json::json!({"suffix": "!"}),
+            event: serde_json::json!({"column": "status", "suffix": "!"}),
             secrets: BTreeMap::new(),
             limits: Limits::default(),
             concurrency: None,

@@ -17,6 +17,13 @@ pub mod env {
     pub const S3_SECRET_ACCESS_KEY: &str = "BASIN_S3_SECRET_ACCESS_KEY";
     pub const S3_SESSION_TOKEN: &str = "BASIN_S3_SESSION_TOKEN";
     pub const S3_PATH_STYLE: &str = "BASIN_S3_PATH_STYLE";
+    pub const KEEP_ALIVE_SECONDS: &str = "BASIN_KEEP_ALIVE_SECONDS";
+    pub const MAX_CONCURRENCY: &str = "BASIN_MAX_CONCURRENCY";
+
+    /// A variable a function declared as a secret (`@basin.python(secrets=[...])`).
+    pub(crate) fn secret(name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
 
     pub(crate) fn get(name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -43,6 +50,43 @@ pub struct UserConfig {
     pub s3: S3Config,
     #[serde(default)]
     pub user: UserSection,
+    #[serde(default)]
+    pub functions: FunctionsSection,
+    #[serde(default)]
+    pub pricing: PricingSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsSection {
+    /// Seconds an idle environment's worker stays warm.
+    pub keep_alive_seconds: Option<f64>,
+    /// Invocations running at once, over all functions.
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSection {
+    pub gb_second: Option<f64>,
+    pub per_million_requests: Option<f64>,
+}
+
+/// What `basin usage` charges: by default AWS Lambda's list prices (x86, us-east-1), so users
+/// see what the same work would cost there.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Pricing {
+    pub gb_second: f64,
+    pub per_million_requests: f64,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            gb_second: 0.0000166667,
+            per_million_requests: 0.20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -67,6 +111,8 @@ pub struct UserSection {
 pub struct Settings {
     pub s3: S3Settings,
     pub author: String,
+    pub runtime: basin_runtime::RuntimeOptions,
+    pub pricing: Pricing,
 }
 
 impl Settings {
@@ -98,7 +144,49 @@ impl Settings {
             .or(user.user.name)
             .or_else(|| env::get("USER"))
             .unwrap_or_else(|| "basin".to_string());
-        Ok(Self { s3, author })
+        let mut runtime = basin_runtime::RuntimeOptions::default();
+        let keep_alive = env::get(env::KEEP_ALIVE_SECONDS)
+            .map(|v| {
+                v.parse::<f64>().map_err(|_| {
+                    Error::invalid(format!(
+                        "{}={v} is not a number of seconds",
+                        env::KEEP_ALIVE_SECONDS
+                    ))
+                })
+            })
+            .transpose()?
+            .or(user.functions.keep_alive_seconds);
+        if let Some(seconds) = keep_alive {
+            runtime.keep_alive = std::time::Duration::from_secs_f64(seconds.max(0.0));
+        }
+        let concurrency = env::get(env::MAX_CONCURRENCY)
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    Error::invalid(format!(
+                        "{}={v} is not a whole number",
+                        env::MAX_CONCURRENCY
+                    ))
+                })
+            })
+            .transpose()?
+            .or(user.functions.max_concurrency);
+        if let Some(n) = concurrency {
+            runtime.max_concurrency = n.max(1);
+        }
+        let defaults = Pricing::default();
+        let pricing = Pricing {
+            gb_second: user.pricing.gb_second.unwrap_or(defaults.gb_second),
+            per_million_requests: user
+                .pricing
+                .per_million_requests
+                .unwrap_or(defaults.per_million_requests),
+        };
+        Ok(Self {
+            s3,
+            author,
+            runtime,
+            pricing,
+        })
     }
 
     /// Whether an S3 endpoint or keys are configured at all.

@@ -1,7 +1,7 @@
 //! Opening and creating a lakehouse folder.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use basin_catalog::{Catalog, Error, ErrorKind, MAIN, Resolved, Result, SqlStore, Store};
 use basin_table::{Tables, Warehouse};
@@ -20,6 +20,8 @@ pub struct Lakehouse {
     root: PathBuf,
     settings: Settings,
     tables: Tables,
+    /// The function runtime, started at the first invocation.
+    runtime: Arc<OnceLock<basin_runtime::Runtime>>,
 }
 
 impl Lakehouse {
@@ -131,6 +133,7 @@ impl Lakehouse {
             root: root.to_path_buf(),
             settings,
             tables: Tables::new(Catalog::new(store), warehouse),
+            runtime: Arc::new(OnceLock::new()),
         })
     }
 
@@ -159,6 +162,20 @@ impl Lakehouse {
     pub fn envs(&self) -> basin_runtime::EnvCache {
         let basin = self.root.join(BASIN_DIR);
         basin_runtime::EnvCache::new(basin.join("envs"), basin.join("tools"))
+    }
+
+    /// `.basin/tools`: `uv` when it is not on PATH, and the SDK for reading declarations.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.root.join(BASIN_DIR).join("tools")
+    }
+
+    /// The function runtime (warm workers live as long as it, up to the keep-alive).
+    pub fn runtime(&self) -> Result<&basin_runtime::Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = basin_runtime::Runtime::new(self.envs(), self.settings.runtime.clone())?;
+        Ok(self.runtime.get_or_init(|| rt))
     }
 
     /// The branch commands use when none is named (`basin checkout` sets it).

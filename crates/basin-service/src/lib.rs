@@ -10,6 +10,7 @@
 //! ```
 
 pub mod config;
+mod functions;
 mod lakehouse;
 mod merge;
 mod namespaces;
@@ -18,6 +19,7 @@ mod tables;
 pub mod tpch;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
+pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW, UsageRow, summarize_usage};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;
 pub use refs::{LogEntry, RefInfo};

@@ -20,10 +20,12 @@ use basin_catalog::{Error, ErrorKind, Resolved, Result, suggest};
 use basin_table::Tables;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
+use futures::StreamExt;
 
 use crate::provider::RefCatalog;
 
@@ -126,6 +128,36 @@ impl Session {
         })
     }
 }
+
+impl Session {
+    /// Streams the rows of one read-only query without collecting them (a function's input).
+    pub async fn stream(&self, sql: &str) -> Result<(SchemaRef, RecordBatchStream)> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| sql_error(e, &self.catalog))?;
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| sql_error(e, &self.catalog))?;
+        let schema = stream.schema();
+        let catalog = self.catalog.clone();
+        Ok((
+            schema,
+            stream
+                .map(move |batch| batch.map_err(|e| sql_error(e, &catalog)))
+                .boxed(),
+        ))
+    }
+}
+
+/// Batches of a query, as they are computed.
+pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
 fn is_write(statement: &Statement) -> bool {
     use datafusion::sql::sqlparser::ast::Statement as S;

@@ -75,11 +75,8 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
         } => {
             let mut spec = EnvSpec::new(python);
             for package in &packages {
-                let (name, version) = package.split_once("==").ok_or_else(|| {
-                    basin_catalog::Error::invalid(format!("`{package}` is not pinned"))
-                        .with_hint("write packages as NAME==VERSION, e.g. --pip pandas==2.2.3")
-                })?;
-                spec = spec.with_package(name.trim(), version.trim());
+                let (name, version) = parse_pin(package)?;
+                spec = spec.with_package(name, version);
             }
             status(format!("resolving environment {} ...", spec.hash()));
             let env = envs.resolve(&spec).await?;
@@ -105,4 +102,13 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `NAME==VERSION`, as `--pip` takes it.
+pub(crate) fn parse_pin(package: &str) -> Result<(String, String), basin_catalog::Error> {
+    let (name, version) = package.split_once("==").ok_or_else(|| {
+        basin_catalog::Error::invalid(format!("`{package}` is not pinned"))
+            .with_hint("write packages as NAME==VERSION, e.g. --pip pandas==2.2.3")
+    })?;
+    Ok((name.trim().to_string(), version.trim().to_string()))
 }

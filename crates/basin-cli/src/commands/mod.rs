@@ -7,12 +7,14 @@ pub mod diff;
 pub mod env;
 pub mod import;
 pub mod init;
+pub mod invoke;
 pub mod log;
 pub mod merge;
 pub mod namespace;
 pub mod query;
 pub mod table;
 pub mod tag;
+pub mod usage;
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@ use super::open;
 use crate::output::status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum QueryFormat {
+pub(crate) enum QueryFormat {
     Table,
     Csv,
     Json,
@@ -73,7 +73,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_batches(
+pub(crate) fn write_batches(
     out: &mut Box<dyn Write + Send>,
     format: QueryFormat,
     schema: &arrow::datatypes::SchemaRef,

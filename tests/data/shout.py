@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A function that does not use Basin's SDK: it speaks docs/protocol.md by hand.
-It appends the event's suffix to every value of the `status` column of its `orders` input."""
+It appends the event's `suffix` to every value of the event's `column` of its `orders` input."""
 
 import json
 import os
@@ -15,8 +15,9 @@ sock.sendall((json.dumps({"invocation": os.environ["BASIN_INVOCATION"], "stream"
 request = json.loads(sock.makefile("rb").readline())
 
 orders = pa.ipc.open_file(pa.memory_map(request["inputs"]["orders"]["path"])).read_all()
-status = pc.binary_join_element_wise(orders["status"].cast(pa.string()), request["event"]["suffix"], "")
-result = orders.set_column(orders.schema.get_field_index("status"), "status", status)
+column, suffix = request["event"]["column"], request["event"]["suffix"]
+shouted = pc.binary_join_element_wise(orders[column].cast(pa.string()), suffix, "")
+result = orders.set_column(orders.schema.get_field_index(column), column, shouted)
 path = request["output"]["path"]
 with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, result.schema) as writer:
     writer.write_table(result)

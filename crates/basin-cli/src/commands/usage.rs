@@ -1,0 +1,99 @@
+use std::path::Path;
+
+use basin_catalog::Error;
+use basin_service::summarize_usage;
+use clap::ValueEnum;
+
+use super::open;
+use crate::output::{FormatArg, print, status};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum By {
+    Function,
+    Day,
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "GB-seconds are the memory a function was given times how long it ran, as AWS
+Lambda bills them; the cost uses Lambda's list prices unless basin.toml sets others:
+
+  [pricing]
+  gb_second = 0.0000166667
+  per_million_requests = 0.20
+
+Examples:
+  basin usage                          # every invocation, by function
+  basin usage --since 2026-11-01 --by day
+  basin usage --format json"
+)]
+pub struct Args {
+    /// Only invocations started on or after this day (YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Group by function or by day
+    #[arg(long, value_enum, default_value_t = By::Function)]
+    by: By,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let since_ms = match &args.since {
+        None => 0,
+        Some(day) => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .map_err(|_| {
+                Error::invalid(format!("`{day}` is not a date")).with_hint("write it as YYYY-MM-DD")
+            })?
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis(),
+    };
+    let (records, pricing) = lakehouse.usage(since_ms).await?;
+    let rows = match args.by {
+        By::Function => summarize_usage(&records, &pricing, |r| r.function.clone()),
+        By::Day => summarize_usage(&records, &pricing, |r| {
+            chrono::DateTime::from_timestamp_millis(r.started_at_ms)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        }),
+    };
+    let table = rows
+        .iter()
+        .map(|u| {
+            vec![
+                u.key.clone(),
+                u.invocations.to_string(),
+                u.errors.to_string(),
+                format!("{:.3}", u.duration_seconds),
+                format!("{:.3}", u.cpu_seconds),
+                format!("{:.3}", u.gb_seconds),
+                format!("${:.6}", u.cost_usd),
+            ]
+        })
+        .collect();
+    let by = match args.by {
+        By::Function => "function",
+        By::Day => "day",
+    };
+    print(
+        args.format.format,
+        &rows,
+        &[
+            by,
+            "invocations",
+            "errors",
+            "seconds",
+            "cpu seconds",
+            "GB-seconds",
+            "cost",
+        ],
+        table,
+    )?;
+    if records.is_empty() {
+        status("no invocations yet: run a function with `basin invoke FILE.py:FUNCTION`");
+    }
+    Ok(())
+}

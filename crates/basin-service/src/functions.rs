@@ -1,0 +1,381 @@
+//! Invoking one function against the lakehouse (`basin invoke`), and what invocations cost
+//! (`basin usage`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use basin_catalog::{Error, InvocationRecord, Key, Result};
+use basin_ingest::{Format, ImportReport, ImportRequest, Mode};
+use basin_runtime::{
+    Declaration, EnvSpec, Invocation, Limits, ModelInput, Output, OutputSink, Target,
+};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::Lakehouse;
+use crate::config::Pricing;
+
+/// The pyarrow Basin adds to environments that do not pin their own: the worker reads and
+/// writes tables with it.
+pub const PYARROW: &str = "26.0.1";
+
+/// What to invoke, with what, and where its output goes.
+#[derive(Clone, Debug, Default)]
+pub struct InvokeRequest {
+    /// `FILE.py:FUNCTION`, or the path of a program that speaks docs/protocol.md.
+    pub target: String,
+    /// The ref the inputs are read at (default: the current branch).
+    pub at: Option<String>,
+    pub event: serde_json::Value,
+    /// Extra or overriding inputs: parameter name -> `ns.table`.
+    pub inputs: Vec<(String, String)>,
+    /// Store a table output in this table.
+    pub to: Option<String>,
+    pub mode: Mode,
+    /// The branch `to` is written on (default: the current branch).
+    pub branch: Option<String>,
+    /// For programs (Python functions declare these in their decorator).
+    pub python: Option<String>,
+    pub pip: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub memory_bytes: Option<u64>,
+    pub internet: bool,
+}
+
+/// The result of `basin invoke`.
+#[derive(Debug)]
+pub struct InvokeReport {
+    pub record: InvocationRecord,
+    pub output: Output,
+    /// The commit that stored the output, with `--to`.
+    pub stored: Option<ImportReport>,
+    pub env_hash: String,
+    pub env_built: bool,
+    pub unconfined: Vec<String>,
+}
+
+/// Told what Basin is doing before the function runs (e.g. building its environment).
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl Lakehouse {
+    /// Runs one function: reads its declaration, resolves its environment, scans its inputs
+    /// (projection and filter pushed down), runs it confined, records its metering and,
+    /// with `to`, commits its output. A failed function writes nothing.
+    pub async fn invoke(
+        &self,
+        request: InvokeRequest,
+        sink: OutputSink,
+        notify: Notify,
+    ) -> Result<InvokeReport> {
+        let (target, declaration) = self.target(&request).await?;
+        let mut spec = EnvSpec::new(
+            declaration
+                .python
+                .clone()
+                .or(request.python.clone())
+                .unwrap_or_else(|| "3.11".into()),
+        );
+        for (name, version) in declaration
+            .pip
+            .iter()
+            .chain(request.pip.iter().map(|(n, v)| (n, v)))
+        {
+            spec = spec.with_package(name.as_str(), version.as_str());
+        }
+        if !spec.packages.contains_key("pyarrow") {
+            spec = spec.with_package("pyarrow", PYARROW);
+        }
+        let runtime = self.runtime()?;
+        let envs = runtime.envs();
+        if !envs.is_ready(&spec) {
+            let packages: Vec<String> = spec
+                .packages
+                .iter()
+                .map(|(n, v)| format!("{n}=={v}"))
+                .collect();
+            notify(&format!(
+                "building environment {} (Python {}, {}): once, then cached",
+                spec.hash(),
+                spec.python,
+                packages.join(", ")
+            ));
+        }
+        let env = runtime.environment(&spec).await?;
+        let secrets = secrets(&declaration)?;
+
+        // Inputs, scanned at one commit of the ref.
+        let mut inputs = declaration.inputs.clone();
+        for (param, table) in &request.inputs {
+            inputs.insert(
+                param.clone(),
+                ModelInput {
+                    name: table.clone(),
+                    columns: None,
+                    filter: None,
+                },
+            );
+        }
+        let mut workspace = runtime.workspace()?;
+        if !inputs.is_empty() {
+            let at = self.resolve(request.at.as_deref()).await?;
+            let session = basin_sql::Session::new(self.tables(), &at, None).await?;
+            for (param, input) in &inputs {
+                let sql = input_query(input, &declaration)?;
+                let (schema, batches) = session.stream(&sql).await.map_err(|e| {
+                    let message = format!("input `{param}` ({}): {}", input.name, e.message);
+                    let hint = e.hint.clone();
+                    let e = Error::new(e.kind(), message);
+                    match hint {
+                        Some(h) => e.with_hint(h),
+                        None => e,
+                    }
+                })?;
+                // Field ids and other Parquet metadata mean nothing to the function.
+                let plain = Arc::new(Schema::new(
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+                        .collect::<Vec<_>>(),
+                ));
+                let stream_schema = plain.clone();
+                let batches = batches.map(move |batch| {
+                    batch.and_then(|b| {
+                        RecordBatch::try_new(stream_schema.clone(), b.columns().to_vec())
+                            .map_err(|e| Error::internal(format!("input schema: {e}")))
+                    })
+                });
+                workspace.write_input(param, plain, batches).await?;
+            }
+        }
+
+        let invocation = Invocation {
+            function: display_name(&request.target),
+            target,
+            env: env.clone(),
+            preload: spec.packages.keys().cloned().collect(),
+            event: request.event.clone(),
+            secrets,
+            limits: Limits {
+                timeout: request
+                    .timeout
+                    .or(declaration.timeout_seconds.map(Duration::from_secs_f64)),
+                memory_bytes: request.memory_bytes.or(declaration.memory_bytes),
+                internet: request.internet || declaration.internet,
+            },
+            concurrency: declaration.concurrency,
+        };
+        let finished = runtime.invoke(workspace, invocation, sink).await;
+        self.catalog()
+            .store()
+            .record_invocation(&finished.record)
+            .await?;
+        let output_file = finished.output_file();
+        let output = finished.result?;
+        let stored = match (&request.to, &output, output_file) {
+            (None, ..) => None,
+            (Some(table), Output::Table { .. }, Some(file)) => {
+                Some(self.store_output(&request, table, &file).await?)
+            }
+            (Some(table), ..) => {
+                return Err(Error::invalid(format!(
+                    "function `{}` returned no table, so there is nothing to store in `{table}`",
+                    finished.record.function
+                ))
+                .with_hint("return a pyarrow Table or a DataFrame, or leave out --to"));
+            }
+        };
+        Ok(InvokeReport {
+            record: finished.record,
+            output,
+            stored,
+            env_hash: env.hash,
+            env_built: env.built,
+            unconfined: finished.unconfined,
+        })
+    }
+
+    async fn target(&self, request: &InvokeRequest) -> Result<(Target, Declaration)> {
+        if let Some((file, name)) = request.target.rsplit_once(':')
+            && file.ends_with(".py")
+        {
+            let path = std::path::absolute(file)
+                .map_err(|e| Error::io(format!("cannot resolve {file}: {e}")))?;
+            let source = std::fs::read_to_string(&path).map_err(|e| {
+                Error::not_found(format!("cannot read {file}: {e}"))
+                    .with_hint("give FILE.py:FUNCTION with a path relative to this folder")
+            })?;
+            let sdk = basin_runtime::sdk_folder(&self.tools_dir())?;
+            let declaration = basin_runtime::read_declarations(&sdk, &path, Some(name))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::not_found(format!("{file} has no function `{name}`")))?;
+            let target = Target::Python {
+                file: path,
+                name: name.to_string(),
+                source,
+            };
+            return Ok((target, declaration));
+        }
+        let path = PathBuf::from(&request.target);
+        if !is_executable(&path) {
+            return Err(Error::invalid(format!(
+                "`{}` is neither FILE.py:FUNCTION nor an executable program",
+                request.target
+            ))
+            .with_hint("name a Python function as clean.py:orders, or give a program that speaks docs/protocol.md (chmod +x)"));
+        }
+        let declaration = Declaration {
+            function: request.target.clone(),
+            file: path.clone(),
+            line: 0,
+            params: Vec::new(),
+            inputs: BTreeMap::new(),
+            python: None,
+            pip: BTreeMap::new(),
+            timeout_seconds: None,
+            memory_bytes: None,
+            internet: false,
+            secrets: Vec::new(),
+            concurrency: None,
+            model: None,
+            expectation: false,
+        };
+        let argv = vec![path.display().to_string()];
+        Ok((Target::Program { argv }, declaration))
+    }
+
+    async fn store_output(
+        &self,
+        request: &InvokeRequest,
+        table: &str,
+        file: &Path,
+    ) -> Result<ImportReport> {
+        Key::table(table)?;
+        let branch = request
+            .branch
+            .clone()
+            .unwrap_or_else(|| self.current_branch());
+        let mut import = ImportRequest::new(vec![file.display().to_string()], table, branch);
+        import.format = Some(Format::Arrow);
+        import.mode = request.mode;
+        self.import(import, None).await
+    }
+
+    /// Invocations since `since_ms`, priced.
+    pub async fn usage(&self, since_ms: i64) -> Result<(Vec<InvocationRecord>, Pricing)> {
+        let records = self.catalog().store().invocations(since_ms).await?;
+        Ok((records, self.settings().pricing))
+    }
+}
+
+/// `SELECT columns FROM table WHERE filter`: DataFusion pushes both into the Parquet scan.
+fn input_query(input: &ModelInput, declaration: &Declaration) -> Result<String> {
+    if !input.name.contains('.') {
+        return Err(Error::invalid(format!(
+            "{}: input `{}` names a model; `basin invoke` reads tables only",
+            declaration.function, input.name
+        ))
+        .with_hint("name the table as namespace.table, or run the project with `basin run`"));
+    }
+    let columns = match &input.columns {
+        Some(columns) if !columns.is_empty() => columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "*".to_string(),
+    };
+    let mut sql = format!("SELECT {columns} FROM {}", input.name);
+    if let Some(filter) = input.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        sql.push_str(&format!(" WHERE {filter}"));
+    }
+    Ok(sql)
+}
+
+fn secrets(declaration: &Declaration) -> Result<BTreeMap<String, String>> {
+    declaration
+        .secrets
+        .iter()
+        .map(|name| {
+            crate::config::env::secret(name)
+                .map(|value| (name.clone(), value))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "function `{}` needs the secret `{name}`, which is not set",
+                        declaration.function
+                    ))
+                    .with_hint(format!("export {name}=... in the shell that runs basin"))
+                })
+        })
+        .collect()
+}
+
+/// How users name a target: `clean.py:orders`, or a program's file name.
+fn display_name(target: &str) -> String {
+    match target.rsplit_once(':') {
+        Some((file, name)) if file.ends_with(".py") => {
+            let file = Path::new(file)
+                .file_name()
+                .map_or(file.into(), |f| f.to_string_lossy());
+            format!("{file}:{name}")
+        }
+        _ => Path::new(target)
+            .file_name()
+            .map_or(target.to_string(), |f| f.to_string_lossy().into_owned()),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Totals of a group of invocations, as `basin usage` shows them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub invocations: u64,
+    pub errors: u64,
+    pub duration_seconds: f64,
+    pub cpu_seconds: f64,
+    pub gb_seconds: f64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub cost_usd: f64,
+}
+
+/// Groups invocations by `key` and prices them.
+pub fn summarize_usage(
+    records: &[InvocationRecord],
+    pricing: &Pricing,
+    key: impl Fn(&InvocationRecord) -> String,
+) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<String, UsageRow> = BTreeMap::new();
+    for r in records {
+        let k = key(r);
+        let row = rows.entry(k.clone()).or_insert_with(|| UsageRow {
+            key: k,
+            ..UsageRow::default()
+        });
+        row.invocations += 1;
+        row.errors += u64::from(r.status != basin_catalog::InvocationStatus::Ok);
+        row.duration_seconds += r.duration_ms / 1000.0;
+        row.cpu_seconds += r.cpu_ms / 1000.0;
+        row.gb_seconds += r.gb_seconds();
+        row.rows_in += r.rows_in;
+        row.rows_out += r.rows_out;
+    }
+    rows.into_values()
+        .map(|mut row| {
+            row.cost_usd = row.gb_seconds * pricing.gb_second
+                + row.invocations as f64 * pricing.per_million_requests / 1e6;
+            row
+        })
+        .collect()
+}
