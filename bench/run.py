@@ -4,7 +4,10 @@ Figures (all from one run, on this machine):
   - TPC-H (tpchgen-cli data at --scale): the 22 queries in Basin and in DuckDB over the same
     Parquet files (the data files of Basin's Iceberg tables), best of --repeat runs each;
   - the lineitem CSV import in Basin vs DuckDB's COPY ... TO parquet;
-  - catalog latency with 1,000 tables: branch create and a one-table commit.
+  - catalog latency with 1,000 tables: branch create and a one-table commit;
+  - the function runtime (environment with pyarrow and pandas): environment resolve on a cache
+    hit, invoke -> first line of user code on a new and on a warm worker, a no-op invocation's
+    round trip, and a 1 GiB table handed Basin -> Python -> Basin through shared memory.
 """
 
 import argparse
@@ -72,6 +75,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--basin", required=True, help="the release basin binary")
     p.add_argument("--catalog-latency", required=True, help="the catalog_latency example binary")
+    p.add_argument("--runtime-bench", required=True, help="the runtime_bench example binary")
+    p.add_argument("--skip-tpch", action="store_true", help="only the catalog and runtime figures")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
@@ -79,8 +84,52 @@ def main() -> None:
     args = p.parse_args()
 
     rows = []  # (figure, basin, duckdb, ratio or note)
-    csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-bench-"))
+    if not args.skip_tpch:
+        tpch(args, rows, work)
+
+    latency = json.loads(subprocess.run([args.catalog_latency, "1000", "200"], check=True, capture_output=True,
+                                        text=True).stdout)
+    rows.append(("branch create, 1,000 tables, p50 [ms]", latency["branch_create"]["p50_ms"], None, None))
+    rows.append(("branch create, 1,000 tables, p95 [ms]", latency["branch_create"]["p95_ms"], None, None))
+    rows.append(("one-table commit, 1,000 tables, p50 [ms]", latency["commit"]["p50_ms"], None, None))
+    rows.append(("one-table commit, 1,000 tables, p95 [ms]", latency["commit"]["p95_ms"], None, None))
+
+    log("== function runtime")
+    rt = json.loads(subprocess.run([args.runtime_bench, "50", "1024"], check=True, capture_output=True,
+                                   text=True).stdout)
+    runtime_rows = [
+        ("environment resolve, cache hit, p50 [ms]", rt["env_resolve_cache_hit"]["p50_ms"], "20"),
+        ("invoke -> first line, warm worker (fork), p50 [ms]", rt["first_line_warm_worker"]["p50_ms"], "10"),
+        ("invoke -> first line, warm worker (fork), p95 [ms]", rt["first_line_warm_worker"]["p95_ms"], ""),
+        ("invoke -> first line, new worker, p50 [ms]", rt["first_line_new_worker"]["p50_ms"], ""),
+        ("invoke -> first line, new worker, p95 [ms]", rt["first_line_new_worker"]["p95_ms"], ""),
+        ("no-op invocation round trip, warm worker, p50 [ms]", rt["round_trip_warm"]["p50_ms"], "0.5"),
+        ("no-op invocation round trip, warm worker, p95 [ms]", rt["round_trip_warm"]["p95_ms"], ""),
+        ("1 GiB table Basin -> Python -> Basin [GB/s]", rt["handoff"]["best"]["gb_per_second"], "5"),
+        ("  of which Basin writing the input [s]", rt["handoff"]["best"]["write_input_seconds"], ""),
+        ("  in all [s]", rt["handoff"]["best"]["seconds"], ""),
+    ]
+
+    print(f"Machine: {machine()}  ")
+    print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
+    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
+    print()
+    print("| figure | Basin | DuckDB | Basin / DuckDB |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, b, d, r in rows:
+        fmt = lambda v: "" if v is None else f"{v:.3f}"
+        print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
+    print()
+    print("| function runtime | Basin | target |")
+    print("| --- | ---: | ---: |")
+    for name, value, target in runtime_rows:
+        print(f"| {name} | {value:.3f} | {target} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def tpch(args, rows: list, work: Path) -> None:
+    csv_dir = generate(args.scale, Path(args.data))
     home = work / "lh"
     home.mkdir()
     subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
@@ -137,24 +186,6 @@ def main() -> None:
             rows.append((f"TPC-H q{q:02} [s]", best_b, best_d, best_b / best_d))
             log(f"   q{q:02}: basin {best_b:.3f}s duckdb {best_d:.3f}s")
         rows.append(("TPC-H total, 22 queries [s]", total_b, total_d, total_b / total_d))
-
-    latency = json.loads(subprocess.run([args.catalog_latency, "1000", "200"], check=True, capture_output=True,
-                                        text=True).stdout)
-    rows.append(("branch create, 1,000 tables, p50 [ms]", latency["branch_create"]["p50_ms"], None, None))
-    rows.append(("branch create, 1,000 tables, p95 [ms]", latency["branch_create"]["p95_ms"], None, None))
-    rows.append(("one-table commit, 1,000 tables, p50 [ms]", latency["commit"]["p50_ms"], None, None))
-    rows.append(("one-table commit, 1,000 tables, p95 [ms]", latency["commit"]["p95_ms"], None, None))
-
-    print(f"Machine: {machine()}  ")
-    print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
-    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
-    print()
-    print("| figure | Basin | DuckDB | Basin / DuckDB |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, b, d, r in rows:
-        fmt = lambda v: "" if v is None else f"{v:.3f}"
-        print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

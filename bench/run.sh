@@ -9,9 +9,11 @@ cd "$ROOT"
 echo "== release build (the first one takes a long time on 2 cores)" >&2
 cargo build --release --quiet --bin basin -p basin
 cargo build --release --quiet -p basin-catalog --example catalog_latency
+cargo build --release --quiet -p basin-runtime --example runtime_bench
 VENV="$HOME/.cache/basin/bench-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet -r bench/requirements.txt
 exec "$VENV/bin/python" bench/run.py \
     --basin "$CARGO_TARGET_DIR/release/basin" \
-    --catalog-latency "$CARGO_TARGET_DIR/release/examples/catalog_latency" "$@"
+    --catalog-latency "$CARGO_TARGET_DIR/release/examples/catalog_latency" \
+    --runtime-bench "$CARGO_TARGET_DIR/release/examples/runtime_bench" "$@"

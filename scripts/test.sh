@@ -16,4 +16,4 @@ PATH="$BASIN_VENV/bin:$PATH" cargo test --quiet --workspace
 
 echo "== python tests" >&2
 export BASIN_BIN="$CARGO_TARGET_DIR/debug/basin"
-"$BASIN_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python
+PATH="$BASIN_VENV/bin:$PATH" "$BASIN_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

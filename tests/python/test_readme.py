@@ -26,3 +26,7 @@ def test_readme_quick_start_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     # The tag was taken after the merge: it holds all three orders.
     assert "id,amount,day\n1,10.50,2024-01-01\n2,3.25,2024-01-02\n3,99.00,2024-01-03\n" in proc.stdout
+    # The function kept the two big orders, and --to stored them.
+    invoked = proc.stdout.split("id,amount\n", 1)[1].splitlines()[:2]
+    assert sorted(invoked) == ["1,10.50", "3,99.00"], proc.stdout
+    assert "2 big orders" in proc.stderr and "Stored 2 rows in sales.big_orders" in proc.stderr

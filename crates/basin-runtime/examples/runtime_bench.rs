@@ -1,0 +1,172 @@
+//! Function runtime figures, run by `bench/run.py`; prints one JSON object:
+//! environment resolve on a cache hit, invoke -> first line of user code on a new worker and
+//! on a warm one, the whole round trip of a no-op invocation, and the handoff of a table
+//! Basin -> Python -> Basin through shared memory.
+//!
+//!     cargo run --release -p basin-runtime --example runtime_bench -- [SAMPLES] [HANDOFF_MB]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use basin_runtime::{EnvCache, EnvSpec, Invocation, Limits, Output, Runtime, RuntimeOptions, Target};
+
+fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    serde_json::json!({"p50_ms": at(0.5), "p95_ms": at(0.95), "samples": ms.len()})
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as i64
+}
+
+const SOURCE: &str = "
+import time
+def first():
+    return time.time_ns()
+
+def noop():
+    return None
+
+def echo(table):
+    return table
+";
+
+struct Bench {
+    rt: Runtime,
+    spec: EnvSpec,
+}
+
+impl Bench {
+    async fn invoke(&self, name: &str, ws: basin_runtime::Workspace) -> (Output, f64) {
+        let env = self.rt.environment(&self.spec).await.expect("environment");
+        let invocation = Invocation {
+            function: format!("bench.py:{name}"),
+            target: Target::Python {
+                file: PathBuf::from("/bench/bench.py"),
+                name: name.into(),
+                source: SOURCE.into(),
+            },
+            env,
+            preload: self.spec.packages.keys().cloned().collect(),
+            event: serde_json::Value::Null,
+            secrets: BTreeMap::new(),
+            limits: Limits {
+                memory_bytes: Some(16 << 30),
+                ..Limits::default()
+            },
+            concurrency: None,
+        };
+        let started = Instant::now();
+        let finished = self.rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        (finished.result.expect("the bench function runs"), ms)
+    }
+
+    /// Milliseconds from the call to the function's first line.
+    async fn first_line(&self) -> f64 {
+        let before = now_ns();
+        let ws = self.rt.workspace().expect("workspace");
+        match self.invoke("first", ws).await.0 {
+            Output::Json(v) => (v.as_i64().expect("ns") - before) as f64 / 1e6,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let samples = args.first().copied().unwrap_or(50);
+    let handoff_mb = args.get(1).copied().unwrap_or(1024);
+    let cache = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/basin/bench-envs");
+    let envs = EnvCache::new(cache.join("envs"), cache.join("tools"));
+    let spec = EnvSpec::new("3.11")
+        .with_package("pyarrow", "26.0.1")
+        .with_package("pandas", "2.2.3");
+    envs.resolve(&spec).await.expect("environment builds");
+
+    let mut hit = Vec::new();
+    for _ in 0..samples * 4 {
+        let started = Instant::now();
+        let env = envs.resolve(&spec).await.expect("cached");
+        assert!(!env.built);
+        hit.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    let bench = Bench {
+        rt: Runtime::new(envs, RuntimeOptions::default()).expect("runtime"),
+        spec,
+    };
+    let mut new_worker = Vec::new();
+    for _ in 0..samples.clamp(3, 10) {
+        bench.rt.kill_all().await;
+        new_worker.push(bench.first_line().await);
+    }
+    let mut warm = Vec::new();
+    for _ in 0..samples {
+        warm.push(bench.first_line().await);
+    }
+    let mut round_trip = Vec::new();
+    for _ in 0..samples {
+        let ws = bench.rt.workspace().expect("workspace");
+        round_trip.push(bench.invoke("noop", ws).await.1);
+    }
+
+    // The handoff: eight Int64 columns, `handoff_mb` MiB in all.
+    let schema = Arc::new(Schema::new(
+        (0..8)
+            .map(|i| Field::new(format!("c{i}"), DataType::Int64, false))
+            .collect::<Vec<_>>(),
+    ));
+    let rows = handoff_mb * (1 << 20) / 64;
+    let batch_rows = 1 << 20;
+    let batches: Vec<RecordBatch> = (0..rows.div_ceil(batch_rows))
+        .map(|b| {
+            let n = batch_rows.min(rows - b * batch_rows);
+            let columns: Vec<ArrayRef> = (0..8)
+                .map(|c| Arc::new(Int64Array::from_iter_values((0..n as i64).map(|v| v * 8 + c))) as ArrayRef)
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).expect("batch")
+        })
+        .collect();
+    let bytes = (rows * 64) as f64;
+    let mut handoff = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut ws = bench.rt.workspace().expect("workspace");
+        let stream = futures::stream::iter(batches.clone().into_iter().map(Ok));
+        ws.write_input("table", schema.clone(), stream).await.expect("input");
+        let written = started.elapsed().as_secs_f64();
+        let (output, _) = bench.invoke("echo", ws).await;
+        let total = started.elapsed().as_secs_f64();
+        let Output::Table { batches: back, .. } = output else { panic!("a table") };
+        let back_rows: usize = back.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(back_rows, rows);
+        handoff.push(serde_json::json!({
+            "seconds": total,
+            "write_input_seconds": written,
+            "gb_per_second": bytes / 1e9 / total,
+        }));
+    }
+    let best = handoff
+        .iter()
+        .max_by(|a, b| a["gb_per_second"].as_f64().unwrap().total_cmp(&b["gb_per_second"].as_f64().unwrap()))
+        .cloned()
+        .expect("runs");
+    let report = serde_json::json!({
+        "env_resolve_cache_hit": percentiles(hit),
+        "first_line_new_worker": percentiles(new_worker),
+        "first_line_warm_worker": percentiles(warm),
+        "round_trip_warm": percentiles(round_trip),
+        "handoff": {"megabytes": handoff_mb, "best": best},
+    });
+    println!("{report}");
+}
