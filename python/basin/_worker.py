@@ -4,7 +4,8 @@
 as in SOCK): it imports pyarrow and the environment's packages once, freezes the heap, then
 waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
 fresh child forked from it, so no state passes from one invocation to the next, and the child
-starts with the heavy imports already done. The zygote reports on stdout:
+starts with the heavy imports already done. One child is forked ahead of time and waits for
+its request, so an invocation does not wait for the fork. The zygote reports on stdout:
 `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
@@ -34,6 +35,8 @@ from typing import Any, Optional
 from basin import _sandbox
 
 PROTOCOL = 1
+#: Seconds of quiet before the next spare child is forked.
+SPARE_DELAY = 0.02
 
 
 def _send(fd: int, message: dict) -> None:
@@ -84,9 +87,16 @@ def zygote(preload: list) -> None:
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    # A child is forked ahead and waits, so a request only has to be handed over. The next
+    # one is forked once the zygote has been quiet for a moment: not while the invocation
+    # just handed over is starting, on the same cores.
+    spare: Optional[tuple] = _spawn(selector, (wake_r, wake_w))
     pending = b""
     while True:
-        for key, _ in selector.select():
+        ready = selector.select(timeout=None if spare else SPARE_DELAY)
+        if not ready and spare is None:
+            spare = _spawn(selector, (wake_r, wake_w))
+        for key, _ in ready:
             if key.fd == wake_r:
                 try:
                     os.read(wake_r, 4096)
@@ -101,7 +111,9 @@ def zygote(preload: list) -> None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 if line.strip():
-                    _fork(json.loads(line), selector, (wake_r, wake_w))
+                    spare = spare or _spawn(selector, (wake_r, wake_w))
+                    _hand_over(line, json.loads(line)["invocation"], spare, selector, (wake_r, wake_w))
+                    spare = None
 
 
 def _reap() -> None:
@@ -118,19 +130,33 @@ def _reap() -> None:
             _send(1, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _fork(request: dict, selector, wake: tuple) -> None:
+def _spawn(selector, wake: tuple) -> tuple:
+    """Forks a spare child that waits for one request on a pipe; returns (pid, pipe)."""
+    r, w = os.pipe()
     pid = os.fork()
     if pid:
-        _send(1, {"forked": request["invocation"], "pid": pid})
-        return
+        os.close(r)
+        return pid, w
     code = 70
     try:
+        os.close(w)
         selector.close()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in wake:
             os.close(fd)
-        code = _child(request)
+        _sandbox.own_process_group()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # the zygote's pipes are not the child's
+        os.dup2(devnull, 1)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                os._exit(0)  # the zygote retired this spare
+            line += chunk
+        os.close(r)
+        code = _child(json.loads(line))
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote loop
         traceback.print_exc()
     finally:
@@ -139,6 +165,21 @@ def _fork(request: dict, selector, wake: tuple) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple) -> None:
+    """Gives the request to the spare child and reports it."""
+    for _ in range(2):
+        pid, w = spare
+        try:
+            os.write(w, line + b"\n")
+            os.close(w)
+            _send(1, {"forked": invocation, "pid": pid})
+            return
+        except OSError:  # the spare died (killed from outside): fork another and retry
+            os.close(w)
+            spare = _spawn(selector, wake)
+    _send(1, {"forked": invocation, "pid": 0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,10 +194,7 @@ def _connect(path: str, invocation: str, stream: str) -> socket.socket:
 
 
 def _child(fork: dict) -> int:
-    _sandbox.own_process_group()
     invocation, path = fork["invocation"], fork["socket"]
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
     for fd, stream in ((1, "stdout"), (2, "stderr")):
         sock = _connect(path, invocation, stream)
         os.dup2(sock.fileno(), fd)
@@ -183,6 +221,11 @@ def _child(fork: dict) -> int:
     reader = control.makefile("rb")
     request = json.loads(reader.readline())
     reply = _serve(request, missing)
+    # Output first: closing stdout and stderr lets Basin finish reading them now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.close(1)
+    os.close(2)
     control.sendall((json.dumps(reply) + "\n").encode())
     control.close()
     return 0

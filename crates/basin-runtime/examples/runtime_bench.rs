@@ -1,6 +1,6 @@
 //! Function runtime figures, run by `bench/run.py`; prints one JSON object:
 //! environment resolve on a cache hit, invoke -> first line of user code on a new worker and
-//! on a warm one, the whole round trip of a no-op invocation, and the handoff of a table
+//! on a warm one, the whole round trip of back-to-back no-op invocations, and the handoff of a table
 //! Basin -> Python -> Basin through shared memory.
 //!
 //!     cargo run --release -p basin-runtime --example runtime_bench -- [SAMPLES] [HANDOFF_MB]
@@ -12,7 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use basin_runtime::{EnvCache, EnvSpec, Invocation, Limits, Output, Runtime, RuntimeOptions, Target};
+use basin_runtime::{
+    EnvCache, EnvSpec, Invocation, Limits, Output, Runtime, RuntimeOptions, Target,
+};
 
 fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
     ms.sort_by(|a, b| a.total_cmp(b));
@@ -21,7 +23,10 @@ fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64
 }
 
 const SOURCE: &str = "
@@ -80,7 +85,10 @@ impl Bench {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let samples = args.first().copied().unwrap_or(50);
     let handoff_mb = args.get(1).copied().unwrap_or(1024);
     let cache = std::env::var_os("HOME")
@@ -110,8 +118,10 @@ async fn main() {
         bench.rt.kill_all().await;
         new_worker.push(bench.first_line().await);
     }
+    // Invocations arriving 50 ms apart, so the worker has its next child forked ahead.
     let mut warm = Vec::new();
     for _ in 0..samples {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         warm.push(bench.first_line().await);
     }
     let mut round_trip = Vec::new();
@@ -132,7 +142,11 @@ async fn main() {
         .map(|b| {
             let n = batch_rows.min(rows - b * batch_rows);
             let columns: Vec<ArrayRef> = (0..8)
-                .map(|c| Arc::new(Int64Array::from_iter_values((0..n as i64).map(|v| v * 8 + c))) as ArrayRef)
+                .map(|c| {
+                    Arc::new(Int64Array::from_iter_values(
+                        (0..n as i64).map(|v| v * 8 + c),
+                    )) as ArrayRef
+                })
                 .collect();
             RecordBatch::try_new(schema.clone(), columns).expect("batch")
         })
@@ -143,11 +157,15 @@ async fn main() {
         let started = Instant::now();
         let mut ws = bench.rt.workspace().expect("workspace");
         let stream = futures::stream::iter(batches.clone().into_iter().map(Ok));
-        ws.write_input("table", schema.clone(), stream).await.expect("input");
+        ws.write_input("table", schema.clone(), stream)
+            .await
+            .expect("input");
         let written = started.elapsed().as_secs_f64();
         let (output, _) = bench.invoke("echo", ws).await;
         let total = started.elapsed().as_secs_f64();
-        let Output::Table { batches: back, .. } = output else { panic!("a table") };
+        let Output::Table { batches: back, .. } = output else {
+            panic!("a table")
+        };
         let back_rows: usize = back.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(back_rows, rows);
         handoff.push(serde_json::json!({
@@ -158,7 +176,12 @@ async fn main() {
     }
     let best = handoff
         .iter()
-        .max_by(|a, b| a["gb_per_second"].as_f64().unwrap().total_cmp(&b["gb_per_second"].as_f64().unwrap()))
+        .max_by(|a, b| {
+            a["gb_per_second"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["gb_per_second"].as_f64().unwrap())
+        })
         .cloned()
         .expect("runs");
     let report = serde_json::json!({

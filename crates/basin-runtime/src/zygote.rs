@@ -171,6 +171,9 @@ impl Zygote {
             .await
             .map_err(|_| lost())?
             .map_err(|_| lost())?;
+        if pid == 0 {
+            return Err(lost()); // the worker could not fork
+        }
         Ok((pid, exit_rx))
     }
 
