@@ -283,6 +283,8 @@ def _call(request: dict) -> Any:
         kwargs[arg] = _read_table(spec["path"])
     if "event" in params and "event" not in kwargs:
         kwargs["event"] = request.get("event")
+    if "params" in params and "params" not in kwargs:
+        kwargs["params"] = request.get("params") or {}
     if "context" in params and "context" not in kwargs:
         kwargs["context"] = Context(request)
     return func(**kwargs)

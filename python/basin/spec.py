@@ -77,7 +77,7 @@ def _call(node: ast.Call, func: Callable, where: str) -> Any:
 def _declared(node: ast.FunctionDef, names: _Names, file: str) -> Optional[Declaration]:
     """Applies the function's Basin decorators (bottom-up, as Python does) to a stand-in."""
     stand_in = lambda: None  # noqa: E731 - only carries the declaration
-    stand_in.__qualname__ = node.name
+    stand_in.__qualname__ = stand_in.__name__ = node.name
     found = False
     for dec in reversed(node.decorator_list):
         call = dec if isinstance(dec, ast.Call) else None

@@ -69,6 +69,14 @@ CREATE TABLE invocations (
 );
 CREATE INDEX invocations_started ON invocations (started_at_ms);
 "#,
+    r#"
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    started_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX runs_started ON runs (started_at_ms);
+"#,
 ];
 
 const ROOT_MESSAGE: &str = "initialize lakehouse";
@@ -609,5 +617,37 @@ impl Store for SqlStore {
                 error: r.get("error"),
             })
             .collect())
+    }
+
+    async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (id, started_at_ms, record) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+        )
+        .bind(id)
+        .bind(started_at_ms)
+        .bind(record)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT record FROM runs ORDER BY started_at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+        Ok(
+            sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? LIMIT 2")
+                .bind(pattern)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

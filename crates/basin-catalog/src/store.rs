@@ -47,4 +47,11 @@ pub trait Store: Send + Sync + Debug {
     async fn record_invocation(&self, record: &InvocationRecord) -> Result<()>;
     /// Invocations started at or after `since_ms`, oldest first.
     async fn invocations(&self, since_ms: i64) -> Result<Vec<InvocationRecord>>;
+
+    /// Saves (or replaces) a pipeline run's record, a JSON document owned by the service.
+    async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()>;
+    /// The newest runs' records, newest first.
+    async fn runs(&self, limit: usize) -> Result<Vec<String>>;
+    /// Records of the runs whose id starts with `prefix` (at most 2, to detect ambiguity).
+    async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
 }

@@ -61,6 +61,11 @@ enum Command {
     Query(query::Args),
     /// Run one Python function (or protocol program) on the lakehouse's tables
     Invoke(invoke::Args),
+    /// Run a project's pipeline on a run branch and merge it into the target
+    Run(run::Args),
+    /// List and show pipeline runs, with their models and logs
+    #[command(subcommand)]
+    Runs(runs::Command),
     /// Show invocations, GB-seconds and what they would cost on AWS Lambda
     Usage(usage::Args),
     /// List, build and remove cached function environments
@@ -104,6 +109,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args, home).await,
         Command::Invoke(args) => invoke::run(args, home).await,
         Command::Usage(args) => usage::run(args, home).await,
+        Command::Run(args) => run::run(args, home).await,
+        Command::Runs(cmd) => runs::run(cmd, home).await,
         Command::Env(cmd) => env::run(cmd, home).await,
         Command::Demo(args) => demo::run(args).await,
     }

@@ -169,3 +169,196 @@ fn usage_meters_every_invocation() {
     let none = lake.json(&["usage", "--since", "2999-01-01"]);
     assert_eq!(none.as_array().unwrap().len(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines (`basin run`)
+
+/// A lakehouse holding the example project of `basin init --project`.
+fn project() -> Lake {
+    let lake = Lake::new();
+    lake.ok(&["init", "--project", "."]);
+    lake
+}
+
+fn run_id(lake: &Lake) -> String {
+    let runs = lake.json(&["runs", "ls"]);
+    runs[0]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
+    let lake = project();
+    let before = lake.commits("main");
+    let record: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(record["status"], "succeeded");
+    let steps: Vec<&str> = record["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["clean_orders", "revenue", "no_negative_revenue"]);
+    assert_eq!(record["models"][0]["logs"][0], "kept 5 of 6 orders");
+    assert_eq!(lake.commits("main"), before + 1, "one merge commit on main");
+    let log = lake.json(&["log", "main", "-n", "1"]);
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("merge run/"),
+        "{log}"
+    );
+    assert_eq!(
+        lake.scalar(
+            "SELECT revenue FROM shop.revenue WHERE customer = 'ADA'",
+            "main"
+        ),
+        "109.50"
+    );
+    // Not materialized: clean_orders lived only for the run.
+    assert!(
+        lake.fails(&["table", "show", "shop.clean_orders"])
+            .contains("does not exist")
+    );
+    let shown = lake.json(&["runs", "show", &record["id"].as_str().unwrap()[..6]]);
+    assert_eq!(shown["merged_commit"], record["merged_commit"]);
+    assert!(
+        shown["code"]["revenue.sql"]
+            .as_str()
+            .unwrap()
+            .contains("GROUP BY customer_key")
+    );
+    let logs = lake.ok(&[
+        "runs",
+        "logs",
+        record["id"].as_str().unwrap(),
+        "--model",
+        "clean_orders",
+    ]);
+    assert_eq!(logs.trim(), "[clean_orders] kept 5 of 6 orders");
+}
+
+#[test]
+fn parameters_dry_runs_and_parallel_models() {
+    let lake = project();
+    lake.write(
+        "slow.py",
+        "import basin, time\n\n\
+         @basin.model()\n\
+         def slow_a(orders=basin.Model('raw_orders', columns=['id'])):\n    s = time.time(); time.sleep(0.8); print(s, time.time()); return orders\n\n\
+         @basin.model()\n\
+         def slow_b(orders=basin.Model('raw_orders', columns=['id'])):\n    s = time.time(); time.sleep(0.8); print(s, time.time()); return orders\n",
+    );
+    let before = lake.commits("main");
+    let record: serde_json::Value = serde_json::from_str(&lake.ok(&[
+        "run",
+        "--dry-run",
+        "--param",
+        "min_amount=10",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(record["status"], "dry-run");
+    assert_eq!(record["params"]["min_amount"], 10.0);
+    assert_eq!(lake.commits("main"), before, "a dry run merges nothing");
+    let branch = record["branch"].as_str().unwrap();
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", branch),
+        "2",
+        "ada and bob spent 10 or more"
+    );
+    let spans: Vec<(f64, f64)> = record["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().starts_with("slow_"))
+        .map(|m| {
+            let parts: Vec<f64> = m["logs"][0]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .map(|p| p.parse().unwrap())
+                .collect();
+            (parts[0], parts[1])
+        })
+        .collect();
+    assert_eq!(spans.len(), 2);
+    assert!(
+        spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1,
+        "independent models overlap: {spans:?}"
+    );
+    let bad = lake.fails(&["run", "--param", "min_amount=lots"]);
+    assert!(
+        bad.contains("parameter `min_amount`: `lots` is not a float"),
+        "{bad}"
+    );
+    let unknown = lake.fails(&["run", "--param", "min_amont=1"]);
+    assert!(unknown.contains("did you mean `min_amount`?"), "{unknown}");
+}
+
+#[test]
+fn a_failing_expectation_or_model_leaves_the_target_untouched() {
+    let lake = project();
+    lake.write(
+        "strict.py",
+        "import basin\n\n@basin.expectation()\ndef at_most_two_customers(revenue=basin.Model('revenue')):\n    return revenue.num_rows <= 2\n",
+    );
+    let before = lake.commits("main");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("expectation `at_most_two_customers` failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`main` is untouched") && err.contains("basin runs show"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before);
+    assert!(
+        lake.fails(&["table", "show", "shop.revenue"])
+            .contains("does not exist")
+    );
+    // The run branch keeps what the run did.
+    let id = run_id(&lake);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", &format!("run/{id}")),
+        "3"
+    );
+    assert_eq!(lake.json(&["runs", "show", &id])["status"], "failed");
+
+    std::fs::remove_file(lake.path().join("strict.py")).unwrap();
+    lake.write("broken.py", "import basin\n\n@basin.model()\ndef broken(orders=basin.Model('raw_orders')):\n    raise RuntimeError('no')\n");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("model `broken` failed") && err.contains("broken.py:5"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before);
+}
+
+#[test]
+fn dag_errors_name_the_models() {
+    let lake = project();
+    lake.write("a.sql", "SELECT * FROM b");
+    lake.write("b.sql", "WITH x AS (SELECT * FROM a) SELECT * FROM x");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("cycle: a -> b -> a") || err.contains("cycle: b -> a -> b"),
+        "{err}"
+    );
+    std::fs::remove_file(lake.path().join("b.sql")).unwrap();
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("model `a`") && err.contains("reads `b`, which is neither a model"),
+        "{err}"
+    );
+    lake.write("a.sql", "SELECT 1 AS one");
+    lake.write(
+        "dup.py",
+        "import basin\n\n@basin.model(name='a')\ndef also_a():\n    pass\n",
+    );
+    let err = lake.fails(&["run"]);
+    assert!(err.contains("two models produce `shop.a`"), "{err}");
+}

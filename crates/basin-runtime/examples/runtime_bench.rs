@@ -59,6 +59,7 @@ impl Bench {
             env,
             preload: self.spec.packages.keys().cloned().collect(),
             event: serde_json::Value::Null,
+            params: serde_json::Value::Null,
             secrets: BTreeMap::new(),
             limits: Limits {
                 memory_bytes: Some(16 << 30),

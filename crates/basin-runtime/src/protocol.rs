@@ -91,6 +91,7 @@ pub(crate) struct Request<'a> {
     pub function: FunctionSource<'a>,
     pub inputs: &'a BTreeMap<String, TableFile>,
     pub event: &'a serde_json::Value,
+    pub params: &'a serde_json::Value,
     pub output: OutputLocation,
     pub deadline_ms: Option<i64>,
 }

@@ -76,6 +76,8 @@ pub struct Invocation {
     /// Packages the worker imports before forking (the environment's).
     pub preload: Vec<String>,
     pub event: serde_json::Value,
+    /// A pipeline's parameters, for a function parameter named `params`.
+    pub params: serde_json::Value,
     /// Environment variables the function declared (secrets), with their values.
     pub secrets: BTreeMap<String, String>,
     pub limits: Limits,
@@ -385,6 +387,13 @@ impl Runtime {
         };
         zygote.begin();
         self.inner.running.lock().expect("running").insert(pid);
+        // However this ends (even if the caller drops this future), nothing the invocation
+        // started outlives it.
+        let _guard = Ending {
+            pid,
+            zygote: zygote.clone(),
+            inner: self.inner.clone(),
+        };
         let deadline_ms =
             Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
         let (name, file, source): (&str, &Path, &str) = match &inv.target {
@@ -398,6 +407,7 @@ impl Runtime {
             function: FunctionSource { name, file, source },
             inputs: &ws.inputs,
             event: &inv.event,
+            params: &inv.params,
             output: OutputLocation {
                 path: ws.output_path(),
                 format: "arrow-ipc-file",
@@ -408,10 +418,7 @@ impl Runtime {
         let (reply_tx, reply_rx) = oneshot::channel();
         let server = tokio::spawn(serve(listener, ws.id.clone(), request, reply_tx, sink));
         let watched = watch(pid, inv, memory_limit, reply_rx, exit_rx).await;
-        // Whatever happened, nothing the invocation started outlives it.
         kill_group(pid);
-        self.inner.running.lock().expect("running").remove(&pid);
-        zygote.end();
         // Output lines still in flight drain once the sockets close.
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         let (reply, status, error) = watched;
@@ -491,6 +498,25 @@ impl Runtime {
             Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),
             Some(ReplyOutput::None) | None => Ok(Output::None),
         }
+    }
+}
+
+/// Ends an invocation's process group when dropped.
+struct Ending {
+    pid: u32,
+    zygote: Arc<Zygote>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        kill_group(self.pid);
+        self.inner
+            .running
+            .lock()
+            .expect("running")
+            .remove(&self.pid);
+        self.zygote.end();
     }
 }
 

@@ -54,6 +54,9 @@ pub struct UserConfig {
     pub functions: FunctionsSection,
     #[serde(default)]
     pub pricing: PricingSection,
+    /// A pipeline project's sections (read by `basin run`, not here).
+    pub project: Option<toml::Value>,
+    pub parameters: Option<toml::Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -72,23 +72,12 @@ impl Lakehouse {
         notify: Notify,
     ) -> Result<InvokeReport> {
         let (target, declaration) = self.target(&request).await?;
-        let mut spec = EnvSpec::new(
-            declaration
-                .python
-                .clone()
-                .or(request.python.clone())
-                .unwrap_or_else(|| "3.11".into()),
+        let spec = env_spec(
+            &declaration,
+            request.python.as_deref(),
+            &BTreeMap::new(),
+            &request.pip,
         );
-        for (name, version) in declaration
-            .pip
-            .iter()
-            .chain(request.pip.iter().map(|(n, v)| (n, v)))
-        {
-            spec = spec.with_package(name.as_str(), version.as_str());
-        }
-        if !spec.packages.contains_key("pyarrow") {
-            spec = spec.with_package("pyarrow", PYARROW);
-        }
         let runtime = self.runtime()?;
         let envs = runtime.envs();
         if !envs.is_ready(&spec) {
@@ -105,7 +94,7 @@ impl Lakehouse {
             ));
         }
         let env = runtime.environment(&spec).await?;
-        let secrets = secrets(&declaration)?;
+        let secrets = secrets_for(&declaration)?;
 
         // Inputs, scanned at one commit of the ref.
         let mut inputs = declaration.inputs.clone();
@@ -124,7 +113,7 @@ impl Lakehouse {
             let at = self.resolve(request.at.as_deref()).await?;
             let session = basin_sql::Session::new(self.tables(), &at, None).await?;
             for (param, input) in &inputs {
-                let sql = input_query(input, &declaration)?;
+                let sql = input_query(input, &declaration, None)?;
                 let (schema, batches) = session.stream(&sql).await.map_err(|e| {
                     let message = format!("input `{param}` ({}): {}", input.name, e.message);
                     let hint = e.hint.clone();
@@ -134,22 +123,8 @@ impl Lakehouse {
                         None => e,
                     }
                 })?;
-                // Field ids and other Parquet metadata mean nothing to the function.
-                let plain = Arc::new(Schema::new(
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
-                        .collect::<Vec<_>>(),
-                ));
-                let stream_schema = plain.clone();
-                let batches = batches.map(move |batch| {
-                    batch.and_then(|b| {
-                        RecordBatch::try_new(stream_schema.clone(), b.columns().to_vec())
-                            .map_err(|e| Error::internal(format!("input schema: {e}")))
-                    })
-                });
-                workspace.write_input(param, plain, batches).await?;
+                let (schema, batches) = plain(schema, batches);
+                workspace.write_input(param, schema, batches).await?;
             }
         }
 
@@ -159,6 +134,7 @@ impl Lakehouse {
             env: env.clone(),
             preload: spec.packages.keys().cloned().collect(),
             event: request.event.clone(),
+            params: serde_json::Value::Null,
             secrets,
             limits: Limits {
                 timeout: request
@@ -274,15 +250,96 @@ impl Lakehouse {
     }
 }
 
+/// The environment a function runs in: its declared Python (else `default_python`, else
+/// 3.11), `base` packages (a project's), its own pins, `extra` pins, and pyarrow.
+pub(crate) fn env_spec(
+    declaration: &Declaration,
+    default_python: Option<&str>,
+    base: &BTreeMap<String, String>,
+    extra: &[(String, String)],
+) -> EnvSpec {
+    let python = declaration
+        .python
+        .clone()
+        .or(default_python.map(str::to_string))
+        .unwrap_or_else(|| "3.11".into());
+    let mut spec = EnvSpec::new(python);
+    for (name, version) in base
+        .iter()
+        .chain(&declaration.pip)
+        .chain(extra.iter().map(|(n, v)| (n, v)))
+    {
+        spec = spec.with_package(name.as_str(), version.as_str());
+    }
+    if !spec.packages.contains_key("pyarrow") {
+        spec = spec.with_package("pyarrow", PYARROW);
+    }
+    spec
+}
+
+/// Input batches as functions expect them: without field ids and other Parquet metadata,
+/// and with strings as `utf8` (the scan reads them as views, which pyarrow's compute
+/// functions do not all take yet).
+pub(crate) fn plain(
+    schema: arrow::datatypes::SchemaRef,
+    batches: basin_sql::RecordBatchStream,
+) -> (arrow::datatypes::SchemaRef, basin_sql::RecordBatchStream) {
+    use arrow::datatypes::DataType;
+    let plain = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let data_type = match f.data_type() {
+                    DataType::Utf8View => DataType::Utf8,
+                    DataType::BinaryView => DataType::Binary,
+                    other => other.clone(),
+                };
+                f.as_ref()
+                    .clone()
+                    .with_data_type(data_type)
+                    .with_metadata(Default::default())
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let stream_schema = plain.clone();
+    let batches = batches
+        .map(move |batch| {
+            batch.and_then(|b| {
+                let columns = b
+                    .columns()
+                    .iter()
+                    .zip(stream_schema.fields())
+                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::internal(format!("input: {e}")))?;
+                RecordBatch::try_new(stream_schema.clone(), columns)
+                    .map_err(|e| Error::internal(format!("input schema: {e}")))
+            })
+        })
+        .boxed();
+    (plain, batches)
+}
+
 /// `SELECT columns FROM table WHERE filter`: DataFusion pushes both into the Parquet scan.
-fn input_query(input: &ModelInput, declaration: &Declaration) -> Result<String> {
-    if !input.name.contains('.') {
+/// Bare names are tables of `namespace` (a project's); without one, they are an error.
+pub(crate) fn input_query(
+    input: &ModelInput,
+    declaration: &Declaration,
+    namespace: Option<&str>,
+) -> Result<String> {
+    if !input.name.contains('.') && namespace.is_none() {
         return Err(Error::invalid(format!(
             "{}: input `{}` names a model; `basin invoke` reads tables only",
             declaration.function, input.name
         ))
         .with_hint("name the table as namespace.table, or run the project with `basin run`"));
     }
+    Ok(select_sql(input))
+}
+
+/// The scan of one input, as SQL.
+pub(crate) fn select_sql(input: &ModelInput) -> String {
     let columns = match &input.columns {
         Some(columns) if !columns.is_empty() => columns
             .iter()
@@ -295,10 +352,11 @@ fn input_query(input: &ModelInput, declaration: &Declaration) -> Result<String> 
     if let Some(filter) = input.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         sql.push_str(&format!(" WHERE {filter}"));
     }
-    Ok(sql)
+    sql
 }
 
-fn secrets(declaration: &Declaration) -> Result<BTreeMap<String, String>> {
+/// The declared secrets' values, from Basin's environment.
+pub(crate) fn secrets_for(declaration: &Declaration) -> Result<BTreeMap<String, String>> {
     declaration
         .secrets
         .iter()

@@ -14,6 +14,7 @@ mod functions;
 mod lakehouse;
 mod merge;
 mod namespaces;
+pub mod pipeline;
 mod refs;
 mod tables;
 pub mod tpch;

@@ -13,15 +13,43 @@ pub struct Args {
     /// from basin.toml [s3] or BASIN_S3_*)
     #[arg(long, value_name = "URL")]
     warehouse: Option<String>,
+    /// Also write an example pipeline project (Python and SQL models, an expectation) and
+    /// import its data, so `basin run` works at once
+    #[arg(long)]
+    project: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
-    let lakehouse = Lakehouse::init(&args.dir, args.warehouse.as_deref()).await?;
-    status(format!(
-        "Initialized a lakehouse in {} (data in {}); you are on branch `main`",
-        lakehouse.root().join(basin_service::BASIN_DIR).display(),
-        lakehouse.warehouse().location()
-    ));
+    let existing = args.project && args.dir.join(basin_service::BASIN_DIR).is_dir();
+    let lakehouse = if existing {
+        Lakehouse::open(Some(&args.dir), &args.dir).await?
+    } else {
+        let lakehouse = Lakehouse::init(&args.dir, args.warehouse.as_deref()).await?;
+        status(format!(
+            "Initialized a lakehouse in {} (data in {}); you are on branch `main`",
+            lakehouse.root().join(basin_service::BASIN_DIR).display(),
+            lakehouse.warehouse().location()
+        ));
+        lakehouse
+    };
+    if args.project {
+        use basin_service::pipeline::scaffold;
+        let written = scaffold::write(&args.dir)?;
+        let raw = args.dir.join(scaffold::RAW_FILE);
+        let request = basin_ingest::ImportRequest::new(
+            vec![raw.display().to_string()],
+            scaffold::RAW_TABLE,
+            lakehouse.current_branch(),
+        );
+        lakehouse.import(request, None).await?;
+        status(format!(
+            "Wrote an example project ({} files) and imported {} into {}; now: cd {} && basin run",
+            written.len(),
+            scaffold::RAW_FILE,
+            scaffold::RAW_TABLE,
+            args.dir.display()
+        ));
+    }
     Ok(())
 }

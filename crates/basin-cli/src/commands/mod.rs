@@ -12,6 +12,8 @@ pub mod log;
 pub mod merge;
 pub mod namespace;
 pub mod query;
+pub mod run;
+pub mod runs;
 pub mod table;
 pub mod tag;
 pub mod usage;

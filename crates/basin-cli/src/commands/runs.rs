@@ -1,0 +1,134 @@
+use std::path::Path;
+
+use basin_service::pipeline::RunRecord;
+
+use super::open;
+use crate::output::{FormatArg, ListFormat, print, time};
+
+#[derive(clap::Subcommand)]
+#[command(
+    after_help = "Every `basin run` is recorded with its code, parameters, the commit it read and
+the commit it produced, and each model's status, time, rows and output lines."
+)]
+pub enum Command {
+    /// List runs, newest first
+    Ls {
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show a run: its models, commits and error
+    Show {
+        /// The run's id (a prefix is enough)
+        id: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Print a run's output lines (one model's with --model)
+    Logs {
+        id: String,
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    match cmd {
+        Command::Ls { limit, format } => {
+            let runs = lakehouse.list_runs(limit).await?;
+            let rows = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.status.clone(),
+                        r.project.clone(),
+                        r.target.clone(),
+                        time(r.started_at_ms),
+                        format!(
+                            "{:.1}s",
+                            (r.finished_at_ms.unwrap_or(r.started_at_ms) - r.started_at_ms) as f64
+                                / 1000.0
+                        ),
+                        r.models.len().to_string(),
+                    ]
+                })
+                .collect();
+            print(
+                format.format,
+                &runs,
+                &[
+                    "run", "status", "project", "target", "started", "took", "steps",
+                ],
+                rows,
+            )
+        }
+        Command::Show { id, format } => {
+            let record = lakehouse.show_run(&id).await?;
+            match format.format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+                ListFormat::Table => {
+                    println!(
+                        "run {} ({}) of {} into `{}`, read {}{}",
+                        record.id,
+                        record.status,
+                        record.project,
+                        record.target,
+                        &record.read_commit[..8.min(record.read_commit.len())],
+                        record
+                            .merged_commit
+                            .as_ref()
+                            .map(|c| format!(", merged as {}", &c[..8.min(c.len())]))
+                            .unwrap_or_default()
+                    );
+                    if let Some(error) = &record.error {
+                        println!("error: {error}");
+                    }
+                    print_models(&record)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Logs { id, model } => {
+            let record = lakehouse.show_run(&id).await?;
+            for m in &record.models {
+                if model.as_ref().is_none_or(|want| want == &m.name) {
+                    for line in &m.logs {
+                        println!("[{}] {line}", m.name);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The per-model table of a run.
+pub fn print_models(record: &RunRecord) -> anyhow::Result<()> {
+    let rows = record
+        .models
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.kind.clone(),
+                m.status.clone(),
+                format!("{:.0}", m.ms),
+                m.rows.to_string(),
+                m.table.clone().unwrap_or_default(),
+                m.commit
+                    .as_ref()
+                    .map(|c| c[..8.min(c.len())].to_string())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print(
+        ListFormat::Table,
+        &record.models,
+        &["step", "kind", "status", "ms", "rows", "table", "commit"],
+        rows,
+    )
+}
