@@ -362,3 +362,32 @@ fn dag_errors_name_the_models() {
     let err = lake.fails(&["run"]);
     assert!(err.contains("two models produce `shop.a`"), "{err}");
 }
+
+#[test]
+fn the_demo_runs_its_pipeline_and_merges_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["demo", "--scale", "0.01", "--dir"])
+        .arg(dir.path())
+        .env_remove("BASIN_HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("FRANCE") && stdout.contains("JAPAN"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("ok line_revenue") && stderr.contains("ok no_negative_revenue"),
+        "{stderr}"
+    );
+    let runs = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["runs", "ls", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "succeeded");
+}

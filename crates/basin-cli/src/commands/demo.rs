@@ -1,9 +1,12 @@
 //! `basin demo`: a guided tour of the lakehouse on generated TPC-H data.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use basin_ingest::ImportRequest;
+use basin_runtime::Stream;
+use basin_service::pipeline::{ModelRun, RunRequest};
 use basin_service::{Lakehouse, tpch};
 
 use crate::output::status;
@@ -18,13 +21,30 @@ pub struct Args {
     scale: f64,
 }
 
-/// Revenue per nation and year: what the tour queries at the end.
-const REVENUE_BY_NATION: &str = "SELECT n.n_name AS nation, extract(year FROM o.o_orderdate) AS year, \
-    round(sum(l.l_extendedprice * (1 - l.l_discount)), 2) AS revenue, count(*) AS line_items \
-    FROM tpch.lineitem l JOIN tpch.orders o ON l.l_orderkey = o.o_orderkey \
-    JOIN tpch.customer c ON o.o_custkey = c.c_custkey JOIN tpch.nation n ON c.c_nationkey = n.n_nationkey \
-    WHERE n.n_name IN ('FRANCE', 'GERMANY', 'JAPAN') \
-    GROUP BY 1, 2 ORDER BY 1, 2";
+/// What the tour queries at the end: the pipeline's output.
+const REVENUE_BY_NATION: &str = "SELECT nation, year, revenue, line_items \
+    FROM analytics.revenue_by_nation_year \
+    WHERE nation IN ('FRANCE', 'GERMANY', 'JAPAN') ORDER BY nation, year";
+
+/// The demo's pipeline project (examples/tpch-pipeline).
+const PIPELINE: &[(&str, &str)] = &[
+    (
+        "basin.toml",
+        include_str!("../../../../examples/tpch-pipeline/basin.toml"),
+    ),
+    (
+        "line_revenue.py",
+        include_str!("../../../../examples/tpch-pipeline/line_revenue.py"),
+    ),
+    (
+        "revenue_by_nation_year.sql",
+        include_str!("../../../../examples/tpch-pipeline/revenue_by_nation_year.sql"),
+    ),
+    (
+        "checks.py",
+        include_str!("../../../../examples/tpch-pipeline/checks.py"),
+    ),
+];
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -90,7 +110,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let merged = scalar(&lakehouse, count, "main").await?;
     status(format!("   line items on main: {merged}"));
 
-    step("7. basin query: revenue per nation and year on main");
+    step("7. basin run: a pipeline of a Python and a SQL model, on a run branch, merged into main");
+    let project = dir.join("pipeline");
+    std::fs::create_dir_all(&project)?;
+    for (name, text) in PIPELINE {
+        std::fs::write(project.join(name), text)?;
+    }
+    status(format!(
+        "   {}: line_revenue.py (pyarrow) -> revenue_by_nation_year.sql -> checks.py",
+        project.display()
+    ));
+    let sink =
+        Arc::new(|model: &str, _: Stream, line: &str| status(format!("   [{model}] {line}")));
+    let progress = Arc::new(|m: &ModelRun| {
+        if m.status != "running" {
+            status(format!(
+                "   {} {} ({}, {:.0} ms, {} rows)",
+                m.status, m.name, m.kind, m.ms, m.rows
+            ));
+        }
+    });
+    let request = RunRequest {
+        dir: project.clone(),
+        branch: Some("main".into()),
+        ..RunRequest::default()
+    };
+    let run = lakehouse.run_pipeline(request, sink, progress).await?;
+    status(format!(
+        "   run {} merged {} into main as commit {}",
+        run.id,
+        run.branch,
+        run.merged_commit.as_deref().map_or("-", |c| &c[..12])
+    ));
+
+    step("8. basin query: revenue per nation and year on main, from the pipeline's table");
     let result = lakehouse
         .query(REVENUE_BY_NATION, Some("main"), None)
         .await?;
@@ -99,7 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         arrow::util::pretty::pretty_format_batches(&result.batches)?
     );
     status(format!(
-        "\nDone in {:.1}s. Explore it yourself:\n  cd {}\n  basin log\n  basin table show tpch.lineitem\n  basin query \"SELECT * FROM tpch.nation LIMIT 5\" --ref main",
+        "\nDone in {:.1}s. Explore it yourself:\n  cd {}\n  basin log\n  basin runs ls\n  basin table show tpch.lineitem\n  basin query \"SELECT * FROM tpch.nation LIMIT 5\" --ref main",
         started.elapsed().as_secs_f64(),
         dir.display()
     ));
