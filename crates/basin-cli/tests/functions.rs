@@ -391,3 +391,70 @@ fn the_demo_runs_its_pipeline_and_merges_it() {
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs[0]["status"], "succeeded");
 }
+
+#[test]
+fn an_unchanged_project_reuses_its_outputs_and_an_edit_reruns_its_descendants() {
+    let lake = project();
+    lake.ok(&["run"]);
+    let commits = lake.commits("main");
+    let hits = |record: &serde_json::Value| -> Vec<(String, bool)> {
+        record["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] != "expectation")
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["cache_hit"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let again: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&again),
+        [("clean_orders".into(), true), ("revenue".into(), true)]
+    );
+    assert!(
+        again["merged_commit"].is_null(),
+        "nothing changed, nothing to merge"
+    );
+    assert_eq!(lake.commits("main"), commits);
+
+    let sql = std::fs::read_to_string(lake.path().join("revenue.sql")).unwrap();
+    lake.write(
+        "revenue.sql",
+        &sql.replace("ORDER BY revenue DESC", "ORDER BY revenue"),
+    );
+    let edited: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&edited),
+        [("clean_orders".into(), true), ("revenue".into(), false)]
+    );
+
+    let forced: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--no-cache", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&forced),
+        [("clean_orders".into(), false), ("revenue".into(), false)]
+    );
+    // New data in an input table: everything downstream runs again.
+    lake.write(
+        "more.csv",
+        "id,customer,amount,day\n7,dee,5.00,2024-01-04\n",
+    );
+    lake.ok(&["import", "more.csv", "--table", "shop.raw_orders"]);
+    let fresh: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&fresh),
+        [("clean_orders".into(), false), ("revenue".into(), false)]
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "4"
+    );
+}

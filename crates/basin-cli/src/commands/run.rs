@@ -38,6 +38,10 @@ pub struct Args {
     /// Run everything, merge nothing
     #[arg(long)]
     dry_run: bool,
+    /// Run every model, even those whose code, environment, parameters and inputs are
+    /// unchanged since an earlier run (whose output is otherwise reused)
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -58,15 +62,21 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         branch: args.branch,
         params,
         dry_run: args.dry_run,
+        no_cache: args.no_cache,
     };
     let sink = Arc::new(|model: &str, _: Stream, line: &str| eprintln!("  [{model}] {line}"));
     let progress = Arc::new(|m: &ModelRun| match m.status.as_str() {
         "running" => status(format!("> {} ({})", m.name, m.kind)),
         "ok" => status(format!(
-            "  ok {} in {:.0} ms, {} rows{}",
+            "  ok {} in {:.0} ms, {} rows{}{}",
             m.name,
             m.ms,
             m.rows,
+            if m.cache_hit {
+                " (unchanged: reused)"
+            } else {
+                ""
+            },
             m.table
                 .as_ref()
                 .map(|t| format!(" -> {t}"))

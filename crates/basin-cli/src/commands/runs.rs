@@ -114,7 +114,11 @@ pub fn print_models(record: &RunRecord) -> anyhow::Result<()> {
             vec![
                 m.name.clone(),
                 m.kind.clone(),
-                m.status.clone(),
+                if m.cache_hit {
+                    format!("{} (cached)", m.status)
+                } else {
+                    m.status.clone()
+                },
                 format!("{:.0}", m.ms),
                 m.rows.to_string(),
                 m.table.clone().unwrap_or_default(),

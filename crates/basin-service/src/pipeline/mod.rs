@@ -2,6 +2,7 @@
 //! and published to the target branch in one merge. A failure leaves the target untouched
 //! and keeps the run branch to look at.
 
+mod cache;
 mod dag;
 mod project;
 pub mod scaffold;
@@ -34,6 +35,8 @@ pub struct RunRequest {
     pub branch: Option<String>,
     pub params: Vec<(String, String)>,
     pub dry_run: bool,
+    /// Run every model, even those whose inputs and code are unchanged.
+    pub no_cache: bool,
 }
 
 /// Told each model's output lines, and each model's start and end.
@@ -76,6 +79,17 @@ pub struct ModelRun {
     pub commit: Option<String>,
     pub error: Option<String>,
     pub logs: Vec<String>,
+    /// True when the output was reused from an earlier run (nothing ran).
+    #[serde(default)]
+    pub cache_hit: bool,
+}
+
+/// What a model's task hands back.
+struct ModelDone {
+    produced: Produced,
+    table: Option<String>,
+    commit: Option<String>,
+    cache_hit: bool,
 }
 
 /// A model's output, kept for its children for the length of the run.
@@ -145,6 +159,7 @@ impl Lakehouse {
                 &dag,
                 &params,
                 &branch,
+                !request.no_cache,
                 sink,
                 progress,
                 &mut record,
@@ -196,6 +211,7 @@ impl Lakehouse {
         dag: &Arc<Dag>,
         params: &BTreeMap<String, serde_json::Value>,
         branch: &str,
+        reuse: bool,
         sink: RunSink,
         progress: RunProgress,
         record: &mut RunRecord,
@@ -209,16 +225,14 @@ impl Lakehouse {
             .copied()
             .filter(|&i| waiting[i] == 0)
             .collect();
-        type Done = (
-            usize,
-            ModelRun,
-            Result<(Produced, Option<String>, Option<String>)>,
-        );
+        type Done = (usize, ModelRun, Result<ModelDone>);
         let mut running: JoinSet<Done> = JoinSet::new();
         let params = Arc::new(serde_json::to_value(params).expect("parameters are JSON"));
         // Table inputs are read at the commit the run starts from, however the branch moves.
         let start = self.catalog().resolve(branch).await?;
         let at = format!("{branch}@{}", start.commit);
+        let keys = self.cache_keys(project, dag, &params, &start).await?;
+        let run_cache = cache::RunCache::new(cache::folder(&self.root().join(crate::BASIN_DIR)));
         let mut failure = None;
         loop {
             while let Some(i) = ready.pop() {
@@ -239,6 +253,12 @@ impl Lakehouse {
                     at: at.clone(),
                     branch: branch.to_string(),
                     sink: sink.clone(),
+                    cache: Some((
+                        run_cache.clone(),
+                        keys[i].0.clone(),
+                        reuse,
+                        keys[i].1.clone(),
+                    )),
                 };
                 let started = ModelRun {
                     name: project.models[i].name.clone(),
@@ -269,12 +289,18 @@ impl Lakehouse {
                 Err(e) => return Err(Error::internal(format!("a model task failed: {e}"))),
             };
             match result {
-                Ok((output, table, commit)) => {
+                Ok(done) => {
                     run.status = "ok".into();
-                    run.rows = output.batches.iter().map(|b| b.num_rows() as u64).sum();
-                    run.table = table;
-                    run.commit = commit;
-                    produced[i] = Some(Arc::new(output));
+                    run.rows = done
+                        .produced
+                        .batches
+                        .iter()
+                        .map(|b| b.num_rows() as u64)
+                        .sum();
+                    run.table = done.table;
+                    run.commit = done.commit;
+                    run.cache_hit = done.cache_hit;
+                    produced[i] = Some(Arc::new(done.produced));
                     for child in dag.children(i) {
                         waiting[child] -= 1;
                         if waiting[child] == 0 {
@@ -320,6 +346,7 @@ impl Lakehouse {
                 at: at.clone(),
                 branch: branch.to_string(),
                 sink: sink.clone(),
+                cache: None,
             };
             let result = job.expect(expectation, &produced, logs.clone()).await;
             run.ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -331,6 +358,74 @@ impl Lakehouse {
             result?;
         }
         Ok(())
+    }
+
+    /// Per model: the run-cache key, and (for models stored with `replace`) the table's
+    /// metadata now, which a hit must match.
+    async fn cache_keys(
+        &self,
+        project: &Project,
+        dag: &Dag,
+        params: &serde_json::Value,
+        start: &basin_catalog::Resolved,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let mut keys: Vec<Option<(String, Option<String>)>> = vec![None; project.models.len()];
+        for &i in &dag.order {
+            let model = &project.models[i];
+            let mut parts: Vec<String> = vec![model.name.clone(), params.to_string()];
+            match &model.kind {
+                ModelKind::Sql { sql } => parts.push(sql.clone()),
+                ModelKind::Python {
+                    declaration,
+                    source,
+                } => {
+                    parts.push(source.clone());
+                    parts.push(declaration.function.clone());
+                    parts.push(
+                        env_spec(declaration, Some(&project.python), &project.pip, &[]).hash(),
+                    );
+                }
+            }
+            parts.push(format!("{:?} {:?}", model.materialize, model.partition_by));
+            for ((param, input), source) in model.inputs.iter().zip(&dag.inputs[i]) {
+                parts.push(format!("{param} {input:?}"));
+                parts.push(match source {
+                    Source::Model(m) => keys[*m].as_ref().expect("inputs come first").0.clone(),
+                    Source::Table(t) => self.metadata_location(start, t).await?.unwrap_or_default(),
+                });
+            }
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let table = match model.materialize {
+                Some(basin_ingest::Mode::Replace) => {
+                    self.metadata_location(start, &format!("{}.{}", project.namespace, model.name))
+                        .await?
+                }
+                _ => None,
+            };
+            keys[i] = Some((cache::key(&refs), table));
+        }
+        Ok(keys
+            .into_iter()
+            .map(|k| k.expect("every model is ordered"))
+            .collect())
+    }
+
+    /// A table's `metadata.json` at `at` (None when there is no such table).
+    async fn metadata_location(
+        &self,
+        at: &basin_catalog::Resolved,
+        table: &str,
+    ) -> Result<Option<String>> {
+        match self
+            .catalog()
+            .content(at, &basin_catalog::Key::table(table)?)
+            .await?
+        {
+            Some(basin_catalog::Content::Table { metadata_location }) => {
+                Ok(Some(metadata_location))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn save_run(&self, record: &RunRecord) -> Result<()> {
@@ -382,14 +477,40 @@ struct ModelJob {
     at: String,
     branch: String,
     sink: RunSink,
+    /// The run cache, this model's key, whether a hit may be used, and its table's
+    /// metadata location at the start of the run.
+    cache: Option<(cache::RunCache, String, bool, Option<String>)>,
 }
 
 impl ModelJob {
-    async fn run(
-        &self,
-        logs: Arc<Mutex<Vec<String>>>,
-    ) -> Result<(Produced, Option<String>, Option<String>)> {
+    /// The earlier output, when the cache holds one this run may use.
+    fn cached(&self) -> Option<ModelDone> {
+        let (cache, key, reuse, location) = self.cache.as_ref()?;
         let model = &self.project.models[self.index];
+        if !*reuse || model.materialize == Some(basin_ingest::Mode::Append) {
+            return None;
+        }
+        let (entry, schema, batches) = cache.get(key)?;
+        if entry.metadata_location != *location {
+            return None; // the stored table changed since (or was never merged)
+        }
+        let table = model
+            .materialize
+            .map(|_| format!("{}.{}", self.project.namespace, model.name));
+        Some(ModelDone {
+            produced: Produced { schema, batches },
+            table,
+            commit: None,
+            cache_hit: true,
+        })
+    }
+
+    async fn run(&self, logs: Arc<Mutex<Vec<String>>>) -> Result<ModelDone> {
+        if let Some(done) = self.cached() {
+            return Ok(done);
+        }
+        let model = &self.project.models[self.index];
+
         let produced = match &model.kind {
             ModelKind::Sql { sql } => self.sql(sql).await?,
             ModelKind::Python {
@@ -429,9 +550,41 @@ impl ModelJob {
             import.mode = mode;
             import.partition_by = model.partition_by.clone();
             let report = self.lakehouse.import(import, None).await?;
-            return Ok((produced, Some(table), Some(report.commit)));
+            let stored = self
+                .lakehouse
+                .catalog()
+                .resolve(&format!("{}@{}", self.branch, report.commit))
+                .await?;
+            let location = self.lakehouse.metadata_location(&stored, &table).await?;
+            self.remember(&produced, location);
+            return Ok(ModelDone {
+                produced,
+                table: Some(table),
+                commit: Some(report.commit),
+                cache_hit: false,
+            });
         }
-        Ok((produced, None, None))
+        self.remember(&produced, None);
+        Ok(ModelDone {
+            produced,
+            table: None,
+            commit: None,
+            cache_hit: false,
+        })
+    }
+
+    /// Keeps an output for later runs (failing to only costs a re-run later).
+    fn remember(&self, produced: &Produced, metadata_location: Option<String>) {
+        if let Some((cache, key, _, _)) = &self.cache {
+            let entry = cache::Entry {
+                model: self.project.models[self.index].name.clone(),
+                rows: produced.batches.iter().map(|b| b.num_rows() as u64).sum(),
+                metadata_location,
+            };
+            if let Err(e) = cache.put(key, &entry, &produced.schema, &produced.batches) {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// A SQL model: DataFusion over the run's start, with upstream outputs as tables.
