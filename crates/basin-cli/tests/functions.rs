@@ -458,3 +458,43 @@ fn an_unchanged_project_reuses_its_outputs_and_an_edit_reruns_its_descendants() 
         "4"
     );
 }
+
+#[test]
+fn a_replay_reruns_the_stored_code_on_the_commit_it_read() {
+    let lake = project();
+    // A model that differs on every run, to show the comparison can tell.
+    lake.write(
+        "stamp.sql",
+        "SELECT to_char(now(), '%Y-%m-%dT%H:%M:%S%.f') AS at",
+    );
+    lake.ok(&["run"]);
+    let id = run_id(&lake);
+    // Later changes to the data and the code do not change what the replay runs.
+    lake.write(
+        "more.csv",
+        "id,customer,amount,day\n7,dee,5.00,2024-01-04\n",
+    );
+    lake.ok(&["import", "more.csv", "--table", "shop.raw_orders"]);
+    lake.write("revenue.sql", "SELECT 1 AS nothing");
+    let report = lake.json(&["runs", "replay", &id]);
+    let output = |table: &str| {
+        report["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["table"] == table)
+            .unwrap()
+            .clone()
+    };
+    let revenue = output("shop.revenue");
+    assert_eq!(revenue["identical"], true, "{report}");
+    assert_eq!(
+        (
+            revenue["original_rows"].as_u64(),
+            revenue["replayed_rows"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(output("shop.stamp")["identical"], false, "{report}");
+    assert_eq!(report["identical"], false);
+}

@@ -31,6 +31,13 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Run a run's stored code and parameters again on the commit it read, and say whether
+    /// every stored output comes out identical
+    Replay {
+        id: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
 }
 
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
@@ -89,6 +96,49 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                     print_models(&record)?;
                 }
             }
+            Ok(())
+        }
+        Command::Replay { id, format } => {
+            let sink = std::sync::Arc::new(|model: &str, _: basin_runtime::Stream, line: &str| {
+                eprintln!("  [{model}] {line}")
+            });
+            let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
+            let report = lakehouse.replay_run(&id, sink, progress).await?;
+            let rows = report
+                .outputs
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.model.clone(),
+                        o.table.clone(),
+                        o.original_rows.to_string(),
+                        o.replayed_rows.to_string(),
+                        if o.identical {
+                            "identical"
+                        } else {
+                            "DIFFERENT"
+                        }
+                        .to_string(),
+                    ]
+                })
+                .collect();
+            print(
+                format.format,
+                &report,
+                &["model", "table", "rows then", "rows now", "outputs"],
+                rows,
+            )?;
+            crate::output::status(format!(
+                "Replayed run {} as run {} on the commit it read ({}): {}",
+                report.original,
+                report.replay,
+                &report.read_commit[..8.min(report.read_commit.len())],
+                if report.identical {
+                    "every output is identical"
+                } else {
+                    "outputs differ"
+                }
+            ));
             Ok(())
         }
         Command::Logs { id, model } => {

@@ -5,6 +5,7 @@
 mod cache;
 mod dag;
 mod project;
+mod replay;
 pub mod scaffold;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 
 pub use dag::{Dag, Source};
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
+pub use replay::{ReplayReport, ReplayedOutput};
 
 use crate::Lakehouse;
 use crate::functions::{env_spec, input_query, plain, secrets_for};

@@ -136,6 +136,7 @@ impl Project {
             expectations: Vec::new(),
             files: BTreeMap::new(),
         };
+        project.files.insert("basin.toml".into(), text.clone());
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(format!("cannot list {}: {e}", dir.display())))?
             .flatten()

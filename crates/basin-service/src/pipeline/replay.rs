@@ -1,0 +1,140 @@
+//! `basin runs replay`: the code and parameters a run stored, run again against the commit
+//! it read, and each stored output compared with the original, row for row.
+
+use arrow::array::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use basin_catalog::{Error, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{RunProgress, RunRequest, RunSink};
+use crate::Lakehouse;
+
+/// One stored output, compared.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayedOutput {
+    pub model: String,
+    pub table: String,
+    pub original_rows: u64,
+    pub replayed_rows: u64,
+    pub identical: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    pub original: String,
+    pub replay: String,
+    pub read_commit: String,
+    pub outputs: Vec<ReplayedOutput>,
+    pub identical: bool,
+}
+
+impl Lakehouse {
+    /// Re-runs run `id`'s stored code and parameters on the commit it read (as a dry run on
+    /// a branch `replay/<id>` cut there) and compares every stored output.
+    pub async fn replay_run(
+        &self,
+        id: &str,
+        sink: RunSink,
+        progress: RunProgress,
+    ) -> Result<ReplayReport> {
+        let original = self.show_run(id).await?;
+        let dir = tempfile::Builder::new()
+            .prefix("basin-replay-")
+            .tempdir()
+            .map_err(|e| Error::io(format!("cannot create a temporary folder: {e}")))?;
+        for (path, text) in &original.code {
+            let target = dir.path().join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("{}: {e}", parent.display())))?;
+            }
+            std::fs::write(&target, text)
+                .map_err(|e| Error::io(format!("{}: {e}", target.display())))?;
+        }
+        let branch = format!("replay/{}", original.id);
+        let read = self
+            .catalog()
+            .resolve(&format!("{}@{}", original.target, original.read_commit))
+            .await?;
+        if self.catalog().resolve(&branch).await.is_err() {
+            self.catalog().create_branch(&branch, &read).await?;
+        }
+        let params = original
+            .params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect();
+        let request = RunRequest {
+            dir: dir.path().to_path_buf(),
+            branch: Some(branch.clone()),
+            params,
+            dry_run: true,
+            no_cache: true,
+        };
+        let replay = self.run_pipeline(request, sink, progress).await?;
+        let original_at = original
+            .merged_commit
+            .as_ref()
+            .map_or(original.branch.clone(), |c| {
+                format!("{}@{c}", original.target)
+            });
+        let mut outputs = Vec::new();
+        for model in original.models.iter().filter(|m| m.table.is_some()) {
+            let table = model.table.clone().expect("filtered");
+            let (original_rows, a) = self.fingerprint(&table, &original_at).await?;
+            let (replayed_rows, b) = self.fingerprint(&table, &replay.branch).await?;
+            outputs.push(ReplayedOutput {
+                model: model.name.clone(),
+                table,
+                original_rows,
+                replayed_rows,
+                identical: original_rows == replayed_rows && a == b,
+            });
+        }
+        Ok(ReplayReport {
+            original: original.id,
+            replay: replay.id,
+            read_commit: original.read_commit,
+            identical: outputs.iter().all(|o| o.identical),
+            outputs,
+        })
+    }
+
+    /// The row count and an order-independent digest of a table's rows at `at`: the sum of
+    /// each row's hash (rows in Arrow's row format), so equal multisets of rows match.
+    async fn fingerprint(&self, table: &str, at: &str) -> Result<(u64, [u64; 4])> {
+        let result = self
+            .query(&format!("SELECT * FROM {table}"), Some(at), None)
+            .await?;
+        let fields: Vec<SortField> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let converter =
+            RowConverter::new(fields).map_err(|e| Error::internal(format!("{table}: {e}")))?;
+        let mut sum = [0u64; 4];
+        let mut rows = 0u64;
+        for batch in &result.batches {
+            let converted = converter
+                .convert_columns(RecordBatch::columns(batch))
+                .map_err(|e| Error::internal(format!("{table}: {e}")))?;
+            for row in converted.iter() {
+                let digest = Sha256::digest(row.as_ref());
+                for (i, chunk) in digest.chunks(8).enumerate() {
+                    let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                    sum[i] = sum[i].wrapping_add(word);
+                }
+                rows += 1;
+            }
+        }
+        Ok((rows, sum))
+    }
+}
