@@ -498,3 +498,89 @@ fn a_replay_reruns_the_stored_code_on_the_commit_it_read() {
     assert_eq!(output("shop.stamp")["identical"], false, "{report}");
     assert_eq!(report["identical"], false);
 }
+
+#[test]
+fn append_models_add_rows_on_every_run() {
+    let lake = project();
+    lake.write(
+        "history.py",
+        "import basin\n\n@basin.model(materialize='append')\ndef snapshots(revenue=basin.Model('revenue')):\n    return revenue\n",
+    );
+    lake.ok(&["run"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.snapshots", "main"),
+        "3"
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    let snapshots = again["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "snapshots")
+        .unwrap();
+    assert_eq!(
+        snapshots["cache_hit"], false,
+        "appending is the point: it always runs"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.snapshots", "main"),
+        "6"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "3",
+        "replace stays replaced"
+    );
+}
+
+#[test]
+fn concurrent_runs_on_one_target_merge_three_ways() {
+    let lake = project();
+    // A second project in its own folder and namespace, writing other tables.
+    let other = lake.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("basin.toml"),
+        "[project]\nname = \"other\"\nnamespace = \"other\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        other.join("slow.py"),
+        "import basin, time\n\n@basin.model()\ndef totals(orders=basin.Model('shop.raw_orders', columns=['amount'])):\n    time.sleep(1.5)\n    return orders\n",
+    )
+    .unwrap();
+    let slow = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["run", "other"])
+        .current_dir(lake.path())
+        .env_remove("BASIN_HOME")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it runs, the target moves: another run merges first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    lake.ok(&["run"]);
+    let out = slow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM other.totals", "main"),
+        "6"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "3"
+    );
+    let runs = lake.json(&["runs", "ls"]);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "succeeded"),
+        "{runs}"
+    );
+}
