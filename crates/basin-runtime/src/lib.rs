@@ -15,6 +15,7 @@
 
 mod declaration;
 mod env;
+mod monitor;
 mod protocol;
 mod runtime;
 mod sdk;
