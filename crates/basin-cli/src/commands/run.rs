@@ -1,9 +1,13 @@
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use basin_catalog::Error;
 use basin_runtime::Stream;
 use basin_service::pipeline::{ModelRun, RunRequest};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::open;
 use crate::output::{FormatArg, ListFormat, status};
@@ -64,34 +68,13 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         no_cache: args.no_cache,
     };
-    let sink = Arc::new(|model: &str, _: Stream, line: &str| eprintln!("  [{model}] {line}"));
-    let progress = Arc::new(|m: &ModelRun| match m.status.as_str() {
-        "running" => status(format!("> {} ({})", m.name, m.kind)),
-        "ok" => status(format!(
-            "  ok {} in {:.0} ms, {} rows{}{}",
-            m.name,
-            m.ms,
-            m.rows,
-            if m.cache_hit {
-                " (unchanged: reused)"
-            } else {
-                ""
-            },
-            m.table
-                .as_ref()
-                .map(|t| format!(" -> {t}"))
-                .unwrap_or_default()
-        )),
-        _ => status(format!(
-            "  FAILED {} after {:.0} ms: {}",
-            m.name,
-            m.ms,
-            m.error
-                .as_deref()
-                .and_then(|e| e.lines().next())
-                .unwrap_or("")
-        )),
+    let view = Arc::new(LiveView::new());
+    let lines = view.clone();
+    let sink = Arc::new(move |model: &str, _: Stream, line: &str| {
+        lines.line(format!("  [{model}] {line}"))
     });
+    let steps = view.clone();
+    let progress = Arc::new(move |m: &ModelRun| steps.step(m));
     let record = tokio::select! {
         record = lakehouse.run_pipeline(request, sink, progress) => record?,
         _ = tokio::signal::ctrl_c() => {
@@ -124,4 +107,81 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// The run's progress on stderr: on a terminal, a spinner per running step with finished
+/// steps and output lines printed above; elsewhere, one line per event.
+struct LiveView {
+    bars: Option<MultiProgress>,
+    running: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl LiveView {
+    fn new() -> Self {
+        Self {
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None => status(text),
+        }
+    }
+
+    fn step(&self, m: &ModelRun) {
+        if m.status == "running" {
+            match &self.bars {
+                Some(bars) => {
+                    let bar = bars.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .expect("a valid template"),
+                    );
+                    bar.set_message(format!("{} ({})", m.name, m.kind));
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    self.running
+                        .lock()
+                        .expect("bars")
+                        .insert(m.name.clone(), bar);
+                }
+                None => status(format!("> {} ({})", m.name, m.kind)),
+            }
+            return;
+        }
+        if let Some(bar) = self.running.lock().expect("bars").remove(&m.name) {
+            bar.finish_and_clear();
+        }
+        self.line(if m.status == "ok" {
+            format!(
+                "  ok {} in {:.0} ms, {} rows{}{}",
+                m.name,
+                m.ms,
+                m.rows,
+                if m.cache_hit {
+                    " (unchanged: reused)"
+                } else {
+                    ""
+                },
+                m.table
+                    .as_ref()
+                    .map(|t| format!(" -> {t}"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "  FAILED {} after {:.0} ms: {}",
+                m.name,
+                m.ms,
+                m.error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or("")
+            )
+        });
+    }
 }
