@@ -584,3 +584,46 @@ fn concurrent_runs_on_one_target_merge_three_ways() {
         "{runs}"
     );
 }
+
+#[test]
+fn project_secrets_reach_its_models_and_only_them() {
+    let lake = project();
+    let toml = std::fs::read_to_string(lake.path().join("basin.toml")).unwrap();
+    lake.write(
+        "basin.toml",
+        &toml.replace(
+            "python = \"3.11\"",
+            "python = \"3.11\"\nsecrets = [\"SHOP_TOKEN\"]",
+        ),
+    );
+    lake.write(
+        "token.py",
+        "import basin, os\nimport pyarrow as pa\n\n@basin.model()\ndef token():\n    return pa.table({'token': [os.environ.get('SHOP_TOKEN')], 'home': pa.array([os.environ.get('CARGO_HOME')], pa.string())})\n",
+    );
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("needs the secret `SHOP_TOKEN`, which is not set"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .arg("run")
+        .current_dir(lake.path())
+        .env("SHOP_TOKEN", "s3cret")
+        .env("CARGO_HOME", "/not/for/functions")
+        .env_remove("BASIN_HOME")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lake.scalar("SELECT token FROM shop.token", "main"),
+        "s3cret"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(home) FROM shop.token", "main"),
+        "0"
+    );
+}

@@ -94,7 +94,7 @@ impl Lakehouse {
             ));
         }
         let env = runtime.environment(&spec).await?;
-        let secrets = secrets_for(&declaration)?;
+        let secrets = secrets_for(&declaration, &[])?;
 
         // Inputs, scanned at one commit of the ref.
         let mut inputs = declaration.inputs.clone();
@@ -355,11 +355,15 @@ pub(crate) fn select_sql(input: &ModelInput) -> String {
     sql
 }
 
-/// The declared secrets' values, from Basin's environment.
-pub(crate) fn secrets_for(declaration: &Declaration) -> Result<BTreeMap<String, String>> {
+/// The secrets a function declared, plus `shared` ones (a project's), from Basin's environment.
+pub(crate) fn secrets_for(
+    declaration: &Declaration,
+    shared: &[String],
+) -> Result<BTreeMap<String, String>> {
     declaration
         .secrets
         .iter()
+        .chain(shared)
         .map(|name| {
             crate::config::env::secret(name)
                 .map(|value| (name.clone(), value))

@@ -101,7 +101,16 @@ impl ModelJob {
             import.format = Some(Format::Arrow);
             import.mode = mode;
             import.partition_by = model.partition_by.clone();
-            let report = self.lakehouse.import(import, None).await?;
+            let shown = file.path().display().to_string();
+            let report = self.lakehouse.import(import, None).await.map_err(|e| {
+                let message = e.message.replace(&shown, "its output");
+                let hint = e.hint.clone();
+                let e = Error::new(e.kind(), format!("storing `{table}`: {message}"));
+                match hint {
+                    Some(h) => e.with_hint(h),
+                    None => e,
+                }
+            })?;
             let stored = self
                 .lakehouse
                 .catalog()
@@ -239,7 +248,7 @@ impl ModelJob {
             preload: spec.packages.keys().cloned().collect(),
             event: serde_json::Value::Null,
             params: (*self.params).clone(),
-            secrets: secrets_for(declaration)?,
+            secrets: secrets_for(declaration, &self.project.secrets)?,
             limits: Limits {
                 timeout: declaration
                     .timeout_seconds
