@@ -17,10 +17,11 @@ use crate::commands::*;
     version,
     about = "A serverless data lakehouse: Iceberg tables under a git-like catalog, queried with SQL",
     long_about = "Basin keeps Apache Iceberg tables under a versioned catalog with branches, tags, \
-merges and time travel, and runs SQL over any branch or past commit.\n\n\
+merges and time travel, runs SQL over any branch or past commit, and runs Python and SQL \
+functions and pipelines next to the data, in cached environments and confined workers.\n\n\
 A lakehouse is a folder: `basin init` creates `.basin/` (a SQLite catalog and the data), and \
 every other command finds it like git finds a repository.",
-    after_help = "Start here:\n  basin demo                        # a guided tour on TPC-H data\n  basin init && basin import orders.csv --table sales.orders\n  basin query \"SELECT count(*) FROM sales.orders\"\n  basin branch create dev && basin checkout dev"
+    after_help = "Start here:\n  basin demo                        # a guided tour on TPC-H data\n  basin init && basin import orders.csv --table sales.orders\n  basin query \"SELECT count(*) FROM sales.orders\"\n  basin branch create dev && basin checkout dev\n  basin invoke clean.py:top_orders   # a Python function, next to the data\n  basin init --project shop && cd shop && basin run   # a pipeline, merged in one commit"
 )]
 struct Cli {
     /// The lakehouse folder (default: the nearest folder holding `.basin/`, walking up)
