@@ -69,6 +69,8 @@ enum Command {
     Runs(runs::Command),
     /// Show invocations, GB-seconds and what they would cost on AWS Lambda
     Usage(usage::Args),
+    /// Serve the lakehouse over HTTP (health, metrics, refs, SQL)
+    Serve(serve::Args),
     /// List, build and remove cached function environments
     #[command(subcommand)]
     Env(env::Command),
@@ -111,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invoke(args) => invoke::run(args, home).await,
         Command::Usage(args) => usage::run(args, home).await,
         Command::Run(args) => run::run(args, home).await,
+        Command::Serve(args) => serve::run(args, home).await,
         Command::Runs(cmd) => runs::run(cmd, home).await,
         Command::Env(cmd) => env::run(cmd, home).await,
         Command::Demo(args) => demo::run(args).await,

@@ -14,6 +14,7 @@ pub mod namespace;
 pub mod query;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod table;
 pub mod tag;
 pub mod usage;

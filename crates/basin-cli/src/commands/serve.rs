@@ -1,0 +1,54 @@
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::open;
+use crate::output::status;
+
+#[derive(clap::Args)]
+#[command(after_help = "Endpoints so far:
+  GET  /healthz            200 when serving
+  GET  /metrics            Prometheus metrics (requests, queries, rows, time)
+  GET  /api/v1/refs        branches and tags
+  POST /api/v1/query       {\"sql\": \"...\", \"ref\": \"dev\", \"namespace\": \"tpch\"}: JSON rows, or an
+                           Arrow IPC stream with Accept: application/vnd.apache.arrow.stream
+
+Every response carries an x-request-id, and every log line of the request on stderr
+too. SIGINT or SIGTERM finishes requests in flight, then stops. Serving needs --no-auth and a
+loopback address until access tokens exist.
+
+Examples:
+  basin serve --no-auth
+  curl -s localhost:8181/api/v1/query -d '{\"sql\": \"SELECT 1 AS one\"}' -H 'content-type: application/json'")]
+pub struct Args {
+    /// The address to serve HTTP on (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// Serve without access tokens (loopback addresses only)
+    #[arg(long)]
+    no_auth: bool,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    let options = basin_server::ServeOptions {
+        listen: args.listen,
+        no_auth: args.no_auth,
+    };
+    basin_server::serve(lakehouse, options, |addr| {
+        status(format!(
+            "Serving {} on http://{addr} (Ctrl-C to stop)",
+            "the lakehouse"
+        ))
+    })
+    .await?;
+    Ok(())
+}

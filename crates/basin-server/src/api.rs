@@ -1,0 +1,161 @@
+//! The HTTP API: `/healthz`, `/metrics`, and `/api/v1/...` for Basin's operations.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use basin_catalog::{Error, ErrorKind, RefKind};
+use serde::Deserialize;
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/refs", get(refs))
+        .route("/api/v1/query", post(query))
+}
+
+/// The route a path belongs to, for metrics (bounded labels, never raw paths).
+pub(crate) fn route_label(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "/healthz",
+        "/metrics" => "/metrics",
+        "/api/v1/refs" => "/api/v1/refs",
+        "/api/v1/query" => "/api/v1/query",
+        _ => "other",
+    }
+}
+
+/// A Basin error as an HTTP response: the status from its kind, and
+/// `{"error": {"message", "hint", "kind"}}`.
+pub(crate) struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!("{e}");
+        }
+        let body = serde_json::json!({"error": {
+            "message": e.message,
+            "hint": e.hint,
+            "kind": format!("{:?}", e.kind()),
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn refs(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut all = state.lakehouse.list_refs(RefKind::Branch).await?;
+    all.extend(state.lakehouse.list_refs(RefKind::Tag).await?);
+    Ok(Json(all).into_response())
+}
+
+#[derive(Deserialize)]
+struct QueryRequest {
+    sql: String,
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    namespace: Option<String>,
+}
+
+/// The media type of an Arrow IPC stream.
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `seconds`), or an Arrow
+/// IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
+async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(request): Json<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .lakehouse
+        .query(
+            &request.sql,
+            request.at.as_deref(),
+            request.namespace.as_deref(),
+        )
+        .await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.query(0, 0.0, false);
+            return Err(e.into());
+        }
+    };
+    let rows = result.num_rows() as u64;
+    state.metrics.query(rows, result.seconds, true);
+    tracing::info!(rows, seconds = result.seconds, "query");
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
+    if wants_arrow {
+        let mut body = Vec::new();
+        {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut body, &result.schema)
+                .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
+            for batch in &result.batches {
+                writer
+                    .write(batch)
+                    .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
+            }
+            writer
+                .finish()
+                .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
+        }
+        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response());
+    }
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in &result.batches {
+        writer
+            .write(batch)
+            .map_err(|e| Error::internal(format!("json: {e}")))?;
+    }
+    writer
+        .finish()
+        .map_err(|e| Error::internal(format!("json: {e}")))?;
+    let data = writer.into_inner();
+    let rows_json: serde_json::Value = if data.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::from_slice(&data).map_err(|e| Error::internal(format!("json: {e}")))?
+    };
+    let columns: Vec<serde_json::Value> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "columns": columns,
+        "rows": rows_json,
+        "row_count": rows,
+        "seconds": result.seconds,
+    }))
+    .into_response())
+}

@@ -1,0 +1,136 @@
+//! `basin serve`: one server process over one lakehouse. So far it offers Basin's operations
+//! over HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams);
+//! the Iceberg REST catalog, the Postgres wire protocol, tokens and the console come next.
+//!
+//! Every request gets an id (the caller's `x-request-id`, or a new one), returned in the
+//! response and carried by every log line of the request. SIGINT or SIGTERM stops accepting
+//! connections, lets requests in flight finish, then stops running functions.
+
+mod api;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use basin_catalog::{Error, Result};
+use basin_service::Lakehouse;
+use tracing::Instrument;
+
+pub use metrics::Metrics;
+
+/// How `basin serve` listens.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Serve without tokens (allowed on loopback addresses only).
+    pub no_auth: bool,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub lakehouse: Lakehouse,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The HTTP application (routes and middleware), for `serve` and for tests.
+pub fn app(lakehouse: Lakehouse) -> Router {
+    let state = AppState {
+        lakehouse,
+        metrics: Arc::new(Metrics::new()),
+    };
+    api::routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+/// Serves until SIGINT or SIGTERM; `ready` is told the bound address (port 0 picks one).
+pub async fn serve(
+    lakehouse: Lakehouse,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    if !options.listen.ip().is_loopback() {
+        return Err(Error::invalid(format!(
+            "serving on {} needs access tokens, which Basin does not have yet",
+            options.listen
+        ))
+        .with_hint(
+            "serve on a loopback address with --no-auth, e.g. --listen 127.0.0.1:8181 --no-auth",
+        ));
+    }
+    if !options.no_auth {
+        return Err(Error::invalid("serving without tokens must be asked for")
+            .with_hint("add --no-auth (loopback only: nobody else can connect)"));
+    }
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| {
+            Error::io(format!("cannot listen on {}: {e}", options.listen))
+                .with_hint("pick another port with --listen")
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("{e}")))?;
+    ready(bound);
+    let runtime = lakehouse.clone();
+    axum::serve(listener, app(lakehouse))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::io(format!("the server stopped: {e}")))?;
+    // Requests are done; functions they started are not left behind.
+    if let Ok(rt) = runtime.runtime() {
+        rt.kill_all().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight, then stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing requests in flight, then stopping"),
+    }
+}
+
+/// Gives each request an id (in the response and in every log line of the request) and
+/// counts it for /metrics.
+async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    span.in_scope(|| tracing::info!(status, ms = seconds * 1000.0, "done"));
+    state
+        .metrics
+        .request(method.as_ref(), api::route_label(&path), status, seconds);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,80 @@
+"""`basin serve`: health, metrics, refs and SQL over HTTP from a real client, request ids in
+the response and the logs, clear errors, and a clean stop on SIGTERM."""
+
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pyarrow as pa
+import pytest
+
+from conftest import BASIN
+
+
+@pytest.fixture
+def server(lakehouse, tmp_path):
+    (tmp_path / "orders.csv").write_text("id,amount\n1,10.50\n2,3.25\n")
+    lakehouse("import", str(tmp_path / "orders.csv"), "--table", "sales.orders")
+    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()
+    match = re.search(r"http://(127\.0\.0\.1:\d+)", first)
+    assert match, first
+    yield f"http://{match.group(1)}", proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def post(url, body, accept="application/json"):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", "accept": accept,
+                                              "x-request-id": "test-42"})
+    return urllib.request.urlopen(request, timeout=30)
+
+
+def test_queries_refs_metrics_and_request_ids(server):
+    base, proc = server
+    assert urllib.request.urlopen(f"{base}/healthz").read() == b"ok\n"
+
+    with post(f"{base}/api/v1/query", {"sql": "SELECT sum(amount) AS total, count(*) AS n FROM sales.orders"}) as r:
+        assert r.headers["x-request-id"] == "test-42"
+        body = json.load(r)
+    assert body["rows"] == [{"total": "13.75", "n": 2}] or body["rows"][0]["n"] == 2
+    assert [c["name"] for c in body["columns"]] == ["total", "n"]
+
+    with post(f"{base}/api/v1/query", {"sql": "SELECT id FROM orders ORDER BY id", "namespace": "sales"},
+              accept="application/vnd.apache.arrow.stream") as r:
+        assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
+        table = pa.ipc.open_stream(r.read()).read_all()
+    assert table.column("id").to_pylist() == [1, 2]
+
+    refs = json.load(urllib.request.urlopen(f"{base}/api/v1/refs"))
+    assert [r["name"] for r in refs] == ["main"]
+
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        post(f"{base}/api/v1/query", {"sql": "SELECT * FROM sales.order"})
+    assert missing.value.code == 404
+    error = json.load(missing.value)["error"]
+    assert "does not exist" in error["message"] and "sales.orders" in error["hint"]
+
+    metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="200"} 2' in metrics
+    assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="404"} 1' in metrics
+    assert "basin_queries_total 3" in metrics and "basin_query_errors_total 1" in metrics
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    logs = proc.stderr.read()
+    assert "request_id=test-42" in logs and "stopping" in logs
+
+
+def test_serving_beyond_loopback_or_without_no_auth_is_refused(lakehouse):
+    refused = lakehouse.run("serve", "--listen", "0.0.0.0:0", "--no-auth", check=False)
+    assert refused.returncode == 1 and "needs access tokens" in refused.stderr
+    refused = lakehouse.run("serve", "--listen", "127.0.0.1:0", check=False)
+    assert refused.returncode == 1 and "--no-auth" in refused.stderr
