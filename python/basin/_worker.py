@@ -168,16 +168,22 @@ def _spawn(selector, wake: tuple) -> tuple:
 
 
 def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple) -> None:
-    """Gives the request to the spare child and reports it."""
-    for _ in range(2):
+    """Gives the request to the spare child and reports it. If the spare died (killed from
+    outside), one fresh child is forked and tried; the pipe is always closed here, so no
+    later child inherits a way to send requests."""
+    data = line + b"\n"
+    for attempt in range(2):
         pid, w = spare
         try:
-            os.write(w, line + b"\n")
-            os.close(w)
+            while data:
+                data = data[os.write(w, data):]
             _send(1, {"forked": invocation, "pid": pid})
             return
-        except OSError:  # the spare died (killed from outside): fork another and retry
+        except OSError:
+            data = line + b"\n"
+        finally:
             os.close(w)
+        if attempt == 0:
             spare = _spawn(selector, wake)
     _send(1, {"forked": invocation, "pid": 0})
 
@@ -212,6 +218,7 @@ def _child(fork: dict) -> int:
             print(f"basin: not confined by: {'; '.join(missing)}", file=sys.stderr)
         argv = fork["exec"]
         os.environ.update({"BASIN_SOCKET": path, "BASIN_INVOCATION": invocation})
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; programs expect the default
         try:
             os.execve(argv[0], argv, dict(os.environ))
         except OSError as e:

@@ -103,14 +103,16 @@ fn a_function_cannot_open_the_catalog_database() {
     let catalog = lake.path().join(".basin/catalog.db");
     assert!(catalog.is_file());
     let event = serde_json::json!({"path": catalog}).to_string();
+    // Denied by Landlock, or not even there (a lakehouse under /tmp is covered by an empty
+    // folder): either way, closed.
+    let closed = ["\"PermissionError\"", "\"FileNotFoundError\""];
     let out = lake.ok(&["invoke", "fns.py:peek", "--event", &event]);
-    assert_eq!(out.trim(), "\"PermissionError\"");
+    assert!(closed.contains(&out.trim()), "{out}");
     let event = serde_json::json!({"path": lake.path().join("orders.csv")}).to_string();
     let out = lake.ok(&["invoke", "fns.py:peek", "--event", &event]);
-    assert_eq!(
-        out.trim(),
-        "\"PermissionError\"",
-        "the user's folder is closed too"
+    assert!(
+        closed.contains(&out.trim()),
+        "the user's folder is closed too: {out}"
     );
 }
 

@@ -237,7 +237,10 @@ impl Runtime {
             .map(|(_, s)| s)
             .collect();
         for slot in slots {
-            slot.lock().await.take();
+            // A worker still starting holds its slot; it dies with Basin (PDEATHSIG) anyway.
+            if let Ok(mut slot) = slot.try_lock() {
+                slot.take();
+            }
         }
     }
 
@@ -419,8 +422,15 @@ impl Runtime {
         let server = tokio::spawn(serve(listener, ws.id.clone(), request, reply_tx, sink));
         let watched = watch(pid, inv, memory_limit, reply_rx, exit_rx).await;
         kill_group(pid);
-        // Output lines still in flight drain once the sockets close.
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        // Output lines still in flight drain once the sockets close; a connection that never
+        // came (the child died first) must not keep the listener waiting.
+        let abort = server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         let (reply, status, error) = watched;
         let cpu_ms = reply
             .as_ref()

@@ -118,6 +118,12 @@ impl Drop for Workspace {
 /// memory map of the file (which stays valid after the file is removed).
 pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let what = || format!("the function's output {}", path.display());
+    // Written by user code: it must be a plain file (not a link to somewhere else, not a FIFO).
+    let meta = std::fs::symlink_metadata(path).map_err(io(what()))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::invalid(format!("{} is not a regular file", what()))
+            .with_hint("write the output table as an Arrow IPC file at output.path"));
+    }
     let file = File::open(path).map_err(io(what()))?;
     // SAFETY: the file is in the invocation's private folder and its writer has exited; nothing
     // changes it while it is mapped.
@@ -132,6 +138,12 @@ pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     }
     let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
     let footer_len = read_footer_length(trailer).map_err(arrow_error(what()))?;
+    if footer_len > len - 10 {
+        return Err(Error::invalid(format!(
+            "{}: its footer is longer than the file",
+            what()
+        )));
+    }
     let footer = arrow::ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
         .map_err(|e| Error::invalid(format!("{}: bad footer: {e}", what())))?;
     let schema = Arc::new(arrow::ipc::convert::fb_to_schema(
@@ -140,19 +152,31 @@ pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
             .ok_or_else(|| Error::invalid(format!("{} has no schema", what())))?,
     ));
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    let slice = |block: &arrow::ipc::Block| {
-        let length = block.bodyLength() as usize + block.metaDataLength() as usize;
-        buffer.slice_with_length(block.offset() as usize, length)
+    let slice = |block: &arrow::ipc::Block| -> Result<Buffer> {
+        let offset = usize::try_from(block.offset()).ok();
+        let length = usize::try_from(block.bodyLength())
+            .ok()
+            .zip(usize::try_from(block.metaDataLength()).ok())
+            .and_then(|(b, m)| b.checked_add(m));
+        match (offset, length) {
+            (Some(o), Some(l)) if o.checked_add(l).is_some_and(|end| end <= len) => {
+                Ok(buffer.slice_with_length(o, l))
+            }
+            _ => Err(Error::invalid(format!(
+                "{}: a block lies outside the file",
+                what()
+            ))),
+        }
     };
     for block in footer.dictionaries().iter().flatten() {
         decoder
-            .read_dictionary(block, &slice(block))
+            .read_dictionary(block, &slice(block)?)
             .map_err(arrow_error(what()))?;
     }
     let mut batches = Vec::new();
     for block in footer.recordBatches().iter().flatten() {
         if let Some(batch) = decoder
-            .read_record_batch(block, &slice(block))
+            .read_record_batch(block, &slice(block)?)
             .map_err(arrow_error(what()))?
         {
             batches.push(batch);

@@ -388,6 +388,10 @@ def slow():
         let catalog = lake.path().join("catalog.db");
         std::fs::write(&catalog, "SQLite format 3").unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A service's Unix socket in /tmp: connecting by path is not a file access Landlock
+        // governs, so the folder is covered instead.
+        let service = lake.path().join("service.sock");
+        let _service = std::os::unix::net::UnixListener::bind(&service).unwrap();
         let port = listener.local_addr().unwrap().port();
         let source = format!(
             r#"
@@ -404,6 +408,8 @@ def probe():
         "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
         "network": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
         "workdir": attempt(lambda: open("scratch.txt", "w").write("x")),
+        "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
+        "signal_basin": attempt(lambda: os.kill({basin}, 0)),
         "env": sorted(os.environ),
     }}
 "#,
@@ -411,10 +417,15 @@ def probe():
         );
         let (finished, _) = invoke(&rt, &source, "probe", None, Limits::default()).await;
         let v = json(&finished);
-        assert_eq!(v["catalog"], "PermissionError", "{v}");
+        assert!(
+            v["catalog"] == "PermissionError" || v["catalog"] == "FileNotFoundError",
+            "{v}"
+        );
         assert_eq!(v["basin_environ"], "PermissionError", "{v}");
         assert_ne!(v["network"], "allowed", "{v}");
         assert_eq!(v["workdir"], "allowed", "{v}");
+        assert_ne!(v["unix_socket"], "allowed", "{v}");
+        assert_eq!(v["signal_basin"], "PermissionError", "{v}");
         let env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap();
         assert!(env.contains(&"API_KEY".to_string()), "{env:?}");
         assert!(

@@ -234,6 +234,7 @@ impl Lakehouse {
         let keys = self.cache_keys(project, dag, &params, &start).await?;
         let run_cache = cache::RunCache::new(cache::folder(&self.root().join(crate::BASIN_DIR)));
         let mut failure = None;
+        let mut tasks: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
         loop {
             while let Some(i) = ready.pop() {
                 let inputs: Vec<Option<Arc<Produced>>> = dag.inputs[i]
@@ -270,7 +271,8 @@ impl Lakehouse {
                     ..ModelRun::default()
                 };
                 progress(&started);
-                running.spawn(async move {
+                let name = started.name.clone();
+                let task = running.spawn(async move {
                     let clock = Instant::now();
                     let logs = Arc::new(Mutex::new(Vec::new()));
                     let result = job.run(logs.clone()).await;
@@ -279,13 +281,25 @@ impl Lakehouse {
                     run.logs = std::mem::take(&mut *logs.lock().expect("logs"));
                     (i, run, result)
                 });
+                tasks.insert(task.id(), name);
             }
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.join_next_with_id().await else {
                 break;
             };
             let (i, mut run, result) = match joined {
-                Ok(done) => done,
-                Err(e) if e.is_cancelled() => continue, // stopped after another model failed
+                Ok((_, done)) => done,
+                Err(e) if e.is_cancelled() => {
+                    // Stopped because another model failed.
+                    let run = ModelRun {
+                        name: tasks.remove(&e.id()).unwrap_or_default(),
+                        status: "cancelled".into(),
+                        error: Some("stopped: another model failed".into()),
+                        ..ModelRun::default()
+                    };
+                    progress(&run);
+                    record.models.push(run);
+                    continue;
+                }
                 Err(e) => return Err(Error::internal(format!("a model task failed: {e}"))),
             };
             match result {
@@ -303,7 +317,8 @@ impl Lakehouse {
                     produced[i] = Some(Arc::new(done.produced));
                     for child in dag.children(i) {
                         waiting[child] -= 1;
-                        if waiting[child] == 0 {
+                        // After a failure nothing new starts; what runs is being stopped.
+                        if waiting[child] == 0 && failure.is_none() {
                             ready.push(child);
                         }
                     }
@@ -381,6 +396,14 @@ impl Lakehouse {
                 } => {
                     parts.push(source.clone());
                     parts.push(declaration.function.clone());
+                    // What it reads from outside the lakehouse: secrets' values are part of the
+                    // key; a model on the internet depends on more than the key, so never hits.
+                    let secrets = crate::functions::secrets_for(declaration, &project.secrets)
+                        .unwrap_or_default();
+                    parts.push(format!("{secrets:?}"));
+                    if declaration.internet {
+                        parts.push(uuid::Uuid::new_v4().to_string());
+                    }
                     parts.push(
                         env_spec(declaration, Some(&project.python), &project.pip, &[]).hash(),
                     );
