@@ -55,6 +55,16 @@ def test_queries_refs_metrics_and_request_ids(server):
 
     refs = json.load(urllib.request.urlopen(f"{base}/api/v1/refs"))
     assert [r["name"] for r in refs] == ["main"]
+    tables = json.load(urllib.request.urlopen(f"{base}/api/v1/tables?ref=main"))
+    assert [t["table"] for t in tables] == ["sales.orders"]
+    log = json.load(urllib.request.urlopen(f"{base}/api/v1/log?ref=main&limit=1"))
+    assert log[0]["message"].startswith("import 1 file into sales.orders")
+    usage = json.load(urllib.request.urlopen(f"{base}/api/v1/usage?by=day"))
+    assert usage["rows"] == [] and usage["pricing"]["per_million_requests"] == 0.2
+    assert json.load(urllib.request.urlopen(f"{base}/api/v1/runs")) == []
+    with pytest.raises(urllib.error.HTTPError) as no_run:
+        urllib.request.urlopen(f"{base}/api/v1/runs/abc")
+    assert no_run.value.code == 404 and "basin runs ls" in json.load(no_run.value)["error"]["hint"]
 
     with pytest.raises(urllib.error.HTTPError) as missing:
         post(f"{base}/api/v1/query", {"sql": "SELECT * FROM sales.order"})

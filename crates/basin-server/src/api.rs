@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/refs", get(refs))
+        .route("/api/v1/log", get(log))
+        .route("/api/v1/tables", get(tables))
         .route("/api/v1/query", post(query))
+        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/usage", get(usage))
 }
 
 /// The route a path belongs to, for metrics (bounded labels, never raw paths).
@@ -25,7 +30,12 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
         "/api/v1/refs" => "/api/v1/refs",
+        "/api/v1/log" => "/api/v1/log",
+        "/api/v1/tables" => "/api/v1/tables",
         "/api/v1/query" => "/api/v1/query",
+        "/api/v1/runs" => "/api/v1/runs",
+        "/api/v1/usage" => "/api/v1/usage",
+        p if p.starts_with("/api/v1/runs/") => "/api/v1/runs/{id}",
         _ => "other",
     }
 }
@@ -158,4 +168,63 @@ async fn query(
         "seconds": result.seconds,
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct AtRef {
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn log(State(state): State<AppState>, Query(q): Query<AtRef>) -> Result<Response, ApiError> {
+    let entries = state
+        .lakehouse
+        .log(q.at.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(entries).into_response())
+}
+
+async fn tables(
+    State(state): State<AppState>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.list_tables(q.at.as_deref()).await?).into_response())
+}
+
+async fn runs(State(state): State<AppState>, Query(q): Query<AtRef>) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.list_runs(q.limit.unwrap_or(20)).await?).into_response())
+}
+
+async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.show_run(&id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    /// Unix milliseconds (default: everything).
+    since_ms: Option<i64>,
+    /// `function` (default) or `day`.
+    by: Option<String>,
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response, ApiError> {
+    let (records, pricing) = state.lakehouse.usage(q.since_ms.unwrap_or(0)).await?;
+    let rows = match q.by.as_deref() {
+        None | Some("function") => {
+            basin_service::summarize_usage(&records, &pricing, |r| r.function.clone())
+        }
+        Some("day") => basin_service::summarize_usage(&records, &pricing, |r| {
+            chrono::DateTime::from_timestamp_millis(r.started_at_ms)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        }),
+        Some(other) => {
+            return Err(Error::invalid(format!("by={other}: group by `function` or `day`")).into());
+        }
+    };
+    Ok(Json(serde_json::json!({"pricing": pricing, "rows": rows})).into_response())
 }

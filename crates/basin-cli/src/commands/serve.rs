@@ -10,6 +10,10 @@ use crate::output::status;
   GET  /healthz            200 when serving
   GET  /metrics            Prometheus metrics (requests, queries, rows, time)
   GET  /api/v1/refs        branches and tags
+  GET  /api/v1/log         ?ref=main&limit=50: commits, newest first
+  GET  /api/v1/tables      ?ref=main: tables of a ref
+  GET  /api/v1/runs        pipeline runs; /api/v1/runs/ID one run
+  GET  /api/v1/usage       ?by=function|day&since_ms=...: invocations, GB-seconds, cost
   POST /api/v1/query       {\"sql\": \"...\", \"ref\": \"dev\", \"namespace\": \"tpch\"}: JSON rows, or an
                            Arrow IPC stream with Accept: application/vnd.apache.arrow.stream
 
