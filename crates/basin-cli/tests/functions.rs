@@ -629,3 +629,23 @@ fn project_secrets_reach_its_models_and_only_them() {
         "0"
     );
 }
+
+#[test]
+fn a_sql_model_reads_the_fresh_output_of_a_stored_model_on_every_run() {
+    let lake = project();
+    lake.write(
+        "big_customers.sql",
+        "SELECT customer FROM revenue WHERE revenue > 40",
+    );
+    lake.ok(&["run"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.big_customers", "main"),
+        "2"
+    );
+    // shop.revenue now exists on main; the next run must read its fresh output, not the table.
+    lake.ok(&["run", "--no-cache", "--param", "min_amount=50"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.big_customers", "main"),
+        "1"
+    );
+}

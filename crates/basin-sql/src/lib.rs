@@ -77,6 +77,23 @@ impl Session {
         Ok(Self { ctx, catalog })
     }
 
+    /// Makes `namespace.name` read `table` in this session, in front of a stored table of
+    /// that name (pipelines hand a model's fresh output to the models that read it).
+    pub fn shadow(
+        &self,
+        namespace: &str,
+        name: &str,
+        table: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<()> {
+        if self.catalog.shadow(namespace, name, table) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "namespace `{namespace}` does not exist"
+            )))
+        }
+    }
+
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }

@@ -35,6 +35,27 @@ pub(crate) struct RefSchema {
 }
 
 impl RefCatalog {
+    /// Makes `name` in `namespace` read `table` for this session, in front of any stored
+    /// table of that name (a pipeline's model output, newer than the commit read).
+    pub(crate) fn shadow(
+        &self,
+        namespace: &str,
+        name: &str,
+        table: Arc<dyn TableProvider>,
+    ) -> bool {
+        match self.namespaces.get(namespace) {
+            Some(schema) => {
+                schema
+                    .views
+                    .write()
+                    .expect("views lock")
+                    .insert(name.to_string(), table);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) async fn load(tables: Tables, at: &Resolved) -> Result<Self> {
         let contents = tables.catalog().contents(at).await?;
         let mut namespaces: BTreeMap<String, BTreeMap<String, (Key, String)>> = BTreeMap::new();

@@ -160,17 +160,8 @@ impl ModelJob {
                 let name = &self.project.models[*m].name;
                 let table = MemTable::try_new(p.schema.clone(), vec![p.batches.clone()])
                     .map_err(|e| Error::internal(format!("{name}: {e}")))?;
-                let reference = datafusion::sql::TableReference::full(
-                    basin_sql::CATALOG,
-                    self.project.namespace.as_str(),
-                    name.as_str(),
-                );
-                // Its table (if materialized) is not on the run's start commit: the output is.
-                let _ = session.context().deregister_table(reference.clone());
-                session
-                    .context()
-                    .register_table(reference, Arc::new(table))
-                    .map_err(|e| Error::internal(format!("{name}: {e}")))?;
+                // Its stored table (if any) is the one on the commit read: the output is newer.
+                session.shadow(&self.project.namespace, name, Arc::new(table))?;
             }
         }
         let result = session.run(sql).await.map_err(|e| {
