@@ -28,4 +28,4 @@ pub use error::{Error, ErrorKind, Result, suggest};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;
-pub use usage::{InvocationRecord, InvocationStatus};
+pub use usage::{InvocationRecord, InvocationStatus, TokenRecord};

@@ -17,7 +17,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::store::Store;
-use crate::usage::{InvocationRecord, InvocationStatus};
+use crate::usage::{InvocationRecord, InvocationStatus, TokenRecord};
 
 /// Schema migrations, applied in order and tracked in `PRAGMA user_version`.
 const MIGRATIONS: &[&str] = &[
@@ -76,6 +76,15 @@ CREATE TABLE runs (
     record TEXT NOT NULL
 );
 CREATE INDEX runs_started ON runs (started_at_ms);
+"#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL
+);
 "#,
 ];
 
@@ -649,5 +658,56 @@ impl Store for SqlStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    async fn create_token(&self, t: &TokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, hash, created_at_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.role)
+        .bind(&t.hash)
+        .bind(t.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(token_row).collect())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(token_row))
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM tokens WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no token `{id}`"))
+                .with_hint("list them with `basin token ls`"));
+        }
+        Ok(())
+    }
+}
+
+fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRecord {
+    TokenRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        role: r.get("role"),
+        hash: r.get("hash"),
+        created_at_ms: r.get("created_at_ms"),
     }
 }

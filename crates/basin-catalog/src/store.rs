@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
-use crate::usage::InvocationRecord;
+use crate::usage::{InvocationRecord, TokenRecord};
 
 /// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for
 /// tests); a Postgres store implements the same trait for several nodes.
@@ -54,4 +54,11 @@ pub trait Store: Send + Sync + Debug {
     async fn runs(&self, limit: usize) -> Result<Vec<String>>;
     /// Records of the runs whose id starts with `prefix` (at most 2, to detect ambiguity).
     async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Stores a new access token (its hash, never the secret).
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Fails with `NotFound` if there is no such token.
+    async fn delete_token(&self, id: &str) -> Result<()>;
 }

@@ -64,3 +64,15 @@ impl InvocationRecord {
         self.memory_limit_bytes as f64 / (1u64 << 30) as f64 * self.duration_ms / 1000.0
     }
 }
+
+/// An access token for `basin serve`, as stored: never the secret, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    /// `reader`, `writer` or `admin`.
+    pub role: String,
+    #[serde(skip_serializing)]
+    pub hash: String,
+    pub created_at_ms: i64,
+}

@@ -71,6 +71,9 @@ enum Command {
     Usage(usage::Args),
     /// Serve the lakehouse over HTTP (health, metrics, refs, SQL)
     Serve(serve::Args),
+    /// Create, list and revoke access tokens for `basin serve`
+    #[command(subcommand)]
+    Token(token::Command),
     /// List, build and remove cached function environments
     #[command(subcommand)]
     Env(env::Command),
@@ -114,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(args) => usage::run(args, home).await,
         Command::Run(args) => run::run(args, home).await,
         Command::Serve(args) => serve::run(args, home).await,
+        Command::Token(cmd) => token::run(cmd, home).await,
         Command::Runs(cmd) => runs::run(cmd, home).await,
         Command::Env(cmd) => env::run(cmd, home).await,
         Command::Demo(args) => demo::run(args).await,

@@ -16,6 +16,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/refs", get(refs))
+        .route("/api/v1/branches", post(create_branch))
         .route("/api/v1/log", get(log))
         .route("/api/v1/tables", get(tables))
         .route("/api/v1/query", post(query))
@@ -30,6 +31,7 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
         "/api/v1/refs" => "/api/v1/refs",
+        "/api/v1/branches" => "/api/v1/branches",
         "/api/v1/log" => "/api/v1/log",
         "/api/v1/tables" => "/api/v1/tables",
         "/api/v1/query" => "/api/v1/query",
@@ -227,4 +229,22 @@ async fn usage(
         }
     };
     Ok(Json(serde_json::json!({"pricing": pricing, "rows": rows})).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewBranch {
+    name: String,
+    from: Option<String>,
+}
+
+/// Creates a branch (writers and admins).
+async fn create_branch(
+    State(state): State<AppState>,
+    Json(request): Json<NewBranch>,
+) -> Result<Response, ApiError> {
+    let created = state
+        .lakehouse
+        .create_branch(&request.name, request.from.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }

@@ -7,6 +7,7 @@
 //! connections, lets requests in flight finish, then stops running functions.
 
 mod api;
+mod auth;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -28,7 +29,8 @@ pub use metrics::Metrics;
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    /// Serve without tokens (allowed on loopback addresses only).
+    /// Serve without tokens (allowed on loopback addresses only); otherwise every request
+    /// but /healthz needs `Authorization: Bearer TOKEN` with a role that allows it.
     pub no_auth: bool,
 }
 
@@ -36,15 +38,20 @@ pub struct ServeOptions {
 pub(crate) struct AppState {
     pub lakehouse: Lakehouse,
     pub metrics: Arc<Metrics>,
+    /// Requests need no token (loopback only).
+    pub open: bool,
 }
 
-/// The HTTP application (routes and middleware), for `serve` and for tests.
-pub fn app(lakehouse: Lakehouse) -> Router {
+/// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
+/// requests need no token.
+pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
     let state = AppState {
         lakehouse,
         metrics: Arc::new(Metrics::new()),
+        open,
     };
     api::routes()
+        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -58,18 +65,17 @@ pub async fn serve(
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    if !options.listen.ip().is_loopback() {
+    if options.no_auth && !options.listen.ip().is_loopback() {
         return Err(Error::invalid(format!(
-            "serving on {} needs access tokens, which Basin does not have yet",
+            "--no-auth on {} would let anyone on the network read and change the lakehouse",
             options.listen
         ))
-        .with_hint(
-            "serve on a loopback address with --no-auth, e.g. --listen 127.0.0.1:8181 --no-auth",
-        ));
+        .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
     }
-    if !options.no_auth {
-        return Err(Error::invalid("serving without tokens must be asked for")
-            .with_hint("add --no-auth (loopback only: nobody else can connect)"));
+    if !options.no_auth && lakehouse.list_tokens().await?.is_empty() {
+        tracing::warn!(
+            "no access tokens exist, so every request will get 401: create one with `basin token create --role reader`"
+        );
     }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -82,7 +88,7 @@ pub async fn serve(
         .map_err(|e| Error::io(format!("{e}")))?;
     ready(bound);
     let runtime = lakehouse.clone();
-    axum::serve(listener, app(lakehouse))
+    axum::serve(listener, app(lakehouse, options.no_auth))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::io(format!("the server stopped: {e}")))?;

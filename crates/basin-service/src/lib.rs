@@ -17,6 +17,7 @@ mod namespaces;
 pub mod pipeline;
 mod refs;
 mod tables;
+mod tokens;
 pub mod tpch;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
@@ -25,3 +26,4 @@ pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;
 pub use refs::{LogEntry, RefInfo};
 pub use tables::TableEntry;
+pub use tokens::Role;

@@ -17,6 +17,7 @@ pub mod runs;
 pub mod serve;
 pub mod table;
 pub mod tag;
+pub mod token;
 pub mod usage;
 
 use std::path::Path;

@@ -10,6 +10,7 @@ use crate::output::status;
   GET  /healthz            200 when serving
   GET  /metrics            Prometheus metrics (requests, queries, rows, time)
   GET  /api/v1/refs        branches and tags
+  POST /api/v1/branches    {\"name\": \"dev\", \"from\": \"main\"} (writers)
   GET  /api/v1/log         ?ref=main&limit=50: commits, newest first
   GET  /api/v1/tables      ?ref=main: tables of a ref
   GET  /api/v1/runs        pipeline runs; /api/v1/runs/ID one run
@@ -17,12 +18,15 @@ use crate::output::status;
   POST /api/v1/query       {\"sql\": \"...\", \"ref\": \"dev\", \"namespace\": \"tpch\"}: JSON rows, or an
                            Arrow IPC stream with Accept: application/vnd.apache.arrow.stream
 
-Every response carries an x-request-id, and every log line of the request on stderr
-too. SIGINT or SIGTERM finishes requests in flight, then stops. Serving needs --no-auth and a
-loopback address until access tokens exist.
+Requests need Authorization: Bearer TOKEN (basin token create --role reader|writer|admin):
+401 without a known token, 403 when its role does not allow the request. --no-auth serves
+without tokens, on loopback addresses only. Every response carries an x-request-id, and every
+log line of the request on stderr too. SIGINT or SIGTERM finishes requests in flight, then
+stops.
 
 Examples:
-  basin serve --no-auth
+  basin serve --no-auth                     # this machine only, no tokens
+  basin serve --listen 0.0.0.0:8181         # anyone with a token
   curl -s localhost:8181/api/v1/query -d '{\"sql\": \"SELECT 1 AS one\"}' -H 'content-type: application/json'")]
 pub struct Args {
     /// The address to serve HTTP on (port 0 picks a free one)
