@@ -16,6 +16,7 @@
 
 mod catalog;
 mod error;
+mod migrations;
 mod model;
 mod sqlite;
 mod store;

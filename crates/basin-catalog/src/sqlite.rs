@@ -15,78 +15,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::store::Store;
 use crate::usage::{InvocationRecord, InvocationStatus, TokenRecord};
-
-/// Schema migrations, applied in order and tracked in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE commits (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    parent TEXT,
-    merge_parent TEXT,
-    author TEXT NOT NULL,
-    message TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    operations TEXT NOT NULL,
-    properties TEXT NOT NULL
-);
-CREATE TABLE commit_parents (
-    child TEXT NOT NULL,
-    parent TEXT NOT NULL,
-    PRIMARY KEY (child, parent)
-) WITHOUT ROWID;
-CREATE TABLE contents (
-    commit_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (commit_id, key)
-) WITHOUT ROWID;
-CREATE TABLE refs (
-    name TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    commit_id TEXT NOT NULL
-) WITHOUT ROWID;
-"#,
-    r#"
-CREATE TABLE invocations (
-    id TEXT PRIMARY KEY,
-    function TEXT NOT NULL,
-    env_hash TEXT NOT NULL,
-    started_at_ms INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    cpu_ms REAL NOT NULL,
-    peak_memory_bytes INTEGER NOT NULL,
-    memory_limit_bytes INTEGER NOT NULL,
-    rows_in INTEGER NOT NULL,
-    bytes_in INTEGER NOT NULL,
-    rows_out INTEGER NOT NULL,
-    bytes_out INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT
-);
-CREATE INDEX invocations_started ON invocations (started_at_ms);
-"#,
-    r#"
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    started_at_ms INTEGER NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX runs_started ON runs (started_at_ms);
-"#,
-    r#"
-CREATE TABLE tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at_ms INTEGER NOT NULL
-);
-"#,
-];
 
 const ROOT_MESSAGE: &str = "initialize lakehouse";
 

@@ -129,6 +129,18 @@ struct Inner {
     running: Mutex<HashSet<u32>>,
 }
 
+impl Inner {
+    /// The environments' worker slots, without holding the map's lock.
+    fn slots(&self) -> Vec<Slot> {
+        self.zygotes
+            .lock()
+            .expect("zygotes")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
@@ -198,14 +210,7 @@ impl Runtime {
 
     /// Process ids of the warm workers (fork servers) alive now.
     pub async fn workers(&self) -> Vec<u32> {
-        let slots: Vec<Slot> = self
-            .inner
-            .zygotes
-            .lock()
-            .expect("zygotes")
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.inner.slots();
         let mut pids = Vec::new();
         for slot in slots {
             if let Some(z) = slot.lock().await.as_ref() {
@@ -574,14 +579,7 @@ async fn reap_idle(inner: Weak<Inner>) {
         )
         .await;
         let Some(inner) = inner.upgrade() else { return };
-        let slots: Vec<Slot> = inner
-            .zygotes
-            .lock()
-            .expect("zygotes")
-            .values()
-            .cloned()
-            .collect();
-        for slot in slots {
+        for slot in inner.slots() {
             let mut slot = slot.lock().await;
             if slot.as_ref().is_some_and(|z| z.expired(keep_alive)) {
                 slot.take(); // dropping it kills the worker

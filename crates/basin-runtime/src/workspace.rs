@@ -114,6 +114,18 @@ impl Drop for Workspace {
     }
 }
 
+/// Writes `batches` as an Arrow IPC file at `path`.
+pub fn write_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    let what = || format!("writing {}", path.display());
+    let file = File::create(path).map_err(io(what()))?;
+    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+        .map_err(arrow_error(what()))?;
+    for batch in batches {
+        writer.write(batch).map_err(arrow_error(what()))?;
+    }
+    writer.finish().map_err(arrow_error(what()))
+}
+
 /// Reads an Arrow IPC file without copying it: the batches' buffers point into a shared
 /// memory map of the file (which stays valid after the file is removed).
 pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {

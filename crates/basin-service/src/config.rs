@@ -28,6 +28,19 @@ pub mod env {
     pub(crate) fn get(name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
+
+    /// A numeric variable, if set; `what` says what it should be when it is not one.
+    pub(crate) fn number<T: std::str::FromStr>(
+        name: &str,
+        what: &str,
+    ) -> basin_catalog::Result<Option<T>> {
+        get(name)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| basin_catalog::Error::invalid(format!("{name}={v} is not {what}")))
+            })
+            .transpose()
+    }
 }
 
 /// `.basin/config.toml`: what `basin init` decided.
@@ -148,30 +161,12 @@ impl Settings {
             .or_else(|| env::get("USER"))
             .unwrap_or_else(|| "basin".to_string());
         let mut runtime = basin_runtime::RuntimeOptions::default();
-        let keep_alive = env::get(env::KEEP_ALIVE_SECONDS)
-            .map(|v| {
-                v.parse::<f64>().map_err(|_| {
-                    Error::invalid(format!(
-                        "{}={v} is not a number of seconds",
-                        env::KEEP_ALIVE_SECONDS
-                    ))
-                })
-            })
-            .transpose()?
+        let keep_alive = env::number::<f64>(env::KEEP_ALIVE_SECONDS, "a number of seconds")?
             .or(user.functions.keep_alive_seconds);
         if let Some(seconds) = keep_alive {
             runtime.keep_alive = std::time::Duration::from_secs_f64(seconds.max(0.0));
         }
-        let concurrency = env::get(env::MAX_CONCURRENCY)
-            .map(|v| {
-                v.parse::<usize>().map_err(|_| {
-                    Error::invalid(format!(
-                        "{}={v} is not a whole number",
-                        env::MAX_CONCURRENCY
-                    ))
-                })
-            })
-            .transpose()?
+        let concurrency = env::number::<usize>(env::MAX_CONCURRENCY, "a whole number")?
             .or(user.functions.max_concurrency);
         if let Some(n) = concurrency {
             runtime.max_concurrency = n.max(1);

@@ -79,23 +79,19 @@ impl RunCache {
         let tmp = self
             .dir
             .join(format!(".tmp-{key}-{}", uuid::Uuid::new_v4().simple()));
-        let written = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let file = std::fs::File::create(&tmp)?;
-            let mut writer =
-                arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), schema)?;
-            for batch in batches {
-                writer.write(batch)?;
-            }
-            writer.finish()?;
-            std::fs::rename(&tmp, &data)?;
+        let written = basin_runtime::write_ipc_file(&tmp, schema, batches).and_then(|()| {
+            std::fs::rename(&tmp, &data).map_err(|e| Error::io(e.to_string()))?;
             let tmp_meta = tmp.with_extension("json");
-            std::fs::write(&tmp_meta, serde_json::to_vec(entry)?)?;
-            std::fs::rename(&tmp_meta, &meta)?;
-            Ok(())
-        })();
+            let json = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
+            std::fs::write(&tmp_meta, json).map_err(|e| Error::io(e.to_string()))?;
+            std::fs::rename(&tmp_meta, &meta).map_err(|e| Error::io(e.to_string()))
+        });
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Error::io(format!("cannot store the run cache entry {key}: {e}"))
+            Error::io(format!(
+                "cannot store the run cache entry {key}: {}",
+                e.message
+            ))
         })
     }
 }

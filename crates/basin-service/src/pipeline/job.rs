@@ -321,21 +321,7 @@ fn write_ipc(produced: &Produced) -> Result<tempfile::NamedTempFile> {
         .suffix(".arrow")
         .tempfile()
         .map_err(|e| Error::io(format!("cannot create a temporary file: {e}")))?;
-    {
-        let mut writer = arrow::ipc::writer::FileWriter::try_new(
-            std::io::BufWriter::new(file.as_file()),
-            &produced.schema,
-        )
-        .map_err(|e| Error::internal(format!("model output: {e}")))?;
-        for batch in &produced.batches {
-            writer
-                .write(batch)
-                .map_err(|e| Error::internal(format!("model output: {e}")))?;
-        }
-        writer
-            .finish()
-            .map_err(|e| Error::internal(format!("model output: {e}")))?;
-    }
+    basin_runtime::write_ipc_file(file.path(), &produced.schema, &produced.batches)?;
     Ok(file)
 }
 
