@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -43,3 +44,25 @@ def lakehouse(tmp_path) -> Basin:
     basin = Basin(home)
     subprocess.run([BASIN, "init", str(home)], check=True, capture_output=True)
     return basin
+
+
+def start_server(lakehouse: Basin, *args: str):
+    """Starts `basin serve` on a free loopback port; returns its base URL and the process."""
+    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", *args],
+                            stderr=subprocess.PIPE, text=True, env=lakehouse.env)
+    for _ in range(20):
+        line = proc.stderr.readline()
+        match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
+        if match:
+            return f"http://{match.group(1)}", proc
+    proc.kill()
+    raise AssertionError("the server did not say where it listens")
+
+
+@pytest.fixture
+def open_server(lakehouse):
+    """A `basin serve --no-auth` over the test's lakehouse, stopped after the test."""
+    base, proc = start_server(lakehouse, "--no-auth")
+    yield base
+    proc.kill()
+    proc.wait()

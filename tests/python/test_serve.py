@@ -12,7 +12,7 @@ import urllib.request
 import pyarrow as pa
 import pytest
 
-from conftest import BASIN
+from conftest import BASIN, start_server as start
 
 
 @pytest.fixture
@@ -87,17 +87,6 @@ def test_no_auth_beyond_loopback_is_refused(lakehouse):
     refused = lakehouse.run("serve", "--listen", "0.0.0.0:0", "--no-auth", check=False)
     assert refused.returncode == 1 and "anyone on the network" in refused.stderr
     assert "basin token create" in refused.stderr
-
-
-def start(lakehouse, *args):
-    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", *args],
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(20):
-        line = proc.stderr.readline()
-        match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
-        if match:
-            return f"http://{match.group(1)}", proc
-    raise AssertionError("the server did not say where it listens")
 
 
 def call(url, token=None, body=None):

@@ -26,8 +26,11 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The route a path belongs to, for metrics (bounded labels, never raw paths).
-pub(crate) fn route_label(path: &str) -> &'static str {
-    match path {
+pub(crate) fn route_label(path: &str) -> String {
+    if path.starts_with("/v1/") {
+        return crate::iceberg_rest::route_label(path);
+    }
+    let label = match path {
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
         "/api/v1/refs" => "/api/v1/refs",
@@ -39,7 +42,8 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/api/v1/usage" => "/api/v1/usage",
         p if p.starts_with("/api/v1/runs/") => "/api/v1/runs/{id}",
         _ => "other",
-    }
+    };
+    label.to_string()
 }
 
 /// A Basin error as an HTTP response: the status from its kind, and

@@ -8,18 +8,30 @@ use basin_service::Role;
 
 use crate::AppState;
 
-/// The role a request needs (`None`: anyone, even without a token).
+/// The role a request needs (`None`: anyone, even without a token). Reading needs a reader;
+/// anything that may change the lakehouse needs a writer.
 fn required(method: &Method, path: &str) -> Option<Role> {
-    match (method, path) {
-        (_, "/healthz") => None,
-        (&Method::POST, "/api/v1/branches") => Some(Role::Writer),
-        _ => Some(Role::Reader),
+    let reads = matches!(*method, Method::GET | Method::HEAD)
+        || path == "/api/v1/query"
+        || (path.starts_with("/v1/") && path.ends_with("/metrics"));
+    match path {
+        "/healthz" => None,
+        _ if reads => Some(Role::Reader),
+        _ => Some(Role::Writer),
     }
 }
 
 fn refuse(status: StatusCode, message: &str, hint: &str) -> Response {
-    let body =
-        serde_json::json!({"error": {"message": message, "hint": hint, "kind": "Unauthorized"}});
+    // Both Basin's error shape (`hint`, `kind`) and the Iceberg REST one (`type`, `code`).
+    let kind = if status == StatusCode::FORBIDDEN {
+        "ForbiddenException"
+    } else {
+        "NotAuthorizedException"
+    };
+    let body = serde_json::json!({"error": {
+        "message": message, "hint": hint, "kind": "Unauthorized",
+        "type": kind, "code": status.as_u16(),
+    }});
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(

@@ -1,6 +1,6 @@
-//! `basin serve`: one server process over one lakehouse. So far it offers Basin's operations
-//! over HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams);
-//! the Iceberg REST catalog, the Postgres wire protocol, tokens and the console come next.
+//! `basin serve`: one server process over one lakehouse. It offers Basin's operations over
+//! HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams) and the
+//! Iceberg REST catalog protocol under `/v1`, behind bearer tokens with roles.
 //!
 //! Every request gets an id (the caller's `x-request-id`, or a new one), returned in the
 //! response and carried by every log line of the request. SIGINT or SIGTERM stops accepting
@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod iceberg_rest;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
         open,
     };
     api::routes()
+        .merge(iceberg_rest::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -134,7 +136,7 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
     span.in_scope(|| tracing::info!(status, ms = seconds * 1000.0, "done"));
     state
         .metrics
-        .request(method.as_ref(), api::route_label(&path), status, seconds);
+        .request(method.as_ref(), &api::route_label(&path), status, seconds);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -24,6 +24,7 @@ pub use basin_catalog::{Error, ErrorKind, Result};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW, UsageRow, summarize_usage};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;
+pub use namespaces::PropertiesUpdate;
 pub use refs::{LogEntry, RefInfo};
 pub use tables::TableEntry;
 pub use tokens::Role;

@@ -1,8 +1,22 @@
-//! Namespaces: folders of tables, versioned like tables.
+//! Namespaces: folders of tables, versioned like tables, each with string properties.
 
-use basin_catalog::{Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Result};
+use std::collections::BTreeMap;
+
+use basin_catalog::{
+    Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved, Result,
+};
+use serde::Serialize;
 
 use crate::Lakehouse;
+
+/// What a properties update did (the Iceberg REST catalog's answer).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PropertiesUpdate {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    /// Keys asked to be removed that were not there.
+    pub missing: Vec<String>,
+}
 
 impl Lakehouse {
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
@@ -15,7 +29,23 @@ impl Lakehouse {
             .collect())
     }
 
-    pub async fn create_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+    /// The namespace's properties at `at`; `NotFound` if it does not exist there.
+    pub async fn namespace_properties(
+        &self,
+        name: &str,
+        at: Option<&str>,
+    ) -> Result<BTreeMap<String, String>> {
+        let key = Key::parse(name)?;
+        let at = self.resolve(at).await?;
+        namespace_at(self, &at, &key).await
+    }
+
+    pub async fn create_namespace(
+        &self,
+        name: &str,
+        branch: Option<&str>,
+        properties: BTreeMap<String, String>,
+    ) -> Result<Commit> {
         let key = Key::parse(name)?;
         let at = self.resolve(branch).await?;
         let branch = at.writable_branch()?;
@@ -30,26 +60,38 @@ impl Lakehouse {
                 .with_author(&self.settings().author)
                 .with_operations([Operation::Put {
                     key,
-                    content: Content::namespace(),
+                    content: Content::Namespace { properties },
                 }]);
         self.catalog().commit(request).await
     }
 
+    /// Drops an empty namespace; one that still holds tables or namespaces is refused.
     pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::parse(name)?;
         let at = self.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        match self.catalog().content(&at, &key).await? {
-            Some(Content::Namespace { .. }) => {}
-            Some(Content::Table { .. }) => {
-                return Err(Error::invalid(format!("`{key}` is a table"))
-                    .with_hint(format!("use `basin table rm {key}`")));
-            }
-            None => {
-                return Err(Error::not_found(format!(
-                    "namespace `{key}` does not exist on `{branch}`"
-                )));
-            }
+        namespace_at(self, &at, &key).await?;
+        let prefix = format!("{key}.");
+        let inside: Vec<String> = self
+            .catalog()
+            .contents(&at)
+            .await?
+            .into_keys()
+            .filter(|k| k.as_str().starts_with(&prefix))
+            .map(|k| k.to_string())
+            .collect();
+        if let Some(first) = inside.first() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "namespace `{key}` on `{branch}` is not empty: it holds {} (`{first}`{})",
+                    plural(inside.len(), "entry", "entries"),
+                    if inside.len() > 1 { ", ..." } else { "" }
+                ),
+            )
+            .with_hint(format!(
+                "drop what is inside first (`basin table rm {first}`)"
+            )));
         }
         let request =
             CommitRequest::new(branch, at.commit.clone(), format!("drop namespace {key}"))
@@ -57,4 +99,64 @@ impl Lakehouse {
                 .with_operations([Operation::Delete { key }]);
         self.catalog().commit(request).await
     }
+
+    /// Sets and removes namespace properties in one commit.
+    pub async fn update_namespace_properties(
+        &self,
+        name: &str,
+        branch: Option<&str>,
+        removals: Vec<String>,
+        updates: BTreeMap<String, String>,
+    ) -> Result<PropertiesUpdate> {
+        let key = Key::parse(name)?;
+        if let Some(both) = removals.iter().find(|k| updates.contains_key(*k)) {
+            return Err(Error::invalid(format!(
+                "property `{both}` is both set and removed"
+            )));
+        }
+        let at = self.resolve(branch).await?;
+        let branch = at.writable_branch()?;
+        let mut properties = namespace_at(self, &at, &key).await?;
+        let mut result = PropertiesUpdate::default();
+        for k in removals {
+            if properties.remove(&k).is_some() {
+                result.removed.push(k);
+            } else {
+                result.missing.push(k);
+            }
+        }
+        result.updated = updates.keys().cloned().collect();
+        properties.extend(updates);
+        let request = CommitRequest::new(
+            branch,
+            at.commit.clone(),
+            format!("update properties of namespace {key}"),
+        )
+        .with_author(&self.settings().author)
+        .with_operations([Operation::Put {
+            key,
+            content: Content::Namespace { properties },
+        }]);
+        self.catalog().commit(request).await?;
+        Ok(result)
+    }
+}
+
+async fn namespace_at(
+    lakehouse: &Lakehouse,
+    at: &Resolved,
+    key: &Key,
+) -> Result<BTreeMap<String, String>> {
+    match lakehouse.catalog().content(at, key).await? {
+        Some(Content::Namespace { properties }) => Ok(properties),
+        Some(Content::Table { .. }) => Err(Error::invalid(format!("`{key}` is a table"))),
+        None => Err(
+            Error::not_found(format!("namespace `{key}` does not exist on `{}`", at.spec))
+                .with_hint("list namespaces with `basin namespace ls`"),
+        ),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -1,7 +1,10 @@
-//! Table-level operations: list, show, drop, revert.
+//! Table-level operations: list, show, drop, revert, rename, register, and Iceberg's own
+//! requirements-and-updates commits (what the REST catalog receives).
 
-use basin_catalog::{Commit, CommitRequest, Content, Error, Key, Operation, Result};
-use basin_table::{TableSummary, Tables};
+use basin_catalog::{Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Result};
+use basin_table::iceberg::TableUpdate;
+use basin_table::iceberg::table::Table;
+use basin_table::{TableSummary, TableUpdates, Tables};
 use serde::Serialize;
 
 use crate::Lakehouse;
@@ -81,5 +84,127 @@ impl Lakehouse {
             content: Content::table(location),
         }]);
         self.catalog().commit(request).await
+    }
+
+    /// Applies Iceberg requirements and updates to one or more tables on `branch`, in one
+    /// catalog commit (see [`Tables::commit_updates`]). Returns the tables as committed.
+    pub async fn commit_table_updates(
+        &self,
+        branch: Option<&str>,
+        changes: &[TableUpdates],
+    ) -> Result<Vec<Table>> {
+        let at = self.resolve(branch).await?;
+        let branch = at.writable_branch()?;
+        let message = changes.iter().map(describe).collect::<Vec<_>>().join("; ");
+        let request = CommitRequest::new(branch, at.commit.clone(), message)
+            .with_author(&self.settings().author);
+        self.tables().commit_updates(changes, request).await
+    }
+
+    /// Renames (or moves to another namespace) a table on `branch`, in one commit.
+    pub async fn rename_table(&self, from: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
+        let (from, to) = (Key::table(from)?, Key::table(to)?);
+        let at = self.resolve(branch).await?;
+        let branch = at.writable_branch()?;
+        let location = self.catalog().table_location(&at, &from).await?;
+        if self.catalog().content(&at, &to).await?.is_some() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("`{to}` already exists on `{branch}`"),
+            )
+            .with_hint("pick another name, or drop that table first"));
+        }
+        if let Some(ns) = to.namespace()
+            && self.catalog().content(&at, &ns).await?.is_none()
+        {
+            return Err(
+                Error::not_found(format!("namespace `{ns}` does not exist on `{branch}`"))
+                    .with_hint(format!("create it first: `basin namespace create {ns}`")),
+            );
+        }
+        let request = CommitRequest::new(
+            branch,
+            at.commit.clone(),
+            format!("rename table {from} to {to}"),
+        )
+        .with_author(&self.settings().author)
+        .with_operations([
+            Operation::Delete { key: from },
+            Operation::Put {
+                key: to,
+                content: Content::table(location),
+            },
+        ]);
+        self.catalog().commit(request).await
+    }
+
+    /// Points `name` on `branch` at an existing Iceberg metadata file (written by another
+    /// engine, or a table's past state). With `overwrite`, an existing table is replaced.
+    pub async fn register_table(
+        &self,
+        name: &str,
+        metadata_location: &str,
+        branch: Option<&str>,
+        overwrite: bool,
+    ) -> Result<Table> {
+        let key = Key::table(name)?;
+        let at = self.resolve(branch).await?;
+        let branch = at.writable_branch()?;
+        let table = self.tables().load_from(&key, metadata_location).await?;
+        match self.catalog().content(&at, &key).await? {
+            Some(Content::Table { .. }) if !overwrite => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("table `{key}` already exists on `{branch}`"),
+                )
+                .with_hint("register it under another name, or ask to overwrite"));
+            }
+            Some(Content::Namespace { .. }) => {
+                return Err(Error::invalid(format!("`{key}` is a namespace")));
+            }
+            _ => {}
+        }
+        if let Some(ns) = key.namespace()
+            && self.catalog().content(&at, &ns).await?.is_none()
+        {
+            return Err(Error::not_found(format!(
+                "namespace `{ns}` does not exist on `{branch}`"
+            )));
+        }
+        let request = CommitRequest::new(
+            branch,
+            at.commit.clone(),
+            format!("register table {key} at {metadata_location}"),
+        )
+        .with_author(&self.settings().author)
+        .with_operations([Operation::Put {
+            key,
+            content: Content::table(metadata_location),
+        }]);
+        self.catalog().commit(request).await?;
+        Ok(table)
+    }
+}
+
+/// A commit message for one table's Iceberg updates: `append to sales.orders`.
+fn describe(change: &TableUpdates) -> String {
+    let key = &change.key;
+    let snapshot = change.updates.iter().find_map(|u| match u {
+        TableUpdate::AddSnapshot { snapshot } => Some(snapshot.summary().operation.as_str()),
+        _ => None,
+    });
+    let schema = change
+        .updates
+        .iter()
+        .any(|u| matches!(u, TableUpdate::AddSchema { .. }));
+    let created = change
+        .requirements
+        .iter()
+        .any(|r| matches!(r, basin_table::iceberg::TableRequirement::NotExist));
+    match (created, snapshot, schema) {
+        (true, _, _) => format!("create table {key}"),
+        (false, Some(op), _) => format!("{op} to {key}"),
+        (false, None, true) => format!("change the schema of {key}"),
+        (false, None, false) => format!("update {key}"),
     }
 }

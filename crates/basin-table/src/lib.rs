@@ -12,6 +12,7 @@ mod merge;
 mod overwrite;
 mod staging;
 mod tables;
+mod updates;
 mod warehouse;
 mod writer;
 
@@ -21,6 +22,7 @@ pub use tables::{
     ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,
     WriteOutcome,
 };
+pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};
 pub use writer::TableWriter;
 

@@ -36,7 +36,9 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             print(format.format, &names, &["namespace"], rows)
         }
         Command::Create { name, branch } => {
-            let commit = lakehouse.create_namespace(&name, branch.as_deref()).await?;
+            let commit = lakehouse
+                .create_namespace(&name, branch.as_deref(), Default::default())
+                .await?;
             status(format!(
                 "Created namespace `{name}` (commit {})",
                 commit.id.short()

@@ -134,7 +134,7 @@ impl Lakehouse {
             .await?
             .contains(&project.namespace)
         {
-            self.create_namespace(&project.namespace, Some(&branch))
+            self.create_namespace(&project.namespace, Some(&branch), Default::default())
                 .await?;
         }
         let mut record = RunRecord {

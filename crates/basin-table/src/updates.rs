@@ -1,0 +1,250 @@
+//! Iceberg's own change language (requirements and updates, as the REST catalog protocol
+//! sends them) applied to tables on a branch, one or several tables in one catalog commit.
+//!
+//! Requirements are checked against the branch head. If the branch moves before the commit
+//! lands, the store re-bases it when none of its tables changed; when one did, the
+//! requirements are checked again on the new head and, if they still hold, the updates are
+//! applied again: a retry that can succeed is made here, one that cannot is a conflict.
+
+use std::collections::HashMap;
+
+use basin_catalog::{CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved};
+use iceberg::spec::{
+    FormatVersion, Schema, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+};
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
+
+use crate::error::{Result, from_iceberg};
+use crate::staging::stage_updates;
+use crate::tables::Tables;
+
+/// How often a commit is checked and staged again after losing a race on one of its tables.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// One table's part of a commit: what must hold, then what changes.
+#[derive(Clone, Debug)]
+pub struct TableUpdates {
+    pub key: Key,
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
+impl TableUpdates {
+    /// Creating `key` with the metadata a [`TableMetadataBuilder`] produced from scratch.
+    pub fn create(key: Key, updates: Vec<TableUpdate>) -> Self {
+        Self {
+            key,
+            requirements: vec![TableRequirement::NotExist],
+            updates,
+        }
+    }
+
+    fn creates(&self) -> bool {
+        self.requirements
+            .iter()
+            .any(|r| matches!(r, TableRequirement::NotExist))
+    }
+}
+
+impl Tables {
+    /// Applies `changes` to their tables on `request.branch` in one catalog commit, and
+    /// returns each table as committed. Fails with `Conflict` when a requirement does not
+    /// hold on the branch head, and `NotFound` for a table (or a new table's namespace)
+    /// that is not there.
+    pub async fn commit_updates(
+        &self,
+        changes: &[TableUpdates],
+        request: CommitRequest,
+    ) -> Result<Vec<Table>> {
+        let branch = request.branch.clone();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let head = self.catalog().resolve(&branch).await?;
+            let mut staged = Vec::with_capacity(changes.len());
+            let mut operations = Vec::with_capacity(changes.len());
+            for change in changes {
+                let table = self.stage_updates(&head, change).await?;
+                let location = table
+                    .metadata_location_result()
+                    .map_err(from_iceberg("staged table"))?
+                    .to_string();
+                operations.push(Operation::Put {
+                    key: change.key.clone(),
+                    content: Content::table(location),
+                });
+                staged.push(table);
+            }
+            let mut attempt_request = request.clone();
+            attempt_request.expected_head = head.commit.clone();
+            attempt_request.operations = operations;
+            match self.catalog().commit(attempt_request).await {
+                Ok(_) => return Ok(staged),
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, "a table changed meanwhile; checking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Checks one table's requirements at `head` and writes its next metadata file.
+    async fn stage_updates(&self, head: &Resolved, change: &TableUpdates) -> Result<Table> {
+        let key = &change.key;
+        let current = match self.catalog().content(head, key).await? {
+            Some(Content::Table { metadata_location }) => {
+                Some(self.load_from(key, &metadata_location).await?)
+            }
+            Some(Content::Namespace { .. }) => {
+                return Err(Error::invalid(format!(
+                    "`{key}` is a namespace, not a table"
+                )));
+            }
+            None => None,
+        };
+        for requirement in &change.requirements {
+            requirement
+                .check(current.as_ref().map(Table::metadata))
+                .map_err(|e| {
+                    let kind = if e.kind() == iceberg::ErrorKind::TableNotFound {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Conflict
+                    };
+                    Error::new(kind, format!("`{key}` on `{}`: {}", head.spec, e.message()))
+                        .with_hint("load the table again and retry the change on its current state")
+                })?;
+        }
+        let context = format!("cannot apply the changes to `{key}`");
+        match current {
+            Some(table) => stage_updates(&table, &[], change.updates.clone())
+                .await
+                .map_err(from_iceberg(&context)),
+            None if change.creates() => {
+                if let Some(ns) = key.namespace()
+                    && self.catalog().content(head, &ns).await?.is_none()
+                {
+                    return Err(Error::not_found(format!(
+                        "namespace `{ns}` does not exist on `{}`",
+                        head.spec
+                    ))
+                    .with_hint(format!("create it first: `basin namespace create {ns}`")));
+                }
+                self.stage_new(key, &change.updates).await
+            }
+            None => Err(Error::not_found(format!(
+                "table `{key}` does not exist on `{}`",
+                head.spec
+            ))),
+        }
+    }
+
+    /// Writes the first metadata file of a table created by `updates` (a staged create:
+    /// assign-uuid, add-schema, add-spec, set-location, ... and perhaps a first snapshot).
+    async fn stage_new(&self, key: &Key, updates: &[TableUpdate]) -> Result<Table> {
+        let context = format!("cannot create table `{key}`");
+        let metadata = metadata_from_updates(updates, || self.warehouse().new_table_location(key))
+            .map_err(from_iceberg(&context))?;
+        let location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
+        metadata
+            .write_to(self.warehouse().file_io(), &location)
+            .await
+            .map_err(from_iceberg(&context))?;
+        self.load_from(key, &location.to_string()).await
+    }
+
+    /// The metadata of a new table as `basin` would create it, for a REST create request:
+    /// its changes, to commit with [`TableUpdates::create`], and the metadata itself.
+    pub fn new_table_metadata(
+        &self,
+        key: &Key,
+        schema: Schema,
+        spec: Option<UnboundPartitionSpec>,
+        sort_order: Option<SortOrder>,
+        location: Option<String>,
+        mut properties: HashMap<String, String>,
+    ) -> Result<(TableMetadata, Vec<TableUpdate>)> {
+        let context = format!("cannot create table `{key}`");
+        let format_version = match properties.remove("format-version").as_deref() {
+            None | Some("2") => FormatVersion::V2,
+            Some("1") => FormatVersion::V1,
+            Some("3") => FormatVersion::V3,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "{context}: format-version `{other}` is not 1, 2 or 3"
+                )));
+            }
+        };
+        properties
+            .entry("write.parquet.compression-codec".to_string())
+            .or_insert_with(|| "snappy".to_string());
+        let built = TableMetadataBuilder::new(
+            schema,
+            spec.unwrap_or_default(),
+            sort_order.unwrap_or(SortOrder::unsorted_order()),
+            location.unwrap_or_else(|| self.warehouse().new_table_location(key)),
+            format_version,
+            properties,
+        )
+        .and_then(|b| b.build())
+        .map_err(from_iceberg(&context))?;
+        let mut changes = vec![
+            TableUpdate::AssignUuid {
+                uuid: built.metadata.uuid(),
+            },
+            TableUpdate::UpgradeFormatVersion { format_version },
+        ];
+        changes.extend(built.changes);
+        Ok((built.metadata, changes))
+    }
+}
+
+/// Builds a new table's metadata from the updates of a create transaction. iceberg-rust has
+/// no "empty metadata" to apply them to (Java's `buildFromEmpty`), so the first schema,
+/// location and format version seed a builder and every update is then applied in order;
+/// re-adding the seed schema is a no-op because the builder reuses equal schemas.
+fn metadata_from_updates(
+    updates: &[TableUpdate],
+    default_location: impl FnOnce() -> String,
+) -> iceberg::Result<TableMetadata> {
+    let schema = updates
+        .iter()
+        .find_map(|u| match u {
+            TableUpdate::AddSchema { schema } => Some(schema.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                "a new table needs an add-schema update",
+            )
+        })?;
+    let location = updates
+        .iter()
+        .find_map(|u| match u {
+            TableUpdate::SetLocation { location } => Some(location.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(default_location);
+    let format_version = updates
+        .iter()
+        .find_map(|u| match u {
+            TableUpdate::UpgradeFormatVersion { format_version } => Some(*format_version),
+            _ => None,
+        })
+        .unwrap_or(FormatVersion::V2);
+    let mut builder = TableMetadataBuilder::new(
+        schema,
+        UnboundPartitionSpec::default(),
+        SortOrder::unsorted_order(),
+        location,
+        format_version,
+        HashMap::new(),
+    )?;
+    for update in updates {
+        builder = update.clone().apply(builder)?;
+    }
+    Ok(builder.build()?.metadata)
+}

@@ -1,0 +1,217 @@
+"""The Iceberg REST catalog, driven by the real client: PyIceberg from PyPI against a real
+`basin serve`. Branches are warehouses; every client commit is one catalog commit."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.rest import RestCatalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    ForbiddenError,
+    NamespaceNotEmptyError,
+    NoSuchNamespaceError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    UnauthorizedError,
+)
+from pyiceberg.types import StringType
+
+from conftest import start_server
+
+
+def catalog(base, warehouse="main", **props):
+    return RestCatalog("basin", uri=base, warehouse=warehouse, **props)
+
+
+def orders(ids, amounts):
+    return pa.table({"id": pa.array(ids, pa.int64()), "amount": pa.array(amounts, pa.float64())})
+
+
+def http(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+def count(lakehouse, table, at="main"):
+    out = lakehouse.json("query", f"SELECT count(*) AS n FROM {table}", "--ref", at)
+    return out[0]["n"]
+
+
+def test_pyiceberg_creates_appends_evolves_time_travels_and_branches(lakehouse, open_server):
+    main = catalog(open_server)
+    main.create_namespace("sales", {"owner": "ana"})
+    assert ("sales",) in main.list_namespaces()
+    assert main.load_namespace_properties("sales") == {"owner": "ana"}
+    summary = main.update_namespace_properties("sales", removals={"gone"}, updates={"tier": "gold"})
+    assert summary.updated == ["tier"] and summary.missing == ["gone"] and summary.removed == []
+
+    table = main.create_table("sales.orders", schema=orders([], []).schema)
+    table.append(orders([1, 2], [10.5, 3.25]))
+    table.append(orders([3], [7.0]))
+    with table.update_schema() as update:
+        update.add_column("note", StringType())
+    table.append(pa.table({"id": pa.array([4], pa.int64()), "amount": [1.0], "note": ["late"]}))
+
+    read = main.load_table("sales.orders").scan().to_arrow()
+    assert sorted(read.column("id").to_pylist()) == [1, 2, 3, 4]
+    assert read.column("note").to_pylist().count("late") == 1
+    # Basin's own SQL reads what PyIceberg wrote, and the catalog kept the whole history.
+    assert count(lakehouse, "sales.orders") == 4
+    shown = lakehouse.json("table", "show", "sales.orders")
+    assert [s["operation"] for s in shown["snapshots"]] == ["append", "append", "append"]
+    assert [c["name"] for c in shown["columns"]] == ["id", "amount", "note"]
+    log = lakehouse.json("log", "--limit", "3")
+    assert [e["message"] for e in log] == ["append to sales.orders", "change the schema of sales.orders",
+                                          "append to sales.orders"]
+
+    # Time travel by snapshot id.
+    first = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)[0]
+    assert sorted(table.scan(snapshot_id=first.snapshot_id).to_arrow().column("id").to_pylist()) == [1, 2]
+
+    # Branch `dev` is another warehouse: main does not see its commits until `basin merge dev`.
+    lakehouse("branch", "create", "dev")
+    dev = catalog(open_server, warehouse="dev")
+    dev.load_table("sales.orders").append(pa.table({"id": pa.array([5], pa.int64()), "amount": [2.0], "note": ["dev"]}))
+    assert len(dev.load_table("sales.orders").scan().to_arrow()) == 5
+    assert len(main.load_table("sales.orders").scan().to_arrow()) == 4
+    assert count(lakehouse, "sales.orders", at="dev") == 5 and count(lakehouse, "sales.orders") == 4
+    lakehouse("merge", "dev")
+    assert len(main.load_table("sales.orders").scan().to_arrow()) == 5
+    assert count(lakehouse, "sales.orders") == 5
+
+
+def test_config_names_the_branch_and_the_exact_endpoints(lakehouse, open_server):
+    status, config = http("GET", f"{open_server}/v1/config?warehouse=main")
+    assert status == 200 and config["defaults"] == {"prefix": "main"}
+    assert "POST /v1/{prefix}/transactions/commit" in config["endpoints"]
+    assert "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}" in config["endpoints"]
+    assert not any("views" in e or "oauth" in e for e in config["endpoints"])
+    # Every announced endpoint is served: none answers 404 for its route or 405 for its method.
+    http("POST", f"{open_server}/v1/main/namespaces", {"namespace": ["n"]})
+    for endpoint in config["endpoints"]:
+        method, path = endpoint.split(" ")
+        url = open_server + path.replace("{prefix}", "main").replace("{namespace}", "n").replace("{table}", "t")
+        status, body = http(method, url, {} if method == "POST" else None)
+        assert status != 405, endpoint
+        assert status != 404 or body is None or body["error"]["type"].startswith("NoSuch"), (endpoint, body)
+
+    status, body = http("GET", f"{open_server}/v1/config?warehouse=nope")
+    assert status == 400 and "basin branch create nope" in body["error"]["message"]
+
+
+def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server):
+    main = catalog(open_server)
+    with pytest.raises(NoSuchNamespaceError):
+        main.create_table("ghost.orders", schema=orders([], []).schema)
+    main.create_namespace("sales")
+    table = main.create_table("sales.orders", schema=orders([], []).schema)
+    with pytest.raises(TableAlreadyExistsError):
+        main.create_table("sales.orders", schema=orders([], []).schema)
+    with pytest.raises(NoSuchTableError):
+        main.load_table("sales.missing")
+    assert main.table_exists("sales.orders") and not main.table_exists("sales.missing")
+    assert main.namespace_exists("sales") and not main.namespace_exists("ghost")
+    with pytest.raises(NamespaceNotEmptyError):
+        main.drop_namespace("sales")
+
+    # The spec's error body, with the status as `code`.
+    status, body = http("GET", f"{open_server}/v1/main/namespaces/sales/tables/missing")
+    assert status == 404 and body["error"]["type"] == "NoSuchTableException" and body["error"]["code"] == 404
+    assert "sales.missing" in body["error"]["message"]
+
+    # A commit whose requirement no longer holds is refused with 409, and nothing changes.
+    table.append(orders([1], [1.0]))
+    stale = {"requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": 1}],
+             "updates": [{"action": "set-properties", "updates": {"x": "y"}}]}
+    status, body = http("POST", f"{open_server}/v1/main/namespaces/sales/tables/orders", stale)
+    assert status == 409 and body["error"]["type"] == "CommitFailedException"
+    assert "x" not in main.load_table("sales.orders").properties
+
+    # A staged create becomes visible only when its transaction commits.
+    tx = main.create_table_transaction("sales.staged", schema=orders([], []).schema)
+    assert not main.table_exists("sales.staged")
+    tx.append(orders([7, 8], [1.0, 2.0]))
+    tx.commit_transaction()
+    assert sorted(main.load_table("sales.staged").scan().to_arrow().column("id").to_pylist()) == [7, 8]
+
+    # A multi-table transaction is one catalog commit: all or nothing.
+    commits = len(lakehouse.json("log"))
+    change = lambda name, reqs: {"identifier": {"namespace": ["sales"], "name": name}, "requirements": reqs,
+                                 "updates": [{"action": "set-properties", "updates": {"team": "growth"}}]}
+    failing = [{"type": "assert-table-uuid", "uuid": "00000000-0000-0000-0000-000000000000"}]
+    status, body = http("POST", f"{open_server}/v1/main/transactions/commit",
+                        {"table-changes": [change("orders", []), change("staged", failing)]})
+    assert status == 409 and "team" not in main.load_table("sales.orders").properties
+    status, _ = http("POST", f"{open_server}/v1/main/transactions/commit",
+                     {"table-changes": [change("orders", []), change("staged", [])]})
+    assert status == 204 and len(lakehouse.json("log")) == commits + 1
+    assert main.load_table("sales.staged").properties["team"] == "growth"
+
+    # Rename, register, drop.
+    main.rename_table("sales.staged", "sales.renamed")
+    assert not main.table_exists("sales.staged") and main.table_exists("sales.renamed")
+    location = main.load_table("sales.renamed").metadata_location
+    registered = main.register_table("sales.copy", location)
+    assert len(registered.scan().to_arrow()) == 2
+    main.drop_table("sales.copy")
+    assert not main.table_exists("sales.copy")
+    status, body = http("POST", f"{open_server}/v1/main/namespaces/sales/register",
+                        {"name": "evil", "metadata-location": "/etc/passwd"})
+    assert status == 400 and "outside the warehouse" in body["error"]["message"]
+
+
+def test_concurrent_appends_lose_nothing(lakehouse, open_server):
+    catalog(open_server).create_namespace("sales")
+    catalog(open_server).create_table("sales.orders", schema=orders([], []).schema)
+    writers, per_writer, errors = 4, 3, []
+
+    def write(n):
+        client = catalog(open_server)
+        for i in range(per_writer):
+            while True:  # the client's own retry: reload, append again
+                try:
+                    client.load_table("sales.orders").append(orders([n * 100 + i], [1.0]))
+                    break
+                except CommitFailedException:
+                    continue
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+                    return
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ids = catalog(open_server).load_table("sales.orders").scan().to_arrow().column("id").to_pylist()
+    assert sorted(ids) == sorted(n * 100 + i for n in range(writers) for i in range(per_writer))
+    assert count(lakehouse, "sales.orders") == writers * per_writer
+
+
+def test_tokens_guard_the_catalog(lakehouse):
+    reader = lakehouse("token", "create", "--role", "reader").strip()
+    writer = lakehouse("token", "create", "--role", "writer").strip()
+    base, proc = start_server(lakehouse)
+    try:
+        with pytest.raises(UnauthorizedError):
+            catalog(base)  # the client asks for /v1/config first
+        catalog(base, token=writer).create_namespace("sales")
+        as_reader = catalog(base, token=reader)
+        assert ("sales",) in as_reader.list_namespaces()
+        with pytest.raises(ForbiddenError):
+            as_reader.create_namespace("other")
+    finally:
+        proc.kill()
+        proc.wait()
