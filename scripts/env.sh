@@ -19,3 +19,15 @@ basin_python_env() {
         echo "$want" >"$stamp"
     fi
 }
+
+# Installs Debian packages the tests drive (psql) when they are missing. Root or sudo.
+basin_system_packages() {
+    local missing=()
+    command -v psql >/dev/null || missing+=(postgresql-client)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing ${missing[*]} with apt" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. Rust unit and integration tests, then the Python
-# tests that drive the real binary with real clients (PyIceberg, an S3-protocol server).
+# tests that drive the real binary with real clients (PyIceberg, an S3-protocol server,
+# psql and psycopg).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
+basin_system_packages
 basin_python_env
 
 echo "== cargo build" >&2

@@ -54,6 +54,8 @@ def start_server(lakehouse: Basin, *args: str):
         line = proc.stderr.readline()
         match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
         if match:
+            pg = re.search(r"postgresql://127\.0\.0\.1:(\d+)", line)
+            proc.port = int(pg.group(1)) if pg else None  # the Postgres port, with --pg-listen
             return f"http://{match.group(1)}", proc
     proc.kill()
     raise AssertionError("the server did not say where it listens")

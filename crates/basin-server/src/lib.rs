@@ -1,6 +1,7 @@
 //! `basin serve`: one server process over one lakehouse. It offers Basin's operations over
-//! HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams) and the
-//! Iceberg REST catalog protocol under `/v1`, behind bearer tokens with roles.
+//! HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams), the
+//! Iceberg REST catalog protocol under `/v1`, and read-only SQL over the Postgres wire
+//! protocol, all behind the same access tokens.
 //!
 //! Every request gets an id (the caller's `x-request-id`, or a new one), returned in the
 //! response and carried by every log line of the request. SIGINT or SIGTERM stops accepting
@@ -10,6 +11,7 @@ mod api;
 mod auth;
 mod iceberg_rest;
 mod metrics;
+mod postgres;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,15 @@ pub struct ServeOptions {
     /// Serve without tokens (allowed on loopback addresses only); otherwise every request
     /// but /healthz needs `Authorization: Bearer TOKEN` with a role that allows it.
     pub no_auth: bool,
+    /// Also serve the Postgres wire protocol (read-only SQL) here.
+    pub pg_listen: Option<SocketAddr>,
+}
+
+/// Where `basin serve` ended up listening (port 0 picks a free port).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub postgres: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -46,11 +57,20 @@ pub(crate) struct AppState {
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
 /// requests need no token.
 pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
-    let state = AppState {
-        lakehouse,
-        metrics: Arc::new(Metrics::new()),
-        open,
-    };
+    router(AppState::new(lakehouse, open))
+}
+
+impl AppState {
+    fn new(lakehouse: Lakehouse, open: bool) -> Self {
+        Self {
+            lakehouse,
+            metrics: Arc::new(Metrics::new()),
+            open,
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
     api::routes()
         .merge(iceberg_rest::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
@@ -61,18 +81,20 @@ pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
         .with_state(state)
 }
 
-/// Serves until SIGINT or SIGTERM; `ready` is told the bound address (port 0 picks one).
+/// Serves until SIGINT or SIGTERM; `ready` is told the bound addresses.
 pub async fn serve(
     lakehouse: Lakehouse,
     options: ServeOptions,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(Bound),
 ) -> Result<()> {
-    if options.no_auth && !options.listen.ip().is_loopback() {
-        return Err(Error::invalid(format!(
-            "--no-auth on {} would let anyone on the network read and change the lakehouse",
-            options.listen
-        ))
-        .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
+    let addresses = std::iter::once(options.listen).chain(options.pg_listen);
+    for address in addresses {
+        if options.no_auth && !address.ip().is_loopback() {
+            return Err(Error::invalid(format!(
+                "--no-auth on {address} would let anyone on the network read and change the lakehouse"
+            ))
+            .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
+        }
     }
     if !options.no_auth && lakehouse.list_tokens().await?.is_empty() {
         tracing::warn!(
@@ -85,13 +107,39 @@ pub async fn serve(
             Error::io(format!("cannot listen on {}: {e}", options.listen))
                 .with_hint("pick another port with --listen")
         })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::io(format!("{e}")))?;
-    ready(bound);
+    let pg_listener = match options.pg_listen {
+        Some(address) => Some(postgres::bind(address).await?),
+        None => None,
+    };
+    let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::io(format!("{e}")));
+    ready(Bound {
+        http: local(&listener)?,
+        postgres: pg_listener.as_ref().map(local).transpose()?,
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
     let runtime = lakehouse.clone();
-    axum::serve(listener, app(lakehouse, options.no_auth))
-        .with_graceful_shutdown(shutdown_signal())
+    let state = AppState::new(lakehouse, options.no_auth);
+    if let Some(listener) = pg_listener {
+        tokio::spawn(postgres::serve(
+            listener,
+            state.lakehouse.clone(),
+            state.metrics.clone(),
+            options.no_auth,
+            until_stopped(),
+        ));
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(until_stopped())
         .await
         .map_err(|e| Error::io(format!("the server stopped: {e}")))?;
     // Requests are done; functions they started are not left behind.

@@ -112,8 +112,7 @@ impl Session {
         let mut last_query = None;
         for statement in statements {
             if is_write(&statement) {
-                return Err(Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
-                    .with_hint("change data with `basin import` (and, later, pipelines); views live for one query"));
+                return Err(read_only_error());
             }
             let state = self.ctx.state();
             let plan = state
@@ -149,16 +148,43 @@ impl Session {
 impl Session {
     /// Streams the rows of one read-only query without collecting them (a function's input).
     pub async fn stream(&self, sql: &str) -> Result<(SchemaRef, RecordBatchStream)> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let frame = self
             .ctx
-            .sql_with_options(sql, options)
+            .sql_with_options(sql, read_only())
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
-        let stream = frame
+        self.execute(frame.logical_plan().clone()).await
+    }
+
+    /// Plans one parsed statement (a front door that parses SQL its own way, like the
+    /// Postgres endpoint). Only reads are planned: DDL, DML and `SET` are refused.
+    pub async fn plan(
+        &self,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<LogicalPlan> {
+        let statement = Statement::Statement(Box::new(statement));
+        if is_write(&statement) {
+            return Err(read_only_error());
+        }
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| sql_error(e, &self.catalog))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|_| read_only_error())?;
+        Ok(plan)
+    }
+
+    /// Runs a planned query; its batches stream as they are computed.
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<(SchemaRef, RecordBatchStream)> {
+        let stream = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| sql_error(e, &self.catalog))?
             .execute_stream()
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
@@ -171,6 +197,18 @@ impl Session {
                 .boxed(),
         ))
     }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+fn read_only_error() -> Error {
+    Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
+        .with_hint("change data with `basin import`, a pipeline (`basin run`) or an Iceberg engine through the REST catalog")
 }
 
 /// Batches of a query, as they are computed.

@@ -23,6 +23,8 @@ use iceberg_datafusion::IcebergStaticTableProvider;
 #[derive(Debug)]
 pub(crate) struct RefCatalog {
     namespaces: BTreeMap<String, Arc<RefSchema>>,
+    /// Schemas a front door adds for one session (the Postgres endpoint's `pg_catalog`).
+    added: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,7 @@ impl RefCatalog {
                     )
                 })
                 .collect(),
+            added: RwLock::default(),
         })
     }
 
@@ -113,13 +116,34 @@ impl CatalogProvider for RefCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        self.namespace_names()
+        let mut names = self.namespace_names();
+        names.extend(self.added.read().expect("schemas lock").keys().cloned());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.namespaces
-            .get(name)
-            .map(|s| s.clone() as Arc<dyn SchemaProvider>)
+        match self.namespaces.get(name) {
+            Some(s) => Some(s.clone() as Arc<dyn SchemaProvider>),
+            None => self.added.read().expect("schemas lock").get(name).cloned(),
+        }
+    }
+
+    /// Adds a schema for this session only; namespaces of the commit cannot be replaced.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        if self.namespaces.contains_key(name) {
+            return Err(DataFusionError::Plan(format!(
+                "`{name}` is a namespace of the lakehouse"
+            )));
+        }
+        Ok(self
+            .added
+            .write()
+            .expect("schemas lock")
+            .insert(name.to_string(), schema))
     }
 }
 

@@ -6,7 +6,7 @@ use super::open;
 use crate::output::status;
 
 #[derive(clap::Args)]
-#[command(after_help = "Endpoints so far:
+#[command(after_help = "Endpoints:
   GET  /healthz            200 when serving
   GET  /metrics            Prometheus metrics (requests, queries, rows, time)
   GET  /api/v1/refs        branches and tags
@@ -18,6 +18,12 @@ use crate::output::status;
   POST /api/v1/query       {\"sql\": \"...\", \"ref\": \"dev\", \"namespace\": \"tpch\"}: JSON rows, or an
                            Arrow IPC stream with Accept: application/vnd.apache.arrow.stream
 
+  /v1/...                  the Iceberg REST catalog; the warehouse is the branch
+                           (RestCatalog(uri=\"http://127.0.0.1:8181\", warehouse=\"dev\"))
+
+With --pg-listen, Postgres clients run read-only SQL: the database name is the ref
+(psql -h 127.0.0.1 -p 5433 -d dev), or SET basin.ref = 'dev'; the password is a token.
+
 Requests need Authorization: Bearer TOKEN (basin token create --role reader|writer|admin):
 401 without a known token, 403 when its role does not allow the request. --no-auth serves
 without tokens, on loopback addresses only. Every response carries an x-request-id, and every
@@ -27,11 +33,15 @@ stops.
 Examples:
   basin serve --no-auth                     # this machine only, no tokens
   basin serve --listen 0.0.0.0:8181         # anyone with a token
+  basin serve --pg-listen 127.0.0.1:5433    # and psql -h 127.0.0.1 -p 5433 -U me -d main
   curl -s localhost:8181/api/v1/query -d '{\"sql\": \"SELECT 1 AS one\"}' -H 'content-type: application/json'")]
 pub struct Args {
     /// The address to serve HTTP on (port 0 picks a free one)
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR:PORT")]
     listen: SocketAddr,
+    /// Also serve read-only SQL over the Postgres wire protocol here (psql, psycopg, BI tools)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pg_listen: Option<SocketAddr>,
     /// Serve without access tokens (loopback addresses only)
     #[arg(long)]
     no_auth: bool,
@@ -50,11 +60,16 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let options = basin_server::ServeOptions {
         listen: args.listen,
         no_auth: args.no_auth,
+        pg_listen: args.pg_listen,
     };
-    basin_server::serve(lakehouse, options, |addr| {
+    basin_server::serve(lakehouse, options, |bound| {
+        let postgres = bound
+            .postgres
+            .map(|addr| format!(" and postgresql://{addr}/main"))
+            .unwrap_or_default();
         status(format!(
-            "Serving {} on http://{addr} (Ctrl-C to stop)",
-            "the lakehouse"
+            "Serving the lakehouse on http://{}{postgres} (Ctrl-C to stop)",
+            bound.http
         ))
     })
     .await?;

@@ -1,0 +1,630 @@
+//! The Postgres wire protocol (`basin serve --pg-listen`), read-only, so `psql`, `psycopg`
+//! and BI tools query the lakehouse.
+//!
+//! pgwire speaks the protocol, arrow-pg encodes Arrow batches as rows and
+//! datafusion-pg-catalog answers the `pg_catalog` queries clients send (`\dt`).
+//! datafusion-postgres' own server serves one fixed DataFusion session; Basin needs a session
+//! per ref that follows the branch head, a token as password and metering, so the handlers
+//! here are Basin's own, over those pieces.
+//!
+//! A connection reads one ref: the database name (`psql -d dev`; the default database, or
+//! one named like the user, means `main`), changed with `SET basin.ref = 'dev'`. Each
+//! statement sees the ref's current head.
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use basin_catalog::{CommitId, Error, ErrorKind};
+use basin_service::Lakehouse;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::arrow_pg::datatypes::{
+    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire;
+use futures::{Sink, StreamExt, stream};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
+    PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::types::format::FormatOptions;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+
+/// The connection setting that picks the ref.
+const REF: &str = "basin.ref";
+
+/// A statement as parsed for the extended protocol: the SQL and, unless empty, the parsed
+/// statement with its plan at parse time (for Describe). The shape datafusion-postgres'
+/// hooks expect.
+type Parsed = (String, Option<(Statement, LogicalPlan)>);
+
+/// What every connection shares.
+struct Backend {
+    lakehouse: Lakehouse,
+    metrics: Arc<Metrics>,
+    /// Connections need no password (loopback only).
+    open: bool,
+    parser: PostgresCompatibilityParser,
+    /// `SET`/`SHOW` of session variables and `BEGIN`/`COMMIT`, answered without the lakehouse.
+    hooks: Vec<Arc<dyn QueryHook>>,
+    hook_context: SessionContext,
+    parameters: DefaultServerParameterProvider,
+}
+
+/// A connection's session over one commit, reused while the ref's head stays there.
+struct Cached {
+    spec: String,
+    commit: CommitId,
+    session: Arc<basin_sql::Session>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Handlers(Arc<Backend>);
+
+/// Serves the Postgres protocol on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    lakehouse: Lakehouse,
+    metrics: Arc<Metrics>,
+    open: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.default_transaction_read_only = true;
+    parameters.server_version = format!("16.0 (Basin {})", env!("CARGO_PKG_VERSION"));
+    let handlers = Handlers(Arc::new(Backend {
+        lakehouse,
+        metrics,
+        open,
+        parser: PostgresCompatibilityParser::new(),
+        hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
+        hook_context: SessionContext::new(),
+        parameters,
+    }));
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("postgres: cannot accept a connection: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let handlers = handlers.clone();
+        let span = tracing::info_span!("postgres", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Binds the Postgres listener (before anything is served, so a taken port fails at once).
+pub(crate) async fn bind(listen: SocketAddr) -> basin_catalog::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Error::io(format!(
+            "cannot listen for Postgres clients on {listen}: {e}"
+        ))
+        .with_hint("pick another port with --pg-listen")
+    })
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(self.clone())
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(self.clone())
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(self.clone())
+    }
+}
+
+fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message.into(),
+    )))
+}
+
+/// A Basin error as a Postgres error: a SQLSTATE from its kind, and its hint.
+fn basin_error(e: Error) -> PgWireError {
+    let code = match e.kind() {
+        ErrorKind::NotFound if e.message.starts_with("column") => "42703",
+        ErrorKind::NotFound => "42P01",
+        ErrorKind::InvalidInput if e.message.contains("read-only") => "25006",
+        ErrorKind::InvalidInput => "42601",
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => "40001",
+        _ => "XX000",
+    };
+    let mut info = ErrorInfo::new("ERROR".into(), code.into(), e.message.clone());
+    info.hint = e.hint.clone();
+    PgWireError::UserError(Box::new(info))
+}
+
+/// The `SET basin.ref = 'dev'` (or `TO dev`) value, if this is that statement.
+fn set_ref(statement: &Statement) -> Option<String> {
+    match statement {
+        Statement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) if variable.to_string().eq_ignore_ascii_case(REF) && values.len() == 1 => {
+            Some(values[0].to_string().trim_matches('\'').to_string())
+        }
+        _ => None,
+    }
+}
+
+fn is_show_ref(statement: &Statement) -> bool {
+    matches!(statement, Statement::ShowVariable { variable }
+        if variable.iter().map(ToString::to_string).collect::<Vec<_>>().join(".").eq_ignore_ascii_case(REF))
+}
+
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(DFSchema::empty()),
+    })
+}
+
+/// The ref a connection reads: its `SET basin.ref`, else its database name.
+fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
+    client
+        .metadata()
+        .get(REF)
+        .cloned()
+        .unwrap_or_else(|| "main".to_string())
+}
+
+/// `SHOW basin.ref`: one row, one text column.
+fn show_ref(value: &str) -> PgWireResult<Response> {
+    let fields = Arc::new(vec![FieldInfo::new(
+        REF.to_string(),
+        None,
+        None,
+        Type::TEXT,
+        FieldFormat::Text,
+    )]);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    encoder.encode_field(&Some(value))?;
+    let row = encoder.take_row();
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        stream::iter([Ok(row)]),
+    )))
+}
+
+impl Backend {
+    /// A session over the ref's current head; the connection's cached one if the head has
+    /// not moved.
+    async fn session<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<Arc<basin_sql::Session>> {
+        let spec = connection_ref(client);
+        let at = self
+            .lakehouse
+            .resolve(Some(&spec))
+            .await
+            .map_err(basin_error)?;
+        if let Some(cached) = client.session_extensions().get::<Cached>()
+            && cached.spec == spec
+            && cached.commit == at.commit
+        {
+            return Ok(cached.session.clone());
+        }
+        let session = basin_sql::Session::new(self.lakehouse.tables(), &at, None)
+            .await
+            .map_err(basin_error)?;
+        setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
+            .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
+        let session = Arc::new(session);
+        client.session_extensions().insert(Cached {
+            spec,
+            commit: at.commit,
+            session: session.clone(),
+        });
+        Ok(session)
+    }
+
+    fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+        self.parser
+            .parse(sql)
+            .map_err(|e| pg_error("42601", e.to_string()))
+    }
+
+    /// Runs a planned query and streams its rows; the query is metered when the stream ends.
+    async fn run(
+        &self,
+        session: &basin_sql::Session,
+        plan: LogicalPlan,
+        format: &Format,
+        options: Arc<FormatOptions>,
+    ) -> PgWireResult<Response> {
+        let started = Instant::now();
+        let (schema, batches) = session.execute(plan).await.map_err(basin_error)?;
+        let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
+        let meter = Arc::new(Meter {
+            started,
+            rows: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            metrics: self.metrics.clone(),
+        });
+        let encode_fields = fields.clone();
+        let rows = batches.flat_map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
+                Ok(batch) => {
+                    meter
+                        .rows
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    encode_recordbatch(encode_fields.clone(), batch)
+                }
+                Err(e) => {
+                    meter.failed.store(1, Ordering::Relaxed);
+                    Box::new(std::iter::once(Err(basin_error(e))))
+                }
+            };
+            stream::iter(rows)
+        });
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+}
+
+/// Counts a query's rows as they are sent; records the query when the stream is dropped.
+struct Meter {
+    started: Instant,
+    rows: AtomicU64,
+    failed: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let rows = self.rows.load(Ordering::Relaxed);
+        let ok = self.failed.load(Ordering::Relaxed) == 0;
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.metrics.query(rows, seconds, ok);
+        tracing::info!(rows, seconds, ok, "postgres query");
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handlers {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let backend = &self.0;
+        let mut responses = Vec::new();
+        'statements: for statement in backend.parse(query)? {
+            if let Some(spec) = set_ref(&statement) {
+                backend
+                    .lakehouse
+                    .resolve(Some(&spec))
+                    .await
+                    .map_err(basin_error)?;
+                client.metadata_mut().insert(REF.to_string(), spec);
+                responses.push(Response::Execution(Tag::new("SET")));
+                continue;
+            }
+            if is_show_ref(&statement) {
+                responses.push(show_ref(&connection_ref(client))?);
+                continue;
+            }
+            for hook in &backend.hooks {
+                if let Some(response) = hook
+                    .handle_simple_query(&statement, &backend.hook_context, client)
+                    .await
+                {
+                    responses.push(response?);
+                    continue 'statements;
+                }
+            }
+            let session = backend.session(client).await?;
+            let plan = session.plan(statement).await.map_err(basin_error)?;
+            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            responses.push(
+                backend
+                    .run(&session, plan, &Format::UnifiedText, options)
+                    .await?,
+            );
+        }
+        if responses.is_empty() {
+            responses.push(Response::EmptyQuery);
+        }
+        Ok(responses)
+    }
+}
+
+/// Plans statements for the extended protocol (psycopg, JDBC, most drivers).
+pub(crate) struct Planner(Arc<Backend>);
+
+#[async_trait]
+impl QueryParser for Planner {
+    type Statement = Parsed;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Parsed>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let backend = &self.0;
+        let mut statements = backend.parse(sql)?;
+        if statements.len() > 1 {
+            return Err(pg_error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok((sql.to_string(), None));
+        };
+        if set_ref(&statement).is_some() || is_show_ref(&statement) {
+            return Ok((sql.to_string(), Some((statement, empty_plan()))));
+        }
+        for hook in &backend.hooks {
+            if let Some(plan) = hook
+                .handle_extended_parse_query(&statement, &backend.hook_context, client)
+                .await
+            {
+                return Ok((sql.to_string(), Some((statement, plan?))));
+            }
+        }
+        let session = backend.session(client).await?;
+        let plan = session.plan(statement.clone()).await.map_err(basin_error)?;
+        Ok((sql.to_string(), Some((statement, plan))))
+    }
+
+    fn get_parameter_types(&self, statement: &Parsed) -> PgWireResult<Vec<Type>> {
+        let Some((_, plan)) = &statement.1 else {
+            return Ok(vec![]);
+        };
+        parameter_types(plan)?
+            .iter()
+            .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Parsed,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &statement.1 {
+            Some((s, _)) if is_show_ref(s) => Ok(vec![FieldInfo::new(
+                REF.to_string(),
+                None,
+                None,
+                Type::TEXT,
+                FieldFormat::Text,
+            )]),
+            Some((_, plan)) => arrow_schema_to_pg_fields(
+                plan.schema().as_arrow(),
+                format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+/// A plan's parameter types in `$1, $2, ... $10` order (numeric, not by name).
+fn parameter_types(
+    plan: &LogicalPlan,
+) -> PgWireResult<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
+    let mut types: Vec<_> = plan
+        .get_parameter_types()
+        .map_err(|e| pg_error("42P18", e.to_string()))?
+        .into_iter()
+        .collect();
+    types.sort_by_key(|(name, _)| {
+        name.trim_start_matches('$')
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    Ok(types.into_iter().map(|(_, t)| t).collect())
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handlers {
+    type Statement = Parsed;
+    type QueryParser = Planner;
+
+    fn query_parser(&self) -> Arc<Planner> {
+        Arc::new(Planner(self.0.clone()))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Parsed>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Parsed>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let backend = &self.0;
+        let (_, Some((statement, parsed))) = &portal.statement.statement else {
+            return Ok(Response::EmptyQuery);
+        };
+        if let Some(spec) = set_ref(statement) {
+            backend
+                .lakehouse
+                .resolve(Some(&spec))
+                .await
+                .map_err(basin_error)?;
+            client.metadata_mut().insert(REF.to_string(), spec);
+            return Ok(Response::Execution(Tag::new("SET")));
+        }
+        if is_show_ref(statement) {
+            return show_ref(&connection_ref(client));
+        }
+        let types = parameter_types(parsed)?;
+        // Values as the plan's types; where the client's type does not convert (a float
+        // for a decimal column), as the client sent them, for DataFusion to coerce.
+        let params = deserialize_parameters(
+            portal,
+            &types.iter().map(Option::as_ref).collect::<Vec<_>>(),
+        )
+        .or_else(|_| deserialize_parameters(portal, &vec![None; types.len()]))?;
+        for hook in &backend.hooks {
+            if let Some(response) = hook
+                .handle_extended_query(statement, parsed, &params, &backend.hook_context, client)
+                .await
+            {
+                return response;
+            }
+        }
+        // Planned again on the ref's current head: a prepared statement reads fresh data.
+        let session = backend.session(client).await?;
+        let fresh = session.plan(statement.clone()).await.map_err(basin_error)?;
+        if fresh.schema().as_arrow().fields() != parsed.schema().as_arrow().fields() {
+            return Err(pg_error(
+                "0A000",
+                "cached plan must not change result type (the table's schema changed)",
+            ));
+        }
+        let plan = fresh
+            .replace_params_with_values(&params)
+            .map_err(|e| pg_error("22023", e.to_string()))?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        backend
+            .run(&session, plan, &portal.result_column_format, options)
+            .await
+    }
+}
+
+impl Handlers {
+    /// Authentication passed: pick the ref from the database name and say ready.
+    async fn welcome<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let metadata = client.metadata();
+        let user = metadata.get(METADATA_USER);
+        let spec = match metadata.get(METADATA_DATABASE) {
+            Some(db) if Some(db) != user && !matches!(db.as_str(), "postgres" | "basin") => {
+                db.clone()
+            }
+            _ => "main".to_string(),
+        };
+        if let Err(e) = self.0.lakehouse.resolve(Some(&spec)).await {
+            let mut info = ErrorInfo::new(
+                "FATAL".into(),
+                "3D000".into(),
+                format!("database \"{spec}\" does not exist: {}", e.message),
+            );
+            info.hint = Some(
+                "the database name is a branch, tag or commit; list them with `basin branch ls`"
+                    .into(),
+            );
+            return Err(PgWireError::UserError(Box::new(info)));
+        }
+        client.metadata_mut().insert(REF.to_string(), spec);
+        finish_authentication(client, &self.0.parameters).await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Handlers {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if self.0.open {
+                    return self.welcome(client).await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                use futures::SinkExt;
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(password) if !self.0.open => {
+                let secret = password.into_password()?.password;
+                match self.0.lakehouse.authenticate(&secret).await {
+                    Ok(Some((token, role))) => {
+                        tracing::debug!(token = %token.id, role = role.as_str(), "postgres login");
+                        self.welcome(client).await?;
+                    }
+                    Ok(None) => {
+                        let mut info = ErrorInfo::new(
+                            "FATAL".into(),
+                            "28P01".into(),
+                            "password authentication failed: the password is not a known Basin access token".into(),
+                        );
+                        info.hint = Some(
+                            "use a token from `basin token create --role reader` as the password"
+                                .into(),
+                        );
+                        return Err(PgWireError::UserError(Box::new(info)));
+                    }
+                    Err(e) => return Err(basin_error(e)),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
