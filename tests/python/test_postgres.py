@@ -112,3 +112,41 @@ def test_tokens_are_passwords(pg):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_every_front_door_meters_its_queries(pg):
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    base, proc = serve(pg, "--no-auth")
+    try:
+        pg("query", "SELECT sum(amount) FROM sales.orders")
+        request = lambda sql: urllib.request.Request(f"{base}/api/v1/query", data=json.dumps({"sql": sql}).encode(),
+                                                     headers={"content-type": "application/json"}, method="POST")
+        urllib.request.urlopen(request("SELECT id FROM sales.orders WHERE amount > 1"), timeout=30).read()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(request("SELECT * FROM sales.nope"), timeout=30)
+        assert psql(proc.port, "-At", "-c", "SELECT id FROM sales.orders").returncode == 0
+        deadline = time.time() + 10
+        while True:
+            rows = {r["key"]: r for r in pg.json("usage")}
+            if "sql (postgres)" in rows or time.time() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    assert set(rows) == {"sql (cli)", "sql (http)", "sql (postgres)"}
+    assert [rows[k]["invocations"] for k in sorted(rows)] == [1, 2, 1]
+    assert rows["sql (http)"]["errors"] == 1 and rows["sql (postgres)"]["rows_out"] == 2
+    # Each successful query scanned the table's Parquet file and costs Athena's 10 MB minimum
+    # at $5 per TB; the failed one is free.
+    ten_mb = 10 * 2**20 / 2**40 * 5.0
+    for key in rows:
+        assert rows[key]["bytes_scanned"] > 0, rows[key]
+        assert rows[key]["cost_usd"] == pytest.approx(ten_mb), rows[key]
+    table = pg("usage")
+    assert "sql (postgres)" in table and "scanned" in table

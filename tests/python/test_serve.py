@@ -60,7 +60,9 @@ def test_queries_refs_metrics_and_request_ids(server):
     log = json.load(urllib.request.urlopen(f"{base}/api/v1/log?ref=main&limit=1"))
     assert log[0]["message"].startswith("import 1 file into sales.orders")
     usage = json.load(urllib.request.urlopen(f"{base}/api/v1/usage?by=day"))
-    assert usage["rows"] == [] and usage["pricing"]["per_million_requests"] == 0.2
+    # The two queries so far, metered as one day's usage and priced as Athena would.
+    assert [r["invocations"] for r in usage["rows"]] == [2]
+    assert usage["pricing"]["per_tb_scanned"] == 5.0 and usage["rows"][0]["cost_usd"] > 0
     assert json.load(urllib.request.urlopen(f"{base}/api/v1/runs")) == []
     with pytest.raises(urllib.error.HTTPError) as no_run:
         urllib.request.urlopen(f"{base}/api/v1/runs/abc")

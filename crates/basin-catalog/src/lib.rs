@@ -29,4 +29,4 @@ pub use error::{Error, ErrorKind, Result, suggest};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;
-pub use usage::{InvocationRecord, InvocationStatus, TokenRecord};
+pub use usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};

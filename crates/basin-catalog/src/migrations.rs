@@ -67,4 +67,8 @@ CREATE TABLE tokens (
     created_at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE invocations ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';
+ALTER TABLE invocations ADD COLUMN bytes_scanned INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

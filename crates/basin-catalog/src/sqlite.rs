@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::store::Store;
-use crate::usage::{InvocationRecord, InvocationStatus, TokenRecord};
+use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
 
 const ROOT_MESSAGE: &str = "initialize lakehouse";
 
@@ -510,8 +510,8 @@ impl Store for SqlStore {
     async fn record_invocation(&self, r: &InvocationRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, cpu_ms, \
-             peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, bytes_out, status, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, bytes_out, status, error, \
+             kind, bytes_scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.id)
         .bind(&r.function)
@@ -527,6 +527,8 @@ impl Store for SqlStore {
         .bind(r.bytes_out as i64)
         .bind(r.status.as_str())
         .bind(r.error.as_deref())
+        .bind(r.kind.as_str())
+        .bind(r.bytes_scanned as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -556,6 +558,8 @@ impl Store for SqlStore {
                 bytes_out: r.get::<i64, _>("bytes_out") as u64,
                 status: InvocationStatus::parse(r.get("status")),
                 error: r.get("error"),
+                kind: InvocationKind::parse(r.get("kind")),
+                bytes_scanned: r.get::<i64, _>("bytes_scanned") as u64,
             })
             .collect())
     }

@@ -1,5 +1,5 @@
-//! Metering: one record per function invocation, kept in the catalog store beside commits so
-//! that usage survives with the lakehouse and is shared by every node.
+//! Metering: one record per function invocation or SQL query, kept in the catalog store
+//! beside commits so that usage survives with the lakehouse and is shared by every node.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,32 @@ impl InvocationStatus {
     }
 }
 
-/// What one invocation used, as recorded for `basin usage`.
+/// What was metered: a function's run, or a SQL query through one of Basin's front doors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvocationKind {
+    #[default]
+    Function,
+    Query,
+}
+
+impl InvocationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Query => "query",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "query" => Self::Query,
+            _ => Self::Function,
+        }
+    }
+}
+
+/// What one invocation (or query) used, as recorded for `basin usage`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InvocationRecord {
     pub id: String,
@@ -56,6 +81,11 @@ pub struct InvocationRecord {
     pub bytes_out: u64,
     pub status: InvocationStatus,
     pub error: Option<String>,
+    #[serde(default)]
+    pub kind: InvocationKind,
+    /// Bytes a query read from storage (what Athena bills); 0 for functions.
+    #[serde(default)]
+    pub bytes_scanned: u64,
 }
 
 impl InvocationRecord {

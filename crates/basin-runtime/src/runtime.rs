@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, InvocationRecord, InvocationStatus, Result};
+use basin_catalog::{Error, InvocationKind, InvocationRecord, InvocationStatus, Result};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -317,6 +317,8 @@ impl Runtime {
             bytes_out: 0,
             status: InvocationStatus::Ok,
             error: None,
+            kind: InvocationKind::Function,
+            bytes_scanned: 0,
         };
         let ran = self.run(&workspace, &invocation, memory_limit, sink).await;
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;

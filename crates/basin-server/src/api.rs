@@ -110,7 +110,8 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let result = state
         .lakehouse
-        .query(
+        .query_via(
+            "http",
             &request.sql,
             request.at.as_deref(),
             request.namespace.as_deref(),

@@ -279,14 +279,23 @@ impl Backend {
         options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
         let started = Instant::now();
-        let (schema, batches) = session.execute(plan).await.map_err(basin_error)?;
-        let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
+        let started_at_ms = chrono::Utc::now().timestamp_millis();
+        let running = session.execute(plan).await.map_err(basin_error)?;
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            &running.schema,
+            format,
+            Some(options),
+        )?);
         let meter = Arc::new(Meter {
             started,
+            started_at_ms,
             rows: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            plan: running.plan,
             metrics: self.metrics.clone(),
+            lakehouse: self.lakehouse.clone(),
         });
+        let batches = running.batches;
         let encode_fields = fields.clone();
         let rows = batches.flat_map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
@@ -307,12 +316,16 @@ impl Backend {
     }
 }
 
-/// Counts a query's rows as they are sent; records the query when the stream is dropped.
+/// Counts a query's rows as they are sent; meters the query when its stream is dropped
+/// (sent in full, failed, or abandoned by the client).
 struct Meter {
     started: Instant,
+    started_at_ms: i64,
     rows: AtomicU64,
     failed: AtomicU64,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     metrics: Arc<Metrics>,
+    lakehouse: Lakehouse,
 }
 
 impl Drop for Meter {
@@ -320,8 +333,23 @@ impl Drop for Meter {
         let rows = self.rows.load(Ordering::Relaxed);
         let ok = self.failed.load(Ordering::Relaxed) == 0;
         let seconds = self.started.elapsed().as_secs_f64();
+        let bytes_scanned = basin_sql::bytes_scanned(&self.plan);
         self.metrics.query(rows, seconds, ok);
-        tracing::info!(rows, seconds, ok, "postgres query");
+        tracing::info!(rows, seconds, ok, bytes_scanned, "postgres query");
+        let usage = basin_service::QueryUsage {
+            via: "postgres",
+            started_at_ms: self.started_at_ms,
+            seconds,
+            rows,
+            bytes_scanned,
+            error: (!ok).then(|| "the query failed while running".to_string()),
+        };
+        let lakehouse = self.lakehouse.clone();
+        tokio::spawn(async move {
+            if let Err(e) = lakehouse.record_query(usage).await {
+                tracing::warn!("the query ran but could not be metered: {e}");
+            }
+        });
     }
 }
 

@@ -86,14 +86,17 @@ pub struct FunctionsSection {
 pub struct PricingSection {
     pub gb_second: Option<f64>,
     pub per_million_requests: Option<f64>,
+    pub per_tb_scanned: Option<f64>,
 }
 
-/// What `basin usage` charges: by default AWS Lambda's list prices (x86, us-east-1), so users
-/// see what the same work would cost there.
+/// What `basin usage` charges: by default AWS's list prices (us-east-1), so users see what
+/// the same work would cost there: Lambda's (x86) for functions, Athena's for queries.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Pricing {
     pub gb_second: f64,
     pub per_million_requests: f64,
+    /// Dollars per TB (2^40 bytes) a query scans.
+    pub per_tb_scanned: f64,
 }
 
 impl Default for Pricing {
@@ -101,6 +104,7 @@ impl Default for Pricing {
         Self {
             gb_second: 0.0000166667,
             per_million_requests: 0.20,
+            per_tb_scanned: 5.0,
         }
     }
 }
@@ -178,6 +182,10 @@ impl Settings {
                 .pricing
                 .per_million_requests
                 .unwrap_or(defaults.per_million_requests),
+            per_tb_scanned: user
+                .pricing
+                .per_tb_scanned
+                .unwrap_or(defaults.per_tb_scanned),
         };
         Ok(Self {
             s3,

@@ -14,10 +14,8 @@ use basin_runtime::{
     Declaration, EnvSpec, Invocation, Limits, ModelInput, Output, OutputSink, Target,
 };
 use futures::StreamExt;
-use serde::Serialize;
 
 use crate::Lakehouse;
-use crate::config::Pricing;
 
 /// The pyarrow Basin adds to environments that do not pin their own: the worker reads and
 /// writes tables with it.
@@ -242,12 +240,6 @@ impl Lakehouse {
         import.mode = request.mode;
         self.import(import, None).await
     }
-
-    /// Invocations since `since_ms`, priced.
-    pub async fn usage(&self, since_ms: i64) -> Result<(Vec<InvocationRecord>, Pricing)> {
-        let records = self.catalog().store().invocations(since_ms).await?;
-        Ok((records, self.settings().pricing))
-    }
 }
 
 /// The environment a function runs in: its declared Python (else `default_python`, else
@@ -396,48 +388,4 @@ fn display_name(target: &str) -> String {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Totals of a group of invocations, as `basin usage` shows them.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct UsageRow {
-    pub key: String,
-    pub invocations: u64,
-    pub errors: u64,
-    pub duration_seconds: f64,
-    pub cpu_seconds: f64,
-    pub gb_seconds: f64,
-    pub rows_in: u64,
-    pub rows_out: u64,
-    pub cost_usd: f64,
-}
-
-/// Groups invocations by `key` and prices them.
-pub fn summarize_usage(
-    records: &[InvocationRecord],
-    pricing: &Pricing,
-    key: impl Fn(&InvocationRecord) -> String,
-) -> Vec<UsageRow> {
-    let mut rows: BTreeMap<String, UsageRow> = BTreeMap::new();
-    for r in records {
-        let k = key(r);
-        let row = rows.entry(k.clone()).or_insert_with(|| UsageRow {
-            key: k,
-            ..UsageRow::default()
-        });
-        row.invocations += 1;
-        row.errors += u64::from(r.status != basin_catalog::InvocationStatus::Ok);
-        row.duration_seconds += r.duration_ms / 1000.0;
-        row.cpu_seconds += r.cpu_ms / 1000.0;
-        row.gb_seconds += r.gb_seconds();
-        row.rows_in += r.rows_in;
-        row.rows_out += r.rows_out;
-    }
-    rows.into_values()
-        .map(|mut row| {
-            row.cost_usd = row.gb_seconds * pricing.gb_second
-                + row.invocations as f64 * pricing.per_million_requests / 1e6;
-            row
-        })
-        .collect()
 }

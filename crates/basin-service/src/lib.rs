@@ -19,12 +19,14 @@ mod refs;
 mod tables;
 mod tokens;
 pub mod tpch;
+mod usage;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
-pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW, UsageRow, summarize_usage};
+pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;
 pub use namespaces::PropertiesUpdate;
 pub use refs::{LogEntry, RefInfo};
 pub use tables::TableEntry;
 pub use tokens::Role;
+pub use usage::{QueryUsage, UsageRow, cost, summarize_usage};

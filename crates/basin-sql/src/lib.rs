@@ -23,6 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 use futures::StreamExt;
@@ -38,6 +39,8 @@ pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub seconds: f64,
+    /// Bytes the script's scans read from storage (see [`bytes_scanned`]).
+    pub bytes_scanned: u64,
 }
 
 impl QueryResult {
@@ -110,6 +113,7 @@ impl Session {
         // The rows of the last query; DDL (CREATE/DROP VIEW, SET) only if nothing else ran.
         let mut last = None;
         let mut last_query = None;
+        let mut scanned = 0;
         for statement in statements {
             if is_write(&statement) {
                 return Err(read_only_error());
@@ -126,10 +130,14 @@ impl Session {
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame
-                .collect()
+            let physical = frame
+                .create_physical_plan()
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
+            let batches = datafusion::physical_plan::collect(physical.clone(), self.ctx.task_ctx())
+                .await
+                .map_err(|e| sql_error(e, &self.catalog))?;
+            scanned += bytes_scanned(&physical);
             if is_query {
                 last_query = Some((schema, batches));
             } else {
@@ -141,6 +149,7 @@ impl Session {
             schema,
             batches,
             seconds: started.elapsed().as_secs_f64(),
+            bytes_scanned: scanned,
         })
     }
 }
@@ -153,7 +162,8 @@ impl Session {
             .sql_with_options(sql, read_only())
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
-        self.execute(frame.logical_plan().clone()).await
+        let running = self.execute(frame.logical_plan().clone()).await?;
+        Ok((running.schema, running.batches))
     }
 
     /// Plans one parsed statement (a front door that parses SQL its own way, like the
@@ -179,23 +189,27 @@ impl Session {
     }
 
     /// Runs a planned query; its batches stream as they are computed.
-    pub async fn execute(&self, plan: LogicalPlan) -> Result<(SchemaRef, RecordBatchStream)> {
-        let stream = self
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<Running> {
+        let physical = self
             .ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| sql_error(e, &self.catalog))?
-            .execute_stream()
+            .create_physical_plan()
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
+        let stream =
+            datafusion::physical_plan::execute_stream(physical.clone(), self.ctx.task_ctx())
+                .map_err(|e| sql_error(e, &self.catalog))?;
         let schema = stream.schema();
         let catalog = self.catalog.clone();
-        Ok((
+        Ok(Running {
             schema,
-            stream
+            batches: stream
                 .map(move |batch| batch.map_err(|e| sql_error(e, &catalog)))
                 .boxed(),
-        ))
+            plan: physical,
+        })
     }
 }
 
@@ -209,6 +223,25 @@ fn read_only() -> SQLOptions {
 fn read_only_error() -> Error {
     Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
         .with_hint("change data with `basin import`, a pipeline (`basin run`) or an Iceberg engine through the REST catalog")
+}
+
+/// A query being executed: its batches as they are computed, and its physical plan, whose
+/// metrics say what it read once the batches are consumed.
+pub struct Running {
+    pub schema: SchemaRef,
+    pub batches: RecordBatchStream,
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+/// Bytes a physical plan's scans read from storage, from DataFusion's Parquet scan metrics.
+/// Scans through iceberg-datafusion (tables with delete files, or in object storage) record
+/// no such metric and count 0.
+pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan.children().into_iter().map(bytes_scanned).sum::<u64>()
 }
 
 /// Batches of a query, as they are computed.

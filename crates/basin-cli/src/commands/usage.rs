@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use basin_catalog::Error;
+use basin_runtime::bytes;
 use basin_service::summarize_usage;
 use clap::ValueEnum;
 
@@ -15,12 +16,16 @@ enum By {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "GB-seconds are the memory a function was given times how long it ran, as AWS
-Lambda bills them; the cost uses Lambda's list prices unless basin.toml sets others:
+    after_help = "Functions: GB-seconds are the memory a function was given times how long it ran,
+as AWS Lambda bills them, plus a price per request. Queries (from `basin query`, the HTTP API
+and Postgres clients, shown as `sql (cli)`, `sql (http)`, `sql (postgres)`): the bytes they
+scanned, as Athena bills them (by the MB, 10 MB at least; failed queries are free). The
+prices are AWS's list prices unless basin.toml sets others:
 
   [pricing]
   gb_second = 0.0000166667
   per_million_requests = 0.20
+  per_tb_scanned = 5.0
 
 Examples:
   basin usage                          # every invocation, by function
@@ -70,6 +75,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
                 format!("{:.3}", u.duration_seconds),
                 format!("{:.3}", u.cpu_seconds),
                 format!("{:.3}", u.gb_seconds),
+                bytes(u.bytes_scanned),
                 format!("${:.6}", u.cost_usd),
             ]
         })
@@ -88,12 +94,15 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             "seconds",
             "cpu seconds",
             "GB-seconds",
+            "scanned",
             "cost",
         ],
         table,
     )?;
     if records.is_empty() {
-        status("no invocations yet: run a function with `basin invoke FILE.py:FUNCTION`");
+        status(
+            "nothing metered yet: run a function with `basin invoke FILE.py:FUNCTION`, or a query",
+        );
     }
     Ok(())
 }

@@ -1,0 +1,182 @@
+//! Usage: what functions and queries used, priced. Functions as AWS Lambda bills them
+//! (GB-seconds and requests), queries as Athena does (bytes scanned).
+
+use std::collections::BTreeMap;
+
+use basin_catalog::{InvocationKind, InvocationRecord, InvocationStatus, Result};
+use serde::Serialize;
+
+use crate::Lakehouse;
+use crate::config::Pricing;
+
+/// A finished query, as a front door saw it.
+#[derive(Clone, Debug)]
+pub struct QueryUsage {
+    /// The front door: `cli`, `http` or `postgres`.
+    pub via: &'static str,
+    pub started_at_ms: i64,
+    pub seconds: f64,
+    pub rows: u64,
+    pub bytes_scanned: u64,
+    pub error: Option<String>,
+}
+
+impl Lakehouse {
+    /// Invocations and queries since `since_ms`, with the prices to apply.
+    pub async fn usage(&self, since_ms: i64) -> Result<(Vec<InvocationRecord>, Pricing)> {
+        let records = self.catalog().store().invocations(since_ms).await?;
+        Ok((records, self.settings().pricing))
+    }
+
+    /// Records a query for `basin usage`, as `sql (VIA)`.
+    pub async fn record_query(&self, query: QueryUsage) -> Result<()> {
+        let record = InvocationRecord {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            function: format!("sql ({})", query.via),
+            env_hash: String::new(),
+            started_at_ms: query.started_at_ms,
+            duration_ms: query.seconds * 1000.0,
+            cpu_ms: 0.0,
+            peak_memory_bytes: 0,
+            memory_limit_bytes: 0,
+            rows_in: 0,
+            bytes_in: 0,
+            rows_out: query.rows,
+            bytes_out: 0,
+            status: if query.error.is_some() {
+                InvocationStatus::Error
+            } else {
+                InvocationStatus::Ok
+            },
+            error: query.error,
+            kind: InvocationKind::Query,
+            bytes_scanned: query.bytes_scanned,
+        };
+        self.catalog().store().record_invocation(&record).await
+    }
+
+    /// Runs a SQL script like [`Lakehouse::query`] and meters it as coming through `via`.
+    pub async fn query_via(
+        &self,
+        via: &'static str,
+        sql: &str,
+        at: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<basin_sql::QueryResult> {
+        let started_at_ms = chrono::Utc::now().timestamp_millis();
+        let clock = std::time::Instant::now();
+        let result = self.query(sql, at, namespace).await;
+        let usage = QueryUsage {
+            via,
+            started_at_ms,
+            seconds: clock.elapsed().as_secs_f64(),
+            rows: result.as_ref().map_or(0, |r| r.num_rows() as u64),
+            bytes_scanned: result.as_ref().map_or(0, |r| r.bytes_scanned),
+            error: result.as_ref().err().map(|e| e.message.clone()),
+        };
+        if let Err(e) = self.record_query(usage).await {
+            tracing::warn!("the query ran but could not be metered: {e}");
+        }
+        result
+    }
+}
+
+/// Totals of a group of invocations and queries, as `basin usage` shows them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub invocations: u64,
+    pub errors: u64,
+    pub duration_seconds: f64,
+    pub cpu_seconds: f64,
+    pub gb_seconds: f64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_scanned: u64,
+    pub cost_usd: f64,
+}
+
+/// What one record costs. A function: its GB-seconds and one request. A query: the bytes it
+/// scanned, rounded up to a whole megabyte with a 10 MB minimum, as Athena bills; failed
+/// queries are free.
+pub fn cost(record: &InvocationRecord, pricing: &Pricing) -> f64 {
+    match record.kind {
+        InvocationKind::Function => {
+            record.gb_seconds() * pricing.gb_second + pricing.per_million_requests / 1e6
+        }
+        InvocationKind::Query if record.status != InvocationStatus::Ok => 0.0,
+        InvocationKind::Query => {
+            const MB: u64 = 1 << 20;
+            let billed = record.bytes_scanned.div_ceil(MB).max(10) * MB;
+            billed as f64 / (1u64 << 40) as f64 * pricing.per_tb_scanned
+        }
+    }
+}
+
+/// Groups records by `key` and prices them.
+pub fn summarize_usage(
+    records: &[InvocationRecord],
+    pricing: &Pricing,
+    key: impl Fn(&InvocationRecord) -> String,
+) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<String, UsageRow> = BTreeMap::new();
+    for r in records {
+        let k = key(r);
+        let row = rows.entry(k.clone()).or_insert_with(|| UsageRow {
+            key: k,
+            ..UsageRow::default()
+        });
+        row.invocations += 1;
+        row.errors += u64::from(r.status != InvocationStatus::Ok);
+        row.duration_seconds += r.duration_ms / 1000.0;
+        row.cpu_seconds += r.cpu_ms / 1000.0;
+        row.gb_seconds += r.gb_seconds();
+        row.rows_in += r.rows_in;
+        row.rows_out += r.rows_out;
+        row.bytes_scanned += r.bytes_scanned;
+        row.cost_usd += cost(r, pricing);
+    }
+    rows.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(bytes_scanned: u64, status: InvocationStatus) -> InvocationRecord {
+        InvocationRecord {
+            id: "q".into(),
+            function: "sql (http)".into(),
+            env_hash: String::new(),
+            started_at_ms: 0,
+            duration_ms: 5.0,
+            cpu_ms: 0.0,
+            peak_memory_bytes: 0,
+            memory_limit_bytes: 0,
+            rows_in: 0,
+            bytes_in: 0,
+            rows_out: 1,
+            bytes_out: 0,
+            status,
+            error: None,
+            kind: InvocationKind::Query,
+            bytes_scanned,
+        }
+    }
+
+    #[test]
+    fn queries_cost_what_athena_charges_for_their_scan() {
+        let pricing = Pricing::default();
+        let tb = (1u64 << 40) as f64;
+        // A small scan is billed as 10 MB.
+        let small = cost(&query(1_000, InvocationStatus::Ok), &pricing);
+        assert!((small - 10.0 * (1 << 20) as f64 / tb * 5.0).abs() < 1e-15);
+        // A large one by the megabyte, rounded up.
+        let large = cost(&query((1 << 30) + 1, InvocationStatus::Ok), &pricing);
+        assert!((large - 1025.0 * (1 << 20) as f64 / tb * 5.0).abs() < 1e-15);
+        assert_eq!(
+            cost(&query(1 << 30, InvocationStatus::Error), &pricing),
+            0.0
+        );
+    }
+}
