@@ -9,7 +9,9 @@ Figures (all from one run, on this machine):
     hit, invoke -> first line of user code on a new and on a warm worker, a no-op invocation's
     round trip, and a 1 GiB table handed Basin -> Python -> Basin through shared memory;
   - the pipeline loop (bench/pipeline: Python -> SQL -> SQL over lineitem at --scale): the
-    first run, a fully cached re-run, and `basin run` after editing the last or the first model.
+    first run, a fully cached re-run, and `basin run` after editing the last or the first model;
+  - a small query through each front door: `basin query`, HTTP, Postgres wire
+    (bench/front_doors.py).
 """
 
 import argparse
@@ -26,6 +28,8 @@ import time
 from pathlib import Path
 
 import duckdb
+
+import front_doors
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "tests" / "data" / "tpch" / "queries"
@@ -80,6 +84,7 @@ def main() -> None:
     p.add_argument("--runtime-bench", required=True, help="the runtime_bench example binary")
     p.add_argument("--skip-tpch", action="store_true", help="only the catalog, runtime and pipeline figures")
     p.add_argument("--skip-pipeline", action="store_true")
+    p.add_argument("--only-front-doors", action="store_true", help="only the query latency through each front door")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
@@ -88,6 +93,11 @@ def main() -> None:
 
     rows = []  # (figure, basin, duckdb, ratio or note)
     work = Path(tempfile.mkdtemp(prefix="basin-bench-"))
+    doors = front_door_rows(args, work)
+    if args.only_front_doors:
+        header(args)
+        table("front door (small query)", [(n, v, "") for n, v in doors])
+        return
     if not args.skip_tpch:
         tpch(args, rows, work)
 
@@ -116,21 +126,42 @@ def main() -> None:
 
     pipeline_rows = [] if args.skip_pipeline else pipeline_loop(args, work)
 
-    print(f"Machine: {machine()}  ")
-    print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
-    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
-    print()
+    header(args)
     print("| figure | Basin | DuckDB | Basin / DuckDB |")
     print("| --- | ---: | ---: | ---: |")
     for name, b, d, r in rows:
         fmt = lambda v: "" if v is None else f"{v:.3f}"
         print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
     print()
-    print("| function runtime | Basin | target |")
-    print("| --- | ---: | ---: |")
-    for name, value, target in runtime_rows + pipeline_rows:
-        print(f"| {name} | {value:.3f} | {target} |")
+    table("function runtime", runtime_rows + pipeline_rows)
+    print()
+    table("front door (small query)", [(n, v, "") for n, v in doors])
     shutil.rmtree(work, ignore_errors=True)
+
+
+def header(args) -> None:
+    print(f"Machine: {machine()}  ")
+    print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
+    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
+    print()
+
+
+def table(title: str, rows: list) -> None:
+    print(f"| {title} | Basin | target |")
+    print("| --- | ---: | ---: |")
+    for name, value, target in rows:
+        print(f"| {name} | {value:.3f} | {target} |")
+
+
+def front_door_rows(args, work: Path) -> list:
+    """A small query through `basin query`, HTTP and the Postgres wire protocol."""
+    log("== front doors")
+    csv_dir = generate(args.scale, Path(args.data))
+    home = work / "doors"
+    home.mkdir()
+    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+    basin(args.basin, home, "import", str(csv_dir / "nation.csv"), "--table", "tpch.nation")
+    return front_doors.measure(args.basin, home)
 
 
 def pipeline_loop(args, work: Path) -> list:

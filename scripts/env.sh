@@ -4,6 +4,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basin/target}"
 export BASIN_VENV="${BASIN_VENV:-$HOME/.cache/basin/venv}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+export BASIN_NODE="${BASIN_NODE:-$HOME/.cache/basin/node}"
+export BASIN_NODE_MODULES="$BASIN_NODE/node_modules"
 
 # Creates (or updates) the Python environment with the test clients, quietly.
 basin_python_env() {
@@ -20,14 +22,26 @@ basin_python_env() {
     fi
 }
 
-# Installs Debian packages the tests drive (psql) when they are missing. Root or sudo.
+# Installs Debian packages the tests drive (psql, Chromium) when they are missing. Root or sudo.
 basin_system_packages() {
     local missing=()
     command -v psql >/dev/null || missing+=(postgresql-client)
+    command -v chromium >/dev/null || missing+=(chromium)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "== installing ${missing[*]} with apt" >&2
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# playwright-core (drives Chromium in the console test), pinned, from the npm registry.
+basin_node_env() {
+    local want="1.64.1"
+    if [ "$(cat "$BASIN_NODE/.version" 2>/dev/null)" != "$want" ]; then
+        echo "== installing playwright-core $want into $BASIN_NODE" >&2
+        mkdir -p "$BASIN_NODE"
+        npm install --silent --no-audit --no-fund --prefix "$BASIN_NODE" "playwright-core@$want" >/dev/null
+        echo "$want" >"$BASIN_NODE/.version"
+    fi
 }

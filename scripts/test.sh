@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. Rust unit and integration tests, then the Python
 # tests that drive the real binary with real clients (PyIceberg, an S3-protocol server,
-# psql and psycopg).
+# psql and psycopg, headless Chromium).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
@@ -9,6 +9,7 @@ cd "$ROOT"
 
 basin_system_packages
 basin_python_env
+basin_node_env
 
 echo "== cargo build" >&2
 cargo build --quiet --workspace --all-targets

@@ -68,3 +68,11 @@ def open_server(lakehouse):
     yield base
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    """Where tests keep what people look at afterwards (screenshots): tests/output/."""
+    out = Path(__file__).resolve().parent.parent / "output"
+    out.mkdir(exist_ok=True)
+    return out

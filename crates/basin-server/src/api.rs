@@ -1,49 +1,35 @@
-//! The HTTP API: `/healthz`, `/metrics`, and `/api/v1/...` for Basin's operations.
+//! The HTTP API's handlers: `/healthz`, `/metrics`, and `/api/v1/...` for Basin's operations.
+//! Which path and method reach which handler is in [`crate::openapi`].
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use basin_catalog::{Error, ErrorKind, RefKind};
 use serde::Deserialize;
 
 use crate::AppState;
-
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/refs", get(refs))
-        .route("/api/v1/branches", post(create_branch))
-        .route("/api/v1/log", get(log))
-        .route("/api/v1/tables", get(tables))
-        .route("/api/v1/query", post(query))
-        .route("/api/v1/runs", get(runs))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/usage", get(usage))
-}
 
 /// The route a path belongs to, for metrics (bounded labels, never raw paths).
 pub(crate) fn route_label(path: &str) -> String {
     if path.starts_with("/v1/") {
         return crate::iceberg_rest::route_label(path);
     }
-    let label = match path {
-        "/healthz" => "/healthz",
-        "/metrics" => "/metrics",
-        "/api/v1/refs" => "/api/v1/refs",
-        "/api/v1/branches" => "/api/v1/branches",
-        "/api/v1/log" => "/api/v1/log",
-        "/api/v1/tables" => "/api/v1/tables",
-        "/api/v1/query" => "/api/v1/query",
-        "/api/v1/runs" => "/api/v1/runs",
-        "/api/v1/usage" => "/api/v1/usage",
-        p if p.starts_with("/api/v1/runs/") => "/api/v1/runs/{id}",
-        _ => "other",
+    if crate::console::is_asset(path) {
+        return "/console".to_string();
+    }
+    let matches = |template: &str| {
+        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
     };
-    label.to_string()
+    crate::openapi::endpoints()
+        .into_iter()
+        .find(|e| matches(e.path))
+        .map_or("other", |e| e.path)
+        .to_string()
 }
 
 /// A Basin error as an HTTP response: the status from its kind, and
@@ -77,21 +63,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
 }
 
-async fn refs(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn refs(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut all = state.lakehouse.list_refs(RefKind::Branch).await?;
     all.extend(state.lakehouse.list_refs(RefKind::Tag).await?);
     Ok(Json(all).into_response())
 }
 
 #[derive(Deserialize)]
-struct QueryRequest {
+pub(crate) struct QueryRequest {
     sql: String,
     #[serde(rename = "ref")]
     at: Option<String>,
@@ -103,7 +89,7 @@ const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `seconds`), or an Arrow
 /// IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
-async fn query(
+pub(crate) async fn query(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(request): Json<QueryRequest>,
@@ -178,13 +164,16 @@ async fn query(
 }
 
 #[derive(Deserialize)]
-struct AtRef {
+pub(crate) struct AtRef {
     #[serde(rename = "ref")]
     at: Option<String>,
     limit: Option<usize>,
 }
 
-async fn log(State(state): State<AppState>, Query(q): Query<AtRef>) -> Result<Response, ApiError> {
+pub(crate) async fn log(
+    State(state): State<AppState>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
     let entries = state
         .lakehouse
         .log(q.at.as_deref(), q.limit.unwrap_or(50))
@@ -192,30 +181,45 @@ async fn log(State(state): State<AppState>, Query(q): Query<AtRef>) -> Result<Re
     Ok(Json(entries).into_response())
 }
 
-async fn tables(
+pub(crate) async fn tables(
     State(state): State<AppState>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.lakehouse.list_tables(q.at.as_deref()).await?).into_response())
 }
 
-async fn runs(State(state): State<AppState>, Query(q): Query<AtRef>) -> Result<Response, ApiError> {
+/// One table: columns, partitioning, snapshots, files, rows.
+pub(crate) async fn table(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.show_table(&name, q.at.as_deref()).await?).into_response())
+}
+
+pub(crate) async fn runs(
+    State(state): State<AppState>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.lakehouse.list_runs(q.limit.unwrap_or(20)).await?).into_response())
 }
 
-async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.lakehouse.show_run(&id).await?).into_response())
 }
 
 #[derive(Deserialize)]
-struct UsageQuery {
+pub(crate) struct UsageQuery {
     /// Unix milliseconds (default: everything).
     since_ms: Option<i64>,
     /// `function` (default) or `day`.
     by: Option<String>,
 }
 
-async fn usage(
+pub(crate) async fn usage(
     State(state): State<AppState>,
     Query(q): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
@@ -237,13 +241,13 @@ async fn usage(
 }
 
 #[derive(Deserialize)]
-struct NewBranch {
+pub(crate) struct NewBranch {
     name: String,
     from: Option<String>,
 }
 
 /// Creates a branch (writers and admins).
-async fn create_branch(
+pub(crate) async fn create_branch(
     State(state): State<AppState>,
     Json(request): Json<NewBranch>,
 ) -> Result<Response, ApiError> {

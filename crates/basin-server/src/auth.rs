@@ -10,12 +10,13 @@ use crate::AppState;
 
 /// The role a request needs (`None`: anyone, even without a token). Reading needs a reader;
 /// anything that may change the lakehouse needs a writer.
-fn required(method: &Method, path: &str) -> Option<Role> {
+pub(crate) fn required(method: &Method, path: &str) -> Option<Role> {
     let reads = matches!(*method, Method::GET | Method::HEAD)
         || path == "/api/v1/query"
         || (path.starts_with("/v1/") && path.ends_with("/metrics"));
     match path {
         "/healthz" => None,
+        _ if crate::console::is_asset(path) => None,
         _ if reads => Some(Role::Reader),
         _ => Some(Role::Writer),
     }

@@ -1,7 +1,7 @@
 //! `basin serve`: one server process over one lakehouse. It offers Basin's operations over
 //! HTTP (health, Prometheus metrics, refs, SQL queries as JSON or Arrow IPC streams), the
 //! Iceberg REST catalog protocol under `/v1`, and read-only SQL over the Postgres wire
-//! protocol, all behind the same access tokens.
+//! protocol, all behind the same access tokens; and a web console at `/`.
 //!
 //! Every request gets an id (the caller's `x-request-id`, or a new one), returned in the
 //! response and carried by every log line of the request. SIGINT or SIGTERM stops accepting
@@ -9,8 +9,10 @@
 
 mod api;
 mod auth;
+mod console;
 mod iceberg_rest;
 mod metrics;
+pub mod openapi;
 mod postgres;
 
 use std::net::SocketAddr;
@@ -71,8 +73,9 @@ impl AppState {
 }
 
 fn router(state: AppState) -> Router {
-    api::routes()
+    openapi::routes()
         .merge(iceberg_rest::routes())
+        .merge(console::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn_with_state(
             state.clone(),

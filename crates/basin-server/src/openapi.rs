@@ -1,0 +1,308 @@
+//! Basin's HTTP API as one table: each endpoint's method, path, role, parameters and
+//! handler. The router is built from it and so is the OpenAPI document, so the two cannot
+//! disagree. `docs/openapi.json` is that document, committed; a test fails when the table
+//! changes and the file does not (`BASIN_UPDATE_OPENAPI=1 cargo test -p basin-server
+//! openapi` rewrites it).
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
+use basin_service::Role;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api;
+
+pub(crate) struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    /// The least role that may call it (`None`: anyone, without a token).
+    pub role: Option<Role>,
+    pub summary: &'static str,
+    /// Query parameters: name and meaning.
+    pub query: &'static [(&'static str, &'static str)],
+    /// The JSON body's fields: name, type and meaning.
+    pub body: &'static [(&'static str, &'static str, &'static str)],
+    /// Status codes besides 200 and what they mean.
+    pub errors: &'static [(u16, &'static str)],
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+const REF: (&str, &str) = ("ref", "branch, tag or REF@COMMIT to read (default: main)");
+
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    let reader = Some(Role::Reader);
+    let writer = Some(Role::Writer);
+    vec![
+        Endpoint {
+            method: Method::GET,
+            path: "/healthz",
+            role: None,
+            summary: "200 `ok` while the server runs",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(|| async { "ok\n" }),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/metrics",
+            role: reader,
+            summary: "Prometheus metrics: requests by route and status, queries, rows, time",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(api::metrics),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/refs",
+            role: reader,
+            summary: "Branches and tags, with their heads",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(api::refs),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/branches",
+            role: writer,
+            summary: "Create a branch (201)",
+            query: &[],
+            body: &[
+                ("name", "string", "the new branch"),
+                ("from", "string", "where it starts (default: main)"),
+            ],
+            errors: &[(409, "the name is taken"), (404, "`from` does not exist")],
+            handler: || post(api::create_branch),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/log",
+            role: reader,
+            summary: "Commits of a ref, newest first",
+            query: &[REF, ("limit", "how many (default 50)")],
+            body: &[],
+            errors: &[(404, "no such ref")],
+            handler: || get(api::log),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/tables",
+            role: reader,
+            summary: "Tables of a ref and their metadata locations",
+            query: &[REF],
+            body: &[],
+            errors: &[(404, "no such ref")],
+            handler: || get(api::tables),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/tables/{name}",
+            role: reader,
+            summary: "One table: columns, partitioning, snapshots, files, rows and bytes",
+            query: &[REF],
+            body: &[],
+            errors: &[(404, "no such table or ref")],
+            handler: || get(api::table),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/query",
+            role: reader,
+            summary: "Run read-only SQL on a ref: JSON (columns, rows, row_count, seconds), or an \
+                      Arrow IPC stream with Accept: application/vnd.apache.arrow.stream",
+            query: &[],
+            body: &[
+                (
+                    "sql",
+                    "string",
+                    "the statements; the last query's rows are returned",
+                ),
+                ("ref", "string", "branch, tag or REF@COMMIT (default: main)"),
+                (
+                    "namespace",
+                    "string",
+                    "where unqualified table names resolve",
+                ),
+            ],
+            errors: &[
+                (400, "invalid SQL, or a write"),
+                (404, "unknown table, column or ref (with a hint)"),
+            ],
+            handler: || post(api::query),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/runs",
+            role: reader,
+            summary: "Pipeline runs, newest first",
+            query: &[("limit", "how many (default 20)")],
+            body: &[],
+            errors: &[],
+            handler: || get(api::runs),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/runs/{id}",
+            role: reader,
+            summary: "One run (by id or a unique prefix): models with status, time, rows, logs",
+            query: &[],
+            body: &[],
+            errors: &[(404, "no such run")],
+            handler: || get(api::run),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/usage",
+            role: reader,
+            summary: "Invocations and queries, grouped and priced (Lambda for functions, \
+                      Athena for queries)",
+            query: &[
+                ("by", "`function` (default) or `day`"),
+                ("since_ms", "only records started at or after (Unix ms)"),
+            ],
+            body: &[],
+            errors: &[(400, "an unknown grouping")],
+            handler: || get(api::usage),
+        },
+    ]
+}
+
+/// The router of [`endpoints`].
+pub(crate) fn routes() -> Router<AppState> {
+    let mut by_path: BTreeMap<&str, MethodRouter<AppState>> = BTreeMap::new();
+    for endpoint in endpoints() {
+        let handler = (endpoint.handler)();
+        let merged = match by_path.remove(endpoint.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(endpoint.path, merged);
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
+}
+
+/// The OpenAPI 3.1 document of [`endpoints`].
+pub fn document() -> Value {
+    let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
+    for e in endpoints() {
+        let mut parameters: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        parameters.extend(e.query.iter().map(|(name, description)| {
+            json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}})
+        }));
+        let mut responses = serde_json::Map::new();
+        let ok = if e.method == Method::POST && e.path.ends_with("branches") {
+            "201"
+        } else {
+            "200"
+        };
+        responses.insert(ok.to_string(), json!({"description": "success"}));
+        if e.role.is_some() {
+            responses.insert("401".into(), error("no token, or an unknown one"));
+            responses.insert("403".into(), error("the token's role is too low"));
+        }
+        for (status, description) in e.errors {
+            responses.insert(status.to_string(), error(description));
+        }
+        let mut operation = json!({
+            "summary": e.summary,
+            "parameters": parameters,
+            "responses": responses,
+            "x-basin-role": e.role.map_or("none", Role::as_str),
+        });
+        if e.role.is_none() {
+            operation["security"] = json!([]);
+        }
+        if !e.body.is_empty() {
+            let properties: serde_json::Map<String, Value> = e
+                .body
+                .iter()
+                .map(|(name, kind, description)| {
+                    (
+                        name.to_string(),
+                        json!({"type": kind, "description": description}),
+                    )
+                })
+                .collect();
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {
+                "schema": {"type": "object", "properties": properties, "required": [e.body[0].0]}
+            }}});
+        }
+        paths
+            .entry(e.path)
+            .or_default()
+            .insert(e.method.as_str().to_lowercase(), operation);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Basin HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Basin's operations over HTTP (`basin serve`). The Iceberg REST catalog is \
+                served under /v1 as its own specification describes (GET /v1/config lists the endpoints), \
+                and the console under /.",
+        },
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "an access token from `basin token create --role reader|writer|admin`"}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "message": {"type": "string"}, "hint": {"type": ["string", "null"]}, "kind": {"type": "string"}}}}}},
+        },
+        "paths": paths,
+    })
+}
+
+fn error(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let now = serde_json::to_string_pretty(&document()).expect("json") + "\n";
+        if std::env::var_os("BASIN_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &now).expect("write docs/openapi.json");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "docs/openapi.json differs from the endpoints in crates/basin-server/src/openapi.rs: \
+             run `BASIN_UPDATE_OPENAPI=1 cargo test -p basin-server openapi` and commit the file"
+        );
+    }
+
+    #[test]
+    fn documented_roles_are_the_roles_enforced() {
+        for e in endpoints() {
+            let path = e
+                .path
+                .replace("{name}", "sales.orders")
+                .replace("{id}", "abc");
+            assert_eq!(
+                crate::auth::required(&e.method, &path),
+                e.role,
+                "{} {}",
+                e.method,
+                e.path
+            );
+        }
+    }
+}
