@@ -59,7 +59,13 @@ def test_queries_refs_metrics_and_request_ids(server):
     assert [t["table"] for t in tables] == ["sales.orders"]
     log = json.load(urllib.request.urlopen(f"{base}/api/v1/log?ref=main&limit=1"))
     assert log[0]["message"].startswith("import 1 file into sales.orders")
-    usage = json.load(urllib.request.urlopen(f"{base}/api/v1/usage?by=day"))
+    # The server meters queries after answering them: wait for the records to land.
+    deadline = time.time() + 10
+    while True:
+        usage = json.load(urllib.request.urlopen(f"{base}/api/v1/usage?by=day"))
+        if sum(r["invocations"] for r in usage["rows"]) >= 2 or time.time() > deadline:
+            break
+        time.sleep(0.05)
     # The two queries so far, metered as one day's usage and priced as Athena would.
     assert [r["invocations"] for r in usage["rows"]] == [2]
     assert usage["pricing"]["per_tb_scanned"] == 5.0 and usage["rows"][0]["cost_usd"] > 0

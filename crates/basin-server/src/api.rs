@@ -101,6 +101,7 @@ pub(crate) async fn query(
             &request.sql,
             request.at.as_deref(),
             request.namespace.as_deref(),
+            true,
         )
         .await;
     let result = match result {

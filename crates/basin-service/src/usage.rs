@@ -56,12 +56,15 @@ impl Lakehouse {
     }
 
     /// Runs a SQL script like [`Lakehouse::query`] and meters it as coming through `via`.
+    /// With `in_background`, the record is written after this returns (a server answers
+    /// first); otherwise before (a CLI process may exit right after).
     pub async fn query_via(
         &self,
         via: &'static str,
         sql: &str,
         at: Option<&str>,
         namespace: Option<&str>,
+        in_background: bool,
     ) -> Result<basin_sql::QueryResult> {
         let started_at_ms = chrono::Utc::now().timestamp_millis();
         let clock = std::time::Instant::now();
@@ -74,8 +77,16 @@ impl Lakehouse {
             bytes_scanned: result.as_ref().map_or(0, |r| r.bytes_scanned),
             error: result.as_ref().err().map(|e| e.message.clone()),
         };
-        if let Err(e) = self.record_query(usage).await {
-            tracing::warn!("the query ran but could not be metered: {e}");
+        let lakehouse = self.clone();
+        let record = async move {
+            if let Err(e) = lakehouse.record_query(usage).await {
+                tracing::warn!("the query ran but could not be metered: {e}");
+            }
+        };
+        if in_background {
+            tokio::spawn(record);
+        } else {
+            record.await;
         }
         result
     }

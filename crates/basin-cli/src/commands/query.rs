@@ -56,7 +56,13 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     }
     let lakehouse = open(home).await?;
     let result = lakehouse
-        .query_via("cli", &sql, args.at.as_deref(), args.namespace.as_deref())
+        .query_via(
+            "cli",
+            &sql,
+            args.at.as_deref(),
+            args.namespace.as_deref(),
+            false,
+        )
         .await?;
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(File::create(path)?),
