@@ -97,19 +97,6 @@ def test_no_auth_beyond_loopback_is_refused(lakehouse):
     assert "basin token create" in refused.stderr
 
 
-def call(url, token=None, body=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.load(r) if r.headers.get("content-type", "").startswith("application/json") else None
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-
-
 def test_tokens_with_roles_guard_the_api(lakehouse):
     reader = lakehouse("token", "create", "--role", "reader", "--name", "dashboards").strip()
     writer = lakehouse("token", "create", "--role", "writer").strip()
@@ -124,20 +111,80 @@ def test_tokens_with_roles_guard_the_api(lakehouse):
     base, proc = start(lakehouse)
     try:
         assert urllib.request.urlopen(f"{base}/healthz").status == 200  # no token needed
-        status, body = call(f"{base}/api/v1/refs")
+        status, body = send("GET", f"{base}/api/v1/refs")
         assert status == 401 and "basin token create" in body["error"]["hint"]
-        assert call(f"{base}/api/v1/refs", token="basin_wrong")[0] == 401
-        status, refs = call(f"{base}/api/v1/refs", token=reader)
+        assert send("GET", f"{base}/api/v1/refs", "basin_wrong")[0] == 401
+        status, refs = send("GET", f"{base}/api/v1/refs", reader)
         assert status == 200 and [r["name"] for r in refs] == ["main"]
-        status, body = call(f"{base}/api/v1/branches", token=reader, body={"name": "dev"})
+        status, body = send("POST", f"{base}/api/v1/branches", reader, {"name": "dev"})
         assert status == 403 and "is a reader; this needs a writer" in body["error"]["message"]
-        status, created = call(f"{base}/api/v1/branches", token=writer, body={"name": "dev"})
+        status, created = send("POST", f"{base}/api/v1/branches", writer, {"name": "dev"})
         assert status == 201 and created["name"] == "dev"
-        assert call(f"{base}/api/v1/query", token=reader, body={"sql": "SELECT 1 AS one"})[0] == 200
+        assert send("POST", f"{base}/api/v1/query", reader, {"sql": "SELECT 1 AS one"})[0] == 200
         revoked = tokens[0]["id"] if tokens[0]["role"] == "reader" else tokens[1]["id"]
         lakehouse("token", "rm", revoked)
-        assert call(f"{base}/api/v1/refs", token=reader)[0] == 401
+        assert send("GET", f"{base}/api/v1/refs", reader)[0] == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert "dev" in lakehouse("branch", "ls")
+
+
+def send(method, url, token=None, body=None, data=None, content_type="application/json"):
+    headers = {"content-type": content_type}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+def test_http_api_merges_manages_namespaces_imports_uploads_and_tokens(lakehouse):
+    admin = lakehouse("token", "create", "--role", "admin").strip()
+    writer = lakehouse("token", "create", "--role", "writer").strip()
+    base, proc = start(lakehouse)
+    try:
+        # Import by upload: a branch gets a table; a malformed file is refused by name and line.
+        assert send("POST", f"{base}/api/v1/branches", writer, {"name": "dev"})[0] == 201
+        good = b"id,amount\n1,10.50\n2,3.25\n"
+        status, report = send("POST", f"{base}/api/v1/tables/sales.orders/import?filename=orders.csv&branch=dev",
+                              writer, data=good, content_type="text/csv")
+        assert status == 200 and report["rows"] == 2 and report["created"], report
+        bad = b"id,amount\n3,1.0\nfour,2.0\n"
+        status, error = send("POST", f"{base}/api/v1/tables/sales.orders/import?filename=late.csv&branch=dev",
+                             writer, data=bad, content_type="text/csv")
+        assert status == 400 and "late.csv" in error["error"]["message"], error
+        assert ".basin/uploads" not in error["error"]["message"]
+        assert not any((lakehouse.home / ".basin" / "uploads").iterdir())  # nothing left behind
+
+        # Namespaces and merge.
+        assert send("POST", f"{base}/api/v1/namespaces", writer, {"name": "staging"})[0] == 201
+        status, names = send("GET", f"{base}/api/v1/namespaces?ref=main", writer)
+        assert status == 200 and names == ["staging"]
+        status, merged = send("POST", f"{base}/api/v1/merge", writer, {"source": "dev"})
+        assert status == 200 and merged["commit"] and merged["target"] == "main", merged
+        status, body = send("POST", f"{base}/api/v1/query", writer, {"sql": "SELECT count(*) AS n FROM sales.orders"})
+        assert body["rows"] == [{"n": 2}]
+        assert send("DELETE", f"{base}/api/v1/namespaces/sales", writer)[0] == 409  # not empty
+        assert send("DELETE", f"{base}/api/v1/namespaces/staging", writer)[0] == 200
+
+        # Tokens over HTTP are for admins.
+        assert send("GET", f"{base}/api/v1/tokens", writer)[0] == 403
+        status, created = send("POST", f"{base}/api/v1/tokens", admin, {"name": "bi", "role": "reader"})
+        assert status == 201 and created["secret"].startswith("basin_") and created["token"]["role"] == "reader"
+        assert send("GET", f"{base}/api/v1/refs", created["secret"])[0] == 200
+        status, listed = send("GET", f"{base}/api/v1/tokens", admin)
+        assert sorted(t["role"] for t in listed) == ["admin", "reader", "writer"]
+        assert all("hash" not in t and "secret" not in t for t in listed)
+        assert send("DELETE", f"{base}/api/v1/tokens/{created['token']['id']}", admin)[0] == 204
+        assert send("GET", f"{base}/api/v1/refs", created["secret"])[0] == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

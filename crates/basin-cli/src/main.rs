@@ -69,7 +69,7 @@ enum Command {
     Runs(runs::Command),
     /// Show invocations, GB-seconds and what they would cost on AWS Lambda
     Usage(usage::Args),
-    /// Serve the lakehouse over HTTP (health, metrics, refs, SQL)
+    /// Serve the lakehouse: HTTP API, Iceberg REST catalog, Postgres wire protocol, web console
     Serve(serve::Args),
     /// Create, list and revoke access tokens for `basin serve`
     #[command(subcommand)]

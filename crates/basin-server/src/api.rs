@@ -258,3 +258,184 @@ pub(crate) async fn create_branch(
         .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
+
+#[derive(Deserialize)]
+pub(crate) struct MergeRequest {
+    source: String,
+    into: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Merges a ref into a branch in one commit (a conflict is a 409 and changes nothing).
+pub(crate) async fn merge(
+    State(state): State<AppState>,
+    Json(request): Json<MergeRequest>,
+) -> Result<Response, ApiError> {
+    let into = request.into.as_deref().unwrap_or(basin_catalog::MAIN);
+    let report = state
+        .lakehouse
+        .merge(&request.source, Some(into), request.dry_run)
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+pub(crate) async fn namespaces(
+    State(state): State<AppState>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.list_namespaces(q.at.as_deref()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewNamespace {
+    name: String,
+    branch: Option<String>,
+    #[serde(default)]
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+pub(crate) async fn create_namespace(
+    State(state): State<AppState>,
+    Json(request): Json<NewNamespace>,
+) -> Result<Response, ApiError> {
+    let branch = request.branch.as_deref().unwrap_or(basin_catalog::MAIN);
+    let commit = state
+        .lakehouse
+        .create_namespace(&request.name, Some(branch), request.properties)
+        .await?;
+    Ok((StatusCode::CREATED, Json(commit)).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OnBranch {
+    branch: Option<String>,
+}
+
+/// Drops an empty namespace from a branch (409 if it still holds tables).
+pub(crate) async fn drop_namespace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<OnBranch>,
+) -> Result<Response, ApiError> {
+    let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
+    let commit = state.lakehouse.drop_namespace(&name, Some(branch)).await?;
+    Ok(Json(commit).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Upload {
+    /// The uploaded file's name; its suffix gives the format unless `format` does.
+    filename: String,
+    format: Option<String>,
+    branch: Option<String>,
+    /// `append` (default) or `replace`.
+    mode: Option<String>,
+}
+
+/// Imports the request body (a CSV, JSON, Parquet or Arrow file) into a table, in one
+/// commit. The body streams to a file under `.basin/uploads` first, never into memory.
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    Path(table): Path<String>,
+    Query(q): Query<Upload>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let name = std::path::Path::new(&q.filename)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.starts_with('.'))
+        .ok_or_else(|| {
+            Error::invalid(format!("`{}` is not a file name", q.filename))
+                .with_hint("pass the file's name, e.g. ?filename=orders.csv")
+        })?
+        .to_string();
+    let mode = match q.mode.as_deref() {
+        None | Some("append") => basin_ingest::Mode::Append,
+        Some("replace") => basin_ingest::Mode::Replace,
+        Some(other) => {
+            return Err(
+                Error::invalid(format!("mode `{other}`: use `append` or `replace`")).into(),
+            );
+        }
+    };
+    let format = q
+        .format
+        .as_deref()
+        .map(basin_ingest::Format::parse)
+        .transpose()?;
+    let folder = state
+        .lakehouse
+        .root()
+        .join(basin_service::BASIN_DIR)
+        .join("uploads")
+        .join(uuid::Uuid::now_v7().simple().to_string());
+    let io = |e: std::io::Error| Error::io(format!("cannot store the upload: {e}"));
+    tokio::fs::create_dir_all(&folder).await.map_err(io)?;
+    let path = folder.join(&name);
+    let stored = async {
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::io(format!("the upload of {name} broke off: {e}")))?;
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        let mut request = basin_ingest::ImportRequest::new(
+            vec![path.display().to_string()],
+            table,
+            q.branch.unwrap_or_else(|| basin_catalog::MAIN.to_string()),
+        );
+        request.mode = mode;
+        request.format = format;
+        state.lakehouse.import(request, None).await
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&folder).await;
+    // Errors name the file as the client sent it, not where it was kept.
+    let report = stored.map_err(|e| {
+        let mut named = Error::new(
+            e.kind(),
+            e.message.replace(&path.display().to_string(), &name),
+        );
+        named.hint = e.hint;
+        named
+    })?;
+    Ok(Json(report).into_response())
+}
+
+pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.list_tokens().await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewToken {
+    name: String,
+    role: String,
+}
+
+/// Creates a token (admins); the secret is in this answer only.
+pub(crate) async fn create_token(
+    State(state): State<AppState>,
+    Json(request): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    let role = basin_service::Role::parse(&request.role)?;
+    let (record, secret) = state.lakehouse.create_token(&request.name, role).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"token": record, "secret": secret})),
+    )
+        .into_response())
+}
+
+pub(crate) async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.lakehouse.revoke_token(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

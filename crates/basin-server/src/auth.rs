@@ -16,6 +16,7 @@ pub(crate) fn required(method: &Method, path: &str) -> Option<Role> {
         || (path.starts_with("/v1/") && path.ends_with("/metrics"));
     match path {
         "/healthz" => None,
+        _ if path.starts_with("/api/v1/tokens") => Some(Role::Admin),
         _ if crate::console::is_asset(path) => None,
         _ if reads => Some(Role::Reader),
         _ => Some(Role::Writer),

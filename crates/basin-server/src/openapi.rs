@@ -35,6 +35,7 @@ const REF: (&str, &str) = ("ref", "branch, tag or REF@COMMIT to read (default: m
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     let reader = Some(Role::Reader);
     let writer = Some(Role::Writer);
+    let admin = Some(Role::Admin);
     vec![
         Endpoint {
             method: Method::GET,
@@ -78,6 +79,110 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             ],
             errors: &[(409, "the name is taken"), (404, "`from` does not exist")],
             handler: || post(api::create_branch),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/merge",
+            role: writer,
+            summary: "Merge a ref into a branch in one commit; appends to one table on both \
+                      sides combine, other double changes are a 409 and nothing is written",
+            query: &[],
+            body: &[
+                ("source", "string", "the branch, tag or commit to merge"),
+                ("into", "string", "the branch to merge into (default: main)"),
+                ("dry_run", "boolean", "only say what would change"),
+            ],
+            errors: &[(409, "a conflict"), (404, "no such ref")],
+            handler: || post(api::merge),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/namespaces",
+            role: reader,
+            summary: "Namespaces of a ref",
+            query: &[REF],
+            body: &[],
+            errors: &[(404, "no such ref")],
+            handler: || get(api::namespaces),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/namespaces",
+            role: writer,
+            summary: "Create a namespace on a branch (201)",
+            query: &[],
+            body: &[
+                ("name", "string", "e.g. `sales`"),
+                ("branch", "string", "default: main"),
+                ("properties", "object", "string properties"),
+            ],
+            errors: &[(409, "it exists")],
+            handler: || post(api::create_namespace),
+        },
+        Endpoint {
+            method: Method::DELETE,
+            path: "/api/v1/namespaces/{name}",
+            role: writer,
+            summary: "Drop an empty namespace from a branch",
+            query: &[("branch", "default: main")],
+            body: &[],
+            errors: &[(404, "no such namespace"), (409, "it still holds tables")],
+            handler: || axum::routing::delete(api::drop_namespace),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/tables/{name}/import",
+            role: writer,
+            summary: "Import the request body (a CSV, JSON, Parquet or Arrow IPC file) into a \
+                      table in one commit, creating it if needed",
+            query: &[
+                ("filename", "the file's name; its suffix gives the format"),
+                (
+                    "format",
+                    "csv, json, parquet or arrow (overrides the suffix)",
+                ),
+                ("branch", "default: main"),
+                ("mode", "`append` (default) or `replace`"),
+            ],
+            body: &[],
+            errors: &[(
+                400,
+                "a malformed file (named, with the line) or a wrong type",
+            )],
+            handler: || post(api::import),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/tokens",
+            role: admin,
+            summary: "Access tokens (never their secrets)",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(api::tokens),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/tokens",
+            role: admin,
+            summary: "Create a token (201); the secret is in this answer only",
+            query: &[],
+            body: &[
+                ("name", "string", "who or what uses it"),
+                ("role", "string", "reader, writer or admin"),
+            ],
+            errors: &[(400, "an unknown role")],
+            handler: || post(api::create_token),
+        },
+        Endpoint {
+            method: Method::DELETE,
+            path: "/api/v1/tokens/{id}",
+            role: admin,
+            summary: "Revoke a token (204)",
+            query: &[],
+            body: &[],
+            errors: &[(404, "no such token")],
+            handler: || axum::routing::delete(api::revoke_token),
         },
         Endpoint {
             method: Method::GET,
@@ -204,10 +309,10 @@ pub fn document() -> Value {
             json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}})
         }));
         let mut responses = serde_json::Map::new();
-        let ok = if e.method == Method::POST && e.path.ends_with("branches") {
-            "201"
-        } else {
-            "200"
+        let ok = match (&e.method, e.path) {
+            (&Method::POST, "/api/v1/branches" | "/api/v1/namespaces" | "/api/v1/tokens") => "201",
+            (&Method::DELETE, "/api/v1/tokens/{id}") => "204",
+            _ => "200",
         };
         responses.insert(ok.to_string(), json!({"description": "success"}));
         if e.role.is_some() {

@@ -6,18 +6,24 @@ use super::open;
 use crate::output::status;
 
 #[derive(clap::Args)]
-#[command(after_help = "Endpoints:
+#[command(
+    after_help = "Endpoints (all of them, with parameters: docs/openapi.json):
   GET  /healthz            200 when serving
   GET  /metrics            Prometheus metrics (requests, queries, rows, time)
   GET  /api/v1/refs        branches and tags
   POST /api/v1/branches    {\"name\": \"dev\", \"from\": \"main\"} (writers)
   GET  /api/v1/log         ?ref=main&limit=50: commits, newest first
-  GET  /api/v1/tables      ?ref=main: tables of a ref
+  GET  /api/v1/tables      ?ref=main: tables of a ref; /api/v1/tables/NAME one table
+  POST /api/v1/tables/NAME/import?filename=orders.csv&branch=dev   the body is the file
+  POST /api/v1/merge       {\"source\": \"dev\", \"into\": \"main\"} (writers)
+  GET|POST /api/v1/namespaces, DELETE /api/v1/namespaces/NAME     (writes: writers)
+  GET|POST /api/v1/tokens, DELETE /api/v1/tokens/ID                (admins)
   GET  /api/v1/runs        pipeline runs; /api/v1/runs/ID one run
   GET  /api/v1/usage       ?by=function|day&since_ms=...: invocations, GB-seconds, cost
   POST /api/v1/query       {\"sql\": \"...\", \"ref\": \"dev\", \"namespace\": \"tpch\"}: JSON rows, or an
                            Arrow IPC stream with Accept: application/vnd.apache.arrow.stream
 
+  /                        the web console
   /v1/...                  the Iceberg REST catalog; the warehouse is the branch
                            (RestCatalog(uri=\"http://127.0.0.1:8181\", warehouse=\"dev\"))
 
@@ -34,7 +40,8 @@ Examples:
   basin serve --no-auth                     # this machine only, no tokens
   basin serve --listen 0.0.0.0:8181         # anyone with a token
   basin serve --pg-listen 127.0.0.1:5433    # and psql -h 127.0.0.1 -p 5433 -U me -d main
-  curl -s localhost:8181/api/v1/query -d '{\"sql\": \"SELECT 1 AS one\"}' -H 'content-type: application/json'")]
+  curl -s localhost:8181/api/v1/query -d '{\"sql\": \"SELECT 1 AS one\"}' -H 'content-type: application/json'"
+)]
 pub struct Args {
     /// The address to serve HTTP on (port 0 picks a free one)
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR:PORT")]
