@@ -153,25 +153,26 @@ def table(title: str, rows: list) -> None:
         print(f"| {name} | {value:.3f} | {target} |")
 
 
+def lakehouse_with(args, work: Path, name: str, table: str) -> Path:
+    """A new lakehouse `work/name` holding TPC-H `table` (at --scale) as tpch.TABLE."""
+    csv_dir = generate(args.scale, Path(args.data))
+    home = work / name
+    home.mkdir()
+    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+    basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}")
+    return home
+
+
 def front_door_rows(args, work: Path) -> list:
     """A small query through `basin query`, HTTP and the Postgres wire protocol."""
     log("== front doors")
-    csv_dir = generate(args.scale, Path(args.data))
-    home = work / "doors"
-    home.mkdir()
-    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
-    basin(args.basin, home, "import", str(csv_dir / "nation.csv"), "--table", "tpch.nation")
-    return front_doors.measure(args.basin, home)
+    return front_doors.measure(args.basin, lakehouse_with(args, work, "doors", "nation"))
 
 
 def pipeline_loop(args, work: Path) -> list:
     """The edit -> result loop of bench/pipeline over lineitem (wall time of `basin run`)."""
     log("== pipeline loop")
-    csv_dir = generate(args.scale, Path(args.data))
-    home = work / "loop"
-    home.mkdir()
-    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
-    basin(args.basin, home, "import", str(csv_dir / "lineitem.csv"), "--table", "tpch.lineitem")
+    home = lakehouse_with(args, work, "loop", "lineitem")
     project = work / "loop-project"
     shutil.copytree(ROOT / "bench" / "pipeline", project)
 

@@ -4,6 +4,8 @@ import json
 import os
 import re
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,32 @@ def output_dir() -> Path:
     out = Path(__file__).resolve().parent.parent / "output"
     out.mkdir(exist_ok=True)
     return out
+
+
+def send(method, url, token=None, body=None, data=None, content_type="application/json"):
+    """One HTTP request: JSON `body` (or raw `data`), optional bearer token. Returns the
+    status and the decoded JSON answer (None when empty), for errors too."""
+    headers = {"content-type": content_type}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+@pytest.fixture
+def orders(lakehouse, tmp_path):
+    """A lakehouse with sales.orders on main (2 rows) and on dev (3 rows)."""
+    (tmp_path / "orders.csv").write_text("id,amount\n1,10.50\n2,3.25\n")
+    (tmp_path / "more.csv").write_text("id,amount\n3,7.00\n")
+    lakehouse("import", str(tmp_path / "orders.csv"), "--table", "sales.orders")
+    lakehouse("branch", "create", "dev")
+    lakehouse("import", str(tmp_path / "more.csv"), "--table", "sales.orders", "--branch", "dev")
+    return lakehouse

@@ -16,12 +16,8 @@ MODULES = os.environ.get("BASIN_NODE_MODULES", str(Path.home() / ".cache" / "bas
 
 
 @pytest.fixture
-def lakehouse_with_history(lakehouse, tmp_path):
-    (tmp_path / "orders.csv").write_text("id,amount\n1,10.50\n2,3.25\n")
-    (tmp_path / "more.csv").write_text("id,amount\n3,7.00\n")
-    lakehouse("import", str(tmp_path / "orders.csv"), "--table", "sales.orders")
-    lakehouse("branch", "create", "dev")
-    lakehouse("import", str(tmp_path / "more.csv"), "--table", "sales.orders", "--branch", "dev")
+def lakehouse_with_history(orders, tmp_path):
+    lakehouse = orders
     # A pipeline run, so the runs panel has per-model status and logs.
     project = tmp_path / "project"
     project.mkdir()

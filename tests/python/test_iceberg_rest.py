@@ -1,10 +1,7 @@
 """The Iceberg REST catalog, driven by the real client: PyIceberg from PyPI against a real
 `basin serve`. Branches are warehouses; every client commit is one catalog commit."""
 
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import pyarrow as pa
 import pytest
@@ -20,7 +17,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.types import StringType
 
-from conftest import start_server
+from conftest import send, start_server
 
 
 def catalog(base, warehouse="main", **props):
@@ -29,18 +26,6 @@ def catalog(base, warehouse="main", **props):
 
 def orders(ids, amounts):
     return pa.table({"id": pa.array(ids, pa.int64()), "amount": pa.array(amounts, pa.float64())})
-
-
-def http(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, json.loads(raw) if raw else None
 
 
 def count(lakehouse, table, at="main"):
@@ -92,21 +77,21 @@ def test_pyiceberg_creates_appends_evolves_time_travels_and_branches(lakehouse, 
 
 
 def test_config_names_the_branch_and_the_exact_endpoints(lakehouse, open_server):
-    status, config = http("GET", f"{open_server}/v1/config?warehouse=main")
+    status, config = send("GET", f"{open_server}/v1/config?warehouse=main")
     assert status == 200 and config["defaults"] == {"prefix": "main"}
     assert "POST /v1/{prefix}/transactions/commit" in config["endpoints"]
     assert "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}" in config["endpoints"]
     assert not any("views" in e or "oauth" in e for e in config["endpoints"])
     # Every announced endpoint is served: none answers 404 for its route or 405 for its method.
-    http("POST", f"{open_server}/v1/main/namespaces", {"namespace": ["n"]})
+    send("POST", f"{open_server}/v1/main/namespaces", None, {"namespace": ["n"]})
     for endpoint in config["endpoints"]:
         method, path = endpoint.split(" ")
         url = open_server + path.replace("{prefix}", "main").replace("{namespace}", "n").replace("{table}", "t")
-        status, body = http(method, url, {} if method == "POST" else None)
+        status, body = send(method, url, None, {} if method == "POST" else None)
         assert status != 405, endpoint
         assert status != 404 or body is None or body["error"]["type"].startswith("NoSuch"), (endpoint, body)
 
-    status, body = http("GET", f"{open_server}/v1/config?warehouse=nope")
+    status, body = send("GET", f"{open_server}/v1/config?warehouse=nope")
     assert status == 400 and "basin branch create nope" in body["error"]["message"]
 
 
@@ -126,7 +111,7 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
         main.drop_namespace("sales")
 
     # The spec's error body, with the status as `code`.
-    status, body = http("GET", f"{open_server}/v1/main/namespaces/sales/tables/missing")
+    status, body = send("GET", f"{open_server}/v1/main/namespaces/sales/tables/missing")
     assert status == 404 and body["error"]["type"] == "NoSuchTableException" and body["error"]["code"] == 404
     assert "sales.missing" in body["error"]["message"]
 
@@ -134,7 +119,7 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
     table.append(orders([1], [1.0]))
     stale = {"requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": 1}],
              "updates": [{"action": "set-properties", "updates": {"x": "y"}}]}
-    status, body = http("POST", f"{open_server}/v1/main/namespaces/sales/tables/orders", stale)
+    status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/tables/orders", None, stale)
     assert status == 409 and body["error"]["type"] == "CommitFailedException"
     assert "x" not in main.load_table("sales.orders").properties
 
@@ -150,10 +135,10 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
     change = lambda name, reqs: {"identifier": {"namespace": ["sales"], "name": name}, "requirements": reqs,
                                  "updates": [{"action": "set-properties", "updates": {"team": "growth"}}]}
     failing = [{"type": "assert-table-uuid", "uuid": "00000000-0000-0000-0000-000000000000"}]
-    status, body = http("POST", f"{open_server}/v1/main/transactions/commit",
+    status, body = send("POST", f"{open_server}/v1/main/transactions/commit", None,
                         {"table-changes": [change("orders", []), change("staged", failing)]})
     assert status == 409 and "team" not in main.load_table("sales.orders").properties
-    status, _ = http("POST", f"{open_server}/v1/main/transactions/commit",
+    status, _ = send("POST", f"{open_server}/v1/main/transactions/commit", None,
                      {"table-changes": [change("orders", []), change("staged", [])]})
     assert status == 204 and len(lakehouse.json("log")) == commits + 1
     assert main.load_table("sales.staged").properties["team"] == "growth"
@@ -166,7 +151,7 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
     assert len(registered.scan().to_arrow()) == 2
     main.drop_table("sales.copy")
     assert not main.table_exists("sales.copy")
-    status, body = http("POST", f"{open_server}/v1/main/namespaces/sales/register",
+    status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
                         {"name": "evil", "metadata-location": "/etc/passwd"})
     assert status == 400 and "outside the warehouse" in body["error"]["message"]
 

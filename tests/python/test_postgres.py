@@ -12,14 +12,8 @@ from conftest import start_server
 
 
 @pytest.fixture
-def pg(lakehouse, tmp_path):
-    """A lakehouse with sales.orders on main (2 rows) and on dev (3 rows), served."""
-    (tmp_path / "orders.csv").write_text("id,amount\n1,10.50\n2,3.25\n")
-    (tmp_path / "more.csv").write_text("id,amount\n3,7.00\n")
-    lakehouse("import", str(tmp_path / "orders.csv"), "--table", "sales.orders")
-    lakehouse("branch", "create", "dev")
-    lakehouse("import", str(tmp_path / "more.csv"), "--table", "sales.orders", "--branch", "dev")
-    return lakehouse
+def pg(orders):
+    return orders
 
 
 def serve(lakehouse, *args):

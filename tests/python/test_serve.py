@@ -12,7 +12,7 @@ import urllib.request
 import pyarrow as pa
 import pytest
 
-from conftest import BASIN, start_server as start
+from conftest import BASIN, send, start_server as start
 
 
 @pytest.fixture
@@ -128,22 +128,6 @@ def test_tokens_with_roles_guard_the_api(lakehouse):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert "dev" in lakehouse("branch", "ls")
-
-
-def send(method, url, token=None, body=None, data=None, content_type="application/json"):
-    headers = {"content-type": content_type}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    if body is not None:
-        data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, json.loads(raw) if raw else None
 
 
 def test_http_api_merges_manages_namespaces_imports_uploads_and_tokens(lakehouse):

@@ -25,10 +25,16 @@ pub(crate) fn route_label(path: &str) -> String {
                 .zip(&p)
                 .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
     };
-    crate::openapi::endpoints()
-        .into_iter()
-        .find(|e| matches(e.path))
-        .map_or("other", |e| e.path)
+    static PATHS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        crate::openapi::endpoints()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    });
+    PATHS
+        .iter()
+        .find(|p| matches(p))
+        .map_or("other", |p| p)
         .to_string()
 }
 

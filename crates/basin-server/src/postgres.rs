@@ -213,15 +213,14 @@ fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
         .unwrap_or_else(|| "main".to_string())
 }
 
+/// The one text column `SHOW basin.ref` answers.
+fn ref_field() -> FieldInfo {
+    FieldInfo::new(REF.to_string(), None, None, Type::TEXT, FieldFormat::Text)
+}
+
 /// `SHOW basin.ref`: one row, one text column.
 fn show_ref(value: &str) -> PgWireResult<Response> {
-    let fields = Arc::new(vec![FieldInfo::new(
-        REF.to_string(),
-        None,
-        None,
-        Type::TEXT,
-        FieldFormat::Text,
-    )]);
+    let fields = Arc::new(vec![ref_field()]);
     let mut encoder = DataRowEncoder::new(fields.clone());
     encoder.encode_field(&Some(value))?;
     let row = encoder.take_row();
@@ -232,6 +231,23 @@ fn show_ref(value: &str) -> PgWireResult<Response> {
 }
 
 impl Backend {
+    /// Answers `SET basin.ref` (after checking the ref exists) and `SHOW basin.ref`; `None`
+    /// for any other statement.
+    async fn ref_statement<C: ClientInfo + ?Sized>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+    ) -> Option<PgWireResult<Response>> {
+        if let Some(spec) = set_ref(statement) {
+            if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
+                return Some(Err(basin_error(e)));
+            }
+            client.metadata_mut().insert(REF.to_string(), spec);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
+        is_show_ref(statement).then(|| show_ref(&connection_ref(client)))
+    }
+
     /// A session over the ref's current head; the connection's cached one if the head has
     /// not moved.
     async fn session<C: ClientInfo + ?Sized>(
@@ -365,18 +381,8 @@ impl SimpleQueryHandler for Handlers {
         let backend = &self.0;
         let mut responses = Vec::new();
         'statements: for statement in backend.parse(query)? {
-            if let Some(spec) = set_ref(&statement) {
-                backend
-                    .lakehouse
-                    .resolve(Some(&spec))
-                    .await
-                    .map_err(basin_error)?;
-                client.metadata_mut().insert(REF.to_string(), spec);
-                responses.push(Response::Execution(Tag::new("SET")));
-                continue;
-            }
-            if is_show_ref(&statement) {
-                responses.push(show_ref(&connection_ref(client))?);
+            if let Some(response) = backend.ref_statement(client, &statement).await {
+                responses.push(response?);
                 continue;
             }
             for hook in &backend.hooks {
@@ -463,13 +469,7 @@ impl QueryParser for Planner {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
-            Some((s, _)) if is_show_ref(s) => Ok(vec![FieldInfo::new(
-                REF.to_string(),
-                None,
-                None,
-                Type::TEXT,
-                FieldFormat::Text,
-            )]),
+            Some((s, _)) if is_show_ref(s) => Ok(vec![ref_field()]),
             Some((_, plan)) => arrow_schema_to_pg_fields(
                 plan.schema().as_arrow(),
                 format.unwrap_or(&Format::UnifiedText),
@@ -522,17 +522,8 @@ impl ExtendedQueryHandler for Handlers {
         let (_, Some((statement, parsed))) = &portal.statement.statement else {
             return Ok(Response::EmptyQuery);
         };
-        if let Some(spec) = set_ref(statement) {
-            backend
-                .lakehouse
-                .resolve(Some(&spec))
-                .await
-                .map_err(basin_error)?;
-            client.metadata_mut().insert(REF.to_string(), spec);
-            return Ok(Response::Execution(Tag::new("SET")));
-        }
-        if is_show_ref(statement) {
-            return show_ref(&connection_ref(client));
+        if let Some(response) = backend.ref_statement(client, statement).await {
+            return response;
         }
         let types = parameter_types(parsed)?;
         // Values as the plan's types; where the client's type does not convert (a float

@@ -142,7 +142,7 @@ impl Lakehouse {
     }
 }
 
-async fn namespace_at(
+pub(crate) async fn namespace_at(
     lakehouse: &Lakehouse,
     at: &Resolved,
     key: &Key,

@@ -8,6 +8,7 @@ use basin_table::{TableSummary, TableUpdates, Tables};
 use serde::Serialize;
 
 use crate::Lakehouse;
+use crate::namespaces::namespace_at;
 
 /// A row of `basin table ls`.
 #[derive(Clone, Debug, Serialize)]
@@ -114,13 +115,8 @@ impl Lakehouse {
             )
             .with_hint("pick another name, or drop that table first"));
         }
-        if let Some(ns) = to.namespace()
-            && self.catalog().content(&at, &ns).await?.is_none()
-        {
-            return Err(
-                Error::not_found(format!("namespace `{ns}` does not exist on `{branch}`"))
-                    .with_hint(format!("create it first: `basin namespace create {ns}`")),
-            );
+        if let Some(ns) = to.namespace() {
+            namespace_at(self, &at, &ns).await?;
         }
         let request = CommitRequest::new(
             branch,
@@ -164,12 +160,8 @@ impl Lakehouse {
             }
             _ => {}
         }
-        if let Some(ns) = key.namespace()
-            && self.catalog().content(&at, &ns).await?.is_none()
-        {
-            return Err(Error::not_found(format!(
-                "namespace `{ns}` does not exist on `{branch}`"
-            )));
+        if let Some(ns) = key.namespace() {
+            namespace_at(self, &at, &ns).await?;
         }
         let request = CommitRequest::new(
             branch,

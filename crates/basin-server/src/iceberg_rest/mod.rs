@@ -1,0 +1,310 @@
+//! The Iceberg REST catalog protocol (`../shared/specs/rest-catalog-open-api.yaml`) over
+//! Basin's versioned catalog, so Spark, Trino, PyIceberg and DuckDB read and write Basin's
+//! tables.
+//!
+//! A client picks a branch with `warehouse` (`warehouse=dev`); `GET /v1/config` answers it
+//! as `defaults.prefix`, and every later path carries that prefix. Each change a client
+//! commits becomes one catalog commit on that branch (see `basin_table::TableUpdates`).
+//! Tags and `REF@COMMIT` work as read-only prefixes.
+
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use basin_catalog::{Content, Error, ErrorKind, Key};
+use basin_service::Lakehouse;
+use basin_table::TableUpdates;
+use basin_table::iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
+use basin_table::iceberg::table::Table;
+use basin_table::iceberg::{TableRequirement, TableUpdate};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+
+mod namespaces;
+mod tables;
+
+/// The routes, as `GET /v1/config` announces them. The list is exact: a route is here iff
+/// it is served.
+const ENDPOINTS: &[&str] = &[
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
+];
+
+pub(crate) fn routes() -> Router<AppState> {
+    let ns = "/v1/{prefix}/namespaces/{namespace}";
+    Router::new()
+        .route("/v1/config", get(config))
+        .route(
+            "/v1/{prefix}/namespaces",
+            get(namespaces::list_namespaces).post(namespaces::create_namespace),
+        )
+        .route(
+            ns,
+            get(namespaces::load_namespace)
+                .head(namespaces::namespace_exists)
+                .delete(namespaces::drop_namespace),
+        )
+        .route(
+            &format!("{ns}/properties"),
+            post(namespaces::update_properties),
+        )
+        .route(
+            &format!("{ns}/tables"),
+            get(tables::list_tables).post(tables::create_table),
+        )
+        .route(
+            &format!("{ns}/tables/{{table}}"),
+            get(tables::load_table)
+                .head(tables::table_exists)
+                .post(tables::commit_table)
+                .delete(tables::drop_table),
+        )
+        .route(&format!("{ns}/register"), post(tables::register_table))
+        .route(
+            &format!("{ns}/tables/{{table}}/metrics"),
+            post(|| async { StatusCode::NO_CONTENT }),
+        )
+        .route("/v1/{prefix}/tables/rename", post(tables::rename_table))
+        .route(
+            "/v1/{prefix}/transactions/commit",
+            post(tables::commit_transaction),
+        )
+}
+
+/// The spec's error body: `{"error": {"message", "type", "code"}}`.
+pub(crate) struct RestError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl RestError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A Basin error, with `missing` as the type of a not-found (what the route looks up).
+    fn from_basin(missing: &'static str) -> impl FnOnce(Error) -> Self {
+        move |e| {
+            let (status, kind) = match e.kind() {
+                ErrorKind::NotFound => (StatusCode::NOT_FOUND, missing),
+                ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "AlreadyExistsException"),
+                ErrorKind::Conflict => (StatusCode::CONFLICT, "CommitFailedException"),
+                ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "BadRequestException"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailureException"),
+            };
+            if status.is_server_error() {
+                tracing::error!("{e}");
+            }
+            let message = match &e.hint {
+                Some(hint) => format!("{} (hint: {hint})", e.message),
+                None => e.message.clone(),
+            };
+            Self::new(status, kind, message)
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "code": self.status.as_u16(),
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type RestResult<T = Response> = std::result::Result<T, RestError>;
+
+/// A JSON request body whose rejection (malformed JSON, a missing field) is a spec error.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = RestError;
+
+    async fn from_request(request: Request, state: &S) -> RestResult<Self> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+const NO_NAMESPACE: &str = "NoSuchNamespaceException";
+const NO_TABLE: &str = "NoSuchTableException";
+
+/// A namespace in a path: its levels joined by the unit separator (0x1F), as `a.b` for Basin.
+fn namespace_key(path: &str) -> RestResult<Key> {
+    Key::parse(&path.split('\u{1f}').collect::<Vec<_>>().join("."))
+        .map_err(RestError::from_basin(NO_NAMESPACE))
+}
+
+fn table_key(namespace: &str, table: &str) -> RestResult<Key> {
+    let ns = namespace_key(namespace)?;
+    Key::table(&format!("{ns}.{table}")).map_err(RestError::from_basin(NO_TABLE))
+}
+
+fn levels(key: &Key) -> Vec<&str> {
+    key.parts().collect()
+}
+
+#[derive(Deserialize, Serialize)]
+struct TableIdent {
+    namespace: Vec<String>,
+    name: String,
+}
+
+impl TableIdent {
+    fn of(key: &Key) -> Self {
+        Self {
+            namespace: key
+                .namespace()
+                .map(|n| n.parts().map(str::to_string).collect())
+                .unwrap_or_default(),
+            name: key.name().to_string(),
+        }
+    }
+
+    fn key(&self) -> RestResult<Key> {
+        let mut parts = self.namespace.clone();
+        parts.push(self.name.clone());
+        Key::table(&parts.join(".")).map_err(RestError::from_basin(NO_TABLE))
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    warehouse: Option<String>,
+}
+
+/// `GET /v1/config`: the branch (`warehouse`, default `main`) becomes the path prefix.
+async fn config(
+    State(state): State<AppState>,
+    Query(q): Query<ConfigQuery>,
+) -> RestResult<Json<serde_json::Value>> {
+    let warehouse = q.warehouse.unwrap_or_else(|| "main".to_string());
+    state
+        .lakehouse
+        .resolve(Some(&warehouse))
+        .await
+        .map_err(|e| {
+            RestError::new(
+                StatusCode::BAD_REQUEST,
+                "NoSuchWarehouseException",
+                format!(
+                    "warehouse `{warehouse}` is not a branch, tag or commit of this lakehouse: {} \
+                     (hint: create the branch with `basin branch create {warehouse}`)",
+                    e.message
+                ),
+            )
+        })?;
+    let prefix: String = url_escape(&warehouse);
+    Ok(Json(json!({
+        "defaults": {"prefix": prefix},
+        "overrides": {},
+        "endpoints": ENDPOINTS,
+    })))
+}
+
+/// Escapes what cannot stand in one path segment (`/` in `run/42`, `@`, `%`).
+fn url_escape(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The route template of an Iceberg REST path, for metrics: literal words stay, names
+/// become `{}` (`/v1/{}/namespaces/{}/tables/{}`).
+pub(crate) fn route_label(path: &str) -> String {
+    const WORDS: &[&str] = &[
+        "v1",
+        "config",
+        "namespaces",
+        "tables",
+        "properties",
+        "register",
+        "metrics",
+        "rename",
+        "transactions",
+        "commit",
+    ];
+    path.split('/')
+        .enumerate()
+        .map(|(i, part)| {
+            // Segment 2 is the prefix, 4 a namespace and 6 a table: names, even if they
+            // spell a word, but for `/v1/config`, `/tables/rename` and `/transactions/commit`.
+            let literal = WORDS.contains(&part)
+                && match i {
+                    2 => part == "config",
+                    4 => part == "rename" || part == "commit",
+                    6 => false,
+                    _ => true,
+                };
+            if part.is_empty() || literal {
+                part
+            } else {
+                "{}"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_keep_words_and_hide_names() {
+        assert_eq!(route_label("/v1/config"), "/v1/config");
+        assert_eq!(
+            route_label("/v1/dev/namespaces/tables/tables/metrics"),
+            "/v1/{}/namespaces/{}/tables/{}"
+        );
+        assert_eq!(
+            route_label("/v1/run%2F7/namespaces/a/tables/t/metrics"),
+            "/v1/{}/namespaces/{}/tables/{}/metrics"
+        );
+        assert_eq!(
+            route_label("/v1/main/tables/rename"),
+            "/v1/{}/tables/rename"
+        );
+    }
+
+    #[test]
+    fn prefixes_escape_what_a_path_segment_cannot_hold() {
+        assert_eq!(url_escape("main"), "main");
+        assert_eq!(url_escape("run/42"), "run%2F42");
+        assert_eq!(url_escape("main@1a2b"), "main%401a2b");
+    }
+}

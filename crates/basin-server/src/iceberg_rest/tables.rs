@@ -1,0 +1,355 @@
+//! Iceberg REST: tables (list, create and stage-create, load, exists, commit, drop,
+//! register, rename) and multi-table transactions.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::*;
+use crate::AppState;
+
+pub(super) async fn list_tables(
+    State(state): State<AppState>,
+    Path((prefix, namespace)): Path<(String, String)>,
+) -> RestResult<Json<serde_json::Value>> {
+    let key = namespace_key(&namespace)?;
+    state
+        .lakehouse
+        .namespace_properties(key.as_str(), Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?;
+    let identifiers: Vec<TableIdent> = state
+        .lakehouse
+        .list_tables(Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?
+        .iter()
+        .filter_map(|t| Key::table(&t.table).ok())
+        .filter(|t| t.namespace().as_ref() == Some(&key))
+        .map(|t| TableIdent::of(&t))
+        .collect();
+    Ok(Json(
+        json!({"identifiers": identifiers, "next-page-token": null}),
+    ))
+}
+
+/// A table as the protocol returns it: metadata, its location, and how to read its files.
+fn load_result(state: &AppState, table: &Table) -> Json<serde_json::Value> {
+    Json(json!({
+        "metadata-location": table.metadata_location(),
+        "metadata": table.metadata(),
+        "config": file_io_config(&state.lakehouse),
+    }))
+}
+
+/// What a client needs to read and write the warehouse's files itself: nothing for a local
+/// folder; the endpoint and credentials Basin uses for an S3-compatible store.
+fn file_io_config(lakehouse: &Lakehouse) -> HashMap<&'static str, String> {
+    let mut config = HashMap::new();
+    if lakehouse.warehouse().is_s3() {
+        let s3 = &lakehouse.settings().s3;
+        let fields = [
+            ("s3.endpoint", &s3.endpoint),
+            ("s3.region", &s3.region),
+            ("s3.access-key-id", &s3.access_key_id),
+            ("s3.secret-access-key", &s3.secret_access_key),
+            ("s3.session-token", &s3.session_token),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                config.insert(k, v.clone());
+            }
+        }
+        config.insert("s3.path-style-access", s3.path_style.to_string());
+    }
+    config
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct CreateTable {
+    name: String,
+    location: Option<String>,
+    schema: Schema,
+    partition_spec: Option<UnboundPartitionSpec>,
+    write_order: Option<SortOrder>,
+    #[serde(default)]
+    stage_create: bool,
+    #[serde(default)]
+    properties: HashMap<String, String>,
+}
+
+/// Only locations inside the warehouse: a client must not make Basin write (or read)
+/// elsewhere on its disk or in its buckets.
+fn check_location(lakehouse: &Lakehouse, location: &str) -> RestResult<()> {
+    let root = lakehouse.warehouse().location();
+    let inside = location
+        .strip_prefix(root)
+        .is_some_and(|rest| rest.starts_with('/'))
+        && !location.split('/').any(|part| part == "..");
+    if inside {
+        Ok(())
+    } else {
+        Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            format!("location `{location}` is outside the warehouse {root}"),
+        ))
+    }
+}
+
+pub(super) async fn create_table(
+    State(state): State<AppState>,
+    Path((prefix, namespace)): Path<(String, String)>,
+    Body(request): Body<CreateTable>,
+) -> RestResult<Response> {
+    let ns = namespace_key(&namespace)?;
+    let key = table_key(&namespace, &request.name)?;
+    if let Some(location) = &request.location {
+        check_location(&state.lakehouse, location)?;
+    }
+    let lakehouse = &state.lakehouse;
+    lakehouse
+        .namespace_properties(ns.as_str(), Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?;
+    let at = lakehouse
+        .resolve(Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    if lakehouse
+        .catalog()
+        .content(&at, &key)
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?
+        .is_some()
+    {
+        return Err(RestError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExistsException",
+            format!("table `{key}` already exists on `{prefix}`"),
+        ));
+    }
+    let (metadata, changes): (TableMetadata, Vec<TableUpdate>) = lakehouse
+        .tables()
+        .new_table_metadata(
+            &key,
+            request.schema,
+            request.partition_spec,
+            request.write_order,
+            request.location,
+            request.properties,
+        )
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    if request.stage_create {
+        // Nothing is written: the client commits the table with `assert-create`.
+        return Ok(Json(json!({
+            "metadata": metadata,
+            "config": file_io_config(lakehouse),
+        }))
+        .into_response());
+    }
+    let tables = lakehouse
+        .commit_table_updates(Some(&prefix), &[TableUpdates::create(key, changes)])
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?;
+    Ok(load_result(&state, &tables[0]).into_response())
+}
+
+pub(super) async fn load_table(
+    State(state): State<AppState>,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+) -> RestResult<Json<serde_json::Value>> {
+    let key = table_key(&namespace, &table)?;
+    let at = state
+        .lakehouse
+        .resolve(Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    let table = state
+        .lakehouse
+        .tables()
+        .load(&at, &key)
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    Ok(load_result(&state, &table))
+}
+
+pub(super) async fn table_exists(
+    State(state): State<AppState>,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+) -> RestResult<StatusCode> {
+    let key = table_key(&namespace, &table)?;
+    let at = state
+        .lakehouse
+        .resolve(Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    match state.lakehouse.catalog().content(&at, &key).await {
+        Ok(Some(Content::Table { .. })) => Ok(StatusCode::NO_CONTENT),
+        Ok(_) => Ok(StatusCode::NOT_FOUND),
+        Err(e) => Err(RestError::from_basin(NO_TABLE)(e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CommitTable {
+    identifier: Option<TableIdent>,
+    #[serde(default)]
+    requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    updates: Vec<TableUpdate>,
+}
+
+impl CommitTable {
+    fn into_updates(self, key: Key) -> TableUpdates {
+        TableUpdates {
+            key,
+            requirements: self.requirements,
+            updates: self.updates,
+        }
+    }
+}
+
+/// Refuses updates that would point a table outside the warehouse.
+fn check_updates(lakehouse: &Lakehouse, updates: &[TableUpdate]) -> RestResult<()> {
+    for update in updates {
+        if let TableUpdate::SetLocation { location } = update {
+            check_location(lakehouse, location)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn commit_table(
+    State(state): State<AppState>,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    Body(request): Body<CommitTable>,
+) -> RestResult<Json<serde_json::Value>> {
+    let key = table_key(&namespace, &table)?;
+    if let Some(ident) = &request.identifier
+        && ident.key()? != key
+    {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            format!(
+                "the body names `{}` but the path names `{key}`",
+                ident.key()?
+            ),
+        ));
+    }
+    check_updates(&state.lakehouse, &request.updates)?;
+    let tables = state
+        .lakehouse
+        .commit_table_updates(Some(&prefix), &[request.into_updates(key)])
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    let table = &tables[0];
+    Ok(Json(json!({
+        "metadata-location": table.metadata_location(),
+        "metadata": table.metadata(),
+    })))
+}
+
+/// Drops the table from the branch. Its files stay (`purgeRequested` is not honoured): the
+/// table's history, other branches and tags may still read them.
+pub(super) async fn drop_table(
+    State(state): State<AppState>,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+) -> RestResult<StatusCode> {
+    let key = table_key(&namespace, &table)?;
+    state
+        .lakehouse
+        .drop_table(key.as_str(), Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RegisterTable {
+    name: String,
+    metadata_location: String,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+pub(super) async fn register_table(
+    State(state): State<AppState>,
+    Path((prefix, namespace)): Path<(String, String)>,
+    Body(request): Body<RegisterTable>,
+) -> RestResult<Json<serde_json::Value>> {
+    let key = table_key(&namespace, &request.name)?;
+    check_location(&state.lakehouse, &request.metadata_location)?;
+    let table = state
+        .lakehouse
+        .register_table(
+            key.as_str(),
+            &request.metadata_location,
+            Some(&prefix),
+            request.overwrite,
+        )
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?;
+    Ok(load_result(&state, &table))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RenameTable {
+    source: TableIdent,
+    destination: TableIdent,
+}
+
+pub(super) async fn rename_table(
+    State(state): State<AppState>,
+    Path(prefix): Path<String>,
+    Body(request): Body<RenameTable>,
+) -> RestResult<StatusCode> {
+    let (from, to) = (request.source.key()?, request.destination.key()?);
+    state
+        .lakehouse
+        .rename_table(from.as_str(), to.as_str(), Some(&prefix))
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct Transaction {
+    table_changes: Vec<CommitTable>,
+}
+
+/// Commits changes to several tables at once: one catalog commit, all or nothing.
+pub(super) async fn commit_transaction(
+    State(state): State<AppState>,
+    Path(prefix): Path<String>,
+    Body(request): Body<Transaction>,
+) -> RestResult<StatusCode> {
+    let mut changes = Vec::with_capacity(request.table_changes.len());
+    for change in request.table_changes {
+        let Some(ident) = &change.identifier else {
+            return Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                "every table change of a transaction needs its `identifier`",
+            ));
+        };
+        let key = ident.key()?;
+        check_updates(&state.lakehouse, &change.updates)?;
+        changes.push(change.into_updates(key));
+    }
+    state
+        .lakehouse
+        .commit_table_updates(Some(&prefix), &changes)
+        .await
+        .map_err(RestError::from_basin(NO_TABLE))?;
+    Ok(StatusCode::NO_CONTENT)
+}
