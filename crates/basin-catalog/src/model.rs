@@ -154,7 +154,7 @@ impl Operation {
 }
 
 /// A commit: who changed which keys, when, and on top of what.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
     pub id: CommitId,
     pub parent: Option<CommitId>,
@@ -168,7 +168,7 @@ pub struct Commit {
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefKind {
     Branch,
@@ -185,7 +185,7 @@ impl RefKind {
 }
 
 /// A named pointer to a commit. Branches move by compare-and-swap; tags do not move.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ref {
     pub name: String,
     pub kind: RefKind,

@@ -2,7 +2,9 @@
 //! prints: data on stdout, progress and errors (with a `hint:`) on stderr.
 
 mod commands;
+mod lake;
 mod output;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,21 @@ struct Cli {
     /// The lakehouse folder (default: the nearest folder holding `.basin/`, walking up)
     #[arg(long, global = true, env = basin_service::config::env::HOME, value_name = "PATH")]
     home: Option<PathBuf>,
+
+    /// Work on the lakehouse a `basin serve` at URL serves (e.g. http://10.0.0.5:8181),
+    /// through its HTTP API; a ref or branch left out then means the server's `main`
+    #[arg(long, global = true, env = "BASIN_REMOTE", value_name = "URL")]
+    remote: Option<String>,
+
+    /// The access token for --remote (create one with `basin token create`)
+    #[arg(
+        long,
+        global = true,
+        env = "BASIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -100,27 +117,38 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let home = cli.home.as_deref();
+    let ctx = lake::Context {
+        home: cli.home,
+        remote: cli.remote,
+        token: cli.token,
+    };
+    let ctx = &ctx;
     match cli.command {
-        Command::Init(args) => init::run(args).await,
-        Command::Branch(cmd) => branch::run(cmd, home).await,
-        Command::Tag(cmd) => tag::run(cmd, home).await,
-        Command::Checkout(args) => checkout::run(args, home).await,
-        Command::Log(args) => log::run(args, home).await,
-        Command::Diff(args) => diff::run(args, home).await,
-        Command::Merge(args) => merge::run(args, home).await,
-        Command::Namespace(cmd) => namespace::run(cmd, home).await,
-        Command::Table(cmd) => table::run(cmd, home).await,
-        Command::Import(args) => import::run(args, home).await,
-        Command::Query(args) => query::run(args, home).await,
-        Command::Invoke(args) => invoke::run(args, home).await,
-        Command::Usage(args) => usage::run(args, home).await,
-        Command::Run(args) => run::run(args, home).await,
-        Command::Serve(args) => serve::run(args, home).await,
-        Command::Token(cmd) => token::run(cmd, home).await,
-        Command::Runs(cmd) => runs::run(cmd, home).await,
-        Command::Env(cmd) => env::run(cmd, home).await,
-        Command::Demo(args) => demo::run(args).await,
+        Command::Init(args) => {
+            ctx.home("init")?;
+            init::run(args).await
+        }
+        Command::Branch(cmd) => branch::run(cmd, ctx).await,
+        Command::Tag(cmd) => tag::run(cmd, ctx).await,
+        Command::Checkout(args) => checkout::run(args, ctx.home("checkout")?).await,
+        Command::Log(args) => log::run(args, ctx).await,
+        Command::Diff(args) => diff::run(args, ctx.home("diff")?).await,
+        Command::Merge(args) => merge::run(args, ctx).await,
+        Command::Namespace(cmd) => namespace::run(cmd, ctx).await,
+        Command::Table(cmd) => table::run(cmd, ctx).await,
+        Command::Import(args) => import::run(args, ctx).await,
+        Command::Query(args) => query::run(args, ctx).await,
+        Command::Invoke(args) => invoke::run(args, ctx.home("invoke")?).await,
+        Command::Usage(args) => usage::run(args, ctx).await,
+        Command::Run(args) => run::run(args, ctx.home("run")?).await,
+        Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
+        Command::Token(cmd) => token::run(cmd, ctx).await,
+        Command::Runs(cmd) => runs::run(cmd, ctx).await,
+        Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,
+        Command::Demo(args) => {
+            ctx.home("demo")?;
+            demo::run(args).await
+        }
     }
 }
 

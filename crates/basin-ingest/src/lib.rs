@@ -19,13 +19,13 @@ use arrow::datatypes::{DataType, SchemaRef};
 use basin_catalog::{CommitRequest, Content, Error, Key, Result};
 use basin_table::{TableChange, Tables};
 use iceberg::io::FileIO;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use read::CsvOptions;
 pub use source::Format;
 
 /// Append to the table, or replace its rows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -66,7 +66,7 @@ impl ImportRequest {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImportReport {
     pub table: String,
     pub branch: String,

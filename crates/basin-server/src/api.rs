@@ -195,6 +195,17 @@ pub(crate) async fn tables(
     Ok(Json(state.lakehouse.list_tables(q.at.as_deref()).await?).into_response())
 }
 
+/// Drops a table from a branch in one commit.
+pub(crate) async fn drop_table(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<OnBranch>,
+) -> Result<Response, ApiError> {
+    let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
+    let commit = state.lakehouse.drop_table(&name, Some(branch)).await?;
+    Ok(Json(commit).into_response())
+}
+
 /// One table: columns, partitioning, snapshots, files, rows.
 pub(crate) async fn table(
     State(state): State<AppState>,
@@ -223,28 +234,16 @@ pub(crate) struct UsageQuery {
     /// Unix milliseconds (default: everything).
     since_ms: Option<i64>,
     /// `function` (default) or `day`.
-    by: Option<String>,
+    #[serde(default)]
+    by: basin_service::UsageBy,
 }
 
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Query(q): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
-    let (records, pricing) = state.lakehouse.usage(q.since_ms.unwrap_or(0)).await?;
-    let rows = match q.by.as_deref() {
-        None | Some("function") => {
-            basin_service::summarize_usage(&records, &pricing, |r| r.function.clone())
-        }
-        Some("day") => basin_service::summarize_usage(&records, &pricing, |r| {
-            chrono::DateTime::from_timestamp_millis(r.started_at_ms)
-                .map(|t| t.format("%Y-%m-%d").to_string())
-                .unwrap_or_default()
-        }),
-        Some(other) => {
-            return Err(Error::invalid(format!("by={other}: group by `function` or `day`")).into());
-        }
-    };
-    Ok(Json(serde_json::json!({"pricing": pricing, "rows": rows})).into_response())
+    let report = state.lakehouse.usage(q.since_ms.unwrap_or(0), q.by).await?;
+    Ok(Json(report).into_response())
 }
 
 #[derive(Deserialize)]
@@ -263,6 +262,37 @@ pub(crate) async fn create_branch(
         .create_branch(&request.name, request.from.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub(crate) async fn delete_branch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.lakehouse.delete_branch(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewTag {
+    name: String,
+    at: Option<String>,
+}
+
+pub(crate) async fn create_tag(
+    State(state): State<AppState>,
+    Json(request): Json<NewTag>,
+) -> Result<Response, ApiError> {
+    let at = request.at.as_deref().unwrap_or(basin_catalog::MAIN);
+    let created = state.lakehouse.create_tag(&request.name, Some(at)).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub(crate) async fn delete_tag(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.lakehouse.delete_tag(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -337,6 +367,23 @@ pub(crate) struct Upload {
     branch: Option<String>,
     /// `append` (default) or `replace`.
     mode: Option<String>,
+    /// A new table's partitioning: terms separated by `;`.
+    partition_by: Option<String>,
+    delimiter: Option<char>,
+    quote: Option<char>,
+    header: Option<bool>,
+    #[serde(default)]
+    allow_new_columns: bool,
+}
+
+fn ascii(c: char, what: &str) -> Result<u8, Error> {
+    if c.is_ascii() {
+        Ok(c as u8)
+    } else {
+        Err(Error::invalid(format!(
+            "the {what} must be one ASCII character, not `{c}`"
+        )))
+    }
 }
 
 /// Imports the request body (a CSV, JSON, Parquet or Arrow file) into a table, in one
@@ -373,6 +420,18 @@ pub(crate) async fn import(
         .as_deref()
         .map(basin_ingest::Format::parse)
         .transpose()?;
+    let partition_by = q
+        .partition_by
+        .iter()
+        .flat_map(|p| p.split(';'))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let csv = basin_ingest::CsvOptions {
+        delimiter: q.delimiter.map(|c| ascii(c, "delimiter")).transpose()?,
+        quote: q.quote.map_or(Ok(b'"'), |c| ascii(c, "quote"))?,
+        header: q.header.unwrap_or(true),
+    };
     let folder = state
         .lakehouse
         .root()
@@ -398,6 +457,9 @@ pub(crate) async fn import(
         );
         request.mode = mode;
         request.format = format;
+        request.partition_by = partition_by;
+        request.allow_new_columns = q.allow_new_columns;
+        request.csv = csv;
         state.lakehouse.import(request, None).await
     }
     .await;

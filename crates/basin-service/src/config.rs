@@ -91,7 +91,7 @@ pub struct PricingSection {
 
 /// What `basin usage` charges: by default AWS's list prices (us-east-1), so users see what
 /// the same work would cost there: Lambda's (x86) for functions, Athena's for queries.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pricing {
     pub gb_second: f64,
     pub per_million_requests: f64,

@@ -29,4 +29,4 @@ pub use namespaces::PropertiesUpdate;
 pub use refs::{LogEntry, RefInfo};
 pub use tables::TableEntry;
 pub use tokens::Role;
-pub use usage::{QueryUsage, UsageRow, cost, summarize_usage};
+pub use usage::{QueryUsage, UsageBy, UsageReport, UsageRow, cost, summarize_usage};

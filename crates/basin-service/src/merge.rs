@@ -1,14 +1,14 @@
 //! `basin merge`: three-way at table level, with appends on both sides merged.
 
 use basin_catalog::{Change, CommitRequest, Content, Error, ErrorKind, Operation, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 
 /// How often a merge is re-planned when the target moves under it.
 const MAX_ATTEMPTS: u32 = 10;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MergeReport {
     pub source: String,
     pub target: String,
@@ -19,7 +19,7 @@ pub struct MergeReport {
     pub changes: Vec<MergedChange>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MergedChange {
     pub key: String,
     pub change: Change,

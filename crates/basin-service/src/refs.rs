@@ -1,12 +1,12 @@
 //! Branches, tags, history and differences.
 
 use basin_catalog::{Commit, CommitId, DiffEntry, Ref, RefKind, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 
 /// A branch or tag as listed by `basin branch ls` / `basin tag ls`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefInfo {
     pub name: String,
     pub kind: RefKind,
@@ -17,7 +17,7 @@ pub struct RefInfo {
 }
 
 /// A commit as shown by `basin log`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogEntry {
     pub id: CommitId,
     pub parent: Option<CommitId>,

@@ -5,13 +5,13 @@ use basin_catalog::{Commit, CommitRequest, Content, Error, ErrorKind, Key, Opera
 use basin_table::iceberg::TableUpdate;
 use basin_table::iceberg::table::Table;
 use basin_table::{TableSummary, TableUpdates, Tables};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 use crate::namespaces::namespace_at;
 
 /// A row of `basin table ls`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableEntry {
     pub table: String,
     pub metadata_location: String,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use basin_catalog::{InvocationKind, InvocationRecord, InvocationStatus, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 use crate::config::Pricing;
@@ -22,10 +22,20 @@ pub struct QueryUsage {
 }
 
 impl Lakehouse {
-    /// Invocations and queries since `since_ms`, with the prices to apply.
-    pub async fn usage(&self, since_ms: i64) -> Result<(Vec<InvocationRecord>, Pricing)> {
+    /// Invocations and queries since `since_ms`, grouped and priced (`basin usage`,
+    /// `GET /api/v1/usage`).
+    pub async fn usage(&self, since_ms: i64, by: UsageBy) -> Result<UsageReport> {
         let records = self.catalog().store().invocations(since_ms).await?;
-        Ok((records, self.settings().pricing))
+        let pricing = self.settings().pricing;
+        let rows = match by {
+            UsageBy::Function => summarize_usage(&records, &pricing, |r| r.function.clone()),
+            UsageBy::Day => summarize_usage(&records, &pricing, |r| {
+                chrono::DateTime::from_timestamp_millis(r.started_at_ms)
+                    .map(|t| t.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default()
+            }),
+        };
+        Ok(UsageReport { pricing, rows })
     }
 
     /// Records a query for `basin usage`, as `sql (VIA)`.
@@ -92,8 +102,34 @@ impl Lakehouse {
     }
 }
 
+/// How `basin usage` groups invocations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageBy {
+    #[default]
+    Function,
+    /// The UTC day an invocation started.
+    Day,
+}
+
+impl UsageBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageBy::Function => "function",
+            UsageBy::Day => "day",
+        }
+    }
+}
+
+/// Usage grouped and priced, with the prices applied.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub pricing: Pricing,
+    pub rows: Vec<UsageRow>,
+}
+
 /// Totals of a group of invocations and queries, as `basin usage` shows them.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct UsageRow {
     pub key: String,
     pub invocations: u64,

@@ -323,6 +323,9 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
         valid.dedup();
         let hint = match suggest(column, valid.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
+            None if valid.is_empty() => "the query reads no table: add FROM NAMESPACE.TABLE, \
+                                         or quote a string with '...'"
+                .to_string(),
             None => format!("columns: {}", valid.join(", ")),
         };
         return Error::not_found(format!("column `{}` does not exist", field.flat_name()))

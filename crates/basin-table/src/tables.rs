@@ -10,7 +10,7 @@ use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, Type, UnboundPartiti
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{MetadataLocation, TableCreation, TableIdent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, from_iceberg};
 use crate::overwrite::overwrite_updates;
@@ -46,7 +46,7 @@ pub struct WriteOutcome {
 }
 
 /// A table described for people and scripts (`basin table show`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableSummary {
     pub table: String,
     pub metadata_location: String,
@@ -61,7 +61,7 @@ pub struct TableSummary {
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ColumnSummary {
     pub id: i32,
     pub name: String,
@@ -70,7 +70,7 @@ pub struct ColumnSummary {
     pub required: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub snapshot_id: i64,
     pub parent_id: Option<i64>,

@@ -1,8 +1,6 @@
-use std::path::Path;
-
 use basin_catalog::RefKind;
 
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, status};
 
 #[derive(clap::Subcommand)]
@@ -25,18 +23,16 @@ pub enum Command {
     Rm { name: String },
 }
 
-pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     match cmd {
-        Command::Ls { format } => {
-            super::list_refs(&lakehouse, RefKind::Branch, format.format).await
-        }
+        Command::Ls { format } => super::list_refs(&lake, RefKind::Branch, format.format).await,
         Command::Create { name, from, format } => {
-            let r = lakehouse.create_branch(&name, from.as_deref()).await?;
+            let r = lake.create_branch(&name, from.as_deref()).await?;
             super::created(format.format, &r)
         }
         Command::Rm { name } => {
-            lakehouse.delete_branch(&name).await?;
+            lake.delete_branch(&name).await?;
             status(format!("Deleted branch `{name}`"));
             Ok(())
         }

@@ -1,11 +1,10 @@
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use basin_ingest::{CsvOptions, Format, ImportRequest, Mode};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::open;
+use crate::lake::Context;
 use crate::output::{ListFormat, done};
 
 #[derive(clap::Args)]
@@ -60,9 +59,9 @@ enum ModeArg {
     Replace,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
-    let branch = args.branch.unwrap_or_else(|| lakehouse.current_branch());
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
+    let branch = args.branch.unwrap_or_else(|| lake.current_branch());
     let mut request = ImportRequest::new(args.sources, &args.table, branch);
     request.mode = match args.mode {
         ModeArg::Append => Mode::Append,
@@ -100,7 +99,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         progress_bar.set_length(total);
         progress_bar.set_position(done);
     });
-    let result = lakehouse.import(request, Some(progress)).await;
+    let result = lake.import(request, Some(progress)).await;
     bar.finish_and_clear();
     let report = result?;
     done(args.output_format, &report, || {

@@ -1,6 +1,4 @@
-use std::path::Path;
-
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, print, time};
 
 #[derive(clap::Args)]
@@ -15,9 +13,9 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
-    let entries = lakehouse.log(args.at.as_deref(), args.limit).await?;
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
+    let entries = lake.log(args.at.as_deref(), args.limit).await?;
     let rows = entries
         .iter()
         .map(|e| {

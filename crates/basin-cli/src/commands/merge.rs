@@ -1,6 +1,4 @@
-use std::path::Path;
-
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -17,9 +15,9 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
-    let report = lakehouse
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
+    let report = lake
         .merge(&args.source, args.into.as_deref(), args.dry_run)
         .await?;
     let rows = report

@@ -32,11 +32,11 @@ pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
 
 /// Prints the branches or the tags (`basin branch ls`, `basin tag ls`).
 async fn list_refs(
-    lakehouse: &Lakehouse,
+    lake: &crate::lake::Lake,
     kind: basin_catalog::RefKind,
     format: crate::output::ListFormat,
 ) -> anyhow::Result<()> {
-    let refs = lakehouse.list_refs(kind).await?;
+    let refs = lake.list_refs(kind).await?;
     let rows = refs
         .iter()
         .map(|r| {

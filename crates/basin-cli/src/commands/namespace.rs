@@ -1,6 +1,4 @@
-use std::path::Path;
-
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, print, status};
 
 #[derive(clap::Subcommand)]
@@ -27,18 +25,16 @@ pub enum Command {
     },
 }
 
-pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     match cmd {
         Command::Ls { at, format } => {
-            let names = lakehouse.list_namespaces(at.as_deref()).await?;
+            let names = lake.list_namespaces(at.as_deref()).await?;
             let rows = names.iter().map(|n| vec![n.clone()]).collect();
             print(format.format, &names, &["namespace"], rows)
         }
         Command::Create { name, branch } => {
-            let commit = lakehouse
-                .create_namespace(&name, branch.as_deref(), Default::default())
-                .await?;
+            let commit = lake.create_namespace(&name, branch.as_deref()).await?;
             status(format!(
                 "Created namespace `{name}` (commit {})",
                 commit.id.short()
@@ -46,7 +42,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rm { name, branch } => {
-            let commit = lakehouse.drop_namespace(&name, branch.as_deref()).await?;
+            let commit = lake.drop_namespace(&name, branch.as_deref()).await?;
             status(format!(
                 "Dropped namespace `{name}` (commit {})",
                 commit.id.short()

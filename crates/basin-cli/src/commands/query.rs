@@ -1,11 +1,11 @@
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
 use clap::ValueEnum;
 
-use super::open;
+use crate::lake::Context;
 use crate::output::status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,7 +41,7 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let sql = if args.sql == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -54,15 +54,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
                 .into(),
         );
     }
-    let lakehouse = open(home).await?;
-    let result = lakehouse
-        .query_via(
-            "cli",
-            &sql,
-            args.at.as_deref(),
-            args.namespace.as_deref(),
-            false,
-        )
+    let lake = ctx.open().await?;
+    let result = lake
+        .query(&sql, args.at.as_deref(), args.namespace.as_deref())
         .await?;
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(File::create(path)?),

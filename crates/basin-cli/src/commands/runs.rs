@@ -1,8 +1,6 @@
-use std::path::Path;
-
 use basin_service::pipeline::RunRecord;
 
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, time};
 
 #[derive(clap::Subcommand)]
@@ -40,11 +38,11 @@ pub enum Command {
     },
 }
 
-pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     match cmd {
         Command::Ls { limit, format } => {
-            let runs = lakehouse.list_runs(limit).await?;
+            let runs = lake.list_runs(limit).await?;
             let rows = runs
                 .iter()
                 .map(|r| {
@@ -73,7 +71,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )
         }
         Command::Show { id, format } => {
-            let record = lakehouse.show_run(&id).await?;
+            let record = lake.show_run(&id).await?;
             match format.format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
                 ListFormat::Table => {
@@ -103,7 +101,10 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                 eprintln!("  [{model}] {line}")
             });
             let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
-            let report = lakehouse.replay_run(&id, sink, progress).await?;
+            let report = lake
+                .local("runs replay")?
+                .replay_run(&id, sink, progress)
+                .await?;
             let rows = report
                 .outputs
                 .iter()
@@ -142,7 +143,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Logs { id, model } => {
-            let record = lakehouse.show_run(&id).await?;
+            let record = lake.show_run(&id).await?;
             for m in &record.models {
                 if model.as_ref().is_none_or(|want| want == &m.name) {
                     for line in &m.logs {

@@ -1,6 +1,4 @@
-use std::path::Path;
-
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -39,16 +37,16 @@ pub enum Command {
     },
 }
 
-pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     match cmd {
         Command::Ls { at, format } => {
-            let tables = lakehouse.list_tables(at.as_deref()).await?;
+            let tables = lake.list_tables(at.as_deref()).await?;
             let rows = tables.iter().map(|t| vec![t.table.clone()]).collect();
             print(format.format, &tables, &["table"], rows)
         }
         Command::Show { table, at, format } => {
-            let summary = lakehouse.show_table(&table, at.as_deref()).await?;
+            let summary = lake.show_table(&table, at.as_deref()).await?;
             if format.format == ListFormat::Json {
                 return print(format.format, &summary, &[], vec![]);
             }
@@ -105,12 +103,13 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )
         }
         Command::Rm { table, branch } => {
-            let commit = lakehouse.drop_table(&table, branch.as_deref()).await?;
+            let commit = lake.drop_table(&table, branch.as_deref()).await?;
             status(format!("Dropped `{table}` (commit {})", commit.id.short()));
             Ok(())
         }
         Command::Revert { table, to, branch } => {
-            let commit = lakehouse
+            let commit = lake
+                .local("table revert")?
                 .revert_table(&table, &to, branch.as_deref())
                 .await?;
             status(format!(

@@ -1,8 +1,6 @@
-use std::path::Path;
-
 use basin_service::Role;
 
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -35,12 +33,12 @@ pub enum Command {
     Rm { id: String },
 }
 
-pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     match cmd {
         Command::Create { role, name } => {
             let role = Role::parse(&role)?;
-            let (token, secret) = lakehouse.create_token(&name, role).await?;
+            let (token, secret) = lake.create_token(&name, role).await?;
             println!("{secret}");
             status(format!(
                 "Created {} token {}; this is the only time its secret is shown",
@@ -49,7 +47,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             ));
         }
         Command::Ls { format } => {
-            let tokens = lakehouse.list_tokens().await?;
+            let tokens = lake.list_tokens().await?;
             let rows = tokens
                 .iter()
                 .map(|t| {
@@ -69,7 +67,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )?;
         }
         Command::Rm { id } => {
-            lakehouse.revoke_token(&id).await?;
+            lake.revoke_token(&id).await?;
             status(format!("Revoked token {id}"));
         }
     }

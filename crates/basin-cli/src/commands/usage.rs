@@ -1,11 +1,9 @@
-use std::path::Path;
-
 use basin_catalog::Error;
 use basin_runtime::bytes;
-use basin_service::summarize_usage;
+use basin_service::UsageBy;
 use clap::ValueEnum;
 
-use super::open;
+use crate::lake::Context;
 use crate::output::{FormatArg, print, status};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,8 +41,8 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     let since_ms = match &args.since {
         None => 0,
         Some(day) => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
@@ -56,15 +54,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             .and_utc()
             .timestamp_millis(),
     };
-    let (records, pricing) = lakehouse.usage(since_ms).await?;
-    let rows = match args.by {
-        By::Function => summarize_usage(&records, &pricing, |r| r.function.clone()),
-        By::Day => summarize_usage(&records, &pricing, |r| {
-            chrono::DateTime::from_timestamp_millis(r.started_at_ms)
-                .map(|t| t.format("%Y-%m-%d").to_string())
-                .unwrap_or_default()
-        }),
+    let by = match args.by {
+        By::Function => UsageBy::Function,
+        By::Day => UsageBy::Day,
     };
+    let rows = lake.usage(since_ms, by).await?.rows;
     let table = rows
         .iter()
         .map(|u| {
@@ -80,15 +74,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let by = match args.by {
-        By::Function => "function",
-        By::Day => "day",
-    };
     print(
         args.format.format,
         &rows,
         &[
-            by,
+            by.as_str(),
             "invocations",
             "errors",
             "seconds",
@@ -99,7 +89,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         ],
         table,
     )?;
-    if records.is_empty() {
+    if rows.is_empty() {
         status(
             "nothing metered yet: run a function with `basin invoke FILE.py:FUNCTION`, or a query",
         );

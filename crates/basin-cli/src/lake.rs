@@ -1,0 +1,397 @@
+//! Where a command's operations run: on the lakehouse folder on this machine, or on a
+//! `basin serve` named by `--remote URL` / `BASIN_REMOTE`, through its HTTP API. Both sides
+//! answer with the same types, so each command has one body and prints the same either way.
+//! With `--remote`, a ref or branch left out means the server's `main`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use basin_catalog::{Commit, Error, Ref, RefKind, Result, TokenRecord};
+use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
+use basin_service::pipeline::RunRecord;
+use basin_service::{
+    Lakehouse, LogEntry, MergeReport, RefInfo, Role, TableEntry, UsageBy, UsageReport,
+};
+use basin_sql::QueryResult;
+use basin_table::TableSummary;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::remote::Remote;
+
+/// What `--home`, `--remote` and `--token` said.
+pub struct Context {
+    pub home: Option<PathBuf>,
+    pub remote: Option<String>,
+    pub token: Option<String>,
+}
+
+impl Context {
+    /// The lakehouse the command works on, here or at `--remote`.
+    pub async fn open(&self) -> anyhow::Result<Lake> {
+        Ok(match &self.remote {
+            Some(url) => Lake::Remote(Remote::new(url, self.token.clone())?),
+            None => Lake::Local(crate::commands::open(self.home.as_deref()).await?),
+        })
+    }
+
+    /// The lakehouse folder, for commands that only run on this machine.
+    pub fn home(&self, command: &str) -> Result<Option<&Path>> {
+        match &self.remote {
+            Some(_) => Err(local_only(command)),
+            None => Ok(self.home.as_deref()),
+        }
+    }
+}
+
+fn local_only(command: &str) -> Error {
+    Error::invalid(format!(
+        "`basin {command}` works on a lakehouse folder on this machine, not over --remote"
+    ))
+    .with_hint("unset BASIN_REMOTE (or drop --remote), or run it where the lakehouse lives")
+}
+
+#[allow(clippy::large_enum_variant, reason = "one per process, never moved around")]
+pub enum Lake {
+    Local(Lakehouse),
+    Remote(Remote),
+}
+
+impl Lake {
+    /// The lakehouse on this machine; `command` names what needs it when this is remote.
+    pub fn local(&self, command: &str) -> Result<&Lakehouse> {
+        match self {
+            Lake::Local(lakehouse) => Ok(lakehouse),
+            Lake::Remote(_) => Err(local_only(command)),
+        }
+    }
+
+    /// The branch commands write to when none is named.
+    pub fn current_branch(&self) -> String {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.current_branch(),
+            Lake::Remote(_) => basin_catalog::MAIN.to_string(),
+        }
+    }
+
+    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.list_refs(kind).await,
+            Lake::Remote(remote) => {
+                let all: Vec<RefInfo> = remote.get(&["refs"], &[]).await?;
+                Ok(all.into_iter().filter(|r| r.kind == kind).collect())
+            }
+        }
+    }
+
+    pub async fn create_branch(&self, name: &str, from: Option<&str>) -> Result<Ref> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.create_branch(name, from).await,
+            Lake::Remote(remote) => {
+                let body = json!({"name": name, "from": from});
+                remote.post(&["branches"], &body).await
+            }
+        }
+    }
+
+    pub async fn delete_branch(&self, name: &str) -> Result<()> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.delete_branch(name).await,
+            Lake::Remote(remote) => remote.delete(&["branches", name], &[]).await,
+        }
+    }
+
+    pub async fn create_tag(&self, name: &str, at: Option<&str>) -> Result<Ref> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.create_tag(name, at).await,
+            Lake::Remote(remote) => {
+                remote
+                    .post(&["tags"], &json!({"name": name, "at": at}))
+                    .await
+            }
+        }
+    }
+
+    pub async fn delete_tag(&self, name: &str) -> Result<()> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.delete_tag(name).await,
+            Lake::Remote(remote) => remote.delete(&["tags", name], &[]).await,
+        }
+    }
+
+    pub async fn log(&self, at: Option<&str>, limit: usize) -> Result<Vec<LogEntry>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.log(at, limit).await,
+            Lake::Remote(remote) => {
+                let query = [("ref", owned(at)), ("limit", Some(limit.to_string()))];
+                remote.get(&["log"], &query).await
+            }
+        }
+    }
+
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: Option<&str>,
+        dry_run: bool,
+    ) -> Result<MergeReport> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.merge(source, into, dry_run).await,
+            Lake::Remote(remote) => {
+                let body = json!({"source": source, "into": into, "dry_run": dry_run});
+                remote.post(&["merge"], &body).await
+            }
+        }
+    }
+
+    pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.list_namespaces(at).await,
+            Lake::Remote(remote) => remote.get(&["namespaces"], &[("ref", owned(at))]).await,
+        }
+    }
+
+    pub async fn create_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+        match self {
+            Lake::Local(lakehouse) => {
+                lakehouse
+                    .create_namespace(name, branch, Default::default())
+                    .await
+            }
+            Lake::Remote(remote) => {
+                let body = json!({"name": name, "branch": branch});
+                remote.post(&["namespaces"], &body).await
+            }
+        }
+    }
+
+    pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.drop_namespace(name, branch).await,
+            Lake::Remote(remote) => {
+                let query = [("branch", owned(branch))];
+                remote.delete_json(&["namespaces", name], &query).await
+            }
+        }
+    }
+
+    pub async fn list_tables(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.list_tables(at).await,
+            Lake::Remote(remote) => remote.get(&["tables"], &[("ref", owned(at))]).await,
+        }
+    }
+
+    pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.show_table(name, at).await,
+            Lake::Remote(remote) => remote.get(&["tables", name], &[("ref", owned(at))]).await,
+        }
+    }
+
+    pub async fn drop_table(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.drop_table(name, branch).await,
+            Lake::Remote(remote) => {
+                let query = [("branch", owned(branch))];
+                remote.delete_json(&["tables", name], &query).await
+            }
+        }
+    }
+
+    /// Imports files. Remotely, one local file is uploaded and imported in one commit.
+    pub async fn import(
+        &self,
+        request: ImportRequest,
+        progress: Option<Progress>,
+    ) -> Result<ImportReport> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.import(request, progress).await,
+            Lake::Remote(remote) => upload(remote, request, progress).await,
+        }
+    }
+
+    /// Runs SQL; remotely the rows come back as an Arrow IPC stream, types intact.
+    pub async fn query(
+        &self,
+        sql: &str,
+        at: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<QueryResult> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.query_via("cli", sql, at, namespace, false).await,
+            Lake::Remote(remote) => {
+                let started = std::time::Instant::now();
+                let body = json!({"sql": sql, "ref": at, "namespace": namespace});
+                let bytes = remote
+                    .send(
+                        remote
+                            .request(Method::POST, &["query"], &[])
+                            .header(reqwest::header::ACCEPT, ARROW_STREAM)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.to_string()),
+                    )
+                    .await?
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::io(format!("the query's answer broke off: {e}")))?;
+                let unreadable = |e: arrow::error::ArrowError| {
+                    Error::internal(format!("cannot read the query's Arrow answer: {e}"))
+                };
+                let reader =
+                    arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                        .map_err(unreadable)?;
+                let schema = reader.schema();
+                let batches = reader.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
+                Ok(QueryResult {
+                    schema,
+                    batches,
+                    seconds: started.elapsed().as_secs_f64(),
+                    // The server meters the scan; the client does not see it.
+                    bytes_scanned: 0,
+                })
+            }
+        }
+    }
+
+    pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.list_runs(limit).await,
+            Lake::Remote(remote) => {
+                let query = [("limit", Some(limit.to_string()))];
+                remote.get(&["runs"], &query).await
+            }
+        }
+    }
+
+    pub async fn show_run(&self, id: &str) -> Result<RunRecord> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.show_run(id).await,
+            Lake::Remote(remote) => remote.get(&["runs", id], &[]).await,
+        }
+    }
+
+    pub async fn usage(&self, since_ms: i64, by: UsageBy) -> Result<UsageReport> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.usage(since_ms, by).await,
+            Lake::Remote(remote) => {
+                let query = [
+                    ("since_ms", Some(since_ms.to_string())),
+                    ("by", Some(by.as_str().to_string())),
+                ];
+                remote.get(&["usage"], &query).await
+            }
+        }
+    }
+
+    pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.create_token(name, role).await,
+            Lake::Remote(remote) => {
+                #[derive(serde::Deserialize)]
+                struct Created {
+                    token: TokenRecord,
+                    secret: String,
+                }
+                let body = json!({"name": name, "role": role.as_str()});
+                let created: Created = remote.post(&["tokens"], &body).await?;
+                Ok((created.token, created.secret))
+            }
+        }
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.list_tokens().await,
+            Lake::Remote(remote) => remote.get(&["tokens"], &[]).await,
+        }
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.revoke_token(id).await,
+            Lake::Remote(remote) => remote.delete(&["tokens", id], &[]).await,
+        }
+    }
+}
+
+/// The media type of an Arrow IPC stream.
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn owned(value: Option<&str>) -> Option<String> {
+    value.map(str::to_string)
+}
+
+/// Streams one local file to `POST /api/v1/tables/{name}/import`, reporting progress.
+async fn upload(
+    remote: &Remote,
+    request: ImportRequest,
+    progress: Option<Progress>,
+) -> Result<ImportReport> {
+    use futures::StreamExt;
+
+    let [source] = request.sources.as_slice() else {
+        return Err(Error::invalid(format!(
+            "a remote import takes one file, not {}",
+            request.sources.len()
+        ))
+        .with_hint("import the files one by one, or on the server's machine"));
+    };
+    let path = Path::new(source);
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| path.is_file())
+        .ok_or_else(|| {
+            Error::invalid(format!("{source} is not a file on this machine"))
+                .with_hint("a remote import uploads one local file (no folders, globs or s3://)")
+        })?;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Error::io(format!("cannot open {source}: {e}")))?;
+    let total = file
+        .metadata()
+        .await
+        .map_err(|e| Error::io(format!("cannot read {source}: {e}")))?
+        .len();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        if let (Ok(chunk), Some(progress)) = (chunk, &progress) {
+            let done = sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                + chunk.len() as u64;
+            progress(done, total);
+        }
+    });
+    let csv = &request.csv;
+    let query = [
+        ("filename", Some(file_name.to_string())),
+        ("branch", Some(request.branch.clone())),
+        (
+            "mode",
+            Some(match request.mode {
+                Mode::Append => "append".to_string(),
+                Mode::Replace => "replace".to_string(),
+            }),
+        ),
+        (
+            "format",
+            request.format.map(|f| format!("{f:?}").to_lowercase()),
+        ),
+        (
+            "partition_by",
+            (!request.partition_by.is_empty()).then(|| request.partition_by.join(";")),
+        ),
+        ("delimiter", csv.delimiter.map(|d| (d as char).to_string())),
+        ("quote", Some((csv.quote as char).to_string())),
+        ("header", Some(csv.header.to_string())),
+        (
+            "allow_new_columns",
+            Some(request.allow_new_columns.to_string()),
+        ),
+    ];
+    let upload = remote
+        .request(Method::POST, &["tables", &request.table, "import"], &query)
+        .header(reqwest::header::CONTENT_LENGTH, total)
+        .body(reqwest::Body::wrap_stream(body));
+    remote.json(upload).await
+}

@@ -1,0 +1,92 @@
+"""The CLI against a `basin serve` on another "machine": `--remote URL` / `BASIN_REMOTE`
+with `BASIN_TOKEN`, from a folder that holds no lakehouse. The same commands print the same
+answers as they do locally, errors keep their hints, and roles are enforced."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import BASIN, start_server
+
+
+@pytest.fixture
+def remote(orders, tmp_path):
+    """A served lakehouse with sales.orders, and a `basin` runner that works on it remotely
+    from an empty folder, as a writer."""
+    writer = orders("token", "create", "--role", "writer").strip()
+    base, proc = start_server(orders)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def basin(*args, token=writer, check=True):
+        env = {**orders.env, "BASIN_REMOTE": base}
+        env.pop("BASIN_HOME", None)
+        if token:
+            env["BASIN_TOKEN"] = token
+        else:
+            env.pop("BASIN_TOKEN", None)
+        proc = subprocess.run([BASIN, *args], capture_output=True, text=True, env=env, cwd=elsewhere)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"basin {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    basin.base = base
+    basin.writer = writer
+    yield basin
+    proc.kill()
+    proc.wait()
+
+
+def test_remote_commands_answer_like_local_ones(remote, orders, tmp_path):
+    sql = "SELECT id, amount FROM sales.orders ORDER BY id"
+    for args in (["query", sql, "--format", "json"], ["query", sql, "--ref", "dev", "--format", "csv"],
+                 ["table", "ls", "--format", "json"], ["log", "dev", "--format", "json"],
+                 ["branch", "ls", "--format", "json"], ["namespace", "ls", "--format", "json"]):
+        assert remote(*args).stdout == orders(*args), args
+
+    (tmp_path / "late.csv").write_text("id,amount\n4,1.00\n5,2.00\n")
+    report = json.loads(remote("import", str(tmp_path / "late.csv"), "--table", "sales.orders",
+                               "--branch", "dev", "--output-format", "json").stdout)
+    assert report["rows"] == 2 and report["branch"] == "dev"
+
+    merged = json.loads(remote("merge", "dev", "--format", "json").stdout)
+    assert merged["target"] == "main" and merged["commit"]
+    assert orders("query", "SELECT count(*) AS n FROM sales.orders", "--format", "csv") == "n\n5\n"
+
+    remote("tag", "create", "v1")
+    assert [t["name"] for t in json.loads(remote("tag", "ls", "--format", "json").stdout)] == ["v1"]
+    remote("branch", "create", "scratch", "--from", "v1")
+    remote("branch", "rm", "scratch")
+    assert "scratch" not in orders("branch", "ls")
+
+    usage = json.loads(remote("usage", "--format", "json").stdout)
+    assert any(row["key"] == "sql (http)" and row["invocations"] >= 2 for row in usage)
+
+
+def test_remote_errors_keep_their_hints_and_roles_hold(remote, orders, tmp_path):
+    missing = remote("table", "show", "sales.nope", check=False)
+    assert missing.returncode == 1
+    assert "sales.nope" in missing.stderr and "hint: tables on `main`: sales.orders" in missing.stderr
+
+    (tmp_path / "bad.csv").write_text("id,amount\n6,1.00\n7,lots\n")
+    bad = remote("import", str(tmp_path / "bad.csv"), "--table", "sales.orders", check=False)
+    assert bad.returncode == 1 and "bad.csv:3: column `amount`" in bad.stderr
+    assert orders("query", "SELECT count(*) AS n FROM sales.orders", "--format", "csv") == "n\n2\n"
+
+    anonymous = remote("log", token=None, check=False)
+    assert anonymous.returncode == 1 and "needs an access token" in anonymous.stderr
+    assert "hint:" in anonymous.stderr
+
+    reader = orders("token", "create", "--role", "reader").strip()
+    assert remote("query", "SELECT 1 AS one", "--format", "csv", token=reader).stdout == "one\n1\n"
+    refused = remote("branch", "create", "nope", token=reader, check=False)
+    assert refused.returncode == 1 and "is a reader; this needs a writer" in refused.stderr
+    assert "nope" not in orders("branch", "ls")
+
+    local_only = remote("invoke", "clean.py:f", check=False)
+    assert local_only.returncode == 1 and "not over --remote" in local_only.stderr
+
+    unreachable = subprocess.run([BASIN, "--remote", "http://127.0.0.1:9", "log"],
+                                 capture_output=True, text=True)
+    assert unreachable.returncode == 1 and "cannot reach http://127.0.0.1:9/" in unreachable.stderr
