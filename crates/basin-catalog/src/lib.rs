@@ -16,9 +16,11 @@
 
 mod catalog;
 mod error;
+mod events;
 mod migrations;
 mod model;
 mod sqlite;
+mod sqlite_events;
 mod store;
 mod usage;
 
@@ -26,6 +28,7 @@ pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };
 pub use error::{Error, ErrorKind, Result, suggest};
+pub use events::{EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;

@@ -71,4 +71,29 @@ CREATE TABLE tokens (
 ALTER TABLE invocations ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';
 ALTER TABLE invocations ADD COLUMN bytes_scanned INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE TABLE functions (
+    name TEXT PRIMARY KEY,
+    deployed_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    next_at_ms INTEGER NOT NULL,
+    lease_until_ms INTEGER,
+    error TEXT,
+    logs TEXT NOT NULL DEFAULT '',
+    commit_id TEXT,
+    result TEXT
+);
+CREATE INDEX events_due ON events (function, state, next_at_ms);
+CREATE INDEX events_created ON events (created_at_ms);
+"#,
 ];

@@ -204,6 +204,9 @@ pub struct CommitRequest {
     pub message: String,
     pub merge_parent: Option<CommitId>,
     pub properties: BTreeMap<String, String>,
+    /// Queued events whose output this commit stores: marked succeeded in the same
+    /// transaction, and the commit is refused if one of them is in a commit already.
+    pub events: Vec<String>,
 }
 
 impl CommitRequest {
@@ -220,6 +223,7 @@ impl CommitRequest {
             message: message.into(),
             merge_parent: None,
             properties: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 

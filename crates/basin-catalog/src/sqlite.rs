@@ -15,8 +15,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::sqlite_events;
 use crate::store::Store;
 use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
 
@@ -324,7 +326,7 @@ impl Store for SqlStore {
             let mut tx = self.begin().await?;
             let result: Result<_> = async {
                 let conn: &mut SqliteConnection = &mut tx;
-                let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties } =
+                let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties, events } =
                     request;
                 let head = match read_ref(conn, &branch).await? {
                     Some(Ref { kind: RefKind::Branch, head, .. }) => head,
@@ -411,6 +413,7 @@ impl Store for SqlStore {
                     .bind(&branch)
                     .execute(&mut *conn)
                     .await?;
+                sqlite_events::consume(conn, &events, commit.id.as_str(), commit.created_at_ms).await?;
                 Ok(commit)
             }
             .await;
@@ -594,6 +597,56 @@ impl Store for SqlStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
+        sqlite_events::enqueue(&self.pool, events, now_ms()).await
+    }
+
+    async fn claim_events(
+        &self,
+        function: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<EventRecord>> {
+        sqlite_events::claim(&self.pool, function, limit, now_ms, lease_until_ms).await
+    }
+
+    async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()> {
+        sqlite_events::finish(&self.pool, id, outcome, now_ms()).await
+    }
+
+    async fn next_event_due(&self) -> Result<Option<i64>> {
+        sqlite_events::next_due(&self.pool).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        sqlite_events::list(&self.pool, filter).await
+    }
+
+    async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts> {
+        sqlite_events::counts(&self.pool, function).await
+    }
+
+    async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>> {
+        sqlite_events::with_prefix(&self.pool, prefix).await
+    }
+
+    async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize> {
+        sqlite_events::retry(&self.pool, ids, now_ms()).await
+    }
+
+    async fn save_function(&self, name: &str, record: &str) -> Result<()> {
+        sqlite_events::save_function(&self.pool, name, now_ms(), record).await
+    }
+
+    async fn functions(&self) -> Result<Vec<String>> {
+        sqlite_events::functions(&self.pool).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<()> {
+        sqlite_events::delete_function(&self.pool, name).await
     }
 
     async fn create_token(&self, t: &TokenRecord) -> Result<()> {

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::usage::{InvocationRecord, TokenRecord};
 
@@ -61,4 +62,31 @@ pub trait Store: Send + Sync + Debug {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     /// Fails with `NotFound` if there is no such token.
     async fn delete_token(&self, id: &str) -> Result<()>;
+
+    /// Stores events not stored yet (by id); returns how many were new.
+    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize>;
+    /// Leases up to `limit` due events of `function` until `lease_until_ms`.
+    async fn claim_events(
+        &self,
+        function: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<EventRecord>>;
+    async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()>;
+    /// When the next backoff or lease ends, if any event waits for one.
+    async fn next_event_due(&self) -> Result<Option<i64>>;
+    /// Newest first.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+    async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts>;
+    /// Events whose id starts with `prefix` (at most 2).
+    async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>>;
+    /// Makes failed or dead events pending again (`None`: every dead one).
+    async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize>;
+
+    /// Saves (or replaces) a deployed function's record, a JSON document owned by the service.
+    async fn save_function(&self, name: &str, record: &str) -> Result<()>;
+    async fn functions(&self) -> Result<Vec<String>>;
+    /// Fails with `NotFound` if there is no such function.
+    async fn delete_function(&self, name: &str) -> Result<()>;
 }

@@ -457,3 +457,122 @@ async fn branch_of_a_thousand_tables_shares_them() {
         .unwrap();
     assert_eq!(on_dev.len(), 1001);
 }
+
+fn new_event(id: &str) -> basin_catalog::NewEvent {
+    basin_catalog::NewEvent {
+        id: id.into(),
+        function: "load".into(),
+        payload: serde_json::json!({"key": id}),
+        max_attempts: 2,
+    }
+}
+
+#[tokio::test]
+async fn queued_events_are_stored_once_leased_retried_and_dead_lettered() {
+    use basin_catalog::{EventOutcome, EventState};
+    let catalog = memory_catalog().await;
+    let store = catalog.store();
+    let stored = store
+        .enqueue_events(&[new_event("a"), new_event("b"), new_event("a")])
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "the same id twice is one event");
+    assert_eq!(store.enqueue_events(&[new_event("b")]).await.unwrap(), 0);
+
+    // A lease hides an event from other workers until it runs out.
+    let now = 1_000_000_000_000_000;
+    let claimed = store
+        .claim_events("load", 10, now, now + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|e| e.state == EventState::Running && e.attempts == 1)
+    );
+    assert!(
+        store
+            .claim_events("load", 10, now + 4_999, now + 9_999)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The worker died: after the lease, another takes them over.
+    let again = store
+        .claim_events("load", 1, now + 5_000, now + 10_000)
+        .await
+        .unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("a", 2));
+
+    // Failing the last attempt dead-letters; failing an earlier one backs off.
+    let failed = |retry_at_ms| EventOutcome::Failed {
+        error: "bad.csv:3: no".into(),
+        logs: "reading bad.csv\n".into(),
+        retry_at_ms,
+    };
+    store.finish_event("a", &failed(None)).await.unwrap();
+    store
+        .finish_event("b", &failed(Some(now + 60_000)))
+        .await
+        .unwrap();
+    let dead = store.events_with_prefix("a").await.unwrap().remove(0);
+    assert_eq!(dead.state, EventState::Dead);
+    assert_eq!(dead.error.as_deref(), Some("bad.csv:3: no"));
+    assert_eq!(store.next_event_due().await.unwrap(), Some(now + 60_000));
+    assert!(
+        store
+            .claim_events("load", 10, now + 59_999, now + 70_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(store.retry_events(None).await.unwrap(), 1);
+    let counts = store.event_counts(Some("load")).await.unwrap();
+    assert_eq!((counts.pending, counts.failed, counts.dead), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_commit_consumes_its_events_exactly_once() {
+    use basin_catalog::EventState;
+    let catalog = memory_catalog().await;
+    let store = catalog.store();
+    store
+        .enqueue_events(&[new_event("e1"), new_event("e2")])
+        .await
+        .unwrap();
+    let head = catalog.resolve("main").await.unwrap().commit;
+    let mut first = CommitRequest::new("main", head.clone(), "load e1").with_operations([put(
+        "ns",
+        Content::Namespace {
+            properties: Default::default(),
+        },
+    )]);
+    first.events = vec!["e1".into()];
+    let landed = catalog.commit(first).await.unwrap();
+
+    // A retried (or duplicated) event cannot store its output twice, and its commit is undone.
+    let mut twice = CommitRequest::new("main", landed.id.clone(), "load e2 and e1 again")
+        .with_operations([put(
+            "other",
+            Content::Namespace {
+                properties: Default::default(),
+            },
+        )]);
+    twice.events = vec!["e2".into(), "e1".into()];
+    let refused = catalog.commit(twice).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(catalog.resolve("main").await.unwrap().commit, landed.id);
+
+    let e1 = store.events_with_prefix("e1").await.unwrap().remove(0);
+    assert_eq!(
+        (e1.state, e1.commit),
+        (EventState::Succeeded, Some(landed.id.to_string()))
+    );
+    let e2 = store.events_with_prefix("e2").await.unwrap().remove(0);
+    assert_eq!((e2.state, e2.commit), (EventState::Pending, None));
+}

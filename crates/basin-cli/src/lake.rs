@@ -51,7 +51,10 @@ fn local_only(command: &str) -> Error {
     .with_hint("unset BASIN_REMOTE (or drop --remote), or run it where the lakehouse lives")
 }
 
-#[allow(clippy::large_enum_variant, reason = "one per process, never moved around")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per process, never moved around"
+)]
 pub enum Lake {
     Local(Lakehouse),
     Remote(Remote),

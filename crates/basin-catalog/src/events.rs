@@ -1,0 +1,110 @@
+//! The event queue: what triggered functions are asked to handle, kept in the catalog store
+//! so that an event is durable before it is acknowledged, and so that a commit can consume
+//! events in the same transaction that moves the branch (exactly-once appends).
+
+use serde::{Deserialize, Serialize};
+
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    /// Stored, waiting for a worker.
+    Pending,
+    /// Leased to a worker until `lease_until_ms`; after that anyone may take it again.
+    Running,
+    Succeeded,
+    /// Its last attempt failed; it runs again at `next_at_ms`.
+    Failed,
+    /// Failed `max_attempts` times; only `basin events retry` brings it back.
+    Dead,
+}
+
+impl EventState {
+    pub const ALL: [EventState; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// An event to store. Its id is chosen by the source so that seeing the same thing twice
+/// (a file found by the start-up scan and by the watcher) stores it once.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub id: String,
+    pub function: String,
+    pub payload: serde_json::Value,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub function: String,
+    pub state: EventState,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// When a pending or failed event may run (backoff).
+    pub next_at_ms: i64,
+    pub lease_until_ms: Option<i64>,
+    /// The last attempt's error.
+    pub error: Option<String>,
+    /// The last attempt's output lines.
+    pub logs: String,
+    /// The commit that stored this event's output, for functions with `to=`.
+    pub commit: Option<String>,
+    /// A function's JSON result, for functions without `to=`.
+    pub result: Option<serde_json::Value>,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug)]
+pub enum EventOutcome {
+    Succeeded {
+        logs: String,
+        result: Option<serde_json::Value>,
+    },
+    /// Failed; runs again at `retry_at_ms`, or is dead when that is `None`.
+    Failed {
+        error: String,
+        logs: String,
+        retry_at_ms: Option<i64>,
+    },
+}
+
+/// Which events `basin events ls` shows.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub state: Option<EventState>,
+    pub function: Option<String>,
+    pub limit: usize,
+}
+
+/// How many events are in each state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub dead: u64,
+}

@@ -1,0 +1,297 @@
+//! The SQLite side of the event queue and the deployed functions (see [`crate::events`]).
+//! Claims are one `BEGIN IMMEDIATE` transaction, so two dispatchers never lease one event.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent};
+
+/// Output lines kept per event: the tail, where errors are.
+const MAX_LOGS: usize = 64 * 1024;
+
+pub(crate) async fn enqueue(pool: &SqlitePool, events: &[NewEvent], now_ms: i64) -> Result<usize> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut stored = 0;
+    for e in events {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO events (id, function, state, payload, max_attempts, created_at_ms, \
+             updated_at_ms, next_at_ms) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(&e.function)
+        .bind(e.payload.to_string())
+        .bind(e.max_attempts.max(1) as i64)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        stored += done.rows_affected() as usize;
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Leases up to `limit` due events of `function`, oldest first: pending ones, failed ones
+/// whose backoff is over, and running ones whose lease ran out (their worker died).
+pub(crate) async fn claim(
+    pool: &SqlitePool,
+    function: &str,
+    limit: usize,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<EventRecord>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM events WHERE function = ? AND \
+         ((state IN ('pending', 'failed') AND next_at_ms <= ?) OR (state = 'running' AND lease_until_ms <= ?)) \
+         ORDER BY created_at_ms, id LIMIT ?",
+    )
+    .bind(function)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let row = sqlx::query(
+            "UPDATE events SET state = 'running', attempts = attempts + 1, lease_until_ms = ?, \
+             updated_at_ms = ? WHERE id = ? RETURNING *",
+        )
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        claimed.push(event(&row)?);
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Records how an attempt ended, unless the event moved on meanwhile (another worker took it
+/// after the lease ran out, or a commit consumed it; then only its logs are kept).
+pub(crate) async fn finish(
+    pool: &SqlitePool,
+    id: &str,
+    outcome: &EventOutcome,
+    now_ms: i64,
+) -> Result<()> {
+    let query = match outcome {
+        EventOutcome::Succeeded { logs, result } => sqlx::query(
+            "UPDATE events SET state = 'succeeded', lease_until_ms = NULL, error = NULL, logs = ?, \
+             result = ?, updated_at_ms = ? WHERE id = ? AND state IN ('running', 'succeeded')",
+        )
+        .bind(tail(logs))
+        .bind(result.as_ref().map(|r| r.to_string())),
+        EventOutcome::Failed {
+            error,
+            logs,
+            retry_at_ms,
+        } => sqlx::query(
+            "UPDATE events SET state = ?, lease_until_ms = NULL, error = ?, logs = ?, next_at_ms = ?, \
+             updated_at_ms = ? WHERE id = ? AND state = 'running' AND commit_id IS NULL",
+        )
+        .bind(if retry_at_ms.is_some() { "failed" } else { "dead" })
+        .bind(error)
+        .bind(tail(logs))
+        .bind(retry_at_ms.unwrap_or(now_ms)),
+    };
+    query.bind(now_ms).bind(id).execute(pool).await?;
+    Ok(())
+}
+
+/// Inside a commit's transaction: marks `events` succeeded by `commit_id`. Fails, undoing
+/// the commit, when one of them is already in a commit: its output is there already.
+pub(crate) async fn consume(
+    conn: &mut SqliteConnection,
+    events: &[String],
+    commit_id: &str,
+    now_ms: i64,
+) -> Result<()> {
+    for id in events {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'succeeded', commit_id = ?, lease_until_ms = NULL, error = NULL, \
+             updated_at_ms = ? WHERE id = ? AND commit_id IS NULL",
+        )
+        .bind(commit_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            let committed: Option<Option<String>> =
+                sqlx::query_scalar("SELECT commit_id FROM events WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            return Err(match committed {
+                None => Error::not_found(format!("no event `{id}`")),
+                Some(commit) => Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "event {id} is already stored by commit {}",
+                        commit.unwrap_or_default()
+                    ),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The earliest time something becomes due: a backoff ending or a lease running out.
+pub(crate) async fn next_due(pool: &SqlitePool) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT min(t) FROM (SELECT min(next_at_ms) AS t FROM events WHERE state IN ('pending', 'failed') \
+         UNION ALL SELECT min(lease_until_ms) FROM events WHERE state = 'running')",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+pub(crate) async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM events WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR function = ?2) \
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?3",
+    )
+    .bind(filter.state.map(EventState::as_str))
+    .bind(filter.function.as_deref())
+    .bind(filter.limit.max(1) as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event).collect()
+}
+
+pub(crate) async fn counts(pool: &SqlitePool, function: Option<&str>) -> Result<EventCounts> {
+    let rows = sqlx::query(
+        "SELECT state, count(*) AS n FROM events WHERE (?1 IS NULL OR function = ?1) GROUP BY state",
+    )
+    .bind(function)
+    .fetch_all(pool)
+    .await?;
+    let mut counts = EventCounts::default();
+    for row in rows {
+        let n = row.try_get::<i64, _>("n")? as u64;
+        match EventState::parse(row.try_get("state")?) {
+            Some(EventState::Pending) => counts.pending = n,
+            Some(EventState::Running) => counts.running = n,
+            Some(EventState::Succeeded) => counts.succeeded = n,
+            Some(EventState::Failed) => counts.failed = n,
+            Some(EventState::Dead) => counts.dead = n,
+            None => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// Events whose id starts with `prefix` (at most 2, to detect ambiguity).
+pub(crate) async fn with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<EventRecord>> {
+    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+    let rows = sqlx::query("SELECT * FROM events WHERE id LIKE ? ORDER BY id LIMIT 2")
+        .bind(pattern)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(event).collect()
+}
+
+/// Makes failed or dead events (`ids`, or every dead one) pending again, with fresh attempts.
+pub(crate) async fn retry(pool: &SqlitePool, ids: Option<&[String]>, now_ms: i64) -> Result<usize> {
+    const SET: &str = "UPDATE events SET state = 'pending', attempts = 0, next_at_ms = ?, \
+                       lease_until_ms = NULL, updated_at_ms = ?";
+    let done =
+        match ids {
+            None => {
+                sqlx::query(&format!("{SET} WHERE state = 'dead'"))
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .execute(pool)
+                    .await?
+            }
+            Some(ids) => sqlx::query(&format!(
+                "{SET} WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('failed', 'dead')"
+            ))
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(serde_json::to_string(ids)?)
+            .execute(pool)
+            .await?,
+        };
+    Ok(done.rows_affected() as usize)
+}
+
+pub(crate) async fn save_function(
+    pool: &SqlitePool,
+    name: &str,
+    now_ms: i64,
+    record: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO functions (name, deployed_at_ms, record) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET deployed_at_ms = excluded.deployed_at_ms, record = excluded.record",
+    )
+    .bind(name)
+    .bind(now_ms)
+    .bind(record)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn functions(pool: &SqlitePool) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT record FROM functions ORDER BY name")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn delete_function(pool: &SqlitePool, name: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM functions WHERE name = ?")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found(format!("no deployed function `{name}`"))
+            .with_hint("see the deployed ones with `basin functions ls`"));
+    }
+    Ok(())
+}
+
+fn tail(logs: &str) -> &str {
+    if logs.len() <= MAX_LOGS {
+        return logs;
+    }
+    let mut start = logs.len() - MAX_LOGS;
+    while !logs.is_char_boundary(start) {
+        start += 1;
+    }
+    &logs[start..]
+}
+
+fn event(row: &SqliteRow) -> Result<EventRecord> {
+    let state: String = row.try_get("state")?;
+    let json = |column: &str| -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = row.try_get(column)?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    };
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        function: row.try_get("function")?,
+        state: EventState::parse(&state)
+            .ok_or_else(|| Error::internal(format!("event state `{state}`")))?,
+        payload: json("payload")?.unwrap_or_default(),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        next_at_ms: row.try_get("next_at_ms")?,
+        lease_until_ms: row.try_get("lease_until_ms")?,
+        error: row.try_get("error")?,
+        logs: row.try_get("logs")?,
+        commit: row.try_get("commit_id")?,
+        result: json("result")?,
+    })
+}
