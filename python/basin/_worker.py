@@ -245,6 +245,43 @@ class Context:
         self.invocation_id: str = request["invocation"]
         self.function_name: str = request["function"]["name"]
         self.deadline_ms: Optional[int] = request.get("deadline_ms")
+        self._object: Optional[str] = request.get("object")
+        event = request.get("event")
+        self._key: str = event.get("key", "") if isinstance(event, dict) else ""
+
+    def _object_path(self) -> str:
+        if self._object is None:
+            raise LookupError("this invocation is not about an object (no @basin.on_object event)")
+        return self._object
+
+    def read_bytes(self) -> bytes:
+        """The object the event is about, whole."""
+        with open(self._object_path(), "rb") as f:
+            return f.read()
+
+    def read_table(self, format: Optional[str] = None):
+        """The object as a pyarrow Table: CSV, JSON (one object per line) or Parquet, by the
+        key's suffix unless `format` says."""
+        import pyarrow as pa
+
+        path = self._object_path()
+        kind = (format or self._key.rsplit(".", 1)[-1]).lower()
+        if kind in ("csv", "tsv", "txt"):
+            from pyarrow import csv
+
+            options = csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
+            return csv.read_csv(path, parse_options=options)
+        if kind in ("json", "jsonl", "ndjson"):
+            from pyarrow import json
+
+            return json.read_json(path)
+        if kind in ("parquet", "pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if kind in ("arrow", "feather", "ipc"):
+            return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+        raise ValueError(f"cannot tell the format of {self._key!r}: pass read_table(format='csv'|'json'|'parquet')")
 
     def remaining_time_ms(self) -> Optional[int]:
         """Milliseconds left before the timeout (None: no timeout)."""

@@ -52,6 +52,13 @@ class Declaration:
     concurrency: Optional[int] = None
     model: Optional[dict] = None
     expectation: bool = False
+    #: What invokes it when deployed: {"kind": "object" | "schedule" | "http", ...}.
+    trigger: Optional[dict] = None
+    #: The table its results are appended to, exactly once per event.
+    to: Optional[str] = None
+    batch_size: int = 1
+    batch_window_seconds: float = 0.0
+    max_attempts: int = 3
 
 
 def declaration(func: Callable) -> Declaration:
@@ -150,3 +157,83 @@ def expectation() -> Callable[[F], F]:
         return func
 
     return decorate
+
+
+_TABLE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def _delivery(where: str, to: Optional[str], batch_size: Any, batch_window: Any, max_attempts: Any) -> dict:
+    if to is not None and not (isinstance(to, str) and _TABLE.fullmatch(to)):
+        raise DeclarationError(f"{where}: to={to!r}: name the table as 'namespace.table'")
+    for name, value in (("batch_size", batch_size), ("max_attempts", max_attempts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DeclarationError(f"{where}: {name}={value!r}: give a whole number of at least 1")
+    window = 0.0 if batch_window in (None, 0) else parse_duration(batch_window, where)
+    return {"to": to, "batch_size": batch_size, "batch_window_seconds": window, "max_attempts": max_attempts}
+
+
+def _trigger(trigger: dict, delivery: dict) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        d = declaration(func)
+        if d.trigger is not None:
+            raise DeclarationError(f"{func.__qualname__}: one trigger per function (it has a {d.trigger['kind']} trigger)")
+        d.trigger = trigger
+        for name, value in delivery.items():
+            setattr(d, name, value)
+        return func
+
+    return decorate
+
+
+def on_object(
+    bucket: str,
+    prefix: str = "",
+    suffix: str = "",
+    to: Optional[str] = None,
+    batch_size: int = 1,
+    batch_window: Any = None,
+    max_attempts: int = 3,
+) -> Callable[[F], F]:
+    """Runs `handler(event, context)` for each object created in `bucket` whose key starts
+    with `prefix` and ends with `suffix`. The event has bucket, key, size, etag, time and
+    source; `context.read_table()` and `context.read_bytes()` read the object. With `to`, the
+    returned table is appended to that table exactly once per event, `batch_size` events (or
+    what arrives within `batch_window`) per commit. An event failing `max_attempts` times is
+    dead-lettered."""
+    where = f"@basin.on_object({bucket!r})"
+    if not isinstance(bucket, str) or not _NAME.fullmatch(bucket):
+        raise DeclarationError(f"{where}: a bucket name is lowercase letters, digits, '.', '_' and '-'")
+    if not isinstance(prefix, str) or not isinstance(suffix, str):
+        raise DeclarationError(f"{where}: prefix and suffix are strings")
+    delivery = _delivery(where, to, batch_size, batch_window, max_attempts)
+    return _trigger({"kind": "object", "bucket": bucket, "prefix": prefix, "suffix": suffix}, delivery)
+
+
+def schedule(
+    cron: str,
+    tz: str = "UTC",
+    missed: str = "skip",
+    to: Optional[str] = None,
+    max_attempts: int = 3,
+) -> Callable[[F], F]:
+    """Runs `handler(event, context)` at each slot of the cron expression `cron` (five
+    fields), in time zone `tz`. Slots missed while Basin was down are skipped, or run once
+    with `missed="run_once"`."""
+    where = f"@basin.schedule({cron!r})"
+    if not isinstance(cron, str) or len(cron.split()) != 5:
+        raise DeclarationError(f"{where}: give five fields: minute hour day-of-month month day-of-week")
+    if missed not in ("skip", "run_once"):
+        raise DeclarationError(f"{where}: missed={missed!r}: use 'skip' or 'run_once'")
+    delivery = _delivery(where, to, 1, None, max_attempts)
+    return _trigger({"kind": "schedule", "cron": cron, "tz": tz, "missed": missed}, delivery)
+
+
+def http(path: Optional[str] = None, to: Optional[str] = None, max_attempts: int = 1) -> Callable[[F], F]:
+    """Runs `handler(event, context)` for `POST /fn/NAME` (or `path`), with the JSON body
+    as the event."""
+    where = f"@basin.http({path!r})"
+    if path is not None and not (isinstance(path, str) and path.startswith("/")):
+        raise DeclarationError(f"{where}: a path starts with '/'")
+    delivery = _delivery(where, to, 1, None, max_attempts)
+    return _trigger({"kind": "http", "path": path}, delivery)

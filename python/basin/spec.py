@@ -23,6 +23,9 @@ DECORATORS: dict = {
     "python": decorators.python,
     "model": decorators.model,
     "expectation": decorators.expectation,
+    "on_object": decorators.on_object,
+    "schedule": decorators.schedule,
+    "http": decorators.http,
 }
 
 

@@ -86,6 +86,16 @@ enum Command {
     Runs(runs::Command),
     /// Show invocations, GB-seconds and what they would cost on AWS Lambda
     Usage(usage::Args),
+    /// Deploy the triggered functions of a folder (`--plan` shows what would change)
+    Deploy(deploy::Args),
+    /// List, show and remove deployed functions
+    #[command(subcommand)]
+    Functions(functions::Command),
+    /// List, show and retry the events triggered functions handle
+    #[command(subcommand)]
+    Events(events::Command),
+    /// Upload a file into a bucket, where it triggers the functions watching it
+    Put(put::Args),
     /// Serve the lakehouse: HTTP API, Iceberg REST catalog, Postgres wire protocol, web console
     Serve(serve::Args),
     /// Create, list and revoke access tokens for `basin serve`
@@ -140,6 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args, ctx).await,
         Command::Invoke(args) => invoke::run(args, ctx.home("invoke")?).await,
         Command::Usage(args) => usage::run(args, ctx).await,
+        Command::Deploy(args) => deploy::run(args, ctx.home("deploy")?).await,
+        Command::Functions(cmd) => functions::run(cmd, ctx.home("functions")?).await,
+        Command::Events(cmd) => events::run(cmd, ctx.home("events")?).await,
+        Command::Put(args) => put::run(args, ctx.home("put")?).await,
         Command::Run(args) => run::run(args, ctx.home("run")?).await,
         Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
         Command::Token(cmd) => token::run(cmd, ctx).await,

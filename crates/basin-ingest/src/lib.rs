@@ -47,6 +47,8 @@ pub struct ImportRequest {
     /// Rows per file read to infer column types.
     pub sample_rows: usize,
     pub author: String,
+    /// Queued events whose output this import stores (see `CommitRequest::events`).
+    pub events: Vec<String>,
 }
 
 impl ImportRequest {
@@ -62,6 +64,7 @@ impl ImportRequest {
             allow_new_columns: false,
             sample_rows: 10_000,
             author: "basin".into(),
+            events: Vec::new(),
         }
     }
 }
@@ -249,8 +252,9 @@ pub async fn import(
             "replace"
         }
     );
-    let commit_request =
+    let mut commit_request =
         CommitRequest::new(&branch, at.commit.clone(), message).with_author(&request.author);
+    commit_request.events = request.events.clone();
     let outcome = tables
         .commit_change(&key, staged, change, commit_request)
         .await?;

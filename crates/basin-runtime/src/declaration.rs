@@ -17,7 +17,7 @@ pub struct ModelInput {
 }
 
 /// A function's declaration, as `basin.spec` prints it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Declaration {
     pub function: String,
     pub file: PathBuf,
@@ -39,6 +39,63 @@ pub struct Declaration {
     pub model: Option<serde_json::Value>,
     #[serde(default)]
     pub expectation: bool,
+    /// What invokes the function once deployed (`@basin.on_object`, `schedule`, `http`).
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    /// The table its results are appended to, exactly once per event.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub batch_window_seconds: f64,
+    #[serde(default = "three")]
+    pub max_attempts: u32,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// A deployed function's trigger, as the SDK's decorators declare it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Trigger {
+    /// Objects created in a bucket, filtered by key prefix and suffix.
+    Object {
+        bucket: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default)]
+        suffix: String,
+    },
+    /// Slots of a five-field cron expression in a time zone.
+    Schedule {
+        cron: String,
+        tz: String,
+        /// `skip` or `run_once`: what to do about slots missed while down.
+        missed: String,
+    },
+    /// `POST /fn/NAME` (or `path`).
+    Http { path: Option<String> },
+}
+
+impl Trigger {
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Object {
+                bucket,
+                prefix,
+                suffix,
+            } => format!("object {bucket}/{prefix}*{suffix}"),
+            Trigger::Schedule { cron, tz, .. } => format!("schedule \"{cron}\" {tz}"),
+            Trigger::Http { path } => format!("http {}", path.as_deref().unwrap_or("/fn/NAME")),
+        }
+    }
 }
 
 /// Reads the declarations of `file` (only `function`'s when given) with the first `python3`

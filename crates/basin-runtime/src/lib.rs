@@ -23,7 +23,7 @@ mod uv;
 mod workspace;
 mod zygote;
 
-pub use declaration::{Declaration, ModelInput, read_declarations};
+pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
 pub use protocol::{Stream, TableFile, UserError};
 pub use runtime::{

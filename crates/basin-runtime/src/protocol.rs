@@ -90,6 +90,8 @@ pub(crate) struct Request<'a> {
     pub invocation: &'a str,
     pub function: FunctionSource<'a>,
     pub inputs: &'a BTreeMap<String, TableFile>,
+    /// The file holding the object the event is about, if any.
+    pub object: Option<&'a std::path::Path>,
     pub event: &'a serde_json::Value,
     pub params: &'a serde_json::Value,
     pub output: OutputLocation,

@@ -416,6 +416,7 @@ impl Runtime {
             invocation: &ws.id,
             function: FunctionSource { name, file, source },
             inputs: &ws.inputs,
+            object: ws.object.as_deref(),
             event: &inv.event,
             params: &inv.params,
             output: OutputLocation {

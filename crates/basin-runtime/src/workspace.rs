@@ -25,6 +25,8 @@ pub struct Workspace {
     pub(crate) id: String,
     pub(crate) dir: PathBuf,
     pub(crate) inputs: BTreeMap<String, TableFile>,
+    /// The object an event is about, copied in for `context.read_bytes()`.
+    pub(crate) object: Option<PathBuf>,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -45,6 +47,7 @@ impl Workspace {
             id,
             dir,
             inputs: BTreeMap::new(),
+            object: None,
         })
     }
 
@@ -99,6 +102,16 @@ impl Workspace {
         };
         self.inputs.insert(name.to_string(), table);
         Ok(&self.inputs[name])
+    }
+
+    /// Copies the object an event names into the invocation's folder: the function cannot
+    /// open Basin's folders, so it reads the copy (`context.read_bytes()`, `read_table()`).
+    pub fn attach_object(&mut self, source: &Path) -> Result<u64> {
+        let path = self.dir.join("object");
+        let bytes = std::fs::copy(source, &path)
+            .map_err(io(format!("cannot read {}", source.display())))?;
+        self.object = Some(path);
+        Ok(bytes)
     }
 
     pub(crate) fn rows_and_bytes_in(&self) -> (u64, u64) {

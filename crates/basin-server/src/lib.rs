@@ -124,6 +124,7 @@ pub async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     });
+    let triggers_stop = stopped.clone();
     let until_stopped = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -131,6 +132,7 @@ pub async fn serve(
         }
     };
     let runtime = lakehouse.clone();
+    let _watcher = start_triggers(&lakehouse, triggers_stop).await?;
     let state = AppState::new(lakehouse, options.no_auth);
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
@@ -151,6 +153,23 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the event dispatcher and the bucket watcher, and queues the files that landed
+/// while the server was down. The watcher lives as long as the returned value.
+async fn start_triggers(
+    lakehouse: &Lakehouse,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<basin_service::triggers::watch::BucketWatcher> {
+    use basin_service::triggers::{dispatch::Dispatcher, watch};
+    let dispatcher = Dispatcher::new(lakehouse.clone());
+    let watcher = watch::watch(lakehouse.clone(), dispatcher.clone())?;
+    let found = watch::scan(lakehouse).await?;
+    if found > 0 {
+        tracing::info!(events = found, "queued objects that landed while stopped");
+    }
+    tokio::spawn(dispatcher.run(stopped));
+    Ok(watcher)
 }
 
 async fn shutdown_signal() {

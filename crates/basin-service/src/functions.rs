@@ -219,6 +219,11 @@ impl Lakehouse {
             concurrency: None,
             model: None,
             expectation: false,
+            trigger: None,
+            to: None,
+            batch_size: 1,
+            batch_window_seconds: 0.0,
+            max_attempts: 3,
         };
         let argv = vec![path.display().to_string()];
         Ok((Target::Program { argv }, declaration))

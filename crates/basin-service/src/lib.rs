@@ -19,6 +19,7 @@ mod refs;
 mod tables;
 mod tokens;
 pub mod tpch;
+pub mod triggers;
 mod usage;
 
 pub use basin_catalog::{Error, ErrorKind, Result};

@@ -1,0 +1,80 @@
+use std::path::{Path, PathBuf};
+
+use super::open;
+use crate::output::{FormatArg, ListFormat, print, status, time};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List deployed functions with their triggers and event counts
+    Ls {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show a deployed function: trigger, target, limits, version and its code
+    Show {
+        name: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Remove a deployed function (its queued events stay, for `basin events`)
+    Rm { name: String },
+}
+
+pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    match cmd {
+        Command::Ls { format } => {
+            let functions = lakehouse.deployed_functions().await?;
+            let mut rows = Vec::new();
+            for f in &functions {
+                let c = lakehouse.event_counts(Some(&f.name)).await?;
+                rows.push(vec![
+                    f.name.clone(),
+                    f.trigger().map(|t| t.describe()).unwrap_or_default(),
+                    f.declaration.to.clone().unwrap_or_default(),
+                    f.version.clone(),
+                    time(f.deployed_at_ms),
+                    format!(
+                        "{} pending, {} running, {} ok, {} failed, {} dead",
+                        c.pending, c.running, c.succeeded, c.failed, c.dead
+                    ),
+                ]);
+            }
+            print(
+                format.format,
+                &functions,
+                &["function", "trigger", "to", "version", "deployed", "events"],
+                rows,
+            )
+        }
+        Command::Show { name, format } => {
+            let f = lakehouse.deployed_function(&name).await?;
+            if format.format == ListFormat::Json {
+                return print(format.format, &f, &[], vec![]);
+            }
+            let d = &f.declaration;
+            println!("function  {}", f.name);
+            println!(
+                "trigger   {}",
+                f.trigger().map(|t| t.describe()).unwrap_or_default()
+            );
+            if let Some(to) = &d.to {
+                println!(
+                    "to        {to} (batches of up to {}, exactly once per event)",
+                    d.batch_size
+                );
+            }
+            println!("attempts  {}", d.max_attempts);
+            println!("version   {} (environment {})", f.version, f.env_hash);
+            println!("file      {}:{}", PathBuf::from(&f.file).display(), d.line);
+            println!("deployed  {}\n", time(f.deployed_at_ms));
+            println!("{}", f.source.trim_end());
+            Ok(())
+        }
+        Command::Rm { name } => {
+            lakehouse.remove_function(&name).await?;
+            status(format!("Removed function `{name}`"));
+            Ok(())
+        }
+    }
+}

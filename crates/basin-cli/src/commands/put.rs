@@ -1,0 +1,37 @@
+use std::path::{Path, PathBuf};
+
+use super::open;
+use crate::output::status;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "The object lands whole (written under a hidden name, then renamed), so a
+function triggered by it never reads half a file.
+
+Example:
+  basin put orders-0001.csv landing/2026/11/orders-0001.csv"
+)]
+pub struct Args {
+    /// The local file to upload
+    file: PathBuf,
+    /// BUCKET/KEY: the bucket (a deployed function's) and the object's key
+    #[arg(value_name = "BUCKET/KEY")]
+    target: String,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let Some((bucket, key)) = args.target.split_once('/') else {
+        return Err(
+            basin_catalog::Error::invalid(format!("`{}` is not BUCKET/KEY", args.target))
+                .with_hint("e.g. basin put orders.csv landing/orders.csv")
+                .into(),
+        );
+    };
+    let bytes = lakehouse.put_object(&args.file, bucket, key)?;
+    status(format!(
+        "Put {} ({bytes} bytes) into {bucket}/{key}",
+        args.file.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! `basin deploy`: the triggered functions of a folder, compared with what is deployed (plan)
+//! and then deployed (apply). A deployed version is immutable: its code and environment hash
+//! make its version, and changing either deploys a new one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use basin_catalog::{Error, Result};
+use basin_runtime::{Declaration, Trigger};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Lakehouse;
+use crate::functions::env_spec;
+
+/// A deployed function, as the catalog store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployedFunction {
+    pub name: String,
+    /// The file it came from, relative to the deployed folder.
+    pub file: String,
+    pub source: String,
+    pub declaration: Declaration,
+    pub env_hash: String,
+    /// A hash of the code and the environment.
+    pub version: String,
+    pub deployed_at_ms: i64,
+}
+
+impl DeployedFunction {
+    pub fn trigger(&self) -> Option<&Trigger> {
+        self.declaration.trigger.as_ref()
+    }
+}
+
+/// What a deploy adds, changes and removes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeployPlan {
+    pub changes: Vec<PlannedChange>,
+    /// Whether it was applied (not with `--plan`).
+    pub applied: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlannedChange {
+    pub function: String,
+    /// `add`, `change`, `remove` or `same`.
+    pub action: String,
+    pub trigger: String,
+    pub to: Option<String>,
+    pub version: String,
+    /// For a change: what differs (code, environment, trigger, target).
+    pub detail: String,
+}
+
+impl Lakehouse {
+    /// Reads the triggered functions of the `.py` files in `dir` and compares them with the
+    /// deployed ones; with `apply`, deploys them (building their environments, creating
+    /// their buckets) and removes the deployed functions the folder no longer has.
+    pub async fn deploy(&self, dir: &Path, apply: bool) -> Result<DeployPlan> {
+        let found = self.read_functions(dir).await?;
+        let deployed: BTreeMap<String, DeployedFunction> = self
+            .deployed_functions()
+            .await?
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
+        let mut plan = DeployPlan::default();
+        for f in found.values() {
+            let (action, detail) = match deployed.get(&f.name) {
+                None => ("add", String::new()),
+                Some(old) if old.version == f.version && old.declaration == f.declaration => {
+                    ("same", String::new())
+                }
+                Some(old) => ("change", differences(old, f)),
+            };
+            plan.changes.push(planned(f, action, detail));
+        }
+        for old in deployed.values() {
+            if !found.contains_key(&old.name) {
+                plan.changes.push(planned(old, "remove", String::new()));
+            }
+        }
+        if !apply {
+            return Ok(plan);
+        }
+        let store = self.catalog().store();
+        for f in found.values() {
+            if deployed
+                .get(&f.name)
+                .is_some_and(|old| old.version == f.version && old.declaration == f.declaration)
+            {
+                continue;
+            }
+            let spec = env_spec(&f.declaration, None, &BTreeMap::new(), &[]);
+            self.runtime()?.environment(&spec).await?;
+            if let Some(Trigger::Object { bucket, .. }) = f.trigger() {
+                let folder = self.bucket_dir(bucket);
+                std::fs::create_dir_all(&folder).map_err(|e| {
+                    Error::io(format!(
+                        "cannot create bucket folder {}: {e}",
+                        folder.display()
+                    ))
+                })?;
+            }
+            store
+                .save_function(&f.name, &serde_json::to_string(f)?)
+                .await?;
+        }
+        for old in deployed.values() {
+            if !found.contains_key(&old.name) {
+                store.delete_function(&old.name).await?;
+            }
+        }
+        plan.applied = true;
+        Ok(plan)
+    }
+
+    pub async fn deployed_functions(&self) -> Result<Vec<DeployedFunction>> {
+        let records = self.catalog().store().functions().await?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r)
+                    .map_err(|e| Error::internal(format!("a deployed function's record: {e}")))
+            })
+            .collect()
+    }
+
+    pub async fn deployed_function(&self, name: &str) -> Result<DeployedFunction> {
+        let all = self.deployed_functions().await?;
+        let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
+        all.into_iter().find(|f| f.name == name).ok_or_else(|| {
+            let e = Error::not_found(format!("no deployed function `{name}`"));
+            match basin_catalog::suggest(name, names.iter().map(String::as_str)) {
+                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                None => e.with_hint("deploy functions with `basin deploy DIR`"),
+            }
+        })
+    }
+
+    pub async fn remove_function(&self, name: &str) -> Result<()> {
+        self.catalog().store().delete_function(name).await
+    }
+
+    /// The folder of bucket `name` in the embedded default: `.basin/buckets/NAME`.
+    pub fn bucket_dir(&self, name: &str) -> PathBuf {
+        self.root()
+            .join(crate::BASIN_DIR)
+            .join("buckets")
+            .join(name)
+    }
+
+    async fn read_functions(&self, dir: &Path) -> Result<BTreeMap<String, DeployedFunction>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::not_found(format!("cannot read {}: {e}", dir.display()))
+                .with_hint("give the folder holding your functions' .py files")
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "py"))
+            .collect();
+        files.sort();
+        let sdk = basin_runtime::sdk_folder(&self.tools_dir())?;
+        let mut found: BTreeMap<String, DeployedFunction> = BTreeMap::new();
+        for path in files {
+            let path = std::path::absolute(&path)
+                .map_err(|e| Error::io(format!("{}: {e}", path.display())))?;
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
+            let file = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            for declaration in basin_runtime::read_declarations(&sdk, &path, None).await? {
+                if declaration.trigger.is_none() {
+                    continue;
+                }
+                let name = declaration.function.clone();
+                if let Some(other) = found.get(&name) {
+                    return Err(Error::invalid(format!(
+                        "`{name}` is declared in both {} and {file}",
+                        other.file
+                    ))
+                    .with_hint("deployed functions are named by their function name: rename one"));
+                }
+                let env_hash = env_spec(&declaration, None, &BTreeMap::new(), &[]).hash();
+                let version = {
+                    let mut h = Sha256::new();
+                    h.update(source.as_bytes());
+                    h.update(env_hash.as_bytes());
+                    let digest = h.finalize();
+                    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+                };
+                found.insert(
+                    name.clone(),
+                    DeployedFunction {
+                        name,
+                        file: file.clone(),
+                        source: source.clone(),
+                        declaration,
+                        env_hash,
+                        version,
+                        deployed_at_ms: chrono::Utc::now().timestamp_millis(),
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange {
+    PlannedChange {
+        function: f.name.clone(),
+        action: action.to_string(),
+        trigger: f.trigger().map(Trigger::describe).unwrap_or_default(),
+        to: f.declaration.to.clone(),
+        version: f.version.clone(),
+        detail,
+    }
+}
+
+fn differences(old: &DeployedFunction, new: &DeployedFunction) -> String {
+    let mut what = Vec::new();
+    if old.source != new.source {
+        what.push("code");
+    }
+    if old.env_hash != new.env_hash {
+        what.push("environment");
+    }
+    if old.trigger() != new.trigger() {
+        what.push("trigger");
+    }
+    if old.declaration.to != new.declaration.to {
+        what.push("target table");
+    }
+    if what.is_empty() {
+        what.push("limits");
+    }
+    what.join(", ")
+}

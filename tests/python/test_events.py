@@ -1,0 +1,90 @@
+"""Triggered functions end to end: `basin deploy --plan` and `deploy`, CSV files landing in a
+bucket folder while `basin serve` runs, a SIGKILL in the middle, a restart, and the target
+table holding every file's rows exactly once; a malformed file ends dead-lettered."""
+
+import json
+import os
+import signal
+import time
+
+from conftest import start_server
+
+FUNCTION = '''
+import basin
+
+@basin.python("3.11", timeout="5s")
+@basin.on_object(bucket="landing", prefix="orders/", suffix=".csv", to="raw.orders", batch_size=25)
+def load(event, context):
+    print("loading", event["key"], event["size"])
+    return context.read_table()
+'''
+
+FILES = 300
+
+
+def land(folder, i):
+    """Writes a file the way uploaders do: under a hidden name, then renamed into place."""
+    partial = folder / f".orders-{i:04}.csv.part"
+    partial.write_text(f"id,amount\n{2 * i},1.50\n{2 * i + 1},2.25\n")
+    os.rename(partial, folder / f"orders-{i:04}.csv")
+
+
+def states(lakehouse):
+    events = json.loads(lakehouse("events", "ls", "-n", "10000", "--format", "json"))
+    counts = {}
+    for e in events:
+        counts[e["state"]] = counts.get(e["state"], 0) + 1
+    return counts
+
+
+def wait_for(condition, seconds=180):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "load.py").write_text(FUNCTION)
+    plan = lakehouse("deploy", str(functions), "--plan")
+    assert "+ load" in plan and "add" in plan and "raw.orders" in plan
+    assert json.loads(lakehouse("functions", "ls", "--format", "json")) == []
+    lakehouse("deploy", str(functions))
+    assert "same" in lakehouse("deploy", str(functions), "--plan")
+
+    landing = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
+    landing.mkdir(parents=True)
+    base, server = start_server(lakehouse, "--no-auth")
+    for i in range(FILES // 2):
+        land(landing, i)
+    (landing / "broken.csv").write_text("id,amount\n1,2,3\n")
+    # Kill it while it works: some batches are committed, others are not.
+    wait_for(lambda: states(lakehouse).get("succeeded", 0) >= 25)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    for i in range(FILES // 2, FILES):  # these land while Basin is down
+        land(landing, i)
+
+    base, server = start_server(lakehouse, "--no-auth")
+    try:
+        wait_for(lambda: states(lakehouse) == {"succeeded": FILES, "dead": 1})
+    finally:
+        server.kill()
+        server.wait()
+
+    rows = lakehouse("query", "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM raw.orders", "--format", "csv")
+    assert rows == f"n,ids\n{2 * FILES},{2 * FILES}\n"
+    dead = json.loads(lakehouse("events", "ls", "--state", "dead", "--format", "json"))
+    assert [e["payload"]["key"] for e in dead] == ["orders/broken.csv"]
+    shown = lakehouse("events", "show", dead[0]["id"][:8])
+    assert "Expected 2 columns, got 3" in shown and "attempts  3 of 3" in shown
+    assert "loading orders/broken.csv" in shown  # the handler's output, kept with the event
+    # Every stored event names the commit that appended it.
+    succeeded = json.loads(lakehouse("events", "ls", "--state", "succeeded", "-n", "1000", "--format", "json"))
+    assert all(e["commit"] for e in succeeded)
+    assert lakehouse.run("events", "retry", dead[0]["id"]).stderr.startswith("Queued 1 event again")
+    assert states(lakehouse)["pending"] == 1
