@@ -17,7 +17,7 @@ use basin_table::TableSummary;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::remote::Remote;
+use crate::remote::{JsonBody, Remote};
 
 /// What `--home`, `--remote` and `--token` said.
 pub struct Context {
@@ -226,14 +226,12 @@ impl Lake {
             Lake::Remote(remote) => {
                 let started = std::time::Instant::now();
                 let body = json!({"sql": sql, "ref": at, "namespace": namespace});
+                let request = remote
+                    .request(Method::POST, &["query"], &[])
+                    .header(reqwest::header::ACCEPT, basin_server::ARROW_STREAM)
+                    .json_body(&body)?;
                 let bytes = remote
-                    .send(
-                        remote
-                            .request(Method::POST, &["query"], &[])
-                            .header(reqwest::header::ACCEPT, ARROW_STREAM)
-                            .header(reqwest::header::CONTENT_TYPE, "application/json")
-                            .body(body.to_string()),
-                    )
+                    .send(request)
                     .await?
                     .bytes()
                     .await
@@ -317,9 +315,6 @@ impl Lake {
         }
     }
 }
-
-/// The media type of an Arrow IPC stream.
-const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 fn owned(value: Option<&str>) -> Option<String> {
     value.map(str::to_string)

@@ -129,7 +129,7 @@ impl Remote {
 }
 
 /// JSON bodies without reqwest's `json` feature (serde_json is here anyway).
-trait JsonBody {
+pub trait JsonBody {
     fn json_body(self, body: &impl Serialize) -> Result<RequestBuilder>;
 }
 

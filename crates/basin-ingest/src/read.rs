@@ -38,6 +38,25 @@ impl Default for CsvOptions {
 }
 
 impl CsvOptions {
+    /// Options from what a user typed: one ASCII character each for the delimiter (default:
+    /// by extension) and the quote (default `"`).
+    pub fn from_chars(delimiter: Option<char>, quote: Option<char>, header: bool) -> Result<Self> {
+        let ascii = |c: char, what: &str| {
+            if c.is_ascii() {
+                Ok(c as u8)
+            } else {
+                Err(Error::invalid(format!(
+                    "the {what} must be one ASCII character, not `{c}`"
+                )))
+            }
+        };
+        Ok(Self {
+            delimiter: delimiter.map(|c| ascii(c, "delimiter")).transpose()?,
+            quote: quote.map_or(Ok(b'"'), |c| ascii(c, "quote"))?,
+            header,
+        })
+    }
+
     fn delimiter_for(&self, file: &SourceFile) -> u8 {
         self.delimiter.unwrap_or_else(|| {
             let lower = file.display.to_ascii_lowercase();

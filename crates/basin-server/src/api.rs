@@ -91,7 +91,7 @@ pub(crate) struct QueryRequest {
 }
 
 /// The media type of an Arrow IPC stream.
-const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `seconds`), or an Arrow
 /// IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
@@ -376,16 +376,6 @@ pub(crate) struct Upload {
     allow_new_columns: bool,
 }
 
-fn ascii(c: char, what: &str) -> Result<u8, Error> {
-    if c.is_ascii() {
-        Ok(c as u8)
-    } else {
-        Err(Error::invalid(format!(
-            "the {what} must be one ASCII character, not `{c}`"
-        )))
-    }
-}
-
 /// Imports the request body (a CSV, JSON, Parquet or Arrow file) into a table, in one
 /// commit. The body streams to a file under `.basin/uploads` first, never into memory.
 pub(crate) async fn import(
@@ -427,11 +417,7 @@ pub(crate) async fn import(
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .collect();
-    let csv = basin_ingest::CsvOptions {
-        delimiter: q.delimiter.map(|c| ascii(c, "delimiter")).transpose()?,
-        quote: q.quote.map_or(Ok(b'"'), |c| ascii(c, "quote"))?,
-        header: q.header.unwrap_or(true),
-    };
+    let csv = basin_ingest::CsvOptions::from_chars(q.delimiter, q.quote, q.header.unwrap_or(true))?;
     let folder = state
         .lakehouse
         .root()

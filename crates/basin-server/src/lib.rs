@@ -28,6 +28,7 @@ use basin_catalog::{Error, Result};
 use basin_service::Lakehouse;
 use tracing::Instrument;
 
+pub use api::ARROW_STREAM;
 pub use metrics::Metrics;
 
 /// How `basin serve` listens.

@@ -70,21 +70,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     request.format = args.format.as_deref().map(Format::parse).transpose()?;
     request.partition_by = args.partition_by;
     request.allow_new_columns = args.allow_new_columns;
-    let delimiter = match args.delimiter {
-        Some(c) if c.is_ascii() => Some(c as u8),
-        Some(c) => anyhow::bail!("the delimiter must be one ASCII character, not `{c}`"),
-        None => None,
-    };
-    let quote = match args.quote {
-        Some(c) if c.is_ascii() => c as u8,
-        Some(c) => anyhow::bail!("the quote must be one ASCII character, not `{c}`"),
-        None => b'"',
-    };
-    request.csv = CsvOptions {
-        delimiter,
-        quote,
-        header: !args.no_header,
-    };
+    request.csv = CsvOptions::from_chars(args.delimiter, args.quote, !args.no_header)?;
 
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(

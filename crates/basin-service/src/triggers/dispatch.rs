@@ -205,7 +205,7 @@ impl Dispatcher {
             Err(_) if outputs.len() > 1 => {
                 let mut each = Vec::new();
                 for (event, attempt) in &outputs {
-                    let one = [(event.clone(), attempt.clone_output())];
+                    let one = [(event.clone(), attempt.clone())];
                     each.push((event, attempt, self.append(table, &one).await));
                 }
                 each
@@ -214,20 +214,16 @@ impl Dispatcher {
         };
         for (event, attempt, result) in settled {
             let outcome = match result {
-                // Stored now, or by an earlier attempt: either way exactly once.
-                Ok(()) => EventOutcome::Succeeded {
-                    logs: attempt.logs.clone(),
-                    result: None,
-                },
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => EventOutcome::Succeeded {
-                    logs: attempt.logs.clone(),
-                    result: None,
-                },
-                Err(e) => failure(
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => failure(
                     event,
                     format!("cannot append to `{table}`: {e}"),
                     attempt.logs.clone(),
                 ),
+                // Stored now, or by an earlier attempt: either way exactly once.
+                _ => EventOutcome::Succeeded {
+                    logs: attempt.logs.clone(),
+                    result: None,
+                },
             };
             store.finish_event(&event.id, &outcome).await?;
         }
@@ -244,7 +240,6 @@ impl Dispatcher {
         request.format = Some(Format::Arrow);
         request.mode = Mode::Append;
         request.allow_new_columns = true;
-        request.author = "basin (events)".into();
         request.events = outputs.iter().map(|(e, _)| e.id.clone()).collect();
         self.lakehouse.import(request, None).await.map(drop)
     }
@@ -348,6 +343,7 @@ fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
 }
 
 /// One invocation's end: its output (kept alive until the commit) or its error.
+#[derive(Clone)]
 struct Attempt {
     finished: Option<Arc<Finished>>,
     error: Option<String>,
@@ -370,13 +366,5 @@ impl Attempt {
 
     fn output_file(&self) -> Option<PathBuf> {
         self.finished.as_ref()?.output_file()
-    }
-
-    fn clone_output(&self) -> Attempt {
-        Attempt {
-            finished: self.finished.clone(),
-            error: self.error.clone(),
-            logs: self.logs.clone(),
-        }
     }
 }

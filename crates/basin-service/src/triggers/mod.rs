@@ -42,7 +42,9 @@ impl Lakehouse {
             None => store.retry_events(None).await,
             Some(id) => {
                 let event = self.event(id).await?;
-                let n = store.retry_events(Some(std::slice::from_ref(&event.id))).await?;
+                let n = store
+                    .retry_events(Some(std::slice::from_ref(&event.id)))
+                    .await?;
                 if n == 0 {
                     return Err(Error::invalid(format!(
                         "event {} is {}, not failed or dead",
