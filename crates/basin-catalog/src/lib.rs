@@ -21,6 +21,7 @@ mod migrations;
 mod model;
 mod sqlite;
 mod sqlite_events;
+mod sqlite_records;
 mod store;
 mod usage;
 

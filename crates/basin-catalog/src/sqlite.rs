@@ -19,8 +19,9 @@ use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, NewEven
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::sqlite_events;
+use crate::sqlite_records;
 use crate::store::Store;
-use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
+use crate::usage::{InvocationRecord, TokenRecord};
 
 const ROOT_MESSAGE: &str = "initialize lakehouse";
 
@@ -511,92 +512,23 @@ impl Store for SqlStore {
     }
 
     async fn record_invocation(&self, r: &InvocationRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, cpu_ms, \
-             peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, bytes_out, status, error, \
-             kind, bytes_scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.id)
-        .bind(&r.function)
-        .bind(&r.env_hash)
-        .bind(r.started_at_ms)
-        .bind(r.duration_ms)
-        .bind(r.cpu_ms)
-        .bind(r.peak_memory_bytes as i64)
-        .bind(r.memory_limit_bytes as i64)
-        .bind(r.rows_in as i64)
-        .bind(r.bytes_in as i64)
-        .bind(r.rows_out as i64)
-        .bind(r.bytes_out as i64)
-        .bind(r.status.as_str())
-        .bind(r.error.as_deref())
-        .bind(r.kind.as_str())
-        .bind(r.bytes_scanned as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        sqlite_records::record_invocation(&self.pool, r).await
     }
 
     async fn invocations(&self, since_ms: i64) -> Result<Vec<InvocationRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM invocations WHERE started_at_ms >= ? ORDER BY started_at_ms, id",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| InvocationRecord {
-                id: r.get("id"),
-                function: r.get("function"),
-                env_hash: r.get("env_hash"),
-                started_at_ms: r.get("started_at_ms"),
-                duration_ms: r.get("duration_ms"),
-                cpu_ms: r.get("cpu_ms"),
-                peak_memory_bytes: r.get::<i64, _>("peak_memory_bytes") as u64,
-                memory_limit_bytes: r.get::<i64, _>("memory_limit_bytes") as u64,
-                rows_in: r.get::<i64, _>("rows_in") as u64,
-                bytes_in: r.get::<i64, _>("bytes_in") as u64,
-                rows_out: r.get::<i64, _>("rows_out") as u64,
-                bytes_out: r.get::<i64, _>("bytes_out") as u64,
-                status: InvocationStatus::parse(r.get("status")),
-                error: r.get("error"),
-                kind: InvocationKind::parse(r.get("kind")),
-                bytes_scanned: r.get::<i64, _>("bytes_scanned") as u64,
-            })
-            .collect())
+        sqlite_records::invocations(&self.pool, since_ms).await
     }
 
     async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runs (id, started_at_ms, record) VALUES (?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-        )
-        .bind(id)
-        .bind(started_at_ms)
-        .bind(record)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        sqlite_records::save_run(&self.pool, id, started_at_ms, record).await
     }
 
     async fn runs(&self, limit: usize) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT record FROM runs ORDER BY started_at_ms DESC, id DESC LIMIT ?",
-        )
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?)
+        sqlite_records::runs(&self.pool, limit).await
     }
 
     async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
-        Ok(
-            sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? LIMIT 2")
-                .bind(pattern)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        sqlite_records::runs_with_prefix(&self.pool, prefix).await
     }
 
     async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
@@ -650,53 +582,18 @@ impl Store for SqlStore {
     }
 
     async fn create_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tokens (id, name, role, hash, created_at_ms) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(&t.name)
-        .bind(&t.role)
-        .bind(&t.hash)
-        .bind(t.created_at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        sqlite_records::create_token(&self.pool, t).await
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(token_row).collect())
+        sqlite_records::tokens(&self.pool).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(token_row))
+        sqlite_records::token_by_hash(&self.pool, hash).await
     }
 
     async fn delete_token(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM tokens WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("no token `{id}`"))
-                .with_hint("list them with `basin token ls`"));
-        }
-        Ok(())
-    }
-}
-
-fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRecord {
-    TokenRecord {
-        id: r.get("id"),
-        name: r.get("name"),
-        role: r.get("role"),
-        hash: r.get("hash"),
-        created_at_ms: r.get("created_at_ms"),
+        sqlite_records::delete_token(&self.pool, id).await
     }
 }

@@ -1,0 +1,150 @@
+//! The SQLite side of what the catalog keeps besides commits: metering records, pipeline
+//! runs and access tokens (see [`crate::Store`]).
+
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Error, Result};
+use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
+
+pub(crate) async fn record_invocation(pool: &SqlitePool, r: &InvocationRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, cpu_ms, \
+         peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, bytes_out, status, error, \
+         kind, bytes_scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&r.id)
+    .bind(&r.function)
+    .bind(&r.env_hash)
+    .bind(r.started_at_ms)
+    .bind(r.duration_ms)
+    .bind(r.cpu_ms)
+    .bind(r.peak_memory_bytes as i64)
+    .bind(r.memory_limit_bytes as i64)
+    .bind(r.rows_in as i64)
+    .bind(r.bytes_in as i64)
+    .bind(r.rows_out as i64)
+    .bind(r.bytes_out as i64)
+    .bind(r.status.as_str())
+    .bind(r.error.as_deref())
+    .bind(r.kind.as_str())
+    .bind(r.bytes_scanned as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn invocations(pool: &SqlitePool, since_ms: i64) -> Result<Vec<InvocationRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM invocations WHERE started_at_ms >= ? ORDER BY started_at_ms, id",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InvocationRecord {
+            id: r.get("id"),
+            function: r.get("function"),
+            env_hash: r.get("env_hash"),
+            started_at_ms: r.get("started_at_ms"),
+            duration_ms: r.get("duration_ms"),
+            cpu_ms: r.get("cpu_ms"),
+            peak_memory_bytes: r.get::<i64, _>("peak_memory_bytes") as u64,
+            memory_limit_bytes: r.get::<i64, _>("memory_limit_bytes") as u64,
+            rows_in: r.get::<i64, _>("rows_in") as u64,
+            bytes_in: r.get::<i64, _>("bytes_in") as u64,
+            rows_out: r.get::<i64, _>("rows_out") as u64,
+            bytes_out: r.get::<i64, _>("bytes_out") as u64,
+            status: InvocationStatus::parse(r.get("status")),
+            error: r.get("error"),
+            kind: InvocationKind::parse(r.get("kind")),
+            bytes_scanned: r.get::<i64, _>("bytes_scanned") as u64,
+        })
+        .collect())
+}
+
+pub(crate) async fn save_run(
+    pool: &SqlitePool,
+    id: &str,
+    started_at_ms: i64,
+    record: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runs (id, started_at_ms, record) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+    )
+    .bind(id)
+    .bind(started_at_ms)
+    .bind(record)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT record FROM runs ORDER BY started_at_ms DESC, id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>> {
+    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+    Ok(
+        sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? LIMIT 2")
+            .bind(pattern)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn create_token(pool: &SqlitePool, t: &TokenRecord) -> Result<()> {
+    sqlx::query("INSERT INTO tokens (id, name, role, hash, created_at_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.role)
+        .bind(&t.hash)
+        .bind(t.created_at_ms)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenRecord>> {
+    let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(token_row).collect())
+}
+
+pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &str) -> Result<Option<TokenRecord>> {
+    let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(token_row))
+}
+
+pub(crate) async fn delete_token(pool: &SqlitePool, id: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM tokens WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found(format!("no token `{id}`"))
+            .with_hint("list them with `basin token ls`"));
+    }
+    Ok(())
+}
+
+fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRecord {
+    TokenRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        role: r.get("role"),
+        hash: r.get("hash"),
+        created_at_ms: r.get("created_at_ms"),
+    }
+}
