@@ -11,7 +11,9 @@ Figures (all from one run, on this machine):
   - the pipeline loop (bench/pipeline: Python -> SQL -> SQL over lineitem at --scale): the
     first run, a fully cached re-run, and `basin run` after editing the last or the first model;
   - a small query through each front door: `basin query`, HTTP, Postgres wire
-    (bench/front_doors.py).
+    (bench/front_doors.py);
+  - triggered functions: 10,000 small CSV files dropped into a bucket at once, landing ->
+    handler latency, and an idle server's CPU (bench/events.py).
 """
 
 import argparse
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+import events
 import front_doors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +88,8 @@ def main() -> None:
     p.add_argument("--skip-tpch", action="store_true", help="only the catalog, runtime and pipeline figures")
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--only-front-doors", action="store_true", help="only the query latency through each front door")
+    p.add_argument("--only-events", action="store_true", help="only the triggered-function figures")
+    p.add_argument("--event-files", type=int, default=10_000, help="files in the burst of --only-events")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
@@ -93,6 +98,12 @@ def main() -> None:
 
     rows = []  # (figure, basin, duckdb, ratio or note)
     work = Path(tempfile.mkdtemp(prefix="basin-bench-"))
+    if args.only_events:
+        figures = events.measure(args.basin, work, files=args.event_files)
+        header(args)
+        table("triggered functions", figures)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     doors = front_door_rows(args, work)
     if args.only_front_doors:
         header(args)
@@ -136,6 +147,8 @@ def main() -> None:
     table("function runtime", runtime_rows + pipeline_rows)
     print()
     table("front door (small query)", [(n, v, "") for n, v in doors])
+    print()
+    table("triggered functions", events.measure(args.basin, work))
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import importlib
 import inspect
+import io
 import json
 import linecache
 import os
@@ -241,12 +242,13 @@ def _child(fork: dict) -> int:
 class Context:
     """What a `handler(event, context)` function knows about its invocation."""
 
-    def __init__(self, request: dict):
+    def __init__(self, request: dict, item: Optional[dict] = None):
         self.invocation_id: str = request["invocation"]
         self.function_name: str = request["function"]["name"]
         self.deadline_ms: Optional[int] = request.get("deadline_ms")
-        self._object: Optional[str] = request.get("object")
-        event = request.get("event")
+        item = item or {}
+        self._object: Optional[str] = item.get("object")
+        event = item.get("event", request.get("event"))
         self._key: str = event.get("key", "") if isinstance(event, dict) else ""
 
     def _object_path(self) -> str:
@@ -293,9 +295,13 @@ class Context:
 def _serve(request: dict, missing: list) -> dict:
     function = request["function"]
     try:
-        value = _call(request)
-        output = _write_output(value, request["output"]["path"], function["name"])
-        reply: dict = {"type": "result", "status": "ok", "output": output}
+        if request.get("batch") is not None:
+            reply: dict = {"type": "result", "status": "ok", "batch": _serve_batch(request)}
+        else:
+            func = _load(function)
+            value = func(**_arguments(func, request, request.get("event"), Context(request)))
+            output = _write_output(value, request["output"]["path"], function["name"])
+            reply = {"type": "result", "status": "ok", "output": output}
     except BaseException as e:  # noqa: BLE001 - every failure goes back to Basin
         reply = {"type": "result", "status": "error", "error": _describe(e, function["file"])}
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -308,8 +314,67 @@ def _serve(request: dict, missing: list) -> dict:
     return reply
 
 
-def _call(request: dict) -> Any:
+#: The most output kept per event of a batch (the tail); all of it still streams to Basin.
+ITEM_LOG_LIMIT = 64 * 1024
+
+
+class _Tee(io.TextIOBase):
+    """Writes to a stream and keeps a copy: one event's share of the batch's output."""
+
+    def __init__(self, stream, copy: io.StringIO):
+        self._stream, self._copy = stream, copy
+
+    def write(self, text: str) -> int:
+        self._copy.write(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class _ItemTimeout(BaseException):
+    """Raised by SIGALRM: a BaseException, so a handler's `except Exception` lets it through."""
+
+
+def _alarm(signum, frame):
+    raise _ItemTimeout()
+
+
+def _serve_batch(request: dict) -> list:
+    """Calls the handler once per event of the batch, in this one process (the module is
+    loaded once), each with its own time limit, output file and share of the logs."""
     function = request["function"]
+    func = _load(function)
+    limit = request.get("item_timeout_ms")
+    signal.signal(signal.SIGALRM, _alarm)
+    stdout, stderr = sys.stdout, sys.stderr
+    results = []
+    for item in request["batch"]:
+        copy = io.StringIO()
+        sys.stdout, sys.stderr = _Tee(stdout, copy), _Tee(stderr, copy)
+        try:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, limit / 1000)
+            try:
+                value = func(**_arguments(func, request, item.get("event"), Context(request, item)))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            output = _write_output(value, item["output"]["path"], function["name"])
+            result: dict = {"status": "ok", "output": output}
+        except _ItemTimeout:
+            result = {"status": "error", "error": {
+                "type": "TimeoutError", "message": f"the handler ran longer than {limit / 1000:g}s on this event",
+                "traceback": "", "file": None, "line": None}}
+        except BaseException as e:  # noqa: BLE001 - one event's failure is its own
+            result = {"status": "error", "error": _describe(e, function["file"])}
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+        result["logs"] = copy.getvalue()[-ITEM_LOG_LIMIT:]
+        results.append(result)
+    return results
+
+
+def _load(function: dict):
     path, source, name = function["file"], function["source"], function["name"]
     # The source comes through the protocol (the user's folder is not readable from here);
     # linecache lets tracebacks show its lines.
@@ -321,17 +386,21 @@ def _call(request: dict) -> Any:
     func = getattr(module, name, None)
     if not callable(func):
         raise LookupError(f"{path} defines no function `{name}`")
+    return func
+
+
+def _arguments(func, request: dict, event: Any, context: Context) -> dict:
     params = inspect.signature(func).parameters
     kwargs: dict = {}
     for arg, spec in request.get("inputs", {}).items():
         kwargs[arg] = _read_table(spec["path"])
     if "event" in params and "event" not in kwargs:
-        kwargs["event"] = request.get("event")
+        kwargs["event"] = event
     if "params" in params and "params" not in kwargs:
         kwargs["params"] = request.get("params") or {}
     if "context" in params and "context" not in kwargs:
-        kwargs["context"] = Context(request)
-    return func(**kwargs)
+        kwargs["context"] = context
+    return kwargs
 
 
 def _read_table(path: str):

@@ -218,11 +218,12 @@ def schedule(
     max_attempts: int = 3,
 ) -> Callable[[F], F]:
     """Runs `handler(event, context)` at each slot of the cron expression `cron` (five
-    fields), in time zone `tz`. Slots missed while Basin was down are skipped, or run once
-    with `missed="run_once"`."""
+    fields, or six with seconds first), in time zone `tz` (an IANA name). Slots missed while
+    Basin was down are skipped, or run once with `missed="run_once"`."""
     where = f"@basin.schedule({cron!r})"
-    if not isinstance(cron, str) or len(cron.split()) != 5:
-        raise DeclarationError(f"{where}: give five fields: minute hour day-of-month month day-of-week")
+    if not isinstance(cron, str) or len(cron.split()) not in (5, 6):
+        raise DeclarationError(f"{where}: give five fields: minute hour day-of-month month day-of-week "
+                               "(or six, with seconds first)")
     if missed not in ("skip", "run_once"):
         raise DeclarationError(f"{where}: missed={missed!r}: use 'skip' or 'run_once'")
     delivery = _delivery(where, to, 1, None, max_attempts)

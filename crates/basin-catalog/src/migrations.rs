@@ -96,4 +96,11 @@ CREATE TABLE events (
 CREATE INDEX events_due ON events (function, state, next_at_ms);
 CREATE INDEX events_created ON events (created_at_ms);
 "#,
+    // 7: the last slot each scheduled function fired, so a slot fires once across restarts.
+    r#"
+CREATE TABLE schedules (
+    function TEXT PRIMARY KEY,
+    last_slot_ms INTEGER NOT NULL
+);
+"#,
 ];

@@ -545,6 +545,10 @@ impl Store for SqlStore {
         sqlite_events::claim(&self.pool, function, limit, now_ms, lease_until_ms).await
     }
 
+    async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
+        sqlite_events::renew(&self.pool, ids, lease_until_ms).await
+    }
+
     async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()> {
         sqlite_events::finish(&self.pool, id, outcome, now_ms()).await
     }
@@ -571,6 +575,14 @@ impl Store for SqlStore {
 
     async fn save_function(&self, name: &str, record: &str) -> Result<()> {
         sqlite_events::save_function(&self.pool, name, now_ms(), record).await
+    }
+
+    async fn last_slot(&self, function: &str) -> Result<Option<i64>> {
+        sqlite_events::last_slot(&self.pool, function).await
+    }
+
+    async fn set_last_slot(&self, function: &str, slot_ms: i64) -> Result<()> {
+        sqlite_events::set_last_slot(&self.pool, function, slot_ms).await
     }
 
     async fn functions(&self) -> Result<Vec<String>> {

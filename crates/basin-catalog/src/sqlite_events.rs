@@ -71,6 +71,19 @@ pub(crate) async fn claim(
     Ok(claimed)
 }
 
+pub(crate) async fn renew(pool: &SqlitePool, ids: &[String], lease_until_ms: i64) -> Result<()> {
+    let ids = serde_json::to_string(ids).map_err(|e| Error::internal(format!("event ids: {e}")))?;
+    sqlx::query(
+        "UPDATE events SET lease_until_ms = ? \
+         WHERE state = 'running' AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(lease_until_ms)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Records how an attempt ended, unless the event moved on meanwhile (another worker took it
 /// after the lease ran out, or a commit consumed it; then only its logs are kept).
 pub(crate) async fn finish(
@@ -248,15 +261,42 @@ pub(crate) async fn functions(pool: &SqlitePool) -> Result<Vec<String>> {
     )
 }
 
+pub(crate) async fn last_slot(pool: &SqlitePool, function: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT last_slot_ms FROM schedules WHERE function = ?")
+            .bind(function)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn set_last_slot(pool: &SqlitePool, function: &str, slot_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO schedules (function, last_slot_ms) VALUES (?, ?) \
+         ON CONFLICT (function) DO UPDATE SET last_slot_ms = excluded.last_slot_ms",
+    )
+    .bind(function)
+    .bind(slot_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn delete_function(pool: &SqlitePool, name: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM schedules WHERE function = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query("DELETE FROM functions WHERE name = ?")
         .bind(name)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(Error::not_found(format!("no deployed function `{name}`"))
             .with_hint("see the deployed ones with `basin functions ls`"));
     }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + Debug {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Vec<EventRecord>>;
+    /// Moves the leases of the running events among `ids` to `lease_until_ms`: the dispatcher
+    /// still works on them.
+    async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()>;
     async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()>;
     /// When the next backoff or lease ends, if any event waits for one.
     async fn next_event_due(&self) -> Result<Option<i64>>;
@@ -86,6 +89,10 @@ pub trait Store: Send + Sync + Debug {
 
     /// Saves (or replaces) a deployed function's record, a JSON document owned by the service.
     async fn save_function(&self, name: &str, record: &str) -> Result<()>;
+    /// The last slot a scheduled function fired (Unix milliseconds), if it fired or was
+    /// seen by a scheduler before.
+    async fn last_slot(&self, function: &str) -> Result<Option<i64>>;
+    async fn set_last_slot(&self, function: &str, slot_ms: i64) -> Result<()>;
     async fn functions(&self) -> Result<Vec<String>>;
     /// Fails with `NotFound` if there is no such function.
     async fn delete_function(&self, name: &str) -> Result<()>;

@@ -90,12 +90,25 @@ pub(crate) struct Request<'a> {
     pub invocation: &'a str,
     pub function: FunctionSource<'a>,
     pub inputs: &'a BTreeMap<String, TableFile>,
-    /// The file holding the object the event is about, if any.
-    pub object: Option<&'a std::path::Path>,
     pub event: &'a serde_json::Value,
+    /// Events for one handler call each, in this one invocation (instead of `event`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<&'a [BatchEvent]>,
+    /// Each call's time limit in a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_timeout_ms: Option<u64>,
     pub params: &'a serde_json::Value,
     pub output: OutputLocation,
     pub deadline_ms: Option<i64>,
+}
+
+/// One event of a batch: its payload, the copy of the object it is about, and where its
+/// handler call's table goes.
+#[derive(Debug, Serialize)]
+pub(crate) struct BatchEvent {
+    pub event: serde_json::Value,
+    pub object: Option<PathBuf>,
+    pub output: OutputLocation,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,10 +123,23 @@ pub(crate) struct Reply {
     pub status: String,
     pub output: Option<ReplyOutput>,
     pub error: Option<UserError>,
+    /// A batch's results, one per event, in order.
+    #[serde(default)]
+    pub batch: Option<Vec<ItemReply>>,
     #[serde(default)]
     pub usage: Option<ReplyUsage>,
     #[serde(default)]
     pub unconfined: Vec<String>,
+}
+
+/// One handler call's result in a batch, with the output it printed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ItemReply {
+    pub status: String,
+    pub output: Option<ReplyOutput>,
+    pub error: Option<UserError>,
+    #[serde(default)]
+    pub logs: String,
 }
 
 #[derive(Debug, Deserialize)]

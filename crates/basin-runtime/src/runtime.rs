@@ -57,7 +57,10 @@ pub enum Target {
 /// The limits an invocation runs under.
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
+    /// The whole invocation's time limit.
     pub timeout: Option<Duration>,
+    /// In a batch, each handler call's time limit (the worker stops the call).
+    pub per_event: Option<Duration>,
     pub memory_bytes: Option<u64>,
     pub internet: bool,
 }
@@ -97,6 +100,30 @@ pub enum Output {
     },
     Json(serde_json::Value),
     None,
+    /// A batch's results, one per event, in order.
+    Batch(Vec<Item>),
+}
+
+/// One handler call of a batch: its output or error, and what it printed.
+#[derive(Debug)]
+pub struct Item {
+    pub result: Result<Output>,
+    pub logs: String,
+}
+
+impl Output {
+    /// Rows of the tables it holds.
+    fn rows(&self) -> u64 {
+        match self {
+            Output::Table { batches, .. } => batches.iter().map(|b| b.num_rows() as u64).sum(),
+            Output::Batch(items) => items
+                .iter()
+                .filter_map(|i| i.result.as_ref().ok())
+                .map(Output::rows)
+                .sum(),
+            Output::Json(_) | Output::None => 0,
+        }
+    }
 }
 
 /// An ended invocation: its metering record, and its output or error. The invocation's folder
@@ -113,6 +140,15 @@ impl Finished {
     /// The Arrow IPC file holding a table output.
     pub fn output_file(&self) -> Option<PathBuf> {
         matches!(self.result, Ok(Output::Table { .. })).then(|| self.workspace.output_path())
+    }
+
+    /// The Arrow IPC file holding the table the batch's `i`th call returned.
+    pub fn item_output_file(&self, i: usize) -> Option<PathBuf> {
+        let Ok(Output::Batch(items)) = &self.result else {
+            return None;
+        };
+        matches!(items.get(i)?.result, Ok(Output::Table { .. }))
+            .then(|| self.workspace.item_output_path(i))
     }
 }
 
@@ -326,10 +362,9 @@ impl Runtime {
             Ok(run) => {
                 record.cpu_ms = run.cpu_ms;
                 record.peak_memory_bytes = run.peak_memory;
-                if let Ok(Output::Table { batches, .. }) = &run.result {
-                    record.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    record.bytes_out =
-                        std::fs::metadata(workspace.output_path()).map_or(0, |m| m.len());
+                if let Ok(output) = &run.result {
+                    record.rows_out = output.rows();
+                    record.bytes_out = workspace.bytes_out();
                 }
                 record.status = run.status;
                 (run.result, run.unconfined)
@@ -416,12 +451,17 @@ impl Runtime {
             invocation: &ws.id,
             function: FunctionSource { name, file, source },
             inputs: &ws.inputs,
-            object: ws.object.as_deref(),
             event: &inv.event,
+            batch: (!ws.batch.is_empty()).then_some(&ws.batch[..]),
+            item_timeout_ms: inv
+                .limits
+                .per_event
+                .filter(|_| !ws.batch.is_empty())
+                .map(|d| d.as_millis() as u64),
             params: &inv.params,
             output: OutputLocation {
                 path: ws.output_path(),
-                format: "arrow-ipc-file",
+                format: crate::workspace::FORMAT,
             },
             deadline_ms,
         })
@@ -475,47 +515,79 @@ impl Runtime {
 
     fn output(&self, ws: &Workspace, inv: &Invocation, reply: Reply) -> Result<Output> {
         if reply.status != "ok" {
-            let e = reply.error.unwrap_or(protocol::UserError {
-                kind: "Error".into(),
-                message: "the function failed without saying why".into(),
-                traceback: String::new(),
-                file: None,
-                line: None,
+            return Err(user_error(inv, reply.error));
+        }
+        if let Some(items) = reply.batch {
+            if items.len() != ws.batch.len() {
+                return Err(Error::invalid(format!(
+                    "function `{}` answered {} results for a batch of {} events",
+                    inv.function,
+                    items.len(),
+                    ws.batch.len()
+                )));
+            }
+            let items = items.into_iter().enumerate().map(|(i, item)| Item {
+                result: if item.status == "ok" {
+                    table_or_value(inv, item.output, &ws.item_output_path(i))
+                } else {
+                    Err(user_error(inv, item.error))
+                },
+                logs: item.logs,
             });
-            let at = match (&e.file, e.line) {
-                (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
-                _ => String::new(),
-            };
-            let mut message = format!(
-                "function `{}` raised {}{at}: {}",
-                inv.function, e.kind, e.message
-            );
-            if !e.traceback.is_empty() {
-                message.push_str("\n\n");
-                message.push_str(e.traceback.trim_end());
-            }
-            return Err(Error::invalid(message)
-                .with_hint("fix the function and invoke it again; nothing was written"));
+            return Ok(Output::Batch(items.collect()));
         }
-        match reply.output {
-            Some(ReplyOutput::Table { path }) => {
-                if path != ws.output_path() {
-                    return Err(Error::invalid(format!(
-                        "function `{}` named {} as its output; outputs must be written to {}",
-                        inv.function,
-                        path.display(),
-                        ws.output_path().display()
-                    ))
-                    .with_hint(
-                        "write the table to the `output.path` of the request (docs/protocol.md)",
-                    ));
-                }
-                let (schema, batches) = read_ipc_file(&path)?;
-                Ok(Output::Table { schema, batches })
+        table_or_value(inv, reply.output, &ws.output_path())
+    }
+}
+
+/// A function's exception as Basin shows it: where, what, and the traceback.
+fn user_error(inv: &Invocation, error: Option<protocol::UserError>) -> Error {
+    let e = error.unwrap_or(protocol::UserError {
+        kind: "Error".into(),
+        message: "the function failed without saying why".into(),
+        traceback: String::new(),
+        file: None,
+        line: None,
+    });
+    let at = match (&e.file, e.line) {
+        (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
+        _ => String::new(),
+    };
+    let mut message = format!(
+        "function `{}` raised {}{at}: {}",
+        inv.function, e.kind, e.message
+    );
+    if !e.traceback.is_empty() {
+        message.push_str("\n\n");
+        message.push_str(e.traceback.trim_end());
+    }
+    Error::invalid(message).with_hint("fix the function and invoke it again; nothing was written")
+}
+
+/// What a call returned; a table only at the path Basin gave it.
+fn table_or_value(
+    inv: &Invocation,
+    output: Option<ReplyOutput>,
+    expected: &Path,
+) -> Result<Output> {
+    match output {
+        Some(ReplyOutput::Table { path }) => {
+            if path != expected {
+                return Err(Error::invalid(format!(
+                    "function `{}` named {} as its output; outputs must be written to {}",
+                    inv.function,
+                    path.display(),
+                    expected.display()
+                ))
+                .with_hint(
+                    "write the table to the `output.path` of the request (docs/protocol.md)",
+                ));
             }
-            Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),
-            Some(ReplyOutput::None) | None => Ok(Output::None),
+            let (schema, batches) = read_ipc_file(&path)?;
+            Ok(Output::Table { schema, batches })
         }
+        Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),
+        Some(ReplyOutput::None) | None => Ok(Output::None),
     }
 }
 

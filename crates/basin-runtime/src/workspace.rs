@@ -16,17 +16,17 @@ use arrow::ipc::writer::FileWriter;
 use basin_catalog::{Error, Result};
 use futures::{Stream, StreamExt};
 
-use crate::protocol::TableFile;
+use crate::protocol::{BatchEvent, OutputLocation, TableFile};
 
-const FORMAT: &str = "arrow-ipc-file";
+pub(crate) const FORMAT: &str = "arrow-ipc-file";
 
 #[derive(Debug)]
 pub struct Workspace {
     pub(crate) id: String,
     pub(crate) dir: PathBuf,
     pub(crate) inputs: BTreeMap<String, TableFile>,
-    /// The object an event is about, copied in for `context.read_bytes()`.
-    pub(crate) object: Option<PathBuf>,
+    /// A batch's events (empty: one call with the invocation's event).
+    pub(crate) batch: Vec<BatchEvent>,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -47,7 +47,7 @@ impl Workspace {
             id,
             dir,
             inputs: BTreeMap::new(),
-            object: None,
+            batch: Vec::new(),
         })
     }
 
@@ -104,14 +104,44 @@ impl Workspace {
         Ok(&self.inputs[name])
     }
 
-    /// Copies the object an event names into the invocation's folder: the function cannot
-    /// open Basin's folders, so it reads the copy (`context.read_bytes()`, `read_table()`).
-    pub fn attach_object(&mut self, source: &Path) -> Result<u64> {
-        let path = self.dir.join("object");
-        let bytes = std::fs::copy(source, &path)
-            .map_err(io(format!("cannot read {}", source.display())))?;
-        self.object = Some(path);
-        Ok(bytes)
+    /// Adds an event to the invocation's batch: the handler is called once per event, in one
+    /// process. The object the event is about, if any, is copied into the invocation's
+    /// folder: the function cannot open Basin's folders, so it reads the copy
+    /// (`context.read_bytes()`, `read_table()`).
+    pub fn add_event(&mut self, event: serde_json::Value, object: Option<&Path>) -> Result<()> {
+        let i = self.batch.len();
+        let object = match object {
+            Some(source) => {
+                let path = self.dir.join(format!("object-{i}"));
+                std::fs::copy(source, &path)
+                    .map_err(io(format!("cannot read {}", source.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
+        self.batch.push(BatchEvent {
+            event,
+            object,
+            output: OutputLocation {
+                path: self.item_output_path(i),
+                format: FORMAT,
+            },
+        });
+        Ok(())
+    }
+
+    /// Where the batch's `i`th call writes its table.
+    pub(crate) fn item_output_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("output-{i}.arrow"))
+    }
+
+    /// Bytes of the output files the function wrote.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+        size(self.output_path())
+            + (0..self.batch.len())
+                .map(|i| size(self.item_output_path(i)))
+                .sum::<u64>()
     }
 
     pub(crate) fn rows_and_bytes_in(&self) -> (u64, u64) {

@@ -14,6 +14,7 @@ mod iceberg_rest;
 mod metrics;
 pub mod openapi;
 mod postgres;
+mod triggers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use basin_catalog::{Error, Result};
 use basin_service::Lakehouse;
+use basin_service::triggers::dispatch::Dispatcher;
 use tracing::Instrument;
 
 pub use api::ARROW_STREAM;
@@ -55,6 +57,8 @@ pub(crate) struct AppState {
     pub metrics: Arc<Metrics>,
     /// Requests need no token (loopback only).
     pub open: bool,
+    /// Runs triggered functions (started by `serve`); HTTP calls queue events for it.
+    pub dispatcher: Dispatcher,
 }
 
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
@@ -66,6 +70,7 @@ pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
 impl AppState {
     fn new(lakehouse: Lakehouse, open: bool) -> Self {
         Self {
+            dispatcher: Dispatcher::new(lakehouse.clone()),
             lakehouse,
             metrics: Arc::new(Metrics::new()),
             open,
@@ -77,6 +82,7 @@ fn router(state: AppState) -> Router {
     openapi::routes()
         .merge(iceberg_rest::routes())
         .merge(console::routes())
+        .fallback(triggers::call_declared)
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -133,8 +139,8 @@ pub async fn serve(
         }
     };
     let runtime = lakehouse.clone();
-    let _watcher = start_triggers(&lakehouse, triggers_stop).await?;
     let state = AppState::new(lakehouse, options.no_auth);
+    let _watcher = start_triggers(&state.dispatcher, triggers_stop).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
             listener,
@@ -156,20 +162,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Starts the event dispatcher and the bucket watcher, and queues the files that landed
-/// while the server was down. The watcher lives as long as the returned value.
+/// Starts the event dispatcher, the scheduler and the bucket watcher, and queues the files
+/// that landed while the server was down. The watcher lives as long as the returned value.
 async fn start_triggers(
-    lakehouse: &Lakehouse,
+    dispatcher: &Dispatcher,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<basin_service::triggers::watch::BucketWatcher> {
-    use basin_service::triggers::{dispatch::Dispatcher, watch};
-    let dispatcher = Dispatcher::new(lakehouse.clone());
+    use basin_service::triggers::{schedule, watch};
+    let lakehouse = dispatcher.lakehouse().clone();
     let watcher = watch::watch(lakehouse.clone(), dispatcher.clone())?;
-    let found = watch::scan(lakehouse).await?;
+    let found = watch::scan(&lakehouse).await?;
     if found > 0 {
         tracing::info!(events = found, "queued objects that landed while stopped");
     }
-    tokio::spawn(dispatcher.run(stopped));
+    tokio::spawn(schedule::run(
+        lakehouse,
+        dispatcher.clone(),
+        stopped.clone(),
+    ));
+    tokio::spawn(dispatcher.clone().run(stopped));
     Ok(watcher)
 }
 

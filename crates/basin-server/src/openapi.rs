@@ -13,7 +13,7 @@ use basin_service::Role;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api;
+use crate::{api, triggers};
 
 pub(crate) struct Endpoint {
     pub method: Method,
@@ -328,6 +328,46 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             body: &[],
             errors: &[(400, "an unknown grouping")],
             handler: || get(api::usage),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/fn/{name}",
+            role: writer,
+            summary: "Call the deployed @basin.http function NAME (or POST to the path it \
+                      declared) with the JSON body as its event. Waits for the handler and \
+                      answers its JSON result (or {event, commit} for a function with to=); \
+                      with async=1 answers 202 {event, state} at once. The header \
+                      Idempotency-Key makes repeated calls one event",
+            query: &[(
+                "async",
+                "`1`: answer 202 with the event's id instead of waiting",
+            )],
+            body: &[],
+            errors: &[
+                (
+                    202,
+                    "queued (async=1): look it up at /api/v1/events/{event}",
+                ),
+                (400, "the body is not JSON"),
+                (404, "no such function"),
+                (500, "the function raised: error, hint, event and logs"),
+                (
+                    504,
+                    "the function did not finish in its time limit; it may still",
+                ),
+            ],
+            handler: || post(triggers::call_by_name),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/events/{id}",
+            role: reader,
+            summary: "One event (by id or a unique prefix): state, attempts, error, logs, \
+                      result or commit",
+            query: &[],
+            body: &[],
+            errors: &[(404, "no such event")],
+            handler: || get(triggers::event),
         },
     ]
 }

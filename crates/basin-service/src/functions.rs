@@ -140,6 +140,7 @@ impl Lakehouse {
                     .or(declaration.timeout_seconds.map(Duration::from_secs_f64)),
                 memory_bytes: request.memory_bytes.or(declaration.memory_bytes),
                 internet: request.internet || declaration.internet,
+                per_event: None,
             },
             concurrency: declaration.concurrency,
         };

@@ -151,7 +151,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             }
         }
         Output::Json(value) => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::None => {}
+        Output::None | Output::Batch(_) => {}
     }
     status(format!(
         "{}: {:.0} ms (cpu {:.0} ms, peak memory {}), {} rows in, {} rows out",

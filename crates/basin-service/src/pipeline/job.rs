@@ -246,6 +246,7 @@ impl ModelJob {
                     .map(std::time::Duration::from_secs_f64),
                 memory_bytes: declaration.memory_bytes,
                 internet: declaration.internet,
+                per_event: None,
             },
             concurrency: declaration.concurrency,
         };

@@ -177,6 +177,20 @@ impl Lakehouse {
                     continue;
                 }
                 let name = declaration.function.clone();
+                if let Some(basin_runtime::Trigger::Schedule { cron, tz, missed }) =
+                    &declaration.trigger
+                {
+                    super::schedule::Schedule::parse(cron, tz, missed).map_err(|e| {
+                        let message = format!("{file}: `{name}`: {}", e.message);
+                        let hint = e.hint.clone().unwrap_or_default();
+                        Error::invalid(message).with_hint(hint)
+                    })?;
+                }
+                if let Some(basin_runtime::Trigger::Http { path: Some(path) }) =
+                    &declaration.trigger
+                {
+                    super::http::check_path(path)?;
+                }
                 if let Some(other) = found.get(&name) {
                     return Err(Error::invalid(format!(
                         "`{name}` is declared in both {} and {file}",

@@ -1,5 +1,7 @@
-//! The dispatcher `basin serve` runs: it leases due events from the queue, invokes their
-//! functions in parallel up to each function's concurrency, and settles each event: a
+//! The dispatcher `basin serve` runs: it leases due events from the queue in batches, runs
+//! each batch in one invocation (one process calls the handler once per event, like a warm
+//! Lambda container), batches of a function in parallel up to its concurrency, and settles
+//! each event: a
 //! function with `to=` appends its results in one commit per batch that consumes the
 //! batch's events (so a retried event never appends twice); a failure backs off, and the
 //! last allowed failure dead-letters the event.
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basin_catalog::{ErrorKind, EventOutcome, EventRecord, Result};
+use basin_catalog::{Error, ErrorKind, EventOutcome, EventRecord, EventState, Result};
 use basin_ingest::{Format, ImportRequest, Mode};
 use basin_runtime::{Finished, Invocation, Limits, Output, Target};
 use tokio::sync::{Notify, watch};
@@ -25,8 +27,11 @@ use crate::functions::env_spec;
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Batches of one function in flight when it declares no concurrency.
 const DEFAULT_CONCURRENCY: usize = 4;
-/// How long after an attempt's time limit its lease runs out (room for the commit).
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// How long a claimed event stays leased unless renewed; the dispatcher renews the leases of
+/// the events it works on every third of this, so a dead server's events return this soon.
+const LEASE: Duration = Duration::from_secs(30);
+/// A batch's time limit past the sum of its calls' limits: the worker's start and its commit.
+const BATCH_MARGIN: Duration = Duration::from_secs(10);
 /// The first retry's delay; each further one doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -36,6 +41,8 @@ pub struct Dispatcher {
     lakehouse: Lakehouse,
     wake: Arc<Notify>,
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    /// Counts settled batches, for callers waiting on an event (`settled`).
+    settled: Arc<watch::Sender<u64>>,
 }
 
 fn now_ms() -> i64 {
@@ -48,7 +55,37 @@ impl Dispatcher {
             lakehouse,
             wake: Arc::new(Notify::new()),
             in_flight: Arc::default(),
+            settled: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Waits until event `id` succeeded, or failed or died, for at most `limit`; `None` if
+    /// it is still pending or running then.
+    pub async fn settled(&self, id: &str, limit: Duration) -> Result<Option<EventRecord>> {
+        let mut changes = self.settled.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        let store = self.lakehouse.catalog().store();
+        loop {
+            let event = store
+                .events_with_prefix(id)
+                .await?
+                .into_iter()
+                .find(|e| e.id == id)
+                .ok_or_else(|| Error::not_found(format!("no event `{id}`")))?;
+            if !matches!(event.state, EventState::Pending | EventState::Running) {
+                return Ok(Some(event));
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    pub fn lakehouse(&self) -> &Lakehouse {
+        &self.lakehouse
     }
 
     /// Tells the dispatcher new events are stored.
@@ -97,13 +134,12 @@ impl Dispatcher {
                     break;
                 }
                 let now = now_ms();
-                let lease = timeout(&function) + LEASE_MARGIN;
                 let batch = store
                     .claim_events(
                         &function.name,
                         function.declaration.batch_size.max(1),
                         now,
-                        now + lease.as_millis() as i64,
+                        now + LEASE.as_millis() as i64,
                     )
                     .await?;
                 if batch.is_empty() {
@@ -141,15 +177,16 @@ impl Dispatcher {
             if let Some(n) = this.in_flight.lock().expect("not poisoned").get_mut(&name) {
                 *n -= 1;
             }
+            this.settled.send_modify(|n| *n += 1);
             this.wake();
         });
     }
 
-    /// Invokes the function once per event (in parallel), then settles the batch.
+    /// Runs the batch in one invocation (the handler once per event), then settles each
+    /// event. The batch's leases are renewed while it runs.
     async fn handle(&self, function: DeployedFunction, batch: Vec<EventRecord>) -> Result<()> {
-        let attempts =
-            futures::future::join_all(batch.iter().map(|event| self.attempt(&function, event)))
-                .await;
+        let _renewal = self.renew_leases(batch.iter().map(|e| e.id.clone()).collect());
+        let attempts = self.attempts(&function, &batch).await;
         let store = self.lakehouse.catalog().store();
         let mut outputs: Vec<(EventRecord, Attempt)> = Vec::new();
         for (event, attempt) in batch.into_iter().zip(attempts) {
@@ -174,13 +211,9 @@ impl Dispatcher {
                     }
                 }
                 None => {
-                    let result = match &attempt.finished.as_ref().map(|f| &f.result) {
-                        Some(Ok(Output::Json(v))) => Some(v.clone()),
-                        _ => None,
-                    };
                     let outcome = EventOutcome::Succeeded {
+                        result: attempt.json(),
                         logs: attempt.logs,
-                        result,
                     };
                     store.finish_event(&event.id, &outcome).await?
                 }
@@ -190,6 +223,20 @@ impl Dispatcher {
             self.store_outputs(table, outputs).await?;
         }
         Ok(())
+    }
+
+    /// Renews the leases of `ids` every third of `LEASE` until the returned guard drops.
+    fn renew_leases(&self, ids: Vec<String>) -> Renewal {
+        let store = self.lakehouse.catalog().store().clone();
+        Renewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                let until = now_ms() + LEASE.as_millis() as i64;
+                if let Err(e) = store.renew_leases(&ids, until).await {
+                    tracing::warn!("cannot renew the leases of {} events: {e}", ids.len());
+                }
+            }
+        }))
     }
 
     /// Appends the outputs in one commit that consumes their events; if that fails, one
@@ -244,29 +291,61 @@ impl Dispatcher {
         self.lakehouse.import(request, None).await.map(drop)
     }
 
-    /// One invocation of the function for one event.
-    async fn attempt(&self, function: &DeployedFunction, event: &EventRecord) -> Attempt {
+    /// One attempt per event: the whole batch in one invocation. If that invocation fails as
+    /// a whole (it crashed, or ran out of time or memory), each event runs alone, so one bad
+    /// event does not fail the others.
+    async fn attempts(&self, function: &DeployedFunction, batch: &[EventRecord]) -> Vec<Attempt> {
+        match self.attempt(function, batch).await {
+            Ok(attempts) => attempts,
+            Err(failed) if batch.len() == 1 => vec![failed],
+            Err(_) => {
+                let alone = batch.iter().map(|event| async move {
+                    match self.attempt(function, std::slice::from_ref(event)).await {
+                        Ok(mut one) => one.remove(0),
+                        Err(failed) => failed,
+                    }
+                });
+                futures::future::join_all(alone).await
+            }
+        }
+    }
+
+    /// One invocation for `events`: an attempt per event, or the invocation's own failure.
+    async fn attempt(
+        &self,
+        function: &DeployedFunction,
+        events: &[EventRecord],
+    ) -> std::result::Result<Vec<Attempt>, Attempt> {
         let logs = Arc::new(Mutex::new(String::new()));
-        let result = self.invoke(function, event, logs.clone()).await;
+        let result = self.invoke(function, events, logs.clone()).await;
         let logs = std::mem::take(&mut *logs.lock().expect("not poisoned"));
-        match result {
-            Ok(finished) => Attempt {
-                finished: Some(Arc::new(finished)),
-                error: None,
+        let finished = match result {
+            Ok(finished) => Arc::new(finished),
+            Err(e) => return Err(Attempt::failed(e.to_string(), logs)),
+        };
+        match &finished.result {
+            Ok(Output::Batch(items)) if items.len() == events.len() => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| Attempt {
+                    finished: Some(finished.clone()),
+                    index,
+                    error: item.result.as_ref().err().map(describe),
+                    logs: item.logs.clone(),
+                })
+                .collect()),
+            Ok(_) => Err(Attempt::failed(
+                format!("`{}` did not answer for each event", function.name),
                 logs,
-            },
-            Err(e) => Attempt {
-                finished: None,
-                error: Some(e.to_string()),
-                logs,
-            },
+            )),
+            Err(e) => Err(Attempt::failed(describe(e), logs)),
         }
     }
 
     async fn invoke(
         &self,
         function: &DeployedFunction,
-        event: &EventRecord,
+        events: &[EventRecord],
         logs: Arc<Mutex<String>>,
     ) -> Result<Finished> {
         let runtime = self.lakehouse.runtime()?;
@@ -274,9 +353,11 @@ impl Dispatcher {
         let spec = env_spec(declaration, None, &Default::default(), &[]);
         let env = runtime.environment(&spec).await?;
         let mut workspace = runtime.workspace()?;
-        if let Some(path) = self.object_path(function, event) {
-            workspace.attach_object(&path)?;
+        for event in events {
+            let object = self.object_path(function, event);
+            workspace.add_event(event.payload.clone(), object.as_deref())?;
         }
+        let per_event = timeout(function);
         let invocation = Invocation {
             function: function.name.clone(),
             target: Target::Python {
@@ -286,11 +367,13 @@ impl Dispatcher {
             },
             env,
             preload: spec.packages.keys().cloned().collect(),
-            event: event.payload.clone(),
+            event: serde_json::Value::Null,
             params: serde_json::Value::Null,
             secrets: crate::functions::secrets_for(declaration, &[])?,
             limits: Limits {
-                timeout: Some(timeout(function)),
+                // The worker stops a call at `per_event`; this stops a worker that hangs.
+                timeout: Some(per_event * events.len() as u32 + BATCH_MARGIN),
+                per_event: Some(per_event),
                 memory_bytes: declaration.memory_bytes,
                 internet: declaration.internet,
             },
@@ -320,7 +403,7 @@ impl Dispatcher {
     }
 }
 
-fn timeout(function: &DeployedFunction) -> Duration {
+pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
     function
         .declaration
         .timeout_seconds
@@ -342,29 +425,60 @@ fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
     }
 }
 
-/// One invocation's end: its output (kept alive until the commit) or its error.
+/// A user error as an event records it: the message, then the hint.
+fn describe(e: &Error) -> String {
+    match &e.hint {
+        Some(hint) => format!("{}\nhint: {hint}", e.message),
+        None => e.message.clone(),
+    }
+}
+
+/// Stops renewing leases when dropped.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One event's handler call: its error, or its output (the invocation, kept alive until the
+/// commit, holds the file), and what it printed.
 #[derive(Clone)]
 struct Attempt {
     finished: Option<Arc<Finished>>,
+    /// The event's place in the invocation's batch.
+    index: usize,
     error: Option<String>,
     logs: String,
 }
 
 impl Attempt {
-    fn error(&self) -> Option<String> {
-        if let Some(e) = &self.error {
-            return Some(e.clone());
-        }
-        match &self.finished.as_ref()?.result {
-            Ok(_) => None,
-            Err(e) => Some(match &e.hint {
-                Some(hint) => format!("{}\nhint: {hint}", e.message),
-                None => e.message.clone(),
-            }),
+    fn failed(error: String, logs: String) -> Self {
+        Self {
+            finished: None,
+            index: 0,
+            error: Some(error),
+            logs,
         }
     }
 
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+
     fn output_file(&self) -> Option<PathBuf> {
-        self.finished.as_ref()?.output_file()
+        self.finished.as_ref()?.item_output_file(self.index)
+    }
+
+    /// The JSON value the call returned, if it returned one.
+    fn json(&self) -> Option<serde_json::Value> {
+        match &self.finished.as_ref()?.result {
+            Ok(Output::Batch(items)) => match &items.get(self.index)?.result {
+                Ok(Output::Json(v)) => Some(v.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }

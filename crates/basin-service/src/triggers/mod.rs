@@ -4,13 +4,30 @@
 
 pub mod deploy;
 pub mod dispatch;
+pub mod http;
+pub mod schedule;
 pub mod watch;
 
 use std::path::Path;
 
 use basin_catalog::{Error, EventCounts, EventFilter, EventRecord, Result};
+use sha2::{Digest, Sha256};
 
 use crate::Lakehouse;
+
+/// An event id made from what identifies the event at its source (the function first), so
+/// that seeing the same thing twice queues it once: 20 hex digits of a SHA-256.
+pub(crate) fn event_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..10]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 impl Lakehouse {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {

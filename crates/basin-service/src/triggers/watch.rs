@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use basin_catalog::{Error, NewEvent, Result};
 use basin_runtime::Trigger;
 use notify::{EventKind, RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::deploy::DeployedFunction;
@@ -144,32 +143,21 @@ fn object_events(functions: &[DeployedFunction], root: &Path, path: &Path) -> Ve
             }
             _ => false,
         })
-        .map(|f| {
-            let mut h = Sha256::new();
-            for part in [f.name.as_str(), &bucket, &key, &etag] {
-                h.update(part.as_bytes());
-                h.update([0]);
-            }
-            let id: String = h.finalize()[..10]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            NewEvent {
-                id,
-                function: f.name.clone(),
-                payload: serde_json::json!({
-                    "type": "object_created",
-                    "bucket": bucket,
-                    "key": key,
-                    "size": meta.len(),
-                    "etag": etag,
-                    "time": chrono::DateTime::<chrono::Utc>::from(
-                        std::time::UNIX_EPOCH + modified
-                    ).to_rfc3339(),
-                    "source": "local",
-                }),
-                max_attempts: f.declaration.max_attempts,
-            }
+        .map(|f| NewEvent {
+            id: super::event_id(&[&f.name, &bucket, &key, &etag]),
+            function: f.name.clone(),
+            payload: serde_json::json!({
+                "type": "object_created",
+                "bucket": bucket,
+                "key": key,
+                "size": meta.len(),
+                "etag": etag,
+                "time": chrono::DateTime::<chrono::Utc>::from(
+                    std::time::UNIX_EPOCH + modified
+                ).to_rfc3339(),
+                "source": "local",
+            }),
+            max_attempts: f.declaration.max_attempts,
         })
         .collect()
 }

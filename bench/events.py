@@ -1,0 +1,168 @@
+"""Triggered functions under load, on one `basin serve` (issue #6):
+
+- a burst: N small CSV files (one row each) dropped into a watched bucket at once, and the
+  time from the first file landing until the target table holds all N rows (the count is
+  checked exactly);
+- latency at low load: files landing one at a time, 100 ms apart, from the moment each is
+  renamed into the bucket to the first line of its handler (p50, p99);
+- idle: the CPU time the server uses over 60 s with nothing to do, once its workers have
+  passed their keep-alive, and how many workers are left.
+
+The function appends each file's rows with the time its handler started, so the latency
+comes from the table itself.
+"""
+
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FUNCTION = '''
+import time
+
+import basin
+import pyarrow as pa
+
+
+@basin.python("3.11", timeout="30s")
+@basin.on_object(bucket="landing", suffix=".csv", to="bench.{table}", batch_size={batch})
+def {table}(event, context):
+    started = time.time()
+    table = context.read_table()
+    return table.append_column("started", pa.array([started] * table.num_rows, pa.float64()))
+'''
+
+KEEP_ALIVE_SECONDS = 5
+IDLE_SECONDS = 60
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def land(folder: Path, name: str, row: int) -> None:
+    """Writes a file the way uploaders do: under a hidden name, then renamed into place."""
+    partial = folder / f".{name}.part"
+    partial.write_text(f"id,landed\n{row},{time.time():.6f}\n")
+    os.rename(partial, folder / name)
+
+
+class Server:
+    def __init__(self, basin: str, home: Path):
+        env = {"RUST_LOG": "warn", "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
+               "BASIN_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE_SECONDS)}
+        self.proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stderr.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
+        self.http = http.client.HTTPConnection("127.0.0.1", port)
+
+    def query(self, sql: str):
+        self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}),
+                          headers={"content-type": "application/json"})
+        response = self.http.getresponse()
+        body = json.loads(response.read())
+        return body["rows"] if response.status == 200 else None
+
+    def count(self, table: str) -> int:
+        rows = self.query(f"SELECT count(*) AS n FROM bench.{table}")
+        return rows[0]["n"] if rows else 0
+
+    def cpu_seconds(self) -> float:
+        """User + system time of the server process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def workers(self) -> int:
+        """Processes the server started that are still alive (warm workers and their children)."""
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        return len(out.stdout.split())
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def deploy(basin: str, home: Path, work: Path, table: str, batch: int) -> Path:
+    functions = work / f"functions-{table}"
+    functions.mkdir()
+    (functions / f"{table}.py").write_text(FUNCTION.format(table=table, batch=batch))
+    subprocess.run([basin, "--home", str(home), "deploy", str(functions)], check=True, capture_output=True)
+    return home / ".basin" / "buckets" / "landing"
+
+
+def wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not finish in time")
+        time.sleep(0.05)
+
+
+def percentile(samples: list, q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(basin: str, work: Path, files: int = 10_000, batch: int = 500, spaced: int = 100) -> list:
+    """Rows of (figure, value, target) for the benchmark table."""
+    home = work / "events"
+    subprocess.run([basin, "init", str(home)], check=True, capture_output=True)
+    bucket = deploy(basin, home, work, "burst", batch)
+    server = Server(basin, home)
+    try:
+        # Warm the environment's worker first: the burst measures dispatch, not pip.
+        folder = bucket / "warm"
+        folder.mkdir(parents=True)
+        land(folder, "warm.csv", -1)
+        wait_for(lambda: server.count("burst") == 1, 300)
+
+        log(f"== events: {files:,} files at once")
+        folder = bucket / "burst"
+        folder.mkdir()
+        started = time.perf_counter()
+        for i in range(files):
+            land(folder, f"f{i:05}.csv", i)
+        landed = time.perf_counter() - started
+        wait_for(lambda: server.count("burst") == files + 1, 600)
+        burst = time.perf_counter() - started
+        rows = server.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM bench.burst WHERE id >= 0")[0]
+        assert rows == {"n": files, "ids": files}, rows
+        commits = len(json.loads(subprocess.run([basin, "--home", str(home), "log", "-n", "100000", "--format", "json"],
+                                                check=True, capture_output=True, text=True).stdout))
+        log(f"   {files:,} files in the table after {burst:.2f}s ({landed:.2f}s to land them), {commits} commits")
+
+        log(f"== events: {spaced} files, 100 ms apart")
+        folder = bucket / "spaced"
+        folder.mkdir()
+        before = server.count("burst")
+        for i in range(spaced):
+            land(folder, f"s{i:03}.csv", files + i)
+            time.sleep(0.1)
+        wait_for(lambda: server.count("burst") == before + spaced, 120)
+        latencies = [(r["started"] - r["landed"]) * 1000 for r in
+                     server.query(f"SELECT landed, started FROM bench.burst WHERE id >= {files}")]
+
+        log(f"== idle: {IDLE_SECONDS}s after the keep-alive ({KEEP_ALIVE_SECONDS}s)")
+        time.sleep(KEEP_ALIVE_SECONDS + 2)
+        cpu_before = server.cpu_seconds()
+        time.sleep(IDLE_SECONDS)
+        idle_cpu = server.cpu_seconds() - cpu_before
+        workers = server.workers()
+    finally:
+        server.stop()
+    return [
+        (f"{files:,} one-row CSV files dropped at once -> all rows in the table [s]", burst, "20"),
+        ("  of which writing the files [s]", landed, ""),
+        ("  commits to the table", float(commits), ""),
+        ("file landing -> handler start, one at a time, p50 [ms]", statistics.median(latencies), ""),
+        ("file landing -> handler start, one at a time, p99 [ms]", percentile(latencies, 0.99), ""),
+        (f"idle server CPU over {IDLE_SECONDS} s [s]", idle_cpu, "0"),
+        (f"workers alive after the keep-alive ({KEEP_ALIVE_SECONDS} s)", float(workers), "0"),
+    ]

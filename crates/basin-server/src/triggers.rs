@@ -1,0 +1,122 @@
+//! Triggered functions over HTTP: `POST /fn/NAME` (or the path an `@basin.http` function
+//! declared) calls a function, `GET /api/v1/events/{id}` looks an event up, and
+//! `POST /api/v1/webhooks/s3` takes S3 and MinIO event notifications.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use basin_catalog::{Error, EventRecord, EventState};
+use basin_service::triggers::http::{Call, sync_limit};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::ApiError;
+
+#[derive(Deserialize)]
+pub(crate) struct CallQuery {
+    /// `1` (or `true`): answer 202 at once with the event's id.
+    #[serde(rename = "async")]
+    asynchronous: Option<String>,
+}
+
+pub(crate) async fn call_by_name(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CallQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    call(&state, &format!("/fn/{name}"), query, &headers, &body).await
+}
+
+/// Any path no route claims: a function's declared path when POSTed to, 404 otherwise.
+pub(crate) async fn call_declared(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<CallQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if method != Method::POST {
+        return Err(Error::not_found(format!("no route {method} {}", uri.path()))
+            .with_hint("the API is under /api/v1 (see docs/openapi.json); functions are called with POST")
+            .into());
+    }
+    call(&state, uri.path(), query, &headers, &body).await
+}
+
+async fn call(
+    state: &AppState,
+    path: &str,
+    query: CallQuery,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let function = state.lakehouse.http_function(path).await?;
+    let event: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            Error::invalid(format!("the body of POST {path} is not JSON: {e}"))
+                .with_hint("send a JSON document (content-type: application/json)")
+        })?
+    };
+    let how = match query.asynchronous.as_deref() {
+        Some("1" | "true") => Call::Async,
+        _ => Call::Sync,
+    };
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let id = state.dispatcher.call(&function, event, how, key).await?;
+    let event_header = [("basin-event", id.clone())];
+    if how == Call::Async {
+        let location = [(header::LOCATION, format!("/api/v1/events/{id}"))];
+        let body = json!({"event": id, "state": "pending"});
+        return Ok((StatusCode::ACCEPTED, location, event_header, Json(body)).into_response());
+    }
+    let limit = sync_limit(&function);
+    let Some(event) = state.dispatcher.settled(&id, limit).await? else {
+        let body = json!({"error": {
+            "message": format!("`{}` did not finish within {}s", function.name, limit.as_secs()),
+            "hint": format!("GET /api/v1/events/{id} for its outcome later, or call with ?async=1"),
+            "kind": "Timeout",
+        }, "event": id});
+        return Ok((StatusCode::GATEWAY_TIMEOUT, event_header, Json(body)).into_response());
+    };
+    if event.state == EventState::Succeeded {
+        let body = match (&event.result, &event.commit) {
+            (Some(result), _) => result.clone(),
+            (None, Some(commit)) => json!({"event": id, "commit": commit}),
+            (None, None) => Value::Null,
+        };
+        return Ok((StatusCode::OK, event_header, Json(body)).into_response());
+    }
+    Ok((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        event_header,
+        Json(failed(&event)),
+    )
+        .into_response())
+}
+
+/// A failed call's answer: the function's error and hint, and what it printed.
+fn failed(event: &EventRecord) -> Value {
+    let error = event.error.as_deref().unwrap_or("the function failed");
+    let (message, hint) = match error.split_once("\nhint: ") {
+        Some((message, hint)) => (message, Some(hint)),
+        None => (error, None),
+    };
+    json!({"error": {"message": message, "hint": hint, "kind": "FunctionError"},
+           "event": event.id, "logs": event.logs})
+}
+
+/// One event, by id or a unique prefix: state, attempts, error, logs, result or commit.
+pub(crate) async fn event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventRecord>, ApiError> {
+    Ok(Json(state.lakehouse.event(&id).await?))
+}

@@ -1,0 +1,100 @@
+//! HTTP triggers: `@basin.http(path)`. A call stores its JSON body as an event, like any
+//! other source, so it is durable before it is answered; `basin serve` answers when the
+//! handler is done (synchronous) or at once with the event's id (asynchronous).
+
+use std::time::Duration;
+
+use basin_catalog::{Error, NewEvent, Result};
+use basin_runtime::Trigger;
+
+use super::deploy::DeployedFunction;
+use super::dispatch::{Dispatcher, timeout};
+use crate::Lakehouse;
+
+/// Basin's own paths, which a function may not declare.
+const RESERVED: [&str; 6] = ["/api/", "/v1/", "/console/", "/fn/", "/healthz", "/metrics"];
+
+/// Refuses a declared path that is not one: it must start with `/` and not be Basin's.
+pub fn check_path(path: &str) -> Result<()> {
+    let reserved = path == "/" || RESERVED.iter().any(|r| path.starts_with(r));
+    if !path.starts_with('/') || reserved || path.contains(['?', '#']) {
+        return Err(
+            Error::invalid(format!("`{path}` cannot be a function's path")).with_hint(
+                "declare a path like \"/hooks/orders\" (not under /api/, /v1/, /fn/ or /console/), \
+                 or none to be called at /fn/NAME",
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// How a call is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// After the handler: its result, or its error. Attempted once; the caller decides
+    /// whether to call again.
+    Sync,
+    /// At once, with the event's id; retried like any event.
+    Async,
+}
+
+impl Lakehouse {
+    /// The deployed HTTP function called at `path`: `/fn/NAME`, or the path it declared.
+    pub async fn http_function(&self, path: &str) -> Result<DeployedFunction> {
+        let by_name = path.strip_prefix("/fn/");
+        self.deployed_functions()
+            .await?
+            .into_iter()
+            .find(|f| match f.trigger() {
+                Some(Trigger::Http { path: declared }) => {
+                    declared.as_deref() == Some(path) || by_name == Some(f.name.as_str())
+                }
+                _ => false,
+            })
+            .ok_or_else(|| {
+                Error::not_found(format!("no function is deployed at {path}")).with_hint(
+                    "declare one with @basin.http and `basin deploy` it; `basin functions ls` \
+                     lists the deployed ones",
+                )
+            })
+    }
+}
+
+impl Dispatcher {
+    /// Stores a call of `function` with `body` as its event and wakes the dispatcher; returns
+    /// the event's id. With an idempotency key, calls with the same key are one event.
+    pub async fn call(
+        &self,
+        function: &DeployedFunction,
+        body: serde_json::Value,
+        how: Call,
+        idempotency_key: Option<&str>,
+    ) -> Result<String> {
+        let id = match idempotency_key {
+            Some(key) => super::event_id(&[&function.name, "http", key]),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let event = NewEvent {
+            id: id.clone(),
+            function: function.name.clone(),
+            payload: body,
+            max_attempts: match how {
+                Call::Sync => 1,
+                Call::Async => function.declaration.max_attempts,
+            },
+        };
+        self.lakehouse()
+            .catalog()
+            .store()
+            .enqueue_events(&[event])
+            .await?;
+        self.wake();
+        Ok(id)
+    }
+}
+
+/// How long a synchronous call waits for its handler: the function's time limit, and room
+/// for the queue and the commit.
+pub fn sync_limit(function: &DeployedFunction) -> Duration {
+    timeout(function) + Duration::from_secs(10)
+}

@@ -1,0 +1,164 @@
+"""Schedules and HTTP triggers under a real `basin serve`: a schedule fires once per slot
+across a SIGKILL and a restart, with slots missed while down skipped or run once; HTTP calls
+answer synchronously (result, or error with status) or with 202 and an event id."""
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+
+from conftest import start_server
+
+SCHEDULED = '''
+import basin
+import pyarrow as pa
+
+
+@basin.python("3.11", timeout="5s")
+@basin.schedule("*/10 * * * * *", tz="Europe/Paris", missed="skip", to="ops.skipped")
+def skipper(event, context):
+    return pa.table({"slot": [event["slot_ms"]], "missed": [event["missed"]]})
+
+
+@basin.python("3.11", timeout="5s")
+@basin.schedule("*/10 * * * * *", tz="Europe/Paris", missed="run_once", to="ops.caught_up")
+def catcher(event, context):
+    return pa.table({"slot": [event["slot_ms"]], "missed": [event["missed"]]})
+'''
+
+CALLED = '''
+import basin
+import pyarrow as pa
+
+
+@basin.python("3.11", timeout="5s")
+@basin.http()
+def score(event, context):
+    if event.get("fail"):
+        raise ValueError(f"cannot score order {event['id']}")
+    print("scoring", event["id"])
+    return {"id": event["id"], "score": event["amount"] * 2}
+
+
+@basin.python("3.11", timeout="5s")
+@basin.http("/hooks/orders", to="raw.hooked")
+def hooked(event, context):
+    return pa.table({"id": [event["id"]], "amount": [event["amount"]]})
+'''
+
+
+def slots(lakehouse, table):
+    """(slot, missed) rows of TABLE, oldest first; empty while it does not exist."""
+    out = lakehouse.run("query", f"SELECT slot, missed FROM ops.{table} ORDER BY slot", "--format", "json",
+                        check=False)
+    return [(r["slot"], r["missed"]) for r in json.loads(out.stdout)] if out.returncode == 0 else []
+
+
+def wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+def test_schedules_fire_once_per_slot_across_a_restart(lakehouse, tmp_path):
+    functions = tmp_path / "scheduled"
+    functions.mkdir()
+    (functions / "ticks.py").write_text(SCHEDULED)
+    lakehouse("deploy", str(functions))
+
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        wait_for(lambda: slots(lakehouse, "skipped") and slots(lakehouse, "caught_up"))
+        wait_for(lambda: "running" not in lakehouse("events", "ls", "--format", "json"))
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    last = max(slots(lakehouse, "skipped")[-1][0], slots(lakehouse, "caught_up")[-1][0])
+    assert slots(lakehouse, "skipped")[-1][0] == slots(lakehouse, "caught_up")[-1][0] == last
+
+    # Down through the next slot, and back 4.5 s after it: too late for it to count as on time.
+    time.sleep(max(0.0, (last + 14_500) / 1000 - time.time()))
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        wait_for(lambda: slots(lakehouse, "skipped")[-1][0] == last + 20_000
+                 and slots(lakehouse, "caught_up")[-1][0] == last + 20_000)
+    finally:
+        server.kill()
+        server.wait()
+
+    skipped, caught_up = slots(lakehouse, "skipped"), slots(lakehouse, "caught_up")
+    for rows in (skipped, caught_up):
+        assert len({slot for slot, _ in rows}) == len(rows), rows  # no slot fired twice
+        assert all(b - a == 10_000 or b - a == 20_000 for (a, _), (b, _) in zip(rows, rows[1:])), rows
+    # skip: nothing for the missed slot; run_once: one firing for it, saying one was missed.
+    assert [s for s, _ in skipped if s > last] == [last + 20_000]
+    assert [(s, m) for s, m in caught_up if s > last] == [(last + 10_000, 1), (last + 20_000, 0)]
+    events = json.loads(lakehouse("events", "ls", "--function", "catcher", "-n", "1000", "--format", "json"))
+    assert sorted(e["payload"]["slot_ms"] for e in events) == [s for s, _ in caught_up]
+    assert all(e["state"] == "succeeded" and e["payload"]["scheduled_at"].endswith("+01:00") for e in events)
+
+
+def post(url, body, headers=None):
+    """(status, headers, JSON body) of a POST."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, json.loads(e.read())
+
+
+def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path):
+    functions = tmp_path / "called"
+    functions.mkdir()
+    (functions / "calls.py").write_text(CALLED)
+    assert "http /hooks/orders" in lakehouse("deploy", str(functions), "--plan")
+    lakehouse("deploy", str(functions))
+
+    base, server = start_server(lakehouse, "--no-auth")
+    try:
+        status, headers, body = post(f"{base}/fn/score", {"id": 7, "amount": 1.5})
+        assert (status, body) == (200, {"id": 7, "score": 3.0})
+        assert lakehouse("events", "show", headers["basin-event"]).count("scoring 7") == 1
+
+        status, headers, body = post(f"{base}/fn/score", {"id": 8, "fail": True})
+        assert status == 500
+        assert "ValueError" in body["error"]["message"] and "cannot score order 8" in body["error"]["message"]
+        failed = json.loads(lakehouse("events", "show", body["event"], "--format", "json"))
+        assert (failed["state"], failed["attempts"]) == ("dead", 1)  # a synchronous call is tried once
+
+        status, headers, body = post(f"{base}/fn/score?async=1", {"id": 9, "amount": 2})
+        assert status == 202 and body["state"] == "pending"
+        assert headers["location"] == f"/api/v1/events/{body['event']}"
+
+        def looked_up():
+            with urllib.request.urlopen(base + headers["location"]) as response:
+                return json.loads(response.read())
+
+        wait_for(lambda: looked_up()["state"] == "succeeded")
+        assert looked_up()["result"] == {"id": 9, "score": 4}
+
+        # A declared path, appending to a table; the same idempotency key is one event.
+        first = post(f"{base}/hooks/orders", {"id": 1, "amount": 5.0}, {"idempotency-key": "order-1"})
+        again = post(f"{base}/hooks/orders", {"id": 1, "amount": 5.0}, {"idempotency-key": "order-1"})
+        assert first[0] == again[0] == 200 and first[2] == again[2] and "commit" in first[2]
+        rows = lakehouse("query", "SELECT id, amount FROM raw.hooked", "--format", "csv")
+        assert rows == "id,amount\n1,5.0\n"
+
+        status, _, body = post(f"{base}/fn/nope", {})
+        assert status == 404 and "basin functions ls" in body["error"]["hint"]
+        status, _, body = post(f"{base}/fn/score", b"{not json")
+        assert status == 400 and "not JSON" in body["error"]["message"]
+    finally:
+        server.kill()
+        server.wait()
+
+    (functions / "calls.py").write_text(CALLED.replace('"/hooks/orders"', '"/api/v1/orders"'))
+    refused = lakehouse.run("deploy", str(functions), check=False)
+    assert refused.returncode != 0 and "cannot be a function's path" in refused.stderr
