@@ -100,7 +100,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="basin-bench-"))
     if args.only_events:
         figures = events.measure(args.basin, work, files=args.event_files)
-        header(args)
+        header(args, tpch=False)
         table("triggered functions", figures)
         shutil.rmtree(work, ignore_errors=True)
         return
@@ -152,10 +152,11 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def header(args) -> None:
+def header(args, tpch: bool = True) -> None:
     print(f"Machine: {machine()}  ")
     print(f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ")
-    print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
+    if tpch:
+        print(f"Scale factor: {args.scale:g}; DuckDB {duckdb.__version__}; best of {args.repeat} runs per query  ")
     print()
 
 

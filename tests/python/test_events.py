@@ -88,3 +88,36 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
     assert all(e["commit"] for e in succeeded)
     assert lakehouse.run("events", "retry", dead[0]["id"]).stderr.startswith("Queued 1 event again")
     assert states(lakehouse)["pending"] == 1
+
+
+WINDOWED = '''
+import basin
+
+@basin.python("3.11", timeout="5s")
+@basin.on_object(bucket="outside", suffix=".csv", to="raw.windowed", batch_size=10, batch_window="3s")
+def windowed(event, context):
+    return context.read_table()
+'''
+
+
+def test_a_batch_window_gathers_events_from_a_folder_of_ones_choosing(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "windowed.py").write_text(WINDOWED)
+    (lakehouse.home / "basin.toml").write_text('[buckets.outside]\npath = "../outside"\n')
+    lakehouse("deploy", str(functions))
+    landing = tmp_path / "outside"  # relative to basin.toml's folder
+    assert landing.is_dir()
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        for i in range(3):  # 0.5 s apart: without the window, each would be its own batch
+            land(landing, i)
+            time.sleep(0.5)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 3}, 60)
+    finally:
+        server.kill()
+        server.wait()
+    events = json.loads(lakehouse("events", "ls", "--format", "json"))
+    assert len({e["commit"] for e in events}) == 1, events  # one batch, one commit
+    assert sorted(e["payload"]["key"] for e in events) == [f"orders-{i:04}.csv" for i in range(3)]
+    assert lakehouse("query", "SELECT count(*) AS n FROM raw.windowed", "--format", "csv") == "n\n6\n"

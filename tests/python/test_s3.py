@@ -1,11 +1,15 @@
 """The S3 path against a real S3-protocol server (moto) on loopback: a lakehouse whose
 warehouse is a bucket, an import from an s3:// object, SQL over it, and PyIceberg reading
-the same table through the S3 API."""
+the same table through the S3 API; and object triggers on S3 buckets, fed by listing and by
+event-notification webhooks."""
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -13,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.table import StaticTable
 
-from conftest import BASIN, Basin
+from conftest import BASIN, Basin, start_server
 
 KEYS = {"BASIN_S3_ACCESS_KEY_ID": "testing", "BASIN_S3_SECRET_ACCESS_KEY": "testing", "BASIN_S3_REGION": "us-east-1"}
 
@@ -90,3 +94,108 @@ def test_wrong_s3_endpoint_fails_at_init_with_a_hint(tmp_path):
     assert proc.returncode == 1
     assert "hint:" in proc.stderr
     assert not (home / ".basin" / "config.toml").exists()
+
+
+LOADERS = '''
+import basin
+
+
+@basin.python("3.11", timeout="10s")
+@basin.on_object(bucket="incoming", suffix=".csv", to="raw.trips", batch_size=10)
+def load(event, context):
+    print("loading", event["key"], "from", event["source"])
+    return context.read_table()
+
+
+@basin.python("3.11", timeout="10s")
+@basin.on_object(bucket="hooked", suffix=".csv", to="raw.hooked")
+def hooked(event, context):
+    return context.read_table()
+'''
+
+
+def notification(event_name, key, etag):
+    """An S3 event notification, as S3 (ObjectCreated:Put) or MinIO (s3:ObjectCreated:Put)
+    sends it: the key URL-encoded."""
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": event_name,
+        "eventTime": "2026-11-22T10:00:00.000Z",
+        "s3": {"bucket": {"name": "drop"},
+               "object": {"key": urllib.parse.quote(key), "size": 30, "eTag": etag.strip('"')}},
+    }]}).encode()
+
+
+def test_bucket_triggers_on_s3_poll_and_webhook(tmp_path, s3_endpoint):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket="drop")
+
+    def put(key, i):
+        body = f"trip,fare\n{2 * i},1.50\n{2 * i + 1},2.25\n".encode()
+        return s3.put_object(Bucket="drop", Key=key, Body=body)["ETag"]
+
+    home = tmp_path / "lh"
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "loaders.py").write_text(LOADERS)
+    b = Basin(home, KEYS)
+    subprocess.run([BASIN, "init", str(home)], check=True, capture_output=True, env=b.env)
+    (home / "basin.toml").write_text(
+        f'[s3]\nendpoint = "{s3_endpoint}"\npath_style = true\n\n'
+        '[buckets.incoming]\nurl = "s3://drop/incoming/"\npoll_seconds = 0.5\n\n'
+        '[buckets.hooked]\nurl = "s3://drop/hooked"\npoll_seconds = 3600\n')
+    b("deploy", str(functions))
+
+    def rows(table):
+        out = b.run("query", f"SELECT count(*) AS n, count(DISTINCT trip) AS trips FROM raw.{table}",
+                    "--format", "json", check=False)
+        return json.loads(out.stdout)[0] if out.returncode == 0 else {"n": 0, "trips": 0}
+
+    def wait_for(condition, seconds=60):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.25)
+
+    put("incoming/2026/a.csv", 0)  # landed while Basin was down
+    put("incoming/2026/b.csv", 1)
+    base, server = start_server(b, "--no-auth")
+    try:
+        local = tmp_path / "c.csv"
+        local.write_text("trip,fare\n4,1.50\n5,2.25\n")
+        b("put", str(local), "incoming/2026/c.csv")  # basin put into an S3 bucket: one PUT
+        put("incoming/notes.txt", 3)  # not a .csv: no event
+        wait_for(lambda: rows("trips") == {"n": 6, "trips": 6})
+
+        # The webhook: the hooked bucket is listed once an hour, so only a notification
+        # brings these in soon.
+        etag = put("hooked/with space.csv", 10)
+        request = urllib.request.Request(f"{base}/api/v1/webhooks/s3", method="POST",
+                                         data=notification("ObjectCreated:Put", "hooked/with space.csv", etag),
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request) as response:
+            assert json.loads(response.read()) == {"events": 1, "queued": 1}
+        minio = notification("s3:ObjectCreated:Put", "hooked/with space.csv", etag)
+        with urllib.request.urlopen(urllib.request.Request(request.full_url, data=minio, method="POST",
+                                                           headers=request.headers)) as response:
+            assert json.loads(response.read()) == {"events": 1, "queued": 0}  # the same object version
+        wait_for(lambda: rows("hooked") == {"n": 2, "trips": 2})
+    finally:
+        server.kill()
+        server.wait()
+
+    # A restart lists again from the watermark: nothing new, nothing twice.
+    base, server = start_server(b, "--no-auth")
+    try:
+        put("incoming/2026/d.csv", 4)
+        wait_for(lambda: rows("trips") == {"n": 8, "trips": 8})
+    finally:
+        server.kill()
+        server.wait()
+    events = b.json("events", "ls", "--function", "load")
+    assert sorted(e["payload"]["key"] for e in events) == ["2026/a.csv", "2026/b.csv", "2026/c.csv", "2026/d.csv"]
+    assert {(e["state"], e["payload"]["source"]) for e in events} == {("succeeded", "s3-poll")}
+    hooked = b.json("events", "ls", "--function", "hooked")
+    assert [(e["payload"]["key"], e["payload"]["source"]) for e in hooked] == [("with space.csv", "s3-webhook")]
+    first = next(e for e in events if e["payload"]["key"] == "2026/a.csv")
+    assert "loading 2026/a.csv from s3-poll" in b("events", "show", first["id"])  # the handler's own line

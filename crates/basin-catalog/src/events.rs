@@ -91,6 +91,17 @@ pub enum EventOutcome {
     },
 }
 
+/// A function's queue as the dispatcher sees it at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DueEvents {
+    /// Events that may run now (pending or failed and due, or running with a lapsed lease).
+    pub count: u64,
+    /// When the oldest of them was stored.
+    pub oldest_created_ms: Option<i64>,
+    /// When the next one becomes due: a backoff ending, or a lease running out.
+    pub next_at_ms: Option<i64>,
+}
+
 /// Which events `basin events ls` shows.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {

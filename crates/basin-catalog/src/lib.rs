@@ -29,7 +29,9 @@ pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };
 pub use error::{Error, ErrorKind, Result, suggest};
-pub use events::{EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent};
+pub use events::{
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent,
+};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;

@@ -96,11 +96,12 @@ CREATE TABLE events (
 CREATE INDEX events_due ON events (function, state, next_at_ms);
 CREATE INDEX events_created ON events (created_at_ms);
 "#,
-    // 7: the last slot each scheduled function fired, so a slot fires once across restarts.
+    // 7: where each trigger source got to (a schedule's last slot, an S3 bucket's listing
+    // watermark), so a restart picks up where it left off.
     r#"
-CREATE TABLE schedules (
-    function TEXT PRIMARY KEY,
-    last_slot_ms INTEGER NOT NULL
+CREATE TABLE trigger_cursors (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 "#,
 ];

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::sqlite_events;
@@ -553,8 +553,8 @@ impl Store for SqlStore {
         sqlite_events::finish(&self.pool, id, outcome, now_ms()).await
     }
 
-    async fn next_event_due(&self) -> Result<Option<i64>> {
-        sqlite_events::next_due(&self.pool).await
+    async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {
+        sqlite_events::due(&self.pool, function, now_ms).await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
@@ -577,12 +577,12 @@ impl Store for SqlStore {
         sqlite_events::save_function(&self.pool, name, now_ms(), record).await
     }
 
-    async fn last_slot(&self, function: &str) -> Result<Option<i64>> {
-        sqlite_events::last_slot(&self.pool, function).await
+    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        sqlite_events::cursor(&self.pool, name).await
     }
 
-    async fn set_last_slot(&self, function: &str, slot_ms: i64) -> Result<()> {
-        sqlite_events::set_last_slot(&self.pool, function, slot_ms).await
+    async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        sqlite_events::set_cursor(&self.pool, name, value).await
     }
 
     async fn functions(&self) -> Result<Vec<String>> {

@@ -5,7 +5,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent};
+use crate::events::{
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent,
+};
 
 /// Output lines kept per event: the tail, where errors are.
 const MAX_LOGS: usize = 64 * 1024;
@@ -155,14 +157,26 @@ pub(crate) async fn consume(
     Ok(())
 }
 
-/// The earliest time something becomes due: a backoff ending or a lease running out.
-pub(crate) async fn next_due(pool: &SqlitePool) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT min(t) FROM (SELECT min(next_at_ms) AS t FROM events WHERE state IN ('pending', 'failed') \
-         UNION ALL SELECT min(lease_until_ms) FROM events WHERE state = 'running')",
+/// What of `function`'s queue may run at `now_ms`; the same conditions as [`claim`].
+pub(crate) async fn due(pool: &SqlitePool, function: &str, now_ms: i64) -> Result<DueEvents> {
+    let row = sqlx::query(
+        "WITH e AS (SELECT created_at_ms, \
+             CASE WHEN state = 'running' THEN lease_until_ms ELSE next_at_ms END AS at \
+           FROM events WHERE function = ?1 AND state IN ('pending', 'failed', 'running')) \
+         SELECT count(*) FILTER (WHERE at <= ?2) AS due, \
+                min(created_at_ms) FILTER (WHERE at <= ?2) AS oldest, \
+                min(at) FILTER (WHERE at > ?2) AS next \
+         FROM e",
     )
+    .bind(function)
+    .bind(now_ms)
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok(DueEvents {
+        count: row.try_get::<i64, _>("due")? as u64,
+        oldest_created_ms: row.try_get("oldest")?,
+        next_at_ms: row.try_get("next")?,
+    })
 }
 
 pub(crate) async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<EventRecord>> {
@@ -261,22 +275,22 @@ pub(crate) async fn functions(pool: &SqlitePool) -> Result<Vec<String>> {
     )
 }
 
-pub(crate) async fn last_slot(pool: &SqlitePool, function: &str) -> Result<Option<i64>> {
+pub(crate) async fn cursor(pool: &SqlitePool, name: &str) -> Result<Option<i64>> {
     Ok(
-        sqlx::query_scalar("SELECT last_slot_ms FROM schedules WHERE function = ?")
-            .bind(function)
+        sqlx::query_scalar("SELECT value FROM trigger_cursors WHERE name = ?")
+            .bind(name)
             .fetch_optional(pool)
             .await?,
     )
 }
 
-pub(crate) async fn set_last_slot(pool: &SqlitePool, function: &str, slot_ms: i64) -> Result<()> {
+pub(crate) async fn set_cursor(pool: &SqlitePool, name: &str, value: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO schedules (function, last_slot_ms) VALUES (?, ?) \
-         ON CONFLICT (function) DO UPDATE SET last_slot_ms = excluded.last_slot_ms",
+        "INSERT INTO trigger_cursors (name, value) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     )
-    .bind(function)
-    .bind(slot_ms)
+    .bind(name)
+    .bind(value)
     .execute(pool)
     .await?;
     Ok(())
@@ -284,8 +298,8 @@ pub(crate) async fn set_last_slot(pool: &SqlitePool, function: &str, slot_ms: i6
 
 pub(crate) async fn delete_function(pool: &SqlitePool, name: &str) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM schedules WHERE function = ?")
-        .bind(name)
+    sqlx::query("DELETE FROM trigger_cursors WHERE name = ?")
+        .bind(format!("schedule:{name}"))
         .execute(&mut *tx)
         .await?;
     let done = sqlx::query("DELETE FROM functions WHERE name = ?")

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::events::{EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::usage::{InvocationRecord, TokenRecord};
 
@@ -77,8 +77,8 @@ pub trait Store: Send + Sync + Debug {
     /// still works on them.
     async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()>;
     async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()>;
-    /// When the next backoff or lease ends, if any event waits for one.
-    async fn next_event_due(&self) -> Result<Option<i64>>;
+    /// How many of `function`'s events may run at `now_ms`, and when the next one may.
+    async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents>;
     /// Newest first.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
     async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts>;
@@ -89,10 +89,10 @@ pub trait Store: Send + Sync + Debug {
 
     /// Saves (or replaces) a deployed function's record, a JSON document owned by the service.
     async fn save_function(&self, name: &str, record: &str) -> Result<()>;
-    /// The last slot a scheduled function fired (Unix milliseconds), if it fired or was
-    /// seen by a scheduler before.
-    async fn last_slot(&self, function: &str) -> Result<Option<i64>>;
-    async fn set_last_slot(&self, function: &str, slot_ms: i64) -> Result<()>;
+    /// Where trigger source `name` got to (`schedule:FUNCTION`: its last slot;
+    /// `s3:BUCKET`: its listing watermark), in Unix milliseconds.
+    async fn cursor(&self, name: &str) -> Result<Option<i64>>;
+    async fn set_cursor(&self, name: &str, value: i64) -> Result<()>;
     async fn functions(&self) -> Result<Vec<String>>;
     /// Fails with `NotFound` if there is no such function.
     async fn delete_function(&self, name: &str) -> Result<()>;

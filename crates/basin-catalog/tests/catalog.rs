@@ -522,7 +522,11 @@ async fn queued_events_are_stored_once_leased_retried_and_dead_lettered() {
     let dead = store.events_with_prefix("a").await.unwrap().remove(0);
     assert_eq!(dead.state, EventState::Dead);
     assert_eq!(dead.error.as_deref(), Some("bad.csv:3: no"));
-    assert_eq!(store.next_event_due().await.unwrap(), Some(now + 60_000));
+    let due = store.due_events("load", now + 5_000).await.unwrap();
+    assert_eq!((due.count, due.next_at_ms), (0, Some(now + 60_000)));
+    let due = store.due_events("load", now + 60_000).await.unwrap();
+    assert_eq!(due.count, 1);
+    assert!(due.oldest_created_ms.is_some());
     assert!(
         store
             .claim_events("load", 10, now + 59_999, now + 70_000)

@@ -49,6 +49,8 @@ pub struct ImportRequest {
     pub author: String,
     /// Queued events whose output this import stores (see `CommitRequest::events`).
     pub events: Vec<String>,
+    /// The commit's message, instead of "import N files into TABLE".
+    pub message: Option<String>,
 }
 
 impl ImportRequest {
@@ -65,6 +67,7 @@ impl ImportRequest {
             sample_rows: 10_000,
             author: "basin".into(),
             events: Vec::new(),
+            message: None,
         }
     }
 }
@@ -242,16 +245,18 @@ pub async fn import(
         Mode::Replace => TableChange::Replace(data_files),
     };
     let created = staged.created;
-    let message = format!(
-        "import {} file{} into {key} ({})",
-        file_count,
-        if file_count == 1 { "" } else { "s" },
-        if request.mode == Mode::Append {
-            "append"
-        } else {
-            "replace"
-        }
-    );
+    let message = request.message.clone().unwrap_or_else(|| {
+        format!(
+            "import {} file{} into {key} ({})",
+            file_count,
+            if file_count == 1 { "" } else { "s" },
+            if request.mode == Mode::Append {
+                "append"
+            } else {
+                "replace"
+            }
+        )
+    });
     let mut commit_request =
         CommitRequest::new(&branch, at.commit.clone(), message).with_author(&request.author);
     commit_request.events = request.events.clone();

@@ -30,7 +30,7 @@ pub use runtime::{
     DEFAULT_MEMORY, DEFAULT_TIMEOUT, Finished, Invocation, Item, Limits, Output, OutputSink,
     Runtime, RuntimeOptions, Target, bytes,
 };
-pub use workspace::{Workspace, read_ipc_file, write_ipc_file};
+pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};
 
 /// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).
 pub fn sdk_folder(tools: &std::path::Path) -> basin_catalog::Result<std::path::PathBuf> {

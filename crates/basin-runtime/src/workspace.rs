@@ -20,6 +20,13 @@ use crate::protocol::{BatchEvent, OutputLocation, TableFile};
 
 pub(crate) const FORMAT: &str = "arrow-ipc-file";
 
+/// The object an event is about: a file Basin may read, or bytes it fetched.
+#[derive(Clone, Copy, Debug)]
+pub enum Object<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
 #[derive(Debug)]
 pub struct Workspace {
     pub(crate) id: String,
@@ -108,13 +115,22 @@ impl Workspace {
     /// process. The object the event is about, if any, is copied into the invocation's
     /// folder: the function cannot open Basin's folders, so it reads the copy
     /// (`context.read_bytes()`, `read_table()`).
-    pub fn add_event(&mut self, event: serde_json::Value, object: Option<&Path>) -> Result<()> {
+    pub fn add_event(
+        &mut self,
+        event: serde_json::Value,
+        object: Option<Object<'_>>,
+    ) -> Result<()> {
         let i = self.batch.len();
         let object = match object {
-            Some(source) => {
+            Some(object) => {
                 let path = self.dir.join(format!("object-{i}"));
-                std::fs::copy(source, &path)
-                    .map_err(io(format!("cannot read {}", source.display())))?;
+                match object {
+                    Object::File(source) => std::fs::copy(source, &path)
+                        .map(drop)
+                        .map_err(io(format!("cannot read {}", source.display())))?,
+                    Object::Bytes(bytes) => std::fs::write(&path, bytes)
+                        .map_err(io(format!("cannot write {}", path.display())))?,
+                }
                 Some(path)
             }
             None => None,

@@ -162,13 +162,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// Starts the event dispatcher, the scheduler and the bucket watcher, and queues the files
+/// Starts the event dispatcher, the scheduler, the bucket watcher and the S3 bucket
+/// pollers, and queues the files
 /// that landed while the server was down. The watcher lives as long as the returned value.
 async fn start_triggers(
     dispatcher: &Dispatcher,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<basin_service::triggers::watch::BucketWatcher> {
-    use basin_service::triggers::{schedule, watch};
+    use basin_service::triggers::{s3, schedule, watch};
     let lakehouse = dispatcher.lakehouse().clone();
     let watcher = watch::watch(lakehouse.clone(), dispatcher.clone())?;
     let found = watch::scan(&lakehouse).await?;
@@ -176,10 +177,11 @@ async fn start_triggers(
         tracing::info!(events = found, "queued objects that landed while stopped");
     }
     tokio::spawn(schedule::run(
-        lakehouse,
+        lakehouse.clone(),
         dispatcher.clone(),
         stopped.clone(),
     ));
+    tokio::spawn(s3::poll(lakehouse, dispatcher.clone(), stopped.clone()));
     tokio::spawn(dispatcher.clone().run(stopped));
     Ok(watcher)
 }

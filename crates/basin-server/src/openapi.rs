@@ -369,6 +369,20 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             errors: &[(404, "no such event")],
             handler: || get(triggers::event),
         },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/webhooks/s3",
+            role: writer,
+            summary: "An S3 or MinIO event notification ({Records: [...]}): queues an event for \
+                      each created object in a bucket configured in basin.toml ([buckets.NAME] \
+                      url) that a deployed function watches. Answers {events, queued}; an \
+                      object already queued (by the poller, or an earlier notification) is not \
+                      queued again",
+            query: &[],
+            body: &[("Records", "array", "the notification's records")],
+            errors: &[(400, "not an event notification")],
+            handler: || post(triggers::s3_webhook),
+        },
     ]
 }
 

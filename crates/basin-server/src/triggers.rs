@@ -120,3 +120,22 @@ pub(crate) async fn event(
 ) -> Result<Json<EventRecord>, ApiError> {
     Ok(Json(state.lakehouse.event(&id).await?))
 }
+
+/// S3 and MinIO event notifications: queues an event for each created object that lies in a
+/// configured bucket and that a deployed function wants.
+pub(crate) async fn s3_webhook(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let events = state.lakehouse.notification_events(&body).await?;
+    let queued = state
+        .lakehouse
+        .catalog()
+        .store()
+        .enqueue_events(&events)
+        .await?;
+    if queued > 0 {
+        state.dispatcher.wake();
+    }
+    Ok(Json(json!({"events": events.len(), "queued": queued})).into_response())
+}

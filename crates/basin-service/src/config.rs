@@ -1,6 +1,7 @@
 //! Basin's configuration, declared once: `.basin/config.toml` (written by `basin init`), then
 //! the user's `basin.toml` beside `.basin/`, then `BASIN_*` environment variables, then flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use basin_catalog::{Error, Result};
@@ -67,6 +68,9 @@ pub struct UserConfig {
     pub functions: FunctionsSection,
     #[serde(default)]
     pub pricing: PricingSection,
+    /// Buckets that are not folders under `.basin/buckets/`: `[buckets.NAME]`.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketSection>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
     pub parameters: Option<toml::Value>,
@@ -79,6 +83,21 @@ pub struct FunctionsSection {
     pub keep_alive_seconds: Option<f64>,
     /// Invocations running at once, over all functions.
     pub max_concurrency: Option<usize>,
+}
+
+/// `[buckets.NAME]`: a bucket that is not `.basin/buckets/NAME/`. Either a local folder
+/// (`path`, watched like the default ones), or a bucket in an S3-compatible store (`url`,
+/// with the `[s3]` section's endpoint and keys), listed every `poll_seconds` and told about
+/// objects by webhooks.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSection {
+    /// A folder; relative paths are relative to basin.toml's folder.
+    pub path: Option<PathBuf>,
+    /// `s3://BUCKET/PREFIX`: the bucket's objects are the ones under PREFIX.
+    pub url: Option<String>,
+    /// How often to list an S3 bucket (default 30 s).
+    pub poll_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -133,6 +152,10 @@ pub struct Settings {
     pub author: String,
     pub runtime: basin_runtime::RuntimeOptions,
     pub pricing: Pricing,
+    /// S3 buckets for object triggers, by name.
+    pub s3_buckets: BTreeMap<String, crate::triggers::s3::S3Bucket>,
+    /// Buckets in local folders of the user's choosing, by name.
+    pub bucket_folders: BTreeMap<String, PathBuf>,
 }
 
 impl Settings {
@@ -187,11 +210,40 @@ impl Settings {
                 .per_tb_scanned
                 .unwrap_or(defaults.per_tb_scanned),
         };
+        let mut s3_buckets = BTreeMap::new();
+        let mut bucket_folders = BTreeMap::new();
+        for (name, section) in &user.buckets {
+            let refuse = |message: String, hint: &str| {
+                Error::invalid(format!("{}: [buckets.{name}]: {message}", path.display()))
+                    .with_hint(hint.to_string())
+            };
+            match (&section.url, &section.path) {
+                (Some(url), None) => {
+                    let bucket =
+                        crate::triggers::s3::S3Bucket::parse(name, url, section.poll_seconds)
+                            .map_err(|e| {
+                                refuse(e.message.clone(), e.hint.as_deref().unwrap_or_default())
+                            })?;
+                    s3_buckets.insert(name.clone(), bucket);
+                }
+                (None, Some(folder)) => {
+                    bucket_folders.insert(name.clone(), dir.join(folder));
+                }
+                _ => {
+                    return Err(refuse(
+                        "give either `url` or `path`".into(),
+                        "url = \"s3://BUCKET/PREFIX\" for an S3 bucket, path = \"/srv/landing\" for a folder",
+                    ));
+                }
+            }
+        }
         Ok(Self {
             s3,
             author,
             runtime,
             pricing,
+            s3_buckets,
+            bucket_folders,
         })
     }
 

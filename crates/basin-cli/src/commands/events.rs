@@ -135,12 +135,10 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
 
 /// What an event is about, in a few words.
 fn describe(payload: &serde_json::Value) -> String {
-    match (payload.get("bucket"), payload.get("key")) {
-        (Some(b), Some(k)) => format!(
-            "{}/{}",
-            b.as_str().unwrap_or_default(),
-            k.as_str().unwrap_or_default()
-        ),
+    let text = |key: &str| payload.get(key).and_then(|v| v.as_str());
+    match (text("type"), text("bucket"), text("key")) {
+        (_, Some(bucket), Some(key)) => format!("{bucket}/{key}"),
+        (Some("schedule"), _, _) => format!("slot {}", text("scheduled_at").unwrap_or_default()),
         _ => payload.to_string().chars().take(40).collect(),
     }
 }

@@ -5,8 +5,8 @@ use crate::output::status;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "The object lands whole (written under a hidden name, then renamed), so a
-function triggered by it never reads half a file.
+    after_help = "The object lands whole (written under a hidden name, then renamed; or one PUT
+for a bucket in S3), so a function triggered by it never reads half a file.
 
 Example:
   basin put orders-0001.csv landing/2026/11/orders-0001.csv"
@@ -28,7 +28,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
                 .into(),
         );
     };
-    let bytes = lakehouse.put_object(&args.file, bucket, key)?;
+    let bytes = lakehouse.put_object(&args.file, bucket, key).await?;
     status(format!(
         "Put {} ({bytes} bytes) into {bucket}/{key}",
         args.file.display()

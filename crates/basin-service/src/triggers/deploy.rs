@@ -94,7 +94,9 @@ impl Lakehouse {
             }
             let spec = env_spec(&f.declaration, None, &BTreeMap::new(), &[]);
             self.runtime()?.environment(&spec).await?;
-            if let Some(Trigger::Object { bucket, .. }) = f.trigger() {
+            if let Some(Trigger::Object { bucket, .. }) = f.trigger()
+                && self.s3_bucket(bucket).is_none()
+            {
                 let folder = self.bucket_dir(bucket);
                 std::fs::create_dir_all(&folder).map_err(|e| {
                     Error::io(format!(
@@ -143,8 +145,11 @@ impl Lakehouse {
         self.catalog().store().delete_function(name).await
     }
 
-    /// The folder of bucket `name` in the embedded default: `.basin/buckets/NAME`.
+    /// The folder of bucket `name`: `.basin/buckets/NAME`, or the `path` basin.toml gives it.
     pub fn bucket_dir(&self, name: &str) -> PathBuf {
+        if let Some(folder) = self.settings().bucket_folders.get(name) {
+            return folder.clone();
+        }
         self.root()
             .join(crate::BASIN_DIR)
             .join("buckets")

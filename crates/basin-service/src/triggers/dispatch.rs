@@ -121,23 +121,40 @@ impl Dispatcher {
     }
 
     /// Starts batches for every function with due events and free slots; returns how long
-    /// until the next backoff or lease ends.
+    /// until the next event becomes due (a backoff or a lease ending, or a batch window
+    /// closing). A function with no free slot is left alone: its next batch to finish wakes
+    /// the dispatcher.
     async fn dispatch_due(&self) -> Result<Option<Duration>> {
         let store = self.lakehouse.catalog().store().clone();
+        let global = self.lakehouse.settings().runtime.max_concurrency.max(1);
+        let mut next: Option<i64> = None;
         for function in self.lakehouse.deployed_functions().await? {
-            let limit = function
-                .declaration
-                .concurrency
-                .unwrap_or(DEFAULT_CONCURRENCY);
+            let declaration = &function.declaration;
+            let limit = declaration.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+            let batch_size = declaration.batch_size.max(1);
             loop {
-                if self.busy(&function.name) >= limit {
+                if self.busy(&function.name) >= limit || self.busy_in_all() >= global {
                     break;
                 }
                 let now = now_ms();
+                let due = store.due_events(&function.name, now).await?;
+                if due.count == 0 {
+                    next = earliest(next, due.next_at_ms);
+                    break;
+                }
+                // A part batch waits for more events, up to the window after its oldest.
+                let window = (declaration.batch_window_seconds * 1000.0) as i64;
+                if let Some(oldest) = due.oldest_created_ms.filter(|_| window > 0) {
+                    let closes = oldest + window;
+                    if (due.count as usize) < batch_size && closes > now {
+                        next = earliest(next, Some(closes));
+                        break;
+                    }
+                }
                 let batch = store
                     .claim_events(
                         &function.name,
-                        function.declaration.batch_size.max(1),
+                        batch_size,
                         now,
                         now + LEASE.as_millis() as i64,
                     )
@@ -148,8 +165,11 @@ impl Dispatcher {
                 self.start(function.clone(), batch);
             }
         }
-        let next = store.next_event_due().await?;
         Ok(next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64 + 5)))
+    }
+
+    fn busy_in_all(&self) -> usize {
+        self.in_flight.lock().expect("not poisoned").values().sum()
     }
 
     fn busy(&self, function: &str) -> usize {
@@ -288,6 +308,11 @@ impl Dispatcher {
         request.mode = Mode::Append;
         request.allow_new_columns = true;
         request.events = outputs.iter().map(|(e, _)| e.id.clone()).collect();
+        let function = outputs.first().map_or("", |(e, _)| e.function.as_str());
+        request.message = Some(match outputs.len() {
+            1 => format!("{function}: event {} into {table}", outputs[0].0.id),
+            n => format!("{function}: {n} events into {table}"),
+        });
         self.lakehouse.import(request, None).await.map(drop)
     }
 
@@ -353,9 +378,20 @@ impl Dispatcher {
         let spec = env_spec(declaration, None, &Default::default(), &[]);
         let env = runtime.environment(&spec).await?;
         let mut workspace = runtime.workspace()?;
-        for event in events {
-            let object = self.object_path(function, event);
-            workspace.add_event(event.payload.clone(), object.as_deref())?;
+        // Objects in an S3 bucket are fetched 16 at a time.
+        let mut objects: Vec<Result<Option<Fetched>>> = Vec::with_capacity(events.len());
+        for chunk in events.chunks(16) {
+            let fetches = chunk.iter().map(|event| self.object(function, event));
+            objects.extend(futures::future::join_all(fetches).await);
+        }
+        for (event, object) in events.iter().zip(objects) {
+            let object = object?;
+            let attached = match &object {
+                Some(Fetched::File(path)) => Some(basin_runtime::Object::File(path)),
+                Some(Fetched::Bytes(bytes)) => Some(basin_runtime::Object::Bytes(bytes)),
+                None => None,
+            };
+            workspace.add_event(event.payload.clone(), attached)?;
         }
         let per_event = timeout(function);
         let invocation = Invocation {
@@ -393,14 +429,30 @@ impl Dispatcher {
         Ok(finished)
     }
 
-    /// The file an object event is about, in the embedded default's bucket folders.
-    fn object_path(&self, function: &DeployedFunction, event: &EventRecord) -> Option<PathBuf> {
-        let basin_runtime::Trigger::Object { bucket, .. } = function.trigger()? else {
-            return None;
+    /// The object an object event is about: a file in the embedded default's bucket
+    /// folders, or the bytes of an object in an S3 bucket.
+    async fn object(
+        &self,
+        function: &DeployedFunction,
+        event: &EventRecord,
+    ) -> Result<Option<Fetched>> {
+        let Some(basin_runtime::Trigger::Object { bucket, .. }) = function.trigger() else {
+            return Ok(None);
         };
-        let key = event.payload.get("key")?.as_str()?;
-        Some(self.lakehouse.bucket_dir(bucket).join(key))
+        let Some(key) = event.payload.get("key").and_then(|k| k.as_str()) else {
+            return Ok(None);
+        };
+        Ok(Some(match self.lakehouse.s3_bucket(bucket) {
+            Some(s3) => Fetched::Bytes(self.lakehouse.read_s3_object(s3, key).await?),
+            None => Fetched::File(self.lakehouse.bucket_dir(bucket).join(key)),
+        }))
     }
+}
+
+/// An object to hand to the handler.
+enum Fetched {
+    File(PathBuf),
+    Bytes(Vec<u8>),
 }
 
 pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
@@ -422,6 +474,13 @@ fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
         error,
         logs,
         retry_at_ms,
+    }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

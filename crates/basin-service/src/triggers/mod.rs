@@ -5,13 +5,17 @@
 pub mod deploy;
 pub mod dispatch;
 pub mod http;
+pub mod s3;
 pub mod schedule;
 pub mod watch;
 
 use std::path::Path;
 
-use basin_catalog::{Error, EventCounts, EventFilter, EventRecord, Result};
+use basin_catalog::{Error, EventCounts, EventFilter, EventRecord, NewEvent, Result};
+use basin_runtime::Trigger;
 use sha2::{Digest, Sha256};
+
+use deploy::DeployedFunction;
 
 use crate::Lakehouse;
 
@@ -26,6 +30,55 @@ pub(crate) fn event_id(parts: &[&str]) -> String {
     h.finalize()[..10]
         .iter()
         .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An object as its event describes it.
+pub(crate) struct Object<'a> {
+    /// The bucket's name in Basin (what `@basin.on_object(bucket=)` says).
+    pub bucket: &'a str,
+    /// The key inside the bucket.
+    pub key: &'a str,
+    pub size: u64,
+    pub etag: &'a str,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// `local`, `s3-poll` or `s3-webhook`.
+    pub source: &'a str,
+}
+
+/// The events an object makes: one per deployed function whose bucket, prefix and suffix
+/// match. The id hashes the function, bucket, key and etag, so an object seen twice (by the
+/// start-up scan and the watcher, by a poll and a webhook) is queued once.
+pub(crate) fn object_events(functions: &[DeployedFunction], object: &Object) -> Vec<NewEvent> {
+    functions
+        .iter()
+        .filter(|f| match f.trigger() {
+            Some(Trigger::Object {
+                bucket,
+                prefix,
+                suffix,
+            }) => {
+                bucket == object.bucket
+                    && object.key.starts_with(prefix.as_str())
+                    && object.key.ends_with(suffix.as_str())
+            }
+            _ => false,
+        })
+        .map(|f| NewEvent {
+            id: event_id(&[&f.name, object.bucket, object.key, object.etag]),
+            function: f.name.clone(),
+            payload: serde_json::json!({
+                "type": "object_created",
+                "bucket": object.bucket,
+                "key": object.key,
+                "size": object.size,
+                "etag": object.etag,
+                "time": object.time,
+                "source": object.source,
+            }),
+            max_attempts: f.declaration.max_attempts,
+        })
         .collect()
 }
 
@@ -75,8 +128,8 @@ impl Lakehouse {
     }
 
     /// Copies `file` into bucket `bucket` as `key`, atomically: it is written under a hidden
-    /// name and renamed, so a watcher never sees half a file.
-    pub fn put_object(&self, file: &Path, bucket: &str, key: &str) -> Result<u64> {
+    /// name and renamed, so a watcher never sees half a file (an S3 bucket gets one PUT).
+    pub async fn put_object(&self, file: &Path, bucket: &str, key: &str) -> Result<u64> {
         let bad_key = key.is_empty()
             || key.starts_with('/')
             || key
@@ -88,6 +141,13 @@ impl Lakehouse {
                     "use a relative key like landing/2026/orders.csv (no `..`, no hidden names)",
                 ),
             );
+        }
+        if let Some(s3) = self.s3_bucket(bucket) {
+            let data = std::fs::read(file)
+                .map_err(|e| Error::io(format!("cannot read {}: {e}", file.display())))?;
+            let len = data.len() as u64;
+            self.write_s3_object(s3, key, data).await?;
+            return Ok(len);
         }
         let folder = self.bucket_dir(bucket);
         if !folder.is_dir() {

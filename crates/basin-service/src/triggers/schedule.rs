@@ -173,11 +173,12 @@ async fn tick(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<Duration
                 continue;
             }
         };
-        let last = match store.last_slot(&function.name).await? {
+        let cursor = format!("schedule:{}", function.name);
+        let last = match store.cursor(&cursor).await? {
             Some(last) => last,
             None => {
                 // First seen: the schedule starts now; nothing in the past fires.
-                store.set_last_slot(&function.name, now).await?;
+                store.set_cursor(&cursor, now).await?;
                 now
             }
         };
@@ -188,9 +189,7 @@ async fn tick(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<Duration
             queued = true;
         }
         if decision.last_ms != last {
-            store
-                .set_last_slot(&function.name, decision.last_ms)
-                .await?;
+            store.set_cursor(&cursor, decision.last_ms).await?;
         }
         if let Some(at) = schedule.next_after(decision.last_ms.max(now)) {
             next = next.min(at);

@@ -1,13 +1,13 @@
-//! Object-created events from the embedded default's buckets: the folders under
-//! `.basin/buckets/`, watched with inotify (through `notify`), plus a scan at start-up for
-//! files that arrived while Basin was down. An event's id is a hash of the function, the key,
-//! the size and the modification time, so a file seen by both the scan and the watcher, or
-//! scanned at every start, is queued once.
+//! Object-created events from buckets that are folders: the embedded default's, under
+//! `.basin/buckets/NAME/`, and any `[buckets.NAME] path = ...` in basin.toml. They are
+//! watched with inotify (through `notify`), plus a scan at start-up for files that arrived
+//! while Basin was down. An event's id is a hash of the function, the key, the size and the
+//! modification time, so a file seen by both the scan and the watcher, or scanned at every
+//! start, is queued once.
 
 use std::path::{Path, PathBuf};
 
 use basin_catalog::{Error, NewEvent, Result};
-use basin_runtime::Trigger;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -23,23 +23,61 @@ pub fn buckets_dir(lakehouse: &Lakehouse) -> PathBuf {
     lakehouse.root().join(crate::BASIN_DIR).join("buckets")
 }
 
+/// A watched folder: one bucket (configured), or one bucket per sub-folder (the default).
+struct Root {
+    dir: PathBuf,
+    bucket: Option<String>,
+}
+
+impl Root {
+    /// The bucket and key of a file under this root.
+    fn locate(&self, path: &Path) -> Option<(String, String)> {
+        let relative = path.strip_prefix(&self.dir).ok()?;
+        let mut parts = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let bucket = match &self.bucket {
+            Some(bucket) => bucket.clone(),
+            None => parts.next()?,
+        };
+        Some((bucket, parts.collect::<Vec<_>>().join("/")))
+    }
+}
+
+/// The configured folders first, so a file in one is not taken for a default bucket's.
+fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
+    let configured = lakehouse.settings().bucket_folders.iter();
+    configured
+        .map(|(name, dir)| Root {
+            dir: dir.clone(),
+            bucket: Some(name.clone()),
+        })
+        .chain([Root {
+            dir: buckets_dir(lakehouse),
+            bucket: None,
+        }])
+        .collect()
+}
+
 /// Queues an event for every file in the buckets that a deployed function wants and that
 /// is not queued yet. Returns how many were new.
 pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
     let functions = lakehouse.deployed_functions().await?;
-    let root = buckets_dir(lakehouse);
+    let roots = roots(lakehouse);
     let mut events = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => events.extend(object_events(&functions, &root, &path)),
-                _ => {}
+    for root in &roots {
+        let mut stack = vec![root.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(path),
+                    Ok(t) if t.is_file() => events.extend(file_events(&functions, &roots, &path)),
+                    _ => {}
+                }
             }
         }
     }
@@ -54,9 +92,7 @@ pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
 /// Watches the buckets until the returned watcher is dropped, queueing an event for each
 /// file written (closed after writing) or moved in, and waking the dispatcher.
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
-    let root = buckets_dir(&lakehouse);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| Error::io(format!("cannot create {}: {e}", root.display())))?;
+    let roots = roots(&lakehouse);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
@@ -74,14 +110,18 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
             }
         }
     })
-    .map_err(|e| Error::io(format!("cannot watch {}: {e}", root.display())))?;
-    watcher
-        .watch(&root, RecursiveMode::Recursive)
-        .map_err(|e| Error::io(format!("cannot watch {}: {e}", root.display())))?;
+    .map_err(|e| Error::io(format!("cannot watch the buckets: {e}")))?;
+    for root in &roots {
+        std::fs::create_dir_all(&root.dir)
+            .map_err(|e| Error::io(format!("cannot create {}: {e}", root.dir.display())))?;
+        watcher
+            .watch(&root.dir, RecursiveMode::Recursive)
+            .map_err(|e| Error::io(format!("cannot watch {}: {e}", root.dir.display())))?;
+    }
     tokio::spawn(async move {
         let mut paths = Vec::new();
         while rx.recv_many(&mut paths, 1000).await > 0 {
-            if let Err(e) = queue(&lakehouse, &root, &paths).await {
+            if let Err(e) = queue(&lakehouse, &roots, &paths).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
             paths.clear();
@@ -91,29 +131,22 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
     Ok(watcher)
 }
 
-async fn queue(lakehouse: &Lakehouse, root: &Path, paths: &[PathBuf]) -> Result<()> {
+async fn queue(lakehouse: &Lakehouse, roots: &[Root], paths: &[PathBuf]) -> Result<()> {
     let functions = lakehouse.deployed_functions().await?;
     let events: Vec<NewEvent> = paths
         .iter()
         .filter(|p| p.is_file())
-        .flat_map(|p| object_events(&functions, root, p))
+        .flat_map(|p| file_events(&functions, roots, p))
         .collect();
     lakehouse.catalog().store().enqueue_events(&events).await?;
     Ok(())
 }
 
 /// The events one file makes: one per function whose bucket, prefix and suffix match.
-fn object_events(functions: &[DeployedFunction], root: &Path, path: &Path) -> Vec<NewEvent> {
-    let Ok(relative) = path.strip_prefix(root) else {
+fn file_events(functions: &[DeployedFunction], roots: &[Root], path: &Path) -> Vec<NewEvent> {
+    let Some((bucket, key)) = roots.iter().find_map(|root| root.locate(path)) else {
         return Vec::new();
     };
-    let mut parts = relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy());
-    let Some(bucket) = parts.next() else {
-        return Vec::new();
-    };
-    let key = parts.collect::<Vec<_>>().join("/");
     // Hidden files are uploads in progress (`basin put` writes `.NAME.part`, then renames).
     let name = path
         .file_name()
@@ -131,33 +164,14 @@ fn object_events(functions: &[DeployedFunction], root: &Path, path: &Path) -> Ve
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default();
     let etag = format!("{:x}-{:x}", modified.as_nanos(), meta.len());
-    functions
-        .iter()
-        .filter(|f| match f.trigger() {
-            Some(Trigger::Object {
-                bucket: b,
-                prefix,
-                suffix,
-            }) => {
-                b == &*bucket && key.starts_with(prefix.as_str()) && key.ends_with(suffix.as_str())
-            }
-            _ => false,
-        })
-        .map(|f| NewEvent {
-            id: super::event_id(&[&f.name, &bucket, &key, &etag]),
-            function: f.name.clone(),
-            payload: serde_json::json!({
-                "type": "object_created",
-                "bucket": bucket,
-                "key": key,
-                "size": meta.len(),
-                "etag": etag,
-                "time": chrono::DateTime::<chrono::Utc>::from(
-                    std::time::UNIX_EPOCH + modified
-                ).to_rfc3339(),
-                "source": "local",
-            }),
-            max_attempts: f.declaration.max_attempts,
-        })
-        .collect()
+    let time = chrono::DateTime::<chrono::Utc>::from(std::time::UNIX_EPOCH + modified);
+    let object = super::Object {
+        bucket: &bucket,
+        key: &key,
+        size: meta.len(),
+        etag: &etag,
+        time: time.to_rfc3339(),
+        source: "local",
+    };
+    super::object_events(functions, &object)
 }

@@ -1,0 +1,323 @@
+//! Buckets in an S3-compatible store: `[buckets.NAME] url = "s3://BUCKET/PREFIX"` in
+//! basin.toml, reached with the `[s3]` section's endpoint and keys. Two sources feed the
+//! queue: a poller that lists the bucket (ListObjectsV2, through opendal) every
+//! `poll_seconds`, keeping a watermark of the newest modification time it saw in the
+//! catalog; and `POST /api/v1/webhooks/s3`, which takes the S3 / MinIO event-notification
+//! JSON. Both make the same event id for the same object version (function, bucket, key,
+//! ETag), so an object both sources report is queued once.
+
+use std::time::Duration;
+
+use basin_catalog::{Error, NewEvent, Result};
+use basin_runtime::Trigger;
+use basin_table::S3Settings;
+use opendal::Operator;
+use tokio::sync::watch;
+
+use super::Object;
+use super::dispatch::Dispatcher;
+use crate::Lakehouse;
+
+/// How often a bucket is listed when its section does not say.
+const DEFAULT_POLL: Duration = Duration::from_secs(30);
+/// Objects this much older than the watermark are still looked at: an upload that started
+/// before the last listing can show up in the next with an older modification time.
+const WATERMARK_SLACK_MS: i64 = 5 * 60 * 1000;
+
+/// A `[buckets.NAME]` section.
+#[derive(Clone, Debug)]
+pub struct S3Bucket {
+    pub name: String,
+    /// The bucket in the store.
+    pub bucket: String,
+    /// The folder inside it (no leading `/`, with a trailing one when not empty).
+    pub prefix: String,
+    pub poll: Duration,
+}
+
+impl S3Bucket {
+    pub fn parse(name: &str, url: &str, poll_seconds: Option<f64>) -> Result<Self> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            Error::invalid(format!("`{url}` is not an s3:// URL"))
+                .with_hint("give url = \"s3://BUCKET/PREFIX\"")
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::invalid(format!("`{url}` names no bucket"))
+                .with_hint("give url = \"s3://BUCKET/PREFIX\""));
+        }
+        let prefix = prefix.trim_matches('/');
+        let poll = match poll_seconds {
+            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(Error::invalid(format!(
+                    "poll_seconds = {s} is not a positive number"
+                )));
+            }
+            None => DEFAULT_POLL,
+        };
+        Ok(Self {
+            name: name.to_string(),
+            bucket: bucket.to_string(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            poll,
+        })
+    }
+
+    fn cursor(&self) -> String {
+        format!("s3:{}", self.name)
+    }
+
+    /// An operator on the store's bucket, rooted at the prefix.
+    fn operator(&self, s3: &S3Settings) -> Result<Operator> {
+        let mut builder = opendal::services::S3::default()
+            .bucket(&self.bucket)
+            .root(&format!("/{}", self.prefix))
+            .region(s3.region.as_deref().unwrap_or("us-east-1"))
+            // Only what Basin was told: never ~/.aws or the EC2 metadata service.
+            .disable_config_load()
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(key) = &s3.access_key_id {
+            builder = builder.access_key_id(key);
+        }
+        if let Some(secret) = &s3.secret_access_key {
+            builder = builder.secret_access_key(secret);
+        }
+        if let Some(token) = &s3.session_token {
+            builder = builder.session_token(token);
+        }
+        if !s3.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        Operator::new(builder)
+            .map(|b| b.finish())
+            .map_err(|e| Error::io(format!("s3://{}/{}: {e}", self.bucket, self.prefix)))
+    }
+}
+
+/// The ETag without the quotes S3 puts around it in listings (notifications leave them out).
+fn bare(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+impl Lakehouse {
+    /// The S3 bucket named `name`, if basin.toml configures one.
+    pub fn s3_bucket(&self, name: &str) -> Option<&S3Bucket> {
+        self.settings().s3_buckets.get(name)
+    }
+
+    /// An object of an S3 bucket, whole: what the handler's `context.read_bytes()` gets.
+    pub(crate) async fn read_s3_object(&self, bucket: &S3Bucket, key: &str) -> Result<Vec<u8>> {
+        let op = bucket.operator(&self.settings().s3)?;
+        let data = op.read(key).await.map_err(|e| {
+            Error::io(format!(
+                "cannot read s3://{}/{}{key}: {e}",
+                bucket.bucket, bucket.prefix
+            ))
+        })?;
+        Ok(data.to_vec())
+    }
+
+    /// Writes an object into an S3 bucket (`basin put`).
+    pub(crate) async fn write_s3_object(
+        &self,
+        bucket: &S3Bucket,
+        key: &str,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let op = bucket.operator(&self.settings().s3)?;
+        op.write(key, data).await.map(drop).map_err(|e| {
+            Error::io(format!(
+                "cannot write s3://{}/{}{key}: {e}",
+                bucket.bucket, bucket.prefix
+            ))
+        })
+    }
+
+    /// Events for the objects an S3 / MinIO event notification reports as created; objects
+    /// outside every configured bucket are left out.
+    pub async fn notification_events(&self, body: &serde_json::Value) -> Result<Vec<NewEvent>> {
+        let records = body
+            .get("Records")
+            .and_then(|r| r.as_array())
+            .ok_or_else(|| {
+                Error::invalid("the notification has no `Records`").with_hint(
+                    "send S3 or MinIO event-notification JSON: {\"Records\": [{\"eventName\": \
+                     \"ObjectCreated:Put\", \"s3\": {\"bucket\": {\"name\": ...}, \"object\": \
+                     {\"key\": ...}}}]}",
+                )
+            })?;
+        let functions = self.deployed_functions().await?;
+        let mut events = Vec::new();
+        for record in records {
+            let created = record
+                .get("eventName")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| {
+                    n.starts_with("ObjectCreated:") || n.starts_with("s3:ObjectCreated:")
+                });
+            let s3 = &record["s3"];
+            let (Some(store_bucket), Some(encoded)) =
+                (s3["bucket"]["name"].as_str(), s3["object"]["key"].as_str())
+            else {
+                continue;
+            };
+            if !created {
+                continue;
+            }
+            // Keys arrive URL-encoded, with `+` for spaces.
+            let full_key = percent_decode(&encoded.replace('+', " "));
+            let time = record["eventTime"].as_str().unwrap_or_default().to_string();
+            for bucket in self.settings().s3_buckets.values() {
+                let Some(key) = full_key.strip_prefix(&bucket.prefix) else {
+                    continue;
+                };
+                if bucket.bucket != store_bucket || key.is_empty() {
+                    continue;
+                }
+                let object = Object {
+                    bucket: &bucket.name,
+                    key,
+                    size: s3["object"]["size"].as_u64().unwrap_or(0),
+                    etag: bare(s3["object"]["eTag"].as_str().unwrap_or_default()),
+                    time: time.clone(),
+                    source: "s3-webhook",
+                };
+                events.extend(super::object_events(&functions, &object));
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// `%XX` sequences decoded (S3 keys in notifications are URL-encoded).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lists every configured S3 bucket that a deployed function watches, each at its own
+/// interval, until `stop` turns true.
+pub async fn poll(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch::Receiver<bool>) {
+    let buckets: Vec<S3Bucket> = lakehouse.settings().s3_buckets.values().cloned().collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for bucket in buckets {
+        let (lakehouse, dispatcher, mut stop) =
+            (lakehouse.clone(), dispatcher.clone(), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                match poll_once(&lakehouse, &bucket).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(bucket = bucket.name, events = n, "queued new objects");
+                        dispatcher.wake();
+                    }
+                    Err(e) => tracing::warn!(bucket = bucket.name, "cannot list the bucket: {e}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(bucket.poll) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+    let _ = stop.changed().await;
+    tasks.shutdown().await;
+}
+
+/// One listing: queues the objects modified since the watermark (less a slack) that a
+/// function wants, then moves the watermark. Returns how many events were new.
+pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize> {
+    let functions = lakehouse.deployed_functions().await?;
+    let watched = functions.iter().any(
+        |f| matches!(f.trigger(), Some(Trigger::Object { bucket: b, .. }) if *b == bucket.name),
+    );
+    if !watched {
+        return Ok(0);
+    }
+    let store = lakehouse.catalog().store();
+    let watermark = store.cursor(&bucket.cursor()).await?;
+    let op = bucket.operator(&lakehouse.settings().s3)?;
+    let entries = op.list_with("").recursive(true).await.map_err(|e| {
+        Error::io(format!(
+            "cannot list s3://{}/{}: {e}",
+            bucket.bucket, bucket.prefix
+        ))
+    })?;
+    let mut newest = watermark.unwrap_or(0);
+    let mut events = Vec::new();
+    for entry in entries {
+        let meta = entry.metadata();
+        if !meta.is_file() {
+            continue;
+        }
+        let modified: Option<chrono::DateTime<chrono::Utc>> = meta
+            .last_modified()
+            .map(|t| std::time::SystemTime::from(t).into());
+        let modified_ms = modified.map_or(0, |t| t.timestamp_millis());
+        if watermark.is_some_and(|w| modified_ms < w - WATERMARK_SLACK_MS) {
+            continue;
+        }
+        newest = newest.max(modified_ms);
+        let object = Object {
+            bucket: &bucket.name,
+            key: entry.path().trim_start_matches('/'),
+            size: meta.content_length(),
+            etag: bare(meta.etag().unwrap_or_default()),
+            time: modified.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            source: "s3-poll",
+        };
+        events.extend(super::object_events(&functions, &object));
+    }
+    let mut stored = 0;
+    for chunk in events.chunks(1000) {
+        stored += store.enqueue_events(chunk).await?;
+    }
+    store.set_cursor(&bucket.cursor(), newest).await?;
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_keys() {
+        let b = S3Bucket::parse("landing", "s3://incoming/orders/", Some(2.0)).unwrap();
+        assert_eq!(
+            (b.bucket.as_str(), b.prefix.as_str()),
+            ("incoming", "orders/")
+        );
+        assert_eq!(b.poll, Duration::from_secs(2));
+        let whole = S3Bucket::parse("all", "s3://incoming", None).unwrap();
+        assert_eq!((whole.prefix.as_str(), whole.poll), ("", DEFAULT_POLL));
+        assert!(S3Bucket::parse("x", "/srv/landing", None).is_err());
+        assert!(S3Bucket::parse("x", "s3://b/p", Some(0.0)).is_err());
+        assert_eq!(percent_decode("2026%2F11/a%20b.csv"), "2026/11/a b.csv");
+        assert_eq!(bare("\"abc\""), "abc");
+    }
+}
