@@ -77,8 +77,48 @@ def _call(node: ast.Call, func: Callable, where: str) -> Any:
         raise DeclarationError(f"{where}: {e}") from None
 
 
-def _declared(node: ast.FunctionDef, names: _Names, file: str) -> Optional[Declaration]:
-    """Applies the function's Basin decorators (bottom-up, as Python does) to a stand-in."""
+#: The decorators a `[triggers.NAME]` section of basin.toml may stand for.
+TRIGGERS = ("on_object", "schedule", "http")
+
+
+def toml_triggers(folder: Path) -> dict:
+    """The `[triggers.NAME]` sections of `folder/basin.toml`: triggers declared beside the
+    code instead of in it, one decorator's arguments each, e.g.
+    `[triggers.load.on_object]` with `bucket = "landing"`, `suffix = ".csv"`."""
+    path = folder / "basin.toml"
+    if not path.is_file():
+        return {}
+    import tomllib
+
+    try:
+        triggers = tomllib.loads(path.read_text()).get("triggers", {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise DeclarationError(f"{path}: {e}") from None
+    if not isinstance(triggers, dict):
+        raise DeclarationError(f"{path}: `triggers` is a table of [triggers.FUNCTION] sections")
+    return triggers
+
+
+def _toml_trigger(spec: Any, function: str, folder: Path) -> Callable:
+    """The decorator a `[triggers.FUNCTION]` section stands for."""
+    where = f"{folder / 'basin.toml'}: [triggers.{function}]"
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in TRIGGERS:
+        raise DeclarationError(f"{where}: give one of {', '.join(TRIGGERS)} as a table, e.g. "
+                               f"[triggers.{function}.on_object] with bucket = \"landing\"")
+    kind, args = next(iter(spec.items()))
+    if not isinstance(args, dict):
+        raise DeclarationError(f"{where}: `{kind}` takes a table of the decorator's arguments")
+    try:
+        return DECORATORS[kind](**args)
+    except TypeError as e:
+        raise DeclarationError(f"{where}: {e}") from None
+    except DeclarationError as e:
+        raise DeclarationError(f"{where}: {e}") from None
+
+
+def _declared(node: ast.FunctionDef, names: _Names, file: str, triggers: dict) -> Optional[Declaration]:
+    """Applies the function's Basin decorators (bottom-up, as Python does) to a stand-in,
+    then the trigger basin.toml declares for it, if any."""
     stand_in = lambda: None  # noqa: E731 - only carries the declaration
     stand_in.__qualname__ = stand_in.__name__ = node.name
     found = False
@@ -91,6 +131,9 @@ def _declared(node: ast.FunctionDef, names: _Names, file: str) -> Optional[Decla
         where = f"{file}:{dec.lineno}: @{ast.unparse(call.func if call else dec)}"
         decorate = _call(call, DECORATORS[name], where) if call else DECORATORS[name]()
         decorate(stand_in)
+    if node.name in triggers:
+        found = True
+        _toml_trigger(triggers[node.name], node.name, Path(file).parent)(stand_in)
     return getattr(stand_in, decorators.ATTRIBUTE, None) if found else None
 
 
@@ -119,13 +162,14 @@ def describe(path: str, function: Optional[str] = None) -> list:
     except SyntaxError as e:
         raise DeclarationError(f"{path}:{e.lineno}: {e.msg}") from None
     names = _Names(tree)
+    triggers = toml_triggers(file.parent)
     found = []
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         if function is not None and node.name != function:
             continue
-        declared = _declared(node, names, str(file))
+        declared = _declared(node, names, str(file), triggers)
         if declared is None and function is None:
             continue
         declared = declared or Declaration()

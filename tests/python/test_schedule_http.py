@@ -41,6 +41,18 @@ def score(event, context):
     return {"id": event["id"], "score": event["amount"] * 2}
 
 
+@basin.python("3.11", timeout="1s")
+@basin.http()
+def sleepy(event, context):
+    import time
+    time.sleep(30)
+
+
+@basin.python("3.11")
+def echo(event, context):  # its trigger is in basin.toml
+    return {"echo": event}
+
+
 @basin.python("3.11", timeout="5s")
 @basin.http("/hooks/orders", to="raw.hooked")
 def hooked(event, context):
@@ -118,7 +130,12 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
     functions = tmp_path / "called"
     functions.mkdir()
     (functions / "calls.py").write_text(CALLED)
-    assert "http /hooks/orders" in lakehouse("deploy", str(functions), "--plan")
+    (functions / "basin.toml").write_text('[triggers.nope.http]\n')
+    typo = lakehouse.run("deploy", str(functions), check=False)
+    assert typo.returncode != 0 and "[triggers.nope]: no function `nope`" in typo.stderr
+    (functions / "basin.toml").write_text('[triggers.echo.http]\npath = "/hooks/echo"\n')
+    plan = lakehouse("deploy", str(functions), "--plan")
+    assert "http /hooks/orders" in plan and "http /hooks/echo" in plan
     lakehouse("deploy", str(functions))
 
     base, server = start_server(lakehouse, "--no-auth")
@@ -150,6 +167,12 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         assert first[0] == again[0] == 200 and first[2] == again[2] and "commit" in first[2]
         rows = lakehouse("query", "SELECT id, amount FROM raw.hooked", "--format", "csv")
         assert rows == "id,amount\n1,5.0\n"
+
+        assert post(f"{base}/hooks/echo", [1, 2])[2] == {"echo": [1, 2]}
+
+        # Each call has the function's time limit, enforced inside the worker.
+        status, _, body = post(f"{base}/fn/sleepy", {})
+        assert status == 500 and "ran longer than 1s" in body["error"]["message"], body
 
         status, _, body = post(f"{base}/fn/nope", {})
         assert status == 404 and "basin functions ls" in body["error"]["hint"]

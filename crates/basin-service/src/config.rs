@@ -73,6 +73,8 @@ pub struct UserConfig {
     pub buckets: BTreeMap<String, BucketSection>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
+    /// Triggers declared beside the code (read by `basin deploy`, not here).
+    pub triggers: Option<toml::Value>,
     pub parameters: Option<toml::Value>,
 }
 

@@ -225,8 +225,36 @@ impl Lakehouse {
                 );
             }
         }
+        // A [triggers.NAME] section for a function no file defines is a typo, not a no-op.
+        for name in toml_triggers(dir)? {
+            if !found.contains_key(&name) {
+                return Err(Error::not_found(format!(
+                    "{}: [triggers.{name}]: no function `{name}` in {}'s .py files",
+                    dir.join("basin.toml").display(),
+                    dir.display()
+                ))
+                .with_hint("name a top-level function of one of the folder's .py files"));
+            }
+        }
         Ok(found)
     }
+}
+
+/// The function names of `[triggers.NAME]` sections in `dir/basin.toml` (the SDK applies
+/// them when it reads the files).
+fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join("basin.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("cannot read {}: {e}", path.display()))),
+    };
+    let value: toml::Table = toml::from_str(&text)
+        .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message())))?;
+    Ok(match value.get("triggers") {
+        Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    })
 }
 
 fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange {
