@@ -48,6 +48,14 @@ def sleepy(event, context):
     time.sleep(30)
 
 
+@basin.python("3.11", timeout="5s")
+@basin.http(max_attempts=2)
+def crashy(event, context):
+    import os
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-invocation
+
+
 @basin.python("3.11")
 def echo(event, context):  # its trigger is in basin.toml
     return {"echo": event}
@@ -173,6 +181,13 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         # Each call has the function's time limit, enforced inside the worker.
         status, _, body = post(f"{base}/fn/sleepy", {})
         assert status == 500 and "ran longer than 1s" in body["error"]["message"], body
+
+        # A worker killed mid-invocation: the event is retried after a backoff, then dead.
+        status, _, body = post(f"{base}/fn/crashy?async=1", {})
+        wait_for(lambda: lakehouse.json("events", "show", body["event"])["state"] == "dead")
+        crashed = lakehouse.json("events", "show", body["event"])
+        assert crashed["attempts"] == 2 and "killed by signal 9" in crashed["error"], crashed
+        assert crashed["updated_at_ms"] - crashed["created_at_ms"] >= 1000  # the first backoff is 1 s
 
         status, _, body = post(f"{base}/fn/nope", {})
         assert status == 404 and "basin functions ls" in body["error"]["hint"]

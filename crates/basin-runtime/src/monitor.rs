@@ -19,6 +19,20 @@ pub(crate) struct Stopped {
     pub cpu_ms: f64,
 }
 
+/// An invocation whose process ended before its result: how it ended.
+fn died(inv: &Invocation, exit: Option<Exit>) -> Error {
+    let how = match exit {
+        Some(Exit::Code(c)) => format!("exited with code {c}"),
+        Some(Exit::Signal(s)) => format!("was killed by signal {s}"),
+        Some(Exit::Unknown) | None => "stopped".to_string(),
+    };
+    Error::invalid(format!(
+        "function `{}` {how} before returning a result",
+        inv.function
+    ))
+    .with_hint("its stderr above says why; nothing was written")
+}
+
 /// Waits for the reply, enforcing the timeout and the memory limit from outside.
 pub(crate) async fn watch(
     pid: u32,
@@ -47,7 +61,15 @@ pub(crate) async fn watch(
                         let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
                         (Some(reply), status, None)
                     }
-                    Err(_) => (None, InvocationStatus::Error, Some(stopped(Error::internal(format!("function `{}` closed its connection without a result", inv.function)), peak, cpu_ms))),
+                    Err(_) => {
+                        // The connection closed without a result: the process is ending; say how.
+                        let exit = tokio::time::timeout(Duration::from_millis(500), &mut exit_rx).await;
+                        let error = match exit {
+                            Ok(Ok(exit)) => died(inv, Some(exit)),
+                            _ => Error::internal(format!("function `{}` closed its connection without a result", inv.function)),
+                        };
+                        (None, InvocationStatus::Error, Some(stopped(error, peak, cpu_ms)))
+                    }
                 };
             }
             exit = &mut exit_rx => {
@@ -56,14 +78,7 @@ pub(crate) async fn watch(
                     let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
                     return (Some(reply), status, None);
                 }
-                let how = match exit {
-                    Ok(Exit::Code(c)) => format!("exited with code {c}"),
-                    Ok(Exit::Signal(s)) => format!("was killed by signal {s}"),
-                    _ => "stopped".to_string(),
-                };
-                let error = Error::invalid(format!("function `{}` {how} before returning a result", inv.function))
-                    .with_hint("its stderr above says why; nothing was written");
-                return (None, InvocationStatus::Error, Some(stopped(error, peak, cpu_ms)));
+                return (None, InvocationStatus::Error, Some(stopped(died(inv, exit.ok()), peak, cpu_ms)));
             }
             _ = &mut deadline => {
                 kill_group(pid);
