@@ -150,6 +150,7 @@ def measure(basin: str, work: Path, files: int = 10_000, batch: int = 500, space
                      server.query(f"SELECT landed, started FROM bench.burst WHERE id >= {files}")]
 
         log(f"== idle: {IDLE_SECONDS}s after the keep-alive ({KEEP_ALIVE_SECONDS}s)")
+        server.http.close()  # a client holding a connection open is not the server's work
         time.sleep(KEEP_ALIVE_SECONDS + 2)
         cpu_before = server.cpu_seconds()
         time.sleep(IDLE_SECONDS)

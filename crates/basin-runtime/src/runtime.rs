@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use basin_catalog::{Error, InvocationKind, InvocationRecord, InvocationStatus, Result};
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::env::{Env, EnvCache, EnvSpec};
 use crate::monitor::{kill_group, serve, watch};
@@ -163,6 +163,8 @@ struct Inner {
     per_function: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Process groups of running invocations, for `kill_all`.
     running: Mutex<HashSet<u32>>,
+    /// Wakes the keep-alive reaper: a worker started, or the runtime is going away.
+    reaper: Arc<Notify>,
 }
 
 impl Inner {
@@ -179,6 +181,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.reaper.notify_one();
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
@@ -225,8 +228,9 @@ impl Runtime {
             zygotes: Mutex::new(HashMap::new()),
             per_function: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            reaper: Arc::new(Notify::new()),
         });
-        tokio::spawn(reap_idle(Arc::downgrade(&inner)));
+        tokio::spawn(reap_idle(Arc::downgrade(&inner), inner.reaper.clone()));
         Ok(Self { inner })
     }
 
@@ -303,6 +307,7 @@ impl Runtime {
         }
         let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env)).await?);
         *slot = Some(z.clone());
+        self.inner.reaper.notify_one();
         Ok(z)
     }
 
@@ -607,6 +612,8 @@ impl Drop for Ending {
             .expect("running")
             .remove(&self.pid);
         self.zygote.end();
+        // The worker's keep-alive starts now.
+        self.inner.reaper.notify_one();
     }
 }
 
@@ -643,22 +650,35 @@ fn stage_program(argv: &[String], workdir: &Path) -> Result<Vec<String>> {
     Ok(argv)
 }
 
-async fn reap_idle(inner: Weak<Inner>) {
+/// Ends workers idle for the keep-alive. It sleeps until the next one could expire, and
+/// with no workers at all until one starts: an idle runtime wakes for nothing.
+async fn reap_idle(inner: Weak<Inner>, wake: Arc<Notify>) {
     loop {
-        let keep_alive = match inner.upgrade() {
-            Some(i) => i.options.keep_alive,
-            None => return,
-        };
-        tokio::time::sleep(
-            (keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
-        )
-        .await;
-        let Some(inner) = inner.upgrade() else { return };
-        for slot in inner.slots() {
-            let mut slot = slot.lock().await;
-            if slot.as_ref().is_some_and(|z| z.expired(keep_alive)) {
-                slot.take(); // dropping it kills the worker
+        let next = {
+            let Some(inner) = inner.upgrade() else { return };
+            let keep_alive = inner.options.keep_alive;
+            let mut next: Option<Duration> = None;
+            for slot in inner.slots() {
+                let mut slot = slot.lock().await;
+                let Some(left) = slot.as_ref().map(|z| z.time_left(keep_alive)) else {
+                    continue;
+                };
+                if left.is_zero() {
+                    slot.take(); // dropping it kills the worker
+                } else {
+                    next = Some(next.map_or(left, |n| n.min(left)));
+                }
             }
+            next
+        };
+        match next {
+            Some(left) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(left.max(Duration::from_millis(50))) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
         }
     }
 }

@@ -186,9 +186,12 @@ impl Zygote {
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// True when no invocation has run for `keep_alive`.
-    pub fn expired(&self, keep_alive: Duration) -> bool {
-        self.active.load(Ordering::SeqCst) == 0
-            && self.idle_since.lock().expect("idle").elapsed() >= keep_alive
+    /// How long until no invocation will have run for `keep_alive` (zero: now); a worker
+    /// running invocations has all of `keep_alive` left (the reaper is woken when one ends).
+    pub fn time_left(&self, keep_alive: Duration) -> Duration {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return keep_alive;
+        }
+        keep_alive.saturating_sub(self.idle_since.lock().expect("idle").elapsed())
     }
 }
