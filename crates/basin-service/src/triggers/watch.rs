@@ -45,15 +45,17 @@ impl Root {
 }
 
 /// The configured folders first, so a file in one is not taken for a default bucket's.
+/// Absolute, as the paths the watcher reports are (`--home` may be relative).
 fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
+    let absolute = |dir: PathBuf| std::path::absolute(&dir).unwrap_or(dir);
     let configured = lakehouse.settings().bucket_folders.iter();
     configured
         .map(|(name, dir)| Root {
-            dir: dir.clone(),
+            dir: absolute(dir.clone()),
             bucket: Some(name.clone()),
         })
         .chain([Root {
-            dir: buckets_dir(lakehouse),
+            dir: absolute(buckets_dir(lakehouse)),
             bucket: None,
         }])
         .collect()
