@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +12,14 @@ from pathlib import Path
 import pytest
 
 BASIN = os.environ.get("BASIN_BIN", "basin")
+
+
+def wait_for(condition, seconds: float = 60):
+    """Polls `condition` every quarter second until it holds; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds}s"
+        time.sleep(0.25)
 
 
 class Basin:

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from conftest import start_server
+from conftest import start_server, wait_for
 
 FUNCTION = '''
 import basin
@@ -37,15 +37,6 @@ def states(lakehouse):
     return counts
 
 
-def wait_for(condition, seconds=180):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError("timed out")
-
-
 def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_path):
     functions = tmp_path / "functions"
     functions.mkdir()
@@ -63,7 +54,7 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
         land(landing, i)
     (landing / "broken.csv").write_text("id,amount\n1,2,3\n")
     # Kill it while it works: some batches are committed, others are not.
-    wait_for(lambda: states(lakehouse).get("succeeded", 0) >= 25)
+    wait_for(lambda: states(lakehouse).get("succeeded", 0) >= 25, 180)
     server.send_signal(signal.SIGKILL)
     server.wait()
     for i in range(FILES // 2, FILES):  # these land while Basin is down
@@ -71,7 +62,7 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
 
     base, server = start_server(lakehouse, "--no-auth")
     try:
-        wait_for(lambda: states(lakehouse) == {"succeeded": FILES, "dead": 1})
+        wait_for(lambda: states(lakehouse) == {"succeeded": FILES, "dead": 1}, 180)
     finally:
         server.kill()
         server.wait()

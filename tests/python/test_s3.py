@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.table import StaticTable
 
-from conftest import BASIN, Basin, start_server
+from conftest import BASIN, Basin, start_server, wait_for
 
 KEYS = {"BASIN_S3_ACCESS_KEY_ID": "testing", "BASIN_S3_SECRET_ACCESS_KEY": "testing", "BASIN_S3_REGION": "us-east-1"}
 
@@ -150,12 +150,6 @@ def test_bucket_triggers_on_s3_poll_and_webhook(tmp_path, s3_endpoint):
         out = b.run("query", f"SELECT count(*) AS n, count(DISTINCT trip) AS trips FROM raw.{table}",
                     "--format", "json", check=False)
         return json.loads(out.stdout)[0] if out.returncode == 0 else {"n": 0, "trips": 0}
-
-    def wait_for(condition, seconds=60):
-        deadline = time.monotonic() + seconds
-        while not condition():
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.25)
 
     put("incoming/2026/a.csv", 0)  # landed while Basin was down
     put("incoming/2026/b.csv", 1)

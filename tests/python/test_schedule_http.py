@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import start_server
+from conftest import start_server, wait_for
 
 SCHEDULED = '''
 import basin
@@ -73,15 +73,6 @@ def slots(lakehouse, table):
     out = lakehouse.run("query", f"SELECT slot, missed FROM ops.{table} ORDER BY slot", "--format", "json",
                         check=False)
     return [(r["slot"], r["missed"]) for r in json.loads(out.stdout)] if out.returncode == 0 else []
-
-
-def wait_for(condition, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError("timed out")
 
 
 def test_schedules_fire_once_per_slot_across_a_restart(lakehouse, tmp_path):
