@@ -96,7 +96,11 @@ impl Lakehouse {
                             .with_hint(format!("create one with `basin init {}`", home.display())),
                     );
                 }
-                home.to_path_buf()
+                // Absolute, so every path made from it is (the bucket watcher's, a
+                // configured folder's), whatever the working directory later.
+                std::path::absolute(home).map_err(|e| {
+                    Error::io(format!("cannot resolve {}", home.display())).with_source(e)
+                })?
             }
             None => config::discover(cwd).ok_or_else(|| {
                 Error::not_found(format!(

@@ -64,14 +64,8 @@ impl Dispatcher {
     pub async fn settled(&self, id: &str, limit: Duration) -> Result<Option<EventRecord>> {
         let mut changes = self.settled.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
-        let store = self.lakehouse.catalog().store();
         loop {
-            let event = store
-                .events_with_prefix(id)
-                .await?
-                .into_iter()
-                .find(|e| e.id == id)
-                .ok_or_else(|| Error::not_found(format!("no event `{id}`")))?;
+            let event = self.lakehouse.event(id).await?;
             if !matches!(event.state, EventState::Pending | EventState::Running) {
                 return Ok(Some(event));
             }

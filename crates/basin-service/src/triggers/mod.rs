@@ -34,7 +34,7 @@ pub(crate) fn event_id(parts: &[&str]) -> String {
 }
 
 /// An object as its event describes it.
-pub(crate) struct Object<'a> {
+pub(crate) struct ObjectMeta<'a> {
     /// The bucket's name in Basin (what `@basin.on_object(bucket=)` says).
     pub bucket: &'a str,
     /// The key inside the bucket.
@@ -50,7 +50,7 @@ pub(crate) struct Object<'a> {
 /// The events an object makes: one per deployed function whose bucket, prefix and suffix
 /// match. The id hashes the function, bucket, key and etag, so an object seen twice (by the
 /// start-up scan and the watcher, by a poll and a webhook) is queued once.
-pub(crate) fn object_events(functions: &[DeployedFunction], object: &Object) -> Vec<NewEvent> {
+pub(crate) fn object_events(functions: &[DeployedFunction], object: &ObjectMeta) -> Vec<NewEvent> {
     functions
         .iter()
         .filter(|f| match f.trigger() {

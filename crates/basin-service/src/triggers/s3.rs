@@ -14,7 +14,7 @@ use basin_table::S3Settings;
 use opendal::Operator;
 use tokio::sync::watch;
 
-use super::Object;
+use super::ObjectMeta;
 use super::dispatch::Dispatcher;
 use crate::Lakehouse;
 
@@ -182,7 +182,7 @@ impl Lakehouse {
                 if bucket.bucket != store_bucket || key.is_empty() {
                     continue;
                 }
-                let object = Object {
+                let object = ObjectMeta {
                     bucket: &bucket.name,
                     key,
                     size: s3["object"]["size"].as_u64().unwrap_or(0),
@@ -283,7 +283,7 @@ pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize
             continue;
         }
         newest = newest.max(modified_ms);
-        let object = Object {
+        let object = ObjectMeta {
             bucket: &bucket.name,
             key: entry.path().trim_start_matches('/'),
             size: meta.content_length(),

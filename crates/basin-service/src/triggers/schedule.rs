@@ -209,16 +209,13 @@ fn slot_event(
     slot: i64,
     missed: usize,
 ) -> NewEvent {
-    let Some(Trigger::Schedule { cron, tz, .. }) = function.trigger() else {
-        unreachable!("only scheduled functions have slots");
-    };
     NewEvent {
         id: super::event_id(&[&function.name, "schedule", &slot.to_string()]),
         function: function.name.clone(),
         payload: serde_json::json!({
             "type": "schedule",
-            "cron": cron,
-            "tz": tz,
+            "cron": schedule.cron.pattern.to_string(),
+            "tz": schedule.tz.name(),
             "scheduled_at": schedule.local(slot),
             "slot_ms": slot,
             "fired_at": DateTime::<Utc>::from(std::time::SystemTime::now()).to_rfc3339(),

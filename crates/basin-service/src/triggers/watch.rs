@@ -45,17 +45,15 @@ impl Root {
 }
 
 /// The configured folders first, so a file in one is not taken for a default bucket's.
-/// Absolute, as the paths the watcher reports are (`--home` may be relative).
 fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
-    let absolute = |dir: PathBuf| std::path::absolute(&dir).unwrap_or(dir);
     let configured = lakehouse.settings().bucket_folders.iter();
     configured
         .map(|(name, dir)| Root {
-            dir: absolute(dir.clone()),
+            dir: dir.clone(),
             bucket: Some(name.clone()),
         })
         .chain([Root {
-            dir: absolute(buckets_dir(lakehouse)),
+            dir: buckets_dir(lakehouse),
             bucket: None,
         }])
         .collect()
@@ -167,7 +165,7 @@ fn file_events(functions: &[DeployedFunction], roots: &[Root], path: &Path) -> V
         .unwrap_or_default();
     let etag = format!("{:x}-{:x}", modified.as_nanos(), meta.len());
     let time = chrono::DateTime::<chrono::Utc>::from(std::time::UNIX_EPOCH + modified);
-    let object = super::Object {
+    let object = super::ObjectMeta {
         bucket: &bucket,
         key: &key,
         size: meta.len(),
