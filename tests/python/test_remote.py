@@ -81,7 +81,7 @@ def test_remote_errors_keep_their_hints_and_roles_hold(remote, orders, tmp_path)
     reader = orders("token", "create", "--role", "reader").strip()
     assert remote("query", "SELECT 1 AS one", "--format", "csv", token=reader).stdout == "one\n1\n"
     refused = remote("branch", "create", "nope", token=reader, check=False)
-    assert refused.returncode == 1 and "is a reader; this needs a writer" in refused.stderr
+    assert refused.returncode == 1 and "token is a reader; POST /api/v1/branches needs a writer" in refused.stderr
     assert "nope" not in orders("branch", "ls")
 
     local_only = remote("invoke", "clean.py:f", check=False)

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Io,
     /// A bug in Basin: an invariant did not hold.
     Internal,
+    /// The work ran longer than a configured time limit (a query's timeout).
+    Timeout,
+    /// The work needed more than a configured limit allows (memory, rows, bytes, size).
+    Limit,
 }
 
 /// The catalog's error: a kind, a message naming the ref/table it is about, and a hint.

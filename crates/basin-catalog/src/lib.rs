@@ -23,6 +23,7 @@ mod sqlite;
 mod sqlite_events;
 mod sqlite_records;
 mod store;
+pub mod units;
 mod usage;
 
 pub use catalog::{

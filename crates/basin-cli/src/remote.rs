@@ -61,7 +61,11 @@ impl Remote {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let request = self.http.request(method, url);
+        // Says the request comes from Basin's CLI, not a web page (see docs/serving.md).
+        let request = self
+            .http
+            .request(method, url)
+            .header("x-basin-client", "cli");
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -176,6 +180,8 @@ async fn server_error(response: Response) -> Error {
         Some("Store") => ErrorKind::Store,
         Some("Io") => ErrorKind::Io,
         Some("Internal") => ErrorKind::Internal,
+        Some("Timeout") => ErrorKind::Timeout,
+        Some("Limit") => ErrorKind::Limit,
         _ => kind_of_status(status.as_u16()),
     };
     let mut e = Error::new(kind, error.message);
@@ -187,6 +193,8 @@ fn kind_of_status(status: u16) -> ErrorKind {
     match status {
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
+        504 => ErrorKind::Timeout,
+        413 | 422 => ErrorKind::Limit,
         400..=499 => ErrorKind::InvalidInput,
         _ => ErrorKind::Internal,
     }

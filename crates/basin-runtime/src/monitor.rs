@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use basin_catalog::{Error, InvocationStatus};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
@@ -108,6 +108,9 @@ pub(crate) async fn watch(
     }
 }
 
+/// The longest piece of an output line forwarded at once.
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
 /// Accepts the child's connections: stdout and stderr are forwarded line by line; the
 /// control connection gets the request and gives the reply.
 pub(crate) async fn serve(
@@ -149,7 +152,10 @@ pub(crate) async fn serve(
                     let mut line = Vec::new();
                     loop {
                         line.clear();
-                        match reader.read_until(b'\n', &mut line).await {
+                        // A line longer than this arrives in pieces: a function that prints
+                        // without newlines cannot make Basin hold it whole.
+                        let mut piece = (&mut reader).take(MAX_LINE_BYTES);
+                        match piece.read_until(b'\n', &mut line).await {
                             Ok(0) | Err(_) => break,
                             Ok(_) => {
                                 let text = String::from_utf8_lossy(&line);

@@ -29,6 +29,9 @@ pub struct RuntimeOptions {
     pub max_concurrency: usize,
     /// Where invocation folders go; `/dev/shm` when it exists.
     pub scratch: Option<PathBuf>,
+    /// Lines of output an invocation's log keeps in memory (`[functions] max_output_lines`);
+    /// later lines still stream to the terminal, but are counted instead of kept.
+    pub max_output_lines: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -37,6 +40,7 @@ impl Default for RuntimeOptions {
             keep_alive: Duration::from_secs(60),
             max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
             scratch: None,
+            max_output_lines: 10_000,
         }
     }
 }
@@ -90,6 +94,49 @@ pub struct Invocation {
 
 /// Receives the function's stdout and stderr, line by line, as it runs.
 pub type OutputSink = Arc<dyn Fn(Stream, &str) + Send + Sync>;
+
+/// An invocation's output lines as kept in memory: up to a number of lines, then only a
+/// count of the lines left out, said at the end.
+#[derive(Debug, Default)]
+pub struct OutputLog {
+    text: String,
+    lines: usize,
+    max_lines: usize,
+    dropped: usize,
+}
+
+impl OutputLog {
+    pub fn new(max_lines: usize) -> Self {
+        Self {
+            max_lines,
+            ..Self::default()
+        }
+    }
+
+    pub fn push(&mut self, line: &str) {
+        if self.lines >= self.max_lines {
+            self.dropped += 1;
+            return;
+        }
+        self.lines += 1;
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// The kept lines, and a last line saying how many were left out.
+    pub fn take(&mut self) -> String {
+        let mut text = std::mem::take(&mut self.text);
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "[basin: {} more lines not kept: the log keeps {} lines (`[functions] max_output_lines`)]\n",
+                self.dropped, self.max_lines
+            ));
+        }
+        self.lines = 0;
+        self.dropped = 0;
+        text
+    }
+}
 
 /// What a function returned.
 #[derive(Debug)]

@@ -75,8 +75,13 @@ async function runQuery() {
     const names = result.columns.map((c) => c.name);
     $("result").replaceChildren(grid(names, result.rows));
     const ms = performance.now() - started;
+    // Rows stream: an error after the first rows, or a cut at the server's JSON cap, is
+    // said at the end of the answer.
+    if (result.error) showError(result.error.message + (result.error.hint ? `\nhint: ${result.error.hint}` : ""));
+    else if (result.truncated) showError(result.notice);
     $("status").textContent =
-      `${result.row_count} row${result.row_count === 1 ? "" : "s"} in ${(result.seconds * 1000).toFixed(1)} ms (${ms.toFixed(0)} ms round trip)`;
+      `${result.error ? "failed after " : ""}${result.row_count} row${result.row_count === 1 ? "" : "s"}` +
+      `${result.truncated ? " (cut)" : ""} in ${(result.seconds * 1000).toFixed(1)} ms (${ms.toFixed(0)} ms round trip)`;
   } catch (e) {
     $("status").textContent = "failed";
     $("result").replaceChildren();

@@ -55,18 +55,24 @@ impl IntoResponse for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!("{e}");
         }
-        let body = serde_json::json!({"error": {
-            "message": e.message,
-            "hint": e.hint,
-            "kind": format!("{:?}", e.kind()),
-        }});
-        (status, Json(body)).into_response()
+        (status, Json(error_body(&e))).into_response()
     }
+}
+
+/// `{"error": {"message", "hint", "kind"}}`.
+pub(crate) fn error_body(e: &Error) -> serde_json::Value {
+    serde_json::json!({"error": {
+        "message": e.message,
+        "hint": e.hint,
+        "kind": format!("{:?}", e.kind()),
+    }})
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -82,93 +88,8 @@ pub(crate) async fn refs(State(state): State<AppState>) -> Result<Response, ApiE
     Ok(Json(all).into_response())
 }
 
-#[derive(Deserialize)]
-pub(crate) struct QueryRequest {
-    sql: String,
-    #[serde(rename = "ref")]
-    at: Option<String>,
-    namespace: Option<String>,
-}
-
 /// The media type of an Arrow IPC stream.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
-
-/// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `seconds`), or an Arrow
-/// IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
-pub(crate) async fn query(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(request): Json<QueryRequest>,
-) -> Result<Response, ApiError> {
-    let result = state
-        .lakehouse
-        .query_via(
-            "http",
-            &request.sql,
-            request.at.as_deref(),
-            request.namespace.as_deref(),
-            true,
-        )
-        .await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            state.metrics.query(0, 0.0, false);
-            return Err(e.into());
-        }
-    };
-    let rows = result.num_rows() as u64;
-    state.metrics.query(rows, result.seconds, true);
-    tracing::info!(rows, seconds = result.seconds, "query");
-    let wants_arrow = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(ARROW_STREAM));
-    if wants_arrow {
-        let mut body = Vec::new();
-        {
-            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut body, &result.schema)
-                .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
-            for batch in &result.batches {
-                writer
-                    .write(batch)
-                    .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
-            }
-            writer
-                .finish()
-                .map_err(|e| Error::internal(format!("arrow stream: {e}")))?;
-        }
-        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response());
-    }
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &result.batches {
-        writer
-            .write(batch)
-            .map_err(|e| Error::internal(format!("json: {e}")))?;
-    }
-    writer
-        .finish()
-        .map_err(|e| Error::internal(format!("json: {e}")))?;
-    let data = writer.into_inner();
-    let rows_json: serde_json::Value = if data.is_empty() {
-        serde_json::json!([])
-    } else {
-        serde_json::from_slice(&data).map_err(|e| Error::internal(format!("json: {e}")))?
-    };
-    let columns: Vec<serde_json::Value> = result
-        .schema
-        .fields()
-        .iter()
-        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
-        .collect();
-    Ok(Json(serde_json::json!({
-        "columns": columns,
-        "rows": rows_json,
-        "row_count": rows,
-        "seconds": result.seconds,
-    }))
-    .into_response())
-}
 
 #[derive(Deserialize)]
 pub(crate) struct AtRef {
@@ -382,6 +303,7 @@ pub(crate) async fn import(
     State(state): State<AppState>,
     Path(table): Path<String>,
     Query(q): Query<Upload>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     use futures::StreamExt;
@@ -418,38 +340,68 @@ pub(crate) async fn import(
         .filter(|t| !t.is_empty())
         .collect();
     let csv = basin_ingest::CsvOptions::from_chars(q.delimiter, q.quote, q.header.unwrap_or(true))?;
-    let folder = state
-        .lakehouse
-        .root()
-        .join(basin_service::BASIN_DIR)
-        .join("uploads")
-        .join(uuid::Uuid::now_v7().simple().to_string());
+    let limit = state.limits.max_upload_size;
+    let too_large = || {
+        state.metrics.limit_hit("max_upload_size");
+        Error::new(
+            ErrorKind::Limit,
+            format!(
+                "{name} is larger than the server's upload limit of {}",
+                basin_catalog::units::format_size(limit)
+            ),
+        )
+        .with_hint("split the file, import it on the server with `basin import`, or raise `[server] max_upload_size` in basin.toml")
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(error_body(&too_large())),
+        )
+            .into_response());
+    }
+    // Removed when this request ends, however it ends; a server that died mid-upload
+    // leaves it for the next start-up to remove.
+    let folder = crate::http::UploadFolder(
+        crate::http::uploads_dir(&state.lakehouse).join(uuid::Uuid::now_v7().simple().to_string()),
+    );
     let io = |e: std::io::Error| Error::io(format!("cannot store the upload: {e}"));
-    tokio::fs::create_dir_all(&folder).await.map_err(io)?;
-    let path = folder.join(&name);
-    let stored = async {
+    tokio::fs::create_dir_all(folder.path()).await.map_err(io)?;
+    let path = folder.path().join(&name);
+    let mut received = 0u64;
+    {
         let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk =
                 chunk.map_err(|e| Error::io(format!("the upload of {name} broke off: {e}")))?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Ok((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Json(error_body(&too_large())),
+                )
+                    .into_response());
+            }
             file.write_all(&chunk).await.map_err(io)?;
         }
         file.flush().await.map_err(io)?;
-        let mut request = basin_ingest::ImportRequest::new(
-            vec![path.display().to_string()],
-            table,
-            q.branch.unwrap_or_else(|| basin_catalog::MAIN.to_string()),
-        );
-        request.mode = mode;
-        request.format = format;
-        request.partition_by = partition_by;
-        request.allow_new_columns = q.allow_new_columns;
-        request.csv = csv;
-        state.lakehouse.import(request, None).await
     }
-    .await;
-    let _ = tokio::fs::remove_dir_all(&folder).await;
+    let mut request = basin_ingest::ImportRequest::new(
+        vec![path.display().to_string()],
+        table,
+        q.branch.unwrap_or_else(|| basin_catalog::MAIN.to_string()),
+    );
+    request.mode = mode;
+    request.format = format;
+    request.partition_by = partition_by;
+    request.allow_new_columns = q.allow_new_columns;
+    request.csv = csv;
+    let stored = state.lakehouse.import(request, None).await;
+    drop(folder);
     // Errors name the file as the client sent it, not where it was kept.
     let report = stored.map_err(|e| {
         let mut named = Error::new(

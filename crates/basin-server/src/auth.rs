@@ -1,37 +1,85 @@
-//! Bearer tokens: 401 without a known token, 403 when its role does not allow the request.
+//! Who may call what. Every route declares the least role it needs in its table
+//! ([`crate::openapi::endpoints`], [`crate::iceberg_rest::endpoints`], the console's); the
+//! router wraps each with [`guard`]. The outer middleware ([`authenticate`]) only finds out
+//! who the caller is: an unknown token is a 401 at once, no token is a caller with no role.
+//!
+//! Before that, [`browser_safety`] keeps web pages out: a `Host` that is not this server's
+//! (DNS rebinding) is refused, and so is a POST that a page could send across sites without
+//! asking first (a form, or `fetch` with a simple content type).
+
+use std::net::SocketAddr;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use basin_service::Role;
 
 use crate::AppState;
 
-/// The role a request needs (`None`: anyone, even without a token). Reading needs a reader;
-/// anything that may change the lakehouse needs a writer.
-pub(crate) fn required(method: &Method, path: &str) -> Option<Role> {
-    let reads = matches!(*method, Method::GET | Method::HEAD)
-        || path == "/api/v1/query"
-        || (path.starts_with("/v1/") && path.ends_with("/metrics"));
-    match path {
-        "/healthz" => None,
-        _ if path.starts_with("/api/v1/tokens") => Some(Role::Admin),
-        _ if crate::console::is_asset(path) => None,
-        _ if reads => Some(Role::Reader),
-        _ => Some(Role::Writer),
+/// The caller's role, found by [`authenticate`]; `None`: no token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller(pub Option<Role>);
+
+/// Wraps a route so that only callers with at least `role` reach it (`None`: anyone).
+pub(crate) fn guard<S>(role: Option<Role>, route: MethodRouter<S>) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    match role {
+        None => route,
+        Some(needed) => route.route_layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| require(needed, request, next),
+        )),
     }
 }
 
-fn refuse(status: StatusCode, message: &str, hint: &str) -> Response {
+/// 401 without a token, 403 when the token's role is below `needed`.
+pub(crate) async fn require(needed: Role, request: Request, next: Next) -> Response {
+    match refusal(needed, &request) {
+        None => next.run(request).await,
+        Some(refused) => refused,
+    }
+}
+
+/// The 401 or 403 [`require`] answers, if any; for a handler that checks by itself (a path
+/// only known at run time).
+pub(crate) fn refusal(needed: Role, request: &Request) -> Option<Response> {
+    match request.extensions().get::<Caller>().and_then(|c| c.0) {
+        Some(role) if role >= needed => None,
+        Some(role) => Some(refuse(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this token is a {}; {} {} needs a {}",
+                role.as_str(),
+                request.method(),
+                request.uri().path(),
+                needed.as_str()
+            ),
+            &format!(
+                "use a token with that role (basin token create --role {})",
+                needed.as_str()
+            ),
+        )),
+        None => Some(refuse(
+            StatusCode::UNAUTHORIZED,
+            "this server needs an access token",
+            "send Authorization: Bearer TOKEN (create one with `basin token create --role reader`)",
+        )),
+    }
+}
+
+pub(crate) fn refuse(status: StatusCode, message: &str, hint: &str) -> Response {
     // Both Basin's error shape (`hint`, `kind`) and the Iceberg REST one (`type`, `code`).
-    let kind = if status == StatusCode::FORBIDDEN {
-        "ForbiddenException"
-    } else {
-        "NotAuthorizedException"
+    let kind = match status {
+        StatusCode::FORBIDDEN => "ForbiddenException",
+        StatusCode::UNAUTHORIZED => "NotAuthorizedException",
+        _ => "BadRequestException",
     };
     let body = serde_json::json!({"error": {
-        "message": message, "hint": hint, "kind": "Unauthorized",
+        "message": message, "hint": hint,
+        "kind": if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN { "Unauthorized" } else { "InvalidInput" },
         "type": kind, "code": status.as_u16(),
     }});
     let mut response = (status, axum::Json(body)).into_response();
@@ -44,11 +92,15 @@ fn refuse(status: StatusCode, message: &str, hint: &str) -> Response {
     response
 }
 
-pub(crate) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(needed) = required(request.method(), request.uri().path()) else {
-        return next.run(request).await;
-    };
+/// Finds the caller's role from `Authorization: Bearer TOKEN` (every role, with
+/// `--no-auth`) and leaves it for [`require`].
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if state.open {
+        request.extensions_mut().insert(Caller(Some(Role::Admin)));
         return next.run(request).await;
     }
     let secret = request
@@ -57,37 +109,168 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(secret) = secret else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "this server needs an access token",
-            "send Authorization: Bearer TOKEN (create one with `basin token create --role reader`)",
-        );
+    let role = match secret {
+        None => None,
+        Some(secret) => match state.lakehouse.authenticate(secret).await {
+            Ok(Some((token, role))) => {
+                tracing::debug!(token = %token.id, role = role.as_str(), "authenticated");
+                Some(role)
+            }
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown access token",
+                    "check the token, or create one with `basin token create`",
+                );
+            }
+            Err(e) => {
+                tracing::error!("cannot check a token: {e}");
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the catalog store failed while checking the token",
+                    "try again; the server's log has the cause",
+                );
+            }
+        },
     };
-    match state.lakehouse.authenticate(secret).await {
-        Ok(Some((token, role))) if role >= needed => {
-            tracing::debug!(token = %token.id, role = role.as_str(), "authenticated");
-            next.run(request).await
+    request.extensions_mut().insert(Caller(role));
+    next.run(request).await
+}
+
+/// The names a request may give in `Host`.
+#[derive(Clone, Debug)]
+pub(crate) struct Hosts {
+    listen: Option<SocketAddr>,
+    /// From `[server] allowed_hosts`, lower case; `*` allows any.
+    allowed: Vec<String>,
+}
+
+impl Hosts {
+    pub(crate) fn new(listen: Option<SocketAddr>, allowed: Vec<String>) -> Self {
+        Self { listen, allowed }
+    }
+
+    /// Whether `host` (a `Host` header: name or address, maybe a port) names this server:
+    /// a configured name, the address it listens on (any address when it listens on all),
+    /// or `localhost` when it listens on loopback.
+    pub(crate) fn allows(&self, host: &str) -> bool {
+        let name = strip_port(host).to_ascii_lowercase();
+        if self.allowed.iter().any(|a| a == "*" || *a == name) {
+            return true;
         }
-        Ok(Some((token, role))) => refuse(
-            StatusCode::FORBIDDEN,
+        let Some(listen) = self.listen else {
+            return true;
+        };
+        let address = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>();
+        match address {
+            Ok(ip) => listen.ip().is_unspecified() || ip == listen.ip(),
+            Err(_) => name == "localhost" && listen.ip().is_loopback(),
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8181
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Refuses requests a web page could make this server act on: a foreign `Host` (a page
+/// whose name was re-pointed at this address), and a POST a page can send across sites
+/// without the browser asking first (a missing or simple content type and no custom header).
+pub(crate) async fn browser_safety(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host
+        && !state.hosts.allows(host)
+    {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!("this server does not answer to the name `{host}`"),
+            "reach it by its address, or add the name to `[server] allowed_hosts` in basin.toml",
+        );
+    }
+    if request.method() == Method::POST && !deliberate(&request) {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &format!(
-                "token {} is a {}; this needs a {}",
-                token.id,
-                role.as_str(),
-                needed.as_str()
+                "POST {} needs a content type of its own: a web page could send this one \
+                 from another site",
+                request.uri().path()
             ),
-            "use a token with that role (basin token create --role writer)",
-        ),
-        Ok(None) => refuse(
-            StatusCode::UNAUTHORIZED,
-            "unknown access token",
-            "check the token, or create one with `basin token create`",
-        ),
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &e.message,
-            "the catalog store failed",
-        ),
+            "send `Content-Type: application/json` (or the file's type for an import), or the \
+             header `X-Basin-Client: NAME`",
+        );
+    }
+    next.run(request).await
+}
+
+/// A POST a browser would only send cross-site after a CORS preflight (which Basin never
+/// grants): a non-simple content type, or a custom header.
+fn deliberate(request: &Request) -> bool {
+    if request.headers().contains_key("x-basin-client") {
+        return true;
+    }
+    let Some(content_type) = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    !matches!(
+        essence.as_str(),
+        "" | "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_name_the_listen_address_or_a_configured_name() {
+        let loopback = Hosts::new(Some("127.0.0.1:8181".parse().unwrap()), vec![]);
+        for ok in ["127.0.0.1:8181", "127.0.0.1", "localhost:8181", "LOCALHOST"] {
+            assert!(loopback.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8181",
+            "10.0.0.1:8181",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!loopback.allows(bad), "{bad}");
+        }
+        let any = Hosts::new(
+            Some("0.0.0.0:8181".parse().unwrap()),
+            vec!["basin.internal".into()],
+        );
+        assert!(any.allows("10.1.2.3:8181") && any.allows("basin.internal:443"));
+        assert!(!any.allows("rebound.example:8181") && !any.allows("localhost"));
+        let v6 = Hosts::new(Some("[::1]:8181".parse().unwrap()), vec![]);
+        assert!(v6.allows("[::1]:8181") && v6.allows("localhost") && !v6.allows("[::2]"));
+        let star = Hosts::new(Some("127.0.0.1:1".parse().unwrap()), vec!["*".into()]);
+        assert!(star.allows("anything.example"));
     }
 }

@@ -6,15 +6,25 @@
 //! Every request gets an id (the caller's `x-request-id`, or a new one), returned in the
 //! response and carried by every log line of the request. SIGINT or SIGTERM stops accepting
 //! connections, lets requests in flight finish, then stops running functions.
+//!
+//! Callers are not trusted: each route declares its role ([`auth`]), SQL follows one
+//! read-only policy at every door (`basin_sql::policy`), and every resource a caller can
+//! make the server spend has a limit in basin.toml's `[server]` and `[sql]` sections, with a
+//! metric (see docs/serving.md, "Security").
 
 mod api;
 mod auth;
 mod console;
+mod http;
 mod iceberg_rest;
 mod metrics;
 pub mod openapi;
 mod postgres;
+mod query;
 mod triggers;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +35,10 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use basin_catalog::{Error, Result};
-use basin_service::Lakehouse;
 use basin_service::triggers::dispatch::Dispatcher;
+use basin_service::{Lakehouse, ServerSettings};
 use tracing::Instrument;
 
 pub use api::ARROW_STREAM;
@@ -59,21 +70,28 @@ pub(crate) struct AppState {
     pub open: bool,
     /// Runs triggered functions (started by `serve`); HTTP calls queue events for it.
     pub dispatcher: Dispatcher,
+    /// The names requests may give in `Host`.
+    pub hosts: auth::Hosts,
+    /// `[server]` in basin.toml: limits on what callers may make the server do.
+    pub limits: ServerSettings,
 }
 
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
-/// requests need no token.
-pub fn app(lakehouse: Lakehouse, open: bool) -> Router {
-    router(AppState::new(lakehouse, open))
+/// requests need no token; `listen` is the address `Host` headers must name.
+pub fn app(lakehouse: Lakehouse, open: bool, listen: Option<SocketAddr>) -> Router {
+    router(AppState::new(lakehouse, open, listen))
 }
 
 impl AppState {
-    fn new(lakehouse: Lakehouse, open: bool) -> Self {
+    fn new(lakehouse: Lakehouse, open: bool, listen: Option<SocketAddr>) -> Self {
+        let limits = lakehouse.settings().server.clone();
         Self {
             dispatcher: Dispatcher::new(lakehouse.clone()),
+            hosts: auth::Hosts::new(listen, limits.allowed_hosts.clone()),
+            metrics: Arc::new(Metrics::new(lakehouse.sql().clone())),
             lakehouse,
-            metrics: Arc::new(Metrics::new()),
             open,
+            limits,
         }
     }
 }
@@ -83,12 +101,43 @@ fn router(state: AppState) -> Router {
         .merge(iceberg_rest::routes())
         .merge(console::routes())
         .fallback(triggers::call_declared)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::browser_safety,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
         ))
         .with_state(state)
+}
+
+/// A router of `(path, method router)` pairs; pairs with one path are merged.
+fn route_table(
+    routes: impl IntoIterator<Item = (&'static str, MethodRouter<AppState>)>,
+) -> Router<AppState> {
+    let mut by_path: std::collections::BTreeMap<&str, MethodRouter<AppState>> =
+        std::collections::BTreeMap::new();
+    for (path, handler) in routes {
+        let merged = match by_path.remove(path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(path, merged);
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
 }
 
 /// Serves until SIGINT or SIGTERM; `ready` is told the bound addresses.
@@ -139,7 +188,9 @@ pub async fn serve(
         }
     };
     let runtime = lakehouse.clone();
-    let state = AppState::new(lakehouse, options.no_auth);
+    http::clean_uploads(&lakehouse).await;
+    let listen = local(&listener)?;
+    let state = AppState::new(lakehouse, options.no_auth, Some(listen));
     let _watcher = start_triggers(&state.dispatcher, triggers_stop).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
@@ -150,10 +201,9 @@ pub async fn serve(
             until_stopped(),
         ));
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(until_stopped())
-        .await
-        .map_err(|e| Error::io(format!("the server stopped: {e}")))?;
+    let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
+    http::serve(listener, router(state), &limits, metrics, until_stopped()).await;
     // Requests are done; functions they started are not left behind.
     if let Ok(rt) = runtime.runtime() {
         rt.kill_all().await;

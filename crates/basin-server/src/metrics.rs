@@ -4,11 +4,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 pub struct Metrics {
     started: Instant,
     inner: Mutex<Counters>,
+    /// HTTP connections open now.
+    connections: AtomicI64,
+    /// The SQL engine: memory held, queries stopped by a limit.
+    sql: basin_sql::Engine,
 }
 
 #[derive(Default)]
@@ -19,14 +24,34 @@ struct Counters {
     query_errors: u64,
     query_rows: u64,
     query_seconds: f64,
+    /// Requests and answers stopped by a `[server]` limit, by the limit's name.
+    limits: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(sql: basin_sql::Engine) -> Self {
         Self {
             started: Instant::now(),
             inner: Mutex::new(Counters::default()),
+            connections: AtomicI64::new(0),
+            sql,
         }
+    }
+
+    /// A connection opened (`1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A request or answer stopped by the limit `name` (a `[server]` setting).
+    pub fn limit_hit(&self, name: &'static str) {
+        *self
+            .inner
+            .lock()
+            .expect("metrics")
+            .limits
+            .entry(name)
+            .or_default() += 1;
     }
 
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -104,12 +129,58 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {value}");
         }
+        let sql = self.sql.counters();
+        let limits = self.sql.limits();
+        for (name, kind, help, value) in [
+            (
+                "basin_query_timeouts_total",
+                "counter",
+                "SQL queries stopped at `[sql] query_timeout` (or a client's statement_timeout).",
+                sql.timed_out.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_query_memory_exhausted_total",
+                "counter",
+                "SQL queries stopped by `[sql] query_memory_limit` or `memory_limit`.",
+                sql.out_of_memory.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_sql_memory_reserved_bytes",
+                "gauge",
+                "Memory SQL queries hold now.",
+                self.sql.memory_reserved() as f64,
+            ),
+            (
+                "basin_sql_memory_limit_bytes",
+                "gauge",
+                "`[sql] memory_limit`: memory all queries together may hold.",
+                limits.memory_limit as f64,
+            ),
+            (
+                "basin_sql_query_memory_limit_bytes",
+                "gauge",
+                "`[sql] query_memory_limit`: memory one query may hold.",
+                limits.query_memory_limit as f64,
+            ),
+            (
+                "basin_http_connections",
+                "gauge",
+                "HTTP connections open now (at most `[server] max_connections`).",
+                self.connections.load(Ordering::Relaxed) as f64,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP basin_limit_hits_total Requests and answers stopped by a `[server]` limit."
+        );
+        let _ = writeln!(out, "# TYPE basin_limit_hits_total counter");
+        for (limit, count) in &c.limits {
+            let _ = writeln!(out, "basin_limit_hits_total{{limit=\"{limit}\"}} {count}");
+        }
         out
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -14,8 +14,7 @@
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use basin_catalog::{CommitId, Error, ErrorKind};
@@ -56,6 +55,7 @@ use pgwire::types::format::FormatOptions;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::query::Meter;
 
 /// The connection setting that picks the ref.
 const REF: &str = "basin.ref";
@@ -109,7 +109,15 @@ pub(crate) async fn serve(
         parameters,
     }));
     tokio::pin!(shutdown);
+    // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        handlers.0.lakehouse.settings().server.max_connections,
+    ));
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -127,6 +135,7 @@ pub(crate) async fn serve(
                 if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                     tracing::debug!("connection ended: {e}");
                 }
+                drop(permit);
             }
             .instrument(span),
         );
@@ -170,9 +179,12 @@ fn basin_error(e: Error) -> PgWireError {
     let code = match e.kind() {
         ErrorKind::NotFound if e.message.starts_with("column") => "42703",
         ErrorKind::NotFound => "42P01",
-        ErrorKind::InvalidInput if e.message.contains("read-only") => "25006",
+        // The statement policy: a write, or anything reaching files (read_only_sql_transaction).
+        ErrorKind::InvalidInput if e.message.contains("is not allowed") => "25006",
         ErrorKind::InvalidInput => "42601",
         ErrorKind::AlreadyExists | ErrorKind::Conflict => "40001",
+        ErrorKind::Timeout => "57014",
+        ErrorKind::Limit => "53200",
         _ => "XX000",
     };
     let mut info = ErrorInfo::new("ERROR".into(), code.into(), e.message.clone());
@@ -266,9 +278,10 @@ impl Backend {
         {
             return Ok(cached.session.clone());
         }
-        let session = basin_sql::Session::new(self.lakehouse.tables(), &at, None)
-            .await
-            .map_err(basin_error)?;
+        let session =
+            basin_sql::Session::new(self.lakehouse.sql(), self.lakehouse.tables(), &at, None)
+                .await
+                .map_err(basin_error)?;
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         let session = Arc::new(session);
@@ -286,43 +299,43 @@ impl Backend {
             .map_err(|e| pg_error("42601", e.to_string()))
     }
 
-    /// Runs a planned query and streams its rows; the query is metered when the stream ends.
+    /// Runs a planned query and streams its rows, within `timeout`; the query is metered
+    /// when the stream ends.
     async fn run(
         &self,
         session: &basin_sql::Session,
         plan: LogicalPlan,
         format: &Format,
         options: Arc<FormatOptions>,
+        timeout: Option<Duration>,
     ) -> PgWireResult<Response> {
-        let started = Instant::now();
-        let started_at_ms = chrono::Utc::now().timestamp_millis();
-        let running = session.execute(plan).await.map_err(basin_error)?;
+        let meter = Arc::new(Meter::new(
+            "postgres",
+            self.lakehouse.clone(),
+            self.metrics.clone(),
+        ));
+        let running = match session.execute(plan, timeout).await {
+            Ok(running) => running,
+            Err(e) => {
+                meter.failed(&e);
+                return Err(basin_error(e));
+            }
+        };
+        meter.plan(running.plan.clone());
         let fields = Arc::new(arrow_schema_to_pg_fields(
             &running.schema,
             format,
             Some(options),
         )?);
-        let meter = Arc::new(Meter {
-            started,
-            started_at_ms,
-            rows: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            plan: running.plan,
-            metrics: self.metrics.clone(),
-            lakehouse: self.lakehouse.clone(),
-        });
-        let batches = running.batches;
         let encode_fields = fields.clone();
-        let rows = batches.flat_map(move |batch| {
+        let rows = running.batches.flat_map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                 Ok(batch) => {
-                    meter
-                        .rows
-                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    meter.rows(batch.num_rows());
                     encode_recordbatch(encode_fields.clone(), batch)
                 }
                 Err(e) => {
-                    meter.failed.store(1, Ordering::Relaxed);
+                    meter.failed(&e);
                     Box::new(std::iter::once(Err(basin_error(e))))
                 }
             };
@@ -332,40 +345,21 @@ impl Backend {
     }
 }
 
-/// Counts a query's rows as they are sent; meters the query when its stream is dropped
-/// (sent in full, failed, or abandoned by the client).
-struct Meter {
-    started: Instant,
-    started_at_ms: i64,
-    rows: AtomicU64,
-    failed: AtomicU64,
-    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-    metrics: Arc<Metrics>,
-    lakehouse: Lakehouse,
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        let rows = self.rows.load(Ordering::Relaxed);
-        let ok = self.failed.load(Ordering::Relaxed) == 0;
-        let seconds = self.started.elapsed().as_secs_f64();
-        let bytes_scanned = basin_sql::bytes_scanned(&self.plan);
-        self.metrics.query(rows, seconds, ok);
-        tracing::info!(rows, seconds, ok, bytes_scanned, "postgres query");
-        let usage = basin_service::QueryUsage {
-            via: "postgres",
-            started_at_ms: self.started_at_ms,
-            seconds,
-            rows,
-            bytes_scanned,
-            error: (!ok).then(|| "the query failed while running".to_string()),
-        };
-        let lakehouse = self.lakehouse.clone();
-        tokio::spawn(async move {
-            if let Err(e) = lakehouse.record_query(usage).await {
-                tracing::warn!("the query ran but could not be metered: {e}");
-            }
-        });
+/// The time limit of a connection's next statement: its `statement_timeout` (kept by
+/// datafusion-postgres' SET hook under this key), within the server's `[sql] query_timeout`.
+fn statement_timeout<C: ClientInfo + ?Sized>(
+    client: &C,
+    session: &basin_sql::Session,
+) -> Option<Duration> {
+    let asked = client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    match (asked, session.default_timeout()) {
+        (Some(a), Some(limit)) => Some(a.min(limit)),
+        (a, limit) => a.or(limit),
     }
 }
 
@@ -397,9 +391,10 @@ impl SimpleQueryHandler for Handlers {
             let session = backend.session(client).await?;
             let plan = session.plan(statement).await.map_err(basin_error)?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            let timeout = statement_timeout(client, &session);
             responses.push(
                 backend
-                    .run(&session, plan, &Format::UnifiedText, options)
+                    .run(&session, plan, &Format::UnifiedText, options, timeout)
                     .await?,
             );
         }
@@ -554,8 +549,15 @@ impl ExtendedQueryHandler for Handlers {
             .replace_params_with_values(&params)
             .map_err(|e| pg_error("22023", e.to_string()))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let timeout = statement_timeout(client, &session);
         backend
-            .run(&session, plan, &portal.result_column_format, options)
+            .run(
+                &session,
+                plan,
+                &portal.result_column_format,
+                options,
+                timeout,
+            )
             .await
     }
 }

@@ -4,10 +4,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basin_catalog::{Error, EventRecord, EventState};
+use basin_service::Role;
 use basin_service::triggers::http::{Call, sync_limit};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,22 +33,46 @@ pub(crate) async fn call_by_name(
     call(&state, &format!("/fn/{name}"), query, &headers, &body).await
 }
 
-/// Any path no route claims: a function's declared path when POSTed to, 404 otherwise.
-pub(crate) async fn call_declared(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    Query(query): Query<CallQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    if method != Method::POST {
-        return Err(Error::not_found(format!("no route {method} {}", uri.path()))
-            .with_hint("the API is under /api/v1 (see docs/openapi.json); functions are called with POST")
-            .into());
+/// Any path no route claims: a function's declared path when POSTed to by a writer, 404
+/// otherwise. (Declared paths are only known at run time, so this checks the role itself.)
+pub(crate) async fn call_declared(State(state): State<AppState>, request: Request) -> Response {
+    if request.method() != Method::POST {
+        let e = Error::not_found(format!(
+            "no route {} {}",
+            request.method(),
+            request.uri().path()
+        ))
+        .with_hint(
+            "the API is under /api/v1 (see docs/openapi.json); functions are called with POST",
+        );
+        return ApiError::from(e).into_response();
     }
-    call(&state, uri.path(), query, &headers, &body).await
+    if let Some(refused) = crate::auth::refusal(Role::Writer, &request) {
+        return refused;
+    }
+    let (parts, body) = request.into_parts();
+    let query = Query::<CallQuery>::try_from_uri(&parts.uri)
+        .map(|Query(q)| q)
+        .unwrap_or(CallQuery { asynchronous: None });
+    let body = match axum::body::to_bytes(body, MAX_CALL_BODY).await {
+        Ok(body) => body,
+        Err(e) => {
+            let e = Error::new(
+                basin_catalog::ErrorKind::Limit,
+                format!("the request body could not be read: {e}"),
+            )
+            .with_hint("a function's event is at most 2 MiB of JSON");
+            return ApiError::from(e).into_response();
+        }
+    };
+    match call(&state, parts.uri.path(), query, &parts.headers, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
 }
+
+/// The largest event a function is called with over HTTP (as axum's default for JSON).
+const MAX_CALL_BODY: usize = 2 << 20;
 
 async fn call(
     state: &AppState,

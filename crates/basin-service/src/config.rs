@@ -68,6 +68,10 @@ pub struct UserConfig {
     pub functions: FunctionsSection,
     #[serde(default)]
     pub pricing: PricingSection,
+    #[serde(default)]
+    pub sql: SqlSection,
+    #[serde(default)]
+    pub server: ServerSection,
     /// Buckets that are not folders under `.basin/buckets/`: `[buckets.NAME]`.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketSection>,
@@ -85,6 +89,116 @@ pub struct FunctionsSection {
     pub keep_alive_seconds: Option<f64>,
     /// Invocations running at once, over all functions.
     pub max_concurrency: Option<usize>,
+    /// Lines of a function's output (stdout and stderr) kept in memory per invocation.
+    pub max_output_lines: Option<usize>,
+}
+
+/// A size in basin.toml: a number of bytes, or `"512MiB"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, setting: &str) -> Result<u64> {
+        match self {
+            SizeValue::Bytes(n) => Ok(*n),
+            SizeValue::Text(t) => basin_catalog::units::parse_size(t).map_err(|e| {
+                Error::invalid(format!("{setting}: {}", e.message))
+                    .with_hint("write e.g. \"512MiB\" or \"4GiB\"")
+            }),
+        }
+    }
+}
+
+/// A duration in basin.toml: seconds, or `"30s"`, `"5m"`; `0` or `"off"`: no limit.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn limit(&self, setting: &str) -> Result<Option<std::time::Duration>> {
+        match self {
+            DurationValue::Seconds(s) if *s == 0.0 => Ok(None),
+            DurationValue::Seconds(s) if s.is_finite() && *s > 0.0 => {
+                Ok(Some(std::time::Duration::from_secs_f64(*s)))
+            }
+            DurationValue::Text(t) if matches!(t.trim(), "off" | "none" | "0") => Ok(None),
+            DurationValue::Text(t) => {
+                basin_catalog::units::parse_duration(t)
+                    .map(Some)
+                    .map_err(|e| {
+                        Error::invalid(format!("{setting}: {}", e.message))
+                            .with_hint("write e.g. \"30s\" or \"5m\", or \"off\"")
+                    })
+            }
+            DurationValue::Seconds(s) => {
+                Err(Error::invalid(format!("{setting}: {s} is not a duration")))
+            }
+        }
+    }
+}
+
+/// `[sql]`: what queries may use (every front door, and `basin query`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    pub memory_limit: Option<SizeValue>,
+    pub query_memory_limit: Option<SizeValue>,
+    pub query_timeout: Option<DurationValue>,
+    pub spill_dir: Option<PathBuf>,
+    pub spill_limit: Option<SizeValue>,
+}
+
+/// `[server]`: what `basin serve` accepts from its callers.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub allowed_hosts: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<DurationValue>,
+    pub request_timeout: Option<DurationValue>,
+    pub max_upload_size: Option<SizeValue>,
+    pub json_max_rows: Option<u64>,
+    pub json_max_bytes: Option<SizeValue>,
+}
+
+/// What `basin serve` accepts, resolved.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Host names (besides the listen address, and `localhost` on loopback) requests may
+    /// name in `Host`; `*` allows any.
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once (HTTP and Postgres each); more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a request may take until its answer starts (a streamed answer may go on).
+    pub request_timeout: Option<std::time::Duration>,
+    /// The largest upload (`POST /api/v1/tables/NAME/import`).
+    pub max_upload_size: u64,
+    /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
+    pub json_max_rows: u64,
+    pub json_max_bytes: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            max_connections: 256,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: Some(std::time::Duration::from_secs(600)),
+            max_upload_size: 10 << 30,
+            json_max_rows: 100_000,
+            json_max_bytes: 64 << 20,
+        }
+    }
 }
 
 /// `[buckets.NAME]`: a bucket that is not `.basin/buckets/NAME/`. Either a local folder
@@ -158,6 +272,8 @@ pub struct Settings {
     pub s3_buckets: BTreeMap<String, crate::triggers::s3::S3Bucket>,
     /// Buckets in local folders of the user's choosing, by name.
     pub bucket_folders: BTreeMap<String, PathBuf>,
+    pub sql: basin_sql::SqlLimits,
+    pub server: ServerSettings,
 }
 
 impl Settings {
@@ -199,6 +315,53 @@ impl Settings {
             .or(user.functions.max_concurrency);
         if let Some(n) = concurrency {
             runtime.max_concurrency = n.max(1);
+        }
+        if let Some(n) = user.functions.max_output_lines {
+            runtime.max_output_lines = n.max(1);
+        }
+        let setting = |section: &str, name: &str| format!("{}: [{section}] {name}", path.display());
+        let mut sql = basin_sql::SqlLimits::default();
+        let q = &user.sql;
+        if let Some(v) = &q.memory_limit {
+            sql.memory_limit = v.bytes(&setting("sql", "memory_limit"))?;
+        }
+        if let Some(v) = &q.query_memory_limit {
+            sql.query_memory_limit = v.bytes(&setting("sql", "query_memory_limit"))?;
+        }
+        sql.query_memory_limit = sql.query_memory_limit.min(sql.memory_limit);
+        if let Some(v) = &q.query_timeout {
+            sql.query_timeout = v.limit(&setting("sql", "query_timeout"))?;
+        }
+        if let Some(spill) = &q.spill_dir {
+            sql.spill_dir = Some(dir.join(spill));
+        }
+        if let Some(v) = &q.spill_limit {
+            sql.spill_limit = v.bytes(&setting("sql", "spill_limit"))?;
+        }
+        let mut server = ServerSettings::default();
+        let w = &user.server;
+        if let Some(hosts) = &w.allowed_hosts {
+            server.allowed_hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        if let Some(n) = w.max_connections {
+            server.max_connections = n.max(1);
+        }
+        if let Some(v) = &w.header_read_timeout {
+            server.header_read_timeout = v
+                .limit(&setting("server", "header_read_timeout"))?
+                .unwrap_or(std::time::Duration::from_secs(3600));
+        }
+        if let Some(v) = &w.request_timeout {
+            server.request_timeout = v.limit(&setting("server", "request_timeout"))?;
+        }
+        if let Some(v) = &w.max_upload_size {
+            server.max_upload_size = v.bytes(&setting("server", "max_upload_size"))?;
+        }
+        if let Some(n) = w.json_max_rows {
+            server.json_max_rows = n.max(1);
+        }
+        if let Some(v) = &w.json_max_bytes {
+            server.json_max_bytes = v.bytes(&setting("server", "json_max_bytes"))?;
         }
         let defaults = Pricing::default();
         let pricing = Pricing {
@@ -246,6 +409,8 @@ impl Settings {
             pricing,
             s3_buckets,
             bucket_folders,
+            sql,
+            server,
         })
     }
 

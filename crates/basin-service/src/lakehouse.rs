@@ -22,6 +22,8 @@ pub struct Lakehouse {
     tables: Tables,
     /// The function runtime, started at the first invocation.
     runtime: Arc<OnceLock<basin_runtime::Runtime>>,
+    /// The memory pool, spill space and limits every SQL session shares.
+    sql: basin_sql::Engine,
 }
 
 impl Lakehouse {
@@ -133,11 +135,14 @@ impl Lakehouse {
             Warehouse::local(Path::new(location))?
         };
         let store: Arc<dyn Store> = Arc::new(store);
+        let local = (!warehouse.is_s3()).then(|| PathBuf::from(warehouse.location()));
+        let sql = basin_sql::Engine::new(settings.sql.clone(), local.as_deref())?;
         Ok(Self {
             root: root.to_path_buf(),
             settings,
             tables: Tables::new(Catalog::new(store), warehouse),
             runtime: Arc::new(OnceLock::new()),
+            sql,
         })
     }
 
@@ -155,6 +160,11 @@ impl Lakehouse {
 
     pub fn tables(&self) -> &Tables {
         &self.tables
+    }
+
+    /// What SQL sessions share: memory, spill space, limits.
+    pub fn sql(&self) -> &basin_sql::Engine {
+        &self.sql
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -231,7 +241,7 @@ impl Lakehouse {
         namespace: Option<&str>,
     ) -> Result<basin_sql::QueryResult> {
         let at = self.resolve(at).await?;
-        let session = basin_sql::Session::new(&self.tables, &at, namespace).await?;
+        let session = basin_sql::Session::new(&self.sql, &self.tables, &at, namespace).await?;
         session.run(sql).await
     }
 

@@ -23,6 +23,7 @@ pub mod triggers;
 mod usage;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
+pub use config::ServerSettings;
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;

@@ -3,16 +3,20 @@
 //!
 //! ```no_run
 //! # async fn demo(tables: &basin_table::Tables) -> basin_catalog::Result<()> {
+//! let engine = basin_sql::Engine::new(basin_sql::SqlLimits::default(), None)?;
 //! let at = tables.catalog().resolve("main").await?;
-//! let session = basin_sql::Session::new(tables, &at, Some("tpch")).await?;
+//! let session = basin_sql::Session::new(&engine, tables, &at, Some("tpch")).await?;
 //! let result = session.run("SELECT count(*) FROM lineitem").await?;
 //! # Ok(()) }
 //! ```
 
+mod limits;
+pub mod policy;
 mod provider;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -22,11 +26,14 @@ use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 use futures::StreamExt;
+
+pub use limits::{Engine, LimitCounters, SqlLimits};
 
 use crate::provider::RefCatalog;
 
@@ -52,11 +59,18 @@ impl QueryResult {
 pub struct Session {
     ctx: SessionContext,
     catalog: Arc<RefCatalog>,
+    engine: Engine,
 }
 
 impl Session {
-    /// A session over the tables at `at`. Unqualified table names resolve in `namespace`.
-    pub async fn new(tables: &Tables, at: &Resolved, namespace: Option<&str>) -> Result<Self> {
+    /// A session over the tables at `at`, within `engine`'s limits. Unqualified table names
+    /// resolve in `namespace`.
+    pub async fn new(
+        engine: &Engine,
+        tables: &Tables,
+        at: &Resolved,
+        namespace: Option<&str>,
+    ) -> Result<Self> {
         let catalog = Arc::new(RefCatalog::load(tables.clone(), at).await?);
         let default_schema = namespace.unwrap_or("default");
         if namespace.is_some() && !catalog.has_namespace(default_schema) {
@@ -75,9 +89,33 @@ impl Session {
             .with_default_catalog_and_schema(CATALOG, default_schema)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        // No table factories: `CREATE EXTERNAL TABLE` has nothing to build, even if it got
+        // past the statement policy; files come only from the engine's warehouse store.
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(engine.session_runtime())
+            .with_default_features()
+            .with_table_factories(HashMap::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        if !catalog.has_namespace(default_schema) {
+            // Somewhere for a script's views when no namespace is named (an empty lakehouse).
+            use datafusion::catalog::CatalogProvider;
+            catalog
+                .register_schema(
+                    default_schema,
+                    Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+                )
+                .map_err(|e| {
+                    Error::internal(format!("cannot add the `{default_schema}` schema: {e}"))
+                })?;
+        }
         ctx.register_catalog(CATALOG, catalog.clone());
-        Ok(Self { ctx, catalog })
+        Ok(Self {
+            ctx,
+            catalog,
+            engine: engine.clone(),
+        })
     }
 
     /// Makes `namespace.name` read `table` in this session, in front of a stored table of
@@ -105,53 +143,115 @@ impl Session {
     /// Views created by the script live only in this session.
     pub async fn run(&self, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
+        let running = self.start(sql, self.engine.limits().query_timeout).await?;
+        let batches: Vec<RecordBatch> = running
+            .batches
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        Ok(QueryResult {
+            schema: running.schema,
+            batches,
+            seconds: started.elapsed().as_secs_f64(),
+            bytes_scanned: bytes_scanned(&running.plan),
+        })
+    }
+
+    /// Starts a script of `;`-separated statements and streams the rows of its last query
+    /// (or, if it has none, of its last statement). Every statement passes the statement
+    /// policy ([`policy`]) and is planned; views are created in order; queries before the
+    /// last are planned but not run, since nothing reads their rows. The time limit covers
+    /// planning and the whole stream.
+    pub async fn start(&self, sql: &str, timeout: Option<Duration>) -> Result<Running> {
+        let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
+        let work = self.start_script(sql, deadline);
+        match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at, work)
+                .await
+                .unwrap_or_else(|_| Err(self.engine.timed_out(limit))),
+            None => work.await,
+        }
+    }
+
+    async fn start_script(
+        &self,
+        sql: &str,
+        deadline: Option<(tokio::time::Instant, Duration)>,
+    ) -> Result<Running> {
         let statements = DFParser::parse_sql(sql).map_err(|e| sql_error(e, &self.catalog))?;
         if statements.is_empty() {
             return Err(Error::invalid("the query is empty")
                 .with_hint("write a statement, e.g. `SELECT 1`"));
         }
-        // The rows of the last query; DDL (CREATE/DROP VIEW, SET) only if nothing else ran.
-        let mut last = None;
+        for statement in &statements {
+            policy::check(statement)?;
+        }
+        // The last query's plan; else what the last other statement (a view, SHOW) gave.
         let mut last_query = None;
-        let mut scanned = 0;
+        let mut last_other = None;
         for statement in statements {
-            if is_write(&statement) {
-                return Err(read_only_error());
-            }
-            let state = self.ctx.state();
-            let plan = state
+            let plan = self
+                .ctx
+                .state()
                 .statement_to_plan(statement)
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
-            let is_query = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
-            let frame = self
+            policy::check_plan(&plan)?;
+            if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+                last_query = Some(plan);
+                continue;
+            }
+            // Views and SHOW run now: later statements may read what they define.
+            let physical = self
                 .ctx
                 .execute_logical_plan(plan)
                 .await
-                .map_err(|e| sql_error(e, &self.catalog))?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let physical = frame
+                .map_err(|e| sql_error(e, &self.catalog))?
                 .create_physical_plan()
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
             let batches = datafusion::physical_plan::collect(physical.clone(), self.ctx.task_ctx())
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
-            scanned += bytes_scanned(&physical);
-            if is_query {
-                last_query = Some((schema, batches));
-            } else {
-                last = Some((schema, batches));
+            last_other = Some((physical, batches));
+        }
+        let mut running = match (last_query, last_other) {
+            (Some(plan), _) => self.execute_plan(plan).await?,
+            (None, Some((plan, batches))) => Running {
+                schema: plan.schema(),
+                batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+                plan,
+            },
+            (None, None) => return Err(Error::internal("a script with no statement ran")),
+        };
+        if let Some((at, limit)) = deadline {
+            running.batches = until(running.batches, at, limit, self.engine.clone());
+        }
+        Ok(running)
+    }
+}
+
+/// Ends `batches` with a timeout error at `deadline` (dropping the stream stops the query).
+fn until(
+    batches: RecordBatchStream,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    engine: Engine,
+) -> RecordBatchStream {
+    let sleep = Box::pin(tokio::time::sleep_until(deadline));
+    futures::stream::unfold(Some((batches, sleep)), move |state| {
+        let engine = engine.clone();
+        async move {
+            let (mut batches, mut sleep) = state?;
+            tokio::select! {
+                biased;
+                () = &mut sleep => Some((Err(engine.timed_out(limit)), None)),
+                item = batches.next() => item.map(|item| (item, Some((batches, sleep)))),
             }
         }
-        let (schema, batches) = last_query.or(last).expect("at least one statement");
-        Ok(QueryResult {
-            schema,
-            batches,
-            seconds: started.elapsed().as_secs_f64(),
-            bytes_scanned: scanned,
-        })
-    }
+    })
+    .boxed()
 }
 
 impl Session {
@@ -162,34 +262,45 @@ impl Session {
             .sql_with_options(sql, read_only())
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
-        let running = self.execute(frame.logical_plan().clone()).await?;
+        let running = self.execute_plan(frame.logical_plan().clone()).await?;
         Ok((running.schema, running.batches))
     }
 
     /// Plans one parsed statement (a front door that parses SQL its own way, like the
-    /// Postgres endpoint). Only reads are planned: DDL, DML and `SET` are refused.
+    /// Postgres endpoint), under the statement policy.
     pub async fn plan(
         &self,
         statement: datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<LogicalPlan> {
+        policy::check_sql(&statement)?;
         let statement = Statement::Statement(Box::new(statement));
-        if is_write(&statement) {
-            return Err(read_only_error());
-        }
         let plan = self
             .ctx
             .state()
             .statement_to_plan(statement)
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
-        read_only()
-            .verify_plan(&plan)
-            .map_err(|_| read_only_error())?;
+        policy::check_plan(&plan)?;
         Ok(plan)
     }
 
-    /// Runs a planned query; its batches stream as they are computed.
-    pub async fn execute(&self, plan: LogicalPlan) -> Result<Running> {
+    /// Runs a planned query; its batches stream as they are computed, and end with an
+    /// error once it has run for `timeout`.
+    pub async fn execute(&self, plan: LogicalPlan, timeout: Option<Duration>) -> Result<Running> {
+        let mut running = self.execute_plan(plan).await?;
+        if let Some(limit) = timeout {
+            let deadline = tokio::time::Instant::now() + limit;
+            running.batches = until(running.batches, deadline, limit, self.engine.clone());
+        }
+        Ok(running)
+    }
+
+    /// The time limit queries get unless a front door says otherwise.
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.engine.limits().query_timeout
+    }
+
+    async fn execute_plan(&self, plan: LogicalPlan) -> Result<Running> {
         let physical = self
             .ctx
             .execute_logical_plan(plan)
@@ -203,10 +314,16 @@ impl Session {
                 .map_err(|e| sql_error(e, &self.catalog))?;
         let schema = stream.schema();
         let catalog = self.catalog.clone();
+        let engine = self.engine.clone();
         Ok(Running {
             schema,
             batches: stream
-                .map(move |batch| batch.map_err(|e| sql_error(e, &catalog)))
+                .map(move |batch| {
+                    batch.map_err(|e| match sql_error(e, &catalog) {
+                        e if e.kind() == ErrorKind::Limit => engine.out_of_memory(e),
+                        e => e,
+                    })
+                })
                 .boxed(),
             plan: physical,
         })
@@ -218,11 +335,6 @@ fn read_only() -> SQLOptions {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
-}
-
-fn read_only_error() -> Error {
-    Error::invalid("SQL writes are not supported: Basin's SQL is read-only")
-        .with_hint("change data with `basin import`, a pipeline (`basin run`) or an Iceberg engine through the REST catalog")
 }
 
 /// A query being executed: its batches as they are computed, and its physical plan, whose
@@ -247,32 +359,6 @@ pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 /// Batches of a query, as they are computed.
 pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
-fn is_write(statement: &Statement) -> bool {
-    use datafusion::sql::sqlparser::ast::Statement as S;
-    match statement {
-        Statement::Statement(s) => {
-            matches!(
-                s.as_ref(),
-                S::Insert(_)
-                    | S::Update { .. }
-                    | S::Delete(_)
-                    | S::Merge { .. }
-                    | S::Truncate { .. }
-                    | S::AlterTable { .. }
-            ) || matches!(
-                s.as_ref(),
-                S::CreateTable(_)
-                    | S::Drop {
-                        object_type: datafusion::sql::sqlparser::ast::ObjectType::Table,
-                        ..
-                    }
-            )
-        }
-        Statement::CopyTo(_) => true,
-        _ => false,
-    }
-}
-
 /// DataFusion's error as a Basin error: user mistakes (unknown table or column, bad SQL) are
 /// invalid input with a hint; execution failures keep their cause.
 fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
@@ -291,6 +377,16 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
         | DataFusionError::ObjectStore(_)
         | DataFusionError::ParquetError(_) => ErrorKind::Io,
         DataFusionError::Internal(_) => ErrorKind::Internal,
+        DataFusionError::ResourcesExhausted(message) => {
+            return Error::new(
+                ErrorKind::Limit,
+                format!("the query ran out of memory: {message}"),
+            )
+            .with_hint(
+                "narrow it (a filter, fewer columns, a smaller join), or raise the limit in \
+                 basin.toml's [sql] section",
+            );
+        }
         _ if lower.contains("not found") || lower.contains("no field named") => ErrorKind::NotFound,
         _ => ErrorKind::InvalidInput,
     };

@@ -2,9 +2,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use basin_catalog::Error;
+use basin_catalog::units::{parse_duration, parse_size};
 use basin_ingest::Mode;
 use basin_runtime::{Output, Stream, bytes};
 use basin_service::InvokeRequest;
@@ -192,74 +192,4 @@ fn parse_event(text: &str) -> Result<serde_json::Value, Error> {
         Error::invalid(format!("{what} is not JSON: {e}"))
             .with_hint("quote it for the shell: --event '{\"id\": 7}', or pass --event @event.json")
     })
-}
-
-/// `30s`, `5m`, `1h`, `250ms`, or seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, Error> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => f64::NAN,
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .map(|n| n * scale)
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            Error::invalid(format!("`{text}` is not a duration"))
-                .with_hint("write e.g. 30s, 5m or 1h")
-        })
-}
-
-/// `512MiB`, `2GiB`, `1GB`, or bytes.
-pub(crate) fn parse_size(text: &str) -> Result<u64, Error> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        _ => f64::NAN,
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .map(|n| n * scale)
-        .filter(|b| b.is_finite() && *b >= 1.0)
-        .map(|b| b as u64)
-        .ok_or_else(|| {
-            Error::invalid(format!("`{text}` is not a size")).with_hint("write e.g. 512MiB or 2GiB")
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_sizes_read_like_the_decorators() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("soon").is_err() && parse_duration("0s").is_err());
-        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
-        assert!(parse_size("lots").is_err());
-    }
 }

@@ -8,12 +8,13 @@
 //! Tags and `REF@COMMIT` work as read-only prefixes.
 
 use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, head, post};
 use axum::{Json, Router};
 use basin_catalog::{Content, Error, ErrorKind, Key};
-use basin_service::Lakehouse;
+use basin_service::{Lakehouse, Role};
 use basin_table::TableUpdates;
 use basin_table::iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
 use basin_table::iceberg::table::Table;
@@ -26,66 +27,89 @@ use crate::AppState;
 mod namespaces;
 mod tables;
 
-/// The routes, as `GET /v1/config` announces them. The list is exact: a route is here iff
-/// it is served.
-const ENDPOINTS: &[&str] = &[
-    "GET /v1/{prefix}/namespaces",
-    "POST /v1/{prefix}/namespaces",
-    "GET /v1/{prefix}/namespaces/{namespace}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}",
-    "POST /v1/{prefix}/namespaces/{namespace}/properties",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/register",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
-    "POST /v1/{prefix}/tables/rename",
-    "POST /v1/{prefix}/transactions/commit",
-];
+/// One route of the protocol and the least role that may call it.
+pub(crate) struct RestEndpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub role: Role,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
 
-pub(crate) fn routes() -> Router<AppState> {
-    let ns = "/v1/{prefix}/namespaces/{namespace}";
-    Router::new()
-        .route("/v1/config", get(config))
-        .route(
-            "/v1/{prefix}/namespaces",
-            get(namespaces::list_namespaces).post(namespaces::create_namespace),
-        )
-        .route(
-            ns,
+/// Every route served, with its role: reads need a reader, anything that may change the
+/// catalog a writer. `GET /v1/config` announces all but itself, so the list is exact.
+pub(crate) fn endpoints() -> Vec<RestEndpoint> {
+    use Role::{Reader, Writer};
+    let e = |method: Method, path, role, handler| RestEndpoint {
+        method,
+        path,
+        role,
+        handler,
+    };
+    vec![
+        e(Method::GET, "/v1/config", Reader, || get(config)),
+        e(Method::GET, "/v1/{prefix}/namespaces", Reader, || {
+            get(namespaces::list_namespaces)
+        }),
+        e(Method::POST, "/v1/{prefix}/namespaces", Writer, || {
+            post(namespaces::create_namespace)
+        }),
+        e(Method::GET, NAMESPACE, Reader, || {
             get(namespaces::load_namespace)
-                .head(namespaces::namespace_exists)
-                .delete(namespaces::drop_namespace),
-        )
-        .route(
-            &format!("{ns}/properties"),
-            post(namespaces::update_properties),
-        )
-        .route(
-            &format!("{ns}/tables"),
-            get(tables::list_tables).post(tables::create_table),
-        )
-        .route(
-            &format!("{ns}/tables/{{table}}"),
-            get(tables::load_table)
-                .head(tables::table_exists)
-                .post(tables::commit_table)
-                .delete(tables::drop_table),
-        )
-        .route(&format!("{ns}/register"), post(tables::register_table))
-        .route(
-            &format!("{ns}/tables/{{table}}/metrics"),
-            post(|| async { StatusCode::NO_CONTENT }),
-        )
-        .route("/v1/{prefix}/tables/rename", post(tables::rename_table))
-        .route(
+        }),
+        e(Method::HEAD, NAMESPACE, Reader, || {
+            head(namespaces::namespace_exists)
+        }),
+        e(Method::DELETE, NAMESPACE, Writer, || {
+            delete(namespaces::drop_namespace)
+        }),
+        e(
+            Method::POST,
+            "/v1/{prefix}/namespaces/{namespace}/properties",
+            Writer,
+            || post(namespaces::update_properties),
+        ),
+        e(Method::GET, TABLES, Reader, || get(tables::list_tables)),
+        e(Method::POST, TABLES, Writer, || post(tables::create_table)),
+        e(Method::GET, TABLE, Reader, || get(tables::load_table)),
+        e(Method::HEAD, TABLE, Reader, || head(tables::table_exists)),
+        e(Method::POST, TABLE, Writer, || post(tables::commit_table)),
+        e(Method::DELETE, TABLE, Writer, || delete(tables::drop_table)),
+        e(
+            Method::POST,
+            "/v1/{prefix}/namespaces/{namespace}/register",
+            Writer,
+            || post(tables::register_table),
+        ),
+        // Engines report scan metrics after reading; Basin takes and drops them.
+        e(
+            Method::POST,
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+            Reader,
+            || post(|| async { StatusCode::NO_CONTENT }),
+        ),
+        e(Method::POST, "/v1/{prefix}/tables/rename", Writer, || {
+            post(tables::rename_table)
+        }),
+        e(
+            Method::POST,
             "/v1/{prefix}/transactions/commit",
-            post(tables::commit_transaction),
-        )
+            Writer,
+            || post(tables::commit_transaction),
+        ),
+    ]
+}
+
+const NAMESPACE: &str = "/v1/{prefix}/namespaces/{namespace}";
+const TABLES: &str = "/v1/{prefix}/namespaces/{namespace}/tables";
+const TABLE: &str = "/v1/{prefix}/namespaces/{namespace}/tables/{table}";
+
+/// The router of [`endpoints`], each route guarded by its role.
+pub(crate) fn routes() -> Router<AppState> {
+    crate::route_table(
+        endpoints()
+            .into_iter()
+            .map(|e| (e.path, crate::auth::guard(Some(e.role), (e.handler)()))),
+    )
 }
 
 /// The spec's error body: `{"error": {"message", "type", "code"}}`.
@@ -229,7 +253,11 @@ async fn config(
     Ok(Json(json!({
         "defaults": {"prefix": prefix},
         "overrides": {},
-        "endpoints": ENDPOINTS,
+        "endpoints": endpoints()
+            .iter()
+            .filter(|e| e.path != "/v1/config")
+            .map(|e| format!("{} {}", e.method, e.path))
+            .collect::<Vec<_>>(),
     })))
 }
 

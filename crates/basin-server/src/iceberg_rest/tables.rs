@@ -47,20 +47,16 @@ fn load_result(state: &AppState, table: &Table) -> Json<serde_json::Value> {
     }))
 }
 
-/// What a client needs to read and write the warehouse's files itself: nothing for a local
-/// folder; the endpoint and credentials Basin uses for an S3-compatible store.
+/// Where a client finds the warehouse's files: nothing for a local folder; the endpoint,
+/// region and URL style of an S3-compatible store. Never credentials: Basin's own keys are
+/// long-lived and reach every table, and Basin cannot yet mint short-lived, scoped ones (STS
+/// or remote signing), so it honours no `X-Iceberg-Access-Delegation` request. Engines read
+/// with keys of their own (see docs/serving.md), or through Basin's SQL doors.
 fn file_io_config(lakehouse: &Lakehouse) -> HashMap<&'static str, String> {
     let mut config = HashMap::new();
     if lakehouse.warehouse().is_s3() {
         let s3 = &lakehouse.settings().s3;
-        let fields = [
-            ("s3.endpoint", &s3.endpoint),
-            ("s3.region", &s3.region),
-            ("s3.access-key-id", &s3.access_key_id),
-            ("s3.secret-access-key", &s3.secret_access_key),
-            ("s3.session-token", &s3.session_token),
-        ];
-        for (k, v) in fields {
+        for (k, v) in [("s3.endpoint", &s3.endpoint), ("s3.region", &s3.region)] {
             if let Some(v) = v {
                 config.insert(k, v.clone());
             }

@@ -15,8 +15,6 @@ use super::{ModelDone, ModelKind, Produced, Project, RunSink, Source, cache, pro
 use crate::Lakehouse;
 use crate::functions::{env_spec, input_query, plain, secrets_for};
 
-const MAX_LOG_LINES: usize = 2000;
-
 /// One model's execution, owned by its task.
 pub(super) struct ModelJob {
     pub(super) lakehouse: Lakehouse,
@@ -152,8 +150,13 @@ impl ModelJob {
     async fn sql(&self, sql: &str) -> Result<Produced> {
         let lakehouse = &self.lakehouse;
         let at = lakehouse.catalog().resolve(&self.at).await?;
-        let session =
-            basin_sql::Session::new(lakehouse.tables(), &at, Some(&self.project.namespace)).await?;
+        let session = basin_sql::Session::new(
+            lakehouse.sql(),
+            lakehouse.tables(),
+            &at,
+            Some(&self.project.namespace),
+        )
+        .await?;
         let model = &self.project.models[self.index];
         for (source, produced) in self.dag.inputs[self.index].iter().zip(&self.inputs) {
             if let (Source::Model(m), Some(p)) = (source, produced) {
@@ -204,6 +207,7 @@ impl ModelJob {
                         let at = lakehouse.catalog().resolve(&self.at).await?;
                         session = Some(
                             basin_sql::Session::new(
+                                lakehouse.sql(),
                                 lakehouse.tables(),
                                 &at,
                                 Some(&self.project.namespace),
@@ -221,10 +225,11 @@ impl ModelJob {
         }
         let model = name.to_string();
         let (sink, seen) = (self.sink.clone(), logs.clone());
+        let max_lines = self.lakehouse.settings().runtime.max_output_lines;
         let output: basin_runtime::OutputSink = Arc::new(move |stream, line| {
             sink(&model, stream, line);
             let mut logs = seen.lock().expect("logs");
-            if logs.len() < MAX_LOG_LINES {
+            if logs.len() < max_lines {
                 logs.push(line.to_string());
             }
         });

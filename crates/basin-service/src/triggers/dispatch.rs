@@ -335,9 +335,10 @@ impl Dispatcher {
         function: &DeployedFunction,
         events: &[EventRecord],
     ) -> std::result::Result<Vec<Attempt>, Attempt> {
-        let logs = Arc::new(Mutex::new(String::new()));
+        let max_lines = self.lakehouse.settings().runtime.max_output_lines;
+        let logs = Arc::new(Mutex::new(basin_runtime::OutputLog::new(max_lines)));
         let result = self.invoke(function, events, logs.clone()).await;
-        let logs = std::mem::take(&mut *logs.lock().expect("not poisoned"));
+        let logs = logs.lock().expect("not poisoned").take();
         let finished = match result {
             Ok(finished) => Arc::new(finished),
             Err(e) => return Err(Attempt::failed(e.to_string(), logs)),
@@ -365,7 +366,7 @@ impl Dispatcher {
         &self,
         function: &DeployedFunction,
         events: &[EventRecord],
-        logs: Arc<Mutex<String>>,
+        logs: Arc<Mutex<basin_runtime::OutputLog>>,
     ) -> Result<Finished> {
         let runtime = self.lakehouse.runtime()?;
         let declaration = &function.declaration;
@@ -410,9 +411,7 @@ impl Dispatcher {
             concurrency: declaration.concurrency,
         };
         let sink: basin_runtime::OutputSink = Arc::new(move |_, line: &str| {
-            let mut logs = logs.lock().expect("not poisoned");
-            logs.push_str(line);
-            logs.push('\n');
+            logs.lock().expect("not poisoned").push(line);
         });
         let finished = runtime.invoke(workspace, invocation, sink).await;
         self.lakehouse

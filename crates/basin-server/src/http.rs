@@ -1,0 +1,147 @@
+//! The HTTP listener with its limits: connections served at once (`[server]
+//! max_connections`; more wait in the kernel's queue), how long a client may take to send
+//! its headers (`header_read_timeout`), how long a request may take until its answer starts
+//! (`request_timeout`), and uploads kept on disk only while their request lives.
+//!
+//! `axum::serve` has none of these settings, so connections are served with hyper's own
+//! HTTP/1 connection builder here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use basin_service::{Lakehouse, ServerSettings};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::AppState;
+use crate::metrics::Metrics;
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits for requests in flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &ServerSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        // A connection is accepted only when it can be served: past the limit, clients
+        // wait in the listen queue instead of holding a task and a socket here.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let connection =
+            builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        let metrics = metrics.clone();
+        metrics.connection(1);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            metrics.connection(-1);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Answers 503 when a request's answer has not started within `[server] request_timeout`
+/// (dropping the handler stops its work). A streamed answer that has started may go on:
+/// queries have their own limit.
+pub(crate) async fn request_timeout(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limit) = state.limits.request_timeout else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().to_string();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics.limit_hit("request_timeout");
+            crate::auth::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "{path} took longer than the server's request limit of {}s",
+                    limit.as_secs_f64()
+                ),
+                "raise `[server] request_timeout` in basin.toml for long uploads, or send less",
+            )
+        }
+    }
+}
+
+/// Where uploads wait to be imported: `.basin/uploads/<id>/`.
+pub(crate) fn uploads_dir(lakehouse: &Lakehouse) -> PathBuf {
+    lakehouse
+        .root()
+        .join(basin_service::BASIN_DIR)
+        .join("uploads")
+}
+
+/// Removes uploads left by a server that died mid-request (no request is in flight yet).
+pub(crate) async fn clean_uploads(lakehouse: &Lakehouse) {
+    let dir = uploads_dir(lakehouse);
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        return;
+    };
+    let mut removed = 0;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if tokio::fs::remove_dir_all(entry.path()).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed uploads left by an earlier server");
+    }
+}
+
+/// An upload's folder, removed when the request ends however it ends (answered, failed, or
+/// dropped because the client went away).
+pub(crate) struct UploadFolder(pub PathBuf);
+
+impl UploadFolder {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for UploadFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,336 @@
+//! SQL over HTTP (`POST /api/v1/query`, used by the console and `--remote`), streamed: the
+//! rows go out as they are computed, never collected whole. JSON answers stop at `[server]
+//! json_max_rows` / `json_max_bytes` and say so (`"truncated": true`); Arrow IPC streams
+//! have no cap. An error before the first row is an HTTP error; one after it ends a JSON
+//! answer with an `error` member, and breaks off an Arrow stream (so no client mistakes a
+//! partial answer for a whole one).
+//!
+//! [`Meter`] meters a query when its answer ends, for both this door and Postgres.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use basin_catalog::Error;
+use basin_service::Lakehouse;
+use basin_sql::RecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::api::{ARROW_STREAM, ApiError, error_body};
+use crate::metrics::Metrics;
+
+#[derive(Deserialize)]
+pub(crate) struct QueryRequest {
+    sql: String,
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    namespace: Option<String>,
+}
+
+/// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `truncated`, `seconds`),
+/// or an Arrow IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(request): Json<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let meter = Arc::new(Meter::new(
+        "http",
+        state.lakehouse.clone(),
+        state.metrics.clone(),
+    ));
+    let started = async {
+        let lakehouse = &state.lakehouse;
+        let at = lakehouse.resolve(request.at.as_deref()).await?;
+        let session = basin_sql::Session::new(
+            lakehouse.sql(),
+            lakehouse.tables(),
+            &at,
+            request.namespace.as_deref(),
+        )
+        .await?;
+        let mut running = session
+            .start(&request.sql, session.default_timeout())
+            .await?;
+        meter.plan(running.plan.clone());
+        // The first batch before the answer starts, so that most errors get a status.
+        let first = running.batches.next().await.transpose()?;
+        Ok::<_, Error>((running.schema, first, running.batches))
+    }
+    .await;
+    let (schema, first, batches) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            meter.failed(&e);
+            return Err(e.into());
+        }
+    };
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
+    let batches = futures::stream::iter(first.map(Ok)).chain(batches).boxed();
+    if wants_arrow {
+        let body = arrow_body(schema, batches, meter)?;
+        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response());
+    }
+    let caps = Caps {
+        rows: state.limits.json_max_rows,
+        bytes: state.limits.json_max_bytes,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        json_body(&schema, batches, caps, meter),
+    )
+        .into_response())
+}
+
+/// An Arrow IPC stream of `batches`; an error breaks the stream off.
+fn arrow_body(
+    schema: arrow::datatypes::SchemaRef,
+    batches: RecordBatchStream,
+    meter: Arc<Meter>,
+) -> Result<Body, Error> {
+    let arrow = |e: arrow::error::ArrowError| Error::internal(format!("arrow stream: {e}"));
+    let writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(arrow)?;
+    let stream = futures::stream::unfold(Some((writer, batches)), move |state| {
+        let meter = meter.clone();
+        async move {
+            let (mut writer, mut batches) = state?;
+            match batches.next().await {
+                Some(Ok(batch)) => {
+                    meter.rows(batch.num_rows());
+                    if let Err(e) = writer.write(&batch) {
+                        let e = arrow(e);
+                        meter.failed(&e);
+                        return Some((Err(std::io::Error::other(e.message)), None));
+                    }
+                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
+                    Some((Ok(bytes), Some((writer, batches))))
+                }
+                Some(Err(e)) => {
+                    meter.failed(&e);
+                    Some((Err(std::io::Error::other(e.message)), None))
+                }
+                None => {
+                    let _ = writer.finish();
+                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
+                    Some((Ok(bytes), None))
+                }
+            }
+        }
+    });
+    Ok(Body::from_stream(stream))
+}
+
+#[derive(Clone, Copy)]
+struct Caps {
+    rows: u64,
+    bytes: u64,
+}
+
+/// Where a JSON answer stands.
+struct JsonState {
+    batches: RecordBatchStream,
+    caps: Caps,
+    rows: u64,
+    bytes: u64,
+    meter: Arc<Meter>,
+}
+
+/// `{"columns": [...], "rows": [` then the rows as they come, then the closing members.
+fn json_body(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: RecordBatchStream,
+    caps: Caps,
+    meter: Arc<Meter>,
+) -> Body {
+    let columns: Vec<serde_json::Value> = schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    let head = format!(
+        "{{\"columns\":{},\"rows\":[",
+        serde_json::Value::Array(columns)
+    );
+    let state = JsonState {
+        batches,
+        caps,
+        rows: 0,
+        bytes: 0,
+        meter,
+    };
+    let rows = futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            let (chunk, next) = match state.batches.next().await {
+                Some(Ok(batch)) => match encode(&batch, &mut state) {
+                    Ok((chunk, false)) if chunk.is_empty() => continue,
+                    Ok((chunk, false)) => (chunk, Some(state)),
+                    Ok((mut chunk, true)) => {
+                        state.meter.metrics.limit_hit("json_max_rows_or_bytes");
+                        chunk.push_str(&tail(&state, true, None));
+                        (chunk, None)
+                    }
+                    Err(e) => {
+                        state.meter.failed(&e);
+                        (tail(&state, false, Some(&e)), None)
+                    }
+                },
+                Some(Err(e)) => {
+                    state.meter.failed(&e);
+                    (tail(&state, false, Some(&e)), None)
+                }
+                None => (tail(&state, false, None), None),
+            };
+            return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next));
+        }
+    });
+    Body::from_stream(futures::stream::iter([Ok(Bytes::from(head))]).chain(rows))
+}
+
+/// The rows of `batch` as JSON objects, comma-separated, within the caps; `true` when a cap
+/// cut them.
+fn encode(batch: &RecordBatch, state: &mut JsonState) -> Result<(String, bool), Error> {
+    let room = state.caps.rows.saturating_sub(state.rows) as usize;
+    let cut_rows = batch.num_rows() > room;
+    let batch = batch.slice(0, batch.num_rows().min(room));
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer
+        .write(&batch)
+        .and_then(|()| writer.finish())
+        .map_err(|e| Error::internal(format!("json: {e}")))?;
+    let lines = String::from_utf8(writer.into_inner())
+        .map_err(|e| Error::internal(format!("json: {e}")))?;
+    let mut chunk = String::with_capacity(lines.len());
+    let mut sent = 0;
+    // A row object never holds a raw newline (JSON escapes them), so lines are rows.
+    for row in lines.lines() {
+        if state.bytes + row.len() as u64 + 1 > state.caps.bytes {
+            state.meter.rows(sent);
+            return Ok((chunk, true));
+        }
+        if state.rows > 0 {
+            chunk.push(',');
+        }
+        chunk.push_str(row);
+        state.rows += 1;
+        state.bytes += row.len() as u64 + 1;
+        sent += 1;
+    }
+    state.meter.rows(sent);
+    Ok((chunk, cut_rows))
+}
+
+/// Closes the JSON answer: the row count, whether a cap cut it, the error that ended it.
+fn tail(state: &JsonState, truncated: bool, error: Option<&Error>) -> String {
+    let mut tail = format!(
+        "],\"row_count\":{},\"truncated\":{},\"seconds\":{}",
+        state.rows,
+        truncated,
+        state.meter.started.elapsed().as_secs_f64()
+    );
+    if truncated {
+        let notice = format!(
+            "the answer stops at {} rows or {} of JSON (`[server] json_max_rows`, \
+             `json_max_bytes`); ask for an Arrow stream (Accept: {ARROW_STREAM}, or `basin \
+             --remote ... query`) for every row, or add a LIMIT",
+            state.caps.rows,
+            basin_catalog::units::format_size(state.caps.bytes)
+        );
+        tail.push_str(&format!(
+            ",\"notice\":{}",
+            serde_json::Value::String(notice)
+        ));
+    }
+    if let Some(e) = error {
+        tail.push_str(&format!(",{}", &error_body(e).to_string()[1..]));
+    } else {
+        tail.push('}');
+    }
+    tail
+}
+
+/// Meters one query when its answer ends (sent in full, failed, or abandoned by the
+/// client): `basin usage` and the server's metrics.
+pub(crate) struct Meter {
+    via: &'static str,
+    started: Instant,
+    started_at_ms: i64,
+    rows: AtomicU64,
+    error: Mutex<Option<String>>,
+    plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    metrics: Arc<Metrics>,
+    lakehouse: Lakehouse,
+}
+
+impl Meter {
+    pub(crate) fn new(via: &'static str, lakehouse: Lakehouse, metrics: Arc<Metrics>) -> Self {
+        Self {
+            via,
+            started: Instant::now(),
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
+            rows: AtomicU64::new(0),
+            error: Mutex::new(None),
+            plan: Mutex::new(None),
+            metrics,
+            lakehouse,
+        }
+    }
+
+    pub(crate) fn plan(&self, plan: Arc<dyn ExecutionPlan>) {
+        *self.plan.lock().expect("meter") = Some(plan);
+    }
+
+    pub(crate) fn rows(&self, n: usize) {
+        self.rows.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self, e: &Error) {
+        self.error
+            .lock()
+            .expect("meter")
+            .get_or_insert_with(|| e.message.clone());
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let rows = self.rows.load(Ordering::Relaxed);
+        let error = self.error.lock().expect("meter").take();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let bytes_scanned = self
+            .plan
+            .lock()
+            .expect("meter")
+            .as_ref()
+            .map_or(0, basin_sql::bytes_scanned);
+        let ok = error.is_none();
+        self.metrics.query(rows, seconds, ok);
+        tracing::info!(via = self.via, rows, seconds, ok, bytes_scanned, "query");
+        let usage = basin_service::QueryUsage {
+            via: self.via,
+            started_at_ms: self.started_at_ms,
+            seconds,
+            rows,
+            bytes_scanned,
+            error,
+        };
+        let lakehouse = self.lakehouse.clone();
+        tokio::spawn(async move {
+            if let Err(e) = lakehouse.record_query(usage).await {
+                tracing::warn!("the query ran but could not be metered: {e}");
+            }
+        });
+    }
+}

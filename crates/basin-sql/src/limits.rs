@@ -1,0 +1,476 @@
+//! What one process's SQL may use: a memory pool shared by every query with a share per
+//! query (operators that can spill to disk do), a time limit per query, and no files but the
+//! warehouse's. An [`Engine`] holds them; every [`crate::Session`] is built from one.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basin_catalog::units::format_size;
+use basin_catalog::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use url::Url;
+
+/// The limits of SQL in one process (`[sql]` in basin.toml).
+#[derive(Clone, Debug)]
+pub struct SqlLimits {
+    /// Memory all queries together may hold (`[sql] memory_limit`).
+    pub memory_limit: u64,
+    /// Memory one query may hold (`[sql] query_memory_limit`); sorts, aggregations and
+    /// joins spill to disk past it where they can, others fail with a clear error.
+    pub query_memory_limit: u64,
+    /// How long one query may run (`[sql] query_timeout`); `None`: no limit.
+    pub query_timeout: Option<Duration>,
+    /// Where spilled data goes (default: the system's temporary folder).
+    pub spill_dir: Option<PathBuf>,
+    /// How much spilled data all queries together may keep on disk.
+    pub spill_limit: u64,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            memory_limit: 4 << 30,
+            query_memory_limit: 1 << 30,
+            query_timeout: Some(Duration::from_secs(300)),
+            spill_dir: None,
+            spill_limit: 100 << 30,
+        }
+    }
+}
+
+/// Counters of queries stopped by a limit, for metrics.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    pub timed_out: AtomicU64,
+    pub out_of_memory: AtomicU64,
+}
+
+/// The memory pool, spill space and limits every session of a process shares.
+#[derive(Clone)]
+pub struct Engine {
+    limits: SqlLimits,
+    pool: Arc<GreedyMemoryPool>,
+    runtime: Arc<RuntimeEnv>,
+    counters: Arc<LimitCounters>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine whose sessions read local files only under `warehouse` (a local folder;
+    /// for a warehouse in object storage, none).
+    pub fn new(limits: SqlLimits, warehouse: Option<&Path>) -> Result<Self> {
+        let pool = Arc::new(GreedyMemoryPool::new(limits.memory_limit as usize));
+        let disk = match &limits.spill_dir {
+            Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
+            None => DiskManagerMode::OsTmpDirectory,
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool.clone())
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(disk)
+                    .with_max_temp_directory_size(limits.spill_limit),
+            )
+            .with_object_store_registry(Arc::new(WarehouseOnly::new(warehouse)))
+            .build_arc()
+            .map_err(|e| Error::internal(format!("cannot set up the SQL engine: {e}")))?;
+        Ok(Self {
+            limits,
+            pool,
+            runtime,
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn limits(&self) -> &SqlLimits {
+        &self.limits
+    }
+
+    /// Bytes all queries hold now.
+    pub fn memory_reserved(&self) -> u64 {
+        self.pool.reserved() as u64
+    }
+
+    pub fn counters(&self) -> &LimitCounters {
+        &self.counters
+    }
+
+    /// The runtime of one session: the shared spill space and files, and a memory pool that
+    /// holds the session's queries to their share of the shared pool.
+    pub(crate) fn session_runtime(&self) -> Arc<RuntimeEnv> {
+        // Spill space, caches and the file registry are shared; the pool is the session's.
+        let mut runtime = RuntimeEnv::clone(&self.runtime);
+        runtime.memory_pool = Arc::new(QueryPool {
+            shared: self.pool.clone(),
+            limit: self.limits.query_memory_limit as usize,
+            total: self.limits.memory_limit as usize,
+            used: AtomicUsize::new(0),
+        });
+        Arc::new(runtime)
+    }
+
+    /// The error for a query stopped at its time limit (and counts it).
+    pub(crate) fn timed_out(&self, limit: Duration) -> Error {
+        self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the query ran longer than its time limit of {}",
+                seconds(limit)
+            ),
+        )
+        .with_hint(
+            "narrow it (a filter, a LIMIT, fewer columns), or raise `[sql] query_timeout` in \
+             basin.toml (Postgres clients: SET statement_timeout)",
+        )
+    }
+
+    /// Counts a query stopped by the memory limit; `e` says which.
+    pub(crate) fn out_of_memory(&self, e: Error) -> Error {
+        self.counters.out_of_memory.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{s:.3}s")
+    }
+}
+
+/// One session's share of the shared pool. DataFusion's pools each have one limit; a pool
+/// inside a pool (a query's share of the server's memory) is not among them, so Basin keeps
+/// this small one.
+#[derive(Debug)]
+struct QueryPool {
+    shared: Arc<GreedyMemoryPool>,
+    limit: usize,
+    total: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryPool for QueryPool {
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.shared.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.shared.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::Relaxed);
+        self.shared.grow(reservation, additional);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.used.fetch_sub(shrink, Ordering::Relaxed);
+        self.shared.shrink(reservation, shrink);
+    }
+
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
+        let grown = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + additional <= self.limit).then_some(used + additional)
+            });
+        if grown.is_err() {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{} needs {} more, past the query's memory limit of {} (`[sql] query_memory_limit`)",
+                reservation.consumer().name(),
+                format_size(additional as u64),
+                format_size(self.limit as u64),
+            )));
+        }
+        if self.shared.try_grow(reservation, additional).is_err() {
+            self.used.fetch_sub(additional, Ordering::Relaxed);
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{} needs {} more, but queries together hold the server's memory limit of {} \
+                 (`[sql] memory_limit`)",
+                reservation.consumer().name(),
+                format_size(additional as u64),
+                format_size(self.total as u64),
+            )));
+        }
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
+    }
+}
+
+/// The object stores SQL may open: the local files under the warehouse, read only; no
+/// other file and no other scheme. Table scans read their data files through it; a
+/// statement that named any other path (had it got past the statement policy) would find
+/// nothing to open.
+#[derive(Debug)]
+struct WarehouseOnly {
+    files: Option<Arc<dyn ObjectStore>>,
+}
+
+impl WarehouseOnly {
+    fn new(warehouse: Option<&Path>) -> Self {
+        Self {
+            files: warehouse.map(|root| {
+                Arc::new(ReadOnlyFolder {
+                    inner: LocalFileSystem::new(),
+                    prefix: root.to_string_lossy().trim_matches('/').to_string(),
+                }) as Arc<dyn ObjectStore>
+            }),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for WarehouseOnly {
+    fn register_store(
+        &self,
+        url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        tracing::warn!(%url, "refused to register an object store for SQL");
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        match (&self.files, url.scheme()) {
+            (Some(files), "file") => Ok(files.clone()),
+            _ => Err(DataFusionError::External(Box::new(
+                Error::invalid(format!("SQL cannot open `{url}`"))
+                    .with_hint("queries read the lakehouse's tables by name, e.g. `sales.orders`"),
+            ))),
+        }
+    }
+}
+
+/// A local folder, read only: paths outside it are not found, every write is refused.
+#[derive(Debug)]
+struct ReadOnlyFolder {
+    inner: LocalFileSystem,
+    /// The folder as an object path (no leading `/`).
+    prefix: String,
+}
+
+impl fmt::Display for ReadOnlyFolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReadOnlyFolder(/{})", self.prefix)
+    }
+}
+
+impl ReadOnlyFolder {
+    fn inside(&self, location: &ObjectPath) -> object_store::Result<()> {
+        let path = location.as_ref();
+        let inside = !self.prefix.is_empty()
+            && path
+                .strip_prefix(&self.prefix)
+                .is_some_and(|rest| rest.starts_with('/'));
+        if inside {
+            Ok(())
+        } else {
+            Err(object_store::Error::NotFound {
+                path: path.to_string(),
+                source: "outside the warehouse: SQL reads only the lakehouse's tables".into(),
+            })
+        }
+    }
+
+    fn refuse(location: &ObjectPath) -> object_store::Error {
+        object_store::Error::NotSupported {
+            source: format!("SQL never writes files (`/{location}`)").into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for ReadOnlyFolder {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        _payload: PutPayload,
+        _opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(Self::refuse(location))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        _opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(Self::refuse(location))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inside(location)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjectPath,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inside(location)?;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        locations
+            .map(|location| Err(Self::refuse(&location?)))
+            .boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match prefix.map(|p| self.inside(p)) {
+            Some(Ok(())) => self.inner.list(prefix),
+            Some(Err(e)) => futures::stream::once(async move { Err(e) }).boxed(),
+            None => futures::stream::empty().boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        match prefix {
+            Some(p) => {
+                self.inside(p)?;
+                self.inner.list_with_delimiter(prefix).await
+            }
+            None => Ok(ListResult {
+                common_prefixes: Vec::new(),
+                objects: Vec::new(),
+            }),
+        }
+    }
+
+    async fn copy_opts(
+        &self,
+        _from: &ObjectPath,
+        to: &ObjectPath,
+        _options: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(Self::refuse(to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test]
+    async fn sql_reads_files_only_inside_the_warehouse_and_writes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = dir.path().join("warehouse");
+        std::fs::create_dir_all(&warehouse).unwrap();
+        std::fs::write(warehouse.join("data.txt"), "inside").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
+        let registry = WarehouseOnly::new(Some(&warehouse));
+        let url = |p: &Path| Url::from_file_path(p).unwrap();
+        let store = registry.get_store(&url(&warehouse)).unwrap();
+        let path = |p: &Path| ObjectPath::from(p.to_string_lossy().trim_start_matches('/'));
+
+        let inside = store.get(&path(&warehouse.join("data.txt"))).await.unwrap();
+        assert_eq!(inside.bytes().await.unwrap().as_ref(), b"inside");
+        let outside = store.get(&path(&dir.path().join("secret.txt"))).await;
+        assert!(matches!(outside, Err(object_store::Error::NotFound { .. })));
+        let sibling = ObjectPath::from(format!(
+            "{}-other/x",
+            warehouse.to_string_lossy().trim_matches('/')
+        ));
+        assert!(
+            store.head(&sibling).await.is_err(),
+            "a sibling folder is outside"
+        );
+        let write = store
+            .put(&path(&warehouse.join("new.txt")), PutPayload::from("x"))
+            .await;
+        assert!(matches!(
+            write,
+            Err(object_store::Error::NotSupported { .. })
+        ));
+        assert!(!warehouse.join("new.txt").exists());
+
+        assert!(
+            registry
+                .get_store(&Url::parse("s3://bucket/x").unwrap())
+                .is_err()
+        );
+        assert!(
+            WarehouseOnly::new(None)
+                .get_store(&url(&warehouse))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_query_share_stops_at_its_limit_and_frees_the_shared_pool() {
+        let engine = Engine::new(
+            SqlLimits {
+                memory_limit: 1000,
+                query_memory_limit: 600,
+                ..SqlLimits::default()
+            },
+            None,
+        )
+        .unwrap();
+        let (a, b) = (engine.session_runtime(), engine.session_runtime());
+        let first = MemoryConsumer::new("first").register(&a.memory_pool);
+        let second = MemoryConsumer::new("second").register(&b.memory_pool);
+        first.try_grow(500).unwrap();
+        let past_share = first.try_grow(200).unwrap_err().to_string();
+        assert!(past_share.contains("query_memory_limit"), "{past_share}");
+        second.try_grow(400).unwrap();
+        let past_total = second.try_grow(150).unwrap_err().to_string();
+        assert!(past_total.contains("[sql] memory_limit"), "{past_total}");
+        assert_eq!(engine.memory_reserved(), 900);
+        drop(first);
+        assert_eq!(engine.memory_reserved(), 400);
+        second.try_grow(150).unwrap();
+    }
+}

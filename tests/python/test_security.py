@@ -1,0 +1,238 @@
+"""`basin serve` tried as a hostile caller would: a reader token reaching files through SQL
+at each front door (HTTP, `--remote`, Postgres; the console speaks HTTP), queries with no
+end, slow clients and oversized uploads. Each must fail with a clear error while the server
+stays within its limits and keeps answering."""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg
+import pytest
+
+from conftest import BASIN, send, start_server, wait_for
+
+LIMITS = """
+[sql]
+query_timeout = "2s"
+memory_limit = "512MiB"
+query_memory_limit = "64MiB"
+
+[server]
+header_read_timeout = "1s"
+max_upload_size = "1KiB"
+json_max_rows = 1000
+"""
+
+
+@pytest.fixture
+def hostile(orders, tmp_path):
+    """A served lakehouse with tight limits, a reader token, and a secret file beside it."""
+    (orders.home / "basin.toml").write_text(LIMITS)
+    reader = orders("token", "create", "--role", "reader").strip()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
+    yield {"base": base, "pg": proc.port, "reader": reader, "secret": secret, "proc": proc,
+           "out": tmp_path / "written.csv", "home": orders.home}
+    proc.kill()
+    proc.wait()
+
+
+def file_attacks(secret, out):
+    """SQL that would read `secret` or write `out`, and the statement kind named in the refusal."""
+    return [
+        (f"CREATE SCHEMA s; CREATE EXTERNAL TABLE s.t STORED AS CSV LOCATION '{secret}'; SELECT * FROM s.t",
+         "CREATE SCHEMA"),
+        (f"CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{secret}'", "CREATE EXTERNAL TABLE"),
+        (f"COPY (SELECT 1 AS a) TO '{out}'", "COPY"),
+        (f"EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{out}'", "COPY"),
+        ("INSERT INTO sales.orders VALUES (9, 1.00)", "INSERT INTO"),
+    ]
+
+
+def test_a_reader_cannot_touch_files_through_http_or_remote(hostile):
+    h = hostile
+    for sql, kind in file_attacks(h["secret"], h["out"]):
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": sql})
+        assert status == 400, (sql, status, answer)
+        assert answer["error"]["message"].startswith(f"{kind} is not allowed"), answer
+        assert "hunter2" not in json.dumps(answer)
+
+        env = {**os.environ, "BASIN_REMOTE": h["base"], "BASIN_TOKEN": h["reader"]}
+        env.pop("BASIN_HOME", None)
+        remote = subprocess.run([BASIN, "query", sql], capture_output=True, text=True, env=env, cwd="/")
+        assert remote.returncode == 1, remote
+        assert f"{kind} is not allowed" in remote.stderr and "hint:" in remote.stderr, remote.stderr
+    assert not h["out"].exists()
+
+    # What readers may do still works: queries, EXPLAIN, views for one script.
+    status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                          {"sql": "CREATE VIEW big AS SELECT * FROM sales.orders WHERE amount > 5; "
+                                  "SELECT count(*) AS n FROM big"})
+    assert status == 200 and answer["rows"] == [{"n": 1}], answer
+    status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                          {"sql": "EXPLAIN SELECT * FROM sales.orders"})
+    assert status == 200 and answer["row_count"] >= 1, answer
+
+
+def test_a_reader_cannot_touch_files_through_postgres(hostile):
+    h = hostile
+    refused_by_policy = set()
+    with psycopg.connect(host="127.0.0.1", port=h["pg"], user="analyst", password=h["reader"],
+                         dbname="main", autocommit=True) as conn:
+        for sql, kind in file_attacks(h["secret"], h["out"]):
+            statement = sql.split("; ")[-1] if kind == "CREATE SCHEMA" else sql
+            statement = sql.split("; ")[0] if kind == "CREATE SCHEMA" else statement
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute(statement)
+            # The Postgres dialect has no CREATE EXTERNAL TABLE: a syntax error, never run.
+            if refused.value.sqlstate == "42601":
+                continue
+            assert refused.value.sqlstate == "25006", (statement, refused.value)
+            assert f"{kind} is not allowed" in str(refused.value), (statement, refused.value)
+            refused_by_policy.add(kind)
+        assert conn.execute("SELECT count(*) FROM sales.orders").fetchone() == (2,)
+    assert refused_by_policy >= {"CREATE SCHEMA", "COPY", "INSERT INTO"}, refused_by_policy
+    assert not h["out"].exists()
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_queries_with_no_end_stop_at_their_limits_and_the_server_keeps_answering(hostile):
+    h = hostile
+    pid = h["proc"].pid
+    peak = [0.0]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        healthy = []
+
+        def probe():
+            while not done.is_set():
+                with urllib.request.urlopen(f"{h['base']}/healthz", timeout=5) as r:
+                    healthy.append(r.status)
+                time.sleep(0.2)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+
+        # No end, no memory: stopped by the time limit.
+        started = time.monotonic()
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                              {"sql": "SELECT count(*) FROM range(100000000000)"})
+        assert status == 504, answer
+        assert "time limit of 2s" in answer["error"]["message"] and "query_timeout" in answer["error"]["hint"]
+        assert time.monotonic() - started < 30
+
+        # Endless rows over JSON: cut at the row cap, and said so.
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                              {"sql": "SELECT * FROM range(10000000000)"})
+        assert status == 200 and answer["truncated"] is True, answer.get("error")
+        assert answer["row_count"] == 1000 and len(answer["rows"]) == 1000
+        assert "json_max_rows" in answer["notice"]
+
+        # Endless rows as an Arrow stream: no cap, so the time limit breaks the stream off.
+        request = urllib.request.Request(
+            f"{h['base']}/api/v1/query", method="POST",
+            data=json.dumps({"sql": "SELECT * FROM range(10000000000)"}).encode(),
+            headers={"content-type": "application/json", "authorization": f"Bearer {h['reader']}",
+                     "accept": "application/vnd.apache.arrow.stream"})
+        with pytest.raises(Exception):
+            with urllib.request.urlopen(request, timeout=60) as r:
+                while r.read(1 << 20):
+                    pass
+
+        # More memory than a query's share: a hash join's build side cannot spill.
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"], {
+            "sql": "SELECT count(*) FROM range(20000000) a JOIN range(20000000) b ON a.value = b.value"})
+        assert status in (422, 504), answer
+        if status == 422:
+            assert "memory" in answer["error"]["message"], answer
+
+        # Through Postgres: the server's limit, and the client's own statement_timeout.
+        with psycopg.connect(host="127.0.0.1", port=h["pg"], user="analyst", password=h["reader"],
+                             dbname="main", autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as stopped:
+                conn.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+            assert stopped.value.sqlstate == "57014", stopped.value
+            assert "time limit of 2s" in str(stopped.value)
+            conn.execute("SET statement_timeout = 300")
+            with pytest.raises(psycopg.Error) as stopped:
+                conn.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+            assert "time limit of 0.300s" in str(stopped.value), stopped.value
+            assert conn.execute("SELECT count(*) FROM sales.orders").fetchone() == (2,)
+    finally:
+        done.set()
+        watcher.join()
+        prober.join()
+    assert healthy and all(s == 200 for s in healthy)
+    assert peak[0] < 1024, f"the server grew to {peak[0]:.0f} MiB"
+
+
+def test_metrics_count_the_limits(hostile):
+    h = hostile
+    send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": "SELECT count(*) FROM range(100000000000)"})
+    request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    assert "basin_query_timeouts_total 1" in text, text
+    assert "basin_sql_query_memory_limit_bytes 67108864" in text
+    assert "basin_http_connections " in text
+
+
+def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):
+    host, port = hostile["base"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        started = time.monotonic()
+        answer = s.recv(4096)  # the server answers 408 or closes
+        waited = time.monotonic() - started
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+    assert waited < 8, waited
+    with urllib.request.urlopen(f"{hostile['base']}/healthz", timeout=5) as r:
+        assert r.status == 200
+
+
+def test_uploads_past_the_limit_are_refused_and_leave_nothing(hostile, orders, tmp_path):
+    h = hostile
+    writer = orders("token", "create", "--role", "writer").strip()
+    big = tmp_path / "big.csv"
+    big.write_text("id,amount\n" + "".join(f"{i},1.00\n" for i in range(500)))
+    env = {**os.environ, "BASIN_REMOTE": h["base"], "BASIN_TOKEN": writer}
+    env.pop("BASIN_HOME", None)
+    out = subprocess.run([BASIN, "import", str(big), "--table", "sales.big"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 1, out
+    assert "upload limit of 1 KiB" in out.stderr and "max_upload_size" in out.stderr, out.stderr
+    # Streamed without a length: cut off while streaming.
+    def chunks():
+        for _ in range(10):
+            yield b"1,1.00\n" * 100
+    request = urllib.request.Request(f"{h['base']}/api/v1/tables/sales.big/import?filename=big.csv",
+                                     data=chunks(), method="POST",
+                                     headers={"content-type": "text/csv", "authorization": f"Bearer {writer}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413
+    uploads = h["home"] / ".basin" / "uploads"
+    wait_for(lambda: not uploads.exists() or not any(uploads.iterdir()), 10)
+    assert "sales.big" not in orders("table", "ls")
