@@ -549,8 +549,8 @@ impl Store for SqlStore {
         sqlite_events::renew(&self.pool, ids, lease_until_ms).await
     }
 
-    async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()> {
-        sqlite_events::finish(&self.pool, id, outcome, now_ms()).await
+    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()> {
+        sqlite_events::finish(&self.pool, id, attempt, outcome, now_ms()).await
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

@@ -207,7 +207,11 @@ impl Dispatcher {
             match attempt.error() {
                 Some(error) => {
                     store
-                        .finish_event(&event.id, &failure(&event, error, attempt.logs))
+                        .finish_event(
+                            &event.id,
+                            event.attempts,
+                            &failure(&event, error, attempt.logs),
+                        )
                         .await?
                 }
                 None if function.declaration.to.is_some() => {
@@ -220,7 +224,11 @@ impl Dispatcher {
                             function.declaration.to.as_deref().unwrap_or_default()
                         );
                         store
-                            .finish_event(&event.id, &failure(&event, error, attempt.logs))
+                            .finish_event(
+                                &event.id,
+                                event.attempts,
+                                &failure(&event, error, attempt.logs),
+                            )
                             .await?
                     }
                 }
@@ -229,7 +237,9 @@ impl Dispatcher {
                         result: attempt.json(),
                         logs: attempt.logs,
                     };
-                    store.finish_event(&event.id, &outcome).await?
+                    store
+                        .finish_event(&event.id, event.attempts, &outcome)
+                        .await?
                 }
             }
         }
@@ -286,7 +296,9 @@ impl Dispatcher {
                     result: None,
                 },
             };
-            store.finish_event(&event.id, &outcome).await?;
+            store
+                .finish_event(&event.id, event.attempts, &outcome)
+                .await?;
         }
         Ok(())
     }
