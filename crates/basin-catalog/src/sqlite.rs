@@ -32,12 +32,16 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Opens (creating if missing) the SQLite catalog at `path`.
+    ///
+    /// WAL with `synchronous = FULL`: every transaction (a commit moving a branch, an event
+    /// queued or settled) is fsynced to the WAL before it returns. `NORMAL` would only sync
+    /// at checkpoints, so a power loss could undo commits and events already acknowledged.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
