@@ -450,7 +450,21 @@ impl Dispatcher {
         };
         Ok(Some(match self.lakehouse.s3_bucket(bucket) {
             Some(s3) => Fetched::Bytes(self.lakehouse.read_s3_object(s3, key).await?),
-            None => Fetched::File(self.lakehouse.bucket_dir(bucket).join(key)),
+            None => {
+                let dir = self.lakehouse.bucket_dir(bucket);
+                let path = dir.join(key);
+                // Queued as a plain file, but it could have been swapped for a link since.
+                if let Some(link) = super::watch::symlink_under(&dir, &path) {
+                    return Err(Error::invalid(format!(
+                        "{} is a symbolic link; links in a bucket are not followed",
+                        link.display()
+                    ))
+                    .with_hint(
+                        "put the file itself into the bucket: `basin put FILE BUCKET/KEY`",
+                    ));
+                }
+                Fetched::File(path)
+            }
         }))
     }
 }
