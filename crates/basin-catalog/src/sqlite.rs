@@ -32,12 +32,16 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Opens (creating if missing) the SQLite catalog at `path`.
+    ///
+    /// WAL with `synchronous = FULL`: every transaction (a commit moving a branch, an event
+    /// queued or settled) is fsynced to the WAL before it returns. `NORMAL` would only sync
+    /// at checkpoints, so a power loss could undo commits and events already acknowledged.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -549,8 +553,8 @@ impl Store for SqlStore {
         sqlite_events::renew(&self.pool, ids, lease_until_ms).await
     }
 
-    async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()> {
-        sqlite_events::finish(&self.pool, id, outcome, now_ms()).await
+    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()> {
+        sqlite_events::finish(&self.pool, id, attempt, outcome, now_ms()).await
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

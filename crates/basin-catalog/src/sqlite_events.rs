@@ -86,18 +86,22 @@ pub(crate) async fn renew(pool: &SqlitePool, ids: &[String], lease_until_ms: i64
     Ok(())
 }
 
-/// Records how an attempt ended, unless the event moved on meanwhile (another worker took it
-/// after the lease ran out, or a commit consumed it; then only its logs are kept).
+/// Records how attempt `attempt` ended, unless the event moved on meanwhile: another worker
+/// took it after the lease ran out (its `attempts` is higher: this outcome is stale and
+/// dropped, whatever it says, so an old failure never overwrites a newer success), or a
+/// commit consumed it (a failure is then dropped; a success only adds logs and result).
 pub(crate) async fn finish(
     pool: &SqlitePool,
     id: &str,
+    attempt: u32,
     outcome: &EventOutcome,
     now_ms: i64,
 ) -> Result<()> {
     let query = match outcome {
         EventOutcome::Succeeded { logs, result } => sqlx::query(
             "UPDATE events SET state = 'succeeded', lease_until_ms = NULL, error = NULL, logs = ?, \
-             result = ?, updated_at_ms = ? WHERE id = ? AND state IN ('running', 'succeeded')",
+             result = ?, updated_at_ms = ? WHERE id = ? AND attempts = ? \
+             AND state IN ('running', 'succeeded')",
         )
         .bind(tail(logs))
         .bind(result.as_ref().map(|r| r.to_string())),
@@ -107,14 +111,20 @@ pub(crate) async fn finish(
             retry_at_ms,
         } => sqlx::query(
             "UPDATE events SET state = ?, lease_until_ms = NULL, error = ?, logs = ?, next_at_ms = ?, \
-             updated_at_ms = ? WHERE id = ? AND state = 'running' AND commit_id IS NULL",
+             updated_at_ms = ? WHERE id = ? AND attempts = ? AND state = 'running' \
+             AND commit_id IS NULL",
         )
         .bind(if retry_at_ms.is_some() { "failed" } else { "dead" })
         .bind(error)
         .bind(tail(logs))
         .bind(retry_at_ms.unwrap_or(now_ms)),
     };
-    query.bind(now_ms).bind(id).execute(pool).await?;
+    query
+        .bind(now_ms)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

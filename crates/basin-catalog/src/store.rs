@@ -76,7 +76,10 @@ pub trait Store: Send + Sync + Debug {
     /// Moves the leases of the running events among `ids` to `lease_until_ms`: the dispatcher
     /// still works on them.
     async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()>;
-    async fn finish_event(&self, id: &str, outcome: &EventOutcome) -> Result<()>;
+    /// Records how attempt `attempt` (the event's `attempts` when it was claimed) ended. An
+    /// outcome from an older attempt is dropped: after a lease ran out and another worker
+    /// took the event, only that newer attempt may settle it.
+    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()>;
     /// How many of `function`'s events may run at `now_ms`, and when the next one may.
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents>;
     /// Newest first.

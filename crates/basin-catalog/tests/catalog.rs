@@ -514,9 +514,9 @@ async fn queued_events_are_stored_once_leased_retried_and_dead_lettered() {
         logs: "reading bad.csv\n".into(),
         retry_at_ms,
     };
-    store.finish_event("a", &failed(None)).await.unwrap();
+    store.finish_event("a", 2, &failed(None)).await.unwrap();
     store
-        .finish_event("b", &failed(Some(now + 60_000)))
+        .finish_event("b", 1, &failed(Some(now + 60_000)))
         .await
         .unwrap();
     let dead = store.events_with_prefix("a").await.unwrap().remove(0);
@@ -579,4 +579,52 @@ async fn a_commit_consumes_its_events_exactly_once() {
     );
     let e2 = store.events_with_prefix("e2").await.unwrap().remove(0);
     assert_eq!((e2.state, e2.commit), (EventState::Pending, None));
+}
+
+#[tokio::test]
+async fn a_stale_attempt_cannot_overwrite_the_outcome_of_a_newer_one() {
+    use basin_catalog::{EventOutcome, EventState};
+    let catalog = memory_catalog().await;
+    let store = catalog.store();
+    store.enqueue_events(&[new_event("e")]).await.unwrap();
+    let now = 1_000_000_000_000_000;
+    let first = store
+        .claim_events("load", 1, now, now + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(first[0].attempts, 1);
+    // The first worker stalls past its lease; a second one takes the event over.
+    let second = store
+        .claim_events("load", 1, now + 5_000, now + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(second[0].attempts, 2);
+
+    // The old attempt's failure arrives while the new attempt still runs: dropped.
+    let failed = EventOutcome::Failed {
+        error: "attempt 1 timed out".into(),
+        logs: String::new(),
+        retry_at_ms: None,
+    };
+    store.finish_event("e", 1, &failed).await.unwrap();
+    let event = store.events_with_prefix("e").await.unwrap().remove(0);
+    assert_eq!((event.state, event.error), (EventState::Running, None));
+
+    // The new attempt succeeds; the old one's late failure cannot undo that either.
+    let succeeded = EventOutcome::Succeeded {
+        logs: "attempt 2\n".into(),
+        result: Some(serde_json::json!({"rows": 3})),
+    };
+    store.finish_event("e", 2, &succeeded).await.unwrap();
+    store.finish_event("e", 1, &failed).await.unwrap();
+    let stale_success = EventOutcome::Succeeded {
+        logs: "attempt 1\n".into(),
+        result: Some(serde_json::json!({"rows": 1})),
+    };
+    store.finish_event("e", 1, &stale_success).await.unwrap();
+    let event = store.events_with_prefix("e").await.unwrap().remove(0);
+    assert_eq!(event.state, EventState::Succeeded);
+    assert_eq!(event.error, None);
+    assert_eq!(event.logs, "attempt 2\n");
+    assert_eq!(event.result, Some(serde_json::json!({"rows": 3})));
 }

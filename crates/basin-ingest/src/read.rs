@@ -81,6 +81,11 @@ pub fn probe(
         File::open(&file.path)
             .map_err(|e| Error::io(format!("cannot open {}", file.display)).with_source(e))
     };
+    if file.size == 0 {
+        return Err(Error::invalid(format!("{}: the file is empty", file.display)).with_hint(
+            "an import needs at least a header line (CSV) or one row; check that the file was written completely",
+        ));
+    }
     let columns = match file.format {
         Format::Csv => {
             let delimiter = csv.delimiter_for(file);
@@ -89,7 +94,7 @@ pub fn probe(
                 .with_delimiter(delimiter)
                 .with_quote(csv.quote);
             let (header, _) = format
-                .infer_schema(open()?, Some(1))
+                .infer_schema(CsvInput::new(open()?, csv.quote, delimiter).0, Some(1))
                 .map_err(|e| csv_error(file, &[], e))?;
             let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
             check_names(file, &names)?;
@@ -104,7 +109,9 @@ pub fn probe(
                 .with_delimiter(delimiter)
                 .with_quote(csv.quote)
                 .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
-                .build(BufReader::new(open()?))
+                .build(BufReader::new(
+                    CsvInput::new(open()?, csv.quote, delimiter).0,
+                ))
                 .map_err(|e| csv_error(file, &names, e))?;
             let mut batches = Vec::new();
             let mut rows = 0;
@@ -237,6 +244,124 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where a CSV reader is in the quoting, following csv-core's rules: a quote opens a quoted
+/// field only at the start of a field, and `""` inside one is a literal quote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the field's end, or the first half of `""`.
+    QuoteInQuoted,
+}
+
+/// What the reader saw by the end of the input: 0 while quoting is balanced, else the line
+/// where the field still open began. Shared, because arrow-csv owns the reader.
+#[derive(Clone, Debug, Default)]
+struct Unterminated(Arc<AtomicU64>);
+
+impl Unterminated {
+    fn line(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&l| l > 0)
+    }
+}
+
+/// A CSV file as arrow-csv should read it: without a leading UTF-8 byte-order mark (which
+/// would otherwise stick to the first column's name), and watched for a quoted field still
+/// open at the end of the input. csv-core ends such a field silently, so a truncated file
+/// (`4,"unterminat`) would be imported with the rest of the file inside one string.
+struct CsvInput<R> {
+    inner: R,
+    started: bool,
+    quote: u8,
+    delimiter: u8,
+    state: Quoting,
+    line: u64,
+    opened_at: u64,
+    unterminated: Unterminated,
+}
+
+impl<R: Read> CsvInput<R> {
+    fn new(inner: R, quote: u8, delimiter: u8) -> (Self, Unterminated) {
+        let unterminated = Unterminated::default();
+        let input = Self {
+            inner,
+            started: false,
+            quote,
+            delimiter,
+            state: Quoting::FieldStart,
+            line: 1,
+            opened_at: 0,
+            unterminated: unterminated.clone(),
+        };
+        (input, unterminated)
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.line += 1;
+            }
+            let end_of_field = b == self.delimiter || b == b'\n' || b == b'\r';
+            self.state = match self.state {
+                Quoting::FieldStart | Quoting::Unquoted if end_of_field => Quoting::FieldStart,
+                Quoting::FieldStart if b == self.quote => {
+                    self.opened_at = self.line;
+                    Quoting::Quoted
+                }
+                Quoting::FieldStart | Quoting::Unquoted => Quoting::Unquoted,
+                Quoting::Quoted if b == self.quote => Quoting::QuoteInQuoted,
+                Quoting::Quoted => Quoting::Quoted,
+                Quoting::QuoteInQuoted if b == self.quote => Quoting::Quoted,
+                Quoting::QuoteInQuoted if end_of_field => Quoting::FieldStart,
+                Quoting::QuoteInQuoted => Quoting::Unquoted,
+            };
+        }
+    }
+}
+
+impl<R: Read> Read for CsvInput<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = if self.started {
+            self.inner.read(buf)?
+        } else {
+            // The first bytes, gathered until a byte-order mark can be recognised.
+            self.started = true;
+            let mut n = 0;
+            while n < BOM.len().min(buf.len()) {
+                match self.inner.read(&mut buf[n..])? {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            if buf[..n].starts_with(BOM) {
+                buf.copy_within(BOM.len()..n, 0);
+                n -= BOM.len();
+                if n == 0 {
+                    return self.read(buf);
+                }
+            }
+            n
+        };
+        if n == 0 && self.state == Quoting::Quoted {
+            self.unterminated.0.store(self.opened_at, Ordering::Relaxed);
+        }
+        self.scan(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The error for a file that ends inside a quoted field.
+fn unterminated_quote(file: &SourceFile, line: u64) -> Error {
+    Error::invalid(format!(
+        "{}:{line}: a quoted field opened on this line is never closed (the file ends inside it)",
+        file.display
+    ))
+    .with_hint("the file may be truncated (an interrupted copy or export); check its end, or close the quote")
+}
+
 /// Reads `file` with `schema` (its own columns, typed as the table wants), calling `on_batch`
 /// for each batch; `read_bytes` grows as the file is consumed.
 pub fn read(
@@ -276,19 +401,29 @@ pub fn read(
                     .collect::<Vec<_>>(),
             ));
             let first_data_line = if csv.header { 2 } else { 1 };
+            let delimiter = csv.delimiter_for(file);
+            let (input, unterminated) = CsvInput::new(counting, csv.quote, delimiter);
             let reader = arrow::csv::ReaderBuilder::new(text_schema)
                 .with_header(csv.header)
-                .with_delimiter(csv.delimiter_for(file))
+                .with_delimiter(delimiter)
                 .with_quote(csv.quote)
                 .with_batch_size(BATCH_ROWS)
-                .build(BufReader::with_capacity(1 << 20, counting))
+                .build(BufReader::with_capacity(1 << 20, input))
                 .map_err(|e| csv_error(file, &names, e))?;
             for batch in reader {
-                let batch = batch.map_err(|e| csv_error(file, &names, e))?;
+                // A field left open swallows the rest of the file, so the last record may
+                // also have too few fields: the open quote is the cause to report.
+                let batch = batch.map_err(|e| match unterminated.line() {
+                    Some(line) => unterminated_quote(file, line),
+                    None => csv_error(file, &names, e),
+                })?;
                 let batch =
                     parse_decimals(file, batch, &schema, &decimals, rows + first_data_line)?;
                 rows += batch.num_rows() as u64;
                 on_batch(batch)?;
+            }
+            if let Some(line) = unterminated.line() {
+                return Err(unterminated_quote(file, line));
             }
         }
         Format::Json => {
@@ -334,8 +469,26 @@ pub fn read(
             }
         }
     }
+    check_unchanged(file)?;
     read_bytes.store(file.size, Ordering::Relaxed);
     Ok(rows)
+}
+
+/// Fails if `file` is no longer the size and age it had when the import listed it: it was
+/// written to (or replaced) while being read, so what was read may be neither old nor new.
+fn check_unchanged(file: &SourceFile) -> Result<()> {
+    let now = std::fs::metadata(&file.path)
+        .map_err(|e| Error::io(format!("cannot read {}", file.display)).with_source(e))?;
+    if now.len() != file.size || now.modified().ok() != file.modified {
+        return Err(Error::io(format!(
+            "{}: the file changed while it was being read ({} bytes when listed, {} now)",
+            file.display,
+            file.size,
+            now.len()
+        ))
+        .with_hint("import it again once it is complete; a writer should write elsewhere and move the finished file in"));
+    }
+    Ok(())
 }
 
 /// Turns arrow-csv's errors into ones that name the file, the line and the column.
@@ -514,4 +667,177 @@ fn json_error(file: &SourceFile, schema: &SchemaRef, rows_before: u64, e: ArrowE
         "every line must be one JSON object whose values fit the table's column types"
     };
     Error::invalid(format!("{}:{at}: {text}", file.display)).with_hint(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source;
+
+    async fn source_file(dir: &std::path::Path, name: &str, text: &[u8]) -> SourceFile {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut files = source::expand(&[path.display().to_string()], None, None)
+            .await
+            .unwrap();
+        files.remove(0)
+    }
+
+    /// Reads a CSV file as text columns; returns its rows as strings, or the error.
+    fn read_csv(file: &SourceFile) -> Result<Vec<Vec<String>>> {
+        let csv = CsvOptions::default();
+        let names: Vec<String> = probe(file, &csv, 100)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let schema = Arc::new(ArrowSchema::new(
+            names
+                .iter()
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let mut rows = vec![names];
+        read(file, &csv, schema, Arc::default(), |batch| {
+            for r in 0..batch.num_rows() {
+                rows.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|c| {
+                            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+                            if c.is_valid(r) { c.value(r) } else { "" }.to_string()
+                        })
+                        .collect(),
+                );
+            }
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    fn rows(text: &[&[&str]]) -> Vec<Vec<String>> {
+        text.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_file_ending_inside_a_quoted_field_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(
+            dir.path(),
+            "cut.csv",
+            b"id,name\n1,a\n2,\"b\"\n3,\"multi\nline\"\n4,\"unterminated\n5,e\n",
+        )
+        .await;
+        let e = read_csv(&file).unwrap_err();
+        assert_eq!(e.kind(), basin_catalog::ErrorKind::InvalidInput);
+        assert!(
+            e.message.starts_with(&format!("{}:6: ", file.display)),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.is_some());
+
+        // The same with more columns, where the swallowed rest also miscounts the fields.
+        let file = source_file(dir.path(), "cut3.csv", b"a,b,c\n1,2,3\n4,\"x,5\n6,7,8\n").await;
+        let e = read_csv(&file).unwrap_err();
+        assert!(e.message.contains("cut3.csv:3: "), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn quotes_that_are_closed_or_literal_are_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(
+            dir.path(),
+            "ok.csv",
+            b"a,b\n5\" pipe,\"say \"\"hi\"\"\"\n\"x\ny\",\"\"\n",
+        )
+        .await;
+        assert_eq!(
+            read_csv(&file).unwrap(),
+            rows(&[&["a", "b"], &["5\" pipe", "say \"hi\""], &["x\ny", ""]])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_is_not_part_of_the_first_column_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(dir.path(), "bom.csv", b"\xEF\xBB\xBFid,name\n1,a\n").await;
+        assert_eq!(
+            read_csv(&file).unwrap(),
+            rows(&[&["id", "name"], &["1", "a"]])
+        );
+        let types = probe(&file, &CsvOptions::default(), 100).unwrap();
+        assert_eq!(types[0], ("id".to_string(), DataType::Int64));
+    }
+
+    #[tokio::test]
+    async fn crlf_line_endings_leave_no_carriage_return_in_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(
+            dir.path(),
+            "crlf.csv",
+            b"id,name\r\n1,a\r\n2,\"b\r\nc\"\r\n",
+        )
+        .await;
+        assert_eq!(
+            read_csv(&file).unwrap(),
+            rows(&[&["id", "name"], &["1", "a"], &["2", "b\r\nc"]])
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(dir.path(), "empty.csv", b"").await;
+        let e = read_csv(&file).unwrap_err();
+        assert_eq!(e.kind(), basin_catalog::ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains("empty.csv: the file is empty"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_header_only_file_reads_as_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(dir.path(), "header.csv", b"id,name\n").await;
+        assert_eq!(read_csv(&file).unwrap(), rows(&[&["id", "name"]]));
+    }
+
+    #[tokio::test]
+    async fn a_file_that_changes_while_it_is_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = source_file(dir.path(), "growing.csv", b"id\n1\n2\n").await;
+        let csv = CsvOptions::default();
+        let schema = Arc::new(ArrowSchema::new(vec![Field::new(
+            "id",
+            DataType::Utf8,
+            true,
+        )]));
+        let path = file.path.clone();
+        let mut appended = false;
+        // Another program appends to it (once) while the import reads it.
+        let e = read(&file, &csv, schema, Arc::default(), |_| {
+            use std::io::Write;
+            if !std::mem::replace(&mut appended, true) {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                f.write_all(b"3\n").unwrap();
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), basin_catalog::ErrorKind::Io);
+        assert!(
+            e.message
+                .contains("growing.csv: the file changed while it was being read"),
+            "{}",
+            e.message
+        );
+    }
 }

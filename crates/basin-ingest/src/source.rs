@@ -42,6 +42,9 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub format: Format,
     pub size: u64,
+    /// When it was last written, as listed: with `size`, how a change while it is read is
+    /// noticed.
+    pub modified: Option<std::time::SystemTime>,
     /// Keeps a downloaded object's temporary file alive while it is read.
     _download: Option<tempfile::NamedTempFile>,
 }
@@ -108,12 +111,14 @@ pub async fn expand(
         for path in paths {
             let display = path.display().to_string();
             let format = detect(&display, format)?;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| Error::io(format!("cannot read {display}")).with_source(e))?;
             files.push(SourceFile {
                 display,
                 path,
                 format,
-                size,
+                size: meta.len(),
+                modified: meta.modified().ok(),
                 _download: None,
             });
         }
@@ -157,11 +162,19 @@ async fn download(url: &str, format: Option<Format>, s3: Option<&FileIO>) -> Res
             .map_err(|e| Error::io("cannot write a temporary file").with_source(e))?;
         offset = end;
     }
+    tmp.flush()
+        .map_err(|e| Error::io("cannot write a temporary file").with_source(e))?;
+    let modified = tmp
+        .as_file()
+        .metadata()
+        .ok()
+        .and_then(|m| m.modified().ok());
     Ok(SourceFile {
         display: url.to_string(),
         path: tmp.path().to_path_buf(),
         format,
         size,
+        modified,
         _download: Some(tmp),
     })
 }

@@ -3,19 +3,24 @@
 //! iceberg-rust 0.10 lacks (overwrite snapshots, merging two sides' appends).
 //!
 //! Every write has the same shape: write data files (invisible to readers), stage new table
-//! metadata on top of the branch head, then move the branch by compare-and-swap. If another
+//! metadata on top of the branch head, make every new file durable (`durable`), then move the
+//! branch by compare-and-swap. If another
 //! writer touched the same table meanwhile, the metadata is re-staged on the new head and the
-//! commit retried; data files are never rewritten for a retry.
+//! commit retried with jittered backoff until it lands (see `retry`); data files are never
+//! rewritten for a retry.
 
+mod durable;
 mod error;
 mod merge;
 mod overwrite;
+mod retry;
 mod staging;
 mod tables;
 mod updates;
 mod warehouse;
 mod writer;
 
+pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
 pub use merge::{appended_files_since, appended_snapshots_since};
 pub use tables::{

@@ -10,17 +10,24 @@ use iceberg::table::Table;
 /// later merge from the same branch knows the target already holds them.
 pub(crate) const MERGED_SNAPSHOT: &str = "basin.merged-snapshot-id";
 
+/// Whether `side` is still the table `base` was (same uuid), with the same current schema
+/// and partition spec: what both sides' files must share to be combined in one snapshot,
+/// by a merge or by a retried commit.
+pub(crate) fn same_shape(base: &Table, side: &Table) -> bool {
+    let (b, s) = (base.metadata(), side.metadata());
+    b.uuid() == s.uuid()
+        && b.current_schema_id() == s.current_schema_id()
+        && b.default_partition_spec_id() == s.default_partition_spec_id()
+}
+
 /// The snapshots `side` added since `base`, or `None` if `side` did anything but append
 /// (overwrite, schema or partition change, or a history that does not descend from `base`).
 /// Reads table metadata only.
 pub fn appended_snapshots_since(base: &Table, side: &Table) -> Option<HashSet<i64>> {
-    let (b, s) = (base.metadata(), side.metadata());
-    if b.uuid() != s.uuid()
-        || b.current_schema_id() != s.current_schema_id()
-        || b.default_partition_spec_id() != s.default_partition_spec_id()
-    {
+    if !same_shape(base, side) {
         return None;
     }
+    let (b, s) = (base.metadata(), side.metadata());
     let stop = b.current_snapshot_id();
     let stop_text = stop.map(|id| id.to_string());
     let mut added = HashSet::new();

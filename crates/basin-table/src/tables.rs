@@ -1,7 +1,6 @@
 //! Table changes as commits on a branch: stage new metadata, move the branch, retry on races.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
 
 use basin_catalog::{
     Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
@@ -14,11 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, from_iceberg};
 use crate::overwrite::overwrite_updates;
+use crate::retry::Backoff;
 use crate::staging::{StagingCatalog, stage_updates};
 use crate::warehouse::Warehouse;
-
-/// How often a commit is re-staged after losing a race on its table.
-const MAX_ATTEMPTS: u32 = 20;
 
 /// What a write does to a table's data.
 #[derive(Clone, Debug)]
@@ -124,6 +121,29 @@ impl Tables {
             .runtime(iceberg::Runtime::try_current().map_err(from_iceberg(&context))?)
             .build()
             .map_err(from_iceberg(&context))
+    }
+
+    /// Syncs the files `after` adds to `before` to stable storage, skipping those in `synced`
+    /// (see [`crate::durable`]). `new_table`: nothing points at the table's folder yet, so
+    /// the folders above it are synced too. Called before every catalog commit.
+    pub(crate) async fn make_durable(
+        &self,
+        before: Option<&Table>,
+        after: &Table,
+        new_table: bool,
+        synced: &mut HashSet<String>,
+    ) -> Result<()> {
+        let Some(sync) = self.warehouse.file_sync() else {
+            return Ok(());
+        };
+        let files = crate::durable::new_files(before, after).await?;
+        let top = if new_table {
+            self.warehouse.location()
+        } else {
+            after.metadata().location()
+        };
+        let top = crate::durable::local_path(top).unwrap_or_default();
+        crate::durable::sync_files(sync, &top, files, synced).await
     }
 
     /// A new, empty table: its first metadata file is written, but nothing points at it
@@ -233,7 +253,9 @@ impl Tables {
 
     /// Commits `change` to `key` on `request.branch`, whose head was `request.expected_head`
     /// when `staged` was read. On a race with another writer of the same table, the change is
-    /// staged again on the new head (data files are kept) and retried.
+    /// staged again on the new head (data files are kept) and retried with backoff (see
+    /// [`crate::retry`]) until it lands; only a true conflict (the table was created, dropped,
+    /// or changed its schema or partitioning meanwhile) fails.
     pub async fn commit_change(
         &self,
         key: &Key,
@@ -248,8 +270,12 @@ impl Tables {
             [("basin.message".to_string(), request.message.clone())]
                 .into_iter()
                 .collect();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut backoff = Backoff::new();
+        let mut synced = HashSet::new();
+        loop {
             let new_table = self.stage_change(&base, &change, &properties).await?;
+            self.make_durable(Some(&base), &new_table, staged.created, &mut synced)
+                .await?;
             let location = new_table
                 .metadata_location_result()
                 .map_err(from_iceberg("staged table"))?
@@ -281,22 +307,28 @@ impl Tables {
                         commit,
                         metadata_location: location,
                         snapshot_id: new_table.metadata().current_snapshot_id(),
-                        attempts: attempt,
+                        attempts: backoff.attempt(),
                     });
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    let spent = !backoff.next().await;
                     let current = self.catalog.resolve(&branch).await?;
-                    head = current.commit.clone();
                     base = self.rebase_target(&current, key, &staged, &base, e).await?;
+                    if spent {
+                        return Err(out_of_attempts(key.as_str(), &branch, backoff.attempt()));
+                    }
+                    head = current.commit;
                 }
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
-    /// The table a retried change applies to, or the conflict if it cannot be retried.
+    /// The table a retried change applies to, or the conflict if it cannot be retried: the
+    /// table must still be the one the change was staged on (same uuid, schema and partition
+    /// spec, the test a merge of appends makes too: [`crate::merge::same_shape`]). Whatever
+    /// the other writers did to its rows, re-staging an append (or a replacement of every
+    /// row) on top of it is the same as having run after them.
     async fn rebase_target(
         &self,
         current: &Resolved,
@@ -321,13 +353,17 @@ impl Tables {
             ))),
             (Some(Content::Table { metadata_location }), false) => {
                 let fresh = self.load_from(key, &metadata_location).await?;
-                if staged.schema_changed
-                    || fresh.metadata().current_schema_id() != base.metadata().current_schema_id()
-                    || fresh.metadata().default_partition_spec_id()
-                        != base.metadata().default_partition_spec_id()
-                {
-                    return Err(conflict
-                        .with_hint("the table's schema or partitioning changed meanwhile; run the command again"));
+                // A staged schema change makes `base`'s schema differ from the head's.
+                if !crate::merge::same_shape(base, &fresh) {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "`{key}` changed its schema or partitioning on `{}` while this change was written",
+                            current.spec
+                        ),
+                    )
+                    .with_source(conflict)
+                    .with_hint("run the command again: it will write against the table's new schema"));
                 }
                 Ok(fresh)
             }
@@ -438,6 +474,16 @@ impl Tables {
         )
         .await
     }
+}
+
+/// The error when a change lost every race in its budget: not a conflict in the data, but
+/// too many writers at once.
+pub(crate) fn out_of_attempts(key: &str, branch: &str, attempts: u32) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("`{key}` on `{branch}`: other writers kept committing first ({attempts} attempts)"),
+    )
+    .with_hint("run the command again, or write to this branch from fewer places at once")
 }
 
 /// Appends on both sides of a merge that can be combined: see [`Tables::mergeable_appends`].

@@ -6,7 +6,7 @@
 //! requirements are checked again on the new head and, if they still hold, the updates are
 //! applied again: a retry that can succeed is made here, one that cannot is a conflict.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use basin_catalog::{CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved};
 use iceberg::spec::{
@@ -16,11 +16,9 @@ use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
 
 use crate::error::{Result, from_iceberg};
+use crate::retry::Backoff;
 use crate::staging::stage_updates;
-use crate::tables::Tables;
-
-/// How often a commit is checked and staged again after losing a race on one of its tables.
-const MAX_ATTEMPTS: u32 = 20;
+use crate::tables::{Tables, out_of_attempts};
 
 /// One table's part of a commit: what must hold, then what changes.
 #[derive(Clone, Debug)]
@@ -58,12 +56,14 @@ impl Tables {
         request: CommitRequest,
     ) -> Result<Vec<Table>> {
         let branch = request.branch.clone();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut backoff = Backoff::new();
+        let mut synced = HashSet::new();
+        loop {
             let head = self.catalog().resolve(&branch).await?;
             let mut staged = Vec::with_capacity(changes.len());
             let mut operations = Vec::with_capacity(changes.len());
             for change in changes {
-                let table = self.stage_updates(&head, change).await?;
+                let table = self.stage_updates(&head, change, &mut synced).await?;
                 let location = table
                     .metadata_location_result()
                     .map_err(from_iceberg("staged table"))?
@@ -79,19 +79,35 @@ impl Tables {
             attempt_request.operations = operations;
             match self.catalog().commit(attempt_request).await {
                 Ok(_) => return Ok(staged),
-                Err(e) if e.kind() == ErrorKind::Conflict && attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(attempt, "a table changed meanwhile; checking again");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)))
-                        .await;
+                // A requirement that no longer holds fails in `stage_updates` above, as a
+                // true conflict; this one only says the branch moved: check again.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    tracing::debug!(
+                        attempt = backoff.attempt(),
+                        "a table changed meanwhile; checking again"
+                    );
+                    if !backoff.next().await {
+                        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                        return Err(out_of_attempts(
+                            &keys.join("`, `"),
+                            &branch,
+                            backoff.attempt(),
+                        ));
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
-    /// Checks one table's requirements at `head` and writes its next metadata file.
-    async fn stage_updates(&self, head: &Resolved, change: &TableUpdates) -> Result<Table> {
+    /// Checks one table's requirements at `head`, writes its next metadata file and syncs
+    /// the files it adds (the client's data files and manifests too).
+    async fn stage_updates(
+        &self,
+        head: &Resolved,
+        change: &TableUpdates,
+        synced: &mut HashSet<String>,
+    ) -> Result<Table> {
         let key = &change.key;
         let current = match self.catalog().content(head, key).await? {
             Some(Content::Table { metadata_location }) => {
@@ -118,10 +134,10 @@ impl Tables {
                 })?;
         }
         let context = format!("cannot apply the changes to `{key}`");
-        match current {
-            Some(table) => stage_updates(&table, &[], change.updates.clone())
+        let staged = match &current {
+            Some(table) => stage_updates(table, &[], change.updates.clone())
                 .await
-                .map_err(from_iceberg(&context)),
+                .map_err(from_iceberg(&context))?,
             None if change.creates() => {
                 if let Some(ns) = key.namespace()
                     && self.catalog().content(head, &ns).await?.is_none()
@@ -132,13 +148,18 @@ impl Tables {
                     ))
                     .with_hint(format!("create it first: `basin namespace create {ns}`")));
                 }
-                self.stage_new(key, &change.updates).await
+                self.stage_new(key, &change.updates).await?
             }
-            None => Err(Error::not_found(format!(
-                "table `{key}` does not exist on `{}`",
-                head.spec
-            ))),
-        }
+            None => {
+                return Err(Error::not_found(format!(
+                    "table `{key}` does not exist on `{}`",
+                    head.spec
+                )));
+            }
+        };
+        self.make_durable(current.as_ref(), &staged, current.is_none(), synced)
+            .await?;
+        Ok(staged)
     }
 
     /// Writes the first metadata file of a table created by `updates` (a staged create:

@@ -11,6 +11,7 @@ use iceberg::io::{
 };
 use iceberg_storage_opendal::OpenDalStorageFactory;
 
+use crate::durable::{FileSync, Fsync};
 use crate::error::{Error, Result};
 
 /// How to reach an S3-compatible store. Filled from `basin.toml` and `BASIN_S3_*`.
@@ -62,6 +63,9 @@ impl S3Settings {
 pub struct Warehouse {
     location: String,
     file_io: FileIO,
+    /// How a commit's files are made durable before the branch moves; `None` in S3, where a
+    /// completed PUT is.
+    sync: Option<Arc<dyn FileSync>>,
 }
 
 impl Warehouse {
@@ -76,6 +80,7 @@ impl Warehouse {
         Ok(Self {
             location: location.trim_end_matches('/').to_string(),
             file_io: FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
+            sync: Some(Arc::new(Fsync)),
         })
     }
 
@@ -92,6 +97,7 @@ impl Warehouse {
         Ok(Self {
             location: url.trim_end_matches('/').to_string(),
             file_io: settings.file_io(),
+            sync: None,
         })
     }
 
@@ -101,6 +107,19 @@ impl Warehouse {
 
     pub fn file_io(&self) -> &FileIO {
         &self.file_io
+    }
+
+    /// This warehouse with another way of syncing files (local warehouses only): tests record
+    /// the calls.
+    pub fn with_file_sync(mut self, sync: Arc<dyn FileSync>) -> Self {
+        if self.sync.is_some() {
+            self.sync = Some(sync);
+        }
+        self
+    }
+
+    pub(crate) fn file_sync(&self) -> Option<&dyn FileSync> {
+        self.sync.as_deref()
     }
 
     pub fn is_s3(&self) -> bool {

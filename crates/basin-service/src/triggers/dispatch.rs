@@ -207,7 +207,11 @@ impl Dispatcher {
             match attempt.error() {
                 Some(error) => {
                     store
-                        .finish_event(&event.id, &failure(&event, error, attempt.logs))
+                        .finish_event(
+                            &event.id,
+                            event.attempts,
+                            &failure(&event, error, attempt.logs),
+                        )
                         .await?
                 }
                 None if function.declaration.to.is_some() => {
@@ -220,7 +224,11 @@ impl Dispatcher {
                             function.declaration.to.as_deref().unwrap_or_default()
                         );
                         store
-                            .finish_event(&event.id, &failure(&event, error, attempt.logs))
+                            .finish_event(
+                                &event.id,
+                                event.attempts,
+                                &failure(&event, error, attempt.logs),
+                            )
                             .await?
                     }
                 }
@@ -229,7 +237,9 @@ impl Dispatcher {
                         result: attempt.json(),
                         logs: attempt.logs,
                     };
-                    store.finish_event(&event.id, &outcome).await?
+                    store
+                        .finish_event(&event.id, event.attempts, &outcome)
+                        .await?
                 }
             }
         }
@@ -286,7 +296,9 @@ impl Dispatcher {
                     result: None,
                 },
             };
-            store.finish_event(&event.id, &outcome).await?;
+            store
+                .finish_event(&event.id, event.attempts, &outcome)
+                .await?;
         }
         Ok(())
     }
@@ -437,7 +449,21 @@ impl Dispatcher {
         };
         Ok(Some(match self.lakehouse.s3_bucket(bucket) {
             Some(s3) => Fetched::Bytes(self.lakehouse.read_s3_object(s3, key).await?),
-            None => Fetched::File(self.lakehouse.bucket_dir(bucket).join(key)),
+            None => {
+                let dir = self.lakehouse.bucket_dir(bucket);
+                let path = dir.join(key);
+                // Queued as a plain file, but it could have been swapped for a link since.
+                if let Some(link) = super::watch::symlink_under(&dir, &path) {
+                    return Err(Error::invalid(format!(
+                        "{} is a symbolic link; links in a bucket are not followed",
+                        link.display()
+                    ))
+                    .with_hint(
+                        "put the file itself into the bucket: `basin put FILE BUCKET/KEY`",
+                    ));
+                }
+                Fetched::File(path)
+            }
         }))
     }
 }

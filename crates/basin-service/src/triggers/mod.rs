@@ -142,6 +142,20 @@ impl Lakehouse {
                 ),
             );
         }
+        if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+            let hint = match std::fs::canonicalize(file) {
+                Ok(target) => format!(
+                    "put the file it points to: `basin put {} {bucket}/{key}`",
+                    target.display()
+                ),
+                Err(_) => "it points nowhere; put a regular file".to_string(),
+            };
+            return Err(Error::invalid(format!(
+                "{} is a symbolic link; `basin put` copies regular files only",
+                file.display()
+            ))
+            .with_hint(hint));
+        }
         if let Some(s3) = self.s3_bucket(bucket) {
             let data = std::fs::read(file)
                 .map_err(|e| Error::io(format!("cannot read {}: {e}", file.display())))?;
@@ -155,6 +169,14 @@ impl Lakehouse {
                 .with_hint("`basin deploy` creates the buckets its functions watch"));
         }
         let target = folder.join(key);
+        // A watched bucket skips links, so a linked folder would swallow the object unseen.
+        if let Some(link) = watch::symlink_under(&folder, &target) {
+            return Err(Error::invalid(format!(
+                "{} is a symbolic link; buckets hold plain files and folders",
+                link.display()
+            ))
+            .with_hint("remove the link from the bucket, or put the object under another key"));
+        }
         let parent = target.parent().expect("a key has a parent folder");
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("cannot create {}: {e}", parent.display())))?;

@@ -4,6 +4,10 @@
 //! while Basin was down. An event's id is a hash of the function, the key, the size and the
 //! modification time, so a file seen by both the scan and the watcher, or scanned at every
 //! start, is queued once.
+//!
+//! Buckets hold plain files. A symbolic link in one (or a linked folder) is skipped with a
+//! warning, by the scan and by the watcher alike, and never followed: the function would be
+//! handed whatever file the link points at, anywhere Basin can read.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +48,36 @@ impl Root {
     }
 }
 
+/// The first symbolic link on the way down from `root` to `path`, `path` included (`root`
+/// itself is the user's choice of folder and may be a link).
+pub(crate) fn symlink_under(root: &Path, path: &Path) -> Option<PathBuf> {
+    let relative = path.strip_prefix(root).ok()?;
+    let mut at = root.to_path_buf();
+    for part in relative.components() {
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Whether `path` is a regular file reached without a symbolic link under its root; a link
+/// is logged, naming it.
+fn plain_file(roots: &[Root], path: &Path) -> bool {
+    let Some(root) = roots.iter().find(|r| path.starts_with(&r.dir)) else {
+        return false;
+    };
+    if let Some(link) = symlink_under(&root.dir, path) {
+        tracing::warn!(
+            "skipping {}: it is a symbolic link, and links in a bucket are not followed",
+            link.display()
+        );
+        return false;
+    }
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 /// The configured folders first, so a file in one is not taken for a default bucket's.
 fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
     let configured = lakehouse.settings().bucket_folders.iter();
@@ -76,6 +110,10 @@ pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
                 match entry.file_type() {
                     Ok(t) if t.is_dir() => stack.push(path),
                     Ok(t) if t.is_file() => events.extend(file_events(&functions, &roots, &path)),
+                    Ok(t) if t.is_symlink() => tracing::warn!(
+                        "skipping {}: it is a symbolic link, and links in a bucket are not followed",
+                        path.display()
+                    ),
                     _ => {}
                 }
             }
@@ -94,7 +132,7 @@ pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
     let roots = roots(&lakehouse);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let written = matches!(
             event.kind,
@@ -109,8 +147,11 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 let _ = tx.send(path);
             }
         }
-    })
-    .map_err(|e| Error::io(format!("cannot watch the buckets: {e}")))?;
+    };
+    // Not into linked folders: their files are not the bucket's.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(handler, config)
+        .map_err(|e| Error::io(format!("cannot watch the buckets: {e}")))?;
     for root in &roots {
         std::fs::create_dir_all(&root.dir)
             .map_err(|e| Error::io(format!("cannot create {}: {e}", root.dir.display())))?;
@@ -135,7 +176,7 @@ async fn queue(lakehouse: &Lakehouse, roots: &[Root], paths: &[PathBuf]) -> Resu
     let functions = lakehouse.deployed_functions().await?;
     let events: Vec<NewEvent> = paths
         .iter()
-        .filter(|p| p.is_file())
+        .filter(|p| plain_file(roots, p))
         .flat_map(|p| file_events(&functions, roots, p))
         .collect();
     lakehouse.catalog().store().enqueue_events(&events).await?;
@@ -155,9 +196,13 @@ fn file_events(functions: &[DeployedFunction], roots: &[Root], path: &Path) -> V
     if key.is_empty() || name.starts_with('.') {
         return Vec::new();
     }
-    let Ok(meta) = std::fs::metadata(path) else {
+    // Not `metadata`, which would describe a link's target.
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Vec::new();
     };
+    if !meta.is_file() {
+        return Vec::new();
+    }
     let modified = meta
         .modified()
         .ok()
@@ -174,4 +219,35 @@ fn file_events(functions: &[DeployedFunction], roots: &[Root], path: &Path) -> V
         source: "local",
     };
     super::object_events(functions, &object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_under_a_bucket_are_found_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("landing"), dir.path().join("secret"));
+        std::fs::create_dir_all(root.join("orders")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("key.csv"), "id\n1\n").unwrap();
+        std::fs::write(root.join("orders/a.csv"), "id\n2\n").unwrap();
+        std::os::unix::fs::symlink(outside.join("key.csv"), root.join("orders/b.csv")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("linked")).unwrap();
+        let roots = [Root {
+            dir: root.clone(),
+            bucket: Some("landing".into()),
+        }];
+
+        assert!(plain_file(&roots, &root.join("orders/a.csv")));
+        assert_eq!(symlink_under(&root, &root.join("orders/a.csv")), None);
+        // A link to a file, and a file reached through a linked folder.
+        assert!(!plain_file(&roots, &root.join("orders/b.csv")));
+        assert!(!plain_file(&roots, &root.join("linked/key.csv")));
+        assert_eq!(
+            symlink_under(&root, &root.join("linked/key.csv")),
+            Some(root.join("linked"))
+        );
+    }
 }

@@ -1,0 +1,175 @@
+//! Making a commit's files durable before the branch moves to it.
+//!
+//! A commit is durable only if everything its new `metadata.json` names survives a power
+//! loss: the metadata file itself, the new snapshots' manifest lists and manifests, the data
+//! files they add, and the folder entries that name them (a new table creates folders too).
+//! iceberg-rust's local storage fsyncs a file written through a streaming writer (Parquet
+//! data files) but not one written whole (`OutputFile::write`: manifests, manifest lists,
+//! `metadata.json`), never a folder, and the files a REST client wrote were never Basin's to
+//! sync. So after staging and before the catalog commit, every file the new metadata adds is
+//! synced by path, with the folders above them up to the table's (the warehouse's, for a
+//! new table). In S3 a completed PUT is
+//! durable, so there is nothing to do there.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use iceberg::spec::ManifestStatus;
+use iceberg::table::Table;
+
+use crate::error::{Error, Result, from_iceberg};
+
+/// Flushes files and folders to stable storage. [`Fsync`] does it; tests record the calls.
+#[async_trait]
+pub trait FileSync: Send + Sync + Debug {
+    /// Flushes `files`, then `folders` (each as `fsync` would). Called before the catalog
+    /// commit that makes them reachable.
+    async fn sync(&self, files: Vec<PathBuf>, folders: Vec<PathBuf>) -> std::io::Result<()>;
+}
+
+/// `fsync` on local disk, every file and folder at once: both must be on disk before the
+/// commit, in no particular order, and a journaling file system commits concurrent syncs
+/// together (each costs a device cache flush, ~1 ms on this machine's disk, even when clean).
+#[derive(Debug, Default)]
+pub struct Fsync;
+
+#[async_trait]
+impl FileSync for Fsync {
+    async fn sync(&self, files: Vec<PathBuf>, folders: Vec<PathBuf>) -> std::io::Result<()> {
+        let mut syncs = tokio::task::JoinSet::new();
+        for path in files.into_iter().chain(folders) {
+            syncs.spawn_blocking(move || {
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            });
+        }
+        while let Some(done) = syncs.join_next().await {
+            done.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+}
+
+/// A local path for an iceberg location (`/p`, `file:/p`, `file:///p`); `None` elsewhere.
+pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
+    let path = match location.strip_prefix("file://") {
+        Some(rest) => rest,
+        None => location.strip_prefix("file:").unwrap_or(location),
+    };
+    path.starts_with('/').then(|| PathBuf::from(path))
+}
+
+/// Every file `after` names that `before` (the table it was staged on; `None` for a new
+/// table) did not: its metadata file, and for each new snapshot its manifest list, the
+/// manifests it added and the files those add. Reads manifests (just written, so cached).
+pub(crate) async fn new_files(before: Option<&Table>, after: &Table) -> Result<Vec<String>> {
+    let context = format!("cannot list the new files of `{}`", after.identifier());
+    let known: HashSet<i64> = before
+        .map(|t| t.metadata().snapshots().map(|s| s.snapshot_id()).collect())
+        .unwrap_or_default();
+    let mut files = Vec::new();
+    if let Some(location) = after.metadata_location() {
+        files.push(location.to_string());
+    }
+    for snapshot in after.metadata().snapshots() {
+        let id = snapshot.snapshot_id();
+        if known.contains(&id) {
+            continue;
+        }
+        files.push(snapshot.manifest_list().to_string());
+        let list = after
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(from_iceberg(&context))?;
+        for manifest_file in list.entries() {
+            if manifest_file.added_snapshot_id != id {
+                continue; // carried over from an earlier snapshot, synced by its commit
+            }
+            files.push(manifest_file.manifest_path.clone());
+            let manifest = manifest_file
+                .load_manifest(after.file_io())
+                .await
+                .map_err(from_iceberg(&context))?;
+            for entry in manifest.entries() {
+                if entry.status() == ManifestStatus::Added && entry.snapshot_id() == Some(id) {
+                    files.push(entry.file_path().to_string());
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Syncs the local ones among `files` not in `synced` yet, and the folders from each file's
+/// up to `top`, and remembers them in `synced` (a retried commit re-stages its metadata but
+/// keeps its data files). `top` is the table's folder, whose new entries (a new partition's
+/// folder) a commit may add; for a new table, the warehouse, as its folders are new too.
+pub(crate) async fn sync_files(
+    sync: &dyn FileSync,
+    top: &Path,
+    files: Vec<String>,
+    synced: &mut HashSet<String>,
+) -> Result<()> {
+    let mut paths = Vec::new();
+    let mut folders = BTreeSet::new();
+    for file in files {
+        if synced.contains(&file) {
+            continue;
+        }
+        let Some(path) = local_path(&file) else {
+            continue;
+        };
+        let mut folder = path.parent();
+        while let Some(dir) = folder {
+            folders.insert(dir.to_path_buf());
+            if dir == top || !dir.starts_with(top) {
+                break;
+            }
+            folder = dir.parent();
+        }
+        paths.push(path);
+        synced.insert(file);
+    }
+    if paths.is_empty() {
+        return Ok(());
+    }
+    sync.sync(paths, folders.into_iter().collect())
+        .await
+        .map_err(|e| {
+            Error::io(format!("cannot make the commit's files durable: {e}")).with_source(e)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_with_and_without_a_scheme() {
+        assert_eq!(
+            local_path("/w/t/a.json"),
+            Some(PathBuf::from("/w/t/a.json"))
+        );
+        assert_eq!(local_path("file:///w/a"), Some(PathBuf::from("/w/a")));
+        assert_eq!(local_path("file:/w/a"), Some(PathBuf::from("/w/a")));
+        assert_eq!(local_path("s3://bucket/w/a"), None);
+    }
+
+    #[tokio::test]
+    async fn fsync_syncs_files_and_folders_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        std::fs::write(&file, b"{}").unwrap();
+        Fsync
+            .sync(vec![file.clone()], vec![dir.path().to_path_buf()])
+            .await
+            .unwrap();
+        let missing = dir.path().join("gone.avro");
+        let e = Fsync.sync(vec![missing], vec![]).await.unwrap_err();
+        assert!(e.to_string().contains("gone.avro"), "{e}");
+    }
+}
