@@ -23,7 +23,6 @@ async function api(path, body) {
     showError(e.message + (e.hint ? `\nhint: ${e.hint}` : ""));
     throw new Error(e.message);
   }
-  showError(null);
   return data;
 }
 
@@ -66,12 +65,18 @@ async function loadRefs() {
   state.ref = select.value;
 }
 
+// Only the latest run shows its answer: an earlier one that answers late changes nothing.
+let latestRun = 0;
+
 async function runQuery() {
   const sql = $("sql").value;
+  const run = ++latestRun;
+  showError(null);
   $("status").textContent = "running…";
   const started = performance.now();
   try {
     const result = await api("/api/v1/query", { sql, ref: state.ref });
+    if (run !== latestRun) return;
     const names = result.columns.map((c) => c.name);
     $("result").replaceChildren(grid(names, result.rows));
     const ms = performance.now() - started;
@@ -83,6 +88,7 @@ async function runQuery() {
       `${result.error ? "failed after " : ""}${result.row_count} row${result.row_count === 1 ? "" : "s"}` +
       `${result.truncated ? " (cut)" : ""} in ${(result.seconds * 1000).toFixed(1)} ms (${ms.toFixed(0)} ms round trip)`;
   } catch (e) {
+    if (run !== latestRun) return;
     $("status").textContent = "failed";
     $("result").replaceChildren();
   }
@@ -186,6 +192,7 @@ const panels = { query: () => {}, tables: showTables, log: showLog, runs: showRu
 
 async function show(panel) {
   state.panel = panel;
+  showError(null);
   for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.panel === panel);
   for (const p of Object.keys(panels)) $(p).hidden = p !== panel;
   await panels[panel]().catch(() => {});
