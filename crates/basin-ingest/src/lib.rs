@@ -5,6 +5,7 @@
 //! row, a value that does not fit its column, or a file whose columns differ from the table
 //! fails the import with the file, line and column named, and nothing is committed.
 
+mod csv_input;
 mod infer;
 mod read;
 mod schema;

@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Schema as ArrowSchema, S
 use arrow::error::ArrowError;
 use basin_catalog::{Error, Result};
 
+use crate::csv_input::{CsvInput, unterminated_quote};
 use crate::infer::infer_column;
 use crate::schema::type_name;
 use crate::source::{Format, SourceFile};
@@ -242,124 +243,6 @@ impl<R: Read> Read for Counting<R> {
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
-}
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// Where a CSV reader is in the quoting, following csv-core's rules: a quote opens a quoted
-/// field only at the start of a field, and `""` inside one is a literal quote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Quoting {
-    FieldStart,
-    Unquoted,
-    Quoted,
-    /// A quote inside a quoted field: the field's end, or the first half of `""`.
-    QuoteInQuoted,
-}
-
-/// What the reader saw by the end of the input: 0 while quoting is balanced, else the line
-/// where the field still open began. Shared, because arrow-csv owns the reader.
-#[derive(Clone, Debug, Default)]
-struct Unterminated(Arc<AtomicU64>);
-
-impl Unterminated {
-    fn line(&self) -> Option<u64> {
-        Some(self.0.load(Ordering::Relaxed)).filter(|&l| l > 0)
-    }
-}
-
-/// A CSV file as arrow-csv should read it: without a leading UTF-8 byte-order mark (which
-/// would otherwise stick to the first column's name), and watched for a quoted field still
-/// open at the end of the input. csv-core ends such a field silently, so a truncated file
-/// (`4,"unterminat`) would be imported with the rest of the file inside one string.
-struct CsvInput<R> {
-    inner: R,
-    started: bool,
-    quote: u8,
-    delimiter: u8,
-    state: Quoting,
-    line: u64,
-    opened_at: u64,
-    unterminated: Unterminated,
-}
-
-impl<R: Read> CsvInput<R> {
-    fn new(inner: R, quote: u8, delimiter: u8) -> (Self, Unterminated) {
-        let unterminated = Unterminated::default();
-        let input = Self {
-            inner,
-            started: false,
-            quote,
-            delimiter,
-            state: Quoting::FieldStart,
-            line: 1,
-            opened_at: 0,
-            unterminated: unterminated.clone(),
-        };
-        (input, unterminated)
-    }
-
-    fn scan(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.line += 1;
-            }
-            let end_of_field = b == self.delimiter || b == b'\n' || b == b'\r';
-            self.state = match self.state {
-                Quoting::FieldStart | Quoting::Unquoted if end_of_field => Quoting::FieldStart,
-                Quoting::FieldStart if b == self.quote => {
-                    self.opened_at = self.line;
-                    Quoting::Quoted
-                }
-                Quoting::FieldStart | Quoting::Unquoted => Quoting::Unquoted,
-                Quoting::Quoted if b == self.quote => Quoting::QuoteInQuoted,
-                Quoting::Quoted => Quoting::Quoted,
-                Quoting::QuoteInQuoted if b == self.quote => Quoting::Quoted,
-                Quoting::QuoteInQuoted if end_of_field => Quoting::FieldStart,
-                Quoting::QuoteInQuoted => Quoting::Unquoted,
-            };
-        }
-    }
-}
-
-impl<R: Read> Read for CsvInput<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = if self.started {
-            self.inner.read(buf)?
-        } else {
-            // The first bytes, gathered until a byte-order mark can be recognised.
-            self.started = true;
-            let mut n = 0;
-            while n < BOM.len().min(buf.len()) {
-                match self.inner.read(&mut buf[n..])? {
-                    0 => break,
-                    k => n += k,
-                }
-            }
-            if buf[..n].starts_with(BOM) {
-                buf.copy_within(BOM.len()..n, 0);
-                n -= BOM.len();
-                if n == 0 {
-                    return self.read(buf);
-                }
-            }
-            n
-        };
-        if n == 0 && self.state == Quoting::Quoted {
-            self.unterminated.0.store(self.opened_at, Ordering::Relaxed);
-        }
-        self.scan(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// The error for a file that ends inside a quoted field.
-fn unterminated_quote(file: &SourceFile, line: u64) -> Error {
-    Error::invalid(format!(
-        "{}:{line}: a quoted field opened on this line is never closed (the file ends inside it)",
-        file.display
-    ))
-    .with_hint("the file may be truncated (an interrupted copy or export); check its end, or close the quote")
 }
 
 /// Reads `file` with `schema` (its own columns, typed as the table wants), calling `on_batch`

@@ -16,6 +16,7 @@
 mod declaration;
 mod env;
 mod monitor;
+mod output;
 mod protocol;
 mod runtime;
 mod sdk;
@@ -25,10 +26,11 @@ mod zygote;
 
 pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
+pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
 pub use runtime::{
-    DEFAULT_MEMORY, DEFAULT_TIMEOUT, Finished, Invocation, Item, Limits, Output, OutputLog,
-    OutputSink, Runtime, RuntimeOptions, Target, bytes,
+    DEFAULT_MEMORY, DEFAULT_TIMEOUT, Finished, Invocation, Item, Limits, Output, OutputSink,
+    Runtime, RuntimeOptions, Target, bytes,
 };
 pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};
 
