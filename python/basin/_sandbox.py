@@ -1,21 +1,27 @@
 """Confines the current process before it runs user code. Standard library only.
 
-Linux offers these without extra software, and Basin uses each where the kernel allows:
-- a new network namespace (no interfaces but a down loopback) when the function did not ask
+Linux offers these without extra software, and Basin uses each where the kernel allows. Each
+wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict isolation:
+- `processes`: a user namespace and a PID namespace of the invocation's own, entered ahead of
+  time by the spare child; the function runs as the namespace's init, so when it ends (or is
+  killed) the kernel kills every process it started, even one that called setsid(); inside the
+  user namespace the process has no privileges over the host, so the process limit holds even
+  for root;
+- `limits`: rlimits on processes (and threads), open files and file size;
+- `network`: a new network namespace (no interfaces but a down loopback) when the function did not ask
   for the internet; where namespaces are not allowed, Landlock's TCP rules (kernel 6.7+);
-- a mount namespace with empty folders over /run, /tmp and /var/tmp, where services keep
+- `sockets`: a mount namespace with empty folders over /run, /tmp and /var/tmp, where services keep
   their Unix sockets (Landlock does not govern connecting to a socket by path);
-- Landlock scoping (kernel 6.12+): no signals to processes outside the sandbox and no
+- `signals`: Landlock scoping (kernel 6.12+): no signals to processes outside the sandbox and no
   abstract Unix sockets;
-- Landlock (kernel 5.13+, no privileges needed) so that files outside the allowed folders
+- `files`: Landlock (kernel 5.13+, no privileges needed) so that files outside the allowed folders
   (the environment, the system's libraries, the invocation's own folder) cannot be opened:
   the catalog database and the warehouse are not among them, nor other processes' folders in
   /proc (their environment, memory and open files);
-- its own session and process group, so Basin can kill it with everything it started, and
-  death with its parent;
-- no core dumps.
+- always: its own session and process group, death with its parent, no core dumps.
 
-`apply` returns what it could not do, so Basin can say so once instead of failing.
+`apply` returns what it could not do ("WALL: why"), so Basin can say so, or refuse to run the
+function when isolation is strict.
 ctypes is used because Python 3.11 has no os.unshare and no Landlock binding; the structs and
 constants below are the kernel's (include/uapi/linux/landlock.h, sched.h, prctl.h).
 """
@@ -53,6 +59,7 @@ _SCOPE_SIGNAL = 1 << 1
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _MS_NOSUID = 2
@@ -105,6 +112,67 @@ def own_process_group() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _map_own_ids(uid: int, gid: int) -> str | None:
+    """In a new user namespace: our ids mean themselves (and no group changes)."""
+    try:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    except OSError as e:
+        return f"user namespace mapping: {e.strerror}"
+    return None
+
+
+def enter_process_namespace() -> str | None:
+    """A new user namespace and PID namespace; the next child forked is the namespace's init.
+    Always a user namespace, even for root: inside it the process has no privileges over the
+    host, and the process limit counts only this invocation's processes. Returns why not."""
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID) != 0:
+        return f"no PID namespace ({_err()})"
+    return _map_own_ids(uid, gid)
+
+
+def mirror(pid: int) -> int:
+    """Waits for the namespace's init and ends as it ended: its exit code, or its signal."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    return os.waitstatus_to_exitcode(status)
+
+
+def die_with_parent(alive_fd: int) -> None:
+    """Killed when the process that forked us ends; `alive_fd` is the read end of a pipe only
+    that parent writes to, so a parent that ended before this call is noticed (EOF)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.set_blocking(alive_fd, False)
+    try:
+        if os.read(alive_fd, 1) == b"":
+            os._exit(0)
+    except BlockingIOError:
+        pass
+    os.close(alive_fd)
+
+
+def host_pid() -> int:
+    """This process's id as the host (and /proc) sees it; os.getpid() is 1 in the namespace."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
 def _unshare(flags: int, what: str) -> str | None:
     """New namespaces for this process; without privileges, inside a user namespace that maps
     our ids onto themselves. Returns why not, or None."""
@@ -114,16 +182,8 @@ def _unshare(flags: int, what: str) -> str | None:
     uid, gid = os.getuid(), os.getgid()
     if _libc.unshare(_CLONE_NEWUSER | flags) != 0:
         return f"{what} ({first})"
-    try:
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid} {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid} {gid} 1")
-    except OSError as e:
-        return f"{what} (user namespace mapping: {e.strerror})"
-    return None
+    why = _map_own_ids(uid, gid)
+    return f"{what} ({why})" if why else None
 
 
 def _hide_socket_folders(keep: list) -> str | None:
@@ -153,34 +213,38 @@ def _hide_socket_folders(keep: list) -> str | None:
     return None
 
 
-def _landlock(read: list, write: list, deny_tcp: bool) -> list:
-    """Restricts the process to `read` (read and execute) and `write` (everything) folders.
-    Returns what could not be applied."""
+def _landlock(read: list, write: list, deny_tcp: bool, files: bool, scope: bool) -> list:
+    """Restricts the process to `read` (read and execute) and `write` (everything) folders
+    (when `files`), TCP (when `deny_tcp`), signals and abstract sockets (when `scope`).
+    Returns what could not be applied, as "WALL: why"."""
     abi = landlock_abi()
+    wanted = (["files"] if files else []) + (["network"] if deny_tcp else []) + (["signals"] if scope else [])
     if abi < 1:
-        return ["file access rules (Landlock is not enabled in this kernel)"]
+        return [f"{w}: Landlock is not enabled in this kernel" for w in wanted]
     handled = _FS_V1_ALL | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
     file_rights = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
     net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if deny_tcp and abi >= 4 else 0
     # No signals to processes outside the sandbox (Basin, other functions), and no abstract
     # Unix sockets (X11, some services).
-    scoped = (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if abi >= 6 else 0
-    attr = _RulesetAttr(handled, net, scoped)
+    scoped = (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if scope and abi >= 6 else 0
+    missing = []
+    if deny_tcp and not net:
+        missing.append("network: no network namespace, and Landlock TCP rules need ABI 4")
+    if scope and not scoped:
+        missing.append("signals: Landlock scoping needs ABI 6 (kernel 6.12)")
+    if not files and not net and not scoped:
+        return missing
+    attr = _RulesetAttr(handled if files else 0, net, scoped)
     size = 24 if scoped else (16 if net else 8)
     ruleset = _syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                        ctypes.c_uint32(0))
     if ruleset < 0:
-        return [f"file access rules (landlock_create_ruleset: {_err()})"]
-    missing = []
-    if deny_tcp and not net:
-        missing.append("TCP rules (Landlock ABI 4 needed)")
-    if not scoped:
-        missing.append("signal and abstract socket scoping (Landlock ABI 6 needed)")
+        return [f"{w}: landlock_create_ruleset: {_err()}" for w in wanted]
     try:
         rules = [(p, _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR) for p in read]
         rules += [(p, handled) for p in write]
         rules += [(p, _FS_READ_FILE | _FS_WRITE_FILE) for p in DEVICES]
-        for path, rights in rules:
+        for path, rights in rules if files else []:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
@@ -191,35 +255,56 @@ def _landlock(read: list, write: list, deny_tcp: bool) -> list:
                 rule = _PathBeneathAttr(rights, fd)
                 if _syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule),
                             ctypes.c_uint32(0)) != 0:
-                    missing.append(f"a file rule for {path} ({_err()})")
+                    missing.append(f"files: a rule for {path} ({_err()})")
             finally:
                 os.close(fd)
         if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return missing + [f"file access rules (no_new_privs: {_err()})"]
+            return missing + [f"{w}: no_new_privs: {_err()}" for w in wanted]
         if _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
-            return missing + [f"file access rules (landlock_restrict_self: {_err()})"]
+            return missing + [f"{w}: landlock_restrict_self: {_err()}" for w in wanted]
     finally:
         os.close(ruleset)
     return missing
 
 
-def apply(config: dict) -> list:
-    """Confines this process as `config` says:
-    `{"internet": bool, "read": [folders], "write": [folders], "workdir": folder}`.
-    Returns the mechanisms that were not available (empty when all were)."""
+def _limits(limits: dict) -> list:
+    """rlimits: processes and threads (counted in this invocation's user namespace), open
+    files, and the size of any one file it writes (its folder is in memory)."""
     missing = []
+    for name, key in (("RLIMIT_NPROC", "processes"), ("RLIMIT_NOFILE", "open_files"),
+                      ("RLIMIT_FSIZE", "file_size")):
+        value = limits.get(key)
+        if value is None:
+            continue
+        try:
+            resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+        except (OSError, ValueError) as e:
+            missing.append(f"limits: {key} ({e})")
+    return missing
+
+
+def apply(config: dict, missing: list) -> list:
+    """Confines this process as `config` says: `{"internet": bool, "read": [folders],
+    "write": [folders], "workdir": folder, "limits": {...}, "off": [walls]}`. `missing` holds
+    what could not be done ahead (the process namespace). Returns every wall that is not in
+    force, as "WALL: why" (empty when all are)."""
+    off = set(config.get("off", []))
+    missing = list(missing) + [f"{w}: turned off by [functions] disable_walls" for w in sorted(off)]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    net_missing = None if config.get("internet") else _unshare(_CLONE_NEWNET, "network namespace")
-    if net_missing:
-        missing.append(net_missing)
+    if "limits" not in off:
+        missing += _limits(config.get("limits", {}))
+    want_net = not config.get("internet") and "network" not in off
+    net_missing = _unshare(_CLONE_NEWNET, "network namespace") if want_net else None
     read = list(config.get("read", []))
     for prefix in {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}:
         read.append(os.path.realpath(prefix))
     write = list(config.get("write", []))
-    sockets_missing = _hide_socket_folders(read + write)
-    if sockets_missing:
-        missing.append(sockets_missing)
-    read += SYSTEM_READ + [f"/proc/{os.getpid()}"]
-    missing += _landlock(read, write, deny_tcp=bool(net_missing))
+    if "sockets" not in off:
+        sockets_missing = _hide_socket_folders(read + write)
+        if sockets_missing:
+            missing.append(f"sockets: {sockets_missing}")
+    read += SYSTEM_READ + [f"/proc/{host_pid()}"]
+    missing += _landlock(read, write, deny_tcp=bool(net_missing), files="files" not in off,
+                         scope="signals" not in off)
     os.chdir(config["workdir"])
     return missing

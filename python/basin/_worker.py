@@ -150,6 +150,7 @@ def _spawn(selector, wake: tuple) -> tuple:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's pipes are not the child's
         os.dup2(devnull, 1)
+        ahead = _enter_process_namespace(r)
         line = b""
         while not line.endswith(b"\n"):
             chunk = os.read(r, 1 << 16)
@@ -157,7 +158,7 @@ def _spawn(selector, wake: tuple) -> tuple:
                 os._exit(0)  # the zygote retired this spare
             line += chunk
         os.close(r)
-        code = _child(json.loads(line))
+        code = _child(json.loads(line), ahead)
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote loop
         traceback.print_exc()
     finally:
@@ -166,6 +167,30 @@ def _spawn(selector, wake: tuple) -> tuple:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+#: Walls turned off for every invocation (`[functions] disable_walls`), from the command line.
+OFF: set = set()
+
+
+def _enter_process_namespace(request_fd: int) -> list:
+    """Ahead of the request, the spare enters a PID namespace of its own and forks its init,
+    which runs the invocation; the spare only waits and ends as the init ended, so Basin's
+    view (one process to watch and kill) does not change. Returns the walls not in force."""
+    if "processes" in OFF:
+        return []
+    why = _sandbox.enter_process_namespace()
+    if why:
+        return [f"processes: {why}"]
+    alive_r, alive_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(request_fd)
+        os.close(alive_r)
+        os._exit(_sandbox.mirror(pid))
+    os.close(alive_w)
+    _sandbox.die_with_parent(alive_r)
+    return []
 
 
 def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple) -> None:
@@ -196,11 +221,12 @@ def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple
 def _connect(path: str, invocation: str, stream: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
-    sock.sendall((json.dumps({"invocation": invocation, "stream": stream, "pid": os.getpid()}) + "\n").encode())
+    hello = {"invocation": invocation, "stream": stream, "pid": _sandbox.host_pid()}
+    sock.sendall((json.dumps(hello) + "\n").encode())
     return sock
 
 
-def _child(fork: dict) -> int:
+def _child(fork: dict, ahead: list) -> int:
     invocation, path = fork["invocation"], fork["socket"]
     for fd, stream in ((1, "stdout"), (2, "stderr")):
         sock = _connect(path, invocation, stream)
@@ -213,7 +239,15 @@ def _child(fork: dict) -> int:
     control = None
     if fork.get("exec") is None:
         control = _connect(path, invocation, "control")  # before the network goes away
-    missing = _sandbox.apply(fork["sandbox"])
+    missing = _sandbox.apply(fork["sandbox"], ahead)
+    if missing and fork["sandbox"].get("strict"):
+        # Basin checks the walls before it forks; this is the second check, where they apply.
+        if control is not None:
+            _send(control.fileno(), {"type": "result", "status": "refused", "unconfined": missing})
+            return 0
+        print(f"basin: refused to run (isolation is strict); not confined by: {'; '.join(missing)}",
+              file=sys.stderr)
+        return 78
     if fork.get("exec") is not None:
         if missing:
             print(f"basin: not confined by: {'; '.join(missing)}", file=sys.stderr)
@@ -479,13 +513,16 @@ def _describe(e: BaseException, user_file: str) -> dict:
 
 def main(argv: list) -> int:
     if argv[:1] != ["zygote"]:
-        print("usage: python -I -m basin._worker zygote [--preload pkg,pkg]", file=sys.stderr)
+        print("usage: python -I -m basin._worker zygote [--preload pkg,pkg] [--off wall,wall]",
+              file=sys.stderr)
         return 2
-    preload = []
-    if "--preload" in argv:
-        value = argv[argv.index("--preload") + 1]
-        preload = [p for p in value.split(",") if p]
-    zygote(preload)
+    def listed(flag: str) -> list:
+        if flag not in argv:
+            return []
+        return [p for p in argv[argv.index(flag) + 1].split(",") if p]
+
+    OFF.update(listed("--off"))
+    zygote(listed("--preload"))
     return 0
 
 

@@ -16,11 +16,13 @@
 mod declaration;
 mod env;
 mod monitor;
+mod options;
 mod output;
 mod protocol;
 mod runtime;
 mod sdk;
 mod uv;
+mod walls;
 mod workspace;
 mod zygote;
 
@@ -28,10 +30,9 @@ pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
 pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
-pub use runtime::{
-    DEFAULT_MEMORY, DEFAULT_TIMEOUT, Finished, Invocation, Item, Limits, Output, OutputSink,
-    Runtime, RuntimeOptions, Target, bytes,
-};
+pub use options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions};
+pub use runtime::{Finished, Invocation, Item, Output, OutputSink, Runtime, Target, bytes};
+pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
 pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};
 
 /// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).

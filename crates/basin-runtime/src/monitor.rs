@@ -1,6 +1,10 @@
 //! Watching one invocation from outside: its connections (the request out, the result and
-//! its output lines in), its wall clock, and its memory, killing its process group at a limit.
+//! its output lines in), its wall clock, the memory of all its processes and the size of its
+//! folder (which is in memory too), stopping it at a limit; and ending it so that nothing of
+//! it still runs when Basin reads its output.
 
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::time::Duration;
 
 use basin_catalog::{Error, InvocationStatus};
@@ -8,8 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
+use crate::options::{DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
 use crate::protocol::{Hello, Reply, Stream};
-use crate::runtime::{DEFAULT_TIMEOUT, Invocation, OutputSink, bytes};
+use crate::runtime::{Invocation, OutputSink, bytes};
 use crate::zygote::Exit;
 
 /// Why Basin stopped an invocation, with what it had sampled of it.
@@ -33,37 +38,53 @@ fn died(inv: &Invocation, exit: Option<Exit>) -> Error {
     .with_hint("its stderr above says why; nothing was written")
 }
 
-/// Waits for the reply, enforcing the timeout and the memory limit from outside.
+/// What `watch` checks besides the clock: the invocation's memory (its processes and its
+/// folder's files) and its folder's size.
+pub(crate) struct Bounds<'a> {
+    pub memory: u64,
+    pub folder: &'a Path,
+    /// Bytes in the folder before the function started (its inputs, written by Basin).
+    pub folder_base: u64,
+    pub options: &'a RuntimeOptions,
+}
+
+/// Waits for the reply, enforcing the timeout, the memory limit and the folder limit from
+/// outside. `exit_rx` is left in place unless the process's end was seen here.
 pub(crate) async fn watch(
     pid: u32,
     inv: &Invocation,
-    memory_limit: u64,
+    bounds: Bounds<'_>,
     mut reply_rx: oneshot::Receiver<Reply>,
-    mut exit_rx: oneshot::Receiver<Exit>,
+    exit_rx: &mut Option<oneshot::Receiver<Exit>>,
 ) -> (Option<Reply>, InvocationStatus, Option<Stopped>) {
     let timeout = inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks = 0u64;
     let mut peak = 0u64;
     let mut cpu_ms = 0.0f64;
+    let mut written = 0u64;
+    let mut tree = TreeSampler::default();
+    let counters = &bounds.options.counters;
     let stopped = |error: Error, peak: u64, cpu_ms: f64| Stopped {
         error,
         peak_memory: peak,
         cpu_ms,
     };
-    loop {
+    let mut exit_slot = exit_rx.take().expect("an exit receiver");
+    let result = loop {
         tokio::select! {
             reply = &mut reply_rx => {
-                return match reply {
+                break match reply {
                     Ok(reply) => {
                         let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
                         (Some(reply), status, None)
                     }
                     Err(_) => {
                         // The connection closed without a result: the process is ending; say how.
-                        let exit = tokio::time::timeout(Duration::from_millis(500), &mut exit_rx).await;
+                        let exit = tokio::time::timeout(Duration::from_millis(500), &mut exit_slot).await;
                         let error = match exit {
                             Ok(Ok(exit)) => died(inv, Some(exit)),
                             _ => Error::internal(format!("function `{}` closed its connection without a result", inv.function)),
@@ -72,7 +93,7 @@ pub(crate) async fn watch(
                     }
                 };
             }
-            exit = &mut exit_rx => {
+            exit = &mut exit_slot => {
                 // The reply may still be in the socket: give it a moment.
                 if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), &mut reply_rx).await {
                     let status = if reply.status == "ok" { InvocationStatus::Ok } else { InvocationStatus::Error };
@@ -81,31 +102,62 @@ pub(crate) async fn watch(
                 return (None, InvocationStatus::Error, Some(stopped(died(inv, exit.ok()), peak, cpu_ms)));
             }
             _ = &mut deadline => {
-                kill_group(pid);
+                RuntimeCounters::count(&counters.timed_out);
                 let error = Error::invalid(format!(
                     "function `{}` ran past its timeout of {} and was stopped",
                     inv.function, seconds(timeout)
                 ))
                 .with_hint("raise it with @basin.python(timeout=\"10m\"), or make the function do less; nothing was written");
-                return (None, InvocationStatus::Timeout, Some(stopped(error, peak, cpu_ms)));
+                break (None, InvocationStatus::Timeout, Some(stopped(error, peak, cpu_ms)));
             }
             _ = tick.tick() => {
-                if let Some((rss, cpu)) = sample(pid) {
-                    peak = peak.max(rss);
-                    cpu_ms = cpu;
-                    if rss > memory_limit {
-                        kill_group(pid);
+                ticks += 1;
+                // The folder is walked, and the other processes' shares read, ten times less
+                // often than the biggest process's memory.
+                if ticks % 10 == 1 {
+                    written = folder_bytes(bounds.folder).saturating_sub(bounds.folder_base);
+                    let limit = bounds.options.max_folder_size;
+                    if written > limit {
+                        RuntimeCounters::count(&counters.over_folder);
                         let error = Error::invalid(format!(
-                            "function `{}` used {} of memory, over its limit of {}, and was stopped",
-                            inv.function, bytes(rss), bytes(memory_limit)
+                            "function `{}` wrote {} into its folder, over the limit of {} ([functions] max_folder_size), and was stopped",
+                            inv.function, bytes(written), bytes(limit)
+                        ))
+                        .with_hint("write less (outputs and temporary files are held in memory), or raise [functions] max_folder_size in basin.toml; nothing was written");
+                        break (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
+                    }
+                }
+                if let Some((rss, cpu, processes)) = tree.sample(pid, ticks % 10 == 1) {
+                    // Counted from outside too: the rlimit does not hold for root. The process
+                    // Basin forked and the namespace's init are Basin's, not the function's.
+                    let limit = bounds.options.max_processes as usize;
+                    if processes > limit + 2 {
+                        RuntimeCounters::count(&counters.over_processes);
+                        let error = Error::invalid(format!(
+                            "function `{}` started more than {limit} processes ([functions] max_processes) and was stopped",
+                            inv.function
+                        ))
+                        .with_hint("start fewer processes, or raise [functions] max_processes in basin.toml; nothing was written");
+                        break (None, InvocationStatus::Error, Some(stopped(error, peak, cpu_ms)));
+                    }
+                    let used = rss + written;
+                    peak = peak.max(used);
+                    cpu_ms = cpu;
+                    if used > bounds.memory {
+                        RuntimeCounters::count(&counters.over_memory);
+                        let error = Error::invalid(format!(
+                            "function `{}` used {} of memory ({} in processes, {} in files in its folder), over its limit of {}, and was stopped",
+                            inv.function, bytes(used), bytes(rss), bytes(written), bytes(bounds.memory)
                         ))
                         .with_hint("raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written");
-                        return (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
+                        break (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
                     }
                 }
             }
         }
-    }
+    };
+    *exit_rx = Some(exit_slot);
+    result
 }
 
 /// The longest piece of an output line forwarded at once.
@@ -189,17 +241,175 @@ async fn control(
     }
 }
 
-/// Resident memory and CPU time (ms) of a process, from /proc.
-pub(crate) fn sample(pid: u32) -> Option<(u64, f64)> {
+/// Resident memory (bytes) and CPU time (ms, its own and its reaped children's) of a
+/// process, from /proc.
+fn sample(pid: u32) -> Option<(u64, f64)> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let rss = pages * rustix::param::page_size() as u64;
+    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // utime, stime, cutime, cstime.
+    let ticks: u64 = (11..15)
+        .map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum::<Option<u64>>()?;
     let hz = rustix::param::clock_ticks_per_second() as f64;
-    Some((rss, ticks as f64 * 1000.0 / hz))
+    Some((
+        resident * rustix::param::page_size() as u64,
+        ticks as f64 * 1000.0 / hz,
+    ))
+}
+
+/// A process's share of the anonymous memory it maps (`Pss_Anon`): pages a fork still shares
+/// with its parent and siblings count once over all of them.
+fn proportional_anon(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss_Anon:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The children of `pid`, over all its threads.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut kids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            kids.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    kids
+}
+
+/// The most processes one sample visits (the process limit keeps real trees far smaller).
+const MAX_SAMPLED: usize = 4096;
+
+/// Samples the process Basin forked and everything under it (with a PID namespace, every
+/// process of the invocation: orphans are adopted by its init). The biggest process counts
+/// whole (its resident memory, as before there were children); each other one by its share
+/// of anonymous memory, so what a fork shares with its parent is not counted twice. Those
+/// shares cost more to read, so they are refreshed every `deep` sample only.
+#[derive(Default)]
+pub(crate) struct TreeSampler {
+    others: u64,
+}
+
+impl TreeSampler {
+    /// Memory (bytes), CPU time (ms) and number of processes of the tree under `root`; None
+    /// once `root` is gone.
+    pub(crate) fn sample(&mut self, root: u32, deep: bool) -> Option<(u64, f64, usize)> {
+        let mut stack = vec![root];
+        let mut procs = Vec::new();
+        let mut cpu = 0.0;
+        while let Some(pid) = stack.pop() {
+            if procs.len() >= MAX_SAMPLED {
+                break;
+            }
+            let Some((rss, ms)) = sample(pid) else {
+                if pid == root {
+                    return None;
+                }
+                continue;
+            };
+            cpu += ms;
+            procs.push((pid, rss));
+            stack.extend(children(pid));
+        }
+        let biggest = procs.iter().max_by_key(|(_, rss)| *rss).copied();
+        let Some((big_pid, big_rss)) = biggest else {
+            return None;
+        };
+        if deep {
+            self.others = procs
+                .iter()
+                .filter(|(pid, _)| *pid != big_pid)
+                .filter_map(|(pid, _)| proportional_anon(*pid))
+                .sum();
+        }
+        Some((big_rss + self.others, cpu, procs.len()))
+    }
+}
+
+/// The most entries one walk of a folder counts.
+const MAX_WALKED: usize = 100_000;
+
+/// Memory a folder's files hold (allocated blocks, and about a kilobyte per entry), bounded.
+pub(crate) fn folder_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![dir.to_path_buf()];
+    let (mut total, mut seen) = (0u64, 0usize);
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_WALKED {
+                return total + (seen as u64) * 1024;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            total += meta.blocks() * 512 + 1024;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// The init of the invocation's PID namespace, if the process Basin forked has one: its only
+/// child, whose id in its own namespace is 1. Held as a pidfd, so its id cannot be reused
+/// while Basin signals it.
+fn namespace_init(pid: u32) -> Option<OwnedFd> {
+    let child = *children(pid).first()?;
+    let fd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(child as i32)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    // Checked after opening: the pidfd now names this process, whatever happens to the id.
+    let status = std::fs::read_to_string(format!("/proc/{child}/status")).ok()?;
+    let parent_ok = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .is_some_and(|p| p.trim() == pid.to_string());
+    let is_init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|ids| ids.split_whitespace().last())
+        == Some("1");
+    (parent_ok && is_init).then_some(fd)
+}
+
+/// Ends the invocation and waits until none of its processes is left, so nothing changes its
+/// output while Basin reads it. With a PID namespace the namespace's init is killed, the
+/// kernel kills the rest, and the process Basin forked (which waits for its init) exits only
+/// after that. Returns whether the end was seen (false: a process may still be running;
+/// without a PID namespace, one that left the process group may be running anyway).
+pub(crate) async fn end(pid: u32, exit_rx: &mut Option<oneshot::Receiver<Exit>>) -> bool {
+    let init = namespace_init(pid);
+    match &init {
+        Some(fd) => {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+        None => kill_group(pid),
+    }
+    let seen = match exit_rx.take() {
+        Some(rx) => tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .is_ok_and(|r| r.is_ok()),
+        None => true,
+    };
+    kill_group(pid);
+    seen
 }
 
 /// Kills the process group led by `pid` (the child made itself a session leader), and the

@@ -35,6 +35,21 @@ pub(crate) struct Sandbox {
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     pub workdir: PathBuf,
+    /// Refuse to run user code when a wall is missing.
+    pub strict: bool,
+    /// Walls not to build (`[functions] disable_walls`).
+    pub off: Vec<String>,
+    pub limits: SandboxLimits,
+}
+
+/// rlimits of the invocation's processes.
+#[derive(Debug, Serialize)]
+pub(crate) struct SandboxLimits {
+    /// Processes and threads, counted in the invocation's own user namespace.
+    pub processes: u64,
+    pub open_files: u64,
+    /// The largest file it may write (its folder is in memory).
+    pub file_size: u64,
 }
 
 /// What the zygote says on its stdout.

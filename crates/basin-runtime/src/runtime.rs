@@ -13,37 +13,15 @@ use tokio::net::UnixListener;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::env::{Env, EnvCache, EnvSpec};
-use crate::monitor::{kill_group, serve, watch};
+use crate::monitor::{Bounds, end, folder_bytes, kill_group, serve, watch};
+use crate::options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions};
 use crate::protocol::{
-    self, Fork, FunctionSource, OutputLocation, Reply, ReplyOutput, Request, Sandbox, Stream,
+    self, Fork, FunctionSource, OutputLocation, Reply, ReplyOutput, Request, Sandbox,
+    SandboxLimits, Stream,
 };
-use crate::workspace::{Workspace, read_ipc_file};
+use crate::walls::{Walls, refuse};
+use crate::workspace::{Workspace, read_output};
 use crate::zygote::Zygote;
-
-/// How the runtime behaves; see docs/functions.md.
-#[derive(Clone, Debug)]
-pub struct RuntimeOptions {
-    /// An idle environment's worker exits after this long.
-    pub keep_alive: Duration,
-    /// Invocations running at once, over all functions.
-    pub max_concurrency: usize,
-    /// Where invocation folders go; `/dev/shm` when it exists.
-    pub scratch: Option<PathBuf>,
-    /// Lines of output an invocation's log keeps in memory (`[functions] max_output_lines`);
-    /// later lines still stream to the terminal, but are counted instead of kept.
-    pub max_output_lines: usize,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        Self {
-            keep_alive: Duration::from_secs(60),
-            max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
-            scratch: None,
-            max_output_lines: 10_000,
-        }
-    }
-}
 
 /// What runs: a Python function (by its source), or a program speaking the protocol.
 #[derive(Clone, Debug)]
@@ -57,21 +35,6 @@ pub enum Target {
         argv: Vec<String>,
     },
 }
-
-/// The limits an invocation runs under.
-#[derive(Clone, Debug, Default)]
-pub struct Limits {
-    /// The whole invocation's time limit.
-    pub timeout: Option<Duration>,
-    /// In a batch, each handler call's time limit (the worker stops the call).
-    pub per_event: Option<Duration>,
-    pub memory_bytes: Option<u64>,
-    pub internet: bool,
-}
-
-/// Defaults when a function declares nothing: Lambda's maximum timeout, 2 GiB.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_MEMORY: u64 = 2 << 30;
 
 /// One invocation's request.
 #[derive(Clone, Debug)]
@@ -162,6 +125,8 @@ struct Inner {
     envs: EnvCache,
     scratch: PathBuf,
     options: RuntimeOptions,
+    /// The walls this machine builds, probed once.
+    walls: Walls,
     zygotes: Mutex<HashMap<String, Slot>>,
     global: Arc<Semaphore>,
     per_function: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -222,11 +187,12 @@ impl Runtime {
             }
         });
         let scratch = base.join(format!("basin-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| Error::io(format!("cannot create {}: {e}", scratch.display())))?;
+        crate::workspace::private_folder(&scratch)?;
+        let walls = Walls::probe(options.isolation, &options.disable_walls);
         let inner = Arc::new(Inner {
             envs,
             scratch,
+            walls,
             global: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
             options,
             zygotes: Mutex::new(HashMap::new()),
@@ -240,6 +206,15 @@ impl Runtime {
 
     pub fn envs(&self) -> &EnvCache {
         &self.inner.envs
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
+    /// The walls functions run inside, as probed when the runtime started.
+    pub fn walls(&self) -> &Walls {
+        &self.inner.walls
     }
 
     /// The environment for `spec`, built on first use.
@@ -309,7 +284,8 @@ impl Runtime {
         if let Some(z) = slot.as_ref() {
             return Ok(z.clone());
         }
-        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env)).await?);
+        let off = &self.inner.options.disable_walls;
+        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env), off).await?);
         *slot = Some(z.clone());
         self.inner.reaper.notify_one();
         Ok(z)
@@ -365,7 +341,13 @@ impl Runtime {
             kind: InvocationKind::Function,
             bytes_scanned: 0,
         };
-        let ran = self.run(&workspace, &invocation, memory_limit, sink).await;
+        let ran = match self.inner.walls.check(&invocation.function) {
+            Ok(()) => self.run(&workspace, &invocation, memory_limit, sink).await,
+            Err(e) => {
+                RuntimeCounters::count(&self.inner.options.counters.refused);
+                Err(e)
+            }
+        };
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
         let (result, unconfined) = match ran {
             Ok(run) => {
@@ -408,6 +390,7 @@ impl Runtime {
             Target::Program { argv } => Some(stage_program(argv, &workdir)?),
             Target::Python { .. } => None,
         };
+        let options = &self.inner.options;
         let mut env: BTreeMap<String, String> = BTreeMap::from([
             ("PATH".into(), search_path(&inv.env)),
             ("HOME".into(), workdir.display().to_string()),
@@ -426,6 +409,13 @@ impl Runtime {
                 read: vec![inv.env.path.clone()],
                 write: vec![ws.dir.clone()],
                 workdir: workdir.clone(),
+                strict: self.inner.walls.isolation == crate::walls::Isolation::Strict,
+                off: options.disable_walls.clone(),
+                limits: SandboxLimits {
+                    processes: options.max_processes,
+                    open_files: options.max_open_files,
+                    file_size: options.max_folder_size,
+                },
             },
             exec: exec.as_deref(),
         };
@@ -477,8 +467,18 @@ impl Runtime {
         .map_err(|e| Error::internal(format!("request: {e}")))?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let server = tokio::spawn(serve(listener, ws.id.clone(), request, reply_tx, sink));
-        let watched = watch(pid, inv, memory_limit, reply_rx, exit_rx).await;
-        kill_group(pid);
+        let bounds = Bounds {
+            memory: memory_limit,
+            folder: &ws.dir,
+            folder_base: folder_bytes(&ws.dir),
+            options,
+        };
+        let mut exit_rx = Some(exit_rx);
+        let watched = watch(pid, inv, bounds, reply_rx, &mut exit_rx).await;
+        // Nothing of the invocation may run while its output is read: with a PID namespace
+        // everything is gone once `end` returns, and the output is mapped; without one, a
+        // process that left the group could still write to it, so it is copied instead.
+        let ended = end(pid, &mut exit_rx).await;
         // Output lines still in flight drain once the sockets close; a connection that never
         // came (the child died first) must not keep the listener waiting.
         let abort = server.abort_handle();
@@ -513,7 +513,15 @@ impl Runtime {
                 run.cpu_ms = run.cpu_ms.max(sample.cpu_ms);
                 Err(sample.error)
             }
-            (None, Some(reply)) => self.output(ws, inv, reply),
+            (None, Some(reply)) if reply.status == "refused" => {
+                RuntimeCounters::count(&options.counters.refused);
+                refuse(&inv.function, reply.unconfined.clone()).map(|()| Output::None)
+            }
+            (None, Some(reply)) => {
+                let namespaced = self.inner.walls.holds("processes")
+                    && !reply.unconfined.iter().any(|m| m.starts_with("processes:"));
+                self.output(ws, inv, reply, ended && namespaced)
+            }
             (None, None) => Err(Error::internal(format!(
                 "function `{}` ended without a result",
                 inv.function
@@ -522,7 +530,9 @@ impl Runtime {
         Ok(run)
     }
 
-    fn output(&self, ws: &Workspace, inv: &Invocation, reply: Reply) -> Result<Output> {
+    /// The function's result; its table files are mapped when `map` (nothing can change them
+    /// any more), read into memory otherwise.
+    fn output(&self, ws: &Workspace, inv: &Invocation, reply: Reply, map: bool) -> Result<Output> {
         if reply.status != "ok" {
             return Err(user_error(inv, reply.error));
         }
@@ -537,7 +547,7 @@ impl Runtime {
             }
             let items = items.into_iter().enumerate().map(|(i, item)| Item {
                 result: if item.status == "ok" {
-                    table_or_value(inv, item.output, &ws.item_output_path(i))
+                    table_or_value(inv, item.output, &ws.item_output_path(i), map)
                 } else {
                     Err(user_error(inv, item.error))
                 },
@@ -545,7 +555,7 @@ impl Runtime {
             });
             return Ok(Output::Batch(items.collect()));
         }
-        table_or_value(inv, reply.output, &ws.output_path())
+        table_or_value(inv, reply.output, &ws.output_path(), map)
     }
 }
 
@@ -578,6 +588,7 @@ fn table_or_value(
     inv: &Invocation,
     output: Option<ReplyOutput>,
     expected: &Path,
+    map: bool,
 ) -> Result<Output> {
     match output {
         Some(ReplyOutput::Table { path }) => {
@@ -592,7 +603,7 @@ fn table_or_value(
                     "write the table to the `output.path` of the request (docs/protocol.md)",
                 ));
             }
-            let (schema, batches) = read_ipc_file(&path)?;
+            let (schema, batches) = read_output(&path, map)?;
             Ok(Output::Table { schema, batches })
         }
         Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),

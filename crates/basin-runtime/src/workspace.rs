@@ -44,12 +44,22 @@ fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
     move |e| Error::internal(format!("{what}: {e}"))
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: other users of the
+/// machine must not read invocations' inputs in shared memory.
+pub(crate) fn private_folder(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!("cannot create {}", dir.display())))
+}
+
 impl Workspace {
     pub(crate) fn create(scratch: &Path) -> Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let dir = scratch.join(&id);
-        std::fs::create_dir_all(dir.join("work"))
-            .map_err(io(format!("cannot create {}", dir.display())))?;
+        private_folder(&dir.join("work"))?;
         Ok(Self {
             id,
             dir,
@@ -61,6 +71,11 @@ impl Workspace {
     /// The invocation's id (also the metering record's).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The file holding the input `name`, once written.
+    pub fn input_path(&self, name: &str) -> Option<&Path> {
+        self.inputs.get(name).map(|t| t.path.as_path())
     }
 
     pub(crate) fn workdir(&self) -> PathBuf {
@@ -186,20 +201,46 @@ pub fn write_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) 
 }
 
 /// Reads an Arrow IPC file without copying it: the batches' buffers point into a shared
-/// memory map of the file (which stays valid after the file is removed).
+/// memory map of the file (which stays valid after the file is removed). Only for files
+/// nothing writes to any more.
 pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    read_output(path, true)
+}
+
+/// Reads an Arrow IPC file a function wrote: opened once, without following a link, checked
+/// to be a regular file on the opened handle (so it cannot be swapped between the check and
+/// the read), then mapped (`map`) or read into memory.
+pub(crate) fn read_output(path: &Path, map: bool) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let what = || format!("the function's output {}", path.display());
-    // Written by user code: it must be a plain file (not a link to somewhere else, not a FIFO).
-    let meta = std::fs::symlink_metadata(path).map_err(io(what()))?;
+    let not_plain = || {
+        Error::invalid(format!("{} is not a regular file", what()))
+            .with_hint("write the output table as an Arrow IPC file at output.path")
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO must not block the open either.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_plain(),
+            _ => Error::io(format!("{}: {e}", what())),
+        })?;
+    let meta = file.metadata().map_err(io(what()))?;
     if !meta.file_type().is_file() {
-        return Err(Error::invalid(format!("{} is not a regular file", what()))
-            .with_hint("write the output table as an Arrow IPC file at output.path"));
+        return Err(not_plain());
     }
-    let file = File::open(path).map_err(io(what()))?;
-    // SAFETY: the file is in the invocation's private folder and its writer has exited; nothing
-    // changes it while it is mapped.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(what()))?;
-    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    let buffer = if map {
+        // SAFETY: the file is in the invocation's private folder and every process of the
+        // invocation has ended; nothing changes it while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(what()))?;
+        Buffer::from(bytes::Bytes::from_owner(map))
+    } else {
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut data).map_err(io(what()))?;
+        Buffer::from_vec(data)
+    };
     let len = buffer.len();
     if len < 10 {
         return Err(Error::invalid(format!(

@@ -43,12 +43,19 @@ pub(crate) struct Zygote {
 }
 
 impl Zygote {
-    /// Starts a fork server with `python` (an environment's), importing `preload` first.
-    pub async fn start(python: &Path, preload: &[String], path_var: &str) -> Result<Self> {
+    /// Starts a fork server with `python` (an environment's), importing `preload` first;
+    /// its children leave out the walls in `off`.
+    pub async fn start(
+        python: &Path,
+        preload: &[String],
+        path_var: &str,
+        off: &[String],
+    ) -> Result<Self> {
         let started = Instant::now();
         let mut child = Command::new(python)
             .args(["-I", "-B", "-m", "basin._worker", "zygote", "--preload"])
             .arg(preload.join(","))
+            .args(["--off", &off.join(",")])
             .env_clear()
             .env("PATH", path_var)
             .env("LANG", "C.UTF-8")

@@ -1,0 +1,86 @@
+//! How the runtime behaves (`[functions]` in basin.toml), the limits one invocation runs
+//! under, and the counts of invocations stopped at a limit (for /metrics).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::walls::Isolation;
+
+/// How the runtime behaves; see docs/functions.md.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// An idle environment's worker exits after this long.
+    pub keep_alive: Duration,
+    /// Invocations running at once, over all functions.
+    pub max_concurrency: usize,
+    /// Where invocation folders go; `/dev/shm` when it exists.
+    pub scratch: Option<PathBuf>,
+    /// Lines of output an invocation's log keeps in memory (`[functions] max_output_lines`);
+    /// later lines still stream to the terminal, but are counted instead of kept.
+    pub max_output_lines: usize,
+    /// `[functions] isolation`; None: strict when this machine can build every wall.
+    pub isolation: Option<Isolation>,
+    /// `[functions] disable_walls`: walls not built (for tests, and hosts where one breaks).
+    pub disable_walls: Vec<String>,
+    /// Processes and threads of one invocation (`[functions] max_processes`).
+    pub max_processes: u64,
+    /// Open files of one process (`[functions] max_open_files`).
+    pub max_open_files: u64,
+    /// What one invocation may write into its folder, which is in memory: one file, and all
+    /// of them (`[functions] max_folder_size`).
+    pub max_folder_size: u64,
+    /// Shared by every clone of these options, so /metrics can read them.
+    pub counters: Arc<RuntimeCounters>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(60),
+            max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
+            scratch: None,
+            max_output_lines: 10_000,
+            isolation: None,
+            disable_walls: Vec::new(),
+            max_processes: 512,
+            max_open_files: 4096,
+            max_folder_size: 4 << 30,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// Invocations stopped or refused, by cause.
+#[derive(Debug, Default)]
+pub struct RuntimeCounters {
+    pub timed_out: AtomicU64,
+    pub over_memory: AtomicU64,
+    pub over_folder: AtomicU64,
+    pub over_processes: AtomicU64,
+    /// Not run: isolation is strict and a wall is missing.
+    pub refused: AtomicU64,
+}
+
+impl RuntimeCounters {
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The limits an invocation runs under.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// The whole invocation's time limit.
+    pub timeout: Option<Duration>,
+    /// In a batch, each handler call's time limit (the worker stops the call).
+    pub per_event: Option<Duration>,
+    pub memory_bytes: Option<u64>,
+    pub internet: bool,
+}
+
+/// Defaults when a function declares nothing: Lambda's maximum timeout, 2 GiB.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_MEMORY: u64 = 2 << 30;
+

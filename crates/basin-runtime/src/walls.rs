@@ -1,0 +1,319 @@
+//! The walls around a function, as this machine can build them: probed once from Basin (the
+//! child builds them itself, in python/basin/_sandbox.py, under the same names), printed at
+//! start by `basin serve`, `run` and `invoke`, listed by `basin doctor`, and enforced when
+//! isolation is strict: a function is not run at all when one of them is missing.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use basin_catalog::{Error, Result};
+
+/// What Basin does when a wall cannot be built (`[functions] isolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Refuse to run a function while any wall is missing.
+    Strict,
+    /// Run with the walls this machine has, and say which are missing.
+    BestEffort,
+}
+
+impl Isolation {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "strict" => Ok(Self::Strict),
+            "best-effort" => Ok(Self::BestEffort),
+            other => Err(Error::invalid(format!(
+                "[functions] isolation = \"{other}\" is not a mode"
+            ))
+            .with_hint("write \"strict\" (refuse when a wall is missing) or \"best-effort\"")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::BestEffort => "best-effort",
+        }
+    }
+}
+
+/// The names `[functions] disable_walls` accepts.
+pub const WALL_NAMES: [&str; 6] = [
+    "processes",
+    "network",
+    "files",
+    "sockets",
+    "signals",
+    "limits",
+];
+
+/// One wall: what it keeps a function from, and how this machine builds it (or why not).
+#[derive(Clone, Debug)]
+pub struct Wall {
+    pub name: &'static str,
+    pub guards: &'static str,
+    /// The mechanism in force, or why there is none.
+    pub state: std::result::Result<String, String>,
+}
+
+/// The walls as probed, and the isolation mode they lead to.
+#[derive(Clone, Debug)]
+pub struct Walls {
+    pub walls: Vec<Wall>,
+    pub isolation: Isolation,
+    /// Whether the mode was set (`[functions] isolation`) or chosen from the probe.
+    pub chosen: bool,
+}
+
+impl Walls {
+    /// Probes this kernel. `mode`: `[functions] isolation` (None: strict when every wall can
+    /// be built); `off`: walls turned off by `[functions] disable_walls`.
+    pub fn probe(mode: Option<Isolation>, off: &[String]) -> Self {
+        let landlock = landlock_abi();
+        let pid_ns = namespaces(libc::CLONE_NEWPID, false);
+        let net_ns = namespaces(libc::CLONE_NEWNET, false);
+        let mount_ns = namespaces(libc::CLONE_NEWNS, true);
+        let ll = |min: i64, what: &str| {
+            if landlock >= min {
+                Ok(format!("Landlock ABI {landlock}"))
+            } else if landlock > 0 {
+                Err(format!("{what} needs Landlock ABI {min}; this kernel has {landlock}"))
+            } else {
+                Err("Landlock is not enabled in this kernel".to_string())
+            }
+        };
+        let network = match (&net_ns, ll(4, "TCP rules")) {
+            (Ok(()), _) => Ok("network namespace".to_string()),
+            (Err(_), Ok(abi)) => Ok(format!("{abi} TCP rules (UDP is not covered)")),
+            (Err(e), Err(_)) => Err(e.clone()),
+        };
+        let signals = match (&pid_ns, ll(6, "scoping")) {
+            (Ok(()), Ok(abi)) => Ok(format!("PID namespace, {abi} scoping")),
+            (Ok(()), Err(_)) => Ok("PID namespace".to_string()),
+            (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
+            (Err(e), Err(_)) => Err(e.clone()),
+        };
+        let limits = if pid_ns.is_ok() || !rustix::process::getuid().is_root() {
+            Ok("rlimits (processes, open files, file size)".to_string())
+        } else {
+            Err("the process limit does not hold for root without a user namespace".to_string())
+        };
+        let mut walls = vec![
+            Wall {
+                name: "processes",
+                guards: "every process a function starts ends with it; no privileges on the host",
+                state: pid_ns.map(|()| "user and PID namespaces".to_string()),
+            },
+            Wall {
+                name: "network",
+                guards: "no network unless the function asks for internet=True",
+                state: network,
+            },
+            Wall {
+                name: "files",
+                guards: "only its environment, system libraries and its own folder: not the catalog, the warehouse or other invocations",
+                state: ll(1, "file rules"),
+            },
+            Wall {
+                name: "sockets",
+                guards: "no service sockets (/run, /tmp: D-Bus, Docker, databases)",
+                state: mount_ns.map(|()| "mount namespace".to_string()),
+            },
+            Wall {
+                name: "signals",
+                guards: "no signals to Basin or other functions",
+                state: signals,
+            },
+            Wall {
+                name: "limits",
+                guards: "bounded processes, open files and file sizes",
+                state: limits,
+            },
+        ];
+        for wall in &mut walls {
+            if off.iter().any(|o| o == wall.name) {
+                wall.state = Err("turned off by [functions] disable_walls".to_string());
+            }
+        }
+        let complete = walls.iter().all(|w| w.state.is_ok());
+        let isolation = mode.unwrap_or(if complete {
+            Isolation::Strict
+        } else {
+            Isolation::BestEffort
+        });
+        Self {
+            walls,
+            isolation,
+            chosen: mode.is_some(),
+        }
+    }
+
+    /// Whether the wall `name` is in force.
+    pub fn holds(&self, name: &str) -> bool {
+        self.walls
+            .iter()
+            .any(|w| w.name == name && w.state.is_ok())
+    }
+
+    pub fn missing(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.walls
+            .iter()
+            .filter_map(|w| w.state.as_ref().err().map(|e| (w.name, e.as_str())))
+    }
+
+    /// Whether functions may run: an error naming the missing walls when isolation is strict.
+    pub fn check(&self, function: &str) -> Result<()> {
+        if self.isolation == Isolation::BestEffort {
+            return Ok(());
+        }
+        refuse(
+            function,
+            self.missing()
+                .map(|(w, why)| format!("{w}: {why}"))
+                .collect(),
+        )
+    }
+
+    /// One line for the start of `basin serve`, `run` and `invoke` (stderr).
+    pub fn summary(&self) -> String {
+        let missing: Vec<String> = self
+            .missing()
+            .map(|(w, why)| format!("{w} ({why})"))
+            .collect();
+        let held: Vec<&str> = self
+            .walls
+            .iter()
+            .filter(|w| w.state.is_ok())
+            .map(|w| w.name)
+            .collect();
+        match (self.isolation, missing.is_empty()) {
+            (_, true) => format!(
+                "functions run confined ({}): {}",
+                self.isolation.as_str(),
+                held.join(", ")
+            ),
+            (Isolation::Strict, false) => format!(
+                "functions will not run: isolation is strict and these walls are missing: {}; \
+                 see `basin doctor`",
+                missing.join("; ")
+            ),
+            (Isolation::BestEffort, false) => format!(
+                "warning: functions run with fewer walls (isolation best-effort): missing {}; \
+                 set [functions] isolation = \"strict\" to refuse instead, see `basin doctor`",
+                missing.join("; ")
+            ),
+        }
+    }
+}
+
+/// The refusal of a strict runtime, naming each missing wall and the setting.
+pub(crate) fn refuse(function: &str, missing: Vec<String>) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "function `{function}` was not run: isolation is strict and these walls are missing: {}",
+        missing.join("; ")
+    ))
+    .with_hint(
+        "run Basin where user namespaces and Landlock are allowed (see `basin doctor`), or set \
+         [functions] isolation = \"best-effort\" in basin.toml to run with fewer walls",
+    ))
+}
+
+/// The kernel's Landlock ABI version, 0 without Landlock.
+fn landlock_abi() -> i64 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only reads
+    // its arguments and returns a number.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    abi.max(0)
+}
+
+/// Whether a child can enter a new user namespace plus `flag`'s namespace (and, with
+/// `mount`, cover /tmp with a private tmpfs there), as the function's child does.
+fn namespaces(flag: libc::c_int, mount: bool) -> std::result::Result<(), String> {
+    let mut command = Command::new("/bin/true");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec the closure makes raw system calls only (no allocation,
+    // no locks), then ends the child without exec'ing: its exit status is the answer.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUSER | flag) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if mount {
+                let none = std::ptr::null::<libc::c_char>();
+                if libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                    || libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c"/tmp".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        c"size=1m".as_ptr().cast(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::_exit(0)
+        });
+    }
+    let what = match flag {
+        libc::CLONE_NEWPID => "no PID namespace",
+        libc::CLONE_NEWNET => "no network namespace",
+        _ => "no mount namespace",
+    };
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("{what} (the probe ended with {status})")),
+        Err(e) => Err(format!("{what} ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_turned_off_is_missing_and_makes_strict_refuse() {
+        let walls = Walls::probe(Some(Isolation::Strict), &["network".to_string()]);
+        let missing: Vec<_> = walls.missing().map(|(w, _)| w).collect();
+        assert!(missing.contains(&"network"), "{missing:?}");
+        let e = walls.check("f.py:f").unwrap_err();
+        assert!(
+            e.message
+                .contains("network: turned off by [functions] disable_walls"),
+            "{e}"
+        );
+        assert!(walls.summary().starts_with("functions will not run"));
+        let relaxed = Walls::probe(Some(Isolation::BestEffort), &["network".to_string()]);
+        assert!(relaxed.check("f.py:f").is_ok());
+        assert!(relaxed.summary().starts_with("warning:"));
+    }
+
+    #[test]
+    fn modes_parse_and_unknown_ones_are_refused() {
+        assert_eq!(Isolation::parse("strict").unwrap(), Isolation::Strict);
+        assert_eq!(
+            Isolation::parse("best-effort").unwrap(),
+            Isolation::BestEffort
+        );
+        assert!(Isolation::parse("lax").unwrap_err().message.contains("lax"));
+    }
+}
