@@ -32,6 +32,7 @@ import ctypes
 import os
 import resource
 import signal
+import stat
 import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -79,6 +80,50 @@ SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sy
                "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg", "/proc/filesystems"]
 #: Device files a program may read and write.
 DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+
+
+#: For root: the parts of /etc any user may read (see `prepare`); None until prepared.
+_PUBLIC_ETC: list | None = None
+#: The most entries `_public` looks at.
+_MAX_PUBLIC_WALK = 20000
+
+
+def _public(path: str, budget: list) -> tuple:
+    """(whether everything under `path` is readable by any user, the paths to grant): the
+    folder itself when everything under it is, else its readable entries one by one."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False, []
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False, []
+    if stat.S_ISLNK(st.st_mode):
+        return True, []  # its target is governed where it lies
+    if stat.S_ISDIR(st.st_mode):
+        if st.st_mode & 0o005 != 0o005:
+            return False, []
+        try:
+            entries = sorted(e.path for e in os.scandir(path))
+        except OSError:
+            return False, []
+        whole, granted = True, []
+        for entry in entries:
+            ok, paths = _public(entry, budget)
+            whole = whole and ok
+            granted += paths
+        return (True, [path]) if whole else (False, granted)
+    readable = bool(st.st_mode & 0o004)
+    return readable, [path] if readable else []
+
+
+def prepare() -> None:
+    """Once per worker, before forking: when Basin runs as root, a function's process keeps
+    root's ownership of files inside its user namespace, so /etc/shadow and private keys
+    would be readable through the /etc rule; it gets only what any user may read instead."""
+    global _PUBLIC_ETC
+    if os.geteuid() == 0:
+        _PUBLIC_ETC = _public("/etc", [_MAX_PUBLIC_WALK])[1]
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -303,7 +348,10 @@ def apply(config: dict, missing: list) -> list:
         sockets_missing = _hide_socket_folders(read + write)
         if sockets_missing:
             missing.append(f"sockets: {sockets_missing}")
-    read += SYSTEM_READ + [f"/proc/{host_pid()}"]
+    system = SYSTEM_READ
+    if os.geteuid() == 0:
+        system = [p for p in SYSTEM_READ if p != "/etc"] + (_PUBLIC_ETC or [])
+    read += system + [f"/proc/{host_pid()}"]
     missing += _landlock(read, write, deny_tcp=bool(net_missing), files="files" not in off,
                          scope="signals" not in off)
     os.chdir(config["workdir"])

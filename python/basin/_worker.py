@@ -76,6 +76,7 @@ def zygote(preload: list) -> None:
     _sandbox._libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # die with Basin
     started = time.perf_counter()
     loaded = _preload(preload)
+    _sandbox.prepare()
     gc.collect()
     gc.freeze()  # children share these pages instead of copying them on the next collection
     wake_r, wake_w = os.pipe()

@@ -726,7 +726,7 @@ sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "
         }
 
         #[tokio::test]
-        async fn another_invocations_folder_and_basins_folders_are_closed() {
+        async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
             let rt = confined(RuntimeOptions::default());
             let mut other = rt.workspace().unwrap();
             other
@@ -749,6 +749,8 @@ def peek():
         "other_input": attempt(lambda: open({other_input:?}, "rb").read()),
         "list_scratch": attempt(lambda: os.listdir(scratch)),
         "own_folder": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
+        "shadow": attempt(lambda: open("/etc/shadow").read()),
+        "passwd": attempt(lambda: open("/etc/passwd").read()),
     }}
 "#
             );
@@ -757,6 +759,9 @@ def peek():
             assert_eq!(v["other_input"], "PermissionError", "{v}");
             assert_eq!(v["list_scratch"], "PermissionError", "{v}");
             assert_eq!(v["own_folder"], "allowed", "{v}");
+            // Even when Basin runs as root: only what any user may read of /etc.
+            assert_ne!(v["shadow"], "allowed", "{v}");
+            assert_eq!(v["passwd"], "allowed", "{v}");
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(other_input.parent().unwrap())
                 .unwrap()
