@@ -106,6 +106,8 @@ enum Command {
     Env(env::Command),
     /// Run the guided tour: TPC-H data, a branch, a change, a diff, a merge, a query
     Demo(demo::Args),
+    /// Show the walls functions run inside on this machine, and the limits
+    Doctor(doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -159,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token::run(cmd, ctx).await,
         Command::Runs(cmd) => runs::run(cmd, ctx).await,
         Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,
+        Command::Doctor(args) => doctor::run(args, ctx.home("doctor")?).await,
         Command::Demo(args) => {
             ctx.home("demo")?;
             demo::run(args).await

@@ -649,3 +649,52 @@ fn a_sql_model_reads_the_fresh_output_of_a_stored_model_on_every_run() {
         "1"
     );
 }
+
+#[test]
+fn strict_isolation_refuses_a_function_while_a_wall_is_off_and_doctor_names_it() {
+    let lake = lake();
+    lake.write(
+        "basin.toml",
+        "[functions]\nisolation = \"strict\"\ndisable_walls = [\"network\"]\n",
+    );
+    let doctor = lake.json(&["doctor"]);
+    assert_eq!(doctor["functions_run"], false, "{doctor}");
+    let network = doctor["walls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["wall"] == "network")
+        .unwrap();
+    assert_eq!(network["in_force"], false, "{doctor}");
+    let err = lake.fails(&[
+        "invoke",
+        "fns.py:peek",
+        "--event",
+        r#"{"path": "/etc/hostname"}"#,
+    ]);
+    assert!(
+        err.contains("function `fns.py:peek` was not run: isolation is strict")
+            && err.contains("network: turned off by [functions] disable_walls"),
+        "{err}"
+    );
+    assert!(err.contains("hint: run Basin where"), "{err}");
+
+    lake.write(
+        "basin.toml",
+        "[functions]\nisolation = \"best-effort\"\ndisable_walls = [\"network\"]\n",
+    );
+    let ran = lake.run(&[
+        "invoke",
+        "fns.py:peek",
+        "--event",
+        r#"{"path": "/nowhere"}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: functions run with fewer walls (isolation best-effort): missing network"
+        ),
+        "{stderr}"
+    );
+}

@@ -28,9 +28,9 @@ mod zygote;
 
 pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
+pub use options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions};
 pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
-pub use options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions};
 pub use runtime::{Finished, Invocation, Item, Output, OutputSink, Runtime, Target, bytes};
 pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
 pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};

@@ -283,7 +283,10 @@ fn children(pid: u32) -> Vec<u32> {
     let mut kids = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            kids.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            kids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     kids
@@ -323,10 +326,7 @@ impl TreeSampler {
             procs.push((pid, rss));
             stack.extend(children(pid));
         }
-        let biggest = procs.iter().max_by_key(|(_, rss)| *rss).copied();
-        let Some((big_pid, big_rss)) = biggest else {
-            return None;
-        };
+        let (big_pid, big_rss) = procs.iter().max_by_key(|(_, rss)| *rss).copied()?;
         if deep {
             self.others = procs
                 .iter()

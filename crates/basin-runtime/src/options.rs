@@ -83,4 +83,3 @@ pub struct Limits {
 /// Defaults when a function declares nothing: Lambda's maximum timeout, 2 GiB.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_MEMORY: u64 = 2 << 30;
-

@@ -63,6 +63,8 @@ pub struct Walls {
     pub isolation: Isolation,
     /// Whether the mode was set (`[functions] isolation`) or chosen from the probe.
     pub chosen: bool,
+    /// Basin runs as root: functions keep root's ownership of files inside their walls.
+    pub root: bool,
 }
 
 impl Walls {
@@ -77,7 +79,9 @@ impl Walls {
             if landlock >= min {
                 Ok(format!("Landlock ABI {landlock}"))
             } else if landlock > 0 {
-                Err(format!("{what} needs Landlock ABI {min}; this kernel has {landlock}"))
+                Err(format!(
+                    "{what} needs Landlock ABI {min}; this kernel has {landlock}"
+                ))
             } else {
                 Err("Landlock is not enabled in this kernel".to_string())
             }
@@ -93,30 +97,28 @@ impl Walls {
             (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
             (Err(e), Err(_)) => Err(e.clone()),
         };
-        let limits = if pid_ns.is_ok() || !rustix::process::getuid().is_root() {
-            Ok("rlimits (processes, open files, file size)".to_string())
-        } else {
-            Err("the process limit does not hold for root without a user namespace".to_string())
-        };
+        // rlimits, and the processes counted from outside (rlimits do not bind root).
+        let limits: std::result::Result<String, String> =
+            Ok("rlimits, and processes counted from outside".to_string());
         let mut walls = vec![
             Wall {
                 name: "processes",
-                guards: "every process a function starts ends with it; no privileges on the host",
+                guards: "all its processes end with it; no host privileges",
                 state: pid_ns.map(|()| "user and PID namespaces".to_string()),
             },
             Wall {
                 name: "network",
-                guards: "no network unless the function asks for internet=True",
+                guards: "no network unless it asks for internet=True",
                 state: network,
             },
             Wall {
                 name: "files",
-                guards: "only its environment, system libraries and its own folder: not the catalog, the warehouse or other invocations",
+                guards: "opens only its environment, libraries, own folder",
                 state: ll(1, "file rules"),
             },
             Wall {
                 name: "sockets",
-                guards: "no service sockets (/run, /tmp: D-Bus, Docker, databases)",
+                guards: "no service sockets in /run or /tmp",
                 state: mount_ns.map(|()| "mount namespace".to_string()),
             },
             Wall {
@@ -126,7 +128,7 @@ impl Walls {
             },
             Wall {
                 name: "limits",
-                guards: "bounded processes, open files and file sizes",
+                guards: "bounded processes, open files, file sizes",
                 state: limits,
             },
         ];
@@ -145,14 +147,13 @@ impl Walls {
             walls,
             isolation,
             chosen: mode.is_some(),
+            root: rustix::process::geteuid().is_root(),
         }
     }
 
     /// Whether the wall `name` is in force.
     pub fn holds(&self, name: &str) -> bool {
-        self.walls
-            .iter()
-            .any(|w| w.name == name && w.state.is_ok())
+        self.walls.iter().any(|w| w.name == name && w.state.is_ok())
     }
 
     pub fn missing(&self) -> impl Iterator<Item = (&'static str, &str)> {
@@ -176,6 +177,16 @@ impl Walls {
 
     /// One line for the start of `basin serve`, `run` and `invoke` (stderr).
     pub fn summary(&self) -> String {
+        let line = self.line_without_note();
+        if self.root {
+            format!("{line}; note: Basin runs as root, see `basin doctor`")
+        } else {
+            line
+        }
+    }
+
+    /// The summary without the note about root.
+    pub fn line_without_note(&self) -> String {
         let missing: Vec<String> = self
             .missing()
             .map(|(w, why)| format!("{w} ({why})"))

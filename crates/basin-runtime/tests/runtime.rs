@@ -611,17 +611,33 @@ def bomb():
                 }
                 Err(e) => {
                     assert!(
-                        e.message.contains("started more than 48 processes ([functions] max_processes)"),
+                        e.message
+                            .contains("started more than 48 processes ([functions] max_processes)"),
                         "{e}"
                     );
                     assert_eq!(rt_counter(&rt).over_processes.load(Ordering::Relaxed), 1);
-                    lines.lock().unwrap().iter().filter_map(|(_, l)| l.parse().ok()).collect()
+                    lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|(_, l)| l.parse().ok())
+                        .collect()
                 }
             };
             let survivors: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
-            assert!(survivors.is_empty(), "outlived the invocation: {survivors:?}");
+            assert!(
+                survivors.is_empty(),
+                "outlived the invocation: {survivors:?}"
+            );
             // Basin is fine: the next invocation runs.
-            let (next, _) = invoke(&rt, "def ok():\n    return 1\n", "ok", None, Limits::default()).await;
+            let (next, _) = invoke(
+                &rt,
+                "def ok():\n    return 1\n",
+                "ok",
+                None,
+                Limits::default(),
+            )
+            .await;
             assert_eq!(json(&next), 1);
         }
 
@@ -639,7 +655,10 @@ def escape():
             let (finished, _) = invoke(&rt, source, "escape", None, Limits::default()).await;
             let pid = json(&finished).as_u64().unwrap() as u32;
             // Not "soon": Basin returns only once every process of the invocation is gone.
-            assert!(!alive(pid), "the setsid child {pid} outlived its invocation");
+            assert!(
+                !alive(pid),
+                "the setsid child {pid} outlived its invocation"
+            );
         }
 
         #[tokio::test]
@@ -670,7 +689,8 @@ def many():
             let (finished, _) = invoke(&rt, many_files, "many", None, Limits::default()).await;
             let e = finished.result.as_ref().unwrap_err();
             assert!(
-                e.message.contains("over the limit of 8.0 MiB ([functions] max_folder_size)"),
+                e.message
+                    .contains("over the limit of 8.0 MiB ([functions] max_folder_size)"),
                 "{e}"
             );
             assert_eq!(finished.record.status, InvocationStatus::Memory);
@@ -721,7 +741,10 @@ sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "
             };
             let ws = rt.workspace().unwrap();
             let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
-            let e = finished.result.as_ref().err().expect("a symlinked output is refused");
+            let e = finished
+                .result
+                .as_ref()
+                .expect_err("a symlinked output is refused");
             assert!(e.message.contains("is not a regular file"), "{e}");
         }
 
@@ -730,7 +753,11 @@ sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "
             let rt = confined(RuntimeOptions::default());
             let mut other = rt.workspace().unwrap();
             other
-                .write_input("orders", orders().schema(), futures::stream::iter(vec![Ok(orders())]))
+                .write_input(
+                    "orders",
+                    orders().schema(),
+                    futures::stream::iter(vec![Ok(orders())]),
+                )
                 .await
                 .unwrap();
             let other_input = other.input_path("orders").unwrap().to_path_buf();
@@ -786,10 +813,16 @@ def peek():
             let e = finished.result.as_ref().unwrap_err();
             assert!(
                 e.message.contains("was not run: isolation is strict")
-                    && e.message.contains("network: turned off by [functions] disable_walls"),
+                    && e.message
+                        .contains("network: turned off by [functions] disable_walls"),
                 "{e}"
             );
-            assert!(e.hint.as_deref().unwrap_or("").contains("isolation = \"best-effort\""));
+            assert!(
+                e.hint
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("isolation = \"best-effort\"")
+            );
             assert_eq!(rt_counter(&strict).refused.load(Ordering::Relaxed), 1);
 
             let relaxed = runtime(RuntimeOptions {
@@ -800,7 +833,10 @@ def peek():
             let (finished, _) = invoke(&relaxed, &source, "call", None, Limits::default()).await;
             assert_eq!(json(&finished), "reached");
             assert!(
-                finished.unconfined.iter().any(|m| m.starts_with("network: turned off")),
+                finished
+                    .unconfined
+                    .iter()
+                    .any(|m| m.starts_with("network: turned off")),
                 "{:?}",
                 finished.unconfined
             );

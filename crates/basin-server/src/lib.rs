@@ -88,7 +88,10 @@ impl AppState {
         Self {
             dispatcher: Dispatcher::new(lakehouse.clone()),
             hosts: auth::Hosts::new(listen, limits.allowed_hosts.clone()),
-            metrics: Arc::new(Metrics::new(lakehouse.sql().clone())),
+            metrics: Arc::new(Metrics::new(
+                lakehouse.sql().clone(),
+                lakehouse.settings().runtime.clone(),
+            )),
             lakehouse,
             open,
             limits,

@@ -14,6 +14,8 @@ pub struct Metrics {
     connections: AtomicI64,
     /// The SQL engine: memory held, queries stopped by a limit.
     sql: basin_sql::Engine,
+    /// The function runtime's settings: invocations stopped by a `[functions]` limit.
+    functions: basin_runtime::RuntimeOptions,
 }
 
 #[derive(Default)]
@@ -29,12 +31,13 @@ struct Counters {
 }
 
 impl Metrics {
-    pub fn new(sql: basin_sql::Engine) -> Self {
+    pub fn new(sql: basin_sql::Engine, functions: basin_runtime::RuntimeOptions) -> Self {
         Self {
             started: Instant::now(),
             inner: Mutex::new(Counters::default()),
             connections: AtomicI64::new(0),
             sql,
+            functions,
         }
     }
 
@@ -171,6 +174,47 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let f = &self.functions;
+        let stopped = &f.counters;
+        let _ = writeln!(
+            out,
+            "# HELP basin_function_limit_hits_total Invocations stopped (or, for isolation, not run) by a limit."
+        );
+        let _ = writeln!(out, "# TYPE basin_function_limit_hits_total counter");
+        for (limit, counter) in [
+            ("timeout", &stopped.timed_out),
+            ("memory", &stopped.over_memory),
+            ("max_folder_size", &stopped.over_folder),
+            ("max_processes", &stopped.over_processes),
+            ("isolation", &stopped.refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "basin_function_limit_hits_total{{limit=\"{limit}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in [
+            (
+                "basin_function_max_processes",
+                "`[functions] max_processes`: processes and threads of one invocation.",
+                f.max_processes,
+            ),
+            (
+                "basin_function_max_open_files",
+                "`[functions] max_open_files`: open files of one function process.",
+                f.max_open_files,
+            ),
+            (
+                "basin_function_max_folder_size_bytes",
+                "`[functions] max_folder_size`: what one invocation may write into its folder.",
+                f.max_folder_size,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {value}");
         }
         let _ = writeln!(

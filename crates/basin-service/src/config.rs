@@ -91,6 +91,17 @@ pub struct FunctionsSection {
     pub max_concurrency: Option<usize>,
     /// Lines of a function's output (stdout and stderr) kept in memory per invocation.
     pub max_output_lines: Option<usize>,
+    /// "strict" (refuse to run functions while a wall is missing) or "best-effort"; unset:
+    /// strict when this machine builds every wall.
+    pub isolation: Option<String>,
+    /// Walls not to build (processes, network, files, sockets, signals, limits).
+    pub disable_walls: Option<Vec<String>>,
+    /// Processes and threads of one invocation.
+    pub max_processes: Option<u64>,
+    /// Open files of one function process.
+    pub max_open_files: Option<u64>,
+    /// What one invocation may write into its folder (in memory): any one file, and all.
+    pub max_folder_size: Option<SizeValue>,
 }
 
 /// A size in basin.toml: a number of bytes, or `"512MiB"`.
@@ -320,6 +331,38 @@ impl Settings {
             runtime.max_output_lines = n.max(1);
         }
         let setting = |section: &str, name: &str| format!("{}: [{section}] {name}", path.display());
+        let f = &user.functions;
+        if let Some(mode) = &f.isolation {
+            runtime.isolation = Some(basin_runtime::Isolation::parse(mode).map_err(|e| {
+                Error::invalid(format!("{}: {}", path.display(), e.message))
+                    .with_hint(e.hint.unwrap_or_default())
+            })?);
+        }
+        if let Some(walls) = &f.disable_walls {
+            if let Some(unknown) = walls
+                .iter()
+                .find(|w| !basin_runtime::WALL_NAMES.contains(&w.as_str()))
+            {
+                return Err(Error::invalid(format!(
+                    "{}: `{unknown}` is not a wall",
+                    setting("functions", "disable_walls")
+                ))
+                .with_hint(format!(
+                    "the walls are {}",
+                    basin_runtime::WALL_NAMES.join(", ")
+                )));
+            }
+            runtime.disable_walls = walls.clone();
+        }
+        if let Some(n) = f.max_processes {
+            runtime.max_processes = n.max(1);
+        }
+        if let Some(n) = f.max_open_files {
+            runtime.max_open_files = n.max(16);
+        }
+        if let Some(v) = &f.max_folder_size {
+            runtime.max_folder_size = v.bytes(&setting("functions", "max_folder_size"))?;
+        }
         let mut sql = basin_sql::SqlLimits::default();
         let q = &user.sql;
         if let Some(v) = &q.memory_limit {

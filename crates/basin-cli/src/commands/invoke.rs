@@ -123,6 +123,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         internet: args.internet,
     };
     // The function's own output streams to the terminal (stderr: stdout is for its result).
+    status(lakehouse.runtime()?.walls().summary());
     let sink = Arc::new(|_: Stream, line: &str| eprintln!("{line}"));
     let notify = Arc::new(|line: &str| status(line));
     let report = tokio::select! {

@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod demo;
 pub mod deploy;
 pub mod diff;
+pub mod doctor;
 pub mod env;
 pub mod events;
 pub mod functions;

@@ -68,6 +68,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         no_cache: args.no_cache,
     };
+    if !args.dry_run {
+        status(lakehouse.runtime()?.walls().summary());
+    }
     let view = Arc::new(LiveView::new());
     let lines = view.clone();
     let sink = Arc::new(move |model: &str, _: Stream, line: &str| {

@@ -64,6 +64,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+    status(lakehouse.runtime()?.walls().summary());
     let options = basin_server::ServeOptions {
         listen: args.listen,
         no_auth: args.no_auth,

@@ -1,0 +1,118 @@
+//! `basin doctor`: the walls functions run inside on this machine, and the limits.
+
+use std::path::Path;
+
+use basin_runtime::{Walls, bytes};
+use serde::Serialize;
+
+use crate::commands::open;
+use crate::output::{FormatArg, ListFormat, print, status};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Each wall keeps a function from something; Basin builds each one with
+what the kernel offers (namespaces, Landlock, rlimits) and no extra software. With
+`[functions] isolation = \"strict\"` (the default when every wall can be built) a function
+is not run while a wall is missing; with \"best-effort\" it runs, and Basin says which walls
+are missing. docs/functions.md explains each wall.
+
+Examples:
+  basin doctor
+  basin doctor --format json"
+)]
+pub struct Args {
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+#[derive(Serialize)]
+struct WallRow<'a> {
+    wall: &'a str,
+    in_force: bool,
+    how: &'a str,
+    guards: &'a str,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    isolation: &'a str,
+    /// Whether `[functions] isolation` chose the mode, or the probe did.
+    isolation_set: bool,
+    functions_run: bool,
+    walls: Vec<WallRow<'a>>,
+    max_processes: u64,
+    max_open_files: u64,
+    max_folder_size_bytes: u64,
+    running_as_root: bool,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    // Outside a lakehouse the defaults apply.
+    let options = match open(home).await {
+        Ok(lakehouse) => lakehouse.settings().runtime.clone(),
+        Err(e)
+            if e.downcast_ref::<basin_catalog::Error>().map(|e| e.kind)
+                == Some(basin_catalog::ErrorKind::NotFound) =>
+        {
+            basin_runtime::RuntimeOptions::default()
+        }
+        Err(e) => return Err(e),
+    };
+    let walls = Walls::probe(options.isolation, &options.disable_walls);
+    let root = walls.root;
+    let report = Report {
+        isolation: walls.isolation.as_str(),
+        isolation_set: walls.chosen,
+        functions_run: walls.check("-").is_ok(),
+        walls: walls
+            .walls
+            .iter()
+            .map(|w| WallRow {
+                wall: w.name,
+                in_force: w.state.is_ok(),
+                how: match &w.state {
+                    Ok(how) | Err(how) => how,
+                },
+                guards: w.guards,
+            })
+            .collect(),
+        max_processes: options.max_processes,
+        max_open_files: options.max_open_files,
+        max_folder_size_bytes: options.max_folder_size,
+        running_as_root: root,
+    };
+    let rows = report
+        .walls
+        .iter()
+        .map(|w| {
+            vec![
+                w.wall.to_string(),
+                if w.in_force { "yes" } else { "MISSING" }.to_string(),
+                w.how.to_string(),
+                w.guards.to_string(),
+            ]
+        })
+        .collect();
+    print(
+        args.format.format,
+        &report,
+        &["wall", "in force", "how (or why not)", "what it keeps"],
+        rows,
+    )?;
+    if args.format.format == ListFormat::Table {
+        status(walls.line_without_note());
+        status(format!(
+            "limits per invocation: {} processes and threads, {} open files per process, {} in its folder (one file and all), memory as each function declares",
+            options.max_processes,
+            options.max_open_files,
+            bytes(options.max_folder_size)
+        ));
+        if root {
+            status(
+                "note: Basin runs as root; functions keep root's ownership of files inside their walls \
+                 (only the world-readable part of /etc is open to them); run Basin as an unprivileged user",
+            );
+        }
+    }
+    Ok(())
+}
