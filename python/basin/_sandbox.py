@@ -2,11 +2,11 @@
 
 Linux offers these without extra software, and Basin uses each where the kernel allows. Each
 wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict isolation:
-- `processes`: a user namespace and a PID namespace of the invocation's own, entered ahead of
-  time by the spare child; the function runs as the namespace's init, so when it ends (or is
-  killed) the kernel kills every process it started, even one that called setsid(); inside the
-  user namespace the process has no privileges over the host, so the process limit holds even
-  for root;
+- `processes`: a user namespace and a PID namespace of its own, entered ahead of time by the
+  spare child; the function runs in the namespace beside a tiny init that only reaps, and when
+  the function's process ends (or is killed) the namespace ends: the kernel kills every process
+  it started, even one that called setsid(); inside the user namespace the process has no
+  privileges over the host;
 - `limits`: rlimits on processes (and threads), open files and file size;
 - `network`: a new network namespace (no interfaces but a down loopback) when the function did not ask
   for the internet; where namespaces are not allowed, Landlock's TCP rules (kernel 6.7+);
@@ -181,20 +181,49 @@ def enter_process_namespace() -> str | None:
     return _map_own_ids(uid, gid)
 
 
-def mirror(pid: int) -> int:
-    """Waits for the namespace's init and ends as it ended: its exit code, or its signal."""
+def reap_until(worker: int, status_fd: int) -> None:
+    """The namespace's init: reaps every process that ends in it (orphans come to it) until
+    `worker` ends, then writes how it ended ("code N" or "signal N") on `status_fd`."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 0
+            break
+        if pid == worker:
+            break
+    how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"code {os.waitstatus_to_exitcode(status)}"
+    os.write(status_fd, how.encode())
+
+
+def mirror(init: int, status_fd: int) -> int:
+    """Waits for the namespace's init and ends as the function ended: its exit code, or its
+    signal (as the init reported it; if the init itself was killed, as the init ended)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status = os.waitpid(init, 0)
             break
         except InterruptedError:
             continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    return os.waitstatus_to_exitcode(status)
+    try:
+        how = os.read(status_fd, 64).decode().split()
+    except OSError:
+        how = []
+    if len(how) == 2 and how[0] in ("code", "signal"):
+        kind, number = how[0], int(how[1])
+    elif os.WIFSIGNALED(status):
+        kind, number = "signal", os.WTERMSIG(status)
+    else:
+        kind, number = "code", os.waitstatus_to_exitcode(status)
+    if kind == "signal":
+        if number not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+        kind, number = "code", 128 + number
+    return number
 
 
 def die_with_parent(alive_fd: int) -> None:
@@ -321,6 +350,8 @@ def _limits(limits: dict) -> list:
         value = limits.get(key)
         if value is None:
             continue
+        if key == "processes":
+            value += 2  # the namespace's init, and the process outside that waits for it
         try:
             resource.setrlimit(getattr(resource, name), (int(value), int(value)))
         except (OSError, ValueError) as e:

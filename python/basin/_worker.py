@@ -175,22 +175,33 @@ OFF: set = set()
 
 
 def _enter_process_namespace(request_fd: int) -> list:
-    """Ahead of the request, the spare enters a PID namespace of its own and forks its init,
-    which runs the invocation; the spare only waits and ends as the init ended, so Basin's
-    view (one process to watch and kill) does not change. Returns the walls not in force."""
+    """Ahead of the request, the spare enters a PID namespace of its own. Three processes:
+    the spare itself, outside, only waits and ends as the function ended, so Basin's view (one
+    process to watch and kill) does not change; the namespace's init (process 1, which signals
+    from inside cannot kill) only reaps; its child, returning from here, runs the invocation.
+    When either ends the kernel kills everything else in the namespace. Returns the walls
+    not in force."""
     if "processes" in OFF:
         return []
     why = _sandbox.enter_process_namespace()
     if why:
         return [f"processes: {why}"]
     alive_r, alive_w = os.pipe()
+    status_r, status_w = os.pipe()
     pid = os.fork()
     if pid:
-        os.close(request_fd)
-        os.close(alive_r)
-        os._exit(_sandbox.mirror(pid))
-    os.close(alive_w)
+        for fd in (request_fd, alive_r, status_w):
+            os.close(fd)
+        os._exit(_sandbox.mirror(pid, status_r))
+    for fd in (alive_w, status_r):
+        os.close(fd)
     _sandbox.die_with_parent(alive_r)
+    worker = os.fork()
+    if worker:
+        os.close(request_fd)
+        _sandbox.reap_until(worker, status_w)
+        os._exit(0)
+    os.close(status_w)
     return []
 
 

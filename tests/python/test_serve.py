@@ -19,12 +19,8 @@ from conftest import BASIN, send, start_server as start
 def server(lakehouse, tmp_path):
     (tmp_path / "orders.csv").write_text("id,amount\n1,10.50\n2,3.25\n")
     lakehouse("import", str(tmp_path / "orders.csv"), "--table", "sales.orders")
-    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
-                            stderr=subprocess.PIPE, text=True)
-    first = proc.stderr.readline()
-    match = re.search(r"http://(127\.0\.0\.1:\d+)", first)
-    assert match, first
-    yield f"http://{match.group(1)}", proc
+    base, proc = start(lakehouse, "--no-auth")
+    yield base, proc
     if proc.poll() is None:
         proc.kill()
         proc.wait()

@@ -74,6 +74,8 @@ pub(crate) async fn watch(
         cpu_ms,
     };
     let mut exit_slot = exit_rx.take().expect("an exit receiver");
+    // A oneshot receiver must not be polled again once it has answered.
+    let mut exit_seen = false;
     let result = loop {
         tokio::select! {
             reply = &mut reply_rx => {
@@ -85,6 +87,7 @@ pub(crate) async fn watch(
                     Err(_) => {
                         // The connection closed without a result: the process is ending; say how.
                         let exit = tokio::time::timeout(Duration::from_millis(500), &mut exit_slot).await;
+                        exit_seen = exit.is_ok();
                         let error = match exit {
                             Ok(Ok(exit)) => died(inv, Some(exit)),
                             _ => Error::internal(format!("function `{}` closed its connection without a result", inv.function)),
@@ -156,7 +159,9 @@ pub(crate) async fn watch(
             }
         }
     };
-    *exit_rx = Some(exit_slot);
+    if !exit_seen {
+        *exit_rx = Some(exit_slot);
+    }
     result
 }
 

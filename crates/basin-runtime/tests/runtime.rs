@@ -641,6 +641,22 @@ def bomb():
             assert_eq!(json(&next), 1);
         }
 
+        /// Regression: the function used to be its namespace's init, which signals from inside
+        /// the namespace cannot kill, so killing itself did nothing.
+        #[tokio::test]
+        async fn a_function_that_kills_itself_is_reported_killed() {
+            let rt = confined(RuntimeOptions::default());
+            let source =
+                "import os, signal\ndef crash():\n    os.kill(os.getpid(), signal.SIGKILL)\n";
+            let limits = Limits {
+                timeout: Some(Duration::from_secs(20)),
+                ..Limits::default()
+            };
+            let (finished, _) = invoke(&rt, source, "crash", None, limits).await;
+            let e = finished.result.as_ref().unwrap_err();
+            assert!(e.message.contains("was killed by signal 9"), "{e}");
+        }
+
         #[tokio::test]
         async fn a_child_that_leaves_the_session_is_gone_when_the_invocation_ends() {
             let rt = confined(RuntimeOptions::default());
