@@ -316,8 +316,11 @@ impl Dispatcher {
         request.events = outputs.iter().map(|(e, _)| e.id.clone()).collect();
         let function = outputs.first().map_or("", |(e, _)| e.function.as_str());
         request.message = Some(match outputs.len() {
-            1 => format!("{function}: event {} into {table}", outputs[0].0.id),
-            n => format!("{function}: {n} events into {table}"),
+            1 => format!(
+                "function {function} wrote {table} (append, event {})",
+                outputs[0].0.id
+            ),
+            n => format!("function {function} wrote {table} (append, {n} events)"),
         });
         self.lakehouse.import(request, None).await.map(drop)
     }
