@@ -294,6 +294,9 @@ class Context:
         self.deadline_ms: Optional[int] = request.get("deadline_ms")
         item = item or {}
         self._object: Optional[str] = item.get("object")
+        # CSV and JSON objects, read by Basin as `basin import` reads them (same types).
+        self._table: Optional[str] = item.get("object_table")
+        self._table_error: Optional[str] = item.get("object_table_error")
         event = item.get("event", request.get("event"))
         self._key: str = event.get("key", "") if isinstance(event, dict) else ""
 
@@ -309,15 +312,22 @@ class Context:
 
     def read_table(self, format: Optional[str] = None):
         """The object as a pyarrow Table: CSV, JSON (one object per line) or Parquet, by the
-        key's suffix unless `format` says."""
+        key's suffix unless `format` says. A CSV or JSON object has the column types `basin
+        import` would give it (Basin reads it before the call), e.g. decimal(18,2) for money."""
         import pyarrow as pa
 
         path = self._object_path()
-        kind = (format or self._key.rsplit(".", 1)[-1]).lower()
-        if kind in ("csv", "tsv", "txt"):
+        suffix = self._key.rsplit(".", 1)[-1].lower()
+        kind = (format or suffix).lower()
+        if kind == suffix:
+            if self._table_error is not None:
+                raise ValueError(self._table_error)
+            if self._table is not None:
+                return pa.ipc.open_file(pa.memory_map(self._table, "r")).read_all()
+        if kind in ("csv", "tsv", "tbl", "txt"):
             from pyarrow import csv
 
-            options = csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
+            options = csv.ParseOptions(delimiter={"tsv": "\t", "tbl": "|"}.get(kind, ","))
             return csv.read_csv(path, parse_options=options)
         if kind in ("json", "jsonl", "ndjson"):
             from pyarrow import json

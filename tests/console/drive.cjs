@@ -38,6 +38,15 @@ const rows = (page, selector) =>
     await page.waitForFunction(() => document.querySelectorAll("#result tbody tr").length === 3);
     seen.dev_rows = (await rows(page, "#result")).length;
 
+    // Exact numbers: ids past 2^53 and decimals with their scale, as stored, right-aligned.
+    await page.fill("#sql", "SELECT CAST(8599806384497658719 AS BIGINT) AS id, 9007199254740993 AS past, " +
+      "CAST(2 AS DECIMAL(18,2)) AS two, CAST(10.50 AS DECIMAL(18,2)) AS amount, CAST(-0.01 AS DECIMAL(18,2)) AS cents, " +
+      "CAST('-9999999999999999999999999999.9999999999' AS DECIMAL(38,10)) AS wide");
+    await page.press("#sql", "Control+Enter");
+    await page.waitForFunction(() => document.querySelector("#result th")?.textContent === "id");
+    seen.exact = (await rows(page, "#result"))[0];
+    seen.exact_aligned = await page.$$eval("#result tbody td", (tds) => tds.map((td) => td.className === "num"));
+
     await page.fill("#sql", "SELECT nope FROM sales.orders");
     await page.click("#run");
     await page.waitForSelector("#error:not([hidden])");
@@ -48,6 +57,9 @@ const rows = (page, selector) =>
     await page.waitForSelector("#table-detail table");
     seen.table_headings = await texts(page, "#table-detail h2");
     seen.sample_rows = (await rows(page, "#table-detail .grid:last-of-type")).length;
+    seen.sample_amounts = (await rows(page, "#table-detail .grid:last-of-type")).map((r) => r[1]).sort();
+    seen.snapshot_ids = await page.$$eval("#table-detail .grid",
+      (grids) => [...grids[1].querySelectorAll("tbody tr")].map((tr) => tr.cells[0].textContent));
 
     await page.selectOption("#ref", "main");
     await page.click("nav button[data-panel=log]");

@@ -44,12 +44,19 @@ def test_console_runs_a_query_and_shows_tables_commits_runs_and_usage(lakehouse_
     assert seen["elsewhere"] == []  # nothing fetched from anywhere but the server
     assert {"dev (branch)", "main (branch)"} <= set(seen["refs"])
     assert seen["columns"] == ["id", "amount"]
-    assert seen["grid"] == [["1", "10.5"], ["2", "3.25"], ["3", "7"]]
+    assert seen["grid"] == [["1", "10.50"], ["2", "3.25"], ["3", "7.00"]]  # decimal(18,2), scale kept
+    assert seen["exact"] == ["8599806384497658719", "9007199254740993", "2.00", "10.50", "-0.01",
+                             "-9999999999999999999999999999.9999999999"]
+    assert all(seen["exact_aligned"])
     assert seen["status"].startswith("3 rows in ")
     assert seen["dev_rows"] == 3
     assert "column `nope` does not exist" in seen["error"] and "hint:" in seen["error"]
     assert seen["table_headings"][1:] == ["Schema", "Snapshots", "Sample rows"]
-    assert seen["sample_rows"] == 3
+    assert seen["sample_rows"] == 3 and seen["sample_amounts"] == ["10.50", "3.25", "7.00"]
+    # Snapshot ids are random 64-bit numbers: shown digit for digit, as the CLI prints them.
+    shown = json.loads(lakehouse_with_history("table", "show", "sales.orders", "--ref", "dev", "--format", "json"))
+    assert sorted(seen["snapshot_ids"]) == sorted(s["snapshot_id"] for s in shown["snapshots"])
+    assert all(isinstance(s["snapshot_id"], str) for s in shown["snapshots"])
     assert any(m.startswith("merge") for m in seen["commits"])
     assert seen["models"][0][:3] == ["order_total", "sql", "ok"]
     assert seen["charts"] == ["Invocations and queries per day", "GB-seconds per day", "Cost per day (USD)"]

@@ -72,7 +72,9 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
     dead = json.loads(lakehouse("events", "ls", "--state", "dead", "--format", "json"))
     assert [e["payload"]["key"] for e in dead] == ["orders/broken.csv"]
     shown = lakehouse("events", "show", dead[0]["id"][:8])
-    assert "Expected 2 columns, got 3" in shown and "attempts  3 of 3" in shown
+    # Read as `basin import` reads it, with its message.
+    assert "orders/broken.csv:2: wrong number of fields (expected 2 got 3)" in shown, shown
+    assert "attempts  3 of 3" in shown
     assert "loading orders/broken.csv" in shown  # the handler's output, kept with the event
     # Every stored event names the commit that appended it.
     succeeded = json.loads(lakehouse("events", "ls", "--state", "succeeded", "-n", "1000", "--format", "json"))
@@ -112,3 +114,46 @@ def test_a_batch_window_gathers_events_from_a_folder_of_ones_choosing(lakehouse,
     assert len({e["commit"] for e in events}) == 1, events  # one batch, one commit
     assert sorted(e["payload"]["key"] for e in events) == [f"orders-{i:04}.csv" for i in range(3)]
     assert lakehouse("query", "SELECT count(*) AS n FROM raw.windowed", "--format", "csv") == "n\n6\n"
+
+
+TYPED = '''
+import basin
+
+@basin.python("3.11", timeout="10s")
+@basin.on_object(bucket="typed", suffix=".csv", to="raw.money")
+def money(event, context):
+    table = context.read_table()
+    print("types", event["key"], [str(t) for t in table.schema.types])
+    return table
+'''
+
+
+def test_a_function_reads_an_object_with_the_types_an_import_infers(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "money.py").write_text(TYPED)
+    lakehouse("deploy", str(functions))
+    landing = lakehouse.home / ".basin" / "buckets" / "typed"  # made by deploy
+    first = "id,amount,ratio,day\n1,10.50,1e3,2024-01-31\n"
+    # Integer-valued money and ratios, appended to the decimal and double columns exactly.
+    second = "id,amount,ratio,day\n2,3,4,2024-02-01\n"
+    (tmp_path / "first.csv").write_text(first)
+    lakehouse("import", str(tmp_path / "first.csv"), "--table", "raw.imported")
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        (landing / "first.csv").write_text(first)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 1}, 60)
+        (landing / "second.csv").write_text(second)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 2}, 60)
+    finally:
+        server.kill()
+        server.wait()
+    def types(table):
+        return [c["type"] for c in lakehouse.json("table", "show", table)["columns"]]
+    assert types("raw.money") == types("raw.imported") == ["long", "decimal(18, 2)", "double", "date"]
+    rows = lakehouse.json("query", "SELECT id, amount, ratio, day FROM raw.money ORDER BY id")
+    assert rows == [{"id": 1, "amount": "10.50", "ratio": 1000.0, "day": "2024-01-31"},
+                    {"id": 2, "amount": "3.00", "ratio": 4.0, "day": "2024-02-01"}]
+    events = json.loads(lakehouse("events", "ls", "--format", "json"))
+    logs = lakehouse("events", "show", [e for e in events if e["payload"]["key"] == "first.csv"][0]["id"][:8])
+    assert "types first.csv ['int64', 'decimal128(18, 2)', 'double', 'date32[day]']" in logs, logs

@@ -66,6 +66,11 @@ fn invoke_pushes_columns_and_filter_into_the_scan_and_stores_the_output() {
         "21.00"
     );
     assert_eq!(lake.commits("main"), main_commits, "main is untouched");
+    // The log names the writer, not "import 1 file".
+    assert_eq!(
+        lake.json(&["log", "dev", "-n", "1"])[0]["message"],
+        "function fns.py:big wrote sales.big (append)"
+    );
     let missing = lake.fails(&["query", "SELECT * FROM sales.big", "--ref", "main"]);
     assert!(missing.contains("does not exist"), "{missing}");
 }
@@ -217,6 +222,22 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
             "main"
         ),
         "109.50"
+    );
+    // The run's own commits name the run and the model that wrote each table.
+    let branch = record["branch"].as_str().unwrap();
+    let written: Vec<String> = lake
+        .json(&["log", branch, "-n", "10"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap().to_string())
+        .collect();
+    let project = record["project"].as_str().unwrap();
+    assert!(
+        written.contains(&format!(
+            "{branch}: model revenue of {project} wrote shop.revenue (replace)"
+        )),
+        "{written:?}"
     );
     // Not materialized: clean_orders lived only for the run.
     assert!(

@@ -5,6 +5,7 @@
 //! row, a value that does not fit its column, or a file whose columns differ from the table
 //! fails the import with the file, line and column named, and nothing is committed.
 
+mod convert;
 mod csv_input;
 mod infer;
 mod read;
@@ -22,6 +23,7 @@ use basin_table::{TableChange, Tables};
 use iceberg::io::FileIO;
 use serde::{Deserialize, Serialize};
 
+pub use convert::{SAMPLE_ROWS, text_format, to_arrow_file};
 pub use read::CsvOptions;
 pub use source::Format;
 
@@ -32,6 +34,15 @@ pub enum Mode {
     #[default]
     Append,
     Replace,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Replace => "replace",
+        }
+    }
 }
 
 /// What to import, and how.
@@ -50,7 +61,8 @@ pub struct ImportRequest {
     pub author: String,
     /// Queued events whose output this import stores (see `CommitRequest::events`).
     pub events: Vec<String>,
-    /// The commit's message, instead of "import N files into TABLE".
+    /// The commit's message, instead of "import N files into TABLE": who wrote the rows
+    /// (a function, a pipeline's model), for `basin log`.
     pub message: Option<String>,
 }
 
@@ -65,7 +77,7 @@ impl ImportRequest {
             csv: CsvOptions::default(),
             partition_by: Vec::new(),
             allow_new_columns: false,
-            sample_rows: 10_000,
+            sample_rows: SAMPLE_ROWS,
             author: "basin".into(),
             events: Vec::new(),
             message: None,
@@ -251,11 +263,7 @@ pub async fn import(
             "import {} file{} into {key} ({})",
             file_count,
             if file_count == 1 { "" } else { "s" },
-            if request.mode == Mode::Append {
-                "append"
-            } else {
-                "replace"
-            }
+            request.mode.as_str()
         )
     });
     let mut commit_request =

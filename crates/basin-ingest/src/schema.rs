@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use basin_catalog::{Error, Result};
@@ -158,6 +158,19 @@ fn cast_column(column: &ArrayRef, field: &Field, file: &str) -> Result<ArrayRef>
     if column.data_type() == field.data_type() {
         return Ok(column.clone());
     }
+    if let (Some(ints), DataType::Float64) = (
+        column.as_any().downcast_ref::<Int64Array>(),
+        field.data_type(),
+    ) {
+        // A double holds every integer up to 2^53 exactly; past that it would round.
+        if let Some(big) = ints.iter().flatten().find(|v| v.unsigned_abs() > 1 << 53) {
+            return Err(Error::invalid(format!(
+                "{file}: column `{}` holds {big}, which the table's DOUBLE would round",
+                field.name()
+            ))
+            .with_hint("import into a new table (as BIGINT), or write the column as text"));
+        }
+    }
     let options = CastOptions {
         safe: false,
         ..Default::default()
@@ -186,7 +199,8 @@ pub fn compatible(from: &DataType, to: &DataType) -> bool {
             (Int8 | Int16 | Int32 | UInt8 | UInt16, Int32 | Int64)
                 | (UInt32 | Int64, Int64)
                 | (Float16 | Float32, Float32 | Float64)
-                | (Int8 | Int16 | Int32, Float64)
+                // Exact while the integers are (checked per value when cast).
+                | (Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32, Float64)
                 | (Utf8 | LargeUtf8 | Utf8View, Utf8)
                 | (Binary | LargeBinary | BinaryView, LargeBinary)
                 | (Date64, Date32)

@@ -49,6 +49,25 @@ pub struct SourceFile {
     _download: Option<tempfile::NamedTempFile>,
 }
 
+impl SourceFile {
+    /// A local file known to people as `display`.
+    pub(crate) fn local(
+        display: String,
+        path: PathBuf,
+        format: Format,
+        meta: &std::fs::Metadata,
+    ) -> Self {
+        Self {
+            display,
+            path,
+            format,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            _download: None,
+        }
+    }
+}
+
 /// Expands `sources` into files, in a stable order.
 pub async fn expand(
     sources: &[String],
@@ -113,14 +132,7 @@ pub async fn expand(
             let format = detect(&display, format)?;
             let meta = std::fs::metadata(&path)
                 .map_err(|e| Error::io(format!("cannot read {display}")).with_source(e))?;
-            files.push(SourceFile {
-                display,
-                path,
-                format,
-                size: meta.len(),
-                modified: meta.modified().ok(),
-                _download: None,
-            });
+            files.push(SourceFile::local(display, path, format, &meta));
         }
     }
     Ok(files)

@@ -120,3 +120,97 @@ async fn a_header_only_file_is_an_import_of_no_rows() {
     assert_eq!(report.rows, 0);
     assert_eq!(table(&tables).await.1, 1);
 }
+
+/// Imports `ints` as an Arrow file's BIGINT column `amount` into `table`.
+async fn import_ints(
+    tables: &Tables,
+    dir: &Path,
+    table: &str,
+    ints: Vec<i64>,
+) -> basin_catalog::Result<basin_ingest::ImportReport> {
+    let path = dir.join(format!("{table}-{}.arrow", ints.len()));
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "amount",
+        Arc::new(arrow::array::Int64Array::from(ints)) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    let mut writer = arrow::ipc::writer::FileWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    let request = ImportRequest::new(vec![path.display().to_string()], table, "main");
+    import(tables, request, None, None).await
+}
+
+/// The type `basin table show` gives a table's column.
+async fn column_type(tables: &Tables, table: &str, column: &str) -> String {
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let key = Key::table(table).unwrap();
+    let summary = Tables::summarize(&key, &tables.load(&main, &key).await.unwrap());
+    summary
+        .columns
+        .into_iter()
+        .find(|c| c.name == column)
+        .unwrap()
+        .data_type
+}
+
+#[tokio::test]
+async fn integers_append_to_decimal_and_double_columns_while_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = lakehouse(dir.path()).await;
+    // What a function returns for an integer-valued file, into tables the CSV import made.
+    for (table, csv) in [
+        ("sales.money", "amount\n10.50\n"),
+        ("sales.ratio", "amount\n1e3\n"),
+    ] {
+        let path = dir.path().join(format!("{table}.csv"));
+        std::fs::write(&path, csv).unwrap();
+        let request = ImportRequest::new(vec![path.display().to_string()], table, "main");
+        import(&tables, request, None, None).await.unwrap();
+    }
+    let before = (
+        column_type(&tables, "sales.money", "amount").await,
+        column_type(&tables, "sales.ratio", "amount").await,
+    );
+    assert_eq!(
+        (before.0.as_str(), before.1.as_str()),
+        ("decimal(18, 2)", "double")
+    );
+
+    let report = import_ints(&tables, dir.path(), "sales.money", vec![7, -3, 0])
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 3);
+    let report = import_ints(
+        &tables,
+        dir.path(),
+        "sales.ratio",
+        vec![5, 1 << 53, -(1 << 53)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows, 3);
+    assert_eq!(
+        (
+            column_type(&tables, "sales.money", "amount").await,
+            column_type(&tables, "sales.ratio", "amount").await
+        ),
+        before,
+        "the tables keep their types"
+    );
+
+    // Past what the column holds exactly: refused, naming the value.
+    let e = import_ints(&tables, dir.path(), "sales.ratio", vec![1, (1 << 53) + 1])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message.contains("9007199254740993"), "{}", e.message);
+    let e = import_ints(&tables, dir.path(), "sales.money", vec![i64::MAX])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.message);
+}

@@ -123,6 +123,13 @@ pub(crate) struct Request<'a> {
 pub(crate) struct BatchEvent {
     pub event: serde_json::Value,
     pub object: Option<PathBuf>,
+    /// The object as `basin import` reads it (CSV, JSON: the same inferred types), an
+    /// Arrow IPC file for `context.read_table()`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_table: Option<PathBuf>,
+    /// Why the object could not be read as a table; `context.read_table()` raises it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_table_error: Option<String>,
     pub output: OutputLocation,
 }
 

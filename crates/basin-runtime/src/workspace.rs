@@ -153,12 +153,31 @@ impl Workspace {
         self.batch.push(BatchEvent {
             event,
             object,
+            object_table: None,
+            object_table_error: None,
             output: OutputLocation {
                 path: self.item_output_path(i),
                 format: FORMAT,
             },
         });
         Ok(())
+    }
+
+    /// The copy of the last added event's object, if it has one.
+    pub fn last_object(&self) -> Option<&Path> {
+        self.batch.last()?.object.as_deref()
+    }
+
+    /// Gives the last added event its object read as a table (an Arrow IPC file Basin wrote
+    /// in this folder), or why it could not be read: `context.read_table()` returns the one
+    /// or raises the other.
+    pub fn attach_object_table(&mut self, table: std::result::Result<PathBuf, String>) {
+        if let Some(event) = self.batch.last_mut() {
+            match table {
+                Ok(path) => event.object_table = Some(path),
+                Err(e) => event.object_table_error = Some(e),
+            }
+        }
     }
 
     /// Where the batch's `i`th call writes its table.

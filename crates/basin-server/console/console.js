@@ -44,15 +44,24 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// A table of `rows` (objects) with `columns` (names); numbers right-aligned.
-function grid(columns, rows) {
-  const cell = (v) => {
+// A table of `rows` (objects) with `columns` (names); numbers right-aligned, and the columns
+// named in `numeric`, whose values may come as strings. The API sends decimals ("10.50") and
+// integers past 2^53 as strings, so they show exactly as stored: never parse them to numbers.
+function grid(columns, rows, numeric = new Set()) {
+  const cell = (c, v) => {
     const text = v === null || v === undefined ? "NULL" : typeof v === "object" ? JSON.stringify(v) : String(v);
-    return el("td", { class: typeof v === "number" ? "num" : "" }, text);
+    return el("td", { class: typeof v === "number" || numeric.has(c) ? "num" : "" }, text);
   };
   return el("table", {},
     el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, c)))),
-    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...columns.map((c) => cell(r[c]))))));
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...columns.map((c) => cell(c, r[c]))))));
+}
+
+// The grid of a query answer: its columns in order, numeric types right-aligned.
+function answerGrid(answer) {
+  const numeric = /^(U?Int|Float|Decimal)/;
+  return grid(answer.columns.map((c) => c.name), answer.rows,
+    new Set(answer.columns.filter((c) => numeric.test(c.type)).map((c) => c.name)));
 }
 
 const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
@@ -77,8 +86,7 @@ async function runQuery() {
   try {
     const result = await api("/api/v1/query", { sql, ref: state.ref });
     if (run !== latestRun) return;
-    const names = result.columns.map((c) => c.name);
-    $("result").replaceChildren(grid(names, result.rows));
+    $("result").replaceChildren(answerGrid(result));
     const ms = performance.now() - started;
     // Rows stream: an error after the first rows, or a cut at the server's JSON cap, is
     // said at the end of the answer.
@@ -114,7 +122,7 @@ async function showTable(name, item) {
     el("div", { class: "grid" }, grid(["snapshot_id", "operation", "time", "added_records", "total_records"],
       table.snapshots.map((s) => ({ ...s, time: when(s.timestamp_ms) })).reverse())),
     el("h2", {}, "Sample rows"),
-    el("div", { class: "grid" }, grid(sample.columns.map((c) => c.name), sample.rows)));
+    el("div", { class: "grid" }, answerGrid(sample)));
 }
 
 async function showLog() {

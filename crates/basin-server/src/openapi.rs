@@ -281,7 +281,9 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                       row_count, truncated and a notice past [server] json_max_rows or \
                       json_max_bytes, seconds, and error if the query failed after its first \
                       rows), or as an Arrow IPC stream with Accept: \
-                      application/vnd.apache.arrow.stream",
+                      application/vnd.apache.arrow.stream. JSON numbers are exact: decimals are \
+                      strings with their scale (\"10.50\"), 64-bit integers are numbers up to \
+                      2^53-1 in magnitude and strings beyond; each column's type is in columns",
             query: &[],
             body: &[
                 (
@@ -473,7 +475,14 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Basin's operations over HTTP (`basin serve`). The Iceberg REST catalog is \
                 served under /v1 as its own specification describes (GET /v1/config lists the endpoints), \
-                and the console under /.",
+                and the console under /.\n\nNumbers in JSON are exact for every client, including those that read \
+                JSON numbers as doubles (JavaScript, jq): a decimal is a string with its scale (`\"10.50\"`, \
+                `\"0.00\"`), as Trino and BigQuery send them; a 64-bit integer is a number while its magnitude is \
+                at most 2^53-1 (JavaScript's Number.MAX_SAFE_INTEGER) and a string beyond \
+                (`\"9007199254740993\"`), so counts stay numbers and nothing is rounded; convert by the \
+                column's type (`int(v)`, `BigInt(v)`, `Decimal(v)`), which reads both forms. Snapshot ids \
+                (`snapshot_id`, `parent_id`, `current_snapshot_id`) are always strings. The Iceberg REST \
+                catalog under /v1 keeps the numbers its specification declares.",
         },
         "security": [{"bearer": []}],
         "components": {

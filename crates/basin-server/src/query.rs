@@ -3,7 +3,8 @@
 //! json_max_rows` / `json_max_bytes` and say so (`"truncated": true`); Arrow IPC streams
 //! have no cap. An error before the first row is an HTTP error; one after it ends a JSON
 //! answer with an `error` member, and breaks off an Arrow stream (so no client mistakes a
-//! partial answer for a whole one).
+//! partial answer for a whole one). JSON numbers are exact ([`basin_sql::json`]): decimals
+//! as strings with their scale, 64-bit integers past 2^53 as strings.
 //!
 //! [`Meter`] meters a query when its answer ends, for both this door and Postgres.
 
@@ -205,7 +206,8 @@ fn encode(batch: &RecordBatch, state: &mut JsonState) -> Result<(String, bool), 
     let room = state.caps.rows.saturating_sub(state.rows) as usize;
     let cut_rows = batch.num_rows() > room;
     let batch = batch.slice(0, batch.num_rows().min(room));
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    let mut writer =
+        basin_sql::json::writer().build::<_, arrow::json::writer::LineDelimited>(Vec::new());
     writer
         .write(&batch)
         .and_then(|()| writer.finish())

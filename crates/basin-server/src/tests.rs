@@ -69,6 +69,18 @@ fn request(method: &Method, path: &str, secret: Option<&str>) -> Request<Body> {
     builder.body(body).expect("request")
 }
 
+/// `POST /api/v1/query` of `sql` with a JSON answer.
+fn query(secret: &str, sql: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/query")
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({ "sql": sql }).to_string()))
+        .expect("request")
+}
+
 /// Every route the server has, with the least role it declares.
 fn routes() -> Vec<(Method, String, Option<Role>)> {
     let fill = |path: &str| {
@@ -228,16 +240,7 @@ async fn a_reader_cannot_reach_files_through_http_sql() {
     let secret_file = server.dir.path().join("secret.csv");
     std::fs::write(&secret_file, "a\n42\n").expect("write");
     let target = server.dir.path().join("written.csv");
-    let query = |sql: String| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/api/v1/query")
-            .header(header::HOST, HOST)
-            .header(header::AUTHORIZATION, format!("Bearer {reader}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::json!({ "sql": sql }).to_string()))
-            .expect("request")
-    };
+    let query = |sql: String| query(reader, &sql);
     let file = secret_file.display();
     let out = target.display();
     for (sql, kind) in [
@@ -279,4 +282,62 @@ async fn a_reader_cannot_reach_files_through_http_sql() {
     assert_eq!(answer["rows"][0]["answer"], 42);
     assert_eq!(answer["row_count"], 1);
     assert_eq!(answer["truncated"], false);
+}
+
+#[tokio::test]
+async fn query_answers_keep_big_integers_and_decimals_exact() {
+    let server = server().await;
+    let columns = [
+        (
+            "CAST('-9223372036854775808' AS BIGINT)",
+            "min",
+            "\"-9223372036854775808\"",
+        ),
+        ("9223372036854775807", "max", "\"9223372036854775807\""),
+        ("9007199254740993", "past", "\"9007199254740993\""),
+        ("9007199254740991", "safe", "9007199254740991"),
+        ("-9007199254740991", "safe_low", "-9007199254740991"),
+        (
+            "CAST(18446744073709551615 AS BIGINT UNSIGNED)",
+            "umax",
+            "\"18446744073709551615\"",
+        ),
+        (
+            "CAST('9999999999999999999999999999.9999999999' AS DECIMAL(38,10))",
+            "wide_max",
+            "\"9999999999999999999999999999.9999999999\"",
+        ),
+        (
+            "CAST('-9999999999999999999999999999.9999999999' AS DECIMAL(38,10))",
+            "wide_min",
+            "\"-9999999999999999999999999999.9999999999\"",
+        ),
+        ("CAST(0 AS DECIMAL(18,2))", "zero", "\"0.00\""),
+        ("CAST(-0.01 AS DECIMAL(18,2))", "cents", "\"-0.01\""),
+        ("CAST(2 AS DECIMAL(18,2))", "two", "\"2.00\""),
+        ("CAST(10.5 AS DECIMAL(18,2))", "amount", "\"10.50\""),
+        ("CAST(7 AS INT)", "int", "7"),
+    ];
+    let sql = format!(
+        "SELECT {}",
+        columns
+            .iter()
+            .map(|(expr, name, _)| format!("{expr} AS {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (status, body) = server.send(query(server.secret(Role::Reader), &sql)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let row = format!(
+        "{{{}}}",
+        columns
+            .iter()
+            .map(|(_, name, json)| format!("\"{name}\":{json}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert!(
+        body.contains(&format!("\"rows\":[{row}]")),
+        "expected the row {row} in {body}"
+    );
 }

@@ -244,6 +244,11 @@ impl Lakehouse {
         let mut import = ImportRequest::new(vec![file.display().to_string()], table, branch);
         import.format = Some(Format::Arrow);
         import.mode = request.mode;
+        import.message = Some(format!(
+            "function {} wrote {table} ({})",
+            request.target,
+            request.mode.as_str()
+        ));
         self.import(import, None).await
     }
 }

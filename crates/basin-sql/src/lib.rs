@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod json;
 mod limits;
 pub mod policy;
 mod provider;

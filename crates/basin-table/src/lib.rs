@@ -11,6 +11,7 @@
 
 mod durable;
 mod error;
+mod id_json;
 mod merge;
 mod overwrite;
 mod retry;

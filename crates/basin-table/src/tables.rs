@@ -38,6 +38,7 @@ pub struct Staged {
 pub struct WriteOutcome {
     pub commit: Commit,
     pub metadata_location: String,
+    #[serde(with = "crate::id_json::option")]
     pub snapshot_id: Option<i64>,
     pub attempts: u32,
 }
@@ -51,6 +52,7 @@ pub struct TableSummary {
     pub format_version: String,
     pub columns: Vec<ColumnSummary>,
     pub partition_spec: Vec<String>,
+    #[serde(with = "crate::id_json::option")]
     pub current_snapshot_id: Option<i64>,
     pub snapshots: Vec<SnapshotSummary>,
     pub data_files: u64,
@@ -69,7 +71,9 @@ pub struct ColumnSummary {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapshotSummary {
+    #[serde(with = "crate::id_json")]
     pub snapshot_id: i64,
+    #[serde(with = "crate::id_json::option")]
     pub parent_id: Option<i64>,
     pub timestamp_ms: i64,
     pub operation: String,

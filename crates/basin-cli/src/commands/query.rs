@@ -2,6 +2,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
+use arrow::json::writer::JsonArray;
 use arrow::record_batch::RecordBatch;
 use clap::ValueEnum;
 
@@ -102,7 +103,8 @@ pub(crate) fn write_batches(
             }
         }
         QueryFormat::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(out);
+            // Exact numbers, as the HTTP API answers (decimals and big integers as strings).
+            let mut writer = basin_sql::json::writer().build::<_, JsonArray>(out);
             for batch in batches {
                 writer.write(batch)?;
             }

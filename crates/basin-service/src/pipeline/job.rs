@@ -99,6 +99,13 @@ impl ModelJob {
             import.format = Some(Format::Arrow);
             import.mode = mode;
             import.partition_by = model.partition_by.clone();
+            import.message = Some(format!(
+                "{}: model {} of {} wrote {table} ({})",
+                self.branch,
+                model.name,
+                self.project.name,
+                mode.as_str()
+            ));
             let shown = file.path().display().to_string();
             let report = self.lakehouse.import(import, None).await.map_err(|e| {
                 let message = e.message.replace(&shown, "its output");

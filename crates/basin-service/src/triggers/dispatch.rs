@@ -316,8 +316,11 @@ impl Dispatcher {
         request.events = outputs.iter().map(|(e, _)| e.id.clone()).collect();
         let function = outputs.first().map_or("", |(e, _)| e.function.as_str());
         request.message = Some(match outputs.len() {
-            1 => format!("{function}: event {} into {table}", outputs[0].0.id),
-            n => format!("{function}: {n} events into {table}"),
+            1 => format!(
+                "function {function} wrote {table} (append, event {})",
+                outputs[0].0.id
+            ),
+            n => format!("function {function} wrote {table} (append, {n} events)"),
         });
         self.lakehouse.import(request, None).await.map(drop)
     }
@@ -399,6 +402,7 @@ impl Dispatcher {
                 None => None,
             };
             workspace.add_event(event.payload.clone(), attached)?;
+            attach_table(&mut workspace, event).await?;
         }
         let per_event = timeout(function);
         let invocation = Invocation {
@@ -466,6 +470,30 @@ impl Dispatcher {
             }
         }))
     }
+}
+
+/// Reads the last added event's object as `basin import` would (CSV and JSON objects, by
+/// their key's suffix), so that `context.read_table()` sees the types an import infers. A file
+/// that cannot be read fails only a `read_table()` call, with the import's message (a
+/// function that reads the bytes itself still runs).
+async fn attach_table(workspace: &mut basin_runtime::Workspace, event: &EventRecord) -> Result<()> {
+    let key = event.payload.get("key").and_then(|k| k.as_str());
+    let (Some(object), Some(key)) = (workspace.last_object(), key) else {
+        return Ok(());
+    };
+    let Some(format) = basin_ingest::text_format(key) else {
+        return Ok(());
+    };
+    let (object, key) = (object.to_path_buf(), key.to_string());
+    let read = tokio::task::spawn_blocking(move || {
+        let dest = object.with_extension("arrow");
+        basin_ingest::to_arrow_file(&object, &key, format, &dest).map(|_| dest)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("reading the object as a table: {e}")))?;
+    // The message names the key and line; the import's hints speak of its flags.
+    workspace.attach_object_table(read.map_err(|e| e.message));
+    Ok(())
 }
 
 /// An object to hand to the handler.
