@@ -54,8 +54,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         .parse::<f64>()
         .ok()
         .map(|n| n * scale)
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        .filter(|s| *s > 0.0)
+        // Past u64::MAX seconds (`99999999999999999999h`) is no duration either.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             Error::invalid(format!("`{text}` is not a duration"))
                 .with_hint("write e.g. 30s, 5m or 1h")
@@ -94,6 +95,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("soon").is_err() && parse_duration("0s").is_err());
+        assert!(
+            parse_duration("99999999999999999999h").is_err(),
+            "too long, not a panic"
+        );
         assert_eq!(format_size(512 << 20), "512 MiB");
         assert_eq!(format_size(1536 << 20), "1.5 GiB");
         assert_eq!(format_size(10), "10 B");

@@ -25,8 +25,8 @@ struct Seen {
 /// The type for a column whose sampled values are `values` (nulls ignored).
 pub fn infer_column(values: &StringArray) -> DataType {
     let mut seen = Seen::default();
-    for value in values.iter().flatten() {
-        let v = value.trim();
+    for v in values.iter().flatten() {
+        // Not trimmed: arrow-csv parses a value as written, so ` 1` is text, not a number.
         if v.is_empty() {
             continue;
         }
@@ -120,12 +120,8 @@ fn timestamp(v: &str) -> Option<bool> {
     if chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T")).is_ok() {
         return Some(true);
     }
-    let formats = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ];
+    // With seconds: arrow's readers refuse `2024-01-31 10:00`.
+    let formats = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"];
     formats
         .iter()
         .any(|f| chrono::NaiveDateTime::parse_from_str(v, f).is_ok())
@@ -174,6 +170,8 @@ mod tests {
             DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
         );
         assert_eq!(infer(&["1", "x"]), DataType::Utf8);
+        assert_eq!(infer(&[" 1 ", "2"]), DataType::Utf8, "padded, as read");
+        assert_eq!(infer(&["2024-01-31 10:00"]), DataType::Utf8, "no seconds");
         assert_eq!(infer(&["2024-13-40"]), DataType::Utf8);
         assert_eq!(
             infer(&["Müller-Lüdenscheidt", "東京都千代田区丸の内"]),

@@ -13,6 +13,9 @@ mod schema;
 mod source;
 mod stream;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

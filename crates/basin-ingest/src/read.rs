@@ -207,6 +207,12 @@ pub fn probe(
                 .collect()
         }
     };
+    if columns.is_empty() {
+        return Err(
+            Error::invalid(format!("{}: the file has no columns", file.display))
+                .with_hint("check that its rows hold values (JSON: objects with keys)"),
+        );
+    }
     Ok(columns)
 }
 
@@ -311,8 +317,11 @@ pub fn read(
         }
         Format::Json => {
             // Strict: a key the sample did not see is an error, never silently dropped.
+            // Numbers and booleans in a text column (inferred from mixed values) are
+            // read as their text.
             let reader = arrow::json::ReaderBuilder::new(schema.clone())
                 .with_strict_mode(true)
+                .with_coerce_primitive(true)
                 .with_batch_size(BATCH_ROWS)
                 .build(BufReader::with_capacity(1 << 20, counting))
                 .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
@@ -534,6 +543,7 @@ fn json_error(file: &SourceFile, schema: &SchemaRef, rows_before: u64, e: ArrowE
             }
             let decoded = arrow::json::ReaderBuilder::new(schema.clone())
                 .with_strict_mode(true)
+                .with_coerce_primitive(true)
                 .build(line.as_bytes())
                 .and_then(|mut r| r.next().transpose());
             if decoded.is_err() {

@@ -26,6 +26,9 @@ mod triggers;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

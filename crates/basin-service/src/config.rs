@@ -44,6 +44,25 @@ pub mod env {
     }
 }
 
+/// A TOML file that does not parse, or does not fit what it should hold: the error names
+/// the file, the line and the column (toml's message alone names none of them).
+pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let at = e
+        .span()
+        .map(|span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(":{line}:{column}")
+        })
+        .unwrap_or_default();
+    Error::invalid(format!(
+        "{}{at}: {}",
+        path.display(),
+        e.message().trim_end()
+    ))
+}
+
 /// `.basin/config.toml`: what `basin init` decided.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LakehouseConfig {
@@ -136,7 +155,8 @@ impl DurationValue {
     fn limit(&self, setting: &str) -> Result<Option<std::time::Duration>> {
         match self {
             DurationValue::Seconds(s) if *s == 0.0 => Ok(None),
-            DurationValue::Seconds(s) if s.is_finite() && *s > 0.0 => {
+            // Positive and at most u64::MAX seconds (`1e300` is no duration).
+            DurationValue::Seconds(s) if std::time::Duration::try_from_secs_f64(*s).is_ok() => {
                 Ok(Some(std::time::Duration::from_secs_f64(*s)))
             }
             DurationValue::Text(t) if matches!(t.trim(), "off" | "none" | "0") => Ok(None),
@@ -293,7 +313,7 @@ impl Settings {
         let path = dir.join("basin.toml");
         let user: UserConfig = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
-                Error::invalid(format!("{}: {}", path.display(), e.message()))
+                toml_error(&path, &text, &e)
                     .with_hint("see the configuration reference in docs/configuration.md")
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => UserConfig::default(),
@@ -320,7 +340,13 @@ impl Settings {
         let keep_alive = env::number::<f64>(env::KEEP_ALIVE_SECONDS, "a number of seconds")?
             .or(user.functions.keep_alive_seconds);
         if let Some(seconds) = keep_alive {
-            runtime.keep_alive = std::time::Duration::from_secs_f64(seconds.max(0.0));
+            runtime.keep_alive =
+                std::time::Duration::try_from_secs_f64(seconds.max(0.0)).map_err(|_| {
+                    Error::invalid(format!(
+                        "{}: [functions] keep_alive_seconds: {seconds} is not a number of seconds",
+                        path.display()
+                    ))
+                })?;
         }
         let concurrency = env::number::<usize>(env::MAX_CONCURRENCY, "a whole number")?
             .or(user.functions.max_concurrency);

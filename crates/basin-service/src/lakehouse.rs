@@ -118,8 +118,7 @@ impl Lakehouse {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display())).with_source(e))?;
         let config: LakehouseConfig = toml::from_str(&text).map_err(|e| {
-            Error::invalid(format!("{}: {}", path.display(), e.message()))
-                .with_hint("was it edited by hand?")
+            config::toml_error(&path, &text, &e).with_hint("was it edited by hand?")
         })?;
         let settings = Settings::load(&root)?;
         Self::assemble(&root, &config, settings).await

@@ -22,6 +22,9 @@ pub mod tpch;
 pub mod triggers;
 mod usage;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use basin_catalog::{Error, ErrorKind, Result};
 pub use config::ServerSettings;
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};

@@ -15,6 +15,9 @@ mod limits;
 pub mod policy;
 mod provider;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,10 +195,7 @@ impl Session {
         let mut last_query = None;
         let mut last_other = None;
         for statement in statements {
-            let plan = self
-                .ctx
-                .state()
-                .statement_to_plan(statement)
+            let plan = plan_statement(&self.ctx.state(), statement)
                 .await
                 .map_err(|e| sql_error(e, &self.catalog))?;
             policy::check_plan(&plan)?;
@@ -275,10 +275,7 @@ impl Session {
     ) -> Result<LogicalPlan> {
         policy::check_sql(&statement)?;
         let statement = Statement::Statement(Box::new(statement));
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(statement)
+        let plan = plan_statement(&self.ctx.state(), statement)
             .await
             .map_err(|e| sql_error(e, &self.catalog))?;
         policy::check_plan(&plan)?;
@@ -329,6 +326,29 @@ impl Session {
             plan: physical,
         })
     }
+}
+
+/// Plans one statement. DataFusion's planner has panics a statement can reach (53.1:
+/// `SELECT TABLE 1` unwraps a missing string); one becomes an internal error instead of
+/// taking the session's caller down.
+pub(crate) async fn plan_statement(
+    state: &datafusion::execution::session_state::SessionState,
+    statement: Statement,
+) -> std::result::Result<LogicalPlan, DataFusionError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(state.statement_to_plan(statement))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(DataFusionError::Internal(format!(
+                "DataFusion's planner failed on this statement: {why}"
+            )))
+        })
 }
 
 fn read_only() -> SQLOptions {

@@ -7,9 +7,10 @@
 //! commits becomes one catalog commit on that branch (see `basin_table::TableUpdates`).
 //! Tags and `REF@COMMIT` work as read-only prefixes.
 
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::Method;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, head, post};
 use axum::{Json, Router};
@@ -172,6 +173,25 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     async fn from_request(request: Request, state: &S) -> RestResult<Self> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Path parameters whose rejection (a segment that is not UTF-8 once decoded) is a spec
+/// error, like [`Body`]'s.
+struct RestPath<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for RestPath<T> {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> RestResult<Self> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(RestPath(value)),
             Err(rejection) => Err(RestError::new(
                 StatusCode::BAD_REQUEST,
                 "BadRequestException",

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,7 +18,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list_namespaces(
     State(state): State<AppState>,
-    Path(prefix): Path<String>,
+    RestPath(prefix): RestPath<String>,
     Query(q): Query<ListQuery>,
 ) -> RestResult<Json<serde_json::Value>> {
     let parent = q.parent.as_deref().map(namespace_key).transpose()?;
@@ -56,7 +56,7 @@ pub(super) struct CreateNamespace {
 
 pub(super) async fn create_namespace(
     State(state): State<AppState>,
-    Path(prefix): Path<String>,
+    RestPath(prefix): RestPath<String>,
     Body(request): Body<CreateNamespace>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = namespace_key(&request.namespace.join("\u{1f}"))?;
@@ -79,7 +79,7 @@ pub(super) async fn create_namespace(
 
 pub(super) async fn load_namespace(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = namespace_key(&namespace)?;
     let properties = state
@@ -94,15 +94,15 @@ pub(super) async fn load_namespace(
 
 pub(super) async fn namespace_exists(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
 ) -> RestResult<StatusCode> {
-    let _properties = load_namespace(State(state), Path((prefix, namespace))).await?;
+    let _properties = load_namespace(State(state), RestPath((prefix, namespace))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn drop_namespace(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
 ) -> RestResult<StatusCode> {
     let key = namespace_key(&namespace)?;
     state
@@ -130,7 +130,7 @@ pub(super) struct PropertiesRequest {
 
 pub(super) async fn update_properties(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
     Body(request): Body<PropertiesRequest>,
 ) -> RestResult<Json<basin_service::PropertiesUpdate>> {
     let key = namespace_key(&namespace)?;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use crate::AppState;
 
 pub(super) async fn list_tables(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = namespace_key(&namespace)?;
     state
@@ -101,7 +101,7 @@ fn check_location(lakehouse: &Lakehouse, location: &str) -> RestResult<()> {
 
 pub(super) async fn create_table(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
     Body(request): Body<CreateTable>,
 ) -> RestResult<Response> {
     let ns = namespace_key(&namespace)?;
@@ -159,7 +159,7 @@ pub(super) async fn create_table(
 
 pub(super) async fn load_table(
     State(state): State<AppState>,
-    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    RestPath((prefix, namespace, table)): RestPath<(String, String, String)>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &table)?;
     let at = state
@@ -178,7 +178,7 @@ pub(super) async fn load_table(
 
 pub(super) async fn table_exists(
     State(state): State<AppState>,
-    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    RestPath((prefix, namespace, table)): RestPath<(String, String, String)>,
 ) -> RestResult<StatusCode> {
     let key = table_key(&namespace, &table)?;
     let at = state
@@ -224,7 +224,7 @@ fn check_updates(lakehouse: &Lakehouse, updates: &[TableUpdate]) -> RestResult<(
 
 pub(super) async fn commit_table(
     State(state): State<AppState>,
-    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    RestPath((prefix, namespace, table)): RestPath<(String, String, String)>,
     Body(request): Body<CommitTable>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &table)?;
@@ -257,7 +257,7 @@ pub(super) async fn commit_table(
 /// table's history, other branches and tags may still read them.
 pub(super) async fn drop_table(
     State(state): State<AppState>,
-    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    RestPath((prefix, namespace, table)): RestPath<(String, String, String)>,
 ) -> RestResult<StatusCode> {
     let key = table_key(&namespace, &table)?;
     state
@@ -279,7 +279,7 @@ pub(super) struct RegisterTable {
 
 pub(super) async fn register_table(
     State(state): State<AppState>,
-    Path((prefix, namespace)): Path<(String, String)>,
+    RestPath((prefix, namespace)): RestPath<(String, String)>,
     Body(request): Body<RegisterTable>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &request.name)?;
@@ -305,7 +305,7 @@ pub(super) struct RenameTable {
 
 pub(super) async fn rename_table(
     State(state): State<AppState>,
-    Path(prefix): Path<String>,
+    RestPath(prefix): RestPath<String>,
     Body(request): Body<RenameTable>,
 ) -> RestResult<StatusCode> {
     let (from, to) = (request.source.key()?, request.destination.key()?);
@@ -326,7 +326,7 @@ pub(super) struct Transaction {
 /// Commits changes to several tables at once: one catalog commit, all or nothing.
 pub(super) async fn commit_transaction(
     State(state): State<AppState>,
-    Path(prefix): Path<String>,
+    RestPath(prefix): RestPath<String>,
     Body(request): Body<Transaction>,
 ) -> RestResult<StatusCode> {
     let mut changes = Vec::with_capacity(request.table_changes.len());

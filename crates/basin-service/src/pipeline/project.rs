@@ -113,17 +113,30 @@ impl Project {
         let dir =
             std::path::absolute(dir).map_err(|e| Error::io(format!("{}: {e}", dir.display())))?;
         let config_path = dir.join("basin.toml");
-        let text = std::fs::read_to_string(&config_path).map_err(|_| {
-            Error::not_found(format!("{} has no basin.toml", dir.display())).with_hint(
-                "create a project with `basin init --project`, or run in a project folder",
-            )
+        let text = std::fs::read_to_string(&config_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::not_found(format!("{} has no basin.toml", dir.display())).with_hint(
+                    "create a project with `basin init --project`, or run in a project folder",
+                )
+            } else {
+                // Not UTF-8 text, or not readable: not a missing file.
+                Error::io(format!("cannot read {}: {e}", config_path.display()))
+            }
         })?;
         let file: ProjectFile = toml::from_str(&text).map_err(|e| {
-            Error::invalid(format!("{}: {}", config_path.display(), e.message())).with_hint(
+            crate::config::toml_error(&config_path, &text, &e).with_hint(
                 "a project needs [project] with name and namespace; see docs/pipelines.md",
             )
         })?;
-        basin_catalog::Key::parse(&file.project.namespace)?;
+        basin_catalog::Key::parse(&file.project.namespace).map_err(|e| {
+            let mut located = Error::invalid(format!(
+                "{}: [project] namespace: {}",
+                config_path.display(),
+                e.message
+            ));
+            located.hint = e.hint;
+            located
+        })?;
         let mut project = Project {
             dir: dir.clone(),
             name: file.project.name,
@@ -324,14 +337,15 @@ pub fn resolve_parameters(
     dir: &Path,
     overrides: &[(String, String)],
 ) -> Result<BTreeMap<String, serde_json::Value>> {
-    let text = std::fs::read_to_string(dir.join("basin.toml")).unwrap_or_default();
+    let path = dir.join("basin.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
     let defs: BTreeMap<String, ParameterDef> = toml::from_str::<toml::Table>(&text)
         .ok()
         .and_then(|t| t.get("parameters").cloned())
         .map(|p| p.try_into())
         .transpose()
         .map_err(|e: toml::de::Error| {
-            Error::invalid(format!("basin.toml [parameters]: {}", e.message()))
+            Error::invalid(format!("{}: [parameters]: {}", path.display(), e.message()))
         })?
         .unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -340,7 +354,11 @@ pub fn resolve_parameters(
             toml::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        values.insert(name.clone(), typed(name, def.kind, &text)?);
+        let value = typed(name, def.kind, &text).map_err(|e| {
+            Error::invalid(format!("{}: [parameters] {}", path.display(), e.message))
+                .with_hint("fix the default in basin.toml, or override it with --param NAME=VALUE")
+        })?;
+        values.insert(name.clone(), value);
     }
     for (name, text) in overrides {
         let def = defs.get(name).ok_or_else(|| {

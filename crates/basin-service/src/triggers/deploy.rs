@@ -242,15 +242,15 @@ impl Lakehouse {
 
 /// The function names of `[triggers.NAME]` sections in `dir/basin.toml` (the SDK applies
 /// them when it reads the files).
-fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join("basin.toml");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(format!("cannot read {}: {e}", path.display()))),
     };
-    let value: toml::Table = toml::from_str(&text)
-        .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message())))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e))?;
     Ok(match value.get("triggers") {
         Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
         _ => Vec::new(),

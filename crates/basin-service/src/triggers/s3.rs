@@ -48,7 +48,9 @@ impl S3Bucket {
         }
         let prefix = prefix.trim_matches('/');
         let poll = match poll_seconds {
-            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+            Some(s) if s > 0.0 && Duration::try_from_secs_f64(s).is_ok() => {
+                Duration::from_secs_f64(s)
+            }
             Some(s) => {
                 return Err(Error::invalid(format!(
                     "poll_seconds = {s} is not a positive number"

@@ -1,0 +1,1 @@
+/**/SELECT CAST(''AS E),TABLE 1

@@ -1,0 +1,1 @@
+SHOW datafusion.execution.batch_size

@@ -1,0 +1,1 @@
+SET basin.ref = 'dev'

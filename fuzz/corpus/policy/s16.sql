@@ -1,0 +1,1 @@
+EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'

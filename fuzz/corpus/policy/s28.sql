@@ -1,0 +1,1 @@
+RESET datafusion.execution.batch_size

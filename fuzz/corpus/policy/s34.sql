@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT 7 AS x; SELECT x * 6 AS answer FROM v

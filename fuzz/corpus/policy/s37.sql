@@ -1,0 +1,1 @@
+SELECT * FROM sales.orders WHERE amount > 5 ORDER BY id LIMIT 10

@@ -1,0 +1,1 @@
+SELECT o.id, sum(l.amount) AS total FROM sales.orders o JOIN sales.lines l ON l.order_id = o.id GROUP BY o.id HAVING sum(l.amount) > 100

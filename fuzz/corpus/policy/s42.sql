@@ -1,0 +1,1 @@
+/* block */ SELECT CAST('2024-01-31' AS DATE), INTERVAL '1 day', 1.5e3, -0

@@ -1,0 +1,1 @@
+SELECT TABLE 1

@@ -1,0 +1,1 @@
+MERGE INTO t USING s ON t.it.it.it.it.ii.it.it.it.it.it.it.it.it.it.it.it.tt.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.it.
