@@ -188,6 +188,22 @@ def test_queries_with_no_end_stop_at_their_limits_and_the_server_keeps_answering
     assert peak[0] < 1024, f"the server grew to {peak[0]:.0f} MiB"
 
 
+def test_deeply_nested_calls_are_refused_before_the_postgres_parser_sees_them(hostile):
+    """Regression (found by fuzzing): the Postgres dialect's parse time doubles with each
+    nested function call; 40 levels would hold a core for hours, out of the timeout's reach."""
+    h = hostile
+    with psycopg.connect(host="127.0.0.1", port=h["pg"], user="analyst", password=h["reader"],
+                         dbname="main", autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("SELECT " + "abs(" * 40 + "1" + ")" * 40)
+        assert refused.value.sqlstate == "54001", refused.value
+        assert "[server] pg_max_call_depth" in str(refused.value)
+        assert conn.execute("SELECT abs(abs(abs(-2)))").fetchone() == (2,)
+    request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert 'basin_limit_hits_total{limit="pg_max_call_depth"} 1' in r.read().decode()
+
+
 def test_metrics_count_the_limits(hostile):
     h = hostile
     send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": "SELECT count(*) FROM range(100000000000)"})

@@ -294,6 +294,21 @@ impl Backend {
     }
 
     fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+        // The Postgres dialect's parser takes time exponential in how deeply function calls
+        // nest (a second at 18): a deep statement is refused before it is parsed.
+        let limit = self.lakehouse.settings().server.pg_max_call_depth;
+        let depth = basin_sql::policy::call_depth(sql);
+        if depth > limit {
+            self.metrics.limit_hit("pg_max_call_depth");
+            return Err(pg_error(
+                "54001",
+                format!(
+                    "the statement nests function calls {depth} deep; the Postgres door parses at \
+                     most {limit} ([server] pg_max_call_depth); the HTTP API and `basin query` \
+                     have no such limit"
+                ),
+            ));
+        }
         self.parser
             .parse(sql)
             .map_err(|e| pg_error("42601", e.to_string()))

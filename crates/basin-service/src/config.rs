@@ -197,6 +197,7 @@ pub struct ServerSection {
     pub max_upload_size: Option<SizeValue>,
     pub json_max_rows: Option<u64>,
     pub json_max_bytes: Option<SizeValue>,
+    pub pg_max_call_depth: Option<usize>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -216,6 +217,9 @@ pub struct ServerSettings {
     /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
     pub json_max_rows: u64,
     pub json_max_bytes: u64,
+    /// Function calls nested in one another in a statement to the Postgres door: its parser
+    /// takes time exponential in that depth, so deeper statements are refused before parsing.
+    pub pg_max_call_depth: usize,
 }
 
 impl Default for ServerSettings {
@@ -228,6 +232,7 @@ impl Default for ServerSettings {
             max_upload_size: 10 << 30,
             json_max_rows: 100_000,
             json_max_bytes: 64 << 20,
+            pg_max_call_depth: 12,
         }
     }
 }
@@ -431,6 +436,9 @@ impl Settings {
         }
         if let Some(v) = &w.json_max_bytes {
             server.json_max_bytes = v.bytes(&setting("server", "json_max_bytes"))?;
+        }
+        if let Some(n) = w.pg_max_call_depth {
+            server.pg_max_call_depth = n.max(1);
         }
         let defaults = Pricing::default();
         let pricing = Pricing {
