@@ -3,7 +3,7 @@
 Linux offers these without extra software, and Basin uses each where the kernel allows. Each
 wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict isolation:
 - `processes`: a user namespace and a PID namespace of its own, entered ahead of time by the
-  spare child; the function runs in the namespace beside a tiny init that only reaps, and when
+  spare child; the function runs in the namespace beside a tiny init that only waits, and when
   the function's process ends (or is killed) the namespace ends: the kernel kills every process
   it started, even one that called setsid(); inside the user namespace the process has no
   privileges over the host;
@@ -181,49 +181,50 @@ def enter_process_namespace() -> str | None:
     return _map_own_ids(uid, gid)
 
 
-def reap_until(worker: int, status_fd: int) -> None:
-    """The namespace's init: reaps every process that ends in it (orphans come to it) until
-    `worker` ends, then writes how it ended ("code N" or "signal N") on `status_fd`."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            status = 0
-            break
-        if pid == worker:
-            break
-    how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"code {os.waitstatus_to_exitcode(status)}"
-    os.write(status_fd, how.encode())
+#: The namespace's init: a program that waits on its stdin and ends at end of file.
+_INIT_PROGRAMS = ("/usr/bin/cat", "/bin/cat")
 
 
-def mirror(init: int, status_fd: int) -> int:
-    """Waits for the namespace's init and ends as the function ended: its exit code, or its
-    signal (as the init reported it; if the init itself was killed, as the init ended)."""
+def spawn_init() -> tuple:
+    """Starts the PID namespace's init (its first process) with posix_spawn, which does not
+    copy this big process: `cat`, reading a pipe only the caller writes to, so it ends when
+    the caller does (death signals would not survive its exec). Signals from inside the
+    namespace cannot kill an init. Returns (pid, the pipe's write end)."""
+    r, w = os.pipe()
+    program = next((p for p in _INIT_PROGRAMS if os.access(p, os.X_OK)), _INIT_PROGRAMS[0])
+    try:
+        pid = os.posix_spawn(program, ["basin-init"], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, r, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        ])
+    finally:
+        os.close(r)
+    return pid, w
+
+
+def mirror(worker: int, init: int) -> int:
+    """Waits for the invocation's process, ends the namespace's init (and with it every
+    process left in the namespace), then ends as the invocation's process ended: its exit
+    code, or its signal."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     while True:
         try:
-            _, status = os.waitpid(init, 0)
+            _, status = os.waitpid(worker, 0)
             break
         except InterruptedError:
             continue
     try:
-        how = os.read(status_fd, 64).decode().split()
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)
     except OSError:
-        how = []
-    if len(how) == 2 and how[0] in ("code", "signal"):
-        kind, number = how[0], int(how[1])
-    elif os.WIFSIGNALED(status):
-        kind, number = "signal", os.WTERMSIG(status)
-    else:
-        kind, number = "code", os.waitstatus_to_exitcode(status)
-    if kind == "signal":
+        pass
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
         if number not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(number, signal.SIG_DFL)
         os.kill(os.getpid(), number)
-        kind, number = "code", 128 + number
-    return number
+        return 128 + number
+    return os.waitstatus_to_exitcode(status)
 
 
 def die_with_parent(alive_fd: int) -> None:

@@ -175,33 +175,29 @@ OFF: set = set()
 
 
 def _enter_process_namespace(request_fd: int) -> list:
-    """Ahead of the request, the spare enters a PID namespace of its own. Three processes:
-    the spare itself, outside, only waits and ends as the function ended, so Basin's view (one
-    process to watch and kill) does not change; the namespace's init (process 1, which signals
-    from inside cannot kill) only reaps; its child, returning from here, runs the invocation.
-    When either ends the kernel kills everything else in the namespace. Returns the walls
-    not in force."""
+    """Ahead of the request, the spare enters a PID namespace of its own and starts two
+    processes in it: the namespace's init, a tiny program spawned without copying this process
+    (it only waits, and ends when the spare does), and the process that runs the invocation,
+    which returns from here. The spare stays outside, waits for it and ends as it ended, so
+    Basin's view (one process to watch and kill) does not change. When the invocation's
+    process ends the spare ends the init, and the kernel everything else in the namespace.
+    Returns the walls not in force."""
     if "processes" in OFF:
         return []
     why = _sandbox.enter_process_namespace()
     if why:
         return [f"processes: {why}"]
+    init, init_fd = _sandbox.spawn_init()
     alive_r, alive_w = os.pipe()
-    status_r, status_w = os.pipe()
-    pid = os.fork()
-    if pid:
-        for fd in (request_fd, alive_r, status_w):
-            os.close(fd)
-        os._exit(_sandbox.mirror(pid, status_r))
-    for fd in (alive_w, status_r):
-        os.close(fd)
-    _sandbox.die_with_parent(alive_r)
     worker = os.fork()
     if worker:
-        os.close(request_fd)
-        _sandbox.reap_until(worker, status_w)
-        os._exit(0)
-    os.close(status_w)
+        for fd in (request_fd, alive_r):
+            os.close(fd)
+        # `init_fd` stays open here: the init lives as long as this process.
+        os._exit(_sandbox.mirror(worker, init))
+    for fd in (alive_w, init_fd):
+        os.close(fd)
+    _sandbox.die_with_parent(alive_r)
     return []
 
 

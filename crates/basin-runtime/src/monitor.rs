@@ -370,51 +370,67 @@ pub(crate) fn folder_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// The init of the invocation's PID namespace, if the process Basin forked has one: its only
-/// child, whose id in its own namespace is 1. Held as a pidfd, so its id cannot be reused
-/// while Basin signals it.
+/// The init of the invocation's PID namespace, if the process Basin forked has one: its
+/// child whose id in its own namespace is 1. Held as a pidfd, so its id cannot be reused while
+/// Basin signals it.
 fn namespace_init(pid: u32) -> Option<OwnedFd> {
-    let child = *children(pid).first()?;
-    let fd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(child as i32)?,
-        rustix::process::PidfdFlags::empty(),
-    )
-    .ok()?;
-    // Checked after opening: the pidfd now names this process, whatever happens to the id.
-    let status = std::fs::read_to_string(format!("/proc/{child}/status")).ok()?;
-    let parent_ok = status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .is_some_and(|p| p.trim() == pid.to_string());
-    let is_init = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|ids| ids.split_whitespace().last())
-        == Some("1");
-    (parent_ok && is_init).then_some(fd)
+    children(pid).into_iter().find_map(|child| {
+        let fd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(child as i32)?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok()?;
+        // Checked after opening: the pidfd now names this process, whatever happens to the id.
+        let status = std::fs::read_to_string(format!("/proc/{child}/status")).ok()?;
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+        let parent_ok = field("PPid:").is_some_and(|p| p.trim() == pid.to_string());
+        let is_init = field("NSpid:").and_then(|ids| ids.split_whitespace().last()) == Some("1");
+        (parent_ok && is_init).then_some(fd)
+    })
 }
 
 /// Ends the invocation and waits until none of its processes is left, so nothing changes its
-/// output while Basin reads it. With a PID namespace the namespace's init is killed, the
-/// kernel kills the rest, and the process Basin forked (which waits for its init) exits only
-/// after that. Returns whether the end was seen (false: a process may still be running;
-/// without a PID namespace, one that left the process group may be running anyway).
-pub(crate) async fn end(pid: u32, exit_rx: &mut Option<oneshot::Receiver<Exit>>) -> bool {
-    let init = namespace_init(pid);
-    match &init {
-        Some(fd) => {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+/// output while Basin reads it. With a PID namespace its init is killed, and the kernel kills
+/// the rest; the init's pidfd becomes readable once the namespace is empty. Without one the
+/// process group is killed and its leader's end awaited. Returns whether the end was seen
+/// (false: a process may still be running; without a PID namespace, one that left the group
+/// may be running anyway). With `wait` false (nothing of the invocation will be read) it
+/// kills the same way without waiting.
+pub(crate) async fn end(
+    pid: u32,
+    exit_rx: &mut Option<oneshot::Receiver<Exit>>,
+    wait: bool,
+) -> bool {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    if let Some(init) = namespace_init(pid) {
+        let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
+        if !wait {
+            kill_group(pid);
+            return false;
         }
-        None => kill_group(pid),
+        // SAFETY: `init` is an OwnedFd moved into the AsyncFd, which alone holds it open until
+        // it is dropped at the end of this block.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(init, tokio::io::Interest::READABLE)
+        };
+        let gone = match registered {
+            Ok(fd) => matches!(
+                tokio::time::timeout(PATIENCE, fd.readable()).await,
+                Ok(Ok(_))
+            ),
+            Err(_) => false,
+        };
+        kill_group(pid);
+        return gone;
     }
-    let seen = match exit_rx.take() {
-        Some(rx) => tokio::time::timeout(Duration::from_secs(5), rx)
-            .await
-            .is_ok_and(|r| r.is_ok()),
-        None => true,
-    };
     kill_group(pid);
-    seen
+    if !wait {
+        return false;
+    }
+    match exit_rx.take() {
+        Some(rx) => matches!(tokio::time::timeout(PATIENCE, rx).await, Ok(Ok(_))),
+        None => true,
+    }
 }
 
 /// Kills the process group led by `pid` (the child made itself a session leader), and the

@@ -154,6 +154,20 @@ pub(crate) struct Reply {
     pub unconfined: Vec<String>,
 }
 
+impl Reply {
+    /// Whether Basin will read table files the function wrote.
+    pub fn has_tables(&self) -> bool {
+        let table = |o: &Option<ReplyOutput>| matches!(o, Some(ReplyOutput::Table { .. }));
+        self.status == "ok"
+            && (table(&self.output)
+                || self
+                    .batch
+                    .iter()
+                    .flatten()
+                    .any(|item| item.status == "ok" && table(&item.output)))
+    }
+}
+
 /// One handler call's result in a batch, with the output it printed.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ItemReply {

@@ -477,8 +477,10 @@ impl Runtime {
         let watched = watch(pid, inv, bounds, reply_rx, &mut exit_rx).await;
         // Nothing of the invocation may run while its output is read: with a PID namespace
         // everything is gone once `end` returns, and the output is mapped; without one, a
-        // process that left the group could still write to it, so it is copied instead.
-        let ended = end(pid, &mut exit_rx).await;
+        // process that left the group could still write to it, so it is copied instead. An
+        // invocation that returned no table is killed the same way, without waiting.
+        let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
+        let ended = end(pid, &mut exit_rx, tables).await;
         // Output lines still in flight drain once the sockets close; a connection that never
         // came (the child died first) must not keep the listener waiting.
         let abort = server.abort_handle();
