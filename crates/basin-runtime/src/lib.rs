@@ -15,6 +15,7 @@
 
 mod declaration;
 mod env;
+mod invocation;
 mod monitor;
 mod options;
 mod output;
@@ -28,10 +29,11 @@ mod zygote;
 
 pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
+pub use invocation::{Finished, Invocation, Item, Output, OutputSink, Target};
 pub use options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions};
 pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
-pub use runtime::{Finished, Invocation, Item, Output, OutputSink, Runtime, Target, bytes};
+pub use runtime::{Runtime, bytes};
 pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
 pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};
 
