@@ -110,3 +110,26 @@ def test_symbolic_links_in_a_bucket_are_skipped(lakehouse, tmp_path):
     assert lakehouse("query", "SELECT id FROM raw.landed", "--format", "csv") == "id\n667\n"
     assert f"skipping {landing / 'at-start.csv'}: it is a symbolic link" in stderr
     assert f"skipping {landing / 'moved.csv'}: it is a symbolic link" in stderr
+
+
+def test_put_without_a_server_says_the_object_waits_then_serve_handles_it(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "load.py").write_text(LOAD)
+    lakehouse("deploy", str(functions))
+    first = tmp_path / "first.csv"
+    first.write_text("id\n1\n")
+    done = lakehouse.run("put", str(first), "landing/first.csv")
+    assert "no `basin serve` of this lakehouse runs on this machine, so the object waits" in done.stderr
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        wait_for(lambda: [e["state"] for e in lakehouse.json("events", "ls")] == ["succeeded"], 120)
+        second = tmp_path / "second.csv"
+        second.write_text("id\n2\n")
+        done = lakehouse.run("put", str(second), "landing/second.csv")
+        assert "no `basin serve`" not in done.stderr, done.stderr
+        wait_for(lambda: [e["state"] for e in lakehouse.json("events", "ls")] == ["succeeded"] * 2, 120)
+    finally:
+        server.kill()
+        server.wait()
+    assert lakehouse("query", "SELECT id FROM raw.landed ORDER BY id", "--format", "csv") == "id\n1\n2\n"

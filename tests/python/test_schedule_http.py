@@ -178,6 +178,7 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         wait_for(lambda: lakehouse.json("events", "show", body["event"])["state"] == "dead")
         crashed = lakehouse.json("events", "show", body["event"])
         assert crashed["attempts"] == 2 and "killed by signal 9" in crashed["error"], crashed
+        crashy_event = body["event"]
         assert crashed["updated_at_ms"] - crashed["created_at_ms"] >= 1000  # the first backoff is 1 s
 
         status, _, body = post(f"{base}/fn/nope", {})
@@ -187,6 +188,10 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
     finally:
         server.kill()
         server.wait()
+    # One log line per failed attempt and per dead event, naming the function and the event.
+    logged = [line for line in server.stderr.read().splitlines() if crashy_event in line]
+    assert any("failed, retried in 1s" in line and "crashy" in line for line in logged), logged
+    assert any("dead (`basin events retry" in line and "killed by signal 9" in line for line in logged), logged
 
     (functions / "calls.py").write_text(CALLED.replace('"/hooks/orders"', '"/api/v1/orders"'))
     refused = lakehouse.run("deploy", str(functions), check=False)

@@ -208,6 +208,18 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
     assert_eq!(steps, ["clean_orders", "revenue", "no_negative_revenue"]);
     assert_eq!(record["models"][0]["logs"][0], "kept 5 of 6 orders");
     assert_eq!(lake.commits("main"), before + 1, "one merge commit on main");
+    // The run's branch is kept, but `branch ls` lists it only when asked.
+    let run_branch = format!("run/{}", record["id"].as_str().unwrap());
+    let listed = |args: &[&str]| -> Vec<String> {
+        lake.json(args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&["branch", "ls"]), ["main"]);
+    assert!(listed(&["branch", "ls", "--all"]).contains(&run_branch));
     let log = lake.json(&["log", "main", "-n", "1"]);
     assert!(
         log[0]["message"]

@@ -177,6 +177,24 @@ impl Lakehouse {
         basin_runtime::EnvCache::new(basin.join("envs"), basin.join("tools"))
     }
 
+    /// `.basin/serve.lock`: locked by a `basin serve` of this lakehouse while it runs, so
+    /// other commands can tell whether one does (on this machine).
+    pub fn serve_lock(&self) -> PathBuf {
+        self.root.join(BASIN_DIR).join("serve.lock")
+    }
+
+    /// Whether a `basin serve` of this lakehouse runs on this machine now.
+    pub fn is_served(&self) -> bool {
+        match std::fs::File::open(self.serve_lock()) {
+            // A shared lock is refused while a server holds the exclusive one.
+            Ok(file) => matches!(
+                file.try_lock_shared(),
+                Err(std::fs::TryLockError::WouldBlock)
+            ),
+            Err(_) => false,
+        }
+    }
+
     /// `.basin/tools`: `uv` when it is not on PATH, and the SDK for reading declarations.
     pub fn tools_dir(&self) -> PathBuf {
         self.root.join(BASIN_DIR).join("tools")

@@ -5,8 +5,12 @@ use crate::output::{FormatArg, status};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// List branches (the current one is marked with *)
+    /// List branches (the current one is marked with *); pipelines' `run/*` and `replay/*`
+    /// branches only with --all
     Ls {
+        /// Also list the branches pipeline runs and replays made
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -26,7 +30,9 @@ pub enum Command {
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
     match cmd {
-        Command::Ls { format } => super::list_refs(&lake, RefKind::Branch, format.format).await,
+        Command::Ls { all, format } => {
+            super::list_refs(&lake, RefKind::Branch, format.format, all).await
+        }
         Command::Create { name, from, format } => {
             let r = lake.create_branch(&name, from.as_deref()).await?;
             super::created(format.format, &r)

@@ -35,13 +35,28 @@ pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
     Ok(Lakehouse::open(home, &cwd).await?)
 }
 
-/// Prints the branches or the tags (`basin branch ls`, `basin tag ls`).
+/// Branches pipelines make for themselves: `run/ID` for each run, `replay/ID` for replays.
+const MACHINE_BRANCHES: [&str; 2] = ["run/", "replay/"];
+
+/// Prints the branches or the tags (`basin branch ls`, `basin tag ls`); pipelines' own branches
+/// only with `all` (the current one always).
 async fn list_refs(
     lake: &crate::lake::Lake,
     kind: basin_catalog::RefKind,
     format: crate::output::ListFormat,
+    all: bool,
 ) -> anyhow::Result<()> {
-    let refs = lake.list_refs(kind).await?;
+    let mut refs = lake.list_refs(kind).await?;
+    if !all {
+        let before = refs.len();
+        refs.retain(|r| r.current || !MACHINE_BRANCHES.iter().any(|p| r.name.starts_with(p)));
+        let hidden = before - refs.len();
+        if hidden > 0 && format == crate::output::ListFormat::Table {
+            crate::output::status(format!(
+                "({hidden} run and replay branches not shown; `basin branch ls --all` lists them)"
+            ));
+        }
+    }
     let rows = refs
         .iter()
         .map(|r| {

@@ -33,5 +33,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         "Put {} ({bytes} bytes) into {bucket}/{key}",
         args.file.display()
     ));
+    if !lakehouse.is_served() {
+        status(
+            "note: no `basin serve` of this lakehouse runs on this machine, so the object waits: \
+             the functions watching the bucket handle it when `basin serve` starts",
+        );
+    }
     Ok(())
 }

@@ -65,6 +65,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     status(lakehouse.runtime()?.walls().summary());
+    // Held while serving: `basin put` and others can tell a server runs (released on exit).
+    let served = std::fs::File::create(lakehouse.serve_lock())?;
+    if served.try_lock().is_err() {
+        status("note: another `basin serve` of this lakehouse runs on this machine");
+    }
     let options = basin_server::ServeOptions {
         listen: args.listen,
         no_auth: args.no_auth,

@@ -26,7 +26,7 @@ pub enum Command {
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
     match cmd {
-        Command::Ls { format } => super::list_refs(&lake, RefKind::Tag, format.format).await,
+        Command::Ls { format } => super::list_refs(&lake, RefKind::Tag, format.format, true).await,
         Command::Create { name, at, format } => {
             let r = lake.create_tag(&name, at.as_deref()).await?;
             super::created(format.format, &r)

@@ -509,19 +509,53 @@ pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
         .map_or(DEFAULT_EVENT_TIMEOUT, Duration::from_secs_f64)
 }
 
-/// A failed attempt: retried after a doubling backoff, or dead after the last attempt.
+/// A failed attempt: retried after a doubling backoff, or dead after the last attempt. Each
+/// is logged in one line (function, event, object, the error's first line), as Lambda does.
 fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
-    let retry_at_ms = (event.attempts < event.max_attempts).then(|| {
-        let backoff = FIRST_BACKOFF
+    let retry_in = (event.attempts < event.max_attempts).then(|| {
+        FIRST_BACKOFF
             .saturating_mul(1 << event.attempts.saturating_sub(1).min(16))
-            .min(MAX_BACKOFF);
-        now_ms() + backoff.as_millis() as i64
+            .min(MAX_BACKOFF)
     });
+    let object = event_object(&event.payload).unwrap_or("-");
+    let first_line = error.lines().next().unwrap_or_default();
+    let attempt = format!("{}/{}", event.attempts, event.max_attempts);
+    match retry_in {
+        Some(wait) => tracing::warn!(
+            function = event.function,
+            event = event.id,
+            object,
+            attempt,
+            "failed, retried in {}s: {first_line}",
+            wait.as_secs()
+        ),
+        None => tracing::error!(
+            function = event.function,
+            event = event.id,
+            object,
+            attempt,
+            "dead (`basin events retry {}` runs it again): {first_line}",
+            event.id
+        ),
+    }
+    let retry_at_ms = retry_in.map(|wait| now_ms() + wait.as_millis() as i64);
     EventOutcome::Failed {
         error,
         logs,
         retry_at_ms,
     }
+}
+
+/// The object an event is about, for logs: an S3-style record's key, or a bucket event's path.
+fn event_object(payload: &serde_json::Value) -> Option<&str> {
+    let record = payload
+        .get("Records")
+        .and_then(|r| r.get(0))
+        .unwrap_or(payload);
+    record["s3"]["object"]["key"]
+        .as_str()
+        .or_else(|| payload["key"].as_str())
+        .or_else(|| payload["path"].as_str())
 }
 
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
