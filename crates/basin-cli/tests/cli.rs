@@ -160,6 +160,24 @@ fn branches_isolate_changes_until_merged() {
             ("sales.orders".into(), "changed".into())
         ]
     );
+    // Rows and files per table: dev appended two orders in one file; customers are new.
+    let orders = &diff[1];
+    assert_eq!(
+        (
+            orders["rows_added"].as_u64(),
+            orders["rows_removed"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{orders}"
+    );
+    assert_eq!(orders["files_added"], 1, "{orders}");
+    assert!(orders["from_snapshot"].is_string() && orders["to_snapshot"].is_string());
+    assert_eq!(diff[0]["rows_added"], 1, "{diff}");
+    let same = lake.run(&["diff", "main", "main"]);
+    assert!(
+        String::from_utf8_lossy(&same.stderr).contains("no differences between `main` and `main`"),
+        "{same:?}"
+    );
 
     let dry = lake.json(&["merge", "dev", "--into", "main", "--dry-run"]);
     assert!(dry["commit"].is_null());

@@ -31,7 +31,7 @@ pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;
 pub use namespaces::PropertiesUpdate;
-pub use refs::{LogEntry, RefInfo};
+pub use refs::{LogEntry, RefInfo, TableDiff};
 pub use tables::TableEntry;
 pub use tokens::Role;
 pub use usage::{QueryUsage, UsageBy, UsageReport, UsageRow, cost, summarize_usage};

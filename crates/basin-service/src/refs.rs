@@ -1,6 +1,6 @@
 //! Branches, tags, history and differences.
 
-use basin_catalog::{Commit, CommitId, DiffEntry, Ref, RefKind, Result};
+use basin_catalog::{Commit, CommitId, DiffEntry, Error, Ref, RefKind, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
@@ -108,4 +108,73 @@ impl Lakehouse {
         );
         self.catalog().diff(&a, &b).await
     }
+
+    /// What `diff` says, with each table's files and rows added and removed (read from the
+    /// manifests of both sides: a file both read is neither) and its snapshot on each side.
+    pub async fn diff_tables(&self, from: &str, to: &str) -> Result<Vec<TableDiff>> {
+        let entries = self.diff(from, to).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let side = |c: &Option<basin_catalog::Content>| {
+                c.as_ref()
+                    .and_then(|c| c.metadata_location())
+                    .map(str::to_string)
+            };
+            let (before, after) = (side(&entry.from), side(&entry.to));
+            let mut diff = TableDiff {
+                entry,
+                files_added: 0,
+                files_removed: 0,
+                rows_added: 0,
+                rows_removed: 0,
+                from_snapshot: None,
+                to_snapshot: None,
+            };
+            let mut files: [std::collections::HashMap<String, u64>; 2] = Default::default();
+            for (i, location) in [before, after].into_iter().enumerate() {
+                let Some(location) = location else { continue };
+                let table = self.tables().load_from(&diff.entry.key, &location).await?;
+                let snapshot = table.metadata().current_snapshot_id();
+                if i == 0 {
+                    diff.from_snapshot = snapshot.map(|s| s.to_string());
+                } else {
+                    diff.to_snapshot = snapshot.map(|s| s.to_string());
+                }
+                files[i] = basin_table::live_data_files(&table).await.map_err(|e| {
+                    Error::io(format!(
+                        "reading the manifests of `{}`: {e}",
+                        diff.entry.key
+                    ))
+                })?;
+            }
+            for (path, rows) in &files[1] {
+                if !files[0].contains_key(path) {
+                    diff.files_added += 1;
+                    diff.rows_added += rows;
+                }
+            }
+            for (path, rows) in &files[0] {
+                if !files[1].contains_key(path) {
+                    diff.files_removed += 1;
+                    diff.rows_removed += rows;
+                }
+            }
+            out.push(diff);
+        }
+        Ok(out)
+    }
+}
+
+/// One entry of a diff, with its table's data files and rows on each side (zero for
+/// namespaces). Snapshot ids are strings: they pass 2^53.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableDiff {
+    #[serde(flatten)]
+    pub entry: DiffEntry,
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    pub from_snapshot: Option<String>,
+    pub to_snapshot: Option<String>,
 }

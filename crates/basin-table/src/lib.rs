@@ -23,7 +23,7 @@ mod writer;
 
 pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
-pub use merge::{appended_files_since, appended_snapshots_since};
+pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
 pub use tables::{
     ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,
     WriteOutcome,

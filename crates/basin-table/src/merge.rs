@@ -1,7 +1,7 @@
 //! Merging two sides that both only appended to one table: the target keeps its snapshots and
 //! gains one more holding the files the source appended.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::{DataFile, ManifestContentType, Operation};
 use iceberg::table::Table;
@@ -76,4 +76,25 @@ pub async fn appended_files_since(
         }
     }
     Ok(Some(files))
+}
+
+/// The data files a table's current snapshot reads, by path, with their row counts.
+pub async fn live_data_files(table: &Table) -> iceberg::Result<HashMap<String, u64>> {
+    let mut files = HashMap::new();
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(files);
+    };
+    for manifest_file in table.manifest_list_reader(current).load().await?.entries() {
+        if manifest_file.content != ManifestContentType::Data {
+            continue;
+        }
+        let manifest = manifest_file.load_manifest(table.file_io()).await?;
+        for entry in manifest.entries() {
+            if entry.is_alive() {
+                let file = entry.data_file();
+                files.insert(file.file_path().to_string(), file.record_count());
+            }
+        }
+    }
+    Ok(files)
 }
