@@ -44,6 +44,38 @@ pub fn print<T: Serialize>(
     Ok(())
 }
 
+/// Query results as a table in the style every other command prints (numbers right-aligned,
+/// NULL for nulls).
+pub fn batches_table(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::array::RecordBatch],
+) -> anyhow::Result<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("NULL");
+    let mut table = Table::new();
+    table
+        .load_style(presets::UTF8_FULL_CONDENSED)
+        .set_header(schema.fields().iter().map(|f| f.name().clone()));
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            table.add_row(formatters.iter().map(|f| f.value(row).to_string()));
+        }
+    }
+    for (i, field) in schema.fields().iter().enumerate() {
+        if field.data_type().is_numeric()
+            && let Some(column) = table.column_mut(i)
+        {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    Ok(table.to_string())
+}
+
 /// Prints a JSON value, or a line for people.
 pub fn done<T: Serialize>(
     format: ListFormat,

@@ -149,7 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     println!(
         "{}",
-        arrow::util::pretty::pretty_format_batches(&result.batches)?
+        crate::output::batches_table(&result.schema, &result.batches)?
     );
     status(format!(
         "\nDone in {:.1}s. Explore it yourself:\n  cd {}\n  basin log\n  basin runs ls\n  basin table show tpch.lineitem\n  basin query \"SELECT * FROM tpch.nation LIMIT 5\" --ref main",

@@ -82,14 +82,7 @@ pub(crate) fn write_batches(
 ) -> anyhow::Result<()> {
     match format {
         QueryFormat::Table => {
-            let text = if batches.is_empty() {
-                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(
-                    schema.clone(),
-                )])?
-            } else {
-                arrow::util::pretty::pretty_format_batches(batches)?
-            };
-            writeln!(out, "{text}")?;
+            writeln!(out, "{}", crate::output::batches_table(schema, batches)?)?;
         }
         QueryFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
