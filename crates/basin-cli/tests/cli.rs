@@ -270,6 +270,23 @@ fn mistakes_get_did_you_mean_hints() {
             && err.contains("did you mean `sales.orders`?"),
         "{err}"
     );
+    let err = lake.fails(&["query", "SELECT * FROM orders"]);
+    assert!(
+        err.contains("table `orders` does not exist in namespace `default`")
+            && err.contains("did you mean `sales.orders`, or `-n sales`?"),
+        "{err}"
+    );
+    assert_eq!(
+        lake.ok(&[
+            "query",
+            "SELECT count(*) FROM orders",
+            "-n",
+            "sales",
+            "--format",
+            "csv"
+        ]),
+        "count(*)\n2\n"
+    );
     let err = lake.fails(&["query", "SELECT amount_x FROM sales.orders"]);
     assert!(
         err.contains("column `amount_x` does not exist") && err.contains("did you mean `amount`?"),

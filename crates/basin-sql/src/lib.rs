@@ -420,6 +420,9 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
             .trim_start_matches(&format!("{CATALOG}."))
             .to_string();
         let tables = catalog.table_names();
+        if let Some(found) = same_name_elsewhere(&name, &tables) {
+            return found;
+        }
         let hint = match suggest(&name, tables.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None if tables.is_empty() => {
@@ -449,4 +452,33 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
             .with_hint(hint);
     }
     Error::new(kind, message)
+}
+
+/// `orders` read in the session's namespace (`default.orders`) when the table lives in
+/// another one (`sales.orders`): the error names the tables of that name and the option
+/// that makes their namespace the default.
+fn same_name_elsewhere(name: &str, tables: &[String]) -> Option<Error> {
+    let (namespace, table) = name.split_once('.')?;
+    let elsewhere: Vec<&str> = tables
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.split_once('.').is_some_and(|(_, t)| t == table))
+        .collect();
+    let hint = match elsewhere.as_slice() {
+        [] => return None,
+        [one] => {
+            let ns = one.split_once('.').map_or("", |(ns, _)| ns);
+            format!("did you mean `{one}`, or `-n {ns}`?")
+        }
+        many => format!(
+            "did you mean one of `{}`? (`-n NAMESPACE` sets where unqualified names are looked up)",
+            many.join("`, `")
+        ),
+    };
+    Some(
+        Error::not_found(format!(
+            "table `{table}` does not exist in namespace `{namespace}`"
+        ))
+        .with_hint(hint),
+    )
 }
