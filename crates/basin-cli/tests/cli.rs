@@ -287,6 +287,19 @@ fn mistakes_get_did_you_mean_hints() {
         ]),
         "count(*)\n2\n"
     );
+    let err = lake.fails(&["query", "SELEC * FROM sales.orders"]);
+    assert!(
+        err.contains(
+            "syntax error at or near \"SELEC\"\nLINE 1: SELEC * FROM sales.orders\n        ^"
+        ) && err.contains("hint: expected an SQL statement")
+            && !err.contains("ParserError"),
+        "{err}"
+    );
+    let err = lake.fails(&["query", "SELECT * FROM sales.orders WHERE"]);
+    assert!(
+        err.contains("syntax error at end of input\nLINE 1: SELECT * FROM sales.orders WHERE\n"),
+        "{err}"
+    );
     let err = lake.fails(&["query", "SELECT amount_x FROM sales.orders"]);
     assert!(
         err.contains("column `amount_x` does not exist") && err.contains("did you mean `amount`?"),

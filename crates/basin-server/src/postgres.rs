@@ -309,9 +309,20 @@ impl Backend {
                 ),
             ));
         }
-        self.parser
-            .parse(sql)
-            .map_err(|e| pg_error("42601", e.to_string()))
+        self.parser.parse(sql).map_err(|e| {
+            // The compatibility parser parses tokens without their places: parsing the text
+            // again (only on this error path) gives the line and column.
+            let placed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                sql,
+            )
+            .err();
+            let syntax = basin_sql::SyntaxError::new(placed.as_ref().unwrap_or(&e), Some(sql));
+            let mut info = ErrorInfo::new("ERROR".into(), "42601".into(), syntax.message.clone());
+            info.hint = syntax.hint.clone();
+            info.position = syntax.offset(sql).map(|p| p.to_string());
+            PgWireError::UserError(Box::new(info))
+        })
     }
 
     /// Runs a planned query and streams its rows, within `timeout`; the query is metered

@@ -341,3 +341,21 @@ async fn query_answers_keep_big_integers_and_decimals_exact() {
         "expected the row {row} in {body}"
     );
 }
+
+#[tokio::test]
+async fn a_syntax_error_answers_postgres_style_with_line_and_caret() {
+    let server = server().await;
+    let reader = server.secret(Role::Reader);
+    let (status, body) = server
+        .send(query(reader, "SELECT 1\nFROM t WHERE id = = 1"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert_eq!(
+        message,
+        "syntax error at or near \"=\"\nLINE 2: FROM t WHERE id = = 1\n                          ^"
+    );
+    assert_eq!(answer["error"]["hint"], "expected an expression");
+    assert!(!body.contains("ParserError"), "{body}");
+}
