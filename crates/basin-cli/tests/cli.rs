@@ -122,6 +122,54 @@ fn new_columns_need_consent_and_then_evolve_the_schema() {
 }
 
 #[test]
+fn import_mistakes_name_the_fix() {
+    let lake = Lake::with_orders();
+    // A renamed column: the table column the file lacks is the likely meaning.
+    lake.write("renamed.csv", "id,amt,day\n3,1.00,2024-01-03\n");
+    let err = lake.fails(&["import", "renamed.csv", "--table", "sales.orders"]);
+    assert!(
+        err.contains("column `amt` is not in table `sales.orders`")
+            && err.contains("hint: did you mean `amount`? To add `amt` as a new column, pass --allow-new-columns"),
+        "{err}"
+    );
+    // Another delimiter: the header reads as one column, for a new table as for an old one.
+    lake.write("semi.csv", "id;amount;day\n3;1.00;2024-01-03\n");
+    for table in ["sales.orders", "sales.fresh"] {
+        let err = lake.fails(&["import", "semi.csv", "--table", table]);
+        assert!(
+            err.contains("semi.csv:1: the header `id;amount;day` reads as one column")
+                && err.contains("pass --delimiter ';'"),
+            "{err}"
+        );
+    }
+    lake.ok(&[
+        "import",
+        "semi.csv",
+        "--table",
+        "sales.orders",
+        "--delimiter",
+        ";",
+    ]);
+    // A column the file lacks: imported as null, with a warning on stderr.
+    lake.write("narrow.csv", "id,amount\n4,2.00\n");
+    let out = lake.run(&["import", "narrow.csv", "--table", "sales.orders"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: narrow.csv has no column `day`: its rows are null there"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
+    assert_eq!(
+        lake.scalar(
+            "SELECT count(*) FROM sales.orders WHERE day IS NULL",
+            "main"
+        ),
+        "1"
+    );
+}
+
+#[test]
 fn branches_isolate_changes_until_merged() {
     let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
