@@ -31,6 +31,11 @@ def peek(event, context):
         return "read"
     except OSError as e:
         return type(e).__name__
+
+@basin.python("3.11")
+def undeclared(event):
+    import yaml
+    return yaml.__name__
 "#;
 
 fn lake() -> Lake {
@@ -86,6 +91,17 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
     );
     assert!(err.contains("fns.py:13: refusing 13.75"), "{err}");
     assert!(err.contains("Traceback") && err.contains("hint:"), "{err}");
+    // An import of a package no `pip=` declares: the hint names the package, the file and
+    // where to declare it (the module `yaml` is the package `PyYAML`).
+    let err = lake.fails(&["invoke", "fns.py:undeclared"]);
+    assert!(
+        err.contains("raised ModuleNotFoundError")
+            && err.contains("hint: `PyYAML` is not installed in the function's environment")
+            && err.contains("add it to `pip={...}` of its decorator in ")
+            && err.contains("fns.py (`@basin.python(pip={\"PyYAML\": \"VERSION\"})`)")
+            && err.contains("[project.pip]"),
+        "{err}"
+    );
     let timeout = lake.fails(&[
         "invoke",
         "fns.py:slow",
