@@ -558,3 +558,23 @@ fn json_dates_and_timestamps_are_typed() {
         "2024-02-03"
     );
 }
+
+#[test]
+fn basin_toml_errors_show_the_line_a_caret_and_the_key_meant() {
+    let lake = Lake::new();
+    lake.write("basin.toml", "[sql]\nquery_timout = \"5s\"\n");
+    let err = lake.fails(&["query", "SELECT 1"]);
+    assert!(
+        err.contains("basin.toml:2:1: unknown field `query_timout`")
+            && err.contains("\n  |\n2 | query_timout = \"5s\"\n  | ^^^^^^^^^^^^\n")
+            && err.contains("hint: did you mean `query_timeout`?"),
+        "{err}"
+    );
+    lake.write("basin.toml", "[sql]\nquery_timeout = \n");
+    let err = lake.fails(&["query", "SELECT 1"]);
+    assert!(
+        err.contains("basin.toml:2:17: ")
+            && err.contains("2 | query_timeout = \n  |                 ^\n"),
+        "{err}"
+    );
+}

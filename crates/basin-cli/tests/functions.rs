@@ -91,6 +91,17 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
     );
     assert!(err.contains("fns.py:13: refusing 13.75"), "{err}");
     assert!(err.contains("Traceback") && err.contains("hint:"), "{err}");
+    // A syntax error: the line and a caret, and no hint about decorator literals.
+    lake.write(
+        "typo.py",
+        "import basin\n\n@basin.python(\"3.11\")\ndef f(event)\n    return 1\n",
+    );
+    let err = lake.fails(&["invoke", "typo.py:f"]);
+    assert!(
+        err.contains("typo.py:4:13: expected ':'\n  |\n4 | def f(event)\n  |             ^"),
+        "{err}"
+    );
+    assert!(!err.contains("must be literals"), "{err}");
     // An import of a package no `pip=` declares: the hint names the package, the file and
     // where to declare it (the module `yaml` is the package `PyYAML`).
     let err = lake.fails(&["invoke", "fns.py:undeclared"]);

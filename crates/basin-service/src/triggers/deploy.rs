@@ -250,7 +250,7 @@ pub(crate) fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
         Err(e) => return Err(Error::io(format!("cannot read {}: {e}", path.display()))),
     };
     let value: toml::Table =
-        toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e))?;
+        toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e, ""))?;
     Ok(match value.get("triggers") {
         Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
         _ => Vec::new(),
