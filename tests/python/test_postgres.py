@@ -74,6 +74,9 @@ def test_psql_errors_are_postgres_errors(server):
 
     unknown = psql(server, "-c", "SELECT 1", database="nope")
     assert unknown.returncode != 0 and 'database "nope" does not exist' in unknown.stderr
+    typo = psql(server, "-c", "SELECT 1", database="mian")
+    assert typo.returncode != 0 and 'database "mian" does not exist' in typo.stderr
+    assert "HINT:  did you mean `main`?" in typo.stderr, typo.stderr
 
 
 def test_psycopg_runs_parameterized_queries_lists_tables_and_gets_sqlstates(server):

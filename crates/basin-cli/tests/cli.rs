@@ -353,6 +353,14 @@ fn mistakes_get_did_you_mean_hints() {
         err.contains("column `amount_x` does not exist") && err.contains("did you mean `amount`?"),
         "{err}"
     );
+    std::fs::create_dir_all(lake.path().join(".basin/buckets/landing")).unwrap();
+    let err = lake.fails(&["put", "orders.csv", "landin/orders.csv"]);
+    assert!(
+        err.contains("no bucket `landin`") && err.contains("did you mean `landing`?"),
+        "{err}"
+    );
+    let err = lake.fails(&["put", "orders.csv", "zzz/orders.csv"]);
+    assert!(err.contains("buckets: landing"), "{err}");
     let err = lake.fails(&["branch", "rm", "main"]);
     assert!(err.contains("`main` cannot be deleted"), "{err}");
     lake.ok(&["branch", "create", "dev"]);

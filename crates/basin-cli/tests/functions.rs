@@ -130,6 +130,26 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
 }
 
 #[test]
+fn a_trigger_on_a_new_bucket_named_like_an_existing_one_is_warned_about() {
+    let lake = Lake::new();
+    std::fs::create_dir_all(lake.path().join(".basin/buckets/landing")).unwrap();
+    std::fs::create_dir_all(lake.path().join("fns")).unwrap();
+    lake.write(
+        "fns/land.py",
+        "import basin\n\n@basin.on_object(bucket=\"landin\")\ndef land(event, context):\n    pass\n",
+    );
+    let out = lake.run(&["deploy", "fns", "--plan"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "warning: function `land` watches a new bucket `landin`: did you mean `landing`?"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_function_cannot_open_the_catalog_database() {
     let lake = lake();
     let catalog = lake.path().join(".basin/catalog.db");

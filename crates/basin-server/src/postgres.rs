@@ -610,10 +610,16 @@ impl Handlers {
                 "3D000".into(),
                 format!("database \"{spec}\" does not exist: {}", e.message),
             );
-            info.hint = Some(
-                "the database name is a branch, tag or commit; list them with `basin branch ls`"
+            // The ref's own hint says which was meant ("did you mean `main`?").
+            info.hint = Some(match e.hint {
+                Some(hint) => format!(
+                    "{hint} (the database name is a branch, tag or commit; list them with \
+                     `basin branch ls`)"
+                ),
+                None => "the database name is a branch, tag or commit; list them with \
+                         `basin branch ls`"
                     .into(),
-            );
+            });
             return Err(PgWireError::UserError(Box::new(info)));
         }
         client.metadata_mut().insert(REF.to_string(), spec);
