@@ -406,6 +406,30 @@ fn a_failing_expectation_or_model_leaves_the_target_untouched() {
         "{err}"
     );
     assert_eq!(lake.commits("main"), before);
+    // A prefix both runs share lists them, as git does for an ambiguous prefix.
+    let runs = lake.json(&["runs", "ls"]);
+    let ids: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{runs}");
+    let shared: String = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let err = lake.fails(&["runs", "show", &shared]);
+    assert!(
+        err.contains(&format!("`{shared}` names several runs:"))
+            && err.contains(&format!("\n  {}  ", ids[0]))
+            && err.contains(&format!("\n  {}  ", ids[1]))
+            && err.contains("failed")
+            && err.contains("hint: give more of the id"),
+        "{err}"
+    );
 }
 
 #[test]
