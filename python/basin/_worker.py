@@ -520,13 +520,39 @@ def _describe(e: BaseException, user_file: str) -> dict:
     else:
         line = user[-1].lineno if user else None
     message = str(e) if not isinstance(e, SystemExit) else f"the function called sys.exit({e.code!r})"
-    return {
+    described = {
         "type": type(e).__name__,
         "message": message,
         "traceback": "".join(te.format()),
         "file": user_file if line is not None else None,
         "line": line,
     }
+    hint = _missing_package_hint(e, user_file)
+    if hint:
+        described["hint"] = hint
+    return described
+
+
+# Modules whose package on PyPI has another name.
+_PACKAGE_OF = {
+    "sklearn": "scikit-learn", "yaml": "PyYAML", "cv2": "opencv-python", "PIL": "pillow",
+    "bs4": "beautifulsoup4", "dateutil": "python-dateutil", "dotenv": "python-dotenv",
+    "jwt": "PyJWT", "google.protobuf": "protobuf", "psycopg2": "psycopg2-binary",
+}
+
+
+def _missing_package_hint(e: BaseException, user_file: str):
+    """For an import of a package the environment lacks: where to declare it. The
+    environment holds only what the decorator's (or the project's) `pip` pins."""
+    if not isinstance(e, ModuleNotFoundError) or not e.name:
+        return None
+    module = e.name.split(".")[0]
+    if module in getattr(sys, "stdlib_module_names", ()) or module == "basin":
+        return None
+    package = _PACKAGE_OF.get(e.name) or _PACKAGE_OF.get(module) or module
+    return (f"`{package}` is not installed in the function's environment: add it to `pip={{...}}` "
+            f"of its decorator in {user_file} (`@basin.python(pip={{\"{package}\": \"VERSION\"}})`), "
+            f"or for a pipeline's models to `[project.pip]` in basin.toml")
 
 
 def main(argv: list) -> int:

@@ -156,11 +156,11 @@ def describe(path: str, function: Optional[str] = None) -> list:
     try:
         source = file.read_text()
     except OSError as e:
-        raise DeclarationError(f"{path}: cannot read: {e.strerror}") from None
+        raise _unhinted(f"{path}: cannot read: {e.strerror}") from None
     try:
         tree = ast.parse(source, filename=str(file))
     except SyntaxError as e:
-        raise DeclarationError(f"{path}:{e.lineno}: {e.msg}") from None
+        raise _unhinted(_syntax_error(path, e)) from None
     names = _Names(tree)
     triggers = toml_triggers(file.parent)
     found = []
@@ -184,11 +184,37 @@ def describe(path: str, function: Optional[str] = None) -> list:
         })
     if function is not None and not found:
         defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        raise DeclarationError(
+        raise _unhinted(
             f"{path}: no function `{function}` at the top level"
             + (f" (functions: {', '.join(defined)})" if defined else " (it defines no functions)")
         )
     return found
+
+
+# What a decorator's error comes with: declarations are read, never run.
+LITERALS_HINT = "declarations are read without running the file: decorator arguments must be literals"
+
+
+def _unhinted(message: str) -> DeclarationError:
+    """An error that is not about a decorator's arguments (the literals hint would mislead)."""
+    e = DeclarationError(message)
+    e.hint = None
+    return e
+
+
+def _syntax_error(path: str, e: SyntaxError) -> str:
+    """`FILE:LINE:COLUMN: MESSAGE`, then the line with a caret under the place, as Python
+    itself shows it."""
+    where = f"{path}:{e.lineno}" + (f":{e.offset}" if e.offset else "")
+    text = (e.text or "").rstrip("\r\n")
+    if not text or not e.lineno:
+        return f"{where}: {e.msg}"
+    column = max(1, min(e.offset or 1, len(text) + 1))
+    end = e.end_offset if e.end_offset and e.end_lineno == e.lineno and e.end_offset > column else column + 1
+    pad = "".join("\t" if c == "\t" else " " for c in text[:column - 1])
+    gutter = " " * len(str(e.lineno))
+    return (f"{where}: {e.msg}\n{gutter} |\n{e.lineno} | {text}\n"
+            f"{gutter} | {pad}{'^' * max(1, min(end, len(text) + 1) - column)}")
 
 
 def main(argv: list) -> int:
@@ -205,6 +231,9 @@ def main(argv: list) -> int:
         found = describe(args[0], function)
     except DeclarationError as e:
         print(f"error: {e}", file=sys.stderr)
+        hint = getattr(e, "hint", LITERALS_HINT)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
         return 1
     json.dump(found, sys.stdout, indent=2)
     print()

@@ -52,6 +52,13 @@ const rows = (page, selector) =>
     await page.waitForSelector("#error:not([hidden])");
     seen.error = await page.textContent("#error");
 
+    // A syntax error: Postgres's words, the line and a caret under the place, in monospace.
+    await page.fill("#sql", "SELEC * FROM sales.orders");
+    await page.click("#run");
+    await page.waitForFunction(() => document.querySelector("#error")?.textContent.includes("syntax error"));
+    seen.syntax_error = await page.textContent("#error");
+    seen.error_font = await page.$eval("#error", (e) => getComputedStyle(e).fontFamily);
+
     await page.click("nav button[data-panel=tables]");
     await page.click("#table-list li");
     await page.waitForSelector("#table-detail table");

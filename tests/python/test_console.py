@@ -51,6 +51,8 @@ def test_console_runs_a_query_and_shows_tables_commits_runs_and_usage(lakehouse_
     assert seen["status"].startswith("3 rows in ")
     assert seen["dev_rows"] == 3
     assert "column `nope` does not exist" in seen["error"] and "hint:" in seen["error"]
+    assert seen["syntax_error"].startswith('syntax error at or near "SELEC"\nLINE 1: SELEC * FROM sales.orders\n        ^')
+    assert "ParserError" not in seen["syntax_error"] and "monospace" in seen["error_font"]
     assert seen["table_headings"][1:] == ["Schema", "Snapshots", "Sample rows"]
     assert seen["sample_rows"] == 3 and seen["sample_amounts"] == ["10.50", "3.25", "7.00"]
     # Snapshot ids are random 64-bit numbers: shown digit for digit, as the CLI prints them.

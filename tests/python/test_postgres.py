@@ -62,12 +62,21 @@ def test_psql_errors_are_postgres_errors(server):
     assert "ERROR:  table `sales.order` does not exist" in missing.stderr
     assert "HINT:  did you mean `sales.orders`?" in missing.stderr
 
+    # psql draws the line and the caret from the error's position.
+    syntax = psql(server, "-c", "SELEC * FROM sales.orders")
+    assert 'ERROR:  syntax error at or near "SELEC"' in syntax.stderr, syntax.stderr
+    assert "LINE 1: SELEC * FROM sales.orders\n        ^" in syntax.stderr, syntax.stderr
+    assert "ParserError" not in syntax.stderr
+
     write = psql(server, "-c", "INSERT INTO sales.orders VALUES (9, 1.0)")
     assert write.returncode != 0 and "INSERT INTO is not allowed" in write.stderr, write.stderr
     assert psql(server, "-At", "-c", "SELECT count(*) FROM sales.orders").stdout.strip() == "2"
 
     unknown = psql(server, "-c", "SELECT 1", database="nope")
     assert unknown.returncode != 0 and 'database "nope" does not exist' in unknown.stderr
+    typo = psql(server, "-c", "SELECT 1", database="mian")
+    assert typo.returncode != 0 and 'database "mian" does not exist' in typo.stderr
+    assert "HINT:  did you mean `main`?" in typo.stderr, typo.stderr
 
 
 def test_psycopg_runs_parameterized_queries_lists_tables_and_gets_sqlstates(server):

@@ -93,7 +93,7 @@ pub(crate) async fn runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>>
 pub(crate) async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>> {
     let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
     Ok(
-        sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? LIMIT 2")
+        sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? ORDER BY id DESC LIMIT 11")
             .bind(pattern)
             .fetch_all(pool)
             .await?,

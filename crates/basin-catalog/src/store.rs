@@ -53,7 +53,8 @@ pub trait Store: Send + Sync + Debug {
     async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()>;
     /// The newest runs' records, newest first.
     async fn runs(&self, limit: usize) -> Result<Vec<String>>;
-    /// Records of the runs whose id starts with `prefix` (at most 2, to detect ambiguity).
+    /// Records of the runs whose id starts with `prefix`, newest first (at most 11: enough to
+    /// list the candidates of an ambiguous prefix, and to say there are more).
     async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
 
     /// Stores a new access token (its hash, never the secret).

@@ -122,6 +122,54 @@ fn new_columns_need_consent_and_then_evolve_the_schema() {
 }
 
 #[test]
+fn import_mistakes_name_the_fix() {
+    let lake = Lake::with_orders();
+    // A renamed column: the table column the file lacks is the likely meaning.
+    lake.write("renamed.csv", "id,amt,day\n3,1.00,2024-01-03\n");
+    let err = lake.fails(&["import", "renamed.csv", "--table", "sales.orders"]);
+    assert!(
+        err.contains("column `amt` is not in table `sales.orders`")
+            && err.contains("hint: did you mean `amount`? To add `amt` as a new column, pass --allow-new-columns"),
+        "{err}"
+    );
+    // Another delimiter: the header reads as one column, for a new table as for an old one.
+    lake.write("semi.csv", "id;amount;day\n3;1.00;2024-01-03\n");
+    for table in ["sales.orders", "sales.fresh"] {
+        let err = lake.fails(&["import", "semi.csv", "--table", table]);
+        assert!(
+            err.contains("semi.csv:1: the header `id;amount;day` reads as one column")
+                && err.contains("pass --delimiter ';'"),
+            "{err}"
+        );
+    }
+    lake.ok(&[
+        "import",
+        "semi.csv",
+        "--table",
+        "sales.orders",
+        "--delimiter",
+        ";",
+    ]);
+    // A column the file lacks: imported as null, with a warning on stderr.
+    lake.write("narrow.csv", "id,amount\n4,2.00\n");
+    let out = lake.run(&["import", "narrow.csv", "--table", "sales.orders"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: narrow.csv has no column `day`: its rows are null there"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
+    assert_eq!(
+        lake.scalar(
+            "SELECT count(*) FROM sales.orders WHERE day IS NULL",
+            "main"
+        ),
+        "1"
+    );
+}
+
+#[test]
 fn branches_isolate_changes_until_merged() {
     let lake = Lake::with_orders();
     lake.ok(&["branch", "create", "dev"]);
@@ -288,11 +336,49 @@ fn mistakes_get_did_you_mean_hints() {
             && err.contains("did you mean `sales.orders`?"),
         "{err}"
     );
+    let err = lake.fails(&["query", "SELECT * FROM orders"]);
+    assert!(
+        err.contains("table `orders` does not exist in namespace `default`")
+            && err.contains("did you mean `sales.orders`, or `-n sales`?"),
+        "{err}"
+    );
+    assert_eq!(
+        lake.ok(&[
+            "query",
+            "SELECT count(*) FROM orders",
+            "-n",
+            "sales",
+            "--format",
+            "csv"
+        ]),
+        "count(*)\n2\n"
+    );
+    let err = lake.fails(&["query", "SELEC * FROM sales.orders"]);
+    assert!(
+        err.contains(
+            "syntax error at or near \"SELEC\"\nLINE 1: SELEC * FROM sales.orders\n        ^"
+        ) && err.contains("hint: expected an SQL statement")
+            && !err.contains("ParserError"),
+        "{err}"
+    );
+    let err = lake.fails(&["query", "SELECT * FROM sales.orders WHERE"]);
+    assert!(
+        err.contains("syntax error at end of input\nLINE 1: SELECT * FROM sales.orders WHERE\n"),
+        "{err}"
+    );
     let err = lake.fails(&["query", "SELECT amount_x FROM sales.orders"]);
     assert!(
         err.contains("column `amount_x` does not exist") && err.contains("did you mean `amount`?"),
         "{err}"
     );
+    std::fs::create_dir_all(lake.path().join(".basin/buckets/landing")).unwrap();
+    let err = lake.fails(&["put", "orders.csv", "landin/orders.csv"]);
+    assert!(
+        err.contains("no bucket `landin`") && err.contains("did you mean `landing`?"),
+        "{err}"
+    );
+    let err = lake.fails(&["put", "orders.csv", "zzz/orders.csv"]);
+    assert!(err.contains("buckets: landing"), "{err}");
     let err = lake.fails(&["branch", "rm", "main"]);
     assert!(err.contains("`main` cannot be deleted"), "{err}");
     lake.ok(&["branch", "create", "dev"]);
@@ -496,5 +582,25 @@ fn json_dates_and_timestamps_are_typed() {
     assert_eq!(
         lake.scalar("SELECT max(day) FROM app.events", "main"),
         "2024-02-03"
+    );
+}
+
+#[test]
+fn basin_toml_errors_show_the_line_a_caret_and_the_key_meant() {
+    let lake = Lake::new();
+    lake.write("basin.toml", "[sql]\nquery_timout = \"5s\"\n");
+    let err = lake.fails(&["query", "SELECT 1"]);
+    assert!(
+        err.contains("basin.toml:2:1: unknown field `query_timout`")
+            && err.contains("\n  |\n2 | query_timout = \"5s\"\n  | ^^^^^^^^^^^^\n")
+            && err.contains("hint: did you mean `query_timeout`?"),
+        "{err}"
+    );
+    lake.write("basin.toml", "[sql]\nquery_timeout = \n");
+    let err = lake.fails(&["query", "SELECT 1"]);
+    assert!(
+        err.contains("basin.toml:2:17: ")
+            && err.contains("2 | query_timeout = \n  |                 ^\n"),
+        "{err}"
     );
 }

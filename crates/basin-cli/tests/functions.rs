@@ -31,6 +31,11 @@ def peek(event, context):
         return "read"
     except OSError as e:
         return type(e).__name__
+
+@basin.python("3.11")
+def undeclared(event):
+    import yaml
+    return yaml.__name__
 "#;
 
 fn lake() -> Lake {
@@ -86,6 +91,28 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
     );
     assert!(err.contains("fns.py:13: refusing 13.75"), "{err}");
     assert!(err.contains("Traceback") && err.contains("hint:"), "{err}");
+    // A syntax error: the line and a caret, and no hint about decorator literals.
+    lake.write(
+        "typo.py",
+        "import basin\n\n@basin.python(\"3.11\")\ndef f(event)\n    return 1\n",
+    );
+    let err = lake.fails(&["invoke", "typo.py:f"]);
+    assert!(
+        err.contains("typo.py:4:13: expected ':'\n  |\n4 | def f(event)\n  |             ^"),
+        "{err}"
+    );
+    assert!(!err.contains("must be literals"), "{err}");
+    // An import of a package no `pip=` declares: the hint names the package, the file and
+    // where to declare it (the module `yaml` is the package `PyYAML`).
+    let err = lake.fails(&["invoke", "fns.py:undeclared"]);
+    assert!(
+        err.contains("raised ModuleNotFoundError")
+            && err.contains("hint: `PyYAML` is not installed in the function's environment")
+            && err.contains("add it to `pip={...}` of its decorator in ")
+            && err.contains("fns.py (`@basin.python(pip={\"PyYAML\": \"VERSION\"})`)")
+            && err.contains("[project.pip]"),
+        "{err}"
+    );
     let timeout = lake.fails(&[
         "invoke",
         "fns.py:slow",
@@ -99,6 +126,26 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
     assert!(
         lake.fails(&["table", "show", "sales.out"])
             .contains("does not exist")
+    );
+}
+
+#[test]
+fn a_trigger_on_a_new_bucket_named_like_an_existing_one_is_warned_about() {
+    let lake = Lake::new();
+    std::fs::create_dir_all(lake.path().join(".basin/buckets/landing")).unwrap();
+    std::fs::create_dir_all(lake.path().join("fns")).unwrap();
+    lake.write(
+        "fns/land.py",
+        "import basin\n\n@basin.on_object(bucket=\"landin\")\ndef land(event, context):\n    pass\n",
+    );
+    let out = lake.run(&["deploy", "fns", "--plan"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "warning: function `land` watches a new bucket `landin`: did you mean `landing`?"
+        ),
+        "{err}"
     );
 }
 
@@ -371,6 +418,30 @@ fn a_failing_expectation_or_model_leaves_the_target_untouched() {
         "{err}"
     );
     assert_eq!(lake.commits("main"), before);
+    // A prefix both runs share lists them, as git does for an ambiguous prefix.
+    let runs = lake.json(&["runs", "ls"]);
+    let ids: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{runs}");
+    let shared: String = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let err = lake.fails(&["runs", "show", &shared]);
+    assert!(
+        err.contains(&format!("`{shared}` names several runs:"))
+            && err.contains(&format!("\n  {}  ", ids[0]))
+            && err.contains(&format!("\n  {}  ", ids[1]))
+            && err.contains("failed")
+            && err.contains("hint: give more of the id"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -100,7 +100,17 @@ pub struct ImportReport {
     pub bytes_read: u64,
     pub data_files: usize,
     pub new_columns: Vec<String>,
+    /// Columns of the table that a file lacks: its rows are null there.
+    #[serde(default)]
+    pub missing_columns: Vec<MissingColumn>,
     pub seconds: f64,
+}
+
+/// A column of the table that an imported file does not have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingColumn {
+    pub file: String,
+    pub column: String,
 }
 
 /// Told how many bytes of how many have been read, as the import goes.
@@ -127,7 +137,11 @@ pub async fn import(
     // Every file's columns, before any data is written.
     let mut probes = Vec::with_capacity(files.len());
     for file in &files {
-        probes.push(read::probe(file, &request.csv, request.sample_rows)?);
+        let columns = read::probe(file, &request.csv, request.sample_rows)?;
+        if file.format == Format::Csv && request.csv.delimiter.is_none() {
+            other_delimiter(&file.display, &columns)?;
+        }
+        probes.push(columns);
     }
 
     let existing = match catalog.content(&at, &key).await? {
@@ -141,6 +155,7 @@ pub async fn import(
         }
         None => None,
     };
+    let mut missing_columns = Vec::new();
     let (staged, new_columns) = match existing {
         Some(table) => {
             if !request.partition_by.is_empty() {
@@ -164,6 +179,23 @@ pub async fn import(
                 .map_err(basin_table::from_iceberg("table schema"))?;
             let mut new_columns: BTreeMap<String, DataType> = BTreeMap::new();
             for (file, columns) in files.iter().zip(&probes) {
+                // The table's columns this file lacks: a renamed column is likely among them.
+                let absent: Vec<&str> = target
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .filter(|t| !columns.iter().any(|(name, _)| name == t))
+                    .collect();
+                let unknown = columns
+                    .iter()
+                    .filter(|(name, _)| target.field_with_name(name).is_err())
+                    .count();
+                for name in &absent {
+                    missing_columns.push(MissingColumn {
+                        file: file.display.clone(),
+                        column: name.to_string(),
+                    });
+                }
                 for (name, data_type) in columns {
                     match target.field_with_name(name) {
                         Ok(field) => {
@@ -185,8 +217,14 @@ pub async fn import(
                             if !request.allow_new_columns {
                                 let known: Vec<&str> =
                                     target.fields().iter().map(|f| f.name().as_str()).collect();
-                                let hint = match basin_catalog::suggest(name, known.iter().copied())
-                                {
+                                // One unknown column and one absent: most likely renamed.
+                                let renamed = basin_catalog::suggest(name, absent.iter().copied())
+                                    .or_else(|| basin_catalog::suggest(name, known.iter().copied()))
+                                    .or_else(|| {
+                                        (unknown == 1 && absent.len() == 1)
+                                            .then(|| absent[0].to_string())
+                                    });
+                                let hint = match renamed {
                                     Some(s) => format!(
                                         "did you mean `{s}`? To add `{name}` as a new column, pass --allow-new-columns"
                                     ),
@@ -286,6 +324,38 @@ pub async fn import(
         bytes_read: total_bytes,
         data_files: data_file_count,
         new_columns,
+        missing_columns,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A CSV header read as one column that another delimiter would split (`id;amount;day`
+/// read with `,`): almost surely the wrong delimiter, so the import stops and names it.
+fn other_delimiter(file: &str, columns: &[(String, DataType)]) -> Result<()> {
+    let [(header, _)] = columns else {
+        return Ok(());
+    };
+    let Some(delimiter) = [';', '\t', '|'].into_iter().find(|d| {
+        header
+            .split(*d)
+            .filter(|part| !part.trim().is_empty())
+            .count()
+            > 1
+    }) else {
+        return Ok(());
+    };
+    let shown = if delimiter == '\t' {
+        "$'\\t'".to_string()
+    } else {
+        format!("'{delimiter}'")
+    };
+    Err(Error::invalid(format!(
+        "{file}:1: the header `{}` reads as one column",
+        header.escape_debug()
+    ))
+    .with_hint(format!(
+        "the file looks separated by `{}`: pass --delimiter {shown} (or --delimiter ',' if it \
+         really is one column)",
+        delimiter.escape_debug()
+    )))
 }

@@ -123,10 +123,18 @@ pub async fn read_declarations(
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = stderr.trim().trim_start_matches("error: ");
-        return Err(Error::invalid(message.to_string()).with_hint(
-            "declarations are read without running the file: decorator arguments must be literals",
-        ));
+        // `error: MESSAGE` (perhaps several lines: a caret under a syntax error), then
+        // `hint: HINT` when basin.spec has one (the literals hint is only for decorators).
+        let stderr = stderr.trim();
+        let (message, hint) = match stderr.rsplit_once("\nhint: ") {
+            Some((message, hint)) => (message, Some(hint)),
+            None => (stderr, None),
+        };
+        let error = Error::invalid(message.trim_start_matches("error: ").to_string());
+        return Err(match hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        });
     }
     serde_json::from_slice(&output.stdout)
         .map_err(|e| Error::internal(format!("basin.spec printed something unexpected: {e}")))

@@ -196,6 +196,9 @@ pub struct UserError {
     pub traceback: String,
     pub file: Option<PathBuf>,
     pub line: Option<u32>,
+    /// What to do about it, when the worker knows (an import of an undeclared package).
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -471,6 +471,7 @@ fn user_error(inv: &Invocation, error: Option<protocol::UserError>) -> Error {
         traceback: String::new(),
         file: None,
         line: None,
+        hint: None,
     });
     let at = match (&e.file, e.line) {
         (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
@@ -484,7 +485,11 @@ fn user_error(inv: &Invocation, error: Option<protocol::UserError>) -> Error {
         message.push_str("\n\n");
         message.push_str(e.traceback.trim_end());
     }
-    Error::invalid(message).with_hint("fix the function and invoke it again; nothing was written")
+    let hint = match e.hint {
+        Some(hint) => format!("{hint}; nothing was written"),
+        None => "fix the function and invoke it again; nothing was written".to_string(),
+    };
+    Error::invalid(message).with_hint(hint)
 }
 
 /// What a call returned; a table only at the path Basin gave it.

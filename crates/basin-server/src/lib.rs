@@ -119,6 +119,7 @@ fn router(state: AppState) -> Router {
             state.clone(),
             auth::browser_safety,
         ))
+        .layer(middleware::from_fn(http::json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,

@@ -309,9 +309,20 @@ impl Backend {
                 ),
             ));
         }
-        self.parser
-            .parse(sql)
-            .map_err(|e| pg_error("42601", e.to_string()))
+        self.parser.parse(sql).map_err(|e| {
+            // The compatibility parser parses tokens without their places: parsing the text
+            // again (only on this error path) gives the line and column.
+            let placed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                sql,
+            )
+            .err();
+            let syntax = basin_sql::SyntaxError::new(placed.as_ref().unwrap_or(&e), Some(sql));
+            let mut info = ErrorInfo::new("ERROR".into(), "42601".into(), syntax.message.clone());
+            info.hint = syntax.hint.clone();
+            info.position = syntax.offset(sql).map(|p| p.to_string());
+            PgWireError::UserError(Box::new(info))
+        })
     }
 
     /// Runs a planned query and streams its rows, within `timeout`; the query is metered
@@ -599,10 +610,16 @@ impl Handlers {
                 "3D000".into(),
                 format!("database \"{spec}\" does not exist: {}", e.message),
             );
-            info.hint = Some(
-                "the database name is a branch, tag or commit; list them with `basin branch ls`"
+            // The ref's own hint says which was meant ("did you mean `main`?").
+            info.hint = Some(match e.hint {
+                Some(hint) => format!(
+                    "{hint} (the database name is a branch, tag or commit; list them with \
+                     `basin branch ls`)"
+                ),
+                None => "the database name is a branch, tag or commit; list them with \
+                         `basin branch ls`"
                     .into(),
-            );
+            });
             return Err(PgWireError::UserError(Box::new(info)));
         }
         client.metadata_mut().insert(REF.to_string(), spec);

@@ -45,22 +45,56 @@ pub mod env {
 }
 
 /// A TOML file that does not parse, or does not fit what it should hold: the error names
-/// the file, the line and the column (toml's message alone names none of them).
-pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let at = e
-        .span()
-        .map(|span| {
+/// the file, the line and the column, shows the line with a caret under the place (toml's
+/// message alone names none of them), and for a mistyped key says which one was meant.
+/// `hint` is where to read more.
+pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &str) -> Error {
+    let message = e.message().trim_end();
+    let (at, snippet) = match e.span() {
+        Some(span) => {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!(":{line}:{column}")
-        })
-        .unwrap_or_default();
-    Error::invalid(format!(
-        "{}{at}: {}",
-        path.display(),
-        e.message().trim_end()
-    ))
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let shown = text[start..]
+                .split('\n')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('\r');
+            let column = before[start..].chars().count() + 1;
+            // The caret spans the place, within its line (at least one character).
+            let width = text
+                .get(span.clone())
+                .map_or(1, |s| s.split('\n').next().unwrap_or("").chars().count())
+                .max(1);
+            let gutter = " ".repeat(line.to_string().len());
+            let pad: String = before[start..]
+                .chars()
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            (
+                format!(":{line}:{column}"),
+                format!(
+                    "\n{gutter} |\n{line} | {shown}\n{gutter} | {pad}{}",
+                    "^".repeat(width)
+                ),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    let error = Error::invalid(format!("{}{at}: {message}{snippet}", path.display()));
+    let meant = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once("`, expected "))
+        .and_then(|(field, expected)| {
+            let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            basin_catalog::suggest(field, known)
+        });
+    match (meant, hint) {
+        (Some(meant), "") => error.with_hint(format!("did you mean `{meant}`?")),
+        (Some(meant), hint) => error.with_hint(format!("did you mean `{meant}`? ({hint})")),
+        (None, "") => error,
+        (None, hint) => error.with_hint(hint),
+    }
 }
 
 /// `.basin/config.toml`: what `basin init` decided.
@@ -318,8 +352,12 @@ impl Settings {
         let path = dir.join("basin.toml");
         let user: UserConfig = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
-                toml_error(&path, &text, &e)
-                    .with_hint("see the configuration reference in docs/configuration.md")
+                toml_error(
+                    &path,
+                    &text,
+                    &e,
+                    "see the configuration reference in docs/configuration.md",
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => UserConfig::default(),
             Err(e) => {

@@ -117,9 +117,8 @@ impl Lakehouse {
         let path = root.join(BASIN_DIR).join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display())).with_source(e))?;
-        let config: LakehouseConfig = toml::from_str(&text).map_err(|e| {
-            config::toml_error(&path, &text, &e).with_hint("was it edited by hand?")
-        })?;
+        let config: LakehouseConfig = toml::from_str(&text)
+            .map_err(|e| config::toml_error(&path, &text, &e, "was it edited by hand?"))?;
         let settings = Settings::load(&root)?;
         Self::assemble(&root, &config, settings).await
     }

@@ -69,6 +69,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         ],
         rows,
     )?;
+    for warning in &plan.warnings {
+        status(format!("warning: {warning}"));
+    }
     if args.format.format == ListFormat::Table {
         let count = |action: &str| plan.changes.iter().filter(|c| c.action == action).count();
         let (add, change, remove) = (count("add"), count("change"), count("remove"));

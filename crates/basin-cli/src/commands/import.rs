@@ -88,6 +88,12 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let result = lake.import(request, Some(progress)).await;
     bar.finish_and_clear();
     let report = result?;
+    for missing in &report.missing_columns {
+        crate::output::status(format!(
+            "warning: {} has no column `{}`: its rows are null there",
+            missing.file, missing.column
+        ));
+    }
     done(args.output_format, &report, || {
         format!(
             "Imported {} rows from {} file{} into {} on `{}` ({}commit {}, {:.1}s)",

@@ -482,8 +482,32 @@ impl Lakehouse {
             }
             [] => Err(Error::not_found(format!("no run `{prefix}`"))
                 .with_hint("list runs with `basin runs ls`")),
-            _ => Err(Error::invalid(format!("`{prefix}` names several runs"))
-                .with_hint("give more of the id")),
+            many => {
+                // As git does for an ambiguous prefix: list the candidates.
+                let shown = 10;
+                let mut lines: Vec<String> = many
+                    .iter()
+                    .take(shown)
+                    .filter_map(|r| serde_json::from_str::<RunRecord>(r).ok())
+                    .map(|r| {
+                        let started = chrono::DateTime::from_timestamp_millis(r.started_at_ms)
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        format!(
+                            "  {}  {}  {}  {started}  {} -> {}",
+                            r.id, r.project, r.status, r.branch, r.target
+                        )
+                    })
+                    .collect();
+                if many.len() > shown {
+                    lines.push("  ...".to_string());
+                }
+                Err(Error::invalid(format!(
+                    "`{prefix}` names several runs:\n{}",
+                    lines.join("\n")
+                ))
+                .with_hint("give more of the id"))
+            }
         }
     }
 }

@@ -124,7 +124,10 @@ impl Project {
             }
         })?;
         let file: ProjectFile = toml::from_str(&text).map_err(|e| {
-            crate::config::toml_error(&config_path, &text, &e).with_hint(
+            crate::config::toml_error(
+                &config_path,
+                &text,
+                &e,
                 "a project needs [project] with name and namespace; see docs/pipelines.md",
             )
         })?;

@@ -39,6 +39,10 @@ pub struct DeployPlan {
     pub changes: Vec<PlannedChange>,
     /// Whether it was applied (not with `--plan`).
     pub applied: bool,
+    /// What looks like a mistake but is not one for sure: a trigger on a new bucket whose
+    /// name is close to an existing one's.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,6 +79,21 @@ impl Lakehouse {
                 Some(old) => ("change", differences(old, f)),
             };
             plan.changes.push(planned(f, action, detail));
+        }
+        // A trigger on a bucket that does not exist yet makes it; a name close to an
+        // existing bucket's is most likely a typo, whose events would never come.
+        let existing = self.bucket_names();
+        for f in found.values() {
+            if let Some(Trigger::Object { bucket, .. }) = f.trigger()
+                && !existing.contains(bucket)
+                && let Some(meant) =
+                    basin_catalog::suggest(bucket, existing.iter().map(String::as_str))
+            {
+                plan.warnings.push(format!(
+                    "function `{}` watches a new bucket `{bucket}`: did you mean `{meant}`?",
+                    f.name
+                ));
+            }
         }
         for old in deployed.values() {
             if !found.contains_key(&old.name) {
@@ -154,6 +173,28 @@ impl Lakehouse {
             .join(crate::BASIN_DIR)
             .join("buckets")
             .join(name)
+    }
+
+    /// Every bucket there is: the configured ones (folders and S3) and the folders under
+    /// `.basin/buckets`, sorted.
+    pub fn bucket_names(&self) -> Vec<String> {
+        let settings = self.settings();
+        let mut names: std::collections::BTreeSet<String> = settings
+            .bucket_folders
+            .keys()
+            .chain(settings.s3_buckets.keys())
+            .cloned()
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(self.root().join(crate::BASIN_DIR).join("buckets")) {
+            names.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.')),
+            );
+        }
+        names.into_iter().collect()
     }
 
     async fn read_functions(&self, dir: &Path) -> Result<BTreeMap<String, DeployedFunction>> {
@@ -250,7 +291,7 @@ pub(crate) fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
         Err(e) => return Err(Error::io(format!("cannot read {}: {e}", path.display()))),
     };
     let value: toml::Table =
-        toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e))?;
+        toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e, ""))?;
     Ok(match value.get("triggers") {
         Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
         _ => Vec::new(),

@@ -165,8 +165,19 @@ impl Lakehouse {
         }
         let folder = self.bucket_dir(bucket);
         if !folder.is_dir() {
-            return Err(Error::not_found(format!("no bucket `{bucket}`"))
-                .with_hint("`basin deploy` creates the buckets its functions watch"));
+            let known = self.bucket_names();
+            let hint = match basin_catalog::suggest(bucket, known.iter().map(String::as_str)) {
+                Some(meant) => format!("did you mean `{meant}`?"),
+                None if known.is_empty() => {
+                    "`basin deploy` creates the buckets its functions watch; none exists yet"
+                        .to_string()
+                }
+                None => format!(
+                    "buckets: {}; `basin deploy` creates the buckets its functions watch",
+                    known.join(", ")
+                ),
+            };
+            return Err(Error::not_found(format!("no bucket `{bucket}`")).with_hint(hint));
         }
         let target = folder.join(key);
         // A watched bucket skips links, so a linked folder would swallow the object unseen.
