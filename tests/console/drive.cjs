@@ -43,7 +43,8 @@ const rows = (page, selector) =>
       "CAST(2 AS DECIMAL(18,2)) AS two, CAST(10.50 AS DECIMAL(18,2)) AS amount, CAST(-0.01 AS DECIMAL(18,2)) AS cents, " +
       "CAST('-9999999999999999999999999999.9999999999' AS DECIMAL(38,10)) AS wide");
     await page.press("#sql", "Control+Enter");
-    await page.waitForFunction(() => document.querySelector("#result th")?.textContent === "id");
+    // The previous answer's first column is `id` too: wait for this one's second column.
+    await page.waitForFunction(() => document.querySelectorAll("#result th")[1]?.textContent === "past");
     seen.exact = (await rows(page, "#result"))[0];
     seen.exact_aligned = await page.$$eval("#result tbody td", (tds) => tds.map((td) => td.className === "num"));
 
