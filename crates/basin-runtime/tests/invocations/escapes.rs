@@ -1,0 +1,317 @@
+//! The escape suite (issue #14): a function trying what a hostile one would. Part of the
+//! `runtime` test binary (tests/runtime.rs), beside the invocation tests whose helpers it uses.
+
+use super::*;
+use std::sync::atomic::Ordering;
+
+/// Which of `pids` are still alive after a short grace (a killed process is reaped by
+/// the kernel a moment after its invocation returns).
+async fn survivors(pids: Vec<u32>) -> Vec<u32> {
+    for _ in 0..100 {
+        if pids.iter().all(|p| !alive(*p)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pids.into_iter().filter(|p| alive(*p)).collect()
+}
+
+fn confined(options: RuntimeOptions) -> Runtime {
+    let rt = runtime(options);
+    assert!(
+        rt.walls().missing().next().is_none(),
+        "this machine must build every wall for these tests: {}",
+        rt.walls().summary()
+    );
+    rt
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_bounded_and_its_processes_end_with_it() {
+    let rt = confined(RuntimeOptions {
+        max_processes: 48,
+        ..RuntimeOptions::default()
+    });
+    let source = r#"
+import os, time
+def bomb():
+r, w = os.pipe()
+forks, error = 0, None
+while forks < 10000:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        error = type(e).__name__
+        break
+    if pid == 0:
+        me = os.readlink("/proc/self")
+        print(me, flush=True)
+        os.write(w, (me + "\n").encode())
+        time.sleep(600)
+        os._exit(0)
+    forks += 1
+os.close(w)
+pids = []
+with os.fdopen(r) as f:
+    for _ in range(forks):
+        pids.append(int(f.readline()))
+return {"forks": forks, "error": error, "pids": pids}
+"#;
+    let (finished, lines) = invoke(&rt, source, "bomb", None, Limits::default()).await;
+    // Unprivileged, the rlimit refuses the 48th fork; as root (which rlimits do not
+    // bind) Basin counts the processes from outside and stops the invocation.
+    let pids: Vec<u32> = match &finished.result {
+        Ok(_) => {
+            let v = json(&finished);
+            assert_eq!(v["error"], "BlockingIOError", "{v}");
+            assert!((1..48).contains(&v["forks"].as_u64().unwrap()), "{v}");
+            serde_json::from_value(v["pids"].clone()).unwrap()
+        }
+        Err(e) => {
+            assert!(
+                e.message
+                    .contains("started more than 48 processes ([functions] max_processes)"),
+                "{e}"
+            );
+            assert_eq!(rt_counter(&rt).over_processes.load(Ordering::Relaxed), 1);
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|(_, l)| l.parse().ok())
+                .collect()
+        }
+    };
+    let survivors = survivors(pids).await;
+    assert!(
+        survivors.is_empty(),
+        "outlived the invocation: {survivors:?}"
+    );
+    // Basin is fine: the next invocation runs.
+    let (next, _) = invoke(
+        &rt,
+        "def ok():\n    return 1\n",
+        "ok",
+        None,
+        Limits::default(),
+    )
+    .await;
+    assert_eq!(json(&next), 1);
+}
+
+/// Regression: the function used to be its namespace's init, which signals from inside
+/// the namespace cannot kill, so killing itself did nothing.
+#[tokio::test]
+async fn a_function_that_kills_itself_is_reported_killed() {
+    let rt = confined(RuntimeOptions::default());
+    let source = "import os, signal\ndef crash():\n    os.kill(os.getpid(), signal.SIGKILL)\n";
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(20)),
+        ..Limits::default()
+    };
+    let (finished, _) = invoke(&rt, source, "crash", None, limits).await;
+    let e = finished.result.as_ref().unwrap_err();
+    assert!(e.message.contains("was killed by signal 9"), "{e}");
+}
+
+#[tokio::test]
+async fn a_child_that_leaves_the_session_is_gone_when_the_invocation_ends() {
+    let rt = confined(RuntimeOptions::default());
+    let source = r#"
+import subprocess, sys
+def escape():
+child = subprocess.Popen([sys.executable, "-c",
+    "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(300)"],
+    stdout=subprocess.PIPE, start_new_session=True)
+return int(child.stdout.readline())
+"#;
+    let (finished, _) = invoke(&rt, source, "escape", None, Limits::default()).await;
+    let pid = json(&finished).as_u64().unwrap() as u32;
+    // Killed when the invocation ends (Basin waits for their end only when it reads
+    // a table the function wrote; otherwise the kernel finishes them just after).
+    assert!(
+        survivors(vec![pid]).await.is_empty(),
+        "the setsid child {pid} outlived its invocation"
+    );
+}
+
+#[tokio::test]
+async fn filling_the_folder_is_refused_at_the_cap() {
+    let rt = confined(RuntimeOptions {
+        max_folder_size: 8 << 20,
+        ..RuntimeOptions::default()
+    });
+    let one_big_file = r#"
+def big():
+try:
+    with open("big.bin", "wb") as f:
+        f.write(b"x" * (16 << 20))
+    return "allowed"
+except OSError as e:
+    return e.strerror
+"#;
+    let (finished, _) = invoke(&rt, one_big_file, "big", None, Limits::default()).await;
+    assert_eq!(json(&finished), "File too large");
+    let many_files = r#"
+import time
+def many():
+for i in range(12):
+    with open(f"part-{i}.bin", "wb") as f:
+        f.write(b"x" * (1 << 20))
+time.sleep(30)
+"#;
+    let (finished, _) = invoke(&rt, many_files, "many", None, Limits::default()).await;
+    let e = finished.result.as_ref().unwrap_err();
+    assert!(
+        e.message
+            .contains("over the limit of 8.0 MiB ([functions] max_folder_size)"),
+        "{e}"
+    );
+    assert_eq!(finished.record.status, InvocationStatus::Memory);
+    assert_eq!(rt_counter(&rt).over_folder.load(Ordering::Relaxed), 1);
+}
+
+fn rt_counter(rt: &Runtime) -> &basin_runtime::RuntimeCounters {
+    &rt.options().counters
+}
+
+#[tokio::test]
+async fn an_output_swapped_for_a_symlink_is_refused() {
+    let rt = confined(RuntimeOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("swap.py");
+    std::fs::write(
+            &program,
+            r#"#!/usr/bin/env python3
+import json, os, socket
+import pyarrow as pa
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(os.environ["BASIN_SOCKET"])
+sock.sendall((json.dumps({"invocation": os.environ["BASIN_INVOCATION"], "stream": "control"}) + "\n").encode())
+request = json.loads(sock.makefile("rb").readline())
+table = pa.table({"x": [1, 2, 3]})
+with pa.OSFile("elsewhere.arrow", "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+writer.write_table(table)
+path = request["output"]["path"]
+os.symlink(os.path.abspath("elsewhere.arrow"), path)
+sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "table", "path": path}}) + "\n").encode())
+"#,
+        )
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let invocation = Invocation {
+        function: "swap.py".into(),
+        target: Target::Program {
+            argv: vec![program.display().to_string()],
+        },
+        env: rt.environment(&pyarrow()).await.unwrap(),
+        preload: vec![],
+        event: serde_json::Value::Null,
+        params: serde_json::Value::Null,
+        secrets: BTreeMap::new(),
+        limits: Limits::default(),
+        concurrency: None,
+    };
+    let ws = rt.workspace().unwrap();
+    let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+    let e = finished
+        .result
+        .as_ref()
+        .expect_err("a symlinked output is refused");
+    assert!(e.message.contains("is not a regular file"), "{e}");
+}
+
+#[tokio::test]
+async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
+    let rt = confined(RuntimeOptions::default());
+    let mut other = rt.workspace().unwrap();
+    other
+        .write_input(
+            "orders",
+            orders().schema(),
+            futures::stream::iter(vec![Ok(orders())]),
+        )
+        .await
+        .unwrap();
+    let other_input = other.input_path("orders").unwrap().to_path_buf();
+    let source = format!(
+        r#"
+import os
+def attempt(what):
+try:
+    what()
+    return "allowed"
+except OSError as e:
+    return type(e).__name__
+def peek():
+scratch = os.path.dirname(os.path.dirname(os.getcwd()))
+return {{
+    "other_input": attempt(lambda: open({other_input:?}, "rb").read()),
+    "list_scratch": attempt(lambda: os.listdir(scratch)),
+    "own_folder": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
+    "shadow": attempt(lambda: open("/etc/shadow").read()),
+    "passwd": attempt(lambda: open("/etc/passwd").read()),
+}}
+"#
+    );
+    let (finished, _) = invoke(&rt, &source, "peek", None, Limits::default()).await;
+    let v = json(&finished);
+    assert_eq!(v["other_input"], "PermissionError", "{v}");
+    assert_eq!(v["list_scratch"], "PermissionError", "{v}");
+    assert_eq!(v["own_folder"], "allowed", "{v}");
+    // Even when Basin runs as root: only what any user may read of /etc.
+    assert_ne!(v["shadow"], "allowed", "{v}");
+    assert_eq!(v["passwd"], "allowed", "{v}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(other_input.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "invocation folders are private");
+}
+
+#[tokio::test]
+async fn strict_isolation_refuses_when_a_wall_is_off_and_best_effort_says_so() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = format!(
+        "import socket\ndef call():\n    socket.create_connection((\"127.0.0.1\", {port}), timeout=2).close()\n    return \"reached\"\n"
+    );
+    let strict = runtime(RuntimeOptions {
+        isolation: Some(basin_runtime::Isolation::Strict),
+        disable_walls: vec!["network".into()],
+        ..RuntimeOptions::default()
+    });
+    let (finished, _) = invoke(&strict, &source, "call", None, Limits::default()).await;
+    let e = finished.result.as_ref().unwrap_err();
+    assert!(
+        e.message.contains("was not run: isolation is strict")
+            && e.message
+                .contains("network: turned off by [functions] disable_walls"),
+        "{e}"
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("isolation = \"best-effort\"")
+    );
+    assert_eq!(rt_counter(&strict).refused.load(Ordering::Relaxed), 1);
+
+    let relaxed = runtime(RuntimeOptions {
+        isolation: Some(basin_runtime::Isolation::BestEffort),
+        disable_walls: vec!["network".into()],
+        ..RuntimeOptions::default()
+    });
+    let (finished, _) = invoke(&relaxed, &source, "call", None, Limits::default()).await;
+    assert_eq!(json(&finished), "reached");
+    assert!(
+        finished
+            .unconfined
+            .iter()
+            .any(|m| m.starts_with("network: turned off")),
+        "{:?}",
+        finished.unconfined
+    );
+}
