@@ -243,8 +243,12 @@ fn run_id(lake: &Lake) -> String {
 fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
     let lake = project();
     let before = lake.commits("main");
-    let record: serde_json::Value =
-        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    let first = lake.run(&["run", "--format", "json"]);
+    assert!(first.status.success(), "{first:?}");
+    // The first run in a lakehouse says it builds the environment (once, then cached).
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(said.contains("building environment"), "{said}");
+    let record: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(record["status"], "succeeded");
     let steps: Vec<&str> = record["models"]
         .as_array()

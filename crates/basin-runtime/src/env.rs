@@ -25,6 +25,21 @@ pub struct EnvSpec {
 }
 
 impl EnvSpec {
+    /// What Basin says before building this environment the first time.
+    pub fn building_note(&self) -> String {
+        let packages: Vec<String> = self
+            .packages
+            .iter()
+            .map(|(n, v)| format!("{n}=={v}"))
+            .collect();
+        format!(
+            "building environment {} (Python {}, {}): once, then cached",
+            self.hash(),
+            self.python,
+            packages.join(", ")
+        )
+    }
+
     pub fn new(python: impl Into<String>) -> Self {
         Self {
             python: python.into(),

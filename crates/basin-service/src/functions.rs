@@ -79,17 +79,7 @@ impl Lakehouse {
         let runtime = self.runtime()?;
         let envs = runtime.envs();
         if !envs.is_ready(&spec) {
-            let packages: Vec<String> = spec
-                .packages
-                .iter()
-                .map(|(n, v)| format!("{n}=={v}"))
-                .collect();
-            notify(&format!(
-                "building environment {} (Python {}, {}): once, then cached",
-                spec.hash(),
-                spec.python,
-                packages.join(", ")
-            ));
+            notify(&spec.building_note());
         }
         let env = runtime.environment(&spec).await?;
         let secrets = secrets_for(&declaration, &[])?;

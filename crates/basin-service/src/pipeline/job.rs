@@ -199,6 +199,11 @@ impl ModelJob {
             &self.project.pip,
             &[],
         );
+        // Said as the model's line (not kept in its logs): the first run in a lakehouse
+        // builds its environments, which takes a while; later runs find them cached.
+        if !runtime.envs().is_ready(&spec) {
+            (self.sink)(name, basin_runtime::Stream::Stderr, &spec.building_note());
+        }
         let env = runtime.environment(&spec).await?;
         let mut workspace = runtime.workspace()?;
         let mut session = None;
