@@ -47,7 +47,7 @@ def test_remote_commands_answer_like_local_ones(remote, orders, tmp_path):
 
     (tmp_path / "late.csv").write_text("id,amount\n4,1.00\n5,2.00\n")
     report = json.loads(remote("import", str(tmp_path / "late.csv"), "--table", "sales.orders",
-                               "--branch", "dev", "--output-format", "json").stdout)
+                               "--branch", "dev", "--format", "json").stdout)
     assert report["rows"] == 2 and report["branch"] == "dev"
 
     merged = json.loads(remote("merge", "dev", "--format", "json").stdout)

@@ -34,8 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "TERM", value_delimiter = ';')]
     partition_by: Vec<String>,
     /// The files' format (default: from the file extension)
-    #[arg(long, value_name = "csv|json|parquet")]
-    format: Option<String>,
+    #[arg(long, value_name = "csv|json|parquet|arrow")]
+    input_format: Option<String>,
     /// CSV field separator (default: `,`; tab for .tsv, `|` for .tbl)
     #[arg(long, value_name = "CHAR")]
     delimiter: Option<char>,
@@ -48,9 +48,9 @@ pub struct Args {
     /// Add columns the table does not have yet (as nullable columns)
     #[arg(long)]
     allow_new_columns: bool,
-    /// How to print the report: `table` for people, `json` for scripts
+    /// How to print the report: `table` for people, `json` for scripts (as every command)
     #[arg(long, value_enum, default_value_t = ListFormat::Table, value_name = "FORMAT")]
-    output_format: ListFormat,
+    format: ListFormat,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -67,7 +67,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         ModeArg::Append => Mode::Append,
         ModeArg::Replace => Mode::Replace,
     };
-    request.format = args.format.as_deref().map(Format::parse).transpose()?;
+    request.format = args.input_format.as_deref().map(Format::parse).transpose()?;
     request.partition_by = args.partition_by;
     request.allow_new_columns = args.allow_new_columns;
     request.csv = CsvOptions::from_chars(args.delimiter, args.quote, !args.no_header)?;
@@ -94,7 +94,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             missing.file, missing.column
         ));
     }
-    done(args.output_format, &report, || {
+    done(args.format, &report, || {
         format!(
             "Imported {} rows from {} file{} into {} on `{}` ({}commit {}, {:.1}s)",
             report.rows,
