@@ -103,7 +103,7 @@ def test_psycopg_runs_parameterized_queries_lists_tables_and_gets_sqlstates(serv
 
 
 def test_tokens_are_passwords(pg):
-    reader = pg("token", "create", "--role", "reader").strip()
+    reader = pg("token", "create", "--role", "reader", "--name", "metabase").strip()
     base, proc = serve(pg)
     try:
         ok = psql(proc.port, "-At", "-c", "SELECT count(*) FROM sales.orders", password=reader)
@@ -112,6 +112,8 @@ def test_tokens_are_passwords(pg):
         assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
         with psycopg.connect(host="127.0.0.1", port=proc.port, dbname="dev", user="bi", password=reader) as conn:
             assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 3
+            # What BI tools ask on connect: the database is the ref, the user the token's name.
+            assert conn.execute("SELECT current_database(), current_user").fetchone() == ("dev", "metabase")
     finally:
         proc.kill()
         proc.wait()

@@ -59,6 +59,8 @@ use crate::query::Meter;
 
 /// The connection setting that picks the ref.
 const REF: &str = "basin.ref";
+/// Connection metadata: who connected, as `current_user` answers (the token's name).
+const WHO: &str = "basin.who";
 
 /// A statement as parsed for the extended protocol: the SQL and, unless empty, the parsed
 /// statement with its plan at parse time (for Describe). The shape datafusion-postgres'
@@ -217,6 +219,25 @@ fn empty_plan() -> LogicalPlan {
 }
 
 /// The ref a connection reads: its `SET basin.ref`, else its database name.
+/// A function of no arguments that answers `value` (per connection: the ref, the user).
+fn constant_text(name: &str, value: &str) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    let value = value.to_string();
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                value.clone(),
+            ))))
+        }),
+    )
+}
+
 fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
     client
         .metadata()
@@ -284,6 +305,20 @@ impl Backend {
                 .map_err(basin_error)?;
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
+        // What BI tools ask first: the database is the ref, the user the token's name (the
+        // catalog's own answers would be "datafusion" and "postgres").
+        let who = client
+            .metadata()
+            .get(WHO)
+            .or_else(|| client.metadata().get(METADATA_USER))
+            .cloned()
+            .unwrap_or_else(|| "basin".to_string());
+        session
+            .context()
+            .register_udf(constant_text("current_database", &spec));
+        session
+            .context()
+            .register_udf(constant_text("session_user", &who));
         let session = Arc::new(session);
         client.session_extensions().insert(Cached {
             spec,
@@ -659,6 +694,9 @@ impl StartupHandler for Handlers {
                 match self.0.lakehouse.authenticate(&secret).await {
                     Ok(Some((token, role))) => {
                         tracing::debug!(token = %token.id, role = role.as_str(), "postgres login");
+                        client
+                            .metadata_mut()
+                            .insert(WHO.to_string(), token.name.clone());
                         self.welcome(client).await?;
                     }
                     Ok(None) => {

@@ -67,7 +67,11 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         ModeArg::Append => Mode::Append,
         ModeArg::Replace => Mode::Replace,
     };
-    request.format = args.input_format.as_deref().map(Format::parse).transpose()?;
+    request.format = args
+        .input_format
+        .as_deref()
+        .map(Format::parse)
+        .transpose()?;
     request.partition_by = args.partition_by;
     request.allow_new_columns = args.allow_new_columns;
     request.csv = CsvOptions::from_chars(args.delimiter, args.quote, !args.no_header)?;
