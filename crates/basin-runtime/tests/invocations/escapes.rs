@@ -35,27 +35,27 @@ async fn a_fork_bomb_is_bounded_and_its_processes_end_with_it() {
     let source = r#"
 import os, time
 def bomb():
-r, w = os.pipe()
-forks, error = 0, None
-while forks < 10000:
-    try:
-        pid = os.fork()
-    except OSError as e:
-        error = type(e).__name__
-        break
-    if pid == 0:
-        me = os.readlink("/proc/self")
-        print(me, flush=True)
-        os.write(w, (me + "\n").encode())
-        time.sleep(600)
-        os._exit(0)
-    forks += 1
-os.close(w)
-pids = []
-with os.fdopen(r) as f:
-    for _ in range(forks):
-        pids.append(int(f.readline()))
-return {"forks": forks, "error": error, "pids": pids}
+    r, w = os.pipe()
+    forks, error = 0, None
+    while forks < 10000:
+        try:
+            pid = os.fork()
+        except OSError as e:
+            error = type(e).__name__
+            break
+        if pid == 0:
+            me = os.readlink("/proc/self")
+            print(me, flush=True)
+            os.write(w, (me + "\n").encode())
+            time.sleep(600)
+            os._exit(0)
+        forks += 1
+    os.close(w)
+    pids = []
+    with os.fdopen(r) as f:
+        for _ in range(forks):
+            pids.append(int(f.readline()))
+    return {"forks": forks, "error": error, "pids": pids}
 "#;
     let (finished, lines) = invoke(&rt, source, "bomb", None, Limits::default()).await;
     // Unprivileged, the rlimit refuses the 48th fork; as root (which rlimits do not
@@ -120,10 +120,10 @@ async fn a_child_that_leaves_the_session_is_gone_when_the_invocation_ends() {
     let source = r#"
 import subprocess, sys
 def escape():
-child = subprocess.Popen([sys.executable, "-c",
-    "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(300)"],
-    stdout=subprocess.PIPE, start_new_session=True)
-return int(child.stdout.readline())
+    child = subprocess.Popen([sys.executable, "-c",
+        "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(300)"],
+        stdout=subprocess.PIPE, start_new_session=True)
+    return int(child.stdout.readline())
 "#;
     let (finished, _) = invoke(&rt, source, "escape", None, Limits::default()).await;
     let pid = json(&finished).as_u64().unwrap() as u32;
@@ -143,22 +143,22 @@ async fn filling_the_folder_is_refused_at_the_cap() {
     });
     let one_big_file = r#"
 def big():
-try:
-    with open("big.bin", "wb") as f:
-        f.write(b"x" * (16 << 20))
-    return "allowed"
-except OSError as e:
-    return e.strerror
+    try:
+        with open("big.bin", "wb") as f:
+            f.write(b"x" * (16 << 20))
+        return "allowed"
+    except OSError as e:
+        return e.strerror
 "#;
     let (finished, _) = invoke(&rt, one_big_file, "big", None, Limits::default()).await;
     assert_eq!(json(&finished), "File too large");
     let many_files = r#"
 import time
 def many():
-for i in range(12):
-    with open(f"part-{i}.bin", "wb") as f:
-        f.write(b"x" * (1 << 20))
-time.sleep(30)
+    for i in range(12):
+        with open(f"part-{i}.bin", "wb") as f:
+            f.write(b"x" * (1 << 20))
+    time.sleep(30)
 "#;
     let (finished, _) = invoke(&rt, many_files, "many", None, Limits::default()).await;
     let e = finished.result.as_ref().unwrap_err();
@@ -181,8 +181,8 @@ async fn an_output_swapped_for_a_symlink_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("swap.py");
     std::fs::write(
-            &program,
-            r#"#!/usr/bin/env python3
+                &program,
+                r#"#!/usr/bin/env python3
 import json, os, socket
 import pyarrow as pa
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -191,13 +191,13 @@ sock.sendall((json.dumps({"invocation": os.environ["BASIN_INVOCATION"], "stream"
 request = json.loads(sock.makefile("rb").readline())
 table = pa.table({"x": [1, 2, 3]})
 with pa.OSFile("elsewhere.arrow", "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-writer.write_table(table)
+    writer.write_table(table)
 path = request["output"]["path"]
 os.symlink(os.path.abspath("elsewhere.arrow"), path)
 sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "table", "path": path}}) + "\n").encode())
 "#,
-        )
-        .unwrap();
+            )
+            .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let invocation = Invocation {
@@ -239,20 +239,20 @@ async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
         r#"
 import os
 def attempt(what):
-try:
-    what()
-    return "allowed"
-except OSError as e:
-    return type(e).__name__
+    try:
+        what()
+        return "allowed"
+    except OSError as e:
+        return type(e).__name__
 def peek():
-scratch = os.path.dirname(os.path.dirname(os.getcwd()))
-return {{
-    "other_input": attempt(lambda: open({other_input:?}, "rb").read()),
-    "list_scratch": attempt(lambda: os.listdir(scratch)),
-    "own_folder": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
-    "shadow": attempt(lambda: open("/etc/shadow").read()),
-    "passwd": attempt(lambda: open("/etc/passwd").read()),
-}}
+    scratch = os.path.dirname(os.path.dirname(os.getcwd()))
+    return {{
+        "other_input": attempt(lambda: open({other_input:?}, "rb").read()),
+        "list_scratch": attempt(lambda: os.listdir(scratch)),
+        "own_folder": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
+        "shadow": attempt(lambda: open("/etc/shadow").read()),
+        "passwd": attempt(lambda: open("/etc/passwd").read()),
+    }}
 "#
     );
     let (finished, _) = invoke(&rt, &source, "peek", None, Limits::default()).await;
