@@ -13,6 +13,9 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::*;
 
+/// The help section of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "basin",
@@ -27,12 +30,12 @@ every other command finds it like git finds a repository.",
 )]
 struct Cli {
     /// The lakehouse folder (default: the nearest folder holding `.basin/`, walking up)
-    #[arg(long, global = true, env = basin_service::config::env::HOME, value_name = "PATH")]
+    #[arg(long, global = true, env = basin_service::config::env::HOME, value_name = "PATH", help_heading = GLOBAL)]
     home: Option<PathBuf>,
 
     /// Work on the lakehouse a `basin serve` at URL serves (e.g. http://10.0.0.5:8181),
     /// through its HTTP API; a ref or branch left out then means the server's `main`
-    #[arg(long, global = true, env = "BASIN_REMOTE", value_name = "URL")]
+    #[arg(long, global = true, env = "BASIN_REMOTE", value_name = "URL", help_heading = GLOBAL)]
     remote: Option<String>,
 
     /// The access token for --remote (create one with `basin token create`)
@@ -41,7 +44,8 @@ struct Cli {
         global = true,
         env = "BASIN_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        help_heading = GLOBAL
     )]
     token: Option<String>,
 

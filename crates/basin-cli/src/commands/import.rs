@@ -11,7 +11,7 @@ use crate::output::{ListFormat, done};
 #[command(after_help = "Examples:
   basin import orders.csv --table sales.orders
   basin import 'landing/*.csv' --table sales.orders --branch dev
-  basin import events/ --table app.events --format json --partition-by 'day(ts)'
+  basin import events/ --table app.events --input-format json --partition-by 'day(ts)'
   basin import fixed.parquet --table sales.orders --mode replace
   basin import s3://bucket/raw/trips.csv --table rides.trips
 
