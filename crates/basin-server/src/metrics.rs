@@ -134,6 +134,7 @@ impl Metrics {
         }
         let sql = self.sql.counters();
         let limits = self.sql.limits();
+        let f = &self.functions;
         for (name, kind, help, value) in [
             (
                 "basin_query_timeouts_total",
@@ -171,12 +172,29 @@ impl Metrics {
                 "HTTP connections open now (at most `[server] max_connections`).",
                 self.connections.load(Ordering::Relaxed) as f64,
             ),
+            (
+                "basin_function_max_processes",
+                "gauge",
+                "`[functions] max_processes`: processes and threads of one invocation.",
+                f.max_processes as f64,
+            ),
+            (
+                "basin_function_max_open_files",
+                "gauge",
+                "`[functions] max_open_files`: open files of one function process.",
+                f.max_open_files as f64,
+            ),
+            (
+                "basin_function_max_folder_size_bytes",
+                "gauge",
+                "`[functions] max_folder_size`: what one invocation may write into its folder.",
+                f.max_folder_size as f64,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         }
-        let f = &self.functions;
         let stopped = &f.counters;
         let _ = writeln!(
             out,
@@ -195,27 +213,6 @@ impl Metrics {
                 "basin_function_limit_hits_total{{limit=\"{limit}\"}} {}",
                 counter.load(Ordering::Relaxed)
             );
-        }
-        for (name, help, value) in [
-            (
-                "basin_function_max_processes",
-                "`[functions] max_processes`: processes and threads of one invocation.",
-                f.max_processes,
-            ),
-            (
-                "basin_function_max_open_files",
-                "`[functions] max_open_files`: open files of one function process.",
-                f.max_open_files,
-            ),
-            (
-                "basin_function_max_folder_size_bytes",
-                "`[functions] max_folder_size`: what one invocation may write into its folder.",
-                f.max_folder_size,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {value}");
         }
         let _ = writeln!(
             out,
