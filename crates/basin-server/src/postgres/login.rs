@@ -1,0 +1,114 @@
+//! Logging in to the Postgres door: a token as the password (unless `--no-auth`), then the
+//! database name picks the ref the connection reads.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::{
+    StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::{Handlers, REF, WHO, basin_error, pgwire};
+
+impl Handlers {
+    /// Authentication passed: pick the ref from the database name and say ready.
+    async fn welcome<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let metadata = client.metadata();
+        let user = metadata.get(METADATA_USER);
+        let spec = match metadata.get(METADATA_DATABASE) {
+            Some(db) if Some(db) != user && !matches!(db.as_str(), "postgres" | "basin") => {
+                db.clone()
+            }
+            _ => "main".to_string(),
+        };
+        if let Err(e) = self.0.lakehouse.resolve(Some(&spec)).await {
+            let mut info = ErrorInfo::new(
+                "FATAL".into(),
+                "3D000".into(),
+                format!("database \"{spec}\" does not exist: {}", e.message),
+            );
+            // The ref's own hint says which was meant ("did you mean `main`?").
+            info.hint = Some(match e.hint {
+                Some(hint) => format!(
+                    "{hint} (the database name is a branch, tag or commit; list them with \
+                     `basin branch ls`)"
+                ),
+                None => "the database name is a branch, tag or commit; list them with \
+                         `basin branch ls`"
+                    .into(),
+            });
+            return Err(PgWireError::UserError(Box::new(info)));
+        }
+        client.metadata_mut().insert(REF.to_string(), spec);
+        finish_authentication(client, &self.0.parameters).await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Handlers {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if self.0.open {
+                    return self.welcome(client).await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                use futures::SinkExt;
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(password) if !self.0.open => {
+                let secret = password.into_password()?.password;
+                match self.0.lakehouse.authenticate(&secret).await {
+                    Ok(Some((token, role))) => {
+                        tracing::debug!(token = %token.id, role = role.as_str(), "postgres login");
+                        client
+                            .metadata_mut()
+                            .insert(WHO.to_string(), token.name.clone());
+                        self.welcome(client).await?;
+                    }
+                    Ok(None) => {
+                        let mut info = ErrorInfo::new(
+                            "FATAL".into(),
+                            "28P01".into(),
+                            "password authentication failed: the password is not a known Basin access token".into(),
+                        );
+                        info.hint = Some(
+                            "use a token from `basin token create --role reader` as the password"
+                                .into(),
+                        );
+                        return Err(PgWireError::UserError(Box::new(info)));
+                    }
+                    Err(e) => return Err(basin_error(e)),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
