@@ -9,6 +9,7 @@ mod convert;
 mod csv_input;
 mod infer;
 mod read;
+mod read_errors;
 mod schema;
 mod source;
 mod stream;
