@@ -37,34 +37,52 @@ const INTERESTING: &[u8] = b"\0\n\r\t \"',;:|\\{}[]()-+.=#0\x7f\x80\xbf\xef\xff"
 /// A property check: `Err` says what broke.
 pub type Verdict = Result<(), String>;
 
-/// The corpus of `target`: every file in `fuzz/corpus/TARGET/`, by name.
+/// Seeds a target takes from elsewhere in the repository, read in place rather than copied
+/// into its corpus: the policy target starts from the TPC-H queries the SQL tests run.
+fn shared_seeds(target: &str) -> &'static [&'static str] {
+    match target {
+        "policy" => &["tests/data/tpch/queries"],
+        _ => &[],
+    }
+}
+
+/// The corpus of `target`: every file in `fuzz/corpus/TARGET/` and in its shared seed
+/// folders, each named by its path from the workspace's root.
 pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = corpus_dir(target);
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list the corpus {}: {e}", dir.display()));
-    let mut files: Vec<(String, Vec<u8>)> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.'))
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(&name))
-                .unwrap_or_else(|e| panic!("cannot read {}/{name}: {e}", dir.display()));
-            (name, bytes)
-        })
-        .collect();
+    let own = format!("fuzz/corpus/{target}");
+    let mut files = Vec::new();
+    for folder in std::iter::once(own.as_str()).chain(shared_seeds(target).iter().copied()) {
+        let dir = workspace_root().join(folder);
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list the corpus {}: {e}", dir.display()));
+        for entry in entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path())
+                .unwrap_or_else(|e| panic!("cannot read {folder}/{name}: {e}"));
+            files.push((format!("{folder}/{name}"), bytes));
+        }
+    }
     files.sort();
-    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    assert!(!files.is_empty(), "the corpus {own} is empty");
     files
 }
 
-fn corpus_dir(target: &str) -> PathBuf {
+fn workspace_root() -> &'static std::path::Path {
     // crates/basin-fuzz -> the workspace's root.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
-        .expect("the workspace root");
-    root.join("fuzz/corpus").join(target)
+        .expect("the workspace root")
+}
+
+fn corpus_dir(target: &str) -> PathBuf {
+    workspace_root().join("fuzz/corpus").join(target)
 }
 
 /// Runs `check` on every corpus file of `target`; panics listing every file that fails.
@@ -74,7 +92,7 @@ pub fn replay(target: &str, mut check: impl FnMut(&[u8]) -> Verdict) {
     for (name, bytes) in corpus(target) {
         watchdog.begin(&bytes, &name);
         if let Err(why) = run_case(&mut check, &bytes) {
-            failures.push(format!("fuzz/corpus/{target}/{name}: {why}"));
+            failures.push(format!("{name}: {why}"));
         }
         watchdog.end();
     }
