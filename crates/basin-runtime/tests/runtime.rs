@@ -246,6 +246,14 @@ mod invocations {
         .unwrap()
     }
 
+    /// Python that runs `what` and says "allowed" or the name of the OSError it raised.
+    const ATTEMPT: &str = r#"def attempt(what):
+    try:
+        what()
+        return "allowed"
+    except OSError as e:
+        return type(e).__name__"#;
+
     fn json(finished: &Finished) -> serde_json::Value {
         match &finished.result {
             Ok(Output::Json(v)) => v.clone(),
@@ -397,12 +405,7 @@ def slow():
         let source = format!(
             r#"
 import os, socket
-def attempt(what):
-    try:
-        what()
-        return "allowed"
-    except OSError as e:
-        return type(e).__name__
+{ATTEMPT}
 def probe():
     return {{
         "catalog": attempt(lambda: open({catalog:?}).read()),

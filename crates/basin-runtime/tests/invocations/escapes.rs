@@ -238,12 +238,7 @@ async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
     let source = format!(
         r#"
 import os
-def attempt(what):
-    try:
-        what()
-        return "allowed"
-    except OSError as e:
-        return type(e).__name__
+{ATTEMPT}
 def peek():
     scratch = os.path.dirname(os.path.dirname(os.getcwd()))
     return {{
