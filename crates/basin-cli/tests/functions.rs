@@ -259,8 +259,6 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
     assert_eq!(steps, ["clean_orders", "revenue", "no_negative_revenue"]);
     assert_eq!(record["models"][0]["logs"][0], "kept 5 of 6 orders");
     assert_eq!(lake.commits("main"), before + 1, "one merge commit on main");
-    // The run's branch is kept, but `branch ls` lists it only when asked.
-    let run_branch = format!("run/{}", record["id"].as_str().unwrap());
     let listed = |args: &[&str]| -> Vec<String> {
         lake.json(args)
             .as_array()
@@ -269,8 +267,9 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
             .map(|b| b["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(listed(&["branch", "ls"]), ["main"]);
-    assert!(listed(&["branch", "ls", "--all"]).contains(&run_branch));
+    // A merged run leaves no branch behind.
+    assert_eq!(record["branch_deleted"], true, "{record}");
+    assert_eq!(listed(&["branch", "ls", "--all"]), ["main"]);
     let log = lake.json(&["log", "main", "-n", "1"]);
     assert!(
         log[0]["message"]
@@ -286,8 +285,15 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
         ),
         "109.50"
     );
+    // Kept when asked, and then listed only with --all.
+    let kept: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--no-cache", "--keep-branch", "--format", "json"]))
+            .unwrap();
+    let branch = kept["branch"].as_str().unwrap();
+    assert_eq!(kept["branch_deleted"], false);
+    assert_eq!(listed(&["branch", "ls"]), ["main"]);
+    assert_eq!(listed(&["branch", "ls", "--all"]), ["main", branch]);
     // The run's own commits name the run and the model that wrote each table.
-    let branch = record["branch"].as_str().unwrap();
     let written: Vec<String> = lake
         .json(&["log", branch, "-n", "10"])
         .as_array()
@@ -307,7 +313,7 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
         lake.fails(&["table", "show", "shop.clean_orders"])
             .contains("does not exist")
     );
-    let shown = lake.json(&["runs", "show", &record["id"].as_str().unwrap()[..6]]);
+    let shown = lake.json(&["runs", "show", record["id"].as_str().unwrap()]);
     assert_eq!(shown["merged_commit"], record["merged_commit"]);
     assert!(
         shown["code"]["revenue.sql"]
@@ -607,6 +613,24 @@ fn a_replay_reruns_the_stored_code_on_the_commit_it_read() {
     );
     assert_eq!(output("shop.stamp")["identical"], false, "{report}");
     assert_eq!(report["identical"], false);
+    // Outputs differ, so the replay's branches stay for a look.
+    let kept = report["kept_branches"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{report}");
+    assert!(kept.iter().any(|b| b == &format!("replay/{id}")));
+
+    // When every output is identical, the replay leaves no branch behind.
+    let lake = project();
+    lake.ok(&["run"]);
+    let report = lake.json(&["runs", "replay", &run_id(&lake)]);
+    assert_eq!(report["identical"], true, "{report}");
+    assert_eq!(report["kept_branches"], serde_json::json!([]));
+    assert_eq!(
+        lake.json(&["branch", "ls", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -39,9 +39,13 @@ pub struct Args {
     /// A parameter, NAME=VALUE (repeat for more)
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// Run everything, merge nothing
+    /// Run everything, merge nothing (the run branch stays for a look)
     #[arg(long)]
     dry_run: bool,
+    /// Keep the run's branch `run/<id>` after it merges (by default it is deleted; failed
+    /// and dry runs always keep theirs)
+    #[arg(long)]
+    keep_branch: bool,
     /// Run every model, even those whose code, environment, parameters and inputs are
     /// unchanged since an earlier run (whose output is otherwise reused)
     #[arg(long)]
@@ -67,6 +71,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         params,
         dry_run: args.dry_run,
         no_cache: args.no_cache,
+        keep_branch: args.keep_branch,
     };
     if !args.dry_run {
         status(lakehouse.runtime()?.walls().summary());

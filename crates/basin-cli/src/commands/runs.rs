@@ -33,6 +33,10 @@ pub enum Command {
     /// every stored output comes out identical
     Replay {
         id: String,
+        /// Keep the replay's branches (`replay/<id>` and its run branch) even when every
+        /// output is identical (they are kept anyway when outputs differ)
+        #[arg(long)]
+        keep_branch: bool,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -96,14 +100,18 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Replay { id, format } => {
+        Command::Replay {
+            id,
+            keep_branch,
+            format,
+        } => {
             let sink = std::sync::Arc::new(|model: &str, _: basin_runtime::Stream, line: &str| {
                 eprintln!("  [{model}] {line}")
             });
             let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
             let report = lake
                 .local("runs replay")?
-                .replay_run(&id, sink, progress)
+                .replay_run(&id, keep_branch, sink, progress)
                 .await?;
             let rows = report
                 .outputs
@@ -140,6 +148,13 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                     "outputs differ"
                 }
             ));
+            if !report.kept_branches.is_empty() {
+                crate::output::status(format!(
+                    "Kept {} for a look (basin query \"...\" --ref {}; basin branch rm NAME when done)",
+                    report.kept_branches.join(" and "),
+                    report.kept_branches[0]
+                ));
+            }
             Ok(())
         }
         Command::Logs { id, model } => {

@@ -39,6 +39,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Run every model, even those whose inputs and code are unchanged.
     pub no_cache: bool,
+    /// Keep the `run/<id>` branch after a merged run (by default only failed and dry runs
+    /// leave it, for a look at what they did).
+    pub keep_branch: bool,
 }
 
 /// Told each model's output lines, and each model's start and end.
@@ -61,6 +64,9 @@ pub struct RunRecord {
     pub read_commit: String,
     /// The merge commit on the target.
     pub merged_commit: Option<String>,
+    /// True once the run branch is gone (deleted after the run merged).
+    #[serde(default)]
+    pub branch_deleted: bool,
     pub error: Option<String>,
     pub models: Vec<ModelRun>,
     /// The project's files as they were run.
@@ -125,7 +131,10 @@ impl Lakehouse {
             .collect();
         let dag = Arc::new(Dag::build(&project, &tables, &target)?);
 
-        let id = uuid::Uuid::now_v7().simple().to_string()[..12].to_string();
+        // Time-ordered (the first 12 digits are the start's milliseconds), then 4 random
+        // digits so that two runs started in the same millisecond get different ids.
+        let uuid = uuid::Uuid::now_v7().simple().to_string();
+        let id = format!("{}{}", &uuid[..12], &uuid[28..]);
         let branch = format!("run/{id}");
         self.catalog().create_branch(&branch, &head).await?;
         // Outputs go to the project's namespace; a first run creates it (on the run branch).
@@ -148,6 +157,7 @@ impl Lakehouse {
             params: params.clone(),
             read_commit: head.commit.to_string(),
             merged_commit: None,
+            branch_deleted: false,
             error: None,
             models: Vec::new(),
             code: project.files.clone(),
@@ -174,6 +184,14 @@ impl Lakehouse {
                 Ok(merge) => {
                     record.status = "succeeded".into();
                     record.merged_commit = merge.commit;
+                    // Everything the run made is on the target now (or it changed nothing):
+                    // the branch would only clutter `basin branch ls --all`.
+                    if !request.keep_branch {
+                        match self.catalog().delete_branch(&branch, None).await {
+                            Ok(()) => record.branch_deleted = true,
+                            Err(e) => tracing::warn!("run {id}: {branch} stays: {e}"),
+                        }
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),

@@ -27,14 +27,18 @@ pub struct ReplayReport {
     pub read_commit: String,
     pub outputs: Vec<ReplayedOutput>,
     pub identical: bool,
+    /// The branches the replay left for a look (when outputs differ, or asked to keep them).
+    pub kept_branches: Vec<String>,
 }
 
 impl Lakehouse {
     /// Re-runs run `id`'s stored code and parameters on the commit it read (as a dry run on
-    /// a branch `replay/<id>` cut there) and compares every stored output.
+    /// a branch `replay/<id>` cut there) and compares every stored output. The replay's
+    /// branches are deleted afterwards when every output is identical, unless `keep_branch`.
     pub async fn replay_run(
         &self,
         id: &str,
+        keep_branch: bool,
         sink: RunSink,
         progress: RunProgress,
     ) -> Result<ReplayReport> {
@@ -76,14 +80,16 @@ impl Lakehouse {
             params,
             dry_run: true,
             no_cache: true,
+            keep_branch: true,
         };
         let replay = self.run_pipeline(request, sink, progress).await?;
-        let original_at = original
-            .merged_commit
-            .as_ref()
-            .map_or(original.branch.clone(), |c| {
-                format!("{}@{c}", original.target)
-            });
+        // Where the original outputs are: its merge commit; the commit it read when the merge
+        // changed nothing (every output was already there); else its own branch.
+        let original_at = match (&original.merged_commit, original.status.as_str()) {
+            (Some(c), _) => format!("{}@{c}", original.target),
+            (None, "succeeded") => format!("{}@{}", original.target, original.read_commit),
+            (None, _) => original.branch.clone(),
+        };
         let mut outputs = Vec::new();
         for model in original.models.iter().filter(|m| m.table.is_some()) {
             let table = model.table.clone().expect("filtered");
@@ -97,12 +103,23 @@ impl Lakehouse {
                 identical: original_rows == replayed_rows && a == b,
             });
         }
+        let identical = outputs.iter().all(|o| o.identical);
+        let branches = [replay.branch.clone(), branch];
+        let kept_branches = if keep_branch || !identical {
+            branches.to_vec()
+        } else {
+            for b in &branches {
+                self.catalog().delete_branch(b, None).await?;
+            }
+            Vec::new()
+        };
         Ok(ReplayReport {
             original: original.id,
             replay: replay.id,
             read_commit: original.read_commit,
-            identical: outputs.iter().all(|o| o.identical),
+            identical,
             outputs,
+            kept_branches,
         })
     }
 
