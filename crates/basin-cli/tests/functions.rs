@@ -329,6 +329,14 @@ fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
         "clean_orders",
     ]);
     assert_eq!(logs.trim(), "[clean_orders] kept 5 of 6 orders");
+
+    // Environments are the user's, not the lakehouse's: a new lakehouse reuses this one.
+    let other = Lake::sharing_cache(&lake);
+    other.ok(&["init", "--project", "."]);
+    let run = other.run(&["run"]);
+    assert!(run.status.success(), "{run:?}");
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(!said.contains("building environment"), "{said}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn demo() -> basin_catalog::Result<()> {
 //! use basin_runtime::{EnvCache, EnvSpec};
-//! let cache = EnvCache::new("/tmp/lh/.basin/envs", "/tmp/lh/.basin/tools");
+//! let cache = EnvCache::new("/tmp/cache/basin/envs", "/tmp/cache/basin/tools");
 //! let spec = EnvSpec::new("3.11").with_package("six", "1.16.0");
 //! let env = cache.resolve(&spec).await?; // builds the first time, then a lookup
 //! println!("{}", env.python.display());

@@ -20,6 +20,23 @@ pub mod env {
     pub const S3_PATH_STYLE: &str = "BASIN_S3_PATH_STYLE";
     pub const KEEP_ALIVE_SECONDS: &str = "BASIN_KEEP_ALIVE_SECONDS";
     pub const MAX_CONCURRENCY: &str = "BASIN_MAX_CONCURRENCY";
+    /// The user-level cache (function environments, `uv`); see `user_cache_dir`.
+    pub const CACHE_DIR: &str = "BASIN_CACHE_DIR";
+    const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+    const USER_HOME: &str = "HOME";
+
+    /// Where Basin caches what every lakehouse of this user can share: `BASIN_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/basin`, else `~/.cache/basin` (as uv and pip keep theirs);
+    /// `None` when none of them is set.
+    pub fn user_cache_dir() -> Option<std::path::PathBuf> {
+        if let Some(dir) = get(CACHE_DIR) {
+            return Some(dir.into());
+        }
+        if let Some(dir) = get(XDG_CACHE_HOME) {
+            return Some(std::path::PathBuf::from(dir).join("basin"));
+        }
+        get(USER_HOME).map(|home| std::path::PathBuf::from(home).join(".cache").join("basin"))
+    }
 
     /// A variable a function declared as a secret (`@basin.python(secrets=[...])`).
     pub(crate) fn secret(name: &str) -> Option<String> {

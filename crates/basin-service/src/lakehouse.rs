@@ -169,11 +169,17 @@ impl Lakehouse {
         self.tables.warehouse()
     }
 
-    /// The cache of function environments (`.basin/envs`, with `uv` in `.basin/tools` if
-    /// it is not on PATH).
+    /// The cache of function environments, shared by every lakehouse of this user
+    /// (`~/.cache/basin/envs`, see `config::env::user_cache_dir`), with `uv` in `tools` beside
+    /// it if it is not on PATH. An environment is keyed by its spec and the SDK it holds, so
+    /// sharing it is safe; without a home folder, the lakehouse's `.basin/` holds them.
     pub fn envs(&self) -> basin_runtime::EnvCache {
-        let basin = self.root.join(BASIN_DIR);
-        basin_runtime::EnvCache::new(basin.join("envs"), basin.join("tools"))
+        let cache = self.cache_dir();
+        basin_runtime::EnvCache::new(cache.join("envs"), cache.join("tools"))
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        crate::config::env::user_cache_dir().unwrap_or_else(|| self.root.join(BASIN_DIR))
     }
 
     /// `.basin/serve.lock`: locked by a `basin serve` of this lakehouse while it runs, so
@@ -194,9 +200,10 @@ impl Lakehouse {
         }
     }
 
-    /// `.basin/tools`: `uv` when it is not on PATH, and the SDK for reading declarations.
+    /// The user cache's `tools`: `uv` when it is not on PATH, and the SDK for reading
+    /// declarations.
     pub fn tools_dir(&self) -> PathBuf {
-        self.root.join(BASIN_DIR).join("tools")
+        self.cache_dir().join("tools")
     }
 
     /// The function runtime (warm workers live as long as it, up to the keep-alive).

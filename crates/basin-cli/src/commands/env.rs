@@ -9,7 +9,9 @@ use crate::output::{FormatArg, done, print, status, time};
 #[derive(clap::Subcommand)]
 #[command(
     after_help = "Environments are keyed by a hash of their spec and built once with uv, then reused
-by every function that declares the same Python version and pins."
+by every function that declares the same Python version and pins, in every lakehouse of this
+user: they live in ~/.cache/basin/envs (or $XDG_CACHE_HOME/basin/envs, or $BASIN_CACHE_DIR/envs),
+so `rm` and `prune` act on all of them."
 )]
 pub enum Command {
     /// List the cached function environments

@@ -7,12 +7,29 @@ use std::process::{Command, Output};
 
 pub struct Lake {
     dir: tempfile::TempDir,
+    /// The user-level cache (environments) this lakehouse's commands use: its own, unless
+    /// made with `sharing_cache`, so tests see builds as a new user would.
+    cache: PathBuf,
+    _own_cache: Option<tempfile::TempDir>,
 }
 
 impl Lake {
     pub fn new() -> Self {
+        let own = tempfile::tempdir().unwrap();
+        Self::init(own.path().to_path_buf(), Some(own))
+    }
+
+    /// A new lakehouse whose commands use `other`'s user cache (as two lakehouses of one
+    /// user do).
+    pub fn sharing_cache(other: &Lake) -> Self {
+        Self::init(other.cache.clone(), None)
+    }
+
+    fn init(cache: PathBuf, own: Option<tempfile::TempDir>) -> Self {
         let lake = Self {
             dir: tempfile::tempdir().unwrap(),
+            cache,
+            _own_cache: own,
         };
         lake.ok(&["init", "."]);
         lake
@@ -47,6 +64,7 @@ impl Lake {
             .args(args)
             .current_dir(self.path())
             .env_remove("BASIN_HOME")
+            .env("BASIN_CACHE_DIR", &self.cache)
             .output()
             .unwrap()
     }
