@@ -53,7 +53,36 @@ def test_psql_queries_lists_tables_and_picks_a_branch(server):
         assert tables.returncode == 0, tables.stderr
         assert re.search(r"sales\s*\|\s*orders\s*\|\s*table", tables.stdout), tables.stdout
     described = psql(server, "-c", r"\d sales.orders")
-    assert re.search(r"amount\s*\|\s*numeric", described.stdout), described.stdout
+    assert re.search(r"amount\s*\|\s*numeric\(18,2\)", described.stdout), described.stdout
+    assert re.search(r"id\s*\|\s*bigint", described.stdout), described.stdout
+
+
+def test_psql_lists_branches_and_tags_as_databases(pg):
+    pg("tag", "create", "v1")
+    base, proc = serve(pg, "--no-auth")
+    try:
+        listed = psql(proc.port, "-At", "-c", r"\l")
+        assert listed.returncode == 0, listed.stderr
+        assert [line.split("|")[0] for line in listed.stdout.split()] == ["dev", "main", "v1"]
+        # Each listed name is a database one can connect to.
+        at_tag = psql(proc.port, "-At", "-c", "SELECT count(*) FROM sales.orders", database="v1")
+        assert at_tag.stdout.strip() == "2", at_tag.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_information_schema_speaks_postgres_types(server):
+    with psycopg.connect(host="127.0.0.1", port=server, user="analyst", dbname="main") as conn:
+        columns = conn.execute(
+            "SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = 'sales' AND table_name = 'orders' "
+            "ORDER BY ordinal_position").fetchall()
+        assert columns == [("id", "bigint", "int8", None, None), ("amount", "numeric", "numeric", 18, 2)]
+        typed = conn.execute(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "
+            "JOIN pg_catalog.pg_class c ON a.attrelid = c.oid WHERE c.relname = 'orders' ORDER BY a.attnum").fetchall()
+        assert typed == [("id", "bigint"), ("amount", "numeric(18,2)")]
 
 
 def test_psql_errors_are_postgres_errors(server):

@@ -50,6 +50,7 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::query::Meter;
 
+mod catalog;
 mod login;
 
 /// The connection setting that picks the ref.
@@ -299,6 +300,8 @@ impl Backend {
                 .await
                 .map_err(basin_error)?;
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
+            .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
+        catalog::install(session.context(), self.lakehouse.clone())
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         // What BI tools ask first: the database is the ref, the user the token's name (the
         // catalog's own answers would be "datafusion" and "postgres").

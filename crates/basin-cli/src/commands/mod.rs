@@ -35,9 +35,6 @@ pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
     Ok(Lakehouse::open(home, &cwd).await?)
 }
 
-/// Branches pipelines make for themselves: `run/ID` for each run, `replay/ID` for replays.
-const MACHINE_BRANCHES: [&str; 2] = ["run/", "replay/"];
-
 /// Prints the branches or the tags (`basin branch ls`, `basin tag ls`); pipelines' own branches
 /// only with `all` (the current one always).
 async fn list_refs(
@@ -49,7 +46,7 @@ async fn list_refs(
     let mut refs = lake.list_refs(kind).await?;
     if !all {
         let before = refs.len();
-        refs.retain(|r| r.current || !MACHINE_BRANCHES.iter().any(|p| r.name.starts_with(p)));
+        refs.retain(|r| r.current || !basin_service::pipeline::is_pipeline_branch(&r.name));
         let hidden = before - refs.len();
         if hidden > 0 && format == crate::output::ListFormat::Table {
             crate::output::status(format!(

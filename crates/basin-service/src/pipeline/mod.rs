@@ -29,6 +29,12 @@ use crate::Lakehouse;
 use crate::functions::env_spec;
 use job::ModelJob;
 
+/// Whether a branch is one pipelines make for themselves (`run/ID` for each run, `replay/ID`
+/// for replays), which listings leave out unless asked.
+pub fn is_pipeline_branch(name: &str) -> bool {
+    name.starts_with("run/") || name.starts_with("replay/")
+}
+
 /// `basin run`'s request.
 #[derive(Clone, Debug, Default)]
 pub struct RunRequest {
