@@ -85,6 +85,16 @@ def test_information_schema_speaks_postgres_types(server):
         assert typed == [("id", "bigint"), ("amount", "numeric(18,2)")]
 
 
+def test_search_path_picks_the_namespace_of_unqualified_names(server):
+    unqualified = psql(server, "-c", "SELECT count(*) FROM orders")
+    assert "HINT:  did you mean `sales.orders`, or `SET search_path = sales`?" in unqualified.stderr
+    # As in Postgres: schemas that do not exist are skipped, the first that does is used.
+    out = psql(server, "-At", "-c", "SET search_path TO nowhere, sales", "-c", "SELECT count(*) FROM orders",
+               "-c", "SHOW search_path", "-c", "SELECT current_schema()")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:4] == ["SET", "2", "nowhere, sales", "sales"]
+
+
 def test_psql_errors_are_postgres_errors(server):
     missing = psql(server, "-c", "SELECT * FROM sales.order")
     assert missing.returncode != 0

@@ -114,11 +114,16 @@ def test_queries_refs_metrics_and_request_ids(server):
     assert missing.value.code == 404
     error = json.load(missing.value)["error"]
     assert "does not exist" in error["message"] and "sales.orders" in error["hint"]
+    # An unqualified name: the hint names the request's own way to pick the namespace.
+    with pytest.raises(urllib.error.HTTPError) as unqualified:
+        post(f"{base}/api/v1/query", {"sql": "SELECT * FROM orders"})
+    hint = json.load(unqualified.value)["error"]["hint"]
+    assert hint == 'did you mean `sales.orders`, or `"namespace": "sales"` in the request?', hint
 
     metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
     assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="200"} 2' in metrics
-    assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="404"} 1' in metrics
-    assert "basin_queries_total 3" in metrics and "basin_query_errors_total 1" in metrics
+    assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="404"} 2' in metrics
+    assert "basin_queries_total 4" in metrics and "basin_query_errors_total 2" in metrics
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0

@@ -57,6 +57,8 @@ mod login;
 const REF: &str = "basin.ref";
 /// Connection metadata: who connected, as `current_user` answers (the token's name).
 const WHO: &str = "basin.who";
+/// The connection's `search_path`: where unqualified table names are looked up.
+const SEARCH_PATH: &str = "search_path";
 
 /// A statement as parsed for the extended protocol: the SQL and, unless empty, the parsed
 /// statement with its plan at parse time (for Describe). The shape datafusion-postgres'
@@ -190,21 +192,56 @@ fn basin_error(e: Error) -> PgWireError {
     PgWireError::UserError(Box::new(info))
 }
 
-/// The `SET basin.ref = 'dev'` (or `TO dev`) value, if this is that statement.
-fn set_ref(statement: &Statement) -> Option<String> {
+/// The value of `SET <variable> = ...` (or `TO ...`), if this is that statement: the values
+/// joined with `, `, quotes taken off.
+fn set_value(statement: &Statement, name: &str) -> Option<String> {
     match statement {
         Statement::Set(Set::SingleAssignment {
             variable, values, ..
-        }) if variable.to_string().eq_ignore_ascii_case(REF) && values.len() == 1 => {
-            Some(values[0].to_string().trim_matches('\'').to_string())
-        }
+        }) if variable.to_string().eq_ignore_ascii_case(name) && !values.is_empty() => Some(
+            values
+                .iter()
+                .map(|v| v.to_string().trim_matches(['\'', '"']).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         _ => None,
     }
 }
 
-fn is_show_ref(statement: &Statement) -> bool {
+fn is_show(statement: &Statement, name: &str) -> bool {
     matches!(statement, Statement::ShowVariable { variable }
-        if variable.iter().map(ToString::to_string).collect::<Vec<_>>().join(".").eq_ignore_ascii_case(REF))
+        if variable.iter().map(ToString::to_string).collect::<Vec<_>>().join(".").eq_ignore_ascii_case(name))
+}
+
+/// Points the session's unqualified names (and `current_schema()`) at the first namespace of
+/// the connection's `search_path` that exists.
+fn follow_search_path<C: ClientInfo + ?Sized>(session: &basin_sql::Session, client: &C) {
+    let picked = session.search_path(&search_path(client));
+    session
+        .context()
+        .register_udf(constant_text("current_schema", &picked));
+}
+
+/// Statements about the connection itself, answered by `Backend::connection_statement`.
+fn is_connection_statement(statement: &Statement) -> bool {
+    [REF, SEARCH_PATH]
+        .iter()
+        .any(|name| set_value(statement, name).is_some() || is_show(statement, name))
+}
+
+/// The namespaces of a connection's `search_path`, in order (`"$user"` left out).
+fn search_path<C: ClientInfo + ?Sized>(client: &C) -> Vec<String> {
+    client
+        .metadata()
+        .get(SEARCH_PATH)
+        .map(|path| {
+            path.split(',')
+                .map(|n| n.trim().trim_matches('"').to_string())
+                .filter(|n| !n.is_empty() && n != "$user")
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn empty_plan() -> LogicalPlan {
@@ -242,14 +279,14 @@ fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
         .unwrap_or_else(|| "main".to_string())
 }
 
-/// The one text column `SHOW basin.ref` answers.
-fn ref_field() -> FieldInfo {
-    FieldInfo::new(REF.to_string(), None, None, Type::TEXT, FieldFormat::Text)
+/// The one text column a `SHOW` answers.
+fn text_field(name: &str) -> FieldInfo {
+    FieldInfo::new(name.to_string(), None, None, Type::TEXT, FieldFormat::Text)
 }
 
-/// `SHOW basin.ref`: one row, one text column.
-fn show_ref(value: &str) -> PgWireResult<Response> {
-    let fields = Arc::new(vec![ref_field()]);
+/// `SHOW basin.ref` or `SHOW search_path`: one row, one text column.
+fn show_value(name: &str, value: &str) -> PgWireResult<Response> {
+    let fields = Arc::new(vec![text_field(name)]);
     let mut encoder = DataRowEncoder::new(fields.clone());
     encoder.encode_field(&Some(value))?;
     let row = encoder.take_row();
@@ -260,21 +297,35 @@ fn show_ref(value: &str) -> PgWireResult<Response> {
 }
 
 impl Backend {
-    /// Answers `SET basin.ref` (after checking the ref exists) and `SHOW basin.ref`; `None`
-    /// for any other statement.
-    async fn ref_statement<C: ClientInfo + ?Sized>(
+    /// Answers `SET basin.ref` (after checking the ref exists), `SET search_path` and their
+    /// `SHOW`s; `None` for any other statement.
+    async fn connection_statement<C: ClientInfo + ?Sized>(
         &self,
         client: &mut C,
         statement: &Statement,
     ) -> Option<PgWireResult<Response>> {
-        if let Some(spec) = set_ref(statement) {
+        if let Some(spec) = set_value(statement, REF) {
             if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
                 return Some(Err(basin_error(e)));
             }
             client.metadata_mut().insert(REF.to_string(), spec);
             return Some(Ok(Response::Execution(Tag::new("SET"))));
         }
-        is_show_ref(statement).then(|| show_ref(&connection_ref(client)))
+        if let Some(path) = set_value(statement, SEARCH_PATH) {
+            client.metadata_mut().insert(SEARCH_PATH.to_string(), path);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
+        if is_show(statement, REF) {
+            return Some(show_value(REF, &connection_ref(client)));
+        }
+        if is_show(statement, SEARCH_PATH) {
+            let path = client.metadata().get(SEARCH_PATH).cloned();
+            return Some(show_value(
+                SEARCH_PATH,
+                path.as_deref().unwrap_or("\"$user\", public"),
+            ));
+        }
+        None
     }
 
     /// A session over the ref's current head; the connection's cached one if the head has
@@ -293,12 +344,14 @@ impl Backend {
             && cached.spec == spec
             && cached.commit == at.commit
         {
+            follow_search_path(&cached.session, client);
             return Ok(cached.session.clone());
         }
         let session =
             basin_sql::Session::new(self.lakehouse.sql(), self.lakehouse.tables(), &at, None)
                 .await
-                .map_err(basin_error)?;
+                .map_err(basin_error)?
+                .with_namespace_option(basin_sql::NamespaceOption::SearchPath);
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         catalog::install(session.context(), self.lakehouse.clone())
@@ -317,6 +370,7 @@ impl Backend {
         session
             .context()
             .register_udf(constant_text("session_user", &who));
+        follow_search_path(&session, client);
         let session = Arc::new(session);
         client.session_extensions().insert(Cached {
             spec,
@@ -434,7 +488,7 @@ impl SimpleQueryHandler for Handlers {
         let backend = &self.0;
         let mut responses = Vec::new();
         'statements: for statement in backend.parse(query)? {
-            if let Some(response) = backend.ref_statement(client, &statement).await {
+            if let Some(response) = backend.connection_statement(client, &statement).await {
                 responses.push(response?);
                 continue;
             }
@@ -491,7 +545,7 @@ impl QueryParser for Planner {
         let Some(statement) = statements.pop() else {
             return Ok((sql.to_string(), None));
         };
-        if set_ref(&statement).is_some() || is_show_ref(&statement) {
+        if is_connection_statement(&statement) {
             return Ok((sql.to_string(), Some((statement, empty_plan()))));
         }
         for hook in &backend.hooks {
@@ -523,7 +577,8 @@ impl QueryParser for Planner {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
-            Some((s, _)) if is_show_ref(s) => Ok(vec![ref_field()]),
+            Some((s, _)) if is_show(s, REF) => Ok(vec![text_field(REF)]),
+            Some((s, _)) if is_show(s, SEARCH_PATH) => Ok(vec![text_field(SEARCH_PATH)]),
             Some((_, plan)) => arrow_schema_to_pg_fields(
                 plan.schema().as_arrow(),
                 format.unwrap_or(&Format::UnifiedText),
@@ -576,7 +631,7 @@ impl ExtendedQueryHandler for Handlers {
         let (_, Some((statement, parsed))) = &portal.statement.statement else {
             return Ok(Response::EmptyQuery);
         };
-        if let Some(response) = backend.ref_statement(client, statement).await {
+        if let Some(response) = backend.connection_statement(client, statement).await {
             return response;
         }
         let types = parameter_types(parsed)?;

@@ -58,7 +58,8 @@ pub(crate) async fn query(
             &at,
             request.namespace.as_deref(),
         )
-        .await?;
+        .await?
+        .with_namespace_option(basin_sql::NamespaceOption::RequestField);
         let mut running = session
             .start(&request.sql, session.default_timeout())
             .await?;

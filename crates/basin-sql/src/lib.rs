@@ -64,6 +64,33 @@ pub struct Session {
     ctx: SessionContext,
     catalog: Arc<RefCatalog>,
     engine: Engine,
+    option: NamespaceOption,
+}
+
+/// How the caller of a session picks the namespace unqualified table names resolve in, so
+/// that a hint names the way that works where the SQL came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NamespaceOption {
+    /// The CLI's `-n NAMESPACE`.
+    #[default]
+    Flag,
+    /// The HTTP API's `"namespace"` field.
+    RequestField,
+    /// Postgres' `SET search_path`.
+    SearchPath,
+    /// None: a pipeline's SQL reads the project's namespace.
+    Fixed,
+}
+
+impl NamespaceOption {
+    fn phrase(self, namespace: &str) -> Option<String> {
+        match self {
+            Self::Flag => Some(format!("`-n {namespace}`")),
+            Self::RequestField => Some(format!("`\"namespace\": \"{namespace}\"` in the request")),
+            Self::SearchPath => Some(format!("`SET search_path = {namespace}`")),
+            Self::Fixed => None,
+        }
+    }
 }
 
 impl Session {
@@ -119,7 +146,33 @@ impl Session {
             ctx,
             catalog,
             engine: engine.clone(),
+            option: NamespaceOption::default(),
         })
+    }
+
+    /// Says how this session's caller picks the default namespace (for hints).
+    pub fn with_namespace_option(mut self, option: NamespaceOption) -> Self {
+        self.option = option;
+        self
+    }
+
+    /// Makes the first of `namespaces` that exists on the ref the one unqualified names
+    /// resolve in, else `default` (as Postgres' `search_path` skips schemas that do not
+    /// exist); returns the one it picked.
+    pub fn search_path(&self, namespaces: &[String]) -> String {
+        let picked = namespaces
+            .iter()
+            .find(|n| self.catalog.has_namespace(n))
+            .map_or("default", String::as_str)
+            .to_string();
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .catalog
+            .default_schema = picked.clone();
+        picked
     }
 
     /// Makes `namespace.name` read `table` in this session, in front of a stored table of
@@ -185,7 +238,7 @@ impl Session {
     ) -> Result<Running> {
         let statements = DFParser::parse_sql(sql).map_err(|e| match e {
             DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
-            e => sql_error(e, &self.catalog),
+            e => sql_error(e, &self.catalog, self.option),
         })?;
         if statements.is_empty() {
             return Err(Error::invalid("the query is empty")
@@ -200,7 +253,7 @@ impl Session {
         for statement in statements {
             let plan = plan_statement(&self.ctx.state(), statement)
                 .await
-                .map_err(|e| sql_error(e, &self.catalog))?;
+                .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             policy::check_plan(&plan)?;
             if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
                 last_query = Some(plan);
@@ -211,13 +264,13 @@ impl Session {
                 .ctx
                 .execute_logical_plan(plan)
                 .await
-                .map_err(|e| sql_error(e, &self.catalog))?
+                .map_err(|e| sql_error(e, &self.catalog, self.option))?
                 .create_physical_plan()
                 .await
-                .map_err(|e| sql_error(e, &self.catalog))?;
+                .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             let batches = datafusion::physical_plan::collect(physical.clone(), self.ctx.task_ctx())
                 .await
-                .map_err(|e| sql_error(e, &self.catalog))?;
+                .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             last_other = Some((physical, batches));
         }
         let mut running = match (last_query, last_other) {
@@ -267,7 +320,7 @@ impl Session {
             .await
             .map_err(|e| match e {
                 DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
-                e => sql_error(e, &self.catalog),
+                e => sql_error(e, &self.catalog, self.option),
             })?;
         let running = self.execute_plan(frame.logical_plan().clone()).await?;
         Ok((running.schema, running.batches))
@@ -283,7 +336,7 @@ impl Session {
         let statement = Statement::Statement(Box::new(statement));
         let plan = plan_statement(&self.ctx.state(), statement)
             .await
-            .map_err(|e| sql_error(e, &self.catalog))?;
+            .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         policy::check_plan(&plan)?;
         Ok(plan)
     }
@@ -309,21 +362,22 @@ impl Session {
             .ctx
             .execute_logical_plan(plan)
             .await
-            .map_err(|e| sql_error(e, &self.catalog))?
+            .map_err(|e| sql_error(e, &self.catalog, self.option))?
             .create_physical_plan()
             .await
-            .map_err(|e| sql_error(e, &self.catalog))?;
+            .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         let stream =
             datafusion::physical_plan::execute_stream(physical.clone(), self.ctx.task_ctx())
-                .map_err(|e| sql_error(e, &self.catalog))?;
+                .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         let schema = stream.schema();
         let catalog = self.catalog.clone();
         let engine = self.engine.clone();
+        let option = self.option;
         Ok(Running {
             schema,
             batches: stream
                 .map(move |batch| {
-                    batch.map_err(|e| match sql_error(e, &catalog) {
+                    batch.map_err(|e| match sql_error(e, &catalog, option) {
                         e if e.kind() == ErrorKind::Limit => engine.out_of_memory(e),
                         e => e,
                     })
@@ -388,7 +442,7 @@ pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<RecordBa
 
 /// DataFusion's error as a Basin error: user mistakes (unknown table or column, bad SQL) are
 /// invalid input with a hint; execution failures keep their cause.
-fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
+fn sql_error(e: DataFusionError, catalog: &RefCatalog, option: NamespaceOption) -> Error {
     let root = e.find_root();
     let message = root
         .to_string()
@@ -427,7 +481,7 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
             .trim_start_matches(&format!("{CATALOG}."))
             .to_string();
         let tables = catalog.table_names();
-        if let Some(found) = same_name_elsewhere(&name, &tables) {
+        if let Some(found) = same_name_elsewhere(&name, &tables, option) {
             return found;
         }
         let hint = match suggest(&name, tables.iter().map(String::as_str)) {
@@ -462,9 +516,9 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog) -> Error {
 }
 
 /// `orders` read in the session's namespace (`default.orders`) when the table lives in
-/// another one (`sales.orders`): the error names the tables of that name and the option
-/// that makes their namespace the default.
-fn same_name_elsewhere(name: &str, tables: &[String]) -> Option<Error> {
+/// another one (`sales.orders`): the error names the tables of that name and, where the
+/// caller has one, the way to make their namespace the default.
+fn same_name_elsewhere(name: &str, tables: &[String], option: NamespaceOption) -> Option<Error> {
     let (namespace, table) = name.split_once('.')?;
     let elsewhere: Vec<&str> = tables
         .iter()
@@ -475,12 +529,20 @@ fn same_name_elsewhere(name: &str, tables: &[String]) -> Option<Error> {
         [] => return None,
         [one] => {
             let ns = one.split_once('.').map_or("", |(ns, _)| ns);
-            format!("did you mean `{one}`, or `-n {ns}`?")
+            match option.phrase(ns) {
+                Some(phrase) => format!("did you mean `{one}`, or {phrase}?"),
+                None => format!("did you mean `{one}`?"),
+            }
         }
-        many => format!(
-            "did you mean one of `{}`? (`-n NAMESPACE` sets where unqualified names are looked up)",
-            many.join("`, `")
-        ),
+        many => {
+            let listed = format!("did you mean one of `{}`?", many.join("`, `"));
+            match option.phrase("NAMESPACE") {
+                Some(phrase) => {
+                    format!("{listed} ({phrase} sets where unqualified names are looked up)")
+                }
+                None => listed,
+            }
+        }
     };
     Some(
         Error::not_found(format!(

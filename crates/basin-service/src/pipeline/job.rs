@@ -163,7 +163,8 @@ impl ModelJob {
             &at,
             Some(&self.project.namespace),
         )
-        .await?;
+        .await?
+        .with_namespace_option(basin_sql::NamespaceOption::Fixed);
         let model = &self.project.models[self.index];
         for (source, produced) in self.dag.inputs[self.index].iter().zip(&self.inputs) {
             if let (Source::Model(m), Some(p)) = (source, produced) {
@@ -224,7 +225,8 @@ impl ModelJob {
                                 &at,
                                 Some(&self.project.namespace),
                             )
-                            .await?,
+                            .await?
+                            .with_namespace_option(basin_sql::NamespaceOption::Fixed),
                         );
                     }
                     let sql = input_query(input, declaration, Some(&self.project.namespace))?;
