@@ -90,7 +90,7 @@ impl SchemaProvider for PgCatalog {
         Ok(Some(match name.to_ascii_lowercase().as_str() {
             "pg_database" => Arc::new(Rewritten {
                 inner: table,
-                rewrite: Rewrite::Refs(self.lakehouse.clone()),
+                rewrite: Rewrite::Refs(Box::new(self.lakehouse.clone())),
             }),
             "pg_attribute" => Arc::new(Rewritten {
                 inner: table,
@@ -143,7 +143,7 @@ impl SchemaProvider for InformationSchema {
 #[derive(Debug)]
 enum Rewrite {
     /// `pg_database`: one row per branch and tag.
-    Refs(Lakehouse),
+    Refs(Box<Lakehouse>),
     /// `pg_attribute`: `atttypmod` of decimal columns.
     TypeModifiers(Arc<dyn CatalogProviderList>),
     /// `information_schema.columns`: Postgres type names, and `udt_name`.
