@@ -73,12 +73,17 @@ pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn workspace_root() -> &'static std::path::Path {
-    // crates/basin-fuzz -> the workspace's root.
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+fn workspace_root() -> PathBuf {
+    // crates/NAME -> the workspace's root. `cargo test` sets CARGO_MANIFEST_DIR when it runs a
+    // test too (the crate under test, also in crates/): read then, it is right even when the
+    // build was reused from a clone of the workspace elsewhere.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .ancestors()
         .nth(2)
         .expect("the workspace root")
+        .to_path_buf()
 }
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -59,6 +59,8 @@ const REF: &str = "basin.ref";
 const WHO: &str = "basin.who";
 /// The connection's `search_path`: where unqualified table names are looked up.
 const SEARCH_PATH: &str = "search_path";
+/// Postgres' default `search_path`.
+const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
 /// A statement as parsed for the extended protocol: the SQL and, unless empty, the parsed
 /// statement with its plan at parse time (for Describe). The shape datafusion-postgres'
@@ -178,6 +180,7 @@ fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
 fn basin_error(e: Error) -> PgWireError {
     let code = match e.kind() {
         ErrorKind::NotFound if e.message.starts_with("column") => "42703",
+        ErrorKind::NotFound if e.message.starts_with("function") => "42883",
         ErrorKind::NotFound => "42P01",
         // The statement policy: a write, or anything reaching files (read_only_sql_transaction).
         ErrorKind::InvalidInput if e.message.contains("is not allowed") => "25006",
@@ -221,6 +224,10 @@ fn follow_search_path<C: ClientInfo + ?Sized>(session: &basin_sql::Session, clie
     session
         .context()
         .register_udf(constant_text("current_schema", &picked));
+    let path = client.metadata().get(SEARCH_PATH).cloned();
+    for udf in catalog::settings(path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH)) {
+        session.context().register_udf(udf);
+    }
 }
 
 /// Statements about the connection itself, answered by `Backend::connection_statement`.
@@ -322,7 +329,7 @@ impl Backend {
             let path = client.metadata().get(SEARCH_PATH).cloned();
             return Some(show_value(
                 SEARCH_PATH,
-                path.as_deref().unwrap_or("\"$user\", public"),
+                path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH),
             ));
         }
         None
@@ -356,6 +363,7 @@ impl Backend {
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         catalog::install(session.context(), self.lakehouse.clone())
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
+
         // What BI tools ask first: the database is the ref, the user the token's name (the
         // catalog's own answers would be "datafusion" and "postgres").
         let who = client
@@ -396,7 +404,7 @@ impl Backend {
                 ),
             ));
         }
-        self.parser.parse(sql).map_err(|e| {
+        let mut statements = self.parser.parse(sql).map_err(|e| {
             // The compatibility parser parses tokens without their places: parsing the text
             // again (only on this error path) gives the line and column.
             let placed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
@@ -409,7 +417,11 @@ impl Backend {
             info.hint = syntax.hint.clone();
             info.position = syntax.offset(sql).map(|p| p.to_string());
             PgWireError::UserError(Box::new(info))
-        })
+        })?;
+        statements
+            .iter_mut()
+            .for_each(catalog::drop_comment_lookups);
+        Ok(statements)
     }
 
     /// Runs a planned query and streams its rows, within `timeout`; the query is metered

@@ -472,6 +472,19 @@ fn sql_error(e: DataFusionError, catalog: &RefCatalog, option: NamespaceOption) 
         _ if lower.contains("not found") || lower.contains("no field named") => ErrorKind::NotFound,
         _ => ErrorKind::InvalidInput,
     };
+    // DataFusion: "Invalid function 'lenght'.\nDid you mean 'length'?"
+    if let Some(rest) = message.strip_prefix("Invalid function '")
+        && let Some((name, after)) = rest.split_once('\'')
+    {
+        let hint = after
+            .split_once("Did you mean '")
+            .and_then(|(_, s)| s.split_once('\''))
+            .map_or_else(
+                || "see the SQL reference: https://datafusion.apache.org/user-guide/sql/".into(),
+                |(s, _)| format!("did you mean `{s}`?"),
+            );
+        return Error::not_found(format!("function `{name}` does not exist")).with_hint(hint);
+    }
     let missing_table = message
         .split("table '")
         .nth(1)

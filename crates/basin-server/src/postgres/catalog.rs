@@ -10,13 +10,19 @@
 //! - `information_schema.columns` names types as Postgres does (`bigint`, `numeric`, `text`,
 //!   with `udt_name`), where DataFusion's says `Int64`, `Decimal128(18, 2)`, `Utf8View`.
 //!
-//! The rest of `information_schema` is DataFusion's.
+//! - `pg_constraint` and `pg_index` hold their key columns as arrays (`int2[]`), as drivers
+//!   index and search them (`conkey[n]`, `= ANY(conkey)`), where the library has text;
+//! - `information_schema.table_constraints` and `key_column_usage` exist (empty: Basin's tables
+//!   have no keys), as Metabase's sync joins them.
+//!
+//! The rest of `information_schema` is DataFusion's. `version()` and `current_setting()` answer
+//! as Postgres 16 would, since tools read the server's version from them.
 
 use std::any::Any;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray, new_null_array};
+use arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -63,6 +69,9 @@ pub(super) fn install(context: &SessionContext, lakehouse: Lakehouse) -> Result<
             inner: InformationSchemaProvider::new(list),
         }),
     )?;
+    context.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        Format::new(),
+    ));
     Ok(())
 }
 
@@ -96,6 +105,27 @@ impl SchemaProvider for PgCatalog {
                 inner: table,
                 rewrite: Rewrite::TypeModifiers(self.list.clone()),
             }),
+            "pg_constraint" => Arc::new(Rewritten {
+                inner: table,
+                rewrite: Rewrite::Arrays(&[
+                    ("conkey", DataType::Int16),
+                    ("confkey", DataType::Int16),
+                    ("confdelsetcols", DataType::Int16),
+                    ("conpfeqop", DataType::Int32),
+                    ("conppeqop", DataType::Int32),
+                    ("conffeqop", DataType::Int32),
+                    ("conexclop", DataType::Int32),
+                ]),
+            }),
+            "pg_index" => Arc::new(Rewritten {
+                inner: table,
+                rewrite: Rewrite::Arrays(&[
+                    ("indkey", DataType::Int16),
+                    ("indoption", DataType::Int16),
+                    ("indcollation", DataType::Int32),
+                    ("indclass", DataType::Int32),
+                ]),
+            }),
             _ => table,
         }))
     }
@@ -117,10 +147,28 @@ impl SchemaProvider for InformationSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.extend(KEY_TABLES.iter().map(|(table, _)| table.to_string()));
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(columns) = KEY_TABLES
+            .iter()
+            .find(|(table, _)| name.eq_ignore_ascii_case(table))
+            .map(|(_, columns)| columns)
+        {
+            let schema = Schema::new(
+                columns
+                    .iter()
+                    .map(|c| Field::new(*c, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            );
+            return Ok(Some(Arc::new(datafusion::datasource::MemTable::try_new(
+                Arc::new(schema),
+                vec![vec![]],
+            )?)));
+        }
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
@@ -136,8 +184,46 @@ impl SchemaProvider for InformationSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.inner.table_exist(name)
+            || KEY_TABLES
+                .iter()
+                .any(|(table, _)| name.eq_ignore_ascii_case(table))
     }
 }
+
+/// `information_schema`'s tables of keys, with Postgres' columns; always empty (Basin's tables
+/// declare no primary, unique or foreign keys).
+const KEY_TABLES: [(&str, &[&str]); 2] = [
+    (
+        "table_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
+        ],
+    ),
+    (
+        "key_column_usage",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "ordinal_position",
+            "position_in_unique_constraint",
+        ],
+    ),
+];
 
 /// How a table's rows are rewritten.
 #[derive(Debug)]
@@ -148,6 +234,8 @@ enum Rewrite {
     TypeModifiers(Arc<dyn CatalogProviderList>),
     /// `information_schema.columns`: Postgres type names, and `udt_name`.
     ColumnTypes,
+    /// Text columns holding lists of numbers (`{1,2}`, `[1, 2]`, `1 2`) as arrays of these.
+    Arrays(&'static [(&'static str, DataType)]),
 }
 
 /// A catalog table whose rows are the inner table's, rewritten (the tables are small: one row
@@ -168,11 +256,33 @@ impl TableProvider for Rewritten {
         let inner = self.inner.schema();
         match self.rewrite {
             Rewrite::ColumnTypes => {
-                let mut fields: Vec<Field> =
-                    inner.fields().iter().map(|f| f.as_ref().clone()).collect();
-                fields.push(Field::new("udt_name", DataType::Utf8, true));
+                let mut fields: Vec<Field> = inner
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::UInt64 => f.as_ref().clone().with_data_type(DataType::Int32),
+                        _ => f.as_ref().clone(),
+                    })
+                    .collect();
+                fields.extend(
+                    POSTGRES_COLUMNS
+                        .iter()
+                        .map(|(name, _)| Field::new(*name, DataType::Utf8, true)),
+                );
                 Arc::new(Schema::new(fields))
             }
+            Rewrite::Arrays(arrays) => Arc::new(Schema::new(
+                inner
+                    .fields()
+                    .iter()
+                    .map(|f| match arrays.iter().find(|(name, _)| name == f.name()) {
+                        Some((name, item)) => {
+                            Field::new(*name, DataType::new_list(item.clone(), true), true)
+                        }
+                        None => f.as_ref().clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            )),
             _ => inner,
         }
     }
@@ -197,6 +307,7 @@ impl TableProvider for Rewritten {
                 Rewrite::Refs(lakehouse) => refs(lakehouse, &batch).await?,
                 Rewrite::TypeModifiers(list) => type_modifiers(list, &batch).await?,
                 Rewrite::ColumnTypes => column_types(&schema, &batch)?,
+                Rewrite::Arrays(_) => arrays(&schema, &batch)?,
             });
         }
         Ok(MemorySourceConfig::try_new_exec(
@@ -304,6 +415,282 @@ fn replace(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<RecordBa
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
+/// The batch with each column the schema makes a list parsed from its text: the numbers in
+/// it, whatever the brackets and separators.
+fn arrays(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Int16Builder, Int32Builder, ListBuilder};
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, values) in schema.fields().iter().zip(batch.columns()) {
+        let DataType::List(item) = field.data_type() else {
+            columns.push(values.clone());
+            continue;
+        };
+        let text = arrow::compute::cast(values, &DataType::Utf8)?;
+        let text = text
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let numbers = |s: &str| -> Vec<i64> {
+            s.split(|c: char| !(c.is_ascii_digit() || c == '-'))
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        };
+        let list: ArrayRef = match item.data_type() {
+            DataType::Int16 => {
+                let mut b = ListBuilder::new(Int16Builder::new());
+                for value in text.iter() {
+                    match value {
+                        Some(s) => b.append_value(numbers(s).into_iter().map(|n| Some(n as i16))),
+                        None => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                let mut b = ListBuilder::new(Int32Builder::new());
+                for value in text.iter() {
+                    match value {
+                        Some(s) => b.append_value(numbers(s).into_iter().map(|n| Some(n as i32))),
+                        None => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+        };
+        columns.push(list);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// `version()` and `current_setting(name)` as a Postgres 16 server answers them (Grafana and
+/// DBeaver read the version from them); `search_path` is the connection's.
+pub(super) fn settings(search_path: &str) -> [datafusion::logical_expr::ScalarUDF; 2] {
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    let version = format!(
+        "PostgreSQL 16.0 (Basin {}) on {}-linux, compiled by rustc",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    let values: Vec<(&'static str, String)> = vec![
+        ("server_version", "16.0".into()),
+        ("server_version_num", "160000".into()),
+        ("search_path", search_path.to_string()),
+        ("timezone", "UTC".into()),
+        ("datestyle", "ISO, MDY".into()),
+        ("client_encoding", "UTF8".into()),
+        ("server_encoding", "UTF8".into()),
+        ("standard_conforming_strings", "on".into()),
+        ("integer_datetimes", "on".into()),
+        ("max_index_keys", "32".into()),
+        ("transaction_read_only", "on".into()),
+        ("default_transaction_read_only", "on".into()),
+    ];
+    let version_udf = create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
+    );
+    let setting = create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args| {
+            let names = args[0].clone().into_array(1)?;
+            let names = arrow::compute::cast(&names, &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            let mut out = Vec::with_capacity(names.len());
+            for name in names.iter() {
+                out.push(match name {
+                    None => None,
+                    Some(name) => Some(
+                        values
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.clone())
+                            .ok_or_else(|| {
+                                DataFusionError::Plan(format!(
+                                    "unrecognized configuration parameter \"{name}\""
+                                ))
+                            })?,
+                    ),
+                });
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }),
+    );
+    [version_udf, setting]
+}
+
+/// Postgres' `format(template, args...)`: `%s` a value as text, `%I` an identifier (quoted when
+/// it needs to be), `%L` a literal, `%%` a percent sign (Metabase builds `schema.table` names
+/// with it). Positions (`%1$s`) and widths are not read.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Format {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Format {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        let rows = args.number_rows;
+        let mut texts = Vec::with_capacity(args.args.len());
+        for arg in &args.args {
+            let array = arg.clone().into_array(rows)?;
+            texts.push(arrow::compute::cast(&array, &DataType::Utf8)?);
+        }
+        let texts: Vec<&StringArray> = texts
+            .iter()
+            .map(|a| a.as_any().downcast_ref::<StringArray>().expect("Utf8"))
+            .collect();
+        let Some((template, values)) = texts.split_first() else {
+            return Err(DataFusionError::Plan("format() needs a template".into()));
+        };
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if template.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let mut next = values.iter();
+            let mut text = String::new();
+            let mut chars = template.value(row).chars();
+            while let Some(c) = chars.next() {
+                if c != '%' {
+                    text.push(c);
+                    continue;
+                }
+                let spec = chars.next();
+                if spec == Some('%') {
+                    text.push('%');
+                    continue;
+                }
+                let value = next.next().ok_or_else(|| {
+                    DataFusionError::Plan("too few arguments for format()".into())
+                })?;
+                let value = (!value.is_null(row)).then(|| value.value(row));
+                match (spec, value) {
+                    (Some('s'), v) => text.push_str(v.unwrap_or("")),
+                    (Some('I'), Some(v)) => text.push_str(&quote_identifier(v)),
+                    (Some('L'), Some(v)) => text.push_str(&format!("'{}'", v.replace('\'', "''"))),
+                    (Some('L'), None) => text.push_str("NULL"),
+                    (Some('I'), None) => {
+                        return Err(DataFusionError::Plan(
+                            "null values cannot be formatted as an SQL identifier".into(),
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(DataFusionError::Plan(format!(
+                            "unrecognized format() type specifier \"{}\"",
+                            other.map(String::from).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            out.push(Some(text));
+        }
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            StringArray::from(out),
+        )))
+    }
+}
+
+/// Replaces calls of `col_description(...)`, `obj_description(...)` and
+/// `shobj_description(...)` with a null text: Basin keeps no comments on objects, and their
+/// arguments are often what DataFusion cannot plan (Metabase passes
+/// `CAST(CAST(format(...) AS REGCLASS) AS OID)`, a lookup per row).
+pub(super) fn drop_comment_lookups(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{
+        CastKind, DataType as SqlType, Expr as SqlExpr, Value, VisitMut, VisitorMut,
+    };
+    struct Comments;
+    impl VisitorMut for Comments {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> std::ops::ControlFlow<()> {
+            if let SqlExpr::Function(f) = expr
+                && let Some(name) = f.name.0.last()
+                && ["col_description", "obj_description", "shobj_description"]
+                    .iter()
+                    .any(|n| name.to_string().eq_ignore_ascii_case(n))
+            {
+                *expr = SqlExpr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(SqlExpr::value(Value::Null)),
+                    data_type: SqlType::Text,
+                    array: false,
+                    format: None,
+                };
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Comments);
+}
+
+/// An identifier as Postgres' `quote_ident` writes it: bare when it is lower case letters,
+/// digits and underscores (not starting with a digit), else in double quotes.
+fn quote_identifier(name: &str) -> String {
+    let bare = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// The columns Postgres' `information_schema.columns` has and DataFusion's lacks, after
+/// `udt_name`: each with its value for every Basin column (no identity or generated columns).
+const POSTGRES_COLUMNS: [(&str, &str); 4] = [
+    ("udt_name", ""),
+    ("udt_schema", "pg_catalog"),
+    ("is_identity", "NO"),
+    ("is_generated", "NEVER"),
+];
+
 /// `information_schema.columns` with `data_type` as Postgres names it and `udt_name` added.
 fn column_types(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
     let arrow_names = column(batch, "data_type")?;
@@ -327,12 +714,19 @@ fn column_types(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> 
         &(Arc::new(StringArray::from(sql)) as ArrayRef),
         batch.schema().field(index).data_type(),
     )?;
+    // Postgres counts columns from 1 (DataFusion from 0).
+    let position = batch.schema().index_of("ordinal_position")?;
+    columns[position] = arrow::compute::kernels::numeric::add(
+        &arrow::compute::cast(&columns[position], &DataType::Int64)?,
+        &arrow::array::Int64Array::new_scalar(1),
+    )?;
     columns.push(Arc::new(StringArray::from(udt)));
-    if columns.len() != schema.fields().len() {
-        columns.truncate(schema.fields().len());
-        while columns.len() < schema.fields().len() {
-            columns.push(new_null_array(&DataType::Utf8, batch.num_rows()));
-        }
+    for (_, value) in &POSTGRES_COLUMNS[1..] {
+        columns.push(Arc::new(StringArray::from(vec![*value; batch.num_rows()])));
+    }
+    // Postgres' counts and sizes are `integer`s (DataFusion's are unsigned 64-bit).
+    for (column, field) in columns.iter_mut().zip(schema.fields()) {
+        *column = arrow::compute::cast(column, field.data_type())?;
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
