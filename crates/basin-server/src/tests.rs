@@ -123,7 +123,7 @@ fn routes() -> Vec<(Method, String, Option<Role>)> {
             .into_iter()
             .map(|e| (e.method, fill(e.path), Some(e.role))),
     );
-    for asset in ["/", "/console/console.js", "/console/console.css"] {
+    for (asset, _, _) in crate::console::ASSETS {
         all.push((Method::GET, asset.to_string(), None));
     }
     // A path a function may declare (found at run time): writers call functions.
