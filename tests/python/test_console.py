@@ -1,18 +1,37 @@
-"""The web console, end to end: a real `basin serve`, driven by headless Chromium (Debian's
-package, through playwright-core). Screenshots land in tests/output/."""
+"""The web console, end to end: a real `basin serve` with tokens, driven by headless Chromium
+(Debian's package, through playwright-core) with real typing. Screenshots land in
+tests/output/; with BASIN_UPDATE_SCREENSHOTS=1 the test also refreshes the copies in
+docs/console/ that the README shows."""
 
 import json
 import os
 import shutil
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from conftest import start_server
+from conftest import send, start_server
 
 DRIVER = Path(__file__).resolve().parent.parent / "console" / "drive.cjs"
 MODULES = os.environ.get("BASIN_NODE_MODULES", str(Path.home() / ".cache" / "basin" / "node" / "node_modules"))
+DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "console"
+PANELS = ["query", "commits", "functions", "events"]
+
+FUNCTION = '''
+import basin
+
+
+@basin.python("3.11", timeout="5s")
+@basin.http(max_attempts=1)
+def score(event, context):
+    print("scoring order", event["id"])
+    if event.get("fail"):
+        raise ValueError(f"cannot score order {event['id']}")
+    return {"id": event["id"], "score": event["amount"] * 2}
+'''
 
 
 @pytest.fixture
@@ -25,24 +44,50 @@ def lakehouse_with_history(orders, tmp_path):
     (project / "order_total.sql").write_text("SELECT sum(amount) AS total FROM orders\n")
     lakehouse("merge", "dev")
     lakehouse("run", str(project))
+    # A deployed function, so the functions and events panels have something to show.
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "score.py").write_text(FUNCTION)
+    lakehouse("deploy", str(functions))
     return lakehouse
 
 
-def test_console_runs_a_query_and_shows_tables_commits_runs_and_usage(lakehouse_with_history, output_dir):
+def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_history, output_dir, tmp_path):
     assert shutil.which("chromium") or os.environ.get("CHROMIUM"), "Debian's chromium is not installed"
-    base, proc = start_server(lakehouse_with_history, "--no-auth")
-    screenshot = output_dir / "console.png"
+    lakehouse = lakehouse_with_history
+    reader = lakehouse("token", "create", "--role", "reader", "--name", "analyst").strip()
+    writer = lakehouse("token", "create", "--role", "writer", "--name", "ops").strip()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    base, proc = start_server(lakehouse)
     try:
-        out = subprocess.run(["node", str(DRIVER), base + "/", str(screenshot)], capture_output=True, text=True,
-                             timeout=180, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
+        assert send("POST", f"{base}/fn/score", writer, {"id": 1, "amount": 2})[0] == 200
+        status, failed = send("POST", f"{base}/fn/score", writer, {"id": 2, "amount": 3, "fail": True})
+        assert status == 500
+        dead = failed["event"]
+        # Readers may look but not retry: a 403 with a JSON body that says what is needed.
+        status, body = send("POST", f"{base}/api/v1/events/{dead}/retry", reader, {})
+        assert status == 403 and "needs a writer" in body["error"]["message"]
+        before = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
+        assert before["state"] == "dead"
+        out = subprocess.run(["node", str(DRIVER), base + "/", str(output_dir), str(downloads), reader, writer],
+                             capture_output=True, text=True, timeout=240, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
+        assert out.returncode == 0, out.stderr
+        after = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
     finally:
         proc.kill()
         proc.wait()
-    assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
 
     assert seen["elsewhere"] == []  # nothing fetched from anywhere but the server
+    assert "needs an access token" in seen["no_token"] and seen["who_without"] == "no token"
+    assert seen["who"] == "reader · analyst"
+    assert seen["token_shown"][:2] == ["text", reader] and "monospace" in seen["token_shown"][2]
     assert {"dev (branch)", "main (branch)"} <= set(seen["refs"])
+
+    # The table list, its columns and types; names clicked into the query as it is typed.
+    assert seen["schema"] == [["sales.orders", [["id", "long"], ["amount", "decimal(18, 2)"]]]]
+    assert seen["typed"] == "SELECT id, amount FROM sales.orders ORDER BY id"
     assert seen["columns"] == ["id", "amount"]
     assert seen["grid"] == [["1", "10.50"], ["2", "3.25"], ["3", "7.00"]]  # decimal(18,2), scale kept
     assert seen["exact"] == ["8599806384497658719", "9007199254740993", "2.00", "10.50", "-0.01",
@@ -53,14 +98,53 @@ def test_console_runs_a_query_and_shows_tables_commits_runs_and_usage(lakehouse_
     assert "column `nope` does not exist" in seen["error"] and "hint:" in seen["error"]
     assert seen["syntax_error"].startswith('syntax error at or near "SELEC"\nLINE 1: SELEC * FROM sales.orders\n        ^')
     assert "ParserError" not in seen["syntax_error"] and "monospace" in seen["error_font"]
+
+    # History: newest first, failures marked, the same query once; kept across a reload.
+    assert [h.split(" ")[:2] for h in seen["history"]] == [["SELEC", "*"], ["SELECT", "nope"],
+                                                           ["SELECT", "CAST(8599806384497658719"], ["SELECT", "id,"]]
+    assert seen["history_notes"][0].endswith("failed") and seen["history_notes"][3].endswith("3 rows")
+    assert seen["history_after_reload"] == 4
+    assert seen["from_history"] == "SELECT id, amount FROM sales.orders ORDER BY id"
+
+    # Downloads hold every row, exactly.
+    assert seen["downloads"] == ["query.csv", "query.parquet"]
+    assert (downloads / "query.csv").read_text() == "id,amount\n1,10.50\n2,3.25\n3,7.00\n"
+    table = pq.read_table(downloads / "query.parquet")
+    assert table.column("amount").to_pylist() == [Decimal("10.50"), Decimal("3.25"), Decimal("7.00")]
+
     assert seen["table_headings"][1:] == ["Schema", "Snapshots", "Sample rows"]
     assert seen["sample_rows"] == 3 and seen["sample_amounts"] == ["10.50", "3.25", "7.00"]
     # Snapshot ids are random 64-bit numbers: shown digit for digit, as the CLI prints them.
-    shown = json.loads(lakehouse_with_history("table", "show", "sales.orders", "--ref", "dev", "--format", "json"))
+    shown = json.loads(lakehouse("table", "show", "sales.orders", "--ref", "dev", "--format", "json"))
     assert sorted(seen["snapshot_ids"]) == sorted(s["snapshot_id"] for s in shown["snapshots"])
     assert all(isinstance(s["snapshot_id"], str) for s in shown["snapshots"])
+
+    # A commit's changes, as `basin diff` says them, and the tables it holds.
     assert any(m.startswith("merge") for m in seen["commits"])
+    assert [r[:5] for r in seen["commit_changes"]] == [["sales.orders", "table", "changed", "+1", "+1"]]
+    assert seen["commit_tables"] == ["sales.orders"]
+    assert seen["time_travel_ref"].startswith("main@")
+
+    assert seen["function"][0] == "score"
+    assert seen["function_facts"][0] == "http /fn/score" and "score.py:" in seen["function_facts"][-2]
+    assert seen["function_counts"] == ["0 pending", "0 running", "1 succeeded", "0 failed", "1 dead"]
+    assert "def score(event, context):" in seen["function_code"]
+
+    assert sorted(e[2] for e in seen["events"]) == ["dead", "succeeded"]
+    assert seen["event_detail"][0] == f"Event {dead}: dead Retry"
+    error, logs = seen["event_blocks"][:2]
+    assert "ValueError" in error and "cannot score order 2" in error and logs == "scoring order 2"
+    assert seen["retry_for_reader"] == [True, "needs a writer token"]
+    assert seen["retry_status"] == f"queued {dead[:12]} again"
+    assert after["updated_at_ms"] > before["updated_at_ms"]  # queued again (and maybe run again)
+
     assert seen["models"][0][:3] == ["order_total", "sql", "ok"]
     assert seen["charts"] == ["Invocations and queries per day", "GB-seconds per day", "Cost per day (USD)"]
     assert len(seen["usage"]) == 1 and int(seen["usage"][0][1]) >= 3  # the console's own queries, metered
-    assert screenshot.stat().st_size > 10_000 and (output_dir / "console-query.png").exists()
+
+    for panel in PANELS + ["usage"]:
+        assert (output_dir / f"console-{panel}.png").stat().st_size > 10_000, panel
+    if os.environ.get("BASIN_UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        for panel in PANELS:
+            shutil.copyfile(output_dir / f"console-{panel}.png", DOCS / f"{panel}.png")

@@ -41,6 +41,14 @@ impl EventState {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
+
+    /// A state a user gave (`--state`, `?state=`), or an error listing the states.
+    pub fn from_user(s: &str) -> crate::Result<Self> {
+        Self::parse(s).ok_or_else(|| {
+            crate::Error::invalid(format!("`{s}` is not an event state"))
+                .with_hint("use pending, running, succeeded, failed or dead")
+        })
+    }
 }
 
 /// An event to store. Its id is chosen by the source so that seeing the same thing twice

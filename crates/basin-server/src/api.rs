@@ -1,14 +1,15 @@
 //! The HTTP API's handlers: `/healthz`, `/metrics`, and `/api/v1/...` for Basin's operations.
 //! Which path and method reach which handler is in [`crate::openapi`].
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use basin_catalog::{Error, ErrorKind, RefKind};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::Caller;
 
 /// The route a path belongs to, for metrics (bounded labels, never raw paths).
 pub(crate) fn route_label(path: &str) -> String {
@@ -89,7 +90,7 @@ pub(crate) async fn refs(State(state): State<AppState>) -> Result<Response, ApiE
 }
 
 /// The media type of an Arrow IPC stream.
-pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+pub const ARROW_STREAM: &str = basin_sql::export::FileFormat::Arrow.media_type();
 
 #[derive(Deserialize)]
 pub(crate) struct AtRef {
@@ -109,11 +110,49 @@ pub(crate) async fn log(
     Ok(Json(entries).into_response())
 }
 
+#[derive(Deserialize)]
+pub(crate) struct TablesQuery {
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    /// Add each table's columns.
+    #[serde(default)]
+    columns: bool,
+}
+
 pub(crate) async fn tables(
     State(state): State<AppState>,
-    Query(q): Query<AtRef>,
+    Query(q): Query<TablesQuery>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.list_tables(q.at.as_deref()).await?).into_response())
+    let at = q.at.as_deref();
+    let tables = if q.columns {
+        state.lakehouse.list_tables_with_columns(at).await?
+    } else {
+        state.lakehouse.list_tables(at).await?
+    };
+    Ok(Json(tables).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DiffQuery {
+    from: String,
+    to: String,
+}
+
+/// What changed between two refs, per table: as `basin diff FROM TO --format json`.
+pub(crate) async fn diff(
+    State(state): State<AppState>,
+    Query(q): Query<DiffQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.diff_tables(&q.from, &q.to).await?).into_response())
+}
+
+/// The caller's role and token name (`null` with `--no-auth`), for the console.
+pub(crate) async fn whoami(Extension(caller): Extension<Caller>) -> Response {
+    Json(serde_json::json!({
+        "role": caller.role.map(basin_service::Role::as_str),
+        "token": caller.token,
+    }))
+    .into_response()
 }
 
 /// Drops a table from a branch in one commit.

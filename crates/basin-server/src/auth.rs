@@ -18,9 +18,14 @@ use basin_service::Role;
 
 use crate::AppState;
 
-/// The caller's role, found by [`authenticate`]; `None`: no token.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Caller(pub Option<Role>);
+/// Who calls, found by [`authenticate`].
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// `None`: no token.
+    pub role: Option<Role>,
+    /// The token's name (`None` without one, and with `--no-auth`).
+    pub token: Option<String>,
+}
 
 /// Wraps a route so that only callers with at least `role` reach it (`None`: anyone).
 pub(crate) fn guard<S>(role: Option<Role>, route: MethodRouter<S>) -> MethodRouter<S>
@@ -46,7 +51,7 @@ pub(crate) async fn require(needed: Role, request: Request, next: Next) -> Respo
 /// The 401 or 403 [`require`] answers, if any; for a handler that checks by itself (a path
 /// only known at run time).
 pub(crate) fn refusal(needed: Role, request: &Request) -> Option<Response> {
-    match request.extensions().get::<Caller>().and_then(|c| c.0) {
+    match request.extensions().get::<Caller>().and_then(|c| c.role) {
         Some(role) if role >= needed => None,
         Some(role) => Some(refuse(
             StatusCode::FORBIDDEN,
@@ -100,7 +105,10 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     if state.open {
-        request.extensions_mut().insert(Caller(Some(Role::Admin)));
+        request.extensions_mut().insert(Caller {
+            role: Some(Role::Admin),
+            token: None,
+        });
         return next.run(request).await;
     }
     let secret = request
@@ -109,12 +117,18 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let role = match secret {
-        None => None,
+    let caller = match secret {
+        None => Caller {
+            role: None,
+            token: None,
+        },
         Some(secret) => match state.lakehouse.authenticate(secret).await {
             Ok(Some((token, role))) => {
                 tracing::debug!(token = %token.id, role = role.as_str(), "authenticated");
-                Some(role)
+                Caller {
+                    role: Some(role),
+                    token: Some(token.name),
+                }
             }
             Ok(None) => {
                 return refuse(
@@ -133,7 +147,7 @@ pub(crate) async fn authenticate(
             }
         },
     };
-    request.extensions_mut().insert(Caller(role));
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 

@@ -1,6 +1,7 @@
-//! The web console at `/`: a SQL editor, tables, commits, runs and usage over the HTTP API.
-//! Its three files are compiled into the binary; the page loads nothing from elsewhere (its
-//! Content-Security-Policy says so to the browser too).
+//! The web console at `/`: a SQL editor beside the tables and their columns, query history
+//! and downloads, tables, commits with their changes, functions, events, runs and usage,
+//! over the HTTP API. Its files are compiled into the binary; the page loads nothing from
+//! elsewhere (its Content-Security-Policy says so to the browser too).
 
 use axum::Router;
 use axum::http::header;
@@ -9,27 +10,56 @@ use axum::routing::get;
 
 use crate::AppState;
 
-const INDEX: &str = include_str!("../console/index.html");
-const SCRIPT: &str = include_str!("../console/console.js");
-const STYLE: &str = include_str!("../console/console.css");
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The console's files: path, media type, content. `console.js` (the shared helpers) loads
+/// first; each other script adds its panels.
+pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../console/index.html")),
+    (
+        "/console/console.css",
+        CSS,
+        include_str!("../console/console.css"),
+    ),
+    (
+        "/console/console.js",
+        JS,
+        include_str!("../console/console.js"),
+    ),
+    ("/console/query.js", JS, include_str!("../console/query.js")),
+    (
+        "/console/history.js",
+        JS,
+        include_str!("../console/history.js"),
+    ),
+    (
+        "/console/tables.js",
+        JS,
+        include_str!("../console/tables.js"),
+    ),
+    (
+        "/console/functions.js",
+        JS,
+        include_str!("../console/functions.js"),
+    ),
+    (
+        "/console/activity.js",
+        JS,
+        include_str!("../console/activity.js"),
+    ),
+];
 
 /// Only this server's own scripts, styles and API.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/console/console.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/console/console.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
+    ASSETS
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

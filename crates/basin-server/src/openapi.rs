@@ -59,6 +59,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         },
         Endpoint {
             method: Method::GET,
+            path: "/api/v1/whoami",
+            role: reader,
+            summary: "The caller: {role, token} (the token's name; null with --no-auth)",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(api::whoami),
+        },
+        Endpoint {
+            method: Method::GET,
             path: "/api/v1/refs",
             role: reader,
             summary: "Branches and tags, with their heads",
@@ -244,10 +254,32 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         },
         Endpoint {
             method: Method::GET,
+            path: "/api/v1/diff",
+            role: reader,
+            summary: "What changed between two refs, as `basin diff`: per table added, changed \
+                      or dropped, with the rows and data files each side added or removed and \
+                      its snapshot on each side (a commit's changes: from=@PARENT to=@COMMIT)",
+            query: &[
+                ("from", "branch, tag or REF@COMMIT to compare from"),
+                ("to", "branch, tag or REF@COMMIT to compare to"),
+            ],
+            body: &[],
+            errors: &[(404, "no such ref or commit")],
+            handler: || get(api::diff),
+        },
+        Endpoint {
+            method: Method::GET,
             path: "/api/v1/tables",
             role: reader,
-            summary: "Tables of a ref and their metadata locations",
-            query: &[REF],
+            summary: "Tables of a ref and their metadata locations (with columns=true, each \
+                      table's columns: id, name, type, required)",
+            query: &[
+                REF,
+                (
+                    "columns",
+                    "`true` to add each table's columns (reads its metadata)",
+                ),
+            ],
             body: &[],
             errors: &[(404, "no such ref")],
             handler: || get(api::tables),
@@ -283,7 +315,9 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                       rows), or as an Arrow IPC stream with Accept: \
                       application/vnd.apache.arrow.stream. JSON numbers are exact: decimals are \
                       strings with their scale (\"10.50\"), 64-bit integers are numbers up to \
-                      2^53-1 in magnitude and strings beyond; each column's type is in columns",
+                      2^53-1 in magnitude and strings beyond; each column's type is in columns. \
+                      With format csv or parquet every row comes as a file \
+                      (Content-Disposition: attachment)",
             query: &[],
             body: &[
                 (
@@ -296,6 +330,12 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                     "namespace",
                     "string",
                     "where unqualified table names resolve",
+                ),
+                (
+                    "format",
+                    "string",
+                    "`json` (default), or every row as a file to download: `csv` (a header \
+                     line, decimals with their scale), `parquet` or `arrow` (an IPC stream)",
                 ),
             ],
             errors: &[
@@ -374,6 +414,47 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                 ),
             ],
             handler: || post(triggers::call_by_name),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/functions",
+            role: reader,
+            summary: "Deployed functions, as `basin functions ls`: name, file, source, \
+                      declaration, version, deployed_at_ms, trigger (in words) and events (how \
+                      many are pending, running, succeeded, failed and dead)",
+            query: &[],
+            body: &[],
+            errors: &[],
+            handler: || get(triggers::functions),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/events",
+            role: reader,
+            summary: "Events, newest first, as `basin events ls`: function, state, attempts, \
+                      payload, error, logs, result or commit",
+            query: &[
+                ("state", "pending, running, succeeded, failed or dead"),
+                ("function", "only this function's"),
+                ("limit", "how many (default 50)"),
+            ],
+            body: &[],
+            errors: &[(400, "an unknown state")],
+            handler: || get(triggers::events),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/events/{id}/retry",
+            role: writer,
+            summary: "Queue a failed or dead event again (by id or a unique prefix), as \
+                      `basin events retry`; answers the event, now pending",
+            query: &[],
+            body: &[],
+            errors: &[
+                (404, "no such event"),
+                (400, "the event is not failed or dead"),
+            ],
+            handler: || post(triggers::retry_event),
         },
         Endpoint {
             method: Method::GET,

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use basin_catalog::Error;
 use basin_service::Lakehouse;
 use basin_sql::RecordBatchStream;
+use basin_sql::export::{Drain, FileFormat, FileWriter};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -35,15 +36,30 @@ pub(crate) struct QueryRequest {
     #[serde(rename = "ref")]
     at: Option<String>,
     namespace: Option<String>,
+    /// `json` (default), or a file: `csv`, `parquet` or `arrow`.
+    format: Option<String>,
 }
 
 /// Runs SQL on a ref. Answers JSON (`columns`, `rows`, `row_count`, `truncated`, `seconds`),
-/// or an Arrow IPC stream when the request accepts `application/vnd.apache.arrow.stream`.
+/// an Arrow IPC stream when the request accepts `application/vnd.apache.arrow.stream`, or a
+/// CSV or Parquet file to download when `format` asks for one.
 pub(crate) async fn query(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(request): Json<QueryRequest>,
 ) -> Result<Response, ApiError> {
+    let file = match request.format.as_deref() {
+        None | Some("json") => None,
+        Some(name) => Some(
+            FileFormat::parse(name)
+                .map_err(|e| e.with_hint("use json (the default), csv, parquet or arrow"))?,
+        ),
+    };
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
+    let file = file.or(wants_arrow.then_some(FileFormat::Arrow));
     let meter = Arc::new(Meter::new(
         "http",
         state.lakehouse.clone(),
@@ -76,14 +92,19 @@ pub(crate) async fn query(
             return Err(e.into());
         }
     };
-    let wants_arrow = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(ARROW_STREAM));
     let batches = futures::stream::iter(first.map(Ok)).chain(batches).boxed();
-    if wants_arrow {
-        let body = arrow_body(schema, batches, meter)?;
-        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response());
+    if let Some(format) = file {
+        let body = file_body(format, schema, batches, meter)?;
+        let mut response = ([(header::CONTENT_TYPE, format.media_type())], body).into_response();
+        if format != FileFormat::Arrow {
+            let disposition = format!("attachment; filename=\"query.{}\"", format.extension());
+            if let Ok(value) = header::HeaderValue::from_str(&disposition) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, value);
+            }
+        }
+        return Ok(response);
     }
     let caps = Caps {
         rows: state.limits.json_max_rows,
@@ -96,38 +117,37 @@ pub(crate) async fn query(
         .into_response())
 }
 
-/// An Arrow IPC stream of `batches`; an error breaks the stream off.
-fn arrow_body(
+/// `batches` as a file in `format`, sent as it is written; an error breaks the stream off
+/// (so no client mistakes a partial file for a whole one).
+fn file_body(
+    format: FileFormat,
     schema: arrow::datatypes::SchemaRef,
     batches: RecordBatchStream,
     meter: Arc<Meter>,
 ) -> Result<Body, Error> {
-    let arrow = |e: arrow::error::ArrowError| Error::internal(format!("arrow stream: {e}"));
-    let writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(arrow)?;
+    let out = Drain::default();
+    let writer = FileWriter::try_new(out.clone(), format, schema)?;
     let stream = futures::stream::unfold(Some((writer, batches)), move |state| {
-        let meter = meter.clone();
+        let (meter, out) = (meter.clone(), out.clone());
         async move {
             let (mut writer, mut batches) = state?;
+            let broken = |e: Error| {
+                meter.failed(&e);
+                Some((Err(std::io::Error::other(e.message)), None))
+            };
             match batches.next().await {
                 Some(Ok(batch)) => {
                     meter.rows(batch.num_rows());
                     if let Err(e) = writer.write(&batch) {
-                        let e = arrow(e);
-                        meter.failed(&e);
-                        return Some((Err(std::io::Error::other(e.message)), None));
+                        return broken(e);
                     }
-                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                    Some((Ok(bytes), Some((writer, batches))))
+                    Some((Ok(Bytes::from(out.take())), Some((writer, batches))))
                 }
-                Some(Err(e)) => {
-                    meter.failed(&e);
-                    Some((Err(std::io::Error::other(e.message)), None))
-                }
-                None => {
-                    let _ = writer.finish();
-                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                    Some((Ok(bytes), None))
-                }
+                Some(Err(e)) => broken(e),
+                None => match writer.finish() {
+                    Ok(_) => Some((Ok(Bytes::from(out.take())), None)),
+                    Err(e) => broken(e),
+                },
             }
         }
     });
@@ -246,8 +266,9 @@ fn tail(state: &JsonState, truncated: bool, error: Option<&Error>) -> String {
     if truncated {
         let notice = format!(
             "the answer stops at {} rows or {} of JSON (`[server] json_max_rows`, \
-             `json_max_bytes`); ask for an Arrow stream (Accept: {ARROW_STREAM}, or `basin \
-             --remote ... query`) for every row, or add a LIMIT",
+             `json_max_bytes`); for every row, ask for a file (\"format\": \"csv\" or \
+             \"parquet\"; the console's download buttons), an Arrow stream (Accept: \
+             {ARROW_STREAM}, or `basin --remote ... query`), or add a LIMIT",
             state.caps.rows,
             basin_catalog::units::format_size(state.caps.bytes)
         );

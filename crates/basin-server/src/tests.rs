@@ -12,6 +12,7 @@ const HOST: &str = "127.0.0.1:8181";
 struct Server {
     dir: tempfile::TempDir,
     app: Router,
+    lakehouse: Lakehouse,
     /// A secret per role.
     tokens: Vec<(Role, String)>,
 }
@@ -27,18 +28,36 @@ async fn server() -> Server {
             .expect("token");
         tokens.push((role, secret));
     }
-    let app = crate::app(lakehouse, false, Some(HOST.parse().expect("address")));
-    Server { dir, app, tokens }
+    let app = crate::app(
+        lakehouse.clone(),
+        false,
+        Some(HOST.parse().expect("address")),
+    );
+    Server {
+        dir,
+        app,
+        lakehouse,
+        tokens,
+    }
 }
 
 impl Server {
     async fn send(&self, request: Request<Body>) -> (StatusCode, String) {
+        let (status, _, body) = self.respond(request).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The whole answer: status, headers and body.
+    async fn respond(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
         let response = self.app.clone().oneshot(request).await.expect("answer");
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("body");
-        (status, String::from_utf8_lossy(&body).into_owned())
+        (status, headers, body)
     }
 
     fn secret(&self, role: Role) -> &str {
@@ -69,16 +88,21 @@ fn request(method: &Method, path: &str, secret: Option<&str>) -> Request<Body> {
     builder.body(body).expect("request")
 }
 
-/// `POST /api/v1/query` of `sql` with a JSON answer.
-fn query(secret: &str, sql: &str) -> Request<Body> {
+/// `POST path` with a JSON body.
+fn post(secret: &str, path: &str, body: serde_json::Value) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
-        .uri("/api/v1/query")
+        .uri(path)
         .header(header::HOST, HOST)
         .header(header::AUTHORIZATION, format!("Bearer {secret}"))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::json!({ "sql": sql }).to_string()))
+        .body(Body::from(body.to_string()))
         .expect("request")
+}
+
+/// `POST /api/v1/query` of `sql` with a JSON answer.
+fn query(secret: &str, sql: &str) -> Request<Body> {
+    post(secret, "/api/v1/query", serde_json::json!({ "sql": sql }))
 }
 
 /// Every route the server has, with the least role it declares.
@@ -99,7 +123,7 @@ fn routes() -> Vec<(Method, String, Option<Role>)> {
             .into_iter()
             .map(|e| (e.method, fill(e.path), Some(e.role))),
     );
-    for asset in ["/", "/console/console.js", "/console/console.css"] {
+    for (asset, _, _) in crate::console::ASSETS {
         all.push((Method::GET, asset.to_string(), None));
     }
     // A path a function may declare (found at run time): writers call functions.
@@ -439,4 +463,115 @@ async fn every_error_answers_with_a_json_body() {
             assert!(answer["error"]["type"].is_string(), "{what}: {body}");
         }
     }
+}
+
+#[tokio::test]
+async fn query_answers_download_as_csv_and_parquet_files() {
+    let server = server().await;
+    let reader = server.secret(Role::Reader);
+    let sql = "SELECT * FROM (VALUES (1, CAST(10.5 AS DECIMAL(18,2))), \
+               (9007199254740993, CAST(2 AS DECIMAL(18,2)))) AS t(id, amount) ORDER BY id";
+    let download = |format: &str| {
+        post(
+            reader,
+            "/api/v1/query",
+            serde_json::json!({"sql": sql, "format": format}),
+        )
+    };
+    let (status, headers, csv) = server.respond(download("csv")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"query.csv\""
+    );
+    assert_eq!(csv, "id,amount\n1,10.50\n9007199254740993,2.00\n");
+
+    let (status, headers, file) = server.respond(download("parquet")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/vnd.apache.parquet"
+    );
+    assert!(file.starts_with(b"PAR1") && file.ends_with(b"PAR1"));
+
+    let (status, body) = server.send(download("xlsx")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("`xlsx` is not a file format"), "{body}");
+}
+
+#[tokio::test]
+async fn the_console_reads_tables_with_columns_a_commits_diff_and_who_calls() {
+    let server = server().await;
+    let reader = Some(server.secret(Role::Reader));
+    let get = |path: &str| server.send(request(&Method::GET, path, reader));
+    let csv = server.dir.path().join("orders.csv");
+    std::fs::write(&csv, "id,amount\n1,10.50\n2,3.25\n").expect("write");
+    server
+        .lakehouse
+        .import(
+            basin_ingest::ImportRequest::new(
+                vec![csv.display().to_string()],
+                "sales.orders",
+                "main",
+            ),
+            None,
+        )
+        .await
+        .expect("import");
+
+    let (status, body) = get("/api/v1/tables?columns=true").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tables: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let columns: Vec<(&str, &str)> = tables[0]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or(""),
+                c["type"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(columns, [("id", "long"), ("amount", "decimal(18, 2)")]);
+    let (_, plain) = get("/api/v1/tables").await;
+    assert!(!plain.contains("columns"), "{plain}");
+
+    let (_, log) = get("/api/v1/log").await;
+    let log: serde_json::Value = serde_json::from_str(&log).expect("json");
+    let (commit, parent) = (&log[0]["id"], &log[0]["parent"]);
+    let (status, body) = get(&format!(
+        "/api/v1/diff?from=@{}&to=@{}",
+        parent.as_str().expect("parent"),
+        commit.as_str().expect("commit")
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let diff: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
+    let keys: Vec<_> = diff
+        .iter()
+        .map(|d| d["key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(keys, ["sales", "sales.orders"]);
+    let table = &diff[1];
+    assert_eq!(table["change"], "added");
+    assert_eq!(table["rows_added"], 2);
+    assert_eq!(table["files_added"], 1);
+    assert!(table["to_snapshot"].is_string(), "{body}");
+    let (status, body) = get("/api/v1/diff?from=main&to=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (_, me) = get("/api/v1/whoami").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&me).expect("json"),
+        serde_json::json!({"role": "reader", "token": "reader"})
+    );
+    let (status, body) = get("/api/v1/functions").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+    let (status, body) = get("/api/v1/events?state=dead").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+    let (status, body) = get("/api/v1/events?state=asleep").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("`asleep` is not an event state"), "{body}");
 }

@@ -1,13 +1,14 @@
 //! Triggered functions over HTTP: `POST /fn/NAME` (or the path an `@basin.http` function
-//! declared) calls a function, `GET /api/v1/events/{id}` looks an event up, and
-//! `POST /api/v1/webhooks/s3` takes S3 and MinIO event notifications.
+//! declared) calls a function, `/api/v1/functions` and `/api/v1/events` list them and what
+//! they were asked to do (and retry it), and `POST /api/v1/webhooks/s3` takes S3 and MinIO
+//! event notifications.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use basin_catalog::{Error, EventRecord, EventState};
+use basin_catalog::{Error, EventFilter, EventRecord, EventState};
 use basin_service::Role;
 use basin_service::triggers::http::{Call, sync_limit};
 use serde::Deserialize;
@@ -144,6 +145,42 @@ pub(crate) async fn event(
     Path(id): Path<String>,
 ) -> Result<Json<EventRecord>, ApiError> {
     Ok(Json(state.lakehouse.event(&id).await?))
+}
+
+/// Deployed functions: trigger, target, version, code and event counts.
+pub(crate) async fn functions(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.lakehouse.function_statuses().await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    state: Option<String>,
+    function: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Events, newest first: as `basin events ls`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let filter = EventFilter {
+        state: q.state.as_deref().map(EventState::from_user).transpose()?,
+        function: q.function,
+        limit: q.limit.unwrap_or(50),
+    };
+    Ok(Json(state.lakehouse.events(&filter).await?).into_response())
+}
+
+/// Queues a failed or dead event again and wakes the dispatcher; answers the event.
+pub(crate) async fn retry_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventRecord>, ApiError> {
+    let event = state.lakehouse.event(&id).await?;
+    state.lakehouse.retry_events(Some(&event.id)).await?;
+    state.dispatcher.wake();
+    Ok(Json(state.lakehouse.event(&event.id).await?))
 }
 
 /// S3 and MinIO event notifications: queues an event for each created object that lies in a

@@ -4,17 +4,19 @@
 use basin_catalog::{Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Result};
 use basin_table::iceberg::TableUpdate;
 use basin_table::iceberg::table::Table;
-use basin_table::{TableSummary, TableUpdates, Tables};
+use basin_table::{ColumnSummary, TableSummary, TableUpdates, Tables};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 use crate::namespaces::namespace_at;
 
-/// A row of `basin table ls`.
+/// A row of `basin table ls`; with the table's columns when asked for (the console's list).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableEntry {
     pub table: String,
     pub metadata_location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<ColumnSummary>>,
 }
 
 impl Lakehouse {
@@ -29,10 +31,30 @@ impl Lakehouse {
                 Content::Table { metadata_location } => Some(TableEntry {
                     table: k.to_string(),
                     metadata_location,
+                    columns: None,
                 }),
                 Content::Namespace { .. } => None,
             })
             .collect())
+    }
+
+    /// [`Self::list_tables`] with each table's columns (read from its metadata file).
+    pub async fn list_tables_with_columns(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
+        use futures::{StreamExt, TryStreamExt};
+        let tables = self.list_tables(at).await?;
+        futures::stream::iter(tables)
+            .map(|mut entry| async move {
+                let key = Key::table(&entry.table)?;
+                let table = self
+                    .tables()
+                    .load_from(&key, &entry.metadata_location)
+                    .await?;
+                entry.columns = Some(Tables::columns(&table));
+                Ok(entry)
+            })
+            .buffered(16)
+            .try_collect()
+            .await
     }
 
     pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {

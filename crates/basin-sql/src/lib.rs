@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod export;
 pub mod json;
 mod limits;
 pub mod policy;

@@ -377,11 +377,11 @@ impl Tables {
         }
     }
 
-    /// Describes a table for `basin table show`.
-    pub fn summarize(key: &Key, table: &Table) -> TableSummary {
-        let metadata = table.metadata();
-        let schema = metadata.current_schema();
-        let columns = schema
+    /// The columns of a table's current schema, in order.
+    pub fn columns(table: &Table) -> Vec<ColumnSummary> {
+        table
+            .metadata()
+            .current_schema()
             .as_struct()
             .fields()
             .iter()
@@ -391,7 +391,14 @@ impl Tables {
                 data_type: f.field_type.to_string(),
                 required: f.required,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Describes a table for `basin table show`.
+    pub fn summarize(key: &Key, table: &Table) -> TableSummary {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema();
+        let columns = Self::columns(table);
         let partition_spec = metadata
             .default_partition_spec()
             .fields()

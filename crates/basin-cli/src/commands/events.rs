@@ -55,14 +55,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             limit,
             format,
         } => {
-            let state = state
-                .map(|s| {
-                    EventState::parse(&s).ok_or_else(|| {
-                        basin_catalog::Error::invalid(format!("`{s}` is not an event state"))
-                            .with_hint("use pending, running, succeeded, failed or dead")
-                    })
-                })
-                .transpose()?;
+            let state = state.as_deref().map(EventState::from_user).transpose()?;
             let filter = EventFilter {
                 state,
                 function,

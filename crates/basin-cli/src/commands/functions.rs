@@ -24,22 +24,24 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
     match cmd {
         Command::Ls { format } => {
-            let functions = lakehouse.deployed_functions().await?;
-            let mut rows = Vec::new();
-            for f in &functions {
-                let c = lakehouse.event_counts(Some(&f.name)).await?;
-                rows.push(vec![
-                    f.name.clone(),
-                    f.trigger().map(|t| t.describe()).unwrap_or_default(),
-                    f.declaration.to.clone().unwrap_or_default(),
-                    f.version.clone(),
-                    time(f.deployed_at_ms),
-                    format!(
-                        "{} pending, {} running, {} ok, {} failed, {} dead",
-                        c.pending, c.running, c.succeeded, c.failed, c.dead
-                    ),
-                ]);
-            }
+            let functions = lakehouse.function_statuses().await?;
+            let rows = functions
+                .iter()
+                .map(|s| {
+                    let (f, c) = (&s.function, &s.events);
+                    vec![
+                        f.name.clone(),
+                        s.trigger.clone(),
+                        f.declaration.to.clone().unwrap_or_default(),
+                        f.version.clone(),
+                        time(f.deployed_at_ms),
+                        format!(
+                            "{} pending, {} running, {} ok, {} failed, {} dead",
+                            c.pending, c.running, c.succeeded, c.failed, c.dead
+                        ),
+                    ]
+                })
+                .collect();
             print(
                 format.format,
                 &functions,
@@ -54,10 +56,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             }
             let d = &f.declaration;
             println!("function  {}", f.name);
-            println!(
-                "trigger   {}",
-                f.trigger().map(|t| t.describe()).unwrap_or_default()
-            );
+            println!("trigger   {}", f.describe_trigger());
             if let Some(to) = &d.to {
                 println!(
                     "to        {to} (batches of up to {}, exactly once per event)",

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use arrow::json::writer::JsonArray;
 use arrow::record_batch::RecordBatch;
+use basin_sql::export::{FileFormat, FileWriter};
 use clap::ValueEnum;
 
 use crate::lake::Context;
@@ -84,16 +85,17 @@ pub(crate) fn write_batches(
         QueryFormat::Table => {
             writeln!(out, "{}", crate::output::batches_table(schema, batches)?)?;
         }
-        QueryFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            if batches.is_empty() {
-                writer.write(&RecordBatch::new_empty(schema.clone()))?;
-            }
+        QueryFormat::Csv | QueryFormat::Parquet => {
+            let format = if format == QueryFormat::Csv {
+                FileFormat::Csv
+            } else {
+                FileFormat::Parquet
+            };
+            let mut writer = FileWriter::try_new(out, format, schema.clone())?;
             for batch in batches {
                 writer.write(batch)?;
             }
+            writer.finish()?;
         }
         QueryFormat::Json => {
             // Exact numbers, as the HTTP API answers (decimals and big integers as strings).
@@ -104,13 +106,6 @@ pub(crate) fn write_batches(
             writer.finish()?;
             let inner = writer.into_inner();
             writeln!(inner)?;
-        }
-        QueryFormat::Parquet => {
-            let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)?;
-            for batch in batches {
-                writer.write(batch)?;
-            }
-            writer.close()?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_catalog::{Error, EventCounts, Result};
 use basin_runtime::{Declaration, Trigger};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -31,6 +31,26 @@ impl DeployedFunction {
     pub fn trigger(&self) -> Option<&Trigger> {
         self.declaration.trigger.as_ref()
     }
+
+    /// Its trigger in words, an HTTP function's path with its name in it (`http /fn/score`).
+    pub fn describe_trigger(&self) -> String {
+        match self.trigger() {
+            Some(Trigger::Http { path: None }) => format!("http /fn/{}", self.name),
+            Some(trigger) => trigger.describe(),
+            None => String::new(),
+        }
+    }
+}
+
+/// A deployed function as `basin functions ls` and the console list it: its trigger in
+/// words and how many of its events are in each state.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionStatus {
+    #[serde(flatten)]
+    pub function: DeployedFunction,
+    /// e.g. `object landing/orders/*.csv`, `http /fn/score`.
+    pub trigger: String,
+    pub events: EventCounts,
 }
 
 /// What a deploy adds, changes and removes.
@@ -146,6 +166,19 @@ impl Lakehouse {
                     .map_err(|e| Error::internal(format!("a deployed function's record: {e}")))
             })
             .collect()
+    }
+
+    /// Every deployed function with its trigger in words and its event counts.
+    pub async fn function_statuses(&self) -> Result<Vec<FunctionStatus>> {
+        let mut out = Vec::new();
+        for function in self.deployed_functions().await? {
+            out.push(FunctionStatus {
+                trigger: function.describe_trigger(),
+                events: self.event_counts(Some(&function.name)).await?,
+                function,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn deployed_function(&self, name: &str) -> Result<DeployedFunction> {
@@ -302,7 +335,7 @@ fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange 
     PlannedChange {
         function: f.name.clone(),
         action: action.to_string(),
-        trigger: f.trigger().map(Trigger::describe).unwrap_or_default(),
+        trigger: f.describe_trigger(),
         to: f.declaration.to.clone(),
         version: f.version.clone(),
         detail,
