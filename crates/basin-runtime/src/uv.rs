@@ -39,12 +39,19 @@ pub(crate) async fn find_or_install(
     if !installed.is_file() {
         let venv = tools.join("uv");
         run_checked(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            // Isolated (-I): the current folder is not on Python's path, so a project's own
+            // `token.py` cannot stand in for the standard library's while venv runs.
+            Command::new("python3")
+                .args(["-I", "-m", "venv"])
+                .arg(&venv)
+                .current_dir(tools),
             "create a venv for uv",
         )
         .await?;
         run_checked(
-            Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", "--disable-pip-version-check", "uv"]),
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "uv"])
+                .current_dir(tools),
             "install uv with pip",
         )
         .await
