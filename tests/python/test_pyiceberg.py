@@ -98,3 +98,17 @@ def test_partitioned_table_has_one_file_per_day(lakehouse, tmp_path):
     assert files.num_rows == 3
     filtered = table.scan(row_filter="day = '2024-01-03'").to_arrow()
     assert filtered.num_rows == 3
+
+
+def test_data_files_hold_row_groups_of_128k_rows(lakehouse, tmp_path):
+    # Row groups are how DataFusion spreads one file's scan over cores: 300,000 rows make
+    # three groups of at most 131,072 (Parquet's default would make one).
+    n = 300_000
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64())}), tmp_path / "ids.parquet")
+    lakehouse("import", str(tmp_path / "ids.parquet"), "--table", "shop.ids")
+    show = lakehouse.json("table", "show", "shop.ids")
+    table = StaticTable.from_metadata(show["metadata_location"])
+    paths = table.inspect.files().column("file_path").to_pylist()
+    groups = [pq.ParquetFile(p.removeprefix("file://")).metadata for p in paths]
+    sizes = [m.row_group(i).num_rows for m in groups for i in range(m.num_row_groups)]
+    assert sum(sizes) == n and max(sizes) <= 131_072 and len(sizes) >= 3, sizes

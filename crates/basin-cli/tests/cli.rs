@@ -604,3 +604,30 @@ fn basin_toml_errors_show_the_line_a_caret_and_the_key_meant() {
         "{err}"
     );
 }
+
+#[test]
+fn datafusion_options_come_from_basin_toml_and_are_checked() {
+    let lake = Lake::with_orders();
+    assert_eq!(
+        lake.ok(&[
+            "query",
+            "SELECT count(ID) AS n FROM sales.orders",
+            "--format",
+            "csv"
+        ]),
+        "n\n2\n"
+    );
+    // DataFusion's own option, applied to every session: names keep their case.
+    lake.write(
+        "basin.toml",
+        "[sql.datafusion]\n\"sql_parser.enable_ident_normalization\" = false\n",
+    );
+    let err = lake.fails(&["query", "SELECT count(ID) AS n FROM sales.orders"]);
+    assert!(err.contains("column `ID` does not exist"), "{err}");
+    lake.write("basin.toml", "[sql.datafusion]\n\"optimizer.nope\" = 1\n");
+    let err = lake.fails(&["query", "SELECT 1"]);
+    assert!(
+        err.contains("[sql.datafusion] datafusion.optimizer.nope") && err.contains("hint:"),
+        "{err}"
+    );
+}

@@ -235,6 +235,9 @@ pub struct SqlSection {
     pub query_timeout: Option<DurationValue>,
     pub spill_dir: Option<PathBuf>,
     pub spill_limit: Option<SizeValue>,
+    /// DataFusion's own options (`[sql.datafusion]`, e.g.
+    /// `"optimizer.hash_join_single_partition_threshold" = 4194304`), for tuning.
+    pub datafusion: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// `[server]`: what `basin serve` accepts from its callers.
@@ -466,6 +469,22 @@ impl Settings {
         }
         if let Some(v) = &q.spill_limit {
             sql.spill_limit = v.bytes(&setting("sql", "spill_limit"))?;
+        }
+        for (key, value) in q.datafusion.iter().flatten() {
+            let key = if key.starts_with("datafusion.") {
+                key.clone()
+            } else {
+                format!("datafusion.{key}")
+            };
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            sql.set_option(&key, &value).map_err(|e| {
+                Error::invalid(format!("basin.toml: [sql.datafusion] {key}: {e}")).with_hint(
+                    "the names and values are DataFusion's: https://datafusion.apache.org/user-guide/configs.html",
+                )
+            })?;
         }
         let mut server = ServerSettings::default();
         let w = &user.server;

@@ -117,10 +117,14 @@ impl Session {
             ))
             .with_hint(hint));
         }
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, default_schema)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false);
+        for (key, value) in &engine.limits().options {
+            // Checked when the settings were read.
+            config = config.set_str(key, value);
+        }
         // No table factories: `CREATE EXTERNAL TABLE` has nothing to build, even if it got
         // past the statement policy; files come only from the engine's warehouse store.
         let state = SessionStateBuilder::new()

@@ -44,6 +44,19 @@ pub struct SqlLimits {
     pub spill_dir: Option<PathBuf>,
     /// How much spilled data all queries together may keep on disk.
     pub spill_limit: u64,
+    /// DataFusion options every session starts with (`[sql.datafusion]`), checked by
+    /// `set_option`.
+    pub options: Vec<(String, String)>,
+}
+
+impl SqlLimits {
+    /// Adds a DataFusion option (`datafusion.optimizer....`), after DataFusion accepts it.
+    pub fn set_option(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        let mut options = datafusion::config::ConfigOptions::new();
+        options.set(key, value).map_err(|e| e.to_string())?;
+        self.options.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
 }
 
 impl Default for SqlLimits {
@@ -54,6 +67,7 @@ impl Default for SqlLimits {
             query_timeout: Some(Duration::from_secs(300)),
             spill_dir: None,
             spill_limit: 100 << 30,
+            options: Vec::new(),
         }
     }
 }

@@ -25,6 +25,23 @@ type Builder =
 /// scan of a large table spreads over several files (and cores).
 const TARGET_FILE_SIZE: usize = 128 * 1024 * 1024;
 
+/// The Iceberg table property (as PyIceberg names it) for the rows of a Parquet row group.
+pub const ROW_GROUP_LIMIT: &str = "write.parquet.row-group-limit";
+
+/// Rows per row group unless the table says otherwise: a row group is the unit DataFusion
+/// spreads a scan over cores with, so a 200,000-row table makes two instead of parquet's
+/// one-million-row default making one (issue #18's A/B in docs/benchmarks.md).
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The table's row group size: its `write.parquet.row-group-limit`, else the default.
+fn row_group_rows(properties: &std::collections::HashMap<String, String>) -> usize {
+    properties
+        .get(ROW_GROUP_LIMIT)
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ROW_GROUP_ROWS)
+}
+
 // One writer per import: the size of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Inner {
@@ -51,6 +68,7 @@ impl TableWriter {
         let schema = metadata.current_schema().clone();
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(row_group_rows(metadata.properties())))
             .build();
         let parquet = ParquetWriterBuilder::new_with_match_mode(
             properties,
@@ -125,5 +143,22 @@ impl TableWriter {
                 .await
                 .map_err(from_iceberg("cannot finish a data file")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::{DEFAULT_ROW_GROUP_ROWS, ROW_GROUP_LIMIT, row_group_rows};
+
+    #[test]
+    fn row_groups_follow_the_table_property_else_the_default() {
+        let with = |v: &str| HashMap::from([(ROW_GROUP_LIMIT.to_string(), v.to_string())]);
+        assert_eq!(row_group_rows(&HashMap::new()), DEFAULT_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(&with("1000")), 1000);
+        // Nonsense falls back rather than failing a write.
+        assert_eq!(row_group_rows(&with("0")), DEFAULT_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(&with("many")), DEFAULT_ROW_GROUP_ROWS);
     }
 }
