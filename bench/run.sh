@@ -2,17 +2,23 @@
 # The benchmark entry point: builds Basin in release mode, installs DuckDB and tpchgen-cli
 # into the bench environment, and prints a markdown table of every figure.
 #   bench/run.sh [--scale 1] [--skip-queries] ...   (see bench/run.py --help)
+#   bench/run.sh --tpch-ab [--repeat 3]             (A/B of the TPC-H levers: bench/tpch_ab.py)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 echo "== release build (the first one takes a long time on 2 cores)" >&2
-cargo build --release --quiet --bin basin -p basin
-cargo build --release --quiet -p basin-catalog --example catalog_latency
-cargo build --release --quiet -p basin-runtime --example runtime_bench
+cargo build --release --quiet --workspace --bin basin
 VENV="$HOME/.cache/basin/bench-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet -r bench/requirements.txt
+if [ "${1:-}" = "--tpch-ab" ]; then
+    # The A/B runs of the TPC-H levers (issue #18): bench/tpch_ab.py --help.
+    shift
+    exec "$VENV/bin/python" bench/tpch_ab.py --basin "$CARGO_TARGET_DIR/release/basin" "$@"
+fi
+cargo build --release --quiet --workspace --example catalog_latency
+cargo build --release --quiet --workspace --example runtime_bench
 exec "$VENV/bin/python" bench/run.py \
     --basin "$CARGO_TARGET_DIR/release/basin" \
     --catalog-latency "$CARGO_TARGET_DIR/release/examples/catalog_latency" \

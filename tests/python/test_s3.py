@@ -84,6 +84,35 @@ def test_lakehouse_on_s3(tmp_path, s3_endpoint):
     assert sorted(table.scan().to_arrow().column("trip").to_pylist()) == [1, 2, 3]
 
 
+def test_gc_on_s3_deletes_only_what_no_commit_reads(tmp_path, s3_endpoint):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    # What a killed write left: a data file no commit names (S3 keeps no older timestamps,
+    # so the test waits out the shortest grace period), and an object that is no table file.
+    s3.put_object(Bucket="lake", Key="warehouse/rides/orphan.parquet", Body=b"PAR1 left by a killed import")
+    s3.put_object(Bucket="lake", Key="warehouse/rides/README.txt", Body=b"not a table file")
+    left = time.time()
+    home = tmp_path / "lh"
+    home.mkdir()
+    (home / "basin.toml").write_text(f'[s3]\nendpoint = "{s3_endpoint}"\npath_style = true\n')
+    subprocess.run([BASIN, "init", str(home), "--warehouse", "s3://lake/warehouse"], check=True,
+                   capture_output=True, env={**__import__("os").environ, **KEYS})
+    b = Basin(home, KEYS)
+    (tmp_path / "trips.csv").write_text("trip,fare\n1,12.40\n2,30.00\n")
+    b("import", str(tmp_path / "trips.csv"), "--table", "rides.trips")
+    young = b.json("gc", "--grace", "1m")
+    assert young["files_removed"] == 0 and young["files_too_young"] == 1, young
+    time.sleep(max(0.0, 61 - (time.time() - left)))
+    report = b.json("gc", "--grace", "1m")
+    assert report["files_removed"] == 1 and report["removed_sample"] == ["s3://lake/warehouse/rides/orphan.parquet"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="warehouse/")["Contents"]}
+    assert "warehouse/rides/orphan.parquet" not in keys and "warehouse/rides/README.txt" in keys
+    assert report["files_reachable"] == len([k for k in keys if k.endswith((".parquet", ".avro", ".json"))])
+    out = b("query", "SELECT sum(fare) AS fares FROM rides.trips", "--format", "csv")
+    assert out.splitlines() == ["fares", "42.40"]
+
+
 def test_wrong_s3_endpoint_fails_at_init_with_a_hint(tmp_path):
     home = tmp_path / "lh"
     home.mkdir()

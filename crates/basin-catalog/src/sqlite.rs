@@ -510,6 +510,20 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn all_metadata_locations(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT value FROM contents")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut locations = Vec::new();
+        for row in &rows {
+            let content: Content = serde_json::from_str(row.get("value"))?;
+            if let Some(location) = content.metadata_location() {
+                locations.push(location.to_string());
+            }
+        }
+        Ok(locations)
+    }
+
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
         let mut conn = self.pool.acquire().await?;
         read_content(&mut conn, at, key).await

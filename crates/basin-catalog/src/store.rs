@@ -42,6 +42,9 @@ pub trait Store: Send + Sync + Debug {
 
     /// Everything the commit points at.
     async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>>;
+    /// Every table's `metadata.json` any commit points at, each once: what garbage
+    /// collection keeps (history is never cut yet).
+    async fn all_metadata_locations(&self) -> Result<Vec<String>>;
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>>;
 
     /// Records a finished function invocation (metering).

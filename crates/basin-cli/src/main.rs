@@ -112,6 +112,8 @@ enum Command {
     Demo(demo::Args),
     /// Show the walls functions run inside on this machine, and the limits
     Doctor(doctor::Args),
+    /// Delete the warehouse files no commit reads (left by failed or killed writes)
+    Gc(gc::Args),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs(cmd) => runs::run(cmd, ctx).await,
         Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,
         Command::Doctor(args) => doctor::run(args, ctx.home("doctor")?).await,
+        Command::Gc(args) => gc::run(args, ctx.home("gc")?).await,
         Command::Demo(args) => {
             ctx.home("demo")?;
             demo::run(args).await

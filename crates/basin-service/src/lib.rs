@@ -11,6 +11,7 @@
 
 pub mod config;
 mod functions;
+pub mod gc;
 mod lakehouse;
 mod merge;
 mod namespaces;

@@ -103,7 +103,7 @@ impl Session {
         at: &Resolved,
         namespace: Option<&str>,
     ) -> Result<Self> {
-        let catalog = Arc::new(RefCatalog::load(tables.clone(), at).await?);
+        let catalog = Arc::new(RefCatalog::load(tables.clone(), at, engine.string_views()).await?);
         let default_schema = namespace.unwrap_or("default");
         if namespace.is_some() && !catalog.has_namespace(default_schema) {
             let names = catalog.namespace_names();

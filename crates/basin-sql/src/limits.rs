@@ -30,6 +30,9 @@ use object_store::{
 };
 use url::Url;
 
+/// Whether scans read strings as `Utf8View` unless `[sql.datafusion]` says otherwise.
+pub const STRING_VIEWS: bool = true;
+
 /// The limits of SQL in one process (`[sql]` in basin.toml).
 #[derive(Clone, Debug)]
 pub struct SqlLimits {
@@ -121,6 +124,17 @@ impl Engine {
             runtime,
             counters: Arc::default(),
         })
+    }
+
+    /// Whether table scans read strings as `Utf8View`: DataFusion's
+    /// `execution.parquet.schema_force_view_types` in `[sql.datafusion]`, else `STRING_VIEWS`.
+    pub fn string_views(&self) -> bool {
+        self.limits()
+            .options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "datafusion.execution.parquet.schema_force_view_types")
+            .map_or(STRING_VIEWS, |(_, v)| v.eq_ignore_ascii_case("true"))
     }
 
     pub fn limits(&self) -> &SqlLimits {

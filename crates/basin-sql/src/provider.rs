@@ -34,6 +34,8 @@ pub(crate) struct RefSchema {
     entries: BTreeMap<String, (Key, String)>,
     /// Views a script created (`CREATE VIEW`): they live for this session only.
     views: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
+    /// Strings read as `Utf8View` (DataFusion's `execution.parquet.schema_force_view_types`).
+    string_views: bool,
 }
 
 impl RefCatalog {
@@ -58,7 +60,7 @@ impl RefCatalog {
         }
     }
 
-    pub(crate) async fn load(tables: Tables, at: &Resolved) -> Result<Self> {
+    pub(crate) async fn load(tables: Tables, at: &Resolved, string_views: bool) -> Result<Self> {
         let contents = tables.catalog().contents(at).await?;
         let mut namespaces: BTreeMap<String, BTreeMap<String, (Key, String)>> = BTreeMap::new();
         for (key, content) in contents {
@@ -85,6 +87,7 @@ impl RefCatalog {
                             tables: tables.clone(),
                             entries,
                             views: RwLock::default(),
+                            string_views,
                         }),
                     )
                 })
@@ -170,7 +173,7 @@ impl SchemaProvider for RefSchema {
             .load_from(key, location)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if let Some(listing) = parallel_scan(&table).await? {
+        if let Some(listing) = parallel_scan(&table, self.string_views).await? {
             return Ok(Some(listing));
         }
         let provider = IcebergStaticTableProvider::try_new_from_table(table)
@@ -214,7 +217,10 @@ impl SchemaProvider for RefSchema {
 /// iceberg (so the snapshot's manifests decide what is live) and hands them to a
 /// `ListingTable`. Tables whose files carry delete files, that live in object storage, or that
 /// are empty keep the iceberg scan, which applies deletes and reads any FileIO.
-async fn parallel_scan(table: &iceberg::table::Table) -> DfResult<Option<Arc<dyn TableProvider>>> {
+async fn parallel_scan(
+    table: &iceberg::table::Table,
+    string_views: bool,
+) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let external = |e: iceberg::Error| DataFusionError::External(Box::new(e));
     if table.metadata().current_snapshot().is_none() || table.metadata().location().contains("://")
     {
@@ -240,14 +246,16 @@ async fn parallel_scan(table: &iceberg::table::Table) -> DfResult<Option<Arc<dyn
         .collect::<DfResult<Vec<_>>>()?;
     let schema = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
         .map_err(external)?;
-    // Strings as views: DataFusion's Parquet reader produces them without copying, and its
-    // string kernels are fastest on them.
+    // Strings as views, when asked: DataFusion's Parquet reader produces them without
+    // copying, and its string kernels are fastest on them.
     let schema = Arc::new(Schema::new(
         schema
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+                DataType::Utf8 if string_views => {
+                    Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+                }
                 _ => f.clone(),
             })
             .collect::<Vec<_>>(),

@@ -11,6 +11,7 @@
 
 mod durable;
 mod error;
+mod files;
 mod id_json;
 mod merge;
 mod overwrite;
@@ -23,6 +24,7 @@ mod writer;
 
 pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
+pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
 pub use tables::{
     ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,

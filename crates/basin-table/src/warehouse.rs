@@ -27,6 +27,36 @@ pub struct S3Settings {
 }
 
 impl S3Settings {
+    /// An opendal operator on `bucket`, rooted at `prefix`, with these settings (listing and
+    /// deleting, which FileIO does not do).
+    pub fn operator(&self, bucket: &str, prefix: &str) -> Result<opendal::Operator> {
+        let mut builder = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{}", prefix.trim_matches('/')))
+            .region(self.region.as_deref().unwrap_or("us-east-1"))
+            // Only what Basin was told: never ~/.aws or the EC2 metadata service.
+            .disable_config_load()
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(key) = &self.access_key_id {
+            builder = builder.access_key_id(key);
+        }
+        if let Some(secret) = &self.secret_access_key {
+            builder = builder.secret_access_key(secret);
+        }
+        if let Some(token) = &self.session_token {
+            builder = builder.session_token(token);
+        }
+        if !self.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        opendal::Operator::new(builder)
+            .map(|b| b.finish())
+            .map_err(|e| Error::io(format!("s3://{bucket}/{prefix}: {e}")))
+    }
+
     /// A FileIO that speaks S3 with these settings.
     pub fn file_io(&self) -> FileIO {
         let mut props: Vec<(&str, String)> = vec![
@@ -66,6 +96,8 @@ pub struct Warehouse {
     /// How a commit's files are made durable before the branch moves; `None` in S3, where a
     /// completed PUT is.
     sync: Option<Arc<dyn FileSync>>,
+    /// How to reach the bucket of an S3 warehouse, for listing and deleting.
+    s3: Option<S3Settings>,
 }
 
 impl Warehouse {
@@ -81,6 +113,7 @@ impl Warehouse {
             location: location.trim_end_matches('/').to_string(),
             file_io: FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
             sync: Some(Arc::new(Fsync)),
+            s3: None,
         })
     }
 
@@ -98,6 +131,7 @@ impl Warehouse {
             location: url.trim_end_matches('/').to_string(),
             file_io: settings.file_io(),
             sync: None,
+            s3: Some(settings.clone()),
         })
     }
 
@@ -124,6 +158,18 @@ impl Warehouse {
 
     pub fn is_s3(&self) -> bool {
         self.location.starts_with("s3://")
+    }
+
+    /// The bucket, the prefix and an operator rooted at the bucket (S3 warehouses only).
+    pub(crate) fn s3_operator(&self) -> Result<(String, String, opendal::Operator)> {
+        let rest = self
+            .location
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::internal("not an S3 warehouse"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let settings = self.s3.clone().unwrap_or_default();
+        let operator = settings.operator(bucket, "")?;
+        Ok((bucket.to_string(), prefix.to_string(), operator))
     }
 
     /// A fresh folder for a new table. Unique, so a table dropped on one branch and created

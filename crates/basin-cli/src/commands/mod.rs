@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod env;
 pub mod events;
 pub mod functions;
+pub mod gc;
 pub mod import;
 pub mod init;
 pub mod invoke;

@@ -76,31 +76,7 @@ impl S3Bucket {
 
     /// An operator on the store's bucket, rooted at the prefix.
     fn operator(&self, s3: &S3Settings) -> Result<Operator> {
-        let mut builder = opendal::services::S3::default()
-            .bucket(&self.bucket)
-            .root(&format!("/{}", self.prefix))
-            .region(s3.region.as_deref().unwrap_or("us-east-1"))
-            // Only what Basin was told: never ~/.aws or the EC2 metadata service.
-            .disable_config_load()
-            .disable_ec2_metadata();
-        if let Some(endpoint) = &s3.endpoint {
-            builder = builder.endpoint(endpoint);
-        }
-        if let Some(key) = &s3.access_key_id {
-            builder = builder.access_key_id(key);
-        }
-        if let Some(secret) = &s3.secret_access_key {
-            builder = builder.secret_access_key(secret);
-        }
-        if let Some(token) = &s3.session_token {
-            builder = builder.session_token(token);
-        }
-        if !s3.path_style {
-            builder = builder.enable_virtual_host_style();
-        }
-        Operator::new(builder)
-            .map(|b| b.finish())
-            .map_err(|e| Error::io(format!("s3://{}/{}: {e}", self.bucket, self.prefix)))
+        s3.operator(&self.bucket, &self.prefix)
     }
 }
 

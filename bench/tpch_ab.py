@@ -1,0 +1,127 @@
+"""A/B runs of the TPC-H levers of issue #18, on one machine, in one sitting.
+
+Builds two lakehouses from the same TPC-H CSV files: one written as Basin writes now (row
+groups of 128k rows) and one with Parquet's old one-million-row groups (the tables'
+`write.parquet.row-group-limit` set through Basin's Iceberg REST catalog, then the data
+imported again). Then runs the 22 queries on each variant below (a basin.toml with
+`[sql.datafusion]` options), best of --repeat per query, and prints one markdown table of
+totals and one of per-query times. Run by `bench/run.sh --tpch-ab` (release build).
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from run import QUERIES, TABLES, basin, engine_seconds, generate, header, log
+
+# (name, lakehouse: "128k" or "1M", [sql.datafusion] options)
+VARIANTS = [
+    ("row groups of 1M rows (before), defaults", "1M", {}),
+    ("row groups of 128k rows, defaults", "128k", {}),
+    ("128k + repartition_file_min_size 1 MiB", "128k", {"optimizer.repartition_file_min_size": 1 << 20}),
+    ("128k + hash_join_single_partition_threshold 8 MiB / 1M rows", "128k", {
+        "optimizer.hash_join_single_partition_threshold": 8 << 20,
+        "optimizer.hash_join_single_partition_threshold_rows": 1 << 20,
+    }),
+    ("128k + perfect_hash_join_small_build_threshold 1M", "128k", {
+        "execution.perfect_hash_join_small_build_threshold": 1 << 20,
+    }),
+    ("128k + join dynamic filter pushdown off", "128k", {"optimizer.enable_join_dynamic_filter_pushdown": False}),
+]
+
+
+def toml_value(v) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def build(args, csv_dir: Path, home: Path, row_group_limit: int | None) -> None:
+    subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+    for table in TABLES:
+        basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}")
+    if row_group_limit is None:
+        return
+    # The property, through the Iceberg REST catalog (as any engine would set it), then the
+    # rows written again under it.
+    server = subprocess.Popen([args.basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        base = None
+        for _ in range(20):
+            found = re.search(r"http://(127\.0\.0\.1:\d+)", server.stderr.readline())
+            if found:
+                base = f"http://{found.group(1)}"
+                break
+        assert base, "basin serve did not say where it listens"
+        for table in TABLES:
+            body = json.dumps({"requirements": [], "updates": [{
+                "action": "set-properties",
+                "updates": {"write.parquet.row-group-limit": str(row_group_limit)},
+            }]}).encode()
+            request = urllib.request.Request(f"{base}/v1/main/namespaces/tpch/tables/{table}", data=body,
+                                             headers={"content-type": "application/json"}, method="POST")
+            urllib.request.urlopen(request).read()
+    finally:
+        server.kill()
+        server.wait()
+    for table in TABLES:
+        basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}",
+              "--mode", "replace")
+
+
+def run_queries(args, home: Path) -> list[float]:
+    seconds = []
+    for q in range(1, 23):
+        sql = (QUERIES / f"q{q:02}.sql").read_text()
+        seconds.append(min(
+            engine_seconds(basin(args.basin, home, "query", "-", "-n", "tpch", "--format", "csv", stdin=sql).stderr)
+            for _ in range(args.repeat)
+        ))
+    return seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--basin", required=True, help="the release basin binary")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
+    p.add_argument("--memory", default="8GiB", help="[sql] memory limits of the runs (DuckDB has none)")
+    args = p.parse_args()
+    csv_dir = generate(args.scale, Path(args.data))
+    work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
+    homes = {"128k": work / "rg128k", "1M": work / "rg1m"}
+    log("== lakehouses: 128k-row and 1M-row groups")
+    build(args, csv_dir, homes["128k"], None)
+    build(args, csv_dir, homes["1M"], 1 << 20)
+    results = []
+    for name, lakehouse, options in VARIANTS:
+        home = homes[lakehouse]
+        toml = (f'[sql]\nmemory_limit = "{args.memory}"\nquery_memory_limit = "{args.memory}"\n\n[sql.datafusion]\n'
+                + "".join(f'"{k}" = {toml_value(v)}\n' for k, v in options.items()))
+        (home / "basin.toml").write_text(toml)
+        started = time.perf_counter()
+        seconds = run_queries(args, home)
+        log(f"   {name}: {sum(seconds):.3f}s ({time.perf_counter() - started:.0f}s wall)")
+        results.append((name, seconds))
+    header(args)
+    base = sum(results[0][1])
+    print("| variant | TPC-H total [s] | vs before |")
+    print("| --- | ---: | ---: |")
+    for name, seconds in results:
+        print(f"| {name} | {sum(seconds):.3f} | {sum(seconds) / base:.2f}x |")
+    print()
+    print("| query | " + " | ".join(f"v{i}" for i in range(len(results))) + " |")
+    print("| --- | " + " | ".join("---:" for _ in results) + " |")
+    for q in range(22):
+        print(f"| q{q + 1:02} | " + " | ".join(f"{seconds[q]:.3f}" for _, seconds in results) + " |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

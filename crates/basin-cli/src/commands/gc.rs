@@ -1,0 +1,91 @@
+use std::path::Path;
+
+use basin_service::gc::GcOptions;
+
+use super::open;
+use crate::output::{FormatArg, ListFormat, print, status};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Deletes the warehouse's table files that no commit reads: what imports and runs
+that failed or were killed left behind. Every file any branch, tag or commit of history reads is
+kept, and so is every file younger than the grace period (a write in flight has written files
+it has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puffin, .orc)
+are ever deleted. See docs/maintenance.md.
+
+Examples:
+  basin gc --dry-run          # what would go, and how much space it frees
+  basin gc
+  basin gc --grace 6h --format json"
+)]
+pub struct Args {
+    /// Report what would be deleted; delete nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep files younger than this (at least 1m): longer than any write takes
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    grace: String,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = open(home).await?;
+    let grace = basin_catalog::units::parse_duration(&args.grace)
+        .map_err(|e| e.with_hint("write e.g. --grace 30m, 1h, 2d"))?;
+    let report = lakehouse
+        .gc(&GcOptions {
+            dry_run: args.dry_run,
+            grace,
+        })
+        .await?;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    let rows = vec![
+        vec![
+            "in the warehouse".into(),
+            report.files_found.to_string(),
+            mib(report.bytes_found),
+        ],
+        vec![
+            "read by a commit (kept)".into(),
+            report.files_reachable.to_string(),
+            mib(report.bytes_reachable),
+        ],
+        vec![
+            "younger than the grace period (kept)".into(),
+            report.files_too_young.to_string(),
+            mib(report.bytes_too_young),
+        ],
+        vec![
+            if report.dry_run {
+                "read by nothing (would be removed)"
+            } else {
+                "read by nothing (removed)"
+            }
+            .into(),
+            report.files_removed.to_string(),
+            mib(report.bytes_removed),
+        ],
+    ];
+    print(
+        args.format.format,
+        &report,
+        &["files", "count", "size"],
+        rows,
+    )?;
+    if args.format.format == ListFormat::Table {
+        status(format!(
+            "{} {} files ({}) in {:.1}s; {} table metadata files marked",
+            if report.dry_run {
+                "Dry run: would remove"
+            } else {
+                "Removed"
+            },
+            report.files_removed,
+            mib(report.bytes_removed),
+            report.seconds,
+            report.metadata_files
+        ));
+    }
+    Ok(())
+}

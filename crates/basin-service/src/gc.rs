@@ -1,0 +1,121 @@
+//! `basin gc`: deletes the warehouse files no commit can read.
+//!
+//! Mark: every table `metadata.json` any commit of the catalog points at (every branch, tag
+//! and commit of history: history is not cut yet, so nothing a ref or `basin log` shows can
+//! lose a file), and everything each reaches (manifest lists, manifests, data and delete
+//! files, statistics). Sweep: the warehouse's table files (`.parquet`, `.avro`,
+//! `.metadata.json`, `.puffin`, `.orc`) that are not marked and are older than the grace
+//! period. What is left: files of imports and runs that failed or were killed, and of
+//! commits that lost a race. The grace period keeps the files of a write in flight (written,
+//! not yet committed): it must be longer than the longest write.
+//!
+//! A mark that cannot read a file stops the gc before anything is deleted.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use basin_catalog::{Error, Result};
+use basin_table::Reachable;
+use serde::Serialize;
+
+use crate::Lakehouse;
+
+/// The shortest grace period `basin gc` accepts: below it, a commit in flight could lose the
+/// files it has written.
+pub const MIN_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Report what would be deleted, delete nothing.
+    pub dry_run: bool,
+    /// Only files older than this are deleted.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a gc found, kept and removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub grace_seconds: u64,
+    /// Table files in the warehouse.
+    pub files_found: u64,
+    pub bytes_found: u64,
+    /// Read by some commit.
+    pub files_reachable: u64,
+    pub bytes_reachable: u64,
+    /// Read by no commit, but younger than the grace period.
+    pub files_too_young: u64,
+    pub bytes_too_young: u64,
+    /// Read by no commit and old enough: deleted (or, in a dry run, to delete).
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    /// Table metadata files walked in the mark.
+    pub metadata_files: u64,
+    /// Up to 20 of the removed files, for a look.
+    pub removed_sample: Vec<String>,
+    pub seconds: f64,
+}
+
+impl Lakehouse {
+    /// Marks what the catalog reaches and sweeps the rest of the warehouse; see the module.
+    pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        if options.grace < MIN_GRACE {
+            return Err(Error::invalid(format!(
+                "a grace period of {:?} could delete the files of a write in flight",
+                options.grace
+            ))
+            .with_hint("use --grace 1m or more (the default is 1h)"));
+        }
+        let clock = Instant::now();
+        // Files written after this are never candidates, whatever the mark finds.
+        let cutoff = SystemTime::now() - options.grace;
+        let warehouse = self.warehouse();
+        // List first, then mark: a file committed between the two is younger than the cutoff
+        // (or was marked), so it is never swept.
+        let listed = warehouse.list_table_files().await?;
+        let mut reachable = Reachable::new();
+        let locations = self.catalog().store().all_metadata_locations().await?;
+        for location in &locations {
+            reachable.add_metadata(warehouse, location).await?;
+        }
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            grace_seconds: options.grace.as_secs(),
+            metadata_files: locations.len() as u64,
+            ..GcReport::default()
+        };
+        let mut doomed = Vec::new();
+        for file in listed {
+            report.files_found += 1;
+            report.bytes_found += file.bytes;
+            if reachable.contains(&file.path) {
+                report.files_reachable += 1;
+                report.bytes_reachable += file.bytes;
+            } else if file.modified > cutoff {
+                report.files_too_young += 1;
+                report.bytes_too_young += file.bytes;
+            } else {
+                report.files_removed += 1;
+                report.bytes_removed += file.bytes;
+                doomed.push(file.path);
+            }
+        }
+        doomed.sort();
+        report.removed_sample = doomed.iter().take(20).cloned().collect();
+        if !options.dry_run {
+            for batch in doomed.chunks(1000) {
+                warehouse.delete_files(batch).await?;
+            }
+        }
+        report.seconds = clock.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}

@@ -1,0 +1,242 @@
+//! What garbage collection needs from the warehouse: every file a table's metadata reaches,
+//! and every file the warehouse holds.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use iceberg::spec::TableMetadata;
+use iceberg::table::Table;
+
+use crate::error::{Error, Result, from_iceberg};
+use crate::warehouse::Warehouse;
+
+/// The files some table metadata reaches: the `metadata.json` files themselves and those of
+/// their metadata log (the earlier versions engines may look at, as Iceberg's own orphan
+/// removal keeps them), statistics, and for every snapshot its manifest list, manifests, and data and delete files (alive or
+/// not: a manifest's deleted entries are still read by the snapshots before them).
+#[derive(Debug, Default)]
+pub struct Reachable {
+    files: HashSet<String>,
+}
+
+impl Reachable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds what the `metadata.json` at `location` reaches. Any file that cannot be read is an
+    /// error: a mark that missed something must not lead to a sweep.
+    pub async fn add_metadata(&mut self, warehouse: &Warehouse, location: &str) -> Result<()> {
+        if !self.files.insert(normalize(location)) {
+            return Ok(());
+        }
+        let context = format!("cannot read {location}");
+        let file_io = warehouse.file_io();
+        let metadata = TableMetadata::read_from(file_io, location)
+            .await
+            .map_err(from_iceberg(&context))?;
+        // Earlier metadata files are only kept, not walked: their snapshots are the ones
+        // their committed successors list, or were expired on purpose.
+        for entry in metadata.metadata_log() {
+            self.files.insert(normalize(&entry.metadata_file));
+        }
+        for statistics in metadata.statistics_iter() {
+            self.files.insert(normalize(&statistics.statistics_path));
+        }
+        for statistics in metadata.partition_statistics_iter() {
+            self.files.insert(normalize(&statistics.statistics_path));
+        }
+        let snapshots: Vec<_> = metadata.snapshots().cloned().collect();
+        let table = Table::builder()
+            .identifier(
+                iceberg::TableIdent::from_strs(["gc", "table"]).map_err(from_iceberg(&context))?,
+            )
+            .metadata(metadata)
+            .metadata_location(location)
+            .file_io(file_io.clone())
+            .runtime(iceberg::Runtime::try_current().map_err(from_iceberg(&context))?)
+            .readonly(true)
+            .build()
+            .map_err(from_iceberg(&context))?;
+        for snapshot in snapshots {
+            if !self.files.insert(normalize(snapshot.manifest_list())) {
+                continue; // shared with another metadata file, already walked
+            }
+            let list = table
+                .manifest_list_reader(&snapshot)
+                .load()
+                .await
+                .map_err(from_iceberg(&format!(
+                    "cannot read the manifest list {}",
+                    snapshot.manifest_list()
+                )))?;
+            for manifest_file in list.entries() {
+                if !self.files.insert(normalize(&manifest_file.manifest_path)) {
+                    continue;
+                }
+                let manifest = manifest_file
+                    .load_manifest(file_io)
+                    .await
+                    .map_err(from_iceberg(&format!(
+                        "cannot read the manifest {}",
+                        manifest_file.manifest_path
+                    )))?;
+                for entry in manifest.entries() {
+                    self.files.insert(normalize(entry.data_file().file_path()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.files.contains(&normalize(path))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// A path as the warehouse lists it: local paths without `file://` (engines writing through
+/// the REST catalog may spell them either way).
+fn normalize(path: &str) -> String {
+    path.strip_prefix("file://").unwrap_or(path).to_string()
+}
+
+/// A file in the warehouse.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    /// As table metadata names it: an absolute path, or `s3://bucket/key`.
+    pub path: String,
+    pub bytes: u64,
+    pub modified: SystemTime,
+}
+
+/// Whether garbage collection may ever delete a file of this name: the kinds of file an
+/// Iceberg table is made of. Anything else in the warehouse is left alone.
+pub fn is_table_file(path: &str) -> bool {
+    [".parquet", ".avro", ".metadata.json", ".puffin", ".orc"]
+        .iter()
+        .any(|suffix| path.ends_with(suffix))
+}
+
+impl Warehouse {
+    /// Every table file under the warehouse (see `is_table_file`).
+    pub async fn list_table_files(&self) -> Result<Vec<StoredFile>> {
+        if self.is_s3() {
+            return self.s3_list().await;
+        }
+        let root = std::path::PathBuf::from(self.location());
+        tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            let mut folders = vec![root];
+            while let Some(folder) = folders.pop() {
+                let entries = match std::fs::read_dir(&folder) {
+                    Ok(entries) => entries,
+                    // A warehouse nothing was written to yet.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(
+                            Error::io(format!("cannot list {}", folder.display())).with_source(e)
+                        );
+                    }
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| {
+                        Error::io(format!("cannot list {}", folder.display())).with_source(e)
+                    })?;
+                    let kind = entry.file_type().map_err(|e| {
+                        Error::io(format!("{}", entry.path().display())).with_source(e)
+                    })?;
+                    if kind.is_dir() {
+                        folders.push(entry.path());
+                        continue;
+                    }
+                    let Some(path) = entry.path().to_str().map(str::to_string) else {
+                        continue;
+                    };
+                    if !kind.is_file() || !is_table_file(&path) {
+                        continue;
+                    }
+                    let meta = entry
+                        .metadata()
+                        .map_err(|e| Error::io(path.clone()).with_source(e))?;
+                    files.push(StoredFile {
+                        path,
+                        bytes: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    });
+                }
+            }
+            Ok(files)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("listing the warehouse: {e}")))?
+    }
+
+    /// Deletes files (paths as `list_table_files` gives them); a file already gone is fine.
+    pub async fn delete_files(&self, paths: &[String]) -> Result<()> {
+        if self.is_s3() {
+            return self.s3_delete(paths).await;
+        }
+        let paths = paths.to_vec();
+        tokio::task::spawn_blocking(move || {
+            for path in paths {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::io(format!("cannot delete {path}")).with_source(e));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("deleting from the warehouse: {e}")))?
+    }
+}
+
+impl Warehouse {
+    async fn s3_list(&self) -> Result<Vec<StoredFile>> {
+        let (bucket, prefix, operator) = self.s3_operator()?;
+        let listed = operator
+            .list_with(&format!("{}/", prefix.trim_end_matches('/')))
+            .recursive(true)
+            .await
+            .map_err(|e| Error::io(format!("cannot list {}: {e}", self.location())))?;
+        Ok(listed
+            .into_iter()
+            .filter(|entry| entry.metadata().is_file() && is_table_file(entry.path()))
+            .map(|entry| {
+                let meta = entry.metadata();
+                StoredFile {
+                    path: format!("s3://{bucket}/{}", entry.path().trim_start_matches('/')),
+                    bytes: meta.content_length(),
+                    modified: meta
+                        .last_modified()
+                        .map_or(SystemTime::UNIX_EPOCH, SystemTime::from),
+                }
+            })
+            .collect())
+    }
+
+    async fn s3_delete(&self, paths: &[String]) -> Result<()> {
+        let (bucket, _, operator) = self.s3_operator()?;
+        let own = format!("s3://{bucket}/");
+        let keys: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&own).map(str::to_string))
+            .collect();
+        // The deleter sends them in batches (DeleteObjects) where the store allows.
+        operator
+            .delete_iter(keys)
+            .await
+            .map_err(|e| Error::io(format!("cannot delete from {}: {e}", self.location())))
+    }
+}

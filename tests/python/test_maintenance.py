@@ -1,0 +1,119 @@
+"""`basin gc`: the warehouse's files no commit reads go, and nothing any ref reads does.
+Real lakehouses, real Iceberg files (PyIceberg reads every table after the sweep)."""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.table import StaticTable
+
+from conftest import BASIN
+
+HOURS_AGO = time.time() - 2 * 3600
+
+
+def what_it_reads(lakehouse, ref):
+    """Row count and an order-independent digest of sales.orders at `ref`."""
+    out = lakehouse("query", "SELECT count(*) AS n, sum(id * 7919 + amount) AS digest FROM sales.orders",
+                    "--ref", ref, "--format", "csv")
+    return out.splitlines()[1]
+
+
+def files_under(folder: Path):
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def age(path: Path):
+    os.utime(path, (HOURS_AGO, HOURS_AGO))
+
+
+def test_gc_removes_only_what_no_commit_reads(lakehouse, tmp_path):
+    csv = tmp_path / "orders.csv"
+    csv.write_text("id,amount\n1,10.50\n2,3.25\n")
+    more = tmp_path / "more.csv"
+    more.write_text("id,amount\n3,7.00\n")
+    other = tmp_path / "other.csv"
+    other.write_text("id,amount\n9,1.00\n")
+    lakehouse("import", str(csv), "--table", "sales.orders")
+    # Three branches and a tag sharing files; one branch replaces every row.
+    lakehouse("branch", "create", "grow")
+    lakehouse("import", str(more), "--table", "sales.orders", "--branch", "grow")
+    lakehouse("tag", "create", "v1", "--at", "grow")
+    lakehouse("branch", "create", "swap")
+    lakehouse("import", str(other), "--table", "sales.orders", "--branch", "swap", "--mode", "replace")
+    refs = ["main", "grow", "v1", "swap"]
+    before = {ref: what_it_reads(lakehouse, ref) for ref in refs}
+    assert len(set(before.values())) == 3, before
+
+    location = Path(lakehouse.json("table", "show", "sales.orders")["location"])
+    committed = files_under(location)
+    # What failed writes leave: a data file and a metadata file no commit names, from two
+    # hours ago; one from just now (a write in flight); and a file that is no table file.
+    data = next(p for p in committed if p.suffix == ".parquet")
+    orphan = data.with_name("orphan-from-a-killed-import.parquet")
+    shutil.copy(data, orphan)
+    orphan_metadata = location / "metadata" / "99999-orphan.metadata.json"
+    orphan_metadata.write_text("{}")
+    in_flight = data.with_name("written-a-moment-ago.parquet")
+    shutil.copy(data, in_flight)
+    notes = location / "notes.txt"
+    notes.write_text("not a table file")
+    for old in (orphan, orphan_metadata, notes):
+        age(old)
+
+    dry = lakehouse.json("gc", "--dry-run")
+    assert dry["dry_run"] and dry["files_removed"] == 2, dry
+    assert orphan.exists() and orphan_metadata.exists()
+
+    report = lakehouse.json("gc")
+    assert report["files_removed"] == 2 and report["files_too_young"] == 1, report
+    assert report["files_reachable"] == len([p for p in committed if p.suffix in (".parquet", ".avro", ".json")])
+    assert sorted(report["removed_sample"]) == sorted([str(orphan), str(orphan_metadata)])
+    assert not orphan.exists() and not orphan_metadata.exists()
+    assert in_flight.exists() and notes.exists()
+    assert committed <= files_under(location)
+
+    # Every ref and tag reads exactly what it read, through Basin and through PyIceberg.
+    assert {ref: what_it_reads(lakehouse, ref) for ref in refs} == before
+    for ref in refs:
+        show = lakehouse.json("table", "show", "sales.orders", "--ref", ref)
+        rows = StaticTable.from_metadata(show["metadata_location"]).scan().to_arrow().num_rows
+        assert rows == int(before[ref].split(",")[0])
+
+    # A second gc finds nothing more to remove.
+    assert lakehouse.json("gc")["files_removed"] == 0
+
+
+def test_gc_refuses_a_grace_period_too_short_for_a_write_in_flight(lakehouse):
+    out = lakehouse.run("gc", "--grace", "10s", check=False)
+    assert out.returncode == 1
+    assert "write in flight" in out.stderr and "hint: use --grace 1m or more" in out.stderr
+
+
+def test_gc_racing_an_import_never_removes_its_files(lakehouse, tmp_path):
+    n = 2_000_000
+    source = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64())}), source, row_group_size=100_000)
+    importing = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "import", str(source), "--table", "big.ids"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reports = []
+    stop = threading.Event()
+
+    def collect():
+        while not stop.is_set():
+            reports.append(lakehouse.json("gc", "--grace", "1m"))
+
+    collector = threading.Thread(target=collect)
+    collector.start()
+    _, err = importing.communicate(timeout=300)
+    stop.set()
+    collector.join()
+    assert importing.returncode == 0, err
+    assert reports and all(r["files_removed"] == 0 for r in reports), reports
+    count = lakehouse("query", "SELECT count(*) AS n FROM big.ids", "--format", "csv").splitlines()[1]
+    assert int(count) == n
