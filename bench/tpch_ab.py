@@ -21,18 +21,22 @@ from pathlib import Path
 from run import QUERIES, TABLES, basin, engine_seconds, generate, header, log
 
 # (name, lakehouse: "128k" or "1M", [sql.datafusion] options)
+NO_VIEWS = {"execution.parquet.schema_force_view_types": False}
+
 VARIANTS = [
-    ("row groups of 1M rows (before), defaults", "1M", {}),
-    ("row groups of 128k rows, defaults", "128k", {}),
-    ("128k + repartition_file_min_size 1 MiB", "128k", {"optimizer.repartition_file_min_size": 1 << 20}),
-    ("128k + hash_join_single_partition_threshold 8 MiB / 1M rows", "128k", {
+    ("row groups of 1M rows (before)", "1M", {}),
+    ("row groups of 128k rows", "128k", {}),
+    ("128k, strings as Utf8 instead of views", "128k", NO_VIEWS),
+    ("128k, repartition_file_min_size 1 MiB", "128k", {"optimizer.repartition_file_min_size": 1 << 20}),
+    ("128k, hash_join_single_partition_threshold 8 MiB / 1M rows", "128k", {
         "optimizer.hash_join_single_partition_threshold": 8 << 20,
-        "optimizer.hash_join_single_partition_threshold_rows": 1 << 20,
-    }),
-    ("128k + perfect_hash_join_small_build_threshold 1M", "128k", {
-        "execution.perfect_hash_join_small_build_threshold": 1 << 20,
-    }),
-    ("128k + join dynamic filter pushdown off", "128k", {"optimizer.enable_join_dynamic_filter_pushdown": False}),
+        "optimizer.hash_join_single_partition_threshold_rows": 1 << 20}),
+    ("128k, perfect_hash_join_small_build_threshold 1M", "128k", {
+        "execution.perfect_hash_join_small_build_threshold": 1 << 20}),
+    ("128k, join dynamic filter pushdown off", "128k", {"optimizer.enable_join_dynamic_filter_pushdown": False}),
+    ("1M, hash_join_single_partition_threshold 8 MiB / 1M rows", "1M", {
+        "optimizer.hash_join_single_partition_threshold": 8 << 20,
+        "optimizer.hash_join_single_partition_threshold_rows": 1 << 20}),
 ]
 
 
@@ -74,15 +78,27 @@ def build(args, csv_dir: Path, home: Path, row_group_limit: int | None) -> None:
               "--mode", "replace")
 
 
-def run_queries(args, home: Path) -> list[float]:
+def run_queries(args, home: Path) -> list[float | None]:
+    """Best time per query; None for a query that failed (its first error line is logged)."""
     seconds = []
     for q in range(1, 23):
         sql = (QUERIES / f"q{q:02}.sql").read_text()
-        seconds.append(min(
-            engine_seconds(basin(args.basin, home, "query", "-", "-n", "tpch", "--format", "csv", stdin=sql).stderr)
-            for _ in range(args.repeat)
-        ))
+        try:
+            seconds.append(min(
+                engine_seconds(basin(args.basin, home, "query", "-", "-n", "tpch", "--format", "csv",
+                                     stdin=sql).stderr)
+                for _ in range(args.repeat)
+            ))
+        except RuntimeError as e:
+            log(f"   q{q:02} failed: {str(e).splitlines()[1][:160]}")
+            seconds.append(None)
     return seconds
+
+
+def total(seconds: list[float | None]) -> str:
+    """The sum of the queries that ran (marked when some failed)."""
+    ran = [s for s in seconds if s is not None]
+    return f"{sum(ran):.3f}" + ("" if len(ran) == len(seconds) else f" ({len(ran)} of {len(seconds)})")
 
 
 def main() -> None:
@@ -91,7 +107,8 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
-    p.add_argument("--memory", default="8GiB", help="[sql] memory limits of the runs (DuckDB has none)")
+    p.add_argument("--only", default="", help="comma-separated variant numbers to run (default: all)")
+    p.add_argument("--memory", default="4GiB", help="[sql] memory_limit and query_memory_limit of the runs")
     args = p.parse_args()
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
@@ -100,26 +117,30 @@ def main() -> None:
     build(args, csv_dir, homes["128k"], None)
     build(args, csv_dir, homes["1M"], 1 << 20)
     results = []
-    for name, lakehouse, options in VARIANTS:
+    chosen = [VARIANTS[int(i)] for i in args.only.split(",")] if args.only else VARIANTS
+    for name, lakehouse, options in chosen:
         home = homes[lakehouse]
         toml = (f'[sql]\nmemory_limit = "{args.memory}"\nquery_memory_limit = "{args.memory}"\n\n[sql.datafusion]\n'
                 + "".join(f'"{k}" = {toml_value(v)}\n' for k, v in options.items()))
         (home / "basin.toml").write_text(toml)
         started = time.perf_counter()
         seconds = run_queries(args, home)
-        log(f"   {name}: {sum(seconds):.3f}s ({time.perf_counter() - started:.0f}s wall)")
+        log(f"   {name}: {total(seconds)} ({time.perf_counter() - started:.0f}s wall)")
         results.append((name, seconds))
     header(args)
-    base = sum(results[0][1])
-    print("| variant | TPC-H total [s] | vs before |")
-    print("| --- | ---: | ---: |")
-    for name, seconds in results:
-        print(f"| {name} | {sum(seconds):.3f} | {sum(seconds) / base:.2f}x |")
+    print(f"[sql] memory limits {args.memory}.  ")
+    print()
+    print("| | variant | TPC-H total [s] | queries that failed |")
+    print("| --- | --- | ---: | --- |")
+    for i, (name, seconds) in enumerate(results):
+        failed = ", ".join(f"q{q + 1:02}" for q, s in enumerate(seconds) if s is None) or "none"
+        print(f"| v{i} | {name} | {total(seconds)} | {failed} |")
     print()
     print("| query | " + " | ".join(f"v{i}" for i in range(len(results))) + " |")
     print("| --- | " + " | ".join("---:" for _ in results) + " |")
     for q in range(22):
-        print(f"| q{q + 1:02} | " + " | ".join(f"{seconds[q]:.3f}" for _, seconds in results) + " |")
+        cells = ("failed" if s[q] is None else f"{s[q]:.3f}" for _, s in results)
+        print(f"| q{q + 1:02} | " + " | ".join(cells) + " |")
     shutil.rmtree(work, ignore_errors=True)
 
 
