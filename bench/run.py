@@ -89,6 +89,7 @@ def main() -> None:
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--only-front-doors", action="store_true", help="only the query latency through each front door")
     p.add_argument("--only-events", action="store_true", help="only the triggered-function figures")
+    p.add_argument("--only-tpch", action="store_true", help="only the import and TPC-H figures")
     p.add_argument("--event-files", type=int, default=10_000, help="files in the burst of --only-events")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
@@ -102,6 +103,12 @@ def main() -> None:
         figures = events.measure(args.basin, work, files=args.event_files)
         header(args, tpch=False)
         table("triggered functions", figures)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.only_tpch:
+        tpch(args, rows, work)
+        header(args)
+        print_rows(rows)
         shutil.rmtree(work, ignore_errors=True)
         return
     doors = front_door_rows(args, work)
@@ -138,11 +145,7 @@ def main() -> None:
     pipeline_rows = [] if args.skip_pipeline else pipeline_loop(args, work)
 
     header(args)
-    print("| figure | Basin | DuckDB | Basin / DuckDB |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, b, d, r in rows:
-        fmt = lambda v: "" if v is None else f"{v:.3f}"
-        print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
+    print_rows(rows)
     print()
     table("function runtime", runtime_rows + pipeline_rows)
     print()
@@ -150,6 +153,15 @@ def main() -> None:
     print()
     table("triggered functions", events.measure(args.basin, work))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def print_rows(rows: list) -> None:
+    """The Basin vs DuckDB table."""
+    print("| figure | Basin | DuckDB | Basin / DuckDB |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, b, d, r in rows:
+        fmt = lambda v: "" if v is None else f"{v:.3f}"
+        print(f"| {name} | {fmt(b)} | {fmt(d)} | {'' if r is None else f'{r:.2f}x'} |")
 
 
 def header(args, tpch: bool = True) -> None:
