@@ -631,3 +631,17 @@ fn datafusion_options_come_from_basin_toml_and_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn hash_joins_compact_the_string_views_they_build_from() {
+    let lake = Lake::new();
+    lake.write("people.csv", "id,name\n1,ada\n2,bob\n");
+    lake.write("visits.csv", "person,city\n1,paris\n2,oslo\n1,rome\n");
+    lake.ok(&["import", "people.csv", "--table", "crm.people"]);
+    lake.ok(&["import", "visits.csv", "--table", "crm.visits"]);
+    let join = "SELECT p.name, v.city FROM crm.people p JOIN crm.visits v ON p.id = v.person";
+    let plan = lake.ok(&["query", &format!("EXPLAIN {join}"), "--format", "csv"]);
+    assert!(plan.contains("CompactViewsExec"), "{plan}");
+    let rows = lake.ok(&["query", &format!("{join} ORDER BY city"), "--format", "csv"]);
+    assert_eq!(rows, "name,city\nbob,oslo\nada,paris\nada,rome\n");
+}
