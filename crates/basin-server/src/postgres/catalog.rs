@@ -418,10 +418,10 @@ fn replace(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<RecordBa
 /// The batch with each column the schema makes a list parsed from its text: the numbers in
 /// it, whatever the brackets and separators.
 fn arrays(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
-    use arrow::array::{Int16Builder, Int32Builder, ListBuilder};
+    use arrow::array::{Int64Builder, ListBuilder};
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, values) in schema.fields().iter().zip(batch.columns()) {
-        let DataType::List(item) = field.data_type() else {
+        let DataType::List(_) = field.data_type() else {
             columns.push(values.clone());
             continue;
         };
@@ -435,28 +435,15 @@ fn arrays(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
                 .filter_map(|n| n.parse().ok())
                 .collect()
         };
-        let list: ArrayRef = match item.data_type() {
-            DataType::Int16 => {
-                let mut b = ListBuilder::new(Int16Builder::new());
-                for value in text.iter() {
-                    match value {
-                        Some(s) => b.append_value(numbers(s).into_iter().map(|n| Some(n as i16))),
-                        None => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
+        let mut list = ListBuilder::new(Int64Builder::new());
+        for value in text.iter() {
+            match value {
+                Some(s) => list.append_value(numbers(s).into_iter().map(Some)),
+                None => list.append_null(),
             }
-            _ => {
-                let mut b = ListBuilder::new(Int32Builder::new());
-                for value in text.iter() {
-                    match value {
-                        Some(s) => b.append_value(numbers(s).into_iter().map(|n| Some(n as i32))),
-                        None => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-        };
+        }
+        // Then to the list's own item type (int2 or oid).
+        let list = arrow::compute::cast(&list.finish(), field.data_type())?;
         columns.push(list);
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
