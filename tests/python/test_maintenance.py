@@ -117,3 +117,36 @@ def test_gc_racing_an_import_never_removes_its_files(lakehouse, tmp_path):
     assert reports and all(r["files_removed"] == 0 for r in reports), reports
     count = lakehouse("query", "SELECT count(*) AS n FROM big.ids", "--format", "csv").splitlines()[1]
     assert int(count) == n
+
+
+def test_gc_prunes_basins_leftovers_as_maintenance_settings_say(lakehouse, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "basin.toml").write_text('[project]\nname = "p"\nnamespace = "shop"\n')
+    (project / "one.sql").write_text("SELECT 1 AS one\n")
+    lakehouse("run", str(project))  # an entry in the run cache
+    lakehouse("run", str(project), "--dry-run", "--no-cache")  # keeps its branch
+    dry_branch = next(b["name"] for b in lakehouse.json("branch", "ls", "--all") if b["name"].startswith("run/"))
+    upload = lakehouse.home / ".basin" / "uploads" / "left-by-a-dead-request"
+    upload.mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(upload, (two_days_ago, two_days_ago))
+
+    # Defaults: a month of cache, a week of run branches, a day of uploads.
+    kept = lakehouse.json("gc")
+    assert (kept["cache_entries_removed"], kept["run_branches_removed"], kept["uploads_removed"]) == (0, [], 1)
+    assert not upload.exists()
+
+    (lakehouse.home / "basin.toml").write_text('[maintenance]\nkeep_cache = "1s"\nkeep_run_branches = "1s"\n')
+    time.sleep(1.5)
+    dry = lakehouse.json("gc", "--dry-run")
+    assert dry["cache_entries_removed"] >= 1 and dry["run_branches_removed"] == [dry_branch], dry
+    report = lakehouse.json("gc")
+    assert report["run_branches_removed"] == [dry_branch]
+    assert [b["name"] for b in lakehouse.json("branch", "ls", "--all")] == ["main"]
+    cache = lakehouse.home / ".basin" / "cache" / "models"
+    assert not list(cache.glob("*.json"))
+    # The run's record stays, and the project runs again (its model, no longer cached).
+    assert len(lakehouse.json("runs", "ls")) == 2
+    again = lakehouse.json("run", str(project))
+    assert again["models"][0]["cache_hit"] is False

@@ -40,7 +40,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
         })
 }
 
-/// `30s`, `5m`, `1h`, `250ms`, or a number of seconds.
+/// `30s`, `5m`, `1h`, `7d`, `250ms`, or a number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = number_and_unit(text);
     let scale = match unit.trim() {
@@ -48,6 +48,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "ms" => 0.001,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86400.0,
         _ => f64::NAN,
     };
     number
@@ -59,7 +60,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             Error::invalid(format!("`{text}` is not a duration"))
-                .with_hint("write e.g. 30s, 5m or 1h")
+                .with_hint("write e.g. 30s, 5m, 1h or 7d")
         })
 }
 

@@ -142,6 +142,8 @@ pub struct UserConfig {
     pub sql: SqlSection,
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub maintenance: MaintenanceSection,
     /// Buckets that are not folders under `.basin/buckets/`: `[buckets.NAME]`.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketSection>,
@@ -238,6 +240,38 @@ pub struct SqlSection {
     /// DataFusion's own options (`[sql.datafusion]`, e.g.
     /// `"optimizer.hash_join_single_partition_threshold" = 4194304`), for tuning.
     pub datafusion: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// `[maintenance]`: how long `basin gc` keeps Basin's own leftovers.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSection {
+    pub keep_cache: Option<DurationValue>,
+    pub keep_run_branches: Option<DurationValue>,
+    pub keep_uploads: Option<DurationValue>,
+}
+
+/// `[maintenance]`, resolved.
+#[derive(Clone, Debug)]
+pub struct MaintenanceSettings {
+    /// Run cache entries unused this long are removed (the model runs again).
+    pub keep_cache: std::time::Duration,
+    /// The `run/<id>` branches of failed and dry runs that finished this long ago are deleted
+    /// (their records stay).
+    pub keep_run_branches: std::time::Duration,
+    /// Upload folders this old (left by a request that died) are removed.
+    pub keep_uploads: std::time::Duration,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            keep_cache: std::time::Duration::from_secs(30 * DAY),
+            keep_run_branches: std::time::Duration::from_secs(7 * DAY),
+            keep_uploads: std::time::Duration::from_secs(DAY),
+        }
+    }
 }
 
 /// `[server]`: what `basin serve` accepts from its callers.
@@ -364,6 +398,7 @@ pub struct Settings {
     pub bucket_folders: BTreeMap<String, PathBuf>,
     pub sql: basin_sql::SqlLimits,
     pub server: ServerSettings,
+    pub maintenance: MaintenanceSettings,
 }
 
 impl Settings {
@@ -553,6 +588,28 @@ impl Settings {
                 }
             }
         }
+        let mut maintenance = MaintenanceSettings::default();
+        let m = &user.maintenance;
+        for (value, field, name) in [
+            (&m.keep_cache, &mut maintenance.keep_cache, "keep_cache"),
+            (
+                &m.keep_run_branches,
+                &mut maintenance.keep_run_branches,
+                "keep_run_branches",
+            ),
+            (
+                &m.keep_uploads,
+                &mut maintenance.keep_uploads,
+                "keep_uploads",
+            ),
+        ] {
+            if let Some(v) = value {
+                // "off": kept forever.
+                *field = v
+                    .limit(&setting("maintenance", name))?
+                    .unwrap_or(std::time::Duration::MAX);
+            }
+        }
         Ok(Self {
             s3,
             author,
@@ -562,6 +619,7 @@ impl Settings {
             bucket_folders,
             sql,
             server,
+            maintenance,
         })
     }
 

@@ -10,6 +10,11 @@
 //! not yet committed): it must be longer than the longest write.
 //!
 //! A mark that cannot read a file stops the gc before anything is deleted.
+//!
+//! Then Basin's own leftovers, each kept as long as `[maintenance]` says: run cache entries
+//! unused for `keep_cache` (30 days), the `run/<id>` branches of failed and dry runs finished
+//! `keep_run_branches` ago (7 days; their records stay), and upload folders older than
+//! `keep_uploads` (1 day).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,6 +66,13 @@ pub struct GcReport {
     pub metadata_files: u64,
     /// Up to 20 of the removed files, for a look.
     pub removed_sample: Vec<String>,
+    /// Run cache entries unused for `[maintenance] keep_cache`, and their bytes.
+    pub cache_entries_removed: u64,
+    pub cache_bytes_removed: u64,
+    /// Branches of failed and dry runs finished `[maintenance] keep_run_branches` ago.
+    pub run_branches_removed: Vec<String>,
+    /// Upload folders older than `[maintenance] keep_uploads`.
+    pub uploads_removed: u64,
     pub seconds: f64,
 }
 
@@ -115,7 +127,58 @@ impl Lakehouse {
                 warehouse.delete_files(batch).await?;
             }
         }
+        self.prune_leftovers(options.dry_run, &mut report).await?;
         report.seconds = clock.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Basin's own leftovers, as `[maintenance]` says (see the module docs).
+    async fn prune_leftovers(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
+        let keep = self.settings().maintenance.clone();
+        let basin = self.root().join(crate::BASIN_DIR);
+        let cache = crate::pipeline::cache::RunCache::new(crate::pipeline::cache::folder(&basin));
+        (report.cache_entries_removed, report.cache_bytes_removed) =
+            cache.prune(keep.keep_cache, dry_run)?;
+
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let cutoff_ms =
+            now_ms.saturating_sub(keep.keep_run_branches.as_millis().min(i64::MAX as u128) as i64);
+        let branches: std::collections::BTreeSet<String> = self
+            .catalog()
+            .list_refs()
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        for run in self.list_runs(i64::MAX as usize).await? {
+            let finished = run.finished_at_ms.is_some_and(|t| t < cutoff_ms);
+            let kept_for_a_look = matches!(run.status.as_str(), "failed" | "dry-run");
+            if finished && kept_for_a_look && branches.contains(&run.branch) {
+                if !dry_run {
+                    self.catalog().delete_branch(&run.branch, None).await?;
+                }
+                report.run_branches_removed.push(run.branch);
+            }
+        }
+
+        let uploads = basin.join("uploads");
+        let cutoff = SystemTime::now() - keep.keep_uploads;
+        if let Ok(entries) = std::fs::read_dir(&uploads) {
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m < cutoff);
+                if old {
+                    if !dry_run {
+                        std::fs::remove_dir_all(entry.path()).map_err(|e| {
+                            Error::io(format!("cannot remove {}: {e}", entry.path().display()))
+                        })?;
+                    }
+                    report.uploads_removed += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }

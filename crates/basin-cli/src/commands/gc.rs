@@ -8,10 +8,14 @@ use crate::output::{FormatArg, ListFormat, print, status};
 #[derive(clap::Args)]
 #[command(
     after_help = "Deletes the warehouse's table files that no commit reads: what imports and runs
-that failed or were killed left behind. Every file any branch, tag or commit of history reads is
-kept, and so is every file younger than the grace period (a write in flight has written files
-it has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puffin, .orc)
-are ever deleted. See docs/maintenance.md.
+that failed or were killed left behind. Every file any branch, tag or commit of history reads
+is kept, and so is every file younger than the grace period (a write in flight has written
+files it has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puffin,
+.orc) are ever deleted.
+
+Then Basin's own leftovers, as long as basin.toml's [maintenance] keeps them: run cache
+entries unused for 30 days, the branches of failed and dry runs finished 7 days ago, and
+upload folders a day old. See docs/maintenance.md.
 
 Examples:
   basin gc --dry-run          # what would go, and how much space it frees
@@ -85,6 +89,24 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             mib(report.bytes_removed),
             report.seconds,
             report.metadata_files
+        ));
+        let verb = if report.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        let branches = if report.run_branches_removed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", report.run_branches_removed.join(", "))
+        };
+        status(format!(
+            "Basin's leftovers ([maintenance]): {verb} {} run cache entries ({}), {} upload \
+             folders, {} run branches{branches}",
+            report.cache_entries_removed,
+            mib(report.cache_bytes_removed),
+            report.uploads_removed,
+            report.run_branches_removed.len(),
         ));
     }
     Ok(())

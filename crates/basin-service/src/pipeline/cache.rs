@@ -59,9 +59,53 @@ impl RunCache {
     /// The entry and output for `key`, if both are there.
     pub fn get(&self, key: &str) -> Option<(Entry, SchemaRef, Vec<RecordBatch>)> {
         let (data, meta) = self.paths(key);
-        let entry: Entry = serde_json::from_slice(&std::fs::read(meta).ok()?).ok()?;
+        let entry: Entry = serde_json::from_slice(&std::fs::read(&meta).ok()?).ok()?;
         let (schema, batches) = basin_runtime::read_ipc_file(&data).ok()?;
+        // The entry's mtime is "last used", for `prune`.
+        if let Ok(file) = std::fs::File::options().append(true).open(&meta) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         Some((entry, schema, batches))
+    }
+
+    /// Removes the entries unused for `unused_for` (and leftovers of interrupted writes), or
+    /// only counts them; returns how many and their bytes. A removed entry is a miss: the
+    /// model runs again.
+    pub fn prune(&self, unused_for: std::time::Duration, dry_run: bool) -> Result<(u64, u64)> {
+        let cutoff = std::time::SystemTime::now() - unused_for;
+        let Ok(listed) = std::fs::read_dir(&self.dir) else {
+            return Ok((0, 0));
+        };
+        let (mut count, mut bytes) = (0, 0);
+        for file in listed.flatten() {
+            let path = file.path();
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = file.metadata() else { continue };
+            let old = meta.modified().is_ok_and(|m| m < cutoff);
+            let stale = if let Some(key) = name
+                .strip_suffix(".json")
+                .filter(|_| !name.starts_with(".tmp-"))
+            {
+                old.then(|| vec![path.clone(), self.paths(key).0])
+            } else if name.starts_with(".tmp-") {
+                old.then(|| vec![path.clone()])
+            } else {
+                None
+            };
+            for doomed in stale.into_iter().flatten() {
+                // The entry first: without it, the data file is never read.
+                let Ok(size) = std::fs::metadata(&doomed).map(|m| m.len()) else {
+                    continue;
+                };
+                count += u64::from(doomed.extension().is_some_and(|e| e == "json"));
+                bytes += size;
+                if !dry_run {
+                    std::fs::remove_file(&doomed)
+                        .map_err(|e| Error::io(format!("{}: {e}", doomed.display())))?;
+                }
+            }
+        }
+        Ok((count, bytes))
     }
 
     /// Stores an output: data first, then the entry (its presence means "complete"), each

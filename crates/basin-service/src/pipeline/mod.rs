@@ -2,7 +2,7 @@
 //! and published to the target branch in one merge. A failure leaves the target untouched
 //! and keeps the run branch to look at.
 
-mod cache;
+pub(crate) mod cache;
 mod dag;
 mod job;
 mod project;
