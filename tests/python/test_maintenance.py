@@ -150,3 +150,30 @@ def test_gc_prunes_basins_leftovers_as_maintenance_settings_say(lakehouse, tmp_p
     assert len(lakehouse.json("runs", "ls")) == 2
     again = lakehouse.json("run", str(project))
     assert again["models"][0]["cache_hit"] is False
+
+
+def test_compaction_rewrites_small_files_into_one_commit_with_the_same_rows(lakehouse, tmp_path):
+    for i in range(40):
+        row = tmp_path / f"r{i}.csv"
+        row.write_text(f"id,amount,name\n{i},{i}.25,n{i}\n")
+        lakehouse("import", str(row), "--table", "sales.orders")
+    lakehouse("tag", "create", "before")
+    digest = lambda ref: what_it_reads(lakehouse, ref)
+    before = digest("main")
+    commits = len(lakehouse.json("log", "main", "-n", "100"))
+
+    dry = lakehouse.json("table", "compact", "sales.orders", "--dry-run")
+    assert (dry["files_before"], dry["files_after"], dry["commit"]) == (40, 1, None)
+    report = lakehouse.json("table", "compact", "sales.orders")
+    assert (report["files_before"], report["files_after"], report["rows"]) == (40, 1, 40)
+    assert len(lakehouse.json("log", "main", "-n", "100")) == commits + 1
+    assert digest("main") == before == digest("before")
+    show = lakehouse.json("table", "show", "sales.orders")
+    assert show["data_files"] == 1 and show["snapshots"][-1]["operation"] == "replace"
+    assert StaticTable.from_metadata(show["metadata_location"]).scan().to_arrow().num_rows == 40
+    # The tag still reads the 40 small files, and gc keeps them for it.
+    assert lakehouse.json("table", "show", "sales.orders", "--ref", "before")["data_files"] == 40
+    assert lakehouse.json("gc")["files_removed"] == 0
+    assert digest("before") == before
+    # Nothing left to do.
+    assert lakehouse.json("table", "compact", "sales.orders")["commit"] is None

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+mod compact;
 pub mod config;
 mod functions;
 pub mod gc;
@@ -27,6 +28,7 @@ mod usage;
 mod fuzz;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
+pub use compact::CompactReport;
 pub use config::ServerSettings;
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse};

@@ -1,7 +1,8 @@
-//! The overwrite snapshot iceberg-rust 0.10 lacks: replace every live data file of a table
-//! with new ones, in one snapshot. Written on the crate's public manifest builders.
+//! The snapshots iceberg-rust 0.10 lacks: an `overwrite` that replaces every live data file
+//! of a table with new ones, and a `replace` (compaction) that swaps some files for others
+//! holding the same rows, in one snapshot. Written on the crate's public manifest builders.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::{
     DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
@@ -11,12 +12,15 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
 
-/// The requirements and updates of a snapshot that replaces all live data files of `table`
-/// with `files`. The manifests it needs are written; nothing is committed.
+/// The requirements and updates of a snapshot that replaces live data files of `table` with
+/// `files`: all of them (an `overwrite`), or only those in `only` (a `replace`, which keeps
+/// the others, e.g. appended while a compaction ran; every file of `only` must still be
+/// live). The manifests it needs are written; nothing is committed.
 pub(crate) async fn overwrite_updates(
     table: &Table,
     files: Vec<DataFile>,
     properties: HashMap<String, String>,
+    only: Option<&HashSet<String>>,
 ) -> iceberg::Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
     let metadata = table.metadata();
     let file_io = table.file_io();
@@ -60,7 +64,10 @@ pub(crate) async fn overwrite_updates(
         manifests.push(added.write_manifest_file().await?);
     }
 
-    // Mark every live file deleted, so incremental readers see what this snapshot removed.
+    // Mark the replaced files deleted, so incremental readers see what this snapshot removed;
+    // the files a `replace` keeps go on as they were.
+    let mut kept_files = 0usize;
+    let mut replaced = 0usize;
     if let Some(current) = metadata.current_snapshot() {
         let output = file_io.new_output(format!("{metadata_dir}/{commit_id}-m1.avro"))?;
         let mut deleted = ManifestWriterBuilder::new(
@@ -70,28 +77,81 @@ pub(crate) async fn overwrite_updates(
             spec.as_ref().clone(),
         )
         .build_v2_data();
-        let mut any = false;
+        let output = file_io.new_output(format!("{metadata_dir}/{commit_id}-m2.avro"))?;
+        let mut kept = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            schema.clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        let (mut any_deleted, mut any_kept) = (false, false);
         for manifest_file in table.manifest_list_reader(current).load().await?.entries() {
             if manifest_file.content != ManifestContentType::Data {
+                if only.is_some() {
+                    return Err(iceberg::Error::new(
+                        iceberg::ErrorKind::FeatureUnsupported,
+                        "compacting a table with delete files",
+                    ));
+                }
                 continue;
             }
             let manifest = manifest_file.load_manifest(file_io).await?;
-            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                summary.remove_file(entry.data_file(), schema.clone(), spec.clone());
+            let alive: Vec<_> = manifest.entries().iter().filter(|e| e.is_alive()).collect();
+            let touched = |path: &str| only.is_none_or(|o| o.contains(path));
+            if !alive.iter().any(|e| touched(e.data_file().file_path())) {
+                // Nothing of this manifest is replaced: it goes on unchanged.
+                for entry in &alive {
+                    total_records += entry.data_file().record_count();
+                    total_size += entry.data_file().file_size_in_bytes();
+                    kept_files += 1;
+                }
+                manifests.push(manifest_file.clone());
+                continue;
+            }
+            for entry in alive {
                 let sequence = entry
                     .sequence_number()
                     .unwrap_or(manifest_file.sequence_number);
-                deleted.add_delete_file(
-                    entry.data_file().clone(),
-                    sequence,
-                    entry.file_sequence_number,
-                )?;
-                any = true;
+                if touched(entry.data_file().file_path()) {
+                    summary.remove_file(entry.data_file(), schema.clone(), spec.clone());
+                    deleted.add_delete_file(
+                        entry.data_file().clone(),
+                        sequence,
+                        entry.file_sequence_number,
+                    )?;
+                    any_deleted = true;
+                    replaced += 1;
+                } else {
+                    total_records += entry.data_file().record_count();
+                    total_size += entry.data_file().file_size_in_bytes();
+                    kept_files += 1;
+                    kept.add_existing_file(
+                        entry.data_file().clone(),
+                        entry
+                            .snapshot_id()
+                            .unwrap_or(manifest_file.added_snapshot_id),
+                        sequence,
+                        entry.file_sequence_number,
+                    )?;
+                    any_kept = true;
+                }
             }
         }
-        if any {
+        if any_deleted {
             manifests.push(deleted.write_manifest_file().await?);
         }
+        if any_kept {
+            manifests.push(kept.write_manifest_file().await?);
+        }
+    }
+    if let Some(only) = only
+        && replaced != only.len()
+    {
+        return Err(iceberg::Error::new(
+            iceberg::ErrorKind::CatalogCommitConflicts,
+            "files to compact were replaced or removed by another writer meanwhile",
+        ));
     }
 
     let list_path = format!("{metadata_dir}/snap-{snapshot_id}-0-{commit_id}.avro");
@@ -106,7 +166,10 @@ pub(crate) async fn overwrite_updates(
 
     let mut summary_properties = summary.build();
     summary_properties.insert("total-records".into(), total_records.to_string());
-    summary_properties.insert("total-data-files".into(), files.len().to_string());
+    summary_properties.insert(
+        "total-data-files".into(),
+        (files.len() + kept_files).to_string(),
+    );
     summary_properties.insert("total-files-size".into(), total_size.to_string());
     summary_properties.insert("total-delete-files".into(), "0".into());
     summary_properties.insert("total-position-deletes".into(), "0".into());
@@ -125,7 +188,11 @@ pub(crate) async fn overwrite_updates(
         .with_manifest_list(list_path)
         .with_schema_id(metadata.current_schema_id())
         .with_summary(Summary {
-            operation: Operation::Overwrite,
+            operation: if only.is_some() {
+                Operation::Replace
+            } else {
+                Operation::Overwrite
+            },
             additional_properties: summary_properties,
         })
         .build();

@@ -24,6 +24,12 @@ pub enum TableChange {
     Append(Vec<DataFile>),
     /// Replace every live file with these, in a new `overwrite` snapshot.
     Replace(Vec<DataFile>),
+    /// Swap the live files at these paths for files holding the same rows, in a new
+    /// `replace` snapshot (compaction); files added meanwhile stay.
+    Compact {
+        removed: HashSet<String>,
+        added: Vec<DataFile>,
+    },
 }
 
 /// A staged table a writer wrote files against, and whether it is new or has a new schema.
@@ -245,7 +251,16 @@ impl Tables {
             }
             TableChange::Replace(files) => {
                 let (requirements, updates) =
-                    overwrite_updates(table, files.clone(), properties.clone())
+                    overwrite_updates(table, files.clone(), properties.clone(), None)
+                        .await
+                        .map_err(from_iceberg(&context))?;
+                stage_updates(table, &requirements, updates)
+                    .await
+                    .map_err(from_iceberg(&context))
+            }
+            TableChange::Compact { removed, added } => {
+                let (requirements, updates) =
+                    overwrite_updates(table, added.clone(), properties.clone(), Some(removed))
                         .await
                         .map_err(from_iceberg(&context))?;
                 stage_updates(table, &requirements, updates)

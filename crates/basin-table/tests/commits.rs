@@ -267,3 +267,67 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
     }
     assert_eq!(all_values(&tables).await, vec![7, 8]);
 }
+
+/// A compaction swaps exactly the files it read: an append that lands between its read and
+/// its commit stays, and a file it read that another writer replaced stops it.
+#[tokio::test]
+async fn a_compaction_keeps_what_was_appended_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_catalog(dir.path()).await;
+    create_namespace(&catalog).await;
+    let tables = Tables::new(catalog, Warehouse::local(&dir.path().join("w")).unwrap());
+    for n in 1..=3 {
+        append(&tables, vec![n]).await.unwrap();
+    }
+    let key = Key::table(TABLE).unwrap();
+    let read_at = tables.catalog().resolve("main").await.unwrap();
+    let table = tables.load(&read_at, &key).await.unwrap();
+    let live: HashSet<String> = basin_table::live_data_files(&table)
+        .await
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(live.len(), 3);
+    let compacted = data_file(&table, vec![1, 2, 3]).await;
+    // Another writer appends after the compaction read the table.
+    append(&tables, vec![4]).await.unwrap();
+    tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(table.clone()),
+            TableChange::Compact {
+                removed: live.clone(),
+                added: compacted,
+            },
+            CommitRequest::new("main", read_at.commit.clone(), "compact"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let now = tables.load(&main, &key).await.unwrap();
+    assert_eq!(basin_table::live_data_files(&now).await.unwrap().len(), 2);
+    let operation = now
+        .metadata()
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .operation
+        .clone();
+    assert_eq!(operation, basin_table::iceberg::spec::Operation::Replace);
+
+    // Compacting the old files again finds them gone: a conflict, and nothing changes.
+    let again = tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(table.clone()),
+            TableChange::Compact {
+                removed: live,
+                added: data_file(&table, vec![1, 2, 3]).await,
+            },
+            CommitRequest::new("main", read_at.commit, "compact again"),
+        )
+        .await;
+    assert!(again.is_err());
+    assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
+}

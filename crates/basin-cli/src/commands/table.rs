@@ -26,6 +26,19 @@ pub enum Command {
         #[arg(long, value_name = "BRANCH")]
         branch: Option<String>,
     },
+    /// Rewrite a table's data files into as few as the target size allows (the same rows),
+    /// in one commit; files appended meanwhile stay. See docs/maintenance.md
+    Compact {
+        /// NAMESPACE.TABLE
+        table: String,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        /// Say how many files there are and would be; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Put a table back as it was at another ref, in a new commit
     Revert {
         table: String,
@@ -106,6 +119,39 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             let commit = lake.drop_table(&table, branch.as_deref()).await?;
             status(format!("Dropped `{table}` (commit {})", commit.id.short()));
             Ok(())
+        }
+        Command::Compact {
+            table,
+            branch,
+            dry_run,
+            format,
+        } => {
+            let report = lake
+                .local("table compact")?
+                .compact_table(&table, branch.as_deref(), dry_run)
+                .await?;
+            crate::output::done(format.format, &report, || {
+                match (&report.commit, report.dry_run) {
+                    (Some(commit), _) => format!(
+                        "Compacted `{}` on `{}`: {} files into {} ({} rows) in {:.1}s, commit {}",
+                        report.table,
+                        report.branch,
+                        report.files_before,
+                        report.files_after,
+                        report.rows,
+                        report.seconds,
+                        &commit[..12.min(commit.len())]
+                    ),
+                    (None, true) => format!(
+                        "Dry run: `{}` has {} files ({} rows); compacting would leave {}",
+                        report.table, report.files_before, report.rows, report.files_after
+                    ),
+                    (None, false) => format!(
+                        "`{}` has {} file(s): nothing to compact",
+                        report.table, report.files_before
+                    ),
+                }
+            })
         }
         Command::Revert { table, to, branch } => {
             let commit = lake
