@@ -64,26 +64,57 @@ impl<R: Read> CsvInput<R> {
         (input, unterminated)
     }
 
+    /// Follows the quoting over `bytes`. Runs without a quote byte (all of most files) are
+    /// crossed at once: their lines counted with memchr, the state set by their last byte.
     fn scan(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.line += 1;
-            }
-            let end_of_field = b == self.delimiter || b == b'\n' || b == b'\r';
-            self.state = match self.state {
-                Quoting::FieldStart | Quoting::Unquoted if end_of_field => Quoting::FieldStart,
-                Quoting::FieldStart if b == self.quote => {
-                    self.opened_at = self.line;
-                    Quoting::Quoted
-                }
-                Quoting::FieldStart | Quoting::Unquoted => Quoting::Unquoted,
-                Quoting::Quoted if b == self.quote => Quoting::QuoteInQuoted,
-                Quoting::Quoted => Quoting::Quoted,
-                Quoting::QuoteInQuoted if b == self.quote => Quoting::Quoted,
-                Quoting::QuoteInQuoted if end_of_field => Quoting::FieldStart,
-                Quoting::QuoteInQuoted => Quoting::Unquoted,
+        let mut rest = bytes;
+        while let Some(at) = memchr::memchr(self.quote, rest) {
+            self.scan_without_quotes(&rest[..at]);
+            self.step(rest[at]);
+            rest = &rest[at + 1..];
+        }
+        self.scan_without_quotes(rest);
+    }
+
+    /// A run with no quote byte: inside a quoted field it stays there; anywhere else each
+    /// byte alone decides the state after it, so the last one does.
+    fn scan_without_quotes(&mut self, run: &[u8]) {
+        let Some(&last) = run.last() else {
+            return;
+        };
+        self.line += memchr::memchr_iter(b'\n', run).count() as u64;
+        if self.state != Quoting::Quoted {
+            self.state = if self.ends_field(last) {
+                Quoting::FieldStart
+            } else {
+                Quoting::Unquoted
             };
         }
+    }
+
+    fn ends_field(&self, b: u8) -> bool {
+        b == self.delimiter || b == b'\n' || b == b'\r'
+    }
+
+    /// One byte, by csv-core's rules.
+    fn step(&mut self, b: u8) {
+        if b == b'\n' {
+            self.line += 1;
+        }
+        let end_of_field = self.ends_field(b);
+        self.state = match self.state {
+            Quoting::FieldStart | Quoting::Unquoted if end_of_field => Quoting::FieldStart,
+            Quoting::FieldStart if b == self.quote => {
+                self.opened_at = self.line;
+                Quoting::Quoted
+            }
+            Quoting::FieldStart | Quoting::Unquoted => Quoting::Unquoted,
+            Quoting::Quoted if b == self.quote => Quoting::QuoteInQuoted,
+            Quoting::Quoted => Quoting::Quoted,
+            Quoting::QuoteInQuoted if b == self.quote => Quoting::Quoted,
+            Quoting::QuoteInQuoted if end_of_field => Quoting::FieldStart,
+            Quoting::QuoteInQuoted => Quoting::Unquoted,
+        };
     }
 }
 
@@ -125,4 +156,54 @@ pub(crate) fn unterminated_quote(file: &SourceFile, line: u64) -> Error {
         file.display
     ))
     .with_hint("the file may be truncated (an interrupted copy or export); check its end, or close the quote")
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    /// The byte-at-a-time scan, as the reference the fast one must agree with.
+    fn slow(bytes: &[u8]) -> (Quoting, u64, u64) {
+        let (mut input, _) = CsvInput::new(std::io::empty(), b'"', b',');
+        for &b in bytes {
+            input.step(b);
+        }
+        (input.state, input.line, input.opened_at)
+    }
+
+    fn fast(chunks: &[&[u8]]) -> (Quoting, u64, u64) {
+        let (mut input, _) = CsvInput::new(std::io::empty(), b'"', b',');
+        for chunk in chunks {
+            input.scan(chunk);
+        }
+        (input.state, input.line, input.opened_at)
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_the_byte_at_a_time_one() {
+        // Every string of up to 6 bytes over the bytes that matter, split at every place.
+        let alphabet = [b'a', b'"', b',', b'\n', b'\r'];
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..6 {
+            let longer: Vec<Vec<u8>> = cases
+                .iter()
+                .filter(|c| c.len() == cases.last().unwrap().len())
+                .flat_map(|c| alphabet.iter().map(move |&b| [c.as_slice(), &[b]].concat()))
+                .collect();
+            cases.extend(longer);
+        }
+        assert!(cases.len() > 15_000);
+        for case in &cases {
+            let want = slow(case);
+            for split in 0..=case.len() {
+                let (a, b) = case.split_at(split);
+                assert_eq!(
+                    fast(&[a, b]),
+                    want,
+                    "{:?} split at {split}",
+                    String::from_utf8_lossy(case)
+                );
+            }
+        }
+    }
 }
