@@ -51,6 +51,7 @@ use crate::metrics::Metrics;
 use crate::query::Meter;
 
 mod catalog;
+mod functions;
 mod login;
 
 /// The connection setting that picks the ref.
@@ -85,6 +86,9 @@ struct Cached {
     spec: String,
     commit: CommitId,
     session: Arc<basin_sql::Session>,
+    /// The `search_path` the session follows now (set again only when the connection's
+    /// changes).
+    search_path: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -219,15 +223,25 @@ fn is_show(statement: &Statement, name: &str) -> bool {
 
 /// Points the session's unqualified names (and `current_schema()`) at the first namespace of
 /// the connection's `search_path` that exists.
-fn follow_search_path<C: ClientInfo + ?Sized>(session: &basin_sql::Session, client: &C) {
+fn follow_search_path<C: ClientInfo + ?Sized>(cached: &Cached, client: &C) {
+    let path = client
+        .metadata()
+        .get(SEARCH_PATH)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_string());
+    let mut applied = cached.search_path.lock().expect("search path lock");
+    if applied.as_ref() == Some(&path) {
+        return;
+    }
+    let session = &cached.session;
     let picked = session.search_path(&search_path(client));
     session
         .context()
-        .register_udf(constant_text("current_schema", &picked));
-    let path = client.metadata().get(SEARCH_PATH).cloned();
-    for udf in catalog::settings(path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH)) {
-        session.context().register_udf(udf);
-    }
+        .register_udf(functions::constant_text("current_schema", &picked));
+    session
+        .context()
+        .register_udf(functions::current_setting(&path));
+    *applied = Some(path);
 }
 
 /// Statements about the connection itself, answered by `Backend::connection_statement`.
@@ -256,25 +270,6 @@ fn empty_plan() -> LogicalPlan {
         produce_one_row: false,
         schema: Arc::new(DFSchema::empty()),
     })
-}
-
-/// A function of no arguments that answers `value` (per connection: the ref, the user).
-fn constant_text(name: &str, value: &str) -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    use datafusion::scalar::ScalarValue;
-    let value = value.to_string();
-    create_udf(
-        name,
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-                value.clone(),
-            ))))
-        }),
-    )
 }
 
 /// The ref a connection reads: its `SET basin.ref`, else its database name.
@@ -351,7 +346,7 @@ impl Backend {
             && cached.spec == spec
             && cached.commit == at.commit
         {
-            follow_search_path(&cached.session, client);
+            follow_search_path(&cached, client);
             return Ok(cached.session.clone());
         }
         let session =
@@ -363,6 +358,7 @@ impl Backend {
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         catalog::install(session.context(), self.lakehouse.clone())
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
+        functions::install(session.context());
 
         // What BI tools ask first: the database is the ref, the user the token's name (the
         // catalog's own answers would be "datafusion" and "postgres").
@@ -374,17 +370,19 @@ impl Backend {
             .unwrap_or_else(|| "basin".to_string());
         session
             .context()
-            .register_udf(constant_text("current_database", &spec));
+            .register_udf(functions::constant_text("current_database", &spec));
         session
             .context()
-            .register_udf(constant_text("session_user", &who));
-        follow_search_path(&session, client);
-        let session = Arc::new(session);
-        client.session_extensions().insert(Cached {
+            .register_udf(functions::constant_text("session_user", &who));
+        let cached = Cached {
             spec,
             commit: at.commit,
-            session: session.clone(),
-        });
+            session: Arc::new(session),
+            search_path: std::sync::Mutex::new(None),
+        };
+        follow_search_path(&cached, client);
+        let session = cached.session.clone();
+        client.session_extensions().insert(cached);
         Ok(session)
     }
 
@@ -420,7 +418,7 @@ impl Backend {
         })?;
         statements
             .iter_mut()
-            .for_each(catalog::drop_comment_lookups);
+            .for_each(functions::drop_comment_lookups);
         Ok(statements)
     }
 
