@@ -176,6 +176,14 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // The body's own text when it has one, else `default`.
+    let or_text = |default: String| {
+        if text.is_empty() {
+            default
+        } else {
+            text.clone()
+        }
+    };
     let (message, hint, kind) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (
             format!("{method} is not allowed on {path}"),
@@ -186,29 +194,17 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
             "InvalidInput",
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            if text.is_empty() {
-                format!("{method} {path} needs another content type")
-            } else {
-                text
-            },
+            or_text(format!("{method} {path} needs another content type")),
             Some("send `Content-Type: application/json` with a JSON body".to_string()),
             "InvalidInput",
         ),
         StatusCode::NOT_FOUND => (
-            if text.is_empty() {
-                format!("no route {method} {path}")
-            } else {
-                text
-            },
+            or_text(format!("no route {method} {path}")),
             Some("the API is under /api/v1 (see docs/openapi.json)".to_string()),
             "NotFound",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            if text.is_empty() {
-                "the request body is too large".to_string()
-            } else {
-                text
-            },
+            or_text("the request body is too large".to_string()),
             None,
             "Limit",
         ),

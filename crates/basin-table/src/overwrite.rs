@@ -16,7 +16,7 @@ use iceberg::{TableRequirement, TableUpdate};
 /// `files`: all of them (an `overwrite`), or only those in `only` (a `replace`, which keeps
 /// the others, e.g. appended while a compaction ran; every file of `only` must still be
 /// live). The manifests it needs are written; nothing is committed.
-pub(crate) async fn overwrite_updates(
+pub(crate) async fn rewrite_updates(
     table: &Table,
     files: Vec<DataFile>,
     properties: HashMap<String, String>,

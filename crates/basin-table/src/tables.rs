@@ -12,7 +12,7 @@ use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, from_iceberg};
-use crate::overwrite::overwrite_updates;
+use crate::overwrite::rewrite_updates;
 use crate::retry::Backoff;
 use crate::staging::{StagingCatalog, stage_updates};
 use crate::warehouse::Warehouse;
@@ -251,7 +251,7 @@ impl Tables {
             }
             TableChange::Replace(files) => {
                 let (requirements, updates) =
-                    overwrite_updates(table, files.clone(), properties.clone(), None)
+                    rewrite_updates(table, files.clone(), properties.clone(), None)
                         .await
                         .map_err(from_iceberg(&context))?;
                 stage_updates(table, &requirements, updates)
@@ -260,7 +260,7 @@ impl Tables {
             }
             TableChange::Compact { removed, added } => {
                 let (requirements, updates) =
-                    overwrite_updates(table, added.clone(), properties.clone(), Some(removed))
+                    rewrite_updates(table, added.clone(), properties.clone(), Some(removed))
                         .await
                         .map_err(from_iceberg(&context))?;
                 stage_updates(table, &requirements, updates)
