@@ -35,7 +35,7 @@ pub fn print<T: Serialize>(
         ListFormat::Table => {
             let mut table = Table::new();
             table
-                .load_style(presets::UTF8_FULL_CONDENSED)
+                .load_preset(presets::UTF8_FULL_CONDENSED)
                 .set_header(header.to_vec())
                 .add_rows(rows);
             writeln!(stdout, "{table}")?;
@@ -54,7 +54,7 @@ pub fn batches_table(
     let options = FormatOptions::default().with_null("NULL");
     let mut table = Table::new();
     table
-        .load_style(presets::UTF8_FULL_CONDENSED)
+        .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_header(schema.fields().iter().map(|f| f.name().clone()));
     for batch in batches {
         let formatters = batch

@@ -24,6 +24,7 @@ impl Remote {
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(bad());
         }
+        basin_table::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("basin/", env!("CARGO_PKG_VERSION")))
             .build()

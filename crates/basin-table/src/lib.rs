@@ -16,6 +16,7 @@ mod id_json;
 mod merge;
 mod overwrite;
 mod retry;
+mod s3_storage;
 mod staging;
 mod tables;
 mod updates;
@@ -26,6 +27,7 @@ pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
 pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
+pub use s3_storage::install_crypto_provider;
 pub use tables::{
     ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,
     WriteOutcome,

@@ -4,18 +4,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use basin_catalog::Key;
-use iceberg::io::{
-    FileIO, FileIOBuilder, LocalFsStorageFactory, S3_ACCESS_KEY_ID, S3_DISABLE_CONFIG_LOAD,
-    S3_DISABLE_EC2_METADATA, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY,
-    S3_SESSION_TOKEN,
-};
-use iceberg_storage_opendal::OpenDalStorageFactory;
+use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use serde::{Deserialize, Serialize};
 
 use crate::durable::{FileSync, Fsync};
 use crate::error::{Error, Result};
+use crate::s3_storage::{S3StorageFactory, install_crypto_provider};
 
 /// How to reach an S3-compatible store. Filled from `basin.toml` and `BASIN_S3_*`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -30,6 +28,7 @@ impl S3Settings {
     /// An opendal operator on `bucket`, rooted at `prefix`, with these settings (listing and
     /// deleting, which FileIO does not do).
     pub fn operator(&self, bucket: &str, prefix: &str) -> Result<opendal::Operator> {
+        install_crypto_provider();
         let mut builder = opendal::services::S3::default()
             .bucket(bucket)
             .root(&format!("/{}", prefix.trim_matches('/')))
@@ -52,38 +51,22 @@ impl S3Settings {
         if !self.path_style {
             builder = builder.enable_virtual_host_style();
         }
+        // Each attempt has its own timeout, and a failed one is tried again (the timeout inside
+        // the retry, or a hung request is never retried).
         opendal::Operator::new(builder)
-            .map(|b| b.finish())
+            .map(|b| {
+                b.finish()
+                    .layer(TimeoutLayer::new())
+                    .layer(RetryLayer::new())
+            })
             .map_err(|e| Error::io(format!("s3://{bucket}/{prefix}: {e}")))
     }
 
     /// A FileIO that speaks S3 with these settings.
     pub fn file_io(&self) -> FileIO {
-        let mut props: Vec<(&str, String)> = vec![
-            (S3_PATH_STYLE_ACCESS, self.path_style.to_string()),
-            // Only what Basin was told: never the machine's ~/.aws or the EC2 metadata service.
-            (S3_DISABLE_CONFIG_LOAD, "true".into()),
-            (S3_DISABLE_EC2_METADATA, "true".into()),
-            (
-                S3_REGION,
-                self.region.clone().unwrap_or_else(|| "us-east-1".into()),
-            ),
-        ];
-        let optional = [
-            (S3_ENDPOINT, &self.endpoint),
-            (S3_ACCESS_KEY_ID, &self.access_key_id),
-            (S3_SECRET_ACCESS_KEY, &self.secret_access_key),
-            (S3_SESSION_TOKEN, &self.session_token),
-        ];
-        props.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| v.clone().map(|v| (k, v))),
-        );
-        FileIOBuilder::new(Arc::new(OpenDalStorageFactory::S3 {
-            customized_credential_load: None,
+        FileIOBuilder::new(Arc::new(S3StorageFactory {
+            settings: self.clone(),
         }))
-        .with_props(props)
         .build()
     }
 }
