@@ -1,6 +1,8 @@
 //! Drives the real `basin` binary in fresh temporary lakehouses.
 
 mod common;
+#[path = "cli/maintenance.rs"]
+mod maintenance;
 
 use std::process::Command;
 

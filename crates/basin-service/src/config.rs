@@ -242,10 +242,13 @@ pub struct SqlSection {
     pub datafusion: Option<BTreeMap<String, toml::Value>>,
 }
 
-/// `[maintenance]`: how long `basin gc` keeps Basin's own leftovers.
+/// `[maintenance]`: how long snapshots, catalog history and Basin's own leftovers are kept.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceSection {
+    pub keep_snapshots: Option<DurationValue>,
+    pub keep_last: Option<usize>,
+    pub keep_history: Option<DurationValue>,
     pub keep_cache: Option<DurationValue>,
     pub keep_run_branches: Option<DurationValue>,
     pub keep_uploads: Option<DurationValue>,
@@ -254,6 +257,13 @@ pub struct MaintenanceSection {
 /// `[maintenance]`, resolved.
 #[derive(Clone, Debug)]
 pub struct MaintenanceSettings {
+    /// `basin table expire` drops a branch's table snapshots older than this (`MAX`: never),
+    /// unless the table's `history.expire.max-snapshot-age-ms` says otherwise.
+    pub keep_snapshots: std::time::Duration,
+    /// ... but keeps this many of the newest (`history.expire.min-snapshots-to-keep`).
+    pub keep_last: usize,
+    /// `basin gc` drops catalog commits older than this that no ref needs (`MAX`: never).
+    pub keep_history: std::time::Duration,
     /// Run cache entries unused this long are removed (the model runs again).
     pub keep_cache: std::time::Duration,
     /// The `run/<id>` branches of failed and dry runs that finished this long ago are deleted
@@ -267,6 +277,9 @@ impl Default for MaintenanceSettings {
     fn default() -> Self {
         const DAY: u64 = 86_400;
         Self {
+            keep_snapshots: std::time::Duration::from_secs(7 * DAY),
+            keep_last: 1,
+            keep_history: std::time::Duration::from_secs(30 * DAY),
             keep_cache: std::time::Duration::from_secs(30 * DAY),
             keep_run_branches: std::time::Duration::from_secs(7 * DAY),
             keep_uploads: std::time::Duration::from_secs(DAY),
@@ -591,6 +604,16 @@ impl Settings {
         let mut maintenance = MaintenanceSettings::default();
         let m = &user.maintenance;
         for (value, field, name) in [
+            (
+                &m.keep_snapshots,
+                &mut maintenance.keep_snapshots,
+                "keep_snapshots",
+            ),
+            (
+                &m.keep_history,
+                &mut maintenance.keep_history,
+                "keep_history",
+            ),
             (&m.keep_cache, &mut maintenance.keep_cache, "keep_cache"),
             (
                 &m.keep_run_branches,
@@ -609,6 +632,16 @@ impl Settings {
                     .limit(&setting("maintenance", name))?
                     .unwrap_or(std::time::Duration::MAX);
             }
+        }
+        if let Some(n) = m.keep_last {
+            if n == 0 {
+                return Err(Error::invalid(format!(
+                    "{}: 0 would expire the current snapshot",
+                    setting("maintenance", "keep_last")
+                ))
+                .with_hint("keep_last = 1 keeps only the current snapshot (the least there is)"));
+            }
+            maintenance.keep_last = n;
         }
         Ok(Self {
             s3,

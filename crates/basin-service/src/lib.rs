@@ -11,6 +11,7 @@
 
 mod compact;
 pub mod config;
+mod expire;
 mod functions;
 pub mod gc;
 mod lakehouse;
@@ -30,6 +31,7 @@ mod fuzz;
 pub use basin_catalog::{Error, ErrorKind, Result};
 pub use compact::CompactReport;
 pub use config::ServerSettings;
+pub use expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse};
 pub use merge::MergeReport;

@@ -11,6 +11,7 @@
 
 mod durable;
 mod error;
+mod expire;
 mod files;
 mod id_json;
 mod merge;
@@ -25,6 +26,7 @@ mod writer;
 
 pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
+pub use expire::{ExpirePolicy, snapshots_to_expire};
 pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
 pub use s3_storage::install_crypto_provider;

@@ -30,6 +30,9 @@ pub enum TableChange {
         removed: HashSet<String>,
         added: Vec<DataFile>,
     },
+    /// Drop these snapshots from the table's metadata (expiry); no new snapshot. Those
+    /// already gone are skipped; one that became current meanwhile is a conflict.
+    Expire(HashSet<i64>),
 }
 
 /// A staged table a writer wrote files against, and whether it is new or has a new schema.
@@ -254,6 +257,12 @@ impl Tables {
                     rewrite_updates(table, files.clone(), properties.clone(), None)
                         .await
                         .map_err(from_iceberg(&context))?;
+                stage_updates(table, &requirements, updates)
+                    .await
+                    .map_err(from_iceberg(&context))
+            }
+            TableChange::Expire(snapshots) => {
+                let (requirements, updates) = crate::expire::expire_updates(table, snapshots)?;
                 stage_updates(table, &requirements, updates)
                     .await
                     .map_err(from_iceberg(&context))

@@ -39,6 +39,41 @@ pub enum Command {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Drop a table's old snapshots from a branch (the rows stay), in one commit; basin gc
+    /// then frees the files only they read. See docs/maintenance.md
+    #[command(
+        after_help = "Which snapshots go: those older than --older-than, except the newest
+--retain-last of the current snapshot's ancestry (the current snapshot always stays) and any
+snapshot a tag reads. Without the flags, the table's properties
+history.expire.max-snapshot-age-ms and history.expire.min-snapshots-to-keep decide, then
+basin.toml's [maintenance] keep_snapshots (default \"7d\") and keep_last (default 1).
+
+Expiry deletes no file by itself: the branch's earlier commits still read the old snapshots.
+basin gc deletes their files once [maintenance] keep_history (default 30 days) has removed
+those commits from the catalog's history.
+
+Examples:
+  basin table expire sales.orders --dry-run              # which snapshots would go
+  basin table expire sales.orders --older-than 1d --retain-last 5
+  basin table expire sales.orders --branch dev --format json"
+    )]
+    Expire {
+        /// NAMESPACE.TABLE
+        table: String,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        /// Expire snapshots older than this (e.g. 12h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Keep at least this many of the newest snapshots (at least 1)
+        #[arg(long, value_name = "N")]
+        retain_last: Option<usize>,
+        /// Say which snapshots would go; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Put a table back as it was at another ref, in a new commit
     Revert {
         table: String,
@@ -149,6 +184,64 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                     (None, false) => format!(
                         "`{}` has {} file(s): nothing to compact",
                         report.table, report.files_before
+                    ),
+                }
+            })
+        }
+        Command::Expire {
+            table,
+            branch,
+            older_than,
+            retain_last,
+            dry_run,
+            format,
+        } => {
+            let older_than = older_than
+                .map(|text| basin_catalog::units::parse_duration(&text))
+                .transpose()
+                .map_err(|e| e.with_hint("write e.g. --older-than 12h or 7d"))?;
+            let options = basin_service::ExpireOptions {
+                branch,
+                older_than,
+                retain_last,
+                dry_run,
+            };
+            let report = lake
+                .local("table expire")?
+                .expire_table(&table, &options)
+                .await?;
+            crate::output::done(format.format, &report, || {
+                let policy = match report.older_than_seconds {
+                    Some(s) => format!(
+                        "older than {}, beyond the newest {}",
+                        crate::output::seconds(s),
+                        report.retain_last
+                    ),
+                    None => "none: snapshots are kept forever".to_string(),
+                };
+                let tags = match report.kept_for_tags {
+                    0 => String::new(),
+                    n => format!("; {n} kept because a tag reads them"),
+                };
+                match (&report.commit, report.dry_run) {
+                    (Some(commit), _) => format!(
+                        "Expired {} of {} snapshots of `{}` on `{}` ({policy}){tags}, commit {}",
+                        report.snapshots_expired,
+                        report.snapshots_before,
+                        report.table,
+                        report.branch,
+                        &commit[..12.min(commit.len())]
+                    ),
+                    (None, true) => format!(
+                        "Dry run: would expire {} of {} snapshots of `{}` on `{}` ({policy}){tags}",
+                        report.snapshots_expired,
+                        report.snapshots_before,
+                        report.table,
+                        report.branch
+                    ),
+                    (None, false) => format!(
+                        "No snapshot of `{}` on `{}` to expire ({} snapshots; policy: {policy}){tags}",
+                        report.table, report.branch, report.snapshots_before
                     ),
                 }
             })
