@@ -17,10 +17,12 @@
 mod catalog;
 mod error;
 mod events;
+pub mod history;
 mod migrations;
 mod model;
 mod sqlite;
 mod sqlite_events;
+mod sqlite_history;
 mod sqlite_records;
 mod store;
 pub mod units;
@@ -33,6 +35,7 @@ pub use error::{Error, ErrorKind, Result, suggest};
 pub use events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent,
 };
+pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 pub use sqlite::SqlStore;
 pub use store::Store;

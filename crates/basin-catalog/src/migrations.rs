@@ -104,4 +104,12 @@ CREATE TABLE trigger_cursors (
     value INTEGER NOT NULL
 );
 "#,
+    // 8: where history retention cut each chain of commits, for `basin log`.
+    r#"
+CREATE TABLE history_cuts (
+    commit_id TEXT PRIMARY KEY,
+    removed_at_ms INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+"#,
 ];

@@ -16,9 +16,11 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::sqlite_events;
+use crate::sqlite_history;
 use crate::sqlite_records;
 use crate::store::Store;
 use crate::usage::{InvocationRecord, TokenRecord};
@@ -510,10 +512,14 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn all_metadata_locations(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT value FROM contents")
-            .fetch_all(&self.pool)
-            .await?;
+    async fn all_metadata_locations(&self, except: &[CommitId]) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT value FROM contents \
+             WHERE commit_id NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(to_json(&except)?)
+        .fetch_all(&self.pool)
+        .await?;
         let mut locations = Vec::new();
         for row in &rows {
             let content: Content = serde_json::from_str(row.get("value"))?;
@@ -522,6 +528,34 @@ impl Store for SqlStore {
             }
         }
         Ok(locations)
+    }
+
+    async fn prune_history(
+        &self,
+        retention: &HistoryRetention,
+        dry_run: bool,
+    ) -> Result<HistoryPruned> {
+        let mut tx = self.begin().await?;
+        let refs = {
+            let conn: &mut SqliteConnection = &mut tx;
+            sqlx::query("SELECT name, kind, commit_id FROM refs")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ref {
+                    name: r.get("name"),
+                    kind: ref_kind(r.get("kind")),
+                    head: CommitId::from_string(r.get::<String, _>("commit_id")),
+                })
+                .collect::<Vec<_>>()
+        };
+        let pruned = sqlite_history::prune(&mut tx, &refs, retention, dry_run, now_ms()).await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    async fn history_cut(&self, at: &CommitId) -> Result<Option<HistoryCut>> {
+        sqlite_history::cut(&self.pool, at).await
     }
 
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::usage::{InvocationRecord, TokenRecord};
 
@@ -42,9 +43,21 @@ pub trait Store: Send + Sync + Debug {
 
     /// Everything the commit points at.
     async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>>;
-    /// Every table's `metadata.json` any commit points at, each once: what garbage
-    /// collection keeps (history is never cut yet).
-    async fn all_metadata_locations(&self) -> Result<Vec<String>>;
+    /// Every table's `metadata.json` any commit points at, each once, but those of the
+    /// commits in `except`: what garbage collection keeps.
+    async fn all_metadata_locations(&self, except: &[CommitId]) -> Result<Vec<String>>;
+
+    /// Removes from the log the commits `retention` does not keep (the rule is
+    /// [`crate::history::plan`]), their contents and parent edges, linking kept commits to
+    /// their nearest kept ancestors and recording where each chain was cut. One transaction,
+    /// so no ref can be made on a commit being removed. `dry_run`: only count.
+    async fn prune_history(
+        &self,
+        retention: &HistoryRetention,
+        dry_run: bool,
+    ) -> Result<HistoryPruned>;
+    /// Where history was cut at `at`, if it was: the commits before it were removed.
+    async fn history_cut(&self, at: &CommitId) -> Result<Option<HistoryCut>>;
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>>;
 
     /// Records a finished function invocation (metering).

@@ -64,6 +64,23 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         })
 }
 
+/// A duration as `parse_duration` reads it, in the largest unit that divides it: `7d`,
+/// `36h`, `90s`, `250ms`.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Bytes for people: `1.5 GiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

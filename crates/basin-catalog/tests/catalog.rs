@@ -7,6 +7,9 @@ use basin_catalog::{
     SqlStore, Store,
 };
 
+#[path = "catalog/history.rs"]
+mod history;
+
 async fn memory_catalog() -> Catalog {
     let store = SqlStore::memory().await.unwrap();
     store.initialize().await.unwrap();

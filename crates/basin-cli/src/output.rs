@@ -137,13 +137,3 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         }
     }
 }
-
-/// A duration for people, in the largest unit that divides it: `7d`, `36h`, `90s`.
-pub fn seconds(s: u64) -> String {
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= size && s.is_multiple_of(size) {
-            return format!("{}{unit}", s / size);
-        }
-    }
-    format!("{s}s")
-}

@@ -38,7 +38,7 @@ pub struct ExpireReport {
     pub branch: String,
     pub dry_run: bool,
     /// The policy applied: snapshots older than this (`null`: none) ...
-    pub older_than_seconds: Option<u64>,
+    pub older_than_ms: Option<u64>,
     /// ... except the newest this many of the current ancestry.
     pub retain_last: usize,
     pub snapshots_before: u64,
@@ -100,7 +100,9 @@ impl Lakehouse {
             table: key.to_string(),
             branch: branch.clone(),
             dry_run: options.dry_run,
-            older_than_seconds: policy.max_age.map(|d| d.as_secs()),
+            older_than_ms: policy
+                .max_age
+                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
             retain_last: policy.retain_last.max(1),
             snapshots_before: metadata.snapshots().len() as u64,
             snapshots_expired: expired.len() as u64,

@@ -1,8 +1,10 @@
 //! `basin gc`: deletes the warehouse files no commit can read.
 //!
-//! Mark: every table `metadata.json` any commit of the catalog points at (every branch, tag
-//! and commit of history: history is not cut yet, so nothing a ref or `basin log` shows can
-//! lose a file), and everything each reaches (manifest lists, manifests, data and delete
+//! First, history: the catalog commits older than `[maintenance] keep_history` (30 days) that
+//! no ref needs leave the log (the rule: [`basin_catalog::history`]; running pipeline runs'
+//! base commits stay too). Mark: every table `metadata.json` any remaining commit of the
+//! catalog points at (every branch, tag and retained commit of history, so nothing a ref or
+//! `basin log` shows can lose a file), and everything each reaches (manifest lists, manifests, data and delete
 //! files, statistics). Sweep: the warehouse's table files (`.parquet`, `.avro`,
 //! `.metadata.json`, `.puffin`, `.orc`) that are not marked and are older than the grace
 //! period. What is left: files of imports and runs that failed or were killed, and of
@@ -18,7 +20,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use basin_catalog::{Error, Result};
+use basin_catalog::{CommitId, Error, HistoryRetention, Result};
 use basin_table::Reachable;
 use serde::Serialize;
 
@@ -64,6 +66,12 @@ pub struct GcReport {
     pub bytes_removed: u64,
     /// Table metadata files walked in the mark.
     pub metadata_files: u64,
+    /// `[maintenance] keep_history` in seconds (`null`: history is kept forever).
+    pub keep_history_seconds: Option<u64>,
+    /// Catalog commits removed from history (or, in a dry run, to remove).
+    pub history_commits_removed: u64,
+    /// The commits where a chain of history was cut in this gc: the oldest each keeps.
+    pub history_cut_at: Vec<String>,
     /// Up to 20 of the removed files, for a look.
     pub removed_sample: Vec<String>,
     /// Run cache entries unused for `[maintenance] keep_cache`, and their bytes.
@@ -90,20 +98,27 @@ impl Lakehouse {
         // Files written after this are never candidates, whatever the mark finds.
         let cutoff = SystemTime::now() - options.grace;
         let warehouse = self.warehouse();
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            grace_seconds: options.grace.as_secs(),
+            ..GcReport::default()
+        };
+        // History first: the commits it removes mark nothing (in a dry run, they are left
+        // out of the mark instead).
+        let removed = self.prune_history(options.dry_run, &mut report).await?;
         // List first, then mark: a file committed between the two is younger than the cutoff
         // (or was marked), so it is never swept.
         let listed = warehouse.list_table_files().await?;
         let mut reachable = Reachable::new();
-        let locations = self.catalog().store().all_metadata_locations().await?;
+        let locations = self
+            .catalog()
+            .store()
+            .all_metadata_locations(&removed)
+            .await?;
         for location in &locations {
             reachable.add_metadata(warehouse, location).await?;
         }
-        let mut report = GcReport {
-            dry_run: options.dry_run,
-            grace_seconds: options.grace.as_secs(),
-            metadata_files: locations.len() as u64,
-            ..GcReport::default()
-        };
+        report.metadata_files = locations.len() as u64;
         let mut doomed = Vec::new();
         for file in listed {
             report.files_found += 1;
@@ -130,6 +145,41 @@ impl Lakehouse {
         self.prune_leftovers(options.dry_run, &mut report).await?;
         report.seconds = clock.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Removes the catalog history `[maintenance] keep_history` lets go; returns the removed
+    /// commits.
+    async fn prune_history(&self, dry_run: bool, report: &mut GcReport) -> Result<Vec<CommitId>> {
+        let keep = self.settings().maintenance.keep_history;
+        if keep == Duration::MAX {
+            return Ok(Vec::new());
+        }
+        report.keep_history_seconds = Some(keep.as_secs());
+        // A running pipeline run merges from the commit it read: its merge base.
+        let running = self
+            .list_runs(i64::MAX as usize)
+            .await?
+            .into_iter()
+            .filter(|run| run.status == "running")
+            .map(|run| CommitId::from_string(run.read_commit))
+            .collect();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let retention = HistoryRetention {
+            cutoff_ms: now_ms.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64),
+            keep: running,
+            note: format!(
+                "keep_history = {}",
+                basin_catalog::units::format_duration(keep)
+            ),
+        };
+        let pruned = self
+            .catalog()
+            .store()
+            .prune_history(&retention, dry_run)
+            .await?;
+        report.history_commits_removed = pruned.commits_removed;
+        report.history_cut_at = pruned.cut_at.iter().map(|c| c.to_string()).collect();
+        Ok(pruned.removed)
     }
 
     /// Basin's own leftovers, as `[maintenance]` says (see the module docs).

@@ -1,6 +1,6 @@
 //! Branches, tags, history and differences.
 
-use basin_catalog::{Commit, CommitId, DiffEntry, Error, Ref, RefKind, Result};
+use basin_catalog::{Commit, CommitId, DiffEntry, Error, HistoryCut, Ref, RefKind, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
@@ -26,6 +26,9 @@ pub struct LogEntry {
     pub message: String,
     pub created_at_ms: i64,
     pub changed: Vec<String>,
+    /// On the oldest commit left of this history, when retention removed the ones before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_cut: Option<HistoryCut>,
 }
 
 impl From<Commit> for LogEntry {
@@ -38,6 +41,7 @@ impl From<Commit> for LogEntry {
             author: c.author,
             message: c.message,
             created_at_ms: c.created_at_ms,
+            history_cut: None,
         }
     }
 }
@@ -92,13 +96,19 @@ impl Lakehouse {
 
     pub async fn log(&self, at: Option<&str>, limit: usize) -> Result<Vec<LogEntry>> {
         let at = self.resolve(at).await?;
-        Ok(self
+        let mut entries: Vec<LogEntry> = self
             .catalog()
             .log(&at, limit)
             .await?
             .into_iter()
             .map(LogEntry::from)
-            .collect())
+            .collect();
+        if entries.len() < limit
+            && let Some(last) = entries.last_mut()
+        {
+            last.history_cut = self.catalog().store().history_cut(&last.id).await?;
+        }
+        Ok(entries)
     }
 
     pub async fn diff(&self, from: &str, to: &str) -> Result<Vec<DiffEntry>> {

@@ -12,8 +12,11 @@ use crate::warehouse::Warehouse;
 
 /// The files some table metadata reaches: the `metadata.json` files themselves and those of
 /// their metadata log (the earlier versions engines may look at, as Iceberg's own orphan
-/// removal keeps them), statistics, and for every snapshot its manifest list, manifests, and data and delete files (alive or
-/// not: a manifest's deleted entries are still read by the snapshots before them).
+/// removal keeps them), statistics, and for every snapshot its manifest list, manifests, and
+/// the data and delete files it reads: the entries alive in its manifests. A `deleted` entry
+/// is only a tombstone; a snapshot before the deletion that still reads the file names it
+/// alive in its own manifests, and is walked too. So once expiry drops the snapshots that
+/// read a replaced file, nothing marks it (as Iceberg's own expiry decides).
 #[derive(Debug, Default)]
 pub struct Reachable {
     files: HashSet<String>,
@@ -81,7 +84,7 @@ impl Reachable {
                         "cannot read the manifest {}",
                         manifest_file.manifest_path
                     )))?;
-                for entry in manifest.entries() {
+                for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                     self.files.insert(normalize(entry.data_file().file_path()));
                 }
             }

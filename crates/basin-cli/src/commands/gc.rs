@@ -7,11 +7,16 @@ use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Deletes the warehouse's table files that no commit reads: what imports and runs
-that failed or were killed left behind. Every file any branch, tag or commit of history reads
-is kept, and so is every file younger than the grace period (a write in flight has written
-files it has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puffin,
-.orc) are ever deleted.
+    after_help = "First removes from the catalog's history the commits older than basin.toml's
+[maintenance] keep_history (default 30 days) that no branch or tag needs: every ref's head and
+its ancestors younger than that stay, tags forever (basin log says where history was cut).
+
+Then deletes the warehouse's table files that no remaining commit reads: what imports and runs
+that failed or were killed left behind, and what only removed history or expired snapshots
+read (see basin table expire). Every file any branch, tag or retained commit reads is kept,
+and so is every file younger than the grace period (a write in flight has written files it
+has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puffin, .orc) are
+ever deleted.
 
 Then Basin's own leftovers, as long as basin.toml's [maintenance] keeps them: run cache
 entries unused for 30 days, the branches of failed and dry runs finished 7 days ago, and
@@ -95,6 +100,18 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         } else {
             "removed"
         };
+        match report.keep_history_seconds {
+            Some(keep) => status(format!(
+                "History ([maintenance] keep_history = {}): {verb} {} commits{}",
+                basin_catalog::units::format_duration(std::time::Duration::from_secs(keep)),
+                report.history_commits_removed,
+                match report.history_cut_at.len() {
+                    0 => String::new(),
+                    n => format!(", cut in {n} place(s)"),
+                }
+            )),
+            None => status("History: kept forever ([maintenance] keep_history = \"off\")"),
+        }
         let branches = if report.run_branches_removed.is_empty() {
             String::new()
         } else {

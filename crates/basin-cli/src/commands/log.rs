@@ -1,5 +1,5 @@
 use crate::lake::Context;
-use crate::output::{FormatArg, print, time};
+use crate::output::{FormatArg, ListFormat, print, time};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,5 +33,16 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &entries,
         &["commit", "time", "author", "message", "changed"],
         rows,
-    )
+    )?;
+    if let Some(cut) = entries.last().and_then(|e| e.history_cut.as_ref())
+        && args.format.format == ListFormat::Table
+    {
+        println!(
+            "history before {} was removed on {} ({})",
+            cut.commit.short(),
+            time(cut.removed_at_ms),
+            cut.note
+        );
+    }
+    Ok(())
 }

@@ -211,10 +211,10 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 .expire_table(&table, &options)
                 .await?;
             crate::output::done(format.format, &report, || {
-                let policy = match report.older_than_seconds {
+                let policy = match report.older_than_ms {
                     Some(s) => format!(
                         "older than {}, beyond the newest {}",
-                        crate::output::seconds(s),
+                        basin_catalog::units::format_duration(std::time::Duration::from_millis(s)),
                         report.retain_last
                     ),
                     None => "none: snapshots are kept forever".to_string(),

@@ -118,9 +118,58 @@ fn expire_follows_maintenance_settings_and_is_per_branch() {
     assert_eq!(snapshots(&lake, "main").len(), 2, "main is another branch");
     lake.write("basin.toml", "[maintenance]\nkeep_snapshots = \"off\"\n");
     let report = expire(&lake, &[]);
-    assert!(report["older_than_seconds"].is_null());
+    assert!(report["older_than_ms"].is_null());
     assert_eq!(report["snapshots_expired"], 0);
     lake.write("basin.toml", "[maintenance]\nkeep_last = 0\n");
     let err = lake.fails(&["table", "expire", "sales.orders"]);
     assert!(err.contains("keep_last") && err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn gc_removes_history_no_ref_needs_and_log_says_where_it_was_cut() {
+    let lake = Lake::with_orders();
+    lake.append_orders("main");
+    lake.ok(&["tag", "create", "v1"]);
+    lake.ok(&["branch", "create", "dev"]);
+    lake.append_orders("dev");
+    lake.append_orders("main");
+    let old = lake.json(&["log", "-n", "1000"]);
+    let old_commit = old[old.as_array().unwrap().len() - 2]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reads = |at: &str| lake.scalar("SELECT count(*) FROM sales.orders", at);
+    let before: Vec<String> = ["main", "dev", "v1"].iter().map(|r| reads(r)).collect();
+
+    // The default keeps 30 days: nothing goes.
+    let kept = lake.json(&["gc"]);
+    assert_eq!(kept["history_commits_removed"], 0, "{kept}");
+    lake.write("basin.toml", "[maintenance]\nkeep_history = \"1ms\"\n");
+    let dry = lake.json(&["gc", "--dry-run"]);
+    let removed = dry["history_commits_removed"].as_u64().unwrap();
+    assert!(removed >= 2, "{dry}");
+    assert_eq!(lake.commits("main"), old.as_array().unwrap().len());
+
+    let report = lake.json(&["gc"]);
+    assert_eq!(report["history_commits_removed"].as_u64(), Some(removed));
+    // main keeps its head and the tag's commit (the merge base with dev and v1).
+    let log = lake.ok(&["log"]);
+    assert!(
+        log.contains("history before") && log.contains("(keep_history = 1ms)"),
+        "{log}"
+    );
+    assert_eq!(lake.commits("main"), 2);
+    assert!(lake.json(&["log"]).as_array().unwrap()[1]["history_cut"].is_object());
+    let after: Vec<String> = ["main", "dev", "v1"].iter().map(|r| reads(r)).collect();
+    assert_eq!(after, before);
+    let err = lake.fails(&[
+        "query",
+        "SELECT 1",
+        "--ref",
+        &format!("main@{}", &old_commit[..12]),
+    ]);
+    assert!(err.contains(&old_commit[..12]), "{err}");
+    // dev still merges three-way into main.
+    lake.ok(&["merge", "dev"]);
+    assert_eq!(reads("main"), "8");
 }

@@ -1,0 +1,115 @@
+//! The SQLite side of catalog history retention (see [`crate::history`]): one write
+//! transaction reads the commit graph and the refs, plans, and removes, so a ref created or
+//! moved meanwhile is either seen by the plan or made after the commits are gone.
+
+use std::collections::HashMap;
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::error::Result;
+use crate::history::{HistoryCut, HistoryPruned, HistoryRetention, Node, plan};
+use crate::model::{CommitId, Ref};
+
+pub(crate) async fn prune(
+    conn: &mut SqliteConnection,
+    refs: &[Ref],
+    retention: &HistoryRetention,
+    dry_run: bool,
+    now_ms: i64,
+) -> Result<HistoryPruned> {
+    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+    for row in sqlx::query("SELECT child, parent FROM commit_parents")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        parents
+            .entry(row.get("child"))
+            .or_default()
+            .push(row.get("parent"));
+    }
+    let nodes: Vec<Node> = sqlx::query("SELECT id, parent, created_at_ms, seq FROM commits")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            let id: String = row.get("id");
+            Node {
+                parents: parents.remove(&id).unwrap_or_default(),
+                first_parent: row.get("parent"),
+                created_at_ms: row.get("created_at_ms"),
+                seq: row.get("seq"),
+                id,
+            }
+        })
+        .collect();
+    let plan = plan(&nodes, refs, retention);
+    let report = HistoryPruned {
+        commits_kept: plan.kept.len() as u64,
+        commits_removed: plan.removed.len() as u64,
+        cut_at: plan
+            .cuts
+            .iter()
+            .cloned()
+            .map(CommitId::from_string)
+            .collect(),
+        removed: plan
+            .removed
+            .iter()
+            .cloned()
+            .map(CommitId::from_string)
+            .collect(),
+    };
+    if dry_run || plan.removed.is_empty() {
+        return Ok(report);
+    }
+    let removed = serde_json::to_string(&plan.removed)?;
+    for statement in [
+        "DELETE FROM contents WHERE commit_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM commit_parents WHERE child IN (SELECT value FROM json_each(?))",
+        "DELETE FROM history_cuts WHERE commit_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM commits WHERE id IN (SELECT value FROM json_each(?))",
+    ] {
+        sqlx::query(statement)
+            .bind(&removed)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (child, parent) in &plan.cut_edges {
+        sqlx::query("DELETE FROM commit_parents WHERE child = ? AND parent = ?")
+            .bind(child)
+            .bind(parent)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (child, parent) in &plan.grafts {
+        sqlx::query("INSERT OR IGNORE INTO commit_parents (child, parent) VALUES (?, ?)")
+            .bind(child)
+            .bind(parent)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for commit in &plan.cuts {
+        // A commit cut before keeps the date history was first cut there.
+        sqlx::query(
+            "INSERT OR IGNORE INTO history_cuts (commit_id, removed_at_ms, note) VALUES (?, ?, ?)",
+        )
+        .bind(commit)
+        .bind(now_ms)
+        .bind(&retention.note)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(report)
+}
+
+pub(crate) async fn cut(pool: &SqlitePool, at: &CommitId) -> Result<Option<HistoryCut>> {
+    let row = sqlx::query("SELECT removed_at_ms, note FROM history_cuts WHERE commit_id = ?")
+        .bind(at.as_str())
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| HistoryCut {
+        commit: at.clone(),
+        removed_at_ms: r.get("removed_at_ms"),
+        note: r.get("note"),
+    }))
+}
