@@ -583,6 +583,10 @@ impl Store for SqlStore {
         sqlite_records::runs_with_prefix(&self.pool, prefix).await
     }
 
+    async fn delete_runs(&self, ids: &[String]) -> Result<u64> {
+        sqlite_records::delete_runs(&self.pool, ids).await
+    }
+
     async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
         sqlite_events::enqueue(&self.pool, events, now_ms()).await
     }

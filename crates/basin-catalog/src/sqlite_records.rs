@@ -90,6 +90,14 @@ pub(crate) async fn runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>>
     )
 }
 
+pub(crate) async fn delete_runs(pool: &SqlitePool, ids: &[String]) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(serde_json::to_string(ids)?)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 pub(crate) async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>> {
     let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
     Ok(

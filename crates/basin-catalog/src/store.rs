@@ -72,6 +72,8 @@ pub trait Store: Send + Sync + Debug {
     /// Records of the runs whose id starts with `prefix`, newest first (at most 11: enough to
     /// list the candidates of an ambiguous prefix, and to say there are more).
     async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Deletes the records of these runs; returns how many there were.
+    async fn delete_runs(&self, ids: &[String]) -> Result<u64>;
 
     /// Stores a new access token (its hash, never the secret).
     async fn create_token(&self, token: &TokenRecord) -> Result<()>;

@@ -251,6 +251,7 @@ pub struct MaintenanceSection {
     pub keep_history: Option<DurationValue>,
     pub keep_cache: Option<DurationValue>,
     pub keep_run_branches: Option<DurationValue>,
+    pub keep_runs: Option<DurationValue>,
     pub keep_uploads: Option<DurationValue>,
 }
 
@@ -269,6 +270,9 @@ pub struct MaintenanceSettings {
     /// The `run/<id>` branches of failed and dry runs that finished this long ago are deleted
     /// (their records stay).
     pub keep_run_branches: std::time::Duration,
+    /// The records (code, logs) of runs that finished this long ago are deleted, once their
+    /// branch is gone.
+    pub keep_runs: std::time::Duration,
     /// Upload folders this old (left by a request that died) are removed.
     pub keep_uploads: std::time::Duration,
 }
@@ -282,6 +286,7 @@ impl Default for MaintenanceSettings {
             keep_history: std::time::Duration::from_secs(30 * DAY),
             keep_cache: std::time::Duration::from_secs(30 * DAY),
             keep_run_branches: std::time::Duration::from_secs(7 * DAY),
+            keep_runs: std::time::Duration::from_secs(90 * DAY),
             keep_uploads: std::time::Duration::from_secs(DAY),
         }
     }
@@ -620,6 +625,7 @@ impl Settings {
                 &mut maintenance.keep_run_branches,
                 "keep_run_branches",
             ),
+            (&m.keep_runs, &mut maintenance.keep_runs, "keep_runs"),
             (
                 &m.keep_uploads,
                 &mut maintenance.keep_uploads,

@@ -15,8 +15,8 @@
 //!
 //! Then Basin's own leftovers, each kept as long as `[maintenance]` says: run cache entries
 //! unused for `keep_cache` (30 days), the `run/<id>` branches of failed and dry runs finished
-//! `keep_run_branches` ago (7 days; their records stay), and upload folders older than
-//! `keep_uploads` (1 day).
+//! `keep_run_branches` ago (7 days), the records of runs finished `keep_runs` ago whose
+//! branch is gone (90 days), and upload folders older than `keep_uploads` (1 day).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,6 +79,8 @@ pub struct GcReport {
     pub cache_bytes_removed: u64,
     /// Branches of failed and dry runs finished `[maintenance] keep_run_branches` ago.
     pub run_branches_removed: Vec<String>,
+    /// Records of runs finished `[maintenance] keep_runs` ago whose branch is gone.
+    pub runs_removed: u64,
     /// Upload folders older than `[maintenance] keep_uploads`.
     pub uploads_removed: u64,
     pub seconds: f64,
@@ -207,8 +209,27 @@ impl Lakehouse {
                 if !dry_run {
                     self.catalog().delete_branch(&run.branch, None).await?;
                 }
-                report.run_branches_removed.push(run.branch);
+                report.run_branches_removed.push(run.branch.clone());
             }
+        }
+        // Run records (their code and logs), once their branch is gone: a failed run's record
+        // stays as long as its branch, which `basin runs` and replays point at.
+        let records_cutoff_ms =
+            now_ms.saturating_sub(keep.keep_runs.as_millis().min(i64::MAX as u128) as i64);
+        let mut old_runs = Vec::new();
+        for run in self.list_runs(i64::MAX as usize).await? {
+            let finished = run
+                .finished_at_ms
+                .is_some_and(|t| t < records_cutoff_ms && run.status != "running");
+            let branch_gone = !branches.contains(&run.branch)
+                || report.run_branches_removed.contains(&run.branch);
+            if finished && branch_gone {
+                old_runs.push(run.id);
+            }
+        }
+        report.runs_removed = old_runs.len() as u64;
+        if !dry_run && !old_runs.is_empty() {
+            self.catalog().store().delete_runs(&old_runs).await?;
         }
 
         let uploads = basin.join("uploads");

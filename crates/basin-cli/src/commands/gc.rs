@@ -19,8 +19,9 @@ has not committed yet). Only table files (.parquet, .avro, .metadata.json, .puff
 ever deleted.
 
 Then Basin's own leftovers, as long as basin.toml's [maintenance] keeps them: run cache
-entries unused for 30 days, the branches of failed and dry runs finished 7 days ago, and
-upload folders a day old. See docs/maintenance.md.
+entries unused for 30 days, the branches of failed and dry runs finished 7 days ago, the
+records of runs finished 90 days ago (once their branch is gone), and upload folders a day
+old. See docs/maintenance.md.
 
 Examples:
   basin gc --dry-run          # what would go, and how much space it frees
@@ -119,11 +120,12 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         };
         status(format!(
             "Basin's leftovers ([maintenance]): {verb} {} run cache entries ({}), {} upload \
-             folders, {} run branches{branches}",
+             folders, {} run branches{branches}, {} run records",
             report.cache_entries_removed,
             mib(report.cache_bytes_removed),
             report.uploads_removed,
             report.run_branches_removed.len(),
+            report.runs_removed,
         ));
     }
     Ok(())

@@ -173,3 +173,28 @@ fn gc_removes_history_no_ref_needs_and_log_says_where_it_was_cut() {
     lake.ok(&["merge", "dev"]);
     assert_eq!(reads("main"), "8");
 }
+
+#[test]
+fn gc_removes_records_of_runs_finished_keep_runs_ago_once_their_branch_is_gone() {
+    let lake = Lake::new();
+    std::fs::create_dir(lake.path().join("p")).unwrap();
+    std::fs::write(
+        lake.path().join("p/basin.toml"),
+        "[project]\nname = \"p\"\nnamespace = \"shop\"\n",
+    )
+    .unwrap();
+    std::fs::write(lake.path().join("p/one.sql"), "SELECT 1 AS one\n").unwrap();
+    lake.ok(&["run", "p"]); // merged: its branch is gone at once
+    lake.ok(&["run", "p", "--dry-run", "--no-cache"]); // keeps its branch for a week
+    assert_eq!(lake.json(&["runs", "ls"]).as_array().unwrap().len(), 2);
+    // The default keeps 90 days.
+    assert_eq!(lake.json(&["gc"])["runs_removed"], 0);
+    lake.write("basin.toml", "[maintenance]\nkeep_runs = \"1ms\"\n");
+    let dry = lake.json(&["gc", "--dry-run"]);
+    assert_eq!(dry["runs_removed"], 1, "{dry}");
+    assert_eq!(lake.json(&["runs", "ls"]).as_array().unwrap().len(), 2);
+    assert_eq!(lake.json(&["gc"])["runs_removed"], 1);
+    let left = lake.json(&["runs", "ls"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["status"], "dry-run", "its branch still stands");
+}

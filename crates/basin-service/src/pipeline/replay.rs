@@ -60,7 +60,15 @@ impl Lakehouse {
         let read = self
             .catalog()
             .resolve(&format!("{}@{}", original.target, original.read_commit))
-            .await?;
+            .await
+            .map_err(|e| match e.kind() {
+                basin_catalog::ErrorKind::NotFound => e.with_hint(format!(
+                    "the commit run {} read may have left the catalog's history ([maintenance] \
+                     keep_history); tag a run's commit to replay it later",
+                    original.id
+                )),
+                _ => e,
+            })?;
         if self.catalog().resolve(&branch).await.is_err() {
             self.catalog().create_branch(&branch, &read).await?;
         }
