@@ -331,3 +331,63 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
     assert!(again.is_err());
     assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
 }
+
+/// An expiry decided on one head and committed after another writer appended keeps that
+/// append (it is staged again on the new head); a snapshot that became current meanwhile is
+/// a conflict, and nothing changes.
+#[tokio::test]
+async fn an_expiry_keeps_what_was_appended_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_catalog(dir.path()).await;
+    create_namespace(&catalog).await;
+    let tables = Tables::new(catalog, Warehouse::local(&dir.path().join("w")).unwrap());
+    for n in 1..=3 {
+        append(&tables, vec![n]).await.unwrap();
+    }
+    let key = Key::table(TABLE).unwrap();
+    let read_at = tables.catalog().resolve("main").await.unwrap();
+    let table = tables.load(&read_at, &key).await.unwrap();
+    let policy = basin_table::ExpirePolicy {
+        max_age: Some(std::time::Duration::ZERO),
+        retain_last: 1,
+    };
+    let now_ms = i64::MAX;
+    let expired =
+        basin_table::snapshots_to_expire(table.metadata(), &policy, &HashSet::new(), now_ms);
+    assert_eq!(expired.len(), 2);
+    let current = table.metadata().current_snapshot_id().unwrap();
+    assert!(!expired.contains(&current), "the current snapshot stays");
+
+    append(&tables, vec![4]).await.unwrap();
+    tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(table.clone()),
+            TableChange::Expire(expired.iter().copied().collect()),
+            CommitRequest::new("main", read_at.commit.clone(), "expire"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let now = tables.load(&main, &key).await.unwrap();
+    assert_eq!(
+        now.metadata().snapshots().len(),
+        2,
+        "the third and the append"
+    );
+
+    // Expiring the current snapshot (as if it had become current meanwhile) is a conflict.
+    let head = now.metadata().current_snapshot_id().unwrap();
+    let err = tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(now.clone()),
+            TableChange::Expire(HashSet::from([head])),
+            CommitRequest::new("main", main.commit, "expire the head"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), basin_catalog::ErrorKind::Conflict);
+    assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
+}
