@@ -10,6 +10,9 @@ Figures (all from one run, on this machine):
     round trip, and a 1 GiB table handed Basin -> Python -> Basin through shared memory;
   - the pipeline loop (bench/pipeline: Python -> SQL -> SQL over lineitem at --scale): the
     first run, a fully cached re-run, and `basin run` after editing the last or the first model;
+  - pipeline vs a plain script (bench/pipeline_vs_script): the same pyarrow transform over
+    lineitem as a one-model `basin run` (cached environment) and as a Python script reading
+    the table's Parquet files, best of --repeat each;
   - a small query through each front door: `basin query`, HTTP, Postgres wire
     (bench/front_doors.py);
   - triggered functions: 10,000 small CSV files dropped into a bucket at once, landing ->
@@ -90,6 +93,8 @@ def main() -> None:
     p.add_argument("--only-front-doors", action="store_true", help="only the query latency through each front door")
     p.add_argument("--only-events", action="store_true", help="only the triggered-function figures")
     p.add_argument("--only-tpch", action="store_true", help="only the import and TPC-H figures")
+    p.add_argument("--only-pipeline", action="store_true",
+                   help="only the pipeline figures (the edit loop, and pipeline vs script)")
     p.add_argument("--event-files", type=int, default=10_000, help="files in the burst of --only-events")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3, help="runs per query (best is kept)")
@@ -109,6 +114,12 @@ def main() -> None:
         tpch(args, rows, work)
         header(args)
         print_rows(rows)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.only_pipeline:
+        figures = pipeline_loop(args, work)
+        header(args, tpch=False)
+        table("pipelines", figures)
         shutil.rmtree(work, ignore_errors=True)
         return
     doors = front_door_rows(args, work)
@@ -226,7 +237,60 @@ def pipeline_loop(args, work: Path) -> list:
         ("pipeline: re-run after editing the last model (SQL) [s]", min(edits_last), "1"),
         ("pipeline: re-run after editing the first model (Python) [s]", min(edits_first), "1"),
     ]
-    return rows
+    return rows + pipeline_vs_script(args, work, home)
+
+
+def pipeline_vs_script(args, work: Path, home: Path) -> list:
+    """The same pyarrow transform as a Basin pipeline and as a plain script (issue #18, item 5).
+
+    Both are timed from the command to its end, best of --repeat, with a warm page cache:
+    `basin run --no-cache` (the environment is cached, the model runs every time, its input is
+    read through Basin's scan with the columns and the filter pushed down, its output merged
+    into main) against the environment's own Python running bench/pipeline_vs_script/script.py
+    over the Parquet files of the same Iceberg table (pyarrow.dataset, the same pushdown)."""
+    log("== pipeline vs script")
+    project = work / "vs-project"
+    shutil.copytree(ROOT / "bench" / "pipeline_vs_script", project)
+
+    def timed(*cmd) -> tuple[float, subprocess.CompletedProcess]:
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr}")
+        return elapsed, proc
+
+    # The pipeline's environment: Python 3.11 and the pyarrow Basin adds to every function's
+    # (basin_service::PYARROW).
+    env = json.loads(basin(args.basin, home, "env", "build", "--python", "3.11", "--pip", "pyarrow==26.0.1",
+                           "--format", "json").stdout)
+    python = env["python"]
+    warehouse = home / ".basin" / "warehouse"
+    files = sorted(str(f) for f in (warehouse / "tpch").glob("lineitem-*/data/**/*.parquet"))
+    if not files:
+        sys.exit(f"no Parquet files of tpch.lineitem under {warehouse}")
+    pipeline, script = [], []
+    for _ in range(args.repeat + 1):  # the first of each warms the caches and is dropped
+        seconds, proc = timed(args.basin, "--home", str(home), "run", str(project), "--no-cache", "--format", "json")
+        assert json.loads(proc.stdout)["status"] == "succeeded", proc.stdout
+        pipeline.append(seconds)
+        seconds, _ = timed(python, str(project / "script.py"), str(work / "vs-script.parquet"), *files)
+        script.append(seconds)
+    # Both computed the same answer (the sums up to floating-point order).
+    ours = json.loads(basin(args.basin, home, "query", "SELECT * FROM vs.pricing_summary ORDER BY 1, 2",
+                            "--format", "json").stdout)
+    theirs = duckdb.sql(f"SELECT * FROM '{work / 'vs-script.parquet'}' ORDER BY 1, 2").fetchall()
+    assert len(ours) == len(theirs) == 4, (ours, theirs)
+    for a, b in zip(ours, theirs):
+        assert (a["l_returnflag"], a["l_linestatus"], a["quantity_count"]) == (b[0], b[1], b[4]), (a, b)
+        assert abs(a["revenue_sum"] - b[3]) <= 1e-9 * abs(b[3]), (a, b)
+    best_pipeline, best_script = min(pipeline[1:]), min(script[1:])
+    log(f"   pipeline {best_pipeline:.3f}s, script {best_script:.3f}s")
+    return [
+        ("pipeline vs script: `basin run` (pyarrow model over lineitem) [s]", best_pipeline, ""),
+        ("pipeline vs script: the same transform as a Python script [s]", best_script, ""),
+        ("pipeline vs script: Basin / script", best_pipeline / best_script, "1.0"),
+    ]
 
 
 def tpch(args, rows: list, work: Path) -> None:

@@ -6,6 +6,10 @@ groups of 128k rows) and one with Parquet's old one-million-row groups (the tabl
 imported again). Then runs the 22 queries on each variant below (a basin.toml with
 `[sql.datafusion]` options), best of --repeat per query, and prints one markdown table of
 totals and one of per-query times. Run by `bench/run.sh --tpch-ab` (release build).
+
+With --binaries A=PATH,B=PATH (build levers: an allocator, LTO), it runs Basin's default
+settings on the 128k lakehouse with each binary in turn, --rounds times (A, B, A, B, ...), so
+that this VM's drift hits both alike, and prints each round's totals and the best per query.
 """
 
 import argparse
@@ -109,7 +113,12 @@ def main() -> None:
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
     p.add_argument("--only", default="", help="comma-separated variant numbers to run (default: all)")
     p.add_argument("--memory", default="4GiB", help="[sql] memory_limit and query_memory_limit of the runs")
+    p.add_argument("--binaries", default="", help="NAME=PATH,NAME=PATH: compare binaries instead of variants")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --binaries (each runs every binary once)")
     args = p.parse_args()
+    if args.binaries:
+        compare_binaries(args)
+        return
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
     homes = {"128k": work / "rg128k", "1M": work / "rg1m"}
@@ -140,6 +149,41 @@ def main() -> None:
     print("| --- | " + " | ".join("---:" for _ in results) + " |")
     for q in range(22):
         cells = ("failed" if s[q] is None else f"{s[q]:.3f}" for _, s in results)
+        print(f"| q{q + 1:02} | " + " | ".join(cells) + " |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_binaries(args) -> None:
+    """Default settings, one lakehouse, each binary in turn, --rounds times."""
+    binaries = dict(pair.split("=", 1) for pair in args.binaries.split(","))
+    csv_dir = generate(args.scale, Path(args.data))
+    work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
+    home = work / "rg128k"
+    log("== lakehouse (written by the first binary)")
+    args.basin = next(iter(binaries.values()))
+    build(args, csv_dir, home, None)
+    (home / "basin.toml").write_text(f'[sql]\nmemory_limit = "{args.memory}"\nquery_memory_limit = "{args.memory}"\n')
+    runs: dict[str, list[list[float | None]]] = {name: [] for name in binaries}
+    for r in range(args.rounds):
+        for name, path in binaries.items():
+            args.basin = path
+            seconds = run_queries(args, home)
+            log(f"   round {r + 1}, {name}: {total(seconds)}")
+            runs[name].append(seconds)
+    header(args)
+    print(f"[sql] memory limits {args.memory}; {args.rounds} rounds, binaries in turn.  ")
+    print()
+    print("| binary | " + " | ".join(f"round {r + 1} [s]" for r in range(args.rounds)) + " | best per query, summed [s] |")
+    print("| --- | " + " | ".join("---:" for _ in range(args.rounds + 1)) + " |")
+    best = {}
+    for name, rounds in runs.items():
+        best[name] = [min((s[q] for s in rounds if s[q] is not None), default=None) for q in range(22)]
+        print(f"| {name} | " + " | ".join(total(s) for s in rounds) + f" | {total(best[name])} |")
+    print()
+    print("| query | " + " | ".join(binaries) + " |")
+    print("| --- | " + " | ".join("---:" for _ in binaries) + " |")
+    for q in range(22):
+        cells = ("failed" if best[n][q] is None else f"{best[n][q]:.3f}" for n in binaries)
         print(f"| q{q + 1:02} | " + " | ".join(cells) + " |")
     shutil.rmtree(work, ignore_errors=True)
 
