@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::*;
 
+/// mimalloc instead of the system allocator: TPC-H and the shared-memory handoff measured
+/// with both (docs/benchmarks.md, issue #18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The help section of the options every command takes.
 const GLOBAL: &str = "Global options";
 

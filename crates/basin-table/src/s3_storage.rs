@@ -229,7 +229,13 @@ mod tests {
         let s = storage();
         let (_, key) = s.resolve("s3://lake/wh/t/data/a.parquet").unwrap();
         assert_eq!(key, "wh/t/data/a.parquet");
-        for bad in ["s3://lake", "s3://lake/", "s3:///key", "/tmp/a.parquet", "gs://b/k"] {
+        for bad in [
+            "s3://lake",
+            "s3://lake/",
+            "s3:///key",
+            "/tmp/a.parquet",
+            "gs://b/k",
+        ] {
             let e = s.resolve(bad).unwrap_err();
             assert!(e.to_string().contains("s3://BUCKET/KEY"), "{bad}: {e}");
         }
