@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, Int64Array, RecordBatch};
 use async_trait::async_trait;
-use basin_catalog::{Catalog, CommitId, CommitRequest, Content, Key, Operation, SqlStore, Store};
+use basin_catalog::{
+    Catalog, CommitId, CommitRequest, Content, Key, Operation, Resolved, SqlStore, Store,
+};
 use basin_table::iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use basin_table::iceberg::table::Table;
 use basin_table::{FileSync, TableChange, TableWriter, Tables, Warehouse};
@@ -268,10 +270,8 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
     assert_eq!(all_values(&tables).await, vec![7, 8]);
 }
 
-/// A compaction swaps exactly the files it read: an append that lands between its read and
-/// its commit stays, and a file it read that another writer replaced stops it.
-#[tokio::test]
-async fn a_compaction_keeps_what_was_appended_meanwhile() {
+/// A table of three one-row appends on main, and main's head and the table as read there.
+async fn three_appends() -> (tempfile::TempDir, Tables, Key, Resolved, Table) {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open_catalog(dir.path()).await;
     create_namespace(&catalog).await;
@@ -282,6 +282,14 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
     let key = Key::table(TABLE).unwrap();
     let read_at = tables.catalog().resolve("main").await.unwrap();
     let table = tables.load(&read_at, &key).await.unwrap();
+    (dir, tables, key, read_at, table)
+}
+
+/// A compaction swaps exactly the files it read: an append that lands between its read and
+/// its commit stays, and a file it read that another writer replaced stops it.
+#[tokio::test]
+async fn a_compaction_keeps_what_was_appended_meanwhile() {
+    let (_dir, tables, key, read_at, table) = three_appends().await;
     let live: HashSet<String> = basin_table::live_data_files(&table)
         .await
         .unwrap()
@@ -337,16 +345,7 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
 /// a conflict, and nothing changes.
 #[tokio::test]
 async fn an_expiry_keeps_what_was_appended_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = open_catalog(dir.path()).await;
-    create_namespace(&catalog).await;
-    let tables = Tables::new(catalog, Warehouse::local(&dir.path().join("w")).unwrap());
-    for n in 1..=3 {
-        append(&tables, vec![n]).await.unwrap();
-    }
-    let key = Key::table(TABLE).unwrap();
-    let read_at = tables.catalog().resolve("main").await.unwrap();
-    let table = tables.load(&read_at, &key).await.unwrap();
+    let (_dir, tables, key, read_at, table) = three_appends().await;
     let policy = basin_table::ExpirePolicy {
         max_age: Some(std::time::Duration::ZERO),
         retain_last: 1,
