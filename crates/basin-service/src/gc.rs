@@ -165,9 +165,8 @@ impl Lakehouse {
             .filter(|run| run.status == "running")
             .map(|run| CommitId::from_string(run.read_commit))
             .collect();
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let retention = HistoryRetention {
-            cutoff_ms: now_ms.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64),
+            cutoff_ms: ms_ago(keep),
             keep: running,
             note: format!(
                 "keep_history = {}",
@@ -192,9 +191,7 @@ impl Lakehouse {
         (report.cache_entries_removed, report.cache_bytes_removed) =
             cache.prune(keep.keep_cache, dry_run)?;
 
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let cutoff_ms =
-            now_ms.saturating_sub(keep.keep_run_branches.as_millis().min(i64::MAX as u128) as i64);
+        let cutoff_ms = ms_ago(keep.keep_run_branches);
         let branches: std::collections::BTreeSet<String> = self
             .catalog()
             .list_refs()
@@ -202,7 +199,8 @@ impl Lakehouse {
             .into_iter()
             .map(|r| r.name)
             .collect();
-        for run in self.list_runs(i64::MAX as usize).await? {
+        let runs = self.list_runs(i64::MAX as usize).await?;
+        for run in &runs {
             let finished = run.finished_at_ms.is_some_and(|t| t < cutoff_ms);
             let kept_for_a_look = matches!(run.status.as_str(), "failed" | "dry-run");
             if finished && kept_for_a_look && branches.contains(&run.branch) {
@@ -214,10 +212,9 @@ impl Lakehouse {
         }
         // Run records (their code and logs), once their branch is gone: a failed run's record
         // stays as long as its branch, which `basin runs` and replays point at.
-        let records_cutoff_ms =
-            now_ms.saturating_sub(keep.keep_runs.as_millis().min(i64::MAX as u128) as i64);
+        let records_cutoff_ms = ms_ago(keep.keep_runs);
         let mut old_runs = Vec::new();
-        for run in self.list_runs(i64::MAX as usize).await? {
+        for run in runs {
             let finished = run
                 .finished_at_ms
                 .is_some_and(|t| t < records_cutoff_ms && run.status != "running");
@@ -252,4 +249,10 @@ impl Lakehouse {
         }
         Ok(())
     }
+}
+
+/// The Unix time in milliseconds `keep` ago (far in the past for `Duration::MAX`, "forever").
+fn ms_ago(keep: Duration) -> i64 {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    now_ms.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64)
 }
