@@ -38,10 +38,6 @@ def snapshots(lakehouse, table, ref):
     return lakehouse.json("table", "show", table, "--ref", ref)["snapshots"]
 
 
-# Known bug, open: in about one run of four, the final gc removes a manifest list that swap's
-# sales.items still reads (seen 2026-11-23; the same before and after the last gc tidy).
-# Not strict, so the run that passes still shows as XPASS; see docs/maintenance.md.
-@pytest.mark.xfail(strict=False, reason="gc sometimes removes a manifest list a ref reads (issue #15, open)")
 def test_expiry_history_retention_and_gc_keep_what_every_ref_reads(lakehouse, tmp_path):
     def csv(name, first, count):
         path = tmp_path / name

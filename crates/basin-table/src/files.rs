@@ -20,6 +20,10 @@ use crate::warehouse::Warehouse;
 #[derive(Debug, Default)]
 pub struct Reachable {
     files: HashSet<String>,
+    /// The `metadata.json` files walked. Apart from `files`: a file seen first as an entry
+    /// of a newer file's metadata log is kept but not walked, and a ref may still read it
+    /// (a branch at the old version of a table whose snapshots main expired).
+    walked: HashSet<String>,
 }
 
 impl Reachable {
@@ -30,9 +34,10 @@ impl Reachable {
     /// Adds what the `metadata.json` at `location` reaches. Any file that cannot be read is an
     /// error: a mark that missed something must not lead to a sweep.
     pub async fn add_metadata(&mut self, warehouse: &Warehouse, location: &str) -> Result<()> {
-        if !self.files.insert(normalize(location)) {
+        if !self.walked.insert(normalize(location)) {
             return Ok(());
         }
+        self.files.insert(normalize(location));
         let context = format!("cannot read {location}");
         let file_io = warehouse.file_io();
         let metadata = TableMetadata::read_from(file_io, location)

@@ -390,3 +390,52 @@ async fn an_expiry_keeps_what_was_appended_meanwhile() {
     assert_eq!(err.kind(), basin_catalog::ErrorKind::Conflict);
     assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
 }
+
+/// The gc mark walks every metadata file it is given, whatever order they come in: one an
+/// earlier walk saw only as an entry of a newer file's metadata log (a branch still at the
+/// old file, while main expired its snapshots) still gets its snapshots marked.
+#[tokio::test]
+async fn the_mark_walks_an_old_metadata_file_seen_first_in_a_newer_ones_log() {
+    let (_dir, tables, key, read_at, old) = three_appends().await;
+    let expired: HashSet<i64> = old
+        .metadata()
+        .snapshots()
+        .map(|s| s.snapshot_id())
+        .filter(|id| Some(*id) != old.metadata().current_snapshot_id())
+        .collect();
+    tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(old.clone()),
+            TableChange::Expire(expired.clone()),
+            CommitRequest::new("main", read_at.commit.clone(), "expire"),
+        )
+        .await
+        .unwrap();
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let new = tables.load(&main, &key).await.unwrap();
+    let old_location = old.metadata_location().unwrap();
+    assert!(
+        new.metadata()
+            .metadata_log()
+            .iter()
+            .any(|e| e.metadata_file == old_location),
+        "the newer file's log names the old one"
+    );
+
+    let mut reachable = basin_table::Reachable::new();
+    for location in [new.metadata_location().unwrap(), old_location] {
+        reachable
+            .add_metadata(tables.warehouse(), location)
+            .await
+            .unwrap();
+    }
+    for snapshot in old.metadata().snapshots() {
+        assert!(
+            reachable.contains(snapshot.manifest_list()),
+            "snapshot {} (expired on main: {}) is read by the old metadata file",
+            snapshot.snapshot_id(),
+            expired.contains(&snapshot.snapshot_id())
+        );
+    }
+}
