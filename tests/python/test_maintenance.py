@@ -166,6 +166,7 @@ def test_compaction_rewrites_small_files_into_one_commit_with_the_same_rows(lake
     assert (dry["files_before"], dry["files_after"], dry["commit"]) == (40, 1, None)
     report = lakehouse.json("table", "compact", "sales.orders")
     assert (report["files_before"], report["files_after"], report["rows"]) == (40, 1, 40)
+    assert report["files_rewritten"] == 40 and report["target_file_size"] == 128 * 1024 * 1024
     assert len(lakehouse.json("log", "main", "-n", "100")) == commits + 1
     assert digest("main") == before == digest("before")
     show = lakehouse.json("table", "show", "sales.orders")
@@ -177,3 +178,35 @@ def test_compaction_rewrites_small_files_into_one_commit_with_the_same_rows(lake
     assert digest("before") == before
     # Nothing left to do.
     assert lakehouse.json("table", "compact", "sales.orders")["commit"] is None
+
+
+def test_compaction_rewrites_only_the_small_files_at_the_target_size(lakehouse, tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_text("id,amount,name\n" + "".join(f"{i},{i}.25,name-{i * 7919 % 100003}\n" for i in range(50_000)))
+    lakehouse("import", str(big), "--table", "sales.orders")
+    for i in range(5):
+        row = tmp_path / f"r{i}.csv"
+        row.write_text(f"id,amount,name\n{100_000 + i},{i}.25,n{i}\n")
+        lakehouse("import", str(row), "--table", "sales.orders")
+    before = what_it_reads(lakehouse, "main")
+    location = Path(lakehouse.json("table", "show", "sales.orders")["location"])
+    sizes = {p: p.stat().st_size for p in location.rglob("*.parquet")}
+    big_file = max(sizes, key=sizes.get)
+    # At a target just above the big file, it counts as full (over 3/4 of it): left alone.
+    target = str(sizes[big_file] + 1)
+    dry = lakehouse.json("table", "compact", "sales.orders", "--target-file-size", target, "--dry-run")
+    assert (dry["files_before"], dry["files_rewritten"], dry["files_after"]) == (6, 5, 2), dry
+    report = lakehouse.json("table", "compact", "sales.orders", "--target-file-size", target)
+    assert (report["files_rewritten"], report["rows"], report["files_after"]) == (5, 5, 2), report
+    assert report["target_file_size"] == sizes[big_file] + 1
+    assert what_it_reads(lakehouse, "main") == before
+    show = lakehouse.json("table", "show", "sales.orders")
+    assert show["data_files"] == 2 and show["rows"] == 50_005
+    assert StaticTable.from_metadata(show["metadata_location"]).scan().to_arrow().num_rows == 50_005
+    # The big file is still the one the table reads; at twice its size it is small too.
+    assert big_file.exists()
+    twice = lakehouse.json("table", "compact", "sales.orders", "--target-file-size", str(2 * sizes[big_file]))
+    assert (twice["files_rewritten"], twice["files_after"]) == (2, 1), twice
+    assert what_it_reads(lakehouse, "main") == before
+    bad = lakehouse.run("table", "compact", "sales.orders", "--target-file-size", "big", check=False)
+    assert bad.returncode != 0 and "is not a size" in bad.stderr and "hint:" in bad.stderr

@@ -1,24 +1,41 @@
-//! `basin table compact`: a table's live data files rewritten into as few files as the target
-//! size allows, the same rows, in one commit: an Iceberg `replace` snapshot.
+//! `basin table compact`: a table's small data files rewritten into files of the target
+//! size, the same rows, in one commit: an Iceberg `replace` snapshot.
 //!
-//! The rows are read through iceberg's scan of the branch head's snapshot and written with
-//! Basin's writer (its partitioning, row groups and 128 MiB files). The commit swaps exactly
-//! the files that were read: files another writer appended meanwhile stay (the change is
-//! staged again on the new head, as every Basin write is); if a file that was read is gone
-//! (another compaction, a replace), the compaction stops with a conflict and changes nothing.
+//! Small means under three quarters of the target size (as Iceberg's own rewrite decides),
+//! so a table that is already made of full files is left alone, and a big table with a tail
+//! of small appends rewrites only the tail. The target is `--target-file-size`, else the
+//! table's `write.target-file-size-bytes`, else 128 MiB.
 //!
-//! Not yet: tables with delete files (refused by name), sorting on write (`--sort-by`), and
-//! choosing only the small files of a big table (every live file is rewritten).
+//! The rows of the chosen files are read through iceberg's reader at the branch head's
+//! snapshot and written with Basin's writer (its partitioning and row groups). The commit
+//! swaps exactly the files that were read: files another writer appended meanwhile stay (the
+//! change is staged again on the new head, as every Basin write is); if a file that was read
+//! is gone (another compaction, a replace), the compaction stops with a conflict and changes
+//! nothing.
+//!
+//! Not yet: tables with delete files (refused by name), and sorting on write (`--sort-by`).
 
 use std::collections::HashSet;
 use std::time::Instant;
 
 use basin_catalog::{CommitRequest, Error, Key, Result};
-use basin_table::{TableChange, TableWriter, Tables, live_data_files};
+use basin_table::{TableChange, TableWriter, Tables};
 use futures::TryStreamExt;
+use iceberg::scan::FileScanTask;
 use serde::Serialize;
 
 use crate::Lakehouse;
+
+/// What `basin table compact` is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct CompactOptions {
+    /// Default: the current branch.
+    pub branch: Option<String>,
+    /// Say what would be rewritten; change nothing.
+    pub dry_run: bool,
+    /// Default: the table's `write.target-file-size-bytes`, else 128 MiB.
+    pub target_file_size: Option<u64>,
+}
 
 /// What a compaction did (or, in a dry run, would do).
 #[derive(Clone, Debug, Serialize)]
@@ -26,60 +43,110 @@ pub struct CompactReport {
     pub table: String,
     pub branch: String,
     pub dry_run: bool,
+    pub target_file_size: u64,
+    /// Live data files before and after.
     pub files_before: u64,
     pub files_after: u64,
+    /// The small files rewritten, their rows and bytes.
+    pub files_rewritten: u64,
     pub rows: u64,
+    pub bytes_rewritten: u64,
     /// The new commit, unless nothing was done.
     pub commit: Option<String>,
     pub seconds: f64,
 }
 
+/// The data files of `table`'s current snapshot, as iceberg plans a full scan of them.
+pub(crate) async fn live_files(table: &iceberg::table::Table) -> Result<Vec<FileScanTask>> {
+    let context = format!("cannot list the files of `{}`", table.identifier());
+    table
+        .scan()
+        .select_all()
+        .build()
+        .map_err(basin_table::from_iceberg(&context))?
+        .plan_files()
+        .await
+        .map_err(basin_table::from_iceberg(&context))?
+        .try_collect()
+        .await
+        .map_err(basin_table::from_iceberg(&context))
+}
+
+/// Whether a file this big is worth rewriting at `target` bytes.
+pub(crate) fn is_small(bytes: u64, target: u64) -> bool {
+    bytes < target / 4 * 3
+}
+
 impl Lakehouse {
-    /// Compacts `name` on `branch` (default: the current branch); see the module docs.
+    /// Compacts `name`; see the module docs.
     pub async fn compact_table(
         &self,
         name: &str,
-        branch: Option<&str>,
-        dry_run: bool,
+        options: &CompactOptions,
     ) -> Result<CompactReport> {
         let clock = Instant::now();
         let key = Key::table(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.resolve(options.branch.as_deref()).await?;
         let branch = at.writable_branch()?.to_string();
         let table = self.tables().load(&at, &key).await?;
-        let live = live_data_files(&table)
-            .await
-            .map_err(basin_table::from_iceberg(format!(
-                "cannot list the files of `{key}`"
-            )))?;
-        let rows: u64 = live.values().sum();
+        let target = options
+            .target_file_size
+            .unwrap_or_else(|| basin_table::target_file_size(table.metadata().properties()));
+        let live = live_files(&table).await?;
+        if live.iter().any(|task| !task.deletes.is_empty()) {
+            return Err(Error::invalid(format!(
+                "`{key}` has delete files, which compaction cannot apply yet"
+            ))
+            .with_hint("rewrite the table with `basin import --mode replace` to drop them"));
+        }
+        let small: Vec<FileScanTask> = live
+            .iter()
+            .filter(|task| is_small(task.file_size_in_bytes, target))
+            .cloned()
+            .collect();
+        let bytes: u64 = small.iter().map(|t| t.file_size_in_bytes).sum();
+        let rows: u64 = small.iter().filter_map(|t| t.record_count).sum();
         let mut report = CompactReport {
             table: key.to_string(),
             branch: branch.clone(),
-            dry_run,
+            dry_run: options.dry_run,
+            target_file_size: target,
             files_before: live.len() as u64,
             files_after: live.len() as u64,
-            rows,
+            files_rewritten: 0,
+            rows: 0,
+            bytes_rewritten: 0,
             commit: None,
             seconds: 0.0,
         };
-        if live.len() <= 1 || dry_run {
-            if dry_run && live.len() > 1 {
-                report.files_after = 1;
-            }
+        // One small file is already as compact as it gets.
+        if small.len() <= 1 {
+            report.seconds = clock.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        report.files_rewritten = small.len() as u64;
+        report.rows = rows;
+        report.bytes_rewritten = bytes;
+        if options.dry_run {
+            // At least one file, one per target size of what is rewritten (compressed alike).
+            let after = bytes.div_ceil(target).max(1);
+            report.files_after = live.len() as u64 - small.len() as u64 + after;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
         let context = format!("cannot read `{key}` to compact it");
-        let mut batches = table
-            .scan()
-            .select_all()
-            .build()
+        let removed: HashSet<String> = small.iter().map(|t| t.data_file_path.clone()).collect();
+        let reader = iceberg::arrow::ArrowReaderBuilder::new(
+            table.file_io().clone(),
+            iceberg::Runtime::try_current().map_err(basin_table::from_iceberg(&context))?,
+        )
+        .build();
+        let tasks = futures::StreamExt::boxed(futures::stream::iter(small.into_iter().map(Ok)));
+        let mut batches = reader
+            .read(tasks)
             .map_err(basin_table::from_iceberg(&context))?
-            .to_arrow()
-            .await
-            .map_err(basin_table::from_iceberg(&context))?;
-        let mut writer = TableWriter::new(&table).await?;
+            .stream();
+        let mut writer = TableWriter::with_target_size(&table, target).await?;
         while let Some(batch) = batches
             .try_next()
             .await
@@ -94,17 +161,15 @@ impl Lakehouse {
                 "compacting `{key}` read {written} rows where its files hold {rows}; nothing was committed"
             )));
         }
-        report.files_after = added.len() as u64;
-        let change = TableChange::Compact {
-            removed: live.keys().cloned().collect::<HashSet<_>>(),
-            added,
-        };
+        report.files_after = live.len() as u64 - removed.len() as u64 + added.len() as u64;
+        let change = TableChange::Compact { removed, added };
         let request = CommitRequest::new(
             &branch,
             at.commit.clone(),
             format!(
                 "compact {key}: {} files into {}",
-                report.files_before, report.files_after
+                report.files_rewritten,
+                report.files_after + report.files_rewritten - report.files_before
             ),
         )
         .with_author(&self.settings().author);

@@ -29,7 +29,7 @@ mod usage;
 mod fuzz;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
-pub use compact::CompactReport;
+pub use compact::{CompactOptions, CompactReport};
 pub use config::ServerSettings;
 pub use expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};

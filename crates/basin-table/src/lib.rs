@@ -36,6 +36,6 @@ pub use tables::{
 };
 pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};
-pub use writer::TableWriter;
+pub use writer::{DEFAULT_TARGET_FILE_SIZE, TableWriter, target_file_size};
 
 pub use iceberg;

@@ -21,9 +21,22 @@ use crate::error::{Result, from_iceberg};
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// Data files roll over at this size: big enough for efficient scans, small enough that a
-/// scan of a large table spreads over several files (and cores).
-const TARGET_FILE_SIZE: usize = 128 * 1024 * 1024;
+/// Data files roll over at this size unless the table says otherwise: big enough for
+/// efficient scans, small enough that a scan of a large table spreads over several files
+/// (and cores).
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The Iceberg table property for the size data files roll over at.
+pub const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
+
+/// The table's target data file size: its `write.target-file-size-bytes`, else the default.
+pub fn target_file_size(properties: &std::collections::HashMap<String, String>) -> u64 {
+    properties
+        .get(TARGET_FILE_SIZE)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_TARGET_FILE_SIZE)
+}
 
 /// The Iceberg table property (as PyIceberg names it) for the rows of a Parquet row group.
 pub const ROW_GROUP_LIMIT: &str = "write.parquet.row-group-limit";
@@ -62,7 +75,13 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
+    /// A writer whose files roll over at the table's target size ([`target_file_size`]).
     pub async fn new(table: &Table) -> Result<Self> {
+        Self::with_target_size(table, target_file_size(table.metadata().properties())).await
+    }
+
+    /// A writer whose files roll over at `target_bytes`.
+    pub async fn with_target_size(table: &Table, target_bytes: u64) -> Result<Self> {
         let context = format!("cannot write data files for `{}`", table.identifier());
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
@@ -84,7 +103,7 @@ impl TableWriter {
         let locations = DefaultLocationGenerator::new(metadata).map_err(from_iceberg(&context))?;
         let rolling = RollingFileWriterBuilder::new(
             parquet,
-            TARGET_FILE_SIZE,
+            usize::try_from(target_bytes).unwrap_or(usize::MAX),
             table.file_io().clone(),
             locations,
             names,

@@ -26,13 +26,25 @@ pub enum Command {
         #[arg(long, value_name = "BRANCH")]
         branch: Option<String>,
     },
-    /// Rewrite a table's data files into as few as the target size allows (the same rows),
-    /// in one commit; files appended meanwhile stay. See docs/maintenance.md
+    /// Rewrite a table's small data files into files of the target size (the same rows), in
+    /// one commit; files appended meanwhile stay. See docs/maintenance.md
+    #[command(
+        after_help = "Small files are those under 3/4 of the target size; full files are left alone.
+
+Examples:
+  basin table compact sales.orders --dry-run          # how many files would be rewritten
+  basin table compact sales.orders --target-file-size 256MiB
+  basin table compact sales.orders --branch dev --format json"
+    )]
     Compact {
         /// NAMESPACE.TABLE
         table: String,
         #[arg(long, value_name = "BRANCH")]
         branch: Option<String>,
+        /// Files roll over at this size (default: the table's write.target-file-size-bytes,
+        /// else 128MiB)
+        #[arg(long, value_name = "SIZE")]
+        target_file_size: Option<String>,
         /// Say how many files there are and would be; change nothing
         #[arg(long)]
         dry_run: bool,
@@ -158,32 +170,48 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
         Command::Compact {
             table,
             branch,
+            target_file_size,
             dry_run,
             format,
         } => {
+            let options = basin_service::CompactOptions {
+                branch,
+                dry_run,
+                target_file_size: target_file_size
+                    .as_deref()
+                    .map(basin_catalog::units::parse_size)
+                    .transpose()?,
+            };
             let report = lake
                 .local("table compact")?
-                .compact_table(&table, branch.as_deref(), dry_run)
+                .compact_table(&table, &options)
                 .await?;
             crate::output::done(format.format, &report, || {
                 match (&report.commit, report.dry_run) {
                     (Some(commit), _) => format!(
-                        "Compacted `{}` on `{}`: {} files into {} ({} rows) in {:.1}s, commit {}",
+                        "Compacted `{}` on `{}`: {} small files into {} ({} rows; {} files now) in {:.1}s, commit {}",
                         report.table,
                         report.branch,
-                        report.files_before,
-                        report.files_after,
+                        report.files_rewritten,
+                        report.files_after + report.files_rewritten - report.files_before,
                         report.rows,
+                        report.files_after,
                         report.seconds,
                         &commit[..12.min(commit.len())]
                     ),
-                    (None, true) => format!(
-                        "Dry run: `{}` has {} files ({} rows); compacting would leave {}",
-                        report.table, report.files_before, report.rows, report.files_after
+                    (None, true) if report.files_rewritten > 0 => format!(
+                        "Dry run: `{}` has {} files, {} of them small ({} rows); compacting would leave {}",
+                        report.table,
+                        report.files_before,
+                        report.files_rewritten,
+                        report.rows,
+                        report.files_after
                     ),
-                    (None, false) => format!(
-                        "`{}` has {} file(s): nothing to compact",
-                        report.table, report.files_before
+                    (None, _) => format!(
+                        "`{}` has {} file(s), at most one under 3/4 of {}: nothing to compact",
+                        report.table,
+                        report.files_before,
+                        basin_catalog::units::format_size(report.target_file_size)
                     ),
                 }
             })
