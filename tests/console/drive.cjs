@@ -2,7 +2,7 @@
 // would, typing on the keyboard: pastes a reader token, writes a query with names clicked
 // from the table list, runs it with Ctrl+Enter, reads the grid, history and downloads, opens
 // a table, a commit's changes, a function and a failed event, retries it with a writer
-// token, and opens the runs and usage. Saves a screenshot of each panel. Prints what it saw
+// token, and opens the runs, usage and maintenance. Saves a screenshot of each panel. Prints what it saw
 // as JSON for the Python test to check.
 //   node drive.cjs URL SHOTS_DIR DOWNLOADS_DIR READER_TOKEN WRITER_TOKEN
 //   (BASIN_NODE_MODULES: where playwright-core is)
@@ -198,6 +198,11 @@ async function runTyped(page, sql) {
     seen.charts = await texts(page, "#usage-chart h2");
     seen.usage = await rows(page, "#usage-grid");
     await page.screenshot({ path: shot("usage"), fullPage: true });
+
+    await page.click("nav button[data-panel=maintenance]");
+    await page.waitForSelector("#maintenance-grid tbody tr");
+    seen.maintenance = await rows(page, "#maintenance-grid");
+    await page.screenshot({ path: shot("maintenance"), fullPage: true });
   } finally {
     await browser.close();
   }

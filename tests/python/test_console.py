@@ -49,6 +49,8 @@ def lakehouse_with_history(orders, tmp_path):
     functions.mkdir()
     (functions / "score.py").write_text(FUNCTION)
     lakehouse("deploy", str(functions))
+    # A maintenance run, so the maintenance panel lists one.
+    lakehouse("maintenance", "run")
     return lakehouse
 
 
@@ -142,7 +144,9 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     assert seen["charts"] == ["Invocations and queries per day", "GB-seconds per day", "Cost per day (USD)"]
     assert len(seen["usage"]) == 1 and int(seen["usage"][0][1]) >= 3  # the console's own queries, metered
 
-    for panel in PANELS + ["usage"]:
+    assert [r[1:3] for r in seen["maintenance"]] == [["manual", "succeeded"]]
+
+    for panel in PANELS + ["usage", "maintenance"]:
         assert (output_dir / f"console-{panel}.png").stat().st_size > 10_000, panel
     if os.environ.get("BASIN_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(exist_ok=True)

@@ -124,9 +124,13 @@ def test_gc_prunes_basins_leftovers_as_maintenance_settings_say(lakehouse, tmp_p
     project.mkdir()
     (project / "basin.toml").write_text('[project]\nname = "p"\nnamespace = "shop"\n')
     (project / "one.sql").write_text("SELECT 1 AS one\n")
-    lakehouse("run", str(project))  # an entry in the run cache
+    first = lakehouse.json("run", str(project))  # an entry in the run cache
     lakehouse("run", str(project), "--dry-run", "--no-cache")  # keeps its branch
     dry_branch = next(b["name"] for b in lakehouse.json("branch", "ls", "--all") if b["name"].startswith("run/"))
+    # A replay kept for a look: `replay/<id>` and the replay's own (dry) run branch.
+    lakehouse("runs", "replay", first["id"], "--keep-branch")
+    kept_branches = {b["name"] for b in lakehouse.json("branch", "ls", "--all")} - {"main"}
+    assert len(kept_branches) == 3 and f"replay/{first['id']}" in kept_branches, kept_branches
     upload = lakehouse.home / ".basin" / "uploads" / "left-by-a-dead-request"
     upload.mkdir(parents=True)
     two_days_ago = time.time() - 2 * 86400
@@ -140,14 +144,15 @@ def test_gc_prunes_basins_leftovers_as_maintenance_settings_say(lakehouse, tmp_p
     (lakehouse.home / "basin.toml").write_text('[maintenance]\nkeep_cache = "1s"\nkeep_run_branches = "1s"\n')
     time.sleep(1.5)
     dry = lakehouse.json("gc", "--dry-run")
-    assert dry["cache_entries_removed"] >= 1 and dry["run_branches_removed"] == [dry_branch], dry
+    assert dry["cache_entries_removed"] >= 1 and set(dry["run_branches_removed"]) == kept_branches, dry
+    assert dry_branch in kept_branches
     report = lakehouse.json("gc")
-    assert report["run_branches_removed"] == [dry_branch]
+    assert set(report["run_branches_removed"]) == kept_branches
     assert [b["name"] for b in lakehouse.json("branch", "ls", "--all")] == ["main"]
     cache = lakehouse.home / ".basin" / "cache" / "models"
     assert not list(cache.glob("*.json"))
     # The run's record stays, and the project runs again (its model, no longer cached).
-    assert len(lakehouse.json("runs", "ls")) == 2
+    assert len(lakehouse.json("runs", "ls")) == 3
     again = lakehouse.json("run", str(project))
     assert again["models"][0]["cache_hit"] is False
 

@@ -112,4 +112,13 @@ CREATE TABLE history_cuts (
     note TEXT NOT NULL
 );
 "#,
+    // 9: what each maintenance run did (`basin maintenance ls`).
+    r#"
+CREATE TABLE maintenance_runs (
+    id TEXT PRIMARY KEY,
+    started_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
+"#,
 ];

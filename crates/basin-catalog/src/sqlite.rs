@@ -587,6 +587,18 @@ impl Store for SqlStore {
         sqlite_records::delete_runs(&self.pool, ids).await
     }
 
+    async fn save_maintenance(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
+        sqlite_records::save_maintenance(&self.pool, id, started_at_ms, record).await
+    }
+
+    async fn maintenance_runs(&self, limit: usize) -> Result<Vec<String>> {
+        sqlite_records::maintenance_runs(&self.pool, limit).await
+    }
+
+    async fn delete_maintenance_before(&self, before_ms: i64) -> Result<u64> {
+        sqlite_records::delete_maintenance_before(&self.pool, before_ms).await
+    }
+
     async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
         sqlite_events::enqueue(&self.pool, events, now_ms()).await
     }

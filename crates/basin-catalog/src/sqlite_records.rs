@@ -98,6 +98,41 @@ pub(crate) async fn delete_runs(pool: &SqlitePool, ids: &[String]) -> Result<u64
     Ok(done.rows_affected())
 }
 
+pub(crate) async fn save_maintenance(
+    pool: &SqlitePool,
+    id: &str,
+    started_at_ms: i64,
+    record: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO maintenance_runs (id, started_at_ms, record) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+    )
+    .bind(id)
+    .bind(started_at_ms)
+    .bind(record)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn maintenance_runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT record FROM maintenance_runs ORDER BY started_at_ms DESC, id DESC LIMIT ?",
+    )
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(crate) async fn delete_maintenance_before(pool: &SqlitePool, before_ms: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM maintenance_runs WHERE started_at_ms < ?")
+        .bind(before_ms)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 pub(crate) async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>> {
     let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
     Ok(

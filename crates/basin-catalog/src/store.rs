@@ -75,6 +75,13 @@ pub trait Store: Send + Sync + Debug {
     /// Deletes the records of these runs; returns how many there were.
     async fn delete_runs(&self, ids: &[String]) -> Result<u64>;
 
+    /// Saves (or replaces) a maintenance run's record, a JSON document owned by the service.
+    async fn save_maintenance(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()>;
+    /// The newest maintenance runs' records, newest first.
+    async fn maintenance_runs(&self, limit: usize) -> Result<Vec<String>>;
+    /// Deletes the records of maintenance runs started before `before_ms`; returns how many.
+    async fn delete_maintenance_before(&self, before_ms: i64) -> Result<u64>;
+
     /// Stores a new access token (its hash, never the secret).
     async fn create_token(&self, token: &TokenRecord) -> Result<()>;
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;

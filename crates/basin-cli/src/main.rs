@@ -119,6 +119,10 @@ enum Command {
     Doctor(doctor::Args),
     /// Delete the warehouse files no commit reads (left by failed or killed writes)
     Gc(gc::Args),
+    /// Run maintenance now (compaction, expiry, gc) and list past runs; basin serve runs it
+    /// nightly
+    #[command(subcommand)]
+    Maintenance(maintenance::Command),
 }
 
 fn main() -> ExitCode {
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,
         Command::Doctor(args) => doctor::run(args, ctx.home("doctor")?).await,
         Command::Gc(args) => gc::run(args, ctx.home("gc")?).await,
+        Command::Maintenance(cmd) => maintenance::run(cmd, ctx.home("maintenance")?).await,
         Command::Demo(args) => {
             ctx.home("demo")?;
             demo::run(args).await

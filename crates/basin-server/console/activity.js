@@ -1,5 +1,6 @@
-// The Runs panel (pipeline runs: each model's status, time, rows and logs) and the Usage panel
-// (invocations and queries, GB-seconds and cost per day).
+// The Runs panel (pipeline runs: each model's status, time, rows and logs), the Usage panel
+// (invocations and queries, GB-seconds and cost per day) and the Maintenance panel (what each
+// compaction, expiry and gc run did).
 "use strict";
 
 async function showRuns() {
@@ -66,5 +67,24 @@ async function showUsage() {
     rows.map((r) => ({ ...r, gb_seconds: +r.gb_seconds.toFixed(3), cost_usd: +r.cost_usd.toFixed(6) }))));
 }
 
+async function showMaintenance() {
+  const runs = await api("/api/v1/maintenance");
+  $("maintenance-note").textContent = runs.length ? ""
+    : "No maintenance runs yet: basin serve runs one nightly ([maintenance] schedule), or run basin maintenance run.";
+  $("maintenance-grid").replaceChildren(grid(
+    ["started", "trigger", "status", "seconds", "files_compacted", "snapshots_expired", "files_removed", "mib_removed"],
+    runs.map((r) => ({
+      started: when(r.started_at_ms), trigger: r.dry_run ? `${r.trigger} (dry run)` : r.trigger, status: r.status,
+      seconds: +r.seconds.toFixed(1),
+      files_compacted: r.compacted.reduce((n, c) => n + c.files_rewritten, 0),
+      snapshots_expired: r.expired.reduce((n, e) => n + e.snapshots_expired, 0),
+      files_removed: r.gc ? r.gc.files_removed : 0,
+      mib_removed: r.gc ? +(r.gc.bytes_removed / 1048576).toFixed(1) : 0,
+    }))));
+  const errors = runs.flatMap((r) => r.errors.map((e) => `${when(r.started_at_ms)}: ${e}`));
+  $("maintenance-errors").replaceChildren(...(errors.length ? [el("h2", {}, "Failed steps"), el("pre", {}, errors.join("\n"))] : []));
+}
+
 panels.runs = showRuns;
 panels.usage = showUsage;
+panels.maintenance = showMaintenance;

@@ -182,6 +182,19 @@ pub(crate) async fn runs(
     Ok(Json(state.lakehouse.list_runs(q.limit.unwrap_or(20)).await?).into_response())
 }
 
+pub(crate) async fn maintenance(
+    State(state): State<AppState>,
+    Query(q): Query<AtRef>,
+) -> Result<Response, ApiError> {
+    Ok(Json(
+        state
+            .lakehouse
+            .maintenance_runs(q.limit.unwrap_or(20))
+            .await?,
+    )
+    .into_response())
+}
+
 pub(crate) async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -198,6 +198,12 @@ pub async fn serve(
     http::clean_uploads(&lakehouse).await;
     let listen = local(&listener)?;
     let state = AppState::new(lakehouse, options.no_auth, Some(listen));
+    let metrics = state.metrics.clone();
+    tokio::spawn(basin_service::maintenance::run_schedule(
+        state.lakehouse.clone(),
+        triggers_stop.clone(),
+        move |run| metrics.maintenance(run),
+    ));
     let _watcher = start_triggers(&state.dispatcher, triggers_stop).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(

@@ -28,6 +28,21 @@ struct Counters {
     query_seconds: f64,
     /// Requests and answers stopped by a `[server]` limit, by the limit's name.
     limits: BTreeMap<&'static str, u64>,
+    maintenance: Maintenance,
+}
+
+/// What the scheduled maintenance runs of this server did.
+#[derive(Default)]
+struct Maintenance {
+    /// status -> runs
+    runs: BTreeMap<String, u64>,
+    files_compacted: u64,
+    snapshots_expired: u64,
+    files_removed: u64,
+    bytes_removed: u64,
+    seconds: f64,
+    /// Unix seconds of the last run's end (0: none yet).
+    last_finished: f64,
 }
 
 impl Metrics {
@@ -73,6 +88,21 @@ impl Metrics {
         c.query_errors += u64::from(!ok);
         c.query_rows += rows;
         c.query_seconds += seconds;
+    }
+
+    /// A scheduled maintenance run finished.
+    pub fn maintenance(&self, run: &basin_service::MaintenanceRun) {
+        let mut c = self.inner.lock().expect("metrics");
+        let m = &mut c.maintenance;
+        *m.runs.entry(run.status.clone()).or_default() += 1;
+        m.files_compacted += run.files_compacted();
+        m.snapshots_expired += run.snapshots_expired();
+        if let Some(gc) = &run.gc {
+            m.files_removed += gc.files_removed;
+            m.bytes_removed += gc.bytes_removed;
+        }
+        m.seconds += run.seconds;
+        m.last_finished = run.finished_at_ms.unwrap_or_default() as f64 / 1000.0;
     }
 
     pub fn render(&self) -> String {
@@ -222,6 +252,64 @@ impl Metrics {
         for (limit, count) in &c.limits {
             let _ = writeln!(out, "basin_limit_hits_total{{limit=\"{limit}\"}} {count}");
         }
+        render_maintenance(&mut out, &c.maintenance);
         out
+    }
+}
+
+fn render_maintenance(out: &mut String, m: &Maintenance) {
+    let _ = writeln!(
+        out,
+        "# HELP basin_maintenance_runs_total Scheduled maintenance runs by status (`[maintenance] schedule`)."
+    );
+    let _ = writeln!(out, "# TYPE basin_maintenance_runs_total counter");
+    for status in ["succeeded", "failed"] {
+        let count = m.runs.get(status).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "basin_maintenance_runs_total{{status=\"{status}\"}} {count}"
+        );
+    }
+    for (name, kind, help, value) in [
+        (
+            "basin_maintenance_files_compacted_total",
+            "counter",
+            "Small data files rewritten by scheduled compaction.",
+            m.files_compacted as f64,
+        ),
+        (
+            "basin_maintenance_snapshots_expired_total",
+            "counter",
+            "Table snapshots expired by scheduled maintenance.",
+            m.snapshots_expired as f64,
+        ),
+        (
+            "basin_maintenance_files_removed_total",
+            "counter",
+            "Warehouse files removed by scheduled gc.",
+            m.files_removed as f64,
+        ),
+        (
+            "basin_maintenance_bytes_removed_total",
+            "counter",
+            "Bytes of warehouse files removed by scheduled gc.",
+            m.bytes_removed as f64,
+        ),
+        (
+            "basin_maintenance_seconds_total",
+            "counter",
+            "Time spent in scheduled maintenance.",
+            m.seconds,
+        ),
+        (
+            "basin_maintenance_last_finished_seconds",
+            "gauge",
+            "When the last scheduled maintenance run ended (Unix seconds; 0: none yet).",
+            m.last_finished,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
     }
 }

@@ -374,6 +374,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         },
         Endpoint {
             method: Method::GET,
+            path: "/api/v1/maintenance",
+            role: reader,
+            summary: "Maintenance runs (compaction, expiry, gc), newest first",
+            query: &[("limit", "how many (default 20)")],
+            body: &[],
+            errors: &[],
+            handler: || get(api::maintenance),
+        },
+        Endpoint {
+            method: Method::GET,
             path: "/api/v1/usage",
             role: reader,
             summary: "Invocations and queries, grouped and priced (Lambda for functions, \

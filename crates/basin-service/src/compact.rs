@@ -38,7 +38,7 @@ pub struct CompactOptions {
 }
 
 /// What a compaction did (or, in a dry run, would do).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CompactReport {
     pub table: String,
     pub branch: String,

@@ -253,7 +253,13 @@ pub struct MaintenanceSection {
     pub keep_run_branches: Option<DurationValue>,
     pub keep_runs: Option<DurationValue>,
     pub keep_uploads: Option<DurationValue>,
+    pub schedule: Option<String>,
+    pub compact_min_files: Option<usize>,
 }
+
+/// When `basin serve` runs maintenance unless `[maintenance] schedule` says otherwise:
+/// nightly, at 03:00 UTC.
+pub const DEFAULT_MAINTENANCE_SCHEDULE: &str = "0 3 * * *";
 
 /// `[maintenance]`, resolved.
 #[derive(Clone, Debug)]
@@ -275,6 +281,10 @@ pub struct MaintenanceSettings {
     pub keep_runs: std::time::Duration,
     /// Upload folders this old (left by a request that died) are removed.
     pub keep_uploads: std::time::Duration,
+    /// When `basin serve` runs maintenance: a cron expression in UTC (`None`: never).
+    pub schedule: Option<String>,
+    /// Scheduled maintenance compacts a table when its branch head has this many small files.
+    pub compact_min_files: usize,
 }
 
 impl Default for MaintenanceSettings {
@@ -288,6 +298,8 @@ impl Default for MaintenanceSettings {
             keep_run_branches: std::time::Duration::from_secs(7 * DAY),
             keep_runs: std::time::Duration::from_secs(90 * DAY),
             keep_uploads: std::time::Duration::from_secs(DAY),
+            schedule: Some(DEFAULT_MAINTENANCE_SCHEDULE.to_string()),
+            compact_min_files: 16,
         }
     }
 }
@@ -648,6 +660,27 @@ impl Settings {
                 .with_hint("keep_last = 1 keeps only the current snapshot (the least there is)"));
             }
             maintenance.keep_last = n;
+        }
+        match m.schedule.as_deref().map(str::trim) {
+            None => {}
+            Some("off") => maintenance.schedule = None,
+            Some(cron) => {
+                crate::triggers::schedule::Schedule::parse(cron, "UTC", "skip").map_err(|e| {
+                    Error::invalid(format!("{}: {e}", setting("maintenance", "schedule")))
+                        .with_hint("a cron expression in UTC, e.g. \"0 3 * * *\" (nightly at 03:00), or \"off\"")
+                })?;
+                maintenance.schedule = Some(cron.to_string());
+            }
+        }
+        if let Some(n) = m.compact_min_files {
+            if n < 2 {
+                return Err(Error::invalid(format!(
+                    "{}: {n} would compact a table of one file",
+                    setting("maintenance", "compact_min_files")
+                ))
+                .with_hint("give 2 or more (the default is 16)"));
+            }
+            maintenance.compact_min_files = n;
         }
         Ok(Self {
             s3,

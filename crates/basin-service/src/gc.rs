@@ -15,7 +15,8 @@
 //!
 //! Then Basin's own leftovers, each kept as long as `[maintenance]` says: run cache entries
 //! unused for `keep_cache` (30 days), the `run/<id>` branches of failed and dry runs finished
-//! `keep_run_branches` ago (7 days), the records of runs finished `keep_runs` ago whose
+//! `keep_run_branches` ago (7 days) and the `replay/<id>` branches whose last run did, the
+//! records of runs finished `keep_runs` ago whose
 //! branch is gone (90 days), and upload folders older than `keep_uploads` (1 day).
 
 use std::time::{Duration, Instant, SystemTime};
@@ -48,7 +49,7 @@ impl Default for GcOptions {
 }
 
 /// What a gc found, kept and removed.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub dry_run: bool,
     pub grace_seconds: u64,
@@ -208,6 +209,21 @@ impl Lakehouse {
                     self.catalog().delete_branch(&run.branch, None).await?;
                 }
                 report.run_branches_removed.push(run.branch.clone());
+            }
+        }
+        // A replay's branch (`replay/<id>`, kept when outputs differed or asked) goes with the
+        // last run made on it, as a run branch does.
+        for name in branches.iter().filter(|b| b.starts_with("replay/")) {
+            let last = runs
+                .iter()
+                .filter(|run| run.target == *name)
+                .map(|run| run.finished_at_ms.unwrap_or(i64::MAX))
+                .max();
+            if last.is_none_or(|t| t < cutoff_ms) {
+                if !dry_run {
+                    self.catalog().delete_branch(name, None).await?;
+                }
+                report.run_branches_removed.push(name.clone());
             }
         }
         // Run records (their code and logs), once their branch is gone: a failed run's record

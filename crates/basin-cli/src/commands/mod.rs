@@ -14,6 +14,7 @@ pub mod import;
 pub mod init;
 pub mod invoke;
 pub mod log;
+pub mod maintenance;
 pub mod merge;
 pub mod namespace;
 pub mod put;
