@@ -89,6 +89,7 @@ import basin
 @basin.python("3.11", timeout="5s")
 @basin.on_object(bucket="outside", suffix=".csv", to="raw.windowed", batch_size=10, batch_window="3s")
 def windowed(event, context):
+    print("reading", event["key"])
     return context.read_table()
 '''
 
@@ -114,6 +115,24 @@ def test_a_batch_window_gathers_events_from_a_folder_of_ones_choosing(lakehouse,
     assert len({e["commit"] for e in events}) == 1, events  # one batch, one commit
     assert sorted(e["payload"]["key"] for e in events) == [f"orders-{i:04}.csv" for i in range(3)]
     assert lakehouse("query", "SELECT count(*) AS n FROM raw.windowed", "--format", "csv") == "n\n6\n"
+
+    # Retention: the succeeded events keep a slim row, which is what stops the folder's scan at
+    # the next start from delivering the files again.
+    (lakehouse.home / "basin.toml").write_text('[buckets.outside]\npath = "../outside"\n'
+                                               '[maintenance]\nkeep_events = "1ms"\n')
+    time.sleep(0.01)
+    report = json.loads(lakehouse("gc", "--format", "json"))
+    assert (report["events_removed"], report["events_slimmed"]) == (0, 3), report
+    slim = json.loads(lakehouse("events", "ls", "--format", "json"))
+    assert [(e["state"], e["logs"], e["result"]) for e in slim] == [("succeeded", "", None)] * 3
+    _, server = start_server(lakehouse, "--no-auth")
+    try:
+        land(landing, 3)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 4}, 60)
+    finally:
+        server.kill()
+        server.wait()
+    assert lakehouse("query", "SELECT count(*) AS n FROM raw.windowed", "--format", "csv") == "n\n8\n"
 
 
 TYPED = '''

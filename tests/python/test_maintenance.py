@@ -215,3 +215,36 @@ def test_compaction_rewrites_only_the_small_files_at_the_target_size(lakehouse, 
     assert what_it_reads(lakehouse, "main") == before
     bad = lakehouse.run("table", "compact", "sales.orders", "--target-file-size", "big", check=False)
     assert bad.returncode != 0 and "is not a size" in bad.stderr and "hint:" in bad.stderr
+
+
+def test_gc_removes_environments_unused_for_keep_envs(tmp_path):
+    """Environments live in the user's cache (here a folder of the test's own), shared by
+    every lakehouse; gc removes those no invocation used for `keep_envs` (30 days)."""
+    from conftest import Basin
+    cache = tmp_path / "cache"
+    home = tmp_path / "lh"
+    subprocess.run([BASIN, "init", str(home)], check=True, capture_output=True)
+    lakehouse = Basin(home, env={"BASIN_CACHE_DIR": str(cache)})
+
+    def env(name, days_ago):
+        folder = cache / "envs" / name
+        folder.mkdir(parents=True)
+        (folder / "lib.py").write_text("x = 1\n" * 1000)
+        marker = folder / "basin-env.json"
+        marker.write_text(f'{{"hash": "{name}", "spec": {{"python": "3.11", "packages": {{}}}}, "built_at_ms": 0}}')
+        then = time.time() - days_ago * 86400
+        os.utime(marker, (then, then))
+
+    env("a" * 16, 45)
+    env("b" * 16, 2)
+    assert {e["hash"] for e in lakehouse.json("env", "ls")} == {"a" * 16, "b" * 16}
+    dry = lakehouse.json("gc", "--dry-run")
+    assert dry["envs_removed"] == ["a" * 16]
+    assert (cache / "envs" / ("a" * 16)).exists()
+    assert lakehouse.json("gc")["envs_removed"] == ["a" * 16]
+    assert [e["hash"] for e in lakehouse.json("env", "ls")] == ["b" * 16]
+    (home / "basin.toml").write_text('[maintenance]\nkeep_envs = "1d"\n')
+    assert lakehouse.json("gc")["envs_removed"] == ["b" * 16]
+    (home / "basin.toml").write_text('[maintenance]\nkeep_envs = "off"\n')
+    env("c" * 16, 400)
+    assert lakehouse.json("gc")["envs_removed"] == []

@@ -127,3 +127,14 @@ pub struct EventCounts {
     pub failed: u64,
     pub dead: u64,
 }
+
+/// What a prune of settled events did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsPruned {
+    /// Succeeded events nothing can deliver again (HTTP calls, schedule slots): deleted.
+    pub removed: u64,
+    /// Succeeded object events: their logs and result dropped, the row kept, because it is
+    /// what stops a bucket's next scan (or a late notification) from delivering the object
+    /// again.
+    pub slimmed: u64,
+}

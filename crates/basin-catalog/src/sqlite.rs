@@ -15,7 +15,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::events::{
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
+};
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
@@ -639,6 +641,10 @@ impl Store for SqlStore {
 
     async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize> {
         sqlite_events::retry(&self.pool, ids, now_ms()).await
+    }
+
+    async fn prune_events(&self, before_ms: i64, dry_run: bool) -> Result<EventsPruned> {
+        sqlite_events::prune(&self.pool, before_ms, dry_run).await
     }
 
     async fn save_function(&self, name: &str, record: &str) -> Result<()> {

@@ -6,7 +6,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, NewEvent,
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
+    NewEvent,
 };
 
 /// Output lines kept per event: the tail, where errors are.
@@ -257,6 +258,47 @@ pub(crate) async fn retry(pool: &SqlitePool, ids: Option<&[String]>, now_ms: i64
             .await?,
         };
     Ok(done.rows_affected() as usize)
+}
+
+/// Which succeeded events a prune deletes: all but object events, whose row is what dedupes
+/// the object (its id is the function and the object's version).
+const DELIVERED_ONCE: &str = "json_extract(payload, '$.type') IS NOT 'object_created'";
+
+pub(crate) async fn prune(
+    pool: &SqlitePool,
+    before_ms: i64,
+    dry_run: bool,
+) -> Result<EventsPruned> {
+    let settled = "state = 'succeeded' AND updated_at_ms < ?";
+    let slim = "(logs != '' OR result IS NOT NULL)";
+    let removed_filter = format!("{settled} AND {DELIVERED_ONCE}");
+    let slimmed_filter = format!("{settled} AND NOT ({DELIVERED_ONCE}) AND {slim}");
+    let (removed, slimmed) = if dry_run {
+        let mut counts = [0u64; 2];
+        for (i, filter) in [&removed_filter, &slimmed_filter].into_iter().enumerate() {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {filter}"))
+                .bind(before_ms)
+                .fetch_one(pool)
+                .await?;
+            counts[i] = n as u64;
+        }
+        (counts[0], counts[1])
+    } else {
+        let removed = sqlx::query(&format!("DELETE FROM events WHERE {removed_filter}"))
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        let slimmed = sqlx::query(&format!(
+            "UPDATE events SET logs = '', result = NULL WHERE {slimmed_filter}"
+        ))
+        .bind(before_ms)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        (removed, slimmed)
+    };
+    Ok(EventsPruned { removed, slimmed })
 }
 
 pub(crate) async fn save_function(

@@ -6,7 +6,9 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::events::{DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, NewEvent};
+use crate::events::{
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
+};
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::usage::{InvocationRecord, TokenRecord};
@@ -115,6 +117,9 @@ pub trait Store: Send + Sync + Debug {
     async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>>;
     /// Makes failed or dead events pending again (`None`: every dead one).
     async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize>;
+    /// Prunes the events that succeeded before `before_ms` (see [`EventsPruned`]); failed,
+    /// dead, pending and running events stay.
+    async fn prune_events(&self, before_ms: i64, dry_run: bool) -> Result<EventsPruned>;
 
     /// Saves (or replaces) a deployed function's record, a JSON document owned by the service.
     async fn save_function(&self, name: &str, record: &str) -> Result<()>;

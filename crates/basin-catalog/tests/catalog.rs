@@ -631,3 +631,88 @@ async fn a_stale_attempt_cannot_overwrite_the_outcome_of_a_newer_one() {
     assert_eq!(event.logs, "attempt 2\n");
     assert_eq!(event.result, Some(serde_json::json!({"rows": 3})));
 }
+
+/// Retention of settled events: those nothing can deliver again (HTTP calls, schedule slots)
+/// go; an object event keeps its row (without logs and result), so the object stays stored
+/// once; anything not succeeded stays whole.
+#[tokio::test]
+async fn pruned_events_keep_what_dedupes_an_object() {
+    use basin_catalog::{EventOutcome, EventState, EventsPruned};
+    let catalog = memory_catalog().await;
+    let store = catalog.store();
+    let event = |id: &str, payload: serde_json::Value| basin_catalog::NewEvent {
+        payload,
+        ..new_event(id)
+    };
+    let object = event(
+        "obj",
+        serde_json::json!({"type": "object_created", "bucket": "landing", "key": "a.csv"}),
+    );
+    let events = [
+        object.clone(),
+        event("call", serde_json::json!({"amount": 2})),
+        event(
+            "slot",
+            serde_json::json!({"type": "schedule", "slot_ms": 1}),
+        ),
+        event("fails", serde_json::json!({"amount": 3})),
+        event("waits", serde_json::json!({"amount": 4})),
+    ];
+    assert_eq!(store.enqueue_events(&events).await.unwrap(), 5);
+    let now = chrono::Utc::now().timestamp_millis();
+    let claimed = store
+        .claim_events("load", 4, now, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    for e in &claimed {
+        let outcome = if e.id == "fails" {
+            EventOutcome::Failed {
+                error: "no".into(),
+                logs: "tried\n".into(),
+                retry_at_ms: None,
+            }
+        } else {
+            EventOutcome::Succeeded {
+                logs: "done\n".into(),
+                result: Some(serde_json::json!({"ok": true})),
+            }
+        };
+        store.finish_event(&e.id, 1, &outcome).await.unwrap();
+    }
+
+    // Settled after the cutoff: nothing to prune.
+    let none = store.prune_events(now - 60_000, false).await.unwrap();
+    assert_eq!(none, EventsPruned::default());
+    let later = chrono::Utc::now().timestamp_millis() + 1;
+    let dry = store.prune_events(later, true).await.unwrap();
+    let expected = EventsPruned {
+        removed: 2,
+        slimmed: 1,
+    };
+    assert_eq!(dry, expected);
+    assert_eq!(store.event_counts(None).await.unwrap().succeeded, 3);
+    assert_eq!(store.prune_events(later, false).await.unwrap(), expected);
+
+    let mut left = Vec::new();
+    for id in ["obj", "call", "slot", "fails", "waits"] {
+        left.push(store.events_with_prefix(id).await.unwrap());
+    }
+    assert!(
+        left[1].is_empty() && left[2].is_empty(),
+        "the call and the slot are gone"
+    );
+    let obj = &left[0][0];
+    assert_eq!(obj.state, EventState::Succeeded);
+    assert_eq!((obj.logs.as_str(), &obj.result), ("", &None));
+    assert_eq!(obj.payload["key"], "a.csv", "what it was about stays");
+    assert_eq!(left[3][0].state, EventState::Dead);
+    assert_eq!(left[3][0].logs, "tried\n");
+    assert_eq!(left[4][0].state, EventState::Pending);
+    // The bucket's next scan finds the object again: still stored once.
+    assert_eq!(store.enqueue_events(&[object]).await.unwrap(), 0);
+    assert_eq!(
+        store.prune_events(later, false).await.unwrap(),
+        EventsPruned::default()
+    );
+}

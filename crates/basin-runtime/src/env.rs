@@ -313,7 +313,6 @@ impl EnvCache {
 
     /// Removes environments unused for `unused_for`, and leftovers of interrupted builds.
     pub fn prune(&self, unused_for: Duration) -> Result<Vec<String>> {
-        let cutoff = now_ms() - unused_for.as_millis() as i64;
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {
                 if entry.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -321,16 +320,22 @@ impl EnvCache {
                 }
             }
         }
-        let stale: Vec<String> = self
-            .list()?
-            .into_iter()
-            .filter(|i| i.last_used_ms < cutoff)
-            .map(|i| i.hash)
-            .collect();
+        let stale = self.stale(unused_for)?;
         for hash in &stale {
             self.delete(hash)?;
         }
         Ok(stale)
+    }
+
+    /// The environments unused for `unused_for` (what `prune` removes).
+    pub fn stale(&self, unused_for: Duration) -> Result<Vec<String>> {
+        let cutoff = now_ms() - unused_for.as_millis().min(i64::MAX as u128) as i64;
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|i| i.last_used_ms < cutoff)
+            .map(|i| i.hash)
+            .collect())
     }
 
     fn delete(&self, hash: &str) -> Result<()> {

@@ -253,6 +253,8 @@ pub struct MaintenanceSection {
     pub keep_run_branches: Option<DurationValue>,
     pub keep_runs: Option<DurationValue>,
     pub keep_uploads: Option<DurationValue>,
+    pub keep_events: Option<DurationValue>,
+    pub keep_envs: Option<DurationValue>,
     pub schedule: Option<String>,
     pub compact_min_files: Option<usize>,
 }
@@ -281,6 +283,11 @@ pub struct MaintenanceSettings {
     pub keep_runs: std::time::Duration,
     /// Upload folders this old (left by a request that died) are removed.
     pub keep_uploads: std::time::Duration,
+    /// Events that succeeded this long ago are pruned (see `basin_catalog::EventsPruned`).
+    pub keep_events: std::time::Duration,
+    /// Function environments no invocation used for this long are removed (built again when
+    /// next needed).
+    pub keep_envs: std::time::Duration,
     /// When `basin serve` runs maintenance: a cron expression in UTC (`None`: never).
     pub schedule: Option<String>,
     /// Scheduled maintenance compacts a table when its branch head has this many small files.
@@ -298,6 +305,8 @@ impl Default for MaintenanceSettings {
             keep_run_branches: std::time::Duration::from_secs(7 * DAY),
             keep_runs: std::time::Duration::from_secs(90 * DAY),
             keep_uploads: std::time::Duration::from_secs(DAY),
+            keep_events: std::time::Duration::from_secs(30 * DAY),
+            keep_envs: std::time::Duration::from_secs(30 * DAY),
             schedule: Some(DEFAULT_MAINTENANCE_SCHEDULE.to_string()),
             compact_min_files: 16,
         }
@@ -643,6 +652,8 @@ impl Settings {
                 &mut maintenance.keep_uploads,
                 "keep_uploads",
             ),
+            (&m.keep_events, &mut maintenance.keep_events, "keep_events"),
+            (&m.keep_envs, &mut maintenance.keep_envs, "keep_envs"),
         ] {
             if let Some(v) = value {
                 // "off": kept forever.

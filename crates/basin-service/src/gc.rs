@@ -16,7 +16,8 @@
 //! Then Basin's own leftovers, each kept as long as `[maintenance]` says: run cache entries
 //! unused for `keep_cache` (30 days), the `run/<id>` branches of failed and dry runs finished
 //! `keep_run_branches` ago (7 days) and the `replay/<id>` branches whose last run did, the
-//! records of runs finished `keep_runs` ago whose
+//! events that succeeded `keep_events` ago (30 days; object events keep a slim row, which
+//! dedupes their object), function environments unused for `keep_envs` (30 days), the records of runs finished `keep_runs` ago whose
 //! branch is gone (90 days), and upload folders older than `keep_uploads` (1 day).
 
 use std::time::{Duration, Instant, SystemTime};
@@ -84,6 +85,13 @@ pub struct GcReport {
     pub runs_removed: u64,
     /// Upload folders older than `[maintenance] keep_uploads`.
     pub uploads_removed: u64,
+    /// Events that succeeded `[maintenance] keep_events` ago: deleted (HTTP calls, schedule
+    /// slots) ...
+    pub events_removed: u64,
+    /// ... or, for object events, their logs and result dropped (the row dedupes the object).
+    pub events_slimmed: u64,
+    /// Function environments unused for `[maintenance] keep_envs`.
+    pub envs_removed: Vec<String>,
     pub seconds: f64,
 }
 
@@ -243,6 +251,24 @@ impl Lakehouse {
         report.runs_removed = old_runs.len() as u64;
         if !dry_run && !old_runs.is_empty() {
             self.catalog().store().delete_runs(&old_runs).await?;
+        }
+
+        if keep.keep_events != Duration::MAX {
+            let pruned = self
+                .catalog()
+                .store()
+                .prune_events(ms_ago(keep.keep_events), dry_run)
+                .await?;
+            (report.events_removed, report.events_slimmed) = (pruned.removed, pruned.slimmed);
+        }
+
+        if keep.keep_envs != Duration::MAX {
+            let envs = self.envs();
+            report.envs_removed = if dry_run {
+                envs.stale(keep.keep_envs)?
+            } else {
+                envs.prune(keep.keep_envs)?
+            };
         }
 
         let uploads = basin.join("uploads");

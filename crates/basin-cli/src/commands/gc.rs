@@ -20,8 +20,9 @@ ever deleted.
 
 Then Basin's own leftovers, as long as basin.toml's [maintenance] keeps them: run cache
 entries unused for 30 days, the branches of failed and dry runs finished 7 days ago, the
-records of runs finished 90 days ago (once their branch is gone), and upload folders a day
-old. See docs/maintenance.md.
+records of runs finished 90 days ago (once their branch is gone), events that succeeded 30
+days ago (an object event keeps a row without its logs: it stops the object from being
+delivered twice), and upload folders a day old. See docs/maintenance.md.
 
 Examples:
   basin gc --dry-run          # what would go, and how much space it frees
@@ -120,12 +121,15 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         };
         status(format!(
             "Basin's leftovers ([maintenance]): {verb} {} run cache entries ({}), {} upload \
-             folders, {} run branches{branches}, {} run records",
+             folders, {} run branches{branches}, {} run records, {} succeeded events (and \
+             the logs of {} more)",
             report.cache_entries_removed,
             mib(report.cache_bytes_removed),
             report.uploads_removed,
             report.run_branches_removed.len(),
             report.runs_removed,
+            report.events_removed,
+            report.events_slimmed,
         ));
     }
     Ok(())
