@@ -248,3 +248,37 @@ def test_gc_removes_environments_unused_for_keep_envs(tmp_path):
     (home / "basin.toml").write_text('[maintenance]\nkeep_envs = "off"\n')
     env("c" * 16, 400)
     assert lakehouse.json("gc")["envs_removed"] == []
+
+
+def test_compaction_sorts_the_rows_and_keeps_the_order_as_the_tables(lakehouse, tmp_path):
+    import random
+    ids = list(range(40_000))
+    random.Random(7).shuffle(ids)
+    for part in range(4):
+        path = tmp_path / f"p{part}.csv"
+        chunk = ids[part * 10_000:(part + 1) * 10_000]
+        path.write_text("id,amount,name\n" + "".join(f"{i},{i % 97}.25,n{i % 13}\n" for i in chunk))
+        lakehouse("import", str(path), "--table", "sales.orders")
+    before = what_it_reads(lakehouse, "main")
+
+    bad = lakehouse.run("table", "compact", "sales.orders", "--sort-by", "nope", check=False)
+    assert bad.returncode != 0 and "no column `nope`" in bad.stderr and "id, amount, name" in bad.stderr
+    report = lakehouse.json("table", "compact", "sales.orders", "--sort-by", "id", "--target-file-size", "64KiB")
+    assert report["files_rewritten"] == 4 and report["rows"] == 40_000 and report["sorted_by"] == ["id"]
+    assert report["files_after"] > 1, "small target files: several sorted files"
+    assert what_it_reads(lakehouse, "main") == before
+    show = lakehouse.json("table", "show", "sales.orders")
+    assert show["sort_order"] == ["id ASC NULLS FIRST"], show["sort_order"]
+    assert "sorted by  id ASC NULLS FIRST" in lakehouse("table", "show", "sales.orders")
+
+    # PyIceberg sees the sort order, and each file holds one range of ids, in order.
+    table = StaticTable.from_metadata(show["metadata_location"])
+    assert [f.source_id for f in table.sort_order().fields] == [table.schema().find_field("id").field_id]
+    ranges = []
+    for task in table.scan().plan_files():
+        ids_in_file = pq.read_table(task.file.file_path.removeprefix("file://")).column("id").to_pylist()
+        assert ids_in_file == sorted(ids_in_file)
+        ranges.append((ids_in_file[0], ids_in_file[-1]))
+    ranges.sort()
+    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:])), ranges
+    assert sum(1 for _ in ranges) == report["files_after"]

@@ -13,7 +13,12 @@
 //! is gone (another compaction, a replace), the compaction stops with a conflict and changes
 //! nothing.
 //!
-//! Not yet: tables with delete files (refused by name), and sorting on write (`--sort-by`).
+//! With `--sort-by COL,...`, every live file is rewritten, its rows sorted by those columns
+//! (ascending, nulls first) through the SQL engine, so a sort bigger than memory spills to
+//! disk under `[sql]`'s limits; the order becomes the table's Iceberg sort order, which
+//! tells engines how its files are laid out (each file's min/max then prunes scans).
+//!
+//! Not yet: tables with delete files (refused by name).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -35,6 +40,8 @@ pub struct CompactOptions {
     pub dry_run: bool,
     /// Default: the table's `write.target-file-size-bytes`, else 128 MiB.
     pub target_file_size: Option<u64>,
+    /// Sort the rows by these columns (and rewrite every file); empty: keep their order.
+    pub sort_by: Vec<String>,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -51,6 +58,9 @@ pub struct CompactReport {
     pub files_rewritten: u64,
     pub rows: u64,
     pub bytes_rewritten: u64,
+    /// The columns the rows were sorted by (the table's sort order now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sorted_by: Vec<String>,
     /// The new commit, unless nothing was done.
     pub commit: Option<String>,
     pub seconds: f64,
@@ -99,9 +109,11 @@ impl Lakehouse {
             ))
             .with_hint("rewrite the table with `basin import --mode replace` to drop them"));
         }
+        let sort_order = sort_order(&table, &options.sort_by)?;
+        // A sort rewrites every file: sorting only the small ones would not order the table.
         let small: Vec<FileScanTask> = live
             .iter()
-            .filter(|task| is_small(task.file_size_in_bytes, target))
+            .filter(|task| sort_order.is_some() || is_small(task.file_size_in_bytes, target))
             .cloned()
             .collect();
         let bytes: u64 = small.iter().map(|t| t.file_size_in_bytes).sum();
@@ -116,11 +128,12 @@ impl Lakehouse {
             files_rewritten: 0,
             rows: 0,
             bytes_rewritten: 0,
+            sorted_by: options.sort_by.clone(),
             commit: None,
             seconds: 0.0,
         };
-        // One small file is already as compact as it gets.
-        if small.len() <= 1 {
+        // One small file is already as compact as it gets (unless it is to be sorted).
+        if small.is_empty() || (small.len() == 1 && sort_order.is_none()) {
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -134,25 +147,14 @@ impl Lakehouse {
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
-        let context = format!("cannot read `{key}` to compact it");
         let removed: HashSet<String> = small.iter().map(|t| t.data_file_path.clone()).collect();
-        let reader = iceberg::arrow::ArrowReaderBuilder::new(
-            table.file_io().clone(),
-            iceberg::Runtime::try_current().map_err(basin_table::from_iceberg(&context))?,
-        )
-        .build();
-        let tasks = futures::StreamExt::boxed(futures::stream::iter(small.into_iter().map(Ok)));
-        let mut batches = reader
-            .read(tasks)
-            .map_err(basin_table::from_iceberg(&context))?
-            .stream();
         let mut writer = TableWriter::with_target_size(&table, target).await?;
-        while let Some(batch) = batches
-            .try_next()
-            .await
-            .map_err(basin_table::from_iceberg(&context))?
-        {
-            writer.write(batch).await?;
+        match &sort_order {
+            None => self.copy_rows(&table, small, &mut writer).await?,
+            Some(_) => {
+                self.sort_rows(&at, &table, &options.sort_by, &mut writer)
+                    .await?
+            }
         }
         let written = writer.rows();
         let added = writer.close().await?;
@@ -162,14 +164,23 @@ impl Lakehouse {
             )));
         }
         report.files_after = live.len() as u64 - removed.len() as u64 + added.len() as u64;
-        let change = TableChange::Compact { removed, added };
+        let change = TableChange::Compact {
+            removed,
+            added,
+            sort_order,
+        };
         let request = CommitRequest::new(
             &branch,
             at.commit.clone(),
             format!(
-                "compact {key}: {} files into {}",
+                "compact {key}: {} files into {}{}",
                 report.files_rewritten,
-                report.files_after + report.files_rewritten - report.files_before
+                report.files_after + report.files_rewritten - report.files_before,
+                if options.sort_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", sorted by {}", options.sort_by.join(", "))
+                }
             ),
         )
         .with_author(&self.settings().author);
@@ -186,4 +197,123 @@ impl Lakehouse {
         report.seconds = clock.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+impl Lakehouse {
+    /// Writes the rows of `files` as they are.
+    async fn copy_rows(
+        &self,
+        table: &iceberg::table::Table,
+        files: Vec<FileScanTask>,
+        writer: &mut TableWriter,
+    ) -> Result<()> {
+        let context = format!("cannot read `{}` to compact it", table.identifier());
+        let reader = iceberg::arrow::ArrowReaderBuilder::new(
+            table.file_io().clone(),
+            iceberg::Runtime::try_current().map_err(basin_table::from_iceberg(&context))?,
+        )
+        .build();
+        let tasks = futures::StreamExt::boxed(futures::stream::iter(files.into_iter().map(Ok)));
+        let mut batches = reader
+            .read(tasks)
+            .map_err(basin_table::from_iceberg(&context))?
+            .stream();
+        while let Some(batch) = batches
+            .try_next()
+            .await
+            .map_err(basin_table::from_iceberg(&context))?
+        {
+            writer.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every row of `table` at `at`, sorted by `columns`, through the SQL engine (a
+    /// sort past `[sql] query_memory_limit` spills to disk).
+    async fn sort_rows(
+        &self,
+        at: &basin_catalog::Resolved,
+        table: &iceberg::table::Table,
+        columns: &[String],
+        writer: &mut TableWriter,
+    ) -> Result<()> {
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let name: Vec<String> = table
+            .identifier()
+            .namespace()
+            .iter()
+            .map(|p| quote(p))
+            .collect();
+        let sql = format!(
+            "SELECT * FROM {}.{} ORDER BY {}",
+            name.join("."),
+            quote(table.identifier().name()),
+            columns
+                .iter()
+                .map(|c| format!("{} ASC NULLS FIRST", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let target = std::sync::Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema()).map_err(
+                basin_table::from_iceberg(format!(
+                    "cannot read the schema of `{}`",
+                    table.identifier()
+                )),
+            )?,
+        );
+        let session = basin_sql::Session::new(self.sql(), self.tables(), at, None).await?;
+        let (_, mut batches) = session.stream(&sql).await?;
+        let label = format!("sorting `{}`", table.identifier());
+        while let Some(batch) = batches.try_next().await? {
+            writer
+                .write(basin_ingest::conform(&batch, &target, &label)?)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The Iceberg sort order of `columns` (ascending, nulls first), checked against the table's
+/// schema; `None` for no columns.
+fn sort_order(
+    table: &iceberg::table::Table,
+    columns: &[String],
+) -> Result<Option<iceberg::spec::SortOrder>> {
+    use iceberg::spec::{NullOrder, SortDirection, SortField, SortOrder, Transform};
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let schema = table.metadata().current_schema();
+    let mut order = SortOrder::builder();
+    for column in columns {
+        let Some(field) = schema.field_by_name(column) else {
+            let names: Vec<&str> = schema
+                .as_struct()
+                .fields()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            return Err(Error::invalid(format!(
+                "`{}` has no column `{column}` to sort by",
+                table.identifier()
+            ))
+            .with_hint(format!("its columns: {}", names.join(", "))));
+        };
+        order.with_sort_field(SortField {
+            source_id: field.id,
+            transform: Transform::Identity,
+            direction: SortDirection::Ascending,
+            null_order: NullOrder::First,
+        });
+    }
+    order.build(schema).map(Some).map_err(|e| {
+        Error::invalid(format!(
+            "cannot sort `{}` by {}: {}",
+            table.identifier(),
+            columns.join(", "),
+            e.message()
+        ))
+        .with_hint("sort by columns of simple types (numbers, strings, dates, timestamps)")
+    })
 }

@@ -141,7 +141,7 @@ impl Lakehouse {
         let mut compact = CompactOptions {
             branch: Some(branch.to_string()),
             dry_run: true,
-            target_file_size: None,
+            ..CompactOptions::default()
         };
         let planned = self.compact_table(table, &compact).await?;
         if planned.files_rewritten >= min_files {

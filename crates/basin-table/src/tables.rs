@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use basin_catalog::{
     Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
 };
+use iceberg::TableUpdate;
 use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, Type, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -25,10 +26,12 @@ pub enum TableChange {
     /// Replace every live file with these, in a new `overwrite` snapshot.
     Replace(Vec<DataFile>),
     /// Swap the live files at these paths for files holding the same rows, in a new
-    /// `replace` snapshot (compaction); files added meanwhile stay.
+    /// `replace` snapshot (compaction); files added meanwhile stay. With a sort order, the
+    /// added files are sorted by it, and it becomes the table's default.
     Compact {
         removed: HashSet<String>,
         added: Vec<DataFile>,
+        sort_order: Option<iceberg::spec::SortOrder>,
     },
     /// Drop these snapshots from the table's metadata (expiry); no new snapshot. Those
     /// already gone are skipped; one that became current meanwhile is a conflict.
@@ -61,6 +64,9 @@ pub struct TableSummary {
     pub format_version: String,
     pub columns: Vec<ColumnSummary>,
     pub partition_spec: Vec<String>,
+    /// The default sort order, e.g. `id ASC NULLS FIRST` (empty: unsorted).
+    #[serde(default)]
+    pub sort_order: Vec<String>,
     #[serde(with = "crate::id_json::option")]
     pub current_snapshot_id: Option<i64>,
     pub snapshots: Vec<SnapshotSummary>,
@@ -267,11 +273,22 @@ impl Tables {
                     .await
                     .map_err(from_iceberg(&context))
             }
-            TableChange::Compact { removed, added } => {
-                let (requirements, updates) =
+            TableChange::Compact {
+                removed,
+                added,
+                sort_order,
+            } => {
+                let (requirements, mut updates) =
                     rewrite_updates(table, added.clone(), properties.clone(), Some(removed))
                         .await
                         .map_err(from_iceberg(&context))?;
+                if let Some(order) = sort_order {
+                    updates.push(TableUpdate::AddSortOrder {
+                        sort_order: order.clone(),
+                    });
+                    // -1: the sort order this change added.
+                    updates.push(TableUpdate::SetDefaultSortOrder { sort_order_id: -1 });
+                }
                 stage_updates(table, &requirements, updates)
                     .await
                     .map_err(from_iceberg(&context))
@@ -432,6 +449,27 @@ impl Tables {
                 format!("{}({source})", f.transform)
             })
             .collect();
+        let sort_order = metadata
+            .default_sort_order()
+            .fields
+            .iter()
+            .map(|f| {
+                let source = schema.name_by_field_id(f.source_id).unwrap_or("?");
+                let column = match f.transform {
+                    iceberg::spec::Transform::Identity => source.to_string(),
+                    other => format!("{other}({source})"),
+                };
+                let direction = match f.direction {
+                    iceberg::spec::SortDirection::Ascending => "ASC",
+                    iceberg::spec::SortDirection::Descending => "DESC",
+                };
+                let nulls = match f.null_order {
+                    iceberg::spec::NullOrder::First => "NULLS FIRST",
+                    iceberg::spec::NullOrder::Last => "NULLS LAST",
+                };
+                format!("{column} {direction} {nulls}")
+            })
+            .collect();
         let number = |s: &iceberg::spec::Snapshot, k: &str| {
             s.summary()
                 .additional_properties
@@ -459,6 +497,7 @@ impl Tables {
             format_version: metadata.format_version().to_string(),
             columns,
             partition_spec,
+            sort_order,
             current_snapshot_id: metadata.current_snapshot_id(),
             snapshots,
             data_files: total("total-data-files"),

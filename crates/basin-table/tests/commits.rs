@@ -306,6 +306,7 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
             TableChange::Compact {
                 removed: live.clone(),
                 added: compacted,
+                sort_order: None,
             },
             CommitRequest::new("main", read_at.commit.clone(), "compact"),
         )
@@ -332,6 +333,7 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
             TableChange::Compact {
                 removed: live,
                 added: data_file(&table, vec![1, 2, 3]).await,
+                sort_order: None,
             },
             CommitRequest::new("main", read_at.commit, "compact again"),
         )

@@ -34,6 +34,7 @@ pub enum Command {
 Examples:
   basin table compact sales.orders --dry-run          # how many files would be rewritten
   basin table compact sales.orders --target-file-size 256MiB
+  basin table compact sales.orders --sort-by order_date,customer_id   # scans on them prune files
   basin table compact sales.orders --branch dev --format json"
     )]
     Compact {
@@ -45,6 +46,10 @@ Examples:
         /// else 128MiB)
         #[arg(long, value_name = "SIZE")]
         target_file_size: Option<String>,
+        /// Sort the rows by these columns (comma-separated; ascending, nulls first), rewriting
+        /// every file, and keep it as the table's sort order
+        #[arg(long, value_name = "COL,...", value_delimiter = ',')]
+        sort_by: Vec<String>,
         /// Say how many files there are and would be; change nothing
         #[arg(long)]
         dry_run: bool,
@@ -121,6 +126,9 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                     summary.partition_spec.join(", ")
                 }
             );
+            if !summary.sort_order.is_empty() {
+                println!("sorted by  {}", summary.sort_order.join(", "));
+            }
             println!("rows       {}", summary.rows);
             println!("files      {}", summary.data_files);
             println!("bytes      {}", summary.bytes);
@@ -171,12 +179,14 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             table,
             branch,
             target_file_size,
+            sort_by,
             dry_run,
             format,
         } => {
             let options = basin_service::CompactOptions {
                 branch,
                 dry_run,
+                sort_by: sort_by.into_iter().map(|c| c.trim().to_string()).collect(),
                 target_file_size: target_file_size
                     .as_deref()
                     .map(basin_catalog::units::parse_size)
