@@ -282,3 +282,16 @@ def test_compaction_sorts_the_rows_and_keeps_the_order_as_the_tables(lakehouse, 
     ranges.sort()
     assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:])), ranges
     assert sum(1 for _ in ranges) == report["files_after"]
+
+    # Later appends, compacted without --sort-by: sorted by the table's order all the same.
+    for part, chunk in enumerate([[45_000, 41_000, 43_000], [44_000, 40_000, 42_000]]):
+        path = tmp_path / f"late{part}.csv"
+        path.write_text("id,amount,name\n" + "".join(f"{i},1.25,late\n" for i in chunk))
+        lakehouse("import", str(path), "--table", "sales.orders")
+    late = lakehouse.json("table", "compact", "sales.orders", "--target-file-size", "64KiB")
+    assert late["files_rewritten"] >= 2 and late["sorted_by"] == ["id"], late
+    table = StaticTable.from_metadata(lakehouse.json("table", "show", "sales.orders")["metadata_location"])
+    for task in table.scan().plan_files():
+        ids_in_file = pq.read_table(task.file.file_path.removeprefix("file://")).column("id").to_pylist()
+        assert ids_in_file == sorted(ids_in_file), ids_in_file[:10]
+    assert lakehouse("query", "SELECT count(*) AS n FROM sales.orders", "--format", "csv") == "n\n40006\n"

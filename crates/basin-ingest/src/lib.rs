@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 
 pub use convert::{SAMPLE_ROWS, text_format, to_arrow_file};
 pub use read::CsvOptions;
-pub use schema::conform;
 pub use source::Format;
 
 /// Append to the table, or replace its rows.

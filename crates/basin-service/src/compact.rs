@@ -16,7 +16,9 @@
 //! With `--sort-by COL,...`, every live file is rewritten, its rows sorted by those columns
 //! (ascending, nulls first) through the SQL engine, so a sort bigger than memory spills to
 //! disk under `[sql]`'s limits; the order becomes the table's Iceberg sort order, which
-//! tells engines how its files are laid out (each file's min/max then prunes scans).
+//! tells engines how its files are laid out (each file's min/max then prunes scans). A table
+//! with a sort order (set so, or by another engine) gets its rewritten rows sorted by it
+//! every time; its plain columns, that is (a `bucket` or other transform is not applied).
 //!
 //! Not yet: tables with delete files (refused by name).
 
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use basin_catalog::{CommitRequest, Error, Key, Result};
 use basin_table::{TableChange, TableWriter, Tables};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::scan::FileScanTask;
 use serde::Serialize;
 
@@ -58,8 +60,8 @@ pub struct CompactReport {
     pub files_rewritten: u64,
     pub rows: u64,
     pub bytes_rewritten: u64,
-    /// The columns the rows were sorted by (the table's sort order now).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The columns the rewritten rows are sorted by: `--sort-by`'s, else the table's order.
+    #[serde(default)]
     pub sorted_by: Vec<String>,
     /// The new commit, unless nothing was done.
     pub commit: Option<String>,
@@ -128,10 +130,12 @@ impl Lakehouse {
             files_rewritten: 0,
             rows: 0,
             bytes_rewritten: 0,
-            sorted_by: options.sort_by.clone(),
+            sorted_by: Vec::new(),
             commit: None,
             seconds: 0.0,
         };
+        let keys = sort_keys(&table, &options.sort_by);
+        report.sorted_by = keys.iter().map(|k| k.0.clone()).collect();
         // One small file is already as compact as it gets (unless it is to be sorted).
         if small.is_empty() || (small.len() == 1 && sort_order.is_none()) {
             report.seconds = clock.elapsed().as_secs_f64();
@@ -149,13 +153,8 @@ impl Lakehouse {
         }
         let removed: HashSet<String> = small.iter().map(|t| t.data_file_path.clone()).collect();
         let mut writer = TableWriter::with_target_size(&table, target).await?;
-        match &sort_order {
-            None => self.copy_rows(&table, small, &mut writer).await?,
-            Some(_) => {
-                self.sort_rows(&at, &table, &options.sort_by, &mut writer)
-                    .await?
-            }
-        }
+        self.write_rows(&at, &table, small, &keys, &mut writer)
+            .await?;
         let written = writer.rows();
         let added = writer.close().await?;
         if written != rows {
@@ -176,10 +175,10 @@ impl Lakehouse {
                 "compact {key}: {} files into {}{}",
                 report.files_rewritten,
                 report.files_after + report.files_rewritten - report.files_before,
-                if options.sort_by.is_empty() {
+                if report.sorted_by.is_empty() {
                     String::new()
                 } else {
-                    format!(", sorted by {}", options.sort_by.join(", "))
+                    format!(", sorted by {}", report.sorted_by.join(", "))
                 }
             ),
         )
@@ -199,14 +198,49 @@ impl Lakehouse {
     }
 }
 
+/// A column to sort by: its name, ascending, nulls first.
+type SortKey = (String, bool, bool);
+
+/// What compacted rows are sorted by: `--sort-by`'s columns (ascending, nulls first), else
+/// the table's own sort order where it sorts plain columns (`bucket` and other transforms
+/// are not applied: the rows keep their order), else nothing.
+fn sort_keys(table: &iceberg::table::Table, sort_by: &[String]) -> Vec<SortKey> {
+    use iceberg::spec::{NullOrder, SortDirection, Transform};
+    if !sort_by.is_empty() {
+        return sort_by.iter().map(|c| (c.clone(), true, true)).collect();
+    }
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    let order = metadata.default_sort_order();
+    let keys: Option<Vec<SortKey>> = order
+        .fields
+        .iter()
+        .map(|f| {
+            let name = schema.name_by_field_id(f.source_id)?;
+            (f.transform == Transform::Identity).then(|| {
+                (
+                    name.to_string(),
+                    f.direction == SortDirection::Ascending,
+                    f.null_order == NullOrder::First,
+                )
+            })
+        })
+        .collect();
+    keys.unwrap_or_default()
+}
+
 impl Lakehouse {
-    /// Writes the rows of `files` as they are.
-    async fn copy_rows(
+    /// Writes the rows of `files`, sorted by `keys` if any. The sort runs in a SQL session's
+    /// DataFusion context, under `[sql]`'s memory limits: past them it spills to disk.
+    async fn write_rows(
         &self,
+        at: &basin_catalog::Resolved,
         table: &iceberg::table::Table,
         files: Vec<FileScanTask>,
+        keys: &[SortKey],
         writer: &mut TableWriter,
     ) -> Result<()> {
+        use datafusion::error::DataFusionError;
         let context = format!("cannot read `{}` to compact it", table.identifier());
         let reader = iceberg::arrow::ArrowReaderBuilder::new(
             table.file_io().clone(),
@@ -217,60 +251,83 @@ impl Lakehouse {
         let mut batches = reader
             .read(tasks)
             .map_err(basin_table::from_iceberg(&context))?
-            .stream();
-        while let Some(batch) = batches
-            .try_next()
+            .stream()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+        let df = |e: DataFusionError| Error::internal(format!("{context}: {e}"));
+        if keys.is_empty() {
+            while let Some(batch) = batches.try_next().await.map_err(df)? {
+                writer.write(batch).await?;
+            }
+            return Ok(());
+        }
+        // The first batch says the schema the sort sees.
+        let Some(first) = batches.try_next().await.map_err(df)? else {
+            return Ok(());
+        };
+        let schema = first.schema();
+        let rows = futures::stream::once(async { Ok(first) }).chain(batches);
+        let session = basin_sql::Session::new(self.sql(), self.tables(), at, None).await?;
+        let source = OneStream {
+            schema: schema.clone(),
+            stream: std::sync::Mutex::new(Some(Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema.clone(),
+                    rows,
+                ),
+            ))),
+        };
+        let input = datafusion::catalog::streaming::StreamingTable::try_new(
+            schema,
+            vec![std::sync::Arc::new(source)],
+        )
+        .map_err(df)?;
+        let order = keys
+            .iter()
+            .map(|(name, ascending, nulls_first)| {
+                datafusion::prelude::ident(name).sort(*ascending, *nulls_first)
+            })
+            .collect();
+        let mut sorted = session
+            .context()
+            .read_table(std::sync::Arc::new(input))
+            .and_then(|frame| frame.sort(order))
+            .map_err(df)?
+            .execute_stream()
             .await
-            .map_err(basin_table::from_iceberg(&context))?
-        {
+            .map_err(df)?;
+        while let Some(batch) = sorted.try_next().await.map_err(df)? {
             writer.write(batch).await?;
         }
         Ok(())
     }
+}
 
-    /// Writes every row of `table` at `at`, sorted by `columns`, through the SQL engine (a
-    /// sort past `[sql] query_memory_limit` spills to disk).
-    async fn sort_rows(
+/// A stream DataFusion reads once: the rows being compacted.
+struct OneStream {
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    stream: std::sync::Mutex<Option<datafusion::execution::SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OneStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneStream")
+    }
+}
+
+impl datafusion::physical_plan::streaming::PartitionStream for OneStream {
+    fn schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
         &self,
-        at: &basin_catalog::Resolved,
-        table: &iceberg::table::Table,
-        columns: &[String],
-        writer: &mut TableWriter,
-    ) -> Result<()> {
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-        let name: Vec<String> = table
-            .identifier()
-            .namespace()
-            .iter()
-            .map(|p| quote(p))
-            .collect();
-        let sql = format!(
-            "SELECT * FROM {}.{} ORDER BY {}",
-            name.join("."),
-            quote(table.identifier().name()),
-            columns
-                .iter()
-                .map(|c| format!("{} ASC NULLS FIRST", quote(c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let target = std::sync::Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema()).map_err(
-                basin_table::from_iceberg(format!(
-                    "cannot read the schema of `{}`",
-                    table.identifier()
-                )),
-            )?,
-        );
-        let session = basin_sql::Session::new(self.sql(), self.tables(), at, None).await?;
-        let (_, mut batches) = session.stream(&sql).await?;
-        let label = format!("sorting `{}`", table.identifier());
-        while let Some(batch) = batches.try_next().await? {
-            writer
-                .write(basin_ingest::conform(&batch, &target, &label)?)
-                .await?;
-        }
-        Ok(())
+        _ctx: std::sync::Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        self.stream
+            .lock()
+            .expect("one stream")
+            .take()
+            .expect("the compaction's rows are read once")
     }
 }
 
