@@ -23,7 +23,7 @@ use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::sqlite_events;
 use crate::sqlite_history;
-use crate::sqlite_records;
+use crate::sqlite_records::{self, Records};
 use crate::store::Store;
 use crate::usage::{InvocationRecord, TokenRecord};
 
@@ -574,11 +574,11 @@ impl Store for SqlStore {
     }
 
     async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
-        sqlite_records::save_run(&self.pool, id, started_at_ms, record).await
+        sqlite_records::save_record(&self.pool, Records::Runs, id, started_at_ms, record).await
     }
 
     async fn runs(&self, limit: usize) -> Result<Vec<String>> {
-        sqlite_records::runs(&self.pool, limit).await
+        sqlite_records::records(&self.pool, Records::Runs, limit).await
     }
 
     async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
@@ -590,11 +590,12 @@ impl Store for SqlStore {
     }
 
     async fn save_maintenance(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
-        sqlite_records::save_maintenance(&self.pool, id, started_at_ms, record).await
+        sqlite_records::save_record(&self.pool, Records::Maintenance, id, started_at_ms, record)
+            .await
     }
 
     async fn maintenance_runs(&self, limit: usize) -> Result<Vec<String>> {
-        sqlite_records::maintenance_runs(&self.pool, limit).await
+        sqlite_records::records(&self.pool, Records::Maintenance, limit).await
     }
 
     async fn delete_maintenance_before(&self, before_ms: i64) -> Result<u64> {

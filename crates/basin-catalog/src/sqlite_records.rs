@@ -63,31 +63,60 @@ pub(crate) async fn invocations(pool: &SqlitePool, since_ms: i64) -> Result<Vec<
         .collect())
 }
 
-pub(crate) async fn save_run(
+/// The tables of JSON records the service owns: an id, a start time, a document.
+#[derive(Clone, Copy)]
+pub(crate) enum Records {
+    /// Pipeline runs.
+    Runs,
+    /// Maintenance runs.
+    Maintenance,
+}
+
+impl Records {
+    fn table(self) -> &'static str {
+        match self {
+            Records::Runs => "runs",
+            Records::Maintenance => "maintenance_runs",
+        }
+    }
+}
+
+/// Saves (or replaces) the record `id`.
+pub(crate) async fn save_record(
     pool: &SqlitePool,
+    records: Records,
     id: &str,
     started_at_ms: i64,
     record: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO runs (id, started_at_ms, record) VALUES (?, ?, ?) \
+    let sql = format!(
+        "INSERT INTO {} (id, started_at_ms, record) VALUES (?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-    )
-    .bind(id)
-    .bind(started_at_ms)
-    .bind(record)
-    .execute(pool)
-    .await?;
+        records.table()
+    );
+    sqlx::query(&sql)
+        .bind(id)
+        .bind(started_at_ms)
+        .bind(record)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
-pub(crate) async fn runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT record FROM runs ORDER BY started_at_ms DESC, id DESC LIMIT ?")
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?,
-    )
+/// The newest `limit` records, newest first.
+pub(crate) async fn records(
+    pool: &SqlitePool,
+    records: Records,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT record FROM {} ORDER BY started_at_ms DESC, id DESC LIMIT ?",
+        records.table()
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?)
 }
 
 pub(crate) async fn delete_runs(pool: &SqlitePool, ids: &[String]) -> Result<u64> {
@@ -96,33 +125,6 @@ pub(crate) async fn delete_runs(pool: &SqlitePool, ids: &[String]) -> Result<u64
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
-}
-
-pub(crate) async fn save_maintenance(
-    pool: &SqlitePool,
-    id: &str,
-    started_at_ms: i64,
-    record: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO maintenance_runs (id, started_at_ms, record) VALUES (?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-    )
-    .bind(id)
-    .bind(started_at_ms)
-    .bind(record)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn maintenance_runs(pool: &SqlitePool, limit: usize) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT record FROM maintenance_runs ORDER BY started_at_ms DESC, id DESC LIMIT ?",
-    )
-    .bind(limit as i64)
-    .fetch_all(pool)
-    .await?)
 }
 
 pub(crate) async fn delete_maintenance_before(pool: &SqlitePool, before_ms: i64) -> Result<u64> {
