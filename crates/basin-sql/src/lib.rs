@@ -17,6 +17,7 @@ pub mod json;
 mod limits;
 pub mod policy;
 mod provider;
+mod pruned;
 
 #[cfg(test)]
 mod fuzz;

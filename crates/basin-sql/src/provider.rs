@@ -4,19 +4,14 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::datatypes::{DataType, Schema};
 use async_trait::async_trait;
 use basin_catalog::{Content, Key, Resolved, Result};
 use basin_table::Tables;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use futures::TryStreamExt;
-use iceberg::scan::FileScanTask;
 use iceberg_datafusion::IcebergStaticTableProvider;
+
+use crate::pruned::PrunedScan;
 
 /// The namespaces and tables of one commit. The list is read once per session; table
 /// metadata is loaded when a query names the table.
@@ -173,9 +168,10 @@ impl SchemaProvider for RefSchema {
             .load_from(key, location)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if let Some(listing) = parallel_scan(&table, self.string_views).await? {
-            return Ok(Some(listing));
-        }
+        let table = match PrunedScan::try_new(table.clone(), self.string_views)? {
+            Some(pruned) => return Ok(Some(Arc::new(pruned))),
+            None => table,
+        };
         let provider = IcebergStaticTableProvider::try_new_from_table(table)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -208,63 +204,4 @@ impl SchemaProvider for RefSchema {
             None => Ok(None),
         }
     }
-}
-
-/// A scan of the table's current data files by DataFusion's own Parquet reader, which splits
-/// them across all cores and prunes row groups and pages with the pushed-down filters.
-///
-/// iceberg-datafusion's scan is one partition (one core). Basin plans the files with
-/// iceberg (so the snapshot's manifests decide what is live) and hands them to a
-/// `ListingTable`. Tables whose files carry delete files, that live in object storage, or that
-/// are empty keep the iceberg scan, which applies deletes and reads any FileIO.
-async fn parallel_scan(
-    table: &iceberg::table::Table,
-    string_views: bool,
-) -> DfResult<Option<Arc<dyn TableProvider>>> {
-    let external = |e: iceberg::Error| DataFusionError::External(Box::new(e));
-    if table.metadata().current_snapshot().is_none() || table.metadata().location().contains("://")
-    {
-        return Ok(None);
-    }
-    let tasks: Vec<FileScanTask> = table
-        .scan()
-        .select_all()
-        .build()
-        .map_err(external)?
-        .plan_files()
-        .await
-        .map_err(external)?
-        .try_collect()
-        .await
-        .map_err(external)?;
-    if tasks.is_empty() || tasks.iter().any(|t| !t.deletes.is_empty()) {
-        return Ok(None);
-    }
-    let urls = tasks
-        .iter()
-        .map(|t| ListingTableUrl::parse(&t.data_file_path))
-        .collect::<DfResult<Vec<_>>>()?;
-    let schema = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
-        .map_err(external)?;
-    // Strings as views, when asked: DataFusion's Parquet reader produces them without
-    // copying, and its string kernels are fastest on them.
-    let schema = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Utf8 if string_views => {
-                    Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
-                }
-                _ => f.clone(),
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_collect_stat(true);
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
