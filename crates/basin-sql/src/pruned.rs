@@ -16,6 +16,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -68,9 +70,26 @@ impl PrunedScan {
 
     /// The live data files that may hold rows matching `filters`.
     async fn plan(&self, filters: &[Expr]) -> DfResult<Vec<FileScanTask>> {
+        // Strings read as views compare with view literals, which iceberg's conversion does
+        // not know: the same string as a plain literal prunes the same files.
+        let filters = filters
+            .iter()
+            .map(|f| {
+                f.clone()
+                    .transform(|e| {
+                        Ok(match e {
+                            Expr::Literal(ScalarValue::Utf8View(v), meta) => {
+                                Transformed::yes(Expr::Literal(ScalarValue::Utf8(v), meta))
+                            }
+                            other => Transformed::no(other),
+                        })
+                    })
+                    .map(|t| t.data)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
         let mut scan = self.table.scan().select_all();
         if let Some(predicate) =
-            iceberg_datafusion::physical_plan::convert_filters_to_predicate(filters)
+            iceberg_datafusion::physical_plan::convert_filters_to_predicate(&filters)
         {
             scan = scan.with_filter(predicate);
         }
