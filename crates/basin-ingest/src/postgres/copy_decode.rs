@@ -290,7 +290,7 @@ impl CopyDecoder {
     }
 
     /// The rows decoded since the last batch; fails if the stream stopped inside a row.
-    pub(crate) fn finish(mut self) -> Result<Option<RecordBatch>, DecodeError> {
+    pub(crate) fn finish(&mut self) -> Result<Option<RecordBatch>, DecodeError> {
         if !self.pending.is_empty() || !self.header_read {
             return Err(DecodeError {
                 column: None,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use basin_catalog::{CommitRequest, Content, Error, Key, Result};
-use basin_table::{StagedChange, TableChange, TableWriter, Tables};
+use basin_table::{StagedChange, TableChange, Tables};
 use iceberg::spec::{NestedField, Schema};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
@@ -273,7 +273,6 @@ pub async fn load(
             iceberg::arrow::schema_to_arrow_schema(plan.staged.table.metadata().current_schema())
                 .map_err(basin_table::from_iceberg("table schema"))?,
         );
-        let writer = TableWriter::new(&plan.staged.table).await?;
         let read = read::read_table(
             read::ReadPlan {
                 source: name,
@@ -284,7 +283,7 @@ pub async fn load(
                 key: key_text.clone(),
             },
             &mut readers,
-            writer,
+            &plan.staged.table,
             progress.as_ref(),
         )
         .await?;

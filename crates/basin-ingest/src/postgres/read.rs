@@ -1,16 +1,17 @@
 //! Reads one table with parallel binary COPYs over ctid ranges, each on its own connection
 //! in the shared snapshot, and writes the decoded batches into the table's data files.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use basin_catalog::{Error, Result};
 use basin_table::TableWriter;
 use futures::StreamExt;
 use iceberg::spec::DataFile;
+use iceberg::table::Table;
 use sqlx::postgres::PgConnection;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::connect::{PgTable, query_error, quote_ident};
@@ -74,12 +75,13 @@ fn copy_statement(plan: &ReadPlan<'_>, range: Option<(i64, Option<i64>)>) -> Str
 }
 
 /// Reads `plan`'s table with up to `readers.len()` connections (given back, for the next
-/// table) and writes it with `writer`. Any error ends the read; the files written are then
-/// never committed.
+/// table), each writing its own data files of `table` as it decodes, so decoding and Parquet
+/// encoding run on as many cores as there are readers. Any error ends the read (the other
+/// readers are stopped); the files written are then never committed.
 pub(crate) async fn read_table(
     plan: ReadPlan<'_>,
     readers: &mut Vec<PgConnection>,
-    mut writer: TableWriter,
+    table: &Table,
     progress: Option<&LoadProgress>,
 ) -> Result<TableRead> {
     let started = Instant::now();
@@ -92,7 +94,7 @@ pub(crate) async fn read_table(
     } else {
         vec![None]
     };
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(2 * ranges.len());
+    let total_rows = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for range in ranges {
         let Some(mut conn) = readers.pop() else {
@@ -100,67 +102,74 @@ pub(crate) async fn read_table(
         };
         let statement = copy_statement(&plan, range);
         let mut decoder = CopyDecoder::new(plan.schema.clone(), plan.kinds.clone(), BATCH_ROWS);
-        let tx = tx.clone();
         let context = format!("source `{}`: cannot read {display}", plan.source);
         let columns = plan.columns.clone();
         let display = display.clone();
+        let table = table.clone();
+        let key = plan.key.clone();
+        let progress = progress.cloned();
+        let total_rows = total_rows.clone();
         tasks.spawn(async move {
             let result = async {
+                let mut writer = TableWriter::new(&table).await?;
                 let mut bytes = 0u64;
                 let mut stream = conn
                     .copy_out_raw(&statement)
                     .await
                     .map_err(query_error(&context))?;
                 let mut batches = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(query_error(&context))?;
-                    bytes += chunk.len() as u64;
-                    decoder
-                        .push(&chunk, &mut batches)
-                        .map_err(|e| decode_error(&display, &columns, e))?;
-                    for batch in batches.drain(..) {
-                        if tx.send(batch).await.is_err() {
-                            // The writer stopped: its error is the one reported.
-                            return Ok(bytes);
+                loop {
+                    let chunk = stream.next().await;
+                    let last = chunk.is_none();
+                    match chunk {
+                        Some(chunk) => {
+                            let chunk = chunk.map_err(query_error(&context))?;
+                            bytes += chunk.len() as u64;
+                            decoder
+                                .push(&chunk, &mut batches)
+                                .map_err(|e| decode_error(&display, &columns, e))?;
                         }
+                        None => {
+                            batches.extend(
+                                decoder
+                                    .finish()
+                                    .map_err(|e| decode_error(&display, &columns, e))?,
+                            );
+                        }
+                    }
+                    for batch in batches.drain(..) {
+                        let n = batch.num_rows() as u64;
+                        writer.write(batch).await?;
+                        let rows = total_rows.fetch_add(n, Ordering::Relaxed) + n;
+                        if let Some(progress) = &progress {
+                            progress(LoadEvent::Rows { table: &key, rows });
+                        }
+                    }
+                    if last {
+                        break;
                     }
                 }
                 drop(stream);
-                if let Some(batch) = decoder
-                    .finish()
-                    .map_err(|e| decode_error(&display, &columns, e))?
-                {
-                    let _ = tx.send(batch).await;
-                }
-                Ok::<u64, Error>(bytes)
+                Ok::<_, Error>((bytes, writer.close().await?))
             }
             .await;
             (conn, result)
         });
     }
-    drop(tx);
-    let mut rows = 0u64;
-    while let Some(batch) = rx.recv().await {
-        rows += batch.num_rows() as u64;
-        writer.write(batch).await?;
-        if let Some(progress) = progress {
-            progress(LoadEvent::Rows {
-                table: &plan.key,
-                rows,
-            });
-        }
-    }
     let mut bytes = 0;
+    let mut files = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (conn, result) =
             joined.map_err(|e| Error::internal(format!("a reader of {display} failed: {e}")))?;
-        bytes += result?;
+        // An error returns at once: dropping `tasks` stops the other readers.
+        let (read, written) = result?;
+        bytes += read;
+        files.extend(written);
         readers.push(conn);
     }
-    let files = writer.close().await?;
     Ok(TableRead {
         files,
-        rows,
+        rows: total_rows.load(Ordering::Relaxed),
         bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
