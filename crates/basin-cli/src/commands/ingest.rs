@@ -41,9 +41,15 @@ pub struct Args {
 fn progress_bars() -> (MultiProgress, LoadProgress) {
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template(
-        "{spinner} {prefix:<24} {human_pos:>12} rows [{bar:25}] {per_sec}, {elapsed}",
+        "{spinner} {prefix:<24} {human_pos:>12} rows [{bar:25}] {rate}, {elapsed}",
     )
     .expect("valid template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} rows/s", state.per_sec());
+        },
+    )
     .progress_chars("=> ");
     let open: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
     let shown = bars.clone();
