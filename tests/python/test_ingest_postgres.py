@@ -48,8 +48,10 @@ def free_port() -> int:
 
 
 class Postgres:
-    def __init__(self, port: int):
+    def __init__(self, port: int, data: Path, tls: bool):
         self.port = port
+        self.data = data
+        self.tls = tls
 
     def connect(self, dbname="postgres", **kw):
         return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=PASSWORD,
@@ -75,13 +77,24 @@ def postgres():
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
                     "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
                     f"--pwfile={folder / 'pw'}"], check=True, capture_output=True)
+    # TLS on when openssl can make a certificate (connections then use it: sslmode=prefer).
+    tls = shutil.which("openssl") is not None
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")],
+                       check=True, capture_output=True)
+        os.chmod(data / "server.key", 0o600)
+        if as_user:
+            shutil.chown(data / "server.key", "nobody")
+            shutil.chown(data / "server.crt", "nobody")
     port = free_port()
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
-               "-c wal_level=logical -c fsync=off -c max_wal_senders=4 -c max_replication_slots=4")
+               "-c wal_level=logical -c fsync=off -c max_wal_senders=4 -c max_replication_slots=4"
+               + (" -c ssl=on" if tls else ""))
     subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
                     "-o", options, "start"], check=True, capture_output=True)
     try:
-        yield Postgres(port)
+        yield Postgres(port, data, tls)
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
@@ -399,3 +412,23 @@ def test_views_and_partitioned_tables_load_in_one_stream(lakehouse, db):
         f.write(f'\n[sources.everything]\nurl = "{postgres.url(name)}"\npassword_env = "SHOP_PW"\nschema = "public"\n')
     loaded = [t["table"] for t in lakehouse.json("ingest", "everything", "--skip-unsupported")["tables"]]
     assert loaded == ["everything.events", "everything.odd"]
+
+
+def test_tls_connections_follow_the_urls_sslmode(lakehouse, db):
+    postgres, name, conn = db
+    if not postgres.tls:
+        pytest.skip("no openssl to make the server a certificate")
+    conn.execute("CREATE TABLE a (id int4); INSERT INTO a VALUES (1)")
+    # This database takes TLS connections only.
+    hba = postgres.data / "pg_hba.conf"
+    hba.write_text(f"hostnossl {name} all 127.0.0.1/32 reject\n" + hba.read_text())
+    conn.execute("SELECT pg_reload_conf()")
+    declare(lakehouse, postgres, name, ["a"])
+    text = (lakehouse.home / "basin.toml").read_text()
+
+    (lakehouse.home / "basin.toml").write_text(text.replace(f"/{name}\"", f"/{name}?sslmode=require\""))
+    assert lakehouse.json("ingest", "shop")["rows"] == 1
+
+    (lakehouse.home / "basin.toml").write_text(text.replace(f"/{name}\"", f"/{name}?sslmode=disable\""))
+    refused = lakehouse.run("ingest", "shop", check=False)
+    assert refused.returncode == 1 and "no encryption" in refused.stderr, refused.stderr
