@@ -261,21 +261,22 @@ def test_a_rerun_replaces_the_rows_and_adds_new_columns(lakehouse, db):
 
 def test_an_unsupported_type_names_its_column_and_can_be_skipped(lakehouse, db):
     postgres, name, conn = db
-    conn.execute("CREATE TABLE odd (id int4, tags int4[], span interval, note text); "
-                 "INSERT INTO odd VALUES (1, '{1,2}', '1 day', 'a'), (2, NULL, NULL, NULL)")
+    conn.execute("CREATE TABLE odd (id int4, spot point, span interval[], note text); "
+                 "INSERT INTO odd VALUES (1, '(1,2)', '{1 day}', 'a'), (2, NULL, NULL, NULL)")
     declare(lakehouse, postgres, name, ["public.odd"])
     before = head(lakehouse)
 
     failed = lakehouse.run("ingest", "shop", check=False)
 
     assert failed.returncode == 1
-    assert "public.odd.tags" in failed.stderr and "integer[]" in failed.stderr
-    assert "public.odd.span" in failed.stderr
+    assert "column public.odd.spot: type point has no Iceberg mapping" in failed.stderr
+    assert "(and 1 more: public.odd.span)" in failed.stderr
     assert "hint: pass --skip-unsupported" in failed.stderr
     assert head(lakehouse) == before
 
     skipped = lakehouse.run("ingest", "shop", "--skip-unsupported", "--format", "json")
-    assert "warning: left out public.odd.tags (integer[])" in skipped.stderr
+    assert "warning: left out public.odd.spot (point)" in skipped.stderr
+    assert "warning: left out public.odd.span (interval[]): an array whose elements are not loadable" in skipped.stderr
     assert [c["name"] for c in lakehouse.json("table", "show", "shop.odd")["columns"]] == ["id", "note"]
     assert basin_rows(lakehouse, "shop.odd") == source_rows(conn, "odd", "id, note")
 
@@ -432,3 +433,29 @@ def test_tls_connections_follow_the_urls_sslmode(lakehouse, db):
     (lakehouse.home / "basin.toml").write_text(text.replace(f"/{name}\"", f"/{name}?sslmode=disable\""))
     refused = lakehouse.run("ingest", "shop", check=False)
     assert refused.returncode == 1 and "no encryption" in refused.stderr, refused.stderr
+
+
+def test_one_dimensional_arrays_load_as_lists(lakehouse, db):
+    postgres, name, conn = db
+    conn.execute("CREATE TABLE lists (id int4, ints int4[], names text[], amounts numeric(10,2)[], days date[], "
+                 "stamps timestamptz[], empty int8[]); "
+                 "INSERT INTO lists VALUES (1, '{1,NULL,3}', '{a,\"b c\",NULL}', '{1.50,-2.25}', '{2024-01-01}', "
+                 "'{2024-01-01 10:00+02}', '{}'), (2, NULL, NULL, NULL, NULL, NULL, NULL), "
+                 "(3, '{}', '{\"\"}', '{0}', '{}', '{}', '{9223372036854775807}'); "
+                 "CREATE TABLE grid (id int4, cells int4[]); INSERT INTO grid VALUES (1, '{{1,2},{3,4}}')")
+    declare(lakehouse, postgres, name, ["lists"])
+
+    lakehouse("ingest", "shop")
+
+    assert basin_rows(lakehouse, "shop.lists") == source_rows(conn, "lists")
+    schema = StaticTable.from_metadata(lakehouse.json("table", "show", "shop.lists")["metadata_location"]).schema()
+    types = {f.name: str(f.field_type) for f in schema.fields}
+    assert types["ints"] == "list<int>" and types["amounts"] == "list<decimal(10, 2)>", types
+    assert types["stamps"] == "list<timestamptz>" and types["empty"] == "list<long>", types
+    got = lakehouse.json("query", "SELECT id, cardinality(ints) AS n FROM shop.lists ORDER BY id")
+    assert [r.get("n") for r in got] == [3, None, 0]
+
+    # Several dimensions have no list to go to: the column is named.
+    declare(lakehouse, postgres, name, ["grid"], name="grids")
+    failed = lakehouse.run("ingest", "grids", check=False)
+    assert failed.returncode == 1 and "public.grid.cells: a 2-dimensional array" in failed.stderr, failed.stderr

@@ -262,9 +262,11 @@ pub(crate) async fn columns(
     );
     let rows = sqlx::query(
         "SELECT a.attname::text, coalesce(b.typname, t.typname)::text, coalesce(b.typtype, t.typtype)::text, \
-         CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, format_type(a.atttypid, a.atttypmod) \
+         CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, format_type(a.atttypid, a.atttypmod), \
+         e.typname::text, e.typtype::text \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
+         LEFT JOIN pg_type e ON coalesce(b.typcategory, t.typcategory) = 'A' AND e.oid = coalesce(b.typelem, t.typelem) \
          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind(table.oid)
@@ -279,6 +281,10 @@ pub(crate) async fn columns(
                 type_type: row.try_get(2)?,
                 type_mod: row.try_get(3)?,
                 display: row.try_get(4)?,
+                element: match (row.try_get(5)?, row.try_get(6)?) {
+                    (Some(name), Some(kind)) => Some((name, kind)),
+                    _ => None,
+                },
             })
         })
         .collect::<std::result::Result<_, sqlx::Error>>()

@@ -9,15 +9,19 @@
 
 use std::sync::Arc;
 
+use arrow::array::ListArray;
+use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder,
     FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
     LargeBinaryBuilder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::types::Kind;
+use super::numeric::numeric;
+use super::types::{Decode, Kind};
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Days and microseconds from the Unix epoch to Postgres's (2000-01-01).
@@ -53,10 +57,35 @@ enum Builder {
     Timestamp(TimestampMicrosecondBuilder),
     Uuid(FixedSizeBinaryBuilder),
     Bytea(LargeBinaryBuilder),
+    /// A one-dimensional array: its elements in `values`, where each row's start.
+    List {
+        field: FieldRef,
+        values: Box<Builder>,
+        offsets: Vec<i32>,
+        nulls: NullBufferBuilder,
+    },
 }
 
 impl Builder {
-    fn new(kind: Kind, data_type: &DataType, capacity: usize) -> Self {
+    fn new(decode: Decode, data_type: &DataType, capacity: usize) -> Self {
+        if decode.list {
+            let field = match data_type {
+                DataType::List(field) => field.clone(),
+                // Not from a table's schema (always a list there): the batch will not form.
+                other => Arc::new(arrow::datatypes::Field::new("element", other.clone(), true)),
+            };
+            let values = Builder::scalar(decode.kind, field.data_type(), capacity);
+            return Builder::List {
+                field,
+                values: Box::new(values),
+                offsets: vec![0],
+                nulls: NullBufferBuilder::new(capacity),
+            };
+        }
+        Builder::scalar(decode.kind, data_type, capacity)
+    }
+
+    fn scalar(kind: Kind, data_type: &DataType, capacity: usize) -> Self {
         match kind {
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
             Kind::Int16 => Builder::Int16(Int32Builder::with_capacity(capacity)),
@@ -95,6 +124,10 @@ impl Builder {
             Builder::Timestamp(b) => b.append_null(),
             Builder::Uuid(b) => b.append_null(),
             Builder::Bytea(b) => b.append_null(),
+            Builder::List { offsets, nulls, .. } => {
+                offsets.push(offsets.last().copied().unwrap_or(0));
+                nulls.append_null();
+            }
         }
     }
 
@@ -149,6 +182,17 @@ impl Builder {
             }
             Builder::Uuid(b) => b.append_value(v).map_err(|_| wrong(16))?,
             Builder::Bytea(b) => b.append_value(v),
+            Builder::List {
+                values,
+                offsets,
+                nulls,
+                ..
+            } => {
+                let count = array(v, values)?;
+                let end = offsets.last().copied().unwrap_or(0) + count;
+                offsets.push(end);
+                nulls.append_non_null();
+            }
         }
         Ok(())
     }
@@ -167,6 +211,21 @@ impl Builder {
             Builder::Timestamp(b) => Arc::new(b.finish()),
             Builder::Uuid(b) => Arc::new(b.finish()),
             Builder::Bytea(b) => Arc::new(b.finish()),
+            Builder::List {
+                field,
+                values,
+                offsets,
+                nulls,
+            } => {
+                let offsets =
+                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
+                Arc::new(ListArray::new(
+                    field.clone(),
+                    offsets,
+                    values.finish(),
+                    nulls.finish(),
+                ))
+            }
         }
     }
 
@@ -184,57 +243,54 @@ impl Builder {
             Builder::Timestamp(b) => b.len(),
             Builder::Uuid(b) => b.len(),
             Builder::Bytea(b) => b.len(),
+            Builder::List { offsets, .. } => offsets.len() - 1,
         }
     }
+}
+
+/// An array's `send` encoding (dimensions, a has-nulls flag, the element type, each
+/// dimension's length and lower bound, then the elements as COPY fields) appended to
+/// `values`; returns how many elements it had.
+fn array(v: &[u8], values: &mut Builder) -> Result<i32, String> {
+    let truncated = || "a truncated array".to_string();
+    let int = |at: usize| -> Result<i32, String> {
+        v.get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(truncated)
+    };
+    let dimensions = int(0)?;
+    if dimensions == 0 {
+        return Ok(0);
+    }
+    if dimensions != 1 {
+        return Err(format!(
+            "a {dimensions}-dimensional array: only one-dimensional arrays load as lists"
+        ));
+    }
+    let count = int(12)?;
+    let mut at = 20;
+    for _ in 0..count {
+        let len = int(at)?;
+        at += 4;
+        if len < 0 {
+            values.append_null();
+        } else {
+            let element = v.get(at..at + len as usize).ok_or_else(truncated)?;
+            values.append(element)?;
+            at += len as usize;
+        }
+    }
+    Ok(count)
 }
 
 fn utf8(v: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(v).map_err(|e| format!("the text is not UTF-8 ({e})"))
 }
 
-/// A numeric's `send` encoding (ndigits, weight, sign, dscale, then base-10000 digits, the
-/// first at 10000^weight) as the integer `value * 10^scale`, exactly, or why it cannot be.
-pub(crate) fn numeric(v: &[u8], scale: i8) -> Result<i128, String> {
-    let word = |i: usize| -> Result<i16, String> {
-        v.get(i * 2..i * 2 + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "a truncated numeric".to_string())
-    };
-    let ndigits = word(0)?;
-    let weight = i32::from(word(1)?);
-    let sign = word(2)? as u16;
-    match sign {
-        0x0000 | 0x4000 => {}
-        0xC000 => return Err("the numeric is NaN, which a decimal cannot store".into()),
-        _ => return Err("the numeric is infinite, which a decimal cannot store".into()),
-    }
-    let overflow = || "the numeric does not fit a 38-digit decimal".to_string();
-    let mut value: i128 = 0;
-    for i in 0..i32::from(ndigits.max(0)) {
-        let digit = i128::from(word(4 + i as usize)?);
-        // This digit counts 10^(4 * (weight - i)); scaled, 10^(that + scale).
-        let exponent = 4 * (weight - i) + i32::from(scale);
-        let part = if exponent >= 0 {
-            10i128
-                .checked_pow(exponent as u32)
-                .and_then(|p| p.checked_mul(digit))
-                .ok_or_else(overflow)?
-        } else {
-            let divisor = 10i128.checked_pow((-exponent) as u32).unwrap_or(i128::MAX);
-            if digit % divisor != 0 {
-                return Err(format!("the numeric has more than {scale} decimal places"));
-            }
-            digit / divisor
-        };
-        value = value.checked_add(part).ok_or_else(overflow)?;
-    }
-    Ok(if sign == 0x4000 { -value } else { value })
-}
-
 /// Decodes one COPY stream (a table, or one ctid range of it) into batches of `batch_rows`.
 pub(crate) struct CopyDecoder {
     schema: SchemaRef,
-    kinds: Vec<Kind>,
+    kinds: Vec<Decode>,
     builders: Vec<Builder>,
     batch_rows: usize,
     /// Bytes of a row (or the header) that arrived without their end.
@@ -245,7 +301,7 @@ pub(crate) struct CopyDecoder {
 
 impl CopyDecoder {
     /// `schema`'s fields in the COPY's column order, each decoded as its `kinds` entry.
-    pub(crate) fn new(schema: SchemaRef, kinds: Vec<Kind>, batch_rows: usize) -> Self {
+    pub(crate) fn new(schema: SchemaRef, kinds: Vec<Decode>, batch_rows: usize) -> Self {
         let builders = Self::builders(&schema, &kinds, batch_rows);
         Self {
             schema,
@@ -258,7 +314,7 @@ impl CopyDecoder {
         }
     }
 
-    fn builders(schema: &SchemaRef, kinds: &[Kind], capacity: usize) -> Vec<Builder> {
+    fn builders(schema: &SchemaRef, kinds: &[Decode], capacity: usize) -> Vec<Builder> {
         kinds
             .iter()
             .zip(schema.fields())
@@ -396,46 +452,8 @@ mod tests {
 
     use super::*;
 
-    /// A numeric's `send` bytes: ndigits, weight, sign, dscale, base-10000 digits.
-    fn numeric_bytes(weight: i16, negative: bool, dscale: u16, digits: &[i16]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend((digits.len() as i16).to_be_bytes());
-        v.extend(weight.to_be_bytes());
-        v.extend(if negative { 0x4000u16 } else { 0 }.to_be_bytes());
-        v.extend(dscale.to_be_bytes());
-        for d in digits {
-            v.extend(d.to_be_bytes());
-        }
-        v
-    }
-
-    #[test]
-    fn numerics_decode_exactly_at_the_column_scale() {
-        // 12345.678 as numeric(10,3)
-        assert_eq!(
-            numeric(&numeric_bytes(1, false, 3, &[1, 2345, 6780]), 3),
-            Ok(12_345_678)
-        );
-        // -12345.678 at scale 5: two more zeros
-        assert_eq!(
-            numeric(&numeric_bytes(1, true, 3, &[1, 2345, 6780]), 5),
-            Ok(-1_234_567_800)
-        );
-        // 0 has no digits; 1e-10 is the digit 100 at 10000^-3
-        assert_eq!(numeric(&numeric_bytes(0, false, 0, &[]), 2), Ok(0));
-        assert_eq!(numeric(&numeric_bytes(-3, false, 10, &[100]), 10), Ok(1));
-        // The largest numeric(38,10): 28 nines, a point, 10 nines.
-        let nines = numeric_bytes(
-            6,
-            false,
-            10,
-            &[9999; 9].iter().copied().chain([9900]).collect::<Vec<_>>(),
-        );
-        assert_eq!(numeric(&nines, 10), Ok(10i128.pow(38) - 1));
-        // A digit below the scale cannot be stored exactly.
-        assert!(numeric(&numeric_bytes(-1, false, 4, &[1234]), 2).is_err());
-        let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
-        assert!(numeric(&nan, 2).unwrap_err().contains("NaN"));
+    fn scalar(kind: Kind) -> Decode {
+        Decode { kind, list: false }
     }
 
     fn copy_bytes(rows: &[(Option<i32>, Option<&str>)]) -> Vec<u8> {
@@ -472,7 +490,11 @@ mod tests {
         let rows = [(Some(1), Some("héllo")), (None, Some("")), (Some(-7), None)];
         let data = copy_bytes(&rows);
         for chunk in [1, 2, 3, 7, data.len()] {
-            let mut decoder = CopyDecoder::new(schema.clone(), vec![Kind::Int32, Kind::Text], 2);
+            let mut decoder = CopyDecoder::new(
+                schema.clone(),
+                vec![scalar(Kind::Int32), scalar(Kind::Text)],
+                2,
+            );
             let mut batches = Vec::new();
             for part in data.chunks(chunk) {
                 decoder.push(part, &mut batches).unwrap();
@@ -505,7 +527,8 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let data = copy_bytes(&[(Some(1), Some("abc"))]);
-        let mut decoder = CopyDecoder::new(schema, vec![Kind::Int32, Kind::Text], 10);
+        let mut decoder =
+            CopyDecoder::new(schema, vec![scalar(Kind::Int32), scalar(Kind::Text)], 10);
         decoder
             .push(&data[..data.len() - 4], &mut Vec::new())
             .unwrap();

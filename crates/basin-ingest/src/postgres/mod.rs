@@ -11,6 +11,7 @@
 
 mod connect;
 mod copy_decode;
+mod numeric;
 mod read;
 mod types;
 
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 
 use connect::PgTable;
-use types::{Kind, PgColumn};
+use types::{Decode, PgColumn};
 
 /// A Postgres source, resolved from `[sources.NAME]` (the password read from its variable).
 #[derive(Clone)]
@@ -132,7 +133,7 @@ pub struct SkippedColumn {
 struct Planned {
     table: PgTable,
     key: Key,
-    columns: Vec<(PgColumn, Kind)>,
+    columns: Vec<(PgColumn, Decode)>,
     staged: basin_table::Staged,
 }
 
@@ -203,7 +204,7 @@ pub async fn load(
         let mut loadable = Vec::new();
         let mut unsupported = Vec::new();
         for column in columns {
-            match types::kind_of(&column) {
+            match types::decode_of(&column) {
                 Ok(kind) => loadable.push((column, kind)),
                 Err(why) => unsupported.push(SkippedColumn {
                     column: format!("{}.{}", table.display(), column.name),
@@ -346,7 +347,7 @@ async fn stage(
     at: &basin_catalog::Resolved,
     key: &Key,
     table: &PgTable,
-    columns: &mut Vec<(PgColumn, Kind)>,
+    columns: &mut Vec<(PgColumn, Decode)>,
 ) -> Result<basin_table::Staged> {
     let existing = match tables.catalog().content(at, key).await? {
         Some(Content::Table { metadata_location }) => {
@@ -364,10 +365,12 @@ async fn stage(
             .iter()
             .enumerate()
             .map(|(i, (c, kind))| {
+                // Columns are 1..=n; a list's element takes an id after them.
+                let element_id = columns.len() as i32 + i as i32 + 1;
                 Arc::new(NestedField::optional(
                     i as i32 + 1,
                     &c.name,
-                    kind.iceberg_type(),
+                    kind.iceberg_type(element_id),
                 ))
             })
             .collect::<Vec<_>>();
@@ -400,7 +403,7 @@ async fn stage(
             )));
         };
         let (column, kind) = columns.remove(i);
-        if *field.field_type != kind.iceberg_type() {
+        if !types::same_type(&field.field_type, &kind.iceberg_type(0)) {
             return Err(Error::invalid(format!(
                 "{}.{} is {} now, but `{key}` stores it as {}",
                 table.display(),
@@ -417,7 +420,7 @@ async fn stage(
     // What is left was added at the source: added to the table, at its end.
     let added: Vec<(String, iceberg::spec::Type)> = columns
         .iter()
-        .map(|(c, kind)| (c.name.clone(), kind.iceberg_type()))
+        .map(|(c, kind)| (c.name.clone(), kind.iceberg_type(0)))
         .collect();
     ordered.append(columns);
     *columns = ordered;

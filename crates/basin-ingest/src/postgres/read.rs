@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::connect::{PgTable, query_error, quote_ident};
 use super::copy_decode::CopyDecoder;
-use super::types::Kind;
+use super::types::Decode;
 use super::{LoadEvent, LoadProgress};
 
 /// Rows per decoded batch.
@@ -38,7 +38,7 @@ pub(crate) struct ReadPlan<'a> {
     pub source: &'a str,
     pub table: &'a PgTable,
     pub columns: Vec<String>,
-    pub kinds: Vec<Kind>,
+    pub kinds: Vec<Decode>,
     /// The Arrow schema the Basin table's writer takes (field ids included).
     pub schema: SchemaRef,
     /// `namespace.table`, for progress.

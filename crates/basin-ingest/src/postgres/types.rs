@@ -2,11 +2,13 @@
 //!
 //! Exact where Iceberg can hold the value: numeric(p,s) is decimal(p,s) (p <= 38), timestamptz
 //! is a timestamp with zone (UTC), uuid is uuid. Text-like types (varchar, bpchar with its
-//! padding, name, enums, json, jsonb) are strings. Arrays, numeric without a precision,
-//! interval, money, geometric and range types are not built yet: each is a clear error, or a
-//! skipped column with `--skip-unsupported`.
+//! padding, name, enums, json, jsonb) are strings. One-dimensional arrays of those are Iceberg
+//! lists. Numeric without a precision, interval, money, geometric and range types are not
+//! built yet: each is a clear error, or a skipped column with `--skip-unsupported`.
 
-use iceberg::spec::{PrimitiveType, Type};
+use std::sync::Arc;
+
+use iceberg::spec::{ListType, NestedField, PrimitiveType, Type};
 
 /// How a column's binary COPY values are decoded (see `copy_decode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,39 @@ impl Kind {
     }
 }
 
+/// A column's decoding: one value, or a one-dimensional array of them (an Iceberg list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Decode {
+    pub kind: Kind,
+    pub list: bool,
+}
+
+impl Decode {
+    /// The column's Iceberg type; a list's element gets `element_id` (a new table's schema
+    /// needs unique ids; a column added to a table gets fresh ones anyway).
+    pub(crate) fn iceberg_type(self, element_id: i32) -> Type {
+        let value = self.kind.iceberg_type();
+        if self.list {
+            Type::List(ListType::new(Arc::new(NestedField::list_element(
+                element_id, value, false,
+            ))))
+        } else {
+            value
+        }
+    }
+}
+
+/// Whether two types are the same, field ids aside.
+pub(crate) fn same_type(a: &Type, b: &Type) -> bool {
+    match (a, b) {
+        (Type::List(a), Type::List(b)) => {
+            a.element_field.required == b.element_field.required
+                && same_type(&a.element_field.field_type, &b.element_field.field_type)
+        }
+        _ => a == b,
+    }
+}
+
 /// A column as the Postgres catalog describes it.
 #[derive(Clone, Debug)]
 pub(crate) struct PgColumn {
@@ -68,6 +103,9 @@ pub(crate) struct PgColumn {
     pub type_mod: i32,
     /// `format_type(atttypid, atttypmod)`, for messages: `numeric(38,10)`, `integer[]`.
     pub display: String,
+    /// An array's element type: its `typname` and `typtype` (the column's `type_mod` is the
+    /// element's).
+    pub element: Option<(String, String)>,
 }
 
 /// Why a column cannot be loaded, for the error (or the warning with `--skip-unsupported`).
@@ -77,7 +115,25 @@ pub(crate) struct Unsupported {
 }
 
 /// The decoding of `column`, or why it has none.
-pub(crate) fn kind_of(column: &PgColumn) -> Result<Kind, Unsupported> {
+pub(crate) fn decode_of(column: &PgColumn) -> Result<Decode, Unsupported> {
+    let Some((type_name, type_type)) = &column.element else {
+        return kind_of(column).map(|kind| Decode { kind, list: false });
+    };
+    let element = PgColumn {
+        type_name: type_name.clone(),
+        type_type: type_type.clone(),
+        element: None,
+        ..column.clone()
+    };
+    match kind_of(&element) {
+        Ok(kind) => Ok(Decode { kind, list: true }),
+        Err(why) => Err(Unsupported {
+            reason: format!("an array whose elements are not loadable: {}", why.reason),
+        }),
+    }
+}
+
+fn kind_of(column: &PgColumn) -> Result<Kind, Unsupported> {
     if column.type_type == "e" {
         return Ok(Kind::Text);
     }
@@ -102,9 +158,6 @@ pub(crate) fn kind_of(column: &PgColumn) -> Result<Kind, Unsupported> {
         "timestamptz" => Kind::Timestamptz,
         "uuid" => Kind::Uuid,
         "bytea" => Kind::Bytea,
-        name if name.starts_with('_') => {
-            return unsupported("is an array, which Basin does not load yet");
-        }
         _ => return unsupported("has no Iceberg mapping in Basin yet"),
     })
 }
@@ -147,6 +200,7 @@ mod tests {
             type_type: "b".into(),
             type_mod,
             display: display.into(),
+            element: None,
         }
     }
 
@@ -168,9 +222,37 @@ mod tests {
     }
 
     #[test]
-    fn arrays_and_unknown_types_say_why() {
-        let e = kind_of(&column("_int4", -1, "integer[]")).unwrap_err();
-        assert!(e.reason.contains("integer[] is an array"), "{}", e.reason);
-        assert!(kind_of(&column("interval", -1, "interval")).is_err());
+    fn arrays_are_lists_of_their_elements_and_unknown_types_say_why() {
+        let mut array = column("_numeric", (10 << 16 | 2) + 4, "numeric(10,2)[]");
+        array.element = Some(("numeric".into(), "b".into()));
+        let decode = decode_of(&array).unwrap();
+        assert_eq!(
+            decode,
+            Decode {
+                kind: Kind::Numeric {
+                    precision: 10,
+                    scale: 2
+                },
+                list: true
+            }
+        );
+        let other = Decode {
+            list: true,
+            ..decode
+        }
+        .iceberg_type(99);
+        assert!(same_type(&decode.iceberg_type(7), &other));
+        assert!(!same_type(
+            &decode.iceberg_type(7),
+            &Kind::Int32.iceberg_type()
+        ));
+        array.element = Some(("interval".into(), "b".into()));
+        let e = decode_of(&array).unwrap_err();
+        assert!(
+            e.reason.contains("elements are not loadable"),
+            "{}",
+            e.reason
+        );
+        assert!(decode_of(&column("interval", -1, "interval")).is_err());
     }
 }
