@@ -191,6 +191,29 @@ fn table_from(row: &sqlx::postgres::PgRow) -> std::result::Result<PgTable, sqlx:
     })
 }
 
+/// The source's tables: those it lists, or every table of its schema.
+pub(crate) async fn source_tables(
+    conn: &mut PgConnection,
+    source: &PgSource,
+) -> Result<Vec<PgTable>> {
+    let name = &source.name;
+    if let Some(schema) = &source.schema {
+        let found = schema_tables(conn, name, schema).await?;
+        if found.is_empty() {
+            return Err(Error::not_found(format!(
+                "source `{name}`: schema `{schema}` has no tables"
+            ))
+            .with_hint("check `schema` in the source (and the url's database), or list `tables`"));
+        }
+        return Ok(found);
+    }
+    let mut found = Vec::with_capacity(source.tables.len());
+    for wanted in &source.tables {
+        found.push(find_table(conn, name, wanted).await?);
+    }
+    Ok(found)
+}
+
 /// The table `schema.table` (or `table`, in `public`); not found names what there is.
 pub(crate) async fn find_table(
     conn: &mut PgConnection,

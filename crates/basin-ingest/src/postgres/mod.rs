@@ -161,30 +161,11 @@ pub async fn load(
 
     let mut coordinator = connect::connect(source).await?;
     let snapshot = connect::export_snapshot(&mut coordinator, name).await?;
-    let found = match &source.schema {
-        Some(schema) => {
-            let found = connect::schema_tables(&mut coordinator, name, schema).await?;
-            if found.is_empty() {
-                return Err(Error::not_found(format!(
-                    "source `{name}`: schema `{schema}` has no tables"
-                ))
-                .with_hint(
-                    "check `schema` in the source (and the url's database), or list `tables`",
-                ));
-            }
-            found
-        }
-        None => {
-            let mut found = Vec::new();
-            for wanted in &source.tables {
-                found.push(connect::find_table(&mut coordinator, name, wanted).await?);
-            }
-            found
-        }
-    };
+    let found = connect::source_tables(&mut coordinator, source).await?;
+    // Every table and column is checked before anything is written.
     let mut seen = HashSet::new();
     let mut skipped = Vec::new();
-    let mut planned = Vec::new();
+    let mut chosen = Vec::new();
     for table in found {
         let key = Key::table(&format!("{}.{}", source.namespace, table.name)).map_err(|e| {
             Error::invalid(format!(
@@ -241,11 +222,15 @@ pub async fn load(
             )));
         }
         skipped.extend(unsupported);
-        let staged = stage(tables, &at, &key, &table, &mut loadable).await?;
+        chosen.push((table, key, loadable));
+    }
+    let mut planned = Vec::with_capacity(chosen.len());
+    for (table, key, mut columns) in chosen {
+        let staged = stage(tables, &at, &key, &table, &mut columns).await?;
         planned.push(Planned {
             table,
             key,
-            columns: loadable,
+            columns,
             staged,
         });
     }
