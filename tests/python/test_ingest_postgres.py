@@ -26,6 +26,8 @@ import psycopg
 import pytest
 from pyiceberg.table import StaticTable
 
+from conftest import BASIN
+
 PASSWORD = "s3cret-pw"
 
 
@@ -459,3 +461,32 @@ def test_one_dimensional_arrays_load_as_lists(lakehouse, db):
     declare(lakehouse, postgres, name, ["grid"], name="grids")
     failed = lakehouse.run("ingest", "grids", check=False)
     assert failed.returncode == 1 and "public.grid.cells: a 2-dimensional array" in failed.stderr, failed.stderr
+
+
+def test_a_load_killed_midway_commits_nothing_and_the_next_one_lands(lakehouse, db):
+    postgres, name, conn = db
+    conn.execute("CREATE TABLE big (id int8, pad text); "
+                 "INSERT INTO big SELECT i, repeat('y', 100) FROM generate_series(1, 400000) i")
+    declare(lakehouse, postgres, name, ["big"])
+    before = head(lakehouse)
+
+    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "ingest", "shop"], env=lakehouse.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Killed once its readers are copying (or at the latest moment before the commit).
+    def copying():
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'basin' "
+                            "AND query LIKE 'COPY%'").fetchone()[0] > 0 or proc.poll() is not None
+    deadline = time.monotonic() + 60
+    while not copying() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+
+    assert head(lakehouse) == before
+    # Postgres notices the dead client: no session of Basin's is left holding the snapshot.
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'basin'").fetchone()[0]:
+        assert time.monotonic() < deadline, "Basin's sessions outlived it"
+        time.sleep(0.1)
+    assert lakehouse.json("ingest", "shop")["rows"] == 400000
+    assert lakehouse.json("query", "SELECT count(DISTINCT id) AS n FROM shop.big")[0]["n"] == 400000
