@@ -243,6 +243,7 @@ pub async fn load(
     }
     // Every reader holds the snapshot now; the exporting transaction can end.
     let _ = coordinator.close().await;
+    tracing::info!(source = name, %snapshot, tables = planned.len(), readers = readers.len(), "reading from one snapshot");
 
     let mut loads = Vec::with_capacity(planned.len());
     let mut changes = Vec::with_capacity(planned.len());
@@ -273,6 +274,7 @@ pub async fn load(
             progress.as_ref(),
         )
         .await?;
+        tracing::info!(source = name, table = %key_text, rows = read.rows, seconds = read.seconds, "table read");
         if let Some(progress) = &progress {
             progress(LoadEvent::Finished {
                 table: &key_text,
