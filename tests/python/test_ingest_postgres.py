@@ -350,7 +350,7 @@ def test_source_add_ls_rm_edit_basin_toml_and_keep_its_comments(lakehouse, db):
     assert cdc.returncode == 1 and "not built yet" in cdc.stderr
 
     lakehouse("source", "rm", "shop")
-    assert lakehouse.json("source", "ls") == []
+    assert lakehouse.json("sources", "ls") == []
     assert "# long reports" in toml.read_text() and "[sources" not in toml.read_text()
 
 

@@ -87,7 +87,7 @@ enum Command {
     /// Load a database source's tables (Postgres) in one commit: `basin ingest shop`
     Ingest(ingest::Args),
     /// Add, list and remove database sources ([sources.NAME] in basin.toml)
-    #[command(subcommand)]
+    #[command(subcommand, alias = "sources")]
     Source(source::Command),
     /// Run SQL over the tables of a branch, tag or commit
     Query(query::Args),
