@@ -22,11 +22,13 @@ basin_python_env() {
     fi
 }
 
-# Installs Debian packages the tests drive (psql, Chromium) when they are missing. Root or sudo.
+# Installs Debian packages the tests drive (psql, the Postgres server, Chromium) when they are missing. Root or sudo.
 basin_system_packages() {
     local missing=()
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v chromium >/dev/null || missing+=(chromium)
+    # The server the Postgres ingest tests start (initdb, pg_ctl), not only its client.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "== installing ${missing[*]} with apt" >&2
     local sudo=""

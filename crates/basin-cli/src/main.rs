@@ -84,6 +84,11 @@ enum Command {
     Table(table::Command),
     /// Import CSV, JSON, Parquet or Arrow files into a table, as one commit
     Import(import::Args),
+    /// Load a database source's tables (Postgres) in one commit: `basin ingest shop`
+    Ingest(ingest::Args),
+    /// Add, list and remove database sources ([sources.NAME] in basin.toml)
+    #[command(subcommand, alias = "sources")]
+    Source(source::Command),
     /// Run SQL over the tables of a branch, tag or commit
     Query(query::Args),
     /// Run one Python function (or protocol program) on the lakehouse's tables
@@ -164,6 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace(cmd) => namespace::run(cmd, ctx).await,
         Command::Table(cmd) => table::run(cmd, ctx).await,
         Command::Import(args) => import::run(args, ctx).await,
+        Command::Ingest(args) => ingest::run(args, ctx).await,
+        Command::Source(cmd) => source::run(cmd, ctx).await,
         Command::Query(args) => query::run(args, ctx).await,
         Command::Invoke(args) => invoke::run(args, ctx.home("invoke")?).await,
         Command::Usage(args) => usage::run(args, ctx).await,

@@ -4,10 +4,14 @@
 //! Types are inferred (decimals kept exact) or taken from the existing table. A malformed
 //! row, a value that does not fit its column, or a file whose columns differ from the table
 //! fails the import with the file, line and column named, and nothing is committed.
+//!
+//! [`postgres`] loads a Postgres database's tables from one consistent snapshot, all of them
+//! in one commit.
 
 mod convert;
 mod csv_input;
 mod infer;
+pub mod postgres;
 mod read;
 mod read_errors;
 mod schema;

@@ -147,6 +147,9 @@ pub struct UserConfig {
     /// Buckets that are not folders under `.basin/buckets/`: `[buckets.NAME]`.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketSection>,
+    /// Databases to ingest from: `[sources.NAME]` (see `crate::sources`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, crate::sources::SourceSection>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
     /// Triggers declared beside the code (read by `basin deploy`, not here).
@@ -438,12 +441,20 @@ pub struct Settings {
     pub sql: basin_sql::SqlLimits,
     pub server: ServerSettings,
     pub maintenance: MaintenanceSettings,
+    /// Database sources, by name.
+    pub sources: BTreeMap<String, crate::sources::SourceConfig>,
 }
 
 impl Settings {
     /// Layers `basin.toml` in `dir` (if any) and the environment.
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join("basin.toml");
+        Self::load_file(dir, &dir.join("basin.toml"))
+    }
+
+    /// Layers the settings file `path` (if any; paths in it are relative to `dir`) and the
+    /// environment.
+    pub(crate) fn load_file(dir: &Path, path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
         let user: UserConfig = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 toml_error(
@@ -693,6 +704,7 @@ impl Settings {
             }
             maintenance.compact_min_files = n;
         }
+        let sources = crate::sources::resolve(&user.sources, &path)?;
         Ok(Self {
             s3,
             author,
@@ -703,6 +715,7 @@ impl Settings {
             sql,
             server,
             maintenance,
+            sources,
         })
     }
 

@@ -20,6 +20,7 @@ mod merge;
 mod namespaces;
 pub mod pipeline;
 mod refs;
+pub mod sources;
 mod tables;
 mod tokens;
 pub mod tpch;

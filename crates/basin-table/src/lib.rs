@@ -9,6 +9,7 @@
 //! commit retried with jittered backoff until it lands (see `retry`); data files are never
 //! rewritten for a retry.
 
+mod changes;
 mod durable;
 mod error;
 mod expire;
@@ -24,6 +25,7 @@ mod updates;
 mod warehouse;
 mod writer;
 
+pub use changes::StagedChange;
 pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg};
 pub use expire::{ExpirePolicy, snapshots_to_expire};

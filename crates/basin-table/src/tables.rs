@@ -237,7 +237,7 @@ impl Tables {
         }
     }
 
-    async fn stage_change(
+    pub(crate) async fn stage_change(
         &self,
         table: &Table,
         change: &TableChange,
@@ -374,7 +374,7 @@ impl Tables {
     /// spec, the test a merge of appends makes too: [`crate::merge::same_shape`]). Whatever
     /// the other writers did to its rows, re-staging an append (or a replacement of every
     /// row) on top of it is the same as having run after them.
-    async fn rebase_target(
+    pub(crate) async fn rebase_target(
         &self,
         current: &Resolved,
         key: &Key,

@@ -12,7 +12,7 @@ use basin_catalog::{
 };
 use basin_table::iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use basin_table::iceberg::table::Table;
-use basin_table::{FileSync, TableChange, TableWriter, Tables, Warehouse};
+use basin_table::{FileSync, StagedChange, TableChange, TableWriter, Tables, Warehouse};
 use futures::TryStreamExt;
 
 const TABLE: &str = "c.t";
@@ -79,9 +79,13 @@ async fn create_namespace(catalog: &Catalog) {
 }
 
 async fn all_values(tables: &Tables) -> Vec<i64> {
+    values_of(tables, TABLE).await
+}
+
+async fn values_of(tables: &Tables, name: &str) -> Vec<i64> {
     let main = tables.catalog().resolve("main").await.unwrap();
     let table = tables
-        .load(&main, &Key::table(TABLE).unwrap())
+        .load(&main, &Key::table(name).unwrap())
         .await
         .unwrap();
     let batches: Vec<RecordBatch> = table
@@ -440,4 +444,68 @@ async fn the_mark_walks_an_old_metadata_file_seen_first_in_a_newer_ones_log() {
             expired.contains(&snapshot.snapshot_id())
         );
     }
+}
+
+/// A load of several tables (`basin ingest`) lands as one commit: a table replaced and a
+/// new one created together. Another writer's append to the replaced table meanwhile makes
+/// the commit re-stage on the new head: the replacement still holds only its own rows.
+#[tokio::test]
+async fn several_tables_change_in_one_commit_rebased_over_a_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_catalog(dir.path()).await;
+    create_namespace(&catalog).await;
+    let tables = Tables::new(
+        catalog,
+        Warehouse::local(&dir.path().join("warehouse")).unwrap(),
+    );
+    append(&tables, vec![1]).await.unwrap();
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let (t, u) = (Key::table(TABLE).unwrap(), Key::table("c.u").unwrap());
+    let replaced = Tables::stage_existing(tables.load(&main, &t).await.unwrap());
+    let created = tables
+        .stage_create(&u, schema(), UnboundPartitionSpec::default())
+        .await
+        .unwrap();
+    let (t_files, u_files) = (
+        data_file(&replaced.table, vec![10, 11]).await,
+        data_file(&created.table, vec![5]).await,
+    );
+    append(&tables, vec![2]).await.unwrap(); // the race
+    let raced = tables.catalog().resolve("main").await.unwrap().commit;
+
+    let commit = tables
+        .commit_changes(
+            vec![
+                StagedChange {
+                    key: t.clone(),
+                    staged: replaced,
+                    change: TableChange::Replace(t_files),
+                },
+                StagedChange {
+                    key: u.clone(),
+                    staged: created,
+                    change: TableChange::Append(u_files),
+                },
+            ],
+            CommitRequest::new("main", main.commit, "ingest: 2 tables"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(commit.parent.as_ref(), Some(&raced));
+    assert_eq!(values_of(&tables, TABLE).await, [10, 11]);
+    assert_eq!(values_of(&tables, "c.u").await, [5]);
+    let before = Resolved {
+        spec: raced.to_string(),
+        branch: None,
+        commit: raced,
+    };
+    assert!(
+        tables
+            .catalog()
+            .content(&before, &u)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

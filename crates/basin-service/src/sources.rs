@@ -1,0 +1,348 @@
+//! Database sources: `[sources.NAME]` in basin.toml, `basin source add|ls|rm`, and
+//! `basin ingest NAME` (a full load of the source's tables; see `basin_ingest::postgres`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use basin_catalog::{Error, ErrorKind, Key, Result};
+use basin_ingest::postgres::{LoadProgress, LoadReport, LoadRequest, PgSource};
+use serde::{Deserialize, Serialize};
+
+use crate::Lakehouse;
+use crate::config::env;
+
+/// Readers per source unless it says otherwise.
+pub const DEFAULT_READERS: usize = 2;
+
+/// `[sources.NAME]` as written in basin.toml.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub tables: Option<Vec<String>>,
+    pub schema: Option<String>,
+    pub namespace: Option<String>,
+    pub mode: Option<String>,
+    pub branch: Option<String>,
+    pub readers: Option<usize>,
+}
+
+/// How a source is kept up to date.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// A full load each time `basin ingest` runs.
+    #[default]
+    Snapshot,
+    /// A full load, then the changes streamed from a replication slot (not built yet).
+    Cdc,
+}
+
+/// A source, checked: what `basin source ls` shows and `basin ingest` reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceConfig {
+    pub name: String,
+    /// `postgres://USER@HOST:PORT/DATABASE`, never with a password.
+    pub url: String,
+    /// The environment variable holding the password, if the server asks for one.
+    pub password_env: Option<String>,
+    /// `schema.table` names; empty when `schema` is given.
+    pub tables: Vec<String>,
+    pub schema: Option<String>,
+    pub namespace: String,
+    pub mode: SourceMode,
+    pub branch: Option<String>,
+    pub readers: usize,
+}
+
+impl SourceConfig {
+    /// Checks a `[sources.NAME]` section; errors name the section and say how to fix it.
+    pub fn from_section(name: &str, section: &SourceSection, file: &Path) -> Result<Self> {
+        let refuse = |message: String, hint: &str| {
+            Error::invalid(format!("{}: [sources.{name}]: {message}", file.display()))
+                .with_hint(hint.to_string())
+        };
+        Key::parse(name).map_err(|_| {
+            refuse(
+                format!("`{name}` is not a source name"),
+                "use letters, digits and `_`",
+            )
+        })?;
+        let Some(url) = section.url.clone() else {
+            return Err(refuse(
+                "no `url`".into(),
+                "url = \"postgres://USER@HOST:5432/DATABASE\"",
+            ));
+        };
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            refuse(
+                format!("cannot read url `{url}`: {e}"),
+                "url = \"postgres://USER@HOST:5432/DATABASE\"",
+            )
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(refuse(
+                format!("`{url}` is not a postgres:// url"),
+                "Postgres is the one database Basin ingests from so far",
+            ));
+        }
+        if parsed.password().is_some() {
+            // Not even echoed back: the message names the setting, not the url.
+            return Err(refuse(
+                "the url holds a password, which basin.toml must not".into(),
+                "take it out of the url, put it in an environment variable and set password_env = \"VAR\"",
+            ));
+        }
+        let tables = section.tables.clone().unwrap_or_default();
+        match (&section.schema, tables.is_empty()) {
+            (Some(_), false) => {
+                return Err(refuse(
+                    "give `tables` or `schema`, not both".into(),
+                    "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
+                ));
+            }
+            (None, true) => {
+                return Err(refuse(
+                    "no `tables` and no `schema`".into(),
+                    "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
+                ));
+            }
+            _ => {}
+        }
+        let namespace = section
+            .namespace
+            .clone()
+            .unwrap_or_else(|| name.to_string());
+        Key::parse(&namespace).map_err(|e| refuse(e.message, "namespace = \"shop\""))?;
+        let mode = match section.mode.as_deref() {
+            None | Some("snapshot") => SourceMode::Snapshot,
+            Some("cdc") => SourceMode::Cdc,
+            Some(other) => {
+                return Err(refuse(
+                    format!("mode `{other}` is not `snapshot` or `cdc`"),
+                    "mode = \"snapshot\" (a full load each `basin ingest`)",
+                ));
+            }
+        };
+        let readers = section.readers.unwrap_or(DEFAULT_READERS);
+        if !(1..=64).contains(&readers) {
+            return Err(refuse(
+                format!("readers = {readers}: give 1 to 64"),
+                "readers = 2 (connections reading in parallel)",
+            ));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            url,
+            password_env: section.password_env.clone(),
+            tables,
+            schema: section.schema.clone(),
+            namespace,
+            mode,
+            branch: section.branch.clone(),
+            readers,
+        })
+    }
+
+    /// The basin.toml section that declares this source.
+    fn to_toml(&self) -> toml_edit::Table {
+        let mut table = toml_edit::Table::new();
+        table["url"] = toml_edit::value(&self.url);
+        if let Some(var) = &self.password_env {
+            table["password_env"] = toml_edit::value(var);
+        }
+        if let Some(schema) = &self.schema {
+            table["schema"] = toml_edit::value(schema);
+        } else {
+            let mut list = toml_edit::Array::new();
+            list.extend(self.tables.iter().map(String::as_str));
+            table["tables"] = toml_edit::value(list);
+        }
+        table["namespace"] = toml_edit::value(&self.namespace);
+        if self.mode != SourceMode::Snapshot {
+            table["mode"] = toml_edit::value("cdc");
+        }
+        if let Some(branch) = &self.branch {
+            table["branch"] = toml_edit::value(branch);
+        }
+        if self.readers != DEFAULT_READERS {
+            table["readers"] = toml_edit::value(self.readers as i64);
+        }
+        table
+    }
+}
+
+/// Checks every `[sources.NAME]`.
+pub(crate) fn resolve(
+    sections: &BTreeMap<String, SourceSection>,
+    file: &Path,
+) -> Result<BTreeMap<String, SourceConfig>> {
+    sections
+        .iter()
+        .map(|(name, section)| {
+            Ok((
+                name.clone(),
+                SourceConfig::from_section(name, section, file)?,
+            ))
+        })
+        .collect()
+}
+
+fn unknown_source(name: &str, known: &BTreeMap<String, SourceConfig>) -> Error {
+    let hint = match basin_catalog::suggest(name, known.keys().map(String::as_str)) {
+        Some(s) => format!("did you mean `{s}`? (`basin source ls` lists them)"),
+        None if known.is_empty() => format!(
+            "declare it: basin source add {name} --url postgres://USER@HOST:5432/DB --tables public.TABLE"
+        ),
+        None => format!(
+            "the sources are {} (`basin source ls`)",
+            known.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Error::not_found(format!("no source `{name}` in basin.toml")).with_hint(hint)
+}
+
+impl Lakehouse {
+    /// The declared sources, by name.
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        self.settings().sources.values().cloned().collect()
+    }
+
+    fn config_file(&self) -> std::path::PathBuf {
+        self.root().join("basin.toml")
+    }
+
+    /// Reads basin.toml for editing, keeping its comments and layout.
+    fn edit_config(&self) -> Result<toml_edit::DocumentMut> {
+        let path = self.config_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(Error::io(format!("cannot read {}", path.display())).with_source(e));
+            }
+        };
+        text.parse::<toml_edit::DocumentMut>().map_err(|e| {
+            Error::invalid(format!("{}: {e}", path.display()))
+                .with_hint("fix basin.toml by hand first")
+        })
+    }
+
+    /// Writes basin.toml after checking it still loads (write, then rename).
+    fn save_config(&self, doc: &toml_edit::DocumentMut) -> Result<()> {
+        let path = self.config_file();
+        let text = doc.to_string();
+        let tmp = path.with_extension("toml.tmp");
+        let io = |e| Error::io(format!("cannot write {}", path.display())).with_source(e);
+        std::fs::write(&tmp, &text).map_err(io)?;
+        let dir = tmp.parent().unwrap_or(Path::new("."));
+        let check = crate::config::Settings::load_file(dir, &tmp);
+        if let Err(e) = check {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// Adds `[sources.NAME]` to basin.toml.
+    pub fn add_source(&self, source: &SourceConfig) -> Result<()> {
+        if source.mode == SourceMode::Cdc {
+            return Err(cdc_not_built(&source.name));
+        }
+        let mut doc = self.edit_config()?;
+        let sources = doc
+            .entry("sources")
+            .or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            })
+            .as_table_mut()
+            .ok_or_else(|| {
+                Error::invalid("basin.toml: `sources` is not a table")
+                    .with_hint("write each source as a [sources.NAME] section")
+            })?;
+        if sources.contains_key(&source.name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("basin.toml already declares source `{}`", source.name),
+            )
+            .with_hint(format!(
+                "remove it first (`basin source rm {}`), or edit basin.toml",
+                source.name
+            )));
+        }
+        sources.insert(&source.name, toml_edit::Item::Table(source.to_toml()));
+        self.save_config(&doc)
+    }
+
+    /// Removes `[sources.NAME]` from basin.toml.
+    pub fn remove_source(&self, name: &str) -> Result<SourceConfig> {
+        let known = &self.settings().sources;
+        let Some(source) = known.get(name) else {
+            return Err(unknown_source(name, known));
+        };
+        let mut doc = self.edit_config()?;
+        if let Some(sources) = doc.get_mut("sources").and_then(|s| s.as_table_like_mut()) {
+            sources.remove(name);
+        }
+        self.save_config(&doc)?;
+        Ok(source.clone())
+    }
+
+    /// A full load of source `name` into its namespace on `branch` (default: the source's
+    /// branch, else `main`), replacing the tables' rows in one commit.
+    pub async fn ingest(
+        &self,
+        name: &str,
+        branch: Option<&str>,
+        skip_unsupported: bool,
+        readers: Option<usize>,
+        progress: Option<LoadProgress>,
+    ) -> Result<LoadReport> {
+        let known = &self.settings().sources;
+        let source = known.get(name).ok_or_else(|| unknown_source(name, known))?;
+        if source.mode == SourceMode::Cdc {
+            return Err(cdc_not_built(name));
+        }
+        let password = match &source.password_env {
+            Some(var) => Some(env::secret(var).ok_or_else(|| {
+                Error::invalid(format!(
+                    "source `{name}`: ${var} is not set (the source's password_env)"
+                ))
+                .with_hint(format!(
+                    "export {var}=... with the password of the url's user"
+                ))
+            })?),
+            None => None,
+        };
+        let branch = branch
+            .map(str::to_string)
+            .or_else(|| source.branch.clone())
+            .unwrap_or_else(|| basin_catalog::MAIN.to_string());
+        let request = LoadRequest {
+            source: PgSource {
+                name: name.to_string(),
+                url: source.url.clone(),
+                password,
+                password_env: source.password_env.clone(),
+                tables: source.tables.clone(),
+                schema: source.schema.clone(),
+                namespace: source.namespace.clone(),
+                readers: readers.unwrap_or(source.readers).max(1),
+            },
+            branch,
+            skip_unsupported,
+            author: self.settings().author.clone(),
+        };
+        basin_ingest::postgres::load(self.tables(), request, progress).await
+    }
+}
+
+fn cdc_not_built(name: &str) -> Error {
+    Error::invalid(format!(
+        "source `{name}`: mode = \"cdc\" (change data capture) is not built yet"
+    ))
+    .with_hint("use mode = \"snapshot\" and run `basin ingest` for each full load (see docs/ingest-postgres.md)")
+}
