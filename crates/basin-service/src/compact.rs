@@ -69,7 +69,7 @@ pub struct CompactReport {
 }
 
 /// The data files of `table`'s current snapshot, as iceberg plans a full scan of them.
-pub(crate) async fn live_files(table: &iceberg::table::Table) -> Result<Vec<FileScanTask>> {
+async fn live_files(table: &iceberg::table::Table) -> Result<Vec<FileScanTask>> {
     let context = format!("cannot list the files of `{}`", table.identifier());
     table
         .scan()
@@ -85,7 +85,7 @@ pub(crate) async fn live_files(table: &iceberg::table::Table) -> Result<Vec<File
 }
 
 /// Whether a file this big is worth rewriting at `target` bytes.
-pub(crate) fn is_small(bytes: u64, target: u64) -> bool {
+fn is_small(bytes: u64, target: u64) -> bool {
     bytes < target / 4 * 3
 }
 
