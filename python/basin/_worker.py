@@ -497,11 +497,17 @@ def _write_output(value: Any, path: str, name: str) -> dict:
 
         schema, batches = found
         rows = 0
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        return {"kind": "table", "path": path, "rows": rows, "bytes": os.path.getsize(path)}
+        # Basin may have put a file of allocated shared memory (zeros) at `path`: writing over
+        # its pages is twice as fast as into new ones. It is cut to the table's length after.
+        with open(path, "r+b" if os.path.isfile(path) else "wb") as f:
+            # Not closed by its own `with`: closing it would close `f` before the cut.
+            with pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            size = f.tell()
+            f.truncate(size)
+        return {"kind": "table", "path": path, "rows": rows, "bytes": size}
     try:
         json.dumps(value)
     except (TypeError, ValueError) as e:

@@ -19,6 +19,7 @@ mod invocation;
 mod monitor;
 mod options;
 mod output;
+mod pool;
 mod protocol;
 mod runtime;
 mod sdk;

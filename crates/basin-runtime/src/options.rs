@@ -31,6 +31,9 @@ pub struct RuntimeOptions {
     /// What one invocation may write into its folder, which is in memory: one file, and all
     /// of them (`[functions] max_folder_size`).
     pub max_folder_size: u64,
+    /// Shared memory kept allocated between invocations for the tables handed to and from
+    /// functions (`[functions] handoff_pool`; 0: none). Emptied when no worker is alive.
+    pub handoff_pool: u64,
     /// Shared by every clone of these options, so /metrics can read them.
     pub counters: Arc<RuntimeCounters>,
 }
@@ -47,6 +50,7 @@ impl Default for RuntimeOptions {
             max_processes: 512,
             max_open_files: 4096,
             max_folder_size: 4 << 30,
+            handoff_pool: 1 << 30,
             counters: Arc::default(),
         }
     }
@@ -61,6 +65,11 @@ pub struct RuntimeCounters {
     pub over_processes: AtomicU64,
     /// Not run: isolation is strict and a wall is missing.
     pub refused: AtomicU64,
+    /// Bytes the handoff pool holds now (a gauge).
+    pub handoff_pool_bytes: AtomicU64,
+    /// Tables written into a file from the pool, and without one.
+    pub handoff_pool_hits: AtomicU64,
+    pub handoff_pool_misses: AtomicU64,
 }
 
 impl RuntimeCounters {

@@ -14,6 +14,7 @@ use crate::env::{Env, EnvCache, EnvSpec};
 pub use crate::invocation::{Finished, Invocation, Item, Output, OutputSink, Target};
 use crate::monitor::{Bounds, end, folder_bytes, kill_group, serve, watch};
 use crate::options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
+use crate::pool::Pool;
 use crate::protocol::{
     self, Fork, FunctionSource, OutputLocation, Reply, ReplyOutput, Request, Sandbox, SandboxLimits,
 };
@@ -36,6 +37,8 @@ struct Inner {
     running: Mutex<HashSet<u32>>,
     /// Wakes the keep-alive reaper: a worker started, or the runtime is going away.
     reaper: Arc<Notify>,
+    /// Shared memory kept allocated for the tables handed to and from functions.
+    pool: Arc<Pool>,
 }
 
 impl Inner {
@@ -91,7 +94,13 @@ impl Runtime {
         let scratch = base.join(format!("basin-{}", uuid::Uuid::new_v4().simple()));
         crate::workspace::private_folder(&scratch)?;
         let walls = Walls::probe(options.isolation, &options.disable_walls);
+        let pool = Arc::new(Pool::new(
+            scratch.join("pool"),
+            options.handoff_pool,
+            options.counters.clone(),
+        ));
         let inner = Arc::new(Inner {
+            pool,
             envs,
             scratch,
             walls,
@@ -126,7 +135,7 @@ impl Runtime {
 
     /// A new invocation folder, for its inputs.
     pub fn workspace(&self) -> Result<Workspace> {
-        Workspace::create(&self.inner.scratch)
+        Workspace::create(&self.inner.scratch, Some(self.inner.pool.clone()))
     }
 
     /// Process ids of the warm workers (fork servers) alive now.
@@ -257,7 +266,8 @@ impl Runtime {
                 record.peak_memory_bytes = run.peak_memory;
                 if let Ok(output) = &run.result {
                     record.rows_out = output.rows();
-                    record.bytes_out = workspace.bytes_out();
+                    let table = matches!(output, Output::Table { .. });
+                    record.bytes_out = workspace.bytes_out(table);
                 }
                 record.status = run.status;
                 (run.result, run.unconfined)
@@ -321,6 +331,10 @@ impl Runtime {
             },
             exec: exec.as_deref(),
         };
+        if exec.is_none() && ws.batch.is_empty() {
+            // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
+            self.inner.pool.take_fresh(&ws.output_path());
+        }
         let zygote = self.zygote(&inv.env, &inv.preload, false).await?;
         let (zygote, (pid, exit_rx)) = match zygote.fork(&fork).await {
             Ok(forked) => (zygote, forked),
@@ -393,6 +407,20 @@ impl Runtime {
             abort.abort();
         }
         let (reply, status, error) = watched;
+        // Nothing of the invocation runs any more (its PID namespace is gone): its input files,
+        // and its output file unless mapped as the result, can go back to the pool.
+        let namespaced = self.inner.walls.holds("processes")
+            && !reply
+                .as_ref()
+                .is_some_and(|r| r.unconfined.iter().any(|m| m.starts_with("processes:")));
+        let safe = ended && namespaced;
+        if safe {
+            let mut back = ws.give_back.lock().expect("give_back");
+            back.extend(ws.inputs.values().map(|t| t.path.clone()));
+            if !tables {
+                back.push(ws.output_path());
+            }
+        }
         let cpu_ms = reply
             .as_ref()
             .and_then(|r| r.usage.as_ref())
@@ -422,9 +450,11 @@ impl Runtime {
                 refuse(&inv.function, reply.unconfined.clone()).map(|()| Output::None)
             }
             (None, Some(reply)) => {
-                let namespaced = self.inner.walls.holds("processes")
-                    && !reply.unconfined.iter().any(|m| m.starts_with("processes:"));
-                self.output(ws, inv, reply, ended && namespaced)
+                let output = self.output(ws, inv, reply, safe);
+                if matches!(output, Ok(Output::Table { .. })) {
+                    self.inner.pool.note(ws.bytes_out(true));
+                }
+                output
             }
             (None, None) => Err(Error::internal(format!(
                 "function `{}` ended without a result",
@@ -602,7 +632,13 @@ async fn reap_idle(inner: Weak<Inner>, wake: Arc<Notify>) {
                     _ = wake.notified() => {}
                 }
             }
-            None => wake.notified().await,
+            None => {
+                // No worker alive: nothing will be handed over soon.
+                if let Some(inner) = inner.upgrade() {
+                    inner.pool.clear();
+                }
+                wake.notified().await
+            }
         }
     }
 }

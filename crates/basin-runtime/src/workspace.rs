@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
@@ -16,6 +16,7 @@ use arrow::ipc::writer::FileWriter;
 use basin_catalog::{Error, Result};
 use futures::{Stream, StreamExt};
 
+use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
 
 pub(crate) const FORMAT: &str = "arrow-ipc-file";
@@ -34,6 +35,11 @@ pub struct Workspace {
     pub(crate) inputs: BTreeMap<String, TableFile>,
     /// A batch's events (empty: one call with the invocation's event).
     pub(crate) batch: Vec<BatchEvent>,
+    /// Shared memory already allocated, for the tables written here.
+    pub(crate) pool: Option<Arc<Pool>>,
+    /// Files that go back to the pool when the folder is removed: set once every process of
+    /// the invocation has ended, so none can still read or write them.
+    pub(crate) give_back: Mutex<Vec<PathBuf>>,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -56,7 +62,7 @@ pub(crate) fn private_folder(dir: &Path) -> Result<()> {
 }
 
 impl Workspace {
-    pub(crate) fn create(scratch: &Path) -> Result<Self> {
+    pub(crate) fn create(scratch: &Path, pool: Option<Arc<Pool>>) -> Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let dir = scratch.join(&id);
         private_folder(&dir.join("work"))?;
@@ -65,6 +71,8 @@ impl Workspace {
             dir,
             inputs: BTreeMap::new(),
             batch: Vec::new(),
+            pool,
+            give_back: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,7 +109,12 @@ impl Workspace {
         S: Stream<Item = Result<RecordBatch>> + Unpin,
     {
         let path = self.dir.join(format!("input-{}.arrow", self.inputs.len()));
-        let file = File::create(&path).map_err(io(format!("cannot create {}", path.display())))?;
+        // A file from the pool is written over from its first byte and cut to length after.
+        let pooled = self.pool.as_ref().and_then(|p| p.take_for_input(&path));
+        let file = match pooled {
+            Some(file) => file,
+            None => File::create(&path).map_err(io(format!("cannot create {}", path.display())))?,
+        };
         let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema)
             .map_err(arrow_error(format!("input `{name}`")))?;
         let mut rows = 0u64;
@@ -115,7 +128,17 @@ impl Workspace {
         writer
             .finish()
             .map_err(arrow_error(format!("input `{name}`")))?;
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut file = writer
+            .into_inner()
+            .map_err(arrow_error(format!("input `{name}`")))?
+            .into_inner()
+            .map_err(|e| Error::io(format!("input `{name}`: {}", e.error())))?;
+        let bytes = std::io::Seek::stream_position(&mut file)
+            .and_then(|end| file.set_len(end).map(|()| end))
+            .map_err(io(format!("cannot write {}", path.display())))?;
+        if let Some(pool) = &self.pool {
+            pool.note(bytes);
+        }
         let table = TableFile {
             path,
             format: FORMAT.into(),
@@ -185,10 +208,11 @@ impl Workspace {
         self.dir.join(format!("output-{i}.arrow"))
     }
 
-    /// Bytes of the output files the function wrote.
-    pub(crate) fn bytes_out(&self) -> u64 {
+    /// Bytes of the output files the function wrote; `table`: it returned a table (else
+    /// its output file may be an unused one from the pool).
+    pub(crate) fn bytes_out(&self, table: bool) -> u64 {
         let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        size(self.output_path())
+        (if table { size(self.output_path()) } else { 0 })
             + (0..self.batch.len())
                 .map(|i| size(self.item_output_path(i)))
                 .sum::<u64>()
@@ -203,6 +227,11 @@ impl Workspace {
 
 impl Drop for Workspace {
     fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            for path in self.give_back.get_mut().expect("give_back").drain(..) {
+                pool.give_back(&path);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

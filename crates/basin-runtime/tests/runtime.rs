@@ -556,6 +556,67 @@ def probe():
         assert_eq!(finished.record.rows_out, 3);
     }
 
+    /// Tables handed over through the pool of allocated shared memory: the second invocation
+    /// writes into files the first left, its output file holds only zeros before it writes
+    /// (never another invocation's bytes), and every table still arrives whole.
+    #[tokio::test]
+    async fn handed_over_tables_reuse_allocated_memory_and_leak_nothing() {
+        let rt = runtime(RuntimeOptions::default());
+        let counters = rt.options().counters.clone();
+        let pooled = || {
+            counters
+                .handoff_pool_bytes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let echo = "def echo(orders):\n    return orders\n";
+        let (first, _) = invoke(&rt, echo, "echo", Some(orders()), Limits::default()).await;
+        let Ok(Output::Table { batches, .. }) = &first.result else {
+            panic!("{:?}", first.result.as_ref().err());
+        };
+        assert_eq!(batches[0], orders());
+        drop(first);
+        for _ in 0..100 {
+            if pooled() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(pooled() > 0, "the pool holds nothing after an invocation");
+
+        // The output file Basin put in place is read before the function writes it.
+        let peek = r#"
+def peek(orders):
+    with open("../output.arrow", "rb") as f:
+        data = f.read()
+    return {"size": len(data), "zeros": data.count(0) == len(data)}
+"#;
+        let (second, _) = invoke(&rt, peek, "peek", Some(orders()), Limits::default()).await;
+        let seen = json(&second);
+        assert!(
+            seen["size"].as_u64().unwrap() > 0,
+            "no pooled output file: {seen}"
+        );
+        assert_eq!(seen["zeros"], true, "a pooled output file held old bytes");
+        assert_eq!(
+            second.record.bytes_out, 0,
+            "an unused output file is not output"
+        );
+        drop(second);
+
+        let small = orders().slice(1, 2);
+        let (third, _) = invoke(&rt, echo, "echo", Some(small.clone()), Limits::default()).await;
+        let Ok(Output::Table { batches, .. }) = &third.result else {
+            panic!("{:?}", third.result.as_ref().err());
+        };
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].num_rows(), 2);
+        assert_eq!(batches[0].column(0).as_ref(), small.column(0).as_ref());
+        let hits = counters
+            .handoff_pool_hits
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(hits >= 2, "{hits} tables went through the pool");
+    }
+
     /// The escape suite: a function trying what a hostile one would (issue #14).
     mod escapes;
 }

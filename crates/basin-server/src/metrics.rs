@@ -220,6 +220,30 @@ impl Metrics {
                 "`[functions] max_folder_size`: what one invocation may write into its folder.",
                 f.max_folder_size as f64,
             ),
+            (
+                "basin_function_handoff_pool_limit_bytes",
+                "gauge",
+                "`[functions] handoff_pool`: shared memory kept allocated for tables handed to functions.",
+                f.handoff_pool as f64,
+            ),
+            (
+                "basin_function_handoff_pool_bytes",
+                "gauge",
+                "Shared memory the handoff pool holds now (none while no worker is alive).",
+                f.counters.handoff_pool_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_function_handoff_pool_hits_total",
+                "counter",
+                "Tables handed to or from a function through an allocated file of the pool.",
+                f.counters.handoff_pool_hits.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_function_handoff_pool_misses_total",
+                "counter",
+                "Tables handed to or from a function through new pages (the pool had no file).",
+                f.counters.handoff_pool_misses.load(Ordering::Relaxed) as f64,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");

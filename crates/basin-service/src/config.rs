@@ -181,6 +181,9 @@ pub struct FunctionsSection {
     pub max_open_files: Option<u64>,
     /// What one invocation may write into its folder (in memory): any one file, and all.
     pub max_folder_size: Option<SizeValue>,
+    /// Shared memory kept allocated between invocations for the tables handed to and from
+    /// functions; "0" for none.
+    pub handoff_pool: Option<SizeValue>,
 }
 
 /// A size in basin.toml: a number of bytes, or `"512MiB"`.
@@ -469,6 +472,9 @@ impl Settings {
         }
         if let Some(v) = &f.max_folder_size {
             runtime.max_folder_size = v.bytes(&setting("functions", "max_folder_size"))?;
+        }
+        if let Some(v) = &f.handoff_pool {
+            runtime.handoff_pool = v.bytes(&setting("functions", "handoff_pool"))?;
         }
         let mut sql = basin_sql::SqlLimits::default();
         let q = &user.sql;

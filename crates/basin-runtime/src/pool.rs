@@ -1,0 +1,412 @@
+//! Shared-memory files whose pages are already allocated, kept between invocations, so the
+//! tables handed to and from functions are written at memory speed. Writing into new pages of
+//! `/dev/shm` runs at about 2 GB/s on a small VM (every page is allocated and zeroed on its
+//! first write), into allocated ones at about 5 GB/s (`bench/run.sh --skip-tpch`, handoff).
+//!
+//! Two kinds of files:
+//! - **fresh** ones, allocated with `fallocate` (zero-filled by the kernel) off the invocation's
+//!   path, by a background task: only these are put where a *function* writes (its output
+//!   file), since a function can read what is in the file before it writes;
+//! - **used** ones: a past invocation's input files, taken back once every process of that
+//!   invocation has ended. Only Basin writes into them (the next input: from the first byte,
+//!   then cut to its length), so no byte of one invocation reaches another.
+//!
+//! The pool holds at most `[functions] handoff_pool` bytes (and a quarter of the scratch
+//! filesystem's free space), and is emptied when no worker is alive (the keep-alive), so an
+//! idle Basin holds no memory for it. `basin_function_handoff_pool_bytes` shows what it holds.
+
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::options::RuntimeCounters;
+
+/// Fresh files kept ready: one invocation's output, and the next one's.
+const FRESH_TARGET: usize = 2;
+/// The sizes of this many recent handoffs decide the size of fresh files.
+const RECENT: usize = 8;
+
+#[derive(Debug)]
+struct Pooled {
+    path: PathBuf,
+    /// Allocated bytes (not the length: a sparse file holds no memory).
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    fresh: Vec<Pooled>,
+    used: Vec<Pooled>,
+    /// Bytes of every file above, and of files being allocated.
+    held: u64,
+    recent: Vec<u64>,
+    refilling: bool,
+    next_name: u64,
+}
+
+impl State {
+    fn want(&self, cap: u64) -> u64 {
+        let largest = self.recent.iter().copied().max().unwrap_or(0);
+        largest.min(cap / FRESH_TARGET as u64)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Pool {
+    dir: PathBuf,
+    cap: u64,
+    state: Mutex<State>,
+    counters: Arc<RuntimeCounters>,
+}
+
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    meta.blocks() * 512
+}
+
+impl Pool {
+    /// A pool in `dir` (created, private) holding at most `cap` bytes, less when the
+    /// filesystem has little room: a quarter of its free space.
+    pub fn new(dir: PathBuf, cap: u64, counters: Arc<RuntimeCounters>) -> Self {
+        let mut cap = cap;
+        if cap > 0 {
+            if crate::workspace::private_folder(&dir).is_err() {
+                cap = 0;
+            } else if let Ok(fs) = free_bytes(&dir) {
+                cap = cap.min(fs / 4);
+            }
+        }
+        Self {
+            dir,
+            cap,
+            state: Mutex::new(State::default()),
+            counters,
+        }
+    }
+
+    fn set_held(&self, state: &State) {
+        self.counters
+            .handoff_pool_bytes
+            .store(state.held, Ordering::Relaxed);
+    }
+
+    /// Moves a pooled file to `dest` for Basin to write an input into: a used one, else a
+    /// fresh one. Returns the opened file (not truncated), or None when the pool has none.
+    pub fn take_for_input(self: &Arc<Self>, dest: &Path) -> Option<File> {
+        let taken = {
+            let mut state = self.state.lock().expect("pool");
+            let taken = largest(&mut state.used).or_else(|| largest(&mut state.fresh));
+            if let Some(t) = &taken {
+                state.held -= t.bytes;
+            }
+            self.set_held(&state);
+            taken
+        };
+        self.arrive(taken, dest)
+    }
+
+    /// Moves a fresh (zero-filled) file to `dest`, where a function will write.
+    pub fn take_fresh(self: &Arc<Self>, dest: &Path) -> bool {
+        let taken = {
+            let mut state = self.state.lock().expect("pool");
+            let taken = largest(&mut state.fresh);
+            if let Some(t) = &taken {
+                state.held -= t.bytes;
+            }
+            self.set_held(&state);
+            taken
+        };
+        let placed = self.arrive(taken, dest).is_some();
+        self.refill();
+        placed
+    }
+
+    fn arrive(self: &Arc<Self>, taken: Option<Pooled>, dest: &Path) -> Option<File> {
+        let counted = |hit: bool| {
+            let c = &self.counters;
+            RuntimeCounters::count(if hit {
+                &c.handoff_pool_hits
+            } else {
+                &c.handoff_pool_misses
+            });
+        };
+        let Some(taken) = taken else {
+            counted(false);
+            return None;
+        };
+        let opened = std::fs::rename(&taken.path, dest).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(dest)
+        });
+        if opened.is_err() {
+            let _ = std::fs::remove_file(&taken.path);
+        }
+        counted(opened.is_ok());
+        opened.ok()
+    }
+
+    /// Remembers the size of a table handed over, which sizes the fresh files, and starts
+    /// allocating them.
+    pub fn note(self: &Arc<Self>, bytes: u64) {
+        {
+            let mut state = self.state.lock().expect("pool");
+            if state.recent.len() == RECENT {
+                state.recent.remove(0);
+            }
+            state.recent.push(bytes);
+        }
+        self.refill();
+    }
+
+    /// Takes back a file of an invocation that has ended (none of its processes alive):
+    /// a regular file with no other name, kept as a used file while the pool has room.
+    /// Returns whether it was kept (otherwise the caller removes it with its folder).
+    pub fn give_back(&self, path: &Path) -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        // SAFETY: geteuid cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        let bytes = allocated(&meta);
+        if !meta.file_type().is_file() || meta.nlink() != 1 || !ours || bytes < meta.len() / 2 {
+            return false;
+        }
+        let mut state = self.state.lock().expect("pool");
+        if self.cap == 0 || state.held + bytes > self.cap {
+            return false;
+        }
+        state.next_name += 1;
+        let pooled = self.dir.join(format!("u{}", state.next_name));
+        if std::fs::rename(path, &pooled).is_err() {
+            return false;
+        }
+        state.held += bytes;
+        state.used.push(Pooled {
+            path: pooled,
+            bytes,
+        });
+        self.set_held(&state);
+        true
+    }
+
+    /// Allocates fresh files in the background until `FRESH_TARGET` are ready, making room
+    /// by dropping used files; one task at a time.
+    pub fn refill(self: &Arc<Self>) {
+        {
+            let mut state = self.state.lock().expect("pool");
+            if state.refilling || self.cap == 0 || state.fresh.len() >= FRESH_TARGET {
+                return;
+            }
+            state.refilling = true;
+        }
+        let pool = self.clone();
+        std::thread::spawn(move || {
+            // Only on a core nothing else wants: never slowing the invocation it prepares for.
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets this thread's own scheduling class; no memory is handed over.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
+            pool.fill()
+        });
+    }
+
+    fn fill(&self) {
+        loop {
+            let (path, want) = {
+                let mut state = self.state.lock().expect("pool");
+                let want = state.want(self.cap);
+                if state.fresh.len() >= FRESH_TARGET || want == 0 {
+                    state.refilling = false;
+                    return;
+                }
+                while state.held + want > self.cap && !state.used.is_empty() {
+                    let oldest = state.used.remove(0);
+                    state.held -= oldest.bytes;
+                    let _ = std::fs::remove_file(&oldest.path);
+                }
+                if state.held + want > self.cap {
+                    state.refilling = false;
+                    self.set_held(&state);
+                    return;
+                }
+                state.held += want;
+                state.next_name += 1;
+                self.set_held(&state);
+                (self.dir.join(format!("f{}", state.next_name)), want)
+            };
+            let made = allocate(&path, want);
+            let mut state = self.state.lock().expect("pool");
+            match made {
+                Some(bytes) => {
+                    state.held = state.held - want + bytes;
+                    state.fresh.push(Pooled { path, bytes });
+                    self.set_held(&state);
+                }
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                    state.held -= want;
+                    state.refilling = false;
+                    self.set_held(&state);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Frees every pooled file: no worker is alive, so nothing will be handed over soon.
+    pub fn clear(&self) {
+        let mut state = self.state.lock().expect("pool");
+        if state.refilling {
+            return; // the refill's file would be counted twice; the next wake clears it
+        }
+        let state = &mut *state;
+        for pooled in state.fresh.drain(..).chain(state.used.drain(..)) {
+            let _ = std::fs::remove_file(&pooled.path);
+        }
+        state.held = 0;
+        state.recent.clear();
+        self.set_held(state);
+    }
+}
+
+fn largest(files: &mut Vec<Pooled>) -> Option<Pooled> {
+    let (i, _) = files.iter().enumerate().max_by_key(|(_, f)| f.bytes)?;
+    Some(files.swap_remove(i))
+}
+
+/// Creates `path` with `bytes` allocated (zero-filled); the allocated size, or None.
+fn allocate(path: &Path, bytes: u64) -> Option<u64> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .ok()?;
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes).ok()?;
+    file.metadata().ok().map(|m| allocated(&m))
+}
+
+/// Free bytes of the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let fs = rustix::fs::statvfs(dir)?;
+    Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
+/// Counts a pool's bytes while tests look at it.
+#[cfg(test)]
+impl Pool {
+    fn held(&self) -> u64 {
+        self.state.lock().expect("pool").held
+    }
+    fn counts(&self) -> (usize, usize) {
+        let s = self.state.lock().expect("pool");
+        (s.fresh.len(), s.used.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn pool(cap: u64) -> (tempfile::TempDir, Arc<Pool>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = Arc::new(Pool::new(
+            dir.path().join("pool"),
+            cap,
+            Arc::new(RuntimeCounters::default()),
+        ));
+        (dir, pool)
+    }
+
+    fn wait_filled(pool: &Pool) {
+        for _ in 0..500 {
+            if !pool.state.lock().expect("pool").refilling {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the refill did not finish");
+    }
+
+    #[test]
+    fn fresh_files_are_zero_and_used_ones_go_only_to_inputs() {
+        let (dir, pool) = pool(64 << 20);
+        pool.note(1 << 20);
+        pool.refill();
+        wait_filled(&pool);
+        assert_eq!(pool.counts(), (2, 0));
+        assert!(pool.held() >= 2 << 20);
+
+        // A function's output file: fresh, so all zeros.
+        let out = dir.path().join("output.arrow");
+        assert!(pool.take_fresh(&out));
+        let bytes = std::fs::read(&out).expect("read");
+        assert!(bytes.len() >= 1 << 20 && bytes.iter().all(|b| *b == 0));
+
+        // An input that held secrets, taken back: it may only be written over by Basin.
+        let input = dir.path().join("input-0.arrow");
+        std::fs::write(&input, vec![7u8; 1 << 20]).expect("write");
+        assert!(pool.give_back(&input));
+        assert!(!input.exists());
+        wait_filled(&pool);
+        let (fresh, used) = pool.counts();
+        assert_eq!(used, 1);
+        for _ in 0..fresh {
+            let again = dir.path().join("again");
+            assert!(pool.take_fresh(&again));
+            let bytes = std::fs::read(&again).expect("read");
+            assert!(
+                bytes.iter().all(|b| *b == 0),
+                "a used file was handed out as fresh"
+            );
+            std::fs::remove_file(&again).expect("rm");
+        }
+        // The used file goes to the next input, opened without truncation.
+        let next = dir.path().join("input-1.arrow");
+        let mut file = pool.take_for_input(&next).expect("a pooled file");
+        file.write_all(b"new").expect("write");
+        assert_eq!(&std::fs::read(&next).expect("read")[..4], b"new\x07");
+    }
+
+    #[test]
+    fn links_other_names_and_a_full_pool_are_not_taken_back() {
+        let (dir, pool) = pool(4 << 20);
+        let target = dir.path().join("target");
+        std::fs::write(&target, vec![1u8; 1 << 20]).expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(!pool.give_back(&link), "a symbolic link");
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&target, &hard).expect("link");
+        assert!(!pool.give_back(&hard), "a file with another name");
+        std::fs::remove_file(&hard).expect("rm");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![1u8; 8 << 20]).expect("write");
+        assert!(!pool.give_back(&big), "over the pool's size");
+        assert!(pool.give_back(&target));
+        assert_eq!(pool.counts(), (0, 1));
+        pool.clear();
+        assert_eq!((pool.counts(), pool.held()), ((0, 0), 0));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pool"))
+                .expect("dir")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_pool_of_size_zero_keeps_nothing() {
+        let (dir, pool) = pool(0);
+        pool.note(1 << 20);
+        pool.refill();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").expect("write");
+        assert!(!pool.give_back(&file));
+        assert!(pool.take_for_input(&dir.path().join("g")).is_none());
+        assert_eq!(pool.held(), 0);
+    }
+}
