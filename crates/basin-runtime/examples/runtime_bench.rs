@@ -187,10 +187,14 @@ async fn main() {
         };
         let back_rows: usize = back.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(back_rows, rows);
+        let counters = &bench.rt.options().counters;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         handoff.push(serde_json::json!({
             "seconds": total,
             "write_input_seconds": written,
             "gb_per_second": bytes / 1e9 / total,
+            "pool_hits": load(&counters.handoff_pool_hits),
+            "pool_misses": load(&counters.handoff_pool_misses),
         }));
     }
     let best = handoff
