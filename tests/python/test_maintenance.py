@@ -261,8 +261,10 @@ def test_compaction_sorts_the_rows_and_keeps_the_order_as_the_tables(lakehouse, 
         lakehouse("import", str(path), "--table", "sales.orders")
     before = what_it_reads(lakehouse, "main")
 
-    bad = lakehouse.run("table", "compact", "sales.orders", "--sort-by", "nope", check=False)
-    assert bad.returncode != 0 and "no column `nope`" in bad.stderr and "id, amount, name" in bad.stderr
+    bad = lakehouse.run("table", "compact", "sales.orders", "--sort-by", "qqqq", check=False)
+    assert bad.returncode != 0 and "no column `qqqq`" in bad.stderr and "id, amount, name" in bad.stderr
+    typo = lakehouse.run("table", "compact", "sales.orders", "--sort-by", "amout", check=False)
+    assert typo.returncode != 0 and "did you mean `amount`?" in typo.stderr, typo.stderr
     report = lakehouse.json("table", "compact", "sales.orders", "--sort-by", "id", "--target-file-size", "64KiB")
     assert report["files_rewritten"] == 4 and report["rows"] == 40_000 and report["sorted_by"] == ["id"]
     assert report["files_after"] > 1, "small target files: several sorted files"

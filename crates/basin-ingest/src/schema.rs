@@ -103,18 +103,8 @@ pub fn partition_spec(terms: &[String], schema: &Schema) -> Result<UnboundPartit
             }
         };
         let field = schema.field_by_name(column).ok_or_else(|| {
-            let names: Vec<&str> = schema
-                .as_struct()
-                .fields()
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect();
-            let hint = match basin_catalog::suggest(column, names.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("columns: {}", names.join(", ")),
-            };
             Error::invalid(format!("cannot partition by `{column}`: no such column"))
-                .with_hint(hint)
+                .with_hint(basin_table::unknown_column_hint(schema, column))
         })?;
         let name = match transform {
             Transform::Identity => column.to_string(),

@@ -345,17 +345,11 @@ fn sort_order(
     let mut order = SortOrder::builder();
     for column in columns {
         let Some(field) = schema.field_by_name(column) else {
-            let names: Vec<&str> = schema
-                .as_struct()
-                .fields()
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect();
             return Err(Error::invalid(format!(
                 "`{}` has no column `{column}` to sort by",
                 table.identifier()
             ))
-            .with_hint(format!("its columns: {}", names.join(", "))));
+            .with_hint(basin_table::unknown_column_hint(schema, column)));
         };
         order.with_sort_field(SortField {
             source_id: field.id,

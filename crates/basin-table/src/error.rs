@@ -20,3 +20,17 @@ pub fn from_iceberg(context: impl std::fmt::Display) -> impl FnOnce(iceberg::Err
         Error::new(kind, format!("{context}: {}", e.message())).with_source(e)
     }
 }
+
+/// The hint for a column a table does not have: the nearest name, else all of them.
+pub fn unknown_column_hint(schema: &iceberg::spec::Schema, column: &str) -> String {
+    let names: Vec<&str> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    match basin_catalog::suggest(column, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("its columns: {}", names.join(", ")),
+    }
+}

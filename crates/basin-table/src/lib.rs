@@ -27,7 +27,7 @@ mod writer;
 
 pub use changes::StagedChange;
 pub use durable::{FileSync, Fsync};
-pub use error::{Error, ErrorKind, Result, from_iceberg};
+pub use error::{Error, ErrorKind, Result, from_iceberg, unknown_column_hint};
 pub use expire::{ExpirePolicy, snapshots_to_expire};
 pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
