@@ -295,6 +295,46 @@ pub(crate) async fn schema_tables(
         )))
 }
 
+/// A column of type `type_oid` with modifier `type_mod` (as a replication stream's Relation
+/// message names it), described as `columns` describes a table's.
+pub(crate) async fn column_of_type(
+    conn: &mut PgConnection,
+    source: &str,
+    name: &str,
+    type_oid: u32,
+    type_mod: i32,
+) -> Result<PgColumn> {
+    let context = format!("source `{source}`: cannot read the type of column {name}");
+    let row = sqlx::query(
+        "SELECT coalesce(b.typname, t.typname)::text, coalesce(b.typtype, t.typtype)::text, \
+         CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE $2 END, format_type(t.oid, $2), \
+         e.typname::text, e.typtype::text \
+         FROM pg_type t \
+         LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
+         LEFT JOIN pg_type e ON coalesce(b.typcategory, t.typcategory) = 'A' AND e.oid = coalesce(b.typelem, t.typelem) \
+         WHERE t.oid = $1",
+    )
+    .bind(Oid(type_oid))
+    .bind(type_mod)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query_error(&context))?;
+    let column = (|| {
+        Ok::<_, sqlx::Error>(PgColumn {
+            name: name.to_string(),
+            type_name: row.try_get(0)?,
+            type_type: row.try_get(1)?,
+            type_mod: row.try_get(2)?,
+            display: row.try_get(3)?,
+            element: match (row.try_get(4)?, row.try_get(5)?) {
+                (Some(name), Some(kind)) => Some((name, kind)),
+                _ => None,
+            },
+        })
+    })();
+    column.map_err(query_error(&context))
+}
+
 /// The table's columns, in order (a domain as its base type).
 pub(crate) async fn columns(
     conn: &mut PgConnection,

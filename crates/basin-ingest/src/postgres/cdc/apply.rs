@@ -484,6 +484,7 @@ async fn table_changes(
         let mut kept = Vec::new();
         let mut dropped = 0usize;
         for batch in read_file(&current.table, task).await? {
+            let batch = cast_to(&schema, batch)?;
             let keys: Vec<ArrayRef> = key_indices
                 .iter()
                 .map(|&i| batch.column(i).clone())
@@ -505,7 +506,7 @@ async fn table_changes(
             removed.insert(path);
             for batch in kept {
                 if batch.num_rows() > 0 {
-                    writer.write(cast_to(&schema, batch)?).await?;
+                    writer.write(batch).await?;
                 }
             }
         }
@@ -584,18 +585,17 @@ async fn table_changes(
     Ok((current_change, changelog_change, rewritten))
 }
 
-/// `batch` with `schema`'s field ids and list element fields (same values).
+/// `batch` as `schema` (by column name; a column the batch lacks, added since its file was
+/// written, is NULL), with `schema`'s field ids and list element fields.
 fn cast_to(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
+    let rows = batch.num_rows();
+    let columns = schema
+        .fields()
         .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                arrow::compute::cast(c, f.data_type())
-            }
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(arrow::array::new_null_array(f.data_type(), rows)),
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::internal(format!("cannot line up columns: {e}")))?;

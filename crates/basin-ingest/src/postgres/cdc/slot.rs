@@ -204,9 +204,28 @@ pub(crate) async fn slot_state(
     }))
 }
 
+/// The slot's state once no session holds it, waiting up to 10 s: the session of a Basin
+/// that was just killed takes a moment to end on the server.
+pub(crate) async fn inactive_slot_state(
+    conn: &mut PgConnection,
+    source: &str,
+    slot: &str,
+) -> Result<Option<SlotState>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = slot_state(conn, source, slot).await?;
+        match &state {
+            Some(s) if s.active && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => return Ok(state),
+        }
+    }
+}
+
 /// Drops `slot` if it exists and no session holds it; `Ok(false)` if there was none.
 pub(crate) async fn drop_slot(conn: &mut PgConnection, source: &str, slot: &str) -> Result<bool> {
-    let state = slot_state(conn, source, slot).await?;
+    let state = inactive_slot_state(conn, source, slot).await?;
     match state {
         None => Ok(false),
         Some(state) if state.active => Err(Error::new(

@@ -210,8 +210,8 @@ async fn decodes(
         .collect())
 }
 
-/// A Relation message for a streamed table: its columns are read again from the source's
-/// catalog and checked against the Basin table. An added column is fine (the next batch adds
+/// A Relation message for a streamed table: its columns' types are looked up and checked
+/// against the Basin table. An added column is fine (the next batch adds
 /// it); a dropped or retyped one stops the stream.
 async fn check_relation(
     tables: &Tables,
@@ -222,7 +222,16 @@ async fn check_relation(
 ) -> Result<()> {
     let name = request.source.name.as_str();
     let display = target.table.display();
-    target.decodes = decodes(conn, name, &target.table).await?;
+    // The columns as the stream sends them from now on (the catalog may be further on).
+    let mut decodes = HashMap::new();
+    for column in &relation.columns {
+        let described =
+            connect::column_of_type(conn, name, &column.name, column.type_oid, column.type_mod)
+                .await?;
+        if let Ok(decode) = types::decode_of(&described) {
+            decodes.insert(column.name.clone(), decode);
+        }
+    }
     if !relation.columns.iter().any(|c| c.key) {
         return Err(no_key(name, &display));
     }
@@ -241,7 +250,7 @@ async fn check_relation(
                 field.name, target.current
             )));
         };
-        match target.decodes.get(&column.name) {
+        match decodes.get(&column.name) {
             Some(decode) if types::same_type(&field.field_type, &decode.iceberg_type(0)) => {}
             _ => {
                 return Err(stop(format!(
@@ -252,7 +261,7 @@ async fn check_relation(
         }
     }
     for column in &relation.columns {
-        if !target.decodes.contains_key(&column.name) && !request.skip_unsupported {
+        if !decodes.contains_key(&column.name) && !request.skip_unsupported {
             return Err(Error::invalid(format!(
                 "source `{name}`: column {display}.{} was added with a type Basin cannot store",
                 column.name
@@ -260,6 +269,8 @@ async fn check_relation(
             .with_hint("pass --skip-unsupported to stream the other columns without it"));
         }
     }
+    // Only now: a stop above leaves the batch before this relation to commit as it was.
+    target.decodes.extend(decodes);
     Ok(())
 }
 
@@ -285,7 +296,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
     // Resume from the tables' position if the slot that position is on still exists.
     let at = catalog.resolve(&request.branch).await?;
     let stored = super::stored_position(tables, &at, &name, &keys).await?;
-    let slot_state = slot::slot_state(&mut conn, &name, &slot_name).await?;
+    let slot_state = slot::inactive_slot_state(&mut conn, &name, &slot_name).await?;
     let resumable = match (&stored.position, &slot_state) {
         (Some(p), Some(_)) if p.slot == slot_name && !request.full => Some(p.clone()),
         _ => None,
