@@ -12,20 +12,15 @@ use arrow::row::{RowConverter, SortField};
 use basin_catalog::{CommitRequest, Content, Error, Key, Resolved, Result};
 use basin_table::{StagedChange, TableChange, TableWriter, Tables};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use iceberg::expr::{Predicate, Reference};
-use iceberg::spec::{Datum, NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 
 use super::Position;
+use super::files;
 use super::pgoutput::{Relation, Tuple, Value};
 use crate::postgres::connect::PgTable;
 use crate::postgres::copy_decode::{CopyDecoder, PG_EPOCH_MICROS, SIGNATURE};
 use crate::postgres::types::Decode;
-
-/// Keys in one batch past which the files that may hold them are found by the keys' range
-/// instead of the keys themselves.
-const MAX_KEYS_IN_FILTER: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -468,7 +463,7 @@ async fn table_changes(
 
     let mut writer = TableWriter::new(&current.table).await?;
     let mut removed = HashSet::new();
-    let candidates = candidate_files(
+    let candidates = files::candidate_files(
         &current.table,
         &key_columns,
         &key_batch,
@@ -483,8 +478,8 @@ async fn table_changes(
         }
         let mut kept = Vec::new();
         let mut dropped = 0usize;
-        for batch in read_file(&current.table, task).await? {
-            let batch = cast_to(&schema, batch)?;
+        for batch in files::read_file(&current.table, task).await? {
+            let batch = files::cast_to(&schema, batch)?;
             let keys: Vec<ArrayRef> = key_indices
                 .iter()
                 .map(|&i| batch.column(i).clone())
@@ -558,7 +553,7 @@ async fn table_changes(
         };
         log_columns.push(column);
     }
-    let log_batch = cast_to(
+    let log_batch = files::cast_to(
         &log_schema,
         RecordBatch::try_new_with_options(
             Arc::new(arrow::datatypes::Schema::new(
@@ -585,24 +580,6 @@ async fn table_changes(
     Ok((current_change, changelog_change, rewritten))
 }
 
-/// `batch` as `schema` (by column name; a column the batch lacks, added since its file was
-/// written, is NULL), with `schema`'s field ids and list element fields.
-fn cast_to(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
-    let rows = batch.num_rows();
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => arrow::compute::cast(c, f.data_type()),
-            None => Ok(arrow::array::new_null_array(f.data_type(), rows)),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("cannot line up columns: {e}")))?;
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::internal(format!("cannot line up columns: {e}")))
-}
-
 pub(crate) fn no_key(source: &str, table: &str) -> Error {
     Error::invalid(format!(
         "source `{source}`: {table} has no primary key and no replica identity, so its updates and deletes cannot be matched to rows"
@@ -610,104 +587,6 @@ pub(crate) fn no_key(source: &str, table: &str) -> Error {
     .with_hint(format!(
         "add a primary key, or `ALTER TABLE {table} REPLICA IDENTITY FULL;` at the source"
     ))
-}
-
-/// The live files of `table` that may hold one of the keys (by the manifests' column bounds
-/// when the key is one int, long or string column), each to be read whole.
-async fn candidate_files(
-    table: &Table,
-    key_columns: &[String],
-    keys: &RecordBatch,
-    all: bool,
-) -> Result<Vec<iceberg::scan::FileScanTask>> {
-    let context = format!("cannot list the files of `{}`", table.identifier());
-    let mut scan = table.scan().select_all();
-    if !all
-        && let [column] = key_columns
-        && let Some(predicate) = key_filter(column, keys.column(0))
-    {
-        scan = scan.with_filter(predicate);
-    }
-    let tasks: Vec<iceberg::scan::FileScanTask> = scan
-        .build()
-        .map_err(basin_table::from_iceberg(&context))?
-        .plan_files()
-        .await
-        .map_err(basin_table::from_iceberg(&context))?
-        .try_collect()
-        .await
-        .map_err(basin_table::from_iceberg(&context))?;
-    Ok(tasks
-        .into_iter()
-        .map(|mut task| {
-            // Every row of the file is read: the filter only chose the files.
-            task.predicate = None;
-            task
-        })
-        .collect())
-}
-
-fn key_filter(column: &str, keys: &ArrayRef) -> Option<Predicate> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{DataType, Int32Type, Int64Type};
-    let datums: Vec<Datum> = match keys.data_type() {
-        DataType::Int32 => keys
-            .as_primitive::<Int32Type>()
-            .iter()
-            .flatten()
-            .map(Datum::int)
-            .collect(),
-        DataType::Int64 => keys
-            .as_primitive::<Int64Type>()
-            .iter()
-            .flatten()
-            .map(Datum::long)
-            .collect(),
-        DataType::Utf8 => keys
-            .as_string::<i32>()
-            .iter()
-            .flatten()
-            .map(Datum::string)
-            .collect(),
-        _ => return None,
-    };
-    if datums.len() != keys.len() || datums.is_empty() {
-        return None; // a NULL key: no bounds to go by
-    }
-    let reference = Reference::new(column);
-    if datums.len() <= MAX_KEYS_IN_FILTER {
-        return Some(reference.is_in(datums));
-    }
-    let min = datums
-        .iter()
-        .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))?
-        .clone();
-    let max = datums
-        .iter()
-        .max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))?
-        .clone();
-    Some(
-        Reference::new(column)
-            .greater_than_or_equal_to(min)
-            .and(reference.less_than_or_equal_to(max)),
-    )
-}
-
-async fn read_file(table: &Table, task: iceberg::scan::FileScanTask) -> Result<Vec<RecordBatch>> {
-    let context = format!("cannot read `{}` to apply changes", table.identifier());
-    let reader = iceberg::arrow::ArrowReaderBuilder::new(
-        table.file_io().clone(),
-        iceberg::Runtime::try_current().map_err(basin_table::from_iceberg(&context))?,
-    )
-    .build();
-    let tasks = futures::stream::iter(vec![Ok(task)]).boxed();
-    reader
-        .read(tasks)
-        .map_err(basin_table::from_iceberg(&context))?
-        .stream()
-        .try_collect()
-        .await
-        .map_err(basin_table::from_iceberg(&context))
 }
 
 /// Microseconds since the Unix epoch of a Postgres timestamp (microseconds since 2000).

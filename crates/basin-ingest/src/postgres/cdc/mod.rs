@@ -12,6 +12,7 @@
 //! skipped.
 
 mod apply;
+mod files;
 pub mod pgoutput;
 pub mod slot;
 mod stream;

@@ -71,6 +71,8 @@ pub struct BatchReport {
     pub lsn: String,
     /// From the last transaction's commit at the source to Basin's commit.
     pub lag_seconds: f64,
+    /// From the first (oldest) transaction's commit at the source to Basin's commit.
+    pub oldest_lag_seconds: f64,
     pub seconds: f64,
 }
 
@@ -408,7 +410,9 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
             report.transactions += txns.len() as u64;
             report.changes += applied.changes;
             report.lsn = Some(slot::format_lsn(position.lsn));
-            let lag = (chrono::Utc::now().timestamp_micros() - last.commit_us) as f64 / 1e6;
+            let now = chrono::Utc::now().timestamp_micros();
+            let lag = (now - last.commit_us) as f64 / 1e6;
+            let oldest = (now - txns[0].commit_us) as f64 / 1e6;
             let batch_report = BatchReport {
                 source: name.clone(),
                 commit: applied.commit.unwrap_or_default(),
@@ -418,6 +422,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
                 files_rewritten: applied.files_rewritten,
                 lsn: slot::format_lsn(position.lsn),
                 lag_seconds: lag.max(0.0),
+                oldest_lag_seconds: oldest.max(0.0),
                 seconds: started.elapsed().as_secs_f64(),
             };
             tracing::info!(source = %name, lsn = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
