@@ -290,3 +290,29 @@ def test_a_table_without_a_key_is_refused_with_a_hint(lakehouse, db):
     conn.execute("UPDATE loose SET b = 'z' WHERE a = 1; DELETE FROM loose WHERE a = 2")
     lakehouse("ingest", "shop")
     assert sorted((r["a"], r["b"]) for r in scan(lakehouse, "shop.loose").to_pylist()) == [(1, "z")]
+
+
+def test_serve_streams_cdc_sources_and_exports_their_lag(lakehouse, db):
+    import urllib.request
+
+    from conftest import start_server
+
+    pg, name, conn = db
+    conn.execute(SCHEMA)
+    declare(lakehouse, pg, name, ["public.items"], extra=CDC)
+    base, proc = start_server(lakehouse, "--no-auth")
+    try:
+        wait_equal(conn, lakehouse)  # the full load, by the server
+        conn.execute("UPDATE items SET qty = -1 WHERE id < 100; DELETE FROM items WHERE id > 4900")
+        wait_equal(conn, lakehouse)
+
+        def metrics():
+            return urllib.request.urlopen(f"{base}/metrics").read().decode()
+
+        wait_for(lambda: 'basin_source_changes_total{source="shop"} 199' in metrics(), 20)
+        text = metrics()
+        assert 'basin_source_lag_bytes{source="shop"}' in text
+        assert 'basin_source_lag_seconds{source="shop"}' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
