@@ -316,3 +316,21 @@ def test_serve_streams_cdc_sources_and_exports_their_lag(lakehouse, db):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def test_truncate_empties_the_table_and_later_rows_land(lakehouse, db):
+    pg, name, conn = db
+    conn.execute(SCHEMA)
+    declare(lakehouse, pg, name, ["public.items"], extra=CDC)
+    lakehouse("ingest", "shop")
+    with conn.transaction():
+        conn.execute("UPDATE items SET qty = 7 WHERE id = 1")
+        conn.execute("TRUNCATE items")
+        conn.execute("INSERT INTO items VALUES (1, 'again', 1, 1.00, now()), (2, 'two', 2, 2.00, now())")
+
+    lakehouse("ingest", "shop")
+
+    assert differences(conn, lakehouse, "items", "shop.items") == (0, 0, 0)
+    assert sorted(current(lakehouse, "shop.items")) == [1, 2]
+    ops = scan(lakehouse, "shop.items_changelog").column("_op").to_pylist()
+    assert ops == ["U", "T", "I", "I"]

@@ -593,3 +593,35 @@ pub(crate) fn no_key(source: &str, table: &str) -> Error {
 pub(crate) fn unix_micros(pg_micros: i64) -> i64 {
     pg_micros.saturating_add(PG_EPOCH_MICROS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(v: &[u8]) -> Value {
+        Value::Binary(Bytes::copy_from_slice(v))
+    }
+
+    #[test]
+    fn unchanged_toasted_values_come_from_the_old_row_when_it_has_them() {
+        let new = vec![b(&[1]), Value::Unchanged, Value::Unchanged];
+        let old = vec![b(&[1]), b(b"big"), Value::Null];
+        assert_eq!(
+            fill_unchanged(&new, Some(&old)),
+            vec![b(&[1]), b(b"big"), Value::Unchanged]
+        );
+        assert_eq!(fill_unchanged(&new, None), new);
+    }
+
+    #[test]
+    fn keys_tell_null_from_empty_and_values_apart() {
+        let empty = Bytes::new();
+        let one = Bytes::from_static(&[1]);
+        assert_ne!(key_bytes(&[None]), key_bytes(&[Some(empty.clone())]));
+        assert_ne!(
+            key_bytes(&[Some(one.clone()), Some(empty.clone())]),
+            key_bytes(&[Some(empty), Some(one.clone())])
+        );
+        assert_eq!(key_bytes(&[Some(one.clone())]), key_bytes(&[Some(one)]));
+    }
+}
