@@ -266,7 +266,8 @@ def test_source_ls_shows_the_lag_and_rm_drops_the_slot(lakehouse, db):
     table = lakehouse("source", "ls")
     assert "basin_shop" in table and "lag bytes" in table
     lakehouse("ingest", "shop")
-    assert lakehouse.json("source", "ls")[0]["lsn"] != listed["lsn"]
+    caught_up = lakehouse.json("source", "ls")[0]
+    assert caught_up["lsn"] != listed["lsn"] and caught_up["lag_seconds"] == 0
 
     removed = lakehouse.run("source", "rm", "shop")
 

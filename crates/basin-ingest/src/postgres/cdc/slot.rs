@@ -60,6 +60,9 @@ fn replication_error(
     }
 }
 
+/// How often a replication session tells the server the LSN Basin has committed.
+pub(crate) const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
 /// A replication session's settings for `source` reading `slot` through `publication`.
 pub(crate) fn replication_config(
     source: &PgSource,
@@ -94,7 +97,7 @@ pub(crate) fn replication_config(
     )
     .with_port(options.get_port())
     .with_application_name("basin")
-    .with_status_interval(Duration::from_millis(500))
+    .with_status_interval(STATUS_INTERVAL)
     .with_wakeup_interval(Duration::from_secs(1))
     .with_binary(true);
     config.buffer_events = 4096;

@@ -375,6 +375,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
     let mut batch_started = Instant::now();
     let mut last_event = Instant::now();
     let mut seen_lsn = position.lsn;
+    let mut last_ack: Option<Instant> = None;
     let mut stop = request.stop.clone();
     let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
     loop {
@@ -405,6 +406,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
             .await?;
             // Only now may Postgres forget these transactions.
             client.update_applied_lsn(Lsn(next.lsn));
+            last_ack = Some(Instant::now());
             position = next;
             report.batches += 1;
             report.transactions += txns.len() as u64;
@@ -551,6 +553,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
                     batch.push(txn);
                 } else if batch.is_empty() {
                     client.update_applied_lsn(end_lsn);
+                    last_ack = Some(Instant::now());
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
@@ -578,6 +581,13 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
             }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
         }
+    }
+    // The session sends the acknowledged LSN every STATUS_INTERVAL and not when it stops: let
+    // the last one reach the server, so the slot's lag reads 0 once caught up (a restart
+    // would skip those transactions anyway).
+    if let Some(acked) = last_ack {
+        let wait = slot::STATUS_INTERVAL + Duration::from_millis(100);
+        tokio::time::sleep(wait.saturating_sub(acked.elapsed())).await;
     }
     let _ = client.shutdown().await;
     let _ = conn.close().await;
