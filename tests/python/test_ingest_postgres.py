@@ -320,7 +320,8 @@ def test_a_bad_source_commits_nothing_and_says_what_to_do(lakehouse, db, case):
         "missing table": ("table public.ordrs does not exist", "did you mean `public.orders`?"),
         "numeric without precision": ("public.orders.total", "--skip-unsupported"),
         "infinite date": ("public.days.d: the date is infinity", "load a view that casts it"),
-        "cdc": ("not built yet", 'mode = "snapshot"'),
+        # Change data capture checks the server before it creates a slot or loads anything.
+        "cdc": ("publication `basin` does not exist", "CREATE PUBLICATION basin FOR TABLE"),
     }[case]
     error, hint = failed.stderr.split("hint:", 1)
     assert expected[0] in error and expected[1] in hint, failed.stderr
@@ -349,9 +350,13 @@ def test_source_add_ls_rm_edit_basin_toml_and_keep_its_comments(lakehouse, db):
     refused = lakehouse.run("source", "add", "bad", "--url", f"postgres://u:pw@127.0.0.1:{postgres.port}/x",
                             "--tables", "a", check=False)
     assert refused.returncode == 1 and "password_env" in refused.stderr and "pw@" not in refused.stderr
-    cdc = lakehouse.run("source", "add", "live", "--url", postgres.url(name), "--tables", "a", "--mode", "cdc",
-                        check=False)
-    assert cdc.returncode == 1 and "not built yet" in cdc.stderr
+    lakehouse("source", "add", "live", "--url", postgres.url(name), "--password-env", "SHOP_PW", "--tables", "a",
+              "--mode", "cdc", "--batch-rows", "500")
+    assert 'mode = "cdc"' in toml.read_text() and "batch_rows = 500" in toml.read_text()
+    live = [s for s in lakehouse.json("source", "ls") if s["name"] == "live"][0]
+    assert (live["mode"], live["publication"], live["batch_rows"], live["slot"]) == ("cdc", "basin", 500, None)
+    removed = lakehouse.run("source", "rm", "live")
+    assert "dropped" not in removed.stderr  # no slot was ever made
 
     lakehouse("source", "rm", "shop")
     assert lakehouse.json("sources", "ls") == []

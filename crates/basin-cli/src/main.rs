@@ -84,7 +84,7 @@ enum Command {
     Table(table::Command),
     /// Import CSV, JSON, Parquet or Arrow files into a table, as one commit
     Import(import::Args),
-    /// Load a database source's tables (Postgres) in one commit: `basin ingest shop`
+    /// Load a database source's tables (Postgres) in one commit, or stream their changes: `basin ingest shop [--follow]`
     Ingest(ingest::Args),
     /// Add, list and remove database sources ([sources.NAME] in basin.toml)
     #[command(subcommand, alias = "sources")]

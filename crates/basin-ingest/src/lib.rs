@@ -6,7 +6,8 @@
 //! fails the import with the file, line and column named, and nothing is committed.
 //!
 //! [`postgres`] loads a Postgres database's tables from one consistent snapshot, all of them
-//! in one commit.
+//! in one commit; [`postgres::cdc`] then streams their changes from a replication slot,
+//! exactly once.
 
 mod convert;
 mod csv_input;

@@ -204,6 +204,13 @@ pub async fn serve(
         triggers_stop.clone(),
         move |run| metrics.maintenance(run),
     ));
+    // Every `mode = "cdc"` source streams while the server runs (a stop lets its batch commit).
+    let metrics = state.metrics.clone();
+    let sources = tokio::spawn(basin_service::cdc::run_sources(
+        state.lakehouse.clone(),
+        triggers_stop.clone(),
+        std::sync::Arc::new(move |metric| metrics.source(metric)),
+    ));
     let _watcher = start_triggers(&state.dispatcher, triggers_stop).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
@@ -217,6 +224,8 @@ pub async fn serve(
     let limits = state.limits.clone();
     let metrics = state.metrics.clone();
     http::serve(listener, router(state), &limits, metrics, until_stopped()).await;
+    // Each CDC stream commits the batch it holds, then stops.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), sources).await;
     // Requests are done; functions they started are not left behind.
     if let Ok(rt) = runtime.runtime() {
         rt.kill_all().await;

@@ -29,6 +29,16 @@ struct Counters {
     /// Requests and answers stopped by a `[server]` limit, by the limit's name.
     limits: BTreeMap<&'static str, u64>,
     maintenance: Maintenance,
+    /// Change-data-capture sources `basin serve` streams, by name.
+    sources: BTreeMap<String, SourceStream>,
+}
+
+/// Where one CDC source's stream stands.
+#[derive(Default)]
+struct SourceStream {
+    lag_bytes: u64,
+    lag_seconds: f64,
+    changes: u64,
 }
 
 /// What the scheduled maintenance runs of this server did.
@@ -103,6 +113,26 @@ impl Metrics {
         }
         m.seconds += run.seconds;
         m.last_finished = run.finished_at_ms.unwrap_or_default() as f64 / 1000.0;
+    }
+
+    /// A CDC source's stream moved on (see `basin_service::cdc::run_sources`).
+    pub fn source(&self, metric: basin_service::cdc::SourceMetric) {
+        use basin_service::cdc::SourceMetric;
+        let mut c = self.inner.lock().expect("metrics");
+        match metric {
+            SourceMetric::Lag {
+                source,
+                bytes,
+                seconds,
+            } => {
+                let s = c.sources.entry(source).or_default();
+                s.lag_bytes = bytes;
+                s.lag_seconds = seconds;
+            }
+            SourceMetric::Changes { source, changes } => {
+                c.sources.entry(source).or_default().changes += changes;
+            }
+        }
     }
 
     pub fn render(&self) -> String {
@@ -277,6 +307,7 @@ impl Metrics {
             let _ = writeln!(out, "basin_limit_hits_total{{limit=\"{limit}\"}} {count}");
         }
         render_maintenance(&mut out, &c.maintenance);
+        render_sources(&mut out, &c.sources);
         out
     }
 }
@@ -335,5 +366,37 @@ fn render_maintenance(out: &mut String, m: &Maintenance) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
+    if sources.is_empty() {
+        return;
+    }
+    for (name, kind, help, value) in [
+        (
+            "basin_source_lag_bytes",
+            "gauge",
+            "WAL bytes a CDC source's stream has received but not committed to its tables.",
+            (|s: &SourceStream| s.lag_bytes.to_string()) as fn(&SourceStream) -> String,
+        ),
+        (
+            "basin_source_lag_seconds",
+            "gauge",
+            "Seconds from a source commit to its Basin commit (the last batch), or that the oldest waiting change has waited.",
+            |s: &SourceStream| format!("{:.3}", s.lag_seconds),
+        ),
+        (
+            "basin_source_changes_total",
+            "counter",
+            "Row changes a CDC source's stream committed to its tables.",
+            |s: &SourceStream| s.changes.to_string(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (source, stream) in sources {
+            let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", value(stream));
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cdc;
 mod compact;
 pub mod config;
 mod expire;

@@ -13,6 +13,12 @@ use crate::config::env;
 
 /// Readers per source unless it says otherwise.
 pub const DEFAULT_READERS: usize = 2;
+/// The publication a change-data-capture source streams unless it names another.
+pub const DEFAULT_PUBLICATION: &str = "basin";
+/// A CDC batch is committed once it holds this many changes (whole transactions)...
+pub const DEFAULT_BATCH_ROWS: usize = 10_000;
+/// ...or once its first transaction has waited this long.
+pub const DEFAULT_BATCH_SECONDS: f64 = 1.0;
 
 /// `[sources.NAME]` as written in basin.toml.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -26,6 +32,9 @@ pub struct SourceSection {
     pub mode: Option<String>,
     pub branch: Option<String>,
     pub readers: Option<usize>,
+    pub publication: Option<String>,
+    pub batch_rows: Option<usize>,
+    pub batch_seconds: Option<f64>,
 }
 
 /// How a source is kept up to date.
@@ -35,12 +44,12 @@ pub enum SourceMode {
     /// A full load each time `basin ingest` runs.
     #[default]
     Snapshot,
-    /// A full load, then the changes streamed from a replication slot (not built yet).
+    /// A full load from a replication slot's snapshot, then the changes streamed from it.
     Cdc,
 }
 
 /// A source, checked: what `basin source ls` shows and `basin ingest` reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourceConfig {
     pub name: String,
     /// `postgres://USER@HOST:PORT/DATABASE`, never with a password.
@@ -54,6 +63,12 @@ pub struct SourceConfig {
     pub mode: SourceMode,
     pub branch: Option<String>,
     pub readers: usize,
+    /// CDC: the publication to stream (created by the user at the source).
+    pub publication: String,
+    /// CDC: commit a batch at this many changes...
+    pub batch_rows: usize,
+    /// ...or when its first transaction has waited this long.
+    pub batch_seconds: f64,
 }
 
 impl SourceConfig {
@@ -121,7 +136,7 @@ impl SourceConfig {
             Some(other) => {
                 return Err(refuse(
                     format!("mode `{other}` is not `snapshot` or `cdc`"),
-                    "mode = \"snapshot\" (a full load each `basin ingest`)",
+                    "mode = \"snapshot\" (a full load each `basin ingest`) or mode = \"cdc\" (a full load, then changes streamed)",
                 ));
             }
         };
@@ -130,6 +145,30 @@ impl SourceConfig {
             return Err(refuse(
                 format!("readers = {readers}: give 1 to 64"),
                 "readers = 2 (connections reading in parallel)",
+            ));
+        }
+        let batch_rows = section.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
+        if batch_rows == 0 {
+            return Err(refuse(
+                "batch_rows = 0: give at least 1".into(),
+                "batch_rows = 10000 (changes per commit, whole transactions)",
+            ));
+        }
+        let batch_seconds = section.batch_seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
+        if !(0.0..=3600.0).contains(&batch_seconds) {
+            return Err(refuse(
+                format!("batch_seconds = {batch_seconds}: give 0 to 3600"),
+                "batch_seconds = 1.0 (the longest a change waits for its batch)",
+            ));
+        }
+        let publication = section
+            .publication
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PUBLICATION.to_string());
+        if publication.is_empty() || publication.contains([',', '\'', ' ']) {
+            return Err(refuse(
+                format!("publication `{publication}` is not a name Basin can stream"),
+                "publication = \"basin\" (letters, digits and `_`)",
             ));
         }
         Ok(Self {
@@ -142,6 +181,9 @@ impl SourceConfig {
             mode,
             branch: section.branch.clone(),
             readers,
+            publication,
+            batch_rows,
+            batch_seconds,
         })
     }
 
@@ -168,6 +210,15 @@ impl SourceConfig {
         }
         if self.readers != DEFAULT_READERS {
             table["readers"] = toml_edit::value(self.readers as i64);
+        }
+        if self.publication != DEFAULT_PUBLICATION {
+            table["publication"] = toml_edit::value(&self.publication);
+        }
+        if self.batch_rows != DEFAULT_BATCH_ROWS {
+            table["batch_rows"] = toml_edit::value(self.batch_rows as i64);
+        }
+        if self.batch_seconds != DEFAULT_BATCH_SECONDS {
+            table["batch_seconds"] = toml_edit::value(self.batch_seconds);
         }
         table
     }
@@ -247,9 +298,6 @@ impl Lakehouse {
 
     /// Adds `[sources.NAME]` to basin.toml.
     pub fn add_source(&self, source: &SourceConfig) -> Result<()> {
-        if source.mode == SourceMode::Cdc {
-            return Err(cdc_not_built(&source.name));
-        }
         let mut doc = self.edit_config()?;
         let sources = doc
             .entry("sources")
@@ -277,18 +325,83 @@ impl Lakehouse {
         self.save_config(&doc)
     }
 
-    /// Removes `[sources.NAME]` from basin.toml.
-    pub fn remove_source(&self, name: &str) -> Result<SourceConfig> {
+    /// Removes `[sources.NAME]` from basin.toml, first dropping the replication slot Basin
+    /// created for it (unless `keep_slot`); says whether it dropped one.
+    pub async fn remove_source(&self, name: &str, keep_slot: bool) -> Result<(SourceConfig, bool)> {
         let known = &self.settings().sources;
         let Some(source) = known.get(name) else {
             return Err(unknown_source(name, known));
         };
+        let mut dropped = false;
+        if !keep_slot {
+            let slot = basin_ingest::postgres::cdc::slot::slot_name(name);
+            let result = match self.pg_source(source, None) {
+                Ok(pg) => basin_ingest::postgres::cdc::slot::drop_source_slot(&pg).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(d) => dropped = d,
+                // A snapshot source only has a slot if `--follow` made one: an unreachable
+                // server does not keep it in basin.toml.
+                Err(e) if source.mode == SourceMode::Snapshot => {
+                    tracing::warn!(source = name, error = %e, "could not check for a replication slot to drop");
+                }
+                Err(e) => {
+                    return Err(e.with_hint(format!(
+                        "pass --keep-slot to remove the source and leave its slot `{slot}` on the server (drop it later with `SELECT pg_drop_replication_slot('{slot}')`)"
+                    )));
+                }
+            }
+        }
         let mut doc = self.edit_config()?;
         if let Some(sources) = doc.get_mut("sources").and_then(|s| s.as_table_like_mut()) {
             sources.remove(name);
         }
         self.save_config(&doc)?;
-        Ok(source.clone())
+        Ok((source.clone(), dropped))
+    }
+
+    /// The source `name`, or an error that suggests one.
+    pub fn source(&self, name: &str) -> Result<SourceConfig> {
+        let known = &self.settings().sources;
+        known
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_source(name, known))
+    }
+
+    /// The source as the Postgres reader takes it, its password read from its variable.
+    pub fn pg_source(&self, source: &SourceConfig, readers: Option<usize>) -> Result<PgSource> {
+        let name = &source.name;
+        let password = match &source.password_env {
+            Some(var) => Some(env::secret(var).ok_or_else(|| {
+                Error::invalid(format!(
+                    "source `{name}`: ${var} is not set (the source's password_env)"
+                ))
+                .with_hint(format!(
+                    "export {var}=... with the password of the url's user"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(PgSource {
+            name: name.to_string(),
+            url: source.url.clone(),
+            password,
+            password_env: source.password_env.clone(),
+            tables: source.tables.clone(),
+            schema: source.schema.clone(),
+            namespace: source.namespace.clone(),
+            readers: readers.unwrap_or(source.readers).max(1),
+        })
+    }
+
+    /// The branch a source's tables are written on: `branch`, else the source's, else main.
+    pub fn source_branch(source: &SourceConfig, branch: Option<&str>) -> String {
+        branch
+            .map(str::to_string)
+            .or_else(|| source.branch.clone())
+            .unwrap_or_else(|| basin_catalog::MAIN.to_string())
     }
 
     /// A full load of source `name` into its namespace on `branch` (default: the source's
@@ -301,48 +414,14 @@ impl Lakehouse {
         readers: Option<usize>,
         progress: Option<LoadProgress>,
     ) -> Result<LoadReport> {
-        let known = &self.settings().sources;
-        let source = known.get(name).ok_or_else(|| unknown_source(name, known))?;
-        if source.mode == SourceMode::Cdc {
-            return Err(cdc_not_built(name));
-        }
-        let password = match &source.password_env {
-            Some(var) => Some(env::secret(var).ok_or_else(|| {
-                Error::invalid(format!(
-                    "source `{name}`: ${var} is not set (the source's password_env)"
-                ))
-                .with_hint(format!(
-                    "export {var}=... with the password of the url's user"
-                ))
-            })?),
-            None => None,
-        };
-        let branch = branch
-            .map(str::to_string)
-            .or_else(|| source.branch.clone())
-            .unwrap_or_else(|| basin_catalog::MAIN.to_string());
+        let source = self.source(name)?;
         let request = LoadRequest {
-            source: PgSource {
-                name: name.to_string(),
-                url: source.url.clone(),
-                password,
-                password_env: source.password_env.clone(),
-                tables: source.tables.clone(),
-                schema: source.schema.clone(),
-                namespace: source.namespace.clone(),
-                readers: readers.unwrap_or(source.readers).max(1),
-            },
-            branch,
+            source: self.pg_source(&source, readers)?,
+            branch: Self::source_branch(&source, branch),
             skip_unsupported,
             author: self.settings().author.clone(),
+            slot: None,
         };
         basin_ingest::postgres::load(self.tables(), request, progress).await
     }
-}
-
-fn cdc_not_built(name: &str) -> Error {
-    Error::invalid(format!(
-        "source `{name}`: mode = \"cdc\" (change data capture) is not built yet"
-    ))
-    .with_hint("use mode = \"snapshot\" and run `basin ingest` for each full load (see docs/ingest-postgres.md)")
 }

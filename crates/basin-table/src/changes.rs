@@ -21,7 +21,8 @@ impl Tables {
     /// Commits every change on `request.branch` in one catalog commit, creating the
     /// namespaces they need. Like [`Tables::commit_change`], a race with another writer
     /// re-stages each change on the new head (data files are kept) and retries; a true
-    /// conflict on any table fails the whole commit, and nothing is written.
+    /// conflict on any table fails the whole commit, and nothing is written. The request's
+    /// properties are also written in each table's new snapshot summary.
     pub async fn commit_changes(
         &self,
         changes: Vec<StagedChange>,
@@ -29,8 +30,14 @@ impl Tables {
     ) -> Result<Commit> {
         let branch = request.branch.clone();
         let mut head = request.expected_head.clone();
-        let properties: HashMap<String, String> =
-            HashMap::from([("basin.message".to_string(), request.message.clone())]);
+        // The commit's properties (e.g. a source's position) go in each table's snapshot
+        // summary too, so a table says on its own up to where it holds its source.
+        let mut properties: HashMap<String, String> = request
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        properties.insert("basin.message".to_string(), request.message.clone());
         let mut bases: Vec<_> = changes.iter().map(|c| c.staged.table.clone()).collect();
         let mut backoff = Backoff::new();
         let mut synced = HashSet::new();

@@ -15,12 +15,14 @@ use iceberg::{TableRequirement, TableUpdate};
 /// The requirements and updates of a snapshot that replaces live data files of `table` with
 /// `files`: all of them (an `overwrite`), or only those in `only` (a `replace`, which keeps
 /// the others, e.g. appended while a compaction ran; every file of `only` must still be
-/// live). The manifests it needs are written; nothing is committed.
+/// live). The manifests it needs are written; nothing is committed. `operation` names the
+/// snapshot: `overwrite` when rows change, `replace` when the same rows are rewritten.
 pub(crate) async fn rewrite_updates(
     table: &Table,
     files: Vec<DataFile>,
     properties: HashMap<String, String>,
     only: Option<&HashSet<String>>,
+    operation: Operation,
 ) -> iceberg::Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
     let metadata = table.metadata();
     let file_io = table.file_io();
@@ -150,7 +152,7 @@ pub(crate) async fn rewrite_updates(
     {
         return Err(iceberg::Error::new(
             iceberg::ErrorKind::CatalogCommitConflicts,
-            "files to compact were replaced or removed by another writer meanwhile",
+            "files to rewrite were replaced or removed by another writer meanwhile",
         ));
     }
 
@@ -188,11 +190,7 @@ pub(crate) async fn rewrite_updates(
         .with_manifest_list(list_path)
         .with_schema_id(metadata.current_schema_id())
         .with_summary(Summary {
-            operation: if only.is_some() {
-                Operation::Replace
-            } else {
-                Operation::Overwrite
-            },
+            operation,
             additional_properties: summary_properties,
         })
         .build();

@@ -33,6 +33,15 @@ pub enum TableChange {
         added: Vec<DataFile>,
         sort_order: Option<iceberg::spec::SortOrder>,
     },
+    /// Swap the live files at these paths for `added`, whose rows differ (the files rewritten
+    /// without rows updated or deleted at a source, plus the rows' new versions), in one
+    /// `overwrite` snapshot; files added meanwhile stay. Unlike a replacement of every file,
+    /// it fails as a conflict when a removed file is no longer live (another writer rewrote
+    /// it meanwhile): re-staging on the new head would bring its rows back.
+    Rewrite {
+        removed: HashSet<String>,
+        added: Vec<DataFile>,
+    },
     /// Drop these snapshots from the table's metadata (expiry); no new snapshot. Those
     /// already gone are skipped; one that became current meanwhile is a conflict.
     Expire(HashSet<i64>),
@@ -259,10 +268,29 @@ impl Tables {
                 Ok(catalog.into_table().await)
             }
             TableChange::Replace(files) => {
-                let (requirements, updates) =
-                    rewrite_updates(table, files.clone(), properties.clone(), None)
-                        .await
-                        .map_err(from_iceberg(&context))?;
+                let (requirements, updates) = rewrite_updates(
+                    table,
+                    files.clone(),
+                    properties.clone(),
+                    None,
+                    iceberg::spec::Operation::Overwrite,
+                )
+                .await
+                .map_err(from_iceberg(&context))?;
+                stage_updates(table, &requirements, updates)
+                    .await
+                    .map_err(from_iceberg(&context))
+            }
+            TableChange::Rewrite { removed, added } => {
+                let (requirements, updates) = rewrite_updates(
+                    table,
+                    added.clone(),
+                    properties.clone(),
+                    Some(removed),
+                    iceberg::spec::Operation::Overwrite,
+                )
+                .await
+                .map_err(from_iceberg(&context))?;
                 stage_updates(table, &requirements, updates)
                     .await
                     .map_err(from_iceberg(&context))
@@ -278,10 +306,15 @@ impl Tables {
                 added,
                 sort_order,
             } => {
-                let (requirements, mut updates) =
-                    rewrite_updates(table, added.clone(), properties.clone(), Some(removed))
-                        .await
-                        .map_err(from_iceberg(&context))?;
+                let (requirements, mut updates) = rewrite_updates(
+                    table,
+                    added.clone(),
+                    properties.clone(),
+                    Some(removed),
+                    iceberg::spec::Operation::Replace,
+                )
+                .await
+                .map_err(from_iceberg(&context))?;
                 if let Some(order) = sort_order {
                     updates.push(TableUpdate::AddSortOrder {
                         sort_order: order.clone(),

@@ -346,6 +346,69 @@ async fn a_compaction_keeps_what_was_appended_meanwhile() {
     assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
 }
 
+/// A rewrite (change data capture's copy-on-write) swaps the files it read for rows that
+/// differ, in an `overwrite` snapshot that keeps what was appended meanwhile and carries the
+/// commit's properties; if another writer already rewrote one of its files, it is a conflict
+/// and nothing changes (staging it again would bring that file's old rows back).
+#[tokio::test]
+async fn a_rewrite_keeps_appends_and_fails_if_its_files_were_rewritten_meanwhile() {
+    let (_dir, tables, key, read_at, table) = three_appends().await;
+    let files = basin_table::live_data_files(&table).await.unwrap();
+    // The file holding 2, rewritten without it (a delete) and with 20 (an insert).
+    let removed: HashSet<String> = files.keys().take(1).cloned().collect();
+    append(&tables, vec![4]).await.unwrap();
+    let request = CommitRequest::new("main", read_at.commit.clone(), "cdc")
+        .with_property("basin.source.lsn", "0/16B3748");
+    tables
+        .commit_changes(
+            vec![basin_table::StagedChange {
+                key: key.clone(),
+                staged: Tables::stage_existing(table.clone()),
+                change: TableChange::Rewrite {
+                    removed: removed.clone(),
+                    added: data_file(&table, vec![20]).await,
+                },
+            }],
+            request,
+        )
+        .await
+        .unwrap();
+    let values = all_values(&tables).await;
+    assert_eq!(values.len(), 4, "{values:?}");
+    assert!(values.contains(&20) && values.contains(&4));
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let now = tables.load(&main, &key).await.unwrap();
+    let summary = now.metadata().current_snapshot().unwrap().summary().clone();
+    assert_eq!(
+        summary.operation,
+        basin_table::iceberg::spec::Operation::Overwrite
+    );
+    assert_eq!(
+        summary
+            .additional_properties
+            .get("basin.source.lsn")
+            .map(String::as_str),
+        Some("0/16B3748")
+    );
+
+    let again = tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(table.clone()),
+            TableChange::Rewrite {
+                removed,
+                added: data_file(&table, vec![21]).await,
+            },
+            CommitRequest::new("main", read_at.commit, "cdc again"),
+        )
+        .await;
+    assert_eq!(
+        again.unwrap_err().kind(),
+        basin_catalog::ErrorKind::Conflict
+    );
+    assert_eq!(all_values(&tables).await, values);
+}
+
 /// An expiry decided on one head and committed after another writer appended keeps that
 /// append (it is staged again on the new head); a snapshot that became current meanwhile is
 /// a conflict, and nothing changes.

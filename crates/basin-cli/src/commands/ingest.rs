@@ -5,6 +5,10 @@ use std::time::Duration;
 use basin_ingest::postgres::{LoadEvent, LoadProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use basin_ingest::postgres::cdc::{FollowEvent, FollowProgress};
+use basin_service::cdc::FollowOptions;
+use basin_service::sources::SourceMode;
+
 use crate::lake::Context;
 use crate::output::{ListFormat, print, status};
 
@@ -13,16 +17,28 @@ use crate::output::{ListFormat, print, status};
   basin ingest shop
   basin ingest shop --branch dev --format json
   basin ingest shop --skip-unsupported
+  basin ingest shop --follow              # change data capture until Ctrl-C
 
-Reads every table of the source from one consistent snapshot, in parallel ctid ranges, and
-replaces the Basin tables' rows in one commit: all tables or none. Declare sources with
-`basin source add` or [sources.NAME] in basin.toml (docs/ingest-postgres.md).")]
+A snapshot source (mode = \"snapshot\") is read from one consistent snapshot, in parallel
+ctid ranges, and the Basin tables' rows are replaced in one commit: all tables or none.
+
+A change-data-capture source (mode = \"cdc\", or any source with --follow) is loaded the first
+time from a replication slot's exported snapshot; then the slot's changes are applied in
+batches of whole source transactions, each batch one commit, exactly once. Without --follow
+it stops once caught up with the server; with --follow it streams until Ctrl-C or SIGTERM,
+which stop after the current batch commits. Each table NS.T also gets NS.T_changelog.
+
+Declare sources with `basin source add` or [sources.NAME] in basin.toml
+(docs/ingest-postgres.md says what Postgres needs for CDC).")]
 pub struct Args {
     /// The source, as declared in basin.toml
     source: String,
-    /// A full load, replacing the tables' rows (the only kind until change data capture)
+    /// A full load, replacing the tables' rows; for a CDC source, start over with a new slot
     #[arg(long)]
     full: bool,
+    /// Stream changes (change data capture) until Ctrl-C, after the full load if one is due
+    #[arg(long)]
+    follow: bool,
     /// Leave out columns whose type Basin cannot store, instead of failing
     #[arg(long)]
     skip_unsupported: bool,
@@ -88,7 +104,10 @@ fn progress_bars() -> (MultiProgress, LoadProgress) {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = crate::commands::open(ctx.home("ingest")?).await?;
-    let _ = args.full;
+    let source = lake.source(&args.source)?;
+    if args.follow || source.mode == SourceMode::Cdc {
+        return follow(args, &lake).await;
+    }
     let (bars, progress) = progress_bars();
     let result = lake
         .ingest(
@@ -147,4 +166,97 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         ],
         rows,
     )
+}
+
+/// Change data capture: the full load if one is due, then batches until caught up (or, with
+/// `--follow`, until Ctrl-C / SIGTERM, which let the batch in progress commit).
+async fn follow(args: Args, lake: &basin_service::Lakehouse) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        status("stopping after the current batch commits");
+        let _ = stop.send(true);
+    });
+    let format = args.format;
+    let (bars, load_progress) = progress_bars();
+    let shown = bars.clone();
+    let progress: FollowProgress = Arc::new(move |event| match event {
+        FollowEvent::Loaded(report) => {
+            let _ = shown.clear();
+            status(format!(
+                "Loaded {} rows from `{}` into {} table{} on `{}` at lsn {} (commit {}, {:.1}s)",
+                report.rows,
+                report.source,
+                report.tables.len(),
+                if report.tables.len() == 1 { "" } else { "s" },
+                report.branch,
+                report.lsn.as_deref().unwrap_or("?"),
+                &report.commit[..12.min(report.commit.len())],
+                report.seconds
+            ));
+        }
+        FollowEvent::Batch(batch) => match format {
+            ListFormat::Json => {
+                if let Ok(line) = serde_json::to_string(batch) {
+                    println!("{line}");
+                }
+            }
+            ListFormat::Table => status(format!(
+                "Committed {} transaction{} ({} changes, {} table{}) up to lsn {} in {:.2}s, {:.2}s after the source (commit {})",
+                batch.transactions,
+                if batch.transactions == 1 { "" } else { "s" },
+                batch.changes,
+                batch.tables,
+                if batch.tables == 1 { "" } else { "s" },
+                batch.lsn,
+                batch.seconds,
+                batch.lag_seconds,
+                &batch.commit[..12.min(batch.commit.len())]
+            )),
+        },
+        FollowEvent::Lag { .. } => {}
+    });
+    let options = FollowOptions {
+        branch: args.branch.clone(),
+        follow: args.follow,
+        full: args.full,
+        skip_unsupported: args.skip_unsupported,
+        readers: args.readers,
+    };
+    let result = lake
+        .follow(
+            &args.source,
+            options,
+            stopped,
+            Some(load_progress),
+            Some(progress),
+        )
+        .await;
+    signals.abort();
+    let _ = bars.clear();
+    let report = result?;
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        ListFormat::Table => status(format!(
+            "`{}`: {} batch{}, {} transactions, {} changes applied; {} already applied skipped; tables at lsn {}",
+            report.source,
+            report.batches,
+            if report.batches == 1 { "" } else { "es" },
+            report.transactions,
+            report.changes,
+            report.skipped_transactions,
+            report.lsn.as_deref().unwrap_or("?")
+        )),
+    }
+    Ok(())
 }

@@ -1,8 +1,12 @@
 use basin_service::sources::{DEFAULT_READERS, SourceConfig, SourceMode};
 
 use crate::lake::Context;
+use basin_service::cdc::SourceStatus;
+
 use crate::output::{FormatArg, print, status};
 
+// Parsed once per run: the size of `Add` costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Declare a database to ingest from, as [sources.NAME] in basin.toml
@@ -40,17 +44,42 @@ The password never goes into basin.toml: name the environment variable that hold
         /// Connections reading in parallel
         #[arg(long, default_value_t = DEFAULT_READERS)]
         readers: usize,
-        /// `snapshot`: a full load each `basin ingest` (`cdc` is not built yet)
+        /// `snapshot`: a full load each `basin ingest`; `cdc`: a full load, then changes
+        /// streamed from a replication slot (`basin ingest --follow`, `basin serve`)
         #[arg(long, value_enum, default_value_t = ModeArg::Snapshot)]
         mode: ModeArg,
+        /// CDC: the publication to stream, created at the source (default: basin)
+        #[arg(long)]
+        publication: Option<String>,
+        /// CDC: commit a batch once it holds this many changes (whole transactions)
+        #[arg(long)]
+        batch_rows: Option<usize>,
+        /// CDC: commit a batch once its first transaction waited this long
+        #[arg(long)]
+        batch_seconds: Option<f64>,
     },
-    /// List the declared sources
+    /// List the declared sources; for CDC sources, their slot, position and lag
+    #[command(
+        after_help = "For a `mode = \"cdc\"` source, ls asks the server about its slot: the last LSN
+the tables hold and when Basin committed it, the WAL bytes the slot has not had confirmed
+(`pg_current_wal_lsn() - confirmed_flush_lsn`) and, when changes wait, how long ago the last
+one applied was committed at the source."
+    )]
     Ls {
         #[command(flatten)]
         format: FormatArg,
     },
-    /// Remove a source from basin.toml (its tables stay)
-    Rm { name: String },
+    /// Remove a source from basin.toml (its tables stay) and drop the slot Basin created
+    #[command(
+        after_help = "A replication slot keeps WAL on the server until it is dropped, so rm drops
+the slot Basin created for the source (`basin_NAME`), and says so. --keep-slot leaves it."
+    )]
+    Rm {
+        name: String,
+        /// Leave the source's replication slot on the server
+        #[arg(long)]
+        keep_slot: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,6 +101,9 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             branch,
             readers,
             mode,
+            publication,
+            batch_rows,
+            batch_seconds,
         } => {
             // The same checks as a hand-written [sources.NAME].
             let section = basin_service::sources::SourceSection {
@@ -89,6 +121,9 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 ),
                 branch,
                 readers: Some(readers),
+                publication,
+                batch_rows,
+                batch_seconds,
             };
             let file = lake.root().join("basin.toml");
             let source = SourceConfig::from_section(&name, &section, &file)?;
@@ -101,9 +136,31 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
         }
         Command::Ls { format } => {
             let sources = lake.sources();
-            let rows = sources
+            let mut listed = Vec::with_capacity(sources.len());
+            for source in sources {
+                let state = if source.mode == SourceMode::Cdc {
+                    match lake.source_status(&source).await {
+                        Ok(status) => status,
+                        Err(e) => SourceStatus {
+                            error: Some(e.to_string()),
+                            ..Default::default()
+                        },
+                    }
+                } else {
+                    SourceStatus::default()
+                };
+                if let Some(error) = &state.error {
+                    status(format!("warning: source `{}`: {error}", source.name));
+                }
+                listed.push(Listed {
+                    source,
+                    status: state,
+                });
+            }
+            let dash = || "-".to_string();
+            let rows = listed
                 .iter()
-                .map(|s| {
+                .map(|Listed { source: s, status }| {
                     vec![
                         s.name.clone(),
                         s.url.clone(),
@@ -117,23 +174,57 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                             SourceMode::Cdc => "cdc".into(),
                         },
                         s.branch.clone().unwrap_or_else(|| "main".into()),
+                        status.slot.clone().unwrap_or_else(dash),
+                        status.lsn.clone().unwrap_or_else(dash),
+                        status.last_commit.clone().unwrap_or_else(dash),
+                        status.lag_bytes.map_or_else(dash, |b| b.to_string()),
+                        status.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
                     ]
                 })
                 .collect();
             print(
                 format.format,
-                &sources,
-                &["source", "url", "tables", "namespace", "mode", "branch"],
+                &listed,
+                &[
+                    "source",
+                    "url",
+                    "tables",
+                    "namespace",
+                    "mode",
+                    "branch",
+                    "slot",
+                    "lsn",
+                    "last commit",
+                    "lag bytes",
+                    "lag s",
+                ],
                 rows,
             )
         }
-        Command::Rm { name } => {
-            let source = lake.remove_source(&name)?;
+        Command::Rm { name, keep_slot } => {
+            let (source, dropped) = lake.remove_source(&name, keep_slot).await?;
+            let slot = basin_ingest::postgres::cdc::slot::slot_name(&name);
+            let slot_note = if dropped {
+                format!("; dropped its replication slot `{slot}`")
+            } else if keep_slot {
+                format!("; its replication slot `{slot}`, if any, stays on the server")
+            } else {
+                String::new()
+            };
             status(format!(
-                "Removed source `{name}` from basin.toml (the tables in `{}` stay)",
+                "Removed source `{name}` from basin.toml (the tables in `{}` stay){slot_note}",
                 source.namespace
             ));
             Ok(())
         }
     }
+}
+
+/// A source as `source ls --format json` prints it: its settings and, for CDC, its status.
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    source: SourceConfig,
+    #[serde(flatten)]
+    status: SourceStatus,
 }

@@ -112,10 +112,14 @@ pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error
 /// Starts the transaction whose snapshot every reader imports, and exports it.
 pub(crate) async fn export_snapshot(conn: &mut PgConnection, source: &str) -> Result<String> {
     let context = format!("source `{source}`: cannot export a snapshot");
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error(&context))?;
+    // `Executor::execute` with text and no arguments runs it as a simple query (several
+    // statements allowed); unlike `raw_sql`, its future is provably `Send`.
+    sqlx::Executor::execute(
+        &mut *conn,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    )
+    .await
+    .map_err(query_error(&context))?;
     let row = sqlx::query("SELECT pg_export_snapshot()")
         .fetch_one(&mut *conn)
         .await
@@ -135,14 +139,14 @@ pub(crate) async fn import_snapshot(
             "unexpected snapshot name `{snapshot}`"
         )));
     }
-    sqlx::raw_sql(&format!(
+    let sql = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
-    ))
-    .execute(&mut *conn)
-    .await
-    .map_err(query_error(format!(
-        "source `{source}`: cannot share the snapshot"
-    )))?;
+    );
+    sqlx::Executor::execute(&mut *conn, sql.as_str())
+        .await
+        .map_err(query_error(format!(
+            "source `{source}`: cannot share the snapshot"
+        )))?;
     Ok(())
 }
 
@@ -151,7 +155,7 @@ pub(crate) async fn import_snapshot(
 pub(crate) struct PgTable {
     pub schema: String,
     pub name: String,
-    oid: Oid,
+    pub(crate) oid: Oid,
     /// Heap tables (and materialized views) are read in ctid ranges; others in one stream.
     pub heap: bool,
     /// Pages of the heap, for the ctid ranges.
@@ -165,9 +169,27 @@ impl PgTable {
         format!("{}.{}", self.schema, self.name)
     }
 
+    /// `schema.table` as SQL for a hint (quoted only where it must be).
+    pub(crate) fn sql(&self) -> String {
+        format!("{}.{}", sql_ident(&self.schema), sql_ident(&self.name))
+    }
+
     /// `"schema"."table"`, quoted for SQL.
     pub(crate) fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+/// `name` as SQL for people to paste: quoted only when it must be.
+pub(crate) fn sql_ident(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        quote_ident(name)
     }
 }
 
@@ -271,6 +293,46 @@ pub(crate) async fn schema_tables(
         .map_err(query_error(format!(
             "source `{source}`: cannot list the tables of {schema}"
         )))
+}
+
+/// A column of type `type_oid` with modifier `type_mod` (as a replication stream's Relation
+/// message names it), described as `columns` describes a table's.
+pub(crate) async fn column_of_type(
+    conn: &mut PgConnection,
+    source: &str,
+    name: &str,
+    type_oid: u32,
+    type_mod: i32,
+) -> Result<PgColumn> {
+    let context = format!("source `{source}`: cannot read the type of column {name}");
+    let row = sqlx::query(
+        "SELECT coalesce(b.typname, t.typname)::text, coalesce(b.typtype, t.typtype)::text, \
+         CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE $2 END, format_type(t.oid, $2), \
+         e.typname::text, e.typtype::text \
+         FROM pg_type t \
+         LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
+         LEFT JOIN pg_type e ON coalesce(b.typcategory, t.typcategory) = 'A' AND e.oid = coalesce(b.typelem, t.typelem) \
+         WHERE t.oid = $1",
+    )
+    .bind(Oid(type_oid))
+    .bind(type_mod)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query_error(&context))?;
+    let column = (|| {
+        Ok::<_, sqlx::Error>(PgColumn {
+            name: name.to_string(),
+            type_name: row.try_get(0)?,
+            type_type: row.try_get(1)?,
+            type_mod: row.try_get(2)?,
+            display: row.try_get(3)?,
+            element: match (row.try_get(4)?, row.try_get(5)?) {
+                (Some(name), Some(kind)) => Some((name, kind)),
+                _ => None,
+            },
+        })
+    })();
+    column.map_err(query_error(&context))
 }
 
 /// The table's columns, in order (a domain as its base type).

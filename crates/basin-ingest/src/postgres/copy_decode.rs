@@ -23,10 +23,10 @@ use arrow::record_batch::RecordBatch;
 use super::numeric::numeric;
 use super::types::{Decode, Kind};
 
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+pub(crate) const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Days and microseconds from the Unix epoch to Postgres's (2000-01-01).
 const PG_EPOCH_DAYS: i32 = 10_957;
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// A value that cannot be decoded or stored: the column's position and why.
 #[derive(Debug)]

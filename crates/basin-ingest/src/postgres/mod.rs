@@ -6,9 +6,12 @@
 //! `COPY` over ctid ranges in parallel, decoded straight into Arrow and written as Parquet;
 //! then every table is replaced in one catalog commit: all or nothing.
 //!
-//! The snapshot comes from a plain transaction, not a replication slot: a slot is only
-//! needed to stream changes from that point on (CDC, not built yet).
+//! A snapshot load exports the snapshot from a plain transaction. A change-data-capture
+//! source's first load creates a logical replication slot with an exported snapshot instead,
+//! so the changes streamed from the slot (see [`cdc`]) start exactly where the load read, and
+//! the load's commit records the slot's consistent point.
 
+pub mod cdc;
 mod connect;
 mod copy_decode;
 mod numeric;
@@ -70,6 +73,9 @@ pub struct LoadRequest {
     /// Leave out columns whose type Basin cannot store (reported), instead of failing.
     pub skip_unsupported: bool,
     pub author: String,
+    /// Change data capture: create this replication slot and read from its exported snapshot;
+    /// the commit records the slot's consistent point (see [`cdc`]).
+    pub slot: Option<String>,
 }
 
 /// How the load goes, table by table.
@@ -104,6 +110,9 @@ pub struct LoadReport {
     pub rows_per_second: f64,
     /// Columns left out with `--skip-unsupported`.
     pub skipped_columns: Vec<SkippedColumn>,
+    /// The replication slot's consistent point the load read at (change data capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -160,7 +169,22 @@ pub async fn load(
     let branch = at.writable_branch()?.to_string();
 
     let mut coordinator = connect::connect(source).await?;
-    let snapshot = connect::export_snapshot(&mut coordinator, name).await?;
+    // With a slot, its session exports the snapshot and must run nothing else until every
+    // reader has imported it.
+    let created = match &request.slot {
+        Some(slot) => {
+            cdc::slot::drop_slot(&mut coordinator, name, slot).await?;
+            Some(cdc::slot::create_slot(source, slot).await?)
+        }
+        None => None,
+    };
+    let snapshot = match &created {
+        Some(created) => {
+            connect::import_snapshot(&mut coordinator, &created.snapshot, name).await?;
+            created.snapshot.clone()
+        }
+        None => connect::export_snapshot(&mut coordinator, name).await?,
+    };
     let found = connect::source_tables(&mut coordinator, source).await?;
     // Every table and column is checked before anything is written.
     let mut seen = HashSet::new();
@@ -241,8 +265,16 @@ pub async fn load(
         connect::import_snapshot(&mut conn, &snapshot, name).await?;
         readers.push(conn);
     }
-    // Every reader holds the snapshot now; the exporting transaction can end.
+    // Every reader holds the snapshot now; the exporting transaction (or session) can end.
     let _ = coordinator.close().await;
+    let position = created.map(|created| {
+        drop(created.session);
+        cdc::Position {
+            lsn: created.consistent_point,
+            slot: request.slot.clone().unwrap_or_default(),
+            system_id: created.system_id,
+        }
+    });
     tracing::info!(source = name, %snapshot, tables = planned.len(), readers = readers.len(), "reading from one snapshot");
 
     let mut loads = Vec::with_capacity(planned.len());
@@ -308,9 +340,12 @@ pub async fn load(
         loads.len(),
         if loads.len() == 1 { "" } else { "s" }
     );
-    let commit_request = CommitRequest::new(&branch, at.commit.clone(), message)
+    let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message)
         .with_author(&request.author)
         .with_property("basin.source", name);
+    if let Some(position) = &position {
+        commit_request = position.record(commit_request);
+    }
     let commit = tables.commit_changes(changes, commit_request).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(LoadReport {
@@ -323,13 +358,14 @@ pub async fn load(
         seconds,
         rows_per_second: per_second(rows, seconds),
         skipped_columns: skipped,
+        lsn: position.map(|p| cdc::slot::format_lsn(p.lsn)),
     })
 }
 
 /// The Basin table a source table's rows go to: created, or the existing one (with columns
 /// added at the source added to it). `columns` is put in the table's column order, the order
 /// the COPY reads them in. A column dropped or retyped at the source stops the load.
-async fn stage(
+pub(crate) async fn stage(
     tables: &Tables,
     at: &basin_catalog::Resolved,
     key: &Key,

@@ -1,0 +1,210 @@
+//! Change data capture from database sources: `basin ingest NAME --follow`, the status
+//! `basin source ls` shows, and the streams `basin serve` keeps running for `mode = "cdc"`
+//! sources (see `basin_ingest::postgres::cdc`).
+
+use std::time::Duration;
+
+use basin_catalog::{Key, Result};
+use basin_ingest::postgres::LoadProgress;
+use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequest, slot};
+use serde::Serialize;
+
+use crate::Lakehouse;
+use crate::sources::{SourceConfig, SourceMode};
+
+/// How `follow` runs.
+pub struct FollowOptions {
+    pub branch: Option<String>,
+    /// Keep streaming until `stop`; else stop once caught up with the server.
+    pub follow: bool,
+    /// Start over with a full load (and a new slot) even if the tables hold a position.
+    pub full: bool,
+    pub skip_unsupported: bool,
+    pub readers: Option<usize>,
+}
+
+/// Where a change-data-capture source stands (`basin source ls`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SourceStatus {
+    pub slot: Option<String>,
+    /// The last source commit LSN the tables hold.
+    pub lsn: Option<String>,
+    /// When Basin committed it (RFC 3339).
+    pub last_commit: Option<String>,
+    /// WAL bytes the slot has not had confirmed (`pg_current_wal_lsn() - confirmed_flush_lsn`).
+    pub lag_bytes: Option<i64>,
+    /// How long ago the oldest change not yet in the tables was committed at the source
+    /// (0 when nothing waits).
+    pub lag_seconds: Option<f64>,
+    /// Why the server could not be asked, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Lakehouse {
+    /// Streams source `name`'s changes into its tables: a full load first if the tables hold
+    /// no position on a live slot, then batches until `stop` (or until caught up).
+    pub async fn follow(
+        &self,
+        name: &str,
+        options: FollowOptions,
+        stop: tokio::sync::watch::Receiver<bool>,
+        load_progress: Option<LoadProgress>,
+        progress: Option<FollowProgress>,
+    ) -> Result<FollowReport> {
+        let source = self.source(name)?;
+        let request = FollowRequest {
+            source: self.pg_source(&source, options.readers)?,
+            branch: Self::source_branch(&source, options.branch.as_deref()),
+            author: self.settings().author.clone(),
+            publication: source.publication.clone(),
+            batch_rows: source.batch_rows,
+            batch_seconds: source.batch_seconds,
+            follow: options.follow,
+            full: options.full,
+            skip_unsupported: options.skip_unsupported,
+            stop,
+            load_progress,
+            progress,
+        };
+        cdc::follow(self.tables(), request).await
+    }
+
+    /// What the tables and the server say about a CDC source.
+    pub async fn source_status(&self, source: &SourceConfig) -> Result<SourceStatus> {
+        let pg = self.pg_source(source, None)?;
+        let branch = Self::source_branch(source, None);
+        let at = self.catalog().resolve(&branch).await?;
+        // The namespace's tables: those of this source record it in their snapshots.
+        let ns = Key::parse(&source.namespace)?;
+        let keys: Vec<Key> = self
+            .catalog()
+            .contents(&at)
+            .await?
+            .into_iter()
+            .filter(|(key, content)| {
+                key.namespace().as_ref() == Some(&ns)
+                    && matches!(content, basin_catalog::Content::Table { .. })
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let stored = cdc::stored_position(self.tables(), &at, &source.name, &keys).await?;
+        let mut status = SourceStatus {
+            lsn: stored.position.as_ref().map(|p| slot::format_lsn(p.lsn)),
+            last_commit: stored
+                .basin_commit_ms
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())),
+            ..Default::default()
+        };
+        match slot::source_slot_state(&pg).await {
+            Ok(Some(state)) => {
+                status.slot = Some(slot::slot_name(&source.name));
+                status.lag_bytes = state.lag_bytes;
+                let behind = state.lag_bytes.unwrap_or(0) > 0;
+                status.lag_seconds = Some(match (behind, stored.source_commit_ms) {
+                    (false, _) => 0.0,
+                    // Changes wait: at least since the last one applied was committed.
+                    (true, Some(ms)) => {
+                        ((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1000.0).max(0.0)
+                    }
+                    (true, None) => 0.0,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => status.error = Some(e.to_string()),
+        }
+        Ok(status)
+    }
+}
+
+/// A CDC stream's progress, for metrics.
+#[derive(Clone, Debug)]
+pub enum SourceMetric {
+    Lag {
+        source: String,
+        bytes: u64,
+        seconds: f64,
+    },
+    Changes {
+        source: String,
+        changes: u64,
+    },
+}
+
+/// Streams every `mode = "cdc"` source until `stopped`: a task per source, restarted with
+/// backoff (1 s doubling to 60 s) after an error, each error logged. A stop lets the batch
+/// in progress commit.
+pub async fn run_sources(
+    lakehouse: Lakehouse,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    observe: std::sync::Arc<dyn Fn(SourceMetric) + Send + Sync>,
+) {
+    let sources: Vec<SourceConfig> = lakehouse
+        .sources()
+        .into_iter()
+        .filter(|s| s.mode == SourceMode::Cdc)
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in sources {
+        let lakehouse = lakehouse.clone();
+        let stopped = stopped.clone();
+        let observe = observe.clone();
+        tasks.spawn(async move {
+            let name = source.name.clone();
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let observed = observe.clone();
+                let metric_source = name.clone();
+                let progress: FollowProgress = std::sync::Arc::new(move |event| match event {
+                    cdc::FollowEvent::Batch(batch) => {
+                        observed(SourceMetric::Changes {
+                            source: metric_source.clone(),
+                            changes: batch.changes,
+                        });
+                        observed(SourceMetric::Lag {
+                            source: metric_source.clone(),
+                            bytes: 0,
+                            seconds: batch.lag_seconds,
+                        });
+                    }
+                    cdc::FollowEvent::Lag {
+                        lag_bytes,
+                        lag_seconds,
+                    } => observed(SourceMetric::Lag {
+                        source: metric_source.clone(),
+                        bytes: lag_bytes,
+                        seconds: lag_seconds,
+                    }),
+                    cdc::FollowEvent::Loaded(_) => {}
+                });
+                let options = FollowOptions {
+                    branch: None,
+                    follow: true,
+                    full: false,
+                    skip_unsupported: false,
+                    readers: None,
+                };
+                tracing::info!(source = %name, "streaming changes");
+                let result = lakehouse
+                    .follow(&name, options, stopped.clone(), None, Some(progress))
+                    .await;
+                if *stopped.borrow() {
+                    return;
+                }
+                match result {
+                    Ok(_) => backoff = Duration::from_secs(1),
+                    Err(e) => {
+                        tracing::error!(source = %name, error = %e, hint = e.hint.as_deref().unwrap_or(""), retry_in_s = backoff.as_secs(), "change data capture stopped");
+                    }
+                }
+                let mut stop = stopped.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
