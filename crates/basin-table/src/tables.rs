@@ -306,10 +306,21 @@ impl Tables {
                 added,
                 sort_order,
             } => {
+                // The same rows: what the current snapshot says about where they came from
+                // (a source's position, `basin.source.*`) still holds, and must outlive the
+                // expiry of the snapshot that said it first.
+                let mut properties = properties.clone();
+                if let Some(current) = table.metadata().current_snapshot() {
+                    for (k, v) in &current.summary().additional_properties {
+                        if k == "basin.source" || k.starts_with("basin.source.") {
+                            properties.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                }
                 let (requirements, mut updates) = rewrite_updates(
                     table,
                     added.clone(),
-                    properties.clone(),
+                    properties,
                     Some(removed),
                     iceberg::spec::Operation::Replace,
                 )

@@ -409,6 +409,74 @@ async fn a_rewrite_keeps_appends_and_fails_if_its_files_were_rewritten_meanwhile
     assert_eq!(all_values(&tables).await, values);
 }
 
+/// A compaction rewrites the same rows, so it keeps what the snapshot before it said about
+/// their source (`basin.source.*`): once the older snapshot is expired, change data capture
+/// still finds its position on the table.
+#[tokio::test]
+async fn a_compaction_carries_a_sources_position_forward() {
+    let (_dir, tables, key, read_at, table) = three_appends().await;
+    let files = basin_table::live_data_files(&table).await.unwrap();
+    let removed: HashSet<String> = files.keys().take(1).cloned().collect();
+    let request = CommitRequest::new("main", read_at.commit.clone(), "cdc")
+        .with_property("basin.source", "shop")
+        .with_property("basin.source.lsn", "0/16B3748");
+    tables
+        .commit_changes(
+            vec![basin_table::StagedChange {
+                key: key.clone(),
+                staged: Tables::stage_existing(table.clone()),
+                change: TableChange::Rewrite {
+                    removed,
+                    added: data_file(&table, vec![20]).await,
+                },
+            }],
+            request,
+        )
+        .await
+        .unwrap();
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let rewritten = tables.load(&main, &key).await.unwrap();
+    let live: HashSet<String> = basin_table::live_data_files(&rewritten)
+        .await
+        .unwrap()
+        .into_keys()
+        .collect();
+    let values = all_values(&tables).await;
+    tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(rewritten.clone()),
+            TableChange::Compact {
+                removed: live,
+                added: data_file(&rewritten, values.clone()).await,
+                sort_order: None,
+            },
+            CommitRequest::new("main", main.commit, "compact"),
+        )
+        .await
+        .unwrap();
+    let now = tables
+        .load(&tables.catalog().resolve("main").await.unwrap(), &key)
+        .await
+        .unwrap();
+    let summary = now.metadata().current_snapshot().unwrap().summary().clone();
+    assert_eq!(
+        summary.operation,
+        basin_table::iceberg::spec::Operation::Replace
+    );
+    let props = &summary.additional_properties;
+    assert_eq!(props.get("basin.source").map(String::as_str), Some("shop"));
+    assert_eq!(
+        props.get("basin.source.lsn").map(String::as_str),
+        Some("0/16B3748")
+    );
+    assert_eq!(
+        props.get("basin.message").map(String::as_str),
+        Some("compact")
+    );
+    assert_eq!(all_values(&tables).await, values);
+}
+
 /// An expiry decided on one head and committed after another writer appended keeps that
 /// append (it is staged again on the new head); a snapshot that became current meanwhile is
 /// a conflict, and nothing changes.
