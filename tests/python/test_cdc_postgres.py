@@ -84,6 +84,32 @@ def test_changes_after_the_load_are_applied_and_logged(lakehouse, db):
     assert set(ops) == {"I", "U", "D"}
 
 
+def test_a_transaction_past_max_transaction_changes_stops_with_a_hint_and_resumes(lakehouse, db):
+    """A source transaction is held in memory until it commits: past `max_transaction_changes`
+    the stream stops, says which setting, applies nothing of it, and a raised limit resumes
+    from that very transaction."""
+    pg, name, conn = db
+    conn.execute(SCHEMA)
+    declare(lakehouse, pg, name, ["public.items"], extra=CDC + "max_transaction_changes = 50\n")
+    lakehouse("ingest", "shop")
+    with conn.transaction():
+        conn.execute("INSERT INTO items SELECT i, 'big', 1, 1.00, now() FROM generate_series(10001, 10080) i")
+    conn.execute("INSERT INTO items VALUES (20001, 'after', 1, 1.00, now())")
+
+    stopped = lakehouse.run("ingest", "shop", check=False)
+    assert stopped.returncode != 0
+    assert "more than 50 changes (`max_transaction_changes`)" in stopped.stderr, stopped.stderr
+    assert "hint: raise `max_transaction_changes` in [sources.shop]" in stopped.stderr
+    assert len(current(lakehouse, "shop.items")) == 5000, "part of the big transaction landed"
+
+    toml = lakehouse.home / "basin.toml"
+    toml.write_text(toml.read_text().replace("max_transaction_changes = 50", "max_transaction_changes = 100"))
+    lakehouse("ingest", "shop")
+    assert differences(conn, lakehouse, "items", "shop.items") == (0, 0, 0)
+    unique, n = no_duplicate_changes(lakehouse, "shop.items_changelog")
+    assert unique and n == 81
+
+
 class Writer(threading.Thread):
     """Random inserts, updates (some of the key), deletes and multi-statement transactions on
     `items`, each transaction touching a key at most once, until stopped or `limit`
@@ -314,6 +340,7 @@ def test_serve_streams_cdc_sources_and_exports_their_lag(lakehouse, db):
         text = metrics()
         assert 'basin_source_lag_bytes{source="shop"}' in text
         assert 'basin_source_lag_seconds{source="shop"}' in text
+        assert 'basin_source_stops_total{source="shop"} 0' in text
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -39,6 +39,7 @@ struct SourceStream {
     lag_bytes: u64,
     lag_seconds: f64,
     changes: u64,
+    stops: u64,
 }
 
 /// What the scheduled maintenance runs of this server did.
@@ -131,6 +132,9 @@ impl Metrics {
             }
             SourceMetric::Changes { source, changes } => {
                 c.sources.entry(source).or_default().changes += changes;
+            }
+            SourceMetric::Stopped { source } => {
+                c.sources.entry(source).or_default().stops += 1;
             }
         }
     }
@@ -391,6 +395,12 @@ fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
             "counter",
             "Row changes a CDC source's stream committed to its tables.",
             |s: &SourceStream| s.changes.to_string(),
+        ),
+        (
+            "basin_source_stops_total",
+            "counter",
+            "Times a CDC source's stream stopped on an error (a limit such as `max_transaction_changes`, a lost connection) and was restarted after a backoff; the log says why.",
+            |s: &SourceStream| s.stops.to_string(),
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");

@@ -60,6 +60,7 @@ impl Lakehouse {
             publication: source.publication.clone(),
             batch_rows: source.batch_rows,
             batch_seconds: source.batch_seconds,
+            max_transaction_changes: source.max_transaction_changes,
             follow: options.follow,
             full: options.full,
             skip_unsupported: options.skip_unsupported,
@@ -129,6 +130,10 @@ pub enum SourceMetric {
         source: String,
         changes: u64,
     },
+    /// The stream stopped on an error (it restarts after a backoff).
+    Stopped {
+        source: String,
+    },
 }
 
 /// Streams every `mode = "cdc"` source until `stopped`: a task per source, restarted with
@@ -194,6 +199,9 @@ pub async fn run_sources(
                 match result {
                     Ok(_) => backoff = Duration::from_secs(1),
                     Err(e) => {
+                        observe(SourceMetric::Stopped {
+                            source: name.clone(),
+                        });
                         tracing::error!(source = %name, error = %e, hint = e.hint.as_deref().unwrap_or(""), retry_in_s = backoff.as_secs(), "change data capture stopped");
                     }
                 }

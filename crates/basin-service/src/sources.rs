@@ -19,6 +19,10 @@ pub const DEFAULT_PUBLICATION: &str = "basin";
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 /// ...or once its first transaction has waited this long.
 pub const DEFAULT_BATCH_SECONDS: f64 = 1.0;
+/// The most changes one source transaction may hold: Basin keeps a transaction in memory until
+/// it commits at the source, so a bigger one stops the stream with a hint instead of using up
+/// memory.
+pub const DEFAULT_MAX_TRANSACTION_CHANGES: usize = 1_000_000;
 
 /// `[sources.NAME]` as written in basin.toml.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -35,6 +39,7 @@ pub struct SourceSection {
     pub publication: Option<String>,
     pub batch_rows: Option<usize>,
     pub batch_seconds: Option<f64>,
+    pub max_transaction_changes: Option<usize>,
 }
 
 /// How a source is kept up to date.
@@ -69,6 +74,8 @@ pub struct SourceConfig {
     pub batch_rows: usize,
     /// ...or when its first transaction has waited this long.
     pub batch_seconds: f64,
+    /// CDC: the most changes one source transaction may hold (it is held in memory).
+    pub max_transaction_changes: usize,
 }
 
 impl SourceConfig {
@@ -161,6 +168,15 @@ impl SourceConfig {
                 "batch_seconds = 1.0 (the longest a change waits for its batch)",
             ));
         }
+        let max_transaction_changes = section
+            .max_transaction_changes
+            .unwrap_or(DEFAULT_MAX_TRANSACTION_CHANGES);
+        if max_transaction_changes == 0 {
+            return Err(refuse(
+                "max_transaction_changes = 0: give at least 1".into(),
+                "max_transaction_changes = 1000000 (changes of one source transaction, held in memory)",
+            ));
+        }
         let publication = section
             .publication
             .clone()
@@ -184,6 +200,7 @@ impl SourceConfig {
             publication,
             batch_rows,
             batch_seconds,
+            max_transaction_changes,
         })
     }
 
@@ -219,6 +236,10 @@ impl SourceConfig {
         }
         if self.batch_seconds != DEFAULT_BATCH_SECONDS {
             table["batch_seconds"] = toml_edit::value(self.batch_seconds);
+        }
+        if self.max_transaction_changes != DEFAULT_MAX_TRANSACTION_CHANGES {
+            table["max_transaction_changes"] =
+                toml_edit::value(self.max_transaction_changes as i64);
         }
         table
     }

@@ -124,6 +124,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 publication,
                 batch_rows,
                 batch_seconds,
+                max_transaction_changes: None,
             };
             let file = lake.root().join("basin.toml");
             let source = SourceConfig::from_section(&name, &section, &file)?;

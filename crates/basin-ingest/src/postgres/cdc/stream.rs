@@ -35,6 +35,9 @@ pub struct FollowRequest {
     pub batch_rows: usize,
     /// ...or its first transaction waited this long.
     pub batch_seconds: f64,
+    /// The most changes one source transaction may hold (it is kept in memory until it
+    /// commits): past it the stream stops with a hint.
+    pub max_transaction_changes: usize,
     /// Keep streaming until stopped; else stop once caught up.
     pub follow: bool,
     /// A full load even if the tables hold a position.
@@ -533,6 +536,10 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
                             });
                         }
                     }
+                    if txn.changes.len() > request.max_transaction_changes {
+                        // Nothing of it is acknowledged: the slot keeps it for the next run.
+                        return Err(too_big(&name, request.max_transaction_changes));
+                    }
                 }
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
@@ -608,4 +615,17 @@ fn stream_error(source: &str) -> impl Fn(pgwire_replication::PgWireError) -> Err
         };
         Error::io(format!("source `{source}`: replication stream: {text}")).with_hint(hint)
     }
+}
+
+/// A source transaction holds more changes than `[sources.NAME] max_transaction_changes`.
+fn too_big(source: &str, limit: usize) -> Error {
+    Error::invalid(format!(
+        "source `{source}`: a transaction holds more than {limit} changes \
+         (`max_transaction_changes`); Basin keeps a source transaction in memory until it commits"
+    ))
+    .with_hint(format!(
+        "raise `max_transaction_changes` in [sources.{source}] of basin.toml if this host has \
+         the memory (about the rows' size each), or commit smaller transactions at the source; \
+         the stream resumes from the same transaction"
+    ))
 }
