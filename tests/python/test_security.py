@@ -257,7 +257,9 @@ def test_uploads_past_the_limit_are_refused_and_leave_nothing(hostile, orders, t
     h = hostile
     writer = orders("token", "create", "--role", "writer").strip()
     big = tmp_path / "big.csv"
-    big.write_text("id,amount\n" + "".join(f"{i},1.00\n" for i in range(500)))
+    # 4 MB: big enough that a server refusing it unread would reset the connection while the
+    # client still sends (a broken pipe instead of the refusal, as it once was).
+    big.write_text("id,amount\n" + "".join(f"{i},1.00\n" for i in range(400_000)))
     env = {**os.environ, "BASIN_REMOTE": h["base"], "BASIN_TOKEN": writer}
     env.pop("BASIN_HOME", None)
     out = subprocess.run([BASIN, "import", str(big), "--table", "sales.big"], capture_output=True, text=True,

@@ -409,6 +409,7 @@ pub(crate) async fn import(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        drain(body).await;
         return Ok((
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(error_body(&too_large())),
@@ -464,6 +465,24 @@ pub(crate) async fn import(
         named
     })?;
     Ok(Json(report).into_response())
+}
+
+/// Reads and drops what a client is already sending before it is refused, so that it reads
+/// the refusal instead of a broken pipe (a connection closed with unread data is reset).
+/// Bounded in bytes and time: a hostile client cannot keep the server reading.
+async fn drain(body: axum::body::Body) {
+    const MOST: usize = 16 << 20;
+    let mut chunks = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut chunks).await {
+            read += chunk.len();
+            if read > MOST {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
