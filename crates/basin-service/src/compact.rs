@@ -68,22 +68,6 @@ pub struct CompactReport {
     pub seconds: f64,
 }
 
-/// The data files of `table`'s current snapshot, as iceberg plans a full scan of them.
-async fn live_files(table: &iceberg::table::Table) -> Result<Vec<FileScanTask>> {
-    let context = format!("cannot list the files of `{}`", table.identifier());
-    table
-        .scan()
-        .select_all()
-        .build()
-        .map_err(basin_table::from_iceberg(&context))?
-        .plan_files()
-        .await
-        .map_err(basin_table::from_iceberg(&context))?
-        .try_collect()
-        .await
-        .map_err(basin_table::from_iceberg(&context))
-}
-
 /// Whether a file this big is worth rewriting at `target` bytes.
 fn is_small(bytes: u64, target: u64) -> bool {
     bytes < target / 4 * 3
@@ -104,7 +88,7 @@ impl Lakehouse {
         let target = options
             .target_file_size
             .unwrap_or_else(|| basin_table::target_file_size(table.metadata().properties()));
-        let live = live_files(&table).await?;
+        let live = basin_table::planned_files(&table, None).await?;
         if live.iter().any(|task| !task.deletes.is_empty()) {
             return Err(Error::invalid(format!(
                 "`{key}` has delete files, which compaction cannot apply yet"

@@ -30,7 +30,7 @@ pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg, unknown_column_hint};
 pub use expire::{ExpirePolicy, snapshots_to_expire};
 pub use files::{Reachable, StoredFile, is_table_file};
-pub use merge::{appended_files_since, appended_snapshots_since, live_data_files};
+pub use merge::{appended_files_since, appended_snapshots_since, live_data_files, planned_files};
 pub use s3_storage::install_crypto_provider;
 pub use tables::{
     ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,

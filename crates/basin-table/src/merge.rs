@@ -98,3 +98,25 @@ pub async fn live_data_files(table: &Table) -> iceberg::Result<HashMap<String, u
     }
     Ok(files)
 }
+
+/// The files a full scan of `table`'s current snapshot reads, as iceberg plans them; with
+/// `filter`, only those whose column bounds in the manifests may match it.
+pub async fn planned_files(
+    table: &Table,
+    filter: Option<iceberg::expr::Predicate>,
+) -> crate::Result<Vec<iceberg::scan::FileScanTask>> {
+    use futures::TryStreamExt;
+    let context = format!("cannot list the files of `{}`", table.identifier());
+    let mut scan = table.scan().select_all();
+    if let Some(predicate) = filter {
+        scan = scan.with_filter(predicate);
+    }
+    scan.build()
+        .map_err(crate::from_iceberg(&context))?
+        .plan_files()
+        .await
+        .map_err(crate::from_iceberg(&context))?
+        .try_collect()
+        .await
+        .map_err(crate::from_iceberg(&context))
+}

@@ -39,23 +39,11 @@ pub(super) async fn candidate_files(
     keys: &RecordBatch,
     all: bool,
 ) -> Result<Vec<iceberg::scan::FileScanTask>> {
-    let context = format!("cannot list the files of `{}`", table.identifier());
-    let mut scan = table.scan().select_all();
-    if !all
-        && let [column] = key_columns
-        && let Some(predicate) = key_filter(column, keys.column(0))
-    {
-        scan = scan.with_filter(predicate);
-    }
-    let tasks: Vec<iceberg::scan::FileScanTask> = scan
-        .build()
-        .map_err(basin_table::from_iceberg(&context))?
-        .plan_files()
-        .await
-        .map_err(basin_table::from_iceberg(&context))?
-        .try_collect()
-        .await
-        .map_err(basin_table::from_iceberg(&context))?;
+    let filter = match key_columns {
+        [column] if !all => key_filter(column, keys.column(0)),
+        _ => None,
+    };
+    let tasks = basin_table::planned_files(table, filter).await?;
     Ok(tasks
         .into_iter()
         .map(|mut task| {
