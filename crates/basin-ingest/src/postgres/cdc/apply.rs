@@ -151,14 +151,7 @@ async fn stage_table(
     match tables.catalog().content(at, key).await? {
         Some(Content::Table { metadata_location }) => {
             let table = tables.load_from(key, &metadata_location).await?;
-            let have: HashSet<String> = table
-                .metadata()
-                .current_schema()
-                .as_struct()
-                .fields()
-                .iter()
-                .map(|f| f.name.clone())
-                .collect();
+            let have: HashSet<String> = column_names(&table).into_iter().collect();
             let added: Vec<(String, Type)> = wanted
                 .iter()
                 .filter(|(name, _)| !have.contains(name))
@@ -336,15 +329,7 @@ async fn table_changes(
         wanted.push((column.name.clone(), decode.iceberg_type(0)));
     }
     let current = stage_table(tables, at, &target.current, &wanted, false).await?;
-    let columns: Vec<String> = current
-        .table
-        .metadata()
-        .current_schema()
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
+    let columns = column_names(&current.table);
     let kinds = columns
         .iter()
         .map(|c| {
@@ -592,6 +577,17 @@ pub(crate) fn no_key(source: &str, table: &str) -> Error {
 /// Microseconds since the Unix epoch of a Postgres timestamp (microseconds since 2000).
 pub(crate) fn unix_micros(pg_micros: i64) -> i64 {
     pg_micros.saturating_add(PG_EPOCH_MICROS)
+}
+
+/// The names of `table`'s columns, in order.
+fn column_names(table: &basin_table::iceberg::table::Table) -> Vec<String> {
+    let schema = table.metadata().current_schema();
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect()
 }
 
 #[cfg(test)]
