@@ -94,32 +94,27 @@ impl Pool {
     /// Moves a pooled file to `dest` for Basin to write an input into: a used one, else a
     /// fresh one. Returns the opened file (not truncated), or None when the pool has none.
     pub fn take_for_input(self: &Arc<Self>, dest: &Path) -> Option<File> {
-        let taken = {
-            let mut state = self.state.lock().expect("pool");
-            let taken = largest(&mut state.used).or_else(|| largest(&mut state.fresh));
-            if let Some(t) = &taken {
-                state.held -= t.bytes;
-            }
-            self.set_held(&state);
-            taken
-        };
+        let taken = self.take(|s| largest(&mut s.used).or_else(|| largest(&mut s.fresh)));
         self.arrive(taken, dest)
     }
 
     /// Moves a fresh (zero-filled) file to `dest`, where a function will write.
     pub fn take_fresh(self: &Arc<Self>, dest: &Path) -> bool {
-        let taken = {
-            let mut state = self.state.lock().expect("pool");
-            let taken = largest(&mut state.fresh);
-            if let Some(t) = &taken {
-                state.held -= t.bytes;
-            }
-            self.set_held(&state);
-            taken
-        };
+        let taken = self.take(|s| largest(&mut s.fresh));
         let placed = self.arrive(taken, dest).is_some();
         self.refill();
         placed
+    }
+
+    /// The file `pick` chooses, no longer counted as held.
+    fn take(&self, pick: impl FnOnce(&mut State) -> Option<Pooled>) -> Option<Pooled> {
+        let mut state = self.state.lock().expect("pool");
+        let taken = pick(&mut state);
+        if let Some(t) = &taken {
+            state.held -= t.bytes;
+        }
+        self.set_held(&state);
+        taken
     }
 
     fn arrive(self: &Arc<Self>, taken: Option<Pooled>, dest: &Path) -> Option<File> {

@@ -33,8 +33,8 @@ pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files, planned_files};
 pub use s3_storage::install_crypto_provider;
 pub use tables::{
-    ColumnSummary, MergeableAppends, SnapshotSummary, Staged, TableChange, TableSummary, Tables,
-    WriteOutcome,
+    ColumnSummary, MergeableAppends, SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange,
+    TableSummary, Tables, WriteOutcome,
 };
 pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};

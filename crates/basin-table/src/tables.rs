@@ -6,7 +6,10 @@ use basin_catalog::{
     Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
 };
 use iceberg::TableUpdate;
-use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, Type, UnboundPartitionSpec};
+use iceberg::spec::{
+    DataFile, Operation as SnapshotOperation, Schema, TableMetadataBuilder, Type,
+    UnboundPartitionSpec,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{MetadataLocation, TableCreation, TableIdent};
@@ -109,6 +112,26 @@ pub struct SnapshotSummary {
 pub struct Tables {
     catalog: Catalog,
     warehouse: Warehouse,
+}
+
+/// The snapshot-summary property naming the source a table's rows come from; the source's
+/// position is in `basin.source.*` (see basin-ingest's change data capture).
+pub const SOURCE_PROPERTY: &str = "basin.source";
+
+/// Stages a snapshot that swaps live files for `files` (all of them, or those in `only`),
+/// plus `extra` updates.
+async fn stage_rewrite(
+    table: &Table,
+    files: &[DataFile],
+    properties: HashMap<String, String>,
+    only: Option<&HashSet<String>>,
+    operation: SnapshotOperation,
+    extra: impl IntoIterator<Item = TableUpdate>,
+) -> iceberg::Result<Table> {
+    let (requirements, mut updates) =
+        rewrite_updates(table, files.to_vec(), properties, only, operation).await?;
+    updates.extend(extra);
+    stage_updates(table, &requirements, updates).await
 }
 
 fn ident(key: &Key) -> Result<TableIdent> {
@@ -267,34 +290,26 @@ impl Tables {
                 tx.commit(&catalog).await.map_err(from_iceberg(&context))?;
                 Ok(catalog.into_table().await)
             }
-            TableChange::Replace(files) => {
-                let (requirements, updates) = rewrite_updates(
-                    table,
-                    files.clone(),
-                    properties.clone(),
-                    None,
-                    iceberg::spec::Operation::Overwrite,
-                )
-                .await
-                .map_err(from_iceberg(&context))?;
-                stage_updates(table, &requirements, updates)
-                    .await
-                    .map_err(from_iceberg(&context))
-            }
-            TableChange::Rewrite { removed, added } => {
-                let (requirements, updates) = rewrite_updates(
-                    table,
-                    added.clone(),
-                    properties.clone(),
-                    Some(removed),
-                    iceberg::spec::Operation::Overwrite,
-                )
-                .await
-                .map_err(from_iceberg(&context))?;
-                stage_updates(table, &requirements, updates)
-                    .await
-                    .map_err(from_iceberg(&context))
-            }
+            TableChange::Replace(files) => stage_rewrite(
+                table,
+                files,
+                properties.clone(),
+                None,
+                SnapshotOperation::Overwrite,
+                [],
+            )
+            .await
+            .map_err(from_iceberg(&context)),
+            TableChange::Rewrite { removed, added } => stage_rewrite(
+                table,
+                added,
+                properties.clone(),
+                Some(removed),
+                SnapshotOperation::Overwrite,
+                [],
+            )
+            .await
+            .map_err(from_iceberg(&context)),
             TableChange::Expire(snapshots) => {
                 let (requirements, updates) = crate::expire::expire_updates(table, snapshots)?;
                 stage_updates(table, &requirements, updates)
@@ -312,30 +327,30 @@ impl Tables {
                 let mut properties = properties.clone();
                 if let Some(current) = table.metadata().current_snapshot() {
                     for (k, v) in &current.summary().additional_properties {
-                        if k == "basin.source" || k.starts_with("basin.source.") {
+                        if k == SOURCE_PROPERTY || k.starts_with(&format!("{SOURCE_PROPERTY}.")) {
                             properties.entry(k.clone()).or_insert_with(|| v.clone());
                         }
                     }
                 }
-                let (requirements, mut updates) = rewrite_updates(
+                // -1: the sort order this change added.
+                let order = sort_order.iter().flat_map(|order| {
+                    [
+                        TableUpdate::AddSortOrder {
+                            sort_order: order.clone(),
+                        },
+                        TableUpdate::SetDefaultSortOrder { sort_order_id: -1 },
+                    ]
+                });
+                stage_rewrite(
                     table,
-                    added.clone(),
+                    added,
                     properties,
                     Some(removed),
-                    iceberg::spec::Operation::Replace,
+                    SnapshotOperation::Replace,
+                    order,
                 )
                 .await
-                .map_err(from_iceberg(&context))?;
-                if let Some(order) = sort_order {
-                    updates.push(TableUpdate::AddSortOrder {
-                        sort_order: order.clone(),
-                    });
-                    // -1: the sort order this change added.
-                    updates.push(TableUpdate::SetDefaultSortOrder { sort_order_id: -1 });
-                }
-                stage_updates(table, &requirements, updates)
-                    .await
-                    .map_err(from_iceberg(&context))
+                .map_err(from_iceberg(&context))
             }
         }
     }

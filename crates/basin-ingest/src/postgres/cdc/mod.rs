@@ -23,7 +23,7 @@ use basin_table::Tables;
 pub use stream::{FollowEvent, FollowProgress, FollowReport, FollowRequest, follow};
 
 /// Snapshot summary keys a source's commits carry.
-pub const SOURCE_PROPERTY: &str = "basin.source";
+pub const SOURCE_PROPERTY: &str = basin_table::SOURCE_PROPERTY;
 pub const LSN_PROPERTY: &str = "basin.source.lsn";
 pub const SLOT_PROPERTY: &str = "basin.source.slot";
 pub const SYSTEM_PROPERTY: &str = "basin.source.system-id";
