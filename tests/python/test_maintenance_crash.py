@@ -72,10 +72,14 @@ def test_compaction_killed_at_any_point_leaves_every_ref_reading(lakehouse, tmp_
     for delay in delays(15):
         if killed_after(lakehouse, delay, "table", "compact", "sales.orders", "--target-file-size", "1GiB"):
             break  # it finished first
-        kills += 1
         assert {ref: reads(lakehouse, ref) for ref in REFS} == before, f"killed after {delay:.2f}s"
-        assert lakehouse.json("table", "show", "sales.orders")["data_files"] == 4
         assert pyiceberg_rows(lakehouse, "main") == 240_000
+        # All or nothing: a kill between the catalog commit and the process's exit finds it done.
+        files = lakehouse.json("table", "show", "sales.orders")["data_files"]
+        assert files in (1, 4), f"killed after {delay:.2f}s: {files} data files"
+        if files == 1:
+            break
+        kills += 1
     print(f"{kills} compactions killed")
     assert kills >= 3, f"only {kills} compactions were killed"
     assert lakehouse.json("table", "show", "sales.orders")["data_files"] == 1
