@@ -4,6 +4,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Output kept per event: the tail, where errors are.
+const MAX_LOGS: usize = 64 * 1024;
+
+/// The last [`MAX_LOGS`] bytes of an attempt's output (cut at a character boundary).
+pub(crate) fn tail(logs: &str) -> &str {
+    if logs.len() <= MAX_LOGS {
+        return logs;
+    }
+    let mut start = logs.len() - MAX_LOGS;
+    while !logs.is_char_boundary(start) {
+        start += 1;
+    }
+    &logs[start..]
+}
+
 /// Where an event is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

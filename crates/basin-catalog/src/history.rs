@@ -77,6 +77,50 @@ pub struct Plan {
     pub cuts: Vec<String>,
 }
 
+/// The commit graph as a store reads it: every parent edge `(child, parent)`, and every
+/// commit as `(id, first parent, created_at_ms, seq)`.
+pub(crate) fn graph(
+    edges: Vec<(String, String)>,
+    commits: Vec<(String, Option<String>, i64, i64)>,
+) -> Vec<Node> {
+    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+    for (child, parent) in edges {
+        parents.entry(child).or_default().push(parent);
+    }
+    commits
+        .into_iter()
+        .map(|(id, first_parent, created_at_ms, seq)| Node {
+            parents: parents.remove(&id).unwrap_or_default(),
+            first_parent,
+            created_at_ms,
+            seq,
+            id,
+        })
+        .collect()
+}
+
+impl Plan {
+    /// What applying this plan does, as a prune reports it.
+    pub(crate) fn report(&self) -> HistoryPruned {
+        HistoryPruned {
+            commits_kept: self.kept.len() as u64,
+            commits_removed: self.removed.len() as u64,
+            cut_at: self
+                .cuts
+                .iter()
+                .cloned()
+                .map(CommitId::from_string)
+                .collect(),
+            removed: self
+                .removed
+                .iter()
+                .cloned()
+                .map(CommitId::from_string)
+                .collect(),
+        }
+    }
+}
+
 /// Decides which commits of `nodes` `retention` keeps; see the module docs.
 pub fn plan(nodes: &[Node], refs: &[Ref], retention: &HistoryRetention) -> Plan {
     let index: HashMap<&str, usize> = nodes

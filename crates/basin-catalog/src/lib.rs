@@ -15,11 +15,13 @@
 //! ```
 
 mod catalog;
+mod commit_rules;
 mod error;
 mod events;
 pub mod history;
 mod migrations;
 mod model;
+mod rows;
 mod sqlite;
 mod sqlite_events;
 mod sqlite_history;

@@ -14,6 +14,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use crate::commit_rules::{
+    ROOT_MESSAGE, Tree, branch_head, check_rebase, children_range, validate_operations,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
@@ -21,13 +24,12 @@ use crate::events::{
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::rows::{self, to_json};
 use crate::sqlite_events;
 use crate::sqlite_history;
 use crate::sqlite_records::{self, Records};
-use crate::store::Store;
+use crate::store::{Store, now_ms};
 use crate::usage::{InvocationRecord, TokenRecord};
-
-const ROOT_MESSAGE: &str = "initialize lakehouse";
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -82,147 +84,37 @@ impl SqlStore {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    Ok(serde_json::to_string(value)?)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn ref_kind(s: &str) -> RefKind {
-    if s == "tag" {
-        RefKind::Tag
-    } else {
-        RefKind::Branch
-    }
-}
-
-fn commit_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Commit> {
-    Ok(Commit {
-        id: CommitId::from_string(row.get::<String, _>("id")),
-        parent: row
-            .get::<Option<String>, _>("parent")
-            .map(CommitId::from_string),
-        merge_parent: row
-            .get::<Option<String>, _>("merge_parent")
-            .map(CommitId::from_string),
-        author: row.get("author"),
-        message: row.get("message"),
-        created_at_ms: row.get("created_at_ms"),
-        operations: serde_json::from_str(row.get("operations"))?,
-        properties: serde_json::from_str(row.get("properties"))?,
-    })
-}
-
 async fn read_ref(conn: &mut SqliteConnection, name: &str) -> Result<Option<Ref>> {
     let row = sqlx::query("SELECT name, kind, commit_id FROM refs WHERE name = ?")
         .bind(name)
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row.map(|r| Ref {
-        name: r.get("name"),
-        kind: ref_kind(r.get("kind")),
-        head: CommitId::from_string(r.get::<String, _>("commit_id")),
-    }))
+    row.as_ref().map(rows::ref_row).transpose()
 }
 
-async fn read_content(
-    conn: &mut SqliteConnection,
-    at: &CommitId,
-    key: &Key,
-) -> Result<Option<Content>> {
-    let row = sqlx::query("SELECT value FROM contents WHERE commit_id = ? AND key = ?")
-        .bind(at.as_str())
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|r| Ok(serde_json::from_str(r.get("value"))?))
-        .transpose()
-}
-
-/// The keys inside `namespace` (its tables and child namespaces).
-async fn children(
-    conn: &mut SqliteConnection,
-    at: &CommitId,
-    namespace: &Key,
-) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT key FROM contents WHERE commit_id = ? AND key > ? AND key < ?")
-        .bind(at.as_str())
-        .bind(format!("{namespace}."))
-        .bind(format!("{namespace}/")) // '/' sorts right after '.'
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.iter().map(|r| r.get("key")).collect())
-}
-
-/// Checks the operations against the tree they will apply to: tables need their namespace,
-/// deletes need their key, and a namespace must be empty to go.
-async fn validate_operations(
-    conn: &mut SqliteConnection,
-    head: &CommitId,
-    ops: &[Operation],
-) -> Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    for op in ops {
-        if !seen.insert(op.key().clone()) {
-            return Err(Error::invalid(format!(
-                "one commit changes `{}` twice",
-                op.key()
-            )));
-        }
+#[async_trait]
+impl Tree for SqliteConnection {
+    async fn content(&mut self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM contents WHERE commit_id = ? AND key = ?")
+                .bind(at.as_str())
+                .bind(key.as_str())
+                .fetch_optional(&mut *self)
+                .await?;
+        value.as_deref().map(rows::content).transpose()
     }
-    for op in ops {
-        match op {
-            Operation::Put { key, content } => {
-                if let Some(ns) = key.namespace() {
-                    let in_commit = ops.iter().any(|o| {
-                        matches!(o, Operation::Put { key, content: Content::Namespace { .. } } if *key == ns)
-                    });
-                    let exists = matches!(
-                        read_content(conn, head, &ns).await?,
-                        Some(Content::Namespace { .. })
-                    );
-                    if !in_commit && !exists {
-                        return Err(Error::not_found(format!("namespace `{ns}` does not exist"))
-                            .with_hint(format!("create it with `basin namespace create {ns}`")));
-                    }
-                }
-                if let Some(old) = read_content(conn, head, key).await?
-                    && old.is_table() != content.is_table()
-                {
-                    let kind = if old.is_table() { "table" } else { "namespace" };
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("`{key}` already exists as a {kind}"),
-                    ));
-                }
-            }
-            Operation::Delete { key } => {
-                match read_content(conn, head, key).await? {
-                    None => return Err(Error::not_found(format!("`{key}` does not exist"))),
-                    Some(Content::Namespace { .. }) => {
-                        // Every child must be deleted in the same commit.
-                        for child in children(conn, head, key).await? {
-                            let deleted = ops.iter().any(
-                                |o| matches!(o, Operation::Delete { key } if key.as_str() == child),
-                            );
-                            if !deleted {
-                                return Err(Error::invalid(format!(
-                                    "namespace `{key}` is not empty: `{child}` is in it"
-                                ))
-                                .with_hint(format!(
-                                    "drop `{child}` first with `basin table rm {child}`"
-                                )));
-                            }
-                        }
-                    }
-                    Some(Content::Table { .. }) => {}
-                }
-            }
-        }
+
+    async fn children(&mut self, at: &CommitId, namespace: &Key) -> Result<Vec<String>> {
+        let (after, before) = children_range(namespace);
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM contents WHERE commit_id = ? AND key > ? AND key < ?",
+        )
+        .bind(at.as_str())
+        .bind(after)
+        .bind(before)
+        .fetch_all(&mut *self)
+        .await?)
     }
-    Ok(())
 }
 
 #[async_trait]
@@ -266,14 +158,7 @@ impl Store for SqlStore {
         let rows = sqlx::query("SELECT name, kind, commit_id FROM refs ORDER BY kind, name")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ref {
-                name: r.get("name"),
-                kind: ref_kind(r.get("kind")),
-                head: CommitId::from_string(r.get::<String, _>("commit_id")),
-            })
-            .collect())
+        rows.iter().map(rows::ref_row).collect()
     }
 
     async fn get_ref(&self, name: &str) -> Result<Option<Ref>> {
@@ -337,33 +222,8 @@ impl Store for SqlStore {
                 let conn: &mut SqliteConnection = &mut tx;
                 let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties, events } =
                     request;
-                let head = match read_ref(conn, &branch).await? {
-                    Some(Ref { kind: RefKind::Branch, head, .. }) => head,
-                    Some(Ref { kind: RefKind::Tag, .. }) => {
-                        return Err(Error::invalid(format!("`{branch}` is a tag; tags do not move"))
-                            .with_hint("commit to a branch, e.g. `--branch main`"));
-                    }
-                    None => return Err(Error::not_found(format!("branch `{branch}` does not exist"))),
-                };
-                if head != expected_head {
-                    // Re-base: allowed only if no key we touch changed since we read it.
-                    let mut conflicts = Vec::new();
-                    for op in &operations {
-                        if read_content(conn, &expected_head, op.key()).await? != read_content(conn, &head, op.key()).await? {
-                            conflicts.push(op.key().to_string());
-                        }
-                    }
-                    if !conflicts.is_empty() {
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "`{}` changed on branch `{branch}` since this change began",
-                                conflicts.join("`, `")
-                            ),
-                        )
-                        .with_hint("re-run the command; it will start from the new head"));
-                    }
-                }
+                let head = branch_head(&branch, read_ref(conn, &branch).await?)?;
+                check_rebase(conn, &branch, &expected_head, &head, &operations).await?;
                 validate_operations(conn, &head, &operations).await?;
 
                 let commit = Commit {
@@ -437,7 +297,7 @@ impl Store for SqlStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(commit_from_row).transpose()
+        row.as_ref().map(rows::commit_row).transpose()
     }
 
     async fn commits_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<CommitId>> {
@@ -467,7 +327,7 @@ impl Store for SqlStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(commit_from_row).collect()
+        rows.iter().map(rows::commit_row).collect()
     }
 
     async fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> Result<bool> {
@@ -507,8 +367,8 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok((
-                    Key::parse(r.get("key"))?,
-                    serde_json::from_str(r.get("value"))?,
+                    Key::parse(r.try_get("key")?)?,
+                    rows::content(r.try_get("value")?)?,
                 ))
             })
             .collect()
@@ -524,7 +384,7 @@ impl Store for SqlStore {
         .await?;
         let mut locations = Vec::new();
         for row in &rows {
-            let content: Content = serde_json::from_str(row.get("value"))?;
+            let content = rows::content(row.try_get("value")?)?;
             if let Some(location) = content.metadata_location() {
                 locations.push(location.to_string());
             }
@@ -544,12 +404,8 @@ impl Store for SqlStore {
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|r| Ref {
-                    name: r.get("name"),
-                    kind: ref_kind(r.get("kind")),
-                    head: CommitId::from_string(r.get::<String, _>("commit_id")),
-                })
-                .collect::<Vec<_>>()
+                .map(rows::ref_row)
+                .collect::<Result<Vec<_>>>()?
         };
         let pruned = sqlite_history::prune(&mut tx, &refs, retention, dry_run, now_ms()).await?;
         tx.commit().await?;
@@ -562,7 +418,7 @@ impl Store for SqlStore {
 
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
         let mut conn = self.pool.acquire().await?;
-        read_content(&mut conn, at, key).await
+        conn.content(at, key).await
     }
 
     async fn record_invocation(&self, r: &InvocationRecord) -> Result<()> {

@@ -1,17 +1,15 @@
 //! The SQLite side of the event queue and the deployed functions (see [`crate::events`]).
 //! Claims are one `BEGIN IMMEDIATE` transaction, so two dispatchers never lease one event.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::commit_rules::unconsumable_event;
+use crate::error::{Error, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent,
+    NewEvent, tail,
 };
-
-/// Output lines kept per event: the tail, where errors are.
-const MAX_LOGS: usize = 64 * 1024;
+use crate::rows::{event_row, like_prefix};
 
 pub(crate) async fn enqueue(pool: &SqlitePool, events: &[NewEvent], now_ms: i64) -> Result<usize> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -68,7 +66,7 @@ pub(crate) async fn claim(
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        claimed.push(event(&row)?);
+        claimed.push(event_row(&row)?);
     }
     tx.commit().await?;
     Ok(claimed)
@@ -153,16 +151,7 @@ pub(crate) async fn consume(
                     .bind(id)
                     .fetch_optional(&mut *conn)
                     .await?;
-            return Err(match committed {
-                None => Error::not_found(format!("no event `{id}`")),
-                Some(commit) => Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "event {id} is already stored by commit {}",
-                        commit.unwrap_or_default()
-                    ),
-                ),
-            });
+            return Err(unconsumable_event(id, committed));
         }
     }
     Ok(())
@@ -200,7 +189,7 @@ pub(crate) async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<
     .bind(filter.limit.max(1) as i64)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(event).collect()
+    rows.iter().map(event_row).collect()
 }
 
 pub(crate) async fn counts(pool: &SqlitePool, function: Option<&str>) -> Result<EventCounts> {
@@ -227,12 +216,11 @@ pub(crate) async fn counts(pool: &SqlitePool, function: Option<&str>) -> Result<
 
 /// Events whose id starts with `prefix` (at most 2, to detect ambiguity).
 pub(crate) async fn with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<EventRecord>> {
-    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
     let rows = sqlx::query("SELECT * FROM events WHERE id LIKE ? ORDER BY id LIMIT 2")
-        .bind(pattern)
+        .bind(like_prefix(prefix))
         .fetch_all(pool)
         .await?;
-    rows.iter().map(event).collect()
+    rows.iter().map(event_row).collect()
 }
 
 /// Makes failed or dead events (`ids`, or every dead one) pending again, with fresh attempts.
@@ -364,40 +352,4 @@ pub(crate) async fn delete_function(pool: &SqlitePool, name: &str) -> Result<()>
     }
     tx.commit().await?;
     Ok(())
-}
-
-fn tail(logs: &str) -> &str {
-    if logs.len() <= MAX_LOGS {
-        return logs;
-    }
-    let mut start = logs.len() - MAX_LOGS;
-    while !logs.is_char_boundary(start) {
-        start += 1;
-    }
-    &logs[start..]
-}
-
-fn event(row: &SqliteRow) -> Result<EventRecord> {
-    let state: String = row.try_get("state")?;
-    let json = |column: &str| -> Result<Option<serde_json::Value>> {
-        let text: Option<String> = row.try_get(column)?;
-        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
-    };
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        function: row.try_get("function")?,
-        state: EventState::parse(&state)
-            .ok_or_else(|| Error::internal(format!("event state `{state}`")))?,
-        payload: json("payload")?.unwrap_or_default(),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
-        next_at_ms: row.try_get("next_at_ms")?,
-        lease_until_ms: row.try_get("lease_until_ms")?,
-        error: row.try_get("error")?,
-        logs: row.try_get("logs")?,
-        commit: row.try_get("commit_id")?,
-        result: json("result")?,
-    })
 }

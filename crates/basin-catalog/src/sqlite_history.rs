@@ -2,12 +2,10 @@
 //! transaction reads the commit graph and the refs, plans, and removes, so a ref created or
 //! moved meanwhile is either seen by the plan or made after the commits are gone.
 
-use std::collections::HashMap;
-
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::error::Result;
-use crate::history::{HistoryCut, HistoryPruned, HistoryRetention, Node, plan};
+use crate::history::{HistoryCut, HistoryPruned, HistoryRetention, graph, plan};
 use crate::model::{CommitId, Ref};
 
 pub(crate) async fn prune(
@@ -17,48 +15,14 @@ pub(crate) async fn prune(
     dry_run: bool,
     now_ms: i64,
 ) -> Result<HistoryPruned> {
-    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
-    for row in sqlx::query("SELECT child, parent FROM commit_parents")
+    let edges = sqlx::query_as("SELECT child, parent FROM commit_parents")
         .fetch_all(&mut *conn)
-        .await?
-    {
-        parents
-            .entry(row.get("child"))
-            .or_default()
-            .push(row.get("parent"));
-    }
-    let nodes: Vec<Node> = sqlx::query("SELECT id, parent, created_at_ms, seq FROM commits")
+        .await?;
+    let commits = sqlx::query_as("SELECT id, parent, created_at_ms, seq FROM commits")
         .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            let id: String = row.get("id");
-            Node {
-                parents: parents.remove(&id).unwrap_or_default(),
-                first_parent: row.get("parent"),
-                created_at_ms: row.get("created_at_ms"),
-                seq: row.get("seq"),
-                id,
-            }
-        })
-        .collect();
-    let plan = plan(&nodes, refs, retention);
-    let report = HistoryPruned {
-        commits_kept: plan.kept.len() as u64,
-        commits_removed: plan.removed.len() as u64,
-        cut_at: plan
-            .cuts
-            .iter()
-            .cloned()
-            .map(CommitId::from_string)
-            .collect(),
-        removed: plan
-            .removed
-            .iter()
-            .cloned()
-            .map(CommitId::from_string)
-            .collect(),
-    };
+        .await?;
+    let plan = plan(&graph(edges, commits), refs, retention);
+    let report = plan.report();
     if dry_run || plan.removed.is_empty() {
         return Ok(report);
     }

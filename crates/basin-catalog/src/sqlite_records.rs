@@ -1,10 +1,11 @@
 //! The SQLite side of what the catalog keeps besides commits: metering records, pipeline
 //! runs and access tokens (see [`crate::Store`]).
 
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::error::{Error, Result};
-use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
+use crate::rows::{invocation_row, like_prefix, token_row};
+use crate::usage::{InvocationRecord, TokenRecord};
 
 pub(crate) async fn record_invocation(pool: &SqlitePool, r: &InvocationRecord) -> Result<()> {
     sqlx::query(
@@ -40,27 +41,7 @@ pub(crate) async fn invocations(pool: &SqlitePool, since_ms: i64) -> Result<Vec<
     .bind(since_ms)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| InvocationRecord {
-            id: r.get("id"),
-            function: r.get("function"),
-            env_hash: r.get("env_hash"),
-            started_at_ms: r.get("started_at_ms"),
-            duration_ms: r.get("duration_ms"),
-            cpu_ms: r.get("cpu_ms"),
-            peak_memory_bytes: r.get::<i64, _>("peak_memory_bytes") as u64,
-            memory_limit_bytes: r.get::<i64, _>("memory_limit_bytes") as u64,
-            rows_in: r.get::<i64, _>("rows_in") as u64,
-            bytes_in: r.get::<i64, _>("bytes_in") as u64,
-            rows_out: r.get::<i64, _>("rows_out") as u64,
-            bytes_out: r.get::<i64, _>("bytes_out") as u64,
-            status: InvocationStatus::parse(r.get("status")),
-            error: r.get("error"),
-            kind: InvocationKind::parse(r.get("kind")),
-            bytes_scanned: r.get::<i64, _>("bytes_scanned") as u64,
-        })
-        .collect())
+    rows.iter().map(invocation_row).collect()
 }
 
 /// The tables of JSON records the service owns: an id, a start time, a document.
@@ -136,10 +117,9 @@ pub(crate) async fn delete_maintenance_before(pool: &SqlitePool, before_ms: i64)
 }
 
 pub(crate) async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>> {
-    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
     Ok(
         sqlx::query_scalar("SELECT record FROM runs WHERE id LIKE ? ORDER BY id DESC LIMIT 11")
-            .bind(pattern)
+            .bind(like_prefix(prefix))
             .fetch_all(pool)
             .await?,
     )
@@ -161,7 +141,7 @@ pub(crate) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenRecord>> {
     let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(token_row).collect())
+    rows.iter().map(token_row).collect()
 }
 
 pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &str) -> Result<Option<TokenRecord>> {
@@ -169,7 +149,7 @@ pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &str) -> Result<Optio
         .bind(hash)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(token_row))
+    row.as_ref().map(token_row).transpose()
 }
 
 pub(crate) async fn delete_token(pool: &SqlitePool, id: &str) -> Result<()> {
@@ -182,14 +162,4 @@ pub(crate) async fn delete_token(pool: &SqlitePool, id: &str) -> Result<()> {
             .with_hint("list them with `basin token ls`"));
     }
     Ok(())
-}
-
-fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRecord {
-    TokenRecord {
-        id: r.get("id"),
-        name: r.get("name"),
-        role: r.get("role"),
-        hash: r.get("hash"),
-        created_at_ms: r.get("created_at_ms"),
-    }
 }

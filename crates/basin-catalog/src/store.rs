@@ -13,6 +13,11 @@ use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::usage::{InvocationRecord, TokenRecord};
 
+/// The time every store writes into its rows: this node's clock, in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for
 /// tests); a Postgres store implements the same trait for several nodes.
 ///
