@@ -143,6 +143,20 @@ pub struct EventCounts {
     pub dead: u64,
 }
 
+impl EventCounts {
+    /// Sets the count of the state a store names `state` (unknown states are not counted).
+    pub(crate) fn set(&mut self, state: &str, n: u64) {
+        match EventState::parse(state) {
+            Some(EventState::Pending) => self.pending = n,
+            Some(EventState::Running) => self.running = n,
+            Some(EventState::Succeeded) => self.succeeded = n,
+            Some(EventState::Failed) => self.failed = n,
+            Some(EventState::Dead) => self.dead = n,
+            None => {}
+        }
+    }
+}
+
 /// What a prune of settled events did (or, in a dry run, would do).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventsPruned {

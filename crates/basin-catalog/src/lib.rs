@@ -2,6 +2,10 @@
 //! contents (a namespace, or a table's Iceberg `metadata.json` location); branches and tags
 //! are named refs to commits; branches move only by compare-and-swap.
 //!
+//! The catalog also keeps the event queue, run records, metering and tokens. It persists
+//! behind one trait, [`Store`]: [`SqlStore`] (a SQLite file, or memory) for one node,
+//! [`PgStore`] (a Postgres database) for several; [`open_store`] picks one by location.
+//!
 //! ```no_run
 //! # async fn demo() -> basin_catalog::Result<()> {
 //! use std::sync::Arc;
@@ -21,6 +25,12 @@ mod events;
 pub mod history;
 mod migrations;
 mod model;
+mod postgres;
+mod postgres_commits;
+mod postgres_events;
+mod postgres_history;
+mod postgres_migrations;
+mod postgres_records;
 mod rows;
 mod sqlite;
 mod sqlite_events;
@@ -40,6 +50,8 @@ pub use events::{
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+pub use postgres::PgStore;
+pub use postgres_events::EventWakeups;
 pub use sqlite::SqlStore;
-pub use store::Store;
+pub use store::{Store, open_store};
 pub use usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};

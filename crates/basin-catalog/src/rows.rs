@@ -44,6 +44,24 @@ macro_rules! catalog_row {
 catalog_row!(SqliteRow);
 catalog_row!(PgRow);
 
+/// The tables of JSON records the service owns: an id, a start time, a document.
+#[derive(Clone, Copy)]
+pub(crate) enum Records {
+    /// Pipeline runs.
+    Runs,
+    /// Maintenance runs.
+    Maintenance,
+}
+
+impl Records {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Records::Runs => "runs",
+            Records::Maintenance => "maintenance_runs",
+        }
+    }
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }

@@ -24,10 +24,11 @@ use crate::events::{
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::rows::Records;
 use crate::rows::{self, to_json};
 use crate::sqlite_events;
 use crate::sqlite_history;
-use crate::sqlite_records::{self, Records};
+use crate::sqlite_records;
 use crate::store::{Store, now_ms};
 use crate::usage::{InvocationRecord, TokenRecord};
 

@@ -201,15 +201,7 @@ pub(crate) async fn counts(pool: &SqlitePool, function: Option<&str>) -> Result<
     .await?;
     let mut counts = EventCounts::default();
     for row in rows {
-        let n = row.try_get::<i64, _>("n")? as u64;
-        match EventState::parse(row.try_get("state")?) {
-            Some(EventState::Pending) => counts.pending = n,
-            Some(EventState::Running) => counts.running = n,
-            Some(EventState::Succeeded) => counts.succeeded = n,
-            Some(EventState::Failed) => counts.failed = n,
-            Some(EventState::Dead) => counts.dead = n,
-            None => {}
-        }
+        counts.set(row.try_get("state")?, row.try_get::<i64, _>("n")? as u64);
     }
     Ok(counts)
 }

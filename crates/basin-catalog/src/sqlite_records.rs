@@ -4,7 +4,7 @@
 use sqlx::SqlitePool;
 
 use crate::error::{Error, Result};
-use crate::rows::{invocation_row, like_prefix, token_row};
+use crate::rows::{Records, invocation_row, like_prefix, token_row};
 use crate::usage::{InvocationRecord, TokenRecord};
 
 pub(crate) async fn record_invocation(pool: &SqlitePool, r: &InvocationRecord) -> Result<()> {
@@ -42,24 +42,6 @@ pub(crate) async fn invocations(pool: &SqlitePool, since_ms: i64) -> Result<Vec<
     .fetch_all(pool)
     .await?;
     rows.iter().map(invocation_row).collect()
-}
-
-/// The tables of JSON records the service owns: an id, a start time, a document.
-#[derive(Clone, Copy)]
-pub(crate) enum Records {
-    /// Pipeline runs.
-    Runs,
-    /// Maintenance runs.
-    Maintenance,
-}
-
-impl Records {
-    fn table(self) -> &'static str {
-        match self {
-            Records::Runs => "runs",
-            Records::Maintenance => "maintenance_runs",
-        }
-    }
 }
 
 /// Saves (or replaces) the record `id`.

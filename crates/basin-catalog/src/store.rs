@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -11,7 +13,20 @@ use crate::events::{
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
+use crate::postgres::PgStore;
+use crate::sqlite::SqlStore;
 use crate::usage::{InvocationRecord, TokenRecord};
+
+/// Opens the catalog at `location`: a `postgres://` or `postgresql://` URL is a Postgres
+/// database ([`PgStore`], shared by several nodes), anything else the path of a SQLite file
+/// ([`SqlStore`], created if missing). Call [`Store::initialize`] before use.
+pub async fn open_store(location: &str) -> Result<Arc<dyn Store>> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(location).await?))
+    } else {
+        Ok(Arc::new(SqlStore::open(Path::new(location)).await?))
+    }
+}
 
 /// The time every store writes into its rows: this node's clock, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -19,7 +34,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for
-/// tests); a Postgres store implements the same trait for several nodes.
+/// tests); `PgStore` serves Postgres, for several nodes sharing one catalog.
 ///
 /// Every method is one transaction. `commit` is the only way contents change, and it is a
 /// compare-and-swap on the branch head with re-base: see [`CommitRequest`].

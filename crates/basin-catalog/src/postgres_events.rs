@@ -1,0 +1,439 @@
+//! The Postgres side of the event queue and the deployed functions (see [`crate::events`]).
+//!
+//! Several nodes claim from one queue. A claim locks the rows it takes with
+//! `FOR UPDATE SKIP LOCKED`: a second node claiming at the same moment skips them instead of
+//! waiting, and a row another node claimed and committed meanwhile is checked again against
+//! the claim's conditions (its lease now runs), so no event is leased twice. Outcomes are
+//! fenced by the attempt number, as in SQLite. Queuing or retrying events notifies
+//! [`CHANNEL`] with the function's name, in the same transaction, so idle nodes wake when
+//! it commits.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::commit_rules::unconsumable_event;
+use crate::error::{Error, Result};
+use crate::events::{
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
+    NewEvent, tail,
+};
+use crate::rows::{event_row, like_prefix};
+
+/// The channel `NOTIFY` wakes listeners on; the payload is a function's name.
+pub(crate) const CHANNEL: &str = "basin_events";
+
+/// The columns of `events` (as `e`) that [`event_row`] reads.
+const EVENT_COLUMNS: &str = "e.id, e.function, e.state, e.payload::text AS payload, e.attempts, \
+     e.max_attempts, e.created_at_ms, e.updated_at_ms, e.next_at_ms, e.lease_until_ms, e.error, \
+     e.logs, e.commit_id, e.result::text AS result";
+
+/// Function names as other nodes queue their events; see [`crate::PgStore::listen`].
+pub struct EventWakeups {
+    listener: PgListener,
+}
+
+impl EventWakeups {
+    pub(crate) fn new(listener: PgListener) -> Self {
+        Self { listener }
+    }
+
+    /// Waits for the next wake-up and returns the function it is for. Reconnects by itself
+    /// when the connection drops (wake-ups sent meanwhile are lost).
+    pub async fn recv(&mut self) -> Result<String> {
+        Ok(self.listener.recv().await?.payload().to_string())
+    }
+}
+
+impl fmt::Debug for EventWakeups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventWakeups")
+            .field("channel", &CHANNEL)
+            .finish()
+    }
+}
+
+/// Wakes the listeners of `functions` when the transaction commits.
+async fn notify(conn: &mut PgConnection, functions: BTreeSet<String>) -> Result<()> {
+    if functions.is_empty() {
+        return Ok(());
+    }
+    let functions: Vec<String> = functions.into_iter().collect();
+    sqlx::query("SELECT pg_notify($1, f) FROM unnest($2::text[]) AS f")
+        .bind(CHANNEL)
+        .bind(&functions)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn enqueue(pool: &PgPool, events: &[NewEvent], now_ms: i64) -> Result<usize> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut functions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut max_attempts = Vec::with_capacity(events.len());
+    for e in events {
+        ids.push(e.id.as_str());
+        functions.push(e.function.as_str());
+        payloads.push(e.payload.to_string());
+        max_attempts.push(e.max_attempts.max(1) as i64);
+    }
+    let mut tx = pool.begin().await?;
+    // One statement for the batch; an id seen before (or twice in it) is skipped.
+    let stored: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO events (id, function, state, payload, max_attempts, created_at_ms, \
+         updated_at_ms, next_at_ms) \
+         SELECT id, function, 'pending', payload::jsonb, max_attempts, $5, $5, $5 \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+             AS n(id, function, payload, max_attempts) \
+         ON CONFLICT (id) DO NOTHING RETURNING function",
+    )
+    .bind(&ids)
+    .bind(&functions)
+    .bind(&payloads)
+    .bind(&max_attempts)
+    .bind(now_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    let count = stored.len();
+    notify(&mut tx, stored.into_iter().collect()).await?;
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// The claim: up to `$3` due events of function `$1` at `$2`, oldest first, leased until
+/// `$4`. Due: pending ones, failed ones whose backoff is over, and running ones whose lease
+/// ran out (their worker died).
+///
+/// The ids are picked in a CTE with `LIMIT` and `FOR UPDATE SKIP LOCKED`, then updated by
+/// a join. Written as `WHERE id IN (SELECT .. LIMIT n)` it can get a generic plan that
+/// scans the table; this form keeps the index. `EXPLAIN` of the generic plan on Postgres 15
+/// (see [`crate::PgStore::explain_claim`] and its test): `Update on events e` over a
+/// `Nested Loop` of the CTE (`Limit` -> `LockRows` -> `Sort` on created_at_ms, id ->
+/// `Bitmap Heap Scan on events` from a `BitmapOr` of two `Bitmap Index Scan on events_due`,
+/// one per state condition) and an `Index Scan using events_pkey`.
+pub(crate) fn claim_sql() -> String {
+    format!(
+        "WITH due AS ( \
+            SELECT id FROM events \
+            WHERE function = $1 \
+              AND ((state IN ('pending', 'failed') AND next_at_ms <= $2) \
+                   OR (state = 'running' AND lease_until_ms <= $2)) \
+            ORDER BY created_at_ms, id \
+            LIMIT $3 \
+            FOR UPDATE SKIP LOCKED \
+         ) \
+         UPDATE events e SET state = 'running', attempts = e.attempts + 1, \
+             lease_until_ms = $4, updated_at_ms = $2 \
+         FROM due WHERE e.id = due.id \
+         RETURNING {EVENT_COLUMNS}"
+    )
+}
+
+pub(crate) async fn claim(
+    pool: &PgPool,
+    function: &str,
+    limit: usize,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(&claim_sql())
+        .bind(function)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .bind(lease_until_ms)
+        .fetch_all(pool)
+        .await?;
+    let mut claimed = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;
+    // RETURNING follows no order; the claim's is oldest first.
+    claimed.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    Ok(claimed)
+}
+
+pub(crate) async fn renew(pool: &PgPool, ids: &[String], lease_until_ms: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE events SET lease_until_ms = $1 WHERE state = 'running' AND id = ANY($2::text[])",
+    )
+    .bind(lease_until_ms)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records how attempt `attempt` ended, unless the event moved on meanwhile (the rules of
+/// `sqlite_events::finish`): a newer attempt took it, or a commit consumed it.
+pub(crate) async fn finish(
+    pool: &PgPool,
+    id: &str,
+    attempt: u32,
+    outcome: &EventOutcome,
+    now_ms: i64,
+) -> Result<()> {
+    let query = match outcome {
+        EventOutcome::Succeeded { logs, result } => sqlx::query(
+            "UPDATE events SET state = 'succeeded', lease_until_ms = NULL, error = NULL, \
+             logs = $4, result = $5::jsonb, updated_at_ms = $1 WHERE id = $2 AND attempts = $3 \
+             AND state IN ('running', 'succeeded')",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(tail(logs))
+        .bind(result.as_ref().map(|r| r.to_string())),
+        EventOutcome::Failed {
+            error,
+            logs,
+            retry_at_ms,
+        } => sqlx::query(
+            "UPDATE events SET state = $4, lease_until_ms = NULL, error = $5, logs = $6, \
+             next_at_ms = $7, updated_at_ms = $1 WHERE id = $2 AND attempts = $3 \
+             AND state = 'running' AND commit_id IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(if retry_at_ms.is_some() {
+            "failed"
+        } else {
+            "dead"
+        })
+        .bind(error)
+        .bind(tail(logs))
+        .bind(retry_at_ms.unwrap_or(now_ms)),
+    };
+    query.execute(pool).await?;
+    Ok(())
+}
+
+/// Inside a commit's transaction: marks `events` succeeded by `commit_id`. Fails, undoing
+/// the commit, when one of them is already in a commit. In id order, so two commits
+/// consuming the same events wait for each other instead of deadlocking; the second finds
+/// them taken.
+pub(crate) async fn consume(
+    conn: &mut PgConnection,
+    events: &[String],
+    commit_id: &str,
+    now_ms: i64,
+) -> Result<()> {
+    let mut ids: Vec<&String> = events.iter().collect();
+    ids.sort();
+    for id in ids {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'succeeded', commit_id = $1, lease_until_ms = NULL, \
+             error = NULL, updated_at_ms = $2 WHERE id = $3 AND commit_id IS NULL",
+        )
+        .bind(commit_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            let stored_by: Option<Option<String>> =
+                sqlx::query_scalar("SELECT commit_id FROM events WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            return Err(unconsumable_event(id, stored_by));
+        }
+    }
+    Ok(())
+}
+
+/// What of `function`'s queue may run at `now_ms`; the same conditions as the claim.
+pub(crate) async fn due(pool: &PgPool, function: &str, now_ms: i64) -> Result<DueEvents> {
+    let row = sqlx::query(
+        "WITH e AS (SELECT created_at_ms, \
+             CASE WHEN state = 'running' THEN lease_until_ms ELSE next_at_ms END AS at \
+           FROM events WHERE function = $1 AND state IN ('pending', 'failed', 'running')) \
+         SELECT count(*) FILTER (WHERE at <= $2) AS due, \
+                min(created_at_ms) FILTER (WHERE at <= $2) AS oldest, \
+                min(at) FILTER (WHERE at > $2) AS next \
+         FROM e",
+    )
+    .bind(function)
+    .bind(now_ms)
+    .fetch_one(pool)
+    .await?;
+    Ok(DueEvents {
+        count: row.try_get::<i64, _>("due")? as u64,
+        oldest_created_ms: row.try_get("oldest")?,
+        next_at_ms: row.try_get("next")?,
+    })
+}
+
+pub(crate) async fn list(pool: &PgPool, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e \
+         WHERE ($1::text IS NULL OR e.state = $1) AND ($2::text IS NULL OR e.function = $2) \
+         ORDER BY e.created_at_ms DESC, e.id DESC LIMIT $3"
+    ))
+    .bind(filter.state.map(EventState::as_str))
+    .bind(filter.function.as_deref())
+    .bind(filter.limit.max(1) as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_row).collect()
+}
+
+pub(crate) async fn counts(pool: &PgPool, function: Option<&str>) -> Result<EventCounts> {
+    let rows = sqlx::query(
+        "SELECT state, count(*) AS n FROM events WHERE ($1::text IS NULL OR function = $1) \
+         GROUP BY state",
+    )
+    .bind(function)
+    .fetch_all(pool)
+    .await?;
+    let mut counts = EventCounts::default();
+    for row in rows {
+        counts.set(row.try_get("state")?, row.try_get::<i64, _>("n")? as u64);
+    }
+    Ok(counts)
+}
+
+/// Events whose id starts with `prefix` (at most 2, to detect ambiguity). `ILIKE` without
+/// an escape character matches as SQLite's `LIKE` does.
+pub(crate) async fn with_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id ILIKE $1 ESCAPE '' ORDER BY e.id LIMIT 2"
+    ))
+    .bind(like_prefix(prefix))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_row).collect()
+}
+
+/// Makes failed or dead events (`ids`, or every dead one) pending again, with fresh
+/// attempts, and wakes their functions' listeners.
+pub(crate) async fn retry(pool: &PgPool, ids: Option<&[String]>, now_ms: i64) -> Result<usize> {
+    const SET: &str = "UPDATE events SET state = 'pending', attempts = 0, next_at_ms = $1, \
+                       lease_until_ms = NULL, updated_at_ms = $1";
+    let mut tx = pool.begin().await?;
+    let functions: Vec<String> = match ids {
+        None => {
+            sqlx::query_scalar(&format!("{SET} WHERE state = 'dead' RETURNING function"))
+                .bind(now_ms)
+                .fetch_all(&mut *tx)
+                .await?
+        }
+        Some(ids) => {
+            sqlx::query_scalar(&format!(
+                "{SET} WHERE id = ANY($2::text[]) AND state IN ('failed', 'dead') \
+                 RETURNING function"
+            ))
+            .bind(now_ms)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    let count = functions.len();
+    notify(&mut tx, functions.into_iter().collect()).await?;
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// Which succeeded events a prune deletes: all but object events, whose row is what dedupes
+/// the object (its id is the function and the object's version).
+const DELIVERED_ONCE: &str = "(payload->>'type') IS DISTINCT FROM 'object_created'";
+
+pub(crate) async fn prune(pool: &PgPool, before_ms: i64, dry_run: bool) -> Result<EventsPruned> {
+    let settled = "state = 'succeeded' AND updated_at_ms < $1";
+    let slim = "(logs <> '' OR result IS NOT NULL)";
+    let removed_filter = format!("{settled} AND {DELIVERED_ONCE}");
+    let slimmed_filter = format!("{settled} AND NOT ({DELIVERED_ONCE}) AND {slim}");
+    let (removed, slimmed) = if dry_run {
+        let mut counts = [0u64; 2];
+        for (i, filter) in [&removed_filter, &slimmed_filter].into_iter().enumerate() {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {filter}"))
+                .bind(before_ms)
+                .fetch_one(pool)
+                .await?;
+            counts[i] = n as u64;
+        }
+        (counts[0], counts[1])
+    } else {
+        let removed = sqlx::query(&format!("DELETE FROM events WHERE {removed_filter}"))
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        let slimmed = sqlx::query(&format!(
+            "UPDATE events SET logs = '', result = NULL WHERE {slimmed_filter}"
+        ))
+        .bind(before_ms)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        (removed, slimmed)
+    };
+    Ok(EventsPruned { removed, slimmed })
+}
+
+pub(crate) async fn save_function(
+    pool: &PgPool,
+    name: &str,
+    now_ms: i64,
+    record: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO functions (name, deployed_at_ms, record) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET deployed_at_ms = excluded.deployed_at_ms, \
+         record = excluded.record",
+    )
+    .bind(name)
+    .bind(now_ms)
+    .bind(record)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn functions(pool: &PgPool) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT record FROM functions ORDER BY name")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn cursor(pool: &PgPool, name: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM trigger_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn set_cursor(pool: &PgPool, name: &str, value: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO trigger_cursors (name, value) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn delete_function(pool: &PgPool, name: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trigger_cursors WHERE name = $1")
+        .bind(format!("schedule:{name}"))
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM functions WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found(format!("no deployed function `{name}`"))
+            .with_hint("see the deployed ones with `basin functions ls`"));
+    }
+    tx.commit().await?;
+    Ok(())
+}

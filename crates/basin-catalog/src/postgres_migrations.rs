@@ -1,0 +1,119 @@
+//! The Postgres catalog's schema: one migration per change, applied in order and tracked in
+//! `basin_schema_version`. The tables and indexes are SQLite's (`migrations.rs`, through its
+//! migration 9), in Postgres types:
+//!
+//! - every integer is `BIGINT` (milliseconds, counts, bytes), so rows decode to `i64` as
+//!   they do from SQLite;
+//! - names, ids and keys are `TEXT COLLATE "C"`: byte order, as SQLite compares, which
+//!   the prefix and namespace range queries rely on (`id >= 'ab' AND id < 'ab\x7f'`);
+//! - documents the catalog itself writes and reads (a commit's operations and properties, a
+//!   key's content, an event's payload and result) are `JSONB`; the records the service
+//!   owns (runs, maintenance runs, functions) are `TEXT`, handed back byte for byte.
+
+/// Schema migrations, applied in order.
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE commits (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    parent TEXT COLLATE "C",
+    merge_parent TEXT COLLATE "C",
+    author TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    operations JSONB NOT NULL,
+    properties JSONB NOT NULL
+);
+CREATE TABLE commit_parents (
+    child TEXT COLLATE "C" NOT NULL,
+    parent TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (child, parent)
+);
+CREATE TABLE contents (
+    commit_id TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    value JSONB NOT NULL,
+    PRIMARY KEY (commit_id, key)
+);
+CREATE TABLE refs (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    kind TEXT NOT NULL,
+    commit_id TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE invocations (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    function TEXT NOT NULL,
+    env_hash TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    duration_ms DOUBLE PRECISION NOT NULL,
+    cpu_ms DOUBLE PRECISION NOT NULL,
+    peak_memory_bytes BIGINT NOT NULL,
+    memory_limit_bytes BIGINT NOT NULL,
+    rows_in BIGINT NOT NULL,
+    bytes_in BIGINT NOT NULL,
+    rows_out BIGINT NOT NULL,
+    bytes_out BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    kind TEXT NOT NULL DEFAULT 'function',
+    bytes_scanned BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX invocations_started ON invocations (started_at_ms);
+
+CREATE TABLE runs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    started_at_ms BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX runs_started ON runs (started_at_ms);
+
+CREATE TABLE tokens (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE functions (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    deployed_at_ms BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE events (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    function TEXT COLLATE "C" NOT NULL,
+    state TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    max_attempts BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    next_at_ms BIGINT NOT NULL,
+    lease_until_ms BIGINT,
+    error TEXT,
+    logs TEXT NOT NULL DEFAULT '',
+    commit_id TEXT COLLATE "C",
+    result JSONB
+);
+CREATE INDEX events_due ON events (function, state, next_at_ms);
+CREATE INDEX events_created ON events (created_at_ms);
+
+CREATE TABLE trigger_cursors (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+
+CREATE TABLE history_cuts (
+    commit_id TEXT COLLATE "C" PRIMARY KEY,
+    removed_at_ms BIGINT NOT NULL,
+    note TEXT NOT NULL
+);
+
+CREATE TABLE maintenance_runs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    started_at_ms BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
+"#];
