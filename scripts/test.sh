@@ -11,6 +11,10 @@ basin_system_packages
 basin_python_env
 basin_node_env
 
+# Everything the tests need was installed above: a test may not skip for want of it (the
+# catalog suite's Postgres half, the Python tests' servers and clients).
+export BASIN_FULL_SUITE=1
+
 echo "== cargo build" >&2
 cargo build --quiet --workspace --all-targets
 echo "== cargo test" >&2
@@ -19,6 +23,4 @@ PATH="$BASIN_VENV/bin:$PATH" cargo test --quiet --workspace
 
 echo "== python tests" >&2
 export BASIN_BIN="$CARGO_TARGET_DIR/debug/basin"
-# Everything the tests need was installed above: a test may not skip for want of it.
-export BASIN_FULL_SUITE=1
 PATH="$BASIN_VENV/bin:$PATH" "$BASIN_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -1,20 +1,42 @@
-//! Behaviour of the versioned catalog against the SQLite store (in memory and on disk).
-
-use std::sync::Arc;
+//! The catalog's behaviour suite: every test runs against the SQLite store and against a
+//! real Postgres (`sqlite::NAME`, `postgres::NAME`; see `catalog/stores.rs`).
 
 use basin_catalog::{
     Catalog, Change, CommitRequest, Content, ErrorKind, Key, Operation, RefKind, Resolved,
-    SqlStore, Store,
 };
 
+#[macro_use]
+#[path = "catalog/stores.rs"]
+mod stores;
+#[path = "catalog/events.rs"]
+mod events;
 #[path = "catalog/history.rs"]
 mod history;
+#[path = "catalog/pg.rs"]
+mod pg;
+#[path = "catalog/postgres.rs"]
+mod postgres_only;
+#[path = "catalog/records.rs"]
+mod records;
 
-async fn memory_catalog() -> Catalog {
-    let store = SqlStore::memory().await.unwrap();
-    store.initialize().await.unwrap();
-    Catalog::new(Arc::new(store))
-}
+use stores::Fixture;
+
+every_store!(
+    new_lakehouse_has_main_and_initialize_is_idempotent,
+    two_nodes_initializing_at_once_make_one_main,
+    branch_sees_parent_tables_and_diverges_without_touching_it,
+    main_and_the_current_branch_cannot_be_deleted,
+    unknown_ref_suggests_and_lists_branches,
+    duplicate_and_invalid_ref_names_are_refused,
+    tags_and_commit_refs_are_read_only_and_time_travel,
+    commit_prefix_outside_the_refs_history_is_refused,
+    stale_commit_rebases_when_its_tables_did_not_change,
+    namespaces_guard_their_tables,
+    merge_is_three_way_at_table_level,
+    merge_commit_makes_source_an_ancestor,
+    concurrent_writers_on_one_branch_lose_no_update,
+    branch_of_a_thousand_tables_shares_them,
+);
 
 fn key(s: &str) -> Key {
     Key::parse(s).unwrap()
@@ -44,9 +66,8 @@ async fn table_at(catalog: &Catalog, r: &str, k: &str) -> Option<Content> {
     catalog.content(&resolved, &key(k)).await.unwrap()
 }
 
-#[tokio::test]
-async fn new_lakehouse_has_main_and_initialize_is_idempotent() {
-    let store = SqlStore::memory().await.unwrap();
+async fn new_lakehouse_has_main_and_initialize_is_idempotent(fixture: Fixture) {
+    let store = fixture.node().await;
     store.initialize().await.unwrap();
     let head = store.get_ref("main").await.unwrap().unwrap().head;
     store.initialize().await.unwrap();
@@ -54,9 +75,19 @@ async fn new_lakehouse_has_main_and_initialize_is_idempotent() {
     assert_eq!(store.list_refs().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn branch_sees_parent_tables_and_diverges_without_touching_it() {
-    let catalog = memory_catalog().await;
+/// Two nodes starting on a new catalog at once: one schema, one root commit, one `main`.
+async fn two_nodes_initializing_at_once_make_one_main(fixture: Fixture) {
+    let (a, b) = (fixture.node().await, fixture.node().await);
+    let (first, second) = tokio::join!(a.initialize(), b.initialize());
+    first.unwrap();
+    second.unwrap();
+    let refs = a.list_refs().await.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(b.log(&refs[0].head, 10).await.unwrap().len(), 1);
+}
+
+async fn branch_sees_parent_tables_and_diverges_without_touching_it(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     commit(
         &catalog,
         "main",
@@ -98,9 +129,8 @@ async fn branch_sees_parent_tables_and_diverges_without_touching_it() {
     assert_eq!(diff[0].change, Change::Changed);
 }
 
-#[tokio::test]
-async fn main_and_the_current_branch_cannot_be_deleted() {
-    let catalog = memory_catalog().await;
+async fn main_and_the_current_branch_cannot_be_deleted(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let main = catalog.resolve("main").await.unwrap();
     catalog.create_branch("dev", &main).await.unwrap();
     assert_eq!(
@@ -126,9 +156,8 @@ async fn main_and_the_current_branch_cannot_be_deleted() {
     );
 }
 
-#[tokio::test]
-async fn unknown_ref_suggests_and_lists_branches() {
-    let catalog = memory_catalog().await;
+async fn unknown_ref_suggests_and_lists_branches(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let err = catalog.resolve("mian").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     let hint = err.hint.unwrap();
@@ -136,9 +165,8 @@ async fn unknown_ref_suggests_and_lists_branches() {
     assert!(hint.contains("branches: main"), "{hint}");
 }
 
-#[tokio::test]
-async fn duplicate_and_invalid_ref_names_are_refused() {
-    let catalog = memory_catalog().await;
+async fn duplicate_and_invalid_ref_names_are_refused(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let main = catalog.resolve("main").await.unwrap();
     catalog.create_tag("v1", &main).await.unwrap();
     assert_eq!(
@@ -164,9 +192,8 @@ async fn duplicate_and_invalid_ref_names_are_refused() {
     catalog.create_branch("run/42", &main).await.unwrap();
 }
 
-#[tokio::test]
-async fn tags_and_commit_refs_are_read_only_and_time_travel() {
-    let catalog = memory_catalog().await;
+async fn tags_and_commit_refs_are_read_only_and_time_travel(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let first = commit(
         &catalog,
         "main",
@@ -209,9 +236,8 @@ async fn tags_and_commit_refs_are_read_only_and_time_travel() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
-#[tokio::test]
-async fn commit_prefix_outside_the_refs_history_is_refused() {
-    let catalog = memory_catalog().await;
+async fn commit_prefix_outside_the_refs_history_is_refused(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let main = catalog.resolve("main").await.unwrap();
     catalog.create_branch("dev", &main).await.unwrap();
     let on_dev = commit(&catalog, "dev", vec![put("a", Content::namespace())])
@@ -233,9 +259,8 @@ async fn commit_prefix_outside_the_refs_history_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn stale_commit_rebases_when_its_tables_did_not_change() {
-    let catalog = memory_catalog().await;
+async fn stale_commit_rebases_when_its_tables_did_not_change(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     commit(&catalog, "main", vec![put("a", Content::namespace())])
         .await
         .unwrap();
@@ -277,9 +302,8 @@ async fn stale_commit_rebases_when_its_tables_did_not_change() {
     );
 }
 
-#[tokio::test]
-async fn namespaces_guard_their_tables() {
-    let catalog = memory_catalog().await;
+async fn namespaces_guard_their_tables(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let err = commit(&catalog, "main", vec![put("nope.t", Content::table("m"))])
         .await
         .unwrap_err();
@@ -317,9 +341,8 @@ async fn namespaces_guard_their_tables() {
     );
 }
 
-#[tokio::test]
-async fn merge_is_three_way_at_table_level() {
-    let catalog = memory_catalog().await;
+async fn merge_is_three_way_at_table_level(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     commit(
         &catalog,
         "main",
@@ -372,9 +395,8 @@ async fn merge_is_three_way_at_table_level() {
     assert_eq!(touched, vec!["a.gone", "a.new", "a.src"]);
 }
 
-#[tokio::test]
-async fn merge_commit_makes_source_an_ancestor() {
-    let catalog = memory_catalog().await;
+async fn merge_commit_makes_source_an_ancestor(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let main = catalog.resolve("main").await.unwrap();
     catalog.create_branch("dev", &main).await.unwrap();
     commit(&catalog, "dev", vec![put("a", Content::namespace())])
@@ -392,23 +414,22 @@ async fn merge_commit_makes_source_an_ancestor() {
     assert!(again.is_noop());
 }
 
-#[tokio::test]
-async fn concurrent_writers_on_one_branch_lose_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("catalog.db");
-    let store = SqlStore::open(&path).await.unwrap();
-    store.initialize().await.unwrap();
-    let catalog = Catalog::new(Arc::new(store));
+async fn concurrent_writers_on_one_branch_lose_no_update(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     commit(&catalog, "main", vec![put("a", Content::namespace())])
         .await
         .unwrap();
 
-    // Separate stores over one file behave like separate processes.
-    let mut tasks = Vec::new();
+    // Two nodes (separate stores: for SQLite two pools over one file, for Postgres two
+    // pools on one database), eight writers on each, all reading main before committing.
+    let nodes = [
+        Catalog::new(fixture.node().await),
+        Catalog::new(fixture.node().await),
+    ];
+    let mut writers = tokio::task::JoinSet::new();
     for i in 0..16 {
-        let path = path.clone();
-        tasks.push(tokio::spawn(async move {
-            let catalog = Catalog::new(Arc::new(SqlStore::open(&path).await.unwrap()));
+        let catalog = nodes[i % 2].clone();
+        writers.spawn(async move {
             let head = catalog.resolve("main").await.unwrap().commit;
             tokio::task::yield_now().await;
             catalog
@@ -420,10 +441,10 @@ async fn concurrent_writers_on_one_branch_lose_no_update() {
                 )
                 .await
                 .unwrap();
-        }));
+        });
     }
-    for t in tasks {
-        t.await.unwrap();
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
     }
     let contents = catalog
         .contents(&catalog.resolve("main").await.unwrap())
@@ -441,9 +462,8 @@ async fn concurrent_writers_on_one_branch_lose_no_update() {
     );
 }
 
-#[tokio::test]
-async fn branch_of_a_thousand_tables_shares_them() {
-    let catalog = memory_catalog().await;
+async fn branch_of_a_thousand_tables_shares_them(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     let mut ops = vec![put("big", Content::namespace())];
     ops.extend((0..1000).map(|i| put(&format!("big.t{i}"), Content::table(format!("m{i}")))));
     commit(&catalog, "main", ops).await.unwrap();
@@ -459,260 +479,4 @@ async fn branch_of_a_thousand_tables_shares_them() {
         .await
         .unwrap();
     assert_eq!(on_dev.len(), 1001);
-}
-
-fn new_event(id: &str) -> basin_catalog::NewEvent {
-    basin_catalog::NewEvent {
-        id: id.into(),
-        function: "load".into(),
-        payload: serde_json::json!({"key": id}),
-        max_attempts: 2,
-    }
-}
-
-#[tokio::test]
-async fn queued_events_are_stored_once_leased_retried_and_dead_lettered() {
-    use basin_catalog::{EventOutcome, EventState};
-    let catalog = memory_catalog().await;
-    let store = catalog.store();
-    let stored = store
-        .enqueue_events(&[new_event("a"), new_event("b"), new_event("a")])
-        .await
-        .unwrap();
-    assert_eq!(stored, 2, "the same id twice is one event");
-    assert_eq!(store.enqueue_events(&[new_event("b")]).await.unwrap(), 0);
-
-    // A lease hides an event from other workers until it runs out.
-    let now = 1_000_000_000_000_000;
-    let claimed = store
-        .claim_events("load", 10, now, now + 5_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        ["a", "b"]
-    );
-    assert!(
-        claimed
-            .iter()
-            .all(|e| e.state == EventState::Running && e.attempts == 1)
-    );
-    assert!(
-        store
-            .claim_events("load", 10, now + 4_999, now + 9_999)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    // The worker died: after the lease, another takes them over.
-    let again = store
-        .claim_events("load", 1, now + 5_000, now + 10_000)
-        .await
-        .unwrap();
-    assert_eq!((again[0].id.as_str(), again[0].attempts), ("a", 2));
-
-    // Failing the last attempt dead-letters; failing an earlier one backs off.
-    let failed = |retry_at_ms| EventOutcome::Failed {
-        error: "bad.csv:3: no".into(),
-        logs: "reading bad.csv\n".into(),
-        retry_at_ms,
-    };
-    store.finish_event("a", 2, &failed(None)).await.unwrap();
-    store
-        .finish_event("b", 1, &failed(Some(now + 60_000)))
-        .await
-        .unwrap();
-    let dead = store.events_with_prefix("a").await.unwrap().remove(0);
-    assert_eq!(dead.state, EventState::Dead);
-    assert_eq!(dead.error.as_deref(), Some("bad.csv:3: no"));
-    let due = store.due_events("load", now + 5_000).await.unwrap();
-    assert_eq!((due.count, due.next_at_ms), (0, Some(now + 60_000)));
-    let due = store.due_events("load", now + 60_000).await.unwrap();
-    assert_eq!(due.count, 1);
-    assert!(due.oldest_created_ms.is_some());
-    assert!(
-        store
-            .claim_events("load", 10, now + 59_999, now + 70_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    assert_eq!(store.retry_events(None).await.unwrap(), 1);
-    let counts = store.event_counts(Some("load")).await.unwrap();
-    assert_eq!((counts.pending, counts.failed, counts.dead), (1, 1, 0));
-}
-
-#[tokio::test]
-async fn a_commit_consumes_its_events_exactly_once() {
-    use basin_catalog::EventState;
-    let catalog = memory_catalog().await;
-    let store = catalog.store();
-    store
-        .enqueue_events(&[new_event("e1"), new_event("e2")])
-        .await
-        .unwrap();
-    let head = catalog.resolve("main").await.unwrap().commit;
-    let mut first = CommitRequest::new("main", head.clone(), "load e1").with_operations([put(
-        "ns",
-        Content::Namespace {
-            properties: Default::default(),
-        },
-    )]);
-    first.events = vec!["e1".into()];
-    let landed = catalog.commit(first).await.unwrap();
-
-    // A retried (or duplicated) event cannot store its output twice, and its commit is undone.
-    let mut twice = CommitRequest::new("main", landed.id.clone(), "load e2 and e1 again")
-        .with_operations([put(
-            "other",
-            Content::Namespace {
-                properties: Default::default(),
-            },
-        )]);
-    twice.events = vec!["e2".into(), "e1".into()];
-    let refused = catalog.commit(twice).await.unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::AlreadyExists);
-    assert_eq!(catalog.resolve("main").await.unwrap().commit, landed.id);
-
-    let e1 = store.events_with_prefix("e1").await.unwrap().remove(0);
-    assert_eq!(
-        (e1.state, e1.commit),
-        (EventState::Succeeded, Some(landed.id.to_string()))
-    );
-    let e2 = store.events_with_prefix("e2").await.unwrap().remove(0);
-    assert_eq!((e2.state, e2.commit), (EventState::Pending, None));
-}
-
-#[tokio::test]
-async fn a_stale_attempt_cannot_overwrite_the_outcome_of_a_newer_one() {
-    use basin_catalog::{EventOutcome, EventState};
-    let catalog = memory_catalog().await;
-    let store = catalog.store();
-    store.enqueue_events(&[new_event("e")]).await.unwrap();
-    let now = 1_000_000_000_000_000;
-    let first = store
-        .claim_events("load", 1, now, now + 5_000)
-        .await
-        .unwrap();
-    assert_eq!(first[0].attempts, 1);
-    // The first worker stalls past its lease; a second one takes the event over.
-    let second = store
-        .claim_events("load", 1, now + 5_000, now + 10_000)
-        .await
-        .unwrap();
-    assert_eq!(second[0].attempts, 2);
-
-    // The old attempt's failure arrives while the new attempt still runs: dropped.
-    let failed = EventOutcome::Failed {
-        error: "attempt 1 timed out".into(),
-        logs: String::new(),
-        retry_at_ms: None,
-    };
-    store.finish_event("e", 1, &failed).await.unwrap();
-    let event = store.events_with_prefix("e").await.unwrap().remove(0);
-    assert_eq!((event.state, event.error), (EventState::Running, None));
-
-    // The new attempt succeeds; the old one's late failure cannot undo that either.
-    let succeeded = EventOutcome::Succeeded {
-        logs: "attempt 2\n".into(),
-        result: Some(serde_json::json!({"rows": 3})),
-    };
-    store.finish_event("e", 2, &succeeded).await.unwrap();
-    store.finish_event("e", 1, &failed).await.unwrap();
-    let stale_success = EventOutcome::Succeeded {
-        logs: "attempt 1\n".into(),
-        result: Some(serde_json::json!({"rows": 1})),
-    };
-    store.finish_event("e", 1, &stale_success).await.unwrap();
-    let event = store.events_with_prefix("e").await.unwrap().remove(0);
-    assert_eq!(event.state, EventState::Succeeded);
-    assert_eq!(event.error, None);
-    assert_eq!(event.logs, "attempt 2\n");
-    assert_eq!(event.result, Some(serde_json::json!({"rows": 3})));
-}
-
-/// Retention of settled events: those nothing can deliver again (HTTP calls, schedule slots)
-/// go; an object event keeps its row (without logs and result), so the object stays stored
-/// once; anything not succeeded stays whole.
-#[tokio::test]
-async fn pruned_events_keep_what_dedupes_an_object() {
-    use basin_catalog::{EventOutcome, EventState, EventsPruned};
-    let catalog = memory_catalog().await;
-    let store = catalog.store();
-    let event = |id: &str, payload: serde_json::Value| basin_catalog::NewEvent {
-        payload,
-        ..new_event(id)
-    };
-    let object = event(
-        "obj",
-        serde_json::json!({"type": "object_created", "bucket": "landing", "key": "a.csv"}),
-    );
-    let events = [
-        object.clone(),
-        event("call", serde_json::json!({"amount": 2})),
-        event(
-            "slot",
-            serde_json::json!({"type": "schedule", "slot_ms": 1}),
-        ),
-        event("fails", serde_json::json!({"amount": 3})),
-        event("waits", serde_json::json!({"amount": 4})),
-    ];
-    assert_eq!(store.enqueue_events(&events).await.unwrap(), 5);
-    let now = chrono::Utc::now().timestamp_millis();
-    let claimed = store
-        .claim_events("load", 4, now, now + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 4);
-    for e in &claimed {
-        let outcome = if e.id == "fails" {
-            EventOutcome::Failed {
-                error: "no".into(),
-                logs: "tried\n".into(),
-                retry_at_ms: None,
-            }
-        } else {
-            EventOutcome::Succeeded {
-                logs: "done\n".into(),
-                result: Some(serde_json::json!({"ok": true})),
-            }
-        };
-        store.finish_event(&e.id, 1, &outcome).await.unwrap();
-    }
-
-    // Settled after the cutoff: nothing to prune.
-    let none = store.prune_events(now - 60_000, false).await.unwrap();
-    assert_eq!(none, EventsPruned::default());
-    let later = chrono::Utc::now().timestamp_millis() + 1;
-    let dry = store.prune_events(later, true).await.unwrap();
-    let expected = EventsPruned {
-        removed: 2,
-        slimmed: 1,
-    };
-    assert_eq!(dry, expected);
-    assert_eq!(store.event_counts(None).await.unwrap().succeeded, 3);
-    assert_eq!(store.prune_events(later, false).await.unwrap(), expected);
-
-    let mut left = Vec::new();
-    for id in ["obj", "call", "slot", "fails", "waits"] {
-        left.push(store.events_with_prefix(id).await.unwrap());
-    }
-    assert!(
-        left[1].is_empty() && left[2].is_empty(),
-        "the call and the slot are gone"
-    );
-    let obj = &left[0][0];
-    assert_eq!(obj.state, EventState::Succeeded);
-    assert_eq!((obj.logs.as_str(), &obj.result), ("", &None));
-    assert_eq!(obj.payload["key"], "a.csv", "what it was about stays");
-    assert_eq!(left[3][0].state, EventState::Dead);
-    assert_eq!(left[3][0].logs, "tried\n");
-    assert_eq!(left[4][0].state, EventState::Pending);
-    // The bucket's next scan finds the object again: still stored once.
-    assert_eq!(store.enqueue_events(&[object]).await.unwrap(), 0);
-    assert_eq!(
-        store.prune_events(later, false).await.unwrap(),
-        EventsPruned::default()
-    );
 }

@@ -1,9 +1,14 @@
-//! History retention in the SQLite store: what `prune_history` removes, and that what stays
-//! still reads, logs and merges.
+//! History retention: what `prune_history` removes, and that what stays still reads, logs
+//! and merges.
 
 use basin_catalog::{Content, HistoryRetention};
 
-use super::{commit, key, memory_catalog, put};
+use super::{Fixture, commit, key, put};
+
+every_store!(
+    pruned_history_keeps_heads_tags_and_merge_bases_and_says_where_it_was_cut,
+    a_tag_keeps_its_commit_forever_and_named_commits_stay,
+);
 
 fn everything_older_than_now(note: &str) -> HistoryRetention {
     HistoryRetention {
@@ -13,9 +18,10 @@ fn everything_older_than_now(note: &str) -> HistoryRetention {
     }
 }
 
-#[tokio::test]
-async fn pruned_history_keeps_heads_tags_and_merge_bases_and_says_where_it_was_cut() {
-    let catalog = memory_catalog().await;
+async fn pruned_history_keeps_heads_tags_and_merge_bases_and_says_where_it_was_cut(
+    fixture: Fixture,
+) {
+    let catalog = fixture.catalog().await;
     let table = |v: &str| Content::table(format!("/w/t/{v}.metadata.json"));
     commit(&catalog, "main", vec![put("ns", Content::namespace())])
         .await
@@ -86,9 +92,8 @@ async fn pruned_history_keeps_heads_tags_and_merge_bases_and_says_where_it_was_c
     assert_eq!(again.commits_removed, 0);
 }
 
-#[tokio::test]
-async fn a_tag_keeps_its_commit_forever_and_named_commits_stay() {
-    let catalog = memory_catalog().await;
+async fn a_tag_keeps_its_commit_forever_and_named_commits_stay(fixture: Fixture) {
+    let catalog = fixture.catalog().await;
     commit(&catalog, "main", vec![put("ns", Content::namespace())])
         .await
         .unwrap();
