@@ -97,6 +97,9 @@ pub struct EventRecord {
     pub commit: Option<String>,
     /// A function's JSON result, for functions without `to=`.
     pub result: Option<serde_json::Value>,
+    /// The node that claimed it last (`basin worker` or `basin serve`, see
+    /// `claim_events`).
+    pub node: Option<String>,
 }
 
 /// How an attempt ended.

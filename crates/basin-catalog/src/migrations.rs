@@ -121,4 +121,13 @@ CREATE TABLE maintenance_runs (
 );
 CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
 "#,
+    // 10: the node that ran each event last (several nodes share a catalog), and settings
+    // the lakehouse fixes once for every node (its warehouse).
+    r#"
+ALTER TABLE events ADD COLUMN node TEXT;
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];

@@ -120,11 +120,11 @@ impl PgStore {
         let mut conn = self.pool.acquire().await?.detach();
         let prepare = format!(
             "SET plan_cache_mode = force_generic_plan; \
-             PREPARE basin_claim (text, bigint, bigint, bigint) AS {}",
+             PREPARE basin_claim (text, bigint, bigint, bigint, text) AS {}",
             events::claim_sql()
         );
         sqlx::raw_sql(&prepare).execute(&mut conn).await?;
-        let lines = sqlx::raw_sql("EXPLAIN EXECUTE basin_claim('', 0, 1, 0)")
+        let lines = sqlx::raw_sql("EXPLAIN EXECUTE basin_claim('', 0, 1, 0, '')")
             .fetch_all(&mut conn)
             .await?
             .iter()
@@ -424,8 +424,13 @@ impl Store for PgStore {
         limit: usize,
         now_ms: i64,
         lease_until_ms: i64,
+        node: &str,
     ) -> Result<Vec<EventRecord>> {
-        events::claim(&self.pool, function, limit, now_ms, lease_until_ms).await
+        events::claim(&self.pool, function, limit, now_ms, lease_until_ms, node).await
+    }
+
+    async fn event_wakeups(&self) -> Result<Option<EventWakeups>> {
+        self.listen().await.map(Some)
     }
 
     async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
@@ -470,6 +475,31 @@ impl Store for PgStore {
 
     async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
         events::set_cursor(&self.pool, name, value).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn fix_setting(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn functions(&self) -> Result<Vec<String>> {

@@ -28,7 +28,7 @@ pub(crate) const CHANNEL: &str = "basin_events";
 /// The columns of `events` (as `e`) that [`event_row`] reads.
 const EVENT_COLUMNS: &str = "e.id, e.function, e.state, e.payload::text AS payload, e.attempts, \
      e.max_attempts, e.created_at_ms, e.updated_at_ms, e.next_at_ms, e.lease_until_ms, e.error, \
-     e.logs, e.commit_id, e.result::text AS result";
+     e.logs, e.commit_id, e.result::text AS result, e.node";
 
 /// Function names as other nodes queue their events; see [`crate::PgStore::listen`].
 pub struct EventWakeups {
@@ -126,7 +126,7 @@ pub(crate) fn claim_sql() -> String {
             FOR UPDATE SKIP LOCKED \
          ) \
          UPDATE events e SET state = 'running', attempts = e.attempts + 1, \
-             lease_until_ms = $4, updated_at_ms = $2 \
+             lease_until_ms = $4, updated_at_ms = $2, node = $5 \
          FROM due WHERE e.id = due.id \
          RETURNING {EVENT_COLUMNS}"
     )
@@ -138,12 +138,14 @@ pub(crate) async fn claim(
     limit: usize,
     now_ms: i64,
     lease_until_ms: i64,
+    node: &str,
 ) -> Result<Vec<EventRecord>> {
     let rows = sqlx::query(&claim_sql())
         .bind(function)
         .bind(now_ms)
         .bind(limit as i64)
         .bind(lease_until_ms)
+        .bind(node)
         .fetch_all(pool)
         .await?;
     let mut claimed = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;

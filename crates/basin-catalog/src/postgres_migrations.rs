@@ -11,7 +11,8 @@
 //!   owns (runs, maintenance runs, functions) are `TEXT`, handed back byte for byte.
 
 /// Schema migrations, applied in order.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE commits (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -116,4 +117,14 @@ CREATE TABLE maintenance_runs (
     record TEXT NOT NULL
 );
 CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
-"#];
+"#,
+    // 2 (SQLite's 10): the node that ran each event last, and settings fixed once for
+    // every node.
+    r#"
+ALTER TABLE events ADD COLUMN node TEXT;
+CREATE TABLE settings (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+];

@@ -132,6 +132,7 @@ pub(crate) fn event_row(row: &impl CatalogRow) -> Result<EventRecord> {
         logs: row.text("logs")?,
         commit: row.text_opt("commit_id")?,
         result: json("result")?,
+        node: row.text_opt("node")?,
     })
 }
 

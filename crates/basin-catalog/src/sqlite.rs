@@ -469,8 +469,9 @@ impl Store for SqlStore {
         limit: usize,
         now_ms: i64,
         lease_until_ms: i64,
+        node: &str,
     ) -> Result<Vec<EventRecord>> {
-        sqlite_events::claim(&self.pool, function, limit, now_ms, lease_until_ms).await
+        sqlite_events::claim(&self.pool, function, limit, now_ms, lease_until_ms, node).await
     }
 
     async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
@@ -515,6 +516,31 @@ impl Store for SqlStore {
 
     async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
         sqlite_events::set_cursor(&self.pool, name, value).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn fix_setting(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn functions(&self) -> Result<Vec<String>> {

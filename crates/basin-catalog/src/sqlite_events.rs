@@ -42,6 +42,7 @@ pub(crate) async fn claim(
     limit: usize,
     now_ms: i64,
     lease_until_ms: i64,
+    node: &str,
 ) -> Result<Vec<EventRecord>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let ids: Vec<String> = sqlx::query_scalar(
@@ -59,10 +60,11 @@ pub(crate) async fn claim(
     for id in &ids {
         let row = sqlx::query(
             "UPDATE events SET state = 'running', attempts = attempts + 1, lease_until_ms = ?, \
-             updated_at_ms = ? WHERE id = ? RETURNING *",
+             updated_at_ms = ?, node = ? WHERE id = ? RETURNING *",
         )
         .bind(lease_until_ms)
         .bind(now_ms)
+        .bind(node)
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;

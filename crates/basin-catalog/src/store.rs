@@ -113,14 +113,21 @@ pub trait Store: Send + Sync + Debug {
 
     /// Stores events not stored yet (by id); returns how many were new.
     async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize>;
-    /// Leases up to `limit` due events of `function` until `lease_until_ms`.
+    /// Leases up to `limit` due events of `function` until `lease_until_ms` to `node` (a
+    /// name for the process claiming them, recorded with each event).
     async fn claim_events(
         &self,
         function: &str,
         limit: usize,
         now_ms: i64,
         lease_until_ms: i64,
+        node: &str,
     ) -> Result<Vec<EventRecord>>;
+    /// Wake-ups when any node queues or retries events (the function's name), where the
+    /// store can tell (Postgres: LISTEN); `None`: only this process's own.
+    async fn event_wakeups(&self) -> Result<Option<crate::EventWakeups>> {
+        Ok(None)
+    }
     /// Moves the leases of the running events among `ids` to `lease_until_ms`: the dispatcher
     /// still works on them.
     async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()>;
@@ -147,6 +154,10 @@ pub trait Store: Send + Sync + Debug {
     /// `s3:BUCKET`: its listing watermark), in Unix milliseconds.
     async fn cursor(&self, name: &str) -> Result<Option<i64>>;
     async fn set_cursor(&self, name: &str, value: i64) -> Result<()>;
+    /// Stores `value` as setting `name` unless it has one already; returns the stored value.
+    /// What every node of a lakehouse must agree on (its warehouse) is fixed this way, once.
+    async fn fix_setting(&self, name: &str, value: &str) -> Result<String>;
+    async fn setting(&self, name: &str) -> Result<Option<String>>;
     async fn functions(&self) -> Result<Vec<String>>;
     /// Fails with `NotFound` if there is no such function.
     async fn delete_function(&self, name: &str) -> Result<()>;

@@ -41,7 +41,7 @@ async fn queued_events_are_stored_once_leased_retried_and_dead_lettered(fixture:
     // A lease hides an event from other workers until it runs out.
     let now = 1_000_000_000_000_000;
     let claimed = store
-        .claim_events("load", 10, now, now + 5_000)
+        .claim_events("load", 10, now, now + 5_000, "node-a")
         .await
         .unwrap();
     assert_eq!(
@@ -55,17 +55,25 @@ async fn queued_events_are_stored_once_leased_retried_and_dead_lettered(fixture:
     );
     assert!(
         store
-            .claim_events("load", 10, now + 4_999, now + 9_999)
+            .claim_events("load", 10, now + 4_999, now + 9_999, "node-a")
             .await
             .unwrap()
             .is_empty()
     );
+    assert!(claimed.iter().all(|e| e.node.as_deref() == Some("node-a")));
     // The worker died: after the lease, another takes them over.
     let again = store
-        .claim_events("load", 1, now + 5_000, now + 10_000)
+        .claim_events("load", 1, now + 5_000, now + 10_000, "node-b")
         .await
         .unwrap();
-    assert_eq!((again[0].id.as_str(), again[0].attempts), ("a", 2));
+    assert_eq!(
+        (
+            again[0].id.as_str(),
+            again[0].attempts,
+            again[0].node.as_deref()
+        ),
+        ("a", 2, Some("node-b"))
+    );
 
     // Failing the last attempt dead-letters; failing an earlier one backs off.
     let failed = |retry_at_ms| EventOutcome::Failed {
@@ -88,7 +96,7 @@ async fn queued_events_are_stored_once_leased_retried_and_dead_lettered(fixture:
     assert!(due.oldest_created_ms.is_some());
     assert!(
         store
-            .claim_events("load", 10, now + 59_999, now + 70_000)
+            .claim_events("load", 10, now + 59_999, now + 70_000, "node-a")
             .await
             .unwrap()
             .is_empty()
@@ -144,13 +152,13 @@ async fn a_stale_attempt_cannot_overwrite_the_outcome_of_a_newer_one(fixture: Fi
     store.enqueue_events(&[new_event("e")]).await.unwrap();
     let now = 1_000_000_000_000_000;
     let first = store
-        .claim_events("load", 1, now, now + 5_000)
+        .claim_events("load", 1, now, now + 5_000, "node-a")
         .await
         .unwrap();
     assert_eq!(first[0].attempts, 1);
     // The first worker stalls past its lease; a second one takes the event over.
     let second = store
-        .claim_events("load", 1, now + 5_000, now + 10_000)
+        .claim_events("load", 1, now + 5_000, now + 10_000, "node-a")
         .await
         .unwrap();
     assert_eq!(second[0].attempts, 2);
@@ -212,7 +220,7 @@ async fn pruned_events_keep_what_dedupes_an_object(fixture: Fixture) {
     assert_eq!(store.enqueue_events(&events).await.unwrap(), 5);
     let now = chrono::Utc::now().timestamp_millis();
     let claimed = store
-        .claim_events("load", 4, now, now + 60_000)
+        .claim_events("load", 4, now, now + 60_000, "node-a")
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
@@ -280,7 +288,7 @@ async fn a_renewed_lease_keeps_other_workers_off_and_lists_filter(fixture: Fixtu
         .unwrap();
     let now = 1_000_000_000_000_000;
     let claimed = store
-        .claim_events("load", 1, now, now + 5_000)
+        .claim_events("load", 1, now, now + 5_000, "node-a")
         .await
         .unwrap();
     assert_eq!(claimed[0].id, "e1");
@@ -290,7 +298,7 @@ async fn a_renewed_lease_keeps_other_workers_off_and_lists_filter(fixture: Fixtu
         .await
         .unwrap();
     let later = store
-        .claim_events("load", 10, now + 5_000, now + 10_000)
+        .claim_events("load", 10, now + 5_000, now + 10_000, "node-a")
         .await
         .unwrap();
     let ids: Vec<&str> = later.iter().map(|e| e.id.as_str()).collect();
@@ -339,17 +347,23 @@ pub(super) async fn two_nodes_claiming_at_once_never_take_the_same_event(fixture
     let mut claimers = tokio::task::JoinSet::new();
     for i in 0..8 {
         let node = nodes[i % 2].clone();
+        let name = format!("node-{}", i % 2);
         claimers.spawn(async move {
             let mut claimed = Vec::new();
             loop {
                 // A lease of an hour: nothing becomes due again during the test.
                 let batch = node
-                    .claim_events("load", 7, now, now + 3_600_000)
+                    .claim_events("load", 7, now, now + 3_600_000, &name)
                     .await
                     .unwrap();
                 if batch.is_empty() {
                     return claimed;
                 }
+                assert!(
+                    batch
+                        .iter()
+                        .all(|e| e.node.as_deref() == Some(name.as_str()))
+                );
                 claimed.extend(batch);
             }
         });

@@ -43,7 +43,7 @@ async fn queued_and_retried_events_wake_listening_nodes() {
     // A dead event made pending again wakes its function too.
     let now = chrono::Utc::now().timestamp_millis();
     let claimed = busy
-        .claim_events("load", 1, now, now + 60_000)
+        .claim_events("load", 1, now, now + 60_000, "node-a")
         .await
         .unwrap();
     let dead = EventOutcome::Failed {

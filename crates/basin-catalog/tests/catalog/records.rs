@@ -10,6 +10,7 @@ every_store!(
     tokens_are_found_by_hash_and_deleted_once,
     invocations_are_listed_from_a_time_oldest_first,
     functions_and_their_cursors_are_saved_replaced_and_deleted,
+    a_setting_is_fixed_by_the_first_node_and_kept,
 );
 
 async fn run_records_are_replaced_listed_newest_first_and_deleted(fixture: Fixture) {
@@ -134,4 +135,28 @@ async fn functions_and_their_cursors_are_saved_replaced_and_deleted(fixture: Fix
     assert_eq!(store.functions().await.unwrap(), [r#"{"n": "zeta"}"#]);
     let err = store.delete_function("alpha").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+async fn a_setting_is_fixed_by_the_first_node_and_kept(fixture: Fixture) {
+    let first = fixture.store().await;
+    let other = fixture.node().await;
+    assert_eq!(first.setting("warehouse").await.unwrap(), None);
+    assert_eq!(
+        first.fix_setting("warehouse", "s3://lake/a").await.unwrap(),
+        "s3://lake/a"
+    );
+    // A later node proposing another value gets the stored one back, unchanged.
+    assert_eq!(
+        other.fix_setting("warehouse", "s3://lake/b").await.unwrap(),
+        "s3://lake/a"
+    );
+    assert_eq!(
+        other.fix_setting("other", "x").await.unwrap(),
+        "x",
+        "settings are by name"
+    );
+    assert_eq!(
+        first.setting("warehouse").await.unwrap().as_deref(),
+        Some("s3://lake/a")
+    );
 }
