@@ -112,6 +112,8 @@ enum Command {
     Put(put::Args),
     /// Serve the lakehouse: HTTP API, Iceberg REST catalog, Postgres wire protocol, web console
     Serve(serve::Args),
+    /// Run triggered functions for a lakehouse with a shared catalog (a node of a cluster)
+    Worker(worker::Args),
     /// Create, list and revoke access tokens for `basin serve`
     #[command(subcommand)]
     Token(token::Command),
@@ -180,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put(args) => put::run(args, ctx.home("put")?).await,
         Command::Run(args) => run::run(args, ctx.home("run")?).await,
         Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
+        Command::Worker(args) => worker::run(args, ctx.home("worker")?).await,
         Command::Token(cmd) => token::run(cmd, ctx).await,
         Command::Runs(cmd) => runs::run(cmd, ctx).await,
         Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,

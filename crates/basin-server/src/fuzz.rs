@@ -197,7 +197,9 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
 /// A lakehouse with namespace `sales` and an empty table `sales.orders`.
 async fn fresh_server() -> (tempfile::TempDir, Router, String) {
     let dir = tempfile::tempdir().expect("a tempdir");
-    let lakehouse = Lakehouse::init(dir.path(), None).await.expect("init");
+    let lakehouse = Lakehouse::init(dir.path(), &basin_service::Placement::default())
+        .await
+        .expect("init");
     let warehouse = lakehouse.warehouse().location().to_string();
     let app = crate::app(lakehouse, true, Some(HOST.parse().expect("an address")));
     for (path, body) in [

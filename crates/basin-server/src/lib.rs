@@ -22,6 +22,7 @@ pub mod openapi;
 mod postgres;
 mod query;
 mod triggers;
+mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ use tracing::Instrument;
 
 pub use api::ARROW_STREAM;
 pub use metrics::Metrics;
+pub use worker::work;
 
 /// How `basin serve` listens.
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ pub struct ServeOptions {
     pub no_auth: bool,
     /// Also serve the Postgres wire protocol (read-only SQL) here.
     pub pg_listen: Option<SocketAddr>,
+    /// Queue triggered events but leave running them to `basin worker` nodes.
+    pub queue_only: bool,
 }
 
 /// Where `basin serve` ended up listening (port 0 picks a free port).
@@ -211,7 +215,7 @@ pub async fn serve(
         triggers_stop.clone(),
         std::sync::Arc::new(move |metric| metrics.source(metric)),
     ));
-    let _watcher = start_triggers(&state.dispatcher, triggers_stop).await?;
+    let _watcher = start_triggers(&state.dispatcher, triggers_stop, !options.queue_only).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
             listener,
@@ -234,12 +238,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// Starts the event dispatcher, the scheduler, the bucket watcher and the S3 bucket
-/// pollers, and queues the files
-/// that landed while the server was down. The watcher lives as long as the returned value.
+/// Starts the scheduler, the bucket watcher and the S3 bucket pollers, and the event
+/// dispatcher if `run_events`; queues the files that landed while the server was down. The
+/// watcher lives as long as the returned value.
 async fn start_triggers(
     dispatcher: &Dispatcher,
     stopped: tokio::sync::watch::Receiver<bool>,
+    run_events: bool,
 ) -> Result<basin_service::triggers::watch::BucketWatcher> {
     use basin_service::triggers::{s3, schedule, watch};
     let lakehouse = dispatcher.lakehouse().clone();
@@ -254,7 +259,9 @@ async fn start_triggers(
         stopped.clone(),
     ));
     tokio::spawn(s3::poll(lakehouse, dispatcher.clone(), stopped.clone()));
-    tokio::spawn(dispatcher.clone().run(stopped));
+    if run_events {
+        tokio::spawn(dispatcher.clone().run(stopped));
+    }
     Ok(watcher)
 }
 

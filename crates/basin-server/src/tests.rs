@@ -19,7 +19,9 @@ struct Server {
 
 async fn server() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
-    let lakehouse = Lakehouse::init(dir.path(), None).await.expect("init");
+    let lakehouse = Lakehouse::init(dir.path(), &basin_service::Placement::default())
+        .await
+        .expect("init");
     let mut tokens = Vec::new();
     for role in [Role::Reader, Role::Writer, Role::Admin] {
         let (_, secret) = lakehouse

@@ -24,6 +24,8 @@ pub mod env {
     pub const S3_PATH_STYLE: &str = "BASIN_S3_PATH_STYLE";
     pub const KEEP_ALIVE_SECONDS: &str = "BASIN_KEEP_ALIVE_SECONDS";
     pub const MAX_CONCURRENCY: &str = "BASIN_MAX_CONCURRENCY";
+    /// This process's name in the events it runs (default: host name and process id).
+    pub const NODE_NAME: &str = "BASIN_NODE_NAME";
     /// The user-level cache (function environments, `uv`); see `user_cache_dir`.
     pub const CACHE_DIR: &str = "BASIN_CACHE_DIR";
     const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
@@ -118,10 +120,24 @@ pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &st
     }
 }
 
+/// `[functions] event_lease` when unset.
+pub const DEFAULT_EVENT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `.basin/config.toml`: what `basin init` decided.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LakehouseConfig {
     pub warehouse: WarehouseConfig,
+    /// Where the catalog lives when it is not `.basin/catalog.db`: a Postgres database that
+    /// several nodes share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CatalogConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE`, never with a password (libpq's `PGPASSWORD` or
+    /// `~/.pgpass` give it).
+    pub url: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -184,6 +200,9 @@ pub struct FunctionsSection {
     /// Shared memory kept allocated between invocations for the tables handed to and from
     /// functions; "0" for none.
     pub handoff_pool: Option<SizeValue>,
+    /// How long a node holds a triggered event it runs without renewing its lease (it renews
+    /// every third of it); a dead node's events run elsewhere this soon after.
+    pub event_lease: Option<DurationValue>,
 }
 
 /// A size in basin.toml: a number of bytes, or `"512MiB"`.
@@ -379,6 +398,8 @@ pub struct Settings {
     pub maintenance: MaintenanceSettings,
     /// Database sources, by name.
     pub sources: BTreeMap<String, crate::sources::SourceConfig>,
+    /// `[functions] event_lease`.
+    pub event_lease: std::time::Duration,
 }
 
 impl Settings {
@@ -581,6 +602,19 @@ impl Settings {
             .maintenance
             .resolve(&|name| setting("maintenance", name))?;
         let sources = crate::sources::resolve(&user.sources, &path)?;
+        let event_lease = match &user.functions.event_lease {
+            Some(v) => v
+                .limit(&setting("functions", "event_lease"))?
+                .filter(|d| *d >= std::time::Duration::from_secs(1))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: at least one second",
+                        setting("functions", "event_lease")
+                    ))
+                    .with_hint("a lease is renewed every third of it; \"30s\" is the default")
+                })?,
+            None => DEFAULT_EVENT_LEASE,
+        };
         Ok(Self {
             s3,
             author,
@@ -592,6 +626,7 @@ impl Settings {
             server,
             maintenance,
             sources,
+            event_lease,
         })
     }
 

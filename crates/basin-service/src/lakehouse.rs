@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use basin_catalog::{Catalog, Error, ErrorKind, MAIN, Resolved, Result, SqlStore, Store};
 use basin_table::{Tables, Warehouse};
 
-use crate::config::{self, LakehouseConfig, Settings, WarehouseConfig};
+use crate::config::{self, CatalogConfig, LakehouseConfig, Settings, WarehouseConfig};
 
 /// The folder that marks a lakehouse, like `.git`.
 pub const BASIN_DIR: &str = ".basin";
@@ -14,11 +14,75 @@ const CONFIG_FILE: &str = "config.toml";
 const CATALOG_FILE: &str = "catalog.db";
 const HEAD_FILE: &str = "HEAD";
 
+/// Where a new lakehouse keeps its data and its catalog (`basin init --warehouse --catalog`).
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    /// An `s3://BUCKET/PREFIX` URL for data in an S3-compatible store; the default is
+    /// `.basin/warehouse`.
+    pub warehouse: Option<String>,
+    /// A `postgres://USER@HOST/DATABASE` URL for a catalog several nodes share; the default is
+    /// SQLite in `.basin/catalog.db`.
+    pub catalog: Option<String>,
+}
+
+/// The catalog setting naming the warehouse of a lakehouse whose catalog nodes share.
+const WAREHOUSE_SETTING: &str = "warehouse";
+
+/// The warehouse of a new node of the lakehouse whose catalog is at `url`: the one its
+/// catalog names, or `given` for a new lakehouse. A shared catalog needs a shared warehouse.
+async fn shared_warehouse(url: &str, given: Option<String>) -> Result<String> {
+    let store = basin_catalog::open_store(url).await?;
+    store.initialize().await?;
+    match (given, store.setting(WAREHOUSE_SETTING).await?) {
+        (Some(given), Some(known)) if given != known => Err(other_warehouse(&known, &given)),
+        (Some(given), _) => Ok(given),
+        (None, Some(known)) => Ok(known),
+        (None, None) => Err(Error::invalid(format!(
+            "the catalog at {url} is new, and a lakehouse with a shared catalog needs a shared warehouse"
+        ))
+        .with_hint("give --warehouse s3://BUCKET/PREFIX (the nodes after this one find it in the catalog)")),
+    }
+}
+
+fn other_warehouse(known: &str, given: &str) -> Error {
+    Error::invalid(format!(
+        "this catalog's lakehouse keeps its data in {known}, not {given}"
+    ))
+    .with_hint(format!(
+        "give --warehouse {known}, or leave --warehouse out"
+    ))
+}
+
+/// A catalog URL as `.basin/config.toml` may hold it: Postgres, and no password in it.
+fn check_catalog_url(url: &str) -> Result<String> {
+    let example = "postgres://USER@HOST:5432/DATABASE, the password in PGPASSWORD or ~/.pgpass";
+    let parsed = url::Url::parse(url).map_err(|e| {
+        Error::invalid(format!("cannot read the catalog url `{url}`: {e}")).with_hint(example)
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(
+            Error::invalid(format!("`{url}` is not a postgres:// url")).with_hint(format!(
+                "a shared catalog is a Postgres database ({example}); leave out --catalog for SQLite in .basin/"
+            )),
+        );
+    }
+    if parsed.password().is_some() {
+        // Not echoed back: the message must not put the password in a terminal's scrollback.
+        return Err(Error::invalid(
+            "the catalog url holds a password, which .basin/config.toml must not",
+        )
+        .with_hint("take it out of the url and export PGPASSWORD=... (or write it in ~/.pgpass)"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 /// An open lakehouse: its folder, catalog and warehouse.
 #[derive(Clone, Debug)]
 pub struct Lakehouse {
     root: PathBuf,
     settings: Settings,
+    /// The shared catalog's URL, or `None` for `.basin/catalog.db`.
+    catalog_url: Option<String>,
     tables: Tables,
     /// The function runtime, started at the first invocation.
     runtime: Arc<OnceLock<basin_runtime::Runtime>>,
@@ -27,10 +91,10 @@ pub struct Lakehouse {
 }
 
 impl Lakehouse {
-    /// Creates `dir/.basin` with an empty catalog whose `main` branch has no tables.
-    /// `warehouse` is an `s3://` URL for data in an S3-compatible store; the default is
-    /// `dir/.basin/warehouse`.
-    pub async fn init(dir: &Path, warehouse: Option<&str>) -> Result<Self> {
+    /// Creates `dir/.basin` with an empty catalog whose `main` branch has no tables: see
+    /// [`Placement`] for where data and catalog go.
+    pub async fn init(dir: &Path, placement: &Placement) -> Result<Self> {
+        let warehouse = placement.warehouse.as_deref();
         let dir = std::path::absolute(dir)
             .map_err(|e| Error::io(format!("cannot resolve {}", dir.display())).with_source(e))?;
         let basin = dir.join(BASIN_DIR);
@@ -43,7 +107,7 @@ impl Lakehouse {
         }
         let settings = Settings::load(&dir)?;
         let location = match warehouse {
-            Some(url) if url.starts_with("s3://") => url.trim_end_matches('/').to_string(),
+            Some(url) if url.starts_with("s3://") => Some(url.trim_end_matches('/').to_string()),
             Some(other) => {
                 return Err(
                     Error::invalid(format!("`{other}` is not an s3:// URL")).with_hint(
@@ -51,12 +115,22 @@ impl Lakehouse {
                     ),
                 );
             }
-            None => basin.join("warehouse").to_string_lossy().into_owned(),
+            None => None,
+        };
+        let catalog = placement
+            .catalog
+            .as_deref()
+            .map(|url| check_catalog_url(url).map(|url| CatalogConfig { url }))
+            .transpose()?;
+        let location = match &catalog {
+            Some(catalog) => shared_warehouse(&catalog.url, location).await?,
+            None => location.unwrap_or_else(|| basin.join("warehouse").to_string_lossy().into()),
         };
         std::fs::create_dir_all(&basin)
             .map_err(|e| Error::io(format!("cannot create {}", basin.display())).with_source(e))?;
         let config = LakehouseConfig {
             warehouse: WarehouseConfig { location },
+            catalog,
         };
         let lakehouse = Self::assemble(&dir, &config, settings).await?;
         if lakehouse.warehouse().is_s3() {
@@ -74,6 +148,17 @@ impl Lakehouse {
                 let _ = std::fs::remove_dir_all(&basin);
                 return Err(Error::io(format!("cannot write to {}: {}", lakehouse.warehouse().location(), e.message()))
                     .with_hint("check the bucket exists and BASIN_S3_ENDPOINT / [s3] in basin.toml (endpoint, keys, path_style)"));
+            }
+        }
+        if lakehouse.is_shared() {
+            // The first node to get here fixes the warehouse for every node after it.
+            let store = lakehouse.catalog().store();
+            let fixed = store
+                .fix_setting(WAREHOUSE_SETTING, lakehouse.warehouse().location())
+                .await?;
+            if fixed != lakehouse.warehouse().location() {
+                let _ = std::fs::remove_dir_all(&basin);
+                return Err(other_warehouse(&fixed, lakehouse.warehouse().location()));
             }
         }
         let text = toml::to_string_pretty(&config)
@@ -124,7 +209,10 @@ impl Lakehouse {
     }
 
     async fn assemble(root: &Path, config: &LakehouseConfig, settings: Settings) -> Result<Self> {
-        let store = SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?;
+        let store: Arc<dyn Store> = match &config.catalog {
+            Some(catalog) => basin_catalog::open_store(&catalog.url).await?,
+            None => Arc::new(SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?),
+        };
         store.initialize().await?;
         let location = &config.warehouse.location;
         let warehouse = if location.starts_with("s3://") {
@@ -132,12 +220,12 @@ impl Lakehouse {
         } else {
             Warehouse::local(Path::new(location))?
         };
-        let store: Arc<dyn Store> = Arc::new(store);
         let local = (!warehouse.is_s3()).then(|| PathBuf::from(warehouse.location()));
         let sql = basin_sql::Engine::new(settings.sql.clone(), local.as_deref())?;
         Ok(Self {
             root: root.to_path_buf(),
             settings,
+            catalog_url: config.catalog.as_ref().map(|c| c.url.clone()),
             tables: Tables::new(Catalog::new(store), warehouse),
             runtime: Arc::new(OnceLock::new()),
             sql,
@@ -146,6 +234,40 @@ impl Lakehouse {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the catalog is: its Postgres URL, or the SQLite file's path.
+    pub fn catalog_location(&self) -> String {
+        match &self.catalog_url {
+            Some(url) => url.clone(),
+            None => self
+                .root
+                .join(BASIN_DIR)
+                .join(CATALOG_FILE)
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// Whether the catalog is shared with other nodes (Postgres) rather than this folder's.
+    pub fn is_shared(&self) -> bool {
+        self.catalog_url.is_some()
+    }
+
+    /// Refuses to treat this lakehouse as the one whose catalog is at `url` if it is not.
+    pub fn check_catalog(&self, url: &str) -> Result<()> {
+        let wanted = check_catalog_url(url)?;
+        if self.catalog_url.as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "{} is a lakehouse whose catalog is {}, not {wanted}",
+            self.root.display(),
+            self.catalog_location()
+        ))
+        .with_hint(
+            "give --home a new folder to join with, or leave out --join to work for this one",
+        ))
     }
 
     pub fn settings(&self) -> &Settings {

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> basin_catalog::Result<()> {
-//! let lakehouse = basin_service::Lakehouse::init(std::path::Path::new("/tmp/lh"), None).await?;
+//! let lakehouse = basin_service::Lakehouse::init(std::path::Path::new("/tmp/lh"), &basin_service::Placement::default()).await?;
 //! lakehouse.create_branch("dev", None).await?;
 //! let result = lakehouse.query("SELECT 1", Some("main"), None).await?;
 //! # Ok(()) }
@@ -36,7 +36,7 @@ pub use compact::{CompactOptions, CompactReport};
 pub use config::ServerSettings;
 pub use expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
-pub use lakehouse::{BASIN_DIR, Lakehouse};
+pub use lakehouse::{BASIN_DIR, Lakehouse, Placement};
 pub use maintenance::MaintenanceRun;
 pub use merge::MergeReport;
 pub use namespaces::PropertiesUpdate;

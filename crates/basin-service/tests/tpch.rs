@@ -73,7 +73,9 @@ fn same_cell(actual: &str, expected: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_queries_match_duckdb() {
     let dir = tempfile::tempdir().unwrap();
-    let lakehouse = Lakehouse::init(dir.path(), None).await.unwrap();
+    let lakehouse = Lakehouse::init(dir.path(), &basin_service::Placement::default())
+        .await
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
     for table in tpch::TABLES {
         let path = tpch::write_table(data.path(), table, 0.01, 1, 1).unwrap();

@@ -56,7 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .keep(),
     };
     std::fs::create_dir_all(&dir)?;
-    let lakehouse = Lakehouse::init(&dir, None).await?;
+    let lakehouse = Lakehouse::init(&dir, &basin_service::Placement::default()).await?;
     step(&format!("1. Created a lakehouse in {}", dir.display()));
 
     let data = tempfile::tempdir()?;

@@ -13,6 +13,12 @@ pub struct Args {
     /// from basin.toml [s3] or BASIN_S3_*)
     #[arg(long, value_name = "URL")]
     warehouse: Option<String>,
+    /// Keep the catalog (branches, commits, the event queue) in a Postgres database that
+    /// several nodes share, e.g. postgres://basin@db.internal/basin (the password in
+    /// PGPASSWORD or ~/.pgpass). Every node runs the same `basin init --catalog --warehouse`;
+    /// the first creates the catalog, the others join it
+    #[arg(long, value_name = "URL")]
+    catalog: Option<String>,
     /// Also write an example pipeline project (Python and SQL models, an expectation) and
     /// import its data, so `basin run` works at once
     #[arg(long)]
@@ -25,9 +31,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let lakehouse = if existing {
         Lakehouse::open(Some(&args.dir), &args.dir).await?
     } else {
-        let lakehouse = Lakehouse::init(&args.dir, args.warehouse.as_deref()).await?;
+        let placement = basin_service::Placement {
+            warehouse: args.warehouse,
+            catalog: args.catalog,
+        };
+        let lakehouse = Lakehouse::init(&args.dir, &placement).await?;
+        let catalog = match &placement.catalog {
+            Some(url) => format!(", catalog in {url}"),
+            None => String::new(),
+        };
         status(format!(
-            "Initialized a lakehouse in {} (data in {}); you are on branch `main`",
+            "Initialized a lakehouse in {} (data in {}{catalog}); you are on branch `main`",
             lakehouse.root().join(basin_service::BASIN_DIR).display(),
             lakehouse.warehouse().location()
         ));

@@ -28,6 +28,7 @@ pub mod table;
 pub mod tag;
 pub mod token;
 pub mod usage;
+pub mod worker;
 
 use std::path::Path;
 

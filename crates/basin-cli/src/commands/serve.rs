@@ -52,6 +52,10 @@ pub struct Args {
     /// Serve without access tokens (loopback addresses only)
     #[arg(long)]
     no_auth: bool,
+    /// Queue triggered events but run none here: `basin worker` nodes of the same shared
+    /// catalog run them
+    #[arg(long)]
+    queue_only: bool,
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
@@ -74,6 +78,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         listen: args.listen,
         no_auth: args.no_auth,
         pg_listen: args.pg_listen,
+        queue_only: args.queue_only,
     };
     basin_server::serve(lakehouse, options, |bound| {
         let postgres = bound

@@ -27,9 +27,13 @@ use crate::functions::env_spec;
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Batches of one function in flight when it declares no concurrency.
 const DEFAULT_CONCURRENCY: usize = 4;
-/// How long a claimed event stays leased unless renewed; the dispatcher renews the leases of
-/// the events it works on every third of this, so a dead server's events return this soon.
-const LEASE: Duration = Duration::from_secs(30);
+/// On a shared catalog: how often an idle dispatcher looks for events other processes
+/// queued, and how often when the store wakes it for them (a wake-up sent while its
+/// connection was down is lost).
+const SHARED_POLL: Duration = Duration::from_secs(1);
+const LISTENING_POLL: Duration = Duration::from_secs(5);
+/// On a shared catalog: how often a caller waiting on an event looks at it.
+const SETTLED_POLL: Duration = Duration::from_millis(100);
 /// A batch's time limit past the sum of its calls' limits: the worker's start and its commit.
 const BATCH_MARGIN: Duration = Duration::from_secs(10);
 /// The first retry's delay; each further one doubles it, up to `MAX_BACKOFF`.
@@ -43,6 +47,24 @@ pub struct Dispatcher {
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
     /// Counts settled batches, for callers waiting on an event (`settled`).
     settled: Arc<watch::Sender<u64>>,
+    /// Whether other processes queue and settle events too (a shared catalog, or a `basin
+    /// worker` beside a `basin serve`): then the queue is looked at now and then, not only
+    /// when this process wakes the dispatcher.
+    shared: bool,
+    /// This process's name in the events it claims (`basin events ls` shows it).
+    node: Arc<str>,
+}
+
+/// `BASIN_NODE_NAME`, else this host's name and the process id (`db-worker-3:4127`): the
+/// name of the node that ran an event.
+fn node_name() -> String {
+    if let Some(name) = crate::config::env::get(crate::config::env::NODE_NAME) {
+        return name;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 fn now_ms() -> i64 {
@@ -52,10 +74,20 @@ fn now_ms() -> i64 {
 impl Dispatcher {
     pub fn new(lakehouse: Lakehouse) -> Self {
         Self {
+            shared: lakehouse.is_shared(),
+            node: node_name().into(),
             lakehouse,
             wake: Arc::new(Notify::new()),
             in_flight: Arc::default(),
             settled: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// A dispatcher in a process that queues no events itself (`basin worker`).
+    pub fn for_worker(lakehouse: Lakehouse) -> Self {
+        Self {
+            shared: true,
+            ..Self::new(lakehouse)
         }
     }
 
@@ -69,12 +101,15 @@ impl Dispatcher {
             if !matches!(event.state, EventState::Pending | EventState::Running) {
                 return Ok(Some(event));
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
+            if tokio::time::Instant::now() >= deadline {
                 return Ok(None);
             }
+            // On a shared catalog another node may settle it: look again now and then.
+            let until = match self.shared {
+                true => deadline.min(tokio::time::Instant::now() + SETTLED_POLL),
+                false => deadline,
+            };
+            let _ = tokio::time::timeout_at(until, changes.changed()).await;
         }
     }
 
@@ -89,6 +124,16 @@ impl Dispatcher {
 
     /// Dispatches until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let listening = match self.shared {
+            true => self.follow_other_nodes().await,
+            false => None,
+        };
+        // Other processes queue events too: the queue is looked at now and then even when
+        // nothing wakes the dispatcher; seldom when the store says when they do.
+        let poll = match listening {
+            Some(_) => LISTENING_POLL,
+            None => SHARED_POLL,
+        };
         loop {
             if *stop.borrow() {
                 return;
@@ -99,6 +144,10 @@ impl Dispatcher {
                     tracing::error!("the event dispatcher failed, retrying in 5s: {e}");
                     Some(Duration::from_secs(5))
                 }
+            };
+            let sleep = match self.shared {
+                true => Some(sleep.map_or(poll, |d| d.min(poll))),
+                false => sleep,
             };
             let timer = async {
                 match sleep {
@@ -112,6 +161,32 @@ impl Dispatcher {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Wakes the dispatcher whenever another node queues or retries events, where the store
+    /// tells (Postgres: LISTEN); `None` where it cannot. Stops with the returned guard.
+    async fn follow_other_nodes(&self) -> Option<Background> {
+        let store = self.lakehouse.catalog().store().clone();
+        let mut wakeups = match store.event_wakeups().await {
+            Ok(Some(wakeups)) => wakeups,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("cannot listen for other nodes' events, polling instead: {e}");
+                return None;
+            }
+        };
+        let this = self.clone();
+        Some(Background(tokio::spawn(async move {
+            loop {
+                match wakeups.recv().await {
+                    Ok(_function) => this.wake(),
+                    Err(e) => {
+                        tracing::warn!("listening for other nodes' events: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })))
     }
 
     /// Starts batches for every function with due events and free slots; returns how long
@@ -150,7 +225,8 @@ impl Dispatcher {
                         &function.name,
                         batch_size,
                         now,
-                        now + LEASE.as_millis() as i64,
+                        now + self.lease().as_millis() as i64,
+                        &self.node,
                     )
                     .await?;
                 if batch.is_empty() {
@@ -160,6 +236,28 @@ impl Dispatcher {
             }
         }
         Ok(next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64 + 5)))
+    }
+
+    /// Waits until no batch runs, for at most `limit`; false if some still do then.
+    pub async fn finish(&self, limit: Duration) -> bool {
+        let mut changes = self.settled.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.busy_in_all() > 0 {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// How long a claimed event stays leased unless renewed (`[functions] event_lease`): the
+    /// dispatcher renews the leases of the events it works on every third of this, so a dead
+    /// node's events return this soon.
+    fn lease(&self) -> Duration {
+        self.lakehouse.settings().event_lease
     }
 
     fn busy_in_all(&self) -> usize {
@@ -249,13 +347,14 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Renews the leases of `ids` every third of `LEASE` until the returned guard drops.
-    fn renew_leases(&self, ids: Vec<String>) -> Renewal {
+    /// Renews the leases of `ids` every third of the lease until the returned guard drops.
+    fn renew_leases(&self, ids: Vec<String>) -> Background {
         let store = self.lakehouse.catalog().store().clone();
-        Renewal(tokio::spawn(async move {
+        let lease = self.lease();
+        Background(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(LEASE / 3).await;
-                let until = now_ms() + LEASE.as_millis() as i64;
+                tokio::time::sleep(lease / 3).await;
+                let until = now_ms() + lease.as_millis() as i64;
                 if let Err(e) = store.renew_leases(&ids, until).await {
                     tracing::warn!("cannot renew the leases of {} events: {e}", ids.len());
                 }
@@ -573,10 +672,10 @@ fn describe(e: &Error) -> String {
     }
 }
 
-/// Stops renewing leases when dropped.
-struct Renewal(tokio::task::JoinHandle<()>);
+/// A task of the dispatcher (renewing leases, listening), stopped when this is dropped.
+struct Background(tokio::task::JoinHandle<()>);
 
-impl Drop for Renewal {
+impl Drop for Background {
     fn drop(&mut self) {
         self.0.abort();
     }

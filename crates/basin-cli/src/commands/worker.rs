@@ -1,0 +1,85 @@
+use std::io::IsTerminal;
+use std::path::Path;
+
+use crate::output::status;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "A worker runs triggered functions (files landing in a bucket, schedules, HTTP calls \
+made with ?async=true) for a lakehouse whose catalog is shared: it leases due events from the \
+queue in the catalog, runs them in its own confined Python workers and commits their outputs. \
+The `basin serve` nodes queue the events; every node claims from the same queue, so each event \
+runs once, wherever. A worker killed mid-batch loses nothing: its leases run out (30 s) and \
+another node runs those events; a table never gets an event's rows twice.
+
+Examples:
+  basin init /var/lib/basin --catalog postgres://basin@db/basin --warehouse s3://lake/prod
+  basin worker --home /var/lib/basin
+  basin worker --join postgres://basin@db/basin --home /var/lib/basin   # init and work in one step
+
+The catalog's password comes from PGPASSWORD or ~/.pgpass; the bucket's keys from [s3] in
+basin.toml or BASIN_S3_*. SIGINT or SIGTERM stops claiming, lets running batches finish (up to
+30 s), then stops."
+)]
+pub struct Args {
+    /// Join the lakehouse whose catalog is at this Postgres URL: makes the --home folder (or
+    /// the current one) a node of it first, unless it is one already
+    #[arg(long, value_name = "URL")]
+    join: Option<String>,
+    /// With --join: the lakehouse's warehouse, if the catalog does not know it
+    #[arg(long, value_name = "URL", requires = "join")]
+    warehouse: Option<String>,
+}
+
+pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let lakehouse = match &args.join {
+        Some(url) => join(url, args.warehouse, home).await?,
+        None => super::open(home).await?,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    status(lakehouse.runtime()?.walls().summary());
+    status(format!(
+        "Working for the lakehouse in {} (catalog {}); Ctrl-C to stop",
+        lakehouse.root().display(),
+        lakehouse.catalog_location()
+    ));
+    basin_server::work(lakehouse).await?;
+    Ok(())
+}
+
+/// The lakehouse at `home` (or here), made a node of the one whose catalog is at `url` if
+/// it is not a lakehouse yet.
+async fn join(
+    url: &str,
+    warehouse: Option<String>,
+    home: Option<&Path>,
+) -> anyhow::Result<basin_service::Lakehouse> {
+    let dir = match home {
+        Some(home) => home.to_path_buf(),
+        None => std::env::current_dir()?,
+    };
+    if dir.join(basin_service::BASIN_DIR).is_dir() {
+        let lakehouse = super::open(Some(&dir)).await?;
+        lakehouse.check_catalog(url)?;
+        return Ok(lakehouse);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let placement = basin_service::Placement {
+        warehouse,
+        catalog: Some(url.to_string()),
+    };
+    let lakehouse = basin_service::Lakehouse::init(&dir, &placement).await?;
+    status(format!(
+        "Joined: {} is now a node of the lakehouse (data in {})",
+        dir.display(),
+        lakehouse.warehouse().location()
+    ));
+    Ok(lakehouse)
+}
