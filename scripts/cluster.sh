@@ -18,10 +18,11 @@ KEEP=${1:-}
 basin_system_packages
 basin_python_env
 echo "== building basin" >&2
-cargo build --quiet --bin basin
+cargo build --quiet --workspace  # the features the test suite builds with: no second build
 BASIN="$CARGO_TARGET_DIR/debug/basin"
 
 WORK=$(mktemp -d /tmp/basin-cluster.XXXXXX)
+chmod 755 "$WORK"  # Postgres runs as nobody under root
 PIDS=()
 PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
 AS_PG=()

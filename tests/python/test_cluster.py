@@ -27,7 +27,7 @@ import basin
 
 
 @basin.python("3.11", timeout="30s")
-@basin.on_object(bucket="incoming", suffix=".csv", to="raw.landed", batch_size=25)
+@basin.on_object(bucket="incoming", suffix=".csv", to="raw.landed", batch_size=100)
 def load(event, context):
     return context.read_table()
 '''
@@ -90,7 +90,7 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
             list(pool.map(lambda i: s3.put_object(Bucket="drop", Key=f"incoming/{i:04}.csv",
                                                   Body=f"id\n{i}\n".encode()), range(2000)))
         # Midway: the first worker dies without a word, leases held.
-        wait_for(lambda: landed(server)["n"] >= 300, seconds=240)
+        wait_for(lambda: landed(server)["n"] >= 400, seconds=240)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         wait_for(lambda: landed(server)["n"] >= 2000, seconds=300)
