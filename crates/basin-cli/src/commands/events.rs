@@ -70,6 +70,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                         e.function.clone(),
                         e.state.as_str().to_string(),
                         format!("{}/{}", e.attempts, e.max_attempts),
+                        e.node.clone().unwrap_or_default(),
                         time(e.created_at_ms),
                         describe(&e.payload),
                         e.error
@@ -84,7 +85,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                 format.format,
                 &events,
                 &[
-                    "event", "function", "state", "attempts", "created", "about", "error",
+                    "event", "function", "state", "attempts", "node", "created", "about", "error",
                 ],
                 rows,
             )
@@ -98,6 +99,9 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             println!("function  {}", e.function);
             println!("state     {}", e.state.as_str());
             println!("attempts  {} of {}", e.attempts, e.max_attempts);
+            if let Some(node) = &e.node {
+                println!("node      {node}");
+            }
             println!("created   {}", time(e.created_at_ms));
             if let Some(commit) = &e.commit {
                 println!("commit    {commit}");
