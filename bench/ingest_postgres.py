@@ -36,7 +36,10 @@ from pathlib import Path
 from run import basin, header, log
 
 
-def start_postgres(folder: Path) -> tuple[int, list, Path]:
+def start_postgres(folder: Path, durable: bool = False) -> tuple[int, list, Path]:
+    """A throwaway Postgres on a free loopback port, trusting local logins; `durable`: with
+    fsync (the default for a real server), else without (what the ingest figures measure
+    does not wait on it)."""
     bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
     as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
     if as_user:
@@ -46,7 +49,8 @@ def start_postgres(folder: Path) -> tuple[int, list, Path]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} -c fsync=off "
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
+               f"-c fsync={'on' if durable else 'off'} "
                "-c wal_level=logical -c max_wal_senders=4 -c max_replication_slots=4")
     subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
                     "-o", options, "start"], check=True, capture_output=True)
