@@ -121,13 +121,19 @@ CREATE TABLE maintenance_runs (
 );
 CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
 "#,
-    // 10: the node that ran each event last (several nodes share a catalog), and settings
-    // the lakehouse fixes once for every node (its warehouse).
+    // 10: the node that ran each event last (several nodes share a catalog), settings the
+    // lakehouse fixes once for every node (its warehouse), and leases on work one node does
+    // at a time (listing a bucket, scheduled maintenance).
     r#"
 ALTER TABLE events ADD COLUMN node TEXT;
 CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ms INTEGER NOT NULL
 );
 "#,
 ];

@@ -118,13 +118,18 @@ CREATE TABLE maintenance_runs (
 );
 CREATE INDEX maintenance_started ON maintenance_runs (started_at_ms);
 "#,
-    // 2 (SQLite's 10): the node that ran each event last, and settings fixed once for
-    // every node.
+    // 2 (SQLite's 10): the node that ran each event last, settings fixed once for every
+    // node, and leases on work one node does at a time.
     r#"
 ALTER TABLE events ADD COLUMN node TEXT;
 CREATE TABLE settings (
     name TEXT COLLATE "C" PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
 );
 "#,
 ];

@@ -518,6 +518,29 @@ impl Store for SqlStore {
         sqlite_events::set_cursor(&self.pool, name, value).await
     }
 
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        // One statement: taking a free lease and renewing one's own are the same upsert, and
+        // a lease another holder still holds updates no row.
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+             WHERE leases.until_ms <= ? OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     async fn setting(&self, name: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")

@@ -158,6 +158,11 @@ pub trait Store: Send + Sync + Debug {
     /// What every node of a lakehouse must agree on (its warehouse) is fixed this way, once.
     async fn fix_setting(&self, name: &str, value: &str) -> Result<String>;
     async fn setting(&self, name: &str) -> Result<Option<String>>;
+    /// Takes lease `name` for `holder` until `until_ms` if it is free (never taken, or run
+    /// out by `now_ms`) or `holder`'s already (a renewal); true if `holder` holds it now.
+    /// For work one node of several should do at a time: listing a bucket, maintenance.
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64)
+    -> Result<bool>;
     async fn functions(&self) -> Result<Vec<String>>;
     /// Fails with `NotFound` if there is no such function.
     async fn delete_function(&self, name: &str) -> Result<()>;

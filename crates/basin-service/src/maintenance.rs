@@ -240,9 +240,20 @@ pub async fn run_schedule(
             _ = stopped.wait_for(|s| *s) => return,
         }
         after = slot;
-        // Once per slot, even if the server restarted within it.
+        // Once per slot, even if the server restarted within it, and on one node of several:
+        // the one that takes the slot's lease (held until the next slot).
         if store.cursor(CURSOR).await.ok().flatten() >= Some(slot) {
             continue;
+        }
+        let until = schedule.next_after(slot).unwrap_or(slot + 86_400_000);
+        let node = crate::triggers::node_name();
+        match store.try_lease(CURSOR, node, slot, until).await {
+            Ok(true) => {}
+            Ok(false) => continue, // another node runs this slot
+            Err(e) => {
+                tracing::error!("scheduled maintenance skipped: {e}");
+                continue;
+            }
         }
         if let Err(e) = store.set_cursor(CURSOR, slot).await {
             tracing::error!("scheduled maintenance skipped: {e}");

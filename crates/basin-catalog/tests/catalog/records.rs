@@ -11,6 +11,7 @@ every_store!(
     invocations_are_listed_from_a_time_oldest_first,
     functions_and_their_cursors_are_saved_replaced_and_deleted,
     a_setting_is_fixed_by_the_first_node_and_kept,
+    a_lease_is_held_by_one_node_until_it_runs_out,
 );
 
 async fn run_records_are_replaced_listed_newest_first_and_deleted(fixture: Fixture) {
@@ -158,5 +159,44 @@ async fn a_setting_is_fixed_by_the_first_node_and_kept(fixture: Fixture) {
     assert_eq!(
         first.setting("warehouse").await.unwrap().as_deref(),
         Some("s3://lake/a")
+    );
+}
+
+async fn a_lease_is_held_by_one_node_until_it_runs_out(fixture: Fixture) {
+    let a = fixture.store().await;
+    let b = fixture.node().await;
+    let now = 1_000_000;
+    assert!(a.try_lease("s3:drop", "a", now, now + 3_000).await.unwrap());
+    assert!(
+        !b.try_lease("s3:drop", "b", now + 1_000, now + 4_000)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        b.try_lease("other", "b", now, now + 1_000).await.unwrap(),
+        "leases are by name"
+    );
+    // The holder renews it; another node still cannot take it.
+    assert!(
+        a.try_lease("s3:drop", "a", now + 2_000, now + 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.try_lease("s3:drop", "b", now + 4_999, now + 8_000)
+            .await
+            .unwrap()
+    );
+    // a stopped renewing: once it ran out, b takes it, and a has lost it.
+    assert!(
+        b.try_lease("s3:drop", "b", now + 5_000, now + 8_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.try_lease("s3:drop", "a", now + 6_000, now + 9_000)
+            .await
+            .unwrap()
     );
 }

@@ -55,18 +55,6 @@ pub struct Dispatcher {
     node: Arc<str>,
 }
 
-/// `BASIN_NODE_NAME`, else this host's name and the process id (`db-worker-3:4127`): the
-/// name of the node that ran an event.
-fn node_name() -> String {
-    if let Some(name) = crate::config::env::get(crate::config::env::NODE_NAME) {
-        return name;
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".to_string());
-    format!("{host}:{}", std::process::id())
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -75,7 +63,7 @@ impl Dispatcher {
     pub fn new(lakehouse: Lakehouse) -> Self {
         Self {
             shared: lakehouse.is_shared(),
-            node: node_name().into(),
+            node: super::node_name().into(),
             lakehouse,
             wake: Arc::new(Notify::new()),
             in_flight: Arc::default(),

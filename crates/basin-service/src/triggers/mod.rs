@@ -200,3 +200,19 @@ impl Lakehouse {
         Ok(bytes)
     }
 }
+
+/// This process's name among the nodes sharing a catalog: `BASIN_NODE_NAME`, else the host's
+/// name and the process id (`db-worker-3:4127`). Recorded with the events it runs and the
+/// leases it holds.
+pub fn node_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        if let Some(name) = crate::config::env::get(crate::config::env::NODE_NAME) {
+            return name;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".to_string());
+        format!("{host}:{}", std::process::id())
+    })
+}

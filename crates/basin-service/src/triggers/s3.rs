@@ -208,7 +208,19 @@ pub async fn poll(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch:
             (lakehouse.clone(), dispatcher.clone(), stop.clone());
         tasks.spawn(async move {
             loop {
-                match poll_once(&lakehouse, &bucket).await {
+                // One node lists a bucket at a time: the one holding its lease, renewed at
+                // every listing, taken over by another node when it stops.
+                let now = chrono::Utc::now().timestamp_millis();
+                let until = now + 3 * bucket.poll.as_millis() as i64 + 1_000;
+                let store = lakehouse.catalog().store();
+                let name = bucket.cursor();
+                let lease = store.try_lease(&name, super::node_name(), now, until);
+                let listed = match lease.await {
+                    Ok(true) => poll_once(&lakehouse, &bucket).await,
+                    Ok(false) => Ok(0),
+                    Err(e) => Err(e),
+                };
+                match listed {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(bucket = bucket.name, events = n, "queued new objects");
