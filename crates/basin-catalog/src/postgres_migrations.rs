@@ -131,5 +131,9 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until_ms BIGINT NOT NULL
 );
+-- Claims read live events oldest first: in index order, stopping at the batch's size,
+-- instead of sorting every due event of a backlog.
+CREATE INDEX events_queue ON events (function, created_at_ms, id)
+    WHERE state IN ('pending', 'failed', 'running');
 "#,
 ];
