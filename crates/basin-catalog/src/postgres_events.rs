@@ -109,16 +109,19 @@ pub(crate) async fn enqueue(pool: &PgPool, events: &[NewEvent], now_ms: i64) -> 
 ///
 /// The ids are picked in a CTE with `LIMIT` and `FOR UPDATE SKIP LOCKED`, then updated by
 /// a join. Written as `WHERE id IN (SELECT .. LIMIT n)` it can get a generic plan that
-/// scans the table; this form keeps the index. `EXPLAIN` of the generic plan on Postgres 15
-/// (see [`crate::PgStore::explain_claim`] and its test): `Update on events e` over a
-/// `Nested Loop` of the CTE (`Limit` -> `LockRows` -> `Sort` on created_at_ms, id ->
-/// `Bitmap Heap Scan on events` from a `BitmapOr` of two `Bitmap Index Scan on events_due`,
-/// one per state condition) and an `Index Scan using events_pkey`.
+/// scans the table; this form keeps the index. The redundant `state IN (...)` lets the
+/// planner prove the partial index `events_queue` (live events by function, created_at_ms,
+/// id) applies, so the CTE reads events in claim order and stops at `$3`: without it, with
+/// 20,000 events of one function queued, both the generic and the custom plans sorted every
+/// due event (7 to 18 ms a claim; 0.03 to 0.5 ms with it, measured on Postgres 15). `EXPLAIN`
+/// of the generic plan (see [`crate::PgStore::explain_claim`] and its test): `Update on
+/// events e` over a `Nested Loop` of the CTE (`Limit` -> `LockRows` -> `Index Scan using
+/// events_queue`) and an `Index Scan using events_pkey`.
 pub(crate) fn claim_sql() -> String {
     format!(
         "WITH due AS ( \
             SELECT id FROM events \
-            WHERE function = $1 \
+            WHERE function = $1 AND state IN ('pending', 'failed', 'running') \
               AND ((state IN ('pending', 'failed') AND next_at_ms <= $2) \
                    OR (state = 'running' AND lease_until_ms <= $2)) \
             ORDER BY created_at_ms, id \

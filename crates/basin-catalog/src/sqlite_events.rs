@@ -46,7 +46,7 @@ pub(crate) async fn claim(
 ) -> Result<Vec<EventRecord>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM events WHERE function = ? AND \
+        "SELECT id FROM events WHERE function = ? AND state IN ('pending', 'failed', 'running') AND \
          ((state IN ('pending', 'failed') AND next_at_ms <= ?) OR (state = 'running' AND lease_until_ms <= ?)) \
          ORDER BY created_at_ms, id LIMIT ?",
     )

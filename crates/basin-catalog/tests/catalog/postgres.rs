@@ -88,8 +88,8 @@ async fn serializable() -> Option<Fixture> {
 }
 
 /// The claim's generic plan (what a prepared statement runs after a few executions) reads
-/// the `events_due` index, not the whole table, on a queue that looks like production's:
-/// many functions, most events long settled.
+/// the `events_queue` index in claim order, not the whole table nor a sort of every due event, on a queue that looks like production's:
+/// many functions, most events long settled, and one function with a backlog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claims_generic_plan_reads_the_index() {
     let Some(fixture) = Fixture::postgres().await else {
@@ -109,13 +109,22 @@ async fn the_claims_generic_plan_reads_the_index() {
         .execute(&mut conn)
         .await
         .unwrap();
+    // And a backlog: one busy function with 3,000 events waiting.
+    let backlog: Vec<NewEvent> = (0..3000)
+        .map(|i| NewEvent {
+            function: "busy".into(),
+            ..new_event(&format!("b{i:05}"))
+        })
+        .collect();
+    store.enqueue_events(&backlog).await.unwrap();
     sqlx::query("ANALYZE events")
         .execute(&mut conn)
         .await
         .unwrap();
     let plan = store.explain_claim().await.unwrap();
     eprintln!("the claim's generic plan:\n{plan}");
-    assert!(plan.contains("events_due"), "{plan}");
+    assert!(plan.contains("events_queue"), "{plan}");
+    assert!(!plan.contains("Sort"), "read in claim order, not sorted: {plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
 
