@@ -124,7 +124,10 @@ async fn the_claims_generic_plan_reads_the_index() {
     let plan = store.explain_claim().await.unwrap();
     eprintln!("the claim's generic plan:\n{plan}");
     assert!(plan.contains("events_queue"), "{plan}");
-    assert!(!plan.contains("Sort"), "read in claim order, not sorted: {plan}");
+    assert!(
+        !plan.contains("Sort"),
+        "read in claim order, not sorted: {plan}"
+    );
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
 

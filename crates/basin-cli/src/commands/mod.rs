@@ -34,6 +34,22 @@ use std::path::Path;
 
 use basin_service::Lakehouse;
 
+/// For the long-running commands (`serve`, `worker`): log lines on stderr (`RUST_LOG`,
+/// default `info`), and first the walls functions will run inside.
+fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    crate::output::status(lakehouse.runtime()?.walls().summary());
+    Ok(())
+}
+
 /// Opens the lakehouse named by `--home`, or the one holding the current folder.
 pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
     let cwd = std::env::current_dir()?;

@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -60,15 +59,7 @@ pub struct Args {
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    status(lakehouse.runtime()?.walls().summary());
+    super::start_logging(&lakehouse)?;
     // Held while serving: `basin put` and others can tell a server runs (released on exit).
     let served = std::fs::File::create(lakehouse.serve_lock())?;
     if served.try_lock().is_err() {

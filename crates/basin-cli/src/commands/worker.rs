@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::output::status;
@@ -36,15 +35,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         Some(url) => join(url, args.warehouse, home).await?,
         None => super::open(home).await?,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    status(lakehouse.runtime()?.walls().summary());
+    super::start_logging(&lakehouse)?;
     status(format!(
         "Working for the lakehouse in {} (catalog {}); Ctrl-C to stop",
         lakehouse.root().display(),
