@@ -1,8 +1,8 @@
 //! The event queue's throughput: no-op invocations through a catalog store, each one claimed
 //! (leased) and settled as a worker does, with no function process in between: what the
 //! queue itself costs per invocation. `NODES` stores (separate pools: separate nodes) with
-//! `TASKS` claimers each take batches of `BATCH` events of one function and settle every
-//! event with its own `finish_event`. Run by `bench/event_queue.py`; prints one JSON object.
+//! `TASKS` claimers each take batches of `BATCH` events of one function and settle each
+//! batch's events in one transaction (`finish_events`), as the dispatcher does. Run by `bench/event_queue.py`; prints one JSON object.
 //!
 //!     cargo run --release -p basin-catalog --example queue_bench -- LOCATION [EVENTS] [BATCH] [NODES] [TASKS]
 //!
@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use basin_catalog::{EventOutcome, NewEvent, Store, open_store};
+use basin_catalog::{EventOutcome, NewEvent, Settled, Store, open_store};
 
 #[tokio::main]
 async fn main() -> basin_catalog::Result<()> {
@@ -60,15 +60,19 @@ async fn main() -> basin_catalog::Result<()> {
                     if claimed.is_empty() {
                         return Ok::<usize, basin_catalog::Error>(settled);
                     }
-                    for event in claimed {
-                        let outcome = EventOutcome::Succeeded {
-                            logs: String::new(),
-                            result: None,
-                        };
-                        node.finish_event(&event.id, event.attempts, &outcome)
-                            .await?;
-                        settled += 1;
-                    }
+                    let outcomes: Vec<Settled> = claimed
+                        .into_iter()
+                        .map(|event| Settled {
+                            id: event.id,
+                            attempt: event.attempts,
+                            outcome: EventOutcome::Succeeded {
+                                logs: String::new(),
+                                result: None,
+                            },
+                        })
+                        .collect();
+                    node.finish_events(&outcomes).await?;
+                    settled += outcomes.len();
                 }
             });
         }

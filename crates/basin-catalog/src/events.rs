@@ -102,6 +102,15 @@ pub struct EventRecord {
     pub node: Option<String>,
 }
 
+/// How one attempt of one event ended, for [`crate::Store::finish_events`].
+#[derive(Clone, Debug)]
+pub struct Settled {
+    pub id: String,
+    /// The event's `attempts` when it was claimed.
+    pub attempt: u32,
+    pub outcome: EventOutcome,
+}
+
 /// How an attempt ended.
 #[derive(Clone, Debug)]
 pub enum EventOutcome {

@@ -46,7 +46,7 @@ pub use catalog::{
 pub use error::{Error, ErrorKind, Result, suggest};
 pub use events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent,
+    NewEvent, Settled,
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};

@@ -31,7 +31,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use crate::commit_rules::{ROOT_MESSAGE, Tree};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
+    DueEvents, EventCounts, EventFilter, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
@@ -437,8 +437,18 @@ impl Store for PgStore {
         events::renew(&self.pool, ids, lease_until_ms).await
     }
 
-    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()> {
-        events::finish(&self.pool, id, attempt, outcome, now_ms()).await
+    async fn finish_events(&self, settled: &[Settled]) -> Result<()> {
+        // In id order, as commits consume events: two batches settling the same events
+        // wait for each other instead of deadlocking.
+        let mut ordered: Vec<&Settled> = settled.iter().collect();
+        ordered.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for s in ordered {
+            events::finish(&mut tx, &s.id, s.attempt, &s.outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

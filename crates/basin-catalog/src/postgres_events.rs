@@ -171,7 +171,7 @@ pub(crate) async fn renew(pool: &PgPool, ids: &[String], lease_until_ms: i64) ->
 /// Records how attempt `attempt` ended, unless the event moved on meanwhile (the rules of
 /// `sqlite_events::finish`): a newer attempt took it, or a commit consumed it.
 pub(crate) async fn finish(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: &str,
     attempt: u32,
     outcome: &EventOutcome,
@@ -209,7 +209,7 @@ pub(crate) async fn finish(
         .bind(tail(logs))
         .bind(retry_at_ms.unwrap_or(now_ms)),
     };
-    query.execute(pool).await?;
+    query.execute(conn).await?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::commit_rules::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
+    DueEvents, EventCounts, EventFilter, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
@@ -478,8 +478,14 @@ impl Store for SqlStore {
         sqlite_events::renew(&self.pool, ids, lease_until_ms).await
     }
 
-    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()> {
-        sqlite_events::finish(&self.pool, id, attempt, outcome, now_ms()).await
+    async fn finish_events(&self, settled: &[Settled]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        for s in settled {
+            sqlite_events::finish(&mut tx, &s.id, s.attempt, &s.outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

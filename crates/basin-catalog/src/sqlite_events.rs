@@ -92,7 +92,7 @@ pub(crate) async fn renew(pool: &SqlitePool, ids: &[String], lease_until_ms: i64
 /// dropped, whatever it says, so an old failure never overwrites a newer success), or a
 /// commit consumed it (a failure is then dropped; a success only adds logs and result).
 pub(crate) async fn finish(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: &str,
     attempt: u32,
     outcome: &EventOutcome,
@@ -124,7 +124,7 @@ pub(crate) async fn finish(
         .bind(now_ms)
         .bind(id)
         .bind(i64::from(attempt))
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

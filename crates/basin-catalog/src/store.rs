@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent,
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
@@ -134,7 +134,17 @@ pub trait Store: Send + Sync + Debug {
     /// Records how attempt `attempt` (the event's `attempts` when it was claimed) ended. An
     /// outcome from an older attempt is dropped: after a lease ran out and another worker
     /// took the event, only that newer attempt may settle it.
-    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()>;
+    async fn finish_event(&self, id: &str, attempt: u32, outcome: &EventOutcome) -> Result<()> {
+        let settled = Settled {
+            id: id.to_string(),
+            attempt,
+            outcome: outcome.clone(),
+        };
+        self.finish_events(std::slice::from_ref(&settled)).await
+    }
+    /// Records how several attempts ended (each as [`Store::finish_event`] would), in one
+    /// transaction: a batch's events settle with one flush of the log, not one each.
+    async fn finish_events(&self, settled: &[Settled]) -> Result<()>;
     /// How many of `function`'s events may run at `now_ms`, and when the next one may.
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents>;
     /// Newest first.

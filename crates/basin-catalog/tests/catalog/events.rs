@@ -17,6 +17,7 @@ every_store!(
     a_renewed_lease_keeps_other_workers_off_and_lists_filter,
     two_nodes_claiming_at_once_never_take_the_same_event,
     two_nodes_committing_one_event_store_it_once,
+    a_batch_settles_together_and_drops_its_stale_outcomes,
 );
 
 pub(crate) fn new_event(id: &str) -> NewEvent {
@@ -432,4 +433,55 @@ async fn two_nodes_committing_one_event_store_it_once(fixture: Fixture) {
         .unwrap()
         .remove(0);
     assert_eq!(e1.commit, Some(winner.id.to_string()));
+}
+
+/// `finish_events` settles a batch in one go, each outcome fenced by its attempt as
+/// `finish_event` is: an outcome of an attempt that lost its lease is dropped.
+async fn a_batch_settles_together_and_drops_its_stale_outcomes(fixture: Fixture) {
+    let store = fixture.store().await;
+    let ids = ["p", "q", "r"];
+    let events: Vec<NewEvent> = ids.iter().map(|id| new_event(id)).collect();
+    store.enqueue_events(&events).await.unwrap();
+    let now = 1_000_000_000_000_000;
+    let first = store
+        .claim_events("load", 3, now, now + 5_000, "node-a")
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    // node-a stalls; after its lease node-b takes r over (attempt 2).
+    let taken = store
+        .claim_events("load", 3, now + 5_000, now + 10_000, "node-b")
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 3);
+    let ok = |id: &str, attempt| basin_catalog::Settled {
+        id: id.into(),
+        attempt,
+        outcome: EventOutcome::Succeeded {
+            logs: format!("{id} by attempt {attempt}\n"),
+            result: None,
+        },
+    };
+    // node-b settles p and q; node-a's late batch (attempt 1) arrives after.
+    store
+        .finish_events(&[ok("p", 2), ok("q", 2)])
+        .await
+        .unwrap();
+    store
+        .finish_events(&[ok("p", 1), ok("q", 1), ok("r", 1)])
+        .await
+        .unwrap();
+    let filter = EventFilter {
+        limit: 10,
+        ..EventFilter::default()
+    };
+    let listed = store.events(&filter).await.unwrap();
+    let by_id = |id: &str| listed.iter().find(|e| e.id == id).unwrap().clone();
+    assert_eq!(by_id("p").logs, "p by attempt 2\n");
+    assert_eq!(by_id("q").logs, "q by attempt 2\n");
+    assert_eq!(
+        by_id("r").state,
+        EventState::Running,
+        "r's late outcome was dropped"
+    );
 }

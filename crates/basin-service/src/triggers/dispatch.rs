@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basin_catalog::{Error, ErrorKind, EventOutcome, EventRecord, EventState, Result};
+use basin_catalog::{Error, ErrorKind, EventOutcome, EventRecord, EventState, Result, Settled};
 use basin_ingest::{Format, ImportRequest, Mode};
 use basin_runtime::{Finished, Invocation, Limits, Output, Target};
 use tokio::sync::{Notify, watch};
@@ -287,47 +287,41 @@ impl Dispatcher {
     async fn handle(&self, function: DeployedFunction, batch: Vec<EventRecord>) -> Result<()> {
         let _renewal = self.renew_leases(batch.iter().map(|e| e.id.clone()).collect());
         let attempts = self.attempts(&function, &batch).await;
-        let store = self.lakehouse.catalog().store();
         let mut outputs: Vec<(EventRecord, Attempt)> = Vec::new();
+        // Every outcome but the appended outputs', settled together in one transaction.
+        let mut settled = Vec::new();
         for (event, attempt) in batch.into_iter().zip(attempts) {
-            match attempt.error() {
-                Some(error) => {
-                    store
-                        .finish_event(
-                            &event.id,
-                            event.attempts,
-                            &failure(&event, error, attempt.logs),
-                        )
-                        .await?
-                }
+            let outcome = match attempt.error() {
+                Some(error) => failure(&event, error, attempt.logs),
                 None if function.declaration.to.is_some() => {
                     if attempt.output_file().is_some() {
                         outputs.push((event, attempt));
-                    } else {
-                        let error = format!(
-                            "`{}` returned no table, so there is nothing to append to `{}`",
-                            function.name,
-                            function.declaration.to.as_deref().unwrap_or_default()
-                        );
-                        store
-                            .finish_event(
-                                &event.id,
-                                event.attempts,
-                                &failure(&event, error, attempt.logs),
-                            )
-                            .await?
+                        continue;
                     }
+                    let error = format!(
+                        "`{}` returned no table, so there is nothing to append to `{}`",
+                        function.name,
+                        function.declaration.to.as_deref().unwrap_or_default()
+                    );
+                    failure(&event, error, attempt.logs)
                 }
-                None => {
-                    let outcome = EventOutcome::Succeeded {
-                        result: attempt.json(),
-                        logs: attempt.logs,
-                    };
-                    store
-                        .finish_event(&event.id, event.attempts, &outcome)
-                        .await?
-                }
-            }
+                None => EventOutcome::Succeeded {
+                    result: attempt.json(),
+                    logs: attempt.logs,
+                },
+            };
+            settled.push(Settled {
+                id: event.id,
+                attempt: event.attempts,
+                outcome,
+            });
+        }
+        if !settled.is_empty() {
+            self.lakehouse
+                .catalog()
+                .store()
+                .finish_events(&settled)
+                .await?;
         }
         if let Some(table) = &function.declaration.to {
             self.store_outputs(table, outputs).await?;
@@ -370,24 +364,26 @@ impl Dispatcher {
             }
             Err(e) => vec![(&outputs[0].0, &outputs[0].1, Err(e))],
         };
-        for (event, attempt, result) in settled {
-            let outcome = match result {
-                Err(e) if e.kind() != ErrorKind::AlreadyExists => failure(
-                    event,
-                    format!("cannot append to `{table}`: {e}"),
-                    attempt.logs.clone(),
-                ),
-                // Stored now, or by an earlier attempt: either way exactly once.
-                _ => EventOutcome::Succeeded {
-                    logs: attempt.logs.clone(),
-                    result: None,
+        let outcomes: Vec<Settled> = settled
+            .into_iter()
+            .map(|(event, attempt, result)| Settled {
+                id: event.id.clone(),
+                attempt: event.attempts,
+                outcome: match result {
+                    Err(e) if e.kind() != ErrorKind::AlreadyExists => failure(
+                        event,
+                        format!("cannot append to `{table}`: {e}"),
+                        attempt.logs.clone(),
+                    ),
+                    // Stored now, or by an earlier attempt: either way exactly once.
+                    _ => EventOutcome::Succeeded {
+                        logs: attempt.logs.clone(),
+                        result: None,
+                    },
                 },
-            };
-            store
-                .finish_event(&event.id, event.attempts, &outcome)
-                .await?;
-        }
-        Ok(())
+            })
+            .collect();
+        store.finish_events(&outcomes).await
     }
 
     async fn append(&self, table: &str, outputs: &[(EventRecord, Attempt)]) -> Result<()> {
