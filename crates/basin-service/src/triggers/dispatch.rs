@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use basin_catalog::{Error, ErrorKind, EventOutcome, EventRecord, EventState, Result, Settled};
 use basin_ingest::{Format, ImportRequest, Mode};
-use basin_runtime::{Finished, Invocation, Limits, Output, Target};
+use basin_runtime::{Finished, Output};
 use tokio::sync::{Notify, watch};
 
 use super::deploy::DeployedFunction;
 use crate::Lakehouse;
-use crate::functions::env_spec;
+
+mod invoke;
 
 /// A triggered function's time limit when it declares none.
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -459,130 +460,6 @@ impl Dispatcher {
             Err(e) => Err(Attempt::failed(describe(e), logs)),
         }
     }
-
-    async fn invoke(
-        &self,
-        function: &DeployedFunction,
-        events: &[EventRecord],
-        logs: Arc<Mutex<basin_runtime::OutputLog>>,
-    ) -> Result<Finished> {
-        let runtime = self.lakehouse.runtime()?;
-        let declaration = &function.declaration;
-        let spec = env_spec(declaration, None, &Default::default(), &[]);
-        let env = runtime.environment(&spec).await?;
-        let mut workspace = runtime.workspace()?;
-        // Objects in an S3 bucket are fetched 16 at a time.
-        let mut objects: Vec<Result<Option<Fetched>>> = Vec::with_capacity(events.len());
-        for chunk in events.chunks(16) {
-            let fetches = chunk.iter().map(|event| self.object(function, event));
-            objects.extend(futures::future::join_all(fetches).await);
-        }
-        for (event, object) in events.iter().zip(objects) {
-            let object = object?;
-            let attached = match &object {
-                Some(Fetched::File(path)) => Some(basin_runtime::Object::File(path)),
-                Some(Fetched::Bytes(bytes)) => Some(basin_runtime::Object::Bytes(bytes)),
-                None => None,
-            };
-            workspace.add_event(event.payload.clone(), attached)?;
-            attach_table(&mut workspace, event).await?;
-        }
-        let per_event = timeout(function);
-        let invocation = Invocation {
-            function: function.name.clone(),
-            target: Target::Python {
-                file: declaration.file.clone(),
-                name: function.name.clone(),
-                source: function.source.clone(),
-            },
-            env,
-            preload: spec.packages.keys().cloned().collect(),
-            event: serde_json::Value::Null,
-            params: serde_json::Value::Null,
-            secrets: crate::functions::secrets_for(declaration, &[])?,
-            limits: Limits {
-                // The worker stops a call at `per_event`; this stops a worker that hangs.
-                timeout: Some(per_event * events.len() as u32 + BATCH_MARGIN),
-                per_event: Some(per_event),
-                memory_bytes: declaration.memory_bytes,
-                internet: declaration.internet,
-            },
-            concurrency: declaration.concurrency,
-        };
-        let sink: basin_runtime::OutputSink = Arc::new(move |_, line: &str| {
-            logs.lock().expect("not poisoned").push(line);
-        });
-        let finished = runtime.invoke(workspace, invocation, sink).await;
-        self.lakehouse
-            .catalog()
-            .store()
-            .record_invocation(&finished.record)
-            .await?;
-        Ok(finished)
-    }
-
-    /// The object an object event is about: a file in the embedded default's bucket
-    /// folders, or the bytes of an object in an S3 bucket.
-    async fn object(
-        &self,
-        function: &DeployedFunction,
-        event: &EventRecord,
-    ) -> Result<Option<Fetched>> {
-        let Some(basin_runtime::Trigger::Object { bucket, .. }) = function.trigger() else {
-            return Ok(None);
-        };
-        let Some(key) = event.payload.get("key").and_then(|k| k.as_str()) else {
-            return Ok(None);
-        };
-        Ok(Some(match self.lakehouse.s3_bucket(bucket) {
-            Some(s3) => Fetched::Bytes(self.lakehouse.read_s3_object(s3, key).await?),
-            None => {
-                let dir = self.lakehouse.bucket_dir(bucket);
-                let path = dir.join(key);
-                // Queued as a plain file, but it could have been swapped for a link since.
-                if let Some(link) = super::watch::symlink_under(&dir, &path) {
-                    return Err(Error::invalid(format!(
-                        "{} is a symbolic link; links in a bucket are not followed",
-                        link.display()
-                    ))
-                    .with_hint(
-                        "put the file itself into the bucket: `basin put FILE BUCKET/KEY`",
-                    ));
-                }
-                Fetched::File(path)
-            }
-        }))
-    }
-}
-
-/// Reads the last added event's object as `basin import` would (CSV and JSON objects, by
-/// their key's suffix), so that `context.read_table()` sees the types an import infers. A file
-/// that cannot be read fails only a `read_table()` call, with the import's message (a
-/// function that reads the bytes itself still runs).
-async fn attach_table(workspace: &mut basin_runtime::Workspace, event: &EventRecord) -> Result<()> {
-    let key = event.payload.get("key").and_then(|k| k.as_str());
-    let (Some(object), Some(key)) = (workspace.last_object(), key) else {
-        return Ok(());
-    };
-    let Some(format) = basin_ingest::text_format(key) else {
-        return Ok(());
-    };
-    let (object, key) = (object.to_path_buf(), key.to_string());
-    let read = tokio::task::spawn_blocking(move || {
-        let dest = object.with_extension("arrow");
-        basin_ingest::to_arrow_file(&object, &key, format, &dest).map(|_| dest)
-    })
-    .await
-    .map_err(|e| Error::internal(format!("reading the object as a table: {e}")))?;
-    // The message names the key and line; the import's hints speak of its flags.
-    workspace.attach_object_table(read.map_err(|e| e.message));
-    Ok(())
-}
-
-/// An object to hand to the handler.
-enum Fetched {
-    File(PathBuf),
-    Bytes(Vec<u8>),
 }
 
 pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
