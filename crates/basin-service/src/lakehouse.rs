@@ -30,9 +30,7 @@ const WAREHOUSE_SETTING: &str = "warehouse";
 
 /// The warehouse of a new node of the lakehouse whose catalog is at `url`: the one its
 /// catalog names, or `given` for a new lakehouse. A shared catalog needs a shared warehouse.
-async fn shared_warehouse(url: &str, given: Option<String>) -> Result<String> {
-    let store = basin_catalog::open_store(url).await?;
-    store.initialize().await?;
+async fn shared_warehouse(store: &dyn Store, url: &str, given: Option<String>) -> Result<String> {
     match (given, store.setting(WAREHOUSE_SETTING).await?) {
         (Some(given), Some(known)) if given != known => Err(other_warehouse(&known, &given)),
         (Some(given), _) => Ok(given),
@@ -122,9 +120,19 @@ impl Lakehouse {
             .as_deref()
             .map(|url| check_catalog_url(url).map(|url| CatalogConfig { url }))
             .transpose()?;
-        let location = match &catalog {
-            Some(catalog) => shared_warehouse(&catalog.url, location).await?,
-            None => location.unwrap_or_else(|| basin.join("warehouse").to_string_lossy().into()),
+        // A shared catalog is opened once here: it names the warehouse, and the lakehouse
+        // keeps using it.
+        let (store, location) = match &catalog {
+            Some(catalog) => {
+                let store = basin_catalog::open_store(&catalog.url).await?;
+                store.initialize().await?;
+                let location = shared_warehouse(store.as_ref(), &catalog.url, location).await?;
+                (Some(store), location)
+            }
+            None => (
+                None,
+                location.unwrap_or_else(|| basin.join("warehouse").to_string_lossy().into()),
+            ),
         };
         std::fs::create_dir_all(&basin)
             .map_err(|e| Error::io(format!("cannot create {}", basin.display())).with_source(e))?;
@@ -132,7 +140,7 @@ impl Lakehouse {
             warehouse: WarehouseConfig { location },
             catalog,
         };
-        let lakehouse = Self::assemble(&dir, &config, settings).await?;
+        let lakehouse = Self::assemble(&dir, &config, settings, store).await?;
         if lakehouse.warehouse().is_s3() {
             // Fail now, not at the first import, if the bucket cannot be written.
             let probe = format!("{}/.basin-init-check", lakehouse.warehouse().location());
@@ -205,13 +213,22 @@ impl Lakehouse {
         let config: LakehouseConfig = toml::from_str(&text)
             .map_err(|e| config::toml_error(&path, &text, &e, "was it edited by hand?"))?;
         let settings = Settings::load(&root)?;
-        Self::assemble(&root, &config, settings).await
+        Self::assemble(&root, &config, settings, None).await
     }
 
-    async fn assemble(root: &Path, config: &LakehouseConfig, settings: Settings) -> Result<Self> {
-        let store: Arc<dyn Store> = match &config.catalog {
-            Some(catalog) => basin_catalog::open_store(&catalog.url).await?,
-            None => Arc::new(SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?),
+    /// The lakehouse `config` describes; `store` is its catalog if already open.
+    async fn assemble(
+        root: &Path,
+        config: &LakehouseConfig,
+        settings: Settings,
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<Self> {
+        let store: Arc<dyn Store> = match (store, &config.catalog) {
+            (Some(store), _) => store,
+            (None, Some(catalog)) => basin_catalog::open_store(&catalog.url).await?,
+            (None, None) => {
+                Arc::new(SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?)
+            }
         };
         store.initialize().await?;
         let location = &config.warehouse.location;
