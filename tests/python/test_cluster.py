@@ -53,7 +53,14 @@ def node(tmp_path, name, s3_endpoint, extra=""):
 def start_worker(b: Basin, catalog: str, log):
     # No --warehouse: a node joining finds the lakehouse's in the catalog.
     return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog],
-                            stdout=subprocess.DEVNULL, stderr=log, env=b.env)
+                            stdout=subprocess.DEVNULL, stderr=log,
+                            env={**b.env, "BASIN_NODE_NAME": b.home.name})
+
+
+def holds_a_lease(b: Basin, node_name: str) -> bool:
+    """Whether `node_name` runs events now (claimed, not settled)."""
+    running = b.json("events", "ls", "--function", "load", "--state", "running", "--limit", "5000")
+    return any(e["node"] == node_name for e in running)
 
 
 def landed(b: Basin):
@@ -89,10 +96,11 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: s3.put_object(Bucket="drop", Key=f"incoming/{i:04}.csv",
                                                   Body=f"id\n{i}\n".encode()), range(2000)))
-        # Midway: the first worker dies without a word, leases held.
-        wait_for(lambda: landed(server)["n"] >= 400, seconds=240)
+        # Midway: the first worker dies without a word, while it holds leases.
+        wait_for(lambda: holds_a_lease(server, "worker1"), seconds=240)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
+        print("killed worker1 with", landed(server)["n"], "rows landed")
         wait_for(lambda: landed(server)["n"] >= 2000, seconds=300)
         time.sleep(4)  # past a lease: a late duplicate would have landed by now
         assert landed(server) == {"n": 2000, "ids": 2000}
