@@ -20,8 +20,10 @@ wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict 
   /proc (their environment, memory and open files);
 - always: its own session and process group, death with its parent, no core dumps.
 
-`apply` returns what it could not do ("WALL: why"), so Basin can say so, or refuse to run the
-function when isolation is strict.
+A spare child builds the walls ahead of its request (`confine_ahead`), all but the rules for
+the invocation's own folder, which `confine` adds before the walls close; it returns what
+could not be done ("WALL: why"), so Basin can say so, or refuse to run the function when
+isolation is strict.
 ctypes is used because Python 3.11 has no os.unshare and no Landlock binding; the structs and
 constants below are the kernel's (include/uapi/linux/landlock.h, sched.h, prctl.h).
 """
@@ -261,9 +263,10 @@ def _unshare(flags: int, what: str) -> str | None:
     return f"{what} ({why})" if why else None
 
 
-def _hide_socket_folders(keep: list) -> str | None:
+def _hide_socket_folders(keep: list, covered: dict) -> str | None:
     """Empty, private folders over the usual socket folders; the `keep` folders inside them
-    (the environment, the invocation's folder) are bound back in, alone."""
+    (the environment) are bound back in, alone. `covered` gets a handle on each covered
+    folder, so that the invocation's own folder can be bound back later (`reveal`)."""
     if _unshare(_CLONE_NEWNS, "private mounts"):
         return "private mounts over service sockets (no mount namespace)"
     if _libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
@@ -273,31 +276,41 @@ def _hide_socket_folders(keep: list) -> str | None:
         if os.path.islink(folder) or not os.path.isdir(folder):
             continue
         inside = [k for k in kept if k.startswith(folder + "/")]
-        handles = [(k, os.open(k, os.O_PATH | os.O_CLOEXEC)) for k in inside]  # before covering
-        try:
-            if _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64m") != 0:
-                return f"an empty {folder} ({_err()})"
-            for path, fd in handles:
-                os.makedirs(path, exist_ok=True)
-                source = f"/proc/self/fd/{fd}".encode()
-                if _libc.mount(source, path.encode(), None, _MS_BIND | _MS_REC, None) != 0:
-                    return f"an empty {folder} (binding {path} back: {_err()})"
-        finally:
-            for _, fd in handles:
-                os.close(fd)
+        covered[folder] = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64m") != 0:
+            return f"an empty {folder} ({_err()})"
+        for path in inside:
+            why = _bind_back(covered, folder, path)
+            if why:
+                return f"an empty {folder} ({why})"
     return None
 
 
-def _landlock(read: list, write: list, deny_tcp: bool, files: bool, scope: bool) -> list:
-    """Restricts the process to `read` (read and execute) and `write` (everything) folders
-    (when `files`), TCP (when `deny_tcp`), signals and abstract sockets (when `scope`).
-    Returns what could not be applied, as "WALL: why"."""
+def _bind_back(covered: dict, folder: str, path: str) -> str | None:
+    """Binds `path`, which lies in the covered `folder`, back over its empty copy."""
+    try:
+        fd = os.open(os.path.relpath(path, folder), os.O_PATH | os.O_CLOEXEC, dir_fd=covered[folder])
+    except OSError as e:
+        return f"binding {path} back: {e.strerror}"
+    try:
+        os.makedirs(path, exist_ok=True)
+        if _libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+            return f"binding {path} back: {_err()}"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _ruleset(read: list, deny_tcp: bool, files: bool, scope: bool) -> tuple:
+    """A Landlock ruleset that allows `read` (read and execute) and the device files (when
+    `files`), no TCP (when `deny_tcp`), no signals out and no abstract sockets (when `scope`).
+    Returns (its fd or -1, the rights a folder the process may write gets, the walls it
+    holds, what cannot be built as "WALL: why")."""
     abi = landlock_abi()
     wanted = (["files"] if files else []) + (["network"] if deny_tcp else []) + (["signals"] if scope else [])
     if abi < 1:
-        return [f"{w}: Landlock is not enabled in this kernel" for w in wanted]
+        return -1, 0, [], [f"{w}: Landlock is not enabled in this kernel" for w in wanted]
     handled = _FS_V1_ALL | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
-    file_rights = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
     net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if deny_tcp and abi >= 4 else 0
     # No signals to processes outside the sandbox (Basin, other functions), and no abstract
     # Unix sockets (X11, some services).
@@ -308,37 +321,39 @@ def _landlock(read: list, write: list, deny_tcp: bool, files: bool, scope: bool)
     if scope and not scoped:
         missing.append("signals: Landlock scoping needs ABI 6 (kernel 6.12)")
     if not files and not net and not scoped:
-        return missing
+        return -1, 0, [], missing
     attr = _RulesetAttr(handled if files else 0, net, scoped)
     size = 24 if scoped else (16 if net else 8)
     ruleset = _syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                        ctypes.c_uint32(0))
     if ruleset < 0:
-        return [f"{w}: landlock_create_ruleset: {_err()}" for w in wanted]
-    try:
-        rules = [(p, _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR) for p in read]
-        rules += [(p, handled) for p in write]
-        rules += [(p, _FS_READ_FILE | _FS_WRITE_FILE) for p in DEVICES]
-        for path, rights in rules if files else []:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue  # not on this machine
-            try:
-                if not os.path.isdir(path):
-                    rights &= file_rights
-                rule = _PathBeneathAttr(rights, fd)
-                if _syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule),
-                            ctypes.c_uint32(0)) != 0:
-                    missing.append(f"files: a rule for {path} ({_err()})")
-            finally:
-                os.close(fd)
-        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return missing + [f"{w}: no_new_privs: {_err()}" for w in wanted]
-        if _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
-            return missing + [f"{w}: landlock_restrict_self: {_err()}" for w in wanted]
-    finally:
-        os.close(ruleset)
+        return -1, 0, [], [f"{w}: landlock_create_ruleset: {_err()}" for w in wanted]
+    os.set_inheritable(ruleset, False)
+    rights = handled if files else 0
+    rules = [(p, _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR) for p in read]
+    rules += [(p, _FS_READ_FILE | _FS_WRITE_FILE) for p in DEVICES]
+    missing += _add_rules(ruleset, rules if files else [])
+    return ruleset, rights, wanted, missing
+
+
+def _add_rules(ruleset: int, rules: list) -> list:
+    """Adds (path, rights) rules; a path missing on this machine is skipped."""
+    file_rights = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE
+    missing = []
+    for path, rights in rules:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue  # not on this machine
+        try:
+            if not os.path.isdir(path):
+                rights &= file_rights
+            rule = _PathBeneathAttr(rights, fd)
+            if _syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule),
+                        ctypes.c_uint32(0)) != 0:
+                missing.append(f"files: a rule for {path} ({_err()})")
+        finally:
+            os.close(fd)
     return missing
 
 
@@ -360,31 +375,92 @@ def _limits(limits: dict) -> list:
     return missing
 
 
-def apply(config: dict, missing: list) -> list:
-    """Confines this process as `config` says: `{"internet": bool, "read": [folders],
-    "write": [folders], "workdir": folder, "limits": {...}, "off": [walls]}`. `missing` holds
-    what could not be done ahead (the process namespace). Returns every wall that is not in
-    force, as "WALL: why" (empty when all are)."""
+class Ahead:
+    """The walls a spare child builds while it waits for its request (`confine_ahead`), for
+    the invocation config it was built for; `confine` finishes them once the invocation's
+    folder is known. Holds descriptors until then: the Landlock ruleset and a handle on each
+    covered socket folder."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.missing: list = []
+        self.ruleset = -1
+        self.write_rights = 0
+        self.landlock_walls: list = []
+        self.covered: dict = {}
+
+    def close(self) -> None:
+        for fd in [self.ruleset, *self.covered.values()]:
+            if fd >= 0:
+                os.close(fd)
+        self.ruleset, self.covered = -1, {}
+
+
+#: What a spare is built for, of an invocation config: a request with the same can use it.
+AHEAD_KEYS = ("internet", "read", "limits", "off")
+
+
+def fits(ahead_config: dict, config: dict) -> bool:
+    """Whether a spare built for `ahead_config` can run an invocation configured by `config`."""
+    return all(ahead_config.get(k) == config.get(k) for k in AHEAD_KEYS)
+
+
+def confine_ahead(config: dict, missing: list) -> Ahead:
+    """Builds every wall that does not depend on the invocation's folder, before the request
+    comes: limits, the network namespace, the empty socket folders, and the Landlock rules but
+    the folder's. `config` is an invocation config (see `confine`) of which `AHEAD_KEYS` count;
+    `missing` holds what could not be done before this (the process namespace)."""
+    ahead = Ahead(config)
     off = set(config.get("off", []))
-    missing = list(missing) + [f"{w}: turned off by [functions] disable_walls" for w in sorted(off)]
+    ahead.missing = list(missing) + [f"{w}: turned off by [functions] disable_walls" for w in sorted(off)]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if "limits" not in off:
-        missing += _limits(config.get("limits", {}))
+        ahead.missing += _limits(config.get("limits", {}))
     want_net = not config.get("internet") and "network" not in off
     net_missing = _unshare(_CLONE_NEWNET, "network namespace") if want_net else None
     read = list(config.get("read", []))
     for prefix in {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}:
         read.append(os.path.realpath(prefix))
-    write = list(config.get("write", []))
     if "sockets" not in off:
-        sockets_missing = _hide_socket_folders(read + write)
+        sockets_missing = _hide_socket_folders(read, ahead.covered)
         if sockets_missing:
-            missing.append(f"sockets: {sockets_missing}")
+            ahead.missing.append(f"sockets: {sockets_missing}")
     system = SYSTEM_READ
     if os.geteuid() == 0:
         system = [p for p in SYSTEM_READ if p != "/etc"] + (_PUBLIC_ETC or [])
     read += system + [f"/proc/{host_pid()}"]
-    missing += _landlock(read, write, deny_tcp=bool(net_missing), files="files" not in off,
-                         scope="signals" not in off)
+    ahead.ruleset, ahead.write_rights, ahead.landlock_walls, lost = _ruleset(
+        read, deny_tcp=bool(net_missing), files="files" not in off, scope="signals" not in off)
+    ahead.missing += lost
+    return ahead
+
+
+def reveal(ahead: Ahead, write: list) -> None:
+    """Binds the invocation's `write` folders back in where they lie under a covered socket
+    folder (before Basin's socket, inside the invocation's folder, is connected)."""
+    for path in {os.path.realpath(w) for w in write}:
+        folder = next((f for f in ahead.covered if path.startswith(f + "/")), None)
+        why = folder and _bind_back(ahead.covered, folder, path)
+        if why:
+            ahead.missing.append(f"sockets: an empty {folder} ({why})")
+
+
+def confine(ahead: Ahead, config: dict) -> list:
+    """Finishes the walls `confine_ahead` built, for the invocation configured by `config`:
+    `{"internet": bool, "read": [folders], "write": [folders], "workdir": folder, "limits":
+    {...}, "off": [walls]}`, which `fits` the spare's, after `reveal`. The `write` folders join
+    the Landlock rules, which then apply to this process for good. Returns every wall that is
+    not in force, as "WALL: why" (empty when all are)."""
+    missing = list(ahead.missing)
+    try:
+        if ahead.ruleset >= 0:
+            if ahead.write_rights:
+                missing += _add_rules(ahead.ruleset, [(p, ahead.write_rights) for p in config.get("write", [])])
+            if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                missing += [f"{w}: no_new_privs: {_err()}" for w in ahead.landlock_walls]
+            elif _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ahead.ruleset, ctypes.c_uint32(0)) != 0:
+                missing += [f"{w}: landlock_restrict_self: {_err()}" for w in ahead.landlock_walls]
+    finally:
+        ahead.close()
     os.chdir(config["workdir"])
     return missing

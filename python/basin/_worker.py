@@ -1,16 +1,19 @@
 """Basin's worker: a fork server per environment, and the function side of the protocol.
 
-`python -I -m basin._worker zygote [--preload pkg,...]` starts a fork server (a "zygote",
+`python -I -m basin._worker zygote [--preload pkg,...] [--ahead JSON]` starts a fork server (a "zygote",
 as in SOCK): it imports pyarrow and the environment's packages once, freezes the heap, then
 waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
 fresh child forked from it, so no state passes from one invocation to the next, and the child
-starts with the heavy imports already done. One child is forked ahead of time and waits for
-its request, so an invocation does not wait for the fork. The zygote reports on stdout:
+starts with the heavy imports already done. One child is forked ahead of time, builds its
+walls (`--ahead`: those of a function without the internet in this environment; all but the
+rules for the invocation's own folder) and waits for its request, so an invocation waits for
+neither the fork nor most of its confinement; a request with other walls (the internet) gets
+a child of its own. The zygote reports on stdout:
 `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
-The child confines itself (basin._sandbox), connects its stdout and stderr to Basin's socket,
-then either runs a Python function (speaking the protocol itself) or execs a program that
+The child finishes its walls (basin._sandbox), connects its stdout and stderr to Basin's
+socket, then either runs a Python function (speaking the protocol itself) or execs a program that
 speaks it. docs/protocol.md describes the protocol for programs in any language.
 """
 
@@ -92,12 +95,12 @@ def zygote(preload: list) -> None:
     # A child is forked ahead and waits, so a request only has to be handed over. The next
     # one is forked once the zygote has been quiet for a moment: not while the invocation
     # just handed over is starting, on the same cores.
-    spare: Optional[tuple] = _spawn(selector, (wake_r, wake_w))
+    spare: Optional[tuple] = _spawn(selector, (wake_r, wake_w), AHEAD)
     pending = b""
     while True:
         ready = selector.select(timeout=None if spare else SPARE_DELAY)
         if not ready and spare is None:
-            spare = _spawn(selector, (wake_r, wake_w))
+            spare = _spawn(selector, (wake_r, wake_w), AHEAD)
         for key, _ in ready:
             if key.fd == wake_r:
                 try:
@@ -112,10 +115,17 @@ def zygote(preload: list) -> None:
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                if line.strip():
-                    spare = spare or _spawn(selector, (wake_r, wake_w))
-                    _hand_over(line, json.loads(line)["invocation"], spare, selector, (wake_r, wake_w))
+                if not line.strip():
+                    continue
+                fork = json.loads(line)
+                if _sandbox.fits(AHEAD, fork["sandbox"]):
+                    spare = spare or _spawn(selector, (wake_r, wake_w), AHEAD)
+                    _hand_over(line, fork, spare, selector, (wake_r, wake_w))
                     spare = None
+                else:
+                    # Walls unlike the spare's (a function with the internet): a child of its own.
+                    one_off = _spawn(selector, (wake_r, wake_w), fork["sandbox"])
+                    _hand_over(line, fork, one_off, selector, (wake_r, wake_w))
 
 
 def _reap() -> None:
@@ -132,8 +142,10 @@ def _reap() -> None:
             _send(1, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _spawn(selector, wake: tuple) -> tuple:
-    """Forks a spare child that waits for one request on a pipe; returns (pid, pipe)."""
+def _spawn(selector, wake: tuple, config: dict) -> tuple:
+    """Forks a spare child that builds the walls of the invocation `config` ahead (all but
+    the rules for the invocation's folder), then waits for one request on a pipe; returns
+    (pid, pipe)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid:
@@ -151,7 +163,7 @@ def _spawn(selector, wake: tuple) -> tuple:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's pipes are not the child's
         os.dup2(devnull, 1)
-        ahead = _enter_process_namespace(r)
+        walls = _sandbox.confine_ahead(config, _enter_process_namespace(r))
         line = b""
         while not line.endswith(b"\n"):
             chunk = os.read(r, 1 << 16)
@@ -159,7 +171,7 @@ def _spawn(selector, wake: tuple) -> tuple:
                 os._exit(0)  # the zygote retired this spare
             line += chunk
         os.close(r)
-        code = _child(json.loads(line), ahead)
+        code = _child(json.loads(line), walls)
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote loop
         traceback.print_exc()
     finally:
@@ -170,7 +182,10 @@ def _spawn(selector, wake: tuple) -> tuple:
             os._exit(code)
 
 
-#: Walls turned off for every invocation (`[functions] disable_walls`), from the command line.
+#: The invocation config spares are built for (`--ahead`, from Basin): no internet, the
+#: environment's folder, the limits, the walls turned off (`[functions] disable_walls`).
+AHEAD: dict = {}
+#: Walls turned off for every invocation.
 OFF: set = set()
 
 
@@ -201,10 +216,11 @@ def _enter_process_namespace(request_fd: int) -> list:
     return []
 
 
-def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple) -> None:
+def _hand_over(line: bytes, fork: dict, spare: tuple, selector, wake: tuple) -> None:
     """Gives the request to the spare child and reports it. If the spare died (killed from
     outside), one fresh child is forked and tried; the pipe is always closed here, so no
     later child inherits a way to send requests."""
+    invocation = fork["invocation"]
     data = line + b"\n"
     for attempt in range(2):
         pid, w = spare
@@ -218,7 +234,7 @@ def _hand_over(line: bytes, invocation: str, spare: tuple, selector, wake: tuple
         finally:
             os.close(w)
         if attempt == 0:
-            spare = _spawn(selector, wake)
+            spare = _spawn(selector, wake, fork["sandbox"])
     _send(1, {"forked": invocation, "pid": 0})
 
 
@@ -234,8 +250,9 @@ def _connect(path: str, invocation: str, stream: str) -> socket.socket:
     return sock
 
 
-def _child(fork: dict, ahead: list) -> int:
+def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     invocation, path = fork["invocation"], fork["socket"]
+    _sandbox.reveal(walls, fork["sandbox"].get("write", []))  # the socket lies in its folder
     for fd, stream in ((1, "stdout"), (2, "stderr")):
         sock = _connect(path, invocation, stream)
         os.dup2(sock.fileno(), fd)
@@ -246,8 +263,8 @@ def _child(fork: dict, ahead: list) -> int:
     os.environ.update(fork.get("env", {}))
     control = None
     if fork.get("exec") is None:
-        control = _connect(path, invocation, "control")  # before the network goes away
-    missing = _sandbox.apply(fork["sandbox"], ahead)
+        control = _connect(path, invocation, "control")
+    missing = _sandbox.confine(walls, fork["sandbox"])
     if missing and fork["sandbox"].get("strict"):
         # Basin checks the walls before it forks; this is the second check, where they apply.
         if control is not None:
@@ -563,7 +580,7 @@ def _missing_package_hint(e: BaseException, user_file: str):
 
 def main(argv: list) -> int:
     if argv[:1] != ["zygote"]:
-        print("usage: python -I -m basin._worker zygote [--preload pkg,pkg] [--off wall,wall]",
+        print("usage: python -I -m basin._worker zygote [--preload pkg,pkg] [--ahead JSON]",
               file=sys.stderr)
         return 2
     def listed(flag: str) -> list:
@@ -571,7 +588,9 @@ def main(argv: list) -> int:
             return []
         return [p for p in argv[argv.index(flag) + 1].split(",") if p]
 
-    OFF.update(listed("--off"))
+    if "--ahead" in argv:
+        AHEAD.update(json.loads(argv[argv.index("--ahead") + 1]))
+    OFF.update(AHEAD.get("off", []))
     zygote(listed("--preload"))
     return 0
 

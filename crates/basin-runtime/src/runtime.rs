@@ -179,6 +179,24 @@ impl Runtime {
         }
     }
 
+    /// The walls of an invocation in `env` that writes to `write` (python/basin/_sandbox.py).
+    fn sandbox(&self, env: &Env, internet: bool, write: Vec<PathBuf>, workdir: PathBuf) -> Sandbox {
+        let options = &self.inner.options;
+        Sandbox {
+            internet,
+            read: vec![env.path.clone()],
+            write,
+            workdir,
+            strict: self.inner.walls.isolation == crate::walls::Isolation::Strict,
+            off: options.disable_walls.clone(),
+            limits: SandboxLimits {
+                processes: options.max_processes,
+                open_files: options.max_open_files,
+                file_size: options.max_folder_size,
+            },
+        }
+    }
+
     async fn zygote(&self, env: &Env, preload: &[String], fresh: bool) -> Result<Arc<Zygote>> {
         let slot = self
             .inner
@@ -195,8 +213,9 @@ impl Runtime {
         if let Some(z) = slot.as_ref() {
             return Ok(z.clone());
         }
-        let off = &self.inner.options.disable_walls;
-        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env), off).await?);
+        // Its spare children build the walls of a function without the internet ahead.
+        let ahead = self.sandbox(env, false, Vec::new(), PathBuf::new());
+        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env), &ahead).await?);
         *slot = Some(z.clone());
         self.inner.reaper.notify_one();
         Ok(z)
@@ -316,19 +335,12 @@ impl Runtime {
             invocation: &ws.id,
             socket: &ws.socket(),
             env: &env,
-            sandbox: Sandbox {
-                internet: inv.limits.internet,
-                read: vec![inv.env.path.clone()],
-                write: vec![ws.dir.clone()],
-                workdir: workdir.clone(),
-                strict: self.inner.walls.isolation == crate::walls::Isolation::Strict,
-                off: options.disable_walls.clone(),
-                limits: SandboxLimits {
-                    processes: options.max_processes,
-                    open_files: options.max_open_files,
-                    file_size: options.max_folder_size,
-                },
-            },
+            sandbox: self.sandbox(
+                &inv.env,
+                inv.limits.internet,
+                vec![ws.dir.clone()],
+                workdir.clone(),
+            ),
             exec: exec.as_deref(),
         };
         if exec.is_none() && ws.batch.is_empty() {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 
-use crate::protocol::{Fork, ZygoteEvent};
+use crate::protocol::{Fork, Sandbox, ZygoteEvent};
 
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,18 +44,19 @@ pub(crate) struct Zygote {
 
 impl Zygote {
     /// Starts a fork server with `python` (an environment's), importing `preload` first;
-    /// its children leave out the walls in `off`.
+    /// its spare children build the walls of `ahead` while they wait for a request.
     pub async fn start(
         python: &Path,
         preload: &[String],
         path_var: &str,
-        off: &[String],
+        ahead: &Sandbox,
     ) -> Result<Self> {
         let started = Instant::now();
         let mut child = Command::new(python)
             .args(["-I", "-B", "-m", "basin._worker", "zygote", "--preload"])
             .arg(preload.join(","))
-            .args(["--off", &off.join(",")])
+            .arg("--ahead")
+            .arg(serde_json::to_string(ahead).expect("a sandbox serializes"))
             .env_clear()
             .env("PATH", path_var)
             .env("LANG", "C.UTF-8")

@@ -310,3 +310,41 @@ async fn strict_isolation_refuses_when_a_wall_is_off_and_best_effort_says_so() {
         finished.unconfined
     );
 }
+
+#[tokio::test]
+async fn a_scratch_folder_in_tmp_is_bound_back_alone_under_the_empty_tmp() {
+    // Spares cover /tmp before their request names the invocation's folder; that folder is
+    // then bound back in, alone: its input, its workdir and Basin's socket work, while a
+    // service's socket beside the invocation folders stays out of reach.
+    let scratch = tempfile::Builder::new()
+        .prefix("b")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let service = scratch.path().join("service.sock");
+    let _service = std::os::unix::net::UnixListener::bind(&service).unwrap();
+    let rt = confined(RuntimeOptions {
+        scratch: Some(scratch.path().to_path_buf()),
+        ..RuntimeOptions::default()
+    });
+    let source = format!(
+        r#"
+import os, socket
+{ATTEMPT}
+def look(orders):
+    return {{
+        "rows": orders.num_rows,
+        "workdir": attempt(lambda: open("scratch.txt", "w").write("x")),
+        "service": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
+    }}
+"#
+    );
+    for _ in 0..2 {
+        // The second runs in a spare built while the first ran.
+        let (finished, _) = invoke(&rt, &source, "look", Some(orders()), Limits::default()).await;
+        let v = json(&finished);
+        assert_eq!(v["rows"], 3, "{v}");
+        assert_eq!(v["workdir"], "allowed", "{v}");
+        assert_ne!(v["service"], "allowed", "{v}");
+        assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
+    }
+}
