@@ -11,9 +11,12 @@ cluster's catalog gives the same tables as on an embedded lakehouse.
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -50,9 +53,9 @@ def node(tmp_path, name, s3_endpoint, extra=""):
     return Basin(home, {**KEYS, "PGPASSWORD": PASSWORD, "RUST_LOG": "info"})
 
 
-def start_worker(b: Basin, catalog: str, log):
+def start_worker(b: Basin, catalog: str, log, *extra):
     # No --warehouse: a node joining finds the lakehouse's in the catalog.
-    return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog],
+    return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog, *extra],
                             stdout=subprocess.DEVNULL, stderr=log,
                             env={**b.env, "BASIN_NODE_NAME": b.home.name})
 
@@ -90,7 +93,9 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
     assert "keeps its data in s3://lake/warehouse" in refused.stderr and "hint:" in refused.stderr
     workers = [node(tmp_path, f"worker{n}", s3_endpoint) for n in (1, 2)]
     logs = [open(tmp_path / f"worker{n}.log", "w") for n in (1, 2)]
-    procs = [start_worker(w, catalog, log) for w, log in zip(workers, logs)]
+    # The second also answers /healthz and /metrics.
+    procs = [start_worker(w, catalog, log, *extra) for w, log, extra
+             in zip(workers, logs, [(), ("--listen", "127.0.0.1:0")])]
     _, serve = start_server(server, "--no-auth", "--queue-only")
     try:
         with ThreadPoolExecutor(8) as pool:
@@ -104,6 +109,7 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
         wait_for(lambda: landed(server)["n"] >= 2000, seconds=300)
         time.sleep(4)  # past a lease: a late duplicate would have landed by now
         assert landed(server) == {"n": 2000, "ids": 2000}
+        metrics = worker_metrics(server, tmp_path / "worker2.log")
     finally:
         serve.kill()
         for proc in procs:
@@ -120,6 +126,30 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
     assert len(nodes) == 2, nodes
     # The killed worker's leased events ran again elsewhere: attempts > 1 on some.
     assert any(e["attempts"] > 1 for e in events), "no event was taken over from the killed worker"
+    # Worker 2's own count of the events it settled is the catalog's.
+    ran_by_2 = sum(e["node"] == "worker2" for e in events)
+    assert metrics["basin_events_succeeded_total"] == ran_by_2, (metrics, ran_by_2)
+    assert metrics["basin_events_claimed_total"] >= ran_by_2
+    assert metrics["basin_events_failed_total"] == 0
+    assert metrics["basin_event_lease_seconds"] == 3
+
+
+def worker_metrics(server: Basin, log_path) -> dict:
+    """A worker's /healthz and /metrics, at the address its log names: /metrics needs a
+    reader token from the shared catalog. Returns the basin_event* samples."""
+    found = re.search(r"/metrics on (http://\S+) ", log_path.read_text())
+    assert found, log_path.read_text()
+    url = found.group(1)
+    assert urllib.request.urlopen(url + "/healthz", timeout=10).read() == b"ok\n"
+    try:
+        urllib.request.urlopen(url + "/metrics", timeout=10)
+        raise AssertionError("/metrics answered without a token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+    token = server("token", "create", "--role", "reader").strip()
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
+    return {name: float(value) for name, value in re.findall(r"^(basin_event\w*) (\S+)$", text, re.M)}
 
 
 def table_digests(b: Basin):

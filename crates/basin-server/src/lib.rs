@@ -47,7 +47,7 @@ use tracing::Instrument;
 
 pub use api::ARROW_STREAM;
 pub use metrics::Metrics;
-pub use worker::work;
+pub use worker::{WorkOptions, work};
 
 /// How `basin serve` listens.
 #[derive(Clone, Debug)]
@@ -86,19 +86,26 @@ pub(crate) struct AppState {
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
 /// requests need no token; `listen` is the address `Host` headers must name.
 pub fn app(lakehouse: Lakehouse, open: bool, listen: Option<SocketAddr>) -> Router {
-    router(AppState::new(lakehouse, open, listen))
+    let dispatcher = Dispatcher::new(lakehouse.clone());
+    router(AppState::new(lakehouse, open, listen, dispatcher))
 }
 
 impl AppState {
-    fn new(lakehouse: Lakehouse, open: bool, listen: Option<SocketAddr>) -> Self {
+    fn new(
+        lakehouse: Lakehouse,
+        open: bool,
+        listen: Option<SocketAddr>,
+        dispatcher: Dispatcher,
+    ) -> Self {
         let limits = lakehouse.settings().server.clone();
         Self {
-            dispatcher: Dispatcher::new(lakehouse.clone()),
             hosts: auth::Hosts::new(listen, limits.allowed_hosts.clone()),
             metrics: Arc::new(Metrics::new(
                 lakehouse.sql().clone(),
                 lakehouse.settings().runtime.clone(),
+                dispatcher.clone(),
             )),
+            dispatcher,
             lakehouse,
             open,
             limits,
@@ -107,10 +114,17 @@ impl AppState {
 }
 
 fn router(state: AppState) -> Router {
-    openapi::routes()
+    let routes = openapi::routes()
         .merge(iceberg_rest::routes())
         .merge(console::routes())
-        .fallback(triggers::call_declared)
+        .fallback(triggers::call_declared);
+    layered(routes, state)
+}
+
+/// `routes` behind the middleware every request passes: time limit, tokens, browser
+/// safety, JSON errors, request context.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(middleware::from_fn_with_state(
             state.clone(),
             http::request_timeout,
@@ -158,25 +172,8 @@ pub async fn serve(
     ready: impl FnOnce(Bound),
 ) -> Result<()> {
     let addresses = std::iter::once(options.listen).chain(options.pg_listen);
-    for address in addresses {
-        if options.no_auth && !address.ip().is_loopback() {
-            return Err(Error::invalid(format!(
-                "--no-auth on {address} would let anyone on the network read and change the lakehouse"
-            ))
-            .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
-        }
-    }
-    if !options.no_auth && lakehouse.list_tokens().await?.is_empty() {
-        tracing::warn!(
-            "no access tokens exist, so every request will get 401: create one with `basin token create --role reader`"
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| {
-            Error::io(format!("cannot listen on {}: {e}", options.listen))
-                .with_hint("pick another port with --listen")
-        })?;
+    check_open(&lakehouse, addresses, options.no_auth).await?;
+    let listener = bind(options.listen).await?;
     let pg_listener = match options.pg_listen {
         Some(address) => Some(postgres::bind(address).await?),
         None => None,
@@ -201,7 +198,8 @@ pub async fn serve(
     let runtime = lakehouse.clone();
     http::clean_uploads(&lakehouse).await;
     let listen = local(&listener)?;
-    let state = AppState::new(lakehouse, options.no_auth, Some(listen));
+    let dispatcher = Dispatcher::new(lakehouse.clone());
+    let state = AppState::new(lakehouse, options.no_auth, Some(listen), dispatcher);
     let metrics = state.metrics.clone();
     tokio::spawn(basin_service::maintenance::run_schedule(
         state.lakehouse.clone(),
@@ -236,6 +234,36 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuses `--no-auth` on an address other machines can reach, and warns when no token
+/// exists (every request would be refused).
+async fn check_open(
+    lakehouse: &Lakehouse,
+    addresses: impl IntoIterator<Item = SocketAddr>,
+    no_auth: bool,
+) -> Result<()> {
+    for address in addresses {
+        if no_auth && !address.ip().is_loopback() {
+            return Err(Error::invalid(format!(
+                "--no-auth on {address} would let anyone on the network read and change the lakehouse"
+            ))
+            .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
+        }
+    }
+    if !no_auth && lakehouse.list_tokens().await?.is_empty() {
+        tracing::warn!(
+            "no access tokens exist, so every request will get 401: create one with `basin token create --role reader`"
+        );
+    }
+    Ok(())
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        Error::io(format!("cannot listen on {address}: {e}"))
+            .with_hint("pick another port with --listen")
+    })
 }
 
 /// Starts the scheduler, the bucket watcher and the S3 bucket pollers, and the event

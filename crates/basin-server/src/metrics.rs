@@ -16,6 +16,8 @@ pub struct Metrics {
     sql: basin_sql::Engine,
     /// The function runtime's settings: invocations stopped by a `[functions]` limit.
     functions: basin_runtime::RuntimeOptions,
+    /// The events this process ran.
+    dispatcher: basin_service::triggers::dispatch::Dispatcher,
 }
 
 #[derive(Default)]
@@ -57,13 +59,18 @@ struct Maintenance {
 }
 
 impl Metrics {
-    pub fn new(sql: basin_sql::Engine, functions: basin_runtime::RuntimeOptions) -> Self {
+    pub fn new(
+        sql: basin_sql::Engine,
+        functions: basin_runtime::RuntimeOptions,
+        dispatcher: basin_service::triggers::dispatch::Dispatcher,
+    ) -> Self {
         Self {
             started: Instant::now(),
             inner: Mutex::new(Counters::default()),
             connections: AtomicI64::new(0),
             sql,
             functions,
+            dispatcher,
         }
     }
 
@@ -310,9 +317,61 @@ impl Metrics {
         for (limit, count) in &c.limits {
             let _ = writeln!(out, "basin_limit_hits_total{{limit=\"{limit}\"}} {count}");
         }
+        self.render_events(&mut out);
         render_maintenance(&mut out, &c.maintenance);
         render_sources(&mut out, &c.sources);
         out
+    }
+
+    /// The triggered events this process ran (`basin serve` unless `--queue-only`, `basin worker`).
+    fn render_events(&self, out: &mut String) {
+        let events = self.dispatcher.counters();
+        for (name, kind, help, value) in [
+            (
+                "basin_events_claimed_total",
+                "counter",
+                "Triggered events this process leased from the queue (retries and take-overs count again).",
+                events.claimed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_events_succeeded_total",
+                "counter",
+                "Triggered events this process settled as succeeded.",
+                events.succeeded.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_events_failed_total",
+                "counter",
+                "Triggered events this process settled as failed (to be retried, or dead).",
+                events.failed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_event_batches_total",
+                "counter",
+                "Batches of events this process ran, one invocation each.",
+                events.batches.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "basin_event_batches_running",
+                "gauge",
+                "Batches of events running in this process now.",
+                self.dispatcher.running() as f64,
+            ),
+            (
+                "basin_event_lease_seconds",
+                "gauge",
+                "`[functions] event_lease`: how long a claimed event stays leased unless renewed.",
+                self.dispatcher
+                    .lakehouse()
+                    .settings()
+                    .event_lease
+                    .as_secs_f64(),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 

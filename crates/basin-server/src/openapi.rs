@@ -503,6 +503,16 @@ pub(crate) fn routes() -> Router<AppState> {
     )
 }
 
+/// Only `/healthz` and `/metrics`: what a `basin worker` serves.
+pub(crate) fn health_routes() -> Router<AppState> {
+    crate::route_table(
+        endpoints()
+            .into_iter()
+            .filter(|e| matches!(e.path, "/healthz" | "/metrics"))
+            .map(|e| (e.path, crate::auth::guard(e.role, (e.handler)()))),
+    )
+}
+
 /// The OpenAPI 3.1 document of [`endpoints`].
 pub fn document() -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();

@@ -2,30 +2,74 @@
 //! leases due events from the shared queue, runs each batch in its own confined Python
 //! worker (building the function's environment on first use) and commits the outputs in the
 //! transaction that settles the events, exactly as the dispatcher inside `basin serve` does.
-//! No listener, no triggers: the `basin serve` nodes queue the events, and every node
-//! claims from the same queue, so adding a worker adds capacity.
+//! No triggers: the `basin serve` nodes queue the events, and every node claims from the same
+//! queue, so adding a worker adds capacity. With `--listen` it answers `/healthz` and
+//! `/metrics` (a reader token, as on `basin serve`), and nothing else.
 //!
 //! With nothing to do it holds no Python process. SIGINT or SIGTERM stops claiming, lets the
 //! batches it runs finish for up to [`GRACE`], then kills what is left; those events' leases
 //! run out and another node runs them.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use basin_catalog::Result;
 use basin_service::Lakehouse;
 use basin_service::triggers::dispatch::Dispatcher;
 
+use crate::AppState;
+
 /// How long a stopping worker lets its running batches finish.
 pub const GRACE: Duration = Duration::from_secs(30);
 
-/// Runs events until SIGINT or SIGTERM.
-pub async fn work(lakehouse: Lakehouse) -> Result<()> {
+/// How `basin worker` runs.
+#[derive(Clone, Debug, Default)]
+pub struct WorkOptions {
+    /// Answer `/healthz` and `/metrics` here.
+    pub listen: Option<SocketAddr>,
+    /// `/metrics` without a token (loopback addresses only).
+    pub no_auth: bool,
+}
+
+/// Runs events until SIGINT or SIGTERM; `ready` is told where `/metrics` listens.
+pub async fn work(
+    lakehouse: Lakehouse,
+    options: WorkOptions,
+    ready: impl FnOnce(Option<SocketAddr>),
+) -> Result<()> {
+    let listener = match options.listen {
+        Some(address) => {
+            crate::check_open(&lakehouse, [address], options.no_auth).await?;
+            Some(crate::bind(address).await?)
+        }
+        None => None,
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;
         let _ = stop.send(true);
     });
     let dispatcher = Dispatcher::for_worker(lakehouse.clone());
+    let bound = listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = listener {
+        let state = AppState::new(
+            lakehouse.clone(),
+            options.no_auth,
+            bound,
+            dispatcher.clone(),
+        );
+        let limits = state.limits.clone();
+        let metrics = state.metrics.clone();
+        let app = crate::layered(crate::openapi::health_routes(), state);
+        let mut until = stopped.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = until.wait_for(|s| *s).await;
+            };
+            crate::http::serve(listener, app, &limits, metrics, stopped).await;
+        });
+    }
+    ready(bound);
     dispatcher.clone().run(stopped).await;
     if !dispatcher.finish(GRACE).await {
         tracing::warn!(

@@ -15,6 +15,7 @@ Examples:
   basin init /var/lib/basin --catalog postgres://basin@db/basin --warehouse s3://lake/prod
   basin worker --home /var/lib/basin
   basin worker --join postgres://basin@db/basin --home /var/lib/basin   # init and work in one step
+  basin worker --listen 0.0.0.0:9181        # /healthz for a supervisor, /metrics for Prometheus (reader token)
 
 The catalog's password comes from PGPASSWORD or ~/.pgpass; the bucket's keys from [s3] in
 basin.toml or BASIN_S3_*. SIGINT or SIGTERM stops claiming, lets running batches finish (up to
@@ -28,6 +29,13 @@ pub struct Args {
     /// With --join: the lakehouse's warehouse, if the catalog does not know it
     #[arg(long, value_name = "URL", requires = "join")]
     warehouse: Option<String>,
+    /// Answer GET /healthz (no token) and /metrics (a reader token) on this address (port 0
+    /// picks a free one); without it the worker listens on nothing
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<std::net::SocketAddr>,
+    /// /metrics without a token (loopback addresses only)
+    #[arg(long, requires = "listen")]
+    no_auth: bool,
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
@@ -36,12 +44,24 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         None => super::open(home).await?,
     };
     super::start_logging(&lakehouse)?;
-    status(format!(
-        "Working for the lakehouse in {} (catalog {}); Ctrl-C to stop",
+    let line = format!(
+        "Working for the lakehouse in {} (catalog {})",
         lakehouse.root().display(),
         lakehouse.catalog_location()
-    ));
-    basin_server::work(lakehouse).await?;
+    );
+    let options = basin_server::WorkOptions {
+        listen: args.listen,
+        no_auth: args.no_auth,
+    };
+    basin_server::work(lakehouse, options, |bound| match bound {
+        Some(addr) => status(format!(
+            "{line}; /healthz and /metrics on http://{addr} (Ctrl-C to stop)"
+        )),
+        None => status(format!(
+            "{line}; no /healthz or /metrics (pass --listen) (Ctrl-C to stop)"
+        )),
+    })
+    .await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,33 @@ pub struct Dispatcher {
     shared: bool,
     /// This process's name in the events it claims (`basin events ls` shows it).
     node: Arc<str>,
+    counters: Arc<EventCounters>,
+}
+
+/// What this process's dispatcher has done since it started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    /// Events leased from the queue (a retry, or an event taken over from a lost node, counts
+    /// again).
+    pub claimed: AtomicU64,
+    /// Events settled as succeeded.
+    pub succeeded: AtomicU64,
+    /// Events settled as failed: to be retried, or dead.
+    pub failed: AtomicU64,
+    /// Batches run (one invocation each).
+    pub batches: AtomicU64,
+}
+
+impl EventCounters {
+    fn settled(&self, outcomes: &[Settled]) {
+        for settled in outcomes {
+            let counter = match settled.outcome {
+                EventOutcome::Succeeded { .. } => &self.succeeded,
+                EventOutcome::Failed { .. } => &self.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -69,7 +97,18 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             in_flight: Arc::default(),
             settled: Arc::new(watch::Sender::new(0)),
+            counters: Arc::default(),
         }
+    }
+
+    /// What this dispatcher has done since it started.
+    pub fn counters(&self) -> &EventCounters {
+        &self.counters
+    }
+
+    /// Batches running now.
+    pub fn running(&self) -> usize {
+        self.busy_in_all()
     }
 
     /// A dispatcher in a process that queues no events itself (`basin worker`).
@@ -221,6 +260,9 @@ impl Dispatcher {
                 if batch.is_empty() {
                     break;
                 }
+                self.counters
+                    .claimed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.start(function.clone(), batch);
             }
         }
@@ -272,6 +314,7 @@ impl Dispatcher {
         let this = self.clone();
         tokio::spawn(async move {
             let name = function.name.clone();
+            this.counters.batches.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = this.handle(function, batch).await {
                 tracing::error!(function = name, "a batch of events failed: {e}");
             }
@@ -323,6 +366,7 @@ impl Dispatcher {
                 .store()
                 .finish_events(&settled)
                 .await?;
+            self.counters.settled(&settled);
         }
         if let Some(table) = &function.declaration.to {
             self.store_outputs(table, outputs).await?;
@@ -384,7 +428,9 @@ impl Dispatcher {
                 },
             })
             .collect();
-        store.finish_events(&outcomes).await
+        store.finish_events(&outcomes).await?;
+        self.counters.settled(&outcomes);
+        Ok(())
     }
 
     async fn append(&self, table: &str, outputs: &[(EventRecord, Attempt)]) -> Result<()> {
