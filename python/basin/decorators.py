@@ -230,11 +230,19 @@ def schedule(
     return _trigger({"kind": "schedule", "cron": cron, "tz": tz, "missed": missed}, delivery)
 
 
-def http(path: Optional[str] = None, to: Optional[str] = None, max_attempts: int = 1) -> Callable[[F], F]:
+def http(
+    path: Optional[str] = None,
+    to: Optional[str] = None,
+    max_attempts: int = 1,
+    batch_size: int = 1,
+    batch_window: Any = None,
+) -> Callable[[F], F]:
     """Runs `handler(event, context)` for `POST /fn/NAME` (or `path`), with the JSON body
-    as the event."""
+    as the event. With `batch_size`, calls waiting together run in one process, up to that
+    many (the handler once per call); `batch_window` lets a part batch wait that long for
+    more, so a synchronous call may wait as long before it runs."""
     where = f"@basin.http({path!r})"
     if path is not None and not (isinstance(path, str) and path.startswith("/")):
         raise DeclarationError(f"{where}: a path starts with '/'")
-    delivery = _delivery(where, to, 1, None, max_attempts)
+    delivery = _delivery(where, to, batch_size, batch_window, max_attempts)
     return _trigger({"kind": "http", "path": path}, delivery)

@@ -62,6 +62,12 @@ def echo(event, context):  # its trigger is in basin.toml
 
 
 @basin.python("3.11", timeout="5s")
+@basin.http(batch_size=20, batch_window="2s")
+def batched(event, context):
+    return {"n": event["n"], "invocation": context.invocation_id}
+
+
+@basin.python("3.11", timeout="5s")
 @basin.http("/hooks/orders", to="raw.hooked")
 def hooked(event, context):
     return pa.table({"id": [event["id"]], "amount": [event["amount"]]})
@@ -180,6 +186,16 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         assert crashed["attempts"] == 2 and "killed by signal 9" in crashed["error"], crashed
         crashy_event = body["event"]
         assert crashed["updated_at_ms"] - crashed["created_at_ms"] >= 1000  # the first backoff is 1 s
+
+        # Calls waiting together run in one process, up to batch_size of them.
+        events = [post(f"{base}/fn/batched?async=1", {"n": n})[2]["event"] for n in range(40)]
+        status, _, body = post(f"{base}/fn/batched", {"n": 40})  # synchronous, in a batch too
+        assert status == 200 and body["n"] == 40, body
+        wait_for(lambda: all(lakehouse.json("events", "show", e)["state"] == "succeeded" for e in events))
+        results = [lakehouse.json("events", "show", e)["result"] for e in events]
+        assert sorted(r["n"] for r in results) == list(range(40))
+        invocations = {r["invocation"] for r in results}
+        assert 2 <= len(invocations) <= 10, invocations  # 40 calls, at most 20 per batch
 
         status, _, body = post(f"{base}/fn/nope", {})
         assert status == 404 and "basin functions ls" in body["error"]["hint"]
