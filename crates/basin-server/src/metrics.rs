@@ -181,115 +181,121 @@ impl Metrics {
                 "basin_http_request_seconds_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds:.6}"
             );
         }
-        for (name, help, value) in [
-            ("basin_queries_total", "SQL queries run.", c.queries as f64),
-            (
-                "basin_query_errors_total",
-                "SQL queries that failed.",
-                c.query_errors as f64,
-            ),
-            (
-                "basin_query_rows_total",
-                "Rows returned by SQL queries.",
-                c.query_rows as f64,
-            ),
-            (
-                "basin_query_seconds_total",
-                "Time spent running SQL queries.",
-                c.query_seconds,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {value}");
-        }
+        write_samples(
+            &mut out,
+            [
+                (
+                    "basin_queries_total",
+                    "counter",
+                    "SQL queries run.",
+                    c.queries as f64,
+                ),
+                (
+                    "basin_query_errors_total",
+                    "counter",
+                    "SQL queries that failed.",
+                    c.query_errors as f64,
+                ),
+                (
+                    "basin_query_rows_total",
+                    "counter",
+                    "Rows returned by SQL queries.",
+                    c.query_rows as f64,
+                ),
+                (
+                    "basin_query_seconds_total",
+                    "counter",
+                    "Time spent running SQL queries.",
+                    c.query_seconds,
+                ),
+            ],
+        );
         let sql = self.sql.counters();
         let limits = self.sql.limits();
         let f = &self.functions;
-        for (name, kind, help, value) in [
-            (
-                "basin_query_timeouts_total",
-                "counter",
-                "SQL queries stopped at `[sql] query_timeout` (or a client's statement_timeout).",
-                sql.timed_out.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_query_memory_exhausted_total",
-                "counter",
-                "SQL queries stopped by `[sql] query_memory_limit` or `memory_limit`.",
-                sql.out_of_memory.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_sql_memory_reserved_bytes",
-                "gauge",
-                "Memory SQL queries hold now.",
-                self.sql.memory_reserved() as f64,
-            ),
-            (
-                "basin_sql_memory_limit_bytes",
-                "gauge",
-                "`[sql] memory_limit`: memory all queries together may hold.",
-                limits.memory_limit as f64,
-            ),
-            (
-                "basin_sql_query_memory_limit_bytes",
-                "gauge",
-                "`[sql] query_memory_limit`: memory one query may hold.",
-                limits.query_memory_limit as f64,
-            ),
-            (
-                "basin_http_connections",
-                "gauge",
-                "HTTP connections open now (at most `[server] max_connections`).",
-                self.connections.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_function_max_processes",
-                "gauge",
-                "`[functions] max_processes`: processes and threads of one invocation.",
-                f.max_processes as f64,
-            ),
-            (
-                "basin_function_max_open_files",
-                "gauge",
-                "`[functions] max_open_files`: open files of one function process.",
-                f.max_open_files as f64,
-            ),
-            (
-                "basin_function_max_folder_size_bytes",
-                "gauge",
-                "`[functions] max_folder_size`: what one invocation may write into its folder.",
-                f.max_folder_size as f64,
-            ),
-            (
-                "basin_function_handoff_pool_limit_bytes",
-                "gauge",
-                "`[functions] handoff_pool`: shared memory kept allocated for tables handed to functions.",
-                f.handoff_pool as f64,
-            ),
-            (
-                "basin_function_handoff_pool_bytes",
-                "gauge",
-                "Shared memory the handoff pool holds now (none while no worker is alive).",
-                f.counters.handoff_pool_bytes.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_function_handoff_pool_hits_total",
-                "counter",
-                "Tables handed to or from a function through an allocated file of the pool.",
-                f.counters.handoff_pool_hits.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_function_handoff_pool_misses_total",
-                "counter",
-                "Tables handed to or from a function through new pages (the pool had no file).",
-                f.counters.handoff_pool_misses.load(Ordering::Relaxed) as f64,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        }
+        write_samples(
+            &mut out,
+            [
+                (
+                    "basin_query_timeouts_total",
+                    "counter",
+                    "SQL queries stopped at `[sql] query_timeout` (or a client's statement_timeout).",
+                    sql.timed_out.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_query_memory_exhausted_total",
+                    "counter",
+                    "SQL queries stopped by `[sql] query_memory_limit` or `memory_limit`.",
+                    sql.out_of_memory.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_sql_memory_reserved_bytes",
+                    "gauge",
+                    "Memory SQL queries hold now.",
+                    self.sql.memory_reserved() as f64,
+                ),
+                (
+                    "basin_sql_memory_limit_bytes",
+                    "gauge",
+                    "`[sql] memory_limit`: memory all queries together may hold.",
+                    limits.memory_limit as f64,
+                ),
+                (
+                    "basin_sql_query_memory_limit_bytes",
+                    "gauge",
+                    "`[sql] query_memory_limit`: memory one query may hold.",
+                    limits.query_memory_limit as f64,
+                ),
+                (
+                    "basin_http_connections",
+                    "gauge",
+                    "HTTP connections open now (at most `[server] max_connections`).",
+                    self.connections.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_function_max_processes",
+                    "gauge",
+                    "`[functions] max_processes`: processes and threads of one invocation.",
+                    f.max_processes as f64,
+                ),
+                (
+                    "basin_function_max_open_files",
+                    "gauge",
+                    "`[functions] max_open_files`: open files of one function process.",
+                    f.max_open_files as f64,
+                ),
+                (
+                    "basin_function_max_folder_size_bytes",
+                    "gauge",
+                    "`[functions] max_folder_size`: what one invocation may write into its folder.",
+                    f.max_folder_size as f64,
+                ),
+                (
+                    "basin_function_handoff_pool_limit_bytes",
+                    "gauge",
+                    "`[functions] handoff_pool`: shared memory kept allocated for tables handed to functions.",
+                    f.handoff_pool as f64,
+                ),
+                (
+                    "basin_function_handoff_pool_bytes",
+                    "gauge",
+                    "Shared memory the handoff pool holds now (none while no worker is alive).",
+                    f.counters.handoff_pool_bytes.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_function_handoff_pool_hits_total",
+                    "counter",
+                    "Tables handed to or from a function through an allocated file of the pool.",
+                    f.counters.handoff_pool_hits.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_function_handoff_pool_misses_total",
+                    "counter",
+                    "Tables handed to or from a function through new pages (the pool had no file).",
+                    f.counters.handoff_pool_misses.load(Ordering::Relaxed) as f64,
+                ),
+            ],
+        );
         let stopped = &f.counters;
         let _ = writeln!(
             out,
@@ -326,52 +332,51 @@ impl Metrics {
     /// The triggered events this process ran (`basin serve` unless `--queue-only`, `basin worker`).
     fn render_events(&self, out: &mut String) {
         let events = self.dispatcher.counters();
-        for (name, kind, help, value) in [
-            (
-                "basin_events_claimed_total",
-                "counter",
-                "Triggered events this process leased from the queue (retries and take-overs count again).",
-                events.claimed.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_events_succeeded_total",
-                "counter",
-                "Triggered events this process settled as succeeded.",
-                events.succeeded.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_events_failed_total",
-                "counter",
-                "Triggered events this process settled as failed (to be retried, or dead).",
-                events.failed.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_event_batches_total",
-                "counter",
-                "Batches of events this process ran, one invocation each.",
-                events.batches.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "basin_event_batches_running",
-                "gauge",
-                "Batches of events running in this process now.",
-                self.dispatcher.running() as f64,
-            ),
-            (
-                "basin_event_lease_seconds",
-                "gauge",
-                "`[functions] event_lease`: how long a claimed event stays leased unless renewed.",
-                self.dispatcher
-                    .lakehouse()
-                    .settings()
-                    .event_lease
-                    .as_secs_f64(),
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        }
+        write_samples(
+            out,
+            [
+                (
+                    "basin_events_claimed_total",
+                    "counter",
+                    "Triggered events this process leased from the queue (retries and take-overs count again).",
+                    events.claimed.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_events_succeeded_total",
+                    "counter",
+                    "Triggered events this process settled as succeeded.",
+                    events.succeeded.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_events_failed_total",
+                    "counter",
+                    "Triggered events this process settled as failed (to be retried, or dead).",
+                    events.failed.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_event_batches_total",
+                    "counter",
+                    "Batches of events this process ran, one invocation each.",
+                    events.batches.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_event_batches_running",
+                    "gauge",
+                    "Batches of events running in this process now.",
+                    self.dispatcher.running() as f64,
+                ),
+                (
+                    "basin_event_lease_seconds",
+                    "gauge",
+                    "`[functions] event_lease`: how long a claimed event stays leased unless renewed.",
+                    self.dispatcher
+                        .lakehouse()
+                        .settings()
+                        .event_lease
+                        .as_secs_f64(),
+                ),
+            ],
+        );
     }
 }
 
@@ -388,48 +393,47 @@ fn render_maintenance(out: &mut String, m: &Maintenance) {
             "basin_maintenance_runs_total{{status=\"{status}\"}} {count}"
         );
     }
-    for (name, kind, help, value) in [
-        (
-            "basin_maintenance_files_compacted_total",
-            "counter",
-            "Small data files rewritten by scheduled compaction.",
-            m.files_compacted as f64,
-        ),
-        (
-            "basin_maintenance_snapshots_expired_total",
-            "counter",
-            "Table snapshots expired by scheduled maintenance.",
-            m.snapshots_expired as f64,
-        ),
-        (
-            "basin_maintenance_files_removed_total",
-            "counter",
-            "Warehouse files removed by scheduled gc.",
-            m.files_removed as f64,
-        ),
-        (
-            "basin_maintenance_bytes_removed_total",
-            "counter",
-            "Bytes of warehouse files removed by scheduled gc.",
-            m.bytes_removed as f64,
-        ),
-        (
-            "basin_maintenance_seconds_total",
-            "counter",
-            "Time spent in scheduled maintenance.",
-            m.seconds,
-        ),
-        (
-            "basin_maintenance_last_finished_seconds",
-            "gauge",
-            "When the last scheduled maintenance run ended (Unix seconds; 0: none yet).",
-            m.last_finished,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        let _ = writeln!(out, "{name} {value}");
-    }
+    write_samples(
+        out,
+        [
+            (
+                "basin_maintenance_files_compacted_total",
+                "counter",
+                "Small data files rewritten by scheduled compaction.",
+                m.files_compacted as f64,
+            ),
+            (
+                "basin_maintenance_snapshots_expired_total",
+                "counter",
+                "Table snapshots expired by scheduled maintenance.",
+                m.snapshots_expired as f64,
+            ),
+            (
+                "basin_maintenance_files_removed_total",
+                "counter",
+                "Warehouse files removed by scheduled gc.",
+                m.files_removed as f64,
+            ),
+            (
+                "basin_maintenance_bytes_removed_total",
+                "counter",
+                "Bytes of warehouse files removed by scheduled gc.",
+                m.bytes_removed as f64,
+            ),
+            (
+                "basin_maintenance_seconds_total",
+                "counter",
+                "Time spent in scheduled maintenance.",
+                m.seconds,
+            ),
+            (
+                "basin_maintenance_last_finished_seconds",
+                "gauge",
+                "When the last scheduled maintenance run ended (Unix seconds; 0: none yet).",
+                m.last_finished,
+            ),
+        ],
+    );
 }
 
 fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
@@ -467,5 +471,14 @@ fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
         for (source, stream) in sources {
             let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", value(stream));
         }
+    }
+}
+
+/// Unlabelled samples, each after its HELP and TYPE lines: (name, type, help, value).
+fn write_samples<const N: usize>(out: &mut String, samples: [(&str, &str, &str, f64); N]) {
+    for (name, kind, help, value) in samples {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
     }
 }
