@@ -238,7 +238,6 @@ impl Drop for Workspace {
     }
 }
 
-/// Writes `batches` as an Arrow IPC file at `path`.
 /// The most bytes of one record batch in a handed-over file. The IPC writer copies each
 /// batch into a buffer of its own before writing it: pieces this size reuse one buffer that
 /// stays in the CPU's cache, where a 64 MiB batch takes fresh pages every time.
@@ -257,6 +256,7 @@ fn pieces(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
         .map(move |start| batch.slice(start, step.min(rows - start)))
 }
 
+/// Writes `batches` as an Arrow IPC file at `path`.
 pub fn write_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     let what = || format!("writing {}", path.display());
     let file = File::create(path).map_err(io(what()))?;

@@ -188,13 +188,6 @@ pub async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let triggers_stop = stopped.clone();
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
     let runtime = lakehouse.clone();
     http::clean_uploads(&lakehouse).await;
     let listen = local(&listener)?;
@@ -203,29 +196,36 @@ pub async fn serve(
     let metrics = state.metrics.clone();
     tokio::spawn(basin_service::maintenance::run_schedule(
         state.lakehouse.clone(),
-        triggers_stop.clone(),
+        stopped.clone(),
         move |run| metrics.maintenance(run),
     ));
     // Every `mode = "cdc"` source streams while the server runs (a stop lets its batch commit).
     let metrics = state.metrics.clone();
     let sources = tokio::spawn(basin_service::cdc::run_sources(
         state.lakehouse.clone(),
-        triggers_stop.clone(),
+        stopped.clone(),
         std::sync::Arc::new(move |metric| metrics.source(metric)),
     ));
-    let _watcher = start_triggers(&state.dispatcher, triggers_stop, !options.queue_only).await?;
+    let _watcher = start_triggers(&state.dispatcher, stopped.clone(), !options.queue_only).await?;
     if let Some(listener) = pg_listener {
         tokio::spawn(postgres::serve(
             listener,
             state.lakehouse.clone(),
             state.metrics.clone(),
             options.no_auth,
-            until_stopped(),
+            until_stopped(&stopped),
         ));
     }
     let limits = state.limits.clone();
     let metrics = state.metrics.clone();
-    http::serve(listener, router(state), &limits, metrics, until_stopped()).await;
+    http::serve(
+        listener,
+        router(state),
+        &limits,
+        metrics,
+        until_stopped(&stopped),
+    )
+    .await;
     // Each CDC stream commits the batch it holds, then stops.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(60), sources).await;
     // Requests are done; functions they started are not left behind.
@@ -291,6 +291,16 @@ async fn start_triggers(
         tokio::spawn(dispatcher.clone().run(stopped));
     }
     Ok(watcher)
+}
+
+/// Resolves once `stopped` turns true.
+fn until_stopped(
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let mut stopped = stopped.clone();
+    async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -61,12 +61,9 @@ pub async fn work(
         let limits = state.limits.clone();
         let metrics = state.metrics.clone();
         let app = crate::layered(crate::openapi::health_routes(), state);
-        let mut until = stopped.clone();
+        let until = crate::until_stopped(&stopped);
         tokio::spawn(async move {
-            let stopped = async move {
-                let _ = until.wait_for(|s| *s).await;
-            };
-            crate::http::serve(listener, app, &limits, metrics, stopped).await;
+            crate::http::serve(listener, app, &limits, metrics, until).await;
         });
     }
     ready(bound);

@@ -223,14 +223,20 @@ impl Lakehouse {
         settings: Settings,
         store: Option<Arc<dyn Store>>,
     ) -> Result<Self> {
+        // A store passed in is initialized already (`init` read the warehouse from it).
         let store: Arc<dyn Store> = match (store, &config.catalog) {
             (Some(store), _) => store,
-            (None, Some(catalog)) => basin_catalog::open_store(&catalog.url).await?,
-            (None, None) => {
-                Arc::new(SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?)
+            (None, catalog) => {
+                let store: Arc<dyn Store> = match catalog {
+                    Some(catalog) => basin_catalog::open_store(&catalog.url).await?,
+                    None => {
+                        Arc::new(SqlStore::open(&root.join(BASIN_DIR).join(CATALOG_FILE)).await?)
+                    }
+                };
+                store.initialize().await?;
+                store
             }
         };
-        store.initialize().await?;
         let location = &config.warehouse.location;
         let warehouse = if location.starts_with("s3://") {
             Warehouse::s3(location, &settings.s3)?

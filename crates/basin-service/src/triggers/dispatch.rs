@@ -106,11 +106,6 @@ impl Dispatcher {
         &self.counters
     }
 
-    /// Batches running now.
-    pub fn running(&self) -> usize {
-        self.busy_in_all()
-    }
-
     /// A dispatcher in a process that queues no events itself (`basin worker`).
     pub fn for_worker(lakehouse: Lakehouse) -> Self {
         Self {
@@ -230,7 +225,7 @@ impl Dispatcher {
             let limit = declaration.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
             let batch_size = declaration.batch_size.max(1);
             loop {
-                if self.busy(&function.name) >= limit || self.busy_in_all() >= global {
+                if self.busy(&function.name) >= limit || self.running() >= global {
                     break;
                 }
                 let now = now_ms();
@@ -273,7 +268,7 @@ impl Dispatcher {
     pub async fn finish(&self, limit: Duration) -> bool {
         let mut changes = self.settled.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
-        while self.busy_in_all() > 0 {
+        while self.running() > 0 {
             if tokio::time::timeout_at(deadline, changes.changed())
                 .await
                 .is_err()
@@ -291,7 +286,8 @@ impl Dispatcher {
         self.lakehouse.settings().event_lease
     }
 
-    fn busy_in_all(&self) -> usize {
+    /// Batches running now.
+    pub fn running(&self) -> usize {
         self.in_flight.lock().expect("not poisoned").values().sum()
     }
 
@@ -361,12 +357,7 @@ impl Dispatcher {
             });
         }
         if !settled.is_empty() {
-            self.lakehouse
-                .catalog()
-                .store()
-                .finish_events(&settled)
-                .await?;
-            self.counters.settled(&settled);
+            self.settle(&settled).await?;
         }
         if let Some(table) = &function.declaration.to {
             self.store_outputs(table, outputs).await?;
@@ -395,7 +386,6 @@ impl Dispatcher {
         if outputs.is_empty() {
             return Ok(());
         }
-        let store = self.lakehouse.catalog().store();
         let together = self.append(table, &outputs).await;
         let settled: Vec<(&EventRecord, &Attempt, Result<()>)> = match together {
             Ok(()) => outputs.iter().map(|(e, a)| (e, a, Ok(()))).collect(),
@@ -428,8 +418,14 @@ impl Dispatcher {
                 },
             })
             .collect();
-        store.finish_events(&outcomes).await?;
-        self.counters.settled(&outcomes);
+        self.settle(&outcomes).await
+    }
+
+    /// Stores the events' outcomes in one transaction, and counts them.
+    async fn settle(&self, outcomes: &[Settled]) -> Result<()> {
+        let store = self.lakehouse.catalog().store();
+        store.finish_events(outcomes).await?;
+        self.counters.settled(outcomes);
         Ok(())
     }
 
