@@ -21,6 +21,7 @@ mod metrics;
 pub mod openapi;
 mod postgres;
 mod query;
+mod sql_cluster;
 mod triggers;
 mod worker;
 
@@ -47,7 +48,7 @@ use tracing::Instrument;
 
 pub use api::ARROW_STREAM;
 pub use metrics::Metrics;
-pub use worker::{WorkOptions, work};
+pub use worker::{WorkOptions, WorkerBound, work};
 
 /// How `basin serve` listens.
 #[derive(Clone, Debug)]
@@ -67,6 +68,8 @@ pub struct ServeOptions {
 pub struct Bound {
     pub http: SocketAddr,
     pub postgres: Option<SocketAddr>,
+    /// The SQL scheduler, with `[sql.ballista] scheduler`.
+    pub sql_scheduler: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -179,9 +182,11 @@ pub async fn serve(
         None => None,
     };
     let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::io(format!("{e}")));
+    let scheduler = sql_cluster::start_scheduler(&lakehouse).await?;
     ready(Bound {
         http: local(&listener)?,
         postgres: pg_listener.as_ref().map(local).transpose()?,
+        sql_scheduler: scheduler.as_ref().map(|s| s.addr()),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -232,6 +237,7 @@ pub async fn serve(
     if let Ok(rt) = runtime.runtime() {
         rt.kill_all().await;
     }
+    drop(scheduler);
     tracing::info!("stopped");
     Ok(())
 }

@@ -31,11 +31,21 @@ pub struct WorkOptions {
     pub no_auth: bool,
 }
 
-/// Runs events until SIGINT or SIGTERM; `ready` is told where `/metrics` listens.
+/// Where a worker ended up listening.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkerBound {
+    /// `/healthz` and `/metrics`, with `--listen`.
+    pub http: Option<SocketAddr>,
+    /// The SQL executor's data port, with `[sql.ballista] scheduler`.
+    pub sql_executor: Option<SocketAddr>,
+}
+
+/// Runs events (and, on a cluster with distributed SQL, query stages) until SIGINT or
+/// SIGTERM; `ready` is told where it listens.
 pub async fn work(
     lakehouse: Lakehouse,
     options: WorkOptions,
-    ready: impl FnOnce(Option<SocketAddr>),
+    ready: impl FnOnce(WorkerBound),
 ) -> Result<()> {
     let listener = match options.listen {
         Some(address) => {
@@ -50,6 +60,7 @@ pub async fn work(
         let _ = stop.send(true);
     });
     let dispatcher = Dispatcher::for_worker(lakehouse.clone());
+    let executor = crate::sql_cluster::start_executor(&lakehouse).await?;
     let bound = listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = listener {
         let state = AppState::new(
@@ -66,7 +77,10 @@ pub async fn work(
             crate::http::serve(listener, app, &limits, metrics, until).await;
         });
     }
-    ready(bound);
+    ready(WorkerBound {
+        http: bound,
+        sql_executor: executor.as_ref().map(|e| e.addr()),
+    });
     dispatcher.clone().run(stopped).await;
     if !dispatcher.finish(GRACE).await {
         tracing::warn!(
@@ -77,6 +91,7 @@ pub async fn work(
     if let Ok(runtime) = lakehouse.runtime() {
         runtime.kill_all().await;
     }
+    drop(executor);
     tracing::info!("stopped");
     Ok(())
 }

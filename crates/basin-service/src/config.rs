@@ -269,6 +269,20 @@ pub struct SqlSection {
     /// DataFusion's own options (`[sql.datafusion]`, e.g.
     /// `"optimizer.hash_join_single_partition_threshold" = 4194304`), for tuning.
     pub datafusion: Option<BTreeMap<String, toml::Value>>,
+    /// `local`, `ballista` or `auto`.
+    pub engine: Option<String>,
+    pub distributed_threshold: Option<SizeValue>,
+    pub ballista: Option<BallistaSection>,
+}
+
+/// `[sql.ballista]`: distributed SQL on a cluster.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BallistaSection {
+    pub scheduler: Option<String>,
+    pub executor_listen: Option<String>,
+    pub executor_advertise: Option<String>,
+    pub executor_slots: Option<usize>,
 }
 
 /// `[server]`: what `basin serve` accepts from its callers.
@@ -514,6 +528,42 @@ impl Settings {
         }
         if let Some(v) = &q.spill_limit {
             sql.spill_limit = v.bytes(&setting("sql", "spill_limit"))?;
+        }
+        if let Some(engine) = &q.engine {
+            sql.engine = engine.parse().map_err(|e: String| {
+                Error::invalid(format!("basin.toml: [sql] engine: {e}"))
+                    .with_hint("`auto` sends big queries to the cluster's executors")
+            })?;
+        }
+        if let Some(v) = &q.distributed_threshold {
+            sql.distributed_threshold = v.bytes(&setting("sql", "distributed_threshold"))?;
+        }
+        if let Some(b) = &q.ballista {
+            let address = |name: &str, value: &str| {
+                if value
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                {
+                    Ok(value.to_string())
+                } else {
+                    Err(Error::invalid(format!(
+                        "basin.toml: [sql.ballista] {name}: `{value}` is not HOST:PORT"
+                    ))
+                    .with_hint(
+                        "e.g. \"10.0.0.5:50050\" (port 0 picks a free one where this node listens)",
+                    ))
+                }
+            };
+            if let Some(v) = &b.scheduler {
+                sql.ballista.scheduler = Some(address("scheduler", v)?);
+            }
+            if let Some(v) = &b.executor_listen {
+                sql.ballista.executor_listen = address("executor_listen", v)?;
+            }
+            sql.ballista.executor_advertise = b.executor_advertise.clone();
+            if let Some(n) = b.executor_slots {
+                sql.ballista.executor_slots = n.max(1);
+            }
         }
         for (key, value) in q.datafusion.iter().flatten() {
             let key = if key.starts_with("datafusion.") {

@@ -28,6 +28,21 @@ pub struct Placement {
 /// The catalog setting naming the warehouse of a lakehouse whose catalog nodes share.
 const WAREHOUSE_SETTING: &str = "warehouse";
 
+/// The catalog setting holding the token of the cluster's SQL scheduler: every node that
+/// can read the catalog knows it, and nothing else does.
+const CLUSTER_TOKEN_SETTING: &str = "sql_cluster_token";
+
+/// The token the nodes of this lakehouse present to its SQL scheduler (made by the first
+/// node that needs it).
+pub async fn cluster_token(store: &dyn Store) -> Result<String> {
+    let fresh = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    store.fix_setting(CLUSTER_TOKEN_SETTING, &fresh).await
+}
+
 /// The warehouse of a new node of the lakehouse whose catalog is at `url`: the one its
 /// catalog names, or `given` for a new lakehouse. A shared catalog needs a shared warehouse.
 async fn shared_warehouse(store: &dyn Store, url: &str, given: Option<String>) -> Result<String> {
@@ -243,8 +258,20 @@ impl Lakehouse {
         } else {
             Warehouse::local(Path::new(location))?
         };
-        let local = (!warehouse.is_s3()).then(|| PathBuf::from(warehouse.location()));
-        let sql = basin_sql::Engine::new(settings.sql.clone(), local.as_deref())?;
+        let files = if warehouse.is_s3() {
+            let (bucket, prefix, operator) = warehouse.s3_operator()?;
+            basin_sql::WarehouseFiles::S3 {
+                bucket,
+                prefix,
+                operator,
+            }
+        } else {
+            basin_sql::WarehouseFiles::Local(PathBuf::from(warehouse.location()))
+        };
+        let sql = basin_sql::Engine::new(settings.sql.clone(), files)?;
+        if let Some(scheduler) = &settings.sql.ballista.scheduler {
+            sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?);
+        }
         Ok(Self {
             root: root.to_path_buf(),
             settings,
@@ -306,6 +333,11 @@ impl Lakehouse {
     }
 
     /// What SQL sessions share: memory, spill space, limits.
+    /// The token this lakehouse's nodes present to its SQL scheduler.
+    pub async fn cluster_token(&self) -> Result<String> {
+        cluster_token(self.catalog().store().as_ref()).await
+    }
+
     pub fn sql(&self) -> &basin_sql::Engine {
         &self.sql
     }

@@ -3,14 +3,19 @@
 //!
 //! ```no_run
 //! # async fn demo(tables: &basin_table::Tables) -> basin_catalog::Result<()> {
-//! let engine = basin_sql::Engine::new(basin_sql::SqlLimits::default(), None)?;
+//! let engine = basin_sql::Engine::new(
+//!     basin_sql::SqlLimits::default(),
+//!     basin_sql::WarehouseFiles::None,
+//! )?;
 //! let at = tables.catalog().resolve("main").await?;
 //! let session = basin_sql::Session::new(&engine, tables, &at, Some("tpch")).await?;
 //! let result = session.run("SELECT count(*) FROM lineitem").await?;
 //! # Ok(()) }
 //! ```
 
+mod bucket;
 mod compact;
+pub mod distributed;
 mod errors;
 pub mod export;
 pub mod json;
@@ -40,9 +45,11 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 use futures::StreamExt;
 
+pub use distributed::{BallistaSettings, SqlEngine};
 pub use errors::{NamespaceOption, SyntaxError, syntax_error};
-pub use limits::{Engine, LimitCounters, SqlLimits};
+pub use limits::{Engine, LimitCounters, SqlLimits, WarehouseFiles};
 
+use crate::distributed::Route;
 use crate::errors::sql_error;
 use crate::provider::RefCatalog;
 
@@ -96,7 +103,8 @@ impl Session {
         at: &Resolved,
         namespace: Option<&str>,
     ) -> Result<Self> {
-        let catalog = Arc::new(RefCatalog::load(tables.clone(), at, engine.string_views()).await?);
+        let catalog =
+            Arc::new(RefCatalog::load(engine, tables.clone(), at, engine.string_views()).await?);
         let default_schema = namespace.unwrap_or("default");
         if namespace.is_some() && !catalog.has_namespace(default_schema) {
             let names = catalog.namespace_names();
@@ -253,16 +261,20 @@ impl Session {
         // The last query's plan; else what the last other statement (a view, SHOW) gave.
         let mut last_query = None;
         let mut last_other = None;
+        // Views and settings the script made, to make again in a distributed session.
+        let mut prelude = Vec::new();
         for statement in statements {
-            let plan = plan_statement(&self.ctx.state(), statement)
+            let plan = plan_statement(&self.ctx.state(), statement.clone())
                 .await
                 .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             policy::check_plan(&plan)?;
             if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
-                last_query = Some(plan);
+                // What the script did before this query is what it reads.
+                last_query = Some((plan, statement, prelude.len()));
                 continue;
             }
             // Views and SHOW run now: later statements may read what they define.
+            prelude.push(statement);
             let physical = self
                 .ctx
                 .execute_logical_plan(plan)
@@ -277,7 +289,10 @@ impl Session {
             last_other = Some((physical, batches));
         }
         let mut running = match (last_query, last_other) {
-            (Some(plan), _) => self.execute_plan(plan).await?,
+            (Some((plan, statement, before)), _) => {
+                prelude.truncate(before);
+                self.execute_routed(plan, statement, prelude).await?
+            }
             (None, Some((plan, batches))) => Running {
                 schema: plan.schema(),
                 batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
@@ -325,7 +340,9 @@ impl Session {
                 DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
                 e => sql_error(e, &self.catalog, self.option),
             })?;
-        let running = self.execute_plan(frame.logical_plan().clone()).await?;
+        let running = self
+            .execute_in(&self.ctx, frame.logical_plan().clone())
+            .await?;
         Ok((running.schema, running.batches))
     }
 
@@ -347,7 +364,7 @@ impl Session {
     /// Runs a planned query; its batches stream as they are computed, and end with an
     /// error once it has run for `timeout`.
     pub async fn execute(&self, plan: LogicalPlan, timeout: Option<Duration>) -> Result<Running> {
-        let mut running = self.execute_plan(plan).await?;
+        let mut running = self.execute_in(&self.ctx, plan).await?;
         if let Some(limit) = timeout {
             let deadline = tokio::time::Instant::now() + limit;
             running.batches = until(running.batches, deadline, limit, self.engine.clone());
@@ -360,18 +377,81 @@ impl Session {
         self.engine.limits().query_timeout
     }
 
-    async fn execute_plan(&self, plan: LogicalPlan) -> Result<Running> {
-        let physical = self
-            .ctx
+    /// Runs a script's last query where [`distributed::route`] says: `statement` is planned
+    /// again in a distributed session when it goes to the cluster, after the script's
+    /// earlier statements (`prelude`: views, settings). `EXPLAIN` says where.
+    async fn execute_routed(
+        &self,
+        plan: LogicalPlan,
+        statement: Statement,
+        prelude: Vec<Statement>,
+    ) -> Result<Running> {
+        let (query, explain) = match &plan {
+            LogicalPlan::Explain(e) => (e.plan.as_ref(), true),
+            other => (other, false),
+        };
+        let route = distributed::route(&self.engine, query).await;
+        let distributed = match &route {
+            Route::Distributed(cluster, _) => {
+                let ctx = distributed::context(&self.engine, &self.catalog, cluster, &self.ctx)?;
+                for earlier in prelude {
+                    let plan = plan_statement(&ctx.state(), earlier)
+                        .await
+                        .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+                    ctx.execute_logical_plan(plan)
+                        .await
+                        .map_err(|e| sql_error(e, &self.catalog, self.option))?
+                        .collect()
+                        .await
+                        .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+                }
+                let plan = plan_statement(&ctx.state(), statement)
+                    .await
+                    .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+                policy::check_plan(&plan)?;
+                Some((ctx, plan))
+            }
+            Route::Local(_) => None,
+        };
+        if !explain {
+            return match distributed {
+                Some((ctx, plan)) => self.execute_in(&ctx, plan).await,
+                None => self.execute_in(&self.ctx, plan).await,
+            };
+        }
+        let running = self.execute_in(&self.ctx, plan).await?;
+        let batches: Vec<RecordBatch> = running
+            .batches
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let query = distributed.as_ref().map(|(ctx, plan)| match plan {
+            LogicalPlan::Explain(e) => (ctx, e.plan.as_ref()),
+            other => (ctx, other),
+        });
+        let rows = match (&route, self.engine.cluster()) {
+            (Route::Local(None), None) => Vec::new(),
+            _ => distributed::explain_rows(&route, query).await?,
+        };
+        let batches = distributed::append_rows(batches, rows)?;
+        Ok(Running {
+            schema: running.schema,
+            batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            plan: running.plan,
+        })
+    }
+
+    async fn execute_in(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<Running> {
+        let physical = ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?
             .create_physical_plan()
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
-        let stream =
-            datafusion::physical_plan::execute_stream(physical.clone(), self.ctx.task_ctx())
-                .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+        let stream = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
+            .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         let schema = stream.schema();
         let catalog = self.catalog.clone();
         let engine = self.engine.clone();

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,6 +30,8 @@ use object_store::{
 };
 use url::Url;
 
+use crate::bucket::ReadOnlyBucket;
+
 /// Whether scans read strings as `Utf8View` unless `[sql.datafusion]` says otherwise.
 pub const STRING_VIEWS: bool = true;
 
@@ -50,6 +52,13 @@ pub struct SqlLimits {
     /// DataFusion options every session starts with (`[sql.datafusion]`), checked by
     /// `set_option`.
     pub options: Vec<(String, String)>,
+    /// Where queries run (`[sql] engine`).
+    pub engine: crate::SqlEngine,
+    /// With `engine = "auto"`: the data (bytes of the tables' live files) from which a query
+    /// goes to the cluster (`[sql] distributed_threshold`).
+    pub distributed_threshold: u64,
+    /// The cluster's scheduler and this node's executor (`[sql.ballista]`).
+    pub ballista: crate::BallistaSettings,
 }
 
 impl SqlLimits {
@@ -71,6 +80,9 @@ impl Default for SqlLimits {
             spill_dir: None,
             spill_limit: 100 << 30,
             options: Vec::new(),
+            engine: crate::SqlEngine::default(),
+            distributed_threshold: 1 << 30,
+            ballista: crate::BallistaSettings::default(),
         }
     }
 }
@@ -82,6 +94,38 @@ pub struct LimitCounters {
     pub out_of_memory: AtomicU64,
 }
 
+/// The warehouse's files, as the SQL engine may read them.
+#[derive(Clone, Debug, Default)]
+pub enum WarehouseFiles {
+    /// None (an engine for tests, or one with no lakehouse).
+    #[default]
+    None,
+    /// A local folder.
+    Local(PathBuf),
+    /// An S3-compatible bucket; `operator` is rooted at the bucket.
+    S3 {
+        bucket: String,
+        prefix: String,
+        operator: opendal::Operator,
+    },
+}
+
+impl WarehouseFiles {
+    /// The warehouse's location as tables name their files: a folder path or
+    /// `s3://BUCKET/PREFIX`.
+    fn root(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Local(path) => Some(path.to_string_lossy().trim_end_matches('/').to_string()),
+            Self::S3 { bucket, prefix, .. } => Some(
+                format!("s3://{bucket}/{}", prefix.trim_matches('/'))
+                    .trim_end_matches('/')
+                    .to_string(),
+            ),
+        }
+    }
+}
+
 /// The memory pool, spill space and limits every session of a process shares.
 #[derive(Clone)]
 pub struct Engine {
@@ -89,6 +133,10 @@ pub struct Engine {
     pool: Arc<GreedyMemoryPool>,
     runtime: Arc<RuntimeEnv>,
     counters: Arc<LimitCounters>,
+    /// The warehouse's location (see [`WarehouseFiles::root`]).
+    warehouse: Option<String>,
+    /// Where queries run besides this process (`[sql.ballista]`), once the node has joined.
+    pub(crate) cluster: Arc<std::sync::RwLock<Option<crate::distributed::Cluster>>>,
 }
 
 impl fmt::Debug for Engine {
@@ -100,9 +148,8 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine whose sessions read local files only under `warehouse` (a local folder;
-    /// for a warehouse in object storage, none).
-    pub fn new(limits: SqlLimits, warehouse: Option<&Path>) -> Result<Self> {
+    /// An engine whose sessions read no files but the warehouse's, and those read only.
+    pub fn new(limits: SqlLimits, warehouse: WarehouseFiles) -> Result<Self> {
         let pool = Arc::new(GreedyMemoryPool::new(limits.memory_limit as usize));
         let disk = match &limits.spill_dir {
             Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
@@ -115,7 +162,7 @@ impl Engine {
                     .with_mode(disk)
                     .with_max_temp_directory_size(limits.spill_limit),
             )
-            .with_object_store_registry(Arc::new(WarehouseOnly::new(warehouse)))
+            .with_object_store_registry(Arc::new(WarehouseOnly::new(&warehouse)))
             .build_arc()
             .map_err(|e| Error::internal(format!("cannot set up the SQL engine: {e}")))?;
         Ok(Self {
@@ -123,6 +170,19 @@ impl Engine {
             pool,
             runtime,
             counters: Arc::default(),
+            warehouse: warehouse.root(),
+            cluster: Arc::default(),
+        })
+    }
+
+    /// Whether DataFusion's own Parquet reader can open a table whose metadata is at
+    /// `location`: a table inside the warehouse.
+    pub(crate) fn reads(&self, location: &str) -> bool {
+        let location = location.strip_prefix("file://").unwrap_or(location);
+        self.warehouse.as_deref().is_some_and(|root| {
+            location
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
         })
     }
 
@@ -269,17 +329,34 @@ impl MemoryPool for QueryPool {
 #[derive(Debug)]
 struct WarehouseOnly {
     files: Option<Arc<dyn ObjectStore>>,
+    bucket: Option<(String, Arc<dyn ObjectStore>)>,
 }
 
 impl WarehouseOnly {
-    fn new(warehouse: Option<&Path>) -> Self {
-        Self {
-            files: warehouse.map(|root| {
-                Arc::new(ReadOnlyFolder {
+    fn new(warehouse: &WarehouseFiles) -> Self {
+        match warehouse {
+            WarehouseFiles::None => Self {
+                files: None,
+                bucket: None,
+            },
+            WarehouseFiles::Local(root) => Self {
+                files: Some(Arc::new(ReadOnlyFolder {
                     inner: LocalFileSystem::new(),
                     prefix: root.to_string_lossy().trim_matches('/').to_string(),
-                }) as Arc<dyn ObjectStore>
-            }),
+                })),
+                bucket: None,
+            },
+            WarehouseFiles::S3 {
+                bucket,
+                prefix,
+                operator,
+            } => {
+                let store = ReadOnlyBucket::new(bucket, prefix, operator.clone());
+                Self {
+                    files: None,
+                    bucket: Some((store.bucket().to_string(), Arc::new(store))),
+                }
+            }
         }
     }
 }
@@ -295,8 +372,11 @@ impl ObjectStoreRegistry for WarehouseOnly {
     }
 
     fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
-        match (&self.files, url.scheme()) {
-            (Some(files), "file") => Ok(files.clone()),
+        match (&self.files, &self.bucket, url.scheme()) {
+            (Some(files), _, "file") => Ok(files.clone()),
+            (_, Some((bucket, store)), "s3") if url.host_str() == Some(bucket.as_str()) => {
+                Ok(store.clone())
+            }
             _ => Err(DataFusionError::External(Box::new(
                 Error::invalid(format!("SQL cannot open `{url}`"))
                     .with_hint("queries read the lakehouse's tables by name, e.g. `sales.orders`"),
@@ -430,6 +510,7 @@ impl ObjectStore for ReadOnlyFolder {
 mod tests {
     use super::*;
     use object_store::ObjectStoreExt;
+    use std::path::Path;
 
     #[tokio::test]
     async fn sql_reads_files_only_inside_the_warehouse_and_writes_none() {
@@ -438,7 +519,7 @@ mod tests {
         std::fs::create_dir_all(&warehouse).unwrap();
         std::fs::write(warehouse.join("data.txt"), "inside").unwrap();
         std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
-        let registry = WarehouseOnly::new(Some(&warehouse));
+        let registry = WarehouseOnly::new(&WarehouseFiles::Local(warehouse.clone()));
         let url = |p: &Path| Url::from_file_path(p).unwrap();
         let store = registry.get_store(&url(&warehouse)).unwrap();
         let path = |p: &Path| ObjectPath::from(p.to_string_lossy().trim_start_matches('/'));
@@ -470,7 +551,7 @@ mod tests {
                 .is_err()
         );
         assert!(
-            WarehouseOnly::new(None)
+            WarehouseOnly::new(&WarehouseFiles::None)
                 .get_store(&url(&warehouse))
                 .is_err()
         );
@@ -484,7 +565,7 @@ mod tests {
                 query_memory_limit: 600,
                 ..SqlLimits::default()
             },
-            None,
+            WarehouseFiles::None,
         )
         .unwrap();
         let (a, b) = (engine.session_runtime(), engine.session_runtime());

@@ -11,6 +11,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use iceberg_datafusion::IcebergStaticTableProvider;
 
+use crate::limits::Engine;
 use crate::pruned::PrunedScan;
 
 /// The namespaces and tables of one commit. The list is read once per session; table
@@ -24,6 +25,7 @@ pub(crate) struct RefCatalog {
 
 #[derive(Debug)]
 pub(crate) struct RefSchema {
+    engine: Engine,
     tables: Tables,
     /// table name -> (key, metadata location)
     entries: BTreeMap<String, (Key, String)>,
@@ -55,7 +57,12 @@ impl RefCatalog {
         }
     }
 
-    pub(crate) async fn load(tables: Tables, at: &Resolved, string_views: bool) -> Result<Self> {
+    pub(crate) async fn load(
+        engine: &Engine,
+        tables: Tables,
+        at: &Resolved,
+        string_views: bool,
+    ) -> Result<Self> {
         let contents = tables.catalog().contents(at).await?;
         let mut namespaces: BTreeMap<String, BTreeMap<String, (Key, String)>> = BTreeMap::new();
         for (key, content) in contents {
@@ -79,6 +86,7 @@ impl RefCatalog {
                     (
                         ns,
                         Arc::new(RefSchema {
+                            engine: engine.clone(),
                             tables: tables.clone(),
                             entries,
                             views: RwLock::default(),
@@ -89,6 +97,27 @@ impl RefCatalog {
                 .collect(),
             added: RwLock::default(),
         })
+    }
+
+    /// The same tables, read with or without string views, with no views of a session.
+    pub(crate) fn with_string_views(&self, string_views: bool) -> Self {
+        Self {
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(name, schema)| {
+                    let schema = RefSchema {
+                        engine: schema.engine.clone(),
+                        tables: schema.tables.clone(),
+                        entries: schema.entries.clone(),
+                        views: RwLock::default(),
+                        string_views,
+                    };
+                    (name.clone(), Arc::new(schema))
+                })
+                .collect(),
+            added: RwLock::default(),
+        }
     }
 
     pub(crate) fn has_namespace(&self, name: &str) -> bool {
@@ -168,7 +197,13 @@ impl SchemaProvider for RefSchema {
             .load_from(key, location)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = match PrunedScan::try_new(table.clone(), self.string_views)? {
+        let table = match PrunedScan::try_new(
+            &self.engine,
+            &self.tables,
+            key,
+            table.clone(),
+            self.string_views,
+        )? {
             Some(pruned) => return Ok(Some(Arc::new(pruned))),
             None => table,
         };

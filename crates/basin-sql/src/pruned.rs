@@ -7,14 +7,16 @@
 //! iceberg-datafusion's scan is one partition (one core), so Basin plans the files with
 //! iceberg (the snapshot's manifests decide what is live) and hands them to a
 //! `ListingTable`. A scan whose files carry delete files is handed to iceberg's own scan,
-//! which applies them; tables in object storage keep iceberg's scan altogether (it reads any
-//! FileIO).
+//! which applies them; so are tables outside the warehouse (iceberg reads any FileIO) and
+//! tables with renamed columns (iceberg matches columns by field id).
 
 use std::any::Any;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
+use basin_catalog::Key;
+use basin_table::Tables;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -30,42 +32,116 @@ use datafusion::physical_plan::empty::EmptyExec;
 use futures::TryStreamExt;
 use iceberg::scan::FileScanTask;
 use iceberg_datafusion::IcebergStaticTableProvider;
+use tokio::sync::OnceCell;
 
+use crate::limits::Engine;
+
+/// A table scanned as plain Parquet files. Distributed queries carry it to Ballista's
+/// scheduler by its metadata location (`distributed::codec`), where it is loaded again.
 #[derive(Debug)]
 pub(crate) struct PrunedScan {
-    table: iceberg::table::Table,
+    tables: Tables,
+    key: Key,
+    /// The table's `metadata.json`: immutable, so it names one snapshot exactly.
+    location: String,
+    table: OnceCell<iceberg::table::Table>,
     /// The table's columns as DataFusion reads them (strings as views, when asked).
     schema: SchemaRef,
+    string_views: bool,
 }
 
 impl PrunedScan {
-    /// `None` for tables iceberg's own scan reads: tables with no snapshot, and tables in
-    /// object storage.
+    /// `None` for tables iceberg's own scan reads: tables outside the warehouse (`engine`
+    /// cannot open their files), and tables whose columns were renamed, or dropped and
+    /// added again under the same name (a Parquet scan matches columns by name; iceberg's
+    /// by field id).
     pub(crate) fn try_new(
+        engine: &Engine,
+        tables: &Tables,
+        key: &Key,
         table: iceberg::table::Table,
         string_views: bool,
     ) -> DfResult<Option<Self>> {
-        let metadata = table.metadata();
-        if metadata.current_snapshot().is_none() || metadata.location().contains("://") {
+        let location = table.metadata_location().unwrap_or_default().to_string();
+        if !engine.reads(&location) || renamed_columns(table.metadata()) {
             return Ok(None);
         }
-        let schema =
-            iceberg::arrow::schema_to_arrow_schema(metadata.current_schema()).map_err(external)?;
-        // Strings as views, when asked: DataFusion's Parquet reader produces them without
-        // copying, and its string kernels are fastest on them.
-        let schema = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8 if string_views => {
-                        Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
-                    }
-                    _ => f.clone(),
-                })
-                .collect::<Vec<_>>(),
-        ));
-        Ok(Some(Self { table, schema }))
+        let schema = arrow_schema(table.metadata().current_schema(), string_views)?;
+        Ok(Some(Self {
+            tables: tables.clone(),
+            key: key.clone(),
+            location,
+            table: OnceCell::new_with(Some(table)),
+            schema,
+            string_views,
+        }))
+    }
+
+    /// A scan that loads its table when first planned (on Ballista's scheduler, from a
+    /// plan a client sent). `schema` is the one the client planned with.
+    pub(crate) fn decoded(
+        tables: &Tables,
+        key: Key,
+        location: String,
+        schema: SchemaRef,
+        string_views: bool,
+    ) -> Self {
+        Self {
+            tables: tables.clone(),
+            key,
+            location,
+            table: OnceCell::new(),
+            schema,
+            string_views,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub(crate) fn string_views(&self) -> bool {
+        self.string_views
+    }
+
+    /// Why a distributed engine cannot run this scan as it is, if it cannot; and the bytes
+    /// of its live data files.
+    pub(crate) fn distributable(&self) -> std::result::Result<u64, String> {
+        let Some(table) = self.table.get() else {
+            return Err(format!("`{}` is not loaded", self.key));
+        };
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(0);
+        };
+        let summary = &snapshot.summary().additional_properties;
+        let count = |name: &str| {
+            summary
+                .get(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if count("total-delete-files") > 0 {
+            return Err(format!(
+                "`{}` has delete files, which only the single-node scan applies",
+                self.key
+            ));
+        }
+        Ok(count("total-files-size"))
+    }
+
+    async fn table(&self) -> DfResult<&iceberg::table::Table> {
+        self.table
+            .get_or_try_init(|| async {
+                self.tables
+                    .load_from(&self.key, &self.location)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .await
     }
 
     /// The live data files that may hold rows matching `filters`.
@@ -87,7 +163,11 @@ impl PrunedScan {
                     .map(|t| t.data)
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let mut scan = self.table.scan().select_all();
+        let table = self.table().await?;
+        if table.metadata().current_snapshot().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut scan = table.scan().select_all();
         if let Some(predicate) =
             iceberg_datafusion::physical_plan::convert_filters_to_predicate(&filters)
         {
@@ -102,6 +182,37 @@ impl PrunedScan {
             .await
             .map_err(external)
     }
+}
+
+/// A table's columns as DataFusion reads them: strings as views, when asked (DataFusion's
+/// Parquet reader produces them without copying, and its string kernels are fastest on
+/// them).
+fn arrow_schema(schema: &iceberg::spec::Schema, string_views: bool) -> DfResult<SchemaRef> {
+    let schema = iceberg::arrow::schema_to_arrow_schema(schema).map_err(external)?;
+    Ok(Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 if string_views => {
+                    Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+                }
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+    )))
+}
+
+/// Whether a column of the table ever had another name, or a name another column: older
+/// files then hold columns under names the current schema gives to others.
+fn renamed_columns(metadata: &iceberg::spec::TableMetadata) -> bool {
+    let current = metadata.current_schema();
+    metadata.schemas_iter().any(|old| {
+        old.field_id_to_name_map().iter().any(|(id, name)| {
+            current.name_by_field_id(*id).is_some_and(|now| now != name)
+                || current.field_id_by_name(name).is_some_and(|now| now != *id)
+        })
+    })
 }
 
 fn external(e: iceberg::Error) -> DataFusionError {
@@ -139,9 +250,10 @@ impl TableProvider for PrunedScan {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let tasks = self.plan(filters).await?;
         if tasks.iter().any(|t| !t.deletes.is_empty()) {
-            let iceberg = IcebergStaticTableProvider::try_new_from_table(self.table.clone())
-                .await
-                .map_err(external)?;
+            let iceberg =
+                IcebergStaticTableProvider::try_new_from_table(self.table().await?.clone())
+                    .await
+                    .map_err(external)?;
             return iceberg.scan(state, projection, filters, limit).await;
         }
         if tasks.is_empty() {

@@ -144,7 +144,7 @@ impl Warehouse {
     }
 
     /// The bucket, the prefix and an operator rooted at the bucket (S3 warehouses only).
-    pub(crate) fn s3_operator(&self) -> Result<(String, String, opendal::Operator)> {
+    pub fn s3_operator(&self) -> Result<(String, String, opendal::Operator)> {
         let rest = self
             .location
             .strip_prefix("s3://")

@@ -76,8 +76,12 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             .postgres
             .map(|addr| format!(" and postgresql://{addr}/main"))
             .unwrap_or_default();
+        let sql = bound
+            .sql_scheduler
+            .map(|addr| format!("; SQL scheduler on {addr}"))
+            .unwrap_or_default();
         status(format!(
-            "Serving the lakehouse on http://{}{postgres} (Ctrl-C to stop)",
+            "Serving the lakehouse on http://{}{postgres}{sql} (Ctrl-C to stop)",
             bound.http
         ))
     })

@@ -53,13 +53,16 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         listen: args.listen,
         no_auth: args.no_auth,
     };
-    basin_server::work(lakehouse, options, |bound| match bound {
-        Some(addr) => status(format!(
-            "{line}; /healthz and /metrics on http://{addr} (Ctrl-C to stop)"
-        )),
-        None => status(format!(
-            "{line}; no /healthz or /metrics (pass --listen) (Ctrl-C to stop)"
-        )),
+    basin_server::work(lakehouse, options, |bound| {
+        let http = match bound.http {
+            Some(addr) => format!("/healthz and /metrics on http://{addr}"),
+            None => "no /healthz or /metrics (pass --listen)".to_string(),
+        };
+        let sql = match bound.sql_executor {
+            Some(addr) => format!("; SQL executor on {addr}"),
+            None => String::new(),
+        };
+        status(format!("{line}; {http}{sql} (Ctrl-C to stop)"))
     })
     .await?;
     Ok(())

@@ -1,0 +1,117 @@
+"""Distributed SQL on a loopback cluster: Postgres holds the catalog, an S3-protocol server
+(moto) the warehouse, `basin serve` runs the Ballista scheduler and two `basin worker`s join it
+with executors. Every node is its own process with its own folder.
+
+What it must show: a query sent to the cluster runs on the executors (EXPLAIN says so and shows
+the stages; both executors report tasks) and answers what the data holds; the same query from
+the CLI of a node goes through the scheduler too; and a worker killed while a query runs never
+yields a wrong answer (Ballista runs its tasks again, or the query fails with a clear error)."""
+
+import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+from conftest import BASIN, start_server, wait_for
+from test_cluster import node, s3_client
+from test_ingest_postgres import db, free_port, postgres  # noqa: F401 (fixtures)
+from test_s3 import s3_endpoint  # noqa: F401 (fixture)
+
+ROWS = 200_000
+
+
+def cluster_toml(scheduler_port: int, engine: str = "ballista") -> str:
+    return f'\n[sql]\nengine = "{engine}"\n\n[sql.ballista]\nscheduler = "127.0.0.1:{scheduler_port}"\n'
+
+
+def post_query(base: str, sql: str):
+    request = urllib.request.Request(base + "/api/v1/query", data=json.dumps({"sql": sql}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def start_worker(b, catalog, log):
+    return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog],
+                            stdout=subprocess.DEVNULL, stderr=log, env={**b.env, "BASIN_NODE_NAME": b.home.name})
+
+
+def executor_ready(log_path) -> bool:
+    return "SQL executor on" in log_path.read_text()
+
+
+def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_path, db, s3_endpoint):
+    pg, dbname, _ = db
+    catalog = pg.url(dbname)
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket="lake")
+    s3.create_bucket(Bucket="drop")
+    port = free_port()
+    server = node(tmp_path, "serve", s3_endpoint, cluster_toml(port))
+    server("init", str(server.home), "--catalog", catalog, "--warehouse", "s3://lake/warehouse")
+    data = tmp_path / "orders.csv"
+    with open(data, "w") as f:
+        f.write("id,customer,amount\n")
+        for i in range(ROWS):
+            f.write(f"{i},{i % 97},{i % 1000}\n")
+    server("import", str(data), "--table", "shop.orders")
+    expected = {c: sum(i % 1000 for i in range(ROWS) if i % 97 == c) for c in range(97)}
+
+    base, serve = start_server(server, "--no-auth", "--queue-only")
+    workers = [node(tmp_path, f"worker{n}", s3_endpoint, cluster_toml(port)) for n in (1, 2)]
+    logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
+    procs = [start_worker(w, catalog, open(log, "w")) for w, log in zip(workers, logs)]
+    try:
+        wait_for(lambda: all(executor_ready(log) for log in logs), seconds=120)
+        sql = "SELECT customer, sum(amount) AS total, count(*) AS n FROM shop.orders GROUP BY customer"
+        # Executors poll the scheduler: until both have, a query may still run here.
+        wait_for(lambda: "ballista" in explain_engine(base, sql), seconds=60)
+        rows = post_query(base, "EXPLAIN " + sql)["rows"]
+        stages = [r for r in rows if r["plan_type"].startswith("distributed_plan stage")]
+        assert len(stages) >= 2, rows
+        assert any("ShuffleWriterExec" in r["plan"] for r in stages), stages
+
+        answer = post_query(base, sql)["rows"]
+        assert {r["customer"]: int(r["total"]) for r in answer} == expected
+        assert sum(r["n"] for r in answer) == ROWS
+
+        # The CLI of a node sends its query through the same scheduler.
+        out = server("query", f"EXPLAIN {sql}", "--format", "json")
+        assert any(r["plan_type"] == "engine" and r["plan"].startswith("ballista") for r in json.loads(out)), out
+        cli = json.loads(server("query", sql + " ORDER BY customer", "--format", "json"))
+        assert {r["customer"]: int(r["total"]) for r in cli} == expected
+
+        # A worker killed while queries run: every answer that comes back is right; a query
+        # that cannot finish fails with an error, never a wrong answer.
+        outcomes = []
+        procs[0].send_signal(signal.SIGKILL)
+        for _ in range(3):
+            try:
+                got = post_query(base, sql)["rows"]
+                outcomes.append({r["customer"]: int(r["total"]) for r in got} == expected)
+            except urllib.error.HTTPError as e:
+                body = e.read().decode()
+                assert e.code >= 400 and "error" in body, body
+                outcomes.append("error")
+        assert False not in outcomes, outcomes
+        # The surviving worker's executor still answers.
+        wait_for(lambda: post_answer_ok(base, sql, expected), seconds=120)
+    finally:
+        for proc in procs:
+            proc.kill()
+        serve.kill()
+        serve.wait()
+
+
+def explain_engine(base: str, sql: str) -> str:
+    rows = post_query(base, "EXPLAIN " + sql)["rows"]
+    return next((r["plan"] for r in rows if r["plan_type"] == "engine"), "")
+
+
+def post_answer_ok(base, sql, expected) -> bool:
+    try:
+        got = post_query(base, sql)["rows"]
+    except urllib.error.HTTPError:
+        return False
+    return {r["customer"]: int(r["total"]) for r in got} == expected
