@@ -8,6 +8,7 @@ the CLI of a node goes through the scheduler too; and a worker killed while a qu
 yields a wrong answer (Ballista runs its tasks again, or the query fails with a clear error)."""
 
 import json
+import re
 import signal
 import subprocess
 import urllib.error
@@ -33,12 +34,20 @@ def post_query(base: str, sql: str):
 
 
 def start_worker(b, catalog, log):
-    return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog],
+    return subprocess.Popen([BASIN, "--home", str(b.home), "worker", "--join", catalog,
+                             "--listen", "127.0.0.1:0", "--no-auth"],
                             stdout=subprocess.DEVNULL, stderr=log, env={**b.env, "BASIN_NODE_NAME": b.home.name})
 
 
 def executor_ready(log_path) -> bool:
     return "SQL executor on" in log_path.read_text()
+
+
+def executor_tasks(log_path) -> float:
+    """`basin_sql_executor_tasks_total` of the worker whose log this is."""
+    url = re.search(r"/metrics on (http://[0-9.:]+)", log_path.read_text()).group(1)
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    return float(re.search(r"^basin_sql_executor_tasks_total (\S+)$", text, re.M).group(1))
 
 
 def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_path, db, s3_endpoint):
@@ -75,6 +84,10 @@ def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_
         answer = post_query(base, sql)["rows"]
         assert {r["customer"]: int(r["total"]) for r in answer} == expected
         assert sum(r["n"] for r in answer) == ROWS
+        # Both executors ran tasks of it (each scans some of the files, or merges).
+        tasks = [executor_tasks(log) for log in logs]
+        assert all(t > 0 for t in tasks), tasks
+        print("tasks per executor:", tasks)
 
         # The CLI of a node sends its query through the same scheduler.
         out = server("query", f"EXPLAIN {sql}", "--format", "json")
@@ -94,6 +107,7 @@ def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_
                 body = e.read().decode()
                 assert e.code >= 400 and "error" in body, body
                 outcomes.append("error")
+        print("answers with a worker killed:", outcomes)
         assert False not in outcomes, outcomes
         # The surviving worker's executor still answers.
         wait_for(lambda: post_answer_ok(base, sql, expected), seconds=120)

@@ -247,6 +247,24 @@ impl Metrics {
                     limits.query_memory_limit as f64,
                 ),
                 (
+                    "basin_sql_distributed_queries_total",
+                    "counter",
+                    "SQL queries this node sent to the cluster's executors (`[sql] engine`).",
+                    sql.distributed_queries.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_sql_executor_tasks_total",
+                    "counter",
+                    "Distributed query tasks this node's SQL executor ran.",
+                    sql.executor_tasks.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_sql_distributed_threshold_bytes",
+                    "gauge",
+                    "`[sql] distributed_threshold`: with `engine = \"auto\"`, the data from which a query goes to the executors.",
+                    limits.distributed_threshold as f64,
+                ),
+                (
                     "basin_http_connections",
                     "gauge",
                     "HTTP connections open now (at most `[server] max_connections`).",

@@ -415,7 +415,13 @@ impl Session {
         };
         if !explain {
             return match distributed {
-                Some((ctx, plan)) => self.execute_in(&ctx, plan).await,
+                Some((ctx, plan)) => {
+                    self.engine
+                        .counters()
+                        .distributed_queries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.execute_in(&ctx, plan).await
+                }
                 None => self.execute_in(&self.ctx, plan).await,
             };
         }

@@ -92,6 +92,10 @@ impl Default for SqlLimits {
 pub struct LimitCounters {
     pub timed_out: AtomicU64,
     pub out_of_memory: AtomicU64,
+    /// Queries sent to the cluster's executors.
+    pub distributed_queries: AtomicU64,
+    /// Tasks this process's SQL executor ran.
+    pub executor_tasks: AtomicU64,
 }
 
 /// The warehouse's files, as the SQL engine may read them.

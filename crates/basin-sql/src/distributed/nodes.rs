@@ -181,8 +181,8 @@ impl SqlExecutor {
     }
 }
 
-/// Counts the tasks an executor ran.
-struct TaskCounter(Arc<AtomicU64>);
+/// Counts the tasks an executor ran, and the node's (its engine's counters).
+struct TaskCounter(Arc<AtomicU64>, Engine);
 
 impl ExecutorMetricsCollector for TaskCounter {
     fn record_stage(
@@ -193,6 +193,10 @@ impl ExecutorMetricsCollector for TaskCounter {
         _plan: Arc<dyn QueryStageExecutor>,
     ) {
         self.0.fetch_add(1, Ordering::Relaxed);
+        self.1
+            .counters()
+            .executor_tasks
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(job_id, stage_id, partition, "SQL task done");
     }
 }
@@ -253,7 +257,7 @@ pub async fn start_executor(
         runtime_producer,
         config_producer,
         Arc::new((&state).into()),
-        Arc::new(TaskCounter(tasks.clone())),
+        Arc::new(TaskCounter(tasks.clone(), engine.clone())),
         slots,
     ));
     let max = state.config().ballista_grpc_client_max_message_size();
