@@ -293,7 +293,10 @@ def test_source_ls_shows_the_lag_and_rm_drops_the_slot(lakehouse, db):
     assert "basin_shop" in table and "lag bytes" in table
     lakehouse("ingest", "shop")
     caught_up = lakehouse.json("source", "ls")[0]
-    assert caught_up["lsn"] != listed["lsn"] and caught_up["lag_seconds"] == 0
+    # Postgres writes WAL of its own now and then (running-transaction records, checkpoints),
+    # which the slot has not confirmed: the lag is then the seconds since the last change
+    # applied, a moment ago, not 0.
+    assert caught_up["lsn"] != listed["lsn"] and caught_up["lag_seconds"] < 10
 
     removed = lakehouse.run("source", "rm", "shop")
 

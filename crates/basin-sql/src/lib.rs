@@ -420,7 +420,18 @@ impl Session {
                         .counters()
                         .distributed_queries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.execute_in(&ctx, plan).await
+                    let Route::Distributed(cluster, _) = route else {
+                        unreachable!("a distributed session comes from a distributed route")
+                    };
+                    let mut running = self
+                        .execute_in(&ctx, plan)
+                        .await
+                        .map_err(|e| cluster.explain_error(e))?;
+                    running.batches = running
+                        .batches
+                        .map(move |batch| batch.map_err(|e| cluster.explain_error(e)))
+                        .boxed();
+                    Ok(running)
                 }
                 None => self.execute_in(&self.ctx, plan).await,
             };

@@ -128,6 +128,11 @@ impl Engine {
         });
     }
 
+    /// Runs every query of this engine here from now on.
+    pub fn leave_cluster(&self) {
+        *self.cluster.write().expect("cluster lock") = None;
+    }
+
     pub(crate) fn cluster(&self) -> Option<Cluster> {
         self.cluster.read().expect("cluster lock").clone()
     }
@@ -250,6 +255,34 @@ pub(crate) fn context(
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(crate::CATALOG, Arc::new(catalog.with_string_views(false)));
     Ok(ctx)
+}
+
+impl Cluster {
+    /// `e`, said as the scheduler's when it is about reaching the scheduler.
+    pub(crate) fn explain_error(&self, e: Error) -> Error {
+        let text = e.to_string();
+        let address = self.url.trim_start_matches("http://");
+        if text.contains("Unauthenticated") || text.contains("needs its token") {
+            Error::invalid(format!(
+                "the SQL scheduler at {address} refused this node's token"
+            ))
+            .with_hint("the nodes of a cluster share one catalog; check this node's catalog is the scheduler's")
+        } else if [
+            "transport error",
+            "tcp connect",
+            "Connection refused",
+            "Unavailable",
+        ]
+        .iter()
+        .any(|s| text.contains(s))
+        {
+            Error::io(format!("the SQL scheduler at {address} did not answer: {text}")).with_hint(
+                "start `basin serve` on the node [sql.ballista] scheduler names, or set [sql] engine = \"local\"",
+            )
+        } else {
+            e
+        }
+    }
 }
 
 /// What `EXPLAIN` adds about where the query runs: an `engine` row, and for a distributed
