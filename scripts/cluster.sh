@@ -2,8 +2,9 @@
 # A Basin cluster on this machine's loopback: Postgres (the Debian package, its own data
 # folder, a free port) for the catalog and the event queue, an S3-protocol server (moto) for
 # the warehouse and a landing bucket, one `basin serve --queue-only` and two `basin worker`s,
-# each in its own folder as if on its own host. Then the demo: 200 files land in the bucket,
-# the workers load them into raw.landed, and the serve node answers SQL over HTTP.
+# each in its own folder as if on its own host; the serve node runs the SQL scheduler and the
+# workers join it with executors. Then the demo: 200 files land in the bucket, the workers load
+# them into raw.landed, and the serve node answers SQL over HTTP, run by the workers' executors.
 #
 #   scripts/cluster.sh           # run the demo, then stop everything
 #   scripts/cluster.sh --keep    # leave the cluster running (Ctrl-C stops it)
@@ -63,10 +64,19 @@ $1"; }
 for _ in $(seq 50); do s3 "s3.list_buckets()" 2>/dev/null && break; sleep 0.2; done
 s3 "s3.create_bucket(Bucket='lake'); s3.create_bucket(Bucket='drop')"
 
-SETTINGS='[buckets.incoming]
-url = "s3://drop/incoming/"
+SCHEDULER_PORT=$(free_port)
+# Every node names the SQL scheduler (the serve node runs it, the workers join it with
+# executors); "ballista" sends every query that can go to the executors.
+SETTINGS="[buckets.incoming]
+url = \"s3://drop/incoming/\"
 poll_seconds = 1
-'
+
+[sql]
+engine = \"ballista\"
+
+[sql.ballista]
+scheduler = \"127.0.0.1:$SCHEDULER_PORT\"
+"
 echo "== node serve: basin init --catalog $CATALOG --warehouse s3://lake/warehouse" >&2
 mkdir -p "$WORK/serve" "$WORK/functions"
 echo "$SETTINGS" >"$WORK/serve/basin.toml"
@@ -106,6 +116,10 @@ done
 echo "== raw.landed, read through the serve node:" >&2
 query "SELECT count(*) AS files, sum(amount) AS total FROM raw.landed"
 echo
+echo "== where that query ran (EXPLAIN's engine row):" >&2
+query "EXPLAIN SELECT count(*) AS files, sum(amount) AS total FROM raw.landed" |
+    "$BASIN_VENV/bin/python" -c 'import json,sys; print(*[r["plan"] for r in json.load(sys.stdin)["rows"] if r["plan_type"] == "engine"])'
+
 echo "== who ran what:" >&2
 "$BASIN" --home "$WORK/serve" events ls --function load --limit 5000 --format json |
     "$BASIN_VENV/bin/python" -c 'import collections,json,sys; print(dict(collections.Counter(e["node"] for e in json.load(sys.stdin))))'

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use arrow::util::display::array_value_to_string;
-use basin_ingest::ImportRequest;
 use basin_service::{Lakehouse, tpch};
 use basin_sql::distributed;
 
@@ -57,17 +56,8 @@ async fn lakehouse(dir: &std::path::Path, scale: f64) -> Lakehouse {
     let lakehouse = Lakehouse::init(dir, &basin_service::Placement::default())
         .await
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    for table in tpch::TABLES {
-        eprintln!("loading {table}");
-        let path = tpch::write_table(data.path(), table, scale, 1, 1).unwrap();
-        let request = ImportRequest::new(
-            vec![path.to_string_lossy().into_owned()],
-            format!("tpch.{table}"),
-            "main",
-        );
-        lakehouse.import(request, None).await.unwrap();
-    }
+    eprintln!("loading TPC-H at scale {scale}");
+    tpch::load(&lakehouse, scale, "main").await.unwrap();
     lakehouse
 }
 

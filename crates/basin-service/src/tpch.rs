@@ -32,6 +32,23 @@ fn write_rows<T: Display>(path: &Path, header: &str, rows: impl Iterator<Item = 
     out.flush().map_err(io)
 }
 
+/// Loads all eight tables at `scale` into `tpch.TABLE` on `branch`, one import each (for
+/// tests and benchmarks; the demo shows its imports).
+pub async fn load(lakehouse: &crate::Lakehouse, scale: f64, branch: &str) -> Result<()> {
+    let data = tempfile::tempdir()
+        .map_err(|e| Error::io("cannot make a folder for TPC-H data").with_source(e))?;
+    for table in TABLES {
+        let path = write_table(data.path(), table, scale, 1, 1)?;
+        let request = basin_ingest::ImportRequest::new(
+            vec![path.to_string_lossy().into_owned()],
+            format!("tpch.{table}"),
+            branch,
+        );
+        lakehouse.import(request, None).await?;
+    }
+    Ok(())
+}
+
 /// Writes `table` at `scale` as `dir/TABLE.csv`, or only part `part` of `parts` (1-based) of
 /// it (the generator's own split, so parts of one table never overlap).
 pub fn write_table(dir: &Path, table: &str, scale: f64, part: i32, parts: i32) -> Result<PathBuf> {

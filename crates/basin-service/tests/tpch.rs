@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::array_value_to_string;
-use basin_ingest::ImportRequest;
 use basin_service::{Lakehouse, tpch};
 use basin_sql::distributed;
 
@@ -77,16 +76,7 @@ async fn tpch_lakehouse(dir: &Path, basin_toml: &str) -> Lakehouse {
     let lakehouse = Lakehouse::init(dir, &basin_service::Placement::default())
         .await
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    for table in tpch::TABLES {
-        let path = tpch::write_table(data.path(), table, 0.01, 1, 1).unwrap();
-        let request = ImportRequest::new(
-            vec![path.to_string_lossy().into_owned()],
-            format!("tpch.{table}"),
-            "main",
-        );
-        lakehouse.import(request, None).await.unwrap();
-    }
+    tpch::load(&lakehouse, 0.01, "main").await.unwrap();
     lakehouse
 }
 

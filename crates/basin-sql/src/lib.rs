@@ -13,7 +13,6 @@
 //! # Ok(()) }
 //! ```
 
-mod bucket;
 mod compact;
 pub mod distributed;
 mod errors;
@@ -23,6 +22,7 @@ mod limits;
 pub mod policy;
 mod provider;
 mod pruned;
+mod stores;
 
 #[cfg(test)]
 mod fuzz;
@@ -47,7 +47,8 @@ use futures::StreamExt;
 
 pub use distributed::{BallistaSettings, SqlEngine};
 pub use errors::{NamespaceOption, SyntaxError, syntax_error};
-pub use limits::{Engine, LimitCounters, SqlLimits, WarehouseFiles};
+pub use limits::{Engine, LimitCounters, SqlLimits};
+pub use stores::WarehouseFiles;
 
 use crate::distributed::Route;
 use crate::errors::sql_error;

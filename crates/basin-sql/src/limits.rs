@@ -3,34 +3,21 @@
 //! warehouse's. An [`Engine`] holds them; every [`crate::Session`] is built from one.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use basin_catalog::units::format_size;
 use basin_catalog::{Error, ErrorKind, Result};
-use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
-use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
-use url::Url;
 
-use crate::bucket::ReadOnlyBucket;
+use crate::stores::{WarehouseFiles, WarehouseOnly};
 
 /// Whether scans read strings as `Utf8View` unless `[sql.datafusion]` says otherwise.
 pub const STRING_VIEWS: bool = true;
@@ -96,38 +83,6 @@ pub struct LimitCounters {
     pub distributed_queries: AtomicU64,
     /// Tasks this process's SQL executor ran.
     pub executor_tasks: AtomicU64,
-}
-
-/// The warehouse's files, as the SQL engine may read them.
-#[derive(Clone, Debug, Default)]
-pub enum WarehouseFiles {
-    /// None (an engine for tests, or one with no lakehouse).
-    #[default]
-    None,
-    /// A local folder.
-    Local(PathBuf),
-    /// An S3-compatible bucket; `operator` is rooted at the bucket.
-    S3 {
-        bucket: String,
-        prefix: String,
-        operator: opendal::Operator,
-    },
-}
-
-impl WarehouseFiles {
-    /// The warehouse's location as tables name their files: a folder path or
-    /// `s3://BUCKET/PREFIX`.
-    fn root(&self) -> Option<String> {
-        match self {
-            Self::None => None,
-            Self::Local(path) => Some(path.to_string_lossy().trim_end_matches('/').to_string()),
-            Self::S3 { bucket, prefix, .. } => Some(
-                format!("s3://{bucket}/{}", prefix.trim_matches('/'))
-                    .trim_end_matches('/')
-                    .to_string(),
-            ),
-        }
-    }
 }
 
 /// The memory pool, spill space and limits every session of a process shares.
@@ -326,240 +281,9 @@ impl MemoryPool for QueryPool {
     }
 }
 
-/// The object stores SQL may open: the local files under the warehouse, read only; no
-/// other file and no other scheme. Table scans read their data files through it; a
-/// statement that named any other path (had it got past the statement policy) would find
-/// nothing to open.
-#[derive(Debug)]
-struct WarehouseOnly {
-    files: Option<Arc<dyn ObjectStore>>,
-    bucket: Option<(String, Arc<dyn ObjectStore>)>,
-}
-
-impl WarehouseOnly {
-    fn new(warehouse: &WarehouseFiles) -> Self {
-        match warehouse {
-            WarehouseFiles::None => Self {
-                files: None,
-                bucket: None,
-            },
-            WarehouseFiles::Local(root) => Self {
-                files: Some(Arc::new(ReadOnlyFolder {
-                    inner: LocalFileSystem::new(),
-                    prefix: root.to_string_lossy().trim_matches('/').to_string(),
-                })),
-                bucket: None,
-            },
-            WarehouseFiles::S3 {
-                bucket,
-                prefix,
-                operator,
-            } => {
-                let store = ReadOnlyBucket::new(bucket, prefix, operator.clone());
-                Self {
-                    files: None,
-                    bucket: Some((store.bucket().to_string(), Arc::new(store))),
-                }
-            }
-        }
-    }
-}
-
-impl ObjectStoreRegistry for WarehouseOnly {
-    fn register_store(
-        &self,
-        url: &Url,
-        _store: Arc<dyn ObjectStore>,
-    ) -> Option<Arc<dyn ObjectStore>> {
-        tracing::warn!(%url, "refused to register an object store for SQL");
-        None
-    }
-
-    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
-        match (&self.files, &self.bucket, url.scheme()) {
-            (Some(files), _, "file") => Ok(files.clone()),
-            (_, Some((bucket, store)), "s3") if url.host_str() == Some(bucket.as_str()) => {
-                Ok(store.clone())
-            }
-            _ => Err(DataFusionError::External(Box::new(
-                Error::invalid(format!("SQL cannot open `{url}`"))
-                    .with_hint("queries read the lakehouse's tables by name, e.g. `sales.orders`"),
-            ))),
-        }
-    }
-}
-
-/// A local folder, read only: paths outside it are not found, every write is refused.
-#[derive(Debug)]
-struct ReadOnlyFolder {
-    inner: LocalFileSystem,
-    /// The folder as an object path (no leading `/`).
-    prefix: String,
-}
-
-impl fmt::Display for ReadOnlyFolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ReadOnlyFolder(/{})", self.prefix)
-    }
-}
-
-impl ReadOnlyFolder {
-    fn inside(&self, location: &ObjectPath) -> object_store::Result<()> {
-        let path = location.as_ref();
-        let inside = !self.prefix.is_empty()
-            && path
-                .strip_prefix(&self.prefix)
-                .is_some_and(|rest| rest.starts_with('/'));
-        if inside {
-            Ok(())
-        } else {
-            Err(object_store::Error::NotFound {
-                path: path.to_string(),
-                source: "outside the warehouse: SQL reads only the lakehouse's tables".into(),
-            })
-        }
-    }
-
-    fn refuse(location: &ObjectPath) -> object_store::Error {
-        object_store::Error::NotSupported {
-            source: format!("SQL never writes files (`/{location}`)").into(),
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for ReadOnlyFolder {
-    async fn put_opts(
-        &self,
-        location: &ObjectPath,
-        _payload: PutPayload,
-        _opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        Err(Self::refuse(location))
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjectPath,
-        _opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Err(Self::refuse(location))
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjectPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inside(location)?;
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inside(location)?;
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        locations
-            .map(|location| Err(Self::refuse(&location?)))
-            .boxed()
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match prefix.map(|p| self.inside(p)) {
-            Some(Ok(())) => self.inner.list(prefix),
-            Some(Err(e)) => futures::stream::once(async move { Err(e) }).boxed(),
-            None => futures::stream::empty().boxed(),
-        }
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> object_store::Result<ListResult> {
-        match prefix {
-            Some(p) => {
-                self.inside(p)?;
-                self.inner.list_with_delimiter(prefix).await
-            }
-            None => Ok(ListResult {
-                common_prefixes: Vec::new(),
-                objects: Vec::new(),
-            }),
-        }
-    }
-
-    async fn copy_opts(
-        &self,
-        _from: &ObjectPath,
-        to: &ObjectPath,
-        _options: CopyOptions,
-    ) -> object_store::Result<()> {
-        Err(Self::refuse(to))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::ObjectStoreExt;
-    use std::path::Path;
-
-    #[tokio::test]
-    async fn sql_reads_files_only_inside_the_warehouse_and_writes_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let warehouse = dir.path().join("warehouse");
-        std::fs::create_dir_all(&warehouse).unwrap();
-        std::fs::write(warehouse.join("data.txt"), "inside").unwrap();
-        std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
-        let registry = WarehouseOnly::new(&WarehouseFiles::Local(warehouse.clone()));
-        let url = |p: &Path| Url::from_file_path(p).unwrap();
-        let store = registry.get_store(&url(&warehouse)).unwrap();
-        let path = |p: &Path| ObjectPath::from(p.to_string_lossy().trim_start_matches('/'));
-
-        let inside = store.get(&path(&warehouse.join("data.txt"))).await.unwrap();
-        assert_eq!(inside.bytes().await.unwrap().as_ref(), b"inside");
-        let outside = store.get(&path(&dir.path().join("secret.txt"))).await;
-        assert!(matches!(outside, Err(object_store::Error::NotFound { .. })));
-        let sibling = ObjectPath::from(format!(
-            "{}-other/x",
-            warehouse.to_string_lossy().trim_matches('/')
-        ));
-        assert!(
-            store.head(&sibling).await.is_err(),
-            "a sibling folder is outside"
-        );
-        let write = store
-            .put(&path(&warehouse.join("new.txt")), PutPayload::from("x"))
-            .await;
-        assert!(matches!(
-            write,
-            Err(object_store::Error::NotSupported { .. })
-        ));
-        assert!(!warehouse.join("new.txt").exists());
-
-        assert!(
-            registry
-                .get_store(&Url::parse("s3://bucket/x").unwrap())
-                .is_err()
-        );
-        assert!(
-            WarehouseOnly::new(&WarehouseFiles::None)
-                .get_store(&url(&warehouse))
-                .is_err()
-        );
-    }
 
     #[test]
     fn a_query_share_stops_at_its_limit_and_frees_the_shared_pool() {
