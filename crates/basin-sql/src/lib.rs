@@ -213,12 +213,7 @@ impl Session {
     pub async fn run(&self, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
         let running = self.start(sql, self.engine.limits().query_timeout).await?;
-        let batches: Vec<RecordBatch> = running
-            .batches
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let batches = collect(running.batches).await?;
         Ok(QueryResult {
             schema: running.schema,
             batches,
@@ -438,12 +433,7 @@ impl Session {
             };
         }
         let running = self.execute_in(&self.ctx, plan).await?;
-        let batches: Vec<RecordBatch> = running
-            .batches
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let batches = collect(running.batches).await?;
         let query = distributed.as_ref().map(|(ctx, plan)| match plan {
             LogicalPlan::Explain(e) => (ctx, e.plan.as_ref()),
             other => (ctx, other),
@@ -540,3 +530,11 @@ pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 
 /// Batches of a query, as they are computed.
 pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+
+async fn collect(batches: RecordBatchStream) -> Result<Vec<RecordBatch>> {
+    batches
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()
+}
