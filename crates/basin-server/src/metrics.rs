@@ -259,6 +259,12 @@ impl Metrics {
                     sql.executor_tasks.load(Ordering::Relaxed) as f64,
                 ),
                 (
+                    "basin_sql_executor_timeout_seconds",
+                    "gauge",
+                    "`[sql.ballista] executor_timeout`: an executor silent this long is lost, and its tasks run elsewhere.",
+                    limits.ballista.executor_timeout.as_secs_f64(),
+                ),
+                (
                     "basin_sql_distributed_threshold_bytes",
                     "gauge",
                     "`[sql] distributed_threshold`: with `engine = \"auto\"`, the data from which a query goes to the executors.",

@@ -283,6 +283,7 @@ pub struct BallistaSection {
     pub executor_listen: Option<String>,
     pub executor_advertise: Option<String>,
     pub executor_slots: Option<usize>,
+    pub executor_timeout: Option<DurationValue>,
 }
 
 /// `[server]`: what `basin serve` accepts from its callers.
@@ -563,6 +564,17 @@ impl Settings {
             sql.ballista.executor_advertise = b.executor_advertise.clone();
             if let Some(n) = b.executor_slots {
                 sql.ballista.executor_slots = n.max(1);
+            }
+            if let Some(v) = &b.executor_timeout {
+                let name = setting("sql.ballista", "executor_timeout");
+                sql.ballista.executor_timeout = v
+                    .limit(&name)?
+                    .filter(|d| *d >= std::time::Duration::from_secs(1))
+                    .ok_or_else(|| {
+                        Error::invalid(format!("{name}: at least one second")).with_hint(
+                            "executors poll the scheduler many times a second; \"30s\" is the default",
+                        )
+                    })?;
             }
         }
         for (key, value) in q.datafusion.iter().flatten() {

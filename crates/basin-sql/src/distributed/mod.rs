@@ -85,6 +85,9 @@ pub struct BallistaSettings {
     pub executor_advertise: Option<String>,
     /// Tasks an executor runs at once (default: the machine's cores).
     pub executor_slots: usize,
+    /// An executor silent this long is lost: the scheduler runs its tasks elsewhere (or
+    /// fails their queries) and stops counting it.
+    pub executor_timeout: std::time::Duration,
 }
 
 impl Default for BallistaSettings {
@@ -94,6 +97,7 @@ impl Default for BallistaSettings {
             executor_listen: "127.0.0.1:0".into(),
             executor_advertise: None,
             executor_slots: std::thread::available_parallelism().map_or(2, usize::from),
+            executor_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -267,7 +271,7 @@ impl Cluster {
                 "the SQL scheduler at {address} refused this node's token"
             ))
             .with_hint("the nodes of a cluster share one catalog; check this node's catalog is the scheduler's")
-        } else if [
+        } else if ![
             "transport error",
             "tcp connect",
             "Connection refused",
@@ -276,11 +280,22 @@ impl Cluster {
         .iter()
         .any(|s| text.contains(s))
         {
+            e
+        } else if text.contains("FetchFailed")
+            || text.contains("fetch partition")
+            || !text.contains(address)
+        {
+            // Another node's address: an executor went away while the query ran.
+            Error::io(format!(
+                "an SQL executor stopped while the query ran (a worker was lost): {text}"
+            ))
+            .with_hint(
+                "run the query again: the scheduler gives its work to the executors still there",
+            )
+        } else {
             Error::io(format!("the SQL scheduler at {address} did not answer: {text}")).with_hint(
                 "start `basin serve` on the node [sql.ballista] scheduler names, or set [sql] engine = \"local\"",
             )
-        } else {
-            e
         }
     }
 }

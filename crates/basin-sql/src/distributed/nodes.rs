@@ -50,9 +50,6 @@ use crate::limits::Engine;
 /// The gRPC header that carries the cluster's token.
 pub(crate) const TOKEN_HEADER: &str = "x-basin-cluster-token";
 
-/// An executor that has not polled the scheduler for this long is not counted as alive.
-const ALIVE_WITHIN: Duration = Duration::from_secs(30);
-
 /// Aborts its task when dropped: no server outlives the node that started it.
 #[derive(Debug)]
 struct Task(JoinHandle<()>);
@@ -67,6 +64,8 @@ impl Drop for Task {
 #[derive(Clone)]
 pub struct Scheduler {
     addr: SocketAddr,
+    /// `[sql.ballista] executor_timeout`.
+    executor_timeout: Duration,
     server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
     _task: Arc<Task>,
 }
@@ -99,7 +98,9 @@ impl Scheduler {
         {
             Ok(executors) => executors
                 .iter()
-                .filter(|(_, seen, _)| seen.is_some_and(|at| now.saturating_sub(at) < ALIVE_WITHIN))
+                .filter(|(_, seen, _)| {
+                    seen.is_some_and(|at| now.saturating_sub(at) < self.executor_timeout)
+                })
                 .count(),
             Err(_) => 0,
         }
@@ -127,10 +128,13 @@ pub async fn start_scheduler(
         Arc::new(BasinCodec::scheduler(engine.clone(), tables.clone())),
         Arc::new(BallistaPhysicalExtensionCodec::default()),
     );
-    let config = SchedulerConfig::default()
+    let executor_timeout = engine.limits().ballista.executor_timeout;
+    let mut config = SchedulerConfig::default()
         .with_hostname(addr.ip().to_string())
         .with_port(addr.port())
         .with_scheduler_policy(ballista_core::config::TaskSchedulingPolicy::PullStaged);
+    config.executor_timeout_seconds = executor_timeout.as_secs().max(1);
+    config.expire_dead_executor_interval_seconds = (executor_timeout.as_secs() / 3).clamp(1, 15);
     let metrics = ballista_scheduler::metrics::default_metrics_collector().map_err(ballista)?;
     let mut server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = SchedulerServer::new(
         config.scheduler_name(),
@@ -156,6 +160,7 @@ pub async fn start_scheduler(
     tracing::info!(%addr, "SQL scheduler (Ballista) listening");
     Ok(Scheduler {
         addr,
+        executor_timeout,
         server,
         _task: Arc::new(Task(task)),
     })
