@@ -365,3 +365,45 @@ def test_truncate_empties_the_table_and_later_rows_land(lakehouse, db):
     assert sorted(current(lakehouse, "shop.items")) == [1, 2]
     ops = scan(lakehouse, "shop.items_changelog").column("_op").to_pylist()
     assert ops == ["U", "T", "I", "I"]
+
+
+def test_two_servers_stream_a_source_one_at_a_time_and_one_takes_over(lakehouse, db):
+    """Two `basin serve` of one lakehouse both declare the source: the holder of its lease in
+    the catalog streams it, the other waits; killed, the holder's lease runs out (30 s) and the
+    other takes over, so the changes keep arriving, once."""
+    import re
+
+    pg, name, conn = db
+    conn.execute(SCHEMA)
+    declare(lakehouse, pg, name, ["public.items"], extra=CDC)
+    lakehouse("ingest", "shop")  # the full load, so both servers only stream
+    logs = [lakehouse.home.parent / f"serve{n}.log" for n in (1, 2)]
+    procs = [subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--no-auth",
+                               "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                              stderr=open(log, "w"), env={**lakehouse.env, "RUST_LOG": "info",
+                                                          "BASIN_NODE_NAME": f"serve{n}"})
+             for n, log in zip((1, 2), logs)]
+
+    def streaming():
+        return [n for n, log in zip((1, 2), logs) if re.search(r"streaming changes", log.read_text())]
+
+    try:
+        wait_for(lambda: streaming() and all("Serving" in log.read_text() for log in logs), 60)
+        time.sleep(2)
+        assert len(streaming()) == 1, [log.read_text()[-2000:] for log in logs]
+        holder = streaming()[0]
+        waiting = 3 - holder
+        assert "another node streams this source" in logs[waiting - 1].read_text()
+        conn.execute("UPDATE items SET qty = -1 WHERE id < 100")
+        wait_equal(conn, lakehouse)
+
+        procs[holder - 1].kill()
+        conn.execute("UPDATE items SET qty = -2 WHERE id < 50; DELETE FROM items WHERE id > 4990")
+        wait_for(lambda: "streaming changes" in logs[waiting - 1].read_text(), 90)
+        wait_equal(conn, lakehouse)
+        assert differences(conn, lakehouse, "items", "shop.items") == (0, 0, 0)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)

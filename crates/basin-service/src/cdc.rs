@@ -189,10 +189,16 @@ pub async fn run_sources(
                     skip_unsupported: false,
                     readers: None,
                 };
-                tracing::info!(source = %name, "streaming changes");
+                // One node streams a source at a time (Postgres lets one session hold a
+                // slot): the holder of its lease, which it renews while it streams.
+                let Some(lease) = SourceLease::take(&lakehouse, &name, &stopped).await else {
+                    return;
+                };
+                tracing::info!(source = %name, node = crate::triggers::node_name(), "streaming changes");
                 let result = lakehouse
-                    .follow(&name, options, stopped.clone(), None, Some(progress))
+                    .follow(&name, options, lease.until_lost(), None, Some(progress))
                     .await;
+                drop(lease);
                 if *stopped.borrow() {
                     return;
                 }
@@ -215,4 +221,87 @@ pub async fn run_sources(
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// How long a node holds a CDC source's lease without renewing it; renewed every third.
+const SOURCE_LEASE: Duration = Duration::from_secs(30);
+
+/// A CDC source's lease, renewed in the background while it is held; its
+/// [`until_lost`](Self::until_lost) turns true when the lease is lost or the node stops.
+struct SourceLease {
+    lost: tokio::sync::watch::Receiver<bool>,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SourceLease {
+    fn drop(&mut self) {
+        self.renew.abort();
+    }
+}
+
+impl SourceLease {
+    /// Waits until this node holds the lease of source `name`; `None` once `stopped`.
+    async fn take(
+        lakehouse: &Lakehouse,
+        name: &str,
+        stopped: &tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Self> {
+        let lease = format!("cdc:{name}");
+        let store = lakehouse.catalog().store().clone();
+        let node = crate::triggers::node_name();
+        let try_lease = move |store: std::sync::Arc<dyn basin_catalog::Store>, lease: String| async move {
+            let now = chrono::Utc::now().timestamp_millis();
+            let until = now + SOURCE_LEASE.as_millis() as i64;
+            store.try_lease(&lease, node, now, until).await
+        };
+        let mut waited = false;
+        loop {
+            match try_lease(store.clone(), lease.clone()).await {
+                Ok(true) => break,
+                Ok(false) if !waited => {
+                    tracing::info!(
+                        source = name,
+                        "another node streams this source; waiting to take over"
+                    );
+                    waited = true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(source = name, "cannot take the source's lease: {e}"),
+            }
+            let mut stop = stopped.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(SOURCE_LEASE / 3) => {}
+                _ = stop.wait_for(|s| *s) => return None,
+            }
+        }
+        let (lost_tx, lost) = tokio::sync::watch::channel(false);
+        let mut stop = stopped.clone();
+        let source = name.to_string();
+        let renew = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(SOURCE_LEASE / 3) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                match try_lease(store.clone(), lease.clone()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            source,
+                            "lost the source's lease to another node: stopping this stream"
+                        );
+                        break;
+                    }
+                    // The catalog may be back before the lease runs out: try again.
+                    Err(e) => tracing::warn!(source, "cannot renew the source's lease: {e}"),
+                }
+            }
+            let _ = lost_tx.send(true);
+        });
+        Some(Self { lost, renew })
+    }
+
+    fn until_lost(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.lost.clone()
+    }
 }
