@@ -3,11 +3,18 @@
 # into the bench environment, and prints a markdown table of every figure.
 #   bench/run.sh [--scale 1] [--skip-queries] ...   (see bench/run.py --help)
 #   bench/run.sh --tpch-ab [--repeat 3]             (A/B of the TPC-H levers: bench/tpch_ab.py)
+#   bench/run.sh --sql-engines [--scale 1] [--rounds 3] [--executors 2]
+#                                                   (TPC-H local vs Ballista: the sql_engines example)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 echo "== release build (the first one takes a long time on 2 cores)" >&2
+if [ "${1:-}" = "--sql-engines" ]; then
+    shift
+    cargo build --release --quiet --workspace --example sql_engines
+    exec "$CARGO_TARGET_DIR/release/examples/sql_engines" "$@"
+fi
 cargo build --release --quiet --workspace --bin basin
 VENV="$HOME/.cache/basin/bench-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
