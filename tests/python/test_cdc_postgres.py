@@ -200,7 +200,10 @@ def test_a_load_and_stream_under_a_concurrent_writer_end_equal(lakehouse, db):
     batches = [json.loads(line) for line in out.splitlines() if '"transactions"' in line and '"commit"' in line]
     assert batches and sum(b["transactions"] for b in batches) > 0
     unique, n = no_duplicate_changes(lakehouse, "shop.items_changelog")
-    assert unique and n >= writer.transactions
+    # Transactions committed before the slot's snapshot are in the load, not the changelog
+    # (how many depends on how fast `basin` starts); the tables' equality above is the check
+    # that nothing was missed, this one that nothing came twice.
+    assert unique and n > 0
 
 
 def test_kill_9_during_the_load_and_the_stream_then_restart_ends_equal_without_duplicates(lakehouse, db):
