@@ -1,0 +1,127 @@
+//! `[sql]` in basin.toml: what queries may use, and where they run (`[sql.ballista]`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{DurationValue, SizeValue};
+use crate::{Error, Result};
+
+/// `[sql]`: what queries may use (every front door, and `basin query`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    pub memory_limit: Option<SizeValue>,
+    pub query_memory_limit: Option<SizeValue>,
+    pub query_timeout: Option<DurationValue>,
+    pub spill_dir: Option<PathBuf>,
+    pub spill_limit: Option<SizeValue>,
+    /// DataFusion's own options (`[sql.datafusion]`, e.g.
+    /// `"optimizer.hash_join_single_partition_threshold" = 4194304`), for tuning.
+    pub datafusion: Option<BTreeMap<String, toml::Value>>,
+    /// `local`, `ballista` or `auto`.
+    pub engine: Option<String>,
+    pub distributed_threshold: Option<SizeValue>,
+    pub ballista: Option<BallistaSection>,
+}
+
+/// `[sql.ballista]`: distributed SQL on a cluster.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BallistaSection {
+    pub scheduler: Option<String>,
+    pub executor_listen: Option<String>,
+    pub executor_advertise: Option<String>,
+    pub executor_slots: Option<usize>,
+    pub executor_timeout: Option<DurationValue>,
+}
+
+/// `[sql]`, resolved; `setting` names a setting in messages.
+pub(super) fn resolve(
+    q: &SqlSection,
+    dir: &Path,
+    setting: &dyn Fn(&str, &str) -> String,
+) -> Result<basin_sql::SqlLimits> {
+    let mut sql = basin_sql::SqlLimits::default();
+    if let Some(v) = &q.memory_limit {
+        sql.memory_limit = v.bytes(&setting("sql", "memory_limit"))?;
+    }
+    if let Some(v) = &q.query_memory_limit {
+        sql.query_memory_limit = v.bytes(&setting("sql", "query_memory_limit"))?;
+    }
+    sql.query_memory_limit = sql.query_memory_limit.min(sql.memory_limit);
+    if let Some(v) = &q.query_timeout {
+        sql.query_timeout = v.limit(&setting("sql", "query_timeout"))?;
+    }
+    if let Some(spill) = &q.spill_dir {
+        sql.spill_dir = Some(dir.join(spill));
+    }
+    if let Some(v) = &q.spill_limit {
+        sql.spill_limit = v.bytes(&setting("sql", "spill_limit"))?;
+    }
+    if let Some(engine) = &q.engine {
+        sql.engine = engine.parse().map_err(|e: String| {
+            Error::invalid(format!("basin.toml: [sql] engine: {e}"))
+                .with_hint("`auto` sends big queries to the cluster's executors")
+        })?;
+    }
+    if let Some(v) = &q.distributed_threshold {
+        sql.distributed_threshold = v.bytes(&setting("sql", "distributed_threshold"))?;
+    }
+    if let Some(b) = &q.ballista {
+        let address = |name: &str, value: &str| {
+            if value
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            {
+                Ok(value.to_string())
+            } else {
+                Err(Error::invalid(format!(
+                    "basin.toml: [sql.ballista] {name}: `{value}` is not HOST:PORT"
+                ))
+                .with_hint(
+                    "e.g. \"10.0.0.5:50050\" (port 0 picks a free one where this node listens)",
+                ))
+            }
+        };
+        if let Some(v) = &b.scheduler {
+            sql.ballista.scheduler = Some(address("scheduler", v)?);
+        }
+        if let Some(v) = &b.executor_listen {
+            sql.ballista.executor_listen = address("executor_listen", v)?;
+        }
+        sql.ballista.executor_advertise = b.executor_advertise.clone();
+        if let Some(n) = b.executor_slots {
+            sql.ballista.executor_slots = n.max(1);
+        }
+        if let Some(v) = &b.executor_timeout {
+            let name = setting("sql.ballista", "executor_timeout");
+            sql.ballista.executor_timeout = v
+                .limit(&name)?
+                .filter(|d| *d >= std::time::Duration::from_secs(1))
+                .ok_or_else(|| {
+                    Error::invalid(format!("{name}: at least one second")).with_hint(
+                        "executors poll the scheduler many times a second; \"30s\" is the default",
+                    )
+                })?;
+        }
+    }
+    for (key, value) in q.datafusion.iter().flatten() {
+        let key = if key.starts_with("datafusion.") {
+            key.clone()
+        } else {
+            format!("datafusion.{key}")
+        };
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        sql.set_option(&key, &value).map_err(|e| {
+            Error::invalid(format!("basin.toml: [sql.datafusion] {key}: {e}")).with_hint(
+                "the names and values are DataFusion's: https://datafusion.apache.org/user-guide/configs.html",
+            )
+        })?;
+    }
+    Ok(sql)
+}
