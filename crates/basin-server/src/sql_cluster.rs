@@ -10,7 +10,8 @@ pub(crate) async fn start_scheduler(lakehouse: &Lakehouse) -> Result<Option<Sche
     let Some(address) = &lakehouse.settings().sql.ballista.scheduler else {
         return Ok(None);
     };
-    let token = lakehouse.cluster_token().await?;
+    // The lakehouse joined the cluster with the catalog's token when it opened.
+    let token = cluster_token(lakehouse).await?;
     let scheduler = basin_sql::distributed::start_scheduler(
         address,
         lakehouse.sql(),
@@ -29,7 +30,7 @@ pub(crate) async fn start_executor(lakehouse: &Lakehouse) -> Result<Option<SqlEx
     let Some(scheduler) = &settings.scheduler else {
         return Ok(None);
     };
-    let token = lakehouse.cluster_token().await?;
+    let token = cluster_token(lakehouse).await?;
     let work_dir = lakehouse.root().join(".basin").join("sql-executor");
     // Stage outputs of queries a previous run of this node held are of no use now.
     let _ = std::fs::remove_dir_all(&work_dir);
@@ -51,4 +52,13 @@ pub(crate) async fn start_executor(lakehouse: &Lakehouse) -> Result<Option<SqlEx
         );
     }
     Ok(Some(executor))
+}
+
+/// The token the lakehouse joined the cluster with when it opened; read from the catalog only
+/// if it has not.
+async fn cluster_token(lakehouse: &Lakehouse) -> Result<String> {
+    match lakehouse.sql().cluster_token() {
+        Some(token) => Ok(token),
+        None => lakehouse.cluster_token().await,
+    }
 }

@@ -132,6 +132,11 @@ impl Engine {
         });
     }
 
+    /// The token this engine presents to the cluster's scheduler, once it has joined one.
+    pub fn cluster_token(&self) -> Option<String> {
+        self.cluster().map(|c| c.token)
+    }
+
     /// Runs every query of this engine here from now on.
     pub fn leave_cluster(&self) {
         *self.cluster.write().expect("cluster lock") = None;
