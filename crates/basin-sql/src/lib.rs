@@ -20,6 +20,7 @@ pub mod export;
 pub mod json;
 mod limits;
 pub mod policy;
+mod prefilter;
 mod provider;
 mod pruned;
 mod stores;
@@ -138,6 +139,7 @@ impl Session {
             .with_runtime_env(engine.session_runtime())
             .with_default_features()
             .with_table_factories(HashMap::new())
+            .with_optimizer_rule(prefilter::rule())
             .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
             .build();
         let ctx = SessionContext::new_with_state(state);

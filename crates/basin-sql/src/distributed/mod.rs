@@ -258,6 +258,7 @@ pub(crate) fn context(
         .with_runtime_env(engine.session_runtime())
         .with_default_features()
         .with_table_factories(HashMap::new())
+        .with_optimizer_rule(crate::prefilter::rule())
         .build()
         .upgrade_for_ballista(cluster.url.clone())
         .map_err(|e| Error::internal(format!("cannot set up a distributed session: {e}")))?;

@@ -315,6 +315,7 @@ fn session(engine: &Engine, config: SessionConfig) -> SessionState {
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
+        .with_optimizer_rule(crate::prefilter::rule())
         .build()
 }
 

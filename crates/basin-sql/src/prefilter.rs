@@ -1,0 +1,404 @@
+//! A logical optimizer rule DataFusion does not have: aggregate only the groups a join keeps.
+//!
+//! A correlated subquery such as TPC-H q17's `l_quantity < (SELECT 0.2 * avg(l_quantity)
+//! FROM lineitem WHERE l_partkey = p_partkey)` is decorrelated into an aggregate of the whole
+//! table by the correlated key, inner-joined with the outer query on that key:
+//!
+//! ```text
+//! Inner Join: p_partkey = sq.l_partkey
+//!   (lineitem ⋈ Filter(part: p_brand = .. AND p_container = ..))    -- a few thousand rows
+//!   SubqueryAlias sq: Aggregate groupBy=[l_partkey] over lineitem   -- 200,000 groups of 6 M rows
+//! ```
+//!
+//! The join keeps only the groups whose key the other side has. When the other side's key
+//! comes from a filtered input (`Filter(part)`), this rule puts a semi-join with that input's
+//! keys under the aggregate, so it aggregates only the rows of groups that can survive:
+//!
+//! ```text
+//!   SubqueryAlias sq: Aggregate groupBy=[l_partkey]
+//!     LeftSemi Join: l_partkey = __basin_group_keys.p_partkey
+//!       lineitem
+//!       SubqueryAlias __basin_group_keys: Projection p_partkey: Filter(part: ..)
+//! ```
+//!
+//! Why the answer cannot change: a group's aggregate depends only on the rows with its key,
+//! and the semi-join keeps every row of a key it keeps. The keys it keeps are a superset of
+//! those the join can match (the filtered input's keys before any further join), and a group
+//! it drops has a key the join would not have matched either (nulls never match: the rule
+//! applies only to joins where null equals nothing). The filtered input is read twice, so the
+//! rule applies only when its filter holds an equality or an `IN` list with constants, the
+//! shape of a selective filter on a small side; `docs/benchmarks.md` has the A/B.
+//!
+//! DataFusion's dynamic join filters reach the aggregate's scan too, but they prune row
+//! groups by their statistics only, which random keys never exclude.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, NullEquality, Result};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, JoinConstraint, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+
+/// The alias of the keys' subquery; also how the rule recognises its own work.
+const KEYS_ALIAS: &str = "__basin_group_keys";
+
+#[derive(Debug, Default)]
+pub(crate) struct AggregateJoinedGroupsOnly;
+
+/// The rule, as sessions add it (local, and on the distributed planners).
+pub(crate) fn rule() -> Arc<dyn OptimizerRule + Send + Sync> {
+    Arc::new(AggregateJoinedGroupsOnly)
+}
+
+impl OptimizerRule for AggregateJoinedGroupsOnly {
+    fn name(&self) -> &str {
+        "basin_aggregate_joined_groups_only"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Join(join) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if join.join_type != JoinType::Inner
+            || join.null_equality != NullEquality::NullEqualsNothing
+        {
+            return Ok(Transformed::no(plan));
+        }
+        for (left_key, right_key) in &join.on {
+            let (Expr::Column(left_key), Expr::Column(right_key)) = (left_key, right_key) else {
+                continue;
+            };
+            // The aggregate on either side; the keys from the other.
+            for (aggregated, aggregated_key, other, other_key, aggregate_is_left) in [
+                (&join.left, left_key, &join.right, right_key, true),
+                (&join.right, right_key, &join.left, left_key, false),
+            ] {
+                let Some(group_column) = group_column(aggregated, aggregated_key) else {
+                    continue;
+                };
+                let Some((keys, key)) = filtered_keys(other, other_key) else {
+                    continue;
+                };
+                let Some(new_side) = semi_join_under_aggregate(
+                    aggregated,
+                    aggregated_key,
+                    &group_column,
+                    &keys,
+                    &key,
+                )?
+                else {
+                    continue;
+                };
+                let (left, right) = if aggregate_is_left {
+                    (Arc::new(new_side), join.right.clone())
+                } else {
+                    (join.left.clone(), Arc::new(new_side))
+                };
+                let rewritten = Join::try_new(
+                    left,
+                    right,
+                    join.on.clone(),
+                    join.filter.clone(),
+                    join.join_type,
+                    join.join_constraint,
+                    join.null_equality,
+                    join.null_aware,
+                )?;
+                return Ok(Transformed::yes(LogicalPlan::Join(rewritten)));
+            }
+        }
+        Ok(Transformed::no(plan))
+    }
+}
+
+/// The column of the aggregate's input that `column` (an output of `plan`) is a plain
+/// group-by column of, following projections and aliases down to the aggregate.
+fn group_column(plan: &LogicalPlan, column: &Column) -> Option<Column> {
+    match plan {
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            group_column(plan.inputs()[0], &passed_through(plan, column)?)
+        }
+        LogicalPlan::Aggregate(aggregate) => {
+            if aggregate
+                .group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_)))
+                || already_filtered(&aggregate.input)
+            {
+                return None;
+            }
+            let index = aggregate.schema.index_of_column(column).ok()?;
+            match aggregate.group_expr.get(index)? {
+                Expr::Column(c) => Some(c.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether this rule already put its semi-join here.
+fn already_filtered(input: &LogicalPlan) -> bool {
+    matches!(input, LogicalPlan::Join(j)
+        if j.join_type == JoinType::LeftSemi
+            && matches!(j.right.as_ref(), LogicalPlan::SubqueryAlias(a)
+                if a.alias.table().starts_with(KEYS_ALIAS)))
+}
+
+/// The input column a projection or an alias passes `column` through from, if it is passed
+/// through unchanged (a plain column, perhaps renamed).
+fn passed_through(plan: &LogicalPlan, column: &Column) -> Option<Column> {
+    let index = plan.schema().index_of_column(column).ok()?;
+    match plan {
+        LogicalPlan::Projection(projection) => match projection.expr.get(index)? {
+            Expr::Column(c) => Some(c.clone()),
+            Expr::Alias(alias) => match alias.expr.as_ref() {
+                Expr::Column(c) => Some(c.clone()),
+                _ => None,
+            },
+            _ => None,
+        },
+        LogicalPlan::SubqueryAlias(alias) => {
+            Some(Column::from(alias.input.schema().qualified_field(index)))
+        }
+        _ => None,
+    }
+}
+
+/// A filtered plan below `plan` whose values of the returned column include every value
+/// `column` takes in `plan`'s output: followed through projections, aliases, and the side of
+/// inner and semi joins the column comes from, down to a selective filter.
+fn filtered_keys(plan: &LogicalPlan, column: &Column) -> Option<(LogicalPlan, Column)> {
+    match plan {
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            filtered_keys(plan.inputs()[0], &passed_through(plan, column)?)
+        }
+        LogicalPlan::Join(join) => {
+            let side = match join.join_type {
+                JoinType::Inner if join.left.schema().has_column(column) => &join.left,
+                JoinType::Inner if join.right.schema().has_column(column) => &join.right,
+                JoinType::LeftSemi => &join.left,
+                JoinType::RightSemi => &join.right,
+                _ => return None,
+            };
+            filtered_keys(side, column)
+        }
+        LogicalPlan::Filter(filter) if selective(&filter.predicate) => {
+            Some((plan.clone(), column.clone()))
+        }
+        LogicalPlan::TableScan(scan) if scan.filters.iter().any(selective) => {
+            Some((plan.clone(), column.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A filter with a conjunct `column = constant` or `column IN (constants)`.
+fn selective(predicate: &Expr) -> bool {
+    fn constant(e: &Expr) -> bool {
+        match e {
+            Expr::Literal(..) => true,
+            Expr::Cast(c) => constant(&c.expr),
+            Expr::TryCast(c) => constant(&c.expr),
+            _ => false,
+        }
+    }
+    fn column(e: &Expr) -> bool {
+        match e {
+            Expr::Column(_) => true,
+            Expr::Cast(c) => column(&c.expr),
+            Expr::TryCast(c) => column(&c.expr),
+            _ => false,
+        }
+    }
+    split_conjunction(predicate).into_iter().any(|e| match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => (column(left) && constant(right)) || (constant(left) && column(right)),
+        Expr::InList(list) => !list.negated && column(&list.expr) && list.list.iter().all(constant),
+        _ => false,
+    })
+}
+
+/// `plan` (the aggregate side, down from the join) with a semi-join of the aggregate's input
+/// against `keys` on `group_column`; the same output schema.
+fn semi_join_under_aggregate(
+    plan: &LogicalPlan,
+    column: &Column,
+    group_column: &Column,
+    keys: &LogicalPlan,
+    key: &Column,
+) -> Result<Option<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            let Some(below) = passed_through(plan, column) else {
+                return Ok(None);
+            };
+            let Some(input) =
+                semi_join_under_aggregate(plan.inputs()[0], &below, group_column, keys, key)?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?))
+        }
+        LogicalPlan::Aggregate(aggregate) => {
+            // A name of its own per use, so that two rewrites in one query never clash.
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let alias = format!("{KEYS_ALIAS}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+            let keys = LogicalPlanBuilder::from(keys.clone())
+                .project(vec![Expr::Column(key.clone())])?
+                .alias(alias.as_str())?
+                .build()?;
+            let semi = Join::try_new(
+                aggregate.input.clone(),
+                Arc::new(keys),
+                vec![(
+                    Expr::Column(group_column.clone()),
+                    Expr::Column(Column::new(Some(alias.as_str()), key.name.as_str())),
+                )],
+                None,
+                JoinType::LeftSemi,
+                JoinConstraint::On,
+                NullEquality::NullEqualsNothing,
+                false,
+            )?;
+            Ok(Some(plan.with_new_exprs(
+                plan.expressions(),
+                vec![LogicalPlan::Join(semi)],
+            )?))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::prelude::SessionContext;
+
+    use super::AggregateJoinedGroupsOnly;
+
+    /// q17's shape over small tables with null keys and keys on one side only; `rule` says
+    /// whether the session has the rule.
+    async fn context(rule: bool) -> SessionContext {
+        let mut state = SessionStateBuilder::new().with_default_features();
+        if rule {
+            state = state.with_optimizer_rule(Arc::new(AggregateJoinedGroupsOnly));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        let items = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("qty", DataType::Int64, true),
+        ]));
+        let keys: Vec<Option<i64>> = (0..400).map(|i| (i % 13 != 0).then_some(i % 40)).collect();
+        let qty: Vec<Option<i64>> = (0..400).map(|i| Some((i * 7) % 50)).collect();
+        let batch = RecordBatch::try_new(
+            items.clone(),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Int64Array::from(qty)),
+            ],
+        )
+        .unwrap();
+        ctx.register_table(
+            "items",
+            Arc::new(MemTable::try_new(items, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        let parts = Arc::new(Schema::new(vec![
+            Field::new("pkey", DataType::Int64, true),
+            Field::new("brand", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            parts.clone(),
+            vec![
+                Arc::new(Int64Array::from(
+                    (0..60).map(|i| (i != 5).then_some(i)).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from((0..60).map(|i| i % 4).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        ctx.register_table(
+            "parts",
+            Arc::new(MemTable::try_new(parts, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
+        let df = ctx.sql(sql).await.unwrap();
+        let answer = pretty_format_batches(&df.clone().collect().await.unwrap())
+            .unwrap()
+            .to_string();
+        let plan = df
+            .into_optimized_plan()
+            .unwrap()
+            .display_indent()
+            .to_string();
+        (answer, plan)
+    }
+
+    const Q17_SHAPE: &str = "SELECT i.key, sum(i.qty) AS s, count(*) AS n FROM items i, parts p \
+        WHERE p.pkey = i.key AND p.brand = 1 \
+        AND i.qty < (SELECT 0.5 * avg(qty) FROM items WHERE key = p.pkey) \
+        GROUP BY i.key ORDER BY i.key";
+
+    #[tokio::test]
+    async fn a_correlated_aggregate_reads_only_the_joined_groups_and_answers_the_same() {
+        let (plain, plain_plan) = run(&context(false).await, Q17_SHAPE).await;
+        let (ruled, ruled_plan) = run(&context(true).await, Q17_SHAPE).await;
+        assert!(!plain_plan.contains("LeftSemi"), "{plain_plan}");
+        assert!(
+            ruled_plan.contains("LeftSemi Join: items.key = __basin_group_keys"),
+            "{ruled_plan}"
+        );
+        assert!(
+            plain.lines().count() > 5,
+            "the query keeps some groups: {plain}"
+        );
+        assert_eq!(plain, ruled);
+    }
+
+    #[tokio::test]
+    async fn without_a_selective_filter_on_the_other_side_nothing_changes() {
+        // `brand > 1` is no equality: the keys would come from a scan as large as the join.
+        let sql = Q17_SHAPE.replace("p.brand = 1", "p.brand > 1");
+        let (plain, _) = run(&context(false).await, &sql).await;
+        let (ruled, ruled_plan) = run(&context(true).await, &sql).await;
+        assert!(!ruled_plan.contains("__basin_group_keys"), "{ruled_plan}");
+        assert_eq!(plain, ruled);
+    }
+
+    #[tokio::test]
+    async fn an_aggregate_grouped_by_an_expression_is_left_alone() {
+        let sql = "SELECT p.pkey, g.s FROM parts p, \
+            (SELECT key % 7 AS k, sum(qty) AS s FROM items GROUP BY key % 7) g \
+            WHERE g.k = p.pkey AND p.brand = 2 ORDER BY p.pkey";
+        let (plain, _) = run(&context(false).await, sql).await;
+        let (ruled, ruled_plan) = run(&context(true).await, sql).await;
+        assert!(!ruled_plan.contains("__basin_group_keys"), "{ruled_plan}");
+        assert_eq!(plain, ruled);
+    }
+}
