@@ -6,7 +6,8 @@ folder, as on separate hosts.
 
 What it must show: files landed in the bucket are each loaded exactly once, by both workers,
 even when one worker is killed with SIGKILL in the middle; and a pipeline run against the
-cluster's catalog gives the same tables as on an embedded lakehouse.
+cluster's catalog runs its models on the workers (or, with none, where it was started) and gives
+the same tables as on an embedded lakehouse.
 """
 
 import hashlib
@@ -162,19 +163,49 @@ def table_digests(b: Basin):
     return digests
 
 
-def test_a_pipeline_on_the_clusters_catalog_gives_the_tables_of_an_embedded_lakehouse(tmp_path, db, s3_endpoint):
+def test_a_pipeline_on_the_cluster_runs_its_models_on_the_workers_and_gives_the_tables_of_an_embedded_lakehouse(
+        tmp_path, db, s3_endpoint):
     pg, dbname, _ = db
+    catalog = pg.url(dbname)
     s3_client(s3_endpoint).create_bucket(Bucket="lake")
+    s3_client(s3_endpoint).create_bucket(Bucket="drop")  # the workers' landing bucket, unused here
     # The project brings its own basin.toml: the endpoint comes from the environment here.
-    cluster = Basin(tmp_path / "cluster", {**KEYS, "PGPASSWORD": PASSWORD, "BASIN_S3_ENDPOINT": s3_endpoint})
+    cluster = Basin(tmp_path / "cluster", {**KEYS, "PGPASSWORD": PASSWORD, "BASIN_S3_ENDPOINT": s3_endpoint,
+                                          "BASIN_NODE_NAME": "starter"})
     cluster.home.mkdir()
-    cluster("init", str(cluster.home), "--catalog", pg.url(dbname), "--warehouse", "s3://lake/warehouse",
-            "--project")
+    cluster("init", str(cluster.home), "--catalog", catalog, "--warehouse", "s3://lake/warehouse", "--project")
     embedded = Basin(tmp_path / "embedded")
     embedded.home.mkdir()
     subprocess.run([BASIN, "init", str(embedded.home), "--project"], check=True, capture_output=True)
-    for b in (cluster, embedded):
-        b("run")
-    ours, theirs = table_digests(cluster), table_digests(embedded)
-    assert len(ours) >= 2, ours  # the raw table and what the models made of it
-    assert ours == theirs
+    embedded("run")
+    theirs = table_digests(embedded)
+
+    # No worker yet: each model waits `model_worker_wait` for one, then runs where `basin run` runs.
+    alone = cluster.json("run")
+    assert alone["status"] == "succeeded", alone
+    models = [m for m in alone["models"] if m["kind"] != "expectation"]
+    assert len(models) == 2 and {m["node"] for m in models} == {"starter"}, models
+    assert table_digests(cluster) == theirs
+
+    # Two workers join: every model of the next run goes to one of them (they get the upstream
+    # model's output through the warehouse), and the tables come out the same.
+    settings = cluster.home / "basin.toml"
+    settings.write_text(settings.read_text() + '\n[functions]\nmodel_worker_wait = "60s"\n')
+    workers = [node(tmp_path, f"worker{n}", s3_endpoint) for n in (1, 2)]
+    logs = [open(tmp_path / f"worker{n}.log", "w") for n in (1, 2)]
+    procs = [start_worker(w, catalog, log) for w, log in zip(workers, logs)]
+    try:
+        dispatched = cluster.json("run", "--no-cache")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+    assert dispatched["status"] == "succeeded", dispatched
+    models = [m for m in dispatched["models"] if m["kind"] != "expectation"]
+    assert {m["node"] for m in models} <= {"worker1", "worker2"}, models
+    assert all(m["rows"] > 0 for m in models), models
+    assert table_digests(cluster) == theirs
+    # The models' outputs in the warehouse went with the run.
+    listed = s3_client(s3_endpoint).list_objects_v2(Bucket="lake", Prefix="warehouse/_runs/")
+    assert listed.get("KeyCount", 0) == 0, listed

@@ -124,6 +124,8 @@ pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &st
 
 /// `[functions] event_lease` when unset.
 pub const DEFAULT_EVENT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+/// `[functions] model_worker_wait` when unset.
+pub const DEFAULT_MODEL_WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `.basin/config.toml`: what `basin init` decided.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -205,6 +207,9 @@ pub struct FunctionsSection {
     /// How long a node holds a triggered event it runs without renewing its lease (it renews
     /// every third of it); a dead node's events run elsewhere this soon after.
     pub event_lease: Option<DurationValue>,
+    /// On a shared catalog: how long a pipeline's model waits for another node to take it
+    /// before the node running `basin run` runs it itself; "0s" runs every model there.
+    pub model_worker_wait: Option<DurationValue>,
 }
 
 /// A size in basin.toml: a number of bytes, or `"512MiB"`.
@@ -388,6 +393,8 @@ pub struct Settings {
     pub sources: BTreeMap<String, crate::sources::SourceConfig>,
     /// `[functions] event_lease`.
     pub event_lease: std::time::Duration,
+    /// `[functions] model_worker_wait`.
+    pub model_worker_wait: std::time::Duration,
 }
 
 impl Settings {
@@ -570,6 +577,12 @@ impl Settings {
                 })?,
             None => DEFAULT_EVENT_LEASE,
         };
+        let model_worker_wait = match &user.functions.model_worker_wait {
+            Some(v) => v
+                .limit(&setting("functions", "model_worker_wait"))?
+                .unwrap_or_default(),
+            None => DEFAULT_MODEL_WORKER_WAIT,
+        };
         Ok(Self {
             s3,
             author,
@@ -582,6 +595,7 @@ impl Settings {
             maintenance,
             sources,
             event_lease,
+            model_worker_wait,
         })
     }
 

@@ -34,7 +34,7 @@ pub(super) struct ModelJob {
 
 impl ModelJob {
     /// The earlier output, when the cache holds one this run may use.
-    fn cached(&self) -> Option<ModelDone> {
+    pub(super) fn cached(&self) -> Option<ModelDone> {
         let (cache, key, reuse, location) = self.cache.as_ref()?;
         let model = &self.project.models[self.index];
         if !*reuse || model.materialize == Some(basin_ingest::Mode::Append) {
@@ -52,7 +52,19 @@ impl ModelJob {
             table,
             commit: None,
             cache_hit: true,
+            metadata_location: location.clone(),
         })
+    }
+
+    /// Whether the model reads secrets, which are this node's environment variables.
+    pub(super) fn needs_secrets(&self) -> bool {
+        let model = &self.project.models[self.index];
+        let declared = match &model.kind {
+            ModelKind::Python { declaration, .. } => !declaration.secrets.is_empty(),
+            ModelKind::Sql { .. } => false,
+        };
+        declared
+            || (!self.project.secrets.is_empty() && matches!(model.kind, ModelKind::Python { .. }))
     }
 
     pub(super) async fn run(&self, logs: Arc<Mutex<Vec<String>>>) -> Result<ModelDone> {
@@ -122,12 +134,13 @@ impl ModelJob {
                 .resolve(&format!("{}@{}", self.branch, report.commit))
                 .await?;
             let location = self.lakehouse.metadata_location(&stored, &table).await?;
-            self.remember(&produced, location);
+            self.remember(&produced, location.clone());
             return Ok(ModelDone {
                 produced,
                 table: Some(table),
                 commit: Some(report.commit),
                 cache_hit: false,
+                metadata_location: location,
             });
         }
         self.remember(&produced, None);
@@ -136,11 +149,12 @@ impl ModelJob {
             table: None,
             commit: None,
             cache_hit: false,
+            metadata_location: None,
         })
     }
 
     /// Keeps an output for later runs (failing to only costs a re-run later).
-    fn remember(&self, produced: &Produced, metadata_location: Option<String>) {
+    pub(super) fn remember(&self, produced: &Produced, metadata_location: Option<String>) {
         if let Some((cache, key, _, _)) = &self.cache {
             let entry = cache::Entry {
                 model: self.project.models[self.index].name.clone(),

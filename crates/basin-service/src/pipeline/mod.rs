@@ -4,6 +4,7 @@
 
 pub(crate) mod cache;
 mod dag;
+mod dispatch;
 mod job;
 mod project;
 mod replay;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 pub use dag::{Dag, Source};
+pub(crate) use dispatch::{running_queues, work_on};
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
 pub use replay::{ReplayReport, ReplayedOutput};
 
@@ -96,6 +98,10 @@ pub struct ModelRun {
     /// True when the output was reused from an earlier run (nothing ran).
     #[serde(default)]
     pub cache_hit: bool,
+    /// The node that ran it, when the run's models went through the queue of a shared
+    /// catalog (`basin worker` nodes take them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What a model's task hands back.
@@ -104,6 +110,8 @@ struct ModelDone {
     table: Option<String>,
     commit: Option<String>,
     cache_hit: bool,
+    /// The stored table's metadata file after (for the run cache).
+    metadata_location: Option<String>,
 }
 
 /// A model's output, kept for its children for the length of the run.
@@ -259,6 +267,10 @@ impl Lakehouse {
         let run_cache = cache::RunCache::new(cache::folder(&self.root().join(crate::BASIN_DIR)));
         let mut failure = None;
         let mut tasks: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
+        // On a shared catalog models go through the queue, to whichever node takes them.
+        let queue = self
+            .is_shared()
+            .then(|| Arc::new(dispatch::RunQueue::new(self, &record.id)));
         loop {
             while let Some(i) = ready.pop() {
                 let inputs: Vec<Option<Arc<Produced>>> = dag.inputs[i]
@@ -296,11 +308,18 @@ impl Lakehouse {
                 };
                 progress(&started);
                 let name = started.name.clone();
+                let queue = queue.clone();
                 let task = running.spawn(async move {
                     let clock = Instant::now();
                     let logs = Arc::new(Mutex::new(Vec::new()));
-                    let result = job.run(logs.clone()).await;
                     let mut run = started;
+                    let result = match &queue {
+                        Some(queue) => queue.run(&job, logs.clone()).await.map(|(done, node)| {
+                            run.node = Some(node);
+                            done
+                        }),
+                        None => job.run(logs.clone()).await,
+                    };
                     run.ms = clock.elapsed().as_secs_f64() * 1000.0;
                     run.logs = std::mem::take(&mut *logs.lock().expect("logs"));
                     (i, run, result)
@@ -361,6 +380,9 @@ impl Lakehouse {
             }
             progress(&run);
             record.models.push(run);
+        }
+        if let Some(queue) = &queue {
+            queue.clean().await;
         }
         if let Some(e) = failure {
             return Err(e);

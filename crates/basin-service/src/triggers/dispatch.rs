@@ -261,6 +261,23 @@ impl Dispatcher {
                 self.start(function.clone(), batch);
             }
         }
+        // Models of pipeline runs started on other nodes (crate::pipeline::dispatch).
+        if self.lakehouse.is_shared() {
+            for queue in crate::pipeline::running_queues(&self.lakehouse).await? {
+                while self.running() < global {
+                    let now = now_ms();
+                    let until = now + self.lease().as_millis() as i64;
+                    let claimed = store
+                        .claim_events(&queue, 1, now, until, &self.node)
+                        .await?;
+                    let Some(event) = claimed.into_iter().next() else {
+                        break;
+                    };
+                    self.counters.claimed.fetch_add(1, Ordering::Relaxed);
+                    self.start_model(queue.clone(), event);
+                }
+            }
+        }
         Ok(next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64 + 5)))
     }
 
@@ -322,10 +339,34 @@ impl Dispatcher {
         });
     }
 
+    /// Runs a model of a pipeline run (`crate::pipeline::dispatch`), counted as a batch of
+    /// its run's queue.
+    fn start_model(&self, queue: String, event: EventRecord) {
+        *self
+            .in_flight
+            .lock()
+            .expect("not poisoned")
+            .entry(queue.clone())
+            .or_default() += 1;
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.counters.batches.fetch_add(1, Ordering::Relaxed);
+            crate::pipeline::work_on(&this.lakehouse, event).await;
+            if let Some(n) = this.in_flight.lock().expect("not poisoned").get_mut(&queue) {
+                *n -= 1;
+            }
+            this.settled.send_modify(|n| *n += 1);
+            this.wake();
+        });
+    }
+
     /// Runs the batch in one invocation (the handler once per event), then settles each
     /// event. The batch's leases are renewed while it runs.
     async fn handle(&self, function: DeployedFunction, batch: Vec<EventRecord>) -> Result<()> {
-        let _renewal = self.renew_leases(batch.iter().map(|e| e.id.clone()).collect());
+        let _renewal = renew_leases(
+            &self.lakehouse,
+            batch.iter().map(|e| e.id.clone()).collect(),
+        );
         let attempts = self.attempts(&function, &batch).await;
         let mut outputs: Vec<(EventRecord, Attempt)> = Vec::new();
         // Every outcome but the appended outputs', settled together in one transaction.
@@ -363,21 +404,6 @@ impl Dispatcher {
             self.store_outputs(table, outputs).await?;
         }
         Ok(())
-    }
-
-    /// Renews the leases of `ids` every third of the lease until the returned guard drops.
-    fn renew_leases(&self, ids: Vec<String>) -> Background {
-        let store = self.lakehouse.catalog().store().clone();
-        let lease = self.lease();
-        Background(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = now_ms() + lease.as_millis() as i64;
-                if let Err(e) = store.renew_leases(&ids, until).await {
-                    tracing::warn!("cannot renew the leases of {} events: {e}", ids.len());
-                }
-            }
-        }))
     }
 
     /// Appends the outputs in one commit that consumes their events; if that fails, one
@@ -576,7 +602,24 @@ fn describe(e: &Error) -> String {
 }
 
 /// A task of the dispatcher (renewing leases, listening), stopped when this is dropped.
-struct Background(tokio::task::JoinHandle<()>);
+/// Renews the leases of `ids` every third of `[functions] event_lease` until the returned
+/// guard drops.
+pub(crate) fn renew_leases(lakehouse: &Lakehouse, ids: Vec<String>) -> Background {
+    let store = lakehouse.catalog().store().clone();
+    let lease = lakehouse.settings().event_lease;
+    Background(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = now_ms() + lease.as_millis() as i64;
+            if let Err(e) = store.renew_leases(&ids, until).await {
+                tracing::warn!("cannot renew the leases of {} events: {e}", ids.len());
+            }
+        }
+    }))
+}
+
+/// A task stopped when this drops.
+pub(crate) struct Background(tokio::task::JoinHandle<()>);
 
 impl Drop for Background {
     fn drop(&mut self) {
