@@ -20,9 +20,9 @@ pub mod export;
 pub mod json;
 mod limits;
 pub mod policy;
-mod prefilter;
 mod provider;
 mod pruned;
+mod rules;
 mod stores;
 
 #[cfg(test)]
@@ -134,14 +134,15 @@ impl Session {
         }
         // No table factories: `CREATE EXTERNAL TABLE` has nothing to build, even if it got
         // past the statement policy; files come only from the engine's warehouse store.
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(engine.session_runtime())
-            .with_default_features()
-            .with_table_factories(HashMap::new())
-            .with_optimizer_rule(prefilter::rule())
-            .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
-            .build();
+        let state = rules::add(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(engine.session_runtime())
+                .with_default_features()
+                .with_table_factories(HashMap::new()),
+        )
+        .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
+        .build();
         let ctx = SessionContext::new_with_state(state);
         if !catalog.has_namespace(default_schema) {
             // Somewhere for a script's views when no namespace is named (an empty lakehouse).

@@ -253,15 +253,16 @@ pub(crate) fn context(
         "datafusion.execution.parquet.schema_force_view_types",
         false,
     );
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(engine.session_runtime())
-        .with_default_features()
-        .with_table_factories(HashMap::new())
-        .with_optimizer_rule(crate::prefilter::rule())
-        .build()
-        .upgrade_for_ballista(cluster.url.clone())
-        .map_err(|e| Error::internal(format!("cannot set up a distributed session: {e}")))?;
+    let state = crate::rules::add(
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(engine.session_runtime())
+            .with_default_features()
+            .with_table_factories(HashMap::new()),
+    )
+    .build()
+    .upgrade_for_ballista(cluster.url.clone())
+    .map_err(|e| Error::internal(format!("cannot set up a distributed session: {e}")))?;
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(crate::CATALOG, Arc::new(catalog.with_string_views(false)));
     Ok(ctx)

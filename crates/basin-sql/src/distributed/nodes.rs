@@ -308,15 +308,16 @@ pub async fn start_executor(
 /// A session on a scheduler or an executor: Ballista's functions, the engine's files and
 /// memory.
 fn session(engine: &Engine, config: SessionConfig) -> SessionState {
-    SessionStateBuilder::new()
-        .with_default_features()
-        .with_config(config)
-        .with_runtime_env(engine.session_runtime())
-        .with_scalar_functions(ballista_scalar_functions())
-        .with_aggregate_functions(ballista_aggregate_functions())
-        .with_window_functions(ballista_window_functions())
-        .with_optimizer_rule(crate::prefilter::rule())
-        .build()
+    crate::rules::add(
+        SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(engine.session_runtime())
+            .with_scalar_functions(ballista_scalar_functions())
+            .with_aggregate_functions(ballista_aggregate_functions())
+            .with_window_functions(ballista_window_functions()),
+    )
+    .build()
 }
 
 /// The metadata every call to the scheduler carries.

@@ -49,11 +49,6 @@ const KEYS_ALIAS: &str = "__basin_group_keys";
 #[derive(Debug, Default)]
 pub(crate) struct AggregateJoinedGroupsOnly;
 
-/// The rule, as sessions add it (local, and on the distributed planners).
-pub(crate) fn rule() -> Arc<dyn OptimizerRule + Send + Sync> {
-    Arc::new(AggregateJoinedGroupsOnly)
-}
-
 impl OptimizerRule for AggregateJoinedGroupsOnly {
     fn name(&self) -> &str {
         "basin_aggregate_joined_groups_only"
@@ -287,78 +282,7 @@ fn semi_join_under_aggregate(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Int64Array, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::MemTable;
-    use datafusion::execution::session_state::SessionStateBuilder;
-    use datafusion::prelude::SessionContext;
-
-    use super::AggregateJoinedGroupsOnly;
-
-    /// q17's shape over small tables with null keys and keys on one side only; `rule` says
-    /// whether the session has the rule.
-    async fn context(rule: bool) -> SessionContext {
-        let mut state = SessionStateBuilder::new().with_default_features();
-        if rule {
-            state = state.with_optimizer_rule(Arc::new(AggregateJoinedGroupsOnly));
-        }
-        let ctx = SessionContext::new_with_state(state.build());
-        let items = Arc::new(Schema::new(vec![
-            Field::new("key", DataType::Int64, true),
-            Field::new("qty", DataType::Int64, true),
-        ]));
-        let keys: Vec<Option<i64>> = (0..400).map(|i| (i % 13 != 0).then_some(i % 40)).collect();
-        let qty: Vec<Option<i64>> = (0..400).map(|i| Some((i * 7) % 50)).collect();
-        let batch = RecordBatch::try_new(
-            items.clone(),
-            vec![
-                Arc::new(Int64Array::from(keys)),
-                Arc::new(Int64Array::from(qty)),
-            ],
-        )
-        .unwrap();
-        ctx.register_table(
-            "items",
-            Arc::new(MemTable::try_new(items, vec![vec![batch]]).unwrap()),
-        )
-        .unwrap();
-        let parts = Arc::new(Schema::new(vec![
-            Field::new("pkey", DataType::Int64, true),
-            Field::new("brand", DataType::Int64, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            parts.clone(),
-            vec![
-                Arc::new(Int64Array::from(
-                    (0..60).map(|i| (i != 5).then_some(i)).collect::<Vec<_>>(),
-                )),
-                Arc::new(Int64Array::from((0..60).map(|i| i % 4).collect::<Vec<_>>())),
-            ],
-        )
-        .unwrap();
-        ctx.register_table(
-            "parts",
-            Arc::new(MemTable::try_new(parts, vec![vec![batch]]).unwrap()),
-        )
-        .unwrap();
-        ctx
-    }
-
-    async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
-        let df = ctx.sql(sql).await.unwrap();
-        let answer = pretty_format_batches(&df.clone().collect().await.unwrap())
-            .unwrap()
-            .to_string();
-        let plan = df
-            .into_optimized_plan()
-            .unwrap()
-            .display_indent()
-            .to_string();
-        (answer, plan)
-    }
+    use super::super::tests::{context, run};
 
     const Q17_SHAPE: &str = "SELECT i.key, sum(i.qty) AS s, count(*) AS n FROM items i, parts p \
         WHERE p.pkey = i.key AND p.brand = 1 \

@@ -1,0 +1,90 @@
+//! Basin's logical optimizer rules, added to DataFusion's in every session Basin plans in
+//! (local, and the distributed planners): rewrites of query shapes DataFusion plans poorly,
+//! each with its reasons and the TPC-H queries it is for.
+
+use datafusion::execution::session_state::SessionStateBuilder;
+use std::sync::Arc;
+
+mod joined_groups;
+mod semi_joins_down;
+
+/// `builder` with Basin's rules after DataFusion's.
+pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
+    builder
+        .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
+        .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::prelude::SessionContext;
+
+    /// Two small tables (`items`: key, qty; `parts`: pkey, brand) with null keys and keys on
+    /// one side only; `rules` says whether the session has Basin's rules.
+    pub(crate) async fn context(rules: bool) -> SessionContext {
+        let mut state = SessionStateBuilder::new().with_default_features();
+        if rules {
+            state = super::add(state);
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        let items = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("qty", DataType::Int64, true),
+        ]));
+        let keys: Vec<Option<i64>> = (0..400).map(|i| (i % 13 != 0).then_some(i % 40)).collect();
+        let qty: Vec<Option<i64>> = (0..400).map(|i| Some((i * 7) % 50)).collect();
+        let batch = RecordBatch::try_new(
+            items.clone(),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Int64Array::from(qty)),
+            ],
+        )
+        .unwrap();
+        ctx.register_table(
+            "items",
+            Arc::new(MemTable::try_new(items, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        let parts = Arc::new(Schema::new(vec![
+            Field::new("pkey", DataType::Int64, true),
+            Field::new("brand", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            parts.clone(),
+            vec![
+                Arc::new(Int64Array::from(
+                    (0..60).map(|i| (i != 5).then_some(i)).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from((0..60).map(|i| i % 4).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        ctx.register_table(
+            "parts",
+            Arc::new(MemTable::try_new(parts, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
+
+    pub(crate) async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
+        let df = ctx.sql(sql).await.unwrap();
+        let answer = pretty_format_batches(&df.clone().collect().await.unwrap())
+            .unwrap()
+            .to_string();
+        let plan = df
+            .into_optimized_plan()
+            .unwrap()
+            .display_indent()
+            .to_string();
+        (answer, plan)
+    }
+}

@@ -1,0 +1,191 @@
+//! A logical optimizer rule DataFusion does not have: a semi-join goes down to the input its
+//! keys come from, below inner joins, projections and filters.
+//!
+//! DataFusion turns `WHERE o_orderkey IN (SELECT ...)` into a semi-join over the whole `FROM`
+//! (TPC-H q18: customer ⋈ orders ⋈ lineitem, 6 M rows), and then builds its hash table from
+//! those 6 M joined rows to probe it with the subquery's 9 keys. A semi-join only keeps or
+//! drops rows by the columns of one input, so it can filter that input before the joins:
+//!
+//! ```text
+//! LeftSemi: o_orderkey = sq.l_orderkey          Inner: o_orderkey = l_orderkey
+//!   Inner: o_orderkey = l_orderkey        =>      Inner: c_custkey = o_custkey
+//!     Inner: c_custkey = o_custkey                  customer
+//!       customer                                    LeftSemi: o_orderkey = sq.l_orderkey
+//!       orders                                        orders
+//!     lineitem                                        sq
+//!   sq                                            lineitem
+//! ```
+//!
+//! and the joins above it then see 9 orders; their dynamic filters prune lineitem's row groups.
+//!
+//! Why the answer cannot change: `(A ⋈ B) ⋉ S` keeps a joined row when its `A` part has a
+//! match in `S`, which is what `(A ⋉ S) ⋈ B` keeps (the semi-join's condition reads only `A`'s
+//! columns and `S`'s). A projection that passes those columns through unchanged, and a
+//! filter, commute with it the same way. Outer joins, anti-joins (whose `NOT IN` form treats
+//! nulls specially) and semi-joins whose condition reads both sides of the join below stay
+//! where they are.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::common::Result;
+use datafusion::common::tree_node::Transformed;
+use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan, Projection};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+
+#[derive(Debug, Default)]
+pub(crate) struct SemiJoinsDown;
+
+impl OptimizerRule for SemiJoinsDown {
+    fn name(&self) -> &str {
+        "basin_semi_joins_down"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        // Down from the top, so that a semi-join moved one level is looked at again below.
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Join(semi) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if semi.join_type != JoinType::LeftSemi || semi.null_aware {
+            return Ok(Transformed::no(plan));
+        }
+        // The columns of the filtered input the semi-join reads.
+        let left = semi.left.schema();
+        let mut used: HashSet<&Column> = HashSet::new();
+        for (key, _) in &semi.on {
+            used.extend(key.column_refs());
+        }
+        if let Some(filter) = &semi.filter {
+            used.extend(
+                filter
+                    .column_refs()
+                    .into_iter()
+                    .filter(|c| left.has_column(c)),
+            );
+        }
+        if used.is_empty() {
+            return Ok(Transformed::no(plan));
+        }
+        // The semi-join, over another input with the same columns.
+        let over = |input: Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
+            Ok(Arc::new(LogicalPlan::Join(Join::try_new(
+                input,
+                semi.right.clone(),
+                semi.on.clone(),
+                semi.filter.clone(),
+                JoinType::LeftSemi,
+                semi.join_constraint,
+                semi.null_equality,
+                false,
+            )?)))
+        };
+        let moved = match semi.left.as_ref() {
+            LogicalPlan::Projection(projection) => {
+                let passed = used.iter().all(|c| {
+                    projection
+                        .schema
+                        .index_of_column(c)
+                        .ok()
+                        .and_then(|i| projection.expr.get(i))
+                        .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == *c))
+                });
+                if !passed {
+                    return Ok(Transformed::no(plan));
+                }
+                LogicalPlan::Projection(Projection::try_new(
+                    projection.expr.clone(),
+                    over(projection.input.clone())?,
+                )?)
+            }
+            LogicalPlan::Filter(filter) => LogicalPlan::Filter(Filter::try_new(
+                filter.predicate.clone(),
+                over(filter.input.clone())?,
+            )?),
+            LogicalPlan::Join(inner) if inner.join_type == JoinType::Inner => {
+                let (left, right) = if used.iter().all(|c| inner.left.schema().has_column(c)) {
+                    (over(inner.left.clone())?, inner.right.clone())
+                } else if used.iter().all(|c| inner.right.schema().has_column(c)) {
+                    (inner.left.clone(), over(inner.right.clone())?)
+                } else {
+                    return Ok(Transformed::no(plan));
+                };
+                LogicalPlan::Join(Join::try_new(
+                    left,
+                    right,
+                    inner.on.clone(),
+                    inner.filter.clone(),
+                    inner.join_type,
+                    inner.join_constraint,
+                    inner.null_equality,
+                    inner.null_aware,
+                )?)
+            }
+            _ => return Ok(Transformed::no(plan)),
+        };
+        Ok(Transformed::yes(moved))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{context, run};
+
+    /// q18's shape: the `IN` subquery's keys filter `parts` before it meets `items`.
+    const Q18_SHAPE: &str = "SELECT p.pkey, p.brand, sum(i.qty) AS s FROM parts p, items i \
+        WHERE i.key = p.pkey AND p.pkey IN (SELECT key FROM items GROUP BY key HAVING sum(qty) > 150) \
+        GROUP BY p.pkey, p.brand ORDER BY p.pkey";
+
+    #[tokio::test]
+    async fn an_in_subquery_filters_its_input_before_the_join_and_answers_the_same() {
+        let (plain, plain_plan) = run(&context(false).await, Q18_SHAPE).await;
+        let (ruled, ruled_plan) = run(&context(true).await, Q18_SHAPE).await;
+        // Without the rule the semi-join sits above the inner join; with it, below.
+        let depth = |plan: &str, what: &str| {
+            plan.lines()
+                .find(|l| l.trim_start().starts_with(what))
+                .map(|l| l.len() - l.trim_start().len())
+        };
+        let (semi, inner) = (
+            depth(&plain_plan, "LeftSemi Join").expect("a semi-join"),
+            depth(&plain_plan, "Inner Join").expect("an inner join"),
+        );
+        assert!(semi < inner, "{plain_plan}");
+        let (semi, inner) = (
+            depth(&ruled_plan, "LeftSemi Join").expect("a semi-join"),
+            depth(&ruled_plan, "Inner Join").expect("an inner join"),
+        );
+        assert!(semi > inner, "{ruled_plan}");
+        assert!(
+            plain.lines().count() > 5,
+            "the query keeps some parts: {plain}"
+        );
+        assert_eq!(plain, ruled);
+    }
+
+    #[tokio::test]
+    async fn a_semi_join_reading_both_sides_of_the_join_below_stays() {
+        let sql = "SELECT p.pkey, i.qty FROM parts p, items i WHERE i.key = p.pkey \
+            AND (p.pkey + i.qty) IN (SELECT key FROM items WHERE qty > 40) ORDER BY 1, 2";
+        let (plain, _) = run(&context(false).await, sql).await;
+        let (ruled, ruled_plan) = run(&context(true).await, sql).await;
+        let semi = ruled_plan
+            .lines()
+            .position(|l| l.contains("LeftSemi Join"))
+            .expect("a semi-join");
+        let inner = ruled_plan
+            .lines()
+            .position(|l| l.contains("Inner Join"))
+            .expect("an inner join");
+        assert!(semi < inner, "{ruled_plan}");
+        assert_eq!(plain, ruled);
+    }
+}
