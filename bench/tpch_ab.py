@@ -41,6 +41,11 @@ VARIANTS = [
     ("1M, hash_join_single_partition_threshold 8 MiB / 1M rows", "1M", {
         "optimizer.hash_join_single_partition_threshold": 8 << 20,
         "optimizer.hash_join_single_partition_threshold_rows": 1 << 20}),
+    # Basin's defaults from here on (the thresholds above are in DATAFUSION_DEFAULTS).
+    ("128k, partial aggregation skipped past 10% distinct groups", "128k", {
+        "execution.skip_partial_aggregation_probe_ratio_threshold": 0.1}),
+    ("128k, batches of 16k rows", "128k", {"execution.batch_size": 16384}),
+    ("128k, 4 target partitions on 2 cores", "128k", {"execution.target_partitions": 4}),
 ]
 
 
