@@ -101,17 +101,7 @@ impl OptimizerRule for AggregateJoinedGroupsOnly {
                 } else {
                     (join.left.clone(), Arc::new(new_side))
                 };
-                let rewritten = Join::try_new(
-                    left,
-                    right,
-                    join.on.clone(),
-                    join.filter.clone(),
-                    join.join_type,
-                    join.join_constraint,
-                    join.null_equality,
-                    join.null_aware,
-                )?;
-                return Ok(Transformed::yes(LogicalPlan::Join(rewritten)));
+                return Ok(Transformed::yes(super::rejoin(join, left, right)?));
             }
         }
         Ok(Transformed::no(plan))

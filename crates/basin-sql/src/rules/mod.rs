@@ -2,8 +2,11 @@
 //! (local, and the distributed planners): rewrites of query shapes DataFusion plans poorly,
 //! each with its reasons and the TPC-H queries it is for.
 
-use datafusion::execution::session_state::SessionStateBuilder;
 use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Join, LogicalPlan};
 
 mod joined_groups;
 mod semi_joins_down;
@@ -13,6 +16,20 @@ pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
         .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
         .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
+}
+
+/// `join` over other inputs with the same columns, as a plan.
+fn rejoin(join: &Join, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Join(Join::try_new(
+        left,
+        right,
+        join.on.clone(),
+        join.filter.clone(),
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?))
 }
 
 #[cfg(test)]

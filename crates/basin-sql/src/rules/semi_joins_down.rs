@@ -36,7 +36,7 @@ use std::sync::Arc;
 use datafusion::common::Column;
 use datafusion::common::Result;
 use datafusion::common::tree_node::Transformed;
-use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 #[derive(Debug, Default)]
@@ -82,16 +82,7 @@ impl OptimizerRule for SemiJoinsDown {
         }
         // The semi-join, over another input with the same columns.
         let over = |input: Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
-            Ok(Arc::new(LogicalPlan::Join(Join::try_new(
-                input,
-                semi.right.clone(),
-                semi.on.clone(),
-                semi.filter.clone(),
-                JoinType::LeftSemi,
-                semi.join_constraint,
-                semi.null_equality,
-                false,
-            )?)))
+            Ok(Arc::new(super::rejoin(semi, input, semi.right.clone())?))
         };
         let moved = match semi.left.as_ref() {
             LogicalPlan::Projection(projection) => {
@@ -123,16 +114,7 @@ impl OptimizerRule for SemiJoinsDown {
                 } else {
                     return Ok(Transformed::no(plan));
                 };
-                LogicalPlan::Join(Join::try_new(
-                    left,
-                    right,
-                    inner.on.clone(),
-                    inner.filter.clone(),
-                    inner.join_type,
-                    inner.join_constraint,
-                    inner.null_equality,
-                    inner.null_aware,
-                )?)
+                super::rejoin(inner, left, right)?
             }
             _ => return Ok(Transformed::no(plan)),
         };
