@@ -209,3 +209,65 @@ def test_a_pipeline_on_the_cluster_runs_its_models_on_the_workers_and_gives_the_
     # The models' outputs in the warehouse went with the run.
     listed = s3_client(s3_endpoint).list_objects_v2(Bucket="lake", Prefix="warehouse/_runs/")
     assert listed.get("KeyCount", 0) == 0, listed
+
+
+SLOW_MODEL = '''
+import time
+
+import basin
+import pyarrow.compute as pc
+
+
+@basin.python("3.11", timeout="2m")
+@basin.model()
+def doubled(raw=basin.Model("raw")):
+    time.sleep(8)
+    return raw.append_column("twice", pc.multiply(raw["n"], 2))
+'''
+
+
+def test_a_model_whose_worker_is_killed_runs_again_elsewhere_and_the_run_merges_once(tmp_path, db, s3_endpoint):
+    pg, dbname, _ = db
+    catalog = pg.url(dbname)
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket="lake")
+    s3.create_bucket(Bucket="drop")
+    starter = Basin(tmp_path / "starter", {**KEYS, "PGPASSWORD": PASSWORD, "BASIN_S3_ENDPOINT": s3_endpoint,
+                                          "BASIN_NODE_NAME": "starter"})
+    starter.home.mkdir()
+    starter("init", str(starter.home), "--catalog", catalog, "--warehouse", "s3://lake/warehouse")
+    (starter.home / "basin.toml").write_text(
+        '[project]\nname = "slow"\nnamespace = "slow"\npython = "3.11"\n\n'
+        '[functions]\nevent_lease = "3s"\nmodel_worker_wait = "60s"\n')
+    (starter.home / "doubled.py").write_text(SLOW_MODEL)
+    (tmp_path / "raw.csv").write_text("n\n" + "".join(f"{i}\n" for i in range(1000)))
+    starter("import", str(tmp_path / "raw.csv"), "--table", "slow.raw")
+
+    worker = node(tmp_path, "worker1", s3_endpoint)
+    log = open(tmp_path / "worker1.log", "w")
+    proc = start_worker(worker, catalog, log)
+    run = subprocess.Popen([BASIN, "--home", str(starter.home), "run", "--format", "json"], cwd=starter.home,
+                           env=starter.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def model_on_the_worker():
+            events = starter.json("events", "ls", "--state", "running")
+            return any(e["function"].startswith("run/") and e["node"] == "worker1" for e in events)
+        wait_for(model_on_the_worker, seconds=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # Its lease runs out after 3 s; with no other worker, the starting node runs the model.
+        out, err = run.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    record = json.loads(out)
+    assert record["status"] == "succeeded", record
+    [model] = record["models"]
+    assert model["node"] == "starter" and model["rows"] == 1000, model
+    events = starter.json("events", "ls", "--function", f"run/{record['id']}")
+    assert [(e["state"], e["attempts"]) for e in events] == [("succeeded", 2)], events
+    answer = starter.json("query", "SELECT count(*) AS n, sum(twice) AS s FROM slow.doubled")
+    assert answer == [{"n": 1000, "s": 2 * sum(range(1000))}], answer

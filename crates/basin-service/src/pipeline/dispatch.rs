@@ -136,26 +136,34 @@ impl RunQueue {
         let waiting = tokio::time::Instant::now();
         let event = loop {
             let event = event(&self.lakehouse, &self.queue(), &id).await?;
-            match event.state {
+            let now = chrono::Utc::now().timestamp_millis();
+            let ours = match event.state {
                 EventState::Succeeded | EventState::Failed | EventState::Dead => break event,
-                EventState::Pending if waiting.elapsed() >= self.wait => {
-                    // No other node took it: run it here, through the queue all the same.
-                    let now = chrono::Utc::now().timestamp_millis();
-                    let lease = self.lakehouse.settings().event_lease;
-                    let claimed = store
-                        .claim_events(
-                            &self.queue(),
-                            1,
-                            now,
-                            now + lease.as_millis() as i64,
-                            node_name(),
-                        )
-                        .await?;
-                    for event in claimed {
-                        work_on(&self.lakehouse, event).await;
-                    }
-                }
-                _ => tokio::time::sleep(POLL).await,
+                // No other node took it in time.
+                EventState::Pending => waiting.elapsed() >= self.wait,
+                // The node running it stopped renewing its lease: it is lost.
+                EventState::Running => event.lease_until_ms.is_some_and(|until| until <= now),
+            };
+            if !ours {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            // Run it here, through the queue all the same (so it still runs once).
+            let lease = self.lakehouse.settings().event_lease;
+            let claimed = store
+                .claim_events(
+                    &self.queue(),
+                    1,
+                    now,
+                    now + lease.as_millis() as i64,
+                    node_name(),
+                )
+                .await?;
+            if claimed.is_empty() {
+                tokio::time::sleep(POLL).await; // another node was quicker
+            }
+            for event in claimed {
+                work_on(&self.lakehouse, event).await;
             }
         };
         {
