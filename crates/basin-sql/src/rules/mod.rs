@@ -8,12 +8,14 @@ use datafusion::common::Result;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Join, LogicalPlan};
 
+mod filtered_joins_down;
 mod joined_groups;
 mod semi_joins_down;
 
 /// `builder` with Basin's rules after DataFusion's.
 pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
+        .with_optimizer_rule(Arc::new(filtered_joins_down::FilteredJoinsDown))
         .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
         .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
 }
