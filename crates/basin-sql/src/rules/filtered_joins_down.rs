@@ -78,20 +78,8 @@ impl OptimizerRule for FilteredJoinsDown {
             {
                 continue;
             }
-            let mut used: HashSet<Column> = HashSet::new();
-            for (left, right) in &join.on {
-                let key = if filtered_is_right { left } else { right };
-                used.extend(key.column_refs().into_iter().cloned());
-            }
-            if let Some(filter) = &join.filter {
-                used.extend(
-                    filter
-                        .column_refs()
-                        .into_iter()
-                        .filter(|c| tree.schema().has_column(c))
-                        .cloned(),
-                );
-            }
+            // The tree is the join's left input when the filtered table is its right.
+            let used = super::columns_read(join, filtered_is_right);
             if used.is_empty() {
                 continue;
             }
@@ -109,8 +97,11 @@ impl OptimizerRule for FilteredJoinsDown {
                 continue; // already next to its table
             }
             // The join's columns, in the join's order.
-            let columns = (0..join.schema.fields().len())
-                .map(|i| Expr::Column(Column::from(join.schema.qualified_field(i))))
+            let columns = join
+                .schema
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
                 .collect();
             return Ok(Transformed::yes(LogicalPlan::Projection(
                 Projection::try_new(columns, Arc::new(moved))?,
@@ -156,14 +147,10 @@ impl Descent<'_> {
     fn down(&mut self, plan: &Arc<LogicalPlan>) -> Result<Option<LogicalPlan>> {
         match plan.as_ref() {
             LogicalPlan::Projection(projection) => {
-                let passed = self.used.iter().all(|c| {
-                    projection
-                        .schema
-                        .index_of_column(c)
-                        .ok()
-                        .and_then(|i| projection.expr.get(i))
-                        .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == c))
-                });
+                let passed = self
+                    .used
+                    .iter()
+                    .all(|c| super::passes_through(projection, c));
                 if !passed {
                     return Ok(None);
                 }
@@ -171,10 +158,12 @@ impl Descent<'_> {
                     return Ok(None);
                 };
                 let mut expr = projection.expr.clone();
-                let schema = self.filtered.schema();
                 expr.extend(
-                    (0..schema.fields().len())
-                        .map(|i| Expr::Column(Column::from(schema.qualified_field(i)))),
+                    self.filtered
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .map(Expr::Column),
                 );
                 Ok(Some(LogicalPlan::Projection(Projection::try_new(
                     expr,

@@ -2,11 +2,12 @@
 //! (local, and the distributed planners): rewrites of query shapes DataFusion plans poorly,
 //! each with its reasons and the TPC-H queries it is for.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::Result;
+use datafusion::common::{Column, Result};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Join, LogicalPlan};
+use datafusion::logical_expr::{Expr, Join, LogicalPlan, Projection};
 
 mod filtered_joins_down;
 mod joined_groups;
@@ -32,6 +33,32 @@ fn rejoin(join: &Join, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> Resul
         join.null_equality,
         join.null_aware,
     )?))
+}
+
+/// The columns of one input of `join` (the left one if `left`) that its condition reads: its
+/// keys on that side, and its filter's columns from that input.
+fn columns_read(join: &Join, left: bool) -> HashSet<Column> {
+    let input = if left { &join.left } else { &join.right };
+    let mut used = HashSet::new();
+    for (left_key, right_key) in &join.on {
+        let key = if left { left_key } else { right_key };
+        used.extend(key.column_refs().into_iter().cloned());
+    }
+    if let Some(filter) = &join.filter {
+        let refs = filter.column_refs().into_iter();
+        used.extend(refs.filter(|c| input.schema().has_column(c)).cloned());
+    }
+    used
+}
+
+/// Whether `projection` passes `column` through unchanged (same name, not computed).
+fn passes_through(projection: &Projection, column: &Column) -> bool {
+    projection
+        .schema
+        .index_of_column(column)
+        .ok()
+        .and_then(|i| projection.expr.get(i))
+        .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == column))
 }
 
 #[cfg(test)]

@@ -30,13 +30,11 @@
 //! below a filter (DataFusion pushes filters into scans, which prune row groups, and then
 //! `A` is already as small as it gets).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::Column;
 use datafusion::common::Result;
 use datafusion::common::tree_node::Transformed;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Projection};
+use datafusion::logical_expr::{JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 #[derive(Debug, Default)]
@@ -64,19 +62,7 @@ impl OptimizerRule for SemiJoinsDown {
             return Ok(Transformed::no(plan));
         }
         // The columns of the filtered input the semi-join reads.
-        let left = semi.left.schema();
-        let mut used: HashSet<&Column> = HashSet::new();
-        for (key, _) in &semi.on {
-            used.extend(key.column_refs());
-        }
-        if let Some(filter) = &semi.filter {
-            used.extend(
-                filter
-                    .column_refs()
-                    .into_iter()
-                    .filter(|c| left.has_column(c)),
-            );
-        }
+        let used = super::columns_read(semi, true);
         if used.is_empty() {
             return Ok(Transformed::no(plan));
         }
@@ -86,14 +72,7 @@ impl OptimizerRule for SemiJoinsDown {
         };
         let moved = match semi.left.as_ref() {
             LogicalPlan::Projection(projection) => {
-                let passed = used.iter().all(|c| {
-                    projection
-                        .schema
-                        .index_of_column(c)
-                        .ok()
-                        .and_then(|i| projection.expr.get(i))
-                        .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == *c))
-                });
+                let passed = used.iter().all(|c| super::passes_through(projection, c));
                 if !passed {
                     return Ok(Transformed::no(plan));
                 }
