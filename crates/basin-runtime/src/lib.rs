@@ -36,7 +36,7 @@ pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
 pub use runtime::{Runtime, bytes};
 pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
-pub use workspace::{Object, Workspace, read_ipc_file, write_ipc_file};
+pub use workspace::{Object, Workspace, read_ipc_file, write_ipc, write_ipc_file};
 
 /// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).
 pub fn sdk_folder(tools: &std::path::Path) -> basin_catalog::Result<std::path::PathBuf> {

@@ -258,14 +258,28 @@ fn pieces(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
 
 /// Writes `batches` as an Arrow IPC file at `path`.
 pub fn write_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    let what = || format!("writing {}", path.display());
-    let file = File::create(path).map_err(io(what()))?;
-    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
-        .map_err(arrow_error(what()))?;
+    let what = format!("writing {}", path.display());
+    let file = File::create(path).map_err(io(what.clone()))?;
+    write_ipc(
+        BufWriter::with_capacity(1 << 20, file),
+        schema,
+        batches,
+        &what,
+    )
+}
+
+/// Writes `batches` as an Arrow IPC file into `out`; `what` says what it is in errors.
+pub fn write_ipc(
+    out: impl std::io::Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    what: &str,
+) -> Result<()> {
+    let mut writer = FileWriter::try_new(out, schema).map_err(arrow_error(what.to_string()))?;
     for batch in batches {
-        writer.write(batch).map_err(arrow_error(what()))?;
+        writer.write(batch).map_err(arrow_error(what.to_string()))?;
     }
-    writer.finish().map_err(arrow_error(what()))
+    writer.finish().map_err(arrow_error(what.to_string()))
 }
 
 /// Reads an Arrow IPC file without copying it: the batches' buffers point into a shared

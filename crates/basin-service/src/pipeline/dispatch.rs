@@ -246,18 +246,7 @@ fn output_location(lakehouse: &Lakehouse, run: &str, model: &str) -> String {
 
 async fn write_output(lakehouse: &Lakehouse, location: &str, produced: &Produced) -> Result<()> {
     let mut bytes = Vec::new();
-    {
-        let mut writer = arrow::ipc::writer::FileWriter::try_new(&mut bytes, &produced.schema)
-            .map_err(|e| Error::internal(format!("{location}: {e}")))?;
-        for batch in &produced.batches {
-            writer
-                .write(batch)
-                .map_err(|e| Error::internal(format!("{location}: {e}")))?;
-        }
-        writer
-            .finish()
-            .map_err(|e| Error::internal(format!("{location}: {e}")))?;
-    }
+    basin_runtime::write_ipc(&mut bytes, &produced.schema, &produced.batches, location)?;
     lakehouse
         .warehouse()
         .file_io()

@@ -58,13 +58,9 @@ impl ModelJob {
 
     /// Whether the model reads secrets, which are this node's environment variables.
     pub(super) fn needs_secrets(&self) -> bool {
-        let model = &self.project.models[self.index];
-        let declared = match &model.kind {
-            ModelKind::Python { declaration, .. } => !declaration.secrets.is_empty(),
-            ModelKind::Sql { .. } => false,
-        };
-        declared
-            || (!self.project.secrets.is_empty() && matches!(model.kind, ModelKind::Python { .. }))
+        // A Python model gets its own secrets and the project's (`secrets_for`); SQL none.
+        matches!(&self.project.models[self.index].kind, ModelKind::Python { declaration, .. }
+            if !declaration.secrets.is_empty() || !self.project.secrets.is_empty())
     }
 
     pub(super) async fn run(&self, logs: Arc<Mutex<Vec<String>>>) -> Result<ModelDone> {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 pub use dag::{Dag, Source};
-pub(crate) use dispatch::{running_queues, work_on};
+pub(crate) use dispatch::{QUEUE_PREFIX, running_queues, work_on};
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
 pub use replay::{ReplayReport, ReplayedOutput};
 

@@ -56,6 +56,10 @@ pub struct Dispatcher {
     /// This process's name in the events it claims (`basin events ls` shows it).
     node: Arc<str>,
     counters: Arc<EventCounters>,
+    /// The queues of pipeline runs in progress (`crate::pipeline::dispatch`) and when they
+    /// were last read from the run records: read again when another node queues a model (the
+    /// store says so) or after `SHARED_POLL`, not on every pass.
+    model_queues: Arc<Mutex<(Option<std::time::Instant>, Vec<String>)>>,
 }
 
 /// What this process's dispatcher has done since it started, for `/metrics`.
@@ -98,6 +102,7 @@ impl Dispatcher {
             in_flight: Arc::default(),
             settled: Arc::new(watch::Sender::new(0)),
             counters: Arc::default(),
+            model_queues: Arc::default(),
         }
     }
 
@@ -202,7 +207,12 @@ impl Dispatcher {
         Some(Background(tokio::spawn(async move {
             loop {
                 match wakeups.recv().await {
-                    Ok(_function) => this.wake(),
+                    Ok(function) => {
+                        if function.starts_with(crate::pipeline::QUEUE_PREFIX) {
+                            this.model_queues.lock().expect("not poisoned").0 = None;
+                        }
+                        this.wake()
+                    }
                     Err(e) => {
                         tracing::warn!("listening for other nodes' events: {e}");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -263,7 +273,7 @@ impl Dispatcher {
         }
         // Models of pipeline runs started on other nodes (crate::pipeline::dispatch).
         if self.lakehouse.is_shared() {
-            for queue in crate::pipeline::running_queues(&self.lakehouse).await? {
+            for queue in self.model_queues().await? {
                 while self.running() < global {
                     let now = now_ms();
                     let until = now + self.lease().as_millis() as i64;
@@ -279,6 +289,20 @@ impl Dispatcher {
             }
         }
         Ok(next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64 + 5)))
+    }
+
+    /// The queues of pipeline runs in progress, read again when stale (see `model_queues`).
+    async fn model_queues(&self) -> Result<Vec<String>> {
+        {
+            let (read, queues) = &*self.model_queues.lock().expect("not poisoned");
+            if read.is_some_and(|at| at.elapsed() < SHARED_POLL) {
+                return Ok(queues.clone());
+            }
+        }
+        let queues = crate::pipeline::running_queues(&self.lakehouse).await?;
+        *self.model_queues.lock().expect("not poisoned") =
+            (Some(std::time::Instant::now()), queues.clone());
+        Ok(queues)
     }
 
     /// Waits until no batch runs, for at most `limit`; false if some still do then.
