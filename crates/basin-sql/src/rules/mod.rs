@@ -121,7 +121,46 @@ pub(crate) mod tests {
         ctx
     }
 
-    pub(crate) async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
+    /// A query run without Basin's rules and with them: its answer (the same both ways)
+    /// and both plans.
+    pub(crate) struct Compared {
+        pub answer: String,
+        pub plain_plan: String,
+        pub ruled_plan: String,
+    }
+
+    /// Runs `sql` without the rules and with them; panics unless both answer the same.
+    pub(crate) async fn compare(sql: &str) -> Compared {
+        let (plain, plain_plan) = run(&context(false).await, sql).await;
+        let (ruled, ruled_plan) = run(&context(true).await, sql).await;
+        assert_eq!(plain, ruled, "the rules changed the answer of {sql}");
+        Compared {
+            answer: plain,
+            plain_plan,
+            ruled_plan,
+        }
+    }
+
+    impl Compared {
+        /// Panics unless the answer has rows: a query that keeps nothing proves little.
+        pub(crate) fn has_rows(&self) -> &Self {
+            let answer = &self.answer;
+            assert!(
+                answer.lines().count() > 5,
+                "the query keeps some rows: {answer}"
+            );
+            self
+        }
+    }
+
+    /// The first line of `plan` that holds `text`.
+    pub(crate) fn line(plan: &str, text: &str) -> usize {
+        plan.lines()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no `{text}` in {plan}"))
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
         let df = ctx.sql(sql).await.unwrap();
         let answer = pretty_format_batches(&df.clone().collect().await.unwrap())
             .unwrap()
