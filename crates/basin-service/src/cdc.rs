@@ -97,19 +97,11 @@ impl Lakehouse {
                 .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())),
             ..Default::default()
         };
-        match slot::source_slot_state(&pg).await {
-            Ok(Some(state)) => {
+        match slot::source_slot_lag(&pg, &source.publication).await {
+            Ok(Some((state, lag_seconds))) => {
                 status.slot = Some(slot::slot_name(&source.name));
                 status.lag_bytes = state.lag_bytes;
-                let behind = state.lag_bytes.unwrap_or(0) > 0;
-                status.lag_seconds = Some(match (behind, stored.source_commit_ms) {
-                    (false, _) => 0.0,
-                    // Changes wait: at least since the last one applied was committed.
-                    (true, Some(ms)) => {
-                        ((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1000.0).max(0.0)
-                    }
-                    (true, None) => 0.0,
-                });
+                status.lag_seconds = Some(lag_seconds);
             }
             Ok(None) => {}
             Err(e) => status.error = Some(e.to_string()),

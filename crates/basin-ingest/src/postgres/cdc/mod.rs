@@ -57,8 +57,6 @@ impl Position {
 #[derive(Clone, Debug, Default)]
 pub struct Stored {
     pub position: Option<Position>,
-    /// When the source committed the last transaction applied (ms since the epoch).
-    pub source_commit_ms: Option<i64>,
     /// When Basin committed it (ms since the epoch).
     pub basin_commit_ms: Option<i64>,
 }
@@ -91,8 +89,6 @@ pub async fn stored_position(
                         slot: props.get(SLOT_PROPERTY).cloned().unwrap_or_default(),
                         system_id: props.get(SYSTEM_PROPERTY).cloned().unwrap_or_default(),
                     });
-                    stored.source_commit_ms =
-                        props.get(COMMIT_TIME_PROPERTY).and_then(|t| t.parse().ok());
                     stored.basin_commit_ms = Some(s.timestamp_ms());
                 }
                 break;

@@ -259,12 +259,100 @@ pub async fn drop_source_slot(source: &PgSource) -> Result<bool> {
     dropped
 }
 
-/// The slot's state for `basin source ls`, or `None` if it does not exist.
-pub async fn source_slot_state(source: &PgSource) -> Result<Option<SlotState>> {
+/// The slot of `source` and its lag in seconds: how long ago the oldest change it holds for
+/// `publication` was committed at the source, 0 when none waits; `None` if there is no slot.
+///
+/// The slot's lag in bytes is no measure of time: Postgres writes WAL of its own (checkpoints,
+/// running-transaction records) and of tables outside the publication, which no stream sends
+/// until a keepalive confirms it. So, while a stream holds the slot, the server's own
+/// measure (`pg_stat_replication.flush_lag`, null once caught up); otherwise the slot is
+/// peeked, without consuming it, for the first transaction pgoutput would send (Postgres 15
+/// and later send no empty ones).
+pub async fn source_slot_lag(
+    source: &PgSource,
+    publication: &str,
+) -> Result<Option<(SlotState, f64)>> {
     let mut conn = crate::postgres::connect::connect(source).await?;
-    let state = slot_state(&mut conn, &source.name, &slot_name(&source.name)).await;
+    let lag = slot_lag(&mut conn, source, publication).await;
     let _ = conn.close().await;
-    state
+    lag
+}
+
+async fn slot_lag(
+    conn: &mut PgConnection,
+    source: &PgSource,
+    publication: &str,
+) -> Result<Option<(SlotState, f64)>> {
+    let slot = slot_name(&source.name);
+    let Some(state) = slot_state(conn, &source.name, &slot).await? else {
+        return Ok(None);
+    };
+    if state.lag_bytes.unwrap_or(0) <= 0 {
+        return Ok(Some((state, 0.0)));
+    }
+    let context = format!(
+        "source `{}`: cannot read the lag of slot `{slot}`",
+        source.name
+    );
+    let seconds = if state.active {
+        let lag: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM r.flush_lag)::float8 FROM pg_stat_replication r \
+             JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1",
+        )
+        .bind(&slot)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error(&context))?
+        .flatten();
+        lag.unwrap_or(0.0)
+    } else {
+        let messages: Vec<Vec<u8>> = sqlx::query_scalar(&format!(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, {PEEK_MESSAGES}, \
+             'proto_version', '1', 'publication_names', $2) LIMIT {PEEK_MESSAGES}"
+        ))
+        .bind(&slot)
+        .bind(publication)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(&context))?;
+        match oldest_waiting_commit(&messages) {
+            Some(commit_us) => {
+                let now_us = chrono::Utc::now().timestamp_micros();
+                ((now_us - commit_us) as f64 / 1e6).max(0.0)
+            }
+            None => 0.0,
+        }
+    };
+    Ok(Some((state, seconds)))
+}
+
+/// How many pgoutput messages a status peek reads at most.
+const PEEK_MESSAGES: usize = 1000;
+
+/// The commit time of the first transaction among `messages` with a change in it: Postgres 14
+/// sends empty ones (a Begin, then its Commit) for transactions of other tables. If the peek
+/// saw only empty ones, the first one's time: the lag is then at most that.
+fn oldest_waiting_commit(messages: &[Vec<u8>]) -> Option<i64> {
+    let with_changes = messages.windows(2).find_map(|pair| {
+        let next = pair[1].first().copied();
+        begin_commit_unix_us(&pair[0]).filter(|_| next != Some(b'C'))
+    });
+    let full = messages.len() >= PEEK_MESSAGES;
+    with_changes.or_else(|| {
+        full.then(|| messages.iter().find_map(|m| begin_commit_unix_us(m)))
+            .flatten()
+    })
+}
+
+/// The commit time (µs since the Unix epoch) of a pgoutput Begin message: `B`, the final
+/// LSN, then the commit time in µs since 2000-01-01.
+fn begin_commit_unix_us(message: &[u8]) -> Option<i64> {
+    const POSTGRES_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
+    if message.first() != Some(&b'B') {
+        return None;
+    }
+    let at = message.get(9..17)?;
+    Some(i64::from_be_bytes(at.try_into().ok()?) + POSTGRES_EPOCH_UNIX_US)
 }
 
 #[cfg(test)]
@@ -278,6 +366,37 @@ mod tests {
         assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
         assert!(quote_slot("basin_shop").is_ok());
         assert!(quote_slot("basin shop").is_err());
+    }
+
+    #[test]
+    fn a_begin_message_gives_its_commit_time() {
+        // 2000-01-01 plus one day, in µs, after `B` and an LSN.
+        let mut begin = vec![b'B'];
+        begin.extend_from_slice(&0x16B_3748u64.to_be_bytes());
+        begin.extend_from_slice(&86_400_000_000i64.to_be_bytes());
+        begin.extend_from_slice(&7u32.to_be_bytes());
+        assert_eq!(
+            begin_commit_unix_us(&begin),
+            Some(946_684_800_000_000 + 86_400_000_000)
+        );
+        let commit = b"C...".to_vec();
+        let insert = b"I...".to_vec();
+        let at = |day: i64| {
+            let mut m = begin.clone();
+            m[9..17].copy_from_slice(&(day * 86_400_000_000).to_be_bytes());
+            m
+        };
+        // An empty transaction (Postgres 14) is skipped; the first with a change counts.
+        let stream = [at(1), commit.clone(), at(2), insert.clone(), commit.clone()];
+        assert_eq!(
+            oldest_waiting_commit(&stream),
+            Some(946_684_800_000_000 + 2 * 86_400_000_000)
+        );
+        assert_eq!(oldest_waiting_commit(&[at(1), commit.clone()]), None);
+        assert_eq!(oldest_waiting_commit(&[]), None);
+        begin[0] = b'C';
+        assert_eq!(begin_commit_unix_us(&begin), None);
+        assert_eq!(begin_commit_unix_us(b"B12"), None);
     }
 
     #[test]
