@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from ingest_postgres import psql, start_postgres
 from run import header, log
+import serving
 
 NOOP = '''
 import time
@@ -117,12 +117,7 @@ class Cluster:
         server = subprocess.Popen([args.basin, "--home", str(serve), "serve", "--no-auth", "--queue-only",
                                    "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, env=self.env)
         self.procs.append(server)
-        for line in server.stderr:  # the walls, then where it listens
-            match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.http_port = int(match.group(1))
-                break
-        threading.Thread(target=server.stderr.read, daemon=True).start()  # keeps its pipe drained
+        self.http_port = serving.listening(server)["http"]
         for n in (1, 2):
             home = work / f"worker{n}"
             home.mkdir()

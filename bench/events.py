@@ -15,12 +15,13 @@ comes from the table itself.
 import http.client
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import serving
 
 FUNCTION = '''
 import time
@@ -58,9 +59,7 @@ class Server:
                "BASIN_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE_SECONDS)}
         self.proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
                                      stderr=subprocess.PIPE, text=True, env=env)
-        line = self.proc.stderr.readline()
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
-        self.http = http.client.HTTPConnection("127.0.0.1", port)
+        self.http = http.client.HTTPConnection("127.0.0.1", serving.listening(self.proc)["http"])
 
     def query(self, sql: str):
         self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}),

@@ -11,13 +11,14 @@ each door plus planning, not scan speed.
 
 import http.client
 import json
-import re
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
 import psycopg
+
+import serving
 
 QUERY = "SELECT n_name FROM tpch.nation WHERE n_regionkey = 1 ORDER BY n_name"
 
@@ -45,9 +46,8 @@ def measure(basin: str, home: Path, runs: int = 50) -> list:
                              "--pg-listen", "127.0.0.1:0", "--no-auth"],
                             stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
     try:
-        line = proc.stderr.readline()
-        http_port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
-        pg_port = int(re.search(r"postgresql://127\.0\.0\.1:(\d+)", line).group(1))
+        ports = serving.listening(proc)
+        http_port, pg_port = ports["http"], ports["pg"]
 
         def cli():
             out = subprocess.run([basin, "--home", str(home), "query", QUERY, "--format", "json"],

@@ -14,7 +14,6 @@ that this VM's drift hits both alike, and prints each round's totals and the bes
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from run import QUERIES, TABLES, basin, engine_seconds, generate, header, log
+import serving
 
 # (name, lakehouse: "128k" or "1M", [sql.datafusion] options)
 NO_VIEWS = {"execution.parquet.schema_force_view_types": False}
@@ -64,13 +64,7 @@ def build(args, csv_dir: Path, home: Path, row_group_limit: int | None) -> None:
     server = subprocess.Popen([args.basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
                               stderr=subprocess.PIPE, text=True)
     try:
-        base = None
-        for _ in range(20):
-            found = re.search(r"http://(127\.0\.0\.1:\d+)", server.stderr.readline())
-            if found:
-                base = f"http://{found.group(1)}"
-                break
-        assert base, "basin serve did not say where it listens"
+        base = f"http://127.0.0.1:{serving.listening(server)['http']}"
         for table in TABLES:
             body = json.dumps({"requirements": [], "updates": [{
                 "action": "set-properties",
