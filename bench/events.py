@@ -62,9 +62,17 @@ class Server:
         self.http = http.client.HTTPConnection("127.0.0.1", serving.listening(self.proc)["http"])
 
     def query(self, sql: str):
-        self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}),
-                          headers={"content-type": "application/json"})
-        response = self.http.getresponse()
+        for attempt in (1, 2):
+            try:
+                self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}),
+                                  headers={"content-type": "application/json"})
+                response = self.http.getresponse()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closes connections idle past its keep-alive: connect again.
+                self.http.close()
+                if attempt == 2:
+                    raise
         body = json.loads(response.read())
         return body["rows"] if response.status == 200 else None
 
