@@ -266,8 +266,8 @@ pub async fn drop_source_slot(source: &PgSource) -> Result<bool> {
 /// running-transaction records) and of tables outside the publication, which no stream sends
 /// until a keepalive confirms it. So, while a stream holds the slot, the server's own
 /// measure (`pg_stat_replication.flush_lag`, null once caught up); otherwise the slot is
-/// peeked, without consuming it, for the first transaction pgoutput would send (Postgres 15
-/// and later send no empty ones).
+/// peeked, without consuming it, for the first transaction with a change that pgoutput
+/// would send (see [`oldest_waiting_commit`]).
 pub async fn source_slot_lag(
     source: &PgSource,
     publication: &str,
