@@ -83,6 +83,44 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
     assert states(lakehouse)["pending"] == 1
 
 
+def test_files_of_folders_made_or_moved_into_a_bucket_while_serving_are_all_handled(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "load.py").write_text(FUNCTION)
+    lakehouse("deploy", str(functions))
+    orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
+    orders.mkdir(parents=True)
+    base, server = start_server(lakehouse, "--no-auth")
+    def rows():
+        out = lakehouse.run("query", "SELECT count(*) AS n FROM raw.orders", "--format", "csv", check=False)
+        return int(out.stdout.splitlines()[1]) if out.returncode == 0 else 0
+
+    try:
+        # One file first, so that the server's scan at start-up is over: it would find the
+        # files below however they came.
+        land(orders, 999)
+        wait_for(lambda: rows() == 2, 120)
+        # A folder filled elsewhere and moved in: its files arrive with it, in one rename.
+        outside = tmp_path / "batch"
+        outside.mkdir()
+        for i in range(10):
+            land(outside, i)
+        os.rename(outside, orders / "batch")
+        # New folders, each written into at once: before the watcher has seen the folder.
+        for n in range(20):
+            folder = orders / f"day{n:02}"
+            folder.mkdir()
+            land(folder, 100 + n)
+        try:
+            wait_for(lambda: rows() == 2 * (1 + 10 + 20), 60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {rows()} rows; events {states(lakehouse)}") from None
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+
 WINDOWED = '''
 import basin
 

@@ -65,17 +65,24 @@ pub(crate) fn symlink_under(root: &Path, path: &Path) -> Option<PathBuf> {
 /// Whether `path` is a regular file reached without a symbolic link under its root; a link
 /// is logged, naming it.
 fn plain_file(roots: &[Root], path: &Path) -> bool {
-    let Some(root) = roots.iter().find(|r| path.starts_with(&r.dir)) else {
-        return false;
-    };
-    if let Some(link) = symlink_under(&root.dir, path) {
-        tracing::warn!(
-            "skipping {}: it is a symbolic link, and links in a bucket are not followed",
-            link.display()
-        );
-        return false;
+    match symlink_under_a_root(roots, path) {
+        Some(Some(link)) => {
+            tracing::warn!(
+                "skipping {}: it is a symbolic link, and links in a bucket are not followed",
+                link.display()
+            );
+            false
+        }
+        Some(None) => std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()),
+        None => false,
     }
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// For a path under one of the roots, the symbolic link on its way down from that root, if
+/// any (`Some(None)`: none); `None` for a path under no root.
+fn symlink_under_a_root(roots: &[Root], path: &Path) -> Option<Option<PathBuf>> {
+    let root = roots.iter().find(|r| path.starts_with(&r.dir))?;
+    Some(symlink_under(&root.dir, path))
 }
 
 /// The configured folders first, so a file in one is not taken for a default bucket's.
@@ -100,23 +107,8 @@ pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
     let roots = roots(lakehouse);
     let mut events = Vec::new();
     for root in &roots {
-        let mut stack = vec![root.dir.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                match entry.file_type() {
-                    Ok(t) if t.is_dir() => stack.push(path),
-                    Ok(t) if t.is_file() => events.extend(file_events(&functions, &roots, &path)),
-                    Ok(t) if t.is_symlink() => tracing::warn!(
-                        "skipping {}: it is a symbolic link, and links in a bucket are not followed",
-                        path.display()
-                    ),
-                    _ => {}
-                }
-            }
+        for path in files_under(&root.dir) {
+            events.extend(file_events(&functions, &roots, &path));
         }
     }
     let store = lakehouse.catalog().store();
@@ -127,8 +119,38 @@ pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
     Ok(stored)
 }
 
+/// The plain files in `dir` and the folders below it; links are skipped with a warning.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => files.push(path),
+                Ok(t) if t.is_symlink() => tracing::warn!(
+                    "skipping {}: it is a symbolic link, and links in a bucket are not followed",
+                    path.display()
+                ),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
 /// Watches the buckets until the returned watcher is dropped, queueing an event for each
 /// file written (closed after writing) or moved in, and waking the dispatcher.
+///
+/// A folder made or moved into a bucket is read whole when its event arrives: inotify
+/// watches a new folder only once the watcher has seen it, so a file written into it
+/// before then makes no event of its own, and the files of a folder moved in make none at
+/// all. Reading the folder after its watch exists misses neither (a file seen twice is
+/// queued once).
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
     let roots = roots(&lakehouse);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
@@ -140,7 +162,7 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 notify::event::AccessMode::Write
             )) | EventKind::Modify(notify::event::ModifyKind::Name(
                 notify::event::RenameMode::To | notify::event::RenameMode::Both
-            ))
+            )) | EventKind::Create(notify::event::CreateKind::Folder)
         );
         if written {
             for path in event.paths {
@@ -174,7 +196,18 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
 
 async fn queue(lakehouse: &Lakehouse, roots: &[Root], paths: &[PathBuf]) -> Result<()> {
     let functions = lakehouse.deployed_functions().await?;
-    let events: Vec<NewEvent> = paths
+    let mut files = Vec::new();
+    for path in paths {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            // A folder reached through a link is no bucket's: `plain_file` says so for files.
+            if matches!(symlink_under_a_root(roots, path), Some(None)) {
+                files.extend(files_under(path));
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let events: Vec<NewEvent> = files
         .iter()
         .filter(|p| plain_file(roots, p))
         .flat_map(|p| file_events(&functions, roots, p))
