@@ -149,8 +149,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// A folder made or moved into a bucket is read whole when its event arrives: inotify
 /// watches a new folder only once the watcher has seen it, so a file written into it
 /// before then makes no event of its own, and the files of a folder moved in make none at
-/// all. Reading the folder after its watch exists misses neither (a file seen twice is
-/// queued once).
+/// all. `notify` adds the folder's watch right after it hands the event over, and the folder
+/// is read after a catalog query (the deployed functions), by when the watch exists: a file
+/// is then either read or watched, and one both read and watched is queued once.
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
     let roots = roots(&lakehouse);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
