@@ -10,6 +10,7 @@
 //! handed whatever file the link points at, anywhere Basin can read.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use basin_catalog::{Error, NewEvent, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -20,7 +21,7 @@ use super::dispatch::Dispatcher;
 use crate::Lakehouse;
 
 /// Watches the buckets while it lives.
-pub type BucketWatcher = notify::RecommendedWatcher;
+pub type BucketWatcher = Arc<Mutex<notify::RecommendedWatcher>>;
 
 /// The folder holding every bucket of the embedded default.
 pub fn buckets_dir(lakehouse: &Lakehouse) -> PathBuf {
@@ -76,6 +77,13 @@ fn plain_file(roots: &[Root], path: &Path) -> bool {
         Some(None) => std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()),
         None => false,
     }
+}
+
+/// Whether `path` is a folder under a root, reached without a symbolic link (a folder
+/// reached through one is no bucket's, as [`plain_file`] says of files).
+fn plain_folder(roots: &[Root], path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && matches!(symlink_under_a_root(roots, path), Some(None))
 }
 
 /// For a path under one of the roots, the symbolic link on its way down from that root, if
@@ -149,9 +157,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// A folder made or moved into a bucket is read whole when its event arrives: inotify
 /// watches a new folder only once the watcher has seen it, so a file written into it
 /// before then makes no event of its own, and the files of a folder moved in make none at
-/// all. `notify` adds the folder's watch right after it hands the event over, and the folder
-/// is read after a catalog query (the deployed functions), by when the watch exists: a file
-/// is then either read or watched, and one both read and watched is queued once.
+/// all. So the folder is watched first (`notify` would add the watch only after the events
+/// it is reading, and a read racing it lost files of a burst), then read: a file is then
+/// either read or watched, and one both read and watched is queued once.
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
     let roots = roots(&lakehouse);
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
@@ -182,9 +190,29 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
             .watch(&root.dir, RecursiveMode::Recursive)
             .map_err(|e| Error::io(format!("cannot watch {}: {e}", root.dir.display())))?;
     }
+    let watcher = Arc::new(Mutex::new(watcher));
+    // Weak: dropping the returned watcher ends the watch, its handler, then this task.
+    let weak = Arc::downgrade(&watcher);
     tokio::spawn(async move {
         let mut paths = Vec::new();
         while rx.recv_many(&mut paths, 1000).await > 0 {
+            let folders: Vec<PathBuf> = paths
+                .iter()
+                .filter(|p| plain_folder(&roots, p))
+                .cloned()
+                .collect();
+            if let (false, Some(watcher)) = (folders.is_empty(), weak.upgrade()) {
+                // A round trip to notify's thread: once it returns, the watches exist.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
+                    for folder in &folders {
+                        if let Err(e) = watcher.watch(folder, RecursiveMode::Recursive) {
+                            tracing::warn!("cannot watch {}: {e}", folder.display());
+                        }
+                    }
+                })
+                .await;
+            }
             if let Err(e) = queue(&lakehouse, &roots, &paths).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
@@ -199,11 +227,8 @@ async fn queue(lakehouse: &Lakehouse, roots: &[Root], paths: &[PathBuf]) -> Resu
     let functions = lakehouse.deployed_functions().await?;
     let mut files = Vec::new();
     for path in paths {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            // A folder reached through a link is no bucket's: `plain_file` says so for files.
-            if matches!(symlink_under_a_root(roots, path), Some(None)) {
-                files.extend(files_under(path));
-            }
+        if plain_folder(roots, path) {
+            files.extend(files_under(path));
         } else {
             files.push(path.clone());
         }
