@@ -153,7 +153,8 @@ def measure(basin: str, work: Path, files: int = 10_000, batch: int = 500, space
             land(folder, f"s{i:03}.csv", files + i)
             time.sleep(0.1)
         wait_for(lambda: server.count("burst") == before + spaced, 120)
-        latencies = [(r["started"] - r["landed"]) * 1000 for r in
+        # Exact decimals come as JSON strings (the HTTP API keeps their digits).
+        latencies = [(float(r["started"]) - float(r["landed"])) * 1000 for r in
                      server.query(f"SELECT landed, started FROM bench.burst WHERE id >= {files}")]
 
         log(f"== idle: {IDLE_SECONDS}s after the keep-alive ({KEEP_ALIVE_SECONDS}s)")
