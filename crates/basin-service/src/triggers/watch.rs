@@ -196,16 +196,14 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
     tokio::spawn(async move {
         let mut paths = Vec::new();
         while rx.recv_many(&mut paths, 1000).await > 0 {
-            let folders: Vec<PathBuf> = paths
-                .iter()
-                .filter(|p| plain_folder(&roots, p))
-                .cloned()
-                .collect();
+            let (folders, mut files): (Vec<PathBuf>, Vec<PathBuf>) =
+                paths.drain(..).partition(|p| plain_folder(&roots, p));
             if let (false, Some(watcher)) = (folders.is_empty(), weak.upgrade()) {
                 // A round trip to notify's thread: once it returns, the watches exist.
+                let watched = folders.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
-                    for folder in &folders {
+                    for folder in &watched {
                         if let Err(e) = watcher.watch(folder, RecursiveMode::Recursive) {
                             tracing::warn!("cannot watch {}: {e}", folder.display());
                         }
@@ -213,26 +211,18 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 })
                 .await;
             }
-            if let Err(e) = queue(&lakehouse, &roots, &paths).await {
+            files.extend(folders.iter().flat_map(|folder| files_under(folder)));
+            if let Err(e) = queue(&lakehouse, &roots, &files).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
-            paths.clear();
             dispatcher.wake();
         }
     });
     Ok(watcher)
 }
 
-async fn queue(lakehouse: &Lakehouse, roots: &[Root], paths: &[PathBuf]) -> Result<()> {
+async fn queue(lakehouse: &Lakehouse, roots: &[Root], files: &[PathBuf]) -> Result<()> {
     let functions = lakehouse.deployed_functions().await?;
-    let mut files = Vec::new();
-    for path in paths {
-        if plain_folder(roots, path) {
-            files.extend(files_under(path));
-        } else {
-            files.push(path.clone());
-        }
-    }
     let events: Vec<NewEvent> = files
         .iter()
         .filter(|p| plain_file(roots, p))
