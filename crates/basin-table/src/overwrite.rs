@@ -98,8 +98,19 @@ pub(crate) async fn rewrite_updates(
                 }
                 continue;
             }
+            // A manifest of files an earlier snapshot deleted belongs to that snapshot alone
+            // (readers of this one never see its entries): carried on, every replace of a
+            // table would read all the ones before it.
+            if manifest_file.added_files_count == Some(0)
+                && manifest_file.existing_files_count == Some(0)
+            {
+                continue;
+            }
             let manifest = manifest_file.load_manifest(file_io).await?;
             let alive: Vec<_> = manifest.entries().iter().filter(|e| e.is_alive()).collect();
+            if alive.is_empty() {
+                continue;
+            }
             let touched = |path: &str| only.is_none_or(|o| o.contains(path));
             if !alive.iter().any(|e| touched(e.data_file().file_path())) {
                 // Nothing of this manifest is replaced: it goes on unchanged.

@@ -289,6 +289,56 @@ async fn three_appends() -> (tempfile::TempDir, Tables, Key, Resolved, Table) {
     (dir, tables, key, read_at, table)
 }
 
+/// A replacement's snapshot lists the manifest of what it added and of what it deleted, not
+/// those of earlier replacements: each would otherwise read every one before it. What an
+/// earlier snapshot held still reads the same.
+#[tokio::test]
+async fn a_replacement_does_not_carry_the_deleted_manifests_of_earlier_ones() {
+    let (_dir, tables, key, _, _) = three_appends().await;
+    let mut first = None;
+    for round in 0..6 {
+        let main = tables.catalog().resolve("main").await.unwrap();
+        let table = tables.load(&main, &key).await.unwrap();
+        let files = data_file(&table, vec![round * 10, round * 10 + 1]).await;
+        tables
+            .commit_change(
+                &key,
+                Tables::stage_existing(table),
+                TableChange::Replace(files),
+                CommitRequest::new("main", main.commit, "replace"),
+            )
+            .await
+            .unwrap();
+        let main = tables.catalog().resolve("main").await.unwrap();
+        let table = tables.load(&main, &key).await.unwrap();
+        let snapshot = table.metadata().current_snapshot().unwrap();
+        first.get_or_insert(snapshot.snapshot_id());
+        let list = table.manifest_list_reader(snapshot).load().await.unwrap();
+        assert!(
+            list.entries().len() <= 2,
+            "round {round}: {} manifests",
+            list.entries().len()
+        );
+        assert_eq!(all_values(&tables).await, vec![round * 10, round * 10 + 1]);
+    }
+    // The first replacement's snapshot, read by time travel.
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let table = tables.load(&main, &key).await.unwrap();
+    let batches: Vec<RecordBatch> = table
+        .scan()
+        .snapshot_id(first.unwrap())
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, 2);
+}
+
 /// A compaction swaps exactly the files it read: an append that lands between its read and
 /// its commit stays, and a file it read that another writer replaced stops it.
 #[tokio::test]
