@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use basin_catalog::{Error, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 /// One input: a table (or, in a project, a model) with the columns and filter to push down.
@@ -100,11 +101,113 @@ impl Trigger {
 
 /// Reads the declarations of `file` (only `function`'s when given) with the first `python3`
 /// on PATH and the SDK folder `sdk` (see `sdk::materialize`).
+///
+/// What `basin.spec` prints depends only on the SDK, the file's path and text, and the
+/// `basin.toml` beside it, so it is kept in `sdk/declarations/` and read from there while
+/// those are unchanged: a re-run of an unchanged project starts no Python (a `python3` behind
+/// a version manager's shim takes 100 ms or more to start).
 pub async fn read_declarations(
     sdk: &Path,
     file: &Path,
     function: Option<&str>,
 ) -> Result<Vec<Declaration>> {
+    let cache = DeclarationCache::new(sdk, file, function);
+    let before = cache.fingerprint();
+    if let Some(found) = before.as_deref().and_then(|f| cache.get(f)) {
+        return Ok(found);
+    }
+    let found = run_spec(sdk, file, function).await?;
+    // Kept only if nothing changed while Python read the files.
+    if let Some(fingerprint) = before
+        && cache.fingerprint().as_deref() == Some(fingerprint.as_str())
+    {
+        cache.put(&fingerprint, &found);
+    }
+    Ok(found)
+}
+
+/// One file's (and function's) entry in the SDK folder's cache of declarations.
+struct DeclarationCache<'a> {
+    entry: PathBuf,
+    file: &'a Path,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedDeclarations {
+    fingerprint: String,
+    declarations: Vec<Declaration>,
+}
+
+impl<'a> DeclarationCache<'a> {
+    fn new(sdk: &Path, file: &'a Path, function: Option<&str>) -> Self {
+        let name = hex(&Sha256::new()
+            .chain_update(file.as_os_str().as_encoded_bytes())
+            .chain_update([0])
+            .chain_update(function.unwrap_or_default())
+            .finalize()[..16]);
+        Self {
+            entry: sdk.join("declarations").join(format!("{name}.json")),
+            file,
+        }
+    }
+
+    /// A digest of the file's text and of the `basin.toml` beside it (or its absence); None
+    /// when the file cannot be read (Python then says why).
+    fn fingerprint(&self) -> Option<String> {
+        let mut hasher = Sha256::new();
+        hasher.update(std::fs::read(self.file).ok()?);
+        match self
+            .file
+            .parent()
+            .map(|d| std::fs::read(d.join("basin.toml")))
+        {
+            Some(Ok(toml)) => {
+                hasher.update([1]);
+                hasher.update(toml);
+            }
+            _ => hasher.update([0]),
+        }
+        Some(hex(&hasher.finalize()))
+    }
+
+    fn get(&self, fingerprint: &str) -> Option<Vec<Declaration>> {
+        let cached: CachedDeclarations =
+            serde_json::from_slice(&std::fs::read(&self.entry).ok()?).ok()?;
+        (cached.fingerprint == fingerprint).then_some(cached.declarations)
+    }
+
+    /// Written whole (a temporary file renamed over the entry); a failure only costs the
+    /// next read a Python run.
+    fn put(&self, fingerprint: &str, declarations: &[Declaration]) {
+        let cached = CachedDeclarations {
+            fingerprint: fingerprint.to_string(),
+            declarations: declarations.to_vec(),
+        };
+        let Some(folder) = self.entry.parent() else {
+            return;
+        };
+        let temp = folder.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+        let written = std::fs::create_dir_all(folder)
+            .and_then(|()| std::fs::write(&temp, serde_json::to_vec(&cached)?))
+            .and_then(|()| std::fs::rename(&temp, &self.entry));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        if let Err(e) = written {
+            tracing::debug!(
+                "cannot keep the declarations of {}: {e}",
+                self.file.display()
+            );
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `python3 -m basin.spec FILE [--function NAME]`, its JSON read, its error made Basin's.
+async fn run_spec(sdk: &Path, file: &Path, function: Option<&str>) -> Result<Vec<Declaration>> {
     let mut command = Command::new("python3");
     command
         .args(["-I", "-c"])
@@ -138,4 +241,55 @@ pub async fn read_declarations(
     }
     serde_json::from_slice(&output.stdout)
         .map_err(|e| Error::internal(format!("basin.spec printed something unexpected: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn declarations_are_kept_until_the_file_or_its_basin_toml_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = crate::sdk::materialize(&dir.path().join("tools")).unwrap();
+        let file = dir.path().join("load.py");
+        let write = |python: &str| {
+            std::fs::write(
+                &file,
+                format!(
+                    "import basin\n\n@basin.python(\"{python}\")\ndef load(event):\n    return 1\n"
+                ),
+            )
+            .unwrap()
+        };
+        let read = || async { read_declarations(&sdk, &file, None).await.unwrap() };
+        write("3.11");
+        assert_eq!(read().await[0].python.as_deref(), Some("3.11"));
+
+        // The second read comes from the cache: an entry changed by hand is what it returns.
+        let entry = DeclarationCache::new(&sdk, &file, None).entry;
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(text.contains("\"3.11\""), "{text}");
+        std::fs::write(&entry, text.replace("\"3.11\"", "\"3.99\"")).unwrap();
+        assert_eq!(read().await[0].python.as_deref(), Some("3.99"));
+        // Another function's entry is separate.
+        let one = read_declarations(&sdk, &file, Some("load")).await.unwrap();
+        assert_eq!(one[0].python.as_deref(), Some("3.11"));
+
+        // An edit is read again by Python.
+        write("3.12");
+        assert_eq!(read().await[0].python.as_deref(), Some("3.12"));
+        assert!(read().await[0].trigger.is_none());
+        // So is a basin.toml written beside it, which can declare triggers.
+        std::fs::write(
+            dir.path().join("basin.toml"),
+            "[triggers.load.http]\npath = \"/load\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read().await[0].trigger,
+            Some(Trigger::Http {
+                path: Some("/load".into())
+            })
+        );
+    }
 }
