@@ -197,15 +197,27 @@ impl Runtime {
         }
     }
 
-    async fn zygote(&self, env: &Env, preload: &[String], fresh: bool) -> Result<Arc<Zygote>> {
-        let slot = self
-            .inner
+    /// `env`'s worker slot: empty until a worker starts, and locked while one does.
+    fn slot(&self, env: &Env) -> Slot {
+        self.inner
             .zygotes
             .lock()
             .expect("zygotes")
             .entry(env.hash.clone())
             .or_default()
-            .clone();
+            .clone()
+    }
+
+    /// Starts a worker for `env`; its spare children build the walls of a function without
+    /// the internet ahead. The caller holds the slot's lock and puts the worker in it.
+    async fn start_worker(&self, env: &Env, preload: &[String]) -> Result<Arc<Zygote>> {
+        let ahead = self.sandbox(env, false, Vec::new(), PathBuf::new());
+        let z = Zygote::start(&env.python, preload, &search_path(env), &ahead).await?;
+        Ok(Arc::new(z))
+    }
+
+    async fn zygote(&self, env: &Env, preload: &[String], fresh: bool) -> Result<Arc<Zygote>> {
+        let slot = self.slot(env);
         let mut slot = slot.lock().await;
         if fresh {
             slot.take();
@@ -213,12 +225,35 @@ impl Runtime {
         if let Some(z) = slot.as_ref() {
             return Ok(z.clone());
         }
-        // Its spare children build the walls of a function without the internet ahead.
-        let ahead = self.sandbox(env, false, Vec::new(), PathBuf::new());
-        let z = Arc::new(Zygote::start(&env.python, preload, &search_path(env), &ahead).await?);
+        let z = self.start_worker(env, preload).await?;
         *slot = Some(z.clone());
         self.inner.reaper.notify_one();
         Ok(z)
+    }
+
+    /// Starts `env`'s worker (Python's start and the `preload` imports, a few hundred
+    /// milliseconds with pyarrow) in the background, so that it overlaps with whatever the
+    /// caller does next: scanning the inputs. The invocation that follows waits for it
+    /// instead of starting its own. A worker already there, or starting, is left alone; a
+    /// start that fails here is tried again (and reported) by that invocation.
+    pub fn warm(&self, env: &Env, preload: &[String]) {
+        // Locked here, before the task runs: an invocation that asks first still waits for it.
+        let Ok(mut slot) = self.slot(env).try_lock_owned() else {
+            return;
+        };
+        if slot.is_some() {
+            return;
+        }
+        let (runtime, env, preload) = (self.clone(), env.clone(), preload.to_vec());
+        tokio::spawn(async move {
+            match runtime.start_worker(&env, &preload).await {
+                Ok(z) => {
+                    *slot = Some(z);
+                    runtime.inner.reaper.notify_one();
+                }
+                Err(e) => tracing::debug!(env = %env.hash, "worker not started ahead: {e}"),
+            }
+        });
     }
 
     fn permit_for(&self, function: &str, limit: Option<usize>) -> Arc<Semaphore> {

@@ -448,6 +448,35 @@ def probe():
         assert_eq!(json(&finished)["network"], "allowed");
     }
 
+    /// Callers start the worker while they scan the inputs: the invocation then uses that
+    /// one, and a worker is started once however often it is asked for.
+    #[tokio::test]
+    async fn a_worker_started_ahead_serves_the_invocation() {
+        let rt = runtime(RuntimeOptions::default());
+        let env = rt.environment(&pyarrow()).await.unwrap();
+        let preload = vec!["pyarrow".to_string()];
+        rt.warm(&env, &preload);
+        rt.warm(&env, &preload);
+        // `workers` waits for one still starting.
+        let workers = rt.workers().await;
+        assert_eq!(workers.len(), 1);
+        rt.warm(&env, &preload);
+        let (finished, _) = invoke(
+            &rt,
+            "def f(event):\n    return event['n']\n",
+            "f",
+            None,
+            Limits::default(),
+        )
+        .await;
+        assert_eq!(json(&finished), serde_json::json!(3));
+        assert_eq!(
+            rt.workers().await,
+            workers,
+            "the invocation used the worker started ahead"
+        );
+    }
+
     #[tokio::test]
     async fn warm_workers_are_reused_without_sharing_state_then_exit_when_idle() {
         let rt = runtime(RuntimeOptions {

@@ -82,6 +82,8 @@ impl Lakehouse {
             notify(&spec.building_note());
         }
         let env = runtime.environment(&spec).await?;
+        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        runtime.warm(&env, &preload);
         let secrets = secrets_for(&declaration, &[])?;
 
         // Inputs, scanned at one commit of the ref.
@@ -99,7 +101,7 @@ impl Lakehouse {
         let mut workspace = runtime.workspace()?;
         if !inputs.is_empty() {
             let at = self.resolve(request.at.as_deref()).await?;
-            let session = basin_sql::Session::new(self.sql(), self.tables(), &at, None)
+            let session = basin_sql::Session::plain_strings(self.sql(), self.tables(), &at, None)
                 .await?
                 .with_namespace_option(basin_sql::NamespaceOption::Fixed);
             for (param, input) in &inputs {
@@ -122,7 +124,7 @@ impl Lakehouse {
             function: display_name(&request.target),
             target,
             env: env.clone(),
-            preload: spec.packages.keys().cloned().collect(),
+            preload,
             event: request.event.clone(),
             params: serde_json::Value::Null,
             secrets,

@@ -105,8 +105,29 @@ impl Session {
         at: &Resolved,
         namespace: Option<&str>,
     ) -> Result<Self> {
-        let catalog =
-            Arc::new(RefCatalog::load(engine, tables.clone(), at, engine.string_views()).await?);
+        Self::with_strings(engine, tables, at, namespace, engine.string_views()).await
+    }
+
+    /// A session whose table scans read strings as `Utf8` (not `Utf8View`, whatever the
+    /// settings say): for results written out as Arrow for others to read, a function's
+    /// inputs, which would otherwise be cast back to `Utf8` value by value after the scan.
+    pub async fn plain_strings(
+        engine: &Engine,
+        tables: &Tables,
+        at: &Resolved,
+        namespace: Option<&str>,
+    ) -> Result<Self> {
+        Self::with_strings(engine, tables, at, namespace, false).await
+    }
+
+    async fn with_strings(
+        engine: &Engine,
+        tables: &Tables,
+        at: &Resolved,
+        namespace: Option<&str>,
+        string_views: bool,
+    ) -> Result<Self> {
+        let catalog = Arc::new(RefCatalog::load(engine, tables.clone(), at, string_views).await?);
         let default_schema = namespace.unwrap_or("default");
         if namespace.is_some() && !catalog.has_namespace(default_schema) {
             let names = catalog.namespace_names();
@@ -132,6 +153,11 @@ impl Session {
             // Checked when the settings were read.
             config = config.set_str(key, value);
         }
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = string_views;
         // No table factories: `CREATE EXTERNAL TABLE` has nothing to build, even if it got
         // past the statement policy; files come only from the engine's warehouse store.
         let state = rules::add(

@@ -216,6 +216,8 @@ impl ModelJob {
             (self.sink)(name, basin_runtime::Stream::Stderr, &spec.building_note());
         }
         let env = runtime.environment(&spec).await?;
+        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        runtime.warm(&env, &preload);
         let mut workspace = runtime.workspace()?;
         let mut session = None;
         for (param, input, produced) in inputs {
@@ -229,7 +231,7 @@ impl ModelJob {
                     if session.is_none() {
                         let at = lakehouse.catalog().resolve(&self.at).await?;
                         session = Some(
-                            basin_sql::Session::new(
+                            basin_sql::Session::plain_strings(
                                 lakehouse.sql(),
                                 lakehouse.tables(),
                                 &at,
@@ -265,7 +267,7 @@ impl ModelJob {
                 source: source.to_string(),
             },
             env,
-            preload: spec.packages.keys().cloned().collect(),
+            preload,
             event: serde_json::Value::Null,
             params: (*self.params).clone(),
             secrets: secrets_for(declaration, &self.project.secrets)?,

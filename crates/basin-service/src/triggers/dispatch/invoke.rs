@@ -23,6 +23,8 @@ impl Dispatcher {
         let declaration = &function.declaration;
         let spec = env_spec(declaration, None, &Default::default(), &[]);
         let env = runtime.environment(&spec).await?;
+        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        runtime.warm(&env, &preload);
         let mut workspace = runtime.workspace()?;
         // Objects in an S3 bucket are fetched 16 at a time.
         let mut objects: Vec<Result<Option<Fetched>>> = Vec::with_capacity(events.len());
@@ -49,7 +51,7 @@ impl Dispatcher {
                 source: function.source.clone(),
             },
             env,
-            preload: spec.packages.keys().cloned().collect(),
+            preload,
             event: serde_json::Value::Null,
             params: serde_json::Value::Null,
             secrets: crate::functions::secrets_for(declaration, &[])?,
