@@ -25,7 +25,7 @@ use crate::options::RuntimeCounters;
 
 /// Fresh files kept ready: one invocation's output, and the next one's.
 const FRESH_TARGET: usize = 2;
-/// The sizes of this many recent handoffs decide the size of fresh files.
+/// The sizes of this many recent outputs decide the size of fresh files.
 const RECENT: usize = 8;
 
 #[derive(Debug)]
@@ -143,8 +143,9 @@ impl Pool {
         opened.ok()
     }
 
-    /// Remembers the size of a table handed over, which sizes the fresh files, and starts
-    /// allocating them.
+    /// Remembers the size of a table a function wrote, which sizes the fresh files (where
+    /// functions write), and starts allocating them. Inputs do not count: they go into used
+    /// files, and a function that sums a large table into a few rows needs no large fresh ones.
     pub fn note(self: &Arc<Self>, bytes: u64) {
         {
             let mut state = self.state.lock().expect("pool");

@@ -138,9 +138,6 @@ impl Workspace {
         let bytes = std::io::Seek::stream_position(&mut file)
             .and_then(|end| file.set_len(end).map(|()| end))
             .map_err(io(format!("cannot write {}", path.display())))?;
-        if let Some(pool) = &self.pool {
-            pool.note(bytes);
-        }
         let table = TableFile {
             path,
             format: FORMAT.into(),
