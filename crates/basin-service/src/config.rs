@@ -224,6 +224,8 @@ impl SizeValue {
     fn bytes(&self, setting: &str) -> Result<u64> {
         match self {
             SizeValue::Bytes(n) => Ok(*n),
+            // As the number 0 is (`handoff_pool = "0"`: none).
+            SizeValue::Text(t) if t.trim() == "0" => Ok(0),
             SizeValue::Text(t) => basin_catalog::units::parse_size(t).map_err(|e| {
                 Error::invalid(format!("{setting}: {}", e.message))
                     .with_hint("write e.g. \"512MiB\" or \"4GiB\"")
@@ -611,4 +613,27 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .find(|dir| dir.join(crate::BASIN_DIR).is_dir())
         .map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handoff_pool_is_a_size_and_zero_written_either_way_turns_it_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = |value: &str| {
+            std::fs::write(
+                dir.path().join("basin.toml"),
+                format!("[functions]\nhandoff_pool = {value}\n"),
+            )
+            .unwrap();
+            Settings::load(dir.path()).map(|s| s.runtime.handoff_pool)
+        };
+        assert_eq!(pool("\"512MiB\"").unwrap(), 512 << 20);
+        assert_eq!(pool("\"0\"").unwrap(), 0);
+        assert_eq!(pool("0").unwrap(), 0);
+        let e = pool("\"lots\"").unwrap_err();
+        assert!(e.message.contains("handoff_pool"), "{e}");
+    }
 }
