@@ -1,11 +1,12 @@
 """A/B runs of the TPC-H levers of issue #18, on one machine, in one sitting.
 
-Builds two lakehouses from the same TPC-H CSV files: one written as Basin writes now (row
-groups of 128k rows) and one with Parquet's old one-million-row groups (the tables'
-`write.parquet.row-group-limit` set through Basin's Iceberg REST catalog, then the data
-imported again). Then runs the 22 queries on each variant below (a basin.toml with
-`[sql.datafusion]` options), best of --repeat per query, and prints one markdown table of
-totals and one of per-query times. Run by `bench/run.sh --tpch-ab` (release build).
+Builds lakehouses from the same TPC-H CSV files: one written as Basin writes now (row groups
+of 128k rows, Snappy) and others whose tables carry write properties (Parquet's old
+one-million-row groups, other codecs), created through Basin's Iceberg REST catalog with those
+properties before the data is imported. Then runs the 22 queries on each variant below (a
+lakehouse and a basin.toml with `[sql.datafusion]` options), best of --repeat per query, and
+prints one markdown table of totals and one of per-query times; with --duckdb, DuckDB's times
+on each lakehouse's files beside them. Run by `bench/run.sh --tpch-ab` (release build).
 
 With --binaries A=PATH,B=PATH (build levers: an allocator, LTO), it runs Basin's default
 settings on the 128k lakehouse with each binary in turn, --rounds times (A, B, A, B, ...), so
@@ -13,6 +14,7 @@ that this VM's drift hits both alike, and prints each round's totals and the bes
 """
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -21,10 +23,21 @@ import time
 import urllib.request
 from pathlib import Path
 
-from run import QUERIES, TABLES, basin, engine_seconds, generate, header, log
+import duckdb
+
+from run import QUERIES, TABLES, basin, duckdb_seconds, duckdb_views, engine_seconds, generate, header, log
 import serving
 
-# (name, lakehouse: "128k" or "1M", [sql.datafusion] options)
+# The lakehouses: the table properties each writes under (none: Basin's defaults).
+LAKEHOUSES = {
+    "128k": {},
+    "1M": {"write.parquet.row-group-limit": "1048576"},
+    "lz4_raw": {"write.parquet.compression-codec": "lz4_raw"},
+    "zstd": {"write.parquet.compression-codec": "zstd", "write.parquet.compression-level": "1"},
+    "uncompressed": {"write.parquet.compression-codec": "uncompressed"},
+}
+
+# (name, lakehouse: a key of LAKEHOUSES, [sql.datafusion] options)
 NO_VIEWS = {"execution.parquet.schema_force_view_types": False}
 
 VARIANTS = [
@@ -46,6 +59,9 @@ VARIANTS = [
         "execution.skip_partial_aggregation_probe_ratio_threshold": 0.1}),
     ("128k, batches of 16k rows", "128k", {"execution.batch_size": 16384}),
     ("128k, 4 target partitions on 2 cores", "128k", {"execution.target_partitions": 4}),
+    ("128k, LZ4 (raw) instead of Snappy", "lz4_raw", {}),
+    ("128k, zstd level 1 instead of Snappy", "zstd", {}),
+    ("128k, uncompressed", "uncompressed", {}),
 ]
 
 
@@ -53,32 +69,45 @@ def toml_value(v) -> str:
     return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
-def build(args, csv_dir: Path, home: Path, row_group_limit: int | None) -> None:
+def build(args, csv_dir: Path, home: Path, properties: dict, like: Path | None = None) -> None:
+    """A lakehouse of the TPC-H tables. With `properties`, each table is first created through
+    the Iceberg REST catalog (as any engine would), with the schema the same table has in
+    `like` and those properties, and the rows imported into it: the data folders hold only
+    files written under the properties, which DuckDB's views read."""
     subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+    if properties:
+        schemas = {}
+        with serving_rest(args, like) as base:
+            for table in TABLES:
+                with urllib.request.urlopen(f"{base}/v1/main/namespaces/tpch/tables/{table}") as r:
+                    metadata = json.load(r)["metadata"]
+                schemas[table] = next(s for s in metadata["schemas"]
+                                      if s["schema-id"] == metadata["current-schema-id"])
+        with serving_rest(args, home) as base:
+            post(f"{base}/v1/main/namespaces", {"namespace": ["tpch"]})
+            for table in TABLES:
+                post(f"{base}/v1/main/namespaces/tpch/tables",
+                     {"name": table, "schema": schemas[table], "properties": properties})
     for table in TABLES:
         basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}")
-    if row_group_limit is None:
-        return
-    # The property, through the Iceberg REST catalog (as any engine would set it), then the
-    # rows written again under it.
+
+
+@contextlib.contextmanager
+def serving_rest(args, home: Path):
+    """`basin serve` on `home` (no auth, a local port) for as long as the block runs."""
     server = subprocess.Popen([args.basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
                               stderr=subprocess.PIPE, text=True)
     try:
-        base = f"http://127.0.0.1:{serving.listening(server)['http']}"
-        for table in TABLES:
-            body = json.dumps({"requirements": [], "updates": [{
-                "action": "set-properties",
-                "updates": {"write.parquet.row-group-limit": str(row_group_limit)},
-            }]}).encode()
-            request = urllib.request.Request(f"{base}/v1/main/namespaces/tpch/tables/{table}", data=body,
-                                             headers={"content-type": "application/json"}, method="POST")
-            urllib.request.urlopen(request).read()
+        yield f"http://127.0.0.1:{serving.listening(server)['http']}"
     finally:
         server.kill()
         server.wait()
-    for table in TABLES:
-        basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}",
-              "--mode", "replace")
+
+
+def post(url: str, body: dict) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    urllib.request.urlopen(request).read()
 
 
 def run_queries(args, home: Path) -> list[float | None]:
@@ -114,18 +143,29 @@ def main() -> None:
     p.add_argument("--memory", default="4GiB", help="[sql] memory_limit and query_memory_limit of the runs")
     p.add_argument("--binaries", default="", help="NAME=PATH,NAME=PATH: compare binaries instead of variants")
     p.add_argument("--rounds", type=int, default=3, help="rounds of --binaries (each runs every binary once)")
+    p.add_argument("--duckdb", action="store_true", help="also run DuckDB on each variant's lakehouse files")
     args = p.parse_args()
     if args.binaries:
         compare_binaries(args)
         return
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
-    homes = {"128k": work / "rg128k", "1M": work / "rg1m"}
-    log("== lakehouses: 128k-row and 1M-row groups")
-    build(args, csv_dir, homes["128k"], None)
-    build(args, csv_dir, homes["1M"], 1 << 20)
-    results = []
     chosen = [VARIANTS[int(i)] for i in args.only.split(",")] if args.only else VARIANTS
+    # The default lakehouse first: the others take its tables' schemas.
+    used = ["128k"] + sorted({lakehouse for _, lakehouse, _ in chosen} - {"128k"})
+    homes = {name: work / f"lh-{name}" for name in used}
+    for name in used:
+        log(f"== lakehouse {name}: {LAKEHOUSES[name] or 'Basin defaults'}")
+        build(args, csv_dir, homes[name], LAKEHOUSES[name], like=homes["128k"])
+    duck = {}
+    if args.duckdb:
+        for name in used:
+            con = duckdb.connect()
+            duckdb_views(args.basin, homes[name], con)
+            duck[name] = [duckdb_seconds(con, (QUERIES / f"q{q:02}.sql").read_text(), args.repeat)
+                          for q in range(1, 23)]
+            log(f"   duckdb on {name}: {total(duck[name])}")
+    results = []
     for name, lakehouse, options in chosen:
         home = homes[lakehouse]
         toml = (f'[sql]\nmemory_limit = "{args.memory}"\nquery_memory_limit = "{args.memory}"\n\n[sql.datafusion]\n'
@@ -135,6 +175,8 @@ def main() -> None:
         seconds = run_queries(args, home)
         log(f"   {name}: {total(seconds)} ({time.perf_counter() - started:.0f}s wall)")
         results.append((name, seconds))
+        if args.duckdb:
+            results.append((f"DuckDB on the files of {lakehouse}", duck[lakehouse]))
     header(args)
     print(f"[sql] memory limits {args.memory}.  ")
     print()
@@ -157,10 +199,10 @@ def compare_binaries(args) -> None:
     binaries = dict(pair.split("=", 1) for pair in args.binaries.split(","))
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
-    home = work / "rg128k"
+    home = work / "lh-128k"
     log("== lakehouse (written by the first binary)")
     args.basin = next(iter(binaries.values()))
-    build(args, csv_dir, home, None)
+    build(args, csv_dir, home, {})
     (home / "basin.toml").write_text(f'[sql]\nmemory_limit = "{args.memory}"\nquery_memory_limit = "{args.memory}"\n')
     runs: dict[str, list[list[float | None]]] = {name: [] for name in binaries}
     for r in range(args.rounds):

@@ -156,6 +156,42 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
     assert status == 400 and "outside the warehouse" in body["error"]["message"]
 
 
+def test_the_codec_a_table_names_is_the_codec_its_files_are_written_with(lakehouse, open_server, tmp_path):
+    """`write.parquet.compression-codec`, set as any engine sets it, governs Basin's writes; a
+    codec Basin does not write fails the import by name and leaves the table as it was."""
+    import pyarrow.parquet as pq
+
+    main = catalog(open_server)
+    main.create_namespace("sales")
+    main.create_table("sales.orders", schema=orders([], []).schema,
+                      properties={"write.parquet.compression-codec": "zstd", "write.parquet.compression-level": "3"})
+    csv = tmp_path / "orders.csv"
+    csv.write_text("id,amount\n" + "".join(f"{i},{i}.5\n" for i in range(1000)))
+    lakehouse("import", str(csv), "--table", "sales.orders")
+
+    def codecs():
+        table = main.load_table("sales.orders")
+        files = [t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()]
+        assert files
+        return {pq.ParquetFile(f).metadata.row_group(0).column(c).compression for f in files for c in range(2)}
+
+    assert codecs() == {"ZSTD"}
+    assert count(lakehouse, "sales.orders") == 1000
+
+    main.load_table("sales.orders").transaction().set_properties(
+        {"write.parquet.compression-codec": "lzo"}).commit_transaction()
+    failed = lakehouse.run("import", str(csv), "--table", "sales.orders", check=False)
+    assert failed.returncode != 0
+    assert "sales.orders" in failed.stderr and "`lzo`" in failed.stderr and "hint:" in failed.stderr, failed.stderr
+    assert count(lakehouse, "sales.orders") == 1000
+
+    main.load_table("sales.orders").transaction().set_properties(
+        {"write.parquet.compression-codec": "uncompressed"}).commit_transaction()
+    lakehouse("import", str(csv), "--table", "sales.orders")
+    assert codecs() == {"ZSTD", "UNCOMPRESSED"}
+    assert count(lakehouse, "sales.orders") == 2000
+
+
 def test_concurrent_appends_lose_nothing(lakehouse, open_server):
     catalog(open_server).create_namespace("sales")
     catalog(open_server).create_table("sales.orders", schema=orders([], []).schema)

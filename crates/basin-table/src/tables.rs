@@ -213,8 +213,8 @@ impl Tables {
             .schema(schema)
             .partition_spec(spec)
             .properties(HashMap::from([(
-                "write.parquet.compression-codec".to_string(),
-                "snappy".to_string(),
+                crate::writer::COMPRESSION_CODEC.to_string(),
+                crate::writer::DEFAULT_COMPRESSION_CODEC.to_string(),
             )]))
             .build();
         let metadata = TableMetadataBuilder::from_table_creation(creation)

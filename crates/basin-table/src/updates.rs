@@ -199,8 +199,8 @@ impl Tables {
             }
         };
         properties
-            .entry("write.parquet.compression-codec".to_string())
-            .or_insert_with(|| "snappy".to_string());
+            .entry(crate::writer::COMPRESSION_CODEC.to_string())
+            .or_insert_with(|| crate::writer::DEFAULT_COMPRESSION_CODEC.to_string());
         let built = TableMetadataBuilder::new(
             schema,
             spec.unwrap_or_default(),

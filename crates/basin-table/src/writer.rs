@@ -1,5 +1,7 @@
 //! Writes Arrow batches into Parquet data files of one table, split by its partition spec.
 
+use std::collections::HashMap;
+
 use arrow::record_batch::RecordBatch;
 use iceberg::arrow::{FieldMatchMode, RecordBatchPartitionSplitter};
 use iceberg::spec::{DataFile, DataFileFormat};
@@ -13,10 +15,10 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::basic::Compression;
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::error::{Result, from_iceberg};
+use crate::error::{Error, Result, from_iceberg};
 
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -30,7 +32,7 @@ pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 pub const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
 
 /// The table's target data file size: its `write.target-file-size-bytes`, else the default.
-pub fn target_file_size(properties: &std::collections::HashMap<String, String>) -> u64 {
+pub fn target_file_size(properties: &HashMap<String, String>) -> u64 {
     properties
         .get(TARGET_FILE_SIZE)
         .and_then(|v| v.parse::<u64>().ok())
@@ -47,12 +49,93 @@ pub const ROW_GROUP_LIMIT: &str = "write.parquet.row-group-limit";
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The table's row group size: its `write.parquet.row-group-limit`, else the default.
-fn row_group_rows(properties: &std::collections::HashMap<String, String>) -> usize {
+fn row_group_rows(properties: &HashMap<String, String>) -> usize {
     properties
         .get(ROW_GROUP_LIMIT)
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_ROW_GROUP_ROWS)
+}
+
+/// The Iceberg table properties for the Parquet codec of data files, and its level.
+pub const COMPRESSION_CODEC: &str = "write.parquet.compression-codec";
+pub const COMPRESSION_LEVEL: &str = "write.parquet.compression-level";
+
+/// The codec Basin writes unless the table says otherwise (and records on the tables it
+/// creates).
+pub const DEFAULT_COMPRESSION_CODEC: &str = "snappy";
+
+/// The codecs `write.parquet.compression-codec` may name, as Iceberg spells them.
+const CODECS: [&str; 7] = [
+    "snappy",
+    "zstd",
+    "lz4_raw",
+    "lz4",
+    "gzip",
+    "brotli",
+    "uncompressed",
+];
+
+/// The table's Parquet codec: its `write.parquet.compression-codec` (with
+/// `write.parquet.compression-level` for zstd, gzip and brotli), else Snappy. A codec or level
+/// the writer does not know is an error rather than another codec in silence.
+fn compression(table: &str, properties: &HashMap<String, String>) -> Result<Compression> {
+    let codec = properties
+        .get(COMPRESSION_CODEC)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| DEFAULT_COMPRESSION_CODEC.to_string());
+    let level = properties.get(COMPRESSION_LEVEL).map(|v| v.trim());
+    let bad_level = |why: String| {
+        Error::invalid(format!(
+            "table `{table}`: `{COMPRESSION_LEVEL}` `{}` {why}",
+            level.unwrap_or_default()
+        ))
+        .with_hint(format!(
+            "set `{COMPRESSION_LEVEL}` to a level the codec takes, or remove it, through the \
+             Iceberg REST catalog (`set-properties`, `remove-properties`)"
+        ))
+    };
+    let number = || match level {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| bad_level("is not a number".to_string())),
+    };
+    let compression = match codec.as_str() {
+        "snappy" => Compression::SNAPPY,
+        "uncompressed" | "none" => Compression::UNCOMPRESSED,
+        "lz4_raw" => Compression::LZ4_RAW,
+        "lz4" => Compression::LZ4,
+        "zstd" => Compression::ZSTD(match number()? {
+            Some(n) => ZstdLevel::try_new(n).map_err(|e| bad_level(e.to_string()))?,
+            None => ZstdLevel::default(),
+        }),
+        "gzip" => Compression::GZIP(match number()? {
+            Some(n) => u32::try_from(n)
+                .map_err(|e| e.to_string())
+                .and_then(|n| GzipLevel::try_new(n).map_err(|e| e.to_string()))
+                .map_err(bad_level)?,
+            None => GzipLevel::default(),
+        }),
+        "brotli" => Compression::BROTLI(match number()? {
+            Some(n) => u32::try_from(n)
+                .map_err(|e| e.to_string())
+                .and_then(|n| BrotliLevel::try_new(n).map_err(|e| e.to_string()))
+                .map_err(bad_level)?,
+            None => BrotliLevel::default(),
+        }),
+        other => {
+            return Err(Error::invalid(format!(
+                "table `{table}`: `{COMPRESSION_CODEC}` `{other}` is not a codec Basin writes"
+            ))
+            .with_hint(format!(
+                "set it to one of {} through the Iceberg REST catalog (`set-properties`)",
+                CODECS.join(", ")
+            )));
+        }
+    };
+    Ok(compression)
 }
 
 // One writer per import: the size of the variants does not matter.
@@ -85,8 +168,9 @@ impl TableWriter {
         let context = format!("cannot write data files for `{}`", table.identifier());
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
+        let codec = compression(&table.identifier().to_string(), metadata.properties())?;
         let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+            .set_compression(codec)
             .set_max_row_group_row_count(Some(row_group_rows(metadata.properties())))
             .build();
         let parquet = ParquetWriterBuilder::new_with_match_mode(
@@ -169,7 +253,12 @@ impl TableWriter {
 mod tests {
     use std::collections::HashMap;
 
-    use super::{DEFAULT_ROW_GROUP_ROWS, ROW_GROUP_LIMIT, row_group_rows};
+    use parquet::basic::{Compression, ZstdLevel};
+
+    use super::{
+        COMPRESSION_CODEC, COMPRESSION_LEVEL, DEFAULT_ROW_GROUP_ROWS, ROW_GROUP_LIMIT, compression,
+        row_group_rows,
+    };
 
     #[test]
     fn row_groups_follow_the_table_property_else_the_default() {
@@ -179,5 +268,51 @@ mod tests {
         // Nonsense falls back rather than failing a write.
         assert_eq!(row_group_rows(&with("0")), DEFAULT_ROW_GROUP_ROWS);
         assert_eq!(row_group_rows(&with("many")), DEFAULT_ROW_GROUP_ROWS);
+    }
+
+    #[test]
+    fn the_codec_follows_the_table_property_and_a_codec_not_known_is_an_error() {
+        let with = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let codec = |pairs: &[(&str, &str)]| compression("db.t", &with(pairs));
+        assert_eq!(codec(&[]).unwrap(), Compression::SNAPPY);
+        assert_eq!(
+            codec(&[(COMPRESSION_CODEC, "LZ4_RAW")]).unwrap(),
+            Compression::LZ4_RAW
+        );
+        assert_eq!(
+            codec(&[(COMPRESSION_CODEC, "uncompressed")]).unwrap(),
+            Compression::UNCOMPRESSED
+        );
+        assert_eq!(
+            codec(&[(COMPRESSION_CODEC, "zstd"), (COMPRESSION_LEVEL, "9")]).unwrap(),
+            Compression::ZSTD(ZstdLevel::try_new(9).unwrap())
+        );
+        assert_eq!(
+            codec(&[(COMPRESSION_CODEC, "zstd")]).unwrap(),
+            Compression::ZSTD(ZstdLevel::default())
+        );
+        // A level for a codec without levels is not used.
+        assert_eq!(
+            codec(&[(COMPRESSION_CODEC, "snappy"), (COMPRESSION_LEVEL, "3")]).unwrap(),
+            Compression::SNAPPY
+        );
+        let e = codec(&[(COMPRESSION_CODEC, "lzo")]).unwrap_err();
+        assert!(
+            e.to_string().contains("db.t") && e.to_string().contains("`lzo`"),
+            "{e}"
+        );
+        assert!(
+            e.hint.as_deref().is_some_and(|h| h.contains("zstd")),
+            "{e:?}"
+        );
+        let e = codec(&[(COMPRESSION_CODEC, "zstd"), (COMPRESSION_LEVEL, "99")]).unwrap_err();
+        assert!(e.to_string().contains(COMPRESSION_LEVEL), "{e}");
+        let e = codec(&[(COMPRESSION_CODEC, "gzip"), (COMPRESSION_LEVEL, "high")]).unwrap_err();
+        assert!(e.to_string().contains("not a number"), "{e}");
     }
 }
