@@ -54,7 +54,8 @@ VARIANTS = [
     ("1M, hash_join_single_partition_threshold 8 MiB / 1M rows", "1M", {
         "optimizer.hash_join_single_partition_threshold": 8 << 20,
         "optimizer.hash_join_single_partition_threshold_rows": 1 << 20}),
-    # Basin's defaults from here on (the thresholds above are in DATAFUSION_DEFAULTS).
+    # Basin's defaults from here on: the thresholds above (8 MiB / 1M until 2026-11-24, 32 MiB / 2M
+    # since: the variant below) are in DATAFUSION_DEFAULTS.
     ("128k, partial aggregation skipped past 10% distinct groups", "128k", {
         "execution.skip_partial_aggregation_probe_ratio_threshold": 0.1}),
     ("128k, batches of 16k rows", "128k", {"execution.batch_size": 16384}),
@@ -62,6 +63,14 @@ VARIANTS = [
     ("128k, LZ4 (raw) instead of Snappy", "lz4_raw", {}),
     ("128k, zstd level 1 instead of Snappy", "zstd", {}),
     ("128k, uncompressed", "uncompressed", {}),
+    ("128k, filter selectivity guessed at 10% instead of 20%", "128k", {"optimizer.default_filter_selectivity": 10}),
+    ("128k, no repartitioned joins (every join built once)", "128k", {"optimizer.repartition_joins": False}),
+    ("128k, hash_join_single_partition_threshold 32 MiB / 2M rows", "128k", {
+        "optimizer.hash_join_single_partition_threshold": 32 << 20,
+        "optimizer.hash_join_single_partition_threshold_rows": 2 << 20}),
+    ("128k, hash_join_single_partition_threshold 64 MiB / 4M rows", "128k", {
+        "optimizer.hash_join_single_partition_threshold": 64 << 20,
+        "optimizer.hash_join_single_partition_threshold_rows": 4 << 20}),
 ]
 
 

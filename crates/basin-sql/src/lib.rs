@@ -82,17 +82,19 @@ pub struct Session {
 }
 
 /// DataFusion options Basin sets unlike DataFusion's defaults; `[sql.datafusion]` overrides
-/// them. A join side of up to 8 MiB or a million rows is built once and shared by every
-/// partition (`CollectLeft`), instead of both sides being repartitioned: TPC-H at scale 1
-/// took 2 to 13% less time over three A/B runs on 2 cores (`bench/run.sh --tpch-ab`).
+/// them. A join side of up to 32 MiB or two million rows is built once and shared by every
+/// partition (`CollectLeft`), instead of both sides being repartitioned by hash: at 8 MiB and
+/// a million rows (DataFusion's: 1 MiB, 128k) TPC-H at scale 1 took 2 to 13% less time over
+/// three A/B runs on 2 cores, and 32 MiB took another 2.5% (q18 10-18%) in two more
+/// (`bench/run.sh --tpch-ab`, docs/benchmarks.md). Larger sides are still built in parallel.
 const DATAFUSION_DEFAULTS: [(&str, &str); 2] = [
     (
         "datafusion.optimizer.hash_join_single_partition_threshold",
-        "8388608",
+        "33554432",
     ),
     (
         "datafusion.optimizer.hash_join_single_partition_threshold_rows",
-        "1048576",
+        "2097152",
     ),
 ];
 
