@@ -14,6 +14,7 @@
 //! ```
 
 mod compact;
+mod conjunctions;
 pub mod distributed;
 mod errors;
 pub mod export;
@@ -170,6 +171,7 @@ impl Session {
                 .with_table_factories(HashMap::new()),
         )
         .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
+        .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
         .build();
         let ctx = SessionContext::new_with_state(state);
         if !catalog.has_namespace(default_schema) {
