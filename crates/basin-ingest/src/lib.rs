@@ -130,6 +130,26 @@ pub async fn import(
     progress: Option<Progress>,
 ) -> Result<ImportReport> {
     let started = Instant::now();
+    match import_once(tables, request.clone(), s3, progress.clone(), started).await {
+        // Two writers created the table at once (the first batches of a function writing a
+        // new table, on several nodes): the other won, so this import runs again against the
+        // table it made, as if it had started after it. The files written for the losing
+        // table are reachable from no commit; `basin gc` removes them.
+        Err(e) if basin_table::created_meanwhile(&e) => {
+            tracing::info!(table = request.table, "{}; importing into it", e.message);
+            import_once(tables, request, s3, progress, started).await
+        }
+        other => other,
+    }
+}
+
+async fn import_once(
+    tables: &Tables,
+    request: ImportRequest,
+    s3: Option<&FileIO>,
+    progress: Option<Progress>,
+    started: Instant,
+) -> Result<ImportReport> {
     let key = Key::table(&request.table)?;
     let catalog = tables.catalog();
     let at = catalog.resolve(&request.branch).await?;

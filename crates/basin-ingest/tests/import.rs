@@ -214,3 +214,24 @@ async fn integers_append_to_decimal_and_double_columns_while_exact() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.message);
 }
+
+#[tokio::test]
+async fn imports_racing_to_create_a_table_all_land_in_the_one_that_won() {
+    // As the first batches of a function writing a new table do, on several workers at once:
+    // each finds no table and creates one; one creation commits first, the others append to it.
+    let dir = tempfile::tempdir().unwrap();
+    let tables = lakehouse(dir.path()).await;
+    let imports = (0..8).map(|i| {
+        let path = dir.path().join(format!("batch{i}.csv"));
+        std::fs::write(&path, format!("id,note\n{i},n{i}\n")).unwrap();
+        let request = ImportRequest::new(vec![path.display().to_string()], "sales.orders", "main");
+        import(&tables, request, None, None)
+    });
+    let reports: Vec<_> = futures::future::join_all(imports)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(reports.iter().filter(|r| r.created).count(), 1);
+    assert_eq!(table(&tables).await, (vec!["id".into(), "note".into()], 8));
+}

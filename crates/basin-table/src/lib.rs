@@ -34,7 +34,7 @@ pub use merge::{appended_files_since, appended_snapshots_since, live_data_files,
 pub use s3_storage::install_crypto_provider;
 pub use tables::{
     ColumnSummary, MergeableAppends, SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange,
-    TableSummary, Tables, WriteOutcome,
+    TableSummary, Tables, WriteOutcome, created_meanwhile,
 };
 pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};

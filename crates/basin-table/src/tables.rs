@@ -446,7 +446,7 @@ impl Tables {
             (Some(_), true) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "table `{key}` was created on `{}` by another writer meanwhile",
+                    "table `{key}` was created on `{}` {CREATED_MEANWHILE}",
                     current.spec
                 ),
             )
@@ -624,4 +624,17 @@ pub struct MergeableAppends {
     target: Table,
     files: Vec<DataFile>,
     source_snapshot: Option<i64>,
+}
+
+/// How [`Tables::commit_change`]'s conflict ends when the change created its table and
+/// another writer created one by that name first.
+const CREATED_MEANWHILE: &str = "by another writer meanwhile";
+
+/// Whether `e` says another writer created the table this change was creating: the change's
+/// data was written for a table that lost the race, so a caller retries from the start, now
+/// against the table that won (an import then appends to it, checked against its schema).
+pub fn created_meanwhile(e: &Error) -> bool {
+    e.kind() == ErrorKind::Conflict
+        && e.message.starts_with("table `")
+        && e.message.ends_with(CREATED_MEANWHILE)
 }

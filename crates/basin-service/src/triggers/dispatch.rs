@@ -439,7 +439,12 @@ impl Dispatcher {
         let together = self.append(table, &outputs).await;
         let settled: Vec<(&EventRecord, &Attempt, Result<()>)> = match together {
             Ok(()) => outputs.iter().map(|(e, a)| (e, a, Ok(()))).collect(),
-            Err(_) if outputs.len() > 1 => {
+            Err(e) if outputs.len() > 1 => {
+                tracing::warn!(
+                    table,
+                    events = outputs.len(),
+                    "appending a batch's outputs in one commit failed, appending them one by one: {e}"
+                );
                 let mut each = Vec::new();
                 for (event, attempt) in &outputs {
                     let one = [(event.clone(), attempt.clone())];
