@@ -61,10 +61,11 @@ def start_worker(b: Basin, catalog: str, log, *extra):
                             env={**b.env, "BASIN_NODE_NAME": b.home.name})
 
 
-def holds_a_lease(b: Basin, node_name: str) -> bool:
-    """Whether `node_name` runs events now (claimed, not settled)."""
-    running = b.json("events", "ls", "--function", "load", "--state", "running", "--limit", "5000")
-    return any(e["node"] == node_name for e in running)
+def ran_and_holds_a_lease(b: Basin, node_name: str) -> bool:
+    """Whether `node_name` has settled some events and runs others now (claimed, not settled)."""
+    events = b.json("events", "ls", "--function", "load", "--limit", "5000")
+    mine = {e["state"] for e in events if e["node"] == node_name}
+    return {"succeeded", "running"} <= mine
 
 
 def landed(b: Basin):
@@ -92,18 +93,24 @@ def test_two_workers_load_2000_files_exactly_once_even_when_one_is_killed(tmp_pa
                         check=False)
     assert refused.returncode != 0
     assert "keeps its data in s3://lake/warehouse" in refused.stderr and "hint:" in refused.stderr
+    _, serve = start_server(server, "--no-auth", "--queue-only")
     workers = [node(tmp_path, f"worker{n}", s3_endpoint) for n in (1, 2)]
     logs = [open(tmp_path / f"worker{n}.log", "w") for n in (1, 2)]
-    # The second also answers /healthz and /metrics.
-    procs = [start_worker(w, catalog, log, *extra) for w, log, extra
-             in zip(workers, logs, [(), ("--listen", "127.0.0.1:0")])]
-    _, serve = start_server(server, "--no-auth", "--queue-only")
+    procs = []
     try:
+        # The files land before any worker runs, so both find a full queue (20 batches of 100):
+        # had they landed while the workers ran, the queue could drain as fast as it fills.
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: s3.put_object(Bucket="drop", Key=f"incoming/{i:04}.csv",
                                                   Body=f"id\n{i}\n".encode()), range(2000)))
-        # Midway: the first worker dies without a word, while it holds leases.
-        wait_for(lambda: holds_a_lease(server, "worker1"), seconds=240)
+        wait_for(lambda: len(server.json("events", "ls", "--function", "load", "--limit", "5000")) == 2000,
+                 seconds=120)
+        # The second also answers /healthz and /metrics.
+        procs = [start_worker(w, catalog, log, *extra) for w, log, extra
+                 in zip(workers, logs, [(), ("--listen", "127.0.0.1:0")])]
+        # Midway: the first worker dies without a word, after it ran some events, while it
+        # holds leases on others.
+        wait_for(lambda: ran_and_holds_a_lease(server, "worker1"), seconds=240)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         print("killed worker1 with", landed(server)["n"], "rows landed")
