@@ -37,7 +37,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, Result};
+use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
@@ -118,10 +118,24 @@ fn filtered_table(plan: &LogicalPlan) -> bool {
         LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
             filtered_table(plan.inputs()[0])
         }
+        // A filter that keeps every row is none: decorrelating q11's scalar subquery leaves a
+        // `Filter: true` over `partsupp` (and `true` among its scan's filters after), which
+        // made the rule stop above that scan as if it met a second filtered table.
+        LogicalPlan::Filter(filter) if keeps_all(&filter.predicate) => {
+            filtered_table(&filter.input)
+        }
         LogicalPlan::Filter(filter) => scan(&filter.input),
-        LogicalPlan::TableScan(table) => !table.filters.is_empty(),
+        LogicalPlan::TableScan(table) => !table.filters.iter().all(keeps_all),
         _ => false,
     }
+}
+
+/// Whether `predicate` is the literal `true`.
+fn keeps_all(predicate: &Expr) -> bool {
+    matches!(
+        predicate,
+        Expr::Literal(ScalarValue::Boolean(Some(true)), _)
+    )
 }
 
 fn scan(plan: &LogicalPlan) -> bool {
@@ -240,6 +254,29 @@ mod tests {
             q.plain_plan
         );
         let (parts, items) = lines(&q.ruled_plan);
+        assert!(
+            parts > items,
+            "parts are joined first with it: {}",
+            q.ruled_plan
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filter_that_keeps_every_row_does_not_stop_the_join_going_down() {
+        // q11's shape: decorrelating the scalar subquery of `HAVING` leaves `Filter: true`
+        // over the first table of the outer query (`items`, with no alias), and the filtered
+        // table meets the second (`j`, as nation meets supplier).
+        let q = compare(
+            "SELECT items.key, sum(j.qty) AS s FROM items, items j, parts p \
+            WHERE items.key = j.key AND p.pkey = j.qty AND p.brand = 1 GROUP BY items.key \
+            HAVING sum(j.qty) > (SELECT sum(qty) * 0.0001 FROM items) ORDER BY items.key",
+        )
+        .await;
+        q.has_rows();
+        let (parts, items) = (
+            line(&q.ruled_plan, "= p.pkey"),
+            line(&q.ruled_plan, "items.key = j.key"),
+        );
         assert!(
             parts > items,
             "parts are joined first with it: {}",

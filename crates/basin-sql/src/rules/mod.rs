@@ -63,14 +63,57 @@ fn passes_through(projection: &Projection, column: &Column) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::any::Any;
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
     use arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::MemTable;
+    use async_trait::async_trait;
+    use datafusion::catalog::{Session, TableProvider};
+    use datafusion::common::Result;
+    use datafusion::datasource::{MemTable, TableType};
     use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+    use datafusion::physical_plan::ExecutionPlan;
     use datafusion::prelude::SessionContext;
+
+    /// A table that takes filters as Basin's Iceberg scans do (`pruned.rs`): inexactly, so
+    /// plans carry them both in the scan and in a `Filter` above it, as the rules meet them.
+    #[derive(Debug)]
+    struct InexactFilters(MemTable);
+
+    #[async_trait]
+    impl TableProvider for InexactFilters {
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+
+        fn schema(&self) -> SchemaRef {
+            self.0.schema()
+        }
+
+        fn table_type(&self) -> TableType {
+            TableType::Base
+        }
+
+        fn supports_filters_pushdown(
+            &self,
+            filters: &[&Expr],
+        ) -> Result<Vec<TableProviderFilterPushDown>> {
+            Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        }
+
+        async fn scan(
+            &self,
+            state: &dyn Session,
+            projection: Option<&Vec<usize>>,
+            _filters: &[Expr],
+            limit: Option<usize>,
+        ) -> Result<Arc<dyn ExecutionPlan>> {
+            self.0.scan(state, projection, &[], limit).await
+        }
+    }
 
     /// Two small tables (`items`: key, qty; `parts`: pkey, brand) with null keys and keys on
     /// one side only; `rules` says whether the session has Basin's rules.
@@ -96,7 +139,9 @@ pub(crate) mod tests {
         .unwrap();
         ctx.register_table(
             "items",
-            Arc::new(MemTable::try_new(items, vec![vec![batch]]).unwrap()),
+            Arc::new(InexactFilters(
+                MemTable::try_new(items, vec![vec![batch]]).unwrap(),
+            )),
         )
         .unwrap();
         let parts = Arc::new(Schema::new(vec![
@@ -115,7 +160,9 @@ pub(crate) mod tests {
         .unwrap();
         ctx.register_table(
             "parts",
-            Arc::new(MemTable::try_new(parts, vec![vec![batch]]).unwrap()),
+            Arc::new(InexactFilters(
+                MemTable::try_new(parts, vec![vec![batch]]).unwrap(),
+            )),
         )
         .unwrap();
         ctx
