@@ -1,12 +1,15 @@
 //! Shared-memory files whose pages are already allocated, kept between invocations, so the
 //! tables handed to and from functions are written at memory speed. Writing into new pages of
 //! `/dev/shm` runs at about 2 GB/s on a small VM (every page is allocated and zeroed on its
-//! first write), into allocated ones at about 5 GB/s (`bench/run.sh --skip-tpch`, handoff).
+//! first write), into allocated ones at about 4.4 GB/s (`bench/run.sh --skip-tpch`, handoff).
 //!
 //! Two kinds of files:
-//! - **fresh** ones, allocated with `fallocate` (zero-filled by the kernel) off the invocation's
-//!   path, by a background task: only these are put where a *function* writes (its output
-//!   file), since a function can read what is in the file before it writes;
+//! - **fresh** ones, all zeros: only these are put where a *function* writes (its output file),
+//!   since a function can read what is in the file before it writes. The refill makes them off
+//!   the invocation's path, on an idle thread: from used files, zero-filled over the pages they
+//!   already hold, or else new ones allocated with `fallocate` and zero-filled too (tmpfs clears
+//!   fallocated pages only when they are first written, and on a VM the host backs a page only
+//!   when it is first touched: both would otherwise fall on the function's first write);
 //! - **used** ones: a past invocation's input files, taken back once every process of that
 //!   invocation has ended. Only Basin writes into them (the next input: from the first byte,
 //!   then cut to its length), so no byte of one invocation reaches another.
@@ -210,39 +213,41 @@ impl Pool {
 
     fn fill(&self) {
         loop {
-            let (path, want) = {
+            let (path, old_bytes, want) = {
                 let mut state = self.state.lock().expect("pool");
                 let want = state.want(self.cap);
                 if state.fresh.len() >= FRESH_TARGET || want == 0 {
                     state.refilling = false;
                     return;
                 }
-                while state.held + want > self.cap && !state.used.is_empty() {
-                    let oldest = state.used.remove(0);
-                    state.held -= oldest.bytes;
-                    let _ = std::fs::remove_file(&oldest.path);
-                }
-                if state.held + want > self.cap {
-                    state.refilling = false;
+                // A used file's pages are allocated already: zeroed, it is a fresh one (grown
+                // to `want` if the pool has room).
+                if let Some(used) = largest(&mut state.used) {
+                    let grow = state.held + want.saturating_sub(used.bytes) <= self.cap;
+                    (used.path, used.bytes, if grow { want } else { 0 })
+                } else {
+                    if state.held + want > self.cap {
+                        state.refilling = false;
+                        return;
+                    }
+                    state.held += want;
+                    state.next_name += 1;
                     self.set_held(&state);
-                    return;
+                    (self.dir.join(format!("f{}", state.next_name)), want, want)
                 }
-                state.held += want;
-                state.next_name += 1;
-                self.set_held(&state);
-                (self.dir.join(format!("f{}", state.next_name)), want)
             };
-            let made = allocate(&path, want);
+            // Still counted as held (`old_bytes`) while it is being zero-filled.
+            let made = zero_filled(&path, want);
             let mut state = self.state.lock().expect("pool");
             match made {
                 Some(bytes) => {
-                    state.held = state.held - want + bytes;
+                    state.held = state.held - old_bytes + bytes;
                     state.fresh.push(Pooled { path, bytes });
                     self.set_held(&state);
                 }
                 None => {
                     let _ = std::fs::remove_file(&path);
-                    state.held -= want;
+                    state.held -= old_bytes;
                     state.refilling = false;
                     self.set_held(&state);
                     return;
@@ -272,15 +277,27 @@ fn largest(files: &mut Vec<Pooled>) -> Option<Pooled> {
     Some(files.swap_remove(i))
 }
 
-/// Creates `path` with `bytes` allocated (zero-filled); the allocated size, or None.
-fn allocate(path: &Path, bytes: u64) -> Option<u64> {
+/// Makes `path` (created if missing) a file of at least `bytes` zeros, every page of which is
+/// allocated and written here; the allocated size, or None.
+fn zero_filled(path: &Path, bytes: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)
         .ok()?;
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes).ok()?;
+    let len = file.metadata().ok()?.len().max(bytes);
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len).ok()?;
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at).ok()?;
+        at += n as u64;
+    }
     file.metadata().ok().map(|m| allocated(&m))
 }
 
@@ -327,6 +344,11 @@ mod tests {
         panic!("the refill did not finish");
     }
 
+    fn all_zeros(path: &Path) -> bool {
+        let bytes = std::fs::read(path).expect("read");
+        bytes.len() >= 1 << 20 && bytes.iter().all(|b| *b == 0)
+    }
+
     #[test]
     fn fresh_files_are_zero_and_used_ones_go_only_to_inputs() {
         let (dir, pool) = pool(64 << 20);
@@ -339,32 +361,45 @@ mod tests {
         // A function's output file: fresh, so all zeros.
         let out = dir.path().join("output.arrow");
         assert!(pool.take_fresh(&out));
-        let bytes = std::fs::read(&out).expect("read");
-        assert!(bytes.len() >= 1 << 20 && bytes.iter().all(|b| *b == 0));
+        assert!(all_zeros(&out));
+        wait_filled(&pool);
+        assert_eq!(pool.counts(), (2, 0));
 
-        // An input that held secrets, taken back: it may only be written over by Basin.
+        // An input that held secrets, taken back while the fresh files are there: kept as it
+        // is, for the next input, which is opened without truncation.
         let input = dir.path().join("input-0.arrow");
         std::fs::write(&input, vec![7u8; 1 << 20]).expect("write");
         assert!(pool.give_back(&input));
         assert!(!input.exists());
-        wait_filled(&pool);
-        let (fresh, used) = pool.counts();
-        assert_eq!(used, 1);
-        for _ in 0..fresh {
-            let again = dir.path().join("again");
-            assert!(pool.take_fresh(&again));
-            let bytes = std::fs::read(&again).expect("read");
-            assert!(
-                bytes.iter().all(|b| *b == 0),
-                "a used file was handed out as fresh"
-            );
-            std::fs::remove_file(&again).expect("rm");
-        }
-        // The used file goes to the next input, opened without truncation.
+        assert_eq!(pool.counts(), (2, 1));
         let next = dir.path().join("input-1.arrow");
         let mut file = pool.take_for_input(&next).expect("a pooled file");
         file.write_all(b"new").expect("write");
         assert_eq!(&std::fs::read(&next).expect("read")[..4], b"new\x07");
+    }
+
+    #[test]
+    fn used_files_become_fresh_ones_zeroed_over_their_own_pages() {
+        let (dir, pool) = pool(64 << 20);
+        // Two inputs that held secrets, taken back before any output said what size fresh
+        // files should have.
+        for i in 0..2 {
+            let input = dir.path().join(format!("input-{i}.arrow"));
+            std::fs::write(&input, vec![7u8; 1 << 20]).expect("write");
+            assert!(pool.give_back(&input));
+        }
+        assert_eq!(pool.counts(), (0, 2));
+        let held = pool.held();
+        pool.note(1 << 20);
+        wait_filled(&pool);
+        // Made fresh from the used files: no new memory held.
+        assert_eq!(pool.counts(), (2, 0));
+        assert_eq!(pool.held(), held);
+        for i in 0..2 {
+            let out = dir.path().join(format!("output-{i}.arrow"));
+            assert!(pool.take_fresh(&out));
+            assert!(all_zeros(&out), "a used file was handed out with its bytes");
+        }
     }
 
     #[test]
