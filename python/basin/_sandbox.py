@@ -2,11 +2,11 @@
 
 Linux offers these without extra software, and Basin uses each where the kernel allows. Each
 wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict isolation:
-- `processes`: a user namespace and a PID namespace of its own, entered ahead of time by the
-  spare child; the function runs in the namespace beside a tiny init that only waits, and when
-  the function's process ends (or is killed) the namespace ends: the kernel kills every process
-  it started, even one that called setsid(); inside the user namespace the process has no
-  privileges over the host;
+- `processes`: a PID namespace and a user namespace of its own: the spare child is forked as
+  its PID namespace's first process (its init), so when the function's process ends (or is
+  killed) the namespace ends, and the kernel kills every process it started, even one that
+  called setsid(); inside the user namespace the process has no privileges over the host. As
+  an init, it ignores signals sent from inside the sandbox that it has no handler for;
 - `limits`: rlimits on processes (and threads), open files and file size;
 - `network`: a new network namespace (no interfaces but a down loopback) when the function did not ask
   for the internet; where namespaces are not allowed, Landlock's TCP rules (kernel 6.7+);
@@ -173,73 +173,91 @@ def _map_own_ids(uid: int, gid: int) -> str | None:
     return None
 
 
-def enter_process_namespace() -> str | None:
-    """A new user namespace and PID namespace; the next child forked is the namespace's init.
-    Always a user namespace, even for root: inside it the process has no privileges over the
-    host, and the process limit counts only this invocation's processes. Returns why not."""
+def own_pid_namespace() -> str | None:
+    """For the zygote, once, before it imports anything (a process with threads cannot enter
+    a user namespace): a user namespace and a PID namespace of its own. In them it may give
+    each child a PID namespace as it forks it (`fork_into_namespace`), instead of the child
+    forking once more to get one. The caller forks next: that child is the namespace's first
+    process and goes on as the zygote. Returns why not."""
     uid, gid = os.getuid(), os.getgid()
     if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID) != 0:
         return f"no PID namespace ({_err()})"
     return _map_own_ids(uid, gid)
 
 
-#: The namespace's init: a program that waits on its stdin and ends at end of file.
-_INIT_PROGRAMS = ("/usr/bin/cat", "/bin/cat")
+#: The init of an invocation's PID namespace: a program that waits until it is killed.
+_INIT_PROGRAMS = ("/usr/bin/sleep", "/bin/sleep")
 
 
-def spawn_init() -> tuple:
-    """Starts the PID namespace's init (its first process) with posix_spawn, which does not
-    copy this big process: `cat`, reading a pipe only the caller writes to, so it ends when
-    the caller does (death signals would not survive its exec). Signals from inside the
-    namespace cannot kill an init. Returns (pid, the pipe's write end)."""
-    r, w = os.pipe()
-    program = next((p for p in _INIT_PROGRAMS if os.access(p, os.X_OK)), _INIT_PROGRAMS[0])
+def fork_into_namespace(own_namespace: int) -> tuple:
+    """os.fork() into a new PID namespace, after its init: `sleep`, started with posix_spawn
+    (which does not copy this big process), so the child is not the init, which ignores the
+    signals sent from inside its namespace (a function killing itself would live on). When
+    the init is killed (by the zygote once the child has ended, or by Basin), the kernel ends
+    every process left in the namespace, even one that called setsid(). `own_namespace` is a
+    descriptor of the caller's own PID namespace, which its later children go back to (a
+    process can make a new one only from its own). Returns (child, init), the ids in the
+    caller's namespace; in the child, (0, 0)."""
+    if _libc.unshare(_CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWPID): {_err()}")
+    init = 0
     try:
-        pid = os.posix_spawn(program, ["basin-init"], {}, file_actions=[
-            (os.POSIX_SPAWN_DUP2, r, 0),
+        program = next((p for p in _INIT_PROGRAMS if os.access(p, os.X_OK)), _INIT_PROGRAMS[0])
+        init = os.posix_spawn(program, ["basin-init", "infinity"], {}, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         ])
+        pid = os.fork()
+    except BaseException:
+        if init:
+            os.kill(init, signal.SIGKILL)
+        _libc.setns(own_namespace, _CLONE_NEWPID)
+        raise
+    if pid == 0:
+        return 0, 0  # the child's own children stay in its namespace
+    if _libc.setns(own_namespace, _CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), f"setns to the zygote's PID namespace: {_err()}")
+    return pid, init
+
+
+def host_pid_of(pid: int) -> int:
+    """A child's id as the host (and Basin) sees it, from a pidfd's description in /proc,
+    which gives ids in the PID namespace /proc was mounted in."""
+    fd = os.pidfd_open(pid)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
     finally:
-        os.close(r)
-    return pid, w
+        os.close(fd)
+    raise OSError(f"no id for process {pid} in /proc/self/fdinfo")
 
 
-def mirror(worker: int, init: int) -> int:
-    """Waits for the invocation's process, ends the namespace's init (and with it every
-    process left in the namespace), then ends as the invocation's process ended: its exit
-    code, or its signal."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def own_user_namespace() -> str | None:
+    """A user namespace for one invocation's process, inside the zygote's: no privileges over
+    anything outside it, and its processes counted apart from other invocations' (the
+    process limit). Returns why not."""
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(_CLONE_NEWUSER) != 0:
+        return f"no user namespace ({_err()})"
+    return _map_own_ids(uid, gid)
+
+
+def watch_over(zygote: int) -> None:
+    """What the zygote's parent does, outside the zygote's namespaces, for as long as the
+    zygote lives: holds none of Basin's pipes, dies with Basin, and ends as the zygote ended."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     while True:
         try:
-            _, status = os.waitpid(worker, 0)
+            _, status = os.waitpid(zygote, 0)
             break
         except InterruptedError:
             continue
-    try:
-        os.kill(init, signal.SIGKILL)
-        os.waitpid(init, 0)
-    except OSError:
-        pass
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        if number not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-        return 128 + number
-    return os.waitstatus_to_exitcode(status)
-
-
-def die_with_parent(alive_fd: int) -> None:
-    """Killed when the process that forked us ends; `alive_fd` is the read end of a pipe only
-    that parent writes to, so a parent that ended before this call is noticed (EOF)."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    os.set_blocking(alive_fd, False)
-    try:
-        if os.read(alive_fd, 1) == b"":
-            os._exit(0)
-    except BlockingIOError:
-        pass
-    os.close(alive_fd)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 
 def host_pid() -> int:
@@ -366,8 +384,6 @@ def _limits(limits: dict) -> list:
         value = limits.get(key)
         if value is None:
             continue
-        if key == "processes":
-            value += 2  # the namespace's init, and the process outside that waits for it
         try:
             resource.setrlimit(getattr(resource, name), (int(value), int(value)))
         except (OSError, ValueError) as e:

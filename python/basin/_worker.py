@@ -8,8 +8,10 @@ starts with the heavy imports already done. One child is forked ahead of time, b
 walls (`--ahead`: those of a function without the internet in this environment; all but the
 rules for the invocation's own folder) and waits for its request, so an invocation waits for
 neither the fork nor most of its confinement; a request with other walls (the internet) gets
-a child of its own. The zygote reports on stdout:
-`{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
+a child of its own. With the `processes` wall the zygote lives in a user and a PID namespace of
+its own (its parent waits outside), where it may fork each child as the first process of a new
+PID namespace: one fork per invocation. The zygote reports on stdout, with ids as the host sees
+them: `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
 The child finishes its walls (basin._sandbox), connects its stdout and stderr to Basin's
@@ -39,8 +41,12 @@ from typing import Any, Optional
 from basin import _sandbox
 
 PROTOCOL = 1
-#: Seconds of quiet before the next spare child is forked.
+#: Seconds of quiet before the next spare child is forked: not while the invocation just
+#: handed over is starting, on the same cores.
 SPARE_DELAY = 0.02
+#: Requests closer together than this (seconds) are a burst: the next spare is forked at
+#: once, since the next request would come before the quiet does.
+BURST = 0.05
 
 
 def _send(fd: int, message: dict) -> None:
@@ -80,6 +86,8 @@ def zygote(preload: list) -> None:
     started = time.perf_counter()
     loaded = _preload(preload)
     _sandbox.prepare()
+    if NAMESPACE["why"] is None and "processes" not in OFF:
+        NAMESPACE["fd"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     gc.collect()
     gc.freeze()  # children share these pages instead of copying them on the next collection
     wake_r, wake_w = os.pipe()
@@ -87,19 +95,19 @@ def zygote(preload: list) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    _send(1, {"ready": PROTOCOL, "pid": os.getpid(), "python": sys.version.split()[0],
+    _send(1, {"ready": PROTOCOL, "pid": _sandbox.host_pid(), "python": sys.version.split()[0],
               "preloaded": loaded, "ms": round((time.perf_counter() - started) * 1000, 1)})
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     # A child is forked ahead and waits, so a request only has to be handed over. The next
-    # one is forked once the zygote has been quiet for a moment: not while the invocation
-    # just handed over is starting, on the same cores.
+    # one is forked once the zygote has been quiet for a moment, or at once in a burst.
     spare: Optional[tuple] = _spawn(selector, (wake_r, wake_w), AHEAD)
     pending = b""
+    last_request, burst = 0.0, False
     while True:
-        ready = selector.select(timeout=None if spare else SPARE_DELAY)
-        if not ready and spare is None:
+        ready = selector.select(timeout=None if spare else (0 if burst else SPARE_DELAY))
+        if spare is None and (burst or not ready):
             spare = _spawn(selector, (wake_r, wake_w), AHEAD)
         for key, _ in ready:
             if key.fd == wake_r:
@@ -118,6 +126,8 @@ def zygote(preload: list) -> None:
                 if not line.strip():
                     continue
                 fork = json.loads(line)
+                now = time.monotonic()
+                burst, last_request = now - last_request < BURST, now
                 if _sandbox.fits(AHEAD, fork["sandbox"]):
                     spare = spare or _spawn(selector, (wake_r, wake_w), AHEAD)
                     _hand_over(line, fork, spare, selector, (wake_r, wake_w))
@@ -136,6 +146,21 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+        if pid in INIT_OF:
+            # A namespace's init, killed by Basin: its id may be reused from now on.
+            INITS.pop(INIT_OF.pop(pid), None)
+            continue
+        if pid not in HOST_PIDS:
+            continue  # the init of a child that ended first (killed then, below)
+        init = INITS.pop(pid, None)
+        if init is not None:
+            # Killing the init ends whatever the child left in its namespace.
+            del INIT_OF[init[0]]
+            try:
+                os.kill(init[0], signal.SIGKILL)
+            except OSError:
+                pass
+        pid = HOST_PIDS.pop(pid)
         if os.WIFSIGNALED(status):
             _send(1, {"exited": pid, "signal": os.WTERMSIG(status)})
         else:
@@ -145,25 +170,27 @@ def _reap() -> None:
 def _spawn(selector, wake: tuple, config: dict) -> tuple:
     """Forks a spare child that builds the walls of the invocation `config` ahead (all but
     the rules for the invocation's folder), then waits for one request on a pipe; returns
-    (pid, pipe)."""
+    (pid, the request pipe). With the `processes` wall the child is forked into a PID
+    namespace of its own, beside the namespace's init."""
     r, w = os.pipe()
-    pid = os.fork()
+    pid = _fork()
     if pid:
         os.close(r)
         return pid, w
     code = 70
     try:
-        os.close(w)
+        for fd in (w, *wake):
+            os.close(fd)
+        if NAMESPACE["fd"] is not None:
+            os.close(NAMESPACE["fd"])
         selector.close()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in wake:
-            os.close(fd)
         _sandbox.own_process_group()
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's pipes are not the child's
         os.dup2(devnull, 1)
-        walls = _sandbox.confine_ahead(config, _enter_process_namespace(r))
+        walls = _sandbox.confine_ahead(config, _process_walls())
         line = b""
         while not line.endswith(b"\n"):
             chunk = os.read(r, 1 << 16)
@@ -182,6 +209,27 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
             os._exit(code)
 
 
+def _fork() -> int:
+    """os.fork(), into a PID namespace of the child's own when the zygote can make one; the
+    parent notes the child's and its init's ids as Basin sees them."""
+    if NAMESPACE["fd"] is None:
+        pid = os.fork()
+        if pid:
+            HOST_PIDS[pid] = pid
+        return pid
+    try:
+        pid, init = _sandbox.fork_into_namespace(NAMESPACE["fd"])
+    except OSError as e:
+        # Not expected once the zygote has its namespace; the functions run without the wall.
+        os.close(NAMESPACE["fd"])
+        NAMESPACE.update(fd=None, why=f"no PID namespace for the invocation ({e})")
+        return _fork()
+    if pid:
+        HOST_PIDS[pid] = _sandbox.host_pid_of(pid)
+        INITS[pid], INIT_OF[init] = (init, _sandbox.host_pid_of(init)), pid
+    return pid
+
+
 #: The invocation config spares are built for (`--ahead`, from Basin): no internet, the
 #: environment's folder, the limits, the walls turned off (`[functions] disable_walls`).
 AHEAD: dict = {}
@@ -189,31 +237,26 @@ AHEAD: dict = {}
 OFF: set = set()
 
 
-def _enter_process_namespace(request_fd: int) -> list:
-    """Ahead of the request, the spare enters a PID namespace of its own and starts two
-    processes in it: the namespace's init, a tiny program spawned without copying this process
-    (it only waits, and ends when the spare does), and the process that runs the invocation,
-    which returns from here. The spare stays outside, waits for it and ends as it ended, so
-    Basin's view (one process to watch and kill) does not change. When the invocation's
-    process ends the spare ends the init, and the kernel everything else in the namespace.
-    Returns the walls not in force."""
+#: The zygote's own PID namespace ("fd", a descriptor, once it is the zygote), or why it has
+#: none ("why").
+NAMESPACE: dict = {"fd": None, "why": None}
+#: Children's ids in the zygote's PID namespace -> their ids as Basin (the host) sees them.
+HOST_PIDS: dict = {}
+#: Children's ids -> the init of their PID namespace, while it lives: (its id here, its id as
+#: Basin sees it); and its id here -> the child's.
+INITS: dict = {}
+INIT_OF: dict = {}
+
+
+def _process_walls() -> list:
+    """In a spare, ahead of its request: its user namespace, inside the zygote's (the PID
+    namespace it was forked into). Returns the walls not in force."""
     if "processes" in OFF:
         return []
-    why = _sandbox.enter_process_namespace()
-    if why:
-        return [f"processes: {why}"]
-    init, init_fd = _sandbox.spawn_init()
-    alive_r, alive_w = os.pipe()
-    worker = os.fork()
-    if worker:
-        for fd in (request_fd, alive_r):
-            os.close(fd)
-        # `init_fd` stays open here: the init lives as long as this process.
-        os._exit(_sandbox.mirror(worker, init))
-    for fd in (alive_w, init_fd):
-        os.close(fd)
-    _sandbox.die_with_parent(alive_r)
-    return []
+    if NAMESPACE["why"] is not None:
+        return [f"processes: {NAMESPACE['why']}"]
+    why = _sandbox.own_user_namespace()
+    return [f"processes: {why}"] if why else []
 
 
 def _hand_over(line: bytes, fork: dict, spare: tuple, selector, wake: tuple) -> None:
@@ -227,7 +270,12 @@ def _hand_over(line: bytes, fork: dict, spare: tuple, selector, wake: tuple) -> 
         try:
             while data:
                 data = data[os.write(w, data):]
-            _send(1, {"forked": invocation, "pid": pid})
+            if pid not in HOST_PIDS:
+                raise OSError(f"the spare {pid} has ended")
+            forked = {"forked": invocation, "pid": HOST_PIDS[pid]}
+            if pid in INITS:
+                forked["init"] = INITS[pid][1]
+            _send(1, forked)
             return
         except OSError:
             data = line + b"\n"
@@ -591,6 +639,13 @@ def main(argv: list) -> int:
     if "--ahead" in argv:
         AHEAD.update(json.loads(argv[argv.index("--ahead") + 1]))
     OFF.update(AHEAD.get("off", []))
+    if "processes" not in OFF:
+        # Before any import: a process with threads cannot enter a user namespace.
+        NAMESPACE["why"] = _sandbox.own_pid_namespace()
+        if NAMESPACE["why"] is None:
+            zygote_pid = os.fork()
+            if zygote_pid:
+                _sandbox.watch_over(zygote_pid)
     zygote(listed("--preload"))
     return 0
 

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::options::{DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
 use crate::protocol::{Hello, Reply, Stream};
 use crate::runtime::{Invocation, OutputSink, bytes};
-use crate::zygote::Exit;
+use crate::zygote::{Exit, Forked};
 
 /// Why Basin stopped an invocation, with what it had sampled of it.
 pub(crate) struct Stopped {
@@ -51,7 +51,7 @@ pub(crate) struct Bounds<'a> {
 /// Waits for the reply, enforcing the timeout, the memory limit and the folder limit from
 /// outside. `exit_rx` is left in place unless the process's end was seen here.
 pub(crate) async fn watch(
-    pid: u32,
+    forked: Forked,
     inv: &Invocation,
     bounds: Bounds<'_>,
     mut reply_rx: oneshot::Receiver<Reply>,
@@ -60,7 +60,10 @@ pub(crate) async fn watch(
     let timeout = inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    // The first sample after one period, not at once: an invocation shorter than that is
+    // not sampled at all (reading /proc costs about a millisecond of a short call's time).
+    let period = Duration::from_millis(10);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u64;
     let mut peak = 0u64;
@@ -130,11 +133,10 @@ pub(crate) async fn watch(
                         break (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
                     }
                 }
-                if let Some((rss, cpu, processes)) = tree.sample(pid, ticks % 10 == 1) {
-                    // Counted from outside too: the rlimit does not hold for root. The process
-                    // Basin forked and the namespace's init are Basin's, not the function's.
+                if let Some((rss, cpu, processes)) = tree.sample(forked, ticks % 10 == 1) {
+                    // Counted from outside too: the rlimit does not hold for root.
                     let limit = bounds.options.max_processes as usize;
-                    if processes > limit + 2 {
+                    if processes > limit {
                         RuntimeCounters::count(&counters.over_processes);
                         let error = Error::invalid(format!(
                             "function `{}` started more than {limit} processes ([functions] max_processes) and was stopped",
@@ -300,21 +302,23 @@ fn children(pid: u32) -> Vec<u32> {
 /// The most processes one sample visits (the process limit keeps real trees far smaller).
 const MAX_SAMPLED: usize = 4096;
 
-/// Samples the process Basin forked and everything under it (with a PID namespace, every
-/// process of the invocation: orphans are adopted by its init). The biggest process counts
-/// whole (its resident memory, as before there were children); each other one by its share
-/// of anonymous memory, so what a fork shares with its parent is not counted twice. Those
-/// shares cost more to read, so they are refreshed every `deep` sample only.
+/// Samples the process Basin forked and everything under it, and with a PID namespace every
+/// other process of the invocation (orphans, adopted by the namespace's init). The biggest
+/// process counts whole (its resident memory, as before there were children); each other one
+/// by its share of anonymous memory, so what a fork shares with its parent is not counted
+/// twice. Those shares cost more to read, so they are refreshed every `deep` sample only.
 #[derive(Default)]
 pub(crate) struct TreeSampler {
     others: u64,
 }
 
 impl TreeSampler {
-    /// Memory (bytes), CPU time (ms) and number of processes of the tree under `root`; None
-    /// once `root` is gone.
-    pub(crate) fn sample(&mut self, root: u32, deep: bool) -> Option<(u64, f64, usize)> {
+    /// Memory (bytes), CPU time (ms) and number of processes of the invocation's processes;
+    /// None once the one Basin forked is gone.
+    pub(crate) fn sample(&mut self, forked: Forked, deep: bool) -> Option<(u64, f64, usize)> {
+        let root = forked.pid;
         let mut stack = vec![root];
+        stack.extend(forked.init.map(children).unwrap_or_default());
         let mut procs = Vec::new();
         let mut cpu = 0.0;
         while let Some(pid) = stack.pop() {
@@ -370,39 +374,48 @@ pub(crate) fn folder_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// The init of the invocation's PID namespace, if the process Basin forked has one: its
-/// child whose id in its own namespace is 1. Held as a pidfd, so its id cannot be reused while
-/// Basin signals it.
-fn namespace_init(pid: u32) -> Option<OwnedFd> {
-    children(pid).into_iter().find_map(|child| {
-        let fd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(child as i32)?,
-            rustix::process::PidfdFlags::empty(),
-        )
-        .ok()?;
-        // Checked after opening: the pidfd now names this process, whatever happens to the id.
-        let status = std::fs::read_to_string(format!("/proc/{child}/status")).ok()?;
-        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
-        let parent_ok = field("PPid:").is_some_and(|p| p.trim() == pid.to_string());
-        let is_init = field("NSpid:").and_then(|ids| ids.split_whitespace().last()) == Some("1");
-        (parent_ok && is_init).then_some(fd)
-    })
+/// The init of the invocation's PID namespace (the `processes` wall) as a pidfd, so its id
+/// cannot be reused while Basin signals it; checked to be the init of the namespace the
+/// invocation's process is in.
+fn namespace_init(forked: Forked) -> Option<OwnedFd> {
+    let init = forked.init?;
+    let fd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(init as i32)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    // Checked after opening: the pidfd now names this process, whatever happens to the id.
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).ok()?;
+    let is_init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|ids| ids.split_whitespace().last())
+        == Some("1");
+    let namespace = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let same = match namespace(forked.pid) {
+        Some(ns) => namespace(init) == Some(ns),
+        // The invocation's process is gone; its init still names the namespace it was in.
+        None => true,
+    };
+    (is_init && same).then_some(fd)
 }
 
 /// Ends the invocation and waits until none of its processes is left, so nothing changes its
-/// output while Basin reads it. With a PID namespace its init is killed, and the kernel kills
-/// the rest; the init's pidfd becomes readable once the namespace is empty. Without one the
+/// output while Basin reads it. With a PID namespace its init is killed: the kernel kills
+/// every other process in it before the init's end is reported, when its pidfd becomes
+/// readable. Without one the
 /// process group is killed and its leader's end awaited. Returns whether the end was seen
 /// (false: a process may still be running; without a PID namespace, one that left the group
 /// may be running anyway). With `wait` false (nothing of the invocation will be read) it
 /// kills the same way without waiting.
 pub(crate) async fn end(
-    pid: u32,
+    forked: Forked,
     exit_rx: &mut Option<oneshot::Receiver<Exit>>,
     wait: bool,
 ) -> bool {
     const PATIENCE: Duration = Duration::from_secs(5);
-    if let Some(init) = namespace_init(pid) {
+    let pid = forked.pid;
+    if let Some(init) = namespace_init(forked) {
         let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
         if !wait {
             kill_group(pid);

@@ -65,6 +65,9 @@ pub(crate) enum ZygoteEvent {
     Forked {
         forked: String,
         pid: u32,
+        /// The init of the child's PID namespace (the `processes` wall).
+        #[serde(default)]
+        init: Option<u32>,
     },
     Exited {
         exited: u32,

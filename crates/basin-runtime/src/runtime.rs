@@ -383,7 +383,7 @@ impl Runtime {
             self.inner.pool.take_fresh(&ws.output_path());
         }
         let zygote = self.zygote(&inv.env, &inv.preload, false).await?;
-        let (zygote, (pid, exit_rx)) = match zygote.fork(&fork).await {
+        let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
             Ok(forked) => (zygote, forked),
             // A worker that died (killed, or out of memory itself) is replaced once.
             Err(_) => {
@@ -392,6 +392,7 @@ impl Runtime {
                 (zygote, forked)
             }
         };
+        let pid = forked.pid;
         zygote.begin();
         self.inner.running.lock().expect("running").insert(pid);
         // However this ends (even if the caller drops this future), nothing the invocation
@@ -437,13 +438,13 @@ impl Runtime {
             options,
         };
         let mut exit_rx = Some(exit_rx);
-        let watched = watch(pid, inv, bounds, reply_rx, &mut exit_rx).await;
+        let watched = watch(forked, inv, bounds, reply_rx, &mut exit_rx).await;
         // Nothing of the invocation may run while its output is read: with a PID namespace
         // everything is gone once `end` returns, and the output is mapped; without one, a
         // process that left the group could still write to it, so it is copied instead. An
         // invocation that returned no table is killed the same way, without waiting.
         let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
-        let ended = end(pid, &mut exit_rx, tables).await;
+        let ended = end(forked, &mut exit_rx, tables).await;
         // Output lines still in flight drain once the sockets close; a connection that never
         // came (the child died first) must not keep the listener waiting.
         let abort = server.abort_handle();

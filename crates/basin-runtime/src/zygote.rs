@@ -25,9 +25,16 @@ pub(crate) enum Exit {
     Unknown,
 }
 
+/// A child the zygote forked for an invocation: its id, and the init of its PID namespace.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Forked {
+    pub pid: u32,
+    pub init: Option<u32>,
+}
+
 #[derive(Default)]
 struct Waiters {
-    forked: HashMap<String, oneshot::Sender<u32>>,
+    forked: HashMap<String, oneshot::Sender<Forked>>,
     exits: HashMap<String, oneshot::Sender<Exit>>,
     invocation_of: HashMap<u32, String>,
 }
@@ -115,10 +122,10 @@ impl Zygote {
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut w = routed.lock().expect("waiters");
                 match serde_json::from_str(&line) {
-                    Ok(ZygoteEvent::Forked { forked, pid }) => {
+                    Ok(ZygoteEvent::Forked { forked, pid, init }) => {
                         w.invocation_of.insert(pid, forked.clone());
                         if let Some(tx) = w.forked.remove(&forked) {
-                            let _ = tx.send(pid);
+                            let _ = tx.send(Forked { pid, init });
                         }
                     }
                     Ok(ZygoteEvent::Exited {
@@ -155,8 +162,8 @@ impl Zygote {
         })
     }
 
-    /// Forks a child for `fork`; returns its pid and a receiver for how it ends.
-    pub async fn fork(&self, fork: &Fork<'_>) -> Result<(u32, oneshot::Receiver<Exit>)> {
+    /// Forks a child for `fork`; returns it and a receiver for how it ends.
+    pub async fn fork(&self, fork: &Fork<'_>) -> Result<(Forked, oneshot::Receiver<Exit>)> {
         let (forked_tx, forked_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = oneshot::channel();
         {
@@ -175,14 +182,14 @@ impl Zygote {
             stdin.write_all(&line).await.map_err(|_| lost())?;
             stdin.flush().await.map_err(|_| lost())?;
         }
-        let pid = tokio::time::timeout(Duration::from_secs(30), forked_rx)
+        let forked = tokio::time::timeout(Duration::from_secs(30), forked_rx)
             .await
             .map_err(|_| lost())?
             .map_err(|_| lost())?;
-        if pid == 0 {
+        if forked.pid == 0 {
             return Err(lost()); // the worker could not fork
         }
-        Ok((pid, exit_rx))
+        Ok((forked, exit_rx))
     }
 
     pub fn begin(&self) {
