@@ -16,6 +16,7 @@
 mod declaration;
 mod env;
 mod invocation;
+mod ipc;
 mod monitor;
 mod options;
 mod output;

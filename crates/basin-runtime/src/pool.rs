@@ -135,6 +135,7 @@ impl Pool {
         };
         let opened = std::fs::rename(&taken.path, dest).and_then(|()| {
             std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(dest)

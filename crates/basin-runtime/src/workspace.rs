@@ -16,6 +16,7 @@ use arrow::ipc::writer::FileWriter;
 use basin_catalog::{Error, Result};
 use futures::{Stream, StreamExt};
 
+use crate::ipc::IpcWriter;
 use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
 
@@ -113,31 +114,26 @@ impl Workspace {
         let pooled = self.pool.as_ref().and_then(|p| p.take_for_input(&path));
         let file = match pooled {
             Some(file) => file,
-            None => File::create(&path).map_err(io(format!("cannot create {}", path.display())))?,
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io(format!("cannot create {}", path.display())))?,
         };
-        let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema)
-            .map_err(arrow_error(format!("input `{name}`")))?;
+        let mut writer =
+            IpcWriter::try_new(file, &schema).map_err(arrow_error(format!("input `{name}`")))?;
         let mut rows = 0u64;
         while let Some(batch) = batches.next().await {
             let batch = batch?;
             rows += batch.num_rows() as u64;
-            for piece in pieces(&batch) {
-                writer
-                    .write(&piece)
-                    .map_err(arrow_error(format!("input `{name}`")))?;
-            }
+            writer
+                .write(&batch)
+                .map_err(arrow_error(format!("input `{name}`")))?;
         }
-        writer
+        let (_, bytes) = writer
             .finish()
             .map_err(arrow_error(format!("input `{name}`")))?;
-        let mut file = writer
-            .into_inner()
-            .map_err(arrow_error(format!("input `{name}`")))?
-            .into_inner()
-            .map_err(|e| Error::io(format!("input `{name}`: {}", e.error())))?;
-        let bytes = std::io::Seek::stream_position(&mut file)
-            .and_then(|end| file.set_len(end).map(|()| end))
-            .map_err(io(format!("cannot write {}", path.display())))?;
         let table = TableFile {
             path,
             format: FORMAT.into(),
@@ -233,24 +229,6 @@ impl Drop for Workspace {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The most bytes of one record batch in a handed-over file. The IPC writer copies each
-/// batch into a buffer of its own before writing it: pieces this size reuse one buffer that
-/// stays in the CPU's cache, where a 64 MiB batch takes fresh pages every time.
-const IPC_PIECE_BYTES: usize = 4 << 20;
-
-/// `batch` cut into slices (no copy) of about [`IPC_PIECE_BYTES`] each.
-fn pieces(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
-    let rows = batch.num_rows();
-    let count = batch
-        .get_array_memory_size()
-        .div_ceil(IPC_PIECE_BYTES)
-        .clamp(1, rows.max(1));
-    let step = rows.div_ceil(count).max(1);
-    (0..rows.max(1))
-        .step_by(step)
-        .map(move |start| batch.slice(start, step.min(rows - start)))
 }
 
 /// Writes `batches` as an Arrow IPC file at `path`.
@@ -374,60 +352,4 @@ pub(crate) fn read_output(path: &Path, map: bool) -> Result<(SchemaRef, Vec<Reco
         }
     }
     Ok((schema, batches))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, Int64Array};
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn longs(rows: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(
-            schema,
-            vec![Arc::new(Int64Array::from_iter_values(0..rows))],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn a_large_batch_is_written_in_pieces_of_about_four_mebibytes_in_order() {
-        let batch = longs(2_000_000); // 16 MB
-        let cut: Vec<RecordBatch> = pieces(&batch).collect();
-        assert_eq!(cut.len(), 4);
-        let mut next = 0;
-        for piece in &cut {
-            assert!(
-                piece.num_rows() * 8 <= IPC_PIECE_BYTES,
-                "{}",
-                piece.num_rows()
-            );
-            let values = piece
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
-            assert_eq!(values.value(0), next);
-            next += values.len() as i64;
-        }
-        assert_eq!(next, 2_000_000);
-    }
-
-    #[test]
-    fn small_and_empty_batches_stay_whole() {
-        assert_eq!(
-            pieces(&longs(1000))
-                .map(|b| b.num_rows())
-                .collect::<Vec<_>>(),
-            [1000]
-        );
-        assert_eq!(
-            pieces(&longs(0)).map(|b| b.num_rows()).collect::<Vec<_>>(),
-            [0]
-        );
-    }
 }
