@@ -135,7 +135,6 @@ impl Pool {
         };
         let opened = std::fs::rename(&taken.path, dest).and_then(|()| {
             std::fs::OpenOptions::new()
-                .read(true)
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(dest)
@@ -159,6 +158,21 @@ impl Pool {
             state.recent.push(bytes);
         }
         self.refill();
+    }
+
+    /// Moves an output file Basin still maps as a function's result into the pool's folder,
+    /// to be given back (`give_back`) once unmapped; returns its new path, or None when the
+    /// pool keeps nothing (it is then removed with its folder).
+    pub fn lease(&self, path: &Path) -> Option<PathBuf> {
+        if self.cap == 0 {
+            return None;
+        }
+        let leased = {
+            let mut state = self.state.lock().expect("pool");
+            state.next_name += 1;
+            self.dir.join(format!("m{}", state.next_name))
+        };
+        std::fs::rename(path, &leased).ok().map(|()| leased)
     }
 
     /// Takes back a file of an invocation that has ended (none of its processes alive):
@@ -314,7 +328,7 @@ impl Pool {
     fn held(&self) -> u64 {
         self.state.lock().expect("pool").held
     }
-    fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let s = self.state.lock().expect("pool");
         (s.fresh.len(), s.used.len())
     }

@@ -19,7 +19,7 @@ use crate::protocol::{
     self, Fork, FunctionSource, OutputLocation, Reply, ReplyOutput, Request, Sandbox, SandboxLimits,
 };
 use crate::walls::{Walls, refuse};
-use crate::workspace::{Workspace, read_output};
+use crate::workspace::Workspace;
 use crate::zygote::Zygote;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Zygote>>>>;
@@ -320,8 +320,7 @@ impl Runtime {
                 record.peak_memory_bytes = run.peak_memory;
                 if let Ok(output) = &run.result {
                     record.rows_out = output.rows();
-                    let table = matches!(output, Output::Table { .. });
-                    record.bytes_out = workspace.bytes_out(table);
+                    record.bytes_out = workspace.bytes_out();
                 }
                 record.status = run.status;
                 (run.result, run.unconfined)
@@ -500,7 +499,7 @@ impl Runtime {
             (None, Some(reply)) => {
                 let output = self.output(ws, inv, reply, safe);
                 if matches!(output, Ok(Output::Table { .. })) {
-                    self.inner.pool.note(ws.bytes_out(true));
+                    self.inner.pool.note(ws.bytes_out());
                 }
                 output
             }
@@ -529,7 +528,7 @@ impl Runtime {
             }
             let items = items.into_iter().enumerate().map(|(i, item)| Item {
                 result: if item.status == "ok" {
-                    table_or_value(inv, item.output, &ws.item_output_path(i), map)
+                    table_or_value(inv, ws, item.output, &ws.item_output_path(i), map)
                 } else {
                     Err(user_error(inv, item.error))
                 },
@@ -537,7 +536,7 @@ impl Runtime {
             });
             return Ok(Output::Batch(items.collect()));
         }
-        table_or_value(inv, reply.output, &ws.output_path(), map)
+        table_or_value(inv, ws, reply.output, &ws.output_path(), map)
     }
 }
 
@@ -573,6 +572,7 @@ fn user_error(inv: &Invocation, error: Option<protocol::UserError>) -> Error {
 /// What a call returned; a table only at the path Basin gave it.
 fn table_or_value(
     inv: &Invocation,
+    ws: &Workspace,
     output: Option<ReplyOutput>,
     expected: &Path,
     map: bool,
@@ -590,7 +590,7 @@ fn table_or_value(
                     "write the table to the `output.path` of the request (docs/protocol.md)",
                 ));
             }
-            let (schema, batches) = read_output(&path, map)?;
+            let (schema, batches) = ws.read_table(&path, map)?;
             Ok(Output::Table { schema, batches })
         }
         Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -41,6 +42,10 @@ pub struct Workspace {
     /// Files that go back to the pool when the folder is removed: set once every process of
     /// the invocation has ended, so none can still read or write them.
     pub(crate) give_back: Mutex<Vec<PathBuf>>,
+    /// Bytes of the output files Basin read (tables the function returned).
+    pub(crate) bytes_out: AtomicU64,
+    /// Output files mapped as results: they go back to the pool (see `Lease`).
+    leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -74,6 +79,8 @@ impl Workspace {
             batch: Vec::new(),
             pool,
             give_back: Mutex::new(Vec::new()),
+            bytes_out: AtomicU64::new(0),
+            leases: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,7 +122,6 @@ impl Workspace {
         let file = match pooled {
             Some(file) => file,
             None => std::fs::OpenOptions::new()
-                .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)
@@ -203,14 +209,32 @@ impl Workspace {
         self.dir.join(format!("output-{i}.arrow"))
     }
 
-    /// Bytes of the output files the function wrote; `table`: it returned a table (else
-    /// its output file may be an unused one from the pool).
-    pub(crate) fn bytes_out(&self, table: bool) -> u64 {
-        let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        (if table { size(self.output_path()) } else { 0 })
-            + (0..self.batch.len())
-                .map(|i| size(self.item_output_path(i)))
-                .sum::<u64>()
+    /// Reads the table the function wrote at `path` (mapped when `map`), counting its bytes;
+    /// a mapped file goes back to the pool once the folder and every batch are gone.
+    pub(crate) fn read_table(
+        &self,
+        path: &Path,
+        map: bool,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let lease = match (&self.pool, map) {
+            (Some(pool), true) => Some((pool, Arc::new(Mutex::new(Lease::default())))),
+            _ => None,
+        };
+        let held = lease.as_ref().map(|(_, lease)| lease.clone());
+        let (schema, batches, bytes) = read_output(path, map, lease)?;
+        // Only a file read whole is leased: one refused (a link, not a regular file) is
+        // removed with the folder.
+        if let Some(lease) = held {
+            let mut leases = self.leases.lock().expect("leases");
+            leases.push((path.to_path_buf(), lease));
+        }
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        Ok((schema, batches))
+    }
+
+    /// Bytes of the tables the function returned.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
     }
 
     pub(crate) fn rows_and_bytes_in(&self) -> (u64, u64) {
@@ -225,6 +249,14 @@ impl Drop for Workspace {
         if let Some(pool) = &self.pool {
             for path in self.give_back.get_mut().expect("give_back").drain(..) {
                 pool.give_back(&path);
+            }
+            for (path, lease) in self.leases.get_mut().expect("leases").drain(..) {
+                let mut lease = lease.lock().expect("lease");
+                if lease.unmapped {
+                    give_back_or_remove(pool, &path);
+                } else {
+                    lease.waiting = pool.lease(&path);
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -261,13 +293,61 @@ pub fn write_ipc(
 /// memory map of the file (which stays valid after the file is removed). Only for files
 /// nothing writes to any more.
 pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    read_output(path, true)
+    read_output(path, true, None).map(|(schema, batches, _)| (schema, batches))
+}
+
+/// Where a function's output file mapped as its result stands. It goes back to the pool, as
+/// a used file (only Basin writes into those, or the refill zero-fills them), once it is
+/// neither mapped nor in its invocation's folder, so the pages of the tables functions return
+/// are written again rather than freed and allocated anew.
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    /// No batch maps the file any more.
+    unmapped: bool,
+    /// The folder is gone: the file waits in the pool's folder under this name.
+    waiting: Option<PathBuf>,
+}
+
+/// A mapped output's pages, shared by the batches read from it.
+struct Mapped {
+    map: Option<memmap2::Mmap>,
+    lease: Option<(Arc<Pool>, Arc<Mutex<Lease>>)>,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        self.map.take();
+        if let Some((pool, lease)) = self.lease.take() {
+            let mut lease = lease.lock().expect("lease");
+            match lease.waiting.take() {
+                Some(path) => give_back_or_remove(&pool, &path),
+                None => lease.unmapped = true,
+            }
+        }
+    }
+}
+
+fn give_back_or_remove(pool: &Pool, path: &Path) {
+    if !pool.give_back(path) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Reads an Arrow IPC file a function wrote: opened once, without following a link, checked
 /// to be a regular file on the opened handle (so it cannot be swapped between the check and
-/// the read), then mapped (`map`) or read into memory.
-pub(crate) fn read_output(path: &Path, map: bool) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+/// the read), then mapped (`map`) or read into memory. A mapped file goes back to `lease`'s
+/// pool once unmapped and out of its folder. Returns the file's length too.
+pub(crate) fn read_output(
+    path: &Path,
+    map: bool,
+    lease: Option<(&Arc<Pool>, Arc<Mutex<Lease>>)>,
+) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let what = || format!("the function's output {}", path.display());
@@ -292,7 +372,11 @@ pub(crate) fn read_output(path: &Path, map: bool) -> Result<(SchemaRef, Vec<Reco
         // SAFETY: the file is in the invocation's private folder and every process of the
         // invocation has ended; nothing changes it while it is mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(what()))?;
-        Buffer::from(bytes::Bytes::from_owner(map))
+        let lease = lease.map(|(pool, lease)| (pool.clone(), lease));
+        Buffer::from(bytes::Bytes::from_owner(Mapped {
+            map: Some(map),
+            lease,
+        }))
     } else {
         let mut data = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut data).map_err(io(what()))?;
@@ -351,5 +435,59 @@ pub(crate) fn read_output(path: &Path, map: bool) -> Result<(SchemaRef, Vec<Reco
             batches.push(batch);
         }
     }
-    Ok((schema, batches))
+    Ok((schema, batches, len as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, Int64Array};
+
+    use super::*;
+    use crate::options::RuntimeCounters;
+
+    /// A workspace whose function "wrote" a table at its output path.
+    fn with_output(dir: &Path, pool: &Arc<Pool>) -> (Workspace, PathBuf) {
+        let ws = Workspace::create(dir, Some(pool.clone())).unwrap();
+        let batch = RecordBatch::try_from_iter([(
+            "v",
+            Arc::new(Int64Array::from_iter_values(0..100_000)) as ArrayRef,
+        )])
+        .unwrap();
+        let path = ws.output_path();
+        write_ipc_file(&path, &batch.schema(), &[batch]).unwrap();
+        (ws, path)
+    }
+
+    #[test]
+    fn a_mapped_output_goes_back_to_the_pool_once_unmapped_and_out_of_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::new(
+            dir.path().join("pool"),
+            64 << 20,
+            Arc::new(RuntimeCounters::default()),
+        ));
+        // The batches outlive the folder: the file waits in the pool's folder until they go.
+        let (ws, path) = with_output(dir.path(), &pool);
+        let (_, batches) = ws.read_table(&path, true).unwrap();
+        assert_eq!(ws.bytes_out(), std::fs::metadata(&path).unwrap().len());
+        drop(ws);
+        assert!(!path.exists());
+        assert_eq!(pool.counts(), (0, 0));
+        assert_eq!(batches[0].num_rows(), 100_000, "still mapped");
+        drop(batches);
+        assert_eq!(pool.counts(), (0, 1));
+
+        // The folder outlives the batches: the file goes back with the folder.
+        let (ws, path) = with_output(dir.path(), &pool);
+        drop(ws.read_table(&path, true).unwrap());
+        assert!(path.exists(), "the folder keeps it while it is there");
+        drop(ws);
+        assert_eq!(pool.counts(), (0, 2));
+
+        // Read into memory (not every process of the invocation was seen to end): never back.
+        let (ws, path) = with_output(dir.path(), &pool);
+        drop(ws.read_table(&path, false).unwrap());
+        drop(ws);
+        assert_eq!(pool.counts(), (0, 2));
+    }
 }
