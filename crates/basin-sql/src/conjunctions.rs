@@ -17,7 +17,7 @@
 //! per row) right-deep, so each is evaluated over the whole batch and combined a word at a
 //! time unless one alone keeps 20% or less (then the rest runs on those rows, with one
 //! scatter); then the disjunctions of such tests (`d`, fewest tests first: TPC-H q19's
-//! `l_quantity` ranges are six decimal comparisons, and run only on the 7% of rows its
+//! `l_quantity` ranges are six comparisons, and run only on the 7% of rows its
 //! `l_shipinstruct` and `l_shipmode` tests keep); then the costly ones (`LIKE`, functions,
 //! arithmetic, casts) in their written order. Past the first block the pre-selection pays:
 //! each runs only on the rows everything before it kept. `AND` is associative and
