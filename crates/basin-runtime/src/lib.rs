@@ -22,6 +22,7 @@ mod options;
 mod output;
 mod pool;
 mod protocol;
+mod reply;
 mod runtime;
 mod sdk;
 mod uv;
