@@ -50,6 +50,13 @@ struct State {
 }
 
 impl State {
+    /// A new name in the pool's folder `dir`: `kind` (f: fresh, u: used, m: a mapped output)
+    /// and a number no other file of the pool has had.
+    fn name(&mut self, dir: &Path, kind: char) -> PathBuf {
+        self.next_name += 1;
+        dir.join(format!("{kind}{}", self.next_name))
+    }
+
     fn want(&self, cap: u64) -> u64 {
         let largest = self.recent.iter().copied().max().unwrap_or(0);
         largest.min(cap / FRESH_TARGET as u64)
@@ -167,11 +174,7 @@ impl Pool {
         if self.cap == 0 {
             return None;
         }
-        let leased = {
-            let mut state = self.state.lock().expect("pool");
-            state.next_name += 1;
-            self.dir.join(format!("m{}", state.next_name))
-        };
+        let leased = self.state.lock().expect("pool").name(&self.dir, 'm');
         std::fs::rename(path, &leased).ok().map(|()| leased)
     }
 
@@ -192,8 +195,7 @@ impl Pool {
         if self.cap == 0 || state.held + bytes > self.cap {
             return false;
         }
-        state.next_name += 1;
-        let pooled = self.dir.join(format!("u{}", state.next_name));
+        let pooled = state.name(&self.dir, 'u');
         if std::fs::rename(path, &pooled).is_err() {
             return false;
         }
@@ -246,9 +248,8 @@ impl Pool {
                         return;
                     }
                     state.held += want;
-                    state.next_name += 1;
                     self.set_held(&state);
-                    (self.dir.join(format!("f{}", state.next_name)), want, want)
+                    (state.name(&self.dir, 'f'), want, want)
                 }
             };
             // Still counted as held (`old_bytes`) while it is being zero-filled.

@@ -43,7 +43,7 @@ pub struct Workspace {
     /// the invocation has ended, so none can still read or write them.
     pub(crate) give_back: Mutex<Vec<PathBuf>>,
     /// Bytes of the output files Basin read (tables the function returned).
-    pub(crate) bytes_out: AtomicU64,
+    bytes_out: AtomicU64,
     /// Output files mapped as results: they go back to the pool (see `Lease`).
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
 }

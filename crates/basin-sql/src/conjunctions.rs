@@ -262,14 +262,24 @@ mod tests {
         }
     }
 
+    /// The filter's shape without the rule and with it, once the two answers are checked
+    /// equal and more than `lines` lines long.
+    async fn same_answer(sql: &str, lines: usize) -> (String, String) {
+        let (plain, plain_shape) = run(false, sql).await;
+        let (ruled, ruled_shape) = run(true, sql).await;
+        assert_eq!(plain, ruled);
+        assert!(
+            plain.lines().count() > lines,
+            "the query keeps rows: {plain}"
+        );
+        (plain_shape, ruled_shape)
+    }
+
     #[tokio::test]
     async fn a_range_filter_becomes_right_deep_and_answers_the_same() {
         let sql = "SELECT a, b, c FROM t WHERE a >= 100 AND a < 400 AND b >= 10 AND b <= 60 \
                    AND c < 9 ORDER BY a, b, c";
-        let (plain, plain_shape) = run(false, sql).await;
-        let (ruled, ruled_shape) = run(true, sql).await;
-        assert_eq!(plain, ruled);
-        assert!(plain.lines().count() > 50, "the query keeps rows: {plain}");
+        let (plain_shape, ruled_shape) = same_answer(sql, 50).await;
         assert_eq!(
             plain_shape,
             "((((a@0 >= 100 AND a@0 < 400) AND b@1 >= 10) AND b@1 <= 60) AND c@2 < 9)"
@@ -284,10 +294,7 @@ mod tests {
     async fn costly_conjuncts_follow_the_cheap_ones_in_their_order() {
         let sql = "SELECT a, s FROM t WHERE s LIKE '%7%' AND a > 200 AND b % 3 = 1 \
                    AND (c IS NULL OR c IN (1, 2, 3)) AND a < 900 ORDER BY a, s";
-        let (plain, _) = run(false, sql).await;
-        let (ruled, ruled_shape) = run(true, sql).await;
-        assert_eq!(plain, ruled);
-        assert!(plain.lines().count() > 10, "the query keeps rows: {plain}");
+        let (_, ruled_shape) = same_answer(sql, 10).await;
         assert!(
             ruled_shape.starts_with("((((a@0 > 200 AND a@0 < 900) AND c@2 IS NULL OR ")
                 && ruled_shape.ends_with(") AND s@3 LIKE %7%) AND b@1 % 3 = 1)"),
@@ -299,10 +306,7 @@ mod tests {
     async fn disjunctions_follow_the_simple_tests_fewest_tests_first() {
         let sql = "SELECT a, b, c FROM t WHERE (a < 100 OR a > 900 OR b = 5) AND c < 9 \
                    AND (b < 30 OR b > 80) AND a IS NOT NULL ORDER BY a, b, c";
-        let (plain, _) = run(false, sql).await;
-        let (ruled, ruled_shape) = run(true, sql).await;
-        assert_eq!(plain, ruled);
-        assert!(plain.lines().count() > 10, "the query keeps rows: {plain}");
+        let (_, ruled_shape) = same_answer(sql, 10).await;
         assert_eq!(
             ruled_shape,
             "(((c@2 < 9 AND a@0 IS NOT NULL) AND b@1 < 30 OR b@1 > 80) \
