@@ -27,16 +27,22 @@
 //! columns back in their order.
 //!
 //! When it applies: `C` is a filtered table (a scan with a filter, under projections or an
-//! alias), the join's condition reads columns of one table below (followed through inner joins
-//! and projections that pass them unchanged), and that table lies below at least one other
-//! join. It stops above a join with another filtered table (q07's supplier meets the
-//! filtered lineitem): which of the two filters more is not known here. Anything else (outer
-//! joins, aggregates, unions on the way) leaves the plan as it is.
+//! alias) or a join of two tables of which one is filtered (q05's nations joined with the
+//! one region the query keeps, once the rule has put them together), the join's condition
+//! reads columns of one table below (followed through inner joins and projections that pass
+//! them unchanged), and that table lies below at least one other join. Where that table is
+//! joined to a tree of joins by a key equal to the column the condition reads (q05:
+//! `c_nationkey = s_nationkey` joins supplier; the nations meet `s_nationkey`), `C` goes down
+//! that tree on the equal column instead, to the table deepest in the plan (customer), so the
+//! rows are cut before the big joins rather than after. It stops above a join with another
+//! filtered table or pair (q07's supplier meets the filtered lineitem): which of the two
+//! filters more is not known here. Anything else (outer joins, aggregates, unions on the way)
+//! leaves the plan as it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
@@ -70,7 +76,7 @@ impl OptimizerRule for FilteredJoinsDown {
                 true => (&join.left, &join.right),
                 false => (&join.right, &join.left),
             };
-            if !filtered_table(filtered)
+            if !filtered_relation(filtered)
                 || !matches!(
                     tree.as_ref(),
                     LogicalPlan::Join(_) | LogicalPlan::Projection(_)
@@ -87,7 +93,8 @@ impl OptimizerRule for FilteredJoinsDown {
                 join,
                 filtered,
                 filtered_is_right,
-                used: &used,
+                used,
+                renamed: HashMap::new(),
                 joins_passed: 0,
             };
             let Some(moved) = descent.down(tree)? else {
@@ -130,6 +137,32 @@ fn filtered_table(plan: &LogicalPlan) -> bool {
     }
 }
 
+/// A filtered table, or a join of two tables of which one is filtered (q05's region joined
+/// with its nations): few rows either way, so worth joining early.
+fn filtered_relation(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
+            filtered_relation(plan.inputs()[0])
+        }
+        LogicalPlan::Join(join) if join.join_type == JoinType::Inner => {
+            let (left, right) = (join.left.as_ref(), join.right.as_ref());
+            table(left) && table(right) && (filtered_table(left) || filtered_table(right))
+        }
+        _ => filtered_table(plan),
+    }
+}
+
+/// A table, filtered or not, under projections and aliases.
+fn table(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
+            table(plan.inputs()[0])
+        }
+        LogicalPlan::TableScan(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether `predicate` is the literal `true`.
 fn keeps_all(predicate: &Expr) -> bool {
     matches!(
@@ -151,7 +184,10 @@ struct Descent<'a> {
     join: &'a Join,
     filtered: &'a Arc<LogicalPlan>,
     filtered_is_right: bool,
-    used: &'a HashSet<Column>,
+    /// The columns of the tree the join's condition reads, as named where the descent is.
+    used: HashSet<Column>,
+    /// The join's keys the descent replaced by columns equal to them (see `equal_below`).
+    renamed: HashMap<Column, Column>,
     joins_passed: usize,
 }
 
@@ -185,13 +221,15 @@ impl Descent<'_> {
                 )?)))
             }
             LogicalPlan::Join(inner) if inner.join_type == JoinType::Inner => {
+                self.equal_below(inner);
                 let into_left = self.holds_all(&inner.left);
                 let into_right = !into_left && self.holds_all(&inner.right);
                 let other = if into_left { &inner.right } else { &inner.left };
-                if !(into_left || into_right) || filtered_table(other) {
-                    // The condition reads both sides; or the other side is a filtered table
-                    // too, and which of the two filters more is not known here (moving each
-                    // below the other would never end): the join goes here.
+                if !(into_left || into_right) || filtered_relation(other) {
+                    // The condition reads both sides; or the other side is filtered too, and
+                    // which of the two filters more is not known here (moving each below the
+                    // other would never end: q02's region and nations, and its part and
+                    // partsupp, once did): the join goes here.
                     return self.here(plan).map(Some);
                 }
                 let moved = if into_left {
@@ -218,13 +256,89 @@ impl Descent<'_> {
         self.used.iter().all(|c| plan.schema().has_column(c))
     }
 
-    /// The join, over `plan` instead of the tree it was over.
+    /// At `inner`, whose side that is one table holds the used columns: if `inner`'s keys
+    /// make each of them equal to a column of its other side, a tree of joins, the join goes
+    /// on down that tree with those columns instead. q05 joins ASIA's nations on
+    /// `s_nationkey`, and `c_nationkey = s_nationkey` joins the suppliers: the nations go
+    /// to `customer`, deep in the tree, so the orders that meet lineitem are ASIA's, a fifth.
+    /// The answer is the same: inner joins with `x = y` and `y = z` keep the rows that
+    /// `x = y` and `x = z` keep. Only plain column keys of the join's own `on` are replaced.
+    fn equal_below(&mut self, inner: &Join) {
+        let keys_only = self
+            .join
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.column_refs().iter().all(|c| !self.used.contains(*c)));
+        if !keys_only {
+            return;
+        }
+        for (table_side, tree_side) in [(&inner.right, &inner.left), (&inner.left, &inner.right)] {
+            if !table(table_side) || table(tree_side) || !self.holds_all(table_side) {
+                continue;
+            }
+            let mut renamed = HashMap::new();
+            for used in &self.used {
+                let equal = inner.on.iter().find_map(|(l, r)| match (l, r) {
+                    (Expr::Column(l), Expr::Column(r)) if l == used => Some(r),
+                    (Expr::Column(l), Expr::Column(r)) if r == used => Some(l),
+                    _ => None,
+                });
+                match equal {
+                    Some(c) if tree_side.schema().has_column(c) => {
+                        renamed.insert(used.clone(), c.clone());
+                    }
+                    _ => return,
+                }
+            }
+            self.used = renamed.values().cloned().collect();
+            if self.renamed.is_empty() {
+                self.renamed = renamed;
+            } else {
+                // Renamed before: the join's keys map to the used columns, renamed again.
+                for to in self.renamed.values_mut() {
+                    *to = renamed[to].clone();
+                }
+            }
+            return;
+        }
+    }
+
+    /// The join, over `plan` instead of the tree it was over, its keys renamed as the
+    /// descent renamed them.
     fn here(&self, plan: &Arc<LogicalPlan>) -> Result<LogicalPlan> {
         let (left, right) = match self.filtered_is_right {
             true => (plan.clone(), self.filtered.clone()),
             false => (self.filtered.clone(), plan.clone()),
         };
-        super::rejoin(self.join, left, right)
+        if self.renamed.is_empty() {
+            return super::rejoin(self.join, left, right);
+        }
+        let rename = |e: &Expr| {
+            e.clone()
+                .transform(|e| match e {
+                    Expr::Column(c) if self.renamed.contains_key(&c) => {
+                        Ok(Transformed::yes(Expr::Column(self.renamed[&c].clone())))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })
+                .map(|t| t.data)
+        };
+        let on = self
+            .join
+            .on
+            .iter()
+            .map(|(l, r)| Ok((rename(l)?, rename(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LogicalPlan::Join(Join::try_new(
+            left,
+            right,
+            on,
+            self.join.filter.clone(),
+            self.join.join_type,
+            self.join.join_constraint,
+            self.join.null_equality,
+            self.join.null_aware,
+        )?))
     }
 }
 
@@ -291,6 +405,43 @@ mod tests {
             "SELECT i.key, count(*) AS n FROM items i, items j, parts p, parts q \
             WHERE i.key = j.key AND p.pkey = i.key AND q.pkey = i.key AND p.brand = 1 \
             AND q.brand < 3 GROUP BY i.key ORDER BY i.key",
+        )
+        .await
+        .has_rows();
+    }
+
+    #[tokio::test]
+    async fn a_filtered_join_goes_down_through_a_key_equal_to_its_own() {
+        // q05's shape: `p ⋈ q` (q filtered, as region with its nations) meets `k.qty`, and
+        // `k` joins the tree with `i.qty = k.qty` (as supplier with `c_nationkey`): the pair
+        // goes down to `i` (as customer), first in the tree, on `i.qty`.
+        let q = compare(
+            "SELECT i.key, count(*) AS n FROM items i, items j, items k, parts p, parts q \
+            WHERE i.key = j.key AND j.key = k.key AND i.qty = k.qty AND k.qty = p.pkey \
+            AND p.brand = q.pkey AND q.brand = 1 GROUP BY i.key ORDER BY i.key",
+        )
+        .await;
+        q.has_rows();
+        assert!(!q.plain_plan.contains("i.qty = p.pkey"), "{}", q.plain_plan);
+        let (parts, items) = (
+            line(&q.ruled_plan, "i.qty = p.pkey"),
+            line(&q.ruled_plan, "i.key = j.key"),
+        );
+        assert!(
+            parts > items,
+            "the pair is joined with i first: {}",
+            q.ruled_plan
+        );
+    }
+
+    #[tokio::test]
+    async fn two_filtered_joins_meeting_each_other_are_planned_once() {
+        // q02's shape: `a ⋈ i` (a filtered, as part with partsupp) and `p ⋈ q` (q filtered,
+        // as region with its nations) each could go below the other.
+        compare(
+            "SELECT i.key, count(*) AS n FROM parts a, items i, items k, parts p, parts q \
+            WHERE a.pkey = i.key AND a.brand = 1 AND i.qty = k.key AND k.qty = p.pkey \
+            AND p.brand = q.pkey AND q.brand < 3 GROUP BY i.key ORDER BY i.key",
         )
         .await
         .has_rows();
