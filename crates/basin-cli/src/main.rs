@@ -158,10 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let ctx = &ctx;
     match cli.command {
-        Command::Init(args) => {
-            ctx.home("init")?;
-            init::run(args).await
-        }
+        Command::Init(args) => init::run(args, ctx.home("init")?).await,
         Command::Branch(cmd) => branch::run(cmd, ctx).await,
         Command::Tag(cmd) => tag::run(cmd, ctx).await,
         Command::Checkout(args) => checkout::run(args, ctx.home("checkout")?).await,

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use basin_service::Lakehouse;
 
@@ -6,9 +6,9 @@ use crate::output::status;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The folder to hold the lakehouse (created if missing)
-    #[arg(default_value = ".")]
-    dir: PathBuf,
+    /// The folder to hold the lakehouse (created if missing) [default: --home or BASIN_HOME
+    /// when set, else the current folder]
+    dir: Option<PathBuf>,
     /// Keep table data in an S3-compatible store, e.g. s3://bucket/prefix (endpoint and keys
     /// from basin.toml [s3] or BASIN_S3_*)
     #[arg(long, value_name = "URL")]
@@ -25,17 +25,26 @@ pub struct Args {
     project: bool,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)?;
-    let existing = args.project && args.dir.join(basin_service::BASIN_DIR).is_dir();
+/// The folder `basin init` creates the lakehouse in: the one named, else the global
+/// `--home` (so `basin --home /data/lh init` makes /data/lh, as every other command would
+/// use it, not the current folder), else the current folder.
+fn folder(dir: Option<PathBuf>, home: Option<&Path>) -> PathBuf {
+    dir.or_else(|| home.map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub async fn run(mut args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    let dir = folder(args.dir.take(), home);
+    std::fs::create_dir_all(&dir)?;
+    let existing = args.project && dir.join(basin_service::BASIN_DIR).is_dir();
     let lakehouse = if existing {
-        Lakehouse::open(Some(&args.dir), &args.dir).await?
+        Lakehouse::open(Some(&dir), &dir).await?
     } else {
         let placement = basin_service::Placement {
             warehouse: args.warehouse,
             catalog: args.catalog,
         };
-        let lakehouse = Lakehouse::init(&args.dir, &placement).await?;
+        let lakehouse = Lakehouse::init(&dir, &placement).await?;
         let catalog = match &placement.catalog {
             Some(url) => format!(", catalog in {url}"),
             None => String::new(),
@@ -49,8 +58,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.project {
         use basin_service::pipeline::scaffold;
-        let written = scaffold::write(&args.dir)?;
-        let raw = args.dir.join(scaffold::RAW_FILE);
+        let written = scaffold::write(&dir)?;
+        let raw = dir.join(scaffold::RAW_FILE);
         let request = basin_ingest::ImportRequest::new(
             vec![raw.display().to_string()],
             scaffold::RAW_TABLE,
@@ -62,8 +71,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             written.len(),
             scaffold::RAW_FILE,
             scaffold::RAW_TABLE,
-            args.dir.display()
+            dir.display()
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::folder;
+
+    #[test]
+    fn init_makes_the_folder_named_else_home_else_the_current_one() {
+        let home = Path::new("/data/lh");
+        let named = Some(PathBuf::from("other"));
+        assert_eq!(folder(named.clone(), Some(home)), PathBuf::from("other"));
+        assert_eq!(folder(None, Some(home)), home);
+        assert_eq!(folder(None, None), PathBuf::from("."));
+    }
 }
