@@ -329,16 +329,11 @@ impl Descent<'_> {
             .iter()
             .map(|(l, r)| Ok((rename(l)?, rename(r)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(LogicalPlan::Join(Join::try_new(
-            left,
-            right,
+        let renamed = Join {
             on,
-            self.join.filter.clone(),
-            self.join.join_type,
-            self.join.join_constraint,
-            self.join.null_equality,
-            self.join.null_aware,
-        )?))
+            ..self.join.clone()
+        };
+        super::rejoin(&renamed, left, right)
     }
 }
 
@@ -351,6 +346,12 @@ mod tests {
         FROM items i, items j, parts p \
         WHERE i.key = j.key AND p.pkey = i.key AND p.brand = 1 \
         GROUP BY i.key ORDER BY i.key";
+
+    /// Whether the join whose line holds `first` comes below (is joined before) the one whose
+    /// line holds `then` in `plan`.
+    fn joined_before(plan: &str, first: &str, then: &str) -> bool {
+        line(plan, first) > line(plan, then)
+    }
 
     /// The line of the plan that joins `parts`, and of the join of the two `items`.
     fn lines(plan: &str) -> (usize, usize) {
@@ -387,12 +388,8 @@ mod tests {
         )
         .await;
         q.has_rows();
-        let (parts, items) = (
-            line(&q.ruled_plan, "= p.pkey"),
-            line(&q.ruled_plan, "items.key = j.key"),
-        );
         assert!(
-            parts > items,
+            joined_before(&q.ruled_plan, "= p.pkey", "items.key = j.key"),
             "parts are joined first with it: {}",
             q.ruled_plan
         );
@@ -423,12 +420,8 @@ mod tests {
         .await;
         q.has_rows();
         assert!(!q.plain_plan.contains("i.qty = p.pkey"), "{}", q.plain_plan);
-        let (parts, items) = (
-            line(&q.ruled_plan, "i.qty = p.pkey"),
-            line(&q.ruled_plan, "i.key = j.key"),
-        );
         assert!(
-            parts > items,
+            joined_before(&q.ruled_plan, "i.qty = p.pkey", "i.key = j.key"),
             "the pair is joined with i first: {}",
             q.ruled_plan
         );
