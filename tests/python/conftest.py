@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,16 +58,36 @@ def lakehouse(tmp_path) -> Basin:
     return basin
 
 
+class Drained:
+    """A server's stderr, read as it comes by a thread of its own. Undrained, a chatty
+    server (a lost cluster node logs every retry) fills the pipe, and its next log line
+    blocks the thread that writes it: the server stops answering. `read()` returns
+    everything once the server has ended."""
+
+    def __init__(self, pipe, first: list[str]):
+        self.lines = first
+        self.thread = threading.Thread(target=lambda: self.lines.extend(pipe), daemon=True)
+        self.thread.start()
+
+    def read(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
 def start_server(lakehouse: Basin, *args: str):
-    """Starts `basin serve` on a free loopback port; returns its base URL and the process."""
+    """Starts `basin serve` on a free loopback port; returns its base URL and the process,
+    whose `stderr.read()` gives the server's log once it has ended."""
     proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", *args],
                             stderr=subprocess.PIPE, text=True, env=lakehouse.env)
+    first = []
     for _ in range(20):
         line = proc.stderr.readline()
+        first.append(line)
         match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
         if match:
             pg = re.search(r"postgresql://127\.0\.0\.1:(\d+)", line)
             proc.port = int(pg.group(1)) if pg else None  # the Postgres port, with --pg-listen
+            proc.stderr = Drained(proc.stderr, first)
             return f"http://{match.group(1)}", proc
     proc.kill()
     raise AssertionError("the server did not say where it listens")

@@ -51,7 +51,7 @@ def node(tmp_path, name, s3_endpoint, extra=""):
         f'[s3]\nendpoint = "{s3_endpoint}"\npath_style = true\n\n'
         '[buckets.incoming]\nurl = "s3://drop/incoming/"\npoll_seconds = 0.5\n\n'
         f'[functions]\nevent_lease = "3s"\n{extra}')
-    return Basin(home, {**KEYS, "PGPASSWORD": PASSWORD, "RUST_LOG": "info"})
+    return Basin(home, {**KEYS, "PGPASSWORD": PASSWORD})
 
 
 def start_worker(b: Basin, catalog: str, log, *extra):

@@ -134,6 +134,8 @@ def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_
             proc.kill()
         serve.kill()
         serve.wait()
+        log = serve.stderr.read()
+        print(f"the server logged {len(log)} bytes; the last of them:\n{log[-3000:]}")
 
 
 def query_once_more_on_error(base: str, sql: str):

@@ -34,14 +34,19 @@ use std::path::Path;
 
 use basin_service::Lakehouse;
 
+/// What the long-running commands log unless `RUST_LOG` says otherwise: `info`, but only
+/// warnings from Ballista, which logs every job's state and every stage's plan with its
+/// metrics at `info` (tens of lines per distributed query).
+const DEFAULT_LOG: &str = "info,ballista_core=warn,ballista_scheduler=warn,ballista_executor=warn";
+
 /// For the long-running commands (`serve`, `worker`): log lines on stderr (`RUST_LOG`,
-/// default `info`), and first the walls functions will run inside.
+/// default [`DEFAULT_LOG`]), and first the walls functions will run inside.
 fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
