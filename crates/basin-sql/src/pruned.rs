@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use basin_catalog::Key;
 use basin_table::Tables;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -111,19 +112,10 @@ impl PrunedScan {
     /// Why a distributed engine cannot run this scan as it is, if it cannot; and the bytes
     /// of its live data files.
     pub(crate) fn distributable(&self) -> std::result::Result<u64, String> {
-        let Some(table) = self.table.get() else {
+        if self.table.get().is_none() {
             return Err(format!("`{}` is not loaded", self.key));
-        };
-        let Some(snapshot) = table.metadata().current_snapshot() else {
-            return Ok(0);
-        };
-        let summary = &snapshot.summary().additional_properties;
-        let count = |name: &str| {
-            summary
-                .get(name)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        }
+        let count = |name: &str| self.summary_count(name).unwrap_or(0);
         if count("total-delete-files") > 0 {
             return Err(format!(
                 "`{}` has delete files, which only the single-node scan applies",
@@ -131,6 +123,17 @@ impl PrunedScan {
             ));
         }
         Ok(count("total-files-size"))
+    }
+
+    /// A count in the summary of the loaded table's snapshot (`total-records`, ...).
+    fn summary_count(&self, name: &str) -> Option<u64> {
+        let snapshot = self.table.get()?.metadata().current_snapshot()?;
+        snapshot
+            .summary()
+            .additional_properties
+            .get(name)?
+            .parse()
+            .ok()
     }
 
     async fn table(&self) -> DfResult<&iceberg::table::Table> {
@@ -231,6 +234,13 @@ impl TableProvider for PrunedScan {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    /// The rows the snapshot holds (its summary's `total-records`; inexact, as delete files
+    /// may remove some): what the join-order rules weigh tables by.
+    fn statistics(&self) -> Option<Statistics> {
+        let rows = usize::try_from(self.summary_count("total-records")?).ok()?;
+        Some(Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows)))
     }
 
     /// Every filter helps choose files, and DataFusion still applies each to the rows.

@@ -34,16 +34,20 @@
 //! joined to a tree of joins by a key equal to the column the condition reads (q05:
 //! `c_nationkey = s_nationkey` joins supplier; the nations meet `s_nationkey`), `C` goes down
 //! that tree on the equal column instead, to the table deepest in the plan (customer), so the
-//! rows are cut before the big joins rather than after. It stops above a join with another
-//! filtered table or pair (q07's supplier meets the filtered lineitem): which of the two
-//! filters more is not known here. Anything else (outer joins, aggregates, unions on the way)
-//! leaves the plan as it is.
+//! rows are cut before the big joins rather than after. Another filtered table or pair on
+//! the way stops it, since which of the two filters more is not known here, with one
+//! exception: when the table it meets there has no filter and its own tables hold fewer rows
+//! (the snapshots' counts), it goes onto that table, below the other (q07's nations onto
+//! supplier, below the filtered lineitem: 800 suppliers meet it, not 10,000; q05's nations
+//! onto customer, below the filtered orders). Anything else (outer joins, aggregates, unions
+//! on the way) leaves the plan as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
@@ -171,6 +175,37 @@ fn keeps_all(predicate: &Expr) -> bool {
     )
 }
 
+/// A table with no filter, under projections and aliases. Joining a filtered relation with
+/// it first costs at most a pass over rows the query reads anyway, and then only the rows the
+/// filtered relation keeps meet the other filtered input (q07: 800 of the 10,000 suppliers
+/// meet the filtered lineitem, not all of them).
+fn unfiltered_table(plan: &LogicalPlan) -> bool {
+    table(plan) && !filtered_table(plan)
+}
+
+/// Whether the tables of `a` hold fewer rows than those of `b`, as their snapshots say;
+/// false when either is not known.
+fn fewer_rows(a: &LogicalPlan, b: &LogicalPlan) -> bool {
+    matches!((rows(a), rows(b)), (Some(a), Some(b)) if a < b)
+}
+
+/// The rows the tables of a table or a join of tables hold, before any filter.
+fn rows(plan: &LogicalPlan) -> Option<usize> {
+    match plan {
+        LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
+            rows(plan.inputs()[0])
+        }
+        LogicalPlan::Join(join) => Some(rows(&join.left)? + rows(&join.right)?),
+        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
+            .ok()?
+            .statistics()?
+            .num_rows
+            .get_value()
+            .copied(),
+        _ => None,
+    }
+}
+
 fn scan(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Projection(p) => scan(&p.input),
@@ -224,12 +259,19 @@ impl Descent<'_> {
                 self.equal_below(inner);
                 let into_left = self.holds_all(&inner.left);
                 let into_right = !into_left && self.holds_all(&inner.right);
-                let other = if into_left { &inner.right } else { &inner.left };
-                if !(into_left || into_right) || filtered_relation(other) {
-                    // The condition reads both sides; or the other side is filtered too, and
-                    // which of the two filters more is not known here (moving each below the
-                    // other would never end: q02's region and nations, and its part and
-                    // partsupp, once did): the join goes here.
+                let (target, other) = match into_left {
+                    true => (&inner.left, &inner.right),
+                    false => (&inner.right, &inner.left),
+                };
+                // The other side filtered too: the join passes it only onto a table with no
+                // filter, and only if its own tables hold fewer rows, so that of two filtered
+                // inputs only one can go below the other (each moving below the other never
+                // ended: q02's region and nations, and its part and partsupp, once did).
+                let stops = filtered_relation(other)
+                    && !(unfiltered_table(target) && fewer_rows(self.filtered, other));
+                if !(into_left || into_right) || stops {
+                    // The condition reads both sides, or the other side stops it: the join
+                    // goes here.
                     return self.here(plan).map(Some);
                 }
                 let moved = if into_left {
@@ -438,6 +480,42 @@ mod tests {
         )
         .await
         .has_rows();
+    }
+
+    #[tokio::test]
+    async fn a_filtered_table_passes_a_bigger_filtered_one_to_the_unfiltered_table_it_meets() {
+        // q07's supplier side: the nations (parts, 60 rows) meet supplier (i), which is
+        // joined with the filtered lineitem (j, 400 rows): the nations go onto supplier.
+        let sql = Q07_SHAPE.replace("p.brand = 1", "p.brand = 1 AND j.qty < 20");
+        let q = compare(&sql).await;
+        q.has_rows();
+        let (parts, items) = lines(&q.plain_plan);
+        assert!(parts < items, "{}", q.plain_plan);
+        let (parts, items) = lines(&q.ruled_plan);
+        assert!(
+            parts > items,
+            "parts are joined with i first: {}",
+            q.ruled_plan
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filtered_table_stays_above_a_smaller_filtered_one() {
+        // The other way round: the filtered items (400 rows) meet parts p, which is joined
+        // with the filtered parts q (60 rows): which filters more is not known, and the
+        // smaller goes first.
+        let q = compare(
+            "SELECT p.pkey, count(*) AS n FROM parts p, parts q, items i \
+            WHERE p.pkey = q.pkey AND q.brand < 3 AND i.key = p.pkey AND i.qty < 20 \
+            GROUP BY p.pkey ORDER BY p.pkey",
+        )
+        .await;
+        q.has_rows();
+        assert!(
+            joined_before(&q.ruled_plan, "p.pkey = q.pkey", "= i.key"),
+            "q is joined first, as without the rule: {}",
+            q.ruled_plan
+        );
     }
 
     #[tokio::test]

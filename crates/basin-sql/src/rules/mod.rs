@@ -71,7 +71,8 @@ pub(crate) mod tests {
     use arrow::util::pretty::pretty_format_batches;
     use async_trait::async_trait;
     use datafusion::catalog::{Session, TableProvider};
-    use datafusion::common::Result;
+    use datafusion::common::stats::Precision;
+    use datafusion::common::{Result, Statistics};
     use datafusion::datasource::{MemTable, TableType};
     use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -79,9 +80,17 @@ pub(crate) mod tests {
     use datafusion::prelude::SessionContext;
 
     /// A table that takes filters as Basin's Iceberg scans do (`pruned.rs`): inexactly, so
-    /// plans carry them both in the scan and in a `Filter` above it, as the rules meet them.
+    /// plans carry them both in the scan and in a `Filter` above it, as the rules meet them;
+    /// and that knows its rows, as they know their snapshot's.
     #[derive(Debug)]
-    struct InexactFilters(MemTable);
+    struct InexactFilters(MemTable, usize);
+
+    impl InexactFilters {
+        fn new(schema: SchemaRef, batch: RecordBatch) -> Self {
+            let rows = batch.num_rows();
+            Self(MemTable::try_new(schema, vec![vec![batch]]).unwrap(), rows)
+        }
+    }
 
     #[async_trait]
     impl TableProvider for InexactFilters {
@@ -102,6 +111,10 @@ pub(crate) mod tests {
             filters: &[&Expr],
         ) -> Result<Vec<TableProviderFilterPushDown>> {
             Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        }
+
+        fn statistics(&self) -> Option<Statistics> {
+            Some(Statistics::new_unknown(&self.schema()).with_num_rows(Precision::Inexact(self.1)))
         }
 
         async fn scan(
@@ -137,13 +150,8 @@ pub(crate) mod tests {
             ],
         )
         .unwrap();
-        ctx.register_table(
-            "items",
-            Arc::new(InexactFilters(
-                MemTable::try_new(items, vec![vec![batch]]).unwrap(),
-            )),
-        )
-        .unwrap();
+        ctx.register_table("items", Arc::new(InexactFilters::new(items, batch)))
+            .unwrap();
         let parts = Arc::new(Schema::new(vec![
             Field::new("pkey", DataType::Int64, true),
             Field::new("brand", DataType::Int64, true),
@@ -158,13 +166,8 @@ pub(crate) mod tests {
             ],
         )
         .unwrap();
-        ctx.register_table(
-            "parts",
-            Arc::new(InexactFilters(
-                MemTable::try_new(parts, vec![vec![batch]]).unwrap(),
-            )),
-        )
-        .unwrap();
+        ctx.register_table("parts", Arc::new(InexactFilters::new(parts, batch)))
+            .unwrap();
         ctx
     }
 
