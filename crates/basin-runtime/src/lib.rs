@@ -24,6 +24,7 @@ mod pool;
 mod protocol;
 mod reply;
 mod runtime;
+mod scratch;
 mod sdk;
 mod uv;
 mod walls;

@@ -28,6 +28,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Zygote>>>>;
 struct Inner {
     envs: EnvCache,
     scratch: PathBuf,
+    /// Locked while this runtime lives: a runtime starting later removes `scratch` if a
+    /// kill left it behind (`scratch::sweep`).
+    _owner: std::fs::File,
     options: RuntimeOptions,
     /// The walls this machine builds, probed once.
     walls: Walls,
@@ -92,8 +95,8 @@ impl Runtime {
                 std::env::temp_dir()
             }
         });
-        let scratch = base.join(format!("basin-{}", uuid::Uuid::new_v4().simple()));
-        crate::workspace::private_folder(&scratch)?;
+        crate::scratch::sweep(&base);
+        let (scratch, owner) = crate::scratch::claim(&base)?;
         let walls = Walls::probe(options.isolation, &options.disable_walls);
         let pool = Arc::new(Pool::new(
             scratch.join("pool"),
@@ -104,6 +107,7 @@ impl Runtime {
             pool,
             envs,
             scratch,
+            _owner: owner,
             walls,
             global: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
             options,

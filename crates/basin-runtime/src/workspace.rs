@@ -48,7 +48,7 @@ pub struct Workspace {
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(format!("{what}: {e}"))
 }
 
