@@ -1,7 +1,8 @@
 """Basin's worker: a fork server per environment, and the function side of the protocol.
 
-`python -I -m basin._worker zygote [--preload pkg,...] [--ahead JSON]` starts a fork server (a "zygote",
-as in SOCK): it imports pyarrow and the environment's packages once, freezes the heap, then
+`python -I -m basin._worker zygote [--preload name,...] [--ahead JSON]` starts a fork server (a "zygote",
+as in SOCK): it imports pyarrow, the environment's packages and the modules of theirs the
+function imports (`--preload`: distribution and module names) once, freezes the heap, then
 waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
 fresh child forked from it, so no state passes from one invocation to the next, and the child
 starts with the heavy imports already done. One child is forked ahead of time, builds its
@@ -59,24 +60,37 @@ def _send(fd: int, message: dict) -> None:
 # The zygote
 
 
-def _preload(packages: list) -> list:
-    """Imports pyarrow and the top-level modules of `packages` (distribution names)."""
+def _preload(names: list) -> list:
+    """Imports pyarrow and the top-level modules of the environment's packages (the
+    distribution names in `names`), then the other names, the modules the function imports,
+    where they belong to a package already loaded (`pyarrow.compute`, `numpy.linalg`): a
+    module of the user's own, or of a package not loaded, is left to the function's process,
+    so the zygote runs no code the environment does not ship."""
     from importlib import metadata
 
-    modules = ["pyarrow", "pyarrow.ipc"]
-    for dist in packages:
+    packages, modules = ["pyarrow", "pyarrow.ipc"], []
+    for name in names:
         try:
-            top = metadata.distribution(dist).read_text("top_level.txt")
-        except metadata.PackageNotFoundError:
+            top = metadata.distribution(name).read_text("top_level.txt")
+        except (metadata.PackageNotFoundError, ValueError):
+            modules.append(name)
             continue
-        names = (top or dist.replace("-", "_")).split()
-        modules += [n for n in names if n.isidentifier() and not n.startswith("_")]
+        tops = (top or name.replace("-", "_")).split()
+        packages += [n for n in tops if n.isidentifier() and not n.startswith("_")]
     loaded = []
-    for name in modules:
+    for name in packages:
         try:
             importlib.import_module(name)
             loaded.append(name)
         except Exception:  # noqa: BLE001 - a module that cannot load is the function's problem
+            pass
+    for name in modules:
+        if name.split(".")[0] not in sys.modules or name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:  # noqa: BLE001 - `from a import b` where b is not a module
             pass
     return loaded
 

@@ -149,6 +149,20 @@ def _inputs(node: ast.FunctionDef, names: _Names, file: str) -> dict:
     return inputs
 
 
+def _imports(tree: ast.Module) -> list:
+    """The absolute module names the file imports, anywhere in it: `import a.b` gives a.b,
+    `from a.b import c` gives a.b and a.b.c (c may be a submodule). The worker imports those of
+    packages it has loaded before it forks, so each invocation does not import them again."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
+    return sorted(found)
+
+
 def describe(path: str, function: Optional[str] = None) -> list:
     """The file's declared functions in file order; with `function`, just that one (declared
     or not: a plain function gets the defaults)."""
@@ -162,6 +176,7 @@ def describe(path: str, function: Optional[str] = None) -> list:
     except SyntaxError as e:
         raise _unhinted(_syntax_error(path, e)) from None
     names = _Names(tree)
+    imports = _imports(tree)
     triggers = toml_triggers(file.parent)
     found = []
     for node in tree.body:
@@ -180,6 +195,7 @@ def describe(path: str, function: Optional[str] = None) -> list:
             "line": node.lineno,
             "params": params,
             "inputs": _inputs(node, names, str(file)),
+            "imports": imports,
             **asdict(declared),
         })
     if function is not None and not found:

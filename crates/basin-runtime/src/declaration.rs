@@ -52,6 +52,20 @@ pub struct Declaration {
     pub batch_window_seconds: f64,
     #[serde(default = "three")]
     pub max_attempts: u32,
+    /// The modules its file imports (`basin.spec`): its worker imports those of the
+    /// environment's packages ahead (see [`Declaration::preload`]).
+    #[serde(default)]
+    pub imports: Vec<String>,
+}
+
+impl Declaration {
+    /// What the worker of `spec` imports before it forks this function's process: the
+    /// environment's packages (distribution names), then the modules the file imports. The
+    /// worker imports a module only when its top-level package is already loaded (a
+    /// submodule such as `pyarrow.compute`), never the user's own modules.
+    pub fn preload(&self, spec: &crate::EnvSpec) -> Vec<String> {
+        spec.packages.keys().chain(&self.imports).cloned().collect()
+    }
 }
 
 fn one() -> usize {
@@ -290,6 +304,48 @@ mod tests {
             Some(Trigger::Http {
                 path: Some("/load".into())
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declaration_lists_the_modules_its_file_imports_for_the_worker_to_preload() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = crate::sdk::materialize(&dir.path().join("tools")).unwrap();
+        let file = dir.path().join("clean.py");
+        std::fs::write(
+            &file,
+            [
+                "import basin",
+                "import pyarrow.compute as pc",
+                "from pandas import api",
+                "from . import helpers",
+                "",
+                "@basin.python(\"3.11\")",
+                "def clean(event):",
+                "    import json",
+                "    return 1",
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let found = read_declarations(&sdk, &file, None).await.unwrap();
+        // Inside the function too; `from a import b` names both (b may be a module); not the
+        // relative import.
+        assert_eq!(
+            found[0].imports,
+            ["basin", "json", "pandas", "pandas.api", "pyarrow.compute"]
+        );
+        let spec = crate::EnvSpec::new("3.11").with_package("pyarrow", "26.0.1");
+        assert_eq!(
+            found[0].preload(&spec),
+            [
+                "pyarrow",
+                "basin",
+                "json",
+                "pandas",
+                "pandas.api",
+                "pyarrow.compute"
+            ]
         );
     }
 }

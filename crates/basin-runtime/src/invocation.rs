@@ -33,7 +33,8 @@ pub struct Invocation {
     pub function: String,
     pub target: Target,
     pub env: Env,
-    /// Packages the worker imports before forking (the environment's).
+    /// What the worker imports before forking: the environment's packages, and the modules
+    /// of theirs the function imports ([`crate::Declaration::preload`]).
     pub preload: Vec<String>,
     pub event: serde_json::Value,
     /// A pipeline's parameters, for a function parameter named `params`.

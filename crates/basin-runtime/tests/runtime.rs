@@ -454,22 +454,22 @@ def probe():
     async fn a_worker_started_ahead_serves_the_invocation() {
         let rt = runtime(RuntimeOptions::default());
         let env = rt.environment(&pyarrow()).await.unwrap();
-        let preload = vec!["pyarrow".to_string()];
+        // The environment's package, then the modules the function's file imports: a module of
+        // a loaded package is imported ahead, the user's own modules are not.
+        let preload: Vec<String> = ["pyarrow", "pyarrow.compute", "helpers", "helpers.io"]
+            .map(String::from)
+            .to_vec();
         rt.warm(&env, &preload);
         rt.warm(&env, &preload);
         // `workers` waits for one still starting.
         let workers = rt.workers().await;
         assert_eq!(workers.len(), 1);
         rt.warm(&env, &preload);
-        let (finished, _) = invoke(
-            &rt,
-            "def f(event):\n    return event['n']\n",
-            "f",
-            None,
-            Limits::default(),
-        )
-        .await;
-        assert_eq!(json(&finished), serde_json::json!(3));
+        let source = "import sys\ndef f(event):\n    \
+                      return [event['n']] + [m in sys.modules for m in \
+                      ('pyarrow.compute', 'pyarrow.dataset', 'helpers')]\n";
+        let (finished, _) = invoke(&rt, source, "f", None, Limits::default()).await;
+        assert_eq!(json(&finished), serde_json::json!([3, true, false, false]));
         assert_eq!(
             rt.workers().await,
             workers,

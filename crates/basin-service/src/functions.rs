@@ -82,7 +82,7 @@ impl Lakehouse {
             notify(&spec.building_note());
         }
         let env = runtime.environment(&spec).await?;
-        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload);
         let secrets = secrets_for(&declaration, &[])?;
 
@@ -219,6 +219,7 @@ impl Lakehouse {
             batch_size: 1,
             batch_window_seconds: 0.0,
             max_attempts: 3,
+            imports: Vec::new(),
         };
         let argv = vec![path.display().to_string()];
         Ok((Target::Program { argv }, declaration))

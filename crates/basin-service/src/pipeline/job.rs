@@ -216,7 +216,7 @@ impl ModelJob {
             (self.sink)(name, basin_runtime::Stream::Stderr, &spec.building_note());
         }
         let env = runtime.environment(&spec).await?;
-        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload);
         let mut workspace = runtime.workspace()?;
         let mut session = None;

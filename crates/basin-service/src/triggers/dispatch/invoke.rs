@@ -23,7 +23,7 @@ impl Dispatcher {
         let declaration = &function.declaration;
         let spec = env_spec(declaration, None, &Default::default(), &[]);
         let env = runtime.environment(&spec).await?;
-        let preload: Vec<String> = spec.packages.keys().cloned().collect();
+        let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload);
         let mut workspace = runtime.workspace()?;
         // Objects in an S3 bucket are fetched 16 at a time.
