@@ -534,11 +534,18 @@ def _arguments(func, request: dict, event: Any, context: Context) -> dict:
     return kwargs
 
 
+#: The inputs' mappings, kept until the process ends: undoing the mapping of a large input
+#: (every page's entry) takes tens of milliseconds, which the exit after the reply does instead.
+_MAPPED: list = []
+
+
 def _read_table(path: str):
     """A table memory-mapped from the IPC file Basin wrote: no copy, no parse."""
     import pyarrow as pa
 
-    return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+    source = pa.memory_map(path, "r")
+    _MAPPED.append(source)
+    return pa.ipc.open_file(source).read_all()
 
 
 def _batches(value: Any, name: str):

@@ -400,49 +400,58 @@ fn namespace_init(forked: Forked) -> Option<OwnedFd> {
     (is_init && same).then_some(fd)
 }
 
-/// Ends the invocation and waits until none of its processes is left, so nothing changes its
-/// output while Basin reads it. With a PID namespace its init is killed: the kernel kills
-/// every other process in it before the init's end is reported, when its pidfd becomes
-/// readable. Without one the
-/// process group is killed and its leader's end awaited. Returns whether the end was seen
-/// (false: a process may still be running; without a PID namespace, one that left the group
-/// may be running anyway). With `wait` false (nothing of the invocation will be read) it
-/// kills the same way without waiting.
-pub(crate) async fn end(
-    forked: Forked,
-    exit_rx: &mut Option<oneshot::Receiver<Exit>>,
-    wait: bool,
-) -> bool {
-    const PATIENCE: Duration = Duration::from_secs(5);
+/// An invocation's processes, killed by [`end`]; [`Ended::wait`] sees them gone.
+pub(crate) enum Ended {
+    /// The init of its PID namespace: the kernel kills every other process in it before the
+    /// init's end is reported, when its pidfd becomes readable.
+    Namespace(OwnedFd),
+    /// Without a PID namespace: the end of the process group's leader.
+    Leader(Option<oneshot::Receiver<Exit>>),
+}
+
+/// Ends the invocation: kills the init of its PID namespace, or else its process group.
+pub(crate) fn end(forked: Forked, exit_rx: Option<oneshot::Receiver<Exit>>) -> Ended {
     let pid = forked.pid;
-    if let Some(init) = namespace_init(forked) {
-        let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
-        if !wait {
-            kill_group(pid);
-            return false;
+    let ended = match namespace_init(forked) {
+        Some(init) => {
+            let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
+            Ended::Namespace(init)
         }
-        // SAFETY: `init` is an OwnedFd moved into the AsyncFd, which alone holds it open until
-        // it is dropped at the end of this block.
-        let registered = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(init, tokio::io::Interest::READABLE)
-        };
-        let gone = match registered {
-            Ok(fd) => matches!(
-                tokio::time::timeout(PATIENCE, fd.readable()).await,
-                Ok(Ok(_))
-            ),
-            Err(_) => false,
-        };
-        kill_group(pid);
-        return gone;
-    }
+        None => Ended::Leader(exit_rx),
+    };
     kill_group(pid);
-    if !wait {
-        return false;
-    }
-    match exit_rx.take() {
-        Some(rx) => matches!(tokio::time::timeout(PATIENCE, rx).await, Ok(Ok(_))),
-        None => true,
+    ended
+}
+
+impl Ended {
+    /// Waits until none of the invocation's processes is left, so nothing changes its files
+    /// while Basin reads them; whether the end was seen (false: a process may still be
+    /// running; without a PID namespace, one that left the group may be running anyway).
+    pub(crate) async fn wait(self) -> bool {
+        const PATIENCE: Duration = Duration::from_secs(5);
+        match self {
+            Ended::Namespace(init) => {
+                // SAFETY: `init` is an OwnedFd moved into the AsyncFd, which alone holds it
+                // open until it is dropped at the end of this block.
+                let registered = unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        init,
+                        tokio::io::Interest::READABLE,
+                    )
+                };
+                match registered {
+                    Ok(fd) => matches!(
+                        tokio::time::timeout(PATIENCE, fd.readable()).await,
+                        Ok(Ok(_))
+                    ),
+                    Err(_) => false,
+                }
+            }
+            Ended::Leader(Some(rx)) => {
+                matches!(tokio::time::timeout(PATIENCE, rx).await, Ok(Ok(_)))
+            }
+            Ended::Leader(None) => true,
+        }
     }
 }
 

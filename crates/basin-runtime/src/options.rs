@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::walls::Isolation;
 
+/// Tables up to this size are copied out of a function's output (`copy_outputs_below`): 16
+/// MiB copy in about 3 ms, less than a large function's exit.
+pub const COPY_OUTPUTS_BELOW: u64 = 16 << 20;
+
 /// How the runtime behaves; see docs/functions.md.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -34,6 +38,11 @@ pub struct RuntimeOptions {
     /// Shared memory kept allocated between invocations for the tables handed to and from
     /// functions (`[functions] handoff_pool`; 0: none). Emptied when no worker is alive.
     pub handoff_pool: u64,
+    /// A table a function returns up to this size is copied out of shared memory, so Basin
+    /// goes on without waiting for the function's processes to end (their exit frees what
+    /// they allocated: tens of milliseconds for a large function); a larger one is mapped,
+    /// after they have ended. Default [`COPY_OUTPUTS_BELOW`].
+    pub copy_outputs_below: u64,
     /// Shared by every clone of these options, so /metrics can read them.
     pub counters: Arc<RuntimeCounters>,
 }
@@ -51,6 +60,7 @@ impl Default for RuntimeOptions {
             max_open_files: 4096,
             max_folder_size: 4 << 30,
             handoff_pool: 1 << 30,
+            copy_outputs_below: COPY_OUTPUTS_BELOW,
             counters: Arc::default(),
         }
     }

@@ -167,8 +167,9 @@ impl Pool {
         self.refill();
     }
 
-    /// Moves an output file Basin still maps as a function's result into the pool's folder,
-    /// to be given back (`give_back`) once unmapped; returns its new path, or None when the
+    /// Moves a file that cannot go back yet (an output Basin still maps as a function's
+    /// result, or a file of an invocation whose processes are still ending) into the pool's
+    /// folder, to be given back (`give_back`) later; returns its new path, or None when the
     /// pool keeps nothing (it is then removed with its folder).
     pub fn lease(&self, path: &Path) -> Option<PathBuf> {
         if self.cap == 0 {
@@ -176,6 +177,30 @@ impl Pool {
         }
         let leased = self.state.lock().expect("pool").name(&self.dir, 'm');
         std::fs::rename(path, &leased).ok().map(|()| leased)
+    }
+
+    /// Takes back `files` of an invocation whose processes are still ending, once `ended`
+    /// says none is left: moved into the pool's folder now (so its workspace can go), kept or
+    /// removed then, in the background. Basin goes on meanwhile, while the kernel frees the
+    /// memory of the ending processes on another core.
+    pub fn give_back_after(
+        self: &Arc<Self>,
+        files: impl IntoIterator<Item = PathBuf>,
+        ended: impl std::future::Future<Output = bool> + Send + 'static,
+    ) {
+        let leased: Vec<PathBuf> = files.into_iter().filter_map(|f| self.lease(&f)).collect();
+        if leased.is_empty() {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let gone = ended.await;
+            for path in leased {
+                if !(gone && pool.give_back(&path)) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        });
     }
 
     /// Takes back a file of an invocation that has ended (none of its processes alive):

@@ -443,12 +443,23 @@ impl Runtime {
         };
         let mut exit_rx = Some(exit_rx);
         let watched = watch(forked, inv, bounds, reply_rx, &mut exit_rx).await;
-        // Nothing of the invocation may run while its output is read: with a PID namespace
-        // everything is gone once `end` returns, and the output is mapped; without one, a
-        // process that left the group could still write to it, so it is copied instead. An
-        // invocation that returned no table is killed the same way, without waiting.
+        // Nothing of the invocation may run while an output Basin maps is read: with a PID
+        // namespace everything is gone once `wait` returns, and a large output is mapped;
+        // without one, a process that left the group could still write to it, so it is copied
+        // instead. A small table is copied too, and an invocation that returned none is
+        // killed the same way: Basin goes on without waiting, while the processes' exit (the
+        // kernel freeing their memory) runs on another core.
         let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
-        let ended = end(forked, &mut exit_rx, tables).await;
+        let copied = tables
+            && watched.0.as_ref().is_some_and(|r| r.batch.is_none())
+            && std::fs::symlink_metadata(ws.output_path())
+                .is_ok_and(|m| m.len() <= options.copy_outputs_below);
+        let ending = end(forked, exit_rx.take());
+        let (ended, ending) = if tables && !copied {
+            (ending.wait().await, None)
+        } else {
+            (false, Some(ending))
+        };
         // Output lines still in flight drain once the sockets close; a connection that never
         // came (the child died first) must not keep the listener waiting.
         let abort = server.abort_handle();
@@ -513,6 +524,17 @@ impl Runtime {
                 inv.function
             ))),
         };
+        // Not waited for: its files go back to the pool once every process has ended, as
+        // above (a table's file stays: the caller may read it, `Finished::output_file`).
+        if let Some(ending) = ending
+            && namespaced
+        {
+            let files = ws.inputs.values().map(|t| t.path.clone());
+            let output = (ws.batch.is_empty() && !tables).then(|| ws.output_path());
+            self.inner
+                .pool
+                .give_back_after(files.chain(output), ending.wait());
+        }
         Ok(run)
     }
 }

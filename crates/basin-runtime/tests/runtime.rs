@@ -587,10 +587,26 @@ def probe():
 
     /// Tables handed over through the pool of allocated shared memory: the second invocation
     /// writes into files the first left, its output file holds only zeros before it writes
-    /// (never another invocation's bytes), and every table still arrives whole.
+    /// (never another invocation's bytes), and every table still arrives whole. Small tables
+    /// are copied, and their files go back to the pool after Basin has gone on.
     #[tokio::test]
     async fn handed_over_tables_reuse_allocated_memory_and_leak_nothing() {
-        let rt = runtime(RuntimeOptions::default());
+        handed_over_tables(RuntimeOptions::default()).await;
+    }
+
+    /// The same with every table mapped: Basin waits until the function's processes have
+    /// ended before it reads their output.
+    #[tokio::test]
+    async fn mapped_tables_reuse_allocated_memory_and_leak_nothing() {
+        handed_over_tables(RuntimeOptions {
+            copy_outputs_below: 0,
+            ..RuntimeOptions::default()
+        })
+        .await;
+    }
+
+    async fn handed_over_tables(options: RuntimeOptions) {
+        let rt = runtime(options);
         let counters = rt.options().counters.clone();
         let pooled = || {
             counters
