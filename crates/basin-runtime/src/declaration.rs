@@ -64,7 +64,13 @@ impl Declaration {
     /// worker imports a module only when its top-level package is already loaded (a
     /// submodule such as `pyarrow.compute`), never the user's own modules.
     pub fn preload(&self, spec: &crate::EnvSpec) -> Vec<String> {
-        spec.packages.keys().chain(&self.imports).cloned().collect()
+        let mut names: Vec<String> = spec.packages.keys().cloned().collect();
+        for module in &self.imports {
+            if !names.contains(module) {
+                names.push(module.clone());
+            }
+        }
+        names
     }
 }
 
@@ -316,7 +322,7 @@ mod tests {
             &file,
             [
                 "import basin",
-                "import pyarrow.compute as pc",
+                "import pyarrow as pa, pyarrow.compute as pc",
                 "from pandas import api",
                 "from . import helpers",
                 "",
@@ -333,7 +339,14 @@ mod tests {
         // relative import.
         assert_eq!(
             found[0].imports,
-            ["basin", "json", "pandas", "pandas.api", "pyarrow.compute"]
+            [
+                "basin",
+                "json",
+                "pandas",
+                "pandas.api",
+                "pyarrow",
+                "pyarrow.compute"
+            ]
         );
         let spec = crate::EnvSpec::new("3.11").with_package("pyarrow", "26.0.1");
         assert_eq!(
