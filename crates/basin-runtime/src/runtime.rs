@@ -450,11 +450,13 @@ impl Runtime {
         // killed the same way: Basin goes on without waiting, while the processes' exit (the
         // kernel freeing their memory) runs on another core.
         let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
+        let ending = end(forked, exit_rx.take());
+        // Sized after the kill: a process that goes on writing after the reply cannot make
+        // Basin copy a large file.
         let copied = tables
             && watched.0.as_ref().is_some_and(|r| r.batch.is_none())
             && std::fs::symlink_metadata(ws.output_path())
                 .is_ok_and(|m| m.len() <= options.copy_outputs_below);
-        let ending = end(forked, exit_rx.take());
         let (ended, ending) = if tables && !copied {
             (ending.wait().await, None)
         } else {
