@@ -41,7 +41,8 @@ pub struct RuntimeOptions {
     /// A table a function returns up to this size is copied out of shared memory, so Basin
     /// goes on without waiting for the function's processes to end (their exit frees what
     /// they allocated: tens of milliseconds for a large function); a larger one is mapped,
-    /// after they have ended. Default [`COPY_OUTPUTS_BELOW`].
+    /// after they have ended (`[functions] copy_outputs_below`; default
+    /// [`COPY_OUTPUTS_BELOW`]).
     pub copy_outputs_below: u64,
     /// Shared by every clone of these options, so /metrics can read them.
     pub counters: Arc<RuntimeCounters>,

@@ -204,6 +204,9 @@ pub struct FunctionsSection {
     /// Shared memory kept allocated between invocations for the tables handed to and from
     /// functions; "0" for none.
     pub handoff_pool: Option<SizeValue>,
+    /// A table a function returns up to this size is copied, and Basin goes on without
+    /// waiting for the function's processes to end; a larger one is mapped after they have.
+    pub copy_outputs_below: Option<SizeValue>,
     /// How long a node holds a triggered event it runs without renewing its lease (it renews
     /// every third of it); a dead node's events run elsewhere this soon after.
     pub event_lease: Option<DurationValue>,
@@ -494,6 +497,9 @@ impl Settings {
         if let Some(v) = &f.handoff_pool {
             runtime.handoff_pool = v.bytes(&setting("functions", "handoff_pool"))?;
         }
+        if let Some(v) = &f.copy_outputs_below {
+            runtime.copy_outputs_below = v.bytes(&setting("functions", "copy_outputs_below"))?;
+        }
         let sql = sql::resolve(&user.sql, dir, &setting)?;
         let mut server = ServerSettings::default();
         let w = &user.server;
@@ -635,5 +641,19 @@ mod tests {
         assert_eq!(pool("0").unwrap(), 0);
         let e = pool("\"lots\"").unwrap_err();
         assert!(e.message.contains("handoff_pool"), "{e}");
+    }
+
+    #[test]
+    fn copy_outputs_below_is_a_size_with_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
+            Settings::load(dir.path()).map(|s| s.runtime.copy_outputs_below)
+        };
+        assert_eq!(load("").unwrap(), basin_runtime::COPY_OUTPUTS_BELOW);
+        let set = load("[functions]\ncopy_outputs_below = \"1MiB\"\n").unwrap();
+        assert_eq!(set, 1 << 20);
+        let e = load("[functions]\ncopy_outputs_below = \"big\"\n").unwrap_err();
+        assert!(e.message.contains("copy_outputs_below"), "{e}");
     }
 }
