@@ -296,16 +296,16 @@ impl Cluster {
     pub(crate) fn explain_error(&self, e: Error) -> Error {
         let text = e.to_string();
         let address = self.url.trim_start_matches("http://");
+        let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
+        let executor_lost = says(EXECUTOR_LOST);
         if text.contains("Unauthenticated") || text.contains("needs its token") {
             Error::invalid(format!(
                 "the SQL scheduler at {address} refused this node's token"
             ))
             .with_hint("the nodes of a cluster share one catalog; check this node's catalog is the scheduler's")
-        } else if !CONNECTION_LOST.iter().any(|s| text.contains(s))
-            && !EXECUTOR_LOST.iter().any(|s| text.contains(s))
-        {
+        } else if !executor_lost && !says(CONNECTION_LOST) {
             e
-        } else if EXECUTOR_LOST.iter().any(|s| text.contains(s)) || !text.contains(address) {
+        } else if executor_lost || !text.contains(address) {
             // Another node's address: an executor went away while the query ran.
             Error::io(format!(
                 "an SQL executor stopped while the query ran (a worker was lost): {text}"
