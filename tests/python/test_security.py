@@ -6,6 +6,7 @@ stays within its limits and keeps answering."""
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -24,6 +25,7 @@ LIMITS = """
 query_timeout = "2s"
 memory_limit = "512MiB"
 query_memory_limit = "64MiB"
+table_cache = 8
 
 [server]
 header_read_timeout = "1s"
@@ -209,12 +211,20 @@ def test_deeply_nested_calls_are_refused_before_the_postgres_parser_sees_them(ho
 def test_metrics_count_the_limits(hostile):
     h = hostile
     send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": "SELECT count(*) FROM range(100000000000)"})
+    # The second query finds the table loaded by the first (`[sql] table_cache`).
+    for _ in range(2):
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                              {"sql": "SELECT count(*) AS n FROM sales.orders"})
+        assert status == 200 and answer["rows"] == [{"n": 2}], answer
     request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
     with urllib.request.urlopen(request, timeout=10) as r:
         text = r.read().decode()
     assert "basin_query_timeouts_total 1" in text, text
     assert "basin_sql_query_memory_limit_bytes 67108864" in text
     assert "basin_http_connections " in text
+    assert "basin_sql_table_cache_limit_tables 8" in text
+    hits = re.search(r"^basin_sql_table_cache_hits_total (\d+)", text, re.M)
+    assert hits and int(hits.group(1)) >= 1, text
 
 
 def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):

@@ -105,6 +105,7 @@ impl AppState {
             hosts: auth::Hosts::new(listen, limits.allowed_hosts.clone()),
             metrics: Arc::new(Metrics::new(
                 lakehouse.sql().clone(),
+                lakehouse.tables().clone(),
                 lakehouse.settings().runtime.clone(),
                 dispatcher.clone(),
             )),

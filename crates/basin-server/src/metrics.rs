@@ -14,6 +14,7 @@ pub struct Metrics {
     connections: AtomicI64,
     /// The SQL engine: memory held, queries stopped by a limit.
     sql: basin_sql::Engine,
+    tables: basin_table::Tables,
     /// The function runtime's settings: invocations stopped by a `[functions]` limit.
     functions: basin_runtime::RuntimeOptions,
     /// The events this process ran.
@@ -61,6 +62,7 @@ struct Maintenance {
 impl Metrics {
     pub fn new(
         sql: basin_sql::Engine,
+        tables: basin_table::Tables,
         functions: basin_runtime::RuntimeOptions,
         dispatcher: basin_service::triggers::dispatch::Dispatcher,
     ) -> Self {
@@ -69,6 +71,7 @@ impl Metrics {
             inner: Mutex::new(Counters::default()),
             connections: AtomicI64::new(0),
             sql,
+            tables,
             functions,
             dispatcher,
         }
@@ -212,6 +215,7 @@ impl Metrics {
         );
         let sql = self.sql.counters();
         let limits = self.sql.limits();
+        let loaded = self.tables.loaded_tables();
         let f = &self.functions;
         write_samples(
             &mut out,
@@ -269,6 +273,30 @@ impl Metrics {
                     "gauge",
                     "`[sql] distributed_threshold`: with `engine = \"auto\"`, the data from which a query goes to the executors.",
                     limits.distributed_threshold as f64,
+                ),
+                (
+                    "basin_sql_table_cache_tables",
+                    "gauge",
+                    "Loaded tables kept for the next query (at most `[sql] table_cache`).",
+                    loaded.tables as f64,
+                ),
+                (
+                    "basin_sql_table_cache_limit_tables",
+                    "gauge",
+                    "`[sql] table_cache`: how many loaded tables the server keeps.",
+                    limits.table_cache as f64,
+                ),
+                (
+                    "basin_sql_table_cache_hits_total",
+                    "counter",
+                    "Tables a query found loaded already.",
+                    loaded.hits as f64,
+                ),
+                (
+                    "basin_sql_table_cache_misses_total",
+                    "counter",
+                    "Tables a query read from their metadata file.",
+                    loaded.misses as f64,
                 ),
                 (
                     "basin_http_connections",

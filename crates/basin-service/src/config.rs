@@ -656,4 +656,17 @@ mod tests {
         let e = load("[functions]\ncopy_outputs_below = \"big\"\n").unwrap_err();
         assert!(e.message.contains("copy_outputs_below"), "{e}");
     }
+
+    #[test]
+    fn table_cache_is_a_count_with_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
+            Settings::load(dir.path()).map(|s| s.sql.table_cache)
+        };
+        assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);
+        assert_eq!(load("[sql]\ntable_cache = 0\n").unwrap(), 0);
+        let e = load("[sql]\ntable_cache = \"lots\"\n").unwrap_err();
+        assert!(e.message.contains("table_cache"), "{e}");
+    }
 }

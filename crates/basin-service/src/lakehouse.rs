@@ -272,11 +272,13 @@ impl Lakehouse {
         if let Some(scheduler) = &settings.sql.ballista.scheduler {
             sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?);
         }
+        let tables =
+            Tables::new(Catalog::new(store), warehouse).with_table_cache(settings.sql.table_cache);
         Ok(Self {
             root: root.to_path_buf(),
             settings,
             catalog_url: config.catalog.as_ref().map(|c| c.url.clone()),
-            tables: Tables::new(Catalog::new(store), warehouse),
+            tables,
             runtime: Arc::new(OnceLock::new()),
             sql,
         })

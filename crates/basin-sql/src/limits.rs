@@ -46,6 +46,9 @@ pub struct SqlLimits {
     pub distributed_threshold: u64,
     /// The cluster's scheduler and this node's executor (`[sql.ballista]`).
     pub ballista: crate::BallistaSettings,
+    /// How many loaded tables (parsed metadata, and the manifests read since) a process
+    /// keeps for the next query (`[sql] table_cache`); 0 keeps none.
+    pub table_cache: u64,
 }
 
 impl SqlLimits {
@@ -69,6 +72,7 @@ impl Default for SqlLimits {
             options: Vec::new(),
             engine: crate::SqlEngine::default(),
             distributed_threshold: 1 << 30,
+            table_cache: basin_table::LOADED_TABLES,
             ballista: crate::BallistaSettings::default(),
         }
     }

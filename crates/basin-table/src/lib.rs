@@ -33,8 +33,9 @@ pub use files::{Reachable, StoredFile, is_table_file};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files, planned_files};
 pub use s3_storage::install_crypto_provider;
 pub use tables::{
-    ColumnSummary, MergeableAppends, SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange,
-    TableSummary, Tables, WriteOutcome, created_meanwhile,
+    ColumnSummary, LOADED_TABLES, LOADED_TABLES_IDLE, LoadedTablesStats, MergeableAppends,
+    SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange, TableSummary, Tables, WriteOutcome,
+    created_meanwhile,
 };
 pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};

@@ -690,3 +690,30 @@ async fn several_tables_change_in_one_commit_rebased_over_a_race() {
             .is_none()
     );
 }
+
+/// A metadata file never changes, so a table loaded from one is kept: loading it again hands
+/// out the same parsed metadata. Under another name it is read again; with `[sql]
+/// table_cache = 0`, every load reads the file.
+#[tokio::test]
+async fn a_table_loaded_once_is_kept_for_the_next_load() {
+    let (_dir, tables, key, read_at, first) = three_appends().await;
+    let before = tables.loaded_tables();
+    let again = tables.load(&read_at, &key).await.unwrap();
+    assert!(Arc::ptr_eq(&first.metadata_ref(), &again.metadata_ref()));
+    let after = tables.loaded_tables();
+    assert_eq!((after.hits, after.misses), (before.hits + 1, before.misses));
+
+    let location = first.metadata_location().unwrap();
+    let renamed = tables
+        .load_from(&Key::table("c.u").unwrap(), location)
+        .await
+        .unwrap();
+    assert_eq!(renamed.identifier().name(), "u");
+    assert_eq!(tables.loaded_tables().misses, after.misses + 1);
+
+    let uncached = tables.clone().with_table_cache(0);
+    let a = uncached.load(&read_at, &key).await.unwrap();
+    let b = uncached.load(&read_at, &key).await.unwrap();
+    assert!(!Arc::ptr_eq(&a.metadata_ref(), &b.metadata_ref()));
+    assert_eq!(uncached.loaded_tables(), Default::default());
+}

@@ -23,6 +23,8 @@ pub struct SqlSection {
     /// `local`, `ballista` or `auto`.
     pub engine: Option<String>,
     pub distributed_threshold: Option<SizeValue>,
+    /// Loaded tables a process keeps (0: none).
+    pub table_cache: Option<u64>,
     pub ballista: Option<BallistaSection>,
 }
 
@@ -68,6 +70,9 @@ pub(super) fn resolve(
     }
     if let Some(v) = &q.distributed_threshold {
         sql.distributed_threshold = v.bytes(&setting("sql", "distributed_threshold"))?;
+    }
+    if let Some(n) = q.table_cache {
+        sql.table_cache = n;
     }
     if let Some(b) = &q.ballista {
         let address = |name: &str, value: &str| {
