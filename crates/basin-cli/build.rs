@@ -1,11 +1,11 @@
 //! Links `basin` with packed relative relocations (`-z pack-relative-relocs`, DT_RELR) where
 //! the linker and the C library support them.
 //!
-//! The binary carries ~300k relative relocations (DataFusion's and arrow's vtables and
-//! static tables). As plain RELA entries they take 7 MB that the dynamic loader reads and
+//! The binary carries ~310k relative relocations (DataFusion's and arrow's vtables and
+//! static tables). As plain RELA entries they take 7.4 MB that the dynamic loader reads and
 //! applies before `main`, at every start: ~10% of the CPU of a short `basin query`. Packed,
-//! they take 90 kB and apply several times faster: a process starts ~1.2 ms sooner, a small
-//! `basin query` ~2.4 ms (docs/benchmarks.md, "Starting a process").
+//! they take 89 kB: `basin --version` starts ~1 ms sooner, a small `basin query` answers
+//! 2-4 ms sooner (docs/benchmarks.md, "Starting a process: packed relocations").
 //!
 //! glibc runs DT_RELR binaries from 2.36, GNU ld writes them from 2.38; an older glibc
 //! refuses to start such a binary. So this links and runs a tiny program with the flag first,
