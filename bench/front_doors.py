@@ -42,11 +42,8 @@ def timed(fn, runs: int) -> list:
 
 def measure(basin: str, home: Path, runs: int = 50) -> list:
     """Rows of (figure, milliseconds) for the benchmark table."""
-    proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0",
-                             "--pg-listen", "127.0.0.1:0", "--no-auth"],
-                            stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+    proc, ports = serving.start(basin, home, "--pg-listen", "127.0.0.1:0")
     try:
-        ports = serving.listening(proc)
         http_port, pg_port = ports["http"], ports["pg"]
 
         def cli():

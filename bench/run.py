@@ -382,11 +382,9 @@ def warm_server(binary: str, home: Path):
     """A `basin serve` on `home`, and a function that times one query script through its HTTP
     door (an Arrow answer, read whole) from the request to the answer's last byte: a warm
     process, as DuckDB's connection is, where `basin query` starts a new process per query."""
-    proc = subprocess.Popen([binary, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth"],
-                            stderr=subprocess.PIPE, text=True,
-                            env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+    proc, ports = serving.start(binary, home)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", serving.listening(proc)["http"])
+        connection = http.client.HTTPConnection("127.0.0.1", ports["http"])
 
         def served(sql: str) -> float:
             body = json.dumps({"sql": sql, "namespace": "tpch"})

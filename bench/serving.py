@@ -18,3 +18,11 @@ def listening(proc: subprocess.Popen) -> dict:
             threading.Thread(target=proc.stderr.read, daemon=True).start()
             return {"http": int(http.group(1)), "pg": int(pg.group(1)) if pg else None}
     raise RuntimeError("basin serve stopped before it listened:\n" + "".join(seen))
+
+
+def start(basin: str, home, *flags: str) -> tuple:
+    """`basin serve --no-auth` on `home` on free local ports (plus `flags`, e.g. a
+    `--pg-listen`), quiet but for warnings. Returns (the process, `listening`'s ports)."""
+    proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth", *flags],
+                            stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+    return proc, listening(proc)

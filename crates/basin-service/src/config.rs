@@ -625,16 +625,18 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// The settings of a lakehouse folder whose basin.toml is `toml`.
+    fn settings(toml: &str) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
+        Settings::load(dir.path())
+    }
+
     #[test]
     fn handoff_pool_is_a_size_and_zero_written_either_way_turns_it_off() {
-        let dir = tempfile::tempdir().unwrap();
         let pool = |value: &str| {
-            std::fs::write(
-                dir.path().join("basin.toml"),
-                format!("[functions]\nhandoff_pool = {value}\n"),
-            )
-            .unwrap();
-            Settings::load(dir.path()).map(|s| s.runtime.handoff_pool)
+            settings(&format!("[functions]\nhandoff_pool = {value}\n"))
+                .map(|s| s.runtime.handoff_pool)
         };
         assert_eq!(pool("\"512MiB\"").unwrap(), 512 << 20);
         assert_eq!(pool("\"0\"").unwrap(), 0);
@@ -645,11 +647,7 @@ mod tests {
 
     #[test]
     fn copy_outputs_below_is_a_size_with_a_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let load = |toml: &str| {
-            std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
-            Settings::load(dir.path()).map(|s| s.runtime.copy_outputs_below)
-        };
+        let load = |toml: &str| settings(toml).map(|s| s.runtime.copy_outputs_below);
         assert_eq!(load("").unwrap(), basin_runtime::COPY_OUTPUTS_BELOW);
         let set = load("[functions]\ncopy_outputs_below = \"1MiB\"\n").unwrap();
         assert_eq!(set, 1 << 20);
@@ -659,11 +657,7 @@ mod tests {
 
     #[test]
     fn table_cache_is_a_count_with_a_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let load = |toml: &str| {
-            std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
-            Settings::load(dir.path()).map(|s| s.sql.table_cache)
-        };
+        let load = |toml: &str| settings(toml).map(|s| s.sql.table_cache);
         assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);
         assert_eq!(load("[sql]\ntable_cache = 0\n").unwrap(), 0);
         let e = load("[sql]\ntable_cache = \"lots\"\n").unwrap_err();

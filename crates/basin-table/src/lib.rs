@@ -15,6 +15,7 @@ mod error;
 mod expire;
 mod files;
 mod id_json;
+mod loaded;
 mod merge;
 mod overwrite;
 mod retry;
@@ -30,12 +31,12 @@ pub use durable::{FileSync, Fsync};
 pub use error::{Error, ErrorKind, Result, from_iceberg, unknown_column_hint};
 pub use expire::{ExpirePolicy, snapshots_to_expire};
 pub use files::{Reachable, StoredFile, is_table_file};
+pub use loaded::{LOADED_TABLES, LoadedTablesStats};
 pub use merge::{appended_files_since, appended_snapshots_since, live_data_files, planned_files};
 pub use s3_storage::install_crypto_provider;
 pub use tables::{
-    ColumnSummary, LOADED_TABLES, LOADED_TABLES_IDLE, LoadedTablesStats, MergeableAppends,
-    SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange, TableSummary, Tables, WriteOutcome,
-    created_meanwhile,
+    ColumnSummary, MergeableAppends, SOURCE_PROPERTY, SnapshotSummary, Staged, TableChange,
+    TableSummary, Tables, WriteOutcome, created_meanwhile,
 };
 pub use updates::TableUpdates;
 pub use warehouse::{S3Settings, Warehouse};

@@ -1,8 +1,6 @@
 //! Table changes as commits on a branch: stage new metadata, move the branch, retry on races.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use basin_catalog::{
     Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
@@ -18,6 +16,7 @@ use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, from_iceberg};
+use crate::loaded::{LOADED_TABLES, LoadedTables, LoadedTablesStats};
 use crate::overwrite::rewrite_updates;
 use crate::retry::Backoff;
 use crate::staging::{StagingCatalog, stage_updates};
@@ -110,59 +109,12 @@ pub struct SnapshotSummary {
     pub total_records: Option<u64>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Tables {
     catalog: Catalog,
     warehouse: Warehouse,
     loaded: LoadedTables,
 }
-
-/// Tables loaded before, by runtime, name and metadata file (see [`Tables::load_from`]).
-#[derive(Clone)]
-struct LoadedTables {
-    /// `None` when `[sql] table_cache` is 0.
-    tables: Option<moka::future::Cache<(tokio::runtime::Id, String, String), Table>>,
-    hits: Arc<AtomicU64>,
-    misses: Arc<AtomicU64>,
-}
-
-impl LoadedTables {
-    fn new(capacity: u64) -> Self {
-        Self {
-            tables: (capacity > 0).then(|| {
-                moka::future::Cache::builder()
-                    .max_capacity(capacity)
-                    .time_to_idle(LOADED_TABLES_IDLE)
-                    .build()
-            }),
-            hits: Arc::default(),
-            misses: Arc::default(),
-        }
-    }
-}
-
-/// What the cache of loaded tables holds and has done ([`Tables::loaded_tables`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LoadedTablesStats {
-    pub tables: u64,
-    pub hits: u64,
-    pub misses: u64,
-}
-
-impl std::fmt::Debug for Tables {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tables")
-            .field("catalog", &self.catalog)
-            .field("warehouse", &self.warehouse)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How many loaded tables [`Tables`] keeps unless told (`[sql] table_cache`).
-pub const LOADED_TABLES: u64 = 128;
-
-/// A loaded table unused this long is let go (with the manifests it holds).
-pub const LOADED_TABLES_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The snapshot-summary property naming the source a table's rows come from; the source's
 /// position is in `basin.source.*` (see basin-ingest's change data capture).
@@ -205,11 +157,7 @@ impl Tables {
 
     /// The cache of loaded tables: its size, and its hits and misses so far.
     pub fn loaded_tables(&self) -> LoadedTablesStats {
-        LoadedTablesStats {
-            tables: self.loaded.tables.as_ref().map_or(0, |t| t.entry_count()),
-            hits: self.loaded.hits.load(Ordering::Relaxed),
-            misses: self.loaded.misses.load(Ordering::Relaxed),
-        }
+        self.loaded.stats()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -226,28 +174,16 @@ impl Tables {
         self.load_from(key, &location).await
     }
 
-    /// The table whose metadata file is `metadata_location`.
-    ///
-    /// A metadata file never changes once written, so a table loaded from one is kept and
-    /// handed out again: a long-lived process (`basin serve`) reads and parses each metadata
-    /// file once, and the table keeps the manifests it has read (iceberg's object cache) for
-    /// the next query. Kept per tokio runtime, since a table spawns its work on the runtime
-    /// that loaded it.
+    /// The table whose metadata file is `metadata_location`; one loaded before is handed
+    /// out again (src/loaded.rs).
     pub async fn load_from(&self, key: &Key, metadata_location: &str) -> Result<Table> {
-        let (Some(loaded), Ok(runtime)) =
-            (&self.loaded.tables, tokio::runtime::Handle::try_current())
-        else {
-            return self.read_table(key, metadata_location).await;
-        };
-        let id = (runtime.id(), key.to_string(), metadata_location.to_string());
-        if let Some(table) = loaded.get(&id).await {
-            self.loaded.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(table);
-        }
-        self.loaded.misses.fetch_add(1, Ordering::Relaxed);
-        let table = self.read_table(key, metadata_location).await?;
-        loaded.insert(id, table.clone()).await;
-        Ok(table)
+        self.loaded
+            .get_or_read(
+                key,
+                metadata_location,
+                self.read_table(key, metadata_location),
+            )
+            .await
     }
 
     async fn read_table(&self, key: &Key, metadata_location: &str) -> Result<Table> {
