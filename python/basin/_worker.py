@@ -99,7 +99,7 @@ def zygote(preload: list) -> None:
     _sandbox._libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # die with Basin
     started = time.perf_counter()
     loaded = _preload(preload)
-    _sandbox.prepare()
+    _sandbox.prepare(AHEAD)
     if NAMESPACE["why"] is None and "processes" not in OFF:
         NAMESPACE["fd"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     gc.collect()

@@ -247,6 +247,10 @@ def peek():
         "own_folder": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
         "shadow": attempt(lambda: open("/etc/shadow").read()),
         "passwd": attempt(lambda: open("/etc/passwd").read()),
+        # What the process holds open: the worker opens the paths of the Landlock rules
+        # once for every spare, and none of those descriptors may reach the function.
+        "open": [os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")
+                 if os.path.exists(f"/proc/self/fd/{{fd}}")],
     }}
 "#
     );
@@ -258,6 +262,18 @@ def peek():
     // Even when Basin runs as root: only what any user may read of /etc.
     assert_ne!(v["shadow"], "allowed", "{v}");
     assert_eq!(v["passwd"], "allowed", "{v}");
+    let open: Vec<&str> = v["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        !open.iter().any(|p| ["/etc", "/usr", "/lib", "/proc"]
+            .iter()
+            .any(|d| p.starts_with(d))),
+        "{open:?}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(other_input.parent().unwrap())
         .unwrap()
