@@ -1,0 +1,568 @@
+//! Pipelines through the real binary (`basin run`, `basin runs`): a run's branch and its one
+//! merge, parameters, failures that leave the target untouched, the run cache, replays and
+//! secrets.
+
+use crate::common::Lake;
+
+/// A lakehouse holding the example project of `basin init --project`.
+fn project() -> Lake {
+    let lake = Lake::new();
+    lake.ok(&["init", "--project", "."]);
+    lake
+}
+
+fn run_id(lake: &Lake) -> String {
+    let runs = lake.json(&["runs", "ls"]);
+    runs[0]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_pipeline_runs_on_a_branch_and_merges_in_one_commit() {
+    let lake = project();
+    let before = lake.commits("main");
+    let first = lake.run(&["run", "--format", "json"]);
+    assert!(first.status.success(), "{first:?}");
+    // The first run in a lakehouse says it builds the environment (once, then cached).
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(said.contains("building environment"), "{said}");
+    let record: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(record["status"], "succeeded");
+    let steps: Vec<&str> = record["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["clean_orders", "revenue", "no_negative_revenue"]);
+    assert_eq!(record["models"][0]["logs"][0], "kept 5 of 6 orders");
+    assert_eq!(lake.commits("main"), before + 1, "one merge commit on main");
+    let listed = |args: &[&str]| -> Vec<String> {
+        lake.json(args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A merged run leaves no branch behind.
+    assert_eq!(record["branch_deleted"], true, "{record}");
+    assert_eq!(listed(&["branch", "ls", "--all"]), ["main"]);
+    let log = lake.json(&["log", "main", "-n", "1"]);
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("merge run/"),
+        "{log}"
+    );
+    assert_eq!(
+        lake.scalar(
+            "SELECT revenue FROM shop.revenue WHERE customer = 'ADA'",
+            "main"
+        ),
+        "109.50"
+    );
+    // Kept when asked, and then listed only with --all.
+    let kept: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--no-cache", "--keep-branch", "--format", "json"]))
+            .unwrap();
+    let branch = kept["branch"].as_str().unwrap();
+    assert_eq!(kept["branch_deleted"], false);
+    assert_eq!(listed(&["branch", "ls"]), ["main"]);
+    assert_eq!(listed(&["branch", "ls", "--all"]), ["main", branch]);
+    // The run's own commits name the run and the model that wrote each table.
+    let written: Vec<String> = lake
+        .json(&["log", branch, "-n", "10"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap().to_string())
+        .collect();
+    let project = record["project"].as_str().unwrap();
+    assert!(
+        written.contains(&format!(
+            "{branch}: model revenue of {project} wrote shop.revenue (replace)"
+        )),
+        "{written:?}"
+    );
+    // Not materialized: clean_orders lived only for the run.
+    assert!(
+        lake.fails(&["table", "show", "shop.clean_orders"])
+            .contains("does not exist")
+    );
+    let shown = lake.json(&["runs", "show", record["id"].as_str().unwrap()]);
+    assert_eq!(shown["merged_commit"], record["merged_commit"]);
+    assert!(
+        shown["code"]["revenue.sql"]
+            .as_str()
+            .unwrap()
+            .contains("GROUP BY customer_key")
+    );
+    let logs = lake.ok(&[
+        "runs",
+        "logs",
+        record["id"].as_str().unwrap(),
+        "--model",
+        "clean_orders",
+    ]);
+    assert_eq!(logs.trim(), "[clean_orders] kept 5 of 6 orders");
+
+    // Environments are the user's, not the lakehouse's: a new lakehouse reuses this one.
+    let other = Lake::sharing_cache(&lake);
+    other.ok(&["init", "--project", "."]);
+    let run = other.run(&["run"]);
+    assert!(run.status.success(), "{run:?}");
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(!said.contains("building environment"), "{said}");
+}
+
+#[test]
+fn parameters_dry_runs_and_parallel_models() {
+    let lake = project();
+    lake.write(
+        "slow.py",
+        "import basin, time\n\n\
+         @basin.model()\n\
+         def slow_a(orders=basin.Model('raw_orders', columns=['id'])):\n    s = time.time(); time.sleep(0.8); print(s, time.time()); return orders\n\n\
+         @basin.model()\n\
+         def slow_b(orders=basin.Model('raw_orders', columns=['id'])):\n    s = time.time(); time.sleep(0.8); print(s, time.time()); return orders\n",
+    );
+    let before = lake.commits("main");
+    let record: serde_json::Value = serde_json::from_str(&lake.ok(&[
+        "run",
+        "--dry-run",
+        "--param",
+        "min_amount=10",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(record["status"], "dry-run");
+    assert_eq!(record["params"]["min_amount"], 10.0);
+    assert_eq!(lake.commits("main"), before, "a dry run merges nothing");
+    let branch = record["branch"].as_str().unwrap();
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", branch),
+        "2",
+        "ada and bob spent 10 or more"
+    );
+    let spans: Vec<(f64, f64)> = record["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().starts_with("slow_"))
+        .map(|m| {
+            let parts: Vec<f64> = m["logs"][0]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .map(|p| p.parse().unwrap())
+                .collect();
+            (parts[0], parts[1])
+        })
+        .collect();
+    assert_eq!(spans.len(), 2);
+    assert!(
+        spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1,
+        "independent models overlap: {spans:?}"
+    );
+    let bad = lake.fails(&["run", "--param", "min_amount=lots"]);
+    assert!(
+        bad.contains("parameter `min_amount`: `lots` is not a float"),
+        "{bad}"
+    );
+    let unknown = lake.fails(&["run", "--param", "min_amont=1"]);
+    assert!(unknown.contains("did you mean `min_amount`?"), "{unknown}");
+}
+
+#[test]
+fn a_failing_expectation_or_model_leaves_the_target_untouched() {
+    let lake = project();
+    lake.write(
+        "strict.py",
+        "import basin\n\n@basin.expectation()\ndef at_most_two_customers(revenue=basin.Model('revenue')):\n    return revenue.num_rows <= 2\n",
+    );
+    let before = lake.commits("main");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("expectation `at_most_two_customers` failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`main` is untouched") && err.contains("basin runs show"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before);
+    assert!(
+        lake.fails(&["table", "show", "shop.revenue"])
+            .contains("does not exist")
+    );
+    // The run branch keeps what the run did.
+    let id = run_id(&lake);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", &format!("run/{id}")),
+        "3"
+    );
+    assert_eq!(lake.json(&["runs", "show", &id])["status"], "failed");
+
+    std::fs::remove_file(lake.path().join("strict.py")).unwrap();
+    lake.write("broken.py", "import basin\n\n@basin.model()\ndef broken(orders=basin.Model('raw_orders')):\n    raise RuntimeError('no')\n");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("model `broken` failed") && err.contains("broken.py:5"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before);
+    // A prefix both runs share lists them, as git does for an ambiguous prefix.
+    let runs = lake.json(&["runs", "ls"]);
+    let ids: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{runs}");
+    let shared: String = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let err = lake.fails(&["runs", "show", &shared]);
+    assert!(
+        err.contains(&format!("`{shared}` names several runs:"))
+            && err.contains(&format!("\n  {}  ", ids[0]))
+            && err.contains(&format!("\n  {}  ", ids[1]))
+            && err.contains("failed")
+            && err.contains("hint: give more of the id"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dag_errors_name_the_models() {
+    let lake = project();
+    lake.write("a.sql", "SELECT * FROM b");
+    lake.write("b.sql", "WITH x AS (SELECT * FROM a) SELECT * FROM x");
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("cycle: a -> b -> a") || err.contains("cycle: b -> a -> b"),
+        "{err}"
+    );
+    std::fs::remove_file(lake.path().join("b.sql")).unwrap();
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("model `a`") && err.contains("reads `b`, which is neither a model"),
+        "{err}"
+    );
+    lake.write("a.sql", "SELECT 1 AS one");
+    lake.write(
+        "dup.py",
+        "import basin\n\n@basin.model(name='a')\ndef also_a():\n    pass\n",
+    );
+    let err = lake.fails(&["run"]);
+    assert!(err.contains("two models produce `shop.a`"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_its_pipeline_and_merges_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["demo", "--scale", "0.01", "--dir"])
+        .arg(dir.path())
+        .env_remove("BASIN_HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("FRANCE") && stdout.contains("JAPAN"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("ok line_revenue") && stderr.contains("ok no_negative_revenue"),
+        "{stderr}"
+    );
+    let runs = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["runs", "ls", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "succeeded");
+}
+
+#[test]
+fn an_unchanged_project_reuses_its_outputs_and_an_edit_reruns_its_descendants() {
+    let lake = project();
+    lake.ok(&["run"]);
+    let commits = lake.commits("main");
+    let hits = |record: &serde_json::Value| -> Vec<(String, bool)> {
+        record["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] != "expectation")
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["cache_hit"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let again: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&again),
+        [("clean_orders".into(), true), ("revenue".into(), true)]
+    );
+    assert!(
+        again["merged_commit"].is_null(),
+        "nothing changed, nothing to merge"
+    );
+    assert_eq!(lake.commits("main"), commits);
+
+    let sql = std::fs::read_to_string(lake.path().join("revenue.sql")).unwrap();
+    lake.write(
+        "revenue.sql",
+        &sql.replace("ORDER BY revenue DESC", "ORDER BY revenue"),
+    );
+    let edited: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&edited),
+        [("clean_orders".into(), true), ("revenue".into(), false)]
+    );
+
+    let forced: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--no-cache", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&forced),
+        [("clean_orders".into(), false), ("revenue".into(), false)]
+    );
+    // New data in an input table: everything downstream runs again.
+    lake.write(
+        "more.csv",
+        "id,customer,amount,day\n7,dee,5.00,2024-01-04\n",
+    );
+    lake.ok(&["import", "more.csv", "--table", "shop.raw_orders"]);
+    let fresh: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    assert_eq!(
+        hits(&fresh),
+        [("clean_orders".into(), false), ("revenue".into(), false)]
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "4"
+    );
+}
+
+#[test]
+fn a_replay_reruns_the_stored_code_on_the_commit_it_read() {
+    let lake = project();
+    // A model that differs on every run, to show the comparison can tell.
+    lake.write(
+        "stamp.sql",
+        "SELECT to_char(now(), '%Y-%m-%dT%H:%M:%S%.f') AS at",
+    );
+    lake.ok(&["run"]);
+    let id = run_id(&lake);
+    // Later changes to the data and the code do not change what the replay runs.
+    lake.write(
+        "more.csv",
+        "id,customer,amount,day\n7,dee,5.00,2024-01-04\n",
+    );
+    lake.ok(&["import", "more.csv", "--table", "shop.raw_orders"]);
+    lake.write("revenue.sql", "SELECT 1 AS nothing");
+    let report = lake.json(&["runs", "replay", &id]);
+    let output = |table: &str| {
+        report["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["table"] == table)
+            .unwrap()
+            .clone()
+    };
+    let revenue = output("shop.revenue");
+    assert_eq!(revenue["identical"], true, "{report}");
+    assert_eq!(
+        (
+            revenue["original_rows"].as_u64(),
+            revenue["replayed_rows"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(output("shop.stamp")["identical"], false, "{report}");
+    assert_eq!(report["identical"], false);
+    // Outputs differ, so the replay's branches stay for a look.
+    let kept = report["kept_branches"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{report}");
+    assert!(kept.iter().any(|b| b == &format!("replay/{id}")));
+
+    // When every output is identical, the replay leaves no branch behind.
+    let lake = project();
+    lake.ok(&["run"]);
+    let report = lake.json(&["runs", "replay", &run_id(&lake)]);
+    assert_eq!(report["identical"], true, "{report}");
+    assert_eq!(report["kept_branches"], serde_json::json!([]));
+    assert_eq!(
+        lake.json(&["branch", "ls", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn append_models_add_rows_on_every_run() {
+    let lake = project();
+    lake.write(
+        "history.py",
+        "import basin\n\n@basin.model(materialize='append')\ndef snapshots(revenue=basin.Model('revenue')):\n    return revenue\n",
+    );
+    lake.ok(&["run"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.snapshots", "main"),
+        "3"
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&lake.ok(&["run", "--format", "json"])).unwrap();
+    let snapshots = again["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "snapshots")
+        .unwrap();
+    assert_eq!(
+        snapshots["cache_hit"], false,
+        "appending is the point: it always runs"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.snapshots", "main"),
+        "6"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "3",
+        "replace stays replaced"
+    );
+}
+
+#[test]
+fn concurrent_runs_on_one_target_merge_three_ways() {
+    let lake = project();
+    // A second project in its own folder and namespace, writing other tables.
+    let other = lake.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("basin.toml"),
+        "[project]\nname = \"other\"\nnamespace = \"other\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        other.join("slow.py"),
+        "import basin, time\n\n@basin.model()\ndef totals(orders=basin.Model('shop.raw_orders', columns=['amount'])):\n    time.sleep(1.5)\n    return orders\n",
+    )
+    .unwrap();
+    let slow = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["run", "other"])
+        .current_dir(lake.path())
+        .env_remove("BASIN_HOME")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it runs, the target moves: another run merges first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    lake.ok(&["run"]);
+    let out = slow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM other.totals", "main"),
+        "6"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "3"
+    );
+    let runs = lake.json(&["runs", "ls"]);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "succeeded"),
+        "{runs}"
+    );
+}
+
+#[test]
+fn project_secrets_reach_its_models_and_only_them() {
+    let lake = project();
+    let toml = std::fs::read_to_string(lake.path().join("basin.toml")).unwrap();
+    lake.write(
+        "basin.toml",
+        &toml.replace(
+            "python = \"3.11\"",
+            "python = \"3.11\"\nsecrets = [\"SHOP_TOKEN\"]",
+        ),
+    );
+    lake.write(
+        "token.py",
+        "import basin, os\nimport pyarrow as pa\n\n@basin.model()\ndef token():\n    return pa.table({'token': [os.environ.get('SHOP_TOKEN')], 'home': pa.array([os.environ.get('CARGO_HOME')], pa.string())})\n",
+    );
+    let err = lake.fails(&["run"]);
+    assert!(
+        err.contains("needs the secret `SHOP_TOKEN`, which is not set"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .arg("run")
+        .current_dir(lake.path())
+        .env("SHOP_TOKEN", "s3cret")
+        .env("CARGO_HOME", "/not/for/functions")
+        .env_remove("BASIN_HOME")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lake.scalar("SELECT token FROM shop.token", "main"),
+        "s3cret"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(home) FROM shop.token", "main"),
+        "0"
+    );
+}
+
+#[test]
+fn a_sql_model_reads_the_fresh_output_of_a_stored_model_on_every_run() {
+    let lake = project();
+    lake.write(
+        "big_customers.sql",
+        "SELECT customer FROM revenue WHERE revenue > 40",
+    );
+    lake.ok(&["run"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.big_customers", "main"),
+        "2"
+    );
+    // shop.revenue now exists on main; the next run must read its fresh output, not the table.
+    lake.ok(&["run", "--no-cache", "--param", "min_amount=50"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.big_customers", "main"),
+        "1"
+    );
+}
