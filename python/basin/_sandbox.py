@@ -486,15 +486,13 @@ def fits(ahead_config: dict, config: dict) -> bool:
 
 def confine_ahead(config: dict, missing: list) -> Ahead:
     """Builds every wall that does not depend on the invocation's folder, before the request
-    comes: limits, the network namespace, the empty socket folders, and the Landlock rules but
-    the folder's. `config` is an invocation config (see `confine`) of which `AHEAD_KEYS` count;
+    comes: the network namespace, the empty socket folders, the Landlock rules but the
+    folder's, and the limits. `config` is an invocation config (see `confine`) of which `AHEAD_KEYS` count;
     `missing` holds what could not be done before this (the process namespace)."""
     ahead = Ahead(config)
     off = set(config.get("off", []))
     ahead.missing = list(missing) + [f"{w}: turned off by [functions] disable_walls" for w in sorted(off)]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if "limits" not in off:
-        ahead.missing += _limits(config.get("limits", {}))
     want_net = not config.get("internet") and "network" not in off
     net_missing = _unshare(_CLONE_NEWNET, "network namespace") if want_net else None
     # The rules the zygote opened, if they were opened for this config; else opened here.
@@ -516,6 +514,9 @@ def confine_ahead(config: dict, missing: list) -> Ahead:
                 os.close(fd)
         _close_opened()
     ahead.missing += lost
+    # Last: the open files limit counts the descriptors held until now.
+    if "limits" not in off:
+        ahead.missing += _limits(config.get("limits", {}))
     return ahead
 
 

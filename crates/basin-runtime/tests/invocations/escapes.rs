@@ -222,6 +222,32 @@ sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "
     assert!(e.message.contains("is not a regular file"), "{e}");
 }
 
+/// `[functions] max_open_files` at its lowest (16) still leaves a function room to run, and
+/// binds it: the worker's own descriptors (the Landlock rules' paths it opened once for every
+/// spare) are closed before the limit applies.
+#[tokio::test]
+async fn the_open_files_limit_binds_the_function_not_the_walls() {
+    let rt = confined(RuntimeOptions {
+        max_open_files: 16,
+        ..RuntimeOptions::default()
+    });
+    let source = r#"
+import os
+def many():
+    opened = []
+    try:
+        while len(opened) < 100:
+            opened.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError as e:
+        return {"opened": len(opened), "error": type(e).__name__}
+    return {"opened": len(opened), "error": None}
+"#;
+    let (finished, _) = invoke(&rt, source, "many", None, Limits::default()).await;
+    let v = json(&finished);
+    assert_eq!(v["error"], "OSError", "{v}");
+    assert!((1..16).contains(&v["opened"].as_u64().unwrap()), "{v}");
+}
+
 #[tokio::test]
 async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
     let rt = confined(RuntimeOptions::default());
