@@ -36,6 +36,7 @@ import resource
 import signal
 import stat
 import sys
+import time
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -126,9 +127,27 @@ def prepare(ahead: dict) -> None:
     Then the paths of the Landlock rules every spare built for `ahead` (an invocation config)
     grants are resolved and opened here, once, instead of in each spare (about 180 opens and
     250 stats per invocation under a root Basin)."""
-    global _PUBLIC_ETC, _OPENED
+    global _PUBLIC_ETC
     if os.geteuid() == 0:
         _PUBLIC_ETC = _public("/etc", [_MAX_PUBLIC_WALK])[1]
+    _open_static(ahead)
+
+
+#: How long the worker keeps the rules it opened: a file replaced since (a rename over
+#: /etc/hosts) is granted anew within this time, as each spare once opened the paths itself.
+RULES_MAX_AGE = 60.0
+
+
+def refresh(ahead: dict) -> None:
+    """In the worker before it forks a spare: opens the rules again once they are older than
+    `RULES_MAX_AGE`."""
+    if _OPENED is None or time.monotonic() - _OPENED.at > RULES_MAX_AGE:
+        _open_static(ahead)
+
+
+def _open_static(ahead: dict) -> None:
+    global _OPENED
+    _close_opened()
     own = _own_folders(ahead)
     _OPENED = _Opened(ahead, own, _open_rules(_static_rules(own)))
 
@@ -178,6 +197,7 @@ class _Opened:
         self.config = config
         self.own = own
         self.rules = rules
+        self.at = time.monotonic()
 
 
 #: The zygote's opened rules (`prepare`); every child closes them once its ruleset is built.

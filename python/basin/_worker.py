@@ -186,6 +186,7 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
     the rules for the invocation's folder), then waits for one request on a pipe; returns
     (pid, the request pipe). With the `processes` wall the child is forked into a PID
     namespace of its own, beside the namespace's init."""
+    _sandbox.refresh(AHEAD)
     r, w = os.pipe()
     pid = _fork()
     if pid:

@@ -1,6 +1,7 @@
 """The Python SDK's decorators record declarations without changing the functions."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,38 @@ def test_spec_errors_name_the_line_and_what_to_write(tmp_path):
     assert f"{path}:4: @basin.python: `VERSION` is not a literal" in out.stderr
     missing = spec(path, "--function", "g")
     assert "no function `g`" in missing.stderr and "functions: f" in missing.stderr
+
+
+def test_the_workers_rules_are_opened_again_once_old(tmp_path, monkeypatch):
+    """The worker opens the paths of its spares' Landlock rules once (basin._sandbox.prepare)
+    and again once they are older than RULES_MAX_AGE, so a file replaced by a rename (as
+    /etc/hosts can be) is granted as it is now, not as it was when the worker started."""
+    from basin import _sandbox
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("old\n")
+    config = {"internet": False, "read": [str(hosts)], "limits": {}, "off": []}
+
+    def granted_inode():
+        fds = [fd for fd, _, path in _sandbox._OPENED.rules if path == str(hosts)]
+        assert len(fds) == 1
+        return os.fstat(fds[0]).st_ino
+
+    try:
+        _sandbox.prepare(config)
+        first = granted_inode()
+        assert first == hosts.stat().st_ino
+        replacement = tmp_path / "hosts.new"
+        replacement.write_text("new\n")
+        os.rename(replacement, hosts)
+        _sandbox.refresh(config)
+        assert granted_inode() == first  # still young: kept
+        open_before = len(os.listdir("/proc/self/fd"))
+        monkeypatch.setattr(_sandbox, "RULES_MAX_AGE", 0.0)
+        _sandbox.refresh(config)
+        assert granted_inode() == hosts.stat().st_ino != first
+        # The old descriptors were closed: as many are open as before.
+        assert len(os.listdir("/proc/self/fd")) == open_before
+    finally:
+        _sandbox._close_opened()
+    assert _sandbox._OPENED is None
