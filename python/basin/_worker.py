@@ -205,6 +205,7 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's pipes are not the child's
         os.dup2(devnull, 1)
+        os.close(devnull)
         walls = _sandbox.confine_ahead(config, _process_walls())
         line = b""
         while not line.endswith(b"\n"):
@@ -658,6 +659,9 @@ def main(argv: list) -> int:
             return []
         return [p for p in argv[argv.index(flag) + 1].split(",") if p]
 
+    # Basin hands the worker its stdin, stdout and stderr only: any other descriptor it has
+    # was left open by whoever started Basin (a pipe, a socket), and no function may write to it.
+    os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1 << 16))
     if "--ahead" in argv:
         AHEAD.update(json.loads(argv[argv.index("--ahead") + 1]))
     OFF.update(AHEAD.get("off", []))
