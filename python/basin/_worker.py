@@ -660,8 +660,17 @@ def main(argv: list) -> int:
         return [p for p in argv[argv.index(flag) + 1].split(",") if p]
 
     # Basin hands the worker its stdin, stdout and stderr only: any other descriptor it has
-    # was left open by whoever started Basin (a pipe, a socket), and no function may write to it.
-    os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    # was left open by whoever started Basin (a pipe, a socket), and no function may write to
+    # it. The open ones are listed, not a range closed: the range's end can be huge.
+    try:
+        inherited = [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 2]
+    except OSError:  # no /proc
+        inherited = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # not open (the listing's own descriptor, closed already)
     if "--ahead" in argv:
         AHEAD.update(json.loads(argv[argv.index("--ahead") + 1]))
     OFF.update(AHEAD.get("off", []))
