@@ -154,6 +154,40 @@ async fn tpch_queries_match_duckdb() {
     );
 }
 
+/// Basin's DataFusion defaults: a join whose build side's keys span fewer than 8M values
+/// looks them up in an array (DataFusion's own threshold is a span of 1,024), and answers the
+/// same. The build side here is three keys spanning 4M.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_over_keys_spanning_millions_looks_them_up_in_an_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let lakehouse = tpch_lakehouse(dir.path(), "").await;
+    let sql = "SELECT count(*) AS n FROM orders JOIN (VALUES (1), (7), (4000000)) AS d(k) \
+               ON o_orderkey = d.k";
+    let analyzed = lakehouse
+        .query(
+            &format!("EXPLAIN ANALYZE {sql}"),
+            Some("main"),
+            Some("tpch"),
+        )
+        .await
+        .unwrap();
+    let plan: String = analyzed
+        .batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |r| array_value_to_string(b.column(1), r).unwrap())
+        })
+        .collect();
+    assert!(plan.contains("array_map_created_count=1"), "{plan}");
+    // Orders 1 and 7 exist at every scale; 4,000,000 not at 0.01.
+    let result = lakehouse
+        .query(sql, Some("main"), Some("tpch"))
+        .await
+        .unwrap();
+    let n = array_value_to_string(result.batches[0].column(0), 0).unwrap();
+    assert_eq!(n, "2");
+}
+
 /// The `EXPLAIN` rows of `sql`, as (plan_type, plan).
 async fn explain(lakehouse: &Lakehouse, sql: &str) -> Vec<(String, String)> {
     let result = lakehouse
