@@ -68,6 +68,23 @@ async fn append(tables: &Tables, values: Vec<i64>) -> basin_catalog::Result<u32>
     Ok(outcome.attempts)
 }
 
+/// Replaces the rows of `TABLE` on `main` with `values`, read at main's head.
+async fn replace(tables: &Tables, values: Vec<i64>) {
+    let key = Key::table(TABLE).unwrap();
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let table = tables.load(&main, &key).await.unwrap();
+    let files = data_file(&table, values).await;
+    tables
+        .commit_change(
+            &key,
+            Tables::stage_existing(table),
+            TableChange::Replace(files),
+            CommitRequest::new("main", main.commit, "replace"),
+        )
+        .await
+        .unwrap();
+}
+
 async fn create_namespace(catalog: &Catalog) {
     let head = catalog.resolve("main").await.unwrap().commit;
     catalog
@@ -231,18 +248,7 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
         if round < 3 {
             append(&tables, vec![round]).await.unwrap();
         } else {
-            let main = catalog.resolve("main").await.unwrap();
-            let table = tables.load(&main, &key).await.unwrap();
-            let files = data_file(&table, vec![7, 8]).await;
-            tables
-                .commit_change(
-                    &key,
-                    Tables::stage_existing(table),
-                    TableChange::Replace(files),
-                    CommitRequest::new("main", main.commit, "replace"),
-                )
-                .await
-                .unwrap();
+            replace(&tables, vec![7, 8]).await;
         }
         let main = catalog.resolve("main").await.unwrap();
         assert_ne!(main.commit, before);

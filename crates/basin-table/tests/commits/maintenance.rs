@@ -11,18 +11,7 @@ async fn a_replacement_does_not_carry_the_deleted_manifests_of_earlier_ones() {
     let (_dir, tables, key, _, _) = three_appends().await;
     let mut first = None;
     for round in 0..6 {
-        let main = tables.catalog().resolve("main").await.unwrap();
-        let table = tables.load(&main, &key).await.unwrap();
-        let files = data_file(&table, vec![round * 10, round * 10 + 1]).await;
-        tables
-            .commit_change(
-                &key,
-                Tables::stage_existing(table),
-                TableChange::Replace(files),
-                CommitRequest::new("main", main.commit, "replace"),
-            )
-            .await
-            .unwrap();
+        replace(&tables, vec![round * 10, round * 10 + 1]).await;
         let main = tables.catalog().resolve("main").await.unwrap();
         let table = tables.load(&main, &key).await.unwrap();
         let snapshot = table.metadata().current_snapshot().unwrap();
