@@ -10,9 +10,14 @@
 //!   already hold, or else new ones allocated with `fallocate` and zero-filled too (tmpfs clears
 //!   fallocated pages only when they are first written, and on a VM the host backs a page only
 //!   when it is first touched: both would otherwise fall on the function's first write);
-//! - **used** ones: a past invocation's input files, taken back once every process of that
-//!   invocation has ended. Only Basin writes into them (the next input: from the first byte,
+//! - **used** ones: a past invocation's files (its inputs, and its output once Basin no longer
+//!   maps it), taken back once every process of that invocation has ended. Only Basin writes into them (the next input: from the first byte,
 //!   then cut to its length), so no byte of one invocation reaches another.
+//!
+//! An invocation takes a used file (its input) and a fresh one (its output), and both come
+//! back: the refill zeroes one and keeps the other for the next input, so a steady stream of
+//! invocations needs no new memory. New memory is allocated only when no fresh file is ready,
+//! and gives way to a file that comes back meanwhile.
 //!
 //! The pool holds at most `[functions] handoff_pool` bytes (and a quarter of the scratch
 //! filesystem's free space), and is emptied when no worker is alive (the keep-alive), so an
@@ -206,7 +211,7 @@ impl Pool {
     /// Takes back a file of an invocation that has ended (none of its processes alive):
     /// a regular file with no other name, kept as a used file while the pool has room.
     /// Returns whether it was kept (otherwise the caller removes it with its folder).
-    pub fn give_back(&self, path: &Path) -> bool {
+    pub fn give_back(self: &Arc<Self>, path: &Path) -> bool {
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return false;
         };
@@ -230,15 +235,19 @@ impl Pool {
             bytes,
         });
         self.set_held(&state);
+        drop(state);
+        self.refill();
         true
     }
 
-    /// Allocates fresh files in the background until `FRESH_TARGET` are ready, making room
-    /// by dropping used files; one task at a time.
+    /// Makes fresh files in the background until `FRESH_TARGET` are ready, one task at a time:
+    /// from used files (but the last, while a fresh one is ready), else, when none is ready,
+    /// from new memory.
     pub fn refill(self: &Arc<Self>) {
         {
             let mut state = self.state.lock().expect("pool");
-            if state.refilling || self.cap == 0 || state.fresh.len() >= FRESH_TARGET {
+            let enough = state.fresh.len() >= FRESH_TARGET || state.want(self.cap) == 0;
+            if state.refilling || self.cap == 0 || enough {
                 return;
             }
             state.refilling = true;
@@ -255,7 +264,7 @@ impl Pool {
 
     fn fill(&self) {
         loop {
-            let (path, old_bytes, want) = {
+            let (path, old_bytes, want, new) = {
                 let mut state = self.state.lock().expect("pool");
                 let want = state.want(self.cap);
                 if state.fresh.len() >= FRESH_TARGET || want == 0 {
@@ -263,22 +272,31 @@ impl Pool {
                     return;
                 }
                 // A used file's pages are allocated already: zeroed, it is a fresh one (grown
-                // to `want` if the pool has room).
-                if let Some(used) = largest(&mut state.used) {
+                // to `want` if the pool has room). One is kept for the next input while a
+                // fresh file is ready: an input takes a fresh file when no used one is left,
+                // and every invocation would then need new memory.
+                let spare = state.used.len() > 1 || state.fresh.is_empty();
+                if let Some(used) = spare.then(|| largest(&mut state.used)).flatten() {
                     let grow = state.held + want.saturating_sub(used.bytes) <= self.cap;
-                    (used.path, used.bytes, if grow { want } else { 0 })
+                    (used.path, used.bytes, if grow { want } else { 0 }, false)
                 } else {
-                    if state.held + want > self.cap {
+                    // New memory only when no fresh file is ready: the files of the
+                    // invocations running now come back as used ones.
+                    if !state.fresh.is_empty() || state.held + want > self.cap {
                         state.refilling = false;
                         return;
                     }
                     state.held += want;
                     self.set_held(&state);
-                    (state.name(&self.dir, 'f'), want, want)
+                    (state.name(&self.dir, 'f'), want, want, true)
                 }
             };
-            // Still counted as held (`old_bytes`) while it is being zero-filled.
-            let made = zero_filled(&path, want);
+            // Still counted as held (`old_bytes`) while it is being zero-filled. A new file
+            // gives way to a used one that comes back meanwhile: zeroing that is quicker
+            // than allocating (1 GiB of new pages took this idle thread 1.9 s beside an
+            // invocation), and the next output would not find a fresh file in time.
+            let returned = || new && !self.state.lock().expect("pool").used.is_empty();
+            let made = zero_filled(&path, want, returned);
             let mut state = self.state.lock().expect("pool");
             match made {
                 Some(bytes) => {
@@ -289,9 +307,13 @@ impl Pool {
                 None => {
                     let _ = std::fs::remove_file(&path);
                     state.held -= old_bytes;
-                    state.refilling = false;
                     self.set_held(&state);
-                    return;
+                    // Gave way (the used file is zeroed next), or failed.
+                    let gave_way = new && !state.used.is_empty();
+                    if !gave_way {
+                        state.refilling = false;
+                        return;
+                    }
                 }
             }
         }
@@ -319,10 +341,12 @@ fn largest(files: &mut Vec<Pooled>) -> Option<Pooled> {
 }
 
 /// Makes `path` (created if missing) a file of at least `bytes` zeros, every page of which is
-/// allocated and written here; the allocated size, or None.
-fn zero_filled(path: &Path, bytes: u64) -> Option<u64> {
+/// allocated and written here, a piece at a time; the allocated size, or None (also when
+/// `stop` says so between pieces).
+fn zero_filled(path: &Path, bytes: u64, stop: impl Fn() -> bool) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+    const PIECE: u64 = 64 << 20;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -332,9 +356,15 @@ fn zero_filled(path: &Path, bytes: u64) -> Option<u64> {
         .open(path)
         .ok()?;
     let len = file.metadata().ok()?.len().max(bytes);
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len).ok()?;
     let mut at = 0;
     while at < len {
+        if at % PIECE == 0 {
+            if stop() {
+                return None;
+            }
+            let piece = (len - at).min(PIECE);
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), at, piece).ok()?;
+        }
         let n = (len - at).min(ZEROS.len() as u64) as usize;
         file.write_all_at(&ZEROS[..n], at).ok()?;
         at += n as u64;
@@ -394,25 +424,26 @@ mod tests {
     fn fresh_files_are_zero_and_used_ones_go_only_to_inputs() {
         let (dir, pool) = pool(64 << 20);
         pool.note(1 << 20);
-        pool.refill();
         wait_filled(&pool);
-        assert_eq!(pool.counts(), (2, 0));
-        assert!(pool.held() >= 2 << 20);
+        // New memory for one fresh file: no invocation's files have come back yet.
+        assert_eq!(pool.counts(), (1, 0));
+        assert!(pool.held() >= 1 << 20);
 
-        // A function's output file: fresh, so all zeros.
+        // A function's output file: fresh, so all zeros. The next one is made anew.
         let out = dir.path().join("output.arrow");
         assert!(pool.take_fresh(&out));
         assert!(all_zeros(&out));
         wait_filled(&pool);
-        assert_eq!(pool.counts(), (2, 0));
+        assert_eq!(pool.counts(), (1, 0));
 
-        // An input that held secrets, taken back while the fresh files are there: kept as it
+        // An input that held secrets, taken back while a fresh file is ready: kept as it
         // is, for the next input, which is opened without truncation.
         let input = dir.path().join("input-0.arrow");
         std::fs::write(&input, vec![7u8; 1 << 20]).expect("write");
         assert!(pool.give_back(&input));
         assert!(!input.exists());
-        assert_eq!(pool.counts(), (2, 1));
+        wait_filled(&pool);
+        assert_eq!(pool.counts(), (1, 1));
         let next = dir.path().join("input-1.arrow");
         let mut file = pool.take_for_input(&next).expect("a pooled file");
         file.write_all(b"new").expect("write");
@@ -422,25 +453,76 @@ mod tests {
     #[test]
     fn used_files_become_fresh_ones_zeroed_over_their_own_pages() {
         let (dir, pool) = pool(64 << 20);
-        // Two inputs that held secrets, taken back before any output said what size fresh
+        // Three inputs that held secrets, taken back before any output said what size fresh
         // files should have.
-        for i in 0..2 {
+        for i in 0..3 {
             let input = dir.path().join(format!("input-{i}.arrow"));
             std::fs::write(&input, vec![7u8; 1 << 20]).expect("write");
             assert!(pool.give_back(&input));
         }
-        assert_eq!(pool.counts(), (0, 2));
+        assert_eq!(pool.counts(), (0, 3));
         let held = pool.held();
         pool.note(1 << 20);
         wait_filled(&pool);
-        // Made fresh from the used files: no new memory held.
-        assert_eq!(pool.counts(), (2, 0));
+        // Made fresh from the used files, the last kept for the next input: no new memory.
+        assert_eq!(pool.counts(), (2, 1));
         assert_eq!(pool.held(), held);
-        for i in 0..2 {
+        for i in 0..3 {
             let out = dir.path().join(format!("output-{i}.arrow"));
             assert!(pool.take_fresh(&out));
             assert!(all_zeros(&out), "a used file was handed out with its bytes");
+            // The last used file becomes fresh once none is ready.
+            wait_filled(&pool);
         }
+        // New memory only once no file was left.
+        assert_eq!((pool.counts(), pool.held()), ((1, 0), 1 << 20));
+    }
+
+    #[test]
+    fn an_invocations_files_coming_back_refill_the_pool_without_new_memory() {
+        let (dir, pool) = pool(64 << 20);
+        // A first invocation, with the pool empty: its input and output come back.
+        for name in ["input", "output"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![7u8; 1 << 20]).expect("write");
+            assert!(pool.give_back(&path));
+        }
+        pool.note(1 << 20);
+        wait_filled(&pool);
+        assert_eq!(pool.counts(), (1, 1));
+        let mut steady = None;
+        for round in 0..4 {
+            // An invocation: its input into a used file, its output into a fresh one.
+            let input = dir.path().join(format!("input-{round}.arrow"));
+            let output = dir.path().join(format!("output-{round}.arrow"));
+            let mut file = pool
+                .take_for_input(&input)
+                .expect("a pooled file for the input");
+            file.write_all(&[7u8; 1 << 10]).expect("write");
+            assert!(pool.take_fresh(&output), "no fresh file in round {round}");
+            wait_filled(&pool);
+            // Both come back: one becomes fresh, one waits for the next input.
+            assert!(pool.give_back(&input));
+            assert!(pool.give_back(&output));
+            wait_filled(&pool);
+            assert_eq!(pool.counts(), (2, 1), "round {round}");
+            // Once the pool holds an invocation's files, it needs no new memory.
+            let held = *steady.get_or_insert(pool.held());
+            assert_eq!(pool.held(), held, "new memory in round {round}");
+        }
+    }
+
+    #[test]
+    fn a_new_file_gives_way_to_a_used_one_that_comes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, Ordering::Relaxed) == 2;
+        assert_eq!(zero_filled(&path, 256 << 20, stop), None);
+        // Stopped before its third piece of 64 MiB: the pieces after it were not allocated.
+        let meta = std::fs::metadata(&path).expect("file");
+        assert_eq!(allocated(&meta), 128 << 20);
+        assert_eq!(zero_filled(&path, 256 << 20, || false), Some(256 << 20));
     }
 
     #[test]

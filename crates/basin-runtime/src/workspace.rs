@@ -333,7 +333,7 @@ impl Drop for Mapped {
     }
 }
 
-fn give_back_or_remove(pool: &Pool, path: &Path) {
+fn give_back_or_remove(pool: &Arc<Pool>, path: &Path) {
     if !pool.give_back(path) {
         let _ = std::fs::remove_file(path);
     }
