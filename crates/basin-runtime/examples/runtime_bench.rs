@@ -3,10 +3,13 @@
 //! on a warm one, the whole round trip of back-to-back no-op invocations, and the handoff of a table
 //! Basin -> Python -> Basin through shared memory.
 //!
-//!     cargo run --release -p basin-runtime --example runtime_bench -- [SAMPLES] [HANDOFF_MB] [POOL_MB]
+//!     cargo run --release -p basin-runtime --example runtime_bench -- \
+//!         [SAMPLES] [HANDOFF_MB] [POOL_MB] [HANDOFFS] [GAP_MS]
 //!
 //! POOL_MB is `[functions] handoff_pool` (default 4096: twice the table, which both the input
-//! and the output need; 0 measures without the pool).
+//! and the output need; 0 measures without the pool). HANDOFFS (default 3) handoffs run
+//! GAP_MS apart (default 1000); the report has the best and, of those after the first (which
+//! finds the pool empty), the slowest.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,6 +103,8 @@ async fn main() {
     let samples = args.first().copied().unwrap_or(50);
     let handoff_mb = args.get(1).copied().unwrap_or(1024);
     let pool_mb = args.get(2).copied().unwrap_or(4096);
+    let handoffs = args.get(3).copied().unwrap_or(3).max(2);
+    let gap = std::time::Duration::from_millis(args.get(4).copied().unwrap_or(1000) as u64);
     let cache = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
@@ -169,10 +174,10 @@ async fn main() {
         .collect();
     let bytes = (rows * 64) as f64;
     let mut handoff = Vec::new();
-    for _ in 0..3 {
-        // The pool allocates its files in the background after an invocation; a pipeline's
+    for _ in 0..handoffs {
+        // The pool makes its files in the background after an invocation; a pipeline's
         // next model finds them ready, as the next run does after this pause.
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(gap).await;
         let started = Instant::now();
         let mut ws = bench.rt.workspace().expect("workspace");
         let stream = futures::stream::iter(batches.clone().into_iter().map(Ok));
@@ -197,14 +202,15 @@ async fn main() {
             "pool_misses": load(&counters.handoff_pool_misses),
         }));
     }
+    let rate = |run: &serde_json::Value| run["gb_per_second"].as_f64().expect("rate");
     let best = handoff
         .iter()
-        .max_by(|a, b| {
-            a["gb_per_second"]
-                .as_f64()
-                .unwrap()
-                .total_cmp(&b["gb_per_second"].as_f64().unwrap())
-        })
+        .max_by(|a, b| rate(a).total_cmp(&rate(b)))
+        .cloned()
+        .expect("runs");
+    let slowest_warm = handoff[1..]
+        .iter()
+        .min_by(|a, b| rate(a).total_cmp(&rate(b)))
         .cloned()
         .expect("runs");
     let report = serde_json::json!({
@@ -212,7 +218,7 @@ async fn main() {
         "first_line_new_worker": percentiles(new_worker),
         "first_line_warm_worker": percentiles(warm),
         "round_trip_warm": percentiles(round_trip),
-        "handoff": {"megabytes": handoff_mb, "pool_megabytes": pool_mb, "best": best, "runs": handoff},
+        "handoff": {"megabytes": handoff_mb, "pool_megabytes": pool_mb, "best": best, "slowest_warm": slowest_warm, "runs": handoff},
     });
     println!("{report}");
 }
