@@ -90,7 +90,15 @@ pub struct EnvCache {
     root: PathBuf,
     tools: PathBuf,
     search_path: Option<OsString>,
+    /// Build packages that have no wheel from source (their build code runs unconfined).
+    source_builds: bool,
 }
+
+/// The hint for a package without a wheel while source builds are off.
+const NO_WHEEL_HINT: &str = "Basin installs packages only from wheels: building one from source \
+    runs the package's build code on this machine, outside any function's walls. Pin a version \
+    that has a wheel for this Python and platform, or, for packages you trust, set \
+    `[functions] build_from_source = true` in basin.toml";
 
 fn io_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(format!("{what}: {e}"))
@@ -108,7 +116,16 @@ impl EnvCache {
             root: root.into(),
             tools: tools.into(),
             search_path: std::env::var_os("PATH"),
+            source_builds: false,
         }
+    }
+
+    /// Whether a package without a wheel is built from source (default: no, and the build
+    /// fails with a hint). A build runs the package's own code (`setup.py`, a build backend)
+    /// as the user running Basin, outside the walls functions run in.
+    pub fn with_source_builds(mut self, allowed: bool) -> Self {
+        self.source_builds = allowed;
+        self
     }
 
     /// Where to look for `uv` instead of PATH (`None`: never; always use `tools`).
@@ -221,16 +238,33 @@ impl EnvCache {
             .iter()
             .map(|(n, v)| format!("{n}=={v}"))
             .collect();
+        let mut install = Command::new(&uv);
+        install
+            .args([
+                "pip",
+                "install",
+                "--quiet",
+                "--compile-bytecode",
+                "--python",
+            ])
+            .arg(staging.join("bin").join("python"));
+        if !self.source_builds {
+            install.arg("--no-build");
+        }
         uv::run_checked(
-            Command::new(&uv)
-                .args(["pip", "install", "--quiet", "--compile-bytecode", "--python"])
-                .arg(staging.join("bin").join("python"))
-                .args(&requirements),
+            install.args(&requirements),
             &format!("install {}", requirements.join(" ")),
         )
         .await
         .map(|_| ())
-        .map_err(|e| e.with_hint("check the package names and pinned versions (the resolver's message above names the package)"))
+        .map_err(|e| {
+            let hint = if e.message.contains("no usable wheels") {
+                NO_WHEEL_HINT
+            } else {
+                "check the package names and pinned versions (the resolver's message above names the package)"
+            };
+            e.with_hint(hint)
+        })
     }
 
     async fn pythons(&self, uv: &Path) -> String {

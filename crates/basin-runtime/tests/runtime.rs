@@ -93,6 +93,31 @@ async fn a_failed_build_names_the_package_and_leaves_nothing() {
     );
 }
 
+/// docopt 0.6.2 is on PyPI only as a source archive: installing it runs its setup.py.
+#[tokio::test]
+async fn a_package_without_a_wheel_is_built_only_when_the_setting_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EnvSpec::new("3.11").with_package("docopt", "0.6.2");
+    let err = cache(dir.path()).resolve(&spec).await.unwrap_err();
+    assert!(err.message.contains("docopt"), "{}", err.message);
+    let hint = err.hint.unwrap_or_default();
+    assert!(hint.contains("build_from_source = true"), "{hint}");
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+
+    let env = cache(dir.path())
+        .with_source_builds(true)
+        .resolve(&spec)
+        .await
+        .unwrap();
+    assert!(env.built);
+    let version = python_says(&env.python, "import docopt; print(docopt.__version__)").await;
+    assert_eq!(version.trim(), "0.6.2");
+}
+
 #[tokio::test]
 async fn an_unavailable_python_lists_the_ones_present() {
     let dir = tempfile::tempdir().unwrap();

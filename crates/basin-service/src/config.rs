@@ -195,6 +195,9 @@ pub struct FunctionsSection {
     pub isolation: Option<String>,
     /// Walls not to build (processes, network, files, sockets, signals, limits).
     pub disable_walls: Option<Vec<String>>,
+    /// Build a pinned package that has no wheel from source: its build code then runs
+    /// unconfined as the user running Basin. Off by default.
+    pub build_from_source: Option<bool>,
     /// Processes and threads of one invocation.
     pub max_processes: Option<u64>,
     /// Open files of one function process.
@@ -386,6 +389,8 @@ pub struct Settings {
     pub s3: S3Settings,
     pub author: String,
     pub runtime: basin_runtime::RuntimeOptions,
+    /// `[functions] build_from_source`: packages without a wheel are built (unconfined).
+    pub build_from_source: bool,
     pub pricing: Pricing,
     /// S3 buckets for object triggers, by name.
     pub s3_buckets: BTreeMap<String, crate::triggers::s3::S3Bucket>,
@@ -595,6 +600,7 @@ impl Settings {
             s3,
             author,
             runtime,
+            build_from_source: user.functions.build_from_source.unwrap_or(false),
             pricing,
             s3_buckets,
             bucket_folders,
@@ -653,6 +659,14 @@ mod tests {
         assert_eq!(set, 1 << 20);
         let e = load("[functions]\ncopy_outputs_below = \"big\"\n").unwrap_err();
         assert!(e.message.contains("copy_outputs_below"), "{e}");
+    }
+
+    #[test]
+    fn packages_are_built_from_source_only_when_asked() {
+        let load = |toml: &str| settings(toml).map(|s| s.build_from_source);
+        assert!(!load("").unwrap());
+        assert!(load("[functions]\nbuild_from_source = true\n").unwrap());
+        assert!(load("[functions]\nbuild_from_source = \"yes\"\n").is_err());
     }
 
     #[test]

@@ -355,6 +355,7 @@ impl Lakehouse {
     pub fn envs(&self) -> basin_runtime::EnvCache {
         let cache = self.cache_dir();
         basin_runtime::EnvCache::new(cache.join("envs"), cache.join("tools"))
+            .with_source_builds(self.settings.build_from_source)
     }
 
     fn cache_dir(&self) -> PathBuf {
