@@ -72,7 +72,7 @@ VARIANTS = [
         "optimizer.hash_join_single_partition_threshold": 64 << 20,
         "optimizer.hash_join_single_partition_threshold_rows": 4 << 20}),
     # Basin's default from 2026-11-25: keys spanning up to 1M values join by array; 8M since
-    # that evening (docs/benchmarks.md, "Joins by array up to 8M key values").
+    # that evening (docs/benchmarks/sql.md, "Joins by array up to 8M key values").
     ("128k, perfect hash joins only below 1,024 values (DataFusion's default)", "128k", {
         "execution.perfect_hash_join_small_build_threshold": 1024}),
     ("128k, perfect hash joins only below 1M values (Basin's before 8M)", "128k", {

@@ -5,7 +5,7 @@
 //! static tables). As plain RELA entries they take 7.4 MB that the dynamic loader reads and
 //! applies before `main`, at every start: ~10% of the CPU of a short `basin query`. Packed,
 //! they take 89 kB: `basin --version` starts ~1 ms sooner, a small `basin query` answers
-//! 2-4 ms sooner (docs/benchmarks.md, "Starting a process: packed relocations").
+//! 2-4 ms sooner (docs/benchmarks/build.md, "Starting a process: packed relocations").
 //!
 //! glibc runs DT_RELR binaries from 2.36, GNU ld writes them from 2.38; an older glibc
 //! refuses to start such a binary. So this links and runs a tiny program with the flag first,

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::*;
 
 /// mimalloc instead of the system allocator: TPC-H and the shared-memory handoff measured
-/// with both (docs/benchmarks.md, issue #18).
+/// with both (docs/benchmarks/build.md, issue #18).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

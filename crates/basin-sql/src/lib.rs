@@ -87,7 +87,7 @@ pub struct Session {
 /// partition (`CollectLeft`), instead of both sides being repartitioned by hash: at 8 MiB and
 /// a million rows (DataFusion's: 1 MiB, 128k) TPC-H at scale 1 took 2 to 13% less time over
 /// three A/B runs on 2 cores, and 32 MiB took another 2.5% (q18 10-18%) in two more
-/// (`bench/run.sh --tpch-ab`, docs/benchmarks.md). Larger sides are still built in parallel.
+/// (`bench/run.sh --tpch-ab`, docs/benchmarks/sql.md). Larger sides are still built in parallel.
 /// A join whose build side's keys span fewer than 8M values looks them up in an array indexed
 /// by key (4 bytes a value: at most 32 MiB, like the shared build side above, reserved from
 /// the query's memory) instead of a hash table, however sparse (DataFusion's: a span under
@@ -158,7 +158,7 @@ impl Session {
             .with_default_catalog_and_schema(CATALOG, default_schema)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false);
-        // Basin's own choices (issue #18's A/B, docs/benchmarks.md), then the user's.
+        // Basin's own choices (issue #18's A/B, docs/benchmarks/sql.md), then the user's.
         for (key, value) in DATAFUSION_DEFAULTS {
             config = config.set_str(key, value);
         }

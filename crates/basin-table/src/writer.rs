@@ -45,7 +45,7 @@ pub const ROW_GROUP_LIMIT: &str = "write.parquet.row-group-limit";
 
 /// Rows per row group unless the table says otherwise: a row group is the unit DataFusion
 /// spreads a scan over cores with, so a 200,000-row table makes two instead of parquet's
-/// one-million-row default making one (issue #18's A/B in docs/benchmarks.md).
+/// one-million-row default making one (issue #18's A/B in docs/benchmarks/sql.md).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The table's row group size: its `write.parquet.row-group-limit`, else the default.

@@ -27,7 +27,7 @@
 //! it drops has a key the join would not have matched either (nulls never match: the rule
 //! applies only to joins where null equals nothing). The filtered input is read twice, so the
 //! rule applies only when its filter holds an equality, an `IN` list with constants or a
-//! `LIKE 'prefix%'`, the shape of a selective filter on a small side; `docs/benchmarks.md`
+//! `LIKE 'prefix%'`, the shape of a selective filter on a small side; `docs/benchmarks/sql.md`
 //! has the A/B.
 //!
 //! The keys are followed across joins: through the side the other key comes from, or, when
