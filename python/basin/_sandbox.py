@@ -20,6 +20,8 @@ wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict 
   /proc (their environment, memory and open files);
 - always: its own session and process group, death with its parent, no core dumps.
 
+The worker builds walls of its own (`confine_worker`) before it imports the environment's
+packages, so their import code runs inside them, and every child inside them too.
 A spare child builds the walls ahead of its request (`confine_ahead`), all but the rules for
 the invocation's own folder, which `confine` adds before the walls close; it returns what
 could not be done ("WALL: why"), so Basin can say so, or refuse to run the function when
@@ -474,6 +476,68 @@ def _limits(limits: dict) -> list:
     return missing
 
 
+#: Walls the worker built for itself and every process it forks (`confine_worker`): with
+#: "sockets" in it, the socket folders are hidden already, and a spare cannot mount anyway.
+WORKER_WALLS: set = set()
+
+
+def confine_worker(config: dict) -> list:
+    """The worker's own walls, once, before it imports the environment's packages, whose
+    import code would otherwise run with every right of the user running Basin: a mount
+    namespace with the socket folders hidden (the scratch folder, where invocation folders
+    live, and the `own` folders bound back), then a Landlock layer that reads only what a
+    function reads (the system's folders, the environment, Python), writes only the scratch
+    folder and the device files, and reads and writes /proc, which every child needs for its
+    own entry (other processes' private entries stay closed: Landlock denies a sandboxed
+    process ptrace access to processes outside its domain, which guards their environment,
+    memory and open files). Every child forked later is inside this layer and adds its own.
+    Not the network: a function with the internet is forked from this worker too. Only
+    inside the worker's own user namespace (the `processes` wall): a layer on a worker in the
+    host's would also keep its children from building their private mounts. Returns what
+    could not be done, as "WALL: why"."""
+    off = set(config.get("off", []))
+    scratch = config.get("scratch")
+    if not scratch or "files" in off:
+        return []
+    own = _OPENED.own if _OPENED is not None else _own_folders(config)
+    if "sockets" not in off:
+        covered: dict = {}
+        why = _hide_socket_folders(own + [scratch], covered)
+        for fd in covered.values():
+            os.close(fd)
+        if why:
+            # The spares try again, each in a namespace of its own; a layer here would keep
+            # them from mounting.
+            return [f"sockets: the worker's own ({why})"]
+        WORKER_WALLS.add("sockets")
+    if landlock_abi() < 1:
+        return ["files: the worker's own (Landlock is not enabled in this kernel)"]
+    opened = _OPENED.rules if _OPENED is not None else []
+    # Writing a child's uid_map opens it with O_TRUNC, as Python's "w" does.
+    proc = _FS_READ_FILE | _FS_READ_DIR | _FS_WRITE_FILE | _FS_TRUNCATE
+    extra = [("/proc", proc), (scratch, _FS_V1_ALL)]
+    if _OPENED is None:
+        extra += _static_rules(own)
+    ruleset, rights, walls, missing = _ruleset(opened, [], deny_tcp=False, files=True,
+                                               scope="signals" not in off)
+    # Each child reports its own scoping; what counts here is the files.
+    missing = [f"files: the worker's own ({m.split(': ', 1)[-1]})" for m in missing
+               if m.startswith("files")]
+    if ruleset < 0:
+        return missing
+    try:
+        missing += _add_rules(ruleset, [(p, r & rights if p != scratch else rights) for p, r in extra])
+        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            missing.append(f"files: the worker's own (no_new_privs: {_err()})")
+        elif _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
+            missing.append(f"files: the worker's own (landlock_restrict_self: {_err()})")
+        else:
+            WORKER_WALLS.update(walls)
+    finally:
+        os.close(ruleset)
+    return missing
+
+
 class Ahead:
     """The walls a spare child builds while it waits for its request (`confine_ahead`), for
     the invocation config it was built for; `confine` finishes them once the invocation's
@@ -518,7 +582,7 @@ def confine_ahead(config: dict, missing: list) -> Ahead:
     # The rules the zygote opened, if they were opened for this config; else opened here.
     prepared = _OPENED is not None and fits(_OPENED.config, config)
     own = _OPENED.own if prepared else _own_folders(config)
-    if "sockets" not in off:
+    if "sockets" not in off and "sockets" not in WORKER_WALLS:
         sockets_missing = _hide_socket_folders(own, ahead.covered)
         if sockets_missing:
             ahead.missing.append(f"sockets: {sockets_missing}")

@@ -1,8 +1,9 @@
 """Basin's worker: a fork server per environment, and the function side of the protocol.
 
 `python -I -m basin._worker zygote [--preload name,...] [--ahead JSON]` starts a fork server (a "zygote",
-as in SOCK): it imports pyarrow, the environment's packages and the modules of theirs the
-function imports (`--preload`: distribution and module names) once, freezes the heap, then
+as in SOCK): it builds walls of its own (basin._sandbox.confine_worker), imports pyarrow, the
+environment's packages and the modules of theirs the function imports (`--preload`:
+distribution and module names) once, inside them, freezes the heap, then
 waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
 fresh child forked from it, so no state passes from one invocation to the next, and the child
 starts with the heavy imports already done. One child is forked ahead of time, builds its
@@ -98,10 +99,13 @@ def _preload(names: list) -> list:
 def zygote(preload: list) -> None:
     _sandbox._libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # die with Basin
     started = time.perf_counter()
-    loaded = _preload(preload)
     _sandbox.prepare(AHEAD)
     if NAMESPACE["why"] is None and "processes" not in OFF:
         NAMESPACE["fd"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        # Before the packages' import code runs: it runs inside these walls.
+        for why in _sandbox.confine_worker(AHEAD):
+            print(f"the worker's own walls: {why}", file=sys.stderr)
+    loaded = _preload(preload)
     gc.collect()
     gc.freeze()  # children share these pages instead of copying them on the next collection
     wake_r, wake_w = os.pipe()

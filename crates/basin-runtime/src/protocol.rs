@@ -35,6 +35,9 @@ pub(crate) struct Sandbox {
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     pub workdir: PathBuf,
+    /// The runtime's scratch folder, where invocation folders live: the one folder the
+    /// worker itself may write (python/basin/_sandbox.py, `confine_worker`).
+    pub scratch: PathBuf,
     /// Refuse to run user code when a wall is missing.
     pub strict: bool,
     /// Walls not to build (`[functions] disable_walls`).

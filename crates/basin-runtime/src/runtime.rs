@@ -192,6 +192,7 @@ impl Runtime {
             read: vec![env.path.clone()],
             write,
             workdir,
+            scratch: self.inner.scratch.clone(),
             strict: self.inner.walls.isolation == crate::walls::Isolation::Strict,
             off: options.disable_walls.clone(),
             limits: SandboxLimits {

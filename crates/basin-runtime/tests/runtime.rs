@@ -473,6 +473,88 @@ def probe():
         assert_eq!(json(&finished)["network"], "allowed");
     }
 
+    /// The worker imports the environment's packages before it forks any invocation: their
+    /// import code runs inside the worker's own walls, not with every right of Basin's user.
+    #[tokio::test]
+    async fn a_packages_import_code_runs_inside_the_workers_walls() {
+        let root = tempfile::tempdir().unwrap();
+        let envs = EnvCache::new(root.path().join("envs"), root.path().join("tools"));
+        let spec = EnvSpec::new("3.11").with_package("six", "1.16.0");
+        let env = envs.resolve(&spec).await.unwrap();
+        // Outside /tmp, which the worker covers (the sockets wall): Landlock is what stops
+        // these. The service's socket is in /tmp.
+        let lake = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let catalog = lake.path().join("catalog.db");
+        std::fs::write(&catalog, "SQLite format 3").unwrap();
+        let outside = lake.path().join("planted.txt");
+        let tmp = tempfile::tempdir().unwrap();
+        let service = tmp.path().join("service.sock");
+        let _service = std::os::unix::net::UnixListener::bind(&service).unwrap();
+        // A package of the environment, as pip would have installed it.
+        let site = env.path.join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(site.join("probe_pkg")).unwrap();
+        std::fs::write(
+            site.join("probe_pkg/__init__.py"),
+            format!(
+                r#"import os, socket
+{ATTEMPT}
+IMPORTED_BY = os.getpid()
+RESULTS = {{
+    "catalog": attempt(lambda: open({catalog:?}).read()),
+    "write_outside": attempt(lambda: open({outside:?}, "w").write("x")),
+    "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
+    "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
+}}
+"#,
+                basin = std::process::id()
+            ),
+        )
+        .unwrap();
+        let dist = site.join("probe_pkg-1.0.dist-info");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(
+            dist.join("METADATA"),
+            "Metadata-Version: 2.1\nName: probe-pkg\nVersion: 1.0\n",
+        )
+        .unwrap();
+        std::fs::write(dist.join("top_level.txt"), "probe_pkg\n").unwrap();
+        std::fs::write(dist.join("RECORD"), "").unwrap();
+
+        let rt = Runtime::new(envs, RuntimeOptions::default()).unwrap();
+        let source = r#"
+import os, probe_pkg
+def probe():
+    return dict(probe_pkg.RESULTS, in_worker=probe_pkg.IMPORTED_BY != os.getpid())
+"#;
+        let invocation = Invocation {
+            function: "fn.py:probe".into(),
+            target: Target::Python {
+                file: PathBuf::from("/project/fn.py"),
+                name: "probe".into(),
+                source: source.into(),
+            },
+            env,
+            preload: vec!["probe-pkg".into()],
+            event: serde_json::Value::Null,
+            params: serde_json::Value::Null,
+            secrets: BTreeMap::new(),
+            limits: Limits::default(),
+            concurrency: None,
+        };
+        let finished = rt
+            .invoke(rt.workspace().unwrap(), invocation, Arc::new(|_, _| {}))
+            .await;
+        let v = json(&finished);
+        // Imported by the worker (preloaded), not by the function's own process.
+        assert_eq!(v["in_worker"], true, "{v}");
+        assert_eq!(v["catalog"], "PermissionError", "{v}");
+        assert_eq!(v["write_outside"], "PermissionError", "{v}");
+        assert!(!outside.exists());
+        assert_eq!(v["basin_environ"], "PermissionError", "{v}");
+        assert_ne!(v["unix_socket"], "allowed", "{v}");
+        assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
+    }
+
     /// Callers start the worker while they scan the inputs: the invocation then uses that
     /// one, and a worker is started once however often it is asked for.
     #[tokio::test]
