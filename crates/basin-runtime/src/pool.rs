@@ -11,8 +11,9 @@
 //!   fallocated pages only when they are first written, and on a VM the host backs a page only
 //!   when it is first touched: both would otherwise fall on the function's first write);
 //! - **used** ones: a past invocation's files (its inputs, and its output once Basin no longer
-//!   maps it), taken back once every process of that invocation has ended. Only Basin writes into them (the next input: from the first byte,
-//!   then cut to its length), so no byte of one invocation reaches another.
+//!   maps it), taken back once every process of that invocation has ended. Only Basin writes
+//!   into them (the next input: from the first byte, then cut to its length), so no byte of
+//!   one invocation reaches another.
 //!
 //! An invocation takes a used file (its input) and a fresh one (its output), and both come
 //! back: the refill zeroes one and keeps the other for the next input, so a steady stream of
