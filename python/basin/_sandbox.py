@@ -491,14 +491,23 @@ def confine_worker(config: dict) -> list:
     own entry (other processes' private entries stay closed: Landlock denies a sandboxed
     process ptrace access to processes outside its domain, which guards their environment,
     memory and open files). Every child forked later is inside this layer and adds its own.
-    Not the network: a function with the internet is forked from this worker too. Only
-    inside the worker's own user namespace (the `processes` wall): a layer on a worker in the
-    host's would also keep its children from building their private mounts. Returns what
+    First, for a worker of functions without the internet (Basin starts another for those
+    with it), a network namespace with no interfaces: each child still gets one of its own.
+    Only inside the worker's own user namespace (the `processes` wall): a layer on a worker in
+    the host's would also keep its children from building their private mounts. Returns what
     could not be done, as "WALL: why"."""
     off = set(config.get("off", []))
     scratch = config.get("scratch")
-    if not scratch or "files" in off:
+    if not scratch:
         return []
+    missing = []
+    if not config.get("internet") and "network" not in off:
+        if _libc.unshare(_CLONE_NEWNET) == 0:
+            WORKER_WALLS.add("network")
+        else:
+            missing.append(f"network: the worker's own (unshare: {_err()})")
+    if "files" in off:
+        return missing
     own = _OPENED.own if _OPENED is not None else _own_folders(config)
     if "sockets" not in off:
         covered: dict = {}
@@ -508,21 +517,21 @@ def confine_worker(config: dict) -> list:
         if why:
             # The spares try again, each in a namespace of its own; a layer here would keep
             # them from mounting.
-            return [f"sockets: the worker's own ({why})"]
+            return missing + [f"sockets: the worker's own ({why})"]
         WORKER_WALLS.add("sockets")
     if landlock_abi() < 1:
-        return ["files: the worker's own (Landlock is not enabled in this kernel)"]
+        return missing + ["files: the worker's own (Landlock is not enabled in this kernel)"]
     opened = _OPENED.rules if _OPENED is not None else []
     # Writing a child's uid_map opens it with O_TRUNC, as Python's "w" does.
     proc = _FS_READ_FILE | _FS_READ_DIR | _FS_WRITE_FILE | _FS_TRUNCATE
     extra = [("/proc", proc), (scratch, _FS_V1_ALL)]
     if _OPENED is None:
         extra += _static_rules(own)
-    ruleset, rights, walls, missing = _ruleset(opened, [], deny_tcp=False, files=True,
-                                               scope="signals" not in off)
+    ruleset, rights, walls, lost = _ruleset(opened, [], deny_tcp=False, files=True,
+                                            scope="signals" not in off)
     # Each child reports its own scoping; what counts here is the files.
-    missing = [f"files: the worker's own ({m.split(': ', 1)[-1]})" for m in missing
-               if m.startswith("files")]
+    missing += [f"files: the worker's own ({m.split(': ', 1)[-1]})" for m in lost
+                if m.startswith("files")]
     if ruleset < 0:
         return missing
     try:

@@ -7,10 +7,10 @@ distribution and module names) once, inside them, freezes the heap, then
 waits for fork requests from Basin, one JSON line each on stdin. Every invocation runs in a
 fresh child forked from it, so no state passes from one invocation to the next, and the child
 starts with the heavy imports already done. One child is forked ahead of time, builds its
-walls (`--ahead`: those of a function without the internet in this environment; all but the
-rules for the invocation's own folder) and waits for its request, so an invocation waits for
-neither the fork nor most of its confinement; a request with other walls (the internet) gets
-a child of its own. With the `processes` wall the zygote lives in a user and a PID namespace of
+walls (`--ahead`: those of the functions this worker serves, with or without the internet;
+all but the rules for the invocation's own folder) and waits for its request, so an
+invocation waits for neither the fork nor most of its confinement; a request with other walls
+gets a child of its own. With the `processes` wall the zygote lives in a user and a PID namespace of
 its own (its parent waits outside), where it may fork each child as the first process of a new
 PID namespace: one fork per invocation. The zygote reports on stdout, with ids as the host sees
 them: `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
@@ -250,7 +250,7 @@ def _fork() -> int:
     return pid
 
 
-#: The invocation config spares are built for (`--ahead`, from Basin): no internet, the
+#: The invocation config spares are built for (`--ahead`, from Basin): the internet or not, the
 #: environment's folder, the limits, the walls turned off (`[functions] disable_walls`).
 AHEAD: dict = {}
 #: Walls turned off for every invocation.

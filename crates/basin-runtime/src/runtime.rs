@@ -203,27 +203,47 @@ impl Runtime {
         }
     }
 
-    /// `env`'s worker slot: empty until a worker starts, and locked while one does.
-    fn slot(&self, env: &Env) -> Slot {
+    /// The slot of `env`'s worker for functions with or without the `internet`: empty until
+    /// a worker starts, and locked while one does. The two are apart because the worker
+    /// without it has no network itself (python/basin/_sandbox.py, `confine_worker`), and the
+    /// packages' import code runs there.
+    fn slot(&self, env: &Env, internet: bool) -> Slot {
+        let key = if internet {
+            format!("{}+internet", env.hash)
+        } else {
+            env.hash.clone()
+        };
         self.inner
             .zygotes
             .lock()
             .expect("zygotes")
-            .entry(env.hash.clone())
+            .entry(key)
             .or_default()
             .clone()
     }
 
-    /// Starts a worker for `env`; its spare children build the walls of a function without
-    /// the internet ahead. The caller holds the slot's lock and puts the worker in it.
-    async fn start_worker(&self, env: &Env, preload: &[String]) -> Result<Arc<Zygote>> {
-        let ahead = self.sandbox(env, false, Vec::new(), PathBuf::new());
+    /// Starts a worker for `env`; its spare children build the walls of a function with or
+    /// without the `internet` ahead. The caller holds the slot's lock and puts the worker in
+    /// it.
+    async fn start_worker(
+        &self,
+        env: &Env,
+        preload: &[String],
+        internet: bool,
+    ) -> Result<Arc<Zygote>> {
+        let ahead = self.sandbox(env, internet, Vec::new(), PathBuf::new());
         let z = Zygote::start(&env.python, preload, &search_path(env), &ahead).await?;
         Ok(Arc::new(z))
     }
 
-    async fn zygote(&self, env: &Env, preload: &[String], fresh: bool) -> Result<Arc<Zygote>> {
-        let slot = self.slot(env);
+    async fn zygote(
+        &self,
+        env: &Env,
+        preload: &[String],
+        internet: bool,
+        fresh: bool,
+    ) -> Result<Arc<Zygote>> {
+        let slot = self.slot(env, internet);
         let mut slot = slot.lock().await;
         if fresh {
             slot.take();
@@ -231,7 +251,7 @@ impl Runtime {
         if let Some(z) = slot.as_ref() {
             return Ok(z.clone());
         }
-        let z = self.start_worker(env, preload).await?;
+        let z = self.start_worker(env, preload, internet).await?;
         *slot = Some(z.clone());
         self.inner.reaper.notify_one();
         Ok(z)
@@ -241,10 +261,11 @@ impl Runtime {
     /// milliseconds with pyarrow) in the background, so that it overlaps with whatever the
     /// caller does next: scanning the inputs. The invocation that follows waits for it
     /// instead of starting its own. A worker already there, or starting, is left alone; a
-    /// start that fails here is tried again (and reported) by that invocation.
-    pub fn warm(&self, env: &Env, preload: &[String]) {
+    /// start that fails here is tried again (and reported) by that invocation. `internet`:
+    /// the worker of functions with the internet, or without.
+    pub fn warm(&self, env: &Env, preload: &[String], internet: bool) {
         // Locked here, before the task runs: an invocation that asks first still waits for it.
-        let Ok(mut slot) = self.slot(env).try_lock_owned() else {
+        let Ok(mut slot) = self.slot(env, internet).try_lock_owned() else {
             return;
         };
         if slot.is_some() {
@@ -252,7 +273,7 @@ impl Runtime {
         }
         let (runtime, env, preload) = (self.clone(), env.clone(), preload.to_vec());
         tokio::spawn(async move {
-            match runtime.start_worker(&env, &preload).await {
+            match runtime.start_worker(&env, &preload, internet).await {
                 Ok(z) => {
                     *slot = Some(z);
                     runtime.inner.reaper.notify_one();
@@ -387,12 +408,13 @@ impl Runtime {
             // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
             self.inner.pool.take_fresh(&ws.output_path());
         }
-        let zygote = self.zygote(&inv.env, &inv.preload, false).await?;
+        let internet = inv.limits.internet;
+        let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
         let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
             Ok(forked) => (zygote, forked),
             // A worker that died (killed, or out of memory itself) is replaced once.
             Err(_) => {
-                let zygote = self.zygote(&inv.env, &inv.preload, true).await?;
+                let zygote = self.zygote(&inv.env, &inv.preload, internet, true).await?;
                 let forked = zygote.fork(&fork).await?;
                 (zygote, forked)
             }

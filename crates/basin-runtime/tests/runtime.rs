@@ -490,6 +490,8 @@ def probe():
         let tmp = tempfile::tempdir().unwrap();
         let service = tmp.path().join("service.sock");
         let _service = std::os::unix::net::UnixListener::bind(&service).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         // A package of the environment, as pip would have installed it.
         let site = env.path.join("lib/python3.11/site-packages");
         std::fs::create_dir_all(site.join("probe_pkg")).unwrap();
@@ -504,6 +506,7 @@ RESULTS = {{
     "write_outside": attempt(lambda: open({outside:?}, "w").write("x")),
     "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
     "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
+    "network": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
 }}
 "#,
                 basin = std::process::id()
@@ -526,24 +529,28 @@ import os, probe_pkg
 def probe():
     return dict(probe_pkg.RESULTS, in_worker=probe_pkg.IMPORTED_BY != os.getpid())
 "#;
-        let invocation = Invocation {
-            function: "fn.py:probe".into(),
-            target: Target::Python {
-                file: PathBuf::from("/project/fn.py"),
-                name: "probe".into(),
-                source: source.into(),
-            },
-            env,
-            preload: vec!["probe-pkg".into()],
-            event: serde_json::Value::Null,
-            params: serde_json::Value::Null,
-            secrets: BTreeMap::new(),
-            limits: Limits::default(),
-            concurrency: None,
+        let probe = |internet: bool| {
+            let invocation = Invocation {
+                function: "fn.py:probe".into(),
+                target: Target::Python {
+                    file: PathBuf::from("/project/fn.py"),
+                    name: "probe".into(),
+                    source: source.into(),
+                },
+                env: env.clone(),
+                preload: vec!["probe-pkg".into()],
+                event: serde_json::Value::Null,
+                params: serde_json::Value::Null,
+                secrets: BTreeMap::new(),
+                limits: Limits {
+                    internet,
+                    ..Limits::default()
+                },
+                concurrency: None,
+            };
+            rt.invoke(rt.workspace().unwrap(), invocation, Arc::new(|_, _| {}))
         };
-        let finished = rt
-            .invoke(rt.workspace().unwrap(), invocation, Arc::new(|_, _| {}))
-            .await;
+        let finished = probe(false).await;
         let v = json(&finished);
         // Imported by the worker (preloaded), not by the function's own process.
         assert_eq!(v["in_worker"], true, "{v}");
@@ -552,6 +559,17 @@ def probe():
         assert!(!outside.exists());
         assert_eq!(v["basin_environ"], "PermissionError", "{v}");
         assert_ne!(v["unix_socket"], "allowed", "{v}");
+        assert_ne!(v["network"], "allowed", "{v}");
+        assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
+
+        // Functions with the internet have a worker of their own, with the network, and
+        // otherwise the same walls.
+        let finished = probe(true).await;
+        let v = json(&finished);
+        assert_eq!(v["in_worker"], true, "{v}");
+        assert_eq!(v["network"], "allowed", "{v}");
+        assert_eq!(v["catalog"], "PermissionError", "{v}");
+        assert_eq!(v["write_outside"], "PermissionError", "{v}");
         assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
     }
 
@@ -566,12 +584,12 @@ def probe():
         let preload: Vec<String> = ["pyarrow", "pyarrow.compute", "helpers", "helpers.io"]
             .map(String::from)
             .to_vec();
-        rt.warm(&env, &preload);
-        rt.warm(&env, &preload);
+        rt.warm(&env, &preload, false);
+        rt.warm(&env, &preload, false);
         // `workers` waits for one still starting.
         let workers = rt.workers().await;
         assert_eq!(workers.len(), 1);
-        rt.warm(&env, &preload);
+        rt.warm(&env, &preload, false);
         let source = "import sys\ndef f(event):\n    \
                       return [event['n']] + [m in sys.modules for m in \
                       ('pyarrow.compute', 'pyarrow.dataset', 'helpers')]\n";

@@ -83,7 +83,7 @@ impl Lakehouse {
         }
         let env = runtime.environment(&spec).await?;
         let preload = declaration.preload(&spec);
-        runtime.warm(&env, &preload);
+        runtime.warm(&env, &preload, request.internet || declaration.internet);
         let secrets = secrets_for(&declaration, &[])?;
 
         // Inputs, scanned at one commit of the ref.

@@ -217,7 +217,7 @@ impl ModelJob {
         }
         let env = runtime.environment(&spec).await?;
         let preload = declaration.preload(&spec);
-        runtime.warm(&env, &preload);
+        runtime.warm(&env, &preload, declaration.internet);
         let mut workspace = runtime.workspace()?;
         let mut session = None;
         for (param, input, produced) in inputs {

@@ -24,7 +24,7 @@ impl Dispatcher {
         let spec = env_spec(declaration, None, &Default::default(), &[]);
         let env = runtime.environment(&spec).await?;
         let preload = declaration.preload(&spec);
-        runtime.warm(&env, &preload);
+        runtime.warm(&env, &preload, declaration.internet);
         let mut workspace = runtime.workspace()?;
         // Objects in an S3 bucket are fetched 16 at a time.
         let mut objects: Vec<Result<Option<Fetched>>> = Vec::with_capacity(events.len());
