@@ -2,11 +2,11 @@
 
 Linux offers these without extra software, and Basin uses each where the kernel allows. Each
 wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict isolation:
-- `processes`: a PID namespace and a user namespace of its own: the spare child is forked as
-  its PID namespace's first process (its init), so when the function's process ends (or is
-  killed) the namespace ends, and the kernel kills every process it started, even one that
-  called setsid(); inside the user namespace the process has no privileges over the host. As
-  an init, it ignores signals sent from inside the sandbox that it has no handler for;
+- `processes`: a PID, a user and an IPC namespace of its own: the child is forked into a new
+  PID namespace beside its init, so when the function's process ends (or is killed) the init
+  is killed, the namespace ends, and the kernel kills every process it started, even one that
+  called setsid(); inside the user namespace the process has no privileges over the host; no
+  System V IPC object or POSIX message queue outlives the invocation or reaches another;
 - `limits`: rlimits on processes (and threads), open files and file size;
 - `network`: a new network namespace (no interfaces but a down loopback) when the function did not ask
   for the internet; where namespaces are not allowed, Landlock's TCP rules (kernel 6.7+);
@@ -65,6 +65,7 @@ _SCOPE_SIGNAL = 1 << 1
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
@@ -261,12 +262,13 @@ def _map_own_ids(uid: int, gid: int) -> str | None:
 
 def own_pid_namespace() -> str | None:
     """For the zygote, once, before it imports anything (a process with threads cannot enter
-    a user namespace): a user namespace and a PID namespace of its own. In them it may give
-    each child a PID namespace as it forks it (`fork_into_namespace`), instead of the child
-    forking once more to get one. The caller forks next: that child is the namespace's first
-    process and goes on as the zygote. Returns why not."""
+    a user namespace): a user namespace and a PID namespace of its own, and an IPC namespace
+    (no System V IPC or POSIX message queues shared with the host's processes). In them it
+    may give each child a PID namespace as it forks it (`fork_into_namespace`), instead of the
+    child forking once more to get one. The caller forks next: that child is the namespace's
+    first process and goes on as the zygote. Returns why not."""
     uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID) != 0:
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID | _CLONE_NEWIPC) != 0:
         return f"no PID namespace ({_err()})"
     return _map_own_ids(uid, gid)
 
@@ -323,10 +325,12 @@ def host_pid_of(pid: int) -> int:
 def own_user_namespace() -> str | None:
     """A user namespace for one invocation's process, inside the zygote's: no privileges over
     anything outside it, and its processes counted apart from other invocations' (the
-    process limit). Returns why not."""
+    process limit); with an IPC namespace, so no System V shared memory, semaphore or message
+    queue (nor POSIX message queue) outlives the invocation or reaches another. Returns why
+    not."""
     uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(_CLONE_NEWUSER) != 0:
-        return f"no user namespace ({_err()})"
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWIPC) != 0:
+        return f"no user and IPC namespace ({_err()})"
     return _map_own_ids(uid, gid)
 
 

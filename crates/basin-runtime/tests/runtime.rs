@@ -473,6 +473,31 @@ def probe():
         assert_eq!(json(&finished)["network"], "allowed");
     }
 
+    /// System V IPC objects live until removed, in the IPC namespace they were made in: each
+    /// invocation has its own, so one left behind reaches no later invocation.
+    #[tokio::test]
+    async fn no_system_v_ipc_object_outlives_an_invocation() {
+        let rt = runtime(RuntimeOptions::default());
+        let source = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+KEY, IPC_CREAT, IPC_RMID = 0x42A5E, 0o1000, 0
+def leave():
+    return libc.shmget(KEY, 4096, IPC_CREAT | 0o600)
+def find():
+    found = libc.shmget(KEY, 0, 0)
+    if found >= 0:
+        libc.shmctl(found, IPC_RMID, None)  # not left on the host if this test fails
+    return {"found": found, "errno": ctypes.get_errno()}
+"#;
+        let (left, _) = invoke(&rt, source, "leave", None, Limits::default()).await;
+        assert!(json(&left).as_i64().unwrap() >= 0, "{:?}", left.result);
+        let (found, _) = invoke(&rt, source, "find", None, Limits::default()).await;
+        let v = json(&found);
+        assert_eq!(v["found"], -1, "{v}");
+        assert_eq!(v["errno"], libc::ENOENT, "{v}");
+    }
+
     /// The worker imports the environment's packages before it forks any invocation: their
     /// import code runs inside the worker's own walls, not with every right of Basin's user.
     #[tokio::test]
