@@ -486,20 +486,20 @@ WORKER_WALLS: set = set()
 
 
 def confine_worker(config: dict) -> list:
-    """The worker's own walls, once, before it imports the environment's packages, whose
-    import code would otherwise run with every right of the user running Basin: a mount
-    namespace with the socket folders hidden (the scratch folder, where invocation folders
-    live, and the `own` folders bound back), then a Landlock layer that reads only what a
-    function reads (the system's folders, the environment, Python), writes only the scratch
-    folder and the device files, and reads and writes /proc, which every child needs for its
-    own entry (other processes' private entries stay closed: Landlock denies a sandboxed
-    process ptrace access to processes outside its domain, which guards their environment,
-    memory and open files). Every child forked later is inside this layer and adds its own.
-    First, for a worker of functions without the internet (Basin starts another for those
-    with it), a network namespace with no interfaces: each child still gets one of its own.
-    Only inside the worker's own user namespace (the `processes` wall): a layer on a worker in
-    the host's would also keep its children from building their private mounts. Returns what
-    could not be done, as "WALL: why"."""
+    """The worker's own walls, built once before it imports the environment's packages, whose
+    import code would otherwise run with every right of the user running Basin. In order:
+    - for a worker of functions without the internet (Basin starts another for those with
+      it), a network namespace with no interfaces; each child still gets one of its own;
+    - a mount namespace with the socket folders hidden (the scratch folder, where invocation
+      folders live, and the `own` folders bound back);
+    - a Landlock layer: it reads only what a function reads (the system's folders, the
+      environment, Python), writes only the scratch folder and the device files, and reads
+      and writes /proc, which every child needs for its own entries (other processes'
+      private entries stay closed: Landlock denies a sandboxed process ptrace access to
+      processes outside its domain, which guards their environment, memory and open files).
+    Every child forked later is inside these and adds its own. Called only inside the
+    worker's own user namespace (the `processes` wall), where it may make namespaces without
+    entering another. Returns what could not be done, as "WALL: why"."""
     off = set(config.get("off", []))
     scratch = config.get("scratch")
     if not scratch:
