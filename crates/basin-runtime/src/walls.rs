@@ -72,7 +72,8 @@ impl Walls {
     /// be built); `off`: walls turned off by `[functions] disable_walls`.
     pub fn probe(mode: Option<Isolation>, off: &[String]) -> Self {
         let landlock = landlock_abi();
-        let pid_ns = namespaces(libc::CLONE_NEWPID, false);
+        // The PID namespace with the IPC namespace each invocation also gets.
+        let pid_ns = namespaces(libc::CLONE_NEWPID | libc::CLONE_NEWIPC, false);
         let net_ns = namespaces(libc::CLONE_NEWNET, false);
         let mount_ns = namespaces(libc::CLONE_NEWNS, true);
         let ll = |min: i64, what: &str| {
@@ -103,8 +104,8 @@ impl Walls {
         let mut walls = vec![
             Wall {
                 name: "processes",
-                guards: "all its processes end with it; no host privileges",
-                state: pid_ns.map(|()| "user and PID namespaces".to_string()),
+                guards: "all its processes end with it; no host privileges, no shared IPC",
+                state: pid_ns.map(|()| "user, PID and IPC namespaces".to_string()),
             },
             Wall {
                 name: "network",
@@ -285,10 +286,12 @@ fn namespaces(flag: libc::c_int, mount: bool) -> std::result::Result<(), String>
             libc::_exit(0)
         });
     }
-    let what = match flag {
-        libc::CLONE_NEWPID => "no PID namespace",
-        libc::CLONE_NEWNET => "no network namespace",
-        _ => "no mount namespace",
+    let what = if flag & libc::CLONE_NEWPID != 0 {
+        "no PID or IPC namespace"
+    } else if flag == libc::CLONE_NEWNET {
+        "no network namespace"
+    } else {
+        "no mount namespace"
     };
     match command.status() {
         Ok(status) if status.success() => Ok(()),
