@@ -497,9 +497,10 @@ def confine_worker(config: dict) -> list:
       and writes /proc, which every child needs for its own entries (other processes'
       private entries stay closed: Landlock denies a sandboxed process ptrace access to
       processes outside its domain, which guards their environment, memory and open files).
-    Every child forked later is inside these and adds its own. Called only inside the
-    worker's own user namespace (the `processes` wall), where it may make namespaces without
-    entering another. Returns what could not be done, as "WALL: why"."""
+    Every child forked later is inside these and adds its own. Called after `prepare` (whose
+    opened rules it uses), and only inside the worker's own user namespace (the `processes`
+    wall), where it may make namespaces without entering another. Returns what could not be
+    done, as "WALL: why"."""
     off = set(config.get("off", []))
     scratch = config.get("scratch")
     if not scratch:
@@ -512,10 +513,9 @@ def confine_worker(config: dict) -> list:
             missing.append(f"network: the worker's own (unshare: {_err()})")
     if "files" in off:
         return missing
-    own = _OPENED.own if _OPENED is not None else _own_folders(config)
     if "sockets" not in off:
         covered: dict = {}
-        why = _hide_socket_folders(own + [scratch], covered)
+        why = _hide_socket_folders(_OPENED.own + [scratch], covered)
         for fd in covered.values():
             os.close(fd)
         if why:
@@ -525,13 +525,7 @@ def confine_worker(config: dict) -> list:
         WORKER_WALLS.add("sockets")
     if landlock_abi() < 1:
         return missing + ["files: the worker's own (Landlock is not enabled in this kernel)"]
-    opened = _OPENED.rules if _OPENED is not None else []
-    # Writing a child's uid_map opens it with O_TRUNC, as Python's "w" does.
-    proc = _FS_READ_FILE | _FS_READ_DIR | _FS_WRITE_FILE | _FS_TRUNCATE
-    extra = [("/proc", proc), (scratch, _FS_V1_ALL)]
-    if _OPENED is None:
-        extra += _static_rules(own)
-    ruleset, rights, walls, lost = _ruleset(opened, [], deny_tcp=False, files=True,
+    ruleset, rights, walls, lost = _ruleset(_OPENED.rules, [], deny_tcp=False, files=True,
                                             scope="signals" not in off)
     # Each child reports its own scoping; what counts here is the files.
     missing += [f"files: the worker's own ({m.split(': ', 1)[-1]})" for m in lost
@@ -539,7 +533,9 @@ def confine_worker(config: dict) -> list:
     if ruleset < 0:
         return missing
     try:
-        missing += _add_rules(ruleset, [(p, r & rights if p != scratch else rights) for p, r in extra])
+        # Writing a child's uid_map opens it with O_TRUNC, as Python's "w" does.
+        proc = _FS_READ_FILE | _FS_READ_DIR | _FS_WRITE_FILE | _FS_TRUNCATE
+        missing += _add_rules(ruleset, [("/proc", proc & rights), (scratch, rights)])
         if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             missing.append(f"files: the worker's own (no_new_privs: {_err()})")
         elif _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:

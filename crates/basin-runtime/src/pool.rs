@@ -296,8 +296,8 @@ impl Pool {
             // gives way to a used one that comes back meanwhile: zeroing that is quicker
             // than allocating (1 GiB of new pages took this idle thread 1.9 s beside an
             // invocation), and the next output would not find a fresh file in time.
-            let returned = || new && !self.state.lock().expect("pool").used.is_empty();
-            let made = zero_filled(&path, want, returned);
+            let gives_way = |state: &State| new && !state.used.is_empty();
+            let made = zero_filled(&path, want, || gives_way(&self.state.lock().expect("pool")));
             let mut state = self.state.lock().expect("pool");
             match made {
                 Some(bytes) => {
@@ -310,8 +310,7 @@ impl Pool {
                     state.held -= old_bytes;
                     self.set_held(&state);
                     // Gave way (the used file is zeroed next), or failed.
-                    let gave_way = new && !state.used.is_empty();
-                    if !gave_way {
+                    if !gives_way(&state) {
                         state.refilling = false;
                         return;
                     }
