@@ -9,7 +9,8 @@ Figures (all from one run, on this machine):
   - catalog latency with 1,000 tables: branch create and a one-table commit;
   - the function runtime (environment with pyarrow and pandas): environment resolve on a cache
     hit, invoke -> first line of user code on a new and on a warm worker, a no-op invocation's
-    round trip, and a 1 GiB table handed Basin -> Python -> Basin through shared memory;
+    round trip (and one in an environment without packages), and a 1 GiB table handed
+    Basin -> Python -> Basin through shared memory;
   - the pipeline loop (bench/pipeline: Python -> SQL -> SQL over lineitem at --scale): the
     first run, a fully cached re-run, and `basin run` after editing the last or the first model;
   - pipeline vs a plain script (bench/pipeline_vs_script): the same pyarrow transform over
@@ -154,6 +155,7 @@ def main() -> None:
         ("invoke -> first line, new worker, p95 [ms]", rt["first_line_new_worker"]["p95_ms"], ""),
         ("no-op invocation round trip, warm worker, p50 [ms]", rt["round_trip_warm"]["p50_ms"], "0.5"),
         ("no-op invocation round trip, warm worker, p95 [ms]", rt["round_trip_warm"]["p95_ms"], ""),
+        ("  the same, an environment without packages, p50 [ms]", rt["round_trip_warm_bare"]["p50_ms"], ""),
         ("1 GiB table Basin -> Python -> Basin [GB/s]", rt["handoff"]["best"]["gb_per_second"], "5"),
         ("  of which Basin writing the input [s]", rt["handoff"]["best"]["write_input_seconds"], ""),
         ("  in all [s]", rt["handoff"]["best"]["seconds"], ""),

@@ -53,12 +53,24 @@ def echo(table):
 
 struct Bench {
     rt: Runtime,
+    /// pyarrow and pandas, preloaded by the worker: the environment of a data function.
     spec: EnvSpec,
+    /// No packages: a worker of Python alone.
+    bare: EnvSpec,
 }
 
 impl Bench {
     async fn invoke(&self, name: &str, ws: basin_runtime::Workspace) -> (Output, f64) {
-        let env = self.rt.environment(&self.spec).await.expect("environment");
+        self.invoke_in(&self.spec, name, ws).await
+    }
+
+    async fn invoke_in(
+        &self,
+        spec: &EnvSpec,
+        name: &str,
+        ws: basin_runtime::Workspace,
+    ) -> (Output, f64) {
+        let env = self.rt.environment(spec).await.expect("environment");
         let invocation = Invocation {
             function: format!("bench.py:{name}"),
             target: Target::Python {
@@ -67,7 +79,7 @@ impl Bench {
                 source: SOURCE.into(),
             },
             env,
-            preload: self.spec.packages.keys().cloned().collect(),
+            preload: spec.packages.keys().cloned().collect(),
             event: serde_json::Value::Null,
             params: serde_json::Value::Null,
             secrets: BTreeMap::new(),
@@ -92,6 +104,19 @@ impl Bench {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Back-to-back no-op round trips in the environment without packages (after one to
+    /// start its worker): what a fresh process costs when the worker is small.
+    async fn bare_round_trips(&self, samples: usize) -> Vec<f64> {
+        let ws = self.rt.workspace().expect("workspace");
+        self.invoke_in(&self.bare, "noop", ws).await;
+        let mut ms = Vec::new();
+        for _ in 0..samples {
+            let ws = self.rt.workspace().expect("workspace");
+            ms.push(self.invoke_in(&self.bare, "noop", ws).await.1);
+        }
+        ms
+    }
 }
 
 #[tokio::main]
@@ -114,6 +139,8 @@ async fn main() {
         .with_package("pyarrow", "26.0.1")
         .with_package("pandas", "2.2.3");
     envs.resolve(&spec).await.expect("environment builds");
+    let bare = EnvSpec::new("3.11");
+    envs.resolve(&bare).await.expect("environment builds");
 
     let mut hit = Vec::new();
     for _ in 0..samples * 4 {
@@ -133,6 +160,7 @@ async fn main() {
         )
         .expect("runtime"),
         spec,
+        bare,
     };
     let mut new_worker = Vec::new();
     for _ in 0..samples.clamp(3, 10) {
@@ -150,6 +178,7 @@ async fn main() {
         let ws = bench.rt.workspace().expect("workspace");
         round_trip.push(bench.invoke("noop", ws).await.1);
     }
+    let bare = bench.bare_round_trips(samples).await;
 
     // The handoff: eight Int64 columns, `handoff_mb` MiB in all.
     let schema = Arc::new(Schema::new(
@@ -218,6 +247,7 @@ async fn main() {
         "first_line_new_worker": percentiles(new_worker),
         "first_line_warm_worker": percentiles(warm),
         "round_trip_warm": percentiles(round_trip),
+        "round_trip_warm_bare": percentiles(bare),
         "handoff": {"megabytes": handoff_mb, "pool_megabytes": pool_mb, "best": best, "slowest_warm": slowest_warm, "runs": handoff},
     });
     println!("{report}");
