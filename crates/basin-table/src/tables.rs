@@ -619,7 +619,8 @@ impl Tables {
         }))
     }
 
-    /// Stages the target with one more snapshot holding the source's appended files.
+    /// Stages the target with one more snapshot holding the source's appended files, its
+    /// new metadata, manifest list and manifest made durable: a merge commits it next.
     pub async fn stage_merged_appends(&self, merge: MergeableAppends) -> Result<Table> {
         let mut properties = HashMap::from([(
             "basin.message".to_string(),
@@ -628,12 +629,16 @@ impl Tables {
         if let Some(id) = merge.source_snapshot {
             properties.insert(crate::merge::MERGED_SNAPSHOT.to_string(), id.to_string());
         }
-        self.stage_change(
-            &merge.target,
-            &TableChange::Append(merge.files),
-            &properties,
-        )
-        .await
+        let staged = self
+            .stage_change(
+                &merge.target,
+                &TableChange::Append(merge.files),
+                &properties,
+            )
+            .await?;
+        self.make_durable(Some(&merge.target), &staged, false, &mut HashSet::new())
+            .await?;
+        Ok(staged)
     }
 }
 

@@ -240,7 +240,6 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
         .unwrap()
         .with_file_sync(recorder.clone());
     let tables = Tables::new(catalog.clone(), warehouse);
-    let key = Key::table(TABLE).unwrap();
 
     // A new table, two appends, then a replacement of every row.
     for round in 0..4 {
@@ -252,35 +251,123 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
         }
         let main = catalog.resolve("main").await.unwrap();
         assert_ne!(main.commit, before);
-        let table = tables.load(&main, &key).await.unwrap();
-        let synced = recorder.synced.lock().unwrap().clone();
-        let synced_before_move: HashSet<&Path> = synced
-            .iter()
-            .filter(|(_, head)| *head != main.commit)
-            .map(|(p, _)| p.as_path())
-            .collect();
-        for file in named_files(&table).await {
-            assert!(
-                synced_before_move.contains(file.as_path()),
-                "round {round}: {} was not synced before `main` moved to it",
-                file.display()
-            );
-            let mut folder = file.parent();
-            while let Some(dir) = folder.filter(|d| d.starts_with(&warehouse_dir)) {
-                assert!(
-                    synced_before_move.contains(dir),
-                    "round {round}: folder {} was not synced",
-                    dir.display()
-                );
-                folder = dir.parent();
-            }
-        }
-        assert!(
-            synced.iter().all(|(_, head)| *head != main.commit),
-            "nothing is synced after the branch moved"
-        );
+        assert_synced_before_move(
+            &tables,
+            &recorder,
+            &warehouse_dir,
+            &format!("round {round}"),
+        )
+        .await;
     }
     assert_eq!(all_values(&tables).await, vec![7, 8]);
+}
+
+/// Every file and folder under `warehouse_dir` that `TABLE` on `main` names was synced
+/// before `main` moved to its head, and nothing after.
+async fn assert_synced_before_move(
+    tables: &Tables,
+    recorder: &RecordingSync,
+    warehouse_dir: &Path,
+    what: &str,
+) {
+    let main = tables.catalog().resolve("main").await.unwrap();
+    let table = tables
+        .load(&main, &Key::table(TABLE).unwrap())
+        .await
+        .unwrap();
+    let synced = recorder.synced.lock().unwrap().clone();
+    let synced_before_move: HashSet<&Path> = synced
+        .iter()
+        .filter(|(_, head)| *head != main.commit)
+        .map(|(p, _)| p.as_path())
+        .collect();
+    for file in named_files(&table).await {
+        assert!(
+            synced_before_move.contains(file.as_path()),
+            "{what}: {} was not synced before `main` moved to it",
+            file.display()
+        );
+        let mut folder = file.parent();
+        while let Some(dir) = folder.filter(|d| d.starts_with(warehouse_dir)) {
+            assert!(
+                synced_before_move.contains(dir),
+                "{what}: folder {} was not synced",
+                dir.display()
+            );
+            folder = dir.parent();
+        }
+    }
+    assert!(
+        synced.iter().all(|(_, head)| *head != main.commit),
+        "{what}: nothing is synced after the branch moved"
+    );
+}
+
+/// A merge that combines appends made on both branches writes the target's new metadata,
+/// manifest list and manifest: synced before the merge commit moves the target.
+#[tokio::test]
+async fn a_merge_of_appends_on_both_sides_is_synced_before_the_branch_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_catalog(dir.path()).await;
+    create_namespace(&catalog).await;
+    let recorder = Arc::new(RecordingSync {
+        catalog: catalog.clone(),
+        synced: Mutex::default(),
+    });
+    let warehouse_dir = dir.path().join("warehouse");
+    let warehouse = Warehouse::local(&warehouse_dir)
+        .unwrap()
+        .with_file_sync(recorder.clone());
+    let tables = Tables::new(catalog.clone(), warehouse);
+    let key = Key::table(TABLE).unwrap();
+    append(&tables, vec![1]).await.unwrap();
+    let base = catalog.resolve("main").await.unwrap();
+    catalog.create_branch("dev", &base).await.unwrap();
+    // One append on each side of the merge.
+    let dev = catalog.resolve("dev").await.unwrap();
+    let staged = Tables::stage_existing(tables.load(&dev, &key).await.unwrap());
+    let files = data_file(&staged.table, vec![2]).await;
+    tables
+        .commit_change(
+            &key,
+            staged,
+            TableChange::Append(files),
+            CommitRequest::new("dev", dev.commit, "append"),
+        )
+        .await
+        .unwrap();
+    append(&tables, vec![3]).await.unwrap();
+
+    let (dev, main) = (
+        catalog.resolve("dev").await.unwrap(),
+        catalog.resolve("main").await.unwrap(),
+    );
+    let location = |at: Resolved| {
+        let catalog = catalog.clone();
+        let key = key.clone();
+        async move { catalog.table_location(&at, &key).await.unwrap() }
+    };
+    let merge = tables
+        .mergeable_appends(
+            &key,
+            &location(base).await,
+            &location(dev.clone()).await,
+            &location(main.clone()).await,
+        )
+        .await
+        .unwrap()
+        .expect("appends on both sides merge");
+    let merged = tables.stage_merged_appends(merge).await.unwrap();
+    let mut request = CommitRequest::new("main", main.commit, "merge dev into main")
+        .with_operations([Operation::Put {
+            key: key.clone(),
+            content: Content::table(merged.metadata_location().unwrap().to_string()),
+        }]);
+    request.merge_parent = Some(dev.commit);
+    catalog.commit(request).await.unwrap();
+
+    assert_synced_before_move(&tables, &recorder, &warehouse_dir, "the merge").await;
+    assert_eq!(all_values(&tables).await, vec![1, 2, 3]);
 }
 
 /// A table of three one-row appends on main, and main's head and the table as read there.
