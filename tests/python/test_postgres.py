@@ -1,10 +1,15 @@
 """Read-only SQL over the Postgres wire protocol, from the real clients: `psql` (Debian's
 postgresql-client) and psycopg 3, against a real `basin serve --pg-listen`."""
 
+import hashlib
 import os
 import re
+import socket
+import sqlite3
+import struct
 from pathlib import Path
 import subprocess
+import urllib.request
 
 import psycopg
 import pytest
@@ -154,6 +159,81 @@ def test_tokens_are_passwords(pg):
             assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 3
             # What BI tools ask on connect: the database is the ref, the user the token's name.
             assert conn.execute("SELECT current_database(), current_user").fetchone() == ("dev", "metabase")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _wire(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def _startup() -> bytes:
+    body = struct.pack("!I", 196608) + b"user\0me\0database\0main\0\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def _until_closed(sock) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails)."""
+    sock.settimeout(30)
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def _limit_hits(base, token, limit):
+    """How often the `[server]` limit `limit` was hit, and how many queries ran, by /metrics."""
+    request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    found = re.search(rf'basin_limit_hits_total{{limit="{limit}"}} (\d+)', text)
+    queries = re.search(r"^basin_queries_total (\d+)", text, re.M)
+    return int(found.group(1)) if found else 0, int(queries.group(1)) if queries else 0
+
+
+def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
+    """Raw protocol, as a hostile client sends it: after a FATAL error the server closes the
+    connection (a statement pipelined after a wrong password never runs); a token whose
+    lookup fails is refused, not let in; a message over `[server] pg_max_message_size`, or
+    over 16 KiB before login, ends the connection before it is buffered; a client that does
+    not log in within `[server] header_read_timeout` is sent away."""
+    admin = pg("token", "create", "--role", "admin", "--name", "ops").strip()
+    reader = pg("token", "create", "--role", "reader", "--name", "bi").strip()
+    # A token row whose role Basin does not know: its lookup fails.
+    broken = "basin_broken_role_token"
+    with sqlite3.connect(pg.home / ".basin" / "catalog.db") as db:
+        db.execute("INSERT INTO tokens VALUES ('tok_broken', 'broken', 'bogus', ?, 0)",
+                   (hashlib.sha256(broken.encode()).hexdigest(),))
+    (pg.home / "basin.toml").write_text('[server]\npg_max_message_size = "64KiB"\nheader_read_timeout = "2s"\n')
+    base, proc = serve(pg)
+    try:
+        for password in ("basin_wrong", broken):
+            with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+                sock.sendall(_startup() + _wire(b"p", password.encode() + b"\0")
+                             + _wire(b"Q", b"SELECT * FROM sales.orders\0"))
+                answer = _until_closed(sock)
+            assert b"SFATAL" in answer, answer
+        assert _limit_hits(base, admin, "pg_max_message_size")[1] == 0, "no statement ran without a token"
+
+        # Before login: a statement declaring almost 1 GiB is refused after 16 KiB.
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.sendall(_startup() + b"Q" + struct.pack("!I", (1 << 30) - 16) + b"a" * (256 << 10))
+            answer = _until_closed(sock)
+        assert b"SFATAL" in answer and b"54000" in answer and b"before login" in answer, answer
+
+        # Logged in: a statement over 64 KiB ends the connection; one under it runs.
+        with psycopg.connect(host="127.0.0.1", port=proc.port, user="bi", password=reader) as conn:
+            assert conn.execute("SELECT count(*) FROM sales.orders WHERE '" + "x" * 30000 + "' <> ''").fetchone()[0] == 2
+            with pytest.raises(psycopg.OperationalError, match="pg_max_message_size"):
+                conn.execute("SELECT count(*) FROM sales.orders WHERE '" + "x" * 70000 + "' <> ''")
+        assert _limit_hits(base, admin, "pg_max_message_size")[0] == 2
+
+        # Silent after the startup packet: sent away after the login timeout.
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.sendall(_startup())
+            answer = _until_closed(sock)
+        assert b"SFATAL" in answer and b"header_read_timeout" in answer, answer
+        assert _limit_hits(base, admin, "pg_login_timeout")[0] == 1
     finally:
         proc.kill()
         proc.wait()

@@ -12,6 +12,8 @@ pub struct Metrics {
     inner: Mutex<Counters>,
     /// HTTP connections open now.
     connections: AtomicI64,
+    /// Postgres connections open now.
+    pg_connections: AtomicI64,
     /// The SQL engine: memory held, queries stopped by a limit.
     sql: basin_sql::Engine,
     tables: basin_table::Tables,
@@ -70,6 +72,7 @@ impl Metrics {
             started: Instant::now(),
             inner: Mutex::new(Counters::default()),
             connections: AtomicI64::new(0),
+            pg_connections: AtomicI64::new(0),
             sql,
             tables,
             functions,
@@ -80,6 +83,11 @@ impl Metrics {
     /// A connection opened (`1`) or closed (`-1`).
     pub fn connection(&self, delta: i64) {
         self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A Postgres connection opened (`1`) or closed (`-1`).
+    pub fn pg_connection(&self, delta: i64) {
+        self.pg_connections.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// A request or answer stopped by the limit `name` (a `[server]` setting).
@@ -303,6 +311,12 @@ impl Metrics {
                     "gauge",
                     "HTTP connections open now (at most `[server] max_connections`).",
                     self.connections.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_pg_connections",
+                    "gauge",
+                    "Postgres connections open now (at most `[server] max_connections`).",
+                    self.pg_connections.load(Ordering::Relaxed) as f64,
                 ),
                 (
                     "basin_function_max_processes",

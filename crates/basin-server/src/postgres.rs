@@ -51,6 +51,7 @@ use crate::metrics::Metrics;
 use crate::query::Meter;
 
 mod catalog;
+mod connection;
 mod functions;
 mod login;
 
@@ -115,10 +116,13 @@ pub(crate) async fn serve(
         parameters,
     }));
     tokio::pin!(shutdown);
+    let server = &handlers.0.lakehouse.settings().server;
+    let limits = connection::Limits {
+        login_timeout: server.header_read_timeout,
+        max_message_size: server.pg_max_message_size,
+    };
     // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        handlers.0.lakehouse.settings().server.max_connections,
-    ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -135,12 +139,15 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let handlers = handlers.clone();
+        let metrics = handlers.0.metrics.clone();
         let span = tracing::info_span!("postgres", %peer);
         tokio::spawn(
             async move {
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                metrics.pg_connection(1);
+                if let Err(e) = connection::serve(socket, handlers, limits, metrics.clone()).await {
                     tracing::debug!("connection ended: {e}");
                 }
+                metrics.pg_connection(-1);
                 drop(permit);
             }
             .instrument(span),
@@ -182,6 +189,12 @@ fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
 
 /// A Basin error as a Postgres error: a SQLSTATE from its kind, and its hint.
 fn basin_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e, "ERROR")))
+}
+
+/// A Basin error as a Postgres error of `severity` (`ERROR`, or `FATAL` to end the
+/// connection).
+fn error_info(e: Error, severity: &str) -> ErrorInfo {
     let code = match e.kind() {
         ErrorKind::NotFound if e.message.starts_with("column") => "42703",
         ErrorKind::NotFound if e.message.starts_with("function") => "42883",
@@ -194,9 +207,9 @@ fn basin_error(e: Error) -> PgWireError {
         ErrorKind::Limit => "53200",
         _ => "XX000",
     };
-    let mut info = ErrorInfo::new("ERROR".into(), code.into(), e.message.clone());
+    let mut info = ErrorInfo::new(severity.into(), code.into(), e.message.clone());
     info.hint = e.hint.clone();
-    PgWireError::UserError(Box::new(info))
+    info
 }
 
 /// The value of `SET <variable> = ...` (or `TO ...`), if this is that statement: the values

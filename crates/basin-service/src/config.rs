@@ -284,6 +284,7 @@ pub struct ServerSection {
     pub json_max_rows: Option<u64>,
     pub json_max_bytes: Option<SizeValue>,
     pub pg_max_call_depth: Option<usize>,
+    pub pg_max_message_size: Option<SizeValue>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -306,6 +307,9 @@ pub struct ServerSettings {
     /// Function calls nested in one another in a statement to the Postgres door: its parser
     /// takes time exponential in that depth, so deeper statements are refused before parsing.
     pub pg_max_call_depth: usize,
+    /// The largest message a Postgres client may send once logged in (a statement with its
+    /// parameters); before login, at most 16 KiB.
+    pub pg_max_message_size: usize,
 }
 
 impl Default for ServerSettings {
@@ -319,6 +323,7 @@ impl Default for ServerSettings {
             json_max_rows: 100_000,
             json_max_bytes: 64 << 20,
             pg_max_call_depth: 12,
+            pg_max_message_size: 64 << 20,
         }
     }
 }
@@ -533,6 +538,11 @@ impl Settings {
         }
         if let Some(n) = w.pg_max_call_depth {
             server.pg_max_call_depth = n.max(1);
+        }
+        if let Some(v) = &w.pg_max_message_size {
+            let bytes = v.bytes(&setting("server", "pg_max_message_size"))?;
+            // A message of less than 16 KiB could not carry a login.
+            server.pg_max_message_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(16 << 10);
         }
         let defaults = Pricing::default();
         let pricing = Pricing {

@@ -14,7 +14,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{Handlers, REF, WHO, basin_error, pgwire};
+use super::{Handlers, REF, WHO, error_info, pgwire};
 
 impl Handlers {
     /// Authentication passed: pick the ref from the database name and say ready.
@@ -104,7 +104,11 @@ impl StartupHandler for Handlers {
                         );
                         return Err(PgWireError::UserError(Box::new(info)));
                     }
-                    Err(e) => return Err(basin_error(e)),
+                    // FATAL: the connection ends, as for a wrong password. An ERROR
+                    // here would leave the client logged in without a token.
+                    Err(e) => {
+                        return Err(PgWireError::UserError(Box::new(error_info(e, "FATAL"))));
+                    }
                 }
             }
             _ => {}

@@ -1,0 +1,285 @@
+//! One Postgres connection, served by Basin's own loop over pgwire's message handling
+//! (`process_message`, `process_error`) rather than pgwire's `process_socket`, for walls that
+//! loop does not have:
+//! - a FATAL error ends the connection. pgwire's loop shuts only the write side and goes on
+//!   reading, so after a failed login a client could still send statements, which ran, and
+//!   hold its connection slot for as long as it liked;
+//! - a message is at most `[server] pg_max_message_size` bytes, and before login at most
+//!   [`LOGIN_MESSAGE_SIZE`] (a startup packet and a password: a token). pgwire buffers up to
+//!   1 GiB of one message, from anyone;
+//! - the login takes at most `[server] header_read_timeout`, as an HTTP request's headers do
+//!   (pgwire's is a fixed minute).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::server::{
+    MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error, process_message,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+use super::{Handlers, pgwire};
+use crate::metrics::Metrics;
+
+/// The largest message before login: a startup packet (pgwire refuses those over 10,000
+/// bytes) or a password message, whose password is a Basin token of a few dozen bytes.
+pub(super) const LOGIN_MESSAGE_SIZE: usize = 16 << 10;
+
+/// What one connection may send.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub(super) login_timeout: Duration,
+    pub(super) max_message_size: usize,
+}
+
+/// Serves one client until it leaves, a FATAL error, or a limit.
+pub(super) async fn serve(
+    socket: TcpStream,
+    handlers: Handlers,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+) -> io::Result<()> {
+    let login = tokio::time::sleep(limits.login_timeout);
+    tokio::pin!(login);
+    // Refuses SSLRequest (Basin serves no TLS; docs/serving.md) and keeps what it read.
+    let negotiated = tokio::select! {
+        () = &mut login => {
+            metrics.limit_hit("pg_login_timeout");
+            return Ok(());
+        }
+        negotiated = negotiate_tls(socket, None) => negotiated?,
+    };
+    let Some(framed) = negotiated else {
+        return Ok(()); // TLS without an SSLRequest first: not a Postgres client of ours
+    };
+    let old = framed.into_parts();
+    let mut parts = FramedParts::new(Capped::new(old.io), old.codec);
+    parts.read_buf = old.read_buf;
+    parts.write_buf = old.write_buf;
+    let mut socket = Framed::from_parts(parts);
+
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    loop {
+        let logging_in = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        socket.get_mut().limit = if logging_in {
+            LOGIN_MESSAGE_SIZE.min(limits.max_message_size)
+        } else {
+            limits.max_message_size
+        };
+        let next = if logging_in {
+            tokio::select! {
+                () = &mut login => {
+                    metrics.limit_hit("pg_login_timeout");
+                    let why = format!(
+                        "the login took longer than {}s (`[server] header_read_timeout`)",
+                        limits.login_timeout.as_secs_f64()
+                    );
+                    return fatal(&mut socket, "08P01", why, None).await;
+                }
+                next = socket.next() => next,
+            }
+        } else {
+            socket.next().await
+        };
+        socket.get_mut().read = 0; // the next message starts its count
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(_)) if socket.get_ref().refused => {
+                metrics.limit_hit("pg_max_message_size");
+                let limit = socket.get_ref().limit;
+                let (why, hint) = if logging_in {
+                    (
+                        format!("a message before login is over {limit} bytes"),
+                        "log in first: the password is a Basin access token".to_string(),
+                    )
+                } else {
+                    (
+                        format!("a message is over {limit} bytes (`[server] pg_max_message_size`)"),
+                        "send a shorter statement or smaller parameters, or raise the setting"
+                            .to_string(),
+                    )
+                };
+                return fatal(&mut socket, "54000", why, Some(hint)).await;
+            }
+            Some(Err(PgWireError::IoError(e))) => {
+                tracing::debug!("postgres: connection lost: {e}");
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                // pgwire's own checks (a malformed message, a password message over 10,000
+                // bytes): a protocol violation, which ends the connection.
+                tracing::debug!("postgres: cannot read a message: {e}");
+                return fatal(&mut socket, "08P01", e.to_string(), None).await;
+            }
+            None => return Ok(()),
+        };
+        let ends = matches!(
+            message,
+            PgWireFrontendMessage::Terminate(_) | PgWireFrontendMessage::CancelRequest(_)
+        );
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        let handled = process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(e) = handled {
+            let info = ErrorInfo::from(e);
+            let ending = info.is_fatal();
+            process_error(
+                &mut socket,
+                PgWireError::UserError(Box::new(info)),
+                extended_query,
+            )
+            .await?;
+            if ending {
+                return linger(socket.get_mut()).await;
+            }
+        }
+        if ends {
+            return Ok(()); // a cancel request comes on a connection of its own
+        }
+    }
+}
+
+/// Sends a FATAL error and ends the connection (see [`linger`]).
+async fn fatal<S>(
+    socket: &mut Framed<Capped, PgWireMessageServerCodec<S>>,
+    code: &str,
+    message: String,
+    hint: Option<String>,
+) -> io::Result<()> {
+    let mut info = ErrorInfo::new("FATAL".into(), code.into(), message);
+    info.hint = hint;
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    linger(socket.get_mut()).await
+}
+
+/// Ends a connection after a FATAL error: the write side first, then what the client still
+/// sends is read and dropped for a moment (at most [`LINGER`] and [`LINGER_BYTES`]), so that
+/// closing with unread data (a reset) does not discard the error before the client reads it.
+async fn linger(socket: &mut Capped) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = &mut socket.io;
+    // Already shut after pgwire's own FATAL errors: a second shutdown may fail, harmlessly.
+    let _ = io.shutdown().await;
+    let mut sink = vec![0u8; 64 << 10];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// How long, and how many bytes, a connection ended by a FATAL error reads on.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// The client's stream, counting the bytes read since the last whole message: past `limit`
+/// a read fails, so pgwire never buffers more of one message than that. Reads are cut to the
+/// room left, so one read cannot overshoot by more than a byte.
+pub(super) struct Capped {
+    io: MaybeTls,
+    limit: usize,
+    read: usize,
+    /// A read failed because of the limit.
+    refused: bool,
+}
+
+impl Capped {
+    fn new(io: MaybeTls) -> Self {
+        Self {
+            io,
+            limit: LOGIN_MESSAGE_SIZE,
+            read: 0,
+            refused: false,
+        }
+    }
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let room = (this.limit + 1).saturating_sub(this.read);
+        if room == 0 {
+            this.refused = true;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "message over the size limit",
+            )));
+        }
+        // As tokio's `Take` does: read into the first `room` bytes of the free space.
+        let mut part = buf.take(room);
+        let start = part.filled().as_ptr();
+        ready!(Pin::new(&mut this.io).poll_read(cx, &mut part))?;
+        assert_eq!(
+            start,
+            part.filled().as_ptr(),
+            "the reader swapped the buffer"
+        );
+        let n = part.filled().len();
+        // SAFETY: the `n` bytes were just initialized by the read above.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        this.read += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
