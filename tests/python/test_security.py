@@ -227,6 +227,27 @@ def test_metrics_count_the_limits(hostile):
     assert hits and int(hits.group(1)) >= 1, text
 
 
+def test_callers_without_a_token_cannot_make_up_metric_series(hostile):
+    """Every request is counted by method and route before its token is checked: made-up
+    methods and paths are counted as `other`, not as new series that live as long as the
+    server."""
+    h = hostile
+    host, port = h["base"].removeprefix("http://").split(":")
+    for i in range(3):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request(f"MADEUP{i}X" * 50, "/healthz")
+        conn.getresponse().read()
+        conn.close()
+        send("GET", f"{h['base']}/v1/a{i}/b/c/d/e/f/g/h/i")
+    request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    assert "MADEUP" not in text and "/b/c/d" not in text, text
+    counted = re.findall(r'^basin_http_requests_total\{method="other",route="/healthz",status="\d+"\} (\d+)', text, re.M)
+    assert sum(map(int, counted)) == 3, text
+    assert re.search(r'^basin_http_requests_total\{method="GET",route="other",status="\d+"\} 3$', text, re.M), text
+
+
 def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):
     host, port = hostile["base"].removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:

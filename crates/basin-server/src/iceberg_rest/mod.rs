@@ -292,8 +292,31 @@ fn url_escape(s: &str) -> String {
 }
 
 /// The route template of an Iceberg REST path, for metrics: literal words stay, names
-/// become `{}` (`/v1/{}/namespaces/{}/tables/{}`).
+/// become `{}` (`/v1/{}/namespaces/{}/tables/{}`); a path no route serves is `other`, so
+/// callers cannot make up new labels (each one a series kept for the server's life).
 pub(crate) fn route_label(path: &str) -> String {
+    static SERVED: std::sync::LazyLock<std::collections::HashSet<String>> =
+        std::sync::LazyLock::new(|| {
+            endpoints()
+                .iter()
+                .map(|e| {
+                    e.path
+                        .split('/')
+                        .map(|part| if part.starts_with('{') { "{}" } else { part })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect()
+        });
+    let label = template_of(path);
+    if SERVED.contains(&label) {
+        label
+    } else {
+        "other".to_string()
+    }
+}
+
+fn template_of(path: &str) -> String {
     const WORDS: &[&str] = &[
         "v1",
         "config",
@@ -347,6 +370,14 @@ mod tests {
             route_label("/v1/main/tables/rename"),
             "/v1/{}/tables/rename"
         );
+        for made_up in [
+            "/v1/a/a/a/a/a/a/a/a",
+            "/v1/x/namespaces/a/b",
+            "/v1/",
+            "/v1/x/y",
+        ] {
+            assert_eq!(route_label(made_up), "other", "{made_up}");
+        }
     }
 
     #[test]
