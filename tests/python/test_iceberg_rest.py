@@ -2,6 +2,7 @@
 `basin serve`. Branches are warehouses; every client commit is one catalog commit."""
 
 import threading
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -154,6 +155,42 @@ def test_errors_lifecycle_staged_create_and_transactions(lakehouse, open_server)
     status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
                         {"name": "evil", "metadata-location": "/etc/passwd"})
     assert status == 400 and "outside the warehouse" in body["error"]["message"]
+
+
+def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakehouse, open_server, tmp_path):
+    """A writer may not point Basin's writes or reads outside the warehouse: not with the
+    table properties that name data folders, not with a snapshot whose manifest list is
+    another file (`/dev/zero` would be read until memory ran out), and not with a partition
+    value that spells a path: each value stays one folder name inside the table."""
+    main = catalog(open_server)
+    main.create_namespace("sales")
+    main.create_table("sales.orders", schema=orders([], []).schema)
+    elsewhere = tmp_path / "elsewhere"
+    table_url = f"{open_server}/v1/main/namespaces/sales/tables/orders"
+    hostile = [
+        {"action": "set-properties", "updates": {"write.data.path": str(elsewhere)}},
+        {"action": "set-properties", "updates": {"write.folder-storage.path": f"file://{elsewhere}"}},
+        {"action": "add-snapshot", "snapshot": {
+            "snapshot-id": 1, "sequence-number": 1, "timestamp-ms": 1700000000000, "schema-id": 0,
+            "manifest-list": "/dev/zero", "summary": {"operation": "append"}}},
+    ]
+    for update in hostile:
+        status, body = send("POST", table_url, None, {"requirements": [], "updates": [update]})
+        assert status == 400 and "outside the warehouse" in body["error"]["message"], (update, body)
+    status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/tables", None,
+                        {"name": "elsewhere", "schema": main.load_table("sales.orders").schema().model_dump(by_alias=True),
+                         "properties": {"write.data.path": str(elsewhere)}})
+    assert status == 400 and "outside the warehouse" in body["error"]["message"], body
+    assert main.load_table("sales.orders").current_snapshot() is None
+
+    csv = tmp_path / "regions.csv"
+    csv.write_text(f"region,n\na/../../../../../../../../../..{elsewhere},1\nEU,2\n")
+    lakehouse("import", str(csv), "--table", "sales.regions", "--partition-by", "region")
+    assert not elsewhere.exists()
+    warehouse = lakehouse.home / ".basin" / "warehouse"
+    files = [t.file.file_path.removeprefix("file://") for t in main.load_table("sales.regions").scan().plan_files()]
+    assert len(files) == 2 and all(Path(f).resolve().is_relative_to(warehouse.resolve()) for f in files), files
+    assert lakehouse("query", "SELECT sum(n) AS n FROM sales.regions", "--format", "csv").split() == ["n", "3"]
 
 
 def test_the_codec_a_table_names_is_the_codec_its_files_are_written_with(lakehouse, open_server, tmp_path):

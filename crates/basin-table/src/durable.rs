@@ -65,8 +65,32 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 /// Every file `after` names that `before` (the table it was staged on; `None` for a new
 /// table) did not: its metadata file, and for each new snapshot its manifest list, the
 /// manifests it added and the files those add. Reads manifests (just written, so cached).
-pub(crate) async fn new_files(before: Option<&Table>, after: &Table) -> Result<Vec<String>> {
+pub(crate) async fn new_files(
+    before: Option<&Table>,
+    after: &Table,
+    warehouse: &str,
+) -> Result<Vec<String>> {
     let context = format!("cannot list the new files of `{}`", after.identifier());
+    // Manifest lists and manifests are read here, before anything else trusts them: one a
+    // client named outside the warehouse (`/dev/zero`, another table's folder) is refused.
+    let inside = |path: &str| {
+        let (Some(path), Some(root)) = (local_path(path), local_path(warehouse)) else {
+            return Ok(());
+        };
+        let dotted = path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if path.starts_with(&root) && !dotted {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{context}: {} is outside the warehouse {}",
+                path.display(),
+                root.display()
+            ))
+            .with_hint("a snapshot's manifest list and manifests must be files in the warehouse"))
+        }
+    };
     let known: HashSet<i64> = before
         .map(|t| t.metadata().snapshots().map(|s| s.snapshot_id()).collect())
         .unwrap_or_default();
@@ -79,6 +103,7 @@ pub(crate) async fn new_files(before: Option<&Table>, after: &Table) -> Result<V
         if known.contains(&id) {
             continue;
         }
+        inside(snapshot.manifest_list())?;
         files.push(snapshot.manifest_list().to_string());
         let list = after
             .manifest_list_reader(snapshot)
@@ -89,6 +114,7 @@ pub(crate) async fn new_files(before: Option<&Table>, after: &Table) -> Result<V
             if manifest_file.added_snapshot_id != id {
                 continue; // carried over from an earlier snapshot, synced by its commit
             }
+            inside(&manifest_file.manifest_path)?;
             files.push(manifest_file.manifest_path.clone());
             let manifest = manifest_file
                 .load_manifest(after.file_io())

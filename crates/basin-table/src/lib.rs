@@ -16,6 +16,7 @@ mod expire;
 mod files;
 mod id_json;
 mod loaded;
+mod locations;
 mod merge;
 mod overwrite;
 mod retry;

@@ -8,9 +8,7 @@ use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
+use iceberg::writer::file_writer::location_generator::DefaultFileNameGenerator;
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
@@ -19,9 +17,10 @@ use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result, from_iceberg};
+use crate::locations::TableLocations;
 
 type Builder =
-    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+    DataFileWriterBuilder<ParquetWriterBuilder, TableLocations, DefaultFileNameGenerator>;
 
 /// Data files roll over at this size unless the table says otherwise: big enough for
 /// efficient scans, small enough that a scan of a large table spreads over several files
@@ -141,9 +140,7 @@ fn compression(table: &str, properties: &HashMap<String, String>) -> Result<Comp
 // One writer per import: the size of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Inner {
-    Unpartitioned(
-        DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
-    ),
+    Unpartitioned(DataFileWriter<ParquetWriterBuilder, TableLocations, DefaultFileNameGenerator>),
     Partitioned {
         writer: FanoutWriter<Builder>,
         splitter: RecordBatchPartitionSplitter,
@@ -184,7 +181,7 @@ impl TableWriter {
             None,
             DataFileFormat::Parquet,
         );
-        let locations = DefaultLocationGenerator::new(metadata).map_err(from_iceberg(&context))?;
+        let locations = TableLocations::new(metadata);
         let rolling = RollingFileWriterBuilder::new(
             parquet,
             usize::try_from(target_bytes).unwrap_or(usize::MAX),

@@ -106,6 +106,7 @@ pub(super) async fn create_table(
 ) -> RestResult<Response> {
     let ns = namespace_key(&namespace)?;
     let key = table_key(&namespace, &request.name)?;
+    check_properties(&state.lakehouse, &request.properties)?;
     if let Some(location) = &request.location {
         check_location(&state.lakehouse, location)?;
     }
@@ -212,10 +213,41 @@ impl CommitTable {
     }
 }
 
-/// Refuses updates that would point a table outside the warehouse.
+/// Refuses updates that would point a table, or a file it names, outside the warehouse:
+/// its location, a new snapshot's manifest list (read when the commit is made durable),
+/// statistics files, and the table properties that say where writers put files.
 fn check_updates(lakehouse: &Lakehouse, updates: &[TableUpdate]) -> RestResult<()> {
     for update in updates {
-        if let TableUpdate::SetLocation { location } = update {
+        match update {
+            TableUpdate::SetLocation { location } => check_location(lakehouse, location)?,
+            TableUpdate::AddSnapshot { snapshot } => {
+                check_location(lakehouse, snapshot.manifest_list())?;
+            }
+            TableUpdate::SetStatistics { statistics } => {
+                check_location(lakehouse, &statistics.statistics_path)?;
+            }
+            TableUpdate::SetPartitionStatistics {
+                partition_statistics,
+            } => check_location(lakehouse, &partition_statistics.statistics_path)?,
+            TableUpdate::SetProperties { updates } => check_properties(lakehouse, updates)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Table properties that name folders for files (Iceberg's writers follow them; Basin's
+/// own writer does not, crates/basin-table/src/locations.rs): inside the warehouse only.
+const PATH_PROPERTIES: [&str; 4] = [
+    "write.data.path",
+    "write.folder-storage.path",
+    "write.object-storage.path",
+    "write.metadata.path",
+];
+
+fn check_properties(lakehouse: &Lakehouse, properties: &HashMap<String, String>) -> RestResult<()> {
+    for name in PATH_PROPERTIES {
+        if let Some(location) = properties.get(name) {
             check_location(lakehouse, location)?;
         }
     }
