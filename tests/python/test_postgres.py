@@ -9,6 +9,7 @@ import sqlite3
 import struct
 from pathlib import Path
 import subprocess
+import time
 import urllib.request
 
 import psycopg
@@ -234,6 +235,49 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
             answer = _until_closed(sock)
         assert b"SFATAL" in answer and b"header_read_timeout" in answer, answer
         assert _limit_hits(base, admin, "pg_login_timeout")[0] == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _metric(base, token, name):
+    request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    return float(re.search(rf"^{name} (\S+)", text, re.M).group(1))
+
+
+def test_a_paused_portal_gives_its_memory_back_at_the_query_timeout(pg):
+    """A client that reads one row of a sorted query and then waits holds the sort's memory;
+    at `[sql] query_timeout` the query stops and its memory goes back to the pool, whether
+    or not the client reads again (the timer used to fire only on the next read)."""
+    admin = pg("token", "create", "--role", "admin", "--name", "ops").strip()
+    (pg.home / "basin.toml").write_text('[sql]\nquery_timeout = "3s"\n')
+    base, proc = serve(pg)
+    try:
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.settimeout(30)
+            sock.sendall(_startup() + _wire(b"p", admin.encode() + b"\0"))
+            answer = b""
+            while b"Z\0\0\0\x05I" not in answer:
+                answer += sock.recv(65536)
+            sql = b"SELECT value FROM range(2000000) ORDER BY value DESC\0"
+            sock.sendall(_wire(b"P", b"q\0" + sql + b"\0\0") + _wire(b"B", b"p\0q\0" + b"\0" * 6)
+                         + _wire(b"E", b"p\0" + struct.pack("!I", 1)) + _wire(b"H", b""))
+            answer = b""
+            while b"s\0\0\0\x04" not in answer:  # PortalSuspended: one row sent, the rest waits
+                answer += sock.recv(65536)
+            assert _metric(base, admin, "basin_sql_memory_reserved_bytes") > 0
+            deadline = time.time() + 60
+            while _metric(base, admin, "basin_sql_memory_reserved_bytes") > 0 and time.time() < deadline:
+                time.sleep(0.2)
+            assert _metric(base, admin, "basin_sql_memory_reserved_bytes") == 0
+            assert _metric(base, admin, "basin_query_timeouts_total") == 1
+            # Reading on gives the rows of the batch already sent out, then says why.
+            sock.sendall(_wire(b"E", b"p\0" + struct.pack("!I", 0)) + _wire(b"S", b""))
+            answer = b""
+            while b"Z\0\0\0\x05" not in answer:
+                answer += sock.recv(65536)
+            assert b"57014" in answer, answer
     finally:
         proc.kill()
         proc.wait()

@@ -15,6 +15,7 @@
 
 mod compact;
 mod conjunctions;
+mod deadline;
 pub mod distributed;
 mod errors;
 pub mod export;
@@ -52,6 +53,7 @@ pub use errors::{NamespaceOption, SyntaxError, syntax_error};
 pub use limits::{Engine, LimitCounters, SqlLimits};
 pub use stores::WarehouseFiles;
 
+use crate::deadline::until;
 use crate::distributed::Route;
 use crate::errors::sql_error;
 use crate::provider::RefCatalog;
@@ -344,28 +346,6 @@ impl Session {
         }
         Ok(running)
     }
-}
-
-/// Ends `batches` with a timeout error at `deadline` (dropping the stream stops the query).
-fn until(
-    batches: RecordBatchStream,
-    deadline: tokio::time::Instant,
-    limit: Duration,
-    engine: Engine,
-) -> RecordBatchStream {
-    let sleep = Box::pin(tokio::time::sleep_until(deadline));
-    futures::stream::unfold(Some((batches, sleep)), move |state| {
-        let engine = engine.clone();
-        async move {
-            let (mut batches, mut sleep) = state?;
-            tokio::select! {
-                biased;
-                () = &mut sleep => Some((Err(engine.timed_out(limit)), None)),
-                item = batches.next() => item.map(|item| (item, Some((batches, sleep)))),
-            }
-        }
-    })
-    .boxed()
 }
 
 impl Session {

@@ -1,0 +1,148 @@
+//! A query's time limit, kept whether or not anyone reads its rows.
+//!
+//! A query's stream holds its memory (sort buffers, hash tables) until it is dropped. A
+//! timer checked only when the next batch is asked for never fires for a client that stops
+//! asking: a Postgres portal paused after one row, an HTTP client that stopped reading. So
+//! the stream lives in a slot a timer task empties at the deadline: the query stops and its
+//! memory goes back to the pool then, and whoever reads next gets the timeout error.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use basin_catalog::{Error, Result};
+use futures::{Stream, StreamExt};
+
+use crate::{Engine, RecordBatchStream};
+
+/// Ends `batches` with a timeout error at `deadline`, dropping the query then.
+pub(crate) fn until(
+    batches: RecordBatchStream,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    engine: Engine,
+) -> RecordBatchStream {
+    let slot = Arc::new(Mutex::new(Slot::Running(batches)));
+    let timer = {
+        let slot = Arc::downgrade(&slot);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            let Some(slot) = slot.upgrade() else { return };
+            let mut slot = slot.lock().expect("query slot");
+            if matches!(*slot, Slot::Running(_)) {
+                // Dropped here, outside the lock's holder's poll: the query stops now.
+                let running =
+                    std::mem::replace(&mut *slot, Slot::TimedOut(engine.timed_out(limit)));
+                drop(slot);
+                drop(running);
+            }
+        })
+    };
+    Until { slot, timer }.boxed()
+}
+
+enum Slot {
+    Running(RecordBatchStream),
+    /// The timer stopped the query; the error waits for the next read.
+    TimedOut(Error),
+    Done,
+}
+
+struct Until {
+    slot: Arc<Mutex<Slot>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+impl Stream for Until {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut slot = self.slot.lock().expect("query slot");
+        match &mut *slot {
+            Slot::Running(batches) => {
+                let next = batches.poll_next_unpin(cx);
+                if let Poll::Ready(None) = next {
+                    *slot = Slot::Done;
+                    self.timer.abort();
+                }
+                next
+            }
+            Slot::TimedOut(_) => match std::mem::replace(&mut *slot, Slot::Done) {
+                Slot::TimedOut(e) => Poll::Ready(Some(Err(e))),
+                _ => unreachable!("matched above"),
+            },
+            Slot::Done => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for Until {
+    fn drop(&mut self) {
+        self.timer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::{SqlLimits, WarehouseFiles};
+
+    /// A query's stream that nobody reads: it says when it is dropped.
+    struct Unread(Arc<AtomicBool>);
+
+    impl Stream for Unread {
+        type Item = Result<RecordBatch>;
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Unread {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unread_query_is_dropped_at_its_deadline_and_the_next_read_says_why() {
+        let engine = Engine::new(SqlLimits::default(), WarehouseFiles::None).unwrap();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let limit = Duration::from_millis(50);
+        let mut batches = until(
+            Unread(dropped.clone()).boxed(),
+            tokio::time::Instant::now() + limit,
+            limit,
+            engine.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the query outlived its deadline unread"
+        );
+        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 1);
+        let error = batches.next().await.expect("an item").unwrap_err();
+        assert!(error.message.contains("time limit"), "{}", error.message);
+        assert!(batches.next().await.is_none());
+        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_query_that_ends_in_time_is_not_counted() {
+        let engine = Engine::new(SqlLimits::default(), WarehouseFiles::None).unwrap();
+        let limit = Duration::from_millis(50);
+        let batches = futures::stream::iter(Vec::<Result<RecordBatch>>::new()).boxed();
+        let mut batches = until(
+            batches,
+            tokio::time::Instant::now() + limit,
+            limit,
+            engine.clone(),
+        );
+        assert!(batches.next().await.is_none());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 0);
+    }
+}
