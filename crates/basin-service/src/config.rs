@@ -680,6 +680,27 @@ mod tests {
     }
 
     #[test]
+    fn gc_grace_and_the_postgres_message_size_have_defaults_and_floors() {
+        let grace = |toml: &str| settings(toml).map(|s| s.maintenance.gc_grace);
+        assert_eq!(grace("").unwrap(), std::time::Duration::from_secs(3600));
+        let set = grace("[maintenance]\ngc_grace = \"6h\"\n").unwrap();
+        assert_eq!(set, std::time::Duration::from_secs(6 * 3600));
+        let e = grace("[maintenance]\ngc_grace = \"5s\"\n").unwrap_err();
+        assert!(e.message.contains("gc_grace"), "{e}");
+        let size = |toml: &str| settings(toml).map(|s| s.server.pg_max_message_size);
+        assert_eq!(size("").unwrap(), 64 << 20);
+        assert_eq!(
+            size("[server]\npg_max_message_size = \"1MiB\"\n").unwrap(),
+            1 << 20
+        );
+        // Never below what a login needs.
+        assert_eq!(
+            size("[server]\npg_max_message_size = \"1KiB\"\n").unwrap(),
+            16 << 10
+        );
+    }
+
+    #[test]
     fn table_cache_is_a_count_with_a_default() {
         let load = |toml: &str| settings(toml).map(|s| s.sql.table_cache);
         assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);

@@ -102,7 +102,7 @@ impl Lakehouse {
         match self
             .gc(&GcOptions {
                 dry_run,
-                ..GcOptions::default()
+                grace: self.settings().maintenance.gc_grace,
             })
             .await
         {

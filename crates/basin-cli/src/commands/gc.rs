@@ -34,16 +34,20 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Keep files younger than this (at least 1m): longer than any write takes
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    grace: String,
+    /// [default: `[maintenance] gc_grace`, 1h]
+    #[arg(long, value_name = "DURATION")]
+    grace: Option<String>,
     #[command(flatten)]
     format: FormatArg,
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
-    let grace = basin_catalog::units::parse_duration(&args.grace)
-        .map_err(|e| e.with_hint("write e.g. --grace 30m, 1h, 2d"))?;
+    let grace = match &args.grace {
+        Some(grace) => basin_catalog::units::parse_duration(grace)
+            .map_err(|e| e.with_hint("write e.g. --grace 30m, 1h, 2d"))?,
+        None => lakehouse.settings().maintenance.gc_grace,
+    };
     let report = lakehouse
         .gc(&GcOptions {
             dry_run: args.dry_run,

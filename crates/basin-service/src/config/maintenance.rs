@@ -21,6 +21,7 @@ pub struct MaintenanceSection {
     pub keep_envs: Option<DurationValue>,
     pub schedule: Option<String>,
     pub compact_min_files: Option<usize>,
+    pub gc_grace: Option<DurationValue>,
 }
 
 /// When `basin serve` runs maintenance unless `[maintenance] schedule` says otherwise:
@@ -56,6 +57,10 @@ pub struct MaintenanceSettings {
     pub schedule: Option<String>,
     /// Scheduled maintenance compacts a table when its branch head has this many small files.
     pub compact_min_files: usize,
+    /// Garbage collection keeps unreferenced files younger than this: they may belong to a
+    /// write still in flight (an import, a pipeline run, a CDC batch), which names them only
+    /// when it commits. Scheduled maintenance uses it, and `basin gc` without `--grace`.
+    pub gc_grace: std::time::Duration,
 }
 
 impl Default for MaintenanceSettings {
@@ -73,6 +78,7 @@ impl Default for MaintenanceSettings {
             keep_envs: std::time::Duration::from_secs(30 * DAY),
             schedule: Some(DEFAULT_MAINTENANCE_SCHEDULE.to_string()),
             compact_min_files: 16,
+            gc_grace: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -112,6 +118,20 @@ impl MaintenanceSection {
                 // "off": kept forever.
                 *field = v.limit(&setting(name))?.unwrap_or(std::time::Duration::MAX);
             }
+        }
+        if let Some(v) = &m.gc_grace {
+            let grace = v
+                .limit(&setting("gc_grace"))?
+                .unwrap_or(std::time::Duration::MAX);
+            if grace < crate::gc::MIN_GRACE {
+                return Err(Error::invalid(format!(
+                    "{}: {} is shorter than a write may take",
+                    setting("gc_grace"),
+                    basin_catalog::units::format_duration(grace)
+                ))
+                .with_hint("at least \"1m\"; the default \"1h\" outlasts most writes"));
+            }
+            maintenance.gc_grace = grace;
         }
         if let Some(n) = m.keep_last {
             if n == 0 {
