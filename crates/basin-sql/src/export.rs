@@ -59,6 +59,9 @@ impl FileFormat {
     }
 }
 
+/// A Parquet answer's row group closes (and its bytes go out) once it holds this much.
+pub const ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// Writes batches into `W` in one [`FileFormat`].
 pub struct FileWriter<W: Write + Send> {
     inner: Inner<W>,
@@ -80,10 +83,15 @@ impl<W: Write + Send> FileWriter<W> {
                     .with_header(true)
                     .build(out),
             )),
-            FileFormat::Parquet => Inner::Parquet(Box::new(
-                parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)
-                    .map_err(parquet_error)?,
-            )),
+            FileFormat::Parquet => {
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Inner::Parquet(Box::new(
+                    parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(properties))
+                        .map_err(parquet_error)?,
+                ))
+            }
             FileFormat::Arrow => Inner::Arrow(
                 arrow::ipc::writer::StreamWriter::try_new(out, &schema).map_err(arrow_error)?,
             ),
@@ -99,7 +107,15 @@ impl<W: Write + Send> FileWriter<W> {
         self.wrote = true;
         match &mut self.inner {
             Inner::Csv(w) => w.write(batch).map_err(arrow_error),
-            Inner::Parquet(w) => w.write(batch).map_err(parquet_error),
+            Inner::Parquet(w) => {
+                w.write(batch).map_err(parquet_error)?;
+                // A row group is held in memory until it closes, outside the query's memory
+                // limits; close it at a size, not only at parquet's million rows.
+                if w.in_progress_size() >= ROW_GROUP_BYTES {
+                    w.flush().map_err(parquet_error)?;
+                }
+                Ok(())
+            }
             Inner::Arrow(w) => w.write(batch).map_err(arrow_error),
         }
     }
@@ -163,6 +179,46 @@ mod tests {
             ("name", Arc::new(StringArray::from(names)) as _),
         ])
         .expect("batch")
+    }
+
+    #[test]
+    fn a_parquet_answer_goes_out_before_a_row_group_holds_more_than_its_size() {
+        // 1,000 rows of 4 KiB strings a batch (4 MiB), no two alike (so neither dictionary
+        // encoding nor compression shrinks them): far fewer rows than parquet's million-row
+        // groups, so only the size closes a group.
+        const BATCH: usize = 4 << 20;
+        let mut seed = 1u64;
+        let mut big = || {
+            let rows: Vec<String> = (0..1000)
+                .map(|_| {
+                    (0..256)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                            format!("{:016x}", seed)
+                        })
+                        .collect()
+                })
+                .collect();
+            RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(rows)) as _)])
+                .expect("batch")
+        };
+        let first = big();
+        let drain = Drain::default();
+        let mut writer =
+            FileWriter::try_new(drain.clone(), FileFormat::Parquet, first.schema()).expect("new");
+        writer.write(&first).expect("write");
+        let (mut written, mut sent) = (BATCH, drain.take().len());
+        for _ in 0..24 {
+            writer.write(&big()).expect("write");
+            written += BATCH;
+            sent += drain.take().len();
+            let held = written.saturating_sub(sent);
+            assert!(
+                held <= ROW_GROUP_BYTES + 2 * BATCH,
+                "{held} bytes held unsent"
+            );
+        }
+        writer.finish().expect("finish");
     }
 
     #[test]
