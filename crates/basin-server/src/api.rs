@@ -39,6 +39,16 @@ pub(crate) fn route_label(path: &str) -> String {
         .to_string()
 }
 
+/// The most items a list (`?limit=`: log, runs, maintenance runs, events) answers at once:
+/// a caller's `limit` is cut to it, so one request cannot ask for every row (events carry
+/// payloads of up to 2 MiB).
+pub(crate) const MAX_LIST_ITEMS: usize = 1000;
+
+/// `?limit=`, or `default`, at most [`MAX_LIST_ITEMS`].
+pub(crate) fn list_limit(asked: Option<usize>, default: usize) -> usize {
+    asked.unwrap_or(default).min(MAX_LIST_ITEMS)
+}
+
 /// A Basin error as an HTTP response: the status from its kind, and
 /// `{"error": {"message", "hint", "kind"}}`.
 pub(crate) struct ApiError(Error);
@@ -105,7 +115,7 @@ pub(crate) async fn log(
 ) -> Result<Response, ApiError> {
     let entries = state
         .lakehouse
-        .log(q.at.as_deref(), q.limit.unwrap_or(50))
+        .log(q.at.as_deref(), list_limit(q.limit, 50))
         .await?;
     Ok(Json(entries).into_response())
 }
@@ -179,7 +189,7 @@ pub(crate) async fn runs(
     State(state): State<AppState>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.list_runs(q.limit.unwrap_or(20)).await?).into_response())
+    Ok(Json(state.lakehouse.list_runs(list_limit(q.limit, 20)).await?).into_response())
 }
 
 pub(crate) async fn maintenance(
@@ -189,7 +199,7 @@ pub(crate) async fn maintenance(
     Ok(Json(
         state
             .lakehouse
-            .maintenance_runs(q.limit.unwrap_or(20))
+            .maintenance_runs(list_limit(q.limit, 20))
             .await?,
     )
     .into_response())
@@ -515,4 +525,17 @@ pub(crate) async fn revoke_token(
 ) -> Result<Response, ApiError> {
     state.lakehouse.revoke_token(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_answers_the_default_or_what_is_asked_up_to_the_cap() {
+        assert_eq!(list_limit(None, 50), 50);
+        assert_eq!(list_limit(Some(7), 50), 7);
+        // `u64::MAX` became `LIMIT -1` in SQLite: every row.
+        assert_eq!(list_limit(Some(usize::MAX), 50), MAX_LIST_ITEMS);
+    }
 }

@@ -167,7 +167,7 @@ pub(crate) async fn events(
     let filter = EventFilter {
         state: q.state.as_deref().map(EventState::from_user).transpose()?,
         function: q.function,
-        limit: q.limit.unwrap_or(50),
+        limit: crate::api::list_limit(q.limit, 50),
     };
     Ok(Json(state.lakehouse.events(&filter).await?).into_response())
 }
