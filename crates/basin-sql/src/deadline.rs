@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use basin_catalog::{Error, Result};
-use futures::{Stream, StreamExt};
+use futures::{Future, Stream, StreamExt};
 
 use crate::{Engine, RecordBatchStream};
 
@@ -25,47 +25,87 @@ pub(crate) fn until(
     engine: Engine,
 ) -> RecordBatchStream {
     let slot = Arc::new(Mutex::new(Slot::Running(batches)));
+    let expiry = Expiry {
+        slot: Arc::downgrade(&slot),
+        engine,
+        limit,
+    };
     let timer = {
-        let slot = Arc::downgrade(&slot);
+        let expiry = expiry.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(deadline).await;
-            let Some(slot) = slot.upgrade() else { return };
-            let mut slot = slot.lock().expect("query slot");
-            if matches!(*slot, Slot::Running(_)) {
-                // Dropped here, outside the lock's holder's poll: the query stops now.
-                let running =
-                    std::mem::replace(&mut *slot, Slot::TimedOut(engine.timed_out(limit)));
-                drop(slot);
-                drop(running);
-            }
+            // Busy: a reader is polling now, and its own timer (due now) stops the query.
+            expiry.expire(false);
         })
     };
-    Until { slot, timer }.boxed()
+    Until {
+        slot,
+        // A reader waiting for the next batch is woken by its own timer: the stream it
+        // waits on may be gone.
+        sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        expiry,
+        timer,
+    }
+    .boxed()
 }
 
 enum Slot {
     Running(RecordBatchStream),
-    /// The timer stopped the query; the error waits for the next read.
+    /// The time limit stopped the query; the error waits for the next read.
     TimedOut(Error),
     Done,
 }
 
+/// Stops the query at its deadline, from the timer task or the reader, whichever is first.
+#[derive(Clone)]
+struct Expiry {
+    slot: std::sync::Weak<Mutex<Slot>>,
+    engine: Engine,
+    limit: Duration,
+}
+
+impl Expiry {
+    /// `wait`: for the slot's lock; else give up if it is held.
+    fn expire(&self, wait: bool) {
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        let mut slot = match slot.try_lock() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::WouldBlock) if !wait => return,
+            Err(_) => slot.lock().expect("query slot"),
+        };
+        if matches!(*slot, Slot::Running(_)) {
+            let error = self.engine.timed_out(self.limit); // counted once, here
+            let running = std::mem::replace(&mut *slot, Slot::TimedOut(error));
+            drop(slot);
+            drop(running); // the query stops: its operators and their memory go
+        }
+    }
+}
+
 struct Until {
     slot: Arc<Mutex<Slot>>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expiry: Expiry,
     timer: tokio::task::JoinHandle<()>,
 }
 
 impl Stream for Until {
     type Item = Result<RecordBatch>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut slot = self.slot.lock().expect("query slot");
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expiry.expire(true);
+        }
+        let this = self.get_mut();
+        let mut slot = this.slot.lock().expect("query slot");
         match &mut *slot {
             Slot::Running(batches) => {
                 let next = batches.poll_next_unpin(cx);
                 if let Poll::Ready(None) = next {
                     *slot = Slot::Done;
-                    self.timer.abort();
+                    this.timer.abort();
                 }
                 next
             }
