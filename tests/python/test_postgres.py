@@ -283,6 +283,38 @@ def test_a_paused_portal_gives_its_memory_back_at_the_query_timeout(pg):
         proc.wait()
 
 
+def test_a_cancel_request_stops_the_query_of_its_connection_only(server):
+    """psql's Ctrl-C (psycopg's `cancel()`): a cancel request naming the connection's key
+    stops its running query with 57014, and the connection goes on; one naming a wrong key
+    stops nothing."""
+    import threading
+
+    with psycopg.connect(host="127.0.0.1", port=server, user="analyst", autocommit=True) as conn:
+        outcome = {}
+
+        def run():
+            try:
+                conn.execute("SELECT count(*) FROM range(100000000000)").fetchone()
+                outcome["error"] = None
+            except psycopg.Error as e:
+                outcome["error"] = e
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(1.0)
+        with socket.create_connection(("127.0.0.1", server)) as sock:
+            wrong = struct.pack("!iii", 80877102, conn.info.backend_pid, 12345)
+            sock.sendall(struct.pack("!i", 16) + wrong)
+            assert _until_closed(sock) == b""
+        worker.join(2.0)
+        assert worker.is_alive(), "a wrong key stopped the query"
+        conn.cancel()
+        worker.join(30)
+        assert not worker.is_alive(), "the cancel did not stop the query"
+        assert isinstance(outcome["error"], psycopg.errors.QueryCanceled), outcome
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
 def test_every_front_door_meters_its_queries(pg):
     import json
     import time

@@ -41,7 +41,10 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_USER, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, METADATA_USER, PgWireServerHandlers,
+    RandomPidSecretKeyGenerator, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
@@ -80,6 +83,9 @@ struct Backend {
     hooks: Vec<Arc<dyn QueryHook>>,
     hook_context: SessionContext,
     parameters: DefaultServerParameterProvider,
+    /// Each connection's cancel key, and the connections a cancel request can reach.
+    cancel_keys: RandomPidSecretKeyGenerator,
+    cancels: Arc<ConnectionManager>,
 }
 
 /// A connection's session over one commit, reused while the ref's head stays there.
@@ -114,6 +120,8 @@ pub(crate) async fn serve(
         hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
         hook_context: SessionContext::new(),
         parameters,
+        cancel_keys: RandomPidSecretKeyGenerator::default(),
+        cancels: Arc::new(ConnectionManager::new()),
     }));
     tokio::pin!(shutdown);
     let server = &handlers.0.lakehouse.settings().server;

@@ -17,7 +17,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ConnectionGuard, ConnectionHandle, PgWireConnectionState, PgWireServerHandlers,
+};
 use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{
@@ -72,6 +74,9 @@ pub(super) async fn serve(
     let extended = handlers.extended_query_handler();
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
+    // Once logged in: the handle a cancel request (psql's Ctrl-C) fires, and its
+    // registration, which ends with the connection.
+    let mut cancels: Option<(Arc<ConnectionHandle>, ConnectionGuard)> = None;
     loop {
         let logging_in = matches!(
             socket.state(),
@@ -130,18 +135,28 @@ pub(super) async fn serve(
             }
             None => return Ok(()),
         };
-        let ends = matches!(
-            message,
-            PgWireFrontendMessage::Terminate(_) | PgWireFrontendMessage::CancelRequest(_)
-        );
-        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
-            return Ok(());
+        match message {
+            PgWireFrontendMessage::Terminate(_) => return Ok(()),
+            // A cancel request comes on a connection of its own, which then ends.
+            PgWireFrontendMessage::CancelRequest(request) => {
+                handlers
+                    .0
+                    .cancels
+                    .cancel(request.pid, &request.secret_key)
+                    .await;
+                return Ok(());
+            }
+            _ => {}
         }
         let extended_query = match socket.state() {
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
-        let handled = process_message(
+        let cancelled = match &cancels {
+            Some((handle, _)) => Some(handle.start_query().await),
+            None => None,
+        };
+        let work = process_message(
             message,
             &mut socket,
             startup.clone(),
@@ -149,8 +164,19 @@ pub(super) async fn serve(
             extended.clone(),
             copy.clone(),
             cancel.clone(),
-        )
-        .await;
+        );
+        let handled = match cancelled {
+            None => work.await,
+            // Dropping the work drops the query's stream: it stops, and its memory is freed.
+            Some(cancelled) => tokio::select! {
+                handled = work => handled,
+                Ok(()) = cancelled => Err(cancelled_by_user()),
+            },
+        };
+        if cancels.is_none() && matches!(socket.state(), PgWireConnectionState::ReadyForQuery) {
+            let (pid, secret) = socket.pid_and_secret_key();
+            cancels = Some(handlers.0.cancels.register(pid, secret));
+        }
         if let Err(e) = handled {
             let info = ErrorInfo::from(e);
             let ending = info.is_fatal();
@@ -164,10 +190,16 @@ pub(super) async fn serve(
                 return linger(socket.get_mut()).await;
             }
         }
-        if ends {
-            return Ok(()); // a cancel request comes on a connection of its own
-        }
     }
+}
+
+/// What a statement stopped by a cancel request fails with, as Postgres words it.
+fn cancelled_by_user() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "57014".into(),
+        "canceling statement due to user request".into(),
+    )))
 }
 
 /// Sends a FATAL error and ends the connection (see [`linger`]).

@@ -9,7 +9,9 @@ use pgwire::api::auth::{
     StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState};
+use pgwire::api::{
+    ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -71,6 +73,10 @@ impl StartupHandler for Handlers {
             PgWireFrontendMessage::Startup(ref startup) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
+                // The key a cancel request must name (sent once the login succeeds): a
+                // random secret, so no client can cancel another's queries.
+                let (pid, secret) = self.0.cancel_keys.generate(&*client);
+                client.set_pid_and_secret_key(pid, secret);
                 if self.0.open {
                     return self.welcome(client).await;
                 }
