@@ -8,7 +8,9 @@
 //!   [`LOGIN_MESSAGE_SIZE`] (a startup packet and a password: a token). pgwire buffers up to
 //!   1 GiB of one message, from anyone;
 //! - the login takes at most `[server] header_read_timeout`, as an HTTP request's headers do
-//!   (pgwire's is a fixed minute).
+//!   (pgwire's is a fixed minute);
+//! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
+//!   random key it names (pgwire's default handler does nothing, and every key was 0).
 
 use std::io;
 use std::pin::Pin;
