@@ -248,6 +248,35 @@ def test_callers_without_a_token_cannot_make_up_metric_series(hostile):
     assert re.search(r'^basin_http_requests_total\{method="GET",route="other",status="\d+"\} 3$', text, re.M), text
 
 
+def test_a_client_that_stops_reading_gives_its_connection_back(orders):
+    """A download nobody reads: once the client has taken nothing for `[server]
+    write_timeout`, the server closes the connection (and drops the query), however long
+    the query may run."""
+    (orders.home / "basin.toml").write_text('[sql]\nquery_timeout = "10m"\n\n[server]\nwrite_timeout = "2s"\n')
+    base, proc = start_server(orders, "--no-auth")
+    try:
+        host, port = base.removeprefix("http://").split(":")
+        body = json.dumps({"sql": "SELECT value, value * 2 AS twice FROM range(1000000000)", "format": "csv"})
+        with socket.create_connection((host, int(port)), timeout=60) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall((f"POST /api/v1/query HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                       f"content-length: {len(body)}\r\n\r\n{body}").encode())
+            assert s.recv(16).startswith(b"HTTP/1.1 200"), "the answer started"
+            # Read nothing more; the server gives up within seconds.
+            hit = lambda: re.search(r'^basin_limit_hits_total\{limit="write_timeout"\} (\d+)',
+                                    urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode(), re.M)
+            deadline = time.monotonic() + 60
+            while not hit() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert hit() and int(hit().group(1)) == 1
+            text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
+            assert "basin_http_connections 1" in text, "only this request's connection is open"
+            assert "basin_sql_memory_reserved_bytes 0" in text
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):
     host, port = hostile["base"].removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:

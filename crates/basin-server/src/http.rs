@@ -1,7 +1,8 @@
 //! The HTTP listener with its limits: connections served at once (`[server]
 //! max_connections`; more wait in the kernel's queue), how long a client may take to send
 //! its headers (`header_read_timeout`), how long a request may take until its answer starts
-//! (`request_timeout`), and uploads kept on disk only while their request lives.
+//! (`request_timeout`), how long a client may take none of an answer's bytes
+//! (`write_timeout`), and uploads kept on disk only while their request lives.
 //!
 //! `axum::serve` has none of these settings, so connections are served with hyper's own
 //! HTTP/1 connection builder here.
@@ -60,6 +61,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
+        let socket = Stalls::new(socket, limits.write_timeout, metrics.clone());
         let connection =
             builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
@@ -75,6 +77,106 @@ pub(crate) async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A client's connection whose writes fail once the client has taken none of the answer's
+/// bytes for `[server] write_timeout`: a client that stops reading (a stalled download, a
+/// tab left open on a stream) gives its connection slot back, and the query whose rows it no
+/// longer takes is dropped with the connection. A client that reads slowly but steadily is
+/// never cut. hyper has no such timeout of its own.
+struct Stalls {
+    io: tokio::net::TcpStream,
+    limit: Option<Duration>,
+    /// Since when the client has taken nothing, as a timer; `None` while writes go through.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Stalls {
+    fn new(io: tokio::net::TcpStream, limit: Option<Duration>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+            metrics,
+        }
+    }
+
+    /// `write`'s outcome, or an error once writes have waited past the limit.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        write: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        let (Poll::Pending, Some(limit)) = (&write, self.limit) else {
+            self.stalled = None;
+            return write;
+        };
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            self.metrics.limit_hit("write_timeout");
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took nothing for {}s", limit.as_secs_f64()),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for Stalls {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stalls {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let write = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, write)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let write = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let flush = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, flush)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Answers 503 when a request's answer has not started within `[server] request_timeout`

@@ -280,6 +280,7 @@ pub struct ServerSection {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<DurationValue>,
     pub request_timeout: Option<DurationValue>,
+    pub write_timeout: Option<DurationValue>,
     pub max_upload_size: Option<SizeValue>,
     pub json_max_rows: Option<u64>,
     pub json_max_bytes: Option<SizeValue>,
@@ -299,6 +300,9 @@ pub struct ServerSettings {
     pub header_read_timeout: std::time::Duration,
     /// How long a request may take until its answer starts (a streamed answer may go on).
     pub request_timeout: Option<std::time::Duration>,
+    /// How long an HTTP client may take none of an answer's bytes before its connection is
+    /// closed (`None`: forever).
+    pub write_timeout: Option<std::time::Duration>,
     /// The largest upload (`POST /api/v1/tables/NAME/import`).
     pub max_upload_size: u64,
     /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
@@ -319,6 +323,7 @@ impl Default for ServerSettings {
             max_connections: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: Some(std::time::Duration::from_secs(600)),
+            write_timeout: Some(std::time::Duration::from_secs(60)),
             max_upload_size: 10 << 30,
             json_max_rows: 100_000,
             json_max_bytes: 64 << 20,
@@ -526,6 +531,9 @@ impl Settings {
         }
         if let Some(v) = &w.request_timeout {
             server.request_timeout = v.limit(&setting("server", "request_timeout"))?;
+        }
+        if let Some(v) = &w.write_timeout {
+            server.write_timeout = v.limit(&setting("server", "write_timeout"))?;
         }
         if let Some(v) = &w.max_upload_size {
             server.max_upload_size = v.bytes(&setting("server", "max_upload_size"))?;
