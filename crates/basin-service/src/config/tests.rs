@@ -1,0 +1,70 @@
+//! The settings `basin.toml` gives, as `Settings::load` reads them.
+
+use super::*;
+
+/// The settings of a lakehouse folder whose basin.toml is `toml`.
+fn settings(toml: &str) -> Result<Settings> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("basin.toml"), toml).unwrap();
+    Settings::load(dir.path())
+}
+
+#[test]
+fn handoff_pool_is_a_size_and_zero_written_either_way_turns_it_off() {
+    let pool = |value: &str| {
+        settings(&format!("[functions]\nhandoff_pool = {value}\n")).map(|s| s.runtime.handoff_pool)
+    };
+    assert_eq!(pool("\"512MiB\"").unwrap(), 512 << 20);
+    assert_eq!(pool("\"0\"").unwrap(), 0);
+    assert_eq!(pool("0").unwrap(), 0);
+    let e = pool("\"lots\"").unwrap_err();
+    assert!(e.message.contains("handoff_pool"), "{e}");
+}
+
+#[test]
+fn copy_outputs_below_is_a_size_with_a_default() {
+    let load = |toml: &str| settings(toml).map(|s| s.runtime.copy_outputs_below);
+    assert_eq!(load("").unwrap(), basin_runtime::COPY_OUTPUTS_BELOW);
+    let set = load("[functions]\ncopy_outputs_below = \"1MiB\"\n").unwrap();
+    assert_eq!(set, 1 << 20);
+    let e = load("[functions]\ncopy_outputs_below = \"big\"\n").unwrap_err();
+    assert!(e.message.contains("copy_outputs_below"), "{e}");
+}
+
+#[test]
+fn packages_are_built_from_source_only_when_asked() {
+    let load = |toml: &str| settings(toml).map(|s| s.build_from_source);
+    assert!(!load("").unwrap());
+    assert!(load("[functions]\nbuild_from_source = true\n").unwrap());
+    assert!(load("[functions]\nbuild_from_source = \"yes\"\n").is_err());
+}
+
+#[test]
+fn gc_grace_and_the_postgres_message_size_have_defaults_and_floors() {
+    let grace = |toml: &str| settings(toml).map(|s| s.maintenance.gc_grace);
+    assert_eq!(grace("").unwrap(), std::time::Duration::from_secs(3600));
+    let set = grace("[maintenance]\ngc_grace = \"6h\"\n").unwrap();
+    assert_eq!(set, std::time::Duration::from_secs(6 * 3600));
+    let e = grace("[maintenance]\ngc_grace = \"5s\"\n").unwrap_err();
+    assert!(e.message.contains("gc_grace"), "{e}");
+    let size = |toml: &str| settings(toml).map(|s| s.server.pg_max_message_size);
+    assert_eq!(size("").unwrap(), 64 << 20);
+    assert_eq!(
+        size("[server]\npg_max_message_size = \"1MiB\"\n").unwrap(),
+        1 << 20
+    );
+    // Never below what a login needs.
+    assert_eq!(
+        size("[server]\npg_max_message_size = \"1KiB\"\n").unwrap(),
+        16 << 10
+    );
+}
+
+#[test]
+fn table_cache_is_a_count_with_a_default() {
+    let load = |toml: &str| settings(toml).map(|s| s.sql.table_cache);
+    assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);
+    assert_eq!(load("[sql]\ntable_cache = 0\n").unwrap(), 0);
+    let e = load("[sql]\ntable_cache = \"lots\"\n").unwrap_err();
+    assert!(e.message.contains("table_cache"), "{e}");
+}
