@@ -1,6 +1,7 @@
 """The Iceberg REST catalog, driven by the real client: PyIceberg from PyPI against a real
 `basin serve`. Branches are warehouses; every client commit is one catalog commit."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -191,6 +192,17 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
     files = [t.file.file_path.removeprefix("file://") for t in main.load_table("sales.regions").scan().plan_files()]
     assert len(files) == 2 and all(Path(f).resolve().is_relative_to(warehouse.resolve()) for f in files), files
     assert lakehouse("query", "SELECT sum(n) AS n FROM sales.regions", "--format", "csv").split() == ["n", "3"]
+
+    # A metadata file inside the warehouse that names a manifest list outside it is not
+    # registered (each read of the table, and gc, would read `/dev/zero`).
+    metadata = json.loads(Path(main.load_table("sales.regions").metadata_location.removeprefix("file://")).read_text())
+    metadata["snapshots"][0]["manifest-list"] = "/dev/zero"
+    planted = warehouse / "planted.metadata.json"
+    planted.write_text(json.dumps(metadata))
+    status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
+                        {"name": "planted", "metadata-location": str(planted)})
+    assert status == 400 and "outside the warehouse" in body["error"]["message"], body
+    assert not main.table_exists("sales.planted")
 
 
 def test_the_codec_a_table_names_is_the_codec_its_files_are_written_with(lakehouse, open_server, tmp_path):

@@ -236,6 +236,27 @@ fn check_updates(lakehouse: &Lakehouse, updates: &[TableUpdate]) -> RestResult<(
     Ok(())
 }
 
+/// Refuses a metadata file to register that names anything outside the warehouse: its
+/// table's location, a snapshot's manifest list, statistics files, path properties. (The
+/// manifests a manifest list names are not read here; readers and gc read them through the
+/// warehouse's own walls.)
+fn check_named_files(
+    lakehouse: &Lakehouse,
+    metadata: &basin_table::iceberg::spec::TableMetadata,
+) -> RestResult<()> {
+    check_location(lakehouse, metadata.location())?;
+    for snapshot in metadata.snapshots() {
+        check_location(lakehouse, snapshot.manifest_list())?;
+    }
+    for statistics in metadata.statistics_iter() {
+        check_location(lakehouse, &statistics.statistics_path)?;
+    }
+    for statistics in metadata.partition_statistics_iter() {
+        check_location(lakehouse, &statistics.statistics_path)?;
+    }
+    check_properties(lakehouse, metadata.properties())
+}
+
 /// Table properties that name folders for files (Iceberg's writers follow them; Basin's
 /// own writer does not, crates/basin-table/src/locations.rs): inside the warehouse only.
 const PATH_PROPERTIES: [&str; 4] = [
@@ -316,6 +337,13 @@ pub(super) async fn register_table(
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &request.name)?;
     check_location(&state.lakehouse, &request.metadata_location)?;
+    let named = state
+        .lakehouse
+        .tables()
+        .load_from(&key, &request.metadata_location)
+        .await
+        .map_err(RestError::from_basin(NO_NAMESPACE))?;
+    check_named_files(&state.lakehouse, named.metadata())?;
     let table = state
         .lakehouse
         .register_table(
