@@ -315,6 +315,19 @@ def test_a_cancel_request_stops_the_query_of_its_connection_only(server):
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
+def test_set_of_an_engine_setting_is_refused_by_the_policy(server):
+    """`SET datafusion.*` would change the engine's limits: refused with 25006 through both
+    protocols, not answered `SET` (datafusion-postgres' hook would, on a context shared by
+    every connection); `SET statement_timeout` still works."""
+    out = psql(server, "-c", "SET datafusion.execution.batch_size = 1")
+    assert out.returncode != 0 and "is not allowed" in out.stderr, out
+    with psycopg.connect(host="127.0.0.1", port=server, user="analyst", autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("SET datafusion.execution.target_partitions = 64", prepare=True)
+        conn.execute("SET statement_timeout = 5000")
+        assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 2
+
+
 def test_every_front_door_meters_its_queries(pg):
     import json
     import time

@@ -267,9 +267,26 @@ fn follow_search_path<C: ClientInfo + ?Sized>(cached: &Cached, client: &C) {
 
 /// Statements about the connection itself, answered by `Backend::connection_statement`.
 fn is_connection_statement(statement: &Statement) -> bool {
-    [REF, SEARCH_PATH]
-        .iter()
-        .any(|name| set_value(statement, name).is_some() || is_show(statement, name))
+    engine_setting(statement).is_some()
+        || [REF, SEARCH_PATH]
+            .iter()
+            .any(|name| set_value(statement, name).is_some() || is_show(statement, name))
+}
+
+/// The statement policy's refusal of `SET datafusion.*` (the engine's limits), given before
+/// datafusion-postgres' hook would answer `SET` for it on a context every connection shares.
+fn engine_setting(statement: &Statement) -> Option<Error> {
+    match statement {
+        Statement::Set(Set::SingleAssignment { variable, .. })
+            if variable
+                .to_string()
+                .to_ascii_lowercase()
+                .starts_with("datafusion.") =>
+        {
+            basin_sql::policy::check_sql(statement).err()
+        }
+        _ => None,
+    }
 }
 
 /// The namespaces of a connection's `search_path`, in order (`"$user"` left out).
@@ -327,6 +344,9 @@ impl Backend {
         client: &mut C,
         statement: &Statement,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(refused) = engine_setting(statement) {
+            return Some(Err(basin_error(refused)));
+        }
         if let Some(spec) = set_value(statement, REF) {
             if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
                 return Some(Err(basin_error(e)));
@@ -704,5 +724,20 @@ impl ExtendedQueryHandler for Handlers {
                 timeout,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_settings_are_refused_and_connection_settings_are_not() {
+        let parser = PostgresCompatibilityParser::new();
+        let refused = |sql: &str| engine_setting(&parser.parse(sql).unwrap()[0]).is_some();
+        assert!(refused("SET datafusion.execution.batch_size = 1"));
+        assert!(refused("SET DataFusion.optimizer.max_passes TO 1"));
+        assert!(!refused("SET basin.ref = 'dev'"));
+        assert!(!refused("SET statement_timeout = 5000"));
     }
 }
