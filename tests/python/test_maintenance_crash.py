@@ -108,9 +108,13 @@ def test_gc_killed_at_any_point_leaves_every_ref_reading(lakehouse, tmp_path):
     lakehouse("table", "expire", "sales.orders")
     before = {ref: reads(lakehouse, ref) for ref in REFS}
     age_everything(lakehouse.home)
-    clock = time.monotonic()
-    dry = lakehouse.json("gc", "--dry-run")
-    dry_seconds = time.monotonic() - clock
+    # The dry run's time, at its shortest of three: one slow run (this VM's noise) would put
+    # every kill past the end of the gcs it aims at.
+    dry_seconds = float("inf")
+    for _ in range(3):
+        clock = time.monotonic()
+        dry = lakehouse.json("gc", "--dry-run")
+        dry_seconds = min(dry_seconds, time.monotonic() - clock)
     assert dry["files_removed"] > 40, dry
 
     # A gc does what its dry run does, then deletes: the first kill lands halfway through the
