@@ -226,8 +226,15 @@ async fn named_files(table: &Table) -> BTreeSet<PathBuf> {
     files
 }
 
-#[tokio::test]
-async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
+/// A catalog with namespace `c` and a local warehouse whose syncs are recorded: the folder
+/// (kept while it lives), the catalog, the recorder, the warehouse's path and the tables.
+async fn recorded() -> (
+    tempfile::TempDir,
+    Catalog,
+    Arc<RecordingSync>,
+    PathBuf,
+    Tables,
+) {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open_catalog(dir.path()).await;
     create_namespace(&catalog).await;
@@ -240,6 +247,12 @@ async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
         .unwrap()
         .with_file_sync(recorder.clone());
     let tables = Tables::new(catalog.clone(), warehouse);
+    (dir, catalog, recorder, warehouse_dir, tables)
+}
+
+#[tokio::test]
+async fn every_file_a_commit_names_is_synced_before_the_branch_moves() {
+    let (_dir, catalog, recorder, warehouse_dir, tables) = recorded().await;
 
     // A new table, two appends, then a replacement of every row.
     for round in 0..4 {
@@ -307,18 +320,7 @@ async fn assert_synced_before_move(
 /// manifest list and manifest: synced before the merge commit moves the target.
 #[tokio::test]
 async fn a_merge_of_appends_on_both_sides_is_synced_before_the_branch_moves() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = open_catalog(dir.path()).await;
-    create_namespace(&catalog).await;
-    let recorder = Arc::new(RecordingSync {
-        catalog: catalog.clone(),
-        synced: Mutex::default(),
-    });
-    let warehouse_dir = dir.path().join("warehouse");
-    let warehouse = Warehouse::local(&warehouse_dir)
-        .unwrap()
-        .with_file_sync(recorder.clone());
-    let tables = Tables::new(catalog.clone(), warehouse);
+    let (_dir, catalog, recorder, warehouse_dir, tables) = recorded().await;
     let key = Key::table(TABLE).unwrap();
     append(&tables, vec![1]).await.unwrap();
     let base = catalog.resolve("main").await.unwrap();
