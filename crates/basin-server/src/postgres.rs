@@ -22,7 +22,7 @@ use basin_service::Lakehouse;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::arrow_pg::datatypes::{
     arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
@@ -38,7 +38,7 @@ use futures::{Sink, StreamExt, stream};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -52,11 +52,13 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::query::Meter;
+use settings::{connection_ref, is_connection_statement, is_show, statement_timeout, text_field};
 
 mod catalog;
 mod connection;
 mod functions;
 mod login;
+mod settings;
 
 /// The connection setting that picks the ref.
 const REF: &str = "basin.ref";
@@ -220,28 +222,6 @@ fn error_info(e: Error, severity: &str) -> ErrorInfo {
     info
 }
 
-/// The value of `SET <variable> = ...` (or `TO ...`), if this is that statement: the values
-/// joined with `, `, quotes taken off.
-fn set_value(statement: &Statement, name: &str) -> Option<String> {
-    match statement {
-        Statement::Set(Set::SingleAssignment {
-            variable, values, ..
-        }) if variable.to_string().eq_ignore_ascii_case(name) && !values.is_empty() => Some(
-            values
-                .iter()
-                .map(|v| v.to_string().trim_matches(['\'', '"']).to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        _ => None,
-    }
-}
-
-fn is_show(statement: &Statement, name: &str) -> bool {
-    matches!(statement, Statement::ShowVariable { variable }
-        if variable.iter().map(ToString::to_string).collect::<Vec<_>>().join(".").eq_ignore_ascii_case(name))
-}
-
 /// Points the session's unqualified names (and `current_schema()`) at the first namespace of
 /// the connection's `search_path` that exists.
 fn follow_search_path<C: ClientInfo + ?Sized>(cached: &Cached, client: &C) {
@@ -265,30 +245,6 @@ fn follow_search_path<C: ClientInfo + ?Sized>(cached: &Cached, client: &C) {
     *applied = Some(path);
 }
 
-/// Statements about the connection itself, answered by `Backend::connection_statement`.
-fn is_connection_statement(statement: &Statement) -> bool {
-    engine_setting(statement).is_some()
-        || [REF, SEARCH_PATH]
-            .iter()
-            .any(|name| set_value(statement, name).is_some() || is_show(statement, name))
-}
-
-/// The statement policy's refusal of `SET datafusion.*` (the engine's limits), given before
-/// datafusion-postgres' hook would answer `SET` for it on a context every connection shares.
-fn engine_setting(statement: &Statement) -> Option<Error> {
-    match statement {
-        Statement::Set(Set::SingleAssignment { variable, .. })
-            if variable
-                .to_string()
-                .to_ascii_lowercase()
-                .starts_with("datafusion.") =>
-        {
-            basin_sql::policy::check_sql(statement).err()
-        }
-        _ => None,
-    }
-}
-
 /// The namespaces of a connection's `search_path`, in order (`"$user"` left out).
 fn search_path<C: ClientInfo + ?Sized>(client: &C) -> Vec<String> {
     client
@@ -310,67 +266,7 @@ fn empty_plan() -> LogicalPlan {
     })
 }
 
-/// The ref a connection reads: its `SET basin.ref`, else its database name.
-fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
-    client
-        .metadata()
-        .get(REF)
-        .cloned()
-        .unwrap_or_else(|| "main".to_string())
-}
-
-/// The one text column a `SHOW` answers.
-fn text_field(name: &str) -> FieldInfo {
-    FieldInfo::new(name.to_string(), None, None, Type::TEXT, FieldFormat::Text)
-}
-
-/// `SHOW basin.ref` or `SHOW search_path`: one row, one text column.
-fn show_value(name: &str, value: &str) -> PgWireResult<Response> {
-    let fields = Arc::new(vec![text_field(name)]);
-    let mut encoder = DataRowEncoder::new(fields.clone());
-    encoder.encode_field(&Some(value))?;
-    let row = encoder.take_row();
-    Ok(Response::Query(QueryResponse::new(
-        fields,
-        stream::iter([Ok(row)]),
-    )))
-}
-
 impl Backend {
-    /// Answers `SET basin.ref` (after checking the ref exists), `SET search_path` and their
-    /// `SHOW`s; `None` for any other statement.
-    async fn connection_statement<C: ClientInfo + ?Sized>(
-        &self,
-        client: &mut C,
-        statement: &Statement,
-    ) -> Option<PgWireResult<Response>> {
-        if let Some(refused) = engine_setting(statement) {
-            return Some(Err(basin_error(refused)));
-        }
-        if let Some(spec) = set_value(statement, REF) {
-            if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
-                return Some(Err(basin_error(e)));
-            }
-            client.metadata_mut().insert(REF.to_string(), spec);
-            return Some(Ok(Response::Execution(Tag::new("SET"))));
-        }
-        if let Some(path) = set_value(statement, SEARCH_PATH) {
-            client.metadata_mut().insert(SEARCH_PATH.to_string(), path);
-            return Some(Ok(Response::Execution(Tag::new("SET"))));
-        }
-        if is_show(statement, REF) {
-            return Some(show_value(REF, &connection_ref(client)));
-        }
-        if is_show(statement, SEARCH_PATH) {
-            let path = client.metadata().get(SEARCH_PATH).cloned();
-            return Some(show_value(
-                SEARCH_PATH,
-                path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH),
-            ));
-        }
-        None
-    }
-
     /// A session over the ref's current head; the connection's cached one if the head has
     /// not moved.
     async fn session<C: ClientInfo + ?Sized>(
@@ -506,24 +402,6 @@ impl Backend {
             stream::iter(rows)
         });
         Ok(Response::Query(QueryResponse::new(fields, rows)))
-    }
-}
-
-/// The time limit of a connection's next statement: its `statement_timeout` (kept by
-/// datafusion-postgres' SET hook under this key), within the server's `[sql] query_timeout`.
-fn statement_timeout<C: ClientInfo + ?Sized>(
-    client: &C,
-    session: &basin_sql::Session,
-) -> Option<Duration> {
-    let asked = client
-        .metadata()
-        .get("statement_timeout_ms")
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
-    match (asked, session.default_timeout()) {
-        (Some(a), Some(limit)) => Some(a.min(limit)),
-        (a, limit) => a.or(limit),
     }
 }
 
@@ -724,20 +602,5 @@ impl ExtendedQueryHandler for Handlers {
                 timeout,
             )
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engine_settings_are_refused_and_connection_settings_are_not() {
-        let parser = PostgresCompatibilityParser::new();
-        let refused = |sql: &str| engine_setting(&parser.parse(sql).unwrap()[0]).is_some();
-        assert!(refused("SET datafusion.execution.batch_size = 1"));
-        assert!(refused("SET DataFusion.optimizer.max_passes TO 1"));
-        assert!(!refused("SET basin.ref = 'dev'"));
-        assert!(!refused("SET statement_timeout = 5000"));
     }
 }

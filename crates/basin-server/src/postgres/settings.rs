@@ -1,0 +1,158 @@
+//! Statements about the connection itself, answered without the lakehouse's tables:
+//! `SET`/`SHOW basin.ref` and `search_path`, the refusal of `SET datafusion.*`, and the
+//! time limit a connection's `statement_timeout` asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use basin_catalog::Error;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use futures::stream;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::{ClientInfo, Type};
+use pgwire::error::PgWireResult;
+
+use super::{Backend, DEFAULT_SEARCH_PATH, REF, SEARCH_PATH, basin_error, pgwire};
+
+/// The value of `SET <variable> = ...` (or `TO ...`), if this is that statement: the values
+/// joined with `, `, quotes taken off.
+pub(super) fn set_value(statement: &Statement, name: &str) -> Option<String> {
+    match statement {
+        Statement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) if variable.to_string().eq_ignore_ascii_case(name) && !values.is_empty() => Some(
+            values
+                .iter()
+                .map(|v| v.to_string().trim_matches(['\'', '"']).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    }
+}
+
+pub(super) fn is_show(statement: &Statement, name: &str) -> bool {
+    matches!(statement, Statement::ShowVariable { variable }
+        if variable.iter().map(ToString::to_string).collect::<Vec<_>>().join(".").eq_ignore_ascii_case(name))
+}
+
+/// Statements about the connection itself, answered by `Backend::connection_statement`.
+pub(super) fn is_connection_statement(statement: &Statement) -> bool {
+    engine_setting(statement).is_some()
+        || [REF, SEARCH_PATH]
+            .iter()
+            .any(|name| set_value(statement, name).is_some() || is_show(statement, name))
+}
+
+/// The statement policy's refusal of `SET datafusion.*` (the engine's limits), given before
+/// datafusion-postgres' hook would answer `SET` for it on a context every connection shares.
+pub(super) fn engine_setting(statement: &Statement) -> Option<Error> {
+    match statement {
+        Statement::Set(Set::SingleAssignment { variable, .. })
+            if variable
+                .to_string()
+                .to_ascii_lowercase()
+                .starts_with("datafusion.") =>
+        {
+            basin_sql::policy::check_sql(statement).err()
+        }
+        _ => None,
+    }
+}
+
+/// The ref a connection reads: its `SET basin.ref`, else its database name.
+pub(super) fn connection_ref<C: ClientInfo + ?Sized>(client: &C) -> String {
+    client
+        .metadata()
+        .get(REF)
+        .cloned()
+        .unwrap_or_else(|| "main".to_string())
+}
+
+/// The one text column a `SHOW` answers.
+pub(super) fn text_field(name: &str) -> FieldInfo {
+    FieldInfo::new(name.to_string(), None, None, Type::TEXT, FieldFormat::Text)
+}
+
+/// `SHOW basin.ref` or `SHOW search_path`: one row, one text column.
+pub(super) fn show_value(name: &str, value: &str) -> PgWireResult<Response> {
+    let fields = Arc::new(vec![text_field(name)]);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    encoder.encode_field(&Some(value))?;
+    let row = encoder.take_row();
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        stream::iter([Ok(row)]),
+    )))
+}
+
+impl Backend {
+    /// Answers `SET basin.ref` (after checking the ref exists), `SET search_path` and their
+    /// `SHOW`s; `None` for any other statement.
+    pub(super) async fn connection_statement<C: ClientInfo + ?Sized>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+    ) -> Option<PgWireResult<Response>> {
+        if let Some(refused) = engine_setting(statement) {
+            return Some(Err(basin_error(refused)));
+        }
+        if let Some(spec) = set_value(statement, REF) {
+            if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
+                return Some(Err(basin_error(e)));
+            }
+            client.metadata_mut().insert(REF.to_string(), spec);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
+        if let Some(path) = set_value(statement, SEARCH_PATH) {
+            client.metadata_mut().insert(SEARCH_PATH.to_string(), path);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
+        if is_show(statement, REF) {
+            return Some(show_value(REF, &connection_ref(client)));
+        }
+        if is_show(statement, SEARCH_PATH) {
+            let path = client.metadata().get(SEARCH_PATH).cloned();
+            return Some(show_value(
+                SEARCH_PATH,
+                path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH),
+            ));
+        }
+        None
+    }
+}
+
+/// The time limit of a connection's next statement: its `statement_timeout` (kept by
+/// datafusion-postgres' SET hook under this key), within the server's `[sql] query_timeout`.
+pub(super) fn statement_timeout<C: ClientInfo + ?Sized>(
+    client: &C,
+    session: &basin_sql::Session,
+) -> Option<Duration> {
+    let asked = client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    match (asked, session.default_timeout()) {
+        (Some(a), Some(limit)) => Some(a.min(limit)),
+        (a, limit) => a.or(limit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+    use super::*;
+
+    #[test]
+    fn engine_settings_are_refused_and_connection_settings_are_not() {
+        let parser = PostgresCompatibilityParser::new();
+        let refused = |sql: &str| engine_setting(&parser.parse(sql).unwrap()[0]).is_some();
+        assert!(refused("SET datafusion.execution.batch_size = 1"));
+        assert!(refused("SET DataFusion.optimizer.max_passes TO 1"));
+        assert!(!refused("SET basin.ref = 'dev'"));
+        assert!(!refused("SET statement_timeout = 5000"));
+    }
+}
