@@ -68,25 +68,18 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 pub(crate) async fn new_files(
     before: Option<&Table>,
     after: &Table,
-    warehouse: &str,
+    warehouse: &crate::Warehouse,
 ) -> Result<Vec<String>> {
     let context = format!("cannot list the new files of `{}`", after.identifier());
     // Manifest lists and manifests are read here, before anything else trusts them: one a
     // client named outside the warehouse (`/dev/zero`, another table's folder) is refused.
     let inside = |path: &str| {
-        let (Some(path), Some(root)) = (local_path(path), local_path(warehouse)) else {
-            return Ok(());
-        };
-        let dotted = path
-            .components()
-            .any(|c| c == std::path::Component::ParentDir);
-        if path.starts_with(&root) && !dotted {
+        if warehouse.contains(path) {
             Ok(())
         } else {
             Err(Error::invalid(format!(
-                "{context}: {} is outside the warehouse {}",
-                path.display(),
-                root.display()
+                "{context}: {path} is outside the warehouse {}",
+                warehouse.location()
             ))
             .with_hint("a snapshot's manifest list and manifests must be files in the warehouse"))
         }

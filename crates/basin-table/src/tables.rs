@@ -215,7 +215,7 @@ impl Tables {
         let Some(sync) = self.warehouse.file_sync() else {
             return Ok(());
         };
-        let files = crate::durable::new_files(before, after, self.warehouse.location()).await?;
+        let files = crate::durable::new_files(before, after, &self.warehouse).await?;
         let top = if new_table {
             self.warehouse.location()
         } else {

@@ -122,6 +122,16 @@ impl Warehouse {
         &self.location
     }
 
+    /// Whether `location` lies inside this warehouse: under its location, written as the
+    /// warehouse writes it (as every path Basin makes for its tables is), with no `..`
+    /// segment. Nothing Basin reads or writes for a client may lie elsewhere.
+    pub fn contains(&self, location: &str) -> bool {
+        location
+            .strip_prefix(self.location.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+            && !location.split('/').any(|part| part == "..")
+    }
+
     pub fn file_io(&self) -> &FileIO {
         &self.file_io
     }

@@ -83,18 +83,17 @@ pub(super) struct CreateTable {
 /// Only locations inside the warehouse: a client must not make Basin write (or read)
 /// elsewhere on its disk or in its buckets.
 fn check_location(lakehouse: &Lakehouse, location: &str) -> RestResult<()> {
-    let root = lakehouse.warehouse().location();
-    let inside = location
-        .strip_prefix(root)
-        .is_some_and(|rest| rest.starts_with('/'))
-        && !location.split('/').any(|part| part == "..");
-    if inside {
+    let warehouse = lakehouse.warehouse();
+    if warehouse.contains(location) {
         Ok(())
     } else {
         Err(RestError::new(
             StatusCode::BAD_REQUEST,
             "BadRequestException",
-            format!("location `{location}` is outside the warehouse {root}"),
+            format!(
+                "location `{location}` is outside the warehouse {}",
+                warehouse.location()
+            ),
         ))
     }
 }
