@@ -58,6 +58,29 @@ def test_a_truncated_csv_is_refused_naming_its_line(lakehouse):
     assert lakehouse("query", "SELECT count(*) AS n FROM s.t", "--format", "csv") == "n\n1\n"
 
 
+def test_a_data_file_removed_outside_basin_fails_every_read_naming_it(lakehouse):
+    """A query never answers without the rows of a file its snapshot names: with the file
+    gone, each read fails, names the file and says how to recover."""
+    for n, rows in enumerate(["1,a\n2,b\n", "3,c\n"]):
+        part = lakehouse.home / f"part{n}.csv"
+        part.write_text("id,note\n" + rows)
+        lakehouse("import", str(part), "--table", "s.t")
+    first = lakehouse.json("log", "main")[1]["id"]  # newest first: the first import
+    files = sorted((lakehouse.home / ".basin" / "warehouse").rglob("*.parquet"), key=lambda p: p.name)
+    assert len(files) == 2
+    files[1].unlink()  # uuid v7 names: the second import's file
+    for sql in ["SELECT count(*) FROM s.t", "SELECT * FROM s.t WHERE id > 0", "SELECT * FROM s.t LIMIT 1"]:
+        done = lakehouse.run("query", sql, check=False)
+        assert done.returncode == 1 and done.stdout == "", (sql, done.stdout)
+        assert f"`s.t`: its data file {files[1]} is missing" in done.stderr, done.stderr
+        assert "hint: restore the file, or put the table back" in done.stderr
+    # Time travel to before the file still reads; so does the table once reverted.
+    count = ["query", "SELECT count(*) AS n FROM s.t", "--format", "csv"]
+    assert lakehouse(*count, "--ref", f"main@{first}") == "n\n2\n"
+    lakehouse("table", "revert", "s.t", "--to", f"main@{first}")
+    assert lakehouse(*count) == "n\n2\n"
+
+
 LOAD = '''
 import basin
 

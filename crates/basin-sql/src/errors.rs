@@ -43,16 +43,23 @@ pub(crate) fn sql_error(
     option: NamespaceOption,
 ) -> Error {
     let root = e.find_root();
+    // Basin's own error, raised inside the engine (a scan's missing file): as it was.
+    if let DataFusionError::External(inner) = root
+        && let Some(basin) = inner.downcast_ref::<Error>()
+    {
+        let same = Error::new(basin.kind(), basin.message.clone());
+        return match &basin.hint {
+            Some(hint) => same.with_hint(hint.clone()),
+            None => same,
+        };
+    }
     let message = root
         .to_string()
         .trim_start_matches("Error during planning: ")
         .to_string();
     let lower = message.to_ascii_lowercase();
     let kind = match root {
-        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
-            Some(basin) => basin.kind(),
-            None => ErrorKind::Io,
-        },
+        DataFusionError::External(_) => ErrorKind::Io,
         DataFusionError::IoError(_)
         | DataFusionError::ObjectStore(_)
         | DataFusionError::ParquetError(_) => ErrorKind::Io,

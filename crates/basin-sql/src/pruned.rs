@@ -19,13 +19,15 @@ use basin_catalog::Key;
 use basin_table::Tables;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -280,11 +282,72 @@ impl TableProvider for PrunedScan {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_collect_stat(true);
+        let files: Vec<(object_store::path::Path, &str)> = urls
+            .iter()
+            .zip(&tasks)
+            .map(|(u, t)| (u.prefix().clone(), t.data_file_path.as_str()))
+            .collect();
+        let store = state.runtime_env().object_store(&urls[0])?;
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(self.schema.clone());
-        ListingTable::try_new(config)?
+        let plan = ListingTable::try_new(config)?
             .scan(state, projection, filters, limit)
-            .await
+            .await?;
+        self.check_all_found(&plan, &files, limit.is_some(), store.as_ref())
+            .await?;
+        Ok(plan)
+    }
+}
+
+impl PrunedScan {
+    /// Fails when a data file the snapshot names is missing. A `ListingTable` takes a file
+    /// that is not there for an empty folder, so without this check a file removed outside
+    /// Basin would silently drop its rows from every answer. Files a `LIMIT` left out of
+    /// `plan` (it had enough rows before them) are looked up one by one.
+    async fn check_all_found(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        files: &[(object_store::path::Path, &str)],
+        limited: bool,
+        store: &dyn object_store::ObjectStore,
+    ) -> DfResult<()> {
+        use object_store::ObjectStoreExt;
+        let mut planned = std::collections::HashSet::new();
+        plan.apply(|node| {
+            if let Some(source) = node.as_any().downcast_ref::<DataSourceExec>()
+                && let Some(config) = source
+                    .data_source()
+                    .as_any()
+                    .downcast_ref::<FileScanConfig>()
+            {
+                for group in &config.file_groups {
+                    planned.extend(group.files().iter().map(|f| f.object_meta.location.clone()));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let left_out = files.iter().filter(|(f, _)| !planned.contains(f));
+        for (file, name) in left_out {
+            let missing = !limited
+                || matches!(
+                    store.head(file).await,
+                    Err(object_store::Error::NotFound { .. })
+                );
+            if missing {
+                return Err(DataFusionError::External(Box::new(
+                    basin_catalog::Error::io(format!(
+                        "`{}`: its data file {name} is missing (removed outside Basin?)",
+                        self.key
+                    ))
+                    .with_hint(format!(
+                        "restore the file, or put the table back as it was at an earlier \
+                         commit: `basin table revert {} --to <ref@commit>` (`basin log` lists them)",
+                        self.key
+                    )),
+                )));
+            }
+        }
+        Ok(())
     }
 }
