@@ -315,6 +315,65 @@ def test_a_cancel_request_stops_the_query_of_its_connection_only(server):
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
+def test_revoked_tokens_idle_clients_and_piled_up_statements_end_or_are_refused(pg):
+    """A logged-in connection is not forever: revoking its token ends it at its next
+    statement; a client silent for `[server] pg_idle_timeout` is sent away (57P05); named
+    prepared statements and portals past `[server] pg_max_prepared` are refused (53400) until
+    some are closed, and the connection goes on."""
+    admin = pg("token", "create", "--role", "admin", "--name", "ops").strip()
+    reader = pg("token", "create", "--role", "reader", "--name", "bi").strip()
+    reader_id = next(t["id"] for t in pg.json("token", "ls") if t["name"] == "bi")
+    (pg.home / "basin.toml").write_text('[server]\npg_idle_timeout = "3s"\npg_max_prepared = 3\n')
+    base, proc = serve(pg)
+    try:
+        with psycopg.connect(host="127.0.0.1", port=proc.port, user="bi", password=reader, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 2
+            pg("token", "rm", reader_id)
+            time.sleep(1.2)  # the connection looks its token up at most once a second
+            with pytest.raises(psycopg.OperationalError, match="was revoked"):
+                conn.execute("SELECT count(*) FROM sales.orders")
+
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.settimeout(30)
+            sock.sendall(_startup() + _wire(b"p", admin.encode() + b"\0"))
+            answer = b""
+            while b"Z\0\0\0\x05I" not in answer:
+                answer += sock.recv(65536)
+
+            def extended(*messages):
+                sock.sendall(b"".join(messages) + _wire(b"S", b""))
+                out = b""
+                while b"Z\0\0\0\x05" not in out:
+                    out += sock.recv(65536)
+                return out
+
+            def parse(name):
+                return _wire(b"P", name + b"\0SELECT 1\0\0\0")
+
+            def close(name):
+                return _wire(b"C", b"S" + name + b"\0")
+
+            assert b"53400" not in extended(parse(b"a"), parse(b"b"), parse(b"c"), parse(b"a"))
+            refused = extended(parse(b"d"))
+            assert b"53400" in refused and b"pg_max_prepared" in refused, refused
+            assert b"53400" not in extended(parse(b""), parse(b""))  # unnamed ones replace each other
+            assert b"53400" not in extended(close(b"b"), parse(b"d"))
+            # Binding a named statement into a named portal counts too.
+            bound = extended(_wire(b"B", b"p1\0a\0" + b"\0" * 6))
+            assert b"53400" in bound, bound
+            ran = extended(close(b"c"), _wire(b"B", b"p1\0a\0" + b"\0" * 6), _wire(b"E", b"p1\0\0\0\0\0"))
+            assert b"53400" not in ran and b"D\0\0\0" in ran, ran  # a data row: it ran
+
+            # Then silence: sent away after the idle timeout.
+            answer = _until_closed(sock)
+        assert b"SFATAL" in answer and b"57P05" in answer and b"pg_idle_timeout" in answer, answer
+        assert _limit_hits(base, admin, "pg_idle_timeout")[0] == 1
+        assert _limit_hits(base, admin, "pg_max_prepared")[0] == 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_set_of_an_engine_setting_is_refused_by_the_policy(server):
     """`SET datafusion.*` would change the engine's limits: refused with 25006 through both
     protocols, not answered `SET` (datafusion-postgres' hook would, on a context shared by

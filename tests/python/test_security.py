@@ -333,3 +333,36 @@ def test_uploads_past_the_limit_are_refused_and_leave_nothing(hostile, orders, t
     uploads = h["home"] / ".basin" / "uploads"
     wait_for(lambda: not uploads.exists() or not any(uploads.iterdir()), 10)
     assert "sales.big" not in orders("table", "ls")
+
+
+def test_a_failure_on_the_server_shows_callers_no_paths(hostile):
+    """A table whose files went missing: the caller learns that the server failed, and where
+    the details are; the paths go to the server's log only. Every answer says `nosniff`."""
+    base, reader, home = hostile["base"], hostile["reader"], str(hostile["home"])
+    for data in (hostile["home"] / ".basin" / "warehouse").rglob("*.parquet"):
+        data.unlink()
+    request = urllib.request.Request(f"{base}/api/v1/query", method="POST",
+                                     data=json.dumps({"sql": "SELECT * FROM sales.orders"}).encode(),
+                                     headers={"authorization": f"Bearer {reader}",
+                                              "content-type": "application/json", "x-request-id": "lost-files"})
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(request, timeout=30)
+    answer = failed.value
+    body = json.loads(answer.read())
+    assert answer.code == 500 and body["error"]["kind"] == "Io", body
+    assert "its log has the details" in body["error"]["message"] and "x-request-id" in body["error"]["hint"]
+    assert answer.headers["x-request-id"] == "lost-files"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert home not in json.dumps(body)
+    with urllib.request.urlopen(f"{base}/healthz") as ok:
+        assert ok.headers["x-content-type-options"] == "nosniff"
+
+    with psycopg.connect(host="127.0.0.1", port=hostile["pg"], user="basin", password=reader,
+                         dbname="main") as conn:
+        with pytest.raises(psycopg.errors.InternalError_) as pg_failed:
+            conn.execute("SELECT * FROM sales.orders").fetchall()
+    assert "its log has the details" in str(pg_failed.value) and home not in str(pg_failed.value)
+
+    hostile["proc"].kill()
+    log = hostile["proc"].stderr.read()
+    assert re.search(r"lost-files.*" + re.escape(home), log), log[-2000:]

@@ -70,20 +70,43 @@ impl IntoResponse for ApiError {
             ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::error!("{e}");
-        }
         (status, Json(error_body(&e))).into_response()
     }
 }
 
-/// `{"error": {"message", "hint", "kind"}}`.
+/// `{"error": {"message", "hint", "kind"}}`, as [`for_caller`] shows it.
 pub(crate) fn error_body(e: &Error) -> serde_json::Value {
+    let (message, hint) = for_caller(e);
     serde_json::json!({"error": {
-        "message": e.message,
-        "hint": e.hint,
+        "message": message,
+        "hint": hint,
         "kind": format!("{:?}", e.kind()),
     }})
+}
+
+/// What a caller may read of `e`. A failure on the server's side (the catalog store, files,
+/// a bug) names paths and internals, so the caller reads only its kind and where the details
+/// are, and the log gets the whole error (under the request's id on HTTP). Everything else
+/// (a bad name, a conflict, a limit, a function's own error) is the caller's to read.
+pub(crate) fn for_caller(e: &Error) -> (String, Option<String>) {
+    if !matches!(
+        e.kind(),
+        ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal
+    ) {
+        return (e.message.clone(), e.hint.clone());
+    }
+    tracing::error!(kind = ?e.kind(), "{e}");
+    (
+        format!(
+            "the server failed on this request ({:?}); its log has the details",
+            e.kind()
+        ),
+        Some(
+            "not the request's fault: retry later; the server's operator finds the details in \
+             its log (on HTTP, under the answer's `x-request-id`)"
+                .to_string(),
+        ),
+    )
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

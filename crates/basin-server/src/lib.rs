@@ -351,8 +351,14 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
     state
         .metrics
         .request(method_label, &api::route_label(&path), status, seconds);
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+        headers.insert("x-request-id", value);
     }
+    // A browser takes each answer as the type it says it is (no JSON or CSV run as a script).
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }

@@ -64,6 +64,9 @@ mod settings;
 const REF: &str = "basin.ref";
 /// Connection metadata: who connected, as `current_user` answers (the token's name).
 const WHO: &str = "basin.who";
+/// The id of the token the connection logged in with, looked up again as it goes on
+/// (`connection::TOKEN_CHECK`): revoking the token ends the connection.
+const TOKEN_ID: &str = "basin.token_id";
 /// The connection's `search_path`: where unqualified table names are looked up.
 const SEARCH_PATH: &str = "search_path";
 /// Postgres' default `search_path`.
@@ -130,6 +133,8 @@ pub(crate) async fn serve(
     let limits = connection::Limits {
         login_timeout: server.header_read_timeout,
         max_message_size: server.pg_max_message_size,
+        idle_timeout: server.pg_idle_timeout,
+        max_prepared: server.pg_max_prepared,
     };
     // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
     let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
@@ -217,8 +222,9 @@ fn error_info(e: Error, severity: &str) -> ErrorInfo {
         ErrorKind::Limit => "53200",
         _ => "XX000",
     };
-    let mut info = ErrorInfo::new(severity.into(), code.into(), e.message.clone());
-    info.hint = e.hint.clone();
+    let (message, hint) = crate::api::for_caller(&e);
+    let mut info = ErrorInfo::new(severity.into(), code.into(), message);
+    info.hint = hint;
     info
 }
 

@@ -286,6 +286,8 @@ pub struct ServerSection {
     pub json_max_bytes: Option<SizeValue>,
     pub pg_max_call_depth: Option<usize>,
     pub pg_max_message_size: Option<SizeValue>,
+    pub pg_idle_timeout: Option<DurationValue>,
+    pub pg_max_prepared: Option<usize>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -314,6 +316,11 @@ pub struct ServerSettings {
     /// The largest message a Postgres client may send once logged in (a statement with its
     /// parameters); before login, at most 16 KiB.
     pub pg_max_message_size: usize,
+    /// How long a logged-in Postgres client may send nothing before its connection is
+    /// closed (`None`: forever), as Postgres' `idle_session_timeout`.
+    pub pg_idle_timeout: Option<std::time::Duration>,
+    /// Named prepared statements and portals one Postgres connection holds at once.
+    pub pg_max_prepared: usize,
 }
 
 impl Default for ServerSettings {
@@ -329,6 +336,8 @@ impl Default for ServerSettings {
             json_max_bytes: 64 << 20,
             pg_max_call_depth: 12,
             pg_max_message_size: 64 << 20,
+            pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
+            pg_max_prepared: 1000,
         }
     }
 }
@@ -551,6 +560,12 @@ impl Settings {
             let bytes = v.bytes(&setting("server", "pg_max_message_size"))?;
             // A message of less than 16 KiB could not carry a login.
             server.pg_max_message_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(16 << 10);
+        }
+        if let Some(v) = &w.pg_idle_timeout {
+            server.pg_idle_timeout = v.limit(&setting("server", "pg_idle_timeout"))?;
+        }
+        if let Some(n) = w.pg_max_prepared {
+            server.pg_max_prepared = n.max(1);
         }
         let defaults = Pricing::default();
         let pricing = Pricing {

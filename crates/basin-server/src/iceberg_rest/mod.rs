@@ -139,12 +139,9 @@ impl RestError {
                 ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "BadRequestException"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailureException"),
             };
-            if status.is_server_error() {
-                tracing::error!("{e}");
-            }
-            let message = match &e.hint {
-                Some(hint) => format!("{} (hint: {hint})", e.message),
-                None => e.message.clone(),
+            let message = match crate::api::for_caller(&e) {
+                (message, Some(hint)) => format!("{message} (hint: {hint})"),
+                (message, None) => message,
             };
             Self::new(status, kind, message)
         }

@@ -10,13 +10,20 @@
 //! - the login takes at most `[server] header_read_timeout`, as an HTTP request's headers do
 //!   (pgwire's is a fixed minute);
 //! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
-//!   random key it names (pgwire's default handler does nothing, and every key was 0).
+//!   random key it names (pgwire's default handler does nothing, and every key was 0);
+//! - once logged in, a client that sends nothing for `[server] pg_idle_timeout` is sent away,
+//!   and one whose token was revoked is sent away at its next message (HTTP checks the
+//!   token on every request; a Postgres connection checks it at most every
+//!   [`TOKEN_CHECK`]);
+//! - a connection holds at most `[server] pg_max_prepared` named prepared statements and
+//!   portals (pgwire keeps them until they are closed, without a bound).
 
+use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{
@@ -31,18 +38,24 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::{Handlers, pgwire};
+use super::{Handlers, TOKEN_ID, pgwire};
 use crate::metrics::Metrics;
 
 /// The largest message before login: a startup packet (pgwire refuses those over 10,000
 /// bytes) or a password message, whose password is a Basin token of a few dozen bytes.
 pub(super) const LOGIN_MESSAGE_SIZE: usize = 16 << 10;
 
+/// How often, at most, a logged-in connection looks its token up again (at its next
+/// message), so that revoking a token ends the sessions it opened.
+pub(super) const TOKEN_CHECK: Duration = Duration::from_secs(1);
+
 /// What one connection may send.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Limits {
     pub(super) login_timeout: Duration,
     pub(super) max_message_size: usize,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_prepared: usize,
 }
 
 /// Serves one client until it leaves, a FATAL error, or a limit.
@@ -79,6 +92,9 @@ pub(super) async fn serve(
     // Once logged in: the handle a cancel request (psql's Ctrl-C) fires, and its
     // registration, which ends with the connection.
     let mut cancels: Option<(Arc<ConnectionHandle>, ConnectionGuard)> = None;
+    let mut token_checked = Instant::now();
+    // The named prepared statements (`S`) and portals (`P`) the client has open.
+    let mut prepared = Prepared::default();
     loop {
         let logging_in = matches!(
             socket.state(),
@@ -103,7 +119,21 @@ pub(super) async fn serve(
                 next = socket.next() => next,
             }
         } else {
-            socket.next().await
+            match limits.idle_timeout {
+                None => socket.next().await,
+                Some(idle) => match tokio::time::timeout(idle, socket.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        metrics.limit_hit("pg_idle_timeout");
+                        let why = format!(
+                            "terminating connection due to idle-session timeout: nothing sent \
+                             for {}s (`[server] pg_idle_timeout`)",
+                            idle.as_secs_f64()
+                        );
+                        return fatal(&mut socket, "57P05", why, None).await;
+                    }
+                },
+            }
         };
         socket.get_mut().read = 0; // the next message starts its count
         let message = match next {
@@ -154,6 +184,58 @@ pub(super) async fn serve(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        let token = socket.metadata().get(TOKEN_ID).cloned();
+        if let Some(id) = token.filter(|_| token_checked.elapsed() >= TOKEN_CHECK) {
+            match handlers.0.lakehouse.list_tokens().await {
+                Ok(tokens) if tokens.iter().any(|t| t.id == id) => token_checked = Instant::now(),
+                Ok(_) => {
+                    let hint = "log in again with a live token (`basin token create`)";
+                    let why = "the access token this connection logged in with was revoked";
+                    return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
+                }
+                // Not known to be revoked, not known to be live: this message fails, and the
+                // next one asks again.
+                Err(e) => {
+                    tracing::warn!("postgres: cannot look the connection's token up: {e}");
+                    let e = super::basin_error(e);
+                    process_error(&mut socket, e, extended_query).await?;
+                    continue;
+                }
+            }
+        }
+        let awaiting_sync = matches!(socket.state(), PgWireConnectionState::AwaitingSync);
+        let opens = if awaiting_sync {
+            None
+        } else {
+            prepared.opens(&message)
+        };
+        if let Some(name) = &opens
+            && prepared.len() >= limits.max_prepared
+            && !prepared.contains(name)
+        {
+            metrics.limit_hit("pg_max_prepared");
+            let mut info = ErrorInfo::new(
+                "ERROR".into(),
+                "53400".into(),
+                format!(
+                    "this connection already holds {} named prepared statements and portals \
+                     (`[server] pg_max_prepared`)",
+                    limits.max_prepared
+                ),
+            );
+            info.hint = Some(
+                "close the ones no longer needed (Close, DEALLOCATE), or use \
+                              unnamed ones"
+                    .into(),
+            );
+            process_error(&mut socket, PgWireError::UserError(Box::new(info)), true).await?;
+            continue;
+        }
+        let closes = if awaiting_sync {
+            None
+        } else {
+            Prepared::closes(&message)
+        };
         let cancelled = match &cancels {
             Some((handle, _)) => Some(handle.start_query().await),
             None => None,
@@ -179,6 +261,14 @@ pub(super) async fn serve(
             let (pid, secret) = socket.pid_and_secret_key();
             cancels = Some(handlers.0.cancels.register(pid, secret));
         }
+        if handled.is_ok() {
+            if let Some(name) = opens {
+                prepared.insert(name);
+            }
+            if let Some(name) = closes {
+                prepared.remove(&name);
+            }
+        }
         if let Err(e) = handled {
             let info = ErrorInfo::from(e);
             let ending = info.is_fatal();
@@ -192,6 +282,53 @@ pub(super) async fn serve(
                 return linger(socket.get_mut()).await;
             }
         }
+    }
+}
+
+/// The named prepared statements (`S`) and portals (`P`) a connection has open, as its
+/// messages open and close them (pgwire's store cannot be counted).
+#[derive(Default)]
+struct Prepared(HashSet<(u8, String)>);
+
+impl Prepared {
+    /// The name a `Parse` or `Bind` message opens (unnamed ones replace each other).
+    fn opens(&self, message: &PgWireFrontendMessage) -> Option<(u8, String)> {
+        let named = |kind: u8, name: &Option<String>| {
+            name.as_ref()
+                .filter(|n| !n.is_empty())
+                .map(|n| (kind, n.clone()))
+        };
+        match message {
+            PgWireFrontendMessage::Parse(parse) => named(b'S', &parse.name),
+            PgWireFrontendMessage::Bind(bind) => named(b'P', &bind.portal_name),
+            _ => None,
+        }
+    }
+
+    /// The name a `Close` message closes.
+    fn closes(message: &PgWireFrontendMessage) -> Option<(u8, String)> {
+        match message {
+            PgWireFrontendMessage::Close(close) => {
+                Some((close.target_type, close.name.clone().unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn contains(&self, name: &(u8, String)) -> bool {
+        self.0.contains(name)
+    }
+
+    fn insert(&mut self, name: (u8, String)) {
+        self.0.insert(name);
+    }
+
+    fn remove(&mut self, name: &(u8, String)) {
+        self.0.remove(name);
     }
 }
 

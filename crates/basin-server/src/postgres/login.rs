@@ -16,7 +16,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{Handlers, REF, WHO, error_info, pgwire};
+use super::{Handlers, REF, TOKEN_ID, WHO, error_info, pgwire};
 
 impl Handlers {
     /// Authentication passed: pick the ref from the database name and say ready.
@@ -96,6 +96,9 @@ impl StartupHandler for Handlers {
                         client
                             .metadata_mut()
                             .insert(WHO.to_string(), token.name.clone());
+                        client
+                            .metadata_mut()
+                            .insert(TOKEN_ID.to_string(), token.id.clone());
                         self.welcome(client).await?;
                     }
                     Ok(None) => {

@@ -61,6 +61,21 @@ fn gc_grace_and_the_postgres_message_size_have_defaults_and_floors() {
 }
 
 #[test]
+fn the_postgres_idle_timeout_and_prepared_cap_have_defaults() {
+    let server = |toml: &str| settings(toml).map(|s| s.server);
+    let defaults = server("").unwrap();
+    assert_eq!(
+        defaults.pg_idle_timeout,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(defaults.pg_max_prepared, 1000);
+    let set = server("[server]\npg_idle_timeout = \"off\"\npg_max_prepared = 0\n").unwrap();
+    assert_eq!((set.pg_idle_timeout, set.pg_max_prepared), (None, 1));
+    let e = server("[server]\npg_idle_timeout = \"soon\"\n").unwrap_err();
+    assert!(e.message.contains("pg_idle_timeout"), "{e}");
+}
+
+#[test]
 fn table_cache_is_a_count_with_a_default() {
     let load = |toml: &str| settings(toml).map(|s| s.sql.table_cache);
     assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);
