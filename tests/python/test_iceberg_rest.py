@@ -183,6 +183,14 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
                          "properties": {"write.data.path": str(elsewhere)}})
     assert status == 400 and "outside the warehouse" in body["error"]["message"], body
     assert main.load_table("sales.orders").current_snapshot() is None
+    # Nor with a manifest in the warehouse that names a data file outside it (PyIceberg's
+    # add_files commits files where they lie): readers would read any file the server can.
+    import pyarrow.parquet as pq
+    outside = tmp_path / "outside.parquet"
+    pq.write_table(orders([1], [2.5]), outside)
+    with pytest.raises(Exception, match="outside the warehouse"):
+        main.load_table("sales.orders").add_files([str(outside)])
+    assert main.load_table("sales.orders").current_snapshot() is None
 
     csv = tmp_path / "regions.csv"
     csv.write_text(f"region,n\na/../../../../../../../../../..{elsewhere},1\nEU,2\n")
@@ -203,6 +211,41 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
                         {"name": "planted", "metadata-location": str(planted)})
     assert status == 400 and "outside the warehouse" in body["error"]["message"], body
     assert not main.table_exists("sales.planted")
+    # Nor one whose manifest list and manifest are in the warehouse, and whose manifest
+    # names a data file outside it (written here with PyIceberg's own manifest writers).
+    plant_outside_data_file(main.load_table("sales.orders"), outside, warehouse / "planted2.metadata.json")
+    status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
+                        {"name": "planted2", "metadata-location": str(warehouse / "planted2.metadata.json")})
+    assert status == 400 and "outside the warehouse" in body["error"]["message"], body
+    assert not main.table_exists("sales.planted2")
+
+
+def plant_outside_data_file(table, data, metadata_path):
+    """Writes, beside `metadata_path`, a manifest naming `data` (wherever it lies) and a
+    manifest list naming that manifest, and at `metadata_path` the table's metadata with a
+    snapshot reading that list."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO, parquet_file_to_data_file
+    from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, write_manifest, write_manifest_list
+
+    io, folder, snapshot_id = PyArrowFileIO(), metadata_path.parent, 424242
+    metadata = table.metadata
+    data_file = parquet_file_to_data_file(io, metadata, str(data))
+    with write_manifest(2, metadata.spec(), metadata.schema(), io.new_output(str(folder / "planted-m0.avro")),
+                        snapshot_id, "null") as writer:
+        writer.add(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=snapshot_id,
+                                           sequence_number=1, file_sequence_number=1, data_file=data_file))
+    manifest = writer.to_manifest_file()
+    with write_manifest_list(2, io.new_output(str(folder / "planted-list.avro")), snapshot_id, None, 1, "null") as lst:
+        lst.add_manifests([manifest])
+    planted = json.loads(Path(table.metadata_location.removeprefix("file://")).read_text())
+    planted["snapshots"] = [{"snapshot-id": snapshot_id, "sequence-number": 1, "timestamp-ms": 1700000000000,
+                             "schema-id": 0, "manifest-list": str(folder / "planted-list.avro"),
+                             "summary": {"operation": "append"}}]
+    planted["current-snapshot-id"] = snapshot_id
+    planted["last-sequence-number"] = 1
+    planted["refs"] = {"main": {"snapshot-id": snapshot_id, "type": "branch"}}
+    planted["snapshot-log"] = []
+    metadata_path.write_text(json.dumps(planted))
 
 
 def test_the_codec_a_table_names_is_the_codec_its_files_are_written_with(lakehouse, open_server, tmp_path):

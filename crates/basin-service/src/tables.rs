@@ -169,6 +169,7 @@ impl Lakehouse {
         let at = self.resolve(branch).await?;
         let branch = at.writable_branch()?;
         let table = self.tables().load_from(&key, metadata_location).await?;
+        self.tables().check_files_inside(&table).await?;
         match self.catalog().content(&at, &key).await? {
             Some(Content::Table { .. }) if !overwrite => {
                 return Err(Error::new(

@@ -8,8 +8,13 @@
 //! `metadata.json`), never a folder, and the files a REST client wrote were never Basin's to
 //! sync. So after staging and before the catalog commit, every file the new metadata adds is
 //! synced by path, with the folders above them up to the table's (the warehouse's, for a
-//! new table). In S3 a completed PUT is
-//! durable, so there is nothing to do there.
+//! new table). In S3 a completed PUT is durable, but a file may be gone before its commit (gc
+//! removes unreferenced files older than `[maintenance] gc_grace`, and a write may run longer
+//! than that), so each new file is looked up instead: a commit never names a missing file.
+//!
+//! Either way, the new snapshots' manifest lists, manifests and added data files must lie in
+//! the warehouse: a client of the Iceberg REST door could otherwise commit a table whose
+//! readers read any file the server can.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
@@ -81,7 +86,7 @@ pub(crate) async fn new_files(
                 "{context}: {path} is outside the warehouse {}",
                 warehouse.location()
             ))
-            .with_hint("a snapshot's manifest list and manifests must be files in the warehouse"))
+            .with_hint("a snapshot's manifest list, manifests and data files must be files in the warehouse"))
         }
     };
     let known: HashSet<i64> = before
@@ -115,6 +120,7 @@ pub(crate) async fn new_files(
                 .map_err(from_iceberg(&context))?;
             for entry in manifest.entries() {
                 if entry.status() == ManifestStatus::Added && entry.snapshot_id() == Some(id) {
+                    inside(entry.file_path())?;
                     files.push(entry.file_path().to_string());
                 }
             }
@@ -163,6 +169,44 @@ pub(crate) async fn sync_files(
         })
 }
 
+/// Looks up each of `files` not in `checked` yet in an object store, and remembers it: fails
+/// naming the first that is missing.
+pub(crate) async fn check_present(
+    file_io: &iceberg::io::FileIO,
+    table: &str,
+    files: Vec<String>,
+    checked: &mut HashSet<String>,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let new: Vec<String> = files.into_iter().filter(|f| !checked.contains(f)).collect();
+    let found: Vec<(String, bool)> = futures::stream::iter(new)
+        .map(|file| async move {
+            let exists = file_io.exists(&file).await.map_err(from_iceberg(&format!(
+                "cannot look up {file} before committing `{table}`"
+            )))?;
+            Ok::<_, Error>((file, exists))
+        })
+        .buffer_unordered(PRESENCE_CHECKS)
+        .try_collect()
+        .await?;
+    for (file, exists) in found {
+        if !exists {
+            return Err(Error::io(format!(
+                "cannot commit `{table}`: its new file {file} is gone"
+            ))
+            .with_hint(
+                "run the write again; if it ran longer than `[maintenance] gc_grace`, gc removed \
+                 its files as unreferenced: raise the grace above the longest write",
+            ));
+        }
+        checked.insert(file);
+    }
+    Ok(())
+}
+
+/// Object-store lookups one commit runs at once.
+const PRESENCE_CHECKS: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +220,28 @@ mod tests {
         assert_eq!(local_path("file:///w/a"), Some(PathBuf::from("/w/a")));
         assert_eq!(local_path("file:/w/a"), Some(PathBuf::from("/w/a")));
         assert_eq!(local_path("s3://bucket/w/a"), None);
+    }
+
+    #[tokio::test]
+    async fn a_commit_naming_a_file_no_longer_in_the_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().join("a.parquet").display().to_string();
+        std::fs::write(&here, b"PAR1").unwrap();
+        let gone = dir.path().join("gone.parquet").display().to_string();
+        let file_io = iceberg::io::FileIO::new_with_fs();
+        let mut checked = HashSet::new();
+        check_present(&file_io, "s.t", vec![here.clone()], &mut checked)
+            .await
+            .unwrap();
+        assert!(checked.contains(&here));
+        let e = check_present(&file_io, "s.t", vec![here, gone], &mut checked)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message.contains("`s.t`") && e.message.contains("gone.parquet"),
+            "{e}"
+        );
+        assert!(e.hint.unwrap().contains("gc_grace"));
     }
 
     #[tokio::test]

@@ -212,10 +212,12 @@ impl Tables {
         new_table: bool,
         synced: &mut HashSet<String>,
     ) -> Result<()> {
-        let Some(sync) = self.warehouse.file_sync() else {
-            return Ok(());
-        };
         let files = crate::durable::new_files(before, after, &self.warehouse).await?;
+        let Some(sync) = self.warehouse.file_sync() else {
+            let table = after.identifier().to_string();
+            let file_io = self.warehouse.file_io();
+            return crate::durable::check_present(file_io, &table, files, synced).await;
+        };
         let top = if new_table {
             self.warehouse.location()
         } else {
@@ -223,6 +225,15 @@ impl Tables {
         };
         let top = crate::durable::local_path(top).unwrap_or_default();
         crate::durable::sync_files(sync, &top, files, synced).await
+    }
+
+    /// Fails unless every file `table`'s snapshots name (manifest lists, manifests, data and
+    /// delete files) lies in the warehouse: for a table written elsewhere and registered, as
+    /// every commit checks its own new files.
+    pub async fn check_files_inside(&self, table: &Table) -> Result<()> {
+        crate::durable::new_files(None, table, &self.warehouse)
+            .await
+            .map(drop)
     }
 
     /// A new, empty table: its first metadata file is written, but nothing points at it
