@@ -1,7 +1,9 @@
 """`basin gc`: the warehouse's files no commit reads go, and nothing any ref reads does.
 Real lakehouses, real Iceberg files (PyIceberg reads every table after the sweep)."""
 
+import json
 import os
+import sqlite3
 import shutil
 import subprocess
 import threading
@@ -12,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.table import StaticTable
 
-from conftest import BASIN
+from conftest import BASIN, wait_for
 
 HOURS_AGO = time.time() - 2 * 3600
 
@@ -155,6 +157,51 @@ def test_gc_prunes_basins_leftovers_as_maintenance_settings_say(lakehouse, tmp_p
     assert len(lakehouse.json("runs", "ls")) == 3
     again = lakehouse.json("run", str(project))
     assert again["models"][0]["cache_hit"] is False
+
+
+def test_a_run_whose_process_died_is_settled_by_what_the_catalog_shows(lakehouse, tmp_path):
+    """A `basin run` killed mid-model leaves its record `running`; once its lease (renewed by
+    the running process) runs out, `basin runs` says it failed, `main` untouched, and gc
+    collects its branch as a failed run's. A run killed after its merge but before its last
+    save (simulated by putting its record back to `running`) is settled as succeeded, with
+    its merge commit."""
+    (lakehouse.home / "basin.toml").write_text('[functions]\nevent_lease = "2s"\n')
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "basin.toml").write_text('[project]\nname = "p"\nnamespace = "shop"\n')
+    (project / "slow.py").write_text(
+        "import time\n\nimport basin\nimport pyarrow as pa\n\n\n"
+        "@basin.python(\"3.11\", timeout=\"2m\")\n@basin.model()\n"
+        "def slow():\n    time.sleep(60)\n    return pa.table({'x': [1]})\n")
+    head = lakehouse.json("log", "main")[0]["id"]
+    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "run", str(project)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: [r["status"] for r in lakehouse.json("runs", "ls")] == ["running"], 120)
+    # Alive and renewing its lease: still running, whoever looks.
+    time.sleep(3)
+    assert [r["status"] for r in lakehouse.json("runs", "ls")] == ["running"]
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: lakehouse.json("runs", "ls")[0]["status"] != "running", 30)
+    run = lakehouse.json("runs", "ls")[0]
+    assert run["status"] == "failed" and "abandoned" in run["error"] and run["finished_at_ms"], run
+    assert lakehouse.json("log", "main")[0]["id"] == head
+    assert run["branch"] in {b["name"] for b in lakehouse.json("branch", "ls", "--all")}
+    (lakehouse.home / "basin.toml").write_text('[functions]\nevent_lease = "2s"\n[maintenance]\nkeep_run_branches = "1s"\n')
+    time.sleep(1.5)
+    assert lakehouse.json("gc")["run_branches_removed"] == [run["branch"]]
+
+    (project / "slow.py").unlink()
+    (project / "fast.sql").write_text("SELECT 1 AS one\n")
+    done = lakehouse.json("run", str(project))
+    assert done["status"] == "succeeded" and done["merged_commit"]
+    with sqlite3.connect(lakehouse.home / ".basin" / "catalog.db") as db:
+        record = json.loads(db.execute("SELECT record FROM runs WHERE id = ?", (done["id"],)).fetchone()[0])
+        record.update(status="running", merged_commit=None, finished_at_ms=None)
+        db.execute("UPDATE runs SET record = ? WHERE id = ?", (json.dumps(record), done["id"]))
+    time.sleep(2.5)  # the lease the run held runs out
+    settled = lakehouse.json("runs", "show", done["id"])
+    assert (settled["status"], settled["merged_commit"], settled["error"]) == ("succeeded", done["merged_commit"], None)
 
 
 def test_compaction_rewrites_small_files_into_one_commit_with_the_same_rows(lakehouse, tmp_path):

@@ -257,7 +257,10 @@ impl Lake {
 
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.list_runs(limit).await,
+            Lake::Local(lakehouse) => {
+                lakehouse.settle_abandoned_runs().await?;
+                lakehouse.list_runs(limit).await
+            }
             Lake::Remote(remote) => {
                 let query = [("limit", Some(limit.to_string()))];
                 remote.get(&["runs"], &query).await
@@ -267,7 +270,10 @@ impl Lake {
 
     pub async fn show_run(&self, id: &str) -> Result<RunRecord> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.show_run(id).await,
+            Lake::Local(lakehouse) => {
+                lakehouse.settle_abandoned_runs().await?;
+                lakehouse.show_run(id).await
+            }
             Lake::Remote(remote) => remote.get(&["runs", id], &[]).await,
         }
     }

@@ -114,6 +114,11 @@ impl Lakehouse {
             grace_seconds: options.grace.as_secs(),
             ..GcReport::default()
         };
+        // Runs left `running` by a process that died keep their branch and history until
+        // they are settled.
+        if !options.dry_run {
+            self.settle_abandoned_runs().await?;
+        }
         // History first: the commits it removes mark nothing (in a dry run, they are left
         // out of the mark instead).
         let removed = self.prune_history(options.dry_run, &mut report).await?;

@@ -2,6 +2,7 @@
 //! and published to the target branch in one merge. A failure leaves the target untouched
 //! and keeps the run branch to look at.
 
+mod abandoned;
 pub(crate) mod cache;
 mod dag;
 mod dispatch;
@@ -176,6 +177,9 @@ impl Lakehouse {
             models: Vec::new(),
             code: project.files.clone(),
         };
+        // Held until the record says how the run ended: a record left `running` by a process
+        // that died is settled once this lease runs out (`abandoned`).
+        let _lease = self.hold_run(&id).await?;
         self.save_run(&record).await?;
         let outcome = self
             .execute(

@@ -648,7 +648,7 @@ pub(crate) fn renew_leases(lakehouse: &Lakehouse, ids: Vec<String>) -> Backgroun
 }
 
 /// A task stopped when this drops.
-pub(crate) struct Background(tokio::task::JoinHandle<()>);
+pub(crate) struct Background(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for Background {
     fn drop(&mut self) {
