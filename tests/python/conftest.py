@@ -83,12 +83,12 @@ def start_server(lakehouse: Basin, *args: str):
     for _ in range(20):
         line = proc.stderr.readline()
         first.append(line)
-        match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
+        match = re.search(r"(https?)://(127\.0\.0\.1:\d+)", line)
         if match:
-            pg = re.search(r"postgresql://127\.0\.0\.1:(\d+)", line)
+            pg = re.search(r"postgresql://[^/]+:(\d+)", line)
             proc.port = int(pg.group(1)) if pg else None  # the Postgres port, with --pg-listen
             proc.stderr = Drained(proc.stderr, first)
-            return f"http://{match.group(1)}", proc
+            return f"{match.group(1)}://{match.group(2)}", proc
     proc.kill()
     raise AssertionError("the server did not say where it listens")
 

@@ -366,3 +366,82 @@ def test_a_failure_on_the_server_shows_callers_no_paths(hostile):
     hostile["proc"].kill()
     log = hostile["proc"].stderr.read()
     assert re.search(r"lost-files.*" + re.escape(home), log), log[-2000:]
+
+
+def self_signed(folder):
+    """A certificate for localhost and 127.0.0.1 and its key, as PEM files in `folder`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "basin test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem"
+
+
+def this_machines_address():
+    """An address of this machine other than loopback (the one its default route leaves by)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("198.51.100.1", 9))  # no packet is sent: this only picks a route
+        address = probe.getsockname()[0]
+    assert not address.startswith("127."), "this machine has no address but loopback"
+    return address
+
+
+def test_both_doors_serve_tls_and_postgres_logins_from_afar_need_it(orders, tmp_path):
+    """With `[server] tls_cert` and `tls_key`, HTTP is HTTPS only and the Postgres door
+    answers sslmode=require (verify-full passes with the certificate); a plain Postgres
+    login from another machine is refused, one from this machine (loopback) is not."""
+    import ssl
+
+    cert = self_signed(orders.home)
+    (orders.home / "basin.toml").write_text('[server]\ntls_cert = "cert.pem"\n')
+    half = subprocess.run([BASIN, "--home", str(orders.home), "serve", "--listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, env=orders.env, timeout=60)
+    assert half.returncode != 0 and "tls_cert and tls_key go together" in half.stderr, half.stderr
+    (orders.home / "basin.toml").write_text('[server]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n')
+    reader = orders("token", "create", "--role", "reader").strip()
+    base, proc = start_server(orders, "--pg-listen", "0.0.0.0:0")
+    try:
+        assert base.startswith("https://"), base
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"{base}/healthz", context=trusted, timeout=30) as ok:
+            assert ok.read() == b"ok\n"
+        request = urllib.request.Request(f"{base}/api/v1/query", method="POST",
+                                         data=json.dumps({"sql": "SELECT count(*) AS n FROM sales.orders"}).encode(),
+                                         headers={"authorization": f"Bearer {reader}", "content-type": "application/json"})
+        with urllib.request.urlopen(request, context=trusted, timeout=30) as answer:
+            assert json.load(answer)["rows"] == [{"n": 2}]
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+            urllib.request.urlopen(base.replace("https://", "http://") + "/healthz", timeout=30).read()
+
+        far = this_machines_address()
+        login = dict(port=proc.port, user="bi", password=reader, dbname="main", connect_timeout=10)
+        with psycopg.connect(host=far, sslmode="require", **login) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 2
+        with psycopg.connect(host="127.0.0.1", sslmode="verify-full", sslrootcert=str(cert), **login) as conn:
+            assert conn.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError, match="over TLS only"):
+            psycopg.connect(host=far, sslmode="disable", **login)
+        with psycopg.connect(host="127.0.0.1", sslmode="disable", **login) as conn:
+            assert not conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        proc.kill()
+        proc.wait()

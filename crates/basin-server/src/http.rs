@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use basin_service::{Lakehouse, ServerSettings};
+use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -31,6 +32,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ServerSettings,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -62,13 +64,32 @@ pub(crate) async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let socket = Stalls::new(socket, limits.write_timeout, metrics.clone());
-        let connection =
-            builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(app.clone());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake = limits.header_read_timeout;
         let metrics = metrics.clone();
         metrics.connection(1);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(socket), service);
+                    watcher.watch(connection).await
+                }
+                // The handshake counts as the headers' time: a client that never finishes
+                // it is sent away as a slow one is.
+                Some(tls) => match tokio::time::timeout(handshake, tls.accept(socket)).await {
+                    Ok(Ok(socket)) => {
+                        let connection = builder.serve_connection(TokioIo::new(socket), service);
+                        watcher.watch(connection).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        Ok(())
+                    }
+                    Err(_) => Ok(()),
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!("connection ended: {e}");
             }
             metrics.connection(-1);

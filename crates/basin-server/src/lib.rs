@@ -22,6 +22,7 @@ pub mod openapi;
 mod postgres;
 mod query;
 mod sql_cluster;
+mod tls;
 mod triggers;
 mod worker;
 
@@ -70,6 +71,8 @@ pub struct Bound {
     pub postgres: Option<SocketAddr>,
     /// The SQL scheduler, with `[sql.ballista] scheduler`.
     pub sql_scheduler: Option<SocketAddr>,
+    /// Both doors serve TLS (`[server] tls_cert`, `tls_key`): `https://`, `sslmode=require`.
+    pub tls: bool,
 }
 
 #[derive(Clone)]
@@ -176,7 +179,11 @@ pub async fn serve(
     ready: impl FnOnce(Bound),
 ) -> Result<()> {
     let addresses = std::iter::once(options.listen).chain(options.pg_listen);
-    check_open(&lakehouse, addresses, options.no_auth).await?;
+    let tls = match &lakehouse.settings().server.tls {
+        Some(files) => Some(tls::acceptors(files)?),
+        None => None,
+    };
+    check_open(&lakehouse, addresses, options.no_auth, tls.is_some()).await?;
     let listener = bind(options.listen).await?;
     let pg_listener = match options.pg_listen {
         Some(address) => Some(postgres::bind(address).await?),
@@ -188,6 +195,7 @@ pub async fn serve(
         http: local(&listener)?,
         postgres: pg_listener.as_ref().map(local).transpose()?,
         sql_scheduler: scheduler.as_ref().map(|s| s.addr()),
+        tls: tls.is_some(),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -219,6 +227,7 @@ pub async fn serve(
             state.lakehouse.clone(),
             state.metrics.clone(),
             options.no_auth,
+            tls.as_ref().map(|t| t.postgres.clone()),
             until_stopped(&stopped),
         ));
     }
@@ -228,6 +237,7 @@ pub async fn serve(
         listener,
         router(state),
         &limits,
+        tls.map(|t| t.http),
         metrics,
         until_stopped(&stopped),
     )
@@ -243,14 +253,21 @@ pub async fn serve(
     Ok(())
 }
 
-/// Refuses `--no-auth` on an address other machines can reach, and warns when no token
-/// exists (every request would be refused).
+/// Refuses `--no-auth` on an address other machines can reach, warns when tokens would
+/// cross the network in the clear (no TLS beyond loopback), and when no token exists (every
+/// request would be refused).
 async fn check_open(
     lakehouse: &Lakehouse,
     addresses: impl IntoIterator<Item = SocketAddr>,
     no_auth: bool,
+    tls: bool,
 ) -> Result<()> {
     for address in addresses {
+        if !tls && !no_auth && !address.ip().is_loopback() {
+            tracing::warn!(
+                "{address} is reachable from other machines without TLS: tokens and answers cross the network in the clear; set `[server] tls_cert` and `tls_key`, or serve behind a TLS proxy"
+            );
+        }
         if no_auth && !address.ip().is_loopback() {
             return Err(Error::invalid(format!(
                 "--no-auth on {address} would let anyone on the network read and change the lakehouse"

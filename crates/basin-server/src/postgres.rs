@@ -112,6 +112,7 @@ pub(crate) async fn serve(
     lakehouse: Lakehouse,
     metrics: Arc<Metrics>,
     open: bool,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut parameters = DefaultServerParameterProvider::default();
@@ -155,11 +156,14 @@ pub(crate) async fn serve(
         };
         let handlers = handlers.clone();
         let metrics = handlers.0.metrics.clone();
+        let tls = tls.clone();
         let span = tracing::info_span!("postgres", %peer);
         tokio::spawn(
             async move {
                 metrics.pg_connection(1);
-                if let Err(e) = connection::serve(socket, handlers, limits, metrics.clone()).await {
+                if let Err(e) =
+                    connection::serve(socket, handlers, limits, tls, metrics.clone()).await
+                {
                     tracing::debug!("connection ended: {e}");
                 }
                 metrics.pg_connection(-1);

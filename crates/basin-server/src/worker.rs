@@ -47,9 +47,13 @@ pub async fn work(
     options: WorkOptions,
     ready: impl FnOnce(WorkerBound),
 ) -> Result<()> {
+    let tls = match &lakehouse.settings().server.tls {
+        Some(files) => Some(crate::tls::acceptors(files)?.http),
+        None => None,
+    };
     let listener = match options.listen {
         Some(address) => {
-            crate::check_open(&lakehouse, [address], options.no_auth).await?;
+            crate::check_open(&lakehouse, [address], options.no_auth, tls.is_some()).await?;
             Some(crate::bind(address).await?)
         }
         None => None,
@@ -74,7 +78,7 @@ pub async fn work(
         let app = crate::layered(crate::openapi::health_routes(), state);
         let until = crate::until_stopped(&stopped);
         tokio::spawn(async move {
-            crate::http::serve(listener, app, &limits, metrics, until).await;
+            crate::http::serve(listener, app, &limits, tls, metrics, until).await;
         });
     }
     ready(WorkerBound {

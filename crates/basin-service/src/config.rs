@@ -288,6 +288,8 @@ pub struct ServerSection {
     pub pg_max_message_size: Option<SizeValue>,
     pub pg_idle_timeout: Option<DurationValue>,
     pub pg_max_prepared: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -321,6 +323,16 @@ pub struct ServerSettings {
     pub pg_idle_timeout: Option<std::time::Duration>,
     /// Named prepared statements and portals one Postgres connection holds at once.
     pub pg_max_prepared: usize,
+    /// The certificate chain and private key (PEM files) both doors serve TLS with; `None`:
+    /// no TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[server] tls_cert` and `tls_key`, resolved against the lakehouse folder.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -338,6 +350,7 @@ impl Default for ServerSettings {
             pg_max_message_size: 64 << 20,
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
+            tls: None,
         }
     }
 }
@@ -567,6 +580,19 @@ impl Settings {
         if let Some(n) = w.pg_max_prepared {
             server.pg_max_prepared = n.max(1);
         }
+        server.tls = match (&w.tls_cert, &w.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: dir.join(cert),
+                key: dir.join(key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::invalid(
+                    "[server]: tls_cert and tls_key go together (the certificate chain and its key)",
+                )
+                .with_hint("set both to PEM files, or neither to serve without TLS"));
+            }
+        };
         let defaults = Pricing::default();
         let pricing = Pricing {
             gb_second: user.pricing.gb_second.unwrap_or(defaults.gb_second),

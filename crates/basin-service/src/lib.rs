@@ -33,7 +33,7 @@ mod fuzz;
 
 pub use basin_catalog::{Error, ErrorKind, Result};
 pub use compact::{CompactOptions, CompactReport};
-pub use config::ServerSettings;
+pub use config::{ServerSettings, TlsFiles};
 pub use expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::{BASIN_DIR, Lakehouse, Placement};

@@ -80,8 +80,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             .sql_scheduler
             .map(|addr| format!("; SQL scheduler on {addr}"))
             .unwrap_or_default();
+        let scheme = if bound.tls { "https" } else { "http" };
         status(format!(
-            "Serving the lakehouse on http://{}{postgres}{sql} (Ctrl-C to stop)",
+            "Serving the lakehouse on {scheme}://{}{postgres}{sql} (Ctrl-C to stop)",
             bound.http
         ))
     })

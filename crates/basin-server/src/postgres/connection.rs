@@ -9,6 +9,8 @@
 //!   1 GiB of one message, from anyone;
 //! - the login takes at most `[server] header_read_timeout`, as an HTTP request's headers do
 //!   (pgwire's is a fixed minute);
+//! - with `[server] tls_cert` and `tls_key`, logins from other machines come over TLS only
+//!   (`sslmode=require`; see `crate::tls`);
 //! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
 //!   random key it names (pgwire's default handler does nothing, and every key was 0);
 //! - once logged in, a client that sends nothing for `[server] pg_idle_timeout` is sent away,
@@ -63,26 +65,35 @@ pub(super) async fn serve(
     socket: TcpStream,
     handlers: Handlers,
     limits: Limits,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
+    let tls_only = tls.is_some() && !socket.peer_addr()?.ip().is_loopback();
     let login = tokio::time::sleep(limits.login_timeout);
     tokio::pin!(login);
-    // Refuses SSLRequest (Basin serves no TLS; docs/serving.md) and keeps what it read.
+    // Answers SSLRequest with the handshake when the server has TLS (refuses it otherwise),
+    // and keeps what it read.
     let negotiated = tokio::select! {
         () = &mut login => {
             metrics.limit_hit("pg_login_timeout");
             return Ok(());
         }
-        negotiated = negotiate_tls(socket, None) => negotiated?,
+        negotiated = negotiate_tls(socket, tls) => negotiated?,
     };
     let Some(framed) = negotiated else {
         return Ok(()); // TLS without an SSLRequest first: not a Postgres client of ours
     };
+    let secure = framed.is_secure();
     let old = framed.into_parts();
     let mut parts = FramedParts::new(Capped::new(old.io), old.codec);
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
     let mut socket = Framed::from_parts(parts);
+    if tls_only && !secure {
+        let why = "this server takes Postgres logins over TLS only (from other machines)";
+        let hint = "connect with sslmode=require (psql \"host=... sslmode=require\")";
+        return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
+    }
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
