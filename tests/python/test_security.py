@@ -369,7 +369,8 @@ def test_a_failure_on_the_server_shows_callers_no_paths(hostile):
 
 
 def self_signed(folder):
-    """A certificate for localhost and 127.0.0.1 and its key, as PEM files in `folder`."""
+    """A certificate authority (ca.pem) and a certificate it signed for localhost and
+    127.0.0.1 with its key (cert.pem, key.pem), as PEM files in `folder`; returns ca.pem."""
     import datetime
     import ipaddress
 
@@ -378,20 +379,28 @@ def self_signed(folder):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "basin test")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
+
+    def issued(subject, key, issuer, issuer_key, ca):
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = issued("basin test CA", ca_key, "basin test CA", ca_key, ca=True)
+    cert = issued("localhost", key, "basin test CA", ca_key, ca=False)
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                        serialization.NoEncryption()))
-    return folder / "cert.pem"
+    return folder / "ca.pem"
 
 
 def this_machines_address():
@@ -429,6 +438,13 @@ def test_both_doors_serve_tls_and_postgres_logins_from_afar_need_it(orders, tmp_
             assert json.load(answer)["rows"] == [{"n": 2}]
         with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
             urllib.request.urlopen(base.replace("https://", "http://") + "/healthz", timeout=30).read()
+        # `basin --remote https://...` trusts the server's own certificate when told to.
+        remote = [BASIN, "--remote", base, "--token", reader, "query", "SELECT count(*) AS n FROM sales.orders",
+                  "--format", "csv"]
+        untrusted = subprocess.run(remote, capture_output=True, text=True, timeout=60)
+        assert untrusted.returncode != 0 and "--ca-cert" in untrusted.stderr, untrusted.stderr
+        trusting = subprocess.run([*remote, "--ca-cert", str(cert)], capture_output=True, text=True, timeout=60)
+        assert trusting.stdout == "n\n2\n", trusting.stderr
 
         far = this_machines_address()
         login = dict(port=proc.port, user="bi", password=reader, dbname="main", connect_timeout=10)

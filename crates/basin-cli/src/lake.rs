@@ -24,13 +24,18 @@ pub struct Context {
     pub home: Option<PathBuf>,
     pub remote: Option<String>,
     pub token: Option<String>,
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Context {
     /// The lakehouse the command works on, here or at `--remote`.
     pub async fn open(&self) -> anyhow::Result<Lake> {
         Ok(match &self.remote {
-            Some(url) => Lake::Remote(Remote::new(url, self.token.clone())?),
+            Some(url) => Lake::Remote(Remote::new(
+                url,
+                self.token.clone(),
+                self.ca_cert.as_deref(),
+            )?),
             None => Lake::Local(crate::commands::open(self.home.as_deref()).await?),
         })
     }

@@ -54,6 +54,11 @@ struct Cli {
     )]
     token: Option<String>,
 
+    /// A certificate (PEM) to trust for an https --remote, besides the system's: the one a
+    /// server with a self-signed certificate serves (`[server] tls_cert`)
+    #[arg(long, global = true, env = "BASIN_CA_CERT", value_name = "PEM", help_heading = GLOBAL)]
+    ca_cert: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -155,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         home: cli.home,
         remote: cli.remote,
         token: cli.token,
+        ca_cert: cli.ca_cert,
     };
     let ctx = &ctx;
     match cli.command {

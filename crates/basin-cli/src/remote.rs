@@ -14,8 +14,13 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// A client for the server at `url` (`http://host:8181`), sending `token` if given.
-    pub fn new(url: &str, token: Option<String>) -> Result<Self> {
+    /// A client for the server at `url` (`http://host:8181`), sending `token` if given, and
+    /// trusting the certificate in the PEM file `ca_cert` besides the system's.
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let bad = || {
             Error::invalid(format!("--remote `{url}` is not an http(s) URL"))
                 .with_hint("e.g. --remote http://127.0.0.1:8181 (where `basin serve` listens)")
@@ -25,8 +30,21 @@ impl Remote {
             return Err(bad());
         }
         basin_table::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("basin/", env!("CARGO_PKG_VERSION")))
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("basin/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            let unreadable = |e: &dyn std::fmt::Display| {
+                Error::invalid(format!("--ca-cert {}: {e}", path.display()))
+                    .with_hint("a PEM certificate (BEGIN CERTIFICATE), e.g. the server's tls_cert")
+            };
+            let pem = std::fs::read(path).map_err(|e| unreadable(&e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unreadable(&e))?;
+            if certs.is_empty() {
+                return Err(unreadable(&"no certificate in it"));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::internal(format!("cannot start an HTTP client: {e}")))?;
         Ok(Self { base, token, http })
@@ -76,8 +94,14 @@ impl Remote {
     /// Sends a request and checks its status; a non-2xx answer becomes the server's error.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
         let response = request.send().await.map_err(|e| {
-            Error::io(format!("cannot reach {}: {}", self.base, root_cause(&e)))
-                .with_hint("is `basin serve` running there? check --remote or BASIN_REMOTE")
+            let cause = root_cause(&e);
+            let hint = if cause.contains("certificate") {
+                "the server's TLS certificate is not one this machine trusts: pass the \
+                 certificate of the authority that signed it with --ca-cert (BASIN_CA_CERT)"
+            } else {
+                "is `basin serve` running there? check --remote or BASIN_REMOTE"
+            };
+            Error::io(format!("cannot reach {}: {cause}", self.base)).with_hint(hint)
         })?;
         if response.status().is_success() {
             return Ok(response);
