@@ -31,6 +31,7 @@ table_cache = 8
 header_read_timeout = "1s"
 max_upload_size = "1KiB"
 json_max_rows = 1000
+max_body_size = "64KiB"
 """
 
 
@@ -227,6 +228,32 @@ def test_metrics_count_the_limits(hostile):
     assert hits and int(hits.group(1)) >= 1, text
 
 
+def test_bodies_over_the_limit_are_refused_at_every_door_and_counted(hostile):
+    """`[server] max_body_size`: a JSON body past it gets 413 naming the setting, through the
+    API, the Iceberg REST catalog (in the spec's error shape) and a function call; bodies
+    under it are served; each refusal is counted."""
+    h = hostile
+    writer = subprocess.run([BASIN, "--home", str(h["home"]), "token", "create", "--role", "writer"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    padding = "x" * (100 << 10)
+    status, body = send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": f"SELECT '{padding}' AS a"})
+    assert status == 413 and "max_body_size" in body["error"]["message"], body
+    assert body["error"]["kind"] == "Limit" and body["error"]["hint"]
+    status, body = send("POST", f"{h['base']}/v1/main/namespaces", writer,
+                        {"namespace": ["big"], "properties": {"comment": padding}})
+    assert status == 413 and body["error"]["code"] == 413 and "max_body_size" in body["error"]["message"], body
+    status, body = send("POST", f"{h['base']}/fn/anything", writer, {"payload": padding})
+    assert status == 413 and "max_body_size" in body["error"]["message"], body
+    status, body = send("POST", f"{h['base']}/hooks/anything", writer, {"payload": padding})
+    assert status == 413 and "max_body_size" in body["error"]["message"], body
+    # Under it, served.
+    status, body = send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": f"SELECT '{'x' * 1000}' AS a"})
+    assert status == 200, body
+    request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert 'basin_limit_hits_total{limit="max_body_size"} 4' in r.read().decode()
+
+
 def test_callers_without_a_token_cannot_make_up_metric_series(hostile):
     """Every request is counted by method and route before its token is checked: made-up
     methods and paths are counted as `other`, not as new series that live as long as the
@@ -288,6 +315,52 @@ def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):
     assert waited < 8, waited
     with urllib.request.urlopen(f"{hostile['base']}/healthz", timeout=5) as r:
         assert r.status == 200
+    request = urllib.request.Request(f"{hostile['base']}/metrics", headers={"authorization": f"Bearer {hostile['reader']}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert 'basin_limit_hits_total{limit="header_read_timeout"} 1' in r.read().decode()
+
+
+def test_clients_past_max_connections_wait_their_turn_and_are_counted(orders):
+    """`[server] max_connections = 1`: a second client (HTTP or Postgres) waits until the
+    first leaves, then is served; each wait is counted."""
+    (orders.home / "basin.toml").write_text('[server]\nmax_connections = 1\nheader_read_timeout = "30s"\n')
+    reader = orders("token", "create", "--role", "reader").strip()
+    base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
+    try:
+        host, port = base.removeprefix("http://").split(":")
+        served = {}
+
+        def second(name, call):
+            served[name] = call()
+
+        with socket.create_connection((host, int(port))):  # holds the one HTTP connection
+            waiting = threading.Thread(target=second, args=("http", lambda: urllib.request.urlopen(
+                f"{base}/healthz", timeout=60).read()))
+            waiting.start()
+            time.sleep(1.0)
+            assert "http" not in served
+        waiting.join(60)
+        assert served["http"] == b"ok\n"
+
+        login = dict(host="127.0.0.1", port=proc.port, user="bi", password=reader, dbname="main", connect_timeout=60)
+        with psycopg.connect(**login):
+            waiting = threading.Thread(target=second, args=("pg", lambda: psycopg.connect(**login).execute(
+                "SELECT count(*) FROM sales.orders").fetchone()[0]))
+            waiting.start()
+            time.sleep(1.0)
+            assert "pg" not in served
+        waiting.join(60)
+        assert served["pg"] == 2
+
+        request = urllib.request.Request(f"{base}/metrics", headers={"authorization": f"Bearer {reader}"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read().decode()
+        for limit in ("max_connections", "pg_max_connections"):
+            hits = re.search(rf'basin_limit_hits_total{{limit="{limit}"}} (\d+)', text)
+            assert hits and int(hits.group(1)) >= 1, (limit, text)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def stream_chunks(base: str, path: str, token: str, chunk: bytes, count: int) -> http.client.HTTPResponse:

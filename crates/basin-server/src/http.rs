@@ -46,9 +46,16 @@ pub(crate) async fn serve(
     loop {
         // A connection is accepted only when it can be served: past the limit, clients
         // wait in the listen queue instead of holding a task and a socket here.
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Full: counted once per wait.
+                metrics.limit_hit("max_connections");
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
         };
         let socket = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -86,10 +93,16 @@ pub(crate) async fn serve(
                         tracing::debug!("TLS handshake failed: {e}");
                         Ok(())
                     }
-                    Err(_) => Ok(()),
+                    Err(_) => {
+                        metrics.limit_hit("header_read_timeout");
+                        Ok(())
+                    }
                 },
             };
             if let Err(e) = served {
+                if e.is_timeout() {
+                    metrics.limit_hit("header_read_timeout");
+                }
                 tracing::debug!("connection ended: {e}");
             }
             metrics.connection(-1);
@@ -228,6 +241,17 @@ pub(crate) async fn request_timeout(
     }
 }
 
+/// What a body over `[server] max_body_size` is told.
+pub(crate) fn too_large_body(limit: usize) -> String {
+    format!(
+        "the request body is over {} (`[server] max_body_size`)",
+        basin_catalog::units::format_size(limit as u64)
+    )
+}
+
+pub(crate) const BODY_HINT: &str =
+    "send less (a file goes through an upload, `basin --remote import`), or raise the setting";
+
 /// Where uploads wait to be imported: `.basin/uploads/<id>/`.
 pub(crate) fn uploads_dir(lakehouse: &Lakehouse) -> PathBuf {
     lakehouse
@@ -274,7 +298,11 @@ impl Drop for UploadFolder {
 /// method the route lacks: plain text or nothing). Such an answer is rewritten into
 /// `{"error": {"message", "hint", "kind"}}`, or under the Iceberg REST catalog (`/v1/`)
 /// into the spec's `{"error": {"message", "type", "code"}}`; its status stays.
-pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+pub(crate) async fn json_errors(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     use axum::http::{HeaderValue, header};
     use axum::response::IntoResponse;
     let method = request.method().clone();
@@ -326,11 +354,14 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
             Some("the API is under /api/v1 (see docs/openapi.json)".to_string()),
             "NotFound",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            or_text("the request body is too large".to_string()),
-            None,
-            "Limit",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            state.metrics.limit_hit("max_body_size");
+            (
+                too_large_body(state.limits.max_body_size),
+                Some(BODY_HINT.to_string()),
+                "Limit",
+            )
+        }
         s if s.is_server_error() => {
             // Never internals: the log has them, under the request's id.
             tracing::error!(status = s.as_u16(), "{text}");

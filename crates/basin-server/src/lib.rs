@@ -144,7 +144,14 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             auth::browser_safety,
         ))
-        .layer(middleware::from_fn(http::json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::json_errors,
+        ))
+        // What JSON extractors read whole; function calls read their body with the same limit.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_size,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,

@@ -140,9 +140,16 @@ pub(crate) async fn serve(
     // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
     let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Full: counted once per wait.
+                handlers.0.metrics.limit_hit("pg_max_connections");
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
         };
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

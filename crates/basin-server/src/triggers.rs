@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basin_catalog::{Error, EventFilter, EventRecord, EventState};
@@ -51,29 +51,21 @@ pub(crate) async fn call_declared(State(state): State<AppState>, request: Reques
     if let Some(refused) = crate::auth::refusal(Role::Writer, &request) {
         return refused;
     }
-    let (parts, body) = request.into_parts();
-    let query = Query::<CallQuery>::try_from_uri(&parts.uri)
+    let (uri, headers) = (request.uri().clone(), request.headers().clone());
+    let query = Query::<CallQuery>::try_from_uri(&uri)
         .map(|Query(q)| q)
         .unwrap_or(CallQuery { asynchronous: None });
-    let body = match axum::body::to_bytes(body, MAX_CALL_BODY).await {
+    // As `call_by_name`'s: at most `[server] max_body_size`; a refusal (413 past it) is
+    // rewritten into JSON, and counted, by `json_errors`.
+    let body = match Bytes::from_request(request, &state).await {
         Ok(body) => body,
-        Err(e) => {
-            let e = Error::new(
-                basin_catalog::ErrorKind::Limit,
-                format!("the request body could not be read: {e}"),
-            )
-            .with_hint("a function's event is at most 2 MiB of JSON");
-            return ApiError::from(e).into_response();
-        }
+        Err(rejection) => return rejection.into_response(),
     };
-    match call(&state, parts.uri.path(), query, &parts.headers, &body).await {
+    match call(&state, uri.path(), query, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
-
-/// The largest event a function is called with over HTTP (as axum's default for JSON).
-const MAX_CALL_BODY: usize = 2 << 20;
 
 async fn call(
     state: &AppState,

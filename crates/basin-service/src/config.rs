@@ -290,6 +290,7 @@ pub struct ServerSection {
     pub pg_max_prepared: Option<usize>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub max_body_size: Option<SizeValue>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -326,6 +327,9 @@ pub struct ServerSettings {
     /// The certificate chain and private key (PEM files) both doors serve TLS with; `None`:
     /// no TLS.
     pub tls: Option<TlsFiles>,
+    /// The largest request body read whole (JSON: the API, Iceberg REST, function calls and
+    /// webhooks); uploads stream and have `max_upload_size`.
+    pub max_body_size: usize,
 }
 
 /// `[server] tls_cert` and `tls_key`, resolved against the lakehouse folder.
@@ -351,6 +355,7 @@ impl Default for ServerSettings {
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
             tls: None,
+            max_body_size: 2 << 20,
         }
     }
 }
@@ -579,6 +584,10 @@ impl Settings {
         }
         if let Some(n) = w.pg_max_prepared {
             server.pg_max_prepared = n.max(1);
+        }
+        if let Some(v) = &w.max_body_size {
+            let bytes = v.bytes(&setting("server", "max_body_size"))?;
+            server.max_body_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
         }
         server.tls = match (&w.tls_cert, &w.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {

@@ -164,12 +164,25 @@ type RestResult<T = Response> = std::result::Result<T, RestError>;
 /// A JSON request body whose rejection (malformed JSON, a missing field) is a spec error.
 struct Body<T>(T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = RestError;
 
-    async fn from_request(request: Request, state: &S) -> RestResult<Self> {
+    async fn from_request(request: Request, state: &AppState) -> RestResult<Self> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                state.metrics.limit_hit("max_body_size");
+                let limit = state.limits.max_body_size;
+                Err(RestError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "BadRequestException",
+                    format!(
+                        "{} (hint: {})",
+                        crate::http::too_large_body(limit),
+                        crate::http::BODY_HINT
+                    ),
+                ))
+            }
             Err(rejection) => Err(RestError::new(
                 StatusCode::BAD_REQUEST,
                 "BadRequestException",
