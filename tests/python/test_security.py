@@ -408,6 +408,43 @@ def test_uploads_past_the_limit_are_refused_and_leave_nothing(hostile, orders, t
     assert "sales.big" not in orders("table", "ls")
 
 
+def test_uploads_past_max_uploads_are_turned_away_until_one_ends(orders):
+    """`[server] max_uploads = 1`: while one upload streams in, another gets 503 with
+    Retry-After, naming the setting, and is counted; once the first ends, the next one lands."""
+    (orders.home / "basin.toml").write_text("[server]\nmax_uploads = 1\n")
+    writer = orders("token", "create", "--role", "writer").strip()
+    base, proc = start_server(orders)
+    try:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        slow = http.client.HTTPConnection(host, int(port), timeout=30)
+        slow.putrequest("POST", "/api/v1/tables/sales.orders/import?filename=more.csv")
+        for name, value in [("content-type", "text/csv"), ("authorization", f"Bearer {writer}"),
+                            ("transfer-encoding", "chunked")]:
+            slow.putheader(name, value)
+        slow.endheaders()
+        first = b"id,amount\n7,7.00\n"
+        slow.send(b"%x\r\n%s\r\n" % (len(first), first))
+        uploads = orders.home / ".basin" / "uploads"
+        wait_for(lambda: uploads.exists() and any(uploads.iterdir()), 10)  # the first is being received
+
+        status, body = send("POST", f"{base}/api/v1/tables/sales.orders/import?filename=other.csv", writer,
+                            data=b"id,amount\n8,8.00\n", content_type="text/csv")
+        assert status == 503 and "max_uploads" in body["error"]["message"] and body["error"]["hint"], body
+
+        slow.send(b"0\r\n\r\n")
+        assert slow.getresponse().status == 200
+        status, body = send("POST", f"{base}/api/v1/tables/sales.orders/import?filename=other.csv", writer,
+                            data=b"id,amount\n8,8.00\n", content_type="text/csv")
+        assert status == 200, body
+        assert orders("query", "SELECT count(*) AS n FROM sales.orders", "--format", "csv") == "n\n4\n"
+        request = urllib.request.Request(f"{base}/metrics", headers={"authorization": f"Bearer {writer}"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert 'basin_limit_hits_total{limit="max_uploads"} 1' in r.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_failure_on_the_server_shows_callers_no_paths(hostile):
     """A table whose files went missing: the caller learns that the server failed, and where
     the details are; the paths go to the server's log only. Every answer says `nosniff`."""

@@ -449,6 +449,25 @@ pub(crate) async fn import(
         )
             .into_response());
     }
+    // Each upload may fill `max_upload_size` of disk: at most `max_uploads` at once.
+    let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
+        state.metrics.limit_hit("max_uploads");
+        drain(body).await;
+        let busy = Error::new(
+            ErrorKind::Limit,
+            format!(
+                "the server is receiving {} uploads already (`[server] max_uploads`)",
+                state.limits.max_uploads
+            ),
+        )
+        .with_hint("send it again in a few seconds, or raise the setting");
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(error_body(&busy)),
+        )
+            .into_response());
+    };
     // Removed when this request ends, however it ends; a server that died mid-upload
     // leaves it for the next start-up to remove.
     let folder = crate::http::UploadFolder(

@@ -87,6 +87,8 @@ pub(crate) struct AppState {
     pub hosts: auth::Hosts,
     /// `[server]` in basin.toml: limits on what callers may make the server do.
     pub limits: ServerSettings,
+    /// Uploads received at once (`[server] max_uploads`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
@@ -115,6 +117,7 @@ impl AppState {
             dispatcher,
             lakehouse,
             open,
+            uploads: Arc::new(tokio::sync::Semaphore::new(limits.max_uploads)),
             limits,
         }
     }

@@ -291,6 +291,7 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_body_size: Option<SizeValue>,
+    pub max_uploads: Option<usize>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -330,6 +331,9 @@ pub struct ServerSettings {
     /// The largest request body read whole (JSON: the API, Iceberg REST, function calls and
     /// webhooks); uploads stream and have `max_upload_size`.
     pub max_body_size: usize,
+    /// Uploads (`basin --remote import`) received at once; each may take up to
+    /// `max_upload_size` of `.basin/uploads`.
+    pub max_uploads: usize,
 }
 
 /// `[server] tls_cert` and `tls_key`, resolved against the lakehouse folder.
@@ -356,6 +360,7 @@ impl Default for ServerSettings {
             pg_max_prepared: 1000,
             tls: None,
             max_body_size: 2 << 20,
+            max_uploads: 4,
         }
     }
 }
@@ -588,6 +593,9 @@ impl Settings {
         if let Some(v) = &w.max_body_size {
             let bytes = v.bytes(&setting("server", "max_body_size"))?;
             server.max_body_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
+        }
+        if let Some(n) = w.max_uploads {
+            server.max_uploads = n.max(1);
         }
         server.tls = match (&w.tls_cert, &w.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
