@@ -14,7 +14,6 @@
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use basin_catalog::{CommitId, Error, ErrorKind};
@@ -384,14 +383,14 @@ impl Backend {
         plan: LogicalPlan,
         format: &Format,
         options: Arc<FormatOptions>,
-        timeout: Option<Duration>,
+        deadline: Option<basin_sql::Deadline>,
     ) -> PgWireResult<Response> {
         let meter = Arc::new(Meter::new(
             "postgres",
             self.lakehouse.clone(),
             self.metrics.clone(),
         ));
-        let running = match session.execute(plan, timeout).await {
+        let running = match session.execute(plan, deadline).await {
             Ok(running) => running,
             Err(e) => {
                 meter.failed(&e);
@@ -447,13 +446,18 @@ impl SimpleQueryHandler for Handlers {
                     continue 'statements;
                 }
             }
+            // The time limit counts from here, as Postgres' does: planning spends it too.
+            let started = tokio::time::Instant::now();
             let session = backend.session(client).await?;
-            let plan = session.plan(statement).await.map_err(basin_error)?;
+            let deadline = statement_timeout(client, &session).map(|t| (started + t, t));
+            let plan = session
+                .plan_within(statement, deadline)
+                .await
+                .map_err(basin_error)?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-            let timeout = statement_timeout(client, &session);
             responses.push(
                 backend
-                    .run(&session, plan, &Format::UnifiedText, options, timeout)
+                    .run(&session, plan, &Format::UnifiedText, options, deadline)
                     .await?,
             );
         }
@@ -597,8 +601,14 @@ impl ExtendedQueryHandler for Handlers {
             }
         }
         // Planned again on the ref's current head: a prepared statement reads fresh data.
+        // The time limit counts from here, planning included.
+        let started = tokio::time::Instant::now();
         let session = backend.session(client).await?;
-        let fresh = session.plan(statement.clone()).await.map_err(basin_error)?;
+        let deadline = statement_timeout(client, &session).map(|t| (started + t, t));
+        let fresh = session
+            .plan_within(statement.clone(), deadline)
+            .await
+            .map_err(basin_error)?;
         if fresh.schema().as_arrow().fields() != parsed.schema().as_arrow().fields() {
             return Err(pg_error(
                 "0A000",
@@ -609,14 +619,13 @@ impl ExtendedQueryHandler for Handlers {
             .replace_params_with_values(&params)
             .map_err(|e| pg_error("22023", e.to_string()))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let timeout = statement_timeout(client, &session);
         backend
             .run(
                 &session,
                 plan,
                 &portal.result_column_format,
                 options,
-                timeout,
+                deadline,
             )
             .await
     }

@@ -577,3 +577,56 @@ async fn the_console_reads_tables_with_columns_a_commits_diff_and_who_calls() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("`asleep` is not an event state"), "{body}");
 }
+
+/// A Postgres statement's time limit counts from the statement's start, planning included
+/// (as Postgres' `statement_timeout` does): a plan handed on with its deadline already past
+/// stops at its first batch, counted as a timeout, while one with time left runs.
+#[tokio::test]
+async fn a_deadline_spent_planning_leaves_less_for_running() {
+    use futures::StreamExt;
+    use std::time::Duration;
+    let server = server().await;
+    let at = server.lakehouse.resolve(None).await.expect("main");
+    let session =
+        basin_sql::Session::new(server.lakehouse.sql(), server.lakehouse.tables(), &at, None)
+            .await
+            .expect("session");
+    let statement = || {
+        datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new()
+            .parse("SELECT 1 AS one")
+            .expect("parsed")
+            .pop()
+            .expect("one statement")
+    };
+    let now = tokio::time::Instant::now();
+    let limit = Duration::from_millis(100);
+    let counted = || {
+        server
+            .lakehouse
+            .sql()
+            .counters()
+            .timed_out
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+
+    let plan = session
+        .plan_within(statement(), Some((now + Duration::from_secs(60), limit)))
+        .await
+        .expect("plan");
+    let mut running = session
+        .execute(plan, Some((now + Duration::from_secs(60), limit)))
+        .await
+        .expect("runs");
+    assert!(running.batches.next().await.expect("a batch").is_ok());
+    assert_eq!(counted(), 0);
+
+    let plan = session.plan_within(statement(), None).await.expect("plan");
+    let spent = Some((now - Duration::from_millis(1), limit)); // planning took all of it
+    let outcome = match session.execute(plan, spent).await {
+        Err(e) => Err(e),
+        Ok(mut running) => running.batches.next().await.expect("an item").map(drop),
+    };
+    let e = outcome.expect_err("ran past its deadline");
+    assert_eq!(e.kind(), basin_service::ErrorKind::Timeout, "{e}");
+    assert_eq!(counted(), 1);
+}

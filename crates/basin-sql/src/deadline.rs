@@ -43,6 +43,7 @@ pub(crate) fn until(
         // A reader waiting for the next batch is woken by its own timer: the stream it
         // waits on may be gone.
         sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        deadline,
         expiry,
         timer,
     }
@@ -87,6 +88,7 @@ impl Expiry {
 struct Until {
     slot: Arc<Mutex<Slot>>,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
     expiry: Expiry,
     timer: tokio::task::JoinHandle<()>,
 }
@@ -95,7 +97,9 @@ impl Stream for Until {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        // The clock as well as the timer: a timer whose deadline passed before it was first
+        // polled fires only at the timer driver's next tick.
+        if self.sleep.as_mut().poll(cx).is_ready() || tokio::time::Instant::now() >= self.deadline {
             self.expiry.expire(true);
         }
         let this = self.get_mut();

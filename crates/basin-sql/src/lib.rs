@@ -77,6 +77,9 @@ impl QueryResult {
     }
 }
 
+/// When a statement's time limit runs out, and that limit (for its error).
+pub type Deadline = (tokio::time::Instant, Duration);
+
 pub struct Session {
     ctx: SessionContext,
     catalog: Arc<RefCatalog>,
@@ -274,20 +277,11 @@ impl Session {
     /// planning and the whole stream.
     pub async fn start(&self, sql: &str, timeout: Option<Duration>) -> Result<Running> {
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
-        let work = self.start_script(sql, deadline);
-        match deadline {
-            Some((at, limit)) => tokio::time::timeout_at(at, work)
-                .await
-                .unwrap_or_else(|_| Err(self.engine.timed_out(limit))),
-            None => work.await,
-        }
+        self.within(deadline, self.start_script(sql, deadline))
+            .await
     }
 
-    async fn start_script(
-        &self,
-        sql: &str,
-        deadline: Option<(tokio::time::Instant, Duration)>,
-    ) -> Result<Running> {
+    async fn start_script(&self, sql: &str, deadline: Option<Deadline>) -> Result<Running> {
         let statements = DFParser::parse_sql(sql).map_err(|e| match e {
             DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
             e => sql_error(e, &self.catalog, self.option),
@@ -380,15 +374,43 @@ impl Session {
         Ok(plan)
     }
 
+    /// [`Session::plan`], stopped at `deadline` (when the statement's time limit runs out,
+    /// and that limit) with the timeout error, counted as a query's.
+    pub async fn plan_within(
+        &self,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+        deadline: Option<Deadline>,
+    ) -> Result<LogicalPlan> {
+        self.within(deadline, self.plan(statement)).await
+    }
+
     /// Runs a planned query; its batches stream as they are computed, and end with an
-    /// error once it has run for `timeout`.
-    pub async fn execute(&self, plan: LogicalPlan, timeout: Option<Duration>) -> Result<Running> {
-        let mut running = self.execute_in(&self.ctx, plan).await?;
-        if let Some(limit) = timeout {
-            let deadline = tokio::time::Instant::now() + limit;
-            running.batches = until(running.batches, deadline, limit, self.engine.clone());
+    /// error at `deadline` (which counts from the statement's start, so planning spent some
+    /// of it).
+    pub async fn execute(&self, plan: LogicalPlan, deadline: Option<Deadline>) -> Result<Running> {
+        let mut running = self
+            .within(deadline, self.execute_in(&self.ctx, plan))
+            .await?;
+        if let Some((at, limit)) = deadline {
+            running.batches = until(running.batches, at, limit, self.engine.clone());
         }
         Ok(running)
+    }
+
+    async fn within<T>(
+        &self,
+        deadline: Option<Deadline>,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match deadline {
+            Some((at, limit)) if tokio::time::Instant::now() >= at => {
+                Err(self.engine.timed_out(limit))
+            }
+            Some((at, limit)) => tokio::time::timeout_at(at, work)
+                .await
+                .unwrap_or_else(|_| Err(self.engine.timed_out(limit))),
+            None => work.await,
+        }
     }
 
     /// The time limit queries get unless a front door says otherwise.
