@@ -256,7 +256,9 @@ impl Lakehouse {
         let warehouse = if location.starts_with("s3://") {
             Warehouse::s3(location, &settings.s3)?
         } else {
-            Warehouse::local(Path::new(location))?
+            let warehouse = Warehouse::local(Path::new(location))?;
+            warehouse.create_folder(root).await?;
+            warehouse
         };
         let files = if warehouse.is_s3() {
             let (bucket, prefix, operator) = warehouse.s3_operator()?;

@@ -136,6 +136,36 @@ impl Warehouse {
         &self.file_io
     }
 
+    /// Creates a local warehouse's folder, if it is not there, and syncs it and the folders
+    /// above it up to `root` (the lakehouse folder): a commit syncs the folders it adds up
+    /// to the warehouse, so the entries naming the warehouse itself are made durable here,
+    /// once, before the first commit can name a file in it. Nothing to do in an object store.
+    pub async fn create_folder(&self, root: &Path) -> Result<()> {
+        let location = Path::new(&self.location);
+        let Some(sync) = self.file_sync().filter(|_| !location.is_dir()) else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(location).map_err(|e| {
+            Error::io(format!(
+                "cannot create the warehouse {}",
+                location.display()
+            ))
+            .with_source(e)
+        })?;
+        let folders = location
+            .ancestors()
+            .take_while(|dir| dir.starts_with(root))
+            .map(Path::to_path_buf)
+            .collect();
+        sync.sync(Vec::new(), folders).await.map_err(|e| {
+            Error::io(format!(
+                "cannot make the warehouse {} durable: {e}",
+                location.display()
+            ))
+            .with_source(e)
+        })
+    }
+
     /// This warehouse with another way of syncing files (local warehouses only): tests record
     /// the calls.
     pub fn with_file_sync(mut self, sync: Arc<dyn FileSync>) -> Self {
@@ -179,5 +209,43 @@ impl Warehouse {
             key.name(),
             uuid::Uuid::now_v7().simple()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct Recorded(Mutex<Vec<PathBuf>>);
+
+    #[async_trait::async_trait]
+    impl FileSync for Recorded {
+        async fn sync(&self, files: Vec<PathBuf>, folders: Vec<PathBuf>) -> std::io::Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(files.into_iter().chain(folders));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_warehouse_folder_is_synced_with_the_folders_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake");
+        let location = root.join(".basin").join("warehouse");
+        let recorded = Arc::new(Recorded::default());
+        let warehouse = Warehouse::local(&location)
+            .unwrap()
+            .with_file_sync(recorded.clone());
+        warehouse.create_folder(&root).await.unwrap();
+        assert!(location.is_dir());
+        let mut synced = recorded.0.lock().unwrap().clone();
+        synced.sort();
+        assert_eq!(synced, vec![root.clone(), root.join(".basin"), location]);
     }
 }
