@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import BASIN, start_server, wait_for
+from conftest import BASIN, send, start_server, wait_for
 
 WRITERS = 8
 APPENDS = 25
@@ -69,11 +69,24 @@ def test_a_data_file_removed_outside_basin_fails_every_read_naming_it(lakehouse)
     files = sorted((lakehouse.home / ".basin" / "warehouse").rglob("*.parquet"), key=lambda p: p.name)
     assert len(files) == 2
     files[1].unlink()  # uuid v7 names: the second import's file
-    for sql in ["SELECT count(*) FROM s.t", "SELECT * FROM s.t WHERE id > 0", "SELECT * FROM s.t LIMIT 1"]:
+    # A LIMIT the files still there cannot fill fails too; one they can is answered from them
+    # (a LIMIT without ORDER BY takes any rows).
+    for sql in ["SELECT count(*) FROM s.t", "SELECT * FROM s.t WHERE id > 0", "SELECT * FROM s.t LIMIT 3"]:
         done = lakehouse.run("query", sql, check=False)
         assert done.returncode == 1 and done.stdout == "", (sql, done.stdout)
         assert f"`s.t`: its data file {files[1]} is missing" in done.stderr, done.stderr
         assert "hint: restore the file, or put the table back" in done.stderr
+    assert lakehouse.json("query", "SELECT * FROM s.t LIMIT 2") == [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}]
+    # Callers of the front doors read the same message: it says what to do.
+    reader = lakehouse("token", "create", "--role", "reader").strip()
+    base, proc = start_server(lakehouse)
+    try:
+        status, body = send("POST", f"{base}/api/v1/query", reader, {"sql": "SELECT count(*) FROM s.t"})
+    finally:
+        proc.kill()
+        proc.wait()
+    assert status == 500 and "is missing" in body["error"]["message"], body
+    assert "basin table revert" in body["error"]["hint"]
     # Time travel to before the file still reads; so does the table once reverted.
     count = ["query", "SELECT count(*) AS n FROM s.t", "--format", "csv"]
     assert lakehouse(*count, "--ref", f"main@{first}") == "n\n2\n"

@@ -3,6 +3,7 @@
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -218,35 +219,53 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
                         {"name": "planted2", "metadata-location": str(warehouse / "planted2.metadata.json")})
     assert status == 400 and "outside the warehouse" in body["error"]["message"], body
     assert not main.table_exists("sales.planted2")
+    # Nor a commit whose new manifest names the file as EXISTING, added by another snapshot.
+    listed = plant_manifest(main.load_table("sales.orders"), outside, warehouse, 424243, status="EXISTING",
+                            manifest_snapshot_id=7, tag="commit")
+    status, body = send("POST", table_url, None, {"requirements": [], "updates": [
+        {"action": "add-snapshot", "snapshot": {
+            "snapshot-id": 424243, "sequence-number": 1, "timestamp-ms": int(time.time() * 1000) + 1000, "schema-id": 0,
+            "manifest-list": str(listed), "summary": {"operation": "append"}}},
+        {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 424243}]})
+    assert status == 400 and "outside the warehouse" in body["error"]["message"], body
+    assert main.load_table("sales.orders").current_snapshot() is None
 
 
-def plant_outside_data_file(table, data, metadata_path):
-    """Writes, beside `metadata_path`, a manifest naming `data` (wherever it lies) and a
-    manifest list naming that manifest, and at `metadata_path` the table's metadata with a
-    snapshot reading that list."""
+def plant_manifest(table, data, folder, snapshot_id, status="ADDED", manifest_snapshot_id=None, tag="a"):
+    """Writes in `folder` a manifest naming `data` (wherever it lies) with an entry of
+    `status`, claiming to be added by `manifest_snapshot_id` (default `snapshot_id`), and a
+    manifest list of snapshot `snapshot_id` naming it; returns the list's path. PyIceberg's
+    own manifest writers."""
     from pyiceberg.io.pyarrow import PyArrowFileIO, parquet_file_to_data_file
     from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, write_manifest, write_manifest_list
 
-    io, folder, snapshot_id = PyArrowFileIO(), metadata_path.parent, 424242
-    metadata = table.metadata
+    io, metadata = PyArrowFileIO(), table.metadata
     data_file = parquet_file_to_data_file(io, metadata, str(data))
-    with write_manifest(2, metadata.spec(), metadata.schema(), io.new_output(str(folder / "planted-m0.avro")),
-                        snapshot_id, "null") as writer:
-        writer.add(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=snapshot_id,
-                                           sequence_number=1, file_sequence_number=1, data_file=data_file))
+    with write_manifest(2, metadata.spec(), metadata.schema(), io.new_output(str(folder / f"planted-{tag}-m0.avro")),
+                        manifest_snapshot_id or snapshot_id, "null") as writer:
+        writer.add_entry(ManifestEntry.from_args(status=ManifestEntryStatus[status], snapshot_id=snapshot_id,
+                                                 sequence_number=1, file_sequence_number=1, data_file=data_file))
     manifest = writer.to_manifest_file()
-    with write_manifest_list(2, io.new_output(str(folder / "planted-list.avro")), snapshot_id, None, 1, "null") as lst:
+    manifest.sequence_number = manifest.min_sequence_number = 1  # as an earlier commit's would be
+    listed = folder / f"planted-{tag}-list.avro"
+    with write_manifest_list(2, io.new_output(str(listed)), snapshot_id, None, 1, "null") as lst:
         lst.add_manifests([manifest])
+    return listed
+
+
+def plant_outside_data_file(table, data, metadata_path):
+    """At `metadata_path`, the table's metadata with a snapshot whose manifest (beside it)
+    adds `data`."""
+    snapshot_id = 424242
+    listed = plant_manifest(table, data, metadata_path.parent, snapshot_id, tag="register")
     planted = json.loads(Path(table.metadata_location.removeprefix("file://")).read_text())
     planted["snapshots"] = [{"snapshot-id": snapshot_id, "sequence-number": 1, "timestamp-ms": 1700000000000,
-                             "schema-id": 0, "manifest-list": str(folder / "planted-list.avro"),
-                             "summary": {"operation": "append"}}]
+                             "schema-id": 0, "manifest-list": str(listed), "summary": {"operation": "append"}}]
     planted["current-snapshot-id"] = snapshot_id
     planted["last-sequence-number"] = 1
     planted["refs"] = {"main": {"snapshot-id": snapshot_id, "type": "branch"}}
     planted["snapshot-log"] = []
     metadata_path.write_text(json.dumps(planted))
-
 
 def test_the_codec_a_table_names_is_the_codec_its_files_are_written_with(lakehouse, open_server, tmp_path):
     """`write.parquet.compression-codec`, set as any engine sets it, governs Basin's writes; a

@@ -71,6 +71,15 @@ def test_lakehouse_on_s3(tmp_path, s3_endpoint):
     out = b("query", "SELECT city, sum(fare) AS fares FROM rides.trips GROUP BY city ORDER BY city", "--format", "csv")
     assert out.splitlines() == ["city,fares", "oslo,30.00", "paris,20.55"]
 
+    # Partition values are percent-encoded into the keys (`city=new%20york`): read back whole.
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("trip,city,fare\n1,new york,10.00\n2,new york,5.50\n3,a/b 100%,1.25\n")
+    b("import", str(spaced), "--table", "rides.by_city", "--partition-by", "city")
+    listed = s3.list_objects_v2(Bucket="lake", Prefix="warehouse/rides/")
+    assert any("%20" in o["Key"] for o in listed.get("Contents", [])), listed
+    out = b("query", "SELECT city, sum(fare) AS fares FROM rides.by_city GROUP BY city ORDER BY city", "--format", "csv")
+    assert out.splitlines() == ["city,fares", "a/b 100%,1.25", "new york,15.50"]
+
     show = b.json("table", "show", "rides.trips")
     assert show["metadata_location"].startswith("s3://lake/warehouse/rides/")
     listed = s3.list_objects_v2(Bucket="lake", Prefix="warehouse/rides/")

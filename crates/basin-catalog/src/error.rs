@@ -35,6 +35,9 @@ pub struct Error {
     pub message: String,
     pub hint: Option<String>,
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Shown to remote callers even when its kind is the server's own failure (see
+    /// [`Error::shown`]).
+    pub shown: bool,
 }
 
 impl Error {
@@ -44,6 +47,7 @@ impl Error {
             message: message.into(),
             hint: None,
             source: None,
+            shown: false,
         }
     }
 
@@ -70,6 +74,15 @@ impl Error {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Marks a failure of the server's own kind (`Io`, `Store`, `Internal`) whose message
+    /// callers of the front doors may read, because it tells them what to do (a data file
+    /// removed outside Basin, a write that outlived `gc_grace`). Other such failures reach
+    /// remote callers as their kind only.
+    pub fn shown(mut self) -> Self {
+        self.shown = true;
         self
     }
 

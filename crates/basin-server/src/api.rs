@@ -89,10 +89,12 @@ pub(crate) fn error_body(e: &Error) -> serde_json::Value {
 /// are, and the log gets the whole error (under the request's id on HTTP). Everything else
 /// (a bad name, a conflict, a limit, a function's own error) is the caller's to read.
 pub(crate) fn for_caller(e: &Error) -> (String, Option<String>) {
-    if !matches!(
-        e.kind(),
-        ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal
-    ) {
+    if e.shown
+        || !matches!(
+            e.kind(),
+            ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal
+        )
+    {
         return (e.message.clone(), e.hint.clone());
     }
     tracing::error!(kind = ?e.kind(), "{e}");

@@ -47,11 +47,10 @@ pub(crate) fn sql_error(
     if let DataFusionError::External(inner) = root
         && let Some(basin) = inner.downcast_ref::<Error>()
     {
-        let same = Error::new(basin.kind(), basin.message.clone());
-        return match &basin.hint {
-            Some(hint) => same.with_hint(hint.clone()),
-            None => same,
-        };
+        let mut same = Error::new(basin.kind(), basin.message.clone());
+        same.hint = basin.hint.clone();
+        same.shown = basin.shown;
+        return same;
     }
     let message = root
         .to_string()

@@ -275,17 +275,28 @@ impl TableProvider for PrunedScan {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
+        // An object store's keys may hold `%` (Basin percent-encodes partition values in
+        // paths); a URL's path is decoded once when parsed, so `%` is escaped first. A local
+        // path is taken as a path, `%` and all.
         let urls = tasks
             .iter()
-            .map(|t| ListingTableUrl::parse(&t.data_file_path))
+            .map(|t| match t.data_file_path.contains("://") {
+                true => ListingTableUrl::parse(t.data_file_path.replace('%', "%25")),
+                false => ListingTableUrl::parse(&t.data_file_path),
+            })
             .collect::<DfResult<Vec<_>>>()?;
+        // Every URL is one file the snapshot names, whatever its name ends with.
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
+            .with_file_extension("")
             .with_collect_stat(true);
-        let files: Vec<(object_store::path::Path, &str)> = urls
+        let files: Vec<SnapshotFile> = urls
             .iter()
             .zip(&tasks)
-            .map(|(u, t)| (u.prefix().clone(), t.data_file_path.as_str()))
+            .map(|(u, t)| SnapshotFile {
+                path: u.prefix().clone(),
+                name: &t.data_file_path,
+                rows: t.record_count,
+            })
             .collect();
         let store = state.runtime_env().object_store(&urls[0])?;
         let config = ListingTableConfig::new_with_multi_paths(urls)
@@ -294,24 +305,38 @@ impl TableProvider for PrunedScan {
         let plan = ListingTable::try_new(config)?
             .scan(state, projection, filters, limit)
             .await?;
-        self.check_all_found(&plan, &files, limit.is_some(), store.as_ref())
+        self.check_all_found(&plan, &files, limit, store.as_ref())
             .await?;
         Ok(plan)
     }
 }
 
+/// A data file of the scanned snapshot: where the store has it, its name in the table's
+/// metadata, and its rows (from its manifest entry).
+struct SnapshotFile<'a> {
+    path: object_store::path::Path,
+    name: &'a str,
+    rows: Option<u64>,
+}
+
+/// Object-store lookups one scan runs at once.
+const LOOKUPS: usize = 32;
+
 impl PrunedScan {
     /// Fails when a data file the snapshot names is missing. A `ListingTable` takes a file
     /// that is not there for an empty folder, so without this check a file removed outside
-    /// Basin would silently drop its rows from every answer. Files a `LIMIT` left out of
-    /// `plan` (it had enough rows before them) are looked up one by one.
+    /// Basin would silently drop its rows from every answer. A `LIMIT` leaves files out of
+    /// `plan` once those before them hold enough rows: if the planned files' rows (from
+    /// their manifest entries) reach the limit, the answer needs no other file; else the
+    /// files left out are looked up.
     async fn check_all_found(
         &self,
         plan: &Arc<dyn ExecutionPlan>,
-        files: &[(object_store::path::Path, &str)],
-        limited: bool,
+        files: &[SnapshotFile<'_>],
+        limit: Option<usize>,
         store: &dyn object_store::ObjectStore,
     ) -> DfResult<()> {
+        use futures::StreamExt;
         use object_store::ObjectStoreExt;
         let mut planned = std::collections::HashSet::new();
         plan.apply(|node| {
@@ -327,27 +352,49 @@ impl PrunedScan {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let left_out = files.iter().filter(|(f, _)| !planned.contains(f));
-        for (file, name) in left_out {
-            let missing = !limited
-                || matches!(
-                    store.head(file).await,
-                    Err(object_store::Error::NotFound { .. })
-                );
-            if missing {
-                return Err(DataFusionError::External(Box::new(
-                    basin_catalog::Error::io(format!(
-                        "`{}`: its data file {name} is missing (removed outside Basin?)",
-                        self.key
-                    ))
-                    .with_hint(format!(
-                        "restore the file, or put the table back as it was at an earlier \
-                         commit: `basin table revert {} --to <ref@commit>` (`basin log` lists them)",
-                        self.key
-                    )),
-                )));
+        let (kept, left_out): (Vec<&SnapshotFile>, Vec<&SnapshotFile>) =
+            files.iter().partition(|f| planned.contains(&f.path));
+        let Some(first) = left_out.first() else {
+            return Ok(());
+        };
+        let missing = match limit {
+            None => Some(first.name.to_string()),
+            Some(limit) => {
+                let rows: Option<u64> = kept.iter().map(|f| f.rows).sum();
+                if rows.is_some_and(|rows| rows >= limit as u64) {
+                    None
+                } else {
+                    let owned: Vec<(object_store::path::Path, String)> = left_out
+                        .iter()
+                        .map(|f| (f.path.clone(), f.name.to_string()))
+                        .collect();
+                    futures::stream::iter(owned)
+                        .map(|(path, name)| async move {
+                            let found = store.head(&path).await;
+                            matches!(found, Err(object_store::Error::NotFound { .. }))
+                                .then_some(name)
+                        })
+                        .buffer_unordered(LOOKUPS)
+                        .filter_map(std::future::ready)
+                        .next()
+                        .await
+                }
             }
+        };
+        match missing {
+            None => Ok(()),
+            Some(name) => Err(DataFusionError::External(Box::new(
+                basin_catalog::Error::io(format!(
+                    "`{}`: its data file {name} is missing (removed outside Basin?)",
+                    self.key
+                ))
+                .with_hint(format!(
+                    "restore the file, or put the table back as it was at an earlier commit: \
+                     `basin table revert {} --to <ref@commit>` (`basin log` lists them)",
+                    self.key
+                ))
+                .shown(),
+            ))),
         }
-        Ok(())
     }
 }

@@ -69,7 +69,10 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 
 /// Every file `after` names that `before` (the table it was staged on; `None` for a new
 /// table) did not: its metadata file, and for each new snapshot its manifest list, the
-/// manifests it added and the files those add. Reads manifests (just written, so cached).
+/// manifests its parent's list did not hold and the files those add. Each of those
+/// manifests is read whole, and every file it names, whatever its entry's status, must lie
+/// in the warehouse (a manifest a client wrote may name any file with any status). Reads
+/// manifests just written, so cached.
 pub(crate) async fn new_files(
     before: Option<&Table>,
     after: &Table,
@@ -96,6 +99,8 @@ pub(crate) async fn new_files(
     if let Some(location) = after.metadata_location() {
         files.push(location.to_string());
     }
+    // Manifests read already, in this call or (for the parents' lists) before it.
+    let mut seen: HashSet<String> = HashSet::new();
     for snapshot in after.metadata().snapshots() {
         let id = snapshot.snapshot_id();
         if known.contains(&id) {
@@ -108,9 +113,22 @@ pub(crate) async fn new_files(
             .load()
             .await
             .map_err(from_iceberg(&context))?;
+        // Carried over from the parent, whose commit checked and synced them.
+        if let Some(before) = before
+            && let Some(parent) = snapshot
+                .parent_snapshot_id()
+                .and_then(|p| before.metadata().snapshot_by_id(p))
+        {
+            let parents = before
+                .manifest_list_reader(parent)
+                .load()
+                .await
+                .map_err(from_iceberg(&context))?;
+            seen.extend(parents.entries().iter().map(|m| m.manifest_path.clone()));
+        }
         for manifest_file in list.entries() {
-            if manifest_file.added_snapshot_id != id {
-                continue; // carried over from an earlier snapshot, synced by its commit
+            if !seen.insert(manifest_file.manifest_path.clone()) {
+                continue;
             }
             inside(&manifest_file.manifest_path)?;
             files.push(manifest_file.manifest_path.clone());
@@ -119,8 +137,11 @@ pub(crate) async fn new_files(
                 .await
                 .map_err(from_iceberg(&context))?;
             for entry in manifest.entries() {
-                if entry.status() == ManifestStatus::Added && entry.snapshot_id() == Some(id) {
-                    inside(entry.file_path())?;
+                inside(entry.file_path())?;
+                let added_now = entry
+                    .snapshot_id()
+                    .is_some_and(|added| !known.contains(&added));
+                if entry.status() == ManifestStatus::Added && added_now {
                     files.push(entry.file_path().to_string());
                 }
             }
@@ -197,7 +218,8 @@ pub(crate) async fn check_present(
             .with_hint(
                 "run the write again; if it ran longer than `[maintenance] gc_grace`, gc removed \
                  its files as unreferenced: raise the grace above the longest write",
-            ));
+            )
+            .shown());
         }
         checked.insert(file);
     }

@@ -269,6 +269,9 @@ async fn config(
         .resolve(Some(&warehouse))
         .await
         .map_err(|e| {
+            if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) {
+                return RestError::from_basin("NoSuchWarehouseException")(e);
+            }
             RestError::new(
                 StatusCode::BAD_REQUEST,
                 "NoSuchWarehouseException",

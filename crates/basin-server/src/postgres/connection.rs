@@ -68,7 +68,7 @@ pub(super) async fn serve(
     tls: Option<pgwire::tokio::TlsAcceptor>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
-    let tls_only = tls.is_some() && !socket.peer_addr()?.ip().is_loopback();
+    let tls_only = tls.is_some() && !socket.peer_addr()?.ip().to_canonical().is_loopback();
     let login = tokio::time::sleep(limits.login_timeout);
     tokio::pin!(login);
     // Answers SSLRequest with the handshake when the server has TLS (refuses it otherwise),
@@ -89,11 +89,9 @@ pub(super) async fn serve(
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
     let mut socket = Framed::from_parts(parts);
-    if tls_only && !secure {
-        let why = "this server takes Postgres logins over TLS only (from other machines)";
-        let hint = "connect with sslmode=require (psql \"host=... sslmode=require\")";
-        return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
-    }
+    // Over plain TCP from another machine, only a cancel request (which carries no token:
+    // libpq sends it unencrypted) is taken.
+    let mut refuse_plain = tls_only && !secure;
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -178,6 +176,12 @@ pub(super) async fn serve(
             }
             None => return Ok(()),
         };
+        if refuse_plain && !matches!(message, PgWireFrontendMessage::CancelRequest(_)) {
+            let why = "this server takes Postgres logins over TLS only (from other machines)";
+            let hint = "connect with sslmode=require (psql \"host=... sslmode=require\")";
+            return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
+        }
+        refuse_plain = false;
         match message {
             PgWireFrontendMessage::Terminate(_) => return Ok(()),
             // A cancel request comes on a connection of its own, which then ends.
@@ -205,11 +209,13 @@ pub(super) async fn serve(
                     return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
                 }
                 // Not known to be revoked, not known to be live: this message fails, and the
-                // next one asks again.
+                // next one asks again. A Sync ends the failed exchange (else the client would
+                // wait for a ReadyForQuery that never comes).
                 Err(e) => {
                     tracing::warn!("postgres: cannot look the connection's token up: {e}");
                     let e = super::basin_error(e);
-                    process_error(&mut socket, e, extended_query).await?;
+                    let sync = matches!(message, PgWireFrontendMessage::Sync(_));
+                    process_error(&mut socket, e, extended_query && !sync).await?;
                     continue;
                 }
             }
@@ -235,7 +241,7 @@ pub(super) async fn serve(
                 ),
             );
             info.hint = Some(
-                "close the ones no longer needed (Close, DEALLOCATE), or use \
+                "close the ones no longer needed (the protocol's Close message), or use \
                               unnamed ones"
                     .into(),
             );

@@ -3,6 +3,8 @@
 
 use std::fmt::Debug;
 
+use basin_catalog::ErrorKind;
+
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::{
@@ -34,23 +36,30 @@ impl Handlers {
             }
             _ => "main".to_string(),
         };
-        if let Err(e) = self.0.lakehouse.resolve(Some(&spec)).await {
-            let mut info = ErrorInfo::new(
-                "FATAL".into(),
-                "3D000".into(),
-                format!("database \"{spec}\" does not exist: {}", e.message),
-            );
-            // The ref's own hint says which was meant ("did you mean `main`?").
-            info.hint = Some(match e.hint {
-                Some(hint) => format!(
-                    "{hint} (the database name is a branch, tag or commit; list them with \
+        match self.0.lakehouse.resolve(Some(&spec)).await {
+            Ok(_) => {}
+            // The catalog failed, not the name: as any server-side failure (FATAL, as at login).
+            Err(e) if e.kind() != ErrorKind::NotFound && e.kind() != ErrorKind::InvalidInput => {
+                return Err(PgWireError::UserError(Box::new(error_info(e, "FATAL"))));
+            }
+            Err(e) => {
+                let mut info = ErrorInfo::new(
+                    "FATAL".into(),
+                    "3D000".into(),
+                    format!("database \"{spec}\" does not exist: {}", e.message),
+                );
+                // The ref's own hint says which was meant ("did you mean `main`?").
+                info.hint = Some(match e.hint {
+                    Some(hint) => format!(
+                        "{hint} (the database name is a branch, tag or commit; list them with \
                      `basin branch ls`)"
-                ),
-                None => "the database name is a branch, tag or commit; list them with \
+                    ),
+                    None => "the database name is a branch, tag or commit; list them with \
                          `basin branch ls`"
-                    .into(),
-            });
-            return Err(PgWireError::UserError(Box::new(info)));
+                        .into(),
+                });
+                return Err(PgWireError::UserError(Box::new(info)));
+            }
         }
         client.metadata_mut().insert(REF.to_string(), spec);
         finish_authentication(client, &self.0.parameters).await

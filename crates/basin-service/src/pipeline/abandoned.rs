@@ -47,8 +47,14 @@ impl Lakehouse {
                 tokio::time::sleep(every / 3).await;
                 let now = now_ms();
                 let until = now + every.as_millis() as i64;
-                if let Err(e) = store.try_lease(&name, holder, now, until).await {
-                    tracing::warn!("cannot renew the lease of {name}: {e}");
+                match store.try_lease(&name, holder, now, until).await {
+                    Ok(true) => {}
+                    // Ran out while renewals failed, and a settler took it: the run goes on,
+                    // and its last save overwrites the settled record.
+                    Ok(false) => tracing::warn!(
+                        "lost the lease of {name}: its run may be settled as abandoned"
+                    ),
+                    Err(e) => tracing::warn!("cannot renew the lease of {name}: {e}"),
                 }
             }
         })))
@@ -61,17 +67,22 @@ impl Lakehouse {
         let holder = format!("settle:{}", crate::triggers::node_name());
         let every = self.settings().event_lease.as_millis() as i64;
         let mut settled = Vec::new();
-        for mut run in self.list_runs(i64::MAX as usize).await? {
-            if run.status != "running" {
+        for listed in self.list_runs(i64::MAX as usize).await? {
+            if listed.status != "running" {
                 continue;
             }
             // Free only once the running process stopped renewing it; taken here, it also
             // keeps a second settler off this run.
             let now = now_ms();
             if !store
-                .try_lease(&lease(&run.id), &holder, now, now + every)
+                .try_lease(&lease(&listed.id), &holder, now, now + every)
                 .await?
             {
+                continue;
+            }
+            // Read again under the lease: the run may have ended since the list was read.
+            let mut run = self.show_run(&listed.id).await?;
+            if run.status != "running" {
                 continue;
             }
             run.finished_at_ms = Some(now);
