@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// The environment variables Basin reads. The only place that reads the environment.
 mod maintenance;
+mod server;
 mod sql;
 
 pub use maintenance::{DEFAULT_MAINTENANCE_SCHEDULE, MaintenanceSection, MaintenanceSettings};
+pub use server::{ServerSection, ServerSettings, TlsFiles};
 pub use sql::{BallistaSection, SqlSection};
 
 pub mod env {
@@ -272,99 +274,6 @@ impl DurationValue {
     }
 }
 
-/// `[server]`: what `basin serve` accepts from its callers.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    pub allowed_hosts: Option<Vec<String>>,
-    pub max_connections: Option<usize>,
-    pub header_read_timeout: Option<DurationValue>,
-    pub request_timeout: Option<DurationValue>,
-    pub write_timeout: Option<DurationValue>,
-    pub max_upload_size: Option<SizeValue>,
-    pub json_max_rows: Option<u64>,
-    pub json_max_bytes: Option<SizeValue>,
-    pub pg_max_call_depth: Option<usize>,
-    pub pg_max_message_size: Option<SizeValue>,
-    pub pg_idle_timeout: Option<DurationValue>,
-    pub pg_max_prepared: Option<usize>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub max_body_size: Option<SizeValue>,
-    pub max_uploads: Option<usize>,
-}
-
-/// What `basin serve` accepts, resolved.
-#[derive(Clone, Debug)]
-pub struct ServerSettings {
-    /// Host names (besides the listen address, and `localhost` on loopback) requests may
-    /// name in `Host`; `*` allows any.
-    pub allowed_hosts: Vec<String>,
-    /// Connections served at once (HTTP and Postgres each); more wait to be accepted.
-    pub max_connections: usize,
-    /// How long a client may take to send a request's headers.
-    pub header_read_timeout: std::time::Duration,
-    /// How long a request may take until its answer starts (a streamed answer may go on).
-    pub request_timeout: Option<std::time::Duration>,
-    /// How long an HTTP client may take none of an answer's bytes before its connection is
-    /// closed (`None`: forever).
-    pub write_timeout: Option<std::time::Duration>,
-    /// The largest upload (`POST /api/v1/tables/NAME/import`).
-    pub max_upload_size: u64,
-    /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
-    pub json_max_rows: u64,
-    pub json_max_bytes: u64,
-    /// Function calls nested in one another in a statement to the Postgres door: its parser
-    /// takes time exponential in that depth, so deeper statements are refused before parsing.
-    pub pg_max_call_depth: usize,
-    /// The largest message a Postgres client may send once logged in (a statement with its
-    /// parameters); before login, at most 16 KiB.
-    pub pg_max_message_size: usize,
-    /// How long a logged-in Postgres client may send nothing before its connection is
-    /// closed (`None`: forever), as Postgres' `idle_session_timeout`.
-    pub pg_idle_timeout: Option<std::time::Duration>,
-    /// Named prepared statements and portals one Postgres connection holds at once.
-    pub pg_max_prepared: usize,
-    /// The certificate chain and private key (PEM files) both doors serve TLS with; `None`:
-    /// no TLS.
-    pub tls: Option<TlsFiles>,
-    /// The largest request body read whole (JSON: the API, Iceberg REST, function calls and
-    /// webhooks); uploads stream and have `max_upload_size`.
-    pub max_body_size: usize,
-    /// Uploads (`basin --remote import`) received at once; each may take up to
-    /// `max_upload_size` of `.basin/uploads`.
-    pub max_uploads: usize,
-}
-
-/// `[server] tls_cert` and `tls_key`, resolved against the lakehouse folder.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            allowed_hosts: Vec::new(),
-            max_connections: 256,
-            header_read_timeout: std::time::Duration::from_secs(10),
-            request_timeout: Some(std::time::Duration::from_secs(600)),
-            write_timeout: Some(std::time::Duration::from_secs(60)),
-            max_upload_size: 10 << 30,
-            json_max_rows: 100_000,
-            json_max_bytes: 64 << 20,
-            pg_max_call_depth: 12,
-            pg_max_message_size: 64 << 20,
-            pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
-            pg_max_prepared: 1000,
-            tls: None,
-            max_body_size: 2 << 20,
-            max_uploads: 4,
-        }
-    }
-}
-
 /// `[buckets.NAME]`: a bucket that is not `.basin/buckets/NAME/`. Either a local folder
 /// (`path`, watched like the default ones), or a bucket in an S3-compatible store (`url`,
 /// with the `[s3]` section's endpoint and keys), listed every `poll_seconds` and told about
@@ -548,68 +457,7 @@ impl Settings {
             runtime.copy_outputs_below = v.bytes(&setting("functions", "copy_outputs_below"))?;
         }
         let sql = sql::resolve(&user.sql, dir, &setting)?;
-        let mut server = ServerSettings::default();
-        let w = &user.server;
-        if let Some(hosts) = &w.allowed_hosts {
-            server.allowed_hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-        }
-        if let Some(n) = w.max_connections {
-            server.max_connections = n.max(1);
-        }
-        if let Some(v) = &w.header_read_timeout {
-            server.header_read_timeout = v
-                .limit(&setting("server", "header_read_timeout"))?
-                .unwrap_or(std::time::Duration::from_secs(3600));
-        }
-        if let Some(v) = &w.request_timeout {
-            server.request_timeout = v.limit(&setting("server", "request_timeout"))?;
-        }
-        if let Some(v) = &w.write_timeout {
-            server.write_timeout = v.limit(&setting("server", "write_timeout"))?;
-        }
-        if let Some(v) = &w.max_upload_size {
-            server.max_upload_size = v.bytes(&setting("server", "max_upload_size"))?;
-        }
-        if let Some(n) = w.json_max_rows {
-            server.json_max_rows = n.max(1);
-        }
-        if let Some(v) = &w.json_max_bytes {
-            server.json_max_bytes = v.bytes(&setting("server", "json_max_bytes"))?;
-        }
-        if let Some(n) = w.pg_max_call_depth {
-            server.pg_max_call_depth = n.max(1);
-        }
-        if let Some(v) = &w.pg_max_message_size {
-            let bytes = v.bytes(&setting("server", "pg_max_message_size"))?;
-            // A message of less than 16 KiB could not carry a login.
-            server.pg_max_message_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(16 << 10);
-        }
-        if let Some(v) = &w.pg_idle_timeout {
-            server.pg_idle_timeout = v.limit(&setting("server", "pg_idle_timeout"))?;
-        }
-        if let Some(n) = w.pg_max_prepared {
-            server.pg_max_prepared = n.max(1);
-        }
-        if let Some(v) = &w.max_body_size {
-            let bytes = v.bytes(&setting("server", "max_body_size"))?;
-            server.max_body_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
-        }
-        if let Some(n) = w.max_uploads {
-            server.max_uploads = n.max(1);
-        }
-        server.tls = match (&w.tls_cert, &w.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: dir.join(cert),
-                key: dir.join(key),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(Error::invalid(
-                    "[server]: tls_cert and tls_key go together (the certificate chain and its key)",
-                )
-                .with_hint("set both to PEM files, or neither to serve without TLS"));
-            }
-        };
+        let server = server::resolve(&user.server, dir, &|name| setting("server", name))?;
         let defaults = Pricing::default();
         let pricing = Pricing {
             gb_second: user.pricing.gb_second.unwrap_or(defaults.gb_second),
