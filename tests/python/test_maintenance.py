@@ -202,6 +202,9 @@ def test_a_run_whose_process_died_is_settled_by_what_the_catalog_shows(lakehouse
     time.sleep(2.5)  # the lease the run held runs out
     settled = lakehouse.json("runs", "show", done["id"])
     assert (settled["status"], settled["merged_commit"], settled["error"]) == ("succeeded", done["merged_commit"], None)
+    # Every run's lease ends with it (the runner's and the settler's): none is left behind.
+    with sqlite3.connect(lakehouse.home / ".basin" / "catalog.db") as db:
+        assert db.execute("SELECT name FROM leases WHERE name LIKE 'run:%'").fetchall() == []
 
 
 def test_compaction_rewrites_small_files_into_one_commit_with_the_same_rows(lakehouse, tmp_path):

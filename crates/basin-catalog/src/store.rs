@@ -173,6 +173,8 @@ pub trait Store: Send + Sync + Debug {
     /// For work one node of several should do at a time: listing a bucket, maintenance.
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64)
     -> Result<bool>;
+    /// Ends lease `name` if `holder` holds it (its row goes; a lease held by another stays).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     async fn functions(&self) -> Result<Vec<String>>;
     /// Fails with `NotFound` if there is no such function.
     async fn delete_function(&self, name: &str) -> Result<()>;

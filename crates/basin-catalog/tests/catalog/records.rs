@@ -199,4 +199,19 @@ async fn a_lease_is_held_by_one_node_until_it_runs_out(fixture: Fixture) {
             .await
             .unwrap()
     );
+    // Released by its holder (only): free at once, and its row is gone.
+    a.release_lease("s3:drop", "a").await.unwrap();
+    assert!(
+        !a.try_lease("s3:drop", "a", now + 6_000, now + 9_000)
+            .await
+            .unwrap(),
+        "a release by another holder does nothing"
+    );
+    b.release_lease("s3:drop", "b").await.unwrap();
+    assert!(
+        a.try_lease("s3:drop", "a", now + 6_000, now + 9_000)
+            .await
+            .unwrap(),
+        "free once released, before it would have run out"
+    );
 }

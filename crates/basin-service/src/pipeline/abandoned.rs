@@ -60,6 +60,20 @@ impl Lakehouse {
         })))
     }
 
+    /// Stops renewing run `id`'s lease (`held`) and ends it: its record says how it ended.
+    pub(super) async fn release_run(&self, id: &str, held: Background) {
+        drop(held);
+        let holder = crate::triggers::node_name();
+        if let Err(e) = self
+            .catalog()
+            .store()
+            .release_lease(&lease(id), holder)
+            .await
+        {
+            tracing::warn!("cannot release the lease of run {id} (it runs out by itself): {e}");
+        }
+    }
+
     /// Settles the runs recorded as `running` whose process is gone (see the module docs);
     /// returns them as they are recorded now.
     pub async fn settle_abandoned_runs(&self) -> Result<Vec<RunRecord>> {
@@ -103,6 +117,7 @@ impl Lakehouse {
             run.branch_deleted = self.catalog().store().get_ref(&run.branch).await?.is_none();
             tracing::warn!(run = %run.id, status = %run.status, "settled a run its process left running");
             self.save_run(&run).await?;
+            store.release_lease(&lease(&run.id), &holder).await?;
             settled.push(run);
         }
         Ok(settled)

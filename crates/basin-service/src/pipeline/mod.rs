@@ -179,7 +179,7 @@ impl Lakehouse {
         };
         // Held until the record says how the run ended: a record left `running` by a process
         // that died is settled once this lease runs out (`abandoned`).
-        let _lease = self.hold_run(&id).await?;
+        let lease = self.hold_run(&id).await?;
         self.save_run(&record).await?;
         let outcome = self
             .execute(
@@ -222,6 +222,7 @@ impl Lakehouse {
             record.error = Some(e.message.clone());
         }
         self.save_run(&record).await?;
+        self.release_run(&id, lease).await;
         match outcome {
             Ok(()) => Ok(record),
             Err(e) => {
