@@ -47,6 +47,9 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _SYS_LANDLOCK_CREATE_RULESET = 444
 _SYS_LANDLOCK_ADD_RULE = 445
 _SYS_LANDLOCK_RESTRICT_SELF = 446
+#: keyctl(2), whose number differs by architecture.
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+_KEYCTL_JOIN_SESSION_KEYRING = 1
 _LANDLOCK_CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 
@@ -583,6 +586,7 @@ def confine_ahead(config: dict, missing: list) -> Ahead:
     folder's, and the limits. `config` is an invocation config (see `confine`) of which `AHEAD_KEYS` count;
     `missing` holds what could not be done before this (the process namespace)."""
     ahead = Ahead(config)
+    _own_session_keyring()
     off = set(config.get("off", []))
     ahead.missing = list(missing) + [f"{w}: turned off by [functions] disable_walls" for w in sorted(off)]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -611,6 +615,15 @@ def confine_ahead(config: dict, missing: list) -> Ahead:
     if "limits" not in off:
         ahead.missing += _limits(config.get("limits", {}))
     return ahead
+
+
+def _own_session_keyring() -> None:
+    """Joins a new, empty session keyring. The one Basin was started with (a login's, a
+    service's) would be every invocation's: a function could read Basin's keys, and leave keys
+    there for the next invocation. Where keyctl is refused (a container's seccomp filter), the
+    function cannot reach any keyring either, so there is nothing to wall."""
+    if _SYS_KEYCTL is not None:
+        _syscall(_SYS_KEYCTL, ctypes.c_int(_KEYCTL_JOIN_SESSION_KEYRING), None)
 
 
 def reveal(ahead: Ahead, write: list) -> None:

@@ -321,14 +321,25 @@ def _connect(path: str, invocation: str, stream: str) -> socket.socket:
 def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     invocation, path = fork["invocation"], fork["socket"]
     _sandbox.reveal(walls, fork["sandbox"].get("write", []))  # the socket lies in its folder
+    secrets = b""
     for fd, stream in ((1, "stdout"), (2, "stderr")):
         sock = _connect(path, invocation, stream)
+        if stream == "stdout":
+            # Basin's one line on this stream: the function's secrets. They never pass
+            # through the zygote, whose memory every later spare is forked from.
+            while not secrets.endswith(b"\n"):
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    raise ConnectionError("Basin closed the stream before sending the secrets")
+                secrets += chunk
         os.dup2(sock.fileno(), fd)
         sock.close()
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     os.environ.clear()
     os.environ.update(fork.get("env", {}))
+    os.environ.update(json.loads(secrets))
+    del secrets
     control = None
     if fork.get("exec") is None:
         control = _connect(path, invocation, "control")

@@ -176,9 +176,11 @@ pub(crate) async fn serve(
     listener: UnixListener,
     invocation: String,
     request: Vec<u8>,
+    mut secrets: Vec<u8>,
     reply_tx: oneshot::Sender<Reply>,
     sink: OutputSink,
 ) {
+    secrets.push(b'\n');
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
     let mut forwarders = Vec::new();
@@ -189,7 +191,13 @@ pub(crate) async fn serve(
         };
         let mut reader = BufReader::new(stream);
         let mut first = Vec::new();
-        if reader.read_until(b'\n', &mut first).await.is_err() {
+        // A hello is a line of a few dozen bytes: a longer one is not read whole.
+        if (&mut reader)
+            .take(MAX_HELLO_BYTES)
+            .read_until(b'\n', &mut first)
+            .await
+            .is_err()
+        {
             continue;
         }
         let Ok(hello) = serde_json::from_slice::<Hello>(&first) else {
@@ -206,6 +214,11 @@ pub(crate) async fn serve(
                 forwarders.push(tokio::spawn(control(reader, request, tx)));
             }
             stream => {
+                // The child's first read on its stdout stream: the function's secrets (a JSON
+                // object), before it runs any user code.
+                if stream == Stream::Stdout && reader.get_mut().write_all(&secrets).await.is_err() {
+                    continue;
+                }
                 let sink = sink.clone();
                 forwarders.push(tokio::spawn(async move {
                     let mut line = Vec::new();
@@ -241,12 +254,35 @@ async fn control(
         return;
     }
     let mut line = Vec::new();
-    if reader.read_until(b'\n', &mut line).await.is_ok()
-        && let Ok(reply) = serde_json::from_slice::<Reply>(&line)
-    {
-        let _ = reply_tx.send(reply);
+    // Read up to the cap only: a function streaming bytes without a newline cannot make
+    // Basin hold them (tables travel as files, not in the reply).
+    let read = (&mut reader)
+        .take(MAX_REPLY_BYTES)
+        .read_until(b'\n', &mut line)
+        .await;
+    if read.is_err() {
+        return;
     }
+    let reply = if !line.ends_with(b"\n") && line.len() as u64 >= MAX_REPLY_BYTES {
+        Reply::refused(format!(
+            "the function's reply is over {} MiB (JSON results are capped; return a table, \
+             which travels as a file)",
+            MAX_REPLY_BYTES >> 20
+        ))
+    } else {
+        match serde_json::from_slice::<Reply>(&line) {
+            Ok(reply) => reply,
+            Err(_) => return,
+        }
+    };
+    let _ = reply_tx.send(reply);
 }
+
+/// The largest reply (one JSON line: a JSON result, a batch's results) Basin reads.
+const MAX_REPLY_BYTES: u64 = 64 << 20;
+
+/// The largest hello line (`{"invocation": ..., "stream": ...}`) Basin reads.
+const MAX_HELLO_BYTES: u64 = 4 << 10;
 
 /// Resident memory (bytes) and CPU time (ms, its own and its reaped children's) of a
 /// process, from /proc.

@@ -161,6 +161,25 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// A failed invocation, for a reply Basin would not read.
+    pub(crate) fn refused(message: String) -> Self {
+        Self {
+            status: "error".into(),
+            output: None,
+            error: Some(UserError {
+                kind: "ReplyTooLarge".into(),
+                message,
+                traceback: String::new(),
+                file: None,
+                line: None,
+                hint: None,
+            }),
+            batch: None,
+            usage: None,
+            unconfined: Vec::new(),
+        }
+    }
+
     /// Whether Basin will read table files the function wrote.
     pub fn has_tables(&self) -> bool {
         let table = |o: &Option<ReplyOutput>| matches!(o, Some(ReplyOutput::Table { .. }));

@@ -383,7 +383,7 @@ impl Runtime {
             Target::Python { .. } => None,
         };
         let options = &self.inner.options;
-        let mut env: BTreeMap<String, String> = BTreeMap::from([
+        let env: BTreeMap<String, String> = BTreeMap::from([
             ("PATH".into(), search_path(&inv.env)),
             ("HOME".into(), workdir.display().to_string()),
             ("TMPDIR".into(), workdir.display().to_string()),
@@ -391,7 +391,11 @@ impl Runtime {
             ("PYTHONUNBUFFERED".into(), "1".into()),
             ("BASIN_FUNCTION".into(), inv.function.clone()),
         ]);
-        env.extend(inv.secrets.clone());
+        // Secrets never pass through the worker: a spare forked after this invocation would
+        // hold a copy of whatever the worker read. They go on the invocation's own stdout
+        // stream (`monitor::serve`).
+        let secrets = serde_json::to_vec(&inv.secrets)
+            .map_err(|e| Error::internal(format!("secrets: {e}")))?;
         let fork = Fork {
             invocation: &ws.id,
             socket: &ws.socket(),
@@ -457,7 +461,14 @@ impl Runtime {
         })
         .map_err(|e| Error::internal(format!("request: {e}")))?;
         let (reply_tx, reply_rx) = oneshot::channel();
-        let server = tokio::spawn(serve(listener, ws.id.clone(), request, reply_tx, sink));
+        let server = tokio::spawn(serve(
+            listener,
+            ws.id.clone(),
+            request,
+            secrets,
+            reply_tx,
+            sink,
+        ));
         let bounds = Bounds {
             memory: memory_limit,
             folder: &ws.dir,

@@ -397,3 +397,109 @@ def look(orders):
         assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
     }
 }
+
+/// Secrets never pass through the worker: a spare forked after an invocation would copy
+/// whatever the worker read for it (its request's locals, its heap). Each function finds its
+/// own secret, and none in the frames it was forked from.
+#[tokio::test]
+async fn a_function_finds_no_secret_in_the_worker_it_was_forked_from() {
+    let rt = confined(RuntimeOptions::default());
+    let source = r#"
+import os, sys
+def peek():
+    zygote = []
+    frame = sys._getframe()
+    while frame:
+        if frame.f_code.co_name == "zygote":
+            zygote.append(repr(frame.f_locals))
+        frame = frame.f_back
+    return {"own": os.environ.get("API_KEY"), "zygote": zygote}
+"#;
+    // The second is forked from a worker that handled the first.
+    for _ in 0..2 {
+        let (finished, _) = invoke(&rt, source, "peek", None, Limits::default()).await;
+        let v = json(&finished);
+        assert_eq!(v["own"], "s3cret", "{v}");
+        let zygote = v["zygote"].as_array().unwrap();
+        assert_eq!(zygote.len(), 1, "{v}");
+        assert!(!zygote[0].as_str().unwrap().contains("s3cret"), "{v}");
+    }
+}
+
+/// A session keyring Basin was started with (a login's, a service's) is not the functions':
+/// each invocation joins a new one, so no key passes from one invocation to the next.
+#[tokio::test]
+async fn no_key_passes_between_invocations_through_a_session_keyring() {
+    // As a login would: this process, and the workers it starts, share a session keyring.
+    let joined = unsafe { libc::syscall(libc::SYS_keyctl, 1, c"basin-test".as_ptr()) };
+    assert!(joined >= 0, "keyctl(JOIN_SESSION_KEYRING) failed here");
+    let rt = confined(RuntimeOptions::default());
+    let source = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+SESSION, SEARCH = -3, 10
+def put():
+    key = libc.syscall(ADD_KEY, b"user", b"basin-left", b"left by an invocation", 21, SESSION)
+    return {"key": key}
+def get():
+    found = libc.syscall(KEYCTL, SEARCH, SESSION, b"user", b"basin-left", 0)
+    return {"found": found}
+"#;
+    let (finished, _) = invoke(&rt, source, "put", None, Limits::default()).await;
+    assert!(
+        json(&finished)["key"].as_i64().unwrap() > 0,
+        "add_key failed"
+    );
+    let (finished, _) = invoke(&rt, source, "get", None, Limits::default()).await;
+    assert_eq!(
+        json(&finished)["found"],
+        -1,
+        "a key passed between invocations"
+    );
+}
+
+/// A reply is read up to 64 MiB: a function streaming bytes without a newline on its control
+/// connection fails with an error instead of making Basin hold them all.
+#[tokio::test]
+async fn a_reply_past_its_cap_fails_the_invocation() {
+    let rt = confined(RuntimeOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("flood.py");
+    std::fs::write(
+        &program,
+        r#"#!/usr/bin/env python3
+import json, os, socket
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(os.environ["BASIN_SOCKET"])
+sock.sendall((json.dumps({"invocation": os.environ["BASIN_INVOCATION"], "stream": "control"}) + "\n").encode())
+sock.makefile("rb").readline()
+chunk = b"x" * (1 << 20)
+try:
+    for _ in range(80):
+        sock.sendall(chunk)
+except OSError:
+    pass
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let invocation = Invocation {
+        function: "flood.py".into(),
+        target: Target::Program {
+            argv: vec![program.display().to_string()],
+        },
+        env: rt.environment(&pyarrow()).await.unwrap(),
+        preload: vec![],
+        event: serde_json::Value::Null,
+        params: serde_json::Value::Null,
+        secrets: BTreeMap::new(),
+        limits: Limits::default(),
+        concurrency: None,
+    };
+    let ws = rt.workspace().unwrap();
+    let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+    let e = finished.result.as_ref().expect_err("refused");
+    assert!(e.message.contains("reply is over 64 MiB"), "{e}");
+}
