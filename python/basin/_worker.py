@@ -17,30 +17,26 @@ them: `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
 The child finishes its walls (basin._sandbox), connects its stdout and stderr to Basin's
-socket, then either runs a Python function (speaking the protocol itself) or execs a program that
-speaks it. docs/protocol.md describes the protocol for programs in any language.
+socket, then either runs a Python function (speaking the protocol itself: basin._invocation) or
+execs a program that speaks it. docs/protocol.md describes the protocol for programs in any language.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-import inspect
-import io
 import json
-import linecache
 import os
-import resource
 import selectors
 import signal
 import socket
 import sys
 import time
 import traceback
-import types
-from typing import Any, Optional
+from typing import Optional
 
 from basin import _sandbox
+from basin._invocation import serve
 
 PROTOCOL = 1
 #: Seconds of quiet before the next spare child is forked: not while the invocation just
@@ -366,7 +362,7 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     assert control is not None
     reader = control.makefile("rb")
     request = json.loads(reader.readline())
-    reply = _serve(request, missing)
+    reply = serve(request, missing)
     # Output first: closing stdout and stderr lets Basin finish reading them now.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -375,293 +371,6 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     control.sendall((json.dumps(reply) + "\n").encode())
     control.close()
     return 0
-
-
-class Context:
-    """What a `handler(event, context)` function knows about its invocation."""
-
-    def __init__(self, request: dict, item: Optional[dict] = None):
-        self.invocation_id: str = request["invocation"]
-        self.function_name: str = request["function"]["name"]
-        self.deadline_ms: Optional[int] = request.get("deadline_ms")
-        item = item or {}
-        self._object: Optional[str] = item.get("object")
-        # CSV and JSON objects, read by Basin as `basin import` reads them (same types).
-        self._table: Optional[str] = item.get("object_table")
-        self._table_error: Optional[str] = item.get("object_table_error")
-        event = item.get("event", request.get("event"))
-        self._key: str = event.get("key", "") if isinstance(event, dict) else ""
-
-    def _object_path(self) -> str:
-        if self._object is None:
-            raise LookupError("this invocation is not about an object (no @basin.on_object event)")
-        return self._object
-
-    def read_bytes(self) -> bytes:
-        """The object the event is about, whole."""
-        with open(self._object_path(), "rb") as f:
-            return f.read()
-
-    def read_table(self, format: Optional[str] = None):
-        """The object as a pyarrow Table: CSV, JSON (one object per line) or Parquet, by the
-        key's suffix unless `format` says. A CSV or JSON object has the column types `basin
-        import` would give it (Basin reads it before the call), e.g. decimal(18,2) for money."""
-        import pyarrow as pa
-
-        path = self._object_path()
-        suffix = self._key.rsplit(".", 1)[-1].lower()
-        kind = (format or suffix).lower()
-        if kind == suffix:
-            if self._table_error is not None:
-                raise ValueError(self._table_error)
-            if self._table is not None:
-                return pa.ipc.open_file(pa.memory_map(self._table, "r")).read_all()
-        if kind in ("csv", "tsv", "tbl", "txt"):
-            from pyarrow import csv
-
-            options = csv.ParseOptions(delimiter={"tsv": "\t", "tbl": "|"}.get(kind, ","))
-            return csv.read_csv(path, parse_options=options)
-        if kind in ("json", "jsonl", "ndjson"):
-            from pyarrow import json
-
-            return json.read_json(path)
-        if kind in ("parquet", "pq"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if kind in ("arrow", "feather", "ipc"):
-            return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
-        raise ValueError(f"cannot tell the format of {self._key!r}: pass read_table(format='csv'|'json'|'parquet')")
-
-    def remaining_time_ms(self) -> Optional[int]:
-        """Milliseconds left before the timeout (None: no timeout)."""
-        if self.deadline_ms is None:
-            return None
-        return max(0, self.deadline_ms - int(time.time() * 1000))
-
-
-def _serve(request: dict, missing: list) -> dict:
-    function = request["function"]
-    try:
-        if request.get("batch") is not None:
-            reply: dict = {"type": "result", "status": "ok", "batch": _serve_batch(request)}
-        else:
-            func = _load(function)
-            value = func(**_arguments(func, request, request.get("event"), Context(request)))
-            output = _write_output(value, request["output"]["path"], function["name"])
-            reply = {"type": "result", "status": "ok", "output": output}
-    except BaseException as e:  # noqa: BLE001 - every failure goes back to Basin
-        reply = {"type": "result", "status": "error", "error": _describe(e, function["file"])}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reply["usage"] = {
-        "cpu_ms": round((usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime) * 1000, 3),
-        "max_rss_bytes": max(usage.ru_maxrss, children.ru_maxrss) * 1024,
-    }
-    reply["unconfined"] = missing
-    return reply
-
-
-#: The most output kept per event of a batch (the tail); all of it still streams to Basin.
-ITEM_LOG_LIMIT = 64 * 1024
-
-
-class _Tee(io.TextIOBase):
-    """Writes to a stream and keeps a copy: one event's share of the batch's output."""
-
-    def __init__(self, stream, copy: io.StringIO):
-        self._stream, self._copy = stream, copy
-
-    def write(self, text: str) -> int:
-        self._copy.write(text)
-        return self._stream.write(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-
-class _ItemTimeout(BaseException):
-    """Raised by SIGALRM: a BaseException, so a handler's `except Exception` lets it through."""
-
-
-def _alarm(signum, frame):
-    raise _ItemTimeout()
-
-
-def _serve_batch(request: dict) -> list:
-    """Calls the handler once per event of the batch, in this one process (the module is
-    loaded once), each with its own time limit, output file and share of the logs."""
-    function = request["function"]
-    func = _load(function)
-    limit = request.get("item_timeout_ms")
-    signal.signal(signal.SIGALRM, _alarm)
-    stdout, stderr = sys.stdout, sys.stderr
-    results = []
-    for item in request["batch"]:
-        copy = io.StringIO()
-        sys.stdout, sys.stderr = _Tee(stdout, copy), _Tee(stderr, copy)
-        try:
-            if limit:
-                signal.setitimer(signal.ITIMER_REAL, limit / 1000)
-            try:
-                value = func(**_arguments(func, request, item.get("event"), Context(request, item)))
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            output = _write_output(value, item["output"]["path"], function["name"])
-            result: dict = {"status": "ok", "output": output}
-        except _ItemTimeout:
-            result = {"status": "error", "error": {
-                "type": "TimeoutError", "message": f"the handler ran longer than {limit / 1000:g}s on this event",
-                "traceback": "", "file": None, "line": None}}
-        except BaseException as e:  # noqa: BLE001 - one event's failure is its own
-            result = {"status": "error", "error": _describe(e, function["file"])}
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
-        result["logs"] = copy.getvalue()[-ITEM_LOG_LIMIT:]
-        results.append(result)
-    return results
-
-
-def _load(function: dict):
-    path, source, name = function["file"], function["source"], function["name"]
-    # The source comes through the protocol (the user's folder is not readable from here);
-    # linecache lets tracebacks show its lines.
-    linecache.cache[path] = (len(source), None, source.splitlines(True), path)
-    module = types.ModuleType("__basin_function__")
-    module.__file__ = path
-    sys.modules[module.__name__] = module
-    exec(compile(source, path, "exec"), module.__dict__)
-    func = getattr(module, name, None)
-    if not callable(func):
-        raise LookupError(f"{path} defines no function `{name}`")
-    return func
-
-
-def _arguments(func, request: dict, event: Any, context: Context) -> dict:
-    params = inspect.signature(func).parameters
-    kwargs: dict = {}
-    for arg, spec in request.get("inputs", {}).items():
-        kwargs[arg] = _read_table(spec["path"])
-    if "event" in params and "event" not in kwargs:
-        kwargs["event"] = event
-    if "params" in params and "params" not in kwargs:
-        kwargs["params"] = request.get("params") or {}
-    if "context" in params and "context" not in kwargs:
-        kwargs["context"] = context
-    return kwargs
-
-
-#: The inputs' mappings, kept until the process ends: undoing the mapping of a large input
-#: (every page's entry) takes tens of milliseconds, which the exit after the reply does instead.
-_MAPPED: list = []
-
-
-def _read_table(path: str):
-    """A table memory-mapped from the IPC file Basin wrote: no copy, no parse."""
-    import pyarrow as pa
-
-    source = pa.memory_map(path, "r")
-    _MAPPED.append(source)
-    return pa.ipc.open_file(source).read_all()
-
-
-def _batches(value: Any, name: str):
-    """(schema, iterator of record batches) for any table-like value; None if not one."""
-    import pyarrow as pa
-
-    if isinstance(value, pa.Table):
-        return value.schema, iter(value.to_batches())
-    if isinstance(value, pa.RecordBatch):
-        return value.schema, iter([value])
-    if isinstance(value, pa.RecordBatchReader):
-        return value.schema, iter(value)
-    module = type(value).__module__.split(".")[0]
-    if module == "pandas" and type(value).__name__ == "DataFrame":
-        table = pa.Table.from_pandas(value, preserve_index=False)
-        return table.schema, iter(table.to_batches())
-    if module == "polars" and type(value).__name__ == "DataFrame":
-        table = value.to_arrow()
-        return table.schema, iter(table.to_batches())
-    if hasattr(value, "__arrow_c_stream__"):
-        reader = pa.RecordBatchReader.from_stream(value)
-        return reader.schema, iter(reader)
-    return None
-
-
-def _write_output(value: Any, path: str, name: str) -> dict:
-    if value is None:
-        return {"kind": "none"}
-    if type(value).__module__.split(".")[0] in ("pyarrow", "pandas", "polars") or hasattr(value, "__arrow_c_stream__"):
-        found = _batches(value, name)
-        if found is None:
-            raise TypeError(f"{name} returned a {type(value).__name__}; return a pyarrow Table, a "
-                            "RecordBatchReader, a pandas or polars DataFrame, a JSON value or None")
-        import pyarrow as pa
-
-        schema, batches = found
-        rows = 0
-        # Basin may have put a file of allocated shared memory (zeros) at `path`: writing over
-        # its pages is twice as fast as into new ones. It is cut to the table's length after.
-        with open(path, "r+b" if os.path.isfile(path) else "wb") as f:
-            # Not closed by its own `with`: closing it would close `f` before the cut.
-            with pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-            size = f.tell()
-            f.truncate(size)
-        return {"kind": "table", "path": path, "rows": rows, "bytes": size}
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} returned a {type(value).__name__}, which is neither a table nor "
-                        f"JSON ({e}); return a pyarrow Table, a DataFrame, a JSON value or None") from None
-    return {"kind": "json", "value": value}
-
-
-def _describe(e: BaseException, user_file: str) -> dict:
-    """The error as Basin shows it: type, message, and the traceback from user code down."""
-    te = traceback.TracebackException.from_exception(e)
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
-    user = [f for f in te.stack if f.filename == user_file]
-    if isinstance(e, SyntaxError) and e.filename == user_file:
-        line = e.lineno
-    else:
-        line = user[-1].lineno if user else None
-    message = str(e) if not isinstance(e, SystemExit) else f"the function called sys.exit({e.code!r})"
-    described = {
-        "type": type(e).__name__,
-        "message": message,
-        "traceback": "".join(te.format()),
-        "file": user_file if line is not None else None,
-        "line": line,
-    }
-    hint = _missing_package_hint(e, user_file)
-    if hint:
-        described["hint"] = hint
-    return described
-
-
-# Modules whose package on PyPI has another name.
-_PACKAGE_OF = {
-    "sklearn": "scikit-learn", "yaml": "PyYAML", "cv2": "opencv-python", "PIL": "pillow",
-    "bs4": "beautifulsoup4", "dateutil": "python-dateutil", "dotenv": "python-dotenv",
-    "jwt": "PyJWT", "google.protobuf": "protobuf", "psycopg2": "psycopg2-binary",
-}
-
-
-def _missing_package_hint(e: BaseException, user_file: str):
-    """For an import of a package the environment lacks: where to declare it. The
-    environment holds only what the decorator's (or the project's) `pip` pins."""
-    if not isinstance(e, ModuleNotFoundError) or not e.name:
-        return None
-    module = e.name.split(".")[0]
-    if module in getattr(sys, "stdlib_module_names", ()) or module == "basin":
-        return None
-    package = _PACKAGE_OF.get(e.name) or _PACKAGE_OF.get(module) or module
-    return (f"`{package}` is not installed in the function's environment: add it to `pip={{...}}` "
-            f"of its decorator in {user_file} (`@basin.python(pip={{\"{package}\": \"VERSION\"}})`), "
-            f"or for a pipeline's models to `[project.pip]` in basin.toml")
 
 
 def main(argv: list) -> int:

@@ -28,6 +28,10 @@ const FILES: &[(&str, &str)] = &[
         "basin/_worker.py",
         include_str!("../../../python/basin/_worker.py"),
     ),
+    (
+        "basin/_invocation.py",
+        include_str!("../../../python/basin/_invocation.py"),
+    ),
     ("basin/py.typed", ""),
 ];
 
