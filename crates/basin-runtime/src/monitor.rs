@@ -175,6 +175,7 @@ const MAX_LINE_BYTES: u64 = 64 * 1024;
 pub(crate) async fn serve(
     listener: UnixListener,
     invocation: String,
+    child: u32,
     request: Vec<u8>,
     mut secrets: Vec<u8>,
     reply_tx: oneshot::Sender<Reply>,
@@ -214,10 +215,25 @@ pub(crate) async fn serve(
                 forwarders.push(tokio::spawn(control(reader, request, tx)));
             }
             stream => {
-                // The child's first read on its stdout stream: the function's secrets (a JSON
-                // object), before it runs any user code.
-                if stream == Stream::Stdout && reader.get_mut().write_all(&secrets).await.is_err() {
+                // Output streams are connected by the forked child itself, before any user
+                // code runs: from any other process (one that learned the socket's path) they
+                // are refused, so the secrets reach the child alone, and once.
+                let from_child = reader
+                    .get_ref()
+                    .peer_cred()
+                    .ok()
+                    .and_then(|c| c.pid())
+                    .is_some_and(|pid| u32::try_from(pid) == Ok(child));
+                if !from_child {
                     continue;
+                }
+                // The child's first read on its stdout stream: the function's secrets (a JSON
+                // object).
+                if stream == Stream::Stdout {
+                    let secrets = std::mem::take(&mut secrets);
+                    if reader.get_mut().write_all(&secrets).await.is_err() {
+                        continue;
+                    }
                 }
                 let sink = sink.clone();
                 forwarders.push(tokio::spawn(async move {
@@ -506,5 +522,60 @@ fn seconds(d: Duration) -> String {
         format!("{}m", s / 60.0)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{UnixListener, UnixStream};
+
+    use super::serve;
+
+    /// An output stream is taken from the forked child only: another process that learned
+    /// the socket's path and the invocation's id gets nothing (not the secrets Basin sends
+    /// the child's stdout stream); the child itself gets them.
+    #[tokio::test]
+    async fn output_streams_come_from_the_child_and_only_it_gets_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("basin.sock");
+        let hello = b"{\"invocation\": \"inv\", \"stream\": \"stdout\", \"pid\": 0}\n";
+        let secrets = b"{\"API_KEY\": \"s3cret\"}".to_vec();
+        let run = |child: u32| {
+            let listener = UnixListener::bind(&path).unwrap();
+            let (tx, _rx) = tokio::sync::oneshot::channel();
+            let sink: crate::runtime::OutputSink = Arc::new(|_, _| {});
+            tokio::spawn(serve(
+                listener,
+                "inv".into(),
+                child,
+                Vec::new(),
+                secrets.clone(),
+                tx,
+                sink,
+            ))
+        };
+        let read = |mut stream: UnixStream| async move {
+            stream.write_all(hello).await.unwrap();
+            let mut got = vec![0u8; 64];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut got))
+                .await
+                .expect("an answer or a close")
+                .unwrap_or(0);
+            String::from_utf8_lossy(&got[..n]).into_owned()
+        };
+
+        let other = run(u32::MAX - 1); // not this process
+        let got = read(UnixStream::connect(&path).await.unwrap()).await;
+        assert_eq!(got, "", "another process got: {got}");
+        other.abort();
+        std::fs::remove_file(&path).unwrap();
+
+        let ours = run(std::process::id());
+        let got = read(UnixStream::connect(&path).await.unwrap()).await;
+        assert_eq!(got, "{\"API_KEY\": \"s3cret\"}\n");
+        ours.abort();
     }
 }

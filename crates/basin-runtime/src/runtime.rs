@@ -464,6 +464,7 @@ impl Runtime {
         let server = tokio::spawn(serve(
             listener,
             ws.id.clone(),
+            pid,
             request,
             secrets,
             reply_tx,
