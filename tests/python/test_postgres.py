@@ -183,6 +183,14 @@ def _until_closed(sock) -> bytes:
     return out
 
 
+def _log_in(sock, token):
+    """Logs `sock` in with `token` as the password; returns once the server is ready."""
+    sock.sendall(_startup() + _wire(b"p", token.encode() + b"\0"))
+    answer = b""
+    while b"Z\0\0\0\x05I" not in answer:
+        answer += sock.recv(65536)
+
+
 def _limit_hits(base, token, limit):
     """How often the `[server]` limit `limit` was hit, and how many queries ran, by /metrics."""
     request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
@@ -256,10 +264,7 @@ def test_a_paused_portal_gives_its_memory_back_at_the_query_timeout(pg):
     try:
         with socket.create_connection(("127.0.0.1", proc.port)) as sock:
             sock.settimeout(30)
-            sock.sendall(_startup() + _wire(b"p", admin.encode() + b"\0"))
-            answer = b""
-            while b"Z\0\0\0\x05I" not in answer:
-                answer += sock.recv(65536)
+            _log_in(sock, admin)
             sql = b"SELECT value FROM range(2000000) ORDER BY value DESC\0"
             sock.sendall(_wire(b"P", b"q\0" + sql + b"\0\0") + _wire(b"B", b"p\0q\0" + b"\0" * 6)
                          + _wire(b"E", b"p\0" + struct.pack("!I", 1)) + _wire(b"H", b""))
@@ -335,10 +340,7 @@ def test_revoked_tokens_idle_clients_and_piled_up_statements_end_or_are_refused(
 
         with socket.create_connection(("127.0.0.1", proc.port)) as sock:
             sock.settimeout(30)
-            sock.sendall(_startup() + _wire(b"p", admin.encode() + b"\0"))
-            answer = b""
-            while b"Z\0\0\0\x05I" not in answer:
-                answer += sock.recv(65536)
+            _log_in(sock, admin)
 
             def extended(*messages):
                 sock.sendall(b"".join(messages) + _wire(b"S", b""))

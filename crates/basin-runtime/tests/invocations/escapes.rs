@@ -17,6 +17,31 @@ async fn survivors(pids: Vec<u32>) -> Vec<u32> {
     pids.into_iter().filter(|p| alive(*p)).collect()
 }
 
+/// Runs the executable script `code` (saved as `name`) as a program that speaks the
+/// protocol itself, in the pyarrow environment, with no event, secrets or input.
+async fn invoke_program(rt: &Runtime, name: &str, code: &str) -> Finished {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join(name);
+    std::fs::write(&program, code).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let invocation = Invocation {
+        function: name.into(),
+        target: Target::Program {
+            argv: vec![program.display().to_string()],
+        },
+        env: rt.environment(&pyarrow()).await.unwrap(),
+        preload: vec![],
+        event: serde_json::Value::Null,
+        params: serde_json::Value::Null,
+        secrets: BTreeMap::new(),
+        limits: Limits::default(),
+        concurrency: None,
+    };
+    let ws = rt.workspace().unwrap();
+    rt.invoke(ws, invocation, Arc::new(|_, _| {})).await
+}
+
 fn confined(options: RuntimeOptions) -> Runtime {
     let rt = runtime(options);
     assert!(
@@ -179,11 +204,10 @@ fn rt_counter(rt: &Runtime) -> &basin_runtime::RuntimeCounters {
 #[tokio::test]
 async fn an_output_swapped_for_a_symlink_is_refused() {
     let rt = confined(RuntimeOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let program = dir.path().join("swap.py");
-    std::fs::write(
-                &program,
-                r#"#!/usr/bin/env python3
+    let finished = invoke_program(
+        &rt,
+        "swap.py",
+        r#"#!/usr/bin/env python3
 import json, os, socket
 import pyarrow as pa
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -197,25 +221,8 @@ path = request["output"]["path"]
 os.symlink(os.path.abspath("elsewhere.arrow"), path)
 sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "table", "path": path}}) + "\n").encode())
 "#,
-            )
-            .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let invocation = Invocation {
-        function: "swap.py".into(),
-        target: Target::Program {
-            argv: vec![program.display().to_string()],
-        },
-        env: rt.environment(&pyarrow()).await.unwrap(),
-        preload: vec![],
-        event: serde_json::Value::Null,
-        params: serde_json::Value::Null,
-        secrets: BTreeMap::new(),
-        limits: Limits::default(),
-        concurrency: None,
-    };
-    let ws = rt.workspace().unwrap();
-    let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+    )
+    .await;
     let e = finished
         .result
         .as_ref()
@@ -465,11 +472,7 @@ def get():
 #[tokio::test]
 async fn a_reply_past_its_cap_fails_the_invocation() {
     let rt = confined(RuntimeOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let program = dir.path().join("flood.py");
-    std::fs::write(
-        &program,
-        r#"#!/usr/bin/env python3
+    let finished = invoke_program(&rt, "flood.py", r#"#!/usr/bin/env python3
 import json, os, socket
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(os.environ["BASIN_SOCKET"])
@@ -481,26 +484,7 @@ try:
         sock.sendall(chunk)
 except OSError:
     pass
-"#,
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let invocation = Invocation {
-        function: "flood.py".into(),
-        target: Target::Program {
-            argv: vec![program.display().to_string()],
-        },
-        env: rt.environment(&pyarrow()).await.unwrap(),
-        preload: vec![],
-        event: serde_json::Value::Null,
-        params: serde_json::Value::Null,
-        secrets: BTreeMap::new(),
-        limits: Limits::default(),
-        concurrency: None,
-    };
-    let ws = rt.workspace().unwrap();
-    let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+"#).await;
     let e = finished.result.as_ref().expect_err("refused");
     assert!(e.message.contains("reply is over 64 MiB"), "{e}");
 }
