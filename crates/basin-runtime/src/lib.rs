@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cgroup;
 mod declaration;
 mod env;
 mod invocation;

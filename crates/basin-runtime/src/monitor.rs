@@ -38,6 +38,29 @@ fn died(inv: &Invocation, exit: Option<Exit>) -> Error {
     .with_hint("its stderr above says why; nothing was written")
 }
 
+/// An invocation the kernel stopped at its memory group's limit (the `memory` wall), which
+/// counts what sampling `/proc` cannot: a memfd, files in memory, shared memory.
+pub(crate) fn kernel_stopped(
+    inv: &Invocation,
+    limit: u64,
+    peak: u64,
+    options: &RuntimeOptions,
+) -> Stopped {
+    RuntimeCounters::count(&options.counters.over_memory);
+    let error = Error::invalid(format!(
+        "function `{}` reached its memory limit of {} (counted by the kernel: its processes, \
+         shared memory and the files it holds in memory) and was stopped",
+        inv.function,
+        bytes(limit)
+    ))
+    .with_hint("raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written");
+    Stopped {
+        error,
+        peak_memory: peak,
+        cpu_ms: 0.0,
+    }
+}
+
 /// What `watch` checks besides the clock: the invocation's memory (its processes and its
 /// folder's files) and its folder's size.
 pub(crate) struct Bounds<'a> {

@@ -10,16 +10,19 @@ use basin_catalog::{Error, InvocationKind, InvocationRecord, InvocationStatus, R
 use tokio::net::UnixListener;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
+use crate::cgroup::Group;
 use crate::env::{Env, EnvCache, EnvSpec};
 pub use crate::invocation::{Finished, Invocation, Output, OutputSink, Target};
-use crate::monitor::{Bounds, end, folder_bytes, kill_group, serve, watch};
+use crate::monitor::{
+    Bounds, Stopped, end, folder_bytes, kernel_stopped, kill_group, serve, watch,
+};
 use crate::options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
 use crate::pool::Pool;
 use crate::protocol::{
     self, Fork, FunctionSource, OutputLocation, Reply, Request, Sandbox, SandboxLimits,
 };
 use crate::reply;
-use crate::walls::{Walls, refuse};
+use crate::walls::{Isolation, Walls, refuse};
 use crate::workspace::Workspace;
 use crate::zygote::Zygote;
 
@@ -61,6 +64,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.reaper.notify_one();
         let _ = std::fs::remove_dir_all(&self.scratch);
+        if let Some(cgroups) = &self.walls.cgroups {
+            cgroups.remove_own();
+        }
     }
 }
 
@@ -368,6 +374,24 @@ impl Runtime {
         }
     }
 
+    /// The invocation's memory group, when the `memory` wall holds; a strict runtime refuses
+    /// to run without one.
+    fn memory_group(&self, ws: &Workspace, inv: &Invocation, limit: u64) -> Result<Option<Group>> {
+        let Some(cgroups) = &self.inner.walls.cgroups else {
+            return Ok(None);
+        };
+        match cgroups.create(&ws.id, limit) {
+            Ok(group) => Ok(Some(group)),
+            Err(why) if self.inner.walls.isolation == Isolation::Strict => {
+                refuse(&inv.function, vec![format!("memory: {why}")]).map(|()| None)
+            }
+            Err(why) => {
+                tracing::warn!(function = %inv.function, "no memory group: {why}");
+                Ok(None)
+            }
+        }
+    }
+
     async fn run(
         &self,
         ws: &Workspace,
@@ -412,6 +436,7 @@ impl Runtime {
             // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
             self.inner.pool.take_fresh(&ws.output_path());
         }
+        let group = self.memory_group(ws, inv, memory_limit)?;
         let internet = inv.limits.internet;
         let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
         let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
@@ -428,11 +453,19 @@ impl Runtime {
         self.inner.running.lock().expect("running").insert(pid);
         // However this ends (even if the caller drops this future), nothing the invocation
         // started outlives it.
-        let _guard = Ending {
+        let guard = Ending {
             pid,
             zygote: zygote.clone(),
             inner: self.inner.clone(),
+            group,
         };
+        // Before the secrets are sent (`serve`), so before any of the function's code runs.
+        if let Some(group) = &guard.group {
+            group.enter(pid).map_err(|why| {
+                Error::internal(format!("function `{}`: {why}", inv.function))
+                    .with_hint("see `basin doctor` for the memory wall; invoke again")
+            })?;
+        }
         let deadline_ms =
             Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
         let (name, file, source): (&str, &Path, &str) = match &inv.target {
@@ -506,7 +539,21 @@ impl Runtime {
         {
             abort.abort();
         }
-        let (reply, status, error) = watched;
+        let (reply, status, mut error) = watched;
+        let mut status = status;
+        // The kernel stopped one of its processes at the limit (unless Basin's sampling did
+        // first, with its own count): the invocation fails, even if it caught that.
+        if let Some(group) = &guard.group
+            && status != InvocationStatus::Memory
+            && group.oom_kills() > 0
+        {
+            let cpu_ms = error.as_ref().map_or(0.0, |e| e.cpu_ms);
+            error = Some(Stopped {
+                cpu_ms,
+                ..kernel_stopped(inv, memory_limit, group.peak(), options)
+            });
+            status = InvocationStatus::Memory;
+        }
         // Nothing of the invocation runs any more (its PID namespace is gone): its input files,
         // and its output file unless mapped as the result, can go back to the pool.
         let namespaced = self.inner.walls.holds("processes")
@@ -541,6 +588,10 @@ impl Runtime {
         };
         run.result = match (error, reply) {
             (Some(sample), _) => {
+                let sample = Stopped {
+                    peak_memory: sample.peak_memory.max(guard.peak()),
+                    ..sample
+                };
                 run.peak_memory = run.peak_memory.max(sample.peak_memory);
                 run.cpu_ms = run.cpu_ms.max(sample.cpu_ms);
                 Err(sample.error)
@@ -581,6 +632,15 @@ struct Ending {
     pid: u32,
     zygote: Arc<Zygote>,
     inner: Arc<Inner>,
+    /// Its memory group (the `memory` wall), removed after the kill.
+    group: Option<Group>,
+}
+
+impl Ending {
+    /// The kernel's count of the invocation's peak memory (0 without a memory group).
+    fn peak(&self) -> u64 {
+        self.group.as_ref().map_or(0, Group::peak)
+    }
 }
 
 impl Drop for Ending {

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use basin_catalog::{Error, Result};
 
+use crate::cgroup::Cgroups;
+
 /// What Basin does when a wall cannot be built (`[functions] isolation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
@@ -38,13 +40,14 @@ impl Isolation {
 }
 
 /// The names `[functions] disable_walls` accepts.
-pub const WALL_NAMES: [&str; 6] = [
+pub const WALL_NAMES: [&str; 7] = [
     "processes",
     "network",
     "files",
     "sockets",
     "signals",
     "limits",
+    "memory",
 ];
 
 /// One wall: what it keeps a function from, and how this machine builds it (or why not).
@@ -65,6 +68,8 @@ pub struct Walls {
     pub chosen: bool,
     /// Basin runs as root: functions keep root's ownership of files inside their walls.
     pub root: bool,
+    /// Where invocations' memory groups are made (the `memory` wall), when it holds.
+    pub(crate) cgroups: Option<Cgroups>,
 }
 
 impl Walls {
@@ -76,6 +81,11 @@ impl Walls {
         let pid_ns = namespaces(libc::CLONE_NEWPID | libc::CLONE_NEWIPC, false);
         let net_ns = namespaces(libc::CLONE_NEWNET, false);
         let mount_ns = namespaces(libc::CLONE_NEWNS, true);
+        let cgroups = if off.iter().any(|o| o == "memory") {
+            Err("turned off by [functions] disable_walls".to_string())
+        } else {
+            Cgroups::probe()
+        };
         let ll = |min: i64, what: &str| {
             if landlock >= min {
                 Ok(format!("Landlock ABI {landlock}"))
@@ -132,12 +142,21 @@ impl Walls {
                 guards: "bounded processes, open files, file sizes",
                 state: limits,
             },
+            Wall {
+                name: "memory",
+                guards: "all its memory counted by the kernel, memfd and files in memory too",
+                state: cgroups
+                    .as_ref()
+                    .map(Cgroups::describe)
+                    .map_err(Clone::clone),
+            },
         ];
         for wall in &mut walls {
             if off.iter().any(|o| o == wall.name) {
                 wall.state = Err("turned off by [functions] disable_walls".to_string());
             }
         }
+        let cgroups = cgroups.ok();
         let complete = walls.iter().all(|w| w.state.is_ok());
         let isolation = mode.unwrap_or(if complete {
             Isolation::Strict
@@ -149,6 +168,7 @@ impl Walls {
             isolation,
             chosen: mode.is_some(),
             root: rustix::process::geteuid().is_root(),
+            cgroups,
         }
     }
 

@@ -488,3 +488,51 @@ except OSError:
     let e = finished.result.as_ref().expect_err("refused");
     assert!(e.message.contains("reply is over 64 MiB"), "{e}");
 }
+
+/// Memory no process's resident count shows (the review held 1.5 GiB under a 200 MiB limit
+/// this way): a memfd, a file unlinked while open, shared anonymous memory that short-lived
+/// children fill a part each of and leave. The `memory` wall (a cgroup per invocation) counts them all.
+#[tokio::test]
+async fn memory_held_outside_any_process_is_stopped_at_the_limit() {
+    let rt = confined(RuntimeOptions::default());
+    let ways = [
+        (
+            "memfd",
+            "fd = os.memfd_create('hoard')\n    for _ in range(400):\n        os.write(fd, chunk)",
+        ),
+        (
+            "unlinked",
+            "f = open('hoard.bin', 'wb')\n    os.unlink('hoard.bin')\n    for _ in range(400):\n        f.write(chunk)\n    f.flush()",
+        ),
+        (
+            "shared",
+            "m = mmap.mmap(-1, 400 << 20, flags=mmap.MAP_SHARED)\n    for part in range(4):\n        if os.fork() == 0:\n            for i in range(part * (100 << 20), (part + 1) * (100 << 20), 4096):\n                m[i] = 1\n            os._exit(0)\n        os.wait()",
+        ),
+    ];
+    for (name, hoard) in ways {
+        let source = format!(
+            "import mmap, os, time\ndef {name}():\n    chunk = b'x' * (1 << 20)\n    {hoard}\n    time.sleep(2)\n    return 'held'\n"
+        );
+        let limits = Limits {
+            memory_bytes: Some(200 << 20),
+            ..Limits::default()
+        };
+        let (finished, _) = invoke(&rt, &source, name, None, limits).await;
+        let e = finished.result.as_ref().err();
+        assert_eq!(
+            finished.record.status,
+            InvocationStatus::Memory,
+            "{name}: {e:?}"
+        );
+        assert!(
+            e.is_some_and(|e| e.message.contains("memory limit of 200.0 MiB")
+                || e.message.contains("over its limit of 200.0 MiB")),
+            "{name}: {e:?}"
+        );
+        assert!(
+            finished.record.peak_memory_bytes >= 190 << 20,
+            "{name}: {}",
+            finished.record.peak_memory_bytes
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The `memory` wall: a memory cgroup per invocation. The kernel then counts everything the
+//! invocation's processes charge (anonymous and shared memory, a `memfd`, files in memory
+//! whether unlinked or not, page cache, kernel memory) and stops it at its limit, which
+//! Basin's own sampling of `/proc` cannot do for memory no process maps.
+//!
+//! Written by hand: it is a handful of files in cgroupfs (make a folder, write a limit, write
+//! a process id, read a counter), for both cgroup v2 (`memory.max`) and v1
+//! (`memory.limit_in_bytes`, still the memory hierarchy on hybrid hosts), where the crates
+//! that manage cgroups bring a container runtime's model of them.
+//!
+//! Groups live in a folder `basin` under the cgroup Basin was started in; each is named
+//! after the Basin process and the invocation, so a Basin that starts later removes what
+//! one that was killed left behind.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where this process may make memory groups, as probed.
+#[derive(Clone, Debug)]
+pub struct Cgroups {
+    /// The folder the invocations' groups are made in.
+    parent: PathBuf,
+    v2: bool,
+}
+
+/// One invocation's group; removed (in the background, once its processes are gone) when
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct Group {
+    path: PathBuf,
+    v2: bool,
+}
+
+impl Cgroups {
+    /// Finds a memory cgroup hierarchy this process may make groups in, preferring v2; the
+    /// error says why there is none.
+    pub fn probe() -> Result<Self, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup ({e})"))?;
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo ({e})"))?;
+        let v2 = own_folder(&own, &mounts, true);
+        let v1 = own_folder(&own, &mounts, false);
+        let found = match (v2, v1) {
+            (Some(dir), _) if has_controller(&dir) => Self::under_v2(&dir),
+            (_, Some(dir)) => Self::under_v1(&dir),
+            (Some(dir), None) => Err(format!(
+                "the memory controller is not delegated to {}",
+                dir.display()
+            )),
+            (None, None) => Err("no cgroup filesystem is mounted".to_string()),
+        }?;
+        found.sweep();
+        Ok(found)
+    }
+
+    fn under_v1(own: &Path) -> Result<Self, String> {
+        let parent = own.join("basin");
+        make_folder(&parent)?;
+        Ok(Self { parent, v2: false })
+    }
+
+    /// With v2 a group with controllers for its children may hold no process itself: when
+    /// Basin's group does and Basin is alone in it, Basin moves into a group `basin-main`
+    /// beside its invocations'; a group shared with other processes is left as it is.
+    fn under_v2(own: &Path) -> Result<Self, String> {
+        if !enable_memory(own)? {
+            let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
+            let me = std::process::id().to_string();
+            if procs.lines().any(|p| p.trim() != me) {
+                return Err(format!(
+                    "{} holds other processes besides Basin, so it cannot hold groups with \
+                     limits (start Basin in a cgroup of its own, e.g. `systemd-run --user \
+                     --scope -p Delegate=yes basin serve`)",
+                    own.display()
+                ));
+            }
+            let main = own.join("basin-main");
+            make_folder(&main)?;
+            write(&main.join("cgroup.procs"), &me)?;
+            if !enable_memory(own)? {
+                return Err(format!(
+                    "cannot enable the memory controller under {}",
+                    own.display()
+                ));
+            }
+        }
+        let parent = own.join("basin");
+        make_folder(&parent)?;
+        if !enable_memory(&parent)? {
+            return Err(format!(
+                "cannot enable the memory controller under {}",
+                parent.display()
+            ));
+        }
+        Ok(Self { parent, v2: true })
+    }
+
+    /// How the wall is built, for `basin doctor` and the start line.
+    pub fn describe(&self) -> String {
+        if self.v2 {
+            "a cgroup per invocation (v2 memory.max)".to_string()
+        } else {
+            "a cgroup per invocation (v1 memory.limit_in_bytes)".to_string()
+        }
+    }
+
+    /// Makes the group of invocation `id`, limited to `limit` bytes (swap included).
+    pub(crate) fn create(&self, id: &str, limit: u64) -> Result<Group, String> {
+        let path = self.parent.join(format!("{}-{id}", std::process::id()));
+        make_folder(&path)?;
+        let group = Group { path, v2: self.v2 };
+        let limit = limit.to_string();
+        if self.v2 {
+            write(&group.path.join("memory.max"), &limit)?;
+            // Swap would let it hold more than its limit; one process stopped at the limit
+            // stops them all.
+            let _ = write(&group.path.join("memory.swap.max"), "0");
+            let _ = write(&group.path.join("memory.oom.group"), "1");
+        } else {
+            write(&group.path.join("memory.limit_in_bytes"), &limit)?;
+            let _ = write(&group.path.join("memory.memsw.limit_in_bytes"), &limit);
+        }
+        Ok(group)
+    }
+
+    /// Removes the groups of Basin processes that are gone (killed before they could).
+    fn sweep(&self) {
+        self.remove_where(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    /// Removes this process's groups whose processes have ended, for a runtime going away
+    /// before its background removals ran; any left are swept by the next Basin to start.
+    pub(crate) fn remove_own(&self) {
+        let me = std::process::id();
+        self.remove_where(|pid| pid == me);
+    }
+
+    fn remove_where(&self, owner_is: impl Fn(u32) -> bool) {
+        let Ok(entries) = std::fs::read_dir(&self.parent) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok())
+                && owner_is(pid)
+            {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+}
+
+impl Group {
+    /// Moves process `pid` (and its threads) into the group: what it allocates from now on,
+    /// and every process it starts, is counted here.
+    pub(crate) fn enter(&self, pid: u32) -> Result<(), String> {
+        write(&self.path.join("cgroup.procs"), &pid.to_string())
+    }
+
+    /// How many of its processes the kernel killed at the limit.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        std::fs::read_to_string(self.path.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The most memory the group held at once, as the kernel counts it.
+    pub(crate) fn peak(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        std::fs::read_to_string(self.path.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.v2 {
+            // Kills whatever is left in it, even a process that left the invocation's group.
+            let _ = write(&self.path.join("cgroup.kill"), "1");
+        }
+        let path = std::mem::take(&mut self.path);
+        let remove = async move {
+            // A group is removed once its processes have exited (the kernel frees their
+            // memory first); patience grows from 10 ms to a second, for about a minute.
+            let mut wait = Duration::from_millis(10);
+            for _ in 0..70 {
+                match std::fs::remove_dir(&path) {
+                    Err(e) if e.kind() == ErrorKind::ResourceBusy => {}
+                    _ => return,
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            tracing::warn!(group = %path.display(), "an invocation's cgroup still holds processes; left in place");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(remove);
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .map(|rt| rt.block_on(remove))
+                });
+            }
+        }
+    }
+}
+
+/// This process's cgroup folder in the v2 hierarchy (`v2`) or in the v1 memory hierarchy,
+/// from /proc/self/cgroup and where that hierarchy is mounted.
+fn own_folder(own: &str, mountinfo: &str, v2: bool) -> Option<PathBuf> {
+    let path = own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let wanted = if v2 {
+            id == "0" && controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == "memory")
+        };
+        wanted.then_some(path)
+    })?;
+    mountinfo.lines().find_map(|line| {
+        // id parent major:minor root mountpoint options [optional...] - fstype source super
+        let (left, right) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        let mut right = right.split(' ');
+        let (fstype, _source, super_options) = (right.next()?, right.next()?, right.next()?);
+        let matches = if v2 {
+            fstype == "cgroup2"
+        } else {
+            fstype == "cgroup" && super_options.split(',').any(|o| o == "memory")
+        };
+        if !matches || fields.len() < 5 {
+            return None;
+        }
+        let (root, mountpoint) = (fields[3], fields[4]);
+        // A mount of part of the hierarchy (a container's) shows paths below its root.
+        let below = path.strip_prefix(root.trim_end_matches('/'))?;
+        Some(Path::new(mountpoint).join(below.trim_start_matches('/')))
+    })
+}
+
+fn has_controller(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// Turns on the memory controller for `dir`'s children; false when processes in `dir` keep
+/// it from doing so.
+fn enable_memory(dir: &Path) -> Result<bool, String> {
+    let control = dir.join("cgroup.subtree_control");
+    let on = std::fs::read_to_string(&control).unwrap_or_default();
+    if on.split_whitespace().any(|c| c == "memory") {
+        return Ok(true);
+    }
+    match std::fs::write(&control, "+memory") {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::ResourceBusy => Ok(false),
+        Err(e) => Err(format!("cannot write {} ({e})", control.display())),
+    }
+}
+
+fn make_folder(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot make {} ({e})", dir.display())),
+    }
+}
+
+fn write(file: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(file, value).map_err(|e| format!("cannot write {} ({e})", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_folder_is_found_in_either_hierarchy_and_below_a_container_root() {
+        let own = "4:memory:/process_api/abc\n1:cpu:/\n0::/user.slice/app.scope\n";
+        let mounts = "\
+30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+31 25 0:27 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            own_folder(own, mounts, false).unwrap(),
+            Path::new("/sys/fs/cgroup/memory/process_api/abc")
+        );
+        assert_eq!(
+            own_folder(own, mounts, true).unwrap(),
+            Path::new("/sys/fs/cgroup/unified/user.slice/app.scope")
+        );
+        // A container sees its own part of the hierarchy mounted at the top.
+        let inside = "0::/\n";
+        let container = "40 35 0:30 /docker/c1 /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            own_folder("0::/docker/c1\n", container, true).unwrap(),
+            Path::new("/sys/fs/cgroup")
+        );
+        assert!(own_folder(inside, "", true).is_none());
+    }
+
+    /// A process that holds memory no process maps (a memfd) is stopped at the group's
+    /// limit, and the kernel's count says so.
+    #[test]
+    fn a_memfd_past_the_limit_is_stopped_by_the_kernel() {
+        // The machines Basin is tested on let it make groups: without them the wall is missing.
+        let cgroups = Cgroups::probe().expect("a memory cgroup Basin may make groups in");
+        let group = cgroups.create("unit-test", 32 << 20).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os,sys\nsys.stdin.read(1)\nfd=os.memfd_create('x')\n\
+                 [os.write(fd, b'x'*(1<<20)) for _ in range(96)]\nprint('survived')",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        group.enter(child.id()).unwrap();
+        drop(child.stdin.take()); // go
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("survived"),
+            "the memfd outgrew the limit unstopped"
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9)
+        );
+        assert_eq!(group.oom_kills(), 1);
+        assert!(group.peak() >= 30 << 20, "{}", group.peak());
+    }
+}
