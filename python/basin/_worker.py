@@ -147,8 +147,11 @@ def zygote(preload: list) -> None:
                     _hand_over(line, fork, spare, selector, (wake_r, wake_w))
                     spare = None
                 else:
-                    # Walls unlike the spare's (a function with the internet): a child of its own.
-                    one_off = _spawn(selector, (wake_r, wake_w), fork["sandbox"])
+                    # Walls unlike the spare's (a function with the internet): a child of its own,
+                    # which must not keep the spare's request pipe (it could send the spare a
+                    # request of its choosing).
+                    others = (spare[1],) if spare else ()
+                    one_off = _spawn(selector, (wake_r, wake_w), fork["sandbox"], others)
                     _hand_over(line, fork, one_off, selector, (wake_r, wake_w))
 
 
@@ -181,11 +184,12 @@ def _reap() -> None:
             _send(1, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _spawn(selector, wake: tuple, config: dict) -> tuple:
+def _spawn(selector, wake: tuple, config: dict, others: tuple = ()) -> tuple:
     """Forks a spare child that builds the walls of the invocation `config` ahead (all but
     the rules for the invocation's folder), then waits for one request on a pipe; returns
     (pid, the request pipe). With the `processes` wall the child is forked into a PID
-    namespace of its own, beside the namespace's init."""
+    namespace of its own, beside the namespace's init. `others`: other spares' request pipes,
+    closed in the child."""
     _sandbox.refresh(AHEAD)
     r, w = os.pipe()
     pid = _fork()
@@ -194,7 +198,7 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
         return pid, w
     code = 70
     try:
-        for fd in (w, *wake):
+        for fd in (w, *wake, *others):
             os.close(fd)
         if NAMESPACE["fd"] is not None:
             os.close(NAMESPACE["fd"])

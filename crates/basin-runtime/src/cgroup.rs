@@ -9,8 +9,8 @@
 //! that manage cgroups bring a container runtime's model of them.
 //!
 //! Groups live in a folder `basin` under the cgroup Basin was started in; each is named
-//! after the Basin process and the invocation, so a Basin that starts later removes what
-//! one that was killed left behind.
+//! after the Basin process, its runtime and the invocation, so a Basin that starts later
+//! removes what one that was killed left behind.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,12 @@ pub struct Cgroups {
     /// The folder the invocations' groups are made in.
     parent: PathBuf,
     v2: bool,
+    /// What this runtime's groups are named after: the process and which of its runtimes.
+    prefix: String,
 }
+
+/// Runtimes started in this process, so that each names its groups apart.
+static RUNTIMES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// One invocation's group; removed (in the background, once its processes are gone) when
 /// dropped.
@@ -42,7 +47,7 @@ impl Cgroups {
             .map_err(|e| format!("cannot read /proc/self/mountinfo ({e})"))?;
         let v2 = own_folder(&own, &mounts, true);
         let v1 = own_folder(&own, &mounts, false);
-        let found = match (v2, v1) {
+        let mut found = match (v2, v1) {
             (Some(dir), _) if has_controller(&dir) => Self::under_v2(&dir),
             (_, Some(dir)) => Self::under_v1(&dir),
             (Some(dir), None) => Err(format!(
@@ -51,6 +56,8 @@ impl Cgroups {
             )),
             (None, None) => Err("no cgroup filesystem is mounted".to_string()),
         }?;
+        let runtime = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found.prefix = format!("{}-{runtime}-", std::process::id());
         found.sweep();
         Ok(found)
     }
@@ -58,7 +65,11 @@ impl Cgroups {
     fn under_v1(own: &Path) -> Result<Self, String> {
         let parent = own.join("basin");
         make_folder(&parent)?;
-        Ok(Self { parent, v2: false })
+        Ok(Self {
+            parent,
+            v2: false,
+            prefix: String::new(),
+        })
     }
 
     /// With v2 a group with controllers for its children may hold no process itself: when
@@ -94,7 +105,11 @@ impl Cgroups {
                 parent.display()
             ));
         }
-        Ok(Self { parent, v2: true })
+        Ok(Self {
+            parent,
+            v2: true,
+            prefix: String::new(),
+        })
     }
 
     /// How the wall is built, for `basin doctor` and the start line.
@@ -108,7 +123,7 @@ impl Cgroups {
 
     /// Makes the group of invocation `id`, limited to `limit` bytes (swap included).
     pub(crate) fn create(&self, id: &str, limit: u64) -> Result<Group, String> {
-        let path = self.parent.join(format!("{}-{id}", std::process::id()));
+        let path = self.parent.join(format!("{}{id}", self.prefix));
         make_folder(&path)?;
         let group = Group { path, v2: self.v2 };
         let limit = limit.to_string();
@@ -127,26 +142,26 @@ impl Cgroups {
 
     /// Removes the groups of Basin processes that are gone (killed before they could).
     fn sweep(&self) {
-        self.remove_where(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        self.remove_where(|name| {
+            name.split('-')
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        });
     }
 
-    /// Removes this process's groups whose processes have ended, for a runtime going away
+    /// Removes this runtime's groups whose processes have ended, for a runtime going away
     /// before its background removals ran; any left are swept by the next Basin to start.
     pub(crate) fn remove_own(&self) {
-        let me = std::process::id();
-        self.remove_where(|pid| pid == me);
+        self.remove_where(|name| name.starts_with(&self.prefix));
     }
 
-    fn remove_where(&self, owner_is: impl Fn(u32) -> bool) {
+    fn remove_where(&self, remove: impl Fn(&str) -> bool) {
         let Ok(entries) = std::fs::read_dir(&self.parent) else {
             return;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok())
-                && owner_is(pid)
-            {
+            if remove(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }

@@ -198,7 +198,7 @@ const MAX_LINE_BYTES: u64 = 64 * 1024;
 pub(crate) async fn serve(
     listener: UnixListener,
     invocation: String,
-    child: u32,
+    child: Forked,
     request: Vec<u8>,
     mut secrets: Vec<u8>,
     reply_tx: oneshot::Sender<Reply>,
@@ -208,11 +208,17 @@ pub(crate) async fn serve(
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
     let mut forwarders = Vec::new();
-    // stdout, stderr and control: at most three connections are expected.
-    for _ in 0..3 {
+    // The child's PID namespace, whose processes alone may take the control stream.
+    let namespace = child
+        .init
+        .and_then(|_| std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).ok());
+    // stdout, stderr and control: a connection refused below does not take one's place.
+    let mut taken = 0;
+    while taken < 3 {
         let Ok((stream, _)) = listener.accept().await else {
             break;
         };
+        let peer = stream.peer_cred().ok().and_then(|c| c.pid());
         let mut reader = BufReader::new(stream);
         let mut first = Vec::new();
         // A hello is a line of a few dozen bytes: a longer one is not read whole.
@@ -232,24 +238,33 @@ pub(crate) async fn serve(
         }
         match hello.stream {
             Stream::Control => {
+                // A program may connect it from a helper process of its own, so any process
+                // of the invocation may; with the `processes` wall that is any process in the
+                // child's PID namespace, and no other invocation's.
+                let ours = match &namespace {
+                    Some(ns) => peer.is_some_and(|pid| {
+                        std::fs::read_link(format!("/proc/{}/ns/pid", pid))
+                            .is_ok_and(|link| &link == ns)
+                    }),
+                    None => true,
+                };
+                if !ours {
+                    continue;
+                }
                 let (Some(tx), Some(request)) = (reply_tx.take(), request.take()) else {
                     continue;
                 };
+                taken += 1;
                 forwarders.push(tokio::spawn(control(reader, request, tx)));
             }
             stream => {
                 // Output streams are connected by the forked child itself, before any user
                 // code runs: from any other process (one that learned the socket's path) they
                 // are refused, so the secrets reach the child alone, and once.
-                let from_child = reader
-                    .get_ref()
-                    .peer_cred()
-                    .ok()
-                    .and_then(|c| c.pid())
-                    .is_some_and(|pid| u32::try_from(pid) == Ok(child));
-                if !from_child {
+                if !peer.is_some_and(|pid| u32::try_from(pid) == Ok(child.pid)) {
                     continue;
                 }
+                taken += 1;
                 // The child's first read on its stdout stream: the function's secrets (a JSON
                 // object).
                 if stream == Stream::Stdout {
@@ -566,7 +581,8 @@ mod tests {
         let path = dir.path().join("basin.sock");
         let hello = b"{\"invocation\": \"inv\", \"stream\": \"stdout\", \"pid\": 0}\n";
         let secrets = b"{\"API_KEY\": \"s3cret\"}".to_vec();
-        let run = |child: u32| {
+        let run = |pid: u32| {
+            let child = crate::zygote::Forked { pid, init: None };
             let listener = UnixListener::bind(&path).unwrap();
             let (tx, _rx) = tokio::sync::oneshot::channel();
             let sink: crate::runtime::OutputSink = Arc::new(|_, _| {});

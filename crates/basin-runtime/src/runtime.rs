@@ -497,7 +497,7 @@ impl Runtime {
         let server = tokio::spawn(serve(
             listener,
             ws.id.clone(),
-            pid,
+            forked,
             request,
             secrets,
             reply_tx,

@@ -20,6 +20,13 @@ async fn survivors(pids: Vec<u32>) -> Vec<u32> {
 /// Runs the executable script `code` (saved as `name`) as a program that speaks the
 /// protocol itself, in the pyarrow environment, with no event, secrets or input.
 async fn invoke_program(rt: &Runtime, name: &str, code: &str) -> Finished {
+    let (invocation, _dir) = program(rt, name, code).await;
+    let ws = rt.workspace().unwrap();
+    rt.invoke(ws, invocation, Arc::new(|_, _| {})).await
+}
+
+/// The invocation of `code` as a program (see `invoke_program`), and the folder holding it.
+async fn program(rt: &Runtime, name: &str, code: &str) -> (Invocation, tempfile::TempDir) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join(name);
@@ -38,8 +45,7 @@ async fn invoke_program(rt: &Runtime, name: &str, code: &str) -> Finished {
         limits: Limits::default(),
         concurrency: None,
     };
-    let ws = rt.workspace().unwrap();
-    rt.invoke(ws, invocation, Arc::new(|_, _| {})).await
+    (invocation, dir)
 }
 
 fn confined(options: RuntimeOptions) -> Runtime {
@@ -535,4 +541,61 @@ async fn memory_held_outside_any_process_is_stopped_at_the_limit() {
             finished.record.peak_memory_bytes
         );
     }
+}
+
+/// A function that learned another invocation's socket and id (here from the test; the
+/// ids are random) connects to it as that invocation's control stream, before its program
+/// does: Basin gives the request only to a process in that invocation's PID namespace.
+#[tokio::test]
+async fn another_invocations_control_stream_is_refused_to_a_function() {
+    let rt = confined(RuntimeOptions::default());
+    let (victim, _dir) = program(&rt, "late.py", r#"#!/usr/bin/env python3
+import json, os, socket, time
+print(os.environ["BASIN_SOCKET"], os.environ["BASIN_INVOCATION"], flush=True)
+time.sleep(3)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(os.environ["BASIN_SOCKET"])
+sock.sendall((json.dumps({"invocation": os.environ["BASIN_INVOCATION"], "stream": "control"}) + "\n").encode())
+request = json.loads(sock.makefile("rb").readline())
+sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "json", "value": request["function"]["name"]}}) + "\n").encode())
+"#).await;
+    let (said, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let sink: basin_runtime::OutputSink = Arc::new(move |_, line: &str| {
+        let _ = said.send(line.to_string());
+    });
+    let ws = rt.workspace().unwrap();
+    let runtime = rt.clone();
+    let victim = tokio::spawn(async move { runtime.invoke(ws, victim, sink).await });
+    let line = tokio::time::timeout(Duration::from_secs(60), heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let (socket, id) = line.split_once(' ').unwrap();
+    let thief = format!(
+        r#"
+import json, socket
+def thief():
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2)
+    try:
+        sock.connect({socket:?})
+        sock.sendall((json.dumps({{"invocation": {id:?}, "stream": "control"}}) + "\n").encode())
+        return sock.makefile("rb").readline().decode()
+    except OSError as e:
+        return f"refused: {{e}}"
+"#
+    );
+    let (stolen, _) = invoke(&rt, &thief, "thief", None, Limits::default()).await;
+    let got = json(&stolen).to_string();
+    assert!(
+        !got.contains("request"),
+        "another function took the request: {got}"
+    );
+    let victim = victim.await.unwrap();
+    assert_eq!(
+        json(&victim),
+        "late.py",
+        "{:?}",
+        victim.result.as_ref().err()
+    );
 }
