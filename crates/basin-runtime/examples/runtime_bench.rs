@@ -4,7 +4,9 @@
 //! Basin -> Python -> Basin through shared memory.
 //!
 //!     cargo run --release -p basin-runtime --example runtime_bench -- \
-//!         [SAMPLES] [HANDOFF_MB] [POOL_MB] [HANDOFFS] [GAP_MS]
+//!         [SAMPLES] [HANDOFF_MB] [POOL_MB] [HANDOFFS] [GAP_MS] [MEMORY_WALL]
+//!
+//! MEMORY_WALL 0 turns the `memory` wall (a cgroup per invocation) off, for its A/B.
 //!
 //! POOL_MB is `[functions] handoff_pool` (default 4096: twice the table, which both the input
 //! and the output need; 0 measures without the pool). HANDOFFS (default 3) handoffs run
@@ -130,6 +132,10 @@ async fn main() {
     let pool_mb = args.get(2).copied().unwrap_or(4096);
     let handoffs = args.get(3).copied().unwrap_or(3).max(2);
     let gap = std::time::Duration::from_millis(args.get(4).copied().unwrap_or(1000) as u64);
+    let disable_walls = match args.get(5) {
+        Some(0) => vec!["memory".to_string()],
+        _ => Vec::new(),
+    };
     let cache = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
@@ -155,6 +161,8 @@ async fn main() {
             envs,
             RuntimeOptions {
                 handoff_pool: (pool_mb as u64) << 20,
+                disable_walls,
+                isolation: Some(basin_runtime::Isolation::BestEffort),
                 ..RuntimeOptions::default()
             },
         )

@@ -76,6 +76,11 @@ impl Cgroups {
     /// Basin's group does and Basin is alone in it, Basin moves into a group `basin-main`
     /// beside its invocations'; a group shared with other processes is left as it is.
     fn under_v2(own: &Path) -> Result<Self, String> {
+        // Moved there by an earlier runtime of this process: its groups go beside it.
+        let own = match own.parent() {
+            Some(above) if own.ends_with("basin-main") => above,
+            _ => own,
+        };
         if !enable_memory(own)? {
             let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
             let me = std::process::id().to_string();
