@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.table import StaticTable
 
-from conftest import BASIN, wait_for
+from conftest import BASIN, Basin, start_server, wait_for
 
 HOURS_AGO = time.time() - 2 * 3600
 
@@ -200,7 +200,14 @@ def test_a_run_whose_process_died_is_settled_by_what_the_catalog_shows(lakehouse
         record.update(status="running", merged_commit=None, finished_at_ms=None)
         db.execute("UPDATE runs SET record = ? WHERE id = ?", (json.dumps(record), done["id"]))
     time.sleep(2.5)  # the lease the run held runs out
-    settled = lakehouse.json("runs", "show", done["id"])
+    # Read from afar: the server settles it too.
+    base, server = start_server(lakehouse, "--no-auth")
+    try:
+        remote = Basin(lakehouse.home, {**lakehouse.env, "BASIN_REMOTE": base})
+        settled = remote.json("runs", "show", done["id"])
+    finally:
+        server.kill()
+        server.wait()
     assert (settled["status"], settled["merged_commit"], settled["error"]) == ("succeeded", done["merged_commit"], None)
     # Every run's lease ends with it (the runner's and the settler's): none is left behind.
     with sqlite3.connect(lakehouse.home / ".basin" / "catalog.db") as db:

@@ -214,6 +214,7 @@ pub(crate) async fn runs(
     State(state): State<AppState>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
+    state.settle_runs().await;
     Ok(Json(state.lakehouse.list_runs(list_limit(q.limit, 20)).await?).into_response())
 }
 
@@ -234,6 +235,7 @@ pub(crate) async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    state.settle_runs().await;
     Ok(Json(state.lakehouse.show_run(&id).await?).into_response())
 }
 

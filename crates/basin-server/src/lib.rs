@@ -89,6 +89,8 @@ pub(crate) struct AppState {
     pub limits: ServerSettings,
     /// Uploads received at once (`[server] max_uploads`).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// When runs whose process died were last settled (`settle_runs`).
+    pub runs_settled: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// The HTTP application (routes and middleware), for `serve` and for tests. With `open`,
@@ -119,7 +121,23 @@ impl AppState {
             open,
             uploads: Arc::new(tokio::sync::Semaphore::new(limits.max_uploads)),
             limits,
+            runs_settled: Arc::default(),
         }
+    }
+
+    /// Settles the runs whose process died before a caller reads runs, as `basin runs` does
+    /// locally; at most once per `SETTLE_EVERY`, since it reads every run record, and one
+    /// caller at a time. A failure is logged: the records are listed as they are.
+    pub(crate) async fn settle_runs(&self) {
+        const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut last = self.runs_settled.lock().await;
+        if last.is_some_and(|at| at.elapsed() < SETTLE_EVERY) {
+            return;
+        }
+        if let Err(e) = self.lakehouse.settle_abandoned_runs().await {
+            tracing::warn!("cannot settle runs whose process died: {e}");
+        }
+        *last = Some(std::time::Instant::now());
     }
 }
 
