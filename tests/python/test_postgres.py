@@ -323,12 +323,14 @@ def test_a_cancel_request_stops_the_query_of_its_connection_only(server):
 def test_revoked_tokens_idle_clients_and_piled_up_statements_end_or_are_refused(pg):
     """A logged-in connection is not forever: revoking its token ends it at its next
     statement; a client silent for `[server] pg_idle_timeout` is sent away (57P05); named
-    prepared statements and portals past `[server] pg_max_prepared` are refused (53400) until
-    some are closed, and the connection goes on."""
+    prepared statements and portals past `[server] pg_max_prepared` (or holding more than
+    `pg_max_prepared_size`) are refused (53400) until some are closed, and the connection goes
+    on."""
     admin = pg("token", "create", "--role", "admin", "--name", "ops").strip()
     reader = pg("token", "create", "--role", "reader", "--name", "bi").strip()
     reader_id = next(t["id"] for t in pg.json("token", "ls") if t["name"] == "bi")
-    (pg.home / "basin.toml").write_text('[server]\npg_idle_timeout = "3s"\npg_max_prepared = 3\n')
+    (pg.home / "basin.toml").write_text(
+        '[server]\npg_idle_timeout = "3s"\npg_max_prepared = 3\npg_max_prepared_size = "2KiB"\n')
     base, proc = serve(pg)
     try:
         with psycopg.connect(host="127.0.0.1", port=proc.port, user="bi", password=reader, autocommit=True) as conn:
@@ -349,8 +351,8 @@ def test_revoked_tokens_idle_clients_and_piled_up_statements_end_or_are_refused(
                     out += sock.recv(65536)
                 return out
 
-            def parse(name):
-                return _wire(b"P", name + b"\0SELECT 1\0\0\0")
+            def parse(name, padding=0):
+                return _wire(b"P", name + b"\0SELECT 1" + b" " * padding + b"\0\0\0")
 
             def close(name):
                 return _wire(b"C", b"S" + name + b"\0")
@@ -365,12 +367,17 @@ def test_revoked_tokens_idle_clients_and_piled_up_statements_end_or_are_refused(
             assert b"53400" in bound, bound
             ran = extended(close(b"c"), _wire(b"B", b"p1\0a\0" + b"\0" * 6), _wire(b"E", b"p1\0\0\0\0\0"))
             assert b"53400" not in ran and b"D\0\0\0" in ran, ran  # a data row: it ran
+            # Few but large: their bytes are bounded too (`pg_max_prepared_size`).
+            large = extended(close(b"a"), parse(b"large", 3000))
+            assert b"53400" in large and b"pg_max_prepared_size" in large, large
+            assert b"53400" not in extended(parse(b"", 3000), parse(b"small", 1000))
 
             # Then silence: sent away after the idle timeout.
             answer = _until_closed(sock)
         assert b"SFATAL" in answer and b"57P05" in answer and b"pg_idle_timeout" in answer, answer
         assert _limit_hits(base, admin, "pg_idle_timeout")[0] == 1
         assert _limit_hits(base, admin, "pg_max_prepared")[0] == 2
+        assert _limit_hits(base, admin, "pg_max_prepared_size")[0] == 1
     finally:
         proc.kill()
         proc.wait()

@@ -5,6 +5,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use basin_catalog::{Error, InvocationStatus};
@@ -193,17 +194,33 @@ pub(crate) async fn watch(
 /// The longest piece of an output line forwarded at once.
 const MAX_LINE_BYTES: u64 = 64 * 1024;
 
+/// What Basin says to an invocation on its socket, and how much it hears back.
+pub(crate) struct Talk {
+    /// The request line, sent on the control stream.
+    pub request: Vec<u8>,
+    /// The secrets (a JSON object), sent first on the stdout stream.
+    pub secrets: Vec<u8>,
+    /// The longest reply line read (`[functions] max_reply_size`).
+    pub max_reply: u64,
+    pub counters: Arc<RuntimeCounters>,
+}
+
 /// Accepts the child's connections: stdout and stderr are forwarded line by line; the
 /// control connection gets the request and gives the reply.
 pub(crate) async fn serve(
     listener: UnixListener,
     invocation: String,
     child: Forked,
-    request: Vec<u8>,
-    mut secrets: Vec<u8>,
+    talk: Talk,
     reply_tx: oneshot::Sender<Reply>,
     sink: OutputSink,
 ) {
+    let Talk {
+        request,
+        mut secrets,
+        max_reply,
+        counters,
+    } = talk;
     secrets.push(b'\n');
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
@@ -255,7 +272,8 @@ pub(crate) async fn serve(
                     continue;
                 };
                 taken += 1;
-                forwarders.push(tokio::spawn(control(reader, request, tx)));
+                let cap = (max_reply, counters.clone());
+                forwarders.push(tokio::spawn(control(reader, request, tx, cap)));
             }
             stream => {
                 // Output streams are connected by the forked child itself, before any user
@@ -302,6 +320,7 @@ async fn control(
     mut reader: BufReader<UnixStream>,
     mut request: Vec<u8>,
     reply_tx: oneshot::Sender<Reply>,
+    (max_reply, counters): (u64, Arc<RuntimeCounters>),
 ) {
     request.push(b'\n');
     if reader.get_mut().write_all(&request).await.is_err() {
@@ -311,17 +330,18 @@ async fn control(
     // Read up to the cap only: a function streaming bytes without a newline cannot make
     // Basin hold them (tables travel as files, not in the reply).
     let read = (&mut reader)
-        .take(MAX_REPLY_BYTES)
+        .take(max_reply)
         .read_until(b'\n', &mut line)
         .await;
     if read.is_err() {
         return;
     }
-    let reply = if !line.ends_with(b"\n") && line.len() as u64 >= MAX_REPLY_BYTES {
+    let reply = if !line.ends_with(b"\n") && line.len() as u64 >= max_reply {
+        RuntimeCounters::count(&counters.over_reply);
         Reply::refused(format!(
-            "the function's reply is over {} MiB (JSON results are capped; return a table, \
-             which travels as a file)",
-            MAX_REPLY_BYTES >> 20
+            "the function's reply is over {} ([functions] max_reply_size; JSON results are \
+             capped: return a table, which travels as a file)",
+            bytes(max_reply)
         ))
     } else {
         match serde_json::from_slice::<Reply>(&line) {
@@ -331,9 +351,6 @@ async fn control(
     };
     let _ = reply_tx.send(reply);
 }
-
-/// The largest reply (one JSON line: a JSON result, a batch's results) Basin reads.
-const MAX_REPLY_BYTES: u64 = 64 << 20;
 
 /// The largest hello line (`{"invocation": ..., "stream": ...}`) Basin reads.
 const MAX_HELLO_BYTES: u64 = 4 << 10;
@@ -570,7 +587,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
 
-    use super::serve;
+    use super::{Talk, serve};
 
     /// An output stream is taken from the forked child only: another process that learned
     /// the socket's path and the invocation's id gets nothing (not the secrets Basin sends
@@ -590,8 +607,12 @@ mod tests {
                 listener,
                 "inv".into(),
                 child,
-                Vec::new(),
-                secrets.clone(),
+                Talk {
+                    request: Vec::new(),
+                    secrets: secrets.clone(),
+                    max_reply: 1 << 20,
+                    counters: Arc::default(),
+                },
                 tx,
                 sink,
             ))

@@ -24,6 +24,11 @@ pub struct RuntimeOptions {
     /// Lines of output an invocation's log keeps in memory (`[functions] max_output_lines`);
     /// later lines still stream to the terminal, but are counted instead of kept.
     pub max_output_lines: usize,
+    /// Bytes of output an invocation's log keeps (`[functions] max_output_size`).
+    pub max_output_size: usize,
+    /// The longest reply line Basin reads from a function (`[functions] max_reply_size`): a
+    /// JSON result, a batch's results (tables travel as files).
+    pub max_reply_size: u64,
     /// `[functions] isolation`; None: strict when this machine can build every wall.
     pub isolation: Option<Isolation>,
     /// `[functions] disable_walls`: walls not built (for tests, and hosts where one breaks).
@@ -55,6 +60,8 @@ impl Default for RuntimeOptions {
             max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
             scratch: None,
             max_output_lines: 10_000,
+            max_output_size: 1 << 20,
+            max_reply_size: 64 << 20,
             isolation: None,
             disable_walls: Vec::new(),
             max_processes: 512,
@@ -74,6 +81,10 @@ pub struct RuntimeCounters {
     pub over_memory: AtomicU64,
     pub over_folder: AtomicU64,
     pub over_processes: AtomicU64,
+    /// Failed: its reply was past `max_reply_size`.
+    pub over_reply: AtomicU64,
+    /// Not stopped: its kept log was cut at `max_output_lines` or `max_output_size`.
+    pub output_cut: AtomicU64,
     /// Not run: isolation is strict and a wall is missing.
     pub refused: AtomicU64,
     /// Bytes the handoff pool holds now (a gauge).

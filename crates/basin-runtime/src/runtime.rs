@@ -14,7 +14,7 @@ use crate::cgroup::Group;
 use crate::env::{Env, EnvCache, EnvSpec};
 pub use crate::invocation::{Finished, Invocation, Output, OutputSink, Target};
 use crate::monitor::{
-    Bounds, Stopped, end, folder_bytes, kernel_stopped, kill_group, serve, watch,
+    Bounds, Stopped, Talk, end, folder_bytes, kernel_stopped, kill_group, serve, watch,
 };
 use crate::options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
 use crate::pool::Pool;
@@ -498,8 +498,12 @@ impl Runtime {
             listener,
             ws.id.clone(),
             forked,
-            request,
-            secrets,
+            Talk {
+                request,
+                secrets,
+                max_reply: options.max_reply_size,
+                counters: options.counters.clone(),
+            },
             reply_tx,
             sink,
         ));

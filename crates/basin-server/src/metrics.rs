@@ -365,7 +365,7 @@ impl Metrics {
         let stopped = &f.counters;
         let _ = writeln!(
             out,
-            "# HELP basin_function_limit_hits_total Invocations stopped (or, for isolation, not run) by a limit."
+            "# HELP basin_function_limit_hits_total Invocations stopped by a limit (for isolation: not run; for max_output: whose kept log was cut at max_output_lines or max_output_size)."
         );
         let _ = writeln!(out, "# TYPE basin_function_limit_hits_total counter");
         for (limit, counter) in [
@@ -373,6 +373,8 @@ impl Metrics {
             ("memory", &stopped.over_memory),
             ("max_folder_size", &stopped.over_folder),
             ("max_processes", &stopped.over_processes),
+            ("max_reply_size", &stopped.over_reply),
+            ("max_output", &stopped.output_cut),
             ("isolation", &stopped.refused),
         ] {
             let _ = writeln!(

@@ -135,6 +135,7 @@ pub(crate) async fn serve(
         max_message_size: server.pg_max_message_size,
         idle_timeout: server.pg_idle_timeout,
         max_prepared: server.pg_max_prepared,
+        max_prepared_size: server.pg_max_prepared_size,
     };
     // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
     let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));

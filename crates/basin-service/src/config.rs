@@ -192,6 +192,10 @@ pub struct FunctionsSection {
     pub max_concurrency: Option<usize>,
     /// Lines of a function's output (stdout and stderr) kept in memory per invocation.
     pub max_output_lines: Option<usize>,
+    /// Bytes of a function's output kept in memory per invocation.
+    pub max_output_size: Option<SizeValue>,
+    /// The longest reply Basin reads from a function (a JSON result, a batch's results).
+    pub max_reply_size: Option<SizeValue>,
     /// "strict" (refuse to run functions while a wall is missing) or "best-effort"; unset:
     /// strict when this machine builds every wall.
     pub isolation: Option<String>,
@@ -452,6 +456,13 @@ impl Settings {
         }
         if let Some(v) = &f.handoff_pool {
             runtime.handoff_pool = v.bytes(&setting("functions", "handoff_pool"))?;
+        }
+        if let Some(v) = &f.max_output_size {
+            let size = v.bytes(&setting("functions", "max_output_size"))?;
+            runtime.max_output_size = usize::try_from(size).unwrap_or(usize::MAX).max(1);
+        }
+        if let Some(v) = &f.max_reply_size {
+            runtime.max_reply_size = v.bytes(&setting("functions", "max_reply_size"))?.max(1);
         }
         if let Some(v) = &f.copy_outputs_below {
             runtime.copy_outputs_below = v.bytes(&setting("functions", "copy_outputs_below"))?;

@@ -566,3 +566,44 @@ fn a_sql_model_reads_the_fresh_output_of_a_stored_model_on_every_run() {
         "1"
     );
 }
+
+/// A model that prints more than `[functions] max_output_size` keeps that much in its run
+/// record (which lives in the catalog), and a last line says how much more it printed.
+#[test]
+fn a_models_kept_logs_stop_at_max_output_size() {
+    let lake = project();
+    let toml = std::fs::read_to_string(lake.path().join("basin.toml")).unwrap();
+    lake.write(
+        "basin.toml",
+        &format!("{toml}\n[functions]\nmax_output_size = \"64KiB\"\n"),
+    );
+    lake.write(
+        "chatty.py",
+        "import basin\nimport pyarrow as pa\n\n@basin.model()\ndef chatty():\n    for i in range(300):\n        print(f'{i:04} ' + 'x' * 1000)\n    return pa.table({'x': [1]})\n",
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&lake.run(&["run", "--format", "json"]).stdout).unwrap();
+    let chatty = record["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "chatty")
+        .unwrap();
+    let logs: Vec<&str> = chatty["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let kept: usize = logs.iter().map(|l| l.len() + 1).sum();
+    assert!(kept < (64 << 10) + 300, "{kept} bytes kept");
+    assert!(logs[0].starts_with("0000 "), "{:?}", &logs[0][..10]);
+    let last = logs.last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "[basin: {} more lines not kept",
+            300 - (logs.len() - 1)
+        )) && last.contains("64.0 KiB (`max_output_size`)"),
+        "{last}"
+    );
+}

@@ -492,7 +492,12 @@ except OSError:
     pass
 "#).await;
     let e = finished.result.as_ref().expect_err("refused");
-    assert!(e.message.contains("reply is over 64 MiB"), "{e}");
+    assert!(
+        e.message
+            .contains("reply is over 64.0 MiB ([functions] max_reply_size"),
+        "{e}"
+    );
+    assert_eq!(rt_counter(&rt).over_reply.load(Ordering::Relaxed), 1);
 }
 
 /// Memory no process's resident count shows (the review held 1.5 GiB under a 200 MiB limit

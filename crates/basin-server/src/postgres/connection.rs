@@ -18,9 +18,10 @@
 //!   token on every request; a Postgres connection checks it at most every
 //!   [`TOKEN_CHECK`]);
 //! - a connection holds at most `[server] pg_max_prepared` named prepared statements and
-//!   portals (pgwire keeps them until they are closed, without a bound).
+//!   portals, and `pg_max_prepared_size` bytes of their text and parameters (pgwire keeps
+//!   them until they are closed, without a bound).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub(super) struct Limits {
     pub(super) max_message_size: usize,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_prepared: usize,
+    pub(super) max_prepared_size: usize,
 }
 
 /// Serves one client until it leaves, a FATAL error, or a limit.
@@ -226,20 +228,34 @@ pub(super) async fn serve(
         } else {
             prepared.opens(&message)
         };
-        if let Some(name) = &opens
-            && prepared.len() >= limits.max_prepared
-            && !prepared.contains(name)
-        {
-            metrics.limit_hit("pg_max_prepared");
-            let mut info = ErrorInfo::new(
-                "ERROR".into(),
-                "53400".into(),
-                format!(
-                    "this connection already holds {} named prepared statements and portals \
-                     (`[server] pg_max_prepared`)",
-                    limits.max_prepared
-                ),
-            );
+        let over = opens.as_ref().and_then(|(name, size)| {
+            if prepared.len() >= limits.max_prepared && !prepared.contains(name) {
+                Some((
+                    "pg_max_prepared",
+                    format!(
+                        "this connection already holds {} named prepared statements and \
+                         portals (`[server] pg_max_prepared`)",
+                        limits.max_prepared
+                    ),
+                ))
+            } else if prepared.bytes_with(name, *size) > limits.max_prepared_size {
+                Some((
+                    "pg_max_prepared_size",
+                    format!(
+                        "this connection's named prepared statements and portals would hold \
+                         {} bytes of text and parameters, over `[server] pg_max_prepared_size` \
+                         ({})",
+                        prepared.bytes_with(name, *size),
+                        limits.max_prepared_size
+                    ),
+                ))
+            } else {
+                None
+            }
+        });
+        if let Some((limit, message)) = over {
+            metrics.limit_hit(limit);
+            let mut info = ErrorInfo::new("ERROR".into(), "53400".into(), message);
             info.hint = Some(
                 "close the ones no longer needed (the protocol's Close message), or use \
                               unnamed ones"
@@ -279,8 +295,8 @@ pub(super) async fn serve(
             cancels = Some(handlers.0.cancels.register(pid, secret));
         }
         if handled.is_ok() {
-            if let Some(name) = opens {
-                prepared.insert(name);
+            if let Some((name, size)) = opens {
+                prepared.insert(name, size);
             }
             if let Some(name) = closes {
                 prepared.remove(&name);
@@ -305,19 +321,29 @@ pub(super) async fn serve(
 /// The named prepared statements (`S`) and portals (`P`) a connection has open, as its
 /// messages open and close them (pgwire's store cannot be counted).
 #[derive(Default)]
-struct Prepared(HashSet<(u8, String)>);
+struct Prepared {
+    open: HashMap<(u8, String), usize>,
+    /// The bytes of text and parameters the open ones hold.
+    bytes: usize,
+}
 
 impl Prepared {
-    /// The name a `Parse` or `Bind` message opens (unnamed ones replace each other).
-    fn opens(&self, message: &PgWireFrontendMessage) -> Option<(u8, String)> {
+    /// The name a `Parse` or `Bind` message opens (unnamed ones replace each other), and the
+    /// bytes it holds: a statement's text and parameter types, a portal's parameters.
+    fn opens(&self, message: &PgWireFrontendMessage) -> Option<((u8, String), usize)> {
         let named = |kind: u8, name: &Option<String>| {
             name.as_ref()
                 .filter(|n| !n.is_empty())
                 .map(|n| (kind, n.clone()))
         };
         match message {
-            PgWireFrontendMessage::Parse(parse) => named(b'S', &parse.name),
-            PgWireFrontendMessage::Bind(bind) => named(b'P', &bind.portal_name),
+            PgWireFrontendMessage::Parse(parse) => {
+                named(b'S', &parse.name).map(|n| (n, parse.query.len() + 4 * parse.type_oids.len()))
+            }
+            PgWireFrontendMessage::Bind(bind) => named(b'P', &bind.portal_name).map(|n| {
+                let values: usize = bind.parameters.iter().flatten().map(|v| v.len()).sum();
+                (n, values + 4 * bind.parameters.len())
+            }),
             _ => None,
         }
     }
@@ -333,19 +359,27 @@ impl Prepared {
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.open.len()
     }
 
     fn contains(&self, name: &(u8, String)) -> bool {
-        self.0.contains(name)
+        self.open.contains_key(name)
     }
 
-    fn insert(&mut self, name: (u8, String)) {
-        self.0.insert(name);
+    /// The bytes held once `name` holds `size` (replacing what it held).
+    fn bytes_with(&self, name: &(u8, String), size: usize) -> usize {
+        self.bytes - self.open.get(name).copied().unwrap_or(0) + size
+    }
+
+    fn insert(&mut self, name: (u8, String), size: usize) {
+        self.bytes = self.bytes_with(&name, size);
+        self.open.insert(name, size);
     }
 
     fn remove(&mut self, name: &(u8, String)) {
-        self.0.remove(name);
+        if let Some(size) = self.open.remove(name) {
+            self.bytes -= size;
+        }
     }
 }
 

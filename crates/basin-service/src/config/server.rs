@@ -23,6 +23,7 @@ pub struct ServerSection {
     pub pg_max_message_size: Option<SizeValue>,
     pub pg_idle_timeout: Option<DurationValue>,
     pub pg_max_prepared: Option<usize>,
+    pub pg_max_prepared_size: Option<SizeValue>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_body_size: Option<SizeValue>,
@@ -60,6 +61,8 @@ pub struct ServerSettings {
     pub pg_idle_timeout: Option<std::time::Duration>,
     /// Named prepared statements and portals one Postgres connection holds at once.
     pub pg_max_prepared: usize,
+    /// Bytes of text and parameters those hold at once.
+    pub pg_max_prepared_size: usize,
     /// The certificate chain and private key (PEM files) both doors serve TLS with; `None`:
     /// no TLS.
     pub tls: Option<TlsFiles>,
@@ -93,6 +96,7 @@ impl Default for ServerSettings {
             pg_max_message_size: 64 << 20,
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
+            pg_max_prepared_size: 16 << 20,
             tls: None,
             max_body_size: 2 << 20,
             max_uploads: 4,
@@ -147,6 +151,10 @@ pub(super) fn resolve(
     }
     if let Some(n) = w.pg_max_prepared {
         server.pg_max_prepared = n.max(1);
+    }
+    if let Some(v) = &w.pg_max_prepared_size {
+        let bytes = v.bytes(&setting("pg_max_prepared_size"))?;
+        server.pg_max_prepared_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
     }
     if let Some(v) = &w.max_body_size {
         let bytes = v.bytes(&setting("max_body_size"))?;

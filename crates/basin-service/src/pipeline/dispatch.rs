@@ -14,6 +14,7 @@
 //! stores the same table (models replace their tables) — except a model that appends, whose
 //! second attempt fails the run instead of appending twice.
 
+use super::{Logs, new_logs};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,11 +88,7 @@ impl RunQueue {
     /// Runs `job`'s model on whichever node takes it (this one if it needs secrets, or if
     /// no other takes it in time); its output is in the warehouse after, for the models
     /// after it. Returns what ran, and the node it ran on.
-    pub(crate) async fn run(
-        &self,
-        job: &ModelJob,
-        logs: Arc<Mutex<Vec<String>>>,
-    ) -> Result<(ModelDone, String)> {
+    pub(crate) async fn run(&self, job: &ModelJob, logs: Logs) -> Result<(ModelDone, String)> {
         let model = job.project.models[job.index].name.clone();
         if let Some(done) = job.cached() {
             self.keep(&model, &done.produced).await?;
@@ -168,8 +165,8 @@ impl RunQueue {
         };
         {
             let mut shown = logs.lock().expect("logs");
-            shown.extend(event.logs.lines().map(str::to_string));
             for line in event.logs.lines() {
+                shown.push(line);
                 (job.sink)(&model, basin_runtime::Stream::Stdout, line);
             }
         }
@@ -278,10 +275,10 @@ async fn read_output(lakehouse: &Lakehouse, location: &str) -> Result<Produced> 
 /// Runs a claimed model event and settles it, renewing its lease meanwhile.
 pub(crate) async fn work_on(lakehouse: &Lakehouse, event: EventRecord) {
     let _renewal = renew_leases(lakehouse, vec![event.id.clone()]);
-    let logs = Arc::new(Mutex::new(Vec::new()));
+    let logs = new_logs(lakehouse);
     let outcome = match run_task(lakehouse, &event, logs.clone()).await {
         Ok(result) => EventOutcome::Succeeded {
-            logs: logs.lock().expect("logs").join("\n"),
+            logs: logs.lock().expect("logs").take(),
             result: Some(serde_json::to_value(result).expect("a result is JSON")),
         },
         Err(e) => EventOutcome::Failed {
@@ -289,7 +286,7 @@ pub(crate) async fn work_on(lakehouse: &Lakehouse, event: EventRecord) {
                 Some(hint) => format!("{}\nhint: {hint}", e.message),
                 None => e.message.clone(),
             },
-            logs: logs.lock().expect("logs").join("\n"),
+            logs: logs.lock().expect("logs").take(),
             retry_at_ms: None,
         },
     };
@@ -309,11 +306,7 @@ pub(crate) async fn work_on(lakehouse: &Lakehouse, event: EventRecord) {
 }
 
 /// Runs the model of `event` here.
-async fn run_task(
-    lakehouse: &Lakehouse,
-    event: &EventRecord,
-    logs: Arc<Mutex<Vec<String>>>,
-) -> Result<ModelResult> {
+async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Result<ModelResult> {
     let task: ModelTask = serde_json::from_value(event.payload.clone())
         .map_err(|e| Error::invalid(format!("event `{}` holds no model: {e}", event.id)))?;
     let record = lakehouse.show_run(&task.run).await?;

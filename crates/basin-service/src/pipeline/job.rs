@@ -1,7 +1,8 @@
 //! One model's (or expectation's) execution: inputs in, the function or query run, the
 //! output stored and remembered for the run cache.
 
-use std::sync::{Arc, Mutex};
+use super::Logs;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -63,7 +64,7 @@ impl ModelJob {
             if !declaration.secrets.is_empty() || !self.project.secrets.is_empty())
     }
 
-    pub(super) async fn run(&self, logs: Arc<Mutex<Vec<String>>>) -> Result<ModelDone> {
+    pub(super) async fn run(&self, logs: Logs) -> Result<ModelDone> {
         if let Some(done) = self.cached() {
             return Ok(done);
         }
@@ -200,7 +201,7 @@ impl ModelJob {
         declaration: &basin_runtime::Declaration,
         source: &str,
         inputs: &[(String, ModelInput, Option<Arc<Produced>>)],
-        logs: Arc<Mutex<Vec<String>>>,
+        logs: Logs,
     ) -> Result<Output> {
         let lakehouse = &self.lakehouse;
         let runtime = lakehouse.runtime()?;
@@ -251,13 +252,9 @@ impl ModelJob {
         }
         let model = name.to_string();
         let (sink, seen) = (self.sink.clone(), logs.clone());
-        let max_lines = self.lakehouse.settings().runtime.max_output_lines;
         let output: basin_runtime::OutputSink = Arc::new(move |stream, line| {
             sink(&model, stream, line);
-            let mut logs = seen.lock().expect("logs");
-            if logs.len() < max_lines {
-                logs.push(line.to_string());
-            }
+            seen.lock().expect("logs").push(line);
         });
         let invocation = Invocation {
             function: format!("{}:{}", self.project.name, name),
@@ -296,7 +293,7 @@ impl ModelJob {
         &self,
         expectation: &project::ExpectationDef,
         produced: &[Option<Arc<Produced>>],
-        logs: Arc<Mutex<Vec<String>>>,
+        logs: Logs,
     ) -> Result<()> {
         let declaration = &expectation.declaration;
         let inputs: Vec<(String, ModelInput, Option<Arc<Produced>>)> = declaration

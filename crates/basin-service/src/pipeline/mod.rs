@@ -32,6 +32,16 @@ use crate::Lakehouse;
 use crate::functions::env_spec;
 use job::ModelJob;
 
+/// A model's output as its run record keeps it (`[functions] max_output_lines` and
+/// `max_output_size`).
+pub(crate) type Logs = Arc<Mutex<basin_runtime::OutputLog>>;
+
+pub(crate) fn new_logs(lakehouse: &Lakehouse) -> Logs {
+    Arc::new(Mutex::new(basin_runtime::OutputLog::new(
+        &lakehouse.settings().runtime,
+    )))
+}
+
 /// Whether a branch is one pipelines make for themselves (`run/ID` for each run, `replay/ID`
 /// for replays), which listings leave out unless asked.
 pub fn is_pipeline_branch(name: &str) -> bool {
@@ -314,9 +324,9 @@ impl Lakehouse {
                 progress(&started);
                 let name = started.name.clone();
                 let queue = queue.clone();
+                let logs = new_logs(self);
                 let task = running.spawn(async move {
                     let clock = Instant::now();
-                    let logs = Arc::new(Mutex::new(Vec::new()));
                     let mut run = started;
                     let result = match &queue {
                         Some(queue) => queue.run(&job, logs.clone()).await.map(|(done, node)| {
@@ -326,7 +336,7 @@ impl Lakehouse {
                         None => job.run(logs.clone()).await,
                     };
                     run.ms = clock.elapsed().as_secs_f64() * 1000.0;
-                    run.logs = std::mem::take(&mut *logs.lock().expect("logs"));
+                    run.logs = logs.lock().expect("logs").take_lines();
                     (i, run, result)
                 });
                 tasks.insert(task.id(), name);
@@ -401,7 +411,7 @@ impl Lakehouse {
                 ..ModelRun::default()
             };
             progress(&run);
-            let logs = Arc::new(Mutex::new(Vec::new()));
+            let logs = new_logs(self);
             let job = ModelJob {
                 lakehouse: self.clone(),
                 project: project.clone(),
@@ -416,7 +426,7 @@ impl Lakehouse {
             };
             let result = job.expect(expectation, &produced, logs.clone()).await;
             run.ms = clock.elapsed().as_secs_f64() * 1000.0;
-            run.logs = std::mem::take(&mut *logs.lock().expect("logs"));
+            run.logs = logs.lock().expect("logs").take_lines();
             run.status = if result.is_ok() { "ok" } else { "failed" }.into();
             run.error = result.as_ref().err().map(|e| e.message.clone());
             progress(&run);

@@ -531,8 +531,9 @@ impl Dispatcher {
         function: &DeployedFunction,
         events: &[EventRecord],
     ) -> std::result::Result<Vec<Attempt>, Attempt> {
-        let max_lines = self.lakehouse.settings().runtime.max_output_lines;
-        let logs = Arc::new(Mutex::new(basin_runtime::OutputLog::new(max_lines)));
+        let logs = Arc::new(Mutex::new(basin_runtime::OutputLog::new(
+            &self.lakehouse.settings().runtime,
+        )));
         let result = self.invoke(function, events, logs.clone()).await;
         let logs = logs.lock().expect("not poisoned").take();
         let finished = match result {
