@@ -1,28 +1,23 @@
 //! Runs functions: one warm fork server per environment, one fresh confined child per
 //! invocation, limits enforced from outside the child, and a metering record for each.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use basin_catalog::{Error, InvocationKind, InvocationRecord, InvocationStatus, Result};
-use tokio::net::UnixListener;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use basin_catalog::{InvocationKind, InvocationRecord, InvocationStatus, Result};
+use tokio::sync::{Notify, Semaphore};
 
-use crate::cgroup::Group;
+mod run;
+
 use crate::env::{Env, EnvCache, EnvSpec};
-pub use crate::invocation::{Finished, Invocation, Output, OutputSink, Target};
-use crate::monitor::{
-    Bounds, Stopped, Talk, end, folder_bytes, kernel_stopped, kill_group, serve, watch,
-};
-use crate::options::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
+pub use crate::invocation::{Finished, Invocation, OutputSink};
+use crate::monitor::kill_group;
+use crate::options::{DEFAULT_MEMORY, RuntimeCounters, RuntimeOptions};
 use crate::pool::Pool;
-use crate::protocol::{
-    self, Fork, FunctionSource, OutputLocation, Reply, Request, Sandbox, SandboxLimits,
-};
-use crate::reply;
-use crate::walls::{Isolation, Walls, refuse};
+use crate::protocol::{Sandbox, SandboxLimits};
+use crate::walls::Walls;
 use crate::workspace::Workspace;
 use crate::zygote::Zygote;
 
@@ -373,300 +368,6 @@ impl Runtime {
             workspace,
         }
     }
-
-    /// The invocation's memory group, when the `memory` wall holds; a strict runtime refuses
-    /// to run without one.
-    fn memory_group(&self, ws: &Workspace, inv: &Invocation, limit: u64) -> Result<Option<Group>> {
-        let Some(cgroups) = &self.inner.walls.cgroups else {
-            return Ok(None);
-        };
-        match cgroups.create(&ws.id, limit) {
-            Ok(group) => Ok(Some(group)),
-            Err(why) if self.inner.walls.isolation == Isolation::Strict => {
-                refuse(&inv.function, vec![format!("memory: {why}")]).map(|()| None)
-            }
-            Err(why) => {
-                tracing::warn!(function = %inv.function, "no memory group: {why}");
-                Ok(None)
-            }
-        }
-    }
-
-    async fn run(
-        &self,
-        ws: &Workspace,
-        inv: &Invocation,
-        memory_limit: u64,
-        sink: OutputSink,
-    ) -> Result<Run> {
-        let listener = UnixListener::bind(ws.socket())
-            .map_err(|e| Error::io(format!("cannot listen on {}: {e}", ws.socket().display())))?;
-        let workdir = ws.workdir();
-        let exec = match &inv.target {
-            Target::Program { argv } => Some(stage_program(argv, &workdir)?),
-            Target::Python { .. } => None,
-        };
-        let options = &self.inner.options;
-        let env: BTreeMap<String, String> = BTreeMap::from([
-            ("PATH".into(), search_path(&inv.env)),
-            ("HOME".into(), workdir.display().to_string()),
-            ("TMPDIR".into(), workdir.display().to_string()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("PYTHONUNBUFFERED".into(), "1".into()),
-            ("BASIN_FUNCTION".into(), inv.function.clone()),
-        ]);
-        // Secrets never pass through the worker: a spare forked after this invocation would
-        // hold a copy of whatever the worker read. They go on the invocation's own stdout
-        // stream (`monitor::serve`).
-        let secrets = serde_json::to_vec(&inv.secrets)
-            .map_err(|e| Error::internal(format!("secrets: {e}")))?;
-        let fork = Fork {
-            invocation: &ws.id,
-            socket: &ws.socket(),
-            env: &env,
-            sandbox: self.sandbox(
-                &inv.env,
-                inv.limits.internet,
-                vec![ws.dir.clone()],
-                workdir.clone(),
-            ),
-            exec: exec.as_deref(),
-        };
-        if exec.is_none() && ws.batch.is_empty() {
-            // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
-            self.inner.pool.take_fresh(&ws.output_path());
-        }
-        let group = self.memory_group(ws, inv, memory_limit)?;
-        let internet = inv.limits.internet;
-        let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
-        let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
-            Ok(forked) => (zygote, forked),
-            // A worker that died (killed, or out of memory itself) is replaced once.
-            Err(_) => {
-                let zygote = self.zygote(&inv.env, &inv.preload, internet, true).await?;
-                let forked = zygote.fork(&fork).await?;
-                (zygote, forked)
-            }
-        };
-        let pid = forked.pid;
-        zygote.begin();
-        self.inner.running.lock().expect("running").insert(pid);
-        // However this ends (even if the caller drops this future), nothing the invocation
-        // started outlives it.
-        let guard = Ending {
-            pid,
-            zygote: zygote.clone(),
-            inner: self.inner.clone(),
-            group,
-        };
-        // Before the secrets are sent (`serve`), so before any of the function's code runs.
-        if let Some(group) = &guard.group {
-            group.enter(pid).map_err(|why| {
-                Error::internal(format!("function `{}`: {why}", inv.function))
-                    .with_hint("see `basin doctor` for the memory wall; invoke again")
-            })?;
-        }
-        let deadline_ms =
-            Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
-        let (name, file, source): (&str, &Path, &str) = match &inv.target {
-            Target::Python { file, name, source } => (name, file, source),
-            Target::Program { argv } => (&inv.function, Path::new(&argv[0]), ""),
-        };
-        let request = serde_json::to_vec(&Request {
-            kind: "request",
-            protocol: protocol::VERSION,
-            invocation: &ws.id,
-            function: FunctionSource { name, file, source },
-            inputs: &ws.inputs,
-            event: &inv.event,
-            batch: (!ws.batch.is_empty()).then_some(&ws.batch[..]),
-            item_timeout_ms: inv
-                .limits
-                .per_event
-                .filter(|_| !ws.batch.is_empty())
-                .map(|d| d.as_millis() as u64),
-            params: &inv.params,
-            output: OutputLocation {
-                path: ws.output_path(),
-                format: crate::workspace::FORMAT,
-            },
-            deadline_ms,
-        })
-        .map_err(|e| Error::internal(format!("request: {e}")))?;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let server = tokio::spawn(serve(
-            listener,
-            ws.id.clone(),
-            forked,
-            Talk {
-                request,
-                secrets,
-                max_reply: options.max_reply_size,
-                counters: options.counters.clone(),
-            },
-            reply_tx,
-            sink,
-        ));
-        let bounds = Bounds {
-            memory: memory_limit,
-            folder: &ws.dir,
-            folder_base: folder_bytes(&ws.dir),
-            options,
-        };
-        let mut exit_rx = Some(exit_rx);
-        let watched = watch(forked, inv, bounds, reply_rx, &mut exit_rx).await;
-        // Nothing of the invocation may run while an output Basin maps is read: with a PID
-        // namespace everything is gone once `wait` returns, and a large output is mapped;
-        // without one, a process that left the group could still write to it, so it is copied
-        // instead. A small table is copied too, and an invocation that returned none is
-        // killed the same way: Basin goes on without waiting, while the processes' exit (the
-        // kernel freeing their memory) runs on another core.
-        let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
-        let ending = end(forked, exit_rx.take());
-        // Sized after the kill: a process that goes on writing after the reply cannot make
-        // Basin copy a large file.
-        let copied = tables
-            && watched.0.as_ref().is_some_and(|r| r.batch.is_none())
-            && std::fs::symlink_metadata(ws.output_path())
-                .is_ok_and(|m| m.len() <= options.copy_outputs_below);
-        let (ended, ending) = if tables && !copied {
-            (ending.wait().await, None)
-        } else {
-            (false, Some(ending))
-        };
-        // Output lines still in flight drain once the sockets close; a connection that never
-        // came (the child died first) must not keep the listener waiting.
-        let abort = server.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), server)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-        let (reply, status, mut error) = watched;
-        let mut status = status;
-        // The kernel stopped one of its processes at the limit (unless Basin's sampling did
-        // first, with its own count): the invocation fails, even if it caught that.
-        if let Some(group) = &guard.group
-            && status != InvocationStatus::Memory
-            && group.oom_kills() > 0
-        {
-            let cpu_ms = error.as_ref().map_or(0.0, |e| e.cpu_ms);
-            error = Some(Stopped {
-                cpu_ms,
-                ..kernel_stopped(inv, memory_limit, group.peak(), options)
-            });
-            status = InvocationStatus::Memory;
-        }
-        // Nothing of the invocation runs any more (its PID namespace is gone): its input files,
-        // and its output file unless mapped as the result, can go back to the pool.
-        let namespaced = self.inner.walls.holds("processes")
-            && !reply
-                .as_ref()
-                .is_some_and(|r| r.unconfined.iter().any(|m| m.starts_with("processes:")));
-        let safe = ended && namespaced;
-        if safe {
-            let mut back = ws.give_back.lock().expect("give_back");
-            back.extend(ws.inputs.values().map(|t| t.path.clone()));
-            if !tables {
-                back.push(ws.output_path());
-            }
-        }
-        let cpu_ms = reply
-            .as_ref()
-            .and_then(|r| r.usage.as_ref())
-            .map_or(0.0, |u| u.cpu_ms);
-        let peak = reply
-            .as_ref()
-            .and_then(|r| r.usage.as_ref())
-            .map_or(0, |u| u.max_rss_bytes);
-        let mut run = Run {
-            status,
-            cpu_ms,
-            peak_memory: peak,
-            unconfined: reply
-                .as_ref()
-                .map(|r| r.unconfined.clone())
-                .unwrap_or_default(),
-            result: Ok(Output::None),
-        };
-        run.result = match (error, reply) {
-            (Some(sample), _) => {
-                let sample = Stopped {
-                    peak_memory: sample.peak_memory.max(guard.peak()),
-                    ..sample
-                };
-                run.peak_memory = run.peak_memory.max(sample.peak_memory);
-                run.cpu_ms = run.cpu_ms.max(sample.cpu_ms);
-                Err(sample.error)
-            }
-            (None, Some(reply)) if reply.status == "refused" => {
-                RuntimeCounters::count(&options.counters.refused);
-                refuse(&inv.function, reply.unconfined.clone()).map(|()| Output::None)
-            }
-            (None, Some(reply)) => {
-                let output = reply::output(ws, inv, reply, safe);
-                if matches!(output, Ok(Output::Table { .. })) {
-                    self.inner.pool.note(ws.bytes_out());
-                }
-                output
-            }
-            (None, None) => Err(Error::internal(format!(
-                "function `{}` ended without a result",
-                inv.function
-            ))),
-        };
-        // Not waited for: its files go back to the pool once every process has ended, as
-        // above (a table's file stays: the caller may read it, `Finished::output_file`).
-        if let Some(ending) = ending
-            && namespaced
-        {
-            let files = ws.inputs.values().map(|t| t.path.clone());
-            let output = (ws.batch.is_empty() && !tables).then(|| ws.output_path());
-            self.inner
-                .pool
-                .give_back_after(files.chain(output), ending.wait());
-        }
-        Ok(run)
-    }
-}
-
-/// Ends an invocation's process group when dropped.
-struct Ending {
-    pid: u32,
-    zygote: Arc<Zygote>,
-    inner: Arc<Inner>,
-    /// Its memory group (the `memory` wall), removed after the kill.
-    group: Option<Group>,
-}
-
-impl Ending {
-    /// The kernel's count of the invocation's peak memory (0 without a memory group).
-    fn peak(&self) -> u64 {
-        self.group.as_ref().map_or(0, Group::peak)
-    }
-}
-
-impl Drop for Ending {
-    fn drop(&mut self) {
-        kill_group(self.pid);
-        self.inner
-            .running
-            .lock()
-            .expect("running")
-            .remove(&self.pid);
-        self.zygote.end();
-        // The worker's keep-alive starts now.
-        self.inner.reaper.notify_one();
-    }
-}
-
-struct Run {
-    status: InvocationStatus,
-    cpu_ms: f64,
-    peak_memory: u64,
-    unconfined: Vec<String>,
-    result: Result<Output>,
 }
 
 /// PATH inside the function: the environment's programs first.
@@ -675,23 +376,6 @@ fn search_path(env: &Env) -> String {
         "{}:/usr/local/bin:/usr/bin:/bin",
         env.path.join("bin").display()
     )
-}
-
-/// Copies a program into the invocation's working directory (the only place the child may
-/// read it from) and returns its argv there.
-fn stage_program(argv: &[String], workdir: &Path) -> Result<Vec<String>> {
-    let source = Path::new(&argv[0]);
-    let name = source
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("`{}` is not a program file", argv[0])))?;
-    let staged = workdir.join(name);
-    std::fs::copy(source, &staged).map_err(|e| {
-        Error::not_found(format!("cannot read program {}: {e}", source.display()))
-            .with_hint("give the path of an executable file that speaks docs/protocol.md")
-    })?;
-    let mut argv = argv.to_vec();
-    argv[0] = staged.display().to_string();
-    Ok(argv)
 }
 
 /// Ends workers idle for the keep-alive. It sleeps until the next one could expire, and
