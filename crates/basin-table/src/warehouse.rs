@@ -139,10 +139,12 @@ impl Warehouse {
     /// Creates a local warehouse's folder, if it is not there, and syncs it and the folders
     /// above it up to `root` (the lakehouse folder): a commit syncs the folders it adds up
     /// to the warehouse, so the entries naming the warehouse itself are made durable here,
-    /// once, before the first commit can name a file in it. Nothing to do in an object store.
+    /// before a commit can name a file in it. At every open, not only when created: a Basin
+    /// killed after creating it may have left the entries unsynced, and syncing folders with
+    /// nothing to write costs tens of microseconds. Nothing to do in an object store.
     pub async fn create_folder(&self, root: &Path) -> Result<()> {
         let location = Path::new(&self.location);
-        let Some(sync) = self.file_sync().filter(|_| !location.is_dir()) else {
+        let Some(sync) = self.file_sync() else {
             return Ok(());
         };
         std::fs::create_dir_all(location).map_err(|e| {
@@ -234,7 +236,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_warehouse_folder_is_synced_with_the_folders_naming_it() {
+    async fn the_warehouse_folder_is_synced_with_the_folders_naming_it_at_every_open() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("lake");
         let location = root.join(".basin").join("warehouse");
@@ -246,6 +248,13 @@ mod tests {
         assert!(location.is_dir());
         let mut synced = recorded.0.lock().unwrap().clone();
         synced.sort();
-        assert_eq!(synced, vec![root.clone(), root.join(".basin"), location]);
+        assert_eq!(
+            synced,
+            vec![root.clone(), root.join(".basin"), location.clone()]
+        );
+        // Opened again (after a Basin killed before its sync, say): synced again.
+        recorded.0.lock().unwrap().clear();
+        warehouse.create_folder(&root).await.unwrap();
+        assert_eq!(recorded.0.lock().unwrap().len(), 3);
     }
 }
