@@ -147,11 +147,8 @@ def zygote(preload: list) -> None:
                     _hand_over(line, fork, spare, selector, (wake_r, wake_w))
                     spare = None
                 else:
-                    # Walls unlike the spare's (a function with the internet): a child of its own,
-                    # which must not keep the spare's request pipe (it could send the spare a
-                    # request of its choosing).
-                    others = (spare[1],) if spare else ()
-                    one_off = _spawn(selector, (wake_r, wake_w), fork["sandbox"], others)
+                    # Walls unlike the spare's (a function with the internet): a child of its own.
+                    one_off = _spawn(selector, (wake_r, wake_w), fork["sandbox"])
                     _hand_over(line, fork, one_off, selector, (wake_r, wake_w))
 
 
@@ -184,21 +181,23 @@ def _reap() -> None:
             _send(1, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _spawn(selector, wake: tuple, config: dict, others: tuple = ()) -> tuple:
+def _spawn(selector, wake: tuple, config: dict) -> tuple:
     """Forks a spare child that builds the walls of the invocation `config` ahead (all but
     the rules for the invocation's folder), then waits for one request on a pipe; returns
     (pid, the request pipe). With the `processes` wall the child is forked into a PID
-    namespace of its own, beside the namespace's init. `others`: other spares' request pipes,
-    closed in the child."""
+    namespace of its own, beside the namespace's init. The child closes every request pipe
+    the zygote holds open (`REQUEST_PIPES`): with another child's, it could send that child a
+    request of its choosing."""
     _sandbox.refresh(AHEAD)
     r, w = os.pipe()
     pid = _fork()
     if pid:
         os.close(r)
+        REQUEST_PIPES.add(w)
         return pid, w
     code = 70
     try:
-        for fd in (w, *wake, *others):
+        for fd in (w, *wake, *REQUEST_PIPES):
             os.close(fd)
         if NAMESPACE["fd"] is not None:
             os.close(NAMESPACE["fd"])
@@ -255,6 +254,8 @@ def _fork() -> int:
 AHEAD: dict = {}
 #: Walls turned off for every invocation.
 OFF: set = set()
+#: The write ends of the request pipes of children waiting for a request.
+REQUEST_PIPES: set = set()
 
 
 #: The zygote's own PID namespace ("fd", a descriptor, once it is the zygote), or why it has
@@ -301,6 +302,7 @@ def _hand_over(line: bytes, fork: dict, spare: tuple, selector, wake: tuple) -> 
             data = line + b"\n"
         finally:
             os.close(w)
+            REQUEST_PIPES.discard(w)
         if attempt == 0:
             spare = _spawn(selector, wake, fork["sandbox"])
     _send(1, {"forked": invocation, "pid": 0})

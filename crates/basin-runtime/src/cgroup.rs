@@ -35,6 +35,7 @@ static RUNTIMES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::ne
 pub(crate) struct Group {
     path: PathBuf,
     v2: bool,
+    limit: u64,
 }
 
 impl Cgroups {
@@ -130,7 +131,11 @@ impl Cgroups {
     pub(crate) fn create(&self, id: &str, limit: u64) -> Result<Group, String> {
         let path = self.parent.join(format!("{}{id}", self.prefix));
         make_folder(&path)?;
-        let group = Group { path, v2: self.v2 };
+        let group = Group {
+            path,
+            v2: self.v2,
+            limit,
+        };
         let limit = limit.to_string();
         if self.v2 {
             write(&group.path.join("memory.max"), &limit)?;
@@ -167,6 +172,10 @@ impl Cgroups {
         };
         for entry in entries.flatten() {
             if remove(&entry.file_name().to_string_lossy()) {
+                if self.v2 {
+                    // Anything its Basin left running ends (a v1 group with processes stays).
+                    let _ = write(&entry.path().join("cgroup.kill"), "1");
+                }
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
@@ -180,20 +189,22 @@ impl Group {
         write(&self.path.join("cgroup.procs"), &pid.to_string())
     }
 
-    /// How many of its processes the kernel killed at the limit.
-    pub(crate) fn oom_kills(&self) -> u64 {
-        let file = if self.v2 {
-            "memory.events"
-        } else {
-            "memory.oom_control"
+    /// Whether the kernel killed one of its processes at the group's limit (not for memory
+    /// short elsewhere: the group reached its limit too).
+    pub(crate) fn stopped_at_limit(&self) -> bool {
+        let read = |file: &str| std::fs::read_to_string(self.path.join(file)).unwrap_or_default();
+        let count = |text: &str, key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+                .unwrap_or(0)
         };
-        std::fs::read_to_string(self.path.join(file))
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-            })
-            .unwrap_or(0)
+        if self.v2 {
+            let events = read("memory.events");
+            count(&events, "oom_kill ") > 0 && count(&events, "max ") > 0
+        } else {
+            // v1's failure counts stay 0 on recent kernels: the peak says it got there.
+            count(&read("memory.oom_control"), "oom_kill ") > 0 && self.peak() >= self.limit
+        }
     }
 
     /// The most memory the group held at once, as the kernel counts it.
@@ -274,11 +285,34 @@ fn own_folder(own: &str, mountinfo: &str, v2: bool) -> Option<PathBuf> {
         if !matches || fields.len() < 5 {
             return None;
         }
-        let (root, mountpoint) = (fields[3], fields[4]);
+        let (root, mountpoint) = (unescape(fields[3]), unescape(fields[4]));
         // A mount of part of the hierarchy (a container's) shows paths below its root.
-        let below = path.strip_prefix(root.trim_end_matches('/'))?;
-        Some(Path::new(mountpoint).join(below.trim_start_matches('/')))
+        let below = Path::new(path).strip_prefix(&root).ok()?;
+        Some(Path::new(&mountpoint).join(below))
     })
+}
+
+/// A mountinfo field as written: space, tab, newline and backslash are octal escapes.
+fn unescape(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn has_controller(dir: &Path) -> bool {
@@ -332,14 +366,22 @@ mod tests {
             own_folder(own, mounts, true).unwrap(),
             Path::new("/sys/fs/cgroup/unified/user.slice/app.scope")
         );
-        // A container sees its own part of the hierarchy mounted at the top.
+        // A container sees its own part of the hierarchy mounted at the top; a path beside
+        // that part is not below it.
         let inside = "0::/\n";
         let container = "40 35 0:30 /docker/c1 /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n";
         assert_eq!(
             own_folder("0::/docker/c1\n", container, true).unwrap(),
             Path::new("/sys/fs/cgroup")
         );
+        assert!(own_folder("0::/docker/c10/x\n", container, true).is_none());
         assert!(own_folder(inside, "", true).is_none());
+        // Mount points with spaces are written escaped.
+        let spaced = "41 35 0:31 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            own_folder("0::/a\n", spaced, true).unwrap(),
+            Path::new("/mnt/my cgroups/a")
+        );
     }
 
     /// A process that holds memory no process maps (a memfd) is stopped at the group's
@@ -370,7 +412,7 @@ mod tests {
             std::os::unix::process::ExitStatusExt::signal(&out.status),
             Some(9)
         );
-        assert_eq!(group.oom_kills(), 1);
+        assert!(group.stopped_at_limit());
         assert!(group.peak() >= 30 << 20, "{}", group.peak());
     }
 }

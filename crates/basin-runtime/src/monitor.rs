@@ -225,26 +225,39 @@ pub(crate) async fn serve(
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
     let mut forwarders = Vec::new();
-    // The child's PID namespace, whose processes alone may take the control stream.
+    // Who may connect: with the `processes` wall, a process in the child's PID namespace
+    // (a program may connect its control stream from a helper process of its own), and no
+    // other invocation's; if that namespace cannot be read, nobody. Without the wall, any
+    // process that can reach the socket.
     let namespace = child
         .init
-        .and_then(|_| std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).ok());
+        .map(|_| std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).ok());
+    let ours = |pid: Option<i32>| match &namespace {
+        Some(Some(ns)) => pid.is_some_and(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|link| &link == ns)
+        }),
+        Some(None) => false,
+        None => true,
+    };
     // stdout, stderr and control: a connection refused below does not take one's place.
     let mut taken = 0;
     while taken < 3 {
         let Ok((stream, _)) = listener.accept().await else {
             break;
         };
+        // Checked before anything is read: another invocation's process cannot hold this
+        // loop up by never finishing its hello.
         let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+        if !ours(peer) {
+            continue;
+        }
         let mut reader = BufReader::new(stream);
         let mut first = Vec::new();
-        // A hello is a line of a few dozen bytes: a longer one is not read whole.
-        if (&mut reader)
-            .take(MAX_HELLO_BYTES)
-            .read_until(b'\n', &mut first)
-            .await
-            .is_err()
-        {
+        // A hello is a line of a few dozen bytes: a longer one is not read whole, and a slow
+        // one not waited for.
+        let mut hello = (&mut reader).take(MAX_HELLO_BYTES);
+        let read = hello.read_until(b'\n', &mut first);
+        if !matches!(tokio::time::timeout(HELLO_TIMEOUT, read).await, Ok(Ok(_))) {
             continue;
         }
         let Ok(hello) = serde_json::from_slice::<Hello>(&first) else {
@@ -255,19 +268,6 @@ pub(crate) async fn serve(
         }
         match hello.stream {
             Stream::Control => {
-                // A program may connect it from a helper process of its own, so any process
-                // of the invocation may; with the `processes` wall that is any process in the
-                // child's PID namespace, and no other invocation's.
-                let ours = match &namespace {
-                    Some(ns) => peer.is_some_and(|pid| {
-                        std::fs::read_link(format!("/proc/{}/ns/pid", pid))
-                            .is_ok_and(|link| &link == ns)
-                    }),
-                    None => true,
-                };
-                if !ours {
-                    continue;
-                }
                 let (Some(tx), Some(request)) = (reply_tx.take(), request.take()) else {
                     continue;
                 };
@@ -354,6 +354,9 @@ async fn control(
 
 /// The largest hello line (`{"invocation": ..., "stream": ...}`) Basin reads.
 const MAX_HELLO_BYTES: u64 = 4 << 10;
+
+/// How long Basin waits for a connection's hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resident memory (bytes) and CPU time (ms, its own and its reaped children's) of a
 /// process, from /proc.

@@ -156,8 +156,22 @@ impl Walls {
                 wall.state = Err("turned off by [functions] disable_walls".to_string());
             }
         }
-        let cgroups = cgroups.ok();
-        let complete = walls.iter().all(|w| w.state.is_ok());
+        // The group's files are the function's user's: only Landlock keeps it from raising
+        // its own limit, or leaving its group.
+        let files = walls.iter().any(|w| w.name == "files" && w.state.is_ok());
+        if let Some(memory) = walls.iter_mut().find(|w| w.name == "memory")
+            && memory.state.is_ok()
+            && !files
+        {
+            memory.state = Err(
+                "needs the `files` wall (without it a function could raise its own limit)".into(),
+            );
+        }
+        let cgroups = cgroups.ok().filter(|_| files);
+        // Chosen from the probe: strict when every wall but `memory` holds. Without it, the
+        // memory limit is still enforced, by sampling (see `summary`); a strict mode that was
+        // set asks for it too.
+        let complete = walls.iter().all(|w| w.state.is_ok() || w.name == "memory");
         let isolation = mode.unwrap_or(if complete {
             Isolation::Strict
         } else {
@@ -183,6 +197,13 @@ impl Walls {
             .filter_map(|w| w.state.as_ref().err().map(|e| (w.name, e.as_str())))
     }
 
+    /// The missing walls a strict runtime refuses to run without: all of them when strict
+    /// was set, all but `memory` when it was chosen from the probe.
+    fn required_missing(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.missing()
+            .filter(|(w, _)| self.chosen || *w != "memory")
+    }
+
     /// Whether functions may run: an error naming the missing walls when isolation is strict.
     pub fn check(&self, function: &str) -> Result<()> {
         if self.isolation == Isolation::BestEffort {
@@ -190,7 +211,7 @@ impl Walls {
         }
         refuse(
             function,
-            self.missing()
+            self.required_missing()
                 .map(|(w, why)| format!("{w}: {why}"))
                 .collect(),
         )
@@ -218,11 +239,18 @@ impl Walls {
             .filter(|w| w.state.is_ok())
             .map(|w| w.name)
             .collect();
+        let required = self.required_missing().next().is_none();
         match (self.isolation, missing.is_empty()) {
             (_, true) => format!(
                 "functions run confined ({}): {}",
                 self.isolation.as_str(),
                 held.join(", ")
+            ),
+            (Isolation::Strict, false) if required => format!(
+                "functions run confined (strict): {}; missing {}: memory limits are counted by \
+                 sampling /proc only, which misses a memfd and unlinked files; see `basin doctor`",
+                held.join(", "),
+                missing.join("; ")
             ),
             (Isolation::Strict, false) => format!(
                 "functions will not run: isolation is strict and these walls are missing: {}; \
@@ -339,6 +367,35 @@ mod tests {
         let relaxed = Walls::probe(Some(Isolation::BestEffort), &["network".to_string()]);
         assert!(relaxed.check("f.py:f").is_ok());
         assert!(relaxed.summary().starts_with("warning:"));
+    }
+
+    #[test]
+    fn without_the_memory_wall_the_probe_stays_strict_but_a_set_strict_refuses() {
+        let off = ["memory".to_string()];
+        let chosen = Walls::probe(None, &off);
+        assert_eq!(chosen.isolation, Isolation::Strict);
+        assert!(chosen.check("f.py:f").is_ok());
+        let line = chosen.summary();
+        assert!(
+            line.starts_with("functions run confined (strict)")
+                && line.contains("missing memory (turned off")
+                && line.contains("sampling /proc only"),
+            "{line}"
+        );
+        let set = Walls::probe(Some(Isolation::Strict), &off);
+        let e = set.check("f.py:f").unwrap_err();
+        assert!(e.message.contains("memory: turned off"), "{e}");
+        // Without Landlock's rules the group's files are the function's to rewrite.
+        let no_files = Walls::probe(Some(Isolation::BestEffort), &["files".to_string()]);
+        let why: Vec<_> = no_files.missing().collect();
+        assert!(
+            why.contains(&(
+                "memory",
+                "needs the `files` wall (without it a function could raise its own limit)"
+            )),
+            "{why:?}"
+        );
+        assert!(no_files.cgroups.is_none());
     }
 
     #[test]

@@ -25,15 +25,17 @@ use crate::workspace::Workspace;
 use crate::zygote::Zygote;
 
 impl Runtime {
-    /// The invocation's memory group, when the `memory` wall holds; a strict runtime refuses
-    /// to run without one.
+    /// The invocation's memory group, when the `memory` wall holds; a runtime set to strict
+    /// refuses to run without one.
     fn memory_group(&self, ws: &Workspace, inv: &Invocation, limit: u64) -> Result<Option<Group>> {
         let Some(cgroups) = &self.inner.walls.cgroups else {
             return Ok(None);
         };
         match cgroups.create(&ws.id, limit) {
             Ok(group) => Ok(Some(group)),
-            Err(why) if self.inner.walls.isolation == Isolation::Strict => {
+            Err(why)
+                if self.inner.walls.isolation == Isolation::Strict && self.inner.walls.chosen =>
+            {
                 refuse(&inv.function, vec![format!("memory: {why}")]).map(|()| None)
             }
             Err(why) => {
@@ -200,7 +202,7 @@ impl Runtime {
         // first, with its own count): the invocation fails, even if it caught that.
         if let Some(group) = &guard.group
             && status != InvocationStatus::Memory
-            && group.oom_kills() > 0
+            && group.stopped_at_limit()
         {
             let cpu_ms = error.as_ref().map_or(0.0, |e| e.cpu_ms);
             error = Some(Stopped {

@@ -548,9 +548,12 @@ async fn memory_held_outside_any_process_is_stopped_at_the_limit() {
     }
 }
 
-/// A function that learned another invocation's socket and id (here from the test; the
-/// ids are random) connects to it as that invocation's control stream, before its program
-/// does: Basin gives the request only to a process in that invocation's PID namespace.
+/// A function that learned another invocation's socket and id (here from the test; an
+/// internet function can read them in /proc/net/unix) connects to it before its program
+/// does: once with a hello for its control stream, and once saying nothing, to hold Basin's
+/// accept loop up. Basin refuses both before reading, as they come from outside the
+/// invocation's PID namespace: the victim gets its request and ends while the thief still
+/// holds its idle connection.
 #[tokio::test]
 async fn another_invocations_control_stream_is_refused_to_a_function() {
     let rt = confined(RuntimeOptions::default());
@@ -578,29 +581,51 @@ sock.sendall((json.dumps({"type": "result", "status": "ok", "output": {"kind": "
     let (socket, id) = line.split_once(' ').unwrap();
     let thief = format!(
         r#"
-import json, socket
+import json, socket, time
 def thief():
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect({socket:?})
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(2)
     try:
         sock.connect({socket:?})
         sock.sendall((json.dumps({{"invocation": {id:?}, "stream": "control"}}) + "\n").encode())
-        return sock.makefile("rb").readline().decode()
+        got = sock.makefile("rb").readline().decode()
     except OSError as e:
-        return f"refused: {{e}}"
+        got = f"refused: {{e}}"
+    print("stole:", got, flush=True)
+    time.sleep(60)  # holding the idle connection, until its timeout stops it
 "#
     );
-    let (stolen, _) = invoke(&rt, &thief, "thief", None, Limits::default()).await;
-    let got = json(&stolen).to_string();
-    assert!(
-        !got.contains("request"),
-        "another function took the request: {got}"
-    );
+    let runtime = rt.clone();
+    let thief = tokio::spawn(async move {
+        let limits = Limits {
+            timeout: Some(Duration::from_secs(20)),
+            ..Limits::default()
+        };
+        invoke(&runtime, &thief, "thief", None, limits).await
+    });
     let victim = victim.await.unwrap();
     assert_eq!(
         json(&victim),
         "late.py",
         "{:?}",
         victim.result.as_ref().err()
+    );
+    assert!(
+        !thief.is_finished(),
+        "the victim ended only once the thief's idle connection was gone"
+    );
+    let (stopped, lines) = thief.await.unwrap();
+    assert_eq!(stopped.record.status, InvocationStatus::Timeout);
+    let lines = lines.lock().unwrap().clone();
+    let stole: Vec<_> = lines
+        .iter()
+        .filter(|(_, l)| l.starts_with("stole:"))
+        .collect();
+    assert_eq!(stole.len(), 1, "{lines:?}");
+    assert!(
+        !stole[0].1.contains("request"),
+        "another function took the request: {stole:?}"
     );
 }
