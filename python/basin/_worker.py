@@ -13,7 +13,8 @@ invocation waits for neither the fork nor most of its confinement; a request wit
 gets a child of its own. With the `processes` wall the zygote lives in a user and a PID namespace of
 its own (its parent waits outside), where it may fork each child as the first process of a new
 PID namespace: one fork per invocation. The zygote reports on stdout, with ids as the host sees
-them: `{"ready": ...}` once, `{"forked": INVOCATION, "pid": N}` per request and
+them: `{"ready": ...}` once, `{"spare": N}` when a child is forked ahead (Basin moves it into
+a memory group while it waits), `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
 The child finishes its walls (basin._sandbox), connects its stdout and stderr to Basin's
@@ -194,6 +195,8 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
     if pid:
         os.close(r)
         REQUEST_PIPES.add(w)
+        # Basin moves it into a memory group while it builds its walls and waits.
+        _send(1, {"spare": HOST_PIDS[pid]})
         return pid, w
     code = 70
     try:

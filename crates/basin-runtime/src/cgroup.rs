@@ -127,27 +127,21 @@ impl Cgroups {
         }
     }
 
-    /// Makes the group of invocation `id`, limited to `limit` bytes (swap included).
-    pub(crate) fn create(&self, id: &str, limit: u64) -> Result<Group, String> {
-        let path = self.parent.join(format!("{}{id}", self.prefix));
+    /// Makes a group named `name`, without a limit until `Group::set_limit`.
+    pub(crate) fn create(&self, name: &str) -> Result<Group, String> {
+        let path = self.parent.join(format!("{}{name}", self.prefix));
         make_folder(&path)?;
-        let group = Group {
-            path,
-            v2: self.v2,
-            limit,
-        };
-        let limit = limit.to_string();
         if self.v2 {
-            write(&group.path.join("memory.max"), &limit)?;
             // Swap would let it hold more than its limit; one process stopped at the limit
             // stops them all.
-            let _ = write(&group.path.join("memory.swap.max"), "0");
-            let _ = write(&group.path.join("memory.oom.group"), "1");
-        } else {
-            write(&group.path.join("memory.limit_in_bytes"), &limit)?;
-            let _ = write(&group.path.join("memory.memsw.limit_in_bytes"), &limit);
+            let _ = write(&path.join("memory.swap.max"), "0");
+            let _ = write(&path.join("memory.oom.group"), "1");
         }
-        Ok(group)
+        Ok(Group {
+            path,
+            v2: self.v2,
+            limit: u64::MAX,
+        })
     }
 
     /// Removes the groups of Basin processes that are gone (killed before they could).
@@ -184,9 +178,25 @@ impl Cgroups {
 
 impl Group {
     /// Moves process `pid` (and its threads) into the group: what it allocates from now on,
-    /// and every process it starts, is counted here.
+    /// and every process it starts, is counted here. This waits for an RCU grace period
+    /// when no process has moved for a while (about 10 ms on an idle machine), so a spare
+    /// child is moved while it waits for its request (`zygote`), not on the request's path.
     pub(crate) fn enter(&self, pid: u32) -> Result<(), String> {
         write(&self.path.join("cgroup.procs"), &pid.to_string())
+    }
+
+    /// Limits the group to `limit` bytes, swap included.
+    pub(crate) fn set_limit(&mut self, limit: u64) -> Result<(), String> {
+        let bytes = limit.to_string();
+        if self.v2 {
+            write(&self.path.join("memory.max"), &bytes)?;
+        } else {
+            // The memory limit first: memsw may not be below it, and it is unlimited now.
+            write(&self.path.join("memory.limit_in_bytes"), &bytes)?;
+            let _ = write(&self.path.join("memory.memsw.limit_in_bytes"), &bytes);
+        }
+        self.limit = limit;
+        Ok(())
     }
 
     /// Whether the kernel killed one of its processes at the group's limit (not for memory
@@ -390,7 +400,8 @@ mod tests {
     fn a_memfd_past_the_limit_is_stopped_by_the_kernel() {
         // The machines Basin is tested on let it make groups: without them the wall is missing.
         let cgroups = Cgroups::probe().expect("a memory cgroup Basin may make groups in");
-        let group = cgroups.create("unit-test", 32 << 20).unwrap();
+        let mut group = cgroups.create("unit-test").unwrap();
+        group.set_limit(32 << 20).unwrap();
         let mut child = std::process::Command::new("python3")
             .args([
                 "-c",

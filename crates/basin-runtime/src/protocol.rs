@@ -77,6 +77,8 @@ pub(crate) enum ZygoteEvent {
         code: Option<i32>,
         signal: Option<i32>,
     },
+    /// A child forked ahead, waiting for its request: Basin moves it into a memory group now.
+    Spare { spare: u32 },
 }
 
 /// The first line on every connection to the invocation's socket.

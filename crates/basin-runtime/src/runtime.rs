@@ -233,7 +233,8 @@ impl Runtime {
         internet: bool,
     ) -> Result<Arc<Zygote>> {
         let ahead = self.sandbox(env, internet, Vec::new(), PathBuf::new());
-        let z = Zygote::start(&env.python, preload, &search_path(env), &ahead).await?;
+        let cgroups = self.inner.walls.cgroups.clone();
+        let z = Zygote::start(&env.python, preload, &search_path(env), &ahead, cgroups).await?;
         Ok(Arc::new(z))
     }
 

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 
+use crate::cgroup::{Cgroups, Group};
 use crate::protocol::{Fork, Sandbox, ZygoteEvent};
 
 /// How a child ended.
@@ -32,11 +33,17 @@ pub(crate) struct Forked {
     pub init: Option<u32>,
 }
 
+/// A child's memory group, being made and entered while the child waits for its request.
+pub(crate) type GroupAhead = oneshot::Receiver<std::result::Result<Group, String>>;
+
 #[derive(Default)]
 struct Waiters {
     forked: HashMap<String, oneshot::Sender<Forked>>,
     exits: HashMap<String, oneshot::Sender<Exit>>,
     invocation_of: HashMap<u32, String>,
+    /// Children's memory groups (the `memory` wall), until an invocation takes one or the
+    /// child ends.
+    groups: HashMap<u32, GroupAhead>,
 }
 
 pub(crate) struct Zygote {
@@ -51,12 +58,14 @@ pub(crate) struct Zygote {
 
 impl Zygote {
     /// Starts a fork server with `python` (an environment's), importing `preload` first;
-    /// its spare children build the walls of `ahead` while they wait for a request.
+    /// its spare children build the walls of `ahead` while they wait for a request, and are
+    /// moved into memory groups made in `cgroups` meanwhile.
     pub async fn start(
         python: &Path,
         preload: &[String],
         path_var: &str,
         ahead: &Sandbox,
+        cgroups: Option<Cgroups>,
     ) -> Result<Self> {
         let started = Instant::now();
         let mut child = Command::new(python)
@@ -143,6 +152,21 @@ impl Zygote {
                         {
                             let _ = tx.send(exit);
                         }
+                        // A spare retired or killed before its request: its group goes.
+                        w.groups.remove(&exited);
+                    }
+                    Ok(ZygoteEvent::Spare { spare }) => {
+                        if let Some(cgroups) = &cgroups {
+                            let (tx, rx) = oneshot::channel();
+                            w.groups.insert(spare, rx);
+                            let cgroups = cgroups.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let made = cgroups
+                                    .create(&format!("child-{spare}"))
+                                    .and_then(|g| g.enter(spare).map(|()| g));
+                                let _ = tx.send(made);
+                            });
+                        }
                     }
                     _ => tracing::warn!(target: "basin::worker", "unexpected: {line}"),
                 }
@@ -151,6 +175,7 @@ impl Zygote {
             let mut w = routed.lock().expect("waiters");
             w.forked.clear();
             w.exits.clear();
+            w.groups.clear();
         });
         Ok(Self {
             pid,
@@ -190,6 +215,11 @@ impl Zygote {
             return Err(lost()); // the worker could not fork
         }
         Ok((forked, exit_rx))
+    }
+
+    /// The memory group made for child `pid` while it waited, if one was.
+    pub(crate) fn take_group(&self, pid: u32) -> Option<GroupAhead> {
+        self.waiters.lock().expect("waiters").groups.remove(&pid)
     }
 
     pub fn begin(&self) {

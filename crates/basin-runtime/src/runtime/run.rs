@@ -25,13 +25,30 @@ use crate::workspace::Workspace;
 use crate::zygote::Zygote;
 
 impl Runtime {
-    /// The invocation's memory group, when the `memory` wall holds; a runtime set to strict
-    /// refuses to run without one.
-    fn memory_group(&self, ws: &Workspace, inv: &Invocation, limit: u64) -> Result<Option<Group>> {
+    /// The memory group of the invocation whose child is `pid`, limited to `limit`, when
+    /// the `memory` wall holds: the one made while the child waited (`Zygote::take_group`),
+    /// or one made now. A runtime set to strict refuses to run without one.
+    async fn memory_group(
+        &self,
+        zygote: &Zygote,
+        pid: u32,
+        ws: &Workspace,
+        inv: &Invocation,
+        limit: u64,
+    ) -> Result<Option<Group>> {
         let Some(cgroups) = &self.inner.walls.cgroups else {
             return Ok(None);
         };
-        match cgroups.create(&ws.id, limit) {
+        let made = match zygote.take_group(pid) {
+            Some(ahead) => ahead
+                .await
+                .unwrap_or_else(|_| Err("the worker went away".to_string())),
+            None => cgroups
+                .create(&ws.id)
+                .and_then(|g| g.enter(pid).map(|()| g)),
+        };
+        let limited = made.and_then(|mut g| g.set_limit(limit).map(|()| g));
+        match limited {
             Ok(group) => Ok(Some(group)),
             Err(why)
                 if self.inner.walls.isolation == Isolation::Strict && self.inner.walls.chosen =>
@@ -89,7 +106,6 @@ impl Runtime {
             // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
             self.inner.pool.take_fresh(&ws.output_path());
         }
-        let group = self.memory_group(ws, inv, memory_limit)?;
         let internet = inv.limits.internet;
         let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
         let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
@@ -106,19 +122,17 @@ impl Runtime {
         self.inner.running.lock().expect("running").insert(pid);
         // However this ends (even if the caller drops this future), nothing the invocation
         // started outlives it.
-        let guard = Ending {
+        let mut guard = Ending {
             pid,
             zygote: zygote.clone(),
             inner: self.inner.clone(),
-            group,
+            group: None,
         };
-        // Before the secrets are sent (`serve`), so before any of the function's code runs.
-        if let Some(group) = &guard.group {
-            group.enter(pid).map_err(|why| {
-                Error::internal(format!("function `{}`: {why}", inv.function))
-                    .with_hint("see `basin doctor` for the memory wall; invoke again")
-            })?;
-        }
+        // Limited before the secrets are sent (`serve`), so before any of the function's code
+        // runs.
+        guard.group = self
+            .memory_group(&zygote, pid, ws, inv, memory_limit)
+            .await?;
         let deadline_ms =
             Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
         let (name, file, source): (&str, &Path, &str) = match &inv.target {
