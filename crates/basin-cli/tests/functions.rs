@@ -34,6 +34,14 @@ def peek(event, context):
     except OSError as e:
         return type(e).__name__
 
+@basin.python("3.11", memory="256MiB")
+def hoard(event):
+    import os
+    fd = os.memfd_create("hoard")
+    for _ in range(512):
+        os.write(fd, b"x" * (1 << 20))
+    return "held 512 MiB"
+
 @basin.python("3.11")
 def undeclared(event):
     import yaml
@@ -168,6 +176,27 @@ fn a_function_cannot_open_the_catalog_database() {
         closed.contains(&out.trim()),
         "the user's folder is closed too: {out}"
     );
+}
+
+/// Memory in a memfd is in no process's resident count: the `memory` wall (a cgroup per
+/// invocation) stops it at the declared limit, and the record says so. (Its resident
+/// memory, pyarrow's pages included, stays well under the limit.)
+#[test]
+fn memory_that_no_process_maps_is_stopped_at_the_declared_limit() {
+    let lake = lake();
+    let err = lake.fails(&["invoke", "fns.py:hoard"]);
+    assert!(
+        err.contains("function `fns.py:hoard` reached its memory limit of 256.0 MiB"),
+        "{err}"
+    );
+    let usage = lake.json(&["usage"]);
+    let hoard = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "fns.py:hoard")
+        .unwrap();
+    assert_eq!(hoard["errors"], 1, "{hoard}");
 }
 
 #[test]

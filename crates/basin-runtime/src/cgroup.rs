@@ -9,11 +9,14 @@
 //! that manage cgroups bring a container runtime's model of them.
 //!
 //! Groups live in a folder `basin` under the cgroup Basin was started in; each is named
-//! after the Basin process, its runtime and the invocation, so a Basin that starts later
-//! removes what one that was killed left behind.
+//! after the Basin process, its runtime and a number, so a Basin that starts later removes
+//! what one that was killed left behind. A spare child is moved into its group while it
+//! waits for its request (see `Group::enter`).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Where this process may make memory groups, as probed.
@@ -24,10 +27,12 @@ pub struct Cgroups {
     v2: bool,
     /// What this runtime's groups are named after: the process and which of its runtimes.
     prefix: String,
+    /// Groups made so far: each is named with the next number, so none is made twice.
+    made: Arc<AtomicU64>,
 }
 
 /// Runtimes started in this process, so that each names its groups apart.
-static RUNTIMES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static RUNTIMES: AtomicU32 = AtomicU32::new(0);
 
 /// One invocation's group; removed (in the background, once its processes are gone) when
 /// dropped.
@@ -57,7 +62,7 @@ impl Cgroups {
             )),
             (None, None) => Err("no cgroup filesystem is mounted".to_string()),
         }?;
-        let runtime = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let runtime = RUNTIMES.fetch_add(1, Ordering::Relaxed);
         found.prefix = format!("{}-{runtime}-", std::process::id());
         found.sweep();
         Ok(found)
@@ -70,6 +75,7 @@ impl Cgroups {
             parent,
             v2: false,
             prefix: String::new(),
+            made: Arc::default(),
         })
     }
 
@@ -115,6 +121,7 @@ impl Cgroups {
             parent,
             v2: true,
             prefix: String::new(),
+            made: Arc::default(),
         })
     }
 
@@ -127,10 +134,12 @@ impl Cgroups {
         }
     }
 
-    /// Makes a group named `name`, without a limit until `Group::set_limit`.
-    pub(crate) fn create(&self, name: &str) -> Result<Group, String> {
-        let path = self.parent.join(format!("{}{name}", self.prefix));
-        make_folder(&path)?;
+    /// Makes a new group, without a limit until `Group::set_limit`. Its name is new: a
+    /// folder left by an earlier group (with its counts) is never taken over.
+    pub(crate) fn create(&self) -> Result<Group, String> {
+        let number = self.made.fetch_add(1, Ordering::Relaxed);
+        let path = self.parent.join(format!("{}{number}", self.prefix));
+        std::fs::create_dir(&path).map_err(|e| format!("cannot make {} ({e})", path.display()))?;
         if self.v2 {
             // Swap would let it hold more than its limit; one process stopped at the limit
             // stops them all.
@@ -400,7 +409,7 @@ mod tests {
     fn a_memfd_past_the_limit_is_stopped_by_the_kernel() {
         // The machines Basin is tested on let it make groups: without them the wall is missing.
         let cgroups = Cgroups::probe().expect("a memory cgroup Basin may make groups in");
-        let mut group = cgroups.create("unit-test").unwrap();
+        let mut group = cgroups.create().unwrap();
         group.set_limit(32 << 20).unwrap();
         let mut child = std::process::Command::new("python3")
             .args([

@@ -129,6 +129,8 @@ impl Zygote {
         let routed = waiters.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                // A group dropped here is killed and removed after the lock is let go.
+                let mut stale = None;
                 let mut w = routed.lock().expect("waiters");
                 match serde_json::from_str(&line) {
                     Ok(ZygoteEvent::Forked { forked, pid, init }) => {
@@ -153,7 +155,7 @@ impl Zygote {
                             let _ = tx.send(exit);
                         }
                         // A spare retired or killed before its request: its group goes.
-                        w.groups.remove(&exited);
+                        stale = w.groups.remove(&exited);
                     }
                     Ok(ZygoteEvent::Spare { spare }) => {
                         if let Some(cgroups) = &cgroups {
@@ -161,21 +163,24 @@ impl Zygote {
                             w.groups.insert(spare, rx);
                             let cgroups = cgroups.clone();
                             tokio::task::spawn_blocking(move || {
-                                let made = cgroups
-                                    .create(&format!("child-{spare}"))
-                                    .and_then(|g| g.enter(spare).map(|()| g));
+                                let made =
+                                    cgroups.create().and_then(|g| g.enter(spare).map(|()| g));
                                 let _ = tx.send(made);
                             });
                         }
                     }
                     _ => tracing::warn!(target: "basin::worker", "unexpected: {line}"),
                 }
+                drop(w);
+                drop(stale);
             }
             // The zygote is gone: every waiter learns it (their senders drop).
             let mut w = routed.lock().expect("waiters");
             w.forked.clear();
             w.exits.clear();
-            w.groups.clear();
+            let groups = std::mem::take(&mut w.groups);
+            drop(w);
+            drop(groups);
         });
         Ok(Self {
             pid,

@@ -26,38 +26,43 @@ use crate::zygote::Zygote;
 
 impl Runtime {
     /// The memory group of the invocation whose child is `pid`, limited to `limit`, when
-    /// the `memory` wall holds: the one made while the child waited (`Zygote::take_group`),
-    /// or one made now. A runtime set to strict refuses to run without one.
+    /// the `memory` wall holds: the one made and entered while the child waited
+    /// (`Zygote::take_group`; none if the child has ended since). Without one, a runtime
+    /// set to strict refuses to run, and a best-effort one runs and says so (`Err` of the
+    /// `Ok`: the note for the record's unconfined walls). Once the child is in its group,
+    /// failing to limit it is an error in every mode.
     async fn memory_group(
         &self,
         zygote: &Zygote,
         pid: u32,
-        ws: &Workspace,
         inv: &Invocation,
         limit: u64,
-    ) -> Result<Option<Group>> {
-        let Some(cgroups) = &self.inner.walls.cgroups else {
-            return Ok(None);
+    ) -> Result<std::result::Result<Option<Group>, String>> {
+        if self.inner.walls.cgroups.is_none() {
+            return Ok(Ok(None));
+        }
+        let Some(ahead) = zygote.take_group(pid) else {
+            return Ok(Ok(None)); // ended already: `watch` says how
         };
-        let made = match zygote.take_group(pid) {
-            Some(ahead) => ahead
-                .await
-                .unwrap_or_else(|_| Err("the worker went away".to_string())),
-            None => cgroups
-                .create(&ws.id)
-                .and_then(|g| g.enter(pid).map(|()| g)),
-        };
-        let limited = made.and_then(|mut g| g.set_limit(limit).map(|()| g));
-        match limited {
-            Ok(group) => Ok(Some(group)),
+        let made = ahead
+            .await
+            .unwrap_or_else(|_| Err("the worker went away".to_string()));
+        match made {
+            Ok(mut group) => {
+                group.set_limit(limit).map_err(|why| {
+                    Error::internal(format!("function `{}`: {why}", inv.function))
+                        .with_hint("see `basin doctor` for the memory wall; invoke again")
+                })?;
+                Ok(Ok(Some(group)))
+            }
             Err(why)
                 if self.inner.walls.isolation == Isolation::Strict && self.inner.walls.chosen =>
             {
-                refuse(&inv.function, vec![format!("memory: {why}")]).map(|()| None)
+                refuse(&inv.function, vec![format!("memory: {why}")]).map(|()| Ok(None))
             }
             Err(why) => {
                 tracing::warn!(function = %inv.function, "no memory group: {why}");
-                Ok(None)
+                Ok(Err(format!("memory: {why}")))
             }
         }
     }
@@ -130,9 +135,9 @@ impl Runtime {
         };
         // Limited before the secrets are sent (`serve`), so before any of the function's code
         // runs.
-        guard.group = self
-            .memory_group(&zygote, pid, ws, inv, memory_limit)
-            .await?;
+        let grouped = self.memory_group(&zygote, pid, inv, memory_limit).await?;
+        let ungrouped = grouped.as_ref().err().cloned();
+        guard.group = grouped.unwrap_or(None);
         let deadline_ms =
             Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
         let (name, file, source): (&str, &Path, &str) = match &inv.target {
@@ -254,7 +259,10 @@ impl Runtime {
             unconfined: reply
                 .as_ref()
                 .map(|r| r.unconfined.clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(ungrouped)
+                .collect(),
             result: Ok(Output::None),
         };
         run.result = match (error, reply) {
