@@ -39,27 +39,20 @@ fn died(inv: &Invocation, exit: Option<Exit>) -> Error {
     .with_hint("its stderr above says why; nothing was written")
 }
 
+/// What to do about an invocation stopped at its memory limit, however it was counted.
+const OVER_MEMORY_HINT: &str = "raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written";
+
 /// An invocation the kernel stopped at its memory group's limit (the `memory` wall), which
 /// counts what sampling `/proc` cannot: a memfd, files in memory, shared memory.
-pub(crate) fn kernel_stopped(
-    inv: &Invocation,
-    limit: u64,
-    peak: u64,
-    options: &RuntimeOptions,
-) -> Stopped {
+pub(crate) fn kernel_stopped(inv: &Invocation, limit: u64, options: &RuntimeOptions) -> Error {
     RuntimeCounters::count(&options.counters.over_memory);
-    let error = Error::invalid(format!(
+    Error::invalid(format!(
         "function `{}` reached its memory limit of {} (counted by the kernel: its processes, \
          shared memory and the files it holds in memory) and was stopped",
         inv.function,
         bytes(limit)
     ))
-    .with_hint("raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written");
-    Stopped {
-        error,
-        peak_memory: peak,
-        cpu_ms: 0.0,
-    }
+    .with_hint(OVER_MEMORY_HINT)
 }
 
 /// What `watch` checks besides the clock: the invocation's memory (its processes and its
@@ -178,7 +171,7 @@ pub(crate) async fn watch(
                             "function `{}` used {} of memory ({} in processes, {} in files in its folder), over its limit of {}, and was stopped",
                             inv.function, bytes(used), bytes(rss), bytes(written), bytes(bounds.memory)
                         ))
-                        .with_hint("raise it with @basin.python(memory=\"4GiB\"), or read fewer columns and rows (columns=, filter=); nothing was written");
+                        .with_hint(OVER_MEMORY_HINT);
                         break (None, InvocationStatus::Memory, Some(stopped(error, peak, cpu_ms)));
                     }
                 }

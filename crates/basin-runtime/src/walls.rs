@@ -81,8 +81,14 @@ impl Walls {
         let pid_ns = namespaces(libc::CLONE_NEWPID | libc::CLONE_NEWIPC, false);
         let net_ns = namespaces(libc::CLONE_NEWNET, false);
         let mount_ns = namespaces(libc::CLONE_NEWNS, true);
+        // The group's files are the function's user's: only Landlock (the `files` wall)
+        // keeps it from raising its own limit, or leaving its group. Not probed when it will
+        // not be used: probing makes folders, and may move Basin into one.
+        let files = landlock >= 1 && !off.iter().any(|o| o == "files");
         let cgroups = if off.iter().any(|o| o == "memory") {
             Err("turned off by [functions] disable_walls".to_string())
+        } else if !files {
+            Err("needs the `files` wall (without it a function could raise its own limit)".into())
         } else {
             Cgroups::probe()
         };
@@ -156,18 +162,7 @@ impl Walls {
                 wall.state = Err("turned off by [functions] disable_walls".to_string());
             }
         }
-        // The group's files are the function's user's: only Landlock keeps it from raising
-        // its own limit, or leaving its group.
-        let files = walls.iter().any(|w| w.name == "files" && w.state.is_ok());
-        if let Some(memory) = walls.iter_mut().find(|w| w.name == "memory")
-            && memory.state.is_ok()
-            && !files
-        {
-            memory.state = Err(
-                "needs the `files` wall (without it a function could raise its own limit)".into(),
-            );
-        }
-        let cgroups = cgroups.ok().filter(|_| files);
+        let cgroups = cgroups.ok();
         // Chosen from the probe: strict when every wall but `memory` holds. Without it, the
         // memory limit is still enforced, by sampling (see `summary`); a strict mode that was
         // set asks for it too.

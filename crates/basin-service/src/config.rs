@@ -244,6 +244,12 @@ impl SizeValue {
             }),
         }
     }
+
+    /// A size of something held in memory: at least `at_least` bytes (smaller is raised).
+    fn in_memory(&self, setting: &str, at_least: usize) -> Result<usize> {
+        let bytes = self.bytes(setting)?;
+        Ok(usize::try_from(bytes).unwrap_or(usize::MAX).max(at_least))
+    }
 }
 
 /// A duration in basin.toml: seconds, or `"30s"`, `"5m"`; `0` or `"off"`: no limit.
@@ -458,8 +464,7 @@ impl Settings {
             runtime.handoff_pool = v.bytes(&setting("functions", "handoff_pool"))?;
         }
         if let Some(v) = &f.max_output_size {
-            let size = v.bytes(&setting("functions", "max_output_size"))?;
-            runtime.max_output_size = usize::try_from(size).unwrap_or(usize::MAX).max(1);
+            runtime.max_output_size = v.in_memory(&setting("functions", "max_output_size"), 1)?;
         }
         if let Some(v) = &f.max_reply_size {
             runtime.max_reply_size = v.bytes(&setting("functions", "max_reply_size"))?.max(1);

@@ -215,18 +215,18 @@ impl Runtime {
         {
             abort.abort();
         }
-        let (reply, status, mut error) = watched;
-        let mut status = status;
+        let (reply, mut status, mut error) = watched;
         // The kernel stopped one of its processes at the limit (unless Basin's sampling did
         // first, with its own count): the invocation fails, even if it caught that.
         if let Some(group) = &guard.group
             && status != InvocationStatus::Memory
             && group.stopped_at_limit()
         {
-            let cpu_ms = error.as_ref().map_or(0.0, |e| e.cpu_ms);
+            // Its peak is the group's, taken below.
             error = Some(Stopped {
-                cpu_ms,
-                ..kernel_stopped(inv, memory_limit, group.peak(), options)
+                error: kernel_stopped(inv, memory_limit, options),
+                peak_memory: 0,
+                cpu_ms: error.as_ref().map_or(0.0, |e| e.cpu_ms),
             });
             status = InvocationStatus::Memory;
         }

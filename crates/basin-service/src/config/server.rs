@@ -142,9 +142,8 @@ pub(super) fn resolve(
         server.pg_max_call_depth = n.max(1);
     }
     if let Some(v) = &w.pg_max_message_size {
-        let bytes = v.bytes(&setting("pg_max_message_size"))?;
         // A message of less than 16 KiB could not carry a login.
-        server.pg_max_message_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(16 << 10);
+        server.pg_max_message_size = v.in_memory(&setting("pg_max_message_size"), 16 << 10)?;
     }
     if let Some(v) = &w.pg_idle_timeout {
         server.pg_idle_timeout = v.limit(&setting("pg_idle_timeout"))?;
@@ -153,12 +152,10 @@ pub(super) fn resolve(
         server.pg_max_prepared = n.max(1);
     }
     if let Some(v) = &w.pg_max_prepared_size {
-        let bytes = v.bytes(&setting("pg_max_prepared_size"))?;
-        server.pg_max_prepared_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
+        server.pg_max_prepared_size = v.in_memory(&setting("pg_max_prepared_size"), 1 << 10)?;
     }
     if let Some(v) = &w.max_body_size {
-        let bytes = v.bytes(&setting("max_body_size"))?;
-        server.max_body_size = usize::try_from(bytes).unwrap_or(usize::MAX).max(1 << 10);
+        server.max_body_size = v.in_memory(&setting("max_body_size"), 1 << 10)?;
     }
     if let Some(n) = w.max_uploads {
         server.max_uploads = n.max(1);
