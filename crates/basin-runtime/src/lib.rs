@@ -27,6 +27,7 @@ mod reply;
 mod runtime;
 mod scratch;
 mod sdk;
+mod talk;
 mod uv;
 mod walls;
 mod workspace;

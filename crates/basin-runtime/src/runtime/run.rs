@@ -14,12 +14,11 @@ use tokio::sync::oneshot;
 use super::{Inner, Runtime, now_ms, search_path};
 use crate::cgroup::Group;
 use crate::invocation::{Invocation, Output, OutputSink, Target};
-use crate::monitor::{
-    Bounds, Stopped, Talk, end, folder_bytes, kernel_stopped, kill_group, serve, watch,
-};
+use crate::monitor::{Bounds, Stopped, end, folder_bytes, kernel_stopped, kill_group, watch};
 use crate::options::{DEFAULT_TIMEOUT, RuntimeCounters};
 use crate::protocol::{self, Fork, FunctionSource, OutputLocation, Reply, Request};
 use crate::reply;
+use crate::talk::{Talk, serve};
 use crate::walls::{Isolation, refuse};
 use crate::workspace::Workspace;
 use crate::zygote::Zygote;
