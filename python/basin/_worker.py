@@ -17,13 +17,15 @@ them: `{"ready": ...}` once, `{"spare": N}` when a child is forked ahead (Basin 
 a memory group while it waits), `{"forked": INVOCATION, "pid": N}` per request and
 `{"exited": N, "code": C}` / `{"exited": N, "signal": S}` when a child ends.
 
-The child finishes its walls (basin._sandbox), connects its stdout and stderr to Basin's
-socket, then either runs a Python function (speaking the protocol itself: basin._invocation) or
-execs a program that speaks it. docs/protocol.md describes the protocol for programs in any language.
+The child connects to Basin's socket once (Basin hands it its stdout and stderr, its secrets
+and, for a Python function, the request), finishes its walls (basin._sandbox), then either runs
+a Python function (speaking the protocol itself: basin._invocation) or execs a program that
+speaks it. docs/protocol.md describes the protocol for programs in any language.
 """
 
 from __future__ import annotations
 
+import array
 import gc
 import importlib
 import json
@@ -315,39 +317,49 @@ def _hand_over(line: bytes, fork: dict, spare: tuple, selector, wake: tuple) -> 
 # The child
 
 
-def _connect(path: str, invocation: str, stream: str) -> socket.socket:
+def _open(path: str, invocation: str, lines: int) -> tuple:
+    """The child's one connection to Basin. Basin answers with the child's stdout and stderr
+    (descriptors, attached to its first bytes), then `lines` JSON lines: the secrets, and for
+    a Python function the request. Returns the connection and the lines."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
-    hello = {"invocation": invocation, "stream": stream, "pid": _sandbox.host_pid()}
+    hello = {"invocation": invocation, "stream": "child", "pid": _sandbox.host_pid()}
     sock.sendall((json.dumps(hello) + "\n").encode())
-    return sock
+    data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(2 * 4))
+    fds = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array("i", payload[: len(payload) - len(payload) % 4])
+    if len(fds) != 2:
+        raise ConnectionError(f"Basin sent {len(fds)} output streams, not 2")
+    for fd, target in zip(fds, (1, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    while data.count(b"\n") < lines:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("Basin closed the connection before the request")
+        data += chunk
+    return sock, data.split(b"\n")[:lines]
 
 
 def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     invocation, path = fork["invocation"], fork["socket"]
     _sandbox.reveal(walls, fork["sandbox"].get("write", []))  # the socket lies in its folder
-    secrets = b""
-    for fd, stream in ((1, "stdout"), (2, "stderr")):
-        sock = _connect(path, invocation, stream)
-        if stream == "stdout":
-            # Basin's one line on this stream: the function's secrets. They never pass
-            # through the zygote, whose memory every later spare is forked from.
-            while not secrets.endswith(b"\n"):
-                chunk = sock.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionError("Basin closed the stream before sending the secrets")
-                secrets += chunk
-        os.dup2(sock.fileno(), fd)
-        sock.close()
+    # The secrets never pass through the zygote, whose memory every later spare is forked
+    # from: they come on this connection.
+    program = fork.get("exec") is not None
+    control, lines = _open(path, invocation, 1 if program else 2)
+    secrets = lines.pop(0)
+    if program:
+        control.close()  # the program connects its own control stream
+        control = None
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     os.environ.clear()
     os.environ.update(fork.get("env", {}))
     os.environ.update(json.loads(secrets))
     del secrets
-    control = None
-    if fork.get("exec") is None:
-        control = _connect(path, invocation, "control")
     missing = _sandbox.confine(walls, fork["sandbox"])
     if missing and fork["sandbox"].get("strict"):
         # Basin checks the walls before it forks; this is the second check, where they apply.
@@ -369,8 +381,7 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
             print(f"basin: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
             return 127
     assert control is not None
-    reader = control.makefile("rb")
-    request = json.loads(reader.readline())
+    request = json.loads(lines.pop())
     reply = serve(request, missing)
     # Output first: closing stdout and stderr lets Basin finish reading them now.
     sys.stdout.flush()

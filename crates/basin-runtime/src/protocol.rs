@@ -85,11 +85,20 @@ pub(crate) enum ZygoteEvent {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Hello {
     pub invocation: String,
-    pub stream: Stream,
+    pub stream: Opening,
 }
 
+/// Who connects: the forked child, once, before any user code runs; or a program's control
+/// stream (docs/protocol.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub(crate) enum Opening {
+    Child,
+    Control,
+}
+
+/// An output stream of an invocation's processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     Control,
     Stdout,

@@ -1,15 +1,18 @@
 //! The invocation's socket: who may connect, the secrets and the request out, the reply and
 //! the output lines in.
 
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
 use crate::options::RuntimeCounters;
-use crate::protocol::{Hello, Reply, Stream};
+use crate::protocol::{Hello, Opening, Reply, Stream};
 use crate::runtime::{OutputSink, bytes};
 use crate::zygote::Forked;
 
@@ -18,17 +21,25 @@ const MAX_LINE_BYTES: u64 = 64 * 1024;
 
 /// What Basin says to an invocation on its socket, and how much it hears back.
 pub(crate) struct Talk {
-    /// The request line, sent on the control stream.
+    /// The request line: sent on the child's connection with the secrets, or, when the
+    /// invocation runs a program, on the control connection the program makes.
     pub request: Vec<u8>,
-    /// The secrets (a JSON object), sent first on the stdout stream.
+    /// The secrets (a JSON object), sent first on the child's connection.
     pub secrets: Vec<u8>,
+    /// The invocation runs a program (docs/protocol.md), which connects its own control
+    /// stream after the child execs it.
+    pub program: bool,
     /// The longest reply line read (`[functions] max_reply_size`).
     pub max_reply: u64,
     pub counters: Arc<RuntimeCounters>,
 }
 
-/// Accepts the child's connections: stdout and stderr are forwarded line by line; the
-/// control connection gets the request and gives the reply.
+/// Accepts the invocation's connections. The forked child connects once, before any user
+/// code runs (`Opening::Child`): on that connection Basin hands it its stdout and stderr
+/// (two socket pairs whose other ends Basin reads line by line), its secrets, and for a
+/// Python function the request, whose reply comes back on it. A program connects a control
+/// stream of its own, which gets the request and gives the reply. One connection instead of
+/// three keeps connects, accepts and peer checks off a warm invocation's path.
 pub(crate) async fn serve(
     listener: UnixListener,
     invocation: String,
@@ -39,14 +50,15 @@ pub(crate) async fn serve(
 ) {
     let Talk {
         request,
-        mut secrets,
+        secrets,
+        program,
         max_reply,
         counters,
     } = talk;
-    secrets.push(b'\n');
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
-    let mut forwarders = Vec::new();
+    let mut secrets = Some(secrets);
+    let mut tasks = Vec::new();
     // Who may connect: with the `processes` wall, a process in the child's PID namespace
     // (a program may connect its control stream from a helper process of its own), and no
     // other invocation's; if that namespace cannot be read, nobody. Without the wall, any
@@ -61,9 +73,9 @@ pub(crate) async fn serve(
         Some(None) => false,
         None => true,
     };
-    // stdout, stderr and control: a connection refused below does not take one's place.
+    // A connection refused below does not take one's place.
     let mut taken = 0;
-    while taken < 3 {
+    while taken < 1 + usize::from(program) {
         let Ok((stream, _)) = listener.accept().await else {
             break;
         };
@@ -88,65 +100,121 @@ pub(crate) async fn serve(
         if hello.invocation != invocation {
             continue;
         }
+        let cap = (max_reply, counters.clone());
         match hello.stream {
-            Stream::Control => {
+            Opening::Control if program => {
                 let (Some(tx), Some(request)) = (reply_tx.take(), request.take()) else {
                     continue;
                 };
                 taken += 1;
-                let cap = (max_reply, counters.clone());
-                forwarders.push(tokio::spawn(control(reader, request, tx, cap)));
+                tasks.push(tokio::spawn(answer(reader, Some(request), tx, cap)));
             }
-            stream => {
-                // Output streams are connected by the forked child itself, before any user
-                // code runs: from any other process (one that learned the socket's path) they
-                // are refused, so the secrets reach the child alone, and once.
+            Opening::Control => continue,
+            Opening::Child => {
+                // Taken from the forked child itself only: another process that learned the
+                // socket's path gets neither the secrets nor the output streams, and the
+                // child gets them once.
                 if !peer.is_some_and(|pid| u32::try_from(pid) == Ok(child.pid)) {
                     continue;
                 }
+                let Some(mut message) = secrets.take() else {
+                    continue;
+                };
                 taken += 1;
-                // The child's first read on its stdout stream: the function's secrets (a JSON
-                // object).
-                if stream == Stream::Stdout {
-                    let secrets = std::mem::take(&mut secrets);
-                    if reader.get_mut().write_all(&secrets).await.is_err() {
-                        continue;
-                    }
+                message.push(b'\n');
+                if !program && let Some(mut request) = request.take() {
+                    message.append(&mut request);
+                    message.push(b'\n');
                 }
-                let sink = sink.clone();
-                forwarders.push(tokio::spawn(async move {
-                    let mut line = Vec::new();
-                    loop {
-                        line.clear();
-                        // A line longer than this arrives in pieces: a function that prints
-                        // without newlines cannot make Basin hold it whole.
-                        let mut piece = (&mut reader).take(MAX_LINE_BYTES);
-                        match piece.read_until(b'\n', &mut line).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {
-                                let text = String::from_utf8_lossy(&line);
-                                sink(stream, text.trim_end_matches(['\n', '\r']));
-                            }
-                        }
-                    }
-                }));
+                let Ok(outputs) = hand_outputs(reader.get_mut(), &message).await else {
+                    continue;
+                };
+                for (stream, read) in [Stream::Stdout, Stream::Stderr].into_iter().zip(outputs) {
+                    tasks.push(tokio::spawn(forward(read, stream, sink.clone())));
+                }
+                if !program && let Some(tx) = reply_tx.take() {
+                    tasks.push(tokio::spawn(answer(reader, None, tx, cap)));
+                }
             }
         }
     }
-    for task in forwarders {
+    for task in tasks {
         let _ = task.await;
     }
 }
 
-async fn control(
+/// Sends the child `message` with the writing ends of two fresh socket pairs attached (its
+/// stdout and stderr), and returns their reading ends. Basin keeps no writing end, so a
+/// stream ends once every process of the invocation has closed it.
+async fn hand_outputs(stream: &mut UnixStream, message: &[u8]) -> std::io::Result<[UnixStream; 2]> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let (out, out_child) = std::os::unix::net::UnixStream::pair()?;
+    let (err, err_child) = std::os::unix::net::UnixStream::pair()?;
+    let fds = [out_child.as_fd(), err_child.as_fd()];
+    // The descriptors travel with the message's first bytes; the rest follows as plain
+    // writes.
+    let sent = loop {
+        stream.writable().await?;
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(
+            control.push(SendAncillaryMessage::ScmRights(&fds)),
+            "room for two descriptors"
+        );
+        let send = || {
+            sendmsg(
+                &*stream,
+                &[IoSlice::new(message)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+            .map_err(std::io::Error::from)
+        };
+        match stream.try_io(Interest::WRITABLE, send) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    stream.write_all(&message[sent..]).await?;
+    let open = |read: std::os::unix::net::UnixStream| {
+        read.set_nonblocking(true)?;
+        UnixStream::from_std(read)
+    };
+    Ok([open(out)?, open(err)?])
+}
+
+/// Forwards an output stream line by line until every process holding it has closed it.
+async fn forward(stream: UnixStream, kind: Stream, sink: OutputSink) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A line longer than this arrives in pieces: a function that prints without
+        // newlines cannot make Basin hold it whole.
+        let mut piece = (&mut reader).take(MAX_LINE_BYTES);
+        match piece.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                sink(kind, text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+}
+
+/// Sends the request (unless it went with the secrets) and reads the one reply line.
+async fn answer(
     mut reader: BufReader<UnixStream>,
-    mut request: Vec<u8>,
+    request: Option<Vec<u8>>,
     reply_tx: oneshot::Sender<Reply>,
     (max_reply, counters): (u64, Arc<RuntimeCounters>),
 ) {
-    request.push(b'\n');
-    if reader.get_mut().write_all(&request).await.is_err() {
-        return;
+    if let Some(mut request) = request {
+        request.push(b'\n');
+        if reader.get_mut().write_all(&request).await.is_err() {
+            return;
+        }
     }
     let mut line = Vec::new();
     // Read up to the cap only: a function streaming bytes without a newline cannot make
@@ -182,60 +250,123 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::io::{IoSliceMut, Read, Write};
+    use std::mem::MaybeUninit;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::{Arc, Mutex};
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{UnixListener, UnixStream};
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    use tokio::net::UnixListener;
 
     use super::{Talk, serve};
+    use crate::protocol::Stream;
 
-    /// An output stream is taken from the forked child only: another process that learned
-    /// the socket's path and the invocation's id gets nothing (not the secrets Basin sends
-    /// the child's stdout stream); the child itself gets them.
-    #[tokio::test]
-    async fn output_streams_come_from_the_child_and_only_it_gets_the_secrets() {
+    const HELLO: &[u8] = b"{\"invocation\": \"inv\", \"stream\": \"child\", \"pid\": 0}\n";
+
+    /// Connects as the child and reads what Basin hands it: the bytes of its first message
+    /// and the descriptors that came with them.
+    fn open_as_child(path: &std::path::Path) -> (UnixStream, Vec<u8>, Vec<OwnedFd>) {
+        let mut stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(HELLO).unwrap();
+        let mut data = vec![0u8; 4096];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            &stream,
+            &mut [IoSliceMut::new(&mut data)],
+            &mut control,
+            RecvFlags::empty(),
+        );
+        let n = got.map_or(0, |m| m.bytes);
+        let mut fds = Vec::new();
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                fds.extend(rights);
+            }
+        }
+        data.truncate(n);
+        (stream, data, fds)
+    }
+
+    /// The child's one connection: only the forked child itself gets its secrets, the request
+    /// and its output streams (another process that learned the socket's path and the
+    /// invocation's id gets nothing); what it writes to the streams is forwarded line by line,
+    /// and its reply comes back on the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_child_alone_gets_its_secrets_request_and_output_streams() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("basin.sock");
-        let hello = b"{\"invocation\": \"inv\", \"stream\": \"stdout\", \"pid\": 0}\n";
-        let secrets = b"{\"API_KEY\": \"s3cret\"}".to_vec();
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let run = |pid: u32| {
             let child = crate::zygote::Forked { pid, init: None };
             let listener = UnixListener::bind(&path).unwrap();
-            let (tx, _rx) = tokio::sync::oneshot::channel();
-            let sink: crate::runtime::OutputSink = Arc::new(|_, _| {});
-            tokio::spawn(serve(
-                listener,
-                "inv".into(),
-                child,
-                Talk {
-                    request: Vec::new(),
-                    secrets: secrets.clone(),
-                    max_reply: 1 << 20,
-                    counters: Arc::default(),
-                },
-                tx,
-                sink,
-            ))
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let seen = lines.clone();
+            let sink: crate::runtime::OutputSink = Arc::new(move |stream, line: &str| {
+                seen.lock().unwrap().push((stream, line.to_string()));
+            });
+            let talk = Talk {
+                request: b"{\"type\": \"request\"}".to_vec(),
+                secrets: b"{\"API_KEY\": \"s3cret\"}".to_vec(),
+                program: false,
+                max_reply: 1 << 20,
+                counters: Arc::default(),
+            };
+            (
+                tokio::spawn(serve(listener, "inv".into(), child, talk, tx, sink)),
+                rx,
+            )
         };
-        let read = |mut stream: UnixStream| async move {
-            stream.write_all(hello).await.unwrap();
-            let mut got = vec![0u8; 64];
-            let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut got))
-                .await
-                .expect("an answer or a close")
-                .unwrap_or(0);
-            String::from_utf8_lossy(&got[..n]).into_owned()
-        };
+        let child =
+            |path: std::path::PathBuf| tokio::task::spawn_blocking(move || open_as_child(&path));
 
-        let other = run(u32::MAX - 1); // not this process
-        let got = read(UnixStream::connect(&path).await.unwrap()).await;
-        assert_eq!(got, "", "another process got: {got}");
+        let (other, _) = run(u32::MAX - 1); // not this process
+        let (_, data, fds) = child(path.clone()).await.unwrap();
+        assert!(
+            data.is_empty() && fds.is_empty(),
+            "another process got {data:?} and {} descriptors",
+            fds.len()
+        );
         other.abort();
         std::fs::remove_file(&path).unwrap();
 
-        let ours = run(std::process::id());
-        let got = read(UnixStream::connect(&path).await.unwrap()).await;
-        assert_eq!(got, "{\"API_KEY\": \"s3cret\"}\n");
-        ours.abort();
+        let (ours, reply) = run(std::process::id());
+        let (mut stream, data, fds) = child(path.clone()).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&data),
+            "{\"API_KEY\": \"s3cret\"}\n{\"type\": \"request\"}\n"
+        );
+        let [stdout, stderr]: [OwnedFd; 2] = fds.try_into().expect("two descriptors");
+        UnixStream::from(stdout).write_all(b"rows in: 3\n").unwrap();
+        UnixStream::from(stderr).write_all(b"a warning\n").unwrap();
+        stream
+            .write_all(b"{\"status\": \"ok\", \"output\": null, \"error\": null}\n")
+            .unwrap();
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(5), reply).await;
+        assert_eq!(
+            reply.expect("a reply in time").expect("a reply").status,
+            "ok"
+        );
+        // The output streams ended when the child's ends closed (dropped above).
+        tokio::time::timeout(std::time::Duration::from_secs(5), ours)
+            .await
+            .expect("the talk ends once the streams are closed")
+            .unwrap();
+        let mut seen = lines.lock().unwrap().clone();
+        seen.sort_by_key(|(stream, _)| *stream == Stream::Stderr);
+        assert_eq!(
+            seen,
+            [
+                (Stream::Stdout, "rows in: 3".to_string()),
+                (Stream::Stderr, "a warning".to_string())
+            ]
+        );
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing more on the connection: {rest:?}");
     }
 }

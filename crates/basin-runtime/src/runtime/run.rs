@@ -90,8 +90,8 @@ impl Runtime {
             ("BASIN_FUNCTION".into(), inv.function.clone()),
         ]);
         // Secrets never pass through the worker: a spare forked after this invocation would
-        // hold a copy of whatever the worker read. They go on the invocation's own stdout
-        // stream (`monitor::serve`).
+        // hold a copy of whatever the worker read. They go on the child's own connection
+        // (`talk::serve`).
         let secrets = serde_json::to_vec(&inv.secrets)
             .map_err(|e| Error::internal(format!("secrets: {e}")))?;
         let fork = Fork {
@@ -172,6 +172,7 @@ impl Runtime {
             Talk {
                 request,
                 secrets,
+                program: exec.is_some(),
                 max_reply: options.max_reply_size,
                 counters: options.counters.clone(),
             },
