@@ -30,6 +30,7 @@ import gc
 import importlib
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -210,6 +211,7 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _sandbox.own_process_group()
+        _lower_priority(config.get("limits", {}).get("nice", 0))
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)  # the zygote's pipes are not the child's
         os.dup2(devnull, 1)
@@ -391,6 +393,20 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     control.sendall((json.dumps(reply) + "\n").encode())
     control.close()
     return 0
+
+
+def _lower_priority(nice: int) -> None:
+    """In a child, ahead of its request: lowers its CPU priority by `nice` steps below Basin's
+    (`[functions] nice`, as `nice -n` does; 19 at most), so on a busy machine Basin's own
+    threads come first. The worker itself keeps Basin's priority: it starts while Basin scans
+    a pipeline's inputs, and its imports should be done when the scan is. `RLIMIT_NICE` 0
+    keeps a function from raising it again (that, or CAP_SYS_NICE, which no function holds in
+    its user namespace)."""
+    try:
+        os.nice(int(nice))
+        resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
+    except (OSError, ValueError) as e:
+        print(f"basin: functions keep Basin's CPU priority: {e}", file=sys.stderr)
 
 
 def main(argv: list) -> int:

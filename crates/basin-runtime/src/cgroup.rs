@@ -12,6 +12,13 @@
 //! after the Basin process, its runtime and a number, so a Basin that starts later removes
 //! what one that was killed left behind. A spare child is moved into its group while it
 //! waits for its request (see `Group::enter`).
+//!
+//! The same groups hold the functions' CPU share below Basin's (`[functions] nice`,
+//! `Cgroups::share_cpu`): under v2 the folder `basin` weighs less than Basin's own group;
+//! under v1 the cpu hierarchy is another tree, where every child also enters a group `basin`
+//! with fewer shares. A process's own nice value is not enough: each invocation is a session
+//! of its own, and where Basin's CPU group is the root the kernel weighs sessions, not
+//! processes, against each other (autogroup).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -29,7 +36,15 @@ pub struct Cgroups {
     prefix: String,
     /// Groups made so far: each is named with the next number, so none is made twice.
     made: Arc<AtomicU64>,
+    /// v1: the group of the cpu hierarchy every child enters too (`share_cpu`).
+    cpu: Option<PathBuf>,
 }
+
+/// The kernel's weight of each nice value from 0 to 19 (`sched_prio_to_weight`): a step
+/// is about 10% less CPU against a task that competes for it.
+const NICE_WEIGHTS: [u64; 20] = [
+    1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15,
+];
 
 /// Runtimes started in this process, so that each names its groups apart.
 static RUNTIMES: AtomicU32 = AtomicU32::new(0);
@@ -41,6 +56,7 @@ pub(crate) struct Group {
     path: PathBuf,
     v2: bool,
     limit: u64,
+    cpu: Option<PathBuf>,
 }
 
 impl Cgroups {
@@ -51,8 +67,8 @@ impl Cgroups {
             .map_err(|e| format!("cannot read /proc/self/cgroup ({e})"))?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo ({e})"))?;
-        let v2 = own_folder(&own, &mounts, true);
-        let v1 = own_folder(&own, &mounts, false);
+        let v2 = own_folder(&own, &mounts, None);
+        let v1 = own_folder(&own, &mounts, Some("memory"));
         let mut found = match (v2, v1) {
             (Some(dir), _) if has_controller(&dir) => Self::under_v2(&dir),
             (_, Some(dir)) => Self::under_v1(&dir),
@@ -76,6 +92,7 @@ impl Cgroups {
             v2: false,
             prefix: String::new(),
             made: Arc::default(),
+            cpu: None,
         })
     }
 
@@ -122,7 +139,44 @@ impl Cgroups {
             v2: true,
             prefix: String::new(),
             made: Arc::default(),
+            cpu: None,
         })
+    }
+
+    /// Holds the CPU of every function together to the share of one task `nice` steps below
+    /// Basin when the machine is busy; returns how, for `basin doctor`, or why not.
+    pub fn share_cpu(&mut self, nice: u8) -> Result<String, String> {
+        let weight = NICE_WEIGHTS[usize::from(nice.min(19))];
+        if self.v2 {
+            // The folder `basin` and Basin's own group (or Basin itself) are siblings.
+            let own = self
+                .parent
+                .parent()
+                .ok_or("the cgroup folder has no parent")?;
+            if !enable(own, "cpu")? {
+                return Err(format!(
+                    "cannot enable the cpu controller under {}",
+                    own.display()
+                ));
+            }
+            // cpu.weight counts 100 where nice 0 weighs 1024.
+            let share = (weight * 100 / 1024).max(1);
+            write(&self.parent.join("cpu.weight"), &share.to_string())?;
+            return Ok(format!(
+                "the functions' cgroup weighs {share} against 100 (v2 cpu.weight)"
+            ));
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let group = own_folder(&own, &mounts, Some("cpu"))
+            .ok_or("no cpu cgroup hierarchy is mounted")?
+            .join("basin");
+        make_folder(&group)?;
+        write(&group.join("cpu.shares"), &weight.to_string())?;
+        self.cpu = Some(group);
+        Ok(format!(
+            "the functions' cgroup has {weight} shares against 1024 (v1 cpu.shares)"
+        ))
     }
 
     /// How the wall is built, for `basin doctor` and the start line.
@@ -150,6 +204,7 @@ impl Cgroups {
             path,
             v2: self.v2,
             limit: u64::MAX,
+            cpu: self.cpu.clone(),
         })
     }
 
@@ -191,7 +246,16 @@ impl Group {
     /// when no process has moved for a while (about 10 ms on an idle machine), so a spare
     /// child is moved while it waits for its request (`zygote`), not on the request's path.
     pub(crate) fn enter(&self, pid: u32) -> Result<(), String> {
-        write(&self.path.join("cgroup.procs"), &pid.to_string())
+        write(&self.path.join("cgroup.procs"), &pid.to_string())?;
+        // v1: the CPU share is another hierarchy's group, entered before the request too, so
+        // that nothing the function starts is outside it. Not a wall: a failure is said, and
+        // the function runs at its own nice value alone.
+        if let Some(cpu) = &self.cpu
+            && let Err(why) = write(&cpu.join("cgroup.procs"), &pid.to_string())
+        {
+            tracing::warn!("a function runs outside the functions' CPU group: {why}");
+        }
+        Ok(())
     }
 
     /// Limits the group to `limit` bytes, swap included.
@@ -277,16 +341,15 @@ impl Drop for Group {
     }
 }
 
-/// This process's cgroup folder in the v2 hierarchy (`v2`) or in the v1 memory hierarchy,
-/// from /proc/self/cgroup and where that hierarchy is mounted.
-fn own_folder(own: &str, mountinfo: &str, v2: bool) -> Option<PathBuf> {
+/// This process's cgroup folder in the v2 hierarchy (`v1` None) or in the v1 hierarchy of
+/// the controller `v1`, from /proc/self/cgroup and where that hierarchy is mounted.
+fn own_folder(own: &str, mountinfo: &str, v1: Option<&str>) -> Option<PathBuf> {
     let path = own.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let wanted = if v2 {
-            id == "0" && controllers.is_empty()
-        } else {
-            controllers.split(',').any(|c| c == "memory")
+        let wanted = match v1 {
+            None => id == "0" && controllers.is_empty(),
+            Some(wanted) => controllers.split(',').any(|c| c == wanted),
         };
         wanted.then_some(path)
     })?;
@@ -296,10 +359,9 @@ fn own_folder(own: &str, mountinfo: &str, v2: bool) -> Option<PathBuf> {
         let fields: Vec<&str> = left.split(' ').collect();
         let mut right = right.split(' ');
         let (fstype, _source, super_options) = (right.next()?, right.next()?, right.next()?);
-        let matches = if v2 {
-            fstype == "cgroup2"
-        } else {
-            fstype == "cgroup" && super_options.split(',').any(|o| o == "memory")
+        let matches = match v1 {
+            None => fstype == "cgroup2",
+            Some(wanted) => fstype == "cgroup" && super_options.split(',').any(|o| o == wanted),
         };
         if !matches || fields.len() < 5 {
             return None;
@@ -342,12 +404,18 @@ fn has_controller(dir: &Path) -> bool {
 /// Turns on the memory controller for `dir`'s children; false when processes in `dir` keep
 /// it from doing so.
 fn enable_memory(dir: &Path) -> Result<bool, String> {
+    enable(dir, "memory")
+}
+
+/// Turns on `controller` for `dir`'s children (v2); false when processes in `dir` keep it
+/// from doing so.
+fn enable(dir: &Path, controller: &str) -> Result<bool, String> {
     let control = dir.join("cgroup.subtree_control");
     let on = std::fs::read_to_string(&control).unwrap_or_default();
-    if on.split_whitespace().any(|c| c == "memory") {
+    if on.split_whitespace().any(|c| c == controller) {
         return Ok(true);
     }
-    match std::fs::write(&control, "+memory") {
+    match std::fs::write(&control, format!("+{controller}")) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::ResourceBusy => Ok(false),
         Err(e) => Err(format!("cannot write {} ({e})", control.display())),
@@ -376,30 +444,54 @@ mod tests {
         let mounts = "\
 30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
 31 25 0:27 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+32 25 0:28 / /sys/fs/cgroup/cpuacct rw,relatime shared:11 - cgroup cgroup rw,cpuacct
+33 25 0:29 / /sys/fs/cgroup/cpu rw,relatime shared:12 - cgroup cgroup rw,cpu
 ";
         assert_eq!(
-            own_folder(own, mounts, false).unwrap(),
+            own_folder(own, mounts, Some("memory")).unwrap(),
             Path::new("/sys/fs/cgroup/memory/process_api/abc")
         );
         assert_eq!(
-            own_folder(own, mounts, true).unwrap(),
+            own_folder(own, mounts, None).unwrap(),
             Path::new("/sys/fs/cgroup/unified/user.slice/app.scope")
+        );
+        // `cpu` is its own hierarchy, not `cpuacct`'s.
+        assert_eq!(
+            own_folder(own, mounts, Some("cpu")).unwrap(),
+            Path::new("/sys/fs/cgroup/cpu")
         );
         // A container sees its own part of the hierarchy mounted at the top; a path beside
         // that part is not below it.
         let inside = "0::/\n";
         let container = "40 35 0:30 /docker/c1 /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            own_folder("0::/docker/c1\n", container, true).unwrap(),
+            own_folder("0::/docker/c1\n", container, None).unwrap(),
             Path::new("/sys/fs/cgroup")
         );
-        assert!(own_folder("0::/docker/c10/x\n", container, true).is_none());
-        assert!(own_folder(inside, "", true).is_none());
+        assert!(own_folder("0::/docker/c10/x\n", container, None).is_none());
+        assert!(own_folder(inside, "", None).is_none());
         // Mount points with spaces are written escaped.
         let spaced = "41 35 0:31 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            own_folder("0::/a\n", spaced, true).unwrap(),
+            own_folder("0::/a\n", spaced, None).unwrap(),
             Path::new("/mnt/my cgroups/a")
+        );
+    }
+
+    /// The functions' CPU share is a group's weight: nice 10's 110 shares (v1), or its 10
+    /// in cpu.weight's scale of 100 (v2).
+    #[test]
+    fn the_functions_cpu_share_weighs_as_a_task_nice_steps_below() {
+        let mut cgroups = Cgroups::probe().expect("a memory cgroup Basin may make groups in");
+        let how = cgroups.share_cpu(10).expect("a CPU share");
+        let (file, want) = match &cgroups.cpu {
+            Some(group) => (group.join("cpu.shares"), "110"),
+            None => (cgroups.parent.join("cpu.weight"), "10"),
+        };
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap().trim(),
+            want,
+            "{how}"
         );
     }
 

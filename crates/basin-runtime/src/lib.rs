@@ -37,7 +37,8 @@ pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
 pub use invocation::{Finished, Invocation, Item, Output, OutputSink, Target};
 pub use options::{
-    COPY_OUTPUTS_BELOW, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, RuntimeCounters, RuntimeOptions,
+    COPY_OUTPUTS_BELOW, DEFAULT_MEMORY, DEFAULT_NICE, DEFAULT_TIMEOUT, Limits, RuntimeCounters,
+    RuntimeOptions,
 };
 pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};

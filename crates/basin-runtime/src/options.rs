@@ -12,6 +12,10 @@ use crate::walls::Isolation;
 /// MiB copy in about 3 ms, less than a large function's exit.
 pub const COPY_OUTPUTS_BELOW: u64 = 16 << 20;
 
+/// Functions' nice value: a busy function gets about a tenth of a core's time against one of
+/// Basin's threads wanting it (the kernel weighs nice 10 at 110 against 1024).
+pub const DEFAULT_NICE: u8 = 10;
+
 /// How the runtime behaves; see docs/functions.md.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -35,6 +39,10 @@ pub struct RuntimeOptions {
     pub disable_walls: Vec<String>,
     /// Processes and threads of one invocation (`[functions] max_processes`).
     pub max_processes: u64,
+    /// How many steps of Linux nice every function runs below Basin and its workers (0-19;
+    /// `[functions] nice`): on a busy machine Basin's own threads (queries, the doors) come
+    /// first. Functions cannot raise their priority again (`RLIMIT_NICE` 0).
+    pub nice: u8,
     /// Open files of one process (`[functions] max_open_files`).
     pub max_open_files: u64,
     /// What one invocation may write into its folder, which is in memory: one file, and all
@@ -65,6 +73,7 @@ impl Default for RuntimeOptions {
             isolation: None,
             disable_walls: Vec::new(),
             max_processes: 512,
+            nice: DEFAULT_NICE,
             max_open_files: 4096,
             max_folder_size: 4 << 30,
             handoff_pool: 1 << 30,

@@ -53,6 +53,9 @@ pub(crate) struct SandboxLimits {
     pub open_files: u64,
     /// The largest file it may write (its folder is in memory).
     pub file_size: u64,
+    /// Steps of nice a child takes below Basin while it waits for its request (not an rlimit:
+    /// it lowers its priority, and sets `RLIMIT_NICE` to 0).
+    pub nice: u8,
 }
 
 /// What the zygote says on its stdout.

@@ -98,7 +98,8 @@ impl Runtime {
         });
         crate::scratch::sweep(&base);
         let (scratch, owner) = crate::scratch::claim(&base)?;
-        let walls = Walls::probe(options.isolation, &options.disable_walls);
+        let mut walls = Walls::probe(options.isolation, &options.disable_walls);
+        walls.share_cpu(options.nice);
         let pool = Arc::new(Pool::new(
             scratch.join("pool"),
             options.handoff_pool,
@@ -200,6 +201,7 @@ impl Runtime {
                 processes: options.max_processes,
                 open_files: options.max_open_files,
                 file_size: options.max_folder_size,
+                nice: options.nice,
             },
         }
     }

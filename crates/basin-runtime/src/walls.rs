@@ -70,6 +70,8 @@ pub struct Walls {
     pub root: bool,
     /// Where invocations' memory groups are made (the `memory` wall), when it holds.
     pub(crate) cgroups: Option<Cgroups>,
+    /// How the functions' CPU share is held below Basin's (`share_cpu`), or why it is not.
+    pub cpu: Result<String, String>,
 }
 
 impl Walls {
@@ -178,7 +180,20 @@ impl Walls {
             chosen: mode.is_some(),
             root: rustix::process::geteuid().is_root(),
             cgroups,
+            cpu: Err("not set up".to_string()),
         }
+    }
+
+    /// Holds every function's CPU, together, to the share of one task `nice` steps below
+    /// Basin (`[functions] nice`) with the memory wall's cgroups; without them each function
+    /// process runs at that nice value only (python/basin/_worker.py), which holds against
+    /// Basin only where the kernel does not weigh sessions against each other.
+    pub fn share_cpu(&mut self, nice: u8) {
+        self.cpu = match &mut self.cgroups {
+            _ if nice == 0 => Err("[functions] nice is 0".to_string()),
+            Some(cgroups) => cgroups.share_cpu(nice),
+            None => Err("needs the `memory` wall's cgroups".to_string()),
+        };
     }
 
     /// Whether the wall `name` is in force.

@@ -325,6 +325,12 @@ impl Metrics {
                     f.max_processes as f64,
                 ),
                 (
+                    "basin_function_nice",
+                    "gauge",
+                    "`[functions] nice`: steps of Linux nice functions run below Basin.",
+                    f64::from(f.nice),
+                ),
+                (
                     "basin_function_max_open_files",
                     "gauge",
                     "`[functions] max_open_files`: open files of one function process.",

@@ -206,6 +206,8 @@ pub struct FunctionsSection {
     pub build_from_source: Option<bool>,
     /// Processes and threads of one invocation.
     pub max_processes: Option<u64>,
+    /// How far below Basin's CPU priority functions run (steps of Linux nice, 0-19).
+    pub nice: Option<u8>,
     /// Open files of one function process.
     pub max_open_files: Option<u64>,
     /// What one invocation may write into its folder (in memory): any one file, and all.
@@ -453,6 +455,16 @@ impl Settings {
         }
         if let Some(n) = f.max_processes {
             runtime.max_processes = n.max(1);
+        }
+        if let Some(n) = f.nice {
+            if n > 19 {
+                return Err(Error::invalid(format!(
+                    "{}: {n} is not a nice value",
+                    setting("functions", "nice")
+                ))
+                .with_hint("give 0 (the same priority as Basin) to 19 (the lowest)"));
+            }
+            runtime.nice = n;
         }
         if let Some(n) = f.max_open_files {
             runtime.max_open_files = n.max(16);

@@ -42,6 +42,11 @@ struct Report<'a> {
     walls: Vec<WallRow<'a>>,
     max_processes: u64,
     max_open_files: u64,
+    nice: u8,
+    /// Whether the functions' CPU share is held below Basin's by a cgroup, and how (or why
+    /// only by each process's nice value).
+    cpu_share_in_force: bool,
+    cpu_share: &'a str,
     max_folder_size_bytes: u64,
     running_as_root: bool,
 }
@@ -58,7 +63,8 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let walls = Walls::probe(options.isolation, &options.disable_walls);
+    let mut walls = Walls::probe(options.isolation, &options.disable_walls);
+    walls.share_cpu(options.nice);
     let root = walls.root;
     let report = Report {
         isolation: walls.isolation.as_str(),
@@ -78,6 +84,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             .collect(),
         max_processes: options.max_processes,
         max_open_files: options.max_open_files,
+        nice: options.nice,
+        cpu_share_in_force: walls.cpu.is_ok(),
+        cpu_share: match &walls.cpu {
+            Ok(how) | Err(how) => how,
+        },
         max_folder_size_bytes: options.max_folder_size,
         running_as_root: root,
     };
@@ -105,8 +116,20 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             "limits per invocation: {} processes and threads, {} open files per process, {} in its folder (one file and all), memory as each function declares",
             options.max_processes,
             options.max_open_files,
-            bytes(options.max_folder_size)
+            bytes(options.max_folder_size),
         ));
+        status(match &walls.cpu {
+            Ok(how) => format!(
+                "CPU: functions run {} steps of nice below Basin; {how}",
+                options.nice
+            ),
+            Err(why) => format!(
+                "CPU: functions run {} steps of nice below Basin, per process only ({why}): \
+                 where the kernel weighs sessions apart (autogroup), each invocation, a session \
+                 of its own, competes with Basin as an equal",
+                options.nice
+            ),
+        });
         if root {
             status(
                 "note: Basin runs as root; functions keep root's ownership of files inside their walls \

@@ -262,6 +262,92 @@ def many():
     assert!((1..16).contains(&v["opened"].as_u64().unwrap()), "{v}");
 }
 
+/// Functions run `[functions] nice` steps below Basin's CPU priority, and none can climb
+/// back: not by `setpriority`, not by raising `RLIMIT_NICE` first, and not by a child. Their
+/// processes are in the functions' CPU group too, which a new session does not leave (seen
+/// from outside: the function cannot read its own cgroup).
+#[tokio::test]
+async fn a_function_runs_below_basins_cpu_priority_and_cannot_raise_it() {
+    let rt = confined(RuntimeOptions {
+        nice: 7,
+        ..RuntimeOptions::default()
+    });
+    let source = r#"
+import os, resource, subprocess, sys
+def climb():
+    tried = {}
+    for name, attempt in (
+        ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)),
+        ("nice", lambda: os.nice(-1)),
+        ("rlimit", lambda: resource.setrlimit(resource.RLIMIT_NICE, (40, 40))),
+    ):
+        try:
+            attempt()
+            tried[name] = "done"
+        except (OSError, ValueError) as e:
+            tried[name] = type(e).__name__
+    child = subprocess.run([sys.executable, "-c", "import os, time; os.setsid(); time.sleep(4)  # climber"])
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "tried": tried}
+"#;
+    let basin = rustix::process::getpriority_process(None).unwrap();
+    let below = (basin + 7).min(19);
+    let runtime = rt.clone();
+    let climb =
+        tokio::spawn(
+            async move { invoke(&runtime, source, "climb", None, Limits::default()).await },
+        );
+    // The function's child, in a session of its own: its nice and its CPU group.
+    let mut seen = None;
+    for _ in 0..200 {
+        seen = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .find_map(|entry| {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .contains("# climber")
+                    .then(|| {
+                        let stat =
+                            std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                        let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
+                            .split(' ')
+                            .collect();
+                        let cgroup = std::fs::read_to_string(entry.path().join("cgroup"))
+                            .unwrap_or_default();
+                        (fields.get(16).and_then(|n| n.parse::<i32>().ok()), cgroup)
+                    })
+            });
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (child_nice, cgroup) = seen.expect("the function's child ran");
+    assert_eq!(child_nice, Some(below));
+    // v1: the cpu hierarchy's `basin` group; v2: the invocation's group, under `basin`.
+    assert!(rt.walls().cpu.is_ok(), "{:?}", rt.walls().cpu);
+    let cpu = cgroup
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "cpu"))
+        })
+        .or_else(|| cgroup.lines().find(|l| l.starts_with("0::")))
+        .unwrap_or_default();
+    assert!(
+        cpu.ends_with("/basin") || cpu.contains("/basin/"),
+        "{cgroup}"
+    );
+
+    let (finished, _) = climb.await.unwrap();
+    let v = json(&finished);
+    assert_eq!(v["nice"], below as i64, "{v}");
+    assert_eq!(v["tried"]["setpriority"], "PermissionError", "{v}");
+    assert_eq!(v["tried"]["nice"], "PermissionError", "{v}");
+    assert_ne!(v["tried"]["rlimit"], "done", "{v}");
+}
+
 #[tokio::test]
 async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
     // A descriptor whoever started Basin left open (not close-on-exec), such as a pipe to a

@@ -32,6 +32,20 @@ fn copy_outputs_below_is_a_size_with_a_default() {
 }
 
 #[test]
+fn functions_run_ten_steps_of_nice_below_basin_unless_set_from_0_to_19() {
+    let load = |toml: &str| settings(toml).map(|s| s.runtime.nice);
+    assert_eq!(load("").unwrap(), basin_runtime::DEFAULT_NICE);
+    assert_eq!(load("[functions]\nnice = 0\n").unwrap(), 0);
+    assert_eq!(load("[functions]\nnice = 19\n").unwrap(), 19);
+    let e = load("[functions]\nnice = 20\n").unwrap_err();
+    assert!(
+        e.message.contains("[functions] nice") && e.hint.is_some(),
+        "{e}"
+    );
+    assert!(load("[functions]\nnice = -5\n").is_err());
+}
+
+#[test]
 fn packages_are_built_from_source_only_when_asked() {
     let load = |toml: &str| settings(toml).map(|s| s.build_from_source);
     assert!(!load("").unwrap());
