@@ -3,7 +3,7 @@
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +82,10 @@ pub(crate) async fn serve(
         // Checked before anything is read: another invocation's process cannot hold this
         // loop up by never finishing its hello.
         let peer = stream.peer_cred().ok().and_then(|c| c.pid());
-        if !ours(peer) {
+        let held = peer_pidfd(&stream);
+        // Its /proc entries are about it only if it has not ended since (its id, freed,
+        // could have gone to a process of the invocation).
+        if !ours(peer) || held.as_ref().is_some_and(|fd| !alive(fd)) {
             continue;
         }
         let mut reader = BufReader::new(stream);
@@ -141,6 +144,40 @@ pub(crate) async fn serve(
     for task in tasks {
         let _ = task.await;
     }
+}
+
+/// The connecting process as a pidfd (`SO_PEERPIDFD`, Linux 6.5); `None` on older kernels,
+/// where the check of its PID namespace keeps a window in which its id could be reused.
+fn peer_pidfd(stream: &UnixStream) -> Option<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `fd`, an int.
+    let got = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: a descriptor the kernel just opened for this process, owned from here.
+    (got == 0 && fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process a pidfd holds has not been reaped (signal 0 checks without sending).
+fn alive(pidfd: &OwnedFd) -> bool {
+    // SAFETY: pidfd_send_signal with signal 0 and no siginfo only checks.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    sent == 0
 }
 
 /// Sends the child `message` with the writing ends of two fresh socket pairs attached (its
@@ -368,5 +405,54 @@ mod tests {
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "nothing more on the connection: {rest:?}");
+    }
+
+    /// A connection whose process has ended (and been reaped) by the time Basin takes it is
+    /// refused before anything is read: its id may belong to another process by then. The
+    /// request goes to the control connection that follows it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_from_a_process_that_has_ended_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("basin.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let hello = r#"{"invocation": "inv", "stream": "control"}"#;
+        let gone = std::process::Command::new("python3")
+            .args(["-c", &format!(
+                "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                 s.sendall(b'{hello}\\n')"
+            )])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(gone.success());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let talk = Talk {
+            request: b"{\"type\": \"request\"}".to_vec(),
+            secrets: b"{}".to_vec(),
+            program: true,
+            max_reply: 1 << 20,
+            counters: Arc::default(),
+        };
+        let child = crate::zygote::Forked {
+            pid: std::process::id(),
+            init: None,
+        };
+        let sink: crate::runtime::OutputSink = Arc::new(|_, _| {});
+        let served = tokio::spawn(serve(listener, "inv".into(), child, talk, tx, sink));
+        let got = tokio::task::spawn_blocking(move || {
+            let mut stream = UnixStream::connect(&path).unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            stream.write_all(format!("{hello}\n").as_bytes()).unwrap();
+            let mut got = vec![0u8; 64];
+            let n = stream.read(&mut got).unwrap_or(0);
+            String::from_utf8_lossy(&got[..n]).into_owned()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, "{\"type\": \"request\"}\n");
+        served.abort();
+        drop(rx);
     }
 }
