@@ -337,12 +337,14 @@ def _open(path: str, invocation: str, lines: int) -> tuple:
     for fd, target in zip(fds, (1, 2)):
         os.dup2(fd, target)
         os.close(fd)
-    while data.count(b"\n") < lines:
-        chunk = sock.recv(1 << 16)
+    data, seen = bytearray(data), data.count(b"\n")
+    while seen < lines:
+        chunk = sock.recv(1 << 20)
         if not chunk:
             raise ConnectionError("Basin closed the connection before the request")
         data += chunk
-    return sock, data.split(b"\n")[:lines]
+        seen += chunk.count(b"\n")
+    return sock, [bytes(line) for line in data.split(b"\n")[:lines]]
 
 
 def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
@@ -401,10 +403,12 @@ def _lower_priority(nice: int) -> None:
     threads come first. The worker itself keeps Basin's priority: it starts while Basin scans
     a pipeline's inputs, and its imports should be done when the scan is. `RLIMIT_NICE` 0
     keeps a function from raising it again (that, or CAP_SYS_NICE, which no function holds in
-    its user namespace)."""
+    its user namespace); `RLIMIT_RTPRIO` 0, from a real-time policy."""
     try:
         os.nice(int(nice))
+        # Nor a real-time policy, which would run ahead of every nice value.
         resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
     except (OSError, ValueError) as e:
         print(f"basin: functions keep Basin's CPU priority: {e}", file=sys.stderr)
 

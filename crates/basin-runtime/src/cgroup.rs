@@ -70,7 +70,7 @@ impl Cgroups {
         let v2 = own_folder(&own, &mounts, None);
         let v1 = own_folder(&own, &mounts, Some("memory"));
         let mut found = match (v2, v1) {
-            (Some(dir), _) if has_controller(&dir) => Self::under_v2(&dir),
+            (Some(dir), _) if has_controller(&dir, "memory") => Self::under_v2(&dir),
             (_, Some(dir)) => Self::under_v1(&dir),
             (Some(dir), None) => Err(format!(
                 "the memory controller is not delegated to {}",
@@ -144,8 +144,10 @@ impl Cgroups {
     }
 
     /// Holds the CPU of every function together to the share of one task `nice` steps below
-    /// Basin when the machine is busy; returns how, for `basin doctor`, or why not.
-    pub fn share_cpu(&mut self, nice: u8) -> Result<String, String> {
+    /// Basin when the machine is busy (nice 0 puts the share back to Basin's); returns how,
+    /// for `basin doctor`, or why not. Without `apply` nothing is written: whether it could be
+    /// (`basin doctor` must not change the share of a Basin already running).
+    pub fn share_cpu(&mut self, nice: u8, apply: bool) -> Result<String, String> {
         let weight = NICE_WEIGHTS[usize::from(nice.min(19))];
         if self.v2 {
             // The folder `basin` and Basin's own group (or Basin itself) are siblings.
@@ -153,27 +155,42 @@ impl Cgroups {
                 .parent
                 .parent()
                 .ok_or("the cgroup folder has no parent")?;
-            if !enable(own, "cpu")? {
+            // cpu.weight counts 100 where nice 0 weighs 1024.
+            let share = (weight * 100 / 1024).max(1);
+            if !apply {
+                if !has_controller(own, "cpu") {
+                    return Err(format!(
+                        "the cpu controller is not delegated to {}",
+                        own.display()
+                    ));
+                }
+            } else if !enable(own, "cpu")? {
                 return Err(format!(
                     "cannot enable the cpu controller under {}",
                     own.display()
                 ));
+            } else {
+                write(&self.parent.join("cpu.weight"), &share.to_string())?;
             }
-            // cpu.weight counts 100 where nice 0 weighs 1024.
-            let share = (weight * 100 / 1024).max(1);
-            write(&self.parent.join("cpu.weight"), &share.to_string())?;
             return Ok(format!(
-                "the functions' cgroup weighs {share} against 100 (v2 cpu.weight)"
+                "the functions' cgroup weighs {share} against the default 100 (v2 cpu.weight)"
             ));
         }
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let group = own_folder(&own, &mounts, Some("cpu"))
-            .ok_or("no cpu cgroup hierarchy is mounted")?
-            .join("basin");
-        make_folder(&group)?;
-        write(&group.join("cpu.shares"), &weight.to_string())?;
-        self.cpu = Some(group);
+        let above =
+            own_folder(&own, &mounts, Some("cpu")).ok_or("no cpu cgroup hierarchy is mounted")?;
+        let group = above.join("basin");
+        if !apply {
+            rustix::fs::access(&above, rustix::fs::Access::WRITE_OK)
+                .map_err(|e| format!("cannot make groups in {} ({e})", above.display()))?;
+        } else {
+            make_folder(&group)?;
+            write(&group.join("cpu.shares"), &weight.to_string())?;
+            // With cpu and memory mounted as one hierarchy the memory groups' parent holds
+            // the share already: entering it would take a child out of its memory group.
+            self.cpu = (group != self.parent && nice > 0).then_some(group);
+        }
         Ok(format!(
             "the functions' cgroup has {weight} shares against 1024 (v1 cpu.shares)"
         ))
@@ -396,9 +413,9 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn has_controller(dir: &Path) -> bool {
+fn has_controller(dir: &Path, controller: &str) -> bool {
     std::fs::read_to_string(dir.join("cgroup.controllers"))
-        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
 }
 
 /// Turns on the memory controller for `dir`'s children; false when processes in `dir` keep
@@ -479,11 +496,12 @@ mod tests {
     }
 
     /// The functions' CPU share is a group's weight: nice 10's 110 shares (v1), or its 10
-    /// in cpu.weight's scale of 100 (v2).
+    /// in cpu.weight's scale of 100 (v2); nice 0 sets it back.
     #[test]
     fn the_functions_cpu_share_weighs_as_a_task_nice_steps_below() {
         let mut cgroups = Cgroups::probe().expect("a memory cgroup Basin may make groups in");
-        let how = cgroups.share_cpu(10).expect("a CPU share");
+        assert!(cgroups.share_cpu(10, false).is_ok());
+        let how = cgroups.share_cpu(10, true).expect("a CPU share");
         let (file, want) = match &cgroups.cpu {
             Some(group) => (group.join("cpu.shares"), "110"),
             None => (cgroups.parent.join("cpu.weight"), "10"),
@@ -493,6 +511,11 @@ mod tests {
             want,
             "{how}"
         );
+        // Nice 0 puts Basin's share back, and no child enters the group.
+        cgroups.share_cpu(0, true).unwrap();
+        let back = if want == "110" { "1024" } else { "100" };
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), back);
+        assert!(cgroups.cpu.is_none());
     }
 
     /// A process that holds memory no process maps (a memfd) is stopped at the group's

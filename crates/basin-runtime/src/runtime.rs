@@ -99,7 +99,7 @@ impl Runtime {
         crate::scratch::sweep(&base);
         let (scratch, owner) = crate::scratch::claim(&base)?;
         let mut walls = Walls::probe(options.isolation, &options.disable_walls);
-        walls.share_cpu(options.nice);
+        walls.share_cpu(options.nice, true);
         let pool = Arc::new(Pool::new(
             scratch.join("pool"),
             options.handoff_pool,

@@ -82,9 +82,11 @@ pub(crate) async fn serve(
         // Checked before anything is read: another invocation's process cannot hold this
         // loop up by never finishing its hello.
         let peer = stream.peer_cred().ok().and_then(|c| c.pid());
-        let held = peer_pidfd(&stream);
         // Its /proc entries are about it only if it has not ended since (its id, freed,
         // could have gone to a process of the invocation).
+        let Ok(held) = peer_pidfd(&stream) else {
+            continue; // ended already
+        };
         if !ours(peer) || held.as_ref().is_some_and(|fd| !alive(fd)) {
             continue;
         }
@@ -146,9 +148,10 @@ pub(crate) async fn serve(
     }
 }
 
-/// The connecting process as a pidfd (`SO_PEERPIDFD`, Linux 6.5); `None` on older kernels,
-/// where the check of its PID namespace keeps a window in which its id could be reused.
-fn peer_pidfd(stream: &UnixStream) -> Option<OwnedFd> {
+/// The connecting process as a pidfd (`SO_PEERPIDFD`, Linux 6.5); `Ok(None)` on older
+/// kernels, where the check of its PID namespace keeps a window in which its id could be
+/// reused; `Err` when the process has ended (kernels before 6.16 give no pidfd then).
+fn peer_pidfd(stream: &UnixStream) -> Result<Option<OwnedFd>, ()> {
     let mut fd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `fd`, an int.
@@ -161,8 +164,14 @@ fn peer_pidfd(stream: &UnixStream) -> Option<OwnedFd> {
             &mut len,
         )
     };
+    if got != 0 || fd < 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(()),
+        };
+    }
     // SAFETY: a descriptor the kernel just opened for this process, owned from here.
-    (got == 0 && fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Whether the process a pidfd holds has not been reaped (signal 0 checks without sending).
@@ -177,7 +186,7 @@ fn alive(pidfd: &OwnedFd) -> bool {
             0,
         )
     };
-    sent == 0
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Sends the child `message` with the writing ends of two fresh socket pairs attached (its

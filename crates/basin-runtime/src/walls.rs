@@ -188,10 +188,14 @@ impl Walls {
     /// Basin (`[functions] nice`) with the memory wall's cgroups; without them each function
     /// process runs at that nice value only (python/basin/_worker.py), which holds against
     /// Basin only where the kernel does not weigh sessions against each other.
-    pub fn share_cpu(&mut self, nice: u8) {
+    /// Without `apply`, only whether it could (`basin doctor`).
+    pub fn share_cpu(&mut self, nice: u8, apply: bool) {
         self.cpu = match &mut self.cgroups {
-            _ if nice == 0 => Err("[functions] nice is 0".to_string()),
-            Some(cgroups) => cgroups.share_cpu(nice),
+            // With nice 0 a share set by an earlier Basin is put back.
+            Some(cgroups) => cgroups.share_cpu(nice, apply).and_then(|how| match nice {
+                0 => Err("[functions] nice is 0".to_string()),
+                _ => Ok(how),
+            }),
             None => Err("needs the `memory` wall's cgroups".to_string()),
         };
     }

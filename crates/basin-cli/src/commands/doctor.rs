@@ -64,7 +64,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let mut walls = Walls::probe(options.isolation, &options.disable_walls);
-    walls.share_cpu(options.nice);
+    walls.share_cpu(options.nice, false);
     let root = walls.root;
     let report = Report {
         isolation: walls.isolation.as_str(),

@@ -263,7 +263,8 @@ def many():
 }
 
 /// Functions run `[functions] nice` steps below Basin's CPU priority, and none can climb
-/// back: not by `setpriority`, not by raising `RLIMIT_NICE` first, and not by a child. Their
+/// back: not by `setpriority`, not by raising `RLIMIT_NICE` first, not by a real-time
+/// policy, and not by a child. Their
 /// processes are in the functions' CPU group too, which a new session does not leave (seen
 /// from outside: the function cannot read its own cgroup).
 #[tokio::test]
@@ -280,6 +281,7 @@ def climb():
         ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)),
         ("nice", lambda: os.nice(-1)),
         ("rlimit", lambda: resource.setrlimit(resource.RLIMIT_NICE, (40, 40))),
+        ("realtime", lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))),
     ):
         try:
             attempt()
@@ -346,6 +348,7 @@ def climb():
     assert_eq!(v["tried"]["setpriority"], "PermissionError", "{v}");
     assert_eq!(v["tried"]["nice"], "PermissionError", "{v}");
     assert_ne!(v["tried"]["rlimit"], "done", "{v}");
+    assert_eq!(v["tried"]["realtime"], "PermissionError", "{v}");
 }
 
 #[tokio::test]
