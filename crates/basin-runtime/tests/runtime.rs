@@ -817,4 +817,6 @@ def peek(orders):
 
     /// The escape suite: a function trying what a hostile one would (issue #14).
     mod escapes;
+    /// Its limits: processes, the folder, open files, memory, the reply, the CPU.
+    mod limits;
 }
