@@ -38,6 +38,8 @@ pub struct Cgroups {
     made: Arc<AtomicU64>,
     /// v1: the group of the cpu hierarchy every child enters too (`share_cpu`).
     cpu: Option<PathBuf>,
+    /// v1: this process's folder in the cpu hierarchy, found with the memory one.
+    cpu_above: Option<PathBuf>,
 }
 
 /// The kernel's weight of each nice value from 0 to 19 (`sched_prio_to_weight`): a step
@@ -80,6 +82,9 @@ impl Cgroups {
         }?;
         let runtime = RUNTIMES.fetch_add(1, Ordering::Relaxed);
         found.prefix = format!("{}-{runtime}-", std::process::id());
+        if !found.v2 {
+            found.cpu_above = own_folder(&own, &mounts, Some("cpu"));
+        }
         found.sweep();
         Ok(found)
     }
@@ -93,6 +98,7 @@ impl Cgroups {
             prefix: String::new(),
             made: Arc::default(),
             cpu: None,
+            cpu_above: None,
         })
     }
 
@@ -140,6 +146,7 @@ impl Cgroups {
             prefix: String::new(),
             made: Arc::default(),
             cpu: None,
+            cpu_above: None,
         })
     }
 
@@ -176,10 +183,10 @@ impl Cgroups {
                 "the functions' cgroup weighs {share} against the default 100 (v2 cpu.weight)"
             ));
         }
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let above =
-            own_folder(&own, &mounts, Some("cpu")).ok_or("no cpu cgroup hierarchy is mounted")?;
+        let above = self
+            .cpu_above
+            .clone()
+            .ok_or("no cpu cgroup hierarchy is mounted")?;
         let group = above.join("basin");
         if !apply {
             rustix::fs::access(&above, rustix::fs::Access::WRITE_OK)
