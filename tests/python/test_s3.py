@@ -1,20 +1,31 @@
 """The S3 path against a real S3-protocol server (moto) on loopback: a lakehouse whose
 warehouse is a bucket, an import from an s3:// object, SQL over it, and PyIceberg reading
-the same table through the S3 API; and object triggers on S3 buckets, fed by listing and by
-event-notification webhooks."""
+the same table through the S3 API; PyIceberg without keys reading and writing through the
+Iceberg REST catalog with requests Basin signs (remote signing); and object triggers on S3
+buckets, fed by listing and by event-notification webhooks."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from decimal import Decimal
+
 import boto3
+import botocore
+import botocore.config
+import botocore.exceptions
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyiceberg.catalog import load_catalog
+from pyiceberg.io.fsspec import SignError
 from pyiceberg.table import StaticTable
 
 from conftest import BASIN, Basin, start_server, wait_for
@@ -28,13 +39,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def s3_endpoint():
+def start_moto(env: dict | None = None):
+    """moto's S3 server on a free loopback port: (its endpoint, the process)."""
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
@@ -47,6 +59,12 @@ def s3_endpoint():
                 server.kill()
                 raise RuntimeError("moto_server did not start")
             time.sleep(0.1)
+    return endpoint, server
+
+
+@pytest.fixture
+def s3_endpoint():
+    endpoint, server = start_moto()
     yield endpoint
     server.terminate()
     server.wait(timeout=10)
@@ -231,3 +249,117 @@ def test_bucket_triggers_on_s3_poll_and_webhook(tmp_path, s3_endpoint):
     assert [(e["payload"]["key"], e["payload"]["source"]) for e in hooked] == [("with space.csv", "s3-webhook")]
     first = next(e for e in events if e["payload"]["key"] == "2026/a.csv")
     assert "loading 2026/a.csv from s3-poll" in b("events", "show", first["id"])  # the handler's own line
+
+
+@pytest.fixture
+def s3_checking_keys():
+    """moto with its IAM checks on: every request must be signed with a key it issued (the
+    first three, unsigned, make that key). Returns the endpoint and Basin's keys."""
+    endpoint, server = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x",
+                           region_name="us-east-1")
+        iam.create_user(UserName="basin")
+        iam.put_user_policy(UserName="basin", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="basin")["AccessKey"]
+        keys = {"BASIN_S3_ACCESS_KEY_ID": key["AccessKeyId"],
+                "BASIN_S3_SECRET_ACCESS_KEY": key["SecretAccessKey"], "BASIN_S3_REGION": "us-east-1"}
+        yield endpoint, keys
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_engines_read_and_write_through_basins_signatures(tmp_path, s3_checking_keys):
+    """An engine without S3 keys asks for remote signing: PyIceberg reads and appends to a
+    table in the bucket with requests Basin signs, within its token's role; what Basin does
+    not sign (another bucket, a delete, a reader's write) is refused."""
+    endpoint, keys = s3_checking_keys
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=keys["BASIN_S3_ACCESS_KEY_ID"],
+                      aws_secret_access_key=keys["BASIN_S3_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    s3.create_bucket(Bucket="private")
+    s3.put_object(Bucket="private", Key="secret.txt", Body=b"not for engines")
+    home = tmp_path / "lh"
+    home.mkdir()
+    (home / "basin.toml").write_text(f'[s3]\nendpoint = "{endpoint}"\npath_style = true\n')
+    subprocess.run([BASIN, "init", str(home), "--warehouse", "s3://lake/wh"], check=True,
+                   capture_output=True, env={**os.environ, **keys})
+    b = Basin(home, keys)
+    (tmp_path / "trips.csv").write_text("trip,fare\n1,12.40\n2,30.00\n")
+    b("import", str(tmp_path / "trips.csv"), "--table", "rides.trips")
+    data_file = next(o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="wh/rides/")["Contents"]
+                     if o["Key"].endswith(".parquet"))
+    # The server checks signatures: an unsigned read of the table's file is refused.
+    anonymous = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                             config=botocore.config.Config(signature_version=botocore.UNSIGNED))
+    with pytest.raises(botocore.exceptions.ClientError):
+        anonymous.get_object(Bucket="lake", Key=data_file)
+
+    reader = b("token", "create", "--role", "reader").strip()
+    writer = b("token", "create", "--role", "writer").strip()
+    base, proc = start_server(b)
+    try:
+        def catalog(token, signing=True):
+            extra = {"header.X-Iceberg-Access-Delegation": "remote-signing"} if signing else {}
+            return load_catalog("basin", type="rest", uri=base, token=token, **extra)
+
+        # Without asking, the table's config names no signer (clients bring their own keys).
+        plain = catalog(reader, signing=False).load_table("rides.trips")
+        assert "s3.signer" not in plain.io.properties and "s3.access-key-id" not in plain.io.properties
+        table = catalog(reader).load_table("rides.trips")
+        assert table.io.properties["s3.remote-signing-enabled"] == "true"
+        assert sorted(table.scan().to_arrow().column("trip").to_pylist()) == [1, 2]
+
+        # A reader's signature does not write; a writer's appends, and Basin reads the rows.
+        types = table.schema().as_arrow()
+        rows = pa.table({"trip": pa.array([3]).cast(types.field("trip").type),
+                         "fare": pa.array([Decimal("8.15")]).cast(types.field("fare").type)})
+        with pytest.raises(SignError):
+            table.append(rows)
+        catalog(writer).load_table("rides.trips").append(rows)
+        out = b("query", "SELECT count(*) AS n, sum(fare) AS fares FROM rides.trips", "--format", "csv")
+        assert out.splitlines() == ["n,fares", "3,50.55"]
+
+        def sign(token, method, uri):
+            request = urllib.request.Request(f"{base}/v1/aws/s3/sign", method="POST", data=json.dumps(
+                {"region": "us-east-1", "method": method, "uri": uri, "headers": {}}).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request) as response:
+                    return response.status, json.load(response)
+            except urllib.error.HTTPError as e:
+                return e.code, json.load(e)
+
+        status, signed = sign(reader, "GET", f"{endpoint}/lake/{data_file}")
+        assert status == 200 and signed["headers"]["authorization"][0].startswith("AWS4-HMAC-SHA256 "), signed
+        # The signature is good for that request, and only for it.
+        fetched = urllib.request.urlopen(urllib.request.Request(signed["uri"], headers={
+            k: ", ".join(v) for k, v in signed["headers"].items()})).read()
+        assert fetched.startswith(b"PAR1")
+        for method, uri, says in [
+            ("GET", f"{endpoint}/private/secret.txt", "is not the warehouse's"),
+            ("GET", f"{endpoint}/lake/outside.txt", "outside the warehouse"),
+            ("DELETE", f"{endpoint}/lake/{data_file}", "basin gc"),
+            ("PUT", f"{endpoint}/lake/{data_file}?acl", "not a read or write"),
+            ("GET", f"http://127.0.0.1:1/lake/{data_file}", "endpoint"),
+        ]:
+            status, body = sign(writer, method, uri)
+            assert status == 403 and says in body["error"]["message"], (method, uri, body)
+        # A writer's PUT makes new objects only: one over a file a commit reads is refused by
+        # the store (the signature carries If-None-Match: *).
+        status, signed = sign(writer, "PUT", f"{endpoint}/lake/{data_file}")
+        assert status == 200 and signed["headers"]["if-none-match"] == ["*"], signed
+        with pytest.raises(urllib.error.HTTPError) as replaced:
+            urllib.request.urlopen(urllib.request.Request(signed["uri"], method="PUT", data=b"garbage", headers={
+                k: ", ".join(v) for k, v in signed["headers"].items()}))
+        assert replaced.value.code == 412
+        status, body = sign(reader, "PUT", f"{endpoint}/lake/wh/rides/new.parquet")
+        assert status == 403 and "needs a writer" in body["error"]["message"], body
+        status, _ = sign("", "GET", f"{endpoint}/lake/{data_file}")
+        assert status == 401
+        assert s3.get_object(Bucket="lake", Key=data_file)["Body"].read().startswith(b"PAR1")
+    finally:
+        proc.kill()
+        proc.wait()

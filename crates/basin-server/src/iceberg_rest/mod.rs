@@ -26,6 +26,7 @@ use serde_json::json;
 use crate::AppState;
 
 mod namespaces;
+mod sign;
 mod tables;
 
 /// One route of the protocol and the least role that may call it.
@@ -97,6 +98,8 @@ pub(crate) fn endpoints() -> Vec<RestEndpoint> {
             Writer,
             || post(tables::commit_transaction),
         ),
+        // S3 remote signing: a reader's reads, a writer's writes (the handler checks which).
+        e(Method::POST, sign::SIGN, Reader, || post(sign::sign)),
     ]
 }
 
@@ -321,6 +324,9 @@ pub(crate) fn route_label(path: &str) -> String {
                 })
                 .collect()
         });
+    if path == sign::SIGN {
+        return path.to_string();
+    }
     let label = template_of(path);
     if SERVED.contains(&label) {
         label
@@ -383,6 +389,7 @@ mod tests {
             route_label("/v1/main/tables/rename"),
             "/v1/{}/tables/rename"
         );
+        assert_eq!(route_label("/v1/aws/s3/sign"), "/v1/aws/s3/sign");
         for made_up in [
             "/v1/a/a/a/a/a/a/a/a",
             "/v1/x/namespaces/a/b",

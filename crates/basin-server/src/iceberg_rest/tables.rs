@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,21 +38,24 @@ pub(super) async fn list_tables(
     ))
 }
 
-/// A table as the protocol returns it: metadata, its location, and how to read its files.
-fn load_result(state: &AppState, table: &Table) -> Json<serde_json::Value> {
+/// A table as the protocol returns it: metadata, its location, and how to read its files
+/// (`headers`: the request's, which may ask for remote signing).
+fn load_result(state: &AppState, table: &Table, headers: &HeaderMap) -> Json<serde_json::Value> {
     Json(json!({
         "metadata-location": table.metadata_location(),
         "metadata": table.metadata(),
-        "config": file_io_config(&state.lakehouse),
+        "config": file_io_config(&state.lakehouse, headers),
     }))
 }
 
 /// Where a client finds the warehouse's files: nothing for a local folder; the endpoint,
 /// region and URL style of an S3-compatible store. Never credentials: Basin's own keys are
-/// long-lived and reach every table, and Basin cannot yet mint short-lived, scoped ones (STS
-/// or remote signing), so it honours no `X-Iceberg-Access-Delegation` request. Engines read
-/// with keys of their own (see docs/serving.md), or through Basin's SQL doors.
-fn file_io_config(lakehouse: &Lakehouse) -> HashMap<&'static str, String> {
+/// long-lived and reach every table, and Basin cannot mint short-lived, scoped ones (STS), so
+/// a `vended-credentials` request gets none. A client that asks for `remote-signing` (and a
+/// Basin with keys) gets the settings that send its S3 requests to Basin for signing
+/// (`sign.rs`); others read with keys of their own (see docs/serving.md), or through Basin's
+/// SQL doors.
+fn file_io_config(lakehouse: &Lakehouse, headers: &HeaderMap) -> HashMap<&'static str, String> {
     let mut config = HashMap::new();
     if lakehouse.warehouse().is_s3() {
         let s3 = &lakehouse.settings().s3;
@@ -62,6 +65,9 @@ fn file_io_config(lakehouse: &Lakehouse) -> HashMap<&'static str, String> {
             }
         }
         config.insert("s3.path-style-access", s3.path_style.to_string());
+        if sign::asks_for_signing(headers) && sign::can_sign(lakehouse) {
+            config.extend(sign::signing_config());
+        }
     }
     config
 }
@@ -101,6 +107,7 @@ fn check_location(lakehouse: &Lakehouse, location: &str) -> RestResult<()> {
 pub(super) async fn create_table(
     State(state): State<AppState>,
     RestPath((prefix, namespace)): RestPath<(String, String)>,
+    headers: HeaderMap,
     Body(request): Body<CreateTable>,
 ) -> RestResult<Response> {
     let ns = namespace_key(&namespace)?;
@@ -146,7 +153,7 @@ pub(super) async fn create_table(
         // Nothing is written: the client commits the table with `assert-create`.
         return Ok(Json(json!({
             "metadata": metadata,
-            "config": file_io_config(lakehouse),
+            "config": file_io_config(lakehouse, &headers),
         }))
         .into_response());
     }
@@ -154,12 +161,13 @@ pub(super) async fn create_table(
         .commit_table_updates(Some(&prefix), &[TableUpdates::create(key, changes)])
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
-    Ok(load_result(&state, &tables[0]).into_response())
+    Ok(load_result(&state, &tables[0], &headers).into_response())
 }
 
 pub(super) async fn load_table(
     State(state): State<AppState>,
     RestPath((prefix, namespace, table)): RestPath<(String, String, String)>,
+    headers: HeaderMap,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &table)?;
     let at = state
@@ -173,7 +181,7 @@ pub(super) async fn load_table(
         .load(&at, &key)
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
-    Ok(load_result(&state, &table))
+    Ok(load_result(&state, &table, &headers))
 }
 
 pub(super) async fn table_exists(
@@ -332,6 +340,7 @@ pub(super) struct RegisterTable {
 pub(super) async fn register_table(
     State(state): State<AppState>,
     RestPath((prefix, namespace)): RestPath<(String, String)>,
+    headers: HeaderMap,
     Body(request): Body<RegisterTable>,
 ) -> RestResult<Json<serde_json::Value>> {
     let key = table_key(&namespace, &request.name)?;
@@ -353,7 +362,7 @@ pub(super) async fn register_table(
         )
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
-    Ok(load_result(&state, &table))
+    Ok(load_result(&state, &table, &headers))
 }
 
 #[derive(Deserialize)]
