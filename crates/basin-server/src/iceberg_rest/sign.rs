@@ -103,7 +103,8 @@ pub(super) async fn sign(
     let operation = check(&method, &uri, &request.headers, s3, lakehouse.warehouse())
         .map_err(|why| refuse(format!("Basin does not sign {method} {uri}: {why}")))?;
     let needed = operation.role();
-    let role = caller.role.unwrap_or(Role::Reader);
+    // The route's guard lets no caller without a role this far.
+    let role = caller.role.ok_or_else(|| refuse("no token".to_string()))?;
     if role < needed {
         return Err(refuse(format!(
             "this token is a {}; signing {method} {uri} needs a {} (hint: use a token with \
@@ -113,13 +114,13 @@ pub(super) async fn sign(
             needed.as_str()
         )));
     }
-    let mut headers = request.headers;
+    let mut headers = to_sign(&request.headers)
+        .map_err(|why| RestError::new(StatusCode::BAD_REQUEST, "BadRequestException", why))?;
     if operation.makes_object() {
         // A new object only: every file a commit names stays as it was written.
-        headers.retain(|name, _| !name.eq_ignore_ascii_case("if-none-match"));
-        headers.insert("if-none-match".to_string(), vec!["*".to_string()]);
+        headers.insert("if-none-match", HeaderValue::from_static("*"));
     }
-    let headers = signed(&method, &uri, &headers, s3).await.map_err(|e| {
+    let headers = signed(&method, &uri, headers, s3).await.map_err(|e| {
         RestError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceFailureException",
@@ -273,11 +274,9 @@ fn check(
         Method::POST if upload => Ok(Operation::CompleteUpload),
         // It deletes only the parts of an upload.
         Method::DELETE if upload => Ok(Operation::AbortUpload),
-        Method::DELETE => Err(
-            "deleting a file is Basin's (`basin gc` removes the files no \
-                               commit reads)"
-                .to_string(),
-        ),
+        Method::DELETE => {
+            Err("deleting a file is Basin's (`basin gc` removes those no commit reads)".to_string())
+        }
         _ => Err(format!(
             "not a read or write of an object (query {:?})",
             query.keys().collect::<Vec<_>>()
@@ -323,19 +322,9 @@ fn bucket_and_key(uri: &Url, s3: &S3Settings) -> Result<(String, String), String
     ))
 }
 
-/// The request's headers once signed with Basin's keys, by name.
-async fn signed(
-    method: &Method,
-    uri: &Url,
-    headers: &HashMap<String, Vec<String>>,
-    s3: &S3Settings,
-) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let (mut parts, ()) = axum::http::Request::builder()
-        .method(method.clone())
-        .uri(uri.as_str())
-        .body(())
-        .map_err(|e| e.to_string())?
-        .into_parts();
+/// The client's headers that are signed (all but `NOT_SIGNED`).
+fn to_sign(headers: &HashMap<String, Vec<String>>) -> Result<HeaderMap, String> {
+    let mut out = HeaderMap::new();
     for (name, values) in headers {
         if NOT_SIGNED.contains(&name.to_ascii_lowercase().as_str()) {
             continue;
@@ -345,9 +334,26 @@ async fn signed(
         for value in values {
             let value =
                 HeaderValue::from_str(value).map_err(|e| format!("header `{name}`: {e}"))?;
-            parts.headers.append(name.clone(), value);
+            out.append(name.clone(), value);
         }
     }
+    Ok(out)
+}
+
+/// The request with `headers`, signed with Basin's keys: its headers by name.
+async fn signed(
+    method: &Method,
+    uri: &Url,
+    headers: HeaderMap,
+    s3: &S3Settings,
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let (mut parts, ()) = axum::http::Request::builder()
+        .method(method.clone())
+        .uri(uri.as_str())
+        .body(())
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    parts.headers = headers;
     let credential = reqsign_aws_v4::Credential {
         access_key_id: s3.access_key_id.clone().unwrap_or_default(),
         secret_access_key: s3.secret_access_key.clone().unwrap_or_default(),
@@ -597,9 +603,14 @@ mod tests {
             ),
             ("User-Agent".to_string(), vec!["botocore".to_string()]),
         ]);
-        let out = signed(&Method::GET, &uri, &headers, &settings(LOCAL))
-            .await
-            .unwrap();
+        let out = signed(
+            &Method::GET,
+            &uri,
+            to_sign(&headers).unwrap(),
+            &settings(LOCAL),
+        )
+        .await
+        .unwrap();
         let auth = &out["authorization"][0];
         assert!(
             auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
