@@ -210,6 +210,10 @@ fn check(
         return Err(format!("header `{name}` is not for a table's files"));
     }
     let query: BTreeMap<String, String> = uri.query_pairs().into_owned().collect();
+    if query.len() != uri.query_pairs().count() {
+        // The store might read another of the two than this check did.
+        return Err("a query parameter is given twice".to_string());
+    }
     let has = |k: &str| query.contains_key(k);
     let only = |allowed: &[&str]| query.keys().all(|k| allowed.contains(&k.as_str()));
     let inside = |key: &str| {
@@ -582,6 +586,11 @@ mod tests {
                 &[],
             ),
             (Method::GET, "http://127.0.0.1:9000/lake?prefix=wh/", &[]),
+            (
+                Method::GET,
+                "http://127.0.0.1:9000/lake?list-type=2&prefix=other/&prefix=wh/t/",
+                &[],
+            ),
             (Method::PUT, "http://127.0.0.1:9000/lake", &[]),
             (Method::DELETE, "http://127.0.0.1:9000/lake", &[]),
         ];
