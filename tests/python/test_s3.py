@@ -308,6 +308,13 @@ def test_engines_read_and_write_through_basins_signatures(tmp_path, s3_checking_
         assert table.io.properties["s3.remote-signing-enabled"] == "true"
         assert sorted(table.scan().to_arrow().column("trip").to_pylist()) == [1, 2]
 
+        def send(signed, method="GET", data=None):
+            """The request Basin signed, sent as signed."""
+            headers = {"Content-Type": "application/octet-stream",
+                       **{k: ", ".join(v) for k, v in signed["headers"].items()}}
+            return urllib.request.urlopen(urllib.request.Request(signed["uri"], method=method, data=data,
+                                                                 headers=headers)).read()
+
         def sign(token, method, uri):
             request = urllib.request.Request(f"{base}/v1/aws/s3/sign", method="POST", data=json.dumps(
                 {"region": "us-east-1", "method": method, "uri": uri, "headers": {}}).encode(),
@@ -321,9 +328,7 @@ def test_engines_read_and_write_through_basins_signatures(tmp_path, s3_checking_
         status, signed = sign(reader, "GET", f"{endpoint}/lake/{data_file}")
         assert status == 200 and signed["headers"]["authorization"][0].startswith("AWS4-HMAC-SHA256 "), signed
         # The signature is good for that request, and only for it.
-        fetched = urllib.request.urlopen(urllib.request.Request(signed["uri"], headers={
-            k: ", ".join(v) for k, v in signed["headers"].items()})).read()
-        assert fetched.startswith(b"PAR1")
+        assert send(signed).startswith(b"PAR1")
         for method, uri, says in [
             ("GET", f"{endpoint}/private/secret.txt", "is not the warehouse's"),
             ("GET", f"{endpoint}/lake/outside.txt", "outside the warehouse"),
@@ -338,16 +343,14 @@ def test_engines_read_and_write_through_basins_signatures(tmp_path, s3_checking_
         status, signed = sign(writer, "PUT", f"{endpoint}/lake/{data_file}")
         assert status == 200 and signed["headers"]["if-none-match"] == ["*"], signed
         with pytest.raises(urllib.error.HTTPError) as replaced:
-            urllib.request.urlopen(urllib.request.Request(signed["uri"], method="PUT", data=b"garbage", headers={
-                k: ", ".join(v) for k, v in signed["headers"].items()}))
+            send(signed, "PUT", b"garbage")
         assert replaced.value.code == 412
         # A reader's signature does not write; a writer's makes a new object.
         status, body = sign(reader, "PUT", f"{endpoint}/lake/wh/rides/new.parquet")
         assert status == 403 and "needs a writer" in body["error"]["message"], body
         status, signed = sign(writer, "PUT", f"{endpoint}/lake/wh/rides/new.parquet")
         assert status == 200, signed
-        urllib.request.urlopen(urllib.request.Request(signed["uri"], method="PUT", data=b"PAR1 new", headers={
-            "Content-Type": "application/octet-stream", **{k: ", ".join(v) for k, v in signed["headers"].items()}}))
+        send(signed, "PUT", b"PAR1 new")
         assert s3.get_object(Bucket="lake", Key="wh/rides/new.parquet")["Body"].read() == b"PAR1 new"
         status, _ = sign("", "GET", f"{endpoint}/lake/{data_file}")
         assert status == 401

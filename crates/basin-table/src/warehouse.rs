@@ -25,6 +25,12 @@ pub struct S3Settings {
 }
 
 impl S3Settings {
+    /// The region requests are signed for: the one set, else `us-east-1`, which S3-compatible
+    /// stores take.
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+
     /// An opendal operator on `bucket`, rooted at `prefix`, with these settings (listing and
     /// deleting, which FileIO does not do).
     pub fn operator(&self, bucket: &str, prefix: &str) -> Result<opendal::Operator> {
@@ -32,7 +38,7 @@ impl S3Settings {
         let mut builder = opendal::services::S3::default()
             .bucket(bucket)
             .root(&format!("/{}", prefix.trim_matches('/')))
-            .region(self.region.as_deref().unwrap_or("us-east-1"))
+            .region(self.region())
             // Only what Basin was told: never ~/.aws or the EC2 metadata service.
             .disable_config_load()
             .disable_ec2_metadata();
@@ -185,13 +191,17 @@ impl Warehouse {
         self.location.starts_with("s3://")
     }
 
+    /// The bucket and the prefix of an S3 warehouse (`None` for a local one).
+    pub fn s3_bucket(&self) -> Option<(&str, &str)> {
+        let rest = self.location.strip_prefix("s3://")?;
+        Some(rest.split_once('/').unwrap_or((rest, "")))
+    }
+
     /// The bucket, the prefix and an operator rooted at the bucket (S3 warehouses only).
     pub fn s3_operator(&self) -> Result<(String, String, opendal::Operator)> {
-        let rest = self
-            .location
-            .strip_prefix("s3://")
+        let (bucket, prefix) = self
+            .s3_bucket()
             .ok_or_else(|| Error::internal("not an S3 warehouse"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let settings = self.s3.clone().unwrap_or_default();
         let operator = settings.operator(bucket, "")?;
         Ok((bucket.to_string(), prefix.to_string(), operator))

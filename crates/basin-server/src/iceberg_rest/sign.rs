@@ -195,11 +195,7 @@ fn check(
     warehouse: &Warehouse,
 ) -> Result<Operation, String> {
     let (bucket, key) = bucket_and_key(uri, s3)?;
-    let (warehouse_bucket, _) = warehouse
-        .location()
-        .strip_prefix("s3://")
-        .and_then(|rest| rest.split_once('/').or(Some((rest, ""))))
-        .unwrap_or_default();
+    let (warehouse_bucket, _) = warehouse.s3_bucket().unwrap_or_default();
     if bucket != warehouse_bucket {
         return Err(format!(
             "bucket `{bucket}` is not the warehouse's ({})",
@@ -291,14 +287,12 @@ fn check(
 /// The bucket and the (decoded) key `uri` addresses, if it goes to the warehouse's
 /// endpoint: path style (`http://host/bucket/key`) or virtual host (`bucket.host/key`).
 fn bucket_and_key(uri: &Url, s3: &S3Settings) -> Result<(String, String), String> {
-    let region = s3.region.as_deref().unwrap_or("us-east-1");
     let endpoint = match &s3.endpoint {
         Some(endpoint) => {
             Url::parse(endpoint).map_err(|e| format!("the endpoint {endpoint}: {e}"))?
         }
-        None => {
-            Url::parse(&format!("https://s3.{region}.amazonaws.com")).map_err(|e| e.to_string())?
-        }
+        None => Url::parse(&format!("https://s3.{}.amazonaws.com", s3.region()))
+            .map_err(|e| e.to_string())?,
     };
     let host = endpoint.host_str().unwrap_or_default();
     let same_server = uri.scheme() == endpoint.scheme()
@@ -364,7 +358,7 @@ async fn signed(
         session_token: s3.session_token.clone(),
         expires_in: None,
     };
-    reqsign_aws_v4::RequestSigner::new("s3", s3.region.as_deref().unwrap_or("us-east-1"))
+    reqsign_aws_v4::RequestSigner::new("s3", s3.region())
         .sign_request(
             &reqsign_core::Context::new(),
             &mut parts,
