@@ -130,8 +130,41 @@ pub(super) async fn sign(
     Ok(Json(json!({"uri": uri.as_str(), "headers": headers})))
 }
 
-/// Headers a client may send that Basin does not sign: its own signature's (made again
-/// here), and those a client adds or changes after signing (botocore's list).
+/// Headers Basin signs, when a client sends them: what describes the body it sends or the
+/// part of an object it reads, and the checksums of the body. Nothing else is signed: the
+/// canonical request is built from the checked URL and these alone.
+const SIGNED: &[&str] = &[
+    "range",
+    "content-type",
+    "content-length",
+    "content-md5",
+    "content-encoding",
+    "content-language",
+    "content-disposition",
+    "cache-control",
+    "expires",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "x-amz-content-sha256",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "x-amz-sdk-checksum-algorithm",
+    "x-amz-checksum-algorithm",
+    "x-amz-checksum-mode",
+    "x-amz-checksum-type",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+    "x-amz-expected-bucket-owner",
+];
+
+/// Headers a client may send that Basin leaves out of the signature: its own signature's
+/// (made again here), and those a client adds or changes after signing (botocore's list).
+/// The client sends them as they are, unsigned, as S3 allows for all but `host` and
+/// `x-amz-*`.
 const NOT_SIGNED: &[&str] = &[
     "authorization",
     "x-amz-date",
@@ -143,17 +176,23 @@ const NOT_SIGNED: &[&str] = &[
     "amz-sdk-request",
 ];
 
-/// Headers that turn a write into something else: a copy of another object (which Basin's
-/// keys may read), an ACL, a lock, a redirect.
-fn forbidden_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with("x-amz-copy-source")
-        || name.starts_with("x-amz-grant-")
-        || name.starts_with("x-amz-object-lock-")
-        || matches!(
-            name.as_str(),
-            "x-amz-acl" | "x-amz-website-redirect-location" | "x-amz-bypass-governance-retention"
-        )
+/// Why Basin refuses to sign a request carrying header `name` (lowercase), if it does: one
+/// that changes what is addressed (`host`, proxies' forwarding headers), or an `x-amz-*` it
+/// does not know (S3 needs every `x-amz-*` signed, and they change what a request does: a
+/// copy from another object, an ACL, a lock, a storage class or an encryption key that
+/// would leave a table's files unreadable).
+fn refused_header(name: &str) -> Option<String> {
+    if matches!(name, "host" | "forwarded" | ":authority") || name.starts_with("x-forwarded-") {
+        return Some(format!(
+            "header `{name}` changes what is addressed; Basin signs the URL's own host"
+        ));
+    }
+    if name.starts_with("x-amz-") && !SIGNED.contains(&name) && !NOT_SIGNED.contains(&name) {
+        return Some(format!(
+            "header `{name}` is not one Basin signs for a table's files"
+        ));
+    }
+    None
 }
 
 /// The requests Basin signs.
@@ -202,8 +241,11 @@ fn check(
             warehouse.location()
         ));
     }
-    if let Some(name) = headers.keys().find(|name| forbidden_header(name)) {
-        return Err(format!("header `{name}` is not for a table's files"));
+    if let Some(why) = headers
+        .keys()
+        .find_map(|name| refused_header(&name.to_ascii_lowercase()))
+    {
+        return Err(why);
     }
     let query: BTreeMap<String, String> = uri.query_pairs().into_owned().collect();
     if query.len() != uri.query_pairs().count() {
@@ -320,15 +362,17 @@ fn bucket_and_key(uri: &Url, s3: &S3Settings) -> Result<(String, String), String
     ))
 }
 
-/// The client's headers that are signed (all but `NOT_SIGNED`).
+/// The client's headers that are signed: those of `SIGNED`, after `check` refused the
+/// headers it does not sign.
 fn to_sign(headers: &HashMap<String, Vec<String>>) -> Result<HeaderMap, String> {
     let mut out = HeaderMap::new();
     for (name, values) in headers {
-        if NOT_SIGNED.contains(&name.to_ascii_lowercase().as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if !SIGNED.contains(&lower.as_str()) {
             continue;
         }
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
+        let name = HeaderName::from_bytes(lower.as_bytes())
+            .map_err(|e| format!("header `{name}`: {e}"))?;
         for value in values {
             let value =
                 HeaderValue::from_str(value).map_err(|e| format!("header `{name}`: {e}"))?;
@@ -569,6 +613,40 @@ mod tests {
                 "http://127.0.0.1:9000/lake/wh/t/a.parquet",
                 &[("If-Match", "\"etag\"")],
             ),
+            // A host of the client's own: the signature would be good for another bucket
+            // (virtual-host style) or another server.
+            (
+                Method::GET,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("Host", "other.127.0.0.1:9000")],
+            ),
+            (
+                Method::GET,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("X-Forwarded-Host", "other")],
+            ),
+            // An x-amz-* Basin does not know: storage classes and encryption keys would
+            // leave a file unreadable, metadata and tags are not a table's.
+            (
+                Method::PUT,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("x-amz-storage-class", "GLACIER")],
+            ),
+            (
+                Method::PUT,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("x-amz-server-side-encryption-customer-key", "k")],
+            ),
+            (
+                Method::PUT,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("X-Amz-Meta-Owner", "me")],
+            ),
+            (
+                Method::PUT,
+                "http://127.0.0.1:9000/lake/wh/t/a.parquet",
+                &[("x-amz-tagging", "a=b")],
+            ),
             (
                 Method::GET,
                 "http://127.0.0.1:9000/lake?list-type=2&prefix=",
@@ -605,6 +683,9 @@ mod tests {
                 vec!["AWS4-HMAC-SHA256 Credential=theirs".to_string()],
             ),
             ("User-Agent".to_string(), vec!["botocore".to_string()]),
+            // Neither is signed: only the headers Basin knows are.
+            ("Accept-Encoding".to_string(), vec!["gzip".to_string()]),
+            ("X-Custom".to_string(), vec!["1".to_string()]),
         ]);
         let out = signed(
             &Method::GET,
@@ -627,6 +708,7 @@ mod tests {
         assert_eq!(out["host"], vec!["127.0.0.1:9000"]);
         assert_eq!(out["range"], vec!["bytes=0-99"]);
         assert!(!out.contains_key("user-agent"));
+        assert!(!out.contains_key("x-custom") && !out.contains_key("accept-encoding"));
     }
 
     #[test]
