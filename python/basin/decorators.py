@@ -106,8 +106,9 @@ def python(
     concurrency: Optional[int] = None,
 ) -> Callable[[F], F]:
     """The function's environment (Python version, pinned packages) and limits: `timeout`
-    (wall clock), `memory`, `internet` (off by default), the `secrets` it may read (environment
-    variables of Basin's, by name) and `concurrency` (most invocations at once)."""
+    (wall clock), `memory`, `internet` (off by default), the `secrets` it may read (by name, as
+    environment variables; each declared under `[secrets]` in basin.toml) and `concurrency`
+    (most invocations at once)."""
     if not re.fullmatch(r"3\.\d+", str(version)):
         raise DeclarationError(f"@basin.python({version!r}): give a Python version like '3.11'")
     pins = dict(pip or {})

@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 
 /// The environment variables Basin reads. The only place that reads the environment.
 mod maintenance;
+mod secrets;
 mod server;
 mod sql;
 
 pub use maintenance::{DEFAULT_MAINTENANCE_SCHEDULE, MaintenanceSection, MaintenanceSettings};
+pub use secrets::{Secret, SecretFrom, SecretSection};
 pub use server::{ServerSection, ServerSettings, TlsFiles};
 pub use sql::{BallistaSection, SqlSection};
 
@@ -176,6 +178,9 @@ pub struct UserConfig {
     /// Databases to ingest from: `[sources.NAME]` (see `crate::sources`).
     #[serde(default)]
     pub sources: BTreeMap<String, crate::sources::SourceSection>,
+    /// What functions may read as secrets: `[secrets]` (see `config::secrets`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSection>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
     /// Triggers declared beside the code (read by `basin deploy`, not here).
@@ -364,6 +369,8 @@ pub struct Settings {
     pub maintenance: MaintenanceSettings,
     /// Database sources, by name.
     pub sources: BTreeMap<String, crate::sources::SourceConfig>,
+    /// `[secrets]`: the secrets functions may ask for, by name.
+    pub secrets: BTreeMap<String, Secret>,
     /// `[functions] event_lease`.
     pub event_lease: std::time::Duration,
     /// `[functions] model_worker_wait`.
@@ -529,6 +536,11 @@ impl Settings {
             .maintenance
             .resolve(&|name| setting("maintenance", name))?;
         let sources = crate::sources::resolve(&user.sources, &path)?;
+        let passwords: Vec<String> = sources
+            .values()
+            .filter_map(|s| s.password_env.clone())
+            .collect();
+        let secrets = secrets::resolve(&user.secrets, &passwords, dir)?;
         let event_lease = match &user.functions.event_lease {
             Some(v) => v
                 .limit(&setting("functions", "event_lease"))?
@@ -560,6 +572,7 @@ impl Settings {
             server,
             maintenance,
             sources,
+            secrets,
             event_lease,
             model_worker_wait,
         })

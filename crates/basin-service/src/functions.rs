@@ -84,7 +84,7 @@ impl Lakehouse {
         let env = runtime.environment(&spec).await?;
         let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload, request.internet || declaration.internet);
-        let secrets = secrets_for(&declaration, &[])?;
+        let secrets = secrets_for(&declaration, &[], &self.settings().secrets)?;
 
         // Inputs, scanned at one commit of the ref.
         let mut inputs = declaration.inputs.clone();
@@ -353,25 +353,30 @@ pub(crate) fn select_sql(input: &ModelInput) -> String {
     sql
 }
 
-/// The secrets a function declared, plus `shared` ones (a project's), from Basin's environment.
+/// The secrets a function declared, plus `shared` ones (a project's), with their values from
+/// `[secrets]` in basin.toml (`declared`): a name not declared there is refused.
 pub(crate) fn secrets_for(
     declaration: &Declaration,
     shared: &[String],
+    declared: &BTreeMap<String, crate::config::Secret>,
 ) -> Result<BTreeMap<String, String>> {
+    let function = &declaration.function;
     declaration
         .secrets
         .iter()
         .chain(shared)
         .map(|name| {
-            crate::config::env::secret(name)
-                .map(|value| (name.clone(), value))
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "function `{}` needs the secret `{name}`, which is not set",
-                        declaration.function
-                    ))
-                    .with_hint(format!("export {name}=... in the shell that runs basin"))
-                })
+            let secret = declared.get(name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "function `{function}` needs the secret `{name}`, which basin.toml does not \
+                     declare under [secrets]"
+                ))
+                .with_hint(format!(
+                    "declare where its value comes from: [secrets] {name} = {{ env = \"{name}\" }} \
+                     (a variable of the shell that runs basin), or {{ file = \"...\" }}"
+                ))
+            })?;
+            Ok((name.clone(), secret.read(function, name)?))
         })
         .collect()
 }

@@ -519,11 +519,20 @@ fn project_secrets_reach_its_models_and_only_them() {
         "token.py",
         "import basin, os\nimport pyarrow as pa\n\n@basin.model()\ndef token():\n    return pa.table({'token': [os.environ.get('SHOP_TOKEN')], 'home': pa.array([os.environ.get('CARGO_HOME')], pa.string())})\n",
     );
+    // A name basin.toml does not declare is refused, whatever the environment holds.
     let err = lake.fails(&["run"]);
     assert!(
-        err.contains("needs the secret `SHOP_TOKEN`, which is not set"),
+        err.contains("needs the secret `SHOP_TOKEN`, which basin.toml does not declare"),
         "{err}"
     );
+    let toml = std::fs::read_to_string(lake.path().join("basin.toml")).unwrap();
+    lake.write(
+        "basin.toml",
+        &format!("{toml}\n[secrets]\nSHOP_TOKEN = {{ env = \"SHOP_TOKEN\" }}\n"),
+    );
+    let err = lake.fails(&["run"]);
+    assert!(err.contains("$SHOP_TOKEN"), "{err}");
+    assert!(err.contains("is not set"), "{err}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
         .arg("run")
         .current_dir(lake.path())

@@ -97,3 +97,20 @@ fn table_cache_is_a_count_with_a_default() {
     let e = load("[sql]\ntable_cache = \"lots\"\n").unwrap_err();
     assert!(e.message.contains("table_cache"), "{e}");
 }
+
+#[test]
+fn functions_get_only_the_secrets_basin_toml_declares() {
+    let load = |toml: &str| settings(toml).map(|s| s.secrets);
+    assert!(load("").unwrap().is_empty());
+    let declared = load("[secrets]\nAPI_KEY = { env = \"STRIPE_KEY\" }\n").unwrap();
+    assert_eq!(declared["API_KEY"], Secret::Env("STRIPE_KEY".into()));
+    let e = load("[secrets]\nKEY = { env = \"BASIN_S3_SECRET_ACCESS_KEY\" }\n").unwrap_err();
+    assert!(e.message.contains("BASIN_S3_SECRET_ACCESS_KEY"), "{e}");
+    // A source's password variable is Basin's too.
+    let e = load(
+        "[sources.shop]\nurl = \"postgres://basin@db/shop\"\npassword_env = \"SHOP_PW\"\n\
+         tables = [\"public.orders\"]\n[secrets]\nPW = { env = \"SHOP_PW\" }\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("SHOP_PW"), "{e}");
+}

@@ -267,7 +267,11 @@ impl ModelJob {
             preload,
             event: serde_json::Value::Null,
             params: (*self.params).clone(),
-            secrets: secrets_for(declaration, &self.project.secrets)?,
+            secrets: secrets_for(
+                declaration,
+                &self.project.secrets,
+                &self.lakehouse.settings().secrets,
+            )?,
             limits: Limits {
                 timeout: declaration
                     .timeout_seconds

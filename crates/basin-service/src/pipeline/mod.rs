@@ -459,8 +459,12 @@ impl Lakehouse {
                     parts.push(declaration.function.clone());
                     // What it reads from outside the lakehouse: secrets' values are part of the
                     // key; a model on the internet depends on more than the key, so never hits.
-                    let secrets = crate::functions::secrets_for(declaration, &project.secrets)
-                        .unwrap_or_default();
+                    let secrets = crate::functions::secrets_for(
+                        declaration,
+                        &project.secrets,
+                        &self.settings().secrets,
+                    )
+                    .unwrap_or_default();
                     parts.push(format!("{secrets:?}"));
                     if declaration.internet {
                         parts.push(uuid::Uuid::new_v4().to_string());

@@ -54,7 +54,11 @@ impl Dispatcher {
             preload,
             event: serde_json::Value::Null,
             params: serde_json::Value::Null,
-            secrets: crate::functions::secrets_for(declaration, &[])?,
+            secrets: crate::functions::secrets_for(
+                declaration,
+                &[],
+                &self.lakehouse.settings().secrets,
+            )?,
             limits: Limits {
                 // The worker stops a call at `per_event`; this stops a worker that hangs.
                 timeout: Some(per_event * events.len() as u32 + BATCH_MARGIN),
