@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes Basin's parsers for a set time each: scripts/fuzz.sh [TARGET] [SECONDS]
-# (default: every target, 60 s each). Targets: csv json iceberg_rest policy basin_toml.
+# (default: every target, 60 s each). Targets: csv json iceberg_rest policy guard basin_toml.
 #
 # Each target mutates its checked-in corpus (fuzz/corpus/TARGET/) and checks properties;
 # it is not coverage-guided (see crates/basin-fuzz). A failing input is minimized and saved
@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
-TARGETS=(csv json iceberg_rest policy basin_toml)
+TARGETS=(csv json iceberg_rest policy guard basin_toml)
 if [ $# -ge 1 ] && [ "$1" != all ]; then
     if [[ ! " ${TARGETS[*]} " == *" $1 "* ]]; then
         echo "unknown target \`$1\`; targets: ${TARGETS[*]}" >&2

@@ -205,7 +205,7 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
     connection (a statement pipelined after a wrong password never runs); a token whose
     lookup fails is refused, not let in; a message over `[server] pg_max_message_size`, or
     over 16 KiB before login, ends the connection before it is buffered; a client that does
-    not log in within `[server] header_read_timeout` is sent away."""
+    not log in within `[server] handshake_timeout` is sent away."""
     admin = pg("token", "create", "--role", "admin", "--name", "ops").strip()
     reader = pg("token", "create", "--role", "reader", "--name", "bi").strip()
     # A token row whose role Basin does not know: its lookup fails.
@@ -213,7 +213,7 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
     with sqlite3.connect(pg.home / ".basin" / "catalog.db") as db:
         db.execute("INSERT INTO tokens VALUES ('tok_broken', 'broken', 'bogus', ?, 0)",
                    (hashlib.sha256(broken.encode()).hexdigest(),))
-    (pg.home / "basin.toml").write_text('[server]\npg_max_message_size = "64KiB"\nheader_read_timeout = "2s"\n')
+    (pg.home / "basin.toml").write_text('[server]\npg_max_message_size = "64KiB"\nhandshake_timeout = "2s"\n')
     base, proc = serve(pg)
     try:
         for password in ("basin_wrong", broken):
@@ -241,7 +241,7 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
         with socket.create_connection(("127.0.0.1", proc.port)) as sock:
             sock.sendall(_startup())
             answer = _until_closed(sock)
-        assert b"SFATAL" in answer and b"header_read_timeout" in answer, answer
+        assert b"SFATAL" in answer and b"handshake_timeout" in answer, answer
         assert _limit_hits(base, admin, "pg_login_timeout")[0] == 1
     finally:
         proc.kill()

@@ -194,20 +194,21 @@ def test_queries_with_no_end_stop_at_their_limits_and_the_server_keeps_answering
     assert peak[0] < 1024, f"the server grew to {peak[0]:.0f} MiB"
 
 
-def test_deeply_nested_calls_are_refused_before_the_postgres_parser_sees_them(hostile):
+def test_deeply_nested_calls_are_stopped_within_the_parse_budget(hostile):
     """Regression (found by fuzzing): the Postgres dialect's parse time doubles with each
-    nested function call; 40 levels would hold a core for hours, out of the timeout's reach."""
+    nested function call; 40 levels would hold a core for hours, out of the timeout's reach.
+    The parse counts its work and stops at its budget (`[sql] parse_steps_per_token`)."""
     h = hostile
     with psycopg.connect(host="127.0.0.1", port=h["pg"], user="analyst", password=h["reader"],
                          dbname="main", autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as refused:
             conn.execute("SELECT " + "abs(" * 40 + "1" + ")" * 40)
         assert refused.value.sqlstate == "54001", refused.value
-        assert "[server] pg_max_call_depth" in str(refused.value)
+        assert "[sql] parse_steps_per_token" in str(refused.value)
         assert conn.execute("SELECT abs(abs(abs(-2)))").fetchone() == (2,)
     request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
     with urllib.request.urlopen(request, timeout=10) as r:
-        assert 'basin_limit_hits_total{limit="pg_max_call_depth"} 1' in r.read().decode()
+        assert 'basin_limit_hits_total{limit="parse_steps_per_token"} 1' in r.read().decode()
 
 
 def test_metrics_count_the_limits(hostile):
@@ -577,6 +578,95 @@ def test_both_doors_serve_tls_and_postgres_logins_from_afar_need_it(orders, tmp_
         with psycopg.connect(host="127.0.0.1", sslmode="disable", **login) as conn:
             assert not conn.pgconn.ssl_in_use
             assert conn.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_idle_sockets_take_no_slot_and_the_reserved_ones_serve_healthz_and_admins(orders):
+    """Idle sockets from anyone used to take every slot before a byte arrived. Now a client
+    address holds at most `max_connections_per_client`, a connection takes a slot only once
+    its first bytes (or its Postgres login) come within `handshake_timeout`, and with every
+    slot taken the `reserved_connections` still serve `/healthz` and admins."""
+    (orders.home / "basin.toml").write_text(
+        '[server]\nmax_connections = 2\nreserved_connections = 1\nmax_connections_per_client = 3\n'
+        'handshake_timeout = "1s"\n')
+    reader = orders("token", "create", "--role", "reader").strip()
+    admin = orders("token", "create", "--role", "admin").strip()
+    base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
+    host, port = base.removeprefix("http://").split(":")
+
+    def connect(source: str, door: int = int(port)) -> socket.socket:
+        return socket.create_connection((host, door), timeout=10, source_address=(source, 0))
+
+    def healthz(source: str) -> int:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+        conn.request("GET", "/healthz")
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        # 40 idle sockets from one address: three wait, the rest are closed at once.
+        idle = [connect("127.0.0.5") for _ in range(40)]
+        closed = 0
+        for s in idle:
+            s.settimeout(0.5)
+            try:
+                closed += s.recv(1) == b""
+            except (TimeoutError, ConnectionResetError):
+                pass
+        assert closed >= 37, closed
+        # Meanwhile another client is served, quickly.
+        started = time.monotonic()
+        assert healthz("127.0.0.2") == 200
+        assert time.monotonic() - started < 0.5
+        # The three are sent away after the handshake time, having sent nothing.
+        time.sleep(1.5)
+        for s in idle:
+            s.settimeout(2)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            s.close()
+
+        # Two clients hold the two slots (kept-alive connections that have asked once).
+        held = []
+        for source in ("127.0.0.6", "127.0.0.7"):
+            conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            held.append(conn)
+        # A reader is told the door is full; /healthz and an admin are served.
+        status, answer = send("GET", f"{base}/api/v1/refs", reader)
+        assert status == 503 and "max_connections" in answer["error"]["message"], (status, answer)
+        assert healthz("127.0.0.8") == 200
+        status, _ = send("GET", f"{base}/api/v1/refs", admin)
+        assert status == 200
+        for conn in held:
+            conn.close()
+        wait_for(lambda: send("GET", f"{base}/api/v1/refs", reader)[0] == 200, 10)
+
+        # Postgres: two logins hold the slots; a reader's third waits, then is refused
+        # (53300); an admin's is let in.
+        login = dict(host="127.0.0.1", port=proc.port, dbname="main", connect_timeout=10)
+        first = psycopg.connect(user="bi", password=reader, **login)
+        second = psycopg.connect(user="bi", password=reader, **login)
+        with pytest.raises(psycopg.OperationalError) as refused:
+            psycopg.connect(user="bi", password=reader, **login)
+        assert "too many clients" in str(refused.value), refused.value
+        with psycopg.connect(user="ops", password=admin, **login) as ops:
+            assert ops.execute("SELECT count(*) FROM sales.orders").fetchone() == (2,)
+        first.close()
+        second.close()
+
+        request = urllib.request.Request(f"{base}/metrics", headers={"authorization": f"Bearer {admin}"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read().decode()
+        for limit in ("max_connections_per_client", "handshake_timeout", "max_connections", "pg_max_connections"):
+            hits = re.search(rf'basin_limit_hits_total{{limit="{limit}"}} (\d+)', text)
+            assert hits and int(hits.group(1)) >= 1, (limit, text)
     finally:
         proc.kill()
         proc.wait()

@@ -141,6 +141,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(basin_sql::RUNTIME_STACK)
         .build()
     {
         Ok(rt) => rt,

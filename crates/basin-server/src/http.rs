@@ -1,6 +1,6 @@
-//! The HTTP listener with its limits: connections served at once (`[server]
-//! max_connections`; more wait in the kernel's queue), how long a client may take to send
-//! its headers (`header_read_timeout`), how long a request may take until its answer starts
+//! The HTTP listener with its limits: connection slots given to clients once their first
+//! bytes come (see [`crate::slots`]), how long a client may take to send its headers
+//! (`header_read_timeout`), how long a request may take until its answer starts
 //! (`request_timeout`), how long a client may take none of an answer's bytes
 //! (`write_timeout`), and uploads kept on disk only while their request lives.
 //!
@@ -22,12 +22,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::AppState;
 use crate::metrics::Metrics;
+use crate::slots::{OnReservedSlot, Slots};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for requests in flight.
+/// Connections take their slot once their first bytes come ([`Slots`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
@@ -36,7 +37,13 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(
+        limits.max_connections,
+        limits.reserved_connections,
+        limits.max_connections_per_client,
+        metrics.limit_counter(),
+        "",
+    );
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -44,22 +51,9 @@ pub(crate) async fn serve(
         .header_read_timeout(limits.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
-        // A connection is accepted only when it can be served: past the limit, clients
-        // wait in the listen queue instead of holding a task and a socket here.
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Full: counted once per wait.
-                metrics.limit_hit("max_connections");
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                    () = &mut shutdown => break,
-                }
-            }
-        };
-        let socket = tokio::select! {
+        let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait instead of spinning.
                     tracing::warn!("cannot accept a connection: {e}");
@@ -69,14 +63,52 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(mut admitted) = slots.admit(peer.ip()) else {
+            continue; // its client holds its share: closed
+        };
         let _ = socket.set_nodelay(true);
-        let socket = Stalls::new(socket, limits.write_timeout, metrics.clone());
-        let service = TowerToHyperService::new(app.clone());
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
-        let handshake = limits.header_read_timeout;
-        let metrics = metrics.clone();
-        metrics.connection(1);
+        let (app, metrics, slots) = (app.clone(), metrics.clone(), slots.clone());
+        let (handshake, header_read) = (limits.handshake_timeout, limits.header_read_timeout);
+        let write_timeout = limits.write_timeout;
         tokio::spawn(async move {
+            // Its turn among the pending, then its first bytes (a request, or a TLS
+            // ClientHello), within the handshake time.
+            let shown = async {
+                admitted.pending().await;
+                let mut first = [0u8; 1];
+                socket.peek(&mut first).await
+            };
+            match tokio::time::timeout(handshake, shown).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    slots.too_slow();
+                    return;
+                }
+            }
+            let slot = match admitted.take() {
+                Some(slot) => slot,
+                // Every slot is taken, the reserved ones too: wait a while for one.
+                None => match tokio::time::timeout(handshake, admitted.wait()).await {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            let reserved = slot.is_reserved();
+            let service = TowerToHyperService::new(tower::service_fn(
+                move |mut request: Request<hyper::body::Incoming>| {
+                    if reserved {
+                        request.extensions_mut().insert(OnReservedSlot);
+                    }
+                    let mut app = app.clone();
+                    async move {
+                        tower::Service::call(&mut app, request.map(axum::body::Body::new)).await
+                    }
+                },
+            ));
+            let socket = Stalls::new(socket, write_timeout, metrics.clone());
+            metrics.connection(1);
             let served = match tls {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(socket), service);
@@ -84,7 +116,7 @@ pub(crate) async fn serve(
                 }
                 // The handshake counts as the headers' time: a client that never finishes
                 // it is sent away as a slow one is.
-                Some(tls) => match tokio::time::timeout(handshake, tls.accept(socket)).await {
+                Some(tls) => match tokio::time::timeout(header_read, tls.accept(socket)).await {
                     Ok(Ok(socket)) => {
                         let connection = builder.serve_connection(TokioIo::new(socket), service);
                         watcher.watch(connection).await
@@ -106,11 +138,46 @@ pub(crate) async fn serve(
                 tracing::debug!("connection ended: {e}");
             }
             metrics.connection(-1);
-            drop(permit);
+            drop((slot, admitted));
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// On a connection holding one of the slots kept for them, only `/healthz` and admins are
+/// served; anyone else is told the door is full, and the connection closes so that the slot
+/// is free again at once.
+pub(crate) async fn reserved_only(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let on_reserved = request.extensions().get::<OnReservedSlot>().is_some();
+    let admin = request
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .is_some_and(|c| c.role == Some(basin_service::Role::Admin));
+    if !on_reserved || admin || request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let mut response = crate::auth::refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "every connection slot is taken (`[server] max_connections`, {}); the ones left are \
+             kept for /healthz and admins",
+            state.limits.max_connections
+        ),
+        "retry in a moment, or raise `[server] max_connections`",
+    );
+    use axum::http::{HeaderValue, header};
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A client's connection whose writes fail once the client has taken none of the answer's

@@ -21,6 +21,7 @@ mod metrics;
 pub mod openapi;
 mod postgres;
 mod query;
+mod slots;
 mod sql_cluster;
 mod tls;
 mod triggers;
@@ -156,6 +157,10 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             http::request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::reserved_only,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -91,6 +91,14 @@ impl Metrics {
     }
 
     /// A request or answer stopped by the limit `name` (a `[server]` setting).
+    /// [`Metrics::limit_hit`] as a function of its own (for parts that know no `Metrics`).
+    pub(crate) fn limit_counter(
+        self: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn Fn(&'static str) + Send + Sync> {
+        let metrics = self.clone();
+        std::sync::Arc::new(move |name| metrics.limit_hit(name))
+    }
+
     pub fn limit_hit(&self, name: &'static str) {
         *self
             .inner
@@ -259,6 +267,18 @@ impl Metrics {
                     limits.query_memory_limit as f64,
                 ),
                 (
+                    "basin_sql_planner_threads",
+                    "gauge",
+                    "`[sql] planner_threads`: statements parsed and planned at once.",
+                    self.sql.planners().0 as f64,
+                ),
+                (
+                    "basin_sql_planner_busy",
+                    "gauge",
+                    "Planning threads parsing or planning a statement now.",
+                    self.sql.planners().1 as f64,
+                ),
+                (
                     "basin_sql_distributed_queries_total",
                     "counter",
                     "SQL queries this node sent to the cluster's executors (`[sql] engine`).",
@@ -391,10 +411,14 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP basin_limit_hits_total Requests and answers stopped by a `[server]` limit."
+            "# HELP basin_limit_hits_total Requests, statements and answers stopped by a `[server]` or `[sql]` limit."
         );
         let _ = writeln!(out, "# TYPE basin_limit_hits_total counter");
-        for (limit, count) in &c.limits {
+        let mut hits = c.limits.clone();
+        for (limit, count) in self.sql.counters().refused() {
+            *hits.entry(limit).or_default() += count;
+        }
+        for (limit, count) in &hits {
             let _ = writeln!(out, "basin_limit_hits_total{{limit=\"{limit}\"}} {count}");
         }
         self.render_events(&mut out);

@@ -131,26 +131,21 @@ pub(crate) async fn serve(
     tokio::pin!(shutdown);
     let server = &handlers.0.lakehouse.settings().server;
     let limits = connection::Limits {
-        login_timeout: server.header_read_timeout,
+        login_timeout: server.handshake_timeout,
         max_message_size: server.pg_max_message_size,
         idle_timeout: server.pg_idle_timeout,
         max_prepared: server.pg_max_prepared,
         max_prepared_size: server.pg_max_prepared_size,
     };
-    // As over HTTP: past `[server] max_connections`, clients wait to be accepted.
-    let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    // As over HTTP: a slot is taken once a client has logged in (`crate::slots`).
+    let slots = crate::slots::Slots::new(
+        server.max_connections,
+        server.reserved_connections,
+        server.max_connections_per_client,
+        handlers.0.metrics.limit_counter(),
+        "pg_",
+    );
     loop {
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Full: counted once per wait.
-                handlers.0.metrics.limit_hit("pg_max_connections");
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                    () = &mut shutdown => break,
-                }
-            }
-        };
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -161,20 +156,31 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(mut admitted) = slots.admit(peer.ip()) else {
+            continue; // its client holds its share: closed
+        };
         let handlers = handlers.clone();
         let metrics = handlers.0.metrics.clone();
         let tls = tls.clone();
         let span = tracing::info_span!("postgres", %peer);
         tokio::spawn(
             async move {
+                // Its turn among the pending; the login time counts from here.
+                if tokio::time::timeout(limits.login_timeout, admitted.pending())
+                    .await
+                    .is_err()
+                {
+                    metrics.limit_hit("pg_login_timeout");
+                    return;
+                }
                 metrics.pg_connection(1);
                 if let Err(e) =
-                    connection::serve(socket, handlers, limits, tls, metrics.clone()).await
+                    connection::serve(socket, handlers, limits, tls, metrics.clone(), admitted)
+                        .await
                 {
                     tracing::debug!("connection ended: {e}");
                 }
                 metrics.pg_connection(-1);
-                drop(permit);
             }
             .instrument(span),
         );
@@ -230,6 +236,16 @@ fn error_info(e: Error, severity: &str) -> ErrorInfo {
         ErrorKind::InvalidInput => "42601",
         ErrorKind::AlreadyExists | ErrorKind::Conflict => "40001",
         ErrorKind::Timeout => "57014",
+        // A statement's bounds (`[sql] max_statement_size`, ...): program_limit_exceeded and
+        // statement_too_complex, as Postgres answers; else a memory limit (out_of_memory).
+        ErrorKind::Limit if e.message.contains("`[sql] max_statement_size`") => "54000",
+        ErrorKind::Limit
+            if ["max_expression_depth", "max_joins", "parse_steps_per_token"]
+                .iter()
+                .any(|s| e.message.contains(&format!("`[sql] {s}`"))) =>
+        {
+            "54001"
+        }
         ErrorKind::Limit => "53200",
         _ => "XX000",
     };
@@ -340,22 +356,37 @@ impl Backend {
         Ok(session)
     }
 
-    fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
-        // The Postgres dialect's parser takes time exponential in how deeply function calls
-        // nest (a second at 18): a deep statement is refused before it is parsed.
-        let limit = self.lakehouse.settings().server.pg_max_call_depth;
-        let depth = basin_sql::policy::call_depth(sql);
-        if depth > limit {
-            self.metrics.limit_hit("pg_max_call_depth");
-            return Err(pg_error(
-                "54001",
-                format!(
-                    "the statement nests function calls {depth} deep; the Postgres door parses at \
-                     most {limit} ([server] pg_max_call_depth); the HTTP API and `basin query` \
-                     have no such limit"
-                ),
-            ));
-        }
+    /// Parses a statement's text: bounded first by `[sql]`'s statement bounds (the Postgres
+    /// dialect's parser takes time exponential in how deeply calls nest), then parsed on a
+    /// planning thread, never on a worker of the runtime.
+    /// The statement's time limit covers the parse (and the wait for a planning thread).
+    async fn parse<C: ClientInfo + ?Sized>(
+        self: &Arc<Self>,
+        client: &C,
+        sql: &str,
+    ) -> PgWireResult<Vec<Statement>> {
+        let engine = self.lakehouse.sql();
+        let started = tokio::time::Instant::now();
+        engine.check_size(sql).map_err(basin_error)?;
+        let deadline =
+            statement_timeout(client, engine.limits().query_timeout).map(|t| (started + t, t));
+        let (backend, text) = (self.clone(), sql.to_string());
+        engine
+            .within(
+                deadline,
+                engine.on_planner(async move {
+                    let engine = backend.lakehouse.sql();
+                    let shape = engine.guard(&text, basin_sql::Dialect::Postgres)?;
+                    // Within the parse budget first: the compatibility parser has none.
+                    engine.check_postgres_parse(&text, &shape)?;
+                    Ok(backend.parse_here(&text))
+                }),
+            )
+            .await
+            .map_err(basin_error)?
+    }
+
+    fn parse_here(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         let mut statements = self.parser.parse(sql).map_err(|e| {
             // The compatibility parser parses tokens without their places: parsing the text
             // again (only on this error path) gives the line and column.
@@ -433,7 +464,7 @@ impl SimpleQueryHandler for Handlers {
     {
         let backend = &self.0;
         let mut responses = Vec::new();
-        'statements: for statement in backend.parse(query)? {
+        'statements: for statement in backend.parse(client, query).await? {
             if let Some(response) = backend.connection_statement(client, &statement).await {
                 responses.push(response?);
                 continue;
@@ -450,7 +481,8 @@ impl SimpleQueryHandler for Handlers {
             // The time limit counts from here, as Postgres' does: planning spends it too.
             let started = tokio::time::Instant::now();
             let session = backend.session(client).await?;
-            let deadline = statement_timeout(client, &session).map(|t| (started + t, t));
+            let deadline =
+                statement_timeout(client, session.default_timeout()).map(|t| (started + t, t));
             let plan = session
                 .plan_within(statement, deadline)
                 .await
@@ -486,7 +518,7 @@ impl QueryParser for Planner {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let backend = &self.0;
-        let mut statements = backend.parse(sql)?;
+        let mut statements = backend.parse(client, sql).await?;
         if statements.len() > 1 {
             return Err(pg_error(
                 "42601",
@@ -605,7 +637,8 @@ impl ExtendedQueryHandler for Handlers {
         // The time limit counts from here, planning included.
         let started = tokio::time::Instant::now();
         let session = backend.session(client).await?;
-        let deadline = statement_timeout(client, &session).map(|t| (started + t, t));
+        let deadline =
+            statement_timeout(client, session.default_timeout()).map(|t| (started + t, t));
         let fresh = session
             .plan_within(statement.clone(), deadline)
             .await

@@ -16,11 +16,15 @@
 mod compact;
 mod conjunctions;
 mod deadline;
+mod depth;
 pub mod distributed;
 mod errors;
 pub mod export;
+pub mod guard;
 pub mod json;
 mod limits;
+mod parse;
+mod planners;
 pub mod policy;
 mod provider;
 mod pruned;
@@ -45,18 +49,29 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
-use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::parser::Statement;
 use futures::StreamExt;
 
 pub use distributed::{BallistaSettings, SqlEngine};
 pub use errors::{NamespaceOption, SyntaxError, syntax_error};
+pub use guard::{Dialect, Shape, StatementLimits};
 pub use limits::{Engine, LimitCounters, SqlLimits};
+pub use planners::{
+    DEFAULT_STACK as DEFAULT_PLANNER_STACK, default_threads as default_planner_threads,
+};
 pub use stores::WarehouseFiles;
 
 use crate::deadline::until;
 use crate::distributed::Route;
 use crate::errors::sql_error;
 use crate::provider::RefCatalog;
+
+/// The stack of each thread of the binary's async runtime, where plans run: running a plan
+/// recurses once per operator (each stream polls its input) and once per expression level,
+/// and the plans `[sql] max_expression_depth` lets through need more than the default 2 MiB
+/// (a chain of 200 joins overflowed it). Only the pages a plan touches are ever backed by
+/// memory.
+pub const RUNTIME_STACK: usize = 16 << 20;
 
 /// The catalog name DataFusion sees; users write `ns.table`.
 pub const CATALOG: &str = "basin";
@@ -80,6 +95,7 @@ impl QueryResult {
 /// When a statement's time limit runs out, and that limit (for its error).
 pub type Deadline = (tokio::time::Instant, Duration);
 
+#[derive(Clone)]
 pub struct Session {
     ctx: SessionContext,
     catalog: Arc<RefCatalog>,
@@ -275,17 +291,26 @@ impl Session {
     /// policy ([`policy`]) and is planned; views are created in order; queries before the
     /// last are planned but not run, since nothing reads their rows. The time limit covers
     /// planning and the whole stream.
+    /// The text's size is checked first; then on a planning thread ([`Engine::on_planner`])
+    /// it is measured against the other statement bounds ([`guard`]), parsed and planned.
     pub async fn start(&self, sql: &str, timeout: Option<Duration>) -> Result<Running> {
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
-        self.within(deadline, self.start_script(sql, deadline))
-            .await
+        self.engine.check_size(sql)?;
+        let (this, sql) = (self.clone(), sql.to_string());
+        let planned = self.engine.on_planner(async move {
+            let shape = this.engine.guard(&sql, Dialect::Basin)?;
+            this.start_script(&sql, &shape, deadline).await
+        });
+        self.within(deadline, planned).await
     }
 
-    async fn start_script(&self, sql: &str, deadline: Option<Deadline>) -> Result<Running> {
-        let statements = DFParser::parse_sql(sql).map_err(|e| match e {
-            DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
-            e => sql_error(e, &self.catalog, self.option),
-        })?;
+    async fn start_script(
+        &self,
+        sql: &str,
+        shape: &Shape,
+        deadline: Option<Deadline>,
+    ) -> Result<Running> {
+        let statements = self.engine.parse(sql, shape)?;
         if statements.is_empty() {
             return Err(Error::invalid("the query is empty")
                 .with_hint("write a statement, e.g. `SELECT 1`"));
@@ -303,6 +328,7 @@ impl Session {
                 .await
                 .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             policy::check_plan(&plan)?;
+            self.engine.check_depth(&plan)?;
             if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
                 // What the script did before this query is what it reads.
                 last_query = Some((plan, statement, prelude.len()));
@@ -343,25 +369,52 @@ impl Session {
 }
 
 impl Session {
-    /// Streams the rows of one read-only query without collecting them (a function's input).
+    /// Streams the rows of one read-only query without collecting them (a function's input),
+    /// parsed and planned as [`Session::start`]'s are.
     pub async fn stream(&self, sql: &str) -> Result<(SchemaRef, RecordBatchStream)> {
-        let frame = self
-            .ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(|e| match e {
-                DataFusionError::SQL(parse, _) => syntax_error(&parse, Some(sql)),
-                e => sql_error(e, &self.catalog, self.option),
-            })?;
+        self.engine.check_size(sql)?;
+        let (this, sql) = (self.clone(), sql.to_string());
         let running = self
-            .execute_in(&self.ctx, frame.logical_plan().clone())
+            .engine
+            .on_planner(async move {
+                let shape = this.engine.guard(&sql, Dialect::Basin)?;
+                let mut statements = this.engine.parse(&sql, &shape)?;
+                let (Some(statement), None) = (statements.pop_front(), statements.pop_front())
+                else {
+                    return Err(Error::invalid(format!(
+                        "a function's input is one query, not `{sql}`"
+                    )));
+                };
+                let plan = this
+                    .ctx
+                    .state()
+                    .statement_to_plan(statement)
+                    .await
+                    .map_err(|e| sql_error(e, &this.catalog, this.option))?;
+                read_only()
+                    .verify_plan(&plan)
+                    .map_err(|e| sql_error(e, &this.catalog, this.option))?;
+                this.engine.check_depth(&plan)?;
+                this.execute_in(&this.ctx, plan).await
+            })
             .await?;
         Ok((running.schema, running.batches))
     }
 
     /// Plans one parsed statement (a front door that parses SQL its own way, like the
-    /// Postgres endpoint), under the statement policy.
+    /// Postgres endpoint, with the statement bounds checked on its text), under the
+    /// statement policy, on a planning thread.
     pub async fn plan(
+        &self,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<LogicalPlan> {
+        let this = self.clone();
+        self.engine
+            .on_planner(async move { this.plan_here(statement).await })
+            .await
+    }
+
+    async fn plan_here(
         &self,
         statement: datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<LogicalPlan> {
@@ -371,6 +424,7 @@ impl Session {
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         policy::check_plan(&plan)?;
+        self.engine.check_depth(&plan)?;
         Ok(plan)
     }
 
@@ -386,11 +440,13 @@ impl Session {
 
     /// Runs a planned query; its batches stream as they are computed, and end with an
     /// error at `deadline` (which counts from the statement's start, so planning spent some
-    /// of it).
+    /// of it). Optimizing and building its streams run on a planning thread.
     pub async fn execute(&self, plan: LogicalPlan, deadline: Option<Deadline>) -> Result<Running> {
-        let mut running = self
-            .within(deadline, self.execute_in(&self.ctx, plan))
-            .await?;
+        let this = self.clone();
+        let started = self
+            .engine
+            .on_planner(async move { this.execute_in(&this.ctx, plan).await });
+        let mut running = self.within(deadline, started).await?;
         if let Some((at, limit)) = deadline {
             running.batches = until(running.batches, at, limit, self.engine.clone());
         }
@@ -402,15 +458,7 @@ impl Session {
         deadline: Option<Deadline>,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match deadline {
-            Some((at, limit)) if tokio::time::Instant::now() >= at => {
-                Err(self.engine.timed_out(limit))
-            }
-            Some((at, limit)) => tokio::time::timeout_at(at, work)
-                .await
-                .unwrap_or_else(|_| Err(self.engine.timed_out(limit))),
-            None => work.await,
-        }
+        self.engine.within(deadline, work).await
     }
 
     /// The time limit queries get unless a front door says otherwise.
@@ -495,12 +543,20 @@ impl Session {
         })
     }
 
+    /// Optimizes `plan`, checks the depth of what will run, and starts it.
     async fn execute_in(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<Running> {
-        let physical = ctx
+        let (state, plan) = ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?
-            .create_physical_plan()
+            .into_parts();
+        let optimized = state
+            .optimize(&plan)
+            .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+        self.engine.check_depth(&optimized)?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         let stream = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())

@@ -49,6 +49,13 @@ pub struct SqlLimits {
     /// How many loaded tables (parsed metadata, and the manifests read since) a process
     /// keeps for the next query (`[sql] table_cache`); 0 keeps none.
     pub table_cache: u64,
+    /// Bounds on a statement's text, and on its plan's depth (`[sql] max_statement_size`,
+    /// `max_nesting`, `max_expression_depth`, `max_joins`).
+    pub statement: crate::guard::StatementLimits,
+    /// Statements parsed and planned at once (`[sql] planner_threads`).
+    pub planner_threads: usize,
+    /// The stack of each planning thread (`[sql] planner_stack`).
+    pub planner_stack: usize,
 }
 
 impl SqlLimits {
@@ -74,6 +81,9 @@ impl Default for SqlLimits {
             distributed_threshold: 1 << 30,
             table_cache: basin_table::LOADED_TABLES,
             ballista: crate::BallistaSettings::default(),
+            statement: crate::guard::StatementLimits::default(),
+            planner_threads: crate::planners::default_threads(),
+            planner_stack: crate::planners::DEFAULT_STACK,
         }
     }
 }
@@ -87,6 +97,25 @@ pub struct LimitCounters {
     pub distributed_queries: AtomicU64,
     /// Tasks this process's SQL executor ran.
     pub executor_tasks: AtomicU64,
+    /// Statements refused by a bound on their text or plan, by the setting's name.
+    refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl LimitCounters {
+    /// Statements refused so far, by the setting that refused them.
+    pub fn refused(&self) -> Vec<(&'static str, u64)> {
+        let refused = self.refused.lock().expect("limit counters");
+        refused.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    pub(crate) fn refuse(&self, setting: &'static str) {
+        *self
+            .refused
+            .lock()
+            .expect("limit counters")
+            .entry(setting)
+            .or_default() += 1;
+    }
 }
 
 /// The memory pool, spill space and limits every session of a process shares.
@@ -100,6 +129,8 @@ pub struct Engine {
     warehouse: Option<String>,
     /// Where queries run besides this process (`[sql.ballista]`), once the node has joined.
     pub(crate) cluster: Arc<std::sync::RwLock<Option<crate::distributed::Cluster>>>,
+    /// The threads statements are parsed and planned on.
+    planners: crate::planners::Planners,
 }
 
 impl fmt::Debug for Engine {
@@ -129,13 +160,113 @@ impl Engine {
             .build_arc()
             .map_err(|e| Error::internal(format!("cannot set up the SQL engine: {e}")))?;
         Ok(Self {
-            limits,
             pool,
             runtime,
             counters: Arc::default(),
             warehouse: warehouse.root(),
             cluster: Arc::default(),
+            planners: crate::planners::Planners::start(
+                limits.planner_threads,
+                limits.planner_stack,
+            )?,
+            limits,
         })
+    }
+
+    /// Refuses a statement's text past `[sql] max_statement_size` at once, before anything
+    /// reads it (counted as [`Engine::guard`]'s refusals are).
+    pub fn check_size(&self, sql: &str) -> Result<()> {
+        let limits = crate::guard::StatementLimits {
+            max_depth: usize::MAX,
+            max_joins: usize::MAX,
+            ..self.limits.statement
+        };
+        if sql.len() <= limits.max_size {
+            return Ok(());
+        }
+        self.guard_with(sql, crate::guard::Dialect::Basin, &limits)
+            .map(|_| ())
+    }
+
+    /// Checks a statement's text against `[sql]`'s bounds before it is parsed (a refusal
+    /// is counted by the setting's name). It reads the whole text: run it on a planning
+    /// thread.
+    pub fn guard(&self, sql: &str, dialect: crate::guard::Dialect) -> Result<crate::guard::Shape> {
+        self.guard_with(sql, dialect, &self.limits.statement)
+    }
+
+    fn guard_with(
+        &self,
+        sql: &str,
+        dialect: crate::guard::Dialect,
+        limits: &crate::guard::StatementLimits,
+    ) -> Result<crate::guard::Shape> {
+        crate::guard::check_bound(sql, dialect, limits).map_err(|(bound, e)| {
+            self.counters.refuse(bound.setting());
+            e
+        })
+    }
+
+    /// Parses a script `guard` let through (and measured as `shape`) within its parse budget
+    /// ([`crate::parse`]); run it on a planning thread.
+    pub(crate) fn parse(
+        &self,
+        sql: &str,
+        shape: &crate::guard::Shape,
+    ) -> Result<std::collections::VecDeque<datafusion::sql::parser::Statement>> {
+        crate::parse::parse_basin(sql, shape, &self.limits.statement).inspect_err(|e| {
+            if e.kind() == ErrorKind::Limit {
+                self.counters.refuse("parse_steps_per_token");
+            }
+        })
+    }
+
+    /// Whether parsing `sql` in the Postgres dialect stays within its budget (the Postgres
+    /// door parses it again its own way after); run it on a planning thread.
+    pub fn check_postgres_parse(&self, sql: &str, shape: &crate::guard::Shape) -> Result<()> {
+        crate::parse::check_postgres(sql, shape, &self.limits.statement).inspect_err(|_| {
+            self.counters.refuse("parse_steps_per_token");
+        })
+    }
+
+    /// Refuses a plan deeper than `[sql] max_expression_depth` (counted as the guard's
+    /// refusals are).
+    pub(crate) fn check_depth(&self, plan: &datafusion::logical_expr::LogicalPlan) -> Result<()> {
+        crate::depth::check(plan, self.limits.statement.max_depth).inspect_err(|_| {
+            self.counters.refuse(crate::guard::Bound::Depth.setting());
+        })
+    }
+
+    /// Runs `work` (parsing, planning, building a plan's streams) on one of the engine's
+    /// planning threads, whose stacks hold what the statement bounds allow; waits for a free
+    /// one first. Put a time limit around it: the wait counts too.
+    pub async fn on_planner<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        self.planners.run(work).await
+    }
+
+    /// `work`, stopped at `deadline` (when a statement's time limit runs out, and that limit)
+    /// with the timeout error, counted as a query's.
+    pub async fn within<T>(
+        &self,
+        deadline: Option<crate::Deadline>,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match deadline {
+            Some((at, limit)) if tokio::time::Instant::now() >= at => Err(self.timed_out(limit)),
+            Some((at, limit)) => tokio::time::timeout_at(at, work)
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out(limit))),
+            None => work.await,
+        }
+    }
+
+    /// Planning threads, and how many are busy now.
+    pub fn planners(&self) -> (usize, usize) {
+        (self.planners.threads(), self.planners.busy())
     }
 
     /// Whether DataFusion's own Parquet reader can open a table whose metadata is at

@@ -149,87 +149,6 @@ const KEYWORDS: &[&str] = &[
     "DATA",
 ];
 
-/// Words before `(` that do not call a function.
-const NOT_CALLS: [&str; 16] = [
-    "SELECT", "AND", "OR", "NOT", "IN", "ON", "WHERE", "AS", "EXISTS", "FROM", "JOIN", "WHEN",
-    "THEN", "ELSE", "VALUES", "USING",
-];
-
-/// How deeply function calls nest in `sql` (`f(g(h(1)))`: 3), read from the text before any
-/// parsing: a `(` right after a name opens a call; parentheses alone, string literals, quoted
-/// names and comments do not count. sqlparser's Postgres dialect takes time exponential in
-/// this depth, so the Postgres door refuses deep statements before parsing them.
-pub fn call_depth(sql: &str) -> usize {
-    let bytes = sql.as_bytes();
-    let (mut i, mut deepest) = (0, 0);
-    let mut open: Vec<bool> = Vec::new();
-    let mut calls = 0usize;
-    // Whether the last token was a name (not a keyword that takes parentheses), and where
-    // the current word started.
-    let mut after_name = false;
-    let mut word_start: Option<usize> = None;
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'\'' | b'"' => {
-                // A literal or a quoted name: to its closing quote (doubled quotes escape).
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == c {
-                        if bytes.get(i + 1) == Some(&c) {
-                            i += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    i += 1;
-                }
-                after_name = c == b'"';
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'(' => {
-                if let Some(start) = word_start.take() {
-                    let word = &sql[start..i].trim_end().to_ascii_uppercase();
-                    after_name = after_name && !NOT_CALLS.contains(&word.as_str());
-                }
-                open.push(after_name);
-                calls += usize::from(after_name);
-                deepest = deepest.max(calls);
-                after_name = false;
-            }
-            b')' => {
-                if open.pop() == Some(true) {
-                    calls -= 1;
-                }
-                after_name = false;
-            }
-            c if c.is_ascii_whitespace() => {}
-            c => {
-                let name = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
-                if name && !after_name {
-                    word_start = Some(i);
-                } else if !name {
-                    word_start = None;
-                }
-                after_name = name;
-            }
-        }
-        i += 1;
-    }
-    deepest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,16 +226,5 @@ mod tests {
         assert_eq!(kind_of("INSERT INTO T VALUES (1)"), "INSERT INTO");
         assert_eq!(kind_of("TRUNCATE TABLE t"), "TRUNCATE TABLE");
         assert_eq!(kind_of("ALTER TABLE t ADD COLUMN b INT"), "ALTER TABLE");
-    }
-
-    #[test]
-    fn call_depth_counts_nested_calls_only() {
-        assert_eq!(call_depth("SELECT f(g(h(1)))"), 3);
-        assert_eq!(call_depth("SELECT ((((1))))"), 0);
-        assert_eq!(call_depth("SELECT f ( (g(1)) )"), 2);
-        assert_eq!(call_depth("SELECT 'f(f(f(' , \"q\"(1) -- f(f(\n"), 1);
-        assert_eq!(call_depth("SELECT /* f(f( */ count(*)"), 1);
-        let deep = format!("SELECT {}1", "f(".repeat(40));
-        assert_eq!(call_depth(&deep), 40);
     }
 }

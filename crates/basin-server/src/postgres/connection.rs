@@ -7,8 +7,9 @@
 //! - a message is at most `[server] pg_max_message_size` bytes, and before login at most
 //!   [`LOGIN_MESSAGE_SIZE`] (a startup packet and a password: a token). pgwire buffers up to
 //!   1 GiB of one message, from anyone;
-//! - the login takes at most `[server] header_read_timeout`, as an HTTP request's headers do
-//!   (pgwire's is a fixed minute);
+//! - the login takes at most `[server] handshake_timeout` (pgwire's is a fixed minute), and
+//!   only then does the connection take a slot (`crate::slots`): the slots kept past
+//!   `max_connections` go to admin tokens only;
 //! - with `[server] tls_cert` and `tls_key`, logins from other machines come over TLS only
 //!   (`sslmode=require`; see `crate::tls`);
 //! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
@@ -69,6 +70,7 @@ pub(super) async fn serve(
     limits: Limits,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     metrics: Arc<Metrics>,
+    admitted: crate::slots::Admitted,
 ) -> io::Result<()> {
     let tls_only = tls.is_some() && !socket.peer_addr()?.ip().to_canonical().is_loopback();
     let login = tokio::time::sleep(limits.login_timeout);
@@ -91,6 +93,11 @@ pub(super) async fn serve(
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
     let mut socket = Framed::from_parts(parts);
+    // The login takes its slot from here (`Handlers::welcome`), and keeps it with the
+    // connection.
+    socket
+        .session_extensions()
+        .insert(Unseated(std::sync::Mutex::new(Some(admitted))));
     // Over plain TCP from another machine, only a cancel request (which carries no token:
     // libpq sends it unencrypted) is taken.
     let mut refuse_plain = tls_only && !secure;
@@ -122,7 +129,7 @@ pub(super) async fn serve(
                 () = &mut login => {
                     metrics.limit_hit("pg_login_timeout");
                     let why = format!(
-                        "the login took longer than {}s (`[server] header_read_timeout`)",
+                        "the login took longer than {}s (`[server] handshake_timeout`)",
                         limits.login_timeout.as_secs_f64()
                     );
                     return fatal(&mut socket, "08P01", why, None).await;
@@ -317,6 +324,15 @@ pub(super) async fn serve(
         }
     }
 }
+
+/// A connection's place among its client's connections, until its login takes a slot.
+pub(super) struct Unseated(pub(super) std::sync::Mutex<Option<crate::slots::Admitted>>);
+
+/// The slot a logged-in connection holds.
+pub(super) struct Seated(
+    #[allow(dead_code)] pub(super) std::sync::Mutex<crate::slots::Admitted>,
+    #[allow(dead_code)] pub(super) crate::slots::Slot,
+);
 
 /// The named prepared statements (`S`) and portals (`P`) a connection has open, as its
 /// messages open and close them (pgwire's store cannot be counted).

@@ -21,13 +21,17 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use super::{Handlers, REF, TOKEN_ID, WHO, error_info, pgwire};
 
 impl Handlers {
-    /// Authentication passed: pick the ref from the database name and say ready.
-    async fn welcome<C>(&self, client: &mut C) -> PgWireResult<()>
+    /// Authentication passed: take a connection slot (one of those kept past
+    /// `max_connections` only for an admin), pick the ref from the database name and say
+    /// ready.
+    async fn welcome<C>(&self, client: &mut C, admin: bool) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let wait = self.0.lakehouse.settings().server.handshake_timeout;
+        seat(client, admin, wait).await?;
         let metadata = client.metadata();
         let user = metadata.get(METADATA_USER);
         let spec = match metadata.get(METADATA_DATABASE) {
@@ -66,6 +70,44 @@ impl Handlers {
     }
 }
 
+/// Gives the connection a slot: a free one, else (for an admin) one of those kept past
+/// `max_connections`, else the first freed within `[server] handshake_timeout`; with none,
+/// ends it as Postgres does (`53300`, too_many_connections).
+async fn seat<C: ClientInfo>(
+    client: &mut C,
+    admin: bool,
+    wait: std::time::Duration,
+) -> PgWireResult<()> {
+    use super::connection::{Seated, Unseated};
+    let Some(unseated) = client.session_extensions().get::<Unseated>() else {
+        return Ok(()); // seated already
+    };
+    let Some(mut admitted) = unseated.0.lock().expect("slot").take() else {
+        return Ok(());
+    };
+    let mut slot = admitted
+        .take_general()
+        .or_else(|| admin.then(|| admitted.take_reserved()).flatten());
+    if slot.is_none() {
+        slot = tokio::time::timeout(wait, admitted.wait()).await.ok();
+    }
+    let Some(slot) = slot else {
+        let mut info = ErrorInfo::new(
+            "FATAL".into(),
+            "53300".into(),
+            "sorry, too many clients already: every connection slot is taken \
+             (`[server] max_connections`; the ones left are kept for admin tokens)"
+                .into(),
+        );
+        info.hint = Some("retry in a moment, or raise `[server] max_connections`".into());
+        return Err(PgWireError::UserError(Box::new(info)));
+    };
+    client
+        .session_extensions()
+        .insert(Seated(std::sync::Mutex::new(admitted), slot));
+    Ok(())
+}
+
 #[async_trait]
 impl StartupHandler for Handlers {
     async fn on_startup<C>(
@@ -87,7 +129,7 @@ impl StartupHandler for Handlers {
                 let (pid, secret) = self.0.cancel_keys.generate(&*client);
                 client.set_pid_and_secret_key(pid, secret);
                 if self.0.open {
-                    return self.welcome(client).await;
+                    return self.welcome(client, true).await;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 use futures::SinkExt;
@@ -108,7 +150,8 @@ impl StartupHandler for Handlers {
                         client
                             .metadata_mut()
                             .insert(TOKEN_ID.to_string(), token.id.clone());
-                        self.welcome(client).await?;
+                        self.welcome(client, role == basin_service::Role::Admin)
+                            .await?;
                     }
                     Ok(None) => {
                         let mut info = ErrorInfo::new(

@@ -126,7 +126,7 @@ impl Backend {
 /// datafusion-postgres' SET hook under this key), within the server's `[sql] query_timeout`.
 pub(super) fn statement_timeout<C: ClientInfo + ?Sized>(
     client: &C,
-    session: &basin_sql::Session,
+    default: Option<Duration>,
 ) -> Option<Duration> {
     let asked = client
         .metadata()
@@ -134,7 +134,7 @@ pub(super) fn statement_timeout<C: ClientInfo + ?Sized>(
         .and_then(|ms| ms.parse::<u64>().ok())
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
-    match (asked, session.default_timeout()) {
+    match (asked, default) {
         (Some(a), Some(limit)) => Some(a.min(limit)),
         (a, limit) => a.or(limit),
     }

@@ -13,13 +13,15 @@ use crate::{Error, Result};
 pub struct ServerSection {
     pub allowed_hosts: Option<Vec<String>>,
     pub max_connections: Option<usize>,
+    pub reserved_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub handshake_timeout: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
     pub request_timeout: Option<DurationValue>,
     pub write_timeout: Option<DurationValue>,
     pub max_upload_size: Option<SizeValue>,
     pub json_max_rows: Option<u64>,
     pub json_max_bytes: Option<SizeValue>,
-    pub pg_max_call_depth: Option<usize>,
     pub pg_max_message_size: Option<SizeValue>,
     pub pg_idle_timeout: Option<DurationValue>,
     pub pg_max_prepared: Option<usize>,
@@ -36,8 +38,16 @@ pub struct ServerSettings {
     /// Host names (besides the listen address, and `localhost` on loopback) requests may
     /// name in `Host`; `*` allows any.
     pub allowed_hosts: Vec<String>,
-    /// Connections served at once (HTTP and Postgres each); more wait to be accepted.
+    /// Connections served at once (HTTP and Postgres each), and connections waiting for
+    /// their slot; more wait to be accepted.
     pub max_connections: usize,
+    /// Slots past `max_connections` kept for `/healthz` and admin tokens.
+    pub reserved_connections: usize,
+    /// Connections one client address may hold at once, per door.
+    pub max_connections_per_client: usize,
+    /// How long a new connection may take to show itself before it gets a slot: its first
+    /// bytes (HTTP), its login (Postgres).
+    pub handshake_timeout: std::time::Duration,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: std::time::Duration,
     /// How long a request may take until its answer starts (a streamed answer may go on).
@@ -50,9 +60,6 @@ pub struct ServerSettings {
     /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
     pub json_max_rows: u64,
     pub json_max_bytes: u64,
-    /// Function calls nested in one another in a statement to the Postgres door: its parser
-    /// takes time exponential in that depth, so deeper statements are refused before parsing.
-    pub pg_max_call_depth: usize,
     /// The largest message a Postgres client may send once logged in (a statement with its
     /// parameters); before login, at most 16 KiB.
     pub pg_max_message_size: usize,
@@ -86,13 +93,15 @@ impl Default for ServerSettings {
         Self {
             allowed_hosts: Vec::new(),
             max_connections: 256,
+            reserved_connections: 4,
+            max_connections_per_client: 64,
+            handshake_timeout: std::time::Duration::from_secs(5),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: Some(std::time::Duration::from_secs(600)),
             write_timeout: Some(std::time::Duration::from_secs(60)),
             max_upload_size: 10 << 30,
             json_max_rows: 100_000,
             json_max_bytes: 64 << 20,
-            pg_max_call_depth: 12,
             pg_max_message_size: 64 << 20,
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
@@ -118,6 +127,17 @@ pub(super) fn resolve(
     if let Some(n) = w.max_connections {
         server.max_connections = n.max(1);
     }
+    if let Some(n) = w.reserved_connections {
+        server.reserved_connections = n;
+    }
+    if let Some(n) = w.max_connections_per_client {
+        server.max_connections_per_client = n.max(1);
+    }
+    if let Some(v) = &w.handshake_timeout {
+        server.handshake_timeout = v
+            .limit(&setting("handshake_timeout"))?
+            .unwrap_or(std::time::Duration::from_secs(3600));
+    }
     if let Some(v) = &w.header_read_timeout {
         server.header_read_timeout = v
             .limit(&setting("header_read_timeout"))?
@@ -137,9 +157,6 @@ pub(super) fn resolve(
     }
     if let Some(v) = &w.json_max_bytes {
         server.json_max_bytes = v.bytes(&setting("json_max_bytes"))?;
-    }
-    if let Some(n) = w.pg_max_call_depth {
-        server.pg_max_call_depth = n.max(1);
     }
     if let Some(v) = &w.pg_max_message_size {
         // A message of less than 16 KiB could not carry a login.

@@ -25,6 +25,12 @@ pub struct SqlSection {
     pub distributed_threshold: Option<SizeValue>,
     /// Loaded tables a process keeps (0: none).
     pub table_cache: Option<u64>,
+    pub max_statement_size: Option<SizeValue>,
+    pub max_expression_depth: Option<usize>,
+    pub parse_steps_per_token: Option<u64>,
+    pub max_joins: Option<usize>,
+    pub planner_threads: Option<usize>,
+    pub planner_stack: Option<SizeValue>,
     pub ballista: Option<BallistaSection>,
 }
 
@@ -73,6 +79,25 @@ pub(super) fn resolve(
     }
     if let Some(n) = q.table_cache {
         sql.table_cache = n;
+    }
+    if let Some(v) = &q.max_statement_size {
+        sql.statement.max_size = v.in_memory(&setting("sql", "max_statement_size"), 1 << 10)?;
+    }
+    if let Some(n) = q.max_expression_depth {
+        sql.statement.max_depth = n.max(16);
+    }
+    if let Some(n) = q.parse_steps_per_token {
+        sql.statement.parse_steps_per_token = n.max(4);
+    }
+    if let Some(n) = q.max_joins {
+        sql.statement.max_joins = n.max(1);
+    }
+    if let Some(n) = q.planner_threads {
+        sql.planner_threads = n.max(1);
+    }
+    if let Some(v) = &q.planner_stack {
+        // Less than 8 MiB would not hold the default bounds in a debug build.
+        sql.planner_stack = v.in_memory(&setting("sql", "planner_stack"), 8 << 20)?;
     }
     if let Some(b) = &q.ballista {
         let address = |name: &str, value: &str| {

@@ -99,6 +99,60 @@ fn table_cache_is_a_count_with_a_default() {
 }
 
 #[test]
+fn statement_bounds_and_planning_threads_are_sql_settings_with_defaults() {
+    let load = |toml: &str| settings(toml).map(|s| s.sql);
+    let default = load("").unwrap();
+    assert_eq!(default.statement, basin_sql::StatementLimits::default());
+    assert_eq!(
+        default.planner_threads,
+        basin_sql::default_planner_threads()
+    );
+    let set = load(
+        "[sql]\nmax_statement_size = \"64KiB\"\nmax_expression_depth = 200\nmax_joins = 8\n\
+         parse_steps_per_token = 32\nplanner_threads = 2\nplanner_stack = \"64MiB\"\n",
+    )
+    .unwrap();
+    assert_eq!(set.statement.max_size, 64 << 10);
+    assert_eq!(set.statement.max_depth, 200);
+    assert_eq!(set.statement.max_joins, 8);
+    assert_eq!(set.statement.parse_steps_per_token, 32);
+    assert_eq!((set.planner_threads, set.planner_stack), (2, 64 << 20));
+    // Below what a statement needs at all, the floors hold.
+    let floor = load("[sql]\nplanner_stack = \"1MiB\"\nmax_statement_size = 1\n").unwrap();
+    assert_eq!(
+        (floor.planner_stack, floor.statement.max_size),
+        (8 << 20, 1 << 10)
+    );
+    assert!(load("[sql]\npg_max_call_depth = 3\n").is_err());
+}
+
+#[test]
+fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
+    let load = |toml: &str| settings(toml).map(|s| s.server);
+    let default = load("").unwrap();
+    assert_eq!(
+        (
+            default.reserved_connections,
+            default.max_connections_per_client
+        ),
+        (4, 64)
+    );
+    assert_eq!(default.handshake_timeout, std::time::Duration::from_secs(5));
+    let set = load(
+        "[server]\nreserved_connections = 0\nmax_connections_per_client = 2\n\
+         handshake_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (set.reserved_connections, set.max_connections_per_client),
+        (0, 2)
+    );
+    assert_eq!(set.handshake_timeout, std::time::Duration::from_secs(1));
+    let e = load("[server]\npg_max_call_depth = 12\n").unwrap_err();
+    assert!(e.message.contains("pg_max_call_depth"), "{e}");
+}
+
+#[test]
 fn functions_get_only_the_secrets_basin_toml_declares() {
     let load = |toml: &str| settings(toml).map(|s| s.secrets);
     assert!(load("").unwrap().is_empty());

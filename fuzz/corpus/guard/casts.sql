@@ -1,0 +1,1 @@
+SELECT x::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int::text::int FROM t

@@ -1,0 +1,2 @@
+SELECT /* ( /* nested ( */ ( */ abs(1) -- f(f(f(
+, 2

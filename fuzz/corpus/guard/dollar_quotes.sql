@@ -1,0 +1,1 @@
+SELECT $$'$$, $q$ f(f(f( $q$, abs(abs(abs(x))) FROM t

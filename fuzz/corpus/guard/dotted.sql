@@ -1,0 +1,1 @@
+SELECT (basin.sales.orders.id), abs(t.a.b.c) FROM basin.sales.orders

@@ -1,0 +1,1 @@
+SELECT coalesce(coalesce(coalesce(coalesce(coalesce(coalesce(coalesce(coalesce(coalesce(coalesce(x, 0), 0), 0), 0), 0), 0), 0), 0), 0), 0) FROM t
