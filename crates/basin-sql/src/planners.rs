@@ -116,10 +116,12 @@ impl Planners {
         let (sender, receiver) = oneshot::channel();
         let job: Job = Box::new(move || {
             let result = handle.block_on(work);
+            // The permit goes back before the caller hears back, so that `busy` no longer
+            // counts this job when the caller goes on.
+            drop(permit);
             // A caller that stopped waiting leaves the result to be dropped here, on this
             // thread's stack.
             let _ = sender.send(result);
-            drop(permit);
         });
         self.inner
             .jobs
