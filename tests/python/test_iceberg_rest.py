@@ -212,6 +212,13 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
                         {"name": "planted", "metadata-location": str(planted)})
     assert status == 400 and "outside the warehouse" in body["error"]["message"], body
     assert not main.table_exists("sales.planted")
+    # Nor one named through the warehouse and back out, however the dots are encoded.
+    for dots in ("%2e%2e", "%2E%2e", "%252e%252e"):
+        sneaky = f"file://{warehouse}/{dots}/{warehouse.name}/planted.metadata.json"
+        status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
+                            {"name": "sneaky", "metadata-location": sneaky})
+        assert status == 400 and "outside the warehouse" in body["error"]["message"], (dots, body)
+    assert not main.table_exists("sales.sneaky")
     # Nor one whose manifest list and manifest are in the warehouse, and whose manifest
     # names a data file outside it (written here with PyIceberg's own manifest writers).
     plant_outside_data_file(main.load_table("sales.orders"), outside, warehouse / "planted2.metadata.json")

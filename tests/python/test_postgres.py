@@ -387,8 +387,10 @@ def test_set_of_an_engine_setting_is_refused_by_the_policy(server):
     """`SET datafusion.*` would change the engine's limits: refused with 25006 through both
     protocols, not answered `SET` (datafusion-postgres' hook would, on a context shared by
     every connection); `SET statement_timeout` still works."""
-    out = psql(server, "-c", "SET datafusion.execution.batch_size = 1")
-    assert out.returncode != 0 and "is not allowed" in out.stderr, out
+    for name in ("datafusion.execution.batch_size", '"datafusion.execution.batch_size"',
+                 '"datafusion"."execution"."batch_size"', '"DataFusion.Execution.Batch_Size"'):
+        out = psql(server, "-c", f"SET {name} = 1")
+        assert out.returncode != 0 and "is not allowed" in out.stderr, (name, out)
     with psycopg.connect(host="127.0.0.1", port=server, user="analyst", autocommit=True) as conn:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("SET datafusion.execution.target_partitions = 64", prepare=True)

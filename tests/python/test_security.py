@@ -670,3 +670,57 @@ def test_idle_sockets_take_no_slot_and_the_reserved_ones_serve_healthz_and_admin
     finally:
         proc.kill()
         proc.wait()
+
+
+CALLS = '''
+import basin
+import pyarrow as pa
+
+
+@basin.python("3.11", timeout="5s")
+@basin.http()
+def private(event, context):
+    print("looked at", event["card"][-4:])
+    return {"approved": event["card"].startswith("4")}
+
+
+@basin.python("3.11", timeout="5s")
+@basin.http("/hooks/public", to="raw.public")
+def public(event, context):
+    return pa.table({"n": [event["n"]]})
+'''
+
+
+def test_readers_see_no_call_bodies_or_results_of_functions_whose_output_they_cannot_read(lakehouse, tmp_path):
+    """A `/fn` call's body and result are its caller's: a reader listing or opening events
+    sees them only for a function that writes a table (which the reader may read anyway);
+    the state, error and logs stay. Writers see everything."""
+    functions = tmp_path / "calls"
+    functions.mkdir()
+    (functions / "calls.py").write_text(CALLS)
+    lakehouse("deploy", str(functions))
+    reader = lakehouse("token", "create", "--role", "reader").strip()
+    writer = lakehouse("token", "create", "--role", "writer").strip()
+    base, proc = start_server(lakehouse)
+    try:
+        status, answer = send("POST", f"{base}/fn/private", writer, {"card": "4111111111111111"})
+        assert (status, answer) == (200, {"approved": True})
+        assert send("POST", f"{base}/hooks/public", writer, {"n": 7})[0] == 200
+        for token, sees in ((reader, False), (writer, True)):
+            status, events = send("GET", f"{base}/api/v1/events", token)
+            assert status == 200 and len(events) == 2, events
+            by_function = {e["function"]: e for e in events}
+            private, public = by_function["private"], by_function["public"]
+            assert public["payload"] == {"n": 7}  # its table is readable anyway
+            one = send("GET", f"{base}/api/v1/events/{private['id']}", token)[1]
+            for event in (private, one):
+                assert event["state"] == "succeeded" and "looked at 1111" in event["logs"]
+                if sees:
+                    assert event["payload"] == {"card": "4111111111111111"}
+                    assert event["result"] == {"approved": True}
+                else:
+                    assert "4111" not in json.dumps(event), event
+                    assert "redacted" in event["payload"] and event.get("result") is None, event
+    finally:
+        proc.kill()
+        proc.wait()

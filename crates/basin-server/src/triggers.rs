@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Extension, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basin_catalog::{Error, EventFilter, EventRecord, EventState};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::ApiError;
+use crate::auth::Caller;
 
 #[derive(Deserialize)]
 pub(crate) struct CallQuery {
@@ -134,9 +135,45 @@ fn failed(event: &EventRecord) -> Value {
 /// One event, by id or a unique prefix: state, attempts, error, logs, result or commit.
 pub(crate) async fn event(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<EventRecord>, ApiError> {
-    Ok(Json(state.lakehouse.event(&id).await?))
+    let mut events = vec![state.lakehouse.event(&id).await?];
+    for_caller(&state, &caller, &mut events).await?;
+    Ok(Json(events.remove(0)))
+}
+
+/// What of `events` a caller may see. A call's body (the payload) and its result are the
+/// caller's and the function's: a reader sees them only when the function stores its output
+/// in a table (`to=`), which a reader may read; for any other function they are left out
+/// (`redacted`). The state, error and logs stay (a reader follows failures; a function's
+/// logs are what its author chose to print). Writers and admins see everything.
+async fn for_caller(
+    state: &AppState,
+    caller: &Caller,
+    events: &mut [EventRecord],
+) -> Result<(), ApiError> {
+    if caller.role != Some(Role::Reader) || events.is_empty() {
+        return Ok(());
+    }
+    let with_table: std::collections::BTreeSet<String> = state
+        .lakehouse
+        .deployed_functions()
+        .await?
+        .into_iter()
+        .filter(|f| f.declaration.to.is_some())
+        .map(|f| f.name)
+        .collect();
+    for event in events
+        .iter_mut()
+        .filter(|e| !with_table.contains(&e.function))
+    {
+        event.payload = json!({
+            "redacted": "a call's body is its caller's and the function's: a writer or an admin sees it"
+        });
+        event.result = None;
+    }
+    Ok(())
 }
 
 /// Deployed functions: trigger, target, version, code and event counts.
@@ -151,9 +188,11 @@ pub(crate) struct EventsQuery {
     limit: Option<usize>,
 }
 
-/// Events, newest first: as `basin events ls`.
+/// Events, newest first: as `basin events ls` (for a reader, without the bodies, results and
+/// logs of functions that store no table: [`for_caller`]).
 pub(crate) async fn events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let filter = EventFilter {
@@ -161,7 +200,9 @@ pub(crate) async fn events(
         function: q.function,
         limit: crate::api::list_limit(q.limit, 50),
     };
-    Ok(Json(state.lakehouse.events(&filter).await?).into_response())
+    let mut events = state.lakehouse.events(&filter).await?;
+    for_caller(&state, &caller, &mut events).await?;
+    Ok(Json(events).into_response())
 }
 
 /// Queues a failed or dead event again and wakes the dispatcher; answers the event.

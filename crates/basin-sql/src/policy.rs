@@ -13,7 +13,7 @@
 use basin_catalog::{Error, Result};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{ObjectType, Query, Set, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Query, Set, SetExpr, Statement};
 
 const HINT: &str = "Basin's SQL only reads tables: change data with `basin import`, a pipeline \
                     (`basin run`) or an Iceberg engine through the REST catalog";
@@ -47,15 +47,27 @@ pub fn check_sql(statement: &Statement) -> Result<()> {
             ..
         } => Ok(()),
         Statement::Set(Set::SingleAssignment { variable, .. })
-            if variable
-                .to_string()
-                .to_ascii_lowercase()
-                .starts_with("basin.") =>
+            if variable_name(variable).starts_with("basin.") =>
         {
             Ok(())
         }
         other => Err(refused(&kind(other))),
     }
+}
+
+/// A setting's name as the engine reads it: its parts' values without quotes, joined by `.`,
+/// in lower case. `SET "datafusion.execution.batch_size"` names the same setting as the
+/// unquoted form, and must be judged as it.
+pub fn variable_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.clone(),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_ascii_lowercase()
 }
 
 fn check_query(query: &Query) -> Result<()> {
@@ -201,6 +213,8 @@ mod tests {
             ("DROP SCHEMA s", "DROP SCHEMA"),
             ("SELECT 1 INTO t", "SELECT INTO"),
             ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("SET \"datafusion.execution.batch_size\" = 1", "SET"),
+            ("SET \"datafusion\".execution.batch_size = 1", "SET"),
             ("RESET datafusion.execution.batch_size", "RESET"),
             (
                 "CREATE FUNCTION f() RETURNS INT RETURN 1",

@@ -129,13 +129,30 @@ impl Warehouse {
     }
 
     /// Whether `location` lies inside this warehouse: under its location, written as the
-    /// warehouse writes it (as every path Basin makes for its tables is), with no `..`
-    /// segment. Nothing Basin reads or writes for a client may lie elsewhere.
+    /// warehouse writes it (as every path Basin makes for its tables is), with no `..` or `.`
+    /// segment, as written or once percent-decoded (`%2e%2e`, `%252e%252e`): a store or a
+    /// client that decodes it would otherwise read a name that climbs out, or one that
+    /// misleads. Nothing Basin reads or writes for a client may lie elsewhere.
     pub fn contains(&self, location: &str) -> bool {
-        location
-            .strip_prefix(self.location.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
-            && !location.split('/').any(|part| part == "..")
+        let inside = |location: &str| {
+            location
+                .strip_prefix(self.location.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+                && !location.split('/').any(|part| part == ".." || part == ".")
+        };
+        let mut form = location.to_string();
+        // Decoded until nothing changes (a few rounds at most for any honest name).
+        for _ in 0..4 {
+            if !inside(&form) {
+                return false;
+            }
+            let decoded = percent_encoding::percent_decode_str(&form).decode_utf8_lossy();
+            if decoded == form {
+                return true;
+            }
+            form = decoded.into_owned();
+        }
+        false
     }
 
     pub fn file_io(&self) -> &FileIO {
@@ -266,5 +283,27 @@ mod tests {
         recorded.0.lock().unwrap().clear();
         warehouse.create_folder(&root).await.unwrap();
         assert_eq!(recorded.0.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_location_inside_is_inside_however_it_is_encoded() {
+        let warehouse = Warehouse::local(std::path::Path::new("/lake/wh")).unwrap();
+        let root = warehouse.location().to_string();
+        assert!(warehouse.contains(&format!("{root}/sales/orders/data/a.parquet")));
+        assert!(warehouse.contains(&format!("{root}/sales/orders/data/day=2024%2F01/a.parquet")));
+        for outside in [
+            "/lake/other/a.parquet".to_string(),
+            format!("{root}x/a.parquet"),
+            format!("{root}/../a.parquet"),
+            format!("{root}/./a.parquet"),
+            // Encoded once, twice, in either case: a decoding store would read `..`.
+            format!("{root}/%2e%2e/a.parquet"),
+            format!("{root}/%2E%2E/secrets"),
+            format!("{root}/%252e%252e/a.parquet"),
+            format!("{root}/t/%2e/a.parquet"),
+            format!("{root}/%2e%2e%2fsecrets"),
+        ] {
+            assert!(!warehouse.contains(&outside), "{outside}");
+        }
     }
 }

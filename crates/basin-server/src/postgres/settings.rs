@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basin_catalog::Error;
+use basin_sql::policy::variable_name;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use futures::stream;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
@@ -20,7 +21,7 @@ pub(super) fn set_value(statement: &Statement, name: &str) -> Option<String> {
     match statement {
         Statement::Set(Set::SingleAssignment {
             variable, values, ..
-        }) if variable.to_string().eq_ignore_ascii_case(name) && !values.is_empty() => Some(
+        }) if variable_name(variable) == name.to_ascii_lowercase() && !values.is_empty() => Some(
             values
                 .iter()
                 .map(|v| v.to_string().trim_matches(['\'', '"']).to_string())
@@ -48,11 +49,9 @@ pub(super) fn is_connection_statement(statement: &Statement) -> bool {
 /// datafusion-postgres' hook would answer `SET` for it on a context every connection shares.
 pub(super) fn engine_setting(statement: &Statement) -> Option<Error> {
     match statement {
+        // Quoted or not (`SET "datafusion.execution.batch_size"`): the name the engine reads.
         Statement::Set(Set::SingleAssignment { variable, .. })
-            if variable
-                .to_string()
-                .to_ascii_lowercase()
-                .starts_with("datafusion.") =>
+            if variable_name(variable).starts_with("datafusion.") =>
         {
             basin_sql::policy::check_sql(statement).err()
         }
@@ -150,6 +149,8 @@ mod tests {
     fn engine_settings_are_refused_and_connection_settings_are_not() {
         let parser = PostgresCompatibilityParser::new();
         let refused = |sql: &str| engine_setting(&parser.parse(sql).unwrap()[0]).is_some();
+        assert!(refused("SET \"datafusion.execution.batch_size\" = 1"));
+        assert!(refused("SET \"DataFusion\".execution.batch_size TO 1"));
         assert!(refused("SET datafusion.execution.batch_size = 1"));
         assert!(refused("SET DataFusion.optimizer.max_passes TO 1"));
         assert!(!refused("SET basin.ref = 'dev'"));
