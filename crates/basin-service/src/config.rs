@@ -17,7 +17,7 @@ mod sql;
 pub use maintenance::{DEFAULT_MAINTENANCE_SCHEDULE, MaintenanceSection, MaintenanceSettings};
 pub use secrets::{Secret, SecretFrom, SecretSection};
 pub use server::{ServerSection, ServerSettings, TlsFiles};
-pub use sql::{BallistaSection, SqlSection};
+pub use sql::{BallistaSection, SqlSection, free_space};
 
 pub mod env {
     pub const HOME: &str = "BASIN_HOME";

@@ -32,9 +32,11 @@ pub struct SqlLimits {
     pub query_memory_limit: u64,
     /// How long one query may run (`[sql] query_timeout`); `None`: no limit.
     pub query_timeout: Option<Duration>,
-    /// Where spilled data goes (default: the system's temporary folder).
+    /// Where spilled data goes (`[sql] spill_dir`; basin.toml's default: `.basin/spill`; here,
+    /// unset: the system's temporary folder).
     pub spill_dir: Option<PathBuf>,
-    /// How much spilled data all queries together may keep on disk.
+    /// How much spilled data all queries together may keep on disk (`[sql] spill_limit`;
+    /// basin.toml's default: a quarter of the free space there, at most 100 GiB).
     pub spill_limit: u64,
     /// DataFusion options every session starts with (`[sql.datafusion]`), checked by
     /// `set_option`.
@@ -145,8 +147,20 @@ impl Engine {
     /// An engine whose sessions read no files but the warehouse's, and those read only.
     pub fn new(limits: SqlLimits, warehouse: WarehouseFiles) -> Result<Self> {
         let pool = Arc::new(GreedyMemoryPool::new(limits.memory_limit as usize));
+        // The folder is made when missing; where it cannot be (a read-only lakehouse),
+        // queries spill to the system's temporary folder instead, and say so.
         let disk = match &limits.spill_dir {
-            Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
+            Some(dir) => match std::fs::create_dir_all(dir) {
+                Ok(()) => DiskManagerMode::Directories(vec![dir.clone()]),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot make the spill folder {}: {e}; queries spill to the system's \
+                         temporary folder",
+                        dir.display()
+                    );
+                    DiskManagerMode::OsTmpDirectory
+                }
+            },
             None => DiskManagerMode::OsTmpDirectory,
         };
         let runtime = RuntimeEnvBuilder::new()

@@ -49,20 +49,33 @@ struct Report<'a> {
     cpu_share: &'a str,
     max_folder_size_bytes: u64,
     running_as_root: bool,
+    /// Where queries spill (`[sql] spill_dir`), how much they may keep there
+    /// (`spill_limit`), and what is free there now.
+    spill_dir: String,
+    spill_limit_bytes: u64,
+    spill_free_bytes: Option<u64>,
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     // Outside a lakehouse the defaults apply.
-    let options = match open(home).await {
-        Ok(lakehouse) => lakehouse.settings().runtime.clone(),
+    let (options, sql) = match open(home).await {
+        Ok(lakehouse) => (
+            lakehouse.settings().runtime.clone(),
+            lakehouse.settings().sql.clone(),
+        ),
         Err(e)
             if e.downcast_ref::<basin_catalog::Error>().map(|e| e.kind)
                 == Some(basin_catalog::ErrorKind::NotFound) =>
         {
-            basin_runtime::RuntimeOptions::default()
+            (
+                basin_runtime::RuntimeOptions::default(),
+                basin_sql::SqlLimits::default(),
+            )
         }
         Err(e) => return Err(e),
     };
+    let spill_dir = sql.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let spill_free = basin_service::config::free_space(&spill_dir);
     let mut walls = Walls::probe(options.isolation, &options.disable_walls);
     walls.share_cpu(options.nice, false);
     let root = walls.root;
@@ -91,6 +104,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         },
         max_folder_size_bytes: options.max_folder_size,
         running_as_root: root,
+        spill_dir: spill_dir.display().to_string(),
+        spill_limit_bytes: sql.spill_limit,
+        spill_free_bytes: spill_free,
     };
     let rows = report
         .walls
@@ -130,6 +146,12 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
                 options.nice
             ),
         });
+        status(format!(
+            "SQL: queries spill to {} up to {} (`[sql] spill_dir`, `spill_limit`); {} free there now",
+            spill_dir.display(),
+            bytes(sql.spill_limit),
+            spill_free.map_or("unknown".to_string(), bytes),
+        ));
         if root {
             status(
                 "note: Basin runs as root; functions keep root's ownership of files inside their walls \

@@ -45,6 +45,22 @@ pub struct BallistaSection {
     pub executor_timeout: Option<DurationValue>,
 }
 
+/// `[sql] spill_limit` unless set: a quarter of the disk space free where spills go, at most
+/// 100 GiB, so that queries spilling together cannot fill the disk the lakehouse is on.
+pub(crate) fn default_spill_limit(spill_dir: Option<&Path>) -> u64 {
+    const MOST: u64 = 100 << 30;
+    let free = spill_dir.and_then(free_space).unwrap_or(MOST * 4);
+    (free / 4).min(MOST)
+}
+
+/// The bytes free to this user on the file system holding `path` (or the nearest folder
+/// above it that exists).
+pub fn free_space(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let stats = rustix::fs::statvfs(existing).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 /// `[sql]`, resolved; `setting` names a setting in messages.
 pub(super) fn resolve(
     q: &SqlSection,
@@ -62,12 +78,16 @@ pub(super) fn resolve(
     if let Some(v) = &q.query_timeout {
         sql.query_timeout = v.limit(&setting("sql", "query_timeout"))?;
     }
-    if let Some(spill) = &q.spill_dir {
-        sql.spill_dir = Some(dir.join(spill));
-    }
-    if let Some(v) = &q.spill_limit {
-        sql.spill_limit = v.bytes(&setting("sql", "spill_limit"))?;
-    }
+    // Spilled data goes under the lakehouse unless said otherwise: the system's temporary
+    // folder is often memory (tmpfs), where spilling would only move the pressure.
+    sql.spill_dir = Some(match &q.spill_dir {
+        Some(spill) => dir.join(spill),
+        None => dir.join(crate::BASIN_DIR).join("spill"),
+    });
+    sql.spill_limit = match &q.spill_limit {
+        Some(v) => v.bytes(&setting("sql", "spill_limit"))?,
+        None => default_spill_limit(sql.spill_dir.as_deref()),
+    };
     if let Some(engine) = &q.engine {
         sql.engine = engine.parse().map_err(|e: String| {
             Error::invalid(format!("basin.toml: [sql] engine: {e}"))
