@@ -266,3 +266,53 @@ def test_hostile_parses_hold_planning_threads_not_the_server(server):
     assert len(results) == 12 and all(status == 422 for status, _ in results), results[:2]
     assert all(refused_by_a_setting(a["error"]["message"]) for _, a in results), results[0]
     assert not watch.failures and max(watch.latencies) < 0.1, (watch.failures[:3], max(watch.latencies))
+
+
+MEMORY = [
+    # Functions whose output dwarfs their input, computed whole before any operator sees it.
+    ("series", "SELECT generate_series(1, 100000000) AS s"),
+    ("range", "SELECT range(100000000) AS s"),
+    ("repeat", "SELECT length(repeat('x', 500000000))"),
+    ("lpad", "SELECT length(lpad('x', 500000000))"),
+    ("array_repeat", "SELECT cardinality(array_repeat(1, 100000000))"),
+    ("unnest", "SELECT count(*) FROM (SELECT unnest(generate_series(1, 50000000)))"),
+    ("concat", "SELECT length(concat(" + ",".join(["s"] * 100) + ")) FROM (SELECT repeat('x', 5000000) AS s)"),
+    ("||", "SELECT length(" + "||".join(["s"] * 100) + ") FROM (SELECT repeat('x', 5000000) AS s)"),
+    # A constant copied to every row of a batch.
+    ("long constant", "SELECT '" + "x" * 900000 + "' AS s, value FROM range(100000) ORDER BY value LIMIT 3"),
+    ("wide rows", "SELECT repeat('x', 100000) AS s FROM range(10000)"),
+    # Aggregations the pool already accounts.
+    ("string_agg", "SELECT length(string_agg(repeat('x', 1000), ',')) FROM range(1000000)"),
+    ("array_agg", "SELECT cardinality(array_agg(value)) FROM range(100000000)"),
+]
+
+# What the server may hold past `memory_limit` while a query is refused: the batch in hand
+# and the arguments of the call being refused (docs/serving.md).
+MARGIN_MIB = 256
+
+
+def test_memory_hungry_queries_are_refused_within_the_pool(server):
+    s = server
+    limit_mib = 256
+    for name, sql in MEMORY:
+        time.sleep(0.5)
+        before = rss_mib(s["proc"].pid)
+        with Watch(s["base"], s["proc"].pid) as watch:
+            status, answer = send("POST", f"{s['base']}/api/v1/query", s["reader"], {"sql": sql})
+        assert s["proc"].poll() is None, f"the server died on {name}"
+        assert status == 422, (name, status, str(answer)[:300])
+        error = answer["error"]
+        assert error["kind"] == "Limit" and "memory" in error["message"], (name, error)
+        assert error.get("hint"), (name, error)
+        grown = watch.peak - before
+        assert grown < limit_mib + MARGIN_MIB, f"{name}: the server grew by {grown:.0f} MiB"
+    # Wide rows that fit the pool are answered, and the JSON answer stops at its byte cap
+    # having encoded no more than it sends.
+    before = rss_mib(s["proc"].pid)
+    with Watch(s["base"], s["proc"].pid) as watch:
+        status, answer = send("POST", f"{s['base']}/api/v1/query", s["reader"],
+                              {"sql": "SELECT repeat('x', 10000) AS s FROM range(100000)"})
+    assert status == 200 and answer["truncated"] is True, (status, str(answer)[:300])
+    assert 0 < answer["row_count"] < 100000 and len(answer["rows"][0]["s"]) == 10000
+    grown = watch.peak - before
+    assert grown < limit_mib + MARGIN_MIB, f"wide JSON: the server grew by {grown:.0f} MiB"

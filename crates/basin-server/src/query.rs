@@ -222,37 +222,32 @@ fn json_body(
 }
 
 /// The rows of `batch` as JSON objects, comma-separated, within the caps; `true` when a cap
-/// cut them.
+/// cut them. Rows are encoded one at a time and the byte cap checked at each, so a chunk
+/// never grows past the cap by more than a row.
 fn encode(batch: &RecordBatch, state: &mut JsonState) -> Result<(String, bool), Error> {
     let room = state.caps.rows.saturating_sub(state.rows) as usize;
-    let cut_rows = batch.num_rows() > room;
+    let mut cut = batch.num_rows() > room;
     let batch = batch.slice(0, batch.num_rows().min(room));
-    let mut writer =
-        basin_sql::json::writer().build::<_, arrow::json::writer::LineDelimited>(Vec::new());
-    writer
-        .write(&batch)
-        .and_then(|()| writer.finish())
-        .map_err(|e| Error::internal(format!("json: {e}")))?;
-    let lines = String::from_utf8(writer.into_inner())
-        .map_err(|e| Error::internal(format!("json: {e}")))?;
-    let mut chunk = String::with_capacity(lines.len());
+    let mut chunk = Vec::new();
     let mut sent = 0;
-    // A row object never holds a raw newline (JSON escapes them), so lines are rows.
-    for row in lines.lines() {
+    basin_sql::json::each_row(&batch, |row| {
         if state.bytes + row.len() as u64 + 1 > state.caps.bytes {
-            state.meter.rows(sent);
-            return Ok((chunk, true));
+            cut = true;
+            return false;
         }
         if state.rows > 0 {
-            chunk.push(',');
+            chunk.push(b',');
         }
-        chunk.push_str(row);
+        chunk.extend_from_slice(row);
         state.rows += 1;
         state.bytes += row.len() as u64 + 1;
         sent += 1;
-    }
+        true
+    })
+    .map_err(|e| Error::internal(format!("json: {e}")))?;
     state.meter.rows(sent);
-    Ok((chunk, cut_rows))
+    let chunk = String::from_utf8(chunk).map_err(|e| Error::internal(format!("json: {e}")))?;
+    Ok((chunk, cut))
 }
 
 /// Closes the JSON answer: the row count, whether a cap cut it, the error that ended it.

@@ -24,11 +24,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, PrimitiveArray};
-use arrow::datatypes::{ArrowPrimitiveType, DataType, FieldRef, Int64Type, UInt64Type};
+use arrow::array::{Array, AsArray, PrimitiveArray, RecordBatch, StructArray};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, FieldRef, Int64Type, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::json::WriterBuilder;
-use arrow::json::writer::{Encoder, EncoderFactory, EncoderOptions, NullableEncoder};
+use arrow::json::writer::{Encoder, EncoderFactory, EncoderOptions, NullableEncoder, make_encoder};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// The largest integer magnitude a double (a JavaScript number) holds exactly, with its
@@ -38,6 +38,33 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// Arrow's JSON writer builder with Basin's exact numbers.
 pub fn writer() -> WriterBuilder {
     WriterBuilder::new().with_encoder_factory(Arc::new(ExactNumbers))
+}
+
+/// The rows of `batch` as JSON objects, one at a time: `each` gets a row's bytes and says
+/// whether to go on. Only one row is ever encoded at once, so a caller that stops at a size
+/// never holds more than that size and one row (a whole batch of wide rows, encoded at
+/// once, is many times the batch).
+pub fn each_row(
+    batch: &RecordBatch,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> Result<(), ArrowError> {
+    let array = StructArray::from(batch.clone());
+    let field = Arc::new(Field::new_struct(
+        "",
+        batch.schema().fields().clone(),
+        false,
+    ));
+    let options = EncoderOptions::default().with_encoder_factory(Arc::new(ExactNumbers));
+    let mut encoder = make_encoder(&field, &array, &options)?;
+    let mut row = Vec::new();
+    for idx in 0..batch.num_rows() {
+        row.clear();
+        encoder.encode(idx, &mut row);
+        if !each(&row) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -110,6 +137,35 @@ mod tests {
         writer.write(batch).expect("write");
         writer.finish().expect("finish");
         serde_json::from_slice(&writer.into_inner()).expect("valid JSON")
+    }
+
+    #[test]
+    fn rows_one_at_a_time_are_the_writers_rows_and_stop_when_asked() {
+        let big = (1u64 << 60) as i64;
+        let ints = Int64Array::from(vec![Some(1), None, Some(big)]);
+        let amounts = Decimal128Array::from(vec![1050, -1, 0])
+            .with_precision_and_scale(18, 2)
+            .unwrap();
+        let batch = RecordBatch::try_from_iter([
+            ("n", Arc::new(ints) as _),
+            ("amount", Arc::new(amounts) as _),
+        ])
+        .unwrap();
+        let mut seen = Vec::new();
+        super::each_row(&batch, |row| {
+            seen.push(serde_json::from_slice::<serde_json::Value>(row).expect("a row is JSON"));
+            true
+        })
+        .unwrap();
+        assert_eq!(serde_json::Value::Array(seen), rows(&batch));
+
+        let mut calls = 0;
+        super::each_row(&batch, |_| {
+            calls += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(calls, 1, "a caller that says stop gets no more rows");
     }
 
     #[test]

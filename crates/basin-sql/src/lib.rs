@@ -28,6 +28,7 @@ mod planners;
 pub mod policy;
 mod provider;
 mod pruned;
+mod reserve;
 mod rules;
 mod stores;
 
@@ -194,13 +195,18 @@ impl Session {
             .schema_force_view_types = string_views;
         // No table factories: `CREATE EXTERNAL TABLE` has nothing to build, even if it got
         // past the statement policy; files come only from the engine's warehouse store.
+        let runtime = engine.session_runtime();
+        // After type coercion, before the optimizer folds constants (a local session's only:
+        // a distributed query is planned again in a session of its own).
+        let reserve = Arc::new(reserve::Reserve::new(runtime.memory_pool.clone()));
         let state = rules::add(
             SessionStateBuilder::new()
                 .with_config(config)
-                .with_runtime_env(engine.session_runtime())
+                .with_runtime_env(runtime)
                 .with_default_features()
                 .with_table_factories(HashMap::new()),
         )
+        .with_analyzer_rule(reserve)
         .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
         .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
         .build();
