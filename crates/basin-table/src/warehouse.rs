@@ -129,30 +129,18 @@ impl Warehouse {
     }
 
     /// Whether `location` lies inside this warehouse: under its location, written as the
-    /// warehouse writes it (as every path Basin makes for its tables is), with no `..` or `.`
-    /// segment, as written or once percent-decoded (`%2e%2e`, `%252e%252e`): a store or a
-    /// client that decodes it would otherwise read a name that climbs out, or one that
-    /// misleads. Nothing Basin reads or writes for a client may lie elsewhere.
+    /// warehouse writes it (as every path Basin makes for its tables is), with no segment
+    /// that is `..` or `.`, as written or once percent-decoded (`%2e%2e`, `%252e%252e`): a
+    /// store or a client that decodes names would read one that climbs out, and one that
+    /// does not would show a misleading name. A segment is what lies between two `/`s as
+    /// written: Basin's own partition folders encode a value's slashes (`day=a%2F..`), and
+    /// such a folder is one name, inside. Nothing Basin reads or writes for a client may lie
+    /// elsewhere.
     pub fn contains(&self, location: &str) -> bool {
-        let inside = |location: &str| {
-            location
-                .strip_prefix(self.location.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
-                && !location.split('/').any(|part| part == ".." || part == ".")
-        };
-        let mut form = location.to_string();
-        // Decoded until nothing changes (a few rounds at most for any honest name).
-        for _ in 0..4 {
-            if !inside(&form) {
-                return false;
-            }
-            let decoded = percent_encoding::percent_decode_str(&form).decode_utf8_lossy();
-            if decoded == form {
-                return true;
-            }
-            form = decoded.into_owned();
-        }
-        false
+        location
+            .strip_prefix(self.location.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+            && !location.split('/').any(climbs)
     }
 
     pub fn file_io(&self) -> &FileIO {
@@ -241,6 +229,24 @@ impl Warehouse {
     }
 }
 
+/// Whether one segment of a path is `..` or `.`, as written or percent-decoded (as often as
+/// it was encoded, a few rounds at most for any honest name).
+fn climbs(segment: &str) -> bool {
+    let mut form = std::borrow::Cow::Borrowed(segment);
+    for _ in 0..4 {
+        if form == ".." || form == "." {
+            return true;
+        }
+        let decoded = percent_encoding::percent_decode_str(&form).decode_utf8_lossy();
+        if decoded == form {
+            return false;
+        }
+        form = std::borrow::Cow::Owned(decoded.into_owned());
+    }
+    // Still changing after four rounds: no honest name is encoded that often.
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -291,6 +297,8 @@ mod tests {
         let root = warehouse.location().to_string();
         assert!(warehouse.contains(&format!("{root}/sales/orders/data/a.parquet")));
         assert!(warehouse.contains(&format!("{root}/sales/orders/data/day=2024%2F01/a.parquet")));
+        // Basin's own partition folder for the value `a/../..`: one name, inside.
+        assert!(warehouse.contains(&format!("{root}/t/data/region=a%2F..%2F..%2Fetc/a.parquet")));
         for outside in [
             "/lake/other/a.parquet".to_string(),
             format!("{root}x/a.parquet"),
@@ -301,7 +309,7 @@ mod tests {
             format!("{root}/%2E%2E/secrets"),
             format!("{root}/%252e%252e/a.parquet"),
             format!("{root}/t/%2e/a.parquet"),
-            format!("{root}/%2e%2e%2fsecrets"),
+            format!("{root}/t/%25252525252e/a.parquet"),
         ] {
             assert!(!warehouse.contains(&outside), "{outside}");
         }
