@@ -10,6 +10,9 @@ wall has a name, used by `[functions] disable_walls`, `basin doctor` and strict 
 - `limits`: rlimits on processes (and threads), open files and file size;
 - `network`: a new network namespace (no interfaces but a down loopback) when the function did not ask
   for the internet; where namespaces are not allowed, Landlock's TCP rules (kernel 6.7+);
+- `internet`: when it did ask, a network namespace that slirp4netns connects to the outside,
+  with no way to the host's loopback, the host's own addresses or link-local ones
+  (basin/_internet.py);
 - `sockets`: a mount namespace with empty folders over /run, /tmp and /var/tmp, where services keep
   their Unix sockets (Landlock does not govern connecting to a socket by path);
 - `signals`: Landlock scoping (kernel 6.12+): no signals to processes outside the sandbox and no
@@ -39,6 +42,8 @@ import signal
 import stat
 import sys
 import time
+
+from basin import _internet
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -514,6 +519,14 @@ def confine_worker(config: dict) -> list:
             WORKER_WALLS.add("network")
         else:
             missing.append(f"network: the worker's own (unshare: {_err()})")
+    if config.get("internet") and "internet" not in off:
+        why = _internet.build(host_pid())
+        if why:
+            INTERNET["why"] = why
+            missing.append(f"internet: {why}")
+        else:
+            WORKER_WALLS.add("internet")
+    missing += _point_dns(off, scratch)
     if "files" in off:
         return missing
     if "sockets" not in off:
@@ -526,6 +539,7 @@ def confine_worker(config: dict) -> list:
             # them from mounting.
             return missing + [f"sockets: the worker's own ({why})"]
         WORKER_WALLS.add("sockets")
+    missing += _point_dns(off, scratch)
     if landlock_abi() < 1:
         return missing + ["files: the worker's own (Landlock is not enabled in this kernel)"]
     ruleset, rights, walls, lost = _ruleset(_OPENED.rules, [], deny_tcp=False, files=True,
@@ -548,6 +562,31 @@ def confine_worker(config: dict) -> list:
     finally:
         os.close(ruleset)
     return missing
+
+
+#: Why the worker could not build the `internet` wall (its children report it).
+INTERNET: dict = {"why": "needs the worker's own namespaces (the `processes` wall)"}
+
+
+def _point_dns(off: set, scratch: str) -> list:
+    """Once the worker is on its own network (the `internet` wall) and in its own mount
+    namespace (the `sockets` wall), or at the first of these calls after which no mount
+    namespace will come: names resolve through slirp's forwarder. Returns what is missing."""
+    if "internet" not in WORKER_WALLS or "dns" in WORKER_WALLS:
+        return []
+    if "sockets" not in WORKER_WALLS and "sockets" not in off and "files" not in off:
+        return []  # the mount namespace comes next
+    WORKER_WALLS.add("dns")
+    if "sockets" not in WORKER_WALLS and _unshare(_CLONE_NEWNS, "private mounts") is None:
+        _libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None)
+    why = _internet.point_dns("sockets" in WORKER_WALLS, scratch)
+    if why:
+        return [f"internet: names do not resolve ({why})"]
+    if _OPENED is not None:
+        # The rules were opened on the host's resolv.conf; the one a function reads now is
+        # the file bound over it.
+        _open_static(_OPENED.config)
+    return []
 
 
 class Ahead:
@@ -592,6 +631,8 @@ def confine_ahead(config: dict, missing: list) -> Ahead:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     want_net = not config.get("internet") and "network" not in off
     net_missing = _unshare(_CLONE_NEWNET, "network namespace") if want_net else None
+    if config.get("internet") and "internet" not in off and "internet" not in WORKER_WALLS:
+        ahead.missing.append(f"internet: {INTERNET['why']}")
     # The rules the zygote opened, if they were opened for this config; else opened here.
     prepared = _OPENED is not None and fits(_OPENED.config, config)
     own = _OPENED.own if prepared else _own_folders(config)

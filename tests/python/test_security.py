@@ -11,6 +11,7 @@ import select
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -324,9 +325,13 @@ def test_a_slow_client_is_cut_off_by_the_header_timeout(hostile):
 
 
 def test_clients_past_max_connections_wait_their_turn_and_are_counted(orders):
-    """`[server] max_connections = 1`: a second client (HTTP or Postgres) waits until the
-    first leaves, then is served; each wait is counted."""
-    (orders.home / "basin.toml").write_text('[server]\nmax_connections = 1\nheader_read_timeout = "30s"\n')
+    """`[server] max_connections = 1` and no reserved slots: a second client (HTTP or
+    Postgres) waits until the first leaves (within `handshake_timeout`), then is served;
+    each wait is counted. A connection holds its slot once it has shown itself: here, a
+    kept-alive HTTP connection that has asked once."""
+    (orders.home / "basin.toml").write_text(
+        '[server]\nmax_connections = 1\nreserved_connections = 0\nheader_read_timeout = "30s"\n'
+        'handshake_timeout = "30s"\n')
     reader = orders("token", "create", "--role", "reader").strip()
     base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
     try:
@@ -336,12 +341,15 @@ def test_clients_past_max_connections_wait_their_turn_and_are_counted(orders):
         def second(name, call):
             served[name] = call()
 
-        with socket.create_connection((host, int(port))):  # holds the one HTTP connection
-            waiting = threading.Thread(target=second, args=("http", lambda: urllib.request.urlopen(
-                f"{base}/healthz", timeout=60).read()))
-            waiting.start()
-            time.sleep(1.0)
-            assert "http" not in served
+        first = http.client.HTTPConnection(host, int(port), timeout=30)
+        first.request("GET", "/healthz")
+        assert first.getresponse().read() == b"ok\n"  # holds the one HTTP slot, kept alive
+        waiting = threading.Thread(target=second, args=("http", lambda: urllib.request.urlopen(
+            f"{base}/healthz", timeout=60).read()))
+        waiting.start()
+        time.sleep(1.0)
+        assert "http" not in served
+        first.close()
         waiting.join(60)
         assert served["http"] == b"ok\n"
 
@@ -724,3 +732,112 @@ def test_readers_see_no_call_bodies_or_results_of_functions_whose_output_they_ca
     finally:
         proc.kill()
         proc.wait()
+
+
+ONLINE = '''
+import socket
+
+import basin
+
+
+def attempt(address):
+    try:
+        socket.create_connection(address, timeout=5).close()
+        return "allowed"
+    except OSError as e:
+        return type(e).__name__ + ": " + (e.strerror or str(e))
+
+
+@basin.python("3.11", timeout="60s", internet=True)
+@basin.http()
+def online(event, context):
+    with open("/etc/resolv.conf") as f:
+        resolver = f.read()
+    return {
+        "outside": attempt((event["outside"], event["port"])),
+        "basin": attempt(("127.0.0.1", event["basin"])),
+        "gateway": attempt(("10.0.2.2", event["basin"])),
+        "host": {a: attempt((a, event["basin"])) for a in event["host"]},
+        "metadata": attempt(("169.254.169.254", 80)),
+        "resolver": resolver,
+    }
+'''
+
+
+@pytest.fixture
+def outside_host():
+    """A machine outside Basin's: a network namespace joined to this one by a veth pair,
+    serving HTTP. Its address (10.98.N.2) is reached through the host's routes, as any
+    outside address would be; the host's side of the pair (10.98.N.1) is one of the host's
+    own addresses."""
+    if os.geteuid() != 0:
+        pytest.fail("the internet wall's test needs root to make a network namespace")
+    n = os.getpid() % 250
+    name, host_side, out_side = f"basin-out-{n}", f"bo{n}h", f"bo{n}o"
+    subnet = f"10.98.{n}"
+    run = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "del", host_side], capture_output=True)
+    run("netns", "add", name)
+    server = None
+    try:
+        run("link", "add", host_side, "type", "veth", "peer", "name", out_side)
+        run("link", "set", out_side, "netns", name)
+        run("addr", "add", f"{subnet}.1/24", "dev", host_side)
+        run("link", "set", host_side, "up")
+        run("netns", "exec", name, "ip", "addr", "add", f"{subnet}.2/24", "dev", out_side)
+        run("netns", "exec", name, "ip", "link", "set", out_side, "up")
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000",
+                                   "--bind", f"{subnet}.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        def listening():
+            try:
+                socket.create_connection((f"{subnet}.2", 8000), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, 10)
+        yield {"address": f"{subnet}.2", "port": 8000, "host_side": f"{subnet}.1"}
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", host_side], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def host_addresses() -> list:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()]
+
+
+def test_a_function_with_the_internet_reaches_out_but_not_the_host(lakehouse, outside_host, tmp_path):
+    """`internet=True` used to share the host's network: a function could call Basin's own
+    API on 127.0.0.1, a database listening there, or anything on the host's addresses. Its
+    worker now has a network of its own (slirp4netns) that leads out, walled off from the
+    host's loopback, its own addresses and link-local ones."""
+    functions = tmp_path / "online"
+    functions.mkdir()
+    (functions / "online.py").write_text(ONLINE)
+    lakehouse("deploy", str(functions))
+    base, proc = start_server(lakehouse, "--no-auth")
+    port = int(base.rsplit(":", 1)[1])
+    addresses = [a for a in host_addresses() if a != "127.0.0.1"]
+    assert outside_host["host_side"] in addresses
+    try:
+        status, seen = send("POST", f"{base}/fn/online", None, {
+            "outside": outside_host["address"], "port": outside_host["port"], "basin": port,
+            "host": addresses})
+        assert status == 200, seen
+        assert seen["outside"] == "allowed", seen
+        for what in ("basin", "gateway", "metadata"):
+            assert seen[what] != "allowed", (what, seen)
+        for address, result in seen["host"].items():
+            assert "No route to host" in result, (address, seen)
+        assert "nameserver 10.0.2.3" in seen["resolver"], seen
+    finally:
+        proc.kill()
+        proc.wait()
+    walls = json.loads(lakehouse("doctor", "--format", "json"))
+    internet = next(w for w in walls["walls"] if w["wall"] == "internet")
+    assert internet["in_force"] and "slirp4netns" in internet["how"], internet

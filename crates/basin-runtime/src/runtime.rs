@@ -337,7 +337,11 @@ impl Runtime {
             kind: InvocationKind::Function,
             bytes_scanned: 0,
         };
-        let ran = match self.inner.walls.check(&invocation.function) {
+        let ran = match self
+            .inner
+            .walls
+            .check(&invocation.function, invocation.limits.internet)
+        {
             Ok(()) => self.run(&workspace, &invocation, memory_limit, sink).await,
             Err(e) => {
                 RuntimeCounters::count(&self.inner.options.counters.refused);

@@ -25,6 +25,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../python/basin/_sandbox.py"),
     ),
     (
+        "basin/_internet.py",
+        include_str!("../../../python/basin/_internet.py"),
+    ),
+    (
         "basin/_worker.py",
         include_str!("../../../python/basin/_worker.py"),
     ),

@@ -40,9 +40,10 @@ impl Isolation {
 }
 
 /// The names `[functions] disable_walls` accepts.
-pub const WALL_NAMES: [&str; 7] = [
+pub const WALL_NAMES: [&str; 8] = [
     "processes",
     "network",
+    "internet",
     "files",
     "sockets",
     "signals",
@@ -116,6 +117,19 @@ impl Walls {
             (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
             (Err(e), Err(_)) => Err(e.clone()),
         };
+        let internet = match (&pid_ns, &net_ns, slirp4netns()) {
+            (Ok(()), Ok(()), Some(slirp)) => Ok(format!(
+                "a network namespace of its own, served by {}",
+                slirp.display()
+            )),
+            (Err(_), _, _) => Err("needs the `processes` wall's user namespace".to_string()),
+            (_, Err(e), _) => Err(e.clone()),
+            (_, _, None) => Err(
+                "slirp4netns is not installed (apt install slirp4netns): such a function \
+                 shares the host's network, its loopback and Basin's own ports included"
+                    .to_string(),
+            ),
+        };
         // rlimits, and the processes counted from outside (rlimits do not bind root).
         let limits: std::result::Result<String, String> =
             Ok("rlimits, and processes counted from outside".to_string());
@@ -129,6 +143,12 @@ impl Walls {
                 name: "network",
                 guards: "no network unless it asks for internet=True",
                 state: network,
+            },
+            Wall {
+                name: "internet",
+                guards: "with internet=True: out, but not to the host's loopback, its own \
+                         addresses or link-local ones (cloud metadata)",
+                state: internet,
             },
             Wall {
                 name: "files",
@@ -165,10 +185,13 @@ impl Walls {
             }
         }
         let cgroups = cgroups.ok();
-        // Chosen from the probe: strict when every wall but `memory` holds. Without it, the
-        // memory limit is still enforced, by sampling (see `summary`); a strict mode that was
-        // set asks for it too.
-        let complete = walls.iter().all(|w| w.state.is_ok() || w.name == "memory");
+        // Chosen from the probe: strict when every wall but `memory` and `internet` holds.
+        // Without `memory`, the memory limit is still enforced, by sampling (see `summary`);
+        // `internet` is asked for by the functions that want the internet only (`check`). A
+        // strict mode that was set asks for both.
+        let complete = walls
+            .iter()
+            .all(|w| w.state.is_ok() || w.name == "memory" || w.name == "internet");
         let isolation = mode.unwrap_or(if complete {
             Isolation::Strict
         } else {
@@ -212,20 +235,25 @@ impl Walls {
     }
 
     /// The missing walls a strict runtime refuses to run without: all of them when strict
-    /// was set, all but `memory` when it was chosen from the probe.
-    fn required_missing(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.missing()
-            .filter(|(w, _)| self.chosen || *w != "memory")
+    /// was set, all but `memory` when it was chosen from the probe; `internet` only for a
+    /// function with the internet (whatever the mode: it is that function's only network wall).
+    fn required_missing(&self, internet: bool) -> impl Iterator<Item = (&'static str, &str)> {
+        self.missing().filter(move |(w, _)| match *w {
+            "memory" => self.chosen,
+            "internet" => internet,
+            _ => true,
+        })
     }
 
-    /// Whether functions may run: an error naming the missing walls when isolation is strict.
-    pub fn check(&self, function: &str) -> Result<()> {
+    /// Whether a function (with the `internet` or without) may run: an error naming the
+    /// missing walls when isolation is strict.
+    pub fn check(&self, function: &str, internet: bool) -> Result<()> {
         if self.isolation == Isolation::BestEffort {
             return Ok(());
         }
         refuse(
             function,
-            self.required_missing()
+            self.required_missing(internet)
                 .map(|(w, why)| format!("{w}: {why}"))
                 .collect(),
         )
@@ -253,19 +281,31 @@ impl Walls {
             .filter(|w| w.state.is_ok())
             .map(|w| w.name)
             .collect();
-        let required = self.required_missing().next().is_none();
+        let required = self.required_missing(false).next().is_none();
         match (self.isolation, missing.is_empty()) {
             (_, true) => format!(
                 "functions run confined ({}): {}",
                 self.isolation.as_str(),
                 held.join(", ")
             ),
-            (Isolation::Strict, false) if required => format!(
-                "functions run confined (strict): {}; missing {}: memory limits are counted by \
-                 sampling /proc only, which misses a memfd and unlinked files; see `basin doctor`",
-                held.join(", "),
-                missing.join("; ")
-            ),
+            (Isolation::Strict, false) if required => {
+                let mut consequences = Vec::new();
+                if !self.holds("memory") {
+                    consequences.push(
+                        "memory limits are counted by sampling /proc only, which misses a \
+                         memfd and unlinked files",
+                    );
+                }
+                if !self.holds("internet") {
+                    consequences.push("functions with internet=True are not run");
+                }
+                format!(
+                    "functions run confined (strict): {}; missing {}: {}; see `basin doctor`",
+                    held.join(", "),
+                    missing.join("; "),
+                    consequences.join("; ")
+                )
+            }
             (Isolation::Strict, false) => format!(
                 "functions will not run: isolation is strict and these walls are missing: {}; \
                  see `basin doctor`",
@@ -293,6 +333,14 @@ pub(crate) fn refuse(function: &str, missing: Vec<String>) -> Result<()> {
         "run Basin where user namespaces and Landlock are allowed (see `basin doctor`), or set \
          [functions] isolation = \"best-effort\" in basin.toml to run with fewer walls",
     ))
+}
+
+/// Where slirp4netns is installed (python/basin/_internet.py looks in the same folders).
+fn slirp4netns() -> Option<std::path::PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| std::path::Path::new(dir).join("slirp4netns"))
+        .find(|path| path.is_file())
 }
 
 /// The kernel's Landlock ABI version, 0 without Landlock.
@@ -371,7 +419,7 @@ mod tests {
         let walls = Walls::probe(Some(Isolation::Strict), &["network".to_string()]);
         let missing: Vec<_> = walls.missing().map(|(w, _)| w).collect();
         assert!(missing.contains(&"network"), "{missing:?}");
-        let e = walls.check("f.py:f").unwrap_err();
+        let e = walls.check("f.py:f", false).unwrap_err();
         assert!(
             e.message
                 .contains("network: turned off by [functions] disable_walls"),
@@ -379,7 +427,7 @@ mod tests {
         );
         assert!(walls.summary().starts_with("functions will not run"));
         let relaxed = Walls::probe(Some(Isolation::BestEffort), &["network".to_string()]);
-        assert!(relaxed.check("f.py:f").is_ok());
+        assert!(relaxed.check("f.py:f", false).is_ok());
         assert!(relaxed.summary().starts_with("warning:"));
     }
 
@@ -388,7 +436,7 @@ mod tests {
         let off = ["memory".to_string()];
         let chosen = Walls::probe(None, &off);
         assert_eq!(chosen.isolation, Isolation::Strict);
-        assert!(chosen.check("f.py:f").is_ok());
+        assert!(chosen.check("f.py:f", false).is_ok());
         let line = chosen.summary();
         assert!(
             line.starts_with("functions run confined (strict)")
@@ -397,7 +445,7 @@ mod tests {
             "{line}"
         );
         let set = Walls::probe(Some(Isolation::Strict), &off);
-        let e = set.check("f.py:f").unwrap_err();
+        let e = set.check("f.py:f", false).unwrap_err();
         assert!(e.message.contains("memory: turned off"), "{e}");
         // Without Landlock's rules the group's files are the function's to rewrite.
         let no_files = Walls::probe(Some(Isolation::BestEffort), &["files".to_string()]);

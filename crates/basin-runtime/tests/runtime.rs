@@ -436,6 +436,7 @@ def probe():
         "catalog": attempt(lambda: open({catalog:?}).read()),
         "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
         "network": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+        "default_route": any(l.split()[1] == "00000000" for l in open("/proc/net/route").readlines()[1:]),
         "workdir": attempt(lambda: open("scratch.txt", "w").write("x")),
         "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
         "signal_basin": attempt(lambda: os.kill({basin}, 0)),
@@ -469,8 +470,14 @@ def probe():
             internet: true,
             ..Limits::default()
         };
+        // With the internet: a way out (the `internet` wall's network), but none to the
+        // host's loopback, where the listener is.
+        assert_eq!(v["default_route"], false, "{v}");
         let (finished, _) = invoke(&rt, &source, "probe", None, online).await;
-        assert_eq!(json(&finished)["network"], "allowed");
+        let v = json(&finished);
+        assert_eq!(v["default_route"], true, "{v}");
+        assert_ne!(v["network"], "allowed", "{v}");
+        assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
     }
 
     /// System V IPC objects live until removed, in the IPC namespace they were made in: each
@@ -532,6 +539,7 @@ RESULTS = {{
     "basin_environ": attempt(lambda: open("/proc/{basin}/environ").read()),
     "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX).connect({service:?})),
     "network": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+    "default_route": any(l.split()[1] == "00000000" for l in open("/proc/net/route").readlines()[1:]),
 }}
 "#,
                 basin = std::process::id()
@@ -587,12 +595,14 @@ def probe():
         assert_ne!(v["network"], "allowed", "{v}");
         assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);
 
-        // Functions with the internet have a worker of their own, with the network, and
-        // otherwise the same walls.
+        // Functions with the internet have a worker of their own, with a way out (the
+        // `internet` wall's network) but none to the host's loopback, and otherwise the same
+        // walls.
         let finished = probe(true).await;
         let v = json(&finished);
         assert_eq!(v["in_worker"], true, "{v}");
-        assert_eq!(v["network"], "allowed", "{v}");
+        assert_eq!(v["default_route"], true, "{v}");
+        assert_ne!(v["network"], "allowed", "{v}");
         assert_eq!(v["catalog"], "PermissionError", "{v}");
         assert_eq!(v["write_outside"], "PermissionError", "{v}");
         assert!(finished.unconfined.is_empty(), "{:?}", finished.unconfined);

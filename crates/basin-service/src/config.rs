@@ -204,7 +204,7 @@ pub struct FunctionsSection {
     /// "strict" (refuse to run functions while a wall is missing) or "best-effort"; unset:
     /// strict when this machine builds every wall.
     pub isolation: Option<String>,
-    /// Walls not to build (processes, network, files, sockets, signals, limits, memory).
+    /// Walls not to build (processes, network, internet, files, sockets, signals, limits, memory).
     pub disable_walls: Option<Vec<String>>,
     /// Build a pinned package that has no wheel from source: its build code then runs
     /// unconfined as the user running Basin. Off by default.

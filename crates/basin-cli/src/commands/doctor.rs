@@ -82,7 +82,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let report = Report {
         isolation: walls.isolation.as_str(),
         isolation_set: walls.chosen,
-        functions_run: walls.check("-").is_ok(),
+        functions_run: walls.check("-", false).is_ok(),
         walls: walls
             .walls
             .iter()
