@@ -71,6 +71,7 @@ _SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
 _SCOPE_SIGNAL = 1 << 1
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWIPC = 0x08000000
@@ -346,6 +347,9 @@ def watch_over(zygote: int) -> None:
     """What the zygote's parent does, outside the zygote's namespaces, for as long as the
     zygote lives: holds none of Basin's pipes, dies with Basin, and ends as the zygote ended."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Outside the zygote's network (the `internet` wall's): no code of the zygote's may
+    # trace it to act from here.
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -494,6 +498,21 @@ WORKER_WALLS: set = set()
 
 
 def confine_worker(config: dict) -> list:
+    """The worker's own walls (`_confine_worker`), and the `internet` wall's condition: the
+    worker's Landlock layer, without which the worker's own code could trace slirp4netns, a
+    process of the host's network."""
+    missing = _confine_worker(config)
+    off = set(config.get("off", []))
+    missing += _point_dns(off, config.get("scratch") or "", final=True)
+    if "internet" in WORKER_WALLS and "files" not in WORKER_WALLS:
+        WORKER_WALLS.discard("internet")
+        INTERNET["why"] = ("needs the worker's own Landlock layer (the `files` wall): without it "
+                           "the worker's code could take over slirp4netns, on the host's network")
+        missing.append(f"internet: {INTERNET['why']}")
+    return missing
+
+
+def _confine_worker(config: dict) -> list:
     """The worker's own walls, built once before it imports the environment's packages, whose
     import code would otherwise run with every right of the user running Basin. In order:
     - for a worker of functions without the internet (Basin starts another for those with
@@ -568,13 +587,15 @@ def confine_worker(config: dict) -> list:
 INTERNET: dict = {"why": "needs the worker's own namespaces (the `processes` wall)"}
 
 
-def _point_dns(off: set, scratch: str) -> list:
+def _point_dns(off: set, scratch: str, final: bool = False) -> list:
     """Once the worker is on its own network (the `internet` wall) and in its own mount
     namespace (the `sockets` wall), or at the first of these calls after which no mount
-    namespace will come: names resolve through slirp's forwarder. Returns what is missing."""
+    namespace will come (`final`: the walls are built, or given up): names resolve through
+    slirp's forwarder. Before the worker's Landlock layer, which forbids mounting. Returns
+    what is missing."""
     if "internet" not in WORKER_WALLS or "dns" in WORKER_WALLS:
         return []
-    if "sockets" not in WORKER_WALLS and "sockets" not in off and "files" not in off:
+    if not final and "sockets" not in WORKER_WALLS and "sockets" not in off and "files" not in off:
         return []  # the mount namespace comes next
     WORKER_WALLS.add("dns")
     if "sockets" not in WORKER_WALLS and _unshare(_CLONE_NEWNS, "private mounts") is None:

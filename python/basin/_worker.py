@@ -39,7 +39,7 @@ import time
 import traceback
 from typing import Optional
 
-from basin import _sandbox
+from basin import _internet, _sandbox
 from basin._invocation import serve
 
 PROTOCOL = 1
@@ -164,6 +164,11 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+        if pid and pid == _internet.SLIRP["pid"]:
+            # The worker's way out is gone: end, and Basin starts another worker.
+            print("basin: slirp4netns, the internet wall's network, ended; the worker ends",
+                  file=sys.stderr)
+            os._exit(70)
         if pid in INIT_OF:
             # A namespace's init, killed by Basin: its id may be reused from now on.
             INITS.pop(INIT_OF.pop(pid), None)

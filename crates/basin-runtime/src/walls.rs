@@ -117,18 +117,20 @@ impl Walls {
             (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
             (Err(e), Err(_)) => Err(e.clone()),
         };
-        let internet = match (&pid_ns, &net_ns, slirp4netns()) {
-            (Ok(()), Ok(()), Some(slirp)) => Ok(format!(
-                "a network namespace of its own, served by {}",
-                slirp.display()
-            )),
+        let internet = match (&pid_ns, &net_ns, files) {
             (Err(_), _, _) => Err("needs the `processes` wall's user namespace".to_string()),
             (_, Err(e), _) => Err(e.clone()),
-            (_, _, None) => Err(
-                "slirp4netns is not installed (apt install slirp4netns): such a function \
-                 shares the host's network, its loopback and Basin's own ports included"
+            (_, _, false) => Err(
+                "needs Landlock (the `files` wall), which keeps the worker's code from \
+                 slirp4netns"
                     .to_string(),
             ),
+            _ => slirp4netns().map(|slirp| {
+                format!(
+                    "a network namespace of its own, served by {}",
+                    slirp.display()
+                )
+            }),
         };
         // rlimits, and the processes counted from outside (rlimits do not bind root).
         let limits: std::result::Result<String, String> =
@@ -335,12 +337,44 @@ pub(crate) fn refuse(function: &str, missing: Vec<String>) -> Result<()> {
     ))
 }
 
-/// Where slirp4netns is installed (python/basin/_internet.py looks in the same folders).
-fn slirp4netns() -> Option<std::path::PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+/// slirp4netns where it is installed (python/basin/_internet.py looks in the same folders),
+/// with a libslirp of 4.3 or later (older ones forward any port of their DNS address to the
+/// host's resolver, often on its loopback); or why not.
+fn slirp4netns() -> std::result::Result<std::path::PathBuf, String> {
+    let path = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
         .iter()
         .map(|dir| std::path::Path::new(dir).join("slirp4netns"))
         .find(|path| path.is_file())
+        .ok_or_else(|| {
+            "slirp4netns is not installed (apt install slirp4netns): such a function would \
+             share the host's network, its loopback and Basin's own ports included"
+                .to_string()
+        })?;
+    let out = Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{} --version: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version: Option<(u32, u32)> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("libslirp:"))
+        .and_then(|v| {
+            let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
+        });
+    match version {
+        Some(v) if v >= (4, 3) => Ok(path),
+        Some((major, minor)) => Err(format!(
+            "{}'s libslirp is {major}.{minor}; 4.3 or later is needed (older ones forward any \
+             port of the DNS address to the host's resolver)",
+            path.display()
+        )),
+        None => Err(format!(
+            "{} --version names no libslirp version",
+            path.display()
+        )),
+    }
 }
 
 /// The kernel's Landlock ABI version, 0 without Landlock.

@@ -16,11 +16,16 @@
 //! go when the batch is made: from there the batch is the operators' to account, as every
 //! batch is.
 //!
-//! The wrapped calls are volatile, so that the optimizer does not compute them while it
-//! plans (constant folding would make `repeat('x', 1e9)` on the planning thread, reserved by
-//! nobody): they run with the query, batch by batch. A projection's output holding a long
-//! literal (over [`LONG_LITERAL`] bytes) is wrapped the same way, since a constant is copied
-//! to every row of every batch.
+//! Where a call's output becomes rows (a projection, an aggregation's arguments, a window),
+//! the wrapped call is volatile, so that the optimizer does not compute it while it plans:
+//! constant folding would make `repeat('x', 1e8)` once, and the projection would then copy
+//! that constant to every row of every batch, reserved by nobody. It runs with the query,
+//! batch by batch, and reserves each batch's copies. In a filter or a join's condition the
+//! call keeps its own volatility, so that constants still fold there and filters still reach
+//! the scan (partition and row group pruning): folding runs the wrapper on one row, which
+//! reserves one row's output, and a call too large for that is left to run with the query.
+//! A projection's output holding a long literal (over [`LONG_LITERAL`] bytes) is wrapped
+//! too, since a constant is copied to every row of every batch.
 //!
 //! Functions whose output is no larger than their input (most) are left as they are.
 
@@ -69,7 +74,7 @@ pub(crate) const AMPLIFIERS: &[&str] = &[
 ];
 
 /// Literals longer than this, in a projection's output, reserve their copies on every row.
-pub(crate) const LONG_LITERAL: usize = 64 << 10;
+pub(crate) const LONG_LITERAL: usize = 4 << 10;
 
 /// The analyzer rule that wraps amplifying calls (run after type coercion, before the
 /// optimizer): a session's own, holding its memory pool.
@@ -83,13 +88,20 @@ impl Reserve {
         Self { pool }
     }
 
-    fn wrap(&self, expr: Expr, inputs: &[DFSchemaRef]) -> Result<Transformed<Expr>> {
+    /// Wraps the amplifying calls of `expr`, an expression of a node over `inputs`;
+    /// `volatile` where its output becomes rows.
+    fn wrap(
+        &self,
+        expr: Expr,
+        inputs: &[DFSchemaRef],
+        volatile: bool,
+    ) -> Result<Transformed<Expr>> {
         expr.transform_up(|e| match e {
             Expr::ScalarFunction(ScalarFunction { func, args })
                 if AMPLIFIERS.contains(&func.name())
                     && func.inner().as_any().downcast_ref::<Reserving>().is_none() =>
             {
-                let wrapped = Reserving::wrap(func, self.pool.clone());
+                let wrapped = Reserving::wrap(func, self.pool.clone(), volatile);
                 Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
                     func: wrapped,
                     args,
@@ -101,7 +113,7 @@ impl Reserve {
                 right,
             }) if is_string(&left, inputs) && is_string(&right, inputs) => {
                 let concat = Arc::new(ScalarUDF::new_from_impl(StringConcat::new()));
-                let func = Reserving::wrap(concat, self.pool.clone());
+                let func = Reserving::wrap(concat, self.pool.clone(), volatile);
                 Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
                     func,
                     args: vec![*left, *right],
@@ -138,7 +150,7 @@ impl Reserve {
         }
         let constant = Arc::new(ScalarUDF::new_from_impl(Copied::new()));
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
-            func: Reserving::wrap(constant, self.pool.clone()),
+            func: Reserving::wrap(constant, self.pool.clone(), true),
             args: vec![expr],
         })))
     }
@@ -168,12 +180,20 @@ impl AnalyzerRule for Reserve {
                 .map(|i| Arc::clone(i.schema()))
                 .collect();
             let projection = matches!(node, LogicalPlan::Projection(_));
-            node.map_expressions(|e| {
-                self.wrap(e, &inputs)?.transform_data(|e| match projection {
-                    true => self.wrap_output(e),
-                    false => Ok(Transformed::no(e)),
-                })
-            })
+            // A condition's calls make no rows; folding them keeps filters prunable.
+            let volatile = !matches!(node, LogicalPlan::Filter(_) | LogicalPlan::Join(_));
+            let wrapped = node.map_expressions(|e| {
+                self.wrap(e, &inputs, volatile)?
+                    .transform_data(|e| match projection {
+                        true => self.wrap_output(e),
+                        false => Ok(Transformed::no(e)),
+                    })
+            })?;
+            // The outputs keep their names and types; their nullability may change.
+            match wrapped.transformed {
+                true => wrapped.map_data(LogicalPlan::recompute_schema),
+                false => Ok(wrapped),
+            }
         })
         .map(|t| t.data)
     }
@@ -183,17 +203,18 @@ impl AnalyzerRule for Reserve {
 #[derive(Debug)]
 pub(crate) struct Reserving {
     inner: Arc<ScalarUDF>,
-    /// The inner function's, but volatile: computed with the query, never while planning.
+    /// The inner function's; volatile where the output becomes rows (computed with the
+    /// query, never while planning).
     signature: Signature,
     pool: Arc<dyn MemoryPool>,
 }
 
 impl Reserving {
-    fn wrap(inner: Arc<ScalarUDF>, pool: Arc<dyn MemoryPool>) -> Arc<ScalarUDF> {
-        let signature = Signature {
-            volatility: Volatility::Volatile,
-            ..inner.signature().clone()
-        };
+    fn wrap(inner: Arc<ScalarUDF>, pool: Arc<dyn MemoryPool>, volatile: bool) -> Arc<ScalarUDF> {
+        let mut signature = inner.signature().clone();
+        if volatile {
+            signature.volatility = Volatility::Volatile;
+        }
         Arc::new(ScalarUDF::new_from_impl(Self {
             inner,
             signature,
@@ -320,16 +341,17 @@ fn estimate(function: &str, args: &ScalarFunctionArgs) -> usize {
             Some(count(&values[1], row)?.saturating_mul(4))
         }),
         "generate_series" | "range" => per_row(values, rows, |row| {
-            let start = integer(values.first()?, row)?;
+            let first = values.first()?;
+            let start = integer(first, row)?;
             let (start, stop) = match values.len() {
                 1 => (0, start),
                 _ => (start, integer(&values[1], row)?),
             };
             let step = match values.get(2) {
-                Some(step) => integer(step, row)?,
+                Some(step) => step_of(step, row, &first.data_type())?,
                 None => 1,
             };
-            let span = stop.abs_diff(start) / step.unsigned_abs().max(1) + 1;
+            let span = (stop.abs_diff(start) / step.unsigned_abs().max(1)).saturating_add(1);
             Some(
                 usize::try_from(span)
                     .unwrap_or(usize::MAX)
@@ -367,6 +389,16 @@ fn estimate(function: &str, args: &ScalarFunctionArgs) -> usize {
             .saturating_mul(2),
         // One byte of text becomes an element (a value and its offsets).
         "string_to_array" => size(&values[0], rows).saturating_mul(16),
+        // The separator between every two of the rest.
+        "concat_ws" => {
+            let joined = values.len().saturating_sub(2);
+            let separators = size(&values[0], rows).saturating_mul(joined);
+            values[1..]
+                .iter()
+                .map(|v| size(v, rows))
+                .sum::<usize>()
+                .saturating_add(separators)
+        }
         // What it joins: every argument counted as often as it is given (a column joined
         // with itself a hundred times makes a hundred copies).
         _ => values.iter().map(|v| size(v, rows)).sum(),
@@ -432,6 +464,39 @@ fn count(value: &ColumnarValue, row: usize) -> Option<usize> {
     Some(usize::try_from(n.max(0)).unwrap_or(usize::MAX))
 }
 
+/// A series' step at `row`, in the units of its start's type: a number, or an interval in
+/// the nanoseconds, microseconds, milliseconds or seconds of a timestamp or the days of a
+/// date (a month counted as its shortest, 28 days: the most steps).
+fn step_of(value: &ColumnarValue, row: usize, start: &DataType) -> Option<i64> {
+    use arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit, TimeUnit};
+    let interval = match value {
+        ColumnarValue::Scalar(ScalarValue::IntervalMonthDayNano(v)) => (*v)?,
+        ColumnarValue::Array(a)
+            if a.data_type() == &DataType::Interval(IntervalUnit::MonthDayNano) =>
+        {
+            if row >= a.len() || a.is_null(row) {
+                return None;
+            }
+            a.as_primitive::<IntervalMonthDayNanoType>().value(row)
+        }
+        _ => return integer(value, row),
+    };
+    const DAY_NS: i128 = 86_400_000_000_000;
+    let nanos = i128::from(interval.months) * 28 * DAY_NS
+        + i128::from(interval.days) * DAY_NS
+        + i128::from(interval.nanoseconds);
+    let per_unit: i128 = match start {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        DataType::Date32 | DataType::Date64 => DAY_NS,
+        _ => return None,
+    };
+    // A step shorter than the start's unit still moves by at least one unit.
+    i64::try_from((nanos.abs() / per_unit).max(1)).ok()
+}
+
 /// An integer argument at `row`.
 fn integer(value: &ColumnarValue, row: usize) -> Option<i64> {
     match value {
@@ -489,18 +554,29 @@ impl ScalarUDFImpl for StringConcat {
         Ok(arg_types[0].clone())
     }
 
+    /// Null only where a side may be, as `||` itself.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(arrow::datatypes::Field::new(
+            "||",
+            args.arg_fields[0].data_type().clone(),
+            nullable,
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::physical_expr::PhysicalExpr;
         use datafusion::physical_expr::expressions::{BinaryExpr as Binary, Column};
         let [left, right] = <[ColumnarValue; 2]>::try_from(args.args)
             .map_err(|_| DataFusionError::Internal("`||` takes two arguments".to_string()))?;
         let rows = args.number_rows;
-        let fields: Vec<FieldRef> = args.arg_fields.clone();
-        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
-        let batch = arrow::record_batch::RecordBatch::try_new(
-            schema,
-            vec![left.into_array(rows)?, right.into_array(rows)?],
-        )?;
+        let (left, right) = (left.into_array(rows)?, right.into_array(rows)?);
+        // The fields as the arrays are, whatever their declared nullability.
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("l", left.data_type().clone(), true),
+            arrow::datatypes::Field::new("r", right.data_type().clone(), true),
+        ]));
+        let batch = arrow::record_batch::RecordBatch::try_new(schema, vec![left, right])?;
         let concat = Binary::new(
             Arc::new(Column::new("l", 0)),
             Operator::StringConcat,
@@ -608,6 +684,11 @@ mod tests {
             ),
             ("SELECT length(lpad('x', 100000000))", "lpad"),
             (
+                "SELECT cardinality(range(TIMESTAMP '2000-01-01', TIMESTAMP '2100-01-01', \
+                 INTERVAL '1 second'))",
+                "range",
+            ),
+            (
                 "SELECT length(s || s || s || s || s || s || s || s || s || s || s || s) \
                  FROM (SELECT repeat('x', 8000000) AS s)",
                 "||",
@@ -653,6 +734,36 @@ mod tests {
             };
             assert_eq!(values(&a), values(&b), "{sql}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_filters_constants_still_fold_so_that_the_filter_reaches_the_scan() {
+        let ctx = session(LIMIT, true);
+        ctx.sql("CREATE TABLE t (s VARCHAR) AS VALUES ('ab'), ('cd')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let frame = ctx
+            .sql("SELECT s FROM t WHERE s = 'a' || 'b' AND s <> repeat('x', 3)")
+            .await
+            .unwrap();
+        let plan = frame.clone().into_optimized_plan().unwrap();
+        let shown = plan.display_indent().to_string();
+        // Folded to constants (and the second condition found implied by the first).
+        assert!(
+            shown.contains("(\"ab\")") && !shown.contains("||") && !shown.contains("repeat"),
+            "{shown}"
+        );
+        let rows: usize = frame
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 1);
     }
 
     #[tokio::test]
