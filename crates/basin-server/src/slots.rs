@@ -162,22 +162,7 @@ impl Admitted {
     /// A general slot now, else a reserved one; `None` when none is free. The connection
     /// stops being pending once it has one.
     pub(crate) fn take(&mut self) -> Option<Slot> {
-        let inner = &self.slots.inner;
-        let slot =
-            match inner.general.clone().try_acquire_owned() {
-                Ok(permit) => Slot::General(permit),
-                Err(_) => {
-                    self.slots.hit("max_connections");
-                    Slot::Reserved(inner.reserved.clone().try_acquire_owned().ok().or_else(
-                        || {
-                            self.slots.hit("reserved_connections");
-                            None
-                        },
-                    )?)
-                }
-            };
-        self.pending = None;
-        Some(slot)
+        self.take_general().or_else(|| self.take_reserved())
     }
 
     /// A general slot now, if one is free.

@@ -444,19 +444,25 @@ fn is_literal(token: &Token) -> bool {
         token,
         Token::Word(_) | Token::Whitespace(_) | Token::EOF | Token::Char(_)
     ) && !is_operator(token)
-        && !matches!(
-            token,
-            Token::Comma
-                | Token::LParen
-                | Token::RParen
-                | Token::LBracket
-                | Token::RBracket
-                | Token::LBrace
-                | Token::RBrace
-                | Token::Period
-                | Token::SemiColon
-                | Token::Placeholder(_)
-        )
+        && !is_punctuation(token)
+}
+
+/// Brackets, commas, periods, the statement's end and placeholders: neither terms nor
+/// operators.
+fn is_punctuation(token: &Token) -> bool {
+    matches!(
+        token,
+        Token::Comma
+            | Token::LParen
+            | Token::RParen
+            | Token::LBracket
+            | Token::RBracket
+            | Token::LBrace
+            | Token::RBrace
+            | Token::Period
+            | Token::SemiColon
+            | Token::Placeholder(_)
+    )
 }
 
 /// Whether a token joins two terms (or applies to one) in an expression, a query or a join:
@@ -515,18 +521,8 @@ fn is_operator(token: &Token) -> bool {
         | Token::EscapedStringLiteral(_)
         | Token::UnicodeStringLiteral(_)
         | Token::HexStringLiteral(_)
-        | Token::Comma
-        | Token::Whitespace(_)
-        | Token::LParen
-        | Token::RParen
-        | Token::LBracket
-        | Token::RBracket
-        | Token::LBrace
-        | Token::RBrace
-        | Token::Period
-        | Token::SemiColon
-        | Token::Placeholder(_) => false,
-        _ => true,
+        | Token::Whitespace(_) => false,
+        other => !is_punctuation(other),
     }
 }
 
