@@ -22,7 +22,7 @@ fn summary(mut ms: Vec<f64>) -> String {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> basin_catalog::Result<()> {
+async fn main() -> basin_core::Result<()> {
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -15,7 +15,7 @@ use std::time::Instant;
 use basin_catalog::{EventOutcome, NewEvent, Settled, Store, open_store};
 
 #[tokio::main]
-async fn main() -> basin_catalog::Result<()> {
+async fn main() -> basin_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let location = args
         .next()
@@ -58,7 +58,7 @@ async fn main() -> basin_catalog::Result<()> {
                         .claim_events(&function, batch, now, now + 60_000, &name)
                         .await?;
                     if claimed.is_empty() {
-                        return Ok::<usize, basin_catalog::Error>(settled);
+                        return Ok::<usize, basin_core::Error>(settled);
                     }
                     let outcomes: Vec<Settled> = claimed
                         .into_iter()

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result, suggest};
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::store::Store;
+use basin_core::{Error, ErrorKind, Result, suggest};
 
 /// The branch every lakehouse starts with; it cannot be deleted.
 pub const MAIN: &str = "main";

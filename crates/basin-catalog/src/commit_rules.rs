@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::model::{CommitId, Content, Key, Operation, Ref, RefKind};
+use basin_core::{Error, ErrorKind, Result};
 
 /// The message of every lakehouse's first commit.
 pub(crate) const ROOT_MESSAGE: &str = "initialize lakehouse";

@@ -58,9 +58,9 @@ impl EventState {
     }
 
     /// A state a user gave (`--state`, `?state=`), or an error listing the states.
-    pub fn from_user(s: &str) -> crate::Result<Self> {
+    pub fn from_user(s: &str) -> basin_core::Result<Self> {
         Self::parse(s).ok_or_else(|| {
-            crate::Error::invalid(format!("`{s}` is not an event state"))
+            basin_core::Error::invalid(format!("`{s}` is not an event state"))
                 .with_hint("use pending, running, succeeded, failed or dead")
         })
     }

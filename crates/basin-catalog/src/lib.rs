@@ -7,7 +7,7 @@
 //! [`PgStore`] (a Postgres database) for several; [`open_store`] picks one by location.
 //!
 //! ```no_run
-//! # async fn demo() -> basin_catalog::Result<()> {
+//! # async fn demo() -> basin_core::Result<()> {
 //! use std::sync::Arc;
 //! use basin_catalog::{Catalog, SqlStore, Store};
 //! let store = SqlStore::memory().await?;
@@ -20,7 +20,6 @@
 
 mod catalog;
 mod commit_rules;
-mod error;
 mod events;
 pub mod history;
 mod migrations;
@@ -37,21 +36,19 @@ mod sqlite_events;
 mod sqlite_history;
 mod sqlite_records;
 mod store;
-pub mod units;
-mod usage;
 
 pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };
-pub use error::{Error, ErrorKind, Result, suggest};
 pub use events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
     NewEvent, Settled,
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
-pub use model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+pub use model::{
+    Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind, TokenRecord,
+};
 pub use postgres::PgStore;
 pub use postgres_events::EventWakeups;
 pub use sqlite::SqlStore;
 pub use store::{Store, open_store};
-pub use usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};

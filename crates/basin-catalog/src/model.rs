@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use basin_core::{Error, Result};
 
 /// A commit id: 32 lowercase hex digits. Users may name a commit by any unique prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ impl CommitId {
     /// A fresh random id. Random from the first digit, so short prefixes are unique
     /// (a time-ordered UUIDv7 would share its first 8 digits with every commit of a minute).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        Self(basin_core::ids::random())
     }
 
     pub fn from_string(s: impl Into<String>) -> Self {
@@ -241,4 +241,15 @@ impl CommitRequest {
         self.properties.insert(key.into(), value.into());
         self
     }
+}
+/// An access token for `basin serve`, as stored: never the secret, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    /// `reader`, `writer` or `admin`.
+    pub role: String,
+    #[serde(skip_serializing)]
+    pub hash: String,
+    pub created_at_ms: i64,
 }

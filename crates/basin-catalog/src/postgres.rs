@@ -29,11 +29,11 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 
 use crate::commit_rules::{ROOT_MESSAGE, Tree};
-use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
+use crate::model::TokenRecord;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::postgres_commits::{self as commits, read_ref};
 use crate::postgres_events::{self as events, EventWakeups};
@@ -41,8 +41,10 @@ use crate::postgres_history;
 use crate::postgres_migrations::MIGRATIONS;
 use crate::postgres_records as records;
 use crate::rows::{self, Records};
-use crate::store::{Store, now_ms};
-use crate::usage::{InvocationRecord, TokenRecord};
+use crate::store::Store;
+use basin_core::InvocationRecord;
+use basin_core::time::now_ms;
+use basin_core::{Error, ErrorKind, Result};
 
 /// Connections per node: commits, claims and reads in flight at once, plus one per
 /// [`PgStore::listen`].

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::commit_rules::{Tree, branch_head, check_rebase, children_range, validate_operations};
-use crate::error::Result;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref};
 use crate::postgres_events as events;
 use crate::rows::{self, to_json};
-use crate::store::now_ms;
+use basin_core::Result;
+use basin_core::time::now_ms;
 
 /// The columns of `commits` (as `c`) that [`rows::commit_row`] reads.
 const COMMIT_COLUMNS: &str = "c.id, c.parent, c.merge_parent, c.author, c.message, \

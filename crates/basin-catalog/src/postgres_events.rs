@@ -15,12 +15,12 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::commit_rules::unconsumable_event;
-use crate::error::{Error, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
     NewEvent, tail,
 };
 use crate::rows::{event_row, like_prefix};
+use basin_core::{Error, Result};
 
 /// The channel `NOTIFY` wakes listeners on; the payload is a function's name.
 pub(crate) const CHANNEL: &str = "basin_events";

@@ -5,10 +5,10 @@
 
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::error::Result;
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention, graph, plan};
 use crate::model::CommitId;
 use crate::rows;
+use basin_core::Result;
 
 pub(crate) async fn prune(
     conn: &mut PgConnection,

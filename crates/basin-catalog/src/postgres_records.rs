@@ -3,9 +3,10 @@
 
 use sqlx::PgPool;
 
-use crate::error::{Error, Result};
+use crate::model::TokenRecord;
 use crate::rows::{Records, invocation_row, like_prefix, token_row};
-use crate::usage::{InvocationRecord, TokenRecord};
+use basin_core::InvocationRecord;
+use basin_core::{Error, Result};
 
 pub(crate) async fn record_invocation(pool: &PgPool, r: &InvocationRecord) -> Result<()> {
     sqlx::query(

@@ -5,10 +5,11 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{Error, Result};
 use crate::events::{EventRecord, EventState};
+use crate::model::TokenRecord;
 use crate::model::{Commit, CommitId, Content, Ref, RefKind};
-use crate::usage::{InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
+use basin_core::{Error, Result};
+use basin_core::{InvocationKind, InvocationRecord, InvocationStatus};
 
 /// A row of either database, read by column name.
 pub(crate) trait CatalogRow {

@@ -17,20 +17,22 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::commit_rules::{
     ROOT_MESSAGE, Tree, branch_head, check_rebase, children_range, validate_operations,
 };
-use crate::error::{Error, ErrorKind, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
 use crate::migrations::MIGRATIONS;
+use crate::model::TokenRecord;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::rows::Records;
 use crate::rows::{self, to_json};
 use crate::sqlite_events;
 use crate::sqlite_history;
 use crate::sqlite_records;
-use crate::store::{Store, now_ms};
-use crate::usage::{InvocationRecord, TokenRecord};
+use crate::store::Store;
+use basin_core::InvocationRecord;
+use basin_core::time::now_ms;
+use basin_core::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {

@@ -4,12 +4,12 @@
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::commit_rules::unconsumable_event;
-use crate::error::{Error, Result};
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
     NewEvent, tail,
 };
 use crate::rows::{event_row, like_prefix};
+use basin_core::{Error, Result};
 
 pub(crate) async fn enqueue(pool: &SqlitePool, events: &[NewEvent], now_ms: i64) -> Result<usize> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;

@@ -4,9 +4,9 @@
 
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::error::Result;
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention, graph, plan};
 use crate::model::{CommitId, Ref};
+use basin_core::Result;
 
 pub(crate) async fn prune(
     conn: &mut SqliteConnection,

@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventsPruned, NewEvent, Settled,
 };
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
+use crate::model::TokenRecord;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Ref, RefKind};
 use crate::postgres::PgStore;
 use crate::sqlite::SqlStore;
-use crate::usage::{InvocationRecord, TokenRecord};
+use basin_core::InvocationRecord;
+use basin_core::Result;
 
 /// Opens the catalog at `location`: a `postgres://` or `postgresql://` URL is a Postgres
 /// database ([`PgStore`], shared by several nodes), anything else the path of a SQLite file
@@ -26,11 +27,6 @@ pub async fn open_store(location: &str) -> Result<Arc<dyn Store>> {
     } else {
         Ok(Arc::new(SqlStore::open(Path::new(location)).await?))
     }
-}
-
-/// The time every store writes into its rows: this node's clock, in Unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Where commits and refs live. `SqlStore` serves SQLite (embedded, and in memory for

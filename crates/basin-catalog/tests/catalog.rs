@@ -1,9 +1,8 @@
 //! The catalog's behaviour suite: every test runs against the SQLite store and against a
 //! real Postgres (`sqlite::NAME`, `postgres::NAME`; see `catalog/stores.rs`).
 
-use basin_catalog::{
-    Catalog, Change, CommitRequest, Content, ErrorKind, Key, Operation, RefKind, Resolved,
-};
+use basin_catalog::{Catalog, Change, CommitRequest, Content, Key, Operation, RefKind, Resolved};
+use basin_core::ErrorKind;
 
 #[macro_use]
 #[path = "catalog/stores.rs"]
@@ -54,7 +53,7 @@ async fn commit(
     catalog: &Catalog,
     branch: &str,
     ops: Vec<Operation>,
-) -> basin_catalog::Result<basin_catalog::Commit> {
+) -> basin_core::Result<basin_catalog::Commit> {
     let head = catalog.resolve(branch).await?.commit;
     catalog
         .commit(CommitRequest::new(branch, head, "test").with_operations(ops))

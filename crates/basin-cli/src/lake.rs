@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use basin_catalog::{Commit, Error, Ref, RefKind, Result, TokenRecord};
+use basin_catalog::{Commit, Ref, RefKind, TokenRecord};
+use basin_core::{Error, Result};
 use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
 use basin_service::pipeline::RunRecord;
 use basin_service::{

@@ -104,7 +104,7 @@ pub fn time(ms: i64) -> String {
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
     let basin = e
         .chain()
-        .find_map(|c| c.downcast_ref::<basin_catalog::Error>());
+        .find_map(|c| c.downcast_ref::<basin_core::Error>());
     match basin {
         Some(err) => {
             eprintln!("error: {err}");

@@ -2,7 +2,7 @@
 //! decode into the same types the service returns on this machine, and errors into the
 //! same [`Error`] (kind, message, hint), so a command prints the same either way.
 
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result};
 use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -186,7 +186,7 @@ fn memory_that_no_process_maps_is_stopped_at_the_declared_limit() {
     let lake = lake();
     let err = lake.fails(&["invoke", "fns.py:hoard"]);
     assert!(
-        err.contains("function `fns.py:hoard` reached its memory limit of 256.0 MiB"),
+        err.contains("function `fns.py:hoard` reached its memory limit of 256 MiB"),
         "{err}"
     );
     let usage = lake.json(&["usage"]);

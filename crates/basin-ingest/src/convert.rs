@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arrow::datatypes::{Field, Schema};
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 use crate::read::{self, CsvOptions};
 use crate::source::{Format, SourceFile};

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use basin_catalog::Error;
+use basin_core::Error;
 
 use crate::source::SourceFile;
 

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use basin_catalog::{Error, ErrorKind};
+use basin_core::{Error, ErrorKind};
 use basin_fuzz::Verdict;
 
 use crate::read::{self, CsvOptions};

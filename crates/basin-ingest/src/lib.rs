@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::{DataType, SchemaRef};
-use basin_catalog::{CommitRequest, Content, Error, Key, Result};
+use basin_catalog::{CommitRequest, Content, Key};
+use basin_core::{Error, Result};
 use basin_table::{TableChange, Tables};
 use iceberg::io::FileIO;
 use serde::{Deserialize, Serialize};
@@ -244,8 +245,8 @@ async fn import_once(
                                 let known: Vec<&str> =
                                     target.fields().iter().map(|f| f.name().as_str()).collect();
                                 // One unknown column and one absent: most likely renamed.
-                                let renamed = basin_catalog::suggest(name, absent.iter().copied())
-                                    .or_else(|| basin_catalog::suggest(name, known.iter().copied()))
+                                let renamed = basin_core::suggest(name, absent.iter().copied())
+                                    .or_else(|| basin_core::suggest(name, known.iter().copied()))
                                     .or_else(|| {
                                         (unknown == 1 && absent.len() == 1)
                                             .then(|| absent[0].to_string())

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::compute::kernels::cast_utils::parse_decimal;
 use arrow::datatypes::{DataType, Decimal128Type, Field, Schema as ArrowSchema, SchemaRef};
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 use crate::csv_input::{CsvInput, unterminated_quote};
 use crate::infer::infer_column;
@@ -509,7 +509,7 @@ mod tests {
         )
         .await;
         let e = read_csv(&file).unwrap_err();
-        assert_eq!(e.kind(), basin_catalog::ErrorKind::InvalidInput);
+        assert_eq!(e.kind(), basin_core::ErrorKind::InvalidInput);
         assert!(
             e.message.starts_with(&format!("{}:6: ", file.display)),
             "{}",
@@ -570,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = source_file(dir.path(), "empty.csv", b"").await;
         let e = read_csv(&file).unwrap_err();
-        assert_eq!(e.kind(), basin_catalog::ErrorKind::InvalidInput);
+        assert_eq!(e.kind(), basin_core::ErrorKind::InvalidInput);
         assert!(
             e.message.contains("empty.csv: the file is empty"),
             "{}",
@@ -610,7 +610,7 @@ mod tests {
             Ok(())
         })
         .unwrap_err();
-        assert_eq!(e.kind(), basin_catalog::ErrorKind::Io);
+        assert_eq!(e.kind(), basin_core::ErrorKind::Io);
         assert!(
             e.message
                 .contains("growing.csv: the file changed while it was being read"),

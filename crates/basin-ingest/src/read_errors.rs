@@ -6,7 +6,7 @@ use std::io::BufReader;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
-use basin_catalog::Error;
+use basin_core::Error;
 
 use crate::schema::type_name;
 use crate::source::SourceFile;

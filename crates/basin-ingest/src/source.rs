@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use iceberg::io::FileIO;
 
 /// A file format Basin imports.

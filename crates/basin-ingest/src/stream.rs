@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_table::TableWriter;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;

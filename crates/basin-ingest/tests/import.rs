@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use basin_catalog::{Catalog, ErrorKind, Key, SqlStore, Store};
+use basin_catalog::{Catalog, Key, SqlStore, Store};
+use basin_core::ErrorKind;
 use basin_ingest::{ImportRequest, import};
 use basin_table::{Tables, Warehouse};
 
@@ -22,7 +23,7 @@ async fn import_file(
     dir: &Path,
     name: &str,
     text: &[u8],
-) -> basin_catalog::Result<basin_ingest::ImportReport> {
+) -> basin_core::Result<basin_ingest::ImportReport> {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     let request = ImportRequest::new(vec![path.display().to_string()], "sales.orders", "main");
@@ -127,7 +128,7 @@ async fn import_ints(
     dir: &Path,
     table: &str,
     ints: Vec<i64>,
-) -> basin_catalog::Result<basin_ingest::ImportReport> {
+) -> basin_core::Result<basin_ingest::ImportReport> {
     let path = dir.join(format!("{table}-{}.arrow", ints.len()));
     let batch = arrow::array::RecordBatch::try_from_iter([(
         "amount",

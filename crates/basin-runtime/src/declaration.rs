@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
@@ -206,7 +206,7 @@ impl<'a> DeclarationCache<'a> {
         let Some(folder) = self.entry.parent() else {
             return;
         };
-        let temp = folder.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+        let temp = folder.join(format!(".{}.tmp", basin_core::ids::random()));
         let written = std::fs::create_dir_all(folder)
             .and_then(|()| std::fs::write(&temp, serde_json::to_vec(&cached)?))
             .and_then(|()| std::fs::rename(&temp, &self.entry));

@@ -1,11 +1,12 @@
 //! Function environments: built once per spec, then reused.
 
+use basin_core::time::now_ms;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
@@ -104,10 +105,6 @@ fn io_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Erro
     move |e| Error::io(format!("{what}: {e}"))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl EnvCache {
     /// Environments live in `root`; `uv` is looked for on the process's PATH, else
     /// installed into `tools`.
@@ -157,7 +154,7 @@ impl EnvCache {
         }
         let staging = self
             .root
-            .join(format!(".tmp-{hash}-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!(".tmp-{hash}-{}", basin_core::ids::random()));
         let built = self.build(spec, &staging).await;
         if let Err(e) = built {
             let _ = std::fs::remove_dir_all(&staging);
@@ -377,7 +374,7 @@ impl EnvCache {
         let path = self.root.join(hash);
         let doomed = self
             .root
-            .join(format!(".tmp-rm-{hash}-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!(".tmp-rm-{hash}-{}", basin_core::ids::random()));
         std::fs::rename(&path, &doomed)
             .map_err(io_error(format!("cannot remove {}", path.display())))?;
         std::fs::remove_dir_all(&doomed)

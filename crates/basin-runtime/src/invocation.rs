@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{InvocationRecord, Result};
+use basin_core::{InvocationRecord, Result};
 
 use crate::env::Env;
 use crate::options::Limits;

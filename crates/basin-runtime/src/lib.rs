@@ -4,7 +4,7 @@
 //! memory (docs/protocol.md); timeouts and memory limits enforced from outside; metering.
 //!
 //! ```no_run
-//! # async fn demo() -> basin_catalog::Result<()> {
+//! # async fn demo() -> basin_core::Result<()> {
 //! use basin_runtime::{EnvCache, EnvSpec};
 //! let cache = EnvCache::new("/tmp/cache/basin/envs", "/tmp/cache/basin/tools");
 //! let spec = EnvSpec::new("3.11").with_package("six", "1.16.0");
@@ -42,11 +42,11 @@ pub use options::{
 };
 pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
-pub use runtime::{Runtime, bytes};
+pub use runtime::Runtime;
 pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
 pub use workspace::{Object, Workspace, read_ipc_file, write_ipc, write_ipc_file};
 
 /// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).
-pub fn sdk_folder(tools: &std::path::Path) -> basin_catalog::Result<std::path::PathBuf> {
+pub fn sdk_folder(tools: &std::path::Path) -> basin_core::Result<std::path::PathBuf> {
     sdk::materialize(tools)
 }

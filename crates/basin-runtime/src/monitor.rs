@@ -6,13 +6,14 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use basin_catalog::{Error, InvocationStatus};
+use basin_core::{Error, InvocationStatus};
 use tokio::sync::oneshot;
 
 use crate::options::{DEFAULT_TIMEOUT, RuntimeCounters, RuntimeOptions};
 use crate::protocol::Reply;
-use crate::runtime::{Invocation, bytes};
+use crate::runtime::Invocation;
 use crate::zygote::{Exit, Forked};
+use basin_core::units::format_size as bytes;
 
 /// Why Basin stopped an invocation, with what it had sampled of it.
 pub(crate) struct Stopped {

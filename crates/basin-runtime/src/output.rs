@@ -48,7 +48,7 @@ impl OutputLog {
                 "[basin: {} more lines not kept: the log keeps {} lines (`[functions] max_output_lines`) and {} (`max_output_size`)]\n",
                 self.dropped,
                 self.max_lines,
-                crate::bytes(self.max_bytes as u64)
+                basin_core::units::format_size(self.max_bytes as u64)
             ));
         }
         self.lines = 0;
@@ -80,7 +80,7 @@ mod tests {
         }
         let text = log.take();
         assert!(text.len() <= (1 << 20) + 200, "{}", text.len());
-        assert!(text.ends_with("[basin: 85 more lines not kept: the log keeps 10000 lines (`[functions] max_output_lines`) and 1.0 MiB (`max_output_size`)]\n"), "{}", &text[text.len() - 200..]);
+        assert!(text.ends_with("[basin: 85 more lines not kept: the log keeps 10000 lines (`[functions] max_output_lines`) and 1 MiB (`max_output_size`)]\n"), "{}", &text[text.len() - 200..]);
         assert_eq!(options.counters.output_cut.load(Ordering::Relaxed), 1);
         log.push("short");
         assert_eq!(log.take_lines(), ["short"]);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 use crate::invocation::{Invocation, Item, Output};
 use crate::protocol::{self, Reply, ReplyOutput};

@@ -1,12 +1,13 @@
 //! Runs functions: one warm fork server per environment, one fresh confined child per
 //! invocation, limits enforced from outside the child, and a metering record for each.
 
+use basin_core::time::now_ms;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use basin_catalog::{InvocationKind, InvocationRecord, InvocationStatus, Result};
+use basin_core::{InvocationKind, InvocationRecord, InvocationStatus, Result};
 use tokio::sync::{Notify, Semaphore};
 
 mod run;
@@ -79,10 +80,6 @@ impl std::fmt::Debug for Runtime {
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Runtime {
@@ -421,21 +418,5 @@ async fn reap_idle(inner: Weak<Inner>, wake: Arc<Notify>) {
                 wake.notified().await
             }
         }
-    }
-}
-
-/// Bytes as people read them (KiB, MiB, GiB).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

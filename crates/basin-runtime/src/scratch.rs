@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::Result;
+use basin_core::Result;
 
 use crate::workspace::{io, private_folder};
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
 /// The SDK's files, relative to site-packages.
@@ -75,7 +75,7 @@ pub(crate) fn materialize(tools: &Path) -> Result<PathBuf> {
     if dir.join("basin").is_dir() {
         return Ok(dir);
     }
-    let staging = tools.join(format!(".tmp-sdk-{}", uuid::Uuid::new_v4().simple()));
+    let staging = tools.join(format!(".tmp-sdk-{}", basin_core::ids::random()));
     write_files(&staging)?;
     if let Err(e) = std::fs::rename(&staging, &dir) {
         let _ = std::fs::remove_dir_all(&staging);

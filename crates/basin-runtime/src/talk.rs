@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 
 use crate::options::RuntimeCounters;
 use crate::protocol::{Hello, Opening, Reply, Stream};
-use crate::runtime::{OutputSink, bytes};
+use crate::runtime::OutputSink;
 use crate::zygote::Forked;
+use basin_core::units::format_size as bytes;
 
 /// The longest piece of an output line forwarded at once.
 const MAX_LINE_BYTES: u64 = 64 * 1024;

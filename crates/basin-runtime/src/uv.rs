@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use tokio::process::Command;
 
 /// `uv` on `search_path` (a PATH-style list), else in `tools/uv`, else installed there with

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 use crate::cgroup::Cgroups;
 

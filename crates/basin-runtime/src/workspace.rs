@@ -14,7 +14,7 @@ use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
 use arrow::ipc::writer::FileWriter;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use futures::{Stream, StreamExt};
 
 use crate::ipc::IpcWriter;
@@ -69,7 +69,7 @@ pub(crate) fn private_folder(dir: &Path) -> Result<()> {
 
 impl Workspace {
     pub(crate) fn create(scratch: &Path, pool: Option<Arc<Pool>>) -> Result<Self> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = basin_core::ids::ordered();
         let dir = scratch.join(&id);
         private_folder(&dir.join("work"))?;
         Ok(Self {

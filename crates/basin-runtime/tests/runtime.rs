@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use basin_catalog::ErrorKind;
+use basin_core::ErrorKind;
 use basin_runtime::{EnvCache, EnvSpec};
 
 fn cache(dir: &Path) -> EnvCache {
@@ -192,7 +192,7 @@ mod invocations {
 
     use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
-    use basin_catalog::InvocationStatus;
+    use basin_core::InvocationStatus;
     use basin_runtime::{
         EnvCache, EnvSpec, Finished, Invocation, Limits, Output, Runtime, RuntimeOptions, Stream,
         Target,
@@ -410,7 +410,7 @@ def slow():
         };
         let (finished, _) = invoke(&rt, source, "greedy", None, limits).await;
         let e = finished.result.as_ref().unwrap_err();
-        assert!(e.message.contains("over its limit of 300.0 MiB"), "{e}");
+        assert!(e.message.contains("over its limit of 300 MiB"), "{e}");
         assert_eq!(finished.record.status, InvocationStatus::Memory);
         assert!(finished.record.peak_memory_bytes > 300 << 20);
     }

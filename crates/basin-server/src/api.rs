@@ -5,7 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use basin_catalog::{Error, ErrorKind, RefKind};
+use basin_catalog::RefKind;
+use basin_core::{Error, ErrorKind};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -436,7 +437,7 @@ pub(crate) async fn import(
             ErrorKind::Limit,
             format!(
                 "{name} is larger than the server's upload limit of {}",
-                basin_catalog::units::format_size(limit)
+                basin_core::units::format_size(limit)
             ),
         )
         .with_hint("split the file, import it on the server with `basin import`, or raise `[server] max_upload_size` in basin.toml")
@@ -475,7 +476,7 @@ pub(crate) async fn import(
     // Removed when this request ends, however it ends; a server that died mid-upload
     // leaves it for the next start-up to remove.
     let folder = crate::http::UploadFolder(
-        crate::http::uploads_dir(&state.lakehouse).join(uuid::Uuid::now_v7().simple().to_string()),
+        crate::http::uploads_dir(&state.lakehouse).join(basin_core::ids::ordered()),
     );
     let io = |e: std::io::Error| Error::io(format!("cannot store the upload: {e}"));
     tokio::fs::create_dir_all(folder.path()).await.map_err(io)?;

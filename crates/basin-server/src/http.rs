@@ -312,7 +312,7 @@ pub(crate) async fn request_timeout(
 pub(crate) fn too_large_body(limit: usize) -> String {
     format!(
         "the request body is over {} (`[server] max_body_size`)",
-        basin_catalog::units::format_size(limit as u64)
+        basin_core::units::format_size(limit as u64)
     )
 }
 

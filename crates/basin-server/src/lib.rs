@@ -43,7 +43,7 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::MethodRouter;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_service::triggers::dispatch::Dispatcher;
 use basin_service::{Lakehouse, ServerSettings};
 use tracing::Instrument;
@@ -383,7 +383,7 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+        .unwrap_or_else(|| basin_core::ids::ordered());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %id, %method, %path);

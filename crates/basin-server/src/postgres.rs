@@ -16,7 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use basin_catalog::{CommitId, Error, ErrorKind};
+use basin_catalog::CommitId;
+use basin_core::{Error, ErrorKind};
 use basin_service::Lakehouse;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
@@ -188,7 +189,7 @@ pub(crate) async fn serve(
 }
 
 /// Binds the Postgres listener (before anything is served, so a taken port fails at once).
-pub(crate) async fn bind(listen: SocketAddr) -> basin_catalog::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(listen: SocketAddr) -> basin_core::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         Error::io(format!(
             "cannot listen for Postgres clients on {listen}: {e}"

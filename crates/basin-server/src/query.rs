@@ -18,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use basin_catalog::Error;
+use basin_core::Error;
 use basin_service::Lakehouse;
 use basin_sql::RecordBatchStream;
 use basin_sql::export::{Drain, FileFormat, FileWriter};
@@ -265,7 +265,7 @@ fn tail(state: &JsonState, truncated: bool, error: Option<&Error>) -> String {
              \"parquet\"; the console's download buttons), an Arrow stream (Accept: \
              {ARROW_STREAM}, or `basin --remote ... query`), or add a LIMIT",
             state.caps.rows,
-            basin_catalog::units::format_size(state.caps.bytes)
+            basin_core::units::format_size(state.caps.bytes)
         );
         tail.push_str(&format!(
             ",\"notice\":{}",

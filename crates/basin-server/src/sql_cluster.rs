@@ -1,7 +1,7 @@
 //! Distributed SQL on a cluster: `basin serve` runs the Ballista scheduler at
 //! `[sql.ballista] scheduler`, each `basin worker` joins it with an executor.
 
-use basin_catalog::Result;
+use basin_core::Result;
 use basin_service::Lakehouse;
 use basin_sql::distributed::{Scheduler, SqlExecutor};
 

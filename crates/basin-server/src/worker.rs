@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use basin_catalog::Result;
+use basin_core::Result;
 use basin_service::Lakehouse;
 use basin_service::triggers::dispatch::Dispatcher;
 

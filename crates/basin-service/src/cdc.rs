@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use basin_catalog::{Key, Result};
+use basin_catalog::Key;
+use basin_core::Result;
 use basin_ingest::postgres::LoadProgress;
 use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequest, slot};
 use serde::Serialize;

@@ -25,7 +25,8 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use basin_catalog::{CommitRequest, Error, Key, Result};
+use basin_catalog::{CommitRequest, Key};
+use basin_core::{Error, Result};
 use basin_table::{TableChange, TableWriter, Tables};
 use futures::{StreamExt, TryStreamExt};
 use iceberg::scan::FileScanTask;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_table::S3Settings;
 use serde::{Deserialize, Serialize};
 
@@ -63,11 +63,11 @@ pub mod env {
     pub(crate) fn number<T: std::str::FromStr>(
         name: &str,
         what: &str,
-    ) -> basin_catalog::Result<Option<T>> {
+    ) -> basin_core::Result<Option<T>> {
         get(name)
             .map(|v| {
                 v.parse::<T>()
-                    .map_err(|_| basin_catalog::Error::invalid(format!("{name}={v} is not {what}")))
+                    .map_err(|_| basin_core::Error::invalid(format!("{name}={v} is not {what}")))
             })
             .transpose()
     }
@@ -116,7 +116,7 @@ pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &st
         .and_then(|rest| rest.split_once("`, expected "))
         .and_then(|(field, expected)| {
             let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            basin_catalog::suggest(field, known)
+            basin_core::suggest(field, known)
         });
     match (meant, hint) {
         (Some(meant), "") => error.with_hint(format!("did you mean `{meant}`?")),
@@ -245,7 +245,7 @@ impl SizeValue {
             SizeValue::Bytes(n) => Ok(*n),
             // As the number 0 is (`handoff_pool = "0"`: none).
             SizeValue::Text(t) if t.trim() == "0" => Ok(0),
-            SizeValue::Text(t) => basin_catalog::units::parse_size(t).map_err(|e| {
+            SizeValue::Text(t) => basin_core::units::parse_size(t).map_err(|e| {
                 Error::invalid(format!("{setting}: {}", e.message))
                     .with_hint("write e.g. \"512MiB\" or \"4GiB\"")
             }),
@@ -276,14 +276,10 @@ impl DurationValue {
                 Ok(Some(std::time::Duration::from_secs_f64(*s)))
             }
             DurationValue::Text(t) if matches!(t.trim(), "off" | "none" | "0") => Ok(None),
-            DurationValue::Text(t) => {
-                basin_catalog::units::parse_duration(t)
-                    .map(Some)
-                    .map_err(|e| {
-                        Error::invalid(format!("{setting}: {}", e.message))
-                            .with_hint("write e.g. \"30s\" or \"5m\", or \"off\"")
-                    })
-            }
+            DurationValue::Text(t) => basin_core::units::parse_duration(t).map(Some).map_err(|e| {
+                Error::invalid(format!("{setting}: {}", e.message))
+                    .with_hint("write e.g. \"30s\" or \"5m\", or \"off\"")
+            }),
             DurationValue::Seconds(s) => {
                 Err(Error::invalid(format!("{setting}: {s} is not a duration")))
             }

@@ -15,7 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use basin_catalog::{CommitRequest, Content, Key, RefKind, Result};
+use basin_catalog::{CommitRequest, Content, Key, RefKind};
+use basin_core::Result;
 use basin_table::iceberg::table::Table;
 use basin_table::{ExpirePolicy, TableChange, Tables, snapshots_to_expire};
 use serde::Serialize;
@@ -75,7 +76,7 @@ impl Lakehouse {
         let clock = Instant::now();
         let key = Key::table(name)?;
         if options.retain_last == Some(0) {
-            return Err(basin_catalog::Error::invalid(
+            return Err(basin_core::Error::invalid(
                 "--retain-last 0 would expire the current snapshot",
             )
             .with_hint("--retain-last 1 keeps only the current snapshot (the least there is)"));

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
-use basin_catalog::{Error, InvocationRecord, Key, Result};
+use basin_catalog::Key;
+use basin_core::{Error, InvocationRecord, Result};
 use basin_ingest::{Format, ImportReport, ImportRequest, Mode};
 use basin_runtime::{
     Declaration, EnvSpec, Invocation, Limits, ModelInput, Output, OutputSink, Target,

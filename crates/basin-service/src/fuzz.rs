@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use basin_catalog::{Error, ErrorKind};
+use basin_core::{Error, ErrorKind};
 use basin_fuzz::Verdict;
 
 use crate::config::Settings;

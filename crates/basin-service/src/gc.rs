@@ -22,7 +22,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use basin_catalog::{CommitId, Error, HistoryRetention, Result};
+use basin_catalog::{CommitId, HistoryRetention};
+use basin_core::{Error, Result};
 use basin_table::Reachable;
 use serde::Serialize;
 
@@ -184,7 +185,7 @@ impl Lakehouse {
             keep: running,
             note: format!(
                 "keep_history = {}",
-                basin_catalog::units::format_duration(keep)
+                basin_core::units::format_duration(keep)
             ),
         };
         let pruned = self

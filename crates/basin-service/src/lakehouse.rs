@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use basin_catalog::{Catalog, Error, ErrorKind, MAIN, Resolved, Result, SqlStore, Store};
+use basin_catalog::{Catalog, MAIN, Resolved, SqlStore, Store};
+use basin_core::{Error, ErrorKind, Result};
 use basin_table::{Tables, Warehouse};
 
 use crate::config::{self, CatalogConfig, LakehouseConfig, Settings, WarehouseConfig};
@@ -37,8 +38,8 @@ const CLUSTER_TOKEN_SETTING: &str = "sql_cluster_token";
 pub async fn cluster_token(store: &dyn Store) -> Result<String> {
     let fresh = format!(
         "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
+        basin_core::ids::random(),
+        basin_core::ids::random()
     );
     store.fix_setting(CLUSTER_TOKEN_SETTING, &fresh).await
 }

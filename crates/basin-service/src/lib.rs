@@ -2,7 +2,7 @@
 //! branch, tag, diff, merge, import and query it.
 //!
 //! ```no_run
-//! # async fn demo() -> basin_catalog::Result<()> {
+//! # async fn demo() -> basin_core::Result<()> {
 //! let lakehouse = basin_service::Lakehouse::init(std::path::Path::new("/tmp/lh"), &basin_service::Placement::default()).await?;
 //! lakehouse.create_branch("dev", None).await?;
 //! let result = lakehouse.query("SELECT 1", Some("main"), None).await?;
@@ -31,7 +31,7 @@ mod usage;
 #[cfg(test)]
 mod fuzz;
 
-pub use basin_catalog::{Error, ErrorKind, Result};
+pub use basin_core::{Error, ErrorKind, Result};
 pub use compact::{CompactOptions, CompactReport};
 pub use config::{ServerSettings, TlsFiles};
 pub use expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};

@@ -15,7 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use basin_catalog::{Error, RefKind, Result};
+use basin_catalog::RefKind;
+use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -72,7 +73,7 @@ impl Lakehouse {
     pub async fn run_maintenance(&self, trigger: &str, dry_run: bool) -> Result<MaintenanceRun> {
         let clock = Instant::now();
         let mut run = MaintenanceRun {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: basin_core::ids::ordered(),
             trigger: trigger.to_string(),
             dry_run,
             status: "running".into(),

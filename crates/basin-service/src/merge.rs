@@ -1,6 +1,7 @@
 //! `basin merge`: three-way at table level, with appends on both sides merged.
 
-use basin_catalog::{Change, CommitRequest, Content, Error, ErrorKind, Operation, Result};
+use basin_catalog::{Change, CommitRequest, Content, Operation};
+use basin_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use basin_catalog::{
-    Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved, Result,
-};
+use basin_catalog::{Commit, CommitRequest, Content, Key, Operation, Resolved};
+use basin_core::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::Lakehouse;

@@ -1,6 +1,7 @@
 //! Branches, tags, history and differences.
 
-use basin_catalog::{Commit, CommitId, DiffEntry, Error, HistoryCut, Ref, RefKind, Result};
+use basin_catalog::{Commit, CommitId, DiffEntry, HistoryCut, Ref, RefKind};
+use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;

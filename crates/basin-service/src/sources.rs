@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use basin_catalog::{Error, ErrorKind, Key, Result};
+use basin_catalog::Key;
+use basin_core::{Error, ErrorKind, Result};
 use basin_ingest::postgres::{LoadProgress, LoadReport, LoadRequest, PgSource};
 use serde::{Deserialize, Serialize};
 
@@ -262,7 +263,7 @@ pub(crate) fn resolve(
 }
 
 fn unknown_source(name: &str, known: &BTreeMap<String, SourceConfig>) -> Error {
-    let hint = match basin_catalog::suggest(name, known.keys().map(String::as_str)) {
+    let hint = match basin_core::suggest(name, known.keys().map(String::as_str)) {
         Some(s) => format!("did you mean `{s}`? (`basin source ls` lists them)"),
         None if known.is_empty() => format!(
             "declare it: basin source add {name} --url postgres://USER@HOST:5432/DB --tables public.TABLE"

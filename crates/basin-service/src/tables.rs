@@ -1,7 +1,8 @@
 //! Table-level operations: list, show, drop, revert, rename, register, and Iceberg's own
 //! requirements-and-updates commits (what the REST catalog receives).
 
-use basin_catalog::{Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Result};
+use basin_catalog::{Commit, CommitRequest, Content, Key, Operation};
+use basin_core::{Error, ErrorKind, Result};
 use basin_table::iceberg::TableUpdate;
 use basin_table::iceberg::table::Table;
 use basin_table::{ColumnSummary, TableSummary, TableUpdates, Tables};

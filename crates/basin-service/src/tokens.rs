@@ -1,7 +1,8 @@
 //! Access tokens for `basin serve`: random secrets shown once, stored as SHA-256 hashes, each
 //! with a role (reader < writer < admin).
 
-use basin_catalog::{Error, Result, TokenRecord};
+use basin_catalog::TokenRecord;
+use basin_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
 use crate::Lakehouse;
@@ -47,11 +48,11 @@ impl Lakehouse {
     pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
         let secret = format!(
             "basin_{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
+            basin_core::ids::random(),
+            basin_core::ids::random()
         );
         let record = TokenRecord {
-            id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            id: basin_core::ids::random()[..8].to_string(),
             name: name.to_string(),
             role: role.as_str().to_string(),
             hash: hash(&secret),

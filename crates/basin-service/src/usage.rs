@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use basin_catalog::{InvocationKind, InvocationRecord, InvocationStatus, Result};
+use basin_core::{InvocationKind, InvocationRecord, InvocationStatus, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
@@ -41,7 +41,7 @@ impl Lakehouse {
     /// Records a query for `basin usage`, as `sql (VIA)`.
     pub async fn record_query(&self, query: QueryUsage) -> Result<()> {
         let record = InvocationRecord {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: basin_core::ids::ordered(),
             function: format!("sql ({})", query.via),
             env_hash: String::new(),
             started_at_ms: query.started_at_ms,

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use futures::{Future, Stream, StreamExt};
 
 use crate::{Engine, RecordBatchStream};

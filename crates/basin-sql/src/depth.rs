@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 

@@ -2,7 +2,7 @@
 //! did-you-mean (and, for a table in another namespace, the way the caller's front door picks
 //! one), and syntax errors as Postgres words them, with the line and a caret.
 
-use basin_catalog::{Error, ErrorKind, suggest};
+use basin_core::{Error, ErrorKind, suggest};
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 

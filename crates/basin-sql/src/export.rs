@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 /// A file format query answers can be written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

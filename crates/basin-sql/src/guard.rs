@@ -28,7 +28,7 @@
 //! which counts its work ([`crate::parse`]): how long sqlparser takes depends on more than
 //! the text's shape.
 
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result};
 use datafusion::sql::sqlparser::dialect::{
     Dialect as SqlDialect, GenericDialect, PostgreSqlDialect,
 };
@@ -100,7 +100,7 @@ impl Bound {
 
     fn limit(self, limits: &StatementLimits) -> String {
         match self {
-            Bound::Size => basin_catalog::units::format_size(limits.max_size as u64),
+            Bound::Size => basin_core::units::format_size(limits.max_size as u64),
             Bound::Depth => limits.max_depth.to_string(),
             Bound::Joins => limits.max_joins.to_string(),
         }
@@ -153,7 +153,7 @@ pub fn check_bound(
     if sql.len() > limits.max_size {
         let what = format!(
             "the statement is {} long",
-            basin_catalog::units::format_size(sql.len() as u64)
+            basin_core::units::format_size(sql.len() as u64)
         );
         return Err(refuse(Bound::Size, limits, what, None));
     }

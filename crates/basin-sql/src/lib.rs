@@ -2,7 +2,7 @@
 //! commit), with tables named `namespace.table`. Time travel is just another ref.
 //!
 //! ```no_run
-//! # async fn demo(tables: &basin_table::Tables) -> basin_catalog::Result<()> {
+//! # async fn demo(tables: &basin_table::Tables) -> basin_core::Result<()> {
 //! let engine = basin_sql::Engine::new(
 //!     basin_sql::SqlLimits::default(),
 //!     basin_sql::WarehouseFiles::None,
@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use basin_catalog::{Error, ErrorKind, Resolved, Result, suggest};
+use basin_catalog::Resolved;
+use basin_core::{Error, ErrorKind, Result, suggest};
 use basin_table::Tables;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;

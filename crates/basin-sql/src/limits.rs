@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use basin_catalog::units::format_size;
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::units::format_size;
+use basin_core::{Error, ErrorKind, Result};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{

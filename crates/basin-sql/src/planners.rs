@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -10,7 +10,7 @@
 //! system object store beyond the warehouse and no table factories (see `crate::limits`), so a
 //! statement that slips past the parser check still finds no file to open.
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Query, Set, SetExpr, Statement};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use basin_catalog::{Content, Key, Resolved, Result};
+use basin_catalog::{Content, Key, Resolved};
+use basin_core::Result;
 use basin_table::Tables;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};

@@ -384,7 +384,7 @@ impl PrunedScan {
         match missing {
             None => Ok(()),
             Some(name) => Err(DataFusionError::External(Box::new(
-                basin_catalog::Error::io(format!(
+                basin_core::Error::io(format!(
                     "`{}`: its data file {name} is missing (removed outside Basin?)",
                     self.key
                 ))

@@ -29,7 +29,7 @@ fn summary(mut ms: Vec<f64>) -> String {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> basin_catalog::Result<()> {
+async fn main() -> basin_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let samples: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let dir =

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use basin_catalog::{Commit, CommitRequest, Content, ErrorKind, Key, Operation, Resolved};
+use basin_catalog::{Commit, CommitRequest, Content, Key, Operation, Resolved};
+use basin_core::ErrorKind;
 
 use crate::error::{Result, from_iceberg};
 use crate::retry::Backoff;
@@ -81,7 +82,7 @@ impl Tables {
                     let current = self.catalog().resolve(&branch).await?;
                     let mut rebased = Vec::with_capacity(bases.len());
                     for (change, base) in changes.iter().zip(&bases) {
-                        let conflict = basin_catalog::Error::new(e.kind(), e.message.clone());
+                        let conflict = basin_core::Error::new(e.kind(), e.message.clone());
                         rebased.push(
                             self.rebase_target(
                                 &current,

@@ -1,4 +1,4 @@
-pub use basin_catalog::{Error, ErrorKind, Result};
+pub use basin_core::{Error, ErrorKind, Result};
 
 /// Converts an iceberg error, keeping it as the cause.
 pub fn from_iceberg(context: impl std::fmt::Display) -> impl FnOnce(iceberg::Error) -> Error {
@@ -29,7 +29,7 @@ pub fn unknown_column_hint(schema: &iceberg::spec::Schema, column: &str) -> Stri
         .iter()
         .map(|f| f.name.as_str())
         .collect();
-    match basin_catalog::suggest(column, names.iter().copied()) {
+    match basin_core::suggest(column, names.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("its columns: {}", names.join(", ")),
     }

@@ -2,9 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use basin_catalog::{
-    Catalog, Commit, CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved,
-};
+use basin_catalog::{Catalog, Commit, CommitRequest, Content, Key, Operation, Resolved};
+use basin_core::{Error, ErrorKind};
 use iceberg::TableUpdate;
 use iceberg::spec::{
     DataFile, Operation as SnapshotOperation, Schema, TableMetadataBuilder, Type,

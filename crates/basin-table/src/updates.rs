@@ -8,7 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use basin_catalog::{CommitRequest, Content, Error, ErrorKind, Key, Operation, Resolved};
+use basin_catalog::{CommitRequest, Content, Key, Operation, Resolved};
+use basin_core::{Error, ErrorKind};
 use iceberg::spec::{
     FormatVersion, Schema, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
 };

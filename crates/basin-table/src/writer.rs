@@ -177,7 +177,7 @@ impl TableWriter {
         );
         // A unique prefix per writer: iceberg's generator numbers files from 0.
         let names = DefaultFileNameGenerator::new(
-            uuid::Uuid::now_v7().simple().to_string(),
+            basin_core::ids::ordered(),
             None,
             DataFileFormat::Parquet,
         );

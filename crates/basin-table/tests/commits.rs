@@ -45,7 +45,7 @@ async fn data_file(table: &Table, values: Vec<i64>) -> Vec<basin_table::iceberg:
 }
 
 /// Appends `values` to `TABLE` on `main` as a writer does: read the head, write, commit.
-async fn append(tables: &Tables, values: Vec<i64>) -> basin_catalog::Result<u32> {
+async fn append(tables: &Tables, values: Vec<i64>) -> basin_core::Result<u32> {
     let key = Key::table(TABLE)?;
     let main = tables.catalog().resolve("main").await?;
     let staged = match tables.catalog().content(&main, &key).await? {
@@ -157,7 +157,7 @@ async fn eight_concurrent_writers_land_all_their_appends() {
                 retried += attempts - 1;
                 most = most.max(attempts);
             }
-            Ok::<(u32, u32), basin_catalog::Error>((retried, most))
+            Ok::<(u32, u32), basin_core::Error>((retried, most))
         });
     }
     let (mut committed, mut retried, mut most) = (0, 0, 0);

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use basin_catalog::{
-    Catalog, CommitRequest, Content, ErrorKind, EventFilter, EventOutcome, EventState, NewEvent,
+    Catalog, CommitRequest, Content, EventFilter, EventOutcome, EventState, NewEvent,
 };
+use basin_core::ErrorKind;
 
 use super::{Fixture, put};
 

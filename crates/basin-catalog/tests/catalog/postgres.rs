@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use basin_catalog::{ErrorKind, EventOutcome, NewEvent, PgStore, Store, open_store};
+use basin_catalog::{EventOutcome, NewEvent, PgStore, Store, open_store};
+use basin_core::ErrorKind;
 use sqlx::{Connection, PgConnection};
 
 use super::events::new_event;

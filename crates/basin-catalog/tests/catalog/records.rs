@@ -1,7 +1,8 @@
 //! What the catalog keeps besides commits: pipeline and maintenance runs, access tokens,
 //! metering records, deployed functions and trigger cursors.
 
-use basin_catalog::{ErrorKind, InvocationKind, InvocationRecord, InvocationStatus, TokenRecord};
+use basin_catalog::TokenRecord;
+use basin_core::{ErrorKind, InvocationKind, InvocationRecord, InvocationStatus};
 
 use super::Fixture;
 

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use basin_runtime::{Walls, bytes};
+use basin_core::units::format_size as bytes;
+use basin_runtime::Walls;
 use serde::Serialize;
 
 use crate::commands::open;
@@ -64,8 +65,8 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
             lakehouse.settings().sql.clone(),
         ),
         Err(e)
-            if e.downcast_ref::<basin_catalog::Error>().map(|e| e.kind)
-                == Some(basin_catalog::ErrorKind::NotFound) =>
+            if e.downcast_ref::<basin_core::Error>().map(|e| e.kind)
+                == Some(basin_core::ErrorKind::NotFound) =>
         {
             (
                 basin_runtime::RuntimeOptions::default(),

@@ -107,9 +107,9 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// `NAME==VERSION`, as `--pip` takes it.
-pub(crate) fn parse_pin(package: &str) -> Result<(String, String), basin_catalog::Error> {
+pub(crate) fn parse_pin(package: &str) -> Result<(String, String), basin_core::Error> {
     let (name, version) = package.split_once("==").ok_or_else(|| {
-        basin_catalog::Error::invalid(format!("`{package}` is not pinned"))
+        basin_core::Error::invalid(format!("`{package}` is not pinned"))
             .with_hint("write packages as NAME==VERSION, e.g. --pip pandas==2.2.3")
     })?;
     Ok((name.trim().to_string(), version.trim().to_string()))

@@ -44,7 +44,7 @@ pub struct Args {
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
     let grace = match &args.grace {
-        Some(grace) => basin_catalog::units::parse_duration(grace)
+        Some(grace) => basin_core::units::parse_duration(grace)
             .map_err(|e| e.with_hint("write e.g. --grace 30m, 1h, 2d"))?,
         None => lakehouse.settings().maintenance.gc_grace,
     };
@@ -109,7 +109,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         match report.keep_history_seconds {
             Some(keep) => status(format!(
                 "History ([maintenance] keep_history = {}): {verb} {} commits{}",
-                basin_catalog::units::format_duration(std::time::Duration::from_secs(keep)),
+                basin_core::units::format_duration(std::time::Duration::from_secs(keep)),
                 report.history_commits_removed,
                 match report.history_cut_at.len() {
                     0 => String::new(),

@@ -147,7 +147,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 t.source_table.clone(),
                 t.table.clone(),
                 t.rows.to_string(),
-                basin_catalog::units::format_size(t.bytes),
+                basin_core::units::format_size(t.bytes),
                 format!("{:.2}", t.seconds),
                 format!("{:.0}", t.rows_per_second),
             ]

@@ -3,10 +3,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use basin_catalog::Error;
-use basin_catalog::units::{parse_duration, parse_size};
+use basin_core::Error;
+use basin_core::units::format_size as bytes;
+use basin_core::units::{parse_duration, parse_size};
 use basin_ingest::Mode;
-use basin_runtime::{Output, Stream, bytes};
+use basin_runtime::{Output, Stream};
 use basin_service::InvokeRequest;
 
 use super::env::parse_pin;

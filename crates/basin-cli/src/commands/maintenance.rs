@@ -62,7 +62,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             if run.errors.is_empty() {
                 Ok(())
             } else {
-                Err(basin_catalog::Error::invalid(format!(
+                Err(basin_core::Error::invalid(format!(
                     "maintenance run {}: {} step(s) failed",
                     run.id,
                     run.errors.len()

@@ -23,7 +23,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open(home).await?;
     let Some((bucket, key)) = args.target.split_once('/') else {
         return Err(
-            basin_catalog::Error::invalid(format!("`{}` is not BUCKET/KEY", args.target))
+            basin_core::Error::invalid(format!("`{}` is not BUCKET/KEY", args.target))
                 .with_hint("e.g. basin put orders.csv landing/orders.csv")
                 .into(),
         );

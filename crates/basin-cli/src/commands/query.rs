@@ -51,7 +51,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     };
     if args.format == QueryFormat::Parquet && args.output.is_none() {
         return Err(
-            basin_catalog::Error::invalid("`--format parquet` writes a file")
+            basin_core::Error::invalid("`--format parquet` writes a file")
                 .with_hint("add -o result.parquet")
                 .into(),
         );

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basin_catalog::Error;
+use basin_core::Error;
 use basin_runtime::Stream;
 use basin_service::pipeline::{ModelRun, RunRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};

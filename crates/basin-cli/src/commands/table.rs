@@ -189,7 +189,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 sort_by: sort_by.into_iter().map(|c| c.trim().to_string()).collect(),
                 target_file_size: target_file_size
                     .as_deref()
-                    .map(basin_catalog::units::parse_size)
+                    .map(basin_core::units::parse_size)
                     .transpose()?,
             };
             let report = lake
@@ -221,7 +221,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                         "`{}` has {} file(s), at most one under 3/4 of {}: nothing to compact",
                         report.table,
                         report.files_before,
-                        basin_catalog::units::format_size(report.target_file_size)
+                        basin_core::units::format_size(report.target_file_size)
                     ),
                 }
             })
@@ -235,7 +235,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             format,
         } => {
             let older_than = older_than
-                .map(|text| basin_catalog::units::parse_duration(&text))
+                .map(|text| basin_core::units::parse_duration(&text))
                 .transpose()
                 .map_err(|e| e.with_hint("write e.g. --older-than 12h or 7d"))?;
             let options = basin_service::ExpireOptions {
@@ -252,7 +252,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 let policy = match report.older_than_ms {
                     Some(s) => format!(
                         "older than {}, beyond the newest {}",
-                        basin_catalog::units::format_duration(std::time::Duration::from_millis(s)),
+                        basin_core::units::format_duration(std::time::Duration::from_millis(s)),
                         report.retain_last
                     ),
                     None => "none: snapshots are kept forever".to_string(),

@@ -1,5 +1,5 @@
-use basin_catalog::Error;
-use basin_runtime::bytes;
+use basin_core::Error;
+use basin_core::units::format_size as bytes;
 use basin_service::UsageBy;
 use clap::ValueEnum;
 

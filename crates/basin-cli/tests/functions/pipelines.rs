@@ -612,7 +612,7 @@ fn a_models_kept_logs_stop_at_max_output_size() {
         last.starts_with(&format!(
             "[basin: {} more lines not kept",
             300 - (logs.len() - 1)
-        )) && last.contains("64.0 KiB (`max_output_size`)"),
+        )) && last.contains("64 KiB (`max_output_size`)"),
         "{last}"
     );
 }

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use basin_catalog::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result};
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -259,7 +259,7 @@ pub(crate) async fn find_table(
                 .await
                 .unwrap_or_default();
             let names: Vec<&str> = there.iter().map(|t| t.name.as_str()).collect();
-            let hint = match basin_catalog::suggest(name, names.iter().copied()) {
+            let hint = match basin_core::suggest(name, names.iter().copied()) {
                 Some(s) => format!("did you mean `{schema}.{s}`?"),
                 None if names.is_empty() => format!(
                     "schema `{schema}` has no tables Basin can see (check the url's database and the user's privileges)"

@@ -22,7 +22,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use basin_catalog::{CommitRequest, Content, Error, Key, Result};
+use basin_catalog::{CommitRequest, Content, Key};
+use basin_core::{Error, Result};
 use basin_table::{StagedChange, TableChange, Tables};
 use iceberg::spec::{NestedField, Schema};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_table::TableWriter;
 use futures::StreamExt;
 use iceberg::spec::DataFile;

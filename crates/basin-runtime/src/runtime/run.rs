@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use basin_catalog::{Error, InvocationStatus, Result};
+use basin_core::{Error, InvocationStatus, Result};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 

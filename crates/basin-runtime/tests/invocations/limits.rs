@@ -108,7 +108,7 @@ def many():
     let e = finished.result.as_ref().unwrap_err();
     assert!(
         e.message
-            .contains("over the limit of 8.0 MiB ([functions] max_folder_size)"),
+            .contains("over the limit of 8 MiB ([functions] max_folder_size)"),
         "{e}"
     );
     assert_eq!(finished.record.status, InvocationStatus::Memory);
@@ -251,7 +251,7 @@ except OSError:
     let e = finished.result.as_ref().expect_err("refused");
     assert!(
         e.message
-            .contains("reply is over 64.0 MiB ([functions] max_reply_size"),
+            .contains("reply is over 64 MiB ([functions] max_reply_size"),
         "{e}"
     );
     assert_eq!(rt_counter(&rt).over_reply.load(Ordering::Relaxed), 1);
@@ -293,8 +293,8 @@ async fn memory_held_outside_any_process_is_stopped_at_the_limit() {
             "{name}: {e:?}"
         );
         assert!(
-            e.is_some_and(|e| e.message.contains("memory limit of 200.0 MiB")
-                || e.message.contains("over its limit of 200.0 MiB")),
+            e.is_some_and(|e| e.message.contains("memory limit of 200 MiB")
+                || e.message.contains("over its limit of 200 MiB")),
             "{name}: {e:?}"
         );
         assert!(

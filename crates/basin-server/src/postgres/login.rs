@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use basin_catalog::ErrorKind;
+use basin_core::ErrorKind;
 
 use async_trait::async_trait;
 use futures::Sink;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use basin_catalog::Error;
+use basin_core::Error;
 use basin_sql::policy::variable_name;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use futures::stream;

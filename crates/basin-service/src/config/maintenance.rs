@@ -127,7 +127,7 @@ impl MaintenanceSection {
                 return Err(Error::invalid(format!(
                     "{}: {} is shorter than a write may take",
                     setting("gc_grace"),
-                    basin_catalog::units::format_duration(grace)
+                    basin_core::units::format_duration(grace)
                 ))
                 .with_hint("at least \"1m\"; the default \"1h\" outlasts most writes"));
             }

@@ -191,7 +191,7 @@ mod tests {
             "SHOP_PASSWORD",
         ] {
             let e = from(&format!("[secrets]\nK = {{ env = \"{own}\" }}")).unwrap_err();
-            assert_eq!(e.kind(), basin_catalog::ErrorKind::InvalidInput, "{own}");
+            assert_eq!(e.kind(), basin_core::ErrorKind::InvalidInput, "{own}");
             assert!(e.message.contains(own), "{}", e.message);
         }
         for bad in [

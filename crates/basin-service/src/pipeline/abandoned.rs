@@ -10,7 +10,8 @@
 //! Without this, such a record said `running` forever, and gc kept its branch and the
 //! history since the commit it read.
 
-use basin_catalog::{Error, Result};
+use basin_core::time::now_ms;
+use basin_core::{Error, Result};
 
 use super::RunRecord;
 use crate::Lakehouse;
@@ -23,10 +24,6 @@ fn lease(id: &str) -> String {
 
 /// Commits of the target looked through for a run's merge.
 const MERGE_SEARCH: usize = 10_000;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 impl Lakehouse {
     /// Takes run `id`'s lease for this process and renews it until the returned guard drops.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -122,7 +122,7 @@ impl RunCache {
         let (data, meta) = self.paths(key);
         let tmp = self
             .dir
-            .join(format!(".tmp-{key}-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!(".tmp-{key}-{}", basin_core::ids::random()));
         let written = basin_runtime::write_ipc_file(&tmp, schema, batches).and_then(|()| {
             std::fs::rename(&tmp, &data).map_err(|e| Error::io(e.to_string()))?;
             let tmp_meta = tmp.with_extension("json");

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 use super::project::Project;
 
@@ -60,8 +60,7 @@ impl Dag {
                             .map(|m| m.name.as_str())
                             .chain(tables.iter().map(String::as_str))
                             .collect();
-                        let hint = match basin_catalog::suggest(&input.name, names.iter().copied())
-                        {
+                        let hint = match basin_core::suggest(&input.name, names.iter().copied()) {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!(
                                 "models: {}; import the table first, or add the model",

@@ -20,9 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use basin_catalog::{
-    Error, EventFilter, EventOutcome, EventRecord, EventState, NewEvent, Result, Settled,
-};
+use basin_catalog::{EventFilter, EventOutcome, EventRecord, EventState, NewEvent, Settled};
+use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use super::dag::{Dag, Source};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_ingest::{Format, ImportRequest};
 use basin_runtime::{Invocation, Limits, ModelInput, Output, Target};
 use datafusion::datasource::MemTable;

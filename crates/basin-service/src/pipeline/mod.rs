@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_runtime::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -158,7 +158,7 @@ impl Lakehouse {
 
         // Time-ordered (the first 12 digits are the start's milliseconds), then 4 random
         // digits so that two runs started in the same millisecond get different ids.
-        let uuid = uuid::Uuid::now_v7().simple().to_string();
+        let uuid = basin_core::ids::ordered();
         let id = format!("{}{}", &uuid[..12], &uuid[28..]);
         let branch = format!("run/{id}");
         self.catalog().create_branch(&branch, &head).await?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_ingest::Mode;
 use basin_runtime::{Declaration, ModelInput};
 use datafusion::sql::TableReference;
@@ -367,7 +367,7 @@ pub fn resolve_parameters(
         let def = defs.get(name).ok_or_else(|| {
             let known: Vec<&str> = defs.keys().map(String::as_str).collect();
             Error::invalid(format!("--param {name}: no such parameter")).with_hint(
-                match basin_catalog::suggest(name, known.iter().copied()) {
+                match basin_core::suggest(name, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("declared parameters: {}", known.join(", ")),
                 },

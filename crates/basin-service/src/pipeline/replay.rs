@@ -3,7 +3,7 @@
 
 use arrow::array::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -62,7 +62,7 @@ impl Lakehouse {
             .resolve(&format!("{}@{}", original.target, original.read_commit))
             .await
             .map_err(|e| match e.kind() {
-                basin_catalog::ErrorKind::NotFound => e.with_hint(format!(
+                basin_core::ErrorKind::NotFound => e.with_hint(format!(
                     "the commit run {} read may have left the catalog's history ([maintenance] \
                      keep_history); tag a run's commit to replay it later",
                     original.id

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 
 /// The files, relative to the project folder.
 const FILES: &[(&str, &str)] = &[
@@ -26,7 +26,7 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, _) in FILES {
         if dir.join(name).exists() {
             return Err(Error::new(
-                basin_catalog::ErrorKind::AlreadyExists,
+                basin_core::ErrorKind::AlreadyExists,
                 format!("{} already exists", dir.join(name).display()),
             )
             .with_hint("scaffold into an empty folder: basin init --project NEW_DIR"));

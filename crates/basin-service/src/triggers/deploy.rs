@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::{Error, EventCounts, Result};
+use basin_catalog::EventCounts;
+use basin_core::{Error, Result};
 use basin_runtime::{Declaration, Trigger};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -107,7 +108,7 @@ impl Lakehouse {
             if let Some(Trigger::Object { bucket, .. }) = f.trigger()
                 && !existing.contains(bucket)
                 && let Some(meant) =
-                    basin_catalog::suggest(bucket, existing.iter().map(String::as_str))
+                    basin_core::suggest(bucket, existing.iter().map(String::as_str))
             {
                 plan.warnings.push(format!(
                     "function `{}` watches a new bucket `{bucket}`: did you mean `{meant}`?",
@@ -186,7 +187,7 @@ impl Lakehouse {
         let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
         all.into_iter().find(|f| f.name == name).ok_or_else(|| {
             let e = Error::not_found(format!("no deployed function `{name}`"));
-            match basin_catalog::suggest(name, names.iter().map(String::as_str)) {
+            match basin_core::suggest(name, names.iter().map(String::as_str)) {
                 Some(s) => e.with_hint(format!("did you mean `{s}`?")),
                 None => e.with_hint("deploy functions with `basin deploy DIR`"),
             }

@@ -9,13 +9,15 @@
 //! It sleeps between events: it wakes when a source stores one, when a backoff or a lease
 //! runs out, or when a batch finishes. No events, no work.
 
+use basin_core::time::now_ms;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basin_catalog::{Error, ErrorKind, EventOutcome, EventRecord, EventState, Result, Settled};
+use basin_catalog::{EventOutcome, EventRecord, EventState, Settled};
+use basin_core::{Error, ErrorKind, Result};
 use basin_ingest::{Format, ImportRequest, Mode};
 use basin_runtime::{Finished, Output};
 use tokio::sync::{Notify, watch};
@@ -86,10 +88,6 @@ impl EventCounters {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Dispatcher {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use basin_catalog::{Error, NewEvent, Result};
+use basin_catalog::NewEvent;
+use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 
 use super::deploy::DeployedFunction;
@@ -72,7 +73,7 @@ impl Dispatcher {
     ) -> Result<String> {
         let id = match idempotency_key {
             Some(key) => super::event_id(&[&function.name, "http", key]),
-            None => uuid::Uuid::now_v7().simple().to_string(),
+            None => basin_core::ids::ordered(),
         };
         let event = NewEvent {
             id: id.clone(),

@@ -11,7 +11,8 @@ pub mod watch;
 
 use std::path::Path;
 
-use basin_catalog::{Error, EventCounts, EventFilter, EventRecord, NewEvent, Result};
+use basin_catalog::{EventCounts, EventFilter, EventRecord, NewEvent};
+use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 use sha2::{Digest, Sha256};
 
@@ -166,7 +167,7 @@ impl Lakehouse {
         let folder = self.bucket_dir(bucket);
         if !folder.is_dir() {
             let known = self.bucket_names();
-            let hint = match basin_catalog::suggest(bucket, known.iter().map(String::as_str)) {
+            let hint = match basin_core::suggest(bucket, known.iter().map(String::as_str)) {
                 Some(meant) => format!("did you mean `{meant}`?"),
                 None if known.is_empty() => {
                     "`basin deploy` creates the buckets its functions watch; none exists yet"

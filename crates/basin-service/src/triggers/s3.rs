@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use basin_catalog::{Error, NewEvent, Result};
+use basin_catalog::NewEvent;
+use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 use basin_table::S3Settings;
 use opendal::Operator;

@@ -5,10 +5,12 @@
 //! `missed="run_once"`. A function deployed while the server runs is picked up within a
 //! minute; a first start fires nothing for the past.
 
+use basin_core::time::now_ms;
 use std::str::FromStr;
 use std::time::Duration;
 
-use basin_catalog::{Error, NewEvent, Result};
+use basin_catalog::NewEvent;
+use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
@@ -149,10 +151,6 @@ pub async fn run(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch::
             _ = stop.changed() => {}
         }
     }
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// Queues an event for each schedule with a slot due; returns how long until the next slot

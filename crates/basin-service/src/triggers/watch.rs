@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use basin_catalog::{Error, NewEvent, Result};
+use basin_catalog::NewEvent;
+use basin_core::{Error, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
-use basin_catalog::units::format_size;
-use basin_catalog::{Error, Result};
+use basin_core::units::format_size;
+use basin_core::{Error, Result};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SessionContext;

@@ -36,7 +36,7 @@ use ballista_executor::metrics::ExecutorMetricsCollector;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_server::SchedulerServer;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use basin_table::Tables;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;

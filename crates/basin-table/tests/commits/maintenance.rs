@@ -155,10 +155,7 @@ async fn a_rewrite_keeps_appends_and_fails_if_its_files_were_rewritten_meanwhile
             CommitRequest::new("main", read_at.commit, "cdc again"),
         )
         .await;
-    assert_eq!(
-        again.unwrap_err().kind(),
-        basin_catalog::ErrorKind::Conflict
-    );
+    assert_eq!(again.unwrap_err().kind(), basin_core::ErrorKind::Conflict);
     assert_eq!(all_values(&tables).await, values);
 }
 
@@ -277,7 +274,7 @@ async fn an_expiry_keeps_what_was_appended_meanwhile() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), basin_catalog::ErrorKind::Conflict);
+    assert_eq!(err.kind(), basin_core::ErrorKind::Conflict);
     assert_eq!(all_values(&tables).await, [1, 2, 3, 4]);
 }
 

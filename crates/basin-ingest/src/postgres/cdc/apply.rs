@@ -9,7 +9,8 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
-use basin_catalog::{CommitRequest, Content, Error, Key, Resolved, Result};
+use basin_catalog::{CommitRequest, Content, Key, Resolved};
+use basin_core::{Error, Result};
 use basin_table::{StagedChange, TableChange, TableWriter, Tables};
 use bytes::Bytes;
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};

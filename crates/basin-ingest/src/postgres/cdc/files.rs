@@ -3,7 +3,7 @@
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::Datum;

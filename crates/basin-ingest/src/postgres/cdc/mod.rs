@@ -17,7 +17,8 @@ pub mod pgoutput;
 pub mod slot;
 mod stream;
 
-use basin_catalog::{CommitRequest, Content, Key, Resolved, Result};
+use basin_catalog::{CommitRequest, Content, Key, Resolved};
+use basin_core::Result;
 use basin_table::Tables;
 
 pub use stream::{FollowEvent, FollowProgress, FollowReport, FollowRequest, follow};

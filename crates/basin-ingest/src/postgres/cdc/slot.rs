@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use basin_catalog::{Error, Result};
+use basin_core::{Error, Result};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Connection, Row};
@@ -232,7 +232,7 @@ pub(crate) async fn drop_slot(conn: &mut PgConnection, source: &str, slot: &str)
     match state {
         None => Ok(false),
         Some(state) if state.active => Err(Error::new(
-            basin_catalog::ErrorKind::Conflict,
+            basin_core::ErrorKind::Conflict,
             format!("source `{source}`: replication slot `{slot}` is in use by another session"),
         )
         .with_hint(

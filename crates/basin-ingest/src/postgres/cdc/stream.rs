@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use basin_catalog::{Error, Key, Result};
+use basin_catalog::Key;
+use basin_core::{Error, Result};
 use basin_table::Tables;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use serde::Serialize;

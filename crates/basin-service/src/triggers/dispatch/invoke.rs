@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use basin_catalog::{Error, EventRecord, Result};
+use basin_catalog::EventRecord;
+use basin_core::{Error, Result};
 use basin_runtime::{Finished, Invocation, Limits, Target};
 
 use super::{BATCH_MARGIN, Dispatcher, timeout};

@@ -110,6 +110,7 @@ impl std::error::Error for Error {
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::new(ErrorKind::Store, "catalog store failed").with_source(e)

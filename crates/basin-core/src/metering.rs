@@ -1,5 +1,5 @@
-//! Metering: one record per function invocation or SQL query, kept in the catalog store
-//! beside commits so that usage survives with the lakehouse and is shared by every node.
+//! Metering: one record per function invocation or SQL query. The catalog store keeps them
+//! beside commits, so usage survives with the lakehouse and every node shares it.
 
 use serde::{Deserialize, Serialize};
 
@@ -93,16 +93,4 @@ impl InvocationRecord {
     pub fn gb_seconds(&self) -> f64 {
         self.memory_limit_bytes as f64 / (1u64 << 30) as f64 * self.duration_ms / 1000.0
     }
-}
-
-/// An access token for `basin serve`, as stored: never the secret, only its SHA-256.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    pub id: String,
-    pub name: String,
-    /// `reader`, `writer` or `admin`.
-    pub role: String,
-    #[serde(skip_serializing)]
-    pub hash: String,
-    pub created_at_ms: i64,
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `"1.5 GiB"` as `("1.5", " GiB")`.
 fn number_and_unit(text: &str) -> (&str, &str) {
