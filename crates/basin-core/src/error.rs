@@ -94,6 +94,21 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// The message with its hint on a line of its own, as people read it in a terminal and
+    /// as the event log keeps it: `message\nhint: what to do`. [`split_hint`] reads it back.
+    pub fn with_hint_line(&self) -> String {
+        match &self.hint {
+            Some(hint) => format!("{}\nhint: {hint}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The message and its hint on one line, for wire formats that carry one string:
+    /// `message (hint: what to do)`.
+    pub fn with_hint_inline(&self) -> String {
+        inline(&self.message, self.hint.as_deref())
+    }
 }
 
 impl fmt::Display for Error {
@@ -110,6 +125,25 @@ impl std::error::Error for Error {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_written_on_its_own_line_reads_back() {
+        let e = Error::invalid("no table `a.b`").with_hint("list tables with `basin table ls`");
+        assert_eq!(
+            split_hint(&e.with_hint_line()),
+            ("no table `a.b`", e.hint.as_deref())
+        );
+        assert_eq!(split_hint("plain"), ("plain", None));
+        assert_eq!(
+            e.with_hint_inline(),
+            "no table `a.b` (hint: list tables with `basin table ls`)"
+        );
+    }
+}
+
 #[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
@@ -120,6 +154,23 @@ impl From<sqlx::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::new(ErrorKind::Store, "catalog store holds a malformed record").with_source(e)
+    }
+}
+
+/// `message (hint: what to do)`, or the message alone: one line for wire formats.
+pub fn inline(message: &str, hint: Option<&str>) -> String {
+    match hint {
+        Some(hint) => format!("{message} (hint: {hint})"),
+        None => message.to_string(),
+    }
+}
+
+/// Reads back what [`Error::with_hint_line`] wrote: the message, and the hint if a line
+/// `hint: ...` follows it.
+pub fn split_hint(text: &str) -> (&str, Option<&str>) {
+    match text.rsplit_once("\nhint: ") {
+        Some((message, hint)) => (message, Some(hint)),
+        None => (text, None),
     }
 }
 

@@ -249,10 +249,7 @@ async fn run_spec(sdk: &Path, file: &Path, function: Option<&str>) -> Result<Vec
         // `error: MESSAGE` (perhaps several lines: a caret under a syntax error), then
         // `hint: HINT` when basin.spec has one (the literals hint is only for decorators).
         let stderr = stderr.trim();
-        let (message, hint) = match stderr.rsplit_once("\nhint: ") {
-            Some((message, hint)) => (message, Some(hint)),
-            None => (stderr, None),
-        };
+        let (message, hint) = basin_core::split_hint(stderr);
         let error = Error::invalid(message.trim_start_matches("error: ").to_string());
         return Err(match hint {
             Some(hint) => error.with_hint(hint),

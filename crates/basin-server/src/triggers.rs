@@ -125,10 +125,7 @@ async fn call(
 /// A failed call's answer: the function's error and hint, and what it printed.
 fn failed(event: &EventRecord) -> Value {
     let error = event.error.as_deref().unwrap_or("the function failed");
-    let (message, hint) = match error.split_once("\nhint: ") {
-        Some((message, hint)) => (message, Some(hint)),
-        None => (error, None),
-    };
+    let (message, hint) = basin_core::split_hint(error);
     json!({"error": {"message": message, "hint": hint, "kind": "FunctionError"},
            "event": event.id, "logs": event.logs})
 }

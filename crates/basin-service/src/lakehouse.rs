@@ -36,11 +36,7 @@ const CLUSTER_TOKEN_SETTING: &str = "sql_cluster_token";
 /// The token the nodes of this lakehouse present to its SQL scheduler (made by the first
 /// node that needs it).
 pub async fn cluster_token(store: &dyn Store) -> Result<String> {
-    let fresh = format!(
-        "{}{}",
-        basin_core::ids::random(),
-        basin_core::ids::random()
-    );
+    let fresh = format!("{}{}", basin_core::ids::random(), basin_core::ids::random());
     store.fix_setting(CLUSTER_TOKEN_SETTING, &fresh).await
 }
 

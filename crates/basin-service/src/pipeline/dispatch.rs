@@ -281,10 +281,7 @@ pub(crate) async fn work_on(lakehouse: &Lakehouse, event: EventRecord) {
             result: Some(serde_json::to_value(result).expect("a result is JSON")),
         },
         Err(e) => EventOutcome::Failed {
-            error: match &e.hint {
-                Some(hint) => format!("{}\nhint: {hint}", e.message),
-                None => e.message.clone(),
-            },
+            error: e.with_hint_line(),
             logs: logs.lock().expect("logs").take(),
             retry_at_ms: None,
         },

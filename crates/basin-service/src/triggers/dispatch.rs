@@ -545,7 +545,7 @@ impl Dispatcher {
                 .map(|(index, item)| Attempt {
                     finished: Some(finished.clone()),
                     index,
-                    error: item.result.as_ref().err().map(describe),
+                    error: item.result.as_ref().err().map(Error::with_hint_line),
                     logs: item.logs.clone(),
                 })
                 .collect()),
@@ -553,7 +553,7 @@ impl Dispatcher {
                 format!("`{}` did not answer for each event", function.name),
                 logs,
             )),
-            Err(e) => Err(Attempt::failed(describe(e), logs)),
+            Err(e) => Err(Attempt::failed(e.with_hint_line(), logs)),
         }
     }
 }
@@ -618,14 +618,6 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// A user error as an event records it: the message, then the hint.
-fn describe(e: &Error) -> String {
-    match &e.hint {
-        Some(hint) => format!("{}\nhint: {hint}", e.message),
-        None => e.message.clone(),
     }
 }
 
