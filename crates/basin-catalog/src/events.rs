@@ -179,3 +179,26 @@ pub struct EventsPruned {
     /// again.
     pub slimmed: u64,
 }
+
+/// Function names as other nodes queue their events; see [`crate::PgStore::listen`].
+pub struct EventWakeups {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl EventWakeups {
+    pub(crate) fn new(listener: sqlx::postgres::PgListener) -> Self {
+        Self { listener }
+    }
+
+    /// Waits for the next wake-up and returns the function it is for. Reconnects by itself
+    /// when the connection drops (wake-ups sent meanwhile are lost).
+    pub async fn recv(&mut self) -> basin_core::Result<String> {
+        Ok(self.listener.recv().await?.payload().to_string())
+    }
+}
+
+impl std::fmt::Debug for EventWakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWakeups").finish()
+    }
+}

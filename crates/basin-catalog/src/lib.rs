@@ -22,33 +22,26 @@ mod catalog;
 mod commit_rules;
 mod events;
 pub mod history;
-mod migrations;
 mod model;
+mod open;
 mod postgres;
-mod postgres_commits;
-mod postgres_events;
-mod postgres_history;
-mod postgres_migrations;
-mod postgres_records;
 mod rows;
+mod same_sql;
 mod sqlite;
-mod sqlite_events;
-mod sqlite_history;
-mod sqlite_records;
-mod store;
+pub mod store;
 
 pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };
 pub use events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent, Settled,
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventWakeups,
+    EventsPruned, NewEvent, Settled,
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{
     Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind, TokenRecord,
 };
+pub use open::open_store;
 pub use postgres::PgStore;
-pub use postgres_events::EventWakeups;
 pub use sqlite::SqlStore;
-pub use store::{Store, open_store};
+pub use store::{Commits, Queue, Records, Settings, Store, Tokens};

@@ -47,19 +47,36 @@ catalog_row!(PgRow);
 
 /// The tables of JSON records the service owns: an id, a start time, a document.
 #[derive(Clone, Copy)]
-pub(crate) enum Records {
+pub(crate) enum RecordTable {
     /// Pipeline runs.
     Runs,
     /// Maintenance runs.
     Maintenance,
 }
 
-impl Records {
+impl RecordTable {
     pub(crate) fn table(self) -> &'static str {
         match self {
-            Records::Runs => "runs",
-            Records::Maintenance => "maintenance_runs",
+            RecordTable::Runs => "runs",
+            RecordTable::Maintenance => "maintenance_runs",
         }
+    }
+
+    /// Saves (or replaces) a record: `$1` id, `$2` start, `$3` the document.
+    pub(crate) fn upsert_sql(self) -> String {
+        format!(
+            "INSERT INTO {} (id, started_at_ms, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            self.table()
+        )
+    }
+
+    /// The newest `$1` records, newest first.
+    pub(crate) fn newest_sql(self) -> String {
+        format!(
+            "SELECT record FROM {} ORDER BY started_at_ms DESC, id DESC LIMIT $1",
+            self.table()
+        )
     }
 }
 

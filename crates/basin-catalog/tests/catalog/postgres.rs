@@ -1,6 +1,7 @@
 //! What only the Postgres store has: wake-ups through LISTEN/NOTIFY, the claim's plan,
 //! connection errors, and choosing the store by location.
 
+use basin_catalog::Queue;
 use std::time::Duration;
 
 use basin_catalog::{EventOutcome, NewEvent, PgStore, Store, open_store};

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::PgStore;
 use crate::commit_rules::{Tree, branch_head, check_rebase, children_range, validate_operations};
-use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref};
-use crate::postgres_events as events;
+use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
+use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::rows::{self, to_json};
-use basin_core::Result;
+use crate::store::Commits;
 use basin_core::time::now_ms;
+use basin_core::{Error, ErrorKind, Result};
 
 /// The columns of `commits` (as `c`) that [`rows::commit_row`] reads.
 const COMMIT_COLUMNS: &str = "c.id, c.parent, c.merge_parent, c.author, c.message, \
@@ -141,7 +143,7 @@ pub(crate) async fn commit(conn: &mut PgConnection, request: CommitRequest) -> R
         .bind(&branch)
         .execute(&mut *conn)
         .await?;
-    events::consume(conn, &events, commit.id.as_str(), commit.created_at_ms).await?;
+    super::events::consume(conn, &events, commit.id.as_str(), commit.created_at_ms).await?;
     Ok(commit)
 }
 
@@ -263,4 +265,134 @@ pub(crate) async fn all_metadata_locations(
         }
     }
     Ok(locations)
+}
+
+#[async_trait]
+impl Commits for PgStore {
+    async fn list_refs(&self) -> Result<Vec<Ref>> {
+        let rows = sqlx::query("SELECT name, kind, commit_id FROM refs ORDER BY kind, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::ref_row).collect()
+    }
+
+    async fn get_ref(&self, name: &str) -> Result<Option<Ref>> {
+        let mut conn = self.pool.acquire().await?;
+        read_ref(&mut conn, name).await
+    }
+
+    async fn create_ref(&self, name: &str, kind: RefKind, at: &CommitId) -> Result<Ref> {
+        let mut tx = self.pool.begin().await?;
+        // The lock every write to `refs` takes, taken first: a running history prune
+        // finishes before this checks that `at` exists (see the module docs).
+        sqlx::query("LOCK TABLE refs IN ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let taken = |existing: Ref| {
+            Error::new(
+                ErrorKind::AlreadyExists,
+                format!("a {} named `{name}` already exists", existing.kind.as_str()),
+            )
+        };
+        if let Some(existing) = read_ref(&mut tx, name).await? {
+            return Err(taken(existing));
+        }
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM commits WHERE id = $1")
+            .bind(at.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::not_found(format!("commit `{at}` does not exist")));
+        }
+        let done = sqlx::query(
+            "INSERT INTO refs (name, kind, commit_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(at.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            // Another node created it since we looked.
+            drop(tx);
+            let existing = self.get_ref(name).await?;
+            return Err(existing.map_or_else(
+                || Error::new(ErrorKind::AlreadyExists, format!("`{name}` already exists")),
+                taken,
+            ));
+        }
+        tx.commit().await?;
+        Ok(Ref {
+            name: name.to_string(),
+            kind,
+            head: at.clone(),
+        })
+    }
+
+    async fn delete_ref(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM refs WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no branch or tag named `{name}`")));
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Commit> {
+        let mut tx = self.pool.begin().await?;
+        let commit = commit(&mut tx, request).await?;
+        tx.commit().await?;
+        Ok(commit)
+    }
+
+    async fn get_commit(&self, id: &CommitId) -> Result<Option<Commit>> {
+        get_commit(&self.pool, id).await
+    }
+
+    async fn commits_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<CommitId>> {
+        commits_with_prefix(&self.pool, prefix, limit).await
+    }
+
+    async fn log(&self, from: &CommitId, limit: usize) -> Result<Vec<Commit>> {
+        log(&self.pool, from, limit).await
+    }
+
+    async fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> Result<bool> {
+        is_ancestor(&self.pool, ancestor, descendant).await
+    }
+
+    async fn merge_base(&self, a: &CommitId, b: &CommitId) -> Result<Option<CommitId>> {
+        merge_base(&self.pool, a, b).await
+    }
+
+    async fn contents(&self, at: &CommitId) -> Result<BTreeMap<Key, Content>> {
+        contents(&self.pool, at).await
+    }
+
+    async fn all_metadata_locations(&self, except: &[CommitId]) -> Result<Vec<String>> {
+        all_metadata_locations(&self.pool, except).await
+    }
+
+    async fn prune_history(
+        &self,
+        retention: &HistoryRetention,
+        dry_run: bool,
+    ) -> Result<HistoryPruned> {
+        let mut tx = self.pool.begin().await?;
+        let pruned = super::history::prune(&mut tx, retention, dry_run, now_ms()).await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    async fn history_cut(&self, at: &CommitId) -> Result<Option<HistoryCut>> {
+        super::history::cut(&self.pool, at).await
+    }
+
+    async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
+        let mut conn = self.pool.acquire().await?;
+        conn.content(at, key).await
+    }
 }

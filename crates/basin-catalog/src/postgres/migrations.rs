@@ -1,5 +1,5 @@
 //! The Postgres catalog's schema: one migration per change, applied in order and tracked in
-//! `basin_schema_version`. The tables and indexes are SQLite's (`migrations.rs`, through its
+//! `basin_schema_version`. The tables and indexes are SQLite's (`sqlite/migrations.rs`, through its
 //! migration 9), in Postgres types:
 //!
 //! - every integer is `BIGINT` (milliseconds, counts, bytes), so rows decode to `i64` as
@@ -9,6 +9,17 @@
 //! - documents the catalog itself writes and reads (a commit's operations and properties, a
 //!   key's content, an event's payload and result) are `JSONB`; the records the service
 //!   owns (runs, maintenance runs, functions) are `TEXT`, handed back byte for byte.
+
+use async_trait::async_trait;
+use sqlx::Executor;
+
+use super::PgStore;
+use super::commits::read_ref;
+use crate::commit_rules::ROOT_MESSAGE;
+use crate::model::CommitId;
+use crate::store::Store;
+use basin_core::time::now_ms;
+use basin_core::{Error, ErrorKind, Result};
 
 /// Schema migrations, applied in order.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -137,3 +148,70 @@ CREATE INDEX events_queue ON events (function, created_at_ms, id)
     WHERE state IN ('pending', 'failed', 'running');
 "#,
 ];
+
+/// The advisory lock `initialize` holds while it migrates ("basin" and 1), so two nodes
+/// starting at once do not both create the schema.
+const SCHEMA_LOCK: i64 = 0x6261_7369_6e00_0001;
+
+#[async_trait]
+impl Store for PgStore {
+    async fn initialize(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // A second node starting now waits here, then finds the schema made.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS basin_schema_version \
+             (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(max(version), 0) FROM basin_schema_version")
+                .fetch_one(&mut *tx)
+                .await?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "the catalog at {} has schema version {version}; this Basin knows up to {}",
+                    self.shown,
+                    MIGRATIONS.len()
+                ),
+            )
+            .with_hint("run the newer Basin that upgraded it, on every node"));
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            // Several statements, so the simple protocol. Through `Executor` (a boxed
+            // future): `RawSql::execute` trips the `Send` check of `async_trait` methods.
+            Executor::execute(&mut *tx, sqlx::raw_sql(migration)).await?;
+            sqlx::query(
+                "INSERT INTO basin_schema_version (version, applied_at_ms) VALUES ($1, $2)",
+            )
+            .bind(i as i64 + 1)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if read_ref(&mut tx, "main").await?.is_none() {
+            let root = CommitId::generate();
+            sqlx::query(
+                "INSERT INTO commits (id, parent, merge_parent, author, message, created_at_ms, \
+                 operations, properties) VALUES ($1, NULL, NULL, 'basin', $2, $3, '[]', '{}')",
+            )
+            .bind(root.as_str())
+            .bind(ROOT_MESSAGE)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO refs (name, kind, commit_id) VALUES ('main', 'branch', $1)")
+                .bind(root.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

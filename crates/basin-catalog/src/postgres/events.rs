@@ -9,51 +9,30 @@
 //! it commits.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
+use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::PgStore;
 use crate::commit_rules::unconsumable_event;
 use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent, tail,
+    DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventWakeups,
+    EventsPruned, NewEvent, Settled, tail,
 };
 use crate::rows::{event_row, like_prefix};
+use crate::store::Queue;
+use basin_core::time::now_ms;
 use basin_core::{Error, Result};
 
 /// The channel `NOTIFY` wakes listeners on; the payload is a function's name.
-pub(crate) const CHANNEL: &str = "basin_events";
+const CHANNEL: &str = "basin_events";
 
 /// The columns of `events` (as `e`) that [`event_row`] reads.
 const EVENT_COLUMNS: &str = "e.id, e.function, e.state, e.payload::text AS payload, e.attempts, \
      e.max_attempts, e.created_at_ms, e.updated_at_ms, e.next_at_ms, e.lease_until_ms, e.error, \
      e.logs, e.commit_id, e.result::text AS result, e.node";
-
-/// Function names as other nodes queue their events; see [`crate::PgStore::listen`].
-pub struct EventWakeups {
-    listener: PgListener,
-}
-
-impl EventWakeups {
-    pub(crate) fn new(listener: PgListener) -> Self {
-        Self { listener }
-    }
-
-    /// Waits for the next wake-up and returns the function it is for. Reconnects by itself
-    /// when the connection drops (wake-ups sent meanwhile are lost).
-    pub async fn recv(&mut self) -> Result<String> {
-        Ok(self.listener.recv().await?.payload().to_string())
-    }
-}
-
-impl fmt::Debug for EventWakeups {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventWakeups")
-            .field("channel", &CHANNEL)
-            .finish()
-    }
-}
 
 /// Wakes the listeners of `functions` when the transaction commits.
 async fn notify(conn: &mut PgConnection, functions: BTreeSet<String>) -> Result<()> {
@@ -117,7 +96,7 @@ pub(crate) async fn enqueue(pool: &PgPool, events: &[NewEvent], now_ms: i64) -> 
 /// of the generic plan (see [`crate::PgStore::explain_claim`] and its test): `Update on
 /// events e` over a `Nested Loop` of the CTE (`Limit` -> `LockRows` -> `Index Scan using
 /// events_queue`) and an `Index Scan using events_pkey`.
-pub(crate) fn claim_sql() -> String {
+fn claim_sql() -> String {
     format!(
         "WITH due AS ( \
             SELECT id FROM events \
@@ -169,7 +148,7 @@ pub(crate) async fn renew(pool: &PgPool, ids: &[String], lease_until_ms: i64) ->
 }
 
 /// Records how attempt `attempt` ended, unless the event moved on meanwhile (the rules of
-/// `sqlite_events::finish`): a newer attempt took it, or a commit consumed it.
+/// `sqlite_finish`): a newer attempt took it, or a commit consumed it.
 pub(crate) async fn finish(
     conn: &mut PgConnection,
     id: &str,
@@ -441,4 +420,122 @@ pub(crate) async fn delete_function(pool: &PgPool, name: &str) -> Result<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[async_trait]
+impl Queue for PgStore {
+    async fn enqueue_events(&self, new: &[NewEvent]) -> Result<usize> {
+        enqueue(&self.pool, new, now_ms()).await
+    }
+
+    async fn claim_events(
+        &self,
+        function: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+        node: &str,
+    ) -> Result<Vec<EventRecord>> {
+        claim(&self.pool, function, limit, now_ms, lease_until_ms, node).await
+    }
+
+    async fn event_wakeups(&self) -> Result<Option<EventWakeups>> {
+        self.listen().await.map(Some)
+    }
+
+    async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
+        renew(&self.pool, ids, lease_until_ms).await
+    }
+
+    async fn finish_events(&self, settled: &[Settled]) -> Result<()> {
+        // In id order, as commits consume events: two batches settling the same events
+        // wait for each other instead of deadlocking.
+        let mut ordered: Vec<&Settled> = settled.iter().collect();
+        ordered.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for s in ordered {
+            finish(&mut tx, &s.id, s.attempt, &s.outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {
+        due(&self.pool, function, now_ms).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        list(&self.pool, filter).await
+    }
+
+    async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts> {
+        counts(&self.pool, function).await
+    }
+
+    async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>> {
+        with_prefix(&self.pool, prefix).await
+    }
+
+    async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize> {
+        retry(&self.pool, ids, now_ms()).await
+    }
+
+    async fn prune_events(&self, before_ms: i64, dry_run: bool) -> Result<EventsPruned> {
+        prune(&self.pool, before_ms, dry_run).await
+    }
+
+    async fn save_function(&self, name: &str, record: &str) -> Result<()> {
+        save_function(&self.pool, name, now_ms(), record).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        cursor(&self.pool, name).await
+    }
+
+    async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        set_cursor(&self.pool, name, value).await
+    }
+
+    async fn functions(&self) -> Result<Vec<String>> {
+        functions(&self.pool).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<()> {
+        delete_function(&self.pool, name).await
+    }
+}
+
+impl PgStore {
+    /// Wakes when another node (or this one) queues or retries events: each wake-up names
+    /// the function they are for. Holds one connection of the pool. A wake-up is a hint:
+    /// one sent while the connection was lost is gone, so a dispatcher still looks at
+    /// [`Store::due_events`] now and then.
+    pub async fn listen(&self) -> Result<EventWakeups> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(EventWakeups::new(listener))
+    }
+
+    /// The plan Postgres runs to claim events, as `EXPLAIN` prints it: the generic plan,
+    /// which a prepared statement switches to after a few runs, so it must stay an index
+    /// scan. For tests, and for checking a production database by hand.
+    pub async fn explain_claim(&self) -> Result<String> {
+        // A connection of its own, closed after: the session settings go with it.
+        let mut conn = self.pool.acquire().await?.detach();
+        let prepare = format!(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE basin_claim (text, bigint, bigint, bigint, text) AS {}",
+            claim_sql()
+        );
+        sqlx::raw_sql(&prepare).execute(&mut conn).await?;
+        let lines = sqlx::raw_sql("EXPLAIN EXECUTE basin_claim('', 0, 1, 0, '')")
+            .fetch_all(&mut conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        conn.close().await?;
+        Ok(lines.join("\n"))
+    }
 }

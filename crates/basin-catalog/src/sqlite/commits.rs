@@ -1,4 +1,4 @@
-//! The SQLite store: a file for the embedded lakehouse, or memory for tests.
+//! Refs and commits in SQLite.
 //!
 //! Each commit stores the full key -> content map of its tree (copied inside the database with
 //! one `INSERT .. SELECT`), so reading any ref is one indexed lookup and creating a branch is
@@ -6,88 +6,20 @@
 //! number of keys; compaction of old trees belongs to snapshot expiry.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Row, SqliteConnection};
 
-use crate::commit_rules::{
-    ROOT_MESSAGE, Tree, branch_head, check_rebase, children_range, validate_operations,
-};
-use crate::events::{
-    DueEvents, EventCounts, EventFilter, EventRecord, EventsPruned, NewEvent, Settled,
-};
+use super::SqlStore;
+use crate::commit_rules::{Tree, branch_head, check_rebase, children_range, validate_operations};
 use crate::history::{HistoryCut, HistoryPruned, HistoryRetention};
-use crate::migrations::MIGRATIONS;
-use crate::model::TokenRecord;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
-use crate::rows::Records;
 use crate::rows::{self, to_json};
-use crate::sqlite_events;
-use crate::sqlite_history;
-use crate::sqlite_records;
-use crate::store::Store;
-use basin_core::InvocationRecord;
+use crate::store::Commits;
 use basin_core::time::now_ms;
 use basin_core::{Error, ErrorKind, Result};
 
-#[derive(Debug, Clone)]
-pub struct SqlStore {
-    pool: SqlitePool,
-}
-
-impl SqlStore {
-    /// Opens (creating if missing) the SQLite catalog at `path`.
-    ///
-    /// WAL with `synchronous = FULL`: every transaction (a commit moving a branch, an event
-    /// queued or settled) is fsynced to the WAL before it returns. `NORMAL` would only sync
-    /// at checkpoints, so a power loss could undo commits and events already acknowledged.
-    pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(60));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Store,
-                    format!("cannot open the catalog at {}", path.display()),
-                )
-                .with_source(e)
-            })?;
-        Ok(Self { pool })
-    }
-
-    /// A private in-memory catalog (one connection, gone when dropped).
-    pub async fn memory() -> Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
-    }
-
-    /// Starts a write transaction with `BEGIN IMMEDIATE`, so concurrent writers (threads or
-    /// processes) queue on the database's write lock instead of failing mid-transaction.
-    /// Dropping it without `commit` (an error, a cancelled future) rolls it back.
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-}
-
-async fn read_ref(conn: &mut SqliteConnection, name: &str) -> Result<Option<Ref>> {
+pub(super) async fn read_ref(conn: &mut SqliteConnection, name: &str) -> Result<Option<Ref>> {
     let row = sqlx::query("SELECT name, kind, commit_id FROM refs WHERE name = ?")
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -121,42 +53,7 @@ impl Tree for SqliteConnection {
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    async fn initialize(&self) -> Result<()> {
-        {
-            let mut tx = self.begin().await?;
-            let result: Result<_> = async {
-                let conn: &mut SqliteConnection = &mut tx;
-                let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
-                for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                    sqlx::query(migration).execute(&mut *conn).await?;
-                    sqlx::query(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *conn).await?;
-                }
-                if read_ref(conn, "main").await?.is_none() {
-                    let root = CommitId::generate();
-                    sqlx::query(
-                        "INSERT INTO commits (id, parent, merge_parent, author, message, created_at_ms, operations, properties) \
-                         VALUES (?, NULL, NULL, 'basin', ?, ?, '[]', '{}')",
-                    )
-                    .bind(root.as_str())
-                    .bind(ROOT_MESSAGE)
-                    .bind(now_ms())
-                    .execute(&mut *conn)
-                    .await?;
-                    sqlx::query("INSERT INTO refs (name, kind, commit_id) VALUES ('main', 'branch', ?)")
-                        .bind(root.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(())
-            }
-            .await;
-            let value = result?;
-            tx.commit().await?;
-            Ok(value)
-        }
-    }
-
+impl Commits for SqlStore {
     async fn list_refs(&self) -> Result<Vec<Ref>> {
         let rows = sqlx::query("SELECT name, kind, commit_id FROM refs ORDER BY kind, name")
             .fetch_all(&self.pool)
@@ -285,7 +182,7 @@ impl Store for SqlStore {
                     .bind(&branch)
                     .execute(&mut *conn)
                     .await?;
-                sqlite_events::consume(conn, &events, commit.id.as_str(), commit.created_at_ms).await?;
+                super::events::consume(conn, &events, commit.id.as_str(), commit.created_at_ms).await?;
                 Ok(commit)
             }
             .await;
@@ -410,200 +307,17 @@ impl Store for SqlStore {
                 .map(rows::ref_row)
                 .collect::<Result<Vec<_>>>()?
         };
-        let pruned = sqlite_history::prune(&mut tx, &refs, retention, dry_run, now_ms()).await?;
+        let pruned = super::history::prune(&mut tx, &refs, retention, dry_run, now_ms()).await?;
         tx.commit().await?;
         Ok(pruned)
     }
 
     async fn history_cut(&self, at: &CommitId) -> Result<Option<HistoryCut>> {
-        sqlite_history::cut(&self.pool, at).await
+        super::history::cut(&self.pool, at).await
     }
 
     async fn content(&self, at: &CommitId, key: &Key) -> Result<Option<Content>> {
         let mut conn = self.pool.acquire().await?;
         conn.content(at, key).await
-    }
-
-    async fn record_invocation(&self, r: &InvocationRecord) -> Result<()> {
-        sqlite_records::record_invocation(&self.pool, r).await
-    }
-
-    async fn invocations(&self, since_ms: i64) -> Result<Vec<InvocationRecord>> {
-        sqlite_records::invocations(&self.pool, since_ms).await
-    }
-
-    async fn save_run(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
-        sqlite_records::save_record(&self.pool, Records::Runs, id, started_at_ms, record).await
-    }
-
-    async fn runs(&self, limit: usize) -> Result<Vec<String>> {
-        sqlite_records::records(&self.pool, Records::Runs, limit).await
-    }
-
-    async fn runs_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        sqlite_records::runs_with_prefix(&self.pool, prefix).await
-    }
-
-    async fn delete_runs(&self, ids: &[String]) -> Result<u64> {
-        sqlite_records::delete_runs(&self.pool, ids).await
-    }
-
-    async fn save_maintenance(&self, id: &str, started_at_ms: i64, record: &str) -> Result<()> {
-        sqlite_records::save_record(&self.pool, Records::Maintenance, id, started_at_ms, record)
-            .await
-    }
-
-    async fn maintenance_runs(&self, limit: usize) -> Result<Vec<String>> {
-        sqlite_records::records(&self.pool, Records::Maintenance, limit).await
-    }
-
-    async fn delete_maintenance_before(&self, before_ms: i64) -> Result<u64> {
-        sqlite_records::delete_maintenance_before(&self.pool, before_ms).await
-    }
-
-    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
-        sqlite_events::enqueue(&self.pool, events, now_ms()).await
-    }
-
-    async fn claim_events(
-        &self,
-        function: &str,
-        limit: usize,
-        now_ms: i64,
-        lease_until_ms: i64,
-        node: &str,
-    ) -> Result<Vec<EventRecord>> {
-        sqlite_events::claim(&self.pool, function, limit, now_ms, lease_until_ms, node).await
-    }
-
-    async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
-        sqlite_events::renew(&self.pool, ids, lease_until_ms).await
-    }
-
-    async fn finish_events(&self, settled: &[Settled]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let now = now_ms();
-        for s in settled {
-            sqlite_events::finish(&mut tx, &s.id, s.attempt, &s.outcome, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {
-        sqlite_events::due(&self.pool, function, now_ms).await
-    }
-
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        sqlite_events::list(&self.pool, filter).await
-    }
-
-    async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts> {
-        sqlite_events::counts(&self.pool, function).await
-    }
-
-    async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>> {
-        sqlite_events::with_prefix(&self.pool, prefix).await
-    }
-
-    async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize> {
-        sqlite_events::retry(&self.pool, ids, now_ms()).await
-    }
-
-    async fn prune_events(&self, before_ms: i64, dry_run: bool) -> Result<EventsPruned> {
-        sqlite_events::prune(&self.pool, before_ms, dry_run).await
-    }
-
-    async fn save_function(&self, name: &str, record: &str) -> Result<()> {
-        sqlite_events::save_function(&self.pool, name, now_ms(), record).await
-    }
-
-    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
-        sqlite_events::cursor(&self.pool, name).await
-    }
-
-    async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
-        sqlite_events::set_cursor(&self.pool, name, value).await
-    }
-
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool> {
-        // One statement: taking a free lease and renewing one's own are the same upsert, and
-        // a lease another holder still holds updates no row.
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, until_ms) VALUES (?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
-             WHERE leases.until_ms <= ? OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(taken.rows_affected() == 1)
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn setting(&self, name: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn fix_setting(&self, name: &str, value: &str) -> Result<String> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn functions(&self) -> Result<Vec<String>> {
-        sqlite_events::functions(&self.pool).await
-    }
-
-    async fn delete_function(&self, name: &str) -> Result<()> {
-        sqlite_events::delete_function(&self.pool, name).await
-    }
-
-    async fn create_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlite_records::create_token(&self.pool, t).await
-    }
-
-    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        sqlite_records::tokens(&self.pool).await
-    }
-
-    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        sqlite_records::token_by_hash(&self.pool, hash).await
-    }
-
-    async fn delete_token(&self, id: &str) -> Result<()> {
-        sqlite_records::delete_token(&self.pool, id).await
     }
 }

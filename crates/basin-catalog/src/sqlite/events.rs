@@ -1,14 +1,18 @@
 //! The SQLite side of the event queue and the deployed functions (see [`crate::events`]).
 //! Claims are one `BEGIN IMMEDIATE` transaction, so two dispatchers never lease one event.
 
+use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::SqlStore;
 use crate::commit_rules::unconsumable_event;
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent, tail,
+    NewEvent, Settled, tail,
 };
 use crate::rows::{event_row, like_prefix};
+use crate::store::Queue;
+use basin_core::time::now_ms;
 use basin_core::{Error, Result};
 
 pub(crate) async fn enqueue(pool: &SqlitePool, events: &[NewEvent], now_ms: i64) -> Result<usize> {
@@ -346,4 +350,80 @@ pub(crate) async fn delete_function(pool: &SqlitePool, name: &str) -> Result<()>
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[async_trait]
+impl Queue for SqlStore {
+    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<usize> {
+        super::events::enqueue(&self.pool, events, now_ms()).await
+    }
+
+    async fn claim_events(
+        &self,
+        function: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+        node: &str,
+    ) -> Result<Vec<EventRecord>> {
+        super::events::claim(&self.pool, function, limit, now_ms, lease_until_ms, node).await
+    }
+
+    async fn renew_leases(&self, ids: &[String], lease_until_ms: i64) -> Result<()> {
+        super::events::renew(&self.pool, ids, lease_until_ms).await
+    }
+
+    async fn finish_events(&self, settled: &[Settled]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        for s in settled {
+            super::events::finish(&mut tx, &s.id, s.attempt, &s.outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {
+        super::events::due(&self.pool, function, now_ms).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        super::events::list(&self.pool, filter).await
+    }
+
+    async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts> {
+        super::events::counts(&self.pool, function).await
+    }
+
+    async fn events_with_prefix(&self, prefix: &str) -> Result<Vec<EventRecord>> {
+        super::events::with_prefix(&self.pool, prefix).await
+    }
+
+    async fn retry_events(&self, ids: Option<&[String]>) -> Result<usize> {
+        super::events::retry(&self.pool, ids, now_ms()).await
+    }
+
+    async fn prune_events(&self, before_ms: i64, dry_run: bool) -> Result<EventsPruned> {
+        super::events::prune(&self.pool, before_ms, dry_run).await
+    }
+
+    async fn save_function(&self, name: &str, record: &str) -> Result<()> {
+        super::events::save_function(&self.pool, name, now_ms(), record).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        super::events::cursor(&self.pool, name).await
+    }
+
+    async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        super::events::set_cursor(&self.pool, name, value).await
+    }
+
+    async fn functions(&self) -> Result<Vec<String>> {
+        super::events::functions(&self.pool).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<()> {
+        super::events::delete_function(&self.pool, name).await
+    }
 }

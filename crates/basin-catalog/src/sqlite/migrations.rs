@@ -1,5 +1,16 @@
 //! The SQLite catalog's schema: one migration per change, applied in order.
 
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+
+use super::SqlStore;
+use super::commits::read_ref;
+use crate::commit_rules::ROOT_MESSAGE;
+use crate::model::CommitId;
+use crate::store::Store;
+use basin_core::Result;
+use basin_core::time::now_ms;
+
 /// Schema migrations, applied in order and tracked in `PRAGMA user_version`.
 pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
@@ -141,3 +152,41 @@ CREATE INDEX events_queue ON events (function, created_at_ms, id)
     WHERE state IN ('pending', 'failed', 'running');
 "#,
 ];
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn initialize(&self) -> Result<()> {
+        {
+            let mut tx = self.begin().await?;
+            let result: Result<_> = async {
+                let conn: &mut SqliteConnection = &mut tx;
+                let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
+                for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                    sqlx::query(migration).execute(&mut *conn).await?;
+                    sqlx::query(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *conn).await?;
+                }
+                if read_ref(conn, "main").await?.is_none() {
+                    let root = CommitId::generate();
+                    sqlx::query(
+                        "INSERT INTO commits (id, parent, merge_parent, author, message, created_at_ms, operations, properties) \
+                         VALUES (?, NULL, NULL, 'basin', ?, ?, '[]', '{}')",
+                    )
+                    .bind(root.as_str())
+                    .bind(ROOT_MESSAGE)
+                    .bind(now_ms())
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query("INSERT INTO refs (name, kind, commit_id) VALUES ('main', 'branch', ?)")
+                        .bind(root.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+            .await;
+            let value = result?;
+            tx.commit().await?;
+            Ok(value)
+        }
+    }
+}

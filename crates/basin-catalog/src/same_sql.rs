@@ -1,0 +1,235 @@
+//! The SQL both backends run as written: `$N` placeholders, which SQLite reads too, over
+//! tables both define alike. Each backend expands [`same_sql!`] for its store type (whose
+//! `pool` field is its connection pool). What the dialects say differently (deleting a list
+//! of runs, matching an id prefix) each backend writes in its `records.rs` as the free
+//! functions `delete_runs` and `runs_with_prefix`, which the expansion calls.
+//!
+//! A macro, not a function generic over `sqlx::Database`: the trait bounds that would take
+//! (an executor, argument encoders and row decoders for every bound type) say less than the
+//! statements do.
+
+macro_rules! same_sql {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Records for $store {
+            async fn record_invocation(
+                &self,
+                r: &basin_core::InvocationRecord,
+            ) -> basin_core::Result<()> {
+                sqlx::query(
+                    "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, \
+                     cpu_ms, peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, \
+                     bytes_out, status, error, kind, bytes_scanned) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                )
+                .bind(&r.id)
+                .bind(&r.function)
+                .bind(&r.env_hash)
+                .bind(r.started_at_ms)
+                .bind(r.duration_ms)
+                .bind(r.cpu_ms)
+                .bind(r.peak_memory_bytes as i64)
+                .bind(r.memory_limit_bytes as i64)
+                .bind(r.rows_in as i64)
+                .bind(r.bytes_in as i64)
+                .bind(r.rows_out as i64)
+                .bind(r.bytes_out as i64)
+                .bind(r.status.as_str())
+                .bind(r.error.as_deref())
+                .bind(r.kind.as_str())
+                .bind(r.bytes_scanned as i64)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn invocations(
+                &self,
+                since_ms: i64,
+            ) -> basin_core::Result<Vec<basin_core::InvocationRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM invocations WHERE started_at_ms >= $1 \
+                     ORDER BY started_at_ms, id",
+                )
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::rows::invocation_row).collect()
+            }
+
+            async fn save_run(
+                &self,
+                id: &str,
+                started_at_ms: i64,
+                record: &str,
+            ) -> basin_core::Result<()> {
+                let sql = $crate::rows::RecordTable::Runs.upsert_sql();
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(started_at_ms)
+                    .bind(record)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn runs(&self, limit: usize) -> basin_core::Result<Vec<String>> {
+                let sql = $crate::rows::RecordTable::Runs.newest_sql();
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn runs_with_prefix(&self, prefix: &str) -> basin_core::Result<Vec<String>> {
+                runs_with_prefix(&self.pool, prefix).await
+            }
+
+            async fn delete_runs(&self, ids: &[String]) -> basin_core::Result<u64> {
+                delete_runs(&self.pool, ids).await
+            }
+
+            async fn save_maintenance(
+                &self,
+                id: &str,
+                started_at_ms: i64,
+                record: &str,
+            ) -> basin_core::Result<()> {
+                let sql = $crate::rows::RecordTable::Maintenance.upsert_sql();
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(started_at_ms)
+                    .bind(record)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn maintenance_runs(&self, limit: usize) -> basin_core::Result<Vec<String>> {
+                let sql = $crate::rows::RecordTable::Maintenance.newest_sql();
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn delete_maintenance_before(&self, before_ms: i64) -> basin_core::Result<u64> {
+                let done = sqlx::query("DELETE FROM maintenance_runs WHERE started_at_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Tokens for $store {
+            async fn create_token(&self, t: &$crate::TokenRecord) -> basin_core::Result<()> {
+                sqlx::query(
+                    "INSERT INTO tokens (id, name, role, hash, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&t.id)
+                .bind(&t.name)
+                .bind(&t.role)
+                .bind(&t.hash)
+                .bind(t.created_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn tokens(&self) -> basin_core::Result<Vec<$crate::TokenRecord>> {
+                let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map($crate::rows::token_row).collect()
+            }
+
+            async fn token_by_hash(
+                &self,
+                hash: &str,
+            ) -> basin_core::Result<Option<$crate::TokenRecord>> {
+                let row = sqlx::query("SELECT * FROM tokens WHERE hash = $1")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map($crate::rows::token_row).transpose()
+            }
+
+            async fn delete_token(&self, id: &str) -> basin_core::Result<()> {
+                let done = sqlx::query("DELETE FROM tokens WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(basin_core::Error::not_found(format!("no token `{id}`"))
+                        .with_hint("list them with `basin token ls`"));
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Settings for $store {
+            async fn try_lease(
+                &self,
+                name: &str,
+                holder: &str,
+                now_ms: i64,
+                until_ms: i64,
+            ) -> basin_core::Result<bool> {
+                // One statement: taking a free lease and renewing one's own are the same upsert, and
+                // a lease another holder still holds updates no row.
+                let taken = sqlx::query(
+                    "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+                     WHERE leases.until_ms <= $4 OR leases.holder = excluded.holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until_ms)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(taken.rows_affected() == 1)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> basin_core::Result<()> {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn setting(&self, name: &str) -> basin_core::Result<Option<String>> {
+                Ok(
+                    sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn fix_setting(&self, name: &str, value: &str) -> basin_core::Result<String> {
+                sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(
+                    sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use same_sql;
