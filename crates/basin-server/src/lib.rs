@@ -44,7 +44,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::MethodRouter;
 use basin_core::{Error, Result};
-use basin_service::triggers::dispatch::Dispatcher;
+use basin_service::dispatch::Dispatcher;
 use basin_service::{Lakehouse, ServerSettings};
 use tracing::Instrument;
 

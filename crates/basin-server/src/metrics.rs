@@ -20,7 +20,7 @@ pub struct Metrics {
     /// The function runtime's settings: invocations stopped by a `[functions]` limit.
     functions: basin_runtime::RuntimeOptions,
     /// The events this process ran.
-    dispatcher: basin_service::triggers::dispatch::Dispatcher,
+    dispatcher: basin_service::dispatch::Dispatcher,
 }
 
 #[derive(Default)]
@@ -66,7 +66,7 @@ impl Metrics {
         sql: basin_sql::Engine,
         tables: basin_table::Tables,
         functions: basin_runtime::RuntimeOptions,
-        dispatcher: basin_service::triggers::dispatch::Dispatcher,
+        dispatcher: basin_service::dispatch::Dispatcher,
     ) -> Self {
         Self {
             started: Instant::now(),

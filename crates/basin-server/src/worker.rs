@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use basin_core::Result;
 use basin_service::Lakehouse;
-use basin_service::triggers::dispatch::Dispatcher;
+use basin_service::dispatch::Dispatcher;
 
 use crate::AppState;
 

@@ -11,7 +11,7 @@ use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequ
 use serde::Serialize;
 
 use crate::Lakehouse;
-use crate::sources::{SourceConfig, SourceMode};
+use crate::config::{SourceConfig, SourceMode};
 
 /// How `follow` runs.
 pub struct FollowOptions {
@@ -187,7 +187,7 @@ pub async fn run_sources(
                 let Some(lease) = SourceLease::take(&lakehouse, &name, &stopped).await else {
                     return;
                 };
-                tracing::info!(source = %name, node = crate::triggers::node_name(), "streaming changes");
+                tracing::info!(source = %name, node = crate::queue::node_name(), "streaming changes");
                 let result = lakehouse
                     .follow(&name, options, lease.until_lost(), None, Some(progress))
                     .await;
@@ -241,7 +241,7 @@ impl SourceLease {
     ) -> Option<Self> {
         let lease = format!("cdc:{name}");
         let store = lakehouse.catalog().store().clone();
-        let node = crate::triggers::node_name();
+        let node = crate::queue::node_name();
         let try_lease = move |store: std::sync::Arc<dyn basin_catalog::Store>, lease: String| async move {
             let now = chrono::Utc::now().timestamp_millis();
             let until = now + SOURCE_LEASE.as_millis() as i64;

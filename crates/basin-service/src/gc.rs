@@ -20,6 +20,7 @@
 //! dedupes their object), function environments unused for `keep_envs` (30 days), the records of runs finished `keep_runs` ago whose
 //! branch is gone (90 days), and upload folders older than `keep_uploads` (1 day).
 
+use crate::config::MIN_GRACE;
 use std::time::{Duration, Instant, SystemTime};
 
 use basin_catalog::{CommitId, HistoryRetention};
@@ -28,10 +29,6 @@ use basin_table::Reachable;
 use serde::Serialize;
 
 use crate::Lakehouse;
-
-/// The shortest grace period `basin gc` accepts: below it, a commit in flight could lose the
-/// files it has written.
-pub const MIN_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {

@@ -7,10 +7,9 @@ use basin_catalog::{Catalog, MAIN, Resolved, SqlStore, Store};
 use basin_core::{Error, ErrorKind, Result};
 use basin_table::{Tables, Warehouse};
 
+pub use crate::config::BASIN_DIR;
 use crate::config::{self, CatalogConfig, LakehouseConfig, Settings, WarehouseConfig};
 
-/// The folder that marks a lakehouse, like `.git`.
-pub const BASIN_DIR: &str = ".basin";
 const CONFIG_FILE: &str = "config.toml";
 const CATALOG_FILE: &str = "catalog.db";
 const HEAD_FILE: &str = "HEAD";

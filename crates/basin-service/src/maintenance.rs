@@ -222,7 +222,7 @@ pub async fn run_schedule(
         tracing::info!("scheduled maintenance is off ([maintenance] schedule = \"off\")");
         return;
     };
-    let schedule = match crate::triggers::schedule::Schedule::parse(&cron, "UTC", "skip") {
+    let schedule = match crate::cron::Schedule::parse(&cron, "UTC", "skip") {
         Ok(schedule) => schedule,
         Err(e) => {
             tracing::error!("scheduled maintenance is off: {e}");
@@ -247,7 +247,7 @@ pub async fn run_schedule(
             continue;
         }
         let until = schedule.next_after(slot).unwrap_or(slot + 86_400_000);
-        let node = crate::triggers::node_name();
+        let node = crate::queue::node_name();
         match store.try_lease(CURSOR, node, slot, until).await {
             Ok(true) => {}
             Ok(false) => continue, // another node runs this slot

@@ -7,7 +7,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use basin_ingest::postgres::cdc::{FollowEvent, FollowProgress};
 use basin_service::cdc::FollowOptions;
-use basin_service::sources::SourceMode;
+use basin_service::config::SourceMode;
 
 use crate::lake::Context;
 use crate::output::{ListFormat, print, status};

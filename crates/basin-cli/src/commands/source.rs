@@ -1,4 +1,4 @@
-use basin_service::sources::{DEFAULT_READERS, SourceConfig, SourceMode};
+use basin_service::config::{DEFAULT_READERS, SourceConfig, SourceMode};
 
 use crate::lake::Context;
 use basin_service::cdc::SourceStatus;
@@ -106,7 +106,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             batch_seconds,
         } => {
             // The same checks as a hand-written [sources.NAME].
-            let section = basin_service::sources::SourceSection {
+            let section = basin_service::config::SourceSection {
                 url: Some(url),
                 password_env,
                 tables: Some(tables),

@@ -2,6 +2,7 @@
 //! leftovers are kept, and when `basin serve` runs maintenance.
 
 use serde::Deserialize;
+use std::time::Duration;
 
 use super::DurationValue;
 use crate::{Error, Result};
@@ -123,7 +124,7 @@ impl MaintenanceSection {
             let grace = v
                 .limit(&setting("gc_grace"))?
                 .unwrap_or(std::time::Duration::MAX);
-            if grace < crate::gc::MIN_GRACE {
+            if grace < MIN_GRACE {
                 return Err(Error::invalid(format!(
                     "{}: {} is shorter than a write may take",
                     setting("gc_grace"),
@@ -147,7 +148,7 @@ impl MaintenanceSection {
             None => {}
             Some("off") => maintenance.schedule = None,
             Some(cron) => {
-                crate::triggers::schedule::Schedule::parse(cron, "UTC", "skip").map_err(|e| {
+                crate::cron::Schedule::parse(cron, "UTC", "skip").map_err(|e| {
                 Error::invalid(format!("{}: {e}", setting("schedule")))
                     .with_hint("a cron expression in UTC, e.g. \"0 3 * * *\" (nightly at 03:00), or \"off\"")
             })?;
@@ -167,3 +168,7 @@ impl MaintenanceSection {
         Ok(maintenance)
     }
 }
+
+/// The shortest grace period `basin gc` accepts: below it, a commit in flight could lose the
+/// files it has written.
+pub const MIN_GRACE: Duration = Duration::from_secs(60);

@@ -82,7 +82,7 @@ pub(super) fn resolve(
     // folder is often memory (tmpfs), where spilling would only move the pressure.
     sql.spill_dir = Some(match &q.spill_dir {
         Some(spill) => dir.join(spill),
-        None => dir.join(crate::BASIN_DIR).join("spill"),
+        None => dir.join(super::BASIN_DIR).join("spill"),
     });
     sql.spill_limit = match &q.spill_limit {
         Some(v) => v.bytes(&setting("sql", "spill_limit"))?,

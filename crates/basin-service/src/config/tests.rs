@@ -1,6 +1,7 @@
 //! The settings `basin.toml` gives, as `Settings::load` reads them.
 
 use super::*;
+use basin_core::Result;
 
 /// The settings of a lakehouse folder whose basin.toml is `toml`.
 fn settings(toml: &str) -> Result<Settings> {

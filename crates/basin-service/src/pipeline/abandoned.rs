@@ -15,7 +15,7 @@ use basin_core::{Error, Result};
 
 use super::RunRecord;
 use crate::Lakehouse;
-use crate::triggers::dispatch::Background;
+use crate::queue::Background;
 
 /// The lease of run `id`.
 fn lease(id: &str) -> String {
@@ -29,7 +29,7 @@ impl Lakehouse {
     /// Takes run `id`'s lease for this process and renews it until the returned guard drops.
     pub(super) async fn hold_run(&self, id: &str) -> Result<Background> {
         let store = self.catalog().store().clone();
-        let holder = crate::triggers::node_name();
+        let holder = crate::queue::node_name();
         let every = self.settings().event_lease;
         let name = lease(id);
         let now = now_ms();
@@ -60,7 +60,7 @@ impl Lakehouse {
     /// Stops renewing run `id`'s lease (`held`) and ends it: its record says how it ended.
     pub(super) async fn release_run(&self, id: &str, held: Background) {
         drop(held);
-        let holder = crate::triggers::node_name();
+        let holder = crate::queue::node_name();
         if let Err(e) = self
             .catalog()
             .store()
@@ -75,7 +75,7 @@ impl Lakehouse {
     /// returns them as they are recorded now.
     pub async fn settle_abandoned_runs(&self) -> Result<Vec<RunRecord>> {
         let store = self.catalog().store().clone();
-        let holder = format!("settle:{}", crate::triggers::node_name());
+        let holder = format!("settle:{}", crate::queue::node_name());
         let every = self.settings().event_lease.as_millis() as i64;
         let mut settled = Vec::new();
         for listed in self.list_runs(i64::MAX as usize).await? {

@@ -28,8 +28,8 @@ use super::dag::{Dag, Source};
 use super::job::ModelJob;
 use super::{ModelDone, Produced, Project};
 use crate::Lakehouse;
-use crate::triggers::dispatch::renew_leases;
-use crate::triggers::node_name;
+use crate::queue::node_name;
+use crate::queue::renew_leases;
 
 /// The queues of runs' models are `run/ID`.
 pub(crate) const QUEUE_PREFIX: &str = "run/";

@@ -2,46 +2,18 @@
 //! and then deployed (apply). A deployed version is immutable: its code and environment hash
 //! make its version, and changing either deploys a new one.
 
+use crate::deployed::DeployedFunction;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use basin_catalog::EventCounts;
 use basin_core::{Error, Result};
-use basin_runtime::{Declaration, Trigger};
+use basin_runtime::Trigger;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Lakehouse;
 use crate::functions::env_spec;
-
-/// A deployed function, as the catalog store keeps it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DeployedFunction {
-    pub name: String,
-    /// The file it came from, relative to the deployed folder.
-    pub file: String,
-    pub source: String,
-    pub declaration: Declaration,
-    pub env_hash: String,
-    /// A hash of the code and the environment.
-    pub version: String,
-    pub deployed_at_ms: i64,
-}
-
-impl DeployedFunction {
-    pub fn trigger(&self) -> Option<&Trigger> {
-        self.declaration.trigger.as_ref()
-    }
-
-    /// Its trigger in words, an HTTP function's path with its name in it (`http /fn/score`).
-    pub fn describe_trigger(&self) -> String {
-        match self.trigger() {
-            Some(Trigger::Http { path: None }) => format!("http /fn/{}", self.name),
-            Some(trigger) => trigger.describe(),
-            None => String::new(),
-        }
-    }
-}
 
 /// A deployed function as `basin functions ls` and the console list it: its trigger in
 /// words and how many of its events are in each state.
@@ -260,7 +232,7 @@ impl Lakehouse {
                 if let Some(basin_runtime::Trigger::Schedule { cron, tz, missed }) =
                     &declaration.trigger
                 {
-                    super::schedule::Schedule::parse(cron, tz, missed).map_err(|e| {
+                    crate::cron::Schedule::parse(cron, tz, missed).map_err(|e| {
                         let message = format!("{file}: `{name}`: {}", e.message);
                         let hint = e.hint.clone().unwrap_or_default();
                         Error::invalid(message).with_hint(hint)

@@ -8,9 +8,9 @@ use basin_catalog::NewEvent;
 use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 
-use super::deploy::DeployedFunction;
-use super::dispatch::{Dispatcher, timeout};
 use crate::Lakehouse;
+use crate::deployed::DeployedFunction;
+use crate::dispatch::{Dispatcher, timeout};
 
 /// Basin's own paths, which a function may not declare.
 const RESERVED: [&str; 6] = ["/api/", "/v1/", "/console/", "/fn/", "/healthz", "/metrics"];
@@ -72,7 +72,7 @@ impl Dispatcher {
         idempotency_key: Option<&str>,
     ) -> Result<String> {
         let id = match idempotency_key {
-            Some(key) => super::event_id(&[&function.name, "http", key]),
+            Some(key) => crate::queue::event_id(&[&function.name, "http", key]),
             None => basin_core::ids::ordered(),
         };
         let event = NewEvent {

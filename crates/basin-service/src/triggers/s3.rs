@@ -6,80 +6,22 @@
 //! JSON. Both make the same event id for the same object version (function, bucket, key,
 //! ETag), so an object both sources report is queued once.
 
-use std::time::Duration;
+use crate::config::S3Bucket;
+use basin_table::S3Settings;
+use opendal::Operator;
 
 use basin_catalog::NewEvent;
 use basin_core::{Error, Result};
 use basin_runtime::Trigger;
-use basin_table::S3Settings;
-use opendal::Operator;
 use tokio::sync::watch;
 
 use super::ObjectMeta;
-use super::dispatch::Dispatcher;
 use crate::Lakehouse;
+use crate::dispatch::Dispatcher;
 
-/// How often a bucket is listed when its section does not say.
-const DEFAULT_POLL: Duration = Duration::from_secs(30);
 /// Objects this much older than the watermark are still looked at: an upload that started
 /// before the last listing can show up in the next with an older modification time.
 const WATERMARK_SLACK_MS: i64 = 5 * 60 * 1000;
-
-/// A `[buckets.NAME]` section.
-#[derive(Clone, Debug)]
-pub struct S3Bucket {
-    pub name: String,
-    /// The bucket in the store.
-    pub bucket: String,
-    /// The folder inside it (no leading `/`, with a trailing one when not empty).
-    pub prefix: String,
-    pub poll: Duration,
-}
-
-impl S3Bucket {
-    pub fn parse(name: &str, url: &str, poll_seconds: Option<f64>) -> Result<Self> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| {
-            Error::invalid(format!("`{url}` is not an s3:// URL"))
-                .with_hint("give url = \"s3://BUCKET/PREFIX\"")
-        })?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::invalid(format!("`{url}` names no bucket"))
-                .with_hint("give url = \"s3://BUCKET/PREFIX\""));
-        }
-        let prefix = prefix.trim_matches('/');
-        let poll = match poll_seconds {
-            Some(s) if s > 0.0 && Duration::try_from_secs_f64(s).is_ok() => {
-                Duration::from_secs_f64(s)
-            }
-            Some(s) => {
-                return Err(Error::invalid(format!(
-                    "poll_seconds = {s} is not a positive number"
-                )));
-            }
-            None => DEFAULT_POLL,
-        };
-        Ok(Self {
-            name: name.to_string(),
-            bucket: bucket.to_string(),
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
-            poll,
-        })
-    }
-
-    fn cursor(&self) -> String {
-        format!("s3:{}", self.name)
-    }
-
-    /// An operator on the store's bucket, rooted at the prefix.
-    fn operator(&self, s3: &S3Settings) -> Result<Operator> {
-        s3.operator(&self.bucket, &self.prefix)
-    }
-}
 
 /// The ETag without the quotes S3 puts around it in listings (notifications leave them out).
 fn bare(etag: &str) -> &str {
@@ -215,7 +157,7 @@ pub async fn poll(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch:
                 let until = now + 3 * bucket.poll.as_millis() as i64 + 1_000;
                 let store = lakehouse.catalog().store();
                 let name = bucket.cursor();
-                let lease = store.try_lease(&name, super::node_name(), now, until);
+                let lease = store.try_lease(&name, crate::queue::node_name(), now, until);
                 let listed = match lease.await {
                     Ok(true) => poll_once(&lakehouse, &bucket).await,
                     Ok(false) => Ok(0),
@@ -292,9 +234,23 @@ pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize
     Ok(stored)
 }
 
+/// What the trigger needs of a bucket beyond its section: its cursor, an operator on it.
+impl S3Bucket {
+    fn cursor(&self) -> String {
+        format!("s3:{}", self.name)
+    }
+
+    /// An operator on the store's bucket, rooted at the prefix.
+    fn operator(&self, s3: &S3Settings) -> Result<Operator> {
+        s3.operator(&self.bucket, &self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::buckets::DEFAULT_POLL;
+    use std::time::Duration;
 
     #[test]
     fn urls_and_keys() {

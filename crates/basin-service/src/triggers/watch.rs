@@ -17,9 +17,9 @@ use basin_core::{Error, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::deploy::DeployedFunction;
-use super::dispatch::Dispatcher;
 use crate::Lakehouse;
+use crate::deployed::DeployedFunction;
+use crate::dispatch::Dispatcher;
 
 /// Watches the buckets while it lives.
 pub type BucketWatcher = Arc<Mutex<notify::RecommendedWatcher>>;
@@ -50,20 +50,6 @@ impl Root {
     }
 }
 
-/// The first symbolic link on the way down from `root` to `path`, `path` included (`root`
-/// itself is the user's choice of folder and may be a link).
-pub(crate) fn symlink_under(root: &Path, path: &Path) -> Option<PathBuf> {
-    let relative = path.strip_prefix(root).ok()?;
-    let mut at = root.to_path_buf();
-    for part in relative.components() {
-        at.push(part);
-        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Some(at);
-        }
-    }
-    None
-}
-
 /// Whether `path` is a regular file reached without a symbolic link under its root; a link
 /// is logged, naming it.
 fn plain_file(roots: &[Root], path: &Path) -> bool {
@@ -91,7 +77,7 @@ fn plain_folder(roots: &[Root], path: &Path) -> bool {
 /// any (`Some(None)`: none); `None` for a path under no root.
 fn symlink_under_a_root(roots: &[Root], path: &Path) -> Option<Option<PathBuf>> {
     let root = roots.iter().find(|r| path.starts_with(&r.dir))?;
-    Some(symlink_under(&root.dir, path))
+    Some(crate::links::symlink_under(&root.dir, path))
 }
 
 /// The configured folders first, so a file in one is not taken for a default bucket's.
@@ -291,12 +277,15 @@ mod tests {
         }];
 
         assert!(plain_file(&roots, &root.join("orders/a.csv")));
-        assert_eq!(symlink_under(&root, &root.join("orders/a.csv")), None);
+        assert_eq!(
+            crate::links::symlink_under(&root, &root.join("orders/a.csv")),
+            None
+        );
         // A link to a file, and a file reached through a linked folder.
         assert!(!plain_file(&roots, &root.join("orders/b.csv")));
         assert!(!plain_file(&roots, &root.join("linked/key.csv")));
         assert_eq!(
-            symlink_under(&root, &root.join("linked/key.csv")),
+            crate::links::symlink_under(&root, &root.join("linked/key.csv")),
             Some(root.join("linked"))
         );
     }

@@ -9,6 +9,8 @@
 //! It sleeps between events: it wakes when a source stores one, when a backoff or a lease
 //! runs out, or when a batch finishes. No events, no work.
 
+use crate::queue::Background;
+use crate::queue::renew_leases;
 use basin_core::time::now_ms;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,8 +24,8 @@ use basin_ingest::{Format, ImportRequest, Mode};
 use basin_runtime::{Finished, Output};
 use tokio::sync::{Notify, watch};
 
-use super::deploy::DeployedFunction;
 use crate::Lakehouse;
+use crate::deployed::DeployedFunction;
 
 mod invoke;
 
@@ -94,7 +96,7 @@ impl Dispatcher {
     pub fn new(lakehouse: Lakehouse) -> Self {
         Self {
             shared: lakehouse.is_shared(),
-            node: super::node_name().into(),
+            node: crate::queue::node_name().into(),
             lakehouse,
             wake: Arc::new(Notify::new()),
             in_flight: Arc::default(),
@@ -618,32 +620,6 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// A task of the dispatcher (renewing leases, listening), stopped when this is dropped.
-/// Renews the leases of `ids` every third of `[functions] event_lease` until the returned
-/// guard drops.
-pub(crate) fn renew_leases(lakehouse: &Lakehouse, ids: Vec<String>) -> Background {
-    let store = lakehouse.catalog().store().clone();
-    let lease = lakehouse.settings().event_lease;
-    Background(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(lease / 3).await;
-            let until = now_ms() + lease.as_millis() as i64;
-            if let Err(e) = store.renew_leases(&ids, until).await {
-                tracing::warn!("cannot renew the leases of {} events: {e}", ids.len());
-            }
-        }
-    }))
-}
-
-/// A task stopped when this drops.
-pub(crate) struct Background(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

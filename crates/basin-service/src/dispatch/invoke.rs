@@ -10,8 +10,8 @@ use basin_core::{Error, Result};
 use basin_runtime::{Finished, Invocation, Limits, Target};
 
 use super::{BATCH_MARGIN, Dispatcher, timeout};
+use crate::deployed::DeployedFunction;
 use crate::functions::env_spec;
-use crate::triggers::deploy::DeployedFunction;
 
 impl Dispatcher {
     pub(super) async fn invoke(
@@ -100,7 +100,7 @@ impl Dispatcher {
                 let dir = self.lakehouse.bucket_dir(bucket);
                 let path = dir.join(key);
                 // Queued as a plain file, but it could have been swapped for a link since.
-                if let Some(link) = crate::triggers::watch::symlink_under(&dir, &path) {
+                if let Some(link) = crate::links::symlink_under(&dir, &path) {
                     return Err(Error::invalid(format!(
                         "{} is a symbolic link; links in a bucket are not followed",
                         link.display()
