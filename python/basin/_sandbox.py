@@ -29,8 +29,8 @@ A spare child builds the walls ahead of its request (`confine_ahead`), all but t
 the invocation's own folder, which `confine` adds before the walls close; it returns what
 could not be done ("WALL: why"), so Basin can say so, or refuse to run the function when
 isolation is strict.
-ctypes is used because Python 3.11 has no os.unshare and no Landlock binding; the structs and
-constants below are the kernel's (include/uapi/linux/landlock.h, sched.h, prctl.h).
+The kernel's interfaces are in basin/_kernel.py (through ctypes), the process namespaces in
+basin/_namespaces.py; both are imported here, so `basin._sandbox` still offers every wall.
 """
 
 from __future__ import annotations
@@ -38,51 +38,25 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-import signal
 import stat
 import sys
 import time
 
 from basin import _internet
+from basin._kernel import (
+    _CLONE_NEWNET, _CLONE_NEWNS, _FS_EXECUTE, _FS_READ_DIR, _FS_READ_FILE, _FS_REFER,
+    _FS_TRUNCATE, _FS_V1_ALL, _FS_WRITE_FILE, _KEYCTL_JOIN_SESSION_KEYRING, _MS_BIND,
+    _MS_NODEV, _MS_NOSUID, _MS_PRIVATE, _MS_REC, _NET_BIND_TCP, _NET_CONNECT_TCP,
+    _PR_SET_NO_NEW_PRIVS, _PathBeneathAttr, _RULE_PATH_BENEATH, _RulesetAttr,
+    _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL, _SYS_KEYCTL, _SYS_LANDLOCK_ADD_RULE,
+    _SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_RESTRICT_SELF, _err, _libc, _syscall,
+    landlock_abi,
+)
+from basin._namespaces import (
+    _unshare, fork_into_namespace, host_pid, host_pid_of, own_pid_namespace,
+    own_process_group, own_user_namespace, watch_over,
+)
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-
-# Syscall numbers shared by x86_64 and aarch64 (both use the generic table for these).
-_SYS_LANDLOCK_CREATE_RULESET = 444
-_SYS_LANDLOCK_ADD_RULE = 445
-_SYS_LANDLOCK_RESTRICT_SELF = 446
-#: keyctl(2), whose number differs by architecture.
-_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
-_KEYCTL_JOIN_SESSION_KEYRING = 1
-_LANDLOCK_CREATE_RULESET_VERSION = 1
-_RULE_PATH_BENEATH = 1
-
-_FS_EXECUTE = 1 << 0
-_FS_WRITE_FILE = 1 << 1
-_FS_READ_FILE = 1 << 2
-_FS_READ_DIR = 1 << 3
-_FS_V1_ALL = (1 << 13) - 1
-_FS_REFER = 1 << 13  # ABI 2
-_FS_TRUNCATE = 1 << 14  # ABI 3
-_NET_BIND_TCP = 1 << 0  # ABI 4
-_NET_CONNECT_TCP = 1 << 1
-_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
-_SCOPE_SIGNAL = 1 << 1
-
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
-_PR_SET_NO_NEW_PRIVS = 38
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWIPC = 0x08000000
-_CLONE_NEWPID = 0x20000000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_BIND = 0x1000
-_MS_REC = 0x4000
-_MS_PRIVATE = 1 << 18
 
 #: Where services put their Unix sockets (D-Bus, systemd, Docker, X11): covered with empty
 #: folders, since Landlock does not govern connecting to a socket by its path.
@@ -224,163 +198,7 @@ def _close_opened() -> None:
         _OPENED = None
 
 
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
 
-
-class _PathBeneathAttr(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-def _syscall(number: int, *args) -> int:
-    return _libc.syscall(ctypes.c_long(number), *args)
-
-
-def _err() -> str:
-    return os.strerror(ctypes.get_errno())
-
-
-def landlock_abi() -> int:
-    """The kernel's Landlock ABI version, 0 when there is none."""
-    version = _syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                       ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
-    return max(version, 0)
-
-
-def own_process_group() -> None:
-    """A new session (so a new process group Basin can kill whole), killed with its parent."""
-    os.setsid()
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _map_own_ids(uid: int, gid: int) -> str | None:
-    """In a new user namespace: our ids mean themselves (and no group changes)."""
-    try:
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid} {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid} {gid} 1")
-    except OSError as e:
-        return f"user namespace mapping: {e.strerror}"
-    return None
-
-
-def own_pid_namespace() -> str | None:
-    """For the zygote, once, before it imports anything (a process with threads cannot enter
-    a user namespace): a user namespace and a PID namespace of its own, and an IPC namespace
-    (no System V IPC or POSIX message queues shared with the host's processes). In them it
-    may give each child a PID namespace as it forks it (`fork_into_namespace`), instead of the
-    child forking once more to get one. The caller forks next: that child is the namespace's
-    first process and goes on as the zygote. Returns why not."""
-    uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWPID | _CLONE_NEWIPC) != 0:
-        return f"no PID namespace ({_err()})"
-    return _map_own_ids(uid, gid)
-
-
-#: The init of an invocation's PID namespace: a program that waits until it is killed.
-_INIT_PROGRAMS = ("/usr/bin/sleep", "/bin/sleep")
-
-
-def fork_into_namespace(own_namespace: int) -> tuple:
-    """os.fork() into a new PID namespace, after its init: `sleep`, started with posix_spawn
-    (which does not copy this big process), so the child is not the init, which ignores the
-    signals sent from inside its namespace (a function killing itself would live on). When
-    the init is killed (by the zygote once the child has ended, or by Basin), the kernel ends
-    every process left in the namespace, even one that called setsid(). `own_namespace` is a
-    descriptor of the caller's own PID namespace, which its later children go back to (a
-    process can make a new one only from its own). Returns (child, init), the ids in the
-    caller's namespace; in the child, (0, 0)."""
-    if _libc.unshare(_CLONE_NEWPID) != 0:
-        raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWPID): {_err()}")
-    init = 0
-    try:
-        program = next((p for p in _INIT_PROGRAMS if os.access(p, os.X_OK)), _INIT_PROGRAMS[0])
-        init = os.posix_spawn(program, ["basin-init", "infinity"], {}, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-        ])
-        pid = os.fork()
-    except BaseException:
-        if init:
-            os.kill(init, signal.SIGKILL)
-        _libc.setns(own_namespace, _CLONE_NEWPID)
-        raise
-    if pid == 0:
-        return 0, 0  # the child's own children stay in its namespace
-    if _libc.setns(own_namespace, _CLONE_NEWPID) != 0:
-        raise OSError(ctypes.get_errno(), f"setns to the zygote's PID namespace: {_err()}")
-    return pid, init
-
-
-def host_pid_of(pid: int) -> int:
-    """A child's id as the host (and Basin) sees it, from a pidfd's description in /proc,
-    which gives ids in the PID namespace /proc was mounted in."""
-    fd = os.pidfd_open(pid)
-    try:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("Pid:"):
-                    return int(line.split()[1])
-    finally:
-        os.close(fd)
-    raise OSError(f"no id for process {pid} in /proc/self/fdinfo")
-
-
-def own_user_namespace() -> str | None:
-    """A user namespace for one invocation's process, inside the zygote's: no privileges over
-    anything outside it, and its processes counted apart from other invocations' (the
-    process limit); with an IPC namespace, so no System V shared memory, semaphore or message
-    queue (nor POSIX message queue) outlives the invocation or reaches another. Returns why
-    not."""
-    uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWIPC) != 0:
-        return f"no user and IPC namespace ({_err()})"
-    return _map_own_ids(uid, gid)
-
-
-def watch_over(zygote: int) -> None:
-    """What the zygote's parent does, outside the zygote's namespaces, for as long as the
-    zygote lives: holds none of Basin's pipes, dies with Basin, and ends as the zygote ended."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # Outside the zygote's network (the `internet` wall's): no code of the zygote's may
-    # trace it to act from here.
-    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    while True:
-        try:
-            _, status = os.waitpid(zygote, 0)
-            break
-        except InterruptedError:
-            continue
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-
-
-def host_pid() -> int:
-    """This process's id as the host (and /proc) sees it; os.getpid() is 1 in the namespace."""
-    try:
-        return int(os.readlink("/proc/self"))
-    except (OSError, ValueError):
-        return os.getpid()
-
-
-def _unshare(flags: int, what: str) -> str | None:
-    """New namespaces for this process; without privileges, inside a user namespace that maps
-    our ids onto themselves. Returns why not, or None."""
-    if _libc.unshare(flags) == 0:
-        return None
-    first = _err()
-    uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(_CLONE_NEWUSER | flags) != 0:
-        return f"{what} ({first})"
-    why = _map_own_ids(uid, gid)
-    return f"{what} ({why})" if why else None
 
 
 def _hide_socket_folders(keep: list, covered: dict) -> str | None:

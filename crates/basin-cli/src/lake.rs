@@ -28,6 +28,12 @@ pub struct Context {
     pub ca_cert: Option<PathBuf>,
 }
 
+/// Opens the lakehouse named by `--home`, or the one holding the current folder.
+pub async fn open_local(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
+    let cwd = std::env::current_dir()?;
+    Ok(Lakehouse::open(home, &cwd).await?)
+}
+
 impl Context {
     /// The lakehouse the command works on, here or at `--remote`.
     pub async fn open(&self) -> anyhow::Result<Lake> {
@@ -37,7 +43,7 @@ impl Context {
                 self.token.clone(),
                 self.ca_cert.as_deref(),
             )?),
-            None => Lake::Local(crate::commands::open(self.home.as_deref()).await?),
+            None => Lake::Local(open_local(self.home.as_deref()).await?),
         })
     }
 

@@ -1,6 +1,10 @@
 //! Drives the real `basin` binary in fresh temporary lakehouses.
 
+#[path = "cli/branches.rs"]
+mod branches;
 mod common;
+#[path = "cli/formats.rs"]
+mod formats;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
 
@@ -172,159 +176,6 @@ fn import_mistakes_name_the_fix() {
 }
 
 #[test]
-fn branches_isolate_changes_until_merged() {
-    let lake = Lake::with_orders();
-    lake.ok(&["branch", "create", "dev"]);
-    lake.append_orders("dev");
-    lake.write("customers.csv", "id,name\n1,ann\n");
-    lake.ok(&[
-        "import",
-        "customers.csv",
-        "--table",
-        "sales.customers",
-        "--branch",
-        "dev",
-    ]);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "2"
-    );
-    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "dev"), "4");
-
-    let diff = lake.json(&["diff", "main", "dev"]);
-    let changes: Vec<(String, String)> = diff
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["key"].as_str().unwrap().into(),
-                d["change"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        changes,
-        vec![
-            ("sales.customers".into(), "added".into()),
-            ("sales.orders".into(), "changed".into())
-        ]
-    );
-    // Rows and files per table: dev appended two orders in one file; customers are new.
-    let orders = &diff[1];
-    assert_eq!(
-        (
-            orders["rows_added"].as_u64(),
-            orders["rows_removed"].as_u64()
-        ),
-        (Some(2), Some(0)),
-        "{orders}"
-    );
-    assert_eq!(orders["files_added"], 1, "{orders}");
-    assert!(orders["from_snapshot"].is_string() && orders["to_snapshot"].is_string());
-    assert_eq!(diff[0]["rows_added"], 1, "{diff}");
-    let same = lake.run(&["diff", "main", "main"]);
-    assert!(
-        String::from_utf8_lossy(&same.stderr).contains("no differences between `main` and `main`"),
-        "{same:?}"
-    );
-
-    let dry = lake.json(&["merge", "dev", "--into", "main", "--dry-run"]);
-    assert!(dry["commit"].is_null());
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "2"
-    );
-    lake.ok(&["merge", "dev", "--into", "main"]);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "4"
-    );
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.customers", "main"),
-        "1"
-    );
-}
-
-#[test]
-fn appends_on_both_sides_merge_and_other_changes_conflict() {
-    let lake = Lake::with_orders();
-    lake.ok(&["branch", "create", "dev"]);
-    lake.append_orders("dev");
-    lake.append_orders("main");
-    let report = lake.json(&["merge", "dev", "--into", "main"]);
-    assert_eq!(report["changes"][0]["appends_merged"], true);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "6"
-    );
-
-    // A replace on one side and an append on the other is a real conflict: nothing written.
-    lake.ok(&["branch", "create", "fix"]);
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "fix",
-        "--mode",
-        "replace",
-    ]);
-    lake.append_orders("main");
-    let before = lake.commits("main");
-    let err = lake.fails(&["merge", "fix", "--into", "main"]);
-    assert!(err.contains("changed on both sides: sales.orders"), "{err}");
-    assert_eq!(lake.commits("main"), before);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "8"
-    );
-}
-
-#[test]
-fn tags_and_commit_refs_time_travel_and_revert_restores() {
-    let lake = Lake::with_orders();
-    lake.ok(&["tag", "create", "v1"]);
-    let first = lake.json(&["log"])[0]["id"].as_str().unwrap().to_string();
-    lake.ok(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--mode",
-        "replace",
-    ]);
-    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "4"
-    );
-    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "v1"), "2");
-    assert_eq!(
-        lake.scalar(
-            "SELECT count(*) FROM sales.orders",
-            &format!("main@{}", &first[..8])
-        ),
-        "2"
-    );
-    lake.ok(&["table", "revert", "sales.orders", "--to", "v1"]);
-    assert_eq!(
-        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-        "2"
-    );
-    let err = lake.fails(&[
-        "import",
-        "orders.csv",
-        "--table",
-        "sales.orders",
-        "--branch",
-        "v1",
-    ]);
-    assert!(err.contains("not a branch head"), "{err}");
-}
-
-#[test]
 fn mistakes_get_did_you_mean_hints() {
     let lake = Lake::with_orders();
     let err = lake.fails(&["query", "SELECT 1", "--ref", "mian"]);
@@ -447,79 +298,6 @@ fn concurrent_imports_into_one_table_lose_no_rows() {
 }
 
 #[test]
-fn json_and_parquet_import() {
-    let lake = Lake::new();
-    lake.write(
-        "e.jsonl",
-        "{\"user\":\"a\",\"n\":1}\n{\"user\":\"b\",\"n\":2}\n",
-    );
-    lake.ok(&["import", "e.jsonl", "--table", "app.events"]);
-    let out = lake.path().join("events.parquet");
-    lake.ok(&[
-        "query",
-        "SELECT * FROM app.events",
-        "--format",
-        "parquet",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    lake.ok(&["import", out.to_str().unwrap(), "--table", "app.copy"]);
-    assert_eq!(lake.scalar("SELECT sum(n) FROM app.copy", "main"), "3");
-}
-
-#[test]
-fn a_long_lived_branch_merges_its_appends_again_and_again() {
-    let lake = Lake::with_orders();
-    lake.ok(&["branch", "create", "dev"]);
-    for round in 1..=3 {
-        lake.append_orders("dev");
-        lake.append_orders("main");
-        let report = lake.json(&["merge", "dev", "--into", "main"]);
-        assert_eq!(
-            report["changes"][0]["appends_merged"], true,
-            "round {round}"
-        );
-        // main: its start, its own appends and every dev append exactly once
-        assert_eq!(
-            lake.scalar("SELECT count(*) FROM sales.orders", "main"),
-            (2 + 4 * round).to_string()
-        );
-    }
-}
-
-#[test]
-fn decimals_stay_exact_and_text_of_any_script_imports() {
-    let lake = Lake::with_orders();
-    lake.write("precise.csv", "id,amount,day\n3,3.14159,2024-01-03\n");
-    let err = lake.fails(&["import", "precise.csv", "--table", "sales.orders"]);
-    assert!(
-        err.contains("precise.csv:2: column `amount`: `3.14159` is not a valid DECIMAL(18,2)"),
-        "{err}"
-    );
-    lake.write(
-        "people.csv",
-        "name,city\nMüller-Lüdenscheidt,Köln\n東京都千代田区丸の内一丁目,東京\n",
-    );
-    lake.ok(&["import", "people.csv", "--table", "crm.people"]);
-    assert_eq!(
-        lake.scalar("SELECT max(length(name)) FROM crm.people", "main"),
-        "19"
-    );
-}
-
-#[test]
-fn a_json_key_first_seen_after_the_sample_is_an_error_not_a_loss() {
-    let lake = Lake::new();
-    let mut text = String::new();
-    (0..10_000).for_each(|i| text.push_str(&format!("{{\"n\":{i}}}\n")));
-    text.push_str("{\"n\":1,\"late\":\"x\"}\n");
-    lake.write("late.jsonl", &text);
-    let err = lake.fails(&["import", "late.jsonl", "--table", "app.events"]);
-    assert!(err.contains("late.jsonl:10001:"), "{err}");
-    assert!(lake.json(&["table", "ls"]).as_array().unwrap().is_empty());
-}
-
-#[test]
 fn environments_are_built_once_listed_and_removed() {
     let lake = Lake::new();
     let first = lake.json(&["env", "build", "--python", "3.11"]);
@@ -536,55 +314,6 @@ fn environments_are_built_once_listed_and_removed() {
     );
     lake.ok(&["env", "rm", &first["env"].as_str().unwrap()[..6]]);
     assert!(lake.json(&["env", "ls"]).as_array().unwrap().is_empty());
-}
-
-#[test]
-fn csv_dialects_delimiter_quote_and_no_header() {
-    let lake = Lake::new();
-    lake.write("semi.csv", "name;note\n'a;b';x\n'it''s';y\n");
-    lake.ok(&[
-        "import",
-        "semi.csv",
-        "--table",
-        "t.semi",
-        "--delimiter",
-        ";",
-        "--quote",
-        "'",
-    ]);
-    assert_eq!(
-        lake.scalar(
-            "SELECT string_agg(name, '|' ORDER BY name) FROM t.semi",
-            "main"
-        ),
-        "a;b|it's"
-    );
-    lake.write("bare.csv", "1,x\n2,y\n");
-    lake.ok(&["import", "bare.csv", "--table", "t.bare", "--no-header"]);
-    assert_eq!(lake.scalar("SELECT sum(column_1) FROM t.bare", "main"), "3");
-}
-
-#[test]
-fn json_dates_and_timestamps_are_typed() {
-    let lake = Lake::new();
-    lake.write(
-        "e.jsonl",
-        "{\"day\":\"2024-01-02\",\"at\":\"2024-01-02T10:00:00Z\",\"zip\":\"02134\"}\n{\"day\":\"2024-02-03\",\"at\":\"2024-02-03T11:30:00Z\",\"zip\":\"10001\"}\n",
-    );
-    lake.ok(&["import", "e.jsonl", "--table", "app.events"]);
-    let show = lake.json(&["table", "show", "app.events"]);
-    let types: std::collections::BTreeMap<&str, &str> = show["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
-        .collect();
-    let expected = [("at", "timestamptz"), ("day", "date"), ("zip", "string")];
-    assert_eq!(types, expected.into_iter().collect());
-    assert_eq!(
-        lake.scalar("SELECT max(day) FROM app.events", "main"),
-        "2024-02-03"
-    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 mod common;
 #[path = "functions/pipelines.rs"]
 mod pipelines;
+#[path = "functions/reruns.rs"]
+mod reruns;
 
 use common::Lake;
 

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicU64;
 use arrow::datatypes::{Field, Schema};
 use basin_core::{Error, Result};
 
+use crate::input_files::{Format, InputFile};
 use crate::read::{self, CsvOptions};
-use crate::source::{Format, SourceFile};
 
 /// Rows read to infer column types, by an import and by [`to_arrow_file`] alike.
 pub const SAMPLE_ROWS: usize = 10_000;
@@ -34,9 +34,9 @@ pub fn text_format(key: &str) -> Option<Format> {
 pub fn to_arrow_file(path: &Path, key: &str, format: Format, dest: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::io(format!("cannot read {key}")).with_source(e))?;
-    let file = SourceFile::local(key.to_string(), path.to_path_buf(), format, &meta);
+    let file = InputFile::local(key.to_string(), path.to_path_buf(), format, &meta);
     let csv = CsvOptions::default();
-    let columns = read::probe(&file, &csv, SAMPLE_ROWS)?;
+    let columns = crate::probe::probe(&file, &csv, SAMPLE_ROWS)?;
     let schema = Arc::new(Schema::new(
         columns
             .iter()

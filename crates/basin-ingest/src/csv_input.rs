@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use basin_core::Error;
 
-use crate::source::SourceFile;
+use crate::input_files::InputFile;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -150,7 +150,7 @@ impl<R: Read> Read for CsvInput<R> {
 }
 
 /// The error for a file that ends inside a quoted field.
-pub(crate) fn unterminated_quote(file: &SourceFile, line: u64) -> Error {
+pub(crate) fn unterminated_quote(file: &InputFile, line: u64) -> Error {
     Error::invalid(format!(
         "{}:{line}: a quoted field opened on this line is never closed (the file ends inside it)",
         file.display

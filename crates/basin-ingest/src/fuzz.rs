@@ -12,9 +12,9 @@ use std::sync::Arc;
 use basin_core::{Error, ErrorKind};
 use basin_fuzz::Verdict;
 
+use crate::input_files::{self, InputFile};
 use crate::read::{self, CsvOptions};
 use crate::schema;
-use crate::source::{self, SourceFile};
 
 /// Large enough that every row of a fuzz input is sampled.
 const SAMPLE_ROWS: usize = 1 << 20;
@@ -120,7 +120,7 @@ fn json_mutations() {
 }
 
 fn check_csv(dir: &Path, bytes: &[u8]) -> Verdict {
-    let file = source_file(dir, "input.csv", bytes)?;
+    let file = input_file(dir, "input.csv", bytes)?;
     let Some(rows) = probe_and_read(&file)? else {
         return Ok(());
     };
@@ -140,7 +140,7 @@ fn check_csv(dir: &Path, bytes: &[u8]) -> Verdict {
 }
 
 fn check_json(dir: &Path, bytes: &[u8]) -> Verdict {
-    let file = source_file(dir, "input.jsonl", bytes)?;
+    let file = input_file(dir, "input.jsonl", bytes)?;
     let Some(rows) = probe_and_read(&file)? else {
         return Ok(());
     };
@@ -158,20 +158,23 @@ fn check_json(dir: &Path, bytes: &[u8]) -> Verdict {
     Ok(())
 }
 
-fn source_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<SourceFile, String> {
+fn input_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<InputFile, String> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let mut files =
-        futures::executor::block_on(source::expand(&[path.display().to_string()], None, None))
-            .map_err(|e| format!("cannot list the input: {e}"))?;
+    let mut files = futures::executor::block_on(input_files::expand(
+        &[path.display().to_string()],
+        None,
+        None,
+    ))
+    .map_err(|e| format!("cannot list the input: {e}"))?;
     Ok(files.remove(0))
 }
 
 /// Probes and reads `file` as `import` does; `Some(rows)` when both succeed, `None` for a
 /// clean refusal, and `Err` for a broken property.
-fn probe_and_read(file: &SourceFile) -> Result<Option<u64>, String> {
+fn probe_and_read(file: &InputFile) -> Result<Option<u64>, String> {
     let csv = CsvOptions::default();
-    let columns = match read::probe(file, &csv, SAMPLE_ROWS) {
+    let columns = match crate::probe::probe(file, &csv, SAMPLE_ROWS) {
         Ok(columns) => columns,
         Err(e) => return refused(file, e),
     };
@@ -202,7 +205,7 @@ fn probe_and_read(file: &SourceFile) -> Result<Option<u64>, String> {
 }
 
 /// A refusal must be the user's error, and name the file.
-fn refused(file: &SourceFile, e: Error) -> Result<Option<u64>, String> {
+fn refused(file: &InputFile, e: Error) -> Result<Option<u64>, String> {
     if matches!(e.kind(), ErrorKind::Internal) {
         return Err(format!("an internal error: {}", e.message));
     }

@@ -12,12 +12,11 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Schema as ArrowSchema, S
 use basin_core::{Error, Result};
 
 use crate::csv_input::{CsvInput, unterminated_quote};
-use crate::infer::infer_column;
+use crate::input_files::{Format, InputFile};
 use crate::read_errors::{csv_error, json_error};
 use crate::schema::type_name;
-use crate::source::{Format, SourceFile};
 
-const BATCH_ROWS: usize = 64 * 1024;
+pub(crate) const BATCH_ROWS: usize = 64 * 1024;
 
 /// How CSV files are split into fields.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +57,7 @@ impl CsvOptions {
         })
     }
 
-    fn delimiter_for(&self, file: &SourceFile) -> u8 {
+    pub(crate) fn delimiter_for(&self, file: &InputFile) -> u8 {
         self.delimiter.unwrap_or_else(|| {
             let lower = file.display.to_ascii_lowercase();
             if lower.ends_with(".tsv") {
@@ -72,151 +71,7 @@ impl CsvOptions {
     }
 }
 
-/// A file's columns and their inferred types, reading at most `sample_rows` rows.
-pub fn probe(
-    file: &SourceFile,
-    csv: &CsvOptions,
-    sample_rows: usize,
-) -> Result<Vec<(String, DataType)>> {
-    let open = || {
-        File::open(&file.path)
-            .map_err(|e| Error::io(format!("cannot open {}", file.display)).with_source(e))
-    };
-    if file.size == 0 {
-        return Err(Error::invalid(format!("{}: the file is empty", file.display)).with_hint(
-            "an import needs at least a header line (CSV) or one row; check that the file was written completely",
-        ));
-    }
-    let columns = match file.format {
-        Format::Csv => {
-            let delimiter = csv.delimiter_for(file);
-            let format = arrow::csv::reader::Format::default()
-                .with_header(csv.header)
-                .with_delimiter(delimiter)
-                .with_quote(csv.quote);
-            let (header, _) = format
-                .infer_schema(CsvInput::new(open()?, csv.quote, delimiter).0, Some(1))
-                .map_err(|e| csv_error(file, &[], e))?;
-            let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-            check_names(file, &names)?;
-            let text = Arc::new(ArrowSchema::new(
-                names
-                    .iter()
-                    .map(|n| Field::new(n, DataType::Utf8, true))
-                    .collect::<Vec<_>>(),
-            ));
-            let reader = arrow::csv::ReaderBuilder::new(text)
-                .with_header(csv.header)
-                .with_delimiter(delimiter)
-                .with_quote(csv.quote)
-                .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
-                .build(BufReader::new(
-                    CsvInput::new(open()?, csv.quote, delimiter).0,
-                ))
-                .map_err(|e| csv_error(file, &names, e))?;
-            let mut batches = Vec::new();
-            let mut rows = 0;
-            for batch in reader {
-                let batch = batch.map_err(|e| csv_error(file, &names, e))?;
-                rows += batch.num_rows();
-                batches.push(batch);
-                if rows >= sample_rows {
-                    break;
-                }
-            }
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let values: Vec<Option<&str>> = batches
-                        .iter()
-                        .flat_map(|b| {
-                            let col = b
-                                .column(i)
-                                .as_any()
-                                .downcast_ref::<StringArray>()
-                                .expect("read as text");
-                            col.iter()
-                        })
-                        .collect();
-                    (name.clone(), infer_column(&StringArray::from(values)))
-                })
-                .collect()
-        }
-        Format::Json => {
-            let mut reader = BufReader::new(open()?);
-            let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
-                &mut reader,
-                Some(sample_rows),
-            )
-            .map_err(|e| {
-                Error::invalid(format!("{}: not newline-delimited JSON: {e}", file.display))
-                    .with_hint("each line must hold one JSON object")
-            })?;
-            let mut columns: Vec<(String, DataType)> = schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect();
-            // JSON has no date type: text columns whose sampled values are all dates or
-            // timestamps become DATE or TIMESTAMP, as they would in a CSV file.
-            if columns.iter().any(|(_, t)| *t == DataType::Utf8) {
-                let sample = arrow::json::ReaderBuilder::new(Arc::new(schema))
-                    .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
-                    .build(BufReader::new(open()?))
-                    .ok()
-                    .and_then(|mut r| r.next())
-                    .and_then(|b| b.ok());
-                if let Some(batch) = sample {
-                    for (i, (_, data_type)) in columns.iter_mut().enumerate() {
-                        let Some(text) = batch.column(i).as_any().downcast_ref::<StringArray>()
-                        else {
-                            continue;
-                        };
-                        let inferred = infer_column(text);
-                        if matches!(inferred, DataType::Date32 | DataType::Timestamp(..)) {
-                            *data_type = inferred;
-                        }
-                    }
-                }
-            }
-            columns
-        }
-        Format::Parquet => {
-            let builder =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
-                    .map_err(|e| {
-                        Error::invalid(format!("{}: not a Parquet file: {e}", file.display))
-                    })?;
-            builder
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
-        }
-        Format::Arrow => {
-            let reader = arrow::ipc::reader::FileReader::try_new(open()?, None).map_err(|e| {
-                Error::invalid(format!("{}: not an Arrow IPC file: {e}", file.display))
-            })?;
-            reader
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
-        }
-    };
-    if columns.is_empty() {
-        return Err(
-            Error::invalid(format!("{}: the file has no columns", file.display))
-                .with_hint("check that its rows hold values (JSON: objects with keys)"),
-        );
-    }
-    Ok(columns)
-}
-
-fn check_names(file: &SourceFile, names: &[String]) -> Result<()> {
+pub(crate) fn check_names(file: &InputFile, names: &[String]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for (i, name) in names.iter().enumerate() {
         if name.trim().is_empty() {
@@ -254,7 +109,7 @@ impl<R: Read> Read for Counting<R> {
 /// Reads `file` with `schema` (its own columns, typed as the table wants), calling `on_batch`
 /// for each batch; `read_bytes` grows as the file is consumed.
 pub fn read(
-    file: &SourceFile,
+    file: &InputFile,
     csv: &CsvOptions,
     schema: SchemaRef,
     read_bytes: Arc<AtomicU64>,
@@ -368,7 +223,7 @@ pub fn read(
 
 /// Fails if `file` is no longer the size and age it had when the import listed it: it was
 /// written to (or replaced) while being read, so what was read may be neither old nor new.
-fn check_unchanged(file: &SourceFile) -> Result<()> {
+fn check_unchanged(file: &InputFile) -> Result<()> {
     let now = std::fs::metadata(&file.path)
         .map_err(|e| Error::io(format!("cannot read {}", file.display)).with_source(e))?;
     if now.len() != file.size || now.modified().ok() != file.modified {
@@ -385,7 +240,7 @@ fn check_unchanged(file: &SourceFile) -> Result<()> {
 
 /// Turns arrow-csv's errors into ones that name the file, the line and the column.
 fn parse_decimals(
-    file: &SourceFile,
+    file: &InputFile,
     batch: RecordBatch,
     schema: &SchemaRef,
     decimals: &[usize],
@@ -450,19 +305,20 @@ fn parse_decimals(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source;
+    use crate::input_files;
+    use crate::probe::probe;
 
-    async fn source_file(dir: &std::path::Path, name: &str, text: &[u8]) -> SourceFile {
+    async fn input_file(dir: &std::path::Path, name: &str, text: &[u8]) -> InputFile {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        let mut files = source::expand(&[path.display().to_string()], None, None)
+        let mut files = input_files::expand(&[path.display().to_string()], None, None)
             .await
             .unwrap();
         files.remove(0)
     }
 
     /// Reads a CSV file as text columns; returns its rows as strings, or the error.
-    fn read_csv(file: &SourceFile) -> Result<Vec<Vec<String>>> {
+    fn read_csv(file: &InputFile) -> Result<Vec<Vec<String>>> {
         let csv = CsvOptions::default();
         let names: Vec<String> = probe(file, &csv, 100)?
             .into_iter()
@@ -502,7 +358,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_ending_inside_a_quoted_field_is_refused_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(
+        let file = input_file(
             dir.path(),
             "cut.csv",
             b"id,name\n1,a\n2,\"b\"\n3,\"multi\nline\"\n4,\"unterminated\n5,e\n",
@@ -518,7 +374,7 @@ mod tests {
         assert!(e.hint.is_some());
 
         // The same with more columns, where the swallowed rest also miscounts the fields.
-        let file = source_file(dir.path(), "cut3.csv", b"a,b,c\n1,2,3\n4,\"x,5\n6,7,8\n").await;
+        let file = input_file(dir.path(), "cut3.csv", b"a,b,c\n1,2,3\n4,\"x,5\n6,7,8\n").await;
         let e = read_csv(&file).unwrap_err();
         assert!(e.message.contains("cut3.csv:3: "), "{}", e.message);
     }
@@ -526,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn quotes_that_are_closed_or_literal_are_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(
+        let file = input_file(
             dir.path(),
             "ok.csv",
             b"a,b\n5\" pipe,\"say \"\"hi\"\"\"\n\"x\ny\",\"\"\n",
@@ -541,7 +397,7 @@ mod tests {
     #[tokio::test]
     async fn a_byte_order_mark_is_not_part_of_the_first_column_name() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(dir.path(), "bom.csv", b"\xEF\xBB\xBFid,name\n1,a\n").await;
+        let file = input_file(dir.path(), "bom.csv", b"\xEF\xBB\xBFid,name\n1,a\n").await;
         assert_eq!(
             read_csv(&file).unwrap(),
             rows(&[&["id", "name"], &["1", "a"]])
@@ -553,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn crlf_line_endings_leave_no_carriage_return_in_values() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(
+        let file = input_file(
             dir.path(),
             "crlf.csv",
             b"id,name\r\n1,a\r\n2,\"b\r\nc\"\r\n",
@@ -568,7 +424,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(dir.path(), "empty.csv", b"").await;
+        let file = input_file(dir.path(), "empty.csv", b"").await;
         let e = read_csv(&file).unwrap_err();
         assert_eq!(e.kind(), basin_core::ErrorKind::InvalidInput);
         assert!(
@@ -581,14 +437,14 @@ mod tests {
     #[tokio::test]
     async fn a_header_only_file_reads_as_no_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(dir.path(), "header.csv", b"id,name\n").await;
+        let file = input_file(dir.path(), "header.csv", b"id,name\n").await;
         assert_eq!(read_csv(&file).unwrap(), rows(&[&["id", "name"]]));
     }
 
     #[tokio::test]
     async fn a_file_that_changes_while_it_is_read_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let file = source_file(dir.path(), "growing.csv", b"id\n1\n2\n").await;
+        let file = input_file(dir.path(), "growing.csv", b"id\n1\n2\n").await;
         let csv = CsvOptions::default();
         let schema = Arc::new(ArrowSchema::new(vec![Field::new(
             "id",

@@ -8,10 +8,10 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use basin_core::Error;
 
+use crate::input_files::InputFile;
 use crate::schema::type_name;
-use crate::source::SourceFile;
 
-pub(crate) fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> Error {
+pub(crate) fn csv_error(file: &InputFile, names: &[String], e: ArrowError) -> Error {
     let text = e.to_string();
     // "incorrect number of fields for line L, expected E got G"
     if let Some(rest) = text.split("incorrect number of fields for line ").nth(1) {
@@ -72,7 +72,7 @@ pub(crate) fn csv_error(file: &SourceFile, names: &[String], e: ArrowError) -> E
         .with_hint("check the file's delimiter, quoting and header")
 }
 
-fn wrong_field_count(file: &SourceFile, line: &str, detail: &str) -> Error {
+fn wrong_field_count(file: &InputFile, line: &str, detail: &str) -> Error {
     Error::invalid(format!(
         "{}:{line}: wrong number of fields ({detail})",
         file.display
@@ -92,7 +92,7 @@ fn csv_line(arrow_line: &str) -> String {
 /// Parses the text columns `decimals` of `batch` as the decimals `schema` wants; an error
 /// names the line (`first_line` is the line of the batch's first row).
 pub(crate) fn json_error(
-    file: &SourceFile,
+    file: &InputFile,
     schema: &SchemaRef,
     rows_before: u64,
     e: ArrowError,

@@ -13,10 +13,12 @@ use iceberg::table::Table;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::Progress;
+use crate::input_files::InputFile;
 use crate::read::{self, CsvOptions};
 use crate::schema;
-use crate::source::SourceFile;
+
+/// Told how many bytes of how many have been read, as the import goes.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// The rows written and the data files holding them.
 pub(crate) struct Written {
@@ -26,7 +28,7 @@ pub(crate) struct Written {
 
 pub(crate) async fn write_all(
     table: &Table,
-    files: Vec<Arc<SourceFile>>,
+    files: Vec<Arc<InputFile>>,
     probes: Vec<Vec<(String, DataType)>>,
     csv: CsvOptions,
     target: SchemaRef,

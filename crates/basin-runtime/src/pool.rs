@@ -87,7 +87,7 @@ impl Pool {
     pub fn new(dir: PathBuf, cap: u64, counters: Arc<RuntimeCounters>) -> Self {
         let mut cap = cap;
         if cap > 0 {
-            if crate::workspace::private_folder(&dir).is_err() {
+            if crate::scratch::private_folder(&dir).is_err() {
                 cap = 0;
             } else if let Ok(fs) = free_bytes(&dir) {
                 cap = cap.min(fs / 4);

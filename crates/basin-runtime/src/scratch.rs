@@ -10,12 +10,26 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use basin_core::Result;
-
-use crate::workspace::{io, private_folder};
+use basin_core::{Error, Result};
 
 const PREFIX: &str = "basin-";
 const OWNER: &str = ".owner";
+
+/// An I/O error about `what`, keeping the OS error as its cause.
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what).with_source(e)
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only: other users of the
+/// machine must not read invocations' inputs in shared memory.
+pub(crate) fn private_folder(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!("cannot create {}", dir.display())))
+}
 
 /// A new scratch folder in `base`, locked for as long as the returned file is open. It is
 /// made under a hidden name and renamed once locked, so no sweep sees it unlocked.

@@ -21,6 +21,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../python/basin/spec.py"),
     ),
     (
+        "basin/_kernel.py",
+        include_str!("../../../python/basin/_kernel.py"),
+    ),
+    (
+        "basin/_namespaces.py",
+        include_str!("../../../python/basin/_namespaces.py"),
+    ),
+    (
         "basin/_sandbox.py",
         include_str!("../../../python/basin/_sandbox.py"),
     ),

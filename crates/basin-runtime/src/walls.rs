@@ -79,114 +79,7 @@ impl Walls {
     /// Probes this kernel. `mode`: `[functions] isolation` (None: strict when every wall can
     /// be built); `off`: walls turned off by `[functions] disable_walls`.
     pub fn probe(mode: Option<Isolation>, off: &[String]) -> Self {
-        let landlock = landlock_abi();
-        // The PID namespace with the IPC namespace each invocation also gets.
-        let pid_ns = namespaces(libc::CLONE_NEWPID | libc::CLONE_NEWIPC, false);
-        let net_ns = namespaces(libc::CLONE_NEWNET, false);
-        let mount_ns = namespaces(libc::CLONE_NEWNS, true);
-        // The group's files are the function's user's: only Landlock (the `files` wall)
-        // keeps it from raising its own limit, or leaving its group. Not probed when it will
-        // not be used: probing makes folders, and may move Basin into one.
-        let files = landlock >= 1 && !off.iter().any(|o| o == "files");
-        let cgroups = if off.iter().any(|o| o == "memory") {
-            Err("turned off by [functions] disable_walls".to_string())
-        } else if !files {
-            Err("needs the `files` wall (without it a function could raise its own limit)".into())
-        } else {
-            Cgroups::probe()
-        };
-        let ll = |min: i64, what: &str| {
-            if landlock >= min {
-                Ok(format!("Landlock ABI {landlock}"))
-            } else if landlock > 0 {
-                Err(format!(
-                    "{what} needs Landlock ABI {min}; this kernel has {landlock}"
-                ))
-            } else {
-                Err("Landlock is not enabled in this kernel".to_string())
-            }
-        };
-        let network = match (&net_ns, ll(4, "TCP rules")) {
-            (Ok(()), _) => Ok("network namespace".to_string()),
-            (Err(_), Ok(abi)) => Ok(format!("{abi} TCP rules (UDP is not covered)")),
-            (Err(e), Err(_)) => Err(e.clone()),
-        };
-        let signals = match (&pid_ns, ll(6, "scoping")) {
-            (Ok(()), Ok(abi)) => Ok(format!("PID namespace, {abi} scoping")),
-            (Ok(()), Err(_)) => Ok("PID namespace".to_string()),
-            (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
-            (Err(e), Err(_)) => Err(e.clone()),
-        };
-        let internet = match (&pid_ns, &net_ns, files) {
-            (Err(_), _, _) => Err("needs the `processes` wall's user namespace".to_string()),
-            (_, Err(e), _) => Err(e.clone()),
-            (_, _, false) => Err(
-                "needs Landlock (the `files` wall), which keeps the worker's code from \
-                 slirp4netns"
-                    .to_string(),
-            ),
-            _ => slirp4netns().map(|slirp| {
-                format!(
-                    "a network namespace of its own, served by {}",
-                    slirp.display()
-                )
-            }),
-        };
-        // rlimits, and the processes counted from outside (rlimits do not bind root).
-        let limits: std::result::Result<String, String> =
-            Ok("rlimits, and processes counted from outside".to_string());
-        let mut walls = vec![
-            Wall {
-                name: "processes",
-                guards: "all its processes end with it; no host privileges, no shared IPC",
-                state: pid_ns.map(|()| "user, PID and IPC namespaces".to_string()),
-            },
-            Wall {
-                name: "network",
-                guards: "no network unless it asks for internet=True",
-                state: network,
-            },
-            Wall {
-                name: "internet",
-                guards: "with internet=True: out, but not to the host's loopback, its own \
-                         addresses or link-local ones (cloud metadata)",
-                state: internet,
-            },
-            Wall {
-                name: "files",
-                guards: "opens only its environment, libraries, own folder",
-                state: ll(1, "file rules"),
-            },
-            Wall {
-                name: "sockets",
-                guards: "no service sockets in /run or /tmp",
-                state: mount_ns.map(|()| "mount namespace".to_string()),
-            },
-            Wall {
-                name: "signals",
-                guards: "no signals to Basin or other functions",
-                state: signals,
-            },
-            Wall {
-                name: "limits",
-                guards: "bounded processes, open files, file sizes",
-                state: limits,
-            },
-            Wall {
-                name: "memory",
-                guards: "all its memory counted by the kernel, memfd and files in memory too",
-                state: cgroups
-                    .as_ref()
-                    .map(Cgroups::describe)
-                    .map_err(Clone::clone),
-            },
-        ];
-        for wall in &mut walls {
-            if off.iter().any(|o| o == wall.name) {
-                wall.state = Err("turned off by [functions] disable_walls".to_string());
-            }
-        }
-        let cgroups = cgroups.ok();
+        let (walls, cgroups) = probe_walls(off);
         // Chosen from the probe: strict when every wall but `memory` and `internet` holds.
         // Without `memory`, the memory limit is still enforced, by sampling (see `summary`);
         // `internet` is asked for by the functions that want the internet only (`check`). A
@@ -374,6 +267,132 @@ fn slirp4netns() -> std::result::Result<std::path::PathBuf, String> {
             "{} --version names no libslirp version",
             path.display()
         )),
+    }
+}
+
+/// Each wall as this kernel builds it, or why it cannot, those in `off` turned off; and
+/// where invocations' memory groups are made, when the `memory` wall holds.
+fn probe_walls(off: &[String]) -> (Vec<Wall>, Option<Cgroups>) {
+    let landlock = landlock_abi();
+    // The PID namespace with the IPC namespace each invocation also gets.
+    let pid_ns = namespaces(libc::CLONE_NEWPID | libc::CLONE_NEWIPC, false);
+    let net_ns = namespaces(libc::CLONE_NEWNET, false);
+    let mount_ns = namespaces(libc::CLONE_NEWNS, true);
+    // The group's files are the function's user's: only Landlock (the `files` wall)
+    // keeps it from raising its own limit, or leaving its group. Not probed when it will
+    // not be used: probing makes folders, and may move Basin into one.
+    let files = landlock >= 1 && !off.iter().any(|o| o == "files");
+    let cgroups = if off.iter().any(|o| o == "memory") {
+        Err("turned off by [functions] disable_walls".to_string())
+    } else if !files {
+        Err("needs the `files` wall (without it a function could raise its own limit)".into())
+    } else {
+        Cgroups::probe()
+    };
+    let network = match (&net_ns, landlock_rules(landlock, 4, "TCP rules")) {
+        (Ok(()), _) => Ok("network namespace".to_string()),
+        (Err(_), Ok(abi)) => Ok(format!("{abi} TCP rules (UDP is not covered)")),
+        (Err(e), Err(_)) => Err(e.clone()),
+    };
+    let signals = match (&pid_ns, landlock_rules(landlock, 6, "scoping")) {
+        (Ok(()), Ok(abi)) => Ok(format!("PID namespace, {abi} scoping")),
+        (Ok(()), Err(_)) => Ok("PID namespace".to_string()),
+        (Err(_), Ok(abi)) => Ok(format!("{abi} scoping")),
+        (Err(e), Err(_)) => Err(e.clone()),
+    };
+    let internet = internet_wall(&pid_ns, &net_ns, files);
+    // rlimits, and the processes counted from outside (rlimits do not bind root).
+    let limits: std::result::Result<String, String> =
+        Ok("rlimits, and processes counted from outside".to_string());
+    let mut walls = vec![
+        Wall {
+            name: "processes",
+            guards: "all its processes end with it; no host privileges, no shared IPC",
+            state: pid_ns.map(|()| "user, PID and IPC namespaces".to_string()),
+        },
+        Wall {
+            name: "network",
+            guards: "no network unless it asks for internet=True",
+            state: network,
+        },
+        Wall {
+            name: "internet",
+            guards: "with internet=True: out, but not to the host's loopback, its own \
+                     addresses or link-local ones (cloud metadata)",
+            state: internet,
+        },
+        Wall {
+            name: "files",
+            guards: "opens only its environment, libraries, own folder",
+            state: landlock_rules(landlock, 1, "file rules"),
+        },
+        Wall {
+            name: "sockets",
+            guards: "no service sockets in /run or /tmp",
+            state: mount_ns.map(|()| "mount namespace".to_string()),
+        },
+        Wall {
+            name: "signals",
+            guards: "no signals to Basin or other functions",
+            state: signals,
+        },
+        Wall {
+            name: "limits",
+            guards: "bounded processes, open files, file sizes",
+            state: limits,
+        },
+        Wall {
+            name: "memory",
+            guards: "all its memory counted by the kernel, memfd and files in memory too",
+            state: cgroups
+                .as_ref()
+                .map(Cgroups::describe)
+                .map_err(Clone::clone),
+        },
+    ];
+    for wall in &mut walls {
+        if off.iter().any(|o| o == wall.name) {
+            wall.state = Err("turned off by [functions] disable_walls".to_string());
+        }
+    }
+    (walls, cgroups.ok())
+}
+
+/// Landlock rules of ABI `min` or later (`what` they are, for the reason they are missing),
+/// with this kernel's ABI `landlock` (0: none).
+fn landlock_rules(landlock: i64, min: i64, what: &str) -> std::result::Result<String, String> {
+    if landlock >= min {
+        Ok(format!("Landlock ABI {landlock}"))
+    } else if landlock > 0 {
+        Err(format!(
+            "{what} needs Landlock ABI {min}; this kernel has {landlock}"
+        ))
+    } else {
+        Err("Landlock is not enabled in this kernel".to_string())
+    }
+}
+
+/// The `internet` wall: a network namespace of the function's own, served by slirp4netns,
+/// which needs the `processes` wall's user namespace and the `files` wall.
+fn internet_wall(
+    pid_ns: &std::result::Result<(), String>,
+    net_ns: &std::result::Result<(), String>,
+    files: bool,
+) -> std::result::Result<String, String> {
+    match (pid_ns, net_ns, files) {
+        (Err(_), _, _) => Err("needs the `processes` wall's user namespace".to_string()),
+        (_, Err(e), _) => Err(e.clone()),
+        (_, _, false) => Err(
+            "needs Landlock (the `files` wall), which keeps the worker's code from \
+             slirp4netns"
+                .to_string(),
+        ),
+        _ => slirp4netns().map(|slirp| {
+            format!(
+                "a network namespace of its own, served by {}",
+                slirp.display()
+            )
+        }),
     }
 }
 

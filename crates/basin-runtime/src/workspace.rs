@@ -20,6 +20,7 @@ use futures::{Stream, StreamExt};
 use crate::ipc::IpcWriter;
 use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
+use crate::scratch::{io, private_folder};
 
 pub(crate) const FORMAT: &str = "arrow-ipc-file";
 
@@ -48,23 +49,8 @@ pub struct Workspace {
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
 }
 
-pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(format!("{what}: {e}"))
-}
-
 fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
     move |e| Error::internal(format!("{what}: {e}"))
-}
-
-/// Creates `dir` (and missing parents) readable by its owner only: other users of the
-/// machine must not read invocations' inputs in shared memory.
-pub(crate) fn private_folder(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io(format!("cannot create {}", dir.display())))
 }
 
 impl Workspace {

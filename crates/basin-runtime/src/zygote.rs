@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use basin_core::{Error, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
 
 use crate::cgroup::{Cgroups, Group};
@@ -68,49 +68,12 @@ impl Zygote {
         cgroups: Option<Cgroups>,
     ) -> Result<Self> {
         let started = Instant::now();
-        let mut child = Command::new(python)
-            .args(["-I", "-B", "-m", "basin._worker", "zygote", "--preload"])
-            .arg(preload.join(","))
-            .arg("--ahead")
-            .arg(serde_json::to_string(ahead).expect("a sandbox serializes"))
-            .env_clear()
-            .env("PATH", path_var)
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own group: a Ctrl-C meant for Basin reaches Basin, which then cleans up.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Error::io(format!("cannot start {}: {e}", python.display())))?;
+        let mut child = spawn_worker(python, preload, path_var, ahead)?;
         let pid = child.id().unwrap_or(0);
         let stdin = child.stdin.take().expect("piped stdin");
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut stderr = child.stderr.take().expect("piped stderr");
-        let first = tokio::time::timeout(Duration::from_secs(300), lines.next_line()).await;
-        let (preloaded, start_ms) = match first {
-            Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
-                Ok(ZygoteEvent::Ready { preloaded, ms, .. }) => (preloaded, ms),
-                _ => {
-                    return Err(Error::internal(format!(
-                        "the worker said `{line}` instead of ready"
-                    )));
-                }
-            },
-            _ => {
-                let mut text = String::new();
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), stderr.read_to_string(&mut text))
-                        .await;
-                return Err(Error::internal(format!(
-                    "the worker of {} did not start:\n{}",
-                    python.display(),
-                    text.trim_end()
-                ))
-                .with_hint("rebuild the environment with `basin env rm HASH`, then invoke again"));
-            }
-        };
+        let (preloaded, start_ms) = ready(python, &mut lines, &mut stderr).await?;
         tracing::debug!(
             pid,
             start_ms,
@@ -126,62 +89,7 @@ impl Zygote {
             }
         });
         let waiters = Arc::new(Mutex::new(Waiters::default()));
-        let routed = waiters.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                // A group dropped here is killed and removed after the lock is let go.
-                let mut stale = None;
-                let mut w = routed.lock().expect("waiters");
-                match serde_json::from_str(&line) {
-                    Ok(ZygoteEvent::Forked { forked, pid, init }) => {
-                        w.invocation_of.insert(pid, forked.clone());
-                        if let Some(tx) = w.forked.remove(&forked) {
-                            let _ = tx.send(Forked { pid, init });
-                        }
-                    }
-                    Ok(ZygoteEvent::Exited {
-                        exited,
-                        code,
-                        signal,
-                    }) => {
-                        let exit = match (code, signal) {
-                            (_, Some(s)) => Exit::Signal(s),
-                            (Some(c), None) => Exit::Code(c),
-                            _ => Exit::Unknown,
-                        };
-                        if let Some(id) = w.invocation_of.remove(&exited)
-                            && let Some(tx) = w.exits.remove(&id)
-                        {
-                            let _ = tx.send(exit);
-                        }
-                        // A spare retired or killed before its request: its group goes.
-                        stale = w.groups.remove(&exited);
-                    }
-                    Ok(ZygoteEvent::Spare { spare }) => {
-                        if let Some(cgroups) = &cgroups {
-                            let (tx, rx) = oneshot::channel();
-                            w.groups.insert(spare, rx);
-                            let cgroups = cgroups.clone();
-                            tokio::task::spawn_blocking(move || {
-                                let made =
-                                    cgroups.create().and_then(|g| g.enter(spare).map(|()| g));
-                                let _ = tx.send(made);
-                            });
-                        }
-                    }
-                    _ => tracing::warn!(target: "basin::worker", "unexpected: {line}"),
-                }
-                drop(w);
-                drop(stale);
-            }
-            // The zygote is gone: every waiter learns it (their senders drop).
-            let mut w = routed.lock().expect("waiters");
-            w.forked.clear();
-            w.exits.clear();
-            let groups = std::mem::take(&mut w.groups);
-            drop(w);
-            drop(groups);
-        });
+        tokio::spawn(route_events(lines, waiters.clone(), cgroups));
         Ok(Self {
             pid,
             stdin: tokio::sync::Mutex::new(stdin),
@@ -244,4 +152,121 @@ impl Zygote {
         }
         keep_alive.saturating_sub(self.idle_since.lock().expect("idle").elapsed())
     }
+}
+
+/// Starts `python -m basin._worker zygote`, with nothing of Basin's environment but `PATH`.
+fn spawn_worker(
+    python: &Path,
+    preload: &[String],
+    path_var: &str,
+    ahead: &Sandbox,
+) -> Result<Child> {
+    Command::new(python)
+        .args(["-I", "-B", "-m", "basin._worker", "zygote", "--preload"])
+        .arg(preload.join(","))
+        .arg("--ahead")
+        .arg(serde_json::to_string(ahead).expect("a sandbox serializes"))
+        .env_clear()
+        .env("PATH", path_var)
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own group: a Ctrl-C meant for Basin reaches Basin, which then cleans up.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::io(format!("cannot start {}: {e}", python.display())))
+}
+
+/// Waits (five minutes at most: preloading imports heavy packages) for the worker's first
+/// line, which says it is ready; returns what it preloaded and how long that took. A worker
+/// that never says so fails with what it printed on stderr.
+async fn ready(
+    python: &Path,
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    stderr: &mut ChildStderr,
+) -> Result<(Vec<String>, f64)> {
+    let first = tokio::time::timeout(Duration::from_secs(300), lines.next_line()).await;
+    match first {
+        Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
+            Ok(ZygoteEvent::Ready { preloaded, ms, .. }) => Ok((preloaded, ms)),
+            _ => Err(Error::internal(format!(
+                "the worker said `{line}` instead of ready"
+            ))),
+        },
+        _ => {
+            let mut text = String::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stderr.read_to_string(&mut text))
+                .await;
+            Err(Error::internal(format!(
+                "the worker of {} did not start:\n{}",
+                python.display(),
+                text.trim_end()
+            ))
+            .with_hint("rebuild the environment with `basin env rm HASH`, then invoke again"))
+        }
+    }
+}
+
+/// Reads the zygote's events until it is gone, handing each to whoever waits for it: a
+/// fork's child to its invocation, a child's end to its watch, a new spare's memory group
+/// (made and entered on a blocking thread) to the invocation that takes the spare.
+async fn route_events(
+    mut lines: Lines<BufReader<ChildStdout>>,
+    waiters: Arc<Mutex<Waiters>>,
+    cgroups: Option<Cgroups>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        // A group dropped here is killed and removed after the lock is let go.
+        let mut stale = None;
+        let mut w = waiters.lock().expect("waiters");
+        match serde_json::from_str(&line) {
+            Ok(ZygoteEvent::Forked { forked, pid, init }) => {
+                w.invocation_of.insert(pid, forked.clone());
+                if let Some(tx) = w.forked.remove(&forked) {
+                    let _ = tx.send(Forked { pid, init });
+                }
+            }
+            Ok(ZygoteEvent::Exited {
+                exited,
+                code,
+                signal,
+            }) => {
+                let exit = match (code, signal) {
+                    (_, Some(s)) => Exit::Signal(s),
+                    (Some(c), None) => Exit::Code(c),
+                    _ => Exit::Unknown,
+                };
+                if let Some(id) = w.invocation_of.remove(&exited)
+                    && let Some(tx) = w.exits.remove(&id)
+                {
+                    let _ = tx.send(exit);
+                }
+                // A spare retired or killed before its request: its group goes.
+                stale = w.groups.remove(&exited);
+            }
+            Ok(ZygoteEvent::Spare { spare }) => {
+                if let Some(cgroups) = &cgroups {
+                    let (tx, rx) = oneshot::channel();
+                    w.groups.insert(spare, rx);
+                    let cgroups = cgroups.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let made = cgroups.create().and_then(|g| g.enter(spare).map(|()| g));
+                        let _ = tx.send(made);
+                    });
+                }
+            }
+            _ => tracing::warn!(target: "basin::worker", "unexpected: {line}"),
+        }
+        drop(w);
+        drop(stale);
+    }
+    // The zygote is gone: every waiter learns it (their senders drop).
+    let mut w = waiters.lock().expect("waiters");
+    w.forked.clear();
+    w.exits.clear();
+    let groups = std::mem::take(&mut w.groups);
+    drop(w);
+    drop(groups);
 }

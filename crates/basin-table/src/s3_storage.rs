@@ -1,4 +1,5 @@
-//! Iceberg's file IO for S3 warehouses, over Basin's own opendal operator.
+//! How to reach an S3-compatible store ([`S3Settings`]), and iceberg's file IO for S3
+//! warehouses over Basin's own opendal operator.
 //!
 //! Written here rather than taken from `iceberg-storage-opendal` for one reason: that crate
 //! turns on opendal's default features, and with them reqwest's aws-lc-rs TLS stack, a second
@@ -15,14 +16,80 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iceberg::io::{
-    FileMetadata, FileRead, FileWrite, InputFile, OutputFile, Storage, StorageConfig,
-    StorageFactory,
+    FileIO, FileIOBuilder, FileMetadata, FileRead, FileWrite, InputFile, OutputFile, Storage,
+    StorageConfig, StorageFactory,
 };
 use iceberg::{ErrorKind, Result};
 use opendal::Operator;
+use opendal::layers::{RetryLayer, TimeoutLayer};
 use serde::{Deserialize, Serialize};
 
-use crate::warehouse::S3Settings;
+/// How to reach an S3-compatible store. Filled from `basin.toml` and `BASIN_S3_*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Path-style URLs (`http://host/bucket/key`), which MinIO and most local servers need.
+    pub path_style: bool,
+}
+
+impl S3Settings {
+    /// The region requests are signed for: the one set, else `us-east-1`, which S3-compatible
+    /// stores take.
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+
+    /// An opendal operator on `bucket`, rooted at `prefix`, with these settings (listing and
+    /// deleting, which FileIO does not do).
+    pub fn operator(&self, bucket: &str, prefix: &str) -> crate::Result<opendal::Operator> {
+        install_crypto_provider();
+        let mut builder = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{}", prefix.trim_matches('/')))
+            .region(self.region())
+            // Only what Basin was told: never ~/.aws or the EC2 metadata service.
+            .disable_config_load()
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(key) = &self.access_key_id {
+            builder = builder.access_key_id(key);
+        }
+        if let Some(secret) = &self.secret_access_key {
+            builder = builder.secret_access_key(secret);
+        }
+        if let Some(token) = &self.session_token {
+            builder = builder.session_token(token);
+        }
+        if !self.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        // Each attempt has its own timeout, and a failed one is tried again (the timeout inside
+        // the retry, or a hung request is never retried).
+        opendal::Operator::new(builder)
+            .map(|b| {
+                b.finish()
+                    .layer(TimeoutLayer::new())
+                    .layer(RetryLayer::new())
+            })
+            .map_err(|e| {
+                crate::Error::io(format!("cannot reach s3://{bucket}/{prefix}")).with_source(e)
+            })
+    }
+
+    /// A FileIO that speaks S3 with these settings.
+    pub fn file_io(&self) -> FileIO {
+        FileIOBuilder::new(Arc::new(S3StorageFactory {
+            settings: self.clone(),
+        }))
+        .build()
+    }
+}
 
 /// Makes ring the process's TLS crypto provider, once, before any HTTP client is built (the
 /// only provider Basin builds; reqwest panics without one).

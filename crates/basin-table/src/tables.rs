@@ -12,13 +12,14 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{MetadataLocation, TableCreation, TableIdent};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Result, from_iceberg};
 use crate::loaded::{LOADED_TABLES, LoadedTables, LoadedTablesStats};
 use crate::overwrite::rewrite_updates;
 use crate::retry::Backoff;
 use crate::staging::{StagingCatalog, stage_updates};
+use crate::summary::{self, ColumnSummary, TableSummary};
 use crate::warehouse::Warehouse;
 
 /// What a write does to a table's data.
@@ -65,47 +66,6 @@ pub struct WriteOutcome {
     #[serde(with = "crate::id_json::option")]
     pub snapshot_id: Option<i64>,
     pub attempts: u32,
-}
-
-/// A table described for people and scripts (`basin table show`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TableSummary {
-    pub table: String,
-    pub metadata_location: String,
-    pub location: String,
-    pub format_version: String,
-    pub columns: Vec<ColumnSummary>,
-    pub partition_spec: Vec<String>,
-    /// The default sort order, e.g. `id ASC NULLS FIRST` (empty: unsorted).
-    #[serde(default)]
-    pub sort_order: Vec<String>,
-    #[serde(with = "crate::id_json::option")]
-    pub current_snapshot_id: Option<i64>,
-    pub snapshots: Vec<SnapshotSummary>,
-    pub data_files: u64,
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ColumnSummary {
-    pub id: i32,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub data_type: String,
-    pub required: bool,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SnapshotSummary {
-    #[serde(with = "crate::id_json")]
-    pub snapshot_id: i64,
-    #[serde(with = "crate::id_json::option")]
-    pub parent_id: Option<i64>,
-    pub timestamp_ms: i64,
-    pub operation: String,
-    pub added_records: Option<u64>,
-    pub total_records: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -517,90 +477,12 @@ impl Tables {
 
     /// The columns of a table's current schema, in order.
     pub fn columns(table: &Table) -> Vec<ColumnSummary> {
-        table
-            .metadata()
-            .current_schema()
-            .as_struct()
-            .fields()
-            .iter()
-            .map(|f| ColumnSummary {
-                id: f.id,
-                name: f.name.clone(),
-                data_type: f.field_type.to_string(),
-                required: f.required,
-            })
-            .collect()
+        summary::columns(table)
     }
 
     /// Describes a table for `basin table show`.
     pub fn summarize(key: &Key, table: &Table) -> TableSummary {
-        let metadata = table.metadata();
-        let schema = metadata.current_schema();
-        let columns = Self::columns(table);
-        let partition_spec = metadata
-            .default_partition_spec()
-            .fields()
-            .iter()
-            .map(|f| {
-                let source = schema.name_by_field_id(f.source_id).unwrap_or("?");
-                format!("{}({source})", f.transform)
-            })
-            .collect();
-        let sort_order = metadata
-            .default_sort_order()
-            .fields
-            .iter()
-            .map(|f| {
-                let source = schema.name_by_field_id(f.source_id).unwrap_or("?");
-                let column = match f.transform {
-                    iceberg::spec::Transform::Identity => source.to_string(),
-                    other => format!("{other}({source})"),
-                };
-                let direction = match f.direction {
-                    iceberg::spec::SortDirection::Ascending => "ASC",
-                    iceberg::spec::SortDirection::Descending => "DESC",
-                };
-                let nulls = match f.null_order {
-                    iceberg::spec::NullOrder::First => "NULLS FIRST",
-                    iceberg::spec::NullOrder::Last => "NULLS LAST",
-                };
-                format!("{column} {direction} {nulls}")
-            })
-            .collect();
-        let number = |s: &iceberg::spec::Snapshot, k: &str| {
-            s.summary()
-                .additional_properties
-                .get(k)
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        let mut snapshots: Vec<SnapshotSummary> = metadata
-            .snapshots()
-            .map(|s| SnapshotSummary {
-                snapshot_id: s.snapshot_id(),
-                parent_id: s.parent_snapshot_id(),
-                timestamp_ms: s.timestamp_ms(),
-                operation: s.summary().operation.as_str().to_string(),
-                added_records: number(s, "added-records"),
-                total_records: number(s, "total-records"),
-            })
-            .collect();
-        snapshots.sort_by_key(|s| (s.timestamp_ms, s.snapshot_id));
-        let current = metadata.current_snapshot();
-        let total = |k: &str| current.and_then(|s| number(s, k)).unwrap_or(0);
-        TableSummary {
-            table: key.to_string(),
-            metadata_location: table.metadata_location().unwrap_or_default().to_string(),
-            location: metadata.location().to_string(),
-            format_version: metadata.format_version().to_string(),
-            columns,
-            partition_spec,
-            sort_order,
-            current_snapshot_id: metadata.current_snapshot_id(),
-            snapshots,
-            data_files: total("total-data-files"),
-            rows: total("total-records"),
-            bytes: total("total-files-size"),
-        }
+        summary::summarize(key, table)
     }
 
     /// Whether both sides only appended to `key` since `base` (metadata locations of the

@@ -5,77 +5,10 @@ use std::sync::Arc;
 
 use basin_catalog::Key;
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
-use opendal::layers::{RetryLayer, TimeoutLayer};
-use serde::{Deserialize, Serialize};
 
-use crate::durable::{FileSync, Fsync};
 use crate::error::{Error, Result};
-use crate::s3_storage::{S3StorageFactory, install_crypto_provider};
-
-/// How to reach an S3-compatible store. Filled from `basin.toml` and `BASIN_S3_*`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
-    /// Path-style URLs (`http://host/bucket/key`), which MinIO and most local servers need.
-    pub path_style: bool,
-}
-
-impl S3Settings {
-    /// The region requests are signed for: the one set, else `us-east-1`, which S3-compatible
-    /// stores take.
-    pub fn region(&self) -> &str {
-        self.region.as_deref().unwrap_or("us-east-1")
-    }
-
-    /// An opendal operator on `bucket`, rooted at `prefix`, with these settings (listing and
-    /// deleting, which FileIO does not do).
-    pub fn operator(&self, bucket: &str, prefix: &str) -> Result<opendal::Operator> {
-        install_crypto_provider();
-        let mut builder = opendal::services::S3::default()
-            .bucket(bucket)
-            .root(&format!("/{}", prefix.trim_matches('/')))
-            .region(self.region())
-            // Only what Basin was told: never ~/.aws or the EC2 metadata service.
-            .disable_config_load()
-            .disable_ec2_metadata();
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder.endpoint(endpoint);
-        }
-        if let Some(key) = &self.access_key_id {
-            builder = builder.access_key_id(key);
-        }
-        if let Some(secret) = &self.secret_access_key {
-            builder = builder.secret_access_key(secret);
-        }
-        if let Some(token) = &self.session_token {
-            builder = builder.session_token(token);
-        }
-        if !self.path_style {
-            builder = builder.enable_virtual_host_style();
-        }
-        // Each attempt has its own timeout, and a failed one is tried again (the timeout inside
-        // the retry, or a hung request is never retried).
-        opendal::Operator::new(builder)
-            .map(|b| {
-                b.finish()
-                    .layer(TimeoutLayer::new())
-                    .layer(RetryLayer::new())
-            })
-            .map_err(|e| Error::io(format!("s3://{bucket}/{prefix}: {e}")))
-    }
-
-    /// A FileIO that speaks S3 with these settings.
-    pub fn file_io(&self) -> FileIO {
-        FileIOBuilder::new(Arc::new(S3StorageFactory {
-            settings: self.clone(),
-        }))
-        .build()
-    }
-}
+use crate::file_sync::{FileSync, Fsync};
+use crate::s3_storage::S3Settings;
 
 /// The root under which every table gets its own folder.
 #[derive(Clone, Debug)]

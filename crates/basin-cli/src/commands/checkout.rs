@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::status;
 
 #[derive(clap::Args)]
@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let at = lakehouse.checkout(&args.branch).await?;
     status(format!(
         "Switched to branch `{}` (at {})",

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
     if !args.plan {
         status("deploying: building environments not built yet (once, then cached)");

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use basin_catalog::Change;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let diffs = lakehouse.diff_tables(&args.from, &args.to).await?;
     if diffs.is_empty() && args.format.format == ListFormat::Table {
         status(format!(

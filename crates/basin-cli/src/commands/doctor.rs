@@ -6,7 +6,7 @@ use basin_core::units::format_size as bytes;
 use basin_runtime::Walls;
 use serde::Serialize;
 
-use crate::commands::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -59,7 +59,7 @@ struct Report<'a> {
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     // Outside a lakehouse the defaults apply.
-    let (options, sql) = match open(home).await {
+    let (options, sql) = match open_local(home).await {
         Ok(lakehouse) => (
             lakehouse.settings().runtime.clone(),
             lakehouse.settings().sql.clone(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use basin_runtime::EnvSpec;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, done, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -40,7 +40,7 @@ pub enum Command {
 }
 
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let envs = lakehouse.envs();
     match cmd {
         Command::Ls { format } => {

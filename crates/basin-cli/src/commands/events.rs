@@ -2,7 +2,7 @@ use std::path::Path;
 
 use basin_catalog::{EventFilter, EventState};
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -47,7 +47,7 @@ pub enum Command {
 }
 
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     match cmd {
         Command::Ls {
             state,

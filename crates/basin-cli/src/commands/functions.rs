@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     match cmd {
         Command::Ls { format } => {
             let functions = lakehouse.function_statuses().await?;

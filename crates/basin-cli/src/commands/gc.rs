@@ -2,7 +2,7 @@ use std::path::Path;
 
 use basin_service::gc::GcOptions;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let grace = match &args.grace {
         Some(grace) => basin_core::units::parse_duration(grace)
             .map_err(|e| e.with_hint("write e.g. --grace 30m, 1h, 2d"))?,

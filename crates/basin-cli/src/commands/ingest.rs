@@ -103,7 +103,7 @@ fn progress_bars() -> (MultiProgress, LoadProgress) {
 }
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
-    let lake = crate::commands::open(ctx.home("ingest")?).await?;
+    let lake = crate::lake::open_local(ctx.home("ingest")?).await?;
     let source = lake.source(&args.source)?;
     if args.follow || source.mode == SourceMode::Cdc {
         return follow(args, &lake).await;

@@ -11,8 +11,8 @@ use basin_runtime::{Output, Stream};
 use basin_service::InvokeRequest;
 
 use super::env::parse_pin;
-use super::open;
 use super::query::{QueryFormat, write_batches};
+use crate::lake::open_local;
 use crate::output::status;
 
 #[derive(clap::Args)]
@@ -85,7 +85,7 @@ enum ModeArg {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let event = match args.event.as_deref() {
         None => serde_json::Value::Null,
         Some(text) => parse_event(text)?,

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use basin_service::MaintenanceRun;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status, time};
 
 #[derive(clap::Subcommand)]
@@ -38,7 +38,7 @@ Examples:
 }
 
 pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     match cmd {
         Command::Run { dry_run, format } => {
             let run = lakehouse.run_maintenance("manual", dry_run).await?;

@@ -30,8 +30,6 @@ pub mod token;
 pub mod usage;
 pub mod worker;
 
-use std::path::Path;
-
 use basin_service::Lakehouse;
 
 /// What the long-running commands log unless `RUST_LOG` says otherwise: `info`, but only
@@ -53,12 +51,6 @@ fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
         .try_init();
     crate::output::status(lakehouse.runtime()?.walls().summary());
     Ok(())
-}
-
-/// Opens the lakehouse named by `--home`, or the one holding the current folder.
-pub async fn open(home: Option<&Path>) -> anyhow::Result<Lakehouse> {
-    let cwd = std::env::current_dir()?;
-    Ok(Lakehouse::open(home, &cwd).await?)
 }
 
 /// Prints the branches or the tags (`basin branch ls`, `basin tag ls`); pipelines' own branches

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::status;
 
 #[derive(clap::Args)]
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let Some((bucket, key)) = args.target.split_once('/') else {
         return Err(
             basin_core::Error::invalid(format!("`{}` is not BUCKET/KEY", args.target))

@@ -9,7 +9,7 @@ use basin_runtime::Stream;
 use basin_service::pipeline::{ModelRun, RunRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, status};
 
 #[derive(clap::Args)]
@@ -55,7 +55,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     let params = args
         .params
         .iter()

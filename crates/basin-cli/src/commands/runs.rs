@@ -1,6 +1,6 @@
 use basin_service::pipeline::RunRecord;
 
-use crate::lake::Context;
+use crate::lake::{Context, Lake};
 use crate::output::{FormatArg, ListFormat, print, time};
 
 #[derive(clap::Subcommand)]
@@ -104,59 +104,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             id,
             keep_branch,
             format,
-        } => {
-            let sink = std::sync::Arc::new(|model: &str, _: basin_runtime::Stream, line: &str| {
-                eprintln!("  [{model}] {line}")
-            });
-            let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
-            let report = lake
-                .local("runs replay")?
-                .replay_run(&id, keep_branch, sink, progress)
-                .await?;
-            let rows = report
-                .outputs
-                .iter()
-                .map(|o| {
-                    vec![
-                        o.model.clone(),
-                        o.table.clone(),
-                        o.original_rows.to_string(),
-                        o.replayed_rows.to_string(),
-                        if o.identical {
-                            "identical"
-                        } else {
-                            "DIFFERENT"
-                        }
-                        .to_string(),
-                    ]
-                })
-                .collect();
-            print(
-                format.format,
-                &report,
-                &["model", "table", "rows then", "rows now", "outputs"],
-                rows,
-            )?;
-            crate::output::status(format!(
-                "Replayed run {} as run {} on the commit it read ({}): {}",
-                report.original,
-                report.replay,
-                &report.read_commit[..8.min(report.read_commit.len())],
-                if report.identical {
-                    "every output is identical"
-                } else {
-                    "outputs differ"
-                }
-            ));
-            if !report.kept_branches.is_empty() {
-                crate::output::status(format!(
-                    "Kept {} for a look (basin query \"...\" --ref {}; basin branch rm NAME when done)",
-                    report.kept_branches.join(" and "),
-                    report.kept_branches[0]
-                ));
-            }
-            Ok(())
-        }
+        } => replay(&lake, &id, keep_branch, format).await,
         Command::Logs { id, model } => {
             let record = lake.show_run(&id).await?;
             for m in &record.models {
@@ -169,6 +117,61 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `basin runs replay`: runs a past run again on the commit it read, and compares outputs.
+async fn replay(lake: &Lake, id: &str, keep_branch: bool, format: FormatArg) -> anyhow::Result<()> {
+    let sink = std::sync::Arc::new(|model: &str, _: basin_runtime::Stream, line: &str| {
+        eprintln!("  [{model}] {line}")
+    });
+    let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
+    let report = lake
+        .local("runs replay")?
+        .replay_run(id, keep_branch, sink, progress)
+        .await?;
+    let rows = report
+        .outputs
+        .iter()
+        .map(|o| {
+            vec![
+                o.model.clone(),
+                o.table.clone(),
+                o.original_rows.to_string(),
+                o.replayed_rows.to_string(),
+                if o.identical {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                }
+                .to_string(),
+            ]
+        })
+        .collect();
+    print(
+        format.format,
+        &report,
+        &["model", "table", "rows then", "rows now", "outputs"],
+        rows,
+    )?;
+    crate::output::status(format!(
+        "Replayed run {} as run {} on the commit it read ({}): {}",
+        report.original,
+        report.replay,
+        &report.read_commit[..8.min(report.read_commit.len())],
+        if report.identical {
+            "every output is identical"
+        } else {
+            "outputs differ"
+        }
+    ));
+    if !report.kept_branches.is_empty() {
+        crate::output::status(format!(
+            "Kept {} for a look (basin query \"...\" --ref {}; basin branch rm NAME when done)",
+            report.kept_branches.join(" and "),
+            report.kept_branches[0]
+        ));
+    }
+    Ok(())
 }
 
 /// The per-model table of a run.

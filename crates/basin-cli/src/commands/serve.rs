@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::open;
+use crate::lake::open_local;
 use crate::output::status;
 
 #[derive(clap::Args)]
@@ -58,7 +58,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open(home).await?;
+    let lakehouse = open_local(home).await?;
     super::start_logging(&lakehouse)?;
     // Held while serving: `basin put` and others can tell a server runs (released on exit).
     let served = std::fs::File::create(lakehouse.serve_lock())?;

@@ -1,6 +1,7 @@
 use basin_service::config::{DEFAULT_READERS, SourceConfig, SourceMode};
 
 use crate::lake::Context;
+use basin_service::Lakehouse;
 use basin_service::cdc::SourceStatus;
 
 use crate::output::{FormatArg, print, status};
@@ -89,7 +90,7 @@ pub enum ModeArg {
 }
 
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
-    let lake = crate::commands::open(ctx.home("source")?).await?;
+    let lake = crate::lake::open_local(ctx.home("source")?).await?;
     match cmd {
         Command::Add {
             name,
@@ -135,73 +136,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        Command::Ls { format } => {
-            let sources = lake.sources();
-            let mut listed = Vec::with_capacity(sources.len());
-            for source in sources {
-                let state = if source.mode == SourceMode::Cdc {
-                    match lake.source_status(&source).await {
-                        Ok(status) => status,
-                        Err(e) => SourceStatus {
-                            error: Some(e.to_string()),
-                            ..Default::default()
-                        },
-                    }
-                } else {
-                    SourceStatus::default()
-                };
-                if let Some(error) = &state.error {
-                    status(format!("warning: source `{}`: {error}", source.name));
-                }
-                listed.push(Listed {
-                    source,
-                    status: state,
-                });
-            }
-            let dash = || "-".to_string();
-            let rows = listed
-                .iter()
-                .map(|Listed { source: s, status }| {
-                    vec![
-                        s.name.clone(),
-                        s.url.clone(),
-                        match &s.schema {
-                            Some(schema) => format!("{schema}.*"),
-                            None => s.tables.join(", "),
-                        },
-                        s.namespace.clone(),
-                        match s.mode {
-                            SourceMode::Snapshot => "snapshot".into(),
-                            SourceMode::Cdc => "cdc".into(),
-                        },
-                        s.branch.clone().unwrap_or_else(|| "main".into()),
-                        status.slot.clone().unwrap_or_else(dash),
-                        status.lsn.clone().unwrap_or_else(dash),
-                        status.last_commit.clone().unwrap_or_else(dash),
-                        status.lag_bytes.map_or_else(dash, |b| b.to_string()),
-                        status.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
-                    ]
-                })
-                .collect();
-            print(
-                format.format,
-                &listed,
-                &[
-                    "source",
-                    "url",
-                    "tables",
-                    "namespace",
-                    "mode",
-                    "branch",
-                    "slot",
-                    "lsn",
-                    "last commit",
-                    "lag bytes",
-                    "lag s",
-                ],
-                rows,
-            )
-        }
+        Command::Ls { format } => list(&lake, format).await,
         Command::Rm { name, keep_slot } => {
             let (source, dropped) = lake.remove_source(&name, keep_slot).await?;
             let slot = basin_ingest::postgres::cdc::slot::slot_name(&name);
@@ -219,6 +154,75 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `basin source ls`: each source's settings and, for CDC, how far its tables are.
+async fn list(lake: &Lakehouse, format: FormatArg) -> anyhow::Result<()> {
+    let sources = lake.sources();
+    let mut listed = Vec::with_capacity(sources.len());
+    for source in sources {
+        let state = if source.mode == SourceMode::Cdc {
+            match lake.source_status(&source).await {
+                Ok(status) => status,
+                Err(e) => SourceStatus {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            }
+        } else {
+            SourceStatus::default()
+        };
+        if let Some(error) = &state.error {
+            status(format!("warning: source `{}`: {error}", source.name));
+        }
+        listed.push(Listed {
+            source,
+            status: state,
+        });
+    }
+    let dash = || "-".to_string();
+    let rows = listed
+        .iter()
+        .map(|Listed { source: s, status }| {
+            vec![
+                s.name.clone(),
+                s.url.clone(),
+                match &s.schema {
+                    Some(schema) => format!("{schema}.*"),
+                    None => s.tables.join(", "),
+                },
+                s.namespace.clone(),
+                match s.mode {
+                    SourceMode::Snapshot => "snapshot".into(),
+                    SourceMode::Cdc => "cdc".into(),
+                },
+                s.branch.clone().unwrap_or_else(|| "main".into()),
+                status.slot.clone().unwrap_or_else(dash),
+                status.lsn.clone().unwrap_or_else(dash),
+                status.last_commit.clone().unwrap_or_else(dash),
+                status.lag_bytes.map_or_else(dash, |b| b.to_string()),
+                status.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
+            ]
+        })
+        .collect();
+    print(
+        format.format,
+        &listed,
+        &[
+            "source",
+            "url",
+            "tables",
+            "namespace",
+            "mode",
+            "branch",
+            "slot",
+            "lsn",
+            "last commit",
+            "lag bytes",
+            "lag s",
+        ],
+        rows,
+    )
 }
 
 /// A source as `source ls --format json` prints it: its settings and, for CDC, its status.

@@ -1,3 +1,6 @@
+use basin_service::{CompactReport, ExpireReport};
+use basin_table::TableSummary;
+
 use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, status, time};
 
@@ -115,60 +118,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             if format.format == ListFormat::Json {
                 return print(format.format, &summary, &[], vec![]);
             }
-            println!("table      {}", summary.table);
-            println!("location   {}", summary.location);
-            println!("metadata   {}", summary.metadata_location);
-            println!(
-                "partition  {}",
-                if summary.partition_spec.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    summary.partition_spec.join(", ")
-                }
-            );
-            if !summary.sort_order.is_empty() {
-                println!("sorted by  {}", summary.sort_order.join(", "));
-            }
-            println!("rows       {}", summary.rows);
-            println!("files      {}", summary.data_files);
-            println!("bytes      {}", summary.bytes);
-            println!();
-            let columns = summary
-                .columns
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.name.clone(),
-                        c.data_type.clone(),
-                        (!c.required).to_string(),
-                    ]
-                })
-                .collect();
-            print(
-                ListFormat::Table,
-                &(),
-                &["column", "type", "nullable"],
-                columns,
-            )?;
-            let snapshots = summary
-                .snapshots
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.snapshot_id.to_string(),
-                        time(s.timestamp_ms),
-                        s.operation.clone(),
-                        s.added_records.map(|r| r.to_string()).unwrap_or_default(),
-                        s.total_records.map(|r| r.to_string()).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print(
-                ListFormat::Table,
-                &(),
-                &["snapshot", "time", "operation", "added rows", "total rows"],
-                snapshots,
-            )
+            print_summary(&summary)
         }
         Command::Rm { table, branch } => {
             let commit = lake.drop_table(&table, branch.as_deref()).await?;
@@ -196,35 +146,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 .local("table compact")?
                 .compact_table(&table, &options)
                 .await?;
-            crate::output::done(format.format, &report, || {
-                match (&report.commit, report.dry_run) {
-                    (Some(commit), _) => format!(
-                        "Compacted `{}` on `{}`: {} small files into {} ({} rows; {} files now) in {:.1}s, commit {}",
-                        report.table,
-                        report.branch,
-                        report.files_rewritten,
-                        report.files_after + report.files_rewritten - report.files_before,
-                        report.rows,
-                        report.files_after,
-                        report.seconds,
-                        &commit[..12.min(commit.len())]
-                    ),
-                    (None, true) if report.files_rewritten > 0 => format!(
-                        "Dry run: `{}` has {} files, {} of them small ({} rows); compacting would leave {}",
-                        report.table,
-                        report.files_before,
-                        report.files_rewritten,
-                        report.rows,
-                        report.files_after
-                    ),
-                    (None, _) => format!(
-                        "`{}` has {} file(s), at most one under 3/4 of {}: nothing to compact",
-                        report.table,
-                        report.files_before,
-                        basin_core::units::format_size(report.target_file_size)
-                    ),
-                }
-            })
+            crate::output::done(format.format, &report, || compacted(&report))
         }
         Command::Expire {
             table,
@@ -248,41 +170,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 .local("table expire")?
                 .expire_table(&table, &options)
                 .await?;
-            crate::output::done(format.format, &report, || {
-                let policy = match report.older_than_ms {
-                    Some(s) => format!(
-                        "older than {}, beyond the newest {}",
-                        basin_core::units::format_duration(std::time::Duration::from_millis(s)),
-                        report.retain_last
-                    ),
-                    None => "none: snapshots are kept forever".to_string(),
-                };
-                let tags = match report.kept_for_tags {
-                    0 => String::new(),
-                    n => format!("; {n} kept because a tag reads them"),
-                };
-                match (&report.commit, report.dry_run) {
-                    (Some(commit), _) => format!(
-                        "Expired {} of {} snapshots of `{}` on `{}` ({policy}){tags}, commit {}",
-                        report.snapshots_expired,
-                        report.snapshots_before,
-                        report.table,
-                        report.branch,
-                        &commit[..12.min(commit.len())]
-                    ),
-                    (None, true) => format!(
-                        "Dry run: would expire {} of {} snapshots of `{}` on `{}` ({policy}){tags}",
-                        report.snapshots_expired,
-                        report.snapshots_before,
-                        report.table,
-                        report.branch
-                    ),
-                    (None, false) => format!(
-                        "No snapshot of `{}` on `{}` to expire ({} snapshots; policy: {policy}){tags}",
-                        report.table, report.branch, report.snapshots_before
-                    ),
-                }
-            })
+            crate::output::done(format.format, &report, || expired(&report))
         }
         Command::Revert { table, to, branch } => {
             let commit = lake
@@ -295,5 +183,128 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             ));
             Ok(())
         }
+    }
+}
+
+/// `basin table show` for people: the table, its columns and its snapshots.
+fn print_summary(summary: &TableSummary) -> anyhow::Result<()> {
+    println!("table      {}", summary.table);
+    println!("location   {}", summary.location);
+    println!("metadata   {}", summary.metadata_location);
+    println!(
+        "partition  {}",
+        if summary.partition_spec.is_empty() {
+            "(none)".to_string()
+        } else {
+            summary.partition_spec.join(", ")
+        }
+    );
+    if !summary.sort_order.is_empty() {
+        println!("sorted by  {}", summary.sort_order.join(", "));
+    }
+    println!("rows       {}", summary.rows);
+    println!("files      {}", summary.data_files);
+    println!("bytes      {}", summary.bytes);
+    println!();
+    let columns = summary
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.data_type.clone(),
+                (!c.required).to_string(),
+            ]
+        })
+        .collect();
+    print(
+        ListFormat::Table,
+        &(),
+        &["column", "type", "nullable"],
+        columns,
+    )?;
+    let snapshots = summary
+        .snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                s.snapshot_id.to_string(),
+                time(s.timestamp_ms),
+                s.operation.clone(),
+                s.added_records.map(|r| r.to_string()).unwrap_or_default(),
+                s.total_records.map(|r| r.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print(
+        ListFormat::Table,
+        &(),
+        &["snapshot", "time", "operation", "added rows", "total rows"],
+        snapshots,
+    )
+}
+
+/// What a compaction did (or would do), in one line.
+fn compacted(report: &CompactReport) -> String {
+    match (&report.commit, report.dry_run) {
+        (Some(commit), _) => format!(
+            "Compacted `{}` on `{}`: {} small files into {} ({} rows; {} files now) in {:.1}s, commit {}",
+            report.table,
+            report.branch,
+            report.files_rewritten,
+            report.files_after + report.files_rewritten - report.files_before,
+            report.rows,
+            report.files_after,
+            report.seconds,
+            &commit[..12.min(commit.len())]
+        ),
+        (None, true) if report.files_rewritten > 0 => format!(
+            "Dry run: `{}` has {} files, {} of them small ({} rows); compacting would leave {}",
+            report.table,
+            report.files_before,
+            report.files_rewritten,
+            report.rows,
+            report.files_after
+        ),
+        (None, _) => format!(
+            "`{}` has {} file(s), at most one under 3/4 of {}: nothing to compact",
+            report.table,
+            report.files_before,
+            basin_core::units::format_size(report.target_file_size)
+        ),
+    }
+}
+
+/// What an expiry did (or would do), in one line.
+fn expired(report: &ExpireReport) -> String {
+    let policy = match report.older_than_ms {
+        Some(s) => format!(
+            "older than {}, beyond the newest {}",
+            basin_core::units::format_duration(std::time::Duration::from_millis(s)),
+            report.retain_last
+        ),
+        None => "none: snapshots are kept forever".to_string(),
+    };
+    let tags = match report.kept_for_tags {
+        0 => String::new(),
+        n => format!("; {n} kept because a tag reads them"),
+    };
+    match (&report.commit, report.dry_run) {
+        (Some(commit), _) => format!(
+            "Expired {} of {} snapshots of `{}` on `{}` ({policy}){tags}, commit {}",
+            report.snapshots_expired,
+            report.snapshots_before,
+            report.table,
+            report.branch,
+            &commit[..12.min(commit.len())]
+        ),
+        (None, true) => format!(
+            "Dry run: would expire {} of {} snapshots of `{}` on `{}` ({policy}){tags}",
+            report.snapshots_expired, report.snapshots_before, report.table, report.branch
+        ),
+        (None, false) => format!(
+            "No snapshot of `{}` on `{}` to expire ({} snapshots; policy: {policy}){tags}",
+            report.table, report.branch, report.snapshots_before
+        ),
     }
 }

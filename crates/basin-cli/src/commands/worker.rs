@@ -41,7 +41,7 @@ pub struct Args {
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = match &args.join {
         Some(url) => join(url, args.warehouse, home).await?,
-        None => super::open(home).await?,
+        None => crate::lake::open_local(home).await?,
     };
     super::start_logging(&lakehouse)?;
     let line = format!(
@@ -80,7 +80,7 @@ async fn join(
         None => std::env::current_dir()?,
     };
     if dir.join(basin_service::BASIN_DIR).is_dir() {
-        let lakehouse = super::open(Some(&dir)).await?;
+        let lakehouse = crate::lake::open_local(Some(&dir)).await?;
         lakehouse.check_catalog(url)?;
         return Ok(lakehouse);
     }

@@ -9,7 +9,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::PgSource;
+use super::source::PgSource;
 use super::types::PgColumn;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

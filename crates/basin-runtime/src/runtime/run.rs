@@ -21,7 +21,7 @@ use crate::reply;
 use crate::talk::{Talk, serve};
 use crate::walls::{Isolation, refuse};
 use crate::workspace::Workspace;
-use crate::zygote::Zygote;
+use crate::zygote::{Exit, Forked, Zygote};
 
 impl Runtime {
     /// The memory group of the invocation whose child is `pid`, limited to `limit`, when
@@ -73,112 +73,17 @@ impl Runtime {
         memory_limit: u64,
         sink: OutputSink,
     ) -> Result<Run> {
-        let listener = UnixListener::bind(ws.socket())
-            .map_err(|e| Error::io(format!("cannot listen on {}: {e}", ws.socket().display())))?;
-        let workdir = ws.workdir();
-        let exec = match &inv.target {
-            Target::Program { argv } => Some(stage_program(argv, &workdir)?),
-            Target::Python { .. } => None,
-        };
         let options = &self.inner.options;
-        let env: BTreeMap<String, String> = BTreeMap::from([
-            ("PATH".into(), search_path(&inv.env)),
-            ("HOME".into(), workdir.display().to_string()),
-            ("TMPDIR".into(), workdir.display().to_string()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("PYTHONUNBUFFERED".into(), "1".into()),
-            ("BASIN_FUNCTION".into(), inv.function.clone()),
-        ]);
-        // Secrets never pass through the worker: a spare forked after this invocation would
-        // hold a copy of whatever the worker read. They go on the child's own connection
-        // (`talk::serve`).
-        let secrets = serde_json::to_vec(&inv.secrets)
-            .map_err(|e| Error::internal(format!("secrets: {e}")))?;
-        let fork = Fork {
-            invocation: &ws.id,
-            socket: &ws.socket(),
-            env: &env,
-            sandbox: self.sandbox(
-                &inv.env,
-                inv.limits.internet,
-                vec![ws.dir.clone()],
-                workdir.clone(),
-            ),
-            exec: exec.as_deref(),
-        };
-        if exec.is_none() && ws.batch.is_empty() {
-            // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
-            self.inner.pool.take_fresh(&ws.output_path());
-        }
-        let internet = inv.limits.internet;
-        let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
-        let (zygote, (forked, exit_rx)) = match zygote.fork(&fork).await {
-            Ok(forked) => (zygote, forked),
-            // A worker that died (killed, or out of memory itself) is replaced once.
-            Err(_) => {
-                let zygote = self.zygote(&inv.env, &inv.preload, internet, true).await?;
-                let forked = zygote.fork(&fork).await?;
-                (zygote, forked)
-            }
-        };
-        let pid = forked.pid;
-        zygote.begin();
-        self.inner.running.lock().expect("running").insert(pid);
-        // However this ends (even if the caller drops this future), nothing the invocation
-        // started outlives it.
-        let mut guard = Ending {
-            pid,
-            zygote: zygote.clone(),
-            inner: self.inner.clone(),
-            group: None,
-        };
-        // Limited before the secrets are sent (`serve`), so before any of the function's code
-        // runs.
-        let grouped = self.memory_group(&zygote, pid, inv, memory_limit).await?;
-        let ungrouped = grouped.as_ref().err().cloned();
-        guard.group = grouped.unwrap_or(None);
-        let deadline_ms =
-            Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
-        let (name, file, source): (&str, &Path, &str) = match &inv.target {
-            Target::Python { file, name, source } => (name, file, source),
-            Target::Program { argv } => (&inv.function, Path::new(&argv[0]), ""),
-        };
-        let request = serde_json::to_vec(&Request {
-            kind: "request",
-            protocol: protocol::VERSION,
-            invocation: &ws.id,
-            function: FunctionSource { name, file, source },
-            inputs: &ws.inputs,
-            event: &inv.event,
-            batch: (!ws.batch.is_empty()).then_some(&ws.batch[..]),
-            item_timeout_ms: inv
-                .limits
-                .per_event
-                .filter(|_| !ws.batch.is_empty())
-                .map(|d| d.as_millis() as u64),
-            params: &inv.params,
-            output: OutputLocation {
-                path: ws.output_path(),
-                format: crate::workspace::FORMAT,
-            },
-            deadline_ms,
-        })
-        .map_err(|e| Error::internal(format!("request: {e}")))?;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let server = tokio::spawn(serve(
+        let Started {
             listener,
-            ws.id.clone(),
             forked,
-            Talk {
-                request,
-                secrets,
-                program: exec.is_some(),
-                max_reply: options.max_reply_size,
-                counters: options.counters.clone(),
-            },
-            reply_tx,
-            sink,
-        ));
+            exit_rx,
+            guard,
+            ungrouped,
+            talk,
+        } = self.start(ws, inv, memory_limit).await?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let server = tokio::spawn(serve(listener, ws.id.clone(), forked, talk, reply_tx, sink));
         let bounds = Bounds {
             memory: memory_limit,
             folder: &ws.dir,
@@ -215,21 +120,8 @@ impl Runtime {
         {
             abort.abort();
         }
-        let (reply, mut status, mut error) = watched;
-        // The kernel stopped one of its processes at the limit (unless Basin's sampling did
-        // first, with its own count): the invocation fails, even if it caught that.
-        if let Some(group) = &guard.group
-            && status != InvocationStatus::Memory
-            && group.stopped_at_limit()
-        {
-            // Its peak is the group's, taken below.
-            error = Some(Stopped {
-                error: kernel_stopped(inv, memory_limit, options),
-                peak_memory: 0,
-                cpu_ms: error.as_ref().map_or(0.0, |e| e.cpu_ms),
-            });
-            status = InvocationStatus::Memory;
-        }
+        let (reply, status, error) = watched;
+        let (status, error) = stopped_by_kernel(&guard, inv, memory_limit, options, status, error);
         // Nothing of the invocation runs any more (its PID namespace is gone): its input files,
         // and its output file unless mapped as the result, can go back to the pool.
         let namespaced = self.inner.walls.holds("processes")
@@ -244,14 +136,123 @@ impl Runtime {
                 back.push(ws.output_path());
             }
         }
-        let cpu_ms = reply
-            .as_ref()
-            .and_then(|r| r.usage.as_ref())
-            .map_or(0.0, |u| u.cpu_ms);
-        let peak = reply
-            .as_ref()
-            .and_then(|r| r.usage.as_ref())
-            .map_or(0, |u| u.max_rss_bytes);
+        let run = self.outcome(ws, inv, &guard, (reply, status, error), ungrouped, safe);
+        // Not waited for: its files go back to the pool once every process has ended, as
+        // above (a table's file stays: the caller may read it, `Finished::output_file`).
+        if let Some(ending) = ending
+            && namespaced
+        {
+            let files = ws.inputs.values().map(|t| t.path.clone());
+            let output = (ws.batch.is_empty() && !tables).then(|| ws.output_path());
+            self.inner
+                .pool
+                .give_back_after(files.chain(output), ending.wait());
+        }
+        Ok(run)
+    }
+
+    /// Forks the invocation's child and limits it, ready to be sent its request: the socket
+    /// it connects to, the program it runs (staged in its working directory), its
+    /// environment and sandbox, its memory group, and the request and secrets for `serve`.
+    async fn start(&self, ws: &Workspace, inv: &Invocation, memory_limit: u64) -> Result<Started> {
+        let listener = UnixListener::bind(ws.socket())
+            .map_err(|e| Error::io(format!("cannot listen on {}: {e}", ws.socket().display())))?;
+        let workdir = ws.workdir();
+        let exec = match &inv.target {
+            Target::Program { argv } => Some(stage_program(argv, &workdir)?),
+            Target::Python { .. } => None,
+        };
+        let options = &self.inner.options;
+        let env = child_env(inv, &workdir);
+        // Secrets never pass through the worker: a spare forked after this invocation would
+        // hold a copy of whatever the worker read. They go on the child's own connection
+        // (`talk::serve`).
+        let secrets = serde_json::to_vec(&inv.secrets)
+            .map_err(|e| Error::internal(format!("secrets: {e}")))?;
+        let fork = Fork {
+            invocation: &ws.id,
+            socket: &ws.socket(),
+            env: &env,
+            sandbox: self.sandbox(
+                &inv.env,
+                inv.limits.internet,
+                vec![ws.dir.clone()],
+                workdir.clone(),
+            ),
+            exec: exec.as_deref(),
+        };
+        if exec.is_none() && ws.batch.is_empty() {
+            // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
+            self.inner.pool.take_fresh(&ws.output_path());
+        }
+        let (zygote, (forked, exit_rx)) = self.fork(inv, &fork).await?;
+        let pid = forked.pid;
+        zygote.begin();
+        self.inner.running.lock().expect("running").insert(pid);
+        // However this ends (even if the caller drops this future), nothing the invocation
+        // started outlives it.
+        let mut guard = Ending {
+            pid,
+            zygote: zygote.clone(),
+            inner: self.inner.clone(),
+            group: None,
+        };
+        // Limited before the secrets are sent (`serve`), so before any of the function's code
+        // runs.
+        let grouped = self.memory_group(&zygote, pid, inv, memory_limit).await?;
+        let ungrouped = grouped.as_ref().err().cloned();
+        guard.group = grouped.unwrap_or(None);
+        let request = request(ws, inv)?;
+        Ok(Started {
+            listener,
+            forked,
+            exit_rx,
+            guard,
+            ungrouped,
+            talk: Talk {
+                request,
+                secrets,
+                program: exec.is_some(),
+                max_reply: options.max_reply_size,
+                counters: options.counters.clone(),
+            },
+        })
+    }
+
+    /// Forks the child from its environment's worker; a worker that died (killed, or out of
+    /// memory itself) is replaced once.
+    async fn fork(
+        &self,
+        inv: &Invocation,
+        fork: &Fork<'_>,
+    ) -> Result<(Arc<Zygote>, (Forked, oneshot::Receiver<Exit>))> {
+        let internet = inv.limits.internet;
+        let zygote = self.zygote(&inv.env, &inv.preload, internet, false).await?;
+        match zygote.fork(fork).await {
+            Ok(forked) => Ok((zygote, forked)),
+            Err(_) => {
+                let zygote = self.zygote(&inv.env, &inv.preload, internet, true).await?;
+                let forked = zygote.fork(fork).await?;
+                Ok((zygote, forked))
+            }
+        }
+    }
+
+    /// The run's record from what the watch saw: its status, usage and walls, and its
+    /// result (the function's output, or why there is none).
+    fn outcome(
+        &self,
+        ws: &Workspace,
+        inv: &Invocation,
+        guard: &Ending,
+        (reply, status, error): (Option<Reply>, InvocationStatus, Option<Stopped>),
+        ungrouped: Option<String>,
+        safe: bool,
+    ) -> Run {
+        let options = &self.inner.options;
+        let usage = reply.as_ref().and_then(|r| r.usage.as_ref());
+        let cpu_ms = usage.map_or(0.0, |u| u.cpu_ms);
+        let peak = usage.map_or(0, |u| u.max_rss_bytes);
         let mut run = Run {
             status,
             cpu_ms,
@@ -291,18 +292,85 @@ impl Runtime {
                 inv.function
             ))),
         };
-        // Not waited for: its files go back to the pool once every process has ended, as
-        // above (a table's file stays: the caller may read it, `Finished::output_file`).
-        if let Some(ending) = ending
-            && namespaced
-        {
-            let files = ws.inputs.values().map(|t| t.path.clone());
-            let output = (ws.batch.is_empty() && !tables).then(|| ws.output_path());
-            self.inner
-                .pool
-                .give_back_after(files.chain(output), ending.wait());
+        run
+    }
+}
+
+/// An invocation's child, forked and limited, and what it is sent once it connects.
+struct Started {
+    listener: UnixListener,
+    forked: Forked,
+    exit_rx: oneshot::Receiver<Exit>,
+    guard: Ending,
+    /// Why it runs without a memory group, when a best-effort runtime runs it anyway.
+    ungrouped: Option<String>,
+    talk: Talk,
+}
+
+/// The child's environment variables: nothing of Basin's own.
+fn child_env(inv: &Invocation, workdir: &Path) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PATH".into(), search_path(&inv.env)),
+        ("HOME".into(), workdir.display().to_string()),
+        ("TMPDIR".into(), workdir.display().to_string()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+        ("BASIN_FUNCTION".into(), inv.function.clone()),
+    ])
+}
+
+/// The request line for the child (docs/protocol.md).
+fn request(ws: &Workspace, inv: &Invocation) -> Result<Vec<u8>> {
+    let deadline_ms =
+        Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
+    let (name, file, source): (&str, &Path, &str) = match &inv.target {
+        Target::Python { file, name, source } => (name, file, source),
+        Target::Program { argv } => (&inv.function, Path::new(&argv[0]), ""),
+    };
+    serde_json::to_vec(&Request {
+        kind: "request",
+        protocol: protocol::VERSION,
+        invocation: &ws.id,
+        function: FunctionSource { name, file, source },
+        inputs: &ws.inputs,
+        event: &inv.event,
+        batch: (!ws.batch.is_empty()).then_some(&ws.batch[..]),
+        item_timeout_ms: inv
+            .limits
+            .per_event
+            .filter(|_| !ws.batch.is_empty())
+            .map(|d| d.as_millis() as u64),
+        params: &inv.params,
+        output: OutputLocation {
+            path: ws.output_path(),
+            format: crate::workspace::FORMAT,
+        },
+        deadline_ms,
+    })
+    .map_err(|e| Error::internal(format!("request: {e}")))
+}
+
+/// The kernel stopped one of its processes at the limit (unless Basin's sampling did first,
+/// with its own count): the invocation fails, even if it caught that.
+fn stopped_by_kernel(
+    guard: &Ending,
+    inv: &Invocation,
+    memory_limit: u64,
+    options: &crate::options::RuntimeOptions,
+    status: InvocationStatus,
+    error: Option<Stopped>,
+) -> (InvocationStatus, Option<Stopped>) {
+    match &guard.group {
+        Some(group) if status != InvocationStatus::Memory && group.stopped_at_limit() => {
+            // Its peak is the group's, taken in `outcome`.
+            let stopped = Stopped {
+                error: kernel_stopped(inv, memory_limit, options),
+                peak_memory: 0,
+                cpu_ms: error.as_ref().map_or(0.0, |e| e.cpu_ms),
+            };
+            (InvocationStatus::Memory, Some(stopped))
         }
-        Ok(run)
+        _ => (status, error),
     }
 }
 

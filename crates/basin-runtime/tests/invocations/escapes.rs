@@ -1,5 +1,6 @@
 //! The escape suite (issue #14): a function trying what a hostile one would. Part of the
-//! `runtime` test binary (tests/runtime.rs), beside the invocation tests whose helpers it uses.
+//! `runtime` test binary (tests/runtime.rs), beside the invocation tests whose helpers
+//! (invocations/mod.rs) it uses.
 
 use super::*;
 use std::sync::atomic::Ordering;

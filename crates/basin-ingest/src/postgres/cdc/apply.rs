@@ -16,57 +16,14 @@ use bytes::Bytes;
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 
-use super::Position;
+use super::changes::{Change, Op, Target, Txn};
 use super::files;
-use super::pgoutput::{Relation, Tuple, Value};
-use crate::postgres::connect::PgTable;
-use crate::postgres::copy_decode::{CopyDecoder, PG_EPOCH_MICROS, SIGNATURE};
+use super::pgoutput::Tuple;
+use super::position::{COMMIT_TIME_PROPERTY, Position, SOURCE_PROPERTY};
+use super::rows::{decode_rows, fill_unchanged, key_bytes, values};
+use super::slot;
+use super::targets::no_key;
 use crate::postgres::types::Decode;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Insert,
-    Update,
-    Delete,
-    Truncate,
-}
-
-impl Op {
-    fn code(self) -> &'static str {
-        match self {
-            Op::Insert => "I",
-            Op::Update => "U",
-            Op::Delete => "D",
-            Op::Truncate => "T",
-        }
-    }
-}
-
-/// One row change, with the relation (columns) it was sent under.
-pub(crate) struct Change {
-    pub op: Op,
-    pub relation: Arc<Relation>,
-    pub new: Option<Tuple>,
-    pub old: Option<Tuple>,
-}
-
-/// A committed source transaction's changes to the source's tables.
-pub(crate) struct Txn {
-    /// The commit's end LSN: the position recorded once it is applied.
-    pub end_lsn: u64,
-    /// Microseconds since the Unix epoch.
-    pub commit_us: i64,
-    pub changes: Vec<Change>,
-}
-
-/// A source table and where its changes go.
-pub(crate) struct Target {
-    pub table: PgTable,
-    pub current: Key,
-    pub changelog: Key,
-    /// How each column (by name) decodes, from the source's catalog.
-    pub decodes: HashMap<String, Decode>,
-}
 
 /// What a batch did.
 #[derive(Clone, Debug, Default)]
@@ -124,15 +81,15 @@ pub(crate) async fn apply(
         if txns.len() == 1 { "" } else { "s" },
         applied.changes,
         if applied.changes == 1 { "" } else { "s" },
-        super::slot::format_lsn(position.lsn)
+        slot::format_lsn(position.lsn)
     );
     let request = position
         .record(
             CommitRequest::new(branch, at.commit.clone(), message)
                 .with_author(author)
-                .with_property(super::SOURCE_PROPERTY, source),
+                .with_property(SOURCE_PROPERTY, source),
         )
-        .with_property(super::COMMIT_TIME_PROPERTY, last.to_string());
+        .with_property(COMMIT_TIME_PROPERTY, last.to_string());
     if staged.is_empty() {
         return Ok(applied);
     }
@@ -218,93 +175,6 @@ fn arrow_schema(table: &Table) -> Result<SchemaRef> {
     ))
 }
 
-/// The raw value of each of `columns` (names) in `tuple` sent under `relation`; `None` for
-/// NULL or a column the relation does not have.
-fn values(
-    relation: &Relation,
-    tuple: &Tuple,
-    columns: &[String],
-) -> std::result::Result<Vec<Option<Bytes>>, String> {
-    columns
-        .iter()
-        .map(|name| {
-            let Some(i) = relation.columns.iter().position(|c| &c.name == name) else {
-                return Ok(None);
-            };
-            match tuple.get(i) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Binary(b)) => Ok(Some(b.clone())),
-                Some(Value::Unchanged) => Err(format!("column {name}: an unchanged TOASTed value")),
-                Some(Value::Text(_)) => Err(format!("column {name}: a value in text format")),
-            }
-        })
-        .collect()
-}
-
-/// `tuple` with the TOASTed values an update left unchanged taken from the old row.
-fn fill_unchanged(new: &Tuple, old: Option<&Tuple>) -> Tuple {
-    new.iter()
-        .enumerate()
-        .map(|(i, v)| match (v, old.and_then(|o| o.get(i))) {
-            (Value::Unchanged, Some(Value::Binary(b))) => Value::Binary(b.clone()),
-            _ => v.clone(),
-        })
-        .collect()
-}
-
-fn key_bytes(values: &[Option<Bytes>]) -> Vec<u8> {
-    let mut key = Vec::new();
-    for v in values {
-        match v {
-            Some(b) => {
-                key.extend((b.len() as i32).to_be_bytes());
-                key.extend_from_slice(b);
-            }
-            None => key.extend((-1i32).to_be_bytes()),
-        }
-    }
-    key
-}
-
-/// Decodes rows of raw values (each `kinds` in order) into one batch of `schema`.
-fn decode_rows(
-    schema: SchemaRef,
-    kinds: Vec<Decode>,
-    rows: &[Vec<Option<Bytes>>],
-) -> Result<RecordBatch> {
-    let mut data = SIGNATURE.to_vec();
-    data.extend([0u8; 8]);
-    for row in rows {
-        data.extend((row.len() as i16).to_be_bytes());
-        for v in row {
-            match v {
-                Some(b) => {
-                    data.extend((b.len() as i32).to_be_bytes());
-                    data.extend_from_slice(b);
-                }
-                None => data.extend((-1i32).to_be_bytes()),
-            }
-        }
-    }
-    data.extend((-1i16).to_be_bytes());
-    let mut decoder = CopyDecoder::new(schema.clone(), kinds, rows.len().max(1));
-    let mut batches = Vec::new();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let bad = |e: crate::postgres::copy_decode::DecodeError| {
-        let column = e
-            .column
-            .and_then(|i| names.get(i))
-            .cloned()
-            .unwrap_or_default();
-        Error::invalid(format!("column {column}: {}", e.message))
-            .with_hint("fix the value at the source")
-    };
-    decoder.push(&data, &mut batches).map_err(bad)?;
-    batches.extend(decoder.finish().map_err(bad)?);
-    arrow::compute::concat_batches(&schema, &batches)
-        .map_err(|e| Error::internal(format!("decoded changes do not form a batch: {e}")))
-}
-
 /// The staged changes of one source table's batch: its current state and its changelog;
 /// and how many data files were rewritten.
 async fn table_changes(
@@ -352,108 +222,205 @@ async fn table_changes(
     if key_columns.is_empty() {
         return Err(no_key(source, &display));
     }
-
-    // Each change's row image (the new row; the old key or row for a delete), and the
-    // latest version of each key the batch touched.
-    let mut images: Vec<Vec<Option<Bytes>>> = Vec::with_capacity(changes.len());
-    let mut filled: Vec<Tuple> = Vec::with_capacity(changes.len());
-    for (change, _, _) in changes {
-        filled.push(match (&change.new, change.op) {
-            (Some(new), Op::Insert | Op::Update) => fill_unchanged(new, change.old.as_ref()),
-            _ => change.old.clone().unwrap_or_default(),
-        });
-    }
-    let mut latest: HashMap<Vec<u8>, Option<usize>> = HashMap::new();
-    let mut touched: Vec<Vec<Option<Bytes>>> = Vec::new();
-    let mut touched_seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut truncated = false;
-    let unchanged_hint = || {
-        format!(
-            "an update left a large (TOASTed) value unchanged, which Postgres does not send: `ALTER TABLE {} REPLICA IDENTITY FULL;` makes it send the old row",
-            target.table.sql()
-        )
-    };
-    for (i, ((change, _, _), image)) in changes.iter().zip(&filled).enumerate() {
-        let relation = &change.relation;
-        if change.op == Op::Truncate {
-            images.push(vec![None; columns.len()]);
-            latest.clear();
-            touched.clear();
-            touched_seen.clear();
-            truncated = true;
-            continue;
-        }
-        images.push(
-            values(relation, image, &columns).map_err(|e| fail(e).with_hint(unchanged_hint()))?,
-        );
-        let mut touch = |key: Vec<Option<Bytes>>, version: Option<usize>| {
-            let raw = key_bytes(&key);
-            if touched_seen.insert(raw.clone()) {
-                touched.push(key);
-            }
-            latest.insert(raw, version);
-        };
-        let key_of = |tuple| {
-            values(relation, tuple, &key_columns).map_err(|e| fail(e).with_hint(unchanged_hint()))
-        };
-        match change.op {
-            Op::Insert => touch(key_of(image)?, Some(i)),
-            Op::Update => {
-                let new_key = key_of(image)?;
-                if let Some(old) = &change.old {
-                    let old_key = key_of(old)?;
-                    if key_bytes(&old_key) != key_bytes(&new_key) {
-                        touch(old_key, None);
-                    }
-                }
-                touch(new_key, Some(i));
-            }
-            Op::Delete => touch(key_of(image)?, None),
-            Op::Truncate => {}
-        }
-    }
+    let touched = Touched::collect(target, changes, &columns, &key_columns, &fail)?;
     let schema = arrow_schema(&current.table)?;
-    let image_batch =
-        decode_rows(schema.clone(), kinds.clone(), &images).map_err(|e| fail(e.message.clone()))?;
-
-    // The data files that may hold a touched key, read and written back without those keys.
-    let key_indices: Vec<usize> = key_columns
-        .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .position(|c| c == k)
-                .ok_or_else(|| fail(format!("key column {k} is not in the Basin table")))
-        })
-        .collect::<Result<_>>()?;
-    let key_schema = Arc::new(
-        schema
-            .project(&key_indices)
-            .map_err(|e| Error::internal(e.to_string()))?,
-    );
-    let key_kinds: Vec<Decode> = key_indices.iter().map(|&i| kinds[i]).collect();
-    let key_batch = decode_rows(key_schema.clone(), key_kinds, &touched)
+    let image_batch = decode_rows(schema.clone(), kinds.clone(), &touched.images)
         .map_err(|e| fail(e.message.clone()))?;
-    let converter = RowConverter::new(
-        key_schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::internal(format!("cannot compare keys of {display}: {e}")))?;
-    let key_rows = converter
-        .convert_columns(key_batch.columns())
-        .map_err(|e| Error::internal(format!("cannot compare keys of {display}: {e}")))?;
-    let touched_rows: HashSet<Vec<u8>> = key_rows.iter().map(|r| r.as_ref().to_vec()).collect();
-
+    let keys = TouchedKeys::new(
+        &schema,
+        &columns,
+        &key_columns,
+        &kinds,
+        &touched.keys,
+        &display,
+        &fail,
+    )?;
     let mut writer = TableWriter::new(&current.table).await?;
+    let removed = rewrite_touched_files(
+        &current.table,
+        &schema,
+        &key_columns,
+        &keys,
+        touched.truncated,
+        &mut writer,
+        &display,
+    )
+    .await?;
+    write_newest(&mut writer, &schema, &image_batch, &touched.latest).await?;
+    let added = writer.close().await?;
+    let rewritten = removed.len();
+    let current_change = StagedChange {
+        key: target.current.clone(),
+        staged: current,
+        change: TableChange::Rewrite { removed, added },
+    };
+    let changelog = stage_table(tables, at, &target.changelog, &wanted, true).await?;
+    let changelog_change =
+        changelog_change(target, changelog, changes, &columns, &image_batch).await?;
+    Ok((current_change, changelog_change, rewritten))
+}
+
+/// What one table's changes in a batch touch: each change's row image (the new row; the
+/// old key or row for a delete), the keys touched in the order first touched, the latest
+/// version of each (by key bytes: the index of its image, `None` when deleted), and whether
+/// the table was truncated (which forgets what came before it).
+struct Touched {
+    images: Vec<Vec<Option<Bytes>>>,
+    keys: Vec<Vec<Option<Bytes>>>,
+    latest: HashMap<Vec<u8>, Option<usize>>,
+    truncated: bool,
+}
+
+impl Touched {
+    fn collect(
+        target: &Target,
+        changes: &[(&Change, u64, i64)],
+        columns: &[String],
+        key_columns: &[String],
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<Self> {
+        let mut filled: Vec<Tuple> = Vec::with_capacity(changes.len());
+        for (change, _, _) in changes {
+            filled.push(match (&change.new, change.op) {
+                (Some(new), Op::Insert | Op::Update) => fill_unchanged(new, change.old.as_ref()),
+                _ => change.old.clone().unwrap_or_default(),
+            });
+        }
+        let mut images: Vec<Vec<Option<Bytes>>> = Vec::with_capacity(changes.len());
+        let mut latest: HashMap<Vec<u8>, Option<usize>> = HashMap::new();
+        let mut touched: Vec<Vec<Option<Bytes>>> = Vec::new();
+        let mut touched_seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut truncated = false;
+        let unchanged_hint = || {
+            format!(
+                "an update left a large (TOASTed) value unchanged, which Postgres does not send: `ALTER TABLE {} REPLICA IDENTITY FULL;` makes it send the old row",
+                target.table.sql()
+            )
+        };
+        for (i, ((change, _, _), image)) in changes.iter().zip(&filled).enumerate() {
+            let relation = &change.relation;
+            if change.op == Op::Truncate {
+                images.push(vec![None; columns.len()]);
+                latest.clear();
+                touched.clear();
+                touched_seen.clear();
+                truncated = true;
+                continue;
+            }
+            images.push(
+                values(relation, image, columns)
+                    .map_err(|e| fail(e).with_hint(unchanged_hint()))?,
+            );
+            let mut touch = |key: Vec<Option<Bytes>>, version: Option<usize>| {
+                let raw = key_bytes(&key);
+                if touched_seen.insert(raw.clone()) {
+                    touched.push(key);
+                }
+                latest.insert(raw, version);
+            };
+            let key_of = |tuple| {
+                values(relation, tuple, key_columns)
+                    .map_err(|e| fail(e).with_hint(unchanged_hint()))
+            };
+            match change.op {
+                Op::Insert => touch(key_of(image)?, Some(i)),
+                Op::Update => {
+                    let new_key = key_of(image)?;
+                    if let Some(old) = &change.old {
+                        let old_key = key_of(old)?;
+                        if key_bytes(&old_key) != key_bytes(&new_key) {
+                            touch(old_key, None);
+                        }
+                    }
+                    touch(new_key, Some(i));
+                }
+                Op::Delete => touch(key_of(image)?, None),
+                Op::Truncate => {}
+            }
+        }
+        Ok(Self {
+            images,
+            keys: touched,
+            latest,
+            truncated,
+        })
+    }
+}
+
+/// The touched keys decoded as the table's key columns, and comparable as Arrow rows.
+struct TouchedKeys {
+    /// The key columns' positions in the table.
+    indices: Vec<usize>,
+    batch: RecordBatch,
+    converter: RowConverter,
+    rows: HashSet<Vec<u8>>,
+}
+
+impl TouchedKeys {
+    fn new(
+        schema: &SchemaRef,
+        columns: &[String],
+        key_columns: &[String],
+        kinds: &[Decode],
+        touched: &[Vec<Option<Bytes>>],
+        display: &str,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<Self> {
+        let indices: Vec<usize> = key_columns
+            .iter()
+            .map(|k| {
+                columns
+                    .iter()
+                    .position(|c| c == k)
+                    .ok_or_else(|| fail(format!("key column {k} is not in the Basin table")))
+            })
+            .collect::<Result<_>>()?;
+        let key_schema = Arc::new(
+            schema
+                .project(&indices)
+                .map_err(|e| Error::internal(e.to_string()))?,
+        );
+        let key_kinds: Vec<Decode> = indices.iter().map(|&i| kinds[i]).collect();
+        let batch = decode_rows(key_schema.clone(), key_kinds, touched)
+            .map_err(|e| fail(e.message.clone()))?;
+        let converter = RowConverter::new(
+            key_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| Error::internal(format!("cannot compare keys of {display}: {e}")))?;
+        let rows = converter
+            .convert_columns(batch.columns())
+            .map_err(|e| Error::internal(format!("cannot compare keys of {display}: {e}")))?;
+        let rows = rows.iter().map(|r| r.as_ref().to_vec()).collect();
+        Ok(Self {
+            indices,
+            batch,
+            converter,
+            rows,
+        })
+    }
+}
+
+/// Reads the data files that may hold a touched key and writes their other rows back
+/// through `writer`; returns the files to remove (every one after a truncate).
+async fn rewrite_touched_files(
+    table: &Table,
+    schema: &SchemaRef,
+    key_columns: &[String],
+    keys: &TouchedKeys,
+    truncated: bool,
+    writer: &mut TableWriter,
+    display: &str,
+) -> Result<HashSet<String>> {
     let mut removed = HashSet::new();
     let candidates = files::candidate_files(
-        &current.table,
-        &key_columns,
-        &key_batch,
-        truncated || touched_rows.is_empty(),
+        table,
+        key_columns,
+        &keys.batch,
+        truncated || keys.rows.is_empty(),
     )
     .await?;
     for task in candidates {
@@ -464,18 +431,20 @@ async fn table_changes(
         }
         let mut kept = Vec::new();
         let mut dropped = 0usize;
-        for batch in files::read_file(&current.table, task).await? {
-            let batch = files::cast_to(&schema, batch)?;
-            let keys: Vec<ArrayRef> = key_indices
+        for batch in files::read_file(table, task).await? {
+            let batch = files::cast_to(schema, batch)?;
+            let columns: Vec<ArrayRef> = keys
+                .indices
                 .iter()
                 .map(|&i| batch.column(i).clone())
                 .collect();
-            let rows = converter
-                .convert_columns(&keys)
+            let rows = keys
+                .converter
+                .convert_columns(&columns)
                 .map_err(|e| Error::internal(format!("cannot compare keys of {display}: {e}")))?;
             let keep: arrow::array::BooleanArray = rows
                 .iter()
-                .map(|r| Some(!touched_rows.contains(r.as_ref())))
+                .map(|r| Some(!keys.rows.contains(r.as_ref())))
                 .collect();
             dropped += keep.false_count();
             kept.push(
@@ -492,36 +461,49 @@ async fn table_changes(
             }
         }
     }
+    Ok(removed)
+}
+
+/// Writes the latest version of each touched key that still exists, in change order.
+async fn write_newest(
+    writer: &mut TableWriter,
+    schema: &SchemaRef,
+    images: &RecordBatch,
+    latest: &HashMap<Vec<u8>, Option<usize>>,
+) -> Result<()> {
     let mut newest: Vec<u32> = latest
         .values()
         .filter_map(|v| v.map(|i| i as u32))
         .collect();
     newest.sort_unstable();
-    if !newest.is_empty() {
-        let indices = UInt32Array::from(newest);
-        let columns = image_batch
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::take(c, &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        writer
-            .write(
-                RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| Error::internal(e.to_string()))?,
-            )
-            .await?;
+    if newest.is_empty() {
+        return Ok(());
     }
-    let added = writer.close().await?;
-    let rewritten = removed.len();
-    let current_change = StagedChange {
-        key: target.current.clone(),
-        staged: current,
-        change: TableChange::Rewrite { removed, added },
-    };
+    let indices = UInt32Array::from(newest);
+    let columns = images
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    writer
+        .write(
+            RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| Error::internal(e.to_string()))?,
+        )
+        .await
+}
 
-    // The changelog: every change, in order.
-    let changelog = stage_table(tables, at, &target.changelog, &wanted, true).await?;
+/// The changelog's append: every change, in order, with `_op`, `_lsn` and `_commit_ts`
+/// before the row image (null in the columns the image lacks).
+async fn changelog_change(
+    target: &Target,
+    changelog: basin_table::Staged,
+    changes: &[(&Change, u64, i64)],
+    columns: &[String],
+    images: &RecordBatch,
+) -> Result<StagedChange> {
+    let display = target.table.display();
     let log_schema = arrow_schema(&changelog.table)?;
     let ops: StringArray = changes.iter().map(|(c, _, _)| Some(c.op.code())).collect();
     let lsns: Int64Array = changes
@@ -534,7 +516,7 @@ async fn table_changes(
     let mut log_columns: Vec<ArrayRef> = vec![Arc::new(ops), Arc::new(lsns), Arc::new(times)];
     for field in log_schema.fields().iter().skip(3) {
         let column = match columns.iter().position(|c| c == field.name()) {
-            Some(i) => image_batch.column(i).clone(),
+            Some(i) => images.column(i).clone(),
             None => arrow::array::new_null_array(field.data_type(), changes.len()),
         };
         log_columns.push(column);
@@ -558,26 +540,11 @@ async fn table_changes(
     )?;
     let mut writer = TableWriter::new(&changelog.table).await?;
     writer.write(log_batch).await?;
-    let changelog_change = StagedChange {
+    Ok(StagedChange {
         key: target.changelog.clone(),
         staged: changelog,
         change: TableChange::Append(writer.close().await?),
-    };
-    Ok((current_change, changelog_change, rewritten))
-}
-
-pub(crate) fn no_key(source: &str, table: &str) -> Error {
-    Error::invalid(format!(
-        "source `{source}`: {table} has no primary key and no replica identity, so its updates and deletes cannot be matched to rows"
-    ))
-    .with_hint(format!(
-        "add a primary key, or `ALTER TABLE {table} REPLICA IDENTITY FULL;` at the source"
-    ))
-}
-
-/// Microseconds since the Unix epoch of a Postgres timestamp (microseconds since 2000).
-pub(crate) fn unix_micros(pg_micros: i64) -> i64 {
-    pg_micros.saturating_add(PG_EPOCH_MICROS)
+    })
 }
 
 /// The names of `table`'s columns, in order.
@@ -589,36 +556,4 @@ fn column_names(table: &basin_table::iceberg::table::Table) -> Vec<String> {
         .iter()
         .map(|f| f.name.clone())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(v: &[u8]) -> Value {
-        Value::Binary(Bytes::copy_from_slice(v))
-    }
-
-    #[test]
-    fn unchanged_toasted_values_come_from_the_old_row_when_it_has_them() {
-        let new = vec![b(&[1]), Value::Unchanged, Value::Unchanged];
-        let old = vec![b(&[1]), b(b"big"), Value::Null];
-        assert_eq!(
-            fill_unchanged(&new, Some(&old)),
-            vec![b(&[1]), b(b"big"), Value::Unchanged]
-        );
-        assert_eq!(fill_unchanged(&new, None), new);
-    }
-
-    #[test]
-    fn keys_tell_null_from_empty_and_values_apart() {
-        let empty = Bytes::new();
-        let one = Bytes::from_static(&[1]);
-        assert_ne!(key_bytes(&[None]), key_bytes(&[Some(empty.clone())]));
-        assert_ne!(
-            key_bytes(&[Some(one.clone()), Some(empty.clone())]),
-            key_bytes(&[Some(empty), Some(one.clone())])
-        );
-        assert_eq!(key_bytes(&[Some(one.clone())]), key_bytes(&[Some(one)]));
-    }
 }

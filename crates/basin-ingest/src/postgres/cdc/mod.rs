@@ -12,92 +12,18 @@
 //! skipped.
 
 mod apply;
+mod changes;
 mod files;
 pub mod pgoutput;
+mod position;
+mod rows;
 pub mod slot;
 mod stream;
+mod targets;
 
-use basin_catalog::{CommitRequest, Content, Key, Resolved};
-use basin_core::Result;
-use basin_table::Tables;
-
+pub use position::{
+    COMMIT_TIME_PROPERTY, LSN_PROPERTY, Position, SLOT_PROPERTY, SOURCE_PROPERTY, SYSTEM_PROPERTY,
+    Stored, stored_position,
+};
 pub use stream::{FollowEvent, FollowProgress, FollowReport, FollowRequest, follow};
-
-/// Snapshot summary keys a source's commits carry.
-pub const SOURCE_PROPERTY: &str = basin_table::SOURCE_PROPERTY;
-pub const LSN_PROPERTY: &str = "basin.source.lsn";
-pub const SLOT_PROPERTY: &str = "basin.source.slot";
-pub const SYSTEM_PROPERTY: &str = "basin.source.system-id";
-pub const COMMIT_TIME_PROPERTY: &str = "basin.source.commit-time-ms";
-
-/// The suffix of a source table's changelog table.
-pub const CHANGELOG_SUFFIX: &str = "_changelog";
-
-/// Up to where the Basin tables hold a source: the commit LSN of the last source transaction
-/// applied (or the slot's consistent point after a full load), on which slot of which server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Position {
-    pub lsn: u64,
-    pub slot: String,
-    pub system_id: String,
-}
-
-impl Position {
-    /// `request` with this position as properties (the catalog commit's and each table
-    /// snapshot's).
-    pub(crate) fn record(&self, request: CommitRequest) -> CommitRequest {
-        request
-            .with_property(LSN_PROPERTY, slot::format_lsn(self.lsn))
-            .with_property(SLOT_PROPERTY, &self.slot)
-            .with_property(SYSTEM_PROPERTY, &self.system_id)
-    }
-}
-
-/// What the tables' snapshots on a branch say about a source: the newest position any of
-/// them records (a batch records it on the tables it touched), and when it was committed.
-#[derive(Clone, Debug, Default)]
-pub struct Stored {
-    pub position: Option<Position>,
-    /// When Basin committed it (ms since the epoch).
-    pub basin_commit_ms: Option<i64>,
-}
-
-/// Reads the position stored for `source` in the snapshots of `keys` as of `at`: for each
-/// table, its newest snapshot that records one (a compaction's snapshot records none).
-pub async fn stored_position(
-    tables: &Tables,
-    at: &Resolved,
-    source: &str,
-    keys: &[Key],
-) -> Result<Stored> {
-    let mut stored = Stored::default();
-    for key in keys {
-        let Some(Content::Table { metadata_location }) = tables.catalog().content(at, key).await?
-        else {
-            continue;
-        };
-        let table = tables.load_from(key, &metadata_location).await?;
-        let metadata = table.metadata();
-        let mut snapshot = metadata.current_snapshot().cloned();
-        while let Some(s) = snapshot {
-            let props = &s.summary().additional_properties;
-            if props.get(SOURCE_PROPERTY).map(String::as_str) == Some(source)
-                && let Some(lsn) = props.get(LSN_PROPERTY).and_then(|l| slot::parse_lsn(l))
-            {
-                if stored.position.as_ref().is_none_or(|p| lsn > p.lsn) {
-                    stored.position = Some(Position {
-                        lsn,
-                        slot: props.get(SLOT_PROPERTY).cloned().unwrap_or_default(),
-                        system_id: props.get(SYSTEM_PROPERTY).cloned().unwrap_or_default(),
-                    });
-                    stored.basin_commit_ms = Some(s.timestamp_ms());
-                }
-                break;
-            }
-            snapshot = s
-                .parent_snapshot_id()
-                .and_then(|id| metadata.snapshot_by_id(id).cloned());
-        }
-    }
-    Ok(stored)
-}
+pub use targets::CHANGELOG_SUFFIX;

@@ -9,8 +9,8 @@ use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Connection, Row};
 
-use crate::postgres::PgSource;
 use crate::postgres::connect::query_error;
+use crate::postgres::source::PgSource;
 
 /// The slot Basin creates for a source: `basin_<source>`, in the characters Postgres allows.
 pub fn slot_name(source: &str) -> String {

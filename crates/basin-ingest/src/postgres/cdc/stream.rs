@@ -14,12 +14,16 @@ use serde::Serialize;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use super::apply::{Change, Op, Target, Txn, apply, no_key, unix_micros};
+use super::apply::{Applied, apply};
+use super::changes::{Change, Op, Target, Txn, unix_micros};
 use super::pgoutput::{self, Message, Relation};
-use super::{CHANGELOG_SUFFIX, Position, slot};
-use crate::postgres::connect::{self, PgTable, query_error};
-use crate::postgres::types::{self, Decode};
-use crate::postgres::{LoadProgress, LoadReport, LoadRequest, PgSource};
+use super::position::{Position, stored_position};
+use super::slot;
+use super::targets::{RelationCheck, check_relation, targets};
+use crate::postgres::connect::{self, query_error};
+use crate::postgres::load::{self, LoadRequest};
+use crate::postgres::report::{LoadProgress, LoadReport};
+use crate::postgres::source::PgSource;
 
 /// Without `--follow`, the stream counts as caught up after this long with nothing new.
 const IDLE_DONE: Duration = Duration::from_secs(3);
@@ -94,201 +98,18 @@ pub struct FollowReport {
     pub lsn: Option<String>,
 }
 
-fn current_key(source: &PgSource, table: &PgTable) -> Result<Key> {
-    Key::table(&format!("{}.{}", source.namespace, table.name))
-}
-
-fn changelog_key(source: &PgSource, table: &PgTable) -> Result<Key> {
-    Key::table(&format!(
-        "{}.{}{CHANGELOG_SUFFIX}",
-        source.namespace, table.name
-    ))
-}
-
-/// Checks the server and the tables can be streamed, and finds them.
-async fn targets(conn: &mut PgConnection, request: &FollowRequest) -> Result<HashMap<u32, Target>> {
-    let source = &request.source;
-    let name = source.name.as_str();
-    let row = sqlx::query(
-        "SELECT current_setting('server_version_num')::int4, current_setting('wal_level')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query_error(format!(
-        "source `{name}`: cannot read the server's settings"
-    )))?;
-    let version: i32 = row.try_get(0).map_err(query_error("server_version_num"))?;
-    let wal_level: String = row.try_get(1).map_err(query_error("wal_level"))?;
-    if version < 140000 {
-        return Err(Error::invalid(format!(
-            "source `{name}`: change data capture needs Postgres 14 or newer (binary logical replication); the server is {}",
-            version / 10000
-        ))
-        .with_hint("use mode = \"snapshot\" for this source"));
-    }
-    if wal_level != "logical" {
-        return Err(Error::invalid(format!(
-            "source `{name}`: the server's wal_level is `{wal_level}`, and change data capture needs `logical`"
-        ))
-        .with_hint("set wal_level = logical in postgresql.conf and restart Postgres (docs/ingest-postgres.md)"));
-    }
-    let publication = &request.publication;
-    let found = connect::source_tables(conn, source).await?;
-    let list = found
-        .iter()
-        .map(PgTable::quoted)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let exists = sqlx::query("SELECT 1 FROM pg_publication WHERE pubname = $1")
-        .bind(publication)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error(format!(
-            "source `{name}`: cannot read its publication"
-        )))?;
-    if exists.is_none() {
-        return Err(Error::not_found(format!(
-            "source `{name}`: publication `{publication}` does not exist"
-        ))
-        .with_hint(format!(
-            "create it at the source: `CREATE PUBLICATION {} FOR TABLE {list};` (or set `publication` in [sources.{name}])",
-            connect::sql_ident(publication)
-        )));
-    }
-    let mut targets = HashMap::new();
-    for table in found {
-        let listed = sqlx::query(
-            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
-        )
-        .bind(publication)
-        .bind(&table.schema)
-        .bind(&table.name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error(format!("source `{name}`: cannot read its publication")))?;
-        if listed.is_none() {
-            return Err(Error::invalid(format!(
-                "source `{name}`: publication `{publication}` does not include {}",
-                table.display()
-            ))
-            .with_hint(format!(
-                "`ALTER PUBLICATION {} ADD TABLE {};` at the source",
-                connect::sql_ident(publication),
-                table.sql()
-            )));
-        }
-        let row = sqlx::query(
-            "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-             FROM pg_class c WHERE c.oid = $1",
-        )
-        .bind(table.oid)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(query_error(format!("source `{name}`: cannot read {}", table.display())))?;
-        let identity: String = row.try_get(0).map_err(query_error("relreplident"))?;
-        let primary: bool = row.try_get(1).map_err(query_error("indisprimary"))?;
-        if identity == "n" || (identity == "d" && !primary) {
-            return Err(no_key(name, &table.display()));
-        }
-        let decodes = decodes(conn, name, &table).await?;
-        targets.insert(
-            table.oid.0,
-            Target {
-                current: current_key(source, &table)?,
-                changelog: changelog_key(source, &table)?,
-                table,
-                decodes,
-            },
-        );
-    }
-    Ok(targets)
-}
-
-async fn decodes(
-    conn: &mut PgConnection,
-    source: &str,
-    table: &PgTable,
-) -> Result<HashMap<String, Decode>> {
-    Ok(connect::columns(conn, source, table)
-        .await?
-        .into_iter()
-        .filter_map(|c| types::decode_of(&c).ok().map(|d| (c.name, d)))
-        .collect())
-}
-
-/// A Relation message for a streamed table: its columns' types are looked up and checked
-/// against the Basin table. An added column is fine (the next batch adds
-/// it); a dropped or retyped one stops the stream.
-async fn check_relation(
-    tables: &Tables,
-    conn: &mut PgConnection,
-    request: &FollowRequest,
-    target: &mut Target,
-    relation: &Relation,
-) -> Result<()> {
-    let name = request.source.name.as_str();
-    let display = target.table.display();
-    // The columns as the stream sends them from now on (the catalog may be further on).
-    let mut decodes = HashMap::new();
-    for column in &relation.columns {
-        let described =
-            connect::column_of_type(conn, name, &column.name, column.type_oid, column.type_mod)
-                .await?;
-        if let Ok(decode) = types::decode_of(&described) {
-            decodes.insert(column.name.clone(), decode);
-        }
-    }
-    if !relation.columns.iter().any(|c| c.key) {
-        return Err(no_key(name, &display));
-    }
-    let at = tables.catalog().resolve(&request.branch).await?;
-    let table = tables.load(&at, &target.current).await?;
-    let stop = |what: String| {
-        Error::invalid(format!("source `{name}`: {display}.{what}")).with_hint(format!(
-            "Basin does not drop or retype columns on its own: drop `{}` and `{}` (`basin table rm`) and run `basin ingest {name} --full` to start over",
-            target.current, target.changelog
-        ))
-    };
-    for field in table.metadata().current_schema().as_struct().fields() {
-        let Some(column) = relation.columns.iter().find(|c| c.name == field.name) else {
-            return Err(stop(format!(
-                "{} was dropped or renamed at the source, and `{}` still has it",
-                field.name, target.current
-            )));
-        };
-        match decodes.get(&column.name) {
-            Some(decode) if types::same_type(&field.field_type, &decode.iceberg_type(0)) => {}
-            _ => {
-                return Err(stop(format!(
-                    "{} changed its type at the source; `{}` stores it as {}",
-                    column.name, target.current, field.field_type
-                )));
-            }
-        }
-    }
-    for column in &relation.columns {
-        if !decodes.contains_key(&column.name) && !request.skip_unsupported {
-            return Err(Error::invalid(format!(
-                "source `{name}`: column {display}.{} was added with a type Basin cannot store",
-                column.name
-            ))
-            .with_hint("pass --skip-unsupported to stream the other columns without it"));
-        }
-    }
-    // Only now: a stop above leaves the batch before this relation to commit as it was.
-    target.decodes.extend(decodes);
-    Ok(())
-}
-
 /// Streams `request`'s source into its tables: see the module's docs.
 pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowReport> {
     let source = &request.source;
     let name = source.name.clone();
     let slot_name = slot::slot_name(&name);
-    let catalog = tables.catalog();
-    catalog.resolve(&request.branch).await?.writable_branch()?;
+    tables
+        .catalog()
+        .resolve(&request.branch)
+        .await?
+        .writable_branch()?;
     let mut conn = connect::connect(source).await?;
-    let mut targets = targets(&mut conn, &request).await?;
+    let targets = targets(&mut conn, source, &request.publication).await?;
     let keys: Vec<Key> = targets
         .values()
         .flat_map(|t| [t.current.clone(), t.changelog.clone()])
@@ -298,69 +119,114 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
         slot: slot_name.clone(),
         ..Default::default()
     };
-
-    // Resume from the tables' position if the slot that position is on still exists.
-    let at = catalog.resolve(&request.branch).await?;
-    let stored = super::stored_position(tables, &at, &name, &keys).await?;
-    let slot_state = slot::inactive_slot_state(&mut conn, &name, &slot_name).await?;
-    let resumable = match (&stored.position, &slot_state) {
-        (Some(p), Some(_)) if p.slot == slot_name && !request.full => Some(p.clone()),
-        _ => None,
-    };
-    let mut position = match resumable {
-        Some(p) => p,
-        None => {
-            if let (Some(p), None) = (&stored.position, &slot_state) {
-                tracing::warn!(source = %name, slot = %p.slot, "the replication slot is gone: a full load starts over");
-            }
-            let load = crate::postgres::load(
-                tables,
-                LoadRequest {
-                    source: source.clone(),
-                    branch: request.branch.clone(),
-                    skip_unsupported: request.skip_unsupported,
-                    author: request.author.clone(),
-                    slot: Some(slot_name.clone()),
-                },
-                request.load_progress.clone(),
-            )
-            .await?;
-            if let Some(progress) = &request.progress {
-                progress(FollowEvent::Loaded(&load));
-            }
-            let at = catalog.resolve(&request.branch).await?;
-            let stored = super::stored_position(tables, &at, &name, &keys).await?;
-            report.full_load = Some(load);
-            stored.position.ok_or_else(|| {
-                Error::internal(format!(
-                    "source `{name}`: the full load recorded no position"
-                ))
-            })?
-        }
-    };
+    let position = start_position(tables, &request, &mut conn, &keys, &mut report).await?;
     report.lsn = Some(slot::format_lsn(position.lsn));
     if *request.stop.borrow() {
         return Ok(report);
     }
+    let target_lsn = wal_position(&mut conn, &name).await?;
+    let client = start_replication(source, &slot_name, &request.publication, &position).await?;
+    tracing::info!(source = %name, slot = %slot_name, lsn = %slot::format_lsn(position.lsn), "streaming changes");
+    let seen_lsn = position.lsn;
+    let mut follower = Follower {
+        tables,
+        request: &request,
+        name,
+        conn,
+        client,
+        targets,
+        position,
+        report,
+        relations: HashMap::new(),
+        open: None,
+        batch: Vec::new(),
+        batch_changes: 0,
+        batch_started: Instant::now(),
+        last_event: Instant::now(),
+        seen_lsn,
+        last_ack: None,
+    };
+    follower.stream(target_lsn).await?;
+    Ok(follower.finish().await)
+}
 
-    let target_lsn: String = sqlx::query("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(&mut conn)
+/// Where streaming starts: the tables' position, if the slot it is on still exists (and no
+/// full load is asked for); else the position a full load from a new slot records.
+async fn start_position(
+    tables: &Tables,
+    request: &FollowRequest,
+    conn: &mut PgConnection,
+    keys: &[Key],
+    report: &mut FollowReport,
+) -> Result<Position> {
+    let name = request.source.name.as_str();
+    let slot_name = slot::slot_name(name);
+    let catalog = tables.catalog();
+    let at = catalog.resolve(&request.branch).await?;
+    let stored = stored_position(tables, &at, name, keys).await?;
+    let slot_state = slot::inactive_slot_state(conn, name, &slot_name).await?;
+    let resumable = match (&stored.position, &slot_state) {
+        (Some(p), Some(_)) if p.slot == slot_name && !request.full => Some(p.clone()),
+        _ => None,
+    };
+    if let Some(p) = resumable {
+        return Ok(p);
+    }
+    if let (Some(p), None) = (&stored.position, &slot_state) {
+        tracing::warn!(source = %name, slot = %p.slot, "the replication slot is gone: a full load starts over");
+    }
+    let load = load::load(
+        tables,
+        LoadRequest {
+            source: request.source.clone(),
+            branch: request.branch.clone(),
+            skip_unsupported: request.skip_unsupported,
+            author: request.author.clone(),
+            slot: Some(slot_name),
+        },
+        request.load_progress.clone(),
+    )
+    .await?;
+    if let Some(progress) = &request.progress {
+        progress(FollowEvent::Loaded(&load));
+    }
+    let at = catalog.resolve(&request.branch).await?;
+    let stored = stored_position(tables, &at, name, keys).await?;
+    report.full_load = Some(load);
+    stored.position.ok_or_else(|| {
+        Error::internal(format!(
+            "source `{name}`: the full load recorded no position"
+        ))
+    })
+}
+
+/// The server's WAL position now: without `--follow`, the stream is caught up there.
+async fn wal_position(conn: &mut PgConnection, name: &str) -> Result<u64> {
+    let lsn: String = sqlx::query("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(conn)
         .await
         .and_then(|r| r.try_get(0))
         .map_err(query_error(format!(
             "source `{name}`: cannot read the WAL position"
         )))?;
-    let target_lsn = slot::parse_lsn(&target_lsn).unwrap_or(0);
+    Ok(slot::parse_lsn(&lsn).unwrap_or(0))
+}
 
-    let mut config = slot::replication_config(source, &slot_name, &request.publication)?;
+/// Starts the slot's replication stream after `position` (acknowledged as applied), on the
+/// server the tables were loaded from.
+async fn start_replication(
+    source: &PgSource,
+    slot_name: &str,
+    publication: &str,
+    position: &Position,
+) -> Result<ReplicationClient> {
+    let name = source.name.as_str();
+    let mut config = slot::replication_config(source, slot_name, publication)?;
     config.ack_lsn = Some(Lsn(position.lsn));
     let mut client = ReplicationClient::connect_gated(config)
         .await
-        .map_err(stream_error(&name))?;
-    let system = client
-        .identify_system()
-        .await
-        .map_err(stream_error(&name))?;
+        .map_err(stream_error(name))?;
+    let system = client.identify_system().await.map_err(stream_error(name))?;
     if !position.system_id.is_empty() && system.system_id != position.system_id {
         return Err(Error::invalid(format!(
             "source `{name}`: the tables were loaded from server {} but the url now reaches server {}",
@@ -368,104 +234,146 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
         ))
         .with_hint(format!("run `basin ingest {name} --full` to load from this server")));
     }
-    client.start().await.map_err(stream_error(&name))?;
-    client.wait_started().await.map_err(stream_error(&name))?;
-    tracing::info!(source = %name, slot = %slot_name, lsn = %slot::format_lsn(position.lsn), "streaming changes");
+    client.start().await.map_err(stream_error(name))?;
+    client.wait_started().await.map_err(stream_error(name))?;
+    Ok(client)
+}
 
-    let mut relations: HashMap<u32, Arc<Relation>> = HashMap::new();
-    let mut open: Option<Txn> = None;
-    let mut batch: Vec<Txn> = Vec::new();
-    let mut batch_changes = 0usize;
-    let mut batch_started = Instant::now();
-    let mut last_event = Instant::now();
-    let mut seen_lsn = position.lsn;
-    let mut last_ack: Option<Instant> = None;
-    let mut stop = request.stop.clone();
-    let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
-    loop {
-        let flush_due = !batch.is_empty()
-            && (batch_changes >= request.batch_rows || batch_started.elapsed() >= batch_wait);
-        let caught_up = !request.follow
-            && open.is_none()
-            && (seen_lsn >= target_lsn || last_event.elapsed() >= IDLE_DONE);
-        let stopping = *stop.borrow();
-        if flush_due || ((caught_up || stopping) && !batch.is_empty()) {
-            let started = Instant::now();
-            let txns = std::mem::take(&mut batch);
-            batch_changes = 0;
-            let last = txns.last().expect("a batch");
-            let next = Position {
-                lsn: last.end_lsn,
-                ..position.clone()
-            };
-            let applied = apply(
-                tables,
-                &name,
-                &request.branch,
-                &request.author,
-                &targets,
-                &txns,
-                &next,
-            )
-            .await?;
-            // Only now may Postgres forget these transactions.
-            client.update_applied_lsn(Lsn(next.lsn));
-            last_ack = Some(Instant::now());
-            position = next;
-            report.batches += 1;
-            report.transactions += txns.len() as u64;
-            report.changes += applied.changes;
-            report.lsn = Some(slot::format_lsn(position.lsn));
-            let now = chrono::Utc::now().timestamp_micros();
-            let lag = (now - last.commit_us) as f64 / 1e6;
-            let oldest = (now - txns[0].commit_us) as f64 / 1e6;
-            let batch_report = BatchReport {
-                source: name.clone(),
-                commit: applied.commit.unwrap_or_default(),
-                transactions: txns.len(),
-                changes: applied.changes,
-                tables: applied.tables,
-                files_rewritten: applied.files_rewritten,
-                lsn: slot::format_lsn(position.lsn),
-                lag_seconds: lag.max(0.0),
-                oldest_lag_seconds: oldest.max(0.0),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            tracing::info!(source = %name, lsn = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
-            if let Some(progress) = &request.progress {
-                progress(FollowEvent::Batch(&batch_report));
+/// A stream under way: the transaction being received, the whole ones waiting for their
+/// batch's commit, and how far the tables and the server are.
+struct Follower<'a> {
+    tables: &'a Tables,
+    request: &'a FollowRequest,
+    name: String,
+    conn: PgConnection,
+    client: ReplicationClient,
+    targets: HashMap<u32, Target>,
+    /// What the tables hold: the last batch's position.
+    position: Position,
+    report: FollowReport,
+    relations: HashMap<u32, Arc<Relation>>,
+    /// The source transaction being received.
+    open: Option<Txn>,
+    /// Whole transactions received and not committed yet, in commit order.
+    batch: Vec<Txn>,
+    batch_changes: usize,
+    batch_started: Instant,
+    last_event: Instant,
+    /// The furthest LSN the server has sent.
+    seen_lsn: u64,
+    last_ack: Option<Instant>,
+}
+
+impl Follower<'_> {
+    /// Receives and commits batches until stopped or (without `--follow`) caught up with
+    /// `target_lsn`.
+    async fn stream(&mut self, target_lsn: u64) -> Result<()> {
+        let request = self.request;
+        let mut stop = request.stop.clone();
+        let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
+        loop {
+            let flush_due = !self.batch.is_empty()
+                && (self.batch_changes >= request.batch_rows
+                    || self.batch_started.elapsed() >= batch_wait);
+            let caught_up = !request.follow
+                && self.open.is_none()
+                && (self.seen_lsn >= target_lsn || self.last_event.elapsed() >= IDLE_DONE);
+            let stopping = *stop.borrow();
+            if flush_due || ((caught_up || stopping) && !self.batch.is_empty()) {
+                self.commit_batch().await?;
+                continue;
             }
-            continue;
+            if caught_up || stopping {
+                return Ok(());
+            }
+            let wait = if self.batch.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                batch_wait
+                    .saturating_sub(self.batch_started.elapsed())
+                    .max(Duration::from_millis(1))
+            };
+            let event = tokio::select! {
+                event = self.client.recv() => event,
+                _ = tokio::time::sleep(wait) => continue,
+                _ = stop.changed() => continue,
+            };
+            let Some(event) = event.map_err(stream_error(&self.name))? else {
+                return Err(Error::io(format!(
+                    "source `{}`: the server ended the replication stream",
+                    self.name
+                ))
+                .with_hint(
+                    "check the server's log; Basin resumes from the tables' position when run again",
+                ));
+            };
+            self.last_event = Instant::now();
+            self.receive(event).await?;
         }
-        if caught_up || stopping {
-            break;
+    }
+
+    /// Applies `txns` to the tables in one commit recording `next`.
+    async fn apply(&self, txns: &[Txn], next: &Position) -> Result<Applied> {
+        apply(
+            self.tables,
+            &self.name,
+            &self.request.branch,
+            &self.request.author,
+            &self.targets,
+            txns,
+            next,
+        )
+        .await
+    }
+
+    /// Commits the batch, then acknowledges it: only now may Postgres forget it.
+    async fn commit_batch(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let txns = std::mem::take(&mut self.batch);
+        self.batch_changes = 0;
+        let last = txns.last().expect("a batch");
+        let next = Position {
+            lsn: last.end_lsn,
+            ..self.position.clone()
+        };
+        let applied = self.apply(&txns, &next).await?;
+        // Only now may Postgres forget these transactions.
+        self.client.update_applied_lsn(Lsn(next.lsn));
+        self.last_ack = Some(Instant::now());
+        self.position = next;
+        let report = &mut self.report;
+        report.batches += 1;
+        report.transactions += txns.len() as u64;
+        report.changes += applied.changes;
+        report.lsn = Some(slot::format_lsn(self.position.lsn));
+        let now = chrono::Utc::now().timestamp_micros();
+        let lag = (now - last.commit_us) as f64 / 1e6;
+        let oldest = (now - txns[0].commit_us) as f64 / 1e6;
+        let batch_report = BatchReport {
+            source: self.name.clone(),
+            commit: applied.commit.unwrap_or_default(),
+            transactions: txns.len(),
+            changes: applied.changes,
+            tables: applied.tables,
+            files_rewritten: applied.files_rewritten,
+            lsn: slot::format_lsn(self.position.lsn),
+            lag_seconds: lag.max(0.0),
+            oldest_lag_seconds: oldest.max(0.0),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(source = %self.name, lsn = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
+        if let Some(progress) = &self.request.progress {
+            progress(FollowEvent::Batch(&batch_report));
         }
-        let wait = if batch.is_empty() {
-            Duration::from_secs(1)
-        } else {
-            batch_wait
-                .saturating_sub(batch_started.elapsed())
-                .max(Duration::from_millis(1))
-        };
-        let event = tokio::select! {
-            event = client.recv() => event.map_err(stream_error(&name))?,
-            _ = tokio::time::sleep(wait) => continue,
-            _ = stop.changed() => continue,
-        };
-        let Some(event) = event else {
-            return Err(Error::io(format!(
-                "source `{name}`: the server ended the replication stream"
-            ))
-            .with_hint(
-                "check the server's log; Basin resumes from the tables' position when run again",
-            ));
-        };
-        last_event = Instant::now();
+        Ok(())
+    }
+
+    async fn receive(&mut self, event: ReplicationEvent) -> Result<()> {
         match event {
             ReplicationEvent::Begin {
                 commit_time_micros, ..
             } => {
-                open = Some(Txn {
+                self.open = Some(Txn {
                     end_lsn: 0,
                     commit_us: unix_micros(commit_time_micros),
                     changes: Vec::new(),
@@ -473,133 +381,145 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
             }
             ReplicationEvent::XLogData { data, .. } => {
                 let message = pgoutput::parse(&data)
-                    .map_err(|e| Error::io(format!("source `{name}`: {e}")))?;
-                if open.is_none() {
-                    continue;
-                }
-                let mut rows: Vec<(Op, u32, Option<pgoutput::Tuple>, Option<pgoutput::Tuple>)> =
-                    Vec::new();
-                match message {
-                    Message::Relation(relation) => {
-                        let changed = relations
-                            .get(&relation.id)
-                            .is_none_or(|r| r.columns != relation.columns);
-                        if changed && let Some(target) = targets.get_mut(&relation.id) {
-                            let checked =
-                                check_relation(tables, &mut conn, &request, target, &relation)
-                                    .await;
-                            if let Err(e) = checked {
-                                // What was committed before the change still lands.
-                                if let Some(last) = batch.last() {
-                                    let next = Position {
-                                        lsn: last.end_lsn,
-                                        ..position.clone()
-                                    };
-                                    apply(
-                                        tables,
-                                        &name,
-                                        &request.branch,
-                                        &request.author,
-                                        &targets,
-                                        &batch,
-                                        &next,
-                                    )
-                                    .await?;
-                                    client.update_applied_lsn(Lsn(next.lsn));
-                                }
-                                return Err(e);
-                            }
-                        }
-                        relations.insert(relation.id, Arc::new(relation));
-                    }
-                    Message::Insert { relation, new } => {
-                        rows.push((Op::Insert, relation, Some(new), None))
-                    }
-                    Message::Update { relation, old, new } => {
-                        rows.push((Op::Update, relation, Some(new), old))
-                    }
-                    Message::Delete { relation, old } => {
-                        rows.push((Op::Delete, relation, None, Some(old)))
-                    }
-                    Message::Truncate { relations: ids } => {
-                        rows.extend(ids.into_iter().map(|id| (Op::Truncate, id, None, None)))
-                    }
-                    Message::Other(_) => {}
-                }
-                if let Some(txn) = open.as_mut() {
-                    for (op, id, new, old) in rows {
-                        if let Some(relation) = relations.get(&id) {
-                            txn.changes.push(Change {
-                                op,
-                                relation: relation.clone(),
-                                new,
-                                old,
-                            });
-                        }
-                    }
-                    if txn.changes.len() > request.max_transaction_changes {
-                        // Nothing of it is acknowledged: the slot keeps it for the next run.
-                        return Err(too_big(&name, request.max_transaction_changes));
-                    }
+                    .map_err(|e| Error::io(format!("source `{}`: {e}", self.name)))?;
+                if self.open.is_some() {
+                    self.message(message).await?;
                 }
             }
-            ReplicationEvent::Commit { end_lsn, .. } => {
-                seen_lsn = seen_lsn.max(end_lsn.0);
-                let Some(mut txn) = open.take() else {
-                    continue;
-                };
-                txn.end_lsn = end_lsn.0;
-                if txn.end_lsn <= position.lsn
-                    || batch.last().is_some_and(|t| txn.end_lsn <= t.end_lsn)
-                {
-                    report.skipped_transactions += 1;
-                } else if !txn.changes.is_empty() {
-                    if batch.is_empty() {
-                        batch_started = Instant::now();
-                    }
-                    batch_changes += txn.changes.len();
-                    batch.push(txn);
-                } else if batch.is_empty() {
-                    client.update_applied_lsn(end_lsn);
-                    last_ack = Some(Instant::now());
-                }
+            ReplicationEvent::Commit { end_lsn, .. } => self.end_transaction(end_lsn),
+            ReplicationEvent::KeepAlive { wal_end, .. } => self.keep_alive(wal_end),
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// One message of the open transaction: a relation (checked when new or changed), or
+    /// row changes added to the transaction.
+    async fn message(&mut self, message: Message) -> Result<()> {
+        let mut rows: Vec<(Op, u32, Option<pgoutput::Tuple>, Option<pgoutput::Tuple>)> = Vec::new();
+        match message {
+            Message::Relation(relation) => self.relation(relation).await?,
+            Message::Insert { relation, new } => rows.push((Op::Insert, relation, Some(new), None)),
+            Message::Update { relation, old, new } => {
+                rows.push((Op::Update, relation, Some(new), old))
             }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                seen_lsn = seen_lsn.max(wal_end.0);
-                // Nothing held back: every change before `wal_end` is in the tables.
-                if open.is_none() && batch.is_empty() && wal_end.0 > position.lsn {
-                    client.update_applied_lsn(wal_end);
-                }
-                if let Some(progress) = &request.progress {
-                    let behind = wal_end.0.saturating_sub(position.lsn);
-                    progress(FollowEvent::Lag {
-                        lag_bytes: if batch.is_empty() && open.is_none() {
-                            0
-                        } else {
-                            behind
-                        },
-                        lag_seconds: batch
-                            .first()
-                            .map(|t| {
-                                (chrono::Utc::now().timestamp_micros() - t.commit_us) as f64 / 1e6
-                            })
-                            .unwrap_or(0.0),
+            Message::Delete { relation, old } => rows.push((Op::Delete, relation, None, Some(old))),
+            Message::Truncate { relations: ids } => {
+                rows.extend(ids.into_iter().map(|id| (Op::Truncate, id, None, None)))
+            }
+            Message::Other(_) => {}
+        }
+        if let Some(txn) = self.open.as_mut() {
+            for (op, id, new, old) in rows {
+                if let Some(relation) = self.relations.get(&id) {
+                    txn.changes.push(Change {
+                        op,
+                        relation: relation.clone(),
+                        new,
+                        old,
                     });
                 }
             }
-            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            if txn.changes.len() > self.request.max_transaction_changes {
+                // Nothing of it is acknowledged: the slot keeps it for the next run.
+                return Err(too_big(&self.name, self.request.max_transaction_changes));
+            }
+        }
+        Ok(())
+    }
+
+    /// A Relation message: checked against its Basin table when new or changed. A stop
+    /// commits the batch received before it first.
+    async fn relation(&mut self, relation: Relation) -> Result<()> {
+        let changed = self
+            .relations
+            .get(&relation.id)
+            .is_none_or(|r| r.columns != relation.columns);
+        if changed && let Some(target) = self.targets.get_mut(&relation.id) {
+            let check = RelationCheck {
+                source: &self.name,
+                branch: &self.request.branch,
+                skip_unsupported: self.request.skip_unsupported,
+            };
+            let checked =
+                check_relation(self.tables, &mut self.conn, &check, target, &relation).await;
+            if let Err(e) = checked {
+                // What was committed before the change still lands.
+                if let Some(last) = self.batch.last() {
+                    let next = Position {
+                        lsn: last.end_lsn,
+                        ..self.position.clone()
+                    };
+                    self.apply(&self.batch, &next).await?;
+                    self.client.update_applied_lsn(Lsn(next.lsn));
+                }
+                return Err(e);
+            }
+        }
+        self.relations.insert(relation.id, Arc::new(relation));
+        Ok(())
+    }
+
+    /// The open transaction's commit: skipped if the tables hold it already (sent again
+    /// after a restart), else added to the batch; one without changes to the streamed tables
+    /// is acknowledged at once when nothing waits before it.
+    fn end_transaction(&mut self, end_lsn: Lsn) {
+        self.seen_lsn = self.seen_lsn.max(end_lsn.0);
+        let Some(mut txn) = self.open.take() else {
+            return;
+        };
+        txn.end_lsn = end_lsn.0;
+        if txn.end_lsn <= self.position.lsn
+            || self.batch.last().is_some_and(|t| txn.end_lsn <= t.end_lsn)
+        {
+            self.report.skipped_transactions += 1;
+        } else if !txn.changes.is_empty() {
+            if self.batch.is_empty() {
+                self.batch_started = Instant::now();
+            }
+            self.batch_changes += txn.changes.len();
+            self.batch.push(txn);
+        } else if self.batch.is_empty() {
+            self.client.update_applied_lsn(end_lsn);
+            self.last_ack = Some(Instant::now());
         }
     }
-    // The session sends the acknowledged LSN every STATUS_INTERVAL and not when it stops: let
-    // the last one reach the server, so the slot's lag reads 0 once caught up (a restart
-    // would skip those transactions anyway).
-    if let Some(acked) = last_ack {
-        let wait = slot::STATUS_INTERVAL + Duration::from_millis(100);
-        tokio::time::sleep(wait.saturating_sub(acked.elapsed())).await;
+
+    /// The server's keep-alive: acknowledges its WAL end when nothing is held back, and
+    /// reports the lag.
+    fn keep_alive(&mut self, wal_end: Lsn) {
+        self.seen_lsn = self.seen_lsn.max(wal_end.0);
+        // Nothing held back: every change before `wal_end` is in the tables.
+        let idle = self.open.is_none() && self.batch.is_empty();
+        if idle && wal_end.0 > self.position.lsn {
+            self.client.update_applied_lsn(wal_end);
+        }
+        if let Some(progress) = &self.request.progress {
+            let behind = wal_end.0.saturating_sub(self.position.lsn);
+            progress(FollowEvent::Lag {
+                lag_bytes: if idle { 0 } else { behind },
+                lag_seconds: self
+                    .batch
+                    .first()
+                    .map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_us) as f64 / 1e6)
+                    .unwrap_or(0.0),
+            });
+        }
     }
-    let _ = client.shutdown().await;
-    let _ = conn.close().await;
-    Ok(report)
+
+    /// Ends the stream and the connection; the report of what it did.
+    async fn finish(mut self) -> FollowReport {
+        // The session sends the acknowledged LSN every STATUS_INTERVAL and not when it stops:
+        // let the last one reach the server, so the slot's lag reads 0 once caught up (a
+        // restart would skip those transactions anyway).
+        if let Some(acked) = self.last_ack {
+            let wait = slot::STATUS_INTERVAL + Duration::from_millis(100);
+            tokio::time::sleep(wait.saturating_sub(acked.elapsed())).await;
+        }
+        let _ = self.client.shutdown().await;
+        let _ = self.conn.close().await;
+        self.report
+    }
 }
 
 fn stream_error(source: &str) -> impl Fn(pgwire_replication::PgWireError) -> Error + '_ {

@@ -36,7 +36,7 @@ impl Format {
 
 /// One input file, local (remote objects are first streamed into a temporary file).
 #[derive(Debug)]
-pub struct SourceFile {
+pub struct InputFile {
     /// How the user knows it: a path or URL, used in every message about it.
     pub display: String,
     pub path: PathBuf,
@@ -49,7 +49,7 @@ pub struct SourceFile {
     _download: Option<tempfile::NamedTempFile>,
 }
 
-impl SourceFile {
+impl InputFile {
     /// A local file known to people as `display`.
     pub(crate) fn local(
         display: String,
@@ -73,7 +73,7 @@ pub async fn expand(
     sources: &[String],
     format: Option<Format>,
     s3: Option<&FileIO>,
-) -> Result<Vec<SourceFile>> {
+) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for source in sources {
         if source.starts_with("s3://") {
@@ -132,7 +132,7 @@ pub async fn expand(
             let format = detect(&display, format)?;
             let meta = std::fs::metadata(&path)
                 .map_err(|e| Error::io(format!("cannot read {display}")).with_source(e))?;
-            files.push(SourceFile::local(display, path, format, &meta));
+            files.push(InputFile::local(display, path, format, &meta));
         }
     }
     Ok(files)
@@ -150,7 +150,7 @@ fn detect(display: &str, format: Option<Format>) -> Result<Format> {
 }
 
 /// Streams an object into a temporary file, in bounded chunks.
-async fn download(url: &str, format: Option<Format>, s3: Option<&FileIO>) -> Result<SourceFile> {
+async fn download(url: &str, format: Option<Format>, s3: Option<&FileIO>) -> Result<InputFile> {
     use std::io::Write;
     let format = detect(url, format)?;
     let s3 = s3.ok_or_else(|| {
@@ -181,7 +181,7 @@ async fn download(url: &str, format: Option<Format>, s3: Option<&FileIO>) -> Res
         .metadata()
         .ok()
         .and_then(|m| m.modified().ok());
-    Ok(SourceFile {
+    Ok(InputFile {
         display: url.to_string(),
         path: tmp.path().to_path_buf(),
         format,

@@ -1,0 +1,177 @@
+//! Branches, merges, tags and time travel through the real binary: changes isolated until
+//! merged, appends on both sides merged and other changes refused as conflicts, reverts.
+
+use crate::common::Lake;
+
+#[test]
+fn branches_isolate_changes_until_merged() {
+    let lake = Lake::with_orders();
+    lake.ok(&["branch", "create", "dev"]);
+    lake.append_orders("dev");
+    lake.write("customers.csv", "id,name\n1,ann\n");
+    lake.ok(&[
+        "import",
+        "customers.csv",
+        "--table",
+        "sales.customers",
+        "--branch",
+        "dev",
+    ]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "dev"), "4");
+
+    let diff = lake.json(&["diff", "main", "dev"]);
+    let changes: Vec<(String, String)> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap().into(),
+                d["change"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("sales.customers".into(), "added".into()),
+            ("sales.orders".into(), "changed".into())
+        ]
+    );
+    // Rows and files per table: dev appended two orders in one file; customers are new.
+    let orders = &diff[1];
+    assert_eq!(
+        (
+            orders["rows_added"].as_u64(),
+            orders["rows_removed"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{orders}"
+    );
+    assert_eq!(orders["files_added"], 1, "{orders}");
+    assert!(orders["from_snapshot"].is_string() && orders["to_snapshot"].is_string());
+    assert_eq!(diff[0]["rows_added"], 1, "{diff}");
+    let same = lake.run(&["diff", "main", "main"]);
+    assert!(
+        String::from_utf8_lossy(&same.stderr).contains("no differences between `main` and `main`"),
+        "{same:?}"
+    );
+
+    let dry = lake.json(&["merge", "dev", "--into", "main", "--dry-run"]);
+    assert!(dry["commit"].is_null());
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    lake.ok(&["merge", "dev", "--into", "main"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "4"
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.customers", "main"),
+        "1"
+    );
+}
+
+#[test]
+fn appends_on_both_sides_merge_and_other_changes_conflict() {
+    let lake = Lake::with_orders();
+    lake.ok(&["branch", "create", "dev"]);
+    lake.append_orders("dev");
+    lake.append_orders("main");
+    let report = lake.json(&["merge", "dev", "--into", "main"]);
+    assert_eq!(report["changes"][0]["appends_merged"], true);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "6"
+    );
+
+    // A replace on one side and an append on the other is a real conflict: nothing written.
+    lake.ok(&["branch", "create", "fix"]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "fix",
+        "--mode",
+        "replace",
+    ]);
+    lake.append_orders("main");
+    let before = lake.commits("main");
+    let err = lake.fails(&["merge", "fix", "--into", "main"]);
+    assert!(err.contains("changed on both sides: sales.orders"), "{err}");
+    assert_eq!(lake.commits("main"), before);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "8"
+    );
+}
+
+#[test]
+fn tags_and_commit_refs_time_travel_and_revert_restores() {
+    let lake = Lake::with_orders();
+    lake.ok(&["tag", "create", "v1"]);
+    let first = lake.json(&["log"])[0]["id"].as_str().unwrap().to_string();
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--mode",
+        "replace",
+    ]);
+    lake.ok(&["import", "orders.csv", "--table", "sales.orders"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "4"
+    );
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.orders", "v1"), "2");
+    assert_eq!(
+        lake.scalar(
+            "SELECT count(*) FROM sales.orders",
+            &format!("main@{}", &first[..8])
+        ),
+        "2"
+    );
+    lake.ok(&["table", "revert", "sales.orders", "--to", "v1"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+        "2"
+    );
+    let err = lake.fails(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.orders",
+        "--branch",
+        "v1",
+    ]);
+    assert!(err.contains("not a branch head"), "{err}");
+}
+
+#[test]
+fn a_long_lived_branch_merges_its_appends_again_and_again() {
+    let lake = Lake::with_orders();
+    lake.ok(&["branch", "create", "dev"]);
+    for round in 1..=3 {
+        lake.append_orders("dev");
+        lake.append_orders("main");
+        let report = lake.json(&["merge", "dev", "--into", "main"]);
+        assert_eq!(
+            report["changes"][0]["appends_merged"], true,
+            "round {round}"
+        );
+        // main: its start, its own appends and every dev append exactly once
+        assert_eq!(
+            lake.scalar("SELECT count(*) FROM sales.orders", "main"),
+            (2 + 4 * round).to_string()
+        );
+    }
+}

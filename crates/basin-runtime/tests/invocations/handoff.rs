@@ -1,0 +1,84 @@
+//! Tables handed over through the pool of allocated shared memory. Part of the `runtime`
+//! test binary (tests/runtime.rs).
+
+use super::*;
+
+/// Tables handed over through the pool of allocated shared memory: the second invocation
+/// writes into files the first left, its output file holds only zeros before it writes
+/// (never another invocation's bytes), and every table still arrives whole. Small tables
+/// are copied, and their files go back to the pool after Basin has gone on.
+#[tokio::test]
+async fn handed_over_tables_reuse_allocated_memory_and_leak_nothing() {
+    handed_over_tables(RuntimeOptions::default()).await;
+}
+
+/// The same with every table mapped: Basin waits until the function's processes have
+/// ended before it reads their output.
+#[tokio::test]
+async fn mapped_tables_reuse_allocated_memory_and_leak_nothing() {
+    handed_over_tables(RuntimeOptions {
+        copy_outputs_below: 0,
+        ..RuntimeOptions::default()
+    })
+    .await;
+}
+
+async fn handed_over_tables(options: RuntimeOptions) {
+    let rt = runtime(options);
+    let counters = rt.options().counters.clone();
+    let pooled = || {
+        counters
+            .handoff_pool_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let echo = "def echo(orders):\n    return orders\n";
+    let (first, _) = invoke(&rt, echo, "echo", Some(orders()), Limits::default()).await;
+    let Ok(Output::Table { batches, .. }) = &first.result else {
+        panic!("{:?}", first.result.as_ref().err());
+    };
+    assert_eq!(batches[0], orders());
+    drop(first);
+    // Its input and output files go back to the pool, fresh files are made in the
+    // background (sized by the output), and the next invocation's output file is one of
+    // them: read before the function writes it, it holds only zeros.
+    let peek = r#"
+def peek(orders):
+    try:
+        with open("../output.arrow", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = b""
+    return {"size": len(data), "zeros": data.count(0) == len(data)}
+"#;
+    let mut second = None;
+    for _ in 0..100 {
+        let (finished, _) = invoke(&rt, peek, "peek", Some(orders()), Limits::default()).await;
+        if json(&finished)["size"].as_u64().unwrap() > 0 {
+            second = Some(finished);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = second.expect("no pooled output file after 100 invocations");
+    assert!(pooled() >= 4096, "the pool holds {} bytes", pooled());
+    let seen = json(&second);
+    assert_eq!(seen["zeros"], true, "a pooled output file held old bytes");
+    assert_eq!(
+        second.record.bytes_out, 0,
+        "an unused output file is not output"
+    );
+    drop(second);
+
+    let small = orders().slice(1, 2);
+    let (third, _) = invoke(&rt, echo, "echo", Some(small.clone()), Limits::default()).await;
+    let Ok(Output::Table { batches, .. }) = &third.result else {
+        panic!("{:?}", third.result.as_ref().err());
+    };
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].num_rows(), 2);
+    assert_eq!(batches[0].column(0).as_ref(), small.column(0).as_ref());
+    let hits = counters
+        .handoff_pool_hits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(hits >= 2, "{hits} tables went through the pool");
+}
