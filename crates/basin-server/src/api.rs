@@ -9,36 +9,9 @@ use basin_catalog::RefKind;
 use basin_core::{Error, ErrorKind};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::auth::Caller;
-
-/// The route a path belongs to, for metrics (bounded labels, never raw paths).
-pub(crate) fn route_label(path: &str) -> String {
-    if path.starts_with("/v1/") {
-        return crate::iceberg_rest::route_label(path);
-    }
-    if crate::console::is_asset(path) {
-        return "/console".to_string();
-    }
-    let matches = |template: &str| {
-        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
-        t.len() == p.len()
-            && t.iter()
-                .zip(&p)
-                .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
-    };
-    static PATHS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-        crate::openapi::endpoints()
-            .into_iter()
-            .map(|e| e.path)
-            .collect()
-    });
-    PATHS
-        .iter()
-        .find(|p| matches(p))
-        .map_or("other", |p| p)
-        .to_string()
-}
+use crate::errors::for_caller;
+use crate::state::AppState;
 
 /// The most items a list (`?limit=`: log, runs, maintenance runs, events) answers at once:
 /// a caller's `limit` is cut to it, so one request cannot ask for every row (events carry
@@ -60,56 +33,37 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The HTTP status of a Basin error of `kind`.
+pub(crate) fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let status = match e.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(error_body(&e))).into_response()
+        (status(self.0.kind()), Json(error_body(&self.0))).into_response()
     }
 }
 
 /// `{"error": {"message", "hint", "kind"}}`, as [`for_caller`] shows it.
 pub(crate) fn error_body(e: &Error) -> serde_json::Value {
     let (message, hint) = for_caller(e);
+    error_json(&message, hint.as_deref(), e.kind())
+}
+
+/// `{"error": {"message", "hint", "kind"}}`.
+pub(crate) fn error_json(message: &str, hint: Option<&str>, kind: ErrorKind) -> serde_json::Value {
     serde_json::json!({"error": {
         "message": message,
         "hint": hint,
-        "kind": format!("{:?}", e.kind()),
+        "kind": format!("{kind:?}"),
     }})
-}
-
-/// What a caller may read of `e`. A failure on the server's side (the catalog store, files,
-/// a bug) names paths and internals, so the caller reads only its kind and where the details
-/// are, and the log gets the whole error (under the request's id on HTTP). Everything else
-/// (a bad name, a conflict, a limit, a function's own error) is the caller's to read.
-pub(crate) fn for_caller(e: &Error) -> (String, Option<String>) {
-    if e.shown
-        || !matches!(
-            e.kind(),
-            ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal
-        )
-    {
-        return (e.message.clone(), e.hint.clone());
-    }
-    tracing::error!(kind = ?e.kind(), "{e}");
-    (
-        format!(
-            "the server failed on this request ({:?}); its log has the details",
-            e.kind()
-        ),
-        Some(
-            "not the request's fault: retry later; the server's operator finds the details in \
-             its log (on HTTP, under the answer's `x-request-id`)"
-                .to_string(),
-        ),
-    )
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -577,6 +531,24 @@ pub(crate) async fn revoke_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_answers_its_status() {
+        let table = [
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::AlreadyExists, 409),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::InvalidInput, 400),
+            (ErrorKind::Timeout, 504),
+            (ErrorKind::Limit, 422),
+            (ErrorKind::Store, 500),
+            (ErrorKind::Io, 500),
+            (ErrorKind::Internal, 500),
+        ];
+        for (kind, code) in table {
+            assert_eq!(status(kind).as_u16(), code, "{kind:?}");
+        }
+    }
 
     #[test]
     fn a_list_answers_the_default_or_what_is_asked_up_to_the_cap() {

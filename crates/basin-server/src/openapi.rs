@@ -12,7 +12,7 @@ use axum::routing::{MethodRouter, get, post};
 use basin_service::Role;
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::{api, triggers};
 
 pub(crate) struct Endpoint {
@@ -496,7 +496,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
 
 /// The router of [`endpoints`], each route guarded by its role.
 pub(crate) fn routes() -> Router<AppState> {
-    crate::route_table(
+    crate::routing::route_table(
         endpoints()
             .into_iter()
             .map(|e| (e.path, crate::auth::guard(e.role, (e.handler)()))),
@@ -505,7 +505,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Only `/healthz` and `/metrics`: what a `basin worker` serves.
 pub(crate) fn health_routes() -> Router<AppState> {
-    crate::route_table(
+    crate::routing::route_table(
         endpoints()
             .into_iter()
             .filter(|e| matches!(e.path, "/healthz" | "/metrics"))

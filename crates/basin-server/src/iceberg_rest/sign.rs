@@ -25,9 +25,10 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use super::{Body, RestError, RestResult};
-use crate::AppState;
+use super::errors::{RestError, RestResult};
+use super::request::Body;
 use crate::auth::Caller;
+use crate::state::AppState;
 
 /// The route, relative to the catalog's base: the default of both Java's and PyIceberg's
 /// `s3.signer.endpoint`, so clients need no setting for it.

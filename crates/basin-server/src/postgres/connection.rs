@@ -42,7 +42,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::{Handlers, TOKEN_ID, pgwire};
+use datafusion_postgres::pgwire;
+
+use super::backend::Handlers;
+use super::errors::{basin_error, cancelled_by_user};
+use super::settings::TOKEN_ID;
 use crate::metrics::Metrics;
 
 /// The largest message before login: a startup packet (pgwire refuses those over 10,000
@@ -222,7 +226,7 @@ pub(super) async fn serve(
                 // wait for a ReadyForQuery that never comes).
                 Err(e) => {
                     tracing::warn!("postgres: cannot look the connection's token up: {e}");
-                    let e = super::basin_error(e);
+                    let e = basin_error(e);
                     let sync = matches!(message, PgWireFrontendMessage::Sync(_));
                     process_error(&mut socket, e, extended_query && !sync).await?;
                     continue;
@@ -397,15 +401,6 @@ impl Prepared {
             self.bytes -= size;
         }
     }
-}
-
-/// What a statement stopped by a cancel request fails with, as Postgres words it.
-fn cancelled_by_user() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "57014".into(),
-        "canceling statement due to user request".into(),
-    )))
 }
 
 /// Sends a FATAL error and ends the connection (see [`linger`]).
