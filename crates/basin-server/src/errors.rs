@@ -19,7 +19,13 @@ pub(crate) fn for_caller(e: &Error) -> (String, Option<String>) {
     {
         return (e.message.clone(), e.hint.clone());
     }
-    tracing::error!(kind = ?e.kind(), "{e}");
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(next) = source {
+        cause.push_str(&format!(": {next}"));
+        source = next.source();
+    }
+    tracing::error!(kind = ?e.kind(), "{e}{cause}");
     (
         format!(
             "the server failed on this request ({:?}); its log has the details",

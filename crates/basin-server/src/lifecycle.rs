@@ -38,7 +38,8 @@ pub(crate) async fn check_open(
 
 pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address).await.map_err(|e| {
-        Error::io(format!("cannot listen on {address}: {e}"))
+        Error::io(format!("cannot listen on {address}"))
+            .with_source(e)
             .with_hint("pick another port with --listen")
     })
 }

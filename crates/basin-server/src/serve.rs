@@ -52,7 +52,10 @@ pub async fn serve(
         Some(address) => Some(postgres::bind(address).await?),
         None => None,
     };
-    let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::io(format!("{e}")));
+    let local = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_err(|e| Error::io("cannot read the address a listener is bound to").with_source(e))
+    };
     let scheduler = sql_cluster::start_scheduler(&lakehouse).await?;
     ready(Bound {
         http: local(&listener)?,

@@ -103,9 +103,8 @@ pub(crate) async fn serve(
 /// Binds the Postgres listener (before anything is served, so a taken port fails at once).
 pub(crate) async fn bind(listen: SocketAddr) -> basin_core::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        Error::io(format!(
-            "cannot listen for Postgres clients on {listen}: {e}"
-        ))
-        .with_hint("pick another port with --pg-listen")
+        Error::io(format!("cannot listen for Postgres clients on {listen}"))
+            .with_source(e)
+            .with_hint("pick another port with --pg-listen")
     })
 }
