@@ -28,6 +28,7 @@ mod connection;
 mod errors;
 mod functions;
 mod login;
+mod prepared;
 mod queries;
 mod settings;
 

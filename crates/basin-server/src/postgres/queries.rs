@@ -33,7 +33,7 @@ use super::settings::{
 /// A statement as parsed for the extended protocol: the SQL and, unless empty, the parsed
 /// statement with its plan at parse time (for Describe). The shape datafusion-postgres'
 /// hooks expect.
-type Parsed = (String, Option<(Statement, LogicalPlan)>);
+pub(super) type Parsed = (String, Option<(Statement, LogicalPlan)>);
 
 #[async_trait]
 impl SimpleQueryHandler for Handlers {
