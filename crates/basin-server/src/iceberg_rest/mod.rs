@@ -134,10 +134,15 @@ async fn config(
             RestError::new(
                 StatusCode::BAD_REQUEST,
                 "NoSuchWarehouseException",
-                format!(
-                    "warehouse `{warehouse}` is not a branch, tag or commit of this lakehouse: {} \
-                     (hint: create the branch with `basin branch create {warehouse}`)",
-                    e.message
+                basin_core::inline(
+                    &format!(
+                        "warehouse `{warehouse}` is not a branch, tag or commit of this \
+                         lakehouse: {}",
+                        e.message
+                    ),
+                    Some(&format!(
+                        "create the branch with `basin branch create {warehouse}`"
+                    )),
                 ),
             )
         })?;

@@ -26,10 +26,9 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
                 Err(RestError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "BadRequestException",
-                    format!(
-                        "{} (hint: {})",
-                        crate::http::too_large_body(limit),
-                        crate::http::BODY_HINT
+                    basin_core::inline(
+                        &crate::http::too_large_body(limit),
+                        Some(crate::http::BODY_HINT),
                     ),
                 ))
             }
