@@ -5,12 +5,8 @@
 //! answer with an `error` member, and breaks off an Arrow stream (so no client mistakes a
 //! partial answer for a whole one). JSON numbers are exact ([`basin_sql::json`]): decimals
 //! as strings with their scale, 64-bit integers past 2^53 as strings.
-//!
-//! [`Meter`] meters a query when its answer ends, for both this door and Postgres.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use axum::Json;
@@ -19,16 +15,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use basin_core::Error;
-use basin_service::Lakehouse;
 use basin_sql::RecordBatchStream;
 use basin_sql::export::{Drain, FileFormat, FileWriter};
-use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::api::{ARROW_STREAM, ApiError, error_body};
-use crate::metrics::Metrics;
+use crate::meter::Meter;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub(crate) struct QueryRequest {
@@ -200,7 +194,7 @@ fn json_body(
                     Ok((chunk, false)) if chunk.is_empty() => continue,
                     Ok((chunk, false)) => (chunk, Some(state)),
                     Ok((mut chunk, true)) => {
-                        state.meter.metrics.limit_hit("json_max_rows_or_bytes");
+                        state.meter.metrics().limit_hit("json_max_rows_or_bytes");
                         chunk.push_str(&tail(&state, true, None));
                         (chunk, None)
                     }
@@ -256,7 +250,7 @@ fn tail(state: &JsonState, truncated: bool, error: Option<&Error>) -> String {
         "],\"row_count\":{},\"truncated\":{},\"seconds\":{}",
         state.rows,
         truncated,
-        state.meter.started.elapsed().as_secs_f64()
+        state.meter.elapsed().as_secs_f64()
     );
     if truncated {
         let notice = format!(
@@ -278,78 +272,4 @@ fn tail(state: &JsonState, truncated: bool, error: Option<&Error>) -> String {
         tail.push('}');
     }
     tail
-}
-
-/// Meters one query when its answer ends (sent in full, failed, or abandoned by the
-/// client): `basin usage` and the server's metrics.
-pub(crate) struct Meter {
-    via: &'static str,
-    started: Instant,
-    started_at_ms: i64,
-    rows: AtomicU64,
-    error: Mutex<Option<String>>,
-    plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
-    metrics: Arc<Metrics>,
-    lakehouse: Lakehouse,
-}
-
-impl Meter {
-    pub(crate) fn new(via: &'static str, lakehouse: Lakehouse, metrics: Arc<Metrics>) -> Self {
-        Self {
-            via,
-            started: Instant::now(),
-            started_at_ms: chrono::Utc::now().timestamp_millis(),
-            rows: AtomicU64::new(0),
-            error: Mutex::new(None),
-            plan: Mutex::new(None),
-            metrics,
-            lakehouse,
-        }
-    }
-
-    pub(crate) fn plan(&self, plan: Arc<dyn ExecutionPlan>) {
-        *self.plan.lock().expect("meter") = Some(plan);
-    }
-
-    pub(crate) fn rows(&self, n: usize) {
-        self.rows.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn failed(&self, e: &Error) {
-        self.error
-            .lock()
-            .expect("meter")
-            .get_or_insert_with(|| e.message.clone());
-    }
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        let rows = self.rows.load(Ordering::Relaxed);
-        let error = self.error.lock().expect("meter").take();
-        let seconds = self.started.elapsed().as_secs_f64();
-        let bytes_scanned = self
-            .plan
-            .lock()
-            .expect("meter")
-            .as_ref()
-            .map_or(0, basin_sql::bytes_scanned);
-        let ok = error.is_none();
-        self.metrics.query(rows, seconds, ok);
-        tracing::info!(via = self.via, rows, seconds, ok, bytes_scanned, "query");
-        let usage = basin_service::QueryUsage {
-            via: self.via,
-            started_at_ms: self.started_at_ms,
-            seconds,
-            rows,
-            bytes_scanned,
-            error,
-        };
-        let lakehouse = self.lakehouse.clone();
-        tokio::spawn(async move {
-            if let Err(e) = lakehouse.record_query(usage).await {
-                tracing::warn!("the query ran but could not be metered: {e}");
-            }
-        });
-    }
 }

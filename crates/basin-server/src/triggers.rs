@@ -15,9 +15,9 @@ use basin_service::triggers::http::{Call, sync_limit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::Caller;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub(crate) struct CallQuery {

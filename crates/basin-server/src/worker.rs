@@ -17,7 +17,7 @@ use basin_core::Result;
 use basin_service::Lakehouse;
 use basin_service::dispatch::Dispatcher;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// How long a stopping worker lets its running batches finish.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -53,14 +53,15 @@ pub async fn work(
     };
     let listener = match options.listen {
         Some(address) => {
-            crate::check_open(&lakehouse, [address], options.no_auth, tls.is_some()).await?;
-            Some(crate::bind(address).await?)
+            crate::lifecycle::check_open(&lakehouse, [address], options.no_auth, tls.is_some())
+                .await?;
+            Some(crate::lifecycle::bind(address).await?)
         }
         None => None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        crate::shutdown_signal().await;
+        crate::lifecycle::shutdown_signal().await;
         let _ = stop.send(true);
     });
     let dispatcher = Dispatcher::for_worker(lakehouse.clone());
@@ -75,8 +76,8 @@ pub async fn work(
         );
         let limits = state.limits.clone();
         let metrics = state.metrics.clone();
-        let app = crate::layered(crate::openapi::health_routes(), state);
-        let until = crate::until_stopped(&stopped);
+        let app = crate::router::layered(crate::openapi::health_routes(), state);
+        let until = crate::lifecycle::until_stopped(&stopped);
         tokio::spawn(async move {
             crate::http::serve(listener, app, &limits, tls, metrics, until).await;
         });

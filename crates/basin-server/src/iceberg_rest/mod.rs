@@ -7,26 +7,21 @@
 //! commits becomes one catalog commit on that branch (see `basin_table::TableUpdates`).
 //! Tags and `REF@COMMIT` work as read-only prefixes.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
-use axum::http::Method;
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, delete, get, head, post};
 use axum::{Json, Router};
-use basin_catalog::{Content, Key};
-use basin_core::{Error, ErrorKind};
-use basin_service::{Lakehouse, Role};
-use basin_table::TableUpdates;
-use basin_table::iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
-use basin_table::iceberg::table::Table;
-use basin_table::iceberg::{TableRequirement, TableUpdate};
-use serde::{Deserialize, Serialize};
+use basin_core::ErrorKind;
+use basin_service::Role;
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::AppState;
+use crate::state::AppState;
+use errors::{RestError, RestResult};
 
+pub(crate) mod errors;
 mod namespaces;
+mod request;
 mod sign;
 mod tables;
 
@@ -110,151 +105,11 @@ const TABLE: &str = "/v1/{prefix}/namespaces/{namespace}/tables/{table}";
 
 /// The router of [`endpoints`], each route guarded by its role.
 pub(crate) fn routes() -> Router<AppState> {
-    crate::route_table(
+    crate::routing::route_table(
         endpoints()
             .into_iter()
             .map(|e| (e.path, crate::auth::guard(Some(e.role), (e.handler)()))),
     )
-}
-
-/// The spec's error body: `{"error": {"message", "type", "code"}}`.
-pub(crate) struct RestError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
-
-impl RestError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// A Basin error, with `missing` as the type of a not-found (what the route looks up).
-    fn from_basin(missing: &'static str) -> impl FnOnce(Error) -> Self {
-        move |e| {
-            let (status, kind) = match e.kind() {
-                ErrorKind::NotFound => (StatusCode::NOT_FOUND, missing),
-                ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "AlreadyExistsException"),
-                ErrorKind::Conflict => (StatusCode::CONFLICT, "CommitFailedException"),
-                ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "BadRequestException"),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailureException"),
-            };
-            let message = match crate::api::for_caller(&e) {
-                (message, Some(hint)) => format!("{message} (hint: {hint})"),
-                (message, None) => message,
-            };
-            Self::new(status, kind, message)
-        }
-    }
-}
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "code": self.status.as_u16(),
-        }});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-type RestResult<T = Response> = std::result::Result<T, RestError>;
-
-/// A JSON request body whose rejection (malformed JSON, a missing field) is a spec error.
-struct Body<T>(T);
-
-impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
-    type Rejection = RestError;
-
-    async fn from_request(request: Request, state: &AppState) -> RestResult<Self> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                state.metrics.limit_hit("max_body_size");
-                let limit = state.limits.max_body_size;
-                Err(RestError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "BadRequestException",
-                    format!(
-                        "{} (hint: {})",
-                        crate::http::too_large_body(limit),
-                        crate::http::BODY_HINT
-                    ),
-                ))
-            }
-            Err(rejection) => Err(RestError::new(
-                StatusCode::BAD_REQUEST,
-                "BadRequestException",
-                rejection.body_text(),
-            )),
-        }
-    }
-}
-
-/// Path parameters whose rejection (a segment that is not UTF-8 once decoded) is a spec
-/// error, like [`Body`]'s.
-struct RestPath<T>(T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for RestPath<T> {
-    type Rejection = RestError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> RestResult<Self> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(RestPath(value)),
-            Err(rejection) => Err(RestError::new(
-                StatusCode::BAD_REQUEST,
-                "BadRequestException",
-                rejection.body_text(),
-            )),
-        }
-    }
-}
-
-const NO_NAMESPACE: &str = "NoSuchNamespaceException";
-const NO_TABLE: &str = "NoSuchTableException";
-
-/// A namespace in a path: its levels joined by the unit separator (0x1F), as `a.b` for Basin.
-fn namespace_key(path: &str) -> RestResult<Key> {
-    Key::parse(&path.split('\u{1f}').collect::<Vec<_>>().join("."))
-        .map_err(RestError::from_basin(NO_NAMESPACE))
-}
-
-fn table_key(namespace: &str, table: &str) -> RestResult<Key> {
-    let ns = namespace_key(namespace)?;
-    Key::table(&format!("{ns}.{table}")).map_err(RestError::from_basin(NO_TABLE))
-}
-
-fn levels(key: &Key) -> Vec<&str> {
-    key.parts().collect()
-}
-
-#[derive(Deserialize, Serialize)]
-struct TableIdent {
-    namespace: Vec<String>,
-    name: String,
-}
-
-impl TableIdent {
-    fn of(key: &Key) -> Self {
-        Self {
-            namespace: key
-                .namespace()
-                .map(|n| n.parts().map(str::to_string).collect())
-                .unwrap_or_default(),
-            name: key.name().to_string(),
-        }
-    }
-
-    fn key(&self) -> RestResult<Key> {
-        let mut parts = self.namespace.clone();
-        parts.push(self.name.clone());
-        Key::table(&parts.join(".")).map_err(RestError::from_basin(NO_TABLE))
-    }
 }
 
 #[derive(Deserialize)]
@@ -279,10 +134,15 @@ async fn config(
             RestError::new(
                 StatusCode::BAD_REQUEST,
                 "NoSuchWarehouseException",
-                format!(
-                    "warehouse `{warehouse}` is not a branch, tag or commit of this lakehouse: {} \
-                     (hint: create the branch with `basin branch create {warehouse}`)",
-                    e.message
+                basin_core::inline(
+                    &format!(
+                        "warehouse `{warehouse}` is not a branch, tag or commit of this \
+                         lakehouse: {}",
+                        e.message
+                    ),
+                    Some(&format!(
+                        "create the branch with `basin branch create {warehouse}`"
+                    )),
                 ),
             )
         })?;

@@ -8,8 +8,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::*;
-use crate::AppState;
+use basin_catalog::Key;
+
+use super::errors::{NO_NAMESPACE, RestError, RestResult};
+use super::request::{Body, RestPath, levels, namespace_key};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub(super) struct ListQuery {

@@ -10,8 +10,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::*;
-use crate::AppState;
+use basin_catalog::{Content, Key};
+use basin_service::Lakehouse;
+use basin_table::TableUpdates;
+use basin_table::iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
+use basin_table::iceberg::table::Table;
+use basin_table::iceberg::{TableRequirement, TableUpdate};
+
+use super::errors::{NO_NAMESPACE, NO_TABLE, RestError, RestResult};
+use super::request::{Body, RestPath, TableIdent, namespace_key, table_key};
+use super::sign;
+use crate::state::AppState;
 
 pub(super) async fn list_tables(
     State(state): State<AppState>,

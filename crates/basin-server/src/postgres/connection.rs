@@ -22,7 +22,6 @@
 //!   portals, and `pg_max_prepared_size` bytes of their text and parameters (pgwire keeps
 //!   them until they are closed, without a bound).
 
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,7 +41,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::{Handlers, TOKEN_ID, pgwire};
+use datafusion_postgres::pgwire;
+
+use super::backend::Handlers;
+use super::errors::{basin_error, cancelled_by_user};
+use super::prepared::Prepared;
+use super::queries::Parsed;
+use super::settings::TOKEN_ID;
 use crate::metrics::Metrics;
 
 /// The largest message before login: a startup packet (pgwire refuses those over 10,000
@@ -63,6 +68,9 @@ pub(super) struct Limits {
     pub(super) max_prepared_size: usize,
 }
 
+/// A connection's framed stream once TLS is settled: pgwire's codec over [`Capped`] reads.
+type Socket = Framed<Capped, PgWireMessageServerCodec<Parsed>>;
+
 /// Serves one client until it leaves, a FATAL error, or a limit.
 pub(super) async fn serve(
     socket: TcpStream,
@@ -75,45 +83,208 @@ pub(super) async fn serve(
     let tls_only = tls.is_some() && !socket.peer_addr()?.ip().to_canonical().is_loopback();
     let login = tokio::time::sleep(limits.login_timeout);
     tokio::pin!(login);
-    // Answers SSLRequest with the handshake when the server has TLS (refuses it otherwise),
-    // and keeps what it read.
+    let Some((socket, secure)) = start(socket, tls, login.as_mut(), &metrics, admitted).await?
+    else {
+        return Ok(());
+    };
+    let mut connection = Connection {
+        socket,
+        handlers,
+        limits,
+        metrics,
+        // Over plain TCP from another machine, only a cancel request (which carries no
+        // token: libpq sends it unencrypted) is taken.
+        refuse_plain: tls_only && !secure,
+        cancels: None,
+        token_checked: Instant::now(),
+        prepared: Prepared::default(),
+    };
+    connection.run(login).await
+}
+
+/// Answers SSLRequest with the handshake when the server has TLS (refuses it otherwise),
+/// within the login time, and frames what follows with capped reads; `None` when the
+/// connection ends here. Whether the stream is encrypted comes with it.
+async fn start(
+    socket: TcpStream,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    login: Pin<&mut tokio::time::Sleep>,
+    metrics: &Metrics,
+    admitted: crate::slots::Admitted,
+) -> io::Result<Option<(Socket, bool)>> {
     let negotiated = tokio::select! {
-        () = &mut login => {
+        () = login => {
             metrics.limit_hit("pg_login_timeout");
-            return Ok(());
+            return Ok(None);
         }
         negotiated = negotiate_tls(socket, tls) => negotiated?,
     };
     let Some(framed) = negotiated else {
-        return Ok(()); // TLS without an SSLRequest first: not a Postgres client of ours
+        return Ok(None); // TLS without an SSLRequest first: not a Postgres client of ours
     };
     let secure = framed.is_secure();
     let old = framed.into_parts();
     let mut parts = FramedParts::new(Capped::new(old.io), old.codec);
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
-    let mut socket = Framed::from_parts(parts);
+    let socket = Framed::from_parts(parts);
     // The login takes its slot from here (`Handlers::welcome`), and keeps it with the
     // connection.
     socket
         .session_extensions()
         .insert(Unseated(std::sync::Mutex::new(Some(admitted))));
-    // Over plain TCP from another machine, only a cancel request (which carries no token:
-    // libpq sends it unencrypted) is taken.
-    let mut refuse_plain = tls_only && !secure;
+    Ok(Some((socket, secure)))
+}
 
-    let startup = handlers.startup_handler();
-    let simple = handlers.simple_query_handler();
-    let extended = handlers.extended_query_handler();
-    let copy = handlers.copy_handler();
-    let cancel = handlers.cancel_handler();
-    // Once logged in: the handle a cancel request (psql's Ctrl-C) fires, and its
-    // registration, which ends with the connection.
-    let mut cancels: Option<(Arc<ConnectionHandle>, ConnectionGuard)> = None;
-    let mut token_checked = Instant::now();
-    // The named prepared statements (`S`) and portals (`P`) the client has open.
-    let mut prepared = Prepared::default();
-    loop {
+/// One connection as it goes on: its socket and what it holds.
+struct Connection {
+    socket: Socket,
+    handlers: Handlers,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    /// Nothing but a cancel request is taken (a login over plain TCP from another machine).
+    refuse_plain: bool,
+    /// Once logged in: the handle a cancel request (psql's Ctrl-C) fires, and its
+    /// registration, which ends with the connection.
+    cancels: Option<(Arc<ConnectionHandle>, ConnectionGuard)>,
+    token_checked: Instant,
+    /// The named prepared statements (`S`) and portals (`P`) the client has open.
+    prepared: Prepared,
+}
+
+/// Whether a connection's token is still live, as [`Connection::check_token`] finds it.
+enum TokenCheck {
+    Live,
+    /// Revoked: the connection was ended.
+    Ended,
+    /// Not known: this message failed, and the next one asks again.
+    Unknown,
+}
+
+impl Connection {
+    /// Reads and handles messages until the client leaves or the connection is ended.
+    async fn run(&mut self, mut login: Pin<&mut tokio::time::Sleep>) -> io::Result<()> {
+        // A clone: the handlers pgwire takes borrow what they come from.
+        let handlers = self.handlers.clone();
+        let startup = handlers.startup_handler();
+        let simple = handlers.simple_query_handler();
+        // The handlers themselves, not `extended_query_handler()`: its type names the
+        // statement type the socket's codec is declared with ([`Parsed`]).
+        let extended = Arc::new(handlers.clone());
+        let copy = handlers.copy_handler();
+        let cancel = handlers.cancel_handler();
+        loop {
+            let Some(message) = self.next_message(login.as_mut()).await? else {
+                return Ok(());
+            };
+            if self.refuse_plain && !matches!(message, PgWireFrontendMessage::CancelRequest(_)) {
+                let why = "this server takes Postgres logins over TLS only (from other machines)";
+                let hint = "connect with sslmode=require (psql \"host=... sslmode=require\")";
+                return fatal(&mut self.socket, "28000", why.into(), Some(hint.into())).await;
+            }
+            self.refuse_plain = false;
+            match message {
+                PgWireFrontendMessage::Terminate(_) => return Ok(()),
+                // A cancel request comes on a connection of its own, which then ends.
+                PgWireFrontendMessage::CancelRequest(request) => {
+                    let cancels = &self.handlers.0.cancels;
+                    cancels.cancel(request.pid, &request.secret_key).await;
+                    return Ok(());
+                }
+                _ => {}
+            }
+            let extended_query = match self.socket.state() {
+                PgWireConnectionState::CopyInProgress(extended) => extended,
+                _ => message.is_extended_query(),
+            };
+            match self.check_token(&message, extended_query).await? {
+                TokenCheck::Live => {}
+                TokenCheck::Ended => return Ok(()),
+                TokenCheck::Unknown => continue,
+            }
+            let awaiting_sync = matches!(self.socket.state(), PgWireConnectionState::AwaitingSync);
+            let opens = if awaiting_sync {
+                None
+            } else {
+                self.prepared.opens(&message)
+            };
+            if let Some((name, size)) = &opens
+                && let Some((limit, text)) = self.over_prepared_limits(name, *size)
+            {
+                self.metrics.limit_hit(limit);
+                let mut info = ErrorInfo::new("ERROR".into(), "53400".into(), text);
+                info.hint = Some(
+                    "close the ones no longer needed (the protocol's Close message), or use \
+                     unnamed ones"
+                        .into(),
+                );
+                let error = PgWireError::UserError(Box::new(info));
+                process_error(&mut self.socket, error, true).await?;
+                continue;
+            }
+            let closes = if awaiting_sync {
+                None
+            } else {
+                Prepared::closes(&message)
+            };
+            let cancelled = match &self.cancels {
+                Some((handle, _)) => Some(handle.start_query().await),
+                None => None,
+            };
+            let work = process_message(
+                message,
+                &mut self.socket,
+                startup.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            );
+            let handled = match cancelled {
+                None => work.await,
+                // Dropping the work drops the query's stream: it stops, and its memory is
+                // freed.
+                Some(cancelled) => tokio::select! {
+                    handled = work => handled,
+                    Ok(()) = cancelled => Err(cancelled_by_user()),
+                },
+            };
+            if self.cancels.is_none()
+                && matches!(self.socket.state(), PgWireConnectionState::ReadyForQuery)
+            {
+                let (pid, secret) = self.socket.pid_and_secret_key();
+                self.cancels = Some(self.handlers.0.cancels.register(pid, secret));
+            }
+            match handled {
+                Ok(()) => {
+                    if let Some((name, size)) = opens {
+                        self.prepared.insert(name, size);
+                    }
+                    if let Some(name) = closes {
+                        self.prepared.remove(&name);
+                    }
+                }
+                Err(e) => {
+                    let info = ErrorInfo::from(e);
+                    let ending = info.is_fatal();
+                    let error = PgWireError::UserError(Box::new(info));
+                    process_error(&mut self.socket, error, extended_query).await?;
+                    if ending {
+                        return linger(self.socket.get_mut()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client's next message, read within the login time (while logging in) or the idle
+    /// time, and within the size a message may have then; `None` when the connection ends
+    /// (the client left, or a limit ended it with a FATAL error).
+    async fn next_message(
+        &mut self,
+        login: Pin<&mut tokio::time::Sleep>,
+    ) -> io::Result<Option<PgWireFrontendMessage>> {
+        let (limits, metrics, socket) = (&self.limits, &self.metrics, &mut self.socket);
         let logging_in = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
@@ -126,13 +297,14 @@ pub(super) async fn serve(
         };
         let next = if logging_in {
             tokio::select! {
-                () = &mut login => {
+                () = login => {
                     metrics.limit_hit("pg_login_timeout");
                     let why = format!(
                         "the login took longer than {}s (`[server] handshake_timeout`)",
                         limits.login_timeout.as_secs_f64()
                     );
-                    return fatal(&mut socket, "08P01", why, None).await;
+                    fatal(socket, "08P01", why, None).await?;
+                    return Ok(None);
                 }
                 next = socket.next() => next,
             }
@@ -148,14 +320,15 @@ pub(super) async fn serve(
                              for {}s (`[server] pg_idle_timeout`)",
                             idle.as_secs_f64()
                         );
-                        return fatal(&mut socket, "57P05", why, None).await;
+                        fatal(socket, "57P05", why, None).await?;
+                        return Ok(None);
                     }
                 },
             }
         };
         socket.get_mut().read = 0; // the next message starts its count
-        let message = match next {
-            Some(Ok(message)) => message,
+        match next {
+            Some(Ok(message)) => Ok(Some(message)),
             Some(Err(_)) if socket.get_ref().refused => {
                 metrics.limit_hit("pg_max_message_size");
                 let limit = socket.get_ref().limit;
@@ -171,156 +344,88 @@ pub(super) async fn serve(
                             .to_string(),
                     )
                 };
-                return fatal(&mut socket, "54000", why, Some(hint)).await;
+                fatal(socket, "54000", why, Some(hint)).await?;
+                Ok(None)
             }
             Some(Err(PgWireError::IoError(e))) => {
                 tracing::debug!("postgres: connection lost: {e}");
-                return Ok(());
+                Ok(None)
             }
             Some(Err(e)) => {
                 // pgwire's own checks (a malformed message, a password message over 10,000
                 // bytes): a protocol violation, which ends the connection.
                 tracing::debug!("postgres: cannot read a message: {e}");
-                return fatal(&mut socket, "08P01", e.to_string(), None).await;
+                fatal(socket, "08P01", e.to_string(), None).await?;
+                Ok(None)
             }
-            None => return Ok(()),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks the connection's token up again, at most every [`TOKEN_CHECK`]: a revoked one
+    /// ends the connection. When the lookup fails, `message` fails, and the next one asks
+    /// again; a Sync ends the failed exchange (else the client would wait for a
+    /// ReadyForQuery that never comes).
+    async fn check_token(
+        &mut self,
+        message: &PgWireFrontendMessage,
+        extended_query: bool,
+    ) -> io::Result<TokenCheck> {
+        let token = self.socket.metadata().get(TOKEN_ID).cloned();
+        let Some(id) = token.filter(|_| self.token_checked.elapsed() >= TOKEN_CHECK) else {
+            return Ok(TokenCheck::Live);
         };
-        if refuse_plain && !matches!(message, PgWireFrontendMessage::CancelRequest(_)) {
-            let why = "this server takes Postgres logins over TLS only (from other machines)";
-            let hint = "connect with sslmode=require (psql \"host=... sslmode=require\")";
-            return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
-        }
-        refuse_plain = false;
-        match message {
-            PgWireFrontendMessage::Terminate(_) => return Ok(()),
-            // A cancel request comes on a connection of its own, which then ends.
-            PgWireFrontendMessage::CancelRequest(request) => {
-                handlers
-                    .0
-                    .cancels
-                    .cancel(request.pid, &request.secret_key)
-                    .await;
-                return Ok(());
+        match self.handlers.0.lakehouse.list_tokens().await {
+            Ok(tokens) if tokens.iter().any(|t| t.id == id) => {
+                self.token_checked = Instant::now();
+                Ok(TokenCheck::Live)
             }
-            _ => {}
-        }
-        let extended_query = match socket.state() {
-            PgWireConnectionState::CopyInProgress(extended) => extended,
-            _ => message.is_extended_query(),
-        };
-        let token = socket.metadata().get(TOKEN_ID).cloned();
-        if let Some(id) = token.filter(|_| token_checked.elapsed() >= TOKEN_CHECK) {
-            match handlers.0.lakehouse.list_tokens().await {
-                Ok(tokens) if tokens.iter().any(|t| t.id == id) => token_checked = Instant::now(),
-                Ok(_) => {
-                    let hint = "log in again with a live token (`basin token create`)";
-                    let why = "the access token this connection logged in with was revoked";
-                    return fatal(&mut socket, "28000", why.into(), Some(hint.into())).await;
-                }
-                // Not known to be revoked, not known to be live: this message fails, and the
-                // next one asks again. A Sync ends the failed exchange (else the client would
-                // wait for a ReadyForQuery that never comes).
-                Err(e) => {
-                    tracing::warn!("postgres: cannot look the connection's token up: {e}");
-                    let e = super::basin_error(e);
-                    let sync = matches!(message, PgWireFrontendMessage::Sync(_));
-                    process_error(&mut socket, e, extended_query && !sync).await?;
-                    continue;
-                }
+            Ok(_) => {
+                let hint = "log in again with a live token (`basin token create`)";
+                let why = "the access token this connection logged in with was revoked";
+                fatal(&mut self.socket, "28000", why.into(), Some(hint.into())).await?;
+                Ok(TokenCheck::Ended)
+            }
+            Err(e) => {
+                tracing::warn!("postgres: cannot look the connection's token up: {e}");
+                let e = basin_error(e);
+                let sync = matches!(message, PgWireFrontendMessage::Sync(_));
+                process_error(&mut self.socket, e, extended_query && !sync).await?;
+                Ok(TokenCheck::Unknown)
             }
         }
-        let awaiting_sync = matches!(socket.state(), PgWireConnectionState::AwaitingSync);
-        let opens = if awaiting_sync {
-            None
+    }
+
+    /// The limit a prepared statement or portal `name` holding `size` bytes would go past
+    /// (`[server] pg_max_prepared`, `pg_max_prepared_size`), and what the client is told.
+    fn over_prepared_limits(
+        &self,
+        name: &(u8, String),
+        size: usize,
+    ) -> Option<(&'static str, String)> {
+        let (prepared, limits) = (&self.prepared, &self.limits);
+        if prepared.len() >= limits.max_prepared && !prepared.contains(name) {
+            Some((
+                "pg_max_prepared",
+                format!(
+                    "this connection already holds {} named prepared statements and \
+                     portals (`[server] pg_max_prepared`)",
+                    limits.max_prepared
+                ),
+            ))
+        } else if prepared.bytes_with(name, size) > limits.max_prepared_size {
+            Some((
+                "pg_max_prepared_size",
+                format!(
+                    "this connection's named prepared statements and portals would hold \
+                     {} bytes of text and parameters, over `[server] pg_max_prepared_size` \
+                     ({})",
+                    prepared.bytes_with(name, size),
+                    limits.max_prepared_size
+                ),
+            ))
         } else {
-            prepared.opens(&message)
-        };
-        let over = opens.as_ref().and_then(|(name, size)| {
-            if prepared.len() >= limits.max_prepared && !prepared.contains(name) {
-                Some((
-                    "pg_max_prepared",
-                    format!(
-                        "this connection already holds {} named prepared statements and \
-                         portals (`[server] pg_max_prepared`)",
-                        limits.max_prepared
-                    ),
-                ))
-            } else if prepared.bytes_with(name, *size) > limits.max_prepared_size {
-                Some((
-                    "pg_max_prepared_size",
-                    format!(
-                        "this connection's named prepared statements and portals would hold \
-                         {} bytes of text and parameters, over `[server] pg_max_prepared_size` \
-                         ({})",
-                        prepared.bytes_with(name, *size),
-                        limits.max_prepared_size
-                    ),
-                ))
-            } else {
-                None
-            }
-        });
-        if let Some((limit, message)) = over {
-            metrics.limit_hit(limit);
-            let mut info = ErrorInfo::new("ERROR".into(), "53400".into(), message);
-            info.hint = Some(
-                "close the ones no longer needed (the protocol's Close message), or use \
-                              unnamed ones"
-                    .into(),
-            );
-            process_error(&mut socket, PgWireError::UserError(Box::new(info)), true).await?;
-            continue;
-        }
-        let closes = if awaiting_sync {
             None
-        } else {
-            Prepared::closes(&message)
-        };
-        let cancelled = match &cancels {
-            Some((handle, _)) => Some(handle.start_query().await),
-            None => None,
-        };
-        let work = process_message(
-            message,
-            &mut socket,
-            startup.clone(),
-            simple.clone(),
-            extended.clone(),
-            copy.clone(),
-            cancel.clone(),
-        );
-        let handled = match cancelled {
-            None => work.await,
-            // Dropping the work drops the query's stream: it stops, and its memory is freed.
-            Some(cancelled) => tokio::select! {
-                handled = work => handled,
-                Ok(()) = cancelled => Err(cancelled_by_user()),
-            },
-        };
-        if cancels.is_none() && matches!(socket.state(), PgWireConnectionState::ReadyForQuery) {
-            let (pid, secret) = socket.pid_and_secret_key();
-            cancels = Some(handlers.0.cancels.register(pid, secret));
-        }
-        if handled.is_ok() {
-            if let Some((name, size)) = opens {
-                prepared.insert(name, size);
-            }
-            if let Some(name) = closes {
-                prepared.remove(&name);
-            }
-        }
-        if let Err(e) = handled {
-            let info = ErrorInfo::from(e);
-            let ending = info.is_fatal();
-            process_error(
-                &mut socket,
-                PgWireError::UserError(Box::new(info)),
-                extended_query,
-            )
-            .await?;
-            if ending {
-                return linger(socket.get_mut()).await;
-            }
         }
     }
 }
@@ -333,80 +438,6 @@ pub(super) struct Seated(
     #[allow(dead_code)] pub(super) std::sync::Mutex<crate::slots::Admitted>,
     #[allow(dead_code)] pub(super) crate::slots::Slot,
 );
-
-/// The named prepared statements (`S`) and portals (`P`) a connection has open, as its
-/// messages open and close them (pgwire's store cannot be counted).
-#[derive(Default)]
-struct Prepared {
-    open: HashMap<(u8, String), usize>,
-    /// The bytes of text and parameters the open ones hold.
-    bytes: usize,
-}
-
-impl Prepared {
-    /// The name a `Parse` or `Bind` message opens (unnamed ones replace each other), and the
-    /// bytes it holds: a statement's text and parameter types, a portal's parameters.
-    fn opens(&self, message: &PgWireFrontendMessage) -> Option<((u8, String), usize)> {
-        let named = |kind: u8, name: &Option<String>| {
-            name.as_ref()
-                .filter(|n| !n.is_empty())
-                .map(|n| (kind, n.clone()))
-        };
-        match message {
-            PgWireFrontendMessage::Parse(parse) => {
-                named(b'S', &parse.name).map(|n| (n, parse.query.len() + 4 * parse.type_oids.len()))
-            }
-            PgWireFrontendMessage::Bind(bind) => named(b'P', &bind.portal_name).map(|n| {
-                let values: usize = bind.parameters.iter().flatten().map(|v| v.len()).sum();
-                (n, values + 4 * bind.parameters.len())
-            }),
-            _ => None,
-        }
-    }
-
-    /// The name a `Close` message closes.
-    fn closes(message: &PgWireFrontendMessage) -> Option<(u8, String)> {
-        match message {
-            PgWireFrontendMessage::Close(close) => {
-                Some((close.target_type, close.name.clone().unwrap_or_default()))
-            }
-            _ => None,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    fn contains(&self, name: &(u8, String)) -> bool {
-        self.open.contains_key(name)
-    }
-
-    /// The bytes held once `name` holds `size` (replacing what it held).
-    fn bytes_with(&self, name: &(u8, String), size: usize) -> usize {
-        self.bytes - self.open.get(name).copied().unwrap_or(0) + size
-    }
-
-    fn insert(&mut self, name: (u8, String), size: usize) {
-        self.bytes = self.bytes_with(&name, size);
-        self.open.insert(name, size);
-    }
-
-    fn remove(&mut self, name: &(u8, String)) {
-        if let Some(size) = self.open.remove(name) {
-            self.bytes -= size;
-        }
-    }
-}
-
-/// What a statement stopped by a cancel request fails with, as Postgres words it.
-fn cancelled_by_user() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "57014".into(),
-        "canceling statement due to user request".into(),
-    )))
-}
 
 /// Sends a FATAL error and ends the connection (see [`linger`]).
 async fn fatal<S>(

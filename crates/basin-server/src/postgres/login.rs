@@ -18,7 +18,11 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{Handlers, REF, TOKEN_ID, WHO, error_info, pgwire};
+use datafusion_postgres::pgwire;
+
+use super::backend::Handlers;
+use super::errors::error_info;
+use super::settings::{REF, TOKEN_ID, WHO};
 
 impl Handlers {
     /// Authentication passed: take a connection slot (one of those kept past

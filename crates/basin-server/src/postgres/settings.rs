@@ -9,11 +9,23 @@ use basin_core::Error;
 use basin_sql::policy::variable_name;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use futures::stream;
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response};
 use pgwire::api::{ClientInfo, Type};
 use pgwire::error::PgWireResult;
 
-use super::{Backend, DEFAULT_SEARCH_PATH, REF, SEARCH_PATH, basin_error, pgwire};
+use datafusion_postgres::pgwire;
+
+/// The connection setting that picks the ref.
+pub(super) const REF: &str = "basin.ref";
+/// Connection metadata: who connected, as `current_user` answers (the token's name).
+pub(super) const WHO: &str = "basin.who";
+/// The id of the token the connection logged in with, looked up again as it goes on
+/// (`connection::TOKEN_CHECK`): revoking the token ends the connection.
+pub(super) const TOKEN_ID: &str = "basin.token_id";
+/// The connection's `search_path`: where unqualified table names are looked up.
+pub(super) const SEARCH_PATH: &str = "search_path";
+/// Postgres' default `search_path`.
+pub(super) const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
 /// The value of `SET <variable> = ...` (or `TO ...`), if this is that statement: the values
 /// joined with `, `, quotes taken off.
@@ -83,42 +95,6 @@ pub(super) fn show_value(name: &str, value: &str) -> PgWireResult<Response> {
         fields,
         stream::iter([Ok(row)]),
     )))
-}
-
-impl Backend {
-    /// Answers `SET basin.ref` (after checking the ref exists), `SET search_path` and their
-    /// `SHOW`s; `None` for any other statement.
-    pub(super) async fn connection_statement<C: ClientInfo + ?Sized>(
-        &self,
-        client: &mut C,
-        statement: &Statement,
-    ) -> Option<PgWireResult<Response>> {
-        if let Some(refused) = engine_setting(statement) {
-            return Some(Err(basin_error(refused)));
-        }
-        if let Some(spec) = set_value(statement, REF) {
-            if let Err(e) = self.lakehouse.resolve(Some(&spec)).await {
-                return Some(Err(basin_error(e)));
-            }
-            client.metadata_mut().insert(REF.to_string(), spec);
-            return Some(Ok(Response::Execution(Tag::new("SET"))));
-        }
-        if let Some(path) = set_value(statement, SEARCH_PATH) {
-            client.metadata_mut().insert(SEARCH_PATH.to_string(), path);
-            return Some(Ok(Response::Execution(Tag::new("SET"))));
-        }
-        if is_show(statement, REF) {
-            return Some(show_value(REF, &connection_ref(client)));
-        }
-        if is_show(statement, SEARCH_PATH) {
-            let path = client.metadata().get(SEARCH_PATH).cloned();
-            return Some(show_value(
-                SEARCH_PATH,
-                path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH),
-            ));
-        }
-        None
-    }
 }
 
 /// The time limit of a connection's next statement: its `statement_timeout` (kept by

@@ -2,43 +2,20 @@
 //! Which path and method reach which handler is in [`crate::openapi`].
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use basin_catalog::RefKind;
-use basin_core::{Error, ErrorKind};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::auth::Caller;
 
-/// The route a path belongs to, for metrics (bounded labels, never raw paths).
-pub(crate) fn route_label(path: &str) -> String {
-    if path.starts_with("/v1/") {
-        return crate::iceberg_rest::route_label(path);
-    }
-    if crate::console::is_asset(path) {
-        return "/console".to_string();
-    }
-    let matches = |template: &str| {
-        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
-        t.len() == p.len()
-            && t.iter()
-                .zip(&p)
-                .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
-    };
-    static PATHS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-        crate::openapi::endpoints()
-            .into_iter()
-            .map(|e| e.path)
-            .collect()
-    });
-    PATHS
-        .iter()
-        .find(|p| matches(p))
-        .map_or("other", |p| p)
-        .to_string()
-}
+mod errors;
+mod import;
+
+use crate::state::AppState;
+pub(crate) use errors::{ApiError, error_body, error_json};
+pub(crate) use import::import;
 
 /// The most items a list (`?limit=`: log, runs, maintenance runs, events) answers at once:
 /// a caller's `limit` is cut to it, so one request cannot ask for every row (events carry
@@ -48,68 +25,6 @@ pub(crate) const MAX_LIST_ITEMS: usize = 1000;
 /// `?limit=`, or `default`, at most [`MAX_LIST_ITEMS`].
 pub(crate) fn list_limit(asked: Option<usize>, default: usize) -> usize {
     asked.unwrap_or(default).min(MAX_LIST_ITEMS)
-}
-
-/// A Basin error as an HTTP response: the status from its kind, and
-/// `{"error": {"message", "hint", "kind"}}`.
-pub(crate) struct ApiError(Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let status = match e.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(error_body(&e))).into_response()
-    }
-}
-
-/// `{"error": {"message", "hint", "kind"}}`, as [`for_caller`] shows it.
-pub(crate) fn error_body(e: &Error) -> serde_json::Value {
-    let (message, hint) = for_caller(e);
-    serde_json::json!({"error": {
-        "message": message,
-        "hint": hint,
-        "kind": format!("{:?}", e.kind()),
-    }})
-}
-
-/// What a caller may read of `e`. A failure on the server's side (the catalog store, files,
-/// a bug) names paths and internals, so the caller reads only its kind and where the details
-/// are, and the log gets the whole error (under the request's id on HTTP). Everything else
-/// (a bad name, a conflict, a limit, a function's own error) is the caller's to read.
-pub(crate) fn for_caller(e: &Error) -> (String, Option<String>) {
-    if e.shown
-        || !matches!(
-            e.kind(),
-            ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal
-        )
-    {
-        return (e.message.clone(), e.hint.clone());
-    }
-    tracing::error!(kind = ?e.kind(), "{e}");
-    (
-        format!(
-            "the server failed on this request ({:?}); its log has the details",
-            e.kind()
-        ),
-        Some(
-            "not the request's fault: retry later; the server's operator finds the details in \
-             its log (on HTTP, under the answer's `x-request-id`)"
-                .to_string(),
-        ),
-    )
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -368,178 +283,6 @@ pub(crate) async fn drop_namespace(
     let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
     let commit = state.lakehouse.drop_namespace(&name, Some(branch)).await?;
     Ok(Json(commit).into_response())
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Upload {
-    /// The uploaded file's name; its suffix gives the format unless `format` does.
-    filename: String,
-    format: Option<String>,
-    branch: Option<String>,
-    /// `append` (default) or `replace`.
-    mode: Option<String>,
-    /// A new table's partitioning: terms separated by `;`.
-    partition_by: Option<String>,
-    delimiter: Option<char>,
-    quote: Option<char>,
-    header: Option<bool>,
-    #[serde(default)]
-    allow_new_columns: bool,
-}
-
-/// Imports the request body (a CSV, JSON, Parquet or Arrow file) into a table, in one
-/// commit. The body streams to a file under `.basin/uploads` first, never into memory.
-pub(crate) async fn import(
-    State(state): State<AppState>,
-    Path(table): Path<String>,
-    Query(q): Query<Upload>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Result<Response, ApiError> {
-    use futures::StreamExt;
-    use tokio::io::AsyncWriteExt;
-
-    let name = std::path::Path::new(&q.filename)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.starts_with('.'))
-        .ok_or_else(|| {
-            Error::invalid(format!("`{}` is not a file name", q.filename))
-                .with_hint("pass the file's name, e.g. ?filename=orders.csv")
-        })?
-        .to_string();
-    let mode = match q.mode.as_deref() {
-        None | Some("append") => basin_ingest::Mode::Append,
-        Some("replace") => basin_ingest::Mode::Replace,
-        Some(other) => {
-            return Err(
-                Error::invalid(format!("mode `{other}`: use `append` or `replace`")).into(),
-            );
-        }
-    };
-    let format = q
-        .format
-        .as_deref()
-        .map(basin_ingest::Format::parse)
-        .transpose()?;
-    let partition_by = q
-        .partition_by
-        .iter()
-        .flat_map(|p| p.split(';'))
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let csv = basin_ingest::CsvOptions::from_chars(q.delimiter, q.quote, q.header.unwrap_or(true))?;
-    let limit = state.limits.max_upload_size;
-    let too_large = || {
-        state.metrics.limit_hit("max_upload_size");
-        Error::new(
-            ErrorKind::Limit,
-            format!(
-                "{name} is larger than the server's upload limit of {}",
-                basin_core::units::format_size(limit)
-            ),
-        )
-        .with_hint("split the file, import it on the server with `basin import`, or raise `[server] max_upload_size` in basin.toml")
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        drain(body).await;
-        return Ok((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(error_body(&too_large())),
-        )
-            .into_response());
-    }
-    // Each upload may fill `max_upload_size` of disk: at most `max_uploads` at once.
-    let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
-        state.metrics.limit_hit("max_uploads");
-        drain(body).await;
-        let busy = Error::new(
-            ErrorKind::Limit,
-            format!(
-                "the server is receiving {} uploads already (`[server] max_uploads`)",
-                state.limits.max_uploads
-            ),
-        )
-        .with_hint("send it again in a few seconds, or raise the setting");
-        return Ok((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            Json(error_body(&busy)),
-        )
-            .into_response());
-    };
-    // Removed when this request ends, however it ends; a server that died mid-upload
-    // leaves it for the next start-up to remove.
-    let folder = crate::http::UploadFolder(
-        crate::http::uploads_dir(&state.lakehouse).join(basin_core::ids::ordered()),
-    );
-    let io = |e: std::io::Error| Error::io(format!("cannot store the upload: {e}"));
-    tokio::fs::create_dir_all(folder.path()).await.map_err(io)?;
-    let path = folder.path().join(&name);
-    let mut received = 0u64;
-    {
-        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
-        let mut chunks = body.into_data_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::io(format!("the upload of {name} broke off: {e}")))?;
-            received += chunk.len() as u64;
-            if received > limit {
-                return Ok((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Json(error_body(&too_large())),
-                )
-                    .into_response());
-            }
-            file.write_all(&chunk).await.map_err(io)?;
-        }
-        file.flush().await.map_err(io)?;
-    }
-    let mut request = basin_ingest::ImportRequest::new(
-        vec![path.display().to_string()],
-        table,
-        q.branch.unwrap_or_else(|| basin_catalog::MAIN.to_string()),
-    );
-    request.mode = mode;
-    request.format = format;
-    request.partition_by = partition_by;
-    request.allow_new_columns = q.allow_new_columns;
-    request.csv = csv;
-    let stored = state.lakehouse.import(request, None).await;
-    drop(folder);
-    // Errors name the file as the client sent it, not where it was kept.
-    let report = stored.map_err(|e| {
-        let mut named = Error::new(
-            e.kind(),
-            e.message.replace(&path.display().to_string(), &name),
-        );
-        named.hint = e.hint;
-        named
-    })?;
-    Ok(Json(report).into_response())
-}
-
-/// Reads and drops what a client is already sending before it is refused, so that it reads
-/// the refusal instead of a broken pipe (a connection closed with unread data is reset).
-/// Bounded in bytes and time: a hostile client cannot keep the server reading.
-async fn drain(body: axum::body::Body) {
-    const MOST: usize = 16 << 20;
-    let mut chunks = body.into_data_stream();
-    let mut read = 0usize;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut chunks).await {
-            read += chunk.len();
-            if read > MOST {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -1,134 +1,13 @@
-//! Iceberg REST: S3 remote signing (`POST /v1/aws/s3/sign`, the `S3SignRequest` of Iceberg's
-//! AWS module). An engine that asked for it (`X-Iceberg-Access-Delegation: remote-signing`)
-//! finds in a loaded table's config `s3.remote-signing-enabled` (Java) and `s3.signer`
-//! (PyIceberg's fsspec FileIO); it then sends each S3 request it is about to make here and
-//! gets it back signed with Basin's keys. So engines read and write an S3 warehouse without
-//! keys of their own, and a token's role bounds what they may do there.
-//!
-//! What Basin signs (`check`), and nothing else: requests to the warehouse's endpoint and
-//! bucket, for keys under the warehouse; reading an object (GET, HEAD) or listing under the
-//! warehouse for a reader; writing an object (one PUT, or the parts of a multipart upload)
-//! for a writer. Never a delete (a table's files go with `basin gc`, which knows what commits
-//! still read), a bulk delete (its keys are in a body the signer does not see), a copy from
-//! another object, a change of ACL or lock, or a bucket operation: Basin's keys reach more
-//! than the warehouse, and whoever holds a signature may use it for 15 minutes.
+//! What Basin signs, and nothing else: a request to the warehouse's endpoint and bucket,
+//! for a key under the warehouse, as one of the operations a role allows ([`check`]), with
+//! only the headers it knows ([`to_sign`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Json;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use basin_service::{Lakehouse, Role};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use basin_service::Role;
 use basin_table::{S3Settings, Warehouse};
-use reqsign_core::SignRequest as _;
-use serde::Deserialize;
-use serde_json::json;
 use url::Url;
-
-use super::{Body, RestError, RestResult};
-use crate::AppState;
-use crate::auth::Caller;
-
-/// The route, relative to the catalog's base: the default of both Java's and PyIceberg's
-/// `s3.signer.endpoint`, so clients need no setting for it.
-pub(super) const SIGN: &str = "/v1/aws/s3/sign";
-
-/// What a client sends: the request it is about to make (Iceberg's `S3SignRequest`; its
-/// `properties` and `body` are not needed).
-#[derive(Deserialize)]
-pub(super) struct S3SignRequest {
-    uri: String,
-    method: String,
-    #[serde(default)]
-    headers: HashMap<String, Vec<String>>,
-}
-
-/// Whether the client asked for remote signing (`X-Iceberg-Access-Delegation`, a comma
-/// separated list of `vended-credentials` and `remote-signing`).
-pub(super) fn asks_for_signing(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("x-iceberg-access-delegation")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|mode| mode.trim().eq_ignore_ascii_case("remote-signing"))
-}
-
-/// Whether this Basin can sign for its warehouse: an S3 warehouse, and keys of its own.
-pub(super) fn can_sign(lakehouse: &Lakehouse) -> bool {
-    let s3 = &lakehouse.settings().s3;
-    lakehouse.warehouse().is_s3() && s3.access_key_id.is_some() && s3.secret_access_key.is_some()
-}
-
-/// What a loaded table's config adds for a client that asked for signing: Java's switch,
-/// and PyIceberg's signer with the FileIO that supports it (its default, pyarrow's, does
-/// not). Both send their requests to `{catalog uri}/v1/aws/s3/sign` with the catalog's token.
-pub(super) fn signing_config() -> [(&'static str, String); 3] {
-    [
-        ("s3.remote-signing-enabled", "true".to_string()),
-        ("s3.signer", "S3V4RestSigner".to_string()),
-        ("py-io-impl", "pyiceberg.io.fsspec.FsspecFileIO".to_string()),
-    ]
-}
-
-/// `POST /v1/aws/s3/sign`: the request, signed, or why not (403: a request Basin does not
-/// sign, or one that needs a writer).
-pub(super) async fn sign(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Body(request): Body<S3SignRequest>,
-) -> RestResult<Json<serde_json::Value>> {
-    let lakehouse = &state.lakehouse;
-    if !can_sign(lakehouse) {
-        let why = if lakehouse.warehouse().is_s3() {
-            "this Basin has no S3 keys of its own to sign with (hint: set \
-             BASIN_S3_ACCESS_KEY_ID and BASIN_S3_SECRET_ACCESS_KEY for `basin serve`)"
-        } else {
-            "this lakehouse's warehouse is a local folder: there is nothing to sign \
-             (hint: read its files through Basin's SQL doors)"
-        };
-        return Err(RestError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "UnsupportedOperationException",
-            why,
-        ));
-    }
-    let refuse =
-        |message: String| RestError::new(StatusCode::FORBIDDEN, "ForbiddenException", message);
-    let s3 = &lakehouse.settings().s3;
-    let uri = Url::parse(&request.uri)
-        .map_err(|e| refuse(format!("`{}` is not a URL ({e})", request.uri)))?;
-    let method = Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| refuse(format!("`{}` is not an HTTP method", request.method)))?;
-    let operation = check(&method, &uri, &request.headers, s3, lakehouse.warehouse())
-        .map_err(|why| refuse(format!("Basin does not sign {method} {uri}: {why}")))?;
-    let needed = operation.role();
-    // The route's guard lets no caller without a role this far.
-    let role = caller.role.ok_or_else(|| refuse("no token".to_string()))?;
-    if role < needed {
-        return Err(refuse(format!(
-            "this token is a {}; signing {method} {uri} needs a {} (hint: use a token with \
-             that role: basin token create --role {})",
-            role.as_str(),
-            needed.as_str(),
-            needed.as_str()
-        )));
-    }
-    let mut headers = to_sign(&request.headers)
-        .map_err(|why| RestError::new(StatusCode::BAD_REQUEST, "BadRequestException", why))?;
-    if operation.makes_object() {
-        // A new object only: every file a commit names stays as it was written.
-        headers.insert("if-none-match", HeaderValue::from_static("*"));
-    }
-    let headers = signed(&method, &uri, headers, s3).await.map_err(|e| {
-        RestError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServiceFailureException",
-            format!("cannot sign {method} {uri}: {e}"),
-        )
-    })?;
-    Ok(Json(json!({"uri": uri.as_str(), "headers": headers})))
-}
 
 /// Headers Basin signs, when a client sends them: what describes the body it sends or the
 /// part of an object it reads, and the checksums of the body. Nothing else is signed: the
@@ -197,7 +76,7 @@ fn refused_header(name: &str) -> Option<String> {
 
 /// The requests Basin signs.
 #[derive(Debug, PartialEq, Eq)]
-enum Operation {
+pub(super) enum Operation {
     /// GET or HEAD of an object.
     Read,
     /// ListObjectsV2 under the warehouse.
@@ -211,7 +90,7 @@ enum Operation {
 }
 
 impl Operation {
-    fn role(&self) -> Role {
+    pub(super) fn role(&self) -> Role {
         match self {
             Operation::Read | Operation::List => Role::Reader,
             _ => Role::Writer,
@@ -220,13 +99,13 @@ impl Operation {
 
     /// Whether it makes an object appear under a key: signed with `If-None-Match: *`, so
     /// that it cannot replace one (the stores that honour conditional writes refuse it).
-    fn makes_object(&self) -> bool {
+    pub(super) fn makes_object(&self) -> bool {
         matches!(self, Operation::Put | Operation::CompleteUpload)
     }
 }
 
 /// Whether Basin signs `method uri`, and as what.
-fn check(
+pub(super) fn check(
     method: &Method,
     uri: &Url,
     headers: &HashMap<String, Vec<String>>,
@@ -364,7 +243,7 @@ fn bucket_and_key(uri: &Url, s3: &S3Settings) -> Result<(String, String), String
 
 /// The client's headers that are signed: those of `SIGNED`, after `check` refused the
 /// headers it does not sign.
-fn to_sign(headers: &HashMap<String, Vec<String>>) -> Result<HeaderMap, String> {
+pub(super) fn to_sign(headers: &HashMap<String, Vec<String>>) -> Result<HeaderMap, String> {
     let mut out = HeaderMap::new();
     for (name, values) in headers {
         let lower = name.to_ascii_lowercase();
@@ -378,47 +257,6 @@ fn to_sign(headers: &HashMap<String, Vec<String>>) -> Result<HeaderMap, String> 
                 HeaderValue::from_str(value).map_err(|e| format!("header `{name}`: {e}"))?;
             out.append(name.clone(), value);
         }
-    }
-    Ok(out)
-}
-
-/// The request with `headers`, signed with Basin's keys: its headers by name.
-async fn signed(
-    method: &Method,
-    uri: &Url,
-    headers: HeaderMap,
-    s3: &S3Settings,
-) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let (mut parts, ()) = axum::http::Request::builder()
-        .method(method.clone())
-        .uri(uri.as_str())
-        .body(())
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    parts.headers = headers;
-    let credential = reqsign_aws_v4::Credential {
-        access_key_id: s3.access_key_id.clone().unwrap_or_default(),
-        secret_access_key: s3.secret_access_key.clone().unwrap_or_default(),
-        session_token: s3.session_token.clone(),
-        expires_in: None,
-    };
-    reqsign_aws_v4::RequestSigner::new("s3", s3.region())
-        .sign_request(
-            &reqsign_core::Context::new(),
-            &mut parts,
-            Some(&credential),
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        let value = value
-            .to_str()
-            .map_err(|e| format!("header `{name}`: {e}"))?;
-        out.entry(name.as_str().to_string())
-            .or_default()
-            .push(value.to_string());
     }
     Ok(out)
 }
@@ -670,60 +508,5 @@ mod tests {
             let verdict = verdict(method.clone(), uri, headers, LOCAL);
             assert!(verdict.is_err(), "{method} {uri} {headers:?}: {verdict:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn the_signature_is_sigv4_over_the_request_with_basins_keys() {
-        let uri = Url::parse("http://127.0.0.1:9000/lake/wh/t/a.parquet").unwrap();
-        let headers = HashMap::from([
-            ("Range".to_string(), vec!["bytes=0-99".to_string()]),
-            // A client's own attempt is not signed over.
-            (
-                "Authorization".to_string(),
-                vec!["AWS4-HMAC-SHA256 Credential=theirs".to_string()],
-            ),
-            ("User-Agent".to_string(), vec!["botocore".to_string()]),
-            // Neither is signed: only the headers Basin knows are.
-            ("Accept-Encoding".to_string(), vec!["gzip".to_string()]),
-            ("X-Custom".to_string(), vec!["1".to_string()]),
-        ]);
-        let out = signed(
-            &Method::GET,
-            &uri,
-            to_sign(&headers).unwrap(),
-            &settings(LOCAL),
-        )
-        .await
-        .unwrap();
-        let auth = &out["authorization"][0];
-        assert!(
-            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
-            "{auth}"
-        );
-        assert!(auth.contains("/eu-west-1/s3/aws4_request"), "{auth}");
-        assert!(
-            auth.contains("SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"),
-            "{auth}"
-        );
-        assert_eq!(out["host"], vec!["127.0.0.1:9000"]);
-        assert_eq!(out["range"], vec!["bytes=0-99"]);
-        assert!(!out.contains_key("user-agent"));
-        assert!(!out.contains_key("x-custom") && !out.contains_key("accept-encoding"));
-    }
-
-    #[test]
-    fn clients_ask_for_signing_among_other_modes() {
-        let mut headers = HeaderMap::new();
-        assert!(!asks_for_signing(&headers));
-        headers.insert(
-            "x-iceberg-access-delegation",
-            HeaderValue::from_static("vended-credentials"),
-        );
-        assert!(!asks_for_signing(&headers));
-        headers.insert(
-            "x-iceberg-access-delegation",
-            HeaderValue::from_static("vended-credentials, Remote-Signing"),
-        );
-        assert!(asks_for_signing(&headers));
     }
 }

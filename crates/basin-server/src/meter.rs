@@ -1,0 +1,96 @@
+//! [`Meter`] meters a query when its answer ends, for every door that runs SQL (HTTP and
+//! Postgres): `basin usage` and the server's metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use basin_core::Error;
+use basin_service::Lakehouse;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::metrics::Metrics;
+
+/// Meters one query when its answer ends (sent in full, failed, or abandoned by the
+/// client): `basin usage` and the server's metrics.
+pub(crate) struct Meter {
+    via: &'static str,
+    started: Instant,
+    started_at_ms: i64,
+    rows: AtomicU64,
+    error: Mutex<Option<String>>,
+    plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    metrics: Arc<Metrics>,
+    lakehouse: Lakehouse,
+}
+
+impl Meter {
+    pub(crate) fn new(via: &'static str, lakehouse: Lakehouse, metrics: Arc<Metrics>) -> Self {
+        Self {
+            via,
+            started: Instant::now(),
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
+            rows: AtomicU64::new(0),
+            error: Mutex::new(None),
+            plan: Mutex::new(None),
+            metrics,
+            lakehouse,
+        }
+    }
+
+    /// The server's metrics, which the query's limits count on.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How long the query has run.
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn plan(&self, plan: Arc<dyn ExecutionPlan>) {
+        *self.plan.lock().expect("meter") = Some(plan);
+    }
+
+    pub(crate) fn rows(&self, n: usize) {
+        self.rows.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self, e: &Error) {
+        self.error
+            .lock()
+            .expect("meter")
+            .get_or_insert_with(|| e.message.clone());
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let rows = self.rows.load(Ordering::Relaxed);
+        let error = self.error.lock().expect("meter").take();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let bytes_scanned = self
+            .plan
+            .lock()
+            .expect("meter")
+            .as_ref()
+            .map_or(0, basin_sql::bytes_scanned);
+        let ok = error.is_none();
+        self.metrics.query(rows, seconds, ok);
+        tracing::info!(via = self.via, rows, seconds, ok, bytes_scanned, "query");
+        let usage = basin_service::QueryUsage {
+            via: self.via,
+            started_at_ms: self.started_at_ms,
+            seconds,
+            rows,
+            bytes_scanned,
+            error,
+        };
+        let lakehouse = self.lakehouse.clone();
+        tokio::spawn(async move {
+            if let Err(e) = lakehouse.record_query(usage).await {
+                tracing::warn!("the query ran but could not be metered: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,71 @@
+//! What every HTTP handler and middleware shares: the lakehouse, the metrics, the event
+//! dispatcher and the `[server]` limits ([`AppState`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use basin_service::dispatch::Dispatcher;
+use basin_service::{Lakehouse, ServerSettings};
+
+use crate::hosts::Hosts;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub lakehouse: Lakehouse,
+    pub metrics: Arc<Metrics>,
+    /// Requests need no token (loopback only).
+    pub open: bool,
+    /// Runs triggered functions (started by `serve`); HTTP calls queue events for it.
+    pub dispatcher: Dispatcher,
+    /// The names requests may give in `Host`.
+    pub hosts: Hosts,
+    /// `[server]` in basin.toml: limits on what callers may make the server do.
+    pub limits: ServerSettings,
+    /// Uploads received at once (`[server] max_uploads`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// When runs whose process died were last settled (`settle_runs`).
+    pub runs_settled: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        lakehouse: Lakehouse,
+        open: bool,
+        listen: Option<SocketAddr>,
+        dispatcher: Dispatcher,
+    ) -> Self {
+        let limits = lakehouse.settings().server.clone();
+        Self {
+            hosts: Hosts::new(listen, limits.allowed_hosts.clone()),
+            metrics: Arc::new(Metrics::new(
+                lakehouse.sql().clone(),
+                lakehouse.tables().clone(),
+                lakehouse.settings().runtime.clone(),
+                dispatcher.clone(),
+            )),
+            dispatcher,
+            lakehouse,
+            open,
+            uploads: Arc::new(tokio::sync::Semaphore::new(limits.max_uploads)),
+            limits,
+            runs_settled: Arc::default(),
+        }
+    }
+
+    /// Settles the runs whose process died before a caller reads runs, as `basin runs` does
+    /// locally; at most once per `SETTLE_EVERY`, since it reads every run record, and one
+    /// caller at a time. A failure is logged: the records are listed as they are.
+    pub(crate) async fn settle_runs(&self) {
+        const SETTLE_EVERY: Duration = Duration::from_secs(5);
+        let mut last = self.runs_settled.lock().await;
+        if last.is_some_and(|at| at.elapsed() < SETTLE_EVERY) {
+            return;
+        }
+        if let Err(e) = self.lakehouse.settle_abandoned_runs().await {
+            tracing::warn!("cannot settle runs whose process died: {e}");
+        }
+        *last = Some(Instant::now());
+    }
+}
