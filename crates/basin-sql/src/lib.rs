@@ -13,7 +13,6 @@
 //! # Ok(()) }
 //! ```
 
-mod compact;
 mod conjunctions;
 mod deadline;
 mod depth;
@@ -31,6 +30,7 @@ mod pruned;
 mod reserve;
 mod rules;
 mod stores;
+mod view_buffers;
 
 #[cfg(test)]
 mod fuzz;
@@ -208,7 +208,7 @@ impl Session {
                 .with_table_factories(HashMap::new()),
         )
         .with_analyzer_rule(reserve)
-        .with_physical_optimizer_rule(Arc::new(compact::CompactJoinBuildSides))
+        .with_physical_optimizer_rule(Arc::new(view_buffers::CompactBuildSideViews))
         .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
         .build();
         let ctx = SessionContext::new_with_state(state);
