@@ -30,7 +30,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 pub(crate) use budgeted::Budgeted;
 
 use crate::guard::{Dialect, Shape, StatementLimits};
-use crate::errors::syntax_error;
+use crate::syntax::syntax_error;
 
 /// The budget of a statement of `shape`: `[sql] parse_steps_per_token` for each of its
 /// tokens, and for a short one as many as for 2,048 tokens (room for the legitimately
