@@ -77,7 +77,7 @@ impl Engine {
             )
             .with_object_store_registry(Arc::new(WarehouseOnly::new(&warehouse)))
             .build_arc()
-            .map_err(|e| Error::internal(format!("cannot set up the SQL engine: {e}")))?;
+            .map_err(|e| Error::internal("cannot set up the SQL engine").with_source(e))?;
         Ok(Self {
             pool,
             runtime,

@@ -85,7 +85,9 @@ impl Planners {
                         }
                     }
                 })
-                .map_err(|e| Error::internal(format!("cannot start a SQL planning thread: {e}")))?;
+                .map_err(|e| {
+                    Error::internal("cannot start a SQL planning thread").with_source(e)
+                })?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
