@@ -7,27 +7,73 @@
 //! memory goes back to the pool then, and whoever reads next gets the timeout error.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
-use basin_core::{Error, Result};
+use basin_core::{Error, ErrorKind, Result};
 use futures::{Future, Stream, StreamExt};
 
-use crate::{Engine, RecordBatchStream};
+use crate::limits::LimitCounters;
+use crate::results::RecordBatchStream;
 
-/// Ends `batches` with a timeout error at `deadline`, dropping the query then.
+/// When a statement's time limit runs out, and that limit (for its error).
+pub type Deadline = (tokio::time::Instant, Duration);
+
+/// `work`, stopped at `deadline` with the timeout error (counted in `counters`).
+pub(crate) async fn within<T>(
+    deadline: Option<Deadline>,
+    counters: &LimitCounters,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match deadline {
+        Some((at, limit)) if tokio::time::Instant::now() >= at => Err(timed_out(counters, limit)),
+        Some((at, limit)) => tokio::time::timeout_at(at, work)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(counters, limit))),
+        None => work.await,
+    }
+}
+
+/// The error for a query stopped at its time limit (and counts it).
+fn timed_out(counters: &LimitCounters, limit: Duration) -> Error {
+    counters.timed_out.fetch_add(1, Ordering::Relaxed);
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "the query ran longer than its time limit of {}",
+            seconds(limit)
+        ),
+    )
+    .with_hint(
+        "narrow it (a filter, a LIMIT, fewer columns), or raise `[sql] query_timeout` in \
+         basin.toml (Postgres clients: SET statement_timeout)",
+    )
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{s:.3}s")
+    }
+}
+
+/// Ends `batches` with a timeout error at `deadline`, dropping the query then (counted in
+/// `counters`).
 pub(crate) fn until(
     batches: RecordBatchStream,
     deadline: tokio::time::Instant,
     limit: Duration,
-    engine: Engine,
+    counters: Arc<LimitCounters>,
 ) -> RecordBatchStream {
     let slot = Arc::new(Mutex::new(Slot::Running(batches)));
     let expiry = Expiry {
         slot: Arc::downgrade(&slot),
-        engine,
+        counters,
         limit,
     };
     let timer = {
@@ -61,7 +107,7 @@ enum Slot {
 #[derive(Clone)]
 struct Expiry {
     slot: std::sync::Weak<Mutex<Slot>>,
-    engine: Engine,
+    counters: Arc<LimitCounters>,
     limit: Duration,
 }
 
@@ -77,7 +123,7 @@ impl Expiry {
             Err(_) => slot.lock().expect("query slot"),
         };
         if matches!(*slot, Slot::Running(_)) {
-            let error = self.engine.timed_out(self.limit); // counted once, here
+            let error = timed_out(&self.counters, self.limit); // counted once, here
             let running = std::mem::replace(&mut *slot, Slot::TimedOut(error));
             drop(slot);
             drop(running); // the query stops: its operators and their memory go
@@ -130,10 +176,9 @@ impl Drop for Until {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::{SqlLimits, WarehouseFiles};
 
     /// A query's stream that nobody reads: it says when it is dropped.
     struct Unread(Arc<AtomicBool>);
@@ -153,40 +198,40 @@ mod tests {
 
     #[tokio::test]
     async fn an_unread_query_is_dropped_at_its_deadline_and_the_next_read_says_why() {
-        let engine = Engine::new(SqlLimits::default(), WarehouseFiles::None).unwrap();
+        let counters = Arc::new(LimitCounters::default());
         let dropped = Arc::new(AtomicBool::new(false));
         let limit = Duration::from_millis(50);
         let mut batches = until(
             Unread(dropped.clone()).boxed(),
             tokio::time::Instant::now() + limit,
             limit,
-            engine.clone(),
+            counters.clone(),
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             dropped.load(Ordering::SeqCst),
             "the query outlived its deadline unread"
         );
-        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.timed_out.load(Ordering::Relaxed), 1);
         let error = batches.next().await.expect("an item").unwrap_err();
         assert!(error.message.contains("time limit"), "{}", error.message);
         assert!(batches.next().await.is_none());
-        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.timed_out.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
     async fn a_query_that_ends_in_time_is_not_counted() {
-        let engine = Engine::new(SqlLimits::default(), WarehouseFiles::None).unwrap();
+        let counters = Arc::new(LimitCounters::default());
         let limit = Duration::from_millis(50);
         let batches = futures::stream::iter(Vec::<Result<RecordBatch>>::new()).boxed();
         let mut batches = until(
             batches,
             tokio::time::Instant::now() + limit,
             limit,
-            engine.clone(),
+            counters.clone(),
         );
         assert!(batches.next().await.is_none());
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(engine.counters().timed_out.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.timed_out.load(Ordering::Relaxed), 0);
     }
 }

@@ -134,11 +134,11 @@ impl<W: Write + Send> FileWriter<W> {
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {
-    Error::internal(format!("writing the answer: {e}"))
+    Error::internal("cannot write the answer").with_source(e)
 }
 
 fn parquet_error(e: parquet::errors::ParquetError) -> Error {
-    Error::internal(format!("writing the answer as Parquet: {e}"))
+    Error::internal("cannot write the answer as Parquet").with_source(e)
 }
 
 /// A `Write` whose bytes are taken out while a [`FileWriter`] still owns it, so that a file

@@ -1,23 +1,16 @@
-//! What one process's SQL may use: a memory pool shared by every query with a share per
-//! query (operators that can spill to disk do), a time limit per query, and no files but the
-//! warehouse's. An [`Engine`] holds them; every [`crate::Session`] is built from one.
+//! The settings of SQL in one process (`[sql]` in basin.toml): the memory pool shared by
+//! every query and each query's share of it (operators that can spill to disk do), a time
+//! limit per query, the bounds on a statement, and where queries run; and the counters of
+//! queries those limits stopped. An [`crate::Engine`] is built from them.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use basin_core::units::format_size;
-use basin_core::{Error, ErrorKind, Result};
-use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
-};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-
-use crate::stores::{WarehouseFiles, WarehouseOnly};
+use crate::guard::StatementLimits;
+use crate::planners;
 
 /// Whether scans read strings as `Utf8View` unless `[sql.datafusion]` says otherwise.
 pub const STRING_VIEWS: bool = true;
@@ -42,18 +35,18 @@ pub struct SqlLimits {
     /// `set_option`.
     pub options: Vec<(String, String)>,
     /// Where queries run (`[sql] engine`).
-    pub engine: crate::SqlEngine,
+    pub engine: SqlEngine,
     /// With `engine = "auto"`: the data (bytes of the tables' live files) from which a query
     /// goes to the cluster (`[sql] distributed_threshold`).
     pub distributed_threshold: u64,
     /// The cluster's scheduler and this node's executor (`[sql.ballista]`).
-    pub ballista: crate::BallistaSettings,
+    pub ballista: BallistaSettings,
     /// How many loaded tables (parsed metadata, and the manifests read since) a process
     /// keeps for the next query (`[sql] table_cache`); 0 keeps none.
     pub table_cache: u64,
     /// Bounds on a statement's text, and on its plan's depth (`[sql] max_statement_size`,
     /// `max_nesting`, `max_expression_depth`, `max_joins`).
-    pub statement: crate::guard::StatementLimits,
+    pub statement: StatementLimits,
     /// Statements parsed and planned at once (`[sql] planner_threads`).
     pub planner_threads: usize,
     /// The stack of each planning thread (`[sql] planner_stack`).
@@ -79,13 +72,13 @@ impl Default for SqlLimits {
             spill_dir: None,
             spill_limit: 100 << 30,
             options: Vec::new(),
-            engine: crate::SqlEngine::default(),
+            engine: SqlEngine::default(),
             distributed_threshold: 1 << 30,
             table_cache: basin_table::LOADED_TABLES,
-            ballista: crate::BallistaSettings::default(),
-            statement: crate::guard::StatementLimits::default(),
-            planner_threads: crate::planners::default_threads(),
-            planner_stack: crate::planners::DEFAULT_STACK,
+            ballista: BallistaSettings::default(),
+            statement: StatementLimits::default(),
+            planner_threads: planners::default_threads(),
+            planner_stack: planners::DEFAULT_STACK,
         }
     }
 }
@@ -120,343 +113,68 @@ impl LimitCounters {
     }
 }
 
-/// The memory pool, spill space and limits every session of a process shares.
-#[derive(Clone)]
-pub struct Engine {
-    limits: SqlLimits,
-    pool: Arc<GreedyMemoryPool>,
-    runtime: Arc<RuntimeEnv>,
-    counters: Arc<LimitCounters>,
-    /// The warehouse's location (see [`WarehouseFiles::root`]).
-    warehouse: Option<String>,
-    /// Where queries run besides this process (`[sql.ballista]`), once the node has joined.
-    pub(crate) cluster: Arc<std::sync::RwLock<Option<crate::distributed::Cluster>>>,
-    /// The threads statements are parsed and planned on.
-    planners: crate::planners::Planners,
+/// Where queries run (`[sql] engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqlEngine {
+    /// Always in the process that received the query.
+    Local,
+    /// On the cluster's executors, whenever the query can run there.
+    Ballista,
+    /// On the executors when the query's tables hold at least `[sql] distributed_threshold`.
+    #[default]
+    Auto,
 }
 
-impl fmt::Debug for Engine {
+impl FromStr for SqlEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "ballista" => Ok(Self::Ballista),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!(
+                "`{other}` is not an engine: `local`, `ballista` or `auto`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SqlEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine")
-            .field("limits", &self.limits)
-            .finish()
+        f.write_str(match self {
+            Self::Local => "local",
+            Self::Ballista => "ballista",
+            Self::Auto => "auto",
+        })
     }
 }
 
-impl Engine {
-    /// An engine whose sessions read no files but the warehouse's, and those read only.
-    pub fn new(limits: SqlLimits, warehouse: WarehouseFiles) -> Result<Self> {
-        let pool = Arc::new(GreedyMemoryPool::new(limits.memory_limit as usize));
-        // The folder is made when missing; where it cannot be (a read-only lakehouse),
-        // queries spill to the system's temporary folder instead, and say so.
-        let disk = match &limits.spill_dir {
-            Some(dir) => match std::fs::create_dir_all(dir) {
-                Ok(()) => DiskManagerMode::Directories(vec![dir.clone()]),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot make the spill folder {}: {e}; queries spill to the system's \
-                         temporary folder",
-                        dir.display()
-                    );
-                    DiskManagerMode::OsTmpDirectory
-                }
-            },
-            None => DiskManagerMode::OsTmpDirectory,
-        };
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(pool.clone())
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default()
-                    .with_mode(disk)
-                    .with_max_temp_directory_size(limits.spill_limit),
-            )
-            .with_object_store_registry(Arc::new(WarehouseOnly::new(&warehouse)))
-            .build_arc()
-            .map_err(|e| Error::internal(format!("cannot set up the SQL engine: {e}")))?;
-        Ok(Self {
-            pool,
-            runtime,
-            counters: Arc::default(),
-            warehouse: warehouse.root(),
-            cluster: Arc::default(),
-            planners: crate::planners::Planners::start(
-                limits.planner_threads,
-                limits.planner_stack,
-            )?,
-            limits,
-        })
-    }
+/// `[sql.ballista]`: the cluster's scheduler and this node's executor.
+#[derive(Clone, Debug)]
+pub struct BallistaSettings {
+    /// Where every node reaches the scheduler (`HOST:PORT`); `basin serve` runs it there.
+    /// `None`: no distributed SQL.
+    pub scheduler: Option<String>,
+    /// Where a worker's executor serves its stage outputs (`HOST:PORT`, port 0: any).
+    pub executor_listen: String,
+    /// The host other nodes dial to reach this node's executor (default: the listen host).
+    pub executor_advertise: Option<String>,
+    /// Tasks an executor runs at once (default: the machine's cores).
+    pub executor_slots: usize,
+    /// An executor silent this long is lost: the scheduler runs its tasks elsewhere (or
+    /// fails their queries) and stops counting it.
+    pub executor_timeout: std::time::Duration,
+}
 
-    /// Refuses a statement's text past `[sql] max_statement_size` at once, before anything
-    /// reads it (counted as [`Engine::guard`]'s refusals are).
-    pub fn check_size(&self, sql: &str) -> Result<()> {
-        let limits = crate::guard::StatementLimits {
-            max_depth: usize::MAX,
-            max_joins: usize::MAX,
-            ..self.limits.statement
-        };
-        if sql.len() <= limits.max_size {
-            return Ok(());
+impl Default for BallistaSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: None,
+            executor_listen: "127.0.0.1:0".into(),
+            executor_advertise: None,
+            executor_slots: std::thread::available_parallelism().map_or(2, usize::from),
+            executor_timeout: std::time::Duration::from_secs(30),
         }
-        self.guard_with(sql, crate::guard::Dialect::Basin, &limits)
-            .map(|_| ())
-    }
-
-    /// Checks a statement's text against `[sql]`'s bounds before it is parsed (a refusal
-    /// is counted by the setting's name). It reads the whole text: run it on a planning
-    /// thread.
-    pub fn guard(&self, sql: &str, dialect: crate::guard::Dialect) -> Result<crate::guard::Shape> {
-        self.guard_with(sql, dialect, &self.limits.statement)
-    }
-
-    fn guard_with(
-        &self,
-        sql: &str,
-        dialect: crate::guard::Dialect,
-        limits: &crate::guard::StatementLimits,
-    ) -> Result<crate::guard::Shape> {
-        crate::guard::check_bound(sql, dialect, limits).map_err(|(bound, e)| {
-            self.counters.refuse(bound.setting());
-            e
-        })
-    }
-
-    /// Parses a script `guard` let through (and measured as `shape`) within its parse budget
-    /// ([`crate::parse`]); run it on a planning thread.
-    pub(crate) fn parse(
-        &self,
-        sql: &str,
-        shape: &crate::guard::Shape,
-    ) -> Result<std::collections::VecDeque<datafusion::sql::parser::Statement>> {
-        crate::parse::parse_basin(sql, shape, &self.limits.statement).inspect_err(|e| {
-            if e.kind() == ErrorKind::Limit {
-                self.counters.refuse("parse_steps_per_token");
-            }
-        })
-    }
-
-    /// Whether parsing `sql` in the Postgres dialect stays within its budget (the Postgres
-    /// door parses it again its own way after); run it on a planning thread.
-    pub fn check_postgres_parse(&self, sql: &str, shape: &crate::guard::Shape) -> Result<()> {
-        crate::parse::check_postgres(sql, shape, &self.limits.statement).inspect_err(|_| {
-            self.counters.refuse("parse_steps_per_token");
-        })
-    }
-
-    /// Refuses a plan deeper than `[sql] max_expression_depth` (counted as the guard's
-    /// refusals are).
-    pub(crate) fn check_depth(&self, plan: &datafusion::logical_expr::LogicalPlan) -> Result<()> {
-        crate::depth::check(plan, self.limits.statement.max_depth).inspect_err(|_| {
-            self.counters.refuse(crate::guard::Bound::Depth.setting());
-        })
-    }
-
-    /// Runs `work` (parsing, planning, building a plan's streams) on one of the engine's
-    /// planning threads, whose stacks hold what the statement bounds allow; waits for a free
-    /// one first. Put a time limit around it: the wait counts too.
-    pub async fn on_planner<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: std::future::Future<Output = Result<T>> + Send + 'static,
-    {
-        self.planners.run(work).await
-    }
-
-    /// `work`, stopped at `deadline` (when a statement's time limit runs out, and that limit)
-    /// with the timeout error, counted as a query's.
-    pub async fn within<T>(
-        &self,
-        deadline: Option<crate::Deadline>,
-        work: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match deadline {
-            Some((at, limit)) if tokio::time::Instant::now() >= at => Err(self.timed_out(limit)),
-            Some((at, limit)) => tokio::time::timeout_at(at, work)
-                .await
-                .unwrap_or_else(|_| Err(self.timed_out(limit))),
-            None => work.await,
-        }
-    }
-
-    /// Planning threads, and how many are busy now.
-    pub fn planners(&self) -> (usize, usize) {
-        (self.planners.threads(), self.planners.busy())
-    }
-
-    /// Whether DataFusion's own Parquet reader can open a table whose metadata is at
-    /// `location`: a table inside the warehouse.
-    pub(crate) fn reads(&self, location: &str) -> bool {
-        let location = location.strip_prefix("file://").unwrap_or(location);
-        self.warehouse.as_deref().is_some_and(|root| {
-            location
-                .strip_prefix(root)
-                .is_some_and(|rest| rest.starts_with('/'))
-        })
-    }
-
-    /// Whether table scans read strings as `Utf8View`: DataFusion's
-    /// `execution.parquet.schema_force_view_types` in `[sql.datafusion]`, else `STRING_VIEWS`.
-    pub fn string_views(&self) -> bool {
-        self.limits()
-            .options
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "datafusion.execution.parquet.schema_force_view_types")
-            .map_or(STRING_VIEWS, |(_, v)| v.eq_ignore_ascii_case("true"))
-    }
-
-    pub fn limits(&self) -> &SqlLimits {
-        &self.limits
-    }
-
-    /// Bytes all queries hold now.
-    pub fn memory_reserved(&self) -> u64 {
-        self.pool.reserved() as u64
-    }
-
-    pub fn counters(&self) -> &LimitCounters {
-        &self.counters
-    }
-
-    /// The runtime of one session: the shared spill space and files, and a memory pool that
-    /// holds the session's queries to their share of the shared pool.
-    pub(crate) fn session_runtime(&self) -> Arc<RuntimeEnv> {
-        // Spill space, caches and the file registry are shared; the pool is the session's.
-        let mut runtime = RuntimeEnv::clone(&self.runtime);
-        runtime.memory_pool = Arc::new(QueryPool {
-            shared: self.pool.clone(),
-            limit: self.limits.query_memory_limit as usize,
-            total: self.limits.memory_limit as usize,
-            used: AtomicUsize::new(0),
-        });
-        Arc::new(runtime)
-    }
-
-    /// The error for a query stopped at its time limit (and counts it).
-    pub(crate) fn timed_out(&self, limit: Duration) -> Error {
-        self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-        Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "the query ran longer than its time limit of {}",
-                seconds(limit)
-            ),
-        )
-        .with_hint(
-            "narrow it (a filter, a LIMIT, fewer columns), or raise `[sql] query_timeout` in \
-             basin.toml (Postgres clients: SET statement_timeout)",
-        )
-    }
-
-    /// Counts a query stopped by the memory limit; `e` says which.
-    pub(crate) fn out_of_memory(&self, e: Error) -> Error {
-        self.counters.out_of_memory.fetch_add(1, Ordering::Relaxed);
-        e
-    }
-}
-
-fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0}s")
-    } else {
-        format!("{s:.3}s")
-    }
-}
-
-/// One session's share of the shared pool. DataFusion's pools each have one limit; a pool
-/// inside a pool (a query's share of the server's memory) is not among them, so Basin keeps
-/// this small one.
-#[derive(Debug)]
-struct QueryPool {
-    shared: Arc<GreedyMemoryPool>,
-    limit: usize,
-    total: usize,
-    used: AtomicUsize,
-}
-
-impl MemoryPool for QueryPool {
-    fn register(&self, consumer: &MemoryConsumer) {
-        self.shared.register(consumer);
-    }
-
-    fn unregister(&self, consumer: &MemoryConsumer) {
-        self.shared.unregister(consumer);
-    }
-
-    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
-        self.used.fetch_add(additional, Ordering::Relaxed);
-        self.shared.grow(reservation, additional);
-    }
-
-    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
-        self.used.fetch_sub(shrink, Ordering::Relaxed);
-        self.shared.shrink(reservation, shrink);
-    }
-
-    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
-        let grown = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used + additional <= self.limit).then_some(used + additional)
-            });
-        if grown.is_err() {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "{} needs {} more, past the query's memory limit of {} (`[sql] query_memory_limit`)",
-                reservation.consumer().name(),
-                format_size(additional as u64),
-                format_size(self.limit as u64),
-            )));
-        }
-        if self.shared.try_grow(reservation, additional).is_err() {
-            self.used.fetch_sub(additional, Ordering::Relaxed);
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "{} needs {} more, but queries together hold the server's memory limit of {} \
-                 (`[sql] memory_limit`)",
-                reservation.consumer().name(),
-                format_size(additional as u64),
-                format_size(self.total as u64),
-            )));
-        }
-        Ok(())
-    }
-
-    fn reserved(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn memory_limit(&self) -> MemoryLimit {
-        MemoryLimit::Finite(self.limit)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_query_share_stops_at_its_limit_and_frees_the_shared_pool() {
-        let engine = Engine::new(
-            SqlLimits {
-                memory_limit: 1000,
-                query_memory_limit: 600,
-                ..SqlLimits::default()
-            },
-            WarehouseFiles::None,
-        )
-        .unwrap();
-        let (a, b) = (engine.session_runtime(), engine.session_runtime());
-        let first = MemoryConsumer::new("first").register(&a.memory_pool);
-        let second = MemoryConsumer::new("second").register(&b.memory_pool);
-        first.try_grow(500).unwrap();
-        let past_share = first.try_grow(200).unwrap_err().to_string();
-        assert!(past_share.contains("query_memory_limit"), "{past_share}");
-        second.try_grow(400).unwrap();
-        let past_total = second.try_grow(150).unwrap_err().to_string();
-        assert!(past_total.contains("[sql] memory_limit"), "{past_total}");
-        assert_eq!(engine.memory_reserved(), 900);
-        drop(first);
-        assert_eq!(engine.memory_reserved(), 400);
-        second.try_grow(150).unwrap();
     }
 }

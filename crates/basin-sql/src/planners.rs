@@ -36,6 +36,13 @@ pub fn default_threads() -> usize {
 /// walk touches are ever backed by memory.
 pub const DEFAULT_STACK: usize = 256 << 20;
 
+/// The stack of each thread of the binary's async runtime, where plans run: running a plan
+/// recurses once per operator (each stream polls its input) and once per expression level,
+/// and the plans `[sql] max_expression_depth` lets through need more than the default 2 MiB
+/// (a chain of 200 joins overflowed it). Only the pages a plan touches are ever backed by
+/// memory.
+pub const RUNTIME_STACK: usize = 16 << 20;
+
 /// The planning threads of one engine.
 #[derive(Clone)]
 pub(crate) struct Planners {
@@ -78,7 +85,9 @@ impl Planners {
                         }
                     }
                 })
-                .map_err(|e| Error::internal(format!("cannot start a SQL planning thread: {e}")))?;
+                .map_err(|e| {
+                    Error::internal("cannot start a SQL planning thread").with_source(e)
+                })?;
         }
         Ok(Self {
             inner: Arc::new(Inner {

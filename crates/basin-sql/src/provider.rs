@@ -12,8 +12,11 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use iceberg_datafusion::IcebergStaticTableProvider;
 
-use crate::limits::Engine;
+use crate::engine::Engine;
 use crate::pruned::PrunedScan;
+
+/// The catalog name DataFusion sees; users write `ns.table`.
+pub const CATALOG: &str = "basin";
 
 /// The namespaces and tables of one commit. The list is read once per session; table
 /// metadata is loaded when a query names the table.

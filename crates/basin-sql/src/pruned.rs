@@ -37,7 +37,7 @@ use iceberg::scan::FileScanTask;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use tokio::sync::OnceCell;
 
-use crate::limits::Engine;
+use crate::engine::Engine;
 
 /// A table scanned as plain Parquet files. Distributed queries carry it to Ballista's
 /// scheduler by its metadata location (`distributed::codec`), where it is loaded again.

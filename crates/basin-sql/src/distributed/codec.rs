@@ -16,7 +16,7 @@ use datafusion::sql::TableReference;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::Engine;
+use crate::engine::Engine;
 use crate::pruned::PrunedScan;
 
 /// What a plan carries of a table.

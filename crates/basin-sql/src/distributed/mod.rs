@@ -9,12 +9,13 @@
 //! A query Ballista cannot run as it is (a table with delete files, a view of the session)
 //! runs on the local engine, and `EXPLAIN` says why.
 
+mod cluster;
 mod codec;
+mod handles;
 mod nodes;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -30,122 +31,14 @@ use datafusion::physical_plan::displayable;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 
-pub use nodes::{Scheduler, SqlExecutor, start_executor, start_scheduler};
+pub(crate) use cluster::Cluster;
+pub use handles::{Scheduler, SqlExecutor};
+pub use nodes::{start_executor, start_scheduler};
 
-use crate::limits::Engine;
-use crate::provider::RefCatalog;
+use crate::engine::Engine;
+use crate::limits::SqlEngine;
+use crate::provider::{CATALOG, RefCatalog};
 use crate::pruned::PrunedScan;
-
-/// Where queries run (`[sql] engine`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SqlEngine {
-    /// Always in the process that received the query.
-    Local,
-    /// On the cluster's executors, whenever the query can run there.
-    Ballista,
-    /// On the executors when the query's tables hold at least `[sql] distributed_threshold`.
-    #[default]
-    Auto,
-}
-
-impl FromStr for SqlEngine {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "local" => Ok(Self::Local),
-            "ballista" => Ok(Self::Ballista),
-            "auto" => Ok(Self::Auto),
-            other => Err(format!(
-                "`{other}` is not an engine: `local`, `ballista` or `auto`"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SqlEngine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Local => "local",
-            Self::Ballista => "ballista",
-            Self::Auto => "auto",
-        })
-    }
-}
-
-/// `[sql.ballista]`: the cluster's scheduler and this node's executor.
-#[derive(Clone, Debug)]
-pub struct BallistaSettings {
-    /// Where every node reaches the scheduler (`HOST:PORT`); `basin serve` runs it there.
-    /// `None`: no distributed SQL.
-    pub scheduler: Option<String>,
-    /// Where a worker's executor serves its stage outputs (`HOST:PORT`, port 0: any).
-    pub executor_listen: String,
-    /// The host other nodes dial to reach this node's executor (default: the listen host).
-    pub executor_advertise: Option<String>,
-    /// Tasks an executor runs at once (default: the machine's cores).
-    pub executor_slots: usize,
-    /// An executor silent this long is lost: the scheduler runs its tasks elsewhere (or
-    /// fails their queries) and stops counting it.
-    pub executor_timeout: std::time::Duration,
-}
-
-impl Default for BallistaSettings {
-    fn default() -> Self {
-        Self {
-            scheduler: None,
-            executor_listen: "127.0.0.1:0".into(),
-            executor_advertise: None,
-            executor_slots: std::thread::available_parallelism().map_or(2, usize::from),
-            executor_timeout: std::time::Duration::from_secs(30),
-        }
-    }
-}
-
-/// How this node reaches the cluster's scheduler.
-#[derive(Clone, Debug)]
-pub(crate) struct Cluster {
-    /// `http://HOST:PORT`.
-    url: String,
-    token: String,
-    /// The scheduler, when this process runs it: it knows whether executors are there.
-    local: Option<Scheduler>,
-}
-
-impl Engine {
-    /// Sends this engine's distributed queries to the scheduler at `scheduler`
-    /// (`HOST:PORT`), with the cluster's `token`.
-    pub fn join_cluster(&self, scheduler: &str, token: &str) {
-        *self.cluster.write().expect("cluster lock") = Some(Cluster {
-            url: format!("http://{scheduler}"),
-            token: token.to_string(),
-            local: None,
-        });
-    }
-
-    /// Sends this engine's distributed queries to `scheduler`, which runs in this process.
-    pub fn use_scheduler(&self, scheduler: &Scheduler, token: &str) {
-        *self.cluster.write().expect("cluster lock") = Some(Cluster {
-            url: format!("http://{}", scheduler.addr()),
-            token: token.to_string(),
-            local: Some(scheduler.clone()),
-        });
-    }
-
-    /// The token this engine presents to the cluster's scheduler, once it has joined one.
-    pub fn cluster_token(&self) -> Option<String> {
-        self.cluster().map(|c| c.token)
-    }
-
-    /// Runs every query of this engine here from now on.
-    pub fn leave_cluster(&self) {
-        *self.cluster.write().expect("cluster lock") = None;
-    }
-
-    pub(crate) fn cluster(&self) -> Option<Cluster> {
-        self.cluster.read().expect("cluster lock").clone()
-    }
-}
 
 /// Where one query runs.
 pub(crate) enum Route {
@@ -247,7 +140,7 @@ pub(crate) fn context(
         .with_ballista_logical_extension_codec(Arc::new(codec::BasinCodec::client()))
         .with_ballista_grpc_metadata(HashMap::from([(
             nodes::TOKEN_HEADER.to_string(),
-            cluster.token.clone(),
+            cluster.token().to_string(),
         )]));
     config = config.set_bool(
         "datafusion.execution.parquet.schema_force_view_types",
@@ -264,61 +157,8 @@ pub(crate) fn context(
     .upgrade_for_ballista(cluster.url.clone())
     .map_err(|e| Error::internal(format!("cannot set up a distributed session: {e}")))?;
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_catalog(crate::CATALOG, Arc::new(catalog.with_string_views(false)));
+    ctx.register_catalog(CATALOG, Arc::new(catalog.with_string_views(false)));
     Ok(ctx)
-}
-
-/// What an error says when a connection to another node failed or broke: refused before
-/// the query's data moved, or (a Flight stream from an executor killed mid-answer) cut while
-/// it did, which gRPC reports as an h2 body read failing on a broken pipe or a reset.
-const CONNECTION_LOST: &[&str] = &[
-    "transport error",
-    "tcp connect",
-    "Connection refused",
-    "Unavailable",
-    "h2 protocol error",
-    "BrokenPipe",
-    "broken pipe",
-    "Connection reset",
-];
-
-/// What the scheduler says when a task failed because the executor holding its input went
-/// away: its shuffle files can no longer be fetched.
-const EXECUTOR_LOST: &[&str] = &[
-    "FetchFailed",
-    "FetchPartitionError",
-    "fetch partition",
-    "ExecutorLost",
-];
-
-impl Cluster {
-    /// `e`, said as the scheduler's when it is about reaching the scheduler.
-    pub(crate) fn explain_error(&self, e: Error) -> Error {
-        let text = e.to_string();
-        let address = self.url.trim_start_matches("http://");
-        let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
-        let executor_lost = says(EXECUTOR_LOST);
-        if text.contains("Unauthenticated") || text.contains("needs its token") {
-            Error::invalid(format!(
-                "the SQL scheduler at {address} refused this node's token"
-            ))
-            .with_hint("the nodes of a cluster share one catalog; check this node's catalog is the scheduler's")
-        } else if !executor_lost && !says(CONNECTION_LOST) {
-            e
-        } else if executor_lost || !text.contains(address) {
-            // Another node's address: an executor went away while the query ran.
-            Error::io(format!(
-                "an SQL executor stopped while the query ran (a worker was lost): {text}"
-            ))
-            .with_hint(
-                "run the query again: the scheduler gives its work to the executors still there",
-            )
-        } else {
-            Error::io(format!("the SQL scheduler at {address} did not answer: {text}")).with_hint(
-                "start `basin serve` on the node [sql.ballista] scheduler names, or set [sql] engine = \"local\"",
-            )
-        }
-    }
 }
 
 /// What `EXPLAIN` adds about where the query runs: an `engine` row, and for a distributed
@@ -394,72 +234,4 @@ pub(crate) fn append_rows(
     )
     .map_err(|e| Error::internal(format!("cannot add to the EXPLAIN answer: {e}")))?;
     Ok(batches.into_iter().chain([extra]).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cluster() -> Cluster {
-        Cluster {
-            url: "http://127.0.0.1:50050".into(),
-            token: String::new(),
-            local: None,
-        }
-    }
-
-    #[test]
-    fn an_executor_killed_mid_answer_is_a_lost_worker_with_a_hint() {
-        // What a Flight stream from a SIGKILLed executor reported in CI.
-        let cut = Error::invalid(
-            "Arrow error: External error: code: 'Unknown error', message: \"h2 protocol error: \
-             error reading a body from connection\", source: hyper::Error(Body, Error { kind: \
-             Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })",
-        );
-        let e = cluster().explain_error(cut);
-        assert!(e.to_string().contains("a worker was lost"), "{e}");
-        assert!(
-            e.hint
-                .as_deref()
-                .is_some_and(|h| h.contains("run the query again")),
-            "{e:?}"
-        );
-
-        let refused = Error::invalid(
-            "GrpcConnectionError(\"Error connecting to Ballista scheduler or executor at \
-             http://127.0.0.1:40787: tcp connect error: Connection refused\")",
-        );
-        assert!(
-            cluster()
-                .explain_error(refused)
-                .to_string()
-                .contains("a worker was lost")
-        );
-
-        let stage = Error::invalid(
-            "Job AbC failed: Job failed due to stage 2 failed: Stage 2 has failed 4 times, most \
-             recent failure reason: FetchPartitionError(\"exec-1\", 1, 0, \"gone\")",
-        );
-        assert!(
-            cluster()
-                .explain_error(stage)
-                .to_string()
-                .contains("a worker was lost")
-        );
-    }
-
-    #[test]
-    fn the_scheduler_unreachable_and_other_errors_keep_their_own_words() {
-        let down = Error::invalid(
-            "transport error connecting to http://127.0.0.1:50050: Connection refused",
-        );
-        let e = cluster().explain_error(down);
-        assert!(e.to_string().contains("did not answer"), "{e}");
-
-        let wrong = Error::invalid("column \"nope\" not found");
-        assert_eq!(
-            cluster().explain_error(wrong).to_string(),
-            "column \"nope\" not found"
-        );
-    }
 }

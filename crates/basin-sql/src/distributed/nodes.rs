@@ -9,11 +9,10 @@
 //! says to keep them on a private network.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::extension::{
@@ -42,70 +41,13 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::codec::BasinCodec;
-use crate::limits::Engine;
+use super::handles::{Scheduler, SqlExecutor, Task};
+use crate::engine::Engine;
 
 /// The gRPC header that carries the cluster's token.
 pub(crate) const TOKEN_HEADER: &str = "x-basin-cluster-token";
-
-/// Aborts its task when dropped: no server outlives the node that started it.
-#[derive(Debug)]
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The scheduler embedded in this process.
-#[derive(Clone)]
-pub struct Scheduler {
-    addr: SocketAddr,
-    /// `[sql.ballista] executor_timeout`.
-    executor_timeout: Duration,
-    server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
-    _task: Arc<Task>,
-}
-
-impl std::fmt::Debug for Scheduler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduler")
-            .field("addr", &self.addr)
-            .finish()
-    }
-}
-
-impl Scheduler {
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Executors that polled for work lately.
-    pub async fn alive_executors(&self) -> usize {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        match self
-            .server
-            .state
-            .executor_manager
-            .get_executors_state()
-            .await
-        {
-            Ok(executors) => executors
-                .iter()
-                .filter(|(_, seen, _)| {
-                    seen.is_some_and(|at| now.saturating_sub(at) < self.executor_timeout)
-                })
-                .count(),
-            Err(_) => 0,
-        }
-    }
-}
 
 /// Starts the scheduler on `listen` (`host:port`; port 0 picks one). It plans the queries
 /// clients send with `tables` and hands their stages to executors; it keeps no state on
@@ -164,26 +106,6 @@ pub async fn start_scheduler(
         server,
         _task: Arc::new(Task(task)),
     })
-}
-
-/// An executor embedded in this process, running stages for the scheduler.
-#[derive(Debug)]
-pub struct SqlExecutor {
-    addr: SocketAddr,
-    tasks: Arc<AtomicU64>,
-    _tasks: Vec<Task>,
-}
-
-impl SqlExecutor {
-    /// Where other executors and clients fetch its stages' outputs.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Tasks (one partition of one stage each) it has run.
-    pub fn tasks_run(&self) -> u64 {
-        self.tasks.load(Ordering::Relaxed)
-    }
 }
 
 /// Counts the tasks an executor ran, and the node's (its engine's counters).

@@ -5,7 +5,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
-use super::COPIED;
+use super::copied::COPIED;
 
 /// An upper bound of the bytes `function` makes from `args`, for one batch.
 pub(super) fn estimate(function: &str, args: &ScalarFunctionArgs) -> usize {

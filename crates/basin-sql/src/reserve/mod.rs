@@ -47,7 +47,10 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
+mod copied;
 mod estimate;
+
+use copied::Copied;
 use estimate::estimate;
 
 /// Functions whose output can be much larger than their arguments.
@@ -400,56 +403,6 @@ impl ScalarUDFImpl for StringConcat {
             Arc::new(Column::new("r", 1)),
         );
         concat.evaluate(&batch)
-    }
-}
-
-/// The name [`Copied`] goes by in errors.
-const COPIED: &str = "a long constant";
-
-/// Its argument as it is: the wrapper that reserves a projection's constant answer.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Copied {
-    signature: Signature,
-}
-
-impl Copied {
-    fn new() -> Self {
-        Self {
-            signature: Signature::any(1, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for Copied {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn name(&self) -> &str {
-        COPIED
-    }
-
-    fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args[0].schema_name().to_string())
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::clone(&args.arg_fields[0]))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        args.args
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal(format!("`{COPIED}` takes one argument")))
     }
 }
 

@@ -51,6 +51,8 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::joins;
+
 #[derive(Debug, Default)]
 pub(crate) struct FilteredJoinsDown;
 
@@ -89,7 +91,7 @@ impl OptimizerRule for FilteredJoinsDown {
                 continue;
             }
             // The tree is the join's left input when the filtered table is its right.
-            let used = super::columns_read(join, filtered_is_right);
+            let used = joins::columns_read(join, filtered_is_right);
             if used.is_empty() {
                 continue;
             }
@@ -235,7 +237,7 @@ impl Descent<'_> {
                 let passed = self
                     .used
                     .iter()
-                    .all(|c| super::passes_through(projection, c));
+                    .all(|c| joins::passes_through(projection, c));
                 if !passed {
                     return Ok(None);
                 }
@@ -278,12 +280,12 @@ impl Descent<'_> {
                     let Some(left) = self.down(&inner.left)? else {
                         return Ok(None);
                     };
-                    super::rejoin(inner, Arc::new(left), inner.right.clone())?
+                    joins::rejoin(inner, Arc::new(left), inner.right.clone())?
                 } else {
                     let Some(right) = self.down(&inner.right)? else {
                         return Ok(None);
                     };
-                    super::rejoin(inner, inner.left.clone(), Arc::new(right))?
+                    joins::rejoin(inner, inner.left.clone(), Arc::new(right))?
                 };
                 self.joins_passed += 1;
                 Ok(Some(moved))
@@ -353,7 +355,7 @@ impl Descent<'_> {
             false => (self.filtered.clone(), plan.clone()),
         };
         if self.renamed.is_empty() {
-            return super::rejoin(self.join, left, right);
+            return joins::rejoin(self.join, left, right);
         }
         let rename = |e: &Expr| {
             e.clone()
@@ -375,7 +377,7 @@ impl Descent<'_> {
             on,
             ..self.join.clone()
         };
-        super::rejoin(&renamed, left, right)
+        joins::rejoin(&renamed, left, right)
     }
 }
 

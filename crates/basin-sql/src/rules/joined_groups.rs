@@ -50,6 +50,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::joins;
+
 /// The alias of the keys' subquery; also how the rule recognises its own work.
 const KEYS_ALIAS: &str = "__basin_group_keys";
 
@@ -108,7 +110,7 @@ impl OptimizerRule for AggregateJoinedGroupsOnly {
                 } else {
                     (join.left.clone(), Arc::new(new_side))
                 };
-                return Ok(Transformed::yes(super::rejoin(join, left, right)?));
+                return Ok(Transformed::yes(joins::rejoin(join, left, right)?));
             }
         }
         Ok(Transformed::no(plan))
@@ -320,10 +322,10 @@ fn semi_join_at_scan(
             } else {
                 return semi_join(input, column, keys, key);
             };
-            return super::rejoin(join, left, right);
+            return joins::rejoin(join, left, right);
         }
         LogicalPlan::Filter(filter) => &filter.input,
-        LogicalPlan::Projection(projection) if super::passes_through(projection, column) => {
+        LogicalPlan::Projection(projection) if joins::passes_through(projection, column) => {
             &projection.input
         }
         _ => return semi_join(input, column, keys, key),

@@ -37,6 +37,8 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::logical_expr::{JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::joins;
+
 #[derive(Debug, Default)]
 pub(crate) struct SemiJoinsDown;
 
@@ -62,17 +64,17 @@ impl OptimizerRule for SemiJoinsDown {
             return Ok(Transformed::no(plan));
         }
         // The columns of the filtered input the semi-join reads.
-        let used = super::columns_read(semi, true);
+        let used = joins::columns_read(semi, true);
         if used.is_empty() {
             return Ok(Transformed::no(plan));
         }
         // The semi-join, over another input with the same columns.
         let over = |input: Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
-            Ok(Arc::new(super::rejoin(semi, input, semi.right.clone())?))
+            Ok(Arc::new(joins::rejoin(semi, input, semi.right.clone())?))
         };
         let moved = match semi.left.as_ref() {
             LogicalPlan::Projection(projection) => {
-                let passed = used.iter().all(|c| super::passes_through(projection, c));
+                let passed = used.iter().all(|c| joins::passes_through(projection, c));
                 if !passed {
                     return Ok(Transformed::no(plan));
                 }
@@ -93,7 +95,7 @@ impl OptimizerRule for SemiJoinsDown {
                 } else {
                     return Ok(Transformed::no(plan));
                 };
-                super::rejoin(inner, left, right)?
+                joins::rejoin(inner, left, right)?
             }
             _ => return Ok(Transformed::no(plan)),
         };

@@ -1,4 +1,5 @@
-//! String views compacted before a hash join keeps them, so its memory is counted right.
+//! Utf8View and BinaryView columns copied into fresh, dense buffers before a hash join keeps
+//! them, so that its memory is counted right.
 //!
 //! Basin reads strings as `Utf8View` (much faster: issue #18's A/B). A view array that went
 //! through a filter or a join still points into the big buffers it came from, and DataFusion's
@@ -84,13 +85,15 @@ impl ExecutionPlan for CompactViewsExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let schema = input.schema();
-        let compacted = input.map(|batch| batch.and_then(|b| Ok(compact(b)?)));
+        let compacted = input.map(|batch| batch.and_then(|b| Ok(compact_sparse_views(b)?)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, compacted)))
     }
 }
 
 /// The batch with each sparse view column compacted.
-fn compact(batch: RecordBatch) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+fn compact_sparse_views(
+    batch: RecordBatch,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     if !batch.columns().iter().any(|c| is_sparse_view(c.as_ref())) {
         return Ok(batch);
     }
@@ -130,9 +133,9 @@ fn is_sparse_view(column: &dyn Array) -> bool {
 /// Puts a `CompactViewsExec` on the build side (the left input) of every hash join whose build
 /// side has view columns.
 #[derive(Debug)]
-pub(crate) struct CompactJoinBuildSides;
+pub(crate) struct CompactBuildSideViews;
 
-impl PhysicalOptimizerRule for CompactJoinBuildSides {
+impl PhysicalOptimizerRule for CompactBuildSideViews {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -191,7 +194,7 @@ mod tests {
         )]));
         let batch = RecordBatch::try_new(schema, vec![taken]).unwrap();
         let before = batch.get_array_memory_size();
-        let compacted = compact(batch).unwrap();
+        let compacted = compact_sparse_views(batch).unwrap();
         assert!(compacted.get_array_memory_size() * 10 < before, "{before}");
         let values: Vec<&str> = compacted
             .column(0)

@@ -1,0 +1,56 @@
+//! What a query gives back: its batches as they are computed, with its physical plan
+//! ([`Running`]), or all of them ([`QueryResult`]); and what its scans read.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use basin_core::Result;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
+
+/// The result of the last statement of a script.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub seconds: f64,
+    /// Bytes the script's scans read from storage (see [`bytes_scanned`]).
+    pub bytes_scanned: u64,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A query being executed: its batches as they are computed, and its physical plan, whose
+/// metrics say what it read once the batches are consumed.
+pub struct Running {
+    pub schema: SchemaRef,
+    pub batches: RecordBatchStream,
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+/// Bytes a physical plan's scans read from storage, from DataFusion's Parquet scan metrics.
+/// Scans through iceberg-datafusion (tables with delete files, or in object storage) record
+/// no such metric and count 0.
+pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan.children().into_iter().map(bytes_scanned).sum::<u64>()
+}
+
+/// Batches of a query, as they are computed.
+pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+
+pub(crate) async fn collect(batches: RecordBatchStream) -> Result<Vec<RecordBatch>> {
+    batches
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()
+}

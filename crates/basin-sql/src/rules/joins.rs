@@ -1,0 +1,52 @@
+//! What the rules ask of the joins and projections they rewrite: a join rebuilt over new
+//! inputs, the columns its condition reads, whether a projection passes a column through.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::common::{Column, Result};
+use datafusion::logical_expr::{Expr, Join, LogicalPlan, Projection};
+
+/// `join` over other inputs with the same columns, as a plan.
+pub(super) fn rejoin(
+    join: &Join,
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Join(Join::try_new(
+        left,
+        right,
+        join.on.clone(),
+        join.filter.clone(),
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?))
+}
+
+/// The columns of one input of `join` (the left one if `left`) that its condition reads: its
+/// keys on that side, and its filter's columns from that input.
+pub(super) fn columns_read(join: &Join, left: bool) -> HashSet<Column> {
+    let input = if left { &join.left } else { &join.right };
+    let mut used = HashSet::new();
+    for (left_key, right_key) in &join.on {
+        let key = if left { left_key } else { right_key };
+        used.extend(key.column_refs().into_iter().cloned());
+    }
+    if let Some(filter) = &join.filter {
+        let refs = filter.column_refs().into_iter();
+        used.extend(refs.filter(|c| input.schema().has_column(c)).cloned());
+    }
+    used
+}
+
+/// Whether `projection` passes `column` through unchanged (same name, not computed).
+pub(super) fn passes_through(projection: &Projection, column: &Column) -> bool {
+    projection
+        .schema
+        .index_of_column(column)
+        .ok()
+        .and_then(|i| projection.expr.get(i))
+        .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == column))
+}
