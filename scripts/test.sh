@@ -15,6 +15,11 @@ basin_node_env
 # catalog suite's Postgres half, the Python tests' servers and clients).
 export BASIN_FULL_SUITE=1
 
+echo "== layers" >&2
+# No import circle inside a crate, no crate importing a higher one, no file over 600 lines and
+# no function over 120 (docs/architecture.md): a circle cannot come back unnoticed.
+python3 scripts/check_layers.py
+
 echo "== cargo build" >&2
 cargo build --quiet --workspace --all-targets
 echo "== cargo test" >&2

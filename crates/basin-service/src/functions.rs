@@ -116,7 +116,7 @@ impl Lakehouse {
                         None => e,
                     }
                 })?;
-                let (schema, batches) = plain(schema, batches);
+                let (schema, batches) = strip_views_and_metadata(schema, batches);
                 workspace.write_input(param, schema, batches).await?;
             }
         }
@@ -279,7 +279,7 @@ pub(crate) fn env_spec(
 /// Input batches as functions expect them: without field ids and other Parquet metadata,
 /// and with strings as `utf8` (the scan reads them as views, which pyarrow's compute
 /// functions do not all take yet).
-pub(crate) fn plain(
+pub(crate) fn strip_views_and_metadata(
     schema: arrow::datatypes::SchemaRef,
     batches: basin_sql::RecordBatchStream,
 ) -> (arrow::datatypes::SchemaRef, basin_sql::RecordBatchStream) {

@@ -14,7 +14,7 @@ use datafusion::datasource::MemTable;
 use super::dag::Dag;
 use super::{ModelDone, ModelKind, Produced, Project, RunSink, Source, cache, project};
 use crate::Lakehouse;
-use crate::functions::{env_spec, input_query, plain, secrets_for};
+use crate::functions::{env_spec, input_query, secrets_for, strip_views_and_metadata};
 
 /// One model's execution, owned by its task.
 pub(super) struct ModelJob {
@@ -245,7 +245,7 @@ impl ModelJob {
                     let sql = input_query(input, declaration, Some(&self.project.namespace))?;
                     let (schema, batches) =
                         session.as_ref().expect("a session").stream(&sql).await?;
-                    let (schema, batches) = plain(schema, batches);
+                    let (schema, batches) = strip_views_and_metadata(schema, batches);
                     workspace.write_input(param, schema, batches).await?;
                 }
             }
