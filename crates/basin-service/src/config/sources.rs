@@ -91,62 +91,14 @@ impl SourceConfig {
                 "use letters, digits and `_`",
             )
         })?;
-        let Some(url) = section.url.clone() else {
-            return Err(refuse(
-                "no `url`".into(),
-                "url = \"postgres://USER@HOST:5432/DATABASE\"",
-            ));
-        };
-        let parsed = url::Url::parse(&url).map_err(|e| {
-            refuse(
-                format!("cannot read url `{url}`: {e}"),
-                "url = \"postgres://USER@HOST:5432/DATABASE\"",
-            )
-        })?;
-        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(refuse(
-                format!("`{url}` is not a postgres:// url"),
-                "Postgres is the one database Basin ingests from so far",
-            ));
-        }
-        if parsed.password().is_some() {
-            // Not even echoed back: the message names the setting, not the url.
-            return Err(refuse(
-                "the url holds a password, which basin.toml must not".into(),
-                "take it out of the url, put it in an environment variable and set password_env = \"VAR\"",
-            ));
-        }
-        let tables = section.tables.clone().unwrap_or_default();
-        match (&section.schema, tables.is_empty()) {
-            (Some(_), false) => {
-                return Err(refuse(
-                    "give `tables` or `schema`, not both".into(),
-                    "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
-                ));
-            }
-            (None, true) => {
-                return Err(refuse(
-                    "no `tables` and no `schema`".into(),
-                    "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
-                ));
-            }
-            _ => {}
-        }
+        let url = checked_url(section, &refuse)?;
+        let tables = checked_tables(section, &refuse)?;
         let namespace = section
             .namespace
             .clone()
             .unwrap_or_else(|| name.to_string());
         Key::parse(&namespace).map_err(|e| refuse(e.message, "namespace = \"shop\""))?;
-        let mode = match section.mode.as_deref() {
-            None | Some("snapshot") => SourceMode::Snapshot,
-            Some("cdc") => SourceMode::Cdc,
-            Some(other) => {
-                return Err(refuse(
-                    format!("mode `{other}` is not `snapshot` or `cdc`"),
-                    "mode = \"snapshot\" (a full load each `basin ingest`) or mode = \"cdc\" (a full load, then changes streamed)",
-                ));
-            }
-        };
+        let mode = checked_mode(section, &refuse)?;
         let readers = section.readers.unwrap_or(DEFAULT_READERS);
         if !(1..=64).contains(&readers) {
             return Err(refuse(
@@ -154,39 +106,8 @@ impl SourceConfig {
                 "readers = 2 (connections reading in parallel)",
             ));
         }
-        let batch_rows = section.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
-        if batch_rows == 0 {
-            return Err(refuse(
-                "batch_rows = 0: give at least 1".into(),
-                "batch_rows = 10000 (changes per commit, whole transactions)",
-            ));
-        }
-        let batch_seconds = section.batch_seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
-        if !(0.0..=3600.0).contains(&batch_seconds) {
-            return Err(refuse(
-                format!("batch_seconds = {batch_seconds}: give 0 to 3600"),
-                "batch_seconds = 1.0 (the longest a change waits for its batch)",
-            ));
-        }
-        let max_transaction_changes = section
-            .max_transaction_changes
-            .unwrap_or(DEFAULT_MAX_TRANSACTION_CHANGES);
-        if max_transaction_changes == 0 {
-            return Err(refuse(
-                "max_transaction_changes = 0: give at least 1".into(),
-                "max_transaction_changes = 1000000 (changes of one source transaction, held in memory)",
-            ));
-        }
-        let publication = section
-            .publication
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PUBLICATION.to_string());
-        if publication.is_empty() || publication.contains([',', '\'', ' ']) {
-            return Err(refuse(
-                format!("publication `{publication}` is not a name Basin can stream"),
-                "publication = \"basin\" (letters, digits and `_`)",
-            ));
-        }
+        let batching = checked_batching(section, &refuse)?;
+        let publication = checked_publication(section, &refuse)?;
         Ok(Self {
             name: name.to_string(),
             url,
@@ -198,9 +119,9 @@ impl SourceConfig {
             branch: section.branch.clone(),
             readers,
             publication,
-            batch_rows,
-            batch_seconds,
-            max_transaction_changes,
+            batch_rows: batching.batch_rows,
+            batch_seconds: batching.batch_seconds,
+            max_transaction_changes: batching.max_transaction_changes,
         })
     }
 
@@ -243,6 +164,121 @@ impl SourceConfig {
         }
         table
     }
+}
+
+/// Builds a `[sources.NAME]` error from its message and a hint.
+type Refuse<'a> = &'a dyn Fn(String, &str) -> Error;
+
+/// `url`: a postgres:// url without a password.
+fn checked_url(section: &SourceSection, refuse: Refuse) -> Result<String> {
+    let Some(url) = section.url.clone() else {
+        return Err(refuse(
+            "no `url`".into(),
+            "url = \"postgres://USER@HOST:5432/DATABASE\"",
+        ));
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| {
+        refuse(
+            format!("cannot read url `{url}`: {e}"),
+            "url = \"postgres://USER@HOST:5432/DATABASE\"",
+        )
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(refuse(
+            format!("`{url}` is not a postgres:// url"),
+            "Postgres is the one database Basin ingests from so far",
+        ));
+    }
+    if parsed.password().is_some() {
+        // Not even echoed back: the message names the setting, not the url.
+        return Err(refuse(
+            "the url holds a password, which basin.toml must not".into(),
+            "take it out of the url, put it in an environment variable and set password_env = \"VAR\"",
+        ));
+    }
+    Ok(url)
+}
+
+/// `tables` or `schema`, exactly one of them.
+fn checked_tables(section: &SourceSection, refuse: Refuse) -> Result<Vec<String>> {
+    let tables = section.tables.clone().unwrap_or_default();
+    match (&section.schema, tables.is_empty()) {
+        (Some(_), false) => Err(refuse(
+            "give `tables` or `schema`, not both".into(),
+            "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
+        )),
+        (None, true) => Err(refuse(
+            "no `tables` and no `schema`".into(),
+            "tables = [\"public.orders\"] loads those; schema = \"public\" loads all of that schema's tables",
+        )),
+        _ => Ok(tables),
+    }
+}
+
+/// `mode`: `snapshot` (the default) or `cdc`.
+fn checked_mode(section: &SourceSection, refuse: Refuse) -> Result<SourceMode> {
+    match section.mode.as_deref() {
+        None | Some("snapshot") => Ok(SourceMode::Snapshot),
+        Some("cdc") => Ok(SourceMode::Cdc),
+        Some(other) => Err(refuse(
+            format!("mode `{other}` is not `snapshot` or `cdc`"),
+            "mode = \"snapshot\" (a full load each `basin ingest`) or mode = \"cdc\" (a full load, then changes streamed)",
+        )),
+    }
+}
+
+/// How a CDC stream groups changes into commits, checked.
+struct Batching {
+    batch_rows: usize,
+    batch_seconds: f64,
+    max_transaction_changes: usize,
+}
+
+/// `batch_rows`, `batch_seconds` and `max_transaction_changes`, each defaulted.
+fn checked_batching(section: &SourceSection, refuse: Refuse) -> Result<Batching> {
+    let batch_rows = section.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
+    if batch_rows == 0 {
+        return Err(refuse(
+            "batch_rows = 0: give at least 1".into(),
+            "batch_rows = 10000 (changes per commit, whole transactions)",
+        ));
+    }
+    let batch_seconds = section.batch_seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
+    if !(0.0..=3600.0).contains(&batch_seconds) {
+        return Err(refuse(
+            format!("batch_seconds = {batch_seconds}: give 0 to 3600"),
+            "batch_seconds = 1.0 (the longest a change waits for its batch)",
+        ));
+    }
+    let max_transaction_changes = section
+        .max_transaction_changes
+        .unwrap_or(DEFAULT_MAX_TRANSACTION_CHANGES);
+    if max_transaction_changes == 0 {
+        return Err(refuse(
+            "max_transaction_changes = 0: give at least 1".into(),
+            "max_transaction_changes = 1000000 (changes of one source transaction, held in memory)",
+        ));
+    }
+    Ok(Batching {
+        batch_rows,
+        batch_seconds,
+        max_transaction_changes,
+    })
+}
+
+/// `publication`: a name Basin can put in a replication command.
+fn checked_publication(section: &SourceSection, refuse: Refuse) -> Result<String> {
+    let publication = section
+        .publication
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PUBLICATION.to_string());
+    if publication.is_empty() || publication.contains([',', '\'', ' ']) {
+        return Err(refuse(
+            format!("publication `{publication}` is not a name Basin can stream"),
+            "publication = \"basin\" (letters, digits and `_`)",
+        ));
+    }
+    Ok(publication)
 }
 
 /// Checks every `[sources.NAME]`.

@@ -10,24 +10,22 @@
 //! runs out, or when a batch finishes. No events, no work.
 
 use crate::queue::Background;
-use crate::queue::renew_leases;
 use basin_core::time::now_ms;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use basin_catalog::{EventOutcome, EventRecord, EventState, Settled};
-use basin_core::{Error, ErrorKind, Result};
-use basin_ingest::{Format, ImportRequest, Mode};
-use basin_runtime::{Finished, Output};
+use basin_core::Result;
 use tokio::sync::{Notify, watch};
 
 use crate::Lakehouse;
 use crate::deployed::DeployedFunction;
 
+mod attempt;
 mod invoke;
+mod settle;
 
 /// A triggered function's time limit when it declares none.
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,9 +40,6 @@ const LISTENING_POLL: Duration = Duration::from_secs(5);
 const SETTLED_POLL: Duration = Duration::from_millis(100);
 /// A batch's time limit past the sum of its calls' limits: the worker's start and its commit.
 const BATCH_MARGIN: Duration = Duration::from_secs(10);
-/// The first retry's delay; each further one doubles it, up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -383,181 +378,6 @@ impl Dispatcher {
             this.wake();
         });
     }
-
-    /// Runs the batch in one invocation (the handler once per event), then settles each
-    /// event. The batch's leases are renewed while it runs.
-    async fn handle(&self, function: DeployedFunction, batch: Vec<EventRecord>) -> Result<()> {
-        let _renewal = renew_leases(
-            &self.lakehouse,
-            batch.iter().map(|e| e.id.clone()).collect(),
-        );
-        let attempts = self.attempts(&function, &batch).await;
-        let mut outputs: Vec<(EventRecord, Attempt)> = Vec::new();
-        // Every outcome but the appended outputs', settled together in one transaction.
-        let mut settled = Vec::new();
-        for (event, attempt) in batch.into_iter().zip(attempts) {
-            let outcome = match attempt.error() {
-                Some(error) => failure(&event, error, attempt.logs),
-                None if function.declaration.to.is_some() => {
-                    if attempt.output_file().is_some() {
-                        outputs.push((event, attempt));
-                        continue;
-                    }
-                    let error = format!(
-                        "`{}` returned no table, so there is nothing to append to `{}`",
-                        function.name,
-                        function.declaration.to.as_deref().unwrap_or_default()
-                    );
-                    failure(&event, error, attempt.logs)
-                }
-                None => EventOutcome::Succeeded {
-                    result: attempt.json(),
-                    logs: attempt.logs,
-                },
-            };
-            settled.push(Settled {
-                id: event.id,
-                attempt: event.attempts,
-                outcome,
-            });
-        }
-        if !settled.is_empty() {
-            self.settle(&settled).await?;
-        }
-        if let Some(table) = &function.declaration.to {
-            self.store_outputs(table, outputs).await?;
-        }
-        Ok(())
-    }
-
-    /// Appends the outputs in one commit that consumes their events; if that fails, one
-    /// commit per event, so one bad output does not hold back the others.
-    async fn store_outputs(&self, table: &str, outputs: Vec<(EventRecord, Attempt)>) -> Result<()> {
-        if outputs.is_empty() {
-            return Ok(());
-        }
-        let together = self.append(table, &outputs).await;
-        let settled: Vec<(&EventRecord, &Attempt, Result<()>)> = match together {
-            Ok(()) => outputs.iter().map(|(e, a)| (e, a, Ok(()))).collect(),
-            Err(e) if outputs.len() > 1 => {
-                tracing::warn!(
-                    table,
-                    events = outputs.len(),
-                    "appending a batch's outputs in one commit failed, appending them one by one: {e}"
-                );
-                let mut each = Vec::new();
-                for (event, attempt) in &outputs {
-                    let one = [(event.clone(), attempt.clone())];
-                    each.push((event, attempt, self.append(table, &one).await));
-                }
-                each
-            }
-            Err(e) => vec![(&outputs[0].0, &outputs[0].1, Err(e))],
-        };
-        let outcomes: Vec<Settled> = settled
-            .into_iter()
-            .map(|(event, attempt, result)| Settled {
-                id: event.id.clone(),
-                attempt: event.attempts,
-                outcome: match result {
-                    Err(e) if e.kind() != ErrorKind::AlreadyExists => failure(
-                        event,
-                        format!("cannot append to `{table}`: {e}"),
-                        attempt.logs.clone(),
-                    ),
-                    // Stored now, or by an earlier attempt: either way exactly once.
-                    _ => EventOutcome::Succeeded {
-                        logs: attempt.logs.clone(),
-                        result: None,
-                    },
-                },
-            })
-            .collect();
-        self.settle(&outcomes).await
-    }
-
-    /// Stores the events' outcomes in one transaction, and counts them.
-    async fn settle(&self, outcomes: &[Settled]) -> Result<()> {
-        let store = self.lakehouse.catalog().store();
-        store.finish_events(outcomes).await?;
-        self.counters.settled(outcomes);
-        Ok(())
-    }
-
-    async fn append(&self, table: &str, outputs: &[(EventRecord, Attempt)]) -> Result<()> {
-        let files: Vec<String> = outputs
-            .iter()
-            .filter_map(|(_, a)| a.output_file())
-            .map(|p| p.display().to_string())
-            .collect();
-        let mut request = ImportRequest::new(files, table, basin_catalog::MAIN);
-        request.format = Some(Format::Arrow);
-        request.mode = Mode::Append;
-        request.allow_new_columns = true;
-        request.events = outputs.iter().map(|(e, _)| e.id.clone()).collect();
-        let function = outputs.first().map_or("", |(e, _)| e.function.as_str());
-        request.message = Some(match outputs.len() {
-            1 => format!(
-                "function {function} wrote {table} (append, event {})",
-                outputs[0].0.id
-            ),
-            n => format!("function {function} wrote {table} (append, {n} events)"),
-        });
-        self.lakehouse.import(request, None).await.map(drop)
-    }
-
-    /// One attempt per event: the whole batch in one invocation. If that invocation fails as
-    /// a whole (it crashed, or ran out of time or memory), each event runs alone, so one bad
-    /// event does not fail the others.
-    async fn attempts(&self, function: &DeployedFunction, batch: &[EventRecord]) -> Vec<Attempt> {
-        match self.attempt(function, batch).await {
-            Ok(attempts) => attempts,
-            Err(failed) if batch.len() == 1 => vec![failed],
-            Err(_) => {
-                let alone = batch.iter().map(|event| async move {
-                    match self.attempt(function, std::slice::from_ref(event)).await {
-                        Ok(mut one) => one.remove(0),
-                        Err(failed) => failed,
-                    }
-                });
-                futures::future::join_all(alone).await
-            }
-        }
-    }
-
-    /// One invocation for `events`: an attempt per event, or the invocation's own failure.
-    async fn attempt(
-        &self,
-        function: &DeployedFunction,
-        events: &[EventRecord],
-    ) -> std::result::Result<Vec<Attempt>, Attempt> {
-        let logs = Arc::new(Mutex::new(basin_runtime::OutputLog::new(
-            &self.lakehouse.settings().runtime,
-        )));
-        let result = self.invoke(function, events, logs.clone()).await;
-        let logs = logs.lock().expect("not poisoned").take();
-        let finished = match result {
-            Ok(finished) => Arc::new(finished),
-            Err(e) => return Err(Attempt::failed(e.to_string(), logs)),
-        };
-        match &finished.result {
-            Ok(Output::Batch(items)) if items.len() == events.len() => Ok(items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| Attempt {
-                    finished: Some(finished.clone()),
-                    index,
-                    error: item.result.as_ref().err().map(Error::with_hint_line),
-                    logs: item.logs.clone(),
-                })
-                .collect()),
-            Ok(_) => Err(Attempt::failed(
-                format!("`{}` did not answer for each event", function.name),
-                logs,
-            )),
-            Err(e) => Err(Attempt::failed(e.with_hint_line(), logs)),
-        }
-    }
 }
 
 pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
@@ -567,99 +387,9 @@ pub(crate) fn timeout(function: &DeployedFunction) -> Duration {
         .map_or(DEFAULT_EVENT_TIMEOUT, Duration::from_secs_f64)
 }
 
-/// A failed attempt: retried after a doubling backoff, or dead after the last attempt. Each
-/// is logged in one line (function, event, object, the error's first line), as Lambda does.
-fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
-    let retry_in = (event.attempts < event.max_attempts).then(|| {
-        FIRST_BACKOFF
-            .saturating_mul(1 << event.attempts.saturating_sub(1).min(16))
-            .min(MAX_BACKOFF)
-    });
-    let object = event_object(&event.payload).unwrap_or("-");
-    let first_line = error.lines().next().unwrap_or_default();
-    let attempt = format!("{}/{}", event.attempts, event.max_attempts);
-    match retry_in {
-        Some(wait) => tracing::warn!(
-            function = event.function,
-            event = event.id,
-            object,
-            attempt,
-            "failed, retried in {}s: {first_line}",
-            wait.as_secs()
-        ),
-        None => tracing::error!(
-            function = event.function,
-            event = event.id,
-            object,
-            attempt,
-            "dead (`basin events retry {}` runs it again): {first_line}",
-            event.id
-        ),
-    }
-    let retry_at_ms = retry_in.map(|wait| now_ms() + wait.as_millis() as i64);
-    EventOutcome::Failed {
-        error,
-        logs,
-        retry_at_ms,
-    }
-}
-
-/// The object an event is about, for logs: an S3-style record's key, or a bucket event's path.
-fn event_object(payload: &serde_json::Value) -> Option<&str> {
-    let record = payload
-        .get("Records")
-        .and_then(|r| r.get(0))
-        .unwrap_or(payload);
-    record["s3"]["object"]["key"]
-        .as_str()
-        .or_else(|| payload["key"].as_str())
-        .or_else(|| payload["path"].as_str())
-}
-
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// One event's handler call: its error, or its output (the invocation, kept alive until the
-/// commit, holds the file), and what it printed.
-#[derive(Clone)]
-struct Attempt {
-    finished: Option<Arc<Finished>>,
-    /// The event's place in the invocation's batch.
-    index: usize,
-    error: Option<String>,
-    logs: String,
-}
-
-impl Attempt {
-    fn failed(error: String, logs: String) -> Self {
-        Self {
-            finished: None,
-            index: 0,
-            error: Some(error),
-            logs,
-        }
-    }
-
-    fn error(&self) -> Option<String> {
-        self.error.clone()
-    }
-
-    fn output_file(&self) -> Option<PathBuf> {
-        self.finished.as_ref()?.item_output_file(self.index)
-    }
-
-    /// The JSON value the call returned, if it returned one.
-    fn json(&self) -> Option<serde_json::Value> {
-        match &self.finished.as_ref()?.result {
-            Ok(Output::Batch(items)) => match &items.get(self.index)?.result {
-                Ok(Output::Json(v)) => Some(v.clone()),
-                _ => None,
-            },
-            _ => None,
-        }
     }
 }

@@ -6,18 +6,17 @@ mod abandoned;
 pub(crate) mod cache;
 mod dag;
 mod dispatch;
+mod execute;
 mod job;
 mod project;
 mod replay;
 mod run;
 pub mod scaffold;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use basin_core::{Error, Result};
-use tokio::task::JoinSet;
 
 pub use dag::{Dag, Source};
 pub(crate) use dispatch::{QUEUE_PREFIX, running_queues, work_on};
@@ -28,7 +27,6 @@ pub use run::{ModelRun, RunProgress, RunRecord, RunRequest, RunSink, is_pipeline
 
 use crate::Lakehouse;
 use crate::functions::env_spec;
-use job::ModelJob;
 
 impl Lakehouse {
     /// Runs the project in `request.dir`; see the module docs.
@@ -148,191 +146,6 @@ impl Lakehouse {
                 )
             }
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn execute(
-        &self,
-        project: &Arc<Project>,
-        dag: &Arc<Dag>,
-        params: &BTreeMap<String, serde_json::Value>,
-        branch: &str,
-        reuse: bool,
-        sink: RunSink,
-        progress: RunProgress,
-        record: &mut RunRecord,
-    ) -> Result<()> {
-        let n = project.models.len();
-        let mut produced: Vec<Option<Arc<Produced>>> = (0..n).map(|_| None).collect();
-        let mut waiting: Vec<usize> = (0..n).map(|i| dag.upstream_count(i)).collect();
-        let mut ready: Vec<usize> = dag
-            .order
-            .iter()
-            .copied()
-            .filter(|&i| waiting[i] == 0)
-            .collect();
-        type Done = (usize, ModelRun, Result<ModelDone>);
-        let mut running: JoinSet<Done> = JoinSet::new();
-        let params = Arc::new(serde_json::to_value(params).expect("parameters are JSON"));
-        // Table inputs are read at the commit the run starts from, however the branch moves.
-        let start = self.catalog().resolve(branch).await?;
-        let at = format!("{branch}@{}", start.commit);
-        let keys = self.cache_keys(project, dag, &params, &start).await?;
-        let run_cache = cache::RunCache::new(cache::folder(&self.root().join(crate::BASIN_DIR)));
-        let mut failure = None;
-        let mut tasks: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
-        // On a shared catalog models go through the queue, to whichever node takes them.
-        let queue = self
-            .is_shared()
-            .then(|| Arc::new(dispatch::RunQueue::new(self, &record.id)));
-        loop {
-            while let Some(i) = ready.pop() {
-                let inputs: Vec<Option<Arc<Produced>>> = dag.inputs[i]
-                    .iter()
-                    .map(|s| match s {
-                        Source::Model(m) => produced[*m].clone(),
-                        Source::Table(_) => None,
-                    })
-                    .collect();
-                let job = ModelJob {
-                    lakehouse: self.clone(),
-                    project: project.clone(),
-                    dag: dag.clone(),
-                    index: i,
-                    inputs,
-                    params: params.clone(),
-                    at: at.clone(),
-                    branch: branch.to_string(),
-                    sink: sink.clone(),
-                    cache: Some((
-                        run_cache.clone(),
-                        keys[i].0.clone(),
-                        reuse,
-                        keys[i].1.clone(),
-                    )),
-                };
-                let started = ModelRun {
-                    name: project.models[i].name.clone(),
-                    kind: match project.models[i].kind {
-                        ModelKind::Python { .. } => "python".into(),
-                        ModelKind::Sql { .. } => "sql".into(),
-                    },
-                    status: "running".into(),
-                    ..ModelRun::default()
-                };
-                progress(&started);
-                let name = started.name.clone();
-                let queue = queue.clone();
-                let logs = new_logs(self);
-                let task = running.spawn(async move {
-                    let clock = Instant::now();
-                    let mut run = started;
-                    let result = match &queue {
-                        Some(queue) => queue.run(&job, logs.clone()).await.map(|(done, node)| {
-                            run.node = Some(node);
-                            done
-                        }),
-                        None => job.run(logs.clone()).await,
-                    };
-                    run.ms = clock.elapsed().as_secs_f64() * 1000.0;
-                    run.logs = logs.lock().expect("logs").take_lines();
-                    (i, run, result)
-                });
-                tasks.insert(task.id(), name);
-            }
-            let Some(joined) = running.join_next_with_id().await else {
-                break;
-            };
-            let (i, mut run, result) = match joined {
-                Ok((_, done)) => done,
-                Err(e) if e.is_cancelled() => {
-                    // Stopped because another model failed.
-                    let run = ModelRun {
-                        name: tasks.remove(&e.id()).unwrap_or_default(),
-                        status: "cancelled".into(),
-                        error: Some("stopped: another model failed".into()),
-                        ..ModelRun::default()
-                    };
-                    progress(&run);
-                    record.models.push(run);
-                    continue;
-                }
-                Err(e) => return Err(Error::internal(format!("a model task failed: {e}"))),
-            };
-            match result {
-                Ok(done) => {
-                    run.status = "ok".into();
-                    run.rows = done
-                        .produced
-                        .batches
-                        .iter()
-                        .map(|b| b.num_rows() as u64)
-                        .sum();
-                    run.table = done.table;
-                    run.commit = done.commit;
-                    run.cache_hit = done.cache_hit;
-                    produced[i] = Some(Arc::new(done.produced));
-                    for child in dag.children(i) {
-                        waiting[child] -= 1;
-                        // After a failure nothing new starts; what runs is being stopped.
-                        if waiting[child] == 0 && failure.is_none() {
-                            ready.push(child);
-                        }
-                    }
-                }
-                Err(e) => {
-                    run.status = "failed".into();
-                    run.error = Some(e.message.clone());
-                    if failure.is_none() {
-                        failure = Some(Error::new(
-                            e.kind(),
-                            format!("model `{}` failed: {}", run.name, e.message),
-                        ));
-                        running.abort_all();
-                    }
-                }
-            }
-            progress(&run);
-            record.models.push(run);
-        }
-        if let Some(queue) = &queue {
-            queue.clean().await;
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        for expectation in &project.expectations {
-            let clock = Instant::now();
-            let mut run = ModelRun {
-                name: expectation.name.clone(),
-                kind: "expectation".into(),
-                status: "running".into(),
-                ..ModelRun::default()
-            };
-            progress(&run);
-            let logs = new_logs(self);
-            let job = ModelJob {
-                lakehouse: self.clone(),
-                project: project.clone(),
-                dag: dag.clone(),
-                index: usize::MAX,
-                inputs: Vec::new(),
-                params: params.clone(),
-                at: at.clone(),
-                branch: branch.to_string(),
-                sink: sink.clone(),
-                cache: None,
-            };
-            let result = job.expect(expectation, &produced, logs.clone()).await;
-            run.ms = clock.elapsed().as_secs_f64() * 1000.0;
-            run.logs = logs.lock().expect("logs").take_lines();
-            run.status = if result.is_ok() { "ok" } else { "failed" }.into();
-            run.error = result.as_ref().err().map(|e| e.message.clone());
-            progress(&run);
-            record.models.push(run);
-            result?;
-        }
-        Ok(())
     }
 
     /// Per model: the run-cache key, and (for models stored with `replace`) the table's
