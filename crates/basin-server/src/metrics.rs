@@ -143,9 +143,9 @@ impl Metrics {
         m.last_finished = run.finished_at_ms.unwrap_or_default() as f64 / 1000.0;
     }
 
-    /// A CDC source's stream moved on (see `basin_service::cdc::run_sources`).
-    pub fn source(&self, metric: basin_service::cdc::SourceMetric) {
-        use basin_service::cdc::SourceMetric;
+    /// A CDC source's stream moved on (see `basin_service::sources::cdc::run_sources`).
+    pub fn source(&self, metric: basin_service::sources::cdc::SourceMetric) {
+        use basin_service::sources::cdc::SourceMetric;
         let mut c = self.inner.lock().expect("metrics");
         match metric {
             SourceMetric::Lag {

@@ -81,7 +81,7 @@ pub async fn serve(
     ));
     // Every `mode = "cdc"` source streams while the server runs (a stop lets its batch commit).
     let metrics = state.metrics.clone();
-    let sources = tokio::spawn(basin_service::cdc::run_sources(
+    let sources = tokio::spawn(basin_service::sources::cdc::run_sources(
         state.lakehouse.clone(),
         stopped.clone(),
         std::sync::Arc::new(move |metric| metrics.source(metric)),

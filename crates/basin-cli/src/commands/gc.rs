@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use basin_service::gc::GcOptions;
+use basin_service::maintenance::gc::GcOptions;
 
 use crate::lake::open_local;
 use crate::output::{FormatArg, ListFormat, print, status};

@@ -6,8 +6,8 @@ use basin_ingest::postgres::{LoadEvent, LoadProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use basin_ingest::postgres::cdc::{FollowEvent, FollowProgress};
-use basin_service::cdc::FollowOptions;
 use basin_service::config::SourceMode;
+use basin_service::sources::cdc::FollowOptions;
 
 use crate::lake::Context;
 use crate::output::{ListFormat, print, status};

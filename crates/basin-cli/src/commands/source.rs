@@ -2,7 +2,7 @@ use basin_service::config::{DEFAULT_READERS, SourceConfig, SourceMode};
 
 use crate::lake::Context;
 use basin_service::Lakehouse;
-use basin_service::cdc::SourceStatus;
+use basin_service::sources::cdc::SourceStatus;
 
 use crate::output::{FormatArg, print, status};
 

@@ -9,7 +9,7 @@ use basin_table::{ColumnSummary, TableSummary, TableUpdates, Tables};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
-use crate::namespaces::namespace_at;
+use crate::lakehouse::namespaces::namespace_at;
 
 /// A row of `basin table ls`; with the table's columns when asked for (the console's list).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -5,13 +5,17 @@
 //! On every branch people write to (not the `run/*` and `replay/*` branches pipelines make
 //! for themselves), in order:
 //! 1. compaction of each table whose head has `[maintenance] compact_min_files` small files
-//!    or more (16; [`crate::compact`]);
-//! 2. expiry of each table's snapshots by the lakehouse's policy ([`crate::expire`]);
-//! 3. then one `basin gc` ([`crate::gc`]), which also prunes history and Basin's leftovers.
+//!    or more (16; [`crate::maintenance::compaction`]);
+//! 2. expiry of each table's snapshots by the lakehouse's policy ([`crate::maintenance::expire`]);
+//! 3. then one `basin gc` ([`crate::maintenance::gc`]), which also prunes history and Basin's leftovers.
 //!
 //! A step that fails (a compaction that lost a race, a table whose properties are wrong) is
 //! recorded with the table and branch it names, and the others still run: the run's status
 //! is then `failed`. A gc that fails is recorded the same way.
+
+pub(crate) mod compaction;
+pub(crate) mod expire;
+pub mod gc;
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +24,8 @@ use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::expire::ExpireOptions;
-use crate::gc::{GcOptions, GcReport};
+use crate::maintenance::expire::ExpireOptions;
+use crate::maintenance::gc::{GcOptions, GcReport};
 use crate::{CompactOptions, CompactReport, Lakehouse};
 
 /// The trigger cursor that holds the last scheduled slot maintenance ran for.

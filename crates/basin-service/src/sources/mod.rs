@@ -1,6 +1,8 @@
 //! Database sources: `[sources.NAME]` in basin.toml, `basin source add|ls|rm`, and
 //! `basin ingest NAME` (a full load of the source's tables; see `basin_ingest::postgres`).
 
+pub mod cdc;
+
 use crate::config::SourceConfig;
 use crate::config::SourceMode;
 use crate::config::sources::unknown_source;

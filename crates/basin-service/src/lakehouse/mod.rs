@@ -1,5 +1,12 @@
 //! Opening and creating a lakehouse folder.
 
+pub(crate) mod merge;
+pub(crate) mod namespaces;
+pub(crate) mod refs;
+pub(crate) mod tables;
+pub(crate) mod tokens;
+pub(crate) mod usage;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
