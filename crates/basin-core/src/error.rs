@@ -125,25 +125,6 @@ impl std::error::Error for Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hint_written_on_its_own_line_reads_back() {
-        let e = Error::invalid("no table `a.b`").with_hint("list tables with `basin table ls`");
-        assert_eq!(
-            split_hint(&e.with_hint_line()),
-            ("no table `a.b`", e.hint.as_deref())
-        );
-        assert_eq!(split_hint("plain"), ("plain", None));
-        assert_eq!(
-            e.with_hint_inline(),
-            "no table `a.b` (hint: list tables with `basin table ls`)"
-        );
-    }
-}
-
 #[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
@@ -184,4 +165,23 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter(|(d, c)| *d <= 2.max(name.len() / 3) && *c != name)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_written_on_its_own_line_reads_back() {
+        let e = Error::invalid("no table `a.b`").with_hint("list tables with `basin table ls`");
+        assert_eq!(
+            split_hint(&e.with_hint_line()),
+            ("no table `a.b`", e.hint.as_deref())
+        );
+        assert_eq!(split_hint("plain"), ("plain", None));
+        assert_eq!(
+            e.with_hint_inline(),
+            "no table `a.b` (hint: list tables with `basin table ls`)"
+        );
+    }
 }
