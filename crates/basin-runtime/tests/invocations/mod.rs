@@ -90,11 +90,11 @@ fn orders() -> RecordBatch {
 
 /// Python that runs `what` and says "allowed" or the name of the OSError it raised.
 const ATTEMPT: &str = r#"def attempt(what):
-try:
-    what()
-    return "allowed"
-except OSError as e:
-    return type(e).__name__"#;
+    try:
+        what()
+        return "allowed"
+    except OSError as e:
+        return type(e).__name__"#;
 
 fn json(finished: &Finished) -> serde_json::Value {
     match &finished.result {
