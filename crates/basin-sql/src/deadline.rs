@@ -28,6 +28,9 @@ pub(crate) async fn within<T>(
     counters: &LimitCounters,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    // The work is a statement's planning or start, a large future (DataFusion's planner,
+    // unoptimized in debug builds): on the heap, each caller's frame holds a pointer to it.
+    let work = Box::pin(work);
     match deadline {
         Some((at, limit)) if tokio::time::Instant::now() >= at => Err(timed_out(counters, limit)),
         Some((at, limit)) => tokio::time::timeout_at(at, work)
