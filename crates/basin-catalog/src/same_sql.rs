@@ -10,6 +10,37 @@
 
 macro_rules! same_sql {
     ($store:ty) => {
+        impl $store {
+            /// Saves (or replaces) record `id` of `table`.
+            async fn save_record(
+                &self,
+                table: $crate::rows::RecordTable,
+                id: &str,
+                started_at_ms: i64,
+                record: &str,
+            ) -> basin_core::Result<()> {
+                sqlx::query(&table.upsert_sql())
+                    .bind(id)
+                    .bind(started_at_ms)
+                    .bind(record)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// The newest `limit` records of `table`, newest first.
+            async fn newest_records(
+                &self,
+                table: $crate::rows::RecordTable,
+                limit: usize,
+            ) -> basin_core::Result<Vec<String>> {
+                Ok(sqlx::query_scalar(&table.newest_sql())
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Records for $store {
             async fn record_invocation(
@@ -63,22 +94,12 @@ macro_rules! same_sql {
                 started_at_ms: i64,
                 record: &str,
             ) -> basin_core::Result<()> {
-                let sql = $crate::rows::RecordTable::Runs.upsert_sql();
-                sqlx::query(&sql)
-                    .bind(id)
-                    .bind(started_at_ms)
-                    .bind(record)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                self.save_record($crate::rows::RecordTable::Runs, id, started_at_ms, record)
+                    .await
             }
 
             async fn runs(&self, limit: usize) -> basin_core::Result<Vec<String>> {
-                let sql = $crate::rows::RecordTable::Runs.newest_sql();
-                Ok(sqlx::query_scalar(&sql)
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await?)
+                self.newest_records($crate::rows::RecordTable::Runs, limit).await
             }
 
             async fn runs_with_prefix(&self, prefix: &str) -> basin_core::Result<Vec<String>> {
@@ -95,22 +116,12 @@ macro_rules! same_sql {
                 started_at_ms: i64,
                 record: &str,
             ) -> basin_core::Result<()> {
-                let sql = $crate::rows::RecordTable::Maintenance.upsert_sql();
-                sqlx::query(&sql)
-                    .bind(id)
-                    .bind(started_at_ms)
-                    .bind(record)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                self.save_record($crate::rows::RecordTable::Maintenance, id, started_at_ms, record)
+                    .await
             }
 
             async fn maintenance_runs(&self, limit: usize) -> basin_core::Result<Vec<String>> {
-                let sql = $crate::rows::RecordTable::Maintenance.newest_sql();
-                Ok(sqlx::query_scalar(&sql)
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await?)
+                self.newest_records($crate::rows::RecordTable::Maintenance, limit).await
             }
 
             async fn delete_maintenance_before(&self, before_ms: i64) -> basin_core::Result<u64> {

@@ -27,6 +27,7 @@ pub mod triggers;
 mod fuzz;
 
 pub use basin_core::{Error, ErrorKind, Result};
+pub use config::BASIN_DIR;
 pub use config::{ServerSettings, TlsFiles};
 pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::merge::MergeReport;
@@ -35,7 +36,7 @@ pub use lakehouse::refs::{LogEntry, RefInfo, TableDiff};
 pub use lakehouse::tables::TableEntry;
 pub use lakehouse::tokens::Role;
 pub use lakehouse::usage::{QueryUsage, UsageBy, UsageReport, UsageRow, cost, summarize_usage};
-pub use lakehouse::{BASIN_DIR, Lakehouse, Placement};
+pub use lakehouse::{Lakehouse, Placement};
 pub use maintenance::MaintenanceRun;
 pub use maintenance::compaction::{CompactOptions, CompactReport};
 pub use maintenance::expire::{ExpireOptions, ExpireReport, ExpiredSnapshot};

@@ -12,7 +12,10 @@ mod sql;
 mod values;
 
 pub use buckets::S3Bucket;
-pub use file::*;
+pub use file::{
+    BucketSection, CatalogConfig, DEFAULT_EVENT_LEASE, DEFAULT_MODEL_WORKER_WAIT, FunctionsSection,
+    LakehouseConfig, Pricing, PricingSection, S3Config, UserConfig, UserSection, WarehouseConfig,
+};
 pub use maintenance::{
     DEFAULT_MAINTENANCE_SCHEDULE, MIN_GRACE, MaintenanceSection, MaintenanceSettings,
 };

@@ -14,7 +14,7 @@ use basin_catalog::{Catalog, MAIN, Resolved, SqlStore, Store};
 use basin_core::{Error, ErrorKind, Result};
 use basin_table::{Tables, Warehouse};
 
-pub use crate::config::BASIN_DIR;
+use crate::config::BASIN_DIR;
 use crate::config::{self, CatalogConfig, LakehouseConfig, Settings, WarehouseConfig};
 
 const CONFIG_FILE: &str = "config.toml";
