@@ -51,3 +51,15 @@ basin_node_env() {
         echo "$want" >"$BASIN_NODE/.version"
     fi
 }
+
+# maturin (builds the wheel), pinned, in its own small environment: scripts/dist.sh needs
+# none of the test clients.
+export BASIN_DIST_VENV="${BASIN_DIST_VENV:-$HOME/.cache/basin/dist-venv}"
+basin_dist_env() {
+    local want="1.16.0"
+    if [ "$("$BASIN_DIST_VENV/bin/maturin" --version 2>/dev/null)" != "maturin $want" ]; then
+        echo "== installing maturin $want into $BASIN_DIST_VENV" >&2
+        python3 -m venv "$BASIN_DIST_VENV"
+        "$BASIN_DIST_VENV/bin/pip" install --quiet "maturin==$want"
+    fi
+}

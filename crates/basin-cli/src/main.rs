@@ -9,7 +9,7 @@ mod remote;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::*;
 
@@ -135,6 +135,10 @@ enum Command {
     /// nightly
     #[command(subcommand)]
     Maintenance(maintenance::Command),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one page per command into a folder
+    Man(completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -193,6 +197,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args, ctx.home("doctor")?).await,
         Command::Gc(args) => gc::run(args, ctx.home("gc")?).await,
         Command::Maintenance(cmd) => maintenance::run(cmd, ctx.home("maintenance")?).await,
+        Command::Completions(args) => completions::completions(args, Cli::command()),
+        Command::Man(args) => completions::man(args, Cli::command()),
         Command::Demo(args) => {
             ctx.home("demo")?;
             demo::run(args).await

@@ -125,7 +125,8 @@ impl EnvCache {
         self
     }
 
-    /// Where to look for `uv` instead of PATH (`None`: never; always use `tools`).
+    /// Where to look for `uv` instead of PATH (`None`: not on PATH; then beside the running
+    /// binary, then in `tools`).
     pub fn with_search_path(mut self, search_path: Option<OsString>) -> Self {
         self.search_path = search_path;
         self

@@ -7,17 +7,23 @@ use std::process::Output;
 use basin_core::{Error, Result};
 use tokio::process::Command;
 
-/// `uv` on `search_path` (a PATH-style list), else in `tools/uv`, else installed there with
-/// pip (once; concurrent callers wait on a lock).
+/// `uv` on `search_path` (a PATH-style list), else beside the running `basin` (the wheel
+/// installs both into one `bin/`, which need not be on PATH), else in `tools/uv`, else
+/// installed there with pip (once; concurrent callers wait on a lock).
 pub(crate) async fn find_or_install(
     tools: &Path,
     search_path: Option<&OsString>,
 ) -> Result<PathBuf> {
-    if let Some(found) = search_path.and_then(|p| {
+    let on_path = search_path.and_then(|p| {
         std::env::split_paths(p)
             .map(|d| d.join("uv"))
             .find(|c| c.is_file())
-    }) {
+    });
+    let beside_basin = || {
+        let exe = std::env::current_exe().ok()?;
+        Some(exe.parent()?.join("uv")).filter(|c| c.is_file())
+    };
+    if let Some(found) = on_path.or_else(beside_basin) {
         return Ok(found);
     }
     let installed = tools.join("uv").join("bin").join("uv");

@@ -2,6 +2,7 @@
 
 pub mod branch;
 pub mod checkout;
+pub mod completions;
 pub mod demo;
 pub mod deploy;
 pub mod diff;

@@ -1,5 +1,6 @@
 //! Import formats and dialects through the real binary: JSON and Parquet files, exact
-//! decimals and text of any script, CSV delimiters, quotes and headers, typed JSON dates.
+//! decimals and text of any script, CSV delimiters, quotes and headers, typed JSON dates;
+//! and the generated outputs: shell completions and manual pages.
 
 use crate::common::Lake;
 
@@ -102,5 +103,35 @@ fn json_dates_and_timestamps_are_typed() {
     assert_eq!(
         lake.scalar("SELECT max(day) FROM app.events", "main"),
         "2024-02-03"
+    );
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_commands() {
+    let lake = Lake::new();
+    let bash = lake.ok(&["completions", "bash"]);
+    assert!(bash.contains("_basin()"), "{bash}");
+    // Subcommands and their options are completed, not only the top level.
+    assert!(bash.contains("import") && bash.contains("--partition-by"));
+    let fish = lake.ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c basin"), "{fish}");
+    let unknown = lake.run(&["completions", "tcsh"]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "clap refuses an unknown shell"
+    );
+
+    let page = lake.ok(&["man"]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH basin 1"),
+        "{page}"
+    );
+    assert!(page.contains("serverless data lakehouse"));
+    lake.ok(&["man", "--dir", "pages"]);
+    let import = std::fs::read_to_string(lake.path().join("pages/basin-import.1")).unwrap();
+    assert!(
+        import.contains("basin\\-import") && import.contains("partition"),
+        "{import}"
     );
 }
