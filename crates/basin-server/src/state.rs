@@ -41,7 +41,7 @@ impl AppState {
             hosts: Hosts::new(listen, limits.allowed_hosts.clone()),
             metrics: Arc::new(Metrics::new(
                 lakehouse.sql().clone(),
-                lakehouse.tables().clone(),
+                lakehouse.iceberg_tables().clone(),
                 lakehouse.settings().runtime.clone(),
                 dispatcher.clone(),
             )),

@@ -102,9 +102,10 @@ impl Lakehouse {
         let mut workspace = runtime.workspace()?;
         if !inputs.is_empty() {
             let at = self.resolve(request.at.as_deref()).await?;
-            let session = basin_sql::Session::plain_strings(self.sql(), self.tables(), &at, None)
-                .await?
-                .with_namespace_option(basin_sql::NamespaceOption::Fixed);
+            let session =
+                basin_sql::Session::plain_strings(self.sql(), self.iceberg_tables(), &at, None)
+                    .await?
+                    .with_namespace_option(basin_sql::NamespaceOption::Fixed);
             for (param, input) in &inputs {
                 let sql = input_query(input, &declaration, None)?;
                 let (schema, batches) = session.stream(&sql).await.map_err(|e| {

@@ -148,7 +148,7 @@ pub(super) async fn create_table(
         ));
     }
     let (metadata, changes): (TableMetadata, Vec<TableUpdate>) = lakehouse
-        .tables()
+        .iceberg_tables()
         .new_table_metadata(
             &key,
             request.schema,
@@ -186,7 +186,7 @@ pub(super) async fn load_table(
         .map_err(RestError::from_basin(NO_TABLE))?;
     let table = state
         .lakehouse
-        .tables()
+        .iceberg_tables()
         .load(&at, &key)
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
@@ -356,7 +356,7 @@ pub(super) async fn register_table(
     check_location(&state.lakehouse, &request.metadata_location)?;
     let named = state
         .lakehouse
-        .tables()
+        .iceberg_tables()
         .load_from(&key, &request.metadata_location)
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;

@@ -70,7 +70,7 @@ impl Lakehouse {
                     location(&conflict.target),
                 ) {
                     (Some(b), Some(s), Some(t)) => {
-                        self.tables()
+                        self.iceberg_tables()
                             .mergeable_appends(&conflict.key, &b, &s, &t)
                             .await?
                     }
@@ -97,7 +97,7 @@ impl Lakehouse {
                     appends_merged: true,
                 });
                 if !dry_run {
-                    let table = self.tables().stage_merged_appends(merge).await?;
+                    let table = self.iceberg_tables().stage_merged_appends(merge).await?;
                     let location = table.metadata_location().unwrap_or_default().to_string();
                     operations.push(Operation::Put {
                         key,

@@ -335,7 +335,8 @@ impl Lakehouse {
         self.tables.catalog()
     }
 
-    pub fn tables(&self) -> &Tables {
+    /// basin-table's view of the warehouse: loading, staging and committing Iceberg tables.
+    pub fn iceberg_tables(&self) -> &Tables {
         &self.tables
     }
 

@@ -144,7 +144,10 @@ impl Lakehouse {
             let mut files: [std::collections::HashMap<String, u64>; 2] = Default::default();
             for (i, location) in [before, after].into_iter().enumerate() {
                 let Some(location) = location else { continue };
-                let table = self.tables().load_from(&diff.entry.key, &location).await?;
+                let table = self
+                    .iceberg_tables()
+                    .load_from(&diff.entry.key, &location)
+                    .await?;
                 let snapshot = table.metadata().current_snapshot_id();
                 if i == 0 {
                     diff.from_snapshot = snapshot.map(|s| s.to_string());

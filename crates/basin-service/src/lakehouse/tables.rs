@@ -47,7 +47,7 @@ impl Lakehouse {
             .map(|mut entry| async move {
                 let key = Key::table(&entry.table)?;
                 let table = self
-                    .tables()
+                    .iceberg_tables()
                     .load_from(&key, &entry.metadata_location)
                     .await?;
                 entry.columns = Some(Tables::columns(&table));
@@ -61,7 +61,7 @@ impl Lakehouse {
     pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
         let key = Key::table(name)?;
         let at = self.resolve(at).await?;
-        let table = self.tables().load(&at, &key).await?;
+        let table = self.iceberg_tables().load(&at, &key).await?;
         Ok(Tables::summarize(&key, &table))
     }
 
@@ -122,7 +122,7 @@ impl Lakehouse {
         let message = changes.iter().map(describe).collect::<Vec<_>>().join("; ");
         let request = CommitRequest::new(branch, at.commit.clone(), message)
             .with_author(&self.settings().author);
-        self.tables().commit_updates(changes, request).await
+        self.iceberg_tables().commit_updates(changes, request).await
     }
 
     /// Renames (or moves to another namespace) a table on `branch`, in one commit.
@@ -169,8 +169,11 @@ impl Lakehouse {
         let key = Key::table(name)?;
         let at = self.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        let table = self.tables().load_from(&key, metadata_location).await?;
-        self.tables().check_files_inside(&table).await?;
+        let table = self
+            .iceberg_tables()
+            .load_from(&key, metadata_location)
+            .await?;
+        self.iceberg_tables().check_files_inside(&table).await?;
         match self.catalog().content(&at, &key).await? {
             Some(Content::Table { .. }) if !overwrite => {
                 return Err(Error::new(

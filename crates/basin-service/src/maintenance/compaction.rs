@@ -85,7 +85,7 @@ impl Lakehouse {
         let key = Key::table(name)?;
         let at = self.resolve(options.branch.as_deref()).await?;
         let branch = at.writable_branch()?.to_string();
-        let table = self.tables().load(&at, &key).await?;
+        let table = self.iceberg_tables().load(&at, &key).await?;
         let target = options
             .target_file_size
             .unwrap_or_else(|| basin_table::target_file_size(table.metadata().properties()));
@@ -169,7 +169,7 @@ impl Lakehouse {
         )
         .with_author(&self.settings().author);
         let outcome = self
-            .tables()
+            .iceberg_tables()
             .commit_change(&key, Tables::stage_existing(table), change, request)
             .await
             .map_err(|e| {
@@ -251,7 +251,7 @@ impl Lakehouse {
         };
         let schema = first.schema();
         let rows = futures::stream::once(async { Ok(first) }).chain(batches);
-        let session = basin_sql::Session::new(self.sql(), self.tables(), at, None).await?;
+        let session = basin_sql::Session::new(self.sql(), self.iceberg_tables(), at, None).await?;
         let source = OneStream {
             schema: schema.clone(),
             stream: std::sync::Mutex::new(Some(Box::pin(

@@ -83,7 +83,7 @@ impl Lakehouse {
         }
         let at = self.resolve(options.branch.as_deref()).await?;
         let branch = at.writable_branch()?.to_string();
-        let table = self.tables().load(&at, &key).await?;
+        let table = self.iceberg_tables().load(&at, &key).await?;
         let metadata = table.metadata();
         let mut policy = ExpirePolicy::for_table(self.expire_policy(), metadata)
             .map_err(|e| e.with_hint(format!("fix it with `basin table show {key}` and an engine's ALTER TABLE, or pass --older-than and --retain-last")))?;
@@ -130,7 +130,7 @@ impl Lakehouse {
         )
         .with_author(&self.settings().author);
         let outcome = self
-            .tables()
+            .iceberg_tables()
             .commit_change(
                 &key,
                 Tables::stage_existing(table),
@@ -167,7 +167,10 @@ impl Lakehouse {
             let current = match read.get(&metadata_location) {
                 Some(current) => *current,
                 None => {
-                    let tagged_table = self.tables().load_from(key, &metadata_location).await?;
+                    let tagged_table = self
+                        .iceberg_tables()
+                        .load_from(key, &metadata_location)
+                        .await?;
                     let current = tagged_table.metadata().current_snapshot_id();
                     read.insert(metadata_location, current);
                     current

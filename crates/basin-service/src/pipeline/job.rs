@@ -170,7 +170,7 @@ impl ModelJob {
         let at = lakehouse.catalog().resolve(&self.at).await?;
         let session = basin_sql::Session::new(
             lakehouse.sql(),
-            lakehouse.tables(),
+            lakehouse.iceberg_tables(),
             &at,
             Some(&self.project.namespace),
         )
@@ -234,7 +234,7 @@ impl ModelJob {
                         session = Some(
                             basin_sql::Session::plain_strings(
                                 lakehouse.sql(),
-                                lakehouse.tables(),
+                                lakehouse.iceberg_tables(),
                                 &at,
                                 Some(&self.project.namespace),
                             )

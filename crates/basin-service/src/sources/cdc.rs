@@ -69,7 +69,7 @@ impl Lakehouse {
             load_progress,
             progress,
         };
-        cdc::follow(self.tables(), request).await
+        cdc::follow(self.iceberg_tables(), request).await
     }
 
     /// What the tables and the server say about a CDC source.
@@ -90,7 +90,7 @@ impl Lakehouse {
             })
             .map(|(key, _)| key)
             .collect();
-        let stored = cdc::stored_position(self.tables(), &at, &source.name, &keys).await?;
+        let stored = cdc::stored_position(self.iceberg_tables(), &at, &source.name, &keys).await?;
         let mut status = SourceStatus {
             lsn: stored.position.as_ref().map(|p| slot::format_lsn(p.lsn)),
             last_commit: stored

@@ -182,6 +182,6 @@ impl Lakehouse {
             author: self.settings().author.clone(),
             slot: None,
         };
-        basin_ingest::postgres::load(self.tables(), request, progress).await
+        basin_ingest::postgres::load(self.iceberg_tables(), request, progress).await
     }
 }
