@@ -130,7 +130,11 @@ impl ModelJob {
                 .catalog()
                 .resolve(&format!("{}@{}", self.branch, report.commit))
                 .await?;
-            let location = self.lakehouse.metadata_location(&stored, &table).await?;
+            let location = self
+                .lakehouse
+                .pipelines()
+                .metadata_location(&stored, &table)
+                .await?;
             self.remember(&produced, location.clone());
             return Ok(ModelDone {
                 produced,
