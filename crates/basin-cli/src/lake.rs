@@ -91,7 +91,7 @@ impl Lake {
 
     pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.list_refs(kind).await,
+            Lake::Local(lakehouse) => lakehouse.refs().list_refs(kind).await,
             Lake::Remote(remote) => {
                 let all: Vec<RefInfo> = remote.get(&["refs"], &[]).await?;
                 Ok(all.into_iter().filter(|r| r.kind == kind).collect())
@@ -101,7 +101,7 @@ impl Lake {
 
     pub async fn create_branch(&self, name: &str, from: Option<&str>) -> Result<Ref> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.create_branch(name, from).await,
+            Lake::Local(lakehouse) => lakehouse.refs().create_branch(name, from).await,
             Lake::Remote(remote) => {
                 let body = json!({"name": name, "from": from});
                 remote.post(&["branches"], &body).await
@@ -111,14 +111,14 @@ impl Lake {
 
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.delete_branch(name).await,
+            Lake::Local(lakehouse) => lakehouse.refs().delete_branch(name).await,
             Lake::Remote(remote) => remote.delete(&["branches", name], &[]).await,
         }
     }
 
     pub async fn create_tag(&self, name: &str, at: Option<&str>) -> Result<Ref> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.create_tag(name, at).await,
+            Lake::Local(lakehouse) => lakehouse.refs().create_tag(name, at).await,
             Lake::Remote(remote) => {
                 remote
                     .post(&["tags"], &json!({"name": name, "at": at}))
@@ -129,14 +129,14 @@ impl Lake {
 
     pub async fn delete_tag(&self, name: &str) -> Result<()> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.delete_tag(name).await,
+            Lake::Local(lakehouse) => lakehouse.refs().delete_tag(name).await,
             Lake::Remote(remote) => remote.delete(&["tags", name], &[]).await,
         }
     }
 
     pub async fn log(&self, at: Option<&str>, limit: usize) -> Result<Vec<LogEntry>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.log(at, limit).await,
+            Lake::Local(lakehouse) => lakehouse.refs().log(at, limit).await,
             Lake::Remote(remote) => {
                 let query = [("ref", owned(at)), ("limit", Some(limit.to_string()))];
                 remote.get(&["log"], &query).await
@@ -151,7 +151,7 @@ impl Lake {
         dry_run: bool,
     ) -> Result<MergeReport> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.merge(source, into, dry_run).await,
+            Lake::Local(lakehouse) => lakehouse.refs().merge(source, into, dry_run).await,
             Lake::Remote(remote) => {
                 let body = json!({"source": source, "into": into, "dry_run": dry_run});
                 remote.post(&["merge"], &body).await
@@ -161,7 +161,7 @@ impl Lake {
 
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.list_namespaces(at).await,
+            Lake::Local(lakehouse) => lakehouse.namespaces().list_namespaces(at).await,
             Lake::Remote(remote) => remote.get(&["namespaces"], &[("ref", owned(at))]).await,
         }
     }
@@ -170,6 +170,7 @@ impl Lake {
         match self {
             Lake::Local(lakehouse) => {
                 lakehouse
+                    .namespaces()
                     .create_namespace(name, branch, Default::default())
                     .await
             }
@@ -182,7 +183,7 @@ impl Lake {
 
     pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.drop_namespace(name, branch).await,
+            Lake::Local(lakehouse) => lakehouse.namespaces().drop_namespace(name, branch).await,
             Lake::Remote(remote) => {
                 let query = [("branch", owned(branch))];
                 remote.delete_json(&["namespaces", name], &query).await
@@ -192,21 +193,21 @@ impl Lake {
 
     pub async fn list_tables(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.list_tables(at).await,
+            Lake::Local(lakehouse) => lakehouse.tables().list_tables(at).await,
             Lake::Remote(remote) => remote.get(&["tables"], &[("ref", owned(at))]).await,
         }
     }
 
     pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.show_table(name, at).await,
+            Lake::Local(lakehouse) => lakehouse.tables().show_table(name, at).await,
             Lake::Remote(remote) => remote.get(&["tables", name], &[("ref", owned(at))]).await,
         }
     }
 
     pub async fn drop_table(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.drop_table(name, branch).await,
+            Lake::Local(lakehouse) => lakehouse.tables().drop_table(name, branch).await,
             Lake::Remote(remote) => {
                 let query = [("branch", owned(branch))];
                 remote.delete_json(&["tables", name], &query).await
@@ -234,7 +235,12 @@ impl Lake {
         namespace: Option<&str>,
     ) -> Result<QueryResult> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.query_via("cli", sql, at, namespace, false).await,
+            Lake::Local(lakehouse) => {
+                lakehouse
+                    .usage()
+                    .query_via("cli", sql, at, namespace, false)
+                    .await
+            }
             Lake::Remote(remote) => {
                 let started = std::time::Instant::now();
                 let body = json!({"sql": sql, "ref": at, "namespace": namespace});
@@ -270,8 +276,8 @@ impl Lake {
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
         match self {
             Lake::Local(lakehouse) => {
-                lakehouse.settle_abandoned_runs().await?;
-                lakehouse.list_runs(limit).await
+                lakehouse.pipelines().settle_abandoned_runs().await?;
+                lakehouse.pipelines().list_runs(limit).await
             }
             Lake::Remote(remote) => {
                 let query = [("limit", Some(limit.to_string()))];
@@ -283,8 +289,8 @@ impl Lake {
     pub async fn show_run(&self, id: &str) -> Result<RunRecord> {
         match self {
             Lake::Local(lakehouse) => {
-                lakehouse.settle_abandoned_runs().await?;
-                lakehouse.show_run(id).await
+                lakehouse.pipelines().settle_abandoned_runs().await?;
+                lakehouse.pipelines().show_run(id).await
             }
             Lake::Remote(remote) => remote.get(&["runs", id], &[]).await,
         }
@@ -292,7 +298,7 @@ impl Lake {
 
     pub async fn usage(&self, since_ms: i64, by: UsageBy) -> Result<UsageReport> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.usage(since_ms, by).await,
+            Lake::Local(lakehouse) => lakehouse.usage().report(since_ms, by).await,
             Lake::Remote(remote) => {
                 let query = [
                     ("since_ms", Some(since_ms.to_string())),
@@ -305,7 +311,7 @@ impl Lake {
 
     pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.create_token(name, role).await,
+            Lake::Local(lakehouse) => lakehouse.tokens().create_token(name, role).await,
             Lake::Remote(remote) => {
                 #[derive(serde::Deserialize)]
                 struct Created {
@@ -321,14 +327,14 @@ impl Lake {
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.list_tokens().await,
+            Lake::Local(lakehouse) => lakehouse.tokens().list_tokens().await,
             Lake::Remote(remote) => remote.get(&["tokens"], &[]).await,
         }
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.revoke_token(id).await,
+            Lake::Local(lakehouse) => lakehouse.tokens().revoke_token(id).await,
             Lake::Remote(remote) => remote.delete(&["tokens", id], &[]).await,
         }
     }

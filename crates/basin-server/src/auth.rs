@@ -120,7 +120,7 @@ pub(crate) async fn authenticate(
             role: None,
             token: None,
         },
-        Some(secret) => match state.lakehouse.authenticate(secret).await {
+        Some(secret) => match state.lakehouse.tokens().authenticate(secret).await {
             Ok(Some((token, role))) => {
                 tracing::debug!(token = %token.id, role = role.as_str(), "authenticated");
                 Caller {

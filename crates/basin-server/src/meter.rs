@@ -88,7 +88,7 @@ impl Drop for Meter {
         };
         let lakehouse = self.lakehouse.clone();
         tokio::spawn(async move {
-            if let Err(e) = lakehouse.record_query(usage).await {
+            if let Err(e) = lakehouse.usage().record_query(usage).await {
                 tracing::warn!("the query ran but could not be metered: {e}");
             }
         });

@@ -64,7 +64,7 @@ pub(crate) async fn query(
         let at = lakehouse.resolve(request.at.as_deref()).await?;
         let session = basin_sql::Session::new(
             lakehouse.sql(),
-            lakehouse.tables(),
+            lakehouse.iceberg_tables(),
             &at,
             request.namespace.as_deref(),
         )

@@ -15,7 +15,7 @@ pub(crate) async fn start_scheduler(lakehouse: &Lakehouse) -> Result<Option<Sche
     let scheduler = basin_sql::distributed::start_scheduler(
         address,
         lakehouse.sql(),
-        lakehouse.tables(),
+        lakehouse.iceberg_tables(),
         &token,
     )
     .await?;

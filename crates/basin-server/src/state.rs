@@ -41,7 +41,7 @@ impl AppState {
             hosts: Hosts::new(listen, limits.allowed_hosts.clone()),
             metrics: Arc::new(Metrics::new(
                 lakehouse.sql().clone(),
-                lakehouse.tables().clone(),
+                lakehouse.iceberg_tables().clone(),
                 lakehouse.settings().runtime.clone(),
                 dispatcher.clone(),
             )),
@@ -63,7 +63,7 @@ impl AppState {
         if last.is_some_and(|at| at.elapsed() < SETTLE_EVERY) {
             return;
         }
-        if let Err(e) = self.lakehouse.settle_abandoned_runs().await {
+        if let Err(e) = self.lakehouse.pipelines().settle_abandoned_runs().await {
             tracing::warn!("cannot settle runs whose process died: {e}");
         }
         *last = Some(Instant::now());

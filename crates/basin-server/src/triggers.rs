@@ -76,7 +76,7 @@ async fn call(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let function = state.lakehouse.http_function(path).await?;
+    let function = state.lakehouse.triggers().http_function(path).await?;
     let event: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -136,7 +136,7 @@ pub(crate) async fn event(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<EventRecord>, ApiError> {
-    let mut events = vec![state.lakehouse.event(&id).await?];
+    let mut events = vec![state.lakehouse.queue().event(&id).await?];
     for_caller(&state, &caller, &mut events).await?;
     Ok(Json(events.remove(0)))
 }
@@ -156,6 +156,7 @@ async fn for_caller(
     }
     let with_table: std::collections::BTreeSet<String> = state
         .lakehouse
+        .triggers()
         .deployed_functions()
         .await?
         .into_iter()
@@ -176,7 +177,7 @@ async fn for_caller(
 
 /// Deployed functions: trigger, target, version, code and event counts.
 pub(crate) async fn functions(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.function_statuses().await?).into_response())
+    Ok(Json(state.lakehouse.triggers().function_statuses().await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -198,7 +199,7 @@ pub(crate) async fn events(
         function: q.function,
         limit: crate::api::list_limit(q.limit, 50),
     };
-    let mut events = state.lakehouse.events(&filter).await?;
+    let mut events = state.lakehouse.queue().events(&filter).await?;
     for_caller(&state, &caller, &mut events).await?;
     Ok(Json(events).into_response())
 }
@@ -208,10 +209,14 @@ pub(crate) async fn retry_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventRecord>, ApiError> {
-    let event = state.lakehouse.event(&id).await?;
-    state.lakehouse.retry_events(Some(&event.id)).await?;
+    let event = state.lakehouse.queue().event(&id).await?;
+    state
+        .lakehouse
+        .queue()
+        .retry_events(Some(&event.id))
+        .await?;
     state.dispatcher.wake();
-    Ok(Json(state.lakehouse.event(&event.id).await?))
+    Ok(Json(state.lakehouse.queue().event(&event.id).await?))
 }
 
 /// S3 and MinIO event notifications: queues an event for each created object that lies in a
@@ -220,7 +225,11 @@ pub(crate) async fn s3_webhook(
     State(state): State<AppState>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let events = state.lakehouse.notification_events(&body).await?;
+    let events = state
+        .lakehouse
+        .triggers()
+        .notification_events(&body)
+        .await?;
     let queued = state
         .lakehouse
         .catalog()

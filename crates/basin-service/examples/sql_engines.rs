@@ -104,9 +104,10 @@ async fn main() {
     let lakehouse = lakehouse(&dir, args.scale).await;
     let engine = lakehouse.sql();
     let token = lakehouse.cluster_token().await.unwrap();
-    let scheduler = distributed::start_scheduler("127.0.0.1:0", engine, lakehouse.tables(), &token)
-        .await
-        .unwrap();
+    let scheduler =
+        distributed::start_scheduler("127.0.0.1:0", engine, lakehouse.iceberg_tables(), &token)
+            .await
+            .unwrap();
     let work = tempfile::tempdir().unwrap();
     let slots = std::thread::available_parallelism().map_or(2, usize::from);
     let mut executors = Vec::new();

@@ -60,7 +60,22 @@ pub struct InvokeReport {
 /// Told what Basin is doing before the function runs (e.g. building its environment).
 pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Invoking one function against the lakehouse (`basin invoke`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::functions`].
+#[derive(Clone, Copy)]
+pub struct Functions<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// Invoking one function: see [`Functions`].
+    pub fn functions(&self) -> Functions<'_> {
+        Functions { lake: self }
+    }
+}
+
+impl Functions<'_> {
     /// Runs one function: reads its declaration, resolves its environment, scans its inputs
     /// (projection and filter pushed down), runs it confined, records its metering and,
     /// with `to`, commits its output. A failed function writes nothing.
@@ -77,7 +92,7 @@ impl Lakehouse {
             &BTreeMap::new(),
             &request.pip,
         );
-        let runtime = self.runtime()?;
+        let runtime = self.lake.runtime()?;
         let envs = runtime.envs();
         if !envs.is_ready(&spec) {
             notify(&spec.building_note());
@@ -85,7 +100,7 @@ impl Lakehouse {
         let env = runtime.environment(&spec).await?;
         let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload, request.internet || declaration.internet);
-        let secrets = secrets_for(&declaration, &[], &self.settings().secrets)?;
+        let secrets = secrets_for(&declaration, &[], &self.lake.settings().secrets)?;
 
         // Inputs, scanned at one commit of the ref.
         let mut inputs = declaration.inputs.clone();
@@ -101,10 +116,15 @@ impl Lakehouse {
         }
         let mut workspace = runtime.workspace()?;
         if !inputs.is_empty() {
-            let at = self.resolve(request.at.as_deref()).await?;
-            let session = basin_sql::Session::plain_strings(self.sql(), self.tables(), &at, None)
-                .await?
-                .with_namespace_option(basin_sql::NamespaceOption::Fixed);
+            let at = self.lake.resolve(request.at.as_deref()).await?;
+            let session = basin_sql::Session::plain_strings(
+                self.lake.sql(),
+                self.lake.iceberg_tables(),
+                &at,
+                None,
+            )
+            .await?
+            .with_namespace_option(basin_sql::NamespaceOption::Fixed);
             for (param, input) in &inputs {
                 let sql = input_query(input, &declaration, None)?;
                 let (schema, batches) = session.stream(&sql).await.map_err(|e| {
@@ -140,7 +160,8 @@ impl Lakehouse {
             concurrency: declaration.concurrency,
         };
         let finished = runtime.invoke(workspace, invocation, sink).await;
-        self.catalog()
+        self.lake
+            .catalog()
             .store()
             .record_invocation(&finished.record)
             .await?;
@@ -179,7 +200,7 @@ impl Lakehouse {
                 Error::not_found(format!("cannot read {file}: {e}"))
                     .with_hint("give FILE.py:FUNCTION with a path relative to this folder")
             })?;
-            let sdk = basin_runtime::sdk_folder(&self.tools_dir())?;
+            let sdk = basin_runtime::sdk_folder(&self.lake.tools_dir())?;
             let declaration = basin_runtime::read_declarations(&sdk, &path, Some(name))
                 .await?
                 .into_iter()
@@ -236,7 +257,7 @@ impl Lakehouse {
         let branch = request
             .branch
             .clone()
-            .unwrap_or_else(|| self.current_branch());
+            .unwrap_or_else(|| self.lake.current_branch());
         let mut import = ImportRequest::new(vec![file.display().to_string()], table, branch);
         import.format = Some(Format::Arrow);
         import.mode = request.mode;
@@ -245,7 +266,7 @@ impl Lakehouse {
             request.target,
             request.mode.as_str()
         ));
-        self.import(import, None).await
+        self.lake.import(import, None).await
     }
 }
 

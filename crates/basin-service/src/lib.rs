@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> basin_core::Result<()> {
 //! let lakehouse = basin_service::Lakehouse::init(std::path::Path::new("/tmp/lh"), &basin_service::Placement::default()).await?;
-//! lakehouse.create_branch("dev", None).await?;
+//! lakehouse.refs().create_branch("dev", None).await?;
 //! let result = lakehouse.query("SELECT 1", Some("main"), None).await?;
 //! # Ok(()) }
 //! ```
@@ -29,13 +29,15 @@ mod fuzz;
 pub use basin_core::{Error, ErrorKind, Result};
 pub use config::BASIN_DIR;
 pub use config::{ServerSettings, TlsFiles};
-pub use functions::{InvokeReport, InvokeRequest, Notify, PYARROW};
+pub use functions::{Functions, InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::merge::MergeReport;
-pub use lakehouse::namespaces::PropertiesUpdate;
-pub use lakehouse::refs::{LogEntry, RefInfo, TableDiff};
-pub use lakehouse::tables::TableEntry;
-pub use lakehouse::tokens::Role;
-pub use lakehouse::usage::{QueryUsage, UsageBy, UsageReport, UsageRow, cost, summarize_usage};
+pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
+pub use lakehouse::refs::{LogEntry, RefInfo, Refs, TableDiff};
+pub use lakehouse::tables::{TableEntry, Tables};
+pub use lakehouse::tokens::{Role, Tokens};
+pub use lakehouse::usage::{
+    QueryUsage, Usage, UsageBy, UsageReport, UsageRow, cost, summarize_usage,
+};
 pub use lakehouse::{Lakehouse, Placement};
 pub use maintenance::MaintenanceRun;
 pub use maintenance::compaction::{CompactOptions, CompactReport};

@@ -63,18 +63,33 @@ impl Drop for Background {
     }
 }
 
+/// The queue's events: listing, counting, retrying (`basin events`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::queue`].
+#[derive(Clone, Copy)]
+pub struct Queue<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// The queue's events: see [`Queue`].
+    pub fn queue(&self) -> Queue<'_> {
+        Queue { lake: self }
+    }
+}
+
+impl Queue<'_> {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        self.catalog().store().events(filter).await
+        self.lake.catalog().store().events(filter).await
     }
 
     pub async fn event_counts(&self, function: Option<&str>) -> Result<EventCounts> {
-        self.catalog().store().event_counts(function).await
+        self.lake.catalog().store().event_counts(function).await
     }
 
     /// The event whose id is or starts with `id`.
     pub async fn event(&self, id: &str) -> Result<EventRecord> {
-        let mut found = self.catalog().store().events_with_prefix(id).await?;
+        let mut found = self.lake.catalog().store().events_with_prefix(id).await?;
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(Error::not_found(format!("no event `{id}`"))
@@ -88,7 +103,7 @@ impl Lakehouse {
 
     /// Queues failed or dead events again (`None`: every dead one); returns how many.
     pub async fn retry_events(&self, id: Option<&str>) -> Result<usize> {
-        let store = self.catalog().store();
+        let store = self.lake.catalog().store();
         match id {
             None => store.retry_events(None).await,
             Some(id) => {

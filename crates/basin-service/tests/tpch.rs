@@ -224,9 +224,10 @@ async fn tpch_queries_on_ballista_match_duckdb() {
     let local = engine_row(&explain(&lakehouse, "SELECT count(*) FROM lineitem").await);
     assert!(local.contains("no SQL scheduler"), "{local}");
 
-    let scheduler = distributed::start_scheduler("127.0.0.1:0", engine, lakehouse.tables(), &token)
-        .await
-        .unwrap();
+    let scheduler =
+        distributed::start_scheduler("127.0.0.1:0", engine, lakehouse.iceberg_tables(), &token)
+            .await
+            .unwrap();
     engine.use_scheduler(&scheduler, &token);
     let none = engine_row(&explain(&lakehouse, "SELECT count(*) FROM lineitem").await);
     assert!(none.contains("no SQL executor"), "{none}");
@@ -317,10 +318,14 @@ async fn auto_keeps_small_queries_local() {
     )
     .await;
     let token = lakehouse.cluster_token().await.unwrap();
-    let scheduler =
-        distributed::start_scheduler("127.0.0.1:0", lakehouse.sql(), lakehouse.tables(), &token)
-            .await
-            .unwrap();
+    let scheduler = distributed::start_scheduler(
+        "127.0.0.1:0",
+        lakehouse.sql(),
+        lakehouse.iceberg_tables(),
+        &token,
+    )
+    .await
+    .unwrap();
     lakehouse.sql().use_scheduler(&scheduler, &token);
     let said = engine_row(&explain(&lakehouse, "SELECT count(*) FROM lineitem").await);
     assert!(said.contains("under [sql] distributed_threshold"), "{said}");

@@ -11,7 +11,7 @@ pub struct Args {
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open_local(home).await?;
-    let at = lakehouse.checkout(&args.branch).await?;
+    let at = lakehouse.refs().checkout(&args.branch).await?;
     status(format!(
         "Switched to branch `{}` (at {})",
         args.branch,

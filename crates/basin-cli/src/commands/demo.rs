@@ -80,7 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     step("3. Creating branch `dev` from `main` (no data is copied)");
-    lakehouse.create_branch("dev", Some("main")).await?;
+    lakehouse.refs().create_branch("dev", Some("main")).await?;
 
     step("4. New orders arrive: appending them on `dev` only");
     for table in ["orders", "lineitem"] {
@@ -96,12 +96,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     step("5. basin diff main dev");
-    for entry in lakehouse.diff("main", "dev").await? {
+    for entry in lakehouse.refs().diff("main", "dev").await? {
         status(format!("   {:<14} {:?}", entry.key.as_str(), entry.change));
     }
 
     step("6. basin merge dev --into main (one atomic commit)");
-    let report = lakehouse.merge("dev", Some("main"), false).await?;
+    let report = lakehouse.refs().merge("dev", Some("main"), false).await?;
     status(format!(
         "   merged {} table(s) as commit {}",
         report.changes.len(),
@@ -135,7 +135,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         branch: Some("main".into()),
         ..RunRequest::default()
     };
-    let run = lakehouse.run_pipeline(request, sink, progress).await?;
+    let run = lakehouse
+        .pipelines()
+        .run_pipeline(request, sink, progress)
+        .await?;
     status(format!(
         "   run {} merged {} into main as commit {}",
         run.id,

@@ -35,7 +35,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     if !args.plan {
         status("deploying: building environments not built yet (once, then cached)");
     }
-    let plan = lakehouse.deploy(&dir, !args.plan).await?;
+    let plan = lakehouse.triggers().deploy(&dir, !args.plan).await?;
     let rows = plan
         .changes
         .iter()

@@ -25,7 +25,7 @@ pub struct Args {
 
 pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open_local(home).await?;
-    let diffs = lakehouse.diff_tables(&args.from, &args.to).await?;
+    let diffs = lakehouse.refs().diff_tables(&args.from, &args.to).await?;
     if diffs.is_empty() && args.format.format == ListFormat::Table {
         status(format!(
             "no differences between `{}` and `{}`",

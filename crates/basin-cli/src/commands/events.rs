@@ -61,7 +61,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                 function,
                 limit,
             };
-            let events = lakehouse.events(&filter).await?;
+            let events = lakehouse.queue().events(&filter).await?;
             let rows = events
                 .iter()
                 .map(|e| {
@@ -91,7 +91,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )
         }
         Command::Show { id, format } => {
-            let e = lakehouse.event(&id).await?;
+            let e = lakehouse.queue().event(&id).await?;
             if format.format == ListFormat::Json {
                 return print(format.format, &e, &[], vec![]);
             }
@@ -119,7 +119,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Retry { id, dead: _ } => {
-            let n = lakehouse.retry_events(id.as_deref()).await?;
+            let n = lakehouse.queue().retry_events(id.as_deref()).await?;
             status(format!(
                 "Queued {n} event{} again; a running `basin serve` picks {} up",
                 if n == 1 { "" } else { "s" },

@@ -24,7 +24,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open_local(home).await?;
     match cmd {
         Command::Ls { format } => {
-            let functions = lakehouse.function_statuses().await?;
+            let functions = lakehouse.triggers().function_statuses().await?;
             let rows = functions
                 .iter()
                 .map(|s| {
@@ -50,7 +50,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )
         }
         Command::Show { name, format } => {
-            let f = lakehouse.deployed_function(&name).await?;
+            let f = lakehouse.triggers().deployed_function(&name).await?;
             if format.format == ListFormat::Json {
                 return print(format.format, &f, &[], vec![]);
             }
@@ -71,7 +71,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rm { name } => {
-            lakehouse.remove_function(&name).await?;
+            lakehouse.triggers().remove_function(&name).await?;
             status(format!("Removed function `{name}`"));
             Ok(())
         }

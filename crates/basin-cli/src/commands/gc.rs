@@ -49,6 +49,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         None => lakehouse.settings().maintenance.gc_grace,
     };
     let report = lakehouse
+        .maintenance()
         .gc(&GcOptions {
             dry_run: args.dry_run,
             grace,

@@ -104,12 +104,13 @@ fn progress_bars() -> (MultiProgress, LoadProgress) {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = crate::lake::open_local(ctx.home("ingest")?).await?;
-    let source = lake.source(&args.source)?;
+    let source = lake.sources().source(&args.source)?;
     if args.follow || source.mode == SourceMode::Cdc {
         return follow(args, &lake).await;
     }
     let (bars, progress) = progress_bars();
     let result = lake
+        .sources()
         .ingest(
             &args.source,
             args.branch.as_deref(),
@@ -234,6 +235,7 @@ async fn follow(args: Args, lake: &basin_service::Lakehouse) -> anyhow::Result<(
         readers: args.readers,
     };
     let result = lake
+        .sources()
         .follow(
             &args.source,
             options,

@@ -127,8 +127,9 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     status(lakehouse.runtime()?.walls().summary());
     let sink = Arc::new(|_: Stream, line: &str| eprintln!("{line}"));
     let notify = Arc::new(|line: &str| status(line));
+    let functions = lakehouse.functions();
     let report = tokio::select! {
-        report = lakehouse.invoke(request, sink, notify) => report?,
+        report = functions.invoke(request, sink, notify) => report?,
         _ = tokio::signal::ctrl_c() => {
             lakehouse.runtime()?.kill_all().await;
             return Err(Error::invalid("interrupted: the function was stopped").into());

@@ -28,7 +28,10 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
                 .into(),
         );
     };
-    let bytes = lakehouse.put_object(&args.file, bucket, key).await?;
+    let bytes = lakehouse
+        .triggers()
+        .put_object(&args.file, bucket, key)
+        .await?;
     status(format!(
         "Put {} ({bytes} bytes) into {bucket}/{key}",
         args.file.display()

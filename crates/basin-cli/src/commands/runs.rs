@@ -127,6 +127,7 @@ async fn replay(lake: &Lake, id: &str, keep_branch: bool, format: FormatArg) -> 
     let progress = std::sync::Arc::new(|_: &basin_service::pipeline::ModelRun| {});
     let report = lake
         .local("runs replay")?
+        .pipelines()
         .replay_run(id, keep_branch, sink, progress)
         .await?;
     let rows = report

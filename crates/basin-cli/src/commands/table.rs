@@ -144,6 +144,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             };
             let report = lake
                 .local("table compact")?
+                .maintenance()
                 .compact_table(&table, &options)
                 .await?;
             crate::output::done(format.format, &report, || compacted(&report))
@@ -168,6 +169,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             };
             let report = lake
                 .local("table expire")?
+                .maintenance()
                 .expire_table(&table, &options)
                 .await?;
             crate::output::done(format.format, &report, || expired(&report))
@@ -175,6 +177,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
         Command::Revert { table, to, branch } => {
             let commit = lake
                 .local("table revert")?
+                .tables()
                 .revert_table(&table, &to, branch.as_deref())
                 .await?;
             status(format!(

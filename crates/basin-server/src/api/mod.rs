@@ -35,8 +35,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 }
 
 pub(crate) async fn refs(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut all = state.lakehouse.list_refs(RefKind::Branch).await?;
-    all.extend(state.lakehouse.list_refs(RefKind::Tag).await?);
+    let mut all = state.lakehouse.refs().list_refs(RefKind::Branch).await?;
+    all.extend(state.lakehouse.refs().list_refs(RefKind::Tag).await?);
     Ok(Json(all).into_response())
 }
 
@@ -56,6 +56,7 @@ pub(crate) async fn log(
 ) -> Result<Response, ApiError> {
     let entries = state
         .lakehouse
+        .refs()
         .log(q.at.as_deref(), list_limit(q.limit, 50))
         .await?;
     Ok(Json(entries).into_response())
@@ -76,9 +77,13 @@ pub(crate) async fn tables(
 ) -> Result<Response, ApiError> {
     let at = q.at.as_deref();
     let tables = if q.columns {
-        state.lakehouse.list_tables_with_columns(at).await?
+        state
+            .lakehouse
+            .tables()
+            .list_tables_with_columns(at)
+            .await?
     } else {
-        state.lakehouse.list_tables(at).await?
+        state.lakehouse.tables().list_tables(at).await?
     };
     Ok(Json(tables).into_response())
 }
@@ -94,7 +99,7 @@ pub(crate) async fn diff(
     State(state): State<AppState>,
     Query(q): Query<DiffQuery>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.diff_tables(&q.from, &q.to).await?).into_response())
+    Ok(Json(state.lakehouse.refs().diff_tables(&q.from, &q.to).await?).into_response())
 }
 
 /// The caller's role and token name (`null` with `--no-auth`), for the console.
@@ -113,7 +118,11 @@ pub(crate) async fn drop_table(
     Query(q): Query<OnBranch>,
 ) -> Result<Response, ApiError> {
     let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
-    let commit = state.lakehouse.drop_table(&name, Some(branch)).await?;
+    let commit = state
+        .lakehouse
+        .tables()
+        .drop_table(&name, Some(branch))
+        .await?;
     Ok(Json(commit).into_response())
 }
 
@@ -123,7 +132,14 @@ pub(crate) async fn table(
     Path(name): Path<String>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.show_table(&name, q.at.as_deref()).await?).into_response())
+    Ok(Json(
+        state
+            .lakehouse
+            .tables()
+            .show_table(&name, q.at.as_deref())
+            .await?,
+    )
+    .into_response())
 }
 
 pub(crate) async fn runs(
@@ -131,7 +147,14 @@ pub(crate) async fn runs(
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
     state.settle_runs().await;
-    Ok(Json(state.lakehouse.list_runs(list_limit(q.limit, 20)).await?).into_response())
+    Ok(Json(
+        state
+            .lakehouse
+            .pipelines()
+            .list_runs(list_limit(q.limit, 20))
+            .await?,
+    )
+    .into_response())
 }
 
 pub(crate) async fn maintenance(
@@ -141,6 +164,7 @@ pub(crate) async fn maintenance(
     Ok(Json(
         state
             .lakehouse
+            .maintenance()
             .maintenance_runs(list_limit(q.limit, 20))
             .await?,
     )
@@ -152,7 +176,7 @@ pub(crate) async fn run(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.settle_runs().await;
-    Ok(Json(state.lakehouse.show_run(&id).await?).into_response())
+    Ok(Json(state.lakehouse.pipelines().show_run(&id).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -168,7 +192,11 @@ pub(crate) async fn usage(
     State(state): State<AppState>,
     Query(q): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
-    let report = state.lakehouse.usage(q.since_ms.unwrap_or(0), q.by).await?;
+    let report = state
+        .lakehouse
+        .usage()
+        .report(q.since_ms.unwrap_or(0), q.by)
+        .await?;
     Ok(Json(report).into_response())
 }
 
@@ -185,6 +213,7 @@ pub(crate) async fn create_branch(
 ) -> Result<Response, ApiError> {
     let created = state
         .lakehouse
+        .refs()
         .create_branch(&request.name, request.from.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
@@ -194,7 +223,7 @@ pub(crate) async fn delete_branch(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.lakehouse.delete_branch(&name).await?;
+    state.lakehouse.refs().delete_branch(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -209,7 +238,11 @@ pub(crate) async fn create_tag(
     Json(request): Json<NewTag>,
 ) -> Result<Response, ApiError> {
     let at = request.at.as_deref().unwrap_or(basin_catalog::MAIN);
-    let created = state.lakehouse.create_tag(&request.name, Some(at)).await?;
+    let created = state
+        .lakehouse
+        .refs()
+        .create_tag(&request.name, Some(at))
+        .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -217,7 +250,7 @@ pub(crate) async fn delete_tag(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.lakehouse.delete_tag(&name).await?;
+    state.lakehouse.refs().delete_tag(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -237,6 +270,7 @@ pub(crate) async fn merge(
     let into = request.into.as_deref().unwrap_or(basin_catalog::MAIN);
     let report = state
         .lakehouse
+        .refs()
         .merge(&request.source, Some(into), request.dry_run)
         .await?;
     Ok(Json(report).into_response())
@@ -246,7 +280,14 @@ pub(crate) async fn namespaces(
     State(state): State<AppState>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.list_namespaces(q.at.as_deref()).await?).into_response())
+    Ok(Json(
+        state
+            .lakehouse
+            .namespaces()
+            .list_namespaces(q.at.as_deref())
+            .await?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -264,6 +305,7 @@ pub(crate) async fn create_namespace(
     let branch = request.branch.as_deref().unwrap_or(basin_catalog::MAIN);
     let commit = state
         .lakehouse
+        .namespaces()
         .create_namespace(&request.name, Some(branch), request.properties)
         .await?;
     Ok((StatusCode::CREATED, Json(commit)).into_response())
@@ -281,12 +323,16 @@ pub(crate) async fn drop_namespace(
     Query(q): Query<OnBranch>,
 ) -> Result<Response, ApiError> {
     let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
-    let commit = state.lakehouse.drop_namespace(&name, Some(branch)).await?;
+    let commit = state
+        .lakehouse
+        .namespaces()
+        .drop_namespace(&name, Some(branch))
+        .await?;
     Ok(Json(commit).into_response())
 }
 
 pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.list_tokens().await?).into_response())
+    Ok(Json(state.lakehouse.tokens().list_tokens().await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -301,7 +347,11 @@ pub(crate) async fn create_token(
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
     let role = basin_service::Role::parse(&request.role)?;
-    let (record, secret) = state.lakehouse.create_token(&request.name, role).await?;
+    let (record, secret) = state
+        .lakehouse
+        .tokens()
+        .create_token(&request.name, role)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"token": record, "secret": secret})),
@@ -313,7 +363,7 @@ pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.lakehouse.revoke_token(&id).await?;
+    state.lakehouse.tokens().revoke_token(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

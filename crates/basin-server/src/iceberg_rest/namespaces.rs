@@ -27,6 +27,7 @@ pub(super) async fn list_namespaces(
     let parent = q.parent.as_deref().map(namespace_key).transpose()?;
     let all = state
         .lakehouse
+        .namespaces()
         .list_namespaces(Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
@@ -65,6 +66,7 @@ pub(super) async fn create_namespace(
     let key = namespace_key(&request.namespace.join("\u{1f}"))?;
     state
         .lakehouse
+        .namespaces()
         .create_namespace(key.as_str(), Some(&prefix), request.properties.clone())
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))
@@ -87,6 +89,7 @@ pub(super) async fn load_namespace(
     let key = namespace_key(&namespace)?;
     let properties = state
         .lakehouse
+        .namespaces()
         .namespace_properties(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
@@ -110,6 +113,7 @@ pub(super) async fn drop_namespace(
     let key = namespace_key(&namespace)?;
     state
         .lakehouse
+        .namespaces()
         .drop_namespace(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))
@@ -139,6 +143,7 @@ pub(super) async fn update_properties(
     let key = namespace_key(&namespace)?;
     let result = state
         .lakehouse
+        .namespaces()
         .update_namespace_properties(
             key.as_str(),
             Some(&prefix),

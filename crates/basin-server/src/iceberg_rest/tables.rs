@@ -29,11 +29,13 @@ pub(super) async fn list_tables(
     let key = namespace_key(&namespace)?;
     state
         .lakehouse
+        .namespaces()
         .namespace_properties(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     let identifiers: Vec<TableIdent> = state
         .lakehouse
+        .tables()
         .list_tables(Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?
@@ -127,6 +129,7 @@ pub(super) async fn create_table(
     }
     let lakehouse = &state.lakehouse;
     lakehouse
+        .namespaces()
         .namespace_properties(ns.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
@@ -148,7 +151,7 @@ pub(super) async fn create_table(
         ));
     }
     let (metadata, changes): (TableMetadata, Vec<TableUpdate>) = lakehouse
-        .tables()
+        .iceberg_tables()
         .new_table_metadata(
             &key,
             request.schema,
@@ -167,6 +170,7 @@ pub(super) async fn create_table(
         .into_response());
     }
     let tables = lakehouse
+        .tables()
         .commit_table_updates(Some(&prefix), &[TableUpdates::create(key, changes)])
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
@@ -186,7 +190,7 @@ pub(super) async fn load_table(
         .map_err(RestError::from_basin(NO_TABLE))?;
     let table = state
         .lakehouse
-        .tables()
+        .iceberg_tables()
         .load(&at, &key)
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
@@ -312,6 +316,7 @@ pub(super) async fn commit_table(
     check_updates(&state.lakehouse, &request.updates)?;
     let tables = state
         .lakehouse
+        .tables()
         .commit_table_updates(Some(&prefix), &[request.into_updates(key)])
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
@@ -331,6 +336,7 @@ pub(super) async fn drop_table(
     let key = table_key(&namespace, &table)?;
     state
         .lakehouse
+        .tables()
         .drop_table(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
@@ -356,13 +362,14 @@ pub(super) async fn register_table(
     check_location(&state.lakehouse, &request.metadata_location)?;
     let named = state
         .lakehouse
-        .tables()
+        .iceberg_tables()
         .load_from(&key, &request.metadata_location)
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     check_named_files(&state.lakehouse, named.metadata())?;
     let table = state
         .lakehouse
+        .tables()
         .register_table(
             key.as_str(),
             &request.metadata_location,
@@ -388,6 +395,7 @@ pub(super) async fn rename_table(
     let (from, to) = (request.source.key()?, request.destination.key()?);
     state
         .lakehouse
+        .tables()
         .rename_table(from.as_str(), to.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
@@ -421,6 +429,7 @@ pub(super) async fn commit_transaction(
     }
     state
         .lakehouse
+        .tables()
         .commit_table_updates(Some(&prefix), &changes)
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;

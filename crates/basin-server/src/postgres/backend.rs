@@ -153,11 +153,15 @@ impl Backend {
             follow_search_path(&cached, client);
             return Ok(cached.session.clone());
         }
-        let session =
-            basin_sql::Session::new(self.lakehouse.sql(), self.lakehouse.tables(), &at, None)
-                .await
-                .map_err(basin_error)?
-                .with_namespace_option(basin_sql::NamespaceOption::SearchPath);
+        let session = basin_sql::Session::new(
+            self.lakehouse.sql(),
+            self.lakehouse.iceberg_tables(),
+            &at,
+            None,
+        )
+        .await
+        .map_err(basin_error)?
+        .with_namespace_option(basin_sql::NamespaceOption::SearchPath);
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         catalog::install(session.context(), self.lakehouse.clone())

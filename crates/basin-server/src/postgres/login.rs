@@ -145,7 +145,7 @@ impl StartupHandler for Handlers {
             }
             PgWireFrontendMessage::PasswordMessageFamily(password) if !self.0.open => {
                 let secret = password.into_password()?.password;
-                match self.0.lakehouse.authenticate(&secret).await {
+                match self.0.lakehouse.tokens().authenticate(&secret).await {
                     Ok(Some((token, role))) => {
                         tracing::debug!(token = %token.id, role = role.as_str(), "postgres login");
                         client

@@ -30,6 +30,7 @@ async fn server() -> Server {
     let mut tokens = Vec::new();
     for role in [Role::Reader, Role::Writer, Role::Admin] {
         let (_, secret) = lakehouse
+            .tokens()
             .create_token(role.as_str(), role)
             .await
             .expect("token");

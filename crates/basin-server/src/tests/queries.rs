@@ -122,10 +122,14 @@ async fn a_deadline_spent_planning_leaves_less_for_running() {
     use std::time::Duration;
     let server = server().await;
     let at = server.lakehouse.resolve(None).await.expect("main");
-    let session =
-        basin_sql::Session::new(server.lakehouse.sql(), server.lakehouse.tables(), &at, None)
-            .await
-            .expect("session");
+    let session = basin_sql::Session::new(
+        server.lakehouse.sql(),
+        server.lakehouse.iceberg_tables(),
+        &at,
+        None,
+    )
+    .await
+    .expect("session");
     let statement = || {
         datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new()
             .parse("SELECT 1 AS one")

@@ -120,7 +120,7 @@ impl Dispatcher {
         let mut changes = self.settled.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let event = self.lakehouse.event(id).await?;
+            let event = self.lakehouse.queue().event(id).await?;
             if !matches!(event.state, EventState::Pending | EventState::Running) {
                 return Ok(Some(event));
             }
@@ -225,7 +225,7 @@ impl Dispatcher {
         let store = self.lakehouse.catalog().store().clone();
         let global = self.lakehouse.settings().runtime.max_concurrency.max(1);
         let mut next: Option<i64> = None;
-        for function in self.lakehouse.deployed_functions().await? {
+        for function in self.lakehouse.triggers().deployed_functions().await? {
             let declaration = &function.declaration;
             let limit = declaration.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
             let batch_size = declaration.batch_size.max(1);

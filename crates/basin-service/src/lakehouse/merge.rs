@@ -4,7 +4,7 @@ use basin_catalog::{Change, CommitRequest, Content, Operation};
 use basin_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::Lakehouse;
+use super::refs::Refs;
 
 /// How often a merge is re-planned when the target moves under it.
 const MAX_ATTEMPTS: u32 = 10;
@@ -28,7 +28,7 @@ pub struct MergedChange {
     pub appends_merged: bool,
 }
 
-impl Lakehouse {
+impl Refs<'_> {
     /// Merges `source` into the branch `into` (default: the current branch) in one commit.
     /// A table changed on both sides is a conflict, unless both sides only appended to it;
     /// on conflict nothing is written.
@@ -40,10 +40,10 @@ impl Lakehouse {
     ) -> Result<MergeReport> {
         let target = into
             .map(str::to_string)
-            .unwrap_or_else(|| self.current_branch());
+            .unwrap_or_else(|| self.lake.current_branch());
         for attempt in 1..=MAX_ATTEMPTS {
-            let source_ref = self.catalog().resolve(source).await?;
-            let plan = self.catalog().plan_merge(&source_ref, &target).await?;
+            let source_ref = self.lake.catalog().resolve(source).await?;
+            let plan = self.lake.catalog().plan_merge(&source_ref, &target).await?;
             let mut operations: Vec<Operation> =
                 plan.operations.iter().map(|(op, _)| op.clone()).collect();
             let mut changes: Vec<MergedChange> = plan
@@ -70,7 +70,8 @@ impl Lakehouse {
                     location(&conflict.target),
                 ) {
                     (Some(b), Some(s), Some(t)) => {
-                        self.tables()
+                        self.lake
+                            .iceberg_tables()
                             .mergeable_appends(&conflict.key, &b, &s, &t)
                             .await?
                     }
@@ -97,7 +98,11 @@ impl Lakehouse {
                     appends_merged: true,
                 });
                 if !dry_run {
-                    let table = self.tables().stage_merged_appends(merge).await?;
+                    let table = self
+                        .lake
+                        .iceberg_tables()
+                        .stage_merged_appends(merge)
+                        .await?;
                     let location = table.metadata_location().unwrap_or_default().to_string();
                     operations.push(Operation::Put {
                         key,
@@ -121,10 +126,10 @@ impl Lakehouse {
                 plan.target_head.clone(),
                 format!("merge {source} into {target}"),
             )
-            .with_author(&self.settings().author)
+            .with_author(&self.lake.settings().author)
             .with_operations(operations);
             request.merge_parent = Some(source_ref.commit.clone());
-            match self.catalog().commit(request).await {
+            match self.lake.catalog().commit(request).await {
                 Ok(commit) => {
                     report.commit = Some(commit.id.to_string());
                     return Ok(report);

@@ -1,4 +1,8 @@
-//! Opening and creating a lakehouse folder.
+//! Opening and creating a lakehouse folder, and what every operation stands on: its
+//! settings, catalog, warehouse, SQL engine and function runtime, and resolving a ref.
+//!
+//! The operations themselves are on handles, one per domain, each defined in its domain's
+//! file: `lake.refs()`, `lake.tables()`, `lake.namespaces()`, ... (docs/architecture.md).
 
 pub(crate) mod merge;
 pub(crate) mod namespaces;
@@ -335,16 +339,18 @@ impl Lakehouse {
         self.tables.catalog()
     }
 
-    pub fn tables(&self) -> &Tables {
+    /// basin-table's view of the warehouse: loading, staging and committing Iceberg tables.
+    /// (The table operations of `basin table` are on [`Self::tables`].)
+    pub fn iceberg_tables(&self) -> &Tables {
         &self.tables
     }
 
-    /// What SQL sessions share: memory, spill space, limits.
     /// The token this lakehouse's nodes present to its SQL scheduler.
     pub async fn cluster_token(&self) -> Result<String> {
         cluster_token(self.catalog().store().as_ref()).await
     }
 
+    /// What SQL sessions share: memory, spill space, limits.
     pub fn sql(&self) -> &basin_sql::Engine {
         &self.sql
     }
@@ -402,24 +408,16 @@ impl Lakehouse {
 
     /// The branch commands use when none is named (`basin checkout` sets it).
     pub fn current_branch(&self) -> String {
-        std::fs::read_to_string(self.root.join(BASIN_DIR).join(HEAD_FILE))
+        std::fs::read_to_string(self.head_file())
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| MAIN.to_string())
     }
 
-    /// Makes `branch` the current branch.
-    pub async fn checkout(&self, branch: &str) -> Result<Resolved> {
-        let resolved = self.catalog().resolve(branch).await?;
-        resolved.writable_branch()?;
-        let path = self.root.join(BASIN_DIR).join(HEAD_FILE);
-        // Write-then-rename so a crash never leaves a half-written HEAD.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{branch}\n"))
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(format!("cannot write {}", path.display())).with_source(e))?;
-        Ok(resolved)
+    /// `.basin/HEAD`: the current branch's name.
+    fn head_file(&self) -> PathBuf {
+        self.root.join(BASIN_DIR).join(HEAD_FILE)
     }
 
     /// Resolves `spec`, or the current branch when `None`.

@@ -17,10 +17,25 @@ pub struct PropertiesUpdate {
     pub missing: Vec<String>,
 }
 
+/// Namespaces and their properties, versioned like tables (`basin namespace`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::namespaces`].
+#[derive(Clone, Copy)]
+pub struct Namespaces<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// Namespaces and their properties: see [`Namespaces`].
+    pub fn namespaces(&self) -> Namespaces<'_> {
+        Namespaces { lake: self }
+    }
+}
+
+impl Namespaces<'_> {
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
-        let at = self.resolve(at).await?;
-        let contents = self.catalog().contents(&at).await?;
+        let at = self.lake.resolve(at).await?;
+        let contents = self.lake.catalog().contents(&at).await?;
         Ok(contents
             .into_iter()
             .filter(|(_, c)| !c.is_table())
@@ -35,8 +50,8 @@ impl Lakehouse {
         at: Option<&str>,
     ) -> Result<BTreeMap<String, String>> {
         let key = Key::parse(name)?;
-        let at = self.resolve(at).await?;
-        namespace_at(self, &at, &key).await
+        let at = self.lake.resolve(at).await?;
+        namespace_at(self.lake, &at, &key).await
     }
 
     pub async fn create_namespace(
@@ -46,9 +61,9 @@ impl Lakehouse {
         properties: BTreeMap<String, String>,
     ) -> Result<Commit> {
         let key = Key::parse(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        if self.catalog().content(&at, &key).await?.is_some() {
+        if self.lake.catalog().content(&at, &key).await?.is_some() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("namespace `{key}` already exists on `{branch}`"),
@@ -56,22 +71,23 @@ impl Lakehouse {
         }
         let request =
             CommitRequest::new(branch, at.commit.clone(), format!("create namespace {key}"))
-                .with_author(&self.settings().author)
+                .with_author(&self.lake.settings().author)
                 .with_operations([Operation::Put {
                     key,
                     content: Content::Namespace { properties },
                 }]);
-        self.catalog().commit(request).await
+        self.lake.catalog().commit(request).await
     }
 
     /// Drops an empty namespace; one that still holds tables or namespaces is refused.
     pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::parse(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        namespace_at(self, &at, &key).await?;
+        namespace_at(self.lake, &at, &key).await?;
         let prefix = format!("{key}.");
         let inside: Vec<String> = self
+            .lake
             .catalog()
             .contents(&at)
             .await?
@@ -94,9 +110,9 @@ impl Lakehouse {
         }
         let request =
             CommitRequest::new(branch, at.commit.clone(), format!("drop namespace {key}"))
-                .with_author(&self.settings().author)
+                .with_author(&self.lake.settings().author)
                 .with_operations([Operation::Delete { key }]);
-        self.catalog().commit(request).await
+        self.lake.catalog().commit(request).await
     }
 
     /// Sets and removes namespace properties in one commit.
@@ -113,9 +129,9 @@ impl Lakehouse {
                 "property `{both}` is both set and removed"
             )));
         }
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        let mut properties = namespace_at(self, &at, &key).await?;
+        let mut properties = namespace_at(self.lake, &at, &key).await?;
         let mut result = PropertiesUpdate::default();
         for k in removals {
             if properties.remove(&k).is_some() {
@@ -131,12 +147,12 @@ impl Lakehouse {
             at.commit.clone(),
             format!("update properties of namespace {key}"),
         )
-        .with_author(&self.settings().author)
+        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::Namespace { properties },
         }]);
-        self.catalog().commit(request).await?;
+        self.lake.catalog().commit(request).await?;
         Ok(result)
     }
 }

@@ -1,6 +1,7 @@
-//! Branches, tags, history and differences.
+//! Branches, tags, checkout, history and differences: the `Refs` handle, which `merge.rs`
+//! adds merging to.
 
-use basin_catalog::{Commit, CommitId, DiffEntry, HistoryCut, Ref, RefKind};
+use basin_catalog::{Commit, CommitId, DiffEntry, HistoryCut, Ref, RefKind, Resolved};
 use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -47,18 +48,48 @@ impl From<Commit> for LogEntry {
     }
 }
 
+/// Branches and tags, checkout, history, differences and merges (`basin branch`, `tag`,
+/// `checkout`, `log`, `diff`, `merge`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::refs`].
+#[derive(Clone, Copy)]
+pub struct Refs<'a> {
+    pub(super) lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// Branches, tags, history, differences and merges: see [`Refs`].
+    pub fn refs(&self) -> Refs<'_> {
+        Refs { lake: self }
+    }
+}
+
+impl Refs<'_> {
+    /// Makes `branch` the current branch.
+    pub async fn checkout(&self, branch: &str) -> Result<Resolved> {
+        let resolved = self.lake.catalog().resolve(branch).await?;
+        resolved.writable_branch()?;
+        let path = self.lake.head_file();
+        // Write-then-rename so a crash never leaves a half-written HEAD.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{branch}\n"))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("cannot write {}", path.display())).with_source(e))?;
+        Ok(resolved)
+    }
+
     pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
-        let current = self.current_branch();
+        let current = self.lake.current_branch();
         let mut out = Vec::new();
         for r in self
+            .lake
             .catalog()
             .list_refs()
             .await?
             .into_iter()
             .filter(|r| r.kind == kind)
         {
-            let commit = self.catalog().store().get_commit(&r.head).await?;
+            let commit = self.lake.catalog().store().get_commit(&r.head).await?;
             out.push(RefInfo {
                 current: r.kind == RefKind::Branch && r.name == current,
                 message: commit
@@ -76,28 +107,30 @@ impl Lakehouse {
 
     /// Creates a branch from `from` (default: the current branch). Copies no data.
     pub async fn create_branch(&self, name: &str, from: Option<&str>) -> Result<Ref> {
-        let from = self.resolve(from).await?;
-        self.catalog().create_branch(name, &from).await
+        let from = self.lake.resolve(from).await?;
+        self.lake.catalog().create_branch(name, &from).await
     }
 
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
-        self.catalog()
-            .delete_branch(name, Some(&self.current_branch()))
+        self.lake
+            .catalog()
+            .delete_branch(name, Some(&self.lake.current_branch()))
             .await
     }
 
     pub async fn create_tag(&self, name: &str, at: Option<&str>) -> Result<Ref> {
-        let at = self.resolve(at).await?;
-        self.catalog().create_tag(name, &at).await
+        let at = self.lake.resolve(at).await?;
+        self.lake.catalog().create_tag(name, &at).await
     }
 
     pub async fn delete_tag(&self, name: &str) -> Result<()> {
-        self.catalog().delete_tag(name).await
+        self.lake.catalog().delete_tag(name).await
     }
 
     pub async fn log(&self, at: Option<&str>, limit: usize) -> Result<Vec<LogEntry>> {
-        let at = self.resolve(at).await?;
+        let at = self.lake.resolve(at).await?;
         let mut entries: Vec<LogEntry> = self
+            .lake
             .catalog()
             .log(&at, limit)
             .await?
@@ -107,17 +140,17 @@ impl Lakehouse {
         if entries.len() < limit
             && let Some(last) = entries.last_mut()
         {
-            last.history_cut = self.catalog().store().history_cut(&last.id).await?;
+            last.history_cut = self.lake.catalog().store().history_cut(&last.id).await?;
         }
         Ok(entries)
     }
 
     pub async fn diff(&self, from: &str, to: &str) -> Result<Vec<DiffEntry>> {
         let (a, b) = (
-            self.catalog().resolve(from).await?,
-            self.catalog().resolve(to).await?,
+            self.lake.catalog().resolve(from).await?,
+            self.lake.catalog().resolve(to).await?,
         );
-        self.catalog().diff(&a, &b).await
+        self.lake.catalog().diff(&a, &b).await
     }
 
     /// What `diff` says, with each table's files and rows added and removed (read from the
@@ -144,7 +177,11 @@ impl Lakehouse {
             let mut files: [std::collections::HashMap<String, u64>; 2] = Default::default();
             for (i, location) in [before, after].into_iter().enumerate() {
                 let Some(location) = location else { continue };
-                let table = self.tables().load_from(&diff.entry.key, &location).await?;
+                let table = self
+                    .lake
+                    .iceberg_tables()
+                    .load_from(&diff.entry.key, &location)
+                    .await?;
                 let snapshot = table.metadata().current_snapshot_id();
                 if i == 0 {
                     diff.from_snapshot = snapshot.map(|s| s.to_string());

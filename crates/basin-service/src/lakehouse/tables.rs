@@ -5,7 +5,7 @@ use basin_catalog::{Commit, CommitRequest, Content, Key, Operation};
 use basin_core::{Error, ErrorKind, Result};
 use basin_table::iceberg::TableUpdate;
 use basin_table::iceberg::table::Table;
-use basin_table::{ColumnSummary, TableSummary, TableUpdates, Tables};
+use basin_table::{ColumnSummary, TableSummary, TableUpdates};
 use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
@@ -20,10 +20,28 @@ pub struct TableEntry {
     pub columns: Option<Vec<ColumnSummary>>,
 }
 
+/// Table operations on a branch: list, show, drop, revert, rename, register, and Iceberg's
+/// commits (`basin table`, the Iceberg REST catalog). They stand on
+/// [`Lakehouse::iceberg_tables`], basin-table's loading and committing.
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::tables`].
+#[derive(Clone, Copy)]
+pub struct Tables<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// Table operations on a branch: see [`Tables`].
+    pub fn tables(&self) -> Tables<'_> {
+        Tables { lake: self }
+    }
+}
+
+impl Tables<'_> {
     pub async fn list_tables(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
-        let at = self.resolve(at).await?;
+        let at = self.lake.resolve(at).await?;
         Ok(self
+            .lake
             .catalog()
             .contents(&at)
             .await?
@@ -47,10 +65,11 @@ impl Lakehouse {
             .map(|mut entry| async move {
                 let key = Key::table(&entry.table)?;
                 let table = self
-                    .tables()
+                    .lake
+                    .iceberg_tables()
                     .load_from(&key, &entry.metadata_location)
                     .await?;
-                entry.columns = Some(Tables::columns(&table));
+                entry.columns = Some(basin_table::Tables::columns(&table));
                 Ok(entry)
             })
             .buffered(16)
@@ -60,30 +79,31 @@ impl Lakehouse {
 
     pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
         let key = Key::table(name)?;
-        let at = self.resolve(at).await?;
-        let table = self.tables().load(&at, &key).await?;
-        Ok(Tables::summarize(&key, &table))
+        let at = self.lake.resolve(at).await?;
+        let table = self.lake.iceberg_tables().load(&at, &key).await?;
+        Ok(basin_table::Tables::summarize(&key, &table))
     }
 
     /// Removes the table from `branch`. Its files stay: other refs and history may use them.
     pub async fn drop_table(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::table(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        self.catalog().table_location(&at, &key).await?;
+        self.lake.catalog().table_location(&at, &key).await?;
         let request = CommitRequest::new(branch, at.commit.clone(), format!("drop table {key}"))
-            .with_author(&self.settings().author)
+            .with_author(&self.lake.settings().author)
             .with_operations([Operation::Delete { key }]);
-        self.catalog().commit(request).await
+        self.lake.catalog().commit(request).await
     }
 
     /// Points the table on `branch` back at its state in `to`, in a new commit.
     pub async fn revert_table(&self, name: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::table(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        let past = self.catalog().resolve(to).await?;
+        let past = self.lake.catalog().resolve(to).await?;
         let location = self
+            .lake
             .catalog()
             .table_location(&past, &key)
             .await
@@ -92,7 +112,7 @@ impl Lakehouse {
                     "`{key}` did not exist at `{to}`; to remove it, use `basin table rm {key}`"
                 ))
             })?;
-        if self.catalog().content(&at, &key).await? == Some(Content::table(location.clone())) {
+        if self.lake.catalog().content(&at, &key).await? == Some(Content::table(location.clone())) {
             return Err(Error::invalid(format!(
                 "`{key}` on `{branch}` is already as it was at `{to}`"
             )));
@@ -102,36 +122,39 @@ impl Lakehouse {
             at.commit.clone(),
             format!("revert table {key} to {to}"),
         )
-        .with_author(&self.settings().author)
+        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::table(location),
         }]);
-        self.catalog().commit(request).await
+        self.lake.catalog().commit(request).await
     }
 
     /// Applies Iceberg requirements and updates to one or more tables on `branch`, in one
-    /// catalog commit (see [`Tables::commit_updates`]). Returns the tables as committed.
+    /// catalog commit (see [`basin_table::Tables::commit_updates`]). Returns the tables as committed.
     pub async fn commit_table_updates(
         &self,
         branch: Option<&str>,
         changes: &[TableUpdates],
     ) -> Result<Vec<Table>> {
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
         let message = changes.iter().map(describe).collect::<Vec<_>>().join("; ");
         let request = CommitRequest::new(branch, at.commit.clone(), message)
-            .with_author(&self.settings().author);
-        self.tables().commit_updates(changes, request).await
+            .with_author(&self.lake.settings().author);
+        self.lake
+            .iceberg_tables()
+            .commit_updates(changes, request)
+            .await
     }
 
     /// Renames (or moves to another namespace) a table on `branch`, in one commit.
     pub async fn rename_table(&self, from: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
         let (from, to) = (Key::table(from)?, Key::table(to)?);
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        let location = self.catalog().table_location(&at, &from).await?;
-        if self.catalog().content(&at, &to).await?.is_some() {
+        let location = self.lake.catalog().table_location(&at, &from).await?;
+        if self.lake.catalog().content(&at, &to).await?.is_some() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("`{to}` already exists on `{branch}`"),
@@ -139,14 +162,14 @@ impl Lakehouse {
             .with_hint("pick another name, or drop that table first"));
         }
         if let Some(ns) = to.namespace() {
-            namespace_at(self, &at, &ns).await?;
+            namespace_at(self.lake, &at, &ns).await?;
         }
         let request = CommitRequest::new(
             branch,
             at.commit.clone(),
             format!("rename table {from} to {to}"),
         )
-        .with_author(&self.settings().author)
+        .with_author(&self.lake.settings().author)
         .with_operations([
             Operation::Delete { key: from },
             Operation::Put {
@@ -154,7 +177,7 @@ impl Lakehouse {
                 content: Content::table(location),
             },
         ]);
-        self.catalog().commit(request).await
+        self.lake.catalog().commit(request).await
     }
 
     /// Points `name` on `branch` at an existing Iceberg metadata file (written by another
@@ -167,11 +190,18 @@ impl Lakehouse {
         overwrite: bool,
     ) -> Result<Table> {
         let key = Key::table(name)?;
-        let at = self.resolve(branch).await?;
+        let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
-        let table = self.tables().load_from(&key, metadata_location).await?;
-        self.tables().check_files_inside(&table).await?;
-        match self.catalog().content(&at, &key).await? {
+        let table = self
+            .lake
+            .iceberg_tables()
+            .load_from(&key, metadata_location)
+            .await?;
+        self.lake
+            .iceberg_tables()
+            .check_files_inside(&table)
+            .await?;
+        match self.lake.catalog().content(&at, &key).await? {
             Some(Content::Table { .. }) if !overwrite => {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
@@ -185,19 +215,19 @@ impl Lakehouse {
             _ => {}
         }
         if let Some(ns) = key.namespace() {
-            namespace_at(self, &at, &ns).await?;
+            namespace_at(self.lake, &at, &ns).await?;
         }
         let request = CommitRequest::new(
             branch,
             at.commit.clone(),
             format!("register table {key} at {metadata_location}"),
         )
-        .with_author(&self.settings().author)
+        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::table(metadata_location),
         }]);
-        self.catalog().commit(request).await?;
+        self.lake.catalog().commit(request).await?;
         Ok(table)
     }
 }

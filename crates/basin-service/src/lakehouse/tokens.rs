@@ -43,7 +43,22 @@ fn hash(secret: &str) -> String {
         .collect()
 }
 
+/// Access tokens for `basin serve` (`basin token`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::tokens`].
+#[derive(Clone, Copy)]
+pub struct Tokens<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// Access tokens: see [`Tokens`].
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens { lake: self }
+    }
+}
+
+impl Tokens<'_> {
     /// A new token; the secret is returned once and only its hash is kept.
     pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
         let secret = format!(
@@ -58,21 +73,27 @@ impl Lakehouse {
             hash: hash(&secret),
             created_at_ms: chrono::Utc::now().timestamp_millis(),
         };
-        self.catalog().store().create_token(&record).await?;
+        self.lake.catalog().store().create_token(&record).await?;
         Ok((record, secret))
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.catalog().store().tokens().await
+        self.lake.catalog().store().tokens().await
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
-        self.catalog().store().delete_token(id).await
+        self.lake.catalog().store().delete_token(id).await
     }
 
     /// The token a secret belongs to, with its role; `None` for an unknown secret.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<(TokenRecord, Role)>> {
-        let Some(record) = self.catalog().store().token_by_hash(&hash(secret)).await? else {
+        let Some(record) = self
+            .lake
+            .catalog()
+            .store()
+            .token_by_hash(&hash(secret))
+            .await?
+        else {
             return Ok(None);
         };
         let role = Role::parse(&record.role)?;

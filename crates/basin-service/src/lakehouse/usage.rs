@@ -21,12 +21,27 @@ pub struct QueryUsage {
     pub error: Option<String>,
 }
 
+/// What functions and queries used, priced; queries metered as they run (`basin usage`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::usage`].
+#[derive(Clone, Copy)]
+pub struct Usage<'a> {
+    lake: &'a Lakehouse,
+}
+
 impl Lakehouse {
+    /// What functions and queries used, priced: see [`Usage`].
+    pub fn usage(&self) -> Usage<'_> {
+        Usage { lake: self }
+    }
+}
+
+impl Usage<'_> {
     /// Invocations and queries since `since_ms`, grouped and priced (`basin usage`,
     /// `GET /api/v1/usage`).
-    pub async fn usage(&self, since_ms: i64, by: UsageBy) -> Result<UsageReport> {
-        let records = self.catalog().store().invocations(since_ms).await?;
-        let pricing = self.settings().pricing;
+    pub async fn report(&self, since_ms: i64, by: UsageBy) -> Result<UsageReport> {
+        let records = self.lake.catalog().store().invocations(since_ms).await?;
+        let pricing = self.lake.settings().pricing;
         let rows = match by {
             UsageBy::Function => summarize_usage(&records, &pricing, |r| r.function.clone()),
             UsageBy::Day => summarize_usage(&records, &pricing, |r| {
@@ -62,7 +77,7 @@ impl Lakehouse {
             kind: InvocationKind::Query,
             bytes_scanned: query.bytes_scanned,
         };
-        self.catalog().store().record_invocation(&record).await
+        self.lake.catalog().store().record_invocation(&record).await
     }
 
     /// Runs a SQL script like [`Lakehouse::query`] and meters it as coming through `via`.
@@ -78,7 +93,7 @@ impl Lakehouse {
     ) -> Result<basin_sql::QueryResult> {
         let started_at_ms = chrono::Utc::now().timestamp_millis();
         let clock = std::time::Instant::now();
-        let result = self.query(sql, at, namespace).await;
+        let result = self.lake.query(sql, at, namespace).await;
         let usage = QueryUsage {
             via,
             started_at_ms,
@@ -87,9 +102,9 @@ impl Lakehouse {
             bytes_scanned: result.as_ref().map_or(0, |r| r.bytes_scanned),
             error: result.as_ref().err().map(|e| e.message.clone()),
         };
-        let lakehouse = self.clone();
+        let lakehouse = self.lake.clone();
         let record = async move {
-            if let Err(e) = lakehouse.record_query(usage).await {
+            if let Err(e) = lakehouse.usage().record_query(usage).await {
                 tracing::warn!("the query ran but could not be metered: {e}");
             }
         };

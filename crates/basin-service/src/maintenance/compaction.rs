@@ -32,7 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::scan::FileScanTask;
 use serde::Serialize;
 
-use crate::Lakehouse;
+use super::Maintenance;
 
 /// What `basin table compact` is asked to do.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +74,7 @@ fn is_small(bytes: u64, target: u64) -> bool {
     bytes < target / 4 * 3
 }
 
-impl Lakehouse {
+impl Maintenance<'_> {
     /// Compacts `name`; see the module docs.
     pub async fn compact_table(
         &self,
@@ -83,9 +83,9 @@ impl Lakehouse {
     ) -> Result<CompactReport> {
         let clock = Instant::now();
         let key = Key::table(name)?;
-        let at = self.resolve(options.branch.as_deref()).await?;
+        let at = self.lake.resolve(options.branch.as_deref()).await?;
         let branch = at.writable_branch()?.to_string();
-        let table = self.tables().load(&at, &key).await?;
+        let table = self.lake.iceberg_tables().load(&at, &key).await?;
         let target = options
             .target_file_size
             .unwrap_or_else(|| basin_table::target_file_size(table.metadata().properties()));
@@ -167,9 +167,10 @@ impl Lakehouse {
                 }
             ),
         )
-        .with_author(&self.settings().author);
+        .with_author(&self.lake.settings().author);
         let outcome = self
-            .tables()
+            .lake
+            .iceberg_tables()
             .commit_change(&key, Tables::stage_existing(table), change, request)
             .await
             .map_err(|e| {
@@ -214,7 +215,7 @@ fn sort_keys(table: &iceberg::table::Table, sort_by: &[String]) -> Vec<SortKey> 
     keys.unwrap_or_default()
 }
 
-impl Lakehouse {
+impl Maintenance<'_> {
     /// Writes the rows of `files`, sorted by `keys` if any. The sort runs in a SQL session's
     /// DataFusion context, under `[sql]`'s memory limits: past them it spills to disk.
     async fn write_rows(
@@ -251,7 +252,8 @@ impl Lakehouse {
         };
         let schema = first.schema();
         let rows = futures::stream::once(async { Ok(first) }).chain(batches);
-        let session = basin_sql::Session::new(self.sql(), self.tables(), at, None).await?;
+        let session =
+            basin_sql::Session::new(self.lake.sql(), self.lake.iceberg_tables(), at, None).await?;
         let source = OneStream {
             schema: schema.clone(),
             stream: std::sync::Mutex::new(Some(Box::pin(

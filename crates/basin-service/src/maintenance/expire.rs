@@ -21,7 +21,7 @@ use basin_table::iceberg::table::Table;
 use basin_table::{ExpirePolicy, TableChange, Tables, snapshots_to_expire};
 use serde::Serialize;
 
-use crate::Lakehouse;
+use super::Maintenance;
 
 /// What `basin table expire` was asked; `None` takes the table's policy.
 #[derive(Clone, Debug, Default)]
@@ -60,10 +60,10 @@ pub struct ExpiredSnapshot {
     pub timestamp_ms: i64,
 }
 
-impl Lakehouse {
+impl Maintenance<'_> {
     /// The lakehouse's snapshot policy, from `[maintenance]`.
     pub fn expire_policy(&self) -> ExpirePolicy {
-        let keep = &self.settings().maintenance;
+        let keep = &self.lake.settings().maintenance;
         ExpirePolicy {
             max_age: (keep.keep_snapshots != Duration::MAX).then_some(keep.keep_snapshots),
             retain_last: keep.keep_last,
@@ -81,9 +81,9 @@ impl Lakehouse {
             )
             .with_hint("--retain-last 1 keeps only the current snapshot (the least there is)"));
         }
-        let at = self.resolve(options.branch.as_deref()).await?;
+        let at = self.lake.resolve(options.branch.as_deref()).await?;
         let branch = at.writable_branch()?.to_string();
-        let table = self.tables().load(&at, &key).await?;
+        let table = self.lake.iceberg_tables().load(&at, &key).await?;
         let metadata = table.metadata();
         let mut policy = ExpirePolicy::for_table(self.expire_policy(), metadata)
             .map_err(|e| e.with_hint(format!("fix it with `basin table show {key}` and an engine's ALTER TABLE, or pass --older-than and --retain-last")))?;
@@ -128,9 +128,10 @@ impl Lakehouse {
             at.commit.clone(),
             format!("expire {key}: {} snapshots", expired.len()),
         )
-        .with_author(&self.settings().author);
+        .with_author(&self.lake.settings().author);
         let outcome = self
-            .tables()
+            .lake
+            .iceberg_tables()
             .commit_change(
                 &key,
                 Tables::stage_existing(table),
@@ -155,19 +156,23 @@ impl Lakehouse {
         let mut read: HashMap<String, Option<i64>> = HashMap::new();
         read.insert(own, table.metadata().current_snapshot_id());
         let mut tagged = HashSet::new();
-        for tag in self.catalog().list_refs().await? {
+        for tag in self.lake.catalog().list_refs().await? {
             if tag.kind != RefKind::Tag {
                 continue;
             }
             let Some(Content::Table { metadata_location }) =
-                self.catalog().store().content(&tag.head, key).await?
+                self.lake.catalog().store().content(&tag.head, key).await?
             else {
                 continue;
             };
             let current = match read.get(&metadata_location) {
                 Some(current) => *current,
                 None => {
-                    let tagged_table = self.tables().load_from(key, &metadata_location).await?;
+                    let tagged_table = self
+                        .lake
+                        .iceberg_tables()
+                        .load_from(key, &metadata_location)
+                        .await?;
                     let current = tagged_table.metadata().current_snapshot_id();
                     read.insert(metadata_location, current);
                     current

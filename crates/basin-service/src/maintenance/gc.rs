@@ -28,7 +28,7 @@ use basin_core::{Error, Result};
 use basin_table::Reachable;
 use serde::Serialize;
 
-use crate::Lakehouse;
+use super::Maintenance;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
@@ -93,7 +93,7 @@ pub struct GcReport {
     pub seconds: f64,
 }
 
-impl Lakehouse {
+impl Maintenance<'_> {
     /// Marks what the catalog reaches and sweeps the rest of the warehouse; see the module.
     pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         if options.grace < MIN_GRACE {
@@ -106,7 +106,7 @@ impl Lakehouse {
         let clock = Instant::now();
         // Files written after this are never candidates, whatever the mark finds.
         let cutoff = SystemTime::now() - options.grace;
-        let warehouse = self.warehouse();
+        let warehouse = self.lake.warehouse();
         let mut report = GcReport {
             dry_run: options.dry_run,
             grace_seconds: options.grace.as_secs(),
@@ -115,7 +115,7 @@ impl Lakehouse {
         // Runs left `running` by a process that died keep their branch and history until
         // they are settled.
         if !options.dry_run {
-            self.settle_abandoned_runs().await?;
+            self.lake.pipelines().settle_abandoned_runs().await?;
         }
         // History first: the commits it removes mark nothing (in a dry run, they are left
         // out of the mark instead).
@@ -125,6 +125,7 @@ impl Lakehouse {
         let listed = warehouse.list_table_files().await?;
         let mut reachable = Reachable::new();
         let locations = self
+            .lake
             .catalog()
             .store()
             .all_metadata_locations(&removed)
@@ -164,13 +165,15 @@ impl Lakehouse {
     /// Removes the catalog history `[maintenance] keep_history` lets go; returns the removed
     /// commits.
     async fn prune_history(&self, dry_run: bool, report: &mut GcReport) -> Result<Vec<CommitId>> {
-        let keep = self.settings().maintenance.keep_history;
+        let keep = self.lake.settings().maintenance.keep_history;
         if keep == Duration::MAX {
             return Ok(Vec::new());
         }
         report.keep_history_seconds = Some(keep.as_secs());
         // A running pipeline run merges from the commit it read: its merge base.
         let running = self
+            .lake
+            .pipelines()
             .list_runs(i64::MAX as usize)
             .await?
             .into_iter()
@@ -186,6 +189,7 @@ impl Lakehouse {
             ),
         };
         let pruned = self
+            .lake
             .catalog()
             .store()
             .prune_history(&retention, dry_run)
@@ -197,27 +201,28 @@ impl Lakehouse {
 
     /// Basin's own leftovers, as `[maintenance]` says (see the module docs).
     async fn prune_leftovers(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
-        let keep = self.settings().maintenance.clone();
-        let basin = self.root().join(crate::BASIN_DIR);
+        let keep = self.lake.settings().maintenance.clone();
+        let basin = self.lake.root().join(crate::BASIN_DIR);
         let cache = crate::pipeline::cache::RunCache::new(crate::pipeline::cache::folder(&basin));
         (report.cache_entries_removed, report.cache_bytes_removed) =
             cache.prune(keep.keep_cache, dry_run)?;
 
         let cutoff_ms = ms_ago(keep.keep_run_branches);
         let branches: std::collections::BTreeSet<String> = self
+            .lake
             .catalog()
             .list_refs()
             .await?
             .into_iter()
             .map(|r| r.name)
             .collect();
-        let runs = self.list_runs(i64::MAX as usize).await?;
+        let runs = self.lake.pipelines().list_runs(i64::MAX as usize).await?;
         for run in &runs {
             let finished = run.finished_at_ms.is_some_and(|t| t < cutoff_ms);
             let kept_for_a_look = matches!(run.status.as_str(), "failed" | "dry-run");
             if finished && kept_for_a_look && branches.contains(&run.branch) {
                 if !dry_run {
-                    self.catalog().delete_branch(&run.branch, None).await?;
+                    self.lake.catalog().delete_branch(&run.branch, None).await?;
                 }
                 report.run_branches_removed.push(run.branch.clone());
             }
@@ -232,7 +237,7 @@ impl Lakehouse {
                 .max();
             if last.is_none_or(|t| t < cutoff_ms) {
                 if !dry_run {
-                    self.catalog().delete_branch(name, None).await?;
+                    self.lake.catalog().delete_branch(name, None).await?;
                 }
                 report.run_branches_removed.push(name.clone());
             }
@@ -253,11 +258,12 @@ impl Lakehouse {
         }
         report.runs_removed = old_runs.len() as u64;
         if !dry_run && !old_runs.is_empty() {
-            self.catalog().store().delete_runs(&old_runs).await?;
+            self.lake.catalog().store().delete_runs(&old_runs).await?;
         }
 
         if keep.keep_events != Duration::MAX {
             let pruned = self
+                .lake
                 .catalog()
                 .store()
                 .prune_events(ms_ago(keep.keep_events), dry_run)
@@ -266,7 +272,7 @@ impl Lakehouse {
         }
 
         if keep.keep_envs != Duration::MAX {
-            let envs = self.envs();
+            let envs = self.lake.envs();
             report.envs_removed = if dry_run {
                 envs.stale(keep.keep_envs)?
             } else {

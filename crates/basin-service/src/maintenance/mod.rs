@@ -16,6 +16,7 @@
 pub(crate) mod compaction;
 pub(crate) mod expire;
 pub mod gc;
+mod handle;
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ use basin_catalog::RefKind;
 use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+pub use handle::Maintenance;
 
 use crate::maintenance::expire::ExpireOptions;
 use crate::maintenance::gc::{GcOptions, GcReport};
@@ -72,7 +75,7 @@ impl MaintenanceRun {
     }
 }
 
-impl Lakehouse {
+impl Maintenance<'_> {
     /// Runs maintenance now and records it; see the module docs. `trigger` says who asked.
     pub async fn run_maintenance(&self, trigger: &str, dry_run: bool) -> Result<MaintenanceRun> {
         let clock = Instant::now();
@@ -85,9 +88,9 @@ impl Lakehouse {
             ..MaintenanceRun::default()
         };
         self.save_maintenance(&run).await?;
-        let min_files = self.settings().maintenance.compact_min_files as u64;
+        let min_files = self.lake.settings().maintenance.compact_min_files as u64;
         for branch in self.maintained_branches().await? {
-            let tables = match self.list_tables(Some(&branch)).await {
+            let tables = match self.lake.tables().list_tables(Some(&branch)).await {
                 Ok(tables) => tables,
                 Err(e) => {
                     run.errors
@@ -107,7 +110,7 @@ impl Lakehouse {
         match self
             .gc(&GcOptions {
                 dry_run,
-                grace: self.settings().maintenance.gc_grace,
+                grace: self.lake.settings().maintenance.gc_grace,
             })
             .await
         {
@@ -115,10 +118,11 @@ impl Lakehouse {
             Err(e) => run.errors.push(format!("gc: {e}")),
         }
         // The records of maintenance runs are kept as long as those of pipeline runs.
-        let keep = self.settings().maintenance.keep_runs;
+        let keep = self.lake.settings().maintenance.keep_runs;
         if !dry_run && keep != Duration::MAX {
             let before = run.started_at_ms - keep.as_millis().min(i64::MAX as u128) as i64;
-            self.catalog()
+            self.lake
+                .catalog()
                 .store()
                 .delete_maintenance_before(before)
                 .await?;
@@ -182,6 +186,7 @@ impl Lakehouse {
     /// The branches maintenance looks after: all but the ones pipelines make for themselves.
     async fn maintained_branches(&self) -> Result<Vec<String>> {
         Ok(self
+            .lake
             .catalog()
             .list_refs()
             .await?
@@ -192,7 +197,8 @@ impl Lakehouse {
     }
 
     async fn save_maintenance(&self, run: &MaintenanceRun) -> Result<()> {
-        self.catalog()
+        self.lake
+            .catalog()
             .store()
             .save_maintenance(&run.id, run.started_at_ms, &serde_json::to_string(run)?)
             .await
@@ -200,7 +206,8 @@ impl Lakehouse {
 
     /// The newest maintenance runs, newest first.
     pub async fn maintenance_runs(&self, limit: usize) -> Result<Vec<MaintenanceRun>> {
-        self.catalog()
+        self.lake
+            .catalog()
             .store()
             .maintenance_runs(limit)
             .await?
@@ -265,7 +272,11 @@ pub async fn run_schedule(
             continue;
         }
         tracing::info!(%cron, "scheduled maintenance starting");
-        match lakehouse.run_maintenance("schedule", false).await {
+        match lakehouse
+            .maintenance()
+            .run_maintenance("schedule", false)
+            .await
+        {
             Ok(run) => {
                 tracing::info!(
                     status = %run.status,

@@ -13,8 +13,8 @@
 use basin_core::time::now_ms;
 use basin_core::{Error, Result};
 
+use super::Pipelines;
 use super::RunRecord;
-use crate::Lakehouse;
 use crate::queue::Background;
 
 /// The lease of run `id`.
@@ -25,12 +25,12 @@ fn lease(id: &str) -> String {
 /// Commits of the target looked through for a run's merge.
 const MERGE_SEARCH: usize = 10_000;
 
-impl Lakehouse {
+impl Pipelines<'_> {
     /// Takes run `id`'s lease for this process and renews it until the returned guard drops.
     pub(super) async fn hold_run(&self, id: &str) -> Result<Background> {
-        let store = self.catalog().store().clone();
+        let store = self.lake.catalog().store().clone();
         let holder = crate::queue::node_name();
-        let every = self.settings().event_lease;
+        let every = self.lake.settings().event_lease;
         let name = lease(id);
         let now = now_ms();
         if !store
@@ -62,6 +62,7 @@ impl Lakehouse {
         drop(held);
         let holder = crate::queue::node_name();
         if let Err(e) = self
+            .lake
             .catalog()
             .store()
             .release_lease(&lease(id), holder)
@@ -74,9 +75,9 @@ impl Lakehouse {
     /// Settles the runs recorded as `running` whose process is gone (see the module docs);
     /// returns them as they are recorded now.
     pub async fn settle_abandoned_runs(&self) -> Result<Vec<RunRecord>> {
-        let store = self.catalog().store().clone();
+        let store = self.lake.catalog().store().clone();
         let holder = format!("settle:{}", crate::queue::node_name());
-        let every = self.settings().event_lease.as_millis() as i64;
+        let every = self.lake.settings().event_lease.as_millis() as i64;
         let mut settled = Vec::new();
         for listed in self.list_runs(i64::MAX as usize).await? {
             if listed.status != "running" {
@@ -111,7 +112,13 @@ impl Lakehouse {
                     ));
                 }
             }
-            run.branch_deleted = self.catalog().store().get_ref(&run.branch).await?.is_none();
+            run.branch_deleted = self
+                .lake
+                .catalog()
+                .store()
+                .get_ref(&run.branch)
+                .await?
+                .is_none();
             tracing::warn!(run = %run.id, status = %run.status, "settled a run its process left running");
             self.save_run(&run).await?;
             store.release_lease(&lease(&run.id), &holder).await?;
@@ -122,11 +129,11 @@ impl Lakehouse {
 
     /// The commit merging `run`'s branch into its target, if the target has one.
     async fn find_merge(&self, run: &RunRecord) -> Result<Option<String>> {
-        let Ok(target) = self.catalog().resolve(&run.target).await else {
+        let Ok(target) = self.lake.catalog().resolve(&run.target).await else {
             return Ok(None);
         };
         let message = format!("merge {} into {}", run.branch, run.target);
-        let log = self.catalog().log(&target, MERGE_SEARCH).await?;
+        let log = self.lake.catalog().log(&target, MERGE_SEARCH).await?;
         Ok(log
             .iter()
             .take_while(|c| c.created_at_ms >= run.started_at_ms)

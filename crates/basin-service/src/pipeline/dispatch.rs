@@ -305,7 +305,7 @@ pub(crate) async fn work_on(lakehouse: &Lakehouse, event: EventRecord) {
 async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Result<ModelResult> {
     let task: ModelTask = serde_json::from_value(event.payload.clone())
         .map_err(|e| Error::invalid(format!("event `{}` holds no model: {e}", event.id)))?;
-    let record = lakehouse.show_run(&task.run).await?;
+    let record = lakehouse.pipelines().show_run(&task.run).await?;
     if record.status != "running" {
         return Err(Error::invalid(format!(
             "run {} is {}, not running",
@@ -325,6 +325,7 @@ async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Res
     let sdk = basin_runtime::sdk_folder(&lakehouse.tools_dir())?;
     let project = Arc::new(Project::load(folder.path(), &sdk, &record.params).await?);
     let tables = lakehouse
+        .tables()
         .list_tables(Some(&task.at))
         .await?
         .into_iter()
@@ -393,6 +394,7 @@ pub(crate) async fn running_queues(lakehouse: &Lakehouse) -> Result<Vec<String>>
     /// Runs looked at: a run older than the last few is finished, or its node is gone.
     const RECENT: usize = 16;
     Ok(lakehouse
+        .pipelines()
         .list_runs(RECENT)
         .await?
         .into_iter()

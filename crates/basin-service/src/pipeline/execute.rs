@@ -8,6 +8,7 @@ use std::time::Instant;
 use basin_core::{Error, Result};
 use tokio::task::{Id, JoinSet};
 
+use super::Pipelines;
 use super::job::ModelJob;
 use super::{
     Dag, ModelDone, ModelKind, ModelRun, Produced, Project, RunProgress, RunRecord, RunSink,
@@ -18,7 +19,7 @@ use crate::Lakehouse;
 /// What a model's task hands back: its index, its record so far, and how it ended.
 type Done = (usize, ModelRun, Result<ModelDone>);
 
-impl Lakehouse {
+impl Pipelines<'_> {
     /// Runs the models and then the expectations on `branch`, recording each in `record`;
     /// the first failure stops the run.
     #[allow(clippy::too_many_arguments)]
@@ -34,7 +35,7 @@ impl Lakehouse {
         record: &mut RunRecord,
     ) -> Result<()> {
         let execution = Execution::plan(
-            self, project, dag, params, branch, reuse, sink, progress, &record.id,
+            self.lake, project, dag, params, branch, reuse, sink, progress, &record.id,
         )
         .await?;
         let (produced, failure) = execution.run_models(record).await?;
@@ -86,7 +87,10 @@ impl<'a> Execution<'a> {
         // Table inputs are read at the commit the run starts from, however the branch moves.
         let start = lakehouse.catalog().resolve(branch).await?;
         let at = format!("{branch}@{}", start.commit);
-        let keys = lakehouse.cache_keys(project, dag, &params, &start).await?;
+        let keys = lakehouse
+            .pipelines()
+            .cache_keys(project, dag, &params, &start)
+            .await?;
         let run_cache =
             cache::RunCache::new(cache::folder(&lakehouse.root().join(crate::BASIN_DIR)));
         let queue = lakehouse

@@ -130,7 +130,11 @@ impl ModelJob {
                 .catalog()
                 .resolve(&format!("{}@{}", self.branch, report.commit))
                 .await?;
-            let location = self.lakehouse.metadata_location(&stored, &table).await?;
+            let location = self
+                .lakehouse
+                .pipelines()
+                .metadata_location(&stored, &table)
+                .await?;
             self.remember(&produced, location.clone());
             return Ok(ModelDone {
                 produced,
@@ -170,7 +174,7 @@ impl ModelJob {
         let at = lakehouse.catalog().resolve(&self.at).await?;
         let session = basin_sql::Session::new(
             lakehouse.sql(),
-            lakehouse.tables(),
+            lakehouse.iceberg_tables(),
             &at,
             Some(&self.project.namespace),
         )
@@ -234,7 +238,7 @@ impl ModelJob {
                         session = Some(
                             basin_sql::Session::plain_strings(
                                 lakehouse.sql(),
-                                lakehouse.tables(),
+                                lakehouse.iceberg_tables(),
                                 &at,
                                 Some(&self.project.namespace),
                             )

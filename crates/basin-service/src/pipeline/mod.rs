@@ -7,6 +7,7 @@ pub(crate) mod cache;
 mod dag;
 mod dispatch;
 mod execute;
+mod handle;
 mod job;
 mod project;
 mod replay;
@@ -20,15 +21,15 @@ use basin_core::{Error, Result};
 
 pub use dag::{Dag, Source};
 pub(crate) use dispatch::{QUEUE_PREFIX, running_queues, work_on};
+pub use handle::Pipelines;
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
 pub use replay::{ReplayReport, ReplayedOutput};
 pub(crate) use run::{Logs, ModelDone, Produced, new_logs};
 pub use run::{ModelRun, RunProgress, RunRecord, RunRequest, RunSink, is_pipeline_branch};
 
-use crate::Lakehouse;
 use crate::functions::env_spec;
 
-impl Lakehouse {
+impl Pipelines<'_> {
     /// Runs the project in `request.dir`; see the module docs.
     pub async fn run_pipeline(
         &self,
@@ -37,15 +38,17 @@ impl Lakehouse {
         progress: RunProgress,
     ) -> Result<RunRecord> {
         let params = resolve_parameters(&request.dir, &request.params)?;
-        let sdk = basin_runtime::sdk_folder(&self.tools_dir())?;
+        let sdk = basin_runtime::sdk_folder(&self.lake.tools_dir())?;
         let project = Arc::new(Project::load(&request.dir, &sdk, &params).await?);
         let target = request
             .branch
             .clone()
-            .unwrap_or_else(|| self.current_branch());
-        let head = self.catalog().resolve(&target).await?;
+            .unwrap_or_else(|| self.lake.current_branch());
+        let head = self.lake.catalog().resolve(&target).await?;
         head.writable_branch()?;
         let tables: BTreeSet<String> = self
+            .lake
+            .tables()
             .list_tables(Some(&target))
             .await?
             .into_iter()
@@ -58,14 +61,18 @@ impl Lakehouse {
         let uuid = basin_core::ids::ordered();
         let id = format!("{}{}", &uuid[..12], &uuid[28..]);
         let branch = format!("run/{id}");
-        self.catalog().create_branch(&branch, &head).await?;
+        self.lake.catalog().create_branch(&branch, &head).await?;
         // Outputs go to the project's namespace; a first run creates it (on the run branch).
         if !self
+            .lake
+            .namespaces()
             .list_namespaces(Some(&branch))
             .await?
             .contains(&project.namespace)
         {
-            self.create_namespace(&project.namespace, Some(&branch), Default::default())
+            self.lake
+                .namespaces()
+                .create_namespace(&project.namespace, Some(&branch), Default::default())
                 .await?;
         }
         let mut record = RunRecord {
@@ -105,14 +112,14 @@ impl Lakehouse {
                 record.status = "dry-run".into();
                 Ok(())
             }
-            Ok(()) => match self.merge(&branch, Some(&target), false).await {
+            Ok(()) => match self.lake.refs().merge(&branch, Some(&target), false).await {
                 Ok(merge) => {
                     record.status = "succeeded".into();
                     record.merged_commit = merge.commit;
                     // Everything the run made is on the target now (or it changed nothing):
                     // the branch would only clutter `basin branch ls --all`.
                     if !request.keep_branch {
-                        match self.catalog().delete_branch(&branch, None).await {
+                        match self.lake.catalog().delete_branch(&branch, None).await {
                             Ok(()) => record.branch_deleted = true,
                             Err(e) => tracing::warn!("run {id}: {branch} stays: {e}"),
                         }
@@ -174,7 +181,7 @@ impl Lakehouse {
                     let secrets = crate::functions::secrets_for(
                         declaration,
                         &project.secrets,
-                        &self.settings().secrets,
+                        &self.lake.settings().secrets,
                     )
                     .unwrap_or_default();
                     parts.push(format!("{secrets:?}"));
@@ -217,6 +224,7 @@ impl Lakehouse {
         table: &str,
     ) -> Result<Option<String>> {
         match self
+            .lake
             .catalog()
             .content(at, &basin_catalog::Key::table(table)?)
             .await?
@@ -231,7 +239,8 @@ impl Lakehouse {
     async fn save_run(&self, record: &RunRecord) -> Result<()> {
         let text = serde_json::to_string(record)
             .map_err(|e| Error::internal(format!("run record: {e}")))?;
-        self.catalog()
+        self.lake
+            .catalog()
             .store()
             .save_run(&record.id, record.started_at_ms, &text)
             .await
@@ -239,7 +248,8 @@ impl Lakehouse {
 
     /// The newest runs, newest first.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        self.catalog()
+        self.lake
+            .catalog()
             .store()
             .runs(limit)
             .await?
@@ -252,7 +262,7 @@ impl Lakehouse {
 
     /// The run whose id starts with `prefix`.
     pub async fn show_run(&self, prefix: &str) -> Result<RunRecord> {
-        let found = self.catalog().store().runs_with_prefix(prefix).await?;
+        let found = self.lake.catalog().store().runs_with_prefix(prefix).await?;
         match found.as_slice() {
             [one] => {
                 serde_json::from_str(one).map_err(|e| Error::internal(format!("run record: {e}")))

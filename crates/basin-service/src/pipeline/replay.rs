@@ -7,8 +7,8 @@ use basin_core::{Error, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::Pipelines;
 use super::{RunProgress, RunRequest, RunSink};
-use crate::Lakehouse;
 
 /// One stored output, compared.
 #[derive(Clone, Debug, Serialize)]
@@ -31,7 +31,7 @@ pub struct ReplayReport {
     pub kept_branches: Vec<String>,
 }
 
-impl Lakehouse {
+impl Pipelines<'_> {
     /// Re-runs run `id`'s stored code and parameters on the commit it read (as a dry run on
     /// a branch `replay/<id>` cut there) and compares every stored output. The replay's
     /// branches are deleted afterwards when every output is identical, unless `keep_branch`.
@@ -58,6 +58,7 @@ impl Lakehouse {
         }
         let branch = format!("replay/{}", original.id);
         let read = self
+            .lake
             .catalog()
             .resolve(&format!("{}@{}", original.target, original.read_commit))
             .await
@@ -69,8 +70,8 @@ impl Lakehouse {
                 )),
                 _ => e,
             })?;
-        if self.catalog().resolve(&branch).await.is_err() {
-            self.catalog().create_branch(&branch, &read).await?;
+        if self.lake.catalog().resolve(&branch).await.is_err() {
+            self.lake.catalog().create_branch(&branch, &read).await?;
         }
         let params = original
             .params
@@ -117,7 +118,7 @@ impl Lakehouse {
             branches.to_vec()
         } else {
             for b in &branches {
-                self.catalog().delete_branch(b, None).await?;
+                self.lake.catalog().delete_branch(b, None).await?;
             }
             Vec::new()
         };
@@ -135,6 +136,7 @@ impl Lakehouse {
     /// each row's hash (rows in Arrow's row format), so equal multisets of rows match.
     async fn fingerprint(&self, table: &str, at: &str) -> Result<(u64, [u64; 4])> {
         let result = self
+            .lake
             .query(&format!("SELECT * FROM {table}"), Some(at), None)
             .await?;
         let fields: Vec<SortField> = result

@@ -10,6 +10,7 @@ use basin_ingest::postgres::LoadProgress;
 use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequest, slot};
 use serde::Serialize;
 
+use super::{Sources, source_branch};
 use crate::Lakehouse;
 use crate::config::{SourceConfig, SourceMode};
 
@@ -42,7 +43,7 @@ pub struct SourceStatus {
     pub error: Option<String>,
 }
 
-impl Lakehouse {
+impl Sources<'_> {
     /// Streams source `name`'s changes into its tables: a full load first if the tables hold
     /// no position on a live slot, then batches until `stop` (or until caught up).
     pub async fn follow(
@@ -56,8 +57,8 @@ impl Lakehouse {
         let source = self.source(name)?;
         let request = FollowRequest {
             source: self.pg_source(&source, options.readers)?,
-            branch: Self::source_branch(&source, options.branch.as_deref()),
-            author: self.settings().author.clone(),
+            branch: source_branch(&source, options.branch.as_deref()),
+            author: self.lake.settings().author.clone(),
             publication: source.publication.clone(),
             batch_rows: source.batch_rows,
             batch_seconds: source.batch_seconds,
@@ -69,17 +70,18 @@ impl Lakehouse {
             load_progress,
             progress,
         };
-        cdc::follow(self.tables(), request).await
+        cdc::follow(self.lake.iceberg_tables(), request).await
     }
 
     /// What the tables and the server say about a CDC source.
     pub async fn source_status(&self, source: &SourceConfig) -> Result<SourceStatus> {
         let pg = self.pg_source(source, None)?;
-        let branch = Self::source_branch(source, None);
-        let at = self.catalog().resolve(&branch).await?;
+        let branch = source_branch(source, None);
+        let at = self.lake.catalog().resolve(&branch).await?;
         // The namespace's tables: those of this source record it in their snapshots.
         let ns = Key::parse(&source.namespace)?;
         let keys: Vec<Key> = self
+            .lake
             .catalog()
             .contents(&at)
             .await?
@@ -90,7 +92,8 @@ impl Lakehouse {
             })
             .map(|(key, _)| key)
             .collect();
-        let stored = cdc::stored_position(self.tables(), &at, &source.name, &keys).await?;
+        let stored =
+            cdc::stored_position(self.lake.iceberg_tables(), &at, &source.name, &keys).await?;
         let mut status = SourceStatus {
             lsn: stored.position.as_ref().map(|p| slot::format_lsn(p.lsn)),
             last_commit: stored
@@ -139,6 +142,7 @@ pub async fn run_sources(
 ) {
     let sources: Vec<SourceConfig> = lakehouse
         .sources()
+        .list()
         .into_iter()
         .filter(|s| s.mode == SourceMode::Cdc)
         .collect();
@@ -189,6 +193,7 @@ pub async fn run_sources(
                 };
                 tracing::info!(source = %name, node = crate::queue::node_name(), "streaming changes");
                 let result = lakehouse
+                    .sources()
                     .follow(&name, options, lease.until_lost(), None, Some(progress))
                     .await;
                 drop(lease);

@@ -2,6 +2,7 @@
 //! `basin ingest NAME` (a full load of the source's tables; see `basin_ingest::postgres`).
 
 pub mod cdc;
+mod handle;
 
 use crate::config::SourceConfig;
 use crate::config::SourceMode;
@@ -11,17 +12,17 @@ use std::path::Path;
 use basin_core::{Error, ErrorKind, Result};
 use basin_ingest::postgres::{LoadProgress, LoadReport, LoadRequest, PgSource};
 
-use crate::Lakehouse;
 use crate::config::env;
+pub use handle::Sources;
 
-impl Lakehouse {
+impl Sources<'_> {
     /// The declared sources, by name.
-    pub fn sources(&self) -> Vec<SourceConfig> {
-        self.settings().sources.values().cloned().collect()
+    pub fn list(&self) -> Vec<SourceConfig> {
+        self.lake.settings().sources.values().cloned().collect()
     }
 
     fn config_file(&self) -> std::path::PathBuf {
-        self.root().join("basin.toml")
+        self.lake.root().join("basin.toml")
     }
 
     /// Reads basin.toml for editing, keeping its comments and layout.
@@ -88,7 +89,7 @@ impl Lakehouse {
     /// Removes `[sources.NAME]` from basin.toml, first dropping the replication slot Basin
     /// created for it (unless `keep_slot`); says whether it dropped one.
     pub async fn remove_source(&self, name: &str, keep_slot: bool) -> Result<(SourceConfig, bool)> {
-        let known = &self.settings().sources;
+        let known = &self.lake.settings().sources;
         let Some(source) = known.get(name) else {
             return Err(unknown_source(name, known));
         };
@@ -123,7 +124,7 @@ impl Lakehouse {
 
     /// The source `name`, or an error that suggests one.
     pub fn source(&self, name: &str) -> Result<SourceConfig> {
-        let known = &self.settings().sources;
+        let known = &self.lake.settings().sources;
         known
             .get(name)
             .cloned()
@@ -156,14 +157,6 @@ impl Lakehouse {
         })
     }
 
-    /// The branch a source's tables are written on: `branch`, else the source's, else main.
-    pub fn source_branch(source: &SourceConfig, branch: Option<&str>) -> String {
-        branch
-            .map(str::to_string)
-            .or_else(|| source.branch.clone())
-            .unwrap_or_else(|| basin_catalog::MAIN.to_string())
-    }
-
     /// A full load of source `name` into its namespace on `branch` (default: the source's
     /// branch, else `main`), replacing the tables' rows in one commit.
     pub async fn ingest(
@@ -177,11 +170,19 @@ impl Lakehouse {
         let source = self.source(name)?;
         let request = LoadRequest {
             source: self.pg_source(&source, readers)?,
-            branch: Self::source_branch(&source, branch),
+            branch: source_branch(&source, branch),
             skip_unsupported,
-            author: self.settings().author.clone(),
+            author: self.lake.settings().author.clone(),
             slot: None,
         };
-        basin_ingest::postgres::load(self.tables(), request, progress).await
+        basin_ingest::postgres::load(self.lake.iceberg_tables(), request, progress).await
     }
+}
+
+/// The branch a source's tables are written on: `branch`, else the source's, else main.
+pub fn source_branch(source: &SourceConfig, branch: Option<&str>) -> String {
+    branch
+        .map(str::to_string)
+        .or_else(|| source.branch.clone())
+        .unwrap_or_else(|| basin_catalog::MAIN.to_string())
 }

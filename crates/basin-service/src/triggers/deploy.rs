@@ -12,7 +12,7 @@ use basin_runtime::Trigger;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::Lakehouse;
+use super::Triggers;
 use crate::functions::env_spec;
 
 /// A deployed function as `basin functions ls` and the console list it: its trigger in
@@ -50,7 +50,7 @@ pub struct PlannedChange {
     pub detail: String,
 }
 
-impl Lakehouse {
+impl Triggers<'_> {
     /// Reads the triggered functions of the `.py` files in `dir` and compares them with the
     /// deployed ones; with `apply`, deploys them (building their environments, creating
     /// their buckets) and removes the deployed functions the folder no longer has.
@@ -96,7 +96,7 @@ impl Lakehouse {
         if !apply {
             return Ok(plan);
         }
-        let store = self.catalog().store();
+        let store = self.lake.catalog().store();
         for f in found.values() {
             if deployed
                 .get(&f.name)
@@ -105,7 +105,7 @@ impl Lakehouse {
                 continue;
             }
             let spec = env_spec(&f.declaration, None, &BTreeMap::new(), &[]);
-            self.runtime()?.environment(&spec).await?;
+            self.lake.runtime()?.environment(&spec).await?;
             if let Some(Trigger::Object { bucket, .. }) = f.trigger()
                 && self.s3_bucket(bucket).is_none()
             {
@@ -131,7 +131,7 @@ impl Lakehouse {
     }
 
     pub async fn deployed_functions(&self) -> Result<Vec<DeployedFunction>> {
-        let records = self.catalog().store().functions().await?;
+        let records = self.lake.catalog().store().functions().await?;
         records
             .iter()
             .map(|r| {
@@ -147,7 +147,7 @@ impl Lakehouse {
         for function in self.deployed_functions().await? {
             out.push(FunctionStatus {
                 trigger: function.describe_trigger(),
-                events: self.event_counts(Some(&function.name)).await?,
+                events: self.lake.queue().event_counts(Some(&function.name)).await?,
                 function,
             });
         }
@@ -167,15 +167,16 @@ impl Lakehouse {
     }
 
     pub async fn remove_function(&self, name: &str) -> Result<()> {
-        self.catalog().store().delete_function(name).await
+        self.lake.catalog().store().delete_function(name).await
     }
 
     /// The folder of bucket `name`: `.basin/buckets/NAME`, or the `path` basin.toml gives it.
     pub fn bucket_dir(&self, name: &str) -> PathBuf {
-        if let Some(folder) = self.settings().bucket_folders.get(name) {
+        if let Some(folder) = self.lake.settings().bucket_folders.get(name) {
             return folder.clone();
         }
-        self.root()
+        self.lake
+            .root()
             .join(crate::BASIN_DIR)
             .join("buckets")
             .join(name)
@@ -184,14 +185,16 @@ impl Lakehouse {
     /// Every bucket there is: the configured ones (folders and S3) and the folders under
     /// `.basin/buckets`, sorted.
     pub fn bucket_names(&self) -> Vec<String> {
-        let settings = self.settings();
+        let settings = self.lake.settings();
         let mut names: std::collections::BTreeSet<String> = settings
             .bucket_folders
             .keys()
             .chain(settings.s3_buckets.keys())
             .cloned()
             .collect();
-        if let Ok(entries) = std::fs::read_dir(self.root().join(crate::BASIN_DIR).join("buckets")) {
+        if let Ok(entries) =
+            std::fs::read_dir(self.lake.root().join(crate::BASIN_DIR).join("buckets"))
+        {
             names.extend(
                 entries
                     .flatten()
@@ -213,7 +216,7 @@ impl Lakehouse {
             .filter(|p| p.extension().is_some_and(|x| x == "py"))
             .collect();
         files.sort();
-        let sdk = basin_runtime::sdk_folder(&self.tools_dir())?;
+        let sdk = basin_runtime::sdk_folder(&self.lake.tools_dir())?;
         let mut found: BTreeMap<String, DeployedFunction> = BTreeMap::new();
         for path in files {
             let path = std::path::absolute(&path)

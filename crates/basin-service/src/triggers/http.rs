@@ -8,7 +8,7 @@ use basin_catalog::NewEvent;
 use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 
-use crate::Lakehouse;
+use super::Triggers;
 use crate::deployed::DeployedFunction;
 use crate::dispatch::{Dispatcher, timeout};
 
@@ -39,7 +39,7 @@ pub enum Call {
     Async,
 }
 
-impl Lakehouse {
+impl Triggers<'_> {
     /// The deployed HTTP function called at `path`: `/fn/NAME`, or the path it declared.
     pub async fn http_function(&self, path: &str) -> Result<DeployedFunction> {
         let by_name = path.strip_prefix("/fn/");

@@ -3,10 +3,12 @@
 //! `basin serve`.
 
 pub mod deploy;
+mod handle;
 pub mod http;
 mod objects;
 pub mod s3;
 pub mod schedule;
 pub mod watch;
 
+pub use handle::Triggers;
 pub(crate) use objects::{ObjectMeta, object_events};

@@ -6,7 +6,7 @@ use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 use std::path::Path;
 
-use crate::Lakehouse;
+use super::Triggers;
 use crate::deployed::DeployedFunction;
 use crate::queue::event_id;
 
@@ -59,7 +59,7 @@ pub(crate) fn object_events(functions: &[DeployedFunction], object: &ObjectMeta)
         .collect()
 }
 
-impl Lakehouse {
+impl Triggers<'_> {
     /// Copies `file` into bucket `bucket` as `key`, atomically: it is written under a hidden
     /// name and renamed, so a watcher never sees half a file (an S3 bucket gets one PUT).
     pub async fn put_object(&self, file: &Path, bucket: &str, key: &str) -> Result<u64> {

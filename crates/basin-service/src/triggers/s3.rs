@@ -16,6 +16,7 @@ use basin_runtime::Trigger;
 use tokio::sync::watch;
 
 use super::ObjectMeta;
+use super::Triggers;
 use crate::Lakehouse;
 use crate::dispatch::Dispatcher;
 
@@ -28,15 +29,15 @@ fn bare(etag: &str) -> &str {
     etag.trim_matches('"')
 }
 
-impl Lakehouse {
+impl<'a> Triggers<'a> {
     /// The S3 bucket named `name`, if basin.toml configures one.
-    pub fn s3_bucket(&self, name: &str) -> Option<&S3Bucket> {
-        self.settings().s3_buckets.get(name)
+    pub fn s3_bucket(&self, name: &str) -> Option<&'a S3Bucket> {
+        self.lake.settings().s3_buckets.get(name)
     }
 
     /// An object of an S3 bucket, whole: what the handler's `context.read_bytes()` gets.
     pub(crate) async fn read_s3_object(&self, bucket: &S3Bucket, key: &str) -> Result<Vec<u8>> {
-        let op = bucket.operator(&self.settings().s3)?;
+        let op = bucket.operator(&self.lake.settings().s3)?;
         let data = op.read(key).await.map_err(|e| {
             Error::io(format!(
                 "cannot read s3://{}/{}{key}: {e}",
@@ -53,7 +54,7 @@ impl Lakehouse {
         key: &str,
         data: Vec<u8>,
     ) -> Result<()> {
-        let op = bucket.operator(&self.settings().s3)?;
+        let op = bucket.operator(&self.lake.settings().s3)?;
         op.write(key, data).await.map(drop).map_err(|e| {
             Error::io(format!(
                 "cannot write s3://{}/{}{key}: {e}",
@@ -96,7 +97,7 @@ impl Lakehouse {
             // Keys arrive URL-encoded, with `+` for spaces.
             let full_key = percent_decode(&encoded.replace('+', " "));
             let time = record["eventTime"].as_str().unwrap_or_default().to_string();
-            for bucket in self.settings().s3_buckets.values() {
+            for bucket in self.lake.settings().s3_buckets.values() {
                 let Some(key) = full_key.strip_prefix(&bucket.prefix) else {
                     continue;
                 };
@@ -185,7 +186,7 @@ pub async fn poll(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch:
 /// One listing: queues the objects modified since the watermark (less a slack) that a
 /// function wants, then moves the watermark. Returns how many events were new.
 pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize> {
-    let functions = lakehouse.deployed_functions().await?;
+    let functions = lakehouse.triggers().deployed_functions().await?;
     let watched = functions.iter().any(
         |f| matches!(f.trigger(), Some(Trigger::Object { bucket: b, .. }) if *b == bucket.name),
     );

@@ -98,7 +98,7 @@ fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
 /// Queues an event for every file in the buckets that a deployed function wants and that
 /// is not queued yet. Returns how many were new.
 pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
-    let functions = lakehouse.deployed_functions().await?;
+    let functions = lakehouse.triggers().deployed_functions().await?;
     let roots = roots(lakehouse);
     let mut events = Vec::new();
     for root in &roots {
@@ -209,7 +209,7 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
 }
 
 async fn queue(lakehouse: &Lakehouse, roots: &[Root], files: &[PathBuf]) -> Result<()> {
-    let functions = lakehouse.deployed_functions().await?;
+    let functions = lakehouse.triggers().deployed_functions().await?;
     let events: Vec<NewEvent> = files
         .iter()
         .filter(|p| plain_file(roots, p))
