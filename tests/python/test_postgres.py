@@ -142,6 +142,10 @@ def test_psycopg_runs_parameterized_queries_lists_tables_and_gets_sqlstates(serv
 
         with pytest.raises(psycopg.errors.UndefinedTable):
             conn.execute("SELECT * FROM sales.nope")
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("SELECT nope FROM sales.orders")
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute("SELECT nope(1)")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("DELETE FROM sales.orders")
         # The connection survives its errors.

@@ -28,6 +28,27 @@ pub enum ErrorKind {
     Limit,
 }
 
+/// What an error is about, where one kind covers several things a door answers differently
+/// (the Postgres door's SQLSTATEs: an unknown column is not an unknown table). Set by the
+/// code that raises the error ([`Error::about`]), so no door reads an error's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Subject {
+    /// Nothing finer than the kind.
+    #[default]
+    Unspecified,
+    /// A column that does not exist.
+    Column,
+    /// A function that does not exist.
+    Function,
+    /// A statement the read-only SQL policy refuses (a write, or one reaching files).
+    Refused,
+    /// A statement longer than `[sql] max_statement_size`.
+    StatementSize,
+    /// A statement shaped past a bound: `[sql] max_expression_depth`, `max_joins`,
+    /// `parse_steps_per_token`.
+    StatementShape,
+}
+
 /// The catalog's error: a kind, a message naming the ref/table it is about, and a hint.
 #[derive(Debug)]
 pub struct Error {
@@ -38,6 +59,8 @@ pub struct Error {
     /// Shown to remote callers even when its kind is the server's own failure (see
     /// [`Error::shown`]).
     pub shown: bool,
+    /// What it is about, finer than its kind ([`Subject`]).
+    pub subject: Subject,
 }
 
 impl Error {
@@ -48,6 +71,7 @@ impl Error {
             hint: None,
             source: None,
             shown: false,
+            subject: Subject::Unspecified,
         }
     }
 
@@ -88,6 +112,12 @@ impl Error {
 
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Says what the error is about, for the doors that answer finer than its kind.
+    pub fn about(mut self, subject: Subject) -> Self {
+        self.subject = subject;
         self
     }
 

@@ -13,5 +13,5 @@ pub mod metering;
 pub mod time;
 pub mod units;
 
-pub use error::{Error, ErrorKind, Result, inline, split_hint, suggest};
+pub use error::{Error, ErrorKind, Result, Subject, inline, split_hint, suggest};
 pub use metering::{InvocationKind, InvocationRecord, InvocationStatus};

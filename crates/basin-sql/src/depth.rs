@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use basin_core::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result, Subject};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
@@ -84,7 +84,8 @@ pub(crate) fn check(plan: &LogicalPlan, limit: usize) -> Result<()> {
         .with_hint(
             "views or WITH queries built on each other many times over, or long chains of \
              operators, make deep plans: materialize a step as a table, or flatten the chain",
-        ));
+        )
+        .about(Subject::StatementShape));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! did-you-mean (and, for a table in another namespace, the way the caller's front door picks
 //! one); syntax errors as [`crate::syntax`] words them.
 
-use basin_core::{Error, ErrorKind, suggest};
+use basin_core::{Error, ErrorKind, Subject, suggest};
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 
@@ -50,6 +50,7 @@ pub(crate) fn sql_error(
         let mut same = Error::new(basin.kind(), basin.message.clone());
         same.hint = basin.hint.clone();
         same.shown = basin.shown;
+        same.subject = basin.subject;
         return same;
     }
     let message = root
@@ -88,7 +89,9 @@ pub(crate) fn sql_error(
                 || "see the SQL reference: https://datafusion.apache.org/user-guide/sql/".into(),
                 |(s, _)| format!("did you mean `{s}`?"),
             );
-        return Error::not_found(format!("function `{name}` does not exist")).with_hint(hint);
+        return Error::not_found(format!("function `{name}` does not exist"))
+            .with_hint(hint)
+            .about(Subject::Function);
     }
     let missing_table = message
         .split("table '")
@@ -128,7 +131,8 @@ pub(crate) fn sql_error(
             None => format!("columns: {}", valid.join(", ")),
         };
         return Error::not_found(format!("column `{}` does not exist", field.flat_name()))
-            .with_hint(hint);
+            .with_hint(hint)
+            .about(Subject::Column);
     }
     Error::new(kind, message)
 }

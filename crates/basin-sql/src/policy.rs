@@ -10,7 +10,7 @@
 //! system object store beyond the warehouse and no table factories (see `crate::limits`), so a
 //! statement that slips past the parser check still finds no file to open.
 
-use basin_core::{Error, Result};
+use basin_core::{Error, Result, Subject};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Query, Set, SetExpr, Statement};
@@ -114,6 +114,7 @@ fn refused(kind: &str) -> Error {
         "{kind} is not allowed: Basin's SQL reads the lakehouse's tables and changes nothing"
     ))
     .with_hint(HINT)
+    .about(Subject::Refused)
 }
 
 /// A statement's kind, as its leading keywords (`CREATE SCHEMA`, `INSERT INTO`, `COPY`).

@@ -1,14 +1,15 @@
 //! The Postgres door's errors: a Basin error as an `ErrorResponse` with a SQLSTATE from its
-//! kind ([`sqlstate`]), and its hint in the protocol's own hint field.
+//! kind and subject ([`sqlstate`]; never from its words), and its hint in the protocol's own
+//! hint field.
 
-use basin_core::{Error, ErrorKind};
+use basin_core::{Error, ErrorKind, Subject};
 use datafusion_postgres::pgwire;
 use pgwire::error::{ErrorInfo, PgWireError};
 
 /// The SQLSTATE of a Basin error: by its kind, and where one kind covers several of
-/// Postgres' codes, by what the error is about ([`Subject`]).
+/// Postgres' codes, by what the error is about (its [`Subject`], set where it was raised).
 pub(super) fn sqlstate(e: &Error) -> &'static str {
-    match (e.kind(), Subject::of(e)) {
+    match (e.kind(), e.subject) {
         (ErrorKind::NotFound, Subject::Column) => "42703", // undefined_column
         (ErrorKind::NotFound, Subject::Function) => "42883", // undefined_function
         (ErrorKind::NotFound, _) => "42P01",               // undefined_table
@@ -21,45 +22,6 @@ pub(super) fn sqlstate(e: &Error) -> &'static str {
         (ErrorKind::Limit, Subject::StatementShape) => "54001", // statement_too_complex
         (ErrorKind::Limit, _) => "53200",                       // out_of_memory
         (ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal, _) => "XX000", // internal_error
-    }
-}
-
-/// What an error is about, where its kind alone does not pick the SQLSTATE: a missing column
-/// or function (else a table), a statement the read-only policy refuses (else bad SQL), a
-/// statement bound of `[sql]` (else memory).
-///
-/// `basin_core::Error` carries no such field, so this is read from the words basin-sql
-/// writes (`column ... does not exist`, `... is not allowed`, the setting's name); it is the
-/// one place this door reads an error's message.
-#[derive(Debug, PartialEq, Eq)]
-enum Subject {
-    Column,
-    Function,
-    Refused,
-    /// `[sql] max_statement_size`.
-    StatementSize,
-    /// `[sql] max_expression_depth`, `max_joins`, `parse_steps_per_token`.
-    StatementShape,
-    Other,
-}
-
-impl Subject {
-    fn of(e: &Error) -> Self {
-        let names = |setting: &str| e.message.contains(&format!("`[sql] {setting}`"));
-        match e.kind() {
-            ErrorKind::NotFound if e.message.starts_with("column") => Self::Column,
-            ErrorKind::NotFound if e.message.starts_with("function") => Self::Function,
-            ErrorKind::InvalidInput if e.message.contains("is not allowed") => Self::Refused,
-            ErrorKind::Limit if names("max_statement_size") => Self::StatementSize,
-            ErrorKind::Limit
-                if ["max_expression_depth", "max_joins", "parse_steps_per_token"]
-                    .into_iter()
-                    .any(names) =>
-            {
-                Self::StatementShape
-            }
-            _ => Self::Other,
-        }
     }
 }
 
@@ -97,30 +59,28 @@ mod tests {
 
     #[test]
     fn each_kind_answers_its_sqlstate() {
+        let limit = |subject| Error::new(ErrorKind::Limit, "x").about(subject);
         let table = [
             (Error::not_found("table `a.b` does not exist"), "42P01"),
-            (Error::not_found("column `x` does not exist"), "42703"),
-            (Error::not_found("function `f` does not exist"), "42883"),
+            (Error::not_found("x").about(Subject::Column), "42703"),
+            (Error::not_found("x").about(Subject::Function), "42883"),
             (Error::invalid("syntax error at or near \"SELEC\""), "42601"),
-            (Error::invalid("INSERT INTO is not allowed: ..."), "25006"),
+            (Error::invalid("x").about(Subject::Refused), "25006"),
             (Error::new(ErrorKind::Conflict, "x"), "40001"),
             (Error::new(ErrorKind::AlreadyExists, "x"), "40001"),
             (Error::new(ErrorKind::Timeout, "x"), "57014"),
-            (
-                Error::new(ErrorKind::Limit, "over (`[sql] max_statement_size`)"),
-                "54000",
-            ),
-            (
-                Error::new(
-                    ErrorKind::Limit,
-                    "deeper than (`[sql] max_expression_depth`)",
-                ),
-                "54001",
-            ),
+            (limit(Subject::StatementSize), "54000"),
+            (limit(Subject::StatementShape), "54001"),
             (
                 Error::new(ErrorKind::Limit, "the query ran out of memory"),
                 "53200",
             ),
+            // Words alone pick nothing: a message naming a setting is still out of memory.
+            (
+                Error::new(ErrorKind::Limit, "over (`[sql] max_statement_size`)"),
+                "53200",
+            ),
+            (Error::not_found("column `x` does not exist"), "42P01"),
             (Error::io("x"), "XX000"),
             (Error::new(ErrorKind::Store, "x"), "XX000"),
             (Error::internal("x"), "XX000"),

@@ -1,6 +1,6 @@
 //! The bounds a statement's text is held to, and the error that refuses it past one.
 
-use basin_core::{Error, ErrorKind};
+use basin_core::{Error, ErrorKind, Subject};
 use datafusion::sql::sqlparser::tokenizer::Location;
 
 /// The bounds of one statement's text (`[sql]` in basin.toml).
@@ -90,6 +90,11 @@ pub(super) fn refuse(
     );
     (
         bound,
-        Error::new(ErrorKind::Limit, message).with_hint(bound.hint()),
+        Error::new(ErrorKind::Limit, message)
+            .with_hint(bound.hint())
+            .about(match bound {
+                Bound::Size => Subject::StatementSize,
+                Bound::Depth | Bound::Joins => Subject::StatementShape,
+            }),
     )
 }

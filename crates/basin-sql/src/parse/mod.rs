@@ -23,7 +23,7 @@ mod budgeted;
 
 use std::collections::VecDeque;
 
-use basin_core::{Error, ErrorKind, Result};
+use basin_core::{Error, ErrorKind, Result, Subject};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -60,6 +60,7 @@ fn over_budget(budgeted: &Budgeted, shape: &Shape, limits: &StatementLimits) -> 
         "nest less: compute inner results in a common table expression (WITH) or a view and \
          use its columns; check the statement for an unclosed parenthesis or CASE",
     )
+    .about(Subject::StatementShape)
 }
 
 /// Parses `sql` (already checked by the guard, which measured `shape`) with DataFusion's
