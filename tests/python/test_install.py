@@ -3,7 +3,7 @@ profile here, to keep CI fast; docs/benchmarks.md measures the dist wheel) goes 
 virtual environment in a fresh folder, and `basin` and `import basin` run from there with
 nothing of the checkout on PATH or PYTHONPATH."""
 
-import os
+import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -14,25 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def clean_env(tmp: Path) -> dict:
-    """A new user's environment: a fresh HOME (so Basin's cache, and any `uv` it would install
-    there, start empty), system folders on PATH only (no checkout, no test venv, no `uv`), no
-    PYTHONPATH and no BASIN_* settings of the test run. The package caches stay shared, so
-    nothing is downloaded twice."""
-    home = tmp / "home"
-    home.mkdir(exist_ok=True)
-    real = Path(os.environ["HOME"])
-    env = {
-        "HOME": str(home),
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "TMPDIR": str(tmp),
-        "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(real / ".cache" / "uv")),
-        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(real / ".cache" / "pip")),
-    }
-    for keep in ("LANG", "PIP_INDEX_URL", "UV_INDEX_URL"):
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    return env
+def user_env(tmp: Path) -> dict:
+    """A new user's environment (bench/install.py says what it keeps)."""
+    spec = importlib.util.spec_from_file_location("bench_install", ROOT / "bench" / "install.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.user_env(tmp)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def installed(tmp_path_factory):
     assert list(dist.glob("basin-*-linux.tar.gz")), built.stdout
 
     user = tmp_path_factory.mktemp("user")
-    env = clean_env(user)
+    env = user_env(user)
     subprocess.run([sys.executable, "-m", "venv", str(user / "venv")], check=True, env=env)
     pip = subprocess.run([str(user / "venv" / "bin" / "pip"), "install", "--quiet",
                           "--disable-pip-version-check", str(wheels[0])],
