@@ -253,7 +253,7 @@ impl Lake {
                     .await?
                     .bytes()
                     .await
-                    .map_err(|e| Error::io(format!("the query's answer broke off: {e}")))?;
+                    .map_err(|e| Error::io_with("the query's answer broke off", e))?;
                 let unreadable = |e: arrow::error::ArrowError| {
                     Error::internal(format!("cannot read the query's Arrow answer: {e}"))
                 };
@@ -370,11 +370,11 @@ async fn upload(
         })?;
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| Error::io(format!("cannot open {source}: {e}")))?;
+        .map_err(|e| Error::io_with(format!("cannot open {source}"), e))?;
     let total = file
         .metadata()
         .await
-        .map_err(|e| Error::io(format!("cannot read {source}: {e}")))?
+        .map_err(|e| Error::io_with(format!("cannot read {source}"), e))?
         .len();
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let body = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {

@@ -111,12 +111,10 @@ impl Remote {
 
     /// Sends a request and decodes its JSON answer.
     pub async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        let body = self
-            .send(request)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| Error::io(format!("the answer from {} broke off: {e}", self.base)))?;
+        let body =
+            self.send(request).await?.bytes().await.map_err(|e| {
+                Error::io_with(format!("the answer from {} broke off", self.base), e)
+            })?;
         serde_json::from_slice(&body).map_err(|e| {
             Error::internal(format!("cannot read the answer from {}: {e}", self.base))
                 .with_hint("is the server the same Basin version as this CLI?")

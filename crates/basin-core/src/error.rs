@@ -87,6 +87,16 @@ impl Error {
         Self::new(ErrorKind::Io, message)
     }
 
+    /// A failed read or write of `what` ("cannot read orders.csv"): the cause is named in the
+    /// message, for people ("...: No such file or directory"), and kept as the source, for the
+    /// logs' cause chain and for callers that look at it.
+    pub fn io_with(
+        what: impl fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::io(format!("{what}: {cause}")).with_source(cause)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }

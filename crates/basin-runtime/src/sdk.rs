@@ -88,7 +88,7 @@ pub(crate) fn materialize(tools: &Path) -> Result<PathBuf> {
     if let Err(e) = std::fs::rename(&staging, &dir) {
         let _ = std::fs::remove_dir_all(&staging);
         if !dir.join("basin").is_dir() {
-            return Err(Error::io(format!("cannot write {}: {e}", dir.display())));
+            return Err(Error::io_with(format!("cannot write {}", dir.display()), e));
         }
     }
     Ok(dir)
@@ -99,10 +99,10 @@ fn write_files(site: &Path) -> Result<()> {
         let target = site.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("cannot create {}: {e}", parent.display())))?;
+                .map_err(|e| Error::io_with(format!("cannot create {}", parent.display()), e))?;
         }
         std::fs::write(&target, text)
-            .map_err(|e| Error::io(format!("cannot write {}: {e}", target.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot write {}", target.display()), e))?;
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ pub(crate) async fn find_or_install(
     }
     let io = |what: &str| {
         let what = what.to_string();
-        move |e: std::io::Error| Error::io(format!("{what}: {e}"))
+        move |e: std::io::Error| Error::io_with(format!("{what}"), e)
     };
     std::fs::create_dir_all(tools).map_err(io(&format!("cannot create {}", tools.display())))?;
     let lock_path = tools.join("uv.lock");
@@ -72,7 +72,7 @@ pub(crate) async fn run_checked(command: &mut Command, what: &str) -> Result<Out
     let output = command
         .output()
         .await
-        .map_err(|e| Error::io(format!("cannot {what}: {e}")))?;
+        .map_err(|e| Error::io_with(format!("cannot {what}"), e))?;
     if output.status.success() {
         Ok(output)
     } else {

@@ -176,7 +176,7 @@ fn spawn_worker(
         // Its own group: a Ctrl-C meant for Basin reaches Basin, which then cleans up.
         .process_group(0)
         .spawn()
-        .map_err(|e| Error::io(format!("cannot start {}: {e}", python.display())))
+        .map_err(|e| Error::io_with(format!("cannot start {}", python.display()), e))
 }
 
 /// Waits (five minutes at most: preloading imports heavy packages) for the worker's first

@@ -195,7 +195,7 @@ impl Functions<'_> {
             && file.ends_with(".py")
         {
             let path = std::path::absolute(file)
-                .map_err(|e| Error::io(format!("cannot resolve {file}: {e}")))?;
+                .map_err(|e| Error::io_with(format!("cannot resolve {file}"), e))?;
             let source = std::fs::read_to_string(&path).map_err(|e| {
                 Error::not_found(format!("cannot read {file}: {e}"))
                     .with_hint("give FILE.py:FUNCTION with a path relative to this folder")

@@ -153,9 +153,7 @@ pub(crate) async fn sync_files(
     }
     sync.sync(paths, folders.into_iter().collect())
         .await
-        .map_err(|e| {
-            Error::io(format!("cannot make the commit's files durable: {e}")).with_source(e)
-        })
+        .map_err(|e| Error::io_with("cannot make the commit's files durable", e))
 }
 
 /// Looks up each of `files` not in `checked` yet in an object store, and remembers it: fails

@@ -217,7 +217,7 @@ impl Warehouse {
             .list_with(&format!("{}/", prefix.trim_end_matches('/')))
             .recursive(true)
             .await
-            .map_err(|e| Error::io(format!("cannot list {}: {e}", self.location())))?;
+            .map_err(|e| Error::io_with(format!("cannot list {}", self.location()), e))?;
         Ok(listed
             .into_iter()
             .filter(|entry| entry.metadata().is_file() && is_table_file(entry.path()))
@@ -245,6 +245,6 @@ impl Warehouse {
         operator
             .delete_iter(keys)
             .await
-            .map_err(|e| Error::io(format!("cannot delete from {}: {e}", self.location())))
+            .map_err(|e| Error::io_with(format!("cannot delete from {}", self.location()), e))
     }
 }

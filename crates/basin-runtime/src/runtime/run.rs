@@ -155,8 +155,9 @@ impl Runtime {
     /// it connects to, the program it runs (staged in its working directory), its
     /// environment and sandbox, its memory group, and the request and secrets for `serve`.
     async fn start(&self, ws: &Workspace, inv: &Invocation, memory_limit: u64) -> Result<Started> {
-        let listener = UnixListener::bind(ws.socket())
-            .map_err(|e| Error::io(format!("cannot listen on {}: {e}", ws.socket().display())))?;
+        let listener = UnixListener::bind(ws.socket()).map_err(|e| {
+            Error::io_with(format!("cannot listen on {}", ws.socket().display()), e)
+        })?;
         let workdir = ws.workdir();
         let exec = match &inv.target {
             Target::Program { argv } => Some(stage_program(argv, &workdir)?),

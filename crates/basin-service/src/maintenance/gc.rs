@@ -291,7 +291,7 @@ impl Maintenance<'_> {
                 if old {
                     if !dry_run {
                         std::fs::remove_dir_all(entry.path()).map_err(|e| {
-                            Error::io(format!("cannot remove {}: {e}", entry.path().display()))
+                            Error::io_with(format!("cannot remove {}", entry.path().display()), e)
                         })?;
                     }
                     report.uploads_removed += 1;

@@ -101,7 +101,7 @@ impl RunCache {
                 bytes += size;
                 if !dry_run {
                     std::fs::remove_file(&doomed)
-                        .map_err(|e| Error::io(format!("{}: {e}", doomed.display())))?;
+                        .map_err(|e| Error::io_with(format!("{}", doomed.display()), e))?;
                 }
             }
         }
@@ -118,7 +118,7 @@ impl RunCache {
         batches: &[RecordBatch],
     ) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io(format!("{}: {e}", self.dir.display())))?;
+            .map_err(|e| Error::io_with(format!("{}", self.dir.display()), e))?;
         let (data, meta) = self.paths(key);
         let tmp = self
             .dir

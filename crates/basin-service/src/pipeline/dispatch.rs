@@ -247,10 +247,10 @@ async fn write_output(lakehouse: &Lakehouse, location: &str, produced: &Produced
         .warehouse()
         .file_io()
         .new_output(location)
-        .map_err(|e| Error::io(format!("{location}: {e}")))?
+        .map_err(|e| Error::io_with(format!("{location}"), e))?
         .write(bytes.into())
         .await
-        .map_err(|e| Error::io(format!("cannot write {location}: {e}")))
+        .map_err(|e| Error::io_with(format!("cannot write {location}"), e))
 }
 
 async fn read_output(lakehouse: &Lakehouse, location: &str) -> Result<Produced> {
@@ -258,16 +258,16 @@ async fn read_output(lakehouse: &Lakehouse, location: &str) -> Result<Produced> 
         .warehouse()
         .file_io()
         .new_input(location)
-        .map_err(|e| Error::io(format!("{location}: {e}")))?
+        .map_err(|e| Error::io_with(format!("{location}"), e))?
         .read()
         .await
-        .map_err(|e| Error::io(format!("cannot read {location}: {e}")))?;
+        .map_err(|e| Error::io_with(format!("cannot read {location}"), e))?;
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::io(format!("{location}: {e}")))?;
+        .map_err(|e| Error::io_with(format!("{location}"), e))?;
     let schema = reader.schema();
     let batches = reader
         .collect::<std::result::Result<Vec<RecordBatch>, _>>()
-        .map_err(|e| Error::io(format!("{location}: {e}")))?;
+        .map_err(|e| Error::io_with(format!("{location}"), e))?;
     Ok(Produced { schema, batches })
 }
 
@@ -313,14 +313,15 @@ async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Res
         )));
     }
     // The project as the run's starting node read it.
-    let folder = tempfile::tempdir().map_err(|e| Error::io(format!("a temporary folder: {e}")))?;
+    let folder = tempfile::tempdir().map_err(|e| Error::io_with("a temporary folder", e))?;
     for (path, text) in &record.code {
         let file = folder.path().join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("{}: {e}", parent.display())))?;
+                .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
         }
-        std::fs::write(&file, text).map_err(|e| Error::io(format!("{}: {e}", file.display())))?;
+        std::fs::write(&file, text)
+            .map_err(|e| Error::io_with(format!("{}", file.display()), e))?;
     }
     let sdk = basin_runtime::sdk_folder(&lakehouse.tools_dir())?;
     let project = Arc::new(Project::load(folder.path(), &sdk, &record.params).await?);

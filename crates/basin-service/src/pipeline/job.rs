@@ -357,7 +357,7 @@ fn write_ipc(produced: &Produced) -> Result<tempfile::NamedTempFile> {
     let file = tempfile::Builder::new()
         .suffix(".arrow")
         .tempfile()
-        .map_err(|e| Error::io(format!("cannot create a temporary file: {e}")))?;
+        .map_err(|e| Error::io_with("cannot create a temporary file", e))?;
     basin_runtime::write_ipc_file(file.path(), &produced.schema, &produced.batches)?;
     Ok(file)
 }

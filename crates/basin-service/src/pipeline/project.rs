@@ -110,8 +110,8 @@ impl Project {
         sdk: &Path,
         params: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Self> {
-        let dir =
-            std::path::absolute(dir).map_err(|e| Error::io(format!("{}: {e}", dir.display())))?;
+        let dir = std::path::absolute(dir)
+            .map_err(|e| Error::io_with(format!("{}", dir.display()), e))?;
         let config_path = dir.join("basin.toml");
         let text = std::fs::read_to_string(&config_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -120,7 +120,7 @@ impl Project {
                 )
             } else {
                 // Not UTF-8 text, or not readable: not a missing file.
-                Error::io(format!("cannot read {}: {e}", config_path.display()))
+                Error::io_with(format!("cannot read {}", config_path.display()), e)
             }
         })?;
         let file: ProjectFile = toml::from_str(&text).map_err(|e| {
@@ -154,7 +154,7 @@ impl Project {
         };
         project.files.insert("basin.toml".into(), text.clone());
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("cannot list {}: {e}", dir.display())))?
+            .map_err(|e| Error::io_with(format!("cannot list {}", dir.display()), e))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("py" | "sql")))
@@ -162,7 +162,7 @@ impl Project {
         paths.sort();
         for path in paths {
             let source = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| Error::io_with(format!("cannot read {}", path.display()), e))?;
             let relative = path
                 .strip_prefix(&dir)
                 .unwrap_or(&path)

@@ -46,15 +46,15 @@ impl Pipelines<'_> {
         let dir = tempfile::Builder::new()
             .prefix("basin-replay-")
             .tempdir()
-            .map_err(|e| Error::io(format!("cannot create a temporary folder: {e}")))?;
+            .map_err(|e| Error::io_with("cannot create a temporary folder", e))?;
         for (path, text) in &original.code {
             let target = dir.path().join(path);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io(format!("{}: {e}", parent.display())))?;
+                    .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
             }
             std::fs::write(&target, text)
-                .map_err(|e| Error::io(format!("{}: {e}", target.display())))?;
+                .map_err(|e| Error::io_with(format!("{}", target.display()), e))?;
         }
         let branch = format!("replay/{}", original.id);
         let read = self

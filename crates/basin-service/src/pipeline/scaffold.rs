@@ -37,10 +37,10 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>> {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("{}: {e}", parent.display())))?;
+                .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
         }
         std::fs::write(&path, text)
-            .map_err(|e| Error::io(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot write {}", path.display()), e))?;
         written.push(path);
     }
     Ok(written)

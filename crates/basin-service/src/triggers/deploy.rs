@@ -220,9 +220,9 @@ impl Triggers<'_> {
         let mut found: BTreeMap<String, DeployedFunction> = BTreeMap::new();
         for path in files {
             let path = std::path::absolute(&path)
-                .map_err(|e| Error::io(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Error::io_with(format!("{}", path.display()), e))?;
             let source = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| Error::io_with(format!("cannot read {}", path.display()), e))?;
             let file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -297,7 +297,7 @@ pub(crate) fn toml_triggers(dir: &Path) -> Result<Vec<String>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Err(Error::io_with(format!("cannot read {}", path.display()), e)),
     };
     let value: toml::Table =
         toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e, ""))?;

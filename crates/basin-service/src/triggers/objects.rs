@@ -91,7 +91,7 @@ impl Triggers<'_> {
         }
         if let Some(s3) = self.s3_bucket(bucket) {
             let data = std::fs::read(file)
-                .map_err(|e| Error::io(format!("cannot read {}: {e}", file.display())))?;
+                .map_err(|e| Error::io_with(format!("cannot read {}", file.display()), e))?;
             let len = data.len() as u64;
             self.write_s3_object(s3, key, data).await?;
             return Ok(len);
@@ -123,13 +123,13 @@ impl Triggers<'_> {
         }
         let parent = target.parent().expect("a key has a parent folder");
         std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}: {e}", parent.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot create {}", parent.display()), e))?;
         let name = target.file_name().expect("checked").to_string_lossy();
         let partial = parent.join(format!(".{name}.part"));
         let bytes = std::fs::copy(file, &partial)
-            .map_err(|e| Error::io(format!("cannot read {}: {e}", file.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot read {}", file.display()), e))?;
         std::fs::rename(&partial, &target)
-            .map_err(|e| Error::io(format!("cannot store {}: {e}", target.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot store {}", target.display()), e))?;
         Ok(bytes)
     }
 }

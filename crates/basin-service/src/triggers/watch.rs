@@ -169,13 +169,13 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
     // Not into linked folders: their files are not the bucket's.
     let config = notify::Config::default().with_follow_symlinks(false);
     let mut watcher = notify::RecommendedWatcher::new(handler, config)
-        .map_err(|e| Error::io(format!("cannot watch the buckets: {e}")))?;
+        .map_err(|e| Error::io_with("cannot watch the buckets", e))?;
     for root in &roots {
         std::fs::create_dir_all(&root.dir)
-            .map_err(|e| Error::io(format!("cannot create {}: {e}", root.dir.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot create {}", root.dir.display()), e))?;
         watcher
             .watch(&root.dir, RecursiveMode::Recursive)
-            .map_err(|e| Error::io(format!("cannot watch {}: {e}", root.dir.display())))?;
+            .map_err(|e| Error::io_with(format!("cannot watch {}", root.dir.display()), e))?;
     }
     let watcher = Arc::new(Mutex::new(watcher));
     // Weak: dropping the returned watcher ends the watch, its handler, then this task.
