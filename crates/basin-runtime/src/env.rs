@@ -102,7 +102,7 @@ const NO_WHEEL_HINT: &str = "Basin installs packages only from wheels: building 
     `[functions] build_from_source = true` in basin.toml";
 
 fn io_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io_with(format!("{what}"), e)
+    move |e| Error::io_with(&what, e)
 }
 
 impl EnvCache {

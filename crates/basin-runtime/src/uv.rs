@@ -32,7 +32,7 @@ pub(crate) async fn find_or_install(
     }
     let io = |what: &str| {
         let what = what.to_string();
-        move |e: std::io::Error| Error::io_with(format!("{what}"), e)
+        move |e: std::io::Error| Error::io_with(&what, e)
     };
     std::fs::create_dir_all(tools).map_err(io(&format!("cannot create {}", tools.display())))?;
     let lock_path = tools.join("uv.lock");

@@ -348,7 +348,7 @@ pub(crate) fn read_output(
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => not_plain(),
-            _ => Error::io_with(format!("{}", what()), e),
+            _ => Error::io_with(what(), e),
         })?;
     let meta = file.metadata().map_err(io(what()))?;
     if !meta.file_type().is_file() {

@@ -101,7 +101,7 @@ impl RunCache {
                 bytes += size;
                 if !dry_run {
                     std::fs::remove_file(&doomed)
-                        .map_err(|e| Error::io_with(format!("{}", doomed.display()), e))?;
+                        .map_err(|e| Error::io_with(doomed.display(), e))?;
                 }
             }
         }
@@ -118,17 +118,20 @@ impl RunCache {
         batches: &[RecordBatch],
     ) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io_with(format!("{}", self.dir.display()), e))?;
+            .map_err(|e| Error::io_with(format!("cannot create {}", self.dir.display()), e))?;
         let (data, meta) = self.paths(key);
         let tmp = self
             .dir
             .join(format!(".tmp-{key}-{}", basin_core::ids::random()));
         let written = basin_runtime::write_ipc_file(&tmp, schema, batches).and_then(|()| {
-            std::fs::rename(&tmp, &data).map_err(|e| Error::io(e.to_string()))?;
+            std::fs::rename(&tmp, &data)
+                .map_err(|e| Error::io_with(format!("cannot write {}", data.display()), e))?;
             let tmp_meta = tmp.with_extension("json");
             let json = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
-            std::fs::write(&tmp_meta, json).map_err(|e| Error::io(e.to_string()))?;
-            std::fs::rename(&tmp_meta, &meta).map_err(|e| Error::io(e.to_string()))
+            std::fs::write(&tmp_meta, json)
+                .map_err(|e| Error::io_with(format!("cannot write {}", tmp_meta.display()), e))?;
+            std::fs::rename(&tmp_meta, &meta)
+                .map_err(|e| Error::io_with(format!("cannot write {}", meta.display()), e))
         });
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -247,7 +247,7 @@ async fn write_output(lakehouse: &Lakehouse, location: &str, produced: &Produced
         .warehouse()
         .file_io()
         .new_output(location)
-        .map_err(|e| Error::io_with(format!("{location}"), e))?
+        .map_err(|e| Error::io_with(location, e))?
         .write(bytes.into())
         .await
         .map_err(|e| Error::io_with(format!("cannot write {location}"), e))
@@ -258,16 +258,16 @@ async fn read_output(lakehouse: &Lakehouse, location: &str) -> Result<Produced> 
         .warehouse()
         .file_io()
         .new_input(location)
-        .map_err(|e| Error::io_with(format!("{location}"), e))?
+        .map_err(|e| Error::io_with(location, e))?
         .read()
         .await
         .map_err(|e| Error::io_with(format!("cannot read {location}"), e))?;
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::io_with(format!("{location}"), e))?;
+        .map_err(|e| Error::io_with(location, e))?;
     let schema = reader.schema();
     let batches = reader
         .collect::<std::result::Result<Vec<RecordBatch>, _>>()
-        .map_err(|e| Error::io_with(format!("{location}"), e))?;
+        .map_err(|e| Error::io_with(location, e))?;
     Ok(Produced { schema, batches })
 }
 
@@ -317,11 +317,9 @@ async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Res
     for (path, text) in &record.code {
         let file = folder.path().join(path);
         if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io_with(parent.display(), e))?;
         }
-        std::fs::write(&file, text)
-            .map_err(|e| Error::io_with(format!("{}", file.display()), e))?;
+        std::fs::write(&file, text).map_err(|e| Error::io_with(file.display(), e))?;
     }
     let sdk = basin_runtime::sdk_folder(&lakehouse.tools_dir())?;
     let project = Arc::new(Project::load(folder.path(), &sdk, &record.params).await?);

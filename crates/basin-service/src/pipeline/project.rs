@@ -110,8 +110,7 @@ impl Project {
         sdk: &Path,
         params: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Self> {
-        let dir = std::path::absolute(dir)
-            .map_err(|e| Error::io_with(format!("{}", dir.display()), e))?;
+        let dir = std::path::absolute(dir).map_err(|e| Error::io_with(dir.display(), e))?;
         let config_path = dir.join("basin.toml");
         let text = std::fs::read_to_string(&config_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

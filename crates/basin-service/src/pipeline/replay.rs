@@ -50,11 +50,9 @@ impl Pipelines<'_> {
         for (path, text) in &original.code {
             let target = dir.path().join(path);
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
+                std::fs::create_dir_all(parent).map_err(|e| Error::io_with(parent.display(), e))?;
             }
-            std::fs::write(&target, text)
-                .map_err(|e| Error::io_with(format!("{}", target.display()), e))?;
+            std::fs::write(&target, text).map_err(|e| Error::io_with(target.display(), e))?;
         }
         let branch = format!("replay/{}", original.id);
         let read = self

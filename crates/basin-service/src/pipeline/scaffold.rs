@@ -36,8 +36,7 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, text) in FILES {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io_with(format!("{}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io_with(parent.display(), e))?;
         }
         std::fs::write(&path, text)
             .map_err(|e| Error::io_with(format!("cannot write {}", path.display()), e))?;

@@ -219,8 +219,7 @@ impl Triggers<'_> {
         let sdk = basin_runtime::sdk_folder(&self.lake.tools_dir())?;
         let mut found: BTreeMap<String, DeployedFunction> = BTreeMap::new();
         for path in files {
-            let path = std::path::absolute(&path)
-                .map_err(|e| Error::io_with(format!("{}", path.display()), e))?;
+            let path = std::path::absolute(&path).map_err(|e| Error::io_with(path.display(), e))?;
             let source = std::fs::read_to_string(&path)
                 .map_err(|e| Error::io_with(format!("cannot read {}", path.display()), e))?;
             let file = path
