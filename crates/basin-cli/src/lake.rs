@@ -91,7 +91,7 @@ impl Lake {
 
     pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.refs().list_refs(kind).await,
+            Lake::Local(lakehouse) => lakehouse.refs().list(kind).await,
             Lake::Remote(remote) => {
                 let all: Vec<RefInfo> = remote.get(&["refs"], &[]).await?;
                 Ok(all.into_iter().filter(|r| r.kind == kind).collect())
@@ -161,7 +161,7 @@ impl Lake {
 
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.namespaces().list_namespaces(at).await,
+            Lake::Local(lakehouse) => lakehouse.namespaces().list(at).await,
             Lake::Remote(remote) => remote.get(&["namespaces"], &[("ref", owned(at))]).await,
         }
     }
@@ -171,7 +171,7 @@ impl Lake {
             Lake::Local(lakehouse) => {
                 lakehouse
                     .namespaces()
-                    .create_namespace(name, branch, Default::default())
+                    .create(name, branch, Default::default())
                     .await
             }
             Lake::Remote(remote) => {
@@ -183,7 +183,7 @@ impl Lake {
 
     pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.namespaces().drop_namespace(name, branch).await,
+            Lake::Local(lakehouse) => lakehouse.namespaces().drop(name, branch).await,
             Lake::Remote(remote) => {
                 let query = [("branch", owned(branch))];
                 remote.delete_json(&["namespaces", name], &query).await
@@ -193,21 +193,21 @@ impl Lake {
 
     pub async fn list_tables(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tables().list_tables(at).await,
+            Lake::Local(lakehouse) => lakehouse.tables().list(at).await,
             Lake::Remote(remote) => remote.get(&["tables"], &[("ref", owned(at))]).await,
         }
     }
 
     pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tables().show_table(name, at).await,
+            Lake::Local(lakehouse) => lakehouse.tables().show(name, at).await,
             Lake::Remote(remote) => remote.get(&["tables", name], &[("ref", owned(at))]).await,
         }
     }
 
     pub async fn drop_table(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tables().drop_table(name, branch).await,
+            Lake::Local(lakehouse) => lakehouse.tables().drop(name, branch).await,
             Lake::Remote(remote) => {
                 let query = [("branch", owned(branch))];
                 remote.delete_json(&["tables", name], &query).await
@@ -311,7 +311,7 @@ impl Lake {
 
     pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tokens().create_token(name, role).await,
+            Lake::Local(lakehouse) => lakehouse.tokens().create(name, role).await,
             Lake::Remote(remote) => {
                 #[derive(serde::Deserialize)]
                 struct Created {
@@ -327,14 +327,14 @@ impl Lake {
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tokens().list_tokens().await,
+            Lake::Local(lakehouse) => lakehouse.tokens().list().await,
             Lake::Remote(remote) => remote.get(&["tokens"], &[]).await,
         }
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tokens().revoke_token(id).await,
+            Lake::Local(lakehouse) => lakehouse.tokens().revoke(id).await,
             Lake::Remote(remote) => remote.delete(&["tokens", id], &[]).await,
         }
     }

@@ -28,7 +28,7 @@ pub(crate) async fn check_open(
             .with_hint("drop --no-auth and give clients tokens (basin token create --role reader), or listen on 127.0.0.1"));
         }
     }
-    if !no_auth && lakehouse.tokens().list_tokens().await?.is_empty() {
+    if !no_auth && lakehouse.tokens().list().await?.is_empty() {
         tracing::warn!(
             "no access tokens exist, so every request will get 401: create one with `basin token create --role reader`"
         );

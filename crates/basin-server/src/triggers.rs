@@ -156,8 +156,8 @@ async fn for_caller(
     }
     let with_table: std::collections::BTreeSet<String> = state
         .lakehouse
-        .triggers()
-        .deployed_functions()
+        .deployed()
+        .list()
         .await?
         .into_iter()
         .filter(|f| f.declaration.to.is_some())

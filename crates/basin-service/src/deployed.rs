@@ -1,7 +1,12 @@
-//! A deployed function as the catalog records it: its code, environment, limits and triggers.
+//! A deployed function as the catalog records it: its code, environment, limits and triggers;
+//! reading and removing those records (`lake.deployed()`). `basin deploy` writes them
+//! (`triggers/deploy.rs`); the triggers and the dispatcher read them.
 
+use basin_core::{Error, Result};
 use basin_runtime::{Declaration, Trigger};
 use serde::{Deserialize, Serialize};
+
+use crate::Lakehouse;
 
 /// A deployed function, as the catalog store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,5 +34,52 @@ impl DeployedFunction {
             Some(trigger) => trigger.describe(),
             None => String::new(),
         }
+    }
+}
+
+/// The deployed functions' records: list, find one by name, remove one (`basin functions`).
+///
+/// A handle borrowing the lakehouse: [`Lakehouse::deployed`].
+#[derive(Clone, Copy)]
+pub struct Deployed<'a> {
+    lake: &'a Lakehouse,
+}
+
+impl Lakehouse {
+    /// The deployed functions: see [`Deployed`].
+    pub fn deployed(&self) -> Deployed<'_> {
+        Deployed { lake: self }
+    }
+}
+
+impl Deployed<'_> {
+    /// Every deployed function, as the catalog store keeps it.
+    pub async fn list(&self) -> Result<Vec<DeployedFunction>> {
+        let records = self.lake.catalog().store().functions().await?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r)
+                    .map_err(|e| Error::internal(format!("a deployed function's record: {e}")))
+            })
+            .collect()
+    }
+
+    /// The deployed function named `name`; not found, with the closest name as a hint.
+    pub async fn get(&self, name: &str) -> Result<DeployedFunction> {
+        let all = self.list().await?;
+        let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
+        all.into_iter().find(|f| f.name == name).ok_or_else(|| {
+            let e = Error::not_found(format!("no deployed function `{name}`"));
+            match basin_core::suggest(name, names.iter().map(String::as_str)) {
+                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                None => e.with_hint("deploy functions with `basin deploy DIR`"),
+            }
+        })
+    }
+
+    /// Removes the deployed function named `name` (`basin functions rm`).
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        self.lake.catalog().store().delete_function(name).await
     }
 }

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+mod buckets;
 pub mod config;
 pub mod cron;
 pub mod deployed;
@@ -27,8 +28,10 @@ pub mod triggers;
 mod fuzz;
 
 pub use basin_core::{Error, ErrorKind, Result};
+pub use buckets::Buckets;
 pub use config::BASIN_DIR;
 pub use config::{ServerSettings, TlsFiles};
+pub use deployed::Deployed;
 pub use functions::{Functions, InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::merge::MergeReport;
 pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};

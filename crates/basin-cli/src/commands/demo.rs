@@ -135,10 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         branch: Some("main".into()),
         ..RunRequest::default()
     };
-    let run = lakehouse
-        .pipelines()
-        .run_pipeline(request, sink, progress)
-        .await?;
+    let run = lakehouse.pipelines().run(request, sink, progress).await?;
     status(format!(
         "   run {} merged {} into main as commit {}",
         run.id,

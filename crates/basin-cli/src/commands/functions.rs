@@ -50,7 +50,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             )
         }
         Command::Show { name, format } => {
-            let f = lakehouse.triggers().deployed_function(&name).await?;
+            let f = lakehouse.deployed().get(&name).await?;
             if format.format == ListFormat::Json {
                 return print(format.format, &f, &[], vec![]);
             }
@@ -71,7 +71,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rm { name } => {
-            lakehouse.triggers().remove_function(&name).await?;
+            lakehouse.deployed().remove(&name).await?;
             status(format!("Removed function `{name}`"));
             Ok(())
         }

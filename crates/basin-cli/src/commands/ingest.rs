@@ -104,7 +104,7 @@ fn progress_bars() -> (MultiProgress, LoadProgress) {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = crate::lake::open_local(ctx.home("ingest")?).await?;
-    let source = lake.sources().source(&args.source)?;
+    let source = lake.sources().get(&args.source)?;
     if args.follow || source.mode == SourceMode::Cdc {
         return follow(args, &lake).await;
     }

@@ -41,10 +41,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
     let lakehouse = open_local(home).await?;
     match cmd {
         Command::Run { dry_run, format } => {
-            let run = lakehouse
-                .maintenance()
-                .run_maintenance("manual", dry_run)
-                .await?;
+            let run = lakehouse.maintenance().run("manual", dry_run).await?;
             print(format.format, &run, HEADER, vec![row(&run)])?;
             if format.format == ListFormat::Table {
                 for error in &run.errors {
@@ -75,7 +72,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             }
         }
         Command::Ls { limit, format } => {
-            let runs = lakehouse.maintenance().maintenance_runs(limit).await?;
+            let runs = lakehouse.maintenance().runs(limit).await?;
             print(format.format, &runs, HEADER, runs.iter().map(row).collect())
         }
     }

@@ -85,7 +85,7 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
     let progress = Arc::new(move |m: &ModelRun| steps.step(m));
     let pipelines = lakehouse.pipelines();
     let record = tokio::select! {
-        record = pipelines.run_pipeline(request, sink, progress) => record?,
+        record = pipelines.run(request, sink, progress) => record?,
         _ = tokio::signal::ctrl_c() => {
             lakehouse.runtime()?.kill_all().await;
             return Err(Error::invalid("interrupted: the run was stopped; the target is untouched").into());

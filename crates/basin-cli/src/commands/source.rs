@@ -129,7 +129,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             };
             let file = lake.root().join("basin.toml");
             let source = SourceConfig::from_section(&name, &section, &file)?;
-            lake.sources().add_source(&source)?;
+            lake.sources().add(&source)?;
             status(format!(
                 "Added source `{name}` to {} (load it with `basin ingest {name}`)",
                 file.display()
@@ -138,7 +138,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
         }
         Command::Ls { format } => list(&lake, format).await,
         Command::Rm { name, keep_slot } => {
-            let (source, dropped) = lake.sources().remove_source(&name, keep_slot).await?;
+            let (source, dropped) = lake.sources().remove(&name, keep_slot).await?;
             let slot = basin_ingest::postgres::cdc::slot::slot_name(&name);
             let slot_note = if dropped {
                 format!("; dropped its replication slot `{slot}`")
@@ -162,7 +162,7 @@ async fn list(lake: &Lakehouse, format: FormatArg) -> anyhow::Result<()> {
     let mut listed = Vec::with_capacity(sources.len());
     for source in sources {
         let state = if source.mode == SourceMode::Cdc {
-            match lake.sources().source_status(&source).await {
+            match lake.sources().status(&source).await {
                 Ok(status) => status,
                 Err(e) => SourceStatus {
                     error: Some(e.to_string()),

@@ -178,7 +178,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             let commit = lake
                 .local("table revert")?
                 .tables()
-                .revert_table(&table, &to, branch.as_deref())
+                .revert(&table, &to, branch.as_deref())
                 .await?;
             status(format!(
                 "Reverted `{table}` to its state at `{to}` (commit {})",

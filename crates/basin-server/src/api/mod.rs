@@ -35,8 +35,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 }
 
 pub(crate) async fn refs(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut all = state.lakehouse.refs().list_refs(RefKind::Branch).await?;
-    all.extend(state.lakehouse.refs().list_refs(RefKind::Tag).await?);
+    let mut all = state.lakehouse.refs().list(RefKind::Branch).await?;
+    all.extend(state.lakehouse.refs().list(RefKind::Tag).await?);
     Ok(Json(all).into_response())
 }
 
@@ -77,13 +77,9 @@ pub(crate) async fn tables(
 ) -> Result<Response, ApiError> {
     let at = q.at.as_deref();
     let tables = if q.columns {
-        state
-            .lakehouse
-            .tables()
-            .list_tables_with_columns(at)
-            .await?
+        state.lakehouse.tables().list_with_columns(at).await?
     } else {
-        state.lakehouse.tables().list_tables(at).await?
+        state.lakehouse.tables().list(at).await?
     };
     Ok(Json(tables).into_response())
 }
@@ -118,11 +114,7 @@ pub(crate) async fn drop_table(
     Query(q): Query<OnBranch>,
 ) -> Result<Response, ApiError> {
     let branch = q.branch.as_deref().unwrap_or(basin_catalog::MAIN);
-    let commit = state
-        .lakehouse
-        .tables()
-        .drop_table(&name, Some(branch))
-        .await?;
+    let commit = state.lakehouse.tables().drop(&name, Some(branch)).await?;
     Ok(Json(commit).into_response())
 }
 
@@ -136,7 +128,7 @@ pub(crate) async fn table(
         state
             .lakehouse
             .tables()
-            .show_table(&name, q.at.as_deref())
+            .show(&name, q.at.as_deref())
             .await?,
     )
     .into_response())
@@ -165,7 +157,7 @@ pub(crate) async fn maintenance(
         state
             .lakehouse
             .maintenance()
-            .maintenance_runs(list_limit(q.limit, 20))
+            .runs(list_limit(q.limit, 20))
             .await?,
     )
     .into_response())
@@ -280,14 +272,7 @@ pub(crate) async fn namespaces(
     State(state): State<AppState>,
     Query(q): Query<AtRef>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(
-        state
-            .lakehouse
-            .namespaces()
-            .list_namespaces(q.at.as_deref())
-            .await?,
-    )
-    .into_response())
+    Ok(Json(state.lakehouse.namespaces().list(q.at.as_deref()).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -306,7 +291,7 @@ pub(crate) async fn create_namespace(
     let commit = state
         .lakehouse
         .namespaces()
-        .create_namespace(&request.name, Some(branch), request.properties)
+        .create(&request.name, Some(branch), request.properties)
         .await?;
     Ok((StatusCode::CREATED, Json(commit)).into_response())
 }
@@ -326,13 +311,13 @@ pub(crate) async fn drop_namespace(
     let commit = state
         .lakehouse
         .namespaces()
-        .drop_namespace(&name, Some(branch))
+        .drop(&name, Some(branch))
         .await?;
     Ok(Json(commit).into_response())
 }
 
 pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.tokens().list_tokens().await?).into_response())
+    Ok(Json(state.lakehouse.tokens().list().await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -347,11 +332,7 @@ pub(crate) async fn create_token(
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
     let role = basin_service::Role::parse(&request.role)?;
-    let (record, secret) = state
-        .lakehouse
-        .tokens()
-        .create_token(&request.name, role)
-        .await?;
+    let (record, secret) = state.lakehouse.tokens().create(&request.name, role).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"token": record, "secret": secret})),
@@ -363,7 +344,7 @@ pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.lakehouse.tokens().revoke_token(&id).await?;
+    state.lakehouse.tokens().revoke(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -28,7 +28,7 @@ pub(super) async fn list_namespaces(
     let all = state
         .lakehouse
         .namespaces()
-        .list_namespaces(Some(&prefix))
+        .list(Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     if let Some(parent) = &parent
@@ -67,7 +67,7 @@ pub(super) async fn create_namespace(
     state
         .lakehouse
         .namespaces()
-        .create_namespace(key.as_str(), Some(&prefix), request.properties.clone())
+        .create(key.as_str(), Some(&prefix), request.properties.clone())
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))
         .map_err(|e| match e.status {
@@ -90,7 +90,7 @@ pub(super) async fn load_namespace(
     let properties = state
         .lakehouse
         .namespaces()
-        .namespace_properties(key.as_str(), Some(&prefix))
+        .properties(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     Ok(Json(
@@ -114,7 +114,7 @@ pub(super) async fn drop_namespace(
     state
         .lakehouse
         .namespaces()
-        .drop_namespace(key.as_str(), Some(&prefix))
+        .drop(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))
         .map_err(|e| match e.status {
@@ -144,7 +144,7 @@ pub(super) async fn update_properties(
     let result = state
         .lakehouse
         .namespaces()
-        .update_namespace_properties(
+        .update_properties(
             key.as_str(),
             Some(&prefix),
             request.removals,

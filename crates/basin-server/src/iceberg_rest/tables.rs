@@ -30,13 +30,13 @@ pub(super) async fn list_tables(
     state
         .lakehouse
         .namespaces()
-        .namespace_properties(key.as_str(), Some(&prefix))
+        .properties(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     let identifiers: Vec<TableIdent> = state
         .lakehouse
         .tables()
-        .list_tables(Some(&prefix))
+        .list(Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?
         .iter()
@@ -130,7 +130,7 @@ pub(super) async fn create_table(
     let lakehouse = &state.lakehouse;
     lakehouse
         .namespaces()
-        .namespace_properties(ns.as_str(), Some(&prefix))
+        .properties(ns.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     let at = lakehouse
@@ -171,7 +171,7 @@ pub(super) async fn create_table(
     }
     let tables = lakehouse
         .tables()
-        .commit_table_updates(Some(&prefix), &[TableUpdates::create(key, changes)])
+        .commit_updates(Some(&prefix), &[TableUpdates::create(key, changes)])
         .await
         .map_err(RestError::from_basin(NO_NAMESPACE))?;
     Ok(load_result(&state, &tables[0], &headers).into_response())
@@ -317,7 +317,7 @@ pub(super) async fn commit_table(
     let tables = state
         .lakehouse
         .tables()
-        .commit_table_updates(Some(&prefix), &[request.into_updates(key)])
+        .commit_updates(Some(&prefix), &[request.into_updates(key)])
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
     let table = &tables[0];
@@ -337,7 +337,7 @@ pub(super) async fn drop_table(
     state
         .lakehouse
         .tables()
-        .drop_table(key.as_str(), Some(&prefix))
+        .drop(key.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
     Ok(StatusCode::NO_CONTENT)
@@ -370,7 +370,7 @@ pub(super) async fn register_table(
     let table = state
         .lakehouse
         .tables()
-        .register_table(
+        .register(
             key.as_str(),
             &request.metadata_location,
             Some(&prefix),
@@ -396,7 +396,7 @@ pub(super) async fn rename_table(
     state
         .lakehouse
         .tables()
-        .rename_table(from.as_str(), to.as_str(), Some(&prefix))
+        .rename(from.as_str(), to.as_str(), Some(&prefix))
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
     Ok(StatusCode::NO_CONTENT)
@@ -430,7 +430,7 @@ pub(super) async fn commit_transaction(
     state
         .lakehouse
         .tables()
-        .commit_table_updates(Some(&prefix), &changes)
+        .commit_updates(Some(&prefix), &changes)
         .await
         .map_err(RestError::from_basin(NO_TABLE))?;
     Ok(StatusCode::NO_CONTENT)

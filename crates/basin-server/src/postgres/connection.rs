@@ -375,7 +375,7 @@ impl Connection {
         let Some(id) = token.filter(|_| self.token_checked.elapsed() >= TOKEN_CHECK) else {
             return Ok(TokenCheck::Live);
         };
-        match self.handlers.0.lakehouse.tokens().list_tokens().await {
+        match self.handlers.0.lakehouse.tokens().list().await {
             Ok(tokens) if tokens.iter().any(|t| t.id == id) => {
                 self.token_checked = Instant::now();
                 Ok(TokenCheck::Live)

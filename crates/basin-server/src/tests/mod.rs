@@ -31,7 +31,7 @@ async fn server() -> Server {
     for role in [Role::Reader, Role::Writer, Role::Admin] {
         let (_, secret) = lakehouse
             .tokens()
-            .create_token(role.as_str(), role)
+            .create(role.as_str(), role)
             .await
             .expect("token");
         tokens.push((role, secret));

@@ -94,10 +94,11 @@ impl Dispatcher {
         let Some(key) = event.payload.get("key").and_then(|k| k.as_str()) else {
             return Ok(None);
         };
-        Ok(Some(match self.lakehouse.triggers().s3_bucket(bucket) {
-            Some(s3) => Fetched::Bytes(self.lakehouse.triggers().read_s3_object(s3, key).await?),
+        let buckets = self.lakehouse.buckets();
+        Ok(Some(match buckets.s3(bucket) {
+            Some(s3) => Fetched::Bytes(buckets.read_s3_object(s3, key).await?),
             None => {
-                let dir = self.lakehouse.triggers().bucket_dir(bucket);
+                let dir = buckets.folder(bucket);
                 let path = dir.join(key);
                 // Queued as a plain file, but it could have been swapped for a link since.
                 if let Some(link) = crate::links::symlink_under(&dir, &path) {

@@ -225,7 +225,7 @@ impl Dispatcher {
         let store = self.lakehouse.catalog().store().clone();
         let global = self.lakehouse.settings().runtime.max_concurrency.max(1);
         let mut next: Option<i64> = None;
-        for function in self.lakehouse.triggers().deployed_functions().await? {
+        for function in self.lakehouse.deployed().list().await? {
             let declaration = &function.declaration;
             let limit = declaration.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
             let batch_size = declaration.batch_size.max(1);

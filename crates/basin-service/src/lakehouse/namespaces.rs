@@ -33,7 +33,7 @@ impl Lakehouse {
 }
 
 impl Namespaces<'_> {
-    pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
+    pub async fn list(&self, at: Option<&str>) -> Result<Vec<String>> {
         let at = self.lake.resolve(at).await?;
         let contents = self.lake.catalog().contents(&at).await?;
         Ok(contents
@@ -44,7 +44,7 @@ impl Namespaces<'_> {
     }
 
     /// The namespace's properties at `at`; `NotFound` if it does not exist there.
-    pub async fn namespace_properties(
+    pub async fn properties(
         &self,
         name: &str,
         at: Option<&str>,
@@ -54,7 +54,7 @@ impl Namespaces<'_> {
         namespace_at(self.lake, &at, &key).await
     }
 
-    pub async fn create_namespace(
+    pub async fn create(
         &self,
         name: &str,
         branch: Option<&str>,
@@ -80,7 +80,7 @@ impl Namespaces<'_> {
     }
 
     /// Drops an empty namespace; one that still holds tables or namespaces is refused.
-    pub async fn drop_namespace(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+    pub async fn drop(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::parse(name)?;
         let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
@@ -116,7 +116,7 @@ impl Namespaces<'_> {
     }
 
     /// Sets and removes namespace properties in one commit.
-    pub async fn update_namespace_properties(
+    pub async fn update_properties(
         &self,
         name: &str,
         branch: Option<&str>,

@@ -78,7 +78,7 @@ impl Refs<'_> {
         Ok(resolved)
     }
 
-    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
+    pub async fn list(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
         let current = self.lake.current_branch();
         let mut out = Vec::new();
         for r in self

@@ -38,7 +38,7 @@ impl Lakehouse {
 }
 
 impl Tables<'_> {
-    pub async fn list_tables(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
+    pub async fn list(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
         let at = self.lake.resolve(at).await?;
         Ok(self
             .lake
@@ -57,10 +57,10 @@ impl Tables<'_> {
             .collect())
     }
 
-    /// [`Self::list_tables`] with each table's columns (read from its metadata file).
-    pub async fn list_tables_with_columns(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
+    /// [`Self::list`] with each table's columns (read from its metadata file).
+    pub async fn list_with_columns(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
         use futures::{StreamExt, TryStreamExt};
-        let tables = self.list_tables(at).await?;
+        let tables = self.list(at).await?;
         futures::stream::iter(tables)
             .map(|mut entry| async move {
                 let key = Key::table(&entry.table)?;
@@ -77,7 +77,7 @@ impl Tables<'_> {
             .await
     }
 
-    pub async fn show_table(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
+    pub async fn show(&self, name: &str, at: Option<&str>) -> Result<TableSummary> {
         let key = Key::table(name)?;
         let at = self.lake.resolve(at).await?;
         let table = self.lake.iceberg_tables().load(&at, &key).await?;
@@ -85,7 +85,7 @@ impl Tables<'_> {
     }
 
     /// Removes the table from `branch`. Its files stay: other refs and history may use them.
-    pub async fn drop_table(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
+    pub async fn drop(&self, name: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::table(name)?;
         let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
@@ -97,7 +97,7 @@ impl Tables<'_> {
     }
 
     /// Points the table on `branch` back at its state in `to`, in a new commit.
-    pub async fn revert_table(&self, name: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
+    pub async fn revert(&self, name: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
         let key = Key::table(name)?;
         let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
@@ -132,7 +132,7 @@ impl Tables<'_> {
 
     /// Applies Iceberg requirements and updates to one or more tables on `branch`, in one
     /// catalog commit (see [`basin_table::Tables::commit_updates`]). Returns the tables as committed.
-    pub async fn commit_table_updates(
+    pub async fn commit_updates(
         &self,
         branch: Option<&str>,
         changes: &[TableUpdates],
@@ -149,7 +149,7 @@ impl Tables<'_> {
     }
 
     /// Renames (or moves to another namespace) a table on `branch`, in one commit.
-    pub async fn rename_table(&self, from: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
+    pub async fn rename(&self, from: &str, to: &str, branch: Option<&str>) -> Result<Commit> {
         let (from, to) = (Key::table(from)?, Key::table(to)?);
         let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
@@ -182,7 +182,7 @@ impl Tables<'_> {
 
     /// Points `name` on `branch` at an existing Iceberg metadata file (written by another
     /// engine, or a table's past state). With `overwrite`, an existing table is replaced.
-    pub async fn register_table(
+    pub async fn register(
         &self,
         name: &str,
         metadata_location: &str,

@@ -60,7 +60,7 @@ impl Lakehouse {
 
 impl Tokens<'_> {
     /// A new token; the secret is returned once and only its hash is kept.
-    pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
+    pub async fn create(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
         let secret = format!(
             "basin_{}{}",
             basin_core::ids::random(),
@@ -77,11 +77,11 @@ impl Tokens<'_> {
         Ok((record, secret))
     }
 
-    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+    pub async fn list(&self) -> Result<Vec<TokenRecord>> {
         self.lake.catalog().store().tokens().await
     }
 
-    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+    pub async fn revoke(&self, id: &str) -> Result<()> {
         self.lake.catalog().store().delete_token(id).await
     }
 

@@ -77,7 +77,7 @@ impl MaintenanceRun {
 
 impl Maintenance<'_> {
     /// Runs maintenance now and records it; see the module docs. `trigger` says who asked.
-    pub async fn run_maintenance(&self, trigger: &str, dry_run: bool) -> Result<MaintenanceRun> {
+    pub async fn run(&self, trigger: &str, dry_run: bool) -> Result<MaintenanceRun> {
         let clock = Instant::now();
         let mut run = MaintenanceRun {
             id: basin_core::ids::ordered(),
@@ -90,7 +90,7 @@ impl Maintenance<'_> {
         self.save_maintenance(&run).await?;
         let min_files = self.lake.settings().maintenance.compact_min_files as u64;
         for branch in self.maintained_branches().await? {
-            let tables = match self.lake.tables().list_tables(Some(&branch)).await {
+            let tables = match self.lake.tables().list(Some(&branch)).await {
                 Ok(tables) => tables,
                 Err(e) => {
                     run.errors
@@ -205,7 +205,7 @@ impl Maintenance<'_> {
     }
 
     /// The newest maintenance runs, newest first.
-    pub async fn maintenance_runs(&self, limit: usize) -> Result<Vec<MaintenanceRun>> {
+    pub async fn runs(&self, limit: usize) -> Result<Vec<MaintenanceRun>> {
         self.lake
             .catalog()
             .store()
@@ -272,11 +272,7 @@ pub async fn run_schedule(
             continue;
         }
         tracing::info!(%cron, "scheduled maintenance starting");
-        match lakehouse
-            .maintenance()
-            .run_maintenance("schedule", false)
-            .await
-        {
+        match lakehouse.maintenance().run("schedule", false).await {
             Ok(run) => {
                 tracing::info!(
                     status = %run.status,

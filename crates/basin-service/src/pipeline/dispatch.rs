@@ -325,7 +325,7 @@ async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Res
     let project = Arc::new(Project::load(folder.path(), &sdk, &record.params).await?);
     let tables = lakehouse
         .tables()
-        .list_tables(Some(&task.at))
+        .list(Some(&task.at))
         .await?
         .into_iter()
         .map(|t| t.table)

@@ -31,7 +31,7 @@ use crate::functions::env_spec;
 
 impl Pipelines<'_> {
     /// Runs the project in `request.dir`; see the module docs.
-    pub async fn run_pipeline(
+    pub async fn run(
         &self,
         request: RunRequest,
         sink: RunSink,
@@ -49,7 +49,7 @@ impl Pipelines<'_> {
         let tables: BTreeSet<String> = self
             .lake
             .tables()
-            .list_tables(Some(&target))
+            .list(Some(&target))
             .await?
             .into_iter()
             .map(|t| t.table)
@@ -66,13 +66,13 @@ impl Pipelines<'_> {
         if !self
             .lake
             .namespaces()
-            .list_namespaces(Some(&branch))
+            .list(Some(&branch))
             .await?
             .contains(&project.namespace)
         {
             self.lake
                 .namespaces()
-                .create_namespace(&project.namespace, Some(&branch), Default::default())
+                .create(&project.namespace, Some(&branch), Default::default())
                 .await?;
         }
         let mut record = RunRecord {

@@ -89,7 +89,7 @@ impl Pipelines<'_> {
             no_cache: true,
             keep_branch: true,
         };
-        let replay = self.run_pipeline(request, sink, progress).await?;
+        let replay = self.run(request, sink, progress).await?;
         // Where the original outputs are: its merge commit; the commit it read when the merge
         // changed nothing (every output was already there); else its own branch.
         let original_at = match (&original.merged_commit, original.status.as_str()) {

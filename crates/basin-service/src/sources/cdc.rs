@@ -54,7 +54,7 @@ impl Sources<'_> {
         load_progress: Option<LoadProgress>,
         progress: Option<FollowProgress>,
     ) -> Result<FollowReport> {
-        let source = self.source(name)?;
+        let source = self.get(name)?;
         let request = FollowRequest {
             source: self.pg_source(&source, options.readers)?,
             branch: source_branch(&source, options.branch.as_deref()),
@@ -74,7 +74,7 @@ impl Sources<'_> {
     }
 
     /// What the tables and the server say about a CDC source.
-    pub async fn source_status(&self, source: &SourceConfig) -> Result<SourceStatus> {
+    pub async fn status(&self, source: &SourceConfig) -> Result<SourceStatus> {
         let pg = self.pg_source(source, None)?;
         let branch = source_branch(source, None);
         let at = self.lake.catalog().resolve(&branch).await?;

@@ -58,7 +58,7 @@ impl Sources<'_> {
     }
 
     /// Adds `[sources.NAME]` to basin.toml.
-    pub fn add_source(&self, source: &SourceConfig) -> Result<()> {
+    pub fn add(&self, source: &SourceConfig) -> Result<()> {
         let mut doc = self.edit_config()?;
         let sources = doc
             .entry("sources")
@@ -88,7 +88,7 @@ impl Sources<'_> {
 
     /// Removes `[sources.NAME]` from basin.toml, first dropping the replication slot Basin
     /// created for it (unless `keep_slot`); says whether it dropped one.
-    pub async fn remove_source(&self, name: &str, keep_slot: bool) -> Result<(SourceConfig, bool)> {
+    pub async fn remove(&self, name: &str, keep_slot: bool) -> Result<(SourceConfig, bool)> {
         let known = &self.lake.settings().sources;
         let Some(source) = known.get(name) else {
             return Err(unknown_source(name, known));
@@ -123,7 +123,7 @@ impl Sources<'_> {
     }
 
     /// The source `name`, or an error that suggests one.
-    pub fn source(&self, name: &str) -> Result<SourceConfig> {
+    pub fn get(&self, name: &str) -> Result<SourceConfig> {
         let known = &self.lake.settings().sources;
         known
             .get(name)
@@ -167,7 +167,7 @@ impl Sources<'_> {
         readers: Option<usize>,
         progress: Option<LoadProgress>,
     ) -> Result<LoadReport> {
-        let source = self.source(name)?;
+        let source = self.get(name)?;
         let request = LoadRequest {
             source: self.pg_source(&source, readers)?,
             branch: source_branch(&source, branch),

@@ -57,7 +57,9 @@ impl Triggers<'_> {
     pub async fn deploy(&self, dir: &Path, apply: bool) -> Result<DeployPlan> {
         let found = self.read_functions(dir).await?;
         let deployed: BTreeMap<String, DeployedFunction> = self
-            .deployed_functions()
+            .lake
+            .deployed()
+            .list()
             .await?
             .into_iter()
             .map(|f| (f.name.clone(), f))
@@ -75,7 +77,7 @@ impl Triggers<'_> {
         }
         // A trigger on a bucket that does not exist yet makes it; a name close to an
         // existing bucket's is most likely a typo, whose events would never come.
-        let existing = self.bucket_names();
+        let existing = self.lake.buckets().names();
         for f in found.values() {
             if let Some(Trigger::Object { bucket, .. }) = f.trigger()
                 && !existing.contains(bucket)
@@ -107,9 +109,9 @@ impl Triggers<'_> {
             let spec = env_spec(&f.declaration, None, &BTreeMap::new(), &[]);
             self.lake.runtime()?.environment(&spec).await?;
             if let Some(Trigger::Object { bucket, .. }) = f.trigger()
-                && self.s3_bucket(bucket).is_none()
+                && self.lake.buckets().s3(bucket).is_none()
             {
-                let folder = self.bucket_dir(bucket);
+                let folder = self.lake.buckets().folder(bucket);
                 std::fs::create_dir_all(&folder).map_err(|e| {
                     Error::io(format!(
                         "cannot create bucket folder {}: {e}",
@@ -130,21 +132,10 @@ impl Triggers<'_> {
         Ok(plan)
     }
 
-    pub async fn deployed_functions(&self) -> Result<Vec<DeployedFunction>> {
-        let records = self.lake.catalog().store().functions().await?;
-        records
-            .iter()
-            .map(|r| {
-                serde_json::from_str(r)
-                    .map_err(|e| Error::internal(format!("a deployed function's record: {e}")))
-            })
-            .collect()
-    }
-
     /// Every deployed function with its trigger in words and its event counts.
     pub async fn function_statuses(&self) -> Result<Vec<FunctionStatus>> {
         let mut out = Vec::new();
-        for function in self.deployed_functions().await? {
+        for function in self.lake.deployed().list().await? {
             out.push(FunctionStatus {
                 trigger: function.describe_trigger(),
                 events: self.lake.queue().event_counts(Some(&function.name)).await?,
@@ -152,58 +143,6 @@ impl Triggers<'_> {
             });
         }
         Ok(out)
-    }
-
-    pub async fn deployed_function(&self, name: &str) -> Result<DeployedFunction> {
-        let all = self.deployed_functions().await?;
-        let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
-        all.into_iter().find(|f| f.name == name).ok_or_else(|| {
-            let e = Error::not_found(format!("no deployed function `{name}`"));
-            match basin_core::suggest(name, names.iter().map(String::as_str)) {
-                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
-                None => e.with_hint("deploy functions with `basin deploy DIR`"),
-            }
-        })
-    }
-
-    pub async fn remove_function(&self, name: &str) -> Result<()> {
-        self.lake.catalog().store().delete_function(name).await
-    }
-
-    /// The folder of bucket `name`: `.basin/buckets/NAME`, or the `path` basin.toml gives it.
-    pub fn bucket_dir(&self, name: &str) -> PathBuf {
-        if let Some(folder) = self.lake.settings().bucket_folders.get(name) {
-            return folder.clone();
-        }
-        self.lake
-            .root()
-            .join(crate::BASIN_DIR)
-            .join("buckets")
-            .join(name)
-    }
-
-    /// Every bucket there is: the configured ones (folders and S3) and the folders under
-    /// `.basin/buckets`, sorted.
-    pub fn bucket_names(&self) -> Vec<String> {
-        let settings = self.lake.settings();
-        let mut names: std::collections::BTreeSet<String> = settings
-            .bucket_folders
-            .keys()
-            .chain(settings.s3_buckets.keys())
-            .cloned()
-            .collect();
-        if let Ok(entries) =
-            std::fs::read_dir(self.lake.root().join(crate::BASIN_DIR).join("buckets"))
-        {
-            names.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with('.')),
-            );
-        }
-        names.into_iter().collect()
     }
 
     async fn read_functions(&self, dir: &Path) -> Result<BTreeMap<String, DeployedFunction>> {

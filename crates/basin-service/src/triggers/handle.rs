@@ -4,9 +4,10 @@
 
 use crate::Lakehouse;
 
-/// Triggered functions and their buckets: deploy, list, find the one at an HTTP path, put
-/// objects, turn S3 notifications into events (`basin deploy`, `basin functions`,
-/// `basin put`).
+/// Triggered functions: deploy, list with their event counts, find the one at an HTTP path,
+/// put objects into buckets, turn S3 notifications into events (`basin deploy`,
+/// `basin functions ls`, `basin put`). The records themselves are [`crate::Deployed`]'s, the
+/// buckets [`crate::Buckets`]'.
 ///
 /// A handle borrowing the lakehouse: [`Lakehouse::triggers`].
 #[derive(Clone, Copy)]
@@ -15,7 +16,7 @@ pub struct Triggers<'a> {
 }
 
 impl Lakehouse {
-    /// Triggered functions and their buckets: see [`Triggers`].
+    /// Triggered functions: see [`Triggers`].
     pub fn triggers(&self) -> Triggers<'_> {
         Triggers { lake: self }
     }

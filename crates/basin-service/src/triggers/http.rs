@@ -43,7 +43,9 @@ impl Triggers<'_> {
     /// The deployed HTTP function called at `path`: `/fn/NAME`, or the path it declared.
     pub async fn http_function(&self, path: &str) -> Result<DeployedFunction> {
         let by_name = path.strip_prefix("/fn/");
-        self.deployed_functions()
+        self.lake
+            .deployed()
+            .list()
             .await?
             .into_iter()
             .find(|f| match f.trigger() {

@@ -89,16 +89,16 @@ impl Triggers<'_> {
             ))
             .with_hint(hint));
         }
-        if let Some(s3) = self.s3_bucket(bucket) {
+        if let Some(s3) = self.lake.buckets().s3(bucket) {
             let data = std::fs::read(file)
                 .map_err(|e| Error::io_with(format!("cannot read {}", file.display()), e))?;
             let len = data.len() as u64;
-            self.write_s3_object(s3, key, data).await?;
+            self.lake.buckets().write_s3_object(s3, key, data).await?;
             return Ok(len);
         }
-        let folder = self.bucket_dir(bucket);
+        let folder = self.lake.buckets().folder(bucket);
         if !folder.is_dir() {
-            let known = self.bucket_names();
+            let known = self.lake.buckets().names();
             let hint = match basin_core::suggest(bucket, known.iter().map(String::as_str)) {
                 Some(meant) => format!("did you mean `{meant}`?"),
                 None if known.is_empty() => {

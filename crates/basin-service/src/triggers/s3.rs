@@ -7,8 +7,6 @@
 //! ETag), so an object both sources report is queued once.
 
 use crate::config::S3Bucket;
-use basin_table::S3Settings;
-use opendal::Operator;
 
 use basin_catalog::NewEvent;
 use basin_core::{Error, Result};
@@ -29,40 +27,7 @@ fn bare(etag: &str) -> &str {
     etag.trim_matches('"')
 }
 
-impl<'a> Triggers<'a> {
-    /// The S3 bucket named `name`, if basin.toml configures one.
-    pub fn s3_bucket(&self, name: &str) -> Option<&'a S3Bucket> {
-        self.lake.settings().s3_buckets.get(name)
-    }
-
-    /// An object of an S3 bucket, whole: what the handler's `context.read_bytes()` gets.
-    pub(crate) async fn read_s3_object(&self, bucket: &S3Bucket, key: &str) -> Result<Vec<u8>> {
-        let op = bucket.operator(&self.lake.settings().s3)?;
-        let data = op.read(key).await.map_err(|e| {
-            Error::io(format!(
-                "cannot read s3://{}/{}{key}: {e}",
-                bucket.bucket, bucket.prefix
-            ))
-        })?;
-        Ok(data.to_vec())
-    }
-
-    /// Writes an object into an S3 bucket (`basin put`).
-    pub(crate) async fn write_s3_object(
-        &self,
-        bucket: &S3Bucket,
-        key: &str,
-        data: Vec<u8>,
-    ) -> Result<()> {
-        let op = bucket.operator(&self.lake.settings().s3)?;
-        op.write(key, data).await.map(drop).map_err(|e| {
-            Error::io(format!(
-                "cannot write s3://{}/{}{key}: {e}",
-                bucket.bucket, bucket.prefix
-            ))
-        })
-    }
-
+impl Triggers<'_> {
     /// Events for the objects an S3 / MinIO event notification reports as created; objects
     /// outside every configured bucket are left out.
     pub async fn notification_events(&self, body: &serde_json::Value) -> Result<Vec<NewEvent>> {
@@ -76,7 +41,7 @@ impl<'a> Triggers<'a> {
                      {\"key\": ...}}}]}",
                 )
             })?;
-        let functions = self.deployed_functions().await?;
+        let functions = self.lake.deployed().list().await?;
         let mut events = Vec::new();
         for record in records {
             let created = record
@@ -186,7 +151,7 @@ pub async fn poll(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch:
 /// One listing: queues the objects modified since the watermark (less a slack) that a
 /// function wants, then moves the watermark. Returns how many events were new.
 pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize> {
-    let functions = lakehouse.triggers().deployed_functions().await?;
+    let functions = lakehouse.deployed().list().await?;
     let watched = functions.iter().any(
         |f| matches!(f.trigger(), Some(Trigger::Object { bucket: b, .. }) if *b == bucket.name),
     );
@@ -235,15 +200,11 @@ pub async fn poll_once(lakehouse: &Lakehouse, bucket: &S3Bucket) -> Result<usize
     Ok(stored)
 }
 
-/// What the trigger needs of a bucket beyond its section: its cursor, an operator on it.
+/// What the poller needs of a bucket beyond its section: its cursor (`lake.buckets()` makes
+/// an operator on it).
 impl S3Bucket {
     fn cursor(&self) -> String {
         format!("s3:{}", self.name)
-    }
-
-    /// An operator on the store's bucket, rooted at the prefix.
-    fn operator(&self, s3: &S3Settings) -> Result<Operator> {
-        s3.operator(&self.bucket, &self.prefix)
     }
 }
 

@@ -84,7 +84,7 @@ async fn tick(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<Duration
     let now = now_ms();
     let mut next = now + RESCAN.as_millis() as i64;
     let mut queued = false;
-    for function in lakehouse.triggers().deployed_functions().await? {
+    for function in lakehouse.deployed().list().await? {
         let Some(Trigger::Schedule { cron, tz, missed }) = function.trigger() else {
             continue;
         };

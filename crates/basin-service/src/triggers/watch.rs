@@ -24,11 +24,6 @@ use crate::dispatch::Dispatcher;
 /// Watches the buckets while it lives.
 pub type BucketWatcher = Arc<Mutex<notify::RecommendedWatcher>>;
 
-/// The folder holding every bucket of the embedded default.
-pub fn buckets_dir(lakehouse: &Lakehouse) -> PathBuf {
-    lakehouse.root().join(crate::BASIN_DIR).join("buckets")
-}
-
 /// A watched folder: one bucket (configured), or one bucket per sub-folder (the default).
 struct Root {
     dir: PathBuf,
@@ -89,7 +84,7 @@ fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
             bucket: Some(name.clone()),
         })
         .chain([Root {
-            dir: buckets_dir(lakehouse),
+            dir: lakehouse.buckets().default_dir(),
             bucket: None,
         }])
         .collect()
@@ -98,7 +93,7 @@ fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
 /// Queues an event for every file in the buckets that a deployed function wants and that
 /// is not queued yet. Returns how many were new.
 pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
-    let functions = lakehouse.triggers().deployed_functions().await?;
+    let functions = lakehouse.deployed().list().await?;
     let roots = roots(lakehouse);
     let mut events = Vec::new();
     for root in &roots {
@@ -209,7 +204,7 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
 }
 
 async fn queue(lakehouse: &Lakehouse, roots: &[Root], files: &[PathBuf]) -> Result<()> {
-    let functions = lakehouse.triggers().deployed_functions().await?;
+    let functions = lakehouse.deployed().list().await?;
     let events: Vec<NewEvent> = files
         .iter()
         .filter(|p| plain_file(roots, p))
