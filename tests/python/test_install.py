@@ -104,3 +104,21 @@ def test_a_function_importing_the_sdk_runs_with_uv_from_the_wheel(installed, tmp
     assert "sdk 0.1.0" in done.stderr, done.stderr[-2000:]
     tools = Path(env["HOME"]) / ".cache" / "basin" / "tools"
     assert not (tools / "uv").exists(), "Basin installed its own uv instead of using the wheel's"
+
+
+def test_uv_tool_install_puts_basin_on_path_with_uv_beside_it(installed, tmp_path):
+    """`uv tool install` links `basin` into ~/.local/bin; the binary, followed through that
+    link, still finds the `uv` its tool environment holds."""
+    _, _, wheel = installed
+    env = user_env(tmp_path)
+    uv = Path(sys.executable).parent / "uv"  # the test clients' uv, only to install with
+    done = subprocess.run([str(uv), "tool", "install", str(wheel)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    linked = Path(env["HOME"]) / ".local" / "bin" / "basin"
+    assert linked.is_symlink() or linked.is_file(), done.stderr
+    version = subprocess.run([str(linked), "--version"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("basin "), version
+    # The tool environment's own uv, beside the real binary, is what Basin will build with.
+    assert (linked.resolve().parent / "uv").is_file(), sorted(p.name for p in linked.resolve().parent.iterdir())
