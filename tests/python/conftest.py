@@ -15,11 +15,14 @@ import pytest
 BASIN = os.environ.get("BASIN_BIN", "basin")
 
 
-def wait_for(condition, seconds: float = 60):
-    """Polls `condition` every quarter second until it holds; fails the test after `seconds`."""
+def wait_for(condition, seconds: float = 60, show=None):
+    """Polls `condition` every quarter second until it holds; fails the test after `seconds`,
+    with what `show()` returns then (the state that never came, for the reader of a CI log)."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"timed out after {seconds}s"
+        if time.monotonic() >= deadline:
+            seen = f"; then: {show()}" if show else ""
+            raise AssertionError(f"timed out after {seconds}s{seen}")
         time.sleep(0.25)
 
 

@@ -62,7 +62,7 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
 
     base, server = start_server(lakehouse, "--no-auth")
     try:
-        wait_for(lambda: states(lakehouse) == {"succeeded": FILES, "dead": 1}, 180)
+        wait_for(lambda: states(lakehouse) == {"succeeded": FILES, "dead": 1}, 180, show=lambda: lakehouse("events", "ls"))
     finally:
         server.kill()
         server.wait()
@@ -145,7 +145,7 @@ def test_a_batch_window_gathers_events_from_a_folder_of_ones_choosing(lakehouse,
         for i in range(3):  # 0.5 s apart: without the window, each would be its own batch
             land(landing, i)
             time.sleep(0.5)
-        wait_for(lambda: states(lakehouse) == {"succeeded": 3}, 60)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 3}, 60, show=lambda: lakehouse("events", "ls"))
     finally:
         server.kill()
         server.wait()
@@ -166,7 +166,7 @@ def test_a_batch_window_gathers_events_from_a_folder_of_ones_choosing(lakehouse,
     _, server = start_server(lakehouse, "--no-auth")
     try:
         land(landing, 3)
-        wait_for(lambda: states(lakehouse) == {"succeeded": 4}, 60)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 4}, 60, show=lambda: lakehouse("events", "ls"))
     finally:
         server.kill()
         server.wait()
@@ -199,9 +199,9 @@ def test_a_function_reads_an_object_with_the_types_an_import_infers(lakehouse, t
     _, server = start_server(lakehouse, "--no-auth")
     try:
         (landing / "first.csv").write_text(first)
-        wait_for(lambda: states(lakehouse) == {"succeeded": 1}, 60)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 1}, 60, show=lambda: lakehouse("events", "ls"))
         (landing / "second.csv").write_text(second)
-        wait_for(lambda: states(lakehouse) == {"succeeded": 2}, 60)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 2}, 60, show=lambda: lakehouse("events", "ls"))
     finally:
         server.kill()
         server.wait()
