@@ -55,10 +55,7 @@ pub fn man(args: ManArgs, cli: clap::Command) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             clap_mangen::generate_to(cli, &dir)
                 .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
-            let pages = std::fs::read_dir(&dir)
-                .map(|entries| entries.filter_map(|e| e.ok()).count())
-                .unwrap_or(0);
-            status(format!("{pages} manual pages in {}", dir.display()));
+            status(format!("manual pages written into {}", dir.display()));
         }
     }
     Ok(())
