@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actor::LOCAL_DOOR;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::protection::Protection;
 use crate::store::Store;
 use basin_core::{Error, ErrorKind, Result, suggest};
 
@@ -81,6 +83,9 @@ impl MergePlan {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     store: Arc<dyn Store>,
+    protection: Arc<Protection>,
+    /// The author of a commit whose request names none (no door set an [`actor`]).
+    default_author: Arc<str>,
 }
 
 /// Checks a branch or tag name: git's rules, kept simple.
@@ -106,7 +111,27 @@ pub fn validate_ref_name(name: &str) -> Result<()> {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            protection: Arc::default(),
+            default_author: Arc::from("basin"),
+        }
+    }
+
+    /// The same catalog with these protected branches.
+    pub fn with_protection(mut self, protection: Protection) -> Self {
+        self.protection = Arc::new(protection);
+        self
+    }
+
+    /// The same catalog with `author` for commits no door names an author for.
+    pub fn with_default_author(mut self, author: &str) -> Self {
+        self.default_author = Arc::from(author);
+        self
+    }
+
+    pub fn protection(&self) -> &Protection {
+        &self.protection
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -231,6 +256,16 @@ impl Catalog {
             return Err(Error::invalid("`main` cannot be deleted")
                 .with_hint("every lakehouse keeps its `main` branch"));
         }
+        if let Some(rule) = self.protection.rule(name) {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("branch `{name}` is protected and cannot be deleted"),
+            )
+            .with_hint(format!(
+                "remove its rule (pattern = \"{}\") from [[branches.protect]] in basin.toml first",
+                rule.pattern
+            )));
+        }
         if current == Some(name) {
             return Err(
                 Error::invalid(format!("`{name}` is the branch you are on")).with_hint(format!(
@@ -290,8 +325,30 @@ impl Catalog {
     }
 
     /// Commits `request`; see [`CommitRequest`] for the compare-and-swap and re-base rule.
-    pub async fn commit(&self, request: CommitRequest) -> Result<Commit> {
+    /// A protected branch takes only commits a merge or maintenance cleared
+    /// ([`crate::protection`]).
+    pub async fn commit(&self, mut request: CommitRequest) -> Result<Commit> {
+        self.admit(&request)?;
+        self.sign(&mut request);
         self.store.commit(request).await
+    }
+
+    /// Refuses `request` now if its branch is protected and nothing cleared it: what a writer
+    /// asks before staging files it would commit.
+    pub fn admit(&self, request: &CommitRequest) -> Result<()> {
+        self.protection.admit(&request.branch, request.clearance)
+    }
+
+    /// Fills in the author and door of a request no door named them for: this catalog's
+    /// default author, through the `local` door.
+    pub fn sign(&self, request: &mut CommitRequest) {
+        if request.author.is_empty() {
+            request.author = self.default_author.to_string();
+        }
+        request
+            .properties
+            .entry(crate::model::DOOR_PROPERTY.to_string())
+            .or_insert_with(|| LOCAL_DOOR.to_string());
     }
 
     /// Keys added, changed and dropped going from `a` to `b`.

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod actor;
 mod catalog;
 mod commit_rules;
 mod events;
@@ -25,6 +26,7 @@ pub mod history;
 mod model;
 mod open;
 mod postgres;
+pub mod protection;
 mod rows;
 mod same_sql;
 mod sqlite;
@@ -39,9 +41,11 @@ pub use events::{
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{
-    Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind, TokenRecord,
+    Approval, Commit, CommitId, CommitRequest, Content, DOOR_PROPERTY, Key, NewReview, Operation,
+    Ref, RefKind, ReviewRecord, ReviewState, TokenRecord,
 };
 pub use open::open_store;
 pub use postgres::PgStore;
+pub use protection::{Clearance, ProtectRule, Protection};
 pub use sqlite::SqlStore;
-pub use store::{Commits, Queue, Records, Settings, Store, Tokens};
+pub use store::{Commits, Queue, Records, Reviews, Settings, Store, Tokens};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::protection::Clearance;
 use serde::{Deserialize, Serialize};
 
 use basin_core::{Error, Result};
@@ -207,7 +208,12 @@ pub struct CommitRequest {
     /// Queued events whose output this commit stores: marked succeeded in the same
     /// transaction, and the commit is refused if one of them is in a commit already.
     pub events: Vec<String>,
+    /// What clears it for a protected branch.
+    pub clearance: Clearance,
 }
+
+/// The commit property naming the door a commit came through (`api`, `postgres`, ...).
+pub const DOOR_PROPERTY: &str = "basin.door";
 
 impl CommitRequest {
     pub fn new(
@@ -215,16 +221,38 @@ impl CommitRequest {
         expected_head: CommitId,
         message: impl Into<String>,
     ) -> Self {
+        // Who acts, as the door that took the request set it (crate::actor); without one the
+        // catalog fills in its default author and the `local` door.
+        let actor = crate::actor::current();
+        let mut properties = BTreeMap::new();
+        if let Some(actor) = &actor {
+            properties.insert(DOOR_PROPERTY.to_string(), actor.door.to_string());
+        }
         Self {
             branch: branch.into(),
             expected_head,
             operations: Vec::new(),
-            author: "basin".to_string(),
+            author: actor
+                .as_ref()
+                .and_then(|a| a.principal.clone())
+                .unwrap_or_default(),
             message: message.into(),
             merge_parent: None,
-            properties: BTreeMap::new(),
+            properties,
             events: Vec::new(),
+            clearance: match actor {
+                Some(a) if a.bypass_protection => Clearance::Bypass,
+                _ => Clearance::Direct,
+            },
         }
+    }
+
+    pub fn cleared(mut self, clearance: Clearance) -> Self {
+        // An admin's bypass stays a bypass, so the commit says so.
+        if self.clearance != Clearance::Bypass {
+            self.clearance = clearance;
+        }
+        self
     }
 
     pub fn with_operations(mut self, ops: impl IntoIterator<Item = Operation>) -> Self {
@@ -252,4 +280,68 @@ pub struct TokenRecord {
     #[serde(skip_serializing)]
     pub hash: String,
     pub created_at_ms: i64,
+}
+
+/// A review being opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReview {
+    pub source: String,
+    pub target: String,
+    pub author: String,
+    pub title: String,
+    pub created_at_ms: i64,
+}
+
+/// Where a review stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewState {
+    Open,
+    Merged,
+    Closed,
+}
+
+impl ReviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Merged => "merged",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "open" => Ok(Self::Open),
+            "merged" => Ok(Self::Merged),
+            "closed" => Ok(Self::Closed),
+            other => Err(Error::invalid(format!("`{other}` is not a review state"))
+                .with_hint("use open, merged or closed")),
+        }
+    }
+}
+
+/// One principal's approval of a review's source at one head: a later change to the source
+/// needs a new approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub principal: String,
+    pub source_head: String,
+    pub approved_at_ms: i64,
+}
+
+/// A review of merging `source` into `target`, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    pub id: i64,
+    pub source: String,
+    pub target: String,
+    pub author: String,
+    pub title: String,
+    pub state: ReviewState,
+    pub created_at_ms: i64,
+    pub closed_at_ms: Option<i64>,
+    pub closed_by: Option<String>,
+    pub merged_commit: Option<String>,
+    pub approvals: Vec<Approval>,
 }

@@ -184,3 +184,31 @@ pub(crate) fn token_row(row: &impl CatalogRow) -> Result<TokenRecord> {
         created_at_ms: row.int("created_at_ms")?,
     })
 }
+
+/// A review's row, without its approvals (`review_approvals`).
+pub(crate) fn review_row(row: &impl CatalogRow) -> Result<crate::ReviewRecord> {
+    Ok(crate::ReviewRecord {
+        id: row.int("id")?,
+        source: row.text("source")?,
+        target: row.text("target")?,
+        author: row.text("author")?,
+        title: row.text("title")?,
+        state: crate::ReviewState::parse(&row.text("state")?)?,
+        created_at_ms: row.int("created_at_ms")?,
+        closed_at_ms: row.int_opt("closed_at_ms")?,
+        closed_by: row.text_opt("closed_by")?,
+        merged_commit: row.text_opt("merged_commit")?,
+        approvals: Vec::new(),
+    })
+}
+
+pub(crate) fn approval_row(row: &impl CatalogRow) -> Result<(i64, crate::Approval)> {
+    Ok((
+        row.int("review_id")?,
+        crate::Approval {
+            principal: row.text("principal")?,
+            source_head: row.text("source_head")?,
+            approved_at_ms: row.int("approved_at_ms")?,
+        },
+    ))
+}

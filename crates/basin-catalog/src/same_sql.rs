@@ -240,6 +240,117 @@ macro_rules! same_sql {
                 )
             }
         }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Reviews for $store {
+            async fn open_review(&self, r: &$crate::NewReview) -> basin_core::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO reviews (source, target, author, title, state, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, 'open', $5) RETURNING id",
+                )
+                .bind(&r.source)
+                .bind(&r.target)
+                .bind(&r.author)
+                .bind(&r.title)
+                .bind(r.created_at_ms)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn review(&self, id: i64) -> basin_core::Result<Option<$crate::ReviewRecord>> {
+                let row = sqlx::query("SELECT * FROM reviews WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(mut review) = row.as_ref().map($crate::rows::review_row).transpose()? else {
+                    return Ok(None);
+                };
+                let rows = sqlx::query(
+                    "SELECT * FROM review_approvals WHERE review_id = $1 \
+                     ORDER BY approved_at_ms, principal",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &rows {
+                    review.approvals.push($crate::rows::approval_row(row)?.1);
+                }
+                Ok(Some(review))
+            }
+
+            async fn reviews(
+                &self,
+                state: Option<$crate::ReviewState>,
+            ) -> basin_core::Result<Vec<$crate::ReviewRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM reviews WHERE $1 IS NULL OR state = $1 ORDER BY id DESC",
+                )
+                .bind(state.map(|s| s.as_str()))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut reviews = rows
+                    .iter()
+                    .map($crate::rows::review_row)
+                    .collect::<basin_core::Result<Vec<_>>>()?;
+                let rows = sqlx::query(
+                    "SELECT a.* FROM review_approvals a JOIN reviews r ON r.id = a.review_id \
+                     WHERE $1 IS NULL OR r.state = $1 ORDER BY a.approved_at_ms, a.principal",
+                )
+                .bind(state.map(|s| s.as_str()))
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &rows {
+                    let (id, approval) = $crate::rows::approval_row(row)?;
+                    if let Some(review) = reviews.iter_mut().find(|r| r.id == id) {
+                        review.approvals.push(approval);
+                    }
+                }
+                Ok(reviews)
+            }
+
+            async fn approve_review(
+                &self,
+                id: i64,
+                principal: &str,
+                source_head: &str,
+                at_ms: i64,
+            ) -> basin_core::Result<()> {
+                sqlx::query(
+                    "INSERT INTO review_approvals (review_id, principal, source_head, approved_at_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (review_id, principal) DO UPDATE \
+                     SET source_head = excluded.source_head, approved_at_ms = excluded.approved_at_ms",
+                )
+                .bind(id)
+                .bind(principal)
+                .bind(source_head)
+                .bind(at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn end_review(
+                &self,
+                id: i64,
+                state: $crate::ReviewState,
+                by: &str,
+                merged_commit: Option<&str>,
+                at_ms: i64,
+            ) -> basin_core::Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE reviews SET state = $1, closed_by = $2, merged_commit = $3, \
+                     closed_at_ms = $4 WHERE id = $5 AND state = 'open'",
+                )
+                .bind(state.as_str())
+                .bind(by)
+                .bind(merged_commit)
+                .bind(at_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
     };
 }
 

@@ -15,6 +15,8 @@ mod history;
 mod pg;
 #[path = "catalog/postgres.rs"]
 mod postgres_only;
+#[path = "catalog/protection.rs"]
+mod protection;
 #[path = "catalog/records.rs"]
 mod records;
 

@@ -205,6 +205,7 @@ async fn server_error(response: Response) -> Error {
         Some("Internal") => ErrorKind::Internal,
         Some("Timeout") => ErrorKind::Timeout,
         Some("Limit") => ErrorKind::Limit,
+        Some("Forbidden") => ErrorKind::Forbidden,
         _ => kind_of_status(status.as_u16()),
     };
     let mut e = Error::new(kind, error.message);
@@ -215,6 +216,7 @@ async fn server_error(response: Response) -> Error {
 fn kind_of_status(status: u16) -> ErrorKind {
     match status {
         404 => ErrorKind::NotFound,
+        403 => ErrorKind::Forbidden,
         409 => ErrorKind::Conflict,
         504 => ErrorKind::Timeout,
         413 | 422 => ErrorKind::Limit,

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Timeout,
     /// The work needed more than a configured limit allows (memory, rows, bytes, size).
     Limit,
+    /// The caller may not do this here: a direct write to a protected branch, a merge whose
+    /// required checks fail or that lacks its approvals.
+    Forbidden,
 }
 
 /// What an error is about, where one kind covers several things a door answers differently

@@ -52,7 +52,6 @@ pub struct ImportRequest {
     pub allow_new_columns: bool,
     /// Rows per file read to infer column types.
     pub sample_rows: usize,
-    pub author: String,
     /// Queued events whose output this import stores (see `CommitRequest::events`).
     pub events: Vec<String>,
     /// The commit's message, instead of "import N files into TABLE": who wrote the rows
@@ -72,7 +71,6 @@ impl ImportRequest {
             partition_by: Vec::new(),
             allow_new_columns: false,
             sample_rows: SAMPLE_ROWS,
-            author: "basin".into(),
             events: Vec::new(),
             message: None,
         }
@@ -141,6 +139,19 @@ async fn import_once(
         .into_iter()
         .map(Arc::new)
         .collect();
+    let file_count = files.len();
+    let message = request.message.clone().unwrap_or_else(|| {
+        format!(
+            "import {} file{} into {key} ({})",
+            file_count,
+            if file_count == 1 { "" } else { "s" },
+            request.mode.as_str()
+        )
+    });
+    let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message);
+    commit_request.events = request.events.clone();
+    // A protected branch refuses the commit: say so before reading any data.
+    catalog.admit(&commit_request)?;
 
     // Every file's columns, before any data is written.
     let mut probes = Vec::with_capacity(files.len());
@@ -188,7 +199,6 @@ async fn import_once(
             .map_err(basin_table::from_iceberg("table schema"))?,
     );
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let file_count = files.len();
     let written =
         stream::write_all(&staged.table, files, probes, request.csv, target, progress).await?;
     let (rows, data_files) = (written.rows, written.files);
@@ -198,17 +208,6 @@ async fn import_once(
         Mode::Replace => TableChange::Replace(data_files),
     };
     let created = staged.created;
-    let message = request.message.clone().unwrap_or_else(|| {
-        format!(
-            "import {} file{} into {key} ({})",
-            file_count,
-            if file_count == 1 { "" } else { "s" },
-            request.mode.as_str()
-        )
-    });
-    let mut commit_request =
-        CommitRequest::new(&branch, at.commit.clone(), message).with_author(&request.author);
-    commit_request.events = request.events.clone();
     let outcome = tables
         .commit_change(&key, staged, change, commit_request)
         .await?;

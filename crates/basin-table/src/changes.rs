@@ -1,7 +1,7 @@
 //! Changes to several tables as one catalog commit: all of them land, or none (a load from a
 //! database source writes every table it read from one point in time together).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use basin_catalog::{Commit, CommitRequest, Content, Key, Operation, Resolved};
 use basin_core::ErrorKind;
@@ -27,18 +27,14 @@ impl Tables {
     pub async fn commit_changes(
         &self,
         changes: Vec<StagedChange>,
-        request: CommitRequest,
+        mut request: CommitRequest,
     ) -> Result<Commit> {
         let branch = request.branch.clone();
         let mut head = request.expected_head.clone();
         // The commit's properties (e.g. a source's position) go in each table's snapshot
         // summary too, so a table says on its own up to where it holds its source.
-        let mut properties: HashMap<String, String> = request
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        properties.insert("basin.message".to_string(), request.message.clone());
+        self.catalog().sign(&mut request);
+        let properties = crate::tables::snapshot_properties(&request);
         let mut bases: Vec<_> = changes.iter().map(|c| c.staged.table.clone()).collect();
         let mut backoff = Backoff::new();
         let mut synced = HashSet::new();

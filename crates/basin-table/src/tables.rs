@@ -363,15 +363,13 @@ impl Tables {
         key: &Key,
         staged: Staged,
         change: TableChange,
-        request: CommitRequest,
+        mut request: CommitRequest,
     ) -> Result<WriteOutcome> {
         let branch = request.branch.clone();
         let mut head = request.expected_head.clone();
         let mut base = staged.table.clone();
-        let properties: HashMap<String, String> =
-            [("basin.message".to_string(), request.message.clone())]
-                .into_iter()
-                .collect();
+        self.catalog.sign(&mut request);
+        let properties = snapshot_properties(&request);
         let mut backoff = Backoff::new();
         let mut synced = HashSet::new();
         loop {
@@ -562,4 +560,18 @@ pub fn created_meanwhile(e: &Error) -> bool {
     e.kind() == ErrorKind::Conflict
         && e.message.starts_with("table `")
         && e.message.ends_with(CREATED_MEANWHILE)
+}
+
+/// What a table's new snapshot summary records of the catalog commit that writes it: the
+/// commit's properties (a source's position, the door), its message and its author, so a
+/// table read by another engine says who wrote each snapshot and how.
+pub(crate) fn snapshot_properties(request: &CommitRequest) -> HashMap<String, String> {
+    let mut properties: HashMap<String, String> = request
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.insert("basin.message".to_string(), request.message.clone());
+    properties.insert("basin.author".to_string(), request.author.clone());
+    properties
 }

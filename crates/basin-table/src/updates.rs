@@ -57,6 +57,7 @@ impl Tables {
         request: CommitRequest,
     ) -> Result<Vec<Table>> {
         let branch = request.branch.clone();
+        self.catalog().admit(&request)?;
         let mut backoff = Backoff::new();
         let mut synced = HashSet::new();
         loop {

@@ -65,6 +65,7 @@ pub(crate) async fn commit(conn: &mut PgConnection, request: CommitRequest) -> R
         merge_parent,
         properties,
         events,
+        ..
     } = request;
     // The branch's row lock: commits to one branch queue here.
     let found = sqlx::query("SELECT name, kind, commit_id FROM refs WHERE name = $1 FOR UPDATE")

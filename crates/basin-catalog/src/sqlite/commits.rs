@@ -120,7 +120,7 @@ impl Commits for SqlStore {
             let mut tx = self.begin().await?;
             let result: Result<_> = async {
                 let conn: &mut SqliteConnection = &mut tx;
-                let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties, events } =
+                let CommitRequest { branch, expected_head, operations, author, message, merge_parent, properties, events, .. } =
                     request;
                 let head = branch_head(&branch, read_ref(conn, &branch).await?)?;
                 check_rebase(conn, &branch, &expected_head, &head, &operations).await?;

@@ -151,6 +151,28 @@ CREATE TABLE leases (
 CREATE INDEX events_queue ON events (function, created_at_ms, id)
     WHERE state IN ('pending', 'failed', 'running');
 "#,
+    // 11: reviews of merges into protected branches, and their approvals.
+    r#"
+CREATE TABLE reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    author TEXT NOT NULL,
+    title TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    closed_at_ms INTEGER,
+    closed_by TEXT,
+    merged_commit TEXT
+);
+CREATE TABLE review_approvals (
+    review_id INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    source_head TEXT NOT NULL,
+    approved_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (review_id, principal)
+) WITHOUT ROWID;
+"#,
 ];
 
 #[async_trait]

@@ -5,6 +5,7 @@
 mod commits;
 mod queue;
 mod records;
+mod reviews;
 mod settings;
 mod tokens;
 
@@ -17,6 +18,7 @@ use basin_core::Result;
 pub use commits::Commits;
 pub use queue::Queue;
 pub use records::Records;
+pub use reviews::Reviews;
 pub use settings::Settings;
 pub use tokens::Tokens;
 
@@ -24,7 +26,9 @@ pub use tokens::Tokens;
 /// memory for tests); `PgStore` serves Postgres, for several nodes sharing one catalog.
 /// Callers import the domain traits they use, so a file's imports show what it touches.
 #[async_trait]
-pub trait Store: Commits + Queue + Records + Tokens + Settings + Send + Sync + Debug {
+pub trait Store:
+    Commits + Queue + Records + Reviews + Tokens + Settings + Send + Sync + Debug
+{
     /// Creates the schema, the root commit and `main` if the store is new. Idempotent.
     async fn initialize(&self) -> Result<()>;
 }

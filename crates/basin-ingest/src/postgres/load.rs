@@ -26,7 +26,6 @@ pub struct LoadRequest {
     pub branch: String,
     /// Leave out columns whose type Basin cannot store (reported), instead of failing.
     pub skip_unsupported: bool,
-    pub author: String,
     /// Change data capture: create this replication slot and read from its exported snapshot;
     /// the commit records the slot's consistent point (see [`cdc`]).
     pub slot: Option<String>,
@@ -103,9 +102,8 @@ pub async fn load(
         loads.len(),
         if loads.len() == 1 { "" } else { "s" }
     );
-    let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message)
-        .with_author(&request.author)
-        .with_property("basin.source", name);
+    let mut commit_request =
+        CommitRequest::new(&branch, at.commit.clone(), message).with_property("basin.source", name);
     if let Some(position) = &position {
         commit_request = position.record(commit_request);
     }

@@ -26,6 +26,7 @@ pub(crate) fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -64,6 +65,7 @@ mod tests {
             (ErrorKind::InvalidInput, 400),
             (ErrorKind::Timeout, 504),
             (ErrorKind::Limit, 422),
+            (ErrorKind::Forbidden, 403),
             (ErrorKind::Store, 500),
             (ErrorKind::Io, 500),
             (ErrorKind::Internal, 500),

@@ -31,6 +31,8 @@ pub(super) fn status_and_type(
             StatusCode::UNPROCESSABLE_ENTITY,
             "UnprocessableEntityException",
         ),
+        // A protected branch: the spec's 403 for an authenticated caller not allowed this.
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "ForbiddenException"),
         ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal => {
             (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailureException")
         }
@@ -105,6 +107,7 @@ mod tests {
             (ErrorKind::InvalidInput, 400, "BadRequestException"),
             (ErrorKind::Timeout, 504, "ServiceFailureException"),
             (ErrorKind::Limit, 422, "UnprocessableEntityException"),
+            (ErrorKind::Forbidden, 403, "ForbiddenException"),
             (ErrorKind::Store, 500, "ServiceFailureException"),
             (ErrorKind::Io, 500, "ServiceFailureException"),
             (ErrorKind::Internal, 500, "ServiceFailureException"),

@@ -21,6 +21,7 @@ pub(super) fn sqlstate(e: &Error) -> &'static str {
         (ErrorKind::Limit, Subject::StatementSize) => "54000",  // program_limit_exceeded
         (ErrorKind::Limit, Subject::StatementShape) => "54001", // statement_too_complex
         (ErrorKind::Limit, _) => "53200",                       // out_of_memory
+        (ErrorKind::Forbidden, _) => "42501",                   // insufficient_privilege
         (ErrorKind::Store | ErrorKind::Io | ErrorKind::Internal, _) => "XX000", // internal_error
     }
 }
@@ -69,6 +70,7 @@ mod tests {
             (Error::new(ErrorKind::Conflict, "x"), "40001"),
             (Error::new(ErrorKind::AlreadyExists, "x"), "40001"),
             (Error::new(ErrorKind::Timeout, "x"), "57014"),
+            (Error::new(ErrorKind::Forbidden, "x"), "42501"),
             (limit(Subject::StatementSize), "54000"),
             (limit(Subject::StatementShape), "54001"),
             (

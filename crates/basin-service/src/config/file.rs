@@ -67,6 +67,12 @@ pub struct UserConfig {
     /// What functions may read as secrets: `[secrets]` (see `config::secrets`).
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSection>,
+    /// `[[branches.protect]]` (see `config::protection`).
+    #[serde(default)]
+    pub branches: super::protection::BranchesSection,
+    /// `[checks.NAME]`: what a merge into a protected branch must pass.
+    #[serde(default)]
+    pub checks: BTreeMap<String, super::protection::CheckSection>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
     /// Triggers declared beside the code (read by `basin deploy`, not here).

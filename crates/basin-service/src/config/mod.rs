@@ -4,6 +4,7 @@
 pub(crate) mod buckets;
 mod file;
 mod maintenance;
+mod protection;
 mod secrets;
 mod server;
 mod settings;
@@ -19,6 +20,7 @@ pub use file::{
 pub use maintenance::{
     DEFAULT_MAINTENANCE_SCHEDULE, MIN_GRACE, MaintenanceSection, MaintenanceSettings,
 };
+pub use protection::{BranchesSection, Check, CheckSection, ProtectSection};
 pub use secrets::{Secret, SecretFrom, SecretSection};
 pub use server::{ServerSection, ServerSettings, TlsFiles};
 pub use settings::{Settings, discover};

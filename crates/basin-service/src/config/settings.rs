@@ -49,6 +49,10 @@ pub struct Settings {
     pub event_lease: std::time::Duration,
     /// `[functions] model_worker_wait`.
     pub model_worker_wait: std::time::Duration,
+    /// `[[branches.protect]]`.
+    pub protection: basin_catalog::Protection,
+    /// `[checks.NAME]`, by name.
+    pub checks: BTreeMap<String, crate::config::Check>,
 }
 
 impl Settings {
@@ -75,6 +79,8 @@ impl Settings {
         let (sources, secrets) = sources_and_secrets(&user.sources, &user.secrets, dir, path)?;
         let event_lease = event_lease(&user.functions, &setting)?;
         let model_worker_wait = model_worker_wait(&user.functions, &setting)?;
+        let (protection, checks) =
+            crate::config::protection::resolve(&user.branches, &user.checks, path)?;
         Ok(Self {
             s3,
             author,
@@ -90,6 +96,8 @@ impl Settings {
             secrets,
             event_lease,
             model_worker_wait,
+            protection,
+            checks,
         })
     }
 

@@ -1,9 +1,10 @@
 //! `basin merge`: three-way at table level, with appends on both sides merged.
 
-use basin_catalog::{Change, CommitRequest, Content, Operation};
+use basin_catalog::{Change, Clearance, CommitRequest, Content, Operation, ProtectRule};
 use basin_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
+use super::checks::{CheckOutcome, Trial, failed_checks};
 use super::refs::Refs;
 
 /// How often a merge is re-planned when the target moves under it.
@@ -18,6 +19,9 @@ pub struct MergeReport {
     pub commit: Option<String>,
     pub dry_run: bool,
     pub changes: Vec<MergedChange>,
+    /// The target's required checks, run on the merge's result (protected branches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckOutcome>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,15 +36,40 @@ impl Refs<'_> {
     /// Merges `source` into the branch `into` (default: the current branch) in one commit.
     /// A table changed on both sides is a conflict, unless both sides only appended to it;
     /// on conflict nothing is written.
+    ///
+    /// Into a protected branch, the merge needs its approvals (a review's: see
+    /// [`Self::merge_approved`]) and its required checks must pass on the result.
     pub async fn merge(
         &self,
         source: &str,
         into: Option<&str>,
         dry_run: bool,
     ) -> Result<MergeReport> {
+        self.merge_approved(source, into, dry_run, 0).await
+    }
+
+    /// [`Self::merge`], with `approvals` other principals gave (a review's).
+    pub async fn merge_approved(
+        &self,
+        source: &str,
+        into: Option<&str>,
+        dry_run: bool,
+        approvals: u32,
+    ) -> Result<MergeReport> {
         let target = into
             .map(str::to_string)
             .unwrap_or_else(|| self.lake.current_branch());
+        let bypass = basin_catalog::actor::current().is_some_and(|a| a.bypass_protection);
+        let rule = match self.lake.catalog().protection().rule(&target) {
+            Some(rule) if !bypass => Some(rule),
+            _ => None,
+        };
+        if let Some(rule) = &rule
+            && !dry_run
+            && approvals < rule.approvals
+        {
+            return Err(missing_approvals(source, &target, rule, approvals));
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let source_ref = self.lake.catalog().resolve(source).await?;
             let plan = self.lake.catalog().plan_merge(&source_ref, &target).await?;
@@ -117,17 +146,31 @@ impl Refs<'_> {
                 commit: None,
                 dry_run,
                 changes,
+                checks: Vec::new(),
             };
             if dry_run || operations.is_empty() {
                 return Ok(report);
+            }
+            if let Some(rule) = rule.as_ref().filter(|r| !r.checks.is_empty()) {
+                let trial = Trial {
+                    source,
+                    target: &target,
+                    head: &plan.target_head,
+                    source_head: &source_ref.commit,
+                    operations: &operations,
+                };
+                report.checks = self.run_checks(&trial, &rule.checks).await?;
+                if let Some(refused) = failed_checks(source, &target, &report.checks) {
+                    return Err(refused);
+                }
             }
             let mut request = CommitRequest::new(
                 &target,
                 plan.target_head.clone(),
                 format!("merge {source} into {target}"),
             )
-            .with_author(&self.lake.settings().author)
-            .with_operations(operations);
+            .with_operations(operations)
+            .cleared(Clearance::CheckedMerge);
             request.merge_parent = Some(source_ref.commit.clone());
             match self.lake.catalog().commit(request).await {
                 Ok(commit) => {
@@ -143,4 +186,19 @@ impl Refs<'_> {
         }
         unreachable!("the last attempt returns")
     }
+}
+
+fn missing_approvals(source: &str, target: &str, rule: &ProtectRule, approvals: u32) -> Error {
+    Error::new(
+        ErrorKind::Forbidden,
+        format!(
+            "merging into `{target}` needs {} approval{} (basin.toml: [[branches.protect]] pattern = \"{}\"); this merge has {approvals}",
+            rule.approvals,
+            if rule.approvals == 1 { "" } else { "s" },
+            rule.pattern
+        ),
+    )
+    .with_hint(format!(
+        "open a review with `basin review open {source} --into {target}`; once another principal approves it (`basin review approve N`), merge it with `basin review merge N`"
+    ))
 }

@@ -4,6 +4,7 @@
 //! The operations themselves are on handles, one per domain, each defined in its domain's
 //! file: `lake.refs()`, `lake.tables()`, `lake.namespaces()`, ... (docs/architecture.md).
 
+pub(crate) mod checks;
 pub(crate) mod merge;
 pub(crate) mod namespaces;
 pub(crate) mod refs;
@@ -281,8 +282,10 @@ impl Lakehouse {
         if let Some(scheduler) = &settings.sql.ballista.scheduler {
             sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?);
         }
-        let tables =
-            Tables::new(Catalog::new(store), warehouse).with_table_cache(settings.sql.table_cache);
+        let catalog = Catalog::new(store)
+            .with_protection(settings.protection.clone())
+            .with_default_author(&settings.author);
+        let tables = Tables::new(catalog, warehouse).with_table_cache(settings.sql.table_cache);
         Ok(Self {
             root: root.to_path_buf(),
             settings,
@@ -454,10 +457,9 @@ impl Lakehouse {
     /// Imports files into a table (see [`basin_ingest::import`]).
     pub async fn import(
         &self,
-        mut request: basin_ingest::ImportRequest,
+        request: basin_ingest::ImportRequest,
         progress: Option<basin_ingest::Progress>,
     ) -> Result<basin_ingest::ImportReport> {
-        request.author = self.settings.author.clone();
         let s3 = self.s3_file_io();
         basin_ingest::import(&self.tables, request, s3.as_ref(), progress).await
     }

@@ -71,7 +71,6 @@ impl Namespaces<'_> {
         }
         let request =
             CommitRequest::new(branch, at.commit.clone(), format!("create namespace {key}"))
-                .with_author(&self.lake.settings().author)
                 .with_operations([Operation::Put {
                     key,
                     content: Content::Namespace { properties },
@@ -110,7 +109,6 @@ impl Namespaces<'_> {
         }
         let request =
             CommitRequest::new(branch, at.commit.clone(), format!("drop namespace {key}"))
-                .with_author(&self.lake.settings().author)
                 .with_operations([Operation::Delete { key }]);
         self.lake.catalog().commit(request).await
     }
@@ -147,7 +145,6 @@ impl Namespaces<'_> {
             at.commit.clone(),
             format!("update properties of namespace {key}"),
         )
-        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::Namespace { properties },

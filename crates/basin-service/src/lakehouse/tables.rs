@@ -91,7 +91,6 @@ impl Tables<'_> {
         let branch = at.writable_branch()?;
         self.lake.catalog().table_location(&at, &key).await?;
         let request = CommitRequest::new(branch, at.commit.clone(), format!("drop table {key}"))
-            .with_author(&self.lake.settings().author)
             .with_operations([Operation::Delete { key }]);
         self.lake.catalog().commit(request).await
     }
@@ -122,7 +121,6 @@ impl Tables<'_> {
             at.commit.clone(),
             format!("revert table {key} to {to}"),
         )
-        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::table(location),
@@ -140,8 +138,7 @@ impl Tables<'_> {
         let at = self.lake.resolve(branch).await?;
         let branch = at.writable_branch()?;
         let message = changes.iter().map(describe).collect::<Vec<_>>().join("; ");
-        let request = CommitRequest::new(branch, at.commit.clone(), message)
-            .with_author(&self.lake.settings().author);
+        let request = CommitRequest::new(branch, at.commit.clone(), message);
         self.lake
             .iceberg_tables()
             .commit_updates(changes, request)
@@ -169,7 +166,6 @@ impl Tables<'_> {
             at.commit.clone(),
             format!("rename table {from} to {to}"),
         )
-        .with_author(&self.lake.settings().author)
         .with_operations([
             Operation::Delete { key: from },
             Operation::Put {
@@ -222,7 +218,6 @@ impl Tables<'_> {
             at.commit.clone(),
             format!("register table {key} at {metadata_location}"),
         )
-        .with_author(&self.lake.settings().author)
         .with_operations([Operation::Put {
             key,
             content: Content::table(metadata_location),

@@ -25,7 +25,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use basin_catalog::{CommitRequest, Key};
+use basin_catalog::{Clearance, CommitRequest, Key};
 use basin_core::{Error, Result};
 use basin_table::{TableChange, TableWriter, Tables};
 use futures::{StreamExt, TryStreamExt};
@@ -167,7 +167,7 @@ impl Maintenance<'_> {
                 }
             ),
         )
-        .with_author(&self.lake.settings().author);
+        .cleared(Clearance::Maintenance);
         let outcome = self
             .lake
             .iceberg_tables()

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use basin_catalog::{CommitRequest, Content, Key, RefKind};
+use basin_catalog::{Clearance, CommitRequest, Content, Key, RefKind};
 use basin_core::Result;
 use basin_table::iceberg::table::Table;
 use basin_table::{ExpirePolicy, TableChange, Tables, snapshots_to_expire};
@@ -128,7 +128,7 @@ impl Maintenance<'_> {
             at.commit.clone(),
             format!("expire {key}: {} snapshots", expired.len()),
         )
-        .with_author(&self.lake.settings().author);
+        .cleared(Clearance::Maintenance);
         let outcome = self
             .lake
             .iceberg_tables()

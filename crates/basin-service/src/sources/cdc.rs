@@ -58,7 +58,6 @@ impl Sources<'_> {
         let request = FollowRequest {
             source: self.pg_source(&source, options.readers)?,
             branch: source_branch(&source, options.branch.as_deref()),
-            author: self.lake.settings().author.clone(),
             publication: source.publication.clone(),
             batch_rows: source.batch_rows,
             batch_seconds: source.batch_seconds,

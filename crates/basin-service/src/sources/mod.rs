@@ -172,7 +172,6 @@ impl Sources<'_> {
             source: self.pg_source(&source, readers)?,
             branch: source_branch(&source, branch),
             skip_unsupported,
-            author: self.lake.settings().author.clone(),
             slot: None,
         };
         basin_ingest::postgres::load(self.lake.iceberg_tables(), request, progress).await

@@ -40,7 +40,6 @@ pub(crate) async fn apply(
     tables: &Tables,
     source: &str,
     branch: &str,
-    author: &str,
     targets: &HashMap<u32, Target>,
     txns: &[Txn],
     position: &Position,
@@ -86,7 +85,6 @@ pub(crate) async fn apply(
     let request = position
         .record(
             CommitRequest::new(branch, at.commit.clone(), message)
-                .with_author(author)
                 .with_property(SOURCE_PROPERTY, source),
         )
         .with_property(COMMIT_TIME_PROPERTY, last.to_string());

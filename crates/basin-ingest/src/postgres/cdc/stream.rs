@@ -33,7 +33,6 @@ const IDLE_DONE: Duration = Duration::from_secs(3);
 pub struct FollowRequest {
     pub source: PgSource,
     pub branch: String,
-    pub author: String,
     /// The publication (created by the user) naming the tables to stream.
     pub publication: String,
     /// A batch is committed once it holds this many changes (whole transactions)...
@@ -181,7 +180,6 @@ async fn start_position(
             source: request.source.clone(),
             branch: request.branch.clone(),
             skip_unsupported: request.skip_unsupported,
-            author: request.author.clone(),
             slot: Some(slot_name),
         },
         request.load_progress.clone(),
@@ -318,7 +316,6 @@ impl Follower<'_> {
             self.tables,
             &self.name,
             &self.request.branch,
-            &self.request.author,
             &self.targets,
             txns,
             next,
