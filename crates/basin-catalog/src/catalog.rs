@@ -44,7 +44,7 @@ pub enum Change {
     Dropped,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiffEntry {
     pub key: Key,
     pub change: Change,

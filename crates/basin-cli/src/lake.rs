@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use basin_catalog::{Commit, Ref, RefKind, TokenRecord};
+use basin_catalog::{Commit, Ref, RefKind, ReviewRecord, ReviewState, TokenRecord};
 use basin_core::{Error, Result};
 use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
 use basin_service::pipeline::RunRecord;
 use basin_service::{
-    Lakehouse, LogEntry, MergeReport, RefInfo, Role, TableEntry, UsageBy, UsageReport,
+    Lakehouse, LogEntry, MergeReport, RefInfo, ReviewDetail, Role, TableEntry, UsageBy, UsageReport,
 };
 use basin_sql::QueryResult;
 use basin_table::TableSummary;
@@ -26,6 +26,7 @@ pub struct Context {
     pub remote: Option<String>,
     pub token: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    pub bypass_protection: bool,
 }
 
 /// Opens the lakehouse named by `--home`, or the one holding the current folder.
@@ -38,11 +39,11 @@ impl Context {
     /// The lakehouse the command works on, here or at `--remote`.
     pub async fn open(&self) -> anyhow::Result<Lake> {
         Ok(match &self.remote {
-            Some(url) => Lake::Remote(Remote::new(
-                url,
-                self.token.clone(),
-                self.ca_cert.as_deref(),
-            )?),
+            Some(url) => {
+                let mut remote = Remote::new(url, self.token.clone(), self.ca_cert.as_deref())?;
+                remote.bypass_protection = self.bypass_protection;
+                Lake::Remote(remote)
+            }
             None => Lake::Local(open_local(self.home.as_deref()).await?),
         })
     }
@@ -416,4 +417,72 @@ async fn upload(
         .header(reqwest::header::CONTENT_LENGTH, total)
         .body(reqwest::Body::wrap_stream(body));
     remote.json(upload).await
+}
+
+/// Reviews (`basin review`), here or at `--remote`.
+impl Lake {
+    pub async fn open_review(
+        &self,
+        source: &str,
+        into: &str,
+        title: Option<&str>,
+    ) -> Result<ReviewRecord> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().open(source, into, title).await,
+            Lake::Remote(remote) => {
+                let body = json!({"source": source, "into": into, "title": title});
+                remote.post(&["reviews"], &body).await
+            }
+        }
+    }
+
+    pub async fn reviews(&self, state: Option<ReviewState>) -> Result<Vec<ReviewRecord>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().list(state).await,
+            Lake::Remote(remote) => {
+                let query = [("state", state.map(|s| s.as_str().to_string()))];
+                remote.get(&["reviews"], &query).await
+            }
+        }
+    }
+
+    pub async fn show_review(&self, id: i64) -> Result<ReviewDetail> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().show(id).await,
+            Lake::Remote(remote) => remote.get(&["reviews", &id.to_string()], &[]).await,
+        }
+    }
+
+    pub async fn approve_review(&self, id: i64) -> Result<ReviewRecord> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().approve(id).await,
+            Lake::Remote(remote) => {
+                remote
+                    .post(&["reviews", &id.to_string(), "approve"], &json!({}))
+                    .await
+            }
+        }
+    }
+
+    pub async fn merge_review(&self, id: i64) -> Result<MergeReport> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().merge(id).await,
+            Lake::Remote(remote) => {
+                remote
+                    .post(&["reviews", &id.to_string(), "merge"], &json!({}))
+                    .await
+            }
+        }
+    }
+
+    pub async fn close_review(&self, id: i64) -> Result<ReviewRecord> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.reviews().close(id).await,
+            Lake::Remote(remote) => {
+                remote
+                    .post(&["reviews", &id.to_string(), "close"], &json!({}))
+                    .await
+            }
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub struct Remote {
     base: Url,
     token: Option<String>,
     http: reqwest::Client,
+    /// `--bypass-protection`: sent as a header the server honours for admin tokens only.
+    pub bypass_protection: bool,
 }
 
 impl Remote {
@@ -47,7 +49,12 @@ impl Remote {
         let http = builder
             .build()
             .map_err(|e| Error::internal(format!("cannot start an HTTP client: {e}")))?;
-        Ok(Self { base, token, http })
+        Ok(Self {
+            base,
+            token,
+            http,
+            bypass_protection: false,
+        })
     }
 
     /// `/api/v1/` followed by `segments`, each percent-encoded as one path segment.
@@ -85,6 +92,11 @@ impl Remote {
             .http
             .request(method, url)
             .header("x-basin-client", "cli");
+        let request = if self.bypass_protection {
+            request.header("x-basin-bypass-protection", "1")
+        } else {
+            request
+        };
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

@@ -7,6 +7,8 @@ mod common;
 mod formats;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
+#[path = "cli/protection.rs"]
+mod protection;
 
 use std::process::Command;
 

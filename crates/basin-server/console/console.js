@@ -13,7 +13,8 @@ const can = (role) => ROLES.indexOf(state.role) >= ROLES.indexOf(role);
 const enc = encodeURIComponent;
 
 function headers() {
-  const h = { "content-type": "application/json" };
+  // The client header names the door a commit records (`basin log`'s door column).
+  const h = { "content-type": "application/json", "x-basin-client": "console" };
   const token = $("token").value.trim();
   if (token) h.authorization = `Bearer ${token}`;
   return h;

@@ -12,6 +12,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use basin_catalog::actor::{self, Actor};
 use basin_service::Role;
 
 use crate::state::AppState;
@@ -99,15 +100,15 @@ pub(crate) fn refuse(status: StatusCode, message: &str, hint: &str) -> Response 
 /// `--no-auth`) and leaves it for [`require`].
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     if state.open {
-        request.extensions_mut().insert(Caller {
+        let caller = Caller {
             role: Some(Role::Admin),
             token: None,
-        });
-        return next.run(request).await;
+        };
+        return acting(caller, request, next).await;
     }
     let secret = request
         .headers()
@@ -145,8 +146,46 @@ pub(crate) async fn authenticate(
             }
         },
     };
+    acting(caller, request, next).await
+}
+
+/// The header with which an admin asks to write to protected branches directly; the commit
+/// records the bypass (its clearance) and the admin.
+pub(crate) const BYPASS_HEADER: &str = "x-basin-bypass-protection";
+
+/// Runs the request as `caller`, through its door: the commits it makes name both
+/// (`basin_catalog::actor`).
+async fn acting(caller: Caller, mut request: Request, next: Next) -> Response {
+    let bypass = request.headers().contains_key(BYPASS_HEADER);
+    if bypass && caller.role != Some(Role::Admin) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "only an admin token may bypass branch protection",
+            "leave out the X-Basin-Bypass-Protection header, or use an admin token",
+        );
+    }
+    let actor = Actor {
+        principal: caller.token.clone(),
+        door: door(&request),
+        bypass_protection: bypass,
+    };
     request.extensions_mut().insert(caller);
-    next.run(request).await
+    actor::scope(actor, next.run(request)).await
+}
+
+/// The door a request came through, as a commit records it.
+fn door(request: &Request) -> &'static str {
+    if request.uri().path().starts_with("/v1/") {
+        return "iceberg-rest";
+    }
+    match request
+        .headers()
+        .get("x-basin-client")
+        .map(|v| v.as_bytes())
+    {
+        Some(b"console") => "console",
+        _ => "api",
+    }
 }
 
 /// Refuses requests a web page could make this server act on: a foreign `Host` (a page

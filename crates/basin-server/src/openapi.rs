@@ -17,6 +17,7 @@ mod endpoint;
 mod functions;
 mod query;
 mod refs;
+mod reviews;
 mod runs;
 mod server;
 mod tables;
@@ -29,6 +30,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     [
         server::endpoints(),
         refs::endpoints(),
+        reviews::endpoints(),
         tables::endpoints(),
         query::endpoints(),
         runs::endpoints(),

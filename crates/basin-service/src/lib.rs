@@ -33,9 +33,11 @@ pub use config::BASIN_DIR;
 pub use config::{ServerSettings, TlsFiles};
 pub use deployed::Deployed;
 pub use functions::{Functions, InvokeReport, InvokeRequest, Notify, PYARROW};
+pub use lakehouse::checks::CheckOutcome;
 pub use lakehouse::merge::MergeReport;
 pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
 pub use lakehouse::refs::{LogEntry, RefInfo, Refs, TableDiff};
+pub use lakehouse::reviews::{ReviewDetail, Reviews};
 pub use lakehouse::tables::{TableEntry, Tables};
 pub use lakehouse::tokens::{Role, Tokens};
 pub use lakehouse::usage::{

@@ -23,6 +23,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 e.id.short().to_string(),
                 time(e.created_at_ms),
                 e.author.clone(),
+                e.door.clone().unwrap_or_default(),
                 e.message.clone(),
                 e.changed.join(", "),
             ]
@@ -31,7 +32,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     print(
         args.format.format,
         &entries,
-        &["commit", "time", "author", "message", "changed"],
+        &["commit", "time", "author", "door", "message", "changed"],
         rows,
     )?;
     if let Some(cut) = entries.last().and_then(|e| e.history_cut.as_ref())

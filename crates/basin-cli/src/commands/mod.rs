@@ -21,6 +21,7 @@ pub mod merge;
 pub mod namespace;
 pub mod put;
 pub mod query;
+pub mod review;
 pub mod run;
 pub mod runs;
 pub mod serve;

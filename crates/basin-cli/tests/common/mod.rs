@@ -60,13 +60,48 @@ impl Lake {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_basin"))
+        self.command(args).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_basin"));
+        command
             .args(args)
             .current_dir(self.path())
             .env_remove("BASIN_HOME")
-            .env("BASIN_CACHE_DIR", &self.cache)
+            .env("BASIN_CACHE_DIR", &self.cache);
+        command
+    }
+
+    /// Runs as the local user `author` (`BASIN_AUTHOR`), and expects success; returns stdout.
+    pub fn ok_as(&self, author: &str, args: &[&str]) -> String {
+        let out = self
+            .command(args)
+            .env("BASIN_AUTHOR", author)
             .output()
-            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "basin {args:?} as {author} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs as the local user `author` and expects a user error (exit 1); returns stderr.
+    pub fn fails_as(&self, author: &str, args: &[&str]) -> String {
+        let out = self
+            .command(args)
+            .env("BASIN_AUTHOR", author)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "basin {args:?} as {author} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
     }
 
     /// Runs and expects success; returns stdout.

@@ -12,6 +12,7 @@ use crate::auth::Caller;
 
 mod errors;
 mod import;
+pub(crate) mod reviews;
 
 use crate::state::AppState;
 pub(crate) use errors::{ApiError, error_body, error_json};

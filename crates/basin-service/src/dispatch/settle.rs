@@ -13,6 +13,7 @@ use super::Dispatcher;
 use super::attempt::Attempt;
 use crate::deployed::DeployedFunction;
 use crate::queue::renew_leases;
+use basin_catalog::actor::Actor;
 
 /// The first retry's delay; each further one doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -22,6 +23,16 @@ impl Dispatcher {
     /// Runs the batch in one invocation (the handler once per event), then settles each
     /// event. The batch's leases are renewed while it runs.
     pub(super) async fn handle(
+        &self,
+        function: DeployedFunction,
+        batch: Vec<EventRecord>,
+    ) -> Result<()> {
+        // What the function writes names it as the author, through the `function` door.
+        let actor = Actor::new(format!("function:{}", function.name), "function");
+        basin_catalog::actor::scope(actor, self.handle_batch(function, batch)).await
+    }
+
+    async fn handle_batch(
         &self,
         function: DeployedFunction,
         batch: Vec<EventRecord>,

@@ -32,6 +32,15 @@ pub struct MergedChange {
     pub appends_merged: bool,
 }
 
+/// A merge worked out and staged, not committed: what it would write on top of `head`.
+struct Prepared {
+    source_head: basin_catalog::CommitId,
+    head: basin_catalog::CommitId,
+    base: String,
+    operations: Vec<Operation>,
+    changes: Vec<MergedChange>,
+}
+
 impl Refs<'_> {
     /// Merges `source` into the branch `into` (default: the current branch) in one commit.
     /// A table changed on both sides is a conflict, unless both sides only appended to it;
@@ -71,107 +80,35 @@ impl Refs<'_> {
             return Err(missing_approvals(source, &target, rule, approvals));
         }
         for attempt in 1..=MAX_ATTEMPTS {
-            let source_ref = self.lake.catalog().resolve(source).await?;
-            let plan = self.lake.catalog().plan_merge(&source_ref, &target).await?;
-            let mut operations: Vec<Operation> =
-                plan.operations.iter().map(|(op, _)| op.clone()).collect();
-            let mut changes: Vec<MergedChange> = plan
-                .operations
-                .iter()
-                .map(|(op, change)| MergedChange {
-                    key: op.key().to_string(),
-                    change: *change,
-                    appends_merged: false,
-                })
-                .collect();
-            // First decide every double change (no writes), then stage the mergeable ones.
-            let mut conflicts = Vec::new();
-            let mut mergeable = Vec::new();
-            for conflict in &plan.conflicts {
-                let location = |c: &Option<Content>| {
-                    c.as_ref()
-                        .and_then(Content::metadata_location)
-                        .map(str::to_string)
-                };
-                let found = match (
-                    location(&conflict.base),
-                    location(&conflict.source),
-                    location(&conflict.target),
-                ) {
-                    (Some(b), Some(s), Some(t)) => {
-                        self.lake
-                            .iceberg_tables()
-                            .mergeable_appends(&conflict.key, &b, &s, &t)
-                            .await?
-                    }
-                    _ => None,
-                };
-                match found {
-                    Some(m) => mergeable.push((conflict.key.clone(), m)),
-                    None => conflicts.push(conflict.key.to_string()),
-                }
-            }
-            if !conflicts.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("cannot merge `{source}` into `{target}`: changed on both sides: {}", conflicts.join(", ")),
-                )
-                .with_hint(format!(
-                    "nothing was written. Inspect with `basin diff {target} {source}`; revert one side with `basin table revert TABLE --to REF`, then merge again"
-                )));
-            }
-            for (key, merge) in mergeable {
-                changes.push(MergedChange {
-                    key: key.to_string(),
-                    change: Change::Changed,
-                    appends_merged: true,
-                });
-                if !dry_run {
-                    let table = self
-                        .lake
-                        .iceberg_tables()
-                        .stage_merged_appends(merge)
-                        .await?;
-                    let location = table.metadata_location().unwrap_or_default().to_string();
-                    operations.push(Operation::Put {
-                        key,
-                        content: Content::table(location),
-                    });
-                }
-            }
+            let prepared = self.prepare(source, &target, dry_run).await?;
             let mut report = MergeReport {
                 source: source.to_string(),
                 target: target.clone(),
-                base: plan.base.to_string(),
+                base: prepared.base.clone(),
                 commit: None,
                 dry_run,
-                changes,
+                changes: prepared.changes.clone(),
                 checks: Vec::new(),
             };
-            if dry_run || operations.is_empty() {
+            if dry_run || prepared.operations.is_empty() {
                 return Ok(report);
             }
             if let Some(rule) = rule.as_ref().filter(|r| !r.checks.is_empty()) {
-                let trial = Trial {
-                    source,
-                    target: &target,
-                    head: &plan.target_head,
-                    source_head: &source_ref.commit,
-                    operations: &operations,
-                };
-                report.checks = self.run_checks(&trial, &rule.checks).await?;
+                report.checks = self
+                    .run_checks(&prepared.trial(source, &target), &rule.checks)
+                    .await?;
                 if let Some(refused) = failed_checks(source, &target, &report.checks) {
                     return Err(refused);
                 }
             }
             let mut request = CommitRequest::new(
                 &target,
-                plan.target_head.clone(),
+                prepared.head.clone(),
                 format!("merge {source} into {target}"),
             )
-            .with_operations(operations)
+            .with_operations(prepared.operations)
             .cleared(Clearance::CheckedMerge);
-            request.merge_parent = Some(source_ref.commit.clone());
+            request.merge_parent = Some(prepared.source_head);
             match self.lake.catalog().commit(request).await {
                 Ok(commit) => {
                     report.commit = Some(commit.id.to_string());
@@ -185,6 +122,112 @@ impl Refs<'_> {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// The required checks of `target` run on what merging `source` into it would make now,
+    /// without merging (a review shows them). Empty when the branch requires none.
+    pub async fn check_merge(&self, source: &str, target: &str) -> Result<Vec<CheckOutcome>> {
+        let Some(rule) = self.lake.catalog().protection().rule(target) else {
+            return Ok(Vec::new());
+        };
+        if rule.checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = self.prepare(source, target, false).await?;
+        self.run_checks(&prepared.trial(source, target), &rule.checks)
+            .await
+    }
+
+    /// Plans merging `source` into `target` and, unless `dry_run`, stages the combined
+    /// appends: everything but the commit. A conflict fails here, with nothing written.
+    async fn prepare(&self, source: &str, target: &str, dry_run: bool) -> Result<Prepared> {
+        let source_ref = self.lake.catalog().resolve(source).await?;
+        let plan = self.lake.catalog().plan_merge(&source_ref, target).await?;
+        let mut operations: Vec<Operation> =
+            plan.operations.iter().map(|(op, _)| op.clone()).collect();
+        let mut changes: Vec<MergedChange> = plan
+            .operations
+            .iter()
+            .map(|(op, change)| MergedChange {
+                key: op.key().to_string(),
+                change: *change,
+                appends_merged: false,
+            })
+            .collect();
+        // First decide every double change (no writes), then stage the mergeable ones.
+        let mut conflicts = Vec::new();
+        let mut mergeable = Vec::new();
+        for conflict in &plan.conflicts {
+            let location = |c: &Option<Content>| {
+                c.as_ref()
+                    .and_then(Content::metadata_location)
+                    .map(str::to_string)
+            };
+            let found = match (
+                location(&conflict.base),
+                location(&conflict.source),
+                location(&conflict.target),
+            ) {
+                (Some(b), Some(s), Some(t)) => {
+                    self.lake
+                        .iceberg_tables()
+                        .mergeable_appends(&conflict.key, &b, &s, &t)
+                        .await?
+                }
+                _ => None,
+            };
+            match found {
+                Some(m) => mergeable.push((conflict.key.clone(), m)),
+                None => conflicts.push(conflict.key.to_string()),
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("cannot merge `{source}` into `{target}`: changed on both sides: {}", conflicts.join(", ")),
+            )
+            .with_hint(format!(
+                "nothing was written. Inspect with `basin diff {target} {source}`; revert one side with `basin table revert TABLE --to REF`, then merge again"
+            )));
+        }
+        for (key, merge) in mergeable {
+            changes.push(MergedChange {
+                key: key.to_string(),
+                change: Change::Changed,
+                appends_merged: true,
+            });
+            if !dry_run {
+                let table = self
+                    .lake
+                    .iceberg_tables()
+                    .stage_merged_appends(merge)
+                    .await?;
+                let location = table.metadata_location().unwrap_or_default().to_string();
+                operations.push(Operation::Put {
+                    key,
+                    content: Content::table(location),
+                });
+            }
+        }
+        Ok(Prepared {
+            source_head: source_ref.commit,
+            head: plan.target_head,
+            base: plan.base.to_string(),
+            operations,
+            changes,
+        })
+    }
+}
+
+impl Prepared {
+    fn trial<'a>(&'a self, source: &'a str, target: &'a str) -> Trial<'a> {
+        Trial {
+            source,
+            target,
+            head: &self.head,
+            source_head: &self.source_head,
+            operations: &self.operations,
+        }
     }
 }
 

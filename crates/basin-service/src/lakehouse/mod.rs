@@ -8,6 +8,7 @@ pub(crate) mod checks;
 pub(crate) mod merge;
 pub(crate) mod namespaces;
 pub(crate) mod refs;
+pub(crate) mod reviews;
 pub(crate) mod tables;
 pub(crate) mod tokens;
 pub(crate) mod usage;

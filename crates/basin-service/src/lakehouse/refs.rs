@@ -25,6 +25,10 @@ pub struct LogEntry {
     pub parent: Option<CommitId>,
     pub merge_parent: Option<CommitId>,
     pub author: String,
+    /// The door the commit came through (`api`, `iceberg-rest`, `postgres`, `local`, ...);
+    /// `None` for commits older than doors being recorded.
+    #[serde(default)]
+    pub door: Option<String>,
     pub message: String,
     pub created_at_ms: i64,
     pub changed: Vec<String>,
@@ -37,6 +41,7 @@ impl From<Commit> for LogEntry {
     fn from(c: Commit) -> Self {
         Self {
             changed: c.operations.iter().map(|o| o.key().to_string()).collect(),
+            door: c.properties.get(basin_catalog::DOOR_PROPERTY).cloned(),
             id: c.id,
             parent: c.parent,
             merge_parent: c.merge_parent,
@@ -215,7 +220,7 @@ impl Refs<'_> {
 
 /// One entry of a diff, with its table's data files and rows on each side (zero for
 /// namespaces). Snapshot ids are strings: they pass 2^53.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableDiff {
     #[serde(flatten)]
     pub entry: DiffEntry,
