@@ -10,6 +10,7 @@ use tower::ServiceExt;
 mod access;
 mod console;
 mod errors;
+mod protection;
 mod queries;
 
 const HOST: &str = "127.0.0.1:8181";
