@@ -142,6 +142,29 @@ fn a_failing_function_names_its_line_and_writes_nothing() {
 }
 
 #[test]
+fn a_functions_output_cannot_land_on_a_protected_branch() {
+    let lake = lake();
+    lake.ok(&["branch", "create", "dev"]);
+    lake.write("basin.toml", "[[branches.protect]]\npattern = \"main\"\n");
+    let before = lake.commits("main");
+    let err = lake.fails(&["invoke", "fns.py:big", "--to", "sales.big"]);
+    assert!(
+        err.contains("branch `main` is protected") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before);
+    lake.ok(&[
+        "invoke",
+        "fns.py:big",
+        "--to",
+        "sales.big",
+        "--branch",
+        "dev",
+    ]);
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.big", "dev"), "1");
+}
+
+#[test]
 fn a_trigger_on_a_new_bucket_named_like_an_existing_one_is_warned_about() {
     let lake = Lake::new();
     std::fs::create_dir_all(lake.path().join(".basin/buckets/landing")).unwrap();

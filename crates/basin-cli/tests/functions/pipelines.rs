@@ -385,3 +385,44 @@ fn a_models_kept_logs_stop_at_max_output_size() {
         "{last}"
     );
 }
+
+#[test]
+fn a_run_into_a_protected_branch_passes_its_checks_or_waits_for_a_review() {
+    let lake = project();
+    let config = lake.path().join("basin.toml");
+    let project_toml = std::fs::read_to_string(&config).unwrap();
+    let protect = |checks: &str, approvals: u32| {
+        std::fs::write(
+            &config,
+            format!(
+                "{project_toml}\n[[branches.protect]]\npattern = \"main\"\nchecks = [{checks}]\napprovals = {approvals}\n\n\
+                 [checks.small_revenue]\nsql = \"SELECT customer, revenue FROM shop.revenue WHERE revenue > 100\"\n\n\
+                 [checks.any_revenue]\nsql = \"SELECT * FROM shop.revenue WHERE revenue < 0\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let before = lake.commits("main");
+    protect("\"small_revenue\"", 0);
+    let err = lake.fails(&["run"]);
+    assert!(err.contains("check `small_revenue` returned"), "{err}");
+    assert!(err.contains("`main` is untouched"), "{err}");
+    assert_eq!(lake.commits("main"), before);
+
+    protect("\"any_revenue\"", 1);
+    let err = lake.fails(&["run"]);
+    assert!(err.contains("needs 1 approval"), "{err}");
+    assert_eq!(lake.commits("main"), before);
+    // The run's branch stays, ready for a review.
+    let id = run_id(&lake);
+    let review = lake.json(&["review", "open", &format!("run/{id}"), "--into", "main"]);
+    let number = review["id"].to_string();
+    lake.ok_as("reviewer", &["review", "approve", &number]);
+    let merged = lake.json(&["review", "merge", &number]);
+    assert_eq!(merged["checks"][0]["name"], "any_revenue", "{merged}");
+    assert_eq!(lake.commits("main"), before + 1);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
+        "3"
+    );
+}
