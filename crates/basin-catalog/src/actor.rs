@@ -7,10 +7,14 @@
 //! task-local, not a global: work spawned onto another task starts with no actor, and its
 //! commits fall back to the catalog's default author (the local user, door `local`).
 //!
-//! It carries authorship and one permission an admin asked for explicitly
-//! (`bypass_protection`); what a caller may do at all is decided at the door, from its token.
+//! It carries authorship, the principal's grants (which the catalog applies to every read and
+//! commit, [`crate::access`]) and one permission an admin asked for explicitly
+//! (`bypass_protection`).
 
 use std::future::Future;
+use std::sync::Arc;
+
+use crate::access::Grants;
 
 /// The door of work done by this process for its own user: a CLI command, or `basin serve`'s
 /// background work (maintenance, schedules).
@@ -26,6 +30,9 @@ pub struct Actor {
     pub door: &'static str,
     /// An admin asked to write to protected branches directly (`--bypass-protection`).
     pub bypass_protection: bool,
+    /// What the principal may read and write (`None`: everything, the local user);
+    /// the catalog applies them at every read and commit ([`crate::access`]).
+    pub grants: Option<Arc<Grants>>,
 }
 
 impl Actor {
@@ -34,6 +41,7 @@ impl Actor {
             principal: Some(principal.into()),
             door,
             bypass_protection: false,
+            grants: None,
         }
     }
 
@@ -43,6 +51,7 @@ impl Actor {
             principal: None,
             door: LOCAL_DOOR,
             bypass_protection: false,
+            grants: None,
         }
     }
 }

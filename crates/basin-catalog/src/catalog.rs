@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access;
 use crate::actor::LOCAL_DOOR;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
 use crate::protection::Protection;
@@ -181,10 +182,12 @@ impl Catalog {
 
     /// A branch or tag by exact name, with "did you mean" and the list of branches if absent.
     pub async fn get_ref(&self, name: &str) -> Result<Ref> {
-        if let Some(r) = self.store.get_ref(name).await? {
+        if let Some(r) = self.store.get_ref(name).await?
+            && access::may_see_ref(name)
+        {
             return Ok(r);
         }
-        let refs = self.store.list_refs().await?;
+        let refs = self.list_refs().await?;
         let mut hint = match suggest(name, refs.iter().map(|r| r.name.as_str())) {
             Some(s) => format!("did you mean `{s}`? "),
             None => String::new(),
@@ -228,13 +231,17 @@ impl Catalog {
         }
     }
 
+    /// Branches and tags (those the acting principal's grants reach).
     pub async fn list_refs(&self) -> Result<Vec<Ref>> {
-        self.store.list_refs().await
+        let mut refs = self.store.list_refs().await?;
+        refs.retain(|r| access::may_see_ref(&r.name));
+        Ok(refs)
     }
 
     /// Creates a branch at `from`'s commit. Copies nothing: one row, whatever the table count.
     pub async fn create_branch(&self, name: &str, from: &Resolved) -> Result<Ref> {
         validate_ref_name(name)?;
+        access::check_ref_write(name)?;
         self.store
             .create_ref(name, RefKind::Branch, &from.commit)
             .await
@@ -242,6 +249,7 @@ impl Catalog {
 
     pub async fn create_tag(&self, name: &str, at: &Resolved) -> Result<Ref> {
         validate_ref_name(name)?;
+        access::check_ref_write(name)?;
         self.store.create_ref(name, RefKind::Tag, &at.commit).await
     }
 
@@ -266,6 +274,7 @@ impl Catalog {
                 rule.pattern
             )));
         }
+        access::check_ref_write(name)?;
         if current == Some(name) {
             return Err(
                 Error::invalid(format!("`{name}` is the branch you are on")).with_hint(format!(
@@ -278,6 +287,7 @@ impl Catalog {
 
     pub async fn delete_tag(&self, name: &str) -> Result<()> {
         let r = self.get_ref(name).await?;
+        access::check_ref_write(name)?;
         if r.kind != RefKind::Tag {
             return Err(Error::invalid(format!("`{name}` is a branch, not a tag"))
                 .with_hint(format!("use `basin branch rm {name}`")));
@@ -285,24 +295,56 @@ impl Catalog {
         self.store.delete_ref(name).await
     }
 
+    /// Commits of `from`, newest first. A principal with grants sees only the keys it may
+    /// read in each, and a commit that changed none of them without its message.
     pub async fn log(&self, from: &Resolved, limit: usize) -> Result<Vec<Commit>> {
-        self.store.log(&from.commit, limit).await
+        let mut commits = self.store.log(&from.commit, limit).await?;
+        if let Some((_, grants)) = access::acting() {
+            let branch = access::read_branch(from);
+            for commit in &mut commits {
+                let before = commit.operations.len();
+                commit.operations.retain(|op| {
+                    let is_namespace = matches!(
+                        op,
+                        Operation::Put {
+                            content: Content::Namespace { .. },
+                            ..
+                        }
+                    ) || op.key().namespace().is_none();
+                    grants.may_read(op.key().as_str(), is_namespace, &branch)
+                });
+                if before > 0 && commit.operations.is_empty() {
+                    commit.message = "(a change to tables you may not read)".into();
+                    commit.properties.clear();
+                }
+            }
+        }
+        Ok(commits)
     }
 
+    /// What `at` holds: every namespace and table the acting principal may read.
     pub async fn contents(&self, at: &Resolved) -> Result<BTreeMap<Key, Content>> {
-        self.store.contents(&at.commit).await
+        Ok(access::visible_contents(
+            self.store.contents(&at.commit).await?,
+            at,
+        ))
     }
 
+    /// What `key` holds at `at`; `None` also when the acting principal may not read it.
     pub async fn content(&self, at: &Resolved, key: &Key) -> Result<Option<Content>> {
-        self.store.content(&at.commit, key).await
+        Ok(self
+            .store
+            .content(&at.commit, key)
+            .await?
+            .filter(|content| access::may_read(key, content, at)))
     }
 
     /// The table's metadata location at `at`, or `NotFound` with "did you mean".
     pub async fn table_location(&self, at: &Resolved, key: &Key) -> Result<String> {
-        match self.store.content(&at.commit, key).await? {
+        match self.content(at, key).await? {
             Some(Content::Table { metadata_location }) => Ok(metadata_location),
             _ => {
-                let contents = self.store.contents(&at.commit).await?;
+                let contents = self.contents(at).await?;
                 let tables: Vec<&str> = contents
                     .iter()
                     .filter(|(_, c)| c.is_table())
@@ -329,6 +371,7 @@ impl Catalog {
     /// ([`crate::protection`]).
     pub async fn commit(&self, mut request: CommitRequest) -> Result<Commit> {
         self.admit(&request)?;
+        self.check_grants(&request).await?;
         self.sign(&mut request);
         self.store.commit(request).await
     }
@@ -337,6 +380,31 @@ impl Catalog {
     /// asks before staging files it would commit.
     pub fn admit(&self, request: &CommitRequest) -> Result<()> {
         self.protection.admit(&request.branch, request.clearance)
+    }
+
+    /// Refuses a commit touching a key the acting principal may not write on its branch.
+    async fn check_grants(&self, request: &CommitRequest) -> Result<()> {
+        let Some((principal, grants)) = access::acting() else {
+            return Ok(());
+        };
+        for op in &request.operations {
+            let is_namespace = match op {
+                Operation::Put { content, .. } => !content.is_table(),
+                Operation::Delete { key } => !self
+                    .store
+                    .content(&request.expected_head, key)
+                    .await?
+                    .is_some_and(|c| c.is_table()),
+            };
+            if !grants.may_write(op.key().as_str(), is_namespace, &request.branch) {
+                return Err(access::refused_write(
+                    &principal,
+                    op.key().as_str(),
+                    &request.branch,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Fills in the author and door of a request no door named them for: this catalog's
@@ -351,12 +419,10 @@ impl Catalog {
             .or_insert_with(|| LOCAL_DOOR.to_string());
     }
 
-    /// Keys added, changed and dropped going from `a` to `b`.
+    /// Keys added, changed and dropped going from `a` to `b` (those the acting principal may
+    /// read on each side).
     pub async fn diff(&self, a: &Resolved, b: &Resolved) -> Result<Vec<DiffEntry>> {
-        let (from, to) = (
-            self.store.contents(&a.commit).await?,
-            self.store.contents(&b.commit).await?,
-        );
+        let (from, to) = (self.contents(a).await?, self.contents(b).await?);
         Ok(diff_maps(&from, &to))
     }
 

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod actor;
 mod catalog;
 mod commit_rules;
@@ -32,6 +33,7 @@ mod same_sql;
 mod sqlite;
 pub mod store;
 
+pub use access::{Access, Grant, Grants};
 pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };

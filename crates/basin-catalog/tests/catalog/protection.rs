@@ -14,6 +14,7 @@ every_store!(
     a_protected_branch_takes_only_cleared_commits,
     a_commit_names_its_author_and_door,
     reviews_keep_approvals_per_principal_and_end_once,
+    grants_hide_what_a_principal_may_not_read_and_refuse_its_writes,
 );
 
 async fn a_protected_branch_takes_only_cleared_commits(fixture: Fixture) {
@@ -147,4 +148,91 @@ async fn reviews_keep_approvals_per_principal_and_end_once(fixture: Fixture) {
     );
     assert_eq!(all[1].approvals.len(), 2);
     assert_eq!(store.review(999).await.unwrap(), None);
+}
+
+async fn grants_hide_what_a_principal_may_not_read_and_refuse_its_writes(fixture: Fixture) {
+    use basin_catalog::{Grant, Grants};
+    use std::sync::Arc;
+    let catalog = fixture.catalog().await;
+    let main = catalog.resolve("main").await.unwrap();
+    catalog
+        .commit(
+            CommitRequest::new("main", main.commit, "setup").with_operations([
+                put("sales", Content::namespace()),
+                put("sales.orders", Content::table("s3://w/orders")),
+                put("hr", Content::namespace()),
+                put("hr.salaries", Content::table("s3://w/salaries")),
+                put("sandbox", Content::namespace()),
+            ]),
+        )
+        .await
+        .unwrap();
+    let main = catalog.resolve("main").await.unwrap();
+    catalog.create_branch("dev/ana", &main).await.unwrap();
+    let mut ana = Actor::new("ana", "api");
+    ana.grants = Some(Arc::new(Grants::new(vec![
+        Grant::parse("read:sales.*").unwrap(),
+        Grant::parse("write:sandbox.*@dev/*").unwrap(),
+    ])));
+    actor::scope(ana, async {
+        let main = catalog.resolve("main").await.unwrap();
+        let keys: Vec<String> = catalog
+            .contents(&main)
+            .await
+            .unwrap()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            ["sales", "sales.orders"],
+            "hr and sandbox are not there"
+        );
+        let salaries = basin_catalog::Key::parse("hr.salaries").unwrap();
+        assert_eq!(catalog.content(&main, &salaries).await.unwrap(), None);
+        let e = catalog.table_location(&main, &salaries).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            !e.hint.clone().unwrap_or_default().contains("salaries"),
+            "{e:?}"
+        );
+        // Writes: only sandbox, only on dev/*.
+        let refused = catalog
+            .commit(
+                CommitRequest::new("main", main.commit.clone(), "x")
+                    .with_operations([put("sales.x", Content::table("s3://w/x"))]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Forbidden, "{refused}");
+        let dev = catalog.resolve("dev/ana").await.unwrap();
+        catalog
+            .commit(
+                CommitRequest::new("dev/ana", dev.commit.clone(), "mine")
+                    .with_operations([put("sandbox.t", Content::table("s3://w/t"))]),
+            )
+            .await
+            .unwrap();
+        let e = catalog.create_branch("release", &main).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
+        catalog.create_branch("dev/two", &main).await.unwrap();
+        // The log keeps the keys ana may read, and hides what she may not.
+        let log = catalog
+            .log(&catalog.resolve("main").await.unwrap(), 1)
+            .await
+            .unwrap();
+        let changed: Vec<String> = log[0]
+            .operations
+            .iter()
+            .map(|o| o.key().to_string())
+            .collect();
+        assert_eq!(changed, ["sales", "sales.orders"]);
+    })
+    .await;
+    // Without an actor (the local user) everything is there.
+    let all = catalog
+        .contents(&catalog.resolve("main").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
 }
