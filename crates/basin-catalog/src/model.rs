@@ -275,8 +275,11 @@ impl CommitRequest {
 pub struct TokenRecord {
     pub id: String,
     pub name: String,
-    /// `reader`, `writer` or `admin`.
+    /// `reader`, `writer` or `admin`: with `grants`, the highest access they give.
     pub role: String,
+    /// The token's own grants (`read:sales.*@main`, ...); empty: everything its role allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
     #[serde(skip_serializing)]
     pub hash: String,
     pub created_at_ms: i64,

@@ -182,6 +182,10 @@ pub(crate) fn token_row(row: &impl CatalogRow) -> Result<TokenRecord> {
         role: row.text("role")?,
         hash: row.text("hash")?,
         created_at_ms: row.int("created_at_ms")?,
+        grants: match row.text_opt("grants")? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Vec::new(),
+        },
     })
 }
 

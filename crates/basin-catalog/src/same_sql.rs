@@ -137,14 +137,19 @@ macro_rules! same_sql {
         impl $crate::store::Tokens for $store {
             async fn create_token(&self, t: &$crate::TokenRecord) -> basin_core::Result<()> {
                 sqlx::query(
-                    "INSERT INTO tokens (id, name, role, hash, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO tokens (id, name, role, hash, created_at_ms, grants) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&t.id)
                 .bind(&t.name)
                 .bind(&t.role)
                 .bind(&t.hash)
                 .bind(t.created_at_ms)
+                .bind(if t.grants.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(&t.grants)?)
+                })
                 .execute(&self.pool)
                 .await?;
                 Ok(())

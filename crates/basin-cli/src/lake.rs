@@ -310,16 +310,22 @@ impl Lake {
         }
     }
 
-    pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        grants: &[basin_catalog::Grant],
+    ) -> Result<(TokenRecord, String)> {
         match self {
-            Lake::Local(lakehouse) => lakehouse.tokens().create(name, role).await,
+            Lake::Local(lakehouse) => lakehouse.tokens().create(name, role, grants).await,
             Lake::Remote(remote) => {
                 #[derive(serde::Deserialize)]
                 struct Created {
                     token: TokenRecord,
                     secret: String,
                 }
-                let body = json!({"name": name, "role": role.as_str()});
+                let grants: Vec<String> = grants.iter().map(|g| g.display()).collect();
+                let body = json!({"name": name, "role": role.map(Role::as_str), "grants": grants});
                 let created: Created = remote.post(&["tokens"], &body).await?;
                 Ok((created.token, created.secret))
             }

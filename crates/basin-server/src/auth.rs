@@ -12,6 +12,9 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use std::sync::Arc;
+
+use basin_catalog::Grants;
 use basin_catalog::actor::{self, Actor};
 use basin_service::Role;
 
@@ -24,6 +27,9 @@ pub(crate) struct Caller {
     pub role: Option<Role>,
     /// The token's name (`None` without one, and with `--no-auth`).
     pub token: Option<String>,
+    /// What the token may read and write (`None`: everything, with `--no-auth`); the catalog
+    /// applies them to every read and commit the request makes.
+    pub grants: Option<Arc<Grants>>,
 }
 
 /// Wraps a route so that only callers with at least `role` reach it (`None`: anyone).
@@ -107,6 +113,7 @@ pub(crate) async fn authenticate(
         let caller = Caller {
             role: Some(Role::Admin),
             token: None,
+            grants: None,
         };
         return acting(caller, request, next).await;
     }
@@ -117,16 +124,19 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let caller = match secret {
+        // No token: only routes that need no role, and those read nothing of the data.
         None => Caller {
             role: None,
             token: None,
+            grants: Some(Arc::new(Grants::default())),
         },
         Some(secret) => match state.lakehouse.tokens().authenticate(secret).await {
-            Ok(Some((token, role))) => {
-                tracing::debug!(token = %token.id, role = role.as_str(), "authenticated");
+            Ok(Some(principal)) => {
+                tracing::debug!(token = %principal.token.id, role = principal.role.as_str(), "authenticated");
                 Caller {
-                    role: Some(role),
-                    token: Some(token.name),
+                    role: Some(principal.role),
+                    token: Some(principal.token.name),
+                    grants: Some(principal.grants),
                 }
             }
             Ok(None) => {
@@ -168,6 +178,7 @@ async fn acting(caller: Caller, mut request: Request, next: Next) -> Response {
         principal: caller.token.clone(),
         door: door(&request),
         bypass_protection: bypass,
+        grants: caller.grants.clone(),
     };
     request.extensions_mut().insert(caller);
     actor::scope(actor, next.run(request)).await

@@ -39,7 +39,7 @@ pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
 pub use lakehouse::refs::{LogEntry, RefInfo, Refs, TableDiff};
 pub use lakehouse::reviews::{ReviewDetail, Reviews};
 pub use lakehouse::tables::{TableEntry, Tables};
-pub use lakehouse::tokens::{Role, Tokens};
+pub use lakehouse::tokens::{Principal, Role, Tokens};
 pub use lakehouse::usage::{
     QueryUsage, Usage, UsageBy, UsageReport, UsageRow, cost, summarize_usage,
 };

@@ -169,6 +169,10 @@ CREATE TABLE review_approvals (
     PRIMARY KEY (review_id, principal)
 );
 "#,
+    // 4 (SQLite's 12): a token's own grants (a JSON list; NULL: its role's).
+    r#"
+ALTER TABLE tokens ADD COLUMN grants TEXT;
+"#,
 ];
 
 /// The advisory lock `initialize` holds while it migrates ("basin" and 1), so two nodes

@@ -173,6 +173,10 @@ CREATE TABLE review_approvals (
     PRIMARY KEY (review_id, principal)
 ) WITHOUT ROWID;
 "#,
+    // 12: a token's own grants (a JSON list; NULL: its role's).
+    r#"
+ALTER TABLE tokens ADD COLUMN grants TEXT;
+"#,
 ];
 
 #[async_trait]

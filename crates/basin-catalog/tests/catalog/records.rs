@@ -59,6 +59,11 @@ async fn tokens_are_found_by_hash_and_deleted_once(fixture: Fixture) {
         role: "writer".into(),
         hash: format!("sha256-{id}"),
         created_at_ms,
+        grants: if id == "t2" {
+            vec!["read:sales.*@main".into()]
+        } else {
+            Vec::new()
+        },
     };
     store.create_token(&token("t2", 20)).await.unwrap();
     store.create_token(&token("t1", 10)).await.unwrap();

@@ -1,3 +1,4 @@
+use basin_catalog::Grant;
 use basin_service::Role;
 
 use crate::lake::Context;
@@ -7,10 +8,14 @@ use crate::output::{FormatArg, print, status, time};
 #[command(
     after_help = "Tokens let clients use `basin serve` (Authorization: Bearer TOKEN). A reader reads
 (refs, tables, queries, runs, usage); a writer also changes data; an admin also manages
-tokens. The secret is printed once; Basin keeps only its SHA-256.
+tokens. Instead of a role, a token can hold grants: read or write on namespace/table
+patterns, on branch patterns (`access:TABLES[@BRANCHES]`); what it may not read, it does not
+see. [[grants]] in basin.toml adds grants to a token by its name. The secret is printed once;
+Basin keeps only its SHA-256.
 
 Examples:
   basin token create --role reader --name dashboards
+  basin token create --name ana --grant read:sales.* --grant write:sandbox.*@dev/*
   basin token ls
   basin token rm 1a2b3c4d"
 )]
@@ -18,8 +23,12 @@ pub enum Command {
     /// Create a token and print its secret (once)
     Create {
         /// reader, writer or admin
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "grants", conflicts_with = "grants")]
+        role: Option<String>,
+        /// read|write:TABLES[@BRANCHES] (comma-separated patterns, `*` for any run of
+        /// characters), or admin; repeat for several
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
         /// A name to recognize it by
         #[arg(long, default_value = "")]
         name: String,
@@ -36,13 +45,21 @@ pub enum Command {
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
     match cmd {
-        Command::Create { role, name } => {
-            let role = Role::parse(&role)?;
-            let (token, secret) = lake.create_token(&name, role).await?;
+        Command::Create { role, name, grants } => {
+            let role = role.as_deref().map(Role::parse).transpose()?;
+            let grants = grants
+                .iter()
+                .map(|g| Grant::parse(g))
+                .collect::<basin_core::Result<Vec<_>>>()?;
+            let (token, secret) = lake.create_token(&name, role, &grants).await?;
             println!("{secret}");
+            let what = if token.grants.is_empty() {
+                format!("{} token", token.role)
+            } else {
+                format!("token ({})", token.grants.join(" "))
+            };
             status(format!(
-                "Created {} token {}; this is the only time its secret is shown",
-                role.as_str(),
+                "Created {what} {}; this is the only time its secret is shown",
                 token.id
             ));
         }
@@ -55,6 +72,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                         t.id.clone(),
                         t.role.clone(),
                         t.name.clone(),
+                        t.grants.join(" "),
                         time(t.created_at_ms),
                     ]
                 })
@@ -62,7 +80,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             print(
                 format.format,
                 &tokens,
-                &["token", "role", "name", "created"],
+                &["token", "role", "name", "grants", "created"],
                 rows,
             )?;
         }

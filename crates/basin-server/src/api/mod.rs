@@ -324,7 +324,10 @@ pub(crate) async fn tokens(State(state): State<AppState>) -> Result<Response, Ap
 #[derive(Deserialize)]
 pub(crate) struct NewToken {
     name: String,
-    role: String,
+    role: Option<String>,
+    /// `access:TABLES[@BRANCHES]` each (`read:sales.*`); instead of a role.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 /// Creates a token (admins); the secret is in this answer only.
@@ -332,8 +335,21 @@ pub(crate) async fn create_token(
     State(state): State<AppState>,
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    let role = basin_service::Role::parse(&request.role)?;
-    let (record, secret) = state.lakehouse.tokens().create(&request.name, role).await?;
+    let role = request
+        .role
+        .as_deref()
+        .map(basin_service::Role::parse)
+        .transpose()?;
+    let grants = request
+        .grants
+        .iter()
+        .map(|g| basin_catalog::Grant::parse(g))
+        .collect::<basin_core::Result<Vec<_>>>()?;
+    let (record, secret) = state
+        .lakehouse
+        .tokens()
+        .create(&request.name, role, &grants)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"token": record, "secret": secret})),

@@ -29,8 +29,16 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             body: &[
                 ("name", "string", "who or what uses it"),
                 ("role", "string", "reader, writer or admin"),
+                (
+                    "grants",
+                    "array",
+                    "instead of a role: `access:TABLES[@BRANCHES]` each, e.g. read:sales.*",
+                ),
             ],
-            errors: &[(400, "an unknown role")],
+            errors: &[(
+                400,
+                "an unknown role, a malformed grant, or both or neither",
+            )],
             handler: || post(api::create_token),
         },
         Endpoint {

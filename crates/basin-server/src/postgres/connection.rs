@@ -47,8 +47,10 @@ use super::backend::Handlers;
 use super::errors::{basin_error, cancelled_by_user};
 use super::prepared::Prepared;
 use super::queries::Parsed;
-use super::settings::TOKEN_ID;
+use super::settings::{GRANTS, TOKEN_ID, WHO};
 use crate::metrics::Metrics;
+use basin_catalog::Grants;
+use basin_catalog::actor::{self, Actor};
 
 /// The largest message before login: a startup packet (pgwire refuses those over 10,000
 /// bytes) or a password message, whose password is a Basin token of a few dozen bytes.
@@ -231,14 +233,18 @@ impl Connection {
                 Some((handle, _)) => Some(handle.start_query().await),
                 None => None,
             };
-            let work = process_message(
-                message,
-                &mut self.socket,
-                startup.clone(),
-                simple.clone(),
-                extended.clone(),
-                copy.clone(),
-                cancel.clone(),
+            let actor = self.actor();
+            let work = actor::scope(
+                actor,
+                process_message(
+                    message,
+                    &mut self.socket,
+                    startup.clone(),
+                    simple.clone(),
+                    extended.clone(),
+                    copy.clone(),
+                    cancel.clone(),
+                ),
             );
             let handled = match cancelled {
                 None => work.await,
@@ -274,6 +280,27 @@ impl Connection {
                     }
                 }
             }
+        }
+    }
+
+    /// Who the connection acts as: its token's name and grants, through the `postgres` door
+    /// (with `--no-auth`, everything; before a login, nothing).
+    fn actor(&self) -> Actor {
+        let metadata = self.socket.metadata();
+        let grants = if self.handlers.0.open {
+            None
+        } else {
+            let granted = metadata
+                .get(GRANTS)
+                .and_then(|json| serde_json::from_str::<Grants>(json).ok())
+                .unwrap_or_default();
+            Some(Arc::new(granted))
+        };
+        Actor {
+            principal: metadata.get(WHO).cloned(),
+            door: "postgres",
+            bypass_protection: false,
+            grants,
         }
     }
 

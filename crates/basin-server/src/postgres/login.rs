@@ -22,7 +22,7 @@ use datafusion_postgres::pgwire;
 
 use super::backend::Handlers;
 use super::errors::error_info;
-use super::settings::{REF, TOKEN_ID, WHO};
+use super::settings::{GRANTS, REF, TOKEN_ID, WHO};
 
 impl Handlers {
     /// Authentication passed: take a connection slot (one of those kept past
@@ -146,14 +146,15 @@ impl StartupHandler for Handlers {
             PgWireFrontendMessage::PasswordMessageFamily(password) if !self.0.open => {
                 let secret = password.into_password()?.password;
                 match self.0.lakehouse.tokens().authenticate(&secret).await {
-                    Ok(Some((token, role))) => {
+                    Ok(Some(principal)) => {
+                        let (token, role) = (&principal.token, principal.role);
                         tracing::debug!(token = %token.id, role = role.as_str(), "postgres login");
-                        client
-                            .metadata_mut()
-                            .insert(WHO.to_string(), token.name.clone());
-                        client
-                            .metadata_mut()
-                            .insert(TOKEN_ID.to_string(), token.id.clone());
+                        let grants = serde_json::to_string(principal.grants.as_ref())
+                            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                        let metadata = client.metadata_mut();
+                        metadata.insert(WHO.to_string(), token.name.clone());
+                        metadata.insert(TOKEN_ID.to_string(), token.id.clone());
+                        metadata.insert(GRANTS.to_string(), grants);
                         self.welcome(client, role == basin_service::Role::Admin)
                             .await?;
                     }

@@ -22,6 +22,8 @@ pub(super) const WHO: &str = "basin.who";
 /// The id of the token the connection logged in with, looked up again as it goes on
 /// (`connection::TOKEN_CHECK`): revoking the token ends the connection.
 pub(super) const TOKEN_ID: &str = "basin.token_id";
+/// The logged-in token's grants (JSON), which each statement acts with.
+pub(super) const GRANTS: &str = "basin.grants";
 /// The connection's `search_path`: where unqualified table names are looked up.
 pub(super) const SEARCH_PATH: &str = "search_path";
 /// Postgres' default `search_path`.

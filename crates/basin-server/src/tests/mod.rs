@@ -10,6 +10,7 @@ use tower::ServiceExt;
 mod access;
 mod console;
 mod errors;
+mod grants;
 mod protection;
 mod queries;
 
@@ -32,7 +33,7 @@ async fn server() -> Server {
     for role in [Role::Reader, Role::Writer, Role::Admin] {
         let (_, secret) = lakehouse
             .tokens()
-            .create(role.as_str(), role)
+            .create(role.as_str(), Some(role), &[])
             .await
             .expect("token");
         tokens.push((role, secret));

@@ -70,6 +70,9 @@ pub struct UserConfig {
     /// `[[branches.protect]]` (see `config::protection`).
     #[serde(default)]
     pub branches: super::protection::BranchesSection,
+    /// `[[grants]]` (see `config::grants`).
+    #[serde(default)]
+    pub grants: Vec<super::grants::GrantSection>,
     /// `[checks.NAME]`: what a merge into a protected branch must pass.
     #[serde(default)]
     pub checks: BTreeMap<String, super::protection::CheckSection>,

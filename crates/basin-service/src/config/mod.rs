@@ -3,6 +3,7 @@
 
 pub(crate) mod buckets;
 mod file;
+mod grants;
 mod maintenance;
 mod protection;
 mod secrets;
@@ -17,6 +18,7 @@ pub use file::{
     BucketSection, CatalogConfig, DEFAULT_EVENT_LEASE, DEFAULT_MODEL_WORKER_WAIT, FunctionsSection,
     LakehouseConfig, Pricing, PricingSection, S3Config, UserConfig, UserSection, WarehouseConfig,
 };
+pub use grants::{DeclaredGrants, GrantSection};
 pub use maintenance::{
     DEFAULT_MAINTENANCE_SCHEDULE, MIN_GRACE, MaintenanceSection, MaintenanceSettings,
 };

@@ -53,6 +53,8 @@ pub struct Settings {
     pub protection: basin_catalog::Protection,
     /// `[checks.NAME]`, by name.
     pub checks: BTreeMap<String, crate::config::Check>,
+    /// `[[grants]]`.
+    pub grants: Vec<crate::config::DeclaredGrants>,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
         let model_worker_wait = model_worker_wait(&user.functions, &setting)?;
         let (protection, checks) =
             crate::config::protection::resolve(&user.branches, &user.checks, path)?;
+        let grants = crate::config::grants::resolve(&user.grants, path)?;
         Ok(Self {
             s3,
             author,
@@ -98,6 +101,7 @@ impl Settings {
             model_worker_wait,
             protection,
             checks,
+            grants,
         })
     }
 

@@ -1,7 +1,10 @@
 //! Access tokens for `basin serve`: random secrets shown once, stored as SHA-256 hashes, each
-//! with a role (reader < writer < admin).
+//! with a role (reader < writer < admin) or grants of its own, and the `[[grants]]` that
+//! basin.toml declares for its name.
 
-use basin_catalog::TokenRecord;
+use std::sync::Arc;
+
+use basin_catalog::{Access, Grant, Grants, TokenRecord};
 use basin_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +37,32 @@ impl Role {
             Self::Admin => "admin",
         }
     }
+
+    /// The grants a role stands for: read everything; read and change everything; admin.
+    pub fn grants(self) -> Vec<Grant> {
+        match self {
+            Self::Reader => vec![Grant::everything(Access::Read)],
+            Self::Writer => vec![Grant::everything(Access::Write)],
+            Self::Admin => vec![Grant::admin()],
+        }
+    }
+
+    /// The least role whose routes `access` needs.
+    fn of(access: Access) -> Self {
+        match access {
+            Access::Read => Self::Reader,
+            Access::Write => Self::Writer,
+            Access::Admin => Self::Admin,
+        }
+    }
+}
+
+/// Who a token is: its name, the role its routes are checked against, and its grants.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub token: TokenRecord,
+    pub role: Role,
+    pub grants: Arc<Grants>,
 }
 
 fn hash(secret: &str) -> String {
@@ -59,8 +88,30 @@ impl Lakehouse {
 }
 
 impl Tokens<'_> {
-    /// A new token; the secret is returned once and only its hash is kept.
-    pub async fn create(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
+    /// A new token with `role`, or with `grants` of its own (whose highest access is then its
+    /// role); the secret is returned once and only its hash is kept.
+    pub async fn create(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        grants: &[Grant],
+    ) -> Result<(TokenRecord, String)> {
+        let role = match (role, grants.iter().map(|g| g.access).max()) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    Error::invalid("a token has a role or grants, not both").with_hint(
+                        "use --role for everything a role allows, or --grant (repeated) for less",
+                    ),
+                );
+            }
+            (Some(role), None) => role,
+            (None, Some(highest)) => Role::of(highest),
+            (None, None) => {
+                return Err(Error::invalid("a token needs a role or grants").with_hint(
+                    "e.g. --role reader, or --grant read:sales.* --grant write:sandbox.*@dev/*",
+                ));
+            }
+        };
         let secret = format!(
             "basin_{}{}",
             basin_core::ids::random(),
@@ -72,6 +123,7 @@ impl Tokens<'_> {
             role: role.as_str().to_string(),
             hash: hash(&secret),
             created_at_ms: chrono::Utc::now().timestamp_millis(),
+            grants: grants.iter().map(Grant::display).collect(),
         };
         self.lake.catalog().store().create_token(&record).await?;
         Ok((record, secret))
@@ -85,9 +137,11 @@ impl Tokens<'_> {
         self.lake.catalog().store().delete_token(id).await
     }
 
-    /// The token a secret belongs to, with its role; `None` for an unknown secret.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<(TokenRecord, Role)>> {
-        let Some(record) = self
+    /// The principal a secret belongs to; `None` for an unknown secret. Its grants are the
+    /// token's own (or its role's) and the `[[grants]]` declared for its name; its role, for
+    /// the doors' per-route check, is the highest access among them.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let Some(token) = self
             .lake
             .catalog()
             .store()
@@ -96,7 +150,26 @@ impl Tokens<'_> {
         else {
             return Ok(None);
         };
-        let role = Role::parse(&record.role)?;
-        Ok(Some((record, role)))
+        let mut grants = if token.grants.is_empty() {
+            Role::parse(&token.role)?.grants()
+        } else {
+            token
+                .grants
+                .iter()
+                .map(|g| Grant::parse(g))
+                .collect::<Result<Vec<_>>>()?
+        };
+        for declared in &self.lake.settings().grants {
+            if declared.to == token.name {
+                grants.extend(declared.grants.iter().cloned());
+            }
+        }
+        let grants = Grants::new(grants);
+        let role = grants.highest().map_or(Role::Reader, Role::of);
+        Ok(Some(Principal {
+            token,
+            role,
+            grants: Arc::new(grants),
+        }))
     }
 }

@@ -1,0 +1,151 @@
+//! Grants at the doors: a token sees only the tables its grants let it read (listings, SQL,
+//! information_schema, Iceberg REST), and writes only where they let it write.
+
+use basin_catalog::Grant;
+
+use super::*;
+
+/// A server whose `main` holds `sales.orders` and `hr.salaries`, with tokens `ana`
+/// (read sales.*) and `bo` (read sales.*, write sandbox.* on dev/*); their secrets.
+async fn granted() -> (Server, String, String) {
+    let server = server().await;
+    for (table, csv) in [
+        ("sales.orders", "id,amount\n1,10\n2,3\n"),
+        ("hr.salaries", "id,salary\n1,100\n"),
+    ] {
+        let file = server.dir.path().join(format!("{table}.csv"));
+        std::fs::write(&file, csv).expect("write");
+        server
+            .lakehouse
+            .import(
+                basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main"),
+                None,
+            )
+            .await
+            .expect("import");
+    }
+    let token = |name: &'static str, grants: &'static [&'static str]| {
+        let lakehouse = server.lakehouse.clone();
+        async move {
+            let grants: Vec<Grant> = grants
+                .iter()
+                .map(|g| Grant::parse(g).expect("grant"))
+                .collect();
+            lakehouse
+                .tokens()
+                .create(name, None, &grants)
+                .await
+                .expect("token")
+                .1
+        }
+    };
+    let ana = token("ana", &["read:sales.*"]).await;
+    let bo = token("bo", &["read:sales.*", "write:sandbox.*@dev/*"]).await;
+    (server, ana, bo)
+}
+
+fn upload(secret: &str, table: &str, branch: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "/api/v1/tables/{table}/import?filename=rows.csv&branch={branch}"
+        ))
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .header("x-basin-client", "test")
+        .body(Body::from("id,amount\n9,1\n"))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_token_sees_only_what_its_grants_let_it_read() {
+    let (server, ana, _) = granted().await;
+    let get = |path: &str| server.send(request(&Method::GET, path, Some(&ana)));
+    let (status, body) = get("/api/v1/tables").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("sales.orders") && !body.contains("hr"),
+        "{body}"
+    );
+    let (status, body) = get("/v1/main/namespaces").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("sales") && !body.contains("hr"), "{body}");
+    let (status, body) = get("/v1/main/namespaces/hr/tables/salaries").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = get("/api/v1/tables/hr.salaries").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (status, body) = server
+        .send(query(&ana, "SELECT count(*) AS n FROM sales.orders"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.send(query(&ana, "SELECT * FROM hr.salaries")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.contains("did you mean `hr"), "{body}");
+    let (status, body) = server
+        .send(query(
+            &ana,
+            "SELECT table_schema, table_name FROM information_schema.tables",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("orders") && !body.contains("salaries"),
+        "{body}"
+    );
+
+    // The admin still sees everything.
+    let (_, body) = server
+        .send(request(
+            &Method::GET,
+            "/api/v1/tables",
+            Some(server.secret(Role::Admin)),
+        ))
+        .await;
+    assert!(body.contains("hr.salaries"), "{body}");
+}
+
+#[tokio::test]
+async fn a_token_writes_only_where_its_grants_let_it() {
+    let (server, ana, bo) = granted().await;
+    // ana reads only: the write routes are closed to her.
+    let (status, body) = server.send(upload(&ana, "sales.orders", "main")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // bo writes sandbox.* on dev/* only.
+    let (status, body) = server
+        .send(post(
+            &bo,
+            "/api/v1/branches",
+            serde_json::json!({"name": "dev/bo"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .send(post(
+            &bo,
+            "/api/v1/branches",
+            serde_json::json!({"name": "release"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = server.send(upload(&bo, "sandbox.scratch", "dev/bo")).await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = server.send(upload(&bo, "sales.orders", "dev/bo")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("`bo` may not write `sales.orders`"), "{body}");
+    let (status, body) = server.send(upload(&bo, "sandbox.scratch", "main")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let log = server
+        .lakehouse
+        .refs()
+        .log(Some("dev/bo"), 1)
+        .await
+        .expect("log");
+    assert_eq!(log[0].author, "bo");
+    assert_eq!(
+        log[0].changed,
+        ["sandbox", "sandbox.scratch"],
+        "the namespace came with it"
+    );
+}
