@@ -23,6 +23,7 @@ use datafusion_postgres::pgwire;
 use super::backend::Handlers;
 use super::errors::error_info;
 use super::settings::{GRANTS, REF, TOKEN_ID, WHO};
+use basin_catalog::actor::{self, Actor};
 
 impl Handlers {
     /// Authentication passed: take a connection slot (one of those kept past
@@ -155,8 +156,15 @@ impl StartupHandler for Handlers {
                         metadata.insert(WHO.to_string(), token.name.clone());
                         metadata.insert(TOKEN_ID.to_string(), token.id.clone());
                         metadata.insert(GRANTS.to_string(), grants);
-                        self.welcome(client, role == basin_service::Role::Admin)
-                            .await?;
+                        // The database it asked for is a ref: looked up with its grants.
+                        let actor = Actor {
+                            principal: Some(token.name.clone()),
+                            door: "postgres",
+                            bypass_protection: false,
+                            grants: Some(principal.grants.clone()),
+                        };
+                        let admin = role == basin_service::Role::Admin;
+                        actor::scope(actor, self.welcome(client, admin)).await?;
                     }
                     Ok(None) => {
                         let mut info = ErrorInfo::new(
