@@ -215,7 +215,7 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
     # A token row whose role Basin does not know: its lookup fails.
     broken = "basin_broken_role_token"
     with sqlite3.connect(pg.home / ".basin" / "catalog.db") as db:
-        db.execute("INSERT INTO tokens VALUES ('tok_broken', 'broken', 'bogus', ?, 0)",
+        db.execute("INSERT INTO tokens (id, name, role, hash, created_at_ms) VALUES ('tok_broken', 'broken', 'bogus', ?, 0)",
                    (hashlib.sha256(broken.encode()).hexdigest(),))
     (pg.home / "basin.toml").write_text('[server]\npg_max_message_size = "64KiB"\nhandshake_timeout = "2s"\n')
     base, proc = serve(pg)
