@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::access;
 use crate::actor::LOCAL_DOOR;
 use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
-use crate::protection::Protection;
+use crate::protection::{Clearance, Protection};
 use crate::store::Store;
 use basin_core::{Error, ErrorKind, Result, suggest};
 
@@ -240,21 +240,56 @@ impl Catalog {
 
     /// Creates a branch at `from`'s commit. Copies nothing: one row, whatever the table count.
     pub async fn create_branch(&self, name: &str, from: &Resolved) -> Result<Ref> {
-        validate_ref_name(name)?;
-        access::check_ref_write(name)?;
-        self.store
-            .create_ref(name, RefKind::Branch, &from.commit)
+        let result = async {
+            validate_ref_name(name)?;
+            access::check_ref_write(name)?;
+            self.store
+                .create_ref(name, RefKind::Branch, &from.commit)
+                .await
+        }
+        .await;
+        self.audited("create branch", name, &from.spec, result)
             .await
     }
 
     pub async fn create_tag(&self, name: &str, at: &Resolved) -> Result<Ref> {
-        validate_ref_name(name)?;
-        access::check_ref_write(name)?;
-        self.store.create_ref(name, RefKind::Tag, &at.commit).await
+        let result = async {
+            validate_ref_name(name)?;
+            access::check_ref_write(name)?;
+            self.store.create_ref(name, RefKind::Tag, &at.commit).await
+        }
+        .await;
+        self.audited("create tag", name, &at.spec, result).await
     }
 
     /// Deletes a branch; `main` and the branch the user is on are refused.
     pub async fn delete_branch(&self, name: &str, current: Option<&str>) -> Result<()> {
+        let result = self.delete_branch_checked(name, current).await;
+        self.audited("delete branch", name, "", result).await
+    }
+
+    /// Records a change to the refs (or its refusal) in the audit log, and passes it on. The
+    /// scratch branches merge checks use are left out.
+    async fn audited<T>(
+        &self,
+        action: &str,
+        name: &str,
+        detail: &str,
+        result: Result<T>,
+    ) -> Result<T> {
+        if !name.starts_with(crate::protection::SCRATCH_PREFIX) {
+            match &result {
+                Ok(_) => self.audit(action, name, "ok", detail).await,
+                Err(e) if e.kind() == ErrorKind::Forbidden => {
+                    self.audit(action, name, "refused", &e.to_string()).await;
+                }
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn delete_branch_checked(&self, name: &str, current: Option<&str>) -> Result<()> {
         let r = self.get_ref(name).await?;
         if r.kind != RefKind::Branch {
             return Err(Error::invalid(format!("`{name}` is a tag, not a branch"))
@@ -286,13 +321,17 @@ impl Catalog {
     }
 
     pub async fn delete_tag(&self, name: &str) -> Result<()> {
-        let r = self.get_ref(name).await?;
-        access::check_ref_write(name)?;
-        if r.kind != RefKind::Tag {
-            return Err(Error::invalid(format!("`{name}` is a branch, not a tag"))
-                .with_hint(format!("use `basin branch rm {name}`")));
+        let result = async {
+            let r = self.get_ref(name).await?;
+            access::check_ref_write(name)?;
+            if r.kind != RefKind::Tag {
+                return Err(Error::invalid(format!("`{name}` is a branch, not a tag"))
+                    .with_hint(format!("use `basin branch rm {name}`")));
+            }
+            self.store.delete_ref(name).await
         }
-        self.store.delete_ref(name).await
+        .await;
+        self.audited("delete tag", name, "", result).await
     }
 
     /// Commits of `from`, newest first. A principal with grants sees only the keys it may
@@ -369,17 +408,69 @@ impl Catalog {
     /// Commits `request`; see [`CommitRequest`] for the compare-and-swap and re-base rule.
     /// A protected branch takes only commits a merge or maintenance cleared
     /// ([`crate::protection`]).
+    ///
+    /// The audit log records each commit and each refusal (not a trial on a scratch branch,
+    /// nor a conflict, which its writer retries).
     pub async fn commit(&self, mut request: CommitRequest) -> Result<Commit> {
-        self.admit(&request)?;
-        self.check_grants(&request).await?;
-        self.sign(&mut request);
-        self.store.commit(request).await
+        let (branch, clearance) = (request.branch.clone(), request.clearance);
+        let mut detail = request.message.clone();
+        if clearance == Clearance::Bypass {
+            detail.push_str(" (bypassing branch protection)");
+        }
+        let result = async {
+            self.protection.admit(&request.branch, request.clearance)?;
+            self.check_grants(&request).await?;
+            self.sign(&mut request);
+            self.store.commit(request).await
+        }
+        .await;
+        match &result {
+            _ if clearance == Clearance::Trial => {}
+            Ok(commit) => {
+                let detail = format!("{} {detail}", commit.id.short());
+                self.audit("commit", &branch, "ok", &detail).await;
+            }
+            Err(e) if e.kind() == ErrorKind::Forbidden => {
+                self.audit("commit", &branch, "refused", &e.to_string())
+                    .await;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Records in the audit log that the acting principal (or this catalog's default author,
+    /// through the `local` door) did `action` on `target`, and how it ended. A failure to
+    /// record is logged, not returned: the change itself is done (or refused) already.
+    pub async fn audit(&self, action: &str, target: &str, outcome: &str, detail: &str) {
+        let actor = crate::actor::current();
+        let entry = crate::AuditEntry {
+            id: 0,
+            at_ms: basin_core::time::now_ms(),
+            principal: actor
+                .as_ref()
+                .and_then(|a| a.principal.clone())
+                .unwrap_or_else(|| self.default_author.to_string()),
+            door: actor.map_or(LOCAL_DOOR, |a| a.door).to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome: outcome.to_string(),
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::warn!("cannot record `{action} {target}` in the audit log: {e}");
+        }
     }
 
     /// Refuses `request` now if its branch is protected and nothing cleared it: what a writer
-    /// asks before staging files it would commit.
-    pub fn admit(&self, request: &CommitRequest) -> Result<()> {
-        self.protection.admit(&request.branch, request.clearance)
+    /// asks before staging files it would commit. A refusal goes in the audit log.
+    pub async fn admit(&self, request: &CommitRequest) -> Result<()> {
+        let admitted = self.protection.admit(&request.branch, request.clearance);
+        if let Err(e) = &admitted {
+            self.audit("commit", &request.branch, "refused", &e.to_string())
+                .await;
+        }
+        admitted
     }
 
     /// Refuses a commit touching a key the acting principal may not write on its branch.

@@ -43,11 +43,11 @@ pub use events::{
 };
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{
-    Approval, Commit, CommitId, CommitRequest, Content, DOOR_PROPERTY, Key, NewReview, Operation,
-    Ref, RefKind, ReviewRecord, ReviewState, TokenRecord,
+    Approval, AuditEntry, AuditFilter, Commit, CommitId, CommitRequest, Content, DOOR_PROPERTY,
+    Key, NewReview, Operation, Ref, RefKind, ReviewRecord, ReviewState, TokenRecord,
 };
 pub use open::open_store;
 pub use postgres::PgStore;
 pub use protection::{Clearance, ProtectRule, Protection};
 pub use sqlite::SqlStore;
-pub use store::{Commits, Queue, Records, Reviews, Settings, Store, Tokens};
+pub use store::{Audit, Commits, Queue, Records, Reviews, Settings, Store, Tokens};

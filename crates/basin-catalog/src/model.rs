@@ -348,3 +348,31 @@ pub struct ReviewRecord {
     pub merged_commit: Option<String>,
     pub approvals: Vec<Approval>,
 }
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its number (0 before it is recorded).
+    pub id: i64,
+    pub at_ms: i64,
+    /// A token's name, a function (`function:NAME`), or the local user.
+    pub principal: String,
+    /// `api`, `console`, `iceberg-rest`, `postgres`, `function`, `local`.
+    pub door: String,
+    /// `commit`, `create branch`, `POST /api/v1/...`, `login`, ...
+    pub action: String,
+    /// What it acted on: a branch, a tag, a token (empty for a request).
+    pub target: String,
+    /// `ok`, `refused`, `failed`, or an HTTP status.
+    pub outcome: String,
+    /// A commit's message, a refusal's reason.
+    pub detail: String,
+}
+
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}

@@ -8,6 +8,9 @@
 
 use basin_core::{Error, ErrorKind, Result};
 
+/// The names of the scratch branches a merge's checks run on (`basin/checks/ID`).
+pub const SCRATCH_PREFIX: &str = "basin/checks/";
+
 /// One `[[branches.protect]]` rule.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProtectRule {

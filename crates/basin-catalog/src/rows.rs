@@ -216,3 +216,16 @@ pub(crate) fn approval_row(row: &impl CatalogRow) -> Result<(i64, crate::Approva
         },
     ))
 }
+
+pub(crate) fn audit_row(row: &impl CatalogRow) -> Result<crate::AuditEntry> {
+    Ok(crate::AuditEntry {
+        id: row.int("id")?,
+        at_ms: row.int("at_ms")?,
+        principal: row.text("principal")?,
+        door: row.text("door")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        outcome: row.text("outcome")?,
+        detail: row.text("detail")?,
+    })
+}

@@ -356,6 +356,50 @@ macro_rules! same_sql {
                 Ok(done.rows_affected() == 1)
             }
         }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Audit for $store {
+            async fn record_audit(&self, e: &$crate::AuditEntry) -> basin_core::Result<()> {
+                sqlx::query(
+                    "INSERT INTO audit (at_ms, principal, door, action, target, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(e.at_ms)
+                .bind(&e.principal)
+                .bind(&e.door)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.outcome)
+                .bind(&e.detail)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn audit(
+                &self,
+                f: &$crate::AuditFilter,
+            ) -> basin_core::Result<Vec<$crate::AuditEntry>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM audit WHERE ($1 IS NULL OR principal = $1) \
+                     AND ($2 IS NULL OR at_ms >= $2) ORDER BY id DESC LIMIT $3",
+                )
+                .bind(f.principal.as_deref())
+                .bind(f.since_ms)
+                .bind(f.limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::rows::audit_row).collect()
+            }
+
+            async fn prune_audit(&self, before_ms: i64) -> basin_core::Result<u64> {
+                let done = sqlx::query("DELETE FROM audit WHERE at_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
     };
 }
 

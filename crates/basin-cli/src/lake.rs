@@ -492,3 +492,25 @@ impl Lake {
         }
     }
 }
+
+impl Lake {
+    /// The audit log, newest first (`basin audit ls`).
+    pub async fn audit(
+        &self,
+        principal: Option<&str>,
+        since_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<basin_catalog::AuditEntry>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.audit().list(principal, since_ms, limit).await,
+            Lake::Remote(remote) => {
+                let query = [
+                    ("principal", owned(principal)),
+                    ("since_ms", since_ms.map(|s| s.to_string())),
+                    ("limit", Some(limit.to_string())),
+                ];
+                remote.get(&["audit"], &query).await
+            }
+        }
+    }
+}

@@ -130,6 +130,9 @@ enum Command {
     /// Create, list and revoke access tokens for `basin serve`
     #[command(subcommand)]
     Token(token::Command),
+    /// Who changed what, and what was refused: the audit log
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// List, build and remove cached function environments
     #[command(subcommand)]
     Env(env::Command),
@@ -211,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
         Command::Worker(args) => worker::run(args, ctx.home("worker")?).await,
         Command::Token(cmd) => token::run(cmd, ctx).await,
+        Command::Audit(cmd) => audit::run(cmd, ctx).await,
         Command::Runs(cmd) => runs::run(cmd, ctx).await,
         Command::Env(cmd) => env::run(cmd, ctx.home("env")?).await,
         Command::Doctor(args) => doctor::run(args, ctx.home("doctor")?).await,

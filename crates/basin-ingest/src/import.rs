@@ -151,7 +151,7 @@ async fn import_once(
     let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message);
     commit_request.events = request.events.clone();
     // A protected branch refuses the commit: say so before reading any data.
-    catalog.admit(&commit_request)?;
+    catalog.admit(&commit_request).await?;
 
     // Every file's columns, before any data is written.
     let mut probes = Vec::with_capacity(files.len());

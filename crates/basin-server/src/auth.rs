@@ -115,7 +115,7 @@ pub(crate) async fn authenticate(
             token: None,
             grants: None,
         };
-        return acting(caller, request, next).await;
+        return acting(&state, caller, request, next).await;
     }
     let secret = request
         .headers()
@@ -140,6 +140,14 @@ pub(crate) async fn authenticate(
                 }
             }
             Ok(None) => {
+                let action = format!("{} {}", request.method(), request.uri().path());
+                let stranger = Actor::new(UNKNOWN_TOKEN, door(&request));
+                let record = state.lakehouse.audit();
+                actor::scope(
+                    stranger,
+                    record.record(&action, "", "401", "unknown access token"),
+                )
+                .await;
                 return refuse(
                     StatusCode::UNAUTHORIZED,
                     "unknown access token",
@@ -156,8 +164,11 @@ pub(crate) async fn authenticate(
             }
         },
     };
-    acting(caller, request, next).await
+    acting(&state, caller, request, next).await
 }
+
+/// The principal the audit log names for a secret that is no token's.
+pub(crate) const UNKNOWN_TOKEN: &str = "(unknown token)";
 
 /// The header with which an admin asks to write to protected branches directly; the commit
 /// records the bypass (its clearance) and the admin.
@@ -165,7 +176,7 @@ pub(crate) const BYPASS_HEADER: &str = "x-basin-bypass-protection";
 
 /// Runs the request as `caller`, through its door: the commits it makes name both
 /// (`basin_catalog::actor`).
-async fn acting(caller: Caller, mut request: Request, next: Next) -> Response {
+async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Next) -> Response {
     let bypass = request.headers().contains_key(BYPASS_HEADER);
     if bypass && caller.role != Some(Role::Admin) {
         return refuse(
@@ -180,8 +191,20 @@ async fn acting(caller: Caller, mut request: Request, next: Next) -> Response {
         bypass_protection: bypass,
         grants: caller.grants.clone(),
     };
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
     request.extensions_mut().insert(caller);
-    actor::scope(actor, next.run(request)).await
+    let lakehouse = state.lakehouse.clone();
+    actor::scope(actor, async move {
+        let response = next.run(request).await;
+        let status = response.status();
+        if crate::api::audit::audited(&method, &path, status) {
+            let outcome = status.as_u16().to_string();
+            let action = format!("{method} {path}");
+            lakehouse.audit().record(&action, "", &outcome, "").await;
+        }
+        response
+    })
+    .await
 }
 
 /// The door a request came through, as a commit records it.

@@ -57,7 +57,7 @@ impl Tables {
         request: CommitRequest,
     ) -> Result<Vec<Table>> {
         let branch = request.branch.clone();
-        self.catalog().admit(&request)?;
+        self.catalog().admit(&request).await?;
         let mut backoff = Backoff::new();
         let mut synced = HashSet::new();
         loop {

@@ -177,6 +177,20 @@ CREATE TABLE review_approvals (
     r#"
 ALTER TABLE tokens ADD COLUMN grants TEXT;
 "#,
+    // 13: the audit log (`basin audit ls`).
+    r#"
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    door TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_at ON audit (at_ms);
+"#,
 ];
 
 #[async_trait]

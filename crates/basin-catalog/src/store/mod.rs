@@ -2,6 +2,7 @@
 //! Every method is one transaction. The backends (`sqlite/`, `postgres/`) implement each
 //! trait in a file of the same name; [`crate::open_store`] picks one by location.
 
+mod audit;
 mod commits;
 mod queue;
 mod records;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 
 use basin_core::Result;
 
+pub use audit::Audit;
 pub use commits::Commits;
 pub use queue::Queue;
 pub use records::Records;
@@ -27,7 +29,7 @@ pub use tokens::Tokens;
 /// Callers import the domain traits they use, so a file's imports show what it touches.
 #[async_trait]
 pub trait Store:
-    Commits + Queue + Records + Reviews + Tokens + Settings + Send + Sync + Debug
+    Audit + Commits + Queue + Records + Reviews + Tokens + Settings + Send + Sync + Debug
 {
     /// Creates the schema, the root commit and `main` if the store is new. Idempotent.
     async fn initialize(&self) -> Result<()>;

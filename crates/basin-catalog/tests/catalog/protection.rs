@@ -15,6 +15,7 @@ every_store!(
     a_commit_names_its_author_and_door,
     reviews_keep_approvals_per_principal_and_end_once,
     grants_hide_what_a_principal_may_not_read_and_refuse_its_writes,
+    the_audit_log_keeps_commits_and_refusals_by_principal,
 );
 
 async fn a_protected_branch_takes_only_cleared_commits(fixture: Fixture) {
@@ -235,4 +236,82 @@ async fn grants_hide_what_a_principal_may_not_read_and_refuse_its_writes(fixture
         .await
         .unwrap();
     assert_eq!(all.len(), 5);
+}
+
+async fn the_audit_log_keeps_commits_and_refusals_by_principal(fixture: Fixture) {
+    let catalog = fixture
+        .catalog()
+        .await
+        .with_default_author("ana")
+        .with_protection(Protection::new(vec![ProtectRule {
+            pattern: "main".into(),
+            ..ProtectRule::default()
+        }]));
+    let main = catalog.resolve("main").await.unwrap();
+    catalog.create_branch("dev", &main).await.unwrap();
+    let refused = actor::scope(Actor::new("bo", "api"), async {
+        catalog
+            .commit(
+                CommitRequest::new("main", main.commit.clone(), "sneak in")
+                    .with_operations([put("x", Content::namespace())]),
+            )
+            .await
+    })
+    .await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::Forbidden);
+    catalog
+        .commit(
+            CommitRequest::new("dev", main.commit.clone(), "on dev")
+                .with_operations([put("x", Content::namespace())]),
+        )
+        .await
+        .unwrap();
+    let store = catalog.store();
+    let all = store
+        .audit(&basin_catalog::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, &str, &str, &str)> = all
+        .iter()
+        .map(|e| {
+            (
+                e.principal.as_str(),
+                e.door.as_str(),
+                e.action.as_str(),
+                e.target.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ana", "local", "commit", "dev", "ok"),
+            ("bo", "api", "commit", "main", "refused"),
+            ("ana", "local", "create branch", "dev", "ok"),
+        ]
+    );
+    assert!(all[1].detail.contains("protected"), "{:?}", all[1]);
+    let bo = store
+        .audit(&basin_catalog::AuditFilter {
+            principal: Some("bo".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bo.len(), 1);
+    let later = store
+        .audit(&basin_catalog::AuditFilter {
+            since_ms: Some(all[0].at_ms + 1),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(later.is_empty());
+    assert_eq!(store.prune_audit(all[0].at_ms + 1).await.unwrap(), 3);
 }

@@ -1,5 +1,6 @@
 //! One file per subcommand: parse, call the service, print.
 
+pub mod audit;
 pub mod branch;
 pub mod checkout;
 pub mod completions;

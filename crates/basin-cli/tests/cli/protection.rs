@@ -57,6 +57,34 @@ fn a_protected_branch_refuses_direct_writes_and_unapproved_merges() {
     let log = lake.json(&["log", "main", "-n", "1"]);
     assert_eq!(log[0]["author"], "root", "{log}");
     assert_eq!(log[0]["door"], "local", "{log}");
+
+    // The audit log has the refusals and the bypass, newest first.
+    let audit = lake.json(&["audit", "ls", "--since", "1h"]);
+    let newest = &audit[0];
+    assert_eq!(
+        (&newest["principal"], &newest["outcome"]),
+        (&"root".into(), &"ok".into()),
+        "{audit}"
+    );
+    assert!(
+        newest["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bypassing branch protection"),
+        "{newest}"
+    );
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "refused")
+        .count();
+    assert_eq!(
+        refused, 3,
+        "the import, the namespace and the merge: {audit}"
+    );
+    let roots = lake.json(&["audit", "ls", "--principal", "root"]);
+    assert_eq!(roots.as_array().unwrap().len(), 1, "{roots}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::Caller;
 
+pub(crate) mod audit;
 mod errors;
 mod import;
 pub(crate) mod reviews;

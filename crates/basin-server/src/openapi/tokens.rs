@@ -1,4 +1,4 @@
-//! Access tokens (admins).
+//! Access tokens and the audit log (admins).
 
 use axum::http::Method;
 use axum::routing::{delete, get, post};
@@ -10,6 +10,24 @@ use crate::api;
 pub(super) fn endpoints() -> Vec<Endpoint> {
     let admin = Some(Role::Admin);
     vec![
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/audit",
+            role: admin,
+            summary: "The audit log, newest first: commits, changes to refs, refusals and \
+                  requests that change something, with principal, door and outcome",
+            query: &[
+                ("principal", "only this principal's entries"),
+                (
+                    "since_ms",
+                    "only entries at or after this time (ms since the epoch)",
+                ),
+                ("limit", "how many (default 100, at most 10000)"),
+            ],
+            body: &[],
+            errors: &[],
+            handler: || get(api::audit::list),
+        },
         Endpoint {
             method: Method::GET,
             path: "/api/v1/tokens",

@@ -167,6 +167,10 @@ impl StartupHandler for Handlers {
                         actor::scope(actor, self.welcome(client, admin)).await?;
                     }
                     Ok(None) => {
+                        let stranger = Actor::new(crate::auth::UNKNOWN_TOKEN, "postgres");
+                        let audit = self.0.lakehouse.audit();
+                        let refused = "the password is not a known access token";
+                        actor::scope(stranger, audit.record("login", "", "refused", refused)).await;
                         let mut info = ErrorInfo::new(
                             "FATAL".into(),
                             "28P01".into(),

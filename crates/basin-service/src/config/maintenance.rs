@@ -20,6 +20,7 @@ pub struct MaintenanceSection {
     pub keep_uploads: Option<DurationValue>,
     pub keep_events: Option<DurationValue>,
     pub keep_envs: Option<DurationValue>,
+    pub keep_audit: Option<DurationValue>,
     pub schedule: Option<String>,
     pub compact_min_files: Option<usize>,
     pub gc_grace: Option<DurationValue>,
@@ -54,6 +55,8 @@ pub struct MaintenanceSettings {
     /// Function environments no invocation used for this long are removed (built again when
     /// next needed).
     pub keep_envs: std::time::Duration,
+    /// Audit log entries older than this are deleted.
+    pub keep_audit: std::time::Duration,
     /// When `basin serve` runs maintenance: a cron expression in UTC (`None`: never).
     pub schedule: Option<String>,
     /// Scheduled maintenance compacts a table when its branch head has this many small files.
@@ -77,6 +80,7 @@ impl Default for MaintenanceSettings {
             keep_uploads: std::time::Duration::from_secs(DAY),
             keep_events: std::time::Duration::from_secs(30 * DAY),
             keep_envs: std::time::Duration::from_secs(30 * DAY),
+            keep_audit: std::time::Duration::from_secs(365 * DAY),
             schedule: Some(DEFAULT_MAINTENANCE_SCHEDULE.to_string()),
             compact_min_files: 16,
             gc_grace: std::time::Duration::from_secs(3600),
@@ -114,6 +118,7 @@ impl MaintenanceSection {
             ),
             (&m.keep_events, &mut maintenance.keep_events, "keep_events"),
             (&m.keep_envs, &mut maintenance.keep_envs, "keep_envs"),
+            (&m.keep_audit, &mut maintenance.keep_audit, "keep_audit"),
         ] {
             if let Some(v) = value {
                 // "off": kept forever.

@@ -45,7 +45,11 @@ impl Refs<'_> {
         checks: &[String],
     ) -> Result<Vec<CheckOutcome>> {
         let catalog = self.lake.catalog();
-        let scratch = format!("basin/checks/{}", &basin_core::ids::random()[..12]);
+        let scratch = format!(
+            "{}{}",
+            basin_catalog::protection::SCRATCH_PREFIX,
+            &basin_core::ids::random()[..12]
+        );
         let at = Resolved {
             spec: trial.target.to_string(),
             branch: None,

@@ -57,7 +57,8 @@ impl Refs<'_> {
         self.merge_approved(source, into, dry_run, 0).await
     }
 
-    /// [`Self::merge`], with `approvals` other principals gave (a review's).
+    /// [`Self::merge`], with `approvals` other principals gave (a review's). A merge refused
+    /// for its approvals or checks goes in the audit log.
     pub async fn merge_approved(
         &self,
         source: &str,
@@ -68,6 +69,27 @@ impl Refs<'_> {
         let target = into
             .map(str::to_string)
             .unwrap_or_else(|| self.lake.current_branch());
+        let merged = self.merge_into(source, &target, dry_run, approvals).await;
+        if let Err(e) = &merged
+            && e.kind() == ErrorKind::Forbidden
+        {
+            let detail = format!("merge {source}: {e}");
+            self.lake
+                .catalog()
+                .audit("merge", &target, "refused", &detail)
+                .await;
+        }
+        merged
+    }
+
+    async fn merge_into(
+        &self,
+        source: &str,
+        target: &str,
+        dry_run: bool,
+        approvals: u32,
+    ) -> Result<MergeReport> {
+        let target = target.to_string();
         let bypass = basin_catalog::actor::current().is_some_and(|a| a.bypass_protection);
         let rule = match self.lake.catalog().protection().rule(&target) {
             Some(rule) if !bypass => Some(rule),

@@ -4,6 +4,7 @@
 //! The operations themselves are on handles, one per domain, each defined in its domain's
 //! file: `lake.refs()`, `lake.tables()`, `lake.namespaces()`, ... (docs/architecture.md).
 
+pub(crate) mod audit;
 pub(crate) mod checks;
 pub(crate) mod merge;
 pub(crate) mod namespaces;

@@ -89,6 +89,9 @@ impl Reviews<'_> {
             created_at_ms: basin_core::time::now_ms(),
         };
         let id = catalog.store().open_review(&review).await?;
+        catalog
+            .audit("open review", &format!("#{id}"), "ok", &review.title)
+            .await;
         self.get(id).await
     }
 
@@ -149,19 +152,36 @@ impl Reviews<'_> {
     pub async fn approve(&self, id: i64) -> Result<ReviewRecord> {
         let review = self.open_review(id).await?;
         let principal = self.lake.principal();
+        let catalog = self.lake.catalog();
         if principal == review.author {
-            return Err(Error::new(
+            let refused = Error::new(
                 ErrorKind::Forbidden,
                 format!("`{principal}` opened review #{id} and cannot approve it"),
             )
-            .with_hint("another principal approves it (a teammate's token)"));
+            .with_hint("another principal approves it (a teammate's token)");
+            catalog
+                .audit(
+                    "approve review",
+                    &format!("#{id}"),
+                    "refused",
+                    &refused.to_string(),
+                )
+                .await;
+            return Err(refused);
         }
         let head = self.source_head(&review).await?;
-        self.lake
-            .catalog()
+        catalog
             .store()
             .approve_review(id, &principal, &head, basin_core::time::now_ms())
             .await?;
+        catalog
+            .audit(
+                "approve review",
+                &format!("#{id}"),
+                "ok",
+                &format!("{} at {head}", review.source),
+            )
+            .await;
         self.get(id).await
     }
 
@@ -211,6 +231,10 @@ impl Reviews<'_> {
                 basin_core::time::now_ms(),
             )
             .await?;
+        self.lake
+            .catalog()
+            .audit("close review", &format!("#{id}"), "ok", "")
+            .await;
         self.get(id).await
     }
 

@@ -90,6 +90,9 @@ pub struct GcReport {
     pub events_slimmed: u64,
     /// Function environments unused for `[maintenance] keep_envs`.
     pub envs_removed: Vec<String>,
+    /// Audit log entries older than `[maintenance] keep_audit`.
+    #[serde(default)]
+    pub audit_removed: u64,
     pub seconds: f64,
 }
 
@@ -269,6 +272,15 @@ impl Maintenance<'_> {
                 .prune_events(ms_ago(keep.keep_events), dry_run)
                 .await?;
             (report.events_removed, report.events_slimmed) = (pruned.removed, pruned.slimmed);
+        }
+
+        if keep.keep_audit != Duration::MAX && !dry_run {
+            report.audit_removed = self
+                .lake
+                .catalog()
+                .store()
+                .prune_audit(ms_ago(keep.keep_audit))
+                .await?;
         }
 
         if keep.keep_envs != Duration::MAX {
