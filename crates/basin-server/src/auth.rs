@@ -154,11 +154,23 @@ pub(crate) async fn authenticate(
                     "check the token, or create one with `basin token create`",
                 );
             }
+            // A sign-in token the issuer's keys and claims do not bear out.
+            Err(e) if e.kind() == basin_core::ErrorKind::InvalidInput => {
+                let action = format!("{} {}", request.method(), request.uri().path());
+                let stranger = Actor::new(UNKNOWN_TOKEN, door(&request));
+                let record = state.lakehouse.audit();
+                actor::scope(stranger, record.record(&action, "", "401", &e.message)).await;
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    &e.message,
+                    e.hint.as_deref().unwrap_or("sign in again"),
+                );
+            }
             Err(e) => {
                 tracing::error!("cannot check a token: {e}");
                 return refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the catalog store failed while checking the token",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the token cannot be checked now (the catalog store or the sign-in issuer failed)",
                     "try again; the server's log has the cause",
                 );
             }

@@ -154,7 +154,11 @@ impl StartupHandler for Handlers {
                             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
                         let metadata = client.metadata_mut();
                         metadata.insert(WHO.to_string(), token.name.clone());
-                        metadata.insert(TOKEN_ID.to_string(), token.id.clone());
+                        // A Basin token is looked up again as the connection goes on (a
+                        // revoked one ends it); a sign-in token is checked at login only.
+                        if !principal.signed_in {
+                            metadata.insert(TOKEN_ID.to_string(), token.id.clone());
+                        }
                         metadata.insert(GRANTS.to_string(), grants);
                         // The database it asked for is a ref: looked up with its grants.
                         let actor = Actor {
@@ -184,6 +188,19 @@ impl StartupHandler for Handlers {
                     }
                     // FATAL: the connection ends, as for a wrong password. An ERROR
                     // here would leave the client logged in without a token.
+                    Err(e) if e.kind() == basin_core::ErrorKind::InvalidInput => {
+                        let stranger = Actor::new(crate::auth::UNKNOWN_TOKEN, "postgres");
+                        let audit = self.0.lakehouse.audit();
+                        actor::scope(stranger, audit.record("login", "", "refused", &e.message))
+                            .await;
+                        let mut info = ErrorInfo::new(
+                            "FATAL".into(),
+                            "28P01".into(),
+                            format!("password authentication failed: {}", e.message),
+                        );
+                        info.hint = e.hint.clone();
+                        return Err(PgWireError::UserError(Box::new(info)));
+                    }
                     Err(e) => {
                         return Err(PgWireError::UserError(Box::new(error_info(e, "FATAL"))));
                     }

@@ -70,6 +70,9 @@ pub struct UserConfig {
     /// `[[branches.protect]]` (see `config::protection`).
     #[serde(default)]
     pub branches: super::protection::BranchesSection,
+    /// `[auth.oidc]` (see `config::auth`).
+    #[serde(default)]
+    pub auth: super::auth::AuthSection,
     /// `[[grants]]` (see `config::grants`).
     #[serde(default)]
     pub grants: Vec<super::grants::GrantSection>,

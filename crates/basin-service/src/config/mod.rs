@@ -1,6 +1,7 @@
 //! Basin's configuration, declared once: `.basin/config.toml` (written by `basin init`), then
 //! the user's `basin.toml` beside `.basin/`, then `BASIN_*` environment variables, then flags.
 
+mod auth;
 pub(crate) mod buckets;
 mod file;
 mod grants;
@@ -13,6 +14,7 @@ pub(crate) mod sources;
 mod sql;
 mod values;
 
+pub use auth::{AuthSection, OidcSection, OidcSettings};
 pub use buckets::S3Bucket;
 pub use file::{
     BucketSection, CatalogConfig, DEFAULT_EVENT_LEASE, DEFAULT_MODEL_WORKER_WAIT, FunctionsSection,

@@ -55,6 +55,8 @@ pub struct Settings {
     pub checks: BTreeMap<String, crate::config::Check>,
     /// `[[grants]]`.
     pub grants: Vec<crate::config::DeclaredGrants>,
+    /// `[auth.oidc]`: sign-in tokens from this issuer are accepted.
+    pub oidc: Option<crate::config::OidcSettings>,
 }
 
 impl Settings {
@@ -84,6 +86,7 @@ impl Settings {
         let (protection, checks) =
             crate::config::protection::resolve(&user.branches, &user.checks, path)?;
         let grants = crate::config::grants::resolve(&user.grants, path)?;
+        let oidc = crate::config::auth::resolve(&user.auth, path)?;
         Ok(Self {
             s3,
             author,
@@ -102,6 +105,7 @@ impl Settings {
             protection,
             checks,
             grants,
+            oidc,
         })
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub(crate) mod checks;
 pub(crate) mod merge;
 pub(crate) mod namespaces;
+pub(crate) mod oidc;
 pub(crate) mod refs;
 pub(crate) mod reviews;
 pub(crate) mod tables;
@@ -111,6 +112,8 @@ pub struct Lakehouse {
     runtime: Arc<OnceLock<basin_runtime::Runtime>>,
     /// The memory pool, spill space and limits every SQL session shares.
     sql: basin_sql::Engine,
+    /// `[auth.oidc]`'s verifier, with the issuer's keys cached.
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Lakehouse {
@@ -284,6 +287,7 @@ impl Lakehouse {
         if let Some(scheduler) = &settings.sql.ballista.scheduler {
             sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?);
         }
+        let settings_oidc = settings.oidc.clone();
         let catalog = Catalog::new(store)
             .with_protection(settings.protection.clone())
             .with_default_author(&settings.author);
@@ -295,6 +299,9 @@ impl Lakehouse {
             tables,
             runtime: Arc::new(OnceLock::new()),
             sql,
+            oidc: settings_oidc
+                .map(|s| oidc::Oidc::new(s).map(Arc::new))
+                .transpose()?,
         })
     }
 

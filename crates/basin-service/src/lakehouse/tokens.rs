@@ -63,6 +63,8 @@ pub struct Principal {
     pub token: TokenRecord,
     pub role: Role,
     pub grants: Arc<Grants>,
+    /// Signed in with an issuer's token (`[auth.oidc]`), not a Basin token.
+    pub signed_in: bool,
 }
 
 fn hash(secret: &str) -> String {
@@ -141,6 +143,11 @@ impl Tokens<'_> {
     /// token's own (or its role's) and the `[[grants]]` declared for its name; its role, for
     /// the doors' per-route check, is the highest access among them.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        if let Some(oidc) = &self.lake.oidc
+            && super::oidc::is_jwt(secret)
+        {
+            return self.signed_in(oidc, secret).await.map(Some);
+        }
         let Some(token) = self
             .lake
             .catalog()
@@ -170,6 +177,37 @@ impl Tokens<'_> {
             token,
             role,
             grants: Arc::new(grants),
+            signed_in: false,
         }))
+    }
+
+    /// The principal a verified sign-in token names: its subject, with the `[[grants]]`
+    /// declared for the subject or any of its groups (none: it may do nothing).
+    async fn signed_in(&self, oidc: &super::oidc::Oidc, jwt: &str) -> Result<Principal> {
+        let identity = oidc.verify(jwt).await?;
+        let grants: Vec<Grant> = self
+            .lake
+            .settings()
+            .grants
+            .iter()
+            .filter(|d| d.to == identity.subject || identity.groups.contains(&d.to))
+            .flat_map(|d| d.grants.iter().cloned())
+            .collect();
+        let grants = Grants::new(grants);
+        let role = grants.highest().map(Role::of);
+        let token = TokenRecord {
+            id: format!("oidc:{}", identity.subject),
+            name: identity.subject.clone(),
+            role: role.map_or("none", Role::as_str).to_string(),
+            hash: String::new(),
+            created_at_ms: 0,
+            grants: grants.grants.iter().map(Grant::display).collect(),
+        };
+        Ok(Principal {
+            token,
+            role: role.unwrap_or(Role::Reader),
+            grants: Arc::new(grants),
+            signed_in: true,
+        })
     }
 }
