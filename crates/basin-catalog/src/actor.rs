@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::access::Grants;
+use crate::grants::Grants;
 
 /// The door of work done by this process for its own user: a CLI command, or `basin serve`'s
 /// background work (maintenance, schedules).

@@ -89,6 +89,14 @@ pub struct Catalog {
     default_author: Arc<str>,
 }
 
+/// The branch a read at `at` is on, for grants' branch patterns: the branch, or the tag (or
+/// ref) named before `@`; `""` for a bare commit, which only `*` matches.
+fn read_branch(at: &Resolved) -> String {
+    at.branch
+        .clone()
+        .unwrap_or_else(|| at.spec.split('@').next().unwrap_or_default().to_string())
+}
+
 /// Checks a branch or tag name: git's rules, kept simple.
 pub fn validate_ref_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -338,26 +346,7 @@ impl Catalog {
     /// read in each, and a commit that changed none of them without its message.
     pub async fn log(&self, from: &Resolved, limit: usize) -> Result<Vec<Commit>> {
         let mut commits = self.store.log(&from.commit, limit).await?;
-        if let Some((_, grants)) = access::acting() {
-            let branch = access::read_branch(from);
-            for commit in &mut commits {
-                let before = commit.operations.len();
-                commit.operations.retain(|op| {
-                    let is_namespace = matches!(
-                        op,
-                        Operation::Put {
-                            content: Content::Namespace { .. },
-                            ..
-                        }
-                    ) || op.key().namespace().is_none();
-                    grants.may_read(op.key().as_str(), is_namespace, &branch)
-                });
-                if before > 0 && commit.operations.is_empty() {
-                    commit.message = "(a change to tables you may not read)".into();
-                    commit.properties.clear();
-                }
-            }
-        }
+        access::redact_log(&mut commits, &read_branch(from));
         Ok(commits)
     }
 
@@ -365,7 +354,7 @@ impl Catalog {
     pub async fn contents(&self, at: &Resolved) -> Result<BTreeMap<Key, Content>> {
         Ok(access::visible_contents(
             self.store.contents(&at.commit).await?,
-            at,
+            &read_branch(at),
         ))
     }
 
@@ -375,7 +364,7 @@ impl Catalog {
             .store
             .content(&at.commit, key)
             .await?
-            .filter(|content| access::may_read(key, content, at)))
+            .filter(|content| access::may_read(key, content, &read_branch(at))))
     }
 
     /// The table's metadata location at `at`, or `NotFound` with "did you mean".

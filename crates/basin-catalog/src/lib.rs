@@ -18,11 +18,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod access;
+mod access;
 pub mod actor;
 mod catalog;
 mod commit_rules;
 mod events;
+pub mod grants;
 pub mod history;
 mod model;
 mod open;
@@ -33,7 +34,6 @@ mod same_sql;
 mod sqlite;
 pub mod store;
 
-pub use access::{Access, Grant, Grants};
 pub use catalog::{
     Catalog, Change, Conflict, DiffEntry, MAIN, MergePlan, Resolved, diff_maps, validate_ref_name,
 };
@@ -41,6 +41,7 @@ pub use events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventWakeups,
     EventsPruned, NewEvent, Settled,
 };
+pub use grants::{Access, Grant, Grants};
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};
 pub use model::{
     Approval, AuditEntry, AuditFilter, Commit, CommitId, CommitRequest, Content, DOOR_PROPERTY,
