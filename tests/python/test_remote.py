@@ -90,3 +90,48 @@ def test_remote_errors_keep_their_hints_and_roles_hold(remote, orders, tmp_path)
     unreachable = subprocess.run([BASIN, "--remote", "http://127.0.0.1:9", "log"],
                                  capture_output=True, text=True)
     assert unreachable.returncode == 1 and "cannot reach http://127.0.0.1:9/" in unreachable.stderr
+
+
+def test_remote_reviews_grants_and_the_audit_log(orders, tmp_path):
+    """A protected main over --remote: a direct write is refused, a review opened by one token
+    is approved by another and merged; grants and the audit log work the same remotely."""
+    (orders.home / "basin.toml").write_text('[[branches.protect]]\npattern = "main"\napprovals = 1\n')
+    admin = orders("token", "create", "--role", "admin", "--name", "ops").strip()
+    ana = orders("token", "create", "--name", "ana", "--grant", "write:*").strip()
+    bo = orders("token", "create", "--name", "bo", "--grant", "write:*").strip()
+    base, proc = start_server(orders)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def basin(*args, token):
+        env = {**orders.env, "BASIN_REMOTE": base, "BASIN_TOKEN": token}
+        env.pop("BASIN_HOME", None)
+        return subprocess.run([BASIN, *args], capture_output=True, text=True, env=env, cwd=elsewhere)
+
+    try:
+        (tmp_path / "late.csv").write_text("id,amount\n4,1.00\n")
+        direct = basin("import", str(tmp_path / "late.csv"), "--table", "sales.orders", token=ana)
+        assert direct.returncode == 1 and "protected" in direct.stderr and "hint:" in direct.stderr, direct
+        done = basin("import", str(tmp_path / "late.csv"), "--table", "sales.orders", "--branch", "dev", token=ana)
+        assert done.returncode == 0, done.stderr
+        review = json.loads(basin("review", "open", "dev", "--into", "main", "--format", "json", token=ana).stdout)
+        number = str(review["id"])
+        own = basin("review", "approve", number, token=ana)
+        assert own.returncode == 1 and "cannot approve" in own.stderr, own
+        assert basin("review", "approve", number, token=bo).returncode == 0
+        merged = basin("review", "merge", number, "--format", "json", token=bo)
+        assert merged.returncode == 0, merged.stderr
+        head = json.loads(basin("log", "main", "-n", "1", "--format", "json", token=bo).stdout)[0]
+        assert (head["author"], head["door"]) == ("bo", "api"), head
+
+        made = basin("token", "create", "--name", "viewer", "--grant", "read:sales.*@main", token=admin)
+        assert made.returncode == 0, made.stderr
+        listed = json.loads(basin("token", "ls", "--format", "json", token=admin).stdout)
+        assert [t["grants"] for t in listed if t["name"] == "viewer"] == [["read:sales.*@main"]], listed
+        assert basin("audit", "ls", token=ana).returncode == 1, "admins only"
+        audit = json.loads(basin("audit", "ls", "--principal", "ana", "--format", "json", token=admin).stdout)
+        actions = {(e["action"], e["outcome"]) for e in audit}
+        assert ("commit", "refused") in actions and ("approve review", "refused") in actions, audit
+    finally:
+        proc.kill()
+        proc.wait()

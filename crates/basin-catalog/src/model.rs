@@ -280,7 +280,8 @@ pub struct TokenRecord {
     /// The token's own grants (`read:sales.*@main`, ...); empty: everything its role allows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
-    #[serde(skip_serializing)]
+    /// Never sent anywhere; read back as empty.
+    #[serde(skip_serializing, default)]
     pub hash: String,
     pub created_at_ms: i64,
 }
