@@ -1,5 +1,6 @@
 //! Links `basin` with packed relative relocations (`-z pack-relative-relocs`, DT_RELR) where
-//! the linker and the C library support them.
+//! the linker and the C library support them, and (optimized builds) with identical code
+//! folding.
 //!
 //! The binary carries ~310k relative relocations (DataFusion's and arrow's vtables and
 //! static tables). As plain RELA entries they take 7.4 MB that the dynamic loader reads and
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const FLAG: &str = "-Wl,-z,pack-relative-relocs";
+const ICF: &str = "-Wl,--icf=all";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -26,6 +28,16 @@ fn main() {
     }
     if probe().unwrap_or(false) {
         println!("cargo:rustc-link-arg-bins={FLAG}");
+    }
+    // Identical code folding: functions whose machine code came out the same (monomorphized
+    // generics, derived impls) kept once. rust-lld, the linker rustc uses on this target,
+    // does it; release builds only (it costs link time). `BASIN_LINK_ICF=0` turns it off
+    // for a build with another linker.
+    println!("cargo:rerun-if-env-changed=BASIN_LINK_ICF");
+    let optimized = std::env::var("PROFILE").as_deref() == Ok("release");
+    let wanted = std::env::var("BASIN_LINK_ICF").as_deref() != Ok("0");
+    if target == "x86_64-unknown-linux-gnu" && optimized && wanted {
+        println!("cargo:rustc-link-arg-bins={ICF}");
     }
 }
 
