@@ -144,7 +144,9 @@ async function runTyped(page, sql) {
     await page.selectOption("#ref", "main");
     await page.click("nav button[data-panel=log]");
     await page.waitForSelector("#log-grid tbody tr");
-    seen.commits = (await rows(page, "#log-grid")).map((r) => r[3]);
+    const log = await rows(page, "#log-grid");
+    seen.commits = log.map((r) => r[4]);
+    seen.commit_doors = log.map((r) => r[3]);
     const merge = seen.commits.findIndex((m) => m.startsWith("merge dev "));
     await page.click(`#log-grid tbody tr:nth-child(${merge + 1})`);
     await page.waitForSelector("#commit-changes tbody tr");

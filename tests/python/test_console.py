@@ -123,6 +123,8 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
 
     # A commit's changes, as `basin diff` says them, and the tables it holds.
     assert any(m.startswith("merge") for m in seen["commits"])
+    assert set(seen["commit_doors"]) <= {"local", "api", "console", ""}, seen["commit_doors"]
+    assert "local" in seen["commit_doors"], seen["commit_doors"]
     assert [r[:5] for r in seen["commit_changes"]] == [["sales.orders", "table", "changed", "+1", "+1"]]
     assert seen["commit_tables"] == ["sales.orders"]
     assert seen["time_travel_ref"].startswith("main@")

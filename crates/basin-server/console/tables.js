@@ -27,8 +27,8 @@ async function showTable(name, item) {
 async function showLog() {
   const entries = await api(`/api/v1/log?ref=${enc(state.ref)}&limit=100`);
   const rows = entries.map((c) => ({ commit: c.id.slice(0, 12), time: when(c.created_at_ms), author: c.author,
-    message: c.message, changed: c.changed.join(", ") }));
-  $("log-grid").replaceChildren(grid(["commit", "time", "author", "message", "changed"], rows,
+    door: c.door || "", message: c.message, changed: c.changed.join(", ") }));
+  $("log-grid").replaceChildren(grid(["commit", "time", "author", "door", "message", "changed"], rows,
     { onclick: (i, tr) => showCommit(entries[i], tr) }));
   $("commit-detail").replaceChildren(el("p", { class: "muted" },
     entries.length ? "Pick a commit to see what it changed and the tables it holds." : "No commits."));
@@ -59,7 +59,7 @@ async function showCommit(commit, row) {
   const ref = `${base}@${commit.id.slice(0, 12)}`;
   $("commit-detail").replaceChildren(
     el("h2", {}, `Commit ${commit.id.slice(0, 12)}: ${commit.message}`),
-    facts([["author", commit.author], ["time", when(commit.created_at_ms)],
+    facts([["author", commit.author], ["door", commit.door], ["time", when(commit.created_at_ms)],
       ["parent", commit.parent ? commit.parent.slice(0, 12) : "none (the first commit)"],
       ["merged", commit.merge_parent ? commit.merge_parent.slice(0, 12) : null]]),
     el("h2", {}, "Changes"),

@@ -104,7 +104,9 @@ fn check_catalog_url(url: &str) -> Result<String> {
 #[derive(Clone, Debug)]
 pub struct Lakehouse {
     root: PathBuf,
-    settings: Settings,
+    /// Shared, not copied: a lakehouse is cloned for every request `basin serve` handles
+    /// (axum's state), and the settings hold every `[sources]`, `[buckets]` and `[[grants]]`.
+    settings: Arc<Settings>,
     /// The shared catalog's URL, or `None` for `.basin/catalog.db`.
     catalog_url: Option<String>,
     tables: Tables,
@@ -294,7 +296,7 @@ impl Lakehouse {
         let tables = Tables::new(catalog, warehouse).with_table_cache(settings.sql.table_cache);
         Ok(Self {
             root: root.to_path_buf(),
-            settings,
+            settings: Arc::new(settings),
             catalog_url: config.catalog.as_ref().map(|c| c.url.clone()),
             tables,
             runtime: Arc::new(OnceLock::new()),
