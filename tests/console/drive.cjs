@@ -10,7 +10,7 @@
 const path = require("path");
 const { chromium } = require(path.join(process.env.BASIN_NODE_MODULES || "node_modules", "playwright-core"));
 
-const [url, shots, downloads, readerToken, writerToken] = process.argv.slice(2);
+const [url, shots, downloads, readerToken, writerToken, limitedToken] = process.argv.slice(2);
 const shot = (name) => path.join(shots, `console-${name}.png`);
 const texts = (page, selector) => page.$$eval(selector, (nodes) => nodes.map((n) => n.textContent.trim()));
 const rows = (page, selector) =>
@@ -205,6 +205,18 @@ async function runTyped(page, sql) {
     await page.waitForSelector("#maintenance-grid tbody tr");
     seen.maintenance = await rows(page, "#maintenance-grid");
     await page.screenshot({ path: shot("maintenance"), fullPage: true });
+
+    // A token whose grants read sales.orders only: the table list holds nothing else.
+    await page.click("nav button[data-panel=query]");
+    await useToken(page, limitedToken, "reader");
+    await page.selectOption("#ref", "main"); // where the pipeline wrote sales.order_total
+    await typeInto(page, "#schema-filter", "");
+    await page.waitForFunction(() => {
+      const names = [...document.querySelectorAll("#schema summary")].map((s) => s.textContent);
+      return names.length > 0 && !names.includes("sales.order_total");
+    });
+    seen.limited_who = await page.textContent("#who");
+    seen.limited_schema = await texts(page, "#schema summary");
   } finally {
     await browser.close();
   }

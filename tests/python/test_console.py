@@ -59,6 +59,7 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     lakehouse = lakehouse_with_history
     reader = lakehouse("token", "create", "--role", "reader", "--name", "analyst").strip()
     writer = lakehouse("token", "create", "--role", "writer", "--name", "ops").strip()
+    limited = lakehouse("token", "create", "--name", "limited", "--grant", "read:sales.orders").strip()
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     base, proc = start_server(lakehouse)
@@ -72,7 +73,7 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
         assert status == 403 and "needs a writer" in body["error"]["message"]
         before = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
         assert before["state"] == "dead"
-        out = subprocess.run(["node", str(DRIVER), base + "/", str(output_dir), str(downloads), reader, writer],
+        out = subprocess.run(["node", str(DRIVER), base + "/", str(output_dir), str(downloads), reader, writer, limited],
                              capture_output=True, text=True, timeout=240, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
         assert out.returncode == 0, out.stderr
         after = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
@@ -84,6 +85,9 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     assert seen["elsewhere"] == []  # nothing fetched from anywhere but the server
     assert "needs an access token" in seen["no_token"] and seen["who_without"] == "no token"
     assert seen["who"] == "reader · analyst"
+    # Grants: a token that may read sales.orders only sees no other table in the console.
+    assert seen["limited_who"] == "reader · limited", seen["limited_who"]
+    assert seen["limited_schema"] == ["sales.orders"], seen["limited_schema"]
     assert seen["token_shown"][:2] == ["text", reader] and "monospace" in seen["token_shown"][2]
     assert {"dev (branch)", "main (branch)"} <= set(seen["refs"])
 
