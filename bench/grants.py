@@ -23,20 +23,16 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import front_doors  # noqa: E402
+import front_doors_ab  # noqa: E402
 import serving  # noqa: E402
 
 QUERY = front_doors.QUERY
 
 
 def lakehouse(basin: str, home: Path, declared: int) -> str:
-    """A lakehouse with tpch.nation, `declared` [[grants]] in basin.toml; a token's secret."""
-    subprocess.run([basin, "init", str(home)], check=True, capture_output=True)
-    csv = home / "nation.csv"
-    rows = ["n_nationkey,n_name,n_regionkey,n_comment"]
-    rows += [f"{i},NATION{i:02d},{i % 5},comment {i}" for i in range(25)]
-    csv.write_text("\n".join(rows) + "\n")
-    subprocess.run([basin, "--home", str(home), "import", str(csv), "--table", "tpch.nation"],
-                   check=True, capture_output=True)
+    """The front-door lakehouse (tpch.nation), `declared` [[grants]] in its basin.toml; the
+    secret of a token whose grants read tpch.* on main."""
+    front_doors_ab.lakehouse(basin, home)
     grants = []
     for i in range(declared):
         to = "bench" if i == 0 else f"team{i}"
@@ -47,15 +43,8 @@ def lakehouse(basin: str, home: Path, declared: int) -> str:
     return out.stdout.strip()
 
 
-def start(basin: str, home: Path):
-    proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0",
-                             "--pg-listen", "127.0.0.1:0"],
-                            stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
-    return proc, serving.listening(proc)
-
-
 def measure(basin: str, home: Path, token: str, runs: int) -> dict:
-    proc, ports = start(basin, home)
+    proc, ports = serving.start(basin, home, "--pg-listen", "127.0.0.1:0", tokens=True)
     try:
         auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         connection = http.client.HTTPConnection("127.0.0.1", ports["http"])
@@ -99,7 +88,6 @@ def main():
         figures = {}
         for label, declared in (("none", 0), ("100", 100)):
             home = Path(work) / label
-            home.mkdir()
             token = lakehouse(basin, home, declared)
             figures[label] = measure(basin, home, token, runs)
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -20,9 +20,11 @@ def listening(proc: subprocess.Popen) -> dict:
     raise RuntimeError("basin serve stopped before it listened:\n" + "".join(seen))
 
 
-def start(basin: str, home, *flags: str) -> tuple:
+def start(basin: str, home, *flags: str, tokens: bool = False) -> tuple:
     """`basin serve --no-auth` on `home` on free local ports (plus `flags`, e.g. a
-    `--pg-listen`), quiet but for warnings. Returns (the process, `listening`'s ports)."""
-    proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--no-auth", *flags],
+    `--pg-listen`), quiet but for warnings; with `tokens`, asking callers for a token. Returns
+    (the process, `listening`'s ports)."""
+    auth = [] if tokens else ["--no-auth"]
+    proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", *auth, *flags],
                             stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
     return proc, listening(proc)

@@ -276,8 +276,7 @@ impl Catalog {
         self.audited("delete branch", name, "", result).await
     }
 
-    /// Records a change to the refs (or its refusal) in the audit log, and passes it on. The
-    /// scratch branches merge checks use are left out.
+    /// Records a ref change (or its refusal) in the audit log; not merge checks' scratch refs.
     async fn audited<T>(
         &self,
         action: &str,
@@ -432,15 +431,13 @@ impl Catalog {
     /// through the `local` door) did `action` on `target`, and how it ended. A failure to
     /// record is logged, not returned: the change itself is done (or refused) already.
     pub async fn audit(&self, action: &str, target: &str, outcome: &str, detail: &str) {
-        let actor = crate::actor::current();
         let entry = crate::AuditEntry {
             id: 0,
             at_ms: basin_core::time::now_ms(),
-            principal: actor
-                .as_ref()
-                .and_then(|a| a.principal.clone())
-                .unwrap_or_else(|| self.default_author.to_string()),
-            door: actor.map_or(LOCAL_DOOR, |a| a.door).to_string(),
+            principal: self.principal(),
+            door: crate::actor::current()
+                .map_or(LOCAL_DOOR, |a| a.door)
+                .to_string(),
             action: action.to_string(),
             target: target.to_string(),
             outcome: outcome.to_string(),
@@ -451,8 +448,7 @@ impl Catalog {
         }
     }
 
-    /// Refuses `request` now if its branch is protected and nothing cleared it: what a writer
-    /// asks before staging files it would commit. A refusal goes in the audit log.
+    /// Refuses (and audits) `request` if its branch is protected and nothing cleared it.
     pub async fn admit(&self, request: &CommitRequest) -> Result<()> {
         let admitted = self.protection.admit(&request.branch, request.clearance);
         if let Err(e) = &admitted {
@@ -485,6 +481,13 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// Who acts: the principal the door named, or the default author (the local user).
+    pub fn principal(&self) -> String {
+        crate::actor::current()
+            .and_then(|a| a.principal)
+            .unwrap_or_else(|| self.default_author.to_string())
     }
 
     /// Fills in the author and door of a request no door named them for: this catalog's

@@ -139,32 +139,15 @@ pub(crate) async fn authenticate(
                     grants: Some(principal.grants),
                 }
             }
+            // An unknown token, or a sign-in token the issuer's keys and claims do not bear
+            // out: a 401, recorded.
             Ok(None) => {
-                let action = format!("{} {}", request.method(), request.uri().path());
-                let stranger = Actor::new(UNKNOWN_TOKEN, door(&request));
-                let record = state.lakehouse.audit();
-                actor::scope(
-                    stranger,
-                    record.record(&action, "", "401", "unknown access token"),
-                )
-                .await;
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "unknown access token",
-                    "check the token, or create one with `basin token create`",
-                );
+                let hint = "check the token, or create one with `basin token create`";
+                return refuse_secret(&state, asked(&request), "unknown access token", hint).await;
             }
-            // A sign-in token the issuer's keys and claims do not bear out.
             Err(e) if e.kind() == basin_core::ErrorKind::InvalidInput => {
-                let action = format!("{} {}", request.method(), request.uri().path());
-                let stranger = Actor::new(UNKNOWN_TOKEN, door(&request));
-                let record = state.lakehouse.audit();
-                actor::scope(stranger, record.record(&action, "", "401", &e.message)).await;
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    &e.message,
-                    e.hint.as_deref().unwrap_or("sign in again"),
-                );
+                let hint = e.hint.as_deref().unwrap_or("sign in again");
+                return refuse_secret(&state, asked(&request), &e.message, hint).await;
             }
             Err(e) => {
                 tracing::error!("cannot check a token: {e}");
@@ -179,8 +162,27 @@ pub(crate) async fn authenticate(
     acting(&state, caller, request, next).await
 }
 
-/// The principal the audit log names for a secret that is no token's.
-pub(crate) const UNKNOWN_TOKEN: &str = "(unknown token)";
+/// The 401 for a secret that names no principal (`request` says the method, path and door),
+/// recorded in the audit log.
+async fn refuse_secret(state: &AppState, request: Asked, message: &str, hint: &str) -> Response {
+    let (action, door) = request;
+    let record = state.lakehouse.audit();
+    record
+        .record_refused_secret(door, &action, "401", message)
+        .await;
+    refuse(StatusCode::UNAUTHORIZED, message, hint)
+}
+
+/// `METHOD /path` and the door of a request: what the audit log names it by (taken before
+/// waiting, since a request's body is not `Sync`).
+type Asked = (String, &'static str);
+
+fn asked(request: &Request) -> Asked {
+    (
+        format!("{} {}", request.method(), request.uri().path()),
+        door(request),
+    )
+}
 
 /// The header with which an admin asks to write to protected branches directly; the commit
 /// records the bypass (its clearance) and the admin.

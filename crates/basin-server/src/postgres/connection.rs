@@ -99,6 +99,7 @@ pub(super) async fn serve(
         refuse_plain: tls_only && !secure,
         cancels: None,
         token_checked: Instant::now(),
+        grants: None,
         prepared: Prepared::default(),
     };
     connection.run(login).await
@@ -150,6 +151,8 @@ struct Connection {
     /// registration, which ends with the connection.
     cancels: Option<(Arc<ConnectionHandle>, ConnectionGuard)>,
     token_checked: Instant,
+    /// The logged-in token's grants, read once from the login's metadata.
+    grants: Option<Arc<Grants>>,
     /// The named prepared statements (`S`) and portals (`P`) the client has open.
     prepared: Prepared,
 }
@@ -285,17 +288,20 @@ impl Connection {
 
     /// Who the connection acts as: its token's name and grants, through the `postgres` door
     /// (with `--no-auth`, everything; before a login, nothing).
-    fn actor(&self) -> Actor {
+    fn actor(&mut self) -> Actor {
         let metadata = self.socket.metadata();
-        let grants = if self.handlers.0.open {
-            None
-        } else {
-            let granted = metadata
-                .get(GRANTS)
-                .and_then(|json| serde_json::from_str::<Grants>(json).ok())
-                .unwrap_or_default();
-            Some(Arc::new(granted))
+        if self.grants.is_none()
+            && let Some(json) = metadata.get(GRANTS)
+        {
+            let granted = serde_json::from_str::<Grants>(json).unwrap_or_default();
+            self.grants = Some(Arc::new(granted));
+        }
+        let grants = match (self.handlers.0.open, &self.grants) {
+            (true, _) => None,
+            (false, Some(granted)) => Some(granted.clone()),
+            (false, None) => Some(Arc::new(Grants::default())),
         };
+        let metadata = self.socket.metadata();
         Actor {
             principal: metadata.get(WHO).cloned(),
             door: "postgres",

@@ -26,6 +26,22 @@ use super::settings::{GRANTS, REF, TOKEN_ID, WHO};
 use basin_catalog::actor::{self, Actor};
 
 impl Handlers {
+    /// The FATAL 28P01 for a password that names no principal, recorded in the audit log.
+    async fn refuse_login(&self, why: &str, hint: Option<String>) -> PgWireError {
+        self.0
+            .lakehouse
+            .audit()
+            .record_refused_secret("postgres", "login", "refused", why)
+            .await;
+        let mut info = ErrorInfo::new(
+            "FATAL".into(),
+            "28P01".into(),
+            format!("password authentication failed: {why}"),
+        );
+        info.hint = hint;
+        PgWireError::UserError(Box::new(info))
+    }
+
     /// Authentication passed: take a connection slot (one of those kept past
     /// `max_connections` only for an admin), pick the ref from the database name and say
     /// ready.
@@ -170,36 +186,17 @@ impl StartupHandler for Handlers {
                         let admin = role == basin_service::Role::Admin;
                         actor::scope(actor, self.welcome(client, admin)).await?;
                     }
+                    // An unknown token, or a sign-in token that does not hold up. FATAL:
+                    // the connection ends, as for a wrong password (an ERROR would leave
+                    // the client logged in without a token).
                     Ok(None) => {
-                        let stranger = Actor::new(crate::auth::UNKNOWN_TOKEN, "postgres");
-                        let audit = self.0.lakehouse.audit();
-                        let refused = "the password is not a known access token";
-                        actor::scope(stranger, audit.record("login", "", "refused", refused)).await;
-                        let mut info = ErrorInfo::new(
-                            "FATAL".into(),
-                            "28P01".into(),
-                            "password authentication failed: the password is not a known Basin access token".into(),
-                        );
-                        info.hint = Some(
-                            "use a token from `basin token create --role reader` as the password"
-                                .into(),
-                        );
-                        return Err(PgWireError::UserError(Box::new(info)));
+                        let why = "the password is not a known Basin access token";
+                        let hint =
+                            "use a token from `basin token create --role reader` as the password";
+                        return Err(self.refuse_login(why, Some(hint.into())).await);
                     }
-                    // FATAL: the connection ends, as for a wrong password. An ERROR
-                    // here would leave the client logged in without a token.
                     Err(e) if e.kind() == basin_core::ErrorKind::InvalidInput => {
-                        let stranger = Actor::new(crate::auth::UNKNOWN_TOKEN, "postgres");
-                        let audit = self.0.lakehouse.audit();
-                        actor::scope(stranger, audit.record("login", "", "refused", &e.message))
-                            .await;
-                        let mut info = ErrorInfo::new(
-                            "FATAL".into(),
-                            "28P01".into(),
-                            format!("password authentication failed: {}", e.message),
-                        );
-                        info.hint = e.hint.clone();
-                        return Err(PgWireError::UserError(Box::new(info)));
+                        return Err(self.refuse_login(&e.message, e.hint.clone()).await);
                     }
                     Err(e) => {
                         return Err(PgWireError::UserError(Box::new(error_info(e, "FATAL"))));

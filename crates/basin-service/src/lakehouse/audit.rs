@@ -8,6 +8,10 @@ use basin_core::Result;
 
 use crate::Lakehouse;
 
+/// The principal the audit log names for a secret that is no token's (or a sign-in token
+/// that does not hold up).
+pub const UNKNOWN_TOKEN: &str = "(unknown token)";
+
 /// The most entries one listing answers.
 pub const MAX_AUDIT_ENTRIES: usize = 10_000;
 
@@ -41,6 +45,19 @@ impl AuditLog<'_> {
             limit: limit.min(MAX_AUDIT_ENTRIES),
         };
         self.lake.catalog().store().audit(&filter).await
+    }
+
+    /// Records that a secret which named no principal was refused at `door`, as `outcome`
+    /// (the door's word for it: `401`, `refused`).
+    pub async fn record_refused_secret(
+        &self,
+        door: &'static str,
+        action: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let stranger = basin_catalog::actor::Actor::new(UNKNOWN_TOKEN, door);
+        basin_catalog::actor::scope(stranger, self.record(action, "", outcome, detail)).await;
     }
 
     /// Records what the acting principal did; see [`basin_catalog::Catalog::audit`].

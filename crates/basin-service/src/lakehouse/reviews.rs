@@ -43,13 +43,6 @@ impl Lakehouse {
     pub fn reviews(&self) -> Reviews<'_> {
         Reviews { lake: self }
     }
-
-    /// Who acts: the principal the door named (a token's name), or the local user.
-    pub fn principal(&self) -> String {
-        basin_catalog::actor::current()
-            .and_then(|a| a.principal)
-            .unwrap_or_else(|| self.settings().author.clone())
-    }
 }
 
 impl Reviews<'_> {
@@ -82,7 +75,7 @@ impl Reviews<'_> {
         let review = NewReview {
             source: source.to_string(),
             target: into.to_string(),
-            author: self.lake.principal(),
+            author: self.lake.catalog().principal(),
             title: title
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("merge {source} into {into}")),
@@ -151,7 +144,7 @@ impl Reviews<'_> {
     /// Approves review `id` as the acting principal, for the source's current head.
     pub async fn approve(&self, id: i64) -> Result<ReviewRecord> {
         let review = self.open_review(id).await?;
-        let principal = self.lake.principal();
+        let principal = self.lake.catalog().principal();
         let catalog = self.lake.catalog();
         if principal == review.author {
             let refused = Error::new(
@@ -206,7 +199,7 @@ impl Reviews<'_> {
             .end_review(
                 id,
                 ReviewState::Merged,
-                &self.lake.principal(),
+                &self.lake.catalog().principal(),
                 report.commit.as_deref(),
                 basin_core::time::now_ms(),
             )
@@ -226,7 +219,7 @@ impl Reviews<'_> {
             .end_review(
                 id,
                 ReviewState::Closed,
-                &self.lake.principal(),
+                &self.lake.catalog().principal(),
                 None,
                 basin_core::time::now_ms(),
             )

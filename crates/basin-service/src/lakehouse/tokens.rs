@@ -166,11 +166,7 @@ impl Tokens<'_> {
                 .map(|g| Grant::parse(g))
                 .collect::<Result<Vec<_>>>()?
         };
-        for declared in &self.lake.settings().grants {
-            if declared.to == token.name {
-                grants.extend(declared.grants.iter().cloned());
-            }
-        }
+        grants.extend(self.declared_for(&[&token.name]));
         let grants = Grants::new(grants);
         let role = grants.highest().map_or(Role::Reader, Role::of);
         Ok(Some(Principal {
@@ -181,19 +177,26 @@ impl Tokens<'_> {
         }))
     }
 
+    /// The `[[grants]]` declared `to` any of `names`.
+    fn declared_for<'n>(&self, names: &'n [&'n str]) -> impl Iterator<Item = Grant> + 'n
+    where
+        Self: 'n,
+    {
+        self.lake
+            .settings()
+            .grants
+            .iter()
+            .filter(|d| names.contains(&d.to.as_str()))
+            .flat_map(|d| d.grants.iter().cloned())
+    }
+
     /// The principal a verified sign-in token names: its subject, with the `[[grants]]`
     /// declared for the subject or any of its groups (none: it may do nothing).
     async fn signed_in(&self, oidc: &super::oidc::Oidc, jwt: &str) -> Result<Principal> {
         let identity = oidc.verify(jwt).await?;
-        let grants: Vec<Grant> = self
-            .lake
-            .settings()
-            .grants
-            .iter()
-            .filter(|d| d.to == identity.subject || identity.groups.contains(&d.to))
-            .flat_map(|d| d.grants.iter().cloned())
-            .collect();
-        let grants = Grants::new(grants);
+        let mut names = vec![identity.subject.as_str()];
+        names.extend(identity.groups.iter().map(String::as_str));
+        let grants = Grants::new(self.declared_for(&names).collect());
         let role = grants.highest().map(Role::of);
         let token = TokenRecord {
             id: format!("oidc:{}", identity.subject),
