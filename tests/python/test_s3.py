@@ -354,6 +354,19 @@ def test_engines_read_and_write_through_basins_signatures(tmp_path, s3_checking_
         assert s3.get_object(Bucket="lake", Key="wh/rides/new.parquet")["Body"].read() == b"PAR1 new"
         status, _ = sign("", "GET", f"{endpoint}/lake/{data_file}")
         assert status == 401
+        # A token with grants of its own reaches only its tables' files, on any branch.
+        riders = b("token", "create", "--name", "riders", "--grant", "read:rides.*@dev").strip()
+        others = b("token", "create", "--name", "others", "--grant", "write:sandbox.*").strip()
+        status, signed = sign(riders, "GET", f"{endpoint}/lake/{data_file}")
+        assert status == 200, signed
+        for token, method, uri, why in [
+            (others, "GET", f"{endpoint}/lake/{data_file}", "table `rides.trips`"),
+            (riders, "PUT", f"{endpoint}/lake/{data_file}", "needs a writer"),
+            # Not in a folder Basin named for a table: only a grant on every table reaches it.
+            (others, "PUT", f"{endpoint}/lake/wh/sandbox/loose.parquet", "no table"),
+        ]:
+            status, body = sign(token, method, uri)
+            assert status == 403 and why in body["error"]["message"], (uri, body)
         assert s3.get_object(Bucket="lake", Key=data_file)["Body"].read().startswith(b"PAR1")
     finally:
         proc.kill()

@@ -200,6 +200,20 @@ impl Grants {
         })
     }
 
+    /// Whether the files of table `key` may be read (`Read`) or written (`Write`): a grant
+    /// of that access on the table, on any branch, since a file carries no branch. `None`:
+    /// a file of no known table, which only a grant on every table (`*`) reaches.
+    pub fn may_touch_files(&self, key: Option<&str>, access: Access) -> bool {
+        self.grants.iter().any(|g| {
+            g.access == Access::Admin
+                || (g.access >= access
+                    && match key {
+                        Some(key) => g.covers(key),
+                        None => g.objects.iter().any(|p| p == "*"),
+                    })
+        })
+    }
+
     /// The highest access held, for a door's coarse per-route check.
     pub fn highest(&self) -> Option<Access> {
         self.grants.iter().map(|g| g.access).max()
@@ -228,6 +242,20 @@ mod tests {
             let e = Grant::parse(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
         }
+    }
+
+    #[test]
+    fn files_follow_their_table_on_any_branch() {
+        let g = grants(&["read:sales.*@main", "write:sandbox.*@dev/*"]);
+        assert!(g.may_touch_files(Some("sales.orders"), Access::Read));
+        assert!(!g.may_touch_files(Some("sales.orders"), Access::Write));
+        assert!(g.may_touch_files(Some("sandbox.t"), Access::Write));
+        assert!(!g.may_touch_files(Some("hr.pay"), Access::Read));
+        // A file of no known table: only a grant on every table reaches it.
+        assert!(!g.may_touch_files(None, Access::Read));
+        assert!(grants(&["read:*@dev"]).may_touch_files(None, Access::Read));
+        assert!(!grants(&["read:*"]).may_touch_files(None, Access::Write));
+        assert!(grants(&["admin"]).may_touch_files(None, Access::Write));
     }
 
     #[test]

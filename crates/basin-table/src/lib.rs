@@ -43,7 +43,7 @@ pub use tables::{
     MergeableAppends, SOURCE_PROPERTY, Staged, TableChange, Tables, WriteOutcome, created_meanwhile,
 };
 pub use updates::TableUpdates;
-pub use warehouse::Warehouse;
+pub use warehouse::{Warehouse, table_of};
 pub use writer::{DEFAULT_TARGET_FILE_SIZE, TableWriter, target_file_size};
 
 pub use iceberg;

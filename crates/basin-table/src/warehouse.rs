@@ -162,6 +162,25 @@ impl Warehouse {
     }
 }
 
+/// The table whose folder holds `location`, by the name [`Warehouse::new_table_location`]
+/// gives a table's folder (`ns/name-UUID`, a namespace's dots as folders): `ns.name`. `None`
+/// for a location outside the warehouse or in no such folder (a table created with a
+/// location of its own). Files carry no branch; this is how a door that hands out access to
+/// files (the S3 signer) tells whose they are.
+pub fn table_of(warehouse: &str, location: &str) -> Option<String> {
+    let rest = location.strip_prefix(warehouse)?.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    segments
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, segment)| {
+            let (name, id) = segment.rsplit_once('-')?;
+            let uuid = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            (uuid && !name.is_empty()).then(|| format!("{}.{name}", segments[..i].join(".")))
+        })
+}
+
 /// Whether one segment of a path is `..` or `.`, as written or percent-decoded (as often as
 /// it was encoded, a few rounds at most for any honest name).
 fn climbs(segment: &str) -> bool {
@@ -222,6 +241,31 @@ mod tests {
         recorded.0.lock().unwrap().clear();
         warehouse.create_folder(&root).await.unwrap();
         assert_eq!(recorded.0.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_file_belongs_to_the_table_whose_folder_basin_made() {
+        let warehouse = Warehouse::local(std::path::Path::new("/lake/wh")).unwrap();
+        let root = warehouse.location();
+        let key = Key::parse("sales.eu.orders").unwrap();
+        let folder = warehouse.new_table_location(&key);
+        assert_eq!(
+            table_of(root, &format!("{folder}/data/day=1/a.parquet")).as_deref(),
+            Some("sales.eu.orders")
+        );
+        assert_eq!(table_of(root, &folder).as_deref(), Some("sales.eu.orders"));
+        let id = "0123456789abcdef0123456789abcdef";
+        for none in [
+            format!("{root}/sales/orders/data/a.parquet"),
+            // A table folder needs a namespace above it.
+            format!("{root}/orders-{id}/a.parquet"),
+            format!("{root}/sales/orders-{}/a.parquet", id.to_uppercase()),
+            format!("{root}/sales/orders-{id}x/a.parquet"),
+            format!("/elsewhere/sales/orders-{id}/a.parquet"),
+            format!("{root}x/sales/orders-{id}/a.parquet"),
+        ] {
+            assert_eq!(table_of(root, &none), None, "{none}");
+        }
     }
 
     #[test]

@@ -98,21 +98,41 @@ pub(super) struct CreateTable {
 }
 
 /// Only locations inside the warehouse: a client must not make Basin write (or read)
-/// elsewhere on its disk or in its buckets.
+/// elsewhere on its disk or in its buckets. And a principal with grants of its own names
+/// only files of tables it may write (in a folder Basin named for one, `ns/name-UUID`): a
+/// commit or a registration naming another table's files would let it read them through
+/// this table.
 fn check_location(lakehouse: &Lakehouse, location: &str) -> RestResult<()> {
     let warehouse = lakehouse.warehouse();
-    if warehouse.contains(location) {
-        Ok(())
-    } else {
-        Err(RestError::new(
+    if !warehouse.contains(location) {
+        return Err(RestError::new(
             StatusCode::BAD_REQUEST,
             "BadRequestException",
             format!(
                 "location `{location}` is outside the warehouse {}",
                 warehouse.location()
             ),
-        ))
+        ));
     }
+    let Some(grants) = basin_catalog::actor::current().and_then(|actor| actor.grants) else {
+        return Ok(());
+    };
+    let table = basin_table::table_of(warehouse.location(), location);
+    if grants.may_touch_files(table.as_deref(), basin_catalog::Access::Write) {
+        return Ok(());
+    }
+    let whose = match &table {
+        Some(table) => format!("a file of table `{table}`, which this token may not write"),
+        None => "a file in no table's own folder (ns/name-UUID)".to_string(),
+    };
+    Err(RestError::new(
+        StatusCode::FORBIDDEN,
+        "ForbiddenException",
+        format!(
+            "location `{location}` is {whose} (hint: leave the location to Basin, or use a \
+             token with a write grant on that table)"
+        ),
+    ))
 }
 
 pub(super) async fn create_table(

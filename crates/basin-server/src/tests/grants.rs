@@ -149,3 +149,51 @@ async fn a_token_writes_only_where_its_grants_let_it() {
         "the namespace came with it"
     );
 }
+
+#[tokio::test]
+async fn a_token_cannot_name_another_tables_files_through_iceberg_rest() {
+    let (server, _, _) = granted().await;
+    let (_, cy) = server
+        .lakehouse
+        .tokens()
+        .create(
+            "cy",
+            None,
+            &[Grant::parse("write:sandbox.*").expect("grant")],
+        )
+        .await
+        .expect("token");
+    let main = server
+        .lakehouse
+        .catalog()
+        .resolve("main")
+        .await
+        .expect("main");
+    let key = basin_catalog::Key::parse("hr.salaries").expect("key");
+    let salaries = server
+        .lakehouse
+        .catalog()
+        .table_location(&main, &key)
+        .await
+        .expect("location");
+    // Registering hr.salaries' metadata as a sandbox table would let cy read its rows.
+    let (status, body) = server
+        .send(post(
+            &cy,
+            "/v1/main/namespaces/sandbox/register",
+            serde_json::json!({"name": "copy", "metadata-location": salaries}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("a file of table `hr.salaries`, which this token may not write"),
+        "{body}"
+    );
+    let contents = server
+        .lakehouse
+        .catalog()
+        .contents(&main)
+        .await
+        .expect("contents");
+    assert!(!contents.iter().any(|(k, _)| k.as_str() == "sandbox.copy"));
+}

@@ -8,7 +8,9 @@
 //! What Basin signs (`check`), and nothing else: requests to the warehouse's endpoint and
 //! bucket, for keys under the warehouse; reading an object (GET, HEAD) or listing under the
 //! warehouse for a reader; writing an object (one PUT, or the parts of a multipart upload)
-//! for a writer. Never a delete (a table's files go with `basin gc`, which knows what commits
+//! for a writer. A token with grants of its own (not an admin's or a grant on every table)
+//! reaches only the files of the tables it may read or write, on any branch: those in a
+//! folder Basin named for the table (`ns/name-UUID`, [`basin_table::table_of`]). Never a delete (a table's files go with `basin gc`, which knows what commits
 //! still read), a bulk delete (its keys are in a body the signer does not see), a copy from
 //! another object, a change of ACL or lock, or a bucket operation: Basin's keys reach more
 //! than the warehouse, and whoever holds a signature may use it for 15 minutes.
@@ -18,7 +20,8 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use basin_service::Lakehouse;
+use basin_catalog::grants::Access;
+use basin_service::{Lakehouse, Role};
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
@@ -27,7 +30,7 @@ use super::errors::{RestError, RestResult};
 use super::request::Body;
 use crate::auth::Caller;
 use crate::state::AppState;
-use scope::{check, to_sign};
+use scope::{addressed, check, to_sign};
 use signer::signed;
 
 mod scope;
@@ -117,6 +120,27 @@ pub(super) async fn sign(
             needed.as_str(),
             needed.as_str()
         )));
+    }
+    if let Some(grants) = &caller.grants {
+        // Files carry no branch: a grant on the table they belong to, on any branch.
+        let location = addressed(&uri, s3).map_err(refuse)?;
+        let table = basin_table::table_of(lakehouse.warehouse().location(), &location);
+        let access = match needed {
+            Role::Reader => Access::Read,
+            _ => Access::Write,
+        };
+        if !grants.may_touch_files(table.as_deref(), access) {
+            let whose = match &table {
+                Some(table) => format!("table `{table}`'s files"),
+                None => "files of no table this token's grants name".to_string(),
+            };
+            return Err(refuse(format!(
+                "this token may not {} {whose} (hint: a token with a grant {}:TABLE reaches \
+                 the files of TABLE on any branch; see `basin token create --grant`)",
+                access.as_str(),
+                access.as_str()
+            )));
+        }
     }
     let mut headers = to_sign(&request.headers)
         .map_err(|why| RestError::new(StatusCode::BAD_REQUEST, "BadRequestException", why))?;

@@ -205,6 +205,21 @@ pub(super) fn check(
     }
 }
 
+/// The location a request [`check`] passed addresses: `s3://bucket/key`, or for a listing
+/// `s3://bucket/prefix`.
+pub(super) fn addressed(uri: &Url, s3: &S3Settings) -> Result<String, String> {
+    let (bucket, key) = bucket_and_key(uri, s3)?;
+    let path = if key.is_empty() {
+        uri.query_pairs()
+            .find(|(k, _)| k == "prefix")
+            .map(|(_, v)| v.trim_end_matches('/').to_string())
+            .unwrap_or_default()
+    } else {
+        key
+    };
+    Ok(format!("s3://{bucket}/{path}"))
+}
+
 /// The bucket and the (decoded) key `uri` addresses, if it goes to the warehouse's
 /// endpoint: path style (`http://host/bucket/key`) or virtual host (`bucket.host/key`).
 fn bucket_and_key(uri: &Url, s3: &S3Settings) -> Result<(String, String), String> {
