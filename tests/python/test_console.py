@@ -158,3 +158,49 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
         DOCS.mkdir(exist_ok=True)
         for panel in PANELS:
             shutil.copyfile(output_dir / f"console-{panel}.png", DOCS / f"{panel}.png")
+
+
+def test_console_reviews_approve_and_merge_as_a_second_person_would(orders, output_dir, tmp_path):
+    """Protected main (a check, one approval): ana opens a review of dev over the API; bo,
+    in the console, sees its changes and passing check, approves and merges it; a review of a
+    branch with a negative amount shows the failing check and its rows, and cannot merge."""
+    lakehouse = orders
+    (tmp_path / "refund.csv").write_text("id,amount\n4,-1.00\n")
+    lakehouse("branch", "create", "bad")
+    lakehouse("import", str(tmp_path / "refund.csv"), "--table", "sales.orders", "--branch", "bad")
+    (lakehouse.home / "basin.toml").write_text(
+        '[[branches.protect]]\npattern = "main"\nchecks = ["no_negative_amounts"]\napprovals = 1\n\n'
+        '[checks.no_negative_amounts]\nsql = "SELECT * FROM sales.orders WHERE amount < 0"\n')
+    ana = lakehouse("token", "create", "--role", "writer", "--name", "ana").strip()
+    bo = lakehouse("token", "create", "--role", "writer", "--name", "bo").strip()
+    base, proc = start_server(lakehouse)
+    try:
+        status, review = send("POST", f"{base}/api/v1/reviews", ana, {"source": "dev", "title": "three orders"})
+        assert status == 201, review
+        out = subprocess.run(["node", str(DRIVER.with_name("review.cjs")), base + "/", str(output_dir), bo],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
+        assert out.returncode == 0, out.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    seen = json.loads(out.stdout)
+    assert seen["elsewhere"] == []
+    assert seen["list"] == [f"#{review['id']} open dev → mainthree orders"], seen["list"]
+    assert seen["heading"] == f"Review #{review['id']}: three orders open"
+    assert seen["facts"][:2] == ["dev → main", "ana"] and seen["facts"][4] == "0 of 1 needed", seen["facts"]
+    assert [r[:4] for r in seen["changes"]] == [["sales.orders", "table", "changed", "+1"]]
+    assert [r[:3] for r in seen["checks"]] == [["no_negative_amounts", "passed", "0"]]
+    assert seen["merge_before"] == [True, "needs 1 more approval"]
+    assert seen["approved"][4].startswith("1 of 1 needed (bo at "), seen["approved"]
+
+    # Merged by bo through the console, as one commit on main that names the review's branch.
+    head = lakehouse.json("log", "main", "-n", "1")[0]
+    assert (head["author"], head["door"]) == ("bo", "console"), head
+    assert head["merge_parent"] is not None
+    assert seen["merged"][-1] == head["id"][:12] and "bo" in seen["merged"]
+    assert lakehouse.json("query", "SELECT count(*) AS n FROM sales.orders")[0]["n"] == 3
+
+    assert [r[:3] for r in seen["bad_checks"]] == [["no_negative_amounts", "failed", "1"]]
+    assert seen["bad_merge"] is True and seen["bad_why"] == "failing checks: no_negative_amounts"
+    assert any("-1.00" in block for block in seen["bad_rows"]), seen["bad_rows"]
+    assert (output_dir / "console-review.png").stat().st_size > 10_000

@@ -38,6 +38,17 @@ async function showLog() {
 const signed = (added, removed) =>
   [added ? `+${added}` : "", removed ? `-${removed}` : ""].filter(Boolean).join(" ") || "0";
 
+// A diff (`/api/v1/diff`, a review's changes) as grid rows, table by table.
+const DIFF_COLUMNS = ["name", "kind", "change", "rows", "files", "snapshot"];
+const diffRows = (changes) => changes.map((d) => {
+  const table = (d.from || d.to || {}).type === "table";
+  return {
+    name: d.key, kind: table ? "table" : "namespace", change: d.change,
+    rows: table ? signed(d.rows_added, d.rows_removed) : "", files: table ? signed(d.files_added, d.files_removed) : "",
+    snapshot: table ? `${d.from_snapshot || "-"} → ${d.to_snapshot || "-"}` : "",
+  };
+});
+
 // One commit: its changes against its parent (as `basin diff`) and the tables it holds.
 async function showCommit(commit, row) {
   pick(row);
@@ -46,14 +57,7 @@ async function showCommit(commit, row) {
     api(`/api/v1/tables?ref=${enc(at)}`),
     commit.parent ? api(`/api/v1/diff?from=${enc("@" + commit.parent)}&to=${enc(at)}`) : [],
   ]);
-  const changeRows = changes.map((d) => {
-    const table = (d.from || d.to || {}).type === "table";
-    return {
-      name: d.key, kind: table ? "table" : "namespace", change: d.change,
-      rows: table ? signed(d.rows_added, d.rows_removed) : "", files: table ? signed(d.files_added, d.files_removed) : "",
-      snapshot: table ? `${d.from_snapshot || "-"} → ${d.to_snapshot || "-"}` : "",
-    };
-  });
+  const changeRows = diffRows(changes);
   // Past commits are read as BRANCH@COMMIT, so the ref stays the one they belong to.
   const base = state.ref.split("@")[0] || "main";
   const ref = `${base}@${commit.id.slice(0, 12)}`;
@@ -64,7 +68,7 @@ async function showCommit(commit, row) {
       ["merged", commit.merge_parent ? commit.merge_parent.slice(0, 12) : null]]),
     el("h2", {}, "Changes"),
     changeRows.length
-      ? el("div", { class: "grid", id: "commit-changes" }, grid(["name", "kind", "change", "rows", "files", "snapshot"], changeRows))
+      ? el("div", { class: "grid", id: "commit-changes" }, grid(DIFF_COLUMNS, changeRows))
       : el("p", { class: "muted" }, "No differences from its parent."),
     el("h2", {}, `Tables at this commit (${tables.length})`),
     el("ul", { class: "chips", id: "commit-tables" }, ...tables.map((t) => el("li", {}, t.table))),

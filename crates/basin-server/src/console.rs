@@ -1,5 +1,5 @@
 //! The web console at `/`: a SQL editor beside the tables and their columns, query history
-//! and downloads, tables, commits with their changes, functions, events, runs and usage,
+//! and downloads, tables, commits with their changes, reviews, functions, events, runs and usage,
 //! over the HTTP API. Its files are compiled into the binary; the page loads nothing from
 //! elsewhere (its Content-Security-Policy says so to the browser too).
 
@@ -48,6 +48,11 @@ pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
         "/console/activity.js",
         JS,
         include_str!("../console/activity.js"),
+    ),
+    (
+        "/console/reviews.js",
+        JS,
+        include_str!("../console/reviews.js"),
     ),
 ];
 
