@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import BASIN, start_server
+from conftest import BASIN, send, start_server
 
 
 @pytest.fixture
@@ -135,3 +135,59 @@ def test_remote_reviews_grants_and_the_audit_log(orders, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+COPY = '''
+import basin
+import pyarrow as pa
+
+
+@basin.http(to="sandbox.copies")
+def copy_rows(event, context):
+    return pa.table({"id": pa.array([event["id"]], pa.int64())})
+'''
+
+
+def test_a_token_deploys_its_own_functions_which_write_with_its_grants(remote, orders, tmp_path):
+    """`basin --remote deploy` sends the folder; the token deploys as itself: its function
+    writes with its grants, and it cannot point one at a table it may not write, change
+    another's function, or deploy one that reads secrets."""
+    ana = orders("token", "create", "--name", "ana", "--grant", "write:sandbox.*").strip()
+    bo = orders("token", "create", "--name", "bo", "--grant", "write:sandbox.*").strip()
+
+    def folder(name, text):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "functions.py").write_text(text)
+        return str(path)
+
+    mine = folder("mine", COPY)
+    plan = json.loads(remote("deploy", mine, "--plan", "--format", "json", token=ana).stdout)
+    assert [(c["function"], c["action"]) for c in plan["changes"]] == [("copy_rows", "add")] and not plan["applied"]
+    remote("deploy", mine, token=ana)
+    listed = json.loads(orders("functions", "ls", "--format", "json"))
+    assert [(f["name"], f["deployed_by"]["principal"]) for f in listed] == [("copy_rows", "ana")]
+    assert "deployed" in orders("functions", "show", "copy_rows") and "by ana" in orders("functions", "show", "copy_rows")
+
+    # Its writes name it, through the function door, and go where ana may write.
+    status, answer = send("POST", f"{remote.base}/fn/copy_rows", remote.writer, {"id": 7})
+    assert status == 200, answer
+    head = orders.json("log", "main", "-n", "1")[0]
+    assert (head["author"], head["door"]) == ("function:copy_rows", "function")
+    assert orders.json("query", "SELECT id FROM sandbox.copies") == [{"id": 7}]
+
+    refusals = [
+        (ana, COPY.replace("sandbox.copies", "sales.orders"),
+         "appends to `sales.orders` on `main`, which `ana` may not write"),
+        (bo, COPY, "function `copy_rows` was deployed by `ana`; `bo` may not change it"),
+        (ana, COPY.replace("import pyarrow as pa\n", "import pyarrow as pa\n\n\n@basin.python('3.11', secrets=['TOKEN'])"),
+         "reads secrets (TOKEN)"),
+    ]
+    for i, (token, text, why) in enumerate(refusals):
+        refused = remote("deploy", folder(f"refused{i}", text), token=token, check=False)
+        assert refused.returncode != 0 and why in refused.stderr and "hint:" in refused.stderr, refused.stderr
+    # bo's deploy leaves ana's function alone; a reader may not deploy at all.
+    remote("deploy", folder("empty", "import basin\n"), token=bo)
+    assert [f["name"] for f in json.loads(orders("functions", "ls", "--format", "json"))] == ["copy_rows"]
+    reader = orders("token", "create", "--role", "reader").strip()
+    assert "needs a writer" in remote("deploy", mine, token=reader, check=False).stderr

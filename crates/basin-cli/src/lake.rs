@@ -10,6 +10,8 @@ use basin_catalog::{Commit, Ref, RefKind, ReviewRecord, ReviewState, TokenRecord
 use basin_core::{Error, Result};
 use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
 use basin_service::pipeline::RunRecord;
+use basin_service::triggers::deploy::DeployPlan;
+use basin_service::triggers::upload::is_deployable;
 use basin_service::{
     Lakehouse, LogEntry, MergeReport, RefInfo, ReviewDetail, Role, TableEntry, UsageBy, UsageReport,
 };
@@ -513,4 +515,40 @@ impl Lake {
             }
         }
     }
+}
+
+impl Lake {
+    /// Deploys the triggered functions of `dir` (`basin deploy`); over `--remote`, its `.py`
+    /// files and basin.toml go to the server, which deploys them as the token.
+    pub async fn deploy(&self, dir: &Path, apply: bool) -> Result<DeployPlan> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.triggers().deploy(dir, apply).await,
+            Lake::Remote(remote) => {
+                let body = json!({"files": deployable_files(dir)?, "plan": !apply});
+                remote.post(&["deploy"], &body).await
+            }
+        }
+    }
+}
+
+/// The files of `dir` a deploy reads, by name.
+fn deployable_files(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let unreadable = |e: std::io::Error| {
+        Error::io_with(format!("cannot read {}", dir.display()), e)
+            .with_hint("give the folder holding your functions' .py files")
+    };
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if path.is_file() && is_deployable(&name) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io_with(format!("cannot read {}", path.display()), e))?;
+            files.insert(name, text);
+        }
+    }
+    Ok(files)
 }

@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args, ctx).await,
         Command::Invoke(args) => invoke::run(args, ctx.home("invoke")?).await,
         Command::Usage(args) => usage::run(args, ctx).await,
-        Command::Deploy(args) => deploy::run(args, ctx.home("deploy")?).await,
+        Command::Deploy(args) => deploy::run(args, ctx).await,
         Command::Functions(cmd) => functions::run(cmd, ctx.home("functions")?).await,
         Command::Events(cmd) => events::run(cmd, ctx.home("events")?).await,
         Command::Put(args) => put::run(args, ctx.home("put")?).await,

@@ -1,7 +1,7 @@
 //! Triggered functions over HTTP: `POST /fn/NAME` (or the path an `@basin.http` function
 //! declared) calls a function, `/api/v1/functions` and `/api/v1/events` list them and what
-//! they were asked to do (and retry it), and `POST /api/v1/webhooks/s3` takes S3 and MinIO
-//! event notifications.
+//! they were asked to do (and retry it), `POST /api/v1/deploy` deploys them, and `POST
+//! /api/v1/webhooks/s3` takes S3 and MinIO event notifications.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -173,6 +173,34 @@ async fn for_caller(
         event.result = None;
     }
     Ok(())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeployRequest {
+    files: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    plan: bool,
+}
+
+/// Deploys the files of a folder as the caller (`basin --remote URL deploy DIR`). On a task
+/// of its own, with the caller acting: a client that stops waiting (or the request timeout)
+/// does not stop a deploy halfway.
+pub(crate) async fn deploy(
+    State(state): State<AppState>,
+    Json(request): Json<DeployRequest>,
+) -> Result<Response, ApiError> {
+    let actor = basin_catalog::actor::current().unwrap_or_else(basin_catalog::actor::Actor::local);
+    let lakehouse = state.lakehouse.clone();
+    let work = basin_catalog::actor::scope(actor, async move {
+        lakehouse
+            .triggers()
+            .deploy_files(&request.files, !request.plan)
+            .await
+    });
+    let plan = tokio::spawn(work)
+        .await
+        .map_err(|e| Error::internal(format!("the deploy stopped: {e}")))??;
+    Ok(Json(plan).into_response())
 }
 
 /// Deployed functions: trigger, target, version, code and event counts.

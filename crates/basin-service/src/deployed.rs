@@ -2,6 +2,10 @@
 //! reading and removing those records (`lake.deployed()`). `basin deploy` writes them
 //! (`triggers/deploy.rs`); the triggers and the dispatcher read them.
 
+use std::sync::Arc;
+
+use basin_catalog::Grants;
+use basin_catalog::actor::Actor;
 use basin_core::{Error, Result};
 use basin_runtime::{Declaration, Trigger};
 use serde::{Deserialize, Serialize};
@@ -20,9 +24,46 @@ pub struct DeployedFunction {
     /// A hash of the code and the environment.
     pub version: String,
     pub deployed_at_ms: i64,
+    /// Who deployed it: what it writes acts with their grants. `None` for a function deployed
+    /// before Basin recorded it (it acts as the local user, with everything).
+    #[serde(default)]
+    pub deployed_by: Option<Deployer>,
+}
+
+/// Who deployed a function, and the grants it acts with (those they held then; deploying
+/// again takes the deployer's grants of that moment).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployer {
+    /// A token's name, a signed-in subject, or the local user.
+    pub principal: String,
+    /// `None`: everything (the local user, or a server run with `--no-auth`).
+    #[serde(default)]
+    pub grants: Option<Grants>,
 }
 
 impl DeployedFunction {
+    /// Who acts when it runs: `function:NAME`, through the `function` door, with its
+    /// deployer's grants.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            principal: Some(format!("function:{}", self.name)),
+            door: "function",
+            bypass_protection: false,
+            grants: self
+                .deployed_by
+                .as_ref()
+                .and_then(|d| d.grants.clone())
+                .map(Arc::new),
+        }
+    }
+
+    /// Who deployed it, in words (`ana`; `-` before Basin recorded it).
+    pub fn deployer(&self) -> &str {
+        self.deployed_by
+            .as_ref()
+            .map_or("-", |d| d.principal.as_str())
+    }
+
     pub fn trigger(&self) -> Option<&Trigger> {
         self.declaration.trigger.as_ref()
     }

@@ -1,6 +1,6 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::lake::open_local;
+use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, status};
 
 #[derive(clap::Args)]
@@ -15,9 +15,15 @@ use crate::output::{FormatArg, ListFormat, print, status};
 appending each file's rows to raw.orders exactly once. A deployed version is fixed: its code
 and environment make its version, and deploying changed code makes a new one.
 
+A function writes with the grants of whoever deployed it. With --remote, the folder's .py files
+and basin.toml go to that server and the token deploys them as itself: a token that is not an
+admin changes and removes only its own functions, and deploys none that writes where it may
+not or reads secrets.
+
 Examples:
   basin deploy functions/ --plan     # what would be added, changed or removed
-  basin deploy functions/"
+  basin deploy functions/
+  basin --remote https://basin.example.com --token $TOKEN deploy functions/"
 )]
 pub struct Args {
     /// The folder holding the functions (default: the current folder)
@@ -29,13 +35,13 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open_local(home).await?;
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
     if !args.plan {
         status("deploying: building environments not built yet (once, then cached)");
     }
-    let plan = lakehouse.triggers().deploy(&dir, !args.plan).await?;
+    let plan = lake.deploy(&dir, !args.plan).await?;
     let rows = plan
         .changes
         .iter()

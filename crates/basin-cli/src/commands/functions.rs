@@ -35,6 +35,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
                         f.declaration.to.clone().unwrap_or_default(),
                         f.version.clone(),
                         time(f.deployed_at_ms),
+                        f.deployer().to_string(),
                         format!(
                             "{} pending, {} running, {} ok, {} failed, {} dead",
                             c.pending, c.running, c.succeeded, c.failed, c.dead
@@ -45,7 +46,9 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             print(
                 format.format,
                 &functions,
-                &["function", "trigger", "to", "version", "deployed", "events"],
+                &[
+                    "function", "trigger", "to", "version", "deployed", "by", "events",
+                ],
                 rows,
             )
         }
@@ -66,7 +69,7 @@ pub async fn run(cmd: Command, home: Option<&Path>) -> anyhow::Result<()> {
             println!("attempts  {}", d.max_attempts);
             println!("version   {} (environment {})", f.version, f.env_hash);
             println!("file      {}:{}", PathBuf::from(&f.file).display(), d.line);
-            println!("deployed  {}\n", time(f.deployed_at_ms));
+            println!("deployed  {} by {}\n", time(f.deployed_at_ms), f.deployer());
             println!("{}", f.source.trim_end());
             Ok(())
         }

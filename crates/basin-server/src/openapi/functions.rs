@@ -53,6 +53,40 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             handler: || get(triggers::functions),
         },
         Endpoint {
+            method: Method::POST,
+            path: "/api/v1/deploy",
+            role: writer,
+            summary: "Deploy a folder's triggered functions, as `basin deploy` (`basin --remote \
+                  URL deploy DIR` sends it): answers the plan, applied unless `plan` is true. \
+                  The token deploys as itself: its functions write with its grants, and a \
+                  token that is not an admin changes and removes only its own functions, \
+                  writes only where it may, and deploys none that reads secrets",
+            query: &[],
+            body: &[
+                (
+                    "files",
+                    "object",
+                    "the folder's .py files and basin.toml: file name -> text",
+                ),
+                (
+                    "plan",
+                    "boolean",
+                    "only say what would change (default false)",
+                ),
+            ],
+            errors: &[
+                (
+                    400,
+                    "a file a deploy does not read, or a declaration in error",
+                ),
+                (
+                    403,
+                    "another's function, a table the token may not write, secrets",
+                ),
+            ],
+            handler: || post(triggers::deploy),
+        },
+        Endpoint {
             method: Method::GET,
             path: "/api/v1/events",
             role: reader,

@@ -197,3 +197,58 @@ async fn a_token_cannot_name_another_tables_files_through_iceberg_rest() {
         .expect("contents");
     assert!(!contents.iter().any(|(k, _)| k.as_str() == "sandbox.copy"));
 }
+
+/// What the dispatcher runs a deployed function's batch as (`DeployedFunction::actor`): its
+/// writes go only where its deployer's grants allow.
+#[tokio::test]
+async fn a_deployed_function_writes_with_its_deployers_grants() {
+    let (server, _, _) = granted().await;
+    let deployed = |deployed_by: serde_json::Value| {
+        let record = serde_json::json!({
+            "name": "copy", "file": "copy.py", "source": "", "env_hash": "", "version": "v1",
+            "deployed_at_ms": 0, "deployed_by": deployed_by,
+            "declaration": {"function": "copy", "file": "copy.py", "line": 1},
+        });
+        serde_json::from_value::<basin_service::deployed::DeployedFunction>(record).expect("record")
+    };
+    let by_cy = deployed(serde_json::json!({
+        "principal": "cy",
+        "grants": {"grants": [Grant::parse("write:sandbox.*").expect("grant")]},
+    }));
+    let write = |table: &str| {
+        let file = server.dir.path().join("rows.csv");
+        std::fs::write(&file, "id,amount\n9,1\n").expect("write");
+        let request =
+            basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main");
+        let lakehouse = server.lakehouse.clone();
+        async move { lakehouse.import(request, None).await }
+    };
+    let refused = basin_catalog::actor::scope(by_cy.actor(), write("sales.orders"))
+        .await
+        .expect_err("cy may not write sales.orders");
+    assert_eq!(refused.kind(), basin_core::ErrorKind::Forbidden);
+    assert!(
+        refused
+            .message
+            .starts_with("`function:copy` may not write `sales"),
+        "{refused}"
+    );
+    basin_catalog::actor::scope(by_cy.actor(), write("sandbox.copies"))
+        .await
+        .expect("cy may write sandbox.*");
+    let log = server
+        .lakehouse
+        .refs()
+        .log(Some("main"), 1)
+        .await
+        .expect("log");
+    assert_eq!(
+        (log[0].author.as_str(), log[0].door.as_deref()),
+        ("function:copy", Some("function"))
+    );
+    // A function deployed before Basin recorded deployers acts as the local user did.
+    let unrecorded = deployed(serde_json::Value::Null);
+    basin_catalog::actor::scope(unrecorded.actor(), write("sales.orders"))
+        .await
+        .expect("everything");
+}

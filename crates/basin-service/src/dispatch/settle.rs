@@ -13,7 +13,6 @@ use super::Dispatcher;
 use super::attempt::Attempt;
 use crate::deployed::DeployedFunction;
 use crate::queue::renew_leases;
-use basin_catalog::actor::Actor;
 
 /// The first retry's delay; each further one doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -27,9 +26,9 @@ impl Dispatcher {
         function: DeployedFunction,
         batch: Vec<EventRecord>,
     ) -> Result<()> {
-        // What the function writes names it as the author, through the `function` door.
-        let actor = Actor::new(format!("function:{}", function.name), "function");
-        basin_catalog::actor::scope(actor, self.handle_batch(function, batch)).await
+        // What the function writes names it as the author, through the `function` door,
+        // and may go only where its deployer's grants allow.
+        basin_catalog::actor::scope(function.actor(), self.handle_batch(function, batch)).await
     }
 
     async fn handle_batch(

@@ -2,12 +2,12 @@
 //! and then deployed (apply). A deployed version is immutable: its code and environment hash
 //! make its version, and changing either deploys a new one.
 
-use crate::deployed::DeployedFunction;
+use crate::deployed::{DeployedFunction, Deployer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use basin_catalog::EventCounts;
-use basin_core::{Error, Result};
+use basin_catalog::{EventCounts, Grants};
+use basin_core::{Error, ErrorKind, Result};
 use basin_runtime::Trigger;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -54,9 +54,21 @@ impl Triggers<'_> {
     /// Reads the triggered functions of the `.py` files in `dir` and compares them with the
     /// deployed ones; with `apply`, deploys them (building their environments, creating
     /// their buckets) and removes the deployed functions the folder no longer has.
+    ///
+    /// Who deploys them (the acting principal, [`basin_catalog::actor`]) is recorded, and
+    /// what they write acts with that principal's grants. A principal with grants of its own
+    /// (a token over `--remote`; not an admin) deploys only its own functions: it cannot
+    /// change or remove another's, point one at a table it may not write, or deploy one that
+    /// reads secrets (the server's environment).
     pub async fn deploy(&self, dir: &Path, apply: bool) -> Result<DeployPlan> {
-        let found = self.read_functions(dir).await?;
-        let deployed: BTreeMap<String, DeployedFunction> = self
+        let deployer = Deployer {
+            principal: self.lake.catalog().principal(),
+            grants: basin_catalog::actor::current()
+                .and_then(|a| a.grants)
+                .map(|g| (*g).clone()),
+        };
+        let found = self.read_functions(dir, &deployer).await?;
+        let mut deployed: BTreeMap<String, DeployedFunction> = self
             .lake
             .deployed()
             .list()
@@ -64,13 +76,16 @@ impl Triggers<'_> {
             .into_iter()
             .map(|f| (f.name.clone(), f))
             .collect();
+        if let Some(grants) = deployer.grants.as_ref().filter(|g| !g.is_admin()) {
+            self.check_own(&deployer.principal, grants, &found, &deployed)?;
+            // Another's functions are not this deploy's to remove.
+            deployed.retain(|_, f| f.deployer() == deployer.principal);
+        }
         let mut plan = DeployPlan::default();
         for f in found.values() {
             let (action, detail) = match deployed.get(&f.name) {
                 None => ("add", String::new()),
-                Some(old) if old.version == f.version && old.declaration == f.declaration => {
-                    ("same", String::new())
-                }
+                Some(old) if unchanged(old, f) => ("same", String::new()),
                 Some(old) => ("change", differences(old, f)),
             };
             plan.changes.push(planned(f, action, detail));
@@ -98,14 +113,13 @@ impl Triggers<'_> {
         if !apply {
             return Ok(plan);
         }
-        let store = self.lake.catalog().store();
-        for f in found.values() {
-            if deployed
-                .get(&f.name)
-                .is_some_and(|old| old.version == f.version && old.declaration == f.declaration)
-            {
-                continue;
-            }
+        // Every environment and bucket first, then the records: a deploy stopped while it
+        // builds (the slow part) has deployed nothing.
+        let changed: Vec<&DeployedFunction> = found
+            .values()
+            .filter(|f| !deployed.get(&f.name).is_some_and(|old| unchanged(old, f)))
+            .collect();
+        for f in &changed {
             let spec = env_spec(&f.declaration, None, &BTreeMap::new(), &[]);
             self.lake.runtime()?.environment(&spec).await?;
             if let Some(Trigger::Object { bucket, .. }) = f.trigger()
@@ -119,6 +133,9 @@ impl Triggers<'_> {
                     ))
                 })?;
             }
+        }
+        let store = self.lake.catalog().store();
+        for f in changed {
             store
                 .save_function(&f.name, &serde_json::to_string(f)?)
                 .await?;
@@ -130,6 +147,66 @@ impl Triggers<'_> {
         }
         plan.applied = true;
         Ok(plan)
+    }
+
+    /// Refuses what a principal with grants of its own may not deploy (see [`Self::deploy`]).
+    fn check_own(
+        &self,
+        principal: &str,
+        grants: &Grants,
+        found: &BTreeMap<String, DeployedFunction>,
+        deployed: &BTreeMap<String, DeployedFunction>,
+    ) -> Result<()> {
+        let refuse = |message: String, hint: &str| {
+            Err(Error::new(ErrorKind::Forbidden, message).with_hint(hint.to_string()))
+        };
+        for f in found.values() {
+            if let Some(old) = deployed.get(&f.name)
+                && old.deployer() != principal
+            {
+                return refuse(
+                    format!(
+                        "function `{}` was deployed by `{}`; `{principal}` may not change it",
+                        f.name,
+                        old.deployer()
+                    ),
+                    "give yours another name, or ask an admin",
+                );
+            }
+            if let Some(to) = &f.declaration.to
+                && !grants.may_write(to, false, basin_catalog::MAIN)
+            {
+                return refuse(
+                    format!(
+                        "function `{}` appends to `{to}` on `main`, which `{principal}` may not write",
+                        f.name
+                    ),
+                    &format!(
+                        "a function writes with its deployer's grants: ask for write:{to}@main, or point it elsewhere"
+                    ),
+                );
+            }
+            if !f.declaration.secrets.is_empty() {
+                return refuse(
+                    format!(
+                        "function `{}` reads secrets ({}), which are this server's environment; only an admin may deploy it",
+                        f.name,
+                        f.declaration.secrets.join(", ")
+                    ),
+                    "ask an admin to deploy it, or leave out secrets=",
+                );
+            }
+            if self.lake.settings().build_from_source && !f.declaration.pip.is_empty() {
+                return refuse(
+                    format!(
+                        "function `{}` needs packages, and this server builds them from source (build_from_source), running their build code outside any sandbox; only an admin may deploy it",
+                        f.name
+                    ),
+                    "ask an admin to deploy it, or to turn off build_from_source",
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Every deployed function with its trigger in words and its event counts.
@@ -145,7 +222,11 @@ impl Triggers<'_> {
         Ok(out)
     }
 
-    async fn read_functions(&self, dir: &Path) -> Result<BTreeMap<String, DeployedFunction>> {
+    async fn read_functions(
+        &self,
+        dir: &Path,
+        deployer: &Deployer,
+    ) -> Result<BTreeMap<String, DeployedFunction>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             Error::not_found(format!("cannot read {}: {e}", dir.display()))
                 .with_hint("give the folder holding your functions' .py files")
@@ -209,6 +290,7 @@ impl Triggers<'_> {
                         env_hash,
                         version,
                         deployed_at_ms: chrono::Utc::now().timestamp_millis(),
+                        deployed_by: Some(deployer.clone()),
                     },
                 );
             }
@@ -256,6 +338,14 @@ fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange 
     }
 }
 
+/// Whether deploying `new` over `old` changes nothing: the same code, environment,
+/// declaration and deployer (whose grants it acts with).
+fn unchanged(old: &DeployedFunction, new: &DeployedFunction) -> bool {
+    old.version == new.version
+        && old.declaration == new.declaration
+        && old.deployed_by == new.deployed_by
+}
+
 fn differences(old: &DeployedFunction, new: &DeployedFunction) -> String {
     let mut what = Vec::new();
     if old.source != new.source {
@@ -269,6 +359,9 @@ fn differences(old: &DeployedFunction, new: &DeployedFunction) -> String {
     }
     if old.declaration.to != new.declaration.to {
         what.push("target table");
+    }
+    if old.deployed_by != new.deployed_by {
+        what.push("deployer or their grants");
     }
     if what.is_empty() {
         what.push("limits");
