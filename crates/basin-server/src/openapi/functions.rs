@@ -8,6 +8,13 @@ use super::endpoint::Endpoint;
 use crate::triggers;
 
 pub(super) fn endpoints() -> Vec<Endpoint> {
+    let mut all = functions();
+    all.extend(events());
+    all
+}
+
+/// Calling, listing and deploying functions.
+fn functions() -> Vec<Endpoint> {
     let reader = Some(Role::Reader);
     let writer = Some(Role::Writer);
     vec![
@@ -86,6 +93,14 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             ],
             handler: || post(triggers::deploy),
         },
+    ]
+}
+
+/// The events functions were asked to handle, and S3 notifications that make them.
+fn events() -> Vec<Endpoint> {
+    let reader = Some(Role::Reader);
+    let writer = Some(Role::Writer);
+    vec![
         Endpoint {
             method: Method::GET,
             path: "/api/v1/events",
