@@ -83,3 +83,20 @@ def test_pyiceberg_lists_and_loads_only_readable_tables_and_writes_where_granted
     main = RestCatalog("basin", uri=base, warehouse="main", token=tokens["bo"])
     with pytest.raises(ForbiddenError):
         main.create_namespace("sandbox")
+
+
+def test_pyiceberg_cannot_add_another_tables_files_to_its_own(granted, lakehouse):
+    """bo may write sandbox.* on dev/*: adding hr.salaries' data file (its path learned
+    somehow) to a sandbox table would let him read it there. The commit is refused."""
+    base, _, tokens = granted
+    salaries = next((lakehouse.home / ".basin" / "warehouse" / "hr").rglob("*.parquet"))
+    dev = RestCatalog("basin", uri=base, warehouse="dev/bo", token=tokens["bo"])
+    dev.create_namespace("sandbox")
+    table = dev.create_table("sandbox.loot", schema=pa.schema([("id", pa.int64()), ("salary", pa.int64())]))
+    with pytest.raises(ForbiddenError, match="a file of table `hr.salaries`"):
+        table.add_files([str(salaries)])
+    assert dev.load_table("sandbox.loot").scan().to_arrow().num_rows == 0
+    # His own table's files are his to add.
+    own = dev.load_table("sandbox.loot")
+    own.append(pa.table({"id": pa.array([1], pa.int64()), "salary": pa.array([5], pa.int64())}))
+    assert own.scan().to_arrow().num_rows == 1

@@ -14,7 +14,8 @@
 //!
 //! Either way, the new snapshots' manifest lists, manifests and added data files must lie in
 //! the warehouse: a client of the Iceberg REST door could otherwise commit a table whose
-//! readers read any file the server can.
+//! readers read any file the server can. For a principal with grants of its own, they must
+//! also lie in the table's own folder or in that of a table it may write.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +23,11 @@ use std::path::{Path, PathBuf};
 use iceberg::spec::ManifestStatus;
 use iceberg::table::Table;
 
-use crate::error::{Error, Result, from_iceberg};
+use basin_catalog::Access;
+
+use crate::error::{Error, ErrorKind, Result, from_iceberg};
 use crate::file_sync::FileSync;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{Warehouse, table_of};
 
 /// A local path for an iceberg location (`/p`, `file:/p`, `file:///p`); `None` elsewhere.
 pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
@@ -60,6 +63,27 @@ pub(crate) async fn new_files(
             .with_hint("a snapshot's manifest list, manifests and data files must be files in the warehouse"))
         }
     };
+    // And a principal with grants of its own (a token over the Iceberg REST door) may name
+    // only files of this table's own folder or of a table it may write: a manifest naming
+    // another table's data files would let it read them through this one.
+    let grants = basin_catalog::actor::current().and_then(|actor| actor.grants);
+    let own = format!("{}/", after.metadata().location().trim_end_matches('/'));
+    let reachable = |path: &str| {
+        let Some(grants) = &grants else {
+            return Ok(());
+        };
+        let table = table_of(warehouse.location(), path);
+        if path.starts_with(&own) || grants.may_touch_files(table.as_deref(), Access::Write) {
+            return Ok(());
+        }
+        let whose = match &table {
+            Some(table) => format!("a file of table `{table}`, which this principal may not write"),
+            None => "a file of no table this principal may write".to_string(),
+        };
+        Err(Error::new(ErrorKind::Forbidden, format!("{context}: {path} is {whose}"))
+            .with_hint("a commit names only its own table's files (and those of tables the principal may write)"))
+    };
+    let inside = |path: &str| inside(path).and_then(|()| reachable(path));
     let known: HashSet<i64> = before
         .map(|t| t.metadata().snapshots().map(|s| s.snapshot_id()).collect())
         .unwrap_or_default();
