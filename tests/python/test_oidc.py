@@ -140,3 +140,16 @@ def test_bad_tokens_are_refused_on_every_door(lakehouse, issuer, signed_in):
                                    "--format", "json"))
     assert len([e for e in entries if e["door"] == "postgres"]) == len(bad), entries
     assert any("expired" in e["detail"].lower() for e in entries), entries
+
+
+def test_a_postgres_connection_ends_when_its_sign_in_token_expires(issuer, signed_in):
+    """A JWT is the password at login; the connection it opened ends at the first statement
+    after the token expires (its exp plus the 5 s leeway), with a FATAL that says so."""
+    _, port = signed_in
+    token = issuer.token(exp=int(time.time()) + 2)
+    with psycopg.connect(host="127.0.0.1", port=port, user="ana", password=token, dbname="main",
+                         autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0] == 2
+        time.sleep(8)
+        with pytest.raises(psycopg.OperationalError, match="sign-in token this connection logged in with has expired"):
+            conn.execute("SELECT count(*) FROM sales.orders")

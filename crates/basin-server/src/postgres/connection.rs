@@ -15,9 +15,9 @@
 //! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
 //!   random key it names (pgwire's default handler does nothing, and every key was 0);
 //! - once logged in, a client that sends nothing for `[server] pg_idle_timeout` is sent away,
-//!   and one whose token was revoked is sent away at its next message (HTTP checks the
-//!   token on every request; a Postgres connection checks it at most every
-//!   [`TOKEN_CHECK`]);
+//!   and one whose token was revoked, or whose sign-in token expired, is sent away at its
+//!   next message (HTTP checks the token on every request; a Postgres connection looks a
+//!   Basin token up again at most every [`TOKEN_CHECK`]);
 //! - a connection holds at most `[server] pg_max_prepared` named prepared statements and
 //!   portals, and `pg_max_prepared_size` bytes of their text and parameters (pgwire keeps
 //!   them until they are closed, without a bound).
@@ -47,7 +47,7 @@ use super::backend::Handlers;
 use super::errors::{basin_error, cancelled_by_user};
 use super::prepared::Prepared;
 use super::queries::Parsed;
-use super::settings::{GRANTS, TOKEN_ID, WHO};
+use super::settings::{EXPIRES, GRANTS, TOKEN_ID, WHO};
 use crate::metrics::Metrics;
 use basin_catalog::Grants;
 use basin_catalog::actor::{self, Actor};
@@ -395,8 +395,9 @@ impl Connection {
         }
     }
 
-    /// Looks the connection's token up again, at most every [`TOKEN_CHECK`]: a revoked one
-    /// ends the connection. When the lookup fails, `message` fails, and the next one asks
+    /// Ends the connection when its sign-in token has expired, and looks a Basin token up
+    /// again, at most every [`TOKEN_CHECK`]: a revoked one ends the connection. When the
+    /// lookup fails, `message` fails, and the next one asks
     /// again; a Sync ends the failed exchange (else the client would wait for a
     /// ReadyForQuery that never comes).
     async fn check_token(
@@ -404,6 +405,15 @@ impl Connection {
         message: &PgWireFrontendMessage,
         extended_query: bool,
     ) -> io::Result<TokenCheck> {
+        let expires = self.socket.metadata().get(EXPIRES);
+        if let Some(at) = expires.and_then(|at| at.parse::<i64>().ok())
+            && basin_core::time::now_ms() >= at
+        {
+            let why = "the sign-in token this connection logged in with has expired";
+            let hint = "connect again with a fresh token from your sign-in provider";
+            fatal(&mut self.socket, "28000", why.into(), Some(hint.into())).await?;
+            return Ok(TokenCheck::Ended);
+        }
         let token = self.socket.metadata().get(TOKEN_ID).cloned();
         let Some(id) = token.filter(|_| self.token_checked.elapsed() >= TOKEN_CHECK) else {
             return Ok(TokenCheck::Live);

@@ -22,7 +22,7 @@ use datafusion_postgres::pgwire;
 
 use super::backend::Handlers;
 use super::errors::error_info;
-use super::settings::{GRANTS, REF, TOKEN_ID, WHO};
+use super::settings::{EXPIRES, GRANTS, REF, TOKEN_ID, WHO};
 use basin_catalog::actor::{self, Actor};
 
 impl Handlers {
@@ -171,9 +171,12 @@ impl StartupHandler for Handlers {
                         let metadata = client.metadata_mut();
                         metadata.insert(WHO.to_string(), token.name.clone());
                         // A Basin token is looked up again as the connection goes on (a
-                        // revoked one ends it); a sign-in token is checked at login only.
+                        // revoked one ends it); a sign-in token ends it when it expires.
                         if !principal.signed_in {
                             metadata.insert(TOKEN_ID.to_string(), token.id.clone());
+                        }
+                        if let Some(at) = principal.expires_at_ms {
+                            metadata.insert(EXPIRES.to_string(), at.to_string());
                         }
                         metadata.insert(GRANTS.to_string(), grants);
                         // The database it asked for is a ref: looked up with its grants.

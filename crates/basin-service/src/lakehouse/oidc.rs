@@ -22,6 +22,8 @@ pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 pub struct Identity {
     pub subject: String,
     pub groups: Vec<String>,
+    /// When the token stops being accepted (its `exp`, plus the leeway), in ms.
+    pub expires_at_ms: i64,
 }
 
 /// A verifier for one issuer, with its keys cached.
@@ -96,7 +98,14 @@ impl Oidc {
             Some(serde_json::Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity { subject, groups })
+        let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
+        let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(i64::MAX / 2000);
+        let expires_at_ms = exp.saturating_add(leeway).saturating_mul(1000);
+        Ok(Identity {
+            subject,
+            groups,
+            expires_at_ms,
+        })
     }
 
     /// The issuer's key `kid`: from the cache, or fetched (again) when unknown.

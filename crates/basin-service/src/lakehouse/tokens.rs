@@ -65,6 +65,8 @@ pub struct Principal {
     pub grants: Arc<Grants>,
     /// Signed in with an issuer's token (`[auth.oidc]`), not a Basin token.
     pub signed_in: bool,
+    /// When a sign-in token stops being accepted (ms); `None` for a Basin token.
+    pub expires_at_ms: Option<i64>,
 }
 
 fn hash(secret: &str) -> String {
@@ -174,6 +176,7 @@ impl Tokens<'_> {
             role,
             grants: Arc::new(grants),
             signed_in: false,
+            expires_at_ms: None,
         }))
     }
 
@@ -211,6 +214,7 @@ impl Tokens<'_> {
             role: role.unwrap_or(Role::Reader),
             grants: Arc::new(grants),
             signed_in: true,
+            expires_at_ms: Some(identity.expires_at_ms),
         })
     }
 }
