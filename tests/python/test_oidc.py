@@ -5,10 +5,16 @@ and refuses expired, wrong-audience, wrong-issuer, badly signed, unknown-`kid`, 
 `alg=none` tokens."""
 
 import base64
+import hashlib
 import json
+import os
+import secrets
+import subprocess
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,20 +34,52 @@ def number(n: int) -> str:
 
 
 class Issuer:
-    """An OIDC issuer's two halves Basin meets: its JWKS endpoint, and tokens it signs."""
+    """An OIDC issuer's parts Basin meets: its JWKS endpoint and the tokens it signs, and for
+    the console's sign-in an authorization endpoint (which signs `ana` in at once and sends
+    the browser back with a code) and a token endpoint (which checks the PKCE verifier
+    against the code's challenge before it answers an ID token for the client and an access
+    token for Basin)."""
 
     def __init__(self):
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public = self.key.public_key().public_numbers()
         jwks = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
                                      "n": number(public.n), "e": number(public.e)}]}).encode()
+        issuer = self
+        self.codes = {}  # code -> the authorization request's parameters
+        self.exchanges = []  # the token endpoint's requests
 
         class Keys(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
+            def answer(self, status, body, headers=()):
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
+                for k, v in headers:
+                    self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(jwks)
+                self.wfile.write(body)
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                if url.path != "/authorize":
+                    return self.answer(200, jwks)
+                asked = dict(urllib.parse.parse_qsl(url.query))
+                code = secrets.token_urlsafe(16)
+                issuer.codes[code] = asked
+                back = f"{asked['redirect_uri']}?" + urllib.parse.urlencode({"code": code, "state": asked["state"]})
+                self.answer(302, b"", [("location", back)])
+
+            def do_POST(self):
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["content-length"])).decode()))
+                issuer.exchanges.append(form)
+                asked = issuer.codes.pop(form.get("code"), None)
+                digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+                if (asked is None or form.get("grant_type") != "authorization_code"
+                        or asked["code_challenge_method"] != "S256" or b64(digest) != asked["code_challenge"]
+                        or form.get("redirect_uri") != asked["redirect_uri"] or form.get("client_id") != asked["client_id"]):
+                    return self.answer(400, json.dumps({"error": "invalid_grant"}).encode())
+                self.answer(200, json.dumps({"token_type": "Bearer",
+                                             "id_token": issuer.token(aud=asked["client_id"]),
+                                             "access_token": issuer.token()}).encode())
 
             def log_message(self, *args):
                 pass
@@ -85,6 +123,9 @@ issuer = "{issuer.url}"
 audience = "basin"
 jwks_url = "{issuer.url}/jwks"
 leeway = "5s"
+client_id = "basin-console"
+authorization_url = "{issuer.url}/authorize"
+token_url = "{issuer.url}/token"
 
 [[grants]]
 to = "analysts"
@@ -153,3 +194,29 @@ def test_a_postgres_connection_ends_when_its_sign_in_token_expires(issuer, signe
         time.sleep(8)
         with pytest.raises(psycopg.OperationalError, match="sign-in token this connection logged in with has expired"):
             conn.execute("SELECT count(*) FROM sales.orders")
+
+
+def test_the_console_signs_in_with_the_issuer(lakehouse, issuer, signed_in):
+    """Headless Chromium clicks Sign in: the issuer sends it back with a code, Basin trades
+    the code (checked against the PKCE challenge) for the issuer's access token, and the page
+    then acts as ana, with the analysts' grants."""
+    base, _ = signed_in
+    status, config = send("GET", f"{base}/api/v1/auth/config")
+    assert status == 200 and config["sign_in"]["client_id"] == "basin-console", config
+    drive = Path(__file__).resolve().parent.parent / "console" / "signin.cjs"
+    modules = os.environ.get("BASIN_NODE_MODULES", str(Path.home() / ".cache" / "basin" / "node" / "node_modules"))
+    out = subprocess.run(["node", str(drive), base + "/"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "BASIN_NODE_MODULES": modules})
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["who"] == "reader · ana", seen
+    assert seen["schema"] == ["sales.orders"], seen
+    assert seen["url"] == base + "/", seen  # the code is gone from the address bar
+    assert all(u.startswith(issuer.url + "/authorize?") for u in seen["elsewhere"]), seen["elsewhere"]
+    assert len(issuer.exchanges) == 1 and issuer.codes == {}  # one code, traded once
+    # A code cannot be traded twice, and a made-up one not at all.
+    status, answer = send("POST", f"{base}/api/v1/auth/sign-in", None,
+                          {"code": "made-up", "code_verifier": "x" * 43, "redirect_uri": base + "/"})
+    assert status == 400 and "did not take the sign-in code: invalid_grant" in answer["error"]["message"], answer
+    entries = lakehouse.json("audit", "ls")
+    assert any(e["principal"] == "ana" and e["action"] == "sign in" and e["outcome"] == "ok" for e in entries), entries

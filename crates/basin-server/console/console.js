@@ -139,6 +139,55 @@ async function show(panel) {
 // Every panel reads the ref: the one showing reloads.
 const refChanged = () => show(state.panel);
 
+// Signing in with the issuer of [auth.oidc] (the authorization-code flow with PKCE): the page
+// goes to the issuer with a challenge, comes back with a code, and Basin trades the code (with
+// the verifier only this tab kept) for a token, which then works as a pasted one does.
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const randomText = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+const home = () => `${location.origin}/`;
+
+async function signIn(config) {
+  if (!crypto.subtle) {
+    showError("Signing in needs https (or localhost): this browser hides its crypto elsewhere.\nhint: paste a token instead");
+    return;
+  }
+  const verifier = randomText(32);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  const flow = { verifier, state: randomText(16) };
+  sessionStorage.setItem("basin.sign-in", JSON.stringify(flow));
+  const url = new URL(config.authorization_url);
+  for (const [k, v] of Object.entries({ response_type: "code", client_id: config.client_id, redirect_uri: home(),
+    scope: config.scopes.join(" "), code_challenge: b64url(new Uint8Array(digest)), code_challenge_method: "S256", state: flow.state })) {
+    url.searchParams.set(k, v);
+  }
+  location.assign(url.href);
+}
+
+// Back from the issuer (`?code=&state=`, or `?error=`): trades the code, keeps the token.
+async function finishSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return;
+  const flow = JSON.parse(sessionStorage.getItem("basin.sign-in") || "null");
+  sessionStorage.removeItem("basin.sign-in");
+  history.replaceState(null, "", "/");
+  if (params.has("error")) {
+    showError(`Sign-in failed: ${params.get("error_description") || params.get("error")}`);
+  } else if (!flow || flow.state !== params.get("state")) {
+    showError("Sign-in failed: this tab did not start it (its state does not match).\nhint: sign in again");
+  } else {
+    const signed = await api("/api/v1/auth/sign-in",
+      { code: params.get("code"), code_verifier: flow.verifier, redirect_uri: home() });
+    $("token").value = signed.token;
+    localStorage.setItem("basin.token", signed.token);
+  }
+}
+
+async function offerSignIn() {
+  const { sign_in: config } = await api("/api/v1/auth/config");
+  $("sign-in").hidden = !config;
+  if (config) $("sign-in").onclick = () => signIn(config).catch((e) => showError(e.message));
+}
+
 async function start() {
   await checkToken();
   await loadRefs();
@@ -159,7 +208,8 @@ function init() {
   });
   $("ref").addEventListener("change", () => { state.ref = $("ref").value; refChanged(); });
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => show(b.dataset.panel));
-  start().catch(() => {});
+  offerSignIn().catch(() => {});
+  finishSignIn().catch(() => {}).then(() => start()).catch(() => {});
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -37,6 +37,7 @@ pub use lakehouse::audit::{AuditLog, MAX_AUDIT_ENTRIES, UNKNOWN_TOKEN};
 pub use lakehouse::checks::CheckOutcome;
 pub use lakehouse::merge::MergeReport;
 pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
+pub use lakehouse::oidc::SignedIn;
 pub use lakehouse::refs::{LogEntry, RefInfo, Refs, TableDiff};
 pub use lakehouse::reviews::{ReviewDetail, Reviews};
 pub use lakehouse::tables::{TableEntry, Tables};

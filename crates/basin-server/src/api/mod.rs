@@ -14,6 +14,7 @@ pub(crate) mod audit;
 mod errors;
 mod import;
 pub(crate) mod reviews;
+pub(crate) mod sign_in;
 
 use crate::state::AppState;
 pub(crate) use errors::{ApiError, error_body, error_json};

@@ -14,7 +14,7 @@ pub(crate) mod sources;
 mod sql;
 mod values;
 
-pub use auth::{AuthSection, OidcSection, OidcSettings};
+pub use auth::{AuthSection, ConsoleSignIn, OidcSection, OidcSettings};
 pub use buckets::S3Bucket;
 pub use file::{
     BucketSection, CatalogConfig, DEFAULT_EVENT_LEASE, DEFAULT_MODEL_WORKER_WAIT, FunctionsSection,

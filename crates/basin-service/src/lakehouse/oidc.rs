@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tokio::sync::Mutex;
 
-use crate::config::OidcSettings;
+use crate::config::{ConsoleSignIn, OidcSettings};
 use basin_core::{Error, ErrorKind, Result};
 
 /// The least time between two fetches of the issuer's keys for an unknown `kid`, so a flood of
@@ -23,6 +23,15 @@ pub struct Identity {
     pub subject: String,
     pub groups: Vec<String>,
     /// When the token stops being accepted (its `exp`, plus the leeway), in ms.
+    pub expires_at_ms: i64,
+}
+
+/// What the console's sign-in gets for an authorization code: the token Basin accepts (the
+/// first of the issuer's ID and access tokens that verifies) and who it names.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SignedIn {
+    pub token: String,
+    pub subject: String,
     pub expires_at_ms: i64,
 }
 
@@ -51,6 +60,79 @@ impl Oidc {
             http,
             keys: Mutex::new(None),
         })
+    }
+
+    /// How the console signs people in, if configured.
+    pub fn console(&self) -> Option<&ConsoleSignIn> {
+        self.settings.console.as_ref()
+    }
+
+    /// Trades the console's authorization `code` (with the PKCE `verifier` it made and the
+    /// `redirect_uri` it sent) at the issuer's token endpoint, and verifies what comes back.
+    /// On the server, not in the page: the console fetches nothing but Basin, and a public
+    /// client's exchange needs no secret either way.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<SignedIn> {
+        let console = self.console().ok_or_else(|| {
+            Error::not_found("this server has no console sign-in")
+                .with_hint("set client_id, authorization_url and token_url under [auth.oidc]")
+        })?;
+        let url = &console.token_url;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", console.client_id.as_str()),
+            ("code_verifier", verifier),
+        ];
+        let response = self
+            .http
+            .post(url)
+            .form(&form)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::io_with(format!("cannot reach the issuer's token endpoint {url}"), e)
+            })?;
+        let status = response.status();
+        let unreadable = |e: &dyn std::fmt::Display| {
+            Error::io(format!(
+                "the issuer's token endpoint {url} answered no JSON: {e}"
+            ))
+        };
+        let bytes = response.bytes().await.map_err(|e| unreadable(&e))?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| unreadable(&e))?;
+        if !status.is_success() {
+            let why = ["error_description", "error"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(|v| v.as_str()))
+                .unwrap_or("no reason given");
+            return Err(refused(format!(
+                "the issuer did not take the sign-in code: {why}"
+            )));
+        }
+        let mut last = refused("the issuer's token endpoint answered no token".into());
+        for field in ["id_token", "access_token"] {
+            let Some(token) = body.get(field).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            match self.verify(token).await {
+                Ok(identity) => {
+                    return Ok(SignedIn {
+                        token: token.to_string(),
+                        subject: identity.subject,
+                        expires_at_ms: identity.expires_at_ms,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The identity a valid token names; `Unauthorized`-like refusals (`InvalidInput`) name

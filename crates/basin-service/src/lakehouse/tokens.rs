@@ -92,6 +92,43 @@ impl Lakehouse {
 }
 
 impl Tokens<'_> {
+    /// How the console signs people in with `[auth.oidc]`'s issuer, if configured.
+    pub fn console_sign_in(&self) -> Option<&crate::config::ConsoleSignIn> {
+        self.lake
+            .oidc
+            .as_deref()
+            .and_then(super::oidc::Oidc::console)
+    }
+
+    /// The console's sign-in: trades an authorization code for a token Basin accepts
+    /// ([`super::oidc::Oidc::exchange`]), recorded in the audit log either way.
+    pub async fn sign_in(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<super::oidc::SignedIn> {
+        let Some(oidc) = &self.lake.oidc else {
+            return Err(Error::not_found("this server has no sign-in issuer")
+                .with_hint("configure [auth.oidc] in basin.toml, or paste a Basin token"));
+        };
+        let signed = oidc.exchange(code, verifier, redirect_uri).await;
+        match &signed {
+            Ok(who) => {
+                let actor = basin_catalog::actor::Actor::new(who.subject.clone(), "console");
+                let audit = self.lake.audit();
+                basin_catalog::actor::scope(actor, audit.record("sign in", "", "ok", "")).await;
+            }
+            Err(e) => {
+                let audit = self.lake.audit();
+                audit
+                    .record_refused_secret("console", "sign in", "refused", &e.message)
+                    .await;
+            }
+        }
+        signed
+    }
+
     /// A new token with `role`, or with `grants` of its own (whose highest access is then its
     /// role); the secret is returned once and only its hash is kept.
     pub async fn create(
