@@ -191,3 +191,36 @@ def test_a_token_deploys_its_own_functions_which_write_with_its_grants(remote, o
     assert [f["name"] for f in json.loads(orders("functions", "ls", "--format", "json"))] == ["copy_rows"]
     reader = orders("token", "create", "--role", "reader").strip()
     assert "needs a writer" in remote("deploy", mine, token=reader, check=False).stderr
+
+
+def test_a_token_runs_a_pipeline_remotely_with_its_grants(remote, orders, tmp_path):
+    """`basin --remote run DIR` sends the project; the run acts as the token: it reads only
+    what the token may read, writes only where it may (its run/ID branch and the target), and
+    its merge names the token."""
+    (tmp_path / "pay.csv").write_text("id,salary\n1,100\n")
+    orders("import", str(tmp_path / "pay.csv"), "--table", "hr.salaries")
+    carol = orders("token", "create", "--name", "carol", "--grant", "read:sales.*",
+                   "--grant", "write:reports.*@main,run/*").strip()
+
+    def project(name, namespace, sql):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "basin.toml").write_text(f'[project]\nname = "{name}"\nnamespace = "{namespace}"\n')
+        (path / "totals.sql").write_text(sql)
+        return str(path)
+
+    good = project("good", "reports", "SELECT sum(amount) AS total FROM sales.orders\n")
+    record = json.loads(remote("run", good, "--format", "json", token=carol).stdout)
+    assert record["status"] == "succeeded" and record["target"] == "main", record
+    assert orders.json("query", "SELECT total FROM reports.totals") == [{"total": "13.75"}]
+    head = orders.json("log", "main", "-n", "1")[0]
+    assert (head["author"], head["door"]) == ("carol", "api"), head
+
+    # Its models read as carol: hr.salaries does not exist for her.
+    peek = remote("run", project("peek", "reports", "SELECT * FROM hr.salaries\n"), token=carol, check=False)
+    assert peek.returncode != 0 and "reads `hr.salaries`, which is neither a model" in peek.stderr, peek.stderr
+    assert "model `totals` (totals.sql)" in peek.stderr, peek.stderr  # named as sent, not by the server's folder
+    # It writes only where she may: not into sales.
+    sneak = remote("run", project("sneak", "sales", "SELECT 1 AS one\n"), token=carol, check=False)
+    assert sneak.returncode != 0 and "`carol` may not write `sales" in sneak.stderr, sneak.stderr
+    assert "sales.totals" not in [t["table"] for t in json.loads(orders("table", "ls", "--format", "json"))]

@@ -65,6 +65,16 @@ pub async fn scope<F: Future>(actor: Actor, work: F) -> F::Output {
     ACTOR.scope(actor, work).await
 }
 
+/// Runs `work` with `actor` acting, if there is one: how work a request spawns onto other
+/// tasks (a pipeline's models) keeps acting as the request's principal, with
+/// `carried(current(), work)`.
+pub async fn carried<F: Future>(actor: Option<Actor>, work: F) -> F::Output {
+    match actor {
+        Some(actor) => scope(actor, work).await,
+        None => work.await,
+    }
+}
+
 /// Who acts in this task, if a door said so.
 pub fn current() -> Option<Actor> {
     ACTOR.try_with(Clone::clone).ok()

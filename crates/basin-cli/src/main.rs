@@ -210,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Functions(cmd) => functions::run(cmd, ctx.home("functions")?).await,
         Command::Events(cmd) => events::run(cmd, ctx.home("events")?).await,
         Command::Put(args) => put::run(args, ctx.home("put")?).await,
-        Command::Run(args) => run::run(args, ctx.home("run")?).await,
+        Command::Run(args) => run::run(args, ctx).await,
         Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
         Command::Worker(args) => worker::run(args, ctx.home("worker")?).await,
         Command::Token(cmd) => token::run(cmd, ctx).await,

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod sources;
 pub mod tpch;
 pub mod triggers;
+pub mod uploads;
 
 #[cfg(test)]
 mod fuzz;

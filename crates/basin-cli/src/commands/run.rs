@@ -1,15 +1,16 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use basin_core::Error;
 use basin_runtime::Stream;
-use basin_service::pipeline::{ModelRun, RunRequest};
+use basin_service::Lakehouse;
+use basin_service::pipeline::{ModelRun, RunRecord, RunRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::lake::open_local;
+use crate::lake::{Context, Lake};
 use crate::output::{FormatArg, ListFormat, status};
 
 #[derive(clap::Args)]
@@ -54,8 +55,8 @@ pub struct Args {
     format: FormatArg,
 }
 
-pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
-    let lakehouse = open_local(home).await?;
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
     let params = args
         .params
         .iter()
@@ -73,22 +74,11 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         no_cache: args.no_cache,
         keep_branch: args.keep_branch,
     };
-    if !args.dry_run {
-        status(lakehouse.runtime()?.walls().summary());
-    }
-    let view = Arc::new(LiveView::new());
-    let lines = view.clone();
-    let sink = Arc::new(move |model: &str, _: Stream, line: &str| {
-        lines.line(format!("  [{model}] {line}"))
-    });
-    let steps = view.clone();
-    let progress = Arc::new(move |m: &ModelRun| steps.step(m));
-    let pipelines = lakehouse.pipelines();
-    let record = tokio::select! {
-        record = pipelines.run(request, sink, progress) => record?,
-        _ = tokio::signal::ctrl_c() => {
-            lakehouse.runtime()?.kill_all().await;
-            return Err(Error::invalid("interrupted: the run was stopped; the target is untouched").into());
+    let record = match &lake {
+        Lake::Local(lakehouse) => run_here(lakehouse, request).await?,
+        Lake::Remote(_) => {
+            status("running on the server: each model's lines come with the run's record");
+            lake.run_remote(&request).await?
         }
     };
     match args.format.format {
@@ -116,6 +106,28 @@ pub async fn run(args: Args, home: Option<&Path>) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// Runs the project on this machine, its progress shown as it goes; Ctrl-C stops it.
+async fn run_here(lakehouse: &Lakehouse, request: RunRequest) -> anyhow::Result<RunRecord> {
+    if !request.dry_run {
+        status(lakehouse.runtime()?.walls().summary());
+    }
+    let view = Arc::new(LiveView::new());
+    let lines = view.clone();
+    let sink = Arc::new(move |model: &str, _: Stream, line: &str| {
+        lines.line(format!("  [{model}] {line}"))
+    });
+    let steps = view.clone();
+    let progress = Arc::new(move |m: &ModelRun| steps.step(m));
+    let pipelines = lakehouse.pipelines();
+    tokio::select! {
+        record = pipelines.run(request, sink, progress) => Ok(record?),
+        _ = tokio::signal::ctrl_c() => {
+            lakehouse.runtime()?.kill_all().await;
+            Err(Error::invalid("interrupted: the run was stopped; the target is untouched").into())
+        }
+    }
 }
 
 /// The run's progress on stderr: on a terminal, a spinner per running step with finished

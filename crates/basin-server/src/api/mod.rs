@@ -166,6 +166,26 @@ pub(crate) async fn maintenance(
     .into_response())
 }
 
+/// Runs a project sent in the request as the caller (`basin --remote URL run DIR`), on a task
+/// of its own with the caller acting: a client that stops waiting does not stop the run,
+/// which `GET /api/v1/runs` then shows.
+pub(crate) async fn start_run(
+    State(state): State<AppState>,
+    Json(run): Json<basin_service::pipeline::RemoteRun>,
+) -> Result<Response, ApiError> {
+    let actor = basin_catalog::actor::current();
+    let lakehouse = state.lakehouse.clone();
+    let work =
+        basin_catalog::actor::carried(
+            actor,
+            async move { lakehouse.pipelines().run_files(run).await },
+        );
+    let record = tokio::spawn(work)
+        .await
+        .map_err(|e| basin_core::Error::internal(format!("the run stopped: {e}")))??;
+    Ok(Json(record).into_response())
+}
+
 pub(crate) async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,

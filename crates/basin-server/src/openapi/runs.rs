@@ -1,7 +1,7 @@
-//! Function runs, maintenance runs and usage.
+//! Pipeline runs (and starting one), maintenance runs and usage.
 
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, post};
 use basin_service::Role;
 
 use super::endpoint::Endpoint;
@@ -19,6 +19,44 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             body: &[],
             errors: &[],
             handler: || get(api::runs),
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/runs",
+            role: Some(Role::Writer),
+            summary: "Run a pipeline project sent in the body, as `basin run` runs a folder \
+                  (`basin --remote URL run DIR` sends it), and answer its record once it \
+                  ends. It runs as the token, with its grants: the run branch run/ID and the \
+                  target need write grants for what the models make",
+            query: &[],
+            body: &[
+                (
+                    "files",
+                    "object",
+                    "the project's .py and .sql files and basin.toml: file name -> text",
+                ),
+                (
+                    "branch",
+                    "string",
+                    "the branch to publish to (default main)",
+                ),
+                ("params", "object", "parameter values by name"),
+                ("dry_run", "boolean", "run everything, merge nothing"),
+                (
+                    "no_cache",
+                    "boolean",
+                    "run every model, reusing no earlier output",
+                ),
+                ("keep_branch", "boolean", "keep run/ID after it merges"),
+            ],
+            errors: &[
+                (
+                    400,
+                    "a file Basin does not read here, or a project in error",
+                ),
+                (403, "a table or branch the token may not write, or secrets"),
+            ],
+            handler: || post(api::start_run),
         },
         Endpoint {
             method: Method::GET,

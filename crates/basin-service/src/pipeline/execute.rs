@@ -93,8 +93,10 @@ impl<'a> Execution<'a> {
             .await?;
         let run_cache =
             cache::RunCache::new(cache::folder(&lakehouse.root().join(crate::BASIN_DIR)));
-        let queue = lakehouse
-            .is_shared()
+        // A principal with grants of its own runs its models here: a node taking a model from
+        // the queue reads its inputs as itself.
+        let restricted = basin_catalog::actor::current().is_some_and(|a| a.grants.is_some());
+        let queue = (lakehouse.is_shared() && !restricted)
             .then(|| Arc::new(dispatch::RunQueue::new(lakehouse, run)));
         Ok(Self {
             lakehouse,
@@ -219,7 +221,9 @@ impl<'a> Execution<'a> {
         let name = started.name.clone();
         let queue = self.queue.clone();
         let logs = new_logs(self.lakehouse);
-        let task = running.spawn(async move {
+        // The model acts as the run's principal, on its own task.
+        let actor = basin_catalog::actor::current();
+        let task = running.spawn(basin_catalog::actor::carried(actor, async move {
             let clock = Instant::now();
             let mut run = started;
             let result = match &queue {
@@ -232,7 +236,7 @@ impl<'a> Execution<'a> {
             run.ms = clock.elapsed().as_secs_f64() * 1000.0;
             run.logs = logs.lock().expect("logs").take_lines();
             (i, run, result)
-        });
+        }));
         (task.id(), name)
     }
 

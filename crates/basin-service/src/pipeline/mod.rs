@@ -10,6 +10,7 @@ mod execute;
 mod handle;
 mod job;
 mod project;
+mod remote;
 mod replay;
 mod run;
 pub mod scaffold;
@@ -23,6 +24,7 @@ pub use dag::{Dag, Source};
 pub(crate) use dispatch::{QUEUE_PREFIX, running_queues, work_on};
 pub use handle::Pipelines;
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
+pub use remote::RemoteRun;
 pub use replay::{ReplayReport, ReplayedOutput};
 pub(crate) use run::{Logs, ModelDone, Produced, new_logs};
 pub use run::{ModelRun, RunProgress, RunRecord, RunRequest, RunSink, is_pipeline_branch};
@@ -40,6 +42,7 @@ impl Pipelines<'_> {
         let params = resolve_parameters(&request.dir, &request.params)?;
         let sdk = basin_runtime::sdk_folder(&self.lake.tools_dir())?;
         let project = Arc::new(Project::load(&request.dir, &sdk, &params).await?);
+        remote::check_restricted(&project, self.lake.settings().build_from_source)?;
         let target = request
             .branch
             .clone()

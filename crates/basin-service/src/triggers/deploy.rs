@@ -209,6 +209,21 @@ impl Triggers<'_> {
         Ok(())
     }
 
+    /// Deploys `files` (file name -> text) as the acting principal, as [`Self::deploy`]
+    /// deploys a folder (`basin --remote URL deploy DIR`).
+    pub async fn deploy_files(
+        &self,
+        files: &BTreeMap<String, String>,
+        apply: bool,
+    ) -> Result<DeployPlan> {
+        let laid =
+            crate::uploads::lay_out(self.lake, "deploys", files, crate::uploads::is_deployable)
+                .await?;
+        self.deploy(&laid.dir, apply)
+            .await
+            .map_err(|e| laid.as_sent(e))
+    }
+
     /// Every deployed function with its trigger in words and its event counts.
     pub async fn function_statuses(&self) -> Result<Vec<FunctionStatus>> {
         let mut out = Vec::new();

@@ -8,7 +8,6 @@ pub mod http;
 mod objects;
 pub mod s3;
 pub mod schedule;
-pub mod upload;
 pub mod watch;
 
 pub use handle::Triggers;
