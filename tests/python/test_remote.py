@@ -142,7 +142,7 @@ import basin
 import pyarrow as pa
 
 
-@basin.http(to="sandbox.copies")
+@basin.http("/hooks/copy", to="sandbox.copies")
 def copy_rows(event, context):
     return pa.table({"id": pa.array([event["id"]], pa.int64())})
 '''
@@ -182,13 +182,26 @@ def test_a_token_deploys_its_own_functions_which_write_with_its_grants(remote, o
         (bo, COPY, "function `copy_rows` was deployed by `ana`; `bo` may not change it"),
         (ana, COPY.replace("import pyarrow as pa\n", "import pyarrow as pa\n\n\n@basin.python('3.11', secrets=['TOKEN'])"),
          "reads secrets (TOKEN)"),
+        # Buckets hold no grants: reading one's objects is an admin's to allow.
+        (ana, COPY.replace('@basin.http("/hooks/copy", to="sandbox.copies")',
+                           '@basin.on_object("landing", to="sandbox.copies")').replace("copy_rows", "land"),
+         "watches bucket `landing`"),
+        # Nobody takes another function's path (its calls and their bodies).
+        (bo, COPY.replace("copy_rows", "grab"), "functions `copy_rows` and `grab` both declare the path /hooks/copy"),
+        (remote.writer, COPY.replace("copy_rows", "mine"), "a token without a name cannot own functions"),
     ]
     for i, (token, text, why) in enumerate(refusals):
         refused = remote("deploy", folder(f"refused{i}", text), token=token, check=False)
         assert refused.returncode != 0 and why in refused.stderr and "hint:" in refused.stderr, refused.stderr
-    # bo's deploy leaves ana's function alone; a reader may not deploy at all.
+    # bo's deploy leaves ana's function alone, and so does the local user's; a reader may
+    # not deploy at all, and sees who deployed a function but not with what grants.
     remote("deploy", folder("empty", "import basin\n"), token=bo)
+    orders("deploy", str(tmp_path / "empty"))
     assert [f["name"] for f in json.loads(orders("functions", "ls", "--format", "json"))] == ["copy_rows"]
+    status, answer = send("POST", f"{remote.base}/hooks/copy", remote.writer, {"id": 8})
+    assert status == 200, answer
+    listed = send("GET", f"{remote.base}/api/v1/functions", orders("token", "create", "--role", "reader").strip())[1]
+    assert listed[0]["deployed_by"] == {"principal": "ana"}, listed
     reader = orders("token", "create", "--role", "reader").strip()
     assert "needs a writer" in remote("deploy", mine, token=reader, check=False).stderr
 

@@ -203,9 +203,26 @@ pub(crate) async fn deploy(
     Ok(Json(plan).into_response())
 }
 
-/// Deployed functions: trigger, target, version, code and event counts.
-pub(crate) async fn functions(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.lakehouse.triggers().function_statuses().await?).into_response())
+/// Deployed functions: trigger, target, version, code, who deployed each and event counts
+/// (the grants each acts with only for an admin).
+pub(crate) async fn functions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let statuses = state.lakehouse.triggers().function_statuses().await?;
+    let mut listed = serde_json::to_value(statuses)
+        .map_err(|e| Error::internal(format!("a function's status: {e}")))?;
+    if caller.role != Some(Role::Admin) {
+        for function in listed.as_array_mut().into_iter().flatten() {
+            if let Some(by) = function
+                .get_mut("deployed_by")
+                .and_then(Value::as_object_mut)
+            {
+                by.remove("grants");
+            }
+        }
+    }
+    Ok(Json(listed).into_response())
 }
 
 #[derive(Deserialize)]

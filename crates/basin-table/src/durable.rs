@@ -14,16 +14,14 @@
 //!
 //! Either way, the new snapshots' manifest lists, manifests and added data files must lie in
 //! the warehouse: a client of the Iceberg REST door could otherwise commit a table whose
-//! readers read any file the server can. For a principal with grants of its own, they must
-//! also lie in the table's own folder or in that of a table it may write.
+//! readers read any file the server can. For a principal with grants of its own (not an
+//! admin), they must also lie in the table's own folder.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use iceberg::spec::ManifestStatus;
 use iceberg::table::Table;
-
-use basin_catalog::Access;
 
 use crate::error::{Error, ErrorKind, Result, from_iceberg};
 use crate::file_sync::FileSync;
@@ -64,24 +62,25 @@ pub(crate) async fn new_files(
         }
     };
     // And a principal with grants of its own (a token over the Iceberg REST door) may name
-    // only files of this table's own folder or of a table it may write: a manifest naming
-    // another table's data files would let it read them through this one.
-    let grants = basin_catalog::actor::current().and_then(|actor| actor.grants);
+    // only files in this table's own folder (whose location a door checked when it was set):
+    // a manifest naming another table's data files would let it read them through this one.
+    let restricted = basin_catalog::actor::current()
+        .and_then(|actor| actor.grants)
+        .is_some_and(|grants| !grants.is_admin());
     let own = format!("{}/", after.metadata().location().trim_end_matches('/'));
     let reachable = |path: &str| {
-        let Some(grants) = &grants else {
-            return Ok(());
-        };
-        let table = table_of(warehouse.location(), path);
-        if path.starts_with(&own) || grants.may_touch_files(table.as_deref(), Access::Write) {
+        if !restricted || path.starts_with(&own) {
             return Ok(());
         }
-        let whose = match &table {
-            Some(table) => format!("a file of table `{table}`, which this principal may not write"),
-            None => "a file of no table this principal may write".to_string(),
+        let whose = match table_of(warehouse.location(), path) {
+            Some((table, _)) => format!("a file of table `{table}`"),
+            None => "a file of no table".to_string(),
         };
-        Err(Error::new(ErrorKind::Forbidden, format!("{context}: {path} is {whose}"))
-            .with_hint("a commit names only its own table's files (and those of tables the principal may write)"))
+        Err(Error::new(
+            ErrorKind::Forbidden,
+            format!("{context}: {path} is {whose}, not of this table's folder {own}"),
+        )
+        .with_hint("a commit names only files in its own table's folder"))
     };
     let inside = |path: &str| inside(path).and_then(|()| reachable(path));
     let known: HashSet<i64> = before

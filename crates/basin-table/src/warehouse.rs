@@ -162,12 +162,13 @@ impl Warehouse {
     }
 }
 
-/// The table whose folder holds `location`, by the name [`Warehouse::new_table_location`]
-/// gives a table's folder (`ns/name-UUID`, a namespace's dots as folders): `ns.name`. `None`
-/// for a location outside the warehouse or in no such folder (a table created with a
-/// location of its own). Files carry no branch; this is how a door that hands out access to
-/// files (the S3 signer) tells whose they are.
-pub fn table_of(warehouse: &str, location: &str) -> Option<String> {
+/// The table Basin made the folder holding `location` for, by the name
+/// [`Warehouse::new_table_location`] gives a table's folder (`ns/name-UUID`, a namespace's
+/// dots as folders): `ns.name`, and the folder (`{warehouse}/ns/name-UUID/`). `None` for a
+/// location outside the warehouse or in no such folder (a table created with a location of
+/// its own). The name is the one the table had when made: a renamed table keeps its folder,
+/// so a door must check that the table still lies there before it trusts the name.
+pub fn table_of(warehouse: &str, location: &str) -> Option<(String, String)> {
     let rest = location.strip_prefix(warehouse)?.strip_prefix('/')?;
     let segments: Vec<&str> = rest.split('/').collect();
     segments
@@ -177,7 +178,11 @@ pub fn table_of(warehouse: &str, location: &str) -> Option<String> {
         .find_map(|(i, segment)| {
             let (name, id) = segment.rsplit_once('-')?;
             let uuid = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            (uuid && !name.is_empty()).then(|| format!("{}.{name}", segments[..i].join(".")))
+            (uuid && !name.is_empty()).then(|| {
+                let key = format!("{}.{name}", segments[..i].join("."));
+                let folder = format!("{warehouse}/{}/", segments[..=i].join("/"));
+                (key, folder)
+            })
         })
 }
 
@@ -249,11 +254,12 @@ mod tests {
         let root = warehouse.location();
         let key = Key::parse("sales.eu.orders").unwrap();
         let folder = warehouse.new_table_location(&key);
+        let owner = Some(("sales.eu.orders".to_string(), format!("{folder}/")));
         assert_eq!(
-            table_of(root, &format!("{folder}/data/day=1/a.parquet")).as_deref(),
-            Some("sales.eu.orders")
+            table_of(root, &format!("{folder}/data/day=1/a.parquet")),
+            owner
         );
-        assert_eq!(table_of(root, &folder).as_deref(), Some("sales.eu.orders"));
+        assert_eq!(table_of(root, &folder), owner);
         let id = "0123456789abcdef0123456789abcdef";
         for none in [
             format!("{root}/sales/orders/data/a.parquet"),

@@ -410,6 +410,10 @@ fn a_run_into_a_protected_branch_passes_its_checks_or_waits_for_a_review() {
     assert_eq!(lake.commits("main"), before);
 
     protect("\"any_revenue\"", 1);
+    lake.write(
+        "expect.py",
+        "import basin\n\n@basin.expectation()\ndef has_rows(revenue=basin.Model('revenue')):\n    return revenue.num_rows >= 1\n",
+    );
     let err = lake.fails(&["run"]);
     assert!(err.contains("needs 1 approval"), "{err}");
     assert_eq!(lake.commits("main"), before);
@@ -420,9 +424,48 @@ fn a_run_into_a_protected_branch_passes_its_checks_or_waits_for_a_review() {
     lake.ok_as("reviewer", &["review", "approve", &number]);
     let merged = lake.json(&["review", "merge", &number]);
     assert_eq!(merged["checks"][0]["name"], "any_revenue", "{merged}");
+    // The run's expectations count as checks of its branch.
+    let check = |report: &serde_json::Value, name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no check `{name}` in {report}"))
+    };
+    assert_eq!(check(&merged, "expectation has_rows")["passed"], true);
+    assert_eq!(
+        check(&merged, "expectation no_negative_revenue")["passed"],
+        true
+    );
     assert_eq!(lake.commits("main"), before + 1);
     assert_eq!(
         lake.scalar("SELECT count(*) FROM shop.revenue", "main"),
         "3"
     );
+
+    // A run whose expectation failed keeps its branch; a review of it shows the failure and
+    // cannot merge it, approved or not.
+    lake.write(
+        "expect.py",
+        "import basin\n\n@basin.expectation()\ndef has_rows(revenue=basin.Model('revenue')):\n    return revenue.num_rows > 100\n",
+    );
+    assert!(
+        lake.fails(&["run", "--no-cache"])
+            .contains("expectation `has_rows` failed")
+    );
+    let failed = run_id(&lake);
+    let review = lake.json(&["review", "open", &format!("run/{failed}"), "--into", "main"]);
+    let number = review["id"].to_string();
+    let shown = lake.json(&["review", "show", &number]);
+    assert_eq!(
+        check(&shown, "expectation has_rows")["passed"],
+        false,
+        "{shown}"
+    );
+    lake.ok_as("reviewer", &["review", "approve", &number]);
+    let err = lake.fails(&["review", "merge", &number]);
+    assert!(
+        err.contains("expectation has_rows failed in its run"),
+        "{err}"
+    );
+    assert_eq!(lake.commits("main"), before + 1);
 }

@@ -186,7 +186,9 @@ async fn a_token_cannot_name_another_tables_files_through_iceberg_rest() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
-        body.contains("a file of table `hr.salaries`, which this token may not write"),
+        // cy may not read hr.salaries: its folder is no table's it may see (nor named to it).
+        body.contains("is not in the folder of a table this token may see")
+            && !body.contains("`hr.salaries`"),
         "{body}"
     );
     let contents = server
@@ -251,4 +253,71 @@ async fn a_deployed_function_writes_with_its_deployers_grants() {
     basin_catalog::actor::scope(unrecorded.actor(), write("sales.orders"))
         .await
         .expect("everything");
+}
+
+/// A renamed table keeps its folder, named for its old name: a grant on the old name must not
+/// reach the files, nor the new name's grant be needed through another table.
+#[tokio::test]
+async fn a_renamed_tables_files_follow_the_table_not_its_folders_name() {
+    let (server, _, _) = granted().await;
+    let (_, cy) = server
+        .lakehouse
+        .tokens()
+        .create(
+            "cy",
+            None,
+            &[Grant::parse("write:sandbox.*").expect("grant")],
+        )
+        .await
+        .expect("token");
+    // sandbox.drafts becomes hr.pay: its folder still says sandbox/drafts-UUID.
+    let file = server.dir.path().join("pay.csv");
+    std::fs::write(&file, "id,salary\n1,100\n").expect("write");
+    let request = basin_ingest::ImportRequest::new(
+        vec![file.display().to_string()],
+        "sandbox.drafts",
+        "main",
+    );
+    server
+        .lakehouse
+        .import(request, None)
+        .await
+        .expect("import");
+    let tables = server.lakehouse.tables();
+    tables
+        .rename("sandbox.drafts", "hr.pay", Some("main"))
+        .await
+        .expect("rename");
+    let main = server
+        .lakehouse
+        .catalog()
+        .resolve("main")
+        .await
+        .expect("main");
+    let key = basin_catalog::Key::parse("hr.pay").expect("key");
+    let pay = server
+        .lakehouse
+        .catalog()
+        .table_location(&main, &key)
+        .await
+        .expect("location");
+    assert!(pay.contains("/sandbox/drafts-"), "{pay}");
+    // The folder's name names no table now, so cy's write:sandbox.* does not reach hr.pay.
+    assert_eq!(tables.folder_owner(&pay).await.expect("owner"), None);
+    let (status, body) = server
+        .send(post(
+            &cy,
+            "/v1/main/namespaces/sandbox/register",
+            serde_json::json!({"name": "copy", "metadata-location": pay}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A second token may not take a name in use.
+    let again = server
+        .lakehouse
+        .tokens()
+        .create("cy", None, &[Grant::parse("read:*").expect("grant")])
+        .await
+        .expect_err("a second cy");
+    assert_eq!(again.kind(), basin_core::ErrorKind::AlreadyExists);
 }

@@ -1,7 +1,8 @@
 //! The required checks of a protected branch (`[checks.NAME]`), run on a merge's would-be
 //! result: the merge is committed to a scratch branch made at the target's head, each check's
 //! query runs there, and the scratch branch is deleted. A check passes when its query returns
-//! no rows.
+//! no rows. A pipeline run's branch (`run/ID`) also carries its expectations' outcomes
+//! ([`Refs::expectation_checks`]).
 
 use arrow::util::pretty::pretty_format_batches;
 use basin_catalog::{Clearance, CommitId, CommitRequest, Operation, Resolved};
@@ -80,6 +81,52 @@ impl Refs<'_> {
         outcomes
     }
 
+    /// The expectations of the pipeline run whose branch `source` is (`run/ID`), as checks:
+    /// a run kept for a review carries how its expectations ended, and one whose expectation
+    /// failed cannot be merged. (Read from the run's stored record: the pipeline layer sits
+    /// above this one.) Empty for any other branch, or a run not recorded.
+    pub(crate) async fn expectation_checks(&self, source: &str) -> Result<Vec<CheckOutcome>> {
+        // A review merges `run/ID@COMMIT`, the head its approvals were given at.
+        let branch = source.split('@').next().unwrap_or(source);
+        let Some(id) = branch.strip_prefix("run/") else {
+            return Ok(Vec::new());
+        };
+        let records = self.lake.catalog().store().runs_with_prefix(id).await?;
+        let Some(record) = records
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+            .find(|r| r.get("id").and_then(|v| v.as_str()) == Some(id))
+        else {
+            return Ok(Vec::new());
+        };
+        let text = |m: &serde_json::Value, k: &str| {
+            m.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let models = record.get("models").and_then(|m| m.as_array());
+        Ok(models
+            .into_iter()
+            .flatten()
+            .filter(|m| text(m, "kind") == "expectation")
+            .map(|m| {
+                let passed = text(m, "status") == "ok";
+                CheckOutcome {
+                    name: format!("expectation {}", text(m, "name")),
+                    sql: String::new(),
+                    passed,
+                    rows: 0,
+                    first_rows: String::new(),
+                    error: (!passed).then(|| match text(m, "error") {
+                        e if e.is_empty() => format!("it ended {}", text(m, "status")),
+                        e => e,
+                    }),
+                }
+            })
+            .collect())
+    }
+
     async fn run_check(&self, name: &str, branch: &str) -> Result<CheckOutcome> {
         let check = self.lake.settings().checks.get(name).ok_or_else(|| {
             Error::invalid(format!("no check is named `{name}`"))
@@ -136,6 +183,10 @@ pub(crate) fn failed_checks(
     );
     for o in &failed {
         match &o.error {
+            // A pipeline expectation: it ran in the run, and failed there.
+            Some(e) if o.sql.is_empty() => {
+                message.push_str(&format!("\n{} failed in its run: {e}", o.name));
+            }
             Some(e) => message.push_str(&format!("\ncheck `{}` could not run: {e}", o.name)),
             None => message.push_str(&format!(
                 "\ncheck `{}` returned {} row{} (first {}):\n{}",

@@ -115,10 +115,13 @@ impl Refs<'_> {
             if dry_run || prepared.operations.is_empty() {
                 return Ok(report);
             }
-            if let Some(rule) = rule.as_ref().filter(|r| !r.checks.is_empty()) {
-                report.checks = self
-                    .run_checks(&prepared.trial(source, &target), &rule.checks)
-                    .await?;
+            if let Some(rule) = &rule {
+                if !rule.checks.is_empty() {
+                    report.checks = self
+                        .run_checks(&prepared.trial(source, &target), &rule.checks)
+                        .await?;
+                }
+                report.checks.extend(self.expectation_checks(source).await?);
                 if let Some(refused) = failed_checks(source, &target, &report.checks) {
                     return Err(refused);
                 }
@@ -152,12 +155,15 @@ impl Refs<'_> {
         let Some(rule) = self.lake.catalog().protection().rule(target) else {
             return Ok(Vec::new());
         };
-        if rule.checks.is_empty() {
-            return Ok(Vec::new());
+        let mut outcomes = Vec::new();
+        if !rule.checks.is_empty() {
+            let prepared = self.prepare(source, target, false).await?;
+            outcomes = self
+                .run_checks(&prepared.trial(source, target), &rule.checks)
+                .await?;
         }
-        let prepared = self.prepare(source, target, false).await?;
-        self.run_checks(&prepared.trial(source, target), &rule.checks)
-            .await
+        outcomes.extend(self.expectation_checks(source).await?);
+        Ok(outcomes)
     }
 
     /// Plans merging `source` into `target` and, unless `dry_run`, stages the combined

@@ -38,6 +38,33 @@ impl Lakehouse {
 }
 
 impl Tables<'_> {
+    /// The table whose files `location` is among, for a door that hands out access to files
+    /// (the S3 signer, an Iceberg REST location): the one Basin made its folder for
+    /// ([`basin_table::table_of`]), if a ref the acting principal may see still holds that
+    /// table, readable to it, in that folder (`main` first). `None` otherwise: a folder of no
+    /// table, or of a table since renamed (its folder keeps the old name), or one the
+    /// principal may not read anywhere.
+    pub async fn folder_owner(&self, location: &str) -> Result<Option<String>> {
+        let Some((name, folder)) =
+            basin_table::table_of(self.lake.warehouse().location(), location)
+        else {
+            return Ok(None);
+        };
+        let key = Key::parse(&name)?;
+        let catalog = self.lake.catalog();
+        let mut refs = catalog.list_refs().await?;
+        refs.sort_by_key(|r| r.name != basin_catalog::MAIN);
+        for r in refs {
+            let at = catalog.resolve(&r.name).await?;
+            if let Some(Content::Table { metadata_location }) = catalog.content(&at, &key).await?
+                && metadata_location.starts_with(&folder)
+            {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn list(&self, at: Option<&str>) -> Result<Vec<TableEntry>> {
         let at = self.lake.resolve(at).await?;
         Ok(self

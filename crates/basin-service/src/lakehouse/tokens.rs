@@ -153,6 +153,16 @@ impl Tokens<'_> {
                 ));
             }
         };
+        // A name is who a token is (grants, authorship, owned functions): one token each.
+        if !name.is_empty() && self.list().await?.iter().any(|t| t.name == name) {
+            return Err(Error::new(
+                basin_core::ErrorKind::AlreadyExists,
+                format!("a token named `{name}` exists"),
+            )
+            .with_hint(
+                "revoke it first (basin token ls, basin token revoke ID), or pick another name",
+            ));
+        }
         let secret = format!(
             "basin_{}{}",
             basin_core::ids::random(),

@@ -95,7 +95,9 @@ impl<'a> Execution<'a> {
             cache::RunCache::new(cache::folder(&lakehouse.root().join(crate::BASIN_DIR)));
         // A principal with grants of its own runs its models here: a node taking a model from
         // the queue reads its inputs as itself.
-        let restricted = basin_catalog::actor::current().is_some_and(|a| a.grants.is_some());
+        let restricted = basin_catalog::actor::current()
+            .and_then(|a| a.grants)
+            .is_some_and(|g| !g.is_admin());
         let queue = (lakehouse.is_shared() && !restricted)
             .then(|| Arc::new(dispatch::RunQueue::new(lakehouse, run)));
         Ok(Self {

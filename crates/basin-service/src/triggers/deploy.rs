@@ -53,13 +53,15 @@ pub struct PlannedChange {
 impl Triggers<'_> {
     /// Reads the triggered functions of the `.py` files in `dir` and compares them with the
     /// deployed ones; with `apply`, deploys them (building their environments, creating
-    /// their buckets) and removes the deployed functions the folder no longer has.
+    /// their buckets) and removes the functions this deployer deployed that the folder no
+    /// longer has (others' stay: `basin functions rm` removes any).
     ///
     /// Who deploys them (the acting principal, [`basin_catalog::actor`]) is recorded, and
     /// what they write acts with that principal's grants. A principal with grants of its own
     /// (a token over `--remote`; not an admin) deploys only its own functions: it cannot
-    /// change or remove another's, point one at a table it may not write, or deploy one that
-    /// reads secrets (the server's environment).
+    /// change another's, point one at a table it may not write, watch a bucket, or deploy
+    /// one that reads secrets (the server's environment). No deployer may declare an HTTP
+    /// path another function holds.
     pub async fn deploy(&self, dir: &Path, apply: bool) -> Result<DeployPlan> {
         let deployer = Deployer {
             principal: self.lake.catalog().principal(),
@@ -68,7 +70,7 @@ impl Triggers<'_> {
                 .map(|g| (*g).clone()),
         };
         let found = self.read_functions(dir, &deployer).await?;
-        let mut deployed: BTreeMap<String, DeployedFunction> = self
+        let deployed: BTreeMap<String, DeployedFunction> = self
             .lake
             .deployed()
             .list()
@@ -78,9 +80,19 @@ impl Triggers<'_> {
             .collect();
         if let Some(grants) = deployer.grants.as_ref().filter(|g| !g.is_admin()) {
             self.check_own(&deployer.principal, grants, &found, &deployed)?;
-            // Another's functions are not this deploy's to remove.
-            deployed.retain(|_, f| f.deployer() == deployer.principal);
         }
+        // This deployer's functions the folder no longer has (the local user's include those
+        // deployed before Basin recorded deployers).
+        let local = deployer.grants.is_none();
+        let removed: Vec<&DeployedFunction> = deployed
+            .values()
+            .filter(|f| !found.contains_key(&f.name))
+            .filter(|f| match &f.deployed_by {
+                Some(by) => by.principal == deployer.principal,
+                None => local,
+            })
+            .collect();
+        check_paths(&found, &deployed, &removed)?;
         let mut plan = DeployPlan::default();
         for f in found.values() {
             let (action, detail) = match deployed.get(&f.name) {
@@ -105,10 +117,8 @@ impl Triggers<'_> {
                 ));
             }
         }
-        for old in deployed.values() {
-            if !found.contains_key(&old.name) {
-                plan.changes.push(planned(old, "remove", String::new()));
-            }
+        for old in &removed {
+            plan.changes.push(planned(old, "remove", String::new()));
         }
         if !apply {
             return Ok(plan);
@@ -140,10 +150,8 @@ impl Triggers<'_> {
                 .save_function(&f.name, &serde_json::to_string(f)?)
                 .await?;
         }
-        for old in deployed.values() {
-            if !found.contains_key(&old.name) {
-                store.delete_function(&old.name).await?;
-            }
+        for old in &removed {
+            store.delete_function(&old.name).await?;
         }
         plan.applied = true;
         Ok(plan)
@@ -160,9 +168,15 @@ impl Triggers<'_> {
         let refuse = |message: String, hint: &str| {
             Err(Error::new(ErrorKind::Forbidden, message).with_hint(hint.to_string()))
         };
+        if principal.is_empty() {
+            return refuse(
+                "a token without a name cannot own functions".to_string(),
+                "deploy with a named token (basin token create --name NAME ...)",
+            );
+        }
         for f in found.values() {
             if let Some(old) = deployed.get(&f.name)
-                && old.deployer() != principal
+                && old.deployed_by.as_ref().map(|d| d.principal.as_str()) != Some(principal)
             {
                 return refuse(
                     format!(
@@ -184,6 +198,15 @@ impl Triggers<'_> {
                     &format!(
                         "a function writes with its deployer's grants: ask for write:{to}@main, or point it elsewhere"
                     ),
+                );
+            }
+            if let Some(Trigger::Object { bucket, .. }) = f.trigger() {
+                return refuse(
+                    format!(
+                        "function `{}` watches bucket `{bucket}`, whose objects it would read with Basin's own keys; buckets hold no grants, so only an admin may deploy it",
+                        f.name
+                    ),
+                    "ask an admin to deploy it, or trigger it over HTTP or on a schedule",
                 );
             }
             if !f.declaration.secrets.is_empty() {
@@ -351,6 +374,39 @@ fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange 
         version: f.version.clone(),
         detail,
     }
+}
+
+/// Refuses two functions declaring one HTTP path: a deploy's own, or one of theirs and one
+/// deployed that this deploy keeps (whoever deployed it). Otherwise one would take the
+/// other's calls.
+fn check_paths(
+    found: &BTreeMap<String, DeployedFunction>,
+    deployed: &BTreeMap<String, DeployedFunction>,
+    removed: &[&DeployedFunction],
+) -> Result<()> {
+    let path = |f: &DeployedFunction| match f.trigger() {
+        Some(Trigger::Http { path: Some(path) }) => Some(path.clone()),
+        _ => None,
+    };
+    let kept = deployed
+        .values()
+        .filter(|d| !found.contains_key(&d.name) && !removed.iter().any(|r| r.name == d.name));
+    let mut held: BTreeMap<String, &str> = BTreeMap::new();
+    for f in kept.chain(found.values()) {
+        if let Some(p) = path(f)
+            && let Some(other) = held.insert(p.clone(), f.name.as_str())
+        {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "functions `{other}` and `{}` both declare the path {p}",
+                    f.name
+                ),
+            )
+            .with_hint("give one another path (or none: it is then called at /fn/NAME)"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether deploying `new` over `old` changes nothing: the same code, environment,

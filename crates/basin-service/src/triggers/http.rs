@@ -43,23 +43,42 @@ impl Triggers<'_> {
     /// The deployed HTTP function called at `path`: `/fn/NAME`, or the path it declared.
     pub async fn http_function(&self, path: &str) -> Result<DeployedFunction> {
         let by_name = path.strip_prefix("/fn/");
-        self.lake
+        let mut called: Vec<DeployedFunction> = self
+            .lake
             .deployed()
             .list()
             .await?
             .into_iter()
-            .find(|f| match f.trigger() {
+            .filter(|f| match f.trigger() {
                 Some(Trigger::Http { path: declared }) => {
                     declared.as_deref() == Some(path) || by_name == Some(f.name.as_str())
                 }
                 _ => false,
             })
-            .ok_or_else(|| {
+            .collect();
+        match called.len() {
+            1 => Ok(called.remove(0)),
+            0 => Err(
                 Error::not_found(format!("no function is deployed at {path}")).with_hint(
                     "declare one with @basin.http and `basin deploy` it; `basin functions ls` \
                      lists the deployed ones",
-                )
-            })
+                ),
+            ),
+            // Deploys refuse this; functions deployed before they did may still hold it.
+            _ => Err(Error::new(
+                basin_core::ErrorKind::Conflict,
+                format!(
+                    "{} functions are deployed at {path}: {}",
+                    called.len(),
+                    called
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_hint("remove all but one (basin functions rm NAME)")),
+        }
     }
 }
 

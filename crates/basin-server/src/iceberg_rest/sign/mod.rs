@@ -10,7 +10,8 @@
 //! warehouse for a reader; writing an object (one PUT, or the parts of a multipart upload)
 //! for a writer. A token with grants of its own (not an admin's or a grant on every table)
 //! reaches only the files of the tables it may read or write, on any branch: those in a
-//! folder Basin named for the table (`ns/name-UUID`, [`basin_table::table_of`]). Never a delete (a table's files go with `basin gc`, which knows what commits
+//! folder Basin made for the table (`ns/name-UUID`) that a ref still holds the table in
+//! (`Tables::folder_owner`). Never a delete (a table's files go with `basin gc`, which knows what commits
 //! still read), a bulk delete (its keys are in a body the signer does not see), a copy from
 //! another object, a change of ACL or lock, or a bucket operation: Basin's keys reach more
 //! than the warehouse, and whoever holds a signature may use it for 15 minutes.
@@ -124,12 +125,21 @@ pub(super) async fn sign(
     if let Some(grants) = &caller.grants {
         // Files carry no branch: a grant on the table they belong to, on any branch.
         let location = addressed(&uri, s3).map_err(refuse)?;
-        let table = basin_table::table_of(lakehouse.warehouse().location(), &location);
         let access = match needed {
             Role::Reader => Access::Read,
             _ => Access::Write,
         };
-        if !grants.may_touch_files(table.as_deref(), access) {
+        // A grant on every table reaches every file; otherwise the file's table decides.
+        let everything = grants.may_touch_files(None, access);
+        let table = match everything {
+            true => None,
+            false => lakehouse
+                .tables()
+                .folder_owner(&location)
+                .await
+                .map_err(|e| refuse(e.to_string()))?,
+        };
+        if !everything && !grants.may_touch_files(table.as_deref(), access) {
             let whose = match &table {
                 Some(table) => format!("table `{table}`'s files"),
                 None => "files of no table this token's grants name".to_string(),
