@@ -29,7 +29,8 @@ pub enum Command {
         /// characters), or admin; repeat for several
         #[arg(long = "grant", value_name = "GRANT")]
         grants: Vec<String>,
-        /// A name to recognize it by
+        /// Its name, unique: who the token is ([[grants]] to = NAME, commit authors, the
+        /// functions it deploys)
         #[arg(long, default_value = "")]
         name: String,
     },
