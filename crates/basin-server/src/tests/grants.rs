@@ -13,35 +13,37 @@ async fn granted() -> (Server, String, String) {
         ("sales.orders", "id,amount\n1,10\n2,3\n"),
         ("hr.salaries", "id,salary\n1,100\n"),
     ] {
-        let file = server.dir.path().join(format!("{table}.csv"));
-        std::fs::write(&file, csv).expect("write");
-        server
-            .lakehouse
-            .import(
-                basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main"),
-                None,
-            )
-            .await
-            .expect("import");
+        import_csv(&server, table, csv).await.expect("import");
     }
-    let token = |name: &'static str, grants: &'static [&'static str]| {
-        let lakehouse = server.lakehouse.clone();
-        async move {
-            let grants: Vec<Grant> = grants
-                .iter()
-                .map(|g| Grant::parse(g).expect("grant"))
-                .collect();
-            lakehouse
-                .tokens()
-                .create(name, None, &grants)
-                .await
-                .expect("token")
-                .1
-        }
-    };
-    let ana = token("ana", &["read:sales.*"]).await;
-    let bo = token("bo", &["read:sales.*", "write:sandbox.*@dev/*"]).await;
+    let ana = token(&server, "ana", &["read:sales.*"]).await;
+    let bo = token(&server, "bo", &["read:sales.*", "write:sandbox.*@dev/*"]).await;
     (server, ana, bo)
+}
+
+/// Imports `csv` into `table` on `main`, as whoever acts.
+async fn import_csv(server: &Server, table: &str, csv: &str) -> basin_core::Result<()> {
+    let file = server.dir.path().join(format!("{table}.csv"));
+    std::fs::write(&file, csv).expect("write");
+    let request = basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main");
+    server.lakehouse.import(request, None).await.map(drop)
+}
+
+/// A token named `name` holding `grants`; its secret.
+async fn token(server: &Server, name: &str, grants: &[&str]) -> String {
+    let grants: Vec<Grant> = grants
+        .iter()
+        .map(|g| Grant::parse(g).expect("grant"))
+        .collect();
+    let created = server.lakehouse.tokens().create(name, None, &grants).await;
+    created.expect("token").1
+}
+
+/// `table`'s metadata location on `main`.
+async fn location_on_main(server: &Server, table: &str) -> String {
+    let catalog = server.lakehouse.catalog();
+    let main = catalog.resolve("main").await.expect("main");
+    let key = basin_catalog::Key::parse(table).expect("key");
+    catalog.table_location(&main, &key).await.expect("location")
 }
 
 fn upload(secret: &str, table: &str, branch: &str) -> Request<Body> {
@@ -153,29 +155,8 @@ async fn a_token_writes_only_where_its_grants_let_it() {
 #[tokio::test]
 async fn a_token_cannot_name_another_tables_files_through_iceberg_rest() {
     let (server, _, _) = granted().await;
-    let (_, cy) = server
-        .lakehouse
-        .tokens()
-        .create(
-            "cy",
-            None,
-            &[Grant::parse("write:sandbox.*").expect("grant")],
-        )
-        .await
-        .expect("token");
-    let main = server
-        .lakehouse
-        .catalog()
-        .resolve("main")
-        .await
-        .expect("main");
-    let key = basin_catalog::Key::parse("hr.salaries").expect("key");
-    let salaries = server
-        .lakehouse
-        .catalog()
-        .table_location(&main, &key)
-        .await
-        .expect("location");
+    let cy = token(&server, "cy", &["write:sandbox.*"]).await;
+    let salaries = location_on_main(&server, "hr.salaries").await;
     // Registering hr.salaries' metadata as a sandbox table would let cy read its rows.
     let (status, body) = server
         .send(post(
@@ -191,13 +172,13 @@ async fn a_token_cannot_name_another_tables_files_through_iceberg_rest() {
             && !body.contains("`hr.salaries`"),
         "{body}"
     );
-    let contents = server
-        .lakehouse
-        .catalog()
-        .contents(&main)
-        .await
-        .expect("contents");
-    assert!(!contents.iter().any(|(k, _)| k.as_str() == "sandbox.copy"));
+    let tables = server.lakehouse.tables().list(Some("main")).await;
+    assert!(
+        !tables
+            .expect("tables")
+            .iter()
+            .any(|t| t.table == "sandbox.copy")
+    );
 }
 
 /// What the dispatcher runs a deployed function's batch as (`DeployedFunction::actor`): its
@@ -217,14 +198,7 @@ async fn a_deployed_function_writes_with_its_deployers_grants() {
         "principal": "cy",
         "grants": {"grants": [Grant::parse("write:sandbox.*").expect("grant")]},
     }));
-    let write = |table: &str| {
-        let file = server.dir.path().join("rows.csv");
-        std::fs::write(&file, "id,amount\n9,1\n").expect("write");
-        let request =
-            basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main");
-        let lakehouse = server.lakehouse.clone();
-        async move { lakehouse.import(request, None).await }
-    };
+    let write = |table| import_csv(&server, table, "id,amount\n9,1\n");
     let refused = basin_catalog::actor::scope(by_cy.actor(), write("sales.orders"))
         .await
         .expect_err("cy may not write sales.orders");
@@ -260,27 +234,9 @@ async fn a_deployed_function_writes_with_its_deployers_grants() {
 #[tokio::test]
 async fn a_renamed_tables_files_follow_the_table_not_its_folders_name() {
     let (server, _, _) = granted().await;
-    let (_, cy) = server
-        .lakehouse
-        .tokens()
-        .create(
-            "cy",
-            None,
-            &[Grant::parse("write:sandbox.*").expect("grant")],
-        )
-        .await
-        .expect("token");
+    let cy = token(&server, "cy", &["write:sandbox.*"]).await;
     // sandbox.drafts becomes hr.pay: its folder still says sandbox/drafts-UUID.
-    let file = server.dir.path().join("pay.csv");
-    std::fs::write(&file, "id,salary\n1,100\n").expect("write");
-    let request = basin_ingest::ImportRequest::new(
-        vec![file.display().to_string()],
-        "sandbox.drafts",
-        "main",
-    );
-    server
-        .lakehouse
-        .import(request, None)
+    import_csv(&server, "sandbox.drafts", "id,salary\n1,100\n")
         .await
         .expect("import");
     let tables = server.lakehouse.tables();
@@ -288,19 +244,7 @@ async fn a_renamed_tables_files_follow_the_table_not_its_folders_name() {
         .rename("sandbox.drafts", "hr.pay", Some("main"))
         .await
         .expect("rename");
-    let main = server
-        .lakehouse
-        .catalog()
-        .resolve("main")
-        .await
-        .expect("main");
-    let key = basin_catalog::Key::parse("hr.pay").expect("key");
-    let pay = server
-        .lakehouse
-        .catalog()
-        .table_location(&main, &key)
-        .await
-        .expect("location");
+    let pay = location_on_main(&server, "hr.pay").await;
     assert!(pay.contains("/sandbox/drafts-"), "{pay}");
     // The folder's name names no table now, so cy's write:sandbox.* does not reach hr.pay.
     assert_eq!(tables.folder_owner(&pay).await.expect("owner"), None);
