@@ -55,7 +55,13 @@ impl Tables<'_> {
         let mut refs = catalog.list_refs().await?;
         refs.sort_by_key(|r| r.name != basin_catalog::MAIN);
         for r in refs {
-            let at = catalog.resolve(&r.name).await?;
+            // The listing has each ref's head already: no lookup per ref.
+            let branch = (r.kind == basin_catalog::RefKind::Branch).then(|| r.name.clone());
+            let at = basin_catalog::Resolved {
+                spec: r.name,
+                branch,
+                commit: r.head,
+            };
             if let Some(Content::Table { metadata_location }) = catalog.content(&at, &key).await?
                 && metadata_location.starts_with(&folder)
             {
