@@ -55,6 +55,11 @@ def test_every_door_answers_as_the_grants_say(lakehouse, matrix, tmp_path):
     assert send("POST", f"{base}/api/v1/query", token, {"sql": "SELECT count(*) AS n FROM sales.orders"})[0] == 200
     status, answer = send("POST", f"{base}/api/v1/query", token, {"sql": "SELECT * FROM hr.salaries"})
     assert status == 404 and "hr.salaries" in answer["error"]["message"], answer
+    # The change feed reads with the same grants.
+    feed = "SELECT count(*) AS n FROM table_changes('{}', 'main', 'dev')"
+    assert send("POST", f"{base}/api/v1/query", token, {"sql": feed.format("sales.orders")})[0] == 200
+    status, answer = send("POST", f"{base}/api/v1/query", token, {"sql": feed.format("hr.salaries")})
+    assert status == 404 and "hr.salaries" in answer["error"]["message"], answer
 
     def upload(table, branch):
         url = f"{base}/api/v1/tables/{table}/import?filename=rows.csv&branch={branch}"

@@ -20,10 +20,11 @@
 //!   (`rules`, `reserve`, `conjunctions`, `view_buffers`), `policy`, `export`, `json`;
 //! - the [`Engine`] every session of a process shares (`engine`; it holds the cluster it
 //!   joined: `distributed::{cluster, handles}`);
-//! - what reads tables through it: `pruned`, `provider`, `errors`, and the rest of
+//! - what reads tables through it: `pruned`, `provider`, `changes` (`table_changes`), `errors`, and the rest of
 //!   `distributed` (routing, the plan codec, the embedded scheduler and executors);
 //! - the [`Session`] (`session`), on top.
 
+mod changes;
 mod conjunctions;
 mod deadline;
 mod depth;

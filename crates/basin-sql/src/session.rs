@@ -21,6 +21,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement;
 use futures::StreamExt;
 
+use crate::changes::{FUNCTION, Feeds, TableChangesFunction};
 use crate::deadline::Deadline;
 use crate::distributed::{self, Route};
 use crate::engine::Engine;
@@ -35,6 +36,8 @@ use crate::{conjunctions, policy, reserve, rules, view_buffers};
 pub struct Session {
     ctx: SessionContext,
     catalog: Arc<RefCatalog>,
+    /// The `table_changes` calls of this session's statements, resolved before planning.
+    feeds: Arc<Feeds>,
     engine: Engine,
     option: NamespaceOption,
 }
@@ -159,9 +162,12 @@ impl Session {
                 })?;
         }
         ctx.register_catalog(CATALOG, catalog.clone());
+        let feeds = Arc::new(Feeds::new(tables.clone(), at.clone()));
+        ctx.register_udtf(FUNCTION, Arc::new(TableChangesFunction(feeds.clone())));
         Ok(Self {
             ctx,
             catalog,
+            feeds,
             engine: engine.clone(),
             option: NamespaceOption::default(),
         })
@@ -265,6 +271,7 @@ impl Session {
         // Views and settings the script made, to make again in a distributed session.
         let mut prelude = Vec::new();
         for statement in statements {
+            self.prepare(&statement).await?;
             let plan = plan_statement(&self.ctx.state(), statement.clone())
                 .await
                 .map_err(|e| sql_error(e, &self.catalog, self.option))?;
@@ -326,6 +333,7 @@ impl Session {
                         "a function's input is one query, not `{sql}`"
                     )));
                 };
+                this.prepare(&statement).await?;
                 let plan = this
                     .ctx
                     .state()
@@ -361,6 +369,7 @@ impl Session {
     ) -> Result<LogicalPlan> {
         policy::check_sql(&statement)?;
         let statement = Statement::Statement(Box::new(statement));
+        self.prepare(&statement).await?;
         let plan = plan_statement(&self.ctx.state(), statement)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
@@ -392,6 +401,27 @@ impl Session {
             running.batches = self.engine.until(running.batches, deadline);
         }
         Ok(running)
+    }
+
+    /// Resolves the `table_changes` calls `statement` makes (see [`crate::changes`]). Boxed:
+    /// the future of every query's path would otherwise nest its whole type.
+    async fn prepare(&self, statement: &Statement) -> Result<()> {
+        let calls = crate::changes::calls(statement);
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let namespace = self
+            .ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let feeds = self.feeds.clone();
+        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
+            Box::pin(async move { feeds.prepare(calls, &namespace).await });
+        work.await
     }
 
     async fn within<T>(

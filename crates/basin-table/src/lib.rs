@@ -14,6 +14,7 @@ mod changes;
 mod durable;
 mod error;
 mod expire;
+pub mod feed;
 mod file_sync;
 mod files;
 mod id_json;
