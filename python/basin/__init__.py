@@ -17,8 +17,8 @@ they never change what the function does, so it can be called and tested as plai
 `python -m basin.spec FILE.py` prints what a file declares, as JSON.
 """
 
-from basin.decorators import Model, expectation, http, model, on_object, python, schedule
+from basin.decorators import Model, expectation, http, model, on_commit, on_object, python, schedule
 from basin.spec import describe
 
-__all__ = ["Model", "describe", "expectation", "http", "model", "on_object", "python", "schedule"]
+__all__ = ["Model", "describe", "expectation", "http", "model", "on_commit", "on_object", "python", "schedule"]
 __version__ = "0.1.0"

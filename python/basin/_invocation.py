@@ -34,6 +34,7 @@ class Context:
         self._table_error: Optional[str] = item.get("object_table_error")
         event = item.get("event", request.get("event"))
         self._key: str = event.get("key", "") if isinstance(event, dict) else ""
+        self._commit_event: bool = isinstance(event, dict) and event.get("type") == "commit"
 
     def _object_path(self) -> str:
         if self._object is None:
@@ -75,6 +76,19 @@ class Context:
         if kind in ("arrow", "feather", "ipc"):
             return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
         raise ValueError(f"cannot tell the format of {self._key!r}: pass read_table(format='csv'|'json'|'parquet')")
+
+    def changes(self):
+        """The rows the watched table gained and lost in the commits this event stands for
+        (an @basin.on_commit event), as a pyarrow Table: the table's columns, then `_change`
+        ('insert', 'delete'; 'update_before', 'update_after' for a table with a key),
+        `_commit` and `_snapshot_id`. Basin read them before the call."""
+        import pyarrow as pa
+
+        if not self._commit_event:
+            raise LookupError("this invocation is not about a commit (no @basin.on_commit event)")
+        if self._table_error is not None:
+            raise ValueError(self._table_error)
+        return pa.ipc.open_file(pa.memory_map(self._table, "r")).read_all()
 
     def remaining_time_ms(self) -> Optional[int]:
         """Milliseconds left before the timeout (None: no timeout)."""

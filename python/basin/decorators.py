@@ -52,7 +52,7 @@ class Declaration:
     concurrency: Optional[int] = None
     model: Optional[dict] = None
     expectation: bool = False
-    #: What invokes it when deployed: {"kind": "object" | "schedule" | "http", ...}.
+    #: What invokes it when deployed: {"kind": "object" | "commit" | "schedule" | "http", ...}.
     trigger: Optional[dict] = None
     #: The table its results are appended to, exactly once per event.
     to: Optional[str] = None
@@ -209,6 +209,32 @@ def on_object(
         raise DeclarationError(f"{where}: prefix and suffix are strings")
     delivery = _delivery(where, to, batch_size, batch_window, max_attempts)
     return _trigger({"kind": "object", "bucket": bucket, "prefix": prefix, "suffix": suffix}, delivery)
+
+
+def on_commit(
+    table: str,
+    branch: str = "main",
+    to: Optional[str] = None,
+    batch_size: int = 1,
+    batch_window: Any = None,
+    max_attempts: int = 3,
+) -> Callable[[F], F]:
+    """Runs `handler(event, context)` after commits that change `table` on `branch`, from any
+    writer (imports, merges, change capture, other engines, other functions). The event has
+    table, branch, from_snapshot and to_snapshot; `context.changes()` gives the rows inserted
+    and deleted between them as a pyarrow Table (with `_change`, `_commit`, `_snapshot_id`).
+    Each change reaches the function once: with `to`, the returned table is appended in the
+    commit that consumes the event. A function cannot watch the table it writes."""
+    where = f"@basin.on_commit({table!r})"
+    if not isinstance(table, str) or not _TABLE.fullmatch(table):
+        raise DeclarationError(f"{where}: name the table as NAMESPACE.TABLE")
+    if not isinstance(branch, str) or not branch:
+        raise DeclarationError(f"{where}: branch is a branch name, e.g. 'main'")
+    if to == table:
+        raise DeclarationError(f"{where}: a function cannot write the table it watches (to={to!r}): "
+                               "each of its commits would trigger it again")
+    delivery = _delivery(where, to, batch_size, batch_window, max_attempts)
+    return _trigger({"kind": "commit", "table": table, "branch": branch}, delivery)
 
 
 def schedule(

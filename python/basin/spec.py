@@ -24,6 +24,7 @@ DECORATORS: dict = {
     "model": decorators.model,
     "expectation": decorators.expectation,
     "on_object": decorators.on_object,
+    "on_commit": decorators.on_commit,
     "schedule": decorators.schedule,
     "http": decorators.http,
 }
@@ -78,7 +79,7 @@ def _call(node: ast.Call, func: Callable, where: str) -> Any:
 
 
 #: The decorators a `[triggers.NAME]` section of basin.toml may stand for.
-TRIGGERS = ("on_object", "schedule", "http")
+TRIGGERS = ("on_object", "on_commit", "schedule", "http")
 
 
 def toml_triggers(folder: Path) -> dict:

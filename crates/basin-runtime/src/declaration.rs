@@ -94,6 +94,8 @@ pub enum Trigger {
         #[serde(default)]
         suffix: String,
     },
+    /// Commits that change a table on a branch (`@basin.on_commit`).
+    Commit { table: String, branch: String },
     /// Slots of a five-field cron expression in a time zone.
     Schedule {
         cron: String,
@@ -113,6 +115,7 @@ impl Trigger {
                 prefix,
                 suffix,
             } => format!("object {bucket}/{prefix}*{suffix}"),
+            Trigger::Commit { table, branch } => format!("commit {table}@{branch}"),
             Trigger::Schedule { cron, tz, .. } => format!("schedule \"{cron}\" {tz}"),
             Trigger::Http { path } => format!("http {}", path.as_deref().unwrap_or("/fn/NAME")),
         }

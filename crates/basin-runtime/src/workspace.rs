@@ -49,6 +49,32 @@ pub struct Workspace {
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
 }
 
+/// Writes `batches` into `file` as an Arrow IPC file; returns the rows and bytes written.
+async fn write_stream<S>(
+    file: File,
+    name: &str,
+    schema: &SchemaRef,
+    batches: &mut S,
+) -> Result<(u64, u64)>
+where
+    S: Stream<Item = Result<RecordBatch>> + Unpin,
+{
+    let mut writer =
+        IpcWriter::try_new(file, schema).map_err(arrow_error(format!("input `{name}`")))?;
+    let mut rows = 0u64;
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .map_err(arrow_error(format!("input `{name}`")))?;
+    }
+    let (_, bytes) = writer
+        .finish()
+        .map_err(arrow_error(format!("input `{name}`")))?;
+    Ok((rows, bytes))
+}
+
 fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
     move |e| Error::internal(format!("{what}: {e}"))
 }
@@ -113,19 +139,7 @@ impl Workspace {
                 .open(&path)
                 .map_err(io(format!("cannot create {}", path.display())))?,
         };
-        let mut writer =
-            IpcWriter::try_new(file, &schema).map_err(arrow_error(format!("input `{name}`")))?;
-        let mut rows = 0u64;
-        while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            writer
-                .write(&batch)
-                .map_err(arrow_error(format!("input `{name}`")))?;
-        }
-        let (_, bytes) = writer
-            .finish()
-            .map_err(arrow_error(format!("input `{name}`")))?;
+        let (rows, bytes) = write_stream(file, name, &schema, &mut batches).await?;
         let table = TableFile {
             path,
             format: FORMAT.into(),
@@ -134,6 +148,25 @@ impl Workspace {
         };
         self.inputs.insert(name.to_string(), table);
         Ok(&self.inputs[name])
+    }
+
+    /// Gives the last added event a table Basin read for it (an `@basin.on_commit` event's
+    /// changed rows), written as an Arrow IPC file in this folder: `context.changes()` reads
+    /// it.
+    pub async fn attach_event_table<S>(&mut self, schema: SchemaRef, mut batches: S) -> Result<()>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        let i = self.batch.len().saturating_sub(1);
+        let path = self.dir.join(format!("event-table-{i}.arrow"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(format!("cannot create {}", path.display())))?;
+        write_stream(file, "the event's table", &schema, &mut batches).await?;
+        self.attach_object_table(Ok(path));
+        Ok(())
     }
 
     /// Adds an event to the invocation's batch: the handler is called once per event, in one

@@ -127,7 +127,7 @@ async fn start_triggers(
     stopped: tokio::sync::watch::Receiver<bool>,
     run_events: bool,
 ) -> Result<basin_service::triggers::watch::BucketWatcher> {
-    use basin_service::triggers::{s3, schedule, watch};
+    use basin_service::triggers::{commits, s3, schedule, watch};
     let lakehouse = dispatcher.lakehouse().clone();
     let watcher = watch::watch(lakehouse.clone(), dispatcher.clone())?;
     let found = watch::scan(&lakehouse).await?;
@@ -135,6 +135,11 @@ async fn start_triggers(
         tracing::info!(events = found, "queued objects that landed while stopped");
     }
     tokio::spawn(schedule::run(
+        lakehouse.clone(),
+        dispatcher.clone(),
+        stopped.clone(),
+    ));
+    tokio::spawn(commits::run(
         lakehouse.clone(),
         dispatcher.clone(),
         stopped.clone(),

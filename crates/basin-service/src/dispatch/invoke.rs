@@ -42,6 +42,7 @@ impl Dispatcher {
             };
             workspace.add_event(event.payload.clone(), attached)?;
             attach_table(&mut workspace, event).await?;
+            self.attach_changes(&mut workspace, function, event).await?;
         }
         let per_event = timeout(function);
         let invocation = Invocation {
@@ -113,6 +114,50 @@ impl Dispatcher {
                 Fetched::File(path)
             }
         }))
+    }
+}
+
+impl Dispatcher {
+    /// Reads an `@basin.on_commit` event's changed rows (`table_changes` between the event's
+    /// snapshots, on its branch, with the deployer's grants: the batch runs as the deployer)
+    /// for `context.changes()`. Rows that cannot be read fail only a `changes()` call, with
+    /// the reason.
+    async fn attach_changes(
+        &self,
+        workspace: &mut basin_runtime::Workspace,
+        function: &DeployedFunction,
+        event: &EventRecord,
+    ) -> Result<()> {
+        let Some(basin_runtime::Trigger::Commit { table, branch }) = function.trigger() else {
+            return Ok(());
+        };
+        let snapshot = |side: &str| match event.payload[side].as_str() {
+            Some(id) => id.to_string(),
+            None => basin_sql::BEFORE_THE_TABLE.to_string(),
+        };
+        let sql = format!(
+            "SELECT * FROM table_changes('{table}', '{}', '{}')",
+            snapshot("from_snapshot"),
+            snapshot("to_snapshot")
+        );
+        let read = async {
+            let lake = &self.lakehouse;
+            let at = lake.catalog().resolve(branch).await?;
+            let session =
+                basin_sql::Session::plain_strings(lake.sql(), lake.iceberg_tables(), &at, None)
+                    .await?;
+            session.stream(&sql).await
+        };
+        match read.await {
+            Ok((schema, batches)) => workspace.attach_event_table(schema, batches).await,
+            Err(e) => {
+                workspace.attach_object_table(Err(format!(
+                    "cannot read the changes of `{table}` on `{branch}`: {}",
+                    e.message
+                )));
+                Ok(())
+            }
+        }
     }
 }
 

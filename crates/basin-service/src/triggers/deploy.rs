@@ -93,6 +93,7 @@ impl Triggers<'_> {
             })
             .collect();
         check_paths(&found, &deployed, &removed)?;
+        check_cycles(&found, &deployed, &removed)?;
         let mut plan = DeployPlan::default();
         for f in found.values() {
             let (action, detail) = match deployed.get(&f.name) {
@@ -404,6 +405,54 @@ fn check_paths(
                 ),
             )
             .with_hint("give one another path (or none: it is then called at /fn/NAME)"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses commit triggers that would feed themselves: a function writing (`to=`) the table
+/// it watches, or a chain of them coming back to where it started (each output's commit
+/// would fire the chain again, forever).
+fn check_cycles(
+    found: &BTreeMap<String, DeployedFunction>,
+    deployed: &BTreeMap<String, DeployedFunction>,
+    removed: &[&DeployedFunction],
+) -> Result<()> {
+    let kept = deployed
+        .values()
+        .filter(|d| !found.contains_key(&d.name) && !removed.iter().any(|r| r.name == d.name));
+    // watched table -> (function, the table it writes)
+    let mut edges: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for f in kept.chain(found.values()) {
+        if let (Some(Trigger::Commit { table, .. }), Some(to)) = (f.trigger(), &f.declaration.to) {
+            edges
+                .entry(table.as_str())
+                .or_default()
+                .push((f.name.as_str(), to.as_str()));
+        }
+    }
+    for start in edges.keys() {
+        // Depth-first from `start`, with the functions on the way.
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, Vec::new())];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((table, path)) = stack.pop() {
+            for (function, to) in edges.get(table).into_iter().flatten() {
+                let mut path = path.clone();
+                path.push(function);
+                if to == start {
+                    return Err(Error::invalid(format!(
+                        "the commit triggers of {} write `{start}`, which fires them again",
+                        path.iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    ))
+                    .with_hint("write the results to another table than the one watched"));
+                }
+                if seen.insert(*to) {
+                    stack.push((to, path));
+                }
+            }
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
-//! Triggered functions: declared with `@basin.on_object`, `schedule` or `http`, deployed
+//! Triggered functions: declared with `@basin.on_object`, `on_commit`, `schedule` or `http`, deployed
 //! with `basin deploy`, fed by a durable queue in the catalog store, and dispatched by
 //! `basin serve`.
 
+pub mod commits;
 pub mod deploy;
 mod handle;
 pub mod http;

@@ -1,7 +1,7 @@
 //! `table_changes('ns.table', FROM [, TO])`: the rows a table gained and lost between two
 //! points of its history, on every SQL door. Each side is a branch, a tag, a commit
-//! (`main@1a2b3c`) or one of the table's snapshot ids; `TO` is the session's ref when left
-//! out. Each row comes with `_change` (`insert`, `delete`; `update_before`, `update_after`
+//! (`main@1a2b3c`) or one of the table's snapshot ids (`0`: before its first one); `TO` is
+//! the session's ref when left out. Each row comes with `_change` (`insert`, `delete`; `update_before`, `update_after`
 //! when the table declares a key), `_commit` (the Basin commit on `TO`'s history that brought
 //! the change) and `_snapshot_id`.
 //!
@@ -48,6 +48,10 @@ use rows::Sides;
 
 /// The function's name in SQL.
 pub(crate) const FUNCTION: &str = "table_changes";
+
+/// The snapshot id that stands for a table before its first snapshot (no rows): a side
+/// given as `0` holds nothing.
+pub const BEFORE_THE_TABLE: i64 = 0;
 
 /// How many commits of `TO`'s history are read to name the commit of each change; changes
 /// made further back have no `_commit`.
@@ -116,10 +120,12 @@ impl Feeds {
         };
         let to_table = self.table_at(&to_ref, &key).await?;
         let after = match to.and_then(snapshot_id) {
+            Some(BEFORE_THE_TABLE) => None,
             Some(id) => Some(at_snapshot(to_table.as_ref(), &key, id, &to_ref)?),
             None => to_table.map(|t| current(&t)),
         };
         let (before, from_ref) = match snapshot_id(from) {
+            Some(BEFORE_THE_TABLE) => (None, None),
             Some(id) => {
                 let table = after.as_ref().map(|(t, _)| t.clone());
                 (Some(at_snapshot(table.as_ref(), &key, id, &to_ref)?), None)
