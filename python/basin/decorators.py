@@ -135,16 +135,26 @@ def python(
     return decorate
 
 
-def model(materialize: Optional[str] = "replace", partition_by: Any = None, name: Optional[str] = None) -> Callable[[F], F]:
+def model(materialize: Optional[str] = "replace", partition_by: Any = None, name: Optional[str] = None,
+          incremental: bool = False, key: Any = None) -> Callable[[F], F]:
     """A model of a pipeline: its output becomes a table (`replace`, `append`), or lives only
-    for the run (`None`)."""
+    for the run (`None`). With `incremental=True` its table inputs hold only the rows they
+    gained and lost since its last run on the target branch (with `_change`), and its output
+    is appended, or merged by `key` (a column or a list of them); `basin run --full-refresh`
+    rebuilds it."""
     if materialize not in MATERIALIZATIONS:
         raise DeclarationError(f"@basin.model(materialize={materialize!r}): use 'replace', 'append' or None")
     terms = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
+    keys = [key] if isinstance(key, str) else list(key or [])
+    if keys and not incremental:
+        raise DeclarationError("@basin.model(key=...): a key is for incremental models: add incremental=True")
+    if incremental and materialize is None:
+        raise DeclarationError("@basin.model(incremental=True): an incremental model is stored: drop materialize=None")
 
     def decorate(func: F) -> F:
         d = declaration(func)
-        d.model = {"name": name or func.__name__, "materialize": materialize, "partition_by": terms}
+        d.model = {"name": name or func.__name__, "materialize": materialize, "partition_by": terms,
+                   "incremental": bool(incremental), "key": keys}
         return func
 
     return decorate

@@ -57,6 +57,9 @@ pub struct ImportRequest {
     /// The commit's message, instead of "import N files into TABLE": who wrote the rows
     /// (a function, a pipeline's model), for `basin log`.
     pub message: Option<String>,
+    /// Properties of the commit, kept in the table's new snapshot summary too (an
+    /// incremental model's cursor).
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl ImportRequest {
@@ -73,6 +76,7 @@ impl ImportRequest {
             sample_rows: SAMPLE_ROWS,
             events: Vec::new(),
             message: None,
+            properties: Default::default(),
         }
     }
 }
@@ -150,6 +154,7 @@ async fn import_once(
     });
     let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message);
     commit_request.events = request.events.clone();
+    commit_request.properties.extend(request.properties.clone());
     // A protected branch refuses the commit: say so before reading any data.
     catalog.admit(&commit_request).await?;
 

@@ -51,6 +51,10 @@ pub struct Args {
     /// unchanged since an earlier run (whose output is otherwise reused)
     #[arg(long)]
     no_cache: bool,
+    /// Rebuild incremental models whole, from every row of their inputs (they otherwise
+    /// read only what changed since their last run)
+    #[arg(long)]
+    full_refresh: bool,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -72,6 +76,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         params,
         dry_run: args.dry_run,
         no_cache: args.no_cache,
+        full_refresh: args.full_refresh,
         keep_branch: args.keep_branch,
     };
     let record = match &lake {

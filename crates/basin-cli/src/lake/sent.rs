@@ -44,6 +44,7 @@ impl Lake {
             "params": params,
             "dry_run": request.dry_run,
             "no_cache": request.no_cache,
+            "full_refresh": request.full_refresh,
             "keep_branch": request.keep_branch,
         });
         remote.post(&["runs"], &body).await

@@ -47,6 +47,11 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
                     "boolean",
                     "run every model, reusing no earlier output",
                 ),
+                (
+                    "full_refresh",
+                    "boolean",
+                    "rebuild incremental models from every row of their inputs",
+                ),
                 ("keep_branch", "boolean", "keep run/ID after it merges"),
             ],
             errors: &[

@@ -369,6 +369,7 @@ async fn run_task(lakehouse: &Lakehouse, event: &EventRecord, logs: Logs) -> Res
         branch: record.branch.clone(),
         sink: Arc::new(|_, _, _| {}),
         cache: None,
+        full_refresh: record.full_refresh,
     };
     let done = job.run(logs).await?;
     let output = output_location(lakehouse, &task.run, &task.model);

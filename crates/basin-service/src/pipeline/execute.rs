@@ -34,10 +34,11 @@ impl Pipelines<'_> {
         progress: RunProgress,
         record: &mut RunRecord,
     ) -> Result<()> {
-        let execution = Execution::plan(
+        let mut execution = Execution::plan(
             self.lake, project, dag, params, branch, reuse, sink, progress, &record.id,
         )
         .await?;
+        execution.full_refresh = record.full_refresh;
         let (produced, failure) = execution.run_models(record).await?;
         if let Some(queue) = &execution.queue {
             queue.clean().await;
@@ -67,6 +68,8 @@ struct Execution<'a> {
     reuse: bool,
     /// On a shared catalog models go through the queue, to whichever node takes them.
     queue: Option<Arc<dispatch::RunQueue>>,
+    /// Incremental models rebuild whole (`--full-refresh`).
+    full_refresh: bool,
 }
 
 impl<'a> Execution<'a> {
@@ -113,6 +116,7 @@ impl<'a> Execution<'a> {
             keys,
             reuse,
             queue,
+            full_refresh: false,
         })
     }
 
@@ -289,6 +293,7 @@ impl<'a> Execution<'a> {
             branch: self.branch.to_string(),
             sink: self.sink.clone(),
             cache,
+            full_refresh: self.full_refresh,
         }
     }
 

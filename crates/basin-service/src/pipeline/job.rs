@@ -12,7 +12,9 @@ use basin_runtime::{Invocation, Limits, ModelInput, Output, Target};
 use datafusion::datasource::MemTable;
 
 use super::dag::Dag;
-use super::{ModelDone, ModelKind, Produced, Project, RunSink, Source, cache, project};
+use super::{
+    ModelDone, ModelKind, Produced, Project, RunSink, Source, cache, incremental, project,
+};
 use crate::Lakehouse;
 use crate::functions::{env_spec, input_query, secrets_for, strip_views_and_metadata};
 
@@ -31,6 +33,8 @@ pub(super) struct ModelJob {
     /// The run cache, this model's key, whether a hit may be used, and its table's
     /// metadata location at the start of the run.
     pub(super) cache: Option<(cache::RunCache, String, bool, Option<String>)>,
+    /// Incremental models rebuild whole (`basin run --full-refresh`).
+    pub(super) full_refresh: bool,
 }
 
 impl ModelJob {
@@ -38,7 +42,11 @@ impl ModelJob {
     pub(super) fn cached(&self) -> Option<ModelDone> {
         let (cache, key, reuse, location) = self.cache.as_ref()?;
         let model = &self.project.models[self.index];
-        if !*reuse || model.materialize == Some(basin_ingest::Mode::Append) {
+        // An incremental model's output depends on its cursor too: it always runs.
+        if !*reuse
+            || model.materialize == Some(basin_ingest::Mode::Append)
+            || model.incremental.is_some()
+        {
             return None;
         }
         let (entry, schema, batches) = cache.get(key)?;
@@ -57,6 +65,14 @@ impl ModelJob {
         })
     }
 
+    /// A table input's name with the project's namespace when it names none.
+    fn qualified(&self, name: &str) -> String {
+        match name.contains('.') {
+            true => name.to_string(),
+            false => format!("{}.{name}", self.project.namespace),
+        }
+    }
+
     /// Whether the model reads secrets, which are this node's environment variables.
     pub(super) fn needs_secrets(&self) -> bool {
         // A Python model gets its own secrets and the project's (`secrets_for`); SQL none.
@@ -69,9 +85,12 @@ impl ModelJob {
             return Ok(done);
         }
         let model = &self.project.models[self.index];
-
+        let window = match &model.incremental {
+            Some(_) => Some(self.window().await?),
+            None => None,
+        };
         let produced = match &model.kind {
-            ModelKind::Sql { sql } => self.sql(sql).await?,
+            ModelKind::Sql { sql } => self.sql(sql, window.as_ref()).await?,
             ModelKind::Python {
                 declaration,
                 source,
@@ -83,7 +102,14 @@ impl ModelJob {
                     .map(|((p, i), produced)| (p.clone(), i.clone(), produced.clone()))
                     .collect();
                 match self
-                    .python(&model.name, declaration, source, &sources, logs)
+                    .python(
+                        &model.name,
+                        declaration,
+                        source,
+                        &sources,
+                        window.as_ref(),
+                        logs,
+                    )
                     .await?
                 {
                     Output::Table { schema, batches } => Produced { schema, batches },
@@ -99,7 +125,16 @@ impl ModelJob {
         };
         if let Some(mode) = model.materialize {
             let table = format!("{}.{}", self.project.namespace, model.name);
-            let file = write_ipc(&produced)?;
+            let (mode, rebuilt, properties) = match (&window, &model.incremental) {
+                (Some(window), Some(incremental)) => {
+                    let (mode, stored) = self
+                        .incremental_output(&produced, window, incremental, &table)
+                        .await?;
+                    (mode, Some(stored), window.properties())
+                }
+                _ => (mode, None, Default::default()),
+            };
+            let file = write_ipc(rebuilt.as_ref().unwrap_or(&produced))?;
             let mut import = ImportRequest::new(
                 vec![file.path().display().to_string()],
                 &table,
@@ -108,6 +143,7 @@ impl ModelJob {
             import.format = Some(Format::Arrow);
             import.mode = mode;
             import.partition_by = model.partition_by.clone();
+            import.properties = properties;
             import.message = Some(format!(
                 "{}: model {} of {} wrote {table} ({})",
                 self.branch,
@@ -137,7 +173,8 @@ impl ModelJob {
                 .await?;
             self.remember(&produced, location.clone());
             return Ok(ModelDone {
-                produced,
+                // The models that read an incremental model read its table, not this run's rows.
+                produced: rebuilt.unwrap_or(produced),
                 table: Some(table),
                 commit: Some(report.commit),
                 cache_hit: false,
@@ -154,8 +191,60 @@ impl ModelJob {
         })
     }
 
+    /// The snapshots an incremental model reads its table inputs between.
+    async fn window(&self) -> Result<incremental::Window> {
+        let model = &self.project.models[self.index];
+        let tables: Vec<String> = self.dag.inputs[self.index]
+            .iter()
+            .filter_map(|source| match source {
+                Source::Table(name) => Some(name.clone()),
+                Source::Model(_) => None,
+            })
+            .collect();
+        let at = self.lakehouse.catalog().resolve(&self.at).await?;
+        let output = format!("{}.{}", self.project.namespace, model.name);
+        incremental::Window::read(&self.lakehouse, &at, &output, &tables, self.full_refresh).await
+    }
+
+    /// What an incremental model stores, and how: everything it produced on a rebuild
+    /// (replacing the table), appended without a key, or merged by key into the table as the
+    /// run started (the whole table replaced).
+    async fn incremental_output(
+        &self,
+        produced: &Produced,
+        window: &incremental::Window,
+        declared: &incremental::Incremental,
+        table: &str,
+    ) -> Result<(basin_ingest::Mode, Produced)> {
+        let (upserts, deletes) = incremental::split(produced)?;
+        if window.rebuild {
+            return Ok((basin_ingest::Mode::Replace, upserts));
+        }
+        if declared.key.is_empty() {
+            return Ok((basin_ingest::Mode::Append, upserts));
+        }
+        let at = self.lakehouse.catalog().resolve(&self.at).await?;
+        let session = basin_sql::Session::plain_strings(
+            self.lakehouse.sql(),
+            self.lakehouse.iceberg_tables(),
+            &at,
+            None,
+        )
+        .await?;
+        let existing = session.run(&format!("SELECT * FROM {table}")).await?;
+        let existing = Produced {
+            schema: existing.schema,
+            batches: existing.batches,
+        };
+        let merged = incremental::merge(&existing, &upserts, &deletes, &declared.key)?;
+        Ok((basin_ingest::Mode::Replace, merged))
+    }
+
     /// Keeps an output for later runs (failing to only costs a re-run later).
     pub(super) fn remember(&self, produced: &Produced, metadata_location: Option<String>) {
+        if self.project.models[self.index].incremental.is_some() {
+            return; // never served from the cache (see `cached`)
+        }
         if let Some((cache, key, _, _)) = &self.cache {
             let entry = cache::Entry {
                 model: self.project.models[self.index].name.clone(),
@@ -168,8 +257,9 @@ impl ModelJob {
         }
     }
 
-    /// A SQL model: DataFusion over the run's start, with upstream outputs as tables.
-    async fn sql(&self, sql: &str) -> Result<Produced> {
+    /// A SQL model: DataFusion over the run's start, with upstream outputs as tables (and,
+    /// for an incremental model, its table inputs' changes in place of the tables).
+    async fn sql(&self, sql: &str, window: Option<&incremental::Window>) -> Result<Produced> {
         let lakehouse = &self.lakehouse;
         let at = lakehouse.catalog().resolve(&self.at).await?;
         let session = basin_sql::Session::new(
@@ -190,6 +280,23 @@ impl ModelJob {
                 session.shadow(&self.project.namespace, name, Arc::new(table))?;
             }
         }
+        if let Some(window) = window {
+            for ((_, input), source) in model.inputs.iter().zip(&self.dag.inputs[self.index]) {
+                let Source::Table(qualified) = source else {
+                    continue;
+                };
+                let plain = ModelInput {
+                    columns: None,
+                    filter: None,
+                    ..input.clone()
+                };
+                let changes = session.run(&window.changes_sql(&plain, qualified)).await?;
+                let table = MemTable::try_new(changes.schema, vec![changes.batches])
+                    .map_err(|e| Error::internal(format!("{qualified}: {e}")))?;
+                let (namespace, name) = qualified.split_once('.').unwrap_or(("", qualified));
+                session.shadow(namespace, name, Arc::new(table))?;
+            }
+        }
         let result = session.run(sql).await.map_err(|e| {
             Error::new(e.kind(), format!("{}: {}", model.file.display(), e.message))
         })?;
@@ -205,6 +312,7 @@ impl ModelJob {
         declaration: &basin_runtime::Declaration,
         source: &str,
         inputs: &[(String, ModelInput, Option<Arc<Produced>>)],
+        window: Option<&incremental::Window>,
         logs: Logs,
     ) -> Result<Output> {
         let lakehouse = &self.lakehouse;
@@ -246,7 +354,10 @@ impl ModelJob {
                             .with_namespace_option(basin_sql::NamespaceOption::Fixed),
                         );
                     }
-                    let sql = input_query(input, declaration, Some(&self.project.namespace))?;
+                    let sql = match window {
+                        Some(window) => window.changes_sql(input, &self.qualified(&input.name)),
+                        None => input_query(input, declaration, Some(&self.project.namespace))?,
+                    };
                     let (schema, batches) =
                         session.as_ref().expect("a session").stream(&sql).await?;
                     let (schema, batches) = strip_views_and_metadata(schema, batches);
@@ -330,6 +441,7 @@ impl ModelJob {
                 declaration,
                 &expectation.source,
                 &inputs,
+                None,
                 logs,
             )
             .await?;

@@ -8,6 +8,7 @@ mod dag;
 mod dispatch;
 mod execute;
 mod handle;
+mod incremental;
 mod job;
 mod project;
 mod remote;
@@ -91,6 +92,7 @@ impl Pipelines<'_> {
             merged_commit: None,
             branch_deleted: false,
             error: None,
+            full_refresh: request.full_refresh,
             models: Vec::new(),
             code: project.files.clone(),
         };

@@ -75,6 +75,9 @@ pub struct ModelDef {
     /// `None`: the output lives only for the run.
     pub materialize: Option<Mode>,
     pub partition_by: Vec<String>,
+    /// Reads only its table inputs' changes since its last run, and appends or merges by key
+    /// (`super::incremental`).
+    pub incremental: Option<super::incremental::Incremental>,
     /// Parameter name (for SQL: the table name as written) -> what it reads.
     pub inputs: Vec<(String, ModelInput)>,
 }
@@ -231,6 +234,17 @@ fn python_model(
         .iter()
         .map(|(p, i)| (p.clone(), i.clone()))
         .collect();
+    let incremental =
+        (model["incremental"].as_bool() == Some(true)).then(|| super::incremental::Incremental {
+            key: model["key"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
     Ok(ModelDef {
         name,
         file: path.to_path_buf(),
@@ -240,6 +254,7 @@ fn python_model(
         },
         materialize,
         partition_by,
+        incremental,
         inputs,
     })
 }
@@ -301,8 +316,45 @@ fn sql_model(
         },
         materialize: Some(Mode::Replace),
         partition_by: Vec::new(),
+        incremental: sql_header(source, relative)?,
         inputs,
     })
+}
+
+/// What a SQL model's first comment lines declare: `-- basin: incremental [key=a,b]`.
+fn sql_header(source: &str, file: &str) -> Result<Option<super::incremental::Incremental>> {
+    let mut incremental = None;
+    for line in source.lines().map(str::trim) {
+        if line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix("--") else {
+            break;
+        };
+        let Some(declared) = comment.trim().strip_prefix("basin:") else {
+            continue;
+        };
+        for word in declared.split_whitespace() {
+            match word.split_once('=') {
+                None if word == "incremental" => {
+                    incremental.get_or_insert_with(super::incremental::Incremental::default);
+                }
+                Some(("key", columns)) => {
+                    incremental
+                        .get_or_insert_with(super::incremental::Incremental::default)
+                        .key = columns.split(',').map(|c| c.trim().to_string()).collect();
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "{file}: `-- basin: {}`: `{word}` is not something a SQL model declares",
+                        declared.trim()
+                    ))
+                    .with_hint("write `-- basin: incremental` or `-- basin: incremental key=id`"));
+                }
+            }
+        }
+    }
+    Ok(incremental)
 }
 
 /// Replaces `{{ name }}` with the parameter's value as a SQL literal.

@@ -25,6 +25,8 @@ pub struct RemoteRun {
     #[serde(default)]
     pub no_cache: bool,
     #[serde(default)]
+    pub full_refresh: bool,
+    #[serde(default)]
     pub keep_branch: bool,
 }
 
@@ -48,6 +50,7 @@ impl Pipelines<'_> {
             params: run.params.into_iter().collect(),
             dry_run: run.dry_run,
             no_cache: run.no_cache,
+            full_refresh: run.full_refresh,
             keep_branch: run.keep_branch,
         };
         // Nobody watches a remote run's lines as they come: its record keeps each model's.

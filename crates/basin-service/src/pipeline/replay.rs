@@ -87,6 +87,7 @@ impl Pipelines<'_> {
             params,
             dry_run: true,
             no_cache: true,
+            full_refresh: original.full_refresh,
             keep_branch: true,
         };
         let replay = self.run(request, sink, progress).await?;

@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Run every model, even those whose inputs and code are unchanged.
     pub no_cache: bool,
+    /// Rebuild incremental models whole, from every row of their inputs.
+    pub full_refresh: bool,
     /// Keep the `run/<id>` branch after a merged run (by default only failed and dry runs
     /// leave it, for a look at what they did).
     pub keep_branch: bool,
@@ -66,6 +68,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub branch_deleted: bool,
     pub error: Option<String>,
+    /// Incremental models were rebuilt whole (`--full-refresh`).
+    #[serde(default)]
+    pub full_refresh: bool,
     pub models: Vec<ModelRun>,
     /// The project's files as they were run.
     pub code: BTreeMap<String, String>,
