@@ -7,6 +7,7 @@ import json
 import signal
 
 from conftest import start_server, wait_for
+from test_ingest_postgres import db, postgres  # noqa: F401 (fixtures)
 
 LEDGER = '''
 import basin
@@ -113,3 +114,83 @@ def test_a_chain_of_commit_triggers_feeding_itself_is_refused(lakehouse, tmp_pat
     (functions / "back.py").write_text(BACK.replace('to="sales.orders"', 'to="mart.ledger"'))
     out = lakehouse.run("deploy", str(functions), check=False)
     assert out.returncode != 0 and "cannot write the table it watches" in out.stderr, out.stderr
+
+
+ITEMS_LEDGER = '''
+import basin
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@basin.python("3.11", timeout="60s")
+@basin.on_commit("shop.items", to="mart.ledger", batch_size=20)
+def ledger(event, context):
+    changes = context.changes()
+    gone = pc.is_in(changes["_change"], pa.array(["delete", "update_before"]))
+    return pa.table({
+        "id": changes["id"],
+        "qty": changes["qty"].cast(pa.int64()),
+        "sign": pc.if_else(gone, -1, 1).cast(pa.int64()),
+    })
+'''
+
+
+def test_cdc_and_pyiceberg_commits_fire_a_ledger_that_converges_across_sigkills(lakehouse, db, tmp_path):
+    """Postgres CDC -> shop.items -> a commit-triggered function -> mart.ledger, with a
+    concurrent writer at the source and the server SIGKILLed three times; then an append by
+    PyIceberg over Iceberg REST fires it too."""
+    import time
+
+    import pyarrow as pa
+    from pyiceberg.catalog.rest import RestCatalog
+    from test_cdc_postgres import CDC, SCHEMA, Writer, wait_equal
+    from test_ingest_postgres import declare
+
+    pg, name, conn = db
+    conn.execute(SCHEMA)
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "ledger.py").write_text(ITEMS_LEDGER)
+    lakehouse("deploy", str(functions))
+    # The watcher's first look, before the table exists: the full load is a change too.
+    base, server = start_server(lakehouse, "--no-auth")
+    time.sleep(2)
+    server.kill()
+    server.wait()
+
+    declare(lakehouse, pg, name, ["public.items"], extra=CDC)
+    writer = Writer(pg, name, seed=7)
+    base, server = start_server(lakehouse, "--no-auth")
+    try:
+        writer.start()
+        for _ in range(3):
+            time.sleep(3)
+            server.send_signal(signal.SIGKILL)
+            server.wait()
+            base, server = start_server(lakehouse, "--no-auth")
+        writer.stop()
+        assert writer.transactions > 10, writer.transactions
+        wait_equal(conn, lakehouse, 120)
+
+        by_group = ("SELECT id % 10 AS g, {n} AS n, {q} AS q FROM {t} GROUP BY id % 10 ORDER BY g")
+        table = by_group.format(n="count(*)", q="sum(qty)", t="shop.items")
+        ledger = by_group.format(n="sum(sign)", q="sum(sign * qty)", t="mart.ledger")
+
+        def converged():
+            tables = [t["table"] for t in json.loads(lakehouse("table", "ls", "--format", "json"))]
+            return ("mart.ledger" in tables and totals(lakehouse, ledger) == totals(lakehouse, table)
+                    and settled(lakehouse)[0])
+
+        wait_for(converged, 240, show=lambda: lakehouse("events", "ls"))
+
+        # Another engine's commit fires it as well.
+        catalog = RestCatalog("basin", uri=base, warehouse="main")
+        items = catalog.load_table("shop.items")
+        row = {f.name: None for f in items.schema().fields}
+        row.update({"id": 99_000_001, "label": "pyiceberg", "qty": 7})
+        items.append(pa.Table.from_pylist([row], schema=items.schema().as_arrow()))
+        wait_for(converged, 120, show=lambda: lakehouse("events", "ls"))
+        assert totals(lakehouse, "SELECT sum(sign) AS n FROM mart.ledger WHERE id = 99000001") == [{"n": 1}]
+    finally:
+        server.kill()
+        server.wait()
