@@ -83,15 +83,9 @@ impl Feeds {
     /// Resolves `calls` (each one's arguments, from [`calls`]); unqualified tables are in
     /// `namespace`.
     pub(crate) async fn prepare(&self, calls: Vec<Vec<String>>, namespace: &str) -> Result<()> {
+        // Resolved again for every statement: a ref named in a call may have moved since the
+        // session's last statement (a Postgres connection lives long).
         for args in calls {
-            if self
-                .resolved
-                .lock()
-                .expect("feeds lock")
-                .contains_key(&args)
-            {
-                continue;
-            }
             let table = actor::carried(self.actor.clone(), self.resolve(&args, namespace)).await?;
             self.resolved
                 .lock()
