@@ -85,7 +85,8 @@ def commit_to_start(binary, home, work, commits):
     finally:
         server.kill()
         server.wait()
-    log = json.loads(basin(binary, home, "log", "-n", str(commits + 10), "--format", "json"))
+    # Each event's output is a commit too: look far enough back.
+    log = json.loads(basin(binary, home, "log", "-n", str(3 * commits + 20), "--format", "json"))
     committed = {e["id"]: e["created_at_ms"] for e in log}
     latencies = [s["started_ms"] - committed[s["commit"]] for s in starts if s["commit"] in committed]
     return latencies[1:]  # the warm-up's is not counted
