@@ -44,7 +44,18 @@ def test_decorated_functions_still_run_as_plain_python():
 
     assert double(21) == 42
     assert double.__basin__.timeout_seconds == 30.0
-    assert double.__basin__.model == {"name": "double", "materialize": "replace", "partition_by": []}
+    assert double.__basin__.model == {"name": "double", "materialize": "replace", "partition_by": [],
+                                      "incremental": False, "key": []}
+
+    @basin.model(incremental=True, key="id")
+    def latest(rows=basin.Model("t.x")):
+        return rows
+
+    assert latest.__basin__.model["incremental"] is True and latest.__basin__.model["key"] == ["id"]
+    with pytest.raises(basin.decorators.DeclarationError, match="add incremental=True"):
+        basin.model(key="id")
+    with pytest.raises(basin.decorators.DeclarationError, match="cannot write the table it watches"):
+        basin.on_commit("sales.orders", to="sales.orders")
 
 
 def test_spec_lists_declarations_in_file_order(tmp_path):

@@ -52,7 +52,7 @@ mod view_buffers;
 #[cfg(test)]
 mod fuzz;
 
-pub use changes::BEFORE_THE_TABLE;
+pub use changes::{BEFORE_THE_TABLE, conform};
 pub use deadline::Deadline;
 pub use engine::Engine;
 pub use errors::NamespaceOption;

@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, new_null_array};
+use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use basin_catalog::{Content, Key, Resolved};
 use basin_core::{Error, Result};
@@ -249,7 +249,7 @@ pub(crate) fn merge(
     }
     let mut batches = Vec::new();
     for batch in &existing.batches {
-        let batch = conform(batch, &schema)?;
+        let batch = basin_sql::conform(batch, &schema).map_err(arrow_error)?;
         let columns: Vec<_> = positions.iter().map(|&i| batch.column(i).clone()).collect();
         let rows = converter.convert_columns(&columns).map_err(arrow_error)?;
         let keep: BooleanArray = rows
@@ -260,25 +260,6 @@ pub(crate) fn merge(
     }
     batches.extend(upserts.batches.iter().cloned());
     Ok(Produced { schema, batches })
-}
-
-/// `batch` with `schema`'s columns, by name: one it lacks is null, one of another type cast.
-fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(c) if c.data_type() == field.data_type() => Ok(c.clone()),
-            Some(c) => cast(c, field.data_type()).map_err(arrow_error),
-            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )
-    .map_err(arrow_error)
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {

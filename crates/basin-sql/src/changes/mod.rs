@@ -45,6 +45,7 @@ use datafusion::sql::sqlparser::ast::{
 use iceberg::table::Table;
 
 use rows::Sides;
+pub use rows::conform;
 
 /// The function's name in SQL.
 pub(crate) const FUNCTION: &str = "table_changes";

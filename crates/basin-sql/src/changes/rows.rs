@@ -270,23 +270,25 @@ fn converter(data: &SchemaRef, only: Option<&[usize]>) -> DfResult<RowConverter>
     })
 }
 
-/// `batch` with `data`'s columns, matched by name: a column the batch lacks (added since,
-/// or dropped by the other side) is null, one of another type (promoted since) is cast.
-fn conform(batch: &RecordBatch, data: &SchemaRef) -> DfResult<RecordBatch> {
-    let columns = data
+/// `batch` with `schema`'s columns, matched by name: a column the batch lacks (added since,
+/// or dropped by the other side) is null, one of another type (promoted since) is cast. For
+/// rows read under two versions of a table's schema (the change feed, incremental models'
+/// merges).
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> arrow::error::Result<RecordBatch> {
+    let columns = schema
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(c) if c.data_type() == field.data_type() => Ok(c.clone()),
-            Some(c) => Ok(cast(c, field.data_type())?),
+            Some(c) => cast(c, field.data_type()),
             None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
-        .collect::<DfResult<Vec<_>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        data.clone(),
+        .collect::<arrow::error::Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        schema.clone(),
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
+    )
 }
 
 fn take_rows(batch: &RecordBatch, rows: &[u32]) -> DfResult<RecordBatch> {
