@@ -94,6 +94,30 @@ Examples:
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Make an existing Iceberg table a table of the lakehouse, without copying: its
+    /// metadata.json, whose files must lie in the warehouse
+    #[command(
+        after_help = "The table keeps its snapshots and files; Basin reads and writes it as any
+other table from then on (branches, merges, SQL, compaction, expiry, gc). Its data files must
+be inside the lakehouse's warehouse (gc deletes files nothing reads there, so a table whose files
+lay elsewhere could lose them): copy or write the table there first.
+
+Examples:
+  basin table register sales.orders .basin/warehouse/sales/orders/metadata/00003-ab12.metadata.json
+  basin table register sales.orders s3://lake/warehouse/sales/orders/metadata/v3.metadata.json --branch dev
+  basin table register sales.orders NEW.metadata.json --overwrite   # point it at newer metadata"
+    )]
+    Register {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// The table's metadata file (a path or an s3:// URL)
+        metadata_location: String,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        /// Replace a table of that name on the branch
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Put a table back as it was at another ref, in a new commit
     Revert {
         table: String,
@@ -173,6 +197,25 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
                 .expire_table(&table, &options)
                 .await?;
             crate::output::done(format.format, &report, || expired(&report))
+        }
+        Command::Register {
+            table,
+            metadata_location,
+            branch,
+            overwrite,
+        } => {
+            let location = match metadata_location.contains("://") {
+                true => metadata_location,
+                false => std::path::absolute(&metadata_location)?
+                    .display()
+                    .to_string(),
+            };
+            lake.local("table register")?
+                .tables()
+                .register(&table, &location, branch.as_deref(), overwrite)
+                .await?;
+            status(format!("Registered `{table}` at {location}"));
+            Ok(())
         }
         Command::Revert { table, to, branch } => {
             let commit = lake

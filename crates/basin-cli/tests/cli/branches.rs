@@ -175,3 +175,54 @@ fn a_long_lived_branch_merges_its_appends_again_and_again() {
         );
     }
 }
+
+#[test]
+fn an_existing_iceberg_table_is_registered_without_copying_and_works_as_any_other() {
+    let lake = Lake::with_orders();
+    let shown = lake.json(&["table", "show", "sales.orders"]);
+    let metadata = shown["metadata_location"].as_str().unwrap().to_string();
+    // Its metadata and files stay where they are when the catalog forgets it.
+    lake.ok(&["table", "rm", "sales.orders"]);
+    lake.ok(&["table", "register", "sales.kept", &metadata]);
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.kept", "main"), "2");
+    let kept = lake.json(&["table", "show", "sales.kept"]);
+    assert_eq!(kept["metadata_location"], metadata.as_str(), "not copied");
+    assert_eq!(
+        kept["snapshots"], shown["snapshots"],
+        "its history came along"
+    );
+    // Branches, merges and maintenance, as on any table.
+    lake.ok(&["branch", "create", "dev"]);
+    lake.ok(&[
+        "import",
+        "orders.csv",
+        "--table",
+        "sales.kept",
+        "--branch",
+        "dev",
+    ]);
+    lake.ok(&["merge", "dev"]);
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.kept", "main"), "4");
+    lake.ok(&["table", "compact", "sales.kept"]);
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.kept", "main"), "4");
+    // The same name again is refused unless asked to overwrite; a namespace must exist.
+    let out = lake.fails(&["table", "register", "sales.kept", &metadata]);
+    assert!(
+        out.contains("already exists") && out.contains("hint:"),
+        "{out}"
+    );
+    lake.ok(&["table", "register", "sales.kept", &metadata, "--overwrite"]);
+    assert_eq!(lake.scalar("SELECT count(*) FROM sales.kept", "main"), "2");
+    // Files outside the warehouse are refused: gc could not keep them.
+    let other = Lake::with_orders();
+    let foreign = other.json(&["table", "show", "sales.orders"])["metadata_location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = lake.fails(&["table", "register", "sales.foreign", &foreign]);
+    assert!(out.contains("hint:"), "{out}");
+    assert!(
+        lake.fails(&["query", "SELECT * FROM sales.foreign"])
+            .contains("sales.foreign")
+    );
+}
