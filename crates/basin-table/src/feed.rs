@@ -67,11 +67,11 @@ impl FileChanges {
 
     /// The snapshot that took the rows of `task` (a `removed` one) away: the one that
     /// removed its data file, or added a delete file to it.
-    pub fn removed_by(&self, task: &FileScanTask, added: &[FileScanTask]) -> Option<i64> {
+    pub fn removed_by(&self, task: &FileScanTask) -> Option<i64> {
         if let Some(id) = self.disappeared_in.get(&task.data_file_path) {
             return Some(*id);
         }
-        added
+        self.added
             .iter()
             .filter(|a| a.data_file_path == task.data_file_path)
             .find_map(|a| self.added_by(a))

@@ -133,6 +133,17 @@ impl Tables {
         self.load_from(key, &location).await
     }
 
+    /// The table `key` as of `at`, or `None` where `at` holds no such table (or the acting
+    /// principal may not read it).
+    pub async fn load_if_present(&self, at: &Resolved, key: &Key) -> Result<Option<Table>> {
+        match self.catalog.content(at, key).await? {
+            Some(Content::Table { metadata_location }) => {
+                self.load_from(key, &metadata_location).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The table whose metadata file is `metadata_location`; one loaded before is handed
     /// out again (src/loaded.rs).
     pub async fn load_from(&self, key: &Key, metadata_location: &str) -> Result<Table> {

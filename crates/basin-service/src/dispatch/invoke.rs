@@ -33,6 +33,8 @@ impl Dispatcher {
             let fetches = chunk.iter().map(|event| self.object(function, event));
             objects.extend(futures::future::join_all(fetches).await);
         }
+        // One SQL session on the watched branch for every commit event of the batch.
+        let mut session = None;
         for (event, object) in events.iter().zip(objects) {
             let object = object?;
             let attached = match &object {
@@ -42,7 +44,8 @@ impl Dispatcher {
             };
             workspace.add_event(event.payload.clone(), attached)?;
             attach_table(&mut workspace, event).await?;
-            self.attach_changes(&mut workspace, function, event).await?;
+            self.attach_changes(&mut workspace, function, event, &mut session)
+                .await?;
         }
         let per_event = timeout(function);
         let invocation = Invocation {
@@ -121,12 +124,13 @@ impl Dispatcher {
     /// Reads an `@basin.on_commit` event's changed rows (`table_changes` between the event's
     /// snapshots, on its branch, with the deployer's grants: the batch runs as the deployer)
     /// for `context.changes()`. Rows that cannot be read fail only a `changes()` call, with
-    /// the reason.
+    /// the reason. `session` is made by the batch's first commit event.
     async fn attach_changes(
         &self,
         workspace: &mut basin_runtime::Workspace,
         function: &DeployedFunction,
         event: &EventRecord,
+        session: &mut Option<basin_sql::Session>,
     ) -> Result<()> {
         let Some(basin_runtime::Trigger::Commit { table, branch }) = function.trigger() else {
             return Ok(());
@@ -141,12 +145,15 @@ impl Dispatcher {
             snapshot("to_snapshot")
         );
         let read = async {
-            let lake = &self.lakehouse;
-            let at = lake.catalog().resolve(branch).await?;
-            let session =
-                basin_sql::Session::plain_strings(lake.sql(), lake.iceberg_tables(), &at, None)
-                    .await?;
-            session.stream(&sql).await
+            if session.is_none() {
+                let lake = &self.lakehouse;
+                let at = lake.catalog().resolve(branch).await?;
+                *session = Some(
+                    basin_sql::Session::plain_strings(lake.sql(), lake.iceberg_tables(), &at, None)
+                        .await?,
+                );
+            }
+            session.as_ref().expect("made above").stream(&sql).await
         };
         match read.await {
             Ok((schema, batches)) => workspace.attach_event_table(schema, batches).await,

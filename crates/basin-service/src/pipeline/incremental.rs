@@ -19,7 +19,7 @@ use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
-use basin_catalog::{Content, Key, Resolved};
+use basin_catalog::{Key, Resolved};
 use basin_core::{Error, Result};
 use basin_runtime::ModelInput;
 
@@ -82,26 +82,23 @@ impl Window {
     /// The SQL reading `input`'s changes in this window (its columns and filter applied; the
     /// change columns kept).
     pub(crate) fn changes_sql(&self, input: &ModelInput, table: &str) -> String {
-        let columns = match &input.columns {
-            Some(columns) if !columns.is_empty() => {
-                let mut named: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-                    .collect();
-                named.extend(CHANGE_COLUMNS.iter().map(|c| c.to_string()));
-                named.join(", ")
-            }
-            _ => "*".to_string(),
-        };
-        let mut sql = format!(
-            "SELECT {columns} FROM table_changes('{table}', '{}', '{}')",
-            self.from.get(table).copied().unwrap_or_default(),
-            self.to.get(table).copied().unwrap_or_default()
-        );
-        if let Some(filter) = input.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-            sql.push_str(&format!(" WHERE {filter}"));
-        }
-        sql
+        let columns = input
+            .columns
+            .clone()
+            .filter(|c| !c.is_empty())
+            .map(|mut c| {
+                c.extend(CHANGE_COLUMNS.iter().map(|c| c.to_string()));
+                c
+            });
+        crate::functions::select_sql(&ModelInput {
+            name: format!(
+                "table_changes('{table}', '{}', '{}')",
+                self.from.get(table).copied().unwrap_or_default(),
+                self.to.get(table).copied().unwrap_or_default()
+            ),
+            columns,
+            filter: input.filter.clone(),
+        })
     }
 
     /// The snapshot summary properties recording this window's end as the new cursor.
@@ -121,13 +118,9 @@ async fn cursors(
     output: &str,
 ) -> Result<Option<BTreeMap<String, i64>>> {
     let key = Key::table(output)?;
-    let Some(Content::Table { metadata_location }) = lake.catalog().content(at, &key).await? else {
+    let Some(table) = lake.iceberg_tables().load_if_present(at, &key).await? else {
         return Ok(None);
     };
-    let table = lake
-        .iceberg_tables()
-        .load_from(&key, &metadata_location)
-        .await?;
     let metadata = table.metadata();
     let mut cursor = metadata.current_snapshot_id();
     while let Some(id) = cursor {
@@ -151,15 +144,12 @@ async fn cursors(
 /// The current snapshot of table `name` at `at` (0: none yet).
 async fn snapshot_of(lake: &Lakehouse, at: &Resolved, name: &str) -> Result<i64> {
     let key = Key::table(name)?;
-    match lake.catalog().content(at, &key).await? {
-        Some(Content::Table { metadata_location }) => Ok(lake
-            .iceberg_tables()
-            .load_from(&key, &metadata_location)
-            .await?
+    match lake.iceberg_tables().load_if_present(at, &key).await? {
+        Some(table) => Ok(table
             .metadata()
             .current_snapshot_id()
             .unwrap_or(basin_sql::BEFORE_THE_TABLE)),
-        _ => Err(Error::not_found(format!(
+        None => Err(Error::not_found(format!(
             "table `{name}` does not exist on `{}`",
             at.spec
         ))),

@@ -173,7 +173,9 @@ impl ModelJob {
                 .await?;
             self.remember(&produced, location.clone());
             return Ok(ModelDone {
-                // The models that read an incremental model read its table, not this run's rows.
+                // The models that read an incremental model read what it stored: the whole
+                // table after a rebuild or a merge by key, the appended rows after an append
+                // (without the change columns).
                 produced: rebuilt.unwrap_or(produced),
                 table: Some(table),
                 commit: Some(report.commit),

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use basin_catalog::{Content, Key, NewEvent};
+use basin_catalog::{Key, NewEvent};
 use basin_core::Result;
 use basin_runtime::Trigger;
 use tokio::sync::watch;
@@ -30,23 +30,11 @@ pub const POLL: Duration = Duration::from_millis(500);
 const NO_SNAPSHOT: i64 = basin_sql::BEFORE_THE_TABLE;
 
 /// Queues commit events until `stop` turns true.
-pub async fn run(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let sleep = match tick(&lakehouse, &dispatcher).await {
-            Ok(()) => POLL,
-            Err(e) => {
-                tracing::error!("the commit watcher failed, retrying in 5s: {e}");
-                Duration::from_secs(5)
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => {}
-        }
-    }
+pub async fn run(lakehouse: Lakehouse, dispatcher: Dispatcher, stop: watch::Receiver<bool>) {
+    super::repeat("the commit watcher", stop, || async {
+        tick(&lakehouse, &dispatcher).await.map(|()| POLL)
+    })
+    .await
 }
 
 /// One look at every watched table; queues an event for each that moved.
@@ -77,21 +65,16 @@ async fn watch_one(
     let store = lakehouse.catalog().store();
     let key = Key::table(table)?;
     // The catalog as the deployer sees it: a table it may not read never fires it.
-    let now = basin_catalog::actor::scope(function.actor(), async {
+    let (head, snapshot) = basin_catalog::actor::scope(function.actor(), async {
         let head = lakehouse.catalog().resolve(branch).await?;
-        let snapshot = match lakehouse.catalog().content(&head, &key).await? {
-            Some(Content::Table { metadata_location }) => lakehouse
-                .iceberg_tables()
-                .load_from(&key, &metadata_location)
-                .await?
-                .metadata()
-                .current_snapshot_id(),
-            _ => None,
-        };
+        let table = lakehouse
+            .iceberg_tables()
+            .load_if_present(&head, &key)
+            .await?;
+        let snapshot = table.and_then(|t| t.metadata().current_snapshot_id());
         Ok::<_, basin_core::Error>((head, snapshot.unwrap_or(NO_SNAPSHOT)))
     })
     .await?;
-    let (head, snapshot) = now;
     let cursor = format!("commit:{}", function.name);
     let Some(last) = store.cursor(&cursor).await? else {
         store.set_cursor(&cursor, snapshot).await?;

@@ -92,8 +92,9 @@ impl Triggers<'_> {
                 None => local,
             })
             .collect();
-        check_paths(&found, &deployed, &removed)?;
-        check_cycles(&found, &deployed, &removed)?;
+        let after = after_deploy(&found, &deployed, &removed);
+        check_paths(&after)?;
+        check_cycles(&after)?;
         let mut plan = DeployPlan::default();
         for f in found.values() {
             let (action, detail) = match deployed.get(&f.name) {
@@ -377,23 +378,30 @@ fn planned(f: &DeployedFunction, action: &str, detail: String) -> PlannedChange 
     }
 }
 
+/// The functions deployed once this deploy is done: those deployed that it keeps (whoever
+/// deployed them), then its own.
+fn after_deploy<'a>(
+    found: &'a BTreeMap<String, DeployedFunction>,
+    deployed: &'a BTreeMap<String, DeployedFunction>,
+    removed: &[&DeployedFunction],
+) -> Vec<&'a DeployedFunction> {
+    deployed
+        .values()
+        .filter(|d| !found.contains_key(&d.name) && !removed.iter().any(|r| r.name == d.name))
+        .chain(found.values())
+        .collect()
+}
+
 /// Refuses two functions declaring one HTTP path: a deploy's own, or one of theirs and one
 /// deployed that this deploy keeps (whoever deployed it). Otherwise one would take the
 /// other's calls.
-fn check_paths(
-    found: &BTreeMap<String, DeployedFunction>,
-    deployed: &BTreeMap<String, DeployedFunction>,
-    removed: &[&DeployedFunction],
-) -> Result<()> {
+fn check_paths(after: &[&DeployedFunction]) -> Result<()> {
     let path = |f: &DeployedFunction| match f.trigger() {
         Some(Trigger::Http { path: Some(path) }) => Some(path.clone()),
         _ => None,
     };
-    let kept = deployed
-        .values()
-        .filter(|d| !found.contains_key(&d.name) && !removed.iter().any(|r| r.name == d.name));
     let mut held: BTreeMap<String, &str> = BTreeMap::new();
-    for f in kept.chain(found.values()) {
+    for f in after {
         if let Some(p) = path(f)
             && let Some(other) = held.insert(p.clone(), f.name.as_str())
         {
@@ -413,17 +421,10 @@ fn check_paths(
 /// Refuses commit triggers that would feed themselves: a function writing (`to=`) the table
 /// it watches, or a chain of them coming back to where it started (each output's commit
 /// would fire the chain again, forever).
-fn check_cycles(
-    found: &BTreeMap<String, DeployedFunction>,
-    deployed: &BTreeMap<String, DeployedFunction>,
-    removed: &[&DeployedFunction],
-) -> Result<()> {
-    let kept = deployed
-        .values()
-        .filter(|d| !found.contains_key(&d.name) && !removed.iter().any(|r| r.name == d.name));
+fn check_cycles(after: &[&DeployedFunction]) -> Result<()> {
     // watched table -> (function, the table it writes)
     let mut edges: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-    for f in kept.chain(found.values()) {
+    for f in after {
         if let (Some(Trigger::Commit { table, .. }), Some(to)) = (f.trigger(), &f.declaration.to) {
             edges
                 .entry(table.as_str())

@@ -12,4 +12,33 @@ pub mod schedule;
 pub mod watch;
 
 pub use handle::Triggers;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `tick` until `stop` turns true, waiting between two the time it returns, or 5 s
+/// after a failure (logged as `what` failing): the loop of the scheduler and the commit
+/// watcher.
+async fn repeat<F, T>(what: &str, mut stop: tokio::sync::watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> T,
+    T: Future<Output = basin_core::Result<Duration>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let sleep = match tick().await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!("{what} failed, retrying in 5s: {e}");
+                Duration::from_secs(5)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
 pub(crate) use objects::{ObjectMeta, object_events};

@@ -58,23 +58,8 @@ pub fn decide(schedule: &Schedule, last_ms: i64, now_ms: i64) -> Decision {
 }
 
 /// Fires due slots until `stop` turns true.
-pub async fn run(lakehouse: Lakehouse, dispatcher: Dispatcher, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let sleep = match tick(&lakehouse, &dispatcher).await {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::error!("the scheduler failed, retrying in 5s: {e}");
-                Duration::from_secs(5)
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => {}
-        }
-    }
+pub async fn run(lakehouse: Lakehouse, dispatcher: Dispatcher, stop: watch::Receiver<bool>) {
+    super::repeat("the scheduler", stop, || tick(&lakehouse, &dispatcher)).await
 }
 
 /// Queues an event for each schedule with a slot due; returns how long until the next slot

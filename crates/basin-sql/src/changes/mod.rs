@@ -113,7 +113,7 @@ impl Feeds {
             Some(spec) => catalog.resolve(spec).await?,
             None => self.at.clone(),
         };
-        let to_table = self.table_at(&to_ref, &key).await?;
+        let to_table = self.tables.load_if_present(&to_ref, &key).await?;
         let after = match to.and_then(snapshot_id) {
             Some(BEFORE_THE_TABLE) => None,
             Some(id) => Some(at_snapshot(to_table.as_ref(), &key, id, &to_ref)?),
@@ -127,7 +127,7 @@ impl Feeds {
             }
             None => {
                 let from_ref = catalog.resolve(from).await?;
-                let table = self.table_at(&from_ref, &key).await?;
+                let table = self.tables.load_if_present(&from_ref, &key).await?;
                 (table.map(|t| current(&t)), Some(from_ref))
             }
         };
@@ -158,16 +158,6 @@ impl Feeds {
             files,
             commits,
         )
-    }
-
-    /// `key` at `at`, or `None` if it is not there (or not readable by the actor).
-    async fn table_at(&self, at: &Resolved, key: &Key) -> Result<Option<Table>> {
-        match self.tables.catalog().content(at, key).await? {
-            Some(Content::Table { metadata_location }) => {
-                Ok(Some(self.tables.load_from(key, &metadata_location).await?))
-            }
-            _ => Ok(None),
-        }
     }
 
     /// The Basin commit on `to`'s history (back to `from`, or [`COMMITS_LOOKED_AT`]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, new_null_array};
-use arrow::compute::{cast, interleave, take};
+use arrow::compute::{cast, interleave, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use basin_table::feed::FileChanges;
@@ -55,7 +55,7 @@ pub(crate) async fn send(
     let mut index: HashMap<Box<[u8]>, Vec<(usize, usize)>> = HashMap::new();
     if let Some(before) = &sides.before {
         for task in &sides.files.removed {
-            let snapshot = sides.files.removed_by(task, &sides.files.added);
+            let snapshot = sides.files.removed_by(task);
             let mut batches = read(before, task)?;
             while let Some(batch) = batches.next().await {
                 let batch = conform(&batch.map_err(external)?, &sides.data)?;
@@ -296,12 +296,7 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> DfResult<RecordBatch> {
         return Ok(batch.clone());
     }
     let indices = arrow::array::UInt32Array::from(rows.to_vec());
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), &indices, None))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    Ok(take_record_batch(batch, &indices)?)
 }
 
 fn read(table: &Table, task: &FileScanTask) -> DfResult<iceberg::scan::ArrowRecordBatchStream> {
