@@ -90,7 +90,7 @@ pub(crate) async fn serve(
             let slot = match admitted.take() {
                 Some(slot) => slot,
                 // Every slot is taken, the reserved ones too: wait a while for one.
-                None => match tokio::time::timeout(handshake, admitted.wait()).await {
+                None => match tokio::time::timeout(handshake, admitted.wait(true)).await {
                     Ok(slot) => slot,
                     Err(_) => return,
                 },

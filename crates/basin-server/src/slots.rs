@@ -187,18 +187,26 @@ impl Admitted {
         Some(slot)
     }
 
-    /// A general slot, waiting for one.
-    pub(crate) async fn wait(&mut self) -> Slot {
-        let permit = self
-            .slots
-            .inner
-            .general
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+    /// A slot, waiting for the first freed: a general one, or with `reserved_too` one of the
+    /// reserved ones too (an HTTP connection does not know yet whom it carries; a Postgres
+    /// admin does). Without it, a connection arriving while a `/healthz` or admin connection
+    /// is still closing would be sent away though its slot is about to be free.
+    pub(crate) async fn wait(&mut self, reserved_too: bool) -> Slot {
+        let inner = &self.slots.inner;
+        let general = inner.general.clone().acquire_owned();
+        let reserved = async {
+            if reserved_too {
+                inner.reserved.clone().acquire_owned().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let slot = tokio::select! {
+            permit = general => Slot::General(permit.expect("the semaphore is never closed")),
+            permit = reserved => Slot::Reserved(permit.expect("the semaphore is never closed")),
+        };
         self.pending = None;
-        Slot::General(permit)
+        slot
     }
 }
 
@@ -257,10 +265,33 @@ mod tests {
         assert!(fourth.take().is_none());
         assert_eq!(slots.taken(), (2, 1));
         // A slot given back goes to whoever waits for one.
-        let waiting = tokio::spawn(async move { fourth.wait().await.is_reserved() });
+        let waiting = tokio::spawn(async move { fourth.wait(false).await.is_reserved() });
         held.pop();
         assert!(!waiting.await.unwrap());
         drop(reserved);
         assert_eq!(slots.taken(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_may_take_a_reserved_slot_gets_the_first_freed() {
+        let slots = slots(1, 1, 10);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut held = Vec::new();
+        for reserved in [false, true] {
+            let mut admitted = slots.admit(ip).unwrap();
+            admitted.pending().await;
+            let slot = admitted.take().unwrap();
+            assert_eq!(slot.is_reserved(), reserved);
+            held.push((admitted, slot));
+        }
+        let mut third = slots.admit(ip).unwrap();
+        third.pending().await;
+        assert!(third.take().is_none());
+        let waiting = tokio::spawn(async move { third.wait(true).await.is_reserved() });
+        // The reserved slot's connection closes first (a `/healthz` answered): it goes to
+        // the waiter, though the general one is still held.
+        held.pop();
+        assert!(waiting.await.unwrap());
+        assert_eq!(slots.taken(), (1, 0)); // the waiter's slot ended with its task
     }
 }

@@ -110,7 +110,7 @@ async fn seat<C: ClientInfo>(
         .take_general()
         .or_else(|| admin.then(|| admitted.take_reserved()).flatten());
     if slot.is_none() {
-        slot = tokio::time::timeout(wait, admitted.wait()).await.ok();
+        slot = tokio::time::timeout(wait, admitted.wait(admin)).await.ok();
     }
     let Some(slot) = slot else {
         let mut info = ErrorInfo::new(
