@@ -393,7 +393,9 @@ async fn stage_new(
     let first = files.first().map_or("input", |f| f.display.as_str());
     let table_schema = schema::table_schema(&columns, first)?;
     let spec = schema::partition_spec(&request.partition_by, &table_schema)?;
-    tables.stage_create(key, table_schema, spec).await
+    tables
+        .stage_create(key, table_schema, spec, Default::default())
+        .await
 }
 
 /// A CSV header read as one column that another delimiter would split (`id;amount;day`

@@ -34,6 +34,7 @@ pub use config::BASIN_DIR;
 pub use config::{ServerSettings, TlsFiles};
 pub use deployed::Deployed;
 pub use functions::{Functions, InvokeReport, InvokeRequest, Notify, PYARROW};
+pub use lakehouse::add_files::AddFilesReport;
 pub use lakehouse::audit::{AuditLog, MAX_AUDIT_ENTRIES, UNKNOWN_TOKEN};
 pub use lakehouse::checks::CheckOutcome;
 pub use lakehouse::merge::MergeReport;

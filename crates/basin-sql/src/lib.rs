@@ -35,6 +35,7 @@ pub mod export;
 pub mod guard;
 pub mod json;
 mod limits;
+mod mapped;
 mod memory;
 mod parse;
 mod planners;

@@ -211,6 +211,9 @@ impl SchemaProvider for RefSchema {
             Some(pruned) => return Ok(Some(Arc::new(pruned))),
             None => table,
         };
+        if let Some(mapped) = crate::mapped::MappedScan::try_new(&table)? {
+            return Ok(Some(Arc::new(mapped)));
+        }
         let provider = IcebergStaticTableProvider::try_new_from_table(table)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -66,7 +66,14 @@ impl PrunedScan {
         string_views: bool,
     ) -> DfResult<Option<Self>> {
         let location = table.metadata_location().unwrap_or_default().to_string();
-        if !engine.reads(&location) || renamed_columns(table.metadata()) {
+        // A table with a name mapping holds files written by other tools (`basin table
+        // add-files`): they may lie outside the warehouse, and lack the columns of their
+        // Hive partitions, which iceberg's reader takes from the manifests.
+        let mapped = table
+            .metadata()
+            .properties()
+            .contains_key(iceberg::spec::DEFAULT_SCHEMA_NAME_MAPPING);
+        if !engine.reads(&location) || renamed_columns(table.metadata()) || mapped {
             return Ok(None);
         }
         let schema = arrow_schema(table.metadata().current_schema(), string_views)?;

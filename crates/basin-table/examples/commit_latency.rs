@@ -67,7 +67,12 @@ async fn main() -> basin_core::Result<()> {
             Some(_) => Tables::stage_existing(tables.load(&main, &key).await?),
             None => {
                 tables
-                    .stage_create(&key, schema.clone(), UnboundPartitionSpec::default())
+                    .stage_create(
+                        &key,
+                        schema.clone(),
+                        UnboundPartitionSpec::default(),
+                        Default::default(),
+                    )
                     .await?
             }
         };

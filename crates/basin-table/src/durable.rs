@@ -14,7 +14,8 @@
 //!
 //! Either way, the new snapshots' manifest lists, manifests and added data files must lie in
 //! the warehouse: a client of the Iceberg REST door could otherwise commit a table whose
-//! readers read any file the server can. For a principal with grants of its own (not an
+//! readers read any file the server can. Data files may also lie in a folder the operator
+//! named in `[warehouse] external_locations` (files added in place). For a principal with grants of its own (not an
 //! admin), they must also lie in the table's own folder.
 
 use std::collections::{BTreeSet, HashSet};
@@ -61,6 +62,11 @@ pub(crate) async fn new_files(
             .with_hint("a snapshot's manifest list, manifests and data files must be files in the warehouse"))
         }
     };
+    // Data files may also lie in the operator's external locations (files added in place).
+    let data_inside = |path: &str| match warehouse.external_location_of(path) {
+        Some(_) => Ok(()),
+        None => inside(path),
+    };
     // And a principal with grants of its own (a token over the Iceberg REST door) may name
     // only files in this table's own folder (whose location a door checked when it was set):
     // a manifest naming another table's data files would let it read them through this one.
@@ -83,6 +89,7 @@ pub(crate) async fn new_files(
         .with_hint("a commit names only files in its own table's folder"))
     };
     let inside = |path: &str| inside(path).and_then(|()| reachable(path));
+    let data_inside = |path: &str| data_inside(path).and_then(|()| reachable(path));
     let known: HashSet<i64> = before
         .map(|t| t.metadata().snapshots().map(|s| s.snapshot_id()).collect())
         .unwrap_or_default();
@@ -128,7 +135,7 @@ pub(crate) async fn new_files(
                 .await
                 .map_err(from_iceberg(&context))?;
             for entry in manifest.entries() {
-                inside(entry.file_path())?;
+                data_inside(entry.file_path())?;
                 let added_now = entry
                     .snapshot_id()
                     .is_some_and(|added| !known.contains(&added));

@@ -123,16 +123,27 @@ pub async fn file_changes(
 }
 
 /// Reads `tasks` of `table` as its snapshot's schema has them (columns by field id, delete
-/// files applied).
+/// files applied, identity partition values filled in: `crate::constants`).
 pub fn read_tasks(table: &Table, tasks: Vec<FileScanTask>) -> Result<ArrowRecordBatchStream> {
     let context = format!("cannot read the files of `{}`", table.identifier());
     let runtime = iceberg::Runtime::try_current().map_err(from_iceberg(&context))?;
-    let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
-    Ok(ArrowReaderBuilder::new(table.file_io().clone(), runtime)
+    let spec = crate::constants::task_spec(table);
+    let tasks = tasks
+        .into_iter()
+        .map(move |t| Ok(crate::constants::give_spec(t, &spec)));
+    let stream = futures::stream::iter(tasks).boxed();
+    let batches = ArrowReaderBuilder::new(table.file_io().clone(), runtime)
         .build()
         .read(stream)
         .map_err(from_iceberg(&context))?
-        .stream())
+        .stream();
+    Ok(batches
+        .and_then(|batch| {
+            let plain = crate::constants::plain_batch(batch)
+                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()));
+            std::future::ready(plain)
+        })
+        .boxed())
 }
 
 async fn tasks_at(side: Side<'_>) -> Result<Vec<FileScanTask>> {

@@ -211,6 +211,28 @@ impl Warehouse {
 }
 
 impl Warehouse {
+    /// Every object under `s3://BUCKET/PREFIX` (any bucket the warehouse's S3 settings
+    /// reach), as `s3://` URLs, in order.
+    pub async fn list_s3_objects(&self, url: &str) -> Result<Vec<String>> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::invalid(format!("`{url}` is not an s3:// URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let operator = self.s3.clone().unwrap_or_default().operator(bucket, "")?;
+        let listed = operator
+            .list_with(prefix)
+            .recursive(true)
+            .await
+            .map_err(|e| Error::io_with(format!("cannot list {url}"), e))?;
+        let mut found: Vec<String> = listed
+            .into_iter()
+            .filter(|entry| entry.metadata().is_file())
+            .map(|entry| format!("s3://{bucket}/{}", entry.path().trim_start_matches('/')))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     async fn s3_list(&self) -> Result<Vec<StoredFile>> {
         let (bucket, prefix, operator) = self.s3_operator()?;
         let listed = operator

@@ -10,7 +10,9 @@
 //! commit retried with jittered backoff until it lands (see `retry`); data files are never
 //! rewritten for a retry.
 
+pub mod add_files;
 mod changes;
+pub mod constants;
 mod durable;
 mod error;
 mod expire;

@@ -208,11 +208,13 @@ impl Tables {
 
     /// A new, empty table: its first metadata file is written, but nothing points at it
     /// until a change to it is committed.
+    /// With table properties beside the ones Basin sets.
     pub async fn stage_create(
         &self,
         key: &Key,
         schema: Schema,
         spec: UnboundPartitionSpec,
+        mut properties: HashMap<String, String>,
     ) -> Result<Staged> {
         let context = format!("cannot create table `{key}`");
         let location = self.warehouse.new_table_location(key);
@@ -221,10 +223,13 @@ impl Tables {
             .location(location.clone())
             .schema(schema)
             .partition_spec(spec)
-            .properties(HashMap::from([(
-                crate::writer::COMPRESSION_CODEC.to_string(),
-                crate::writer::DEFAULT_COMPRESSION_CODEC.to_string(),
-            )]))
+            .properties({
+                properties.insert(
+                    crate::writer::COMPRESSION_CODEC.to_string(),
+                    crate::writer::DEFAULT_COMPRESSION_CODEC.to_string(),
+                );
+                properties
+            })
             .build();
         let metadata = TableMetadataBuilder::from_table_creation(creation)
             .and_then(|b| b.build())

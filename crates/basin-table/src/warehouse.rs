@@ -19,7 +19,11 @@ pub struct Warehouse {
     /// completed PUT is.
     sync: Option<Arc<dyn FileSync>>,
     /// How to reach the bucket of an S3 warehouse, for listing and deleting.
-    s3: Option<S3Settings>,
+    pub(crate) s3: Option<S3Settings>,
+    /// Folders outside the warehouse whose files tables may name (`[warehouse]
+    /// external_locations`): files added in place (`basin table add-files`). Never listed,
+    /// so never deleted.
+    external: Vec<String>,
 }
 
 impl Warehouse {
@@ -36,6 +40,7 @@ impl Warehouse {
             file_io: FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
             sync: Some(Arc::new(Fsync)),
             s3: None,
+            external: Vec::new(),
         })
     }
 
@@ -54,6 +59,7 @@ impl Warehouse {
             file_io: settings.file_io(),
             sync: None,
             s3: Some(settings.clone()),
+            external: Vec::new(),
         })
     }
 
@@ -74,6 +80,68 @@ impl Warehouse {
             .strip_prefix(self.location.as_str())
             .is_some_and(|rest| rest.starts_with('/'))
             && !location.split('/').any(climbs)
+    }
+
+    /// This warehouse with folders outside it whose files tables may name, each written as
+    /// the warehouse's location is (an absolute path for a local warehouse, `s3://` for an
+    /// S3 one: the warehouse's storage reads them).
+    pub fn with_external_locations(mut self, locations: &[String]) -> Result<Self> {
+        for location in locations {
+            let s3 = location.starts_with("s3://");
+            let absolute = location.starts_with('/');
+            if s3 != self.is_s3() || (!s3 && !absolute) {
+                let kind = if self.is_s3() {
+                    "s3://BUCKET/PREFIX"
+                } else {
+                    "an absolute path"
+                };
+                return Err(Error::invalid(format!(
+                    "`[warehouse] external_locations`: `{location}` is not {kind}, as the warehouse {} is",
+                    self.location
+                ))
+                .with_hint("a table's files are read with the warehouse's storage: name folders of the same kind"));
+            }
+            if location.split('/').any(climbs) {
+                return Err(Error::invalid(format!(
+                    "`[warehouse] external_locations`: `{location}` has a `.` or `..` segment"
+                ))
+                .with_hint("write the folder's full path"));
+            }
+            let location = location.trim_end_matches('/');
+            if location.is_empty() || location == "s3:/" {
+                return Err(Error::invalid(
+                    "`[warehouse] external_locations`: a root folder would let tables name any file",
+                )
+                .with_hint("name the folders that hold the data"));
+            }
+            self.external.push(location.to_string());
+        }
+        Ok(self)
+    }
+
+    /// Whether a table may name the file at `location`: inside the warehouse, or inside one
+    /// of its external locations.
+    pub fn may_name(&self, location: &str) -> bool {
+        self.contains(location) || self.external_location_of(location).is_some()
+    }
+
+    /// The external location (`[warehouse] external_locations`) that holds `location`.
+    pub fn external_location_of(&self, location: &str) -> Option<&str> {
+        if location.split('/').any(climbs) {
+            return None;
+        }
+        self.external
+            .iter()
+            .find(|root| {
+                location
+                    .strip_prefix(root.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .map(String::as_str)
+    }
+
+    pub fn external_locations(&self) -> &[String] {
+        &self.external
     }
 
     pub fn file_io(&self) -> &FileIO {

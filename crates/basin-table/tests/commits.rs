@@ -52,7 +52,12 @@ async fn append(tables: &Tables, values: Vec<i64>) -> basin_core::Result<u32> {
         Some(_) => Tables::stage_existing(tables.load(&main, &key).await?),
         None => {
             tables
-                .stage_create(&key, schema(), UnboundPartitionSpec::default())
+                .stage_create(
+                    &key,
+                    schema(),
+                    UnboundPartitionSpec::default(),
+                    Default::default(),
+                )
                 .await?
         }
     };
@@ -404,7 +409,12 @@ async fn several_tables_change_in_one_commit_rebased_over_a_race() {
     let (t, u) = (Key::table(TABLE).unwrap(), Key::table("c.u").unwrap());
     let replaced = Tables::stage_existing(tables.load(&main, &t).await.unwrap());
     let created = tables
-        .stage_create(&u, schema(), UnboundPartitionSpec::default())
+        .stage_create(
+            &u,
+            schema(),
+            UnboundPartitionSpec::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     let (t_files, u_files) = (

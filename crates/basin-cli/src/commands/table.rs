@@ -94,13 +94,44 @@ Examples:
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Add Parquet files to a table where they lie, without copying (creating the table
+    /// from the first file if it does not exist)
+    #[command(
+        after_help = "Each file's columns must be the table's (by name, with the same types); its
+statistics go into the manifests, so queries skip files as they skip Basin's own. Folders named
+key=value (Hive style: year=2024/month=01/) below the folder given become identity partitions,
+with their values as columns. All files land in one commit.
+
+Files outside the warehouse are read where they lie and never deleted by gc: their folder must
+be named in basin.toml first, as tables may name only files the operator allows:
+  [warehouse]
+  external_locations = [\"/data/lake\"]
+
+A local warehouse adds local files; an S3 one adds s3:// objects (a URL, a prefix, or a glob).
+
+Examples:
+  basin table add-files sales.orders /data/lake/orders/              # every .parquet below
+  basin table add-files events.clicks '/data/lake/clicks/year=*/month=*/*.parquet'
+  basin table add-files sales.orders s3://old-lake/orders/ --branch import"
+    )]
+    AddFiles {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Parquet files, folders (searched recursively) or globs
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Make an existing Iceberg table a table of the lakehouse, without copying: its
-    /// metadata.json, whose files must lie in the warehouse
+    /// metadata.json, whose files must lie in the warehouse or its external locations
     #[command(
         after_help = "The table keeps its snapshots and files; Basin reads and writes it as any
 other table from then on (branches, merges, SQL, compaction, expiry, gc). Its data files must
-be inside the lakehouse's warehouse (gc deletes files nothing reads there, so a table whose files
-lay elsewhere could lose them): copy or write the table there first.
+be inside the lakehouse's warehouse, or in a folder named in `[warehouse] external_locations`
+(which gc never deletes from): copy or write the table there first.
 
 Examples:
   basin table register sales.orders .basin/warehouse/sales/orders/metadata/00003-ab12.metadata.json
@@ -217,6 +248,12 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             status(format!("Registered `{table}` at {location}"));
             Ok(())
         }
+        Command::AddFiles {
+            table,
+            paths,
+            branch,
+            format,
+        } => add_files(&lake, &table, &paths, branch.as_deref(), format.format).await,
         Command::Revert { table, to, branch } => {
             let commit = lake
                 .local("table revert")?
@@ -230,6 +267,38 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `basin table add-files`: the report, as a line for people or JSON.
+async fn add_files(
+    lake: &crate::lake::Lake,
+    table: &str,
+    paths: &[String],
+    branch: Option<&str>,
+    format: ListFormat,
+) -> anyhow::Result<()> {
+    let report = lake
+        .local("table add-files")?
+        .tables()
+        .add_files(table, paths, branch)
+        .await?;
+    crate::output::done(format, &report, || {
+        format!(
+            "Added {} file{} ({} rows, {}) to `{}`{} on `{}` in place{}, commit {}",
+            report.files,
+            if report.files == 1 { "" } else { "s" },
+            report.rows,
+            basin_core::units::format_size(report.bytes),
+            report.table,
+            if report.created { " (created)" } else { "" },
+            report.branch,
+            match report.partitioned_by.is_empty() {
+                true => String::new(),
+                false => format!(", partitioned by {}", report.partitioned_by.join(", ")),
+            },
+            &report.commit[..12.min(report.commit.len())]
+        )
+    })
 }
 
 /// `basin table show` for people: the table, its columns and its snapshots.

@@ -336,6 +336,7 @@ pub(crate) async fn stage(
                 key,
                 schema,
                 iceberg::spec::UnboundPartitionSpec::builder().build(),
+                Default::default(),
             )
             .await;
     };

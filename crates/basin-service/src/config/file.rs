@@ -47,6 +47,8 @@ pub struct UserConfig {
     #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
+    pub warehouse: WarehouseSection,
+    #[serde(default)]
     pub user: UserSection,
     #[serde(default)]
     pub functions: FunctionsSection,
@@ -84,6 +86,16 @@ pub struct UserConfig {
     /// Triggers declared beside the code (read by `basin deploy`, not here).
     pub triggers: Option<toml::Value>,
     pub parameters: Option<toml::Value>,
+}
+
+/// `[warehouse]` in basin.toml (where the warehouse itself is was decided by `basin init`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseSection {
+    /// Folders outside the warehouse whose files tables may name: what `basin table
+    /// add-files` adds in place. Basin reads them and never deletes them.
+    #[serde(default)]
+    pub external_locations: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -29,6 +29,8 @@ use basin_table::S3Settings;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub s3: S3Settings,
+    /// `[warehouse] external_locations`, local ones made absolute.
+    pub external_locations: Vec<String>,
     pub author: String,
     pub runtime: basin_runtime::RuntimeOptions,
     /// `[functions] build_from_source`: packages without a wheel are built (unconfined).
@@ -71,6 +73,19 @@ impl Settings {
         let user = read_user_config(path)?;
         let setting = |section: &str, name: &str| format!("{}: [{section}] {name}", path.display());
         let s3 = s3_settings(user.s3);
+        let external_locations = user
+            .warehouse
+            .external_locations
+            .iter()
+            .map(|l| match l.starts_with("s3://") {
+                true => l.clone(),
+                // Its real path: files are checked by theirs, links resolved.
+                false => std::fs::canonicalize(dir.join(l))
+                    .unwrap_or_else(|_| dir.join(l))
+                    .display()
+                    .to_string(),
+            })
+            .collect();
         let author = author(user.user.name);
         let runtime = runtime_options(&user.functions, path, &setting)?;
         let sql = sql::resolve(&user.sql, dir, &setting)?;
@@ -89,6 +104,7 @@ impl Settings {
         let oidc = crate::config::auth::resolve(&user.auth, path)?;
         Ok(Self {
             s3,
+            external_locations,
             author,
             runtime,
             build_from_source: user.functions.build_from_source.unwrap_or(false),

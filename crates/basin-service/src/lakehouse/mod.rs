@@ -4,6 +4,7 @@
 //! The operations themselves are on handles, one per domain, each defined in its domain's
 //! file: `lake.refs()`, `lake.tables()`, `lake.namespaces()`, ... (docs/architecture.md).
 
+pub(crate) mod add_files;
 pub(crate) mod audit;
 pub(crate) mod checks;
 pub(crate) mod merge;
@@ -274,7 +275,8 @@ impl Lakehouse {
             let warehouse = Warehouse::local(Path::new(location))?;
             warehouse.create_folder(root).await?;
             warehouse
-        };
+        }
+        .with_external_locations(&settings.external_locations)?;
         let files = if warehouse.is_s3() {
             let (bucket, prefix, operator) = warehouse.s3_operator()?;
             basin_sql::WarehouseFiles::S3 {

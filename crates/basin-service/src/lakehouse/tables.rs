@@ -37,7 +37,11 @@ impl Lakehouse {
     }
 }
 
-impl Tables<'_> {
+impl<'a> Tables<'a> {
+    pub(crate) fn lake(&self) -> &'a Lakehouse {
+        self.lake
+    }
+
     /// The table whose files `location` is among, for a door that hands out access to files
     /// (the S3 signer, an Iceberg REST location): the one Basin made its folder for
     /// ([`basin_table::table_of`]), if a ref the acting principal may see still holds that

@@ -228,16 +228,7 @@ impl Maintenance<'_> {
     ) -> Result<()> {
         use datafusion::error::DataFusionError;
         let context = format!("cannot read `{}` to compact it", table.identifier());
-        let reader = iceberg::arrow::ArrowReaderBuilder::new(
-            table.file_io().clone(),
-            iceberg::Runtime::try_current().map_err(basin_table::from_iceberg(&context))?,
-        )
-        .build();
-        let tasks = futures::StreamExt::boxed(futures::stream::iter(files.into_iter().map(Ok)));
-        let mut batches = reader
-            .read(tasks)
-            .map_err(basin_table::from_iceberg(&context))?
-            .stream()
+        let mut batches = basin_table::feed::read_tasks(table, files)?
             .map_err(|e| DataFusionError::External(Box::new(e)));
         let df = |e: DataFusionError| Error::internal(format!("{context}: {e}"));
         if keys.is_empty() {

@@ -142,6 +142,7 @@ async fn stage_table(
                     key,
                     schema,
                     iceberg::spec::UnboundPartitionSpec::builder().build(),
+                    Default::default(),
                 )
                 .await
         }
