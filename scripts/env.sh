@@ -29,6 +29,8 @@ basin_system_packages() {
     command -v chromium >/dev/null || missing+=(chromium)
     # The server the Postgres ingest tests start (initdb, pg_ctl), not only its client.
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    # The MariaDB server the MySQL ingest tests start (mariadb-install-db, mariadbd).
+    [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
     # The `internet` wall: functions with internet=True reach out through it.
     command -v slirp4netns >/dev/null || [ -x /usr/bin/slirp4netns ] || missing+=(slirp4netns)
     # `ip netns`: the internet wall's test puts a host outside Basin's machine in one.

@@ -107,6 +107,60 @@ def test_lakehouse_on_s3(tmp_path, s3_endpoint):
     assert sorted(table.scan().to_arrow().column("trip").to_pylist()) == [1, 2, 3]
 
 
+def test_add_files_from_s3_in_place(tmp_path, s3_endpoint):
+    """Objects of another bucket, in Hive folders, added to a table of an S3 warehouse where
+    they lie: read with their partition values, pruned by PyIceberg, never deleted."""
+    import io
+
+    import pyarrow as pa
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    for bucket in ("lake", "old-lake", "elsewhere"):
+        s3.create_bucket(Bucket=bucket)
+
+    def put(bucket, key, users):
+        body = io.BytesIO()
+        pq.write_table(pa.table({"user": pa.array(users, pa.int64()), "url": [f"/{u}" for u in users]}), body)
+        s3.put_object(Bucket=bucket, Key=key, Body=body.getvalue())
+
+    for year in (2023, 2024):
+        put("old-lake", f"clicks/year={year}/part-0.parquet", [year, year + 1])
+    s3.put_object(Bucket="old-lake", Key="clicks/_SUCCESS", Body=b"")
+    put("elsewhere", "clicks/year=2024/part-9.parquet", [9])
+    home = tmp_path / "lh"
+    home.mkdir()
+    (home / "basin.toml").write_text(f'[s3]\nendpoint = "{s3_endpoint}"\npath_style = true\n'
+                                     '[warehouse]\nexternal_locations = ["s3://old-lake/clicks"]\n')
+    subprocess.run([BASIN, "init", str(home), "--warehouse", "s3://lake/warehouse"], check=True,
+                   capture_output=True, env={**os.environ, **KEYS})
+    b = Basin(home, KEYS)
+
+    report = b.json("table", "add-files", "web.clicks", "s3://old-lake/clicks/")
+    assert (report["files"], report["rows"], report["partitioned_by"]) == (2, 4, ["year"]), report
+    out = b("query", "SELECT year, sum(user) AS s FROM web.clicks GROUP BY year ORDER BY year", "--format", "csv")
+    assert out.splitlines() == ["year,s", "2023,4047", "2024,4049"]
+    put("old-lake", "clicks/year=2025/part-0.parquet", [1])
+    b("table", "add-files", "web.clicks", "s3://old-lake/clicks/year=2025/*.parquet")
+    assert b.json("query", "SELECT count(*) AS n FROM web.clicks WHERE year = 2025") == [{"n": 1}]
+
+    # Another bucket, not named in external_locations, is refused.
+    refused = b.run("table", "add-files", "web.clicks", "s3://elsewhere/clicks/", check=False)
+    assert refused.returncode != 0 and "external_locations" in refused.stderr, refused.stderr
+
+    table = StaticTable.from_metadata(b.json("table", "show", "web.clicks")["metadata_location"], properties={
+        "s3.endpoint": s3_endpoint, "s3.access-key-id": "testing", "s3.secret-access-key": "testing",
+        "s3.region": "us-east-1",
+    })
+    assert table.scan().to_arrow().num_rows == 5
+    assert [t.file.file_path for t in table.scan(row_filter="year = 2024").plan_files()] == \
+        ["s3://old-lake/clicks/year=2024/part-0.parquet"]
+    b("gc")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="old-lake")["Contents"]]
+    assert sorted(keys) == ["clicks/_SUCCESS", "clicks/year=2023/part-0.parquet",
+                            "clicks/year=2024/part-0.parquet", "clicks/year=2025/part-0.parquet"]
+
+
 def test_gc_on_s3_deletes_only_what_no_commit_reads(tmp_path, s3_endpoint):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")

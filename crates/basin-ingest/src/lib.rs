@@ -11,9 +11,11 @@
 
 mod convert;
 mod csv_input;
+mod database;
 mod import;
 mod infer;
 mod input_files;
+pub mod mysql;
 pub mod postgres;
 mod probe;
 mod read;

@@ -15,17 +15,19 @@ pub enum Command {
   basin source add shop --url postgres://basin@db.internal:5432/shop --password-env SHOP_PASSWORD \\
       --tables public.orders,public.customers --namespace shop
   basin source add crm --url postgres://reader@localhost/crm --schema public
+  basin source add orders --url mysql://basin@mysql.internal:3306/shop --password-env SHOP_PW \\
+      --schema shop                       # MySQL or MariaDB: full loads (no cdc yet)
 
 The password never goes into basin.toml: name the environment variable that holds it.")]
     Add {
         name: String,
-        /// postgres://USER@HOST:PORT/DATABASE (no password)
+        /// postgres://, mysql:// or mariadb://USER@HOST:PORT/DATABASE (no password)
         #[arg(long)]
         url: String,
         /// The environment variable that holds the user's password
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
-        /// Tables to load, as SCHEMA.TABLE (comma-separated or repeated)
+        /// Tables to load, as SCHEMA.TABLE (MySQL: DATABASE.TABLE; comma-separated or repeated)
         #[arg(
             long,
             value_delimiter = ',',
@@ -33,7 +35,7 @@ The password never goes into basin.toml: name the environment variable that hold
             conflicts_with = "schema"
         )]
         tables: Vec<String>,
-        /// Load every table of this schema instead
+        /// Load every table of this schema (MySQL: database) instead
         #[arg(long)]
         schema: Option<String>,
         /// The Basin namespace the tables go to (default: the source's name)

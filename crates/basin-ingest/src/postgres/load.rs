@@ -4,10 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use basin_catalog::{CommitRequest, Content, Key};
+use basin_catalog::{CommitRequest, Key};
 use basin_core::{Error, Result};
 use basin_table::{StagedChange, TableChange, Tables};
-use iceberg::spec::{NestedField, Schema};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
@@ -15,9 +14,10 @@ use super::cdc::Position;
 use super::cdc::slot::{self, CreatedSlot};
 use super::connect::{self, PgTable};
 use super::read;
-use super::report::{LoadEvent, LoadProgress, LoadReport, SkippedColumn, TableLoad};
 use super::source::PgSource;
 use super::types::{self, Decode, PgColumn};
+use crate::database::report::{LoadEvent, LoadProgress, LoadReport, SkippedColumn, TableLoad};
+use crate::database::{per_second, stage};
 
 /// What to load, where.
 #[derive(Clone, Debug)]
@@ -39,14 +39,6 @@ struct Planned {
     staged: basin_table::Staged,
 }
 
-fn per_second(rows: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        rows as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
 /// Loads every table of the source, replacing the Basin tables' rows, in one commit.
 pub async fn load(
     tables: &Tables,
@@ -66,7 +58,7 @@ pub async fn load(
     let (chosen, skipped) = choose_tables(&mut coordinator, &request).await?;
     let mut planned = Vec::with_capacity(chosen.len());
     for (table, key, mut columns) in chosen {
-        let staged = stage(tables, &at, &key, &table, &mut columns).await?;
+        let staged = stage(tables, &at, &key, &table.display(), &mut columns).await?;
         planned.push(Planned {
             table,
             key,
@@ -287,95 +279,4 @@ async fn read_tables(
         });
     }
     Ok((loads, changes))
-}
-
-/// The Basin table a source table's rows go to: created, or the existing one (with columns
-/// added at the source added to it). `columns` is put in the table's column order, the order
-/// the COPY reads them in. A column dropped or retyped at the source stops the load.
-pub(crate) async fn stage(
-    tables: &Tables,
-    at: &basin_catalog::Resolved,
-    key: &Key,
-    table: &PgTable,
-    columns: &mut Vec<(PgColumn, Decode)>,
-) -> Result<basin_table::Staged> {
-    let existing = match tables.catalog().content(at, key).await? {
-        Some(Content::Table { metadata_location }) => {
-            Some(tables.load_from(key, &metadata_location).await?)
-        }
-        Some(Content::Namespace { .. }) => {
-            return Err(Error::invalid(format!(
-                "`{key}` is a namespace, not a table"
-            )));
-        }
-        None => None,
-    };
-    let Some(existing) = existing else {
-        let fields = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (c, kind))| {
-                // Columns are 1..=n; a list's element takes an id after them.
-                let element_id = columns.len() as i32 + i as i32 + 1;
-                Arc::new(NestedField::optional(
-                    i as i32 + 1,
-                    &c.name,
-                    kind.iceberg_type(element_id),
-                ))
-            })
-            .collect::<Vec<_>>();
-        let schema =
-            Schema::builder()
-                .with_fields(fields)
-                .build()
-                .map_err(basin_table::from_iceberg(format!(
-                    "cannot make a schema for `{key}`"
-                )))?;
-        return tables
-            .stage_create(
-                key,
-                schema,
-                iceberg::spec::UnboundPartitionSpec::builder().build(),
-                Default::default(),
-            )
-            .await;
-    };
-    let schema = existing.metadata().current_schema().clone();
-    let mut ordered = Vec::with_capacity(columns.len());
-    for field in schema.as_struct().fields() {
-        let Some(i) = columns.iter().position(|(c, _)| c.name == field.name) else {
-            return Err(Error::invalid(format!(
-                "`{key}` has a column `{}` that {} no longer has (dropped, renamed, or left out as unsupported)",
-                field.name,
-                table.display()
-            ))
-            .with_hint(format!(
-                "Basin does not drop columns on its own: drop the table (`basin table rm {key}`) and ingest again to start over"
-            )));
-        };
-        let (column, kind) = columns.remove(i);
-        if !types::same_type(&field.field_type, &kind.iceberg_type(0)) {
-            return Err(Error::invalid(format!(
-                "{}.{} is {} now, but `{key}` stores it as {}",
-                table.display(),
-                column.name,
-                column.display,
-                field.field_type
-            ))
-            .with_hint(format!(
-                "Basin does not retype columns on its own: drop the table (`basin table rm {key}`) and ingest again to start over"
-            )));
-        }
-        ordered.push((column, kind));
-    }
-    // What is left was added at the source: added to the table, at its end.
-    let added: Vec<(String, iceberg::spec::Type)> = columns
-        .iter()
-        .map(|(c, kind)| (c.name.clone(), kind.iceberg_type(0)))
-        .collect();
-    ordered.append(columns);
-    *columns = ordered;
-    tables
-        .stage_add_columns(Tables::stage_existing(existing), added)
-        .await
 }

@@ -17,10 +17,9 @@ mod copy_decode;
 mod load;
 mod numeric;
 mod read;
-mod report;
 mod source;
 mod types;
 
+pub use crate::database::report::{LoadEvent, LoadProgress, LoadReport, SkippedColumn, TableLoad};
 pub use load::{LoadRequest, load};
-pub use report::{LoadEvent, LoadProgress, LoadReport, SkippedColumn, TableLoad};
 pub use source::PgSource;

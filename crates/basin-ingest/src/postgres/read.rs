@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 
 use super::connect::{PgTable, query_error, quote_ident};
 use super::copy_decode::CopyDecoder;
-use super::report::{LoadEvent, LoadProgress};
 use super::types::Decode;
+use crate::database::report::{LoadEvent, LoadProgress};
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 32 * 1024;

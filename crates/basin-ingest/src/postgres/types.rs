@@ -82,13 +82,19 @@ impl Decode {
 }
 
 /// Whether two types are the same, field ids aside.
-pub(crate) fn same_type(a: &Type, b: &Type) -> bool {
-    match (a, b) {
-        (Type::List(a), Type::List(b)) => {
-            a.element_field.required == b.element_field.required
-                && same_type(&a.element_field.field_type, &b.element_field.field_type)
-        }
-        _ => a == b,
+pub(crate) use crate::database::same_type;
+
+impl crate::database::SourceColumn for (PgColumn, Decode) {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn display(&self) -> &str {
+        &self.0.display
+    }
+
+    fn iceberg_type(&self, element_id: i32) -> Type {
+        self.1.iceberg_type(element_id)
     }
 }
 

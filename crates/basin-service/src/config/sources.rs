@@ -99,6 +99,12 @@ impl SourceConfig {
             .unwrap_or_else(|| name.to_string());
         Key::parse(&namespace).map_err(|e| refuse(e.message, "namespace = \"shop\""))?;
         let mode = checked_mode(section, &refuse)?;
+        if is_mysql(&url) && mode == SourceMode::Cdc {
+            return Err(refuse(
+                "change data capture from MySQL's binary log is not built yet".into(),
+                "use mode = \"snapshot\" and `basin ingest` (a full load at one point in time)",
+            ));
+        }
         let readers = section.readers.unwrap_or(DEFAULT_READERS);
         if !(1..=64).contains(&readers) {
             return Err(refuse(
@@ -166,10 +172,15 @@ impl SourceConfig {
     }
 }
 
+/// Whether `url` names a MySQL or MariaDB server (else Postgres).
+pub fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
 /// Builds a `[sources.NAME]` error from its message and a hint.
 type Refuse<'a> = &'a dyn Fn(String, &str) -> Error;
 
-/// `url`: a postgres:// url without a password.
+/// `url`: a postgres://, mysql:// or mariadb:// url without a password.
 fn checked_url(section: &SourceSection, refuse: Refuse) -> Result<String> {
     let Some(url) = section.url.clone() else {
         return Err(refuse(
@@ -183,10 +194,13 @@ fn checked_url(section: &SourceSection, refuse: Refuse) -> Result<String> {
             "url = \"postgres://USER@HOST:5432/DATABASE\"",
         )
     })?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+    if !matches!(
+        parsed.scheme(),
+        "postgres" | "postgresql" | "mysql" | "mariadb"
+    ) {
         return Err(refuse(
-            format!("`{url}` is not a postgres:// url"),
-            "Postgres is the one database Basin ingests from so far",
+            format!("`{url}` is not a postgres://, mysql:// or mariadb:// url"),
+            "Basin ingests from Postgres, MySQL and MariaDB",
         ));
     }
     if parsed.password().is_some() {

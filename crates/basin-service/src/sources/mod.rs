@@ -6,10 +6,11 @@ mod handle;
 
 use crate::config::SourceConfig;
 use crate::config::SourceMode;
-use crate::config::sources::unknown_source;
+use crate::config::sources::{is_mysql, unknown_source};
 use std::path::Path;
 
 use basin_core::{Error, ErrorKind, Result};
+use basin_ingest::mysql::MySource;
 use basin_ingest::postgres::{LoadProgress, LoadReport, LoadRequest, PgSource};
 
 use crate::config::env;
@@ -94,7 +95,7 @@ impl Sources<'_> {
             return Err(unknown_source(name, known));
         };
         let mut dropped = false;
-        if !keep_slot {
+        if !keep_slot && !is_mysql(&source.url) {
             let slot = basin_ingest::postgres::cdc::slot::slot_name(name);
             let result = match self.pg_source(source, None) {
                 Ok(pg) => basin_ingest::postgres::cdc::slot::drop_source_slot(&pg).await,
@@ -133,23 +134,34 @@ impl Sources<'_> {
 
     /// The source as the Postgres reader takes it, its password read from its variable.
     pub fn pg_source(&self, source: &SourceConfig, readers: Option<usize>) -> Result<PgSource> {
-        let name = &source.name;
-        let password = match &source.password_env {
-            Some(var) => Some(env::secret(var).ok_or_else(|| {
-                Error::invalid(format!(
-                    "source `{name}`: ${var} is not set (the source's password_env)"
-                ))
-                .with_hint(format!(
-                    "export {var}=... with the password of the url's user"
-                ))
-            })?),
-            None => None,
-        };
+        if is_mysql(&source.url) {
+            return Err(Error::invalid(format!(
+                "source `{}`: change data capture from MySQL's binary log is not built yet",
+                source.name
+            ))
+            .with_hint(format!(
+                "load it at one point in time with `basin ingest {}` (without --follow)",
+                source.name
+            )));
+        }
         Ok(PgSource {
-            name: name.to_string(),
+            name: source.name.to_string(),
             url: source.url.clone(),
-            password,
+            password: password(source)?,
             password_env: source.password_env.clone(),
+            tables: source.tables.clone(),
+            schema: source.schema.clone(),
+            namespace: source.namespace.clone(),
+            readers: readers.unwrap_or(source.readers).max(1),
+        })
+    }
+
+    /// A MySQL or MariaDB source as its reader takes it.
+    fn my_source(&self, source: &SourceConfig, readers: Option<usize>) -> Result<MySource> {
+        Ok(MySource {
+            name: source.name.to_string(),
+            url: source.url.clone(),
+            password: password(source)?,
             tables: source.tables.clone(),
             schema: source.schema.clone(),
             namespace: source.namespace.clone(),
@@ -168,6 +180,19 @@ impl Sources<'_> {
         progress: Option<LoadProgress>,
     ) -> Result<LoadReport> {
         let source = self.get(name)?;
+        if is_mysql(&source.url) {
+            let my = self.my_source(&source, readers)?;
+            let branch = source_branch(&source, branch);
+            let tables = self.lake.iceberg_tables();
+            return basin_ingest::mysql::load_mysql(
+                tables,
+                my,
+                &branch,
+                skip_unsupported,
+                progress,
+            )
+            .await;
+        }
         let request = LoadRequest {
             source: self.pg_source(&source, readers)?,
             branch: source_branch(&source, branch),
@@ -176,6 +201,22 @@ impl Sources<'_> {
         };
         basin_ingest::postgres::load(self.lake.iceberg_tables(), request, progress).await
     }
+}
+
+/// The source's password, read from its `password_env`.
+fn password(source: &SourceConfig) -> Result<Option<String>> {
+    let name = &source.name;
+    Ok(match &source.password_env {
+        Some(var) => Some(env::secret(var).ok_or_else(|| {
+            Error::invalid(format!(
+                "source `{name}`: ${var} is not set (the source's password_env)"
+            ))
+            .with_hint(format!(
+                "export {var}=... with the password of the url's user"
+            ))
+        })?),
+        None => None,
+    })
 }
 
 /// The branch a source's tables are written on: `branch`, else the source's, else main.

@@ -20,9 +20,9 @@ use super::pgoutput::{self, Message, Relation};
 use super::position::{Position, stored_position};
 use super::slot;
 use super::targets::{RelationCheck, check_relation, targets};
+use crate::database::report::{LoadProgress, LoadReport};
 use crate::postgres::connect::{self, query_error};
 use crate::postgres::load::{self, LoadRequest};
-use crate::postgres::report::{LoadProgress, LoadReport};
 use crate::postgres::source::PgSource;
 
 /// Without `--follow`, the stream counts as caught up after this long with nothing new.

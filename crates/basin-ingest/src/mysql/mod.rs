@@ -1,0 +1,19 @@
+//! A full load of MySQL and MariaDB tables into Iceberg tables, from one point in time.
+//!
+//! With several readers, a coordinator holds `FLUSH TABLES WITH READ LOCK` while each reader
+//! starts `START TRANSACTION WITH CONSISTENT SNAPSHOT` and the binary log's position (and
+//! GTID set) is read, then lets go: every table is read as of that instant, tables shared out
+//! among the readers. With one reader, its own consistent snapshot is the instant (MariaDB
+//! says where the log stood at it). Values come over the binary protocol, typed, straight
+//! into Arrow ([`types`] says what each type becomes); then every table is replaced in one
+//! catalog commit, which records the log's position for change data capture to start from.
+//!
+//! Not built yet: change data capture from the binary log, and parallel readers within one
+//! table (by key ranges).
+
+mod connect;
+mod load;
+mod types;
+
+pub use connect::MySource;
+pub use load::{BINLOG_PROPERTY, GTID_PROPERTY, load_mysql};
