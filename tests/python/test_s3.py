@@ -128,6 +128,7 @@ def test_add_files_from_s3_in_place(tmp_path, s3_endpoint):
         put("old-lake", f"clicks/year={year}/part-0.parquet", [year, year + 1])
     s3.put_object(Bucket="old-lake", Key="clicks/_SUCCESS", Body=b"")
     put("elsewhere", "clicks/year=2024/part-9.parquet", [9])
+    put("old-lake", "clicks2/year=2024/part-0.parquet", [99])  # beside the folder, not in it
     home = tmp_path / "lh"
     home.mkdir()
     (home / "basin.toml").write_text(f'[s3]\nendpoint = "{s3_endpoint}"\npath_style = true\n'
@@ -136,7 +137,7 @@ def test_add_files_from_s3_in_place(tmp_path, s3_endpoint):
                    capture_output=True, env={**os.environ, **KEYS})
     b = Basin(home, KEYS)
 
-    report = b.json("table", "add-files", "web.clicks", "s3://old-lake/clicks/")
+    report = b.json("table", "add-files", "web.clicks", "s3://old-lake/clicks")
     assert (report["files"], report["rows"], report["partitioned_by"]) == (2, 4, ["year"]), report
     out = b("query", "SELECT year, sum(user) AS s FROM web.clicks GROUP BY year ORDER BY year", "--format", "csv")
     assert out.splitlines() == ["year,s", "2023,4047", "2024,4049"]
@@ -158,7 +159,8 @@ def test_add_files_from_s3_in_place(tmp_path, s3_endpoint):
     b("gc")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="old-lake")["Contents"]]
     assert sorted(keys) == ["clicks/_SUCCESS", "clicks/year=2023/part-0.parquet",
-                            "clicks/year=2024/part-0.parquet", "clicks/year=2025/part-0.parquet"]
+                            "clicks/year=2024/part-0.parquet", "clicks/year=2025/part-0.parquet",
+                            "clicks2/year=2024/part-0.parquet"]
 
 
 def test_gc_on_s3_deletes_only_what_no_commit_reads(tmp_path, s3_endpoint):

@@ -197,7 +197,7 @@ impl Runtime {
             limits: SandboxLimits {
                 processes: options.max_processes,
                 open_files: options.max_open_files,
-                file_size: options.max_folder_size,
+                file_size: largest_file(options.max_folder_size),
                 nice: options.nice,
             },
         }
@@ -419,4 +419,12 @@ async fn reap_idle(inner: Weak<Inner>, wake: Arc<Notify>) {
             }
         }
     }
+}
+
+/// The largest file a function may write (`RLIMIT_FSIZE`): a little under its folder's cap
+/// (`[functions] max_folder_size`), which also counts each entry's overhead. At the cap
+/// itself, one file the kernel let grow to its limit would put the folder over it: whether
+/// the function saw `EFBIG` or was stopped would depend on when the folder was last sampled.
+fn largest_file(max_folder_size: u64) -> u64 {
+    max_folder_size - (max_folder_size / 8).min(1 << 20)
 }

@@ -174,7 +174,12 @@ impl Tables<'_> {
             } else if listed.iter().any(|l| l == source) {
                 vec![source.to_string()]
             } else {
-                listed.into_iter().filter(|l| is_data_file(l)).collect()
+                // A folder: what lies below it, not beside it (`clicks2/` for `clicks`).
+                let folder = format!("{}/", source.trim_end_matches('/'));
+                listed
+                    .into_iter()
+                    .filter(|l| l.starts_with(&folder) && is_data_file(l))
+                    .collect()
             };
             (root, found)
         } else {
