@@ -41,6 +41,40 @@ pub struct LoadReport {
     pub lsn: Option<String>,
 }
 
+impl LoadReport {
+    /// The report of a load committed as `commit`, its totals summed from `tables`.
+    pub(crate) fn new(
+        source: String,
+        branch: String,
+        commit: String,
+        tables: Vec<TableLoad>,
+        skipped_columns: Vec<SkippedColumn>,
+        seconds: f64,
+        lsn: Option<String>,
+    ) -> Self {
+        let rows = tables.iter().map(|t| t.rows).sum();
+        Self {
+            source,
+            branch,
+            commit,
+            bytes: tables.iter().map(|t| t.bytes).sum(),
+            rows,
+            tables,
+            seconds,
+            rows_per_second: super::per_second(rows, seconds),
+            skipped_columns,
+            lsn,
+        }
+    }
+
+    /// The commit message of a load of `tables` from source `name`.
+    pub(crate) fn message(name: &str, tables: &[TableLoad]) -> String {
+        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        let s = if tables.len() == 1 { "" } else { "s" };
+        format!("ingest {name}: {} table{s}, {rows} rows", tables.len())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableLoad {
     /// `schema.table` at the source.

@@ -99,12 +99,7 @@ pub async fn load_mysql(
     }
     loads.sort_by(|a, b| a.table.cmp(&b.table));
 
-    let rows: u64 = loads.iter().map(|t| t.rows).sum();
-    let message = format!(
-        "ingest {name}: {} table{}, {rows} rows",
-        loads.len(),
-        if loads.len() == 1 { "" } else { "s" }
-    );
+    let message = LoadReport::message(&name, &loads);
     let mut request = CommitRequest::new(&branch, at.commit.clone(), message)
         .with_property("basin.source", &name);
     if let Some(at) = &position.file_position {
@@ -114,19 +109,15 @@ pub async fn load_mysql(
         request = request.with_property(GTID_PROPERTY, gtid);
     }
     let commit = tables.commit_changes(changes, request).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(LoadReport {
-        source: name,
+    Ok(LoadReport::new(
+        name,
         branch,
-        commit: commit.id.to_string(),
-        bytes: loads.iter().map(|t| t.bytes).sum(),
-        rows,
-        tables: loads,
-        seconds,
-        rows_per_second: per_second(rows, seconds),
-        skipped_columns: skipped,
-        lsn: position.gtid.or(position.file_position),
-    })
+        commit.id.to_string(),
+        loads,
+        skipped,
+        started.elapsed().as_secs_f64(),
+        position.gtid.or(position.file_position),
+    ))
 }
 
 /// A table's Basin name and loadable columns; the others go to `skipped` with

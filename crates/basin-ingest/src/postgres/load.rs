@@ -88,31 +88,22 @@ pub async fn load(
         let _ = conn.close().await;
     }
 
-    let rows: u64 = loads.iter().map(|t| t.rows).sum();
-    let message = format!(
-        "ingest {name}: {} table{}, {rows} rows",
-        loads.len(),
-        if loads.len() == 1 { "" } else { "s" }
-    );
+    let message = LoadReport::message(name, &loads);
     let mut commit_request =
         CommitRequest::new(&branch, at.commit.clone(), message).with_property("basin.source", name);
     if let Some(position) = &position {
         commit_request = position.record(commit_request);
     }
     let commit = tables.commit_changes(changes, commit_request).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(LoadReport {
-        source: name.to_string(),
+    Ok(LoadReport::new(
+        name.to_string(),
         branch,
-        commit: commit.id.to_string(),
-        bytes: loads.iter().map(|t| t.bytes).sum(),
-        rows,
-        tables: loads,
-        seconds,
-        rows_per_second: per_second(rows, seconds),
-        skipped_columns: skipped,
-        lsn: position.map(|p| slot::format_lsn(p.lsn)),
-    })
+        commit.id.to_string(),
+        loads,
+        skipped,
+        started.elapsed().as_secs_f64(),
+        position.map(|p| slot::format_lsn(p.lsn)),
+    ))
 }
 
 /// Opens the snapshot every table is read from: exported by the coordinator's transaction,
