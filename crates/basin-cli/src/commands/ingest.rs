@@ -28,6 +28,9 @@ batches of whole source transactions, each batch one commit, exactly once. Witho
 it stops once caught up with the server; with --follow it streams until Ctrl-C or SIGTERM,
 which stop after the current batch commits. Each table NS.T also gets NS.T_changelog.
 
+For a MySQL or MariaDB source the changes come from the binary log, read as a replica reads
+it from the position the tables hold (docs/ingest-mysql.md says what the server needs).
+
 Declare sources with `basin source add` or [sources.NAME] in basin.toml
 (docs/ingest-postgres.md says what Postgres needs for CDC).")]
 pub struct Args {
@@ -195,13 +198,13 @@ async fn follow(args: Args, lake: &basin_service::Lakehouse) -> anyhow::Result<(
         FollowEvent::Loaded(report) => {
             let _ = shown.clear();
             status(format!(
-                "Loaded {} rows from `{}` into {} table{} on `{}` at lsn {} (commit {}, {:.1}s)",
+                "Loaded {} rows from `{}` into {} table{} on `{}` at {} (commit {}, {:.1}s)",
                 report.rows,
                 report.source,
                 report.tables.len(),
                 if report.tables.len() == 1 { "" } else { "s" },
                 report.branch,
-                report.lsn.as_deref().unwrap_or("?"),
+                position(report.lsn.as_deref()),
                 &report.commit[..12.min(report.commit.len())],
                 report.seconds
             ));
@@ -213,13 +216,13 @@ async fn follow(args: Args, lake: &basin_service::Lakehouse) -> anyhow::Result<(
                 }
             }
             ListFormat::Table => status(format!(
-                "Committed {} transaction{} ({} changes, {} table{}) up to lsn {} in {:.2}s, {:.2}s after the source (commit {})",
+                "Committed {} transaction{} ({} changes, {} table{}) up to {} in {:.2}s, {:.2}s after the source (commit {})",
                 batch.transactions,
                 if batch.transactions == 1 { "" } else { "s" },
                 batch.changes,
                 batch.tables,
                 if batch.tables == 1 { "" } else { "s" },
-                batch.lsn,
+                position(Some(&batch.lsn)),
                 batch.seconds,
                 batch.lag_seconds,
                 &batch.commit[..12.min(batch.commit.len())]
@@ -250,15 +253,25 @@ async fn follow(args: Args, lake: &basin_service::Lakehouse) -> anyhow::Result<(
     match format {
         ListFormat::Json => println!("{}", serde_json::to_string(&report)?),
         ListFormat::Table => status(format!(
-            "`{}`: {} batch{}, {} transactions, {} changes applied; {} already applied skipped; tables at lsn {}",
+            "`{}`: {} batch{}, {} transactions, {} changes applied; {} already applied skipped; tables at {}",
             report.source,
             report.batches,
             if report.batches == 1 { "" } else { "es" },
             report.transactions,
             report.changes,
             report.skipped_transactions,
-            report.lsn.as_deref().unwrap_or("?")
+            position(report.lsn.as_deref())
         )),
     }
     Ok(())
+}
+
+/// A source's position for people: Postgres's `lsn 0/16B3748`, MySQL's `position
+/// mysql-bin.000003:1234` (or its GTID set after a full load).
+fn position(at: Option<&str>) -> String {
+    match at {
+        Some(at) if at.contains('/') => format!("lsn {at}"),
+        Some(at) => format!("position {at}"),
+        None => "an unknown position".to_string(),
+    }
 }

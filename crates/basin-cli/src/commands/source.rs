@@ -66,7 +66,9 @@ The password never goes into basin.toml: name the environment variable that hold
         after_help = "For a `mode = \"cdc\"` source, ls asks the server about its slot: the last LSN
 the tables hold and when Basin committed it, the WAL bytes the slot has not had confirmed
 (`pg_current_wal_lsn() - confirmed_flush_lsn`) and, when changes wait, how long ago the last
-one applied was committed at the source."
+one applied was committed at the source. For a MySQL source: the binary log position the
+tables hold, the bytes the server's log is past it (when in the same file) and, while it is
+past it, how long ago the last transaction applied committed at the source."
     )]
     Ls {
         #[command(flatten)]
@@ -218,7 +220,7 @@ async fn list(lake: &Lakehouse, format: FormatArg) -> anyhow::Result<()> {
             "mode",
             "branch",
             "slot",
-            "lsn",
+            "position",
             "last commit",
             "lag bytes",
             "lag s",

@@ -1,6 +1,8 @@
 //! What loading any database shares: the report of a load, the Basin table a source
 //! table's rows go to ([`stage`]), and how a source's column says what it becomes.
 
+pub(crate) mod cdc;
+pub mod follow;
 pub mod report;
 
 use std::sync::Arc;

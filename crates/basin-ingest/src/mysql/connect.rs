@@ -58,7 +58,7 @@ pub(crate) fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn failed(source: &MySource, what: &str, e: mysql_async::Error) -> Error {
+pub(crate) fn failed(source: &MySource, what: &str, e: mysql_async::Error) -> Error {
     let hint = match &e {
         mysql_async::Error::Server(s) if s.code == 1045 => {
             "check the url's user and the password in the source's password_env"
@@ -272,11 +272,12 @@ pub(crate) async fn columns(
         Option<u64>,
         Option<u64>,
         Option<u64>,
+        Option<String>,
     );
     let rows: Vec<Described> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, \
-             DATETIME_PRECISION \
+             DATETIME_PRECISION, CHARACTER_SET_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (&table.database, &table.name),
@@ -292,7 +293,7 @@ pub(crate) async fn columns(
     Ok(rows
         .into_iter()
         .map(
-            |(name, data_type, display, precision, scale, fraction_digits)| MyColumn {
+            |(name, data_type, display, precision, scale, fraction_digits, charset)| MyColumn {
                 name,
                 data_type: data_type.to_ascii_lowercase(),
                 display,
@@ -300,6 +301,7 @@ pub(crate) async fn columns(
                 precision,
                 scale,
                 fraction_digits,
+                charset,
             },
         )
         .collect())

@@ -8,9 +8,10 @@
 //! into Arrow ([`types`] says what each type becomes); then every table is replaced in one
 //! catalog commit, which records the log's position for change data capture to start from.
 //!
-//! Not built yet: change data capture from the binary log, and parallel readers within one
-//! table (by key ranges).
+//! Change data capture from the binary log is in [`cdc`]. Not built yet: parallel readers
+//! within one table (by key ranges).
 
+pub mod cdc;
 mod connect;
 mod load;
 mod types;

@@ -35,6 +35,8 @@ pub(crate) struct MyColumn {
     pub scale: Option<u64>,
     /// `DATETIME_PRECISION`: the digits of a second's fraction `time` values print.
     pub fraction_digits: Option<u64>,
+    /// `CHARACTER_SET_NAME` of a text column: the binary log keeps its bytes in it.
+    pub charset: Option<String>,
 }
 
 /// What a column becomes.

@@ -424,7 +424,7 @@ fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
         (
             "basin_source_lag_bytes",
             "gauge",
-            "WAL bytes a CDC source's stream has received but not committed to its tables.",
+            "Bytes of a source's log (Postgres WAL, MySQL binary log) its CDC stream has received but not committed to its tables.",
             (|s: &SourceStream| s.lag_bytes.to_string()) as fn(&SourceStream) -> String,
         ),
         (

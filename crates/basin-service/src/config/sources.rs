@@ -99,12 +99,6 @@ impl SourceConfig {
             .unwrap_or_else(|| name.to_string());
         Key::parse(&namespace).map_err(|e| refuse(e.message, "namespace = \"shop\""))?;
         let mode = checked_mode(section, &refuse)?;
-        if is_mysql(&url) && mode == SourceMode::Cdc {
-            return Err(refuse(
-                "change data capture from MySQL's binary log is not built yet".into(),
-                "use mode = \"snapshot\" and `basin ingest` (a full load at one point in time)",
-            ));
-        }
         let readers = section.readers.unwrap_or(DEFAULT_READERS);
         if !(1..=64).contains(&readers) {
             return Err(refuse(

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use basin_catalog::Key;
 use basin_core::Result;
+use basin_ingest::mysql::{self, cdc::MyFollowRequest};
 use basin_ingest::postgres::LoadProgress;
 use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequest, slot};
 use serde::Serialize;
 
 use super::{Sources, source_branch};
 use crate::Lakehouse;
+use crate::config::sources::is_mysql;
 use crate::config::{SourceConfig, SourceMode};
 
 /// How `follow` runs.
@@ -55,6 +57,22 @@ impl Sources<'_> {
         progress: Option<FollowProgress>,
     ) -> Result<FollowReport> {
         let source = self.get(name)?;
+        if is_mysql(&source.url) {
+            let request = MyFollowRequest {
+                source: self.my_source(&source, options.readers)?,
+                branch: source_branch(&source, options.branch.as_deref()),
+                batch_rows: source.batch_rows,
+                batch_seconds: source.batch_seconds,
+                max_transaction_changes: source.max_transaction_changes,
+                follow: options.follow,
+                full: options.full,
+                skip_unsupported: options.skip_unsupported,
+                stop,
+                load_progress,
+                progress,
+            };
+            return mysql::cdc::follow_mysql(self.lake.iceberg_tables(), request).await;
+        }
         let request = FollowRequest {
             source: self.pg_source(&source, options.readers)?,
             branch: source_branch(&source, options.branch.as_deref()),
@@ -74,23 +92,12 @@ impl Sources<'_> {
 
     /// What the tables and the server say about a CDC source.
     pub async fn status(&self, source: &SourceConfig) -> Result<SourceStatus> {
+        if is_mysql(&source.url) {
+            return self.mysql_status(source).await;
+        }
         let pg = self.pg_source(source, None)?;
         let branch = source_branch(source, None);
-        let at = self.lake.catalog().resolve(&branch).await?;
-        // The namespace's tables: those of this source record it in their snapshots.
-        let ns = Key::parse(&source.namespace)?;
-        let keys: Vec<Key> = self
-            .lake
-            .catalog()
-            .contents(&at)
-            .await?
-            .into_iter()
-            .filter(|(key, content)| {
-                key.namespace().as_ref() == Some(&ns)
-                    && matches!(content, basin_catalog::Content::Table { .. })
-            })
-            .map(|(key, _)| key)
-            .collect();
+        let (at, keys) = self.source_tables(source, &branch).await?;
         let stored =
             cdc::stored_position(self.lake.iceberg_tables(), &at, &source.name, &keys).await?;
         let mut status = SourceStatus {
@@ -108,6 +115,70 @@ impl Sources<'_> {
             }
             Ok(None) => {}
             Err(e) => status.error = Some(e.to_string()),
+        }
+        Ok(status)
+    }
+}
+
+impl Sources<'_> {
+    /// The branch's head and the tables of `source`'s namespace on it: those of this source
+    /// record it in their snapshots.
+    async fn source_tables(
+        &self,
+        source: &SourceConfig,
+        branch: &str,
+    ) -> Result<(basin_catalog::Resolved, Vec<Key>)> {
+        let at = self.lake.catalog().resolve(branch).await?;
+        let ns = Key::parse(&source.namespace)?;
+        let keys: Vec<Key> = self
+            .lake
+            .catalog()
+            .contents(&at)
+            .await?
+            .into_iter()
+            .filter(|(key, content)| {
+                key.namespace().as_ref() == Some(&ns)
+                    && matches!(content, basin_catalog::Content::Table { .. })
+            })
+            .map(|(key, _)| key)
+            .collect();
+        Ok((at, keys))
+    }
+
+    /// Where a MySQL source stands: the binary log position the tables hold, and how far the
+    /// server's log is past it (bytes when in the same file; seconds since the last
+    /// transaction applied committed at the source, while the log is past it).
+    async fn mysql_status(&self, source: &SourceConfig) -> Result<SourceStatus> {
+        let branch = source_branch(source, None);
+        let (at, keys) = self.source_tables(source, &branch).await?;
+        let stored =
+            mysql::cdc::stored_binlog(self.lake.iceberg_tables(), &at, &source.name, &keys).await?;
+        let mut status = SourceStatus {
+            lsn: stored.position.as_ref().map(ToString::to_string),
+            last_commit: stored
+                .basin_commit_ms
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())),
+            ..Default::default()
+        };
+        let my = self.my_source(source, None)?;
+        let server = mysql::cdc::source_position(&my)
+            .await
+            .map_err(|e| e.to_string());
+        match (server, &stored.position) {
+            (Ok(Some(now)), Some(held)) => {
+                let behind = now > *held;
+                status.lag_bytes =
+                    (now.file == held.file).then(|| now.offset.saturating_sub(held.offset) as i64);
+                let since = stored.source_commit_ms.or(stored.basin_commit_ms);
+                status.lag_seconds = Some(match (behind, since) {
+                    (true, Some(ms)) => {
+                        ((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1e3).max(0.0)
+                    }
+                    _ => 0.0,
+                });
+            }
+            (Ok(_), _) => {}
+            (Err(e), _) => status.error = Some(e),
         }
         Ok(status)
     }

@@ -135,12 +135,8 @@ impl Sources<'_> {
     /// The source as the Postgres reader takes it, its password read from its variable.
     pub fn pg_source(&self, source: &SourceConfig, readers: Option<usize>) -> Result<PgSource> {
         if is_mysql(&source.url) {
-            return Err(Error::invalid(format!(
-                "source `{}`: change data capture from MySQL's binary log is not built yet",
-                source.name
-            ))
-            .with_hint(format!(
-                "load it at one point in time with `basin ingest {}` (without --follow)",
+            return Err(Error::internal(format!(
+                "source `{}` is a MySQL source, not a Postgres one",
                 source.name
             )));
         }
@@ -157,7 +153,11 @@ impl Sources<'_> {
     }
 
     /// A MySQL or MariaDB source as its reader takes it.
-    fn my_source(&self, source: &SourceConfig, readers: Option<usize>) -> Result<MySource> {
+    pub(crate) fn my_source(
+        &self,
+        source: &SourceConfig,
+        readers: Option<usize>,
+    ) -> Result<MySource> {
         Ok(MySource {
             name: source.name.to_string(),
             url: source.url.clone(),

@@ -13,7 +13,6 @@
 
 mod apply;
 mod changes;
-mod files;
 pub mod pgoutput;
 mod position;
 mod rows;
@@ -21,9 +20,10 @@ pub mod slot;
 mod stream;
 mod targets;
 
+pub use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
 pub use position::{
     COMMIT_TIME_PROPERTY, LSN_PROPERTY, Position, SLOT_PROPERTY, SOURCE_PROPERTY, SYSTEM_PROPERTY,
     Stored, stored_position,
 };
-pub use stream::{FollowEvent, FollowProgress, FollowReport, FollowRequest, follow};
+pub use stream::{FollowRequest, follow};
 pub use targets::CHANGELOG_SUFFIX;

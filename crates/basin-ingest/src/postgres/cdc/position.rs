@@ -13,7 +13,7 @@ pub const SOURCE_PROPERTY: &str = basin_table::SOURCE_PROPERTY;
 pub const LSN_PROPERTY: &str = "basin.source.lsn";
 pub const SLOT_PROPERTY: &str = "basin.source.slot";
 pub const SYSTEM_PROPERTY: &str = "basin.source.system-id";
-pub const COMMIT_TIME_PROPERTY: &str = "basin.source.commit-time-ms";
+pub use crate::database::follow::COMMIT_TIME_PROPERTY;
 
 /// Up to where the Basin tables hold a source: the commit LSN of the last source transaction
 /// applied (or the slot's consistent point after a full load), on which slot of which server.

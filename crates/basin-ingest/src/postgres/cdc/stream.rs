@@ -10,7 +10,6 @@ use basin_catalog::Key;
 use basin_core::{Error, Result};
 use basin_table::Tables;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
-use serde::Serialize;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
@@ -20,7 +19,8 @@ use super::pgoutput::{self, Message, Relation};
 use super::position::{Position, stored_position};
 use super::slot;
 use super::targets::{RelationCheck, check_relation, targets};
-use crate::database::report::{LoadProgress, LoadReport};
+use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
+use crate::database::report::LoadProgress;
 use crate::postgres::connect::{self, query_error};
 use crate::postgres::load::{self, LoadRequest};
 use crate::postgres::source::PgSource;
@@ -51,50 +51,6 @@ pub struct FollowRequest {
     pub stop: tokio::sync::watch::Receiver<bool>,
     pub load_progress: Option<LoadProgress>,
     pub progress: Option<FollowProgress>,
-}
-
-/// How streaming goes.
-pub enum FollowEvent<'a> {
-    /// The full load committed.
-    Loaded(&'a LoadReport),
-    /// A batch committed.
-    Batch(&'a BatchReport),
-    /// The server's WAL position and how far behind the tables are (for metrics).
-    Lag { lag_bytes: u64, lag_seconds: f64 },
-}
-
-pub type FollowProgress = Arc<dyn Fn(FollowEvent<'_>) + Send + Sync>;
-
-/// One committed batch.
-#[derive(Clone, Debug, Serialize)]
-pub struct BatchReport {
-    pub source: String,
-    pub commit: String,
-    pub transactions: usize,
-    pub changes: u64,
-    pub tables: usize,
-    pub files_rewritten: usize,
-    /// The last transaction's commit LSN, recorded in the tables' snapshots.
-    pub lsn: String,
-    /// From the last transaction's commit at the source to Basin's commit.
-    pub lag_seconds: f64,
-    /// From the first (oldest) transaction's commit at the source to Basin's commit.
-    pub oldest_lag_seconds: f64,
-    pub seconds: f64,
-}
-
-/// What a `follow` did, when it stopped.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct FollowReport {
-    pub source: String,
-    pub slot: String,
-    pub full_load: Option<LoadReport>,
-    pub batches: u64,
-    pub transactions: u64,
-    pub changes: u64,
-    /// Transactions Postgres sent again that the tables already held (after a restart).
-    pub skipped_transactions: u64,
-    pub lsn: Option<String>,
 }
 
 /// Streams `request`'s source into its tables: see the module's docs.

@@ -16,8 +16,7 @@ use crate::postgres::connect::{self, PgTable, query_error};
 use crate::postgres::source::PgSource;
 use crate::postgres::types::{self, Decode};
 
-/// The suffix of a source table's changelog table.
-pub const CHANGELOG_SUFFIX: &str = "_changelog";
+pub use crate::database::follow::CHANGELOG_SUFFIX;
 
 /// What a Relation message is checked against: where the tables are, and whether columns
 /// Basin cannot store are left out.

@@ -15,7 +15,7 @@ const MAX_KEYS_IN_FILTER: usize = 1000;
 
 /// `batch` as `schema` (by column name; a column the batch lacks, added since its file was
 /// written, is NULL), with `schema`'s field ids and list element fields.
-pub(super) fn cast_to(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn cast_to(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
     let rows = batch.num_rows();
     let columns = schema
         .fields()
@@ -33,7 +33,7 @@ pub(super) fn cast_to(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBa
 
 /// The live files of `table` that may hold one of the keys (by the manifests' column bounds
 /// when the key is one int, long or string column), each to be read whole.
-pub(super) async fn candidate_files(
+pub(crate) async fn candidate_files(
     table: &Table,
     key_columns: &[String],
     keys: &RecordBatch,
@@ -100,7 +100,7 @@ fn key_filter(column: &str, keys: &ArrayRef) -> Option<Predicate> {
     )
 }
 
-pub(super) async fn read_file(
+pub(crate) async fn read_file(
     table: &Table,
     task: iceberg::scan::FileScanTask,
 ) -> Result<Vec<RecordBatch>> {

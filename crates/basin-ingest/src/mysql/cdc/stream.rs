@@ -1,0 +1,558 @@
+//! `basin ingest NAME --follow` for MySQL and MariaDB: the full load (when the tables hold no
+//! position yet), then the binary log read as a replica reads it, from the position the
+//! tables hold, whole source transactions applied in batches until stopped (or, without
+//! `--follow`, until caught up with where the log stood at the start).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use basin_catalog::Key;
+use basin_core::{Error, Result};
+use basin_table::Tables;
+use futures::StreamExt;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+
+use super::apply::{Applied, Change, Image, Op, Txn, apply};
+use super::position::{BinlogPos, stored_binlog};
+use super::targets::{self, Target, check_server, server_position};
+use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
+use crate::database::report::LoadProgress;
+use crate::mysql::connect::{self, MySource, failed};
+use crate::mysql::load_mysql;
+
+/// Without `--follow`, the stream counts as caught up after this long with nothing new.
+const IDLE_DONE: Duration = Duration::from_secs(3);
+
+/// What to stream, where, in which batches.
+pub struct MyFollowRequest {
+    pub source: MySource,
+    pub branch: String,
+    /// A batch is committed once it holds this many changes (whole transactions)...
+    pub batch_rows: usize,
+    /// ...or its first transaction waited this long.
+    pub batch_seconds: f64,
+    /// The most changes one source transaction may hold (kept in memory until it commits).
+    pub max_transaction_changes: usize,
+    /// Keep streaming until stopped; else stop once caught up.
+    pub follow: bool,
+    /// A full load even if the tables hold a position.
+    pub full: bool,
+    pub skip_unsupported: bool,
+    /// Set to `true` to stop after the current batch commits.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub load_progress: Option<LoadProgress>,
+    pub progress: Option<FollowProgress>,
+}
+
+/// The replica id Basin gives itself for source `name`: stable (a server ends an older
+/// stream of the same id, so a restarted follow replaces its predecessor) and far from the
+/// small ids servers are usually given.
+fn replica_id(name: &str) -> u32 {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    0x4000_0000 | (hash & 0x3fff_ffff)
+}
+
+/// Streams `request`'s source into its tables: see the module's docs.
+pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<FollowReport> {
+    let source = &request.source;
+    let name = source.name.clone();
+    tables
+        .catalog()
+        .resolve(&request.branch)
+        .await?
+        .writable_branch()?;
+    let mut conn = connect::connect(source).await?;
+    check_server(&mut conn, source).await?;
+    let targets = targets::targets(&mut conn, source, request.skip_unsupported).await?;
+    let keys: Vec<Key> = targets
+        .values()
+        .flat_map(|t| [t.current.clone(), t.changelog.clone()])
+        .collect();
+    let mut report = FollowReport {
+        source: name.clone(),
+        ..Default::default()
+    };
+    let position = start_position(tables, &request, &keys, &mut report).await?;
+    report.lsn = Some(position.to_string());
+    if *request.stop.borrow() {
+        return Ok(report);
+    }
+    let target = server_position(&mut conn)
+        .await
+        .map_err(|e| failed(source, "cannot read the binary log's position", e))?
+        .unwrap_or_else(|| position.clone());
+    let stream = open_stream(source, &position).await?;
+    tracing::info!(source = %name, binlog = %position, "streaming changes");
+    let mut follower = Follower {
+        tables,
+        request: &request,
+        name,
+        conn,
+        stream,
+        targets,
+        file: position.file.clone(),
+        described: false,
+        position: position.clone(),
+        seen: position,
+        report,
+        open: None,
+        batch: Vec::new(),
+        batch_changes: 0,
+        batch_started: Instant::now(),
+        last_event: Instant::now(),
+    };
+    follower.stream(&target).await?;
+    Ok(follower.finish().await)
+}
+
+/// Where streaming starts: the tables' position (unless a full load is asked for); else the
+/// position a full load records.
+async fn start_position(
+    tables: &Tables,
+    request: &MyFollowRequest,
+    keys: &[Key],
+    report: &mut FollowReport,
+) -> Result<BinlogPos> {
+    let name = request.source.name.as_str();
+    let at = tables.catalog().resolve(&request.branch).await?;
+    let stored = stored_binlog(tables, &at, name, keys).await?;
+    if let Some(position) = stored.position.filter(|_| !request.full) {
+        return Ok(position);
+    }
+    let load = load_mysql(
+        tables,
+        request.source.clone(),
+        &request.branch,
+        request.skip_unsupported,
+        request.load_progress.clone(),
+    )
+    .await?;
+    if let Some(progress) = &request.progress {
+        progress(FollowEvent::Loaded(&load));
+    }
+    report.full_load = Some(load);
+    let at = tables.catalog().resolve(&request.branch).await?;
+    stored_binlog(tables, &at, name, keys)
+        .await?
+        .position
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "source `{name}`: the full load recorded no binary log position"
+            ))
+            .with_hint(
+                "the source's user needs REPLICATION CLIENT to read it (docs/ingest-mysql.md)",
+            )
+        })
+}
+
+/// The binary log from `position`, as a replica reads it, with a heartbeat every second
+/// while the server has nothing to send.
+async fn open_stream(source: &MySource, position: &BinlogPos) -> Result<BinlogStream> {
+    let mut conn = connect::connect(source).await?;
+    conn.query_drop("SET @master_heartbeat_period = 1000000000")
+        .await
+        .map_err(|e| failed(source, "cannot ask for heartbeats", e))?;
+    let request = BinlogStreamRequest::new(replica_id(&source.name))
+        .with_filename(position.file.as_bytes())
+        .with_pos(position.offset);
+    conn.get_binlog_stream(request)
+        .await
+        .map_err(|e| stream_error(&source.name, e))
+}
+
+fn stream_error(source: &str, e: mysql_async::Error) -> Error {
+    let text = e.to_string();
+    let hint = if text.contains("first log file") || text.contains("Could not find") {
+        format!(
+            "the server no longer keeps the binary log file the tables stopped at (purged, or another server): run `basin ingest {source} --full` to load again"
+        )
+    } else if text.contains("denied") || text.contains("privilege") {
+        "grant the source's user REPLICATION SLAVE and REPLICATION CLIENT (docs/ingest-mysql.md)"
+            .to_string()
+    } else {
+        "Basin resumes from the tables' position when run again".to_string()
+    };
+    Error::io(format!("source `{source}`: binary log stream: {text}")).with_hint(hint)
+}
+
+/// A stream under way: the transaction being received, the whole ones waiting for their
+/// batch's commit, and where the tables and the log are.
+struct Follower<'a> {
+    tables: &'a Tables,
+    request: &'a MyFollowRequest,
+    name: String,
+    /// For reading the tables' columns again after a change at the source.
+    conn: Conn,
+    stream: BinlogStream,
+    targets: HashMap<(String, String), Target>,
+    /// The log file being read.
+    file: String,
+    /// The server has sent the format description of the file being read.
+    described: bool,
+    /// What the tables hold: after the last transaction applied.
+    position: BinlogPos,
+    /// The furthest position the server has sent.
+    seen: BinlogPos,
+    report: FollowReport,
+    /// The source transaction being received.
+    open: Option<Txn>,
+    /// Whole transactions received and not committed yet, in commit order.
+    batch: Vec<Txn>,
+    batch_changes: usize,
+    batch_started: Instant,
+    last_event: Instant,
+}
+
+impl Follower<'_> {
+    /// Receives and commits batches until stopped or (without `--follow`) caught up with
+    /// `target`.
+    async fn stream(&mut self, target: &BinlogPos) -> Result<()> {
+        let request = self.request;
+        let mut stop = request.stop.clone();
+        let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
+        loop {
+            let flush_due = !self.batch.is_empty()
+                && (self.batch_changes >= request.batch_rows
+                    || self.batch_started.elapsed() >= batch_wait);
+            let caught_up = !request.follow
+                && self.open.is_none()
+                && (self.seen >= *target || self.last_event.elapsed() >= IDLE_DONE);
+            let stopping = *stop.borrow();
+            if flush_due || ((caught_up || stopping) && !self.batch.is_empty()) {
+                self.commit_batch().await?;
+                continue;
+            }
+            if caught_up || stopping {
+                return Ok(());
+            }
+            let wait = if self.batch.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                batch_wait
+                    .saturating_sub(self.batch_started.elapsed())
+                    .max(Duration::from_millis(1))
+            };
+            let event = tokio::select! {
+                event = self.stream.next() => event,
+                _ = tokio::time::sleep(wait) => continue,
+                _ = stop.changed() => continue,
+            };
+            let Some(event) = event else {
+                return Err(Error::io(format!(
+                    "source `{}`: the server ended the binary log stream",
+                    self.name
+                ))
+                .with_hint("check the server's log; Basin resumes from the tables' position when run again"));
+            };
+            let event = event.map_err(|e| stream_error(&self.name, e))?;
+            self.receive(event).await?;
+        }
+    }
+
+    /// Commits the batch.
+    async fn commit_batch(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let txns = std::mem::take(&mut self.batch);
+        self.batch_changes = 0;
+        let applied: Applied = apply(
+            self.tables,
+            &self.name,
+            &self.request.branch,
+            &self.targets,
+            &txns,
+        )
+        .await?;
+        let last = txns.last().expect("a batch");
+        self.position = last.end.clone();
+        let report = &mut self.report;
+        report.batches += 1;
+        report.transactions += txns.len() as u64;
+        report.changes += applied.changes;
+        report.lsn = Some(self.position.to_string());
+        let now = chrono::Utc::now().timestamp_micros();
+        let batch_report = BatchReport {
+            source: self.name.clone(),
+            commit: applied.commit.unwrap_or_default(),
+            transactions: txns.len(),
+            changes: applied.changes,
+            tables: applied.tables,
+            files_rewritten: applied.files_rewritten,
+            lsn: self.position.to_string(),
+            lag_seconds: ((now - last.commit_us) as f64 / 1e6).max(0.0),
+            oldest_lag_seconds: ((now - txns[0].commit_us) as f64 / 1e6).max(0.0),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(source = %self.name, binlog = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
+        if let Some(progress) = &self.request.progress {
+            progress(FollowEvent::Batch(&batch_report));
+        }
+        Ok(())
+    }
+
+    /// One event of the log.
+    async fn receive(&mut self, event: Event) -> Result<()> {
+        let header = event.header();
+        let at = |file: &str, offset: u32| BinlogPos {
+            file: file.to_string(),
+            offset: offset as u64,
+        };
+        let data = event
+            .read_data()
+            .map_err(|e| Error::io(format!("source `{}`: a binary log event: {e}", self.name)))?;
+        match data {
+            Some(EventData::RotateEvent(rotate)) => {
+                // The server's first event names the file asked for, but is read before the
+                // format description says its checksum's length, so its name ends in the
+                // checksum's bytes: the file is the one asked for. Later ones are read whole.
+                if self.described {
+                    self.file = rotate.name().to_string();
+                }
+                self.seen = self
+                    .seen
+                    .clone()
+                    .max(at(&self.file, rotate.position() as u32));
+            }
+            Some(EventData::FormatDescriptionEvent(_)) => self.described = true,
+            Some(EventData::HeartbeatEvent) => {
+                if header.log_pos() > 0 {
+                    self.seen = self.seen.clone().max(at(&self.file, header.log_pos()));
+                }
+                self.report_lag();
+                return Ok(()); // not news: the idle time goes on
+            }
+            Some(EventData::QueryEvent(query)) => {
+                let text = query.query().trim().to_string();
+                let upper = text.to_ascii_uppercase();
+                if upper == "BEGIN" {
+                    self.open = Some(Txn {
+                        end: at(&self.file, header.log_pos()),
+                        commit_us: header.timestamp() as i64 * 1_000_000,
+                        changes: Vec::new(),
+                    });
+                } else if upper == "COMMIT" {
+                    self.end_transaction(at(&self.file, header.log_pos()));
+                } else if self.open.is_none() {
+                    // A statement of its own, such as DDL: a table's columns may have changed.
+                    let commit_us = header.timestamp() as i64 * 1_000_000;
+                    self.statement(
+                        &query.schema(),
+                        &text,
+                        at(&self.file, header.log_pos()),
+                        commit_us,
+                    )
+                    .await?;
+                }
+            }
+            Some(EventData::XidEvent(_)) => self.end_transaction(at(&self.file, header.log_pos())),
+            Some(EventData::RowsEvent(rows)) => self.rows(&rows)?,
+            _ => {}
+        }
+        self.last_event = Instant::now();
+        if header.log_pos() > 0 {
+            self.seen = self.seen.clone().max(at(&self.file, header.log_pos()));
+        }
+        Ok(())
+    }
+
+    /// A rows event of the open transaction: each row's images, for the tables streamed.
+    fn rows(&mut self, rows: &RowsEventData<'_>) -> Result<()> {
+        let Some(txn) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let Some(map) = self.stream.get_tme(rows.table_id()) else {
+            return Err(Error::io(format!(
+                "source `{}`: a rows event names table {} with no table map before it",
+                self.name,
+                rows.table_id()
+            )));
+        };
+        let table = (
+            map.database_name().to_string(),
+            map.table_name().to_string(),
+        );
+        if !self.targets.contains_key(&table) {
+            return Ok(());
+        }
+        let table = Arc::new(table);
+        let op = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
+            RowsEventData::UpdateRowsEventV1(_)
+            | RowsEventData::UpdateRowsEvent(_)
+            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+        };
+        let image = |row: mysql_async::binlog::row::BinlogRow| -> Image {
+            (0..row.len())
+                .map(|i| row.as_ref(i).map(|v| v.clone().into_owned()))
+                .collect()
+        };
+        for row in rows.rows(map) {
+            let (before, after) = row.map_err(|e| {
+                Error::io(format!(
+                    "source `{}`: a row of {}.{} in the binary log: {e}",
+                    self.name, table.0, table.1
+                ))
+            })?;
+            txn.changes.push(Change {
+                op,
+                table: table.clone(),
+                new: after.map(image),
+                old: before.map(image),
+            });
+        }
+        if txn.changes.len() > self.request.max_transaction_changes {
+            return Err(too_big(&self.name, self.request.max_transaction_changes));
+        }
+        Ok(())
+    }
+
+    /// A statement outside a transaction: `TRUNCATE` of a streamed table is a change; any
+    /// other (such as `ALTER TABLE`) commits the batch received before it, then reads the
+    /// tables' columns again.
+    async fn statement(
+        &mut self,
+        schema: &str,
+        text: &str,
+        end: BinlogPos,
+        commit_us: i64,
+    ) -> Result<()> {
+        if let Some(table) = truncated_table(schema, text)
+            && self.targets.contains_key(&table)
+        {
+            self.open = Some(Txn {
+                end: end.clone(),
+                commit_us,
+                changes: vec![Change {
+                    op: Op::Truncate,
+                    table: Arc::new(table),
+                    new: None,
+                    old: None,
+                }],
+            });
+            self.end_transaction(end);
+            return Ok(());
+        }
+        if !self.batch.is_empty() {
+            self.commit_batch().await?;
+        }
+        for target in self.targets.values_mut() {
+            target.columns = targets::columns(
+                &mut self.conn,
+                &self.request.source,
+                &target.table,
+                self.request.skip_unsupported,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The open transaction's commit: added to the batch.
+    fn end_transaction(&mut self, end: BinlogPos) {
+        let Some(mut txn) = self.open.take() else {
+            return;
+        };
+        txn.end = end;
+        if txn.changes.is_empty() {
+            return;
+        }
+        if self.batch.is_empty() {
+            self.batch_started = Instant::now();
+        }
+        self.batch_changes += txn.changes.len();
+        self.batch.push(txn);
+    }
+
+    /// How far behind the tables are, for metrics.
+    fn report_lag(&self) {
+        let Some(progress) = &self.request.progress else {
+            return;
+        };
+        let idle = self.open.is_none() && self.batch.is_empty();
+        let behind = if idle || self.seen.file != self.position.file {
+            0
+        } else {
+            self.seen.offset.saturating_sub(self.position.offset)
+        };
+        progress(FollowEvent::Lag {
+            lag_bytes: behind,
+            lag_seconds: self
+                .batch
+                .first()
+                .map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_us) as f64 / 1e6)
+                .unwrap_or(0.0)
+                .max(0.0),
+        });
+    }
+
+    /// Ends the stream and the connection; the report of what it did.
+    async fn finish(self) -> FollowReport {
+        let _ = self.stream.close().await;
+        let _ = self.conn.disconnect().await;
+        self.report
+    }
+}
+
+/// The table a `TRUNCATE [TABLE] [db.]t` statement empties, by `(database, table)`;
+/// `schema` is the statement's default database.
+fn truncated_table(schema: &str, text: &str) -> Option<(String, String)> {
+    let rest = strip_keyword(text, "TRUNCATE")?;
+    let rest = strip_keyword(rest, "TABLE").unwrap_or(rest);
+    let name = rest.split_whitespace().next()?.trim_end_matches(';');
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| p.trim_matches('`').to_string())
+        .collect();
+    match parts.as_slice() {
+        [table] => Some((schema.to_string(), table.clone())),
+        [db, table] => Some((db.clone(), table.clone())),
+        _ => None,
+    }
+}
+
+/// `text` after `keyword` (any case) and the blanks after it.
+fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = text.get(..keyword.len())?;
+    let rest = &text[keyword.len()..];
+    (head.eq_ignore_ascii_case(keyword) && rest.starts_with(char::is_whitespace))
+        .then(|| rest.trim_start())
+}
+
+/// A source transaction holds more changes than `[sources.NAME] max_transaction_changes`.
+fn too_big(source: &str, limit: usize) -> Error {
+    Error::invalid(format!(
+        "source `{source}`: a transaction holds more than {limit} changes \
+         (`max_transaction_changes`); Basin keeps a source transaction in memory until it commits"
+    ))
+    .with_hint(format!(
+        "raise `max_transaction_changes` in [sources.{source}] of basin.toml if this host has \
+         the memory, or commit smaller transactions at the source; the stream resumes from the \
+         same transaction"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_name_their_table() {
+        assert_eq!(
+            truncated_table("shop", "truncate table `Orders`"),
+            Some(("shop".into(), "Orders".into()))
+        );
+        assert_eq!(
+            truncated_table("x", "TRUNCATE shop.items;"),
+            Some(("shop".into(), "items".into()))
+        );
+        assert_eq!(truncated_table("x", "ALTER TABLE T ADD C INT"), None);
+        assert_eq!(truncated_table("x", "TRUNCATED"), None);
+        assert_ne!(replica_id("a"), replica_id("b"));
+        assert!(replica_id("a") >= 0x4000_0000);
+    }
+}
