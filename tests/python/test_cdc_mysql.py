@@ -6,7 +6,7 @@ What it must show: every type streamed equal to the source row by row; inserts, 
 key changed too), deletes, a transaction over two tables, a rolled-back one and a TRUNCATE
 applied exactly; every change in the changelog; the position in the snapshot summary and in
 `source ls`; a stream SIGKILLed three times under a concurrent writer losing and repeating
-nothing; `basin serve` streaming it with its lag in /metrics; a server that does not log rows,
+nothing; a column added at the source while streaming; `basin serve` streaming it with its lag in /metrics; a server that does not log rows,
 or a table without a key, refused with the fix in the hint and nothing committed.
 """
 
@@ -90,6 +90,18 @@ def test_every_type_and_every_kind_of_change_streams_exactly(tmp_path, mariadb):
     last = (int(file.rsplit(".", 1)[1]) << 32) + int(offset)
     positions = b.json("query", "SELECT _op, max(_binlog_pos) AS p FROM shop.items_changelog GROUP BY _op ORDER BY _op")
     assert positions[-1] == {"_op": "T", "p": positions[-1]["p"]} and positions[0]["p"] == last, positions
+
+    # A column added at the source while streaming: the rows before it have none.
+    with mariadb.connect("cdc_kinds") as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO items VALUES (3, 2, 2)")
+        cur.execute("ALTER TABLE items ADD COLUMN note VARCHAR(20)")
+        cur.execute("INSERT INTO items VALUES (4, 1, 8, 'after the change')")
+        cur.execute("UPDATE items SET note = 'set later' WHERE order_id = 3 AND line = 1")
+    report = ingest(b)
+    assert report["transactions"] == 3, report
+    assert sorted((r["order_id"], r["line"], r["qty"], r["note"]) for r in rows_of(b, "shop.items")) == [
+        (3, 1, 1, "set later"), (3, 2, 2, None), (4, 1, 8, "after the change")]
+    assert "note" in [c["name"] for c in b.json("table", "show", "shop.items_changelog")["columns"]]
 
     # Caught up: nothing more to apply, no commit made.
     log = b.json("log")

@@ -55,6 +55,8 @@ pub(super) struct Change {
     pub table: SourceTable,
     pub new: Option<Image>,
     pub old: Option<Image>,
+    /// The images' column names, when the server logs them (`binlog_row_metadata = FULL`).
+    pub names: Option<Arc<[String]>>,
 }
 
 /// A committed source transaction.
@@ -251,9 +253,10 @@ impl<'a> Images<'a> {
                 Op::Delete => change.old.as_ref(),
                 Op::Truncate => None,
             };
-            self.push(&mut images, image, fail, &txn.end)?;
+            let names = change.names.as_deref();
+            self.push(&mut images, image, names, fail, &txn.end)?;
             if change.op == Op::Update {
-                self.push(&mut olds, change.old.as_ref(), fail, &txn.end)?;
+                self.push(&mut olds, change.old.as_ref(), names, fail, &txn.end)?;
             }
         }
         let batch = |columns: &mut [Column]| {
@@ -263,28 +266,37 @@ impl<'a> Images<'a> {
         Ok((batch(&mut images)?, batch(&mut olds)?))
     }
 
+    /// Appends one image (nulls for none). Its values are matched to the table's columns by
+    /// name when the log names them; else by position, which holds for a row logged before
+    /// columns were added at the end (it has fewer; the added ones are null for it).
     fn push(
         &self,
         builders: &mut [Column],
         image: Option<&Image>,
+        names: Option<&[String]>,
         fail: &dyn Fn(String) -> Error,
         at: &BinlogPos,
     ) -> Result<()> {
         let width = self.target.columns.len();
         if let Some(image) = image
-            && image.len() != width
+            && names.is_none()
+            && image.len() > width
         {
             return Err(fail(format!(
-                "a row at binlog {at} has {} columns and the table {width} (its columns changed since)",
+                "a row at binlog {at} has {} columns and the table {width}",
                 image.len()
             ))
             .with_hint(format!(
-                "run `basin ingest SOURCE --full` to load it again as it is now (at {at} the log is older than the table's columns)"
+                "run `basin ingest SOURCE --full` to load it again as it is now (the log at {at} does not match the table's columns)"
             )));
         }
         for (builder, &place) in builders.iter_mut().zip(self.places) {
             let column: &MyColumn = &self.target.columns[place].0;
-            let value = image.and_then(|row| row[place].clone());
+            let index = match names {
+                Some(names) => names.iter().position(|n| n == &column.name),
+                None => Some(place),
+            };
+            let value = image.and_then(|row| index.and_then(|i| row.get(i).cloned().flatten()));
             let value = match value {
                 None => Value::NULL,
                 Some(v) => normalize(column, v)

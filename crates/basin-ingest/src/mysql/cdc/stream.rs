@@ -391,6 +391,7 @@ impl Follower<'_> {
                 .map(|i| row.as_ref(i).map(|v| v.clone().into_owned()))
                 .collect()
         };
+        let mut names: Option<Arc<[String]>> = None;
         for row in rows.rows(map) {
             let (before, after) = row.map_err(|e| {
                 Error::io(format!(
@@ -398,11 +399,26 @@ impl Follower<'_> {
                     self.name, table.0, table.1
                 ))
             })?;
+            if names.is_none() {
+                // Without `binlog_row_metadata = FULL` the log names columns `@1`, `@2`, ...
+                names = before
+                    .as_ref()
+                    .or(after.as_ref())
+                    .map(|r| {
+                        r.columns_ref()
+                            .iter()
+                            .map(|c| c.name_str().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|n| n.iter().all(|n| !n.starts_with('@')))
+                    .map(Arc::from);
+            }
             txn.changes.push(Change {
                 op,
                 table: table.clone(),
                 new: after.map(image),
                 old: before.map(image),
+                names: names.clone(),
             });
         }
         if txn.changes.len() > self.request.max_transaction_changes {
@@ -432,6 +448,7 @@ impl Follower<'_> {
                     table: Arc::new(table),
                     new: None,
                     old: None,
+                    names: None,
                 }],
             });
             self.end_transaction(end);
