@@ -108,3 +108,45 @@ def test_a_load_killed_midway_leaves_nothing(tmp_path, mariadb):
     report = b.json("ingest", "shop")
     assert report["rows"] == 300000
     assert b.json("query", "SELECT count(DISTINCT id) AS n FROM shop.facts") == [{"n": 300000}]
+
+
+def test_a_large_table_is_read_in_key_ranges_at_one_point_in_time(tmp_path, mariadb):
+    database(mariadb, "ledger", "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT) ENGINE=InnoDB")
+    with mariadb.connect("ledger") as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION max_recursive_iterations = 1000000")
+        cur.execute("INSERT INTO accounts WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250000)"
+                    " SELECT i, 100 FROM n")
+        cur.execute("ANALYZE TABLE accounts")
+    stop = threading.Event()
+    moved = [0]
+
+    def mover():
+        # Moves money between accounts at both ends of the key's span, one transaction each:
+        # a load that read its ranges at different instants would not sum to the total.
+        with mariadb.connect("ledger") as conn, conn.cursor() as cur:
+            conn.autocommit(False)
+            n = 0
+            while not stop.is_set():
+                n += 1
+                low, high = 1 + n % 1000, 250000 - n % 1000
+                cur.execute("UPDATE accounts SET balance = balance - 7 WHERE id = %s", (low,))
+                cur.execute("UPDATE accounts SET balance = balance + 7 WHERE id = %s", (high,))
+                conn.commit()
+                moved[0] = n
+
+    thread = threading.Thread(target=mover)
+    thread.start()
+    try:
+        while moved[0] < 50:
+            time.sleep(0.05)
+        b = lakehouse_for(tmp_path, mariadb, "ledger", "readers = 3\n")
+        for _ in range(2):
+            report = b.json("ingest", "shop")
+            (table,) = report["tables"]
+            # Three readers, each its range of the key, each range its own files.
+            assert table["rows"] == 250000 and table["data_files"] >= 3, report
+            assert b.json("query", "SELECT count(DISTINCT id) AS n, sum(balance) AS s FROM shop.accounts") == [
+                {"n": 250000, "s": 25000000}]
+    finally:
+        stop.set()
+        thread.join()

@@ -259,6 +259,28 @@ pub(crate) async fn source_tables(source: &MySource, conn: &mut Conn) -> Result<
     Ok(found)
 }
 
+/// The columns of a table's primary key, in order (none without one).
+pub(crate) async fn primary_key(
+    source: &MySource,
+    conn: &mut Conn,
+    table: &MyTable,
+) -> Result<Vec<String>> {
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+         ORDER BY ORDINAL_POSITION",
+        (&table.database, &table.name),
+    )
+    .await
+    .map_err(|e| {
+        failed(
+            source,
+            &format!("cannot read the key of {}", table.display()),
+            e,
+        )
+    })
+}
+
 /// A table's columns, in order.
 pub(crate) async fn columns(
     source: &MySource,

@@ -14,6 +14,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::connect::{self, MySource, MyTable, quote};
+use super::ranges::{self, KeyRange, Part};
 use super::types::{self, Column, Kind, MyColumn};
 use crate::database::report::{LoadEvent, LoadProgress, LoadReport, SkippedColumn, TableLoad};
 use crate::database::{per_second, stage};
@@ -78,25 +79,40 @@ pub async fn load_mysql(
         });
     }
     let mut readers = Vec::new();
-    for _ in 0..source.readers.clamp(1, planned.len().max(1)) {
+    // No more readers than pieces of work: tables, and key ranges of large ones.
+    let pieces: usize = planned
+        .iter()
+        .map(|p| ranges::wanted(&p.table, source.readers))
+        .sum();
+    for _ in 0..source.readers.clamp(1, pieces.max(1)) {
         readers.push(connect::connect(&source).await?);
     }
     let position = connect::open_snapshot(&source, &mut coordinator, &mut readers).await?;
     let _ = coordinator.disconnect().await;
     tracing::info!(source = %name, tables = planned.len(), readers = readers.len(), ?position, "reading at one point in time");
 
-    let queue = Arc::new(Mutex::new(planned.into_iter().collect::<VecDeque<_>>()));
-    let read = futures::future::try_join_all(
-        readers
-            .into_iter()
-            .map(|conn| read_queue(&name, conn, queue.clone(), progress.clone())),
-    )
+    let shapes: Vec<(&MyTable, &[(MyColumn, Kind)])> = planned
+        .iter()
+        .map(|p| (&p.table, p.columns.as_slice()))
+        .collect();
+    let count = readers.len();
+    let parts = ranges::parts(&source, &mut readers[0], &shapes, count).await?;
+    let tally = Arc::new(Tally::new(planned.len(), &parts));
+    let planned = Arc::new(planned);
+    let queue = Arc::new(Mutex::new(parts.into_iter().collect::<VecDeque<_>>()));
+    let read = futures::future::try_join_all(readers.into_iter().map(|conn| {
+        Reader {
+            source: &name,
+            plans: &planned,
+            tally: &tally,
+            progress: progress.as_ref(),
+        }
+        .read_queue(conn, queue.clone())
+    }))
     .await?;
-    let (mut loads, mut changes) = (Vec::new(), Vec::new());
-    for (l, c) in read {
-        loads.extend(l);
-        changes.extend(c);
-    }
+    let planned = Arc::try_unwrap(planned)
+        .map_err(|_| Error::internal("the load's plans are still shared"))?;
+    let (mut loads, changes) = assemble(planned, read.into_iter().flatten().collect(), &tally);
     loads.sort_by(|a, b| a.table.cmp(&b.table));
 
     let message = LoadReport::message(&name, &loads);
@@ -166,40 +182,205 @@ async fn choose_columns(
     Ok((key, loadable))
 }
 
-type Read = (Vec<TableLoad>, Vec<StagedChange>);
+/// What one part of a table read: its rows, their bytes on the wire, and its files.
+struct PartRead {
+    table: usize,
+    rows: u64,
+    bytes: u64,
+    files: Vec<iceberg::spec::DataFile>,
+}
 
-/// One reader's share: tables taken from `queue` until it is empty, each read whole.
-async fn read_queue(
-    source: &str,
-    mut conn: Conn,
-    queue: Arc<Mutex<VecDeque<Planned>>>,
-    progress: Option<LoadProgress>,
-) -> Result<Read> {
-    let (mut loads, mut changes) = (Vec::new(), Vec::new());
-    loop {
-        let Some(plan) = queue.lock().expect("tables to read").pop_front() else {
-            break;
-        };
-        let started = Instant::now();
-        let key = plan.key.to_string();
-        if let Some(progress) = &progress {
-            progress(LoadEvent::Started {
-                table: &key,
-                estimated_rows: plan.table.estimated_rows,
-            });
+/// Each table's progress over its parts (several readers may read one table).
+struct Tally {
+    tables: Mutex<Vec<TableTally>>,
+}
+
+#[derive(Default)]
+struct TableTally {
+    parts_left: usize,
+    rows: u64,
+    started: Option<Instant>,
+    seconds: f64,
+}
+
+impl Tally {
+    fn new(tables: usize, parts: &[Part]) -> Self {
+        let mut tallies: Vec<TableTally> = (0..tables).map(|_| TableTally::default()).collect();
+        for part in parts {
+            tallies[part.table].parts_left += 1;
         }
-        let (rows, bytes, files) = read_table(source, &mut conn, &plan, progress.as_ref()).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        if let Some(progress) = &progress {
-            progress(LoadEvent::Finished {
-                table: &key,
+        Self {
+            tables: Mutex::new(tallies),
+        }
+    }
+
+    fn with<T>(&self, table: usize, f: impl FnOnce(&mut TableTally) -> T) -> T {
+        f(&mut self.tables.lock().expect("tally")[table])
+    }
+}
+
+/// One reader: parts taken from the queue until it is empty.
+struct Reader<'a> {
+    source: &'a str,
+    plans: &'a [Planned],
+    tally: &'a Tally,
+    progress: Option<&'a LoadProgress>,
+}
+
+impl Reader<'_> {
+    async fn read_queue(
+        self,
+        mut conn: Conn,
+        queue: Arc<Mutex<VecDeque<Part>>>,
+    ) -> Result<Vec<PartRead>> {
+        let mut read = Vec::new();
+        loop {
+            let Some(part) = queue.lock().expect("parts to read").pop_front() else {
+                break;
+            };
+            let plan = &self.plans[part.table];
+            let key = plan.key.to_string();
+            let first = self.tally.with(part.table, |t| {
+                let first = t.started.is_none();
+                t.started.get_or_insert_with(Instant::now);
+                first
+            });
+            if first && let Some(progress) = self.progress {
+                progress(LoadEvent::Started {
+                    table: &key,
+                    estimated_rows: plan.table.estimated_rows,
+                });
+            }
+            let (rows, bytes, files) = self.read_part(&mut conn, &part).await?;
+            let done = self.tally.with(part.table, |t| {
+                t.parts_left -= 1;
+                (t.parts_left == 0).then(|| {
+                    t.seconds = t.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                    (t.rows, t.seconds)
+                })
+            });
+            if let (Some((rows, seconds)), Some(progress)) = (done, self.progress) {
+                progress(LoadEvent::Finished {
+                    table: &key,
+                    rows,
+                    seconds,
+                });
+            }
+            read.push(PartRead {
+                table: part.table,
                 rows,
-                seconds,
+                bytes,
+                files,
             });
         }
+        let _ = conn.disconnect().await;
+        Ok(read)
+    }
+
+    /// Reads one part of a table in its snapshot (binary protocol: typed values) into
+    /// Parquet files.
+    async fn read_part(
+        &self,
+        conn: &mut Conn,
+        part: &Part,
+    ) -> Result<(u64, u64, Vec<iceberg::spec::DataFile>)> {
+        let plan = &self.plans[part.table];
+        let failed = |what: String| {
+            Error::invalid(format!(
+                "source `{}`: {}: {what}",
+                self.source,
+                plan.table.display()
+            ))
+        };
+        let schema: SchemaRef = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(plan.staged.table.metadata().current_schema())
+                .map_err(basin_table::from_iceberg("table schema"))?,
+        );
+        let mut columns = plan
+            .columns
+            .iter()
+            .zip(schema.fields())
+            .map(|((_, kind), field)| Column::new(*kind, field.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let names: Vec<String> = plan.columns.iter().map(|(c, _)| quote(&c.name)).collect();
+        let statement = format!(
+            "SELECT {} FROM {}{}",
+            names.join(", "),
+            plan.table.quoted(),
+            part.range
+                .as_ref()
+                .map(KeyRange::predicate)
+                .unwrap_or_default()
+        );
+        let mut writer = TableWriter::new(&plan.staged.table).await?;
+        let mut result = conn
+            .exec_iter(statement, ())
+            .await
+            .map_err(|e| failed(format!("cannot read: {e}")))?;
+        let (mut rows, mut bytes, mut in_batch) = (0u64, 0u64, 0usize);
+        let key = plan.key.to_string();
+        while let Some(row) = result
+            .next()
+            .await
+            .map_err(|e| failed(format!("reading stopped: {e}")))?
+        {
+            for ((column, (source_column, _)), value) in
+                columns.iter_mut().zip(&plan.columns).zip(row.unwrap())
+            {
+                bytes += value_size(&value);
+                column
+                    .push(value)
+                    .map_err(|why| failed(format!("column `{}`: {why}", source_column.name)))?;
+            }
+            rows += 1;
+            in_batch += 1;
+            if in_batch == BATCH_ROWS {
+                write(&mut writer, &schema, &mut columns).await?;
+                in_batch = 0;
+                let so_far = self.tally.with(part.table, |t| {
+                    t.rows += BATCH_ROWS as u64;
+                    t.rows
+                });
+                if let Some(progress) = self.progress {
+                    progress(LoadEvent::Rows {
+                        table: &key,
+                        rows: so_far,
+                    });
+                }
+            }
+        }
+        drop(result);
+        if in_batch > 0 {
+            write(&mut writer, &schema, &mut columns).await?;
+        }
+        self.tally
+            .with(part.table, |t| t.rows += rows % BATCH_ROWS as u64);
+        Ok((rows, bytes, writer.close().await?))
+    }
+}
+
+/// Each table's load and its staged replacement, from the parts read.
+fn assemble(
+    planned: Vec<Planned>,
+    parts: Vec<PartRead>,
+    tally: &Tally,
+) -> (Vec<TableLoad>, Vec<StagedChange>) {
+    let mut by_table: Vec<(u64, u64, Vec<iceberg::spec::DataFile>)> =
+        (0..planned.len()).map(|_| (0, 0, Vec::new())).collect();
+    for part in parts {
+        let entry = &mut by_table[part.table];
+        entry.0 += part.rows;
+        entry.1 += part.bytes;
+        entry.2.extend(part.files);
+    }
+    let mut loads = Vec::new();
+    let mut changes = Vec::new();
+    for (i, (plan, (rows, bytes, files))) in planned.into_iter().zip(by_table).enumerate() {
+        let seconds = tally.with(i, |t| t.seconds);
         loads.push(TableLoad {
             source_table: plan.table.display(),
-            table: key,
+            table: plan.key.to_string(),
             created: plan.staged.created,
             rows,
             bytes,
@@ -213,71 +394,7 @@ async fn read_queue(
             change: TableChange::Replace(files),
         });
     }
-    let _ = conn.disconnect().await;
-    Ok((loads, changes))
-}
-
-/// Reads one table in its snapshot (binary protocol: typed values) into Parquet files.
-async fn read_table(
-    source: &str,
-    conn: &mut Conn,
-    plan: &Planned,
-    progress: Option<&LoadProgress>,
-) -> Result<(u64, u64, Vec<iceberg::spec::DataFile>)> {
-    let failed = |what: String| {
-        Error::invalid(format!(
-            "source `{source}`: {}: {what}",
-            plan.table.display()
-        ))
-    };
-    let schema: SchemaRef = Arc::new(
-        iceberg::arrow::schema_to_arrow_schema(plan.staged.table.metadata().current_schema())
-            .map_err(basin_table::from_iceberg("table schema"))?,
-    );
-    let mut columns = plan
-        .columns
-        .iter()
-        .zip(schema.fields())
-        .map(|((_, kind), field)| Column::new(*kind, field.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(failed)?;
-    let names: Vec<String> = plan.columns.iter().map(|(c, _)| quote(&c.name)).collect();
-    let statement = format!("SELECT {} FROM {}", names.join(", "), plan.table.quoted());
-    let mut writer = TableWriter::new(&plan.staged.table).await?;
-    let mut result = conn
-        .exec_iter(statement, ())
-        .await
-        .map_err(|e| failed(format!("cannot read: {e}")))?;
-    let (mut rows, mut bytes, mut in_batch) = (0u64, 0u64, 0usize);
-    let key = plan.key.to_string();
-    while let Some(row) = result
-        .next()
-        .await
-        .map_err(|e| failed(format!("reading stopped: {e}")))?
-    {
-        for ((column, (source_column, _)), value) in
-            columns.iter_mut().zip(&plan.columns).zip(row.unwrap())
-        {
-            bytes += value_size(&value);
-            column
-                .push(value)
-                .map_err(|why| failed(format!("column `{}`: {why}", source_column.name)))?;
-        }
-        rows += 1;
-        in_batch += 1;
-        if in_batch == BATCH_ROWS {
-            write(&mut writer, &schema, &mut columns).await?;
-            in_batch = 0;
-            if let Some(progress) = progress {
-                progress(LoadEvent::Rows { table: &key, rows });
-            }
-        }
-    }
-    drop(result);
-    if in_batch > 0 {
-        write(&mut writer, &schema, &mut columns).await?;
-    }
-    Ok((rows, bytes, writer.close().await?))
+    (loads, changes)
 }
 
 async fn write(writer: &mut TableWriter, schema: &SchemaRef, columns: &mut [Column]) -> Result<()> {

@@ -132,21 +132,7 @@ async fn target(
     skip_unsupported: bool,
 ) -> Result<Target> {
     let name = &source.name;
-    let key: Vec<String> = conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
-             ORDER BY ORDINAL_POSITION",
-            (&table.database, &table.name),
-        )
-        .await
-        .map_err(|e| {
-            failed(
-                source,
-                &format!("cannot read the key of {}", table.display()),
-                e,
-            )
-        })?;
+    let key = connect::primary_key(source, conn, &table).await?;
     if key.is_empty() {
         return Err(Error::invalid(format!(
             "source `{name}`: {} has no primary key, which change data capture needs to apply updates and deletes",
