@@ -6,7 +6,8 @@ What it must show: every type streamed equal to the source row by row; inserts, 
 key changed too), deletes, a transaction over two tables, a rolled-back one and a TRUNCATE
 applied exactly; every change in the changelog; the position in the snapshot summary and in
 `source ls`; a stream SIGKILLed three times under a concurrent writer losing and repeating
-nothing; a column added at the source while streaming; `basin serve` streaming it with its lag in /metrics; a server that does not log rows,
+nothing; a column added at the source while streaming; MariaDB resuming by GTID once the
+position's file is purged; `basin serve` streaming it with its lag in /metrics; a server that does not log rows,
 or a table without a key, refused with the fix in the hint and nothing committed.
 """
 
@@ -201,3 +202,32 @@ def test_what_streaming_needs_is_checked_first_with_the_fix_in_the_hint(tmp_path
     assert statement.returncode != 0 and "binlog_format is STATEMENT" in statement.stderr, statement.stderr
     assert "SET GLOBAL binlog_format = 'ROW'" in statement.stderr
     assert b.json("log") == log and b.json("table", "ls") == []
+
+
+def test_mariadb_streams_resume_from_their_gtid_when_the_file_is_gone(tmp_path, mariadb):
+    database(mariadb, "gtids", "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20))")
+    b = lakehouse_for(tmp_path, mariadb, "gtids", CDC)
+    ingest(b)
+    with mariadb.connect("gtids") as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
+    held = ingest(b)["lsn"]
+    summary = summary_of(b, "shop.notes")
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@gtid_binlog_pos")
+        assert summary["basin.source.gtid"] == cur.fetchone()[0], summary
+        # The tables' file is purged: only the GTID says where they stand now.
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("INSERT INTO gtids.notes VALUES (3, 'three')")
+        cur.execute("UPDATE gtids.notes SET body = 'uno' WHERE id = 1")
+        cur.execute("SHOW MASTER STATUS")
+        current = cur.fetchone()[0]
+        cur.execute(f"PURGE BINARY LOGS TO '{current}'")
+        cur.execute("SHOW BINARY LOGS")
+        assert held.split(":")[0] not in [row[0] for row in cur.fetchall()]
+    report = ingest(b)
+    assert report["transactions"] == 2 and report["lsn"].startswith(current), report
+    assert b.json("query", "SELECT id, body FROM shop.notes ORDER BY id") == [
+        {"id": 1, "body": "uno"}, {"id": 2, "body": "two"}, {"id": 3, "body": "three"}]
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@gtid_binlog_pos")
+        assert summary_of(b, "shop.notes")["basin.source.gtid"] == cur.fetchone()[0]

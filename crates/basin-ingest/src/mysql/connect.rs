@@ -163,11 +163,12 @@ async fn master_status(conn: &mut Conn) -> BinlogPosition {
             let position: Option<u64> = row.get(1);
             (file.unwrap_or_default(), position.unwrap_or_default())
         });
+    let file_position = row
+        .filter(|(f, _)| !f.is_empty())
+        .map(|(f, p)| format!("{f}:{p}"));
     BinlogPosition {
-        file_position: row
-            .filter(|(f, _)| !f.is_empty())
-            .map(|(f, p)| format!("{f}:{p}")),
-        gtid: gtid(conn).await,
+        gtid: gtid(conn, file_position.as_deref()).await,
+        file_position,
     }
 }
 
@@ -183,20 +184,28 @@ async fn snapshot_status(conn: &mut Conn) -> BinlogPosition {
         _ => None,
     };
     BinlogPosition {
+        gtid: gtid(conn, file_position.as_deref()).await,
         file_position,
-        gtid: gtid(conn).await,
     }
 }
 
-async fn gtid(conn: &mut Conn) -> Option<String> {
-    for variable in ["@@global.gtid_binlog_pos", "@@global.gtid_executed"] {
-        if let Ok(Some(value)) = conn
-            .query_first::<String, _>(format!("SELECT {variable}"))
+/// The GTID set at the load's instant: MariaDB's for the log's `file:position` exactly
+/// (`BINLOG_GTID_POS`: the global one may have moved on since the snapshot began); MySQL's
+/// `gtid_executed`, read under the lock.
+async fn gtid(conn: &mut Conn, file_position: Option<&str>) -> Option<String> {
+    if let Some((file, position)) = file_position.and_then(|p| p.rsplit_once(':'))
+        && let Ok(Some(Some(value))) = conn
+            .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (file, position))
             .await
-            && !value.is_empty()
-        {
-            return Some(value);
-        }
+    {
+        return Some(value).filter(|v| !v.is_empty());
+    }
+    if let Ok(Some(value)) = conn
+        .query_first::<String, _>("SELECT @@global.gtid_executed")
+        .await
+        && !value.is_empty()
+    {
+        return Some(value);
     }
     None
 }

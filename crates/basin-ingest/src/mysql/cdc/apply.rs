@@ -21,8 +21,8 @@ use crate::database::cdc::{
     Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, stage_table,
 };
 use crate::database::follow::COMMIT_TIME_PROPERTY;
-use crate::mysql::BINLOG_PROPERTY;
 use crate::mysql::types::{self, Column, MyColumn};
+use crate::mysql::{BINLOG_PROPERTY, GTID_PROPERTY};
 
 /// A row image: each column's value in the table's order at the source.
 pub(super) type Image = Vec<Option<BinlogValue<'static>>>;
@@ -66,6 +66,8 @@ pub(super) struct Txn {
     /// Microseconds since the Unix epoch (the log keeps whole seconds).
     pub commit_us: i64,
     pub changes: Vec<Change>,
+    /// MariaDB's GTID state just after it (with the stream's GTIDs known).
+    pub gtid: Option<String>,
 }
 
 /// What a batch did.
@@ -127,10 +129,13 @@ pub(super) async fn apply(
         if applied.changes == 1 { "" } else { "s" },
         last.end
     );
-    let request = CommitRequest::new(branch, at.commit.clone(), message)
+    let mut request = CommitRequest::new(branch, at.commit.clone(), message)
         .with_property(SOURCE_PROPERTY, source)
         .with_property(BINLOG_PROPERTY, last.end.to_string())
         .with_property(COMMIT_TIME_PROPERTY, (last.commit_us / 1000).to_string());
+    if let Some(gtid) = &last.gtid {
+        request = request.with_property(GTID_PROPERTY, gtid);
+    }
     let commit = tables.commit_changes(staged, request).await?;
     applied.commit = Some(commit.id.to_string());
     Ok(applied)

@@ -8,10 +8,13 @@
 //! source (copy-on-write by primary key), and `NS.t_changelog`, every change appended with
 //! `_op`, `_binlog_pos` and `_commit_ts`.
 //!
-//! Not built yet: resuming by GTID (after a failover to another server, whose files and
-//! positions differ): the position is the file and offset on the server the load read.
+//! On MariaDB the stream also follows the GTID state, recorded with each batch
+//! (`basin.source.gtid`), and resumes from it (`@slave_connect_state`), so a purged file or
+//! another server of the same replication topology does not stop it. Not built yet: MySQL's
+//! GTIDs (`COM_BINLOG_DUMP_GTID`): a MySQL source resumes by file and offset.
 
 mod apply;
+mod gtid;
 mod position;
 mod stream;
 mod targets;

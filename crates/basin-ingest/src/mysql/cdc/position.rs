@@ -10,7 +10,7 @@ use basin_core::Result;
 use basin_table::{SOURCE_PROPERTY, Tables};
 
 use crate::database::follow::COMMIT_TIME_PROPERTY;
-use crate::mysql::BINLOG_PROPERTY;
+use crate::mysql::{BINLOG_PROPERTY, GTID_PROPERTY};
 
 /// A place in the server's binary log: a file (`mysql-bin.000042`) and a byte offset in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub struct StoredBinlog {
     /// When the last transaction applied committed at the source (ms since the epoch); none
     /// after a full load.
     pub source_commit_ms: Option<i64>,
+    /// The GTID set at that position, where the server keeps one.
+    pub gtid: Option<String>,
 }
 
 /// Reads the position stored for `source` in the snapshots of `keys` as of `at`: for each
@@ -102,6 +104,7 @@ pub async fn stored_binlog(
                     stored.source_commit_ms = props
                         .get(COMMIT_TIME_PROPERTY)
                         .and_then(|ms| ms.parse().ok());
+                    stored.gtid = props.get(GTID_PROPERTY).cloned();
                 }
                 break;
             }

@@ -16,6 +16,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
 use super::apply::{Applied, Change, Image, Op, Txn, apply};
+use super::gtid::{GTID_EVENT, Gtid, GtidState};
 use super::position::{BinlogPos, stored_binlog};
 use super::targets::{self, Target, check_server, server_position};
 use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
@@ -77,8 +78,13 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
         source: name.clone(),
         ..Default::default()
     };
-    let position = start_position(tables, &request, &keys, &mut report).await?;
+    let (position, gtid) = start_position(tables, &request, &keys, &mut report).await?;
     report.lsn = Some(position.to_string());
+    let server = Server::read(&mut conn, source).await?;
+    // MariaDB: the GTID state is followed (and resumed from) when the tables hold one.
+    let gtid = gtid
+        .filter(|_| server.mariadb)
+        .and_then(|g| GtidState::parse(&g));
     if *request.stop.borrow() {
         return Ok(report);
     }
@@ -86,8 +92,8 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
         .await
         .map_err(|e| failed(source, "cannot read the binary log's position", e))?
         .unwrap_or_else(|| position.clone());
-    let stream = open_stream(source, &position).await?;
-    tracing::info!(source = %name, binlog = %position, "streaming changes");
+    let stream = open_stream(source, &position, &server, gtid.as_ref()).await?;
+    tracing::info!(source = %name, binlog = %position, gtid = ?gtid.as_ref().map(ToString::to_string), "streaming changes");
     let mut follower = Follower {
         tables,
         request: &request,
@@ -97,6 +103,9 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
         targets,
         file: position.file.clone(),
         described: false,
+        checksum: server.checksum,
+        gtid,
+        pending: None,
         position: position.clone(),
         seen: position,
         report,
@@ -117,12 +126,12 @@ async fn start_position(
     request: &MyFollowRequest,
     keys: &[Key],
     report: &mut FollowReport,
-) -> Result<BinlogPos> {
+) -> Result<(BinlogPos, Option<String>)> {
     let name = request.source.name.as_str();
     let at = tables.catalog().resolve(&request.branch).await?;
     let stored = stored_binlog(tables, &at, name, keys).await?;
     if let Some(position) = stored.position.filter(|_| !request.full) {
-        return Ok(position);
+        return Ok((position, stored.gtid));
     }
     let load = load_mysql(
         tables,
@@ -137,26 +146,60 @@ async fn start_position(
     }
     report.full_load = Some(load);
     let at = tables.catalog().resolve(&request.branch).await?;
-    stored_binlog(tables, &at, name, keys)
-        .await?
-        .position
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "source `{name}`: the full load recorded no binary log position"
-            ))
-            .with_hint(
-                "the source's user needs REPLICATION CLIENT to read it (docs/ingest-mysql.md)",
-            )
-        })
+    let stored = stored_binlog(tables, &at, name, keys).await?;
+    let gtid = stored.gtid;
+    stored.position.map(|p| (p, gtid)).ok_or_else(|| {
+        Error::invalid(format!(
+            "source `{name}`: the full load recorded no binary log position"
+        ))
+        .with_hint("the source's user needs REPLICATION CLIENT to read it (docs/ingest-mysql.md)")
+    })
 }
 
-/// The binary log from `position`, as a replica reads it, with a heartbeat every second
-/// while the server has nothing to send.
-async fn open_stream(source: &MySource, position: &BinlogPos) -> Result<BinlogStream> {
+/// What the stream needs to know of the server: MariaDB or MySQL, and whether its events
+/// carry a checksum.
+struct Server {
+    mariadb: bool,
+    checksum: bool,
+}
+
+impl Server {
+    async fn read(conn: &mut Conn, source: &MySource) -> Result<Self> {
+        let row: Option<(String, Option<String>)> = conn
+            .query_first("SELECT @@version, @@GLOBAL.binlog_checksum")
+            .await
+            .map_err(|e| failed(source, "cannot read the server's version", e))?;
+        let (version, checksum) = row.unwrap_or_default();
+        Ok(Self {
+            mariadb: version.contains("MariaDB"),
+            checksum: !checksum.unwrap_or_default().eq_ignore_ascii_case("NONE"),
+        })
+    }
+}
+
+/// The binary log from `position` (MariaDB: from the GTID state `gtid`, when known), as a
+/// replica reads it, with a heartbeat every second while the server has nothing to send.
+async fn open_stream(
+    source: &MySource,
+    position: &BinlogPos,
+    server: &Server,
+    gtid: Option<&GtidState>,
+) -> Result<BinlogStream> {
     let mut conn = connect::connect(source).await?;
-    conn.query_drop("SET @master_heartbeat_period = 1000000000")
-        .await
-        .map_err(|e| failed(source, "cannot ask for heartbeats", e))?;
+    let mut settings = vec!["SET @master_heartbeat_period = 1000000000".to_string()];
+    if server.mariadb {
+        // GTID events instead of `BEGIN`, so the stream knows each transaction's GTID.
+        settings.push("SET @mariadb_slave_capability = 4".into());
+        if let Some(gtid) = gtid {
+            settings.push(format!("SET @slave_connect_state = '{gtid}'"));
+            settings.push("SET @slave_gtid_strict_mode = 0".into());
+        }
+    }
+    for setting in settings {
+        conn.query_drop(&setting)
+            .await
+            .map_err(|e| failed(source, "cannot set up the binary log stream", e))?;
+    }
     let request = BinlogStreamRequest::new(replica_id(&source.name))
         .with_filename(position.file.as_bytes())
         .with_pos(position.offset);
@@ -194,6 +237,12 @@ struct Follower<'a> {
     file: String,
     /// The server has sent the format description of the file being read.
     described: bool,
+    /// The server's events end in a checksum.
+    checksum: bool,
+    /// MariaDB's GTID state after the last transaction received, when followed.
+    gtid: Option<GtidState>,
+    /// The GTID of the transaction being received (MariaDB).
+    pending: Option<Gtid>,
     /// What the tables hold: after the last transaction applied.
     position: BinlogPos,
     /// The furthest position the server has sent.
@@ -301,17 +350,34 @@ impl Follower<'_> {
             file: file.to_string(),
             offset: offset as u64,
         };
+        if header.event_type_raw() == GTID_EVENT {
+            if let Some(gtid) = Gtid::read(header.server_id(), event.data()) {
+                if !gtid.standalone {
+                    self.open = Some(Txn {
+                        end: at(&self.file, header.log_pos()),
+                        commit_us: header.timestamp() as i64 * 1_000_000,
+                        changes: Vec::new(),
+                        gtid: None,
+                    });
+                }
+                self.pending = Some(gtid);
+            }
+            self.last_event = Instant::now();
+            return Ok(());
+        }
         let data = event
             .read_data()
             .map_err(|e| Error::io(format!("source `{}`: a binary log event: {e}", self.name)))?;
         match data {
             Some(EventData::RotateEvent(rotate)) => {
-                // The server's first event names the file asked for, but is read before the
-                // format description says its checksum's length, so its name ends in the
-                // checksum's bytes: the file is the one asked for. Later ones are read whole.
-                if self.described {
-                    self.file = rotate.name().to_string();
-                }
+                // The server's first event is read before the format description says its
+                // checksum's length, so its name ends in the checksum's four bytes.
+                let name = rotate.name_raw();
+                let name = match (self.described, self.checksum) {
+                    (false, true) => &name[..name.len().saturating_sub(4)],
+                    _ => name,
+                };
+                self.file = String::from_utf8_lossy(name).to_string();
                 self.seen = self
                     .seen
                     .clone()
@@ -333,6 +399,7 @@ impl Follower<'_> {
                         end: at(&self.file, header.log_pos()),
                         commit_us: header.timestamp() as i64 * 1_000_000,
                         changes: Vec::new(),
+                        gtid: None,
                     });
                 } else if upper == "COMMIT" {
                     self.end_transaction(at(&self.file, header.log_pos()));
@@ -443,6 +510,7 @@ impl Follower<'_> {
             self.open = Some(Txn {
                 end: end.clone(),
                 commit_us,
+                gtid: None,
                 changes: vec![Change {
                     op: Op::Truncate,
                     table: Arc::new(table),
@@ -453,6 +521,9 @@ impl Follower<'_> {
             });
             self.end_transaction(end);
             return Ok(());
+        }
+        if let (Some(state), Some(gtid)) = (self.gtid.as_mut(), self.pending.take()) {
+            state.apply(&gtid);
         }
         if !self.batch.is_empty() {
             self.commit_batch().await?;
@@ -475,6 +546,10 @@ impl Follower<'_> {
             return;
         };
         txn.end = end;
+        if let (Some(state), Some(gtid)) = (self.gtid.as_mut(), self.pending.take()) {
+            state.apply(&gtid);
+            txn.gtid = Some(state.to_string());
+        }
         if txn.changes.is_empty() {
             return;
         }
