@@ -8,7 +8,9 @@ use basin_catalog::Key;
 use basin_core::Result;
 use basin_ingest::mysql::{self, cdc::MyFollowRequest};
 use basin_ingest::postgres::LoadProgress;
-use basin_ingest::postgres::cdc::{self, FollowProgress, FollowReport, FollowRequest, slot};
+use basin_ingest::postgres::cdc::{
+    self, FollowProgress, FollowReport, FollowRequest, StreamOptions, slot,
+};
 use serde::Serialize;
 
 use super::{Sources, source_branch};
@@ -57,26 +59,8 @@ impl Sources<'_> {
         progress: Option<FollowProgress>,
     ) -> Result<FollowReport> {
         let source = self.get(name)?;
-        if is_mysql(&source.url) {
-            let request = MyFollowRequest {
-                source: self.my_source(&source, options.readers)?,
-                branch: source_branch(&source, options.branch.as_deref()),
-                batch_rows: source.batch_rows,
-                batch_seconds: source.batch_seconds,
-                max_transaction_changes: source.max_transaction_changes,
-                follow: options.follow,
-                full: options.full,
-                skip_unsupported: options.skip_unsupported,
-                stop,
-                load_progress,
-                progress,
-            };
-            return mysql::cdc::follow_mysql(self.lake.iceberg_tables(), request).await;
-        }
-        let request = FollowRequest {
-            source: self.pg_source(&source, options.readers)?,
+        let stream = StreamOptions {
             branch: source_branch(&source, options.branch.as_deref()),
-            publication: source.publication.clone(),
             batch_rows: source.batch_rows,
             batch_seconds: source.batch_seconds,
             max_transaction_changes: source.max_transaction_changes,
@@ -86,6 +70,18 @@ impl Sources<'_> {
             stop,
             load_progress,
             progress,
+        };
+        if is_mysql(&source.url) {
+            let request = MyFollowRequest {
+                source: self.my_source(&source, options.readers)?,
+                stream,
+            };
+            return mysql::cdc::follow_mysql(self.lake.iceberg_tables(), request).await;
+        }
+        let request = FollowRequest {
+            source: self.pg_source(&source, options.readers)?,
+            publication: source.publication.clone(),
+            stream,
         };
         cdc::follow(self.lake.iceberg_tables(), request).await
     }

@@ -20,7 +20,7 @@ use super::values::normalize;
 use crate::database::cdc::{
     Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, stage_table,
 };
-use crate::database::follow::COMMIT_TIME_PROPERTY;
+use crate::database::follow::{Applied, COMMIT_TIME_PROPERTY, batch_message};
 use crate::mysql::types::{self, Column, MyColumn};
 use crate::mysql::{BINLOG_PROPERTY, GTID_PROPERTY};
 
@@ -70,15 +70,6 @@ pub(super) struct Txn {
     pub gtid: Option<String>,
 }
 
-/// What a batch did.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Applied {
-    pub commit: Option<String>,
-    pub changes: u64,
-    pub tables: usize,
-    pub files_rewritten: usize,
-}
-
 /// Applies `txns` (in commit order) to the tables of `targets` on `branch`, in one catalog
 /// commit recording the last one's end.
 pub(super) async fn apply(
@@ -121,13 +112,11 @@ pub(super) async fn apply(
     if staged.is_empty() {
         return Ok(applied);
     }
-    let message = format!(
-        "cdc {source}: {} transaction{}, {} change{} (binlog {})",
+    let message = batch_message(
+        source,
         txns.len(),
-        if txns.len() == 1 { "" } else { "s" },
         applied.changes,
-        if applied.changes == 1 { "" } else { "s" },
-        last.end
+        &format!("binlog {}", last.end),
     );
     let mut request = CommitRequest::new(branch, at.commit.clone(), message)
         .with_property(SOURCE_PROPERTY, source)

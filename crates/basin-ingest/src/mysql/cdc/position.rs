@@ -5,11 +5,11 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use basin_catalog::{Content, Key, Resolved};
+use basin_catalog::{Key, Resolved};
 use basin_core::Result;
-use basin_table::{SOURCE_PROPERTY, Tables};
+use basin_table::Tables;
 
-use crate::database::follow::COMMIT_TIME_PROPERTY;
+use crate::database::follow::{COMMIT_TIME_PROPERTY, recorded};
 use crate::mysql::{BINLOG_PROPERTY, GTID_PROPERTY};
 
 /// A place in the server's binary log: a file (`mysql-bin.000042`) and a byte offset in it.
@@ -76,8 +76,8 @@ pub struct StoredBinlog {
     pub gtid: Option<String>,
 }
 
-/// Reads the position stored for `source` in the snapshots of `keys` as of `at`: for each
-/// table, its newest snapshot that records one (a compaction's snapshot records none).
+/// Reads the position stored for `source` in the snapshots of `keys` as of `at`: the
+/// furthest any table's newest record of it says.
 pub async fn stored_binlog(
     tables: &Tables,
     at: &Resolved,
@@ -85,32 +85,19 @@ pub async fn stored_binlog(
     keys: &[Key],
 ) -> Result<StoredBinlog> {
     let mut stored = StoredBinlog::default();
-    for key in keys {
-        let Some(Content::Table { metadata_location }) = tables.catalog().content(at, key).await?
-        else {
+    for (props, committed_ms) in recorded(tables, at, source, keys, BINLOG_PROPERTY).await? {
+        let Some(position) = props.get(BINLOG_PROPERTY).and_then(|p| BinlogPos::parse(p)) else {
             continue;
         };
-        let table = tables.load_from(key, &metadata_location).await?;
-        let metadata = table.metadata();
-        let mut snapshot = metadata.current_snapshot().cloned();
-        while let Some(s) = snapshot {
-            let props = &s.summary().additional_properties;
-            if props.get(SOURCE_PROPERTY).map(String::as_str) == Some(source)
-                && let Some(position) = props.get(BINLOG_PROPERTY).and_then(|p| BinlogPos::parse(p))
-            {
-                if stored.position.as_ref().is_none_or(|p| position > *p) {
-                    stored.position = Some(position);
-                    stored.basin_commit_ms = Some(s.timestamp_ms());
-                    stored.source_commit_ms = props
-                        .get(COMMIT_TIME_PROPERTY)
-                        .and_then(|ms| ms.parse().ok());
-                    stored.gtid = props.get(GTID_PROPERTY).cloned();
-                }
-                break;
-            }
-            snapshot = s
-                .parent_snapshot_id()
-                .and_then(|id| metadata.snapshot_by_id(id).cloned());
+        if stored.position.as_ref().is_none_or(|p| position > *p) {
+            stored = StoredBinlog {
+                position: Some(position),
+                basin_commit_ms: Some(committed_ms),
+                source_commit_ms: props
+                    .get(COMMIT_TIME_PROPERTY)
+                    .and_then(|ms| ms.parse().ok()),
+                gtid: props.get(GTID_PROPERTY).cloned(),
+            };
         }
     }
     Ok(stored)

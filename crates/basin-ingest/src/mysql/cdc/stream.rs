@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use basin_catalog::Key;
 use basin_core::{Error, Result};
@@ -15,37 +15,21 @@ use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
-use super::apply::{Applied, Change, Image, Op, Txn, apply};
+use super::apply::{Change, Image, Op, Txn, apply};
 use super::gtid::{GTID_EVENT, Gtid, GtidState};
 use super::position::{BinlogPos, stored_binlog};
 use super::targets::{self, Target, check_server, server_position};
-use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
-use crate::database::report::LoadProgress;
+use crate::database::follow::{
+    Applied, BatchReport, Batching, FollowEvent, FollowReport, IDLE_DONE, Step, StreamOptions,
+    too_big,
+};
 use crate::mysql::connect::{self, MySource, failed};
 use crate::mysql::load_mysql;
-
-/// Without `--follow`, the stream counts as caught up after this long with nothing new.
-const IDLE_DONE: Duration = Duration::from_secs(3);
 
 /// What to stream, where, in which batches.
 pub struct MyFollowRequest {
     pub source: MySource,
-    pub branch: String,
-    /// A batch is committed once it holds this many changes (whole transactions)...
-    pub batch_rows: usize,
-    /// ...or its first transaction waited this long.
-    pub batch_seconds: f64,
-    /// The most changes one source transaction may hold (kept in memory until it commits).
-    pub max_transaction_changes: usize,
-    /// Keep streaming until stopped; else stop once caught up.
-    pub follow: bool,
-    /// A full load even if the tables hold a position.
-    pub full: bool,
-    pub skip_unsupported: bool,
-    /// Set to `true` to stop after the current batch commits.
-    pub stop: tokio::sync::watch::Receiver<bool>,
-    pub load_progress: Option<LoadProgress>,
-    pub progress: Option<FollowProgress>,
+    pub stream: StreamOptions,
 }
 
 /// The replica id Basin gives itself for source `name`: stable (a server ends an older
@@ -64,12 +48,12 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
     let name = source.name.clone();
     tables
         .catalog()
-        .resolve(&request.branch)
+        .resolve(&request.stream.branch)
         .await?
         .writable_branch()?;
     let mut conn = connect::connect(source).await?;
     check_server(&mut conn, source).await?;
-    let targets = targets::targets(&mut conn, source, request.skip_unsupported).await?;
+    let targets = targets::targets(&mut conn, source, request.stream.skip_unsupported).await?;
     let keys: Vec<Key> = targets
         .values()
         .flat_map(|t| [t.current.clone(), t.changelog.clone()])
@@ -85,7 +69,7 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
     let gtid = gtid
         .filter(|_| server.mariadb)
         .and_then(|g| GtidState::parse(&g));
-    if *request.stop.borrow() {
+    if *request.stream.stop.borrow() {
         return Ok(report);
     }
     let target = server_position(&mut conn)
@@ -111,8 +95,7 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
         report,
         open: None,
         batch: Vec::new(),
-        batch_changes: 0,
-        batch_started: Instant::now(),
+        batching: Batching::new(request.stream.batch_rows, request.stream.batch_seconds),
         last_event: Instant::now(),
     };
     follower.stream(&target).await?;
@@ -128,24 +111,24 @@ async fn start_position(
     report: &mut FollowReport,
 ) -> Result<(BinlogPos, Option<String>)> {
     let name = request.source.name.as_str();
-    let at = tables.catalog().resolve(&request.branch).await?;
+    let at = tables.catalog().resolve(&request.stream.branch).await?;
     let stored = stored_binlog(tables, &at, name, keys).await?;
-    if let Some(position) = stored.position.filter(|_| !request.full) {
+    if let Some(position) = stored.position.filter(|_| !request.stream.full) {
         return Ok((position, stored.gtid));
     }
     let load = load_mysql(
         tables,
         request.source.clone(),
-        &request.branch,
-        request.skip_unsupported,
-        request.load_progress.clone(),
+        &request.stream.branch,
+        request.stream.skip_unsupported,
+        request.stream.load_progress.clone(),
     )
     .await?;
-    if let Some(progress) = &request.progress {
+    if let Some(progress) = &request.stream.progress {
         progress(FollowEvent::Loaded(&load));
     }
     report.full_load = Some(load);
-    let at = tables.catalog().resolve(&request.branch).await?;
+    let at = tables.catalog().resolve(&request.stream.branch).await?;
     let stored = stored_binlog(tables, &at, name, keys).await?;
     let gtid = stored.gtid;
     stored.position.map(|p| (p, gtid)).ok_or_else(|| {
@@ -252,8 +235,7 @@ struct Follower<'a> {
     open: Option<Txn>,
     /// Whole transactions received and not committed yet, in commit order.
     batch: Vec<Txn>,
-    batch_changes: usize,
-    batch_started: Instant,
+    batching: Batching,
     last_event: Instant,
 }
 
@@ -262,29 +244,19 @@ impl Follower<'_> {
     /// `target`.
     async fn stream(&mut self, target: &BinlogPos) -> Result<()> {
         let request = self.request;
-        let mut stop = request.stop.clone();
-        let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
+        let mut stop = request.stream.stop.clone();
         loop {
-            let flush_due = !self.batch.is_empty()
-                && (self.batch_changes >= request.batch_rows
-                    || self.batch_started.elapsed() >= batch_wait);
-            let caught_up = !request.follow
+            let caught_up = !request.stream.follow
                 && self.open.is_none()
                 && (self.seen >= *target || self.last_event.elapsed() >= IDLE_DONE);
             let stopping = *stop.borrow();
-            if flush_due || ((caught_up || stopping) && !self.batch.is_empty()) {
-                self.commit_batch().await?;
-                continue;
-            }
-            if caught_up || stopping {
-                return Ok(());
-            }
-            let wait = if self.batch.is_empty() {
-                Duration::from_secs(1)
-            } else {
-                batch_wait
-                    .saturating_sub(self.batch_started.elapsed())
-                    .max(Duration::from_millis(1))
+            let wait = match self.batching.step(self.batch.len(), caught_up, stopping) {
+                Step::Commit => {
+                    self.commit_batch().await?;
+                    continue;
+                }
+                Step::Done => return Ok(()),
+                Step::Receive(wait) => wait,
             };
             let event = tokio::select! {
                 event = self.stream.next() => event,
@@ -307,11 +279,11 @@ impl Follower<'_> {
     async fn commit_batch(&mut self) -> Result<()> {
         let started = Instant::now();
         let txns = std::mem::take(&mut self.batch);
-        self.batch_changes = 0;
+        self.batching.clear();
         let applied: Applied = apply(
             self.tables,
             &self.name,
-            &self.request.branch,
+            &self.request.stream.branch,
             &self.targets,
             &txns,
         )
@@ -337,7 +309,7 @@ impl Follower<'_> {
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(source = %self.name, binlog = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
-        if let Some(progress) = &self.request.progress {
+        if let Some(progress) = &self.request.stream.progress {
             progress(FollowEvent::Batch(&batch_report));
         }
         Ok(())
@@ -488,8 +460,11 @@ impl Follower<'_> {
                 names: names.clone(),
             });
         }
-        if txn.changes.len() > self.request.max_transaction_changes {
-            return Err(too_big(&self.name, self.request.max_transaction_changes));
+        if txn.changes.len() > self.request.stream.max_transaction_changes {
+            return Err(too_big(
+                &self.name,
+                self.request.stream.max_transaction_changes,
+            ));
         }
         Ok(())
     }
@@ -533,7 +508,7 @@ impl Follower<'_> {
                 &mut self.conn,
                 &self.request.source,
                 &target.table,
-                self.request.skip_unsupported,
+                self.request.stream.skip_unsupported,
             )
             .await?;
         }
@@ -553,16 +528,13 @@ impl Follower<'_> {
         if txn.changes.is_empty() {
             return;
         }
-        if self.batch.is_empty() {
-            self.batch_started = Instant::now();
-        }
-        self.batch_changes += txn.changes.len();
+        self.batching.add(txn.changes.len());
         self.batch.push(txn);
     }
 
     /// How far behind the tables are, for metrics.
     fn report_lag(&self) {
-        let Some(progress) = &self.request.progress else {
+        let Some(progress) = &self.request.stream.progress else {
             return;
         };
         let idle = self.open.is_none() && self.batch.is_empty();
@@ -613,19 +585,6 @@ fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
     let rest = &text[keyword.len()..];
     (head.eq_ignore_ascii_case(keyword) && rest.starts_with(char::is_whitespace))
         .then(|| rest.trim_start())
-}
-
-/// A source transaction holds more changes than `[sources.NAME] max_transaction_changes`.
-fn too_big(source: &str, limit: usize) -> Error {
-    Error::invalid(format!(
-        "source `{source}`: a transaction holds more than {limit} changes \
-         (`max_transaction_changes`); Basin keeps a source transaction in memory until it commits"
-    ))
-    .with_hint(format!(
-        "raise `max_transaction_changes` in [sources.{source}] of basin.toml if this host has \
-         the memory, or commit smaller transactions at the source; the stream resumes from the \
-         same transaction"
-    ))
 }
 
 #[cfg(test)]

@@ -18,16 +18,8 @@ use super::targets::no_key;
 use crate::database::cdc::{
     Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, stage_table,
 };
+use crate::database::follow::{Applied, batch_message};
 use crate::postgres::types::Decode;
-
-/// What a batch did.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Applied {
-    pub commit: Option<String>,
-    pub changes: u64,
-    pub tables: usize,
-    pub files_rewritten: usize,
-}
 
 /// Applies `txns` (in commit order) to the tables of `targets` (by relation id) on `branch`,
 /// in one catalog commit recording `position`.
@@ -69,13 +61,11 @@ pub(crate) async fn apply(
     }
     applied.tables = staged.len() / 2;
     let last = txns.last().map(|t| t.commit_us / 1000).unwrap_or_default();
-    let message = format!(
-        "cdc {source}: {} transaction{}, {} change{} (lsn {})",
+    let message = batch_message(
+        source,
         txns.len(),
-        if txns.len() == 1 { "" } else { "s" },
         applied.changes,
-        if applied.changes == 1 { "" } else { "s" },
-        slot::format_lsn(position.lsn)
+        &format!("lsn {}", slot::format_lsn(position.lsn)),
     );
     let request = position
         .record(

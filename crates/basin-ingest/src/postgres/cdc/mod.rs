@@ -20,7 +20,9 @@ pub mod slot;
 mod stream;
 mod targets;
 
-pub use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
+pub use crate::database::follow::{
+    BatchReport, FollowEvent, FollowProgress, FollowReport, StreamOptions,
+};
 pub use position::{
     COMMIT_TIME_PROPERTY, LSN_PROPERTY, Position, SLOT_PROPERTY, SOURCE_PROPERTY, SYSTEM_PROPERTY,
     Stored, stored_position,

@@ -2,11 +2,12 @@
 //! source transaction applied, on which slot of which server), the snapshot-summary
 //! properties that record it, and reading it back.
 
-use basin_catalog::{CommitRequest, Content, Key, Resolved};
+use basin_catalog::{CommitRequest, Key, Resolved};
 use basin_core::Result;
 use basin_table::Tables;
 
 use super::slot;
+use crate::database::follow::recorded;
 
 /// Snapshot summary keys a source's commits carry.
 pub const SOURCE_PROPERTY: &str = basin_table::SOURCE_PROPERTY;
@@ -53,32 +54,17 @@ pub async fn stored_position(
     keys: &[Key],
 ) -> Result<Stored> {
     let mut stored = Stored::default();
-    for key in keys {
-        let Some(Content::Table { metadata_location }) = tables.catalog().content(at, key).await?
-        else {
+    for (props, committed_ms) in recorded(tables, at, source, keys, LSN_PROPERTY).await? {
+        let Some(lsn) = props.get(LSN_PROPERTY).and_then(|l| slot::parse_lsn(l)) else {
             continue;
         };
-        let table = tables.load_from(key, &metadata_location).await?;
-        let metadata = table.metadata();
-        let mut snapshot = metadata.current_snapshot().cloned();
-        while let Some(s) = snapshot {
-            let props = &s.summary().additional_properties;
-            if props.get(SOURCE_PROPERTY).map(String::as_str) == Some(source)
-                && let Some(lsn) = props.get(LSN_PROPERTY).and_then(|l| slot::parse_lsn(l))
-            {
-                if stored.position.as_ref().is_none_or(|p| lsn > p.lsn) {
-                    stored.position = Some(Position {
-                        lsn,
-                        slot: props.get(SLOT_PROPERTY).cloned().unwrap_or_default(),
-                        system_id: props.get(SYSTEM_PROPERTY).cloned().unwrap_or_default(),
-                    });
-                    stored.basin_commit_ms = Some(s.timestamp_ms());
-                }
-                break;
-            }
-            snapshot = s
-                .parent_snapshot_id()
-                .and_then(|id| metadata.snapshot_by_id(id).cloned());
+        if stored.position.as_ref().is_none_or(|p| lsn > p.lsn) {
+            stored.position = Some(Position {
+                lsn,
+                slot: props.get(SLOT_PROPERTY).cloned().unwrap_or_default(),
+                system_id: props.get(SYSTEM_PROPERTY).cloned().unwrap_or_default(),
+            });
+            stored.basin_commit_ms = Some(committed_ms);
         }
     }
     Ok(stored)

@@ -13,44 +13,27 @@ use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use super::apply::{Applied, apply};
+use super::apply::apply;
 use super::changes::{Change, Op, Target, Txn, unix_micros};
 use super::pgoutput::{self, Message, Relation};
 use super::position::{Position, stored_position};
 use super::slot;
 use super::targets::{RelationCheck, check_relation, targets};
-use crate::database::follow::{BatchReport, FollowEvent, FollowProgress, FollowReport};
-use crate::database::report::LoadProgress;
+use crate::database::follow::{
+    Applied, BatchReport, Batching, FollowEvent, FollowReport, IDLE_DONE, Step, StreamOptions,
+    too_big,
+};
 use crate::postgres::connect::{self, query_error};
 use crate::postgres::load::{self, LoadRequest};
 use crate::postgres::source::PgSource;
-
-/// Without `--follow`, the stream counts as caught up after this long with nothing new.
-const IDLE_DONE: Duration = Duration::from_secs(3);
 
 /// What to stream, where, in which batches.
 #[derive(Clone)]
 pub struct FollowRequest {
     pub source: PgSource,
-    pub branch: String,
     /// The publication (created by the user) naming the tables to stream.
     pub publication: String,
-    /// A batch is committed once it holds this many changes (whole transactions)...
-    pub batch_rows: usize,
-    /// ...or its first transaction waited this long.
-    pub batch_seconds: f64,
-    /// The most changes one source transaction may hold (it is kept in memory until it
-    /// commits): past it the stream stops with a hint.
-    pub max_transaction_changes: usize,
-    /// Keep streaming until stopped; else stop once caught up.
-    pub follow: bool,
-    /// A full load even if the tables hold a position.
-    pub full: bool,
-    pub skip_unsupported: bool,
-    /// Set to `true` to stop after the current batch commits.
-    pub stop: tokio::sync::watch::Receiver<bool>,
-    pub load_progress: Option<LoadProgress>,
-    pub progress: Option<FollowProgress>,
+    pub stream: StreamOptions,
 }
 
 /// Streams `request`'s source into its tables: see the module's docs.
@@ -60,7 +43,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
     let slot_name = slot::slot_name(&name);
     tables
         .catalog()
-        .resolve(&request.branch)
+        .resolve(&request.stream.branch)
         .await?
         .writable_branch()?;
     let mut conn = connect::connect(source).await?;
@@ -76,7 +59,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
     };
     let position = start_position(tables, &request, &mut conn, &keys, &mut report).await?;
     report.lsn = Some(slot::format_lsn(position.lsn));
-    if *request.stop.borrow() {
+    if *request.stream.stop.borrow() {
         return Ok(report);
     }
     let target_lsn = wal_position(&mut conn, &name).await?;
@@ -95,8 +78,7 @@ pub async fn follow(tables: &Tables, request: FollowRequest) -> Result<FollowRep
         relations: HashMap::new(),
         open: None,
         batch: Vec::new(),
-        batch_changes: 0,
-        batch_started: Instant::now(),
+        batching: Batching::new(request.stream.batch_rows, request.stream.batch_seconds),
         last_event: Instant::now(),
         seen_lsn,
         last_ack: None,
@@ -117,11 +99,11 @@ async fn start_position(
     let name = request.source.name.as_str();
     let slot_name = slot::slot_name(name);
     let catalog = tables.catalog();
-    let at = catalog.resolve(&request.branch).await?;
+    let at = catalog.resolve(&request.stream.branch).await?;
     let stored = stored_position(tables, &at, name, keys).await?;
     let slot_state = slot::inactive_slot_state(conn, name, &slot_name).await?;
     let resumable = match (&stored.position, &slot_state) {
-        (Some(p), Some(_)) if p.slot == slot_name && !request.full => Some(p.clone()),
+        (Some(p), Some(_)) if p.slot == slot_name && !request.stream.full => Some(p.clone()),
         _ => None,
     };
     if let Some(p) = resumable {
@@ -134,17 +116,17 @@ async fn start_position(
         tables,
         LoadRequest {
             source: request.source.clone(),
-            branch: request.branch.clone(),
-            skip_unsupported: request.skip_unsupported,
+            branch: request.stream.branch.clone(),
+            skip_unsupported: request.stream.skip_unsupported,
             slot: Some(slot_name),
         },
-        request.load_progress.clone(),
+        request.stream.load_progress.clone(),
     )
     .await?;
-    if let Some(progress) = &request.progress {
+    if let Some(progress) = &request.stream.progress {
         progress(FollowEvent::Loaded(&load));
     }
-    let at = catalog.resolve(&request.branch).await?;
+    let at = catalog.resolve(&request.stream.branch).await?;
     let stored = stored_position(tables, &at, name, keys).await?;
     report.full_load = Some(load);
     stored.position.ok_or_else(|| {
@@ -210,8 +192,7 @@ struct Follower<'a> {
     open: Option<Txn>,
     /// Whole transactions received and not committed yet, in commit order.
     batch: Vec<Txn>,
-    batch_changes: usize,
-    batch_started: Instant,
+    batching: Batching,
     last_event: Instant,
     /// The furthest LSN the server has sent.
     seen_lsn: u64,
@@ -223,29 +204,19 @@ impl Follower<'_> {
     /// `target_lsn`.
     async fn stream(&mut self, target_lsn: u64) -> Result<()> {
         let request = self.request;
-        let mut stop = request.stop.clone();
-        let batch_wait = Duration::from_secs_f64(request.batch_seconds.max(0.0));
+        let mut stop = request.stream.stop.clone();
         loop {
-            let flush_due = !self.batch.is_empty()
-                && (self.batch_changes >= request.batch_rows
-                    || self.batch_started.elapsed() >= batch_wait);
-            let caught_up = !request.follow
+            let caught_up = !request.stream.follow
                 && self.open.is_none()
                 && (self.seen_lsn >= target_lsn || self.last_event.elapsed() >= IDLE_DONE);
             let stopping = *stop.borrow();
-            if flush_due || ((caught_up || stopping) && !self.batch.is_empty()) {
-                self.commit_batch().await?;
-                continue;
-            }
-            if caught_up || stopping {
-                return Ok(());
-            }
-            let wait = if self.batch.is_empty() {
-                Duration::from_secs(1)
-            } else {
-                batch_wait
-                    .saturating_sub(self.batch_started.elapsed())
-                    .max(Duration::from_millis(1))
+            let wait = match self.batching.step(self.batch.len(), caught_up, stopping) {
+                Step::Commit => {
+                    self.commit_batch().await?;
+                    continue;
+                }
+                Step::Done => return Ok(()),
+                Step::Receive(wait) => wait,
             };
             let event = tokio::select! {
                 event = self.client.recv() => event,
@@ -271,7 +242,7 @@ impl Follower<'_> {
         apply(
             self.tables,
             &self.name,
-            &self.request.branch,
+            &self.request.stream.branch,
             &self.targets,
             txns,
             next,
@@ -283,7 +254,7 @@ impl Follower<'_> {
     async fn commit_batch(&mut self) -> Result<()> {
         let started = Instant::now();
         let txns = std::mem::take(&mut self.batch);
-        self.batch_changes = 0;
+        self.batching.clear();
         let last = txns.last().expect("a batch");
         let next = Position {
             lsn: last.end_lsn,
@@ -315,7 +286,7 @@ impl Follower<'_> {
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(source = %self.name, lsn = %batch_report.lsn, transactions = batch_report.transactions, changes = batch_report.changes, "batch committed");
-        if let Some(progress) = &self.request.progress {
+        if let Some(progress) = &self.request.stream.progress {
             progress(FollowEvent::Batch(&batch_report));
         }
         Ok(())
@@ -373,9 +344,12 @@ impl Follower<'_> {
                     });
                 }
             }
-            if txn.changes.len() > self.request.max_transaction_changes {
+            if txn.changes.len() > self.request.stream.max_transaction_changes {
                 // Nothing of it is acknowledged: the slot keeps it for the next run.
-                return Err(too_big(&self.name, self.request.max_transaction_changes));
+                return Err(too_big(
+                    &self.name,
+                    self.request.stream.max_transaction_changes,
+                ));
             }
         }
         Ok(())
@@ -391,8 +365,8 @@ impl Follower<'_> {
         if changed && let Some(target) = self.targets.get_mut(&relation.id) {
             let check = RelationCheck {
                 source: &self.name,
-                branch: &self.request.branch,
-                skip_unsupported: self.request.skip_unsupported,
+                branch: &self.request.stream.branch,
+                skip_unsupported: self.request.stream.skip_unsupported,
             };
             let checked =
                 check_relation(self.tables, &mut self.conn, &check, target, &relation).await;
@@ -427,10 +401,7 @@ impl Follower<'_> {
         {
             self.report.skipped_transactions += 1;
         } else if !txn.changes.is_empty() {
-            if self.batch.is_empty() {
-                self.batch_started = Instant::now();
-            }
-            self.batch_changes += txn.changes.len();
+            self.batching.add(txn.changes.len());
             self.batch.push(txn);
         } else if self.batch.is_empty() {
             self.client.update_applied_lsn(end_lsn);
@@ -447,7 +418,7 @@ impl Follower<'_> {
         if idle && wal_end.0 > self.position.lsn {
             self.client.update_applied_lsn(wal_end);
         }
-        if let Some(progress) = &self.request.progress {
+        if let Some(progress) = &self.request.stream.progress {
             let behind = wal_end.0.saturating_sub(self.position.lsn);
             progress(FollowEvent::Lag {
                 lag_bytes: if idle { 0 } else { behind },
@@ -489,17 +460,4 @@ fn stream_error(source: &str) -> impl Fn(pgwire_replication::PgWireError) -> Err
         };
         Error::io(format!("source `{source}`: replication stream: {text}")).with_hint(hint)
     }
-}
-
-/// A source transaction holds more changes than `[sources.NAME] max_transaction_changes`.
-fn too_big(source: &str, limit: usize) -> Error {
-    Error::invalid(format!(
-        "source `{source}`: a transaction holds more than {limit} changes \
-         (`max_transaction_changes`); Basin keeps a source transaction in memory until it commits"
-    ))
-    .with_hint(format!(
-        "raise `max_transaction_changes` in [sources.{source}] of basin.toml if this host has \
-         the memory (about the rows' size each), or commit smaller transactions at the source; \
-         the stream resumes from the same transaction"
-    ))
 }
