@@ -127,8 +127,6 @@ def source_rows(db: MariaDB, name: str):
             r["bu"] = None if r["bu"] is None else Decimal(r["bu"])
             r["bt"] = None if r["bt"] is None else int.from_bytes(r["bt"], "big")
             r["ts"] = None if r["ts"] is None else r["ts"].replace(tzinfo=datetime.timezone.utc)
-            if r["dt"] is None and r["id"] == 2:
-                r["dt"] = None  # a zero date: NULL in both
             rows.append(r)
         return rows
 

@@ -15,7 +15,7 @@ import time
 
 from pyiceberg.table import StaticTable
 
-from conftest import BASIN, Basin
+from conftest import BASIN, Basin, wait_for
 from mariadb_server import (  # noqa: F401 - mariadb is a fixture
     KINDS, ROWS, assert_rows_equal, database, lakehouse_for, mariadb, source_rows)
 
@@ -97,13 +97,16 @@ def test_a_load_killed_midway_leaves_nothing(tmp_path, mariadb):
         cur.execute("SET SESSION max_recursive_iterations = 1000000")
         cur.execute("INSERT INTO facts WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)"
                     " SELECT i, CONCAT('fact number ', i) FROM n")
-    b = lakehouse_for(tmp_path, mariadb, "big")
+    b = lakehouse_for(tmp_path, mariadb, "big", "readers = 1\n")
     log = b.json("log")
     proc = subprocess.Popen([BASIN, "--home", str(b.home), "ingest", "shop"], env=b.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    # Killed once it has written its first data file (64k rows in), before its commit.
+    deadline = time.monotonic() + 60
+    while not any(b.home.rglob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "the load ended before it could be killed"
     assert b.json("log") == log and b.json("table", "ls") == []
     report = b.json("ingest", "shop")
     assert report["rows"] == 300000
@@ -137,8 +140,7 @@ def test_a_large_table_is_read_in_key_ranges_at_one_point_in_time(tmp_path, mari
     thread = threading.Thread(target=mover)
     thread.start()
     try:
-        while moved[0] < 50:
-            time.sleep(0.05)
+        wait_for(lambda: moved[0] >= 50, 30)
         b = lakehouse_for(tmp_path, mariadb, "ledger", "readers = 3\n")
         for _ in range(2):
             report = b.json("ingest", "shop")

@@ -108,28 +108,40 @@ pub(crate) struct BinlogPosition {
     pub gtid: Option<String>,
 }
 
-/// Opens one consistent snapshot on every reader. With several readers, the coordinator
-/// holds `FLUSH TABLES WITH READ LOCK` while each starts its snapshot and the binary log's
-/// position is read, so all see the same instant (as mysqldump and mydumper do); with one,
-/// its own `START TRANSACTION WITH CONSISTENT SNAPSHOT` is that instant, and MariaDB says
-/// where the log stood at it.
+/// Opens one consistent snapshot on every reader. With several readers (and on MySQL,
+/// which cannot say where its log stood at a snapshot), the coordinator holds `FLUSH TABLES
+/// WITH READ LOCK` while each starts its snapshot and the binary log's position is read, so
+/// all see the same instant (as mysqldump and mydumper do); on MariaDB one reader's own
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT` is that instant, and the server says where
+/// the log stood at it. A user without `RELOAD` gets one reader (and, on MySQL, no position).
 pub(crate) async fn open_snapshot(
     source: &MySource,
     coordinator: &mut Conn,
-    readers: &mut [Conn],
+    readers: &mut Vec<Conn>,
 ) -> Result<BinlogPosition> {
     const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
-    if readers.len() > 1 {
-        coordinator
-            .query_drop("FLUSH TABLES WITH READ LOCK")
-            .await
-            .map_err(|e| {
-                failed(
+    let version: Option<String> = coordinator
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| failed(source, "cannot read the server's version", e))?;
+    let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
+    let mut locked = readers.len() > 1 || !mariadb;
+    if locked {
+        match coordinator.query_drop("FLUSH TABLES WITH READ LOCK").await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) if [1044, 1045, 1227].contains(&e.code) => {
+                tracing::warn!(source = %source.name, "no RELOAD privilege: one reader, without the lock ({})", e.message);
+                locked = false;
+                readers.truncate(1);
+            }
+            Err(e) => {
+                return Err(failed(
                     source,
                     "cannot hold the tables still while the readers start",
                     e,
-                )
-            })?;
+                ));
+            }
+        }
     }
     for reader in readers.iter_mut() {
         reader
@@ -137,7 +149,7 @@ pub(crate) async fn open_snapshot(
             .await
             .map_err(|e| failed(source, "cannot start a consistent snapshot", e))?;
     }
-    let position = if readers.len() > 1 {
+    let position = if locked {
         let position = master_status(coordinator).await;
         coordinator
             .query_drop("UNLOCK TABLES")
@@ -153,23 +165,34 @@ pub(crate) async fn open_snapshot(
 /// `SHOW MASTER STATUS` and the GTID set, read under the lock (none without the privilege
 /// or a binary log: a snapshot load needs neither).
 async fn master_status(conn: &mut Conn) -> BinlogPosition {
-    let row: Option<(String, u64)> = conn
-        .query_first("SHOW MASTER STATUS")
+    let file_position = log_position(conn)
         .await
         .ok()
         .flatten()
-        .map(|row: mysql_async::Row| {
-            let file: Option<String> = row.get(0);
-            let position: Option<u64> = row.get(1);
-            (file.unwrap_or_default(), position.unwrap_or_default())
-        });
-    let file_position = row
-        .filter(|(f, _)| !f.is_empty())
-        .map(|(f, p)| format!("{f}:{p}"));
+        .map(|(file, offset)| format!("{file}:{offset}"));
     BinlogPosition {
         gtid: gtid(conn, file_position.as_deref()).await,
         file_position,
     }
+}
+
+/// Where the server's binary log stands now, `(file, offset)`: `SHOW MASTER STATUS` (MySQL
+/// 8.4 calls it `SHOW BINARY LOG STATUS`).
+pub(crate) async fn log_position(
+    conn: &mut Conn,
+) -> std::result::Result<Option<(String, u64)>, mysql_async::Error> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(row.and_then(|row| {
+        let file: Option<String> = row.get(0);
+        let offset: Option<u64> = row.get(1);
+        Some((file.filter(|f| !f.is_empty())?, offset?))
+    }))
 }
 
 /// MariaDB's position of the binary log at this connection's consistent snapshot.

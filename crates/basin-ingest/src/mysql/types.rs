@@ -44,7 +44,7 @@ pub(crate) struct MyColumn {
 pub(crate) enum Kind {
     Int,
     Long,
-    /// A decimal of this precision and scale (unsigned `bigint` and `bit(64)`: 20, 0).
+    /// A decimal of this precision and scale (unsigned `bigint`: 20, 0).
     Decimal(u8, i8),
     Float,
     Double,
@@ -56,6 +56,8 @@ pub(crate) enum Kind {
     String,
     Binary,
     Bit,
+    /// `bit(64)`: bits as an unsigned 64-bit number, in a decimal(20, 0).
+    Bit64,
 }
 
 impl MyColumn {
@@ -85,7 +87,7 @@ impl MyColumn {
             "datetime" => Kind::DateTime,
             "timestamp" => Kind::Timestamp,
             "time" => Kind::Time(self.fraction_digits.unwrap_or(0).min(6) as u8),
-            "bit" if self.precision.unwrap_or(1) >= 64 => Kind::Decimal(20, 0),
+            "bit" if self.precision.unwrap_or(1) >= 64 => Kind::Bit64,
             "bit" => Kind::Bit,
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
             | "set" | "json" => Kind::String,
@@ -105,6 +107,10 @@ impl Kind {
             Kind::Decimal(precision, scale) => PrimitiveType::Decimal {
                 precision: precision as u32,
                 scale: scale as u32,
+            },
+            Kind::Bit64 => PrimitiveType::Decimal {
+                precision: 20,
+                scale: 0,
             },
             Kind::Float => PrimitiveType::Float,
             Kind::Double => PrimitiveType::Double,
@@ -188,6 +194,7 @@ impl Column {
             Kind::Long => put!(Int64Builder, Some(integer(&value)? as i64)),
             Kind::Bit => put!(Int64Builder, Some(bits(&value)? as i64)),
             Kind::Decimal(_, scale) => put!(Decimal128Builder, Some(decimal(&value, scale)?)),
+            Kind::Bit64 => put!(Decimal128Builder, Some(bits(&value)? as i128)),
             Kind::Float => put!(Float32Builder, Some(float(&value)? as f32)),
             Kind::Double => put!(Float64Builder, Some(float(&value)?)),
             Kind::Date => put!(Date32Builder, date(&value)?.map(|(days, _)| days)),
@@ -268,9 +275,6 @@ fn bits(value: &Value) -> Result<u64, String> {
 /// A decimal's text (or an unsigned integer) as an integer scaled by `scale`.
 fn decimal(value: &Value, scale: i8) -> Result<i128, String> {
     let text = match value {
-        Value::Bytes(b) if b.len() <= 8 && b.iter().any(|c| !c.is_ascii()) => {
-            return Ok(bits(value)? as i128); // bit(64)
-        }
         Value::Bytes(b) => std::str::from_utf8(b)
             .map_err(|_| unexpected(value))?
             .to_string(),

@@ -14,13 +14,15 @@ use basin_table::{SOURCE_PROPERTY, StagedChange, Tables};
 use mysql_async::Value;
 use mysql_async::binlog::value::BinlogValue;
 
-use super::position::BinlogPos;
+use super::gtid::{Gtid, GtidState};
+use super::position::{BinlogPos, stored_binlog};
 use super::targets::Target;
 use super::values::normalize;
 use crate::database::cdc::{
     Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, stage_table,
 };
 use crate::database::follow::{Applied, COMMIT_TIME_PROPERTY, batch_message};
+use crate::database::same_type;
 use crate::mysql::types::{self, Column, MyColumn};
 use crate::mysql::{BINLOG_PROPERTY, GTID_PROPERTY};
 
@@ -66,8 +68,23 @@ pub(super) struct Txn {
     /// Microseconds since the Unix epoch (the log keeps whole seconds).
     pub commit_us: i64,
     pub changes: Vec<Change>,
+    /// Its GTID (MariaDB).
+    pub id: Option<Gtid>,
     /// MariaDB's GTID state just after it (with the stream's GTIDs known).
     pub gtid: Option<String>,
+}
+
+impl Txn {
+    /// A transaction begun at `at` (its end is set when it commits).
+    pub(super) fn begin(at: BinlogPos, commit_us: i64) -> Self {
+        Self {
+            end: at,
+            commit_us,
+            changes: Vec::new(),
+            id: None,
+            gtid: None,
+        }
+    }
 }
 
 /// Applies `txns` (in commit order) to the tables of `targets` on `branch`, in one catalog
@@ -80,9 +97,26 @@ pub(super) async fn apply(
     txns: &[Txn],
 ) -> Result<Applied> {
     let at = tables.catalog().resolve(branch).await?;
+    // Transactions the tables hold already are left out: another stream of this source (a
+    // node that took over, a `--follow` beside `basin serve`) may have committed them.
+    // (Those would have touched the same tables: only theirs are read.)
+    let touched: std::collections::BTreeSet<&SourceTable> = txns
+        .iter()
+        .flat_map(|t| t.changes.iter().map(|c| &c.table))
+        .collect();
+    let keys: Vec<basin_catalog::Key> = touched
+        .into_iter()
+        .filter_map(|t| targets.get(t.as_ref()).map(|t| t.current.clone()))
+        .collect();
+    let held = stored_binlog(tables, &at, source, &keys).await?;
+    let state = held.gtid.as_deref().and_then(GtidState::parse);
     let mut by_table: HashMap<SourceTable, Vec<(&Change, &Txn)>> = HashMap::new();
     let mut order = Vec::new();
-    for txn in txns {
+    let txns: Vec<&Txn> = txns
+        .iter()
+        .filter(|txn| !holds(&held.position, state.as_ref(), txn))
+        .collect();
+    for txn in txns.iter().copied() {
         for change in &txn.changes {
             if !targets.contains_key(change.table.as_ref()) {
                 continue;
@@ -130,6 +164,16 @@ pub(super) async fn apply(
     Ok(applied)
 }
 
+/// Whether the tables (at `position`, in `state`) hold `txn` already: by its GTID where both
+/// have one, else by its end in the same log file.
+fn holds(position: &Option<BinlogPos>, state: Option<&GtidState>, txn: &Txn) -> bool {
+    match (state, &txn.id, position) {
+        (Some(state), Some(id), _) => state.holds(id),
+        (_, _, Some(position)) => position.file == txn.end.file && txn.end <= *position,
+        _ => false,
+    }
+}
+
 /// The staged changes of one source table's batch: its current state and its changelog;
 /// and how many data files were rewritten.
 async fn table_changes(
@@ -165,6 +209,29 @@ async fn table_changes(
                 })
         })
         .collect::<Result<Vec<usize>>>()?;
+    // A column retyped at the source since the table was made (`MODIFY c BIGINT`): refused,
+    // as a full load refuses it, not decoded into the old type.
+    let fields = current
+        .table
+        .metadata()
+        .current_schema()
+        .as_struct()
+        .fields()
+        .to_vec();
+    for (field, &place) in fields.iter().zip(&places) {
+        let (column, kind) = &target.columns[place];
+        let kind = kind.expect("a loaded column");
+        if !same_type(&field.field_type, &kind.iceberg_type()) {
+            return Err(fail(format!(
+                "column {} is {} at the source now, and the Basin table holds {}",
+                column.name, column.display, field.field_type
+            ))
+            .with_hint(format!(
+                "Basin does not retype columns on its own: drop both tables (`basin table rm {}` and `basin table rm {}`) and run `basin ingest {source} --full`",
+                target.current, target.changelog
+            )));
+        }
+    }
     let schema = arrow_schema(&current.table)?;
     let images = Images::new(target, &schema, &places);
     let (images, olds) = images.decode(changes, &fail)?;

@@ -11,6 +11,8 @@ use std::fmt;
 pub(super) const GTID_EVENT: u8 = 0xa2;
 /// The transaction is one statement (such as DDL), with no `BEGIN`/`COMMIT` around it.
 const FL_STANDALONE: u8 = 1;
+/// An XA transaction's prepared or completed part.
+const FL_XA: u8 = 64 | 128;
 
 /// One transaction's GTID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub(super) struct Gtid {
     pub sequence: u64,
     /// A statement of its own: no `BEGIN` or `XID` follows.
     pub standalone: bool,
+    /// Part of an XA transaction.
+    pub xa: bool,
 }
 
 impl Gtid {
@@ -30,6 +34,7 @@ impl Gtid {
             domain: u32::from_le_bytes(data.get(8..12)?.try_into().ok()?),
             server,
             standalone: data.get(12)? & FL_STANDALONE != 0,
+            xa: data.get(12)? & FL_XA != 0,
         })
     }
 }
@@ -54,6 +59,13 @@ impl GtidState {
 
     pub(super) fn apply(&mut self, gtid: &Gtid) {
         self.0.insert(gtid.domain, (gtid.server, gtid.sequence));
+    }
+
+    /// Whether `gtid`'s transaction is in this state already (its domain is at or past it).
+    pub(super) fn holds(&self, gtid: &Gtid) -> bool {
+        self.0
+            .get(&gtid.domain)
+            .is_some_and(|(_, sequence)| gtid.sequence <= *sequence)
     }
 }
 
@@ -83,6 +95,7 @@ mod tests {
             server: 3,
             sequence: 121,
             standalone: false,
+            xa: false,
         });
         assert_eq!(state.to_string(), "0-3-121,1-2-7");
         assert_eq!(GtidState::parse("").unwrap().to_string(), "");

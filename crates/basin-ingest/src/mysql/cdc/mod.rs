@@ -14,6 +14,7 @@
 //! GTIDs (`COM_BINLOG_DUMP_GTID`): a MySQL source resumes by file and offset.
 
 mod apply;
+mod events;
 mod gtid;
 mod position;
 mod stream;

@@ -65,7 +65,7 @@ impl Ord for BinlogPos {
 /// What the tables' snapshots on a branch say about a MySQL source.
 #[derive(Clone, Debug, Default)]
 pub struct StoredBinlog {
-    /// The furthest position any of them records.
+    /// The position the newest of them records.
     pub position: Option<BinlogPos>,
     /// When Basin committed it (ms since the epoch).
     pub basin_commit_ms: Option<i64>,
@@ -76,8 +76,8 @@ pub struct StoredBinlog {
     pub gtid: Option<String>,
 }
 
-/// Reads the position stored for `source` in the snapshots of `keys` as of `at`: the
-/// furthest any table's newest record of it says.
+/// Reads the position stored for `source` in the snapshots of `keys` as of `at`: the one of
+/// the newest Basin commit that records one.
 pub async fn stored_binlog(
     tables: &Tables,
     at: &Resolved,
@@ -89,7 +89,9 @@ pub async fn stored_binlog(
         let Some(position) = props.get(BINLOG_PROPERTY).and_then(|p| BinlogPos::parse(p)) else {
             continue;
         };
-        if stored.position.as_ref().is_none_or(|p| position > *p) {
+        // The newest Basin commit says where the stream stands: positions of two servers (a
+        // failover), or of one before `RESET MASTER`, do not compare.
+        if stored.basin_commit_ms.is_none_or(|ms| committed_ms > ms) {
             stored = StoredBinlog {
                 position: Some(position),
                 basin_commit_ms: Some(committed_ms),

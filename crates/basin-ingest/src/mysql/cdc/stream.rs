@@ -4,24 +4,21 @@
 //! `--follow`, until caught up with where the log stood at the start).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use basin_catalog::Key;
 use basin_core::{Error, Result};
 use basin_table::Tables;
 use futures::StreamExt;
-use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
-use super::apply::{Change, Image, Op, Txn, apply};
-use super::gtid::{GTID_EVENT, Gtid, GtidState};
+use super::apply::{Txn, apply};
+use super::gtid::{Gtid, GtidState};
 use super::position::{BinlogPos, stored_binlog};
 use super::targets::{self, Target, check_server, server_position};
 use crate::database::follow::{
     Applied, BatchReport, Batching, FollowEvent, FollowReport, IDLE_DONE, Step, StreamOptions,
-    too_big,
 };
 use crate::mysql::connect::{self, MySource, failed};
 use crate::mysql::load_mysql;
@@ -65,7 +62,7 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
     let (position, gtid) = start_position(tables, &request, &keys, &mut report).await?;
     report.lsn = Some(position.to_string());
     let server = Server::read(&mut conn, source).await?;
-    // MariaDB: the GTID state is followed (and resumed from) when the tables hold one.
+    // MariaDB follows the GTID state when the tables hold one.
     let gtid = gtid
         .filter(|_| server.mariadb)
         .and_then(|g| GtidState::parse(&g));
@@ -76,13 +73,15 @@ pub async fn follow_mysql(tables: &Tables, request: MyFollowRequest) -> Result<F
         .await
         .map_err(|e| failed(source, "cannot read the binary log's position", e))?
         .unwrap_or_else(|| position.clone());
-    let stream = open_stream(source, &position, &server, gtid.as_ref()).await?;
-    tracing::info!(source = %name, binlog = %position, gtid = ?gtid.as_ref().map(ToString::to_string), "streaming changes");
+    // From the file and offset while the server keeps the file; else from the GTID state.
+    let by_gtid = gtid.as_ref().filter(|_| !server.keeps(&position.file));
+    let _ = conn.disconnect().await;
+    let stream = open_stream(source, &position, &server, by_gtid).await?;
+    tracing::info!(source = %name, binlog = %position, gtid = ?gtid.as_ref().map(ToString::to_string), by_gtid = by_gtid.is_some(), "streaming changes");
     let mut follower = Follower {
         tables,
         request: &request,
         name,
-        conn,
         stream,
         targets,
         file: position.file.clone(),
@@ -139,11 +138,12 @@ async fn start_position(
     })
 }
 
-/// What the stream needs to know of the server: MariaDB or MySQL, and whether its events
-/// carry a checksum.
+/// What the stream needs to know of the server: MariaDB or MySQL, whether its events carry
+/// a checksum, and the log files it keeps.
 struct Server {
     mariadb: bool,
     checksum: bool,
+    files: Vec<String>,
 }
 
 impl Server {
@@ -153,10 +153,19 @@ impl Server {
             .await
             .map_err(|e| failed(source, "cannot read the server's version", e))?;
         let (version, checksum) = row.unwrap_or_default();
+        let files: Vec<mysql_async::Row> = conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| failed(source, "cannot list the binary log's files", e))?;
         Ok(Self {
             mariadb: version.contains("MariaDB"),
             checksum: !checksum.unwrap_or_default().eq_ignore_ascii_case("NONE"),
+            files: files.iter().filter_map(|r| r.get::<String, _>(0)).collect(),
         })
+    }
+
+    fn keeps(&self, file: &str) -> bool {
+        self.files.iter().any(|f| f == file)
     }
 }
 
@@ -207,36 +216,35 @@ fn stream_error(source: &str, e: mysql_async::Error) -> Error {
 }
 
 /// A stream under way: the transaction being received, the whole ones waiting for their
-/// batch's commit, and where the tables and the log are.
-struct Follower<'a> {
-    tables: &'a Tables,
-    request: &'a MyFollowRequest,
-    name: String,
-    /// For reading the tables' columns again after a change at the source.
-    conn: Conn,
-    stream: BinlogStream,
-    targets: HashMap<(String, String), Target>,
+/// batch's commit, and where the tables and the log are. Its events are received in
+/// [`super::events`].
+pub(super) struct Follower<'a> {
+    pub tables: &'a Tables,
+    pub request: &'a MyFollowRequest,
+    pub name: String,
+    pub stream: BinlogStream,
+    pub targets: HashMap<(String, String), Target>,
     /// The log file being read.
-    file: String,
+    pub file: String,
     /// The server has sent the format description of the file being read.
-    described: bool,
+    pub described: bool,
     /// The server's events end in a checksum.
-    checksum: bool,
+    pub checksum: bool,
     /// MariaDB's GTID state after the last transaction received, when followed.
-    gtid: Option<GtidState>,
+    pub gtid: Option<GtidState>,
     /// The GTID of the transaction being received (MariaDB).
-    pending: Option<Gtid>,
+    pub pending: Option<Gtid>,
     /// What the tables hold: after the last transaction applied.
-    position: BinlogPos,
+    pub position: BinlogPos,
     /// The furthest position the server has sent.
-    seen: BinlogPos,
-    report: FollowReport,
+    pub seen: BinlogPos,
+    pub report: FollowReport,
     /// The source transaction being received.
-    open: Option<Txn>,
+    pub open: Option<Txn>,
     /// Whole transactions received and not committed yet, in commit order.
-    batch: Vec<Txn>,
-    batching: Batching,
-    last_event: Instant,
+    pub batch: Vec<Txn>,
+    pub batching: Batching,
+    pub last_event: Instant,
 }
 
 impl Follower<'_> {
@@ -276,7 +284,7 @@ impl Follower<'_> {
     }
 
     /// Commits the batch.
-    async fn commit_batch(&mut self) -> Result<()> {
+    pub(super) async fn commit_batch(&mut self) -> Result<()> {
         let started = Instant::now();
         let txns = std::mem::take(&mut self.batch);
         self.batching.clear();
@@ -315,225 +323,8 @@ impl Follower<'_> {
         Ok(())
     }
 
-    /// One event of the log.
-    async fn receive(&mut self, event: Event) -> Result<()> {
-        let header = event.header();
-        let at = |file: &str, offset: u32| BinlogPos {
-            file: file.to_string(),
-            offset: offset as u64,
-        };
-        if header.event_type_raw() == GTID_EVENT {
-            if let Some(gtid) = Gtid::read(header.server_id(), event.data()) {
-                if !gtid.standalone {
-                    self.open = Some(Txn {
-                        end: at(&self.file, header.log_pos()),
-                        commit_us: header.timestamp() as i64 * 1_000_000,
-                        changes: Vec::new(),
-                        gtid: None,
-                    });
-                }
-                self.pending = Some(gtid);
-            }
-            self.last_event = Instant::now();
-            return Ok(());
-        }
-        let data = event
-            .read_data()
-            .map_err(|e| Error::io(format!("source `{}`: a binary log event: {e}", self.name)))?;
-        match data {
-            Some(EventData::RotateEvent(rotate)) => {
-                // The server's first event is read before the format description says its
-                // checksum's length, so its name ends in the checksum's four bytes.
-                let name = rotate.name_raw();
-                let name = match (self.described, self.checksum) {
-                    (false, true) => &name[..name.len().saturating_sub(4)],
-                    _ => name,
-                };
-                self.file = String::from_utf8_lossy(name).to_string();
-                self.seen = self
-                    .seen
-                    .clone()
-                    .max(at(&self.file, rotate.position() as u32));
-            }
-            Some(EventData::FormatDescriptionEvent(_)) => self.described = true,
-            Some(EventData::HeartbeatEvent) => {
-                if header.log_pos() > 0 {
-                    self.seen = self.seen.clone().max(at(&self.file, header.log_pos()));
-                }
-                self.report_lag();
-                return Ok(()); // not news: the idle time goes on
-            }
-            Some(EventData::QueryEvent(query)) => {
-                let text = query.query().trim().to_string();
-                let upper = text.to_ascii_uppercase();
-                if upper == "BEGIN" {
-                    self.open = Some(Txn {
-                        end: at(&self.file, header.log_pos()),
-                        commit_us: header.timestamp() as i64 * 1_000_000,
-                        changes: Vec::new(),
-                        gtid: None,
-                    });
-                } else if upper == "COMMIT" {
-                    self.end_transaction(at(&self.file, header.log_pos()));
-                } else if self.open.is_none() {
-                    // A statement of its own, such as DDL: a table's columns may have changed.
-                    let commit_us = header.timestamp() as i64 * 1_000_000;
-                    self.statement(
-                        &query.schema(),
-                        &text,
-                        at(&self.file, header.log_pos()),
-                        commit_us,
-                    )
-                    .await?;
-                }
-            }
-            Some(EventData::XidEvent(_)) => self.end_transaction(at(&self.file, header.log_pos())),
-            Some(EventData::RowsEvent(rows)) => self.rows(&rows)?,
-            _ => {}
-        }
-        self.last_event = Instant::now();
-        if header.log_pos() > 0 {
-            self.seen = self.seen.clone().max(at(&self.file, header.log_pos()));
-        }
-        Ok(())
-    }
-
-    /// A rows event of the open transaction: each row's images, for the tables streamed.
-    fn rows(&mut self, rows: &RowsEventData<'_>) -> Result<()> {
-        let Some(txn) = self.open.as_mut() else {
-            return Ok(());
-        };
-        let Some(map) = self.stream.get_tme(rows.table_id()) else {
-            return Err(Error::io(format!(
-                "source `{}`: a rows event names table {} with no table map before it",
-                self.name,
-                rows.table_id()
-            )));
-        };
-        let table = (
-            map.database_name().to_string(),
-            map.table_name().to_string(),
-        );
-        if !self.targets.contains_key(&table) {
-            return Ok(());
-        }
-        let table = Arc::new(table);
-        let op = match rows {
-            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
-            RowsEventData::UpdateRowsEventV1(_)
-            | RowsEventData::UpdateRowsEvent(_)
-            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
-            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
-        };
-        let image = |row: mysql_async::binlog::row::BinlogRow| -> Image {
-            (0..row.len())
-                .map(|i| row.as_ref(i).map(|v| v.clone().into_owned()))
-                .collect()
-        };
-        let mut names: Option<Arc<[String]>> = None;
-        for row in rows.rows(map) {
-            let (before, after) = row.map_err(|e| {
-                Error::io(format!(
-                    "source `{}`: a row of {}.{} in the binary log: {e}",
-                    self.name, table.0, table.1
-                ))
-            })?;
-            if names.is_none() {
-                // Without `binlog_row_metadata = FULL` the log names columns `@1`, `@2`, ...
-                names = before
-                    .as_ref()
-                    .or(after.as_ref())
-                    .map(|r| {
-                        r.columns_ref()
-                            .iter()
-                            .map(|c| c.name_str().to_string())
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|n| n.iter().all(|n| !n.starts_with('@')))
-                    .map(Arc::from);
-            }
-            txn.changes.push(Change {
-                op,
-                table: table.clone(),
-                new: after.map(image),
-                old: before.map(image),
-                names: names.clone(),
-            });
-        }
-        if txn.changes.len() > self.request.stream.max_transaction_changes {
-            return Err(too_big(
-                &self.name,
-                self.request.stream.max_transaction_changes,
-            ));
-        }
-        Ok(())
-    }
-
-    /// A statement outside a transaction: `TRUNCATE` of a streamed table is a change; any
-    /// other (such as `ALTER TABLE`) commits the batch received before it, then reads the
-    /// tables' columns again.
-    async fn statement(
-        &mut self,
-        schema: &str,
-        text: &str,
-        end: BinlogPos,
-        commit_us: i64,
-    ) -> Result<()> {
-        if let Some(table) = truncated_table(schema, text)
-            && self.targets.contains_key(&table)
-        {
-            self.open = Some(Txn {
-                end: end.clone(),
-                commit_us,
-                gtid: None,
-                changes: vec![Change {
-                    op: Op::Truncate,
-                    table: Arc::new(table),
-                    new: None,
-                    old: None,
-                    names: None,
-                }],
-            });
-            self.end_transaction(end);
-            return Ok(());
-        }
-        if let (Some(state), Some(gtid)) = (self.gtid.as_mut(), self.pending.take()) {
-            state.apply(&gtid);
-        }
-        if !self.batch.is_empty() {
-            self.commit_batch().await?;
-        }
-        for target in self.targets.values_mut() {
-            target.columns = targets::columns(
-                &mut self.conn,
-                &self.request.source,
-                &target.table,
-                self.request.stream.skip_unsupported,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// The open transaction's commit: added to the batch.
-    fn end_transaction(&mut self, end: BinlogPos) {
-        let Some(mut txn) = self.open.take() else {
-            return;
-        };
-        txn.end = end;
-        if let (Some(state), Some(gtid)) = (self.gtid.as_mut(), self.pending.take()) {
-            state.apply(&gtid);
-            txn.gtid = Some(state.to_string());
-        }
-        if txn.changes.is_empty() {
-            return;
-        }
-        self.batching.add(txn.changes.len());
-        self.batch.push(txn);
-    }
-
     /// How far behind the tables are, for metrics.
-    fn report_lag(&self) {
+    pub(super) fn report_lag(&self) {
         let Some(progress) = &self.request.stream.progress else {
             return;
         };
@@ -557,34 +348,8 @@ impl Follower<'_> {
     /// Ends the stream and the connection; the report of what it did.
     async fn finish(self) -> FollowReport {
         let _ = self.stream.close().await;
-        let _ = self.conn.disconnect().await;
         self.report
     }
-}
-
-/// The table a `TRUNCATE [TABLE] [db.]t` statement empties, by `(database, table)`;
-/// `schema` is the statement's default database.
-fn truncated_table(schema: &str, text: &str) -> Option<(String, String)> {
-    let rest = strip_keyword(text, "TRUNCATE")?;
-    let rest = strip_keyword(rest, "TABLE").unwrap_or(rest);
-    let name = rest.split_whitespace().next()?.trim_end_matches(';');
-    let parts: Vec<String> = name
-        .split('.')
-        .map(|p| p.trim_matches('`').to_string())
-        .collect();
-    match parts.as_slice() {
-        [table] => Some((schema.to_string(), table.clone())),
-        [db, table] => Some((db.clone(), table.clone())),
-        _ => None,
-    }
-}
-
-/// `text` after `keyword` (any case) and the blanks after it.
-fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
-    let head = text.get(..keyword.len())?;
-    let rest = &text[keyword.len()..];
-    (head.eq_ignore_ascii_case(keyword) && rest.starts_with(char::is_whitespace))
-        .then(|| rest.trim_start())
 }
 
 #[cfg(test)]
@@ -592,17 +357,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn truncates_name_their_table() {
-        assert_eq!(
-            truncated_table("shop", "truncate table `Orders`"),
-            Some(("shop".into(), "Orders".into()))
-        );
-        assert_eq!(
-            truncated_table("x", "TRUNCATE shop.items;"),
-            Some(("shop".into(), "items".into()))
-        );
-        assert_eq!(truncated_table("x", "ALTER TABLE T ADD C INT"), None);
-        assert_eq!(truncated_table("x", "TRUNCATED"), None);
+    fn replica_ids_differ_by_source_and_stay_clear_of_small_ids() {
         assert_ne!(replica_id("a"), replica_id("b"));
         assert!(replica_id("a") >= 0x4000_0000);
     }

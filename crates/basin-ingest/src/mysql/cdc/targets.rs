@@ -86,26 +86,13 @@ pub async fn source_position(source: &MySource) -> Result<Option<BinlogPos>> {
     at
 }
 
-/// Where the server's binary log stands now (`SHOW MASTER STATUS`; MySQL 8.4 calls it
-/// `SHOW BINARY LOG STATUS`).
+/// Where the server's binary log stands now.
 pub(super) async fn server_position(
     conn: &mut Conn,
 ) -> std::result::Result<Option<BinlogPos>, mysql_async::Error> {
-    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
-        Ok(row) => row,
-        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
-            conn.query_first("SHOW BINARY LOG STATUS").await?
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(row.and_then(|row| {
-        let file: Option<String> = row.get(0);
-        let offset: Option<u64> = row.get(1);
-        Some(BinlogPos {
-            file: file.filter(|f| !f.is_empty())?,
-            offset: offset?,
-        })
-    }))
+    Ok(connect::log_position(conn)
+        .await?
+        .map(|(file, offset)| BinlogPos { file, offset }))
 }
 
 /// The source's tables, by `(database, table)`, each with a primary key.
