@@ -75,6 +75,9 @@ def test_the_demo_runs_from_the_installed_binary(installed, tmp_path):
     assert demo.returncode == 0, demo.stderr[-3000:]
     # The demo's last query: revenue by nation and year, read from the merged pipeline output.
     assert "JAPAN" in demo.stdout and "1998" in demo.stdout, demo.stdout[-2000:]
+    # Then the commit graph of its branches: main's head drawn first.
+    graph = [line for line in demo.stdout.splitlines() if line.startswith("* ")]
+    assert graph and "main" in graph[0], demo.stdout[-2000:]
 
 
 def test_a_function_importing_the_sdk_runs_with_uv_from_the_wheel(installed, tmp_path):

@@ -37,6 +37,7 @@ pub use functions::{Functions, InvokeReport, InvokeRequest, Notify, PYARROW};
 pub use lakehouse::add_files::AddFilesReport;
 pub use lakehouse::audit::{AuditLog, MAX_AUDIT_ENTRIES, UNKNOWN_TOKEN};
 pub use lakehouse::checks::CheckOutcome;
+pub use lakehouse::graph::GraphEntry;
 pub use lakehouse::merge::MergeReport;
 pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
 pub use lakehouse::oidc::SignedIn;

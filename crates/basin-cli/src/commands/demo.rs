@@ -151,8 +151,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "{}",
         crate::output::batches_table(&result.schema, &result.batches)?
     );
+    step("9. basin log --graph: main, the branch `dev` merged into it, and the run's merge");
+    let graph = lakehouse.refs().graph(12, false).await?;
+    super::log::show_graph(&graph, crate::output::ListFormat::Table)?;
     status(format!(
-        "\nDone in {:.1}s. Explore it yourself:\n  cd {}\n  basin log\n  basin runs ls\n  basin table show tpch.lineitem\n  basin query \"SELECT * FROM tpch.nation LIMIT 5\" --ref main",
+        "\nDone in {:.1}s. Explore it yourself:\n  cd {}\n  basin log --graph\n  basin runs ls\n  basin table show tpch.lineitem\n  basin query \"SELECT * FROM tpch.nation LIMIT 5\" --ref main",
         started.elapsed().as_secs_f64(),
         dir.display()
     ));

@@ -226,3 +226,57 @@ fn an_existing_iceberg_table_is_registered_without_copying_and_works_as_any_othe
             .contains("sales.foreign")
     );
 }
+
+#[test]
+fn the_graph_draws_every_branch_and_merge_with_each_commit_before_its_parents() {
+    let lake = Lake::with_orders();
+    lake.ok(&["branch", "create", "dev"]);
+    lake.append_orders("dev");
+    lake.append_orders("main");
+    lake.ok(&["merge", "dev", "--into", "main"]);
+    lake.append_orders("dev");
+    lake.ok(&["branch", "create", "run/abc", "--from", "dev"]);
+
+    let text = lake.ok(&["log", "--graph"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    assert!(
+        lines[0].starts_with("* ") && lines[0].contains("(dev)") && !text.contains("run/abc"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("| * ")
+            && lines[1].contains("(main)")
+            && lines[1].contains("[merges "),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("| * "), "{text}");
+    assert!(lines[3].starts_with("* | "), "{text}");
+    assert_eq!(lines[4], "|/", "{text}");
+    assert!(lines[5].starts_with("* "), "{text}");
+    assert!(
+        lines[6].starts_with("* ") && lines[6].contains("initialize"),
+        "{text}"
+    );
+
+    let graph = lake.json(&["log", "--graph"]);
+    let rows = graph.as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for (i, row) in rows.iter().enumerate() {
+        for parent in [&row["parent"], &row["merge_parent"]] {
+            if let Some(p) = parent.as_str() {
+                let at = ids
+                    .iter()
+                    .position(|id| *id == p)
+                    .expect("a parent in the graph");
+                assert!(at > i, "{} comes after its parent {p}", ids[i]);
+            }
+        }
+    }
+    let columns: Vec<u64> = rows.iter().map(|r| r["column"].as_u64().unwrap()).collect();
+    assert_eq!(columns, [0, 1, 1, 0, 0, 0]);
+    assert_eq!(rows[1]["refs"], serde_json::json!(["main"]));
+    // Run branches only when asked for: at dev's head, beside it.
+    let runs = lake.json(&["log", "--graph", "--runs"]);
+    assert_eq!(runs[0]["refs"], serde_json::json!(["dev", "run/abc"]));
+}

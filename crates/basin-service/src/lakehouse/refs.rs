@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Lakehouse;
 
+/// The branch a pipeline run works on is `run/ID`.
+pub(crate) const RUN_BRANCH_PREFIX: &str = "run/";
+
 /// A branch or tag as listed by `basin branch ls` / `basin tag ls`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefInfo {

@@ -23,6 +23,8 @@ use basin_core::{Error, Result};
 
 pub use dag::{Dag, Source};
 pub(crate) use dispatch::{QUEUE_PREFIX, running_queues, work_on};
+
+use crate::lakehouse::refs::RUN_BRANCH_PREFIX;
 pub use handle::Pipelines;
 pub use project::{ModelDef, ModelKind, Project, resolve_parameters};
 pub use remote::RemoteRun;
@@ -64,7 +66,7 @@ impl Pipelines<'_> {
         // digits so that two runs started in the same millisecond get different ids.
         let uuid = basin_core::ids::ordered();
         let id = format!("{}{}", &uuid[..12], &uuid[28..]);
-        let branch = format!("run/{id}");
+        let branch = format!("{RUN_BRANCH_PREFIX}{id}");
         self.lake.catalog().create_branch(&branch, &head).await?;
         // Outputs go to the project's namespace; a first run creates it (on the run branch).
         if !self
