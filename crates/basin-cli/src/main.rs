@@ -125,6 +125,8 @@ enum Command {
     Put(put::Args),
     /// Serve the lakehouse: HTTP API, Iceberg REST catalog, Postgres wire protocol, web console
     Serve(serve::Args),
+    /// Serve the lakehouse to an AI agent as a Model Context Protocol server on stdin/stdout
+    Mcp(mcp::Args),
     /// Run triggered functions for a lakehouse with a shared catalog (a node of a cluster)
     Worker(worker::Args),
     /// Create, list and revoke access tokens for `basin serve`
@@ -212,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put(args) => put::run(args, ctx.home("put")?).await,
         Command::Run(args) => run::run(args, ctx).await,
         Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
+        Command::Mcp(args) => mcp::run(args, ctx).await,
         Command::Worker(args) => worker::run(args, ctx.home("worker")?).await,
         Command::Token(cmd) => token::run(cmd, ctx).await,
         Command::Audit(cmd) => audit::run(cmd, ctx).await,

@@ -18,6 +18,7 @@ pub mod init;
 pub mod invoke;
 pub mod log;
 pub mod maintenance;
+pub mod mcp;
 pub mod merge;
 pub mod namespace;
 pub mod put;
