@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use basin_service::Lakehouse;
 
 use crate::lake::{Context, Lake};
+use crate::output::batches_rows;
 
 /// The protocol revisions Basin speaks through `initialize`, oldest first.
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -256,26 +257,8 @@ fn compact_table(
     schema: &arrow::datatypes::SchemaRef,
     batches: &[arrow::array::RecordBatch],
 ) -> anyhow::Result<String> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default().with_null("NULL");
-    let mut lines = vec![
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .join(" | "),
-    ];
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
-            lines.push(values.join(" | "));
-        }
-    }
+    let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut lines = vec![header.join(" | ")];
+    lines.extend(batches_rows(batches)?.iter().map(|row| row.join(" | ")));
     Ok(lines.join("\n"))
 }
