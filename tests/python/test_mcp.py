@@ -1,6 +1,7 @@
 """`basin mcp` through the official Python MCP client over stdio: the tool list, each tool's
-happy path, an agent's branch work invisible on `main` until a person merges it, a statement
-outside the SQL policy refused, and the answer capped."""
+happy path, an agent's branch work (a branch, a file imported into it) invisible on `main`
+until a person merges it, an import into `main` refused, a statement outside the SQL policy
+refused, and the answer capped."""
 
 import asyncio
 import json
@@ -31,7 +32,7 @@ def text(result) -> str:
 def test_an_agent_reads_and_works_on_its_own_branch(orders):
     async def steps(session):
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert set(tools) == {"list_tables", "describe_table", "query", "log", "diff", "create_branch"}
+        assert set(tools) == {"list_tables", "describe_table", "query", "log", "diff", "create_branch", "import_file"}
         assert all("changes nothing" in t.description or "Writes" in t.description for t in tools.values())
         assert tools["query"].input_schema["required"] == ["sql"]
 
@@ -56,6 +57,15 @@ def test_an_agent_reads_and_works_on_its_own_branch(orders):
         assert [d["key"] for d in diff] == ["sales.orders"], diff
         log = text(await session.call_tool("log", {"ref": "agent/try", "limit": 5}))
         assert "sales.orders" in log
+
+        (orders.home / "late.csv").write_text("id,amount\n9,1.00\n10,2.00\n")
+        late = str(orders.home / "late.csv")
+        onto_main = await session.call_tool("import_file", {"path": late, "table": "sales.orders", "branch": "main"})
+        assert onto_main.is_error and "not `main`" in text(onto_main), text(onto_main)
+        imported = await session.call_tool("import_file", {"path": late, "table": "sales.orders", "branch": "agent/try"})
+        assert not imported.is_error and "imported 2 rows" in text(imported), text(imported)
+        counted = await session.call_tool("query", {"sql": "SELECT count(*) AS n FROM sales.orders", "ref": "agent/try"})
+        assert text(counted).splitlines()[1] == "5", text(counted)
         return True
 
     assert session_run(orders.home, steps)

@@ -4,8 +4,9 @@
 //! `tools/call`. Written by hand: those four methods are a few dozen lines of JSON, where the
 //! Rust SDK (rmcp) would add its macro and schema crates to every build of Basin.
 //!
-//! The tools read any ref, and write only by creating branches: an agent works on a branch of
-//! its own, and `main` changes only when a person merges. Queries pass the SQL statement
+//! The tools read any ref, and write only to branches other than `main` (creating one,
+//! importing a file into one): an agent works on a branch of its own, and `main` changes only
+//! when a person merges. Queries pass the SQL statement
 //! policy every door applies (reads only), with a row cap and a byte cap on the answer.
 
 use serde_json::{Value, json};
@@ -27,8 +28,8 @@ const MAX_BYTES: usize = 64 * 1024;
     after_help = "Add it to an agent's MCP servers, run in the lakehouse's folder:
   {\"mcpServers\": {\"basin\": {\"command\": \"basin\", \"args\": [\"--home\", \"/path/to/lake\", \"mcp\"]}}}
 
-Tools: list_tables, describe_table, query (read-only, capped), log, diff, create_branch.
-Nothing but branches is written: merging into main stays a person's step. Over HTTP (/mcp on
+Tools: list_tables, describe_table, query (read-only, capped), log, diff, create_branch,
+import_file (into a branch other than main). Merging into main stays a person's step. Over HTTP (/mcp on
 `basin serve`) it is not built yet."
 )]
 pub struct Args {}
@@ -137,6 +138,11 @@ fn tools() -> Value {
             "inputSchema": {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"}}, "required": ["from", "to"]},
         },
         {
+            "name": "import_file",
+            "description": "Appends a local file's rows (CSV, JSON, Parquet or Arrow IPC; the table is created from it if missing) to a table on a branch other than main, in one commit. Reads the file. Writes data files and one commit, on that branch only.",
+            "inputSchema": {"type": "object", "properties": {"path": {"type": "string", "description": "A file on the machine running `basin mcp`"}, "table": {"type": "string", "description": "ns.table"}, "branch": {"type": "string", "description": "Your branch (not main)"}}, "required": ["path", "table", "branch"]},
+        },
+        {
             "name": "create_branch",
             "description": "Creates a branch (copying no data) where you can work without touching main; a person merges it. Writes one catalog row.",
             "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}, "from": at}, "required": ["name"]},
@@ -235,6 +241,33 @@ async fn call(lake: &Lakehouse, name: &str, arguments: &Value) -> anyhow::Result
                 return Ok("no differences".into());
             }
             Ok(serde_json::to_string_pretty(&entries)?)
+        }
+        "import_file" => {
+            let branch = required("branch")?;
+            if branch == basin_catalog::MAIN {
+                anyhow::bail!(
+                    basin_core::Error::invalid(
+                        "an agent imports into a branch of its own, not `main`"
+                    )
+                    .with_hint(
+                        "create_branch first and import there; a person merges it into main"
+                    )
+                );
+            }
+            let request = basin_ingest::ImportRequest::new(
+                vec![required("path")?],
+                required("table")?,
+                branch,
+            );
+            let report = lake.import(request, None).await?;
+            Ok(format!(
+                "imported {} rows from {} file(s) into {} on `{}` (commit {})",
+                report.rows,
+                report.files,
+                report.table,
+                report.branch,
+                &report.commit[..12.min(report.commit.len())]
+            ))
         }
         "create_branch" => {
             let created = lake
