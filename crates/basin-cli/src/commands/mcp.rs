@@ -179,37 +179,11 @@ async fn call(lake: &Lakehouse, name: &str, arguments: &Value) -> anyhow::Result
             Ok(serde_json::to_string_pretty(&summary)?)
         }
         "query" => {
-            let sql = required("sql")?;
             let max_rows = arguments["max_rows"]
                 .as_u64()
                 .map_or(100, |n| n as usize)
                 .clamp(1, MAX_ROWS);
-            let result = lake
-                .usage()
-                .query_via("mcp", &sql, at.as_deref(), None, false)
-                .await?;
-            let total: usize = result.batches.iter().map(|b| b.num_rows()).sum();
-            let mut shown = Vec::new();
-            let mut left = max_rows;
-            for batch in &result.batches {
-                if left == 0 {
-                    break;
-                }
-                let take = batch.num_rows().min(left);
-                shown.push(batch.slice(0, take));
-                left -= take;
-            }
-            let mut table = compact_table(&result.schema, &shown)?;
-            if table.len() > MAX_BYTES {
-                let cut = (0..=MAX_BYTES)
-                    .rev()
-                    .find(|i| table.is_char_boundary(*i))
-                    .unwrap_or(0);
-                table.truncate(cut);
-                table.push_str("\n... (cut at the byte cap)");
-            }
-            let kept = total.min(max_rows);
-            Ok(format!("{table}\n({total} rows; {kept} shown)"))
+            query(lake, &required("sql")?, at.as_deref(), max_rows).await
         }
         "log" => {
             let limit = arguments["limit"]
@@ -282,6 +256,39 @@ async fn call(lake: &Lakehouse, name: &str, arguments: &Value) -> anyhow::Result
         }
         other => anyhow::bail!("no tool `{other}`: see tools/list"),
     }
+}
+
+/// Runs read-only `sql` on `at`: at most `max_rows` rows and [`MAX_BYTES`] of text, with the
+/// total row count.
+async fn query(
+    lake: &Lakehouse,
+    sql: &str,
+    at: Option<&str>,
+    max_rows: usize,
+) -> anyhow::Result<String> {
+    let result = lake.usage().query_via("mcp", sql, at, None, false).await?;
+    let total: usize = result.batches.iter().map(|b| b.num_rows()).sum();
+    let mut shown = Vec::new();
+    let mut left = max_rows;
+    for batch in &result.batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        shown.push(batch.slice(0, take));
+        left -= take;
+    }
+    let mut table = compact_table(&result.schema, &shown)?;
+    if table.len() > MAX_BYTES {
+        let cut = (0..=MAX_BYTES)
+            .rev()
+            .find(|i| table.is_char_boundary(*i))
+            .unwrap_or(0);
+        table.truncate(cut);
+        table.push_str("\n... (cut at the byte cap)");
+    }
+    let kept = total.min(max_rows);
+    Ok(format!("{table}\n({total} rows; {kept} shown)"))
 }
 
 /// Rows as compact text for a model to read: a header of column names, then one line per
