@@ -130,6 +130,22 @@ pub(crate) fn column_names(table: &Table) -> Vec<String> {
         .collect()
 }
 
+/// The places of `key_columns` among the table's `columns`; `Err` names one it lacks.
+pub(crate) fn key_indices(
+    columns: &[String],
+    key_columns: &[String],
+) -> std::result::Result<Vec<usize>, String> {
+    key_columns
+        .iter()
+        .map(|k| {
+            columns
+                .iter()
+                .position(|c| c == k)
+                .ok_or_else(|| format!("key column {k} is not in the Basin table"))
+        })
+        .collect()
+}
+
 /// The keys a batch touched, as the table's key columns, comparable as Arrow rows.
 pub(crate) struct KeyRows {
     /// The key columns' positions in the table.

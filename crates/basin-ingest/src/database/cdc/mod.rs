@@ -8,5 +8,6 @@ mod apply;
 pub(crate) mod files;
 
 pub(crate) use apply::{
-    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, stage_table,
+    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, key_indices,
+    stage_table,
 };

@@ -19,7 +19,8 @@ use super::position::{BinlogPos, stored_binlog};
 use super::targets::Target;
 use super::values::normalize;
 use crate::database::cdc::{
-    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, stage_table,
+    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_converter, key_indices,
+    stage_table,
 };
 use crate::database::follow::{Applied, COMMIT_TIME_PROPERTY, batch_message};
 use crate::database::same_type;
@@ -235,16 +236,7 @@ async fn table_changes(
     let schema = arrow_schema(&current.table)?;
     let images = Images::new(target, &schema, &places);
     let (images, olds) = images.decode(changes, &fail)?;
-    let indices: Vec<usize> = target
-        .key
-        .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .position(|c| c == k)
-                .ok_or_else(|| fail(format!("key column {k} is not in the Basin table")))
-        })
-        .collect::<Result<_>>()?;
+    let indices = key_indices(&columns, &target.key).map_err(fail)?;
     let touched = Touched::collect(changes, &images, &olds, &indices, &display)?;
     let decoded = Decoded {
         keys: KeyRows::new(indices, touched.keys, &display)?,

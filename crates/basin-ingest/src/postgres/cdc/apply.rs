@@ -16,7 +16,7 @@ use super::rows::{decode_rows, fill_unchanged, key_bytes, values};
 use super::slot;
 use super::targets::no_key;
 use crate::database::cdc::{
-    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, stage_table,
+    Decoded, KeyRows, Log, arrow_schema, column_names, finish_table, key_indices, stage_table,
 };
 use crate::database::follow::{Applied, batch_message};
 use crate::postgres::types::Decode;
@@ -132,15 +132,7 @@ async fn table_changes(
     let schema = arrow_schema(&current.table)?;
     let images = decode_rows(schema.clone(), kinds.clone(), &touched.images)
         .map_err(|e| fail(e.message.clone()))?;
-    let indices: Vec<usize> = key_columns
-        .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .position(|c| c == k)
-                .ok_or_else(|| fail(format!("key column {k} is not in the Basin table")))
-        })
-        .collect::<Result<_>>()?;
+    let indices = key_indices(&columns, &key_columns).map_err(fail)?;
     let key_schema = Arc::new(
         schema
             .project(&indices)
