@@ -212,6 +212,7 @@ def _spawn(selector, wake: tuple, config: dict) -> tuple:
             os.close(fd)
         if NAMESPACE["fd"] is not None:
             os.close(NAMESPACE["fd"])
+            KEEPABLE["namespace"] = True
         selector.close()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -268,6 +269,10 @@ AHEAD: dict = {}
 OFF: set = set()
 #: The write ends of the request pipes of children waiting for a request.
 REQUEST_PIPES: set = set()
+#: In a child: whether it was forked into a PID namespace of its own, the condition for
+#: keeping it for the next invocation (`reuse`): between two, it ends every other process
+#: of the namespace.
+KEEPABLE: dict = {"namespace": False}
 
 
 #: The zygote's own PID namespace ("fd", a descriptor, once it is the zygote), or why it has
@@ -332,7 +337,19 @@ def _open(path: str, invocation: str, lines: int) -> tuple:
     sock.connect(path)
     hello = {"invocation": invocation, "stream": "child", "pid": _sandbox.host_pid()}
     sock.sendall((json.dumps(hello) + "\n").encode())
+    got = _receive(sock, lines)
+    if got is None:
+        raise ConnectionError("Basin closed the connection before the request")
+    return sock, got
+
+
+def _receive(sock: socket.socket, lines: int) -> Optional[list]:
+    """Reads one message of Basin's on the child's connection: its stdout and stderr (two
+    descriptors, put in place as 1 and 2) and `lines` JSON lines. None when Basin closed the
+    connection instead (a kept child's retirement)."""
     data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(2 * 4))
+    if not data and not ancillary:
+        return None
     fds = []
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -340,8 +357,9 @@ def _open(path: str, invocation: str, lines: int) -> tuple:
     if len(fds) != 2:
         raise ConnectionError(f"Basin sent {len(fds)} output streams, not 2")
     for fd, target in zip(fds, (1, 2)):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd != target:  # a kept child's 1 and 2 are free: the streams may arrive there
+            os.dup2(fd, target)
+            os.close(fd)
     data, seen = bytearray(data), data.count(b"\n")
     while seen < lines:
         chunk = sock.recv(1 << 20)
@@ -349,7 +367,7 @@ def _open(path: str, invocation: str, lines: int) -> tuple:
             raise ConnectionError("Basin closed the connection before the request")
         data += chunk
         seen += chunk.count(b"\n")
-    return sock, [bytes(line) for line in data.split(b"\n")[:lines]]
+    return [bytes(line) for line in data.split(b"\n")[:lines]]
 
 
 def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
@@ -391,15 +409,59 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
             return 127
     assert control is not None
     request = json.loads(lines.pop())
-    reply = serve(request, missing)
-    # Output first: closing stdout and stderr lets Basin finish reading them now.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.close(1)
-    os.close(2)
-    control.sendall((json.dumps(reply) + "\n").encode())
-    control.close()
-    return 0
+    # Kept for the next invocation of the same function version (Basin asks only when the
+    # environment, limits and secrets are the same): the walls stay, the module stays loaded.
+    kept = bool(fork.get("reuse")) and KEEPABLE["namespace"]
+    if kept:
+        # Orphans of the function's processes come to this process, which reaps them.
+        _sandbox._libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    while True:
+        reply = serve(request, missing)
+        if kept:
+            _end_others()
+        # Output first: closing stdout and stderr lets Basin finish reading them now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.close(1)
+        os.close(2)
+        control.sendall((json.dumps(reply) + "\n").encode())
+        if not kept:
+            control.close()
+            return 0
+        # The next invocation comes on the same connection, with its own output streams.
+        got = _receive(control, 3)
+        if got is None:
+            return 0  # Basin retired this child
+        again, secrets, request = (json.loads(line) for line in got)
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+        os.environ.clear()
+        os.environ.update(again["env"])
+        os.environ.update(secrets)
+        del secrets
+        os.chdir(again["workdir"])
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _end_others() -> None:
+    """In a kept child, between two invocations: ends every other process of its PID
+    namespace but the namespace's init (what the function started, even in the background
+    or in a new session) and reaps them, so the next invocation starts with this process
+    alone, as a fresh one would."""
+    for _ in range(1000):
+        try:
+            os.kill(-1, signal.SIGKILL)  # never this process, nor the init
+        except ProcessLookupError:
+            return  # none left
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
 
 
 def _lower_priority(nice: int) -> None:

@@ -50,6 +50,8 @@ class Declaration:
     internet: bool = False
     secrets: list = field(default_factory=list)
     concurrency: Optional[int] = None
+    #: False: a fresh process for every invocation; None: `[functions] reuse` decides.
+    reuse: Optional[bool] = None
     model: Optional[dict] = None
     expectation: bool = False
     #: What invokes it when deployed: {"kind": "object" | "commit" | "schedule" | "http", ...}.
@@ -104,11 +106,14 @@ def python(
     internet: bool = False,
     secrets: Sequence[str] = (),
     concurrency: Optional[int] = None,
+    reuse: Optional[bool] = None,
 ) -> Callable[[F], F]:
     """The function's environment (Python version, pinned packages) and limits: `timeout`
     (wall clock), `memory`, `internet` (off by default), the `secrets` it may read (by name, as
-    environment variables; each declared under `[secrets]` in basin.toml) and `concurrency`
-    (most invocations at once)."""
+    environment variables; each declared under `[secrets]` in basin.toml), `concurrency`
+    (most invocations at once) and `reuse` (False: a fresh process for every invocation, so
+    not even module globals pass from one to the next; by default `[functions] reuse`, on,
+    keeps a process for the next invocation of the same function version)."""
     if not re.fullmatch(r"3\.\d+", str(version)):
         raise DeclarationError(f"@basin.python({version!r}): give a Python version like '3.11'")
     pins = dict(pip or {})
@@ -117,6 +122,8 @@ def python(
             raise DeclarationError(f"@basin.python: pip={{{name!r}: {pin!r}}} must map a package to a version")
     if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
         raise DeclarationError(f"@basin.python(concurrency={concurrency!r}): give a whole number of at least 1")
+    if reuse is not None and not isinstance(reuse, bool):
+        raise DeclarationError(f"@basin.python(reuse={reuse!r}): give True or False")
     if isinstance(secrets, str) or not all(isinstance(s, str) and s.isidentifier() for s in secrets):
         raise DeclarationError(f"@basin.python(secrets={secrets!r}): give a list of environment variable names")
 
@@ -130,6 +137,7 @@ def python(
         d.internet = bool(internet)
         d.secrets = list(secrets)
         d.concurrency = concurrency
+        d.reuse = reuse
         return func
 
     return decorate

@@ -74,6 +74,13 @@ def hooked(event, context):
 '''
 
 
+def deploy(lakehouse, folder, name, source):
+    """Deploys the functions of `source`, written as FOLDER/NAME."""
+    folder.mkdir()
+    (folder / name).write_text(source)
+    lakehouse("deploy", str(folder))
+
+
 def slots(lakehouse, table):
     """(slot, missed) rows of TABLE, oldest first; empty while it does not exist."""
     out = lakehouse.run("query", f"SELECT slot, missed FROM ops.{table} ORDER BY slot", "--format", "json",
@@ -82,10 +89,7 @@ def slots(lakehouse, table):
 
 
 def test_schedules_fire_once_per_slot_across_a_restart(lakehouse, tmp_path):
-    functions = tmp_path / "scheduled"
-    functions.mkdir()
-    (functions / "ticks.py").write_text(SCHEDULED)
-    lakehouse("deploy", str(functions))
+    deploy(lakehouse, tmp_path / "scheduled", "ticks.py", SCHEDULED)
 
     _, server = start_server(lakehouse, "--no-auth")
     try:
@@ -212,3 +216,47 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
     (functions / "calls.py").write_text(CALLED.replace('"/hooks/orders"', '"/api/v1/orders"'))
     refused = lakehouse.run("deploy", str(functions), check=False)
     assert refused.returncode != 0 and "cannot be a function's path" in refused.stderr
+
+
+KEPT = '''
+import os
+import basin
+
+CALLS = []
+TOKEN = os.urandom(8).hex()  # drawn once per process
+
+
+@basin.python("3.11")
+@basin.http()
+def counted(event, context):
+    CALLS.append(event["n"])
+    return {"calls": list(CALLS), "process": TOKEN}
+
+
+@basin.python("3.11", reuse=False)
+@basin.http()
+def counted_fresh(event, context):
+    CALLS.append(event["n"])
+    return {"calls": list(CALLS), "process": TOKEN}
+'''
+
+
+def test_http_calls_of_a_function_run_in_its_kept_process_unless_it_asks_for_a_fresh_one(lakehouse, tmp_path):
+    deploy(lakehouse, tmp_path / "kept", "kept.py", KEPT)
+    base, server = start_server(lakehouse, "--no-auth")
+    try:
+        kept = [post(f"{base}/fn/counted", {"n": n})[2] for n in range(3)]
+        assert [r["calls"] for r in kept] == [[0], [0, 1], [0, 1, 2]], kept  # module globals persist
+        assert len({r["process"] for r in kept}) == 1
+        fresh = [post(f"{base}/fn/counted_fresh", {"n": n})[2] for n in range(3)]
+        assert [r["calls"] for r in fresh] == [[0], [1], [2]], fresh  # reuse=False: nothing persists
+        assert len({r["process"] for r in fresh}) == 3
+        with urllib.request.urlopen(f"{base}/metrics") as response:
+            metrics = response.read().decode()
+        counts = {line.split("{")[1].split("}")[0]: float(line.split()[-1])
+                  for line in metrics.splitlines() if line.startswith("basin_function_processes_total{")}
+        assert counts['kind="kept"'] >= 2 and counts['kind="fresh"'] >= 4, counts
+        assert "basin_function_keep_warm_seconds 60" in metrics
+    finally:
+        server.kill()
+        server.wait()

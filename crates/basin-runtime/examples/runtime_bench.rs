@@ -1,6 +1,7 @@
 //! Function runtime figures, run by `bench/run.py`; prints one JSON object:
 //! environment resolve on a cache hit, invoke -> first line of user code on a new worker and
-//! on a warm one, the whole round trip of back-to-back no-op invocations, and the handoff of a table
+//! on a warm one, the whole round trip of back-to-back no-op invocations in a fresh child
+//! (`reuse` off) and in a kept one (`reuse` on, the default), and the handoff of a table
 //! Basin -> Python -> Basin through shared memory.
 //!
 //!     cargo run --release -p basin-runtime --example runtime_bench -- \
@@ -54,6 +55,7 @@ def echo(table):
 ";
 
 struct Bench {
+    /// `reuse` off: a fresh child per invocation.
     rt: Runtime,
     /// pyarrow and pandas, preloaded by the worker: the environment of a data function.
     spec: EnvSpec,
@@ -72,31 +74,54 @@ impl Bench {
         name: &str,
         ws: basin_runtime::Workspace,
     ) -> (Output, f64) {
-        let env = self.rt.environment(spec).await.expect("environment");
-        let invocation = Invocation {
-            function: format!("bench.py:{name}"),
-            target: Target::Python {
-                file: PathBuf::from("/bench/bench.py"),
-                name: name.into(),
-                source: SOURCE.into(),
-            },
-            env,
-            preload: spec.packages.keys().cloned().collect(),
-            event: serde_json::Value::Null,
-            params: serde_json::Value::Null,
-            secrets: BTreeMap::new(),
-            limits: Limits {
-                memory_bytes: Some(16 << 30),
-                ..Limits::default()
-            },
-            concurrency: None,
-        };
-        let started = Instant::now();
-        let finished = self.rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        (finished.result.expect("the bench function runs"), ms)
+        invoke_on(&self.rt, spec, name, ws).await
     }
+}
 
+async fn invoke_on(
+    rt: &Runtime,
+    spec: &EnvSpec,
+    name: &str,
+    ws: basin_runtime::Workspace,
+) -> (Output, f64) {
+    let env = rt.environment(spec).await.expect("environment");
+    let invocation = Invocation {
+        function: format!("bench.py:{name}"),
+        target: Target::Python {
+            file: PathBuf::from("/bench/bench.py"),
+            name: name.into(),
+            source: SOURCE.into(),
+        },
+        env,
+        preload: spec.packages.keys().cloned().collect(),
+        event: serde_json::Value::Null,
+        params: serde_json::Value::Null,
+        secrets: BTreeMap::new(),
+        limits: Limits {
+            memory_bytes: Some(16 << 30),
+            ..Limits::default()
+        },
+        concurrency: None,
+    };
+    let started = Instant::now();
+    let finished = rt.invoke(ws, invocation, Arc::new(|_, _| {})).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    (finished.result.expect("the bench function runs"), ms)
+}
+
+/// Back-to-back no-op round trips on `rt` in `spec`'s environment, after one that starts
+/// the worker (and, with `reuse`, the child the others run in).
+async fn round_trips(rt: &Runtime, spec: &EnvSpec, samples: usize) -> Vec<f64> {
+    invoke_on(rt, spec, "noop", rt.workspace().expect("workspace")).await;
+    let mut ms = Vec::new();
+    for _ in 0..samples {
+        let ws = rt.workspace().expect("workspace");
+        ms.push(invoke_on(rt, spec, "noop", ws).await.1);
+    }
+    ms
+}
+
+impl Bench {
     /// Milliseconds from the call to the function's first line.
     async fn first_line(&self) -> f64 {
         let before = now_ns();
@@ -105,19 +130,6 @@ impl Bench {
             Output::Json(v) => (v.as_i64().expect("ns") - before) as f64 / 1e6,
             other => panic!("{other:?}"),
         }
-    }
-
-    /// Back-to-back no-op round trips in the environment without packages (after one to
-    /// start its worker): what a fresh process costs when the worker is small.
-    async fn bare_round_trips(&self, samples: usize) -> Vec<f64> {
-        let ws = self.rt.workspace().expect("workspace");
-        self.invoke_in(&self.bare, "noop", ws).await;
-        let mut ms = Vec::new();
-        for _ in 0..samples {
-            let ws = self.rt.workspace().expect("workspace");
-            ms.push(self.invoke_in(&self.bare, "noop", ws).await.1);
-        }
-        ms
     }
 }
 
@@ -156,14 +168,19 @@ async fn main() {
         hit.push(started.elapsed().as_secs_f64() * 1000.0);
     }
 
+    let options = RuntimeOptions {
+        handoff_pool: (pool_mb as u64) << 20,
+        disable_walls,
+        isolation: Some(basin_runtime::Isolation::BestEffort),
+        ..RuntimeOptions::default()
+    };
+    let kept_rt = Runtime::new(envs.clone(), options.clone()).expect("runtime");
     let bench = Bench {
         rt: Runtime::new(
             envs,
             RuntimeOptions {
-                handoff_pool: (pool_mb as u64) << 20,
-                disable_walls,
-                isolation: Some(basin_runtime::Isolation::BestEffort),
-                ..RuntimeOptions::default()
+                reuse: false,
+                ..options
             },
         )
         .expect("runtime"),
@@ -181,12 +198,12 @@ async fn main() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         warm.push(bench.first_line().await);
     }
-    let mut round_trip = Vec::new();
-    for _ in 0..samples {
-        let ws = bench.rt.workspace().expect("workspace");
-        round_trip.push(bench.invoke("noop", ws).await.1);
-    }
-    let bare = bench.bare_round_trips(samples).await;
+    let round_trip = round_trips(&bench.rt, &bench.spec, samples).await;
+    let bare = round_trips(&bench.rt, &bench.bare, samples).await;
+    // Kept children (`reuse`, the default): many more samples, they are short.
+    let kept = round_trips(&kept_rt, &bench.spec, samples * 10).await;
+    let kept_bare = round_trips(&kept_rt, &bench.bare, samples * 10).await;
+    kept_rt.kill_all().await;
 
     // The handoff: eight Int64 columns, `handoff_mb` MiB in all.
     let schema = Arc::new(Schema::new(
@@ -256,6 +273,8 @@ async fn main() {
         "first_line_warm_worker": percentiles(warm),
         "round_trip_warm": percentiles(round_trip),
         "round_trip_warm_bare": percentiles(bare),
+        "round_trip_kept": percentiles(kept),
+        "round_trip_kept_bare": percentiles(kept_bare),
         "handoff": {"megabytes": handoff_mb, "pool_megabytes": pool_mb, "best": best, "slowest_warm": slowest_warm, "runs": handoff},
     });
     println!("{report}");

@@ -37,6 +37,10 @@ pub struct Declaration {
     #[serde(default)]
     pub secrets: Vec<String>,
     pub concurrency: Option<usize>,
+    /// False: a fresh process for every invocation (`@basin.python(reuse=False)`); unset,
+    /// `[functions] reuse` decides.
+    #[serde(default)]
+    pub reuse: Option<bool>,
     pub model: Option<serde_json::Value>,
     #[serde(default)]
     pub expectation: bool,

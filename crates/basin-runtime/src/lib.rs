@@ -1,7 +1,8 @@
 //! Basin's function runtime: environments (a Python version plus pinned packages) built once
-//! with `uv` and reused; a warm fork server per environment; one fresh, confined child per
-//! invocation, talking to Basin over a Unix socket with tables as Arrow IPC files in shared
-//! memory (docs/protocol.md); timeouts and memory limits enforced from outside; metering.
+//! with `uv` and reused; a warm fork server per environment; a confined child per invocation
+//! (kept for the next invocation of the same function version), talking to Basin over a Unix
+//! socket with tables as Arrow IPC files in shared memory (docs/protocol.md); timeouts and
+//! memory limits enforced from outside; metering.
 //!
 //! ```no_run
 //! # async fn demo() -> basin_core::Result<()> {
@@ -18,6 +19,7 @@ mod declaration;
 mod env;
 mod invocation;
 mod ipc;
+mod kept;
 mod monitor;
 mod options;
 mod output;

@@ -57,6 +57,15 @@ pub struct RuntimeOptions {
     /// after they have ended (`[functions] copy_outputs_below`; default
     /// [`COPY_OUTPUTS_BELOW`]).
     pub copy_outputs_below: u64,
+    /// Keep a function's confined process after an invocation for the next invocation of
+    /// the same function version, environment, limits and secrets (`[functions] reuse`; a
+    /// function opts out with `@basin.python(reuse=False)`). Its module globals persist
+    /// between the two; nothing of another function's does (docs/functions.md).
+    pub reuse: bool,
+    /// A kept process idle this long ends (`[functions] keep_warm_seconds`).
+    pub keep_warm: Duration,
+    /// A kept process ends after this many invocations (`[functions] max_uses`).
+    pub max_uses: u64,
     /// Shared by every clone of these options, so /metrics can read them.
     pub counters: Arc<RuntimeCounters>,
 }
@@ -78,6 +87,9 @@ impl Default for RuntimeOptions {
             max_folder_size: 4 << 30,
             handoff_pool: 1 << 30,
             copy_outputs_below: COPY_OUTPUTS_BELOW,
+            reuse: true,
+            keep_warm: Duration::from_secs(60),
+            max_uses: 1000,
             counters: Arc::default(),
         }
     }
@@ -96,6 +108,9 @@ pub struct RuntimeCounters {
     pub output_cut: AtomicU64,
     /// Not run: isolation is strict and a wall is missing.
     pub refused: AtomicU64,
+    /// Invocations served by a kept process, and by a fresh one.
+    pub warm_reused: AtomicU64,
+    pub warm_fresh: AtomicU64,
     /// Bytes the handoff pool holds now (a gauge).
     pub handoff_pool_bytes: AtomicU64,
     /// Tables written into a file from the pool, and without one.
@@ -118,6 +133,8 @@ pub struct Limits {
     pub per_event: Option<Duration>,
     pub memory_bytes: Option<u64>,
     pub internet: bool,
+    /// A fresh process for every invocation, never a kept one (`@basin.python(reuse=False)`).
+    pub fresh: bool,
 }
 
 /// Defaults when a function declares nothing: Lambda's maximum timeout, 2 GiB.

@@ -26,6 +26,19 @@ pub(crate) struct Fork<'a> {
     pub sandbox: Sandbox,
     /// A program to exec instead of a Python function.
     pub exec: Option<&'a [String]>,
+    /// Keep the child after its reply for the next invocation of the same function version
+    /// (`[functions] reuse`): it waits on its connection for an [`Again`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reuse: bool,
+}
+
+/// The first line of a kept child's next invocation, sent on its connection (followed by
+/// the secrets and the request, as for its first).
+#[derive(Debug, Serialize)]
+pub(crate) struct Again<'a> {
+    pub invocation: &'a str,
+    pub env: &'a BTreeMap<String, String>,
+    pub workdir: &'a std::path::Path,
 }
 
 /// How the child confines itself (see python/basin/_sandbox.py).

@@ -1,5 +1,6 @@
-//! Runs functions: one warm fork server per environment, one fresh confined child per
-//! invocation, limits enforced from outside the child, and a metering record for each.
+//! Runs functions: one warm fork server per environment, a confined child per invocation
+//! (fresh, or kept from the last invocation of the same function version: `warm`), limits
+//! enforced from outside the child, and a metering record for each.
 
 use basin_core::time::now_ms;
 use std::collections::{HashMap, HashSet};
@@ -11,6 +12,7 @@ use basin_core::{InvocationKind, InvocationRecord, InvocationStatus, Result};
 use tokio::sync::{Notify, Semaphore};
 
 mod run;
+mod warm;
 
 use crate::env::{Env, EnvCache, EnvSpec};
 pub use crate::invocation::{Finished, Invocation, OutputSink};
@@ -42,6 +44,8 @@ struct Inner {
     reaper: Arc<Notify>,
     /// Shared memory kept allocated for the tables handed to and from functions.
     pool: Arc<Pool>,
+    /// Children kept for the next invocation of their function (`[functions] reuse`).
+    kept: crate::kept::Kept,
 }
 
 impl Inner {
@@ -114,6 +118,7 @@ impl Runtime {
             per_function: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             reaper: Arc::new(Notify::new()),
+            kept: crate::kept::Kept::default(),
         });
         tokio::spawn(reap_idle(Arc::downgrade(&inner), inner.reaper.clone()));
         Ok(Self { inner })
@@ -142,6 +147,11 @@ impl Runtime {
         Workspace::create(&self.inner.scratch, Some(self.inner.pool.clone()))
     }
 
+    /// How many children are kept for the next invocation of their function now.
+    pub fn kept(&self) -> usize {
+        self.inner.kept.count()
+    }
+
     /// Process ids of the warm workers (fork servers) alive now.
     pub async fn workers(&self) -> Vec<u32> {
         let slots = self.inner.slots();
@@ -156,6 +166,7 @@ impl Runtime {
 
     /// Kills every running invocation (with its process group) and every worker: for Ctrl-C.
     pub async fn kill_all(&self) {
+        self.inner.kept.clear();
         let groups: Vec<u32> = self
             .inner
             .running
@@ -299,7 +310,7 @@ impl Runtime {
     /// output lines to `sink`. Never fails as a whole: errors are in `Finished::result`.
     pub async fn invoke(
         &self,
-        workspace: Workspace,
+        mut workspace: Workspace,
         invocation: Invocation,
         sink: OutputSink,
     ) -> Finished {
@@ -339,7 +350,10 @@ impl Runtime {
             .walls
             .check(&invocation.function, invocation.limits.internet)
         {
-            Ok(()) => self.run(&workspace, &invocation, memory_limit, sink).await,
+            Ok(()) => {
+                self.run(&mut workspace, &invocation, memory_limit, sink)
+                    .await
+            }
             Err(e) => {
                 RuntimeCounters::count(&self.inner.options.counters.refused);
                 Err(e)
@@ -389,7 +403,8 @@ async fn reap_idle(inner: Weak<Inner>, wake: Arc<Notify>) {
         let next = {
             let Some(inner) = inner.upgrade() else { return };
             let keep_alive = inner.options.keep_alive;
-            let mut next: Option<Duration> = None;
+            // Kept children first: one retired here lets its worker's keep-alive start.
+            let mut next: Option<Duration> = inner.kept.expire(inner.options.keep_warm);
             for slot in inner.slots() {
                 let mut slot = slot.lock().await;
                 let Some(left) = slot.as_ref().map(|z| z.time_left(keep_alive)) else {

@@ -107,3 +107,25 @@ mod tests {
         assert_eq!(sweep(base.path()), 0);
     }
 }
+
+/// A folder removed with everything in it once the last holder drops it: a kept process's
+/// folder (`[functions] reuse`), which holds the folders of the invocations it serves.
+#[derive(Debug)]
+pub(crate) struct Folder(PathBuf);
+
+impl Folder {
+    pub(crate) fn create(dir: PathBuf) -> Result<Self> {
+        private_folder(&dir)?;
+        Ok(Self(dir))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

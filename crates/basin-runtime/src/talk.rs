@@ -33,6 +33,9 @@ pub(crate) struct Talk {
     /// The longest reply line read (`[functions] max_reply_size`).
     pub max_reply: u64,
     pub counters: Arc<RuntimeCounters>,
+    /// Where the child's connection goes once its reply is read, when the child may be kept
+    /// for the next invocation (`[functions] reuse`); closed otherwise.
+    pub keep: Option<oneshot::Sender<UnixStream>>,
 }
 
 /// Accepts the invocation's connections. The forked child connects once, before any user
@@ -55,6 +58,7 @@ pub(crate) async fn serve(
         program,
         max_reply,
         counters,
+        mut keep,
     } = talk;
     let mut reply_tx = Some(reply_tx);
     let mut request = Some(request);
@@ -113,7 +117,7 @@ pub(crate) async fn serve(
                     continue;
                 };
                 taken += 1;
-                tasks.push(tokio::spawn(answer(reader, Some(request), tx, cap)));
+                tasks.push(tokio::spawn(answer(reader, Some(request), tx, cap, None)));
             }
             Opening::Control => continue,
             Opening::Child => {
@@ -139,11 +143,38 @@ pub(crate) async fn serve(
                     tasks.push(tokio::spawn(forward(read, stream, sink.clone())));
                 }
                 if !program && let Some(tx) = reply_tx.take() {
-                    tasks.push(tokio::spawn(answer(reader, None, tx, cap)));
+                    tasks.push(tokio::spawn(answer(reader, None, tx, cap, keep.take())));
                 }
             }
         }
     }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// The next invocation of a kept child, on the connection it made for its first
+/// (`serve`): its output streams and `message` (where it runs, its secrets, the request)
+/// go out on it, and its reply comes back, after which the connection goes to `talk.keep`
+/// again. Nothing is accepted: only the child holds the other end.
+pub(crate) async fn again(
+    mut stream: UnixStream,
+    message: Vec<u8>,
+    talk: Talk,
+    reply_tx: oneshot::Sender<Reply>,
+    sink: OutputSink,
+) {
+    let Ok(outputs) = hand_outputs(&mut stream, &message).await else {
+        return;
+    };
+    let mut tasks: Vec<_> = [Stream::Stdout, Stream::Stderr]
+        .into_iter()
+        .zip(outputs)
+        .map(|(kind, read)| tokio::spawn(forward(read, kind, sink.clone())))
+        .collect();
+    let cap = (talk.max_reply, talk.counters);
+    let reader = BufReader::new(stream);
+    tasks.push(tokio::spawn(answer(reader, None, reply_tx, cap, talk.keep)));
     for task in tasks {
         let _ = task.await;
     }
@@ -250,12 +281,14 @@ async fn forward(stream: UnixStream, kind: Stream, sink: OutputSink) {
     }
 }
 
-/// Sends the request (unless it went with the secrets) and reads the one reply line.
+/// Sends the request (unless it went with the secrets) and reads the one reply line; the
+/// connection goes to `keep` after a reply read whole.
 async fn answer(
     mut reader: BufReader<UnixStream>,
     request: Option<Vec<u8>>,
     reply_tx: oneshot::Sender<Reply>,
     (max_reply, counters): (u64, Arc<RuntimeCounters>),
+    keep: Option<oneshot::Sender<UnixStream>>,
 ) {
     if let Some(mut request) = request {
         request.push(b'\n');
@@ -286,6 +319,13 @@ async fn answer(
             Err(_) => return,
         }
     };
+    // A kept child says nothing after its reply until it is sent the next request, so
+    // nothing read ahead is lost with the buffer.
+    if let Some(keep) = keep
+        && reader.buffer().is_empty()
+    {
+        let _ = keep.send(reader.into_inner());
+    }
     let _ = reply_tx.send(reply);
 }
 
@@ -362,6 +402,7 @@ mod tests {
                 program: false,
                 max_reply: 1 << 20,
                 counters: Arc::default(),
+                keep: None,
             };
             (
                 tokio::spawn(serve(listener, "inv".into(), child, talk, tx, sink)),
@@ -442,6 +483,7 @@ mod tests {
             program: true,
             max_reply: 1 << 20,
             counters: Arc::default(),
+            keep: None,
         };
         let child = crate::zygote::Forked {
             pid: std::process::id(),

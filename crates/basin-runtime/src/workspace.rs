@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt};
 use crate::ipc::IpcWriter;
 use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
-use crate::scratch::{io, private_folder};
+use crate::scratch::{Folder, io, private_folder};
 
 pub(crate) const FORMAT: &str = "arrow-ipc-file";
 
@@ -47,6 +47,8 @@ pub struct Workspace {
     bytes_out: AtomicU64,
     /// Output files mapped as results: they go back to the pool (see `Lease`).
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
+    /// The kept process's folder this one was moved into (`relocate`), removed after it.
+    parent: Option<Arc<Folder>>,
 }
 
 /// Writes `batches` into `file` as an Arrow IPC file; returns the rows and bytes written.
@@ -93,7 +95,41 @@ impl Workspace {
             give_back: Mutex::new(Vec::new()),
             bytes_out: AtomicU64::new(0),
             leases: Mutex::new(Vec::new()),
+            parent: None,
         })
+    }
+
+    /// Moves the folder, with the inputs and objects written so far, into `parent`: the
+    /// folder of the kept process that runs the invocation, the one place its walls let it
+    /// write.
+    pub(crate) fn relocate(&mut self, parent: Arc<Folder>) -> Result<()> {
+        let dir = parent.path().join(&self.id);
+        std::fs::rename(&self.dir, &dir).map_err(io(format!(
+            "cannot move {} into {}",
+            self.dir.display(),
+            parent.path().display()
+        )))?;
+        let old = std::mem::replace(&mut self.dir, dir);
+        let moved = |path: &mut PathBuf| {
+            if let Ok(rest) = path.strip_prefix(&old) {
+                *path = self.dir.join(rest);
+            }
+        };
+        self.inputs.values_mut().for_each(|t| moved(&mut t.path));
+        for event in &mut self.batch {
+            event.object.iter_mut().for_each(moved);
+            event.object_table.iter_mut().for_each(moved);
+            moved(&mut event.output.path);
+        }
+        self.parent = Some(parent);
+        Ok(())
+    }
+
+    /// Bytes of the tables the function wrote for Basin (its output files, as they are now).
+    pub(crate) fn output_bytes(&self) -> u64 {
+        let size = |p: PathBuf| std::fs::symlink_metadata(p).map_or(0, |m| m.len());
+        let items = (0..self.batch.len()).map(|i| size(self.item_output_path(i)));
+        size(self.output_path()) + items.sum::<u64>()
     }
 
     /// The invocation's id (also the metering record's).

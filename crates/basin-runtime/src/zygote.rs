@@ -130,6 +130,43 @@ impl Zygote {
         Ok((forked, exit_rx))
     }
 
+    /// A kept child's next invocation: the child's end is reported to `invocation` from
+    /// now on (its last invocation's watch is forgotten). A child that has ended already
+    /// (or whose worker has) answers at once.
+    pub(crate) fn rewatch(&self, pid: u32, invocation: &str) -> oneshot::Receiver<Exit> {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiters.lock().expect("waiters");
+        match w.invocation_of.get_mut(&pid) {
+            Some(id) => {
+                let last = std::mem::replace(id, invocation.to_string());
+                w.exits.remove(&last);
+                w.exits.insert(invocation.to_string(), tx);
+            }
+            None => {
+                let _ = tx.send(Exit::Unknown);
+            }
+        }
+        rx
+    }
+
+    /// Whether child `pid` is alive, as far as its worker has said.
+    pub(crate) fn has_child(&self, pid: u32) -> bool {
+        self.waiters
+            .lock()
+            .expect("waiters")
+            .invocation_of
+            .contains_key(&pid)
+    }
+
+    /// Forgets the watch of an invocation whose child was kept (it did not end).
+    pub(crate) fn forget(&self, invocation: &str) {
+        self.waiters
+            .lock()
+            .expect("waiters")
+            .exits
+            .remove(invocation);
+    }
+
     /// The memory group made for child `pid` while it waited, if one was.
     pub(crate) fn take_group(&self, pid: u32) -> Option<GroupAhead> {
         self.waiters.lock().expect("waiters").groups.remove(&pid)
@@ -266,6 +303,7 @@ async fn route_events(
     let mut w = waiters.lock().expect("waiters");
     w.forked.clear();
     w.exits.clear();
+    w.invocation_of.clear();
     let groups = std::mem::take(&mut w.groups);
     drop(w);
     drop(groups);

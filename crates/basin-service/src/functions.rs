@@ -156,6 +156,7 @@ impl Functions<'_> {
                 memory_bytes: request.memory_bytes.or(declaration.memory_bytes),
                 internet: request.internet || declaration.internet,
                 per_event: None,
+                fresh: declaration.reuse == Some(false),
             },
             concurrency: declaration.concurrency,
         };
@@ -234,6 +235,7 @@ impl Functions<'_> {
             internet: false,
             secrets: Vec::new(),
             concurrency: None,
+            reuse: None,
             model: None,
             expectation: false,
             trigger: None,

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basin_core::{Error, InvocationStatus, Result};
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
 use super::{Inner, Runtime, now_ms, search_path};
 use crate::cgroup::Group;
 use crate::invocation::{Invocation, Output, OutputSink, Target};
+use crate::kept::{self, Keeping, Lease};
 use crate::monitor::{Bounds, Stopped, end, folder_bytes, kernel_stopped, kill_group, watch};
 use crate::options::{DEFAULT_TIMEOUT, RuntimeCounters};
 use crate::protocol::{self, Fork, FunctionSource, OutputLocation, Reply, Request};
 use crate::reply;
-use crate::talk::{Talk, serve};
+use crate::scratch::Folder;
+use crate::talk::{Talk, again, serve};
 use crate::walls::{Isolation, refuse};
 use crate::workspace::Workspace;
 use crate::zygote::{Exit, Forked, Zygote};
@@ -68,48 +70,64 @@ impl Runtime {
 
     pub(super) async fn run(
         &self,
-        ws: &Workspace,
+        ws: &mut Workspace,
         inv: &Invocation,
         memory_limit: u64,
         sink: OutputSink,
     ) -> Result<Run> {
         let options = &self.inner.options;
+        // A kept child of the same function version, or a fresh one (kept after, if it may be).
+        let key = self.reusable(inv).then(|| kept::key(inv, memory_limit));
+        let started = match key.as_ref().and_then(|k| self.inner.kept.take(k)) {
+            Some(lease) => self.start_again(ws, inv, lease, key.clone().unwrap_or_default())?,
+            None => self.start(ws, inv, memory_limit, key).await?,
+        };
         let Started {
-            listener,
+            door,
             forked,
-            exit_rx,
-            guard,
+            mut exit_rx,
+            mut guard,
             ungrouped,
             talk,
-        } = self.start(ws, inv, memory_limit).await?;
+            keeping,
+        } = started;
+        let ws: &Workspace = ws;
         let (reply_tx, reply_rx) = oneshot::channel();
-        let server = tokio::spawn(serve(listener, ws.id.clone(), forked, talk, reply_tx, sink));
+        let server = match door {
+            Door::Listen(listener) => {
+                tokio::spawn(serve(listener, ws.id.clone(), forked, talk, reply_tx, sink))
+            }
+            Door::Kept(stream, message) => {
+                tokio::spawn(again(stream, message, talk, reply_tx, sink))
+            }
+        };
         let bounds = Bounds {
             memory: memory_limit,
             folder: &ws.dir,
             folder_base: folder_bytes(&ws.dir),
             options,
         };
-        let mut exit_rx = Some(exit_rx);
-        let watched = watch(forked, inv, bounds, reply_rx, &mut exit_rx).await;
+        let (reply, status, error) = watch(forked, inv, bounds, reply_rx, &mut exit_rx).await;
+        let (status, error) = stopped_by_kernel(&guard, inv, memory_limit, options, status, error);
+        let tables = reply.as_ref().is_some_and(Reply::has_tables);
+        let outcome = (reply.as_ref(), status, error.is_some());
+        let mut keeping = keeping.filter(|k| may_keep(k, forked, outcome, ws, options));
         // Nothing of the invocation may run while an output Basin maps is read: with a PID
         // namespace everything is gone once `wait` returns, and a large output is mapped;
         // without one, a process that left the group could still write to it, so it is copied
         // instead. A small table is copied too, and an invocation that returned none is
         // killed the same way: Basin goes on without waiting, while the processes' exit (the
         // kernel freeing their memory) runs on another core.
-        let tables = watched.0.as_ref().is_some_and(Reply::has_tables);
-        let ending = end(forked, exit_rx.take());
+        let ending = keeping.is_none().then(|| end(forked, exit_rx.take()));
         // Sized after the kill: a process that goes on writing after the reply cannot make
         // Basin copy a large file.
         let copied = tables
-            && watched.0.as_ref().is_some_and(|r| r.batch.is_none())
+            && reply.as_ref().is_some_and(|r| r.batch.is_none())
             && std::fs::symlink_metadata(ws.output_path())
                 .is_ok_and(|m| m.len() <= options.copy_outputs_below);
-        let (ended, ending) = if tables && !copied {
-            (ending.wait().await, None)
-        } else {
-            (false, Some(ending))
+        let (ended, mut ending) = match ending {
+            Some(ending) if tables && !copied => (ending.wait().await, None),
+            ending => (false, ending),
         };
         // Output lines still in flight drain once the sockets close; a connection that never
         // came (the child died first) must not keep the listener waiting.
@@ -120,8 +138,13 @@ impl Runtime {
         {
             abort.abort();
         }
-        let (reply, status, error) = watched;
-        let (status, error) = stopped_by_kernel(&guard, inv, memory_limit, options, status, error);
+        // The child's connection comes back once its reply was read whole; without it the
+        // child cannot be sent another request, and ends now.
+        let stream = keeping.as_mut().and_then(|k| k.stream.try_recv().ok());
+        if keeping.is_some() && stream.is_none() {
+            keeping = None;
+            ending = Some(end(forked, exit_rx.take()));
+        }
         // Nothing of the invocation runs any more (its PID namespace is gone): its input files,
         // and its output file unless mapped as the result, can go back to the pool.
         let namespaced = self.inner.walls.holds("processes")
@@ -136,7 +159,21 @@ impl Runtime {
                 back.push(ws.output_path());
             }
         }
-        let run = self.outcome(ws, inv, &guard, (reply, status, error), ungrouped, safe);
+        let run = self.outcome(
+            ws,
+            inv,
+            &guard,
+            (reply, status, error),
+            ungrouped.clone(),
+            safe,
+        );
+        if let (Some(keeping), Some(stream)) = (keeping, stream) {
+            guard.zygote.forget(&ws.id);
+            guard.keep = true;
+            let child = (forked, guard.group.take());
+            let (key, lease) = Lease::new(guard.zygote.clone(), child, keeping, stream, ungrouped);
+            self.inner.kept.put(key, lease);
+        }
         // Not waited for: its files go back to the pool once every process has ended, as
         // above (a table's file stays: the caller may read it, `Finished::output_file`).
         if let Some(ending) = ending
@@ -154,7 +191,32 @@ impl Runtime {
     /// Forks the invocation's child and limits it, ready to be sent its request: the socket
     /// it connects to, the program it runs (staged in its working directory), its
     /// environment and sandbox, its memory group, and the request and secrets for `serve`.
-    async fn start(&self, ws: &Workspace, inv: &Invocation, memory_limit: u64) -> Result<Started> {
+    async fn start(
+        &self,
+        ws: &mut Workspace,
+        inv: &Invocation,
+        memory_limit: u64,
+        key: Option<String>,
+    ) -> Result<Started> {
+        // A child that may be kept writes in a folder of its own, into which this invocation's
+        // folder moves, and the next invocations' it serves.
+        let (keeping, keep_tx) = match key {
+            Some(key) => {
+                let dir = self.inner.scratch.join(kept::folder_name());
+                let folder = Arc::new(Folder::create(dir)?);
+                ws.relocate(folder.clone())?;
+                let (tx, rx) = oneshot::channel();
+                let keeping = Keeping {
+                    key,
+                    stream: rx,
+                    folder,
+                    uses: 0,
+                };
+                (Some(keeping), Some(tx))
+            }
+            None => (None, None),
+        };
+        RuntimeCounters::count(&self.inner.options.counters.warm_fresh);
         let listener = UnixListener::bind(ws.socket()).map_err(|e| {
             Error::io_with(format!("cannot listen on {}", ws.socket().display()), e)
         })?;
@@ -177,10 +239,15 @@ impl Runtime {
             sandbox: self.sandbox(
                 &inv.env,
                 inv.limits.internet,
-                vec![ws.dir.clone()],
+                vec![
+                    keeping
+                        .as_ref()
+                        .map_or(ws.dir.clone(), |k| k.folder.path().into()),
+                ],
                 workdir.clone(),
             ),
             exec: exec.as_deref(),
+            reuse: keeping.is_some(),
         };
         if exec.is_none() && ws.batch.is_empty() {
             // The worker writes its table over this file's allocated pages (python/basin/_worker.py).
@@ -197,6 +264,7 @@ impl Runtime {
             zygote: zygote.clone(),
             inner: self.inner.clone(),
             group: None,
+            keep: false,
         };
         // Limited before the secrets are sent (`serve`), so before any of the function's code
         // runs.
@@ -205,9 +273,9 @@ impl Runtime {
         guard.group = grouped.unwrap_or(None);
         let request = request(ws, inv)?;
         Ok(Started {
-            listener,
+            door: Door::Listen(listener),
             forked,
-            exit_rx,
+            exit_rx: Some(exit_rx),
             guard,
             ungrouped,
             talk: Talk {
@@ -216,7 +284,9 @@ impl Runtime {
                 program: exec.is_some(),
                 max_reply: options.max_reply_size,
                 counters: options.counters.clone(),
+                keep: keep_tx,
             },
+            keeping,
         })
     }
 
@@ -297,19 +367,54 @@ impl Runtime {
     }
 }
 
-/// An invocation's child, forked and limited, and what it is sent once it connects.
-struct Started {
-    listener: UnixListener,
-    forked: Forked,
-    exit_rx: oneshot::Receiver<Exit>,
-    guard: Ending,
+/// An invocation's child, forked and limited (or kept from an earlier invocation), and what
+/// it is sent once it connects.
+pub(super) struct Started {
+    pub(super) door: Door,
+    pub(super) forked: Forked,
+    pub(super) exit_rx: Option<oneshot::Receiver<Exit>>,
+    pub(super) guard: Ending,
     /// Why it runs without a memory group, when a best-effort runtime runs it anyway.
-    ungrouped: Option<String>,
-    talk: Talk,
+    pub(super) ungrouped: Option<String>,
+    pub(super) talk: Talk,
+    /// The child may be kept for the next invocation of the same key.
+    pub(super) keeping: Option<Keeping>,
+}
+
+/// Where the invocation's child is reached.
+pub(super) enum Door {
+    /// A fresh child connects to the invocation's socket.
+    Listen(UnixListener),
+    /// A kept child waits on its connection for this message (`protocol::Again`, the
+    /// secrets, the request).
+    Kept(UnixStream, Vec<u8>),
+}
+
+/// Whether the child may be kept for the next invocation: it answered (a result or the
+/// function's own error) within its limits, in a PID namespace of its own (it ends its other
+/// processes itself), under `max_uses`, and handled tables small enough to copy (a table
+/// mapped, or given back to the pool, needs every process of the invocation gone).
+fn may_keep(
+    keeping: &Keeping,
+    forked: Forked,
+    (reply, status, stopped): (Option<&Reply>, InvocationStatus, bool),
+    ws: &Workspace,
+    options: &crate::options::RuntimeOptions,
+) -> bool {
+    // (The output file may be one from the pool, written over only when a table is.)
+    let tables = reply.is_some_and(Reply::has_tables);
+    let table_bytes = if tables { ws.output_bytes() } else { 0 };
+    forked.init.is_some()
+        && !stopped
+        && matches!(status, InvocationStatus::Ok | InvocationStatus::Error)
+        && reply.is_some_and(|r| r.status != "refused")
+        && keeping.uses + 1 < options.max_uses
+        && table_bytes <= options.copy_outputs_below
+        && ws.rows_and_bytes_in().1 <= options.copy_outputs_below
 }
 
 /// The child's environment variables: nothing of Basin's own.
-fn child_env(inv: &Invocation, workdir: &Path) -> BTreeMap<String, String> {
+pub(super) fn child_env(inv: &Invocation, workdir: &Path) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("PATH".into(), search_path(&inv.env)),
         ("HOME".into(), workdir.display().to_string()),
@@ -321,7 +426,7 @@ fn child_env(inv: &Invocation, workdir: &Path) -> BTreeMap<String, String> {
 }
 
 /// The request line for the child (docs/protocol.md).
-fn request(ws: &Workspace, inv: &Invocation) -> Result<Vec<u8>> {
+pub(super) fn request(ws: &Workspace, inv: &Invocation) -> Result<Vec<u8>> {
     let deadline_ms =
         Some(now_ms() + inv.limits.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis() as i64);
     let (name, file, source): (&str, &Path, &str) = match &inv.target {
@@ -375,13 +480,15 @@ fn stopped_by_kernel(
     }
 }
 
-/// Ends an invocation's process group when dropped.
-struct Ending {
-    pid: u32,
-    zygote: Arc<Zygote>,
-    inner: Arc<Inner>,
+/// Ends an invocation's process group when dropped, unless its child is kept.
+pub(super) struct Ending {
+    pub(super) pid: u32,
+    pub(super) zygote: Arc<Zygote>,
+    pub(super) inner: Arc<Inner>,
     /// Its memory group (the `memory` wall), removed after the kill.
-    group: Option<Group>,
+    pub(super) group: Option<Group>,
+    /// The child was kept for the next invocation (its lease ends it).
+    pub(super) keep: bool,
 }
 
 impl Ending {
@@ -393,14 +500,16 @@ impl Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        kill_group(self.pid);
         self.inner
             .running
             .lock()
             .expect("running")
             .remove(&self.pid);
-        self.zygote.end();
-        // The worker's keep-alive starts now.
+        if !self.keep {
+            kill_group(self.pid);
+            self.zygote.end();
+        }
+        // The worker's keep-alive (or the kept child's) starts now.
         self.inner.reaper.notify_one();
     }
 }

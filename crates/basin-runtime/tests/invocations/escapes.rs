@@ -154,7 +154,7 @@ async fn another_invocations_folder_basins_folders_and_secrets_are_closed() {
 import os
 {ATTEMPT}
 def peek():
-    scratch = os.path.dirname(os.path.dirname(os.getcwd()))
+    scratch = os.path.dirname(os.path.dirname({other_input:?}))
     return {{
         "other_input": attempt(lambda: open({other_input:?}, "rb").read()),
         "list_scratch": attempt(lambda: os.listdir(scratch)),

@@ -24,7 +24,12 @@ async fn mapped_tables_reuse_allocated_memory_and_leak_nothing() {
 }
 
 async fn handed_over_tables(options: RuntimeOptions) {
-    let rt = runtime(options);
+    // Fresh children: a kept child's files never go back to the pool (it may still hold
+    // them), so the pool serves the invocations whose child ends.
+    let rt = runtime(RuntimeOptions {
+        reuse: false,
+        ..options
+    });
     let counters = rt.options().counters.clone();
     let pooled = || {
         counters

@@ -47,19 +47,8 @@ async fn invoke(
             .unwrap();
     }
     let invocation = Invocation {
-        function: format!("fn.py:{name}"),
-        target: Target::Python {
-            file: PathBuf::from("/project/fn.py"),
-            name: name.into(),
-            source: source.into(),
-        },
-        env,
-        preload: vec!["pyarrow".into()],
         event: serde_json::json!({"n": 3}),
-        params: serde_json::Value::Null,
-        secrets: BTreeMap::from([("API_KEY".into(), "s3cret".into())]),
-        limits,
-        concurrency: None,
+        ..python(env, source, name, "s3cret", limits)
     };
     let lines: Lines = Arc::default();
     let seen = lines.clone();
@@ -71,6 +60,31 @@ async fn invoke(
         )
         .await;
     (finished, lines)
+}
+
+/// Function `name` of `source` (as /project/fn.py) in `env`, with the secret `API_KEY`.
+fn python(
+    env: basin_runtime::Env,
+    source: &str,
+    name: &str,
+    secret: &str,
+    limits: Limits,
+) -> Invocation {
+    Invocation {
+        function: format!("fn.py:{name}"),
+        target: Target::Python {
+            file: PathBuf::from("/project/fn.py"),
+            name: name.into(),
+            source: source.into(),
+        },
+        env,
+        preload: vec!["pyarrow".into()],
+        event: serde_json::Value::Null,
+        params: serde_json::Value::Null,
+        secrets: BTreeMap::from([("API_KEY".into(), secret.into())]),
+        limits,
+        concurrency: None,
+    }
 }
 
 fn orders() -> RecordBatch {
@@ -239,6 +253,8 @@ mod confinement;
 mod escapes;
 /// Tables handed over through the pool of allocated shared memory.
 mod handoff;
+/// Kept children (`[functions] reuse`): the next invocation of one function version.
+mod kept;
 /// Its limits: processes, the folder, open files, memory, the reply, the CPU.
 mod limits;
 /// Warm workers: started ahead, reused without sharing state, and a program without the SDK.

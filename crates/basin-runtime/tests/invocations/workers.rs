@@ -35,8 +35,10 @@ async fn a_worker_started_ahead_serves_the_invocation() {
 
 #[tokio::test]
 async fn warm_workers_are_reused_without_sharing_state_then_exit_when_idle() {
+    // `reuse` off: a fresh child per invocation (kept children: kept.rs).
     let rt = runtime(RuntimeOptions {
         keep_alive: Duration::from_millis(400),
+        reuse: false,
         ..RuntimeOptions::default()
     });
     let source = "import json\ndef leak():\n    seen = hasattr(json, 'leaked')\n    json.leaked = True\n    return seen\n";

@@ -235,8 +235,39 @@ impl Metrics {
                     "Tables handed to or from a function through new pages (the pool had no file).",
                     f.counters.handoff_pool_misses.load(Ordering::Relaxed) as f64,
                 ),
+                (
+                    "basin_function_keep_warm_seconds",
+                    "gauge",
+                    "`[functions] keep_warm`: how long a kept process waits for its function's next invocation (0: `reuse` is off).",
+                    if f.reuse {
+                        f.keep_warm.as_secs_f64()
+                    } else {
+                        0.0
+                    },
+                ),
+                (
+                    "basin_function_max_uses",
+                    "gauge",
+                    "`[functions] max_uses`: invocations one kept process serves at most.",
+                    f.max_uses as f64,
+                ),
             ],
         );
+        let _ = writeln!(
+            out,
+            "# HELP basin_function_processes_total Invocations by the process that ran them: kept from an earlier invocation of the same function version, or fresh."
+        );
+        let _ = writeln!(out, "# TYPE basin_function_processes_total counter");
+        for (kind, counter) in [
+            ("kept", &f.counters.warm_reused),
+            ("fresh", &f.counters.warm_fresh),
+        ] {
+            let _ = writeln!(
+                out,
+                "basin_function_processes_total{{kind=\"{kind}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         let stopped = &f.counters;
         let _ = writeln!(
             out,

@@ -136,6 +136,13 @@ pub struct FunctionsSection {
     /// How long a node holds a triggered event it runs without renewing its lease (it renews
     /// every third of it); a dead node's events run elsewhere this soon after.
     pub event_lease: Option<DurationValue>,
+    /// Keep a function's confined process after an invocation for the next invocation of the
+    /// same function version, environment, limits and secrets (default true).
+    pub reuse: Option<bool>,
+    /// How long a kept process waits for its next invocation ("60s").
+    pub keep_warm: Option<DurationValue>,
+    /// A kept process ends after this many invocations.
+    pub max_uses: Option<u64>,
     /// On a shared catalog: how long a pipeline's model waits for another node to take it
     /// before the node running `basin run` runs it itself; "0s" runs every model there.
     pub model_worker_wait: Option<DurationValue>,

@@ -252,7 +252,30 @@ fn runtime_options(
     if let Some(v) = &f.copy_outputs_below {
         runtime.copy_outputs_below = v.bytes(&setting("functions", "copy_outputs_below"))?;
     }
+    reuse_options(f, setting, &mut runtime)?;
     Ok(runtime)
+}
+
+/// `[functions] reuse`, `keep_warm` and `max_uses`: kept processes.
+fn reuse_options(
+    f: &FunctionsSection,
+    setting: Setting,
+    runtime: &mut basin_runtime::RuntimeOptions,
+) -> Result<()> {
+    if let Some(reuse) = f.reuse {
+        runtime.reuse = reuse;
+    }
+    if let Some(v) = &f.keep_warm {
+        // "off" or 0: a process is not kept at all.
+        match v.limit(&setting("functions", "keep_warm"))? {
+            Some(d) => runtime.keep_warm = d,
+            None => runtime.reuse = false,
+        }
+    }
+    if let Some(n) = f.max_uses {
+        runtime.max_uses = n;
+    }
+    Ok(())
 }
 
 /// `[pricing]`, each price defaulted.

@@ -70,6 +70,7 @@ impl Dispatcher {
                 per_event: Some(per_event),
                 memory_bytes: declaration.memory_bytes,
                 internet: declaration.internet,
+                fresh: declaration.reuse == Some(false),
             },
             concurrency: declaration.concurrency,
         };

@@ -396,6 +396,7 @@ impl ModelJob {
                 memory_bytes: declaration.memory_bytes,
                 internet: declaration.internet,
                 per_event: None,
+                fresh: declaration.reuse == Some(false),
             },
             concurrency: declaration.concurrency,
         };
