@@ -175,6 +175,14 @@ def main() -> None:
     table("front door (small query)", [(n, v, "") for n, v in doors])
     print()
     table("triggered functions", events.measure(args.basin, work))
+    print()
+    import http_function  # imports this module's `machine`
+
+    table("HTTP function (no-op), through basin serve", [
+        (f"round trip, reuse {'on (kept process)' if reuse else 'off (fresh child)'}, {q} [ms]", v, "2" if reuse and q == "p50" else "")
+        for reuse, p50, p95, _ in http_function.measure(args.basin, work)
+        for q, v in (("p50", p50), ("p95", p95))
+    ])
     shutil.rmtree(work, ignore_errors=True)
 
 
