@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use crate::cgroup::Group;
 use crate::invocation::{Invocation, Target};
 use crate::monitor::end;
+use crate::options::RuntimeCounters;
 use crate::scratch::Folder;
 use crate::zygote::{Forked, Zygote};
 
@@ -106,13 +107,31 @@ pub(crate) struct LeaseParts {
     pub(crate) ungrouped: Option<String>,
 }
 
-/// The kept children waiting for an invocation, by key.
-#[derive(Default)]
+/// The kept children waiting for an invocation, by key, at most `max` of them.
 pub(crate) struct Kept {
     idle: Mutex<HashMap<String, Vec<Lease>>>,
+    max: usize,
+    /// `kept_processes` is kept equal to the count here.
+    counters: Arc<RuntimeCounters>,
 }
 
 impl Kept {
+    pub(crate) fn new(max: usize, counters: Arc<RuntimeCounters>) -> Self {
+        Self {
+            idle: Mutex::default(),
+            max,
+            counters,
+        }
+    }
+
+    /// Publishes how many children are kept (`basin_function_kept_processes`).
+    fn counted(&self, idle: &HashMap<String, Vec<Lease>>) {
+        let n = idle.values().map(Vec::len).sum::<usize>();
+        self.counters
+            .kept_processes
+            .store(n as u64, Ordering::Relaxed);
+    }
+
     /// The child kept last under `key` that is still alive; the dead ones found on the way
     /// are retired.
     pub(crate) fn take(&self, key: &str) -> Option<Lease> {
@@ -130,19 +149,40 @@ impl Kept {
             if leases.is_empty() {
                 idle.remove(key);
             }
+            self.counted(&idle);
             found
         };
         dead.into_iter().for_each(Lease::retire);
         found
     }
 
+    /// Keeps `lease` under `key`; past `max` kept children (`[functions] max_kept`), the one
+    /// idle longest retires (with `max` 0, this one).
     pub(crate) fn put(&self, key: String, lease: Lease) {
         let lease = Lease {
             idle_since: Instant::now(),
             ..lease
         };
-        let mut idle = self.idle.lock().expect("kept");
-        idle.entry(key).or_default().push(lease);
+        let mut retired = Vec::new();
+        {
+            let mut idle = self.idle.lock().expect("kept");
+            idle.entry(key).or_default().push(lease);
+            while idle.values().map(Vec::len).sum::<usize>() > self.max {
+                let oldest = idle
+                    .iter()
+                    .filter_map(|(k, leases)| Some((k.clone(), leases.first()?.idle_since)))
+                    .min_by_key(|(_, since)| *since)
+                    .map(|(k, _)| k);
+                let Some(oldest) = oldest else { break };
+                let leases = idle.get_mut(&oldest).expect("found above");
+                retired.push(leases.remove(0));
+                if leases.is_empty() {
+                    idle.remove(&oldest);
+                }
+            }
+            self.counted(&idle);
+        }
+        retired.into_iter().for_each(Lease::retire);
     }
 
     /// Retires the children idle for `keep_warm`; returns how long until the next one would
@@ -164,6 +204,7 @@ impl Kept {
                 *leases = young;
             }
             idle.retain(|_, leases| !leases.is_empty());
+            self.counted(&idle);
         }
         retired.into_iter().for_each(Lease::retire);
         next
@@ -173,7 +214,9 @@ impl Kept {
     pub(crate) fn clear(&self) {
         let all: Vec<Lease> = {
             let mut idle = self.idle.lock().expect("kept");
-            idle.drain().flat_map(|(_, leases)| leases).collect()
+            let all = idle.drain().flat_map(|(_, leases)| leases).collect();
+            self.counted(&idle);
+            all
         };
         all.into_iter().for_each(Lease::retire);
     }

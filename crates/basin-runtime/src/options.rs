@@ -66,6 +66,9 @@ pub struct RuntimeOptions {
     pub keep_warm: Duration,
     /// A kept process ends after this many invocations (`[functions] max_uses`).
     pub max_uses: u64,
+    /// Kept processes waiting for an invocation, at most (`[functions] max_kept`; the one
+    /// idle longest ends first): each holds its memory while it waits.
+    pub max_kept: usize,
     /// Shared by every clone of these options, so /metrics can read them.
     pub counters: Arc<RuntimeCounters>,
 }
@@ -74,7 +77,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             keep_alive: Duration::from_secs(60),
-            max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
+            max_concurrency: default_concurrency(),
             scratch: None,
             max_output_lines: 10_000,
             max_output_size: 1 << 20,
@@ -90,9 +93,15 @@ impl Default for RuntimeOptions {
             reuse: true,
             keep_warm: Duration::from_secs(60),
             max_uses: 1000,
+            max_kept: default_concurrency(),
             counters: Arc::default(),
         }
     }
+}
+
+/// Invocations at once by default, and kept processes: four per core.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
 
 /// Invocations stopped or refused, by cause.
@@ -111,6 +120,8 @@ pub struct RuntimeCounters {
     /// Invocations served by a kept process, and by a fresh one.
     pub warm_reused: AtomicU64,
     pub warm_fresh: AtomicU64,
+    /// Processes kept for their function's next invocation now (a gauge).
+    pub kept_processes: AtomicU64,
     /// Bytes the handoff pool holds now (a gauge).
     pub handoff_pool_bytes: AtomicU64,
     /// Tables written into a file from the pool, and without one.

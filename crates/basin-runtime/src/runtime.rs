@@ -106,6 +106,7 @@ impl Runtime {
             options.handoff_pool,
             options.counters.clone(),
         ));
+        let kept = crate::kept::Kept::new(options.max_kept, options.counters.clone());
         let inner = Arc::new(Inner {
             pool,
             envs,
@@ -118,7 +119,7 @@ impl Runtime {
             per_function: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             reaper: Arc::new(Notify::new()),
-            kept: crate::kept::Kept::default(),
+            kept,
         });
         tokio::spawn(reap_idle(Arc::downgrade(&inner), inner.reaper.clone()));
         Ok(Self { inner })

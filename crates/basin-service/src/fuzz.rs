@@ -51,6 +51,7 @@ const WORDS: &[&str] = &[
     "keep_alive_seconds",
     "keep_warm",
     "max_uses",
+    "max_kept",
     "reuse",
     "max_concurrency",
     "poll_seconds",

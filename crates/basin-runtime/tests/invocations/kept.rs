@@ -190,3 +190,30 @@ async fn with_reuse_off_every_invocation_gets_a_fresh_process() {
     assert_ne!(first[1], second[1]);
     assert_eq!(rt.kept(), 0);
 }
+
+#[tokio::test]
+async fn past_max_kept_the_process_idle_longest_ends() {
+    let rt = runtime(RuntimeOptions {
+        max_kept: 2,
+        ..RuntimeOptions::default()
+    });
+    let versions: Vec<String> = (0..3)
+        .map(|v| COUNTER.replace("CALLS = []", &format!("CALLS = []  # v{v}")))
+        .collect();
+    let mut first = Vec::new();
+    for source in &versions {
+        first.push(count(&rt, source, "s3cret", Limits::default()).await);
+    }
+    assert_eq!(rt.kept(), 2, "three functions ran, two processes wait");
+    let counters = &rt.options().counters;
+    let gauge = counters
+        .kept_processes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(gauge, 2);
+    // The first function's process was idle longest: it ended; the last one's waits.
+    let v0 = count(&rt, &versions[0], "s3cret", Limits::default()).await;
+    assert_eq!(v0[0], 1);
+    assert_ne!(v0[1], first[0][1]);
+    let v2 = count(&rt, &versions[2], "s3cret", Limits::default()).await;
+    assert_eq!((&v2[0], &v2[1]), (&2.into(), &first[2][1]));
+}

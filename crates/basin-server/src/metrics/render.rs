@@ -251,6 +251,18 @@ impl Metrics {
                     "`[functions] max_uses`: invocations one kept process serves at most.",
                     f.max_uses as f64,
                 ),
+                (
+                    "basin_function_max_kept",
+                    "gauge",
+                    "`[functions] max_kept`: kept processes waiting for an invocation, at most.",
+                    f.max_kept as f64,
+                ),
+                (
+                    "basin_function_kept_processes",
+                    "gauge",
+                    "Processes kept for their function's next invocation now.",
+                    f.counters.kept_processes.load(Ordering::Relaxed) as f64,
+                ),
             ],
         );
         let _ = writeln!(

@@ -143,6 +143,8 @@ pub struct FunctionsSection {
     pub keep_warm: Option<DurationValue>,
     /// A kept process ends after this many invocations.
     pub max_uses: Option<u64>,
+    /// Kept processes waiting for an invocation, at most (the one idle longest ends first).
+    pub max_kept: Option<usize>,
     /// On a shared catalog: how long a pipeline's model waits for another node to take it
     /// before the node running `basin run` runs it itself; "0s" runs every model there.
     pub model_worker_wait: Option<DurationValue>,

@@ -256,7 +256,7 @@ fn runtime_options(
     Ok(runtime)
 }
 
-/// `[functions] reuse`, `keep_warm` and `max_uses`: kept processes.
+/// `[functions] reuse`, `keep_warm`, `max_uses` and `max_kept`: kept processes.
 fn reuse_options(
     f: &FunctionsSection,
     setting: Setting,
@@ -274,6 +274,9 @@ fn reuse_options(
     }
     if let Some(n) = f.max_uses {
         runtime.max_uses = n;
+    }
+    if let Some(n) = f.max_kept {
+        runtime.max_kept = n;
     }
     Ok(())
 }
