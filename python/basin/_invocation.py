@@ -102,7 +102,7 @@ def serve(request: dict, missing: list) -> dict:
     the reply Basin reads on the control connection."""
     function = request["function"]
     # A kept process serves several invocations: each is metered for its own CPU time.
-    before = _cpu_ms()
+    before, _ = _usage()
     try:
         if request.get("batch") is not None:
             reply: dict = {"type": "result", "status": "ok", "batch": _serve_batch(request)}
@@ -113,21 +113,19 @@ def serve(request: dict, missing: list) -> dict:
             reply = {"type": "result", "status": "ok", "output": output}
     except BaseException as e:  # noqa: BLE001 - every failure goes back to Basin
         reply = {"type": "result", "status": "error", "error": _describe(e, function["file"])}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reply["usage"] = {
-        "cpu_ms": round(_cpu_ms() - before, 3),
-        "max_rss_bytes": max(usage.ru_maxrss, children.ru_maxrss) * 1024,
-    }
+    cpu_ms, max_rss = _usage()
+    reply["usage"] = {"cpu_ms": round(cpu_ms - before, 3), "max_rss_bytes": max_rss}
     reply["unconfined"] = missing
     return reply
 
 
-def _cpu_ms() -> float:
-    """CPU time of this process and its reaped children so far, in milliseconds."""
+def _usage() -> tuple:
+    """CPU time (ms) of this process and its reaped children so far, and the most memory
+    (bytes) either held."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime) * 1000
+    cpu = (usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime) * 1000
+    return cpu, max(usage.ru_maxrss, children.ru_maxrss) * 1024
 
 
 #: The most output kept per event of a batch (the tail); all of it still streams to Basin.

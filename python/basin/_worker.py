@@ -381,11 +381,7 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
     if program:
         control.close()  # the program connects its own control stream
         control = None
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    os.environ.clear()
-    os.environ.update(fork.get("env", {}))
-    os.environ.update(json.loads(secrets))
+    _settle(fork.get("env", {}), json.loads(secrets))
     del secrets
     missing = _sandbox.confine(walls, fork["sandbox"])
     if missing and fork["sandbox"].get("strict"):
@@ -433,13 +429,19 @@ def _child(fork: dict, walls: "_sandbox.Ahead") -> int:
         if got is None:
             return 0  # Basin retired this child
         again, secrets, request = (json.loads(line) for line in got)
-        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-        os.environ.clear()
-        os.environ.update(again["env"])
-        os.environ.update(secrets)
+        _settle(again["env"], secrets)
         del secrets
         os.chdir(again["workdir"])
+
+
+def _settle(env: dict, secrets: dict) -> None:
+    """An invocation's streams (descriptors 1 and 2, just received) as sys.stdout and
+    sys.stderr, and its environment: `env` and its secrets, nothing else."""
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ.update(secrets)
 
 
 _PR_SET_CHILD_SUBREAPER = 36

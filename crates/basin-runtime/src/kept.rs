@@ -36,14 +36,15 @@ pub(crate) struct Keeping {
 /// A kept child between two invocations. It holds its worker busy (`Zygote::begin`), so
 /// the worker outlives it.
 pub(crate) struct Lease {
-    zygote: Arc<Zygote>,
-    forked: Forked,
-    folder: Arc<Folder>,
-    group: Option<Group>,
-    stream: UnixStream,
-    uses: u64,
+    pub(crate) zygote: Arc<Zygote>,
+    pub(crate) forked: Forked,
+    pub(crate) folder: Arc<Folder>,
+    pub(crate) group: Option<Group>,
+    pub(crate) stream: UnixStream,
+    /// Invocations it has served.
+    pub(crate) uses: u64,
     /// Why it runs without a memory group (best-effort), said on each invocation.
-    ungrouped: Option<String>,
+    pub(crate) ungrouped: Option<String>,
     idle_since: Instant,
 }
 
@@ -70,41 +71,12 @@ impl Lease {
         (keeping.key, lease)
     }
 
-    /// What a new invocation in it needs: its worker, the child, its folder, its memory
-    /// group, its connection, how many invocations it served, and why it has no group.
-    pub(crate) fn into_parts(self) -> LeaseParts {
-        LeaseParts {
-            zygote: self.zygote,
-            forked: self.forked,
-            folder: self.folder,
-            group: self.group,
-            stream: self.stream,
-            uses: self.uses,
-            ungrouped: self.ungrouped,
-        }
-    }
-
-    pub(crate) fn folder(&self) -> &Arc<Folder> {
-        &self.folder
-    }
-
     /// Ends the child and everything of it: its PID namespace, its process group and its
     /// memory group; its folder goes once no invocation's folder in it is held any more.
     pub(crate) fn retire(self) {
         drop(end(self.forked, None));
         self.zygote.end();
     }
-}
-
-/// A lease taken apart for the invocation it serves next.
-pub(crate) struct LeaseParts {
-    pub(crate) zygote: Arc<Zygote>,
-    pub(crate) forked: Forked,
-    pub(crate) folder: Arc<Folder>,
-    pub(crate) group: Option<Group>,
-    pub(crate) stream: UnixStream,
-    pub(crate) uses: u64,
-    pub(crate) ungrouped: Option<String>,
 }
 
 /// The kept children waiting for an invocation, by key, at most `max` of them.
@@ -167,7 +139,8 @@ impl Kept {
         {
             let mut idle = self.idle.lock().expect("kept");
             idle.entry(key).or_default().push(lease);
-            while idle.values().map(Vec::len).sum::<usize>() > self.max {
+            let mut kept = idle.values().map(Vec::len).sum::<usize>();
+            while kept > self.max {
                 let oldest = idle
                     .iter()
                     .filter_map(|(k, leases)| Some((k.clone(), leases.first()?.idle_since)))
@@ -176,6 +149,7 @@ impl Kept {
                 let Some(oldest) = oldest else { break };
                 let leases = idle.get_mut(&oldest).expect("found above");
                 retired.push(leases.remove(0));
+                kept -= 1;
                 if leases.is_empty() {
                     idle.remove(&oldest);
                 }
@@ -221,9 +195,9 @@ impl Kept {
         all.into_iter().for_each(Lease::retire);
     }
 
-    /// How many children are kept now.
+    /// How many children are kept now (the gauge `counted` keeps).
     pub(crate) fn count(&self) -> usize {
-        self.idle.lock().expect("kept").values().map(Vec::len).sum()
+        self.counters.kept_processes.load(Ordering::Relaxed) as usize
     }
 }
 

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::Runtime;
 use super::run::{Door, Ending, Started, child_env, request};
 use crate::invocation::{Invocation, Target};
-use crate::kept::{Keeping, Lease, LeaseParts};
+use crate::kept::{Keeping, Lease};
 use crate::options::RuntimeCounters;
 use crate::protocol::Again;
 use crate::talk::Talk;
@@ -36,7 +36,7 @@ impl Runtime {
         key: String,
     ) -> Result<Started> {
         let message = match ws
-            .relocate(lease.folder().clone())
+            .relocate(lease.folder.clone())
             .and_then(|()| again_message(ws, inv))
         {
             Ok(message) => message,
@@ -47,7 +47,7 @@ impl Runtime {
         };
         let options = &self.inner.options;
         RuntimeCounters::count(&options.counters.warm_reused);
-        let LeaseParts {
+        let Lease {
             zygote,
             forked,
             folder,
@@ -55,7 +55,8 @@ impl Runtime {
             stream,
             uses,
             ungrouped,
-        } = lease.into_parts();
+            ..
+        } = lease;
         let exit_rx = zygote.rewatch(forked.pid, &ws.id);
         self.inner
             .running
