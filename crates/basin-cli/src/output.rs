@@ -54,7 +54,7 @@ pub fn batches_table(
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_header(schema.fields().iter().map(|f| f.name().clone()));
-    for row in batches_rows(batches)? {
+    for row in basin_sql::text_rows(batches)? {
         table.add_row(row);
     }
     for (i, field) in schema.fields().iter().enumerate() {
@@ -65,29 +65,6 @@ pub fn batches_table(
         }
     }
     Ok(table.to_string())
-}
-
-/// Each row of `batches` as its values' text (NULL for a null).
-pub fn batches_rows(batches: &[arrow::array::RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
 }
 
 /// Prints a JSON value, or a line for people.

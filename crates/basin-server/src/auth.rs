@@ -226,6 +226,9 @@ fn door(request: &Request) -> &'static str {
     if request.uri().path().starts_with("/v1/") {
         return "iceberg-rest";
     }
+    if request.uri().path() == "/mcp" {
+        return "mcp";
+    }
     match request
         .headers()
         .get("x-basin-client")

@@ -359,3 +359,16 @@ impl Drop for UploadFolder {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// An uploaded file's name, without any folder (and never a hidden file's).
+pub(crate) fn file_name(filename: &str) -> Result<String, basin_core::Error> {
+    std::path::Path::new(filename)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.starts_with('.'))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            basin_core::Error::invalid(format!("`{filename}` is not a file name"))
+                .with_hint("give the file's name as `filename`, e.g. orders.csv")
+        })
+}

@@ -20,6 +20,7 @@ mod hosts;
 mod http;
 mod iceberg_rest;
 mod lifecycle;
+mod mcp;
 mod meter;
 mod metrics;
 pub mod openapi;
@@ -43,6 +44,7 @@ mod tests;
 mod fuzz;
 
 pub use api::ARROW_STREAM;
+pub use mcp::stdio as mcp_stdio;
 pub use metrics::Metrics;
 pub use router::app;
 pub use serve::{Bound, ServeOptions, serve};

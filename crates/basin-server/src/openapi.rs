@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 mod endpoint;
 mod functions;
+mod mcp;
 mod query;
 mod refs;
 mod reviews;
@@ -36,6 +37,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         runs::endpoints(),
         functions::endpoints(),
         tokens::endpoints(),
+        mcp::endpoints(),
     ]
     .into_iter()
     .flatten()

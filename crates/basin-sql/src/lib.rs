@@ -64,7 +64,7 @@ pub use planners::{
     default_threads as default_planner_threads,
 };
 pub use provider::CATALOG;
-pub use results::{QueryResult, RecordBatchStream, Running, bytes_scanned};
+pub use results::{QueryResult, RecordBatchStream, Running, bytes_scanned, text_rows};
 pub use session::Session;
 pub use stores::WarehouseFiles;
 pub use syntax::{SyntaxError, syntax_error};

@@ -54,3 +54,28 @@ pub(crate) async fn collect(batches: RecordBatchStream) -> Result<Vec<RecordBatc
         .into_iter()
         .collect::<Result<_>>()
 }
+
+/// Each row of `batches` as its values' text (NULL for a null), as people and models read
+/// them: the CLI's tables, an agent's answers.
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| basin_core::Error::internal(format!("showing a value: {e}")))?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}

@@ -25,6 +25,7 @@ use crate::output::status;
   /                        the web console
   /v1/...                  the Iceberg REST catalog; the warehouse is the branch
                            (RestCatalog(uri=\"http://127.0.0.1:8181\", warehouse=\"dev\"))
+  /mcp                     Model Context Protocol for AI agents (streamable HTTP; see basin mcp --help)
 
 With --pg-listen, Postgres clients run read-only SQL: the database name is the ref
 (psql -h 127.0.0.1 -p 5433 -d dev), or SET basin.ref = 'dev'; the password is a token.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::errors::{ApiError, error_body};
-use crate::http::{UploadFolder, uploads_dir};
+use crate::http::{UploadFolder, file_name, uploads_dir};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -86,19 +86,6 @@ pub(crate) async fn import(
         named
     })?;
     Ok(Json(report).into_response())
-}
-
-/// The uploaded file's name, without any folder (and never a hidden file's).
-fn file_name(filename: &str) -> Result<String, Error> {
-    std::path::Path::new(filename)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.starts_with('.'))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Error::invalid(format!("`{filename}` is not a file name"))
-                .with_hint("pass the file's name, e.g. ?filename=orders.csv")
-        })
 }
 
 /// The import the query string asks for, into `table`; its file is set once received.

@@ -11,6 +11,7 @@ mod access;
 mod console;
 mod errors;
 mod grants;
+mod mcp;
 mod protection;
 mod queries;
 

@@ -22,6 +22,8 @@ pub struct ServerSection {
     pub max_upload_size: Option<SizeValue>,
     pub json_max_rows: Option<u64>,
     pub json_max_bytes: Option<SizeValue>,
+    pub mcp_max_rows: Option<u64>,
+    pub mcp_max_bytes: Option<SizeValue>,
     pub pg_max_message_size: Option<SizeValue>,
     pub pg_idle_timeout: Option<DurationValue>,
     pub pg_max_prepared: Option<usize>,
@@ -60,6 +62,11 @@ pub struct ServerSettings {
     /// Rows and bytes of a JSON query answer; past either the answer is cut and says so.
     pub json_max_rows: u64,
     pub json_max_bytes: u64,
+    /// Rows and bytes of text an agent's query answer shows (`basin mcp`, `/mcp`): an answer
+    /// goes into a model's context, so far less than a JSON answer. Past either the answer is
+    /// cut and says so.
+    pub mcp_max_rows: u64,
+    pub mcp_max_bytes: u64,
     /// The largest message a Postgres client may send once logged in (a statement with its
     /// parameters); before login, at most 16 KiB.
     pub pg_max_message_size: usize,
@@ -102,6 +109,8 @@ impl Default for ServerSettings {
             max_upload_size: 10 << 30,
             json_max_rows: 100_000,
             json_max_bytes: 64 << 20,
+            mcp_max_rows: 1000,
+            mcp_max_bytes: 64 << 10,
             pg_max_message_size: 64 << 20,
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
@@ -157,6 +166,12 @@ pub(super) fn resolve(
     }
     if let Some(v) = &w.json_max_bytes {
         server.json_max_bytes = v.bytes(&setting("json_max_bytes"))?;
+    }
+    if let Some(n) = w.mcp_max_rows {
+        server.mcp_max_rows = n.max(1);
+    }
+    if let Some(v) = &w.mcp_max_bytes {
+        server.mcp_max_bytes = v.in_memory(&setting("mcp_max_bytes"), 1 << 10)? as u64;
     }
     if let Some(v) = &w.pg_max_message_size {
         // A message of less than 16 KiB could not carry a login.
