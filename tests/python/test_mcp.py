@@ -8,6 +8,7 @@ refused, and the answer capped."""
 import asyncio
 import json
 import os
+import subprocess
 
 import httpx2
 from mcp import ClientSession, StdioServerParameters
@@ -26,6 +27,19 @@ def over_stdio(home, steps):
     async def go():
         params = StdioServerParameters(command=BASIN, args=["--home", str(home), "mcp"],
                                        env={**os.environ}, cwd=str(home))
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await steps(session)
+    return asyncio.run(go())
+
+
+def over_bridge(base, token, steps):
+    """Runs `steps(session)` against `basin --remote BASE --token TOKEN mcp`: stdio bridged
+    to BASE/mcp, from a folder that holds no lakehouse."""
+    async def go():
+        params = StdioServerParameters(command=BASIN, args=["--remote", base, "--token", token, "mcp"],
+                                       env={**os.environ}, cwd="/")
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -150,6 +164,14 @@ def test_an_agent_over_http_with_tokens_grants_and_a_review(orders):
             return True
 
         assert over_http(base, reader, as_reader)
+        # The same door through `basin --remote URL mcp`, for agents that speak only stdio.
+        assert over_bridge(base, reader, as_reader)
+        refused = subprocess.run([BASIN, "--remote", base, "--token", "basin_nope", "mcp"], cwd="/", text=True,
+                                 input='{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n', capture_output=True,
+                                 timeout=60)
+        reply = json.loads(refused.stdout)
+        assert reply["id"] == 1 and reply["error"]["code"] == -32603, reply
+        assert "token" in reply["error"]["message"], reply
 
         async def as_agent(session):
             # Grants: hr is not the agent's to see, by any tool.

@@ -103,6 +103,42 @@ impl Remote {
         }
     }
 
+    /// Sends one MCP message (a line of JSON-RPC) to the server's `/mcp` and returns its
+    /// answer: `None` for a notification (202). A JSON-RPC error the server answers with 400
+    /// is the answer too; a refused token or an unreachable server is an error.
+    pub async fn mcp(&self, message: String) -> Result<Option<String>> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new()")
+            .pop_if_empty()
+            .push("mcp");
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(message);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            Error::io(format!("cannot reach {}: {}", self.base, root_cause(&e)))
+                .with_hint("is `basin serve` running there? check --remote or BASIN_REMOTE")
+        })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Ok(None);
+        }
+        if !status.is_success() && status != reqwest::StatusCode::BAD_REQUEST {
+            return Err(server_error(response).await);
+        }
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Error::io_with(format!("the answer from {} broke off", self.base), e))?;
+        Ok(Some(body))
+    }
+
     /// Sends a request and checks its status; a non-2xx answer becomes the server's error.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
         let response = request.send().await.map_err(|e| {

@@ -1,8 +1,12 @@
 //! `basin mcp`: the lakehouse as a Model Context Protocol server on stdin and stdout, for
 //! coding agents and chat assistants (the door itself is basin-server's `mcp`, which `basin
-//! serve` also offers at `/mcp` over HTTP).
+//! serve` also offers at `/mcp` over HTTP); with `--remote`, a bridge from stdio to a
+//! server's `/mcp`.
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::lake::{Context, Lake};
+use crate::remote::Remote;
 
 #[derive(clap::Args)]
 #[command(
@@ -12,6 +16,8 @@ use crate::lake::{Context, Lake};
 Or connect the agent to a server over HTTP, with a token (streamable HTTP):
   {\"mcpServers\": {\"basin\": {\"url\": \"http://127.0.0.1:8181/mcp\",
                               \"headers\": {\"Authorization\": \"Bearer TOKEN\"}}}}
+or, for an agent that speaks only stdio, through this command:
+  basin --remote http://127.0.0.1:8181 --token TOKEN mcp
 
 Tools that change nothing: list_tables, describe_table, query (read-only, capped by [server]
 mcp_max_rows and mcp_max_bytes), list_refs, log, diff. Tools that change a branch other than
@@ -22,16 +28,39 @@ merges it). Resources: table schemas (basin://tables/REF/NS.TABLE) and docs page
 pub struct Args {}
 
 pub async fn run(_args: Args, ctx: &Context) -> anyhow::Result<()> {
-    let Lake::Local(lake) = ctx.open().await? else {
-        anyhow::bail!(
-            basin_core::Error::invalid(
-                "`basin mcp` serves a local lakehouse on stdio; a server has its own MCP door"
-            )
-            .with_hint(
-                "point the agent at the server's /mcp with a token (see `basin mcp --help`), or run `basin mcp` where the lakehouse is (`--home PATH`)"
-            )
-        );
-    };
-    basin_server::mcp_stdio(lake).await?;
+    match ctx.open().await? {
+        Lake::Local(lake) => basin_server::mcp_stdio(lake).await?,
+        Lake::Remote(remote) => bridge(&remote).await?,
+    }
+    Ok(())
+}
+
+/// `basin --remote URL mcp`: stdio for an agent that speaks only stdio, each message sent on
+/// to the server's `/mcp` with the token. A message the server could not take (unreachable,
+/// a refused token) is answered with a JSON-RPC error naming why, so the agent sees it.
+async fn bridge(remote: &Remote) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|m| m.get("id").cloned());
+        let reply = match remote.mcp(line).await {
+            Ok(reply) => reply,
+            Err(e) => id.map(|id| {
+                let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": format!("{}{hint}", e.message)}})
+                    .to_string()
+            }),
+        };
+        if let Some(reply) = reply {
+            out.write_all(format!("{}\n", reply.trim_end()).as_bytes())
+                .await?;
+            out.flush().await?;
+        }
+    }
     Ok(())
 }
