@@ -13,12 +13,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import send, start_server
+from conftest import BASIN, Basin, send, start_server
 
 DRIVER = Path(__file__).resolve().parent.parent / "console" / "drive.cjs"
 MODULES = os.environ.get("BASIN_NODE_MODULES", str(Path.home() / ".cache" / "basin" / "node" / "node_modules"))
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "console"
 PANELS = ["query", "commits", "functions", "events"]
+# The chart test's queries, as tests/console/chart.cjs types them.
+CHART_BY_NATION = ("SELECT n_name AS nation, sum(o_totalprice) AS total, count(*) AS orders "
+                   "FROM tpch.orders JOIN tpch.customer ON o_custkey = c_custkey JOIN tpch.nation ON c_nationkey = n_nationkey "
+                   "GROUP BY n_name ORDER BY total DESC LIMIT 8")
+CHART_BY_MONTH = ("SELECT date_trunc('month', o_orderdate) AS month, sum(o_totalprice) AS total "
+                  "FROM tpch.orders GROUP BY 1 ORDER BY 1")
 
 FUNCTION = '''
 import basin
@@ -158,6 +164,61 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
         DOCS.mkdir(exist_ok=True)
         for panel in PANELS:
             shutil.copyfile(output_dir / f"console-{panel}.png", DOCS / f"{panel}.png")
+
+
+def test_console_charts_a_tpch_answer_as_an_analyst_would(tmp_path, output_dir):
+    """Charts: a TPC-H answer drawn as bars (chosen for its columns), a line and points, each
+    mark checked against the API's answer; a monthly answer as a line; SVG and PNG saved; the
+    chart kept with the query in the history; nothing offered for an answer of words."""
+    home = tmp_path / "tpch"
+    demo = subprocess.run([BASIN, "demo", "--dir", str(home), "--scale", "0.01"], capture_output=True, text=True,
+                          timeout=600)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    lakehouse = Basin(home)
+    reader = lakehouse("token", "create", "--role", "reader", "--name", "analyst").strip()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    base, proc = start_server(lakehouse)
+    try:
+        out = subprocess.run(["node", str(DRIVER.parent / "chart.cjs"), base + "/", str(output_dir), str(downloads), reader],
+                             capture_output=True, text=True, timeout=240, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
+        assert out.returncode == 0, out.stderr
+        by_nation = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_NATION})[1]
+        by_month = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_MONTH})[1]
+    finally:
+        proc.kill()
+        proc.wait()
+    seen = json.loads(out.stdout)
+    assert seen["elsewhere"] == []
+
+    # Bars chosen for a label and two numbers; table shown first; scatter offered (two numbers).
+    assert [(v[0], v[1], v[2]) for v in seen["first_view"]] == [
+        ("table", False, True), ("bar", False, False), ("line", False, False), ("scatter", False, False)]
+    assert seen["first_view"][1][3] == "Bar ✓"
+    # One bar per row and series, standing for exactly the API's values, taller for more.
+    nations = [row["nation"] for row in by_nation["rows"]]
+    expected = [(row["nation"], series, str(row[series])) for series in ("total", "orders") for row in by_nation["rows"]]
+    assert sorted((b[0], b[1], b[2]) for b in seen["bars"]) == sorted(expected), seen["bars"]
+    totals = [b for b in seen["bars"] if b[1] == "total"]
+    heights = {b[0]: b[3] for b in totals}
+    assert [heights[n] for n in nations] == sorted(heights.values(), reverse=True), heights
+    assert seen["bar_label"] == "bar chart of total, orders by nation"
+    assert seen["lines"] == [8, 8] and seen["points"] == 8
+    assert seen["saved"] == ["chart.svg", "chart.png"]
+    assert (downloads / "chart.svg").read_text().startswith("<svg")
+    assert (downloads / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Months: a time label, so a line is the choice; one point per month of the answer.
+    assert seen["month_view"][2][3] == "Line ✓" and seen["month_view"][3][1] is True  # no scatter: one number
+    assert seen["month_points"] == [by_month["row_count"]] and seen["month_marks"] == by_month["row_count"]
+    # Words only: no chart.
+    assert [v[1] for v in seen["nothing_to_chart"]] == [False, True, True, True]
+    # The history says which chart a query was seen as, and shows it so when run again.
+    assert [h.endswith("chart") for h in seen["history"]] == [False, True, True], seen["history"]
+    assert seen["again"] == 16
+    if os.environ.get("BASIN_UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(output_dir / "console-chart.png", DOCS / "chart.png")
 
 
 def test_console_reviews_approve_and_merge_as_a_second_person_would(orders, output_dir, tmp_path):

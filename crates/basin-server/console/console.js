@@ -75,6 +75,17 @@ function grid(columns, rows, { numeric = new Set(), onclick } = {}) {
     el("tbody", {}, ...rows.map(row)));
 }
 
+// Saves `blob` as the file `name`, as the browser saves downloads, and says so in the status.
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  $("status").textContent = `saved ${name} (${blob.size.toLocaleString("en")} bytes)`;
+}
+
 // Marks `item` as the picked one among its siblings.
 function pick(item) {
   for (const sibling of item.parentElement.children) sibling.classList.toggle("active", sibling === item);

@@ -1,6 +1,7 @@
 // Query history, kept by this browser (localStorage, never sent anywhere): the last 100
-// distinct queries, newest first, with the ref, when, and how many rows or that it failed.
-// A click puts one back in the editor.
+// distinct queries, newest first, with the ref, when, how many rows or that it failed, and
+// the chart it was last seen as. A click puts one back in the editor; run again, it shows as
+// it was last seen.
 "use strict";
 
 const HISTORY = "basin.history";
@@ -22,6 +23,16 @@ function remember(entry) {
   showHistory();
 }
 
+// The view (table, bar, line, scatter) `sql` was last seen as.
+const viewFor = (sql) => pastQueries().find((q) => q.sql === sql)?.view || "table";
+
+// Remembers the view a query's answer is now seen as.
+function rememberView(sql, view) {
+  const list = pastQueries().map((q) => (q.sql === sql ? { ...q, view } : q));
+  localStorage.setItem(HISTORY, JSON.stringify(list));
+  showHistory();
+}
+
 function showHistory() {
   const item = (q) => el("li", {
     title: q.sql,
@@ -29,7 +40,8 @@ function showHistory() {
   },
   el("code", {}, q.sql.replace(/\s+/g, " ").trim()),
   el("small", { class: q.ok ? "" : "status-failed" },
-    `${q.ref} · ${when(q.at).slice(5, 16)} · ${q.ok ? plural(q.rows, "row") : "failed"}`));
+    `${q.ref} · ${when(q.at).slice(5, 16)} · ${q.ok ? plural(q.rows, "row") : "failed"}` +
+    `${q.view && q.view !== "table" ? ` · ${q.view} chart` : ""}`));
   const list = pastQueries();
   $("history").replaceChildren(...list.map(item));
   if (!list.length) $("history").replaceChildren(el("li", { class: "empty" }, "Queries you run show here."));

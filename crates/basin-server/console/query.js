@@ -1,5 +1,6 @@
 // The Query panel: the SQL editor beside the ref's tables and their columns (a click inserts
-// the name at the cursor), Ctrl+Enter to run, and every row downloaded as CSV or Parquet.
+// the name at the cursor), Ctrl+Enter to run, the answer as a table or a chart (chart.js), and
+// every row downloaded as CSV or Parquet.
 "use strict";
 
 // Only the latest run shows its answer: an earlier one that answers late changes nothing.
@@ -16,7 +17,8 @@ async function runQuery() {
     const result = await api("/api/v1/query", { sql, ref: state.ref });
     Object.assign(entry, { ok: !result.error, rows: result.row_count });
     if (run !== latestRun) return;
-    $("result").replaceChildren(answerGrid(result));
+    showAnswer(result, sql, viewFor(sql));
+    entry.view = answerView.view;
     const ms = performance.now() - started;
     // Rows stream: an error after the first rows, or a cut at the server's JSON cap, is
     // said at the end of the answer.
@@ -29,6 +31,7 @@ async function runQuery() {
     if (run !== latestRun) return;
     $("status").textContent = "failed";
     $("result").replaceChildren();
+    $("views").hidden = true;
   } finally {
     remember(entry);
   }
@@ -41,13 +44,7 @@ async function download(format) {
   try {
     const response = await call("/api/v1/query", { sql: $("sql").value, ref: state.ref, format });
     const blob = await response.blob();
-    const url = URL.createObjectURL(blob);
-    const link = el("a", { href: url, download: `query.${format}` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    $("status").textContent = `saved query.${format} (${blob.size.toLocaleString("en")} bytes)`;
+    saveBlob(blob, `query.${format}`);
   } catch (e) {
     // An error after the first rows breaks the file off: no partial file is saved.
     if ($("error").hidden) showError(`the download broke off: ${e.message}`);

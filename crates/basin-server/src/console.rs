@@ -28,6 +28,7 @@ pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../console/console.js"),
     ),
+    ("/console/chart.js", JS, include_str!("../console/chart.js")),
     ("/console/query.js", JS, include_str!("../console/query.js")),
     (
         "/console/history.js",
