@@ -129,6 +129,25 @@ drive(url, async (page, seen) => {
   seen.time_travel_ref = await page.inputValue("#ref");
   await page.selectOption("#ref", "main");
 
+  // Every branch as a graph: its commits, the lines between them, the refs at each; a click on
+  // the merge shows it as the log's row does.
+  await page.click("nav button[data-panel=log]");
+  await page.click("#log-view-graph");
+  await page.waitForSelector("#log-graph svg.commit-graph g.commit");
+  seen.graph_nodes = await page.$$eval("#log-graph g.commit", (gs) => gs.map((g) => [g.dataset.id,
+    [...g.querySelectorAll(".ref-name")].map((t) => t.textContent)]));
+  seen.graph_edges = await page.$$eval("#log-graph path.edge", (ps) => ps.map((p) => [p.dataset.from, p.dataset.to, p.dataset.merge]));
+  await page.screenshot({ path: shot("graph") });
+  const mergeId = await page.$$eval("#log-graph g.commit", (gs) =>
+    gs.find((g) => g.querySelector("title").textContent.includes(" merge dev ")).dataset.id);
+  await page.click(`#log-graph g.commit[data-id="${mergeId}"] circle`);
+  await page.waitForFunction((id) => document.querySelector("#commit-detail h2")?.textContent.startsWith(`Commit ${id.slice(0, 12)}`), mergeId);
+  seen.graph_picked = [mergeId, await page.textContent("#commit-detail h2")];
+  await page.check("#graph-runs");
+  await page.waitForFunction(() => [...document.querySelectorAll("#log-graph .ref-name")].some((t) => t.textContent.startsWith("run/")));
+  seen.graph_with_runs = await page.$$eval("#log-graph .ref-name", (ts) => ts.map((t) => t.textContent));
+  await page.click("#log-view-ref");
+
   // Functions: trigger, code, event counts.
   await page.click("nav button[data-panel=functions]");
   await page.click("#function-list li");

@@ -18,7 +18,7 @@ from conftest import BASIN, Basin, send, start_server
 DRIVER = Path(__file__).resolve().parent.parent / "console" / "drive.cjs"
 MODULES = os.environ.get("BASIN_NODE_MODULES", str(Path.home() / ".cache" / "basin" / "node" / "node_modules"))
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "console"
-PANELS = ["query", "commits", "functions", "events"]
+PANELS = ["query", "commits", "graph", "functions", "events"]
 # The chart test's queries, as tests/console/chart.cjs types them.
 CHART_BY_NATION = ("SELECT n_name AS nation, sum(o_totalprice) AS total, count(*) AS orders "
                    "FROM tpch.orders JOIN tpch.customer ON o_custkey = c_custkey JOIN tpch.nation ON c_nationkey = n_nationkey "
@@ -49,7 +49,7 @@ def lakehouse_with_history(orders, tmp_path):
     (project / "basin.toml").write_text('[project]\nname = "totals"\nnamespace = "sales"\n')
     (project / "order_total.sql").write_text("SELECT sum(amount) AS total FROM orders\n")
     lakehouse("merge", "dev")
-    lakehouse("run", str(project))
+    lakehouse("run", str(project), "--keep-branch")
     # A deployed function, so the functions and events panels have something to show.
     functions = tmp_path / "functions"
     functions.mkdir()
@@ -79,6 +79,7 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
         assert status == 403 and "needs a writer" in body["error"]["message"]
         before = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
         assert before["state"] == "dead"
+        graph = send("GET", f"{base}/api/v1/graph", reader)[1]
         out = subprocess.run(["node", str(DRIVER), base + "/", str(output_dir), str(downloads), reader, writer, limited],
                              capture_output=True, text=True, timeout=240, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
         assert out.returncode == 0, out.stderr
@@ -137,6 +138,18 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     assert "local" in seen["commit_doors"], seen["commit_doors"]
     assert [r[:5] for r in seen["commit_changes"]] == [["sales.orders", "table", "changed", "+1", "+1"]]
     assert seen["commit_tables"] == ["sales.orders"]
+    # The graph: exactly the API's commits, in its order, with its refs and parent links.
+    assert [n[0] for n in seen["graph_nodes"]] == [e["id"] for e in graph]
+    assert [n[1] for n in seen["graph_nodes"]] == [e["refs"] for e in graph]
+    ids = {e["id"] for e in graph}
+    links = sorted([e["id"], p, "true" if p == e.get("merge_parent") else "false"]
+                   for e in graph for p in (e["parent"], e.get("merge_parent")) if p in ids)
+    assert sorted(seen["graph_edges"]) == links and any(m == "true" for _, _, m in links), seen["graph_edges"]
+    assert any("main" in n[1] for n in seen["graph_nodes"]) and any("dev" in n[1] for n in seen["graph_nodes"])
+    assert seen["graph_picked"][1].startswith(f"Commit {seen['graph_picked'][0][:12]}: merge dev")
+    # The pipeline run's branch (kept) shows only when asked for.
+    assert not any(n.startswith("run/") for refs in (n[1] for n in seen["graph_nodes"]) for n in refs)
+    assert any(n.startswith("run/") for n in seen["graph_with_runs"]), seen["graph_with_runs"]
     assert seen["time_travel_ref"].startswith("main@")
 
     assert seen["function"][0] == "score"

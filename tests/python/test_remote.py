@@ -42,6 +42,7 @@ def test_remote_commands_answer_like_local_ones(remote, orders, tmp_path):
     sql = "SELECT id, amount FROM sales.orders ORDER BY id"
     for args in (["query", sql, "--format", "json"], ["query", sql, "--ref", "dev", "--format", "csv"],
                  ["table", "ls", "--format", "json"], ["log", "dev", "--format", "json"],
+                 ["log", "--graph"], ["log", "--graph", "--format", "json"],
                  ["branch", "ls", "--format", "json"], ["namespace", "ls", "--format", "json"]):
         assert remote(*args).stdout == orders(*args), args
 

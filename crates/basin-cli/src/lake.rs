@@ -11,7 +11,8 @@ use basin_core::{Error, Result};
 use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
 use basin_service::pipeline::RunRecord;
 use basin_service::{
-    Lakehouse, LogEntry, MergeReport, RefInfo, ReviewDetail, Role, TableEntry, UsageBy, UsageReport,
+    GraphEntry, Lakehouse, LogEntry, MergeReport, RefInfo, ReviewDetail, Role, TableEntry, UsageBy,
+    UsageReport,
 };
 use basin_sql::QueryResult;
 use basin_table::TableSummary;
@@ -143,6 +144,20 @@ impl Lake {
             Lake::Remote(remote) => {
                 let query = [("ref", owned(at)), ("limit", Some(limit.to_string()))];
                 remote.get(&["log"], &query).await
+            }
+        }
+    }
+
+    /// Every branch's and tag's commits as a graph (`basin log --graph`).
+    pub async fn graph(&self, limit: usize, runs: bool) -> Result<Vec<GraphEntry>> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.refs().graph(limit, runs).await,
+            Lake::Remote(remote) => {
+                let query = [
+                    ("limit", Some(limit.to_string())),
+                    ("runs", Some(runs.to_string())),
+                ];
+                remote.get(&["graph"], &query).await
             }
         }
     }

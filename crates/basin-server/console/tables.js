@@ -25,6 +25,14 @@ async function showTable(name, item) {
 }
 
 async function showLog() {
+  const graph = $("log-view-graph").checked;
+  $("log-grid").hidden = graph;
+  $("log-graph").hidden = !graph;
+  $("graph-runs-label").hidden = !graph;
+  if (graph) {
+    $("commit-detail").replaceChildren(el("p", { class: "muted" }, "Pick a commit to see what it changed and the tables it holds."));
+    return showGraph();
+  }
   const entries = await api(`/api/v1/log?ref=${enc(state.ref)}&limit=100`);
   const rows = entries.map((c) => ({ commit: c.id.slice(0, 12), time: when(c.created_at_ms), author: c.author,
     door: c.door || "", message: c.message, changed: c.changed.join(", ") }));
@@ -51,7 +59,7 @@ const diffRows = (changes) => changes.map((d) => {
 
 // One commit: its changes against its parent (as `basin diff`) and the tables it holds.
 async function showCommit(commit, row) {
-  pick(row);
+  if (row) pick(row);
   const at = `@${commit.id}`;
   const [tables, changes] = await Promise.all([
     api(`/api/v1/tables?ref=${enc(at)}`),
@@ -77,3 +85,4 @@ async function showCommit(commit, row) {
 
 panels.tables = showTables;
 panels.log = showLog;
+for (const id of ["log-view-ref", "log-view-graph", "graph-runs"]) $(id).addEventListener("change", showLog);

@@ -30,6 +30,7 @@ pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
     ),
     ("/console/chart.js", JS, include_str!("../console/chart.js")),
     ("/console/query.js", JS, include_str!("../console/query.js")),
+    ("/console/graph.js", JS, include_str!("../console/graph.js")),
     (
         "/console/history.js",
         JS,

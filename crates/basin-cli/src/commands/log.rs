@@ -1,7 +1,7 @@
 use basin_catalog::CommitId;
 use basin_service::GraphEntry;
 
-use crate::lake::{Context, Lake};
+use crate::lake::Context;
 use crate::output::{FormatArg, ListFormat, print, time};
 
 #[derive(clap::Args)]
@@ -30,17 +30,7 @@ pub struct Args {
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
     if args.graph {
-        let Lake::Local(lakehouse) = &lake else {
-            anyhow::bail!(
-                basin_core::Error::invalid(
-                    "`basin log --graph` reads a local lakehouse; it is not built for --remote yet"
-                )
-                .with_hint(
-                    "run it where the lakehouse is, or `basin --remote URL log` for one branch"
-                )
-            );
-        };
-        let entries = lakehouse.refs().graph(args.limit, args.runs).await?;
+        let entries = lake.graph(args.limit, args.runs).await?;
         return show_graph(&entries, args.format.format);
     }
     let entries = lake.log(args.at.as_deref(), args.limit).await?;

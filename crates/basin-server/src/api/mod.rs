@@ -66,6 +66,26 @@ pub(crate) async fn log(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct GraphQuery {
+    limit: Option<usize>,
+    #[serde(default)]
+    runs: bool,
+}
+
+/// Every branch's and tag's commits as a graph (`basin log --graph`).
+pub(crate) async fn graph(
+    State(state): State<AppState>,
+    Query(q): Query<GraphQuery>,
+) -> Result<Response, ApiError> {
+    let entries = state
+        .lakehouse
+        .refs()
+        .graph(list_limit(q.limit, 200), q.runs)
+        .await?;
+    Ok(Json(entries).into_response())
+}
+
+#[derive(Deserialize)]
 pub(crate) struct TablesQuery {
     #[serde(rename = "ref")]
     at: Option<String>,

@@ -8,6 +8,13 @@ use super::endpoint::{Endpoint, REF};
 use crate::api;
 
 pub(super) fn endpoints() -> Vec<Endpoint> {
+    let mut all = refs();
+    all.extend(history());
+    all
+}
+
+/// Branches and tags, and merging them.
+fn refs() -> Vec<Endpoint> {
     let reader = Some(Role::Reader);
     let writer = Some(Role::Writer);
     vec![
@@ -86,6 +93,13 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             errors: &[(409, "a conflict"), (404, "no such ref")],
             handler: || post(api::merge),
         },
+    ]
+}
+
+/// A ref's history: its log, every ref's commit graph, and what two refs differ by.
+fn history() -> Vec<Endpoint> {
+    let reader = Some(Role::Reader);
+    vec![
         Endpoint {
             method: Method::GET,
             path: "/api/v1/log",
@@ -95,6 +109,23 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             body: &[],
             errors: &[(404, "no such ref")],
             handler: || get(api::log),
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/graph",
+            role: reader,
+            summary: "The commit graph of every branch and tag, as `basin log --graph`: the \
+                  newest commits they reach, each before its parents (parent and merge_parent \
+                  link them), with the refs at each. Pipeline runs' branches (run/ID) are \
+                  left out unless runs=true; their commits still show where a merge brought \
+                  them in",
+            query: &[
+                ("limit", "how many commits (default 200, at most 1000)"),
+                ("runs", "true: run/ID branches too"),
+            ],
+            body: &[],
+            errors: &[],
+            handler: || get(api::graph),
         },
         Endpoint {
             method: Method::GET,

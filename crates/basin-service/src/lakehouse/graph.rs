@@ -7,12 +7,12 @@ use std::collections::{BinaryHeap, HashMap};
 
 use basin_catalog::CommitId;
 use basin_core::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::refs::{LogEntry, RUN_BRANCH_PREFIX, Refs};
 
 /// A commit in the graph, with the branches and tags at it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GraphEntry {
     #[serde(flatten)]
     pub commit: LogEntry,
