@@ -1,7 +1,8 @@
 // The console's charts, as an analyst uses them: a TPC-H answer drawn as the bars the page
 // chooses, switched to a line and to points, downloaded as SVG and PNG; a monthly answer
 // drawn as a line; the chart kept with the query in the history across a reload; an answer
-// with nothing to chart offers none. Prints each chart's marks (what they stand for) for the
+// with nothing to chart offers none. Then the demo pipeline's output table and its lineage,
+// clicked through to an input table. Prints each chart's marks (what they stand for) for the
 // Python test to check against the API's answer.
 //   node chart.cjs URL SHOTS DOWNLOADS TOKEN
 "use strict";
@@ -67,4 +68,15 @@ drive(url, async (page, seen) => {
   await page.click("#run");
   await page.waitForSelector("#result svg.chart-bar");
   seen.again = (await marks(page)).length;
+
+  // The pipeline's output table draws its lineage; a click on an input table goes to its page.
+  await page.click("nav button[data-panel=tables]");
+  await page.click("#table-list li:has-text('analytics.revenue_by_nation_year')");
+  await page.waitForSelector("#table-lineage svg g.node");
+  seen.lineage_nodes = await page.$$eval("#table-lineage g.node", (gs) => gs.map((g) => g.dataset.id));
+  seen.lineage_edges = await page.$$eval("#table-lineage path.edge", (ps) => ps.map((p) => [p.dataset.from, p.dataset.to]));
+  await page.screenshot({ path: path.join(shots, "console-lineage.png"), fullPage: true });
+  await page.click('#table-lineage g.node[data-id="table:tpch.orders"] rect');
+  await page.waitForFunction(() => document.querySelector("#table-detail h2")?.textContent.startsWith("tpch.orders:"));
+  seen.lineage_clicked = await page.textContent("#table-detail h2");
 });

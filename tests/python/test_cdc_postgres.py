@@ -82,6 +82,9 @@ def test_changes_after_the_load_are_applied_and_logged(lakehouse, db):
     assert unique and n > 1000
     ops = scan(lakehouse, "shop.items_changelog").column("_op").to_pylist()
     assert set(ops) == {"I", "U", "D"}
+    # Lineage: the source wrote the table and its changelog, by the load and by the stream.
+    lineage = json.loads(lakehouse("lineage", "shop.items", "--format", "json"))
+    assert [(e["from"], e["to"]) for e in lineage["edges"]] == [("source:shop", "table:shop.items")], lineage
 
 
 def test_a_transaction_past_max_transaction_changes_stops_with_a_hint_and_resumes(lakehouse, db):

@@ -179,7 +179,7 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
             shutil.copyfile(output_dir / f"console-{panel}.png", DOCS / f"{panel}.png")
 
 
-def test_console_charts_a_tpch_answer_as_an_analyst_would(tmp_path, output_dir):
+def test_console_charts_a_tpch_answer_and_draws_its_lineage_as_an_analyst_would(tmp_path, output_dir):
     """Charts: a TPC-H answer drawn as bars (chosen for its columns), a line and points, each
     mark checked against the API's answer; a monthly answer as a line; SVG and PNG saved; the
     chart kept with the query in the history; nothing offered for an answer of words."""
@@ -198,6 +198,7 @@ def test_console_charts_a_tpch_answer_as_an_analyst_would(tmp_path, output_dir):
         assert out.returncode == 0, out.stderr
         by_nation = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_NATION})[1]
         by_month = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_MONTH})[1]
+        lineage = send("GET", f"{base}/api/v1/lineage?table=analytics.revenue_by_nation_year&depth=3", reader)[1]
     finally:
         proc.kill()
         proc.wait()
@@ -229,9 +230,18 @@ def test_console_charts_a_tpch_answer_as_an_analyst_would(tmp_path, output_dir):
     # The history says which chart a query was seen as, and shows it so when run again.
     assert [h.endswith("chart") for h in seen["history"]] == [False, True, True], seen["history"]
     assert seen["again"] == 16
+
+    # Lineage: the nodes and edges the table page draws are the API's, and the pipeline's
+    # inputs are on it; a click on one opens its table.
+    assert sorted(seen["lineage_nodes"]) == sorted(n["id"] for n in lineage["nodes"])
+    assert sorted(map(tuple, seen["lineage_edges"])) == sorted((e["from"], e["to"]) for e in lineage["edges"])
+    assert ["table:tpch.orders", "model:tpch_revenue.revenue_by_nation_year"] in seen["lineage_edges"], seen["lineage_edges"]
+    assert any(f.startswith("import:") and t == "table:tpch.orders" for f, t in seen["lineage_edges"])
+    assert seen["lineage_clicked"].startswith("tpch.orders:")
     if os.environ.get("BASIN_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(output_dir / "console-chart.png", DOCS / "chart.png")
+        shutil.copyfile(output_dir / "console-lineage.png", DOCS / "lineage.png")
 
 
 def test_console_reviews_approve_and_merge_as_a_second_person_would(orders, output_dir, tmp_path):

@@ -11,8 +11,8 @@ use basin_core::{Error, Result};
 use basin_ingest::{ImportReport, ImportRequest, Mode, Progress};
 use basin_service::pipeline::RunRecord;
 use basin_service::{
-    GraphEntry, Lakehouse, LogEntry, MergeReport, RefInfo, ReviewDetail, Role, TableEntry, UsageBy,
-    UsageReport,
+    Direction, GraphEntry, Lakehouse, LineageGraph, LogEntry, MergeReport, RefInfo, ReviewDetail,
+    Role, TableEntry, UsageBy, UsageReport,
 };
 use basin_sql::QueryResult;
 use basin_table::TableSummary;
@@ -144,6 +144,29 @@ impl Lake {
             Lake::Remote(remote) => {
                 let query = [("ref", owned(at)), ("limit", Some(limit.to_string()))];
                 remote.get(&["log"], &query).await
+            }
+        }
+    }
+
+    /// A table's lineage (`basin lineage`).
+    pub async fn lineage(
+        &self,
+        table: &str,
+        at: Option<&str>,
+        depth: usize,
+        direction: Direction,
+    ) -> Result<LineageGraph> {
+        match self {
+            Lake::Local(lakehouse) => lakehouse.lineage().of(table, at, depth, direction).await,
+            Lake::Remote(remote) => {
+                let way = serde_json::to_value(direction).unwrap_or_default();
+                let query = [
+                    ("table", Some(table.to_string())),
+                    ("ref", owned(at)),
+                    ("depth", Some(depth.to_string())),
+                    ("direction", way.as_str().map(str::to_string)),
+                ];
+                remote.get(&["lineage"], &query).await
             }
         }
     }

@@ -84,6 +84,8 @@ enum Command {
     Log(log::Args),
     /// Show the tables added, changed and dropped between two refs
     Diff(diff::Args),
+    /// Show where a table's rows came from and what is built from it
+    Lineage(lineage::Args),
     /// Merge a branch into another in one commit
     Merge(merge::Args),
     /// Propose a merge into a protected branch, approve it, merge it
@@ -197,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tag(cmd) => tag::run(cmd, ctx).await,
         Command::Checkout(args) => checkout::run(args, ctx.home("checkout")?).await,
         Command::Log(args) => log::run(args, ctx).await,
+        Command::Lineage(args) => lineage::run(args, ctx).await,
         Command::Diff(args) => diff::run(args, ctx.home("diff")?).await,
         Command::Merge(args) => merge::run(args, ctx).await,
         Command::Review(cmd) => review::run(cmd, ctx).await,

@@ -155,6 +155,11 @@ async fn import_once(
     let mut commit_request = CommitRequest::new(&branch, at.commit.clone(), message);
     commit_request.events = request.events.clone();
     commit_request.properties.extend(request.properties.clone());
+    // Who wrote the rows: the files, unless a function or a model says it did.
+    commit_request
+        .properties
+        .entry(basin_table::lineage::PROPERTY.to_string())
+        .or_insert_with(|| basin_table::lineage::imported(&request.sources).property());
     // A protected branch refuses the commit: say so before reading any data.
     catalog.admit(&commit_request).await?;
 

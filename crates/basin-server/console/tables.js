@@ -10,11 +10,16 @@ async function showTables() {
 }
 
 async function showTable(name, item) {
-  pick(item);
-  const table = await api(`/api/v1/tables/${enc(name)}?ref=${enc(state.ref)}`);
-  const sample = await api("/api/v1/query", { sql: `SELECT * FROM ${tableName(name)} LIMIT 20`, ref: state.ref });
+  // From a lineage's click, the table's entry in the list is the one picked.
+  pick(item || [...$("table-list").children].find((li) => li.textContent === name) || $("table-list").firstChild);
+  const [table, sample, lineage] = await Promise.all([
+    api(`/api/v1/tables/${enc(name)}?ref=${enc(state.ref)}`),
+    api("/api/v1/query", { sql: `SELECT * FROM ${tableName(name)} LIMIT 20`, ref: state.ref }),
+    lineageSection(name),
+  ]);
   $("table-detail").replaceChildren(
     el("h2", {}, `${table.table}: ${table.rows} rows, ${table.data_files} files`),
+    ...lineage,
     el("h2", {}, "Schema"),
     el("div", { class: "grid" }, grid(["id", "name", "type", "required"], table.columns)),
     el("h2", {}, "Snapshots"),

@@ -32,6 +32,11 @@ pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
     ("/console/query.js", JS, include_str!("../console/query.js")),
     ("/console/graph.js", JS, include_str!("../console/graph.js")),
     (
+        "/console/lineage.js",
+        JS,
+        include_str!("../console/lineage.js"),
+    ),
+    (
         "/console/history.js",
         JS,
         include_str!("../console/history.js"),

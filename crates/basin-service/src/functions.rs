@@ -14,6 +14,7 @@ use basin_ingest::{Format, ImportReport, ImportRequest, Mode};
 use basin_runtime::{
     Declaration, EnvSpec, Invocation, Limits, ModelInput, Output, OutputSink, Target,
 };
+use basin_table::lineage::Writer;
 use futures::StreamExt;
 
 use crate::Lakehouse;
@@ -171,7 +172,8 @@ impl Functions<'_> {
         let stored = match (&request.to, &output, output_file) {
             (None, ..) => None,
             (Some(table), Output::Table { .. }, Some(file)) => {
-                Some(self.store_output(&request, table, &file).await?)
+                let reads = inputs.values().map(|i| i.name.clone()).collect();
+                Some(self.store_output(&request, table, &file, reads).await?)
             }
             (Some(table), ..) => {
                 return Err(Error::invalid(format!(
@@ -254,6 +256,7 @@ impl Functions<'_> {
         request: &InvokeRequest,
         table: &str,
         file: &Path,
+        reads: Vec<String>,
     ) -> Result<ImportReport> {
         Key::table(table)?;
         let branch = request
@@ -268,6 +271,10 @@ impl Functions<'_> {
             request.target,
             request.mode.as_str()
         ));
+        import.properties.insert(
+            basin_table::lineage::PROPERTY.to_string(),
+            Writer::new("function", request.target.clone(), reads).property(),
+        );
         self.lake.import(import, None).await
     }
 }

@@ -38,6 +38,7 @@ pub use lakehouse::add_files::AddFilesReport;
 pub use lakehouse::audit::{AuditLog, MAX_AUDIT_ENTRIES, UNKNOWN_TOKEN};
 pub use lakehouse::checks::CheckOutcome;
 pub use lakehouse::graph::GraphEntry;
+pub use lakehouse::lineage::{Direction, Lineage, LineageEdge, LineageGraph, LineageNode};
 pub use lakehouse::merge::MergeReport;
 pub use lakehouse::namespaces::{Namespaces, PropertiesUpdate};
 pub use lakehouse::oidc::SignedIn;

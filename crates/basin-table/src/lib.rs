@@ -20,6 +20,7 @@ pub mod feed;
 mod file_sync;
 mod files;
 mod id_json;
+pub mod lineage;
 mod loaded;
 mod locations;
 mod merge;

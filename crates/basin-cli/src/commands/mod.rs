@@ -16,6 +16,7 @@ pub mod import;
 pub mod ingest;
 pub mod init;
 pub mod invoke;
+pub mod lineage;
 pub mod log;
 pub mod maintenance;
 pub mod mcp;

@@ -66,6 +66,40 @@ pub(crate) async fn log(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct LineageQuery {
+    table: Option<String>,
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    depth: Option<usize>,
+    direction: Option<basin_service::Direction>,
+}
+
+/// A table's lineage (`basin lineage`).
+pub(crate) async fn lineage(
+    State(state): State<AppState>,
+    Query(q): Query<LineageQuery>,
+) -> Result<Response, ApiError> {
+    let Some(table) = q.table else {
+        return Err(
+            basin_core::Error::invalid("which table? `table` is missing")
+                .with_hint("e.g. /api/v1/lineage?table=sales.orders&ref=main")
+                .into(),
+        );
+    };
+    let graph = state
+        .lakehouse
+        .lineage()
+        .of(
+            &table,
+            q.at.as_deref(),
+            q.depth.unwrap_or(5),
+            q.direction.unwrap_or_default(),
+        )
+        .await?;
+    Ok(Json(graph).into_response())
+}
+
+#[derive(Deserialize)]
 pub(crate) struct GraphQuery {
     limit: Option<usize>,
     #[serde(default)]

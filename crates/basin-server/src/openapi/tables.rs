@@ -10,7 +10,7 @@ use crate::api;
 pub(super) fn endpoints() -> Vec<Endpoint> {
     let reader = Some(Role::Reader);
     let writer = Some(Role::Writer);
-    vec![
+    let mut all = vec![
         Endpoint {
             method: Method::GET,
             path: "/api/v1/namespaces",
@@ -115,5 +115,37 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             errors: &[(404, "no such table")],
             handler: || delete(api::drop_table),
         },
-    ]
+    ];
+    all.push(lineage());
+    all
+}
+
+/// A table's lineage.
+fn lineage() -> Endpoint {
+    Endpoint {
+        method: Method::GET,
+        path: "/api/v1/lineage",
+        role: Some(Role::Reader),
+        summary: "A table's lineage on a ref, as `basin lineage`: nodes (tables and their \
+                  writers: import, function, model, source; id `KIND:NAME`) and edges (a \
+                  writer wrote a table, a table was read by a writer), each edge with the \
+                  newest commit that made it (commit, at_ms). Tables the caller may not read \
+                  are not on it",
+        query: &[
+            ("table", "NS.TABLE"),
+            REF,
+            ("depth", "writers deep each way (default 5, at most 20)"),
+            (
+                "direction",
+                "upstream (where its rows came from), downstream (what is built from \
+                     it) or both (the default)",
+            ),
+        ],
+        body: &[],
+        errors: &[
+            (400, "no table, or an unknown direction"),
+            (404, "no such table or ref"),
+        ],
+        handler: || get(api::lineage),
+    }
 }

@@ -152,6 +152,10 @@ impl Dispatcher {
             ),
             n => format!("function {function} wrote {table} (append, {n} events)"),
         });
+        request.properties.insert(
+            basin_table::lineage::PROPERTY.to_string(),
+            basin_table::lineage::Writer::new("function", function, Vec::new()).property(),
+        );
         self.lakehouse.import(request, None).await.map(drop)
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod add_files;
 pub(crate) mod audit;
 pub(crate) mod checks;
 pub(crate) mod graph;
+pub(crate) mod lineage;
 pub(crate) mod merge;
 pub(crate) mod namespaces;
 pub(crate) mod oidc;

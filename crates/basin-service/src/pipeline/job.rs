@@ -65,6 +65,33 @@ impl ModelJob {
         })
     }
 
+    /// The lineage its output's commit records: this model, and the tables it read.
+    fn lineage(&self) -> String {
+        let model = &self.project.models[self.index];
+        let name = format!("{}.{}", self.project.name, model.name);
+        basin_table::lineage::Writer::new("model", name, self.read_tables(self.index)).property()
+    }
+
+    /// The tables model `index` reads, through the models it reads that store no table.
+    fn read_tables(&self, index: usize) -> Vec<String> {
+        let mut tables = Vec::new();
+        for source in &self.dag.inputs[index] {
+            match source {
+                Source::Table(table) => tables.push(table.clone()),
+                Source::Model(m) => match self.project.models[*m].materialize {
+                    Some(_) => tables.push(format!(
+                        "{}.{}",
+                        self.project.namespace, self.project.models[*m].name
+                    )),
+                    None => tables.extend(self.read_tables(*m)),
+                },
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
     /// A table input's name with the project's namespace when it names none.
     fn qualified(&self, name: &str) -> String {
         match name.contains('.') {
@@ -144,6 +171,9 @@ impl ModelJob {
             import.mode = mode;
             import.partition_by = model.partition_by.clone();
             import.properties = properties;
+            import
+                .properties
+                .insert(basin_table::lineage::PROPERTY.to_string(), self.lineage());
             import.message = Some(format!(
                 "{}: model {} of {} wrote {table} ({})",
                 self.branch,
