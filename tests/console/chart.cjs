@@ -76,7 +76,20 @@ drive(url, async (page, seen) => {
   seen.lineage_nodes = await page.$$eval("#table-lineage g.node", (gs) => gs.map((g) => g.dataset.id));
   seen.lineage_edges = await page.$$eval("#table-lineage path.edge", (ps) => ps.map((p) => [p.dataset.from, p.dataset.to]));
   await page.screenshot({ path: path.join(shots, "console-lineage.png"), fullPage: true });
-  await page.click('#table-lineage g.node[data-id="table:tpch.orders"] rect');
+  await page.click('#table-lineage g.node[data-id="table:tpch.orders"]');
   await page.waitForFunction(() => document.querySelector("#table-detail h2")?.textContent.startsWith("tpch.orders:"));
   seen.lineage_clicked = await page.textContent("#table-detail h2");
+
+  // The demo's run: its DAG, each model with its state; a click shows the model's code.
+  await page.click("nav button[data-panel=runs]");
+  await page.click("#run-list li");
+  await page.waitForSelector("#run-dag svg g.model");
+  seen.dag_models = await page.$$eval("#run-dag g.model", (gs) => gs.map((g) => [g.dataset.name, g.dataset.state]));
+  seen.dag_inputs = await page.$$eval("#run-dag g.input", (gs) => gs.map((g) => g.dataset.name));
+  seen.dag_edges = await page.$$eval("#run-dag path.edge", (ps) => ps.map((p) => [p.dataset.from, p.dataset.to]));
+  await page.click('#run-dag g.model[data-name="revenue_by_nation_year"]');
+  await page.waitForSelector("#run-model pre.code");
+  seen.dag_code = await page.textContent("#run-model pre.code");
+  seen.dag_open = await page.textContent("#run-model button");
+  await page.screenshot({ path: path.join(shots, "console-run.png"), fullPage: true });
 });

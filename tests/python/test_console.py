@@ -125,7 +125,7 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     table = pq.read_table(downloads / "query.parquet")
     assert table.column("amount").to_pylist() == [Decimal("10.50"), Decimal("3.25"), Decimal("7.00")]
 
-    assert seen["table_headings"][1:] == ["Schema", "Snapshots", "Sample rows"]
+    assert seen["table_headings"][1:] == ["Lineage", "Schema", "Snapshots", "Sample rows"]
     assert seen["sample_rows"] == 3 and seen["sample_amounts"] == ["10.50", "3.25", "7.00"]
     # Snapshot ids are random 64-bit numbers: shown digit for digit, as the CLI prints them.
     shown = json.loads(lakehouse("table", "show", "sales.orders", "--ref", "dev", "--format", "json"))
@@ -199,6 +199,7 @@ def test_console_charts_a_tpch_answer_and_draws_its_lineage_as_an_analyst_would(
         by_nation = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_NATION})[1]
         by_month = send("POST", f"{base}/api/v1/query", reader, {"sql": CHART_BY_MONTH})[1]
         lineage = send("GET", f"{base}/api/v1/lineage?table=analytics.revenue_by_nation_year&depth=3", reader)[1]
+        run = send("GET", f"{base}/api/v1/runs", reader)[1][0]
     finally:
         proc.kill()
         proc.wait()
@@ -238,10 +239,21 @@ def test_console_charts_a_tpch_answer_and_draws_its_lineage_as_an_analyst_would(
     assert ["table:tpch.orders", "model:tpch_revenue.revenue_by_nation_year"] in seen["lineage_edges"], seen["lineage_edges"]
     assert any(f.startswith("import:") and t == "table:tpch.orders" for f, t in seen["lineage_edges"])
     assert seen["lineage_clicked"].startswith("tpch.orders:")
+
+    # The run's DAG: every model with its state, the tables read, an edge per input.
+    assert sorted(seen["dag_models"]) == sorted([m["name"], "cached" if m["cache_hit"] else m["status"]]
+                                                for m in run["models"]), seen["dag_models"]
+    inputs = {i for m in run["models"] for i in m.get("inputs", [])}
+    models = {m["name"] for m in run["models"]}
+    assert sorted(seen["dag_inputs"]) == sorted(inputs - models) and "tpch.orders" in seen["dag_inputs"]
+    assert sorted(seen["dag_edges"]) == sorted([i, m["name"]] for m in run["models"] for i in m.get("inputs", []))
+    assert ["line_revenue", "revenue_by_nation_year"] in seen["dag_edges"]
+    assert "FROM line_revenue r" in seen["dag_code"] and seen["dag_open"] == "Open analytics.revenue_by_nation_year"
     if os.environ.get("BASIN_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(output_dir / "console-chart.png", DOCS / "chart.png")
         shutil.copyfile(output_dir / "console-lineage.png", DOCS / "lineage.png")
+        shutil.copyfile(output_dir / "console-run.png", DOCS / "run.png")
 
 
 def test_console_reviews_approve_and_merge_as_a_second_person_would(orders, output_dir, tmp_path):

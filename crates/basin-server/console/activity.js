@@ -16,11 +16,13 @@ async function showRun(id, item) {
   const run = await api(`/api/v1/runs/${enc(id)}`);
   const models = run.models.map((m) => ({ model: m.name, kind: m.kind, status: m.cache_hit ? "cached" : m.status,
     ms: Math.round(m.ms), rows: m.rows, table: m.table, error: m.error }));
+  const picked = el("div", {}, el("p", { class: "muted" }, "Click a model for its code, logs and table."));
   $("run-detail").replaceChildren(
     el("h2", {}, `Run ${run.id} of ${run.project} into ${run.target}: `, status(run.status)),
-    run.error ? el("pre", {}, run.error) : null,
+    ...(run.error ? [el("pre", {}, run.error)] : []),
+    el("div", { class: "picture", id: "run-dag" }, drawRunDag(run, (m) => picked.replaceChildren(modelDetail(run, m)))),
     el("div", { class: "grid" }, grid(["model", "kind", "status", "ms", "rows", "table", "error"], models)),
-    ...run.models.filter((m) => m.logs.length).flatMap((m) => [el("h2", {}, `Logs of ${m.name}`), el("pre", {}, m.logs.join("\n"))]));
+    picked);
 }
 
 // One bar chart per measure, drawn as SVG by hand (no chart library to fetch).

@@ -70,7 +70,7 @@ function drawLineage(graph, onTable) {
 async function lineageSection(name) {
   const graph = await api(`/api/v1/lineage?table=${enc(name)}&ref=${enc(state.ref)}&depth=3`);
   const body = graph.edges.length
-    ? el("div", { class: "grid", id: "table-lineage" }, drawLineage(graph, (table) => showTable(table, null)))
+    ? el("div", { class: "picture", id: "table-lineage" }, drawLineage(graph, (table) => showTable(table, null)))
     : el("p", { class: "muted" }, "No lineage recorded: no commit on this ref says who wrote this table.");
   return [el("h2", {}, "Lineage"), body];
 }

@@ -37,6 +37,11 @@ pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../console/lineage.js"),
     ),
     (
+        "/console/rundag.js",
+        JS,
+        include_str!("../console/rundag.js"),
+    ),
+    (
         "/console/history.js",
         JS,
         include_str!("../console/history.js"),

@@ -221,6 +221,13 @@ impl<'a> Execution<'a> {
                 ModelKind::Sql { .. } => "sql".into(),
             },
             status: "running".into(),
+            inputs: self.dag.inputs[i]
+                .iter()
+                .map(|s| match s {
+                    Source::Model(m) => project.models[*m].name.clone(),
+                    Source::Table(table) => table.clone(),
+                })
+                .collect(),
             ..ModelRun::default()
         };
         (self.progress)(&started);

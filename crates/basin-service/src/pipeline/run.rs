@@ -97,6 +97,9 @@ pub struct ModelRun {
     /// catalog (`basin worker` nodes take them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// What it read: the project's models by name, tables as `ns.table` (the run's DAG).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// What a model's task hands back.
