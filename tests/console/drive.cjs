@@ -146,6 +146,12 @@ drive(url, async (page, seen) => {
   await page.check("#graph-runs");
   await page.waitForFunction(() => [...document.querySelectorAll("#log-graph .ref-name")].some((t) => t.textContent.startsWith("run/")));
   seen.graph_with_runs = await page.$$eval("#log-graph .ref-name", (ts) => ts.map((t) => t.textContent));
+  // An open review shows beside its branch; a click opens it on the Reviews panel.
+  seen.graph_reviews = await texts(page, "#log-graph .review-name");
+  await page.click("#log-graph g.review");
+  await page.waitForFunction(() => document.querySelector("#review-detail h2")?.textContent.startsWith("Review #"));
+  seen.review_opened = await page.textContent("#review-detail h2");
+  await page.click("nav button[data-panel=log]");
   await page.click("#log-view-ref");
 
   // Functions: trigger, code, event counts.

@@ -79,6 +79,9 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
         assert status == 403 and "needs a writer" in body["error"]["message"]
         before = send("GET", f"{base}/api/v1/events/{dead}", reader)[1]
         assert before["state"] == "dead"
+        status, review = send("POST", f"{base}/api/v1/reviews", writer,
+                              {"source": "dev", "into": "main", "title": "more orders"})
+        assert status in (200, 201), review
         graph = send("GET", f"{base}/api/v1/graph", reader)[1]
         out = subprocess.run(["node", str(DRIVER), base + "/", str(output_dir), str(downloads), reader, writer, limited],
                              capture_output=True, text=True, timeout=240, env={**os.environ, "BASIN_NODE_MODULES": MODULES})
@@ -150,6 +153,9 @@ def test_console_queries_browses_and_retries_as_a_person_would(lakehouse_with_hi
     # The pipeline run's branch (kept) shows only when asked for.
     assert not any(n.startswith("run/") for refs in (n[1] for n in seen["graph_nodes"]) for n in refs)
     assert any(n.startswith("run/") for n in seen["graph_with_runs"]), seen["graph_with_runs"]
+    # The open review beside dev's head, and a click on it opens it.
+    assert seen["graph_reviews"] == [f"review #{review['id']} → main"], seen["graph_reviews"]
+    assert seen["review_opened"].startswith(f"Review #{review['id']}: more orders"), seen["review_opened"]
     assert seen["time_travel_ref"].startswith("main@")
 
     assert seen["function"][0] == "score"

@@ -1,6 +1,7 @@
 // The Commits panel's graph: every branch and tag as a commit graph (as `git log --graph
 // --all` and forges draw it), from `/api/v1/graph`: one row per commit, newest first, a lane
-// per line of history, merges joining lanes, the refs at each commit as labels. Pipeline
+// per line of history, merges joining lanes, the refs at each commit as labels, and the open
+// reviews of each branch beside it (a click opens the review). Pipeline
 // runs' branches are folded away unless asked for. A click on a commit shows it as the log's
 // rows do. Hand-written SVG, as the charts are.
 "use strict";
@@ -35,7 +36,7 @@ function layOut(entries) {
   return { columns, edges, width: Math.max(1, ...columns.map((c) => c + 1), ...edges.map((d) => d.lane + 1)) };
 }
 
-function drawGraph(entries, onpick) {
+function drawGraph(entries, onpick, reviews = []) {
   const { columns, edges, width: lanes } = layOut(entries);
   const textX = lanes * LANE + 14;
   const width = Math.max(960, textX + 900);
@@ -75,6 +76,16 @@ function drawGraph(entries, onpick) {
       line.append(svgNode("rect", { class: "ref", x: at - 4, y: y(i) - 9, width: width1, height: 18, rx: 9,
         fill: "#e8efff", stroke: "#2563eb" }));
       write(name, { class: "ref-name" }, "#2563eb");
+      // An open review of this branch: a chip that opens it on the Reviews panel.
+      for (const r of reviews.filter((r) => r.source === name)) {
+        const label = `review #${r.id} → ${r.target}`;
+        const chip = svgNode("g", { class: "review", "data-id": r.id, cursor: "pointer" },
+          svgNode("rect", { x: at - 4, y: y(i) - 9, width: label.length * 7 + 10, height: 18, rx: 9, fill: "#fffaeb", stroke: "#b54708" }),
+          svgNode("title", {}, r.title));
+        chip.addEventListener("click", (event) => { event.stopPropagation(); show("reviews").then(() => showReview(r.id)); });
+        line.append(chip);
+        chip.append(write(label, { class: "review-name" }, "#b54708"));
+      }
     }
     write(clip(e.message, 80));
     line.append(chartText({ x: width - 10, y: y(i) + 4, "font-size": 12, "text-anchor": "end" },
@@ -88,10 +99,13 @@ function drawGraph(entries, onpick) {
 // Shows every ref's commits as a graph in the Commits panel (run branches with `runs`).
 async function showGraph() {
   const runs = $("graph-runs").checked;
-  const entries = await api(`/api/v1/graph?limit=200&runs=${runs}`);
+  const [entries, reviews] = await Promise.all([
+    api(`/api/v1/graph?limit=200&runs=${runs}`),
+    api("/api/v1/reviews?state=open"),
+  ]);
   const pickCommit = (e, line) => {
     for (const g of $("log-graph").querySelectorAll("g.commit")) g.classList.toggle("active", g === line);
     showCommit(e, null);
   };
-  $("log-graph").replaceChildren(entries.length ? drawGraph(entries, pickCommit) : el("p", { class: "muted" }, "No commits."));
+  $("log-graph").replaceChildren(entries.length ? drawGraph(entries, pickCommit, reviews) : el("p", { class: "muted" }, "No commits."));
 }
