@@ -24,22 +24,19 @@ WRITES = {"create_branch", "import_file", "run_pipeline", "propose_merge"}
 
 def over_stdio(home, steps):
     """Runs `steps(session)` against `basin --home HOME mcp`."""
-    async def go():
-        params = StdioServerParameters(command=BASIN, args=["--home", str(home), "mcp"],
-                                       env={**os.environ}, cwd=str(home))
-        async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await steps(session)
-    return asyncio.run(go())
+    return stdio_session(["--home", str(home), "mcp"], str(home), steps)
 
 
 def over_bridge(base, token, steps):
     """Runs `steps(session)` against `basin --remote BASE --token TOKEN mcp`: stdio bridged
     to BASE/mcp, from a folder that holds no lakehouse."""
+    return stdio_session(["--remote", base, "--token", token, "mcp"], "/", steps)
+
+
+def stdio_session(args, cwd, steps):
+    """Runs `steps(session)` against `basin ARGS` over stdio, started in `cwd`."""
     async def go():
-        params = StdioServerParameters(command=BASIN, args=["--remote", base, "--token", token, "mcp"],
-                                       env={**os.environ}, cwd="/")
+        params = StdioServerParameters(command=BASIN, args=args, env={**os.environ}, cwd=cwd)
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()

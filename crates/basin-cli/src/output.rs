@@ -86,9 +86,7 @@ pub fn status(line: impl AsRef<str>) {
 }
 
 pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+    basin_core::time::shown(ms)
 }
 
 /// Prints an error and its hint; user errors exit 1, Basin's own failures 2.

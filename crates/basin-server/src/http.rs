@@ -360,6 +360,17 @@ impl Drop for UploadFolder {
     }
 }
 
+/// An import's error about a file kept at `kept`, naming it `name` as the caller sent it, not
+/// where the server kept it.
+pub(crate) fn as_sent(e: basin_core::Error, kept: &Path, name: &str) -> basin_core::Error {
+    let mut named = basin_core::Error::new(
+        e.kind(),
+        e.message.replace(&kept.display().to_string(), name),
+    );
+    named.hint = e.hint;
+    named
+}
+
 /// An uploaded file's name, without any folder (and never a hidden file's).
 pub(crate) fn file_name(filename: &str) -> Result<String, basin_core::Error> {
     std::path::Path::new(filename)

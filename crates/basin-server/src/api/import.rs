@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::errors::{ApiError, error_body};
-use crate::http::{UploadFolder, file_name, uploads_dir};
+use crate::http::{UploadFolder, as_sent, file_name, uploads_dir};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -77,14 +77,7 @@ pub(crate) async fn import(
     let stored = state.lakehouse.import(request, None).await;
     drop(folder);
     // Errors name the file as the client sent it, not where it was kept.
-    let report = stored.map_err(|e| {
-        let mut named = Error::new(
-            e.kind(),
-            e.message.replace(&path.display().to_string(), &name),
-        );
-        named.hint = e.hint;
-        named
-    })?;
+    let report = stored.map_err(|e| as_sent(e, &path, &name))?;
     Ok(Json(report).into_response())
 }
 

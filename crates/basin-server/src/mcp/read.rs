@@ -2,6 +2,7 @@
 
 use basin_catalog::RefKind;
 use basin_core::Result;
+use basin_core::time::shown;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -56,7 +57,7 @@ pub(super) async fn describe_table(agent: &Agent, args: &Args<'_>) -> Result<Str
         .filter(|c| c.changed.contains(&summary.table))
         .take(RECENT)
         .map(|c| {
-            json!({"id": c.id.short(), "time": time(c.created_at_ms), "author": c.author, "message": c.message})
+            json!({"id": c.id.short(), "time": shown(c.created_at_ms), "author": c.author, "message": c.message})
         })
         .collect();
     described["commits"] = Value::Array(commits);
@@ -97,7 +98,7 @@ pub(super) async fn log(agent: &Agent, args: &Args<'_>) -> Result<String> {
             format!(
                 "{} {} {} {} [{}]",
                 e.id.short(),
-                time(e.created_at_ms),
+                shown(e.created_at_ms),
                 e.author,
                 e.message,
                 e.changed.join(", ")
@@ -169,10 +170,4 @@ pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
         ),
     });
     Ok(text)
-}
-
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use basin_service::pipeline::{RemoteRun, is_pipeline_branch};
 
 use super::agent::Agent;
 use super::args::Args;
-use crate::http::{UploadFolder, file_name, uploads_dir};
+use crate::http::{UploadFolder, as_sent, file_name, uploads_dir};
 
 pub(super) async fn create_branch(agent: &Agent, args: &Args<'_>) -> Result<String> {
     let name = args.required("name")?;
@@ -70,14 +70,7 @@ pub(super) async fn import_file(agent: &Agent, args: &Args<'_>) -> Result<String
     let report = lake.import(request, None).await;
     let report = match &folder {
         // Errors name the file as the agent named it, not where it was kept.
-        Some((_, path, name)) => report.map_err(|e| {
-            let mut named = Error::new(
-                e.kind(),
-                e.message.replace(&path.display().to_string(), name),
-            );
-            named.hint = e.hint;
-            named
-        })?,
+        Some((_, path, name)) => report.map_err(|e| as_sent(e, path, name))?,
         None => report?,
     };
     drop(folder);

@@ -284,9 +284,7 @@ impl Pipelines<'_> {
                     .take(shown)
                     .filter_map(|r| serde_json::from_str::<RunRecord>(r).ok())
                     .map(|r| {
-                        let started = chrono::DateTime::from_timestamp_millis(r.started_at_ms)
-                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                            .unwrap_or_default();
+                        let started = basin_core::time::shown(r.started_at_ms);
                         format!(
                             "  {}  {}  {}  {started}  {} -> {}",
                             r.id, r.project, r.status, r.branch, r.target
