@@ -229,6 +229,18 @@ macro_rules! same_sql {
                 )
             }
 
+            async fn put_setting(&self, name: &str, value: &str) -> basin_core::Result<()> {
+                sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn fix_setting(&self, name: &str, value: &str) -> basin_core::Result<String> {
                 sqlx::query(
                     "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",

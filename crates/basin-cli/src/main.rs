@@ -115,6 +115,12 @@ enum Command {
     Runs(runs::Command),
     /// Show invocations, GB-seconds and what they would cost on AWS Lambda
     Usage(usage::Args),
+    /// Show what `basin apply` would change to make the lakehouse as basin.toml declares it
+    Plan(plan::Args),
+    /// Make the lakehouse as basin.toml declares it (namespaces, tables, branches, tags, tokens, functions)
+    Apply(apply::Args),
+    /// Write the lakehouse as a declaration, for basin.toml
+    Export(export::Args),
     /// Deploy the triggered functions of a folder (`--plan` shows what would change)
     Deploy(deploy::Args),
     /// List, show and remove deployed functions
@@ -200,6 +206,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Checkout(args) => checkout::run(args, ctx.home("checkout")?).await,
         Command::Log(args) => log::run(args, ctx).await,
         Command::Lineage(args) => lineage::run(args, ctx).await,
+        Command::Plan(args) => plan::run(args, ctx).await,
+        Command::Apply(args) => apply::run(args, ctx).await,
+        Command::Export(args) => export::run(args, ctx).await,
         Command::Diff(args) => diff::run(args, ctx.home("diff")?).await,
         Command::Merge(args) => merge::run(args, ctx).await,
         Command::Review(cmd) => review::run(cmd, ctx).await,

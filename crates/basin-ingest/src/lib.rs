@@ -30,4 +30,5 @@ pub use convert::{SAMPLE_ROWS, text_format, to_arrow_file};
 pub use import::{ImportReport, ImportRequest, MissingColumn, Mode, import};
 pub use input_files::Format;
 pub use read::CsvOptions;
+pub use schema::{partition_spec, partition_term};
 pub use stream::Progress;

@@ -70,38 +70,43 @@ pub fn table_schema(columns: &[(String, DataType)], file: &str) -> Result<Schema
         .map_err(|e| Error::invalid(format!("bad schema: {e}")))
 }
 
-/// Parses `--partition-by` terms: `col`, `day(col)`, `month(col)`, `year(col)`, `hour(col)`,
-/// `bucket(N, col)`, `truncate(W, col)`.
+/// Reads one partition or sort term: `col`, `day(col)`, `month(col)`, `year(col)`,
+/// `hour(col)`, `bucket(N, col)`, `truncate(W, col)`; the transform and the column.
+pub fn partition_term(term: &str) -> Result<(Transform, &str)> {
+    let bad = || {
+        Error::invalid(format!("cannot read partition term `{term}`"))
+            .with_hint("write COL, day(COL), month(COL), year(COL), hour(COL), bucket(N, COL) or truncate(W, COL)")
+    };
+    let term = term.trim();
+    let Some((name, rest)) = term.split_once('(') else {
+        return Ok((Transform::Identity, term));
+    };
+    let args: Vec<&str> = rest
+        .strip_suffix(')')
+        .ok_or_else(bad)?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    Ok(
+        match (name.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
+            ("identity", [c]) => (Transform::Identity, *c),
+            ("year", [c]) => (Transform::Year, *c),
+            ("month", [c]) => (Transform::Month, *c),
+            ("day", [c]) => (Transform::Day, *c),
+            ("hour", [c]) => (Transform::Hour, *c),
+            ("bucket", [n, c]) => (Transform::Bucket(number(n)?), *c),
+            ("truncate", [w, c]) => (Transform::Truncate(number(w)?), *c),
+            _ => return Err(bad()),
+        },
+    )
+}
+
+/// Parses `--partition-by` terms (see [`partition_term`]) into a spec over `schema`.
 pub fn partition_spec(terms: &[String], schema: &Schema) -> Result<UnboundPartitionSpec> {
     let mut builder = UnboundPartitionSpec::builder();
     for term in terms {
-        let bad = || {
-            Error::invalid(format!("cannot read partition term `{term}`"))
-                .with_hint("write COL, day(COL), month(COL), year(COL), hour(COL), bucket(N, COL) or truncate(W, COL)")
-        };
-        let term = term.trim();
-        let (transform, column) = match term.split_once('(') {
-            None => (Transform::Identity, term),
-            Some((name, rest)) => {
-                let args: Vec<&str> = rest
-                    .strip_suffix(')')
-                    .ok_or_else(bad)?
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
-                let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
-                match (name.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
-                    ("identity", [c]) => (Transform::Identity, *c),
-                    ("year", [c]) => (Transform::Year, *c),
-                    ("month", [c]) => (Transform::Month, *c),
-                    ("day", [c]) => (Transform::Day, *c),
-                    ("hour", [c]) => (Transform::Hour, *c),
-                    ("bucket", [n, c]) => (Transform::Bucket(number(n)?), *c),
-                    ("truncate", [w, c]) => (Transform::Truncate(number(w)?), *c),
-                    _ => return Err(bad()),
-                }
-            }
-        };
+        let (transform, column) = partition_term(term)?;
         let field = schema.field_by_name(column).ok_or_else(|| {
             Error::invalid(format!("cannot partition by `{column}`: no such column"))
                 .with_hint(basin_table::unknown_column_hint(schema, column))

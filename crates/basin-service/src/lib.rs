@@ -12,6 +12,7 @@
 mod buckets;
 pub mod config;
 pub mod cron;
+pub mod declared;
 pub mod deployed;
 pub mod dispatch;
 mod functions;

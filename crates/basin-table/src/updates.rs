@@ -65,7 +65,9 @@ impl Tables {
             let mut staged = Vec::with_capacity(changes.len());
             let mut operations = Vec::with_capacity(changes.len());
             for change in changes {
-                let table = self.stage_updates(&head, change, &mut synced).await?;
+                let table = self
+                    .stage_updates(&head, change, &request.operations, &mut synced)
+                    .await?;
                 let location = table
                     .metadata_location_result()
                     .map_err(from_iceberg("staged table"))?
@@ -78,7 +80,15 @@ impl Tables {
             }
             let mut attempt_request = request.clone();
             attempt_request.expected_head = head.commit.clone();
-            attempt_request.operations = operations;
+            // The request's own operations (namespaces made, tables dropped) go first; a
+            // table both dropped and made again (a replace) is the new one's put alone.
+            attempt_request.operations = request
+                .operations
+                .iter()
+                .filter(|op| changes.iter().all(|c| &c.key != op.key()))
+                .cloned()
+                .chain(operations)
+                .collect();
             match self.catalog().commit(attempt_request).await {
                 Ok(_) => return Ok(staged),
                 // A requirement that no longer holds fails in `stage_updates` above, as a
@@ -102,16 +112,23 @@ impl Tables {
         }
     }
 
-    /// Checks one table's requirements at `head`, writes its next metadata file and syncs
-    /// the files it adds (the client's data files and manifests too).
+    /// Checks one table's requirements at `head` (as the commit's own `operations` leave
+    /// it), writes its next metadata file and syncs the files it adds (the client's data
+    /// files and manifests too).
     async fn stage_updates(
         &self,
         head: &Resolved,
         change: &TableUpdates,
+        operations: &[Operation],
         synced: &mut HashSet<String>,
     ) -> Result<Table> {
         let key = &change.key;
-        let current = match self.catalog().content(head, key).await? {
+        let content = match operations.iter().rev().find(|op| op.key() == key) {
+            Some(Operation::Delete { .. }) => None,
+            Some(Operation::Put { content, .. }) => Some(content.clone()),
+            None => self.catalog().content(head, key).await?,
+        };
+        let current = match content {
             Some(Content::Table { metadata_location }) => {
                 Some(self.load_from(key, &metadata_location).await?)
             }
@@ -141,7 +158,13 @@ impl Tables {
                 .await
                 .map_err(from_iceberg(&context))?,
             None if change.creates() => {
+                let made = |ns: &Key| {
+                    operations.iter().any(|op| {
+                        matches!(op, Operation::Put { key, content: Content::Namespace { .. } } if key == ns)
+                    })
+                };
                 if let Some(ns) = key.namespace()
+                    && !made(&ns)
                     && self.catalog().content(head, &ns).await?.is_none()
                 {
                     return Err(Error::not_found(format!(

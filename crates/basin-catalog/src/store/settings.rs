@@ -13,6 +13,10 @@ pub trait Settings: Send + Sync {
 
     async fn setting(&self, name: &str) -> Result<Option<String>>;
 
+    /// Stores `value` as setting `name`, replacing what it held: what changes with use, such
+    /// as the state a declaration was last applied in (`basin apply`).
+    async fn put_setting(&self, name: &str, value: &str) -> Result<()>;
+
     /// Takes lease `name` for `holder` until `until_ms` if it is free (never taken, or run
     /// out by `now_ms`) or `holder`'s already (a renewal); true if `holder` holds it now.
     /// For work one node of several should do at a time: listing a bucket, maintenance.

@@ -1,5 +1,6 @@
 //! One file per subcommand: parse, call the service, print.
 
+pub mod apply;
 pub mod audit;
 pub mod branch;
 pub mod checkout;
@@ -10,6 +11,7 @@ pub mod diff;
 pub mod doctor;
 pub mod env;
 pub mod events;
+pub mod export;
 pub mod functions;
 pub mod gc;
 pub mod import;
@@ -22,6 +24,7 @@ pub mod maintenance;
 pub mod mcp;
 pub mod merge;
 pub mod namespace;
+pub mod plan;
 pub mod put;
 pub mod query;
 pub mod review;

@@ -81,6 +81,14 @@ pub struct UserConfig {
     /// `[checks.NAME]`: what a merge into a protected branch must pass.
     #[serde(default)]
     pub checks: BTreeMap<String, super::protection::CheckSection>,
+    /// The declared lakehouse (read by `basin plan` and `basin apply`, not here; see
+    /// `crate::declared`): `[namespaces.NAME]`, `[tables."NS.TABLE"]`, `[tags.NAME]`,
+    /// `[tokens.NAME]`, `[deploy]`, and the named `[branches.NAME]`.
+    pub namespaces: Option<toml::Value>,
+    pub tables: Option<toml::Value>,
+    pub tags: Option<toml::Value>,
+    pub tokens: Option<toml::Value>,
+    pub deploy: Option<toml::Value>,
     /// A pipeline project's sections (read by `basin run`, not here).
     pub project: Option<toml::Value>,
     /// Triggers declared beside the code (read by `basin deploy`, not here).

@@ -19,12 +19,14 @@ use serde::Deserialize;
 
 use crate::{Error, Result};
 
-/// `[branches]`.
+/// `[branches]`: the protection rules, and the branches a declaration names
+/// (`[branches.dev]`, read by `basin plan`; see `crate::declared`).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BranchesSection {
     #[serde(default)]
     pub protect: Vec<ProtectSection>,
+    #[serde(flatten)]
+    pub declared: BTreeMap<String, toml::Value>,
 }
 
 /// One `[[branches.protect]]`.

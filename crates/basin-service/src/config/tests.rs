@@ -169,3 +169,30 @@ fn functions_get_only_the_secrets_basin_toml_declares() {
     .unwrap_err();
     assert!(e.message.contains("SHOP_PW"), "{e}");
 }
+
+#[test]
+fn declared_objects_sit_beside_the_settings_and_branch_rules() {
+    let toml = r#"
+[[branches.protect]]
+pattern = "main"
+
+[branches.dev]
+from = "main"
+
+[namespaces.sales]
+[tables."sales.orders"]
+columns = [{ name = "id", type = "long" }]
+[tokens.ci]
+role = "writer"
+"#;
+    let loaded = settings(toml).unwrap();
+    assert!(loaded.protection.rule("main").is_some());
+    assert!(loaded.protection.rule("dev").is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("basin.toml");
+    std::fs::write(&path, toml).unwrap();
+    let declared = crate::declared::Declaration::read(&path).unwrap();
+    assert_eq!(declared.branch_decls["dev"].from.as_deref(), Some("main"));
+    assert!(!declared.branch_decls.contains_key("protect"));
+    assert_eq!(declared.tables["sales.orders"].columns[0].data_type, "long");
+}

@@ -1,0 +1,110 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use basin_service::declared::Plan;
+
+use crate::lake::Context;
+use crate::output::{FormatArg, ListFormat};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Compares what basin.toml declares with the lakehouse and prints what
+`basin apply` would do, per object: + create, ~ update in place, -/+ replace, - destroy, each
+with its reasons. Changes nothing.
+
+  [namespaces.sales]
+  [tables.\"sales.orders\"]
+  columns = [
+    { name = \"id\", type = \"long\", required = true },
+    { name = \"amount\", type = \"decimal(12, 2)\" },
+  ]
+  partition = [\"bucket(8, id)\"]
+  [branches.dev]
+  [tokens.ci]
+  role = \"writer\"
+
+Namespaces and tables are declared for one branch (--branch, default: the current one).
+An object changed by hand since the last apply is shown as drift. An object the last apply
+made that the file no longer declares is destroyed; objects never declared are left alone.
+`basin export > basin.toml` starts a declaration from the lakehouse as it is.
+See docs/declarative.md.
+
+Examples:
+  basin plan
+  basin plan --branch dev --format json
+  basin plan --file infra/lakehouse.toml"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// Which declaration, for which branch.
+#[derive(clap::Args)]
+pub struct Target {
+    /// The declaration (default: the lakehouse's basin.toml)
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The branch its namespaces and tables are for (default: the current branch)
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+}
+
+pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let lake = ctx.open().await?;
+    let lake = lake.local("plan")?;
+    let file = args
+        .target
+        .file
+        .unwrap_or_else(|| lake.declared().default_file());
+    let plan = lake
+        .declared()
+        .plan(&file, args.target.branch.as_deref())
+        .await?;
+    show(&plan, args.format.format)
+}
+
+/// Prints a plan: Terraform's layout for people, the plan itself as JSON for scripts.
+pub fn show(plan: &Plan, format: ListFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == ListFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(plan)?)?;
+        return Ok(());
+    }
+    if !plan.changes.is_empty() {
+        writeln!(
+            out,
+            "{} for branch `{}`:\n",
+            if plan.applied { "Applied" } else { "Plan" },
+            plan.branch
+        )?;
+    }
+    for change in &plan.changes {
+        writeln!(
+            out,
+            "  {:<3} {} {}",
+            change.action.sign(),
+            change.kind.as_str(),
+            change.name
+        )?;
+        for reason in &change.reasons {
+            writeln!(out, "        {reason}")?;
+        }
+        if let Some(loses) = &change.loses {
+            writeln!(out, "        loses: {loses}")?;
+        }
+        if let Some(drift) = &change.drift {
+            writeln!(out, "        drift: {drift}")?;
+        }
+    }
+    for drift in &plan.drift {
+        writeln!(out, "  drift: {drift}")?;
+    }
+    if !plan.changes.is_empty() || !plan.drift.is_empty() {
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", plan.summary())?;
+    Ok(())
+}
