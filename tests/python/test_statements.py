@@ -208,8 +208,13 @@ def test_generated_statements_are_answered_or_refused_at_every_door(server):
                 assert s["proc"].poll() is None, f"the server died on {what} (Postgres)"
         pg.close()
     assert not watch.failures, watch.failures[:3]
-    worst = max(watch.latencies)
-    assert worst < 0.1, f"/healthz took {worst * 1000:.0f} ms"
+    # Each probe is a process beside the test's own and the server's busy threads on a
+    # 2-core machine: the OS may set one aside for a moment whatever the server does, so the
+    # bound is on the 99th percentile; a stall (a worker blocked by a statement) shows
+    # anyway as seconds in the worst.
+    latencies = sorted(watch.latencies)
+    p99, worst = latencies[len(latencies) * 99 // 100], latencies[-1]
+    assert p99 < 0.1 and worst < 0.5, f"/healthz took {p99 * 1000:.0f} ms (p99), {worst * 1000:.0f} ms at worst"
     assert seen["answered"] > 40 and seen["refused"] > 40, seen
 
 

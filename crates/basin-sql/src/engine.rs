@@ -17,6 +17,7 @@ use datafusion::sql::parser::Statement;
 
 use crate::deadline::{self, Deadline};
 use crate::distributed::{Cluster, Scheduler};
+use crate::executors::Executors;
 use crate::guard::{self, Bound, Dialect, Shape, StatementLimits};
 use crate::limits::{LimitCounters, STRING_VIEWS, SqlLimits};
 use crate::memory::QueryPool;
@@ -38,6 +39,8 @@ pub struct Engine {
     cluster: Arc<RwLock<Option<Cluster>>>,
     /// The threads statements are parsed and planned on.
     planners: Planners,
+    /// The threads plans run on, apart from the runtime that answers requests.
+    executors: Executors,
 }
 
 impl fmt::Debug for Engine {
@@ -85,6 +88,7 @@ impl Engine {
             warehouse: warehouse.root(),
             cluster: Arc::default(),
             planners: Planners::start(limits.planner_threads, limits.planner_stack)?,
+            executors: Executors::new(std::thread::available_parallelism().map_or(2, usize::from)),
             limits,
         })
     }
@@ -141,6 +145,20 @@ impl Engine {
         depth::check(plan, self.limits.statement.max_depth).inspect_err(|_| {
             self.counters.refuse(Bound::Depth.setting());
         })
+    }
+
+    /// Starts `plan` on the threads that run queries (see [`Executors`]).
+    pub(crate) fn execute(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        context: Arc<datafusion::execution::TaskContext>,
+    ) -> Result<
+        std::result::Result<
+            datafusion::execution::SendableRecordBatchStream,
+            datafusion::error::DataFusionError,
+        >,
+    > {
+        self.executors.execute(plan, context)
     }
 
     /// Runs `work` (parsing, planning, building a plan's streams) on one of the engine's

@@ -31,6 +31,7 @@ mod depth;
 pub mod distributed;
 mod engine;
 mod errors;
+mod executors;
 pub mod export;
 pub mod guard;
 pub mod json;

@@ -530,7 +530,9 @@ impl Session {
             .create_physical_plan(&optimized, &state)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
-        let stream = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
+        let stream = self
+            .engine
+            .execute(physical.clone(), ctx.task_ctx())?
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         let schema = stream.schema();
         let catalog = self.catalog.clone();

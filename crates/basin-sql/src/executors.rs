@@ -1,0 +1,110 @@
+//! The threads that run plans: a tokio runtime of their own, apart from the one that
+//! answers requests.
+//!
+//! A plan's operators are futures polled on whatever runtime polls its stream, and the
+//! tasks they spawn (a partition's input, a repartition's senders) go to that runtime too.
+//! On the request runtime, a hostile statement's thousands of union inputs, or a filter
+//! over a 100,000-value IN list that computes without yielding, fill its workers' queues:
+//! on 2 cores `/healthz` waited 100 to 280 ms behind them (tests/python/test_statements.py).
+//! Here the plan's stream is made and polled on these threads, and its batches cross to the
+//! caller through a small channel, so the request runtime only moves batches and bytes.
+//! DataFusion's guidance is the same: CPU-bound work on a runtime of its own. These
+//! threads, like the planning ones, work a few steps of nice below the request runtime
+//! ([`crate::planners::QUERY_NICE`]), so that on 2 busy cores the requests still come first.
+//!
+//! The runtime starts at the first query (a CLI command that runs none never pays for it).
+//! A reader that goes away drops the channel; the task polling the plan then stops and
+//! drops the stream, which cancels what it spawned.
+
+use std::sync::{Arc, OnceLock};
+
+use basin_core::{Error, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+
+/// Batches waiting between the plan and its reader: enough to keep both sides busy, few
+/// enough that a slow reader holds up the plan (and its memory) rather than queueing.
+const IN_FLIGHT: usize = 2;
+
+#[derive(Clone)]
+pub(crate) struct Executors {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    threads: usize,
+    runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
+}
+
+impl Drop for Inner {
+    /// An engine may be dropped inside an async context (a test, a server shutting down),
+    /// where dropping a runtime outright panics.
+    fn drop(&mut self) {
+        if let Some(Ok(runtime)) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Executors {
+    pub(crate) fn new(threads: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                threads: threads.max(1),
+                runtime: OnceLock::new(),
+            }),
+        }
+    }
+
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        let started = self.inner.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.inner.threads)
+                .thread_name("basin-query")
+                // Running a plan recurses once per operator and expression level.
+                .thread_stack_size(crate::planners::RUNTIME_STACK)
+                .on_thread_start(crate::planners::lower_priority)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        started
+            .as_ref()
+            .map_err(|e| Error::internal(format!("cannot start the threads that run queries: {e}")))
+    }
+
+    /// Starts `plan` on these threads and returns its batches as they come. What fails while
+    /// its streams are built fails here; what fails later ends the stream.
+    pub(crate) fn execute(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+    ) -> Result<std::result::Result<SendableRecordBatchStream, datafusion::error::DataFusionError>>
+    {
+        let runtime = self.runtime()?;
+        let mut stream = {
+            // Whatever building the streams spawns goes to these threads too.
+            let _entered = runtime.enter();
+            match datafusion::physical_plan::execute_stream(plan.clone(), context) {
+                Ok(stream) => stream,
+                Err(e) => return Ok(Err(e)),
+            }
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        let actor = basin_catalog::actor::current();
+        runtime.spawn(basin_catalog::actor::carried(actor, async move {
+            while let Some(batch) = stream.next().await {
+                if sender.send(batch).await.is_err() {
+                    return; // The reader went away: dropping the stream cancels the plan.
+                }
+            }
+        }));
+        let batches = tokio_stream::wrappers::ReceiverStream::new(receiver);
+        Ok(Ok(Box::pin(RecordBatchStreamAdapter::new(
+            plan.schema(),
+            batches,
+        ))))
+    }
+}
