@@ -213,3 +213,109 @@ def test_bad_declarations_name_the_section(lakehouse):
     # Nothing was made by any of them.
     assert lakehouse.json("namespace", "ls") == []
     assert json.loads(lakehouse("token", "ls", "--format", "json")) == []
+
+
+FUNCTION = '''
+import basin
+import pyarrow as pa
+
+
+@basin.python("3.11", timeout="10s")
+@basin.http("/hooks/orders", to="sales.hooked")
+def hooked(event, context):
+    return pa.table({"id": [event["id"]]})
+'''
+
+
+def test_namespaces_tags_tokens_and_functions_change_and_drift(lakehouse, tmp_path):
+    toml = lakehouse.home / "basin.toml"
+    (lakehouse.home / "functions").mkdir()
+    (lakehouse.home / "functions" / "hooks.py").write_text(FUNCTION)
+    toml.write_text(BASE + '\n[deploy]\nfunctions = "functions"\n')
+    first = plan(lakehouse)
+    assert ("create", "function", "hooked") in changes(first), first
+    lakehouse("apply", "--auto-approve")
+    assert [f["name"] for f in lakehouse.json("functions", "ls")] == ["hooked"]
+    old_token = [t["id"] for t in lakehouse.json("token", "ls") if t["name"] == "ci"]
+    tagged = next(t for t in lakehouse.json("tag", "ls") if t["name"] == "baseline")
+
+    # A column added by hand (an import that may add columns) is drift, and the plan drops it.
+    (tmp_path / "wide.csv").write_text("id,amount,region,extra\n9,1.00,eu,x\n")
+    lakehouse("import", str(tmp_path / "wide.csv"), "--table", "sales.orders", "--allow-new-columns")
+    drift = plan(lakehouse)
+    assert changes(drift) == [("update", "table", "sales.orders")], drift
+    change = drift["changes"][0]
+    assert change["drift"] == "its columns changed since the last apply", change
+    assert "- column extra (earlier snapshots keep its values)" in change["reasons"], change
+
+    # A namespace's property changes in place; a tag at another commit and a token with other
+    # access are replaces; a function no longer in the folder is destroyed.
+    head = lakehouse.json("log", "--limit", "1")[0]["id"]
+    (lakehouse.home / "functions" / "hooks.py").unlink()
+    toml.write_text(BASE.replace('owner = "finance"', 'owner = "sales"').replace(
+        'at = "main"', f'at = "{head}"').replace('role = "writer"', 'role = "reader"') +
+        '\n[deploy]\nfunctions = "functions"\n')
+    p = plan(lakehouse)
+    assert changes(p) == [("destroy", "function", "hooked"), ("replace", "tag", "baseline"),
+                          ("replace", "token", "ci"), ("update", "namespace", "sales"),
+                          ("update", "table", "sales.orders")], p
+    by_kind = {c["kind"]: c for c in p["changes"]}
+    assert by_kind["namespace"]["reasons"] == ['property owner: "finance" -> "sales"'], by_kind
+    assert by_kind["token"]["reasons"] == ["role writer -> role reader"], by_kind
+    assert "stops working" in by_kind["token"]["loses"], by_kind
+    refused = lakehouse.run("apply", "--auto-approve", check=False)
+    assert refused.returncode != 0 and "replaces tag baseline" in refused.stderr, refused.stderr
+    assert [t["id"] for t in lakehouse.json("token", "ls") if t["name"] == "ci"] == old_token
+    applied = lakehouse("apply", "--auto-approve", "--allow-replace")
+    assert "token ci (" in applied, applied
+    tokens = [t for t in lakehouse.json("token", "ls") if t["name"] == "ci"]
+    assert [t["role"] for t in tokens] == ["reader"] and tokens[0]["id"] != old_token[0], tokens
+    retagged = next(t for t in lakehouse.json("tag", "ls") if t["name"] == "baseline")
+    assert retagged["head"] == head != tagged["head"], (retagged, tagged)
+    assert lakehouse.json("functions", "ls") == []
+    assert "extra" not in [c[0] for c in columns(lakehouse, "sales.orders")]
+    assert lakehouse("plan").strip() == "No changes."
+
+
+def test_plan_apply_and_export_over_remote(lakehouse, tmp_path):
+    import subprocess
+
+    from conftest import BASIN, start_server
+
+    admin = lakehouse("token", "create", "--role", "admin", "--name", "ops").strip()
+    reader = lakehouse("token", "create", "--role", "reader", "--name", "viewer").strip()
+    base, server = start_server(lakehouse)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "basin.toml").write_text(BASE)
+
+    def remote(*args, token=admin):
+        env = {**lakehouse.env, "BASIN_REMOTE": base, "BASIN_TOKEN": token}
+        env.pop("BASIN_HOME", None)
+        return subprocess.run([BASIN, *args], capture_output=True, text=True, env=env, cwd=elsewhere)
+
+    try:
+        planned = remote("plan", "--format", "json")
+        assert planned.returncode == 0, planned.stderr
+        assert changes(json.loads(planned.stdout)) == changes(plan_of(lakehouse, elsewhere / "basin.toml"))
+        refused = remote("plan", token=reader)
+        assert refused.returncode != 0 and "admin" in refused.stderr, refused.stderr
+        applied = remote("apply", "--auto-approve")
+        assert applied.returncode == 0, applied.stderr
+        assert "token ci (" in applied.stdout, applied.stdout
+        assert [t["role"] for t in lakehouse.json("token", "ls") if t["name"] == "ci"] == ["writer"]
+        assert remote("plan").stdout.strip() == "No changes."
+        # The server's export is the local one (but for the time it was written).
+        body = lambda text: [line for line in text.splitlines() if not line.startswith("#")]
+        assert body(remote("export").stdout) == body(lakehouse("export"))
+        # A folder of functions is on the caller's machine: the server says it cannot read it.
+        (elsewhere / "basin.toml").write_text(BASE + '\n[deploy]\nfunctions = "functions"\n')
+        deploy = remote("plan")
+        assert deploy.returncode != 0 and "[deploy]" in deploy.stderr and "hint:" in deploy.stderr, deploy.stderr
+    finally:
+        server.kill()
+        server.wait()
+
+
+def plan_of(lakehouse, file):
+    return lakehouse.json("plan", "--file", str(file))

@@ -186,6 +186,21 @@ impl Remote {
         self.json(request).await
     }
 
+    /// A GET whose answer is text (a declaration's TOML).
+    pub async fn get_text(
+        &self,
+        segments: &[&str],
+        query: &[(&str, Option<String>)],
+    ) -> Result<String> {
+        let response = self
+            .send(self.request(Method::GET, segments, query))
+            .await?;
+        response
+            .text()
+            .await
+            .map_err(|e| Error::io_with(format!("the answer from {} broke off", self.base), e))
+    }
+
     pub async fn delete(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<()> {
         self.send(self.request(Method::DELETE, segments, query))
             .await

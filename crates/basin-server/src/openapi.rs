@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
+mod declared;
 mod endpoint;
 mod functions;
 mod mcp;
@@ -37,6 +38,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         runs::endpoints(),
         functions::endpoints(),
         tokens::endpoints(),
+        declared::endpoints(),
         mcp::endpoints(),
     ]
     .into_iter()

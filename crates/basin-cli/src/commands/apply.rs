@@ -10,7 +10,8 @@ use crate::output::{FormatArg, ListFormat, status};
 namespaces and tables in one commit on the branch (a failure there changes nothing), then
 branches, tags, tokens and functions. A replace (a change Iceberg cannot make in place, such
 as a column's type it cannot promote) is refused unless --allow-replace says so; the plan says
-what it loses. A token's secret is printed once, here, and never again.
+what it loses. A token's secret is printed once, here, and never again. With --remote, the
+server applies the file (an admin's token) only if its plan is still the one shown.
 
 Examples:
   basin apply
@@ -32,13 +33,10 @@ pub struct Args {
 
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
-    let lake = lake.local("apply")?;
-    let declared = lake.declared();
-    let file = args.target.file.unwrap_or_else(|| declared.default_file());
-    let plan = declared.plan(&file, args.target.branch.as_deref()).await?;
+    let plan = args.target.plan(&lake).await?;
     if plan.changes.is_empty() {
         // Nothing to do; the state is recorded, so objects found as declared are now managed.
-        let plan = declared.apply(&file, plan, args.allow_replace).await?;
+        let plan = args.target.apply(&lake, plan, args.allow_replace).await?;
         return show(&plan, args.format.format);
     }
     if !args.auto_approve {
@@ -61,7 +59,7 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let plan = declared.apply(&file, plan, args.allow_replace).await?;
+    let plan = args.target.apply(&lake, plan, args.allow_replace).await?;
     if args.format.format == ListFormat::Json {
         return show(&plan, ListFormat::Json);
     }

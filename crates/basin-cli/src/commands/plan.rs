@@ -1,9 +1,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use basin_service::declared::Plan;
+use basin_service::declared::{Change, Declaration, Plan};
+use serde_json::json;
 
-use crate::lake::Context;
+use crate::lake::{Context, Lake};
 use crate::output::{FormatArg, ListFormat};
 
 #[derive(clap::Args)]
@@ -26,13 +27,14 @@ with its reasons. Changes nothing.
 Namespaces and tables are declared for one branch (--branch, default: the current one).
 An object changed by hand since the last apply is shown as drift. An object the last apply
 made that the file no longer declares is destroyed; objects never declared are left alone.
-`basin export > basin.toml` starts a declaration from the lakehouse as it is.
+`basin export > basin.toml` starts a declaration from the lakehouse as it is. With --remote,
+the file is sent to the server (an admin's token) and planned there.
 See docs/declarative.md.
 
 Examples:
   basin plan
   basin plan --branch dev --format json
-  basin plan --file infra/lakehouse.toml"
+  basin --remote https://basin.example.com --token $TOKEN plan --file lakehouse.toml"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -44,7 +46,7 @@ pub struct Args {
 /// Which declaration, for which branch.
 #[derive(clap::Args)]
 pub struct Target {
-    /// The declaration (default: the lakehouse's basin.toml)
+    /// The declaration (default: the lakehouse's basin.toml; with --remote, ./basin.toml)
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The branch its namespaces and tables are for (default: the current branch)
@@ -52,17 +54,77 @@ pub struct Target {
     pub branch: Option<String>,
 }
 
+impl Target {
+    /// The declaration's file: as named, or the lakehouse's basin.toml.
+    pub fn file(&self, lake: &Lake) -> PathBuf {
+        match (&self.file, lake) {
+            (Some(file), _) => file.clone(),
+            (None, Lake::Local(local)) => local.declared().default_file(),
+            (None, Lake::Remote(_)) => PathBuf::from("basin.toml"),
+        }
+    }
+
+    /// Plans here, or sends the file to `--remote` to plan there.
+    pub async fn plan(&self, lake: &Lake) -> anyhow::Result<Plan> {
+        let file = self.file(lake);
+        Ok(match lake {
+            Lake::Local(local) => {
+                let declaration = Declaration::read(&file)?;
+                local
+                    .declared()
+                    .plan(&declaration, self.branch.as_deref())
+                    .await?
+            }
+            Lake::Remote(remote) => {
+                let body = json!({ "declaration": self.text(&file)?, "branch": self.branch });
+                remote.post(&["declared", "plan"], &body).await?
+            }
+        })
+    }
+
+    /// Applies a plan made here, or asks `--remote` to apply what it plans now if that is
+    /// still `approved`.
+    pub async fn apply(
+        &self,
+        lake: &Lake,
+        plan: Plan,
+        allow_replace: bool,
+    ) -> anyhow::Result<Plan> {
+        let file = self.file(lake);
+        Ok(match lake {
+            Lake::Local(local) => {
+                let declaration = Declaration::read(&file)?;
+                local
+                    .declared()
+                    .apply(&declaration, plan, allow_replace)
+                    .await?
+            }
+            Lake::Remote(remote) => {
+                let approved: &[Change] = &plan.changes;
+                let body = json!({
+                    "declaration": self.text(&file)?,
+                    "branch": self.branch,
+                    "approved": approved,
+                    "allow_replace": allow_replace,
+                });
+                remote.post(&["declared", "apply"], &body).await?
+            }
+        })
+    }
+
+    fn text(&self, file: &std::path::Path) -> anyhow::Result<String> {
+        std::fs::read_to_string(file).map_err(|e| {
+            anyhow::anyhow!(
+                basin_core::Error::io_with(format!("cannot read {}", file.display()), e)
+                    .with_hint("name the declaration with --file")
+            )
+        })
+    }
+}
+
 pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let lake = ctx.open().await?;
-    let lake = lake.local("plan")?;
-    let file = args
-        .target
-        .file
-        .unwrap_or_else(|| lake.declared().default_file());
-    let plan = lake
-        .declared()
-        .plan(&file, args.target.branch.as_deref())
-        .await?;
+    let plan = args.target.plan(&lake).await?;
     show(&plan, args.format.format)
 }
 

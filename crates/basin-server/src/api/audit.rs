@@ -29,13 +29,15 @@ pub(crate) async fn list(
 }
 
 /// Whether a request goes in the audit log: one that may change something (not a GET or
-/// HEAD, and not a query: `POST /api/v1/query` reads), or any refused for who sent it.
+/// HEAD, and not a query or a plan: `POST /api/v1/query` and `/api/v1/declared/plan` read),
+/// or any refused for who sent it.
 pub(crate) fn audited(method: &Method, path: &str, status: StatusCode) -> bool {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return true;
     }
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || path == "/api/v1/query"
+        || path == "/api/v1/declared/plan"
         || path.ends_with("/metrics");
     !reads
 }

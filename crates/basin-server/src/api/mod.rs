@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::auth::Caller;
 
 pub(crate) mod audit;
+pub(crate) mod declared;
 mod errors;
 mod import;
 pub(crate) mod reviews;

@@ -9,7 +9,7 @@ use basin_catalog::CommitRequest;
 use basin_core::{Error, Result};
 
 use super::plan::{Kind, NewToken, Plan};
-use super::spec::TokenDecl;
+use super::spec::{Declaration, TokenDecl};
 use crate::{Lakehouse, Role};
 
 /// The commit property naming the declaration an apply came from.
@@ -17,7 +17,7 @@ pub const DECLARED_PROPERTY: &str = "basin.declared";
 
 pub(crate) async fn apply(
     lake: &Lakehouse,
-    path: &Path,
+    declaration: &Declaration,
     mut plan: Plan,
     allow_replace: bool,
 ) -> Result<Plan> {
@@ -95,7 +95,7 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| after(e, &done))?;
     }
-    let now = super::planner::plan(lake, path, Some(&plan.branch)).await?;
+    let now = super::planner::plan(lake, declaration, Some(&plan.branch)).await?;
     super::state::write(lake, &plan.branch, &now.work.observed).await?;
     plan.applied = true;
     Ok(plan)

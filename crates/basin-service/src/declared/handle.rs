@@ -1,10 +1,11 @@
 //! `lake.declared()`: the lakehouse as code (`basin plan`, `basin apply`, `basin export`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use basin_core::Result;
+use basin_core::{Error, ErrorKind, Result};
 
-use super::plan::Plan;
+use super::plan::{Change, Plan};
+use super::spec::Declaration;
 use crate::Lakehouse;
 
 #[derive(Clone, Copy)]
@@ -24,17 +25,48 @@ impl Declared<'_> {
         self.lake.root().join("basin.toml")
     }
 
-    /// Compares the declaration in `file` with the lakehouse; its namespaces and tables are
-    /// for `branch` (default: the current branch). Changes nothing.
-    pub async fn plan(&self, file: &Path, branch: Option<&str>) -> Result<Plan> {
-        super::planner::plan(self.lake, file, branch).await
+    /// Compares `declaration` with the lakehouse; its namespaces and tables are for `branch`
+    /// (default: the current branch). Changes nothing.
+    pub async fn plan(&self, declaration: &Declaration, branch: Option<&str>) -> Result<Plan> {
+        super::planner::plan(self.lake, declaration, branch).await
     }
 
-    /// Carries out `plan` (made from `file`): refused, with nothing applied, when it holds a
-    /// replace and `allow_replace` is not set. Returns it applied, with the commit and the
-    /// secrets of the tokens it made.
-    pub async fn apply(&self, file: &Path, plan: Plan, allow_replace: bool) -> Result<Plan> {
-        super::apply::apply(self.lake, file, plan, allow_replace).await
+    /// Carries out `plan` (made from `declaration`): refused, with nothing applied, when it
+    /// holds a replace and `allow_replace` is not set. Returns it applied, with the commit and
+    /// the secrets of the tokens it made.
+    pub async fn apply(
+        &self,
+        declaration: &Declaration,
+        plan: Plan,
+        allow_replace: bool,
+    ) -> Result<Plan> {
+        super::apply::apply(self.lake, declaration, plan, allow_replace).await
+    }
+
+    /// Plans and applies in one call, for a caller that approved a plan it made earlier
+    /// (over the API): refused, with nothing applied, when the plan now differs from
+    /// `approved`.
+    pub async fn apply_approved(
+        &self,
+        declaration: &Declaration,
+        branch: Option<&str>,
+        approved: Option<&[Change]>,
+        allow_replace: bool,
+    ) -> Result<Plan> {
+        let plan = self.plan(declaration, branch).await?;
+        if let Some(approved) = approved
+            && approved != plan.changes.as_slice()
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the lakehouse changed since the plan was made: it is now `{}`, not the one approved",
+                    plan.summary()
+                ),
+            )
+            .with_hint("plan again, check it, and apply that"));
+        }
+        self.apply(declaration, plan, allow_replace).await
     }
 
     /// The lakehouse as a declaration (namespaces and tables of `branch`).

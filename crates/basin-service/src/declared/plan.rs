@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use basin_catalog::{CommitId, Operation};
 use basin_table::TableUpdates;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spec::TokenDecl;
 
 /// The kinds of object a declaration holds, in the order a plan lists them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Namespace,
@@ -40,7 +40,7 @@ impl Kind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
@@ -62,7 +62,7 @@ impl Action {
 }
 
 /// One object's change.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub kind: Kind,
     pub name: String,
@@ -70,30 +70,30 @@ pub struct Change {
     /// Why, one line per field.
     pub reasons: Vec<String>,
     /// What a replace or destroy loses.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loses: Option<String>,
     /// How the object differs from the state the last apply left it in, when it does: it
     /// was changed by hand since.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
 }
 
 /// What `basin plan` prints and `basin apply` carries out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
     /// Where the namespaces and tables are declared for.
     pub branch: String,
     pub file: String,
     pub changes: Vec<Change>,
     /// Objects changed by hand since the last apply that are as declared anyway.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
     pub applied: bool,
     /// The commit the catalog's objects changed in, once applied.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     /// The tokens created, with their secrets: shown this once.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<NewToken>,
     #[serde(skip)]
     pub(crate) work: Work,
@@ -138,7 +138,7 @@ impl Plan {
 }
 
 /// A token `basin apply` created.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewToken {
     pub name: String,
     pub id: String,

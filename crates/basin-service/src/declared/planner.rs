@@ -3,7 +3,6 @@
 //! in `others.rs`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use basin_catalog::{Content, Key, Operation};
 use basin_core::{Error, Result};
@@ -27,10 +26,13 @@ pub(crate) struct Planner<'a> {
     pub observed: State,
 }
 
-/// The plan for the declaration in `path`, with its namespaces and tables on `branch`.
-pub(crate) async fn plan(lake: &Lakehouse, path: &Path, branch: Option<&str>) -> Result<Plan> {
-    let declaration = Declaration::read(path)?;
-    let (planner, observed) = run(lake, &declaration, branch).await?;
+/// The plan for `declaration`, with its namespaces and tables on `branch`.
+pub(crate) async fn plan(
+    lake: &Lakehouse,
+    declaration: &Declaration,
+    branch: Option<&str>,
+) -> Result<Plan> {
+    let (planner, observed) = run(lake, declaration, branch).await?;
     let Planner {
         branch,
         changes,
@@ -41,7 +43,7 @@ pub(crate) async fn plan(lake: &Lakehouse, path: &Path, branch: Option<&str>) ->
     work.observed = observed;
     Ok(Plan {
         branch,
-        file: path.display().to_string(),
+        file: declaration.origin.clone(),
         changes,
         drift,
         applied: false,

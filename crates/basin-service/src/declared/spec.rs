@@ -51,6 +51,9 @@ pub struct Declaration {
     /// The named branches, from `[branches.NAME]` (beside `[[branches.protect]]`).
     #[serde(skip_deserializing, rename = "branches")]
     pub branch_decls: BTreeMap<String, BranchDecl>,
+    /// Where it was read from: its file, or what sent it.
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// `[branches]` holds the protection rules too; the rest are branches.
@@ -140,7 +143,7 @@ pub struct DeployDecl {
 }
 
 impl Declaration {
-    /// Reads the declaration in `path`; a missing file declares nothing.
+    /// Reads the declaration in `path` (the folder of `[deploy] functions` is relative to it).
     pub fn read(path: &Path) -> Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -150,20 +153,33 @@ impl Declaration {
             }
             Err(e) => return Err(Error::io_with(format!("cannot read {}", path.display()), e)),
         };
-        let mut declaration: Declaration = toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, path, Some(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// Reads a declaration sent as text (`origin` names it in errors). Without `dir` (sent
+    /// over the API, from another machine) it may not name a folder of functions.
+    pub fn parse(text: &str, origin: &Path, dir: Option<&Path>) -> Result<Self> {
+        let mut declaration: Declaration = toml::from_str(text).map_err(|e| {
             crate::config::toml_error(
-                path,
-                &text,
+                origin,
+                text,
                 &e,
                 "see the object reference in docs/declarative.md",
             )
         })?;
+        declaration.origin = origin.display().to_string();
         declaration.branch_decls = std::mem::take(&mut declaration.branches.named);
-        if let Some(deploy) = &mut declaration.deploy
-            && deploy.functions.is_relative()
-        {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            deploy.functions = dir.join(&deploy.functions);
+        if let Some(deploy) = &mut declaration.deploy {
+            let Some(dir) = dir else {
+                return Err(Error::invalid(format!(
+                    "{}: [deploy] names a folder of functions on this machine, which the server cannot read",
+                    origin.display()
+                ))
+                .with_hint("plan and apply it where the folder is, or deploy the folder with `basin --remote URL deploy DIR`"));
+            };
+            if deploy.functions.is_relative() {
+                deploy.functions = dir.join(&deploy.functions);
+            }
         }
         Ok(declaration)
     }
