@@ -8,7 +8,7 @@ use std::fmt::Write;
 use basin_catalog::{Content, RefKind};
 use basin_core::Result;
 
-use super::spec::{NamespaceDecl, TableDecl};
+use super::spec::TableDecl;
 use super::table::observed;
 use crate::Lakehouse;
 
@@ -24,14 +24,14 @@ pub(crate) async fn export(lake: &Lakehouse, branch: Option<&str>) -> Result<Str
         match content {
             Content::Namespace { properties } => {
                 let _ = write!(out, "\n[namespaces.{}]\n", quoted_key(key.as_str()));
-                write_properties(&mut out, &NamespaceDecl { properties }.properties);
+                write_properties(&mut out, &properties);
             }
             Content::Table { metadata_location } => {
                 let table = lake
                     .iceberg_tables()
                     .load_from(&key, &metadata_location)
                     .await?;
-                write_table(&mut out, key.as_str(), &observed(table.metadata(), None));
+                write_table(&mut out, key.as_str(), &observed(table.metadata()));
             }
         }
     }
@@ -112,12 +112,5 @@ fn string(s: &str) -> String {
 
 /// A key as TOML writes it: bare when it can be, quoted otherwise.
 fn quoted_key(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        s.to_string()
-    } else {
-        string(s)
-    }
+    toml_edit::Key::new(s).display_repr().into_owned()
 }

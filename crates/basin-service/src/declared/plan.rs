@@ -163,8 +163,6 @@ pub(crate) struct Work {
     pub tokens_revoked: Vec<String>,
     /// The folder whose functions to deploy.
     pub deploy: Option<PathBuf>,
-    /// The addresses the declaration holds (its objects, whatever the plan does with them).
-    pub declared: Vec<String>,
     /// The declared objects as they were when planned: the state to record once applied.
     pub observed: State,
 }

@@ -85,7 +85,7 @@ async fn run<'a>(
 }
 
 impl Planner<'_> {
-    /// Records `kind name` as declared and as it is now (`None`: not there), and says how it
+    /// Records `kind name` as it is now (`None`: not there), and says how it
     /// differs from the last apply's state, if it was in it.
     pub fn observe(
         &mut self,
@@ -95,7 +95,6 @@ impl Planner<'_> {
         compare: impl Fn(&Value, &Value) -> Vec<String>,
     ) -> Option<String> {
         let address = kind.address(name);
-        self.work.declared.push(address.clone());
         let then = self.state.get(&address).cloned();
         if let Some(now) = &now {
             self.observed.insert(address, now.clone());
@@ -240,7 +239,7 @@ impl Planner<'_> {
     }
 
     async fn tables(&mut self, declaration: &Declaration) -> Result<()> {
-        let tables = self.lake.iceberg_tables().clone();
+        let tables = self.lake.iceberg_tables();
         for (name, declared) in &declaration.tables {
             let key = Key::table(name).map_err(|e| in_section(e, "tables", name))?;
             self.check_namespace(&key, declaration)?;
@@ -258,12 +257,12 @@ impl Planner<'_> {
             };
             let now = current
                 .as_ref()
-                .map(|t| serde_json::to_value(observed(t.metadata(), None)).unwrap_or_default());
+                .map(|t| serde_json::to_value(observed(t.metadata())).unwrap_or_default());
             let keys = declared.properties.clone();
             let drift = self.observe(Kind::Table, name, now, |then, now| {
                 table_drift(then, now, &keys)
             });
-            let work = super::table::plan(&tables, &key, declared, current.as_ref())?;
+            let work = super::table::plan(tables, &key, declared, current.as_ref())?;
             let (action, reasons) = match work {
                 TableWork::Same => (None, Vec::new()),
                 TableWork::Create(updates) => {

@@ -34,13 +34,13 @@ use basin_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Everything a basin.toml declares (its other sections are settings, read by `config`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Declaration {
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespaceDecl>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableDecl>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     branches: BranchesDecl,
     #[serde(default)]
     pub tags: BTreeMap<String, TagDecl>,
@@ -49,7 +49,7 @@ pub struct Declaration {
     #[serde(default)]
     pub deploy: Option<DeployDecl>,
     /// The named branches, from `[branches.NAME]` (beside `[[branches.protect]]`).
-    #[serde(skip_deserializing, rename = "branches")]
+    #[serde(skip)]
     pub branch_decls: BTreeMap<String, BranchDecl>,
     /// Where it was read from: its file, or what sent it.
     #[serde(skip)]

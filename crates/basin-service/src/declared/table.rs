@@ -122,9 +122,8 @@ pub fn plan(
     ))
 }
 
-/// The table as a declaration: its columns in order, partition, sort, and its properties
-/// (only `keep`'s names, when given).
-pub fn observed(metadata: &TableMetadata, keep: Option<&BTreeMap<String, String>>) -> TableDecl {
+/// The table as a declaration: its columns in order, partition, sort, and its properties.
+pub fn observed(metadata: &TableMetadata) -> TableDecl {
     let schema = metadata.current_schema();
     TableDecl {
         columns: schema
@@ -142,7 +141,6 @@ pub fn observed(metadata: &TableMetadata, keep: Option<&BTreeMap<String, String>
         properties: metadata
             .properties()
             .iter()
-            .filter(|(k, _)| keep.is_none_or(|keep| keep.contains_key(*k)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
