@@ -216,8 +216,9 @@ def _load(function: dict):
 def _arguments(func, request: dict, event: Any, context: Context) -> dict:
     params = inspect.signature(func).parameters
     kwargs: dict = {}
+    _REGIONS.clear()
     for arg, spec in request.get("inputs", {}).items():
-        kwargs[arg] = _read_table(spec["path"])
+        kwargs[arg] = _read_table(arg, spec["path"])
     if "event" in params and "event" not in kwargs:
         kwargs["event"] = event
     if "params" in params and "params" not in kwargs:
@@ -231,14 +232,59 @@ def _arguments(func, request: dict, event: Any, context: Context) -> dict:
 #: (every page's entry) takes tens of milliseconds, which the exit after the reply does instead.
 _MAPPED: list = []
 
+#: This invocation's inputs as (name, first address, length) of their mappings: an output
+#: column whose buffers all lie in one is handed back by reference (`_reference`). Emptied
+#: for each invocation, so a table a kept process held from an earlier one is written out.
+_REGIONS: list = []
 
-def _read_table(path: str):
+
+def _read_table(name: str, path: str):
     """A table memory-mapped from the IPC file Basin wrote: no copy, no parse."""
     import pyarrow as pa
 
     source = pa.memory_map(path, "r")
     _MAPPED.append(source)
+    whole = source.read_buffer(source.size())
+    _REGIONS.append((name, whole.address, whole.size))
+    source.seek(0)
     return pa.ipc.open_file(source).read_all()
+
+
+def _flat(t) -> bool:
+    """Types whose arrays are their buffers alone (no children, no dictionary)."""
+    import pyarrow.types as pt
+
+    return (pt.is_primitive(t) or pt.is_decimal(t) or pt.is_string(t) or pt.is_large_string(t)
+            or pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t))
+
+
+def _reference(batch) -> Optional[dict]:
+    """The batch as references into the inputs' files, when each of its columns lies in one
+    (a column passed through, selected, renamed or sliced): Basin reads those bytes where
+    they already are instead of the worker copying them into the output file."""
+    if not _REGIONS or batch.num_columns == 0:
+        return None
+    columns = []
+    for array in batch.columns:
+        if not _flat(array.type):
+            return None
+        found, buffers = None, []
+        for i, buffer in enumerate(array.buffers()):
+            if buffer is None and i == 0:  # no validity bitmap: no nulls
+                buffers.append(None)
+                continue
+            if buffer is None:
+                return None
+            start, end = buffer.address, buffer.address + buffer.size
+            region = next((r for r in _REGIONS if r[1] <= start and end <= r[1] + r[2]), None)
+            if region is None or (found is not None and region[0] != found):
+                return None
+            found = region[0]
+            buffers.append([start - region[1], buffer.size])
+        if found is None:
+            return None
+        columns.append({"input": found, "offset": array.offset, "buffers": buffers})
+    return {"from": "input", "rows": batch.num_rows, "columns": columns}
 
 
 def _batches(value: Any, name: str):
@@ -275,18 +321,25 @@ def _write_output(value: Any, path: str, name: str) -> dict:
         import pyarrow as pa
 
         schema, batches = found
-        rows = 0
+        rows, pieces = 0, []
         # Basin may have put a file of allocated shared memory (zeros) at `path`: writing over
         # its pages is twice as fast as into new ones. It is cut to the table's length after.
         with open(path, "r+b" if os.path.isfile(path) else "wb") as f:
             # Not closed by its own `with`: closing it would close `f` before the cut.
             with pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
                 for batch in batches:
-                    writer.write_batch(batch)
+                    piece = _reference(batch)
+                    if piece is None:
+                        writer.write_batch(batch)
+                        piece = {"from": "file"}
+                    pieces.append(piece)
                     rows += batch.num_rows
             size = f.tell()
             f.truncate(size)
-        return {"kind": "table", "path": path, "rows": rows, "bytes": size}
+        output = {"kind": "table", "path": path, "rows": rows, "bytes": size}
+        if any(p["from"] == "input" for p in pieces):
+            output["batches"] = pieces
+        return output
     try:
         json.dumps(value)
     except (TypeError, ValueError) as e:

@@ -17,6 +17,7 @@
 mod cgroup;
 mod declaration;
 mod env;
+mod files;
 mod invocation;
 mod ipc;
 mod kept;
@@ -25,6 +26,7 @@ mod options;
 mod output;
 mod pool;
 mod protocol;
+mod references;
 mod reply;
 mod runtime;
 mod scratch;
@@ -37,6 +39,7 @@ mod zygote;
 
 pub use declaration::{Declaration, ModelInput, Trigger, read_declarations};
 pub use env::{Env, EnvCache, EnvInfo, EnvSpec};
+pub use files::{read_ipc_file, write_ipc, write_ipc_file};
 pub use invocation::{Finished, Invocation, Item, Output, OutputSink, Target};
 pub use options::{
     COPY_OUTPUTS_BELOW, DEFAULT_MEMORY, DEFAULT_NICE, DEFAULT_TIMEOUT, Limits, RuntimeCounters,
@@ -46,7 +49,7 @@ pub use output::OutputLog;
 pub use protocol::{Stream, TableFile, UserError};
 pub use runtime::Runtime;
 pub use walls::{Isolation, WALL_NAMES, Wall, Walls};
-pub use workspace::{Object, Workspace, read_ipc_file, write_ipc, write_ipc_file};
+pub use workspace::{Object, Workspace};
 
 /// The SDK as a folder any `python3` can import (written under `tools` once per SDK version).
 pub fn sdk_folder(tools: &std::path::Path) -> basin_core::Result<std::path::PathBuf> {

@@ -127,6 +127,9 @@ pub struct RuntimeCounters {
     /// Tables written into a file from the pool, and without one.
     pub handoff_pool_hits: AtomicU64,
     pub handoff_pool_misses: AtomicU64,
+    /// Bytes of returned tables read where they lay in the inputs instead of copied
+    /// (`references.rs`).
+    pub handoff_by_reference_bytes: AtomicU64,
 }
 
 impl RuntimeCounters {

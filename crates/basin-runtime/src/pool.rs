@@ -277,7 +277,7 @@ impl Pool {
                 // fresh file is ready: an input takes a fresh file when no used one is left,
                 // and every invocation would then need new memory.
                 let spare = state.used.len() > 1 || state.fresh.is_empty();
-                if let Some(used) = spare.then(|| largest(&mut state.used)).flatten() {
+                if let Some(used) = spare.then(|| fitting(&mut state.used, want)).flatten() {
                     let grow = state.held + want.saturating_sub(used.bytes) <= self.cap;
                     (used.path, used.bytes, if grow { want } else { 0 }, false)
                 } else {
@@ -338,6 +338,18 @@ impl Pool {
 fn largest(files: &mut Vec<Pooled>) -> Option<Pooled> {
     let (i, _) = files.iter().enumerate().max_by_key(|(_, f)| f.bytes)?;
     Some(files.swap_remove(i))
+}
+
+/// The smallest file that holds `bytes`, else the largest: the larger files stay for inputs
+/// (a function that answers a large input with a small table, or hands its input back by
+/// reference, leaves a large used file and a small one; the small one is the fresh file its
+/// next output needs).
+fn fitting(files: &mut Vec<Pooled>, bytes: u64) -> Option<Pooled> {
+    let holds = files.iter().enumerate().filter(|(_, f)| f.bytes >= bytes);
+    match holds.min_by_key(|(_, f)| f.bytes) {
+        Some((i, _)) => Some(files.swap_remove(i)),
+        None => largest(files),
+    }
 }
 
 /// Makes `path` (created if missing) a file of at least `bytes` zeros, every page of which is
@@ -510,6 +522,25 @@ mod tests {
             let held = *steady.get_or_insert(pool.held());
             assert_eq!(pool.held(), held, "new memory in round {round}");
         }
+    }
+
+    #[test]
+    fn a_large_input_back_beside_a_small_output_stays_for_the_next_input() {
+        let (dir, pool) = pool(64 << 20);
+        // An invocation that answered a large input with a small table (or handed its input
+        // back by reference): the small file becomes the fresh one the next output needs.
+        for (name, bytes) in [("input", 8 << 20), ("output", 1 << 20)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![7u8; bytes]).expect("write");
+            assert!(pool.give_back(&path));
+        }
+        pool.note(1 << 20);
+        wait_filled(&pool);
+        assert_eq!(pool.counts(), (1, 1));
+        let next = dir.path().join("input-1.arrow");
+        pool.take_for_input(&next).expect("a pooled file");
+        let allocated = allocated(&std::fs::metadata(&next).expect("metadata"));
+        assert!(allocated >= 8 << 20, "the next input got {allocated} bytes");
     }
 
     #[test]

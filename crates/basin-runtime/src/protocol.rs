@@ -207,6 +207,19 @@ impl Reply {
         }
     }
 
+    /// Whether a table the function returned lies, in part, in its inputs' files: those
+    /// must stay as they are while Basin reads them.
+    pub fn references_inputs(&self) -> bool {
+        let refers = |o: &Option<ReplyOutput>| match o {
+            Some(ReplyOutput::Table {
+                batches: Some(pieces),
+                ..
+            }) => pieces.iter().any(|p| matches!(p, Piece::Input { .. })),
+            _ => false,
+        };
+        refers(&self.output) || self.batch.iter().flatten().any(|i| refers(&i.output))
+    }
+
     /// Whether Basin will read table files the function wrote.
     pub fn has_tables(&self) -> bool {
         let table = |o: &Option<ReplyOutput>| matches!(o, Some(ReplyOutput::Table { .. }));
@@ -233,9 +246,37 @@ pub(crate) struct ItemReply {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub(crate) enum ReplyOutput {
-    Table { path: PathBuf },
-    Json { value: serde_json::Value },
+    Table {
+        path: PathBuf,
+        /// The table's batches in order, when some are handed back by reference into the
+        /// inputs (`references.rs`); without it, every batch is in the file.
+        #[serde(default)]
+        batches: Option<Vec<Piece>>,
+    },
+    Json {
+        value: serde_json::Value,
+    },
     None,
+}
+
+/// Where one batch of a returned table lies: next in the output file, or in the inputs.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "from", rename_all = "lowercase")]
+pub(crate) enum Piece {
+    File,
+    Input {
+        rows: usize,
+        columns: Vec<ColumnRef>,
+    },
+}
+
+/// A column whose buffers lie in an input's file: its offset (in rows) and each buffer as
+/// (byte offset in the file, length), the validity bitmap first (absent: no nulls).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ColumnRef {
+    pub input: String,
+    pub offset: usize,
+    pub buffers: Vec<Option<(usize, usize)>>,
 }
 
 /// An exception in user code, with the traceback from the user's frame down.

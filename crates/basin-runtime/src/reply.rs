@@ -7,6 +7,7 @@ use basin_core::{Error, Result};
 
 use crate::invocation::{Invocation, Item, Output};
 use crate::protocol::{self, Reply, ReplyOutput};
+use crate::references;
 use crate::workspace::Workspace;
 
 /// The function's result; its table files are mapped when `map` (nothing can change them
@@ -75,7 +76,7 @@ fn table_or_value(
     map: bool,
 ) -> Result<Output> {
     match output {
-        Some(ReplyOutput::Table { path }) => {
+        Some(ReplyOutput::Table { path, batches }) => {
             if path != expected {
                 return Err(Error::invalid(format!(
                     "function `{}` named {} as its output; outputs must be written to {}",
@@ -87,7 +88,13 @@ fn table_or_value(
                     "write the table to the `output.path` of the request (docs/protocol.md)",
                 ));
             }
-            let (schema, batches) = ws.read_table(&path, map)?;
+            let (schema, written) = ws.read_table(&path, map)?;
+            let batches = match batches {
+                Some(pieces) => {
+                    references::assemble(ws, &inv.function, &schema, written, pieces, map)?
+                }
+                None => written,
+            };
             Ok(Output::Table { schema, batches })
         }
         Some(ReplyOutput::Json { value }) => Ok(Output::Json(value)),

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::{FileDecoder, read_footer_length};
-use arrow::ipc::writer::FileWriter;
 use basin_core::{Error, Result};
 use futures::{Stream, StreamExt};
 
+use crate::files::{Lease, file_bytes, give_back_or_remove, read_output};
 use crate::ipc::IpcWriter;
 use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
@@ -45,8 +43,12 @@ pub struct Workspace {
     pub(crate) give_back: Mutex<Vec<PathBuf>>,
     /// Bytes of the output files Basin read (tables the function returned).
     bytes_out: AtomicU64,
+    /// Of those, bytes that lay in the inputs (`references.rs`).
+    bytes_by_reference: AtomicU64,
     /// Output files mapped as results: they go back to the pool (see `Lease`).
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
+    /// Inputs read again for tables that lie in them (`input_bytes`), by name.
+    read_inputs: Mutex<BTreeMap<String, Buffer>>,
     /// The kept process's folder this one was moved into (`relocate`), removed after it.
     parent: Option<Arc<Folder>>,
 }
@@ -94,7 +96,9 @@ impl Workspace {
             pool,
             give_back: Mutex::new(Vec::new()),
             bytes_out: AtomicU64::new(0),
+            bytes_by_reference: AtomicU64::new(0),
             leases: Mutex::new(Vec::new()),
+            read_inputs: Mutex::new(BTreeMap::new()),
             parent: None,
         })
     }
@@ -287,6 +291,50 @@ impl Workspace {
         Ok((schema, batches))
     }
 
+    /// The input `name`'s file, for the batches a function handed back by reference
+    /// (`references.rs`): mapped when `map` and then leased like a mapped output (it no longer
+    /// goes back to the pool with the folder, but once unmapped too), read into memory
+    /// otherwise. Read once per invocation.
+    pub(crate) fn input_bytes(&self, name: &str, map: bool) -> Result<Buffer> {
+        let mut read = self.read_inputs.lock().expect("read_inputs");
+        if let Some(bytes) = read.get(name) {
+            return Ok(bytes.clone());
+        }
+        let table = self
+            .inputs
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("the invocation has no input `{name}`")))?;
+        let path = &table.path;
+        let lease = match (&self.pool, map) {
+            (Some(pool), true) => Some((pool, Arc::new(Mutex::new(Lease::default())))),
+            _ => None,
+        };
+        let held = lease.as_ref().map(|(_, lease)| lease.clone());
+        let what = || format!("the input `{name}` ({})", path.display());
+        let bytes = file_bytes(path, map, lease, &what)?;
+        if let Some(lease) = held {
+            let mut back = self.give_back.lock().expect("give_back");
+            back.retain(|p| p != path);
+            self.leases
+                .lock()
+                .expect("leases")
+                .push((path.clone(), lease));
+        }
+        read.insert(name.to_string(), bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Counts bytes of a returned table that lie in the inputs.
+    pub(crate) fn add_bytes_by_reference(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes_by_reference.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of the returned tables that lay in the inputs.
+    pub(crate) fn bytes_by_reference(&self) -> u64 {
+        self.bytes_by_reference.load(Ordering::Relaxed)
+    }
+
     /// Bytes of the tables the function returned.
     pub(crate) fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Ordering::Relaxed)
@@ -318,186 +366,12 @@ impl Drop for Workspace {
     }
 }
 
-/// Writes `batches` as an Arrow IPC file at `path`.
-pub fn write_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    let what = format!("writing {}", path.display());
-    let file = File::create(path).map_err(io(what.clone()))?;
-    write_ipc(
-        BufWriter::with_capacity(1 << 20, file),
-        schema,
-        batches,
-        &what,
-    )
-}
-
-/// Writes `batches` as an Arrow IPC file into `out`; `what` says what it is in errors.
-pub fn write_ipc(
-    out: impl std::io::Write,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    what: &str,
-) -> Result<()> {
-    let mut writer = FileWriter::try_new(out, schema).map_err(arrow_error(what.to_string()))?;
-    for batch in batches {
-        writer.write(batch).map_err(arrow_error(what.to_string()))?;
-    }
-    writer.finish().map_err(arrow_error(what.to_string()))
-}
-
-/// Reads an Arrow IPC file without copying it: the batches' buffers point into a shared
-/// memory map of the file (which stays valid after the file is removed). Only for files
-/// nothing writes to any more.
-pub fn read_ipc_file(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    read_output(path, true, None).map(|(schema, batches, _)| (schema, batches))
-}
-
-/// Where a function's output file mapped as its result stands. It goes back to the pool, as
-/// a used file (only Basin writes into those, or the refill zero-fills them), once it is
-/// neither mapped nor in its invocation's folder, so the pages of the tables functions return
-/// are written again rather than freed and allocated anew.
-#[derive(Debug, Default)]
-pub(crate) struct Lease {
-    /// No batch maps the file any more.
-    unmapped: bool,
-    /// The folder is gone: the file waits in the pool's folder under this name.
-    waiting: Option<PathBuf>,
-}
-
-/// A mapped output's pages, shared by the batches read from it.
-struct Mapped {
-    map: Option<memmap2::Mmap>,
-    lease: Option<(Arc<Pool>, Arc<Mutex<Lease>>)>,
-}
-
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or_default()
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        self.map.take();
-        if let Some((pool, lease)) = self.lease.take() {
-            let mut lease = lease.lock().expect("lease");
-            match lease.waiting.take() {
-                Some(path) => give_back_or_remove(&pool, &path),
-                None => lease.unmapped = true,
-            }
-        }
-    }
-}
-
-fn give_back_or_remove(pool: &Arc<Pool>, path: &Path) {
-    if !pool.give_back(path) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// Reads an Arrow IPC file a function wrote: opened once, without following a link, checked
-/// to be a regular file on the opened handle (so it cannot be swapped between the check and
-/// the read), then mapped (`map`) or read into memory. A mapped file goes back to `lease`'s
-/// pool once unmapped and out of its folder. Returns the file's length too.
-pub(crate) fn read_output(
-    path: &Path,
-    map: bool,
-    lease: Option<(&Arc<Pool>, Arc<Mutex<Lease>>)>,
-) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let what = || format!("the function's output {}", path.display());
-    let not_plain = || {
-        Error::invalid(format!("{} is not a regular file", what()))
-            .with_hint("write the output table as an Arrow IPC file at output.path")
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        // A FIFO must not block the open either.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => not_plain(),
-            _ => Error::io_with(what(), e),
-        })?;
-    let meta = file.metadata().map_err(io(what()))?;
-    if !meta.file_type().is_file() {
-        return Err(not_plain());
-    }
-    let buffer = if map {
-        // SAFETY: the file is in the invocation's private folder and every process of the
-        // invocation has ended; nothing changes it while it is mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(what()))?;
-        let lease = lease.map(|(pool, lease)| (pool.clone(), lease));
-        Buffer::from(bytes::Bytes::from_owner(Mapped {
-            map: Some(map),
-            lease,
-        }))
-    } else {
-        let mut data = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut data).map_err(io(what()))?;
-        Buffer::from_vec(data)
-    };
-    let len = buffer.len();
-    if len < 10 {
-        return Err(Error::invalid(format!(
-            "{} is not an Arrow IPC file",
-            what()
-        )));
-    }
-    let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
-    let footer_len = read_footer_length(trailer).map_err(arrow_error(what()))?;
-    if footer_len > len - 10 {
-        return Err(Error::invalid(format!(
-            "{}: its footer is longer than the file",
-            what()
-        )));
-    }
-    let footer = arrow::ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-        .map_err(|e| Error::invalid(format!("{}: bad footer: {e}", what())))?;
-    let schema = Arc::new(arrow::ipc::convert::fb_to_schema(
-        footer
-            .schema()
-            .ok_or_else(|| Error::invalid(format!("{} has no schema", what())))?,
-    ));
-    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    let slice = |block: &arrow::ipc::Block| -> Result<Buffer> {
-        let offset = usize::try_from(block.offset()).ok();
-        let length = usize::try_from(block.bodyLength())
-            .ok()
-            .zip(usize::try_from(block.metaDataLength()).ok())
-            .and_then(|(b, m)| b.checked_add(m));
-        match (offset, length) {
-            (Some(o), Some(l)) if o.checked_add(l).is_some_and(|end| end <= len) => {
-                Ok(buffer.slice_with_length(o, l))
-            }
-            _ => Err(Error::invalid(format!(
-                "{}: a block lies outside the file",
-                what()
-            ))),
-        }
-    };
-    for block in footer.dictionaries().iter().flatten() {
-        decoder
-            .read_dictionary(block, &slice(block)?)
-            .map_err(arrow_error(what()))?;
-    }
-    let mut batches = Vec::new();
-    for block in footer.recordBatches().iter().flatten() {
-        if let Some(batch) = decoder
-            .read_record_batch(block, &slice(block)?)
-            .map_err(arrow_error(what()))?
-        {
-            batches.push(batch);
-        }
-    }
-    Ok((schema, batches, len as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use arrow::array::{ArrayRef, Int64Array};
 
     use super::*;
+    use crate::files::write_ipc_file;
     use crate::options::RuntimeCounters;
 
     /// A workspace whose function "wrote" a table at its output path.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use basin_core::{Error, InvocationStatus, Result};
@@ -120,9 +121,11 @@ impl Runtime {
         // kernel freeing their memory) runs on another core.
         let ending = keeping.is_none().then(|| end(forked, exit_rx.take()));
         // Sized after the kill: a process that goes on writing after the reply cannot make
-        // Basin copy a large file.
+        // Basin copy a large file. A table that lies in the inputs is as large as they are.
         let copied = tables
-            && reply.as_ref().is_some_and(|r| r.batch.is_none())
+            && reply
+                .as_ref()
+                .is_some_and(|r| r.batch.is_none() && !r.references_inputs())
             && std::fs::symlink_metadata(ws.output_path())
                 .is_ok_and(|m| m.len() <= options.copy_outputs_below);
         let (ended, mut ending) = match ending {
@@ -354,7 +357,11 @@ impl Runtime {
             (None, Some(reply)) => {
                 let output = reply::output(ws, inv, reply, safe);
                 if matches!(output, Ok(Output::Table { .. })) {
-                    self.inner.pool.note(ws.bytes_out());
+                    self.inner
+                        .pool
+                        .note(ws.bytes_out() - ws.bytes_by_reference());
+                    let counter = &options.counters.handoff_by_reference_bytes;
+                    counter.fetch_add(ws.bytes_by_reference(), Ordering::Relaxed);
                 }
                 output
             }

@@ -87,3 +87,77 @@ def peek(orders):
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(hits >= 2, "{hits} tables went through the pool");
 }
+
+/// Columns a function passes through (selected, renamed, sliced) come back by reference into
+/// its input, between batches it computed, in order and equal; whether its child is kept
+/// (the input read again into memory) or ends (the input mapped).
+#[tokio::test]
+async fn columns_passed_through_come_back_by_reference_between_computed_batches() {
+    let shape = r#"
+import pyarrow as pa
+def shape(orders):
+    picked = orders.select(["status", "id"]).rename_columns(["s", "i"])
+    computed = pa.table({"s": ["new"], "i": pa.array([99], pa.int64())}).cast(picked.schema)
+    return pa.concat_tables([picked.slice(1, 2), computed, picked])
+"#;
+    for reuse in [true, false] {
+        let rt = runtime(RuntimeOptions {
+            reuse,
+            copy_outputs_below: 0,
+            ..RuntimeOptions::default()
+        });
+        let (finished, _) = invoke(&rt, shape, "shape", Some(orders()), Limits::default()).await;
+        let Ok(Output::Table { batches, .. }) = &finished.result else {
+            panic!("{:?}", finished.result.as_ref().err());
+        };
+        let rows: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(rows, [2, 1, 3], "reuse {reuse}");
+        let column = |i: usize| -> Vec<String> {
+            let all = arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap();
+            let array = arrow::util::display::ArrayFormatter::try_new(
+                all.column(i).as_ref(),
+                &Default::default(),
+            )
+            .unwrap();
+            (0..all.num_rows())
+                .map(|r| array.value(r).to_string())
+                .collect()
+        };
+        assert_eq!(column(0), ["F", "O", "new", "O", "F", "O"]);
+        assert_eq!(column(1), ["2", "3", "99", "1", "2", "3"]);
+        let by_reference = rt
+            .options()
+            .counters
+            .handoff_by_reference_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            by_reference > 0,
+            "reuse {reuse}: nothing came back by reference"
+        );
+        assert!(finished.record.bytes_out >= by_reference);
+    }
+}
+
+/// A reply that names bytes outside the function's input (the SDK's `_reference` replaced
+/// by the function itself) fails the invocation with what was wrong; nothing is read there.
+#[tokio::test]
+async fn a_forged_reference_outside_the_input_is_refused() {
+    let forge = r#"
+import basin._invocation as invocation
+def forge(orders):
+    def far(batch):
+        column = {"input": "orders", "offset": 0, "buffers": [None, [0, 1 << 40]]}
+        return {"from": "input", "rows": batch.num_rows, "columns": [column, column]}
+    invocation._reference = far
+    return orders
+"#;
+    let rt = runtime(RuntimeOptions {
+        reuse: false,
+        copy_outputs_below: 0,
+        ..RuntimeOptions::default()
+    });
+    let (finished, _) = invoke(&rt, forge, "forge", Some(orders()), Limits::default()).await;
+    let e = finished.result.unwrap_err().to_string();
+    assert!(e.contains("returned a table Basin cannot read"), "{e}");
+    assert!(e.contains("lie outside input `orders`"), "{e}");
+}

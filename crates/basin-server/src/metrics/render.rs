@@ -236,6 +236,14 @@ impl Metrics {
                     f.counters.handoff_pool_misses.load(Ordering::Relaxed) as f64,
                 ),
                 (
+                    "basin_function_handoff_by_reference_bytes_total",
+                    "counter",
+                    "Bytes of tables functions returned that Basin read where they lay in the inputs, not copied.",
+                    f.counters
+                        .handoff_by_reference_bytes
+                        .load(Ordering::Relaxed) as f64,
+                ),
+                (
                     "basin_function_keep_warm_seconds",
                     "gauge",
                     "`[functions] keep_warm`: how long a kept process waits for its function's next invocation (0: `reuse` is off).",
@@ -280,7 +288,12 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let stopped = &f.counters;
+        self.render_function_limit_hits(out);
+    }
+
+    /// Invocations a `[functions]` limit stopped, by limit.
+    fn render_function_limit_hits(&self, out: &mut String) {
+        let stopped = &self.functions.counters;
         let _ = writeln!(
             out,
             "# HELP basin_function_limit_hits_total Invocations stopped by a limit (for isolation: not run; for max_output: whose kept log was cut at max_output_lines or max_output_size)."
