@@ -87,8 +87,12 @@ impl Engine {
             counters: Arc::default(),
             warehouse: warehouse.root(),
             cluster: Arc::default(),
-            planners: Planners::start(limits.planner_threads, limits.planner_stack)?,
-            executors: Executors::new(std::thread::available_parallelism().map_or(2, usize::from)),
+            planners: Planners::start(
+                limits.planner_threads,
+                limits.planner_stack,
+                limits.query_nice,
+            )?,
+            executors: Executors::new(limits.query_threads, limits.query_nice),
             limits,
         })
     }

@@ -8,9 +8,10 @@
 //! on 2 cores `/healthz` waited 100 to 280 ms behind them (tests/python/test_statements.py).
 //! Here the plan's stream is made and polled on these threads, and its batches cross to the
 //! caller through a small channel, so the request runtime only moves batches and bytes.
-//! DataFusion's guidance is the same: CPU-bound work on a runtime of its own. These
-//! threads, like the planning ones, work a few steps of nice below the request runtime
-//! ([`crate::planners::QUERY_NICE`]), so that on 2 busy cores the requests still come first.
+//! DataFusion's guidance is the same: CPU-bound work on a runtime of its own. There are
+//! `[sql] query_threads` of them (one per core by default), and like the planning threads
+//! they work `[sql] query_nice` steps of nice below the request runtime (4 by default), so
+//! that on 2 busy cores the requests still come first.
 //!
 //! The runtime starts at the first query (a CLI command that runs none never pays for it).
 //! A reader that goes away drops the channel; the task polling the plan then stops and
@@ -35,6 +36,7 @@ pub(crate) struct Executors {
 
 struct Inner {
     threads: usize,
+    nice: i32,
     runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
 }
 
@@ -48,24 +50,31 @@ impl Drop for Inner {
     }
 }
 
+/// The threads that run plans unless `[sql] query_threads` says: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 impl Executors {
-    pub(crate) fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize, nice: i32) -> Self {
         Self {
             inner: Arc::new(Inner {
                 threads: threads.max(1),
+                nice,
                 runtime: OnceLock::new(),
             }),
         }
     }
 
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        let nice = self.inner.nice;
         let started = self.inner.runtime.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(self.inner.threads)
                 .thread_name("basin-query")
                 // Running a plan recurses once per operator and expression level.
                 .thread_stack_size(crate::planners::RUNTIME_STACK)
-                .on_thread_start(crate::planners::lower_priority)
+                .on_thread_start(move || crate::planners::lower_priority(nice))
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())
@@ -106,5 +115,32 @@ impl Executors {
             plan.schema(),
             batches,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's nice value.
+    fn nice() -> i32 {
+        // SAFETY: gettid and getpriority take no pointers.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        }
+    }
+
+    #[test]
+    fn the_query_threads_are_as_many_and_as_far_below_as_the_settings_say() {
+        // Threads inherit the nice of the thread that starts them: this one's.
+        let base = nice();
+        for steps in [0, 7] {
+            let executors = Executors::new(3, steps);
+            let runtime = executors.runtime().unwrap();
+            assert_eq!(runtime.metrics().num_workers(), 3);
+            let theirs = runtime.block_on(async { tokio::spawn(async { nice() }).await.unwrap() });
+            assert_eq!(theirs, (base + steps).min(19), "query_nice {steps}");
+        }
     }
 }

@@ -51,6 +51,11 @@ pub struct SqlLimits {
     pub planner_threads: usize,
     /// The stack of each planning thread (`[sql] planner_stack`).
     pub planner_stack: usize,
+    /// Threads that run plans (`[sql] query_threads`).
+    pub query_threads: usize,
+    /// Steps of Linux nice the planning and query threads work below the rest of the
+    /// process (`[sql] query_nice`).
+    pub query_nice: i32,
 }
 
 impl SqlLimits {
@@ -79,6 +84,8 @@ impl Default for SqlLimits {
             statement: StatementLimits::default(),
             planner_threads: planners::default_threads(),
             planner_stack: planners::DEFAULT_STACK,
+            query_threads: crate::executors::default_threads(),
+            query_nice: planners::QUERY_NICE,
         }
     }
 }

@@ -44,19 +44,23 @@ pub const DEFAULT_STACK: usize = 256 << 20;
 pub const RUNTIME_STACK: usize = 16 << 20;
 
 /// How many steps of Linux nice below the rest of Basin the threads that parse, plan and
-/// run queries work: on a busy machine the runtime that answers requests (`/healthz`, a
-/// small query's bytes) comes first, and a hostile statement's work waits its turn. On an
-/// idle machine it changes nothing. Functions are further down still (`[functions] nice`).
+/// run queries work unless `[sql] query_nice` says: on a busy machine the runtime that
+/// answers requests (`/healthz`, a small query's bytes) comes first, and a hostile
+/// statement's work waits its turn. On an idle machine it changes nothing. Functions are
+/// further down still (`[functions] nice`).
 pub const QUERY_NICE: i32 = 4;
 
-/// Lowers the calling thread's CPU priority by [`QUERY_NICE`] (Linux sets nice per thread).
-/// Failing is harmless: the thread keeps its priority.
-pub(crate) fn lower_priority() {
+/// Lowers the calling thread's CPU priority by `steps` of nice (Linux sets nice per
+/// thread). Failing is harmless: the thread keeps its priority.
+pub(crate) fn lower_priority(steps: i32) {
+    if steps <= 0 {
+        return;
+    }
     // SAFETY: gettid and setpriority take no pointers; they act on the calling thread only.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now + QUERY_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now + steps);
     }
 }
 
@@ -74,8 +78,8 @@ struct Inner {
 }
 
 impl Planners {
-    /// Starts `threads` threads with `stack` bytes of stack each.
-    pub(crate) fn start(threads: usize, stack: usize) -> Result<Self> {
+    /// Starts `threads` threads with `stack` bytes of stack each, `nice` steps below.
+    pub(crate) fn start(threads: usize, stack: usize, nice: i32) -> Result<Self> {
         let threads = threads.max(1);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -85,7 +89,7 @@ impl Planners {
                 .name(format!("basin-plan-{i}"))
                 .stack_size(stack)
                 .spawn(move || {
-                    lower_priority();
+                    lower_priority(nice);
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match receiver.lock() {
@@ -178,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_recursing_past_a_workers_stack_runs_on_a_planning_thread() {
-        let planners = Planners::start(2, 64 << 20).unwrap();
+        let planners = Planners::start(2, 64 << 20, QUERY_NICE).unwrap();
         // 16 MiB of frames: far past the 2 MiB of a runtime's worker.
         let depth = planners.run(async { Ok(deep(16 * 1024)) }).await.unwrap();
         assert_eq!(depth, 16 * 1024);
@@ -186,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_past_the_threads_wait_and_a_caller_may_stop_waiting() {
-        let planners = Planners::start(1, 1 << 20).unwrap();
+        let planners = Planners::start(1, 1 << 20, QUERY_NICE).unwrap();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = {
             let planners = planners.clone();

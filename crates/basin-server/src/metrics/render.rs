@@ -103,6 +103,18 @@ impl Metrics {
                     self.sql.planners().0 as f64,
                 ),
                 (
+                    "basin_sql_query_threads",
+                    "gauge",
+                    "`[sql] query_threads`: threads that run query plans.",
+                    limits.query_threads as f64,
+                ),
+                (
+                    "basin_sql_query_nice",
+                    "gauge",
+                    "`[sql] query_nice`: steps of Linux nice planning and query threads work below the server.",
+                    f64::from(limits.query_nice),
+                ),
+                (
                     "basin_sql_planner_busy",
                     "gauge",
                     "Planning threads parsing or planning a statement now.",

@@ -31,6 +31,10 @@ pub struct SqlSection {
     pub max_joins: Option<usize>,
     pub planner_threads: Option<usize>,
     pub planner_stack: Option<SizeValue>,
+    /// Threads that run plans (default: one per core).
+    pub query_threads: Option<usize>,
+    /// Steps of nice the planning and query threads work below the rest (0-19, default 4).
+    pub query_nice: Option<i32>,
     pub ballista: Option<BallistaSection>,
 }
 
@@ -118,6 +122,12 @@ pub(super) fn resolve(
     if let Some(v) = &q.planner_stack {
         // Less than 8 MiB would not hold the default bounds in a debug build.
         sql.planner_stack = v.in_memory(&setting("sql", "planner_stack"), 8 << 20)?;
+    }
+    if let Some(n) = q.query_threads {
+        sql.query_threads = n.max(1);
+    }
+    if let Some(n) = q.query_nice {
+        sql.query_nice = n.clamp(0, 19);
     }
     if let Some(b) = &q.ballista {
         let address = |name: &str, value: &str| {

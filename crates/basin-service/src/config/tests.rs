@@ -100,7 +100,7 @@ fn table_cache_is_a_count_with_a_default() {
 }
 
 #[test]
-fn statement_bounds_and_planning_threads_are_sql_settings_with_defaults() {
+fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() {
     let load = |toml: &str| settings(toml).map(|s| s.sql);
     let default = load("").unwrap();
     assert_eq!(default.statement, basin_sql::StatementLimits::default());
@@ -108,22 +108,33 @@ fn statement_bounds_and_planning_threads_are_sql_settings_with_defaults() {
         default.planner_threads,
         basin_sql::default_planner_threads()
     );
+    assert_eq!(
+        (default.query_threads, default.query_nice),
+        (basin_sql::default_query_threads(), basin_sql::QUERY_NICE)
+    );
     let set = load(
         "[sql]\nmax_statement_size = \"64KiB\"\nmax_expression_depth = 200\nmax_joins = 8\n\
-         parse_steps_per_token = 32\nplanner_threads = 2\nplanner_stack = \"64MiB\"\n",
+         parse_steps_per_token = 32\nplanner_threads = 2\nplanner_stack = \"64MiB\"\n\
+         query_threads = 3\nquery_nice = 0\n",
     )
     .unwrap();
+    assert_eq!((set.query_threads, set.query_nice), (3, 0));
     assert_eq!(set.statement.max_size, 64 << 10);
     assert_eq!(set.statement.max_depth, 200);
     assert_eq!(set.statement.max_joins, 8);
     assert_eq!(set.statement.parse_steps_per_token, 32);
     assert_eq!((set.planner_threads, set.planner_stack), (2, 64 << 20));
     // Below what a statement needs at all, the floors hold.
-    let floor = load("[sql]\nplanner_stack = \"1MiB\"\nmax_statement_size = 1\n").unwrap();
+    let floor = load(
+        "[sql]\nplanner_stack = \"1MiB\"\nmax_statement_size = 1\nquery_threads = 0\n\
+         query_nice = 40\n",
+    )
+    .unwrap();
     assert_eq!(
         (floor.planner_stack, floor.statement.max_size),
         (8 << 20, 1 << 10)
     );
+    assert_eq!((floor.query_threads, floor.query_nice), (1, 19));
     assert!(load("[sql]\npg_max_call_depth = 3\n").is_err());
 }
 
