@@ -109,7 +109,8 @@ def serve(request: dict, missing: list) -> dict:
         else:
             func = _load(function)
             value = func(**_arguments(func, request, request.get("event"), Context(request)))
-            output = _write_output(value, request["output"]["path"], function["name"])
+            where = request["output"]
+            output = _write_output(value, where["path"], function["name"], where.get("by_reference", False))
             reply = {"type": "result", "status": "ok", "output": output}
     except BaseException as e:  # noqa: BLE001 - every failure goes back to Basin
         reply = {"type": "result", "status": "error", "error": _describe(e, function["file"])}
@@ -310,7 +311,7 @@ def _batches(value: Any, name: str):
     return None
 
 
-def _write_output(value: Any, path: str, name: str) -> dict:
+def _write_output(value: Any, path: str, name: str, by_reference: bool = False) -> dict:
     if value is None:
         return {"kind": "none"}
     if type(value).__module__.split(".")[0] in ("pyarrow", "pandas", "polars") or hasattr(value, "__arrow_c_stream__"):
@@ -328,7 +329,7 @@ def _write_output(value: Any, path: str, name: str) -> dict:
             # Not closed by its own `with`: closing it would close `f` before the cut.
             with pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
                 for batch in batches:
-                    piece = _reference(batch)
+                    piece = _reference(batch) if by_reference else None
                     if piece is None:
                         writer.write_batch(batch)
                         piece = {"from": "file"}

@@ -2,7 +2,8 @@
 //! environment resolve on a cache hit, invoke -> first line of user code on a new worker and
 //! on a warm one, the whole round trip of back-to-back no-op invocations in a fresh child
 //! (`reuse` off) and in a kept one (`reuse` on, the default), and the handoff of a table
-//! Basin -> Python -> Basin through shared memory.
+//! Basin -> Python -> Basin through shared memory (returned unchanged, so handed back by
+//! reference: docs/protocol.md, "Tables by reference").
 //!
 //!     cargo run --release -p basin-runtime --example runtime_bench -- \
 //!         [SAMPLES] [HANDOFF_MB] [POOL_MB] [HANDOFFS] [GAP_MS] [MEMORY_WALL]
@@ -234,6 +235,7 @@ async fn main() {
         tokio::time::sleep(gap).await;
         let started = Instant::now();
         let mut ws = bench.rt.workspace().expect("workspace");
+        ws.tables_by_reference();
         let stream = futures::stream::iter(batches.clone().into_iter().map(Ok));
         ws.write_input("table", schema.clone(), stream)
             .await

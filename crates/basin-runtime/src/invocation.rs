@@ -95,9 +95,12 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// The Arrow IPC file holding a table output.
+    /// The Arrow IPC file holding a table output; none when the workspace let the function
+    /// hand batches back by reference (`Workspace::tables_by_reference`): the file may then
+    /// hold only part of the table.
     pub fn output_file(&self) -> Option<PathBuf> {
-        matches!(self.result, Ok(Output::Table { .. })).then(|| self.workspace.output_path())
+        let table = matches!(self.result, Ok(Output::Table { .. }));
+        (table && !self.workspace.by_reference).then(|| self.workspace.output_path())
     }
 
     /// The Arrow IPC file holding the table the batch's `i`th call returned.

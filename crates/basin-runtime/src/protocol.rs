@@ -170,6 +170,10 @@ pub(crate) struct BatchEvent {
 pub(crate) struct OutputLocation {
     pub path: PathBuf,
     pub format: &'static str,
+    /// Basin reads the returned table's batches only, never the file alone: the program may
+    /// hand back batches of its inputs by reference (docs/protocol.md).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub by_reference: bool,
 }
 
 /// The worker's one message on the control connection.

@@ -90,8 +90,18 @@ fn table_or_value(
             }
             let (schema, written) = ws.read_table(&path, map)?;
             let batches = match batches {
-                Some(pieces) => {
+                // Only where the caller reads the batches, not the file: a batch's events'
+                // tables are appended from their files.
+                Some(pieces) if ws.by_reference && expected == ws.output_path() => {
                     references::assemble(ws, &inv.function, &schema, written, pieces, map)?
+                }
+                Some(_) => {
+                    return Err(Error::invalid(format!(
+                        "function `{}` handed back batches by reference, which this \
+                         invocation did not allow",
+                        inv.function
+                    ))
+                    .with_hint("write the whole table to output.path (docs/protocol.md)"));
                 }
                 None => written,
             };

@@ -49,6 +49,8 @@ pub struct Workspace {
     leases: Mutex<Vec<(PathBuf, Arc<Mutex<Lease>>)>>,
     /// Inputs read again for tables that lie in them (`input_bytes`), by name.
     read_inputs: Mutex<BTreeMap<String, Buffer>>,
+    /// The caller reads the returned table's batches only (`tables_by_reference`).
+    pub(crate) by_reference: bool,
     /// The kept process's folder this one was moved into (`relocate`), removed after it.
     parent: Option<Arc<Folder>>,
 }
@@ -99,6 +101,7 @@ impl Workspace {
             bytes_by_reference: AtomicU64::new(0),
             leases: Mutex::new(Vec::new()),
             read_inputs: Mutex::new(BTreeMap::new()),
+            by_reference: false,
             parent: None,
         })
     }
@@ -134,6 +137,14 @@ impl Workspace {
         let size = |p: PathBuf| std::fs::symlink_metadata(p).map_or(0, |m| m.len());
         let items = (0..self.batch.len()).map(|i| size(self.item_output_path(i)));
         size(self.output_path()) + items.sum::<u64>()
+    }
+
+    /// Lets the function hand back batches of its inputs by reference instead of copying
+    /// them into its output file (`references.rs`), for a caller that reads the returned
+    /// table's batches only: its output file then need not hold the whole table, and
+    /// `Finished::output_file` gives none. Not for batches of events.
+    pub fn tables_by_reference(&mut self) {
+        self.by_reference = true;
     }
 
     /// The invocation's id (also the metering record's).
@@ -241,6 +252,7 @@ impl Workspace {
             output: OutputLocation {
                 path: self.item_output_path(i),
                 format: FORMAT,
+                by_reference: false,
             },
         });
         Ok(())

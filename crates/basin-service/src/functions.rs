@@ -116,6 +116,11 @@ impl Functions<'_> {
             );
         }
         let mut workspace = runtime.workspace()?;
+        // Without `--to` only the batches are read: passed-through columns may come back
+        // by reference. With it, the output file is imported, so it must hold them all.
+        if request.to.is_none() {
+            workspace.tables_by_reference();
+        }
         if !inputs.is_empty() {
             let at = self.lake.resolve(request.at.as_deref()).await?;
             let session = basin_sql::Session::plain_strings(

@@ -457,6 +457,7 @@ pub(super) fn request(ws: &Workspace, inv: &Invocation) -> Result<Vec<u8>> {
         output: OutputLocation {
             path: ws.output_path(),
             format: crate::workspace::FORMAT,
+            by_reference: ws.by_reference,
         },
         deadline_ms,
     })

@@ -106,7 +106,14 @@ def shape(orders):
             copy_outputs_below: 0,
             ..RuntimeOptions::default()
         });
-        let (finished, _) = invoke(&rt, shape, "shape", Some(orders()), Limits::default()).await;
+        let input = Some(orders());
+        let (finished, _) =
+            invoke_reading(&rt, shape, "shape", input, Limits::default(), true).await;
+        assert_eq!(
+            finished.output_file(),
+            None,
+            "the file holds part of the table"
+        );
         let Ok(Output::Table { batches, .. }) = &finished.result else {
             panic!("{:?}", finished.result.as_ref().err());
         };
@@ -139,7 +146,8 @@ def shape(orders):
 }
 
 /// A reply that names bytes outside the function's input (the SDK's `_reference` replaced
-/// by the function itself) fails the invocation with what was wrong; nothing is read there.
+/// by the function itself, and its answer forced through it) fails the invocation with what
+/// was wrong; nothing is read there.
 #[tokio::test]
 async fn a_forged_reference_outside_the_input_is_refused() {
     let forge = r#"
@@ -149,6 +157,8 @@ def forge(orders):
         column = {"input": "orders", "offset": 0, "buffers": [None, [0, 1 << 40]]}
         return {"from": "input", "rows": batch.num_rows, "columns": [column, column]}
     invocation._reference = far
+    write = invocation._write_output
+    invocation._write_output = lambda value, path, name, by_reference=False: write(value, path, name, True)
     return orders
 "#;
     let rt = runtime(RuntimeOptions {
@@ -156,8 +166,14 @@ def forge(orders):
         copy_outputs_below: 0,
         ..RuntimeOptions::default()
     });
-    let (finished, _) = invoke(&rt, forge, "forge", Some(orders()), Limits::default()).await;
+    let input = Some(orders());
+    let (finished, _) = invoke_reading(&rt, forge, "forge", input, Limits::default(), true).await;
     let e = finished.result.unwrap_err().to_string();
     assert!(e.contains("returned a table Basin cannot read"), "{e}");
     assert!(e.contains("lie outside input `orders`"), "{e}");
+    // Where the caller reads the output file (`basin invoke --to`, a trigger's `to`), a
+    // reference is refused outright; the SDK makes none there.
+    let (finished, _) = invoke(&rt, forge, "forge", Some(orders()), Limits::default()).await;
+    let e = finished.result.unwrap_err().to_string();
+    assert!(e.contains("which this invocation did not allow"), "{e}");
 }

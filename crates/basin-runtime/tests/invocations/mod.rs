@@ -38,8 +38,24 @@ async fn invoke(
     input: Option<RecordBatch>,
     limits: Limits,
 ) -> (Finished, Lines) {
+    invoke_reading(rt, source, name, input, limits, false).await
+}
+
+/// `invoke`, for a caller that reads the table's batches only when `by_reference`
+/// (`Workspace::tables_by_reference`).
+async fn invoke_reading(
+    rt: &Runtime,
+    source: &str,
+    name: &str,
+    input: Option<RecordBatch>,
+    limits: Limits,
+    by_reference: bool,
+) -> (Finished, Lines) {
     let env = rt.environment(&pyarrow()).await.unwrap();
     let mut ws = rt.workspace().unwrap();
+    if by_reference {
+        ws.tables_by_reference();
+    }
     if let Some(batch) = input {
         let schema = batch.schema();
         ws.write_input("orders", schema, futures::stream::iter(vec![Ok(batch)]))

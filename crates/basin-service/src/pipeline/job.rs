@@ -364,6 +364,8 @@ impl ModelJob {
         let preload = declaration.preload(&spec);
         runtime.warm(&env, &preload, declaration.internet);
         let mut workspace = runtime.workspace()?;
+        // A model's result is read as batches: passed-through columns come back by reference.
+        workspace.tables_by_reference();
         let mut session = None;
         for (param, input, produced) in inputs {
             match produced {
