@@ -233,6 +233,10 @@ def _arguments(func, request: dict, event: Any, context: Context) -> dict:
 #: (every page's entry) takes tens of milliseconds, which the exit after the reply does instead.
 _MAPPED: list = []
 
+#: Column references one reply may carry (each some 80 bytes of it): past them the rest of
+#: the table is written, so a reply stays far below `[functions] max_reply_size`.
+_REFERENCE_LIMIT = 100_000
+
 #: This invocation's inputs as (name, first address, length) of their mappings: an output
 #: column whose buffers all lie in one is handed back by reference (`_reference`). Emptied
 #: for each invocation, so a table a kept process held from an earlier one is written out.
@@ -322,18 +326,24 @@ def _write_output(value: Any, path: str, name: str, by_reference: bool = False) 
         import pyarrow as pa
 
         schema, batches = found
-        rows, pieces = 0, []
+        rows, pieces, references = 0, [], 0
         # Basin may have put a file of allocated shared memory (zeros) at `path`: writing over
         # its pages is twice as fast as into new ones. It is cut to the table's length after.
         with open(path, "r+b" if os.path.isfile(path) else "wb") as f:
             # Not closed by its own `with`: closing it would close `f` before the cut.
             with pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
                 for batch in batches:
-                    piece = _reference(batch) if by_reference else None
-                    if piece is None:
+                    room = by_reference and references + batch.num_columns <= _REFERENCE_LIMIT
+                    piece = _reference(batch) if room else None
+                    if piece is not None:
+                        pieces.append(piece)
+                        references += batch.num_columns
+                    else:
                         writer.write_batch(batch)
-                        piece = {"from": "file"}
-                    pieces.append(piece)
+                        if pieces and pieces[-1]["from"] == "file":
+                            pieces[-1]["count"] += 1
+                        else:
+                            pieces.append({"from": "file", "count": 1})
                     rows += batch.num_rows
             size = f.tell()
             f.truncate(size)

@@ -267,11 +267,19 @@ pub(crate) enum ReplyOutput {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "from", rename_all = "lowercase")]
 pub(crate) enum Piece {
-    File,
+    /// The output file's next `count` batches.
+    File {
+        #[serde(default = "one")]
+        count: usize,
+    },
     Input {
         rows: usize,
         columns: Vec<ColumnRef>,
     },
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A column whose buffers lie in an input's file: its offset (in rows) and each buffer as

@@ -14,7 +14,7 @@ use crate::protocol::{ColumnRef, Piece};
 use crate::workspace::Workspace;
 
 /// The returned table's batches in the reply's order: the next of the file's batches for
-/// each `Piece::File`, arrays over the inputs' bytes (mapped when `map`) for the others.
+/// the file's next `count` batches for each `Piece::File`, arrays over the inputs' bytes (mapped when `map`) for the others.
 pub(crate) fn assemble(
     ws: &Workspace,
     function: &str,
@@ -34,13 +34,16 @@ pub(crate) fn assemble(
     };
     let mut written = written.into_iter();
     let mut batches = Vec::with_capacity(pieces.len());
-    for (i, piece) in pieces.into_iter().enumerate() {
+    for piece in pieces {
+        let i = batches.len();
         let (rows, columns) = match piece {
-            Piece::File => {
-                let batch = written.next().ok_or_else(|| {
-                    refused(format!("its batch {i} is in the file, which has no more"))
-                })?;
-                batches.push(batch);
+            Piece::File { count } => {
+                for i in i..i.saturating_add(count) {
+                    let batch = written.next().ok_or_else(|| {
+                        refused(format!("its batch {i} is in the file, which has no more"))
+                    })?;
+                    batches.push(batch);
+                }
                 continue;
             }
             Piece::Input { rows, columns } => (rows, columns),
@@ -221,12 +224,18 @@ mod tests {
         let (schema, batch, bytes) = read(&ws);
         let pieces = vec![
             piece(&batch, &bytes),
-            Piece::File,
+            Piece::File { count: 2 },
             sliced(&batch, &bytes, 13, 500),
         ];
-        let written = vec![batch.slice(0, 3)];
+        let written = vec![batch.slice(0, 3), batch.slice(7, 1)];
         let out = assemble(&ws, "f", &schema, written, pieces, true).unwrap();
-        assert_eq!(out, [input(), input().slice(0, 3), input().slice(13, 500)]);
+        let want = [
+            input(),
+            input().slice(0, 3),
+            input().slice(7, 1),
+            input().slice(13, 500),
+        ];
+        assert_eq!(out, want);
         // Not mapped: the input is read into memory, with the same result.
         let (ws, _pool) = workspace(dir.path()).await;
         let pieces = vec![sliced(&batch, &bytes, 13, 500)];
@@ -270,7 +279,7 @@ mod tests {
             *rows = 5000;
         }
         refused(vec![long], vec![], &schema);
-        assert!(refused(vec![Piece::File], vec![], &schema).contains("has no more"));
+        assert!(refused(vec![Piece::File { count: 1 }], vec![], &schema).contains("has no more"));
         let extra = vec![batch.clone()];
         assert!(refused(vec![piece(&batch, &bytes)], extra, &schema).contains("more batches"));
     }

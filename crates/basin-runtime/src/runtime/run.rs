@@ -359,7 +359,7 @@ impl Runtime {
                 if matches!(output, Ok(Output::Table { .. })) {
                     self.inner
                         .pool
-                        .note(ws.bytes_out() - ws.bytes_by_reference());
+                        .note(ws.bytes_out().saturating_sub(ws.bytes_by_reference()));
                     let counter = &options.counters.handoff_by_reference_bytes;
                     counter.fetch_add(ws.bytes_by_reference(), Ordering::Relaxed);
                 }
