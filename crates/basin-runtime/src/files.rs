@@ -19,7 +19,7 @@ use basin_core::{Error, Result};
 use crate::pool::Pool;
 use crate::scratch::io;
 
-fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+pub(crate) fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
     move |e| Error::internal(format!("{what}: {e}"))
 }
 

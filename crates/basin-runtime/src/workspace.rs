@@ -14,7 +14,7 @@ use arrow::datatypes::SchemaRef;
 use basin_core::{Error, Result};
 use futures::{Stream, StreamExt};
 
-use crate::files::{Lease, file_bytes, give_back_or_remove, read_output};
+use crate::files::{Lease, arrow_error, file_bytes, give_back_or_remove, read_output};
 use crate::ipc::IpcWriter;
 use crate::pool::Pool;
 use crate::protocol::{BatchEvent, OutputLocation, TableFile};
@@ -79,10 +79,6 @@ where
         .finish()
         .map_err(arrow_error(format!("input `{name}`")))?;
     Ok((rows, bytes))
-}
-
-fn arrow_error(what: String) -> impl FnOnce(arrow::error::ArrowError) -> Error {
-    move |e| Error::internal(format!("{what}: {e}"))
 }
 
 impl Workspace {
@@ -287,20 +283,35 @@ impl Workspace {
         path: &Path,
         map: bool,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let (schema, batches, bytes) =
+            self.leased(path, map, |lease| read_output(path, map, lease))?;
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        Ok((schema, batches))
+    }
+
+    /// Runs `read` on the file at `path` with a lease from the pool when it is mapped; once
+    /// it succeeds, the file goes back to the pool only when the folder and every batch over
+    /// it are gone, never with the folder's other files. Only a file read whole is leased:
+    /// one refused (a link, not a regular file) is removed with the folder.
+    fn leased<T>(
+        &self,
+        path: &Path,
+        map: bool,
+        read: impl FnOnce(Option<(&Arc<Pool>, Arc<Mutex<Lease>>)>) -> Result<T>,
+    ) -> Result<T> {
         let lease = match (&self.pool, map) {
             (Some(pool), true) => Some((pool, Arc::new(Mutex::new(Lease::default())))),
             _ => None,
         };
         let held = lease.as_ref().map(|(_, lease)| lease.clone());
-        let (schema, batches, bytes) = read_output(path, map, lease)?;
-        // Only a file read whole is leased: one refused (a link, not a regular file) is
-        // removed with the folder.
+        let read = read(lease)?;
         if let Some(lease) = held {
+            let mut back = self.give_back.lock().expect("give_back");
+            back.retain(|p| p != path);
             let mut leases = self.leases.lock().expect("leases");
             leases.push((path.to_path_buf(), lease));
         }
-        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        Ok((schema, batches))
+        Ok(read)
     }
 
     /// The input `name`'s file, for the batches a function handed back by reference
@@ -317,21 +328,8 @@ impl Workspace {
             .get(name)
             .ok_or_else(|| Error::invalid(format!("the invocation has no input `{name}`")))?;
         let path = &table.path;
-        let lease = match (&self.pool, map) {
-            (Some(pool), true) => Some((pool, Arc::new(Mutex::new(Lease::default())))),
-            _ => None,
-        };
-        let held = lease.as_ref().map(|(_, lease)| lease.clone());
         let what = || format!("the input `{name}` ({})", path.display());
-        let bytes = file_bytes(path, map, lease, &what)?;
-        if let Some(lease) = held {
-            let mut back = self.give_back.lock().expect("give_back");
-            back.retain(|p| p != path);
-            self.leases
-                .lock()
-                .expect("leases")
-                .push((path.clone(), lease));
-        }
+        let bytes = self.leased(path, map, |lease| file_bytes(path, map, lease, &what))?;
         read.insert(name.to_string(), bytes.clone());
         Ok(bytes)
     }
