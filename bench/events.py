@@ -3,6 +3,9 @@
 - a burst: N small CSV files (one row each) dropped into a watched bucket at once, and the
   time from the first file landing until the target table holds all N rows (the count is
   checked exactly);
+- a no-op burst (issue #53): N files dropped into a bucket whose function returns at once
+  (no table read, no `to=`), and the time until the server settled all N events as
+  succeeded (its `basin_events_succeeded_total`): what dispatch itself costs per event;
 - latency at low load: files landing one at a time, 100 ms apart, from the moment each is
   renamed into the bucket to the first line of its handler (p50, p99);
 - idle: the CPU time the server uses over 60 s with nothing to do, once its workers have
@@ -38,6 +41,16 @@ def {table}(event, context):
     return table.append_column("started", pa.array([started] * table.num_rows, pa.float64()))
 '''
 
+NOOP = '''
+import basin
+
+
+@basin.python("3.11")
+@basin.on_object(bucket="quiet", batch_size={batch})
+def noop(event, context):
+    return None
+'''
+
 KEEP_ALIVE_SECONDS = 5
 IDLE_SECONDS = 60
 
@@ -61,20 +74,28 @@ class Server:
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.http = http.client.HTTPConnection("127.0.0.1", serving.listening(self.proc)["http"])
 
-    def query(self, sql: str):
+    def request(self, method: str, path: str, body: str | None = None):
         for attempt in (1, 2):
             try:
-                self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}),
-                                  headers={"content-type": "application/json"})
+                self.http.request(method, path, body=body, headers={"content-type": "application/json"})
                 response = self.http.getresponse()
-                break
+                return response.status, response.read()
             except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
                 # The server closes connections idle past its keep-alive: connect again.
                 self.http.close()
                 if attempt == 2:
                     raise
-        body = json.loads(response.read())
-        return body["rows"] if response.status == 200 else None
+
+    def query(self, sql: str):
+        status, body = self.request("POST", "/api/v1/query", json.dumps({"sql": sql}))
+        return json.loads(body)["rows"] if status == 200 else None
+
+    def succeeded(self) -> float:
+        """The server's `basin_events_succeeded_total`."""
+        for line in self.request("GET", "/metrics")[1].decode().splitlines():
+            if line.startswith("basin_events_succeeded_total "):
+                return float(line.split()[-1])
+        return 0.0
 
     def count(self, table: str) -> int:
         rows = self.query(f"SELECT count(*) AS n FROM bench.{table}")
@@ -110,11 +131,35 @@ class Server:
 
 
 def deploy(basin: str, home: Path, work: Path, table: str, batch: int) -> Path:
+    """Deploys the burst function and the no-op one; returns the burst's bucket folder."""
     functions = work / f"functions-{table}"
     functions.mkdir()
     (functions / f"{table}.py").write_text(FUNCTION.format(table=table, batch=batch))
+    (functions / "noop.py").write_text(NOOP.format(batch=batch))
     subprocess.run([basin, "--home", str(home), "deploy", str(functions)], check=True, capture_output=True)
     return home / ".basin" / "buckets" / "landing"
+
+
+def noop_burst(server: Server, bucket: Path, files: int) -> tuple:
+    """Seconds from the first of `files` no-op objects landing until all their events
+    succeeded, and seconds spent writing them. The worker is warmed first."""
+    before = server.succeeded()
+    warm = bucket / "warm"
+    warm.mkdir(parents=True)
+    land(warm, "warm.dat", -1)
+    wait_for(lambda: server.succeeded() >= before + 1, 300)
+    log(f"== events: {files:,} no-op objects at once")
+    folder = bucket / "burst"
+    folder.mkdir()
+    before = server.succeeded()
+    started = time.perf_counter()
+    for i in range(files):
+        land(folder, f"n{i:05}.dat", i)
+    landed = time.perf_counter() - started
+    wait_for(lambda: server.succeeded() >= before + files, 600)
+    drained = time.perf_counter() - started
+    log(f"   {files:,} no-op events succeeded after {drained:.2f}s ({landed:.2f}s to land them)")
+    return drained, landed
 
 
 def wait_for(condition, seconds: float) -> None:
@@ -158,6 +203,8 @@ def measure(basin: str, work: Path, files: int = 10_000, batch: int = 500, space
                                                 check=True, capture_output=True, text=True).stdout))
         log(f"   {files:,} files in the table after {burst:.2f}s ({landed:.2f}s to land them), {commits} commits")
 
+        noop, noop_landed = noop_burst(server, bucket.parent / "quiet", files)
+
         log(f"== events: {spaced} files, 100 ms apart")
         folder = bucket / "spaced"
         folder.mkdir()
@@ -183,6 +230,9 @@ def measure(basin: str, work: Path, files: int = 10_000, batch: int = 500, space
         (f"{files:,} one-row CSV files dropped at once -> all rows in the table [s]", burst, "20"),
         ("  of which writing the files [s]", landed, ""),
         ("  commits to the table", float(commits), ""),
+        (f"{files:,} no-op object events dropped at once -> all succeeded [s]", noop, ""),
+        ("  of which writing the files [s]", noop_landed, ""),
+        ("  no-op events drained per second", files / noop, "2000"),
         ("file landing -> handler start, one at a time, p50 [ms]", statistics.median(latencies), ""),
         ("file landing -> handler start, one at a time, p99 [ms]", percentile(latencies, 0.99), ""),
         (f"idle server CPU over {IDLE_SECONDS} s [ms]", idle_cpu * 1000, "0"),

@@ -152,6 +152,11 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         status, headers, body = post(f"{base}/fn/score", {"id": 7, "amount": 1.5})
         assert (status, body) == (200, {"id": 7, "score": 3.0})
         assert lakehouse("events", "show", headers["basin-event"]).count("scoring 7") == 1
+        # Run at once and stored settled once answered, by this node, with its metering.
+        ran = lakehouse.json("events", "show", headers["basin-event"])
+        assert (ran["state"], ran["attempts"], ran["result"]) == ("succeeded", 1, body), ran
+        assert ran["node"], ran
+        assert "score" in lakehouse("usage", "--by", "function")
 
         status, headers, body = post(f"{base}/fn/score", {"id": 8, "fail": True})
         assert status == 500
@@ -193,7 +198,7 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
 
         # Calls waiting together run in one process, up to batch_size of them.
         events = [post(f"{base}/fn/batched?async=1", {"n": n})[2]["event"] for n in range(40)]
-        status, _, body = post(f"{base}/fn/batched", {"n": 40})  # synchronous, in a batch too
+        status, _, body = post(f"{base}/fn/batched", {"n": 40})  # synchronous: at once, or queued
         assert status == 200 and body["n"] == 40, body
         wait_for(lambda: all(lakehouse.json("events", "show", e)["state"] == "succeeded" for e in events))
         results = [lakehouse.json("events", "show", e)["result"] for e in events]
@@ -205,6 +210,11 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         assert status == 404 and "basin functions ls" in body["error"]["hint"]
         status, _, body = post(f"{base}/fn/score", b"{not json")
         assert status == 400 and "not JSON" in body["error"]["message"]
+        with urllib.request.urlopen(f"{base}/metrics") as response:
+            metrics = response.read().decode()
+        at_once = [float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith("basin_calls_at_once_total ")]
+        assert at_once and at_once[0] >= 4, at_once  # score twice, echo, sleepy; not the keyed calls
     finally:
         server.kill()
         server.wait()

@@ -76,6 +76,77 @@ pub struct NewEvent {
     pub max_attempts: u32,
 }
 
+/// A synchronous call that already ran, to be stored settled (see
+/// [`crate::Queue::record_call`]): its event, attempted once, how that attempt ended, and the
+/// metering of the invocations it took (one, or none when it failed before one started).
+#[derive(Clone, Debug)]
+pub struct RanCall {
+    pub event: NewEvent,
+    /// The node that ran it, as `claim_events` records one.
+    pub node: String,
+    /// When the call arrived.
+    pub created_at_ms: i64,
+    pub outcome: EventOutcome,
+    pub invocations: Vec<basin_core::InvocationRecord>,
+}
+
+impl RanCall {
+    /// The event as the store keeps it once [`crate::Queue::record_call`] stored it.
+    pub fn settled(&self) -> EventRecord {
+        let (state, error, logs, result, next_at_ms) = match &self.outcome {
+            EventOutcome::Succeeded { logs, result } => {
+                (EventState::Succeeded, None, logs, result.clone(), None)
+            }
+            EventOutcome::Failed {
+                error,
+                logs,
+                retry_at_ms,
+            } => {
+                let state = match retry_at_ms {
+                    Some(_) => EventState::Failed,
+                    None => EventState::Dead,
+                };
+                (state, Some(error.clone()), logs, None, *retry_at_ms)
+            }
+        };
+        let now = basin_core::time::now_ms();
+        EventRecord {
+            state,
+            updated_at_ms: now,
+            next_at_ms: next_at_ms.unwrap_or(now),
+            lease_until_ms: None,
+            error,
+            logs: tail(logs).to_string(),
+            result,
+            ..self.event.claimed(&self.node, self.created_at_ms)
+        }
+    }
+}
+
+impl NewEvent {
+    /// The event as its first claim leaves it, by `node` at `now_ms` (with no lease: a
+    /// synchronous call run at once is in no queue).
+    pub fn claimed(&self, node: &str, now_ms: i64) -> EventRecord {
+        EventRecord {
+            id: self.id.clone(),
+            function: self.function.clone(),
+            state: EventState::Running,
+            payload: self.payload.clone(),
+            attempts: 1,
+            max_attempts: self.max_attempts.max(1),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            next_at_ms: now_ms,
+            lease_until_ms: None,
+            error: None,
+            logs: String::new(),
+            commit: None,
+            result: None,
+            node: Some(node.to_string()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: String,

@@ -39,7 +39,7 @@ pub use catalog::{
 };
 pub use events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventWakeups,
-    EventsPruned, NewEvent, Settled,
+    EventsPruned, NewEvent, RanCall, Settled,
 };
 pub use grants::{Access, Grant, Grants};
 pub use history::{HistoryCut, HistoryPruned, HistoryRetention};

@@ -1,52 +1,25 @@
 //! The SQL both backends run as written: `$N` placeholders, which SQLite reads too, over
 //! tables both define alike. Each backend expands [`same_sql!`] for its store type (whose
-//! `pool` field is its connection pool). What the dialects say differently (deleting a list
-//! of runs, matching an id prefix) each backend writes in its `records.rs` as the free
-//! functions `delete_runs` and `runs_with_prefix`, which the expansion calls.
+//! `pool` field is its connection pool) and its `sqlx` database. What the dialects say
+//! differently (deleting a list of runs, matching an id prefix, an audit entry's write that
+//! does not wait for the disk) each backend writes in its `records.rs` as the free functions
+//! `delete_runs`, `runs_with_prefix` and `record_audit`, which the expansion calls.
 //!
 //! A macro, not a function generic over `sqlx::Database`: the trait bounds that would take
 //! (an executor, argument encoders and row decoders for every bound type) say less than the
 //! statements do.
 
 macro_rules! same_sql {
-    ($store:ty) => {
+    ($store:ty, $database:ty) => {
         impl $store {
-            /// Saves (or replaces) record `id` of `table`.
-            async fn save_record(
-                &self,
-                table: $crate::rows::RecordTable,
-                id: &str,
-                started_at_ms: i64,
-                record: &str,
-            ) -> basin_core::Result<()> {
-                sqlx::query(&table.upsert_sql())
-                    .bind(id)
-                    .bind(started_at_ms)
-                    .bind(record)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            /// The newest `limit` records of `table`, newest first.
-            async fn newest_records(
-                &self,
-                table: $crate::rows::RecordTable,
-                limit: usize,
-            ) -> basin_core::Result<Vec<String>> {
-                Ok(sqlx::query_scalar(&table.newest_sql())
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::store::Records for $store {
-            async fn record_invocation(
-                &self,
+            /// Stores a finished invocation's metering, on a pool or in a transaction.
+            pub(crate) async fn insert_invocation<'c, E>(
+                executor: E,
                 r: &basin_core::InvocationRecord,
-            ) -> basin_core::Result<()> {
+            ) -> basin_core::Result<()>
+            where
+                E: sqlx::Executor<'c, Database = $database>,
+            {
                 sqlx::query(
                     "INSERT INTO invocations (id, function, env_hash, started_at_ms, duration_ms, \
                      cpu_ms, peak_memory_bytes, memory_limit_bytes, rows_in, bytes_in, rows_out, \
@@ -69,9 +42,72 @@ macro_rules! same_sql {
                 .bind(r.error.as_deref())
                 .bind(r.kind.as_str())
                 .bind(r.bytes_scanned as i64)
-                .execute(&self.pool)
+                .execute(executor)
                 .await?;
                 Ok(())
+            }
+
+            /// Saves (or replaces) record `id` of `table`.
+            async fn save_record(
+                &self,
+                table: $crate::rows::RecordTable,
+                id: &str,
+                started_at_ms: i64,
+                record: &str,
+            ) -> basin_core::Result<()> {
+                sqlx::query(&table.upsert_sql())
+                    .bind(id)
+                    .bind(started_at_ms)
+                    .bind(record)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// Stores an audit entry, on a pool or in a transaction.
+            pub(crate) async fn insert_audit<'c, E>(
+                executor: E,
+                e: &$crate::AuditEntry,
+            ) -> basin_core::Result<()>
+            where
+                E: sqlx::Executor<'c, Database = $database>,
+            {
+                sqlx::query(
+                    "INSERT INTO audit (at_ms, principal, door, action, target, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(e.at_ms)
+                .bind(&e.principal)
+                .bind(&e.door)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.outcome)
+                .bind(&e.detail)
+                .execute(executor)
+                .await?;
+                Ok(())
+            }
+
+            /// The newest `limit` records of `table`, newest first.
+            async fn newest_records(
+                &self,
+                table: $crate::rows::RecordTable,
+                limit: usize,
+            ) -> basin_core::Result<Vec<String>> {
+                Ok(sqlx::query_scalar(&table.newest_sql())
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Records for $store {
+            async fn record_invocation(
+                &self,
+                r: &basin_core::InvocationRecord,
+            ) -> basin_core::Result<()> {
+                Self::insert_invocation(&self.pool, r).await
             }
 
             async fn invocations(
@@ -372,20 +408,7 @@ macro_rules! same_sql {
         #[async_trait::async_trait]
         impl $crate::store::Audit for $store {
             async fn record_audit(&self, e: &$crate::AuditEntry) -> basin_core::Result<()> {
-                sqlx::query(
-                    "INSERT INTO audit (at_ms, principal, door, action, target, outcome, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(e.at_ms)
-                .bind(&e.principal)
-                .bind(&e.door)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.outcome)
-                .bind(&e.detail)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                record_audit(self, e).await
             }
 
             async fn audit(

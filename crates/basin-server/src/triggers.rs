@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use basin_catalog::{EventFilter, EventRecord, EventState};
 use basin_core::Error;
 use basin_service::Role;
-use basin_service::triggers::http::{Call, sync_limit};
+use basin_service::triggers::http::{Call, Called, sync_limit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -90,22 +90,27 @@ async fn call(
         _ => Call::Sync,
     };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let id = state.dispatcher.call(&function, event, how, key).await?;
-    let event_header = [("basin-event", id.clone())];
-    if how == Call::Async {
-        let location = [(header::LOCATION, format!("/api/v1/events/{id}"))];
-        let body = json!({"event": id, "state": "pending"});
-        return Ok((StatusCode::ACCEPTED, location, event_header, Json(body)).into_response());
-    }
-    let limit = sync_limit(&function);
-    let Some(event) = state.dispatcher.settled(&id, limit).await? else {
-        let body = json!({"error": {
-            "message": format!("`{}` did not finish within {}s", function.name, limit.as_secs()),
-            "hint": format!("GET /api/v1/events/{id} for its outcome later, or call with ?async=1"),
-            "kind": "Timeout",
-        }, "event": id});
-        return Ok((StatusCode::GATEWAY_TIMEOUT, event_header, Json(body)).into_response());
+    let event = match state.dispatcher.answer(&function, event, how, key).await? {
+        Called::Settled(event) => *event,
+        Called::Queued(id) => {
+            let location = [(header::LOCATION, format!("/api/v1/events/{id}"))];
+            let body = json!({"event": id, "state": "pending"});
+            let event_header = [("basin-event", id)];
+            return Ok((StatusCode::ACCEPTED, location, event_header, Json(body)).into_response());
+        }
+        Called::Unsettled(id) => {
+            let limit = sync_limit(&function);
+            let body = json!({"error": {
+                "message": format!("`{}` did not finish within {}s", function.name, limit.as_secs()),
+                "hint": format!("GET /api/v1/events/{id} for its outcome later, or call with ?async=1"),
+                "kind": "Timeout",
+            }, "event": id});
+            let event_header = [("basin-event", id)];
+            return Ok((StatusCode::GATEWAY_TIMEOUT, event_header, Json(body)).into_response());
+        }
     };
+    let id = event.id.clone();
+    let event_header = [("basin-event", id.clone())];
     if event.state == EventState::Succeeded {
         let body = match (&event.result, &event.commit) {
             (Some(result), _) => result.clone(),

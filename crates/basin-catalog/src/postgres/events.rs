@@ -19,7 +19,7 @@ use super::PgStore;
 use crate::commit_rules::unconsumable_event;
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventWakeups,
-    EventsPruned, NewEvent, Settled, tail,
+    EventsPruned, NewEvent, RanCall, Settled, tail,
 };
 use crate::rows::{event_row, like_prefix};
 use crate::store::Queue;
@@ -80,6 +80,36 @@ pub(crate) async fn enqueue(pool: &PgPool, events: &[NewEvent], now_ms: i64) -> 
     notify(&mut tx, stored.into_iter().collect()).await?;
     tx.commit().await?;
     Ok(count)
+}
+
+/// Stores a synchronous call that already ran, settled, with its metering (see
+/// [`Queue::record_call`]): inserted as its claim would leave it, then finished as any
+/// attempt is, in a transaction that does not wait for the disk.
+pub(crate) async fn record_call(pool: &PgPool, call: &RanCall, now_ms: i64) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let e = &call.event;
+    sqlx::query(
+        "INSERT INTO events (id, function, state, payload, attempts, max_attempts, created_at_ms, \
+         updated_at_ms, next_at_ms, node) VALUES ($1, $2, 'running', $3::jsonb, 1, $4, $5, $6, $6, $7)",
+    )
+    .bind(&e.id)
+    .bind(&e.function)
+    .bind(e.payload.to_string())
+    .bind(e.max_attempts.max(1) as i64)
+    .bind(call.created_at_ms)
+    .bind(now_ms)
+    .bind(&call.node)
+    .execute(&mut *tx)
+    .await?;
+    finish(&mut tx, &e.id, 1, &call.outcome, now_ms).await?;
+    for invocation in &call.invocations {
+        PgStore::insert_invocation(&mut *tx, invocation).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The claim: up to `$3` due events of function `$1` at `$2`, oldest first, leased until
@@ -459,6 +489,10 @@ impl Queue for PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_call(&self, call: &RanCall) -> Result<()> {
+        record_call(&self.pool, call, now_ms()).await
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

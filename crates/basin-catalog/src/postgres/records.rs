@@ -1,6 +1,6 @@
 //! What Postgres keeps besides commits and the queue (metering records, pipeline and
 //! maintenance runs, tokens, settings and leases): the statements both backends share
-//! ([`crate::same_sql`]), and the two this dialect says its own way.
+//! ([`crate::same_sql`]), and the three this dialect says its own way.
 
 use sqlx::PgPool;
 
@@ -27,4 +27,15 @@ async fn runs_with_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<String>> {
     .await?)
 }
 
-same_sql!(PgStore);
+/// In a transaction that does not wait for the disk (see `Audit::record_audit`).
+async fn record_audit(store: &PgStore, entry: &crate::AuditEntry) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    PgStore::insert_audit(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+same_sql!(PgStore, sqlx::Postgres);

@@ -11,6 +11,9 @@ use basin_core::{Error, ErrorKind, Result};
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(super) pool: SqlitePool,
+    /// One connection with `synchronous = NORMAL`, for the records of synchronous calls that
+    /// already answered (`Queue::record_call`); the same pool in memory.
+    pub(super) relaxed: SqlitePool,
 }
 
 impl SqlStore {
@@ -26,18 +29,26 @@ impl SqlStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60));
+        let cannot_open = |e| {
+            Error::new(
+                ErrorKind::Store,
+                format!("cannot open the catalog at {}", path.display()),
+            )
+            .with_source(e)
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Store,
-                    format!("cannot open the catalog at {}", path.display()),
-                )
-                .with_source(e)
-            })?;
-        Ok(Self { pool })
+            .map_err(cannot_open)?;
+        // In WAL mode a `NORMAL` commit is in the log (the OS's cache) when it returns, and
+        // the next `FULL` commit of any connection syncs it with its own.
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(cannot_open)?;
+        Ok(Self { pool, relaxed })
     }
 
     /// A private in-memory catalog (one connection, gone when dropped).
@@ -50,7 +61,10 @@ impl SqlStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            relaxed: pool.clone(),
+            pool,
+        })
     }
 
     /// Starts a write transaction with `BEGIN IMMEDIATE`, so concurrent writers (threads or

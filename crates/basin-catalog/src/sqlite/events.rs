@@ -8,7 +8,7 @@ use super::SqlStore;
 use crate::commit_rules::unconsumable_event;
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventState, EventsPruned,
-    NewEvent, Settled, tail,
+    NewEvent, RanCall, Settled, tail,
 };
 use crate::rows::{event_row, like_prefix};
 use crate::store::Queue;
@@ -36,6 +36,34 @@ pub(crate) async fn enqueue(pool: &SqlitePool, events: &[NewEvent], now_ms: i64)
     }
     tx.commit().await?;
     Ok(stored)
+}
+
+/// Stores a synchronous call that already ran, settled, with its metering (see
+/// [`Queue::record_call`]): inserted as its claim would leave it, then finished as any
+/// attempt is.
+pub(crate) async fn record_call(pool: &SqlitePool, call: &RanCall, now_ms: i64) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let e = &call.event;
+    sqlx::query(
+        "INSERT INTO events (id, function, state, payload, attempts, max_attempts, created_at_ms, \
+         updated_at_ms, next_at_ms, node) VALUES (?, ?, 'running', ?, 1, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.id)
+    .bind(&e.function)
+    .bind(e.payload.to_string())
+    .bind(e.max_attempts.max(1) as i64)
+    .bind(call.created_at_ms)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(&call.node)
+    .execute(&mut *tx)
+    .await?;
+    finish(&mut tx, &e.id, 1, &call.outcome, now_ms).await?;
+    for invocation in &call.invocations {
+        SqlStore::insert_invocation(&mut *tx, invocation).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Leases up to `limit` due events of `function`, oldest first: pending ones, failed ones
@@ -381,6 +409,10 @@ impl Queue for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_call(&self, call: &RanCall) -> Result<()> {
+        super::events::record_call(&self.relaxed, call, now_ms()).await
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

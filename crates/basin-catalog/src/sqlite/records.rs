@@ -1,6 +1,6 @@
 //! What SQLite keeps besides commits and the queue (metering records, pipeline and
 //! maintenance runs, tokens, settings and leases): the statements both backends share
-//! ([`crate::same_sql`]), and the two this dialect says its own way.
+//! ([`crate::same_sql`]), and the three this dialect says its own way.
 
 use sqlx::SqlitePool;
 
@@ -26,4 +26,9 @@ async fn runs_with_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>
     )
 }
 
-same_sql!(SqlStore);
+/// On the connection that does not wait for the disk (see `Audit::record_audit`).
+async fn record_audit(store: &SqlStore, entry: &crate::AuditEntry) -> Result<()> {
+    SqlStore::insert_audit(&store.relaxed, entry).await
+}
+
+same_sql!(SqlStore, sqlx::Sqlite);

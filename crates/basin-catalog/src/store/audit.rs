@@ -8,6 +8,10 @@ use basin_core::Result;
 
 #[async_trait]
 pub trait Audit: Send + Sync {
+    /// Stores an entry. It follows what it records (done or refused already), so the write
+    /// does not wait for the disk (SQLite: `synchronous = NORMAL`; Postgres:
+    /// `synchronous_commit = off`): a crash of the process loses nothing, a crash of the
+    /// machine may lose the last entries, as one between the change and its entry would.
     async fn record_audit(&self, entry: &AuditEntry) -> Result<()>;
 
     /// Entries matching `filter`, newest first.

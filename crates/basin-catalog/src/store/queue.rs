@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::events::{
     DueEvents, EventCounts, EventFilter, EventOutcome, EventRecord, EventWakeups, EventsPruned,
-    NewEvent, Settled,
+    NewEvent, RanCall, Settled,
 };
 use basin_core::Result;
 
@@ -50,6 +50,15 @@ pub trait Queue: Send + Sync {
     /// Records how several attempts ended (each as [`Queue::finish_event`] would), in one
     /// transaction: a batch's events settle with one flush of the log, not one each.
     async fn finish_events(&self, settled: &[Settled]) -> Result<()>;
+
+    /// Stores a synchronous call that already ran (`basin serve` answering `POST /fn/NAME`
+    /// in the request): its event, settled, and its invocations' metering, in one transaction.
+    /// The caller has its answer, so the transaction does not wait for the disk (SQLite:
+    /// `synchronous = NORMAL` on a connection of its own; Postgres: `synchronous_commit =
+    /// off`): once this returns other processes see it, and a crash of the process loses
+    /// nothing, but a crash of the machine may lose the last few such records. Every other
+    /// write (an event queued before it runs, a commit) still waits for the disk.
+    async fn record_call(&self, call: &RanCall) -> Result<()>;
 
     /// How many of `function`'s events may run at `now_ms`, and when the next one may.
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents>;

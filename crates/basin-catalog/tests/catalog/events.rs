@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use basin_catalog::{
-    Catalog, CommitRequest, Content, EventFilter, EventOutcome, EventState, NewEvent,
+    Catalog, CommitRequest, Content, EventFilter, EventOutcome, EventState, NewEvent, RanCall,
 };
-use basin_core::ErrorKind;
+use basin_core::{ErrorKind, InvocationKind, InvocationRecord, InvocationStatus};
 
 use super::{Fixture, put};
 
@@ -19,6 +19,7 @@ every_store!(
     two_nodes_claiming_at_once_never_take_the_same_event,
     two_nodes_committing_one_event_store_it_once,
     a_batch_settles_together_and_drops_its_stale_outcomes,
+    a_call_run_at_once_is_stored_settled_with_its_metering,
 );
 
 pub(crate) fn new_event(id: &str) -> NewEvent {
@@ -485,4 +486,95 @@ async fn a_batch_settles_together_and_drops_its_stale_outcomes(fixture: Fixture)
         EventState::Running,
         "r's late outcome was dropped"
     );
+}
+
+/// `record_call` stores a synchronous call that already ran: its event as settled (attempted
+/// once, by the node that ran it, never claimed again) and its invocation's metering, which
+/// another node sees as soon as it returns.
+async fn a_call_run_at_once_is_stored_settled_with_its_metering(fixture: Fixture) {
+    let store = fixture.store().await;
+    let metered = |id: &str| InvocationRecord {
+        id: id.into(),
+        function: "score".into(),
+        env_hash: "env".into(),
+        started_at_ms: 1_000,
+        duration_ms: 0.5,
+        cpu_ms: 0.25,
+        peak_memory_bytes: 1 << 20,
+        memory_limit_bytes: 1 << 30,
+        rows_in: 0,
+        bytes_in: 0,
+        rows_out: 0,
+        bytes_out: 0,
+        status: InvocationStatus::Ok,
+        error: None,
+        kind: InvocationKind::Function,
+        bytes_scanned: 0,
+    };
+    let call = |id: &str, outcome| RanCall {
+        event: NewEvent {
+            id: id.into(),
+            function: "score".into(),
+            payload: serde_json::json!({"id": id}),
+            max_attempts: 1,
+        },
+        node: "node-a".into(),
+        created_at_ms: 900,
+        outcome,
+        invocations: vec![metered(&format!("inv-{id}"))],
+    };
+    let succeeded = call(
+        "c1",
+        EventOutcome::Succeeded {
+            logs: "scored\n".into(),
+            result: Some(serde_json::json!({"score": 3})),
+        },
+    );
+    let failed = RanCall {
+        invocations: Vec::new(),
+        ..call(
+            "c2",
+            EventOutcome::Failed {
+                error: "ValueError: no score".into(),
+                logs: String::new(),
+                retry_at_ms: None,
+            },
+        )
+    };
+    store.record_call(&succeeded).await.unwrap();
+    store.record_call(&failed).await.unwrap();
+
+    let other = fixture.node().await;
+    for call in [&succeeded, &failed] {
+        let stored = other.events_with_prefix(&call.event.id).await.unwrap();
+        let expected = call.settled();
+        let stored = &stored[0];
+        assert_eq!(
+            (&stored.state, stored.attempts, stored.max_attempts),
+            (&expected.state, 1, 1)
+        );
+        assert_eq!(
+            (&stored.result, &stored.error, &stored.logs),
+            (&expected.result, &expected.error, &expected.logs)
+        );
+        assert_eq!(
+            (&stored.payload, &stored.node),
+            (&expected.payload, &expected.node)
+        );
+        assert_eq!(stored.created_at_ms, 900);
+    }
+    assert_eq!(succeeded.settled().state, EventState::Succeeded);
+    assert_eq!(failed.settled().state, EventState::Dead);
+    assert_eq!(
+        other.invocations(0).await.unwrap(),
+        [metered("inv-c1")],
+        "the metering of the call that ran"
+    );
+    // Settled: no node claims it; and a call is stored once.
+    let claimed = other
+        .claim_events("score", 10, i64::MAX / 2, i64::MAX / 2 + 1, "node-b")
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert!(store.record_call(&succeeded).await.is_err());
 }

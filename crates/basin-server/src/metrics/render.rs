@@ -375,6 +375,12 @@ impl Metrics {
                     events.batches.load(Ordering::Relaxed) as f64,
                 ),
                 (
+                    "basin_calls_at_once_total",
+                    "counter",
+                    "Synchronous HTTP calls this process ran at once, without the queue (also counted as claimed events and batches).",
+                    events.calls_at_once.load(Ordering::Relaxed) as f64,
+                ),
+                (
                     "basin_event_batches_running",
                     "gauge",
                     "Batches of events running in this process now.",

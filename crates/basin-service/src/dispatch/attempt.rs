@@ -5,11 +5,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use basin_catalog::EventRecord;
-use basin_core::Error;
+use basin_core::{Error, InvocationRecord};
 use basin_runtime::{Finished, Output};
 
 use super::Dispatcher;
 use crate::deployed::DeployedFunction;
+
+/// A batch's attempts, one per event, and the metering of the invocations they took (which
+/// the caller stores: with the events' outcomes, or before them).
+pub(super) struct Tried {
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) invocations: Vec<InvocationRecord>,
+}
 
 impl Dispatcher {
     /// One attempt per event: the whole batch in one invocation. If that invocation fails as
@@ -19,28 +26,43 @@ impl Dispatcher {
         &self,
         function: &DeployedFunction,
         batch: &[EventRecord],
-    ) -> Vec<Attempt> {
-        match self.attempt(function, batch).await {
+    ) -> Tried {
+        let (whole, metered) = self.attempt(function, batch).await;
+        let mut invocations: Vec<InvocationRecord> = metered.into_iter().collect();
+        let attempts = match whole {
             Ok(attempts) => attempts,
             Err(failed) if batch.len() == 1 => vec![failed],
             Err(_) => {
-                let alone = batch.iter().map(|event| async move {
-                    match self.attempt(function, std::slice::from_ref(event)).await {
+                let alone = batch
+                    .iter()
+                    .map(|event| self.attempt(function, std::slice::from_ref(event)));
+                let mut attempts = Vec::with_capacity(batch.len());
+                for (one, metered) in futures::future::join_all(alone).await {
+                    invocations.extend(metered);
+                    attempts.push(match one {
                         Ok(mut one) => one.remove(0),
                         Err(failed) => failed,
-                    }
-                });
-                futures::future::join_all(alone).await
+                    });
+                }
+                attempts
             }
+        };
+        Tried {
+            attempts,
+            invocations,
         }
     }
 
-    /// One invocation for `events`: an attempt per event, or the invocation's own failure.
+    /// One invocation for `events`: an attempt per event, or the invocation's own failure;
+    /// and its metering, if it started.
     async fn attempt(
         &self,
         function: &DeployedFunction,
         events: &[EventRecord],
-    ) -> std::result::Result<Vec<Attempt>, Attempt> {
+    ) -> (
+        std::result::Result<Vec<Attempt>, Attempt>,
+        Option<InvocationRecord>,
+    ) {
         let logs = Arc::new(Mutex::new(basin_runtime::OutputLog::new(
             &self.lakehouse.settings().runtime,
         )));
@@ -48,9 +70,10 @@ impl Dispatcher {
         let logs = logs.lock().expect("not poisoned").take();
         let finished = match result {
             Ok(finished) => Arc::new(finished),
-            Err(e) => return Err(Attempt::failed(e.to_string(), logs)),
+            Err(e) => return (Err(Attempt::failed(e.to_string(), logs)), None),
         };
-        match &finished.result {
+        let metered = Some(finished.record.clone());
+        let attempts = match &finished.result {
             Ok(Output::Batch(items)) if items.len() == events.len() => Ok(items
                 .iter()
                 .enumerate()
@@ -66,7 +89,8 @@ impl Dispatcher {
                 logs,
             )),
             Err(e) => Err(Attempt::failed(e.with_hint_line(), logs)),
-        }
+        };
+        (attempts, metered)
     }
 }
 

@@ -77,13 +77,8 @@ impl Dispatcher {
         let sink: basin_runtime::OutputSink = Arc::new(move |_, line: &str| {
             logs.lock().expect("not poisoned").push(line);
         });
-        let finished = runtime.invoke(workspace, invocation, sink).await;
-        self.lakehouse
-            .catalog()
-            .store()
-            .record_invocation(&finished.record)
-            .await?;
-        Ok(finished)
+        // Metered by the caller (`Tried::invocations`).
+        Ok(runtime.invoke(workspace, invocation, sink).await)
     }
 
     /// The object an object event is about: a file in the embedded default's bucket

@@ -12,11 +12,11 @@
 use crate::queue::Background;
 use basin_core::time::now_ms;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basin_catalog::{EventOutcome, EventRecord, EventState, Settled};
+use basin_catalog::{EventOutcome, EventRecord, EventState};
 use basin_core::Result;
 use tokio::sync::{Notify, watch};
 
@@ -25,6 +25,7 @@ use crate::deployed::DeployedFunction;
 
 mod attempt;
 mod invoke;
+mod now;
 mod settle;
 
 /// A triggered function's time limit when it declares none.
@@ -59,6 +60,12 @@ pub struct Dispatcher {
     /// were last read from the run records: read again when another node queues a model (the
     /// store says so) or after `SHARED_POLL`, not on every pass.
     model_queues: Arc<Mutex<(Option<std::time::Instant>, Vec<String>)>>,
+    /// Whether this process runs events (`run` started): only then does it run synchronous
+    /// calls at once (`basin serve --queue-only` leaves them to the workers).
+    runs_events: Arc<AtomicBool>,
+    /// The dispatcher left due events for want of a place: the next place given back wakes
+    /// it (see [`Slot`]).
+    starved: Arc<AtomicBool>,
 }
 
 /// What this process's dispatcher has done since it started, for `/metrics`.
@@ -73,12 +80,15 @@ pub struct EventCounters {
     pub failed: AtomicU64,
     /// Batches run (one invocation each).
     pub batches: AtomicU64,
+    /// Synchronous calls run at once, without the queue (`dispatch::now`); each is also a
+    /// claimed event and a batch.
+    pub calls_at_once: AtomicU64,
 }
 
 impl EventCounters {
-    fn settled(&self, outcomes: &[Settled]) {
-        for settled in outcomes {
-            let counter = match settled.outcome {
+    fn settled<'a>(&self, outcomes: impl IntoIterator<Item = &'a EventOutcome>) {
+        for outcome in outcomes {
+            let counter = match outcome {
                 EventOutcome::Succeeded { .. } => &self.succeeded,
                 EventOutcome::Failed { .. } => &self.failed,
             };
@@ -98,6 +108,8 @@ impl Dispatcher {
             settled: Arc::new(watch::Sender::new(0)),
             counters: Arc::default(),
             model_queues: Arc::default(),
+            runs_events: Arc::default(),
+            starved: Arc::default(),
         }
     }
 
@@ -147,6 +159,7 @@ impl Dispatcher {
 
     /// Dispatches until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        self.runs_events.store(true, Ordering::Relaxed);
         let listening = match self.shared {
             true => self.follow_other_nodes().await,
             false => None,
@@ -223,16 +236,15 @@ impl Dispatcher {
     /// the dispatcher.
     async fn dispatch_due(&self) -> Result<Option<Duration>> {
         let store = self.lakehouse.catalog().store().clone();
-        let global = self.lakehouse.settings().runtime.max_concurrency.max(1);
         let mut next: Option<i64> = None;
         for function in self.lakehouse.deployed().list().await? {
             let declaration = &function.declaration;
             let limit = declaration.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
             let batch_size = declaration.batch_size.max(1);
             loop {
-                if self.busy(&function.name) >= limit || self.running() >= global {
+                let Some(slot) = self.try_slot(&function.name, limit) else {
                     break;
-                }
+                };
                 let now = now_ms();
                 let due = store.due_events(&function.name, now).await?;
                 if due.count == 0 {
@@ -263,13 +275,13 @@ impl Dispatcher {
                 self.counters
                     .claimed
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                self.start(function.clone(), batch);
+                self.start(slot, function.clone(), batch);
             }
         }
         // Models of pipeline runs started on other nodes (crate::pipeline::dispatch).
         if self.lakehouse.is_shared() {
             for queue in self.model_queues().await? {
-                while self.running() < global {
+                while let Some(slot) = self.try_slot(&queue, usize::MAX) {
                     let now = now_ms();
                     let until = now + self.lease().as_millis() as i64;
                     let claimed = store
@@ -279,7 +291,7 @@ impl Dispatcher {
                         break;
                     };
                     self.counters.claimed.fetch_add(1, Ordering::Relaxed);
-                    self.start_model(queue.clone(), event);
+                    self.start_model(slot, event);
                 }
             }
         }
@@ -327,56 +339,93 @@ impl Dispatcher {
         self.in_flight.lock().expect("not poisoned").values().sum()
     }
 
-    fn busy(&self, function: &str) -> usize {
-        self.in_flight
-            .lock()
-            .expect("not poisoned")
-            .get(function)
-            .copied()
-            .unwrap_or(0)
+    /// A place for one more batch of `queue`, if it has fewer than `limit` running and the
+    /// node fewer than `[runtime] max_concurrency`.
+    fn try_slot(&self, queue: &str, limit: usize) -> Option<Slot> {
+        let global = self.lakehouse.settings().runtime.max_concurrency.max(1);
+        let mut in_flight = self.in_flight.lock().expect("not poisoned");
+        let busy = in_flight.get(queue).copied().unwrap_or(0);
+        if busy >= limit || in_flight.values().sum::<usize>() >= global {
+            self.starved.store(true, Ordering::Relaxed);
+            return None;
+        }
+        *in_flight.entry(queue.to_string()).or_default() += 1;
+        Some(Slot {
+            dispatcher: self.clone(),
+            queue: queue.to_string(),
+            used: false,
+            wakes: false,
+        })
     }
 
-    fn start(&self, function: DeployedFunction, batch: Vec<EventRecord>) {
-        *self
-            .in_flight
-            .lock()
-            .expect("not poisoned")
-            .entry(function.name.clone())
-            .or_default() += 1;
+    fn start(&self, slot: Slot, function: DeployedFunction, batch: Vec<EventRecord>) {
         let this = self.clone();
         tokio::spawn(async move {
+            let _slot = slot.used();
             let name = function.name.clone();
             this.counters.batches.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = this.handle(function, batch).await {
                 tracing::error!(function = name, "a batch of events failed: {e}");
             }
-            if let Some(n) = this.in_flight.lock().expect("not poisoned").get_mut(&name) {
-                *n -= 1;
-            }
-            this.settled.send_modify(|n| *n += 1);
-            this.wake();
         });
     }
 
     /// Runs a model of a pipeline run (`crate::pipeline::dispatch`), counted as a batch of
     /// its run's queue.
-    fn start_model(&self, queue: String, event: EventRecord) {
-        *self
+    fn start_model(&self, slot: Slot, event: EventRecord) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _slot = slot.used();
+            this.counters.batches.fetch_add(1, Ordering::Relaxed);
+            crate::pipeline::work_on(&this.lakehouse, event).await;
+        });
+    }
+}
+
+/// One running batch's place (see [`Dispatcher::try_slot`]), given back when dropped. A
+/// place that was used then tells those waiting on settled events. A batch's place also wakes
+/// the dispatcher (its function may have more events due); a synchronous call's place
+/// (`dispatch/now.rs`) only when the dispatcher left events for want of a place.
+struct Slot {
+    dispatcher: Dispatcher,
+    queue: String,
+    used: bool,
+    wakes: bool,
+}
+
+impl Slot {
+    /// Taken by a batch.
+    fn used(mut self) -> Self {
+        self.used = true;
+        self.wakes = true;
+        self
+    }
+
+    /// Taken by a synchronous call.
+    fn used_at_once(mut self) -> Self {
+        self.used = true;
+        self
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let dispatcher = &self.dispatcher;
+        if let Some(n) = dispatcher
             .in_flight
             .lock()
             .expect("not poisoned")
-            .entry(queue.clone())
-            .or_default() += 1;
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.counters.batches.fetch_add(1, Ordering::Relaxed);
-            crate::pipeline::work_on(&this.lakehouse, event).await;
-            if let Some(n) = this.in_flight.lock().expect("not poisoned").get_mut(&queue) {
-                *n -= 1;
-            }
-            this.settled.send_modify(|n| *n += 1);
-            this.wake();
-        });
+            .get_mut(&self.queue)
+        {
+            *n -= 1;
+        }
+        if !self.used {
+            return;
+        }
+        dispatcher.settled.send_modify(|n| *n += 1);
+        if self.wakes || dispatcher.starved.swap(false, Ordering::Relaxed) {
+            dispatcher.wake();
+        }
     }
 }
 

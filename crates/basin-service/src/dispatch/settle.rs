@@ -40,11 +40,15 @@ impl Dispatcher {
             &self.lakehouse,
             batch.iter().map(|e| e.id.clone()).collect(),
         );
-        let attempts = self.attempts(&function, &batch).await;
+        let tried = self.attempts(&function, &batch).await;
+        let store = self.lakehouse.catalog().store();
+        for invocation in &tried.invocations {
+            store.record_invocation(invocation).await?;
+        }
         let mut outputs: Vec<(EventRecord, Attempt)> = Vec::new();
         // Every outcome but the appended outputs', settled together in one transaction.
         let mut settled = Vec::new();
-        for (event, attempt) in batch.into_iter().zip(attempts) {
+        for (event, attempt) in batch.into_iter().zip(tried.attempts) {
             let outcome = match attempt.error() {
                 Some(error) => failure(&event, error, attempt.logs),
                 None if function.declaration.to.is_some() => {
@@ -129,7 +133,7 @@ impl Dispatcher {
     async fn settle(&self, outcomes: &[Settled]) -> Result<()> {
         let store = self.lakehouse.catalog().store();
         store.finish_events(outcomes).await?;
-        self.counters.settled(outcomes);
+        self.counters.settled(outcomes.iter().map(|s| &s.outcome));
         Ok(())
     }
 
@@ -162,7 +166,7 @@ impl Dispatcher {
 
 /// A failed attempt: retried after a doubling backoff, or dead after the last attempt. Each
 /// is logged in one line (function, event, object, the error's first line), as Lambda does.
-fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
+pub(super) fn failure(event: &EventRecord, error: String, logs: String) -> EventOutcome {
     let retry_in = (event.attempts < event.max_attempts).then(|| {
         FIRST_BACKOFF
             .saturating_mul(1 << event.attempts.saturating_sub(1).min(16))

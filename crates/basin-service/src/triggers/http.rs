@@ -1,10 +1,12 @@
-//! HTTP triggers: `@basin.http(path)`. A call stores its JSON body as an event, like any
-//! other source, so it is durable before it is answered; `basin serve` answers when the
-//! handler is done (synchronous) or at once with the event's id (asynchronous).
+//! HTTP triggers: `@basin.http(path)`. `basin serve` answers a call when the handler is done
+//! (synchronous) or at once with its event's id (asynchronous). An asynchronous call, and a
+//! synchronous one that cannot run at once (see `dispatch/now.rs`), stores its JSON
+//! body as an event first, like any other source, so it is durable before it is answered; a
+//! synchronous call run at once is stored when it is done.
 
 use std::time::Duration;
 
-use basin_catalog::NewEvent;
+use basin_catalog::{EventRecord, NewEvent};
 use basin_core::{Error, Result};
 use basin_runtime::Trigger;
 
@@ -79,6 +81,44 @@ impl Triggers<'_> {
             )
             .with_hint("remove all but one (basin functions rm NAME)")),
         }
+    }
+}
+
+/// What a call came to.
+#[derive(Debug)]
+pub enum Called {
+    /// Asynchronous: queued as this event.
+    Queued(String),
+    /// Synchronous: done, succeeded or failed.
+    Settled(Box<EventRecord>),
+    /// Synchronous, but not done within [`sync_limit`]: still this event, in the queue.
+    Unsettled(String),
+}
+
+impl Dispatcher {
+    /// Calls `function` with `body`: at once where it can (a synchronous call without an
+    /// idempotency key), through the queue otherwise.
+    pub async fn answer(
+        &self,
+        function: &DeployedFunction,
+        body: serde_json::Value,
+        how: Call,
+        idempotency_key: Option<&str>,
+    ) -> Result<Called> {
+        if how == Call::Sync
+            && idempotency_key.is_none()
+            && let Some(now) = self.now(function)
+        {
+            return Ok(Called::Settled(Box::new(now.run(body).await?)));
+        }
+        let id = self.call(function, body, how, idempotency_key).await?;
+        if how == Call::Async {
+            return Ok(Called::Queued(id));
+        }
+        Ok(match self.settled(&id, sync_limit(function)).await? {
+            Some(event) => Called::Settled(Box::new(event)),
+            None => Called::Unsettled(id),
+        })
     }
 }
 
