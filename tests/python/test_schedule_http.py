@@ -7,6 +7,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from conftest import start_server, wait_for
 
@@ -67,11 +68,26 @@ def batched(event, context):
     return {"n": event["n"], "invocation": context.invocation_id}
 
 
+@basin.python("3.11", timeout="5s", concurrency=1)
+@basin.http()
+def single(event, context):
+    import time
+    time.sleep(1)
+    return {"n": event["n"]}
+
+
 @basin.python("3.11", timeout="5s")
 @basin.http("/hooks/orders", to="raw.hooked")
 def hooked(event, context):
     return pa.table({"id": [event["id"]], "amount": [event["amount"]]})
 '''
+
+
+def calls_at_once(base):
+    """The server's `basin_calls_at_once_total`."""
+    with urllib.request.urlopen(f"{base}/metrics") as response:
+        lines = response.read().decode().splitlines()
+    return next(float(line.split()[-1]) for line in lines if line.startswith("basin_calls_at_once_total "))
 
 
 def deploy(lakehouse, folder, name, source):
@@ -210,11 +226,15 @@ def test_http_calls_answer_synchronously_or_with_an_event_id(lakehouse, tmp_path
         assert status == 404 and "basin functions ls" in body["error"]["hint"]
         status, _, body = post(f"{base}/fn/score", b"{not json")
         assert status == 400 and "not JSON" in body["error"]["message"]
-        with urllib.request.urlopen(f"{base}/metrics") as response:
-            metrics = response.read().decode()
-        at_once = [float(line.split()[-1]) for line in metrics.splitlines()
-                   if line.startswith("basin_calls_at_once_total ")]
-        assert at_once and at_once[0] >= 4, at_once  # score twice, echo, sleepy; not the keyed calls
+        assert calls_at_once(base) >= 4  # score twice, echo, sleepy; not the keyed calls
+
+        # Two calls of a function with one place: one runs at once, the other waits its turn
+        # in the queue; both are answered.
+        before = calls_at_once(base)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda n: post(f"{base}/fn/single", {"n": n}), [1, 2]))
+        assert sorted((a[0], a[2]["n"]) for a in answers) == [(200, 1), (200, 2)], answers
+        assert calls_at_once(base) == before + 1
     finally:
         server.kill()
         server.wait()
