@@ -3,6 +3,8 @@
 # into the bench environment, and prints a markdown table of every figure.
 #   bench/run.sh [--scale 1] [--skip-queries] ...   (see bench/run.py --help)
 #   bench/run.sh --tpch-ab [--repeat 3]             (A/B of the TPC-H levers: bench/tpch_ab.py)
+#   bench/run.sh --tpch-scale [--scale 10] [--memory-limit 4GiB]
+#                                                   (TPC-H at scale under a memory limit: bench/tpch_scale.py)
 #   bench/run.sh --sql-engines [--scale 1] [--rounds 3] [--executors 2]
 #                                                   (TPC-H local vs Ballista: the sql_engines example)
 set -euo pipefail
@@ -26,6 +28,12 @@ if [ "${1:-}" = "--tpch-ab" ]; then
     # The A/B runs of the TPC-H levers (issue #18): bench/tpch_ab.py --help.
     shift
     exec "$VENV/bin/python" bench/tpch_ab.py --basin "$CARGO_TARGET_DIR/release/basin" "$@"
+fi
+if [ "${1:-}" = "--tpch-scale" ]; then
+    # TPC-H at scale 10 (by default) through `basin serve` under a memory limit, answers
+    # checked against DuckDB's, peak RSS per query (issue #53): bench/tpch_scale.py --help.
+    shift
+    exec "$VENV/bin/python" bench/tpch_scale.py --basin "$CARGO_TARGET_DIR/release/basin" "$@"
 fi
 cargo build --release --quiet --workspace --example catalog_latency
 cargo build --release --quiet --workspace --example runtime_bench

@@ -21,7 +21,9 @@ impl SqlStore {
     ///
     /// WAL with `synchronous = FULL`: every transaction (a commit moving a branch, an event
     /// queued or settled) is fsynced to the WAL before it returns. `NORMAL` would only sync
-    /// at checkpoints, so a power loss could undo commits and events already acknowledged.
+    /// at checkpoints, so a power loss could undo commits and events already acknowledged;
+    /// only records written after the fact (a synchronous call that already answered, an
+    /// audit entry) take the `NORMAL` connection.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -29,25 +31,23 @@ impl SqlStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60));
-        let cannot_open = |e| {
-            Error::new(
-                ErrorKind::Store,
-                format!("cannot open the catalog at {}", path.display()),
-            )
-            .with_source(e)
-        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await
-            .map_err(cannot_open)?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Store,
+                    format!("cannot open the catalog at {}", path.display()),
+                )
+                .with_source(e)
+            })?;
         // In WAL mode a `NORMAL` commit is in the log (the OS's cache) when it returns, and
-        // the next `FULL` commit of any connection syncs it with its own.
+        // the next `FULL` commit of any connection syncs it with its own. Opened on first
+        // use: most processes (a CLI command) never write such a record.
         let relaxed = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(cannot_open)?;
+            .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(Self { pool, relaxed })
     }
 
