@@ -38,6 +38,7 @@ pub mod json;
 mod limits;
 mod mapped;
 mod memory;
+mod not_in;
 mod parse;
 mod planners;
 pub mod policy;

@@ -29,7 +29,7 @@ use crate::errors::{NamespaceOption, sql_error};
 use crate::guard::{Dialect, Shape};
 use crate::provider::{CATALOG, RefCatalog};
 use crate::results::{QueryResult, RecordBatchStream, Running, bytes_scanned, collect};
-use crate::{conjunctions, policy, reserve, rules, view_buffers};
+use crate::{conjunctions, not_in, policy, reserve, rules, view_buffers};
 
 /// DataFusion over the tables of one ref, within an engine's limits.
 #[derive(Clone)]
@@ -145,6 +145,7 @@ impl Session {
                 .with_table_factories(HashMap::new()),
         )
         .with_analyzer_rule(reserve)
+        .with_physical_optimizer_rule(Arc::new(not_in::NotInFromTheSubquery))
         .with_physical_optimizer_rule(Arc::new(view_buffers::CompactBuildSideViews))
         .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
         .build();
