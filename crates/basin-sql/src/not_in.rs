@@ -196,7 +196,9 @@ impl Keys {
             return Ok(batch.slice(0, 0));
         }
         let column: ArrayRef = key.evaluate(batch)?.into_array(batch.num_rows())?;
-        let rows = self.converter.convert_columns(std::slice::from_ref(&column))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(&column))?;
         let kept: BooleanArray = rows
             .iter()
             .enumerate()

@@ -63,6 +63,17 @@ impl PgStore {
             .connect_lazy_with(options);
         Ok(PgStore { pool, shown })
     }
+
+    /// Starts a transaction whose commit does not wait for the disk (`synchronous_commit =
+    /// off`), for records written after the fact: a synchronous call that already answered,
+    /// an audit entry. A crash of the server may lose the last ones; none is half written.
+    pub(super) async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 /// `url` without its password (in the authority or as `?password=`), for messages.

@@ -85,11 +85,8 @@ pub(crate) async fn enqueue(pool: &PgPool, events: &[NewEvent], now_ms: i64) -> 
 /// Stores a synchronous call that already ran, settled, with its metering (see
 /// [`Queue::record_call`]): inserted as its claim would leave it, then finished as any
 /// attempt is, in a transaction that does not wait for the disk.
-pub(crate) async fn record_call(pool: &PgPool, call: &RanCall, now_ms: i64) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+pub(crate) async fn record_call(store: &PgStore, call: &RanCall, now_ms: i64) -> Result<()> {
+    let mut tx = store.begin_relaxed().await?;
     let e = &call.event;
     sqlx::query(
         "INSERT INTO events (id, function, state, payload, attempts, max_attempts, created_at_ms, \
@@ -492,7 +489,7 @@ impl Queue for PgStore {
     }
 
     async fn record_call(&self, call: &RanCall) -> Result<()> {
-        record_call(&self.pool, call, now_ms()).await
+        record_call(self, call, now_ms()).await
     }
 
     async fn due_events(&self, function: &str, now_ms: i64) -> Result<DueEvents> {

@@ -29,10 +29,7 @@ async fn runs_with_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<String>> {
 
 /// In a transaction that does not wait for the disk (see `Audit::record_audit`).
 async fn record_audit(store: &PgStore, entry: &crate::AuditEntry) -> Result<()> {
-    let mut tx = store.pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = store.begin_relaxed().await?;
     PgStore::insert_audit(&mut *tx, entry).await?;
     tx.commit().await?;
     Ok(())

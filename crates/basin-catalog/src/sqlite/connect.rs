@@ -11,8 +11,9 @@ use basin_core::{Error, ErrorKind, Result};
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(super) pool: SqlitePool,
-    /// One connection with `synchronous = NORMAL`, for the records of synchronous calls that
-    /// already answered (`Queue::record_call`); the same pool in memory.
+    /// One connection with `synchronous = NORMAL`, for records written after the fact (a
+    /// synchronous call that already answered: `Queue::record_call`; an audit entry:
+    /// `Audit::record_audit`); the same pool in memory.
     pub(super) relaxed: SqlitePool,
 }
 
