@@ -6,5 +6,5 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 echo "== building basin (first build takes several minutes on 2 cores)" >&2
-cargo build --quiet --bin basin
+cargo build --quiet --bin basin --no-default-features
 "$CARGO_TARGET_DIR/debug/basin" demo "$@"

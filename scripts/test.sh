@@ -20,7 +20,16 @@ echo "== layers" >&2
 # no function over 120 (docs/architecture.md): a circle cannot come back unnoticed.
 python3 scripts/check_layers.py
 
+echo "== the quick build (scripts/demo.sh's, without default features)" >&2
+# It shares every dependency with the full build (feature pins), so it costs Basin's crates
+# only; tests/python/test_quick_build.py runs it as `basin-quick`.
+python3 scripts/check_features.py
+cargo build --quiet --bin basin --no-default-features
+cp "$CARGO_TARGET_DIR/debug/basin" "$CARGO_TARGET_DIR/debug/basin-quick"
+export BASIN_QUICK_BIN="$CARGO_TARGET_DIR/debug/basin-quick"
+
 echo "== cargo build" >&2
+# Also puts the full binary back at debug/basin.
 cargo build --quiet --workspace --all-targets
 echo "== cargo test" >&2
 # The runtime's tests build real environments with the uv installed above.

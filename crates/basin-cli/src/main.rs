@@ -21,10 +21,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The help section of the options every command takes.
 const GLOBAL: &str = "Global options";
 
+/// `basin --version`: the version, and the parts a build without default features left out.
+const LONG_VERSION: &str = match (cfg!(feature = "cluster"), cfg!(feature = "postgres-wire")) {
+    (true, true) => env!("CARGO_PKG_VERSION"),
+    (false, true) => concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nleft out of this build: distributed SQL (feature `cluster`)"
+    ),
+    (true, false) => concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nleft out of this build: the Postgres door (feature `postgres-wire`)"
+    ),
+    (false, false) => concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nleft out of this build: distributed SQL (feature `cluster`), the Postgres door \
+         (feature `postgres-wire`)"
+    ),
+};
+
 #[derive(Parser)]
 #[command(
     name = "basin",
     version,
+    long_version = LONG_VERSION,
     about = "A serverless data lakehouse: Iceberg tables under a git-like catalog, queried with SQL",
     long_about = "Basin keeps Apache Iceberg tables under a versioned catalog with branches, tags, \
 merges and time travel, runs SQL over any branch or past commit, and runs Python and SQL \

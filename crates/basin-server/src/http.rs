@@ -17,11 +17,11 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use basin_service::{Lakehouse, ServerSettings};
-use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::slots::{OnReservedSlot, Slots};

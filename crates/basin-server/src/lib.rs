@@ -24,6 +24,10 @@ mod mcp;
 mod meter;
 mod metrics;
 pub mod openapi;
+#[cfg(feature = "postgres-wire")]
+mod postgres;
+#[cfg(not(feature = "postgres-wire"))]
+#[path = "postgres_absent.rs"]
 mod postgres;
 mod query;
 mod rejections;

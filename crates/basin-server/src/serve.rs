@@ -59,7 +59,7 @@ pub async fn serve(
     let scheduler = sql_cluster::start_scheduler(&lakehouse).await?;
     ready(Bound {
         http: local(&listener)?,
-        postgres: pg_listener.as_ref().map(local).transpose()?,
+        postgres: pg_listener.as_ref().map(postgres::Door::addr).transpose()?,
         sql_scheduler: scheduler.as_ref().map(|s| s.addr()),
         tls: tls.is_some(),
     });

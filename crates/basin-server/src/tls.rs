@@ -5,17 +5,17 @@
 //! listens beyond loopback.
 //!
 //! rustls with the ring provider: the one crypto library in the build (pgwire's TLS, the S3
-//! client's), reached through pgwire's re-export of tokio-rustls, so both doors share one
+//! client's), through the tokio-rustls pgwire and reqwest use, so both doors share one
 //! version of it.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use basin_service::{Error, Result, TlsFiles};
-use datafusion_postgres::pgwire::tokio::tokio_rustls::TlsAcceptor;
-use datafusion_postgres::pgwire::tokio::tokio_rustls::rustls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// The two doors' acceptors, built from one certificate and key.
 #[derive(Clone)]

@@ -297,7 +297,9 @@ async fn tpch_queries_on_ballista_match_duckdb() {
     );
 
     // The scheduler takes plans only with the cluster's token.
-    engine.join_cluster(&scheduler.addr().to_string(), "not-the-token");
+    engine
+        .join_cluster(&scheduler.addr().to_string(), "not-the-token")
+        .expect("a build with the cluster feature");
     let refused = lakehouse
         .query("SELECT count(*) FROM lineitem", Some("main"), Some("tpch"))
         .await

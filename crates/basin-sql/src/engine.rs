@@ -257,9 +257,11 @@ impl Engine {
     }
 
     /// Sends this engine's distributed queries to the scheduler at `scheduler`
-    /// (`HOST:PORT`), with the cluster's `token`.
-    pub fn join_cluster(&self, scheduler: &str, token: &str) {
+    /// (`HOST:PORT`), with the cluster's `token`; fails in a build without distributed SQL.
+    pub fn join_cluster(&self, scheduler: &str, token: &str) -> Result<()> {
+        crate::distributed::available()?;
         *self.cluster.write().expect("cluster lock") = Some(Cluster::remote(scheduler, token));
+        Ok(())
     }
 
     /// Sends this engine's distributed queries to `scheduler`, which runs in this process.

@@ -104,6 +104,7 @@ impl RefCatalog {
     }
 
     /// The same tables, read with or without string views, with no views of a session.
+    #[cfg(feature = "cluster")]
     pub(crate) fn with_string_views(&self, string_views: bool) -> Self {
         Self {
             namespaces: self

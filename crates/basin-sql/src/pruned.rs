@@ -50,7 +50,44 @@ pub(crate) struct PrunedScan {
     table: OnceCell<iceberg::table::Table>,
     /// The table's columns as DataFusion reads them (strings as views, when asked).
     schema: SchemaRef,
+    /// Read by the plan codec (distributed SQL) only.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     string_views: bool,
+}
+
+/// What distributed SQL's plan codec reads, and builds on the scheduler.
+#[cfg(feature = "cluster")]
+impl PrunedScan {
+    /// A scan that loads its table when first planned (on Ballista's scheduler, from a
+    /// plan a client sent). `schema` is the one the client planned with.
+    pub(crate) fn decoded(
+        tables: &Tables,
+        key: Key,
+        location: String,
+        schema: SchemaRef,
+        string_views: bool,
+    ) -> Self {
+        Self {
+            tables: tables.clone(),
+            key,
+            location,
+            table: OnceCell::new(),
+            schema,
+            string_views,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub(crate) fn string_views(&self) -> bool {
+        self.string_views
+    }
 }
 
 impl PrunedScan {
@@ -85,37 +122,6 @@ impl PrunedScan {
             schema,
             string_views,
         }))
-    }
-
-    /// A scan that loads its table when first planned (on Ballista's scheduler, from a
-    /// plan a client sent). `schema` is the one the client planned with.
-    pub(crate) fn decoded(
-        tables: &Tables,
-        key: Key,
-        location: String,
-        schema: SchemaRef,
-        string_views: bool,
-    ) -> Self {
-        Self {
-            tables: tables.clone(),
-            key,
-            location,
-            table: OnceCell::new(),
-            schema,
-            string_views,
-        }
-    }
-
-    pub(crate) fn key(&self) -> &Key {
-        &self.key
-    }
-
-    pub(crate) fn location(&self) -> &str {
-        &self.location
-    }
-
-    pub(crate) fn string_views(&self) -> bool {
-        self.string_views
     }
 
     /// Why a distributed engine cannot run this scan as it is, if it cannot; and the bytes

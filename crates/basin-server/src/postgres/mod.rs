@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use basin_core::Error;
 use basin_service::Lakehouse;
-use datafusion_postgres::pgwire;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -32,13 +31,25 @@ mod prepared;
 mod queries;
 mod settings;
 
-/// Serves the Postgres protocol on `listener` until `shutdown` resolves.
+/// The Postgres door's listener, bound before anything is served.
+pub(crate) struct Door(tokio::net::TcpListener);
+
+impl Door {
+    /// The address it listens on (port 0 picks a free one).
+    pub(crate) fn addr(&self) -> basin_core::Result<SocketAddr> {
+        self.0.local_addr().map_err(|e| {
+            Error::io("cannot read the address the Postgres door is bound to").with_source(e)
+        })
+    }
+}
+
+/// Serves the Postgres protocol at `door` until `shutdown` resolves.
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    Door(listener): Door,
     lakehouse: Lakehouse,
     metrics: Arc<Metrics>,
     open: bool,
-    tls: Option<pgwire::tokio::TlsAcceptor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let handlers = Handlers::new(lakehouse, metrics, open);
@@ -102,10 +113,13 @@ pub(crate) async fn serve(
 }
 
 /// Binds the Postgres listener (before anything is served, so a taken port fails at once).
-pub(crate) async fn bind(listen: SocketAddr) -> basin_core::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        Error::io(format!("cannot listen for Postgres clients on {listen}"))
-            .with_source(e)
-            .with_hint("pick another port with --pg-listen")
-    })
+pub(crate) async fn bind(listen: SocketAddr) -> basin_core::Result<Door> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map(Door)
+        .map_err(|e| {
+            Error::io(format!("cannot listen for Postgres clients on {listen}"))
+                .with_source(e)
+                .with_hint("pick another port with --pg-listen")
+        })
 }

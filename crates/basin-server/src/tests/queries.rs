@@ -116,6 +116,8 @@ async fn query_answers_download_as_csv_and_parquet_files() {
 /// A Postgres statement's time limit counts from the statement's start, planning included
 /// (as Postgres' `statement_timeout` does): a plan handed on with its deadline already past
 /// stops at its first batch, counted as a timeout, while one with time left runs.
+// The statement comes from the Postgres door's parser.
+#[cfg(feature = "postgres-wire")]
 #[tokio::test]
 async fn a_deadline_spent_planning_leaves_less_for_running() {
     use futures::StreamExt;

@@ -291,7 +291,7 @@ impl Lakehouse {
         };
         let sql = basin_sql::Engine::new(settings.sql.clone(), files)?;
         if let Some(scheduler) = &settings.sql.ballista.scheduler {
-            sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?);
+            sql.join_cluster(scheduler, &cluster_token(store.as_ref()).await?)?;
         }
         let settings_oidc = settings.oidc.clone();
         let catalog = Catalog::new(store)

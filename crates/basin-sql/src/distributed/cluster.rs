@@ -3,7 +3,7 @@
 
 use basin_core::Error;
 
-use super::handles::Scheduler;
+use super::Scheduler;
 
 /// How this node reaches the cluster's scheduler.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ impl Cluster {
     }
 
     /// `scheduler`, which runs in this process, reached with the cluster's `token`.
+    // Without the `cluster` feature no scheduler can be made (an empty enum).
+    #[cfg_attr(not(feature = "cluster"), allow(unreachable_code))]
     pub(crate) fn local(scheduler: &Scheduler, token: &str) -> Self {
         Self {
             url: format!("http://{}", scheduler.addr()),

@@ -8,36 +8,72 @@
 //! that can), or `auto` (queries whose tables hold at least `[sql] distributed_threshold`).
 //! A query Ballista cannot run as it is (a table with delete files, a view of the session)
 //! runs on the local engine, and `EXPLAIN` says why.
+//!
+//! Ballista is the `cluster` feature (on by default). A build without it (`scripts/demo.sh`'s
+//! quick first build) keeps the same names in [`absent`], whose every door to a cluster
+//! fails saying so, and routes every query here.
 
+#[cfg(not(feature = "cluster"))]
+mod absent;
 mod cluster;
+#[cfg(feature = "cluster")]
 mod codec;
+#[cfg(feature = "cluster")]
 mod handles;
+#[cfg(feature = "cluster")]
 mod nodes;
+#[cfg(feature = "cluster")]
+mod planning;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use basin_core::units::format_size;
 use basin_core::{Error, Result};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
-use datafusion::execution::context::SessionContext;
-use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::displayable;
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use datafusion::prelude::SessionConfig;
+use datafusion::prelude::SessionContext;
 
+#[cfg(not(feature = "cluster"))]
+pub(crate) use absent::context;
+#[cfg(not(feature = "cluster"))]
+use absent::stages;
+#[cfg(not(feature = "cluster"))]
+pub use absent::{Scheduler, SqlExecutor, start_executor, start_scheduler};
 pub(crate) use cluster::Cluster;
+#[cfg(feature = "cluster")]
 pub use handles::{Scheduler, SqlExecutor};
+#[cfg(feature = "cluster")]
 pub use nodes::{start_executor, start_scheduler};
+#[cfg(feature = "cluster")]
+pub(crate) use planning::context;
+#[cfg(feature = "cluster")]
+use planning::stages;
+
+/// Whether this build runs distributed SQL; if not, the error that says so.
+pub fn available() -> Result<()> {
+    if cfg!(feature = "cluster") {
+        Ok(())
+    } else {
+        Err(left_out())
+    }
+}
+
+/// What a build without the `cluster` feature says when a cluster is asked of it.
+fn left_out() -> Error {
+    Error::invalid(
+        "this basin was built without distributed SQL (the `cluster` feature): it cannot run \
+         or join a Ballista cluster",
+    )
+    .with_hint(
+        "build with the default features (`cargo build --bin basin`) or install the wheel \
+         (`pip install basin-lakehouse`); or remove [sql.ballista] scheduler from basin.toml",
+    )
+}
 
 use crate::engine::Engine;
 use crate::limits::SqlEngine;
-use crate::provider::{CATALOG, RefCatalog};
 use crate::pruned::PrunedScan;
 
 /// Where one query runs.
@@ -127,40 +163,6 @@ fn scanned(plan: &LogicalPlan) -> std::result::Result<(u64, usize), String> {
     }
 }
 
-/// A session context whose queries run on `cluster`: the same tables as `catalog`, read
-/// without string views (Ballista 53 sends no view arrays between executors).
-pub(crate) fn context(
-    engine: &Engine,
-    catalog: &RefCatalog,
-    cluster: &Cluster,
-    local: &SessionContext,
-) -> Result<SessionContext> {
-    let options = local.state().config().options().clone();
-    let mut config = SessionConfig::from(options.as_ref().clone())
-        .with_ballista_logical_extension_codec(Arc::new(codec::BasinCodec::client()))
-        .with_ballista_grpc_metadata(HashMap::from([(
-            nodes::TOKEN_HEADER.to_string(),
-            cluster.token().to_string(),
-        )]));
-    config = config.set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    );
-    let state = crate::rules::add(
-        SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(engine.session_runtime())
-            .with_default_features()
-            .with_table_factories(HashMap::new()),
-    )
-    .build()
-    .upgrade_for_ballista(cluster.url.clone())
-    .map_err(|e| Error::internal(format!("cannot set up a distributed session: {e}")))?;
-    let ctx = SessionContext::new_with_state(state);
-    ctx.register_catalog(CATALOG, Arc::new(catalog.with_string_views(false)));
-    Ok(ctx)
-}
-
 /// What `EXPLAIN` adds about where the query runs: an `engine` row, and for a distributed
 /// query the stages Ballista would run (the plan split at its shuffles).
 pub(crate) async fn explain_rows(
@@ -188,29 +190,6 @@ pub(crate) async fn explain_rows(
         }
     }
     Ok(rows)
-}
-
-/// The stages of `plan` as Ballista's planner cuts them.
-async fn stages(ctx: &SessionContext, plan: &LogicalPlan) -> Result<Vec<String>> {
-    use ballista_scheduler::planner::{DefaultDistributedPlanner, DistributedPlanner};
-    let state = ctx.state();
-    let internal = |e: &dyn fmt::Display| Error::internal(format!("cannot plan the stages: {e}"));
-    let optimized = state.optimize(plan).map_err(|e| internal(&e))?;
-    let physical = DefaultPhysicalPlanner::default()
-        .create_physical_plan(&optimized, &state)
-        .await
-        .map_err(|e| internal(&e))?;
-    let stages = DefaultDistributedPlanner::new()
-        .plan_query_stages("explain", physical, state.config().options())
-        .map_err(|e| internal(&e))?;
-    Ok(stages
-        .iter()
-        .map(|stage| {
-            displayable(stage.as_ref() as &dyn datafusion::physical_plan::ExecutionPlan)
-                .indent(false)
-                .to_string()
-        })
-        .collect())
 }
 
 /// `rows` appended to an `EXPLAIN` answer (two string columns, `plan_type` and `plan`).
