@@ -27,8 +27,9 @@ pub mod openapi;
 #[cfg(feature = "postgres-wire")]
 mod postgres;
 #[cfg(not(feature = "postgres-wire"))]
-#[path = "postgres_absent.rs"]
-mod postgres;
+mod postgres_absent;
+#[cfg(not(feature = "postgres-wire"))]
+use postgres_absent as postgres;
 mod query;
 mod rejections;
 mod router;

@@ -16,7 +16,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
 
 use crate::deadline::{self, Deadline};
-use crate::distributed::{Cluster, Scheduler};
+use crate::distributed::{Cluster, Scheduler, available};
 use crate::executors::Executors;
 use crate::guard::{self, Bound, Dialect, Shape, StatementLimits};
 use crate::limits::{LimitCounters, STRING_VIEWS, SqlLimits};
@@ -259,7 +259,7 @@ impl Engine {
     /// Sends this engine's distributed queries to the scheduler at `scheduler`
     /// (`HOST:PORT`), with the cluster's `token`; fails in a build without distributed SQL.
     pub fn join_cluster(&self, scheduler: &str, token: &str) -> Result<()> {
-        crate::distributed::available()?;
+        available()?;
         *self.cluster.write().expect("cluster lock") = Some(Cluster::remote(scheduler, token));
         Ok(())
     }

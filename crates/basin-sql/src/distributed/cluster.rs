@@ -1,7 +1,7 @@
 //! How this node reaches the cluster's scheduler, and the errors of a distributed query in
 //! words that say which node went away.
 
-use basin_core::Error;
+use basin_core::{Error, Result};
 
 use super::Scheduler;
 
@@ -40,6 +40,27 @@ impl Cluster {
     pub(crate) fn token(&self) -> &str {
         &self.token
     }
+}
+
+/// Whether this build runs distributed SQL; if not, the error that says so.
+pub fn available() -> Result<()> {
+    if cfg!(feature = "cluster") {
+        Ok(())
+    } else {
+        Err(left_out())
+    }
+}
+
+/// What a build without the `cluster` feature says when a cluster is asked of it.
+pub(super) fn left_out() -> Error {
+    Error::invalid(
+        "this basin was built without distributed SQL (the `cluster` feature): it cannot run \
+         or join a Ballista cluster",
+    )
+    .with_hint(
+        "build with the default features (`cargo build --bin basin`) or install the wheel \
+         (`pip install basin-lakehouse`); or remove [sql.ballista] scheduler from basin.toml",
+    )
 }
 
 /// What an error says when a connection to another node failed or broke: refused before

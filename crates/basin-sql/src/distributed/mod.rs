@@ -42,6 +42,7 @@ use absent::stages;
 #[cfg(not(feature = "cluster"))]
 pub use absent::{Scheduler, SqlExecutor, start_executor, start_scheduler};
 pub(crate) use cluster::Cluster;
+pub use cluster::available;
 #[cfg(feature = "cluster")]
 pub use handles::{Scheduler, SqlExecutor};
 #[cfg(feature = "cluster")]
@@ -50,27 +51,6 @@ pub use nodes::{start_executor, start_scheduler};
 pub(crate) use planning::context;
 #[cfg(feature = "cluster")]
 use planning::stages;
-
-/// Whether this build runs distributed SQL; if not, the error that says so.
-pub fn available() -> Result<()> {
-    if cfg!(feature = "cluster") {
-        Ok(())
-    } else {
-        Err(left_out())
-    }
-}
-
-/// What a build without the `cluster` feature says when a cluster is asked of it.
-fn left_out() -> Error {
-    Error::invalid(
-        "this basin was built without distributed SQL (the `cluster` feature): it cannot run \
-         or join a Ballista cluster",
-    )
-    .with_hint(
-        "build with the default features (`cargo build --bin basin`) or install the wheel \
-         (`pip install basin-lakehouse`); or remove [sql.ballista] scheduler from basin.toml",
-    )
-}
 
 use crate::engine::Engine;
 use crate::limits::SqlEngine;

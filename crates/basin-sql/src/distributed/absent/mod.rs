@@ -1,8 +1,9 @@
 //! Distributed SQL left out of this build (the `cluster` feature off): the names the rest of
 //! Basin uses, none of which can reach a cluster. Nothing here can be made (the handles are
-//! empty enums); every door to a cluster fails with [`super::left_out`]'s words.
+//! empty enums); every door to a cluster fails with [`left_out`]'s words.
 
-use std::net::SocketAddr;
+mod handles;
+
 use std::path::Path;
 
 use basin_core::Result;
@@ -10,50 +11,12 @@ use basin_table::Tables;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 
-use super::{Cluster, left_out};
+pub use handles::{Scheduler, SqlExecutor};
+
+use super::Cluster;
+use super::cluster::left_out;
 use crate::engine::Engine;
 use crate::provider::RefCatalog;
-
-/// A scheduler this build cannot start.
-#[derive(Clone, Debug)]
-pub enum Scheduler {}
-
-impl Scheduler {
-    pub fn addr(&self) -> SocketAddr {
-        match *self {}
-    }
-
-    pub async fn alive_executors(&self) -> usize {
-        match *self {}
-    }
-}
-
-// Dropped where the real handles' drop stops their servers.
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        match *self {}
-    }
-}
-
-/// An executor this build cannot start.
-#[derive(Debug)]
-pub enum SqlExecutor {}
-
-impl SqlExecutor {
-    pub fn addr(&self) -> SocketAddr {
-        match *self {}
-    }
-
-    pub fn tasks_run(&self) -> u64 {
-        match *self {}
-    }
-}
-
-impl Drop for SqlExecutor {
-    fn drop(&mut self) {
-        match *self {}
-    }
-}
 
 /// Fails: this build has no scheduler.
 pub async fn start_scheduler(
