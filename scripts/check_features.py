@@ -34,6 +34,10 @@ def features(*extra: str) -> dict[str, set[frozenset[str]]]:
     return found
 
 
+def show(sets: set[frozenset[str]]) -> str:
+    return " and ".join("[" + ",".join(sorted(s)) + "]" for s in sorted(sets, key=sorted))
+
+
 def main() -> int:
     full = features()
     quick = features("--no-default-features")
@@ -42,8 +46,6 @@ def main() -> int:
         # A set the full build does not build is a second build of the package. (The full
         # build may build more: host builds of packages only its build scripts use.)
         if not sets <= full.get(package, sets):
-            show = lambda found: " and ".join(  # noqa: E731
-                "[" + ",".join(sorted(s)) + "]" for s in sorted(found, key=sorted))
             wrong.append(f"  {package}: {show(sets)}, the full build {show(full[package])}")
     if wrong:
         print("the quick build (--no-default-features) builds these dependencies with other "

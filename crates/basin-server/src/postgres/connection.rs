@@ -78,7 +78,7 @@ pub(super) async fn serve(
     socket: TcpStream,
     handlers: Handlers,
     limits: Limits,
-    tls: Option<pgwire::tokio::TlsAcceptor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
     admitted: crate::slots::Admitted,
 ) -> io::Result<()> {
@@ -110,7 +110,7 @@ pub(super) async fn serve(
 /// connection ends here. Whether the stream is encrypted comes with it.
 async fn start(
     socket: TcpStream,
-    tls: Option<pgwire::tokio::TlsAcceptor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     login: Pin<&mut tokio::time::Sleep>,
     metrics: &Metrics,
     admitted: crate::slots::Admitted,

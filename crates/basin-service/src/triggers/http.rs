@@ -120,9 +120,7 @@ impl Dispatcher {
             None => Called::Unsettled(id),
         })
     }
-}
 
-impl Dispatcher {
     /// Stores a call of `function` with `body` as its event and wakes the dispatcher; returns
     /// the event's id. With an idempotency key, calls with the same key are one event.
     pub async fn call(
