@@ -4,7 +4,9 @@ with executors. Every node is its own process with its own folder.
 
 What it must show: a query sent to the cluster runs on the executors (EXPLAIN says so and shows
 the stages; both executors report tasks) and answers what the data holds; the same query from
-the CLI of a node goes through the scheduler too; and a worker killed while queries run never
+the CLI of a node goes through the scheduler too; the same cluster works on a warehouse folder
+every node mounts (here: one machine's disk), and a node that does not see the folder's mark is
+refused before it joins; and a worker killed while queries run never
 yields a wrong answer: each query answers right (Ballista ran the lost tasks again) or ends with
 an error that says why. Some such queries used to hang for up to two minutes; `[sql]
 query_timeout` bounds them (20 s here), and then the error is the time limit's."""
@@ -18,9 +20,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import BASIN, start_server, wait_for
+from conftest import BASIN, Basin, start_server, wait_for
 from test_cluster import node, s3_client
-from test_ingest_postgres import db, free_port, postgres  # noqa: F401 (fixtures)
+from test_ingest_postgres import PASSWORD, db, free_port, postgres  # noqa: F401 (fixtures)
 from test_s3 import s3_endpoint  # noqa: F401 (fixture)
 
 ROWS = 200_000
@@ -160,3 +162,69 @@ def answers_right(base, sql, expected) -> bool:
     except urllib.error.HTTPError:
         return False
     return "error" not in body and {r["customer"]: int(r["total"]) for r in body["rows"]} == expected
+
+
+def test_a_cluster_shares_a_warehouse_folder_its_nodes_all_mount(tmp_path, db):
+    """No bucket: the warehouse is a folder every node sees at the same path (NFS or EFS
+    between machines; here, one machine's disk). A node that does not see the first node's
+    mark in it (the shared folder not mounted there) is refused, and keeps no half-made
+    lakehouse; once it sees the folder, it joins, and its executor runs queries."""
+    pg, dbname, _ = db
+    catalog = pg.url(dbname)
+    port = free_port()
+
+    def folder_node(name):
+        home = tmp_path / name
+        home.mkdir()
+        (home / "basin.toml").write_text(cluster_toml(port))
+        return Basin(home, {"PGPASSWORD": PASSWORD})
+
+    shared = tmp_path / "mnt" / "lake"
+    server = folder_node("serve")
+    server("init", str(server.home), "--catalog", catalog, "--warehouse", f"file://{shared}")
+    assert (shared / ".basin-lakehouse").is_file()
+    data = tmp_path / "orders.csv"
+    rows = 20_000
+    data.write_text("id,customer,amount\n" + "".join(f"{i},{i % 7},{i % 100}\n" for i in range(rows)))
+    server("import", str(data), "--table", "shop.orders")
+    assert list(shared.rglob("*.parquet")), "the data lies in the shared folder"
+    expected = {c: sum(i % 100 for i in range(rows) if i % 7 == c) for c in range(7)}
+
+    # The shared folder "not mounted" on the next node: it is refused by name, with a hint.
+    worker = folder_node("worker")
+    aside = tmp_path / "mnt" / "lake.aside"
+    shared.rename(aside)
+    refused = worker.run("worker", "--join", catalog, check=False)
+    assert refused.returncode != 0
+    assert f"the warehouse folder {shared} does not hold this lakehouse's data" in refused.stderr, refused.stderr
+    assert "hint: every node" in refused.stderr and f"at {shared} on this node" in refused.stderr
+    assert not (worker.home / ".basin").exists(), "a refused node keeps no half-made lakehouse"
+    # Another lakehouse's folder at that path is refused too.
+    shared.mkdir()
+    (shared / ".basin-lakehouse").write_text("someone-else")
+    refused = worker.run("worker", "--join", catalog, check=False)
+    assert "holds another lakehouse's data" in refused.stderr, refused.stderr
+    (shared / ".basin-lakehouse").unlink()
+    shared.rmdir()
+    aside.rename(shared)
+
+    base, serve = start_server(server, "--no-auth", "--queue-only")
+    log = tmp_path / "worker.log"
+    proc = start_worker(worker, catalog, open(log, "w"))
+    try:
+        wait_for(lambda: executor_ready(log), seconds=120)
+        sql = "SELECT customer, sum(amount) AS total, count(*) AS n FROM shop.orders GROUP BY customer"
+        wait_for(lambda: "ballista" in explain_engine(base, sql), seconds=60)
+
+        def answered_by_the_executor():
+            body = query_once_more_on_error(base, sql)
+            assert {r["customer"]: int(r["total"]) for r in body["rows"]} == expected
+            return executor_tasks(log) > 0
+        wait_for(answered_by_the_executor, seconds=60)
+        # The worker's own CLI reads the same tables from the same folder.
+        mine = json.loads(worker("query", "SELECT count(*) AS n FROM shop.orders", "--format", "json"))
+        assert mine == [{"n": rows}]
+    finally:
+        proc.kill()
+        serve.kill()
+        serve.wait()

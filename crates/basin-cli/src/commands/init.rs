@@ -10,7 +10,8 @@ pub struct Args {
     /// when set, else the current folder]
     dir: Option<PathBuf>,
     /// Keep table data in an S3-compatible store, e.g. s3://bucket/prefix (endpoint and keys
-    /// from basin.toml [s3] or BASIN_S3_*)
+    /// from basin.toml [s3] or BASIN_S3_*), or in a folder, e.g. /mnt/lake (with --catalog,
+    /// one every node mounts at that same path: NFS, EFS, or one machine's disk)
     #[arg(long, value_name = "URL")]
     warehouse: Option<String>,
     /// Keep the catalog (branches, commits, the event queue) in a Postgres database that

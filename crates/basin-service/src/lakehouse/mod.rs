@@ -12,6 +12,7 @@ pub(crate) mod lineage;
 pub(crate) mod merge;
 pub(crate) mod namespaces;
 pub(crate) mod oidc;
+mod placement;
 pub(crate) mod refs;
 pub(crate) mod reviews;
 pub(crate) mod tables;
@@ -27,24 +28,12 @@ use basin_table::{Tables, Warehouse};
 
 use crate::config::BASIN_DIR;
 use crate::config::{self, CatalogConfig, LakehouseConfig, Settings, WarehouseConfig};
+pub use placement::Placement;
+use placement::{WAREHOUSE_SETTING, check_catalog_url, other_warehouse};
 
 const CONFIG_FILE: &str = "config.toml";
 const CATALOG_FILE: &str = "catalog.db";
 const HEAD_FILE: &str = "HEAD";
-
-/// Where a new lakehouse keeps its data and its catalog (`basin init --warehouse --catalog`).
-#[derive(Clone, Debug, Default)]
-pub struct Placement {
-    /// An `s3://BUCKET/PREFIX` URL for data in an S3-compatible store; the default is
-    /// `.basin/warehouse`.
-    pub warehouse: Option<String>,
-    /// A `postgres://USER@HOST/DATABASE` URL for a catalog several nodes share; the default is
-    /// SQLite in `.basin/catalog.db`.
-    pub catalog: Option<String>,
-}
-
-/// The catalog setting naming the warehouse of a lakehouse whose catalog nodes share.
-const WAREHOUSE_SETTING: &str = "warehouse";
 
 /// The catalog setting holding the token of the cluster's SQL scheduler: every node that
 /// can read the catalog knows it, and nothing else does.
@@ -55,52 +44,6 @@ const CLUSTER_TOKEN_SETTING: &str = "sql_cluster_token";
 pub async fn cluster_token(store: &dyn Store) -> Result<String> {
     let fresh = format!("{}{}", basin_core::ids::random(), basin_core::ids::random());
     store.fix_setting(CLUSTER_TOKEN_SETTING, &fresh).await
-}
-
-/// The warehouse of a new node of the lakehouse whose catalog is at `url`: the one its
-/// catalog names, or `given` for a new lakehouse. A shared catalog needs a shared warehouse.
-async fn shared_warehouse(store: &dyn Store, url: &str, given: Option<String>) -> Result<String> {
-    match (given, store.setting(WAREHOUSE_SETTING).await?) {
-        (Some(given), Some(known)) if given != known => Err(other_warehouse(&known, &given)),
-        (Some(given), _) => Ok(given),
-        (None, Some(known)) => Ok(known),
-        (None, None) => Err(Error::invalid(format!(
-            "the catalog at {url} is new, and a lakehouse with a shared catalog needs a shared warehouse"
-        ))
-        .with_hint("give --warehouse s3://BUCKET/PREFIX (the nodes after this one find it in the catalog)")),
-    }
-}
-
-fn other_warehouse(known: &str, given: &str) -> Error {
-    Error::invalid(format!(
-        "this catalog's lakehouse keeps its data in {known}, not {given}"
-    ))
-    .with_hint(format!(
-        "give --warehouse {known}, or leave --warehouse out"
-    ))
-}
-
-/// A catalog URL as `.basin/config.toml` may hold it: Postgres, and no password in it.
-fn check_catalog_url(url: &str) -> Result<String> {
-    let example = "postgres://USER@HOST:5432/DATABASE, the password in PGPASSWORD or ~/.pgpass";
-    let parsed = url::Url::parse(url).map_err(|e| {
-        Error::invalid(format!("cannot read the catalog url `{url}`: {e}")).with_hint(example)
-    })?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        return Err(
-            Error::invalid(format!("`{url}` is not a postgres:// url")).with_hint(format!(
-                "a shared catalog is a Postgres database ({example}); leave out --catalog for SQLite in .basin/"
-            )),
-        );
-    }
-    if parsed.password().is_some() {
-        // Not echoed back: the message must not put the password in a terminal's scrollback.
-        return Err(Error::invalid(
-            "the catalog url holds a password, which .basin/config.toml must not",
-        )
-        .with_hint("take it out of the url and export PGPASSWORD=... (or write it in ~/.pgpass)"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// An open lakehouse: its folder, catalog and warehouse.
@@ -137,17 +80,7 @@ impl Lakehouse {
             .with_hint("use it as it is, or pick another folder"));
         }
         let settings = Settings::load(&dir)?;
-        let location = match warehouse {
-            Some(url) if url.starts_with("s3://") => Some(url.trim_end_matches('/').to_string()),
-            Some(other) => {
-                return Err(
-                    Error::invalid(format!("`{other}` is not an s3:// URL")).with_hint(
-                        "leave out --warehouse for a local lakehouse, or give s3://BUCKET/PREFIX",
-                    ),
-                );
-            }
-            None => None,
-        };
+        let location = warehouse.map(placement::warehouse_location).transpose()?;
         let catalog = placement
             .catalog
             .as_deref()
@@ -159,7 +92,11 @@ impl Lakehouse {
             Some(catalog) => {
                 let store = basin_catalog::open_store(&catalog.url).await?;
                 store.initialize().await?;
-                let location = shared_warehouse(store.as_ref(), &catalog.url, location).await?;
+                let location =
+                    placement::shared_warehouse(store.as_ref(), &catalog.url, location).await?;
+                if !location.starts_with("s3://") {
+                    placement::mark_shared_folder(store.as_ref(), &location).await?;
+                }
                 (Some(store), location)
             }
             None => (
@@ -274,6 +211,9 @@ impl Lakehouse {
         let warehouse = if location.starts_with("s3://") {
             Warehouse::s3(location, &settings.s3)?
         } else {
+            if config.catalog.is_some() {
+                placement::check_shared_folder(store.as_ref(), location).await?;
+            }
             let warehouse = Warehouse::local(Path::new(location))?;
             warehouse.create_folder(root).await?;
             warehouse
