@@ -3,7 +3,7 @@
 # into the bench environment, and prints a markdown table of every figure.
 #   bench/run.sh [--scale 1] [--skip-queries] ...   (see bench/run.py --help)
 #   bench/run.sh --tpch-ab [--repeat 3]             (A/B of the TPC-H levers: bench/tpch_ab.py)
-#   bench/run.sh --tpch-scale [--scale 10] [--memory-limit 4GiB]
+#   bench/run.sh --tpch-scale [--scale 10] [--memory-limit 4GiB] [--executors 2]
 #                                                   (TPC-H at scale under a memory limit: bench/tpch_scale.py)
 #   bench/run.sh --sql-engines [--scale 1] [--rounds 3] [--executors 2]
 #                                                   (TPC-H local vs Ballista: the sql_engines example)

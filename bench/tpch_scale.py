@@ -7,6 +7,13 @@ each query through /proc/PID/clear_refs), and whether the answers are equal (the
 the same order; numbers equal to 1e-9 of their size, as the answers test compares them).
 
     python bench/tpch_scale.py --basin target/release/basin --scale 10 [--memory-limit 4GiB]
+    python bench/tpch_scale.py --basin target/release/basin --scale 10 --executors 2
+
+With --executors N, the same on a cluster on this machine: a throwaway Postgres holds the
+catalog, a folder all nodes share holds the warehouse, the `basin serve` runs Ballista's
+scheduler and N `basin worker`s join it with executors, each node under the memory limit. The
+figures say whether the cluster answers rightly and what its overhead is on one machine, not
+how it scales: every node shares the same cores.
 
 Prints one markdown table with the machine and the date; SF10's CSV files (about 11 GB) are
 generated once into --data.
@@ -18,15 +25,18 @@ import decimal
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 
 import serving
+from ingest_postgres import psql, start_postgres
 from run import QUERIES, TABLES, basin, duckdb_views, generate, header, log
 
 
@@ -58,18 +68,105 @@ class Served:
             raise RuntimeError(f"basin serve answered {response.status}: {answer[:500]!r}")
         return seconds, answer
 
-    def reset_peak(self) -> None:
-        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-
-    def peak_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
+    def engine(self, sql: str) -> str:
+        """Where the script's query runs, as `EXPLAIN` says: `local`, `ballista ...`, or
+        `local: WHY` when Ballista cannot take it."""
+        code = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+        statements = [s.strip() for s in code.split(";") if s.strip()]
+        query = next(s for s in statements if s.lower().startswith(("select", "with")))
+        # q15's view, made for the script's query, is a common table expression to EXPLAIN.
+        for view in statements[:statements.index(query)]:
+            name, columns, body = re.match(r"create view (\w+)\s*(\([^)]*\))?\s*as(.*)", view, re.I | re.S).groups()
+            query = f"WITH {name} {columns or ''} AS ({body}) {query}"
+        self.http.request("POST", "/api/v1/query", body=json.dumps({"sql": "EXPLAIN " + query, "namespace": "tpch"}),
+                          headers={"Content-Type": "application/json"})
+        response = self.http.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 200:
+            return f"EXPLAIN failed: {answer}"
+        return next((r["plan"] for r in answer["rows"] if r["plan_type"] == "engine"), "?")
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+def reset_peak(pids: list) -> None:
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_bytes(pids: list) -> int:
+    """The largest peak resident memory of the processes `pids` since `reset_peak`."""
+    peaks = [0]
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) * 1024)
+    return max(peaks)
+
+
+def sql_toml(memory_limit: str, scheduler_port: int | None = None) -> str:
+    text = (f'[sql]\nmemory_limit = "{memory_limit}"\nquery_memory_limit = "{memory_limit}"\n'
+            'query_timeout = "off"\n')
+    if scheduler_port:
+        text += f'engine = "ballista"\n\n[sql.ballista]\nscheduler = "127.0.0.1:{scheduler_port}"\n'
+    return text
+
+
+class Cluster:
+    """--executors N on this machine: a throwaway Postgres for the catalog, a shared folder
+    for the warehouse, `basin serve` (made by `start_lakehouse`) and N `basin worker`s."""
+
+    def __init__(self, args, work: Path):
+        self.args, self.work, self.workers = args, work, []
+        os.chmod(work, 0o755)  # Postgres runs as nobody under root
+        (work / "pg").mkdir()
+        self.port, self.as_user, self.bindir = start_postgres(work / "pg")
+        psql(self.port, "CREATE DATABASE tpch")
+        self.catalog = f"postgres://postgres@127.0.0.1:{self.port}/tpch"
+        with __import__("socket").socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.toml = sql_toml(args.memory_limit, sock.getsockname()[1])
+
+    def init(self, binary: str, home: Path) -> None:
+        (home / "basin.toml").write_text(self.toml)
+        subprocess.run([binary, "init", str(home), "--catalog", self.catalog, "--warehouse", str(self.work / "shared")],
+                       check=True, capture_output=True)
+
+    def join(self, binary: str, served: Served) -> None:
+        for n in range(1, self.args.executors + 1):
+            node = self.work / f"worker{n}"
+            node.mkdir()
+            (node / "basin.toml").write_text(self.toml)
+            self.workers.append(subprocess.Popen(
+                [binary, "--home", str(node), "worker", "--join", self.catalog, "--listen", "127.0.0.1:0", "--no-auth"],
+                stdout=subprocess.DEVNULL, stderr=open(self.work / f"worker{n}.log", "w"),
+                env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"],
+                     "BASIN_NODE_NAME": f"worker{n}"}))
+        deadline = time.monotonic() + 120
+        while not served.engine("SELECT count(*) FROM lineitem").startswith("ballista"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no executor joined: {served.engine('SELECT count(*) FROM lineitem')}")
+            time.sleep(1)
+        log(f"   {self.args.executors} executors joined")
+
+    def tasks(self) -> float:
+        """The tasks every executor has run so far (`basin_sql_executor_tasks_total`)."""
+        total = 0.0
+        for n in range(1, self.args.executors + 1):
+            url = re.search(r"/metrics on (http://[0-9.:]+)", (self.work / f"worker{n}.log").read_text()).group(1)
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+                text = response.read().decode()
+            total += float(re.search(r"^basin_sql_executor_tasks_total (\S+)$", text, re.M).group(1))
+        return total
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            proc.terminate()
+            proc.wait(timeout=60)
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.work / "pg" / "data"),
+                        "-m", "immediate", "stop"], capture_output=True)
 
 
 def cell(value):
@@ -125,17 +222,21 @@ def main() -> None:
     p.add_argument("--memory-limit", default="4GiB")
     p.add_argument("--repeat", type=int, default=1, help="runs per query (best is kept)")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
+    p.add_argument("--executors", type=int, default=0,
+                   help="run on a cluster of this many `basin worker` executors (0: one `basin serve`)")
     args = p.parse_args()
     limit = gib(args.memory_limit)
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-tpch-"))
     home = work / "lh"
     home.mkdir()
+    cluster = Cluster(args, work) if args.executors else None
     try:
-        subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
-        (home / "basin.toml").write_text(
-            f'[sql]\nmemory_limit = "{args.memory_limit}"\nquery_memory_limit = "{args.memory_limit}"\n'
-            'query_timeout = "off"\n')
+        if cluster:
+            cluster.init(args.basin, home)
+        else:
+            subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
+            (home / "basin.toml").write_text(sql_toml(args.memory_limit))
         imported = 0.0
         for table in TABLES:
             started = time.perf_counter()
@@ -150,35 +251,54 @@ def main() -> None:
         served = Served(args.basin, home)
         rows = []
         try:
+            if cluster:
+                cluster.join(args.basin, served)
+            pids = [served.proc.pid, *(w.pid for w in cluster.workers)] if cluster else [served.proc.pid]
             for q in range(1, 23):
                 sql = (QUERIES / f"q{q:02}.sql").read_text()
-                served.reset_peak()
+                reset_peak(pids)
+                tasks = cluster.tasks() if cluster else 0
                 best_b = min(served.post(sql, arrow=True)[0] for _ in range(args.repeat))
-                peak = served.peak_bytes()
+                peak = peak_bytes(pids)
+                # Where it ran: on the executors if they ran tasks for it, else here, and why.
+                engine = "local"
+                if cluster:
+                    tasks = cluster.tasks() - tasks
+                    engine = f"ballista ({tasks:.0f} tasks)" if tasks else served.engine(sql)
                 answer = json.loads(served.post(sql, arrow=False)[1])
                 basin_rows = [[cell(v) for v in row.values()] for row in answer["rows"]]
                 best_d, duck_rows = duckdb_run(con, sql, args.repeat)
                 differ = answers_differ(basin_rows, duck_rows)
-                rows.append((q, best_b, best_d, peak, differ))
-                log(f"   q{q:02}: basin {best_b:.2f}s duckdb {best_d:.2f}s peak {peak / 2**30:.2f} GiB"
+                rows.append((q, best_b, best_d, peak, differ, engine))
+                log(f"   q{q:02}: basin {best_b:.2f}s duckdb {best_d:.2f}s peak {peak / 2**30:.2f} GiB [{engine[:50]}]"
                     f"{' DIFFERENT: ' + differ if differ else ''}")
         finally:
             served.stop()
     finally:
+        if cluster:
+            cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     header(argparse.Namespace(scale=args.scale, repeat=args.repeat), tpch=True)
-    print(f"Memory limit: {args.memory_limit} for Basin (`[sql] memory_limit`, `query_memory_limit`) "
-          f"and DuckDB (`SET memory_limit`); all 8 tables imported in {imported:.0f} s  ")
+    where = (f"a cluster on this machine: `basin serve` (Ballista's scheduler) and {args.executors} `basin worker` "
+             "executors, a Postgres catalog, the warehouse a folder they share; peak RSS is the largest node's. "
+             if cluster else "")
+    print(f"{where}Memory limit: {args.memory_limit} for Basin (`[sql] memory_limit`, `query_memory_limit`"
+          f"{', on every node' if cluster else ''}) and DuckDB (`SET memory_limit`); all 8 tables imported in "
+          f"{imported:.0f} s  ")
     print()
-    print("| query | Basin serve [s] | DuckDB [s] | Basin / DuckDB | peak RSS [GiB] | answers |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
-    for q, b, d, peak, differ in rows:
-        print(f"| q{q:02} | {b:.2f} | {d:.2f} | {b / d:.2f}x | {peak / 2**30:.2f} | {differ or 'equal'} |")
+    print(f"| query | Basin {'on Ballista' if cluster else 'serve'} [s] | DuckDB [s] | Basin / DuckDB | peak RSS [GiB] "
+          f"|{' where it ran |' if cluster else ''} answers |")
+    print(f"| --- | ---: | ---: | ---: | ---: |{' --- |' if cluster else ''} --- |")
+    for q, b, d, peak, differ, engine in rows:
+        ran = f" {engine} |" if cluster else ""
+        print(f"| q{q:02} | {b:.2f} | {d:.2f} | {b / d:.2f}x | {peak / 2**30:.2f} |{ran} {differ or 'equal'} |")
     total_b = sum(r[1] for r in rows)
     total_d = sum(r[2] for r in rows)
     equal = sum(1 for r in rows if not r[4])
+    on_cluster = sum(1 for r in rows if r[5].startswith("ballista"))
+    ran = f" {on_cluster} of 22 on Ballista |" if cluster else ""
     print(f"| **total** | **{total_b:.2f}** | **{total_d:.2f}** | **{total_b / total_d:.2f}x** | "
-          f"{max(r[3] for r in rows) / 2**30:.2f} | {equal} of 22 equal |")
+          f"{max(r[3] for r in rows) / 2**30:.2f} |{ran} {equal} of 22 equal |")
 
 
 if __name__ == "__main__":
