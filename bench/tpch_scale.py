@@ -106,11 +106,16 @@ def peak_bytes(pids: list) -> int:
     return max(peaks)
 
 
-def sql_toml(memory_limit: str, scheduler_port: int | None = None) -> str:
+def sql_toml(memory_limit: str, scheduler_port: int | None = None, options: list = ()) -> str:
     text = (f'[sql]\nmemory_limit = "{memory_limit}"\nquery_memory_limit = "{memory_limit}"\n'
             'query_timeout = "off"\n')
     if scheduler_port:
-        text += f'engine = "ballista"\n\n[sql.ballista]\nscheduler = "127.0.0.1:{scheduler_port}"\n'
+        text += 'engine = "ballista"\n'
+    if options:
+        pairs = [option.split("=", 1) for option in options]
+        text += "\n[sql.datafusion]\n" + "".join(f'"{key}" = {value}\n' for key, value in pairs)
+    if scheduler_port:
+        text += f'\n[sql.ballista]\nscheduler = "127.0.0.1:{scheduler_port}"\n'
     return text
 
 
@@ -127,7 +132,7 @@ class Cluster:
         self.catalog = f"postgres://postgres@127.0.0.1:{self.port}/tpch"
         with __import__("socket").socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            self.toml = sql_toml(args.memory_limit, sock.getsockname()[1])
+            self.toml = sql_toml(args.memory_limit, sock.getsockname()[1], args.set)
 
     def init(self, binary: str, home: Path) -> None:
         (home / "basin.toml").write_text(self.toml)
@@ -224,21 +229,31 @@ def main() -> None:
     p.add_argument("--data", default=str(Path.home() / ".cache" / "basin" / "bench-data"))
     p.add_argument("--executors", type=int, default=0,
                    help="run on a cluster of this many `basin worker` executors (0: one `basin serve`)")
+    p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                   help="a DataFusion option for Basin's [sql.datafusion], e.g. execution.batch_size=16384 "
+                        "(an A/B: run once with, once without, on one --lakehouse)")
+    p.add_argument("--lakehouse", type=Path,
+                   help="keep the imported tables in this folder and use them again when it holds them "
+                        "(one node only)")
     args = p.parse_args()
+    if args.lakehouse and args.executors:
+        raise SystemExit("--lakehouse keeps one node's lakehouse; a cluster's catalog lives as long as its run")
     limit = gib(args.memory_limit)
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-tpch-"))
-    home = work / "lh"
-    home.mkdir()
+    home = args.lakehouse.absolute() if args.lakehouse else work / "lh"
+    reused = (home / ".basin").is_dir()
+    home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(args, work) if args.executors else None
     try:
         if cluster:
             cluster.init(args.basin, home)
-        else:
+        elif not reused:
             subprocess.run([args.basin, "init", str(home)], check=True, capture_output=True)
-            (home / "basin.toml").write_text(sql_toml(args.memory_limit))
+        if not cluster:
+            (home / "basin.toml").write_text(sql_toml(args.memory_limit, options=args.set))
         imported = 0.0
-        for table in TABLES:
+        for table in TABLES if not reused else []:
             started = time.perf_counter()
             basin(args.basin, home, "import", str(csv_dir / f"{table}.csv"), "--table", f"tpch.{table}")
             seconds = time.perf_counter() - started
@@ -282,9 +297,10 @@ def main() -> None:
     where = (f"a cluster on this machine: `basin serve` (Ballista's scheduler) and {args.executors} `basin worker` "
              "executors, a Postgres catalog, the warehouse a folder they share; peak RSS is the largest node's. "
              if cluster else "")
-    print(f"{where}Memory limit: {args.memory_limit} for Basin (`[sql] memory_limit`, `query_memory_limit`"
-          f"{', on every node' if cluster else ''}) and DuckDB (`SET memory_limit`); all 8 tables imported in "
-          f"{imported:.0f} s  ")
+    settings = f"`[sql.datafusion]` {', '.join(args.set)}; " if args.set else ""
+    tables = f"all 8 tables imported in {imported:.0f} s" if not reused else f"the tables imported before into {home}"
+    print(f"{where}{settings}Memory limit: {args.memory_limit} for Basin (`[sql] memory_limit`, `query_memory_limit`"
+          f"{', on every node' if cluster else ''}) and DuckDB (`SET memory_limit`); {tables}  ")
     print()
     print(f"| query | Basin {'on Ballista' if cluster else 'serve'} [s] | DuckDB [s] | Basin / DuckDB | peak RSS [GiB] "
           f"|{' where it ran |' if cluster else ''} answers |")
