@@ -10,7 +10,8 @@ the same order; numbers equal to 1e-9 of their size, as the answers test compare
     python bench/tpch_scale.py --basin target/release/basin --scale 10 --executors 2
 
 With --executors N, the same on a cluster on this machine: a throwaway Postgres holds the
-catalog, a folder all nodes share holds the warehouse, the `basin serve` runs Ballista's
+catalog, a folder all nodes share holds the warehouse (with --s3, a bucket of moto's S3
+server, the one the tests use: slow, and its time is part of the figures), the `basin serve` runs Ballista's
 scheduler and N `basin worker`s join it with executors, each node under the memory limit. The
 figures say whether the cluster answers rightly and what its overhead is on one machine, not
 how it scales: every node shares the same cores.
@@ -27,7 +28,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -91,6 +94,12 @@ class Served:
         self.proc.wait(timeout=60)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def reset_peak(pids: list) -> None:
     for pid in pids:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -106,9 +115,14 @@ def peak_bytes(pids: list) -> int:
     return max(peaks)
 
 
-def sql_toml(memory_limit: str, scheduler_port: int | None = None, options: list = ()) -> str:
-    text = (f'[sql]\nmemory_limit = "{memory_limit}"\nquery_memory_limit = "{memory_limit}"\n'
-            'query_timeout = "off"\n')
+def sql_toml(memory_limit: str, scheduler_port: int | None = None, options: list = (), s3_reads: int = 0,
+             s3: str = "") -> str:
+    text = (f'[s3]\nendpoint = "{s3}"\npath_style = true\nregion = "us-east-1"\n'
+            'access_key_id = "bench"\nsecret_access_key = "bench"\n\n') if s3 else ""
+    text += (f'[sql]\nmemory_limit = "{memory_limit}"\nquery_memory_limit = "{memory_limit}"\n'
+             'query_timeout = "off"\n')
+    if s3_reads:
+        text += f"s3_reads = {s3_reads}\n"
     if scheduler_port:
         text += 'engine = "ballista"\n'
     if options:
@@ -130,14 +144,48 @@ class Cluster:
         self.port, self.as_user, self.bindir = start_postgres(work / "pg")
         psql(self.port, "CREATE DATABASE tpch")
         self.catalog = f"postgres://postgres@127.0.0.1:{self.port}/tpch"
-        with __import__("socket").socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.toml = sql_toml(args.memory_limit, sock.getsockname()[1], args.set)
+        self.moto, self.s3, endpoint = None, None, ""
+        if args.s3:
+            import boto3
+            port = free_port()
+            self.moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
+                                          "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            endpoint = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("moto_server did not start")
+                    time.sleep(0.1)
+            self.s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
+                                   aws_secret_access_key="bench", region_name="us-east-1")
+            self.s3.create_bucket(Bucket="lake")
+        self.warehouse = "s3://lake/tpch" if args.s3 else str(work / "shared")
+        self.toml = sql_toml(args.memory_limit, free_port(), args.set, args.s3_reads, endpoint)
 
     def init(self, binary: str, home: Path) -> None:
         (home / "basin.toml").write_text(self.toml)
-        subprocess.run([binary, "init", str(home), "--catalog", self.catalog, "--warehouse", str(self.work / "shared")],
+        subprocess.run([binary, "init", str(home), "--catalog", self.catalog, "--warehouse", self.warehouse],
                        check=True, capture_output=True)
+
+    def views(self, binary: str, home: Path, con) -> None:
+        """DuckDB's views: over the lakehouse's files where they lie, or, in moto's bucket, over
+        local copies of them (DuckDB reads them from the disk, the executors through moto)."""
+        if not self.s3:
+            return duckdb_views(binary, home, con)
+        for table in TABLES:
+            show = json.loads(basin(binary, home, "table", "show", f"tpch.{table}", "--format", "json").stdout)
+            bucket, _, prefix = show["location"].removeprefix("s3://").partition("/")
+            folder = self.work / "duck" / table
+            folder.mkdir(parents=True)
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/data/"):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(".parquet"):
+                        self.s3.download_file(bucket, obj["Key"], str(folder / obj["Key"].rsplit("/", 1)[1]))
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
 
     def join(self, binary: str, served: Served) -> None:
         for n in range(1, self.args.executors + 1):
@@ -172,6 +220,9 @@ class Cluster:
             proc.wait(timeout=60)
         subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.work / "pg" / "data"),
                         "-m", "immediate", "stop"], capture_output=True)
+        if self.moto:
+            self.moto.kill()
+            self.moto.wait()
 
 
 def cell(value):
@@ -235,7 +286,11 @@ def main() -> None:
     p.add_argument("--lakehouse", type=Path,
                    help="keep the imported tables in this folder and use them again when it holds them "
                         "(one node only)")
+    p.add_argument("--s3", action="store_true", help="with --executors: the warehouse in moto's S3 server")
+    p.add_argument("--s3-reads", type=int, default=0, help="`[sql] s3_reads` on every node (0: Basin's default)")
     args = p.parse_args()
+    if args.s3 and not args.executors:
+        raise SystemExit("--s3 is for a cluster (--executors N)")
     if args.lakehouse and args.executors:
         raise SystemExit("--lakehouse keeps one node's lakehouse; a cluster's catalog lives as long as its run")
     limit = gib(args.memory_limit)
@@ -262,7 +317,7 @@ def main() -> None:
         con = duckdb.connect()
         con.execute(f"SET memory_limit = '{int(limit) >> 20}MiB'")
         con.execute(f"SET temp_directory = '{work / 'duckdb-spill'}'")
-        duckdb_views(args.basin, home, con)
+        (cluster.views if cluster else duckdb_views)(args.basin, home, con)
         served = Served(args.basin, home)
         rows = []
         try:
@@ -298,6 +353,8 @@ def main() -> None:
              "executors, a Postgres catalog, the warehouse a folder they share; peak RSS is the largest node's. "
              if cluster else "")
     settings = f"`[sql.datafusion]` {', '.join(args.set)}; " if args.set else ""
+    settings += f"`[sql] s3_reads = {args.s3_reads}`; " if args.s3_reads else ""
+    where = where.replace("a folder they share", "a bucket of moto's S3 server") if args.s3 else where
     tables = f"all 8 tables imported in {imported:.0f} s" if not reused else f"the tables imported before into {home}"
     print(f"{where}{settings}Memory limit: {args.memory_limit} for Basin (`[sql] memory_limit`, `query_memory_limit`"
           f"{', on every node' if cluster else ''}) and DuckDB (`SET memory_limit`); {tables}  ")

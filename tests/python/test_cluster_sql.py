@@ -28,9 +28,9 @@ from test_s3 import s3_endpoint  # noqa: F401 (fixture)
 ROWS = 200_000
 
 
-def cluster_toml(scheduler_port: int, engine: str = "ballista") -> str:
+def cluster_toml(scheduler_port: int, engine: str = "ballista", s3_reads: int = 32) -> str:
     # A lost executor is noticed after 3 s (30 s by default).
-    return (f'\n[sql]\nengine = "{engine}"\nquery_timeout = "20s"\n\n'
+    return (f'\n[sql]\nengine = "{engine}"\nquery_timeout = "20s"\ns3_reads = {s3_reads}\n\n'
             f'[sql.ballista]\nscheduler = "127.0.0.1:{scheduler_port}"\nexecutor_timeout = "3s"\n')
 
 
@@ -53,9 +53,14 @@ def executor_ready(log_path) -> bool:
 
 def executor_tasks(log_path) -> float:
     """`basin_sql_executor_tasks_total` of the worker whose log this is."""
+    return metric(log_path, "basin_sql_executor_tasks_total")
+
+
+def metric(log_path, name: str) -> float:
+    """The metric `name` of the worker whose log this is."""
     url = re.search(r"/metrics on (http://[0-9.:]+)", log_path.read_text()).group(1)
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    return float(re.search(r"^basin_sql_executor_tasks_total (\S+)$", text, re.M).group(1))
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
 
 
 def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_path, db, s3_endpoint):
@@ -76,7 +81,9 @@ def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_
     expected = {c: sum(i % 1000 for i in range(ROWS) if i % 97 == c) for c in range(97)}
 
     base, serve = start_server(server, "--no-auth", "--queue-only")
-    workers = [node(tmp_path, f"worker{n}", s3_endpoint, cluster_toml(port)) for n in (1, 2)]
+    # One S3 request at a time on the workers (`[sql] s3_reads`): a scan that took a second
+    # slot while holding one would hang here.
+    workers = [node(tmp_path, f"worker{n}", s3_endpoint, cluster_toml(port, s3_reads=1)) for n in (1, 2)]
     logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
     procs = [start_worker(w, catalog, open(log, "w")) for w, log in zip(workers, logs)]
     try:
@@ -100,6 +107,10 @@ def test_a_query_runs_on_the_workers_executors_and_answers_as_the_data_says(tmp_
             print("tasks per executor:", tasks)
             return all(t > 0 for t in tasks)
         wait_for(answered_on_both, seconds=60)
+        for log in logs:
+            assert metric(log, "basin_sql_s3_reads") == 1
+            assert metric(log, "basin_sql_s3_reads_in_flight") == 0, "every slot given back"
+        print("S3 reads that waited for a slot:", [metric(log, "basin_sql_s3_reads_waited_total") for log in logs])
 
         # The CLI of a node sends its query through the same scheduler.
         out = server("query", f"EXPLAIN {sql}", "--format", "json")

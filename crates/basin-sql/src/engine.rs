@@ -71,6 +71,8 @@ impl Engine {
             },
             None => DiskManagerMode::OsTmpDirectory,
         };
+        let counters = Arc::<LimitCounters>::default();
+        let stores = WarehouseOnly::new(&warehouse, limits.s3_reads, counters.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(pool.clone())
             .with_disk_manager_builder(
@@ -78,13 +80,13 @@ impl Engine {
                     .with_mode(disk)
                     .with_max_temp_directory_size(limits.spill_limit),
             )
-            .with_object_store_registry(Arc::new(WarehouseOnly::new(&warehouse)))
+            .with_object_store_registry(Arc::new(stores))
             .build_arc()
             .map_err(|e| Error::internal("cannot set up the SQL engine").with_source(e))?;
         Ok(Self {
             pool,
             runtime,
-            counters: Arc::default(),
+            counters,
             warehouse: warehouse.root(),
             cluster: Arc::default(),
             planners: Planners::start(

@@ -61,7 +61,7 @@ pub use engine::Engine;
 pub use errors::NamespaceOption;
 pub use executors::default_threads as default_query_threads;
 pub use guard::{Dialect, Shape, StatementLimits};
-pub use limits::{BallistaSettings, LimitCounters, SqlEngine, SqlLimits};
+pub use limits::{BallistaSettings, LimitCounters, S3_READS, SqlEngine, SqlLimits};
 pub use planners::{
     DEFAULT_STACK as DEFAULT_PLANNER_STACK, QUERY_NICE, RUNTIME_STACK,
     default_threads as default_planner_threads,

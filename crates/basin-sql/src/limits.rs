@@ -56,6 +56,11 @@ pub struct SqlLimits {
     /// Steps of Linux nice the planning and query threads work below the rest of the
     /// process (`[sql] query_nice`).
     pub query_nice: i32,
+    /// Requests to the warehouse's S3 store SQL has in flight at once in this process
+    /// (`[sql] s3_reads`): more wait for a slot. Without a bound, an executor's scans send
+    /// hundreds of ranged reads at once, and a slow store answers each past its time limit,
+    /// so that every retry adds to the queue instead of the work going on.
+    pub s3_reads: usize,
 }
 
 impl SqlLimits {
@@ -86,9 +91,13 @@ impl Default for SqlLimits {
             planner_stack: planners::DEFAULT_STACK,
             query_threads: crate::executors::default_threads(),
             query_nice: planners::QUERY_NICE,
+            s3_reads: S3_READS,
         }
     }
 }
+
+/// `[sql] s3_reads` unless set.
+pub const S3_READS: usize = 32;
 
 /// Counters of queries stopped by a limit, for metrics.
 #[derive(Debug, Default)]
@@ -99,6 +108,10 @@ pub struct LimitCounters {
     pub distributed_queries: AtomicU64,
     /// Tasks this process's SQL executor ran.
     pub executor_tasks: AtomicU64,
+    /// Requests to the warehouse's S3 store SQL has in flight now (`[sql] s3_reads`).
+    pub s3_reads_in_flight: AtomicU64,
+    /// Requests to the warehouse's S3 store that waited for a slot, so far.
+    pub s3_reads_waited: AtomicU64,
     /// Statements refused by a bound on their text or plan, by the setting's name.
     refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }

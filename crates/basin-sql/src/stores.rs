@@ -12,6 +12,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use basin_core::Error;
@@ -26,7 +27,10 @@ use object_store::{
     Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
+use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
+
+use crate::limits::LimitCounters;
 
 /// The warehouse's files, as the SQL engine may read them.
 #[derive(Clone, Debug, Default)]
@@ -68,7 +72,13 @@ pub(crate) struct WarehouseOnly {
 }
 
 impl WarehouseOnly {
-    pub(crate) fn new(warehouse: &WarehouseFiles) -> Self {
+    /// The stores of `warehouse`; an S3 one has at most `s3_reads` requests in flight, counted
+    /// in `counters`.
+    pub(crate) fn new(
+        warehouse: &WarehouseFiles,
+        s3_reads: usize,
+        counters: Arc<LimitCounters>,
+    ) -> Self {
         match warehouse {
             WarehouseFiles::None => Self {
                 files: None,
@@ -97,6 +107,7 @@ impl WarehouseOnly {
                     inner: Bucket {
                         name: bucket.clone(),
                         operator: operator.clone(),
+                        slots: Slots::new(s3_reads, counters),
                     },
                     // The warehouse at the bucket's root: all of the bucket.
                     prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
@@ -309,6 +320,58 @@ impl<R: Reader> ObjectStore for ReadOnly<R> {
 struct Bucket {
     name: String,
     operator: opendal::Operator,
+    slots: Slots,
+}
+
+/// At most `[sql] s3_reads` requests in flight (a semaphore's permits); the ones in flight
+/// and the ones that waited are counted for `/metrics`.
+#[derive(Debug)]
+struct Slots {
+    permits: Arc<Semaphore>,
+    counters: Arc<LimitCounters>,
+}
+
+/// A request's slot: given back, and the request no longer counted in flight, when dropped.
+struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    counters: &'a LimitCounters,
+}
+
+impl Slots {
+    fn new(limit: usize, counters: Arc<LimitCounters>) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            counters,
+        }
+    }
+
+    async fn take(&self) -> Slot<'_> {
+        let permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.counters
+                    .s3_reads_waited
+                    .fetch_add(1, Ordering::Relaxed);
+                // Never closed: the semaphore lives as long as the store.
+                self.permits.acquire().await.expect("S3 read slots")
+            }
+        };
+        self.counters
+            .s3_reads_in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        Slot {
+            _permit: permit,
+            counters: &self.counters,
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.counters
+            .s3_reads_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Display for Bucket {
@@ -319,6 +382,7 @@ impl fmt::Display for Bucket {
 
 impl Bucket {
     async fn meta(&self, location: &ObjectPath) -> object_store::Result<ObjectMeta> {
+        let _slot = self.slots.take().await;
         let stat = self
             .operator
             .stat(location.as_ref())
@@ -331,6 +395,7 @@ impl Bucket {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        let _slot = self.slots.take().await;
         self.operator
             .read_with(location.as_ref())
             .range(range)
@@ -463,7 +528,8 @@ mod tests {
         std::fs::create_dir_all(&warehouse).unwrap();
         std::fs::write(warehouse.join("data.txt"), "inside").unwrap();
         std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
-        let registry = WarehouseOnly::new(&WarehouseFiles::Local(warehouse.clone()));
+        let registry =
+            WarehouseOnly::new(&WarehouseFiles::Local(warehouse.clone()), 1, Arc::default());
         let url = |p: &Path| Url::from_file_path(p).unwrap();
         let store = registry.get_store(&url(&warehouse)).unwrap();
         let path = |p: &Path| ObjectPath::from(p.to_string_lossy().trim_start_matches('/'));
@@ -495,9 +561,35 @@ mod tests {
                 .is_err()
         );
         assert!(
-            WarehouseOnly::new(&WarehouseFiles::None)
+            WarehouseOnly::new(&WarehouseFiles::None, 1, Arc::default())
                 .get_store(&url(&warehouse))
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn s3_requests_past_the_limit_wait_for_a_slot_and_are_counted() {
+        let counters = Arc::new(LimitCounters::default());
+        let slots = Slots::new(2, counters.clone());
+        let first = slots.take().await;
+        let second = slots.take().await;
+        assert_eq!(counters.s3_reads_in_flight.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.s3_reads_waited.load(Ordering::Relaxed), 0);
+        let third = slots.take();
+        tokio::pin!(third);
+        // No slot is free: the third request waits (and is counted as waiting)...
+        assert!(futures::poll!(third.as_mut()).is_pending());
+        assert_eq!(counters.s3_reads_waited.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.s3_reads_in_flight.load(Ordering::Relaxed), 2);
+        // ...until one is given back.
+        drop(first);
+        let third = third.await;
+        assert_eq!(counters.s3_reads_in_flight.load(Ordering::Relaxed), 2);
+        drop((second, third));
+        assert_eq!(counters.s3_reads_in_flight.load(Ordering::Relaxed), 0);
+        // A limit of 0 in basin.toml still lets one request through at a time.
+        let one = Slots::new(0, counters.clone());
+        let _only = one.take().await;
+        assert!(futures::poll!(std::pin::pin!(one.take())).is_pending());
     }
 }

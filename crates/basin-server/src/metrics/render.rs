@@ -133,6 +133,24 @@ impl Metrics {
                     sql.executor_tasks.load(Ordering::Relaxed) as f64,
                 ),
                 (
+                    "basin_sql_s3_reads",
+                    "gauge",
+                    "`[sql] s3_reads`: requests to the warehouse's S3 store SQL may have in flight at once; more wait.",
+                    limits.s3_reads as f64,
+                ),
+                (
+                    "basin_sql_s3_reads_in_flight",
+                    "gauge",
+                    "Requests to the warehouse's S3 store SQL has in flight now.",
+                    sql.s3_reads_in_flight.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "basin_sql_s3_reads_waited_total",
+                    "counter",
+                    "Requests to the warehouse's S3 store that waited for a slot (`[sql] s3_reads`).",
+                    sql.s3_reads_waited.load(Ordering::Relaxed) as f64,
+                ),
+                (
                     "basin_sql_executor_timeout_seconds",
                     "gauge",
                     "`[sql.ballista] executor_timeout`: an executor silent this long is lost, and its tasks run elsewhere.",

@@ -35,6 +35,8 @@ pub struct SqlSection {
     pub query_threads: Option<usize>,
     /// Steps of nice the planning and query threads work below the rest (0-19, default 4).
     pub query_nice: Option<i32>,
+    /// Requests to the warehouse's S3 store SQL has in flight at once (default 32).
+    pub s3_reads: Option<usize>,
     pub ballista: Option<BallistaSection>,
 }
 
@@ -128,6 +130,9 @@ pub(super) fn resolve(
     }
     if let Some(n) = q.query_nice {
         sql.query_nice = n.clamp(0, 19);
+    }
+    if let Some(n) = q.s3_reads {
+        sql.s3_reads = n.max(1);
     }
     if let Some(b) = &q.ballista {
         let address = |name: &str, value: &str| {

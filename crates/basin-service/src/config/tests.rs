@@ -91,6 +91,16 @@ fn the_postgres_idle_timeout_and_prepared_cap_have_defaults() {
 }
 
 #[test]
+fn s3_reads_is_a_count_of_at_least_one_with_a_default() {
+    let load = |toml: &str| settings(toml).map(|s| s.sql.s3_reads);
+    assert_eq!(load("").unwrap(), basin_sql::S3_READS);
+    assert_eq!(load("[sql]\ns3_reads = 4\n").unwrap(), 4);
+    assert_eq!(load("[sql]\ns3_reads = 0\n").unwrap(), 1);
+    let e = load("[sql]\ns3_reads = \"many\"\n").unwrap_err();
+    assert!(e.message.contains("s3_reads"), "{e}");
+}
+
+#[test]
 fn table_cache_is_a_count_with_a_default() {
     let load = |toml: &str| settings(toml).map(|s| s.sql.table_cache);
     assert_eq!(load("").unwrap(), basin_table::LOADED_TABLES);
