@@ -25,10 +25,8 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ingest_postgres import psql, start_postgres
+import moto
 from run import header, log
 import serving
 
@@ -59,12 +58,6 @@ def stamped(event, context):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def queue_alone(args, port: int, work: Path) -> None:
     psql(port, "CREATE DATABASE queue_bench")
     runs = [("Postgres 15 (fsync on)", f"postgres://postgres@127.0.0.1:{port}/queue_bench"),
@@ -86,22 +79,10 @@ class Cluster:
     def __init__(self, args, port: int, work: Path):
         self.work = work
         self.procs = []
-        s3_port = free_port()
-        moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        self.procs.append(subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(s3_port)],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        endpoint = f"http://127.0.0.1:{s3_port}"
+        proc, endpoint, _ = moto.start()
+        self.procs.append(proc)
         self.env = {**os.environ, "BASIN_S3_ENDPOINT": endpoint, "BASIN_S3_ACCESS_KEY_ID": "bench",
                     "BASIN_S3_SECRET_ACCESS_KEY": "bench", "BASIN_S3_REGION": "us-east-1", "RUST_LOG": "warn"}
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", s3_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        import boto3
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
-                     region_name="us-east-1").create_bucket(Bucket="lake")
         psql(port, "CREATE DATABASE cluster")
         catalog = f"postgres://postgres@127.0.0.1:{port}/cluster"
         serve = work / "serve"

@@ -28,9 +28,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -38,6 +36,7 @@ from pathlib import Path
 
 import duckdb
 
+import moto
 import serving
 from ingest_postgres import psql, start_postgres
 from run import QUERIES, TABLES, basin, duckdb_views, generate, header, log
@@ -94,12 +93,6 @@ class Served:
         self.proc.wait(timeout=60)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def reset_peak(pids: list) -> None:
     for pid in pids:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -146,25 +139,9 @@ class Cluster:
         self.catalog = f"postgres://postgres@127.0.0.1:{self.port}/tpch"
         self.moto, self.s3, endpoint = None, None, ""
         if args.s3:
-            import boto3
-            port = free_port()
-            self.moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
-                                          "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            endpoint = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("moto_server did not start")
-                    time.sleep(0.1)
-            self.s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
-                                   aws_secret_access_key="bench", region_name="us-east-1")
-            self.s3.create_bucket(Bucket="lake")
+            self.moto, endpoint, self.s3 = moto.start()
         self.warehouse = "s3://lake/tpch" if args.s3 else str(work / "shared")
-        self.toml = sql_toml(args.memory_limit, free_port(), args.set, args.s3_reads, endpoint, args.query_timeout)
+        self.toml = sql_toml(args.memory_limit, moto.free_port(), args.set, args.s3_reads, endpoint, args.query_timeout)
 
     def init(self, binary: str, home: Path) -> None:
         (home / "basin.toml").write_text(self.toml)
@@ -218,6 +195,9 @@ class Cluster:
         for proc in self.workers:
             proc.terminate()
             proc.wait(timeout=60)
+        # Reads the store failed (opendal's `io timeout reached`, mostly) and sent again.
+        self.retries = sum((self.work / f"worker{n}.log").read_text().count("will retry")
+                           for n in range(1, len(self.workers) + 1))
         subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.work / "pg" / "data"),
                         "-m", "immediate", "stop"], capture_output=True)
         if self.moto:
@@ -361,6 +341,8 @@ def main() -> None:
     where = (f"a cluster on this machine: `basin serve` (Ballista's scheduler) and {args.executors} `basin worker` "
              "executors, a Postgres catalog, the warehouse a folder they share; peak RSS is the largest node's. "
              if cluster else "")
+    if cluster:
+        where += f"The executors retried {cluster.retries} reads of the store. "
     settings = f"`[sql.datafusion]` {', '.join(args.set)}; " if args.set else ""
     settings += f"`[sql] s3_reads = {args.s3_reads}`; " if args.s3_reads else ""
     where = where.replace("a folder they share", "a bucket of moto's S3 server") if args.s3 else where
