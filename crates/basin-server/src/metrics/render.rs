@@ -13,6 +13,7 @@ impl Metrics {
         self.render_requests(&c, &mut out);
         render_queries(&c, &mut out);
         self.render_sql(&mut out);
+        self.render_sql_reads(&mut out);
         self.render_connections(&mut out);
         self.render_functions(&mut out);
         self.render_limit_hits(&c, &mut out);
@@ -58,11 +59,10 @@ impl Metrics {
         }
     }
 
-    /// The SQL engine: limits and timeouts hit, memory, planners, the cluster, loaded tables.
+    /// The SQL engine: limits and timeouts hit, memory, planners.
     fn render_sql(&self, out: &mut String) {
         let sql = self.sql.counters();
         let limits = self.sql.limits();
-        let loaded = self.tables.loaded_tables();
         write_samples(
             out,
             [
@@ -120,6 +120,18 @@ impl Metrics {
                     "Planning threads parsing or planning a statement now.",
                     self.sql.planners().1 as f64,
                 ),
+            ],
+        );
+    }
+
+    /// Where SQL reads and runs: the cluster's executors, the S3 store's slots, loaded tables.
+    fn render_sql_reads(&self, out: &mut String) {
+        let sql = self.sql.counters();
+        let limits = self.sql.limits();
+        let loaded = self.tables.loaded_tables();
+        write_samples(
+            out,
+            [
                 (
                     "basin_sql_distributed_queries_total",
                     "counter",
