@@ -327,7 +327,7 @@ struct Bucket {
 /// and the ones that waited are counted for `/metrics`.
 #[derive(Debug)]
 struct Slots {
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     counters: Arc<LimitCounters>,
 }
 
@@ -340,7 +340,7 @@ struct Slot<'a> {
 impl Slots {
     fn new(limit: usize, counters: Arc<LimitCounters>) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
+            permits: Semaphore::new(limit.max(1)),
             counters,
         }
     }

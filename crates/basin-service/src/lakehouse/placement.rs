@@ -116,15 +116,19 @@ pub(super) async fn mark_shared_folder(store: &dyn Store, folder: &str) -> Resul
             .and_then(|()| std::fs::rename(&partial, &mark))
             .map_err(|e| Error::io(format!("cannot write {}", mark.display())).with_source(e))?;
     }
-    check_shared_folder(store, folder).await
+    check_mark(folder, Some(&id))
 }
 
 /// Refuses a shared warehouse folder that does not hold the mark of this lakehouse's first
 /// node: the shared folder is not mounted here (this node would see none of the data, and
 /// other nodes none of what it writes), or it is another lakehouse's.
 pub(super) async fn check_shared_folder(store: &dyn Store, folder: &str) -> Result<()> {
+    check_mark(folder, store.setting(MARK_SETTING).await?.as_deref())
+}
+
+/// [`check_shared_folder`] once the catalog's id (`expected`) is known.
+fn check_mark(folder: &str, expected: Option<&str>) -> Result<()> {
     let mark = Path::new(folder).join(MARK_FILE);
-    let expected = store.setting(MARK_SETTING).await?;
     let found = match std::fs::read_to_string(&mark) {
         Ok(found) => Some(found),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
