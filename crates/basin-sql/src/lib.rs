@@ -34,6 +34,7 @@ mod errors;
 mod executors;
 pub mod export;
 pub mod guard;
+mod join_pruning;
 pub mod json;
 mod limits;
 mod mapped;

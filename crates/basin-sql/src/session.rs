@@ -29,7 +29,7 @@ use crate::errors::{NamespaceOption, sql_error};
 use crate::guard::{Dialect, Shape};
 use crate::provider::{CATALOG, RefCatalog};
 use crate::results::{QueryResult, RecordBatchStream, Running, bytes_scanned, collect};
-use crate::{conjunctions, not_in, policy, reserve, rules, view_buffers};
+use crate::{conjunctions, join_pruning, not_in, policy, reserve, rules, view_buffers};
 
 /// DataFusion over the tables of one ref, within an engine's limits.
 #[derive(Clone)]
@@ -148,6 +148,7 @@ impl Session {
         .with_physical_optimizer_rule(Arc::new(not_in::NotInFromTheSubquery))
         .with_physical_optimizer_rule(Arc::new(view_buffers::CompactBuildSideViews))
         .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
+        .with_physical_optimizer_rule(Arc::new(join_pruning::PruneByJoinKeys))
         .build();
         let ctx = SessionContext::new_with_state(state);
         if !catalog.has_namespace(default_schema) {
