@@ -1,6 +1,7 @@
 """Where a `basin serve` that a benchmark started listens, read from what it writes to stderr."""
 
 import re
+import os
 import subprocess
 import threading
 
@@ -25,6 +26,9 @@ def start(basin: str, home, *flags: str, tokens: bool = False) -> tuple:
     `--pg-listen`), quiet but for warnings; with `tokens`, asking callers for a token. Returns
     (the process, `listening`'s ports)."""
     auth = [] if tokens else ["--no-auth"]
+    # A clean environment, but for the allocator's options (`MIMALLOC_*`), for A/B runs of them.
+    env = {"RUST_LOG": "warn", "PATH": "/usr/bin:/bin",
+           **{k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}}
     proc = subprocess.Popen([basin, "--home", str(home), "serve", "--listen", "127.0.0.1:0", *auth, *flags],
-                            stderr=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+                            stderr=subprocess.PIPE, text=True, env=env)
     return proc, listening(proc)
