@@ -14,7 +14,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::commands::*;
 
 /// mimalloc instead of the system allocator: TPC-H and the shared-memory handoff measured
-/// with both (docs/benchmarks/build.md, issue #18).
+/// with both (docs/benchmarks/build.md, issue #18). Built without transparent huge pages
+/// (the workspace's `Cargo.toml` says why).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
