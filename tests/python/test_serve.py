@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -212,3 +213,26 @@ def test_http_api_merges_manages_namespaces_imports_uploads_and_tokens(lakehouse
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_server_keeps_to_small_pages_unless_told(lakehouse):
+    # `basin serve` turns transparent huge pages off for itself (PR_SET_THP_DISABLE; a first
+    # touch of each 2 MiB page could compact memory and zero it all, docs/benchmarks.md); the
+    # kernel shows the flag in the process's status. MIMALLOC_ALLOW_THP set leaves them on.
+    if "THP_enabled" not in Path("/proc/self/status").read_text():
+        pytest.skip("this kernel does not show THP_enabled in /proc/PID/status (before 5.0)")
+    shown = {}
+    plain = lakehouse.env
+    for allow in (None, "1"):
+        lakehouse.env = plain if allow is None else {**plain, "MIMALLOC_ALLOW_THP": allow}
+        try:
+            _, proc = start(lakehouse, "--no-auth")
+        finally:
+            lakehouse.env = plain
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            shown[allow] = re.search(r"THP_enabled:\s*(\d)", status).group(1)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert shown == {None: "0", "1": "1"}, shown

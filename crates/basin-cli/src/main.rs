@@ -14,8 +14,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::commands::*;
 
 /// mimalloc instead of the system allocator: TPC-H and the shared-memory handoff measured
-/// with both (docs/benchmarks/build.md, issue #18). Built without transparent huge pages
-/// (the workspace's `Cargo.toml` says why).
+/// with both (docs/benchmarks/build.md, issue #18). `basin serve` and `basin worker` run
+/// without transparent huge pages ([`no_huge_pages`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -245,9 +245,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => events::run(cmd, ctx.home("events")?).await,
         Command::Put(args) => put::run(args, ctx.home("put")?).await,
         Command::Run(args) => run::run(args, ctx).await,
-        Command::Serve(args) => serve::run(args, ctx.home("serve")?).await,
+        Command::Serve(args) => {
+            no_huge_pages();
+            serve::run(args, ctx.home("serve")?).await
+        }
         Command::Mcp(args) => mcp::run(args, ctx).await,
-        Command::Worker(args) => worker::run(args, ctx.home("worker")?).await,
+        Command::Worker(args) => {
+            no_huge_pages();
+            worker::run(args, ctx.home("worker")?).await
+        }
         Command::Token(cmd) => token::run(cmd, ctx).await,
         Command::Audit(cmd) => audit::run(cmd, ctx).await,
         Command::Runs(cmd) => runs::run(cmd, ctx).await,
@@ -261,6 +267,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ctx.home("demo")?;
             demo::run(args).await
         }
+    }
+}
+
+/// A long-running process (`basin serve`, `basin worker`) keeps from here on to the kernel's
+/// 4 KiB pages. mimalloc asks for transparent huge pages, and where THP's `defrag` is
+/// `madvise` (the kernel's default) each first touch of a 2 MiB page compacts memory and
+/// zeroes all of it, every time a query's memory comes back from the kernel: up to half of
+/// TPC-H SF10's CPU through `basin serve`, 1.38-1.40x DuckDB with huge pages against
+/// 1.22-1.28x without (docs/benchmarks.md). A one-shot `basin query` keeps them: there the
+/// fewer page faults won (about 8% at SF1). The processes a server starts (functions'
+/// workers) inherit the choice. `MIMALLOC_ALLOW_THP` set keeps huge pages everywhere.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: PR_SET_THP_DISABLE reads integer arguments (unsigned longs, as passed) and
+        // touches no memory of ours. It fails only on kernels older than 3.15, which keep
+        // their huge pages: nothing to do then.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
     }
 }
 
