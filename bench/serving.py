@@ -1,7 +1,7 @@
 """Where a `basin serve` that a benchmark started listens, read from what it writes to stderr."""
 
-import re
 import os
+import re
 import subprocess
 import threading
 

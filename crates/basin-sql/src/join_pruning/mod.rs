@@ -41,7 +41,7 @@ use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetS
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, InListExpr, Literal,
+    BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, InListExpr, Literal, lit,
 };
 use datafusion::physical_expr::{conjunction, split_conjunction};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -198,7 +198,7 @@ pub(crate) fn for_pruning(expr: &Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr>
                 .map(Keys::of)
                 .collect();
             if branches.is_empty() {
-                return Arc::new(Literal::new(ScalarValue::Boolean(Some(false))));
+                return lit(false);
             }
             Keys::union(branches)
         }
@@ -304,8 +304,8 @@ impl Keys {
     }
 }
 
-/// `values` (sorted, without nulls or repeats) as at most [`MAX_TERMS`] ranges that cover them
-/// all: split at the widest gaps where the values have distances (numbers, dates), else into
+/// `values` (in any order; nulls, which match nothing, dropped) as at most [`MAX_TERMS`]
+/// sorted ranges that cover them all: split at the widest gaps where the values have distances (numbers, dates), else into
 /// runs of about equal counts.
 fn ranges(mut values: Vec<ScalarValue>) -> Vec<(ScalarValue, ScalarValue)> {
     values.retain(|v| !v.is_null());
@@ -343,11 +343,7 @@ fn range(
     high: ScalarValue,
 ) -> Arc<dyn PhysicalExpr> {
     let compare = |op, value| {
-        Arc::new(BinaryExpr::new(
-            Arc::clone(key),
-            op,
-            Arc::new(Literal::new(value)),
-        )) as Arc<dyn PhysicalExpr>
+        Arc::new(BinaryExpr::new(Arc::clone(key), op, lit(value))) as Arc<dyn PhysicalExpr>
     };
     if low == high {
         return compare(Operator::Eq, low);
@@ -374,7 +370,7 @@ fn never_true(expr: &Arc<dyn PhysicalExpr>) -> bool {
 /// `a OR b OR ..` as a balanced tree (the pruner recurses once per level); `false` when empty.
 fn disjunction(mut terms: Vec<Arc<dyn PhysicalExpr>>) -> Arc<dyn PhysicalExpr> {
     match terms.len() {
-        0 => Arc::new(Literal::new(ScalarValue::Boolean(Some(false)))),
+        0 => lit(false),
         1 => terms.swap_remove(0),
         n => {
             let right = terms.split_off(n / 2);
