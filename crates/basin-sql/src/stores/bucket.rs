@@ -16,7 +16,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{Attributes, GetOptions, GetResult, GetResultPayload, ListResult, ObjectMeta};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::Reader;
+use super::reader::Reader;
 use crate::limits::LimitCounters;
 
 /// An S3 bucket through an opendal operator rooted at it.

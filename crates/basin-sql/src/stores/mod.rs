@@ -2,10 +2,14 @@
 //! scans (local, and on Ballista's scheduler and executors) read their data files through
 //! them; a plan that named any other path would find nothing to open.
 //!
-//! One wall, [`ReadOnly`], over two readers: the local file system, and the warehouse's S3
-//! bucket ([`bucket`]).
+//! One wall, [`ReadOnly`], over two readers: the local file system ([`local`]), and the
+//! warehouse's S3 bucket ([`bucket`]).
 
 mod bucket;
+mod local;
+mod reader;
+
+use reader::Reader;
 
 use std::fmt;
 use std::ops::Range;
@@ -19,7 +23,6 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -87,7 +90,7 @@ impl WarehouseOnly {
                     // A warehouse at `/` would let every file in: then none is.
                     files: (!prefix.is_empty()).then(|| {
                         Arc::new(ReadOnly {
-                            inner: LocalFileSystem::new(),
+                            inner: local::LocalFiles::new(),
                             prefix: Some(prefix),
                         }) as Arc<dyn ObjectStore>
                     }),
@@ -139,50 +142,6 @@ impl ObjectStoreRegistry for WarehouseOnly {
                     .with_hint("queries read the lakehouse's tables by name, e.g. `sales.orders`"),
             ))),
         }
-    }
-}
-
-/// What [`ReadOnly`] reads with.
-#[async_trait]
-trait Reader: fmt::Debug + fmt::Display + Send + Sync + 'static {
-    async fn get_opts(
-        &self,
-        location: &ObjectPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult>;
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>>;
-    fn list(&self, prefix: &ObjectPath) -> BoxStream<'static, object_store::Result<ObjectMeta>>;
-    async fn list_with_delimiter(&self, prefix: &ObjectPath) -> object_store::Result<ListResult>;
-}
-
-#[async_trait]
-impl Reader for LocalFileSystem {
-    async fn get_opts(
-        &self,
-        location: &ObjectPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        ObjectStore::get_opts(self, location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        ObjectStore::get_ranges(self, location, ranges).await
-    }
-
-    fn list(&self, prefix: &ObjectPath) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        ObjectStore::list(self, Some(prefix))
-    }
-
-    async fn list_with_delimiter(&self, prefix: &ObjectPath) -> object_store::Result<ListResult> {
-        ObjectStore::list_with_delimiter(self, Some(prefix)).await
     }
 }
 
