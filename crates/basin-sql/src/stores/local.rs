@@ -16,7 +16,9 @@
 //!
 //! A mapping is safe to read as long as the file is not cut short beneath it (which would
 //! raise `SIGBUS`). Basin never rewrites a data file: Iceberg's files are immutable once
-//! committed, and expiry deletes them, which an open mapping survives.
+//! committed, and expiry deletes them, which an open mapping survives. Files that other tools
+//! wrote and may rewrite (`basin table add-files`) are not read here: their tables carry a
+//! name mapping, and `mapped.rs` scans them with iceberg's own reader.
 
 use std::collections::HashMap;
 use std::fmt;
