@@ -59,7 +59,7 @@ struct Maps(Arc<Mutex<HashMap<PathBuf, Held>>>);
 /// A mapping while it is held, and the file it was made from.
 type Held = (FileId, Weak<Mmap>);
 
-/// A file as its metadata tells it apart: inode, size and time of last change.
+/// A file as its metadata tells it apart: inode, size and time of last write.
 type FileId = (u64, u64, i64, i64);
 
 impl Maps {
