@@ -127,7 +127,7 @@ fn check_policy(ctx: &SessionContext, bytes: &[u8]) -> Verdict {
                 ));
             }
             if allowed {
-                let planned = futures::executor::block_on(crate::session::plan_statement(
+                let planned = futures::executor::block_on(crate::planners::plan_statement(
                     &ctx.state(),
                     statement.clone(),
                 ));

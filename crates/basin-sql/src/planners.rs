@@ -166,6 +166,30 @@ impl Planners {
     }
 }
 
+/// Plans one statement. DataFusion's planner has panics a statement can reach (53.1:
+/// `SELECT TABLE 1` unwraps a missing string); one becomes an internal error instead of
+/// taking the session's caller down.
+pub(crate) async fn plan_statement(
+    state: &datafusion::execution::session_state::SessionState,
+    statement: datafusion::sql::parser::Statement,
+) -> std::result::Result<datafusion::logical_expr::LogicalPlan, datafusion::error::DataFusionError>
+{
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(state.statement_to_plan(statement))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(datafusion::error::DataFusionError::Internal(format!(
+                "DataFusion's planner failed on this statement: {why}"
+            )))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
