@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 mod render;
+mod render_sql;
 
 pub struct Metrics {
     started: Instant,

@@ -59,149 +59,6 @@ impl Metrics {
         }
     }
 
-    /// The SQL engine: limits and timeouts hit, memory, planners.
-    fn render_sql(&self, out: &mut String) {
-        let sql = self.sql.counters();
-        let limits = self.sql.limits();
-        write_samples(
-            out,
-            [
-                (
-                    "basin_query_timeouts_total",
-                    "counter",
-                    "SQL queries stopped at `[sql] query_timeout` (or a client's statement_timeout).",
-                    sql.timed_out.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_query_memory_exhausted_total",
-                    "counter",
-                    "SQL queries stopped by `[sql] query_memory_limit` or `memory_limit`.",
-                    sql.out_of_memory.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_sql_memory_reserved_bytes",
-                    "gauge",
-                    "Memory SQL queries hold now.",
-                    self.sql.memory_reserved() as f64,
-                ),
-                (
-                    "basin_sql_memory_limit_bytes",
-                    "gauge",
-                    "`[sql] memory_limit`: memory all queries together may hold.",
-                    limits.memory_limit as f64,
-                ),
-                (
-                    "basin_sql_query_memory_limit_bytes",
-                    "gauge",
-                    "`[sql] query_memory_limit`: memory one query may hold.",
-                    limits.query_memory_limit as f64,
-                ),
-                (
-                    "basin_sql_planner_threads",
-                    "gauge",
-                    "`[sql] planner_threads`: statements parsed and planned at once.",
-                    self.sql.planners().0 as f64,
-                ),
-                (
-                    "basin_sql_query_threads",
-                    "gauge",
-                    "`[sql] query_threads`: threads that run query plans.",
-                    limits.query_threads as f64,
-                ),
-                (
-                    "basin_sql_query_nice",
-                    "gauge",
-                    "`[sql] query_nice`: steps of Linux nice planning and query threads work below the server.",
-                    f64::from(limits.query_nice),
-                ),
-                (
-                    "basin_sql_planner_busy",
-                    "gauge",
-                    "Planning threads parsing or planning a statement now.",
-                    self.sql.planners().1 as f64,
-                ),
-            ],
-        );
-    }
-
-    /// Where SQL reads and runs: the cluster's executors, the S3 store's slots, loaded tables.
-    fn render_sql_reads(&self, out: &mut String) {
-        let sql = self.sql.counters();
-        let limits = self.sql.limits();
-        let loaded = self.tables.loaded_tables();
-        write_samples(
-            out,
-            [
-                (
-                    "basin_sql_distributed_queries_total",
-                    "counter",
-                    "SQL queries this node sent to the cluster's executors (`[sql] engine`).",
-                    sql.distributed_queries.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_sql_executor_tasks_total",
-                    "counter",
-                    "Distributed query tasks this node's SQL executor ran.",
-                    sql.executor_tasks.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_sql_s3_reads",
-                    "gauge",
-                    "`[sql] s3_reads`: requests to the warehouse's S3 store SQL may have in flight at once; more wait.",
-                    limits.s3_reads as f64,
-                ),
-                (
-                    "basin_sql_s3_reads_in_flight",
-                    "gauge",
-                    "Requests to the warehouse's S3 store SQL has in flight now.",
-                    sql.s3_reads_in_flight.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_sql_s3_reads_waited_total",
-                    "counter",
-                    "Requests to the warehouse's S3 store that waited for a slot (`[sql] s3_reads`).",
-                    sql.s3_reads_waited.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    "basin_sql_executor_timeout_seconds",
-                    "gauge",
-                    "`[sql.ballista] executor_timeout`: an executor silent this long is lost, and its tasks run elsewhere.",
-                    limits.ballista.executor_timeout.as_secs_f64(),
-                ),
-                (
-                    "basin_sql_distributed_threshold_bytes",
-                    "gauge",
-                    "`[sql] distributed_threshold`: with `engine = \"auto\"`, the data from which a query goes to the executors.",
-                    limits.distributed_threshold as f64,
-                ),
-                (
-                    "basin_sql_table_cache_tables",
-                    "gauge",
-                    "Loaded tables kept for the next query (at most `[sql] table_cache`).",
-                    loaded.tables as f64,
-                ),
-                (
-                    "basin_sql_table_cache_limit_tables",
-                    "gauge",
-                    "`[sql] table_cache`: how many loaded tables the server keeps.",
-                    limits.table_cache as f64,
-                ),
-                (
-                    "basin_sql_table_cache_hits_total",
-                    "counter",
-                    "Tables a query found loaded already.",
-                    loaded.hits as f64,
-                ),
-                (
-                    "basin_sql_table_cache_misses_total",
-                    "counter",
-                    "Tables a query read from their metadata file.",
-                    loaded.misses as f64,
-                ),
-            ],
-        );
-    }
-
     /// Connections open now on each door.
     fn render_connections(&self, out: &mut String) {
         write_samples(
@@ -559,7 +416,10 @@ fn render_sources(out: &mut String, sources: &BTreeMap<String, SourceStream>) {
 }
 
 /// Unlabelled samples, each after its HELP and TYPE lines: (name, type, help, value).
-fn write_samples<const N: usize>(out: &mut String, samples: [(&str, &str, &str, f64); N]) {
+pub(super) fn write_samples<const N: usize>(
+    out: &mut String,
+    samples: [(&str, &str, &str, f64); N],
+) {
     for (name, kind, help, value) in samples {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
