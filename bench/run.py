@@ -405,7 +405,7 @@ def warm_server(binary: str, home: Path):
             body = json.dumps({"sql": sql, "namespace": "tpch"})
             started = time.perf_counter()
             connection.request("POST", "/api/v1/query", body=body,
-                               headers={"Content-Type": "application/json",
+                               headers={"Content-Type": "application/json", "Cache-Control": "no-cache",
                                         "Accept": "application/vnd.apache.arrow.stream"})
             response = connection.getresponse()
             answer = response.read()

@@ -5,6 +5,10 @@
 //! answer with an `error` member, and breaks off an Arrow stream (so no client mistakes a
 //! partial answer for a whole one). JSON numbers are exact ([`basin_sql::json`]): decimals
 //! as strings with their scale, 64-bit integers past 2^53 as strings.
+//!
+//! Answers come from the result cache when it holds them (`[sql] result_cache`, see
+//! `basin_sql`'s `result_cache`), marked `Basin-Result-Cache: hit`; a request with
+//! `Cache-Control: no-cache` (or `no-store`) runs its query and keeps nothing.
 
 use std::sync::Arc;
 
@@ -23,6 +27,9 @@ use serde::Deserialize;
 use crate::api::{ARROW_STREAM, ApiError, error_body};
 use crate::meter::Meter;
 use crate::state::AppState;
+
+/// Says whether the answer came from the result cache (`hit`) or ran (`miss`).
+const CACHE_HEADER: header::HeaderName = header::HeaderName::from_static("basin-result-cache");
 
 #[derive(Deserialize)]
 pub(crate) struct QueryRequest {
@@ -54,6 +61,12 @@ pub(crate) async fn query(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
     let file = file.or(wants_arrow.then_some(FileFormat::Arrow));
+    let cache = !headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| matches!(d.trim(), "no-cache" | "no-store"));
     let meter = Arc::new(Meter::new(
         "http",
         state.lakehouse.clone(),
@@ -69,17 +82,18 @@ pub(crate) async fn query(
             request.namespace.as_deref(),
         )
         .await?
-        .with_namespace_option(basin_sql::NamespaceOption::RequestField);
+        .with_namespace_option(basin_sql::NamespaceOption::RequestField)
+        .with_result_cache(cache);
         let mut running = session
             .start(&request.sql, session.default_timeout())
             .await?;
         meter.plan(running.plan.clone());
         // The first batch before the answer starts, so that most errors get a status.
         let first = running.batches.next().await.transpose()?;
-        Ok::<_, Error>((running.schema, first, running.batches))
+        Ok::<_, Error>((running.schema, first, running.batches, running.cached))
     }
     .await;
-    let (schema, first, batches) = match started {
+    let (schema, first, batches, cached) = match started {
         Ok(started) => started,
         Err(e) => {
             meter.failed(&e);
@@ -87,9 +101,14 @@ pub(crate) async fn query(
         }
     };
     let batches = futures::stream::iter(first.map(Ok)).chain(batches).boxed();
+    let cache_header = (CACHE_HEADER, if cached { "hit" } else { "miss" });
     if let Some(format) = file {
         let body = file_body(format, schema, batches, meter)?;
-        let mut response = ([(header::CONTENT_TYPE, format.media_type())], body).into_response();
+        let mut response = (
+            [(header::CONTENT_TYPE, format.media_type()), cache_header],
+            body,
+        )
+            .into_response();
         if format != FileFormat::Arrow {
             let disposition = format!("attachment; filename=\"query.{}\"", format.extension());
             if let Ok(value) = header::HeaderValue::from_str(&disposition) {
@@ -105,7 +124,7 @@ pub(crate) async fn query(
         bytes: state.limits.json_max_bytes,
     };
     Ok((
-        [(header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, "application/json"), cache_header],
         json_body(&schema, batches, caps, meter),
     )
         .into_response())

@@ -22,6 +22,7 @@ use crate::guard::{self, Bound, Dialect, Shape, StatementLimits};
 use crate::limits::{LimitCounters, STRING_VIEWS, SqlLimits};
 use crate::memory::QueryPool;
 use crate::planners::Planners;
+use crate::result_cache::{ResultCache, ResultCacheStats};
 use crate::results::RecordBatchStream;
 use crate::stores::{WarehouseFiles, WarehouseOnly};
 use crate::{depth, parse};
@@ -41,6 +42,8 @@ pub struct Engine {
     planners: Planners,
     /// The threads plans run on, apart from the runtime that answers requests.
     executors: Executors,
+    /// Answers kept for the next identical query (`[sql] result_cache`).
+    answers: Arc<ResultCache>,
 }
 
 impl fmt::Debug for Engine {
@@ -95,6 +98,7 @@ impl Engine {
                 limits.query_nice,
             )?,
             executors: Executors::new(limits.query_threads, limits.query_nice),
+            answers: Arc::new(ResultCache::new(limits.result_cache)),
             limits,
         })
     }
@@ -237,6 +241,15 @@ impl Engine {
 
     pub fn counters(&self) -> &LimitCounters {
         &self.counters
+    }
+
+    /// What the result cache holds and has done (`[sql] result_cache`).
+    pub fn result_cache(&self) -> ResultCacheStats {
+        self.answers.stats()
+    }
+
+    pub(crate) fn answers(&self) -> &Arc<ResultCache> {
+        &self.answers
     }
 
     /// The runtime of one session: the shared spill space and files, and a memory pool that

@@ -46,6 +46,7 @@ pub mod policy;
 mod provider;
 mod pruned;
 mod reserve;
+mod result_cache;
 mod results;
 mod rules;
 mod session;
@@ -68,6 +69,7 @@ pub use planners::{
     default_threads as default_planner_threads,
 };
 pub use provider::CATALOG;
+pub use result_cache::{RESULT_CACHE, ResultCacheStats};
 pub use results::{QueryResult, RecordBatchStream, Running, bytes_scanned, text_rows};
 pub use session::Session;
 pub use stores::WarehouseFiles;

@@ -44,6 +44,9 @@ pub struct SqlLimits {
     /// How many loaded tables (parsed metadata, and the manifests read since) a process
     /// keeps for the next query (`[sql] table_cache`); 0 keeps none.
     pub table_cache: u64,
+    /// Bytes of answers a process keeps for the next identical query (`[sql]
+    /// result_cache`, [`crate::result_cache`]); 0 keeps none.
+    pub result_cache: u64,
     /// Bounds on a statement's text, and on its plan's depth (`[sql] max_statement_size`,
     /// `max_nesting`, `max_expression_depth`, `max_joins`).
     pub statement: StatementLimits,
@@ -85,6 +88,7 @@ impl Default for SqlLimits {
             engine: SqlEngine::default(),
             distributed_threshold: 1 << 30,
             table_cache: basin_table::LOADED_TABLES,
+            result_cache: crate::result_cache::RESULT_CACHE,
             ballista: BallistaSettings::default(),
             statement: StatementLimits::default(),
             planner_threads: planners::default_threads(),

@@ -31,6 +31,9 @@ pub struct Running {
     pub schema: SchemaRef,
     pub batches: RecordBatchStream,
     pub plan: Arc<dyn ExecutionPlan>,
+    /// Whether the answer came from the result cache ([`crate::result_cache`]); its plan
+    /// then ran nothing and read nothing.
+    pub cached: bool,
 }
 
 /// Bytes a physical plan's scans read from storage, from DataFusion's Parquet scan metrics.

@@ -118,7 +118,8 @@ pub(super) async fn diff(agent: &Agent, args: &Args<'_>) -> Result<String> {
 }
 
 /// Runs read-only SQL and answers at most `max_rows` rows and `[server] mcp_max_bytes` of
-/// text. Reading stops at the cap: an agent's answer never holds more than it shows.
+/// text. Reading stops at the cap: an agent's answer never holds more than it shows. An
+/// answer read whole is kept in the result cache for the next identical query.
 pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
     let (state, sql) = (&agent.state, args.required("sql")?);
     let cap = state.limits.mcp_max_rows;
@@ -127,7 +128,9 @@ pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
     let meter = Meter::new("mcp", lake.clone(), state.metrics.clone());
     let started = async {
         let at = lake.resolve(args.text("ref").as_deref()).await?;
-        let session = basin_sql::Session::new(lake.sql(), lake.iceberg_tables(), &at, None).await?;
+        let session = basin_sql::Session::new(lake.sql(), lake.iceberg_tables(), &at, None)
+            .await?
+            .with_result_cache(true);
         session.start(&sql, session.default_timeout()).await
     };
     let mut running = started.await.inspect_err(|e| meter.failed(e))?;

@@ -72,11 +72,13 @@ impl Metrics {
         );
     }
 
-    /// Where SQL reads and runs: the cluster's executors, the S3 store's slots, loaded tables.
+    /// Where SQL reads and runs: the cluster's executors, the S3 store's slots, loaded tables,
+    /// kept answers.
     pub(super) fn render_sql_reads(&self, out: &mut String) {
         let sql = self.sql.counters();
         let limits = self.sql.limits();
         let loaded = self.tables.loaded_tables();
+        let answers = self.sql.result_cache();
         write_samples(
             out,
             [
@@ -145,6 +147,42 @@ impl Metrics {
                     "counter",
                     "Tables a query read from their metadata file.",
                     loaded.misses as f64,
+                ),
+                (
+                    "basin_sql_result_cache_limit_bytes",
+                    "gauge",
+                    "`[sql] result_cache`: bytes of answers the server keeps for the next identical query.",
+                    answers.limit as f64,
+                ),
+                (
+                    "basin_sql_result_cache_bytes",
+                    "gauge",
+                    "Bytes of answers kept now.",
+                    answers.bytes as f64,
+                ),
+                (
+                    "basin_sql_result_cache_answers",
+                    "gauge",
+                    "Answers kept now.",
+                    answers.answers as f64,
+                ),
+                (
+                    "basin_sql_result_cache_hits_total",
+                    "counter",
+                    "Queries answered from the result cache.",
+                    answers.hits as f64,
+                ),
+                (
+                    "basin_sql_result_cache_misses_total",
+                    "counter",
+                    "Queries that looked in the result cache and ran.",
+                    answers.misses as f64,
+                ),
+                (
+                    "basin_sql_result_cache_too_big_total",
+                    "counter",
+                    "Answers not kept for their size (over an eighth of `[sql] result_cache`).",
+                    answers.too_big as f64,
                 ),
             ],
         );

@@ -7,7 +7,7 @@ use super::*;
 
 /// A server whose `main` holds `sales.orders` and `hr.salaries`, with tokens `ana`
 /// (read sales.*) and `bo` (read sales.*, write sandbox.* on dev/*); their secrets.
-async fn granted() -> (Server, String, String) {
+pub(super) async fn granted() -> (Server, String, String) {
     let server = server().await;
     for (table, csv) in [
         ("sales.orders", "id,amount\n1,10\n2,3\n"),
@@ -21,7 +21,7 @@ async fn granted() -> (Server, String, String) {
 }
 
 /// Imports `csv` into `table` on `main`, as whoever acts.
-async fn import_csv(server: &Server, table: &str, csv: &str) -> basin_core::Result<()> {
+pub(super) async fn import_csv(server: &Server, table: &str, csv: &str) -> basin_core::Result<()> {
     let file = server.dir.path().join(format!("{table}.csv"));
     std::fs::write(&file, csv).expect("write");
     let request = basin_ingest::ImportRequest::new(vec![file.display().to_string()], table, "main");

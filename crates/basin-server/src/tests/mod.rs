@@ -14,6 +14,7 @@ mod grants;
 mod mcp;
 mod protection;
 mod queries;
+mod result_cache;
 
 const HOST: &str = "127.0.0.1:8181";
 

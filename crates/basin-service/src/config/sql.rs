@@ -25,6 +25,8 @@ pub struct SqlSection {
     pub distributed_threshold: Option<SizeValue>,
     /// Loaded tables a process keeps (0: none).
     pub table_cache: Option<u64>,
+    /// Bytes of answers a process keeps for the next identical query ("0": none).
+    pub result_cache: Option<SizeValue>,
     pub max_statement_size: Option<SizeValue>,
     pub max_expression_depth: Option<usize>,
     pub parse_steps_per_token: Option<u64>,
@@ -106,6 +108,9 @@ pub(super) fn resolve(
     if let Some(n) = q.table_cache {
         sql.table_cache = n;
     }
+    if let Some(v) = &q.result_cache {
+        sql.result_cache = v.bytes(&setting("sql", "result_cache"))?;
+    }
     if let Some(v) = &q.max_statement_size {
         sql.statement.max_size = v.in_memory(&setting("sql", "max_statement_size"), 1 << 10)?;
     }
@@ -135,42 +140,7 @@ pub(super) fn resolve(
         sql.s3_reads = n.max(1);
     }
     if let Some(b) = &q.ballista {
-        let address = |name: &str, value: &str| {
-            if value
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-            {
-                Ok(value.to_string())
-            } else {
-                Err(Error::invalid(format!(
-                    "basin.toml: [sql.ballista] {name}: `{value}` is not HOST:PORT"
-                ))
-                .with_hint(
-                    "e.g. \"10.0.0.5:50050\" (port 0 picks a free one where this node listens)",
-                ))
-            }
-        };
-        if let Some(v) = &b.scheduler {
-            sql.ballista.scheduler = Some(address("scheduler", v)?);
-        }
-        if let Some(v) = &b.executor_listen {
-            sql.ballista.executor_listen = address("executor_listen", v)?;
-        }
-        sql.ballista.executor_advertise = b.executor_advertise.clone();
-        if let Some(n) = b.executor_slots {
-            sql.ballista.executor_slots = n.max(1);
-        }
-        if let Some(v) = &b.executor_timeout {
-            let name = setting("sql.ballista", "executor_timeout");
-            sql.ballista.executor_timeout = v
-                .limit(&name)?
-                .filter(|d| *d >= std::time::Duration::from_secs(1))
-                .ok_or_else(|| {
-                    Error::invalid(format!("{name}: at least one second")).with_hint(
-                        "executors poll the scheduler many times a second; \"30s\" is the default",
-                    )
-                })?;
-        }
+        ballista(b, &mut sql.ballista, setting)?;
     }
     for (key, value) in q.datafusion.iter().flatten() {
         let key = if key.starts_with("datafusion.") {
@@ -189,4 +159,47 @@ pub(super) fn resolve(
         })?;
     }
     Ok(sql)
+}
+
+/// `[sql.ballista]`, resolved into `out`.
+fn ballista(
+    b: &BallistaSection,
+    out: &mut basin_sql::BallistaSettings,
+    setting: &dyn Fn(&str, &str) -> String,
+) -> Result<()> {
+    let address = |name: &str, value: &str| {
+        if value
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            Ok(value.to_string())
+        } else {
+            Err(Error::invalid(format!(
+                "basin.toml: [sql.ballista] {name}: `{value}` is not HOST:PORT"
+            ))
+            .with_hint("e.g. \"10.0.0.5:50050\" (port 0 picks a free one where this node listens)"))
+        }
+    };
+    if let Some(v) = &b.scheduler {
+        out.scheduler = Some(address("scheduler", v)?);
+    }
+    if let Some(v) = &b.executor_listen {
+        out.executor_listen = address("executor_listen", v)?;
+    }
+    out.executor_advertise = b.executor_advertise.clone();
+    if let Some(n) = b.executor_slots {
+        out.executor_slots = n.max(1);
+    }
+    if let Some(v) = &b.executor_timeout {
+        let name = setting("sql.ballista", "executor_timeout");
+        out.executor_timeout = v
+            .limit(&name)?
+            .filter(|d| *d >= std::time::Duration::from_secs(1))
+            .ok_or_else(|| {
+                Error::invalid(format!("{name}: at least one second")).with_hint(
+                    "executors poll the scheduler many times a second; \"30s\" is the default",
+                )
+            })?;
+    }
+    Ok(())
 }

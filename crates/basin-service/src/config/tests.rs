@@ -110,6 +110,19 @@ fn table_cache_is_a_count_with_a_default() {
 }
 
 #[test]
+fn result_cache_is_a_size_with_a_default() {
+    let load = |toml: &str| settings(toml).map(|s| s.sql.result_cache);
+    assert_eq!(load("").unwrap(), basin_sql::RESULT_CACHE);
+    assert_eq!(
+        load("[sql]\nresult_cache = \"256MiB\"\n").unwrap(),
+        256 << 20
+    );
+    assert_eq!(load("[sql]\nresult_cache = \"0\"\n").unwrap(), 0);
+    let e = load("[sql]\nresult_cache = \"lots\"\n").unwrap_err();
+    assert!(e.message.contains("result_cache"), "{e}");
+}
+
+#[test]
 fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() {
     let load = |toml: &str| settings(toml).map(|s| s.sql);
     let default = load("").unwrap();

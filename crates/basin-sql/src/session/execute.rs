@@ -214,6 +214,7 @@ impl Session {
             schema: running.schema,
             batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
             plan: running.plan,
+            cached: false,
         })
     }
 
@@ -252,6 +253,7 @@ impl Session {
                 })
                 .boxed(),
             plan: physical,
+            cached: false,
         })
     }
 }

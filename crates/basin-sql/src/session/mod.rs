@@ -24,6 +24,7 @@ use crate::errors::{NamespaceOption, sql_error};
 use crate::guard::{Dialect, Shape};
 use crate::planners::plan_statement;
 use crate::provider::{CATALOG, RefCatalog};
+use crate::result_cache::{self, AnswerKey};
 use crate::results::{QueryResult, Running, bytes_scanned, collect};
 use crate::{conjunctions, join_pruning, not_in, policy, reserve, rules, view_buffers};
 
@@ -38,6 +39,12 @@ pub struct Session {
     feeds: Arc<Feeds>,
     engine: Engine,
     option: NamespaceOption,
+    /// The commit the session reads, and whether its tables read strings as views: what an
+    /// answer depends on besides its text ([`AnswerKey`]).
+    commit: String,
+    string_views: bool,
+    /// Whether scripts look for their answer in the result cache, and keep it there.
+    cached: bool,
 }
 
 /// DataFusion options Basin sets unlike DataFusion's defaults; `[sql.datafusion]` overrides
@@ -170,12 +177,23 @@ impl Session {
             feeds,
             engine: engine.clone(),
             option: NamespaceOption::default(),
+            commit: at.commit.to_string(),
+            string_views,
+            cached: false,
         })
     }
 
     /// Says how this session's caller picks the default namespace (for hints).
     pub fn with_namespace_option(mut self, option: NamespaceOption) -> Self {
         self.option = option;
+        self
+    }
+
+    /// Makes [`Session::start`] answer from the result cache when it holds the answer, and
+    /// keep answers there (`[sql] result_cache`, see [`crate::result_cache`]): for doors
+    /// whose readers ask the same again (the console, dashboards). Off unless asked for.
+    pub fn with_result_cache(mut self, on: bool) -> Self {
+        self.cached = on;
         self
     }
 
@@ -243,10 +261,24 @@ impl Session {
     pub async fn start(&self, sql: &str, timeout: Option<Duration>) -> Result<Running> {
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
         self.engine.check_size(sql)?;
+        let key = self.answer_key(sql);
+        if let Some(key) = &key
+            && let Some((schema, batches)) = self.engine.answers().get(key).await
+        {
+            let plan = Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+                schema.clone(),
+            ));
+            return Ok(Running {
+                schema,
+                batches,
+                plan,
+                cached: true,
+            });
+        }
         let (this, sql) = (self.clone(), sql.to_string());
         let planned = self.engine.on_planner(async move {
             let shape = this.engine.guard(&sql, Dialect::Basin)?;
-            this.start_script(&sql, &shape, deadline).await
+            this.start_script(&sql, &shape, deadline, key).await
         });
         self.within(deadline, planned).await
     }
@@ -256,6 +288,7 @@ impl Session {
         sql: &str,
         shape: &Shape,
         deadline: Option<Deadline>,
+        key: Option<AnswerKey>,
     ) -> Result<Running> {
         let statements = self.engine.parse(sql, shape)?;
         if statements.is_empty() {
@@ -265,6 +298,12 @@ impl Session {
         for statement in &statements {
             policy::check(statement)?;
         }
+        // A change feed's rows are not a commit's alone.
+        let key = key.filter(|_| {
+            statements
+                .iter()
+                .all(|s| crate::changes::calls(s).is_empty())
+        });
         // The last query's plan; else what the last other statement (a view, SHOW) gave.
         let mut last_query = None;
         let mut last_other = None;
@@ -300,12 +339,21 @@ impl Session {
         let mut running = match (last_query, last_other) {
             (Some((plan, statement, before)), _) => {
                 prelude.truncate(before);
-                self.execute_routed(plan, statement, prelude).await?
+                let key = key.filter(|_| result_cache::same_every_time(&plan));
+                let mut running = self.execute_routed(plan, statement, prelude).await?;
+                if let Some(key) = key {
+                    running.batches =
+                        self.engine
+                            .answers()
+                            .fill(key, running.schema.clone(), running.batches);
+                }
+                running
             }
             (None, Some((plan, batches))) => Running {
                 schema: plan.schema(),
                 batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
                 plan,
+                cached: false,
             },
             (None, None) => return Err(Error::internal("a script with no statement ran")),
         };
@@ -313,5 +361,37 @@ impl Session {
             running.batches = self.engine.until(running.batches, deadline);
         }
         Ok(running)
+    }
+}
+
+impl Session {
+    /// What `sql`'s answer here depends on, when this session uses the result cache.
+    fn answer_key(&self, sql: &str) -> Option<AnswerKey> {
+        if !self.cached {
+            return None;
+        }
+        let namespace = self
+            .ctx
+            .state_ref()
+            .read()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let reader = basin_catalog::actor::current().and_then(|actor| {
+            let grants = actor.grants?;
+            Some(format!(
+                "{}: {grants:?}",
+                actor.principal.unwrap_or_default()
+            ))
+        });
+        Some(AnswerKey {
+            commit: self.commit.clone(),
+            namespace,
+            string_views: self.string_views,
+            reader,
+            sql: sql.to_string(),
+        })
     }
 }
