@@ -290,10 +290,11 @@ def main() -> None:
     if args.lakehouse and args.executors:
         raise SystemExit("--lakehouse keeps one node's lakehouse; a cluster's catalog lives as long as its run")
     limit = gib(args.memory_limit)
-    csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-tpch-"))
     home = args.lakehouse.absolute() if args.lakehouse else work / "lh"
     reused = (home / ".basin").is_dir()
+    # A kept lakehouse holds the tables already (DuckDB reads their Parquet files).
+    csv_dir = None if reused else generate(args.scale, Path(args.data))
     home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(args, work) if args.executors else None
     try:

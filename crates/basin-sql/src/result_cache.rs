@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -185,14 +186,15 @@ struct Filling {
 }
 
 impl Filling {
-    /// Adds `batch`; `false` once the answer is too big to keep.
+    /// Adds `batch`, compacted; `false` once the answer is too big to keep.
     fn add(&mut self, batch: &RecordBatch) -> bool {
+        let batch = compact(batch);
         self.bytes += batch.get_array_memory_size() as u64;
         if self.bytes > self.cache.limit / 8 {
             self.cache.too_big.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        self.answer.batches.push(batch.clone());
+        self.answer.batches.push(batch);
         true
     }
 
@@ -201,6 +203,32 @@ impl Filling {
             answers.insert(self.key, Arc::new(self.answer)).await;
         }
     }
+}
+
+/// `batch` holding only its own values. A query's last rows often point into far larger
+/// buffers: strings read as views point into the pages they were decoded from (q10's twenty
+/// customers held megabytes of comments), and a `LIMIT` slices a batch. Kept as they are,
+/// those buffers would be kept too.
+fn compact(batch: &RecordBatch) -> RecordBatch {
+    use arrow::array::{Array, AsArray, UInt32Array};
+    use arrow::datatypes::DataType;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(column.as_binary_view().gc()) as ArrayRef,
+            _ => {
+                let own = column.to_data().get_slice_memory_size().unwrap_or(0);
+                if column.get_buffer_memory_size() <= 2 * own + 4096 {
+                    return column.clone();
+                }
+                let rows = UInt32Array::from_iter_values(0..column.len() as u32);
+                arrow::compute::take(column.as_ref(), &rows, None).unwrap_or(column.clone())
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).unwrap_or_else(|_| batch.clone())
 }
 
 /// An answer's weight against the cache's bytes: its buffers (whole, even where a batch is
@@ -277,7 +305,7 @@ fn immutable(expr: &Expr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{ArrayRef, Int64Array};
+    use arrow::array::{Int64Array, StringViewArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use basin_core::Error;
 
@@ -340,6 +368,37 @@ mod tests {
 
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (1, 3), "{stats:?}");
+    }
+
+    /// Two strings that point into a megabyte of others (as a decoded page's views do), and
+    /// two numbers sliced from a million: kept, as what they hold.
+    #[tokio::test]
+    async fn an_answer_is_kept_as_its_own_values_not_the_buffers_it_points_into() {
+        let cache = Arc::new(ResultCache::new(1 << 20));
+        let long = |i: usize| format!("{i:0>100}");
+        let strings = StringViewArray::from_iter_values((0..10_000).map(long)).slice(0, 2);
+        let numbers = Int64Array::from_iter_values(0..1_000_000).slice(5, 2);
+        let batch = RecordBatch::try_from_iter([
+            ("s", Arc::new(strings) as ArrayRef),
+            ("n", Arc::new(numbers) as ArrayRef),
+        ])
+        .expect("batch");
+        assert!(batch.get_array_memory_size() > 1 << 20);
+        let stream = futures::stream::iter(vec![Ok(batch.clone())]).boxed();
+        let passed: Vec<_> = cache
+            .fill(key("sliced"), batch.schema(), stream)
+            .collect()
+            .await;
+        assert_eq!(passed.len(), 1);
+        let (_, kept) = cache.get(&key("sliced")).await.expect("kept");
+        let kept: Vec<_> = kept.collect().await;
+        let kept = kept[0].as_ref().expect("batch");
+        assert_eq!(kept, &batch);
+        assert!(
+            kept.get_array_memory_size() < 4096,
+            "{}",
+            kept.get_array_memory_size()
+        );
     }
 
     #[tokio::test]
