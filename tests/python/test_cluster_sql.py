@@ -36,7 +36,9 @@ def cluster_toml(scheduler_port: int, engine: str = "ballista", s3_reads: int = 
 
 def post_query(base: str, sql: str, timeout: float = 120):
     request = urllib.request.Request(base + "/api/v1/query", data=json.dumps({"sql": sql}).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              # Each ask runs: these tests are about where it runs.
+                                              "Cache-Control": "no-cache"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
