@@ -276,10 +276,12 @@ impl Session {
             });
         }
         let (this, sql) = (self.clone(), sql.to_string());
-        let planned = self.engine.on_planner(async move {
+        // Boxed: a script's whole future would otherwise sit on the caller's stack while it
+        // is handed to the planning thread (a debug build's test overflowed its 2 MiB).
+        let planned = self.engine.on_planner(Box::pin(async move {
             let shape = this.engine.guard(&sql, Dialect::Basin)?;
             this.start_script(&sql, &shape, deadline, key).await
-        });
+        }));
         self.within(deadline, planned).await
     }
 
