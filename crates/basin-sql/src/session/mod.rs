@@ -15,7 +15,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::changes::{FUNCTION, Feeds, TableChangesFunction};
 use crate::deadline::Deadline;
@@ -276,12 +276,13 @@ impl Session {
             });
         }
         let (this, sql) = (self.clone(), sql.to_string());
-        // Boxed: a script's whole future would otherwise sit on the caller's stack while it
-        // is handed to the planning thread (a debug build's test overflowed its 2 MiB).
-        let planned = self.engine.on_planner(Box::pin(async move {
-            let shape = this.engine.guard(&sql, Dialect::Basin)?;
-            this.start_script(&sql, &shape, deadline, key).await
-        }));
+        let planned = self.engine.on_planner(
+            async move {
+                let shape = this.engine.guard(&sql, Dialect::Basin)?;
+                this.start_script(&sql, &shape, deadline, key).await
+            }
+            .boxed(),
+        );
         self.within(deadline, planned).await
     }
 
