@@ -45,12 +45,6 @@ pub(super) struct LocalFiles {
     maps: Maps,
 }
 
-impl LocalFiles {
-    pub(super) fn new() -> Self {
-        Self::default()
-    }
-}
-
 /// The files mapped now, by path: each while a range of it is held, with the file it was
 /// mapped from (an inode number can come back for a new file).
 #[derive(Clone, Debug, Default)]
@@ -187,7 +181,7 @@ mod tests {
         // More than a page, so that ranges start off page boundaries.
         let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let files = LocalFiles::new();
+        let files = LocalFiles::default();
         let object =
             |p: &std::path::Path| ObjectPath::from(p.to_string_lossy().trim_start_matches('/'));
         let location = object(&path);

@@ -9,8 +9,6 @@ mod bucket;
 mod local;
 mod reader;
 
-use reader::Reader;
-
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -30,6 +28,7 @@ use object_store::{
 };
 use url::Url;
 
+use self::reader::Reader;
 use crate::limits::LimitCounters;
 
 /// The warehouse's files, as the SQL engine may read them.
@@ -90,7 +89,7 @@ impl WarehouseOnly {
                     // A warehouse at `/` would let every file in: then none is.
                     files: (!prefix.is_empty()).then(|| {
                         Arc::new(ReadOnly {
-                            inner: local::LocalFiles::new(),
+                            inner: local::LocalFiles::default(),
                             prefix: Some(prefix),
                         }) as Arc<dyn ObjectStore>
                     }),
