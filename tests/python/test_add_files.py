@@ -2,13 +2,17 @@
 files in place, in one commit, with their statistics in the manifests (PyIceberg prunes by
 them), a Hive folder becomes a partitioned table, and maintenance never deletes them."""
 
+import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.table import StaticTable
+
+from conftest import start_server
 
 
 def orders(start: int, count: int) -> pa.Table:
@@ -142,3 +146,32 @@ def test_a_hive_folder_becomes_a_table_partitioned_by_its_folders(lakehouse, tmp
     error = refused(lakehouse, "table", "add-files", "web.clicks", str(flat))
     assert "partition" in error and "f.parquet" in error, error
     assert lakehouse.json("query", "SELECT count(*) AS n FROM web.clicks") == [{"n": 13}]
+
+
+def test_queries_over_files_added_in_place_always_run_and_others_are_answered_from_the_cache(lakehouse, tmp_path):
+    """Other tools own files added in place, so `basin serve` never answers a query over them
+    from its result cache; a query over a table Basin wrote is, the second time it is asked."""
+    folder = tmp_path / "external" / "orders"
+    folder.mkdir(parents=True)
+    pq.write_table(orders(0, 10), folder / "part-0.parquet")
+    (lakehouse.home / "basin.toml").write_text(
+        f'[warehouse]\nexternal_locations = ["{tmp_path / "external"}"]\n')
+    lakehouse("table", "add-files", "sales.orders", str(folder))
+    own = tmp_path / "own.csv"
+    own.write_text("id\n1\n2\n")
+    lakehouse("import", str(own), "--table", "sales.own")
+    base, proc = start_server(lakehouse, "--no-auth")
+    try:
+        def ask(sql: str) -> tuple:
+            request = urllib.request.Request(base + "/api/v1/query", data=json.dumps({"sql": sql}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())["rows"], response.headers["Basin-Result-Cache"]
+
+        placed = "SELECT sum(id) AS s FROM sales.orders"
+        assert [ask(placed) for _ in range(2)] == [([{"s": 45}], "miss")] * 2
+        written = "SELECT sum(id) AS s FROM sales.own"
+        assert [ask(written) for _ in range(2)] == [([{"s": 3}], "miss"), ([{"s": 3}], "hit")]
+    finally:
+        proc.kill()
+        proc.wait()

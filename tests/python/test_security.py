@@ -215,10 +215,11 @@ def test_deeply_nested_calls_are_stopped_within_the_parse_budget(hostile):
 def test_metrics_count_the_limits(hostile):
     h = hostile
     send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": "SELECT count(*) FROM range(100000000000)"})
-    # The second query finds the table loaded by the first (`[sql] table_cache`).
-    for _ in range(2):
-        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
-                              {"sql": "SELECT count(*) AS n FROM sales.orders"})
+    # The second query finds the table loaded by the first (`[sql] table_cache`); the third,
+    # asking as the first did, is answered from the result cache (`[sql] result_cache`).
+    count = "SELECT count(*) AS n FROM sales.orders"
+    for sql in [count, count + " -- again", count]:
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": sql})
         assert status == 200 and answer["rows"] == [{"n": 2}], answer
     request = urllib.request.Request(f"{h['base']}/metrics", headers={"authorization": f"Bearer {h['reader']}"})
     with urllib.request.urlopen(request, timeout=10) as r:
@@ -229,6 +230,9 @@ def test_metrics_count_the_limits(hostile):
     assert "basin_sql_table_cache_limit_tables 8" in text
     hits = re.search(r"^basin_sql_table_cache_hits_total (\d+)", text, re.M)
     assert hits and int(hits.group(1)) >= 1, text
+    assert "basin_sql_result_cache_limit_bytes 67108864" in text
+    answered = re.search(r"^basin_sql_result_cache_hits_total (\d+)", text, re.M)
+    assert answered and int(answered.group(1)) == 1, text
 
 
 def test_bodies_over_the_limit_are_refused_at_every_door_and_counted(hostile):
