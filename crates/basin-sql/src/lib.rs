@@ -16,13 +16,15 @@
 //! The modules, in layers that each use only those below (this file only declares them and
 //! re-exports what callers use):
 //! - statement bounds, settings and pieces of plans: `guard`, `parse`, `syntax`, `depth`,
-//!   `limits`, `planners`, `stores`, `memory`, `results`, `deadline`, the optimizer rules
-//!   (`rules`, `reserve`, `conjunctions`, `view_buffers`), `policy`, `export`, `json`;
+//!   `limits`, `planners`, `stores`, `memory`, `results`, `result_cache`, `deadline`, the
+//!   optimizer rules (`rules`, `reserve`, `conjunctions`, `view_buffers`), `policy`,
+//!   `export`, `json`;
 //! - the [`Engine`] every session of a process shares (`engine`; it holds the cluster it
 //!   joined: `distributed::{cluster, handles}`);
 //! - what reads tables through it: `pruned`, `provider`, `changes` (`table_changes`), `errors`, and the rest of
 //!   `distributed` (routing, the plan codec, the embedded scheduler and executors);
-//! - the [`Session`] (`session`), on top.
+//! - the [`Session`] (`session`: `execute` runs single statements and routes queries,
+//!   `answers` says which answers the result cache may keep), on top.
 
 mod changes;
 mod conjunctions;

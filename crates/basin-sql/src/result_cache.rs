@@ -7,10 +7,10 @@
 //! commit on the branch is a new key (invalidated by construction), and the old answers
 //! leave as newer ones need the room (least recently used first) or after ten idle minutes.
 //!
-//! Only an answer that is the same every time is kept ([`same_every_time`]): every function
-//! in the query immutable (not `now()`, `random()`, `uuid()`), no change feed
-//! (`table_changes`), no table of files added in place (other tools own those files), not
-//! an `EXPLAIN`. It is kept once its stream has ended without an error, whole: a client that
+//! Only an answer that is the same every time is kept (the session decides, in
+//! `session/answers.rs`; it builds the key too): every function in the query immutable (not
+//! `now()`, `random()`, `uuid()`), no change feed (`table_changes`), no table of files added
+//! in place (other tools own those files), not an `EXPLAIN`. It is kept once its stream has ended without an error, whole: a client that
 //! stops reading, a time limit or an error leave nothing. An answer over an eighth of the
 //! cache is not kept, so that one query cannot push all the others out.
 //!
@@ -25,12 +25,8 @@ use std::time::Duration;
 use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use futures::StreamExt;
 
-use crate::changes::ChangesTable;
-use crate::mapped::MappedScan;
 use crate::results::RecordBatchStream;
 
 /// `[sql] result_cache` unless set: the bytes of answers a process keeps.
@@ -241,66 +237,6 @@ fn weight(key: &AnswerKey, answer: &Answer) -> u64 {
         .sum();
     (buffers + key.sql.len() + key.commit.len() + key.namespace.len()) as u64
         + key.reader.as_ref().map_or(0, |r| r.len() as u64)
-}
-
-/// Whether `plan`'s answer is the same every time it runs on the same commit (see the
-/// module's documentation); views are looked into.
-pub(crate) fn same_every_time(plan: &LogicalPlan) -> bool {
-    if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
-        return false;
-    }
-    let mut same = true;
-    let walked = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            same &= match datafusion::datasource::source_as_provider(&scan.source) {
-                Ok(provider) => {
-                    let any = provider.as_any();
-                    !any.is::<MappedScan>()
-                        && !any.is::<ChangesTable>()
-                        && provider
-                            .get_logical_plan()
-                            .is_none_or(|view| same_every_time(&view))
-                }
-                Err(_) => false,
-            };
-        }
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                same &= immutable(e);
-                Ok(if same {
-                    TreeNodeRecursion::Continue
-                } else {
-                    TreeNodeRecursion::Stop
-                })
-            })
-        })?;
-        Ok(if same {
-            TreeNodeRecursion::Continue
-        } else {
-            TreeNodeRecursion::Stop
-        })
-    });
-    walked.is_ok() && same
-}
-
-/// Whether `expr` itself (not its arguments) gives the same value for the same input.
-fn immutable(expr: &Expr) -> bool {
-    let volatility = match expr {
-        Expr::ScalarFunction(f) => f.func.signature().volatility,
-        Expr::AggregateFunction(f) => f.func.signature().volatility,
-        Expr::WindowFunction(f) => match &f.fun {
-            datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(u) => {
-                u.signature().volatility
-            }
-            datafusion::logical_expr::WindowFunctionDefinition::WindowUDF(u) => {
-                u.signature().volatility
-            }
-        },
-        // A placeholder's value comes with each run.
-        Expr::Placeholder(_) => Volatility::Volatile,
-        _ => Volatility::Immutable,
-    };
-    volatility == Volatility::Immutable
 }
 
 #[cfg(test)]

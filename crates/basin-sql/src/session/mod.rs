@@ -24,10 +24,11 @@ use crate::errors::{NamespaceOption, sql_error};
 use crate::guard::{Dialect, Shape};
 use crate::planners::plan_statement;
 use crate::provider::{CATALOG, RefCatalog};
-use crate::result_cache::{self, AnswerKey};
+use crate::result_cache::AnswerKey;
 use crate::results::{QueryResult, Running, bytes_scanned, collect};
 use crate::{conjunctions, join_pruning, not_in, policy, reserve, rules, view_buffers};
 
+mod answers;
 mod execute;
 
 /// DataFusion over the tables of one ref, within an engine's limits.
@@ -342,7 +343,7 @@ impl Session {
         let mut running = match (last_query, last_other) {
             (Some((plan, statement, before)), _) => {
                 prelude.truncate(before);
-                let key = key.filter(|_| result_cache::same_every_time(&plan));
+                let key = key.filter(|_| answers::same_every_time(&plan));
                 let mut running = self.execute_routed(plan, statement, prelude).await?;
                 if let Some(key) = key {
                     running.batches =
