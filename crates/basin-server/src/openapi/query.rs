@@ -21,7 +21,10 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
                   strings with their scale (\"10.50\"), 64-bit integers are numbers up to \
                   2^53-1 in magnitude and strings beyond; each column's type is in columns. \
                   With format csv or parquet every row comes as a file \
-                  (Content-Disposition: attachment)",
+                  (Content-Disposition: attachment). An answer asked for before on the same \
+                  commit may come from the result cache ([sql] result_cache), marked \
+                  Basin-Result-Cache: hit (miss when the query ran); Cache-Control: no-cache \
+                  runs the query and keeps nothing",
         query: &[],
         body: &[
             (
