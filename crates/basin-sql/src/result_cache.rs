@@ -10,8 +10,9 @@
 //! Only an answer that is the same every time is kept (the session decides, in
 //! `session/answers.rs`; it builds the key too): every function in the query immutable (not
 //! `now()`, `random()`, `uuid()`), no change feed (`table_changes`), no table of files added
-//! in place (other tools own those files), not an `EXPLAIN`. It is kept once its stream has ended without an error, whole: a client that
-//! stops reading, a time limit or an error leave nothing. An answer over an eighth of the
+//! in place (other tools own those files), not an `EXPLAIN`. It is kept once its stream
+//! has ended without an error, whole: a client that stops reading, a time limit or an error
+//! leave nothing. An answer over an eighth of the
 //! cache is not kept, so that one query cannot push all the others out.
 //!
 //! A door opts in per session ([`crate::Session::with_result_cache`]): the HTTP query door
@@ -51,6 +52,9 @@ pub(crate) struct AnswerKey {
 struct Answer {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
+    /// The batches' buffers, whole (even where a batch is a slice of a larger one, since the
+    /// slice holds all of it), counted as they came.
+    bytes: u64,
 }
 
 /// The answers a process keeps (`[sql] result_cache` bytes; 0 keeps none), and what it did.
@@ -128,8 +132,8 @@ impl ResultCache {
             answer: Answer {
                 schema,
                 batches: Vec::new(),
+                bytes: 0,
             },
-            bytes: 0,
         };
         futures::stream::unfold(
             (batches, Some(filling)),
@@ -178,15 +182,14 @@ struct Filling {
     cache: Arc<ResultCache>,
     key: AnswerKey,
     answer: Answer,
-    bytes: u64,
 }
 
 impl Filling {
     /// Adds `batch`, compacted; `false` once the answer is too big to keep.
     fn add(&mut self, batch: &RecordBatch) -> bool {
         let batch = compact(batch);
-        self.bytes += batch.get_array_memory_size() as u64;
-        if self.bytes > self.cache.limit / 8 {
+        self.answer.bytes += batch.get_array_memory_size() as u64;
+        if self.answer.bytes > self.cache.limit / 8 {
             self.cache.too_big.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -227,16 +230,10 @@ fn compact(batch: &RecordBatch) -> RecordBatch {
     RecordBatch::try_new(batch.schema(), columns).unwrap_or_else(|_| batch.clone())
 }
 
-/// An answer's weight against the cache's bytes: its buffers (whole, even where a batch is
-/// a slice of a larger one, since the slice holds all of it) and its key.
+/// An answer's weight against the cache's bytes: its buffers and its key.
 fn weight(key: &AnswerKey, answer: &Answer) -> u64 {
-    let buffers: usize = answer
-        .batches
-        .iter()
-        .map(RecordBatch::get_array_memory_size)
-        .sum();
-    (buffers + key.sql.len() + key.commit.len() + key.namespace.len()) as u64
-        + key.reader.as_ref().map_or(0, |r| r.len() as u64)
+    let text = key.sql.len() + key.commit.len() + key.namespace.len();
+    answer.bytes + (text + key.reader.as_ref().map_or(0, String::len)) as u64
 }
 
 #[cfg(test)]
