@@ -1,11 +1,13 @@
-//! What the rules ask of the joins and projections they rewrite: a join rebuilt over new
-//! inputs, the columns its condition reads, whether a projection passes a column through.
+//! What the rules ask of the joins, projections and filters they rewrite: a join rebuilt over
+//! new inputs, the columns its condition reads, whether a projection passes a column through,
+//! whether a filter is selective.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Expr, Join, LogicalPlan, Projection};
+use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, Operator, Projection};
 
 /// `join` over other inputs with the same columns, as a plan.
 pub(super) fn rejoin(
@@ -49,4 +51,42 @@ pub(super) fn passes_through(projection: &Projection, column: &Column) -> bool {
         .ok()
         .and_then(|i| projection.expr.get(i))
         .is_some_and(|e| matches!(e, Expr::Column(inner) if inner == column))
+}
+
+/// A filter with a conjunct `column = constant`, `column IN (constants)` or `column LIKE
+/// 'prefix%'` (a pattern that starts with its literal part).
+pub(super) fn selective(predicate: &Expr) -> bool {
+    fn constant(e: &Expr) -> bool {
+        match e {
+            Expr::Literal(..) => true,
+            Expr::Cast(c) => constant(&c.expr),
+            Expr::TryCast(c) => constant(&c.expr),
+            _ => false,
+        }
+    }
+    fn column(e: &Expr) -> bool {
+        match e {
+            Expr::Column(_) => true,
+            Expr::Cast(c) => column(&c.expr),
+            Expr::TryCast(c) => column(&c.expr),
+            _ => false,
+        }
+    }
+    split_conjunction(predicate).into_iter().any(|e| match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => (column(left) && constant(right)) || (constant(left) && column(right)),
+        Expr::InList(list) => !list.negated && column(&list.expr) && list.list.iter().all(constant),
+        Expr::Like(like) => {
+            !like.negated
+                && column(&like.expr)
+                && matches!(like.pattern.as_ref(),
+                    Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p))
+                        | ScalarValue::LargeUtf8(Some(p)), _)
+                    if p.chars().next().is_some_and(|c| c != '%' && c != '_'))
+        }
+        _ => false,
+    })
 }

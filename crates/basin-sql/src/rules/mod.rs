@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::execution::session_state::SessionStateBuilder;
 
 mod filtered_joins_down;
+mod group_window;
 mod joined_groups;
 mod joins;
 mod semi_joins_down;
@@ -16,6 +17,8 @@ pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
         .with_optimizer_rule(Arc::new(filtered_joins_down::FilteredJoinsDown))
         .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
+        // Before the next: q17's aggregate becomes a window, and no semi-join is put under it.
+        .with_optimizer_rule(Arc::new(group_window::GroupAggregateAsWindow))
         .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
 }
 
