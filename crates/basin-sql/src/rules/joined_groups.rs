@@ -10,9 +10,7 @@
 //!   SubqueryAlias sq: Aggregate groupBy=[l_partkey] over lineitem   -- 200,000 groups of 6 M rows
 //! ```
 //!
-//! (When the aggregates are averages, minimums or maximums, `group_window.rs` first turns
-//! this into a window over the joined rows, which reads lineitem once.) The join keeps only
-//! the groups whose key the other side has. When the other side's key
+//! The join keeps only the groups whose key the other side has. When the other side's key
 //! comes from a filtered input (`Filter(part)`), this rule puts a semi-join with that input's
 //! keys under the aggregate, so it aggregates only the rows of groups that can survive:
 //!
@@ -40,6 +38,11 @@
 //!
 //! DataFusion's dynamic join filters reach the aggregate's scan too, but they prune row
 //! groups by their statistics only, which random keys never exclude.
+//!
+//! q17's and q02's aggregates no longer come here: their outer queries read the aggregated
+//! rows themselves, so `group_window.rs`, which runs first, turns each into a window over the
+//! outer rows and the aggregate is gone. This rule takes the others (q20's sum, and any
+//! aggregate over rows the outer query does not read).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,6 +8,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 
 mod filtered_joins_down;
 mod group_window;
+mod join_graph;
 mod joined_groups;
 mod joins;
 mod semi_joins_down;
@@ -17,7 +18,7 @@ pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
         .with_optimizer_rule(Arc::new(filtered_joins_down::FilteredJoinsDown))
         .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
-        // Before the next: q17's aggregate becomes a window, and no semi-join is put under it.
+        // Before the next: q17's and q02's aggregates become windows, with no semi-join under them.
         .with_optimizer_rule(Arc::new(group_window::GroupAggregateAsWindow))
         .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
 }
@@ -89,8 +90,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Two small tables (`items`: key, qty; `parts`: pkey, brand) with null keys and keys on
-    /// one side only; `rules` says whether the session has Basin's rules.
+    /// Three small tables (`items`: key, qty; `parts`: pkey, brand; `sellers`: skey, zone) with
+    /// null keys and keys on one side only; `rules` says whether the session has Basin's rules.
     pub(crate) async fn context(rules: bool) -> SessionContext {
         let mut state = SessionStateBuilder::new().with_default_features();
         if rules {
@@ -128,6 +129,20 @@ pub(crate) mod tests {
         )
         .unwrap();
         ctx.register_table("parts", Arc::new(InexactFilters::new(parts, batch)))
+            .unwrap();
+        let sellers = Arc::new(Schema::new(vec![
+            Field::new("skey", DataType::Int64, true),
+            Field::new("zone", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            sellers.clone(),
+            vec![
+                Arc::new(Int64Array::from((0..30).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from((0..30).map(|i| i % 3).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        ctx.register_table("sellers", Arc::new(InexactFilters::new(sellers, batch)))
             .unwrap();
         ctx
     }
