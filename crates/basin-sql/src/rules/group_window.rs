@@ -50,11 +50,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, NullEquality, Result, TableReference};
+use datafusion::common::{Column, Result, TableReference};
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, Join, JoinType, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition,
+    Expr, Join, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
@@ -84,9 +84,7 @@ impl OptimizerRule for GroupAggregateAsWindow {
         let LogicalPlan::Join(join) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        if join.join_type != JoinType::Inner
-            || join.null_equality != NullEquality::NullEqualsNothing
-        {
+        if !joins::is_inner(join) {
             return Ok(Transformed::no(plan));
         }
         // Each equi-join pair of columns may be the key; the other pairs stay conditions.

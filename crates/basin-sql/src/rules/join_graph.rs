@@ -4,9 +4,11 @@
 //! them in; `group_window.rs` compares a subquery's tree with the outer query's this way.
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, NullEquality, TableReference};
+use datafusion::common::{Column, TableReference};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+
+use super::joins;
 
 pub(super) struct JoinGraph<'a> {
     pub(super) relations: Vec<Relation<'a>>,
@@ -38,10 +40,7 @@ impl<'a> JoinGraph<'a> {
 
     fn add(&mut self, plan: &'a LogicalPlan) {
         match plan {
-            LogicalPlan::Join(join)
-                if join.join_type == JoinType::Inner
-                    && join.null_equality == NullEquality::NullEqualsNothing =>
-            {
+            LogicalPlan::Join(join) if joins::is_inner(join) => {
                 self.add(&join.left);
                 self.add(&join.right);
                 for (left, right) in &join.on {

@@ -79,9 +79,7 @@ impl OptimizerRule for AggregateJoinedGroupsOnly {
         let LogicalPlan::Join(join) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        if join.join_type != JoinType::Inner
-            || join.null_equality != NullEquality::NullEqualsNothing
-        {
+        if !joins::is_inner(join) {
             return Ok(Transformed::no(plan));
         }
         for (left_key, right_key) in &join.on {

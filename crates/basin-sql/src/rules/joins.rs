@@ -5,9 +5,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::common::{Column, NullEquality, Result, ScalarValue};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, Operator, Projection};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, JoinType, LogicalPlan, Operator, Projection,
+};
+
+/// Whether `join` is an inner join whose keys match no nulls (SQL's `=`).
+pub(super) fn is_inner(join: &Join) -> bool {
+    join.join_type == JoinType::Inner && join.null_equality == NullEquality::NullEqualsNothing
+}
 
 /// `join` over other inputs with the same columns, as a plan.
 pub(super) fn rejoin(
