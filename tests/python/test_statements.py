@@ -294,6 +294,8 @@ MEMORY = [
     # A constant copied to every row of a batch.
     ("long constant", "SELECT '" + "x" * 900000 + "' AS s, value FROM range(100000) ORDER BY value LIMIT 3"),
     ("wide rows", "SELECT repeat('x', 100000) AS s FROM range(10000)"),
+    # A window over all rows holds them all until the last (DataFusion does not reserve them).
+    ("window", "SELECT count(w) FROM (SELECT avg(value) OVER () AS w FROM range(100000000))"),
     # Aggregations the pool already accounts.
     ("string_agg", "SELECT length(string_agg(repeat('x', 1000), ',')) FROM range(1000000)"),
     ("array_agg", "SELECT cardinality(array_agg(value)) FROM range(100000000)"),

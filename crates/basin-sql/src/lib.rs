@@ -55,6 +55,7 @@ mod session;
 mod stores;
 mod syntax;
 mod view_buffers;
+mod window_memory;
 
 #[cfg(test)]
 mod fuzz;

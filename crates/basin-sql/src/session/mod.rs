@@ -26,7 +26,9 @@ use crate::planners::plan_statement;
 use crate::provider::{CATALOG, RefCatalog};
 use crate::result_cache::AnswerKey;
 use crate::results::{QueryResult, Running, bytes_scanned, collect};
-use crate::{conjunctions, join_pruning, not_in, policy, reserve, rules, view_buffers};
+use crate::{
+    conjunctions, join_pruning, not_in, policy, reserve, rules, view_buffers, window_memory,
+};
 
 mod answers;
 mod execute;
@@ -155,6 +157,7 @@ impl Session {
         .with_physical_optimizer_rule(Arc::new(view_buffers::CompactBuildSideViews))
         .with_physical_optimizer_rule(Arc::new(conjunctions::RegroupConjunctions))
         .with_physical_optimizer_rule(Arc::new(join_pruning::PruneByJoinKeys))
+        .with_physical_optimizer_rule(Arc::new(window_memory::ReserveWindowRows))
         .build();
         let ctx = SessionContext::new_with_state(state);
         if !catalog.has_namespace(default_schema) {
