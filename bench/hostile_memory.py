@@ -36,6 +36,7 @@ QUERIES = [
     ("a 900 kB constant on 100,000 rows", "SELECT '" + "x" * 900000 + "' AS s, value FROM range(100000) ORDER BY value LIMIT 3"),
     ("string_agg of 1 GB", "SELECT length(string_agg(repeat('x', 1000), ',')) FROM range(1000000)"),
     ("array_agg of 1e8", "SELECT cardinality(array_agg(value)) FROM range(100000000)"),
+    ("a window over 1e8 rows", "SELECT count(w) FROM (SELECT avg(value) OVER () AS w FROM range(100000000))"),
 ]
 
 SETTINGS = '[sql]\nquery_timeout = "60s"\nmemory_limit = "256MiB"\nquery_memory_limit = "256MiB"\n'
