@@ -43,6 +43,7 @@ mod mapped;
 mod memory;
 mod not_in;
 mod parse;
+mod pass_through;
 mod planners;
 pub mod policy;
 mod provider;

@@ -13,7 +13,6 @@
 //! Written here because DataFusion 53 has no such option; its sorts already compact views
 //! the same way.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -21,72 +20,28 @@ use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::HashJoinExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
+
+use crate::pass_through::{Pass, PassExec};
 
 /// Passes its input's batches on, with sparse view columns compacted.
-#[derive(Debug)]
-pub(crate) struct CompactViewsExec {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub(crate) type CompactViewsExec = PassExec<CompactViews>;
 
-impl CompactViewsExec {
-    fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { input }
-    }
-}
+#[derive(Debug, Clone)]
+pub(crate) struct CompactViews;
 
-impl DisplayAs for CompactViewsExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "CompactViewsExec")
-    }
-}
+impl Pass for CompactViews {
+    const NAME: &'static str = "CompactViewsExec";
 
-impl ExecutionPlan for CompactViewsExec {
-    fn name(&self) -> &'static str {
-        "CompactViewsExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
-    }
-
-    fn execute(
+    fn batches(
         &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
-        let schema = input.schema();
-        let compacted = input.map(|batch| batch.and_then(|b| Ok(compact_sparse_views(b)?)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, compacted)))
+        _: usize,
+        _: &TaskContext,
+    ) -> Box<dyn FnMut(RecordBatch) -> Result<RecordBatch> + Send> {
+        Box::new(|batch| Ok(compact_sparse_views(batch)?))
     }
 }
 
@@ -155,9 +110,10 @@ impl PhysicalOptimizerRule for CompactBuildSideViews {
                 return Ok(Transformed::no(node));
             }
             let probe = join.right().clone();
-            let rebuilt = node
-                .clone()
-                .with_new_children(vec![Arc::new(CompactViewsExec::new(build)), probe])?;
+            let rebuilt = node.clone().with_new_children(vec![
+                Arc::new(CompactViewsExec::new(build, CompactViews)),
+                probe,
+            ])?;
             Ok(Transformed::yes(rebuilt))
         })
         .map(|t| t.data)

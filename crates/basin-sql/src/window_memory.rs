@@ -15,82 +15,41 @@
 //! holds only the rows its frames still need, and is left as it is. Written here because
 //! DataFusion 53 has no such accounting.
 
-use std::any::Any;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
+use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::windows::WindowAggExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
+
+use crate::pass_through::{Pass, PassExec};
 
 /// Passes its input's batches on, each reserved in the query's memory pool until the stream
 /// is dropped.
-#[derive(Debug)]
-pub(crate) struct ReserveRowsExec {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub(crate) type ReserveRowsExec = PassExec<ReserveRows>;
 
-impl DisplayAs for ReserveRowsExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "ReserveRowsExec")
-    }
-}
+#[derive(Debug, Clone)]
+pub(crate) struct ReserveRows;
 
-impl ExecutionPlan for ReserveRowsExec {
-    fn name(&self) -> &'static str {
-        "ReserveRowsExec"
-    }
+impl Pass for ReserveRows {
+    const NAME: &'static str = "ReserveRowsExec";
 
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(Self {
-            input: children.swap_remove(0),
-        }))
-    }
-
-    fn execute(
+    fn batches(
         &self,
         partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context.clone())?;
-        let schema = input.schema();
+        context: &TaskContext,
+    ) -> Box<dyn FnMut(RecordBatch) -> Result<RecordBatch> + Send> {
         let reservation = MemoryConsumer::new(format!("WindowAggExec[{partition}]'s input"))
             .register(context.memory_pool());
-        let reserved = input.map(move |batch| {
-            let batch = batch?;
+        Box::new(move |batch| {
             reservation.try_grow(batch.get_array_memory_size())?;
             Ok(batch)
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, reserved)))
+        })
     }
 }
 
@@ -112,7 +71,8 @@ impl PhysicalOptimizerRule for ReserveWindowRows {
             if input.as_any().is::<ReserveRowsExec>() {
                 return Ok(Transformed::no(node));
             }
-            let reserved: Arc<dyn ExecutionPlan> = Arc::new(ReserveRowsExec { input });
+            let reserved: Arc<dyn ExecutionPlan> =
+                Arc::new(ReserveRowsExec::new(input, ReserveRows));
             Ok(Transformed::yes(node.with_new_children(vec![reserved])?))
         })
         .map(|t| t.data)
