@@ -14,7 +14,7 @@ use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
-use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use crate::deadline::{self, Deadline};
 use crate::distributed::{Cluster, Scheduler, available};
@@ -175,14 +175,15 @@ impl Engine {
     /// Runs `work` (parsing, planning, building a plan's streams) on one of the engine's
     /// planning threads, whose stacks hold what the statement bounds allow; waits for a free
     /// one first. Put a time limit around it: the wait counts too.
-    /// `work` comes boxed (`FutureExt::boxed`): held by value, a script's whole future would
-    /// sit on the caller's stack while it is handed over, and a debug build's 2 MiB test
+    /// `work` is boxed here, before anything awaits it: held by value in this call's future,
+    /// a script's whole future sat inside every caller's, and a debug build's 2 MiB test
     /// thread overflowed so (`tpch_queries_on_ballista_match_duckdb`).
-    pub async fn on_planner<T>(&self, work: BoxFuture<'static, Result<T>>) -> Result<T>
+    pub fn on_planner<T, F>(&self, work: F) -> impl Future<Output = Result<T>> + Send + '_
     where
         T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
     {
-        self.planners.run(work).await
+        self.planners.run(work.boxed())
     }
 
     /// `work`, stopped at `deadline` (when a statement's time limit runs out, and that limit)

@@ -17,7 +17,7 @@ use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire;
-use futures::{FutureExt, StreamExt, stream};
+use futures::{StreamExt, stream};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -212,16 +212,13 @@ impl Backend {
         engine
             .within(
                 deadline,
-                engine.on_planner(
-                    async move {
-                        let engine = backend.lakehouse.sql();
-                        let shape = engine.guard(&text, basin_sql::Dialect::Postgres)?;
-                        // Within the parse budget first: the compatibility parser has none.
-                        engine.check_postgres_parse(&text, &shape)?;
-                        Ok(backend.parse_here(&text))
-                    }
-                    .boxed(),
-                ),
+                engine.on_planner(async move {
+                    let engine = backend.lakehouse.sql();
+                    let shape = engine.guard(&text, basin_sql::Dialect::Postgres)?;
+                    // Within the parse budget first: the compatibility parser has none.
+                    engine.check_postgres_parse(&text, &shape)?;
+                    Ok(backend.parse_here(&text))
+                }),
             )
             .await
             .map_err(basin_error)?

@@ -8,7 +8,7 @@ use basin_core::{Error, ErrorKind, Result};
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use super::Session;
 use crate::deadline::Deadline;
@@ -27,31 +27,28 @@ impl Session {
         let (this, sql) = (self.clone(), sql.to_string());
         let running = self
             .engine
-            .on_planner(
-                async move {
-                    let shape = this.engine.guard(&sql, Dialect::Basin)?;
-                    let mut statements = this.engine.parse(&sql, &shape)?;
-                    let (Some(statement), None) = (statements.pop_front(), statements.pop_front())
-                    else {
-                        return Err(Error::invalid(format!(
-                            "a function's input is one query, not `{sql}`"
-                        )));
-                    };
-                    this.prepare(&statement).await?;
-                    let plan = this
-                        .ctx
-                        .state()
-                        .statement_to_plan(statement)
-                        .await
-                        .map_err(|e| sql_error(e, &this.catalog, this.option))?;
-                    read_only()
-                        .verify_plan(&plan)
-                        .map_err(|e| sql_error(e, &this.catalog, this.option))?;
-                    this.engine.check_depth(&plan)?;
-                    this.execute_in(&this.ctx, plan).await
-                }
-                .boxed(),
-            )
+            .on_planner(async move {
+                let shape = this.engine.guard(&sql, Dialect::Basin)?;
+                let mut statements = this.engine.parse(&sql, &shape)?;
+                let (Some(statement), None) = (statements.pop_front(), statements.pop_front())
+                else {
+                    return Err(Error::invalid(format!(
+                        "a function's input is one query, not `{sql}`"
+                    )));
+                };
+                this.prepare(&statement).await?;
+                let plan = this
+                    .ctx
+                    .state()
+                    .statement_to_plan(statement)
+                    .await
+                    .map_err(|e| sql_error(e, &this.catalog, this.option))?;
+                read_only()
+                    .verify_plan(&plan)
+                    .map_err(|e| sql_error(e, &this.catalog, this.option))?;
+                this.engine.check_depth(&plan)?;
+                this.execute_in(&this.ctx, plan).await
+            })
             .await?;
         Ok((running.schema, running.batches))
     }
@@ -65,7 +62,7 @@ impl Session {
     ) -> Result<LogicalPlan> {
         let this = self.clone();
         self.engine
-            .on_planner(async move { this.plan_here(statement).await }.boxed())
+            .on_planner(async move { this.plan_here(statement).await })
             .await
     }
 
@@ -101,7 +98,7 @@ impl Session {
         let this = self.clone();
         let started = self
             .engine
-            .on_planner(async move { this.execute_in(&this.ctx, plan).await }.boxed());
+            .on_planner(async move { this.execute_in(&this.ctx, plan).await });
         let mut running = self.within(deadline, started).await?;
         if let Some(deadline) = deadline {
             running.batches = self.engine.until(running.batches, deadline);

@@ -15,7 +15,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::changes::{FUNCTION, Feeds, TableChangesFunction};
 use crate::deadline::Deadline;
@@ -280,13 +280,10 @@ impl Session {
             });
         }
         let (this, sql) = (self.clone(), sql.to_string());
-        let planned = self.engine.on_planner(
-            async move {
-                let shape = this.engine.guard(&sql, Dialect::Basin)?;
-                this.start_script(&sql, &shape, deadline, key).await
-            }
-            .boxed(),
-        );
+        let planned = self.engine.on_planner(async move {
+            let shape = this.engine.guard(&sql, Dialect::Basin)?;
+            this.start_script(&sql, &shape, deadline, key).await
+        });
         self.within(deadline, planned).await
     }
 
