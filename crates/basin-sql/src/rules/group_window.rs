@@ -56,6 +56,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, Join, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition,
 };
+use datafusion::optimizer::push_down_filter::replace_cols_by_name;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 use super::join_graph::{JoinGraph, Relation, normalized, requalified};
@@ -120,7 +121,7 @@ fn as_window(
     } else {
         (&join.left, &join.right)
     };
-    let group = Grouped::find(grouped, grouped_key)?;
+    let group = Grouped::find(grouped, grouped_key, outer_key)?;
     let reads = Reads::of(outer, &group.input, &group.key, outer_key)?;
     // The aggregates, over the outer side's columns, partitioned by the outer key.
     let mut windows = Vec::with_capacity(group.aggregates.len());
@@ -142,21 +143,9 @@ fn as_window(
         windows.push(Expr::WindowFunction(Box::new(window)).alias(format!("{WINDOW_PREFIX}_{i}")));
     }
     // The grouped side's columns, computed from the key and the windows.
-    let mut grouped_exprs = Vec::with_capacity(group.outputs.len());
-    for (output, (qualifier, field)) in group.outputs.iter().zip(grouped.schema().iter()) {
-        let expr = output
-            .clone()
-            .transform(|e| {
-                Ok(match e {
-                    Expr::Column(c) if c.relation.is_none() && c.name == GROUP_KEY => {
-                        Transformed::yes(Expr::Column(outer_key.clone()))
-                    }
-                    e => Transformed::no(e),
-                })
-            })
-            .ok()?;
-        grouped_exprs.push(expr.data.alias_qualified(qualifier.cloned(), field.name()));
-    }
+    let grouped_exprs = group.outputs.into_iter().zip(grouped.schema().iter()).map(
+        |(output, (qualifier, field))| output.alias_qualified(qualifier.cloned(), field.name()),
+    );
     let outer_exprs = outer.schema().columns().into_iter().map(Expr::Column);
     let exprs: Vec<Expr> = if grouped_is_left {
         grouped_exprs.into_iter().chain(outer_exprs).collect()
@@ -186,9 +175,6 @@ fn as_window(
     })
 }
 
-/// The name the group key takes in [`Grouped::outputs`] before it is replaced by the outer key.
-const GROUP_KEY: &str = "__basin_group_key";
-
 /// An aggregate by one column, under projections and aliases.
 struct Grouped {
     /// The aggregate's input.
@@ -197,45 +183,38 @@ struct Grouped {
     key: Column,
     /// The aggregates (each an average, a minimum or a maximum).
     aggregates: Vec<AggregateFunction>,
-    /// Each output column of the grouped plan, as an expression of [`GROUP_KEY`] and the
-    /// windows' columns (`{WINDOW_PREFIX}_{i}` for the `i`th aggregate).
+    /// Each output column of the grouped plan, as an expression of the outer key (for the
+    /// group column) and the windows' columns (`{WINDOW_PREFIX}_{i}` for the `i`th aggregate).
     outputs: Vec<Expr>,
 }
 
 impl Grouped {
-    /// `plan`, if it is such an aggregate and `key` (one of its outputs) is its group column.
-    fn find(plan: &LogicalPlan, key: &Column) -> Option<Self> {
-        let found = Self::below(plan)?;
+    /// `plan`, if it is such an aggregate and `key` (one of its outputs) is its group column,
+    /// with the group column read as `outer_key`.
+    fn find(plan: &LogicalPlan, key: &Column, outer_key: &Column) -> Option<Self> {
+        let found = Self::below(plan, outer_key)?;
         let index = plan.schema().index_of_column(key).ok()?;
-        let Expr::Column(c) = &found.outputs[index] else {
-            return None;
-        };
-        (c.relation.is_none() && c.name == GROUP_KEY).then_some(found)
+        let grouped_by = matches!(&found.outputs[index], Expr::Column(c) if c == outer_key);
+        grouped_by.then_some(found)
     }
 
-    fn below(plan: &LogicalPlan) -> Option<Self> {
+    fn below(plan: &LogicalPlan, outer_key: &Column) -> Option<Self> {
         match plan {
-            LogicalPlan::SubqueryAlias(alias) => Self::below(&alias.input),
+            LogicalPlan::SubqueryAlias(alias) => Self::below(&alias.input, outer_key),
             LogicalPlan::Projection(projection) => {
-                let mut found = Self::below(&projection.input)?;
-                let inputs: HashMap<Column, Expr> = projection
+                let mut found = Self::below(&projection.input, outer_key)?;
+                let inputs: HashMap<String, Expr> = projection
                     .input
                     .schema()
                     .columns()
                     .into_iter()
+                    .map(|c| c.flat_name())
                     .zip(found.outputs)
                     .collect();
                 let mut outputs = Vec::with_capacity(projection.expr.len());
                 for expr in &projection.expr {
                     let expr = expr.clone().unalias_nested().data;
-                    let replaced = expr.transform(|e| match e {
-                        Expr::Column(c) => match inputs.get(&c) {
-                            Some(e) => Ok(Transformed::yes(e.clone())),
-                            None => datafusion::common::plan_err!("no column {c}"),
-                        },
-                        e => Ok(Transformed::no(e)),
-                    });
-                    outputs.push(replaced.ok()?.data);
+                    outputs.push(replace_cols_by_name(expr, &inputs).ok()?);
                 }
                 found.outputs = outputs;
                 Some(found)
@@ -245,7 +224,7 @@ impl Grouped {
                     return None;
                 };
                 let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
-                let mut outputs = vec![Expr::Column(Column::from_name(GROUP_KEY))];
+                let mut outputs = vec![Expr::Column(outer_key.clone())];
                 for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
                     let Expr::AggregateFunction(f) = expr.clone().unalias_nested().data else {
                         return None;
