@@ -71,26 +71,20 @@ impl<'a> JoinGraph<'a> {
             }
             // An alias of one table's rows (under filters and projections of columns) is a
             // scan of that table under the alias.
-            LogicalPlan::SubqueryAlias(alias) => match Self::of(&alias.input) {
-                Self {
-                    relations,
-                    conditions,
-                } if matches!(relations.as_slice(), [Relation::Scan { .. }]) => {
-                    let Some(Relation::Scan { table, qualifier }) = relations.into_iter().next()
-                    else {
-                        unreachable!("matched one scan above")
-                    };
-                    let to = &alias.alias;
-                    for condition in &conditions {
-                        self.condition(requalified(condition, |r| (*r == qualifier).then_some(to)));
-                    }
-                    self.relations.push(Relation::Scan {
-                        table,
-                        qualifier: to.clone(),
-                    });
+            LogicalPlan::SubqueryAlias(alias) => {
+                let below = Self::of(&alias.input);
+                let [Relation::Scan { table, qualifier }] = below.relations.as_slice() else {
+                    return self.relations.push(Relation::Other(plan));
+                };
+                let to = &alias.alias;
+                for condition in &below.conditions {
+                    self.condition(requalified(condition, |r| (r == qualifier).then_some(to)));
                 }
-                _ => self.relations.push(Relation::Other(plan)),
-            },
+                self.relations.push(Relation::Scan {
+                    table: table.clone(),
+                    qualifier: to.clone(),
+                });
+            }
             _ => self.relations.push(Relation::Other(plan)),
         }
     }
@@ -145,28 +139,17 @@ pub(super) fn requalified<'a>(
     expr: &Expr,
     rename: impl Fn(&TableReference) -> Option<&'a TableReference>,
 ) -> Expr {
-    expr.clone()
-        .transform(|e| {
-            Ok(match e {
-                Expr::Column(Column {
-                    relation: Some(relation),
-                    name,
-                    spans,
-                }) => match rename(&relation) {
-                    Some(to) => Transformed::yes(Expr::Column(Column {
-                        relation: Some(to.clone()),
-                        name,
-                        spans,
-                    })),
-                    None => Transformed::no(Expr::Column(Column {
-                        relation: Some(relation),
-                        name,
-                        spans,
-                    })),
-                },
-                e => Transformed::no(e),
-            })
+    let renamed = expr.clone().transform(|e| {
+        Ok(match e {
+            Expr::Column(c) => match c.relation.as_ref().and_then(&rename) {
+                Some(to) => Transformed::yes(Expr::Column(Column {
+                    relation: Some(to.clone()),
+                    ..c
+                })),
+                None => Transformed::no(Expr::Column(c)),
+            },
+            e => Transformed::no(e),
         })
-        .map(|t| t.data)
-        .unwrap_or_else(|_| expr.clone())
+    });
+    renamed.map_or_else(|_| expr.clone(), |t| t.data)
 }
