@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::execution::session_state::SessionStateBuilder;
 
+mod extreme_window;
 mod filtered_joins_down;
 mod group_window;
 mod join_graph;
@@ -20,6 +21,8 @@ pub(crate) fn add(builder: SessionStateBuilder) -> SessionStateBuilder {
         .with_optimizer_rule(Arc::new(semi_joins_down::SemiJoinsDown))
         // Before the next: q17's and q02's aggregates become windows, with no semi-join under them.
         .with_optimizer_rule(Arc::new(group_window::GroupAggregateAsWindow))
+        // q15's highest revenue: a window over the revenues the outer query reads.
+        .with_optimizer_rule(Arc::new(extreme_window::ExtremeAsWindow))
         .with_optimizer_rule(Arc::new(joined_groups::AggregateJoinedGroupsOnly))
 }
 
