@@ -171,6 +171,17 @@ pub(crate) mod tests {
     }
 
     impl Compared {
+        /// Whether the plan with the rules reads `items` once, through a window, where the
+        /// plan without them reads it twice.
+        pub(crate) fn windowed(&self) -> bool {
+            let plan = &self.ruled_plan;
+            let once = plan.matches("TableScan: items").count() == 1;
+            assert_eq!(once, plan.contains("WindowAggr"), "{plan}");
+            let plain = &self.plain_plan;
+            assert_eq!(plain.matches("TableScan: items").count(), 2, "{plain}");
+            once
+        }
+
         /// Panics unless the answer has rows: a query that keeps nothing proves little.
         pub(crate) fn has_rows(&self) -> &Self {
             let answer = &self.answer;
