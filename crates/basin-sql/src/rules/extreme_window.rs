@@ -157,21 +157,14 @@ impl Extreme {
         ) else {
             return None;
         };
-        let Expr::AggregateFunction(function) = expr.clone().unalias_nested().data else {
-            return None;
-        };
-        let params = &function.params;
-        let kept = matches!(function.func.name(), "min" | "max")
-            && !params.distinct
-            && params.filter.is_none()
-            && params.order_by.is_empty();
-        let [argument] = params.args.as_slice() else {
+        let function = joins::plain_aggregate(expr, &["min", "max"])?;
+        let [argument] = function.params.args.as_slice() else {
             return None;
         };
         let (input, argument) = read_through(&aggregate.input, argument.clone())?;
         let grouped =
             matches!(input.as_ref(), LogicalPlan::Aggregate(a) if !a.group_expr.is_empty());
-        (kept && grouped).then_some(Self {
+        grouped.then_some(Self {
             input,
             function,
             argument,

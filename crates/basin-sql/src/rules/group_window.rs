@@ -226,16 +226,7 @@ impl Grouped {
                 let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
                 let mut outputs = vec![Expr::Column(outer_key.clone())];
                 for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
-                    let Expr::AggregateFunction(f) = expr.clone().unalias_nested().data else {
-                        return None;
-                    };
-                    let params = &f.params;
-                    let kept = matches!(f.func.name(), "avg" | "min" | "max")
-                        && !params.distinct
-                        && params.filter.is_none()
-                        && params.order_by.is_empty();
-                    kept.then_some(())?;
-                    aggregates.push(f);
+                    aggregates.push(joins::plain_aggregate(expr, &["avg", "min", "max"])?);
                     outputs.push(Expr::Column(Column::from_name(format!(
                         "{WINDOW_PREFIX}_{i}"
                     ))));

@@ -1,11 +1,12 @@
 //! What the rules ask of the joins, projections and filters they rewrite: a join rebuilt over
 //! new inputs, the columns its condition reads, whether a projection passes a column through,
-//! whether a filter is selective.
+//! whether a filter is selective, whether an aggregate reads all its input's rows alike.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::common::{Column, NullEquality, Result, ScalarValue};
+use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Join, JoinType, LogicalPlan, Operator, Projection,
@@ -96,4 +97,18 @@ pub(super) fn selective(predicate: &Expr) -> bool {
         }
         _ => false,
     })
+}
+
+/// `expr` (aliased or not) as a call of one of `names` over all its input's rows alike: no
+/// `DISTINCT`, `FILTER` or order of its own, as a window over the same rows computes it.
+pub(super) fn plain_aggregate(expr: &Expr, names: &[&str]) -> Option<AggregateFunction> {
+    let Expr::AggregateFunction(f) = expr.clone().unalias_nested().data else {
+        return None;
+    };
+    let params = &f.params;
+    let plain = names.contains(&f.func.name())
+        && !params.distinct
+        && params.filter.is_none()
+        && params.order_by.is_empty();
+    plain.then_some(f)
 }
