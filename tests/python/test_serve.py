@@ -236,3 +236,73 @@ def test_the_server_keeps_to_small_pages_unless_told(lakehouse):
             proc.kill()
             proc.wait()
     assert shown == {None: "0", "1": "1"}, shown
+
+
+def test_a_warm_server_answers_scans_from_kept_columns_as_the_files_do(lakehouse):
+    """`[sql] column_cache`: the second scan of a table's files reads their columns decoded by
+    the first, with the same answers as a fresh `basin query` process; a column older files
+    lack (the schema grew) is read from the files, and a new commit's files are read too."""
+    from pyiceberg.catalog.rest import RestCatalog
+    from pyiceberg.types import StringType
+
+    base, proc = start(lakehouse, "--no-auth")
+    try:
+        catalog = RestCatalog("basin", uri=base, warehouse="main")
+        catalog.create_namespace("sales")
+
+        def rows(ids, note=None):
+            columns = {"id": pa.array(ids, pa.int64()), "amount": pa.array([i * 0.5 for i in ids], pa.float64())}
+            if note is not None:
+                columns["note"] = pa.array([f"{note} {i % 5}" for i in ids], pa.string())
+            return pa.table(columns)
+
+        table = catalog.create_table("sales.events", schema=rows([]).schema)
+        table.append(rows(list(range(0, 3000))))
+        table.append(rows(list(range(3000, 5000))))
+        with catalog.load_table("sales.events").update_schema() as update:
+            update.add_column("note", StringType())
+        catalog.load_table("sales.events").append(rows(list(range(5000, 6000)), note="late arrival"))
+
+        queries = ["SELECT id, amount FROM sales.events WHERE id % 250 = 7 ORDER BY id",
+                   "SELECT note, count(*) AS n, sum(amount) AS s FROM sales.events GROUP BY note ORDER BY note",
+                   "SELECT max(id) AS top, count(note) AS notes FROM sales.events"]
+
+        def ask(sql):
+            request = urllib.request.Request(base + "/api/v1/query", data=json.dumps({"sql": sql}).encode(),
+                                             headers={"content-type": "application/json",
+                                                      "cache-control": "no-cache"})
+            with urllib.request.urlopen(request, timeout=60) as r:
+                return json.loads(r.read())["rows"]
+
+        def metric(name):
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+                found = re.search(rf"^{name} (\S+)", r.read().decode(), re.M)
+            assert found, name
+            return float(found.group(1))
+
+        def all_equal(expected):
+            for sql, answer in zip(queries, expected):
+                assert ask(sql) == answer, sql
+
+        expected = [lakehouse.json("query", sql) for sql in queries]
+        assert len(expected[0]) == 24 and expected[2] == [{"top": 5999, "notes": 1000}], expected
+        for _ in range(50):  # the first scans decode the columns in the background
+            all_equal(expected)
+            if metric("basin_sql_column_cache_hits_total") >= 3:
+                break
+            time.sleep(0.1)
+        assert metric("basin_sql_column_cache_hits_total") >= 3
+        assert metric("basin_sql_column_cache_fills_total") >= 5
+        # `note` is in the newest file only: refused for the two older ones.
+        assert metric("basin_sql_column_cache_refusals_total") == 2
+        assert metric("basin_sql_column_cache_limit_bytes") == 1 << 30
+        assert metric("basin_sql_column_cache_bytes") > 0
+
+        # A new commit adds a file: the next answers hold its rows.
+        catalog.load_table("sales.events").append(rows([9000, 9001], note="later"))
+        expected = [lakehouse.json("query", sql) for sql in queries]
+        assert expected[2] == [{"top": 9001, "notes": 1002}], expected
+        all_equal(expected)
+    finally:
+        proc.kill()
+        proc.wait()

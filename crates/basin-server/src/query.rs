@@ -83,7 +83,8 @@ pub(crate) async fn query(
         )
         .await?
         .with_namespace_option(basin_sql::NamespaceOption::RequestField)
-        .with_result_cache(cache);
+        .with_result_cache(cache)
+        .with_kept_columns(true);
         let mut running = session
             .start(&request.sql, session.default_timeout())
             .await?;

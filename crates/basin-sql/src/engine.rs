@@ -16,6 +16,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
 use futures::FutureExt;
 
+use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::deadline::{self, Deadline};
 use crate::distributed::{Cluster, Scheduler, available};
 use crate::executors::Executors;
@@ -45,6 +46,8 @@ pub struct Engine {
     executors: Executors,
     /// Answers kept for the next identical query (`[sql] result_cache`).
     answers: Arc<ResultCache>,
+    /// Columns kept decoded for the next scan of the same files (`[sql] column_cache`).
+    columns: Arc<ColumnCache>,
 }
 
 impl fmt::Debug for Engine {
@@ -100,6 +103,7 @@ impl Engine {
             )?,
             executors: Executors::new(limits.query_threads, limits.query_nice),
             answers: Arc::new(ResultCache::new(limits.result_cache)),
+            columns: Arc::new(ColumnCache::new(limits.column_cache)),
             limits,
         })
     }
@@ -254,6 +258,15 @@ impl Engine {
 
     pub(crate) fn answers(&self) -> &Arc<ResultCache> {
         &self.answers
+    }
+
+    /// What the column cache holds and has done (`[sql] column_cache`).
+    pub fn column_cache(&self) -> ColumnCacheStats {
+        self.columns.stats()
+    }
+
+    pub(crate) fn columns(&self) -> &Arc<ColumnCache> {
+        &self.columns
     }
 
     /// The runtime of one session: the shared spill space and files, and a memory pool that

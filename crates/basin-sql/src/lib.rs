@@ -27,6 +27,7 @@
 //!   `answers` says which answers the result cache may keep), on top.
 
 mod changes;
+mod column_cache;
 mod conjunctions;
 mod deadline;
 mod depth;
@@ -62,6 +63,7 @@ mod window_memory;
 mod fuzz;
 
 pub use changes::{BEFORE_THE_TABLE, conform};
+pub use column_cache::{COLUMN_CACHE, ColumnCacheStats};
 pub use deadline::Deadline;
 pub use engine::Engine;
 pub use errors::NamespaceOption;

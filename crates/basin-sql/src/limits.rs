@@ -47,6 +47,9 @@ pub struct SqlLimits {
     /// Bytes of answers a process keeps for the next identical query (`[sql]
     /// result_cache`, [`crate::result_cache`]); 0 keeps none.
     pub result_cache: u64,
+    /// Bytes of decoded columns a process keeps for the next scan of the same files (`[sql]
+    /// column_cache`, [`crate::column_cache`]); 0 keeps none.
+    pub column_cache: u64,
     /// Bounds on a statement's text, and on its plan's depth (`[sql] max_statement_size`,
     /// `max_nesting`, `max_expression_depth`, `max_joins`).
     pub statement: StatementLimits,
@@ -89,6 +92,7 @@ impl Default for SqlLimits {
             distributed_threshold: 1 << 30,
             table_cache: basin_table::LOADED_TABLES,
             result_cache: crate::result_cache::RESULT_CACHE,
+            column_cache: crate::column_cache::COLUMN_CACHE,
             ballista: BallistaSettings::default(),
             statement: StatementLimits::default(),
             planner_threads: planners::default_threads(),

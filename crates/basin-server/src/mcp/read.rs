@@ -130,7 +130,8 @@ pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
         let at = lake.resolve(args.text("ref").as_deref()).await?;
         let session = basin_sql::Session::new(lake.sql(), lake.iceberg_tables(), &at, None)
             .await?
-            .with_result_cache(true);
+            .with_result_cache(true)
+            .with_kept_columns(true);
         session.start(&sql, session.default_timeout()).await
     };
     let mut running = started.await.inspect_err(|e| meter.failed(e))?;

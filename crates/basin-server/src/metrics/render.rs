@@ -14,6 +14,7 @@ impl Metrics {
         render_queries(&c, &mut out);
         self.render_sql(&mut out);
         self.render_sql_reads(&mut out);
+        self.render_sql_columns(&mut out);
         self.render_connections(&mut out);
         self.render_functions(&mut out);
         self.render_limit_hits(&c, &mut out);

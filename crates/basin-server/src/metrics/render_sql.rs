@@ -187,4 +187,56 @@ impl Metrics {
             ],
         );
     }
+
+    /// What the column cache holds and has done (`[sql] column_cache`).
+    pub(super) fn render_sql_columns(&self, out: &mut String) {
+        let columns = self.sql.column_cache();
+        write_samples(
+            out,
+            [
+                (
+                    "basin_sql_column_cache_limit_bytes",
+                    "gauge",
+                    "`[sql] column_cache`: bytes of decoded columns the server keeps for the next scan of the same files.",
+                    columns.limit as f64,
+                ),
+                (
+                    "basin_sql_column_cache_bytes",
+                    "gauge",
+                    "Bytes of decoded columns kept now.",
+                    columns.bytes as f64,
+                ),
+                (
+                    "basin_sql_column_cache_columns",
+                    "gauge",
+                    "Columns of data files kept decoded now.",
+                    columns.columns as f64,
+                ),
+                (
+                    "basin_sql_column_cache_hits_total",
+                    "counter",
+                    "Scan partitions answered from kept columns.",
+                    columns.hits as f64,
+                ),
+                (
+                    "basin_sql_column_cache_misses_total",
+                    "counter",
+                    "Scan partitions that read their files (their columns then kept for the next).",
+                    columns.misses as f64,
+                ),
+                (
+                    "basin_sql_column_cache_fills_total",
+                    "counter",
+                    "Columns of data files decoded and kept.",
+                    columns.fills as f64,
+                ),
+                (
+                    "basin_sql_column_cache_refusals_total",
+                    "counter",
+                    "Columns not kept: over a quarter of `[sql] column_cache`, not in their file, or of a type that does not convert.",
+                    columns.refusals as f64,
+                ),
+            ],
+        );
+    }
 }

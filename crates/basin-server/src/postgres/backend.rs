@@ -161,7 +161,8 @@ impl Backend {
         )
         .await
         .map_err(basin_error)?
-        .with_namespace_option(basin_sql::NamespaceOption::SearchPath);
+        .with_namespace_option(basin_sql::NamespaceOption::SearchPath)
+        .with_kept_columns(true);
         setup_pg_catalog(session.context(), basin_sql::CATALOG, EmptyContextProvider)
             .map_err(|e| pg_error("XX000", format!("cannot set up pg_catalog: {e}")))?;
         catalog::install(session.context(), self.lakehouse.clone())

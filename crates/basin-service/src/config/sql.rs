@@ -27,6 +27,8 @@ pub struct SqlSection {
     pub table_cache: Option<u64>,
     /// Bytes of answers a process keeps for the next identical query ("0": none).
     pub result_cache: Option<SizeValue>,
+    /// Bytes of decoded columns a server keeps for the next scan of the same files ("0": none).
+    pub column_cache: Option<SizeValue>,
     pub max_statement_size: Option<SizeValue>,
     pub max_expression_depth: Option<usize>,
     pub parse_steps_per_token: Option<u64>,
@@ -110,6 +112,9 @@ pub(super) fn resolve(
     }
     if let Some(v) = &q.result_cache {
         sql.result_cache = v.bytes(&setting("sql", "result_cache"))?;
+    }
+    if let Some(v) = &q.column_cache {
+        sql.column_cache = v.bytes(&setting("sql", "column_cache"))?;
     }
     if let Some(v) = &q.max_statement_size {
         sql.statement.max_size = v.in_memory(&setting("sql", "max_statement_size"), 1 << 10)?;

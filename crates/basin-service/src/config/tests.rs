@@ -123,6 +123,16 @@ fn result_cache_is_a_size_with_a_default() {
 }
 
 #[test]
+fn column_cache_is_a_size_with_a_default() {
+    let load = |toml: &str| settings(toml).map(|s| s.sql.column_cache);
+    assert_eq!(load("").unwrap(), basin_sql::COLUMN_CACHE);
+    assert_eq!(load("[sql]\ncolumn_cache = \"2GiB\"\n").unwrap(), 2 << 30);
+    assert_eq!(load("[sql]\ncolumn_cache = \"0\"\n").unwrap(), 0);
+    let e = load("[sql]\ncolumn_cache = \"lots\"\n").unwrap_err();
+    assert!(e.message.contains("column_cache"), "{e}");
+}
+
+#[test]
 fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() {
     let load = |toml: &str| settings(toml).map(|s| s.sql);
     let default = load("").unwrap();

@@ -234,6 +234,11 @@ impl Session {
             .create_physical_plan(&optimized, &state)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+        let physical = if self.kept_columns {
+            crate::column_cache::scan::keep(physical, self.engine.columns())
+        } else {
+            physical
+        };
         let stream = self
             .engine
             .execute(physical.clone(), ctx.task_ctx())?

@@ -48,6 +48,8 @@ pub struct Session {
     string_views: bool,
     /// Whether scripts look for their answer in the result cache, and keep it there.
     cached: bool,
+    /// Whether scans read and keep decoded columns (`[sql] column_cache`).
+    kept_columns: bool,
 }
 
 /// DataFusion options Basin sets unlike DataFusion's defaults; `[sql.datafusion]` overrides
@@ -184,6 +186,7 @@ impl Session {
             commit: at.commit.to_string(),
             string_views,
             cached: false,
+            kept_columns: false,
         })
     }
 
@@ -198,6 +201,14 @@ impl Session {
     /// whose readers ask the same again (the console, dashboards). Off unless asked for.
     pub fn with_result_cache(mut self, on: bool) -> Self {
         self.cached = on;
+        self
+    }
+
+    /// Makes this session's scans read columns the process keeps decoded, and keep those it
+    /// decodes (`[sql] column_cache`, see [`crate::column_cache`]): for the doors of a
+    /// process that lives on (a server). Off unless asked for.
+    pub fn with_kept_columns(mut self, on: bool) -> Self {
+        self.kept_columns = on;
         self
     }
 

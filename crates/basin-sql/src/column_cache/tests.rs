@@ -1,0 +1,248 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::{collect, displayable};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::ColumnCache;
+use super::scan::keep;
+
+/// Rows per file, and per row group.
+const ROWS: i64 = 5000;
+const GROUP: usize = 700;
+
+/// A table of two Parquet files of several row groups each: `id`, `name` (nulls, strings
+/// longer than a view holds inline) and, in the first file only, `v` (the second was
+/// written before `v` was added, so the scan reads it as nulls there).
+fn lakehouse(dir: &std::path::Path) {
+    for (file, with_v) in [("a.parquet", true), ("b.parquet", false)] {
+        let first = if with_v { 0 } else { ROWS };
+        let ids: Vec<i64> = (first..first + ROWS).collect();
+        let names: Vec<Option<String>> = ids
+            .iter()
+            .map(|i| (i % 7 != 0).then(|| format!("customer number {:04}", i % 50)))
+            .collect();
+        let mut fields = vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(names)),
+        ];
+        if with_v {
+            fields.push(Field::new("v", DataType::Int32, true));
+            columns.push(Arc::new(Int32Array::from_iter(
+                ids.iter().map(|i| (i % 3 != 0).then_some((i % 100) as i32)),
+            )));
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(GROUP))
+            .build();
+        let out = std::fs::File::create(dir.join(file)).unwrap();
+        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+/// A session over `lakehouse`'s table `t`, with its files split in byte ranges among two
+/// partitions (as DataFusion splits large files), and a schema with `v` in it.
+async fn session(dir: &std::path::Path) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_batch_size(300)
+        .set_usize("datafusion.optimizer.repartition_file_min_size", 1);
+    let ctx = SessionContext::new_with_config(config);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("v", DataType::Int32, true),
+    ]);
+    let options = ParquetReadOptions::default().schema(&schema);
+    ctx.register_parquet("t", dir.to_str().unwrap(), options)
+        .await
+        .unwrap();
+    ctx
+}
+
+/// `sql`'s answer as a table, sorted by line when `sorted`, from `plan` as built or with
+/// kept scans.
+async fn answer(ctx: &SessionContext, sql: &str, cache: Option<&Arc<ColumnCache>>) -> String {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let plan = match cache {
+        Some(cache) => keep(plan, cache),
+        None => plan,
+    };
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+    let text = pretty_format_batches(&batches).unwrap().to_string();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+/// Waits for the fills the scans started to end.
+async fn settled(cache: &ColumnCache) {
+    for _ in 0..500 {
+        let filling = cache.kept.as_ref().unwrap().filling.lock().unwrap().len();
+        if filling == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the column cache's fills did not end");
+}
+
+const QUERIES: [&str; 6] = [
+    "SELECT id, name, v FROM t",
+    "SELECT name, count(*) AS n, sum(v) AS s FROM t GROUP BY name",
+    "SELECT id, name FROM t WHERE id BETWEEN 1200 AND 1300 OR id > 9990",
+    "SELECT count(*) AS n FROM t WHERE random() >= 0.0",
+    "SELECT count(*) AS n FROM (SELECT id FROM t LIMIT 7) WHERE id >= 0",
+    "SELECT v, id FROM t WHERE v IS NULL AND name LIKE '%0049'",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_columns_answer_as_the_files_do() {
+    let dir = tempfile::tempdir().unwrap();
+    lakehouse(dir.path());
+    let ctx = session(dir.path()).await;
+    // The files are split in ranges: kept row groups must land in one range each.
+    let plan = ctx
+        .sql(QUERIES[0])
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let scan = plan
+        .as_any()
+        .downcast_ref::<DataSourceExec>()
+        .expect("a scan");
+    let (config, _) = scan.downcast_to_file_source::<ParquetSource>().unwrap();
+    let ranged = |c: &FileScanConfig| {
+        c.file_groups
+            .iter()
+            .flat_map(|g| g.files())
+            .any(|f| f.range.is_some())
+    };
+    assert!(
+        ranged(config),
+        "{}",
+        displayable(plan.as_ref()).indent(true)
+    );
+
+    let cache = Arc::new(ColumnCache::new(64 << 20));
+    for sql in QUERIES {
+        let expected = answer(&ctx, sql, None).await;
+        assert!(expected.lines().count() > 4, "{sql}: {expected}");
+        // The first read decodes the columns for the next; both answer as the files do.
+        assert_eq!(
+            answer(&ctx, sql, Some(&cache)).await,
+            expected,
+            "{sql}, filling"
+        );
+        settled(&cache).await;
+        let hits = cache.stats().hits;
+        assert_eq!(
+            answer(&ctx, sql, Some(&cache)).await,
+            expected,
+            "{sql}, kept"
+        );
+        // `v` is not in the second file, so scans of it read that file as planned.
+        if !sql.contains(" v") {
+            assert!(cache.stats().hits > hits, "{sql}: {:?}", cache.stats());
+        }
+    }
+    // A kept scan meters the bytes the Parquet scan would have read.
+    let plan = ctx
+        .sql(QUERIES[2])
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let plan = keep(plan, &cache);
+    let (hits, misses) = (cache.stats().hits, cache.stats().misses);
+    collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+    assert!(cache.stats().hits > hits && cache.stats().misses == misses);
+    assert!(
+        crate::results::bytes_scanned(&plan) > 10_000,
+        "{}",
+        displayable(plan.as_ref()).indent(true)
+    );
+    let stats = cache.stats();
+    assert!(stats.bytes > 0 && stats.columns >= 5, "{stats:?}");
+    // `v` is not in the second file: refused there, so its partitions read the files.
+    assert_eq!(stats.refusals, 1, "{stats:?}");
+    assert!(stats.misses > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_of_nothing_leaves_the_plan_and_a_full_one_shows_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    lakehouse(dir.path());
+    let ctx = session(dir.path()).await;
+    let plan = ctx
+        .sql(QUERIES[1])
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let none = keep(plan.clone(), &Arc::new(ColumnCache::new(0)));
+    assert!(Arc::ptr_eq(&none, &plan));
+    let kept = keep(plan, &Arc::new(ColumnCache::new(1 << 20)));
+    let shown = displayable(kept.as_ref()).indent(true).to_string();
+    assert!(shown.contains("KeptColumnsExec: columns=2"), "{shown}");
+    assert!(shown.contains("DataSourceExec"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_over_a_quarter_of_the_cache_are_refused_and_read_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    lakehouse(dir.path());
+    let ctx = session(dir.path()).await;
+    let sql = "SELECT name, count(*) FROM t GROUP BY name";
+    let expected = answer(&ctx, sql, None).await;
+    // 5000 views of `name` take 80 KB a file, over a quarter of 64 KiB: refused before
+    // decoding. With their strings (20 bytes each, longer than a view holds) they take over
+    // 128 KiB: refused while decoding, in a cache of 512 KiB.
+    for limit in [64 << 10, 512 << 10] {
+        let cache = Arc::new(ColumnCache::new(limit));
+        for _ in 0..3 {
+            assert_eq!(answer(&ctx, sql, Some(&cache)).await, expected);
+            settled(&cache).await;
+        }
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.hits, stats.fills, stats.refusals),
+            (0, 0, 2),
+            "{stats:?}"
+        );
+    }
+    // In a cache of 1 MiB they are kept.
+    let cache = Arc::new(ColumnCache::new(1 << 20));
+    for _ in 0..2 {
+        assert_eq!(answer(&ctx, sql, Some(&cache)).await, expected);
+        settled(&cache).await;
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.fills, stats.refusals), (2, 0), "{stats:?}");
+    assert!(stats.hits > 0 && stats.bytes > 2 * (128 << 10), "{stats:?}");
+}
