@@ -126,6 +126,16 @@ def test_queries_refs_metrics_and_request_ids(server):
     assert 'basin_http_requests_total{method="POST",route="/api/v1/query",status="404"} 2' in metrics
     assert "basin_queries_total 4" in metrics and "basin_query_errors_total 2" in metrics
 
+    # An empty answer, asked twice so that the second comes from the result cache, as JSON and
+    # as Arrow: each a whole answer of no rows. (An answer of no batches at all once dropped
+    # the connection: `result_cache`'s unit test `an_answer_of_no_batches_ends_and_stays_ended`.)
+    empty = {"sql": "SELECT id FROM sales.orders WHERE id < 0"}
+    for accept in ["application/json", "application/json", "application/vnd.apache.arrow.stream"] * 2:
+        with post(f"{base}/api/v1/query", empty, accept=accept) as r:
+            raw = r.read()
+        rows = json.loads(raw)["rows"] if accept == "application/json" else pa.ipc.open_stream(raw).read_all()
+        assert len(rows) == 0, raw
+
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     logs = proc.stderr.read()

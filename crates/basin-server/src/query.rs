@@ -101,7 +101,12 @@ pub(crate) async fn query(
             return Err(e.into());
         }
     };
-    let batches = futures::stream::iter(first.map(Ok)).chain(batches).boxed();
+    // Without a first batch the stream has ended, and a stream polled again after its end may
+    // panic (the result cache's did, on every empty answer): it is not polled again.
+    let batches = match first {
+        Some(first) => futures::stream::iter([Ok(first)]).chain(batches).boxed(),
+        None => futures::stream::empty().boxed(),
+    };
     let cache_header = (CACHE_HEADER, if cached { "hit" } else { "miss" });
     if let Some(format) = file {
         let body = file_body(format, schema, batches, meter)?;

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
@@ -157,6 +156,8 @@ impl ResultCache {
                 }
             },
         )
+        // Ended for good: polled again after its end, `unfold` would panic.
+        .fuse()
         .boxed()
     }
 
@@ -187,7 +188,7 @@ struct Filling {
 impl Filling {
     /// Adds `batch`, compacted; `false` once the answer is too big to keep.
     fn add(&mut self, batch: &RecordBatch) -> bool {
-        let batch = compact(batch);
+        let batch = crate::results::compact(batch);
         self.answer.bytes += batch.get_array_memory_size() as u64;
         if self.answer.bytes > self.cache.limit / 8 {
             self.cache.too_big.fetch_add(1, Ordering::Relaxed);
@@ -204,32 +205,6 @@ impl Filling {
     }
 }
 
-/// `batch` holding only its own values. A query's last rows often point into far larger
-/// buffers: strings read as views point into the pages they were decoded from (q10's twenty
-/// customers held megabytes of comments), and a `LIMIT` slices a batch. Kept as they are,
-/// those buffers would be kept too.
-fn compact(batch: &RecordBatch) -> RecordBatch {
-    use arrow::array::{Array, AsArray, UInt32Array};
-    use arrow::datatypes::DataType;
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|column| match column.data_type() {
-            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as ArrayRef,
-            DataType::BinaryView => Arc::new(column.as_binary_view().gc()) as ArrayRef,
-            _ => {
-                let own = column.to_data().get_slice_memory_size().unwrap_or(0);
-                if column.get_buffer_memory_size() <= 2 * own + 4096 {
-                    return column.clone();
-                }
-                let rows = UInt32Array::from_iter_values(0..column.len() as u32);
-                arrow::compute::take(column.as_ref(), &rows, None).unwrap_or(column.clone())
-            }
-        })
-        .collect();
-    RecordBatch::try_new(batch.schema(), columns).unwrap_or_else(|_| batch.clone())
-}
-
 /// An answer's weight against the cache's bytes: its buffers and its key.
 fn weight(key: &AnswerKey, answer: &Answer) -> u64 {
     let text = key.sql.len() + key.commit.len() + key.namespace.len();
@@ -238,7 +213,7 @@ fn weight(key: &AnswerKey, answer: &Answer) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, StringViewArray};
+    use arrow::array::{ArrayRef, Int64Array, StringViewArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use basin_core::Error;
 
@@ -269,6 +244,20 @@ mod tests {
         let stream = futures::stream::iter(batches).boxed();
         let passed: Vec<_> = cache.fill(key(sql), schema, stream).collect().await;
         assert!(!passed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_no_batches_ends_and_stays_ended() {
+        // The HTTP door reads a first batch, then the rest: without one, `unfold` was polled
+        // after its end and panicked, which dropped the reader's connection (TPC-H q11 at
+        // scale 10 has no rows).
+        let cache = Arc::new(ResultCache::new(64 << 10));
+        let empty = futures::stream::iter(Vec::<Result<RecordBatch, Error>>::new()).boxed();
+        let mut answer = cache.fill(key("none"), rows(0).schema(), empty);
+        assert!(answer.next().await.is_none());
+        assert!(answer.next().await.is_none());
+        let (_, kept) = cache.get(&key("none")).await.expect("an empty answer is kept");
+        assert_eq!(kept.collect::<Vec<_>>().await.len(), 0);
     }
 
     #[tokio::test]

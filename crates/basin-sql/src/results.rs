@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use basin_core::Result;
@@ -81,4 +82,30 @@ pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
         }
     }
     Ok(rows)
+}
+
+/// `batch` holding only its own values. A query's last rows often point into far larger
+/// buffers: strings read as views point into the pages they were decoded from (q10's twenty
+/// customers held megabytes of comments), and a `LIMIT` slices a batch. Kept as they are,
+/// those buffers would be kept too (by the result cache) or sent (in an Arrow answer).
+pub(crate) fn compact(batch: &RecordBatch) -> RecordBatch {
+    use arrow::array::{Array, AsArray, UInt32Array};
+    use arrow::datatypes::DataType;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(column.as_binary_view().gc()) as ArrayRef,
+            _ => {
+                let own = column.to_data().get_slice_memory_size().unwrap_or(0);
+                if column.get_buffer_memory_size() <= 2 * own + 4096 {
+                    return column.clone();
+                }
+                let rows = UInt32Array::from_iter_values(0..column.len() as u32);
+                arrow::compute::take(column.as_ref(), &rows, None).unwrap_or(column.clone())
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).unwrap_or_else(|_| batch.clone())
 }
