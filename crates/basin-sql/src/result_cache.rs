@@ -256,7 +256,10 @@ mod tests {
         let mut answer = cache.fill(key("none"), rows(0).schema(), empty);
         assert!(answer.next().await.is_none());
         assert!(answer.next().await.is_none());
-        let (_, kept) = cache.get(&key("none")).await.expect("an empty answer is kept");
+        let (_, kept) = cache
+            .get(&key("none"))
+            .await
+            .expect("an empty answer is kept");
         assert_eq!(kept.collect::<Vec<_>>().await.len(), 0);
     }
 

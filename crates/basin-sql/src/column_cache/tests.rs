@@ -222,9 +222,20 @@ async fn columns_over_a_quarter_of_the_cache_are_refused_and_read_from_the_files
     let expected = answer(&ctx, sql, None).await;
     // 10,000 views of `name` take 160 KB: a cache of 64 KiB does not even try.
     let cache = Arc::new(ColumnCache::new(64 << 10));
-    let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
     let kept = keep(plan, &cache);
-    assert!(!displayable(kept.as_ref()).indent(true).to_string().contains("KeptColumnsExec"));
+    assert!(
+        !displayable(kept.as_ref())
+            .indent(true)
+            .to_string()
+            .contains("KeptColumnsExec")
+    );
     // 5000 of them take 80 KB a file, over a quarter of 256 KiB: refused before decoding.
     // With their strings (20 bytes each, longer than a view holds) they take over 128 KiB:
     // refused while decoding, in a cache of 512 KiB.
