@@ -7,7 +7,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::physical_plan::{collect, displayable};
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -75,16 +75,23 @@ async fn session(dir: &std::path::Path) -> SessionContext {
     ctx
 }
 
-/// `sql`'s answer as a table, sorted by line when `sorted`, from `plan` as built or with
+/// `lakehouse`'s table in a folder of its own, and a session over it.
+async fn table() -> (tempfile::TempDir, SessionContext) {
+    let dir = tempfile::tempdir().unwrap();
+    lakehouse(dir.path());
+    let ctx = session(dir.path()).await;
+    (dir, ctx)
+}
+
+async fn planned(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+    let frame = ctx.sql(sql).await.unwrap();
+    frame.create_physical_plan().await.unwrap()
+}
+
+/// `sql`'s answer as a table, sorted by line, from its plan as built or with
 /// kept scans.
 async fn answer(ctx: &SessionContext, sql: &str, cache: Option<&Arc<ColumnCache>>) -> String {
-    let plan = ctx
-        .sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let plan = planned(ctx, sql).await;
     let plan = match cache {
         Some(cache) => keep(plan, cache),
         None => plan,
@@ -119,17 +126,9 @@ const QUERIES: [&str; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_columns_answer_as_the_files_do() {
-    let dir = tempfile::tempdir().unwrap();
-    lakehouse(dir.path());
-    let ctx = session(dir.path()).await;
+    let (_dir, ctx) = table().await;
     // The files are split in ranges: kept row groups must land in one range each.
-    let plan = ctx
-        .sql(QUERIES[0])
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let plan = planned(&ctx, QUERIES[0]).await;
     let scan = plan
         .as_any()
         .downcast_ref::<DataSourceExec>()
@@ -170,13 +169,7 @@ async fn kept_columns_answer_as_the_files_do() {
         }
     }
     // A kept scan meters the bytes the Parquet scan would have read.
-    let plan = ctx
-        .sql(QUERIES[2])
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let plan = planned(&ctx, QUERIES[2]).await;
     let plan = keep(plan, &cache);
     let (hits, misses) = (cache.stats().hits, cache.stats().misses);
     collect(plan.clone(), ctx.task_ctx()).await.unwrap();
@@ -195,16 +188,8 @@ async fn kept_columns_answer_as_the_files_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_of_nothing_leaves_the_plan_and_a_full_one_shows_in_it() {
-    let dir = tempfile::tempdir().unwrap();
-    lakehouse(dir.path());
-    let ctx = session(dir.path()).await;
-    let plan = ctx
-        .sql(QUERIES[1])
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let (_dir, ctx) = table().await;
+    let plan = planned(&ctx, QUERIES[1]).await;
     let none = keep(plan.clone(), &Arc::new(ColumnCache::new(0)));
     assert!(Arc::ptr_eq(&none, &plan));
     let kept = keep(plan, &Arc::new(ColumnCache::new(1 << 20)));
@@ -215,20 +200,12 @@ async fn a_cache_of_nothing_leaves_the_plan_and_a_full_one_shows_in_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn columns_over_a_quarter_of_the_cache_are_refused_and_read_from_the_files() {
-    let dir = tempfile::tempdir().unwrap();
-    lakehouse(dir.path());
-    let ctx = session(dir.path()).await;
+    let (_dir, ctx) = table().await;
     let sql = "SELECT name, count(*) FROM t GROUP BY name";
     let expected = answer(&ctx, sql, None).await;
     // 10,000 views of `name` take 160 KB: a cache of 64 KiB does not even try.
     let cache = Arc::new(ColumnCache::new(64 << 10));
-    let plan = ctx
-        .sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let plan = planned(&ctx, sql).await;
     let kept = keep(plan, &cache);
     assert!(
         !displayable(kept.as_ref())
