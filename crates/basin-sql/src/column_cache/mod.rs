@@ -208,9 +208,7 @@ impl Found {
                     .groups
                     .iter()
                     .enumerate()
-                    .filter(move |(_, (start, _))| {
-                        range.as_ref().is_none_or(|r| r.contains(*start))
-                    })
+                    .filter(move |(_, (start, _))| reads(range.as_ref(), *start))
                     .map(|(i, _)| columns.iter().map(|c| c.stored[i]).sum::<u64>())
             })
             .sum();
@@ -392,6 +390,12 @@ impl ColumnCache {
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
     }
+}
+
+/// Whether a scan of a file's `range` (the whole file without one) reads the row group that
+/// begins at `start`: DataFusion's rule for splitting a file among partitions.
+fn reads(range: Option<&FileRange>, start: i64) -> bool {
+    range.is_none_or(|r| r.contains(start))
 }
 
 fn column_key(file: &FileKey, name: &str, data_type: &DataType) -> ColumnKey {

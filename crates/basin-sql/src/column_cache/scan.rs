@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, displayable,
 };
 
-use super::{ColumnCache, FileKey, Found, least_width};
+use super::{ColumnCache, FileKey, Found, least_width, reads};
 
 /// `plan` with each Parquet scan that kept columns can answer wrapped in a [`KeptScan`];
 /// `plan` itself when `cache` keeps nothing.
@@ -266,7 +266,7 @@ impl Iterator for Batches {
                 self.at = (file + 1, 0, 0);
                 continue;
             };
-            let in_range = self.ranges[file].as_ref().is_none_or(|r| r.contains(start));
+            let in_range = reads(self.ranges[file].as_ref(), start);
             // A scan of no columns (`count(*)`) gives the group's rows in one batch.
             let batches = columns
                 .first()
