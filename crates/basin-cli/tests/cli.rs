@@ -50,6 +50,40 @@ fn explain_shows_projection_and_filter_pushed_into_the_scan() {
     );
 }
 
+/// `RUST_LOG=basin_sql=debug` makes a one-shot command say on stderr where a query's time
+/// went (planning, optimizing, each scan's files and footers), and leaves stdout to the rows.
+#[test]
+fn a_query_says_where_its_time_went_when_asked() {
+    let lake = Lake::with_orders();
+    let args = [
+        "query",
+        "SELECT sum(amount) FROM sales.orders",
+        "--format",
+        "csv",
+    ];
+    let quiet = lake.run(&args);
+    let traced = lake.run_with(&[("RUST_LOG", "basin_sql=debug")], &args);
+    assert!(traced.status.success());
+    assert_eq!(traced.stdout, quiet.stdout);
+    let (quiet, traced) = (
+        String::from_utf8_lossy(&quiet.stderr),
+        String::from_utf8_lossy(&traced.stderr),
+    );
+    assert!(!quiet.contains("DEBUG"), "{quiet}");
+    for line in [
+        "statement planned",
+        "plan optimized",
+        "physical plan made",
+        "data files planned",
+        "data files' footers read",
+    ] {
+        let found = traced.lines().find(|l| l.contains(line));
+        let found = found.unwrap_or_else(|| panic!("no `{line}` in:\n{traced}"));
+        assert!(found.contains("ms="), "{found}");
+    }
+    assert!(traced.contains("table=sales.orders"), "{traced}");
+}
+
 #[test]
 fn malformed_row_names_file_line_and_column_and_commits_nothing() {
     let lake = Lake::with_orders();

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use basin_core::{Error, ErrorKind, Result};
@@ -175,6 +175,12 @@ impl Drop for Until {
     fn drop(&mut self) {
         self.timer.abort();
     }
+}
+
+/// Milliseconds since `started`, for the debug lines that say where a statement's time went
+/// (`RUST_LOG=basin_sql=debug`).
+pub(crate) fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
 }
 
 #[cfg(test)]

@@ -197,11 +197,13 @@ impl SchemaProvider for RefSchema {
         let Some((key, location)) = self.entries.get(name) else {
             return Ok(None);
         };
+        let started = std::time::Instant::now();
         let table = self
             .tables
             .load_from(key, location)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        tracing::debug!(table = %key, ms = crate::deadline::ms(started), "table metadata read");
         let table = match PrunedScan::try_new(
             &self.engine,
             &self.tables,

@@ -273,7 +273,9 @@ impl TableProvider for PrunedScan {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let started = std::time::Instant::now();
         let tasks = self.plan(filters).await?;
+        tracing::debug!(table = %self.key, files = tasks.len(), ms = crate::deadline::ms(started), "data files planned");
         if tasks.iter().any(|t| !t.deletes.is_empty()) {
             let iceberg =
                 IcebergStaticTableProvider::try_new_from_table(self.table().await?.clone())
@@ -315,9 +317,11 @@ impl TableProvider for PrunedScan {
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(self.schema.clone());
+        let started = std::time::Instant::now();
         let plan = ListingTable::try_new(config)?
             .scan(state, projection, filters, limit)
             .await?;
+        tracing::debug!(table = %self.key, ms = crate::deadline::ms(started), "data files' footers read");
         self.check_all_found(&plan, &files, limit, store.as_ref())
             .await?;
         Ok(plan)

@@ -63,6 +63,14 @@ impl Lake {
         self.command(args).output().unwrap()
     }
 
+    /// Runs with `vars` set in the command's environment.
+    pub fn run_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Output {
+        self.command(args)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap()
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_basin"));
         command

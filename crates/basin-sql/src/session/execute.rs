@@ -225,15 +225,19 @@ impl Session {
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?
             .into_parts();
+        let started = std::time::Instant::now();
         let optimized = state
             .optimize(&plan)
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+        tracing::debug!(ms = crate::deadline::ms(started), "plan optimized");
         self.engine.check_depth(&optimized)?;
+        let started = std::time::Instant::now();
         let physical = state
             .query_planner()
             .create_physical_plan(&optimized, &state)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+        tracing::debug!(ms = crate::deadline::ms(started), "physical plan made");
         let physical = if self.kept_columns {
             crate::column_cache::scan::keep(physical, self.engine.columns())
         } else {

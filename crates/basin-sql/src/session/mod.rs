@@ -18,7 +18,7 @@ use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
 
 use crate::changes::{FUNCTION, Feeds, TableChangesFunction};
-use crate::deadline::Deadline;
+use crate::deadline::{Deadline, ms};
 use crate::engine::Engine;
 use crate::errors::{NamespaceOption, sql_error};
 use crate::guard::{Dialect, Shape};
@@ -292,7 +292,9 @@ impl Session {
         }
         let (this, sql) = (self.clone(), sql.to_string());
         let planned = self.engine.on_planner(async move {
+            let started = Instant::now();
             let shape = this.engine.guard(&sql, Dialect::Basin)?;
+            tracing::debug!(ms = ms(started), "statement bounds checked");
             this.start_script(&sql, &shape, deadline, key).await
         });
         self.within(deadline, planned).await
@@ -325,10 +327,12 @@ impl Session {
         // Views and settings the script made, to make again in a distributed session.
         let mut prelude = Vec::new();
         for statement in statements {
+            let started = Instant::now();
             self.prepare(&statement).await?;
             let plan = plan_statement(&self.ctx.state(), statement.clone())
                 .await
                 .map_err(|e| sql_error(e, &self.catalog, self.option))?;
+            tracing::debug!(ms = ms(started), "statement planned");
             policy::check_plan(&plan)?;
             self.engine.check_depth(&plan)?;
             if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
