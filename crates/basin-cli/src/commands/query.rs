@@ -24,7 +24,8 @@ pub(crate) enum QueryFormat {
   basin query \"SELECT * FROM orders LIMIT 10\" -n sales --ref dev
   basin query \"SELECT * FROM sales.orders\" --ref v1 --format csv      # a tag
   basin query \"SELECT * FROM sales.orders\" --ref main@1a2b3c4d       # a past commit
-  basin query - --format parquet -o result.parquet < report.sql")]
+  basin query - --format parquet -o result.parquet < report.sql
+  RUST_LOG=basin_sql=debug basin query \"...\"   # stderr: where its milliseconds went")]
 pub struct Args {
     /// SQL to run (several statements separated by `;`: the last one's rows are printed).
     /// Tables are named NAMESPACE.TABLE. `-` reads the SQL from stdin.
