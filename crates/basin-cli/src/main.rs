@@ -185,13 +185,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        // Any command logs on stderr when asked: `RUST_LOG=basin_sql=debug basin query ...`
-        // says where a query's time went. `serve` and `worker` log without being asked.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init();
+        commands::log_to_stderr();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -45,9 +45,10 @@ use basin_service::Lakehouse;
 /// metrics at `info` (tens of lines per distributed query).
 const DEFAULT_LOG: &str = "info,ballista_core=warn,ballista_scheduler=warn,ballista_executor=warn";
 
-/// For the long-running commands (`serve`, `worker`): log lines on stderr (`RUST_LOG`,
-/// default [`DEFAULT_LOG`]), and first the walls functions will run inside.
-fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
+/// Log lines on stderr (`RUST_LOG`, default [`DEFAULT_LOG`]); the first call sets them up.
+/// Any command logs when `RUST_LOG` is set (`RUST_LOG=basin_sql=debug basin query ...` says
+/// where a query's time went); `serve` and `worker` log without being asked.
+pub(crate) fn log_to_stderr() {
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -57,6 +58,12 @@ fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// For the long-running commands (`serve`, `worker`): log lines on stderr, and first the
+/// walls functions will run inside.
+fn start_logging(lakehouse: &Lakehouse) -> anyhow::Result<()> {
+    log_to_stderr();
     crate::output::status(lakehouse.runtime()?.walls().summary());
     Ok(())
 }
