@@ -11,11 +11,15 @@ on each lakehouse's files beside them. Run by `bench/run.sh --tpch-ab` (release 
 With --binaries A=PATH,B=PATH (build levers: an allocator, LTO), it runs Basin's default
 settings on the 128k lakehouse with each binary in turn, --rounds times (A, B, A, B, ...), so
 that this VM's drift hits both alike, and prints each round's totals and the best per query.
+--env NAME=KEY=VALUE (repeatable) sets an environment variable for one of them, so that one
+binary runs under two settings of the process (an allocator's option, say):
+`--binaries thp=B,nothp=B --env nothp=MIMALLOC_ALLOW_THP=0`.
 """
 
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -158,6 +162,8 @@ def main() -> None:
     p.add_argument("--memory", default="4GiB", help="[sql] memory_limit and query_memory_limit of the runs")
     p.add_argument("--binaries", default="", help="NAME=PATH,NAME=PATH: compare binaries instead of variants")
     p.add_argument("--rounds", type=int, default=3, help="rounds of --binaries (each runs every binary once)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=KEY=VALUE",
+                   help="an environment variable for the runs of one of --binaries (repeatable)")
     p.add_argument("--duckdb", action="store_true", help="also run DuckDB on each variant's lakehouse files")
     args = p.parse_args()
     if args.binaries:
@@ -212,6 +218,13 @@ def main() -> None:
 def compare_binaries(args) -> None:
     """Default settings, one lakehouse, each binary in turn, --rounds times."""
     binaries = dict(pair.split("=", 1) for pair in args.binaries.split(","))
+    envs: dict[str, dict[str, str]] = {name: {} for name in binaries}
+    for item in args.env:
+        name, _, setting = item.partition("=")
+        key, equals, value = setting.partition("=")
+        if name not in envs or not equals:
+            raise SystemExit(f"--env {item}: expected NAME=KEY=VALUE with NAME one of {', '.join(binaries)}")
+        envs[name][key] = value
     csv_dir = generate(args.scale, Path(args.data))
     work = Path(tempfile.mkdtemp(prefix="basin-ab-"))
     home = work / "lh-128k"
@@ -223,11 +236,15 @@ def compare_binaries(args) -> None:
     for r in range(args.rounds):
         for name, path in binaries.items():
             args.basin = path
-            seconds = run_queries(args, home)
+            with environment(envs[name]):
+                seconds = run_queries(args, home)
             log(f"   round {r + 1}, {name}: {total(seconds)}")
             runs[name].append(seconds)
     header(args)
     print(f"[sql] memory limits {args.memory}; {args.rounds} rounds, binaries in turn.  ")
+    for name, env in envs.items():
+        if env:
+            print(f"{name} runs with " + ", ".join(f"`{k}={v}`" for k, v in env.items()) + ".  ")
     print()
     print("| binary | " + " | ".join(f"round {r + 1} [s]" for r in range(args.rounds)) + " | best per query, summed [s] |")
     print("| --- | " + " | ".join("---:" for _ in range(args.rounds + 1)) + " |")
@@ -242,6 +259,22 @@ def compare_binaries(args) -> None:
         cells = ("failed" if best[n][q] is None else f"{best[n][q]:.3f}" for n in binaries)
         print(f"| q{q + 1:02} | " + " | ".join(cells) + " |")
     shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def environment(settings: dict[str, str]):
+    """`settings` in this process's environment (which every `basin` it starts inherits) for
+    as long as the block runs."""
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 if __name__ == "__main__":
