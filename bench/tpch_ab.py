@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 
@@ -236,7 +237,8 @@ def compare_binaries(args) -> None:
     for r in range(args.rounds):
         for name, path in binaries.items():
             args.basin = path
-            with environment(envs[name]):
+            # Every `basin` this process starts inherits its environment.
+            with mock.patch.dict(os.environ, envs[name]):
                 seconds = run_queries(args, home)
             log(f"   round {r + 1}, {name}: {total(seconds)}")
             runs[name].append(seconds)
@@ -259,22 +261,6 @@ def compare_binaries(args) -> None:
         cells = ("failed" if best[n][q] is None else f"{best[n][q]:.3f}" for n in binaries)
         print(f"| q{q + 1:02} | " + " | ".join(cells) + " |")
     shutil.rmtree(work, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def environment(settings: dict[str, str]):
-    """`settings` in this process's environment (which every `basin` it starts inherits) for
-    as long as the block runs."""
-    before = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 if __name__ == "__main__":

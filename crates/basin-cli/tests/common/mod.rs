@@ -60,7 +60,7 @@ impl Lake {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.run_with(&[], args)
     }
 
     /// Runs with `vars` set in the command's environment.
