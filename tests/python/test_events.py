@@ -83,6 +83,32 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
     assert states(lakehouse)["pending"] == 1
 
 
+def test_a_file_still_being_written_when_the_server_starts_is_queued_once(lakehouse, tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "load.py").write_text(FUNCTION)
+    lakehouse("deploy", str(functions))
+    orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
+    orders.mkdir(parents=True)
+    with open(orders / "slow.csv", "w") as upload:
+        upload.write("id,amount\n1,1.50\n")
+        upload.flush()
+        _, server = start_server(lakehouse, "--no-auth")
+        try:
+            time.sleep(1)  # the start-up scan finds the file half-written and open
+            upload.write("2,2.25\n")
+            upload.close()
+            wait_for(lambda: states(lakehouse) == {"succeeded": 1}, 60, show=lambda: lakehouse("events", "ls"))
+            time.sleep(5)  # the scan's second and third looks at the file
+            events = json.loads(lakehouse("events", "ls", "--format", "json"))
+        finally:
+            server.kill()
+            server.wait()
+    assert [(e["payload"]["key"], e["payload"]["size"]) for e in events] == [("orders/slow.csv", 24)], events
+    rows = lakehouse("query", "SELECT id FROM raw.orders ORDER BY id", "--format", "csv")
+    assert rows == "id\n1\n2\n"
+
+
 def test_files_of_folders_made_or_moved_into_a_bucket_while_serving_are_all_handled(lakehouse, tmp_path):
     functions = tmp_path / "functions"
     functions.mkdir()

@@ -130,7 +130,7 @@ async fn start_triggers(
     use basin_service::triggers::{commits, s3, schedule, watch};
     let lakehouse = dispatcher.lakehouse().clone();
     let watcher = watch::watch(lakehouse.clone(), dispatcher.clone())?;
-    let found = watch::scan(&lakehouse).await?;
+    let found = watch::scan(&lakehouse, dispatcher).await?;
     if found > 0 {
         tracing::info!(events = found, "queued objects that landed while stopped");
     }

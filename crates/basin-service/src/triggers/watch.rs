@@ -5,12 +5,20 @@
 //! modification time, so a file seen by both the scan and the watcher, or scanned at every
 //! start, is queued once.
 //!
+//! The scan leaves a file modified in the last [`SETTLE`] for later: it may still be being
+//! written (the server says where it listens before the scan runs, and uploaders do not
+//! wait for it), and queueing it half-written would queue it twice, once at the size the
+//! scan saw and once when the watcher sees it closed. Such a file is looked at again once
+//! it has been still for that long; by then the watcher has queued it if it was closed
+//! after the watch began, and the second look finds the same event.
+//!
 //! Buckets hold plain files. A symbolic link in one (or a linked folder) is skipped with a
 //! warning, by the scan and by the watcher alike, and never followed: the function would be
 //! handed whatever file the link points at, anywhere Basin can read.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use basin_catalog::NewEvent;
 use basin_core::{Error, Result};
@@ -90,17 +98,81 @@ fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
         .collect()
 }
 
+/// How long a file must have gone unmodified before the start-up scan queues it.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// A file's size and modification time when the scan looked at it.
+type Stamp = Option<(u64, SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
 /// Queues an event for every file in the buckets that a deployed function wants and that
-/// is not queued yet. Returns how many were new.
-pub async fn scan(lakehouse: &Lakehouse) -> Result<usize> {
-    let functions = lakehouse.deployed().list().await?;
+/// is not queued yet, waking `dispatcher` for files it queues later (see [`SETTLE`]).
+/// Returns how many were new now.
+pub async fn scan(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<usize> {
     let roots = roots(lakehouse);
-    let mut events = Vec::new();
-    for root in &roots {
-        for path in files_under(&root.dir) {
-            events.extend(file_events(&functions, &roots, &path));
-        }
+    let now = SystemTime::now();
+    let (settled, mut unsettled): (Vec<_>, Vec<_>) = roots
+        .iter()
+        .flat_map(|r| files_under(&r.dir))
+        .map(|path| {
+            let stamp = stamp(&path);
+            (path, stamp)
+        })
+        .partition(|(_, stamp)| match stamp {
+            // A file gone or unreadable is settled: `file_events` skips it.
+            None => true,
+            Some((_, modified)) => now.duration_since(*modified).is_ok_and(|age| age >= SETTLE),
+        });
+    let stored = queue(lakehouse, &roots, settled.into_iter().map(|(p, _)| p)).await?;
+    if unsettled.is_empty() {
+        return Ok(stored);
     }
+    // Looked at again until unchanged between two looks (a file dated in the future too);
+    // one written all along is the watcher's when it is closed.
+    let (lakehouse, dispatcher) = (lakehouse.clone(), dispatcher.clone());
+    tokio::spawn(async move {
+        while !unsettled.is_empty() {
+            tokio::time::sleep(SETTLE).await;
+            let (still, changed): (Vec<_>, Vec<_>) = unsettled
+                .into_iter()
+                .map(|(path, before)| {
+                    let now = stamp(&path);
+                    (path, before, now)
+                })
+                .partition(|(_, before, now)| before == now);
+            unsettled = changed.into_iter().map(|(p, _, now)| (p, now)).collect();
+            match queue(&lakehouse, &roots, still.into_iter().map(|(p, ..)| p)).await {
+                Ok(0) => {}
+                Ok(stored) => {
+                    tracing::info!(events = stored, "queued objects that were landing at start");
+                    dispatcher.wake();
+                }
+                Err(e) => {
+                    tracing::error!("cannot queue events for objects landing at start: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    Ok(stored)
+}
+
+/// Queues the events of the plain files among `files`; returns how many were new.
+async fn queue(
+    lakehouse: &Lakehouse,
+    roots: &[Root],
+    files: impl IntoIterator<Item = PathBuf>,
+) -> Result<usize> {
+    let functions = lakehouse.deployed().list().await?;
+    let events: Vec<NewEvent> = files
+        .into_iter()
+        .filter(|path| plain_file(roots, path))
+        .flat_map(|path| file_events(&functions, roots, &path))
+        .collect();
     let store = lakehouse.catalog().store();
     let mut stored = 0;
     for chunk in events.chunks(1000) {
@@ -194,24 +266,13 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 .await;
             }
             files.extend(folders.iter().flat_map(|folder| files_under(folder)));
-            if let Err(e) = queue(&lakehouse, &roots, &files).await {
+            if let Err(e) = queue(&lakehouse, &roots, files).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
             dispatcher.wake();
         }
     });
     Ok(watcher)
-}
-
-async fn queue(lakehouse: &Lakehouse, roots: &[Root], files: &[PathBuf]) -> Result<()> {
-    let functions = lakehouse.deployed().list().await?;
-    let events: Vec<NewEvent> = files
-        .iter()
-        .filter(|p| plain_file(roots, p))
-        .flat_map(|p| file_events(&functions, roots, p))
-        .collect();
-    lakehouse.catalog().store().enqueue_events(&events).await?;
-    Ok(())
 }
 
 /// The events one file makes: one per function whose bucket, prefix and suffix match.
