@@ -83,30 +83,44 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
     assert states(lakehouse)["pending"] == 1
 
 
-def test_a_file_still_being_written_when_the_server_starts_is_queued_once(lakehouse, tmp_path):
+def test_files_still_being_written_when_found_are_queued_once(lakehouse, tmp_path):
+    """A file found open for writing, by the start-up scan or in a folder just made, is
+    queued once, when it is closed: not also at the size it was found at."""
     functions = tmp_path / "functions"
     functions.mkdir()
     (functions / "load.py").write_text(FUNCTION)
     lakehouse("deploy", str(functions))
     orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
     orders.mkdir(parents=True)
-    with open(orders / "slow.csv", "w") as upload:
-        upload.write("id,amount\n1,1.50\n")
-        upload.flush()
+
+    def upload(path, rows, found):
+        """Writes the first of `rows`, calls `found` (which finds the file open), then the rest."""
+        with open(path, "w") as file:
+            file.write("id,amount\n" + rows[0])
+            file.flush()
+            found()
+            time.sleep(1)
+            file.write("".join(rows[1:]))
+
+    server = None
+    def start():
+        nonlocal server
         _, server = start_server(lakehouse, "--no-auth")
-        try:
-            time.sleep(1)  # the start-up scan finds the file half-written and open
-            upload.write("2,2.25\n")
-            upload.close()
-            wait_for(lambda: states(lakehouse) == {"succeeded": 1}, 60, show=lambda: lakehouse("events", "ls"))
-            time.sleep(5)  # the scan's second and third looks at the file
-            events = json.loads(lakehouse("events", "ls", "--format", "json"))
-        finally:
+    try:
+        upload(orders / "slow.csv", ["1,1.50\n", "2,2.25\n"], start)  # the scan finds it
+        (orders / "day").mkdir()  # the watcher reads the folder when it sees it
+        upload(orders / "day" / "slow.csv", ["3,1.50\n", "4,2.25\n"], lambda: None)
+        wait_for(lambda: states(lakehouse) == {"succeeded": 2}, 60, show=lambda: lakehouse("events", "ls"))
+        time.sleep(2 * 2 + 1)  # the later looks at both files
+        events = json.loads(lakehouse("events", "ls", "--format", "json"))
+    finally:
+        if server:
             server.kill()
             server.wait()
-    assert [(e["payload"]["key"], e["payload"]["size"]) for e in events] == [("orders/slow.csv", 24)], events
+    found = sorted((e["payload"]["key"], e["payload"]["size"]) for e in events)
+    assert found == [("orders/day/slow.csv", 24), ("orders/slow.csv", 24)], events
     rows = lakehouse("query", "SELECT id FROM raw.orders ORDER BY id", "--format", "csv")
-    assert rows == "id\n1\n2\n"
+    assert rows == "id\n1\n2\n3\n4\n"
 
 
 def test_files_of_folders_made_or_moved_into_a_bucket_while_serving_are_all_handled(lakehouse, tmp_path):

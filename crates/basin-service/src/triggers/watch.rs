@@ -33,6 +33,7 @@ use crate::dispatch::Dispatcher;
 pub type BucketWatcher = Arc<Mutex<notify::RecommendedWatcher>>;
 
 /// A watched folder: one bucket (configured), or one bucket per sub-folder (the default).
+#[derive(Clone)]
 struct Root {
     dir: PathBuf,
     bucket: Option<String>,
@@ -98,10 +99,11 @@ fn roots(lakehouse: &Lakehouse) -> Vec<Root> {
         .collect()
 }
 
-/// How long a file must have gone unmodified before the start-up scan queues it.
+/// How long a file must have gone unmodified before the start-up scan queues it, and how
+/// long apart the looks at a file that may still be being written are.
 pub const SETTLE: Duration = Duration::from_secs(2);
 
-/// A file's size and modification time when the scan looked at it.
+/// A file's size and modification time when it was looked at.
 type Stamp = Option<(u64, SystemTime)>;
 
 fn stamp(path: &Path) -> Stamp {
@@ -115,25 +117,35 @@ fn stamp(path: &Path) -> Stamp {
 pub async fn scan(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<usize> {
     let roots = roots(lakehouse);
     let now = SystemTime::now();
-    let (settled, mut unsettled): (Vec<_>, Vec<_>) = roots
+    let (settled, unsettled): (Vec<_>, Vec<_>) = roots
         .iter()
         .flat_map(|r| files_under(&r.dir))
+        .partition(|path| match stamp(path) {
+            // A file gone or unreadable is settled: `file_events` skips it.
+            None => true,
+            Some((_, modified)) => now.duration_since(modified).is_ok_and(|age| age >= SETTLE),
+        });
+    let stored = queue(lakehouse, &roots, settled).await?;
+    settle(lakehouse.clone(), roots, dispatcher.clone(), unsettled);
+    Ok(stored)
+}
+
+/// Queues each of `files` once it is unchanged between two looks [`SETTLE`] apart (a file
+/// dated in the future too). They are files that may have been open for writing when they
+/// were found: queued then, a file would be queued twice, at the size it was found at and
+/// when the watcher sees it closed; looked at until still, it is queued once, and a file
+/// that was closed before it was watched is not missed.
+fn settle(lakehouse: Lakehouse, roots: Vec<Root>, dispatcher: Dispatcher, files: Vec<PathBuf>) {
+    if files.is_empty() {
+        return;
+    }
+    let mut unsettled: Vec<(PathBuf, Stamp)> = files
+        .into_iter()
         .map(|path| {
             let stamp = stamp(&path);
             (path, stamp)
         })
-        .partition(|(_, stamp)| match stamp {
-            // A file gone or unreadable is settled: `file_events` skips it.
-            None => true,
-            Some((_, modified)) => now.duration_since(*modified).is_ok_and(|age| age >= SETTLE),
-        });
-    let stored = queue(lakehouse, &roots, settled.into_iter().map(|(p, _)| p)).await?;
-    if unsettled.is_empty() {
-        return Ok(stored);
-    }
-    // Looked at again until unchanged between two looks (a file dated in the future too);
-    // one written all along is the watcher's when it is closed.
-    let (lakehouse, dispatcher) = (lakehouse.clone(), dispatcher.clone());
+        .collect();
     tokio::spawn(async move {
         while !unsettled.is_empty() {
             tokio::time::sleep(SETTLE).await;
@@ -148,17 +160,16 @@ pub async fn scan(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<usiz
             match queue(&lakehouse, &roots, still.into_iter().map(|(p, ..)| p)).await {
                 Ok(0) => {}
                 Ok(stored) => {
-                    tracing::info!(events = stored, "queued objects that were landing at start");
+                    tracing::info!(events = stored, "queued objects once they were still");
                     dispatcher.wake();
                 }
                 Err(e) => {
-                    tracing::error!("cannot queue events for objects landing at start: {e}");
+                    tracing::error!("cannot queue events for new objects: {e}");
                     return;
                 }
             }
         }
     });
-    Ok(stored)
 }
 
 /// Queues the events of the plain files among `files`; returns how many were new.
@@ -213,10 +224,13 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// before then makes no event of its own, and the files of a folder moved in make none at
 /// all. So the folder is watched first (`notify` would add the watch only after the events
 /// it is reading, and a read racing it lost files of a burst), then read: a file is then
-/// either read or watched, and one both read and watched is queued once.
+/// either read or watched, and one both read and watched is queued once. The files of a
+/// folder moved in are whole, and queued at once; those of a folder just made may still be
+/// being written, and are queued once still ([`settle`]).
 pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatcher> {
     let roots = roots(&lakehouse);
-    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Each path, and whether it is a folder just made (not moved in).
+    let (tx, mut rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let written = matches!(
@@ -227,9 +241,13 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 notify::event::RenameMode::To | notify::event::RenameMode::Both
             )) | EventKind::Create(notify::event::CreateKind::Folder)
         );
+        let made = matches!(
+            event.kind,
+            EventKind::Create(notify::event::CreateKind::Folder)
+        );
         if written {
             for path in event.paths {
-                let _ = tx.send(path);
+                let _ = tx.send((path, made));
             }
         }
     };
@@ -250,11 +268,12 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
     tokio::spawn(async move {
         let mut paths = Vec::new();
         while rx.recv_many(&mut paths, 1000).await > 0 {
-            let (folders, mut files): (Vec<PathBuf>, Vec<PathBuf>) =
-                paths.drain(..).partition(|p| plain_folder(&roots, p));
+            let (folders, files): (Vec<_>, Vec<_>) =
+                paths.drain(..).partition(|(p, _)| plain_folder(&roots, p));
+            let mut files: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
             if let (false, Some(watcher)) = (folders.is_empty(), weak.upgrade()) {
                 // A round trip to notify's thread: once it returns, the watches exist.
-                let watched = folders.clone();
+                let watched: Vec<PathBuf> = folders.iter().map(|(p, _)| p.clone()).collect();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
                     for folder in &watched {
@@ -265,7 +284,14 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                 })
                 .await;
             }
-            files.extend(folders.iter().flat_map(|folder| files_under(folder)));
+            let mut made = Vec::new();
+            for (folder, just_made) in &folders {
+                match just_made {
+                    true => made.extend(files_under(folder)),
+                    false => files.extend(files_under(folder)),
+                }
+            }
+            settle(lakehouse.clone(), roots.clone(), dispatcher.clone(), made);
             if let Err(e) = queue(&lakehouse, &roots, files).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
