@@ -216,6 +216,12 @@ impl Engine {
         (self.planners.threads(), self.planners.busy())
     }
 
+    /// Query plans running on the query threads now, and plans stopped so far because their
+    /// reader went away before the answer ended (a client that left).
+    pub fn plans(&self) -> (u64, u64) {
+        self.executors.plans()
+    }
+
     /// Whether DataFusion's own Parquet reader can open a table whose metadata is at
     /// `location`: a table inside the warehouse.
     pub(crate) fn reads(&self, location: &str) -> bool {

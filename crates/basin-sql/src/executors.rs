@@ -14,9 +14,11 @@
 //! that on 2 busy cores the requests still come first.
 //!
 //! The runtime starts at the first query (a CLI command that runs none never pays for it).
-//! A reader that goes away drops the channel; the task polling the plan then stops and
-//! drops the stream, which cancels what it spawned.
+//! A reader that goes away drops the channel; the task polling the plan sees that between
+//! two polls of it (not only at its next batch, which an aggregate may hold for minutes),
+//! stops and drops the stream, which cancels what it spawned.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use basin_core::{Error, Result};
@@ -38,6 +40,29 @@ struct Inner {
     threads: usize,
     nice: i32,
     runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
+    /// Plans running now, and plans stopped because their reader went away (for metrics).
+    running: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// Counts a plan as running while it lives.
+struct Running(Arc<Inner>);
+
+impl Running {
+    fn start(inner: &Arc<Inner>) -> Self {
+        inner.running.fetch_add(1, Ordering::Relaxed);
+        Self(inner.clone())
+    }
+
+    fn abandoned(&self) {
+        self.0.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Inner {
@@ -62,6 +87,8 @@ impl Executors {
                 threads: threads.max(1),
                 nice,
                 runtime: OnceLock::new(),
+                running: AtomicU64::new(0),
+                abandoned: AtomicU64::new(0),
             }),
         }
     }
@@ -84,6 +111,16 @@ impl Executors {
             .map_err(|e| Error::internal(format!("cannot start the threads that run queries: {e}")))
     }
 
+    /// Plans running on these threads now, and plans stopped so far because their reader
+    /// went away before their answer ended.
+    pub(crate) fn plans(&self) -> (u64, u64) {
+        let inner = &self.inner;
+        (
+            inner.running.load(Ordering::Relaxed),
+            inner.abandoned.load(Ordering::Relaxed),
+        )
+    }
+
     /// Starts `plan` on these threads and returns its batches as they come. What fails while
     /// its streams are built fails here; what fails later ends the stream.
     pub(crate) fn execute(
@@ -103,10 +140,22 @@ impl Executors {
         };
         let (sender, receiver) = tokio::sync::mpsc::channel(IN_FLIGHT);
         let actor = basin_catalog::actor::current();
+        let running = Running::start(&self.inner);
         runtime.spawn(basin_catalog::actor::carried(actor, async move {
-            while let Some(batch) = stream.next().await {
+            // The reader may go away while the plan works towards its next batch (an
+            // aggregate over many rows answers only at the end): it is watched for between
+            // two polls of the plan, which yields now and then (DataFusion's cooperative
+            // scheduling), not only when a batch is sent. Returning drops the stream, which
+            // cancels the plan and what it spawned.
+            loop {
+                let batch = tokio::select! {
+                    biased;
+                    () = sender.closed() => return running.abandoned(),
+                    batch = stream.next() => batch,
+                };
+                let Some(batch) = batch else { return };
                 if sender.send(batch).await.is_err() {
-                    return; // The reader went away: dropping the stream cancels the plan.
+                    return running.abandoned();
                 }
             }
         }));

@@ -68,6 +68,18 @@ impl Metrics {
                     "Planning threads parsing or planning a statement now.",
                     self.sql.planners().1 as f64,
                 ),
+                (
+                    "basin_sql_queries_running",
+                    "gauge",
+                    "Query plans running on the query threads now.",
+                    self.sql.plans().0 as f64,
+                ),
+                (
+                    "basin_sql_queries_abandoned_total",
+                    "counter",
+                    "Query plans stopped because their client left before the answer ended.",
+                    self.sql.plans().1 as f64,
+                ),
             ],
         );
     }

@@ -13,7 +13,9 @@
 //! - with `[server] tls_cert` and `tls_key`, logins from other machines come over TLS only
 //!   (`sslmode=require`; see `crate::tls`);
 //! - a cancel request (psql's Ctrl-C) stops the statement running on the connection whose
-//!   random key it names (pgwire's default handler does nothing, and every key was 0);
+//!   random key it names (pgwire's default handler does nothing, and every key was 0), and
+//!   a client that closes the connection while its statement runs stops it too
+//!   ([`super::stopping`]);
 //! - once logged in, a client that sends nothing for `[server] pg_idle_timeout` is sent away,
 //!   and one whose token was revoked, or whose sign-in token expired, is sent away at its
 //!   next message (HTTP checks the token on every request; a Postgres connection looks a
@@ -44,10 +46,11 @@ use tokio_util::codec::{Framed, FramedParts};
 use datafusion_postgres::pgwire;
 
 use super::backend::Handlers;
-use super::errors::{basin_error, cancelled_by_user};
+use super::errors::basin_error;
 use super::prepared::Prepared;
 use super::queries::Parsed;
 use super::settings::{EXPIRES, GRANTS, TOKEN_ID, WHO};
+use super::stopping::{hung_up, until_stopped};
 use crate::metrics::Metrics;
 use basin_catalog::Grants;
 use basin_catalog::actor::{self, Actor};
@@ -236,6 +239,12 @@ impl Connection {
                 Some((handle, _)) => Some(handle.start_query().await),
                 None => None,
             };
+            // Only these run statements, which may work for long before they answer.
+            let runs = matches!(
+                message,
+                PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_)
+            );
+            let hung_up = runs.then(|| hung_up(&self.socket.get_ref().io));
             let actor = self.actor();
             let work = actor::scope(
                 actor,
@@ -249,14 +258,9 @@ impl Connection {
                     cancel.clone(),
                 ),
             );
-            let handled = match cancelled {
-                None => work.await,
-                // Dropping the work drops the query's stream: it stops, and its memory is
-                // freed.
-                Some(cancelled) => tokio::select! {
-                    handled = work => handled,
-                    Ok(()) = cancelled => Err(cancelled_by_user()),
-                },
+            let Some(handled) = until_stopped(work, cancelled, hung_up).await else {
+                tracing::info!("a Postgres client left while its statement ran; stopped it");
+                return Ok(());
             };
             if self.cancels.is_none()
                 && matches!(self.socket.state(), PgWireConnectionState::ReadyForQuery)

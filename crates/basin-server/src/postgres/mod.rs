@@ -30,6 +30,7 @@ mod login;
 mod prepared;
 mod queries;
 mod settings;
+mod stopping;
 
 /// The Postgres door's listener, bound before anything is served.
 pub(crate) struct Door(tokio::net::TcpListener);
