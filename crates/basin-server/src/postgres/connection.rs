@@ -27,7 +27,6 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -37,15 +36,15 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{
-    MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error, process_message,
+    PgWireMessageServerCodec, negotiate_tls, process_error, process_message,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use datafusion_postgres::pgwire;
 
 use super::backend::Handlers;
+use super::capped::Capped;
 use super::errors::basin_error;
 use super::prepared::Prepared;
 use super::queries::Parsed;
@@ -130,7 +129,7 @@ async fn start(
     };
     let secure = framed.is_secure();
     let old = framed.into_parts();
-    let mut parts = FramedParts::new(Capped::new(old.io), old.codec);
+    let mut parts = FramedParts::new(Capped::new(old.io, LOGIN_MESSAGE_SIZE), old.codec);
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
     let socket = Framed::from_parts(parts);
@@ -526,76 +525,3 @@ async fn linger(socket: &mut Capped) -> io::Result<()> {
 /// How long, and how many bytes, a connection ended by a FATAL error reads on.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
-
-/// The client's stream, counting the bytes read since the last whole message: past `limit`
-/// a read fails, so pgwire never buffers more of one message than that. Reads are cut to the
-/// room left, so one read cannot overshoot by more than a byte.
-pub(super) struct Capped {
-    io: MaybeTls,
-    limit: usize,
-    read: usize,
-    /// A read failed because of the limit.
-    refused: bool,
-}
-
-impl Capped {
-    fn new(io: MaybeTls) -> Self {
-        Self {
-            io,
-            limit: LOGIN_MESSAGE_SIZE,
-            read: 0,
-            refused: false,
-        }
-    }
-}
-
-impl AsyncRead for Capped {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let room = (this.limit + 1).saturating_sub(this.read);
-        if room == 0 {
-            this.refused = true;
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "message over the size limit",
-            )));
-        }
-        // As tokio's `Take` does: read into the first `room` bytes of the free space.
-        let mut part = buf.take(room);
-        let start = part.filled().as_ptr();
-        ready!(Pin::new(&mut this.io).poll_read(cx, &mut part))?;
-        assert_eq!(
-            start,
-            part.filled().as_ptr(),
-            "the reader swapped the buffer"
-        );
-        let n = part.filled().len();
-        // SAFETY: the `n` bytes were just initialized by the read above.
-        unsafe { buf.assume_init(n) };
-        buf.advance(n);
-        this.read += n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Capped {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use backend::Handlers;
 
 mod backend;
+mod capped;
 mod catalog;
 mod connection;
 mod errors;
