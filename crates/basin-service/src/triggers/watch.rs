@@ -157,15 +157,17 @@ fn settle(lakehouse: Lakehouse, roots: Vec<Root>, dispatcher: Dispatcher, files:
                 })
                 .partition(|(_, before, now)| before == now);
             unsettled = changed.into_iter().map(|(p, _, now)| (p, now)).collect();
-            match queue(&lakehouse, &roots, still.into_iter().map(|(p, ..)| p)).await {
+            let paths = still.iter().map(|(p, ..)| p.clone());
+            match queue(&lakehouse, &roots, paths).await {
                 Ok(0) => {}
                 Ok(stored) => {
                     tracing::info!(events = stored, "queued objects once they were still");
                     dispatcher.wake();
                 }
                 Err(e) => {
-                    tracing::error!("cannot queue events for new objects: {e}");
-                    return;
+                    // Tried again at the next look: they are still unchanged then.
+                    tracing::error!("cannot queue events for new objects, retrying: {e}");
+                    unsettled.extend(still.into_iter().map(|(p, _, now)| (p, now)));
                 }
             }
         }
