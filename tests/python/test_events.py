@@ -37,6 +37,17 @@ def states(lakehouse):
     return counts
 
 
+def deploy_load(lakehouse, tmp_path):
+    """Deploys FUNCTION; returns the folder whose files it loads."""
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "load.py").write_text(FUNCTION)
+    lakehouse("deploy", str(functions))
+    orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
+    orders.mkdir(parents=True)
+    return orders
+
+
 def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_path):
     functions = tmp_path / "functions"
     functions.mkdir()
@@ -86,12 +97,7 @@ def test_landed_files_are_appended_exactly_once_across_a_sigkill(lakehouse, tmp_
 def test_files_still_being_written_when_found_are_queued_once(lakehouse, tmp_path):
     """A file found open for writing, by the start-up scan or in a folder just made, is
     queued once, when it is closed: not also at the size it was found at."""
-    functions = tmp_path / "functions"
-    functions.mkdir()
-    (functions / "load.py").write_text(FUNCTION)
-    lakehouse("deploy", str(functions))
-    orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
-    orders.mkdir(parents=True)
+    orders = deploy_load(lakehouse, tmp_path)
 
     def upload(path, rows, found):
         """Writes the first of `rows`, calls `found` (which finds the file open), then the rest."""
@@ -124,12 +130,7 @@ def test_files_still_being_written_when_found_are_queued_once(lakehouse, tmp_pat
 
 
 def test_files_of_folders_made_or_moved_into_a_bucket_while_serving_are_all_handled(lakehouse, tmp_path):
-    functions = tmp_path / "functions"
-    functions.mkdir()
-    (functions / "load.py").write_text(FUNCTION)
-    lakehouse("deploy", str(functions))
-    orders = lakehouse.home / ".basin" / "buckets" / "landing" / "orders"
-    orders.mkdir(parents=True)
+    orders = deploy_load(lakehouse, tmp_path)
     base, server = start_server(lakehouse, "--no-auth")
     def rows():
         out = lakehouse.run("query", "SELECT count(*) AS n FROM raw.orders", "--format", "csv", check=False)
