@@ -113,6 +113,15 @@ def output_dir() -> Path:
     return out
 
 
+def metric(base, token, name):
+    """One unlabelled sample of a server's /metrics, read with `token`."""
+    request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, name
+    return float(found.group(1))
+
+
 def send(method, url, token=None, body=None, data=None, content_type="application/json"):
     """One HTTP request: JSON `body` (or raw `data`), optional bearer token. Returns the
     status and the decoded JSON answer (None when empty), for errors too."""

@@ -15,7 +15,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import start_server
+from conftest import metric, start_server
 
 
 @pytest.fixture
@@ -252,12 +252,6 @@ def test_a_failed_login_or_an_oversized_message_ends_the_connection(pg):
         proc.wait()
 
 
-def _metric(base, token, name):
-    request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
-    text = urllib.request.urlopen(request, timeout=30).read().decode()
-    return float(re.search(rf"^{name} (\S+)", text, re.M).group(1))
-
-
 def test_a_paused_portal_gives_its_memory_back_at_the_query_timeout(pg):
     """A client that reads one row of a sorted query and then waits holds the sort's memory;
     at `[sql] query_timeout` the query stops and its memory goes back to the pool, whether
@@ -275,12 +269,12 @@ def test_a_paused_portal_gives_its_memory_back_at_the_query_timeout(pg):
             answer = b""
             while b"s\0\0\0\x04" not in answer:  # PortalSuspended: one row sent, the rest waits
                 answer += sock.recv(65536)
-            assert _metric(base, admin, "basin_sql_memory_reserved_bytes") > 0
+            assert metric(base, admin, "basin_sql_memory_reserved_bytes") > 0
             deadline = time.time() + 60
-            while _metric(base, admin, "basin_sql_memory_reserved_bytes") > 0 and time.time() < deadline:
+            while metric(base, admin, "basin_sql_memory_reserved_bytes") > 0 and time.time() < deadline:
                 time.sleep(0.2)
-            assert _metric(base, admin, "basin_sql_memory_reserved_bytes") == 0
-            assert _metric(base, admin, "basin_query_timeouts_total") == 1
+            assert metric(base, admin, "basin_sql_memory_reserved_bytes") == 0
+            assert metric(base, admin, "basin_query_timeouts_total") == 1
             # Reading on gives the rows of the batch already sent out, then says why.
             sock.sendall(_wire(b"E", b"p\0" + struct.pack("!I", 0)) + _wire(b"S", b""))
             answer = b""

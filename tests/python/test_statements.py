@@ -11,7 +11,6 @@ from another client address, and the server's memory stays bounded.
 timings differ."""
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import BASIN, send, start_server, wait_for
+from conftest import BASIN, metric, send, start_server, wait_for
 
 LIMITS = """
 [sql]
@@ -257,22 +256,14 @@ def test_remote_query_and_the_extended_protocol_meet_the_same_bounds(server):
     assert "basin_sql_planner_threads " in text
 
 
-def sql_metric(s, name: str) -> float:
-    request = urllib.request.Request(f"{s['base']}/metrics", headers={"authorization": f"Bearer {s['reader']}"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        found = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
-    assert found, name
-    return float(found.group(1))
-
-
 def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     """An aggregate with no row to send for minutes, whose client leaves: it stops then, not
     at `query_timeout` (20 s here), over HTTP (the client's own time limit) and over Postgres
     (the client killed)."""
     s = server
     endless = "SELECT count(*) FROM generate_series(1, 100000000000)"
-    running = lambda: sql_metric(s, "basin_sql_queries_running")
-    assert running() == 0 and sql_metric(s, "basin_sql_queries_abandoned_total") == 0
+    running = lambda: metric(s['base'], s['reader'], "basin_sql_queries_running")
+    assert running() == 0 and metric(s['base'], s['reader'], "basin_sql_queries_abandoned_total") == 0
 
     request = urllib.request.Request(
         f"{s['base']}/api/v1/query", data=json.dumps({"sql": endless}).encode(),
@@ -287,7 +278,7 @@ def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     wait_for(lambda: running() == 1, 10)
     client.join()
     wait_for(lambda: running() == 0, 10)
-    assert sql_metric(s, "basin_sql_queries_abandoned_total") == 1
+    assert metric(s['base'], s['reader'], "basin_sql_queries_abandoned_total") == 1
 
     code = ("import psycopg, sys; psycopg.connect(host='127.0.0.1', port=int(sys.argv[1]), user='analyst', "
             "password=sys.argv[2], dbname='main', autocommit=True).execute(sys.argv[3])")
@@ -298,7 +289,7 @@ def test_a_query_stops_when_its_client_leaves_at_every_door(server):
         client.kill()
         client.wait()
     wait_for(lambda: running() == 0, 10)
-    assert sql_metric(s, "basin_sql_queries_abandoned_total") == 2
+    assert metric(s['base'], s['reader'], "basin_sql_queries_abandoned_total") == 2
     # The doors go on.
     status, answer = send("POST", f"{s['base']}/api/v1/query", s["reader"], {"sql": "SELECT count(*) AS n FROM sales.orders"})
     assert status == 200 and answer["rows"] == [{"n": 2}], answer

@@ -11,6 +11,7 @@ impl Metrics {
     pub(super) fn render_sql(&self, out: &mut String) {
         let sql = self.sql.counters();
         let limits = self.sql.limits();
+        let (running, abandoned) = self.sql.plans();
         write_samples(
             out,
             [
@@ -72,13 +73,13 @@ impl Metrics {
                     "basin_sql_queries_running",
                     "gauge",
                     "Query plans running on the query threads now.",
-                    self.sql.plans().0 as f64,
+                    running as f64,
                 ),
                 (
                     "basin_sql_queries_abandoned_total",
                     "counter",
                     "Query plans stopped because their client left before the answer ended.",
-                    self.sql.plans().1 as f64,
+                    abandoned as f64,
                 ),
             ],
         );

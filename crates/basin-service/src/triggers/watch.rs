@@ -126,7 +126,7 @@ pub async fn scan(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<usiz
             Some((_, modified)) => now.duration_since(modified).is_ok_and(|age| age >= SETTLE),
         });
     let stored = queue(lakehouse, &roots, settled).await?;
-    settle(lakehouse.clone(), roots, dispatcher.clone(), unsettled);
+    settle(lakehouse, &roots, dispatcher, unsettled);
     Ok(stored)
 }
 
@@ -135,10 +135,11 @@ pub async fn scan(lakehouse: &Lakehouse, dispatcher: &Dispatcher) -> Result<usiz
 /// were found: queued then, a file would be queued twice, at the size it was found at and
 /// when the watcher sees it closed; looked at until still, it is queued once, and a file
 /// that was closed before it was watched is not missed.
-fn settle(lakehouse: Lakehouse, roots: Vec<Root>, dispatcher: Dispatcher, files: Vec<PathBuf>) {
+fn settle(lakehouse: &Lakehouse, roots: &[Root], dispatcher: &Dispatcher, files: Vec<PathBuf>) {
     if files.is_empty() {
         return;
     }
+    let (lakehouse, roots, dispatcher) = (lakehouse.clone(), roots.to_vec(), dispatcher.clone());
     let mut unsettled: Vec<(PathBuf, Stamp)> = files
         .into_iter()
         .map(|path| {
@@ -293,7 +294,7 @@ pub fn watch(lakehouse: Lakehouse, dispatcher: Dispatcher) -> Result<BucketWatch
                     false => files.extend(files_under(folder)),
                 }
             }
-            settle(lakehouse.clone(), roots.clone(), dispatcher.clone(), made);
+            settle(&lakehouse, &roots, &dispatcher, made);
             if let Err(e) = queue(&lakehouse, &roots, files).await {
                 tracing::error!("cannot queue events for new objects: {e}");
             }
