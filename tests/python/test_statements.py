@@ -295,6 +295,86 @@ def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     assert status == 200 and answer["rows"] == [{"n": 2}], answer
 
 
+def test_a_token_runs_its_turns_at_once_and_its_next_query_waits(orders):
+    """`[server] max_queries_per_reader = 2`: a token's third endless query waits for one of
+    its two turns, whichever door it comes through, and fails with the time limit's error when
+    none comes in time; another token (unnamed too: tokens count by id) is answered meanwhile;
+    a query waiting when a client of the first two leaves runs then."""
+    (orders.home / "basin.toml").write_text(LIMITS + "max_queries_per_reader = 2\n")
+    hog = orders("token", "create", "--role", "reader").strip()
+    other = orders("token", "create", "--role", "reader").strip()
+    base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
+    endless = "SELECT count(*) FROM generate_series(1, 100000000000)"
+    see = lambda name: metric(base, other, name)
+    waits = lambda: see(r'basin_limit_hits_total\{limit="max_queries_per_reader"\}')
+
+    def pg(token):
+        return psycopg.connect(host="127.0.0.1", port=proc.port, user="analyst", password=token,
+                               dbname="main", autocommit=True)
+
+    try:
+        request = urllib.request.Request(
+            f"{base}/api/v1/query", data=json.dumps({"sql": endless}).encode(),
+            headers={"authorization": f"Bearer {hog}", "content-type": "application/json"})
+
+        def over_http():
+            try:
+                urllib.request.urlopen(request, timeout=10)
+            except (TimeoutError, urllib.error.URLError):
+                pass
+        code = ("import psycopg, sys; psycopg.connect(host='127.0.0.1', port=int(sys.argv[1]), "
+                "user='analyst', password=sys.argv[2], dbname='main', autocommit=True).execute(sys.argv[3])")
+        http_hog = threading.Thread(target=over_http)
+        http_hog.start()
+        pg_hog = subprocess.Popen([sys.executable, "-c", code, str(proc.port), hog, endless])
+        wait_for(lambda: see("basin_sql_queries_running") == 2, 10)
+
+        # The third waits, and gives up at its own time limit with the limit's error.
+        refused = []
+
+        def third():
+            with pg(hog) as conn:
+                conn.execute("SET statement_timeout = 3000")
+                try:
+                    conn.execute("SELECT count(*) FROM sales.orders")
+                except psycopg.Error as e:
+                    refused.append(e)
+        waiting = threading.Thread(target=third)
+        waiting.start()
+        wait_for(lambda: see("basin_reader_queries_waiting") == 1, 10)
+        # Another token is not held up, and the statements of one message share a turn
+        # (their plans all start before the first answer is sent).
+        with pg(other) as conn:
+            assert conn.execute("SELECT count(*) FROM sales.orders").fetchone() == (2,)
+            three = conn.execute("SELECT 1; SELECT 2; SELECT count(*) FROM sales.orders")
+            answers = [three.fetchone()]
+            while three.nextset():
+                answers.append(three.fetchone())
+            assert answers == [(1,), (2,), (2,)], answers
+        waiting.join()
+        assert len(refused) == 1 and refused[0].sqlstate == "57014", refused
+        assert "max_queries_per_reader" in str(refused[0]), refused[0]
+        assert see("basin_reader_queries_waiting") == 0 and see("basin_sql_queries_running") == 2
+
+        # A fourth waits, and runs once a client of the first two leaves.
+        answers = []
+        fourth = threading.Thread(target=lambda: answers.append(send(
+            "POST", f"{base}/api/v1/query", hog, {"sql": "SELECT count(*) AS n FROM sales.orders"})))
+        fourth.start()
+        wait_for(lambda: see("basin_reader_queries_waiting") == 1, 10)
+        assert not answers
+        pg_hog.kill()
+        pg_hog.wait()
+        fourth.join(15)
+        assert answers and answers[0][0] == 200 and answers[0][1]["rows"] == [{"n": 2}], answers
+        assert waits() == 2
+        http_hog.join()
+        wait_for(lambda: see("basin_sql_queries_running") == 0, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_hostile_parses_hold_planning_threads_not_the_server(server):
     """Statements that cost the parser its whole budget, sent from many clients at once:
     they wait their turn for a planning thread, each is refused, and `/healthz` and a plain

@@ -26,6 +26,10 @@ pub struct Actor {
     /// A token's name, a function's deployer, ...; `None`: the local user (`[user] name`,
     /// `BASIN_AUTHOR` or the login name), which the catalog fills in.
     pub principal: Option<String>,
+    /// The id of the token it acts with (`oidc:SUBJECT` for a sign-in); `None`: no token
+    /// (the local user, `--no-auth`, a function). What per-token limits count by: names
+    /// may be empty and shared.
+    pub token_id: Option<String>,
     /// `api`, `console`, `iceberg-rest`, `postgres`, `function`, `local`.
     pub door: &'static str,
     /// An admin asked to write to protected branches directly (`--bypass-protection`).
@@ -39,6 +43,7 @@ impl Actor {
     pub fn new(principal: impl Into<String>, door: &'static str) -> Self {
         Self {
             principal: Some(principal.into()),
+            token_id: None,
             door,
             bypass_protection: false,
             grants: None,
@@ -49,6 +54,7 @@ impl Actor {
     pub fn local() -> Self {
         Self {
             principal: None,
+            token_id: None,
             door: LOCAL_DOOR,
             bypass_protection: false,
             grants: None,

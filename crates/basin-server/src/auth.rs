@@ -27,6 +27,8 @@ pub(crate) struct Caller {
     pub role: Option<Role>,
     /// The token's name (`None` without one, and with `--no-auth`).
     pub token: Option<String>,
+    /// The token's id (`oidc:SUBJECT` for a sign-in).
+    pub token_id: Option<String>,
     /// What the token may read and write (`None`: everything, with `--no-auth`); the catalog
     /// applies them to every read and commit the request makes.
     pub grants: Option<Arc<Grants>>,
@@ -113,6 +115,7 @@ pub(crate) async fn authenticate(
         let caller = Caller {
             role: Some(Role::Admin),
             token: None,
+            token_id: None,
             grants: None,
         };
         return acting(&state, caller, request, next).await;
@@ -128,6 +131,7 @@ pub(crate) async fn authenticate(
         None => Caller {
             role: None,
             token: None,
+            token_id: None,
             grants: Some(Arc::new(Grants::default())),
         },
         Some(secret) => match state.lakehouse.tokens().authenticate(secret).await {
@@ -135,6 +139,7 @@ pub(crate) async fn authenticate(
                 tracing::debug!(token = %principal.token.id, role = principal.role.as_str(), "authenticated");
                 Caller {
                     role: Some(principal.role),
+                    token_id: Some(principal.token.id),
                     token: Some(principal.token.name),
                     grants: Some(principal.grants),
                 }
@@ -201,6 +206,7 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
     }
     let actor = Actor {
         principal: caller.token.clone(),
+        token_id: caller.token_id.clone(),
         door: door(&request),
         bypass_protection: bypass,
         grants: caller.grants.clone(),

@@ -40,6 +40,7 @@ mod sql_cluster;
 mod state;
 mod tls;
 mod triggers;
+mod turns;
 mod worker;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use basin_service::Lakehouse;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::metrics::Metrics;
+use crate::turns::Turn;
 
 /// Meters one query when its answer ends (sent in full, failed, or abandoned by the
 /// client): `basin usage` and the server's metrics.
@@ -22,6 +23,8 @@ pub(crate) struct Meter {
     plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
     metrics: Arc<Metrics>,
     lakehouse: Lakehouse,
+    /// The reader's turn the query holds until its answer ends (`crate::turns`).
+    turn: Mutex<Option<Arc<Turn>>>,
 }
 
 impl Meter {
@@ -35,7 +38,13 @@ impl Meter {
             plan: Mutex::new(None),
             metrics,
             lakehouse,
+            turn: Mutex::new(None),
         }
+    }
+
+    /// Holds `turn` until the answer ends (with the other answers sharing it).
+    pub(crate) fn hold(&self, turn: Arc<Turn>) {
+        *self.turn.lock().expect("meter") = Some(turn);
     }
 
     /// The server's metrics, which the query's limits count on.

@@ -2,8 +2,9 @@
 //! need a metrics library.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 mod render;
@@ -16,6 +17,8 @@ pub struct Metrics {
     connections: AtomicI64,
     /// Postgres connections open now.
     pg_connections: AtomicI64,
+    /// Statements waiting for their reader's turn now (`crate::turns`).
+    queries_waiting: Arc<AtomicU64>,
     /// The SQL engine: memory held, queries stopped by a limit.
     sql: basin_sql::Engine,
     tables: basin_table::Tables,
@@ -75,6 +78,7 @@ impl Metrics {
             inner: Mutex::new(Counters::default()),
             connections: AtomicI64::new(0),
             pg_connections: AtomicI64::new(0),
+            queries_waiting: Arc::default(),
             sql,
             tables,
             functions,
@@ -85,6 +89,11 @@ impl Metrics {
     /// A connection opened (`1`) or closed (`-1`).
     pub fn connection(&self, delta: i64) {
         self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The gauge of statements waiting for their reader's turn, for `crate::turns` to keep.
+    pub(crate) fn queries_waiting(&self) -> Arc<AtomicU64> {
+        self.queries_waiting.clone()
     }
 
     /// A Postgres connection opened (`1`) or closed (`-1`).

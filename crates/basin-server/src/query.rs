@@ -74,6 +74,8 @@ pub(crate) async fn query(
     ));
     let started = async {
         let lakehouse = &state.lakehouse;
+        let limit = lakehouse.sql().limits().query_timeout;
+        meter.hold(state.turns.take_within(limit).await?);
         let at = lakehouse.resolve(request.at.as_deref()).await?;
         let session = basin_sql::Session::new(
             lakehouse.sql(),

@@ -92,6 +92,7 @@ pub async fn serve(
             listener,
             state.lakehouse.clone(),
             state.metrics.clone(),
+            state.turns.clone(),
             options.no_auth,
             tls.as_ref().map(|t| t.postgres.clone()),
             until_stopped(&stopped),

@@ -10,6 +10,7 @@ use basin_service::{Lakehouse, ServerSettings};
 
 use crate::hosts::Hosts;
 use crate::metrics::Metrics;
+use crate::turns::Turns;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -25,6 +26,9 @@ pub(crate) struct AppState {
     pub limits: ServerSettings,
     /// Uploads received at once (`[server] max_uploads`).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Each reader's turns among the statements it runs at once (`[server]
+    /// max_queries_per_reader`), shared by every door that runs SQL.
+    pub turns: Turns,
     /// When runs whose process died were last settled (`settle_runs`).
     pub runs_settled: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
@@ -37,14 +41,20 @@ impl AppState {
         dispatcher: Dispatcher,
     ) -> Self {
         let limits = lakehouse.settings().server.clone();
+        let metrics = Arc::new(Metrics::new(
+            lakehouse.sql().clone(),
+            lakehouse.iceberg_tables().clone(),
+            lakehouse.settings().runtime.clone(),
+            dispatcher.clone(),
+        ));
         Self {
             hosts: Hosts::new(listen, limits.allowed_hosts.clone()),
-            metrics: Arc::new(Metrics::new(
-                lakehouse.sql().clone(),
-                lakehouse.iceberg_tables().clone(),
-                lakehouse.settings().runtime.clone(),
-                dispatcher.clone(),
-            )),
+            turns: Turns::new(
+                limits.max_queries_per_reader,
+                metrics.limit_counter(),
+                metrics.queries_waiting(),
+            ),
+            metrics,
             dispatcher,
             lakehouse,
             open,

@@ -47,6 +47,7 @@ impl DeployedFunction {
     pub fn actor(&self) -> Actor {
         Actor {
             principal: Some(format!("function:{}", self.name)),
+            token_id: None,
             door: "function",
             bypass_protection: false,
             grants: self

@@ -127,6 +127,12 @@ pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
     let lake = &state.lakehouse;
     let meter = Meter::new("mcp", lake.clone(), state.metrics.clone());
     let started = async {
+        meter.hold(
+            state
+                .turns
+                .take_within(lake.sql().limits().query_timeout)
+                .await?,
+        );
         let at = lake.resolve(args.text("ref").as_deref()).await?;
         let session = basin_sql::Session::new(lake.sql(), lake.iceberg_tables(), &at, None)
             .await?

@@ -77,6 +77,12 @@ impl Metrics {
                     "Postgres connections open now (at most `[server] max_connections`).",
                     self.pg_connections.load(Ordering::Relaxed) as f64,
                 ),
+                (
+                    "basin_reader_queries_waiting",
+                    "gauge",
+                    "Statements waiting for a turn now: their reader already runs `[server] max_queries_per_reader`.",
+                    self.queries_waiting.load(Ordering::Relaxed) as f64,
+                ),
             ],
         );
     }

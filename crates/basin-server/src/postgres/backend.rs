@@ -33,6 +33,7 @@ use super::settings::{DEFAULT_SEARCH_PATH, SEARCH_PATH, WHO, connection_ref, sta
 use super::{catalog, functions};
 use crate::meter::Meter;
 use crate::metrics::Metrics;
+use crate::turns::{Turn, Turns};
 
 /// What every connection shares.
 pub(super) struct Backend {
@@ -48,6 +49,8 @@ pub(super) struct Backend {
     /// Each connection's cancel key, and the connections a cancel request can reach.
     pub(super) cancel_keys: RandomPidSecretKeyGenerator,
     pub(super) cancels: Arc<ConnectionManager>,
+    /// Each reader's turns among the statements it runs at once (shared with HTTP).
+    pub(super) turns: Turns,
 }
 
 /// A connection's session over one commit, reused while the ref's head stays there.
@@ -64,7 +67,12 @@ pub(super) struct Cached {
 pub(crate) struct Handlers(pub(super) Arc<Backend>);
 
 impl Handlers {
-    pub(super) fn new(lakehouse: Lakehouse, metrics: Arc<Metrics>, open: bool) -> Self {
+    pub(super) fn new(
+        lakehouse: Lakehouse,
+        metrics: Arc<Metrics>,
+        turns: Turns,
+        open: bool,
+    ) -> Self {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.default_transaction_read_only = true;
         parameters.server_version = format!("16.0 (Basin {})", env!("CARGO_PKG_VERSION"));
@@ -78,6 +86,7 @@ impl Handlers {
             parameters,
             cancel_keys: RandomPidSecretKeyGenerator::default(),
             cancels: Arc::new(ConnectionManager::new()),
+            turns,
         }))
     }
 }
@@ -246,21 +255,31 @@ impl Backend {
         Ok(statements)
     }
 
-    /// Runs a planned query and streams its rows, within `timeout`; the query is metered
-    /// when the stream ends.
+    /// A turn of the connection's reader for a statement (`crate::turns`), waited for at most
+    /// until its `deadline`.
+    pub(super) async fn turn(
+        &self,
+        deadline: Option<basin_sql::Deadline>,
+    ) -> PgWireResult<Arc<Turn>> {
+        self.turns.take(deadline).await.map_err(basin_error)
+    }
+
+    /// Runs a planned query, holding `turn` until its rows are sent, and streams its rows
+    /// within `deadline`; the query is metered when the stream ends.
     pub(super) async fn run(
         &self,
         session: &basin_sql::Session,
         plan: LogicalPlan,
         format: &Format,
         options: Arc<FormatOptions>,
-        deadline: Option<basin_sql::Deadline>,
+        (deadline, turn): (Option<basin_sql::Deadline>, Arc<Turn>),
     ) -> PgWireResult<Response> {
         let meter = Arc::new(Meter::new(
             "postgres",
             self.lakehouse.clone(),
             self.metrics.clone(),
         ));
+        meter.hold(turn);
         let running = match session.execute(plan, deadline).await {
             Ok(running) => running,
             Err(e) => {

@@ -48,7 +48,7 @@ use super::capped::Capped;
 use super::errors::basin_error;
 use super::prepared::Prepared;
 use super::queries::Parsed;
-use super::settings::{EXPIRES, GRANTS, TOKEN_ID, WHO};
+use super::settings::{EXPIRES, GRANTS, READER, TOKEN_ID, WHO};
 use super::stopping::{hung_up, until_stopped};
 use crate::metrics::Metrics;
 use basin_catalog::Grants;
@@ -307,6 +307,7 @@ impl Connection {
         let metadata = self.socket.metadata();
         Actor {
             principal: metadata.get(WHO).cloned(),
+            token_id: metadata.get(READER).cloned(),
             door: "postgres",
             bypass_protection: false,
             grants,

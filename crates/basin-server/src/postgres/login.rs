@@ -22,7 +22,7 @@ use datafusion_postgres::pgwire;
 
 use super::backend::Handlers;
 use super::errors::error_info;
-use super::settings::{EXPIRES, GRANTS, REF, TOKEN_ID, WHO};
+use super::settings::{EXPIRES, GRANTS, READER, REF, TOKEN_ID, WHO};
 use basin_catalog::actor::{self, Actor};
 
 impl Handlers {
@@ -170,6 +170,7 @@ impl StartupHandler for Handlers {
                             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
                         let metadata = client.metadata_mut();
                         metadata.insert(WHO.to_string(), token.name.clone());
+                        metadata.insert(READER.to_string(), token.id.clone());
                         // A Basin token is looked up again as the connection goes on (a
                         // revoked one ends it); a sign-in token ends it when it expires.
                         if !principal.signed_in {
@@ -182,6 +183,7 @@ impl StartupHandler for Handlers {
                         // The database it asked for is a ref: looked up with its grants.
                         let actor = Actor {
                             principal: Some(token.name.clone()),
+                            token_id: Some(token.id.clone()),
                             door: "postgres",
                             bypass_protection: false,
                             grants: Some(principal.grants.clone()),

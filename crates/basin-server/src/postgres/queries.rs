@@ -46,6 +46,9 @@ impl SimpleQueryHandler for Handlers {
     {
         let backend = &self.0;
         let mut responses = Vec::new();
+        // The message's statements share one turn: their plans all start before the first
+        // answer is sent, so a turn each would have the reader wait for itself.
+        let mut turn = None;
         'statements: for statement in backend.parse(client, query).await? {
             if let Some(response) = backend.connection_statement(client, &statement).await {
                 responses.push(response?);
@@ -70,9 +73,19 @@ impl SimpleQueryHandler for Handlers {
                 .await
                 .map_err(basin_error)?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            let turn = match &turn {
+                Some(turn) => Arc::clone(turn),
+                None => turn.insert(backend.turn(deadline).await?).clone(),
+            };
             responses.push(
                 backend
-                    .run(&session, plan, &Format::UnifiedText, options, deadline)
+                    .run(
+                        &session,
+                        plan,
+                        &Format::UnifiedText,
+                        options,
+                        (deadline, turn),
+                    )
                     .await?,
             );
         }
@@ -235,13 +248,14 @@ impl ExtendedQueryHandler for Handlers {
             .replace_params_with_values(&params)
             .map_err(|e| pg_error("22023", e.to_string()))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let turn = backend.turn(deadline).await?;
         backend
             .run(
                 &session,
                 plan,
                 &portal.result_column_format,
                 options,
-                deadline,
+                (deadline, turn),
             )
             .await
     }

@@ -22,6 +22,9 @@ pub(super) const WHO: &str = "basin.who";
 /// The id of the token the connection logged in with, looked up again as it goes on
 /// (`connection::TOKEN_CHECK`): revoking the token ends the connection.
 pub(super) const TOKEN_ID: &str = "basin.token_id";
+/// The id of the token the connection logged in with, a sign-in's too (`oidc:SUBJECT`):
+/// whose turns its statements take (`crate::turns`).
+pub(super) const READER: &str = "basin.reader";
 /// When the sign-in token (a JWT) the connection logged in with expires (ms): the connection
 /// ends at its first message after.
 pub(super) const EXPIRES: &str = "basin.expires_at_ms";

@@ -15,6 +15,7 @@ pub struct ServerSection {
     pub max_connections: Option<usize>,
     pub reserved_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
+    pub max_queries_per_reader: Option<usize>,
     pub handshake_timeout: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
     pub request_timeout: Option<DurationValue>,
@@ -47,6 +48,9 @@ pub struct ServerSettings {
     pub reserved_connections: usize,
     /// Connections one client address may hold at once, per door.
     pub max_connections_per_client: usize,
+    /// Statements one reader (a token; without tokens, the local user) runs at once across
+    /// the doors that run SQL (HTTP, Postgres, `/mcp`); more wait their turn.
+    pub max_queries_per_reader: usize,
     /// How long a new connection may take to show itself before it gets a slot: its first
     /// bytes (HTTP), its login (Postgres).
     pub handshake_timeout: std::time::Duration,
@@ -102,6 +106,7 @@ impl Default for ServerSettings {
             max_connections: 256,
             reserved_connections: 4,
             max_connections_per_client: 64,
+            max_queries_per_reader: 4,
             handshake_timeout: std::time::Duration::from_secs(5),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: Some(std::time::Duration::from_secs(600)),
@@ -141,6 +146,9 @@ pub(super) fn resolve(
     }
     if let Some(n) = w.max_connections_per_client {
         server.max_connections_per_client = n.max(1);
+    }
+    if let Some(n) = w.max_queries_per_reader {
+        server.max_queries_per_reader = n.max(1);
     }
     if let Some(v) = &w.handshake_timeout {
         server.handshake_timeout = v

@@ -178,19 +178,24 @@ fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
     assert_eq!(
         (
             default.reserved_connections,
-            default.max_connections_per_client
+            default.max_connections_per_client,
+            default.max_queries_per_reader
         ),
-        (4, 64)
+        (4, 64, 4)
     );
     assert_eq!(default.handshake_timeout, std::time::Duration::from_secs(5));
     let set = load(
         "[server]\nreserved_connections = 0\nmax_connections_per_client = 2\n\
-         handshake_timeout = \"1s\"\n",
+         max_queries_per_reader = 0\nhandshake_timeout = \"1s\"\n",
     )
     .unwrap();
     assert_eq!(
-        (set.reserved_connections, set.max_connections_per_client),
-        (0, 2)
+        (
+            set.reserved_connections,
+            set.max_connections_per_client,
+            set.max_queries_per_reader
+        ),
+        (0, 2, 1)
     );
     assert_eq!(set.handshake_timeout, std::time::Duration::from_secs(1));
     let e = load("[server]\npg_max_call_depth = 12\n").unwrap_err();

@@ -1,0 +1,232 @@
+//! Each reader's turns: at most `[server] max_queries_per_reader` statements of one reader
+//! run at once, across the doors that run SQL (HTTP and the console, Postgres, `/mcp`).
+//!
+//! Connection slots bound what one client address holds (`crate::slots`), not what its
+//! connections run: one token could start a query on each of its 64 connections per door,
+//! and every other reader's query would get a sixty-fifth of the query threads. Here one
+//! more statement of a reader with all its turns taken waits, first come first served, for
+//! one of them to end (its answer sent, failed, or its client gone), within the statement's
+//! time limit; past it, it fails with the time limit's error. Waiting is counted
+//! (`basin_limit_hits_total{limit="max_queries_per_reader"}`) and shown
+//! (`basin_reader_queries_waiting`).
+//!
+//! A reader is the token a request or connection logged in with (by its id: names may be
+//! empty); without tokens (`--no-auth`, loopback only) every caller is the one local user. Pipelines' models and
+//! functions run as their run's work, not as a reader's statements, and take no turn.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use basin_core::{Error, ErrorKind, Result};
+use basin_sql::Deadline;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The turns of every reader of one server.
+#[derive(Clone)]
+pub(crate) struct Turns {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    per_reader: usize,
+    /// Each reader with a statement running or waiting, and its turns.
+    readers: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Statements waiting now (a gauge `/metrics` shows).
+    waiting: Arc<AtomicU64>,
+    /// Counts a limit hit, by the setting's name.
+    hit: Arc<dyn Fn(&'static str) + Send + Sync>,
+}
+
+/// One statement's turn, held until its answer ends.
+pub(crate) struct Turn {
+    inner: Arc<Inner>,
+    reader: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Turns {
+    pub(crate) fn new(
+        per_reader: usize,
+        hit: Arc<dyn Fn(&'static str) + Send + Sync>,
+        waiting: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                per_reader: per_reader.max(1),
+                readers: Mutex::default(),
+                waiting,
+                hit,
+            }),
+        }
+    }
+
+    /// A turn for a statement of the reader acting in this task (`basin_catalog::actor`),
+    /// waiting at most until the statement's `deadline` when all its turns are taken.
+    pub(crate) async fn take(&self, deadline: Option<Deadline>) -> Result<Arc<Turn>> {
+        let reader = basin_catalog::actor::current()
+            .and_then(|actor| actor.token_id)
+            .unwrap_or_default();
+        let turns = {
+            let mut readers = self.inner.readers.lock().expect("turns");
+            readers
+                .entry(reader.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_reader)))
+                .clone()
+        };
+        let permit = match turns.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => self.wait(turns, &reader, deadline).await?,
+        };
+        Ok(Arc::new(Turn {
+            inner: self.inner.clone(),
+            reader,
+            permit: Some(permit),
+        }))
+    }
+
+    /// [`Turns::take`] for a statement starting now with time limit `limit`.
+    pub(crate) async fn take_within(&self, limit: Option<Duration>) -> Result<Arc<Turn>> {
+        let deadline = limit.map(|limit| (tokio::time::Instant::now() + limit, limit));
+        self.take(deadline).await
+    }
+
+    async fn wait(
+        &self,
+        turns: Arc<Semaphore>,
+        reader: &str,
+        deadline: Option<Deadline>,
+    ) -> Result<OwnedSemaphorePermit> {
+        (self.inner.hit)("max_queries_per_reader");
+        tracing::debug!(reader, "a statement waits for its reader's turn");
+        let inner = &self.inner;
+        inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waited = scopeguard(|| {
+            inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        });
+        let acquired = turns.acquire_owned();
+        let acquired = match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at, acquired)
+                .await
+                .map_err(|_| self.waited_too_long(limit))?,
+            None => acquired.await,
+        };
+        // The semaphore is never closed.
+        acquired.map_err(|_| Error::internal("a reader's turns were closed"))
+    }
+
+    fn waited_too_long(&self, limit: Duration) -> Error {
+        let n = self.inner.per_reader;
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the query waited its whole time limit of {} s for a turn: this token already \
+                 runs {n} queries at once (`[server] max_queries_per_reader` = {n})",
+                limit.as_secs_f64()
+            ),
+        )
+        .with_hint(
+            "wait for the token's running queries to end (or cancel them) and send it again; \
+             the server's operator may raise `[server] max_queries_per_reader`",
+        )
+    }
+}
+
+/// Runs `f` when dropped: a wait counted in the gauge is uncounted however it ends (its
+/// turn came, its time ran out, or its client left and the wait was dropped).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+impl Drop for Turn {
+    /// Gives the turn back, and forgets the reader once nothing of it runs or waits (a
+    /// waiting statement holds its reader's turns too).
+    fn drop(&mut self) {
+        let mut readers = self.inner.readers.lock().expect("turns");
+        drop(self.permit.take());
+        if readers
+            .get(&self.reader)
+            .is_some_and(|turns| Arc::strong_count(turns) == 1)
+        {
+            readers.remove(&self.reader);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basin_catalog::actor::{self, Actor};
+
+    /// Turns, the limit hits they count, and the gauge of statements waiting.
+    fn turns(per_reader: usize) -> (Turns, Arc<AtomicU64>, Arc<AtomicU64>) {
+        let (hits, waiting) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counted = hits.clone();
+        let hit = Arc::new(move |limit: &'static str| {
+            assert_eq!(limit, "max_queries_per_reader");
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        (Turns::new(per_reader, hit, waiting.clone()), hits, waiting)
+    }
+
+    async fn take_as(turns: &Turns, token: &str, limit: Option<Duration>) -> Result<Arc<Turn>> {
+        let actor = Actor {
+            token_id: Some(token.to_string()),
+            ..Actor::new("", "api")
+        };
+        actor::scope(actor, turns.take_within(limit)).await
+    }
+
+    #[tokio::test]
+    async fn a_reader_past_its_turns_waits_for_one_of_its_own_and_others_do_not() {
+        let (turns, hits, waiting_now) = turns(2);
+        let a1 = take_as(&turns, "ana", None).await.unwrap();
+        let _a2 = take_as(&turns, "ana", None).await.unwrap();
+        // Another reader is not held up by ana's turns.
+        let _b = take_as(&turns, "ben", None).await.unwrap();
+        let waiting = tokio::spawn({
+            let turns = turns.clone();
+            async move { take_as(&turns, "ana", None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "a third statement of ana waits");
+        assert_eq!(waiting_now.load(Ordering::Relaxed), 1);
+        drop(a1);
+        let a3 = waiting.await.unwrap().unwrap();
+        assert_eq!(waiting_now.load(Ordering::Relaxed), 0);
+        drop(a3);
+        assert_eq!(hits.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_wait_longer_than_the_statements_time_limit_fails_with_a_hint() {
+        let (turns, _, waiting_now) = turns(1);
+        let _held = take_as(&turns, "ana", None).await.unwrap();
+        let e = take_as(&turns, "ana", Some(Duration::from_millis(100)))
+            .await
+            .err()
+            .expect("no turn came");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.message.contains("max_queries_per_reader"), "{e}");
+        assert!(e.hint.is_some());
+        assert_eq!(waiting_now.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_with_nothing_running_is_forgotten() {
+        let (turns, _, _) = turns(1);
+        let turn = take_as(&turns, "ana", None).await.unwrap();
+        assert_eq!(turns.inner.readers.lock().unwrap().len(), 1);
+        drop(turn);
+        assert!(turns.inner.readers.lock().unwrap().is_empty());
+    }
+}
