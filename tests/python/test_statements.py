@@ -293,6 +293,9 @@ def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     # The doors go on.
     status, answer = send("POST", f"{s['base']}/api/v1/query", s["reader"], {"sql": "SELECT count(*) AS n FROM sales.orders"})
     assert status == 200 and answer["rows"] == [{"n": 2}], answer
+    # Usage records the abandoned ones as such: neither answered nor failed.
+    usage = lambda: {r["key"]: (r["invocations"], r["errors"], r["abandoned"]) for r in s["lake"].json("usage")}
+    wait_for(lambda: usage() == {"sql (http)": (2, 0, 1), "sql (postgres)": (1, 0, 1)}, 10, show=usage)
 
 
 def test_a_token_runs_its_turns_at_once_and_its_next_query_waits(orders):

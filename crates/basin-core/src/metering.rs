@@ -15,6 +15,8 @@ pub enum InvocationStatus {
     Timeout,
     /// Killed at its memory limit.
     Memory,
+    /// A query whose client left before its answer ended (it was stopped then).
+    Abandoned,
 }
 
 impl InvocationStatus {
@@ -24,6 +26,7 @@ impl InvocationStatus {
             Self::Error => "error",
             Self::Timeout => "timeout",
             Self::Memory => "memory",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -32,6 +35,7 @@ impl InvocationStatus {
             "ok" => Self::Ok,
             "timeout" => Self::Timeout,
             "memory" => Self::Memory,
+            "abandoned" => Self::Abandoned,
             _ => Self::Error,
         }
     }

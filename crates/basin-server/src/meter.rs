@@ -1,7 +1,7 @@
 //! [`Meter`] meters a query when its answer ends, for every door that runs SQL (HTTP and
 //! Postgres): `basin usage` and the server's metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,6 +19,9 @@ pub(crate) struct Meter {
     started: Instant,
     started_at_ms: i64,
     rows: AtomicU64,
+    /// The answer went out to its end, or to a cap that cut it: otherwise, with no error,
+    /// its client left first.
+    ended: AtomicBool,
     error: Mutex<Option<String>>,
     plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
     metrics: Arc<Metrics>,
@@ -34,6 +37,7 @@ impl Meter {
             started: Instant::now(),
             started_at_ms: chrono::Utc::now().timestamp_millis(),
             rows: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
             error: Mutex::new(None),
             plan: Mutex::new(None),
             metrics,
@@ -65,6 +69,11 @@ impl Meter {
         self.rows.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// The answer went out to its end (or to a cap that cut it, which it says).
+    pub(crate) fn ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn failed(&self, e: &Error) {
         self.error
             .lock()
@@ -84,9 +93,20 @@ impl Drop for Meter {
             .expect("meter")
             .as_ref()
             .map_or(0, basin_sql::bytes_scanned);
+        // A client that leaves is no failure of the query's (the metrics count it as ok),
+        // but its record says so: its rows are not an answer.
         let ok = error.is_none();
+        let left = ok && !self.ended.load(Ordering::Relaxed);
         self.metrics.query(rows, seconds, ok);
-        tracing::info!(via = self.via, rows, seconds, ok, bytes_scanned, "query");
+        tracing::info!(
+            via = self.via,
+            rows,
+            seconds,
+            ok,
+            left,
+            bytes_scanned,
+            "query"
+        );
         let usage = basin_service::QueryUsage {
             via: self.via,
             started_at_ms: self.started_at_ms,
@@ -94,6 +114,7 @@ impl Drop for Meter {
             rows,
             bytes_scanned,
             error,
+            abandoned: left,
         };
         let lakehouse = self.lakehouse.clone();
         tokio::spawn(async move {

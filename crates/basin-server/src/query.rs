@@ -166,7 +166,10 @@ fn file_body(
                 }
                 Some(Err(e)) => broken(e),
                 None => match writer.finish() {
-                    Ok(_) => Some((Ok(Bytes::from(out.take())), None)),
+                    Ok(_) => {
+                        meter.ended();
+                        Some((Ok(Bytes::from(out.take())), None))
+                    }
                     Err(e) => broken(e),
                 },
             }
@@ -222,6 +225,7 @@ fn json_body(
                     Ok((chunk, false)) => (chunk, Some(state)),
                     Ok((mut chunk, true)) => {
                         state.meter.metrics().limit_hit("json_max_rows_or_bytes");
+                        state.meter.ended();
                         chunk.push_str(&tail(&state, true, None));
                         (chunk, None)
                     }
@@ -234,7 +238,10 @@ fn json_body(
                     state.meter.failed(&e);
                     (tail(&state, false, Some(&e)), None)
                 }
-                None => (tail(&state, false, None), None),
+                None => {
+                    state.meter.ended();
+                    (tail(&state, false, None), None)
+                }
             };
             return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next));
         }

@@ -170,6 +170,8 @@ pub(super) async fn query(agent: &Agent, args: &Args<'_>) -> Result<String> {
             break;
         }
     }
+    // What the agent reads is whole: the rest was left on purpose, and said.
+    meter.ended();
     if more && max_rows == cap as usize {
         state.metrics.limit_hit("mcp_max_rows");
     }

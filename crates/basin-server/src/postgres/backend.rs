@@ -294,6 +294,13 @@ impl Backend {
             Some(options),
         )?);
         let encode_fields = fields.clone();
+        let end = {
+            let meter = meter.clone();
+            stream::iter(std::iter::from_fn(move || {
+                meter.ended();
+                None
+            }))
+        };
         let rows = running.batches.flat_map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                 Ok(batch) => {
@@ -307,6 +314,6 @@ impl Backend {
             };
             stream::iter(rows)
         });
-        Ok(Response::Query(QueryResponse::new(fields, rows)))
+        Ok(Response::Query(QueryResponse::new(fields, rows.chain(end))))
     }
 }

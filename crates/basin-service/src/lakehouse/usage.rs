@@ -19,6 +19,8 @@ pub struct QueryUsage {
     pub rows: u64,
     pub bytes_scanned: u64,
     pub error: Option<String>,
+    /// Its client left before the answer ended (then `error` is `None`).
+    pub abandoned: bool,
 }
 
 /// What functions and queries used, priced; queries metered as they run (`basin usage`).
@@ -68,12 +70,14 @@ impl Usage<'_> {
             bytes_in: 0,
             rows_out: query.rows,
             bytes_out: 0,
-            status: if query.error.is_some() {
-                InvocationStatus::Error
-            } else {
-                InvocationStatus::Ok
+            status: match (&query.error, query.abandoned) {
+                (Some(_), _) => InvocationStatus::Error,
+                (None, true) => InvocationStatus::Abandoned,
+                (None, false) => InvocationStatus::Ok,
             },
-            error: query.error,
+            error: query
+                .error
+                .or_else(|| query.abandoned.then(|| ABANDONED.to_string())),
             kind: InvocationKind::Query,
             bytes_scanned: query.bytes_scanned,
         };
@@ -101,6 +105,7 @@ impl Usage<'_> {
             rows: result.as_ref().map_or(0, |r| r.num_rows() as u64),
             bytes_scanned: result.as_ref().map_or(0, |r| r.bytes_scanned),
             error: result.as_ref().err().map(|e| e.message.clone()),
+            abandoned: false,
         };
         let lakehouse = self.lake.clone();
         let record = async move {
@@ -149,6 +154,8 @@ pub struct UsageRow {
     pub key: String,
     pub invocations: u64,
     pub errors: u64,
+    /// Queries whose client left before their answer ended (not errors).
+    pub abandoned: u64,
     pub duration_seconds: f64,
     pub cpu_seconds: f64,
     pub gb_seconds: f64,
@@ -158,15 +165,20 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
+/// What a query's record says when its client left before its answer ended.
+const ABANDONED: &str = "the client left before the answer ended";
+
 /// What one record costs. A function: its GB-seconds and one request. A query: the bytes it
 /// scanned, rounded up to a whole megabyte with a 10 MB minimum, as Athena bills; failed
-/// queries are free.
+/// queries are free, and, as Athena bills cancelled ones, a query whose client left pays for
+/// what it scanned until then.
 pub fn cost(record: &InvocationRecord, pricing: &Pricing) -> f64 {
+    let billed = [InvocationStatus::Ok, InvocationStatus::Abandoned];
     match record.kind {
         InvocationKind::Function => {
             record.gb_seconds() * pricing.gb_second + pricing.per_million_requests / 1e6
         }
-        InvocationKind::Query if record.status != InvocationStatus::Ok => 0.0,
+        InvocationKind::Query if !billed.contains(&record.status) => 0.0,
         InvocationKind::Query => {
             const MB: u64 = 1 << 20;
             let billed = record.bytes_scanned.div_ceil(MB).max(10) * MB;
@@ -189,7 +201,11 @@ pub fn summarize_usage(
             ..UsageRow::default()
         });
         row.invocations += 1;
-        row.errors += u64::from(r.status != InvocationStatus::Ok);
+        row.errors += u64::from(!matches!(
+            r.status,
+            InvocationStatus::Ok | InvocationStatus::Abandoned
+        ));
+        row.abandoned += u64::from(r.status == InvocationStatus::Abandoned);
         row.duration_seconds += r.duration_ms / 1000.0;
         row.cpu_seconds += r.cpu_ms / 1000.0;
         row.gb_seconds += r.gb_seconds();
@@ -240,5 +256,21 @@ mod tests {
             cost(&query(1 << 30, InvocationStatus::Error), &pricing),
             0.0
         );
+        // One whose client left pays for what it scanned, as Athena bills a cancelled query.
+        assert_eq!(
+            cost(&query((1 << 30) + 1, InvocationStatus::Abandoned), &pricing),
+            large
+        );
+        let rows = summarize_usage(
+            &[
+                query(1, InvocationStatus::Ok),
+                query(1, InvocationStatus::Abandoned),
+                query(1, InvocationStatus::Timeout),
+            ],
+            &pricing,
+            |r| r.function.clone(),
+        );
+        let row = &rows[0];
+        assert_eq!((row.invocations, row.errors, row.abandoned), (3, 1, 1));
     }
 }
