@@ -3,6 +3,7 @@ at each front door (HTTP, `--remote`, Postgres; the console speaks HTTP), querie
 end, slow clients and oversized uploads. Each must fail with a clear error while the server
 stays within its limits and keeps answering."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -20,7 +21,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import BASIN, send, start_server, wait_for
+from conftest import BASIN, metric, send, start_server, wait_for
 
 LIMITS = """
 [sql]
@@ -768,22 +769,20 @@ def online(event, context):
 '''
 
 
-@pytest.fixture
-def outside_host():
-    """A machine outside Basin's: a network namespace joined to this one by a veth pair,
-    serving HTTP. Its address (10.98.N.2) is reached through the host's routes, as any
-    outside address would be; the host's side of the pair (10.98.N.1) is one of the host's
-    own addresses."""
+@contextlib.contextmanager
+def another_machine(tag: str):
+    """A network namespace joined to this one by a veth pair: another machine, as far as
+    TCP can tell. Yields its name, its address (10.N.M.2), the host's side of the pair
+    (10.N.M.1, one of the host's own addresses) and the namespace's end of the pair."""
     if os.geteuid() != 0:
-        pytest.fail("the internet wall's test needs root to make a network namespace")
+        pytest.fail("this test needs root to make a network namespace")
     n = os.getpid() % 250
-    name, host_side, out_side = f"basin-out-{n}", f"bo{n}h", f"bo{n}o"
-    subnet = f"10.98.{n}"
+    name, host_side, out_side = f"basin-{tag}-{n}", f"b{tag}{n}h", f"b{tag}{n}o"
+    subnet = f"10.{ {'out': 98, 'ka': 97}[tag] }.{n}"
     run = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)
     subprocess.run(["ip", "netns", "del", name], capture_output=True)
     subprocess.run(["ip", "link", "del", host_side], capture_output=True)
     run("netns", "add", name)
-    server = None
     try:
         run("link", "add", host_side, "type", "veth", "peer", "name", out_side)
         run("link", "set", out_side, "netns", name)
@@ -791,23 +790,33 @@ def outside_host():
         run("link", "set", host_side, "up")
         run("netns", "exec", name, "ip", "addr", "add", f"{subnet}.2/24", "dev", out_side)
         run("netns", "exec", name, "ip", "link", "set", out_side, "up")
-        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000",
-                                   "--bind", f"{subnet}.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        def listening():
-            try:
-                socket.create_connection((f"{subnet}.2", 8000), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10)
-        yield {"address": f"{subnet}.2", "port": 8000, "host_side": f"{subnet}.1"}
+        yield {"name": name, "address": f"{subnet}.2", "host_side": f"{subnet}.1", "link": out_side}
     finally:
-        if server:
-            server.kill()
-            server.wait()
         subprocess.run(["ip", "link", "del", host_side], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def outside_host():
+    """A machine outside Basin's ([`another_machine`]) serving HTTP. Its address is reached
+    through the host's routes, as any outside address would be."""
+    with another_machine("out") as machine:
+        server = subprocess.Popen(["ip", "netns", "exec", machine["name"], sys.executable, "-m", "http.server",
+                                   "8000", "--bind", machine["address"]],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def listening():
+                try:
+                    socket.create_connection((machine["address"], 8000), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+
+            wait_for(listening, 10)
+            yield {"address": machine["address"], "port": 8000, "host_side": machine["host_side"]}
+        finally:
+            server.kill()
+            server.wait()
 
 
 def host_addresses() -> list:
@@ -845,3 +854,46 @@ def test_a_function_with_the_internet_reaches_out_but_not_the_host(lakehouse, ou
     walls = json.loads(lakehouse("doctor", "--format", "json"))
     internet = next(w for w in walls["walls"] if w["wall"] == "internet")
     assert internet["in_force"] and "slirp4netns" in internet["how"], internet
+
+
+VANISHING = r"""
+import sys, psycopg
+host, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+connect = lambda: psycopg.connect(host=host, port=port, user="analyst", password=token,
+                                  dbname="main", autocommit=True)
+idle = connect()
+connect().execute("SELECT count(*) FROM generate_series(1, 100000000000)")
+"""
+
+
+def test_a_client_machine_that_vanishes_gives_its_connections_and_statement_back(orders):
+    """A client on another machine holds two Postgres connections, one idle and one running
+    a statement with no row to send for minutes; then its network goes (no FIN, no reset).
+    Both connections end and the statement stops once keepalive gives up (`[server]
+    tcp_keepalive`, 2 s here: about 4 s of silence), not at `pg_idle_timeout` (1 h) or
+    `query_timeout` (60 s here), and each is counted."""
+    with another_machine("ka") as machine:
+        (orders.home / "basin.toml").write_text(
+            '[sql]\nquery_timeout = "60s"\n\n[server]\ntcp_keepalive = "2s"\n')
+        reader = orders("token", "create", "--role", "reader").strip()
+        base, proc = start_server(orders, "--pg-listen", f"{machine['host_side']}:0")
+        see = lambda name: metric(base, reader, re.escape(name))
+        client = subprocess.Popen(["ip", "netns", "exec", machine["name"], sys.executable, "-c", VANISHING,
+                                   machine["host_side"], str(proc.port), reader])
+        try:
+            wait_for(lambda: see("basin_sql_queries_running") == 1 and see("basin_pg_connections") == 2, 20)
+            # Answering probes all along: still there after several keepalive periods.
+            time.sleep(5)
+            assert see("basin_pg_connections") == 2 and see("basin_sql_queries_running") == 1
+            vanished = time.monotonic()
+            subprocess.run(["ip", "netns", "exec", machine["name"], "ip", "link", "set", machine["link"], "down"],
+                           check=True)
+            wait_for(lambda: see("basin_pg_connections") == 0 and see("basin_sql_queries_running") == 0, 15)
+            assert time.monotonic() - vanished < 15
+            assert see('basin_limit_hits_total{limit="pg_tcp_keepalive"}') == 2
+        finally:
+            client.kill()
+            client.wait()
+            proc.kill()
+            proc.wait()
+

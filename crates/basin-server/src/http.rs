@@ -67,6 +67,7 @@ pub(crate) async fn serve(
             continue; // its client holds its share: closed
         };
         let _ = socket.set_nodelay(true);
+        crate::keepalive::keep_alive(&socket, limits.tcp_keepalive);
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         let (app, metrics, slots) = (app.clone(), metrics.clone(), slots.clone());
         let (handshake, header_read) = (limits.handshake_timeout, limits.header_read_timeout);
@@ -134,6 +135,8 @@ pub(crate) async fn serve(
             if let Err(e) = served {
                 if e.is_timeout() {
                     metrics.limit_hit("header_read_timeout");
+                } else if crate::keepalive::ended_it(&e) {
+                    metrics.limit_hit("tcp_keepalive");
                 }
                 tracing::debug!("connection ended: {e}");
             }

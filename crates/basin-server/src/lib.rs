@@ -19,6 +19,7 @@ mod errors;
 mod hosts;
 mod http;
 mod iceberg_rest;
+mod keepalive;
 mod lifecycle;
 mod mcp;
 mod meter;

@@ -49,7 +49,7 @@ use super::errors::basin_error;
 use super::prepared::Prepared;
 use super::queries::Parsed;
 use super::settings::{EXPIRES, GRANTS, READER, TOKEN_ID, WHO};
-use super::stopping::{hung_up, until_stopped};
+use super::stopping::{gone_silent, hung_up, until_stopped};
 use crate::metrics::Metrics;
 use basin_catalog::Grants;
 use basin_catalog::actor::{self, Actor};
@@ -258,7 +258,7 @@ impl Connection {
                 ),
             );
             let Some(handled) = until_stopped(work, cancelled, hung_up).await else {
-                tracing::info!("a Postgres client left while its statement ran; stopped it");
+                self.left_while_running();
                 return Ok(());
             };
             if self.cancels.is_none()
@@ -286,6 +286,20 @@ impl Connection {
                     }
                 }
             }
+        }
+    }
+
+    /// Says why a connection ended while its statement ran (the statement was stopped with
+    /// it): its client closed it, or its machine stopped answering (`[server] tcp_keepalive`).
+    fn left_while_running(&self) {
+        if gone_silent(&self.socket.get_ref().io) {
+            self.metrics.limit_hit("pg_tcp_keepalive");
+            tracing::info!(
+                "a Postgres client stopped answering (tcp_keepalive) while its statement ran; \
+                 stopped it"
+            );
+        } else {
+            tracing::info!("a Postgres client left while its statement ran; stopped it");
         }
     }
 
@@ -385,6 +399,9 @@ impl Connection {
                 Ok(None)
             }
             Some(Err(PgWireError::IoError(e))) => {
+                if crate::keepalive::ended_it(&e) {
+                    metrics.limit_hit("pg_tcp_keepalive");
+                }
                 tracing::debug!("postgres: connection lost: {e}");
                 Ok(None)
             }

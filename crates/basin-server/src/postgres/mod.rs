@@ -87,6 +87,7 @@ pub(crate) async fn serve(
         let Some(mut admitted) = slots.admit(peer.ip()) else {
             continue; // its client holds its share: closed
         };
+        crate::keepalive::keep_alive(&socket, server.tcp_keepalive);
         let handlers = handlers.clone();
         let metrics = handlers.0.metrics.clone();
         let tls = tls.clone();
@@ -106,6 +107,9 @@ pub(crate) async fn serve(
                     connection::serve(socket, handlers, limits, tls, metrics.clone(), admitted)
                         .await
                 {
+                    if crate::keepalive::ended_it(&e) {
+                        metrics.limit_hit("pg_tcp_keepalive");
+                    }
                     tracing::debug!("connection ended: {e}");
                 }
                 metrics.pg_connection(-1);

@@ -11,8 +11,8 @@
 //! descriptor of the same socket (`dup`), registered with tokio's reactor, waiting for the
 //! peer's end of the stream (`EPOLLRDHUP`). Data the client sends meanwhile (a pipelined
 //! next message) is left where it is, for the connection's loop to read afterwards. A
-//! machine that vanishes without closing its socket is not noticed: the timeout stays the
-//! bound for that.
+//! machine that vanishes without closing its socket is noticed once its keepalive gives up
+//! (`[server] tcp_keepalive`, `crate::keepalive`), which ends the socket the same way.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -49,6 +49,16 @@ pub(super) async fn until_stopped(
         handled = work => Some(handled),
         Ok(()) = cancelled => Some(Err(cancelled_by_user())),
         () = hung_up => None,
+    }
+}
+
+/// Whether the connection behind `io` was ended by its keepalive (its client's machine stopped
+/// answering), rather than closed by its client.
+pub(super) fn gone_silent(io: &MaybeTls) -> bool {
+    match io {
+        MaybeTls::Plain(socket) => crate::keepalive::timed_out(socket),
+        MaybeTls::Tls(tls) => crate::keepalive::timed_out(&tls.get_ref().0),
+        _ => false,
     }
 }
 

@@ -17,6 +17,7 @@ pub struct ServerSection {
     pub max_connections_per_client: Option<usize>,
     pub max_queries_per_reader: Option<usize>,
     pub handshake_timeout: Option<DurationValue>,
+    pub tcp_keepalive: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
     pub request_timeout: Option<DurationValue>,
     pub write_timeout: Option<DurationValue>,
@@ -54,6 +55,9 @@ pub struct ServerSettings {
     /// How long a new connection may take to show itself before it gets a slot: its first
     /// bytes (HTTP), its login (Postgres).
     pub handshake_timeout: std::time::Duration,
+    /// How long a connection may be silent before the kernel probes its peer; one whose peer
+    /// acknowledges nothing for twice this long is ended (`None`: no probes).
+    pub tcp_keepalive: Option<std::time::Duration>,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: std::time::Duration,
     /// How long a request may take until its answer starts (a streamed answer may go on).
@@ -108,6 +112,7 @@ impl Default for ServerSettings {
             max_connections_per_client: 64,
             max_queries_per_reader: 4,
             handshake_timeout: std::time::Duration::from_secs(5),
+            tcp_keepalive: Some(std::time::Duration::from_secs(60)),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: Some(std::time::Duration::from_secs(600)),
             write_timeout: Some(std::time::Duration::from_secs(60)),
@@ -154,6 +159,9 @@ pub(super) fn resolve(
         server.handshake_timeout = v
             .limit(&setting("handshake_timeout"))?
             .unwrap_or(std::time::Duration::from_secs(3600));
+    }
+    if let Some(v) = &w.tcp_keepalive {
+        server.tcp_keepalive = v.limit(&setting("tcp_keepalive"))?;
     }
     if let Some(v) = &w.header_read_timeout {
         server.header_read_timeout = v

@@ -184,6 +184,12 @@ fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
         (4, 64, 4)
     );
     assert_eq!(default.handshake_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        default.tcp_keepalive,
+        Some(std::time::Duration::from_secs(60))
+    );
+    let off = load("[server]\ntcp_keepalive = \"off\"\n").unwrap();
+    assert_eq!(off.tcp_keepalive, None);
     let set = load(
         "[server]\nreserved_connections = 0\nmax_connections_per_client = 2\n\
          max_queries_per_reader = 0\nhandshake_timeout = \"1s\"\n",
