@@ -77,16 +77,17 @@ class Drained:
         return "".join(self.lines)
 
 
-def start_server(lakehouse: Basin, *args: str):
-    """Starts `basin serve` on a free loopback port; returns its base URL and the process,
-    whose `stderr.read()` gives the server's log once it has ended."""
-    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", "127.0.0.1:0", *args],
+def start_server(lakehouse: Basin, *args: str, listen: str = "127.0.0.1:0"):
+    """Starts `basin serve` on a free port of `listen`'s address (loopback unless said);
+    returns its base URL and the process, whose `stderr.read()` gives the server's log once
+    it has ended."""
+    proc = subprocess.Popen([BASIN, "--home", str(lakehouse.home), "serve", "--listen", listen, *args],
                             stderr=subprocess.PIPE, text=True, env=lakehouse.env)
     first = []
     for _ in range(20):
         line = proc.stderr.readline()
         first.append(line)
-        match = re.search(r"(https?)://(127\.0\.0\.1:\d+)", line)
+        match = re.search(r"(https?)://(\d+\.\d+\.\d+\.\d+:\d+)", line)
         if match:
             pg = re.search(r"postgresql://[^/]+:(\d+)", line)
             proc.port = int(pg.group(1)) if pg else None  # the Postgres port, with --pg-listen

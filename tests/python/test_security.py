@@ -857,40 +857,46 @@ def test_a_function_with_the_internet_reaches_out_but_not_the_host(lakehouse, ou
 
 
 VANISHING = r"""
-import sys, psycopg
-host, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-connect = lambda: psycopg.connect(host=host, port=port, user="analyst", password=token,
-                                  dbname="main", autocommit=True)
+import json, sys, threading, urllib.request, psycopg
+base, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+endless = "SELECT count(*) FROM generate_series(1, 100000000000)"
+over_http = urllib.request.Request(f"{base}/api/v1/query", data=json.dumps({"sql": endless}).encode(),
+                                   headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+threading.Thread(target=urllib.request.urlopen, args=(over_http,), kwargs={"timeout": 300}).start()
+connect = lambda: psycopg.connect(host=base.split("//")[1].split(":")[0], port=port, user="analyst",
+                                  password=token, dbname="main", autocommit=True)
 idle = connect()
-connect().execute("SELECT count(*) FROM generate_series(1, 100000000000)")
+connect().execute(endless)
 """
 
 
 def test_a_client_machine_that_vanishes_gives_its_connections_and_statement_back(orders):
     """A client on another machine holds two Postgres connections, one idle and one running
-    a statement with no row to send for minutes; then its network goes (no FIN, no reset).
-    Both connections end and the statement stops once keepalive gives up (`[server]
-    tcp_keepalive`, 2 s here: about 4 s of silence), not at `pg_idle_timeout` (1 h) or
-    `query_timeout` (60 s here), and each is counted."""
+    a statement with no row to send for minutes, and an HTTP request running one too; then
+    its network goes (no FIN, no reset). The connections end and the statements stop once
+    keepalive gives up (`[server] tcp_keepalive`, 2 s here: about 4 s of silence), not at
+    `pg_idle_timeout` (1 h) or `query_timeout` (60 s here), and each is counted."""
     with another_machine("ka") as machine:
         (orders.home / "basin.toml").write_text(
             '[sql]\nquery_timeout = "60s"\n\n[server]\ntcp_keepalive = "2s"\n')
         reader = orders("token", "create", "--role", "reader").strip()
-        base, proc = start_server(orders, "--pg-listen", f"{machine['host_side']}:0")
+        host = machine["host_side"]
+        base, proc = start_server(orders, "--pg-listen", f"{host}:0", listen=f"{host}:0")
         see = lambda name: metric(base, reader, re.escape(name))
         client = subprocess.Popen(["ip", "netns", "exec", machine["name"], sys.executable, "-c", VANISHING,
-                                   machine["host_side"], str(proc.port), reader])
+                                   base, str(proc.port), reader])
         try:
-            wait_for(lambda: see("basin_sql_queries_running") == 1 and see("basin_pg_connections") == 2, 20)
+            wait_for(lambda: see("basin_sql_queries_running") == 2 and see("basin_pg_connections") == 2, 20)
             # Answering probes all along: still there after several keepalive periods.
             time.sleep(5)
-            assert see("basin_pg_connections") == 2 and see("basin_sql_queries_running") == 1
+            assert see("basin_pg_connections") == 2 and see("basin_sql_queries_running") == 2
             vanished = time.monotonic()
             subprocess.run(["ip", "netns", "exec", machine["name"], "ip", "link", "set", machine["link"], "down"],
                            check=True)
             wait_for(lambda: see("basin_pg_connections") == 0 and see("basin_sql_queries_running") == 0, 15)
             assert time.monotonic() - vanished < 15
             assert see('basin_limit_hits_total{limit="pg_tcp_keepalive"}') == 2
+            assert see('basin_limit_hits_total{limit="tcp_keepalive"}') == 1
         finally:
             client.kill()
             client.wait()

@@ -6,8 +6,9 @@
 //! write to it would retry for a quarter of an hour. With the setting, the kernel probes a
 //! connection silent for that long, and one whose peer answers nothing for twice that long
 //! (probes or data sent) is ended: its read fails, the door closes it, and a statement
-//! running for it is stopped (Postgres notices through `postgres::stopping`, HTTP when hyper
-//! next polls the socket). Postgres' own `tcp_keepalives_idle` and `tcp_user_timeout` do
+//! running for it is stopped (Postgres notices through `postgres::stopping`, HTTP through
+//! hyper's read of the socket; `tests/python/test_security.py` cuts a client's link under
+//! both). Postgres' own `tcp_keepalives_idle` and `tcp_user_timeout` do
 //! the same.
 
 use std::io;
