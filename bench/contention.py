@@ -61,7 +61,8 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
-def lakehouse(basin: str, home: Path, rows: int) -> None:
+def table(basin: str, home: Path, rows: int) -> None:
+    """A new lakehouse at `home` with `bench.t`: `rows` rows of (id, k, amount), 100 groups of k."""
     subprocess.run([basin, "init", str(home)], check=True, capture_output=True)
     csv = home / "t.csv"
     with csv.open("w") as f:
@@ -71,6 +72,10 @@ def lakehouse(basin: str, home: Path, rows: int) -> None:
     subprocess.run([basin, "--home", str(home), "import", str(csv), "--table", "bench.t"],
                    check=True, capture_output=True)
     csv.unlink()
+
+
+def lakehouse(basin: str, home: Path, rows: int) -> None:
+    table(basin, home, rows)
     functions = home / "functions"
     functions.mkdir()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -78,10 +83,12 @@ def lakehouse(basin: str, home: Path, rows: int) -> None:
     subprocess.run([basin, "--home", str(home), "deploy", str(functions)], check=True, capture_output=True)
 
 
-def post(port: int, path: str, body: dict) -> dict:
+def post(port: int, path: str, body: dict, token: str = None) -> dict:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     # Queries run each time (no answer from the result cache): their cost is what is measured.
     headers = {"content-type": "application/json", "cache-control": "no-cache"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     connection.request("POST", path, body=json.dumps(body), headers=headers)
     response = connection.getresponse()
     answer = json.loads(response.read() or b"null")

@@ -16,8 +16,6 @@ Prints a markdown table with the machine and the date.
 
 import argparse
 import datetime
-import http.client
-import json
 import statistics
 import subprocess
 import sys
@@ -28,39 +26,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving  # noqa: E402
-from contention import QUERY, machine  # noqa: E402
+import contention  # noqa: E402
+from contention import QUERY, machine, table  # noqa: E402
 
 HEAVY = "SELECT sum(value % 7) AS n FROM generate_series(1, 200000000)"
 
 
 def lakehouse(basin: str, home: Path, rows: int) -> tuple:
     """The table, and two reader tokens: (hog, reader)."""
-    subprocess.run([basin, "init", str(home)], check=True, capture_output=True)
-    csv = home / "t.csv"
-    with csv.open("w") as f:
-        f.write("id,k,amount\n")
-        for i in range(rows):
-            f.write(f"{i},{i % 100},{i % 997}.25\n")
-    subprocess.run([basin, "--home", str(home), "import", str(csv), "--table", "bench.t"],
-                   check=True, capture_output=True)
-    csv.unlink()
+    table(basin, home, rows)
     token = lambda: subprocess.run([basin, "--home", str(home), "token", "create", "--role", "reader"],
                                    check=True, capture_output=True, text=True).stdout.strip()
     return token(), token()
 
 
 def post(port: int, token: str, sql: str) -> dict:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    # Queries run each time (no answer from the result cache): their cost is what is measured.
-    headers = {"content-type": "application/json", "cache-control": "no-cache",
-               "authorization": f"Bearer {token}"}
-    connection.request("POST", "/api/v1/query", body=json.dumps({"sql": sql}), headers=headers)
-    response = connection.getresponse()
-    answer = json.loads(response.read() or b"null")
-    connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"{sql}: {response.status} {answer}")
-    return answer
+    return contention.post(port, "/api/v1/query", {"sql": sql}, token)
 
 
 def latencies(port: int, token: str, runs: int, failures: list = None) -> list:

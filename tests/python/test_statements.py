@@ -256,6 +256,23 @@ def test_remote_query_and_the_extended_protocol_meet_the_same_bounds(server):
     assert "basin_sql_planner_threads " in text
 
 
+def impatient(base: str, token: str, sql: str, seconds: float) -> threading.Thread:
+    """A thread sending `sql` over HTTP that gives up (closes its connection) after
+    `seconds` without an answer, as a client with its own time limit does."""
+    request = urllib.request.Request(
+        f"{base}/api/v1/query", data=json.dumps({"sql": sql}).encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+
+    def send_and_leave():
+        try:
+            urllib.request.urlopen(request, timeout=seconds)
+        except (TimeoutError, urllib.error.URLError):
+            pass
+    client = threading.Thread(target=send_and_leave)
+    client.start()
+    return client
+
+
 def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     """An aggregate with no row to send for minutes, whose client leaves: it stops then, not
     at `query_timeout` (20 s here), over HTTP (the client's own time limit) and over Postgres
@@ -265,16 +282,7 @@ def test_a_query_stops_when_its_client_leaves_at_every_door(server):
     running = lambda: metric(s['base'], s['reader'], "basin_sql_queries_running")
     assert running() == 0 and metric(s['base'], s['reader'], "basin_sql_queries_abandoned_total") == 0
 
-    request = urllib.request.Request(
-        f"{s['base']}/api/v1/query", data=json.dumps({"sql": endless}).encode(),
-        headers={"authorization": f"Bearer {s['reader']}", "content-type": "application/json"})
-    def impatient():
-        try:
-            urllib.request.urlopen(request, timeout=3)
-        except (TimeoutError, urllib.error.URLError):
-            pass
-    client = threading.Thread(target=impatient)
-    client.start()
+    client = impatient(s["base"], s["reader"], endless, 3)
     wait_for(lambda: running() == 1, 10)
     client.join()
     wait_for(lambda: running() == 0, 10)
@@ -316,19 +324,9 @@ def test_a_token_runs_its_turns_at_once_and_its_next_query_waits(orders):
                                dbname="main", autocommit=True)
 
     try:
-        request = urllib.request.Request(
-            f"{base}/api/v1/query", data=json.dumps({"sql": endless}).encode(),
-            headers={"authorization": f"Bearer {hog}", "content-type": "application/json"})
-
-        def over_http():
-            try:
-                urllib.request.urlopen(request, timeout=10)
-            except (TimeoutError, urllib.error.URLError):
-                pass
         code = ("import psycopg, sys; psycopg.connect(host='127.0.0.1', port=int(sys.argv[1]), "
                 "user='analyst', password=sys.argv[2], dbname='main', autocommit=True).execute(sys.argv[3])")
-        http_hog = threading.Thread(target=over_http)
-        http_hog.start()
+        http_hog = impatient(base, hog, endless, 10)
         pg_hog = subprocess.Popen([sys.executable, "-c", code, str(proc.port), hog, endless])
         wait_for(lambda: see("basin_sql_queries_running") == 2, 10)
 
