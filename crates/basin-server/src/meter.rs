@@ -1,5 +1,6 @@
-//! [`Meter`] meters a query when its answer ends, for every door that runs SQL (HTTP and
-//! Postgres): `basin usage` and the server's metrics.
+//! [`Meter`] meters a query when its answer ends, for every door that runs SQL (HTTP,
+//! Postgres and `/mcp`): `basin usage` and the server's metrics. It also holds the query's
+//! turn among its reader's (`crate::turns`) until then.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
