@@ -770,15 +770,15 @@ def online(event, context):
 
 
 @contextlib.contextmanager
-def another_machine(tag: str):
+def another_machine(tag: str, net: int):
     """A network namespace joined to this one by a veth pair: another machine, as far as
-    TCP can tell. Yields its name, its address (10.N.M.2), the host's side of the pair
-    (10.N.M.1, one of the host's own addresses) and the namespace's end of the pair."""
+    TCP can tell. Yields its name, its address (10.`net`.M.2), the host's side of the pair
+    (10.`net`.M.1, one of the host's own addresses) and the namespace's end of the pair."""
     if os.geteuid() != 0:
         pytest.fail("this test needs root to make a network namespace")
     n = os.getpid() % 250
     name, host_side, out_side = f"basin-{tag}-{n}", f"b{tag}{n}h", f"b{tag}{n}o"
-    subnet = f"10.{ {'out': 98, 'ka': 97}[tag] }.{n}"
+    subnet = f"10.{net}.{n}"
     run = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)
     subprocess.run(["ip", "netns", "del", name], capture_output=True)
     subprocess.run(["ip", "link", "del", host_side], capture_output=True)
@@ -800,7 +800,7 @@ def another_machine(tag: str):
 def outside_host():
     """A machine outside Basin's ([`another_machine`]) serving HTTP. Its address is reached
     through the host's routes, as any outside address would be."""
-    with another_machine("out") as machine:
+    with another_machine("out", 98) as machine:
         server = subprocess.Popen(["ip", "netns", "exec", machine["name"], sys.executable, "-m", "http.server",
                                    "8000", "--bind", machine["address"]],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -876,7 +876,7 @@ def test_a_client_machine_that_vanishes_gives_its_connections_and_statement_back
     its network goes (no FIN, no reset). The connections end and the statements stop once
     keepalive gives up (`[server] tcp_keepalive`, 2 s here: about 4 s of silence), not at
     `pg_idle_timeout` (1 h) or `query_timeout` (60 s here), and each is counted."""
-    with another_machine("ka") as machine:
+    with another_machine("ka", 97) as machine:
         (orders.home / "basin.toml").write_text(
             '[sql]\nquery_timeout = "60s"\n\n[server]\ntcp_keepalive = "2s"\n')
         reader = orders("token", "create", "--role", "reader").strip()

@@ -8,8 +8,7 @@
 //! (probes or data sent) is ended: its read fails, the door closes it, and a statement
 //! running for it is stopped (Postgres notices through `postgres::stopping`, HTTP through
 //! hyper's read of the socket; `tests/python/test_security.py` cuts a client's link under
-//! both). Postgres' own `tcp_keepalives_idle` and `tcp_user_timeout` do
-//! the same.
+//! both). Postgres' own `tcp_keepalives_idle` and `tcp_user_timeout` do the same.
 
 use std::io;
 use std::os::fd::AsFd;

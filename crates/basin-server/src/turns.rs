@@ -11,8 +11,9 @@
 //! (`basin_reader_queries_waiting`).
 //!
 //! A reader is the token a request or connection logged in with (by its id: names may be
-//! empty); without tokens (`--no-auth`, loopback only) every caller is the one local user. Pipelines' models and
-//! functions run as their run's work, not as a reader's statements, and take no turn.
+//! empty); without tokens (`--no-auth`, loopback only) every caller is the one local user.
+//! Pipelines' models and functions run as their run's work, not as a reader's statements,
+//! and take no turn.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,11 +101,7 @@ impl Turns {
     ) -> Result<OwnedSemaphorePermit> {
         (self.inner.hit)("max_queries_per_reader");
         tracing::debug!(reader, "a statement waits for its reader's turn");
-        let inner = &self.inner;
-        inner.waiting.fetch_add(1, Ordering::Relaxed);
-        let _waited = scopeguard(|| {
-            inner.waiting.fetch_sub(1, Ordering::Relaxed);
-        });
+        let _waiting = Waiting::start(&self.inner.waiting);
         let acquired = turns.acquire_owned();
         let acquired = match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at, acquired)
@@ -133,18 +130,21 @@ impl Turns {
     }
 }
 
-/// Runs `f` when dropped: a wait counted in the gauge is uncounted however it ends (its
-/// turn came, its time ran out, or its client left and the wait was dropped).
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
+/// A statement counted in the waiting gauge while it lives: uncounted however its wait ends
+/// (its turn came, its time ran out, or its client left and the wait was dropped).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn start(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
     }
-    Guard(Some(f))
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Turn {
