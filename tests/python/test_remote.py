@@ -4,10 +4,13 @@ answers as they do locally, errors keep their hints, and roles are enforced."""
 
 import json
 import subprocess
+import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
-from conftest import BASIN, send, start_server
+from conftest import BASIN, metric, send, start_server, wait_for
 
 
 @pytest.fixture
@@ -238,3 +241,77 @@ def test_a_token_runs_a_pipeline_remotely_with_its_grants(remote, orders, tmp_pa
     sneak = remote("run", project("sneak", "sales", "SELECT 1 AS one\n"), token=carol, check=False)
     assert sneak.returncode != 0 and "`carol` may not write `sales" in sneak.stderr, sneak.stderr
     assert "sales.totals" not in [t["table"] for t in json.loads(orders("table", "ls", "--format", "json"))]
+
+
+SLOW_MODEL = (
+    "import time\n\nimport basin\nimport pyarrow as pa\n\n\n"
+    "@basin.python(\"3.11\")\n@basin.model()\n"
+    "def slow():\n    time.sleep(15)\n    return pa.table({'x': [1]})\n")
+
+
+def post_run(base, token, name, files, seconds):
+    """A thread sending the project `files` (namespace `name`) to POST /api/v1/runs, whose
+    client gives up after `seconds`; the answer, if one came, lands in `thread.answer`."""
+    files = {"basin.toml": f'[project]\nname = "{name}"\nnamespace = "{name}"\n', **files}
+    request = urllib.request.Request(
+        f"{base}/api/v1/runs", data=json.dumps({"files": files}).encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    answer = []
+
+    def send_and_maybe_leave():
+        try:
+            with urllib.request.urlopen(request, timeout=seconds) as r:
+                answer.append((r.status, json.loads(r.read())))
+        except urllib.error.HTTPError as e:
+            answer.append((e.code, json.loads(e.read())))
+        except OSError:  # gave up waiting (TimeoutError), or the server went away
+            pass
+    client = threading.Thread(target=send_and_maybe_leave)
+    client.answer = answer
+    client.start()
+    return client
+
+
+def test_a_writer_has_its_runs_going_at_once_and_its_next_one_waits(orders):
+    """`[server] max_runs_per_writer = 2`: a writer's two runs go on at once, after their
+    clients hang up, each holding one of its turns until it ends; its third run waits for
+    one, a run whose client leaves while it waits never starts, and another writer's run
+    (whose token has no name either) is not held up."""
+    (orders.home / "basin.toml").write_text("[server]\nmax_runs_per_writer = 2\n")
+    ana = orders("token", "create", "--role", "writer").strip()
+    ben = orders("token", "create", "--role", "writer").strip()
+    base, proc = start_server(orders)
+    see = lambda name: metric(base, ben, name)
+    waits = lambda: see(r'basin_limit_hits_total\{limit="max_runs_per_writer"\}')
+    runs = lambda: {r["project"]: r["status"] for r in send("GET", f"{base}/api/v1/runs", ben)[1]}
+    fast = {"fast.sql": "SELECT 1 AS one\n"}
+    try:
+        # Ana's two slow runs, whose clients hang up: the runs go on, at once.
+        for name in ["slow", "slow2"]:
+            post_run(base, ana, name, {"slow.py": SLOW_MODEL}, 1).join()
+        wait_for(lambda: runs() == {"slow": "running", "slow2": "running"}, 60)
+
+        # Ben is not held up by her turn.
+        status, record = send("POST", f"{base}/api/v1/runs", ben,
+                              {"files": {"basin.toml": '[project]\nname = "ben"\nnamespace = "ben"\n', **fast}})
+        assert (status, record["status"]) == (200, "succeeded"), record
+        assert runs() == {"slow": "running", "slow2": "running", "ben": "succeeded"}
+
+        # Her next run waits; one whose client leaves while it waits starts nothing.
+        post_run(base, ana, "left", fast, 1).join()
+        assert waits() == 1
+        wait_for(lambda: see("basin_writer_runs_waiting") == 0, 10)
+        after = post_run(base, ana, "after", fast, 120)
+        wait_for(lambda: see("basin_writer_runs_waiting") == 1, 10)
+        assert runs() == {"slow": "running", "slow2": "running", "ben": "succeeded"} and not after.answer
+
+        # Her waiting run starts once a slow one ends.
+        after.join(120)
+        status, record = after.answer[0]
+        assert (status, record["status"]) == (200, "succeeded"), record
+        wait_for(lambda: runs() == {"slow": "succeeded", "slow2": "succeeded", "ben": "succeeded",
+                                    "after": "succeeded"}, 30, show=runs)
+        assert waits() == 2 and see("basin_writer_runs_waiting") == 0
+    finally:
+        proc.kill()
+        proc.wait()

@@ -19,6 +19,7 @@ pub struct Metrics {
     pg_connections: AtomicI64,
     /// Statements waiting for their reader's turn now (`crate::turns`).
     queries_waiting: Arc<AtomicU64>,
+    runs_waiting: Arc<AtomicU64>,
     /// The SQL engine: memory held, queries stopped by a limit.
     sql: basin_sql::Engine,
     tables: basin_table::Tables,
@@ -79,6 +80,7 @@ impl Metrics {
             connections: AtomicI64::new(0),
             pg_connections: AtomicI64::new(0),
             queries_waiting: Arc::default(),
+            runs_waiting: Arc::default(),
             sql,
             tables,
             functions,
@@ -94,6 +96,11 @@ impl Metrics {
     /// The gauge of statements waiting for their reader's turn, for `crate::turns` to keep.
     pub(crate) fn queries_waiting(&self) -> Arc<AtomicU64> {
         self.queries_waiting.clone()
+    }
+
+    /// The gauge of pipeline runs and deploys waiting for their writer's turn.
+    pub(crate) fn runs_waiting(&self) -> Arc<AtomicU64> {
+        self.runs_waiting.clone()
     }
 
     /// A Postgres connection opened (`1`) or closed (`-1`).

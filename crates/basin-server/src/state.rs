@@ -10,7 +10,7 @@ use basin_service::{Lakehouse, ServerSettings};
 
 use crate::hosts::Hosts;
 use crate::metrics::Metrics;
-use crate::turns::Turns;
+use crate::turns::{self, Turns};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -29,6 +29,9 @@ pub(crate) struct AppState {
     /// Each reader's turns among the statements it runs at once (`[server]
     /// max_queries_per_reader`), shared by every door that runs SQL.
     pub turns: Turns,
+    /// Each writer's turns among the pipeline runs and deploys it has going at once
+    /// (`[server] max_runs_per_writer`), shared by HTTP and `/mcp`.
+    pub runs: Turns,
     /// When runs whose process died were last settled (`settle_runs`).
     pub runs_settled: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
@@ -50,9 +53,16 @@ impl AppState {
         Self {
             hosts: Hosts::new(listen, limits.allowed_hosts.clone()),
             turns: Turns::new(
+                turns::QUERIES,
                 limits.max_queries_per_reader,
                 metrics.limit_counter(),
                 metrics.queries_waiting(),
+            ),
+            runs: Turns::new(
+                turns::RUNS,
+                limits.max_runs_per_writer,
+                metrics.limit_counter(),
+                metrics.runs_waiting(),
             ),
             metrics,
             dispatcher,

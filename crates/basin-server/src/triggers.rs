@@ -189,14 +189,17 @@ pub(crate) struct DeployRequest {
 
 /// Deploys the files of a folder as the caller (`basin --remote URL deploy DIR`). On a task
 /// of its own, with the caller acting: a client that stops waiting (or the request timeout)
-/// does not stop a deploy halfway.
+/// does not stop a deploy halfway. It holds one of its writer's turns until it ends
+/// (`crate::turns`): a deploy may build environments.
 pub(crate) async fn deploy(
     State(state): State<AppState>,
     Json(request): Json<DeployRequest>,
 ) -> Result<Response, ApiError> {
+    let turn = state.runs.take(None).await?;
     let actor = basin_catalog::actor::current().unwrap_or_else(basin_catalog::actor::Actor::local);
     let lakehouse = state.lakehouse.clone();
     let work = basin_catalog::actor::scope(actor, async move {
+        let _turn = turn;
         lakehouse
             .triggers()
             .deploy_files(&request.files, !request.plan)

@@ -1,19 +1,23 @@
-//! Each reader's turns: at most `[server] max_queries_per_reader` statements of one reader
-//! run at once, across the doors that run SQL (HTTP and the console, Postgres, `/mcp`).
+//! Each token's turns: at most `[server] max_queries_per_reader` statements of one reader
+//! run at once, across the doors that run SQL (HTTP and the console, Postgres, `/mcp`), and
+//! at most `[server] max_runs_per_writer` pipeline runs and deploys of one writer (HTTP and
+//! `/mcp`).
 //!
 //! Connection slots bound what one client address holds (`crate::slots`), not what its
 //! connections run: one token could start a query on each of its 64 connections per door,
-//! and every other reader's query would get a sixty-fifth of the query threads. Here one
-//! more statement of a reader with all its turns taken waits, first come first served, for
-//! one of them to end (its answer sent, failed, or its client gone), within the statement's
-//! time limit; past it, it fails with the time limit's error. Waiting is counted
-//! (`basin_limit_hits_total{limit="max_queries_per_reader"}`) and shown
-//! (`basin_reader_queries_waiting`).
+//! and every other reader's query would get a sixty-fifth of the query threads. A run or a
+//! deploy goes on after its client leaves (so that it ends whole), so without a bound one
+//! writer that sends them and hangs up could start any number at once. Here one more
+//! statement (or run) of a token with all its turns taken waits, first come first served,
+//! for one of them to end (its answer sent, failed, or its client gone; a run ended), within
+//! the statement's time limit (a run: while its client waits, at most `request_timeout`);
+//! past it, it fails with the time limit's error. A wait that ends with its client gone
+//! started nothing. Waiting is counted (`basin_limit_hits_total{limit="..."}` with the
+//! setting's name) and shown (`basin_reader_queries_waiting`, `basin_writer_runs_waiting`).
 //!
-//! A reader is the token a request or connection logged in with (by its id: names may be
-//! empty); without tokens (`--no-auth`, loopback only) every caller is the one local user.
-//! Pipelines' models and functions run as their run's work, not as a reader's statements,
-//! and take no turn.
+//! A token is counted by its id (names may be empty); without tokens (`--no-auth`, loopback
+//! only) every caller is the one local user. A run's own models and functions run as the
+//! run's work and take no statement turn.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,14 +28,35 @@ use basin_core::{Error, ErrorKind, Result};
 use basin_sql::Deadline;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The turns of every reader of one server.
+/// What one set of turns bounds: the setting that says how many, and what they are turns of.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bound {
+    pub setting: &'static str,
+    /// What one token runs that many of at once, for errors ("queries").
+    pub what: &'static str,
+}
+
+/// Statements a reader runs at once.
+pub(crate) const QUERIES: Bound = Bound {
+    setting: "max_queries_per_reader",
+    what: "queries",
+};
+
+/// Pipeline runs and deploys a writer has going at once.
+pub(crate) const RUNS: Bound = Bound {
+    setting: "max_runs_per_writer",
+    what: "pipeline runs and deploys",
+};
+
+/// The turns of every token of one server, for one [`Bound`].
 #[derive(Clone)]
 pub(crate) struct Turns {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    per_reader: usize,
+    bound: Bound,
+    per_token: usize,
     /// Each reader with a statement running or waiting, and its turns.
     readers: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Statements waiting now (a gauge `/metrics` shows).
@@ -49,13 +74,15 @@ pub(crate) struct Turn {
 
 impl Turns {
     pub(crate) fn new(
-        per_reader: usize,
+        bound: Bound,
+        per_token: usize,
         hit: Arc<dyn Fn(&'static str) + Send + Sync>,
         waiting: Arc<AtomicU64>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                per_reader: per_reader.max(1),
+                bound,
+                per_token: per_token.max(1),
                 readers: Mutex::default(),
                 waiting,
                 hit,
@@ -73,7 +100,7 @@ impl Turns {
             let mut readers = self.inner.readers.lock().expect("turns");
             readers
                 .entry(reader.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_reader)))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_token)))
                 .clone()
         };
         let permit = match turns.clone().try_acquire_owned() {
@@ -99,8 +126,13 @@ impl Turns {
         reader: &str,
         deadline: Option<Deadline>,
     ) -> Result<OwnedSemaphorePermit> {
-        (self.inner.hit)("max_queries_per_reader");
-        tracing::debug!(reader, "a statement waits for its reader's turn");
+        let bound = self.inner.bound;
+        (self.inner.hit)(bound.setting);
+        tracing::debug!(
+            reader,
+            what = bound.what,
+            "waits for one of its token's turns"
+        );
         let _waiting = Waiting::start(&self.inner.waiting);
         let acquired = turns.acquire_owned();
         let acquired = match deadline {
@@ -114,19 +146,19 @@ impl Turns {
     }
 
     fn waited_too_long(&self, limit: Duration) -> Error {
-        let n = self.inner.per_reader;
+        let (n, Bound { setting, what }) = (self.inner.per_token, self.inner.bound);
         Error::new(
             ErrorKind::Timeout,
             format!(
-                "the query waited its whole time limit of {} s for a turn: this token already \
-                 runs {n} queries at once (`[server] max_queries_per_reader` = {n})",
+                "waited its whole time limit of {} s for a turn: this token already runs {n} \
+                 {what} at once (`[server] {setting}` = {n})",
                 limit.as_secs_f64()
             ),
         )
-        .with_hint(
-            "wait for the token's running queries to end (or cancel them) and send it again; \
-             the server's operator may raise `[server] max_queries_per_reader`",
-        )
+        .with_hint(format!(
+            "wait for the token's running {what} to end (or cancel them) and send it again; \
+             the server's operator may raise `[server] {setting}`"
+        ))
     }
 }
 
@@ -168,14 +200,18 @@ mod tests {
     use basin_catalog::actor::{self, Actor};
 
     /// Turns, the limit hits they count, and the gauge of statements waiting.
-    fn turns(per_reader: usize) -> (Turns, Arc<AtomicU64>, Arc<AtomicU64>) {
+    fn turns(bound: Bound, per_token: usize) -> (Turns, Arc<AtomicU64>, Arc<AtomicU64>) {
         let (hits, waiting) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let counted = hits.clone();
         let hit = Arc::new(move |limit: &'static str| {
-            assert_eq!(limit, "max_queries_per_reader");
+            assert_eq!(limit, bound.setting);
             counted.fetch_add(1, Ordering::Relaxed);
         });
-        (Turns::new(per_reader, hit, waiting.clone()), hits, waiting)
+        (
+            Turns::new(bound, per_token, hit, waiting.clone()),
+            hits,
+            waiting,
+        )
     }
 
     async fn take_as(turns: &Turns, token: &str, limit: Option<Duration>) -> Result<Arc<Turn>> {
@@ -188,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_past_its_turns_waits_for_one_of_its_own_and_others_do_not() {
-        let (turns, hits, waiting_now) = turns(2);
+        let (turns, hits, waiting_now) = turns(QUERIES, 2);
         let a1 = take_as(&turns, "ana", None).await.unwrap();
         let _a2 = take_as(&turns, "ana", None).await.unwrap();
         // Another reader is not held up by ana's turns.
@@ -209,21 +245,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_longer_than_the_statements_time_limit_fails_with_a_hint() {
-        let (turns, _, waiting_now) = turns(1);
-        let _held = take_as(&turns, "ana", None).await.unwrap();
-        let e = take_as(&turns, "ana", Some(Duration::from_millis(100)))
-            .await
-            .err()
-            .expect("no turn came");
-        assert_eq!(e.kind(), ErrorKind::Timeout);
-        assert!(e.message.contains("max_queries_per_reader"), "{e}");
-        assert!(e.hint.is_some());
-        assert_eq!(waiting_now.load(Ordering::Relaxed), 0);
+        for (bound, what) in [
+            (QUERIES, "2 queries"),
+            (RUNS, "2 pipeline runs and deploys"),
+        ] {
+            let (turns, hits, waiting_now) = turns(bound, 2);
+            let _held = take_as(&turns, "ana", None).await.unwrap();
+            let _held_too = take_as(&turns, "ana", None).await.unwrap();
+            let e = take_as(&turns, "ana", Some(Duration::from_millis(100)))
+                .await
+                .err()
+                .expect("no turn came");
+            assert_eq!(e.kind(), ErrorKind::Timeout);
+            let setting = format!("`[server] {}` = 2", bound.setting);
+            assert!(
+                e.message.contains(what) && e.message.contains(&setting),
+                "{e}"
+            );
+            assert!(e.hint.unwrap().contains(bound.setting));
+            assert_eq!(waiting_now.load(Ordering::Relaxed), 0);
+            assert_eq!(hits.load(Ordering::Relaxed), 1);
+        }
     }
 
     #[tokio::test]
     async fn a_reader_with_nothing_running_is_forgotten() {
-        let (turns, _, _) = turns(1);
+        let (turns, _, _) = turns(QUERIES, 1);
         let turn = take_as(&turns, "ana", None).await.unwrap();
         assert_eq!(turns.inner.readers.lock().unwrap().len(), 1);
         drop(turn);

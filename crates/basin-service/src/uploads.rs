@@ -16,8 +16,7 @@ use crate::Lakehouse;
 /// The most files one folder may carry.
 pub const MAX_FILES: usize = 200;
 
-/// A lock per laid-out folder: a principal's second deploy (or run) waits for its first,
-/// which reads the folder; other principals' go on.
+/// A lock per laid-out folder, held while a deploy (or run) reads it.
 static FOLDERS: std::sync::LazyLock<std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> =
     std::sync::LazyLock::new(Default::default);
 
@@ -40,7 +39,7 @@ pub fn is_project_file(name: &str) -> bool {
     is_deployable(name) || (plain(name) && name.ends_with(".sql"))
 }
 
-/// A sent folder, laid out; the principal's next one waits until this is dropped.
+/// A sent folder, laid out; kept for it until this is dropped.
 pub struct LaidOut {
     pub dir: PathBuf,
     _one: OwnedMutexGuard<()>,
@@ -59,9 +58,12 @@ impl LaidOut {
     }
 }
 
-/// Lays out `files` (file name -> text, each passing `allowed`) in the acting principal's
-/// folder for `purpose` (`deploys`, `runs`), replacing what an earlier one left there (so
-/// what is cached by path, a file's declarations, stays cached).
+/// Lays out `files` (file name -> text, each passing `allowed`) in a folder for `purpose`
+/// (`deploys`, `runs`) of the sender's own: the first of its folders no other deploy or run
+/// reads now, replacing what an earlier one left there (so what is cached by path, a file's
+/// declarations, stays cached). The sender is the token acting (by id: names may be empty
+/// and shared), else the principal; its folders are as many as it sends at once, which the
+/// server bounds (`[server] max_runs_per_writer`).
 pub async fn lay_out(
     lake: &Lakehouse,
     purpose: &str,
@@ -82,19 +84,15 @@ pub async fn lay_out(
             ),
         );
     }
-    let principal = lake.catalog().principal();
-    let id: String = Sha256::digest(principal.as_bytes())[..8]
+    let sender = basin_catalog::actor::current()
+        .and_then(|actor| actor.token_id)
+        .map(|id| format!("token:{id}"))
+        .unwrap_or_else(|| lake.catalog().principal());
+    let id: String = Sha256::digest(sender.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let dir = lake.tools_dir().join(purpose).join(id);
-    let lock = FOLDERS
-        .lock()
-        .expect("folder locks")
-        .entry(dir.clone())
-        .or_default()
-        .clone();
-    let one = lock.lock_owned().await;
+    let (dir, one) = free_folder(&lake.tools_dir().join(purpose).join(id));
     let io = |e: std::io::Error| Error::io_with(format!("cannot lay out {}", dir.display()), e);
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
@@ -107,9 +105,35 @@ pub async fn lay_out(
     Ok(LaidOut { dir, _one: one })
 }
 
+/// The first folder `0`, `1`, ... under `sender` that nothing reads now, locked.
+fn free_folder(sender: &std::path::Path) -> (PathBuf, OwnedMutexGuard<()>) {
+    let mut folders = FOLDERS.lock().expect("folder locks");
+    (0..)
+        .find_map(|n: usize| {
+            let dir = sender.join(n.to_string());
+            let lock = folders.entry(dir.clone()).or_default().clone();
+            lock.try_lock_owned().ok().map(|one| (dir, one))
+        })
+        .expect("a free folder: every sender holds finitely many")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sender_gets_a_folder_of_its_own_that_nothing_else_reads_now() {
+        let sender = std::env::temp_dir().join(format!("sender-{}", basin_core::ids::random()));
+        let (first, held) = free_folder(&sender);
+        let (second, _held_too) = free_folder(&sender);
+        assert_eq!(
+            (first.clone(), second),
+            (sender.join("0"), sender.join("1"))
+        );
+        drop(held);
+        // Freed, the first folder is the one reused (what is cached by its path stays).
+        assert_eq!(free_folder(&sender).0, first);
+    }
 
     #[test]
     fn only_the_files_basin_reads_by_their_names_alone() {

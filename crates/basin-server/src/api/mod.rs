@@ -223,18 +223,19 @@ pub(crate) async fn maintenance(
 
 /// Runs a project sent in the request as the caller (`basin --remote URL run DIR`), on a task
 /// of its own with the caller acting: a client that stops waiting does not stop the run,
-/// which `GET /api/v1/runs` then shows.
+/// which `GET /api/v1/runs` then shows. The run holds one of its writer's turns
+/// (`crate::turns`) until it ends, so runs left behind by clients that hung up count too.
 pub(crate) async fn start_run(
     State(state): State<AppState>,
     Json(run): Json<basin_service::pipeline::RemoteRun>,
 ) -> Result<Response, ApiError> {
+    let turn = state.runs.take(None).await?;
     let actor = basin_catalog::actor::current();
     let lakehouse = state.lakehouse.clone();
-    let work =
-        basin_catalog::actor::carried(
-            actor,
-            async move { lakehouse.pipelines().run_files(run).await },
-        );
+    let work = basin_catalog::actor::carried(actor, async move {
+        let _turn = turn;
+        lakehouse.pipelines().run_files(run).await
+    });
     let record = tokio::spawn(work)
         .await
         .map_err(|e| basin_core::Error::internal(format!("the run stopped: {e}")))??;

@@ -83,6 +83,12 @@ impl Metrics {
                     "Statements waiting for a turn now: their reader already runs `[server] max_queries_per_reader`.",
                     self.queries_waiting.load(Ordering::Relaxed) as f64,
                 ),
+                (
+                    "basin_writer_runs_waiting",
+                    "gauge",
+                    "Pipeline runs and deploys waiting for a turn now: their writer already has `[server] max_runs_per_writer` going.",
+                    self.runs_waiting.load(Ordering::Relaxed) as f64,
+                ),
             ],
         );
     }

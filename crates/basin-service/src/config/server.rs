@@ -16,6 +16,7 @@ pub struct ServerSection {
     pub reserved_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
     pub max_queries_per_reader: Option<usize>,
+    pub max_runs_per_writer: Option<usize>,
     pub handshake_timeout: Option<DurationValue>,
     pub tcp_keepalive: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
@@ -52,6 +53,10 @@ pub struct ServerSettings {
     /// Statements one reader (a token; without tokens, the local user) runs at once across
     /// the doors that run SQL (HTTP, Postgres, `/mcp`); more wait their turn.
     pub max_queries_per_reader: usize,
+    /// Pipeline runs and deploys one writer (a token; without tokens, the local user) has
+    /// going at once through the server (HTTP, `/mcp`); more wait their turn while their
+    /// client waits.
+    pub max_runs_per_writer: usize,
     /// How long a new connection may take to show itself before it gets a slot: its first
     /// bytes (HTTP), its login (Postgres).
     pub handshake_timeout: std::time::Duration,
@@ -111,6 +116,7 @@ impl Default for ServerSettings {
             reserved_connections: 4,
             max_connections_per_client: 64,
             max_queries_per_reader: 4,
+            max_runs_per_writer: 2,
             handshake_timeout: std::time::Duration::from_secs(5),
             tcp_keepalive: Some(std::time::Duration::from_secs(60)),
             header_read_timeout: std::time::Duration::from_secs(10),
@@ -154,6 +160,9 @@ pub(super) fn resolve(
     }
     if let Some(n) = w.max_queries_per_reader {
         server.max_queries_per_reader = n.max(1);
+    }
+    if let Some(n) = w.max_runs_per_writer {
+        server.max_runs_per_writer = n.max(1);
     }
     if let Some(v) = &w.handshake_timeout {
         server.handshake_timeout = v

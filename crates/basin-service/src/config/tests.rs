@@ -179,9 +179,10 @@ fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
         (
             default.reserved_connections,
             default.max_connections_per_client,
-            default.max_queries_per_reader
+            default.max_queries_per_reader,
+            default.max_runs_per_writer
         ),
-        (4, 64, 4)
+        (4, 64, 4, 2)
     );
     assert_eq!(default.handshake_timeout, std::time::Duration::from_secs(5));
     assert_eq!(
@@ -192,16 +193,17 @@ fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
     assert_eq!(off.tcp_keepalive, None);
     let set = load(
         "[server]\nreserved_connections = 0\nmax_connections_per_client = 2\n\
-         max_queries_per_reader = 0\nhandshake_timeout = \"1s\"\n",
+         max_queries_per_reader = 0\nmax_runs_per_writer = 3\nhandshake_timeout = \"1s\"\n",
     )
     .unwrap();
     assert_eq!(
         (
             set.reserved_connections,
             set.max_connections_per_client,
-            set.max_queries_per_reader
+            set.max_queries_per_reader,
+            set.max_runs_per_writer
         ),
-        (0, 2, 1)
+        (0, 2, 1, 3)
     );
     assert_eq!(set.handshake_timeout, std::time::Duration::from_secs(1));
     let e = load("[server]\npg_max_call_depth = 12\n").unwrap_err();
