@@ -442,6 +442,20 @@ def test_memory_hungry_queries_are_refused_within_the_pool(server):
         assert error.get("hint"), (name, error)
         grown = watch.peak - before
         assert grown < limit_mib + MARGIN_MIB, f"{name}: the server grew by {grown:.0f} MiB"
+    # The Postgres door's `format()` joins its arguments (found by a hostile review: 500
+    # copies of a 1 MB value made 500 MB outside the pool).
+    bomb = ("WITH t AS (SELECT repeat('x', 1000000) AS v) SELECT length(format('" + "%s" * 500 + "', "
+            + ", ".join(["v"] * 500) + ")) FROM t")
+    before = rss_mib(s["proc"].pid)
+    with Watch(s["base"], s["proc"].pid) as watch:
+        with psycopg.connect(host="127.0.0.1", port=s["pg"], user="analyst", password=s["reader"],
+                             dbname="main", autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute(bomb)
+            assert refused.value.sqlstate == "53200" and "memory" in str(refused.value), refused.value
+            assert conn.execute("SELECT format('%s.%I', 'sales', 'Orders')").fetchone() == ('sales."Orders"',)
+    grown = watch.peak - before
+    assert grown < limit_mib + MARGIN_MIB, f"format: the server grew by {grown:.0f} MiB"
     # Wide rows that fit the pool (8 MB a batch, a batch per partition at once) are
     # answered, and the JSON answer (200 MB of rows) stops at its byte cap having encoded no
     # more than it sends.

@@ -17,10 +17,11 @@ use datafusion::sql::parser::Statement;
 use futures::FutureExt;
 
 use crate::column_cache::{ColumnCache, ColumnCacheStats};
+use crate::copies;
 use crate::deadline::{self, Deadline};
 use crate::distributed::{Cluster, Scheduler, available};
 use crate::executors::Executors;
-use crate::guard::{self, Bound, Dialect, Shape, StatementLimits};
+use crate::guard::{self, Dialect, Shape, StatementLimits};
 use crate::limits::{LimitCounters, STRING_VIEWS, SqlLimits};
 use crate::memory::QueryPool;
 use crate::planners::Planners;
@@ -154,11 +155,23 @@ impl Engine {
         })
     }
 
-    /// Refuses a plan deeper than `[sql] max_expression_depth` (counted as the guard's
-    /// refusals are).
-    pub(crate) fn check_depth(&self, plan: &LogicalPlan) -> Result<()> {
-        depth::check(plan, self.limits.statement.max_depth).inspect_err(|_| {
-            self.counters.refuse(Bound::Depth.setting());
+    /// Refuses a statement whose WITH queries, copied into each place that reads them, would
+    /// make a plan past `[sql] max_plan_nodes`, before DataFusion plans it ([`crate::copies`]).
+    pub(crate) fn check_copies(
+        &self,
+        statement: &datafusion::sql::parser::Statement,
+    ) -> Result<()> {
+        copies::check(statement, self.limits.statement.max_plan_nodes)
+            .inspect_err(|_| self.counters.refuse("max_plan_nodes"))
+    }
+
+    /// Refuses a plan of more than `[sql] max_plan_nodes` operators once copied out, or
+    /// deeper than `max_expression_depth` (counted as the guard's refusals are).
+    pub(crate) fn check_plan_size(&self, plan: &LogicalPlan) -> Result<()> {
+        let limits = &self.limits.statement;
+        depth::check(plan, limits.max_plan_nodes, limits.max_depth).map_err(|(setting, e)| {
+            self.counters.refuse(setting);
+            e
         })
     }
 

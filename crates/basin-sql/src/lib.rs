@@ -29,6 +29,7 @@
 mod changes;
 mod column_cache;
 mod conjunctions;
+mod copies;
 mod deadline;
 mod depth;
 pub mod distributed;

@@ -143,10 +143,12 @@ impl datafusion::logical_expr::ScalarUDFImpl for Format {
         let Some((template, values)) = texts.split_first() else {
             return Err(DataFusionError::Plan("format() needs a template".into()));
         };
-        let mut out = Vec::with_capacity(rows);
+        // Written straight into the answer's buffer: its size is what the query reserved for
+        // it (`format` is one of basin-sql's amplifiers).
+        let mut out = arrow::array::StringBuilder::with_capacity(rows, 0);
         for row in 0..rows {
             if template.is_null(row) {
-                out.push(None);
+                out.append_null();
                 continue;
             }
             let mut next = values.iter();
@@ -184,10 +186,10 @@ impl datafusion::logical_expr::ScalarUDFImpl for Format {
                     }
                 }
             }
-            out.push(Some(text));
+            out.append_value(text);
         }
         Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
-            StringArray::from(out),
+            out.finish(),
         )))
     }
 }

@@ -33,6 +33,7 @@ pub struct SqlSection {
     pub max_expression_depth: Option<usize>,
     pub parse_steps_per_token: Option<u64>,
     pub max_joins: Option<usize>,
+    pub max_plan_nodes: Option<usize>,
     pub planner_threads: Option<usize>,
     pub planner_stack: Option<SizeValue>,
     /// Threads that run plans (default: one per core).
@@ -127,6 +128,10 @@ pub(super) fn resolve(
     }
     if let Some(n) = q.max_joins {
         sql.statement.max_joins = n.max(1);
+    }
+    if let Some(n) = q.max_plan_nodes {
+        // A query of a few tables is a few dozen operators.
+        sql.statement.max_plan_nodes = n.max(100);
     }
     if let Some(n) = q.planner_threads {
         sql.planner_threads = n.max(1);

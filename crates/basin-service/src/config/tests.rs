@@ -147,7 +147,7 @@ fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() 
     );
     let set = load(
         "[sql]\nmax_statement_size = \"64KiB\"\nmax_expression_depth = 200\nmax_joins = 8\n\
-         parse_steps_per_token = 32\nplanner_threads = 2\nplanner_stack = \"64MiB\"\n\
+         max_plan_nodes = 5000\nparse_steps_per_token = 32\nplanner_threads = 2\nplanner_stack = \"64MiB\"\n\
          query_threads = 3\nquery_nice = 0\n",
     )
     .unwrap();
@@ -155,6 +155,7 @@ fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() 
     assert_eq!(set.statement.max_size, 64 << 10);
     assert_eq!(set.statement.max_depth, 200);
     assert_eq!(set.statement.max_joins, 8);
+    assert_eq!(set.statement.max_plan_nodes, 5000);
     assert_eq!(set.statement.parse_steps_per_token, 32);
     assert_eq!((set.planner_threads, set.planner_stack), (2, 64 << 20));
     // Below what a statement needs at all, the floors hold.

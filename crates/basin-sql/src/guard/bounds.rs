@@ -14,6 +14,9 @@ pub struct StatementLimits {
     pub max_depth: usize,
     /// Joins in one statement (`[sql] max_joins`).
     pub max_joins: usize,
+    /// Operators in a statement's plan, each counted as often as it is read once views and
+    /// WITH queries are copied out (`[sql] max_plan_nodes`).
+    pub max_plan_nodes: usize,
     /// Expressions the parser may start for each token of a statement, where backtracking
     /// would repeat work (`[sql] parse_steps_per_token`).
     pub parse_steps_per_token: u64,
@@ -25,6 +28,7 @@ impl Default for StatementLimits {
             max_size: 1 << 20,
             max_depth: 1000,
             max_joins: 100,
+            max_plan_nodes: 10_000,
             parse_steps_per_token: 8,
         }
     }

@@ -7,6 +7,7 @@ const LIMITS: StatementLimits = StatementLimits {
     parse_steps_per_token: 64,
     max_depth: 100,
     max_joins: 10,
+    max_plan_nodes: 10_000,
 };
 
 fn bound(sql: &str, dialect: Dialect) -> Option<Bound> {

@@ -61,6 +61,12 @@ pub(super) fn estimate(function: &str, args: &ScalarFunctionArgs) -> usize {
             ColumnarValue::Array(_) => 0,
         },
         "translate" => size(&values[0], rows).saturating_mul(4),
+        // The template and each argument once, quotes doubled at most.
+        "format" => values
+            .iter()
+            .map(|v| size(v, rows))
+            .sum::<usize>()
+            .saturating_mul(2),
         "to_hex" | "encode" => values
             .iter()
             .map(|v| size(v, rows))

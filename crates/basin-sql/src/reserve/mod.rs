@@ -77,6 +77,9 @@ pub(crate) const AMPLIFIERS: &[&str] = &[
     "make_array",
     "string_to_array",
     "array_to_string",
+    // The Postgres door's `format(template, args...)`: each argument once, `%L` and `%I`
+    // doubling its quotes.
+    "format",
 ];
 
 /// Literals longer than this, in a projection's output, reserve their copies on every row.

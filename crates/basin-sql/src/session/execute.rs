@@ -36,17 +36,15 @@ impl Session {
                         "a function's input is one query, not `{sql}`"
                     )));
                 };
+                this.engine.check_copies(&statement)?;
                 this.prepare(&statement).await?;
-                let plan = this
-                    .ctx
-                    .state()
-                    .statement_to_plan(statement)
+                let plan = plan_statement(&this.ctx.state(), statement)
                     .await
                     .map_err(|e| sql_error(e, &this.catalog, this.option))?;
                 read_only()
                     .verify_plan(&plan)
                     .map_err(|e| sql_error(e, &this.catalog, this.option))?;
-                this.engine.check_depth(&plan)?;
+                this.engine.check_plan_size(&plan)?;
                 this.execute_in(&this.ctx, plan).await
             })
             .await?;
@@ -72,12 +70,13 @@ impl Session {
     ) -> Result<LogicalPlan> {
         policy::check_sql(&statement)?;
         let statement = Statement::Statement(Box::new(statement));
+        self.engine.check_copies(&statement)?;
         self.prepare(&statement).await?;
         let plan = plan_statement(&self.ctx.state(), statement)
             .await
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         policy::check_plan(&plan)?;
-        self.engine.check_depth(&plan)?;
+        self.engine.check_plan_size(&plan)?;
         Ok(plan)
     }
 
@@ -230,7 +229,7 @@ impl Session {
             .optimize(&plan)
             .map_err(|e| sql_error(e, &self.catalog, self.option))?;
         tracing::debug!(ms = crate::deadline::ms(started), "plan optimized");
-        self.engine.check_depth(&optimized)?;
+        self.engine.check_plan_size(&optimized)?;
         let started = std::time::Instant::now();
         let physical = state
             .query_planner()

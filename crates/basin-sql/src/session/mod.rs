@@ -328,13 +328,14 @@ impl Session {
         let mut prelude = Vec::new();
         for statement in statements {
             let started = Instant::now();
+            self.engine.check_copies(&statement)?;
             self.prepare(&statement).await?;
             let plan = plan_statement(&self.ctx.state(), statement.clone())
                 .await
                 .map_err(|e| sql_error(e, &self.catalog, self.option))?;
             tracing::debug!(ms = ms(started), "statement planned");
             policy::check_plan(&plan)?;
-            self.engine.check_depth(&plan)?;
+            self.engine.check_plan_size(&plan)?;
             if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
                 // What the script did before this query is what it reads.
                 last_query = Some((plan, statement, prelude.len()));
