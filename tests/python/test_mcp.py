@@ -15,7 +15,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import BASIN, send, start_server
+from conftest import BASIN, metric, send, start_server
 
 TOOLS = {"list_tables", "describe_table", "query", "list_refs", "log", "diff",
          "create_branch", "import_file", "run_pipeline", "propose_merge"}
@@ -148,6 +148,14 @@ def test_an_agent_over_http_with_tokens_grants_and_a_review(orders):
     try:
         status, _ = send("POST", f"{base}/mcp", None, {"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert status == 401
+        # A batch is answered whole, in memory: at most `[server] mcp_max_batch` (16) messages.
+        pings = [{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(17)]
+        status, replies = send("POST", f"{base}/mcp", reader, pings[:16])
+        assert status == 200 and [r["id"] for r in replies] == list(range(16)), replies
+        status, refused = send("POST", f"{base}/mcp", reader, pings)
+        assert status == 400 and refused["error"]["code"] == -32600, refused
+        assert "at most 16 messages (`[server] mcp_max_batch`), not 17" in refused["error"]["message"], refused
+        assert metric(base, reader, r'basin_limit_hits_total\{limit="mcp_max_batch"\}') == 1
 
         async def as_reader(session):
             tools = {t.name for t in (await session.list_tools()).tools}

@@ -213,6 +213,42 @@ def test_deeply_nested_calls_are_stopped_within_the_parse_budget(hostile):
         assert 'basin_limit_hits_total{limit="parse_steps_per_token"} 1' in r.read().decode()
 
 
+def doubling(levels, first="SELECT 1 AS x"):
+    """WITH queries each reading the one before twice: 2^levels copies of the first."""
+    ctes = [f"t0 AS ({first})"] + [
+        f"t{i} AS (SELECT x FROM t{i - 1} UNION ALL SELECT x FROM t{i - 1})" for i in range(1, levels + 1)]
+    return f"WITH {', '.join(ctes)} SELECT count(*) AS n FROM t{levels}"
+
+
+def test_with_queries_that_multiply_are_refused_before_they_are_planned(hostile, orders):
+    """Regression (found by a hostile review): forty WITH queries each reading the one before
+    twice are a few hundred bytes and 2^40 copies once planned; planning 18 levels held every
+    planning thread for minutes, past the client's leaving, and other tokens' queries waited.
+    They are counted on the parsed statement and refused (`[sql] max_plan_nodes`), at every
+    door; views built the same way in a script are refused where they multiply past it; a
+    statement that reads its WITH queries a few times still runs."""
+    h = hostile
+    other = orders("token", "create", "--role", "reader").strip()
+    status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": doubling(40)})
+    assert status == 422 and "`[sql] max_plan_nodes`" in answer["error"]["message"], answer
+    assert answer["error"]["hint"], answer
+    with psycopg.connect(host="127.0.0.1", port=h["pg"], user="analyst", password=h["reader"],
+                         dbname="main", autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(doubling(40))
+        assert refused.value.sqlstate == "54001", refused.value
+        views = ["CREATE VIEW v0 AS SELECT 1 AS x"] + [
+            f"CREATE VIEW v{i} AS SELECT x FROM v{i - 1} UNION ALL SELECT x FROM v{i - 1}" for i in range(1, 41)]
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                              {"sql": "; ".join(views) + "; SELECT count(*) FROM v40"})
+        assert status == 422 and "`[sql] max_plan_nodes`" in answer["error"]["message"], answer
+        # Doubled a few times, it runs.
+        assert conn.execute(doubling(5)).fetchone() == (32,)
+    status, answer = send("POST", f"{h['base']}/api/v1/query", other, {"sql": "SELECT 2 AS two"})
+    assert (status, answer["rows"]) == (200, [{"two": 2}]), answer
+    assert metric(h["base"], h["reader"], r'basin_limit_hits_total\{limit="max_plan_nodes"\}') == 3
+
+
 def test_metrics_count_the_limits(hostile):
     h = hostile
     send("POST", f"{h['base']}/api/v1/query", h["reader"], {"sql": "SELECT count(*) FROM range(100000000000)"})
@@ -903,3 +939,27 @@ def test_a_client_machine_that_vanishes_gives_its_connections_and_statement_back
             proc.kill()
             proc.wait()
 
+
+
+def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_one(orders):
+    """Regression (found by a hostile review): every refused request went in the audit log,
+    its 64 KiB path whole, and a refusal needs no token, so a stranger grew the catalog by
+    135 MB in 3.5 s. Each field now keeps its first 512 bytes, and past `[server]
+    audit_refusals_per_minute` in a minute refusals are counted, not recorded."""
+    (orders.home / "basin.toml").write_text("[server]\naudit_refusals_per_minute = 5\n")
+    reader = orders("token", "create", "--role", "reader").strip()
+    base, proc = start_server(orders)
+    try:
+        long_path = "/api/v1/tables/" + "A" * 60_000
+        for token in [None, "basin_not_a_token"] * 10:
+            status, _ = send("GET", base + long_path, token)
+            assert status == 401
+        assert metric(base, reader, r'basin_limit_hits_total\{limit="audit_refusals_per_minute"\}') == 15
+    finally:
+        proc.kill()
+        proc.wait()
+    entries = orders.json("audit", "ls", "-n", "1000")
+    refused = [e for e in entries if e["action"].startswith("GET /api/v1/tables/")]
+    assert len(refused) == 5, refused
+    assert all(len(e["action"].encode()) <= 512 + 3 and e["action"].endswith("…") for e in refused), refused
+    assert {e["outcome"] for e in refused} == {"401"}, refused

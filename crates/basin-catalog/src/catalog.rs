@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access;
 use crate::actor::LOCAL_DOOR;
-use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind};
+use crate::model::{Commit, CommitId, CommitRequest, Content, Key, Operation, Ref, RefKind, cut};
 use crate::protection::{Clearance, Protection};
 use crate::store::Store;
 use basin_core::{Error, ErrorKind, Result, suggest};
@@ -434,14 +434,14 @@ impl Catalog {
         let entry = crate::AuditEntry {
             id: 0,
             at_ms: basin_core::time::now_ms(),
-            principal: self.principal(),
+            principal: cut(&self.principal()),
             door: crate::actor::current()
                 .map_or(LOCAL_DOOR, |a| a.door)
                 .to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            outcome: outcome.to_string(),
-            detail: detail.to_string(),
+            action: cut(action),
+            target: cut(target),
+            outcome: cut(outcome),
+            detail: cut(detail),
         };
         if let Err(e) = self.store.record_audit(&entry).await {
             tracing::warn!("cannot record `{action} {target}` in the audit log: {e}");

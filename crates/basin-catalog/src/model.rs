@@ -377,3 +377,33 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub limit: usize,
 }
+
+/// Bytes of each field of an audit entry kept (its start, and `…`).
+pub const AUDIT_FIELD_BYTES: usize = 512;
+
+/// An audit entry's field: `text`, or its first [`AUDIT_FIELD_BYTES`] (whole characters) and
+/// `…`. A refused request's path is a stranger's to choose, up to 64 KiB.
+pub(crate) fn cut(text: &str) -> String {
+    if text.len() <= AUDIT_FIELD_BYTES {
+        return text.to_string();
+    }
+    let mut end = AUDIT_FIELD_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_field_keeps_its_start_in_whole_characters() {
+        assert_eq!(cut("GET /api/v1/tables"), "GET /api/v1/tables");
+        let long = format!("GET /{}", "é".repeat(AUDIT_FIELD_BYTES));
+        let kept = cut(&long);
+        assert!(kept.ends_with('…') && kept.len() <= AUDIT_FIELD_BYTES + '…'.len_utf8());
+        assert!(long.starts_with(kept.trim_end_matches('…')));
+    }
+}

@@ -171,11 +171,25 @@ pub(crate) async fn authenticate(
 /// recorded in the audit log.
 async fn refuse_secret(state: &AppState, request: Asked, message: &str, hint: &str) -> Response {
     let (action, door) = request;
+    if counted_only(state, door).await {
+        return refuse(StatusCode::UNAUTHORIZED, message, hint);
+    }
     let record = state.lakehouse.audit();
     record
         .record_refused_secret(door, &action, "401", message)
         .await;
     refuse(StatusCode::UNAUTHORIZED, message, hint)
+}
+
+/// Whether a refusal now is past `[server] audit_refusals_per_minute`, so counted instead of
+/// recorded (`crate::refusals`); records the count of a minute that has ended.
+async fn counted_only(state: &AppState, door: &'static str) -> bool {
+    let (recorded, left) = state.refusals.admit(std::time::Instant::now());
+    state
+        .refusals
+        .record_count(&state.lakehouse, door, left)
+        .await;
+    !recorded
 }
 
 /// `METHOD /path` and the door of a request: what the audit log names it by (taken before
@@ -204,10 +218,11 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
             "leave out the X-Basin-Bypass-Protection header, or use an admin token",
         );
     }
+    let through = door(&request);
     let actor = Actor {
         principal: caller.token.clone(),
         token_id: caller.token_id.clone(),
-        door: door(&request),
+        door: through,
         bypass_protection: bypass,
         grants: caller.grants.clone(),
     };
@@ -217,7 +232,10 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
     actor::scope(actor, async move {
         let response = next.run(request).await;
         let status = response.status();
-        if crate::api::audit::audited(&method, &path, status) {
+        let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+        if crate::api::audit::audited(&method, &path, status)
+            && !(refused && counted_only(state, through).await)
+        {
             let outcome = status.as_u16().to_string();
             let action = format!("{method} {path}");
             lakehouse.audit().record(&action, "", &outcome, "").await;

@@ -32,6 +32,7 @@ mod postgres_absent;
 #[cfg(not(feature = "postgres-wire"))]
 use postgres_absent as postgres;
 mod query;
+mod refusals;
 mod rejections;
 mod router;
 mod routing;

@@ -73,6 +73,12 @@ pub async fn serve(
     let listen = local(&listener)?;
     let dispatcher = Dispatcher::new(lakehouse.clone());
     let state = AppState::new(lakehouse, options.no_auth, Some(listen), dispatcher);
+    tokio::spawn(
+        state
+            .refusals
+            .clone()
+            .tick(state.lakehouse.clone(), stopped.clone()),
+    );
     let metrics = state.metrics.clone();
     tokio::spawn(basin_service::maintenance::run_schedule(
         state.lakehouse.clone(),

@@ -10,6 +10,7 @@ use basin_service::{Lakehouse, ServerSettings};
 
 use crate::hosts::Hosts;
 use crate::metrics::Metrics;
+use crate::refusals::Refusals;
 use crate::turns::{self, Turns};
 
 #[derive(Clone)]
@@ -32,6 +33,9 @@ pub(crate) struct AppState {
     /// Each writer's turns among the pipeline runs and deploys it has going at once
     /// (`[server] max_runs_per_writer`), shared by HTTP and `/mcp`.
     pub runs: Turns,
+    /// Refused requests the audit log records one by one each minute (`[server]
+    /// audit_refusals_per_minute`).
+    pub refusals: Arc<Refusals>,
     /// When runs whose process died were last settled (`settle_runs`).
     pub runs_settled: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
@@ -64,6 +68,10 @@ impl AppState {
                 metrics.limit_counter(),
                 metrics.runs_waiting(),
             ),
+            refusals: Arc::new(Refusals::new(
+                limits.audit_refusals_per_minute,
+                metrics.limit_counter(),
+            )),
             metrics,
             dispatcher,
             lakehouse,

@@ -10,10 +10,21 @@ use super::{resources, tools};
 pub(crate) const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// The answer to a JSON-RPC message or a batch of them (MCP before 2025-06-18): `None` when
-/// it held only notifications and responses.
+/// it held only notifications and responses. A batch is answered whole, in memory, so it
+/// holds at most `[server] mcp_max_batch` messages: ten thousand `tools/list` calls in 310 KB
+/// would be answered with 63 MB.
 pub(crate) async fn answer_all(agent: &Agent, message: Value) -> Result<Option<Value>, Rpc> {
     match message {
         Value::Array(batch) => {
+            let most = agent.state.limits.mcp_max_batch;
+            if batch.len() > most {
+                agent.state.metrics.limit_hit("mcp_max_batch");
+                return Err(Rpc::invalid_request(&format!(
+                    "a batch holds at most {most} messages (`[server] mcp_max_batch`), not {}: \
+                     send them in smaller batches, or one at a time",
+                    batch.len()
+                )));
+            }
             let mut replies = Vec::new();
             for message in batch {
                 replies.extend(answer(agent, message).await);

@@ -27,6 +27,7 @@ pub struct ServerSection {
     pub json_max_bytes: Option<SizeValue>,
     pub mcp_max_rows: Option<u64>,
     pub mcp_max_bytes: Option<SizeValue>,
+    pub mcp_max_batch: Option<usize>,
     pub pg_max_message_size: Option<SizeValue>,
     pub pg_idle_timeout: Option<DurationValue>,
     pub pg_max_prepared: Option<usize>,
@@ -35,6 +36,7 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     pub max_body_size: Option<SizeValue>,
     pub max_uploads: Option<usize>,
+    pub audit_refusals_per_minute: Option<u64>,
 }
 
 /// What `basin serve` accepts, resolved.
@@ -80,6 +82,8 @@ pub struct ServerSettings {
     /// cut and says so.
     pub mcp_max_rows: u64,
     pub mcp_max_bytes: u64,
+    /// Messages one JSON-RPC batch to `/mcp` may hold (each answered in memory).
+    pub mcp_max_batch: usize,
     /// The largest message a Postgres client may send once logged in (a statement with its
     /// parameters); before login, at most 16 KiB.
     pub pg_max_message_size: usize,
@@ -99,6 +103,9 @@ pub struct ServerSettings {
     /// Uploads (`basin --remote import`) received at once; each may take up to
     /// `max_upload_size` of `.basin/uploads`.
     pub max_uploads: usize,
+    /// Refused requests the audit log records one by one each minute; past it, they are
+    /// counted and the count recorded once the minute ends.
+    pub audit_refusals_per_minute: u64,
 }
 
 /// `[server] tls_cert` and `tls_key`, resolved against the lakehouse folder.
@@ -127,6 +134,7 @@ impl Default for ServerSettings {
             json_max_bytes: 64 << 20,
             mcp_max_rows: 1000,
             mcp_max_bytes: 64 << 10,
+            mcp_max_batch: 16,
             pg_max_message_size: 64 << 20,
             pg_idle_timeout: Some(std::time::Duration::from_secs(3600)),
             pg_max_prepared: 1000,
@@ -134,6 +142,7 @@ impl Default for ServerSettings {
             tls: None,
             max_body_size: 2 << 20,
             max_uploads: 4,
+            audit_refusals_per_minute: 100,
         }
     }
 }
@@ -192,6 +201,9 @@ pub(super) fn resolve(
     if let Some(v) = &w.json_max_bytes {
         server.json_max_bytes = v.bytes(&setting("json_max_bytes"))?;
     }
+    if let Some(n) = w.mcp_max_batch {
+        server.mcp_max_batch = n.max(1);
+    }
     if let Some(n) = w.mcp_max_rows {
         server.mcp_max_rows = n.max(1);
     }
@@ -216,6 +228,9 @@ pub(super) fn resolve(
     }
     if let Some(n) = w.max_uploads {
         server.max_uploads = n.max(1);
+    }
+    if let Some(n) = w.audit_refusals_per_minute {
+        server.audit_refusals_per_minute = n;
     }
     server.tls = match (&w.tls_cert, &w.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
