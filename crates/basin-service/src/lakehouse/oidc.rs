@@ -3,6 +3,10 @@
 //! again for an unknown `kid` at most every [`REFETCH_AFTER`]), its `iss`, `aud`, `exp` and
 //! `nbf` (within `leeway`), and an asymmetric algorithm only: `none` and the HMAC ones
 //! (whose key would be the public one) are refused.
+//!
+//! Made-up `kid`s cost a stranger nothing: a known key is read without waiting for any fetch,
+//! one fetch runs at a time (the tokens that wait for it look again once it ends, and fetch
+//! nothing more), and a fetch that failed counts as one for the wait before the next.
 
 use std::time::{Duration, Instant};
 
@@ -40,7 +44,18 @@ pub struct SignedIn {
 pub struct Oidc {
     settings: OidcSettings,
     http: reqwest::Client,
-    keys: Mutex<Option<(Instant, JwkSet)>>,
+    keys: std::sync::Mutex<Keys>,
+    /// Held while the keys are fetched: one fetch at a time.
+    fetching: Mutex<()>,
+}
+
+/// The issuer's keys as last fetched, and when a fetch was last tried.
+#[derive(Debug, Default)]
+struct Keys {
+    set: Option<JwkSet>,
+    tried: Option<Instant>,
+    /// Why the last fetch failed, if it did.
+    failed: Option<String>,
 }
 
 /// Whether `secret` looks like a JWT (three base64url parts, a JSON header) rather than a
@@ -58,7 +73,8 @@ impl Oidc {
         Ok(Self {
             settings,
             http,
-            keys: Mutex::new(None),
+            keys: std::sync::Mutex::default(),
+            fetching: Mutex::new(()),
         })
     }
 
@@ -192,22 +208,51 @@ impl Oidc {
 
     /// The issuer's key `kid`: from the cache, or fetched (again) when unknown.
     async fn key(&self, kid: &str) -> Result<jsonwebtoken::jwk::Jwk> {
-        let mut keys = self.keys.lock().await;
-        if let Some((_, set)) = keys.as_ref()
-            && let Some(jwk) = set.find(kid)
-        {
-            return Ok(jwk.clone());
+        if let Some(jwk) = self.cached(kid) {
+            return Ok(jwk);
         }
-        let stale = keys
-            .as_ref()
-            .is_none_or(|(fetched, _)| fetched.elapsed() >= REFETCH_AFTER);
-        if stale {
-            let set = self.fetch().await?;
-            *keys = Some((Instant::now(), set));
+        let _one = self.fetching.lock().await;
+        // A fetch that ended while this waited may have brought it.
+        if let Some(jwk) = self.cached(kid) {
+            return Ok(jwk);
         }
-        keys.as_ref()
-            .and_then(|(_, set)| set.find(kid).cloned())
-            .ok_or_else(|| refused(format!("the issuer has no key `{kid}`")))
+        let due = {
+            let mut keys = self.keys.lock().expect("oidc keys");
+            let due = keys.tried.is_none_or(|at| at.elapsed() >= REFETCH_AFTER);
+            if due {
+                keys.tried = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let fetched = self.fetch().await;
+            let mut keys = self.keys.lock().expect("oidc keys");
+            match fetched {
+                Ok(set) => (keys.set, keys.failed) = (Some(set), None),
+                Err(e) => {
+                    keys.failed = Some(e.message.clone());
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(jwk) = self.cached(kid) {
+            return Ok(jwk);
+        }
+        let keys = self.keys.lock().expect("oidc keys");
+        match (&keys.set, &keys.failed) {
+            (None, Some(why)) => Err(Error::io(format!(
+                "the issuer's keys could not be fetched: {why}; Basin tries again at most every \
+                 {} s",
+                REFETCH_AFTER.as_secs()
+            ))),
+            _ => Err(refused(format!("the issuer has no key `{kid}`"))),
+        }
+    }
+
+    /// The issuer's key `kid`, if the keys last fetched hold it.
+    fn cached(&self, kid: &str) -> Option<jsonwebtoken::jwk::Jwk> {
+        let keys = self.keys.lock().expect("oidc keys");
+        keys.set.as_ref()?.find(kid).cloned()
     }
 
     async fn fetch(&self) -> Result<JwkSet> {
@@ -241,4 +286,113 @@ fn asymmetric(alg: Algorithm) -> bool {
 fn refused(why: String) -> Error {
     Error::new(ErrorKind::InvalidInput, why)
         .with_hint("sign in again with the issuer configured in [auth.oidc], or use a Basin token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An issuer whose JWKS URL answers `status` and no keys, slowly, counting its requests.
+    async fn issuer(status: u16) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let body = r#"{"keys": []}"#;
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    fn verifier(jwks_url: String) -> Arc<Oidc> {
+        Arc::new(
+            Oidc::new(OidcSettings {
+                issuer: "https://issuer.example".into(),
+                audience: "basin".into(),
+                jwks_url,
+                principal_claim: "sub".into(),
+                groups_claim: "groups".into(),
+                leeway: Duration::from_secs(5),
+                console: None,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// A token whose header names `kid` (its claims and signature are never reached).
+    fn token(kid: &str) -> String {
+        let header = format!(r#"{{"alg":"RS256","typ":"JWT","kid":"{kid}"}}"#);
+        format!("{}.e30.c2ln", base64url(header.as_bytes()))
+    }
+
+    /// Base64url without padding (the test's only use of it; no crate for it here).
+    fn base64url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn made_up_keys_share_one_fetch_and_then_wait_for_none() {
+        assert_eq!(
+            [base64url(b"M"), base64url(b"Ma"), base64url(b"Man")],
+            ["TQ", "TWE", "TWFu"]
+        );
+        let (url, hits) = issuer(200).await;
+        let oidc = verifier(url);
+        let tries: Vec<_> = (0..12)
+            .map(|i| {
+                let oidc = oidc.clone();
+                tokio::spawn(async move { oidc.verify(&token(&format!("made-up-{i}"))).await })
+            })
+            .collect();
+        for tried in tries {
+            let e = tried.await.unwrap().unwrap_err();
+            assert!(e.message.contains("the issuer has no key"), "{e}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // Within the wait before the next fetch: refused at once, fetching nothing.
+        let started = Instant::now();
+        assert!(oidc.verify(&token("another")).await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_counts_for_the_wait_and_says_why() {
+        let (url, hits) = issuer(500).await;
+        let oidc = verifier(url);
+        let first = oidc.verify(&token("a")).await.unwrap_err();
+        assert_eq!(first.kind(), ErrorKind::Io, "{first}");
+        let second = oidc.verify(&token("b")).await.unwrap_err();
+        assert_eq!(second.kind(), ErrorKind::Io, "{second}");
+        assert!(second.message.contains("could not be fetched"), "{second}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
 }
