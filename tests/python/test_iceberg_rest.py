@@ -1,6 +1,7 @@
 """The Iceberg REST catalog, driven by the real client: PyIceberg from PyPI against a real
 `basin serve`. Branches are warehouses; every client commit is one catalog commit."""
 
+import gzip
 import json
 import threading
 import time
@@ -219,6 +220,20 @@ def test_no_commit_or_value_makes_basin_touch_files_outside_the_warehouse(lakeho
                             {"name": "sneaky", "metadata-location": sneaky})
         assert status == 400 and "outside the warehouse" in body["error"]["message"], (dots, body)
     assert not main.table_exists("sales.sneaky")
+    # Nor a file past `[sql] max_metadata_size` (256 MiB): not read whole, nor gunzipped whole
+    # (found by a hostile review: iceberg-rust reads and unpacks a metadata file whole).
+    huge = warehouse / "huge.metadata.json"
+    with open(huge, "wb") as f:
+        f.truncate(300 << 20)  # sparse: 300 MiB of size, no disk
+    bomb = warehouse / "bomb.metadata.json"
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        for _ in range(300):
+            f.write(bytes(1 << 20))
+    for planted in (huge, bomb):
+        status, body = send("POST", f"{open_server}/v1/main/namespaces/sales/register", None,
+                            {"name": "big", "metadata-location": str(planted)})
+        assert status == 422 and "`[sql] max_metadata_size`" in body["error"]["message"], (planted, body)
+    assert bomb.stat().st_size < 2 << 20 and not main.table_exists("sales.big")
     # Nor one whose manifest list and manifest are in the warehouse, and whose manifest
     # names a data file outside it (written here with PyIceberg's own manifest writers).
     plant_outside_data_file(main.load_table("sales.orders"), outside, warehouse / "planted2.metadata.json")

@@ -242,11 +242,18 @@ def test_with_queries_that_multiply_are_refused_before_they_are_planned(hostile,
         status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
                               {"sql": "; ".join(views) + "; SELECT count(*) FROM v40"})
         assert status == 422 and "`[sql] max_plan_nodes`" in answer["error"]["message"], answer
+        # The same through a subquery of `= ANY`, which is measured where it sits.
+        views = ["CREATE VIEW w0 AS SELECT 1 AS x"] + [
+            f"CREATE VIEW w{i} AS SELECT x FROM w{i - 1} WHERE x = ANY (SELECT x FROM w{i - 1})"
+            for i in range(1, 41)]
+        status, answer = send("POST", f"{h['base']}/api/v1/query", h["reader"],
+                              {"sql": "; ".join(views) + "; SELECT count(*) FROM w40"})
+        assert status == 422 and "`[sql] max_plan_nodes`" in answer["error"]["message"], answer
         # Doubled a few times, it runs.
         assert conn.execute(doubling(5)).fetchone() == (32,)
     status, answer = send("POST", f"{h['base']}/api/v1/query", other, {"sql": "SELECT 2 AS two"})
     assert (status, answer["rows"]) == (200, [{"two": 2}]), answer
-    assert metric(h["base"], h["reader"], r'basin_limit_hits_total\{limit="max_plan_nodes"\}') == 3
+    assert metric(h["base"], h["reader"], r'basin_limit_hits_total\{limit="max_plan_nodes"\}') == 4
 
 
 def test_metrics_count_the_limits(hostile):
@@ -945,7 +952,8 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
     """Regression (found by a hostile review): every refused request went in the audit log,
     its 64 KiB path whole, and a refusal needs no token, so a stranger grew the catalog by
     135 MB in 3.5 s. Each field now keeps its first 512 bytes, and past `[server]
-    audit_refusals_per_minute` in a minute refusals are counted, not recorded."""
+    audit_refusals_per_minute` in a minute refusals of callers with no token are counted, not
+    recorded; a token's own refusals are always recorded."""
     (orders.home / "basin.toml").write_text("[server]\naudit_refusals_per_minute = 5\n")
     reader = orders("token", "create", "--role", "reader").strip()
     base, proc = start_server(orders)
@@ -955,6 +963,8 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
             status, _ = send("GET", base + long_path, token)
             assert status == 401
         assert metric(base, reader, r'basin_limit_hits_total\{limit="audit_refusals_per_minute"\}') == 15
+        status, _ = send("POST", f"{base}/api/v1/branches", reader, {"name": "mine"})
+        assert status == 403
     finally:
         proc.kill()
         proc.wait()
@@ -963,3 +973,4 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
     assert len(refused) == 5, refused
     assert all(len(e["action"].encode()) <= 512 + 3 and e["action"].endswith("…") for e in refused), refused
     assert {e["outcome"] for e in refused} == {"401"}, refused
+    assert [e["outcome"] for e in entries if e["action"] == "POST /api/v1/branches"] == ["403"], entries[:3]

@@ -227,6 +227,9 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
         grants: caller.grants.clone(),
     };
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    // A refusal of a caller with no token is a stranger's, whose flood the audit log counts
+    // past its bound; a token's own refusals are always recorded, under its name.
+    let stranger = caller.token_id.is_none();
     request.extensions_mut().insert(caller);
     let lakehouse = state.lakehouse.clone();
     actor::scope(actor, async move {
@@ -234,7 +237,7 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
         let status = response.status();
         let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
         if crate::api::audit::audited(&method, &path, status)
-            && !(refused && counted_only(state, through).await)
+            && !(refused && stranger && counted_only(state, through).await)
         {
             let outcome = status.as_u16().to_string();
             let action = format!("{method} {path}");

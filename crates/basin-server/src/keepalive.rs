@@ -56,7 +56,8 @@ pub(crate) fn ended_it(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether the socket behind `fd` was ended by its keepalive (its pending error is
-/// `ETIMEDOUT`), for a connection whose end was seen without reading it.
+/// `ETIMEDOUT`), for a connection whose end was seen without reading it (the Postgres door's).
+#[cfg_attr(not(feature = "postgres-wire"), allow(dead_code))]
 pub(crate) fn timed_out(fd: &impl AsFd) -> bool {
     matches!(sockopt::socket_error(fd), Ok(Err(e)) if e == rustix::io::Errno::TIMEDOUT)
 }

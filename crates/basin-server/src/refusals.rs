@@ -4,9 +4,11 @@
 //! Every refusal (a `401` or `403`) goes in the audit log, and a refusal needs no token: a
 //! stranger sending requests with no secret, or a wrong one, as fast as it can would write
 //! as many rows, each kept a year (`[maintenance] keep_audit`). Past the bound in one
-//! minute, refusals are counted instead of recorded (`basin_limit_hits_total{limit=
+//! minute, refusals of callers with no token (a token's own are always recorded, under its
+//! name) are counted instead of recorded (`basin_limit_hits_total{limit=
 //! "audit_refusals_per_minute"}`), and the count goes in the log as one entry once that
-//! minute has ended (the next refusal, or the server's minute tick, writes it).
+//! minute has ended (the next refusal, the server's minute tick, or its stop writes it).
+//! `0` records none of them one by one: only the counts.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,12 +105,17 @@ impl Refusals {
     ) {
         let mut every = tokio::time::interval(MINUTE);
         loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = stopped.changed() => return,
-            }
-            let count = self.ended(Instant::now());
+            let stopping = tokio::select! {
+                _ = every.tick() => false,
+                _ = stopped.changed() => true,
+            };
+            // At the stop, the minute so far too: its count would be lost with the process.
+            let now = Instant::now() + if stopping { MINUTE } else { Duration::ZERO };
+            let count = self.ended(now);
             self.record_count(&lakehouse, "api", count).await;
+            if stopping {
+                return;
+            }
         }
     }
 }

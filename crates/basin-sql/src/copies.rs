@@ -8,9 +8,11 @@
 //! sixteen levels took 1.4 s to turn into a plan in a debug build (then 32 s to optimize),
 //! each two more four times as long, from a few hundred bytes of SQL. So the count cannot
 //! wait for the plan ([`crate::depth`] measures that, views included): it is made here, on
-//! the parsed statement, a query and each table it reads counting one (a WITH query's name
-//! counting what that query counts), which is below what the plan will count, so whatever
-//! passes here is measured again, exactly, once planned.
+//! the parsed statement, a query and each table it reads counting one, a WITH query's name
+//! counting what that query counts. That is below what the plan will count, so whatever
+//! passes here is measured again, exactly, once planned (views included, which count one
+//! here). A WITH query that counts past the bound itself is refused even when nothing reads
+//! it: DataFusion plans it all the same.
 
 use std::ops::ControlFlow;
 
@@ -45,8 +47,7 @@ pub(crate) fn check(statement: &Statement, limit: usize) -> Result<(), Error> {
         ErrorKind::Limit,
         format!(
             "the query reads more than {limit} queries and tables once its WITH queries are \
-             copied into each place that reads them, past the limit of {limit} \
-             (`[sql] max_plan_nodes`)"
+             copied into each place that reads them (`[sql] max_plan_nodes` = {limit})"
         ),
     )
     .with_hint(

@@ -67,6 +67,8 @@ fn walk(
             Ok(TreeNodeRecursion::Continue)
         });
         measured.depth = measured.depth.max(at + expressions);
+        // DataFusion inlines a view's plan where the statement reads it as it builds the
+        // plan; a scan that still holds one (a source that is not inlined) is read here.
         if let LogicalPlan::TableScan(scan) = node
             && let Some(view) = scan.source.get_logical_plan()
         {
@@ -87,6 +89,7 @@ fn expression_depth(expr: &Expr, at: usize, plans: &mut Vec<(Arc<LogicalPlan>, u
             Expr::ScalarSubquery(s) => Some(&s.subquery),
             Expr::Exists(e) => Some(&e.subquery.subquery),
             Expr::InSubquery(i) => Some(&i.subquery.subquery),
+            Expr::SetComparison(c) => Some(&c.subquery.subquery),
             _ => None,
         };
         if let Some(plan) = subquery {

@@ -44,6 +44,9 @@ pub struct SqlLimits {
     /// How many loaded tables (parsed metadata, and the manifests read since) a process
     /// keeps for the next query (`[sql] table_cache`); 0 keeps none.
     pub table_cache: u64,
+    /// Bytes of one Iceberg metadata file, manifest list or manifest read (`[sql]
+    /// max_metadata_size`; basin-table's `bounded`).
+    pub max_metadata_size: u64,
     /// Bytes of answers a process keeps for the next identical query (`[sql]
     /// result_cache`, [`crate::result_cache`]); 0 keeps none.
     pub result_cache: u64,
@@ -91,6 +94,7 @@ impl Default for SqlLimits {
             engine: SqlEngine::default(),
             distributed_threshold: 1 << 30,
             table_cache: basin_table::LOADED_TABLES,
+            max_metadata_size: basin_table::MAX_METADATA_SIZE,
             result_cache: crate::result_cache::RESULT_CACHE,
             column_cache: crate::column_cache::COLUMN_CACHE,
             ballista: BallistaSettings::default(),

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use iceberg::spec::ManifestStatus;
 use iceberg::table::Table;
 
+use crate::bounded::check_size;
 use crate::error::{Error, ErrorKind, Result, from_iceberg};
 use crate::file_sync::FileSync;
 use crate::warehouse::{Warehouse, table_of};
@@ -41,12 +42,14 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 /// table) did not: its metadata file, and for each new snapshot its manifest list, the
 /// manifests its parent's list did not hold and the files those add. Each of those
 /// manifests is read whole, and every file it names, whatever its entry's status, must lie
-/// in the warehouse (a manifest a client wrote may name any file with any status). Reads
+/// in the warehouse (a manifest a client wrote may name any file with any status), and each
+/// new list and manifest no larger than `max_size` bytes ([`crate::bounded`]). Reads
 /// manifests just written, so cached.
 pub(crate) async fn new_files(
     before: Option<&Table>,
     after: &Table,
     warehouse: &Warehouse,
+    max_size: u64,
 ) -> Result<Vec<String>> {
     let context = format!("cannot list the new files of `{}`", after.identifier());
     // Manifest lists and manifests are read here, before anything else trusts them: one a
@@ -105,6 +108,13 @@ pub(crate) async fn new_files(
             continue;
         }
         inside(snapshot.manifest_list())?;
+        check_size(
+            after.file_io(),
+            snapshot.manifest_list(),
+            max_size,
+            &context,
+        )
+        .await?;
         files.push(snapshot.manifest_list().to_string());
         let list = after
             .manifest_list_reader(snapshot)
@@ -129,6 +139,13 @@ pub(crate) async fn new_files(
                 continue;
             }
             inside(&manifest_file.manifest_path)?;
+            check_size(
+                after.file_io(),
+                &manifest_file.manifest_path,
+                max_size,
+                &context,
+            )
+            .await?;
             files.push(manifest_file.manifest_path.clone());
             let manifest = manifest_file
                 .load_manifest(after.file_io())

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
 use crate::error::{Error, Result, from_iceberg};
@@ -24,11 +23,20 @@ pub struct Reachable {
     /// of a newer file's metadata log is kept but not walked, and a ref may still read it
     /// (a branch at the old version of a table whose snapshots main expired).
     walked: HashSet<String>,
+    /// Bytes of one metadata file read (`[sql] max_metadata_size`; 0 until set: the default).
+    max_metadata: u64,
 }
 
 impl Reachable {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Reads no metadata file larger than `bytes` (`[sql] max_metadata_size`): one past it
+    /// fails the walk, as any file that cannot be read does.
+    pub fn with_max_metadata_size(mut self, bytes: u64) -> Self {
+        self.max_metadata = bytes;
+        self
     }
 
     /// Adds what the `metadata.json` at `location` reaches. Any file that cannot be read is an
@@ -40,9 +48,11 @@ impl Reachable {
         self.files.insert(normalize(location));
         let context = format!("cannot read {location}");
         let file_io = warehouse.file_io();
-        let metadata = TableMetadata::read_from(file_io, location)
-            .await
-            .map_err(from_iceberg(&context))?;
+        let max = match self.max_metadata {
+            0 => crate::bounded::MAX_METADATA_SIZE,
+            set => set,
+        };
+        let metadata = crate::bounded::read_metadata(file_io, location, max, &context).await?;
         // Earlier metadata files are only kept, not walked: their snapshots are the ones
         // their committed successors list, or were expired on purpose.
         for entry in metadata.metadata_log() {

@@ -11,6 +11,7 @@
 //! rewritten for a retry.
 
 pub mod add_files;
+mod bounded;
 mod changes;
 pub mod constants;
 mod durable;
@@ -34,6 +35,7 @@ mod updates;
 mod warehouse;
 mod writer;
 
+pub use bounded::MAX_METADATA_SIZE;
 pub use changes::StagedChange;
 pub use error::{Error, ErrorKind, Result, from_iceberg, unknown_column_hint};
 pub use expire::{ExpirePolicy, snapshots_to_expire};

@@ -73,6 +73,8 @@ pub struct Tables {
     catalog: Catalog,
     warehouse: Warehouse,
     loaded: LoadedTables,
+    /// Bytes of one metadata file, manifest list or manifest read (`[sql] max_metadata_size`).
+    max_metadata: u64,
 }
 
 /// The snapshot-summary property naming the source a table's rows come from; the source's
@@ -105,7 +107,15 @@ impl Tables {
             catalog,
             warehouse,
             loaded: LoadedTables::new(LOADED_TABLES),
+            max_metadata: crate::bounded::MAX_METADATA_SIZE,
         }
+    }
+
+    /// Reads no metadata file, manifest list or manifest larger than `bytes`
+    /// (`[sql] max_metadata_size`, [`crate::bounded`]).
+    pub fn with_max_metadata_size(mut self, bytes: u64) -> Self {
+        self.max_metadata = bytes;
+        self
     }
 
     /// Keeps at most `capacity` loaded tables (`[sql] table_cache`); 0 keeps none.
@@ -157,19 +167,9 @@ impl Tables {
     }
 
     async fn read_table(&self, key: &Key, metadata_location: &str) -> Result<Table> {
-        let context = format!("cannot read the metadata of `{key}` at {metadata_location}");
-        let metadata =
-            iceberg::spec::TableMetadata::read_from(self.warehouse.file_io(), metadata_location)
-                .await
-                .map_err(from_iceberg(&context))?;
-        Table::builder()
-            .identifier(ident(key)?)
-            .metadata(metadata)
-            .metadata_location(metadata_location)
-            .file_io(self.warehouse.file_io().clone())
-            .runtime(iceberg::Runtime::try_current().map_err(from_iceberg(&context))?)
-            .build()
-            .map_err(from_iceberg(&context))
+        let ident = ident(key)?;
+        crate::bounded::read_table(&self.warehouse, ident, metadata_location, self.max_metadata)
+            .await
     }
 
     /// Syncs the files `after` adds to `before` to stable storage, skipping those in `synced`
@@ -182,7 +182,8 @@ impl Tables {
         new_table: bool,
         synced: &mut HashSet<String>,
     ) -> Result<()> {
-        let files = crate::durable::new_files(before, after, &self.warehouse).await?;
+        let files =
+            crate::durable::new_files(before, after, &self.warehouse, self.max_metadata).await?;
         let Some(sync) = self.warehouse.file_sync() else {
             let table = after.identifier().to_string();
             let file_io = self.warehouse.file_io();
@@ -201,7 +202,7 @@ impl Tables {
     /// delete files) lies in the warehouse: for a table written elsewhere and registered, as
     /// every commit checks its own new files.
     pub async fn check_files_inside(&self, table: &Table) -> Result<()> {
-        crate::durable::new_files(None, table, &self.warehouse)
+        crate::durable::new_files(None, table, &self.warehouse, self.max_metadata)
             .await
             .map(drop)
     }

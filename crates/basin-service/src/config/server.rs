@@ -142,7 +142,7 @@ impl Default for ServerSettings {
             tls: None,
             max_body_size: 2 << 20,
             max_uploads: 4,
-            audit_refusals_per_minute: 100,
+            audit_refusals_per_minute: 30,
         }
     }
 }

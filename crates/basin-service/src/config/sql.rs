@@ -29,6 +29,8 @@ pub struct SqlSection {
     pub result_cache: Option<SizeValue>,
     /// Bytes of decoded columns a server keeps for the next scan of the same files ("0": none).
     pub column_cache: Option<SizeValue>,
+    /// Bytes of one Iceberg metadata file, manifest list or manifest Basin reads.
+    pub max_metadata_size: Option<SizeValue>,
     pub max_statement_size: Option<SizeValue>,
     pub max_expression_depth: Option<usize>,
     pub parse_steps_per_token: Option<u64>,
@@ -113,6 +115,10 @@ pub(super) fn resolve(
     }
     if let Some(v) = &q.result_cache {
         sql.result_cache = v.bytes(&setting("sql", "result_cache"))?;
+    }
+    if let Some(v) = &q.max_metadata_size {
+        // Under 1 MiB would refuse the metadata of a table with a short history.
+        sql.max_metadata_size = v.in_memory(&setting("sql", "max_metadata_size"), 1 << 20)? as u64;
     }
     if let Some(v) = &q.column_cache {
         sql.column_cache = v.bytes(&setting("sql", "column_cache"))?;

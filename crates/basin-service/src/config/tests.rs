@@ -212,6 +212,44 @@ fn connection_slots_have_defaults_and_the_old_call_depth_setting_is_gone() {
 }
 
 #[test]
+fn the_bounds_on_what_callers_make_the_server_hold_have_defaults_and_floors() {
+    let default = settings("").unwrap();
+    assert_eq!(
+        (
+            default.server.max_runs_per_writer,
+            default.server.mcp_max_batch,
+            default.server.audit_refusals_per_minute,
+        ),
+        (2, 16, 30)
+    );
+    assert_eq!(
+        (
+            default.sql.statement.max_plan_nodes,
+            default.sql.max_metadata_size
+        ),
+        (10_000, 256 << 20)
+    );
+    let set = settings(
+        "[server]\nmax_runs_per_writer = 0\nmcp_max_batch = 0\naudit_refusals_per_minute = 0\n\
+         [sql]\nmax_plan_nodes = 5\nmax_metadata_size = \"1KiB\"\n",
+    )
+    .unwrap();
+    // Below what any use needs, the floors hold; no refusal recorded one by one is a choice.
+    assert_eq!(
+        (
+            set.server.max_runs_per_writer,
+            set.server.mcp_max_batch,
+            set.server.audit_refusals_per_minute,
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        (set.sql.statement.max_plan_nodes, set.sql.max_metadata_size),
+        (100, 1 << 20)
+    );
+}
+
+#[test]
 fn functions_get_only_the_secrets_basin_toml_declares() {
     let load = |toml: &str| settings(toml).map(|s| s.secrets);
     assert!(load("").unwrap().is_empty());

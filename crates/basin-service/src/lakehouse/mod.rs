@@ -237,7 +237,9 @@ impl Lakehouse {
         let catalog = Catalog::new(store)
             .with_protection(settings.protection.clone())
             .with_default_author(&settings.author);
-        let tables = Tables::new(catalog, warehouse).with_table_cache(settings.sql.table_cache);
+        let tables = Tables::new(catalog, warehouse)
+            .with_table_cache(settings.sql.table_cache)
+            .with_max_metadata_size(settings.sql.max_metadata_size);
         Ok(Self {
             root: root.to_path_buf(),
             settings: Arc::new(settings),

@@ -126,7 +126,8 @@ impl Maintenance<'_> {
         // List first, then mark: a file committed between the two is younger than the cutoff
         // (or was marked), so it is never swept.
         let listed = warehouse.list_table_files().await?;
-        let mut reachable = Reachable::new();
+        let mut reachable =
+            Reachable::new().with_max_metadata_size(self.lake.settings().sql.max_metadata_size);
         let locations = self
             .lake
             .catalog()

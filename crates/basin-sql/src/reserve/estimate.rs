@@ -61,11 +61,11 @@ pub(super) fn estimate(function: &str, args: &ScalarFunctionArgs) -> usize {
             ColumnarValue::Array(_) => 0,
         },
         "translate" => size(&values[0], rows).saturating_mul(4),
-        // The template and each argument once, quotes doubled at most.
+        // The template and each argument once as text, quotes doubled at most.
         "format" => values
             .iter()
-            .map(|v| size(v, rows))
-            .sum::<usize>()
+            .map(|v| as_text(v, rows))
+            .fold(0usize, usize::saturating_add)
             .saturating_mul(2),
         "to_hex" | "encode" => values
             .iter()
@@ -109,6 +109,17 @@ fn size(value: &ColumnarValue, rows: usize) -> usize {
     match value {
         ColumnarValue::Array(array) => array.to_data().get_slice_memory_size().unwrap_or(0),
         ColumnarValue::Scalar(scalar) => scalar.size().saturating_mul(rows),
+    }
+}
+
+/// The bytes of `value` over `rows` rows once cast to text: a string as it is; anything else
+/// (a number of 8 bytes is up to 20 characters, a timestamp 29, a decimal of 16 bytes 40)
+/// at least 48 a row, or four times its bytes (a list's or a struct's text).
+fn as_text(value: &ColumnarValue, rows: usize) -> usize {
+    let bytes = size(value, rows);
+    match value.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => bytes,
+        _ => bytes.saturating_mul(4).max(rows.saturating_mul(48)),
     }
 }
 
