@@ -146,7 +146,7 @@ impl Visitor for Counter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use datafusion::sql::parser::DFParser;
 
@@ -155,9 +155,10 @@ mod tests {
         count(&statement, u64::MAX)
     }
 
-    /// `t0` and `levels` more, each reading the one before twice.
-    fn doubling(levels: usize) -> String {
-        let mut sql = "WITH t0 AS (SELECT 1 AS x FROM one)".to_string();
+    /// `t0` (one row) and `levels` more WITH queries, each reading the one before twice:
+    /// `2^levels` copies of `t0` once copied out (for `crate::depth`'s tests too).
+    pub(crate) fn doubling(levels: usize) -> String {
+        let mut sql = "WITH t0 AS (SELECT 1 AS x)".to_string();
         for i in 1..=levels {
             let before = i - 1;
             sql.push_str(&format!(
@@ -170,9 +171,9 @@ mod tests {
     #[test]
     fn a_with_query_counts_where_it_is_read() {
         assert_eq!(counted("SELECT * FROM a JOIN b ON true"), 3);
-        // t0 (a query reading `one`) is read twice by t1, which the statement reads once.
-        assert_eq!(counted(&doubling(1)), 1 + (1 + 2 * 2));
-        assert_eq!(counted(&doubling(2)), 1 + (1 + 2 * (1 + 2 * 2)));
+        // t0 (a query) is read twice by t1, which the statement reads once.
+        assert_eq!(counted(&doubling(1)), 1 + (1 + 2));
+        assert_eq!(counted(&doubling(2)), 1 + (1 + 2 * (1 + 2)));
         // Subqueries count where they sit; a WITH inside one is its own.
         let nested = format!(
             "SELECT * FROM ({}) s WHERE x IN (SELECT x FROM a)",

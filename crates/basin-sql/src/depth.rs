@@ -150,6 +150,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     use super::*;
+    use crate::copies::tests::doubling;
 
     async fn plan(sql: &str) -> LogicalPlan {
         let ctx = SessionContext::new();
@@ -159,19 +160,6 @@ mod tests {
 
     fn depth(plan: &LogicalPlan) -> usize {
         measure(plan, usize::MAX).depth
-    }
-
-    /// `t0` and `levels` more, each reading the one before twice: `2^levels` copies of
-    /// `t0` once copied out.
-    fn doubling(levels: usize) -> String {
-        let mut sql = "WITH t0 AS (SELECT 1 AS x)".to_string();
-        for i in 1..=levels {
-            let before = i - 1;
-            sql.push_str(&format!(
-                ", t{i} AS (SELECT x FROM t{before} UNION ALL SELECT x FROM t{before})"
-            ));
-        }
-        sql + &format!(" SELECT count(*) FROM t{levels}")
     }
 
     #[tokio::test]
