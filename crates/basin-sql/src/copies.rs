@@ -168,6 +168,19 @@ pub(crate) mod tests {
         sql + &format!(" SELECT count(*) FROM t{levels}")
     }
 
+    /// `e` is `[sql] max_plan_nodes`'s refusal: a limit on the statement's shape, with a hint
+    /// (for `crate::depth`'s tests too).
+    pub(crate) fn refused_by_max_plan_nodes(e: &Error) {
+        assert_eq!(
+            (e.kind(), e.subject),
+            (ErrorKind::Limit, Subject::StatementShape)
+        );
+        assert!(
+            e.message.contains("`[sql] max_plan_nodes`") && e.hint.is_some(),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_with_query_counts_where_it_is_read() {
         assert_eq!(counted("SELECT * FROM a JOIN b ON true"), 3);
@@ -196,14 +209,7 @@ pub(crate) mod tests {
             .pop_front()
             .unwrap();
         let e = check(&statement, 10_000).unwrap_err();
-        assert_eq!(
-            (e.kind(), e.subject),
-            (ErrorKind::Limit, Subject::StatementShape)
-        );
-        assert!(
-            e.message.contains("`[sql] max_plan_nodes`") && e.hint.is_some(),
-            "{e}"
-        );
+        refused_by_max_plan_nodes(&e);
         let explained = format!("EXPLAIN {}", doubling(60));
         let explained = DFParser::parse_sql(&explained)
             .unwrap()
