@@ -166,7 +166,12 @@ async fn import_once(
     // Every file's columns, before any data is written.
     let mut probes = Vec::with_capacity(files.len());
     for file in &files {
-        let columns = probe(file, &request.csv, request.sample_rows)?;
+        // Reading and parsing the sample blocks: on a thread that may block, not the
+        // runtime's (whose other tasks answer the server's requests).
+        let (sampled, csv, rows) = (file.clone(), request.csv, request.sample_rows);
+        let columns = tokio::task::spawn_blocking(move || probe(&sampled, &csv, rows))
+            .await
+            .map_err(|e| Error::internal(format!("sampling {} failed: {e}", file.display)))??;
         if file.format == Format::Csv && request.csv.delimiter.is_none() {
             other_delimiter(&file.display, &columns)?;
         }

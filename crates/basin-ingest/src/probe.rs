@@ -12,8 +12,13 @@ use basin_core::{Error, Result};
 use crate::csv_input::CsvInput;
 use crate::infer::infer_column;
 use crate::input_files::{Format, InputFile};
-use crate::read::{BATCH_ROWS, CsvOptions, check_names};
+use crate::read::{CsvOptions, check_names};
 use crate::read_errors::csv_error;
+
+/// Rows a sample is read in, and the bytes of them it stops at, whatever `sample_rows` says:
+/// 10,000 rows of 40 KB are 400 MB.
+const SAMPLE_BATCH_ROWS: usize = 256;
+const SAMPLE_BYTES: usize = 16 << 20;
 
 /// A file's columns and their inferred types, reading at most `sample_rows` rows.
 pub fn probe(
@@ -96,18 +101,19 @@ fn probe_csv(
         .with_header(csv.header)
         .with_delimiter(delimiter)
         .with_quote(csv.quote)
-        .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
+        .with_batch_size(sample_rows.clamp(1, SAMPLE_BATCH_ROWS))
         .build(BufReader::new(
             CsvInput::new(open(file)?, csv.quote, delimiter).0,
         ))
         .map_err(|e| csv_error(file, &names, e))?;
     let mut batches = Vec::new();
-    let mut rows = 0;
+    let (mut rows, mut bytes) = (0, 0);
     for batch in reader {
         let batch = batch.map_err(|e| csv_error(file, &names, e))?;
         rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
         batches.push(batch);
-        if rows >= sample_rows {
+        if rows >= sample_rows || bytes >= SAMPLE_BYTES {
             break;
         }
     }
@@ -149,12 +155,21 @@ fn probe_json(file: &InputFile, sample_rows: usize) -> Result<Vec<(String, DataT
     // JSON has no date type: text columns whose sampled values are all dates or
     // timestamps become DATE or TIMESTAMP, as they would in a CSV file.
     if columns.iter().any(|(_, t)| *t == DataType::Utf8) {
-        let sample = arrow::json::ReaderBuilder::new(Arc::new(schema))
-            .with_batch_size(sample_rows.clamp(1, BATCH_ROWS))
+        let schema = Arc::new(schema);
+        let reader = arrow::json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(sample_rows.clamp(1, SAMPLE_BATCH_ROWS))
             .build(BufReader::new(open(file)?))
-            .ok()
-            .and_then(|mut r| r.next())
-            .and_then(|b| b.ok());
+            .ok();
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0, 0);
+        for batch in reader.into_iter().flatten().map_while(|b| b.ok()) {
+            rows += batch.num_rows();
+            bytes += batch.get_array_memory_size();
+            batches.push(batch);
+            if rows >= sample_rows || bytes >= SAMPLE_BYTES {
+                break;
+            }
+        }
+        let sample = arrow::compute::concat_batches(&schema, &batches).ok();
         if let Some(batch) = sample {
             for (i, (_, data_type)) in columns.iter_mut().enumerate() {
                 let Some(text) = batch.column(i).as_any().downcast_ref::<StringArray>() else {

@@ -2,7 +2,7 @@
 //! errors that name the file, line and column.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +17,11 @@ use crate::read_errors::{csv_error, json_error};
 use crate::schema::type_name;
 
 pub(crate) const BATCH_ROWS: usize = 64 * 1024;
+
+/// Bytes of CSV after which a batch ends at the next record's end, whatever its rows: with
+/// the batches in flight to the Parquet encoders, an import of wide rows holds a few times
+/// this, not 65,536 rows of them (40 KB rows: 2.6 GB a batch).
+pub(crate) const BATCH_BYTES: usize = 16 << 20;
 
 /// How CSV files are split into fields.
 #[derive(Clone, Copy, Debug)]
@@ -121,79 +126,27 @@ pub fn read(
         inner: handle,
         count: read_bytes.clone(),
     };
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut rows = 0u64;
     match file.format {
-        Format::Csv => {
-            // arrow-csv reports decimal parse errors without a line, so decimals are read as
-            // text and parsed here, where the line is known.
-            let decimals: Vec<usize> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| matches!(f.data_type(), DataType::Decimal128(..)))
-                .map(|(i, _)| i)
-                .collect();
-            let text_schema = Arc::new(ArrowSchema::new(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| match f.data_type() {
-                        DataType::Decimal128(..) => Field::new(f.name(), DataType::Utf8, true),
-                        _ => f.as_ref().clone(),
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            let first_data_line = if csv.header { 2 } else { 1 };
-            let delimiter = csv.delimiter_for(file);
-            let (input, unterminated) = CsvInput::new(counting, csv.quote, delimiter);
-            let reader = arrow::csv::ReaderBuilder::new(text_schema)
-                .with_header(csv.header)
-                .with_delimiter(delimiter)
-                .with_quote(csv.quote)
-                .with_batch_size(BATCH_ROWS)
-                .build(BufReader::with_capacity(1 << 20, input))
-                .map_err(|e| csv_error(file, &names, e))?;
-            for batch in reader {
-                // A field left open swallows the rest of the file, so the last record may
-                // also have too few fields: the open quote is the cause to report.
-                let batch = batch.map_err(|e| match unterminated.line() {
-                    Some(line) => unterminated_quote(file, line),
-                    None => csv_error(file, &names, e),
-                })?;
-                let batch =
-                    parse_decimals(file, batch, &schema, &decimals, rows + first_data_line)?;
-                rows += batch.num_rows() as u64;
-                on_batch(batch)?;
-            }
-            if let Some(line) = unterminated.line() {
-                return Err(unterminated_quote(file, line));
-            }
-        }
-        Format::Json => {
-            // Strict: a key the sample did not see is an error, never silently dropped.
-            // Numbers and booleans in a text column (inferred from mixed values) are
-            // read as their text.
-            let reader = arrow::json::ReaderBuilder::new(schema.clone())
-                .with_strict_mode(true)
-                .with_coerce_primitive(true)
-                .with_batch_size(BATCH_ROWS)
-                .build(BufReader::with_capacity(1 << 20, counting))
-                .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| json_error(file, &schema, rows, e))?;
-                rows += batch.num_rows() as u64;
-                on_batch(batch)?;
-            }
-        }
+        Format::Csv => rows = read_csv(file, csv, &schema, counting, &mut on_batch)?,
+        Format::Json => rows = read_json(file, &schema, counting, &mut on_batch)?,
         Format::Parquet => {
             let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                 counting.inner,
             )
             .map_err(|e| Error::invalid(format!("{}: not a Parquet file: {e}", file.display)))?;
             let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+            // Rows of BATCH_BYTES at most, by the row groups' decoded size.
+            let decoded: i64 = builder
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|g| g.total_byte_size())
+                .sum();
+            let per_row = (decoded.max(0) as u64 / total_rows).max(1);
+            let batch_rows = (BATCH_BYTES as u64 / per_row).clamp(1, BATCH_ROWS as u64) as usize;
             let reader = builder
-                .with_batch_size(BATCH_ROWS)
+                .with_batch_size(batch_rows)
                 .build()
                 .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
             for batch in reader {
@@ -218,6 +171,137 @@ pub fn read(
     }
     check_unchanged(file)?;
     read_bytes.store(file.size, Ordering::Relaxed);
+    Ok(rows)
+}
+
+/// Reads a CSV `file` (from `input`) with `schema`, calling `on_batch` for each batch; the
+/// rows read.
+fn read_csv(
+    file: &InputFile,
+    csv: &CsvOptions,
+    schema: &SchemaRef,
+    input: impl Read,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows = 0u64;
+    // arrow-csv reports decimal parse errors without a line, so decimals are read as
+    // text and parsed here, where the line is known.
+    let decimals: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.data_type(), DataType::Decimal128(..)))
+        .map(|(i, _)| i)
+        .collect();
+    let text_schema = Arc::new(ArrowSchema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Decimal128(..) => Field::new(f.name(), DataType::Utf8, true),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let first_data_line = if csv.header { 2 } else { 1 };
+    let delimiter = csv.delimiter_for(file);
+    let (input, unterminated) = CsvInput::new(input, csv.quote, delimiter);
+    // A batch ends at BATCH_ROWS rows, or at the first record's end past BATCH_BYTES.
+    let (input, cuts) = input.cut_every(BATCH_BYTES);
+    let mut decoder = arrow::csv::ReaderBuilder::new(text_schema)
+        .with_header(csv.header)
+        .with_delimiter(delimiter)
+        .with_quote(csv.quote)
+        .with_batch_size(BATCH_ROWS)
+        .build_decoder();
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    // A field left open swallows the rest of the file, so the last record may also
+    // have too few fields: the open quote is the cause to report.
+    let failed = |e: arrow::error::ArrowError| match unterminated.line() {
+        Some(line) => unterminated_quote(file, line),
+        None => csv_error(file, &names, e),
+    };
+    let mut emit = |batch: Option<RecordBatch>| -> Result<()> {
+        let Some(batch) = batch else { return Ok(()) };
+        let batch = parse_decimals(file, batch, schema, &decimals, rows + first_data_line)?;
+        rows += batch.num_rows() as u64;
+        on_batch(batch)
+    };
+    loop {
+        let buf = reader.fill_buf().map_err(|e| failed(e.into()))?;
+        if buf.is_empty() && cuts.take() {
+            emit(decoder.flush().map_err(failed)?)?;
+            continue;
+        }
+        // An empty buffer is the end: the decoder ends the last record.
+        let end = buf.is_empty();
+        let decoded = decoder.decode(buf).map_err(failed)?;
+        reader.consume(decoded);
+        if end || decoded == 0 || decoder.capacity() == 0 {
+            emit(decoder.flush().map_err(failed)?)?;
+        }
+        if end {
+            break;
+        }
+    }
+    if let Some(line) = unterminated.line() {
+        return Err(unterminated_quote(file, line));
+    }
+    Ok(rows)
+}
+
+/// Reads a newline-delimited JSON `file` (from `input`) with `schema`, as [`read_csv`].
+fn read_json(
+    file: &InputFile,
+    schema: &SchemaRef,
+    input: impl Read,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    // Strict: a key the sample did not see is an error, never silently dropped.
+    // Numbers and booleans in a text column (inferred from mixed values) are
+    // read as their text.
+    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+        .with_strict_mode(true)
+        .with_coerce_primitive(true)
+        .with_batch_size(BATCH_ROWS)
+        .build_decoder()
+        .map_err(|e| Error::invalid(format!("{}: {e}", file.display)))?;
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut flush = |decoder: &mut arrow::json::reader::Decoder, rows: &mut u64| {
+        let batch = decoder
+            .flush()
+            .map_err(|e| json_error(file, schema, *rows, e))?;
+        let Some(batch) = batch else { return Ok(()) };
+        *rows += batch.num_rows() as u64;
+        on_batch(batch)
+    };
+    // Bytes given to the decoder since its last batch: past BATCH_BYTES, it is given
+    // whole lines only, and the batch ends at the last of them.
+    let mut fed = 0;
+    loop {
+        let buf = reader
+            .fill_buf()
+            .map_err(|e| Error::io_with(format!("cannot read {}", file.display), e))?;
+        if buf.is_empty() {
+            break;
+        }
+        let take = match fed + buf.len() > BATCH_BYTES {
+            true => memchr::memrchr(b'\n', buf).map_or(buf.len(), |at| at + 1),
+            false => buf.len(),
+        };
+        let decoded = decoder
+            .decode(&buf[..take])
+            .map_err(|e| json_error(file, schema, rows, e))?;
+        reader.consume(decoded);
+        fed += decoded;
+        if decoded < take || (fed > BATCH_BYTES && !decoder.has_partial_record()) {
+            flush(&mut decoder, &mut rows)?;
+            fed = 0;
+        }
+    }
+    flush(&mut decoder, &mut rows)?;
     Ok(rows)
 }
 
@@ -473,5 +557,42 @@ mod tests {
             "{}",
             e.message
         );
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn wide_rows_come_in_batches_of_bytes_not_of_rows() {
+        let dir = std::env::temp_dir().join(format!("wide-{}", basin_core::ids::random()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wide.csv");
+        let wide = "w".repeat(40_000);
+        let mut text = String::from("id,text\n");
+        for i in 0..1200 {
+            text.push_str(&format!("{i},{wide}\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let file = InputFile::local("wide.csv".into(), path.clone(), Format::Csv, &meta);
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("text", DataType::Utf8, true),
+        ]));
+        let mut batches = Vec::new();
+        let rows = read(&file, &CsvOptions::default(), schema, Arc::default(), |b| {
+            batches.push((b.num_rows(), b.get_array_memory_size()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows, 1200);
+        assert!(batches.len() >= 3, "{batches:?}");
+        assert!(
+            batches.iter().all(|&(_, bytes)| bytes < 4 * BATCH_BYTES),
+            "{batches:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
