@@ -467,6 +467,24 @@ def test_uploads_past_the_limit_are_refused_and_leave_nothing(hostile, orders, t
     assert "sales.big" not in orders("table", "ls")
 
 
+def slow_upload(base, token, home):
+    """An upload of one row into sales.orders that `token` has started and not finished (its
+    body chunked, its end not sent): send `0\\r\\n\\r\\n` to end it."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    slow = http.client.HTTPConnection(host, int(port), timeout=30)
+    slow.putrequest("POST", "/api/v1/tables/sales.orders/import?filename=more.csv")
+    for name, value in [("content-type", "text/csv"), ("authorization", f"Bearer {token}"),
+                        ("transfer-encoding", "chunked")]:
+        slow.putheader(name, value)
+    slow.endheaders()
+    first = b"id,amount\n7,7.00\n"
+    slow.send(b"%x\r\n%s\r\n" % (len(first), first))
+    uploads = home / ".basin" / "uploads"
+    before = len(list(uploads.iterdir())) if uploads.exists() else 0
+    wait_for(lambda: uploads.exists() and len(list(uploads.iterdir())) > before, 10)  # being received
+    return slow
+
+
 def test_uploads_past_max_uploads_are_turned_away_until_one_ends(orders):
     """`[server] max_uploads = 1`: while one upload streams in, another gets 503 with
     Retry-After, naming the setting, and is counted; once the first ends, the next one lands."""
@@ -474,17 +492,7 @@ def test_uploads_past_max_uploads_are_turned_away_until_one_ends(orders):
     writer = orders("token", "create", "--role", "writer").strip()
     base, proc = start_server(orders)
     try:
-        host, port = base.removeprefix("http://").rsplit(":", 1)
-        slow = http.client.HTTPConnection(host, int(port), timeout=30)
-        slow.putrequest("POST", "/api/v1/tables/sales.orders/import?filename=more.csv")
-        for name, value in [("content-type", "text/csv"), ("authorization", f"Bearer {writer}"),
-                            ("transfer-encoding", "chunked")]:
-            slow.putheader(name, value)
-        slow.endheaders()
-        first = b"id,amount\n7,7.00\n"
-        slow.send(b"%x\r\n%s\r\n" % (len(first), first))
-        uploads = orders.home / ".basin" / "uploads"
-        wait_for(lambda: uploads.exists() and any(uploads.iterdir()), 10)  # the first is being received
+        slow = slow_upload(base, writer, orders.home)
 
         status, body = send("POST", f"{base}/api/v1/tables/sales.orders/import?filename=other.csv", writer,
                             data=b"id,amount\n8,8.00\n", content_type="text/csv")
@@ -974,3 +982,29 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
     assert all(len(e["action"].encode()) <= 512 + 3 and e["action"].endswith("…") for e in refused), refused
     assert {e["outcome"] for e in refused} == {"401"}, refused
     assert [e["outcome"] for e in entries if e["action"] == "POST /api/v1/branches"] == ["403"], entries[:3]
+
+
+def test_one_writer_sends_at_most_max_uploads_per_writer_at_once(orders):
+    """Found by a hostile review: `max_uploads` is the server's, so one writer trickling four
+    uploads in held every slot for `request_timeout`. `[server] max_uploads_per_writer = 1`:
+    a writer's second upload is turned away (503, Retry-After) while another writer's lands."""
+    (orders.home / "basin.toml").write_text("[server]\nmax_uploads_per_writer = 1\n")
+    ana = orders("token", "create", "--role", "writer").strip()
+    ben = orders("token", "create", "--role", "writer").strip()
+    base, proc = start_server(orders)
+    upload = lambda token, name: send("POST", f"{base}/api/v1/tables/sales.orders/import?filename={name}",
+                                      token, data=b"id,amount\n8,8.00\n", content_type="text/csv")
+    try:
+        slow = slow_upload(base, ana, orders.home)
+        status, body = upload(ana, "second.csv")
+        assert status == 503 and "max_uploads_per_writer" in body["error"]["message"], body
+        assert body["error"]["hint"], body
+        assert upload(ben, "other.csv")[0] == 200
+        slow.send(b"0\r\n\r\n")
+        assert slow.getresponse().status == 200
+        assert upload(ana, "third.csv")[0] == 200
+        assert orders("query", "SELECT count(*) AS n FROM sales.orders", "--format", "csv") == "n\n5\n"
+        assert metric(base, ben, r'basin_limit_hits_total\{limit="max_uploads_per_writer"\}') == 1
+    finally:
+        proc.kill()
+        proc.wait()

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     /// Each writer's turns among the pipeline runs and deploys it has going at once
     /// (`[server] max_runs_per_writer`), shared by HTTP and `/mcp`.
     pub runs: Turns,
+    /// Each writer's uploads at once (`[server] max_uploads_per_writer`).
+    pub uploads_per_writer: Turns,
     /// Refused requests the audit log records one by one each minute (`[server]
     /// audit_refusals_per_minute`).
     pub refusals: Arc<Refusals>,
@@ -67,6 +69,13 @@ impl AppState {
                 limits.max_runs_per_writer,
                 metrics.limit_counter(),
                 metrics.runs_waiting(),
+            ),
+            // None waits: its gauge stays 0 and is not shown.
+            uploads_per_writer: Turns::new(
+                turns::UPLOADS,
+                limits.max_uploads_per_writer,
+                metrics.limit_counter(),
+                Arc::default(),
             ),
             refusals: Arc::new(Refusals::new(
                 limits.audit_refusals_per_minute,

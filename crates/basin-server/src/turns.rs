@@ -1,7 +1,9 @@
 //! Each token's turns: at most `[server] max_queries_per_reader` statements of one reader
 //! run at once, across the doors that run SQL (HTTP and the console, Postgres, `/mcp`), and
 //! at most `[server] max_runs_per_writer` pipeline runs and deploys of one writer (HTTP and
-//! `/mcp`).
+//! `/mcp`), and at most `[server] max_uploads_per_writer` of its uploads (one more is turned
+//! away at once, as one past the server's `max_uploads` is: an upload trickling in for its
+//! whole `request_timeout` would hold every slot of the server's).
 //!
 //! Connection slots bound what one client address holds (`crate::slots`), not what its
 //! connections run: one token could start a query on each of its 64 connections per door,
@@ -46,6 +48,12 @@ pub(crate) const QUERIES: Bound = Bound {
 pub(crate) const RUNS: Bound = Bound {
     setting: "max_runs_per_writer",
     what: "pipeline runs and deploys",
+};
+
+/// Uploads a writer sends at once (none waits: [`Turns::try_take`]).
+pub(crate) const UPLOADS: Bound = Bound {
+    setting: "max_uploads_per_writer",
+    what: "uploads",
 };
 
 /// The turns of every token of one server, for one [`Bound`].
@@ -93,16 +101,7 @@ impl Turns {
     /// A turn for a statement of the reader acting in this task (`basin_catalog::actor`),
     /// waiting at most until the statement's `deadline` when all its turns are taken.
     pub(crate) async fn take(&self, deadline: Option<Deadline>) -> Result<Arc<Turn>> {
-        let reader = basin_catalog::actor::current()
-            .and_then(|actor| actor.token_id)
-            .unwrap_or_default();
-        let turns = {
-            let mut readers = self.inner.readers.lock().expect("turns");
-            readers
-                .entry(reader.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_token)))
-                .clone()
-        };
+        let (reader, turns) = self.of_actor();
         let permit = match turns.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => self.wait(turns, &reader, deadline).await?,
@@ -112,6 +111,33 @@ impl Turns {
             reader,
             permit: Some(permit),
         }))
+    }
+
+    /// A turn of the token acting in this task, if one is free now (a refusal is counted).
+    pub(crate) fn try_take(&self) -> Option<Arc<Turn>> {
+        let (reader, turns) = self.of_actor();
+        let Ok(permit) = turns.try_acquire_owned() else {
+            (self.inner.hit)(self.inner.bound.setting);
+            return None;
+        };
+        Some(Arc::new(Turn {
+            inner: self.inner.clone(),
+            reader,
+            permit: Some(permit),
+        }))
+    }
+
+    /// The token acting in this task (`basin_catalog::actor`), and its turns.
+    fn of_actor(&self) -> (String, Arc<Semaphore>) {
+        let reader = basin_catalog::actor::current()
+            .and_then(|actor| actor.token_id)
+            .unwrap_or_default();
+        let mut readers = self.inner.readers.lock().expect("turns");
+        let turns = readers
+            .entry(reader.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_token)))
+            .clone();
+        (reader, turns)
     }
 
     /// [`Turns::take`] for a statement starting now with time limit `limit`.

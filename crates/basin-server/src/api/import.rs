@@ -61,10 +61,20 @@ pub(crate) async fn import(
     let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
         state.metrics.limit_hit("max_uploads");
         drain(body).await;
-        let mut busy = refused(StatusCode::SERVICE_UNAVAILABLE, &uploads_busy(&state));
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return Ok(busy);
+        return Ok(busy(uploads_busy(&state)));
+    };
+    // And one writer, at most `max_uploads_per_writer` of them.
+    let Some(_turn) = state.uploads_per_writer.try_take() else {
+        drain(body).await;
+        let n = state.limits.max_uploads_per_writer;
+        let e = Error::new(
+            ErrorKind::Limit,
+            format!(
+                "this token is sending {n} uploads already (`[server] max_uploads_per_writer`)"
+            ),
+        )
+        .with_hint("send it once one of them has landed, or ask the operator to raise the setting");
+        return Ok(busy(e));
     };
     // Removed when this request ends, however it ends; a server that died mid-upload
     // leaves it for the next start-up to remove.
@@ -127,6 +137,14 @@ fn upload_too_large(name: &str, limit: u64) -> Error {
         ),
     )
     .with_hint("split the file, import it on the server with `basin import`, or raise `[server] max_upload_size` in basin.toml")
+}
+
+/// 503 with `Retry-After: 5`, for an upload turned away by a bound on uploads at once.
+fn busy(e: Error) -> Response {
+    let mut busy = refused(StatusCode::SERVICE_UNAVAILABLE, &e);
+    busy.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    busy
 }
 
 fn uploads_busy(state: &AppState) -> Error {

@@ -36,6 +36,7 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     pub max_body_size: Option<SizeValue>,
     pub max_uploads: Option<usize>,
+    pub max_uploads_per_writer: Option<usize>,
     pub audit_refusals_per_minute: Option<u64>,
 }
 
@@ -103,6 +104,8 @@ pub struct ServerSettings {
     /// Uploads (`basin --remote import`) received at once; each may take up to
     /// `max_upload_size` of `.basin/uploads`.
     pub max_uploads: usize,
+    /// Uploads one writer (a token) sends at once, within `max_uploads`.
+    pub max_uploads_per_writer: usize,
     /// Refused requests the audit log records one by one each minute; past it, they are
     /// counted and the count recorded once the minute ends.
     pub audit_refusals_per_minute: u64,
@@ -142,6 +145,7 @@ impl Default for ServerSettings {
             tls: None,
             max_body_size: 2 << 20,
             max_uploads: 4,
+            max_uploads_per_writer: 2,
             audit_refusals_per_minute: 30,
         }
     }
@@ -228,6 +232,9 @@ pub(super) fn resolve(
     }
     if let Some(n) = w.max_uploads {
         server.max_uploads = n.max(1);
+    }
+    if let Some(n) = w.max_uploads_per_writer {
+        server.max_uploads_per_writer = n.max(1);
     }
     if let Some(n) = w.audit_refusals_per_minute {
         server.audit_refusals_per_minute = n;

@@ -217,10 +217,11 @@ fn the_bounds_on_what_callers_make_the_server_hold_have_defaults_and_floors() {
     assert_eq!(
         (
             default.server.max_runs_per_writer,
+            default.server.max_uploads_per_writer,
             default.server.mcp_max_batch,
             default.server.audit_refusals_per_minute,
         ),
-        (2, 16, 30)
+        (2, 2, 16, 30)
     );
     assert_eq!(
         (
@@ -230,7 +231,8 @@ fn the_bounds_on_what_callers_make_the_server_hold_have_defaults_and_floors() {
         (10_000, 256 << 20)
     );
     let set = settings(
-        "[server]\nmax_runs_per_writer = 0\nmcp_max_batch = 0\naudit_refusals_per_minute = 0\n\
+        "[server]\nmax_runs_per_writer = 0\nmax_uploads_per_writer = 0\nmcp_max_batch = 0\n\
+         audit_refusals_per_minute = 0\n\
          [sql]\nmax_plan_nodes = 5\nmax_metadata_size = \"1KiB\"\n",
     )
     .unwrap();
@@ -238,10 +240,11 @@ fn the_bounds_on_what_callers_make_the_server_hold_have_defaults_and_floors() {
     assert_eq!(
         (
             set.server.max_runs_per_writer,
+            set.server.max_uploads_per_writer,
             set.server.mcp_max_batch,
             set.server.audit_refusals_per_minute,
         ),
-        (1, 1, 0)
+        (1, 1, 1, 0)
     );
     assert_eq!(
         (set.sql.statement.max_plan_nodes, set.sql.max_metadata_size),
