@@ -964,13 +964,18 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
     recorded; a token's own refusals are always recorded."""
     (orders.home / "basin.toml").write_text("[server]\naudit_refusals_per_minute = 5\n")
     reader = orders("token", "create", "--role", "reader").strip()
-    base, proc = start_server(orders)
+    base, proc = start_server(orders, "--pg-listen", "127.0.0.1:0")
     try:
         long_path = "/api/v1/tables/" + "A" * 60_000
         for token in [None, "basin_not_a_token"] * 10:
             status, _ = send("GET", base + long_path, token)
             assert status == 401
-        assert metric(base, reader, r'basin_limit_hits_total\{limit="audit_refusals_per_minute"\}') == 15
+        # Refused Postgres logins draw on the same bound.
+        for _ in range(3):
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(host="127.0.0.1", port=proc.port, user="x", password="basin_wrong",
+                                dbname="main", connect_timeout=10)
+        assert metric(base, reader, r'basin_limit_hits_total\{limit="audit_refusals_per_minute"\}') == 18
         status, _ = send("POST", f"{base}/api/v1/branches", reader, {"name": "mine"})
         assert status == 403
     finally:
@@ -981,6 +986,7 @@ def test_a_strangers_flood_of_refused_requests_is_counted_not_recorded_one_by_on
     assert len(refused) == 5, refused
     assert all(len(e["action"].encode()) <= 512 + 3 and e["action"].endswith("…") for e in refused), refused
     assert {e["outcome"] for e in refused} == {"401"}, refused
+    assert not [e for e in entries if e["door"] == "postgres"], entries[:3]
     assert [e["outcome"] for e in entries if e["action"] == "POST /api/v1/branches"] == ["403"], entries[:3]
 
 

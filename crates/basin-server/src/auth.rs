@@ -182,14 +182,9 @@ async fn refuse_secret(state: &AppState, request: Asked, message: &str, hint: &s
 }
 
 /// Whether a refusal now is past `[server] audit_refusals_per_minute`, so counted instead of
-/// recorded (`crate::refusals`); records the count of a minute that has ended.
+/// recorded (`crate::refusals`).
 async fn counted_only(state: &AppState, door: &'static str) -> bool {
-    let (recorded, left) = state.refusals.admit(std::time::Instant::now());
-    state
-        .refusals
-        .record_count(&state.lakehouse, door, left)
-        .await;
-    !recorded
+    !state.refusals.recorded(&state.lakehouse, door).await
 }
 
 /// `METHOD /path` and the door of a request: what the audit log names it by (taken before

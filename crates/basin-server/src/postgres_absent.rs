@@ -36,7 +36,7 @@ pub(crate) async fn serve(
     door: Door,
     _lakehouse: Lakehouse,
     _metrics: Arc<Metrics>,
-    _turns: crate::turns::Turns,
+    _shared: crate::state::Shared,
     _open: bool,
     _tls: Option<tokio_rustls::TlsAcceptor>,
     _shutdown: impl std::future::Future<Output = ()>,

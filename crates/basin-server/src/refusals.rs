@@ -2,8 +2,8 @@
 //! audit_refusals_per_minute`).
 //!
 //! Every refusal (a `401` or `403`) goes in the audit log, and a refusal needs no token: a
-//! stranger sending requests with no secret, or a wrong one, as fast as it can would write
-//! as many rows, each kept a year (`[maintenance] keep_audit`). Past the bound in one
+//! stranger sending requests with no secret, or a wrong one, or Postgres logins with a wrong
+//! password, as fast as it can would write as many rows, each kept a year (`[maintenance] keep_audit`). Past the bound in one
 //! minute, refusals of callers with no token (a token's own are always recorded, under its
 //! name) are counted instead of recorded (`basin_limit_hits_total{limit=
 //! "audit_refusals_per_minute"}`), and the count goes in the log as one entry once that
@@ -78,6 +78,14 @@ impl Refusals {
             return std::mem::take(&mut *window).skipped;
         }
         0
+    }
+
+    /// Whether a refusal now goes in the audit log on its own (else it is counted), having
+    /// recorded the count of a minute that has ended.
+    pub(crate) async fn recorded(&self, lakehouse: &Lakehouse, door: &'static str) -> bool {
+        let (recorded, left) = self.admit(Instant::now());
+        self.record_count(lakehouse, door, left).await;
+        recorded
     }
 
     /// Records `count` refusals that were counted, not recorded, as one entry.

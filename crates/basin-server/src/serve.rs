@@ -98,7 +98,7 @@ pub async fn serve(
             listener,
             state.lakehouse.clone(),
             state.metrics.clone(),
-            state.turns.clone(),
+            state.shared(),
             options.no_auth,
             tls.as_ref().map(|t| t.postgres.clone()),
             until_stopped(&stopped),

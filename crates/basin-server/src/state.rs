@@ -13,6 +13,15 @@ use crate::metrics::Metrics;
 use crate::refusals::Refusals;
 use crate::turns::{self, Turns};
 
+/// What the Postgres door shares with the HTTP doors: each token's turns among the
+/// statements it runs, and the audit log's budget of refusals.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "postgres-wire"), allow(dead_code))]
+pub(crate) struct Shared {
+    pub turns: Turns,
+    pub refusals: Arc<Refusals>,
+}
+
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub lakehouse: Lakehouse,
@@ -88,6 +97,14 @@ impl AppState {
             uploads: Arc::new(tokio::sync::Semaphore::new(limits.max_uploads)),
             limits,
             runs_settled: Arc::default(),
+        }
+    }
+
+    /// What the Postgres door shares with the HTTP doors.
+    pub(crate) fn shared(&self) -> Shared {
+        Shared {
+            turns: self.turns.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 

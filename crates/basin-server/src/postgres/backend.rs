@@ -51,6 +51,8 @@ pub(super) struct Backend {
     pub(super) cancels: Arc<ConnectionManager>,
     /// Each reader's turns among the statements it runs at once (shared with HTTP).
     pub(super) turns: Turns,
+    /// Refused logins the audit log records one by one (shared with HTTP).
+    pub(super) refusals: Arc<crate::refusals::Refusals>,
 }
 
 /// A connection's session over one commit, reused while the ref's head stays there.
@@ -70,7 +72,7 @@ impl Handlers {
     pub(super) fn new(
         lakehouse: Lakehouse,
         metrics: Arc<Metrics>,
-        turns: Turns,
+        shared: crate::state::Shared,
         open: bool,
     ) -> Self {
         let mut parameters = DefaultServerParameterProvider::default();
@@ -86,7 +88,8 @@ impl Handlers {
             parameters,
             cancel_keys: RandomPidSecretKeyGenerator::default(),
             cancels: Arc::new(ConnectionManager::new()),
-            turns,
+            turns: shared.turns,
+            refusals: shared.refusals,
         }))
     }
 }

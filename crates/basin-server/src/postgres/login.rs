@@ -26,13 +26,16 @@ use super::settings::{EXPIRES, GRANTS, READER, REF, TOKEN_ID, WHO};
 use basin_catalog::actor::{self, Actor};
 
 impl Handlers {
-    /// The FATAL 28P01 for a password that names no principal, recorded in the audit log.
+    /// The FATAL 28P01 for a password that names no principal, recorded in the audit log
+    /// (within `[server] audit_refusals_per_minute`, `crate::refusals`).
     async fn refuse_login(&self, why: &str, hint: Option<String>) -> PgWireError {
-        self.0
-            .lakehouse
-            .audit()
-            .record_refused_secret("postgres", "login", "refused", why)
-            .await;
+        let lakehouse = &self.0.lakehouse;
+        if self.0.refusals.recorded(lakehouse, "postgres").await {
+            lakehouse
+                .audit()
+                .record_refused_secret("postgres", "login", "refused", why)
+                .await;
+        }
         let mut info = ErrorInfo::new(
             "FATAL".into(),
             "28P01".into(),

@@ -50,12 +50,12 @@ pub(crate) async fn serve(
     Door(listener): Door,
     lakehouse: Lakehouse,
     metrics: Arc<Metrics>,
-    turns: crate::turns::Turns,
+    shared: crate::state::Shared,
     open: bool,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let handlers = Handlers::new(lakehouse, metrics, turns, open);
+    let handlers = Handlers::new(lakehouse, metrics, shared, open);
     tokio::pin!(shutdown);
     let server = &handlers.0.lakehouse.settings().server;
     let limits = connection::Limits {
