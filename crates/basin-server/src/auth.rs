@@ -171,7 +171,8 @@ pub(crate) async fn authenticate(
 /// recorded in the audit log.
 async fn refuse_secret(state: &AppState, request: Asked, message: &str, hint: &str) -> Response {
     let (action, door) = request;
-    if counted_only(state, door).await {
+    // Past `[server] audit_refusals_per_minute`, counted, not recorded (`crate::refusals`).
+    if !state.refusals.recorded(&state.lakehouse, door).await {
         return refuse(StatusCode::UNAUTHORIZED, message, hint);
     }
     let record = state.lakehouse.audit();
@@ -179,12 +180,6 @@ async fn refuse_secret(state: &AppState, request: Asked, message: &str, hint: &s
         .record_refused_secret(door, &action, "401", message)
         .await;
     refuse(StatusCode::UNAUTHORIZED, message, hint)
-}
-
-/// Whether a refusal now is past `[server] audit_refusals_per_minute`, so counted instead of
-/// recorded (`crate::refusals`).
-async fn counted_only(state: &AppState, door: &'static str) -> bool {
-    !state.refusals.recorded(&state.lakehouse, door).await
 }
 
 /// `METHOD /path` and the door of a request: what the audit log names it by (taken before
@@ -232,7 +227,7 @@ async fn acting(state: &AppState, caller: Caller, mut request: Request, next: Ne
         let status = response.status();
         let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
         if crate::api::audit::audited(&method, &path, status)
-            && !(refused && stranger && counted_only(state, through).await)
+            && !(refused && stranger && !state.refusals.recorded(&state.lakehouse, through).await)
         {
             let outcome = status.as_u16().to_string();
             let action = format!("{method} {path}");

@@ -3,9 +3,9 @@
 //!
 //! Every refusal (a `401` or `403`) goes in the audit log, and a refusal needs no token: a
 //! stranger sending requests with no secret, or a wrong one, or Postgres logins with a wrong
-//! password, as fast as it can would write as many rows, each kept a year (`[maintenance] keep_audit`). Past the bound in one
-//! minute, refusals of callers with no token (a token's own are always recorded, under its
-//! name) are counted instead of recorded (`basin_limit_hits_total{limit=
+//! password, as fast as it can would write as many rows, each kept a year (`[maintenance]
+//! keep_audit`). Past the bound in one minute, refusals of callers with no token (a token's
+//! own are always recorded, under its name) are counted instead of recorded (`basin_limit_hits_total{limit=
 //! "audit_refusals_per_minute"}`), and the count goes in the log as one entry once that
 //! minute has ended (the next refusal, the server's minute tick, or its stop writes it).
 //! `0` records none of them one by one: only the counts.

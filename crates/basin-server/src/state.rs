@@ -100,6 +100,17 @@ impl AppState {
         }
     }
 
+    /// One of the acting writer's turns for a run or deploy (`crate::turns`), waited for at
+    /// most its request's time limit less a second, so that the wait's own error, naming
+    /// `max_runs_per_writer`, is the one its client gets.
+    pub(crate) async fn run_turn(&self) -> basin_core::Result<Arc<crate::turns::Turn>> {
+        let wait = self
+            .limits
+            .request_timeout
+            .map(|limit| limit.saturating_sub(Duration::from_secs(1)).max(limit / 2));
+        self.runs.take_within(wait).await
+    }
+
     /// What the Postgres door shares with the HTTP doors.
     pub(crate) fn shared(&self) -> Shared {
         Shared {

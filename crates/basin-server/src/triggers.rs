@@ -195,7 +195,7 @@ pub(crate) async fn deploy(
     State(state): State<AppState>,
     Json(request): Json<DeployRequest>,
 ) -> Result<Response, ApiError> {
-    let turn = state.runs.take_within(crate::api::run_wait(&state)).await?;
+    let turn = state.run_turn().await?;
     let actor = basin_catalog::actor::current().unwrap_or_else(basin_catalog::actor::Actor::local);
     let lakehouse = state.lakehouse.clone();
     let work = basin_catalog::actor::scope(actor, async move {

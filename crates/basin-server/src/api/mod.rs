@@ -221,18 +221,6 @@ pub(crate) async fn maintenance(
     .into_response())
 }
 
-/// How long a run or deploy may wait for one of its writer's turns (`crate::turns`): its
-/// request's time limit, less a second so that the wait's own error, naming the setting that
-/// made it wait, is the one its client gets.
-pub(crate) fn run_wait(state: &AppState) -> Option<std::time::Duration> {
-    let limit = state.limits.request_timeout?;
-    Some(
-        limit
-            .saturating_sub(std::time::Duration::from_secs(1))
-            .max(limit / 2),
-    )
-}
-
 /// Runs a project sent in the request as the caller (`basin --remote URL run DIR`), on a task
 /// of its own with the caller acting: a client that stops waiting does not stop the run,
 /// which `GET /api/v1/runs` then shows. The run holds one of its writer's turns
@@ -241,7 +229,7 @@ pub(crate) async fn start_run(
     State(state): State<AppState>,
     Json(run): Json<basin_service::pipeline::RemoteRun>,
 ) -> Result<Response, ApiError> {
-    let turn = state.runs.take_within(run_wait(&state)).await?;
+    let turn = state.run_turn().await?;
     let actor = basin_catalog::actor::current();
     let lakehouse = state.lakehouse.clone();
     let work = basin_catalog::actor::carried(actor, async move {

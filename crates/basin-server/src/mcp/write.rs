@@ -95,11 +95,7 @@ pub(super) async fn run_pipeline(agent: &Agent, args: &Args<'_>) -> Result<Strin
     };
     // On a task of its own, with the caller's grants: a run ends, or fails whole, even when
     // the agent hangs up; it holds one of its writer's turns until then (`crate::turns`).
-    let turn = agent
-        .state
-        .runs
-        .take_within(crate::api::run_wait(&agent.state))
-        .await?;
+    let turn = agent.state.run_turn().await?;
     let lakehouse = agent.state.lakehouse.clone();
     let work = basin_catalog::actor::carried(basin_catalog::actor::current(), async move {
         let _turn = turn;
