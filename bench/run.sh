@@ -5,6 +5,8 @@
 #   bench/run.sh --tpch-ab [--repeat 3]             (A/B of the TPC-H levers: bench/tpch_ab.py)
 #   bench/run.sh --tpch-scale [--scale 10] [--memory-limit 4GiB] [--executors 2]
 #                                                   (TPC-H at scale under a memory limit: bench/tpch_scale.py)
+#   bench/run.sh --query-processes --lakehouse DIR --binaries A=PATH,B=PATH
+#                                                   (TPC-H through `basin query`, binaries in turn: bench/query_processes.py)
 #   bench/run.sh --sql-engines [--scale 1] [--rounds 3] [--executors 2]
 #                                                   (TPC-H local vs Ballista: the sql_engines example)
 set -euo pipefail
@@ -34,6 +36,12 @@ if [ "${1:-}" = "--tpch-scale" ]; then
     # checked against DuckDB's, peak RSS per query (issue #53): bench/tpch_scale.py --help.
     shift
     exec "$VENV/bin/python" bench/tpch_scale.py --basin "$CARGO_TARGET_DIR/release/basin" "$@"
+fi
+if [ "${1:-}" = "--query-processes" ]; then
+    # TPC-H through a process per query, release builds in turn, kept columns removed before
+    # each (issue #53): bench/query_processes.py --help.
+    shift
+    exec "$VENV/bin/python" bench/query_processes.py "$@"
 fi
 cargo build --release --quiet --workspace --example catalog_latency
 cargo build --release --quiet --workspace --example runtime_bench

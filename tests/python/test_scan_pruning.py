@@ -82,3 +82,40 @@ def test_a_selective_filter_opens_one_file(table):
     assert files("code = 'c00007'") == 1
     assert files("id BETWEEN 400 AND 1100") == 3
     assert files("score > 0") > 5, "a filter every file may match prunes nothing"
+
+
+def test_a_second_process_reads_the_columns_the_first_kept(table, lakehouse, tmp_path):
+    """`basin query` is a process per query: what its scan decodes is kept in the lakehouse's
+    `.basin/columns` (`[sql] column_cache_disk`) and the next process reads it from there
+    (a read marks its file), answering the same; "0" keeps nothing there."""
+    import os
+    import time
+
+    kept = table.home / ".basin" / "columns"
+    sql = "SELECT code, sum(score) AS s FROM p.t WHERE id % 7 = 3 GROUP BY code ORDER BY code"
+    for old in kept.glob("*"):
+        old.unlink()
+    first = table("query", sql, "--format", "csv")
+    files = sorted(kept.glob("*.arrow"))
+    # Three columns (id, code, score) of each of the six files.
+    assert len(files) == 3 * FILES, files
+    assert not list(kept.glob(".*.tmp"))
+    hour_ago = time.time() - 3600
+    for f in files:
+        os.utime(f, (hour_ago, hour_ago))
+    assert table("query", sql, "--format", "csv") == first
+    read = [f for f in files if f.stat().st_mtime > hour_ago + 60]
+    assert len(read) == len(files), f"{len(read)} of {len(files)} read back"
+    expected = [r for r in ALL if r["id"] % 7 == 3]
+    assert len(first.splitlines()) == len(expected) + 1
+
+    # A kept file that does not read back is decoded again from the data file.
+    files[0].write_bytes(b"not an Arrow file")
+    assert table("query", sql, "--format", "csv") == first
+    assert files[0].stat().st_size > 100
+
+    (lakehouse.home / "basin.toml").write_text('[sql]\ncolumn_cache_disk = "0"\n')
+    (tmp_path / "few.csv").write_text("id,name\n1,a\n2,b\n")
+    lakehouse("import", str(tmp_path / "few.csv"), "--table", "s.few")
+    assert lakehouse("query", "SELECT name FROM s.few ORDER BY id", "--format", "csv") == "name\na\nb\n"
+    assert not (lakehouse.home / ".basin" / "columns").exists()

@@ -268,6 +268,14 @@ impl Lake {
         }
     }
 
+    /// Waits for the columns this process's queries decoded to be kept on disk for the next
+    /// command's (`[sql] column_cache_disk`); remotely the server keeps its own.
+    pub async fn settle_columns(&self) {
+        if let Lake::Local(lakehouse) = self {
+            lakehouse.settle_columns().await;
+        }
+    }
+
     /// Runs SQL; remotely the rows come back as an Arrow IPC stream, types intact.
     pub async fn query(
         &self,

@@ -16,6 +16,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
 use futures::FutureExt;
 
+use crate::column_cache::disk::Disk;
 use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::copies;
 use crate::deadline::{self, Deadline};
@@ -104,7 +105,14 @@ impl Engine {
             )?,
             executors: Executors::new(limits.query_threads, limits.query_nice),
             answers: Arc::new(ResultCache::new(limits.result_cache)),
-            columns: Arc::new(ColumnCache::new(limits.column_cache)),
+            columns: Arc::new(
+                ColumnCache::new(limits.column_cache).with_disk(
+                    limits
+                        .column_dir
+                        .as_deref()
+                        .and_then(|dir| Disk::open(dir, limits.column_cache_disk)),
+                ),
+            ),
             limits,
         })
     }
@@ -282,6 +290,18 @@ impl Engine {
     /// What the column cache holds and has done (`[sql] column_cache`).
     pub fn column_cache(&self) -> ColumnCacheStats {
         self.columns.stats()
+    }
+
+    /// Whether the columns scans decode are kept on disk for the next process (`[sql]
+    /// column_cache_disk`): a one-query process (`basin query`) then reads them, and keeps
+    /// those it decodes by waiting for [`Engine::settle_columns`] before it exits.
+    pub fn keeps_columns_on_disk(&self) -> bool {
+        self.columns.on_disk()
+    }
+
+    /// Waits for the columns scans started to decode to be kept (on disk too).
+    pub async fn settle_columns(&self) {
+        self.columns.settled().await;
     }
 
     pub(crate) fn columns(&self) -> &Arc<ColumnCache> {

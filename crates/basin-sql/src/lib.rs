@@ -64,7 +64,7 @@ mod window_memory;
 mod fuzz;
 
 pub use changes::{BEFORE_THE_TABLE, conform};
-pub use column_cache::{COLUMN_CACHE, ColumnCacheStats};
+pub use column_cache::{COLUMN_CACHE, COLUMN_CACHE_DISK, ColumnCacheStats};
 pub use deadline::Deadline;
 pub use engine::Engine;
 pub use errors::NamespaceOption;

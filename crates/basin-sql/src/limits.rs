@@ -53,6 +53,11 @@ pub struct SqlLimits {
     /// Bytes of decoded columns a process keeps for the next scan of the same files (`[sql]
     /// column_cache`, [`crate::column_cache`]); 0 keeps none.
     pub column_cache: u64,
+    /// Where kept columns are also written for the next process (`.basin/columns` under a
+    /// lakehouse; unset: nowhere), and the bytes that folder may hold (`[sql]
+    /// column_cache_disk`, [`crate::column_cache`]); 0 keeps none there.
+    pub column_dir: Option<PathBuf>,
+    pub column_cache_disk: u64,
     /// Bounds on a statement's text, and on its plan's depth (`[sql] max_statement_size`,
     /// `max_nesting`, `max_expression_depth`, `max_joins`).
     pub statement: StatementLimits,
@@ -97,6 +102,8 @@ impl Default for SqlLimits {
             max_metadata_size: basin_table::MAX_METADATA_SIZE,
             result_cache: crate::result_cache::RESULT_CACHE,
             column_cache: crate::column_cache::COLUMN_CACHE,
+            column_dir: None,
+            column_cache_disk: crate::column_cache::COLUMN_CACHE_DISK,
             ballista: BallistaSettings::default(),
             statement: StatementLimits::default(),
             planner_threads: planners::default_threads(),

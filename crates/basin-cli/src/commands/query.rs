@@ -73,6 +73,8 @@ pub async fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         if result.num_rows() == 1 { "" } else { "s" },
         result.seconds
     ));
+    // The answer is out; the columns the query decoded are kept for the next command's.
+    lake.settle_columns().await;
     Ok(())
 }
 

@@ -249,6 +249,30 @@ impl Metrics {
                     "Columns not kept: over a quarter of `[sql] column_cache`, not in their file, or of a type that does not convert.",
                     columns.refusals as f64,
                 ),
+                (
+                    "basin_sql_column_cache_disk_limit_bytes",
+                    "gauge",
+                    "`[sql] column_cache_disk`: bytes of kept columns the lakehouse's `.basin/columns` may hold, for the next process.",
+                    columns.disk_limit as f64,
+                ),
+                (
+                    "basin_sql_column_cache_disk_bytes",
+                    "gauge",
+                    "Bytes in `.basin/columns`, as this process last counted them plus what it wrote since.",
+                    columns.disk_bytes as f64,
+                ),
+                (
+                    "basin_sql_column_cache_disk_loads_total",
+                    "counter",
+                    "Kept columns read back from `.basin/columns` instead of decoded.",
+                    columns.disk_loads as f64,
+                ),
+                (
+                    "basin_sql_column_cache_disk_stores_total",
+                    "counter",
+                    "Kept columns written to `.basin/columns`.",
+                    columns.disk_stores as f64,
+                ),
             ],
         );
     }

@@ -29,6 +29,7 @@ pub struct SqlSection {
     pub result_cache: Option<SizeValue>,
     /// Bytes of decoded columns a server keeps for the next scan of the same files ("0": none).
     pub column_cache: Option<SizeValue>,
+    pub column_cache_disk: Option<SizeValue>,
     /// Bytes of one Iceberg metadata file, manifest list or manifest Basin reads.
     pub max_metadata_size: Option<SizeValue>,
     pub max_statement_size: Option<SizeValue>,
@@ -64,6 +65,14 @@ pub(crate) fn default_spill_limit(spill_dir: Option<&Path>) -> u64 {
     const MOST: u64 = 100 << 30;
     let free = spill_dir.and_then(free_space).unwrap_or(MOST * 4);
     (free / 4).min(MOST)
+}
+
+/// `[sql] column_cache_disk` unless set: a tenth of the disk space free where kept columns
+/// go, at most [`basin_sql::COLUMN_CACHE_DISK`]: a cache must not be what fills a disk.
+pub(crate) fn default_column_cache_disk(column_dir: Option<&Path>) -> u64 {
+    let most = basin_sql::COLUMN_CACHE_DISK;
+    let free = column_dir.and_then(free_space).unwrap_or(most * 10);
+    (free / 10).min(most)
 }
 
 /// The bytes free to this user on the file system holding `path` (or the nearest folder
@@ -123,6 +132,12 @@ pub(super) fn resolve(
     if let Some(v) = &q.column_cache {
         sql.column_cache = v.bytes(&setting("sql", "column_cache"))?;
     }
+    // Kept columns go under the lakehouse, beside what spills.
+    sql.column_dir = Some(dir.join(super::BASIN_DIR).join("columns"));
+    sql.column_cache_disk = match &q.column_cache_disk {
+        Some(v) => v.bytes(&setting("sql", "column_cache_disk"))?,
+        None => default_column_cache_disk(sql.column_dir.as_deref()),
+    };
     if let Some(v) = &q.max_statement_size {
         sql.statement.max_size = v.in_memory(&setting("sql", "max_statement_size"), 1 << 10)?;
     }

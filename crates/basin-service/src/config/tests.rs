@@ -133,6 +133,28 @@ fn column_cache_is_a_size_with_a_default() {
 }
 
 #[test]
+fn column_cache_disk_is_a_size_bounded_by_the_free_disk() {
+    let load = |toml: &str| settings(toml).map(|s| (s.sql.column_cache_disk, s.sql.column_dir));
+    let (bytes, dir) = load("").unwrap();
+    assert!(
+        bytes > 0 && bytes <= basin_sql::COLUMN_CACHE_DISK,
+        "{bytes}"
+    );
+    assert!(dir.unwrap().ends_with(".basin/columns"));
+    assert_eq!(load("[sql]\ncolumn_cache_disk = \"0\"\n").unwrap().0, 0);
+    assert_eq!(
+        load("[sql]\ncolumn_cache_disk = \"20GiB\"\n").unwrap().0,
+        20 << 30
+    );
+    let e = load("[sql]\ncolumn_cache_disk = \"much\"\n").unwrap_err();
+    assert!(e.message.contains("column_cache_disk"), "{e}");
+    assert_eq!(
+        super::sql::default_column_cache_disk(None),
+        basin_sql::COLUMN_CACHE_DISK
+    );
+}
+
+#[test]
 fn statement_bounds_planning_and_query_threads_are_sql_settings_with_defaults() {
     let load = |toml: &str| settings(toml).map(|s| s.sql);
     let default = load("").unwrap();

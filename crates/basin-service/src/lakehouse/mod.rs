@@ -406,9 +406,31 @@ impl Lakehouse {
         at: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<basin_sql::QueryResult> {
+        self.query_keeping(sql, at, namespace, false).await
+    }
+
+    /// Runs SQL as [`Lakehouse::query`] does; with `keeping`, its scans read the columns
+    /// kept on disk and keep those they decode (`[sql] column_cache_disk`): for `basin
+    /// query`, which then waits for [`Lakehouse::settle_columns`] before it exits. Other
+    /// callers (checks, replays, `diff`) leave them, as they do not wait.
+    pub async fn query_keeping(
+        &self,
+        sql: &str,
+        at: Option<&str>,
+        namespace: Option<&str>,
+        keeping: bool,
+    ) -> Result<basin_sql::QueryResult> {
         let at = self.resolve(at).await?;
-        let session = basin_sql::Session::new(&self.sql, &self.tables, &at, namespace).await?;
+        let session = basin_sql::Session::new(&self.sql, &self.tables, &at, namespace)
+            .await?
+            .with_kept_columns(keeping && self.sql.keeps_columns_on_disk());
         session.run(sql).await
+    }
+
+    /// Waits for the columns this process's queries decoded to be kept on disk, for the next
+    /// process's queries (`[sql] column_cache_disk`): a command calls it before it exits.
+    pub async fn settle_columns(&self) {
+        self.sql.settle_columns().await;
     }
 
     /// Imports files into a table (see [`basin_ingest::import`]).

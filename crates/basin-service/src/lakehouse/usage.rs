@@ -97,7 +97,11 @@ impl Usage<'_> {
     ) -> Result<basin_sql::QueryResult> {
         let started_at_ms = chrono::Utc::now().timestamp_millis();
         let clock = std::time::Instant::now();
-        let result = self.lake.query(sql, at, namespace).await;
+        // A command's query keeps what it decodes on disk for the next command's.
+        let result = self
+            .lake
+            .query_keeping(sql, at, namespace, via == "cli")
+            .await;
         let usage = QueryUsage {
             via,
             started_at_ms,

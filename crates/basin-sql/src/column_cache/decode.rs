@@ -14,7 +14,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::ParquetMetaData;
 
-use super::{Column, Layout};
+use super::parts::{Column, Layout};
 
 /// `file`'s row groups, and each of `wanted`'s columns decoded as its type (`None` where
 /// the file lacks the column, its type does not convert, or it grew past a quarter of the

@@ -12,9 +12,9 @@
 //! them ([`Column`]), and each file's row groups as DataFusion splits a file among
 //! partitions ([`Layout`]). A
 //! scan partition whose files and columns are all kept is answered from memory
-//! ([`scan::KeptScan`]); any other runs the Parquet scan as planned and, after it has
-//! started, its files' columns are decoded in the background, once each, for the next query.
-//! A query never waits for a fill.
+//! ([`scan::KeptScan`]); any other runs the Parquet scan as planned and, once it has read
+//! them through (not a scan a `LIMIT` stopped), its files' columns are decoded in the
+//! background, once each, for the next query. A query never waits for a fill.
 //!
 //! What is not: a column of one file over a quarter of the cache (one file cannot push all
 //! others out), a column that is not in the file (schema evolution: the Parquet scan fills
@@ -25,11 +25,18 @@
 //! The kept arrays are outside `[sql] memory_limit`, which bounds what queries hold while
 //! they run: `[sql] column_cache` is the bytes a process keeps on top of it (0 keeps none).
 //! A door opts in per session ([`crate::Session::with_kept_columns`]): the server's query
-//! doors, whose process lives on. A CLI command's one query would only pay for the fill.
+//! doors, whose process lives on, and a CLI command's query when kept columns are also
+//! written to disk for the next process ([`disk`], `[sql] column_cache_disk`); without that,
+//! a command's one query would only pay for the fill. Such a process reads a column from
+//! disk where memory lacks it, and keeps it in memory after (mapped, not copied).
 
 mod decode;
+pub(crate) mod disk;
+mod parts;
 pub(crate) mod scan;
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;
 
@@ -38,16 +45,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion::datasource::listing::{FileRange, PartitionedFile};
 use object_store::ObjectStore;
 
-use decode::decode;
-use decode::least_width;
+use decode::{decode, least_width};
+use parts::{Column, ColumnKey, FileKey, Layout, column_key};
 
 /// `[sql] column_cache` unless set: the bytes of decoded columns a server keeps.
 pub const COLUMN_CACHE: u64 = 1 << 30;
+
+/// `[sql] column_cache_disk` at most unless set (a tenth of the free disk when less): the
+/// bytes of decoded columns kept on disk for the next process ([`disk`]).
+pub const COLUMN_CACHE_DISK: u64 = 4 << 30;
 
 /// A kept column unread this long is let go.
 const IDLE: Duration = Duration::from_secs(1800);
@@ -69,59 +79,12 @@ const FILLS: usize = 2;
 /// about a seventh of two busy cores.
 const FILL_NICE: i32 = 5;
 
-/// A data file as a scan names it. Its location alone would do for the warehouse's files,
-/// which are never rewritten; the size and time of last write guard against a file replaced
-/// under the same name all the same.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub(crate) struct FileKey {
-    store: String,
-    path: String,
-    size: u64,
-    modified: i64,
-}
-
-impl FileKey {
-    fn new(store: &str, file: &PartitionedFile) -> Self {
-        let meta = &file.object_meta;
-        Self {
-            store: store.to_string(),
-            path: meta.location.to_string(),
-            size: meta.size,
-            modified: meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
-        }
-    }
-}
-
-/// One column of one file, as a scan reads it (its name in the file, the type it is read as).
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct ColumnKey {
-    file: FileKey,
-    name: String,
-    data_type: DataType,
-}
-
-/// A file's row groups: where each begins (its first column's first page, which is how
-/// DataFusion assigns a row group to one of a file's byte ranges) and its rows.
-#[derive(Debug)]
-struct Layout {
-    groups: Vec<(i64, usize)>,
-}
-
-/// One column of one file, decoded: for each row group, in the file's order, its rows in
-/// batches of the size the session that decoded them reads.
-#[derive(Debug)]
-struct Column {
-    groups: Vec<Vec<ArrayRef>>,
-    /// Each row group's bytes of this column in the file (its chunks, compressed): what the
-    /// Parquet scan would read, and a kept scan meters.
-    stored: Vec<u64>,
-    bytes: u64,
-}
-
 /// The columns a process keeps (`[sql] column_cache` bytes; 0 keeps none), and what it did.
 pub struct ColumnCache {
     kept: Option<Kept>,
     limit: u64,
+    /// Where kept columns are also written for the next process (`[sql] column_cache_disk`).
+    disk: Option<disk::Disk>,
     hits: AtomicU64,
     misses: AtomicU64,
     fills: AtomicU64,
@@ -185,6 +148,12 @@ pub struct ColumnCacheStats {
     /// Columns decoded and kept, and columns refused (see the module's documentation).
     pub fills: u64,
     pub refusals: u64,
+    /// `[sql] column_cache_disk`, the bytes in its folder as last counted, and the columns
+    /// read from it and written to it.
+    pub disk_limit: u64,
+    pub disk_bytes: u64,
+    pub disk_loads: u64,
+    pub disk_stores: u64,
 }
 
 /// A scan partition's files and columns, all kept: what [`scan::KeptScan`] answers from.
@@ -239,11 +208,23 @@ impl ColumnCache {
         Self {
             kept,
             limit,
+            disk: None,
             hits: AtomicU64::default(),
             misses: AtomicU64::default(),
             fills: AtomicU64::default(),
             refusals: AtomicU64::default(),
         }
+    }
+
+    /// Writes the columns this cache keeps to `disk` too, and reads them from there when
+    /// they are not kept in memory (with a cache that keeps nothing, neither).
+    pub(crate) fn with_disk(mut self, disk: Option<disk::Disk>) -> Self {
+        self.disk = disk.filter(|_| self.kept.is_some());
+        self
+    }
+
+    pub(crate) fn on_disk(&self) -> bool {
+        self.disk.is_some()
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -263,22 +244,42 @@ impl ColumnCache {
             misses: self.misses.load(Ordering::Relaxed),
             fills: self.fills.load(Ordering::Relaxed),
             refusals: self.refusals.load(Ordering::Relaxed),
+            disk_limit: self.disk.as_ref().map_or(0, disk::Disk::limit),
+            disk_bytes: self.disk.as_ref().map_or(0, disk::Disk::bytes),
+            disk_loads: self
+                .disk
+                .as_ref()
+                .map_or(0, |d| d.loads.load(Ordering::Relaxed)),
+            disk_stores: self
+                .disk
+                .as_ref()
+                .map_or(0, |d| d.stores.load(Ordering::Relaxed)),
         }
     }
 
-    /// Every one of `files`' `columns`, when all are kept (counted as a hit); else `None`
-    /// (a miss).
-    fn find(&self, files: &[FileKey], columns: &[(String, DataType)]) -> Option<Found> {
+    /// Every one of `files`' `columns` in batches of `batch` rows, when all are kept (counted
+    /// as a hit); else `None` (a miss).
+    fn find(
+        &self,
+        files: &[FileKey],
+        columns: &[(String, DataType)],
+        batch: usize,
+    ) -> Option<Found> {
         let kept = self.kept.as_ref()?;
         let found = files
             .iter()
             .map(|file| {
-                let layout = kept.layouts.get(file)?;
+                let mut layout = kept.layouts.get(file);
                 let columns = columns
                     .iter()
-                    .map(|(name, data_type)| kept.columns.get(&column_key(file, name, data_type)))
+                    .map(|(name, data_type)| {
+                        let key = column_key(file, name, data_type, batch);
+                        kept.columns
+                            .get(&key)
+                            .or_else(|| self.mapped(kept, key, &mut layout))
+                    })
                     .collect::<Option<Vec<_>>>()?;
-                Some((layout, columns))
+                Some((layout?, columns))
             })
             .collect::<Option<Vec<_>>>();
         let counter = if found.is_some() {
@@ -288,6 +289,47 @@ impl ColumnCache {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         found.map(|files| Found { files })
+    }
+
+    /// `key`'s column read from disk and kept in memory (with its file's layout, unless
+    /// `layout` has it), when the disk keeps it.
+    fn mapped(
+        &self,
+        kept: &Kept,
+        key: ColumnKey,
+        layout: &mut Option<Arc<Layout>>,
+    ) -> Option<Arc<Column>> {
+        let (read, column) = self.disk.as_ref()?.load(&key)?;
+        // Every column of a file must cut its row groups as the file's layout does (they
+        // are zipped batch by batch); one that does not is read from the file.
+        match layout {
+            Some(layout) if layout.groups != read.groups => return None,
+            Some(_) => {}
+            None => {
+                let read = Arc::new(read);
+                kept.layouts.insert(key.file.clone(), read.clone());
+                *layout = Some(read);
+            }
+        }
+        let column = Arc::new(column);
+        kept.columns.insert(key, column.clone());
+        Some(column)
+    }
+
+    /// Waits for the fills scans started to end (and their columns to be written to
+    /// disk): a process about to exit (`basin query`) keeps them for the next.
+    pub(crate) async fn settled(&self) {
+        let Some(kept) = self.kept.as_ref() else {
+            return;
+        };
+        while !kept
+            .filling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Decodes, in the background, what `files` lack of `columns` (each file once, however
@@ -306,15 +348,18 @@ impl ColumnCache {
             return;
         };
         for (key, file) in files {
+            // Not what is kept in memory or on disk already, nor what was refused.
             let wanted: Vec<(String, DataType)> = columns
                 .iter()
                 .filter(|(name, data_type)| {
-                    let column = column_key(&key, name, data_type);
-                    !kept.columns.contains_key(&column) && !kept.refused.contains_key(&column)
+                    let column = column_key(&key, name, data_type, size);
+                    !kept.columns.contains_key(&column)
+                        && !kept.refused.contains_key(&column)
+                        && !self.disk.as_ref().is_some_and(|disk| disk.has(&column))
                 })
                 .cloned()
                 .collect();
-            if (wanted.is_empty() && kept.layouts.contains_key(&key))
+            if (wanted.is_empty() && (!columns.is_empty() || kept.layouts.contains_key(&key)))
                 || !kept
                     .filling
                     .lock()
@@ -326,10 +371,17 @@ impl ColumnCache {
             let (this, store, turns) = (self.clone(), store.clone(), kept.turns.clone());
             let limit = self.limit;
             runtime.spawn(async move {
+                // The file leaves `filling` however the fill ends, a panic included (a
+                // process waiting for fills to settle would wait for ever).
+                let filling = Filling {
+                    cache: this.clone(),
+                    key: key.clone(),
+                };
                 let turn = turns.acquire_owned().await;
                 let decoded = decode(store, file, &wanted, size, limit).await;
                 drop(turn);
-                this.keep_decoded(&key, wanted, decoded);
+                this.keep_decoded(&key, wanted, size, decoded);
+                drop(filling);
             });
         }
     }
@@ -339,6 +391,7 @@ impl ColumnCache {
         &self,
         key: &FileKey,
         wanted: Vec<(String, DataType)>,
+        batch: usize,
         decoded: Result<(Layout, Vec<Option<Column>>), String>,
     ) {
         let Some(kept) = self.kept.as_ref() else {
@@ -346,16 +399,14 @@ impl ColumnCache {
         };
         match decoded {
             Ok((layout, columns)) => {
-                kept.layouts.insert(key.clone(), Arc::new(layout));
-                for ((name, data_type), column) in wanted.into_iter().zip(columns) {
-                    let column_key = ColumnKey {
-                        file: key.clone(),
-                        name,
-                        data_type,
-                    };
+                for ((name, data_type), column) in wanted.iter().zip(columns) {
+                    let column_key = column_key(key, name, data_type, batch);
                     match column {
                         Some(column) => {
                             self.fills.fetch_add(1, Ordering::Relaxed);
+                            if let Some(disk) = &self.disk {
+                                disk.store(&column_key, &layout, &column);
+                            }
                             kept.columns.insert(column_key, Arc::new(column));
                         }
                         None => {
@@ -364,28 +415,36 @@ impl ColumnCache {
                         }
                     }
                 }
+                kept.layouts.insert(key.clone(), Arc::new(layout));
             }
             Err(e) => {
                 // A file that cannot be read now (a store's hiccup) is tried again after
                 // `REFUSED_FOR`; its scans read it as planned meanwhile.
                 tracing::debug!("column cache: cannot decode {}: {e}", key.path);
-                for (name, data_type) in wanted {
+                for (name, data_type) in &wanted {
                     self.refusals.fetch_add(1, Ordering::Relaxed);
-                    kept.refused.insert(
-                        ColumnKey {
-                            file: key.clone(),
-                            name,
-                            data_type,
-                        },
-                        (),
-                    );
+                    kept.refused
+                        .insert(column_key(key, name, data_type, batch), ());
                 }
             }
         }
-        kept.filling
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    }
+}
+
+/// A file being filled: taken off the cache's files being filled when dropped.
+struct Filling {
+    cache: Arc<ColumnCache>,
+    key: FileKey,
+}
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        if let Some(kept) = &self.cache.kept {
+            kept.filling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.key);
+        }
     }
 }
 
@@ -393,12 +452,4 @@ impl ColumnCache {
 /// begins at `start`: DataFusion's rule for splitting a file among partitions.
 fn reads(range: Option<&FileRange>, start: i64) -> bool {
     range.is_none_or(|r| r.contains(start))
-}
-
-fn column_key(file: &FileKey, name: &str, data_type: &DataType) -> ColumnKey {
-    ColumnKey {
-        file: file.clone(),
-        name: name.to_string(),
-        data_type: data_type.clone(),
-    }
 }

@@ -1,4 +1,5 @@
-//! A Parquet scan answered from kept columns where it can be ([`KeptScan`]).
+//! A Parquet scan answered from kept columns where it can be ([`KeptScan`]), and otherwise
+//! run as planned, its files' columns kept once it has read them through.
 //!
 //! The scan is the plan's own (`DataSourceExec` over `ParquetSource`), kept as the node's
 //! child: its partitions, file ranges, order and statistics are the plan's, and a partition
@@ -15,6 +16,8 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use arrow::array::RecordBatchOptions;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -212,7 +215,8 @@ impl ExecutionPlan for KeptScan {
             .unwrap_or_default();
         let store = config.object_store_url.as_str();
         let keys: Vec<FileKey> = files.iter().map(|f| FileKey::new(store, f)).collect();
-        if let Some(found) = self.cache.find(&keys, &self.columns) {
+        let size = context.session_config().batch_size();
+        if let Some(found) = self.cache.find(&keys, &self.columns, size) {
             let ranges: Vec<_> = files.iter().map(|f| f.range.clone()).collect();
             MetricBuilder::new(&self.metrics)
                 .counter("bytes_scanned", partition)
@@ -235,9 +239,19 @@ impl ExecutionPlan for KeptScan {
             .runtime_env()
             .object_store(&config.object_store_url)?;
         let files = keys.into_iter().zip(files.iter().cloned()).collect();
-        let size = context.session_config().batch_size();
-        self.cache.fill(store, files, self.columns.clone(), size);
-        Ok(stream)
+        // The files are kept once the scan has read them through: one stopped early (a
+        // `LIMIT`, a failed query) leaves them as they were, so that a peek at a large
+        // table does not decode it whole.
+        if config.limit.is_some() {
+            return Ok(stream);
+        }
+        let (cache, columns) = (self.cache.clone(), self.columns.clone());
+        let kept = futures::stream::once(async move { cache.fill(store, files, columns, size) })
+            .filter_map(|()| async { None });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream.chain(kept),
+        )))
     }
 }
 

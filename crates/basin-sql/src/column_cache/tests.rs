@@ -105,14 +105,9 @@ async fn answer(ctx: &SessionContext, sql: &str, cache: Option<&Arc<ColumnCache>
 
 /// Waits for the fills the scans started to end.
 async fn settled(cache: &ColumnCache) {
-    for _ in 0..500 {
-        let filling = cache.kept.as_ref().unwrap().filling.lock().unwrap().len();
-        if filling == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the column cache's fills did not end");
+    tokio::time::timeout(Duration::from_secs(5), cache.settled())
+        .await
+        .expect("the column cache's fills did not end");
 }
 
 const QUERIES: [&str; 6] = [
@@ -187,6 +182,32 @@ async fn kept_columns_answer_as_the_files_do() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_stopped_early_keeps_nothing() {
+    let (_dir, ctx) = table().await;
+    let cache = Arc::new(ColumnCache::new(64 << 20));
+    // A limit the scan itself applies, and one above a scan the limit stops early.
+    for sql in [
+        "SELECT id, name FROM t LIMIT 3",
+        "SELECT id FROM t WHERE name LIKE 'customer%' LIMIT 2",
+    ] {
+        for _ in 0..2 {
+            assert!(answer(&ctx, sql, Some(&cache)).await.lines().count() >= 5);
+            settled(&cache).await;
+        }
+    }
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.fills, stats.columns, stats.hits),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    // Read through, the same columns are kept.
+    answer(&ctx, "SELECT id, name FROM t", Some(&cache)).await;
+    settled(&cache).await;
+    assert_eq!(cache.stats().fills, 4, "{:?}", cache.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_of_nothing_leaves_the_plan_and_a_full_one_shows_in_it() {
     let (_dir, ctx) = table().await;
     let plan = planned(&ctx, QUERIES[1]).await;
@@ -238,4 +259,76 @@ async fn columns_over_a_quarter_of_the_cache_are_refused_and_read_from_the_files
     let stats = cache.stats();
     assert_eq!((stats.fills, stats.refusals), (2, 0), "{stats:?}");
     assert!(stats.hits > 0 && stats.bytes > 2 * (128 << 10), "{stats:?}");
+}
+
+/// A cache of 64 MiB that also keeps its columns in `dir`, up to `disk` bytes.
+fn on_disk(dir: &std::path::Path, disk: u64) -> Arc<ColumnCache> {
+    Arc::new(ColumnCache::new(64 << 20).with_disk(super::disk::Disk::open(dir, disk)))
+}
+
+/// The kept columns' files in `dir`, and their bytes.
+fn kept_files(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, u64) {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
+        .collect();
+    let bytes = files.iter().map(|p| p.metadata().unwrap().len()).sum();
+    (files, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_kept_on_disk_answer_the_next_process() {
+    let (_dir, ctx) = table().await;
+    let columns = tempfile::tempdir().unwrap();
+    let first = on_disk(columns.path(), 64 << 20);
+    let mut expected = Vec::new();
+    for sql in QUERIES {
+        expected.push(answer(&ctx, sql, None).await);
+        answer(&ctx, sql, Some(&first)).await;
+        settled(&first).await;
+    }
+    let stats = first.stats();
+    assert!(stats.disk_stores >= 5 && stats.disk_loads == 0, "{stats:?}");
+    let (files, bytes) = kept_files(columns.path());
+    assert_eq!(files.len() as u64, stats.disk_stores);
+    assert!(
+        bytes > 10_000 && stats.disk_bytes == bytes,
+        "{bytes}, {stats:?}"
+    );
+
+    // A new cache over the same folder (the next process) reads them, decoding nothing.
+    let next = on_disk(columns.path(), 64 << 20);
+    for (sql, expected) in QUERIES.iter().zip(&expected) {
+        assert_eq!(&answer(&ctx, sql, Some(&next)).await, expected, "{sql}");
+        settled(&next).await;
+    }
+    let stats = next.stats();
+    assert!(stats.disk_loads >= 5 && stats.hits > 0, "{stats:?}");
+    // Only `v` of the second file, which it lacks, is tried again (and refused).
+    assert_eq!((stats.fills, stats.refusals), (0, 1), "{stats:?}");
+
+    // A file that does not read back is removed, and the scan reads the data files.
+    for file in &files {
+        let mut bytes = std::fs::read(file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes.truncate(middle);
+        std::fs::write(file, bytes).unwrap();
+    }
+    // (A fill leaves a column it finds on disk, so one scan may find a broken file that
+    // an earlier scan did not try, and the next decode it: twice over the queries.)
+    let broken = on_disk(columns.path(), 64 << 20);
+    for (sql, expected) in QUERIES.iter().chain(&QUERIES).zip(expected.iter().cycle()) {
+        assert_eq!(&answer(&ctx, sql, Some(&broken)).await, expected, "{sql}");
+        settled(&broken).await;
+    }
+    let stats = broken.stats();
+    assert_eq!(stats.disk_loads, 0, "{stats:?}");
+    assert!(
+        stats.fills >= 5 && stats.disk_stores == stats.fills,
+        "{stats:?}"
+    );
+    let (again, _) = kept_files(columns.path());
+    assert_eq!(again.len(), files.len());
+    assert!(again.iter().all(|f| f.metadata().unwrap().len() > 100));
 }

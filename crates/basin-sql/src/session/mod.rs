@@ -206,7 +206,9 @@ impl Session {
 
     /// Makes this session's scans read columns the process keeps decoded, and keep those it
     /// decodes (`[sql] column_cache`, see [`crate::column_cache`]): for the doors of a
-    /// process that lives on (a server). Off unless asked for.
+    /// process that lives on (a server), and a command's query where they are kept on disk
+    /// for the next process too ([`crate::Engine::keeps_columns_on_disk`]). Off unless
+    /// asked for.
     pub fn with_kept_columns(mut self, on: bool) -> Self {
         self.kept_columns = on;
         self
