@@ -76,8 +76,8 @@ pub(crate) struct Disk {
     /// Bytes in the folder at its last sweep, and written by this process since.
     swept: AtomicU64,
     written: AtomicU64,
-    pub(super) loads: AtomicU64,
-    pub(super) stores: AtomicU64,
+    loads: AtomicU64,
+    stores: AtomicU64,
 }
 
 /// A row group as a file lists it: where it begins in the data file, its rows, its
@@ -102,8 +102,14 @@ impl Disk {
         })
     }
 
-    pub(super) fn limit(&self) -> u64 {
-        self.limit
+    /// Its bound, its bytes (below), and the columns read from it and written to it.
+    pub(super) fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.limit,
+            self.bytes(),
+            self.loads.load(Ordering::Relaxed),
+            self.stores.load(Ordering::Relaxed),
+        )
     }
 
     /// The folder's bytes as this process last counted them, and written since.

@@ -236,6 +236,8 @@ impl ColumnCache {
             kept.columns.run_pending_tasks();
             (kept.columns.weighted_size(), kept.columns.entry_count())
         });
+        let (disk_limit, disk_bytes, disk_loads, disk_stores) =
+            self.disk.as_ref().map_or((0, 0, 0, 0), disk::Disk::counts);
         ColumnCacheStats {
             limit: self.limit,
             bytes,
@@ -244,16 +246,10 @@ impl ColumnCache {
             misses: self.misses.load(Ordering::Relaxed),
             fills: self.fills.load(Ordering::Relaxed),
             refusals: self.refusals.load(Ordering::Relaxed),
-            disk_limit: self.disk.as_ref().map_or(0, disk::Disk::limit),
-            disk_bytes: self.disk.as_ref().map_or(0, disk::Disk::bytes),
-            disk_loads: self
-                .disk
-                .as_ref()
-                .map_or(0, |d| d.loads.load(Ordering::Relaxed)),
-            disk_stores: self
-                .disk
-                .as_ref()
-                .map_or(0, |d| d.stores.load(Ordering::Relaxed)),
+            disk_limit,
+            disk_bytes,
+            disk_loads,
+            disk_stores,
         }
     }
 
